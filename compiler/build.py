@@ -1,0 +1,333 @@
+"""Stage 2: syntax tree -> IR. Names are resolved, `fn` calls inlined, built-in calls lowered.
+
+Each `graph` becomes one `Graph` whose nodes are still untyped: the shape pass types them. A call
+to a `fn` binds each argument through a `bind` node that carries the `fn`'s declared shape in
+fresh dimension symbols, so the shape pass can unify the `fn`'s dimensions per call site.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+from dataclasses import dataclass, field, replace
+
+from . import syntax as s
+from .diagnostics import CompileError, Loc, error
+from .dims import Dim
+from .ir import Graph, Node, Param, Type, at, const, untyped
+from .ops import PLANNED
+
+UNARY_BUILTINS = ("exp", "log", "sqrt", "tanh", "sigmoid", "relu")
+BUILTINS = frozenset(UNARY_BUILTINS + ("sum", "mean", "transpose", "reshape")) | PLANNED
+
+_fresh = itertools.count(1)
+
+
+@dataclass
+class _Scope:
+    """What names mean inside one graph or one inlined `fn` call."""
+
+    fn: str | None  # the fn being inlined, None in a graph body
+    vars: dict[str, Node]
+    dims: dict[str, Dim]
+    depth: int = 0
+    stack: tuple[str, ...] = ()
+
+
+@dataclass
+class _Builder:
+    module: dict[str, s.Definition]
+    nodes: list[Node] = field(default_factory=list)
+    hints: dict[Node, tuple[int, str]] = field(default_factory=dict)
+
+    def node(self, op: str, *args: Node, **attrs) -> Node:
+        n = untyped(op, *args, **attrs)
+        self.nodes.append(n)
+        return n
+
+    def leaf(self, n: Node) -> Node:
+        self.nodes.append(n)
+        return n
+
+    def name(self, n: Node, hint: str, depth: int) -> None:
+        """Remember a source name for a value; names from outer scopes win over a `fn`'s own."""
+        if n.op in ("param", "const", "dim", "bind"):
+            return
+        if n not in self.hints or depth < self.hints[n][0]:
+            self.hints[n] = (depth, hint)
+
+    # -- statements -----------------------------------------------------------------------
+
+    def body(self, d: s.Definition, scope: _Scope) -> tuple[Node, ...]:
+        for stmt in d.body:
+            value = self.expr(stmt.value, scope)
+            if not isinstance(value, Node):
+                raise error(self.loc(stmt.value.loc, scope), "a tuple is not a value; give one expression")
+            # A fn's own names are prefixed by the fn, so `out` in `affine` reads `affine_out`.
+            self.name(value, f"{scope.fn}_{stmt.target}" if scope.fn else stmt.target, scope.depth)
+            scope.vars[stmt.target] = value
+        outputs = []
+        for out in d.outputs:
+            if out not in scope.vars:
+                raise error(
+                    self.loc(d.outputs_loc, scope),
+                    f"output '{out}' is never assigned in {d.kind} '{d.name}'{_suggest(out, scope.vars)}",
+                )
+            outputs.append(scope.vars[out])
+        return tuple(outputs)
+
+    def loc(self, loc: Loc, scope: _Scope) -> Loc:
+        return Loc(loc.line, loc.col, scope.fn) if scope.fn else loc
+
+    # -- expressions ----------------------------------------------------------------------
+
+    def expr(self, e: s.Expr, scope: _Scope):
+        with at(self.loc(e.loc, scope)):
+            return self._expr(e, scope)
+
+    def _expr(self, e: s.Expr, scope: _Scope):
+        here = self.loc(e.loc, scope)
+        match e:
+            case s.Name(id=name):
+                if name in scope.vars:
+                    return scope.vars[name]
+                if name in scope.dims:
+                    return self.leaf(self._dim_node(scope.dims[name]))
+                raise error(here, f"unknown name '{name}'{_suggest(name, {**scope.vars, **scope.dims})}")
+            case s.Number(value=v) | s.Bool(value=v):
+                return self.leaf(const(v))
+            case s.String():
+                raise error(here, "a string can only be an einsum spec")
+            case s.Tuple(items=items):
+                return tuple(self.expr(i, scope) for i in items)
+            case s.Unary(operand=x):
+                return self.node("neg", self.value(x, scope))
+            case s.Binary(op=op, left=a, right=b):
+                return self.node(op, self.value(a, scope), self.value(b, scope))
+            case s.Attribute(value=x, attr="T"):
+                return self.node("transpose", self.value(x, scope), axes=None)
+            case s.Attribute(attr=attr):
+                raise error(here, f"unknown attribute '.{attr}'; the only one is '.T'")
+            case s.Index():
+                raise error(here, "indexing and slicing are not supported yet")
+            case s.Call():
+                return self.call(e, scope)
+        raise error(here, "unsupported expression")  # pragma: no cover
+
+    def value(self, e: s.Expr, scope: _Scope) -> Node:
+        v = self.expr(e, scope)
+        if not isinstance(v, Node):
+            raise error(self.loc(e.loc, scope), "a tuple is not a value here")
+        return v
+
+    def _dim_node(self, dim: Dim) -> Node:
+        return Node("dim", (), (("dim", dim),), Type("int", (), True), loc=None)
+
+    def static(self, e: s.Expr, scope: _Scope, what: str):
+        """A compile-time argument: an integer, a dimension expression, a boolean or a tuple."""
+        here = self.loc(e.loc, scope)
+        match e:
+            case s.Number(value=int(v)):
+                return v
+            case s.Bool(value=v):
+                return v
+            case s.Unary(operand=x):
+                v = self.static(x, scope, what)
+                if isinstance(v, (int, Dim)) and not isinstance(v, bool):
+                    return -v
+            case s.Tuple(items=items):
+                return tuple(self.static(i, scope, what) for i in items)
+            case s.Name(id=name) if name in scope.dims:
+                return scope.dims[name]
+            case s.Binary(op=("add" | "sub" | "mul") as op, left=a, right=b):
+                x, y = self.static(a, scope, what), self.static(b, scope, what)
+                if isinstance(x, (int, Dim)) and isinstance(y, (int, Dim)):
+                    x, y = Dim.of(x), Dim.of(y)
+                    return x + y if op == "add" else x - y if op == "sub" else x * y
+        raise error(here, f"{what} must be known at compile time (integers and dimension names)")
+
+    def call(self, e: s.Call, scope: _Scope) -> Node:
+        here = self.loc(e.loc, scope)
+        if not isinstance(e.func, s.Name):
+            raise error(here, "only named functions can be called")
+        name = e.func.id
+        if name in self.module and self.module[name].kind == "fn":
+            return self.inline(self.module[name], e, scope)
+        if name in self.module:
+            raise error(here, f"'{name}' is a graph; only fn definitions can be called")
+        if name not in BUILTINS:
+            known = set(BUILTINS) | {n for n, d in self.module.items() if d.kind == "fn"}
+            raise error(here, f"unknown function '{name}'{_suggest(name, known)}")
+        if name in PLANNED:
+            raise error(here, f"'{name}' is not supported yet")
+        if name in UNARY_BUILTINS:
+            (x,) = self.arguments(e, scope, ("x",), {})
+            return self.node(name, self.value(x, scope))
+        if name in ("sum", "mean"):
+            x, axis, keepdims = self.arguments(e, scope, ("x",), {"axis": None, "keepdims": None})
+            attrs = {
+                "axis": None if axis is None else self.static(axis, scope, "axis"),
+                "keepdims": False if keepdims is None else self.static(keepdims, scope, "keepdims"),
+            }
+            if isinstance(attrs["axis"], Dim) or (
+                isinstance(attrs["axis"], tuple) and any(isinstance(a, Dim) for a in attrs["axis"])
+            ):
+                raise error(self.loc(axis.loc, scope), "axis must be an integer or a tuple of integers")
+            return self.node(name, self.value(x, scope), **attrs)
+        if name == "transpose":
+            x, axes = self.arguments(e, scope, ("x",), {"axes": None})
+            axes = None if axes is None else self.static(axes, scope, "axes")
+            if axes is not None and not (
+                isinstance(axes, tuple) and all(isinstance(a, int) for a in axes)
+            ):
+                raise error(here, "transpose: axes must be a tuple of integers")
+            return self.node("transpose", self.value(x, scope), axes=axes)
+        if name == "reshape":
+            x, shape = self.arguments(e, scope, ("x", "shape"), {})
+            sizes = self.static(shape, scope, "the new shape")
+            sizes = sizes if isinstance(sizes, tuple) else (sizes,)
+            if any(isinstance(d, bool) or not isinstance(d, (int, Dim)) for d in sizes):
+                raise error(self.loc(shape.loc, scope), "reshape: sizes must be integers or dimensions")
+            if any(Dim.of(d).is_const and Dim.of(d).value < 0 for d in sizes):
+                raise error(self.loc(shape.loc, scope), "reshape: sizes must not be negative")
+            return self.node("reshape", self.value(x, scope), shape=tuple(Dim.of(d) for d in sizes))
+        raise AssertionError(name)  # pragma: no cover
+
+    def arguments(self, e: s.Call, scope: _Scope, required: tuple[str, ...], optional: dict):
+        """Match a call's arguments to a built-in's signature, in order."""
+        names = required + tuple(optional)
+        fname = e.func.id
+        if len(e.args) > len(names):
+            raise error(
+                self.loc(e.args[len(names)].loc, scope),
+                f"{fname}() takes at most {len(names)} argument(s)",
+            )
+        bound = dict(zip(names, e.args))
+        for kw in e.kwargs:
+            if kw.name not in names:
+                raise error(
+                    self.loc(kw.loc, scope),
+                    f"{fname}() has no argument '{kw.name}'{_suggest(kw.name, names)}",
+                )
+            if kw.name in bound:
+                raise error(self.loc(kw.loc, scope), f"{fname}() got '{kw.name}' twice")
+            bound[kw.name] = kw.value
+        for r in required:
+            if r not in bound:
+                raise error(self.loc(e.loc, scope), f"{fname}() needs the argument '{r}'")
+        return [bound.get(n, optional.get(n)) for n in names]
+
+    def inline(self, d: s.Definition, e: s.Call, scope: _Scope) -> Node:
+        here = self.loc(e.loc, scope)
+        if d.name in scope.stack:
+            raise error(here, f"fn '{d.name}' calls itself (through {' -> '.join(scope.stack)}); recursion is not allowed")
+        if e.kwargs:
+            raise error(self.loc(e.kwargs[0].loc, scope), f"fn '{d.name}' takes its arguments by position")
+        if len(e.args) != len(d.params):
+            raise error(here, f"fn '{d.name}' takes {len(d.params)} argument(s), got {len(e.args)}")
+        k = next(_fresh)
+        dims = {
+            name: Dim.of(f"{d.name}.{name}#{k}")
+            for p in d.params
+            for name in p.dims
+            if isinstance(name, str)
+        }
+        inner = _Scope(d.name, {}, dims, scope.depth + 1, scope.stack + (d.name,))
+        for p, arg in zip(d.params, e.args):
+            value = self.value(arg, scope)
+            with at(self.loc(arg.loc, scope)):
+                inner.vars[p.name] = self.node(
+                    "bind", value, shape=tuple(Dim.of(x) if isinstance(x, int) else dims[x] for x in p.dims),
+                    dtype=p.dtype, param=p.name, fn=d.name,
+                )
+        (out, *more) = self.body(d, inner)
+        if more:
+            raise error(here, f"fn '{d.name}' returns {len(d.outputs)} values; a call must return one")
+        return out
+
+
+def _suggest(name: str, known) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _check_definition(d: s.Definition) -> None:
+    seen: dict[str, Loc] = {}
+    for p in d.params:
+        if p.name in seen:
+            raise error(p.loc, f"parameter '{p.name}' is declared twice")
+        seen[p.name] = p.loc
+    if len(set(d.outputs)) != len(d.outputs):
+        raise error(d.outputs_loc, "an output is named twice")
+
+
+def build_ir(module: s.Module, source: str = "") -> list[Graph]:
+    """Resolve names and inline `fn`s; one untyped `Graph` per `graph` definition."""
+    defs: dict[str, s.Definition] = {}
+    for d in module.definitions:
+        if d.name in defs:
+            raise error(d.loc, f"'{d.name}' is defined twice")
+        _check_definition(d)
+        defs[d.name] = d
+    graphs = []
+    for d in module.definitions:
+        if d.kind == "graph":
+            graphs.append(_build_graph(d, defs, source))
+    return graphs
+
+
+def _build_graph(d: s.Definition, defs, source: str) -> Graph:
+    b = _Builder(defs)
+    dims = {x: Dim.of(x) for p in d.params for x in p.dims if isinstance(x, str)}
+    scope = _Scope(None, {}, dims)
+    params, inputs = [], []
+    for i, p in enumerate(d.params):
+        param = Param(p.name, p.dtype, p.dims, p.loc)
+        shape = tuple(Dim.of(x) for x in p.dims)
+        with at(p.loc):
+            n = b.leaf(
+                replace(untyped("param", hint=p.name, name=p.name, index=i), type=Type(p.dtype, shape))
+            )
+        params.append(param)
+        inputs.append(n)
+        scope.vars[p.name] = n
+    outputs = b.body(d, scope)
+
+    floats = [p.name for p in d.params if p.dtype == "float"]
+    if d.wrt is None:
+        wrt = tuple(floats)
+    else:
+        wrt = []
+        for name, loc in d.wrt:
+            if name in wrt:
+                raise error(loc, f"'{name}' is listed twice after wrt")
+            if name not in {p.name for p in d.params}:
+                known = [p.name for p in d.params]
+                raise error(loc, f"wrt: '{name}' is not a parameter of graph '{d.name}'{_suggest(name, known)}")
+            if name not in floats:
+                raise error(loc, f"wrt: '{name}' is an integer parameter and cannot be differentiated")
+            wrt.append(name)
+        wrt = tuple(wrt)
+
+    # Give each value its source name, now that every statement has been seen.
+    mapping: dict[Node, Node] = {}
+    nodes = []
+    for n in b.nodes:
+        args = tuple(mapping[a] for a in n.args)
+        hint = b.hints.get(n, (0, n.hint))[1]
+        m = n if args == n.args and hint == n.hint else replace(n, args=args, hint=hint)
+        mapping[n] = m
+        nodes.append(m)
+    if len(set(d.outputs)) != len(d.outputs):  # pragma: no cover - checked above
+        raise CompileError([])
+    return Graph(
+        name=d.name,
+        loc=d.loc,
+        params=tuple(params),
+        inputs=tuple(mapping[n] for n in inputs),
+        output_names=d.outputs,
+        outputs=tuple(mapping[n] for n in outputs),
+        wrt=wrt,
+        nodes=tuple(nodes),
+        source=source,
+    )

@@ -1,0 +1,283 @@
+"""The intermediate representation: a small, typed, immutable graph of tensor operations.
+
+A `Node` is one operation applied to other nodes. Nodes are frozen and compared by identity, so a
+graph is a DAG that passes rebuild rather than mutate. The backward pass is ordinary IR made of the
+same operations, which is what lets the optimizer run over it and autodiff run over it again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .diagnostics import Loc
+from .dims import Dim, Shape, show_shape
+
+
+@dataclass(frozen=True)
+class Type:
+    """What a value is: `float`, `int` or `bool` elements, a symbolic shape, and whether it is a
+    plain Python number known from constants and dimensions alone (weakly typed, like `2` or `d`)."""
+
+    dtype: str
+    shape: Shape
+    static: bool = False
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __str__(self) -> str:
+        prefix = "" if self.dtype == "float" else self.dtype
+        return prefix + show_shape(self.shape)
+
+
+class ShapeError(Exception):
+    """Raised by a shape rule; the pass that called it adds the source location."""
+
+
+Attrs = tuple[tuple[str, Any], ...]
+
+
+@dataclass(frozen=True, eq=False)
+class Node:
+    """One operation. `attrs` are static arguments (axes, shapes, constants), kept sorted by name."""
+
+    op: str
+    args: tuple[Node, ...]
+    attrs: Attrs = ()
+    type: Type | None = None
+    hint: str | None = None  # a name for the value, from the source or from autodiff (`dW`)
+    loc: Loc | None = None
+
+    def attr(self, key: str, default: Any = None) -> Any:
+        for k, v in self.attrs:
+            if k == key:
+                return v
+        return default
+
+    @property
+    def kw(self) -> dict[str, Any]:
+        return dict(self.attrs)
+
+    @property
+    def shape(self) -> Shape:
+        return self.type.shape
+
+    @property
+    def ndim(self) -> int:
+        return len(self.type.shape)
+
+    @property
+    def dtype(self) -> str:
+        return self.type.dtype
+
+    def __repr__(self) -> str:
+        attrs = "".join(f", {k}={v!r}" for k, v in self.attrs)
+        return f"<{self.op}{attrs} {self.type} @{id(self) % 10000}>"
+
+    # Arithmetic builds IR, so adjoint rules read like the math they implement.
+    def __add__(self, other):
+        return make("add", self, other)
+
+    def __radd__(self, other):
+        return make("add", other, self)
+
+    def __sub__(self, other):
+        return make("sub", self, other)
+
+    def __rsub__(self, other):
+        return make("sub", other, self)
+
+    def __mul__(self, other):
+        return make("mul", self, other)
+
+    def __rmul__(self, other):
+        return make("mul", other, self)
+
+    def __truediv__(self, other):
+        return make("div", self, other)
+
+    def __rtruediv__(self, other):
+        return make("div", other, self)
+
+    def __matmul__(self, other):
+        return make("matmul", self, other)
+
+    def __pow__(self, other):
+        return make("pow", self, other)
+
+    def __neg__(self):
+        return make("neg", self)
+
+    @property
+    def T(self) -> Node:  # noqa: N802 - NumPy's name
+        return make("transpose", self, axes=tuple(reversed(range(self.ndim))))
+
+    @property
+    def mT(self) -> Node:  # noqa: N802 - NumPy's name
+        axes = list(range(self.ndim))
+        axes[-2:] = axes[-1], axes[-2]
+        return make("transpose", self, axes=tuple(axes))
+
+
+@dataclass(frozen=True)
+class OpDef:
+    """Everything about one operation, side by side: its shape rule, its NumPy emission, its adjoint.
+
+    - `infer(*arg_types, **attrs)` returns the result `Type`, or `(Type, attrs)` when it normalizes
+      the attributes (negative axes, say); it raises `ShapeError` on a mismatch.
+    - `emit(ctx, *args, **attrs)` returns the NumPy `Code` for the operation on emitted arguments.
+    - `adjoint(g, out, *args, **attrs)` returns one gradient (a Node, or None) per argument, built
+      from the same operations; a gradient may keep `out`'s broadcast shape, autodiff reduces it.
+    """
+
+    name: str
+    infer: Callable[..., Any]
+    emit: Callable[..., Any]
+    adjoint: Callable[..., tuple] | None = None
+    elementwise: bool = False
+    doc: str = ""
+
+
+OPS: dict[str, OpDef] = {}
+
+_loc: contextvars.ContextVar[Loc | None] = contextvars.ContextVar("loc", default=None)
+
+
+@contextlib.contextmanager
+def at(loc: Loc | None):
+    """Nodes made inside this block carry `loc`: a backward node points at its forward line."""
+    token = _loc.set(loc)
+    try:
+        yield
+    finally:
+        _loc.reset(token)
+
+
+def const(value: int | float | bool) -> Node:
+    dtype = "bool" if isinstance(value, bool) else "int" if isinstance(value, int) else "float"
+    return Node("const", (), (("value", value),), Type(dtype, (), static=True), loc=_loc.get())
+
+
+def as_node(x: Node | int | float | bool) -> Node:
+    return x if isinstance(x, Node) else const(x)
+
+
+def make(op: str, *args: Node | int | float, hint: str | None = None, **attrs: Any) -> Node:
+    """Apply `op` to typed arguments: its shape rule gives the result's type."""
+    args = tuple(as_node(a) for a in args)
+    result = OPS[op].infer(*(a.type for a in args), **attrs)
+    if isinstance(result, tuple):
+        result, attrs = result
+    return Node(op, args, tuple(sorted(attrs.items())), result, hint, _loc.get())
+
+
+def untyped(op: str, *args: Node, hint: str | None = None, **attrs: Any) -> Node:
+    """A node whose type the shape pass will infer (used while building IR from syntax)."""
+    return Node(op, args, tuple(sorted(attrs.items())), None, hint, _loc.get())
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    dtype: str  # "float" or "int"
+    dims: tuple[str | int, ...]  # as declared
+    loc: Loc
+
+
+@dataclass(frozen=True)
+class Graph:
+    """One `graph` definition. `nodes` lists every node in a topological order; after autodiff,
+    `douts` are the upstream-gradient inputs and `grads` the gradients, aligned with `wrt`."""
+
+    name: str
+    loc: Loc
+    params: tuple[Param, ...]
+    inputs: tuple[Node, ...]
+    output_names: tuple[str, ...]
+    outputs: tuple[Node, ...]
+    wrt: tuple[str, ...]
+    nodes: tuple[Node, ...]
+    douts: tuple[Node, ...] = ()
+    grads: tuple[Node, ...] = ()
+    source: str = field(default="", repr=False)
+
+    @property
+    def roots(self) -> tuple[Node, ...]:
+        return self.outputs + self.grads
+
+
+def schedule(preferred: Iterable[Node], roots: Iterable[Node]) -> tuple[Node, ...]:
+    """The nodes reachable from `roots`, in a topological order that follows `preferred` where the
+    dependencies allow (so rebuilt graphs keep their reading order)."""
+    roots = list(roots)
+    live: set[Node] = set()
+    stack = list(roots)
+    while stack:
+        n = stack.pop()
+        if n not in live:
+            live.add(n)
+            stack.extend(n.args)
+    order: list[Node] = []
+    placed: set[Node] = set()
+
+    def place(node: Node) -> None:
+        work = [(node, False)]
+        while work:
+            n, expanded = work.pop()
+            if n in placed:
+                continue
+            if expanded:
+                placed.add(n)
+                order.append(n)
+                continue
+            work.append((n, True))
+            work.extend((a, False) for a in reversed(n.args) if a not in placed)
+
+    for n in preferred:
+        if n in live:
+            place(n)
+    for r in roots:
+        place(r)
+    return tuple(order)
+
+
+def rewrite(graph: Graph, fn: Callable[[Node, tuple[Node, ...]], Node]) -> Graph:
+    """Rebuild `graph` bottom-up: `fn(node, new_args)` returns the node's replacement. Nodes that
+    nothing reachable from the outputs and gradients uses are dropped."""
+    mapping: dict[Node, Node] = {}
+    order = []
+    for n in graph.nodes:
+        m = fn(n, tuple(mapping.get(a, a) for a in n.args))
+        mapping[n] = m
+        order.append(m)
+
+    def get(n: Node) -> Node:
+        return mapping.get(n, n)
+
+    outputs = tuple(get(n) for n in graph.outputs)
+    grads = tuple(get(n) for n in graph.grads)
+    keep = tuple(get(n) for n in graph.inputs + graph.douts)
+    nodes = schedule(order, outputs + grads + keep)
+    return replace(
+        graph,
+        nodes=nodes,
+        outputs=outputs,
+        grads=grads,
+        inputs=tuple(get(n) for n in graph.inputs),
+        douts=tuple(get(n) for n in graph.douts),
+    )
+
+
+def with_args(node: Node, args: tuple[Node, ...]) -> Node:
+    """`node` with new arguments of the same types (the identity when nothing changed)."""
+    if args == node.args:
+        return node
+    return replace(node, args=args)
+
+
+__all__ = ["Dim", "Graph", "Node", "OpDef", "OPS", "Param", "ShapeError", "Type", "at", "make"]

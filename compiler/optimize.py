@@ -1,0 +1,272 @@
+"""Stage 5: optimize forward and backward together.
+
+Small named rewrites, each stated in its docstring, are applied bottom-up until nothing changes;
+common subexpressions are shared, and whatever the outputs and gradients do not need is dropped.
+A last step makes every gradient a fresh array of exactly its parameter's shape and dtype.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Callable
+from dataclasses import replace
+
+from .ir import OPS, Graph, Node, at, const, make, rewrite
+
+Rule = Callable[[Node], Node | None]
+RULES: list[Rule] = []
+
+
+def rule(fn: Rule) -> Rule:
+    RULES.append(fn)
+    return fn
+
+
+def _is_const(n: Node, value=None) -> bool:
+    return n.op == "const" and (value is None or n.attr("value") == value)
+
+
+def _same_type(a: Node, b: Node) -> bool:
+    return a.type.shape == b.type.shape and a.type.dtype == b.type.dtype
+
+
+_FOLD = {
+    "add": operator.add, "sub": operator.sub, "mul": operator.mul, "div": operator.truediv,
+    "pow": operator.pow, "neg": operator.neg, "exp": math.exp, "log": math.log,
+    "sqrt": math.sqrt, "tanh": math.tanh, "lt": operator.lt, "le": operator.le,
+    "gt": operator.gt, "ge": operator.ge, "eq": operator.eq, "ne": operator.ne,
+}
+
+
+@rule
+def fold_constants(n: Node) -> Node | None:
+    """op(c1, c2) -> c, for arithmetic on literal numbers."""
+    if n.op in _FOLD and n.args and all(_is_const(a) for a in n.args):
+        try:
+            value = _FOLD[n.op](*(a.attr("value") for a in n.args))
+        except (ArithmeticError, ValueError):
+            return None
+        if isinstance(value, complex) or (isinstance(value, float) and not math.isfinite(value)):
+            return None
+        if n.op == "div" or n.type.dtype == "float":
+            value = float(value)
+        return const(value)
+    return None
+
+
+@rule
+def multiply_by_one(n: Node) -> Node | None:
+    """x * 1 -> x, 1 * x -> x, x / 1 -> x, x ** 1 -> x."""
+    if n.op in ("mul", "div", "pow"):
+        a, b = n.args
+        if _is_const(b, 1) and _same_type(a, n):
+            return a
+        if n.op == "mul" and _is_const(a, 1) and _same_type(b, n):
+            return b
+    return None
+
+
+@rule
+def add_zero(n: Node) -> Node | None:
+    """x + 0 -> x, 0 + x -> x, x - 0 -> x, 0 - x -> -x."""
+    if n.op in ("add", "sub"):
+        a, b = n.args
+        if _is_const(b, 0) and _same_type(a, n):
+            return a
+        if _is_const(a, 0) and b.shape == n.shape:
+            return b if n.op == "add" and _same_type(b, n) else make("neg", b)
+    return None
+
+
+@rule
+def double_negation(n: Node) -> Node | None:
+    """-(-x) -> x."""
+    if n.op == "neg" and n.args[0].op == "neg":
+        return n.args[0].args[0]
+    return None
+
+
+@rule
+def subtract_negation(n: Node) -> Node | None:
+    """a + (-b) -> a - b, (-a) + b -> b - a, a - (-b) -> a + b."""
+    if n.op in ("add", "sub"):
+        a, b = n.args
+        if b.op == "neg":
+            return make("sub" if n.op == "add" else "add", a, b.args[0])
+        if n.op == "add" and a.op == "neg":
+            return make("sub", b, a.args[0])
+    return None
+
+
+@rule
+def add_to_itself(n: Node) -> Node | None:
+    """g + g -> 2 * g."""
+    if n.op == "add" and n.args[0] is n.args[1]:
+        return make("mul", 2, n.args[0])
+    return None
+
+
+@rule
+def constant_first(n: Node) -> Node | None:
+    """x * c -> c * x, so that equal products look alike and read like math (`2 * x`)."""
+    if n.op == "mul" and _is_const(n.args[1]) and not _is_const(n.args[0]):
+        return make("mul", n.args[1], n.args[0])
+    return None
+
+
+@rule
+def combine_constant_factors(n: Node) -> Node | None:
+    """c1 * (c2 * x) -> (c1 * c2) * x."""
+    if n.op == "mul" and _is_const(n.args[0]) and n.args[1].op == "mul" and _is_const(n.args[1].args[0]):
+        c = n.args[0].attr("value") * n.args[1].args[0].attr("value")
+        return make("mul", c, n.args[1].args[1])
+    return None
+
+
+@rule
+def compose_transposes(n: Node) -> Node | None:
+    """transpose(transpose(x, p), q) -> transpose(x, p[q]); an identity permutation -> x."""
+    if n.op != "transpose":
+        return None
+    axes, x = n.attr("axes"), n.args[0]
+    if x.op == "transpose":
+        inner = x.attr("axes")
+        axes, x = tuple(inner[a] for a in axes), x.args[0]
+    if axes == tuple(range(len(axes))):
+        return x
+    return make("transpose", x, axes=axes) if x is not n.args[0] else None
+
+
+@rule
+def collapse_reshapes(n: Node) -> Node | None:
+    """reshape(reshape(x)) -> reshape(x); a reshape to the same shape -> x."""
+    if n.op != "reshape":
+        return None
+    x = n.args[0]
+    while x.op == "reshape":
+        x = x.args[0]
+    if x.shape == n.shape:
+        return x
+    return make("reshape", x, shape=n.shape) if x is not n.args[0] else None
+
+
+@rule
+def broadcast_implicitly(n: Node) -> Node | None:
+    """f(broadcast_to(y), z) -> f(y, z) for elementwise f, when NumPy's broadcasting gives the
+    same result shape anyway; likewise for a reshape that only adds leading size-1 axes."""
+    if not OPS[n.op].elementwise:
+        return None
+    args = list(n.args)
+    for i, a in enumerate(args):
+        if a.op == "broadcast_to" or _leading_ones(a):
+            trial = args[:i] + [a.args[0]] + args[i + 1 :]
+            try:
+                candidate = make(n.op, *trial)
+            except Exception:  # noqa: BLE001 - any shape failure means the rewrite does not apply
+                continue
+            if candidate.shape == n.shape:
+                return candidate
+    return None
+
+
+def _leading_ones(n: Node) -> bool:
+    """A reshape that only puts size-1 axes in front, which NumPy's broadcasting does anyway."""
+    if n.op != "reshape":
+        return False
+    x = n.args[0]
+    k = n.ndim - x.ndim
+    return k >= 0 and n.shape[k:] == x.shape and all(d.is_const for d in n.shape[:k])
+
+
+@rule
+def useless_broadcast(n: Node) -> Node | None:
+    """broadcast_to(x, shape of x) -> x; a sum over no axes -> x."""
+    if n.op in ("broadcast_to", "sum") and _same_type(n.args[0], n):
+        if n.op == "broadcast_to" or not n.attr("axis"):
+            return n.args[0]
+    return None
+
+
+def _simplify(n: Node) -> Node:
+    for _ in range(100):
+        for r in RULES:
+            with at(n.loc):
+                m = r(n)
+            if m is not None:
+                if m.hint is None and n.hint is not None and m.op not in ("const", "param", "dim"):
+                    m = replace(m, hint=n.hint)
+                n = m
+                break
+        else:
+            return n
+    return n  # pragma: no cover - the rules terminate long before
+
+
+def _key(n: Node):
+    return (n.op, tuple(id(a) for a in n.args), repr(n.attrs), n.type)
+
+
+def simplify(graph: Graph) -> Graph:
+    """Apply the rewrites and share common subexpressions, until nothing changes."""
+    for _ in range(20):
+        seen: dict = {}
+        changed = False
+
+        def step(n: Node, args: tuple[Node, ...]) -> Node:
+            nonlocal changed
+            m = n if args == n.args else replace(n, args=args)
+            if m.op not in ("param", "dout"):
+                m = _simplify(m)
+            key = _key(m)
+            if key in seen and seen[key] is not m:
+                m = seen[key]
+            seen.setdefault(key, m)
+            changed |= m is not n
+            return m
+
+        graph = rewrite(graph, step)
+        if not changed:
+            break
+    return graph
+
+
+def finish_gradients(graph: Graph, *, cache_reused: bool) -> Graph:
+    """Each gradient becomes a fresh, writable array of its parameter's shape and dtype: a
+    broadcast or a plain number is filled into `full_like(param)`, and a value that the caller
+    or the cache also holds is copied."""
+    params = {n.attr("name"): n for n in graph.inputs}
+    forward: set[Node] = set()
+    stack = list(graph.outputs)
+    while stack:
+        n = stack.pop()
+        if n not in forward:
+            forward.add(n)
+            stack.extend(n.args)
+    grads, used = [], set()
+    for name, g in zip(graph.wrt, graph.grads):
+        p = params[name]
+        with at(g.loc):
+            if g.op == "broadcast_to":
+                g = make("full_like", p, g.args[0], hint=g.hint)
+            elif g.type.static or g.shape != p.shape:
+                g = make("full_like", p, g, hint=g.hint)
+            elif g.op in ("param", "dout") or g in graph.outputs or g in used or (
+                cache_reused and g in forward
+            ):
+                g = make("copy", g, hint="d" + name)
+        used.add(g)
+        grads.append(g)
+    return rewrite(replace(graph, grads=tuple(grads)), lambda n, args: n if args == n.args else replace(n, args=args))
+
+
+def optimize(graph: Graph, *, cache_reused: bool = True) -> Graph:
+    """Simplify, share and prune; then make the gradients safe to hand to the caller."""
+    return finish_gradients(simplify(graph), cache_reused=cache_reused)
+
+
+def seed_ones(graph: Graph) -> Graph:
+    """The graph with every upstream gradient set to 1: the backward of `g_grad`."""
+    ones = {d: const(1.0) for d in graph.douts}
+    g = rewrite(graph, lambda n, args: ones.get(n) or (n if args == n.args else replace(n, args=args)))
+    return replace(g, douts=())

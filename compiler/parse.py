@@ -1,0 +1,205 @@
+"""Stage 1: text -> syntax tree. A Lark LALR parser over `grammar/bp.lark`, positions kept."""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from . import syntax as s
+from .diagnostics import Loc, error
+
+_COMPARE = {"<": "lt", "<=": "le", ">": "gt", ">=": "ge", "==": "eq", "!=": "ne"}
+
+# How the parser's terminal names read in a message.
+_READABLE = {
+    "NAME": "a name", "INT": "an integer", "FLOAT": "a number", "STRING": "a string",
+    "_NL": "a newline", "$END": "the end of the file", "LPAR": "'('", "RPAR": "')'",
+    "LSQB": "'['", "RSQB": "']'", "LBRACE": "'{'", "RBRACE": "'}'", "COMMA": "','",
+    "COLON": "':'", "EQUAL": "'='", "PLUS": "'+'", "MINUS": "'-'", "STAR": "'*'",
+    "SLASH": "'/'", "AT": "'@'", "DOUBLESTAR": "'**'", "DOT": "'.'", "COMP_OP": "a comparison",
+    "INT_KW": "'int'", "TRUE": "'true'", "FALSE": "'false'", "GRAPH": "'graph'", "FN": "'fn'",
+    "WRT": "'wrt'", "__ANON_0": "'->'", "MORETHAN": "'>'",
+}
+
+
+class _DropBracketedNewlines:
+    """Post-lexer: a newline inside (), [] or {}-free brackets does not end a statement."""
+
+    always_accept = ("_NL",)
+
+    def process(self, stream):
+        depth = 0
+        for tok in stream:
+            if tok.type in ("LPAR", "LSQB"):
+                depth += 1
+            elif tok.type in ("RPAR", "RSQB"):
+                depth = max(depth - 1, 0)
+            elif tok.type == "_NL" and depth:
+                continue
+            yield tok
+
+
+@functools.cache
+def _parser() -> Lark:
+    grammar = resources.files("bpc.grammar").joinpath("bp.lark").read_text()
+    return Lark(grammar, parser="lalr", propagate_positions=True, postlex=_DropBracketedNewlines())
+
+
+def _loc(x) -> Loc:
+    return Loc(x.line, x.column) if isinstance(x, Token) else Loc(x.line, x.column)
+
+
+@v_args(meta=True)
+class _ToSyntax(Transformer):
+    def start(self, meta, items):
+        return s.Module(tuple(items))
+
+    def _definition(self, kind, meta, items):
+        name, params, outputs = items[0], items[1] or (), items[2]
+        wrt = items[3] if kind == "graph" else None
+        body, end = items[-1]
+        return s.Definition(
+            Loc(meta.line, meta.column), kind, str(name), tuple(params),
+            outputs[0], outputs[1], wrt, body, end,
+        )
+
+    def graph_def(self, meta, items):
+        return self._definition("graph", meta, items)
+
+    def fn_def(self, meta, items):
+        return self._definition("fn", meta, items)
+
+    def params(self, meta, items):
+        return tuple(p for p in items if p is not None)
+
+    def param(self, meta, items):
+        name, (dtype, dims) = items
+        return s.Param(_loc(name), str(name), dtype, tuple(d for d, _ in dims), tuple(l for _, l in dims))
+
+    def type(self, meta, items):
+        dtype = "int" if items and isinstance(items[0], Token) and items[0].type == "INT_KW" else "float"
+        return dtype, [d for d in items[1:] if d is not None]
+
+    def dim(self, meta, items):
+        (tok,) = items
+        return (int(tok) if tok.type == "INT" else str(tok)), _loc(tok)
+
+    def outputs(self, meta, items):
+        names = tuple(str(t) for t in items if t is not None)
+        return names, Loc(meta.line, meta.column)
+
+    def wrt(self, meta, items):
+        return tuple((str(t), _loc(t)) for t in items)
+
+    def block(self, meta, items):
+        return tuple(i for i in items if i is not None), Loc(meta.end_line, meta.end_column - 1)
+
+    def stmt(self, meta, items):
+        target, value = items
+        return s.Assign(_loc(target), str(target), value)
+
+    def _binary(op):
+        def rule(self, meta, items):
+            left, right = items
+            return s.Binary(Loc(meta.line, meta.column), op, left, right)
+
+        return rule
+
+    add, sub, mul, div = _binary("add"), _binary("sub"), _binary("mul"), _binary("div")
+    matmul, pow = _binary("matmul"), _binary("pow")
+
+    def compare(self, meta, items):
+        left, op, right = items
+        return s.Binary(_loc(op), _COMPARE[str(op)], left, right)
+
+    def neg(self, meta, items):
+        return s.Unary(Loc(meta.line, meta.column), "neg", items[0])
+
+    def call(self, meta, items):
+        func, args = items
+        args = args or []
+        pos = tuple(a for a in args if not isinstance(a, s.Keyword))
+        kw = tuple(a for a in args if isinstance(a, s.Keyword))
+        return s.Call(func.loc, func, pos, kw)
+
+    def args(self, meta, items):
+        return [a for a in items if a is not None]
+
+    def kwarg(self, meta, items):
+        name, value = items
+        return s.Keyword(_loc(name), str(name), value)
+
+    def index(self, meta, items):
+        value, subs = items
+        return s.Index(value.loc, value, subs)
+
+    def subscripts(self, meta, items):
+        return tuple(i for i in items if i is not None)
+
+    def slice(self, meta, items):
+        start, stop, step = (list(items) + [None, None, None])[:3]
+        return s.Slice(Loc(meta.line, meta.column) if not meta.empty else None, start, stop, step)
+
+    def attribute(self, meta, items):
+        value, name = items
+        return s.Attribute(_loc(name), value, str(name))
+
+    def name(self, meta, items):
+        return s.Name(_loc(items[0]), str(items[0]))
+
+    def int(self, meta, items):
+        return s.Number(_loc(items[0]), int(items[0]))
+
+    def float(self, meta, items):
+        return s.Number(_loc(items[0]), float(items[0]))
+
+    def true(self, meta, items):
+        return s.Bool(_loc(items[0]), True)
+
+    def false(self, meta, items):
+        return s.Bool(_loc(items[0]), False)
+
+    def string(self, meta, items):
+        return s.String(_loc(items[0]), str(items[0])[1:-1])
+
+    def tuple(self, meta, items):
+        return s.Tuple(Loc(meta.line, meta.column), tuple(i for i in items if i is not None))
+
+
+def _describe(tok: Token) -> str:
+    if tok.type == "$END":
+        return "end of file"
+    if tok.type == "_NL":
+        return "end of line"
+    return f"'{tok}'"
+
+
+def _expected(names) -> str:
+    readable = sorted({_READABLE.get(n, f"'{n.lower()}'") for n in names})
+    if len(readable) > 6:
+        return ""
+    return ", expected " + (readable[0] if len(readable) == 1 else "one of " + ", ".join(readable))
+
+
+def parse(text: str) -> s.Module:
+    """Parse bp source text into a syntax tree; a syntax error is a CompileError at its position."""
+    try:
+        tree = _parser().parse(text)
+    except UnexpectedToken as e:
+        raise error(Loc(e.line, e.column) if e.line > 0 else _end(text), f"unexpected {_describe(e.token)}{_expected(e.expected)}") from None
+    except UnexpectedCharacters as e:
+        ch = text[e.pos_in_stream] if e.pos_in_stream < len(text) else ""
+        raise error(Loc(e.line, e.column), f"unexpected character {ch!r}") from None
+    except UnexpectedEOF as e:
+        raise error(_end(text), f"unexpected end of file{_expected(e.expected)}") from None
+    except UnexpectedInput as e:  # pragma: no cover - the three above are all LALR raises
+        raise error(Loc(e.line, e.column), "syntax error") from None
+    return _ToSyntax().transform(tree)
+
+
+def _end(text: str) -> Loc:
+    lines = text.splitlines() or [""]
+    return Loc(len(lines), len(lines[-1]) + 1)

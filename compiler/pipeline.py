@@ -1,0 +1,28 @@
+"""The pipeline, stage by stage: parse -> build IR -> infer shapes -> differentiate -> optimize -> emit."""
+
+from __future__ import annotations
+
+from .autodiff import differentiate
+from .build import build_ir
+from .emit import Compiled, emit
+from .optimize import optimize, seed_ones
+from .parse import parse
+from .shapes import infer_shapes
+
+
+def compile_graphs(text: str) -> list[Compiled]:
+    """Every graph in `text` through all stages but emission."""
+    out = []
+    for graph in build_ir(parse(text), text):
+        typed = infer_shapes(graph)
+        full = differentiate(typed)
+        pair = optimize(full, cache_reused=True)
+        scalar = len(typed.outputs) == 1 and typed.outputs[0].ndim == 0
+        grad = optimize(seed_ones(full), cache_reused=False) if scalar else None
+        out.append(Compiled(pair, grad))
+    return out
+
+
+def compile_source(text: str, filename: str = "<string>") -> str:
+    """Compile bp source text to the text of a Python module; raises CompileError on bad input."""
+    return emit(compile_graphs(text), filename)

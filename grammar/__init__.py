@@ -1,0 +1,1 @@
+"""The Lark grammar of the bp language (`bp.lark`), shipped as package data of `bpc`."""

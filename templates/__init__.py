@@ -1,0 +1,1 @@
+"""The Jinja templates that render generated modules, shipped as package data of `bpc`."""
