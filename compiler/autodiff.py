@@ -29,7 +29,8 @@ def unbroadcast(g: Node, shape: tuple[Dim, ...]) -> Node:
 
 def differentiate(graph: Graph) -> Graph:
     """Add upstream-gradient inputs (`douts`) and the gradients of the `wrt` parameters."""
-    wrt = [n for n in graph.inputs if n.attr("name") in graph.wrt]
+    by_name = {n.attr("name"): n for n in graph.inputs}
+    wrt = [by_name[name] for name in graph.wrt]
     active = set(wrt)
     for n in graph.nodes:
         if n.type.dtype == "float" and any(a in active for a in n.args):
@@ -42,7 +43,7 @@ def differentiate(graph: Graph) -> Graph:
             (),
             (("index", i), ("type", Type("float", out.shape))),
             Type("float", out.shape),
-            "dout" if single else f"d{name}",
+            "dout" if single else f"dout_{name}",
         )
         for i, (name, out) in enumerate(zip(graph.output_names, graph.outputs))
     )
@@ -79,7 +80,9 @@ def differentiate(graph: Graph) -> Graph:
             names.setdefault(grads[n], "d" + n.hint)
     renamed: dict[Node, Node] = {}
     order = []
-    for n in schedule(graph.nodes + tuple(created) + tuple(results), graph.outputs + tuple(results) + douts):
+    for n in schedule(
+        graph.nodes + tuple(created) + tuple(results), graph.outputs + tuple(results) + douts
+    ):
         args = tuple(renamed.get(a, a) for a in n.args)
         hint = n.hint or names.get(n)
         m = n if args == n.args and hint == n.hint else replace(n, args=args, hint=hint)

@@ -62,7 +62,9 @@ class _Builder:
         for stmt in d.body:
             value = self.expr(stmt.value, scope)
             if not isinstance(value, Node):
-                raise error(self.loc(stmt.value.loc, scope), "a tuple is not a value; give one expression")
+                raise error(
+                    self.loc(stmt.value.loc, scope), "a tuple is not a value; give one expression"
+                )
             # A fn's own names are prefixed by the fn, so `out` in `affine` reads `affine_out`.
             self.name(value, f"{scope.fn}_{stmt.target}" if scope.fn else stmt.target, scope.depth)
             scope.vars[stmt.target] = value
@@ -93,7 +95,9 @@ class _Builder:
                     return scope.vars[name]
                 if name in scope.dims:
                     return self.leaf(self._dim_node(scope.dims[name]))
-                raise error(here, f"unknown name '{name}'{_suggest(name, {**scope.vars, **scope.dims})}")
+                raise error(
+                    here, f"unknown name '{name}'{_suggest(name, {**scope.vars, **scope.dims})}"
+                )
             case s.Number(value=v) | s.Bool(value=v):
                 return self.leaf(const(v))
             case s.String():
@@ -172,7 +176,9 @@ class _Builder:
             if isinstance(attrs["axis"], Dim) or (
                 isinstance(attrs["axis"], tuple) and any(isinstance(a, Dim) for a in attrs["axis"])
             ):
-                raise error(self.loc(axis.loc, scope), "axis must be an integer or a tuple of integers")
+                raise error(
+                    self.loc(axis.loc, scope), "axis must be an integer or a tuple of integers"
+                )
             return self.node(name, self.value(x, scope), **attrs)
         if name == "transpose":
             x, axes = self.arguments(e, scope, ("x",), {"axes": None})
@@ -187,7 +193,9 @@ class _Builder:
             sizes = self.static(shape, scope, "the new shape")
             sizes = sizes if isinstance(sizes, tuple) else (sizes,)
             if any(isinstance(d, bool) or not isinstance(d, (int, Dim)) for d in sizes):
-                raise error(self.loc(shape.loc, scope), "reshape: sizes must be integers or dimensions")
+                raise error(
+                    self.loc(shape.loc, scope), "reshape: sizes must be integers or dimensions"
+                )
             if any(Dim.of(d).is_const and Dim.of(d).value < 0 for d in sizes):
                 raise error(self.loc(shape.loc, scope), "reshape: sizes must not be negative")
             return self.node("reshape", self.value(x, scope), shape=tuple(Dim.of(d) for d in sizes))
@@ -220,9 +228,14 @@ class _Builder:
     def inline(self, d: s.Definition, e: s.Call, scope: _Scope) -> Node:
         here = self.loc(e.loc, scope)
         if d.name in scope.stack:
-            raise error(here, f"fn '{d.name}' calls itself (through {' -> '.join(scope.stack)}); recursion is not allowed")
+            raise error(
+                here,
+                f"fn '{d.name}' calls itself (through {' -> '.join(scope.stack)}); recursion is not allowed",
+            )
         if e.kwargs:
-            raise error(self.loc(e.kwargs[0].loc, scope), f"fn '{d.name}' takes its arguments by position")
+            raise error(
+                self.loc(e.kwargs[0].loc, scope), f"fn '{d.name}' takes its arguments by position"
+            )
         if len(e.args) != len(d.params):
             raise error(here, f"fn '{d.name}' takes {len(d.params)} argument(s), got {len(e.args)}")
         k = next(_fresh)
@@ -237,12 +250,18 @@ class _Builder:
             value = self.value(arg, scope)
             with at(self.loc(arg.loc, scope)):
                 inner.vars[p.name] = self.node(
-                    "bind", value, shape=tuple(Dim.of(x) if isinstance(x, int) else dims[x] for x in p.dims),
-                    dtype=p.dtype, param=p.name, fn=d.name,
+                    "bind",
+                    value,
+                    shape=tuple(Dim.of(x) if isinstance(x, int) else dims[x] for x in p.dims),
+                    dtype=p.dtype,
+                    param=p.name,
+                    fn=d.name,
                 )
-        (out, *more) = self.body(d, inner)
+        out, *more = self.body(d, inner)
         if more:
-            raise error(here, f"fn '{d.name}' returns {len(d.outputs)} values; a call must return one")
+            raise error(
+                here, f"fn '{d.name}' returns {len(d.outputs)} values; a call must return one"
+            )
         return out
 
 
@@ -286,7 +305,9 @@ def _build_graph(d: s.Definition, defs, source: str) -> Graph:
         shape = tuple(Dim.of(x) for x in p.dims)
         with at(p.loc):
             n = b.leaf(
-                replace(untyped("param", hint=p.name, name=p.name, index=i), type=Type(p.dtype, shape))
+                replace(
+                    untyped("param", hint=p.name, name=p.name, index=i), type=Type(p.dtype, shape)
+                )
             )
         params.append(param)
         inputs.append(n)
@@ -303,9 +324,14 @@ def _build_graph(d: s.Definition, defs, source: str) -> Graph:
                 raise error(loc, f"'{name}' is listed twice after wrt")
             if name not in {p.name for p in d.params}:
                 known = [p.name for p in d.params]
-                raise error(loc, f"wrt: '{name}' is not a parameter of graph '{d.name}'{_suggest(name, known)}")
+                raise error(
+                    loc,
+                    f"wrt: '{name}' is not a parameter of graph '{d.name}'{_suggest(name, known)}",
+                )
             if name not in floats:
-                raise error(loc, f"wrt: '{name}' is an integer parameter and cannot be differentiated")
+                raise error(
+                    loc, f"wrt: '{name}' is an integer parameter and cannot be differentiated"
+                )
             wrt.append(name)
         wrt = tuple(wrt)
 

@@ -20,7 +20,8 @@ from .dims import Dim, Shape, show_shape
 @dataclass(frozen=True)
 class Type:
     """What a value is: `float`, `int` or `bool` elements, a symbolic shape, and whether it is a
-    plain Python number known from constants and dimensions alone (weakly typed, like `2` or `d`)."""
+    plain Python number known from constants and dimensions alone (weakly typed, like `2` or `d`).
+    """
 
     dtype: str
     shape: Shape

@@ -101,7 +101,9 @@ def _leaf_type(*, type, **_):
 
 
 register("param", _leaf_type, lambda ctx, **_: Code(ctx.name_of(ctx.node)), doc="a graph parameter")
-register("dout", _leaf_type, lambda ctx, **_: Code(ctx.name_of(ctx.node)), doc="an upstream gradient")
+register(
+    "dout", _leaf_type, lambda ctx, **_: Code(ctx.name_of(ctx.node)), doc="an upstream gradient"
+)
 
 
 def _const_emit(ctx, *, value):
@@ -111,7 +113,9 @@ def _const_emit(ctx, *, value):
     return Code(text, UNARY if text.startswith("-") else ATOM)
 
 
-register("const", lambda **kw: Type(_const_dtype(kw["value"]), (), True), _const_emit, doc="a literal")
+register(
+    "const", lambda **kw: Type(_const_dtype(kw["value"]), (), True), _const_emit, doc="a literal"
+)
 
 
 def _const_dtype(value) -> str:
@@ -185,7 +189,9 @@ unary("log", "np.log", lambda g, y, x: (g / x,), math_fn="math.log", doc="natura
 unary("sqrt", "np.sqrt", lambda g, y, x: (g / (2 * y),), math_fn="math.sqrt", doc="square root")
 unary("tanh", "np.tanh", lambda g, y, x: (g * (1 - y * y),), math_fn="math.tanh", doc="tanh")
 # 1 / (1 + exp(-x)) overflows for large -x; the tanh form is exact and never does.
-unary("sigmoid", "0.5 * np.tanh(0.5 * {x}) + 0.5", lambda g, y, x: (g * y * (1 - y),), doc="logistic")
+unary(
+    "sigmoid", "0.5 * np.tanh(0.5 * {x}) + 0.5", lambda g, y, x: (g * y * (1 - y),), doc="logistic"
+)
 unary("relu", "np.maximum({x}, 0)", lambda g, y, x: (g * gt(y, 0),), doc="max(x, 0)")
 
 
@@ -214,7 +220,14 @@ binary(
     right_assoc=True,
     doc="a ** b",
 )
-for _name, _symbol in [("lt", "<"), ("le", "<="), ("gt", ">"), ("ge", ">="), ("eq", "=="), ("ne", "!=")]:
+for _name, _symbol in [
+    ("lt", "<"),
+    ("le", "<="),
+    ("gt", ">"),
+    ("ge", ">="),
+    ("eq", "=="),
+    ("ne", "!="),
+]:
     binary(_name, _symbol, CMP, None, dtype="bool", doc=f"a {_symbol} b, a mask")
 
 
@@ -293,7 +306,9 @@ def _transpose_type(x: Type, *, axes):
     if sorted(a % x.ndim if x.ndim else a for a in axes) != list(range(x.ndim)) or any(
         not -x.ndim <= a < x.ndim for a in axes
     ):
-        raise ShapeError(f"transpose: axes {axes} are not a permutation of a {x.ndim}-d value's axes")
+        raise ShapeError(
+            f"transpose: axes {axes} are not a permutation of a {x.ndim}-d value's axes"
+        )
     axes = tuple(a % x.ndim for a in axes)
     return Type(x.dtype, tuple(x.shape[a] for a in axes), x.static), {"axes": axes}
 
@@ -381,7 +396,9 @@ def _reduce_type(name):
         if not isinstance(keepdims, bool):
             raise ShapeError(f"{name}: keepdims must be true or false")
         shape = tuple(
-            Dim.of(1) if i in axes else d for i, d in enumerate(x.shape) if keepdims or i not in axes
+            Dim.of(1) if i in axes else d
+            for i, d in enumerate(x.shape)
+            if keepdims or i not in axes
         )
         dtype = "float" if name == "mean" else x.dtype
         return Type(dtype, shape), {"axis": axes, "keepdims": keepdims}
@@ -404,7 +421,9 @@ def _reduce_emit(fn):
 def expand_back(g: Node, x: Node, axis, keepdims) -> Node:
     """The upstream gradient of a reduction, broadcast back over the reduced axes of `x`."""
     if not keepdims and axis and g.ndim:
-        g = make("reshape", g, shape=tuple(Dim.of(1) if i in axis else d for i, d in enumerate(x.shape)))
+        g = make(
+            "reshape", g, shape=tuple(Dim.of(1) if i in axis else d for i, d in enumerate(x.shape))
+        )
     return make("broadcast_to", g, shape=x.shape)
 
 
@@ -440,7 +459,7 @@ register(
 register(
     "copy",
     lambda x: x,
-    lambda ctx, x: Code(f"{x.at(ATOM)}.copy()"),
+    lambda ctx, x: _call("np.copy", x.text),
     lambda g, y, x: (g,),
     doc="a fresh copy",
 )

@@ -12,7 +12,7 @@ import operator
 from collections.abc import Callable
 from dataclasses import replace
 
-from .ir import OPS, Graph, Node, at, const, make, rewrite
+from .ir import OPS, Graph, Node, ShapeError, at, const, make, rewrite
 
 Rule = Callable[[Node], Node | None]
 RULES: list[Rule] = []
@@ -32,10 +32,22 @@ def _same_type(a: Node, b: Node) -> bool:
 
 
 _FOLD = {
-    "add": operator.add, "sub": operator.sub, "mul": operator.mul, "div": operator.truediv,
-    "pow": operator.pow, "neg": operator.neg, "exp": math.exp, "log": math.log,
-    "sqrt": math.sqrt, "tanh": math.tanh, "lt": operator.lt, "le": operator.le,
-    "gt": operator.gt, "ge": operator.ge, "eq": operator.eq, "ne": operator.ne,
+    "add": operator.add,
+    "sub": operator.sub,
+    "mul": operator.mul,
+    "div": operator.truediv,
+    "pow": operator.pow,
+    "neg": operator.neg,
+    "exp": math.exp,
+    "log": math.log,
+    "sqrt": math.sqrt,
+    "tanh": math.tanh,
+    "lt": operator.lt,
+    "le": operator.le,
+    "gt": operator.gt,
+    "ge": operator.ge,
+    "eq": operator.eq,
+    "ne": operator.ne,
 }
 
 
@@ -118,9 +130,24 @@ def constant_first(n: Node) -> Node | None:
 @rule
 def combine_constant_factors(n: Node) -> Node | None:
     """c1 * (c2 * x) -> (c1 * c2) * x."""
-    if n.op == "mul" and _is_const(n.args[0]) and n.args[1].op == "mul" and _is_const(n.args[1].args[0]):
+    if (
+        n.op == "mul"
+        and _is_const(n.args[0])
+        and n.args[1].op == "mul"
+        and _is_const(n.args[1].args[0])
+    ):
         c = n.args[0].attr("value") * n.args[1].args[0].attr("value")
         return make("mul", c, n.args[1].args[1])
+    return None
+
+
+@rule
+def constant_leftmost(n: Node) -> Node | None:
+    """c * (a * b) -> c * a * b, the way a derivation is written (`2 * dout * q`)."""
+    if n.op == "mul" and _is_const(n.args[0]) and n.args[1].op == "mul":
+        a, b = n.args[1].args
+        if not _is_const(a):
+            return make("mul", make("mul", n.args[0], a), b)
     return None
 
 
@@ -154,7 +181,9 @@ def collapse_reshapes(n: Node) -> Node | None:
 @rule
 def broadcast_implicitly(n: Node) -> Node | None:
     """f(broadcast_to(y), z) -> f(y, z) for elementwise f, when NumPy's broadcasting gives the
-    same result shape anyway; likewise for a reshape that only adds leading size-1 axes."""
+    same result shape anyway (likewise for a reshape that only adds leading size-1 axes);
+    otherwise f(broadcast_to(y), c) -> broadcast_to(f(y, c)), so the broadcast moves outward
+    until an operand of full shape absorbs it and f runs on the small value."""
     if not OPS[n.op].elementwise:
         return None
     args = list(n.args)
@@ -163,10 +192,44 @@ def broadcast_implicitly(n: Node) -> Node | None:
             trial = args[:i] + [a.args[0]] + args[i + 1 :]
             try:
                 candidate = make(n.op, *trial)
-            except Exception:  # noqa: BLE001 - any shape failure means the rewrite does not apply
+            except ShapeError:
                 continue
             if candidate.shape == n.shape:
                 return candidate
+            if a.op == "broadcast_to":
+                return make("broadcast_to", candidate, shape=n.shape)
+    return None
+
+
+@rule
+def negation_outward(n: Node) -> Node | None:
+    """(-a) * b -> -(a * b), a * (-b) -> -(a * b), (-a) / b -> -(a / b), -1 * x -> -x."""
+    if n.op in ("mul", "div"):
+        a, b = n.args
+        if a.op == "neg":
+            return make("neg", make(n.op, a.args[0], b))
+        if n.op == "mul" and b.op == "neg":
+            return make("neg", make("mul", a, b.args[0]))
+        if n.op == "mul" and _is_const(a, -1) and _same_type(b, n):
+            return make("neg", b)
+    return None
+
+
+@rule
+def transpose_product(n: Node) -> Node | None:
+    """(a @ b).T -> b.T @ a.T for matrices: a transpose of an operand is a free view."""
+    if n.op == "transpose" and n.ndim == 2 and n.args[0].op == "matmul":
+        a, b = n.args[0].args
+        if a.ndim == 2 and b.ndim == 2:
+            return make("matmul", b.T, a.T)
+    return None
+
+
+@rule
+def add_twice(n: Node) -> Node | None:
+    """(a + b) + b -> a + 2 * b."""
+    if n.op == "add" and n.args[0].op == "add" and n.args[0].args[1] is n.args[1]:
+        return make("add", n.args[0].args[0], make("mul", 2, n.args[1]))
     return None
 
 
@@ -207,25 +270,27 @@ def _key(n: Node):
     return (n.op, tuple(id(a) for a in n.args), repr(n.attrs), n.type)
 
 
+def _simplify_pass(graph: Graph) -> tuple[Graph, bool]:
+    """One bottom-up sweep of the rewrites with hash-consing; says whether anything changed."""
+    seen: dict = {}
+    changed = False
+
+    def step(n: Node, args: tuple[Node, ...]) -> Node:
+        nonlocal changed
+        m = n if args == n.args else replace(n, args=args)
+        if m.op not in ("param", "dout"):
+            m = _simplify(m)
+        m = seen.setdefault(_key(m), m)
+        changed |= m is not n
+        return m
+
+    return rewrite(graph, step), changed
+
+
 def simplify(graph: Graph) -> Graph:
     """Apply the rewrites and share common subexpressions, until nothing changes."""
     for _ in range(20):
-        seen: dict = {}
-        changed = False
-
-        def step(n: Node, args: tuple[Node, ...]) -> Node:
-            nonlocal changed
-            m = n if args == n.args else replace(n, args=args)
-            if m.op not in ("param", "dout"):
-                m = _simplify(m)
-            key = _key(m)
-            if key in seen and seen[key] is not m:
-                m = seen[key]
-            seen.setdefault(key, m)
-            changed |= m is not n
-            return m
-
-        graph = rewrite(graph, step)
+        graph, changed = _simplify_pass(graph)
         if not changed:
             break
     return graph
@@ -246,18 +311,24 @@ def finish_gradients(graph: Graph, *, cache_reused: bool) -> Graph:
     grads, used = [], set()
     for name, g in zip(graph.wrt, graph.grads):
         p = params[name]
-        with at(g.loc):
+        with at(None if g.op in ("param", "dout") else g.loc):
             if g.op == "broadcast_to":
                 g = make("full_like", p, g.args[0], hint=g.hint)
             elif g.type.static or g.shape != p.shape:
                 g = make("full_like", p, g, hint=g.hint)
-            elif g.op in ("param", "dout") or g in graph.outputs or g in used or (
-                cache_reused and g in forward
+            elif (
+                g.op in ("param", "dout")
+                or g in graph.outputs
+                or g in used
+                or (cache_reused and g in forward)
             ):
                 g = make("copy", g, hint="d" + name)
         used.add(g)
         grads.append(g)
-    return rewrite(replace(graph, grads=tuple(grads)), lambda n, args: n if args == n.args else replace(n, args=args))
+    return rewrite(
+        replace(graph, grads=tuple(grads)),
+        lambda n, args: n if args == n.args else replace(n, args=args),
+    )
 
 
 def optimize(graph: Graph, *, cache_reused: bool = True) -> Graph:
@@ -268,5 +339,7 @@ def optimize(graph: Graph, *, cache_reused: bool = True) -> Graph:
 def seed_ones(graph: Graph) -> Graph:
     """The graph with every upstream gradient set to 1: the backward of `g_grad`."""
     ones = {d: const(1.0) for d in graph.douts}
-    g = rewrite(graph, lambda n, args: ones.get(n) or (n if args == n.args else replace(n, args=args)))
+    g = rewrite(
+        graph, lambda n, args: ones.get(n) or (n if args == n.args else replace(n, args=args))
+    )
     return replace(g, douts=())

@@ -15,13 +15,37 @@ _COMPARE = {"<": "lt", "<=": "le", ">": "gt", ">=": "ge", "==": "eq", "!=": "ne"
 
 # How the parser's terminal names read in a message.
 _READABLE = {
-    "NAME": "a name", "INT": "an integer", "FLOAT": "a number", "STRING": "a string",
-    "_NL": "a newline", "$END": "the end of the file", "LPAR": "'('", "RPAR": "')'",
-    "LSQB": "'['", "RSQB": "']'", "LBRACE": "'{'", "RBRACE": "'}'", "COMMA": "','",
-    "COLON": "':'", "EQUAL": "'='", "PLUS": "'+'", "MINUS": "'-'", "STAR": "'*'",
-    "SLASH": "'/'", "AT": "'@'", "DOUBLESTAR": "'**'", "DOT": "'.'", "COMP_OP": "a comparison",
-    "INT_KW": "'int'", "TRUE": "'true'", "FALSE": "'false'", "GRAPH": "'graph'", "FN": "'fn'",
-    "WRT": "'wrt'", "__ANON_0": "'->'", "MORETHAN": "'>'",
+    "NAME": "a name",
+    "INT": "an integer",
+    "FLOAT": "a number",
+    "STRING": "a string",
+    "_NL": "a newline",
+    "$END": "the end of the file",
+    "LPAR": "'('",
+    "RPAR": "')'",
+    "LSQB": "'['",
+    "RSQB": "']'",
+    "LBRACE": "'{'",
+    "RBRACE": "'}'",
+    "COMMA": "','",
+    "COLON": "':'",
+    "EQUAL": "'='",
+    "PLUS": "'+'",
+    "MINUS": "'-'",
+    "STAR": "'*'",
+    "SLASH": "'/'",
+    "AT": "'@'",
+    "DOUBLESTAR": "'**'",
+    "DOT": "'.'",
+    "COMP_OP": "a comparison",
+    "INT_KW": "'int'",
+    "TRUE": "'true'",
+    "FALSE": "'false'",
+    "GRAPH": "'graph'",
+    "FN": "'fn'",
+    "WRT": "'wrt'",
+    "__ANON_0": "'->'",
+    "MORETHAN": "'>'",
 }
 
 
@@ -62,8 +86,15 @@ class _ToSyntax(Transformer):
         wrt = items[3] if kind == "graph" else None
         body, end = items[-1]
         return s.Definition(
-            Loc(meta.line, meta.column), kind, str(name), tuple(params),
-            outputs[0], outputs[1], wrt, body, end,
+            Loc(meta.line, meta.column),
+            kind,
+            str(name),
+            tuple(params),
+            outputs[0],
+            outputs[1],
+            wrt,
+            body,
+            end,
         )
 
     def graph_def(self, meta, items):
@@ -77,10 +108,20 @@ class _ToSyntax(Transformer):
 
     def param(self, meta, items):
         name, (dtype, dims) = items
-        return s.Param(_loc(name), str(name), dtype, tuple(d for d, _ in dims), tuple(l for _, l in dims))
+        return s.Param(
+            _loc(name),
+            str(name),
+            dtype,
+            tuple(d for d, _ in dims),
+            tuple(where for _, where in dims),
+        )
 
     def type(self, meta, items):
-        dtype = "int" if items and isinstance(items[0], Token) and items[0].type == "INT_KW" else "float"
+        dtype = (
+            "int"
+            if items and isinstance(items[0], Token) and items[0].type == "INT_KW"
+            else "float"
+        )
         return dtype, [d for d in items[1:] if d is not None]
 
     def dim(self, meta, items):
@@ -189,7 +230,10 @@ def parse(text: str) -> s.Module:
     try:
         tree = _parser().parse(text)
     except UnexpectedToken as e:
-        raise error(Loc(e.line, e.column) if e.line > 0 else _end(text), f"unexpected {_describe(e.token)}{_expected(e.expected)}") from None
+        raise error(
+            Loc(e.line, e.column) if e.line > 0 else _end(text),
+            f"unexpected {_describe(e.token)}{_expected(e.expected)}",
+        ) from None
     except UnexpectedCharacters as e:
         ch = text[e.pos_in_stream] if e.pos_in_stream < len(text) else ""
         raise error(Loc(e.line, e.column), f"unexpected character {ch!r}") from None

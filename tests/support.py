@@ -1,0 +1,46 @@
+"""Helpers shared by the tests: compile bp source and import the module it becomes."""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import types
+
+import numpy as np
+from bpc import compile_source
+
+_count = itertools.count()
+
+
+def load(source: str, name: str | None = None) -> types.ModuleType:
+    """Compile `source` and import the generated module (without touching the disk)."""
+    name = name or f"bpc_test_module_{next(_count)}"
+    text = compile_source(source, f"{name}.bp")
+    module = types.ModuleType(name)
+    module.__dict__["__source__"] = text
+    sys.modules[name] = module  # NamedTuple classes look their module up
+    exec(compile(text, f"<{name}>", "exec"), module.__dict__)
+    return module
+
+
+def numeric_grad(f, args: list[np.ndarray], i: int, eps: float = 1e-6) -> np.ndarray:
+    """Central finite differences of the scalar function f(*args) with respect to args[i], in float64."""
+    x = np.array(args[i], dtype=np.float64)
+    grad = np.zeros_like(x)
+    flat = x.reshape(-1)
+    gflat = grad.reshape(-1)
+    for k in range(flat.size):
+        old = flat[k]
+        flat[k] = old + eps
+        up = f(*args[:i], x.copy(), *args[i + 1 :])
+        flat[k] = old - eps
+        down = f(*args[:i], x.copy(), *args[i + 1 :])
+        flat[k] = old
+        gflat[k] = (up - down) / (2 * eps)
+    return grad
+
+
+def rel_error(a, b) -> float:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    scale = max(1.0, float(np.max(np.abs(b), initial=0.0)))
+    return float(np.max(np.abs(a - b), initial=0.0)) / scale

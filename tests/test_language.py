@@ -1,0 +1,203 @@
+"""The language contract, checked on the values and gradients of compiled modules."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.support import load, numeric_grad, rel_error
+
+rng = np.random.default_rng(1)
+
+
+def check_grads(module, name, args, wrt_index, tol=1e-6):
+    """g_grad against central differences, and forward+backward against g_grad."""
+    f = getattr(module, name)
+    value, grads = getattr(module, name + "_grad")(*args)
+    np.testing.assert_allclose(value, f(*args), rtol=1e-12)
+    out, cache = getattr(module, name + "_forward")(*args)
+    again = getattr(module, name + "_backward")(1.0, cache)
+    for i, g in zip(wrt_index, grads):
+        assert g.shape == np.shape(args[i]) and g.dtype == np.result_type(args[i])
+        assert rel_error(g, numeric_grad(f, list(args), i)) < tol
+    for a, b in zip(grads, again):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+    return value, grads
+
+
+def test_fn_is_inlined_with_dimensions_unified_per_call_site():
+    m = load("""
+fn affine(x: [N, D], w: [D, M], b: [M]) -> out {
+    out = x @ w + b
+}
+fn layer(x: [N, D], w: [D, M], b: [M]) -> h {
+    h = tanh(affine(x, w, b))   # fn calling fn
+}
+graph net(X: [N, D], W1: [D, H], b1: [H], W2: [H, C], b2: [C]) -> loss {
+    loss = sum(affine(layer(X, W1, b1), W2, b2) ** 2)
+}
+""")
+    X, W1, b1, W2, b2 = (rng.normal(size=s) for s in [(4, 3), (3, 5), (5,), (5, 2), (2,)])
+    value, _ = check_grads(m, "net", [X, W1, b1, W2, b2], range(5))
+    np.testing.assert_allclose(value, np.sum((np.tanh(X @ W1 + b1) @ W2 + b2) ** 2))
+
+
+def test_rebinding_comments_and_line_continuation():
+    m = load("""# a comment line
+
+graph g(x: [n]) -> y {   # trailing comment
+    h = x * 2
+    h = h + 1            # the later binding wins
+    y = sum(h * (h +
+                 x))     # a newline inside parentheses continues the statement
+}
+""")
+    x = rng.normal(size=5)
+    value, _ = check_grads(m, "g", [x], [0])
+    h = 2 * x + 1
+    np.testing.assert_allclose(value, np.sum(h * (h + x)))
+
+
+def test_several_outputs_forward_and_backward():
+    m = load("""
+graph two(a: [n, m], b: [m]) -> (s, t) {
+    s = a @ b
+    t = sum(exp(a) * s[:, ] , axis=0)
+}
+""".replace("s[:, ]", "reshape(s, (n, 1))"))
+    a, b = rng.normal(size=(3, 4)), rng.normal(size=4)
+    (s, t), cache = m.two_forward(a, b)
+    np.testing.assert_allclose(s, a @ b)
+    np.testing.assert_allclose(t, np.sum(np.exp(a) * (a @ b)[:, None], axis=0))
+    ds, dt = rng.normal(size=3), rng.normal(size=4)
+    grads = m.two_backward((ds, dt), cache)
+
+    def scalar(a, b):
+        s, t = m.two(a, b)
+        return np.sum(s * ds) + np.sum(t * dt)
+
+    assert rel_error(grads.a, numeric_grad(scalar, [a, b], 0)) < 1e-6
+    assert rel_error(grads.b, numeric_grad(scalar, [a, b], 1)) < 1e-6
+    assert not hasattr(m, "two_grad"), "g_grad exists only for one scalar output"
+
+
+def test_wrt_limits_what_is_computed():
+    m = load("""
+graph g(X: [N, D], W: [D, H], b: [H]) -> loss wrt b, W {
+    loss = sum(tanh(X @ W + b))
+}
+""")
+    X, W, b = rng.normal(size=(4, 3)), rng.normal(size=(3, 2)), rng.normal(size=2)
+    value, grads = m.g_grad(X, W, b)
+    assert grads._fields == ("b", "W")
+    assert "dX" not in m.__source__ and "@ W.T" not in m.__source__
+    assert rel_error(grads.W, numeric_grad(m.g, [X, W, b], 1)) < 1e-6
+    assert rel_error(grads.b, numeric_grad(m.g, [X, W, b], 2)) < 1e-6
+
+
+def test_dimension_names_in_expressions_and_masks():
+    m = load("""
+graph attn(Q: [T, d], K: [T, d]) -> z {
+    a = Q @ K.T / sqrt(d)
+    z = sum(a * (a > 0)) / T + mean(Q) * d
+}
+""")
+    Q, K = rng.normal(size=(3, 4)), rng.normal(size=(3, 4))
+    value, _ = check_grads(m, "attn", [Q, K], [0, 1])
+    a = Q @ K.T / 2.0
+    np.testing.assert_allclose(value, np.sum(a * (a > 0)) / 3 + np.mean(Q) * 4)
+
+
+@pytest.mark.parametrize(
+    "expr, expected",
+    [
+        ("-x**2", lambda x: -(x**2)),
+        ("x - x * 2 - 1", lambda x: x - x * 2 - 1),
+        ("x / 2 * 3", lambda x: x / 2 * 3),
+        ("2 ** x ** 2", lambda x: 2 ** (x**2)),
+        ("-(x + 1) ** -2", lambda x: -((x + 1) ** -2)),
+        ("x ** 2 ** 0.5", lambda x: x ** (2**0.5)),
+        ("1e-3 * x + .5 - 3.", lambda x: 1e-3 * x + 0.5 - 3.0),
+        ("x * (x < 1) + x * (x >= 1) * 2", lambda x: x * (x < 1) + x * (x >= 1) * 2),
+    ],
+)
+def test_precedence_and_literals(expr, expected):
+    m = load(f"graph g(x: [n]) -> y {{\n    y = sum({expr})\n}}\n")
+    x = rng.uniform(0.5, 2.0, size=4)
+    np.testing.assert_allclose(m.g(x), np.sum(expected(x)), rtol=1e-13)
+    check_grads(m, "g", [x], [0])
+
+
+def test_run_time_checks_name_the_parameter_and_dimension():
+    m = load("graph g(W: [n, m], x: [m], k: [3]) -> f {\n    f = sum(W @ x) + sum(k)\n}\n")
+    W, x, k = np.ones((2, 4)), np.ones(4), np.ones(3)
+    assert m.g(W, x, k) == 8 + 3
+    with pytest.raises(
+        ValueError, match=r"x has shape \(5,\), but its axis 0 is dimension m, which is 4 in W"
+    ):
+        m.g(W, np.ones(5), k)
+    with pytest.raises(ValueError, match=r"x must be 1-d, shaped \[m\]; got shape \(4, 1\)"):
+        m.g(W, np.ones((4, 1)), k)
+    with pytest.raises(ValueError, match=r"k must be shaped \[3\]; axis 0 is 2, not 3"):
+        m.g(W, x, np.ones(2))
+    with pytest.raises(ValueError, match="W must hold floats, got int64"):
+        m.g(np.ones((2, 4), dtype=np.int64), x, k)
+    with pytest.raises(ValueError, match="x is float32 but W is float64"):
+        m.g(W, x.astype(np.float32), k)
+
+
+def test_integer_parameters_are_checked_and_not_differentiated():
+    m = load("graph g(x: [n], y: int[n]) -> f {\n    f = sum(x * y)\n}\n")
+    x, y = rng.normal(size=3), np.array([1, 2, 3])
+    value, grads = m.g_grad(x, y)
+    assert grads._fields == ("x",)
+    np.testing.assert_allclose(grads.x, y)
+    with pytest.raises(ValueError, match="y must hold integers"):
+        m.g(x, y.astype(float))
+
+
+def test_float32_stays_float32():
+    m = load("""
+graph g(W: [n, m], x: [m], b: [n], s: []) -> f {
+    f = mean(sigmoid(W @ x + b) ** 2) * s + sqrt(m) * sum(x)
+}
+""")
+    W, x, b = (rng.normal(size=s).astype(np.float32) for s in [(3, 4), (4,), (3,)])
+    value, grads = m.g_grad(W, x, b, 0.5)
+    assert value.dtype == np.float32
+    assert [g.dtype for g in grads[:3]] == [np.float32] * 3
+    out, cache = m.g_forward(W, x, b, 0.5)
+    assert out.dtype == np.float32
+    assert all(g.dtype == np.float32 for g in m.g_backward(np.float32(1), cache)[:3])
+
+
+def test_gradients_are_fresh_arrays_and_inputs_are_untouched():
+    m = load("graph g(W: [n], x: [n]) -> f {\n    f = sum(W * x) + sum(W)\n}\n")
+    W, x = rng.normal(size=3), rng.normal(size=3)
+    W0, x0 = W.copy(), x.copy()
+    _, grads = m.g_grad(W, x)
+    assert grads.x is not W and not np.shares_memory(grads.x, W)
+    grads.W[:] = 0  # a gradient can be updated in place
+    grads.x[:] = 0
+    np.testing.assert_array_equal(W, W0)
+    np.testing.assert_array_equal(x, x0)
+    out, cache = m.g_forward(W, x)
+    first = m.g_backward(1.0, cache)
+    first.W[:] = 7
+    second = m.g_backward(1.0, cache)
+    np.testing.assert_allclose(second.W, x + 1)
+
+
+def test_a_parameter_that_does_not_reach_the_output_gets_zeros():
+    m = load("graph g(a: [n], b: [n, 2]) -> f {\n    f = sum(a * a)\n}\n")
+    a, b = rng.normal(size=3), rng.normal(size=(3, 2))
+    _, grads = m.g_grad(a, b)
+    np.testing.assert_array_equal(grads.b, np.zeros((3, 2)))
+    assert grads.b.flags.writeable
+
+
+def test_scalar_only_graph_and_python_numbers():
+    m = load("graph g(a: [], b: []) -> f {\n    f = a * b + a ** 2\n}\n")
+    value, grads = m.g_grad(2.0, 3.0)
+    assert value == 10.0 and grads.a == 7.0 and grads.b == 2.0
+    assert np.shape(grads.a) == ()
