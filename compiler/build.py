@@ -14,11 +14,10 @@ from dataclasses import dataclass, field, replace
 from . import syntax as s
 from .diagnostics import CompileError, Loc, error
 from .dims import Dim
-from .ir import Graph, Node, Param, Type, at, const, untyped
+from .ir import OPS, REQUIRED, Graph, Node, Param, Type, at, const, untyped
 from .ops import PLANNED
 
-UNARY_BUILTINS = ("exp", "log", "sqrt", "tanh", "sigmoid", "relu")
-BUILTINS = frozenset(UNARY_BUILTINS + ("sum", "mean", "transpose", "reshape")) | PLANNED
+BUILTINS = frozenset(name for name, op in OPS.items() if op.call) | PLANNED
 
 _fresh = itertools.count(1)
 
@@ -164,46 +163,21 @@ class _Builder:
             raise error(here, f"unknown function '{name}'{_suggest(name, known)}")
         if name in PLANNED:
             raise error(here, f"'{name}' is not supported yet")
-        if name in UNARY_BUILTINS:
-            (x,) = self.arguments(e, scope, ("x",), {})
-            return self.node(name, self.value(x, scope))
-        if name in ("sum", "mean"):
-            x, axis, keepdims = self.arguments(e, scope, ("x",), {"axis": None, "keepdims": None})
-            attrs = {
-                "axis": None if axis is None else self.static(axis, scope, "axis"),
-                "keepdims": False if keepdims is None else self.static(keepdims, scope, "keepdims"),
-            }
-            if isinstance(attrs["axis"], Dim) or (
-                isinstance(attrs["axis"], tuple) and any(isinstance(a, Dim) for a in attrs["axis"])
-            ):
-                raise error(
-                    self.loc(axis.loc, scope), "axis must be an integer or a tuple of integers"
-                )
-            return self.node(name, self.value(x, scope), **attrs)
-        if name == "transpose":
-            x, axes = self.arguments(e, scope, ("x",), {"axes": None})
-            axes = None if axes is None else self.static(axes, scope, "axes")
-            if axes is not None and not (
-                isinstance(axes, tuple) and all(isinstance(a, int) for a in axes)
-            ):
-                raise error(here, "transpose: axes must be a tuple of integers")
-            return self.node("transpose", self.value(x, scope), axes=axes)
-        if name == "reshape":
-            x, shape = self.arguments(e, scope, ("x", "shape"), {})
-            sizes = self.static(shape, scope, "the new shape")
-            sizes = sizes if isinstance(sizes, tuple) else (sizes,)
-            if any(isinstance(d, bool) or not isinstance(d, (int, Dim)) for d in sizes):
-                raise error(
-                    self.loc(shape.loc, scope), "reshape: sizes must be integers or dimensions"
-                )
-            if any(Dim.of(d).is_const and Dim.of(d).value < 0 for d in sizes):
-                raise error(self.loc(shape.loc, scope), "reshape: sizes must not be negative")
-            return self.node("reshape", self.value(x, scope), shape=tuple(Dim.of(d) for d in sizes))
-        raise AssertionError(name)  # pragma: no cover
+        op = OPS[name]
+        values = self.arguments(e, scope, op.call, dict(op.static))
+        static = dict(op.static)
+        args, attrs = [], {}
+        for param, arg in zip(op.call, values):
+            if param not in static:
+                args.append(self.value(arg, scope))
+            elif arg is not None:
+                attrs[param] = self.static(arg, scope, param)
+            else:
+                attrs[param] = static[param]
+        return self.node(name, *args, **attrs)
 
-    def arguments(self, e: s.Call, scope: _Scope, required: tuple[str, ...], optional: dict):
-        """Match a call's arguments to a built-in's signature, in order."""
-        names = required + tuple(optional)
+    def arguments(self, e: s.Call, scope: _Scope, names: tuple[str, ...], defaults: dict):
+        """Match a call's arguments to a built-in's parameters; missing optional ones are None."""
         fname = e.func.id
         if len(e.args) > len(names):
             raise error(
@@ -220,10 +194,10 @@ class _Builder:
             if kw.name in bound:
                 raise error(self.loc(kw.loc, scope), f"{fname}() got '{kw.name}' twice")
             bound[kw.name] = kw.value
-        for r in required:
-            if r not in bound:
-                raise error(self.loc(e.loc, scope), f"{fname}() needs the argument '{r}'")
-        return [bound.get(n, optional.get(n)) for n in names]
+        for n in names:
+            if n not in bound and defaults.get(n, REQUIRED) is REQUIRED:
+                raise error(self.loc(e.loc, scope), f"{fname}() needs the argument '{n}'")
+        return [bound.get(n) for n in names]
 
     def inline(self, d: s.Definition, e: s.Call, scope: _Scope) -> Node:
         here = self.loc(e.loc, scope)

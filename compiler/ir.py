@@ -134,6 +134,9 @@ class OpDef:
     - `emit(ctx, *args, **attrs)` returns the NumPy `Code` for the operation on emitted arguments.
     - `adjoint(g, out, *args, **attrs)` returns one gradient (a Node, or None) per argument, built
       from the same operations; a gradient may keep `out`'s broadcast shape, autodiff reduces it.
+    - `call` is how the language spells a call, when it does: the parameters in positional order;
+      those in `static` are compile-time attributes (with their defaults, `REQUIRED` for none),
+      the others are tensor arguments.
     """
 
     name: str
@@ -142,6 +145,11 @@ class OpDef:
     adjoint: Callable[..., tuple] | None = None
     elementwise: bool = False
     doc: str = ""
+    call: tuple[str, ...] | None = None
+    static: tuple[tuple[str, Any], ...] = ()
+
+
+REQUIRED = object()  # a static call parameter without a default
 
 
 OPS: dict[str, OpDef] = {}

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 
 from .dims import Dim, Shape, product, show_shape
-from .ir import OPS, Node, OpDef, ShapeError, Type, make
+from .ir import OPS, REQUIRED, Node, OpDef, ShapeError, Type, make
 
 # Python operator precedence, for emitting the fewest parentheses.
 CMP, ADD, MUL, UNARY, POW, ATOM = 5, 10, 11, 12, 13, 14
@@ -30,8 +30,9 @@ class Code:
         return self.text if self.prec >= prec else f"({self.text})"
 
 
-def register(name, infer, emit, adjoint=None, *, elementwise=False, doc=""):
-    OPS[name] = OpDef(name, infer, emit, adjoint, elementwise, doc)
+def register(name, infer, emit, adjoint=None, *, elementwise=False, doc="", call=None, **static):
+    """Add an operation; `call` and `static` say how the language spells it (see `OpDef`)."""
+    OPS[name] = OpDef(name, infer, emit, adjoint, elementwise, doc, call, tuple(static.items()))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,14 +141,13 @@ def _elementwise_type(*types: Type, dtype: str | None = None) -> Type:
 
 
 def unary(name, fn, adjoint, *, math_fn=None, doc=""):
-    """An elementwise function of one float argument; `math_fn` emits it on plain numbers."""
+    """An elementwise function of one float argument. `fn` is a NumPy function's name, or a
+    function from the argument's Code to the result's; `math_fn` emits it on plain numbers."""
 
     def emit(ctx, x):
         if x.type.static and math_fn:
             return _call(math_fn, x.text)
-        if "{x}" in fn:
-            return Code(fn.format(x=x.text))
-        return _call(fn, x.text)
+        return _call(fn, x.text) if isinstance(fn, str) else fn(x)
 
     register(
         name,
@@ -156,6 +156,7 @@ def unary(name, fn, adjoint, *, math_fn=None, doc=""):
         adjoint,
         elementwise=True,
         doc=doc,
+        call=("x",),
     )
 
 
@@ -163,10 +164,12 @@ def binary(name, symbol, prec, adjoint, *, dtype=None, right_assoc=False, doc=""
     """An elementwise infix operator with NumPy broadcasting."""
 
     def emit(ctx, a, b):
-        left = a.at(prec + 1) if right_assoc else a.at(prec)
-        right = b.at(prec) if right_assoc else b.at(prec + 1)
         if right_assoc:  # `x ** -y` is fine in Python: a unary operand binds tightly enough
-            right = b.at(UNARY)
+            left, right = a.at(prec + 1), b.at(UNARY)
+        elif prec == CMP:  # Python chains comparisons: `a < b == c` is not `(a < b) == c`
+            left, right = a.at(prec + 1), b.at(prec + 1)
+        else:
+            left, right = a.at(prec), b.at(prec + 1)
         return Code(f"{left} {symbol} {right}", prec)
 
     register(
@@ -190,9 +193,17 @@ unary("sqrt", "np.sqrt", lambda g, y, x: (g / (2 * y),), math_fn="math.sqrt", do
 unary("tanh", "np.tanh", lambda g, y, x: (g * (1 - y * y),), math_fn="math.tanh", doc="tanh")
 # 1 / (1 + exp(-x)) overflows for large -x; the tanh form is exact and never does.
 unary(
-    "sigmoid", "0.5 * np.tanh(0.5 * {x}) + 0.5", lambda g, y, x: (g * y * (1 - y),), doc="logistic"
+    "sigmoid",
+    lambda x: Code(f"0.5 * np.tanh(0.5 * {x.at(MUL + 1)}) + 0.5", ADD),
+    lambda g, y, x: (g * y * (1 - y),),
+    doc="logistic",
 )
-unary("relu", "np.maximum({x}, 0)", lambda g, y, x: (g * gt(y, 0),), doc="max(x, 0)")
+unary(
+    "relu",
+    lambda x: _call("np.maximum", x.text, "0"),
+    lambda g, y, x: (g * gt(y, 0),),
+    doc="max(x, 0)",
+)
 
 
 def _neg_emit(ctx, x):
@@ -301,6 +312,11 @@ register(
 
 
 def _transpose_type(x: Type, *, axes):
+    if axes is not None and not (
+        isinstance(axes, tuple)
+        and all(isinstance(a, int) and not isinstance(a, bool) for a in axes)
+    ):
+        raise ShapeError("transpose: axes must be a tuple of integers")
     if axes is None:
         axes = tuple(reversed(range(x.ndim)))
     if sorted(a % x.ndim if x.ndim else a for a in axes) != list(range(x.ndim)) or any(
@@ -335,6 +351,8 @@ register(
     _transpose_emit,
     lambda g, y, x, *, axes: (make("transpose", g, axes=_inverse(axes)),),
     doc="permute axes (all of them reversed by default, like .T)",
+    call=("x", "axes"),
+    axes=None,
 )
 
 
@@ -343,7 +361,12 @@ register(
 
 
 def _reshape_type(x: Type, *, shape):
+    shape = shape if isinstance(shape, tuple) else (shape,)
+    if any(isinstance(d, bool) or not isinstance(d, (int, Dim)) for d in shape):
+        raise ShapeError("reshape: sizes must be integers or dimensions")
     shape = tuple(Dim.of(d) for d in shape)
+    if any(d.is_const and d.value < 0 for d in shape):
+        raise ShapeError("reshape: sizes must not be negative")
     have, want = product(x.shape), product(shape)
     if have.is_const and want.is_const and have != want:
         raise ShapeError(
@@ -367,6 +390,8 @@ register(
     _reshape_emit,
     lambda g, y, x, *, shape: (make("reshape", g, shape=x.shape),),
     doc="the same elements in a new shape",
+    call=("x", "shape"),
+    shape=REQUIRED,
 )
 
 
@@ -433,6 +458,9 @@ register(
     _reduce_emit("np.sum"),
     lambda g, y, x, *, axis, keepdims: (expand_back(g, x, axis, keepdims),),
     doc="sum over axes",
+    call=("x", "axis", "keepdims"),
+    axis=None,
+    keepdims=False,
 )
 register(
     "mean",
@@ -442,6 +470,9 @@ register(
         expand_back(g / make("dim", dim=product(x.shape[i] for i in axis)), x, axis, keepdims),
     ),
     doc="mean over axes",
+    call=("x", "axis", "keepdims"),
+    axis=None,
+    keepdims=False,
 )
 
 

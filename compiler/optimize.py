@@ -12,6 +12,7 @@ import operator
 from collections.abc import Callable
 from dataclasses import replace
 
+from .dims import Dim, product
 from .ir import OPS, Graph, Node, ShapeError, at, const, make, rewrite
 
 Rule = Callable[[Node], Node | None]
@@ -202,6 +203,25 @@ def broadcast_implicitly(n: Node) -> Node | None:
 
 
 @rule
+def sum_of_broadcast_scalar(n: Node) -> Node | None:
+    """sum(broadcast_to(s, shape), axes) -> broadcast_to(s * count, reduced shape), for a scalar s."""
+    if n.op == "sum" and n.args[0].op == "broadcast_to" and n.args[0].args[0].ndim == 0:
+        b = n.args[0]
+        count = product(b.shape[a] for a in n.attr("axis"))
+        total = make("mul", b.args[0], make("dim", dim=count)) if count != Dim.of(1) else b.args[0]
+        return make("broadcast_to", total, shape=n.shape) if n.ndim else total
+    return None
+
+
+@rule
+def reshape_of_broadcast_scalar(n: Node) -> Node | None:
+    """reshape(broadcast_to(s, shape), new) -> broadcast_to(s, new), for a scalar s."""
+    if n.op == "reshape" and n.args[0].op == "broadcast_to" and n.args[0].args[0].ndim == 0:
+        return make("broadcast_to", n.args[0].args[0], shape=n.shape)
+    return None
+
+
+@rule
 def negation_outward(n: Node) -> Node | None:
     """(-a) * b -> -(a * b), a * (-b) -> -(a * b), (-a) / b -> -(a / b), -1 * x -> -x."""
     if n.op in ("mul", "div"):
@@ -296,6 +316,9 @@ def simplify(graph: Graph) -> Graph:
     return graph
 
 
+VIEWS = ("reshape", "transpose")
+
+
 def finish_gradients(graph: Graph, *, cache_reused: bool) -> Graph:
     """Each gradient becomes a fresh, writable array of its parameter's shape and dtype: a
     broadcast or a plain number is filled into `full_like(param)`, and a value that the caller
@@ -311,19 +334,23 @@ def finish_gradients(graph: Graph, *, cache_reused: bool) -> Graph:
     grads, used = [], set()
     for name, g in zip(graph.wrt, graph.grads):
         p = params[name]
+        base = g
+        while base.op in VIEWS:  # a view shares its base's memory
+            base = base.args[0]
         with at(None if g.op in ("param", "dout") else g.loc):
             if g.op == "broadcast_to":
-                g = make("full_like", p, g.args[0], hint=g.hint)
-            elif g.type.static or g.shape != p.shape:
-                g = make("full_like", p, g, hint=g.hint)
+                g = make("full_like", p, g.args[0], hint="d" + name)
+            elif g.type.static or g.shape != p.shape or p.ndim == 0:
+                g = make("full_like", p, g, hint="d" + name)
             elif (
-                g.op in ("param", "dout")
-                or g in graph.outputs
-                or g in used
-                or (cache_reused and g in forward)
+                base.op in ("param", "dout")
+                or base in graph.outputs
+                or base in used
+                or (cache_reused and base in forward)
             ):
                 g = make("copy", g, hint="d" + name)
-        used.add(g)
+                base = g
+        used.add(base)
         grads.append(g)
     return rewrite(
         replace(graph, grads=tuple(grads)),
@@ -337,9 +364,16 @@ def optimize(graph: Graph, *, cache_reused: bool = True) -> Graph:
 
 
 def seed_ones(graph: Graph) -> Graph:
-    """The graph with every upstream gradient set to 1: the backward of `g_grad`."""
+    """The graph with every upstream gradient set to 1: the backward of `g_grad`. Nodes that
+    depended on it are typed again, since a plain number is weakly typed where dout was not."""
     ones = {d: const(1.0) for d in graph.douts}
-    g = rewrite(
-        graph, lambda n, args: ones.get(n) or (n if args == n.args else replace(n, args=args))
-    )
-    return replace(g, douts=())
+
+    def step(n: Node, args: tuple[Node, ...]) -> Node:
+        if n in ones:
+            return ones[n]
+        if args == n.args:
+            return n
+        with at(n.loc):
+            return make(n.op, *args, hint=n.hint, **n.kw)
+
+    return replace(rewrite(graph, step), douts=())

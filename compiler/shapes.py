@@ -27,8 +27,10 @@ def _bind(node: Node, arg: Node, mapping: dict[str, Dim]) -> None:
     if kw["dtype"] == "int" and arg.dtype == "float":
         raise ShapeError(f"{where} must be an integer value, got a float one")
     if arg.ndim != len(declared):
+        local = {s: Dim.of(s.split(".", 1)[1].split("#")[0]) for d in declared for s in d.symbols}
         raise ShapeError(
-            f"{where} is declared {show_shape(declared)} ({len(declared)}-d) "
+            f"{where} is declared {show_shape(tuple(d.subs(local) for d in declared))} "
+            f"({len(declared)}-d) "
             f"but the value passed is {show_shape(arg.shape)} ({arg.ndim}-d)"
         )
     for want, have in zip(declared, arg.shape):

@@ -22,6 +22,12 @@ def _shapes(spec, *args):
     graph, params = _signature(spec)
     sizes, source, dtype = {}, {}, None
     for (name, kind, dims), value in zip(params, args):
+        if not isinstance(value, (np.ndarray, np.generic, int, float)) or isinstance(
+            value, bool
+        ):
+            raise ValueError(
+                f"{graph}: {name} must be a NumPy array, got {type(value).__name__}"
+            )
         shape = np.shape(value)
         declared = "[" + ", ".join(dims) + "]"
         if len(shape) != len(dims):
@@ -122,7 +128,7 @@ def mlp_backward(dout, cache):
     X, W1, W2, h, err, t, N = cache
     # loss = 0.5 * mean(sum(err ** 2, axis=1)) + 0.5 * reg * (sum(W1 * W1) + sum(W2 * W2))
     t_1 = 2 * dout * t
-    derr = 2 * np.broadcast_to(0.5 * dout / N, (N,)).reshape((N, 1)) * err
+    derr = 2 * (0.5 * dout / N) * err
     # out = x @ w + b  (in fn affine)
     db2 = np.sum(derr, axis=0)
     dh = derr @ W2.T
@@ -155,7 +161,7 @@ def mlp_grad(X, Y, W1, b1, W2, b2, reg):
         np.sum(W1 * W1) + np.sum(W2 * W2)
     )
     # loss = 0.5 * mean(sum(err ** 2, axis=1)) + 0.5 * reg * (sum(W1 * W1) + sum(W2 * W2))
-    derr = 2 * np.broadcast_to(0.5 / N, (N,)).reshape((N, 1)) * err
+    derr = 2 * (0.5 / N) * err
     # out = x @ w + b  (in fn affine)
     db2 = np.sum(derr, axis=0)
     dh = derr @ W2.T

@@ -107,3 +107,10 @@ def test_console_script_is_installed():
     assert exe, "the bpc console script is not installed beside this Python"
     run = subprocess.run([exe, "--version"], capture_output=True, text=True)
     assert run.returncode == 0
+
+
+def test_out_dir_is_created(tmp_path):
+    (tmp_path / "seed.bp").write_text(SEED)
+    run = bpc("compile", tmp_path / "seed.bp", "--out-dir", tmp_path / "new" / "dir")
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "new" / "dir" / "seed.py").exists()

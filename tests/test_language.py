@@ -201,3 +201,41 @@ def test_scalar_only_graph_and_python_numbers():
     value, grads = m.g_grad(2.0, 3.0)
     assert value == 10.0 and grads.a == 7.0 and grads.b == 2.0
     assert np.shape(grads.a) == ()
+
+
+def test_backward_of_an_unused_parameter_is_zeros():
+    m = load("graph unused(x: [n], w: [n]) -> z {\n    z = sum(x)\n}\n")
+    x, w = rng.normal(size=3), rng.normal(size=3)
+    grads = m.unused_backward(1.0, m.unused_forward(x, w)[1])
+    np.testing.assert_array_equal(grads.w, np.zeros(3))
+    np.testing.assert_array_equal(grads.x, np.ones(3))
+
+
+def test_float32_survives_masks_and_the_unit_seed():
+    m = load("graph masked(x: [n], s: []) -> y {\n    y = sum(x * (x > 0)) * s\n}\n")
+    x = rng.normal(size=5).astype(np.float32)
+    value, grads = m.masked_grad(x, 2.0)
+    assert value.dtype == np.float32 and grads.x.dtype == np.float32
+    np.testing.assert_allclose(grads.x, 2.0 * (x > 0))
+
+
+def test_scalar_parameter_gradients_are_writable_arrays():
+    m = load("graph sc(x: [n], s: []) -> y {\n    y = sum(x) * s\n}\n")
+    _, grads = m.sc_grad(np.ones(3), 2.0)
+    assert isinstance(grads.s, np.ndarray) and grads.s.shape == () and grads.s.flags.writeable
+    assert grads.s == 3.0
+
+
+def test_lists_are_refused_with_a_value_error():
+    m = load("graph sc(x: [n], s: []) -> y {\n    y = sum(x) * s\n}\n")
+    with pytest.raises(ValueError, match="x must be a NumPy array, got list"):
+        m.sc([1.0, 2.0], 2.0)
+
+
+def test_fn_rank_errors_use_the_fn_dimension_names():
+    from bpc.diagnostics import CompileError
+
+    with pytest.raises(CompileError, match=r"argument 'x' of fn 'sq' is declared \[n\] \(1-d\)"):
+        load(
+            "fn sq(x: [n]) -> y {\n    y = x * x\n}\ngraph g(a: [p, q]) -> z {\n    z = sum(sq(a))\n}\n"
+        )

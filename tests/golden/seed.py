@@ -22,6 +22,12 @@ def _shapes(spec, *args):
     graph, params = _signature(spec)
     sizes, source, dtype = {}, {}, None
     for (name, kind, dims), value in zip(params, args):
+        if not isinstance(value, (np.ndarray, np.generic, int, float)) or isinstance(
+            value, bool
+        ):
+            raise ValueError(
+                f"{graph}: {name} must be a NumPy array, got {type(value).__name__}"
+            )
         shape = np.shape(value)
         declared = "[" + ", ".join(dims) + "]"
         if len(shape) != len(dims):
