@@ -79,15 +79,6 @@ def _reachable(roots) -> list[Node]:
     return seen
 
 
-def _dim_symbols(n: Node) -> set[str]:
-    out: set[str] = set()
-    for _, v in n.attrs:
-        for d in v if isinstance(v, tuple) else (v,):
-            if isinstance(d, Dim):
-                out |= d.symbols
-    return out
-
-
 class _Function:
     """Writes the body lines of one generated function from a scheduled list of nodes."""
 
@@ -223,18 +214,8 @@ def _graph_view(c: Compiled, module_names: set[str]) -> dict:
 
     forward = _reachable(g.outputs) | set(g.inputs)
     backward_nodes = [n for n in g.nodes if n not in forward]
-    cached = [
-        n
-        for n in g.nodes
-        if n in forward
-        and n.op not in ("const", "dim")
-        and any(n in b.args for b in backward_nodes)
-    ]
-    cached += [n for n in g.grads if n in forward and n not in cached]
-    used_dims = set().union(
-        *(_dim_symbols(x) for b in backward_nodes for x in (b, *b.args) if x in b.args or x is b)
-    )
-    cached_dims = [d for d in dim_order if d in used_dims]
+    cached = list(g.cache)
+    cached_dims = [d for d in dim_order if d in g.cache_dims]
     for n in g.outputs:
         namer.names.setdefault(n, namer.get(n, n.hint or "out"))
     if len(g.douts) == 1:

@@ -201,7 +201,8 @@ class Param:
 @dataclass(frozen=True)
 class Graph:
     """One `graph` definition. `nodes` lists every node in a topological order; after autodiff,
-    `douts` are the upstream-gradient inputs and `grads` the gradients, aligned with `wrt`."""
+    `douts` are the upstream-gradient inputs and `grads` the gradients, aligned with `wrt`; after
+    optimization, `cache` is what the forward keeps for the backward."""
 
     name: str
     loc: Loc
@@ -213,6 +214,8 @@ class Graph:
     nodes: tuple[Node, ...]
     douts: tuple[Node, ...] = ()
     grads: tuple[Node, ...] = ()
+    cache: tuple[Node, ...] = ()  # forward values the backward reads, chosen by `select_cache`
+    cache_dims: frozenset[str] = frozenset()  # dimension sizes the backward reads
     source: str = field(default="", repr=False)
 
     @property
@@ -275,6 +278,7 @@ def rewrite(graph: Graph, fn: Callable[[Node, tuple[Node, ...]], Node]) -> Graph
     return replace(
         graph,
         nodes=nodes,
+        cache=(),
         outputs=outputs,
         grads=grads,
         inputs=tuple(get(n) for n in graph.inputs),

@@ -358,9 +358,40 @@ def finish_gradients(graph: Graph, *, cache_reused: bool) -> Graph:
     )
 
 
+def _dim_symbols(n: Node) -> set[str]:
+    out: set[str] = set()
+    for _, v in n.attrs:
+        for d in v if isinstance(v, tuple) else (v,):
+            if isinstance(d, Dim):
+                out |= d.symbols
+    return out
+
+
+def select_cache(graph: Graph) -> Graph:
+    """The cache is exactly what the backward reads from the forward: parameters and forward
+    values that some backward node takes as an argument, and the dimension sizes it uses."""
+    forward = set(graph.inputs)
+    stack = list(graph.outputs)
+    while stack:
+        n = stack.pop()
+        if n not in forward:
+            forward.add(n)
+            stack.extend(n.args)
+    read: set[Node] = set()
+    dims: set[str] = set()
+    for b in graph.nodes:
+        if b not in forward:
+            read.update(b.args)
+            dims |= _dim_symbols(b)
+            for a in b.args:
+                dims |= _dim_symbols(a) if a.op == "dim" else set()
+    cache = [n for n in graph.nodes if n in forward and n in read and n.op not in ("const", "dim")]
+    return replace(graph, cache=tuple(cache), cache_dims=frozenset(dims))
+
+
 def optimize(graph: Graph, *, cache_reused: bool = True) -> Graph:
-    """Simplify, share and prune; then make the gradients safe to hand to the caller."""
-    return finish_gradients(simplify(graph), cache_reused=cache_reused)
+    """Simplify, share and prune; make the gradients safe to hand to the caller; choose the cache."""
+    return select_cache(finish_gradients(simplify(graph), cache_reused=cache_reused))
 
 
 def seed_ones(graph: Graph) -> Graph:
