@@ -147,7 +147,7 @@ def constant_leftmost(n: Node) -> Node | None:
     """c * (a * b) -> c * a * b, the way a derivation is written (`2 * dout * q`)."""
     if n.op == "mul" and _is_const(n.args[0]) and n.args[1].op == "mul":
         a, b = n.args[1].args
-        if not _is_const(a):
+        if not _is_const(a) and a.op != "mul":  # one level: a long product keeps its shape
             return make("mul", make("mul", n.args[0], a), b)
     return None
 
@@ -271,36 +271,43 @@ def useless_broadcast(n: Node) -> Node | None:
     return None
 
 
-def _simplify(n: Node) -> Node:
-    for _ in range(100):
-        for r in RULES:
-            with at(n.loc):
-                m = r(n)
-            if m is not None:
-                if m.hint is None and n.hint is not None and m.op not in ("const", "param", "dim"):
-                    m = replace(m, hint=n.hint)
-                n = m
-                break
-        else:
-            return n
-    return n  # pragma: no cover - the rules terminate long before
-
-
 def _key(n: Node):
     return (n.op, tuple(id(a) for a in n.args), repr(n.attrs), n.type)
 
 
+class _Simplifier:
+    """Rewrites one node to a fixpoint, after the new nodes a rewrite made, and hash-conses."""
+
+    def __init__(self):
+        self.seen: dict = {}
+        self.done: set[Node] = set()
+
+    def __call__(self, n: Node) -> Node:
+        if n in self.done:
+            return n
+        args = tuple(self(a) for a in n.args)  # a rewrite's fresh arguments come first
+        n = n if args == n.args else replace(n, args=args)
+        if n.op not in ("param", "dout"):
+            with at(n.loc):
+                for r in RULES:
+                    m = r(n)
+                    if m is not None:
+                        if m.hint is None and n.hint and m.op not in ("const", "param", "dim"):
+                            m = replace(m, hint=n.hint)
+                        return self(m)
+        n = self.seen.setdefault(_key(n), n)
+        self.done.add(n)
+        return n
+
+
 def _simplify_pass(graph: Graph) -> tuple[Graph, bool]:
     """One bottom-up sweep of the rewrites with hash-consing; says whether anything changed."""
-    seen: dict = {}
+    simplify_node = _Simplifier()
     changed = False
 
     def step(n: Node, args: tuple[Node, ...]) -> Node:
         nonlocal changed
-        m = n if args == n.args else replace(n, args=args)
-        if m.op not in ("param", "dout"):
-            m = _simplify(m)
-        m = seen.setdefault(_key(m), m)
+        m = simplify_node(n if args == n.args else replace(n, args=args))
         changed |= m is not n
         return m
 

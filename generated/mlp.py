@@ -127,17 +127,17 @@ def mlp_backward(dout, cache):
     """Gradients of mlp with respect to W1, b1, W2, b2; dout is shaped like loss []."""
     X, W1, W2, h, err, t, N = cache
     # loss = 0.5 * mean(sum(err ** 2, axis=1)) + 0.5 * reg * (sum(W1 * W1) + sum(W2 * W2))
-    t_1 = 2 * dout * t
+    t_1 = dout * t
     derr = 2 * (0.5 * dout / N) * err
     # out = x @ w + b  (in fn affine)
     db2 = np.sum(derr, axis=0)
     dh = derr @ W2.T
-    dW2 = t_1 * W2 + h.T @ derr
+    dW2 = 2 * (t_1 * W2) + h.T @ derr
     # h = tanh(affine(X, W1, b1))
     daffine_out = dh * (1 - h * h)
     # out = x @ w + b  (in fn affine)
     db1 = np.sum(daffine_out, axis=0)
-    dW1 = t_1 * W1 + X.T @ daffine_out
+    dW1 = 2 * (t_1 * W1) + X.T @ daffine_out
     return MlpGrads(dW1, db1, dW2, db2)
 
 
@@ -157,7 +157,8 @@ def mlp_grad(X, Y, W1, b1, W2, b2, reg):
     h = np.tanh(affine_out)
     affine_out_1 = h @ W2 + b2
     err = affine_out_1 - Y
-    loss = 0.5 * np.mean(np.sum(err**2, axis=1)) + 0.5 * reg * (
+    t = 0.5 * reg
+    loss = 0.5 * np.mean(np.sum(err**2, axis=1)) + t * (
         np.sum(W1 * W1) + np.sum(W2 * W2)
     )
     # loss = 0.5 * mean(sum(err ** 2, axis=1)) + 0.5 * reg * (sum(W1 * W1) + sum(W2 * W2))
@@ -165,10 +166,10 @@ def mlp_grad(X, Y, W1, b1, W2, b2, reg):
     # out = x @ w + b  (in fn affine)
     db2 = np.sum(derr, axis=0)
     dh = derr @ W2.T
-    dW2 = reg * W2 + h.T @ derr
+    dW2 = 2 * (t * W2) + h.T @ derr
     # h = tanh(affine(X, W1, b1))
     daffine_out = dh * (1 - h * h)
     # out = x @ w + b  (in fn affine)
     db1 = np.sum(daffine_out, axis=0)
-    dW1 = reg * W1 + X.T @ daffine_out
+    dW1 = 2 * (t * W1) + X.T @ daffine_out
     return loss, MlpGrads(dW1, db1, dW2, db2)

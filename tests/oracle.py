@@ -14,6 +14,7 @@ from collections.abc import Mapping
 import autograd
 import autograd.numpy as anp
 import numpy as np
+
 from bpc.build import build_ir
 from bpc.dims import Dim
 from bpc.ir import Graph, Node

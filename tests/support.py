@@ -7,6 +7,7 @@ import sys
 import types
 
 import numpy as np
+
 from bpc import compile_source
 
 _count = itertools.count()

@@ -10,6 +10,7 @@ import difflib
 from pathlib import Path
 
 import pytest
+
 from bpc import compile_source
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -19,16 +19,16 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-import bpc.ops  # noqa: F401 - fills the registry
 import numpy as np
 import pytest
+
+import bpc.ops  # noqa: F401 - fills the registry
 from bpc.autodiff import differentiate
 from bpc.diagnostics import Loc
 from bpc.dims import Dim
 from bpc.emit import Compiled, emit
 from bpc.ir import OPS, Graph, Node, Param, Type, make, schedule, untyped
 from bpc.optimize import optimize, seed_ones
-
 from tests import oracle
 from tests.support import load, numeric_grad, rel_error
 
