@@ -1,0 +1,53 @@
+"""Leaves: parameters, upstream gradients, constants and dimension sizes."""
+
+from __future__ import annotations
+
+import math
+
+from ..dims import Dim
+from ..ir import Type
+from . import (
+    ADD,
+    ATOM,
+    MUL,
+    UNARY,
+    Code,
+    register,
+)
+
+# ---------------------------------------------------------------------------------------------
+# Leaves: parameters, upstream gradients, constants and dimension sizes
+
+
+def _leaf_type(*, type, **_):
+    return type
+
+
+register("param", _leaf_type, lambda ctx, **_: Code(ctx.name_of(ctx.node)), doc="a graph parameter")
+register(
+    "dout", _leaf_type, lambda ctx, **_: Code(ctx.name_of(ctx.node)), doc="an upstream gradient"
+)
+
+
+def _const_emit(ctx, *, value):
+    text = repr(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        text = f"float({str(value)!r})"
+    return Code(text, UNARY if text.startswith("-") else ATOM)
+
+
+register(
+    "const", lambda **kw: Type(_const_dtype(kw["value"]), (), True), _const_emit, doc="a literal"
+)
+
+
+def _const_dtype(value) -> str:
+    return "bool" if isinstance(value, bool) else "int" if isinstance(value, int) else "float"
+
+
+def _dim_emit(ctx, *, dim: Dim):
+    text = ctx.dim(dim)
+    return Code(text, ADD if dim.is_sum else MUL if dim.is_product else ATOM)
+
+
+register("dim", lambda *, dim: Type("int", (), True), _dim_emit, doc="the size of a dimension")

@@ -1,0 +1,68 @@
+"""Shapes: reshape and broadcast_to."""
+
+from __future__ import annotations
+
+from ..dims import Dim, product, show_shape
+from ..ir import REQUIRED, ShapeError, Type, make
+from . import (
+    ATOM,
+    Code,
+    broadcast,
+    emit_call,
+    register,
+    shape_text,
+)
+
+# ---------------------------------------------------------------------------------------------
+# Shapes
+
+
+def _reshape_type(x: Type, *, shape):
+    shape = shape if isinstance(shape, tuple) else (shape,)
+    if any(isinstance(d, bool) or not isinstance(d, (int, Dim)) for d in shape):
+        raise ShapeError("reshape: sizes must be integers or dimensions")
+    shape = tuple(Dim.of(d) for d in shape)
+    if any(d.is_const and d.value < 0 for d in shape):
+        raise ShapeError("reshape: sizes must not be negative")
+    have, want = product(x.shape), product(shape)
+    if have.is_const and want.is_const and have != want:
+        raise ShapeError(
+            f"reshape: cannot reshape {show_shape(x.shape)} ({have} elements) into "
+            f"{show_shape(shape)} ({want} elements)"
+        )
+    if have != want and not (have.is_const or want.is_const) and have.symbols == want.symbols:
+        raise ShapeError(
+            f"reshape: {show_shape(x.shape)} has {have} elements but {show_shape(shape)} has {want}"
+        )
+    return Type(x.dtype, shape, x.static), {"shape": shape}
+
+
+def _reshape_emit(ctx, x, *, shape):
+    return Code(f"{x.at(ATOM)}.reshape({shape_text(ctx, shape)})")
+
+
+register(
+    "reshape",
+    _reshape_type,
+    _reshape_emit,
+    lambda g, y, x, *, shape: (make("reshape", g, shape=x.shape),),
+    doc="the same elements in a new shape",
+    call=("x", "shape"),
+    shape=REQUIRED,
+)
+
+
+def _broadcast_to_type(x: Type, *, shape):
+    shape = tuple(Dim.of(d) for d in shape)
+    if broadcast(x.shape, shape) != shape:
+        raise ShapeError(f"cannot broadcast {show_shape(x.shape)} to {show_shape(shape)}")
+    return Type(x.dtype, shape), {"shape": shape}
+
+
+register(
+    "broadcast_to",
+    _broadcast_to_type,
+    lambda ctx, x, *, shape: emit_call("np.broadcast_to", x.text, shape_text(ctx, shape)),
+    lambda g, y, x, *, shape: (g,),
+    doc="a read-only view of x broadcast to a shape",
+)
