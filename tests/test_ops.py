@@ -99,8 +99,13 @@ def make_inputs(case: Case, graph: Graph, dtype=np.float64) -> dict[str, np.ndar
     rng = _rng(case)
     sizes = {**SIZES, **dict(case.sizes)}
     inputs = {}
+    bounds = dict(case.ints)
     for p in graph.params:
         shape = tuple(d if isinstance(d, int) else sizes[d] for d in p.dims)
+        if p.dtype == "int":
+            bound = bounds.get(p.name, 2)
+            inputs[p.name] = rng.integers(0, sizes.get(bound, bound), shape)
+            continue
         if p.name in case.positive:
             x = rng.uniform(0.5, 2.0, shape)
         elif p.name in case.away:

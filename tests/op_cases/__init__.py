@@ -37,6 +37,7 @@ class Case:
     positive: tuple[str, ...] = ()  # parameters drawn from [0.5, 2]
     away: tuple[str, ...] = ()  # parameters drawn with 0.5 <= |x| <= 1.5 (kinks at 0)
     sizes: tuple[tuple[str, int], ...] = ()  # overrides of SIZES
+    ints: tuple[tuple[str, str | int], ...] = ()  # int parameters: (name, exclusive upper bound)
     # Known compiler bugs: (check, reason) pairs, the reason starting with "BUG:"; the checks
     # are the keys of CHECKS below.
     xfail: tuple[tuple[str, str], ...] = ()
@@ -49,15 +50,31 @@ class Case:
         return self.label or self.source.strip().splitlines()[-2].strip()
 
 
-def C(sig: str, *lines: str, wrt: str = "", positive: str = "", away: str = "", xfail=None):
+def C(
+    sig: str,
+    *lines: str,
+    wrt: str = "",
+    positive: str = "",
+    away: str = "",
+    ints: str = "",
+    sizes: dict | None = None,
+    xfail=None,
+):
     """A case from a signature and body lines: `graph f(sig) -> out [wrt ...] { lines }`.
+    `ints` gives integer parameters their range, `"y:C idx:5"` meaning 0 <= y < C, 0 <= idx < 5;
     `xfail` maps checks (or a tuple of checks) to the compiler bug that makes them fail."""
     head = f"graph f({sig}) -> out" + (f" wrt {wrt}" if wrt else "")
     body = "".join(f"    {line}\n" for line in lines)
+    bounds = []
+    for item in ints.split():
+        name, bound = item.split(":")
+        bounds.append((name, int(bound) if bound.isdigit() else bound))
     return Case(
         source=f"{head} {{\n{body}}}\n",
         positive=tuple(positive.split()),
         away=tuple(away.split()),
+        ints=tuple(bounds),
+        sizes=tuple((sizes or {}).items()),
         xfail=_xfail(xfail),
     )
 
