@@ -15,9 +15,9 @@ from . import syntax as s
 from .diagnostics import CompileError, Loc, error
 from .dims import Dim
 from .ir import OPS, REQUIRED, Graph, Node, Param, Type, at, const, untyped
-from .ops import PLANNED
+from .ops import PLANNED, SPELLED
 
-BUILTINS = frozenset(name for name, op in OPS.items() if op.call) | PLANNED
+BUILTINS = SPELLED | PLANNED
 
 _fresh = itertools.count(1)
 
