@@ -191,8 +191,18 @@ def _signature_text(g: Graph) -> str:
     return f"{g.name}({params})"
 
 
+def _python_name(name: str) -> str:
+    """`name` as a Python identifier the module can define: keywords and reserved names get a `_`."""
+    return (
+        name + "_"
+        if keyword.iskeyword(name) or keyword.issoftkeyword(name) or name in _RESERVED
+        else name
+    )
+
+
 def _graph_view(c: Compiled, module_names: set[str]) -> dict:
     g = c.pair
+    base = _python_name(g.name)
     taken = set(module_names)
     namer = _Namer(taken)
     params = [namer.get(("param", p.name), p.name) for p in g.params]
@@ -236,6 +246,13 @@ def _graph_view(c: Compiled, module_names: set[str]) -> dict:
         backward_body.append(f"{_tuple(cache_names)} = cache")
     backward_body += fn.lines(backward_nodes, comments=True)
     grads_class = "".join(w[:1].upper() + w[1:] for w in g.name.split("_") if w) + "Grads"
+    # Field names: the parameters' Python names, without the leading underscores NamedTuple forbids.
+    fields: list[str] = []
+    for name in g.wrt:
+        field_name = namer.names[("param", name)].lstrip("_") or "grad"
+        while field_name in fields or keyword.iskeyword(field_name):
+            field_name += "_"
+        fields.append(field_name)
     grads_class = namer.get(("class", g.name), grads_class) if grads_class in taken else grads_class
     taken.add(grads_class)
     grad_list = ", ".join(fn.name_of(n) for n in g.grads)
@@ -243,13 +260,13 @@ def _graph_view(c: Compiled, module_names: set[str]) -> dict:
 
     functions = [
         {
-            "name": g.name,
+            "name": base,
             "params": sig,
             "doc": f"{outs} = {call}: the forward pass alone.",
             "body": prologue + forward_lines + [f"return {result}"],
         },
         {
-            "name": f"{g.name}_forward",
+            "name": _python_name(f"{g.name}_forward"),
             "params": sig,
             "doc": f"{outs} = {call}, and the cache that {g.name}_backward needs.",
             "body": prologue
@@ -257,7 +274,7 @@ def _graph_view(c: Compiled, module_names: set[str]) -> dict:
             + [f"cache = ({_tuple(cache_names)})", f"return {result}, cache"],
         },
         {
-            "name": f"{g.name}_backward",
+            "name": _python_name(f"{g.name}_backward"),
             "params": "dout, cache",
             "doc": f"Gradients of {g.name} with respect to {wrt}; dout is shaped like {_dout_shapes(g)}.",
             "body": backward_body,
@@ -278,7 +295,7 @@ def _graph_view(c: Compiled, module_names: set[str]) -> dict:
         fn_lines += gfn.lines([n for n in gg.nodes if n not in gforward], comments=True)
         functions.append(
             {
-                "name": f"{g.name}_grad",
+                "name": _python_name(f"{g.name}_grad"),
                 "params": sig,
                 "doc": f"{g.output_names[0]} = {call} and its gradients with respect to {wrt}.",
                 "body": prologue
@@ -292,7 +309,7 @@ def _graph_view(c: Compiled, module_names: set[str]) -> dict:
         "name": g.name,
         "grads_class": grads_class,
         "grads_doc": f"Gradients of {g.name} with respect to {wrt}, each shaped like its parameter.",
-        "grad_fields": list(g.wrt),
+        "grad_fields": fields,
         "functions": functions,
     }
 
@@ -322,7 +339,9 @@ def emit(compiled: list[Compiled], source_name: str) -> str:
     module_names = set()
     for c in compiled:
         g = c.pair.name
-        module_names |= {g, f"{g}_forward", f"{g}_backward", f"{g}_grad"}
+        module_names |= {
+            _python_name(g + suffix) for suffix in ("", "_forward", "_backward", "_grad")
+        }
     graphs = [_graph_view(c, module_names) for c in compiled]
     uses_math = any("math." in line for g in graphs for f in g["functions"] for line in f["body"])
     imports = (

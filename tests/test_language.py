@@ -239,3 +239,24 @@ def test_fn_rank_errors_use_the_fn_dimension_names():
         load(
             "fn sq(x: [n]) -> y {\n    y = x * x\n}\ngraph g(a: [p, q]) -> z {\n    z = sum(sq(a))\n}\n"
         )
+
+
+def test_any_identifier_works_as_a_name():
+    """Python keywords and builtins, and names the generated code uses itself, are fine in bp."""
+    m = load(
+        """
+graph lambda(print: [np, cache], dout: [cache], None: [], __import__: [np], _x: []) -> self {
+    self = sum(print @ dout * None) + sum(__import__ * __import__) * _x
+}
+graph np(cache: [math]) -> dout {
+    dout = sum(cache * math)
+}
+"""
+    )
+    a, b, c = rng.normal(size=(2, 3)), rng.normal(size=3), rng.normal(size=2)
+    value, grads = m.lambda_grad(a, b, 2.0, c, 3.0)
+    np.testing.assert_allclose(value, np.sum(a @ b * 2.0) + np.sum(c * c) * 3.0)
+    assert grads._fields == ("print", "dout_", "None_", "import__", "x")
+    np.testing.assert_allclose(grads.import__, 2 * c * 3.0)
+    value, grads = m.np_grad(np.ones(4))
+    assert value == 16.0 and grads.cache_.tolist() == [4.0] * 4
