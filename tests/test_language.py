@@ -243,16 +243,14 @@ def test_fn_rank_errors_use_the_fn_dimension_names():
 
 def test_any_identifier_works_as_a_name():
     """Python keywords and builtins, and names the generated code uses itself, are fine in bp."""
-    m = load(
-        """
+    m = load("""
 graph lambda(print: [np, cache], dout: [cache], None: [], __import__: [np], _x: []) -> self {
     self = sum(print @ dout * None) + sum(__import__ * __import__) * _x
 }
 graph np(cache: [math]) -> dout {
     dout = sum(cache * math)
 }
-"""
-    )
+""")
     a, b, c = rng.normal(size=(2, 3)), rng.normal(size=3), rng.normal(size=2)
     value, grads = m.lambda_grad(a, b, 2.0, c, 3.0)
     np.testing.assert_allclose(value, np.sum(a @ b * 2.0) + np.sum(c * c) * 3.0)
