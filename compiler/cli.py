@@ -18,7 +18,7 @@ from .emit import HEADER_PREFIX
 from .pipeline import compile_source
 
 
-def _compile_file(path: Path) -> str | None:
+def _compile_file(path: Path, checks: bool = True) -> str | None:
     """The module text for one source file, or None after reporting its errors on stderr."""
     try:
         data = path.read_bytes()
@@ -32,7 +32,7 @@ def _compile_file(path: Path) -> str | None:
         print(f"{path}:{line}: error: the file is not valid UTF-8", file=sys.stderr)
         return None
     try:
-        return compile_source(text, path.name)
+        return compile_source(text, path.name, checks=checks)
     except CompileError as e:
         for d in e.diagnostics:
             print(render(d, str(path), text), file=sys.stderr)
@@ -93,9 +93,21 @@ def _cmd_compile(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
             print(f"bpc: error: {src}: the output would overwrite the source", file=sys.stderr)
             status = 1
             continue
-        module = _compile_file(src)
+        module = _compile_file(src, checks=not args.no_checks)
         if module is None:
             status = 1
+            continue
+        if args.check:
+            if (
+                target is None
+                or not target.exists()
+                or target.read_text(encoding="utf-8") != module
+            ):
+                what = (
+                    "missing" if target is not None and not target.exists() else "stale or edited"
+                )
+                print(f"bpc: {target or '-'} is {what}: run bpc compile {src}", file=sys.stderr)
+                status = 1
             continue
         if target is None:
             sys.stdout.write(module)
@@ -125,6 +137,16 @@ def main(argv: list[str] | None = None) -> int:
     compile_.add_argument("--out-dir", metavar="DIR", help="write each module into DIR")
     compile_.add_argument(
         "--force", action="store_true", help="overwrite output files that bpc did not generate"
+    )
+    compile_.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 naming each output that is missing, stale or hand-edited",
+    )
+    compile_.add_argument(
+        "--no-checks",
+        action="store_true",
+        help="emit modules that do not check their arguments' shapes and dtypes (faster calls)",
     )
     args = parser.parse_args(argv)
     if args.command is None:

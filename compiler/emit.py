@@ -10,6 +10,7 @@ from __future__ import annotations
 import builtins
 import functools
 import keyword
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 
@@ -191,6 +192,18 @@ def _signature_text(g: Graph) -> str:
     return f"{g.name}({params})"
 
 
+def _drop_unused_bindings(body: list[str]) -> list[str]:
+    """Without checks, a dimension is bound only where the function's code reads it."""
+    kept = []
+    for i, line in enumerate(body):
+        var, _, expr = line.partition(" = ")
+        rest = " ".join(body[i + 1 :])
+        if expr.endswith("]") and ".shape[" in expr and not re.search(rf"\b{var}\b", rest):
+            continue
+        kept.append(line)
+    return kept
+
+
 def _python_name(name: str) -> str:
     """`name` as a Python identifier the module can define: keywords and reserved names get a `_`."""
     return (
@@ -200,7 +213,7 @@ def _python_name(name: str) -> str:
     )
 
 
-def _graph_view(c: Compiled, module_names: set[str]) -> dict:
+def _graph_view(c: Compiled, module_names: set[str], checks: bool) -> dict:
     g = c.pair
     base = _python_name(g.name)
     taken = set(module_names)
@@ -210,13 +223,17 @@ def _graph_view(c: Compiled, module_names: set[str]) -> dict:
         namer.names[n] = name
     dim_order = list(dict.fromkeys(d for p in g.params for d in p.dims if isinstance(d, str)))
     dims = {d: namer.get(("dim", d), d) for d in dim_order}
-    prologue = (
-        [
-            f"{_tuple([dims[d] for d in dim_order])} = _shapes({_signature_text(g)!r}, {', '.join(params)})"
-        ]
-        if dim_order
-        else ([f"_shapes({_signature_text(g)!r}, {', '.join(params)})"] if params else [])
-    )
+    if checks:
+        call = f"_shapes({_signature_text(g)!r}, {', '.join(params)})"
+        prologue = [f"{_tuple([dims[d] for d in dim_order])} = {call}" if dim_order else call]
+        prologue = prologue if params else []
+    else:  # bind each dimension from its first parameter, unchecked
+        first = {}
+        for p, name in zip(g.params, params):
+            for axis, d in enumerate(p.dims):
+                if isinstance(d, str):
+                    first.setdefault(d, f"{name}.shape[{axis}]")
+        prologue = [f"{dims[d]} = {first[d]}" for d in dim_order]
     sig = ", ".join(params)
     outs = ", ".join(f"{name} {n.type}" for name, n in zip(g.output_names, g.outputs))
     call = f"{g.name}({', '.join(f'{p.name} {n.type}' for p, n in zip(g.params, g.inputs))})"
@@ -305,6 +322,9 @@ def _graph_view(c: Compiled, module_names: set[str]) -> dict:
                 ],
             }
         )
+    if not checks:
+        for f in functions:
+            f["body"] = _drop_unused_bindings(f["body"])
     return {
         "name": g.name,
         "grads_class": grads_class,
@@ -334,26 +354,24 @@ def _environment() -> jinja2.Environment:
     )
 
 
-def emit(compiled: list[Compiled], source_name: str) -> str:
-    """Render the module for all graphs of one source file, formatted with black."""
+def emit(compiled: list[Compiled], source_name: str, *, checks: bool = True) -> str:
+    """Render the module for all graphs of one source file, formatted with black. Without
+    `checks`, the functions bind dimension sizes from their arguments without checking them."""
     module_names = set()
     for c in compiled:
         g = c.pair.name
         module_names |= {
             _python_name(g + suffix) for suffix in ("", "_forward", "_backward", "_grad")
         }
-    graphs = [_graph_view(c, module_names) for c in compiled]
+    graphs = [_graph_view(c, module_names, checks) for c in compiled]
     uses_math = any("math." in line for g in graphs for f in g["functions"] for line in f["body"])
     imports = (
-        ["import functools"]
+        (["import functools"] if checks else [])
         + (["import math"] if uses_math else [])
-        + [
-            "import re",
-            "from typing import NamedTuple",
-            "",
-            "import numpy as np",
-        ]
+        + (["import re"] if checks else [])
+        + ["from typing import NamedTuple", "", "import numpy as np"]
     )
+    runtime = _environment().loader.get_source(_environment(), "runtime.py.j2")[0] if checks else ""
     names = ", ".join(g["name"] for g in graphs) or "no graphs"
     text = (
         _environment()
@@ -362,6 +380,7 @@ def emit(compiled: list[Compiled], source_name: str) -> str:
             header=HEADER.format(source=source_name),
             docstring=f"Forward and backward passes of {names}, compiled by bpc from {source_name}.",
             imports=imports,
+            runtime=runtime,
             graphs=graphs,
         )
     )

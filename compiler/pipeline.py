@@ -23,6 +23,7 @@ def compile_graphs(text: str) -> list[Compiled]:
     return out
 
 
-def compile_source(text: str, filename: str = "<string>") -> str:
-    """Compile bp source text to the text of a Python module; raises CompileError on bad input."""
-    return emit(compile_graphs(text), filename)
+def compile_source(text: str, filename: str = "<string>", *, checks: bool = True) -> str:
+    """Compile bp source text to the text of a Python module; raises CompileError on bad input.
+    With `checks=False` the module does not check its arguments' shapes and dtypes."""
+    return emit(compile_graphs(text), filename, checks=checks)

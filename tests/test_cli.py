@@ -114,3 +114,33 @@ def test_out_dir_is_created(tmp_path):
     run = bpc("compile", tmp_path / "seed.bp", "--out-dir", tmp_path / "new" / "dir")
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "new" / "dir" / "seed.py").exists()
+
+
+def test_check_reports_stale_and_edited_modules(tmp_path):
+    src = tmp_path / "seed.bp"
+    src.write_text(SEED)
+    run = bpc("compile", "--check", src)
+    assert run.returncode == 1 and "missing" in run.stderr
+    assert not (tmp_path / "seed.py").exists(), "--check writes nothing"
+    assert bpc("compile", src).returncode == 0
+    assert bpc("compile", "--check", src).returncode == 0
+    module = tmp_path / "seed.py"
+    module.write_text(module.read_text().replace("2 * dout * q", "3 * dout * q"))
+    run = bpc("compile", "--check", src)
+    assert run.returncode == 1 and "seed.py is stale or edited" in run.stderr
+    src.write_text(SEED + "\n")
+    assert bpc("compile", src).returncode == 0
+    assert bpc("compile", "--check", src).returncode == 0
+
+
+def test_no_checks_drops_the_argument_checks(tmp_path):
+    src = tmp_path / "seed.bp"
+    src.write_text(SEED)
+    run = bpc("compile", "--no-checks", src, "-o", "-")
+    assert run.returncode == 0 and "_shapes" not in run.stdout
+    namespace: dict = {}
+    exec(run.stdout, namespace)
+    import numpy as np
+
+    f, grads = namespace["seed_grad"](np.array([[0.1, 0.5], [-0.3, 0.8]]), np.array([0.2, 0.4]))
+    assert abs(f - 0.116) < 1e-12
