@@ -156,7 +156,7 @@ class _Builder:
         name = e.func.id
         if name in self.module and self.module[name].kind == "fn":
             return self.inline(self.module[name], e, scope)
-        if name in self.module:
+        if name in self.module and name not in BUILTINS:  # a graph may share a built-in's name
             raise error(here, f"'{name}' is a graph; only fn definitions can be called")
         if name not in BUILTINS:
             known = set(BUILTINS) | {n for n, d in self.module.items() if d.kind == "fn"}

@@ -258,3 +258,8 @@ graph np(cache: [math]) -> dout {
     np.testing.assert_allclose(grads.import__, 2 * c * 3.0)
     value, grads = m.np_grad(np.ones(4))
     assert value == 16.0 and grads.cache_.tolist() == [4.0] * 4
+
+
+def test_a_graph_may_be_named_like_a_built_in():
+    m = load("graph relu(x: [n]) -> out {\n    out = sum(relu(x))\n}\n")
+    assert m.relu(np.array([-1.0, 2.0])) == 2.0
