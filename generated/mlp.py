@@ -10,60 +10,73 @@ import numpy as np
 
 @functools.cache
 def _signature(spec):
-    params = re.findall(r"(\w+): (int)?\[([^\]]*)\]", spec)
-    return spec.split("(", 1)[0], [
-        (name, kind or "float", [d.strip() for d in dims.split(",") if d.strip()])
-        for name, kind, dims in params
-    ]
+    """A graph's declared parameters: (name, kind, dims), a dim an int or a dimension name."""
+    params = []
+    for name, kind, dims in re.findall(r"(\w+): (int)?\[([^\]]*)\]", spec):
+        dims = tuple(
+            int(d) if d.strip().isdigit() else d.strip()
+            for d in dims.split(",")
+            if d.strip()
+        )
+        params.append((name, "int" if kind else "float", dims))
+    return spec.split("(", 1)[0], tuple(params)
 
 
 def _shapes(spec, *args):
-    """Check the arguments against the graph's declared shapes; return the dimension sizes."""
+    """Check the arguments against the graph's declared shapes and dtypes; return the sizes of
+    its dimensions, in order of first appearance."""
     graph, params = _signature(spec)
     sizes, source, dtype = {}, {}, None
     for (name, kind, dims), value in zip(params, args):
-        if not isinstance(value, (np.ndarray, np.generic, int, float)) or isinstance(
-            value, bool
+        if isinstance(value, (np.ndarray, np.generic)):
+            shape, found = value.shape, value.dtype
+        elif (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and kind == "float"
         ):
+            shape, found = (
+                (),
+                None,
+            )  # a Python number: weakly typed, it takes the arrays' dtype
+        else:
             raise ValueError(
                 f"{graph}: {name} must be a NumPy array, got {type(value).__name__}"
             )
-        shape = np.shape(value)
-        declared = "[" + ", ".join(dims) + "]"
         if len(shape) != len(dims):
+            declared = "[" + ", ".join(map(str, dims)) + "]"
             raise ValueError(
                 f"{graph}: {name} must be {len(dims)}-d, shaped {declared}; got shape {shape}"
             )
-        kind_found = np.result_type(value).kind
-        if kind == "int" and kind_found not in "iu":
-            raise ValueError(
-                f"{graph}: {name} must hold integers, got {np.result_type(value)}"
-            )
-        if kind == "float" and not isinstance(value, (int, float)):
-            if kind_found != "f":
-                raise ValueError(
-                    f"{graph}: {name} must hold floats, got {np.result_type(value)}"
-                )
-            if len(shape):
-                dtype = dtype or (name, np.result_type(value))
-                if np.result_type(value) != dtype[1]:
+        if kind == "int" and found.kind not in "iu":
+            raise ValueError(f"{graph}: {name} must hold integers, got {found}")
+        if kind == "float" and found is not None:
+            if found.kind != "f":
+                raise ValueError(f"{graph}: {name} must hold floats, got {found}")
+            if shape:
+                if dtype is None:
+                    dtype = (name, found)
+                elif found != dtype[1]:
                     raise ValueError(
-                        f"{graph}: {name} is {np.result_type(value)} but {dtype[0]} is "
-                        f"{dtype[1]}; pass float arrays of one dtype"
+                        f"{graph}: {name} is {found} but {dtype[0]} is {dtype[1]}; "
+                        "pass float arrays of one dtype"
                     )
         for axis, (dim, size) in enumerate(zip(dims, shape)):
-            if dim.isdigit() and size != int(dim):
-                raise ValueError(
-                    f"{graph}: {name} must be shaped {declared}; axis {axis} is {size}, not {dim}"
-                )
-            if not dim.isdigit():
-                if dim in sizes and sizes[dim] != size:
+            if dim.__class__ is int:
+                if size != dim:
+                    declared = "[" + ", ".join(map(str, dims)) + "]"
+                    raise ValueError(
+                        f"{graph}: {name} must be shaped {declared}; axis {axis} is {size}, not {dim}"
+                    )
+            elif dim in sizes:
+                if sizes[dim] != size:
                     raise ValueError(
                         f"{graph}: {name} has shape {shape}, but its axis {axis} is dimension "
                         f"{dim}, which is {sizes[dim]} in {source[dim]}"
                     )
-                sizes.setdefault(dim, size)
-                source.setdefault(dim, name)
+            else:
+                sizes[dim] = size
+                source[dim] = name
     return tuple(sizes.values())
 
 
