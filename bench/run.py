@@ -29,8 +29,9 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import bpc  # noqa: E402
 import cases  # noqa: E402  (bench/cases.py)
+
+import bpc  # noqa: E402
 
 
 @dataclass
