@@ -248,8 +248,6 @@ def _graph_view(c: Compiled, module_names: set[str], checks: bool) -> dict:
     if len(g.douts) == 1:
         namer.names[g.douts[0]] = "dout"
     fn = _Function(g, namer, dims, set(cached) | set(g.outputs) | set(g.grads))
-    if fn.dtype_of and not any(n.op == "param" and n.dtype == "float" and n.ndim for n in cached):
-        fn.dtype_of = None  # the backward sees only the cache
     forward_order = [n for n in g.nodes if n in forward]
     forward_lines = fn.lines(forward_order, comments=False)
     out_names = [fn.name_of(n) for n in g.outputs]
@@ -261,6 +259,8 @@ def _graph_view(c: Compiled, module_names: set[str], checks: bool) -> dict:
         backward_body.append(f"{', '.join(fn.name_of(d) for d in g.douts)} = dout")
     if cache_names:
         backward_body.append(f"{_tuple(cache_names)} = cache")
+    if fn.dtype_of and not any(n.op == "param" and n.dtype == "float" and n.ndim for n in cached):
+        fn.dtype_of = None  # the backward sees only the cache
     backward_body += fn.lines(backward_nodes, comments=True)
     grads_class = "".join(w[:1].upper() + w[1:] for w in g.name.split("_") if w) + "Grads"
     # Field names: the parameters' Python names, without the leading underscores NamedTuple forbids.

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from .diagnostics import error
 from .dims import Dim, show_shape
-from .ir import Graph, Node, ShapeError, at, make
+from .ir import OPS, Graph, Node, ShapeError, at, make
 
 
 def _subs(value, mapping: dict[str, Dim]):
@@ -48,6 +48,21 @@ def _bind(node: Node, arg: Node, mapping: dict[str, Dim]) -> None:
         mapping[sym] = have
 
 
+def _int_array(n: Node) -> bool:
+    return n.dtype == "int" and not n.type.static
+
+
+def _mixes_int_arrays(n: Node) -> bool:
+    """Float arithmetic on an integer array: NumPy would compute it in float64 whatever the
+    float operands' dtype, so the integers are cast to the graph's float dtype first."""
+    return (
+        OPS[n.op].elementwise
+        and n.dtype == "float"
+        and any(_int_array(a) for a in n.args)
+        and any(a.dtype == "float" and not a.type.static for a in n.args)
+    )
+
+
 def infer_shapes(graph: Graph) -> Graph:
     """Give every node its type; report the first static shape error at its source location."""
     mapping: dict[Node, Node] = {}
@@ -66,6 +81,9 @@ def infer_shapes(graph: Graph) -> Graph:
                 attrs = {k: _subs(v, dims) for k, v in n.attrs}
                 with at(n.loc):
                     m = make(n.op, *args, hint=n.hint, **attrs)
+                    if _mixes_int_arrays(m):
+                        args = tuple(make("cast", a) if _int_array(a) else a for a in args)
+                        m = make(n.op, *args, hint=n.hint, **attrs)
         except ShapeError as e:
             raise error(n.loc, str(e)) from None
         mapping[n] = m

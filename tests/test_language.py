@@ -263,3 +263,12 @@ graph np(cache: [math]) -> dout {
 def test_a_graph_may_be_named_like_a_built_in():
     m = load("graph relu(x: [n]) -> out {\n    out = sum(relu(x))\n}\n")
     assert m.relu(np.array([-1.0, 2.0])) == 2.0
+
+
+def test_integer_arrays_in_float_arithmetic_keep_float32():
+    m = load("graph g(x: [n], k: int[n]) -> y {\n    y = sum(x * k + k)\n}\n")
+    x, k = np.ones(3, np.float32), np.arange(3)
+    value, grads = m.g_grad(x, k)
+    assert value.dtype == grads.x.dtype == m.g(x, k).dtype == np.float32
+    assert value == 6.0 and grads.x.tolist() == [0.0, 1.0, 2.0]
+    assert m.g(x.astype(np.float64), k).dtype == np.float64

@@ -51,3 +51,13 @@ def _dim_emit(ctx, *, dim: Dim):
 
 
 register("dim", lambda *, dim: Type("int", (), True), _dim_emit, doc="the size of a dimension")
+
+
+register(
+    "cast",
+    lambda x: Type("float", x.shape, x.static),
+    lambda ctx, x: x,  # the emitter gives a float array made from integers the graph's dtype
+    lambda g, y, x: (None,),
+    elementwise=True,
+    doc="integers as floats of the graph's float dtype",
+)
