@@ -119,6 +119,35 @@ def _cmd_compile(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     return status
 
 
+def _read_source(path: Path) -> str | None:
+    try:
+        return path.read_bytes().decode("utf-8")
+    except OSError as e:
+        print(f"bpc: error: cannot read {path}: {e.strerror or e}", file=sys.stderr)
+    except UnicodeDecodeError:
+        print(f"{path}: error: the file is not valid UTF-8", file=sys.stderr)
+    return None
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from .explain import explain_source
+
+    path = Path(args.source)
+    text = _read_source(path)
+    if text is None:
+        return 1
+    try:
+        sys.stdout.write(explain_source(text, args.graph))
+    except CompileError as e:
+        for d in e.diagnostics:
+            print(render(d, str(path), text), file=sys.stderr)
+        return 1
+    except KeyError as e:
+        print(f"bpc: error: {e.args[0]}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="bpc",
@@ -148,11 +177,21 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="emit modules that do not check their arguments' shapes and dtypes (faster calls)",
     )
+    explain = commands.add_parser(
+        "explain",
+        help="show the derivation of the backward pass, statement by statement",
+        description="Print, for each forward statement from the output back, the upstream "
+        "gradient and the gradients it gives, with their expressions and shapes.",
+    )
+    explain.add_argument("source", metavar="FILE", help="a .bp source file")
+    explain.add_argument("--graph", metavar="NAME", help="only this graph")
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
     try:
+        if args.command == "explain":
+            return _cmd_explain(args)
         return _cmd_compile(args, compile_)
     except KeyboardInterrupt:
         return 130

@@ -165,6 +165,42 @@ class _Function:
         return out
 
 
+@dataclass(frozen=True)
+class Step:
+    """The backward lines that come from one forward statement: (name, expression, value)."""
+
+    line: int
+    fn: str | None
+    statement: str
+    lines: tuple[tuple[str, str, Node], ...]
+
+
+def backward_steps(graph: Graph) -> list[Step]:
+    """The backward pass of a differentiated, optimized graph, as the emitter writes it, grouped
+    by the forward statement each line comes from (for `bpc explain`)."""
+    namer = _Namer(set())
+    for n in graph.inputs:
+        namer.names[n] = namer.get(("param", n.attr("name")), n.attr("name"))
+    dims = {d: namer.get(("dim", d), d) for p in graph.params for d in p.dims if isinstance(d, str)}
+    for n in graph.douts:
+        namer.names[n] = "dout" if len(graph.douts) == 1 else namer.get(n, n.hint)
+    fn = _Function(graph, namer, dims, set(graph.outputs) | set(graph.grads))
+    forward = _reachable(graph.outputs) | set(graph.inputs)
+    steps: list[Step] = []
+    for n in graph.nodes:
+        if n in forward or n not in fn.own_line or n.op in ("param", "dout") or not n.loc:
+            continue
+        key = (n.loc.line, n.loc.fn)
+        if not steps or (steps[-1].line, steps[-1].fn) != key:
+            text = _source_line(graph.source, *key).split("  (in fn")[0]
+            steps.append(Step(key[0], key[1], text, ()))
+        line = fn.define(n)
+        name, _, expr = line.partition(" = ")
+        last = steps[-1]
+        steps[-1] = Step(last.line, last.fn, last.statement, last.lines + ((name, expr, n),))
+    return steps
+
+
 def _source_line(source: str, line: int, fn: str | None) -> str:
     """The statement on `line`, with the lines it continues onto inside brackets."""
     lines = source.splitlines()

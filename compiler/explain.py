@@ -1,0 +1,81 @@
+"""`bpc explain`: the backward pass told the way the lecture note teaches it.
+
+For each forward statement, from the output back to the inputs: the upstream gradient (the
+output's gradient with respect to the statement's result), and the gradients it gives the
+statement's inputs, each with its expression and its shape; a gradient always has its
+variable's shape.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .emit import backward_steps
+from .pipeline import compile_graphs
+
+INTRO = (
+    "Backpropagation walks the graph from the output back to the inputs. At each statement, the\n"
+    "upstream gradient (of {out} with respect to the statement's result) times the statement's\n"
+    "local Jacobian gives the gradients of its inputs; a gradient has its variable's shape."
+)
+
+
+def _math(expr: str) -> str:
+    """NumPy text in the notation of the lecture note: `np.outer(a, b)` is `a b^T`, and so on."""
+    expr = re.sub(r"np\.outer\(([\w.]+), ([\w.]+)\)", r"\1 \2^T", expr)
+    expr = re.sub(r"(\w)\.T\b", r"\1^T", expr)
+    expr = expr.replace(" @ ", " ").replace("np.", "")
+    return re.sub(r"\b(\d+(?:\.\d+)?) \* ", r"\1 ", expr)
+
+
+def explain_source(text: str, graph: str | None = None) -> str:
+    """The derivation of every graph in `text` (or only `graph`), as text."""
+    blocks = []
+    compiled = compile_graphs(text)
+    names = [c.pair.name for c in compiled]
+    if graph is not None and graph not in names:
+        raise KeyError(f"no graph named '{graph}'; the file has {', '.join(names) or 'none'}")
+    for c in compiled:
+        if graph is not None and c.pair.name != graph:
+            continue
+        blocks.append(_explain(c))
+    return "\n\n".join(blocks) + "\n"
+
+
+def _explain(c) -> str:
+    g = c.grad or c.pair
+    out = g.output_names[0] if len(g.output_names) == 1 else "the outputs"
+    params = ", ".join(f"{p.name} {n.type}" for p, n in zip(g.params, g.inputs))
+    outs = ", ".join(f"{name} {n.type}" for name, n in zip(g.output_names, g.outputs))
+    lines = [f"graph {g.name}({params}) -> {outs}", "", INTRO.format(out=out)]
+    values = {n.hint: n for n in g.nodes if n.hint and n.op != "dout"}
+    width = 34
+
+    def grad_name(name: str) -> str:
+        if len(g.output_names) == 1 and name.startswith("d") and name[1:] in values:
+            return f"d{out}/d{name[1:]}"
+        return name
+
+    for step in backward_steps(g):
+        lines += [
+            "",
+            f"{step.statement}    (line {step.line}{f', in fn {step.fn}' if step.fn else ''})",
+        ]
+        target = step.statement.split("=", 1)[0].strip()
+        if step.fn:  # a fn's own names carry the fn's name in the graph
+            target = f"{step.fn}_{target}"
+        if target in g.output_names and not step.fn:
+            up = "1" if c.grad is not None else "dout"
+            shape = g.outputs[g.output_names.index(target)].type
+        else:
+            up = f"d{target}"
+            shape = values[target].type if target in values else ""
+        lines.append(f"    upstream  {f'd{out}/d{target} = {up}':<{width}} {shape}")
+        for i, (name, expr, node) in enumerate(step.lines):
+            label = "gives" if i == 0 else ""
+            lines.append(
+                f"    {label:<9} {f'{grad_name(name)} = {_math(expr)}':<{width}} {node.type}"
+            )
+    grads = ", ".join(f"d{name} {n.type}" for name, n in zip(g.wrt, g.grads))
+    lines += ["", f"The gradients: {grads or 'none'}."]
+    return "\n".join(lines)
