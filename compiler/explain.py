@@ -42,6 +42,23 @@ def explain_source(text: str, graph: str | None = None) -> str:
     return "\n\n".join(blocks) + "\n"
 
 
+def _upstream(step, defined: dict):
+    """The gradient an earlier statement handed to this one: the first value with a line of
+    its own that this statement's lines read (through the expressions written inline)."""
+    mine = {node for _, _, node in step.lines}
+    stack = [a for _, _, node in step.lines for a in node.args][::-1]
+    seen = set()
+    while stack:
+        n = stack.pop()
+        if n in seen or n in mine:
+            continue
+        seen.add(n)
+        if n in defined:
+            return n
+        stack.extend(reversed(n.args))
+    return None
+
+
 def _explain(c) -> str:
     g = c.grad or c.pair
     out = g.output_names[0] if len(g.output_names) == 1 else "the outputs"
@@ -56,26 +73,27 @@ def _explain(c) -> str:
             return f"d{out}/d{name[1:]}"
         return name
 
+    defined: dict = {}  # backward values with a line of their own, and their names
     for step in backward_steps(g):
         lines += [
             "",
             f"{step.statement}    (line {step.line}{f', in fn {step.fn}' if step.fn else ''})",
         ]
-        target = step.statement.split("=", 1)[0].strip()
-        if step.fn:  # a fn's own names carry the fn's name in the graph
-            target = f"{step.fn}_{target}"
-        if target in g.output_names and not step.fn:
-            up = "1" if c.grad is not None else "dout"
-            shape = g.outputs[g.output_names.index(target)].type
+        upstream = _upstream(step, defined)
+        if upstream is None:
+            target = step.statement.split("=", 1)[0].strip()
+            text, shape = f"d{out}/d{target} = {'1' if c.grad is not None else 'dout'}", ""
+            if target in g.output_names:
+                shape = g.outputs[g.output_names.index(target)].type
         else:
-            up = f"d{target}"
-            shape = values[target].type if target in values else ""
-        lines.append(f"    upstream  {f'd{out}/d{target} = {up}':<{width}} {shape}")
+            text, shape = f"{grad_name(defined[upstream])} = {defined[upstream]}", upstream.type
+        lines.append(f"    upstream  {text:<{width}} {shape}")
         for i, (name, expr, node) in enumerate(step.lines):
             label = "gives" if i == 0 else ""
             lines.append(
                 f"    {label:<9} {f'{grad_name(name)} = {_math(expr)}':<{width}} {node.type}"
             )
+            defined[node] = name
     grads = ", ".join(f"d{name} {n.type}" for name, n in zip(g.wrt, g.grads))
     lines += ["", f"The gradients: {grads or 'none'}."]
     return "\n".join(lines)

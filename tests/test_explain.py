@@ -34,7 +34,8 @@ def test_fn_statements_and_graph_selection():
     run = explain(ROOT / "examples" / "mlp.bp", "--graph", "mlp")
     assert run.returncode == 0, run.stderr
     assert "out = x @ w + b    (line 4, in fn affine)" in run.stdout
-    assert "upstream  dloss/daffine_out = daffine_out" in run.stdout
+    assert "upstream  dloss/derr = derr                  [N, K]" in run.stdout
+    assert "upstream  dloss/daffine_out = daffine_out    [N, H]" in run.stdout
     run = explain(ROOT / "examples" / "mlp.bp", "--graph", "nope")
     assert run.returncode == 1 and "no graph named 'nope'" in run.stderr
 
