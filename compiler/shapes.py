@@ -82,7 +82,9 @@ def infer_shapes(graph: Graph) -> Graph:
                 with at(n.loc):
                     m = make(n.op, *args, hint=n.hint, **attrs)
                     if _mixes_int_arrays(m):
-                        args = tuple(make("cast", a) if _int_array(a) else a for a in args)
+                        casts = {a: make("cast", a) for a in args if _int_array(a)}
+                        nodes.extend(casts.values())
+                        args = tuple(casts.get(a, a) for a in args)
                         m = make(n.op, *args, hint=n.hint, **attrs)
         except ShapeError as e:
             raise error(n.loc, str(e)) from None
