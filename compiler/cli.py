@@ -148,6 +148,39 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .check import check_source, table
+
+    dims = {}
+    for item in args.dim:
+        name, _, size = item.partition("=")
+        if not name.isidentifier() or not size.isdigit() or int(size) < 1:
+            parser.error(f"--dim takes NAME=SIZE with a positive size, not {item!r}")
+        dims[name] = int(size)
+    path = Path(args.source)
+    text = _read_source(path)
+    if text is None:
+        return 1
+    try:
+        rows = check_source(text, graph=args.graph, dims=dims, dtype=args.dtype, seed=args.seed)
+    except CompileError as e:
+        for d in e.diagnostics:
+            print(render(d, str(path), text), file=sys.stderr)
+        return 1
+    except KeyError as e:
+        print(f"bpc: error: {e.args[0]}", file=sys.stderr)
+        return 1
+    print(table(rows))
+    failed = [r for r in rows if not r.ok]
+    if failed:
+        print(
+            f"{len(failed)} of {len(rows)} gradients differ from finite differences",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="bpc",
@@ -185,6 +218,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     explain.add_argument("source", metavar="FILE", help="a .bp source file")
     explain.add_argument("--graph", metavar="NAME", help="only this graph")
+    check = commands.add_parser(
+        "check",
+        help="check every graph's gradients against finite differences",
+        description="Compile in memory and check each gradient against central finite "
+        "differences on random inputs (the dot-product test for non-scalar outputs). Exit 1 "
+        "when a gradient is off.",
+    )
+    check.add_argument("source", metavar="FILE", help="a .bp source file")
+    check.add_argument("--graph", metavar="NAME", help="only this graph")
+    check.add_argument(
+        "--dim", action="append", default=[], metavar="NAME=SIZE", help="a dimension's size"
+    )
+    check.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    check.add_argument("--seed", type=int, default=0, help="the random inputs' seed")
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)
@@ -192,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "explain":
             return _cmd_explain(args)
+        if args.command == "check":
+            return _cmd_check(args, check)
         return _cmd_compile(args, compile_)
     except KeyboardInterrupt:
         return 130

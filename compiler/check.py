@@ -1,0 +1,150 @@
+"""`bpc check`: every graph's gradients against central finite differences, on random inputs.
+
+For a graph with one scalar output, each gradient from `g_grad` is compared with central
+differences of the forward pass; for other graphs, the dot-product test compares
+`<dout, J v>` (from central differences of the forward along a random direction `v`) with
+`<J^T dout, v>` (from `g_backward`). Integer inputs are drawn below the bound their uses need:
+class labels below the class dimension, indices below the gathered axis.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from dataclasses import dataclass
+
+import numpy as np
+
+from .dims import Dim
+from .emit import emit
+from .ir import Graph
+from .pipeline import compile_graphs
+
+# For an integer argument of these operations, the exclusive upper bound of its values, from
+# the node: (op, argument position) -> function of the node giving a Dim.
+INDEX_BOUNDS = {
+    ("cross_entropy", 1): lambda n: n.args[0].shape[-1],
+    ("take", 1): lambda n: n.args[0].shape[n.attr("axis", 0)],
+    ("take_along", 1): lambda n: n.args[0].shape[-1],
+    ("one_hot", 0): lambda n: Dim.of(n.attr("C")),
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    graph: str
+    gradient: str
+    shape: str
+    error: float
+    ok: bool
+
+
+def _bounds(graph: Graph) -> dict[str, Dim]:
+    """The bound each integer parameter's uses need (the smallest, when several)."""
+    out: dict[str, Dim] = {}
+    for n in graph.nodes:
+        for i, a in enumerate(n.args):
+            rule = INDEX_BOUNDS.get((n.op, i))
+            if rule and a.op == "param":
+                bound = rule(n)
+                name = a.attr("name")
+                if name not in out or (
+                    bound.is_const and out[name].is_const and bound.value < out[name].value
+                ):
+                    out[name] = bound
+    return out
+
+
+def _value(d: Dim, sizes: dict[str, int]) -> int:
+    return d.subs({s: Dim.of(v) for s, v in sizes.items()}).value
+
+
+def make_inputs(graph: Graph, sizes: dict[str, int], dtype, rng) -> list:
+    bounds = _bounds(graph)
+    args = []
+    for p in graph.params:
+        shape = tuple(d if isinstance(d, int) else sizes[d] for d in p.dims)
+        if p.dtype == "int":
+            high = _value(bounds[p.name], sizes) if p.name in bounds else 2
+            args.append(rng.integers(0, max(high, 1), shape))
+        else:
+            args.append(rng.uniform(0.5, 1.5, shape).astype(dtype))
+    return args
+
+
+def _load(text: str, name: str) -> types.ModuleType:
+    module = types.ModuleType(name)
+    sys.modules[name] = module
+    exec(compile(text, f"<{name}>", "exec"), module.__dict__)
+    return module
+
+
+def check_source(
+    text: str,
+    *,
+    graph: str | None = None,
+    dims: dict[str, int] | None = None,
+    dtype=np.float64,
+    seed: int = 0,
+) -> list[Row]:
+    """Rows of the worst relative error per gradient of every graph (or of `graph`)."""
+    compiled = compile_graphs(text)
+    module = _load(emit(compiled, "check.bp"), "bpc_check_module")
+    eps, tol = (1e-6, 1e-5) if np.dtype(dtype) == np.float64 else (1e-2, 5e-2)
+    rows = []
+    for c in compiled:
+        g = c.pair
+        if graph is not None and g.name != graph:
+            continue
+        names = sorted({d for p in g.params for d in p.dims if isinstance(d, str)})
+        sizes = {name: 2 + i % 4 for i, name in enumerate(names)} | (dims or {})
+        rng = np.random.default_rng(seed)
+        args = make_inputs(g, sizes, dtype, rng)
+        fn = getattr(module, _attr(module, g.name))
+        forward = getattr(module, _attr(module, g.name + "_forward"))
+        backward = getattr(module, _attr(module, g.name + "_backward"))
+        outs, cache = forward(*args)
+        outs = outs if len(g.outputs) > 1 else (outs,)
+        douts = [rng.standard_normal(np.shape(o)).astype(dtype) for o in outs]
+        grads = backward(tuple(douts) if len(douts) > 1 else douts[0], cache)
+        index = {p.name: i for i, p in enumerate(g.params)}
+        for name, grad in zip(g.wrt, grads):
+            i = index[name]
+            worst = 0.0
+            for _ in range(3):  # three random directions; the worst counts
+                v = rng.standard_normal(np.shape(args[i]))
+                numeric = _directional(fn, args, i, v, douts, dtype, eps)
+                analytic = float(np.sum(np.asarray(grad, np.float64) * v))
+                worst = max(worst, abs(numeric - analytic) / max(1.0, abs(numeric), abs(analytic)))
+            shape = "[" + ", ".join(str(d) for d in g.inputs[i].shape) + "]"
+            rows.append(Row(g.name, "d" + name, shape, worst, worst < tol))
+    if graph is not None and not rows and graph not in {c.pair.name for c in compiled}:
+        raise KeyError(f"no graph named '{graph}'")
+    return rows
+
+
+def _directional(fn, args, i, v, douts, dtype, eps) -> float:
+    """<dout, J v> by central differences of the forward along `v` in argument `i`."""
+
+    def along(step: float) -> float:
+        moved = list(args)
+        moved[i] = (np.asarray(args[i], dtype=np.float64) + step * v).astype(dtype)
+        out = fn(*moved)
+        out = out if len(douts) > 1 else (out,)
+        return sum(float(np.sum(np.asarray(o, np.float64) * d)) for o, d in zip(out, douts))
+
+    return (along(eps) - along(-eps)) / (2 * eps)
+
+
+def _attr(module: types.ModuleType, name: str) -> str:
+    return name if hasattr(module, name) else name + "_"
+
+
+def table(rows: list[Row]) -> str:
+    head = f"{'graph':<16} {'gradient':<12} {'shape':<14} {'worst rel. error':>16}  result"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(
+            f"{r.graph:<16} {r.gradient:<12} {r.shape:<14} {r.error:>16.2e}  {'ok' if r.ok else 'FAIL'}"
+        )
+    return "\n".join(lines)
