@@ -90,8 +90,9 @@ class _Function:
         # A float array parameter whose dtype a filled array takes (plain numbers have none).
         arrays = [n for n in graph.inputs if n.dtype == "float" and n.ndim]
         self.dtype_of = f"{namer.names[arrays[0]]}.dtype" if arrays else None
-        # Arrays whose float dtype comes from the caller's float arrays (or from dout); a float
-        # array made from plain numbers, scalar parameters and masks alone would be float64.
+        # Arrays whose float dtype comes from the caller's float arrays (or from an array dout);
+        # a float array made from plain numbers, scalars (a dout of 1.0 too) and masks alone
+        # would be float64.
         self.strong: set[Node] = set()
         self.born_weak: set[Node] = set()
         for n in graph.nodes:
@@ -99,7 +100,7 @@ class _Function:
                 continue
             if (
                 (n.op == "param" and n.ndim)
-                or n.op == "dout"
+                or (n.op == "dout" and n.ndim)
                 or any(a in self.strong for a in n.args)
             ):
                 self.strong.add(n)
@@ -295,8 +296,9 @@ def _graph_view(c: Compiled, module_names: set[str], checks: bool) -> dict:
         backward_body.append(f"{', '.join(fn.name_of(d) for d in g.douts)} = dout")
     if cache_names:
         backward_body.append(f"{_tuple(cache_names)} = cache")
-    if fn.dtype_of and not any(n.op == "param" and n.dtype == "float" and n.ndim for n in cached):
-        fn.dtype_of = None  # the backward sees only the cache
+    # The backward sees only the cache: a cached float array lends its dtype.
+    arrays = [n for n in cached if n.dtype == "float" and n.ndim]
+    fn.dtype_of = f"{fn.name_of(arrays[0])}.dtype" if arrays else None
     backward_body += fn.lines(backward_nodes, comments=True)
     grads_class = "".join(w[:1].upper() + w[1:] for w in g.name.split("_") if w) + "Grads"
     # Field names: the parameters' Python names, without the leading underscores NamedTuple forbids.
