@@ -181,6 +181,52 @@ def _cmd_check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     return 0
 
 
+def _cmd_graph(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import shutil
+    import subprocess
+
+    from .draw import to_dot
+    from .pipeline import compile_graphs
+
+    target = args.output
+    kind = "dot" if target == "-" else Path(target).suffix.lstrip(".").lower()
+    if kind not in ("dot", "gv", "svg", "png", "pdf"):
+        parser.error(f"-o takes a .dot, .svg, .png or .pdf file, or -, not {target!r}")
+    path = Path(args.source)
+    text = _read_source(path)
+    if text is None:
+        return 1
+    try:
+        dot = to_dot(compile_graphs(text))
+    except CompileError as e:
+        for d in e.diagnostics:
+            print(render(d, str(path), text), file=sys.stderr)
+        return 1
+    if target == "-":
+        sys.stdout.write(dot)
+        return 0
+    if kind in ("dot", "gv"):
+        problem = write_atomic(Path(target), dot, force=True)
+    else:
+        exe = shutil.which("dot")
+        if exe is None:
+            print(
+                f"bpc: error: drawing {kind.upper()} needs Graphviz's `dot`, which is not installed "
+                "(apt-get install graphviz, brew install graphviz, or conda install graphviz); "
+                "`-o graph.dot` writes the DOT text without it",
+                file=sys.stderr,
+            )
+            return 1
+        run = subprocess.run(
+            [exe, f"-T{kind}", "-o", target], input=dot.encode(), capture_output=True
+        )
+        problem = run.stderr.decode(errors="replace").strip() if run.returncode else None
+    if problem:
+        print(f"bpc: error: {problem}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="bpc",
@@ -232,6 +278,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     check.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     check.add_argument("--seed", type=int, default=0, help="the random inputs' seed")
+    graph = commands.add_parser(
+        "graph",
+        help="draw the computational graph (DOT text, or SVG/PNG through Graphviz)",
+        description="Write the forward and backward graph of each graph in FILE: DOT text for "
+        "-o X.dot or -o -, an image for -o X.svg or -o X.png (needs Graphviz's dot).",
+    )
+    graph.add_argument("source", metavar="FILE", help="a .bp source file")
+    graph.add_argument(
+        "-o", "--output", metavar="FILE", default="-", help="X.dot, X.svg, X.png or -"
+    )
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)
@@ -241,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_explain(args)
         if args.command == "check":
             return _cmd_check(args, check)
+        if args.command == "graph":
+            return _cmd_graph(args, graph)
         return _cmd_compile(args, compile_)
     except KeyboardInterrupt:
         return 130
