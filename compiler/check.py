@@ -136,6 +136,37 @@ def _directional(fn, args, i, v, douts, dtype, eps) -> float:
     return (along(eps) - along(-eps)) / (2 * eps)
 
 
+def emit_tests(text: str, module: str, source_name: str, dims: dict[str, int] | None = None) -> str:
+    """A standalone pytest file (NumPy and pytest only) that checks `module`'s gradients."""
+    from .emit import HEADER, _environment, _python_name
+
+    graphs = {}
+    for c in compile_graphs(text):
+        g = c.pair
+        names = sorted({d for p in g.params for d in p.dims if isinstance(d, str)})
+        sizes = {name: 2 + i % 4 for i, name in enumerate(names)} | (dims or {})
+        bounds = _bounds(g)
+        params = [
+            (
+                p.name,
+                p.dtype,
+                tuple(d if isinstance(d, int) else sizes[d] for d in p.dims),
+                _value(bounds[p.name], sizes) if p.name in bounds else 2,
+            )
+            for p in g.params
+        ]
+        functions = tuple(_python_name(g.name + s) for s in ("", "_forward", "_backward"))
+        graphs[g.name] = (functions, params, list(g.wrt), len(g.outputs))
+    rendered = (
+        _environment()
+        .get_template("checks.py.j2")
+        .render(header=HEADER.format(source=source_name), module=module, graphs=repr(graphs))
+    )
+    import black
+
+    return black.format_str(rendered, mode=black.Mode())
+
+
 def _attr(module: types.ModuleType, name: str) -> str:
     return name if hasattr(module, name) else name + "_"
 

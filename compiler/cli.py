@@ -113,6 +113,11 @@ def _cmd_compile(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
             sys.stdout.write(module)
             continue
         problem = write_atomic(target, module, args.force)
+        if not problem and args.emit_tests:
+            from .check import emit_tests
+
+            tests = emit_tests(src.read_text(encoding="utf-8"), target.stem, src.name)
+            problem = write_atomic(target.with_name(f"test_{target.stem}.py"), tests, args.force)
         if problem:
             print(f"bpc: error: {problem}", file=sys.stderr)
             status = 1
@@ -250,6 +255,11 @@ def main(argv: list[str] | None = None) -> int:
         "--check",
         action="store_true",
         help="write nothing; exit 1 naming each output that is missing, stale or hand-edited",
+    )
+    compile_.add_argument(
+        "--emit-tests",
+        action="store_true",
+        help="also write test_MODULE.py beside each module: its gradient checks, for pytest",
     )
     compile_.add_argument(
         "--no-checks",

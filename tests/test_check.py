@@ -57,3 +57,39 @@ def test_usage_and_input_errors(tmp_path, capsys):
         assert e.code == 2
     else:
         raise AssertionError("a bad --dim is a usage error")
+
+
+def test_emit_tests_writes_checks_that_pass_beside_the_module(tmp_path):
+    out = tmp_path / "out"
+    for name in ("seed", "mlp"):
+        (tmp_path / f"{name}.bp").write_text((ROOT / "examples" / f"{name}.bp").read_text())
+    (tmp_path / "features.bp").write_text((ROOT / "tests" / "golden" / "features.bp").read_text())
+    sources = [tmp_path / f"{n}.bp" for n in ("seed", "mlp", "features")]
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bpc",
+            "compile",
+            "--emit-tests",
+            "--out-dir",
+            str(out),
+            *map(str, sources),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    assert sorted(p.name for p in out.glob("test_*.py")) == [
+        "test_features.py",
+        "test_mlp.py",
+        "test_seed.py",
+    ]
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=out,
+    )
+    assert run.returncode == 0, run.stdout
+    assert "5 passed" in run.stdout  # seed, mlp, and features' three graphs
