@@ -271,6 +271,45 @@ def useless_broadcast(n: Node) -> Node | None:
     return None
 
 
+CANONICAL: list[Rule] = []
+
+
+def canonical(fn: Rule) -> Rule:
+    """A rewrite applied before differentiation, because it changes which adjoints are used."""
+    CANONICAL.append(fn)
+    return fn
+
+
+@canonical
+def softplus_of_exp(n: Node) -> Node | None:
+    """log1p(exp(x)) -> softplus(x), log(1 + exp(x)) -> softplus(x): exp(x) overflows for
+    x > 709 (88 in float32); softplus never does, nor does its gradient sigmoid(x)."""
+    if n.op == "log1p" and n.args[0].op == "exp":
+        return make("softplus", n.args[0].args[0])
+    if n.op == "log" and n.args[0].op == "add":
+        a, b = n.args[0].args
+        for one, e in ((a, b), (b, a)):
+            if _is_const(one, 1) and e.op == "exp" and e.shape == n.shape:
+                return make("softplus", e.args[0])
+    return None
+
+
+def canonicalize(graph: Graph) -> Graph:
+    """The typed forward graph with the `CANONICAL` rewrites applied bottom-up: stable forms of
+    unstable expressions, chosen before differentiation so that their adjoints are the ones used."""
+
+    def step(n: Node, args: tuple[Node, ...]) -> Node:
+        n = n if args == n.args else replace(n, args=args)
+        for r in CANONICAL:
+            with at(n.loc):
+                m = r(n)
+            if m is not None:
+                return replace(m, hint=m.hint or n.hint)
+        return n
+
+    return rewrite(graph, step)
+
+
 def _key(n: Node):
     return (n.op, tuple(id(a) for a in n.args), repr(n.attrs), n.type)
 
@@ -323,7 +362,7 @@ def simplify(graph: Graph) -> Graph:
     return graph
 
 
-VIEWS = ("reshape", "transpose")
+VIEWS = ("reshape", "transpose", "index")  # basic indexing gives a view too
 
 
 def finish_gradients(graph: Graph, *, cache_reused: bool) -> Graph:
@@ -366,11 +405,15 @@ def finish_gradients(graph: Graph, *, cache_reused: bool) -> Graph:
 
 
 def _dim_symbols(n: Node) -> set[str]:
+    """The dimension names in a node's attributes, nested tuples included (slice bounds)."""
     out: set[str] = set()
-    for _, v in n.attrs:
-        for d in v if isinstance(v, tuple) else (v,):
-            if isinstance(d, Dim):
-                out |= d.symbols
+    stack = [v for _, v in n.attrs]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, tuple):
+            stack.extend(v)
+        elif isinstance(v, Dim):
+            out |= v.symbols
     return out
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from .autodiff import differentiate
 from .build import build_ir
 from .emit import Compiled, emit
-from .optimize import optimize, seed_ones
+from .optimize import canonicalize, optimize, seed_ones
 from .parse import parse
 from .shapes import infer_shapes
 
@@ -15,7 +15,7 @@ def compile_graphs(text: str) -> list[Compiled]:
     out = []
     for graph in build_ir(parse(text), text):
         typed = infer_shapes(graph)
-        full = differentiate(typed)
+        full = differentiate(canonicalize(typed))
         pair = optimize(full, cache_reused=True)
         scalar = len(typed.outputs) == 1 and typed.outputs[0].ndim == 0
         grad = optimize(seed_ones(full), cache_reused=False) if scalar else None
