@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .autodiff import differentiate
 from .build import build_ir
+from .diagnostics import error
 from .emit import Compiled, emit
 from .optimize import canonicalize, optimize, seed_ones
 from .parse import parse
@@ -26,4 +27,7 @@ def compile_graphs(text: str) -> list[Compiled]:
 def compile_source(text: str, filename: str = "<string>", *, checks: bool = True) -> str:
     """Compile bp source text to the text of a Python module; raises CompileError on bad input.
     With `checks=False` the module does not check its arguments' shapes and dtypes."""
-    return emit(compile_graphs(text), filename, checks=checks)
+    try:
+        return emit(compile_graphs(text), filename, checks=checks)
+    except RecursionError:
+        raise error(None, "the program is nested too deeply to compile") from None
