@@ -221,6 +221,46 @@ def reshape_of_broadcast_scalar(n: Node) -> Node | None:
     return None
 
 
+def _sum_terms(n: Node) -> list[Node]:
+    """The terms of a tree of additions."""
+    terms, stack = [], [n]
+    while stack:
+        m = stack.pop()
+        if m.op == "add" and m.args[0].shape == m.shape == m.args[1].shape:
+            stack += [m.args[1], m.args[0]]
+        else:
+            terms.append(m)
+    return terms
+
+
+@rule
+def pads_tile_an_axis(n: Node) -> Node | None:
+    """pad(a, (0, k)) + pad(b, (j, 0)) + ... -> concat(a, b, ...) when the padded blocks tile one
+    axis exactly (LSTM gates sliced from one array): one copy instead of pads and adds."""
+    if n.op != "add":
+        return None
+    terms = _sum_terms(n)
+    if len(terms) < 2 or any(t.op != "pad" or t.shape != n.shape for t in terms):
+        return None
+    zero = (Dim.of(0), Dim.of(0))
+    axes = {a for t in terms for a, w in enumerate(t.attr("widths")) if w != zero}
+    if len(axes) != 1:
+        return None
+    (axis,) = axes
+    start, order = Dim.of(0), []
+    remaining = list(terms)
+    while remaining:
+        nxt = next((t for t in remaining if t.attr("widths")[axis][0] == start), None)
+        if nxt is None:
+            return None
+        order.append(nxt)
+        remaining.remove(nxt)
+        start = start + nxt.args[0].shape[axis]
+    if order[-1].attr("widths")[axis][1] != Dim.of(0):
+        return None
+    return make("concat", *(t.args[0] for t in order), axis=axis)
+
+
 @rule
 def negation_outward(n: Node) -> Node | None:
     """(-a) * b -> -(a * b), a * (-b) -> -(a * b), (-a) / b -> -(a / b), -1 * x -> -x."""
