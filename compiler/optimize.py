@@ -263,7 +263,10 @@ def pads_tile_an_axis(n: Node) -> Node | None:
 
 @rule
 def negation_outward(n: Node) -> Node | None:
-    """(-a) * b -> -(a * b), a * (-b) -> -(a * b), (-a) / b -> -(a / b), -1 * x -> -x."""
+    """(-a) * b -> -(a * b), a * (-b) -> -(a * b), (-a) / b -> -(a / b), -1 * x -> -x, and
+    sum(-x) -> -sum(x) (likewise mean, reshape, transpose): the negation on the smaller value."""
+    if n.op in ("sum", "mean", "reshape", "transpose") and n.args[0].op == "neg":
+        return make("neg", make(n.op, n.args[0].args[0], **n.kw))
     if n.op in ("mul", "div"):
         a, b = n.args
         if a.op == "neg":
@@ -287,9 +290,9 @@ def transpose_product(n: Node) -> Node | None:
 
 @rule
 def add_twice(n: Node) -> Node | None:
-    """(a + b) + b -> a + 2 * b."""
-    if n.op == "add" and n.args[0].op == "add" and n.args[0].args[1] is n.args[1]:
-        return make("add", n.args[0].args[0], make("mul", 2, n.args[1]))
+    """(a + b) + b -> a + 2 * b, (a - b) - b -> a - 2 * b."""
+    if n.op in ("add", "sub") and n.args[0].op == n.op and n.args[0].args[1] is n.args[1]:
+        return make(n.op, n.args[0].args[0], make("mul", 2, n.args[1]))
     return None
 
 
