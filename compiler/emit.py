@@ -289,6 +289,13 @@ def _graph_view(c: Compiled, module_names: set[str], checks: bool) -> dict:
     forward_lines = fn.lines(forward_order, comments=False)
     out_names = [fn.name_of(n) for n in g.outputs]
     result = out_names[0] if len(out_names) == 1 else "(" + ", ".join(out_names) + ")"
+    floats = [n for n in g.inputs if n.dtype == "float" and n.ndim]
+    if (
+        floats
+        and any(n in fn.born_weak for n in backward_nodes)
+        and not any(n.dtype == "float" and n.ndim for n in cached)
+    ):
+        cached.append(floats[0])  # only for its dtype: a reference, no copy
     cache_names = [fn.name_of(n) for n in cached] + [dims[d] for d in cached_dims]
 
     backward_body = []
