@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..ir import Node, Type, make
+from ..ir import Node, ShapeError, Type, make
 from . import (
     ADD,
     CMP,
@@ -16,6 +16,8 @@ from . import (
     register,
 )
 
+COND = 1  # a conditional expression `a if c else b` binds more loosely than any operator
+
 # ---------------------------------------------------------------------------------------------
 # Elementwise operations
 
@@ -27,11 +29,12 @@ def _elementwise_type(*types: Type, dtype: str | None = None) -> Type:
 
 def unary(name, fn, adjoint, *, math_fn=None, doc=""):
     """An elementwise function of one float argument. `fn` is a NumPy function's name, or a
-    function from the argument's Code to the result's; `math_fn` emits it on plain numbers."""
+    function from the argument's Code to the result's; `math_fn` (likewise) emits it on plain
+    numbers, so that they stay Python numbers rather than becoming float64 NumPy scalars."""
 
     def emit(ctx, x):
         if x.type.static and math_fn:
-            return emit_call(math_fn, x.text)
+            return emit_call(math_fn, x.text) if isinstance(math_fn, str) else math_fn(x)
         return emit_call(fn, x.text) if isinstance(fn, str) else fn(x)
 
     register(
@@ -81,13 +84,60 @@ unary(
     "sigmoid",
     lambda x: Code(f"0.5 * np.tanh(0.5 * {x.at(MUL + 1)}) + 0.5", ADD),
     lambda g, y, x: (g * y * (1 - y),),
+    math_fn=lambda x: Code(f"0.5 * math.tanh(0.5 * {x.at(MUL + 1)}) + 0.5", ADD),
     doc="logistic",
 )
 unary(
     "relu",
     lambda x: emit_call("np.maximum", x.text, "0"),
     lambda g, y, x: (g * gt(y, 0),),
+    math_fn=lambda x: emit_call("max", x.text, "0"),
     doc="max(x, 0)",
+)
+unary(
+    "log1p",
+    "np.log1p",
+    lambda g, y, x: (g / (1 + x),),
+    math_fn="math.log1p",
+    doc="log(1 + x), accurate for small x",
+)
+unary("sin", "np.sin", lambda g, y, x: (g * make("cos", x),), math_fn="math.sin", doc="sine")
+unary("cos", "np.cos", lambda g, y, x: (-g * make("sin", x),), math_fn="math.cos", doc="cosine")
+# log(1 + exp(x)) overflows in exp for x > ~709 (~88 in float32); logaddexp(0, x) never does,
+# and its gradient, the sigmoid, is computed in the tanh form.
+unary(
+    "softplus",
+    lambda x: emit_call("np.logaddexp", "0", x.text),
+    lambda g, y, x: (g * make("sigmoid", x),),
+    math_fn=lambda x: Code(f"max({x.text}, 0) + math.log1p(math.exp(-abs({x.text})))", ADD),
+    doc="log(1 + exp(x)), as np.logaddexp(0, x): finite for any x",
+)
+
+
+def sign(x) -> Node:
+    return make("sign", x)
+
+
+register(
+    "abs",
+    lambda x: Type("int" if x.dtype == "int" else "float", x.shape, x.static),
+    lambda ctx, x: emit_call("abs" if x.type.static else "np.abs", x.text),
+    lambda g, y, x: (g * sign(x),),
+    elementwise=True,
+    doc="|x|; its gradient is sign(x), 0 at 0 (as in PyTorch)",
+    call=("x",),
+)
+register(
+    "sign",
+    lambda x: Type(x.dtype, x.shape, x.static),
+    lambda ctx, x: (
+        Code(f"({x.at(CMP + 1)} > 0) - ({x.at(CMP + 1)} < 0)", ADD)
+        if x.type.static
+        else emit_call("np.sign", x.text)
+    ),
+    lambda g, y, x: (None,),  # piecewise constant: its derivative is 0 wherever it has one
+    elementwise=True,
+    doc="-1, 0 or 1: the gradient of abs",
 )
 
 
@@ -125,3 +175,99 @@ for _name, _symbol in [
     ("ne", "!="),
 ]:
     binary(_name, _symbol, CMP, None, dtype="bool", doc=f"a {_symbol} b, a mask")
+
+
+# ---------------------------------------------------------------------------------------------
+# Choosing between values: maximum, minimum, where, clip
+
+
+def _extremum(name, fn, builtin, wins, doc):
+    """maximum or minimum; `wins(a, b)` is the mask where a alone is the result."""
+
+    def emit(ctx, a, b):
+        if a.type.static and b.type.static:
+            return emit_call(builtin, a.text, b.text)
+        return emit_call(fn, a.text, b.text)
+
+    def adjoint(g, y, a, b):
+        ties = make("eq", a, b)
+        return g * wins(a, b) + 0.5 * g * ties, g * wins(b, a) + 0.5 * g * ties
+
+    register(
+        name,
+        lambda a, b: _elementwise_type(a, b),
+        emit,
+        adjoint,
+        elementwise=True,
+        doc=doc,
+        call=("a", "b"),
+    )
+
+
+_TIES = (
+    "The gradient goes to the operand that is the result; where a == b each gets half of it, as "
+    "torch.maximum and torch.minimum do."
+)
+_extremum("maximum", "np.maximum", "max", gt, f"the larger of a and b, elementwise. {_TIES}")
+_extremum(
+    "minimum",
+    "np.minimum",
+    "min",
+    lambda a, b: make("lt", a, b),
+    f"the smaller of a and b, elementwise. {_TIES}",
+)
+
+
+def _where_type(mask: Type, a: Type, b: Type) -> Type:
+    if mask.dtype != "bool":
+        raise ShapeError(
+            f"where: the mask must be boolean, a comparison such as x > 0; got the {mask.dtype} "
+            f"value {mask}"
+        )
+    shape = broadcast(mask.shape, a.shape, b.shape)
+    return Type(promote(a, b), shape, mask.static and a.static and b.static)
+
+
+def _where_emit(ctx, mask, a, b):
+    if mask.type.static and a.type.static and b.type.static:
+        return Code(f"{a.at(CMP)} if {mask.at(CMP)} else {b.at(CMP)}", COND)
+    return emit_call("np.where", mask.text, a.text, b.text)
+
+
+register(
+    "where",
+    _where_type,
+    _where_emit,
+    lambda g, y, mask, a, b: (None, make("where", mask, g, 0), make("where", mask, 0, g)),
+    elementwise=True,
+    doc="a where mask holds, b elsewhere (all three broadcast); the mask is not differentiated",
+    call=("mask", "a", "b"),
+)
+
+
+def _clip_emit(ctx, x, lo, hi):
+    if x.type.static and lo.type.static and hi.type.static:
+        return emit_call("min", emit_call("max", x.text, lo.text).text, hi.text)
+    return emit_call("np.clip", x.text, lo.text, hi.text)
+
+
+def _clip_adjoint(g, y, x, lo, hi):
+    """clip(x, lo, hi) is min(max(x, lo), hi), as in NumPy and PyTorch: hi wins where lo > hi.
+    On the boundaries (x == lo or x == hi) the gradient goes to x, as torch.clamp does."""
+    return (
+        g * make("ge", x, lo) * make("le", x, hi),
+        g * make("lt", x, lo) * make("le", lo, hi),
+        g * gt(make("maximum", x, lo), hi),
+    )
+
+
+register(
+    "clip",
+    lambda x, lo, hi: _elementwise_type(x, lo, hi),
+    _clip_emit,
+    _clip_adjoint,
+    elementwise=True,
+    doc="x limited to [lo, hi] (numbers or tensors, broadcast); the gradient reaches x where "
+    "lo <= x <= hi, boundaries included, as with torch.clamp",
+    call=("x", "lo", "hi"),
+)

@@ -1,3 +1,155 @@
-"""Neural-network operations: softmax, log_softmax, cross_entropy, one_hot."""
+"""Neural-network operations: softmax, log_softmax, cross_entropy, one_hot.
+
+softmax, log_softmax and cross_entropy are composites (see `reduce.composite`): autodiff uses
+their textbook adjoints (`softmax - one_hot` for cross_entropy), and the optimizer then writes
+them with `max`, `exp`, `sum` and `log`, shifted by the maximum so that exp never overflows.
+"""
 
 from __future__ import annotations
+
+from ..dims import Dim, show_shape
+from ..ir import REQUIRED, Node, ShapeError, Type, make
+from . import (
+    CMP,
+    Code,
+    normalize_axes,
+    register,
+)
+from .linalg import unsqueeze
+from .reduce import composite, require_float, shift_by_max
+
+# ---------------------------------------------------------------------------------------------
+# Softmax and log-softmax
+
+
+def _softmax_type(name):
+    def infer(x: Type, *, axis=-1):
+        require_float(name, "x", x)
+        return Type("float", x.shape), {"axis": normalize_axes(axis, x.ndim, name)}
+
+    return infer
+
+
+def _softmax_expand(x, *, axis):
+    e = make("exp", shift_by_max(x, axis), hint="exps")
+    return e / make("sum", e, axis=axis, keepdims=True)
+
+
+def _log_softmax_expand(x, *, axis):
+    shifted = shift_by_max(x, axis)
+    return shifted - make("log", make("sum", make("exp", shifted), axis=axis, keepdims=True))
+
+
+def _sum_kept(x: Node, axis) -> Node:
+    return make("sum", x, axis=axis, keepdims=True)
+
+
+composite(
+    "softmax",
+    _softmax_type("softmax"),
+    _softmax_expand,
+    lambda g, y, x, *, axis: (y * (g - _sum_kept(g * y, axis)),),
+    doc="exp(x) / sum(exp(x)) over an axis (the last by default), shifted by the maximum",
+    call=("x", "axis"),
+    axis=-1,
+)
+composite(
+    "log_softmax",
+    _softmax_type("log_softmax"),
+    _log_softmax_expand,
+    lambda g, y, x, *, axis: (g - make("exp", y) * _sum_kept(g, axis),),
+    doc="x - logsumexp(x) over an axis (the last by default), shifted by the maximum",
+    call=("x", "axis"),
+    axis=-1,
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Labels: one_hot and cross_entropy
+
+
+def _require_labels(name: str, labels: Type) -> None:
+    if labels.dtype != "int":
+        raise ShapeError(
+            f"{name}: labels must be integers (an int[...] parameter), "
+            f"but it is the {labels.dtype} value {labels}"
+        )
+
+
+def _one_hot_type(labels: Type, *, C, dtype="float"):
+    _require_labels("one_hot", labels)
+    if isinstance(C, bool) or not isinstance(C, (int, Dim)):
+        raise ShapeError("one_hot: the number of classes C must be an integer or a dimension")
+    C = Dim.of(C)
+    if C.is_const and C.value < 1:
+        raise ShapeError(f"one_hot: the number of classes must be positive, not {C}")
+    return Type(dtype, labels.shape + (C,)), {"C": C, "dtype": dtype}
+
+
+def _one_hot_emit(ctx, labels, *, C, dtype):
+    classes = f"np.arange({ctx.dim(C)})"
+    if labels.type.ndim == 0:
+        mask = Code(f"{classes} == {labels.at(CMP + 1)}", CMP)
+    else:
+        index = "[:, None]" if labels.type.ndim == 1 else "[..., None]"
+        mask = Code(f"{labels.at(CMP + 1)}{index} == {classes}", CMP)
+    # A float result made from integers takes the graph's float dtype: the emitter appends
+    # `.astype(x.dtype)` where it knows that dtype (`dtype_of`); elsewhere the floats are float64.
+    if dtype == "float" and not getattr(ctx, "dtype_of", None):
+        return Code(f"({mask.text}).astype(float)")
+    return mask
+
+
+register(
+    "one_hot",
+    _one_hot_type,
+    _one_hot_emit,
+    lambda g, y, labels, *, C, dtype: (None,),
+    doc="one_hot(labels, C): 1.0 at each label's class on a new last axis of size C, 0.0 "
+    "elsewhere (a label outside 0..C-1 gives a row of zeros); not differentiated",
+    call=("labels", "C"),
+    C=REQUIRED,
+)
+
+
+def one_hot_mask(labels: Node, C: Dim) -> Node:
+    """The one-hot encoding as a boolean mask: it keeps a float operand's dtype in arithmetic."""
+    return make("one_hot", labels, C=C, dtype="bool", hint="one_hot")
+
+
+def _cross_entropy_type(logits: Type, labels: Type):
+    require_float("cross_entropy", "logits (the first argument)", logits)
+    _require_labels("cross_entropy", labels)
+    if logits.ndim == 0:
+        raise ShapeError("cross_entropy: logits need a class axis, the last one")
+    if labels.shape != logits.shape[:-1]:
+        raise ShapeError(
+            f"cross_entropy: labels {show_shape(labels.shape)} must have the shape of the logits "
+            f"{show_shape(logits.shape)} without their last (class) axis, "
+            f"{show_shape(logits.shape[:-1])}"
+        )
+    return Type("float", logits.shape[:-1])
+
+
+def _cross_entropy_expand(logits, labels):
+    log_probs = make("log_softmax", logits, axis=-1, hint="log_probs")
+    picked = one_hot_mask(labels, logits.shape[-1]) * log_probs
+    return -make("sum", picked, axis=-1)
+
+
+def _cross_entropy_adjoint(g, y, logits, labels):
+    """The classic rule: (softmax(logits) - one_hot(labels)) times the upstream gradient, the
+    softmax recomputed from the log-probabilities that the forward keeps."""
+    probs = make("exp", make("log_softmax", logits, axis=-1, hint="log_probs"), hint="probs")
+    return unsqueeze(g, -1) * (probs - one_hot_mask(labels, logits.shape[-1])), None
+
+
+composite(
+    "cross_entropy",
+    _cross_entropy_type,
+    _cross_entropy_expand,
+    _cross_entropy_adjoint,
+    doc="cross_entropy(logits, labels): -log(softmax(logits)[label]) for each example, the "
+    "classes on the last axis; integer labels shaped like the logits without that axis",
+    call=("logits", "labels"),
+)

@@ -1,10 +1,17 @@
-"""Reductions over axes, and the operations that make gradients safe to hand out."""
+"""Reductions over axes, and the operations that make gradients safe to hand out.
+
+`logsumexp` is a composite: an operation with its own shape rule and adjoint that the optimizer
+rewrites, after differentiation, into the operations it is made of (see `composite`).
+"""
 
 from __future__ import annotations
 
 from ..dims import Dim, product
 from ..ir import Node, ShapeError, Type, make
+from ..optimize import rule
 from . import (
+    ATOM,
+    Code,
     emit_call,
     normalize_axes,
     register,
@@ -14,20 +21,32 @@ from . import (
 # Reductions
 
 
-def _reduce_type(name):
+def reduced_shape(x: Type, axes, keepdims) -> tuple[Dim, ...]:
+    return tuple(
+        Dim.of(1) if i in axes else d for i, d in enumerate(x.shape) if keepdims or i not in axes
+    )
+
+
+def _reduce_type(name, *, dtype=None, floats_only=False):
+    """The shape rule of a reduction; `dtype` is the result's, `x`'s own when None (a sum of a
+    mask counts, so it is an integer)."""
+
     def infer(x: Type, *, axis=None, keepdims=False):
         axes = normalize_axes(axis, x.ndim, name)
         if not isinstance(keepdims, bool):
             raise ShapeError(f"{name}: keepdims must be true or false")
-        shape = tuple(
-            Dim.of(1) if i in axes else d
-            for i, d in enumerate(x.shape)
-            if keepdims or i not in axes
-        )
-        dtype = "float" if name == "mean" else x.dtype
-        return Type(dtype, shape), {"axis": axes, "keepdims": keepdims}
+        if floats_only:
+            require_float(name, "x", x)
+        kind = dtype or ("int" if name == "sum" and x.dtype == "bool" else x.dtype)
+        return Type(kind, reduced_shape(x, axes, keepdims)), {"axis": axes, "keepdims": keepdims}
 
     return infer
+
+
+def require_float(name: str, param: str, t: Type) -> None:
+    """Integers and masks are never differentiated: where a float is required, they are an error."""
+    if t.dtype != "float":
+        raise ShapeError(f"{name}: {param} must hold floats, but it is the {t.dtype} value {t}")
 
 
 def _reduce_emit(fn):
@@ -63,12 +82,96 @@ register(
 )
 register(
     "mean",
-    _reduce_type("mean"),
+    _reduce_type("mean", dtype="float"),
     _reduce_emit("np.mean"),
     lambda g, y, x, *, axis, keepdims: (
         expand_back(g / make("dim", dim=product(x.shape[i] for i in axis)), x, axis, keepdims),
     ),
     doc="mean over axes",
+    call=("x", "axis", "keepdims"),
+    axis=None,
+    keepdims=False,
+)
+
+
+def _extremum_adjoint(name):
+    def adjoint(g, y, x, *, axis, keepdims):
+        """The gradient goes to the elements equal to the result; tied elements share it evenly,
+        as torch.amax and torch.amin (and torch.max and torch.min without a dim) do."""
+        if not axis:
+            return (g,)
+        winners = make("eq", x, expand_back(y, x, axis, keepdims), hint=f"is_{name}")
+        count = make("cast_like", make("sum", winners, axis=axis, keepdims=True), x)
+        # The share first: a mask over a float count keeps x's dtype, whatever g is.
+        return (expand_back(g, x, axis, keepdims) * (winners / count),)
+
+    return adjoint
+
+
+for _name in ("max", "min"):
+    register(
+        _name,
+        _reduce_type(_name),
+        _reduce_emit(f"np.{_name}"),
+        _extremum_adjoint(_name),
+        doc=f"{_name}imum over axes; tied elements share the gradient evenly (as torch.a{_name})",
+        call=("x", "axis", "keepdims"),
+        axis=None,
+        keepdims=False,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Composite operations: written with other operations after differentiation
+
+EXPANSIONS: dict = {}
+
+
+def composite(name, infer, expand, adjoint, *, doc, call, **static):
+    """Register an operation made of others. Autodiff sees it whole and uses `adjoint` (the
+    compact textbook rule); then the optimizer replaces it by `expand(*args, **attrs)`, built
+    from the operations it is made of, so the emitted code is theirs and the forward and the
+    backward share its parts (an expansion's common subexpressions are merged)."""
+
+    def emit(ctx, *args, **attrs):
+        raise AssertionError(f"{name} is written with other operations by the optimizer")
+
+    register(name, infer, emit, adjoint, doc=doc, call=call, **static)
+    EXPANSIONS[name] = expand
+
+
+@rule
+def expand_composite(n: Node) -> Node | None:
+    """logsumexp(x) -> log(sum(exp(x - m))) + m with m = max(x), and likewise every composite
+    operation (softmax, log_softmax, cross_entropy) -> the operations it is made of."""
+    expand = EXPANSIONS.get(n.op)
+    return expand(*n.args, **n.kw) if expand else None
+
+
+def shift_by_max(x: Node, axis, largest: Node | None = None) -> Node:
+    """x minus its maximum over `axis`: exp of it is at most 1, so it never overflows."""
+    largest = largest or make("max", x, axis=axis, keepdims=True)
+    return make("sub", x, largest, hint="shifted")
+
+
+def _logsumexp_expand(x, *, axis, keepdims):
+    largest = make(
+        "max", x, axis=axis, keepdims=True, hint=f"{x.hint}_max" if x.hint else "largest"
+    )
+    exps = make("exp", shift_by_max(x, axis, largest), hint="exps")
+    total = make("sum", exps, axis=axis, keepdims=True, hint="sum_exps")
+    out = make("log", total) + largest
+    return out if keepdims else make("reshape", out, shape=reduced_shape(x.type, axis, False))
+
+
+composite(
+    "logsumexp",
+    _reduce_type("logsumexp", dtype="float", floats_only=True),
+    _logsumexp_expand,
+    lambda g, y, x, *, axis, keepdims: (
+        expand_back(g, x, axis, keepdims) * make("softmax", x, axis=axis),
+    ),
+    doc="log(sum(exp(x))) over axes, shifted by the maximum so that exp never overflows",
     call=("x", "axis", "keepdims"),
     axis=None,
     keepdims=False,
@@ -92,4 +195,11 @@ register(
     lambda ctx, x: emit_call("np.copy", x.text),
     lambda g, y, x: (g,),
     doc="a fresh copy",
+)
+register(
+    "cast_like",
+    lambda x, like: Type(like.dtype, x.shape),
+    lambda ctx, x, like: Code(f"{x.at(ATOM)}.astype({like.at(ATOM)}.dtype)"),
+    lambda g, y, x, like: (None, None),
+    doc="x converted to like's dtype: counts made floats of the dtype of the values counted",
 )

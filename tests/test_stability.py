@@ -1,0 +1,400 @@
+"""Numerical stability, ties and type errors of the elementwise, reduction and neural-network
+operations, checked on the code bpc generates.
+
+- Stability: softmax, log_softmax, logsumexp and cross_entropy shift by the maximum; sigmoid and
+  softplus stay finite with no floating-point warning for |x| up to 1e4, in float64 and float32;
+  cross_entropy on logits scaled by 1000 has finite, correct gradients.
+- Ties: maximum and minimum split the gradient in half, max and min (reductions) share it evenly
+  among the tied elements, clip passes it on its boundaries; the expected gradients are computed
+  by hand from PyTorch's documented rules, and compared with PyTorch itself when it is installed.
+- Types: integers and masks are never differentiated; one where a float is required (or a float
+  where a mask or labels are) is a compile error at its line.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+
+from bpc import compile_source
+from bpc.diagnostics import CompileError
+from tests.support import load
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+
+
+@contextmanager
+def no_fp_warnings():
+    """Overflow, invalid operations and division by zero raise (underflow to 0 is fine), and any
+    RuntimeWarning is an error."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
+            yield
+
+
+def graph(sig: str, *lines: str, out: str = "out") -> str:
+    body = "".join(f"    {line}\n" for line in lines)
+    return f"graph f({sig}) -> {out} {{\n{body}}}\n"
+
+
+def backward_text(source: str) -> str:
+    text = compile_source(source, "f.bp")
+    return text[text.index("def f_backward") : text.index("def f_grad")]
+
+
+def forward_text(source: str) -> str:
+    text = compile_source(source, "f.bp")
+    return text[text.index("def f_forward") : text.index("def f_backward")]
+
+
+def stable_log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """A reference written independently of bpc (through scipy when it is there)."""
+    special = pytest.importorskip("scipy.special")
+    return x - special.logsumexp(x, axis=axis, keepdims=True)
+
+
+RNG = np.random.default_rng(20261126)
+BIG = [1e2, 1e3, 1e4]
+
+
+# ---------------------------------------------------------------------------------------------
+# Shifted by the maximum
+
+
+SHIFTED = {
+    "softmax": graph("x: [N, C]", "out = softmax(x)"),
+    "log_softmax": graph("x: [N, C]", "out = log_softmax(x)"),
+    "logsumexp": graph("x: [N, C]", "out = logsumexp(x, axis=1)"),
+    "cross_entropy": graph("x: [N, C], y: int[N]", "out = mean(cross_entropy(x, y))"),
+}
+
+
+@pytest.mark.parametrize("op", sorted(SHIFTED))
+def test_the_generated_code_shifts_by_the_maximum(op):
+    """exp is applied to the logits minus their maximum only, never to the logits."""
+    text = forward_text(SHIFTED[op])
+    assert re.search(r"shifted = x - (np\.max\(x, axis=1, keepdims=True\)|x_max)\n", text), text
+    exps = re.findall(r"np\.exp\(([^)]*)\)", text)
+    assert exps and set(exps) == {"shifted"}, text
+
+
+@pytest.mark.parametrize("scale", BIG)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_softmax_family_of_large_logits(scale, dtype):
+    x = (RNG.standard_normal((4, 5)) * scale).astype(dtype)
+    want = stable_log_softmax(x.astype(np.float64))
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    dout = RNG.standard_normal((4, 5)).astype(dtype)
+    with no_fp_warnings():
+        p, cache = load(SHIFTED["softmax"]).f_forward(x)
+        dp = load(SHIFTED["softmax"]).f_backward(dout, cache).x
+        lp, cache = load(SHIFTED["log_softmax"]).f_forward(x)
+        dlp = load(SHIFTED["log_softmax"]).f_backward(dout, cache).x
+        lse, cache = load(SHIFTED["logsumexp"]).f_forward(x)
+        dlse = load(SHIFTED["logsumexp"]).f_backward(np.ones(4, dtype), cache).x
+    for value in (p, dp, lp, dlp, lse, dlse):
+        assert value.dtype == dtype and np.all(np.isfinite(value))
+    probs = np.exp(want)
+    np.testing.assert_allclose(p, probs, rtol=tol, atol=tol)
+    np.testing.assert_allclose(lp, want, rtol=tol, atol=tol * scale)
+    np.testing.assert_allclose(lse, (x - want)[:, 0], rtol=tol)
+    np.testing.assert_allclose(dlse, probs, atol=tol)
+    s = np.sum(dout * probs, axis=1, keepdims=True)
+    np.testing.assert_allclose(dp, probs * (dout - s), atol=tol * 10)
+    np.testing.assert_allclose(dlp, dout - probs * dout.sum(1, keepdims=True), atol=tol * 10)
+
+
+@pytest.mark.parametrize("scale", BIG)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_cross_entropy_of_large_logits(scale, dtype):
+    n, classes = 6, 4
+    x = (RNG.standard_normal((n, classes)) * scale).astype(dtype)
+    y = RNG.integers(0, classes, n)
+    module = load(SHIFTED["cross_entropy"])
+    with no_fp_warnings():
+        loss, grads = module.f_grad(x, y)
+    log_probs = stable_log_softmax(x.astype(np.float64))
+    want_loss = -np.mean(log_probs[np.arange(n), y])
+    want_dx = (np.exp(log_probs) - np.eye(classes)[y]) / n
+    assert np.isfinite(loss) and np.all(np.isfinite(grads.x))
+    assert np.asarray(loss).dtype == dtype and grads.x.dtype == dtype
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(loss, want_loss, rtol=tol, atol=tol * scale)
+    np.testing.assert_allclose(grads.x, want_dx, atol=tol)
+
+
+def test_cross_entropy_gradient_against_finite_differences_at_scale_1000():
+    """Central differences of the loss itself (not of a reference formula), in float64: with
+    logits this large the loss is nearly piecewise linear, which the gradient must follow."""
+    x = RNG.standard_normal((3, 5)) * 1000
+    y = np.array([0, 3, 4])
+    module = load(SHIFTED["cross_entropy"])
+    with no_fp_warnings():
+        _, grads = module.f_grad(x, y)
+        eps = 1e-3
+        fd = np.zeros_like(x)
+        for i in np.ndindex(*x.shape):
+            up, down = x.copy(), x.copy()
+            up[i] += eps
+            down[i] -= eps
+            fd[i] = (module.f(up, y) - module.f(down, y)) / (2 * eps)
+    np.testing.assert_allclose(grads.x, fd, atol=1e-6)
+
+
+def test_cross_entropy_backward_is_softmax_minus_one_hot():
+    """The classic rule, read off the generated code: the probabilities recomputed from the
+    log-probabilities that the forward keeps, minus the labels' one-hot mask."""
+    text = backward_text(SHIFTED["cross_entropy"])
+    assert "probs = np.exp(log_probs)" in text
+    assert re.search(r"dx = dout / N \* \(probs - one_hot\)", text), text
+    assert text.count("np.") == 1  # nothing else to compute: no max, no sum, no second exp
+
+
+# ---------------------------------------------------------------------------------------------
+# sigmoid, softplus and log1p(exp(x)) for |x| up to 1e4
+
+EXTREME = np.array([-1e4, -1e3, -100.0, -30.0, -1.0, 0.0, 1.0, 30.0, 100.0, 1e3, 1e4])
+
+
+def _exact_softplus(x: np.ndarray) -> np.ndarray:
+    return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
+
+
+def _exact_sigmoid(x: np.ndarray) -> np.ndarray:
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(
+    "op, value, slope",
+    [("softplus", _exact_softplus, _exact_sigmoid), ("sigmoid", _exact_sigmoid, None)],
+)
+def test_no_overflow_for_large_inputs(op, value, slope, dtype):
+    x = EXTREME.astype(dtype)
+    module = load(graph("x: [n]", f"out = sum({op}(x))"))
+    with no_fp_warnings():
+        total, grads = module.f_grad(x)
+        each = load(graph("x: [n]", f"out = {op}(x)")).f(x)
+    assert np.all(np.isfinite(each)) and np.isfinite(total) and np.all(np.isfinite(grads.x))
+    assert each.dtype == dtype and grads.x.dtype == dtype
+    with np.errstate(under="ignore"):
+        want = value(EXTREME)
+    tol = 1e-12 if dtype == np.float64 else 1e-6
+    np.testing.assert_allclose(each, want, rtol=tol, atol=tol)
+    if slope is not None:
+        np.testing.assert_allclose(grads.x, slope(EXTREME), rtol=tol, atol=tol)
+    else:
+        np.testing.assert_allclose(grads.x, want * (1 - want), rtol=tol, atol=tol)
+
+
+def test_softplus_is_computed_without_exp_of_x():
+    assert "np.logaddexp(0, x)" in forward_text(graph("x: [n]", "out = softplus(x)"))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("spelling", ["log1p(exp(x))", "log(1 + exp(x))", "log(exp(x) + 1)"])
+def test_log1p_of_exp_written_by_hand_is_stable(spelling, dtype):
+    """The optimizer's canonical rewrite to softplus(x), before differentiation: the forward and
+    the backward of the stable form are used."""
+    x = EXTREME.astype(dtype)
+    module = load(graph("x: [n]", f"out = sum({spelling})"))
+    with no_fp_warnings():
+        total, grads = module.f_grad(x)
+        _, cache = module.f_forward(x)
+        backward = module.f_backward(dtype(1.0), cache)
+    tol = 1e-12 if dtype == np.float64 else 1e-6
+    with np.errstate(under="ignore"):
+        np.testing.assert_allclose(total, np.sum(_exact_softplus(EXTREME)), rtol=tol)
+        for g in (grads.x, backward.x):
+            assert g.dtype == dtype
+            np.testing.assert_allclose(g, _exact_sigmoid(EXTREME), rtol=tol, atol=tol)
+
+
+# ---------------------------------------------------------------------------------------------
+# Ties, by PyTorch's rules
+
+
+def grads_of(source: str, inputs: dict, dout) -> dict:
+    module = load(source)
+    _, cache = module.f_forward(*inputs.values())
+    return module.f_backward(dout, cache)._asdict()
+
+
+TIES = {
+    # maximum/minimum: torch.maximum(a, b) gives each operand grad / 2 where a == b.
+    "maximum": (
+        graph("a: [n], b: [n]", "out = maximum(a, b)"),
+        {"a": [1.0, 2.0, 3.0, -1.0], "b": [1.0, 0.0, 3.0, 5.0]},
+        [1.0, 2.0, 3.0, 4.0],
+        {"a": [0.5, 2.0, 1.5, 0.0], "b": [0.5, 0.0, 1.5, 4.0]},
+    ),
+    "minimum": (
+        graph("a: [n], b: [n]", "out = minimum(a, b)"),
+        {"a": [1.0, 2.0, 3.0, -1.0], "b": [1.0, 0.0, 3.0, 5.0]},
+        [1.0, 2.0, 3.0, 4.0],
+        {"a": [0.5, 0.0, 1.5, 4.0], "b": [0.5, 2.0, 1.5, 0.0]},
+    ),
+    "maximum with a number": (
+        graph("x: [n]", "out = maximum(x, 0)"),
+        {"x": [-1.0, 0.0, 2.0]},
+        [1.0, 1.0, 1.0],
+        {"x": [0.0, 0.5, 1.0]},
+    ),
+    # max/min over axes: torch.amax/amin share the gradient evenly among tied elements.
+    "max over an axis": (
+        graph("x: [n, m]", "out = max(x, axis=1)"),
+        {"x": [[1.0, 3.0, 3.0], [2.0, 0.0, 1.0]]},
+        [1.0, 2.0],
+        {"x": [[0.0, 0.5, 0.5], [2.0, 0.0, 0.0]]},
+    ),
+    "min over an axis, kept": (
+        graph("x: [n, m]", "out = min(x, axis=0, keepdims=true)"),
+        {"x": [[1.0, 0.0, 3.0], [1.0, 2.0, 3.0]]},
+        [[3.0, 1.0, 2.0]],
+        {"x": [[1.5, 1.0, 1.0], [1.5, 0.0, 1.0]]},
+    ),
+    "max of everything": (
+        graph("x: [n, m]", "out = max(x)"),
+        {"x": [[1.0, 3.0, 3.0], [2.0, 0.0, 3.0]]},
+        1.0,
+        {"x": [[0.0, 1 / 3, 1 / 3], [0.0, 0.0, 1 / 3]]},
+    ),
+    # clip: torch.clamp passes the gradient to x on the boundaries, inclusive.
+    "clip on its boundaries": (
+        graph("x: [n]", "out = clip(x, -1, 1)"),
+        {"x": [-1.0, 0.5, 1.0, 2.0, -3.0]},
+        [1.0, 1.0, 1.0, 1.0, 1.0],
+        {"x": [1.0, 1.0, 1.0, 0.0, 0.0]},
+    ),
+    # where lo > hi the result is hi, which gets the gradient (np.clip, torch.clamp).
+    "clip with lo above hi": (
+        graph("x: [n], lo: [n], hi: [n]", "out = clip(x, lo, hi)"),
+        {"x": [0.0, 1.0, 5.0], "lo": [2.0, 2.0, 2.0], "hi": [1.0, 1.0, 1.0]},
+        [1.0, 1.0, 1.0],
+        {"x": [0.0, 0.0, 0.0], "lo": [0.0, 0.0, 0.0], "hi": [1.0, 1.0, 1.0]},
+    ),
+    "clip with tensor bounds": (
+        graph("x: [n], lo: [n], hi: [n]", "out = clip(x, lo, hi)"),
+        {"x": [-2.0, 0.0, 3.0, 1.0], "lo": [-1.0, 0.0, 0.0, 0.0], "hi": [1.0, 1.0, 1.0, 1.0]},
+        [1.0, 2.0, 3.0, 4.0],
+        {"x": [0.0, 2.0, 0.0, 4.0], "lo": [1.0, 0.0, 0.0, 0.0], "hi": [0.0, 0.0, 3.0, 0.0]},
+    ),
+    # abs: torch's gradient is sign(x), 0 at 0.
+    "abs at 0": (
+        graph("x: [n]", "out = abs(x)"),
+        {"x": [-2.0, 0.0, 3.0]},
+        [1.0, 1.0, 1.0],
+        {"x": [-1.0, 0.0, 1.0]},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TIES))
+def test_ties_follow_pytorch(name):
+    source, inputs, dout, want = TIES[name]
+    inputs = {k: np.array(v) for k, v in inputs.items()}
+    grads = grads_of(source, inputs, np.array(dout) if np.ndim(dout) else dout)
+    for k, v in want.items():
+        np.testing.assert_allclose(grads[k], v, rtol=1e-15, err_msg=k)
+
+
+def _torch_value(torch, name, t):
+    """The same computations in PyTorch, by name."""
+    return {
+        "maximum": lambda: torch.maximum(t["a"], t["b"]),
+        "minimum": lambda: torch.minimum(t["a"], t["b"]),
+        "maximum with a number": lambda: torch.maximum(t["x"], torch.zeros_like(t["x"])),
+        "max over an axis": lambda: torch.amax(t["x"], dim=1),
+        "min over an axis, kept": lambda: torch.amin(t["x"], dim=0, keepdim=True),
+        "max of everything": lambda: torch.max(t["x"]),
+        "clip on its boundaries": lambda: torch.clamp(t["x"], -1, 1),
+        "clip with lo above hi": lambda: torch.clamp(t["x"], t["lo"], t["hi"]),
+        "clip with tensor bounds": lambda: torch.clamp(t["x"], t["lo"], t["hi"]),
+        "abs at 0": lambda: torch.abs(t["x"]),
+    }[name]()
+
+
+@pytest.mark.parametrize("name", sorted(TIES))
+def test_tie_expectations_are_pytorchs(name):
+    """The hand-computed expectations above are what PyTorch computes (when it is installed)."""
+    torch = pytest.importorskip("torch")
+    _, inputs, dout, want = TIES[name]
+    t = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in inputs.items()}
+    out = _torch_value(torch, name, t)
+    out.backward(torch.tensor(dout, dtype=torch.float64))
+    for k, v in want.items():
+        np.testing.assert_allclose(t[k].grad.numpy(), v, rtol=1e-15, err_msg=k)
+
+
+# ---------------------------------------------------------------------------------------------
+# Integers and masks where floats are required, and the other way round
+
+TYPE_ERRORS = {
+    "labels and logits swapped": (
+        "x: [N, C], y: int[N]",
+        "loss = mean(cross_entropy(y, x))",
+        "cross_entropy: logits (the first argument) must hold floats, but it is the int value "
+        "int[N]",
+    ),
+    "float labels": (
+        "x: [N, C], y: [N]",
+        "loss = mean(cross_entropy(x, y))",
+        "cross_entropy: labels must be integers (an int[...] parameter), but it is the float "
+        "value [N]",
+    ),
+    "labels of the wrong shape": (
+        "x: [N, C], y: int[C]",
+        "loss = mean(cross_entropy(x, y))",
+        "cross_entropy: labels [C] must have the shape of the logits [N, C] without their last "
+        "(class) axis, [N]",
+    ),
+    "a float mask": (
+        "x: [N, C]",
+        "loss = sum(where(x, x, 0))",
+        "where: the mask must be boolean, a comparison such as x > 0; got the float value [N, C]",
+    ),
+    "softmax of labels": (
+        "x: [N, C], y: int[N]",
+        "loss = sum(softmax(y) * x)",
+        "softmax: x must hold floats, but it is the int value int[N]",
+    ),
+    "log_softmax of a mask": (
+        "x: [N, C]",
+        "loss = sum(log_softmax(x > 0))",
+        "log_softmax: x must hold floats, but it is the bool value bool[N, C]",
+    ),
+    "logsumexp of labels": (
+        "x: [N, C], y: int[N]",
+        "loss = sum(x) + logsumexp(y)",
+        "logsumexp: x must hold floats, but it is the int value int[N]",
+    ),
+    "one_hot of floats": (
+        "x: [N, C]",
+        "loss = sum(one_hot(x, C))",
+        "one_hot: labels must be integers (an int[...] parameter), but it is the float value "
+        "[N, C]",
+    ),
+    "one_hot without classes": (
+        "x: [N, C], y: int[N]",
+        "loss = sum(one_hot(y, 0) * x)",
+        "one_hot: the number of classes must be positive, not 0",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TYPE_ERRORS))
+def test_type_errors_at_their_line(name):
+    sig, line, message = TYPE_ERRORS[name]
+    source = f"graph f({sig}) -> loss {{\n    h = 1\n    {line}\n}}\n"
+    with pytest.raises(CompileError) as info:
+        compile_source(source, "f.bp")
+    (diag,) = info.value.diagnostics
+    assert diag.message == message
+    assert diag.loc.line == 3
