@@ -19,6 +19,9 @@ from .ops import PLANNED, SPELLED
 
 BUILTINS = SPELLED | PLANNED
 
+# Static parameters that take a string literal: nothing else does.
+STRING_PARAMS = frozenset({"spec"})
+
 _fresh = itertools.count(1)
 
 
@@ -112,7 +115,7 @@ class _Builder:
             case s.Attribute(attr=attr):
                 raise error(here, f"unknown attribute '.{attr}'; the only one is '.T'")
             case s.Index():
-                raise error(here, "indexing and slicing are not supported yet")
+                return self.index(e, scope)
             case s.Call():
                 return self.call(e, scope)
         raise error(here, "unsupported expression")  # pragma: no cover
@@ -127,9 +130,16 @@ class _Builder:
         return Node("dim", (), (("dim", dim),), Type("int", (), True), loc=None)
 
     def static(self, e: s.Expr, scope: _Scope, what: str):
-        """A compile-time argument: an integer, a dimension expression, a boolean or a tuple."""
+        """A compile-time argument: an integer, a dimension expression, a boolean or a tuple;
+        a string only for a parameter named `spec` (an einsum spec)."""
         here = self.loc(e.loc, scope)
+        if what in STRING_PARAMS:
+            if not isinstance(e, s.String):
+                raise error(here, f'{what} must be a string, such as "ij,jk->ik"')
+            return e.value
         match e:
+            case s.String():
+                raise error(here, "a string can only be an einsum spec")
             case s.Number(value=int(v)):
                 return v
             case s.Bool(value=v):
@@ -148,6 +158,42 @@ class _Builder:
                     x, y = Dim.of(x), Dim.of(y)
                     return x + y if op == "add" else x - y if op == "sub" else x * y
         raise error(here, f"{what} must be known at compile time (integers and dimension names)")
+
+    def index(self, e: s.Index, scope: _Scope) -> Node:
+        """`x[...]`: each subscript an integer or a slice with compile-time bounds; the shape rule
+        of `index` (ops/index.py) checks them against the shape."""
+        items = []
+        for sub in e.subscripts:
+            if isinstance(sub, s.Slice):
+                start, stop = (self.bound(b, scope, "a slice bound") for b in (sub.start, sub.stop))
+                step = self.bound(sub.step, scope, "a slice step")
+                if step is not None and not (step.is_const and step.value):
+                    raise error(
+                        self.loc(sub.step.loc, scope), "a slice step must be a nonzero integer"
+                    )
+                items.append((start, stop, None if step is None else step.value))
+            else:
+                if isinstance(sub, s.Name) and sub.id in scope.vars:
+                    x = e.value.id if isinstance(e.value, s.Name) else "x"
+                    raise error(
+                        self.loc(sub.loc, scope),
+                        f"an index must be known at compile time, and '{sub.id}' is a value; "
+                        f"gather by an integer array with take({x}, {sub.id}, axis=...)",
+                    )
+                items.append(self.bound(sub, scope, "an index"))
+        return self.node("index", self.value(e.value, scope), index=tuple(items))
+
+    def bound(self, e: s.Expr | None, scope: _Scope, what: str) -> Dim | None:
+        """An index or a slice bound: an integer or a dimension expression."""
+        if e is None:
+            return None
+        here = self.loc(e.loc, scope)
+        if isinstance(e, s.Bool) or (isinstance(e, s.Number) and isinstance(e.value, float)):
+            raise error(here, f"{what} must be an integer or a dimension expression")
+        v = self.static(e, scope, what)
+        if not isinstance(v, (int, Dim)) or isinstance(v, bool):
+            raise error(here, f"{what} must be an integer or a dimension expression")
+        return Dim.of(v)
 
     def call(self, e: s.Call, scope: _Scope) -> Node:
         here = self.loc(e.loc, scope)
@@ -168,7 +214,9 @@ class _Builder:
         static = dict(op.static)
         args, attrs = [], {}
         for param, arg in zip(op.call, values):
-            if param not in static:
+            if param.startswith("*"):
+                args.extend(self.value(a, scope) for a in arg)
+            elif param not in static:
                 args.append(self.value(arg, scope))
             elif arg is not None:
                 attrs[param] = self.static(arg, scope, param)
@@ -177,19 +225,33 @@ class _Builder:
         return self.node(name, *args, **attrs)
 
     def arguments(self, e: s.Call, scope: _Scope, names: tuple[str, ...], defaults: dict):
-        """Match a call's arguments to a built-in's parameters; missing optional ones are None."""
+        """Match a call's arguments to a built-in's parameters; missing optional ones are None.
+
+        A parameter written `*name` (`call=("*arrays", "axis")`) is variadic, as in Python: it
+        collects the remaining positional arguments, all tensors, as a tuple (at least one), and
+        the parameters after it can only be given by keyword."""
         fname = e.func.id
-        if len(e.args) > len(names):
+        star = next((i for i, n in enumerate(names) if n.startswith("*")), None)
+        if star is not None:
+            bound = dict(zip(names[:star], e.args[:star]))
+            bound[names[star]] = tuple(e.args[star:])
+            if not e.args[star:]:
+                raise error(
+                    self.loc(e.loc, scope), f"{fname}() needs at least one of '{names[star][1:]}'"
+                )
+        elif len(e.args) > len(names):
             raise error(
                 self.loc(e.args[len(names)].loc, scope),
                 f"{fname}() takes at most {len(names)} argument(s)",
             )
-        bound = dict(zip(names, e.args))
+        else:
+            bound = dict(zip(names, e.args))
+        keywords = [n for n in names if not n.startswith("*")]
         for kw in e.kwargs:
-            if kw.name not in names:
+            if kw.name not in keywords:
                 raise error(
                     self.loc(kw.loc, scope),
-                    f"{fname}() has no argument '{kw.name}'{_suggest(kw.name, names)}",
+                    f"{fname}() has no argument '{kw.name}'{_suggest(kw.name, keywords)}",
                 )
             if kw.name in bound:
                 raise error(self.loc(kw.loc, scope), f"{fname}() got '{kw.name}' twice")

@@ -1,3 +1,523 @@
-"""Indexing and gathering: basic indexing and slicing, take, take_along, concat."""
+"""Indexing and gathering: basic indexing and slicing, take, take_along, concat, and the scatters
+that are their adjoints (pad, scatter_add, scatter_along).
+
+Indexing. `x[...]` is the op `index`, whose `index` attribute holds one item per subscript:
+
+- an integer index: a `Dim`, a position counted from the start (`x[t]`, `x[T - 1]`);
+- a slice: a tuple `(start, stop, step)` of positions and an integer step;
+- `None`: a new axis of size 1 (IR only; the language has no spelling for it).
+
+The language's bounds are compile-time integers and dimension expressions. The shape rule turns
+them into positions (`-1` on an axis of size `T` is `T - 1`, an omitted bound the axis' end) and
+keeps one item per axis, so the same positions describe the value everywhere after. Sizes are
+taken to be at least 1. An index or bound out of range whatever the sizes are (`x[3]` on `[3]`,
+`x[T]` on `[T]`, `x[:, T:2*T]` on `[N, T]`) is a compile error. Where it depends on the sizes,
+an integer index is left to NumPy, which raises `IndexError` at run time (`x[5]` on `[n]` needs
+`n > 5`), but a slice is a compile error (`x[:, :H]` on `[N, G]` fits only if `H <= G`): NumPy
+would shorten it silently, and its shape would not be the one bpc computed.
+
+Adjoints scatter: indexing's is `pad` (zeros around the upstream gradient, `np.pad`), `take`'s is
+`scatter_add` (repeated indices add up), `take_along`'s is `scatter_along`; and each scatter's
+adjoint is the gather it undoes, so gradients of gradients work too.
+
+Variadic calls. `concat(a, b, ..., axis=0)` and `einsum(spec, a, b, ...)` take any number of
+arrays: a parameter of `call` written with a leading `*` (`call=("*arrays", "axis")`) collects the
+remaining positional arguments, all of them tensors, and the parameters after it are keyword-only,
+as in Python (see `bpc.build`).
+"""
 
 from __future__ import annotations
+
+from ..dims import Dim, show_shape
+from ..ir import Node, ShapeError, Type, make
+from . import (
+    ATOM,
+    MUL,
+    Code,
+    emit_call,
+    normalize_axes,
+    promote,
+    register,
+    shape_text,
+)
+
+# ---------------------------------------------------------------------------------------------
+# Positions: what can be said at compile time about a dimension expression's sign
+
+
+def nonnegative(d: Dim) -> bool:
+    """True when `d >= 0` whatever the sizes, each at least 1: with every size written `1 + u`,
+    `u >= 0`, no coefficient is negative. (`T - 1` is; `T - 2` and `2 - T` may be either.)"""
+    shifted = d.subs({s: Dim.of(s) + 1 for s in d.symbols})
+    return all(c >= 0 for _, c in shifted.terms)
+
+
+def negative(d: Dim) -> bool:
+    """True when `d < 0` whatever the sizes."""
+    return nonnegative(-d - 1)
+
+
+def ceil_div(d: Dim, k: int) -> Dim | None:
+    """`ceil(d / k)` for a positive integer `k`, when it is a dimension expression."""
+    const = d.value if d.is_const else dict(d.terms).get((), 0)
+    rest = d - const
+    if any(c % k for _, c in rest.terms):
+        return None
+    return Dim(tuple((m, c // k) for m, c in rest.terms)) + -(-const // k)
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, (int, Dim)) and not isinstance(v, bool)
+
+
+# ---------------------------------------------------------------------------------------------
+# Basic indexing and slicing
+
+
+def _position(i, size: Dim, what: str) -> Dim:
+    """An index or bound as a position from the start: a negative one counts from the end."""
+    if not _is_int(i):
+        raise ShapeError(f"{what} must be an integer or a dimension expression")
+    i = Dim.of(i)
+    return size + i if negative(i) else i
+
+
+def _normalize_item(item, size: Dim, axis: int):
+    """One subscript as a position or a normalized slice; out-of-range bounds are errors."""
+    where = f"on axis {axis} (size {size})"
+    if not isinstance(item, tuple):
+        p = _position(item, size, "an index")
+        if negative(p) or nonnegative(p - size):
+            raise ShapeError(f"index {item} is out of range {where}")
+        return p
+    if len(item) != 3:
+        raise ShapeError("a slice has a start, a stop and a step")
+    start, stop, step = item
+    step = 1 if step is None else step
+    if isinstance(step, Dim) and step.is_const:
+        step = step.value
+    if not isinstance(step, int) or isinstance(step, bool) or step == 0:
+        raise ShapeError("a slice step must be a nonzero integer")
+    text = _slice_text(start, stop, step)
+
+    def require(d: Dim, wrong: str, condition: str) -> None:
+        """`d >= 0` for all sizes, or an error: out of range when it never holds, and when it
+        holds only for some sizes too, since NumPy would clip the slice silently."""
+        if not nonnegative(d):
+            raise ShapeError(
+                wrong
+                if negative(d)
+                else f"slice {text} {where} fits only if {condition}; bpc must know that a "
+                "slice fits its axis (NumPy would shorten it silently)"
+            )
+
+    if step > 0:
+        first = Dim.of(0) if start is None else _position(start, size, "a slice bound")
+        end = size if stop is None else _position(stop, size, "a slice bound")
+        require(first, f"slice start {start} is out of range {where}", f"{first} >= 0")
+        require(size - end, f"slice stop {stop} is out of range {where}", f"{end} <= {size}")
+        require(end - first, f"slice {text} {where} stops before it starts", f"{first} <= {end}")
+        span = end - first
+    else:
+        first = size - 1 if start is None else _position(start, size, "a slice bound")
+        end = None if stop is None else _position(stop, size, "a slice bound")
+        if first != size - 1:  # from the last element is fine, even on an empty axis
+            wrong = f"slice start {start} is out of range {where}"
+            require(first, wrong, f"{first} >= 0")
+            require(size - 1 - first, wrong, f"{first} < {size}")
+        if end is not None:
+            require(end, f"slice stop {stop} is out of range {where}", f"{end} >= 0")
+            require(
+                first - end, f"slice {text} {where} stops before it starts", f"{end} <= {first}"
+            )
+        span = first - (Dim.of(-1) if end is None else end)
+    if ceil_div(span, abs(step)) is None:
+        raise ShapeError(
+            f"slice {text} {where} has ceil({_paren(span)}/{abs(step)}) elements, which is not "
+            "a dimension expression"
+        )
+    return (first, end, step)
+
+
+def _paren(d: Dim) -> str:
+    return f"({d})" if d.is_sum else str(d)
+
+
+def _slice_text(start, stop, step) -> str:
+    parts = ["" if start is None else str(start), "" if stop is None else str(stop)]
+    return ":".join(parts + ([str(step)] if step != 1 else []))
+
+
+def slice_length(item) -> Dim:
+    first, end, step = item
+    if step > 0:
+        return ceil_div(end - first, step)
+    return ceil_div(first - (Dim.of(-1) if end is None else end), -step)
+
+
+def full(size: Dim) -> tuple:
+    """The slice `:` over an axis of this size."""
+    return (Dim.of(0), size, 1)
+
+
+def _index_type(x: Type, *, index):
+    if not isinstance(index, tuple):
+        raise ShapeError("an index must be a tuple of subscripts")
+    used = sum(item is not None for item in index)
+    if used > x.ndim:
+        raise ShapeError(
+            f"too many indices: {show_shape(x.shape)} is {x.ndim}-d but {used} are given"
+        )
+    items, shape, axis = [], [], 0
+    for item in index + tuple(full(d) for d in x.shape[used:]):
+        if item is None:
+            items.append(None)
+            shape.append(Dim.of(1))
+            continue
+        item = _normalize_item(item, x.shape[axis], axis)
+        items.append(item)
+        if isinstance(item, tuple):
+            shape.append(slice_length(item))
+        axis += 1
+    return Type(x.dtype, tuple(shape), x.static), {"index": tuple(items)}
+
+
+def _position_text(ctx, p: Dim, size: Dim) -> str:
+    """A position as an expert writes it: `2`, `-1` for `T - 1` on an axis of size `T`, `H`."""
+    if p.is_const:
+        return str(p.value)
+    if (size - p).is_const and (size - p).value > 0:
+        return str(-(size - p).value)
+    return ctx.dim(p)
+
+
+def _item_text(ctx, item, size: Dim | None) -> str:
+    if item is None:
+        return "None"
+    if not isinstance(item, tuple):
+        return _position_text(ctx, item, size)
+    first, end, step = item
+    if step > 0:
+        start = "" if first == Dim.of(0) else _position_text(ctx, first, size)
+        stop = "" if end == size else _position_text(ctx, end, size)
+    else:
+        start = "" if first == size - 1 else _position_text(ctx, first, size)
+        stop = "" if end is None else _position_text(ctx, end, size)
+    return f"{start}:{stop}" + ("" if step == 1 else f":{step}")
+
+
+def _index_emit(ctx, x, *, index):
+    sizes = iter(x.type.shape)
+    texts = [_item_text(ctx, item, None if item is None else next(sizes)) for item in index]
+    while texts and texts[-1] == ":":
+        texts.pop()
+    return Code(f"{x.at(ATOM)}[{', '.join(texts) or ':'}]")
+
+
+def _index_adjoint(g, y, x, *, index):
+    """Zeros of x's shape with g where x[index] was. One index op on g puts back the axes an
+    integer index removed (`g[None]`), reverses what a negative step reversed and, for a step
+    k > 1, adds an axis that is padded with k - 1 zeros and merged, so that the values land k
+    apart; then `pad` puts zeros around."""
+    zero = (Dim.of(0), Dim.of(0))
+    expand, spread, merged, trim, widths = [], [], [], [], []
+    axis = 0  # x's axis
+    for item in index:
+        if item is None:  # a new axis of size 1: drop it again
+            expand.append(Dim.of(0))
+            continue
+        size = x.shape[axis]
+        axis += 1
+        if not isinstance(item, tuple):
+            expand.append(None)
+            spread.append(zero)
+            merged.append(Dim.of(1))
+            trim.append(full(Dim.of(1)))
+            widths.append((item, size - item - 1))
+            continue
+        start, _, step = item
+        n, k = slice_length(item), abs(step)
+        if n == Dim.of(0):  # an empty slice: its gradient is all zeros
+            first, span = Dim.of(0), n
+        else:
+            first = start if step > 0 else start - (n - 1) * k
+            span = n if k == 1 or n == Dim.of(1) else n * k
+        expand.append((n - 1, None, -1) if step < 0 and n != Dim.of(0) else full(n))
+        spread.append(zero)
+        if span != n:  # n values k apart
+            expand.append(None)
+            spread.append((Dim.of(0), Dim.of(k - 1)))
+            if not nonnegative(size - first - span):  # the last k - 1 zeros may not fit
+                span = (n - 1) * k + 1
+        merged.append(n * k if n != span else n)
+        trim.append((Dim.of(0), span, 1))
+        widths.append((first, size - first - span))
+    if any(not isinstance(e, tuple) or e[2] < 0 for e in expand):
+        g = make("index", g, index=tuple(expand))
+    if any(w != zero for w in spread):
+        g = make("pad", g, widths=tuple(spread))
+        g = make("reshape", g, shape=tuple(merged))
+        if tuple(merged) != tuple(end for _, end, _ in trim):
+            g = make("index", g, index=tuple(trim))
+    if any(w != zero for w in widths):
+        g = make("pad", g, widths=tuple(widths))
+    return (g,)
+
+
+register(
+    "index",
+    _index_type,
+    _index_emit,
+    _index_adjoint,
+    doc="basic indexing and slicing with static bounds: x[t], x[:, 0], a[:, H:2*H], x[::-1]",
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# pad: zeros around an array, the adjoint of indexing
+
+
+def pad(x: Node, widths: dict[int, tuple[Dim, Dim]]) -> Node:
+    """`x` with zeros before and after some of its axes: `{axis: (before, after)}`."""
+    zero = (Dim.of(0), Dim.of(0))
+    return make("pad", x, widths=tuple(widths.get(a, zero) for a in range(x.ndim)))
+
+
+def _pad_type(x: Type, *, widths):
+    if len(widths) != x.ndim:
+        raise ShapeError(f"pad: {len(widths)} pairs of widths for a {x.ndim}-d value")
+    widths = tuple((Dim.of(b), Dim.of(a)) for b, a in widths)
+    if any(negative(w) for pair in widths for w in pair):
+        raise ShapeError("pad: widths must not be negative")
+    shape = tuple(d + b + a for d, (b, a) in zip(x.shape, widths))
+    return Type(x.dtype, shape), {"widths": widths}
+
+
+def _pad_emit(ctx, x, *, widths):
+    pairs = [f"({ctx.dim(b)}, {ctx.dim(a)})" for b, a in widths]
+    text = pairs[0] if len(pairs) == 1 else f"({', '.join(pairs)})"
+    return emit_call("np.pad", x.text, text)
+
+
+register(
+    "pad",
+    _pad_type,
+    _pad_emit,
+    lambda g, y, x, *, widths: (
+        make("index", g, index=tuple((b, b + d, 1) for d, (b, _) in zip(x.shape, widths))),
+    ),
+    doc="zeros before and after each axis (np.pad); the adjoint of indexing",
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# take and its adjoint, scatter_add
+
+
+def _int_indices(idx: Type, what: str) -> None:
+    if idx.dtype != "int":
+        kind = "a boolean mask" if idx.dtype == "bool" else "a float value"
+        raise ShapeError(f"{what}: the indices must be integers; got {kind} {idx}")
+
+
+def _take_type(x: Type, idx: Type, *, axis):
+    _int_indices(idx, "take")
+    if x.ndim == 0:
+        raise ShapeError("take: cannot take from a scalar")
+    if isinstance(axis, tuple) or axis is None:
+        raise ShapeError("take: axis must be an integer")
+    (axis,) = normalize_axes(axis, x.ndim, "take")
+    shape = x.shape[:axis] + idx.shape + x.shape[axis + 1 :]
+    return Type(x.dtype, shape), {"axis": axis}
+
+
+def _take_emit(ctx, x, idx, *, axis):
+    ndim = x.type.ndim
+    if axis == 0:
+        subs = [idx.text]
+    elif ndim - 1 - axis < axis:
+        subs = ["..."] + [idx.text] + [":"] * (ndim - 1 - axis)
+    else:
+        subs = [":"] * axis + [idx.text]
+    return Code(f"{x.at(ATOM)}[{', '.join(subs)}]")
+
+
+def _take_adjoint(g, y, x, idx, *, axis):
+    """Rows of g added into zeros at the rows idx names, with the indexed axis moved first."""
+    if axis == 0:
+        return make("scatter_add", x, idx, g), None
+    m = idx.ndim
+    rest = tuple(range(axis)) + tuple(range(axis + m, g.ndim))
+    gt = make("transpose", g, axes=tuple(range(axis, axis + m)) + rest)
+    shape = x.shape[axis : axis + 1] + x.shape[:axis] + x.shape[axis + 1 :]
+    dx = make("scatter_add", x, idx, gt, shape=shape)
+    back = tuple(range(1, axis + 1)) + (0,) + tuple(range(axis + 1, x.ndim))
+    return make("transpose", dx, axes=back), None
+
+
+register(
+    "take",
+    _take_type,
+    _take_emit,
+    _take_adjoint,
+    doc="gather along an axis by an integer array (an embedding lookup): x[idx] for axis 0",
+    call=("x", "idx", "axis"),
+    axis=0,
+)
+
+
+def _scatter_add_type(like: Type, idx: Type, g: Type, *, shape=None):
+    _int_indices(idx, "scatter_add")
+    shape = like.shape if shape is None else tuple(Dim.of(d) for d in shape)
+    if not shape:
+        raise ShapeError("scatter_add: cannot scatter into a scalar")
+    want = idx.shape + shape[1:]
+    if g.shape != want:
+        raise ShapeError(
+            f"scatter_add: the values are {show_shape(g.shape)}, not {show_shape(want)}"
+        )
+    return Type(promote(like, g), shape), {"shape": shape}
+
+
+def _scatter_add_emit(ctx, like, idx, g, *, shape):
+    """A helper of the module (`templates/scatter_add.py.j2`): np.add.at into zeros, so that
+    repeated indices add up and negative ones count from the end, as in the forward."""
+    return emit_call(
+        "_scatter_add", shape_text(ctx, shape), f"{like.at(ATOM)}.dtype", idx.text, g.text
+    )
+
+
+register(
+    "scatter_add",
+    _scatter_add_type,
+    _scatter_add_emit,
+    lambda g, y, like, idx, values, *, shape: (None, None, make("take", g, idx, axis=0)),
+    doc="zeros of `shape` (by default like's) and like's dtype, with each values[i] added at "
+    "row idx[i] (repeats add up); the adjoint of take",
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# take_along and its adjoint, scatter_along
+
+
+def _take_along_type(x: Type, idx: Type):
+    _int_indices(idx, "take_along")
+    if x.ndim == 0:
+        raise ShapeError("take_along: cannot take from a scalar")
+    if idx.shape != x.shape[:-1]:
+        raise ShapeError(
+            f"take_along: the indices are {show_shape(idx.shape)} but must be shaped like "
+            f"{show_shape(x.shape)} without its last axis, {show_shape(x.shape[:-1])}"
+        )
+    return Type(x.dtype, idx.shape)
+
+
+def _take_along_emit(ctx, x, idx):
+    if idx.type.ndim == 0:
+        return Code(f"{x.at(ATOM)}[{idx.text}]")
+    expand = "[:, None]" if idx.type.ndim == 1 else "[..., None]"
+    first = "[:, 0]" if idx.type.ndim == 1 else "[..., 0]"
+    axis = "1" if idx.type.ndim == 1 else "-1"
+    call = emit_call("np.take_along_axis", x.text, f"{idx.at(ATOM)}{expand}", f"axis={axis}")
+    return Code(f"{call.text}{first}")
+
+
+register(
+    "take_along",
+    _take_along_type,
+    _take_along_emit,
+    lambda g, y, x, idx: (make("scatter_along", idx, g, size=x.shape[-1]), None),
+    doc="x[..., idx[...]]: one element of each row of the last axis, which it removes",
+    call=("x", "idx"),
+)
+
+
+def _scatter_along_type(idx: Type, g: Type, *, size):
+    _int_indices(idx, "scatter_along")
+    if g.shape != idx.shape:
+        raise ShapeError(
+            f"scatter_along: the values are {show_shape(g.shape)}, not {show_shape(idx.shape)}"
+        )
+    return Type(promote(g, floating=True), idx.shape + (Dim.of(size),)), {"size": Dim.of(size)}
+
+
+def _scatter_along_emit(ctx, idx, g, *, size):
+    classes = f"np.arange({ctx.dim(size)})"
+    if idx.type.ndim == 0:
+        return Code(f"({idx.text} == {classes}) * {g.at(MUL + 1)}", MUL)
+    expand = "[:, None]" if idx.type.ndim == 1 else "[..., None]"
+    return Code(f"({idx.at(ATOM)}{expand} == {classes}) * {g.at(ATOM)}{expand}", MUL)
+
+
+register(
+    "scatter_along",
+    _scatter_along_type,
+    _scatter_along_emit,
+    lambda g, y, idx, values, *, size: (None, make("take_along", g, idx)),
+    doc="zeros with a last axis of `size`, holding values[...] at idx[...]; "
+    "the adjoint of take_along",
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# concat
+
+
+def _concat_type(*xs: Type, axis):
+    if not xs:
+        raise ShapeError("concat: needs at least one array")
+    if isinstance(axis, tuple) or axis is None:
+        raise ShapeError("concat: axis must be an integer")
+    first = xs[0]
+    for i, x in enumerate(xs, 1):
+        if x.static and x.ndim == 0:
+            raise ShapeError(
+                f"concat: argument {i} is a number, not an array; give the axis by keyword, "
+                "as in concat(a, b, axis=1)"
+            )
+    if any(x.ndim == 0 for x in xs):
+        raise ShapeError("concat: cannot join scalars; every array needs at least one axis")
+    if any(x.ndim != first.ndim for x in xs):
+        raise ShapeError(
+            "concat: the arrays must have the same number of axes; got "
+            + ", ".join(show_shape(x.shape) for x in xs)
+        )
+    (axis,) = normalize_axes(axis, first.ndim, "concat")
+    for x in xs[1:]:
+        for a, (d, e) in enumerate(zip(first.shape, x.shape)):
+            if a != axis and d != e:
+                raise ShapeError(
+                    f"concat: shapes {show_shape(first.shape)} and {show_shape(x.shape)} "
+                    f"differ in axis {a} ({d} and {e}); only axis {axis} may differ"
+                )
+    total = sum((x.shape[axis] for x in xs), Dim.of(0))
+    shape = first.shape[:axis] + (total,) + first.shape[axis + 1 :]
+    return Type(promote(*xs), shape), {"axis": axis}
+
+
+def _concat_emit(ctx, *xs, axis):
+    arrays = f"[{', '.join(x.text for x in xs)}]"
+    return emit_call("np.concatenate", arrays, *([f"axis={axis}"] if axis else []))
+
+
+def _concat_adjoint(g, y, *xs, axis):
+    """Each array's gradient is its own slice of g."""
+    grads, start = [], Dim.of(0)
+    lead = tuple(full(d) for d in g.shape[:axis])
+    for x in xs:
+        end = start + x.shape[axis]
+        grads.append(make("index", g, index=lead + ((start, end, 1),)))
+        start = end
+    return tuple(grads)
+
+
+register(
+    "concat",
+    _concat_type,
+    _concat_emit,
+    _concat_adjoint,
+    doc="join arrays along an existing axis (np.concatenate)",
+    call=("*arrays", "axis"),
+    axis=0,
+)

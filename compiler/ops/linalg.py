@@ -1,9 +1,11 @@
-"""Linear algebra: matrix products and transposes."""
+"""Linear algebra: matrix products, transposes and einsum."""
 
 from __future__ import annotations
 
+import re
+
 from ..dims import Dim, show_shape
-from ..ir import Node, ShapeError, Type, make
+from ..ir import REQUIRED, Node, ShapeError, Type, make
 from . import (
     ATOM,
     MUL,
@@ -125,4 +127,143 @@ register(
     doc="permute axes (all of them reversed by default, like .T)",
     call=("x", "axes"),
     axes=None,
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# einsum
+
+
+_SPEC = re.compile(r"[A-Za-z,]*->[A-Za-z]*")
+
+
+def split_spec(spec: str) -> tuple[list[str], str]:
+    """`"ij,jk->ik"` as (["ij", "jk"], "ik"), for a spec the shape rule has checked."""
+    lhs, out = spec.split("->")
+    return lhs.split(","), out
+
+
+def _einsum_type(*xs: Type, spec):
+    """Check the spec against the operands: letters only, an explicit output, one letter per
+    axis, one dimension per letter; and give the result's type."""
+    if not isinstance(spec, str):
+        raise ShapeError('einsum: the spec must be a string, such as "ij,jk->ik"')
+    text = "".join(spec.split())  # NumPy allows spaces
+    shown = f'"{spec}"'
+    if "..." in text:
+        raise ShapeError(f"einsum: {shown}: '...' is not supported; name every axis with a letter")
+    if text.count("->") != 1:
+        raise ShapeError(
+            f"einsum: {shown} needs exactly one '->' followed by the output's letters, "
+            'as in "ij,jk->ik"'
+        )
+    ins, out = split_spec(text)
+    for term in ins + [out]:
+        for c in term:
+            if not ("a" <= c <= "z" or "A" <= c <= "Z"):
+                raise ShapeError(
+                    f"einsum: {shown}: unexpected {c!r}; subscripts are letters, "
+                    "operands are separated by ','"
+                )
+    if len(ins) != len(xs):
+        raise ShapeError(f"einsum: {shown} describes {len(ins)} operand(s) but {len(xs)} are given")
+    dims: dict[str, tuple[Dim, int]] = {}
+    for i, (term, x) in enumerate(zip(ins, xs), 1):
+        if x.static:
+            raise ShapeError(
+                f"einsum: operand {i} is a plain number; einsum takes arrays (multiply the "
+                "result by the number instead)"
+            )
+        if len(term) != x.ndim:
+            raise ShapeError(
+                f"einsum: operand {i} is {x.ndim}-d, {show_shape(x.shape)}, but its subscripts "
+                f"'{term}' name {len(term)} axes"
+            )
+        for c in term:
+            if term.count(c) > 1:
+                raise ShapeError(
+                    f"einsum: operand {i} repeats the letter '{c}' in '{term}' (a diagonal); "
+                    "this is not supported"
+                )
+        for c, d in zip(term, x.shape):
+            if c in dims and dims[c][0] != d:
+                first, j = dims[c]
+                raise ShapeError(
+                    f"einsum: letter '{c}' is dimension {first} in operand {j} but {d} in "
+                    f"operand {i}"
+                )
+            dims.setdefault(c, (d, i))
+    for c in out:
+        if c not in dims:
+            raise ShapeError(f"einsum: {shown}: the output's letter '{c}' is in no operand")
+        if out.count(c) > 1:
+            raise ShapeError(f"einsum: {shown}: the output's letter '{c}' appears twice")
+    shape = tuple(dims[c][0] for c in out)
+    return Type(promote(*xs), shape), {"spec": text}
+
+
+def _einsum_emit(ctx, *xs, spec):
+    """np.einsum, with the 0-d operands as factors in front: np.einsum makes a Python number a
+    float64 array, while `s * ...` keeps float32 float32."""
+    assert _SPEC.fullmatch(spec), spec  # checked by the shape rule: nothing else reaches here
+    ins, out = split_spec(spec)
+    scalars = [x for term, x in zip(ins, xs) if not term]
+    arrays = [(term, x) for term, x in zip(ins, xs) if term]
+    if arrays:
+        spec = ",".join(term for term, _ in arrays) + "->" + out
+        # optimize=True contracts pairwise with BLAS (tensordot): many times faster for products.
+        fast = ["optimize=True"] if len(arrays) > 1 else []
+        call = emit_call("np.einsum", f'"{spec}"', *(x.text for _, x in arrays), *fast)
+        if not scalars:
+            return call
+        scalars.append(call)
+    if len(scalars) == 1:
+        return scalars[0]
+    return Code(" * ".join([scalars[0].at(MUL)] + [x.at(MUL + 1) for x in scalars[1:]]), MUL)
+
+
+def _einsum_adjoint(g, y, *xs, spec):
+    """Operand i's gradient is the einsum of g and the other operands into i's subscripts. A
+    letter that only operand i has was summed out of it alone: the gradient is constant along
+    it, so it is computed without that axis and broadcast back."""
+    ins, out = split_spec(spec)
+    grads = []
+    for i, x in enumerate(xs):
+        others = [(t, o) for j, (t, o) in enumerate(zip(ins, xs)) if j != i]
+        present = set(out).union(*(t for t, _ in others))
+        kept = "".join(c for c in ins[i] if c in present)
+        grad = _contract([(out, g)] + others, kept)
+        if kept != ins[i]:
+            shape = tuple(d if c in present else Dim.of(1) for c, d in zip(ins[i], x.shape))
+            grad = make("broadcast_to", make("reshape", grad, shape=shape), shape=x.shape)
+        grads.append(grad)
+    return tuple(grads)
+
+
+def _contract(terms: list[tuple[str, Node]], out: str) -> Node:
+    """einsum of `terms` into `out`, with 0-d terms as factors and a permutation as a
+    transpose."""
+    scalars = [x for t, x in terms if not t]
+    terms = [(t, x) for t, x in terms if t]
+    if not terms:
+        result = None
+    elif len(terms) == 1 and sorted(terms[0][0]) == sorted(out):
+        term, x = terms[0]
+        result = x if term == out else make("transpose", x, axes=tuple(term.index(c) for c in out))
+    else:
+        spec = ",".join(t for t, _ in terms) + "->" + out
+        result = make("einsum", *(x for _, x in terms), spec=spec)
+    for s in scalars:
+        result = s if result is None else s * result
+    return result
+
+
+register(
+    "einsum",
+    _einsum_type,
+    _einsum_emit,
+    _einsum_adjoint,
+    doc='Einstein summation with an explicit output, np.einsum("ij,jk->ik", a, b)',
+    call=("spec", "*operands"),
+    spec=REQUIRED,
 )

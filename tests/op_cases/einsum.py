@@ -1,0 +1,30 @@
+"""Cases for einsum: products, batched products, transposes, reductions, outer products, three
+operands, a letter summed out of one operand alone (its gradient broadcasts), an operand used
+twice, a scalar operand, and spaces in the spec."""
+
+from __future__ import annotations
+
+from tests.op_cases import C, Case
+
+CASES: dict[str, list[Case]] = {
+    "einsum": [
+        C("a: [n, k], b: [k, m]", 'out = einsum("ij,jk->ik", a, b)'),
+        C("a: [B, n, k], b: [B, m, k]", 'out = einsum("bik,bjk->bij", a, b)'),
+        C("a: [n, m]", 'out = einsum("ij->ji", a)'),
+        C("a: [n, m]", 'out = einsum("ij->", a * a)'),
+        C("a: [n, m], b: [m]", 'out = einsum("ij,j->i", a, b)'),
+        C("a: [n], b: [m]", 'out = einsum("i,j->ij", a, b)'),
+        C("a: [n, m], b: [k]", 'out = einsum("ij,k->ik", a, b)'),
+        C("a: [n, k], b: [k, m], c: [m, B]", 'out = einsum("ij,jk,kl->il", a, b, c)'),
+        C("a: [n, m], b: [n, m]", 'out = einsum("ij,ij->", a, b)'),
+        C(
+            "q: [B, H, n, k], kk: [B, H, m, k]",
+            'out = einsum("bhqd,bhkd->bhqk", q, kk) / sqrt(k)',
+        ),
+        C("a: [n, m]", 'out = einsum("ij,ij->i", a, a)'),
+        C("a: [n, m], s: []", 'out = einsum(",ij->ji", s, a)'),
+        C("a: [n, k], b: [k, m]", 'out = sum(einsum("ij, jk -> ik", a, b) ** 2)'),
+        C("a: [B, n, m], b: [m]", 'out = einsum("bij->jb", a * b)'),
+        C("a: [n, m], b: [m, k]", 'out = einsum("ij,jk->", exp(a), b)'),
+    ],
+}
