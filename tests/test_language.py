@@ -272,3 +272,12 @@ def test_integer_arrays_in_float_arithmetic_keep_float32():
     assert value.dtype == grads.x.dtype == m.g(x, k).dtype == np.float32
     assert value == 6.0 and grads.x.tolist() == [0.0, 1.0, 2.0]
     assert m.g(x.astype(np.float64), k).dtype == np.float64
+
+
+def test_integer_arrays_in_products_and_joins_keep_float32():
+    m = load(
+        "graph f(x: [n, k], K: int[k, m]) -> out {\n    out = sum(x @ K) + sum(concat(x, K.T, axis=0))\n}\n"
+    )
+    value, grads = m.f_grad(np.ones((2, 3), np.float32), np.ones((3, 4), int))
+    assert value.dtype == grads.x.dtype == np.float32
+    assert value == 2 * 3 * 4 + 6 + 12
