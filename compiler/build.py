@@ -12,7 +12,7 @@ import itertools
 from dataclasses import dataclass, field, replace
 
 from . import syntax as s
-from .diagnostics import CompileError, Loc, error
+from .diagnostics import CompileError, Diagnostic, Loc, error
 from .dims import Dim
 from .ir import OPS, REQUIRED, Graph, Node, Param, Type, at, const, untyped
 from .ops import PLANNED, SPELLED
@@ -36,11 +36,20 @@ class _Scope:
     stack: tuple[str, ...] = ()
 
 
+class _Poisoned(Exception):
+    """A statement used a value whose own statement failed: its error is already reported."""
+
+
+POISON = object()  # the value of a name whose statement failed
+
+
 @dataclass
 class _Builder:
     module: dict[str, s.Definition]
     nodes: list[Node] = field(default_factory=list)
     hints: dict[Node, tuple[int, str]] = field(default_factory=dict)
+    errors: list = field(default_factory=list)  # diagnostics of failed statements
+    statements: list = field(default_factory=list)  # (statement, value) at graph level
 
     def node(self, op: str, *args: Node, **attrs) -> Node:
         n = untyped(op, *args, **attrs)
@@ -62,16 +71,29 @@ class _Builder:
 
     def body(self, d: s.Definition, scope: _Scope) -> tuple[Node, ...]:
         for stmt in d.body:
-            value = self.expr(stmt.value, scope)
-            if not isinstance(value, Node):
-                raise error(
-                    self.loc(stmt.value.loc, scope), "a tuple is not a value; give one expression"
-                )
+            try:
+                value = self.expr(stmt.value, scope)
+                if not isinstance(value, Node):
+                    raise error(
+                        self.loc(stmt.value.loc, scope),
+                        "a tuple is not a value; give one expression",
+                    )
+            except (CompileError, _Poisoned) as e:
+                if scope.fn is not None:  # inside an inlined fn: the call site reports it
+                    raise
+                if isinstance(e, CompileError):
+                    self.errors.extend(e.diagnostics)
+                scope.vars[stmt.target] = POISON  # later uses of it are not errors of their own
+                continue
             # A fn's own names are prefixed by the fn, so `out` in `affine` reads `affine_out`.
             self.name(value, f"{scope.fn}_{stmt.target}" if scope.fn else stmt.target, scope.depth)
             scope.vars[stmt.target] = value
+            if scope.fn is None:
+                self.statements.append((stmt, value))
         outputs = []
         for out in d.outputs:
+            if scope.vars.get(out) is POISON:
+                raise _Poisoned()
             if out not in scope.vars:
                 raise error(
                     self.loc(d.outputs_loc, scope),
@@ -94,6 +116,8 @@ class _Builder:
         match e:
             case s.Name(id=name):
                 if name in scope.vars:
+                    if scope.vars[name] is POISON:
+                        raise _Poisoned()
                     return scope.vars[name]
                 if name in scope.dims:
                     return self.leaf(self._dim_node(scope.dims[name]))
@@ -301,6 +325,28 @@ class _Builder:
         return out
 
 
+def _unused(d: s.Definition, b: _Builder, inputs, outputs) -> list[Diagnostic]:
+    """Warnings for statements whose value no output uses, and for unused parameters."""
+    live: set[Node] = set()
+    stack = list(outputs)
+    while stack:
+        n = stack.pop()
+        if n not in live:
+            live.add(n)
+            stack.extend(n.args)
+    found = [
+        Diagnostic(stmt.loc, f"'{stmt.target}' is assigned but no output uses it", "warning")
+        for stmt, value in b.statements
+        if value not in live
+    ]
+    found += [
+        Diagnostic(p.loc, f"parameter '{p.name}' is not used by any output", "warning")
+        for p, n in zip(d.params, inputs)
+        if n not in live
+    ]
+    return found
+
+
 def _suggest(name: str, known) -> str:
     close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
     return f"; did you mean '{close[0]}'?" if close else ""
@@ -316,22 +362,33 @@ def _check_definition(d: s.Definition) -> None:
         raise error(d.outputs_loc, "an output is named twice")
 
 
-def build_ir(module: s.Module, source: str = "") -> list[Graph]:
-    """Resolve names and inline `fn`s; one untyped `Graph` per `graph` definition."""
+def build_ir(
+    module: s.Module, source: str = "", warnings: list | None = None, errors: list | None = None
+) -> list[Graph]:
+    """Resolve names and inline `fn`s; one untyped `Graph` per `graph` definition. Errors in
+    independent statements and graphs are all reported: raised together, or appended to
+    `errors` (and the graphs that built returned); warnings are appended to `warnings`."""
     defs: dict[str, s.Definition] = {}
     for d in module.definitions:
         if d.name in defs:
             raise error(d.loc, f"'{d.name}' is defined twice")
         _check_definition(d)
         defs[d.name] = d
-    graphs = []
+    graphs, failed = [], []
     for d in module.definitions:
         if d.kind == "graph":
-            graphs.append(_build_graph(d, defs, source))
+            try:
+                graphs.append(_build_graph(d, defs, source, warnings))
+            except CompileError as e:  # the other graphs still get their errors reported
+                failed.extend(e.diagnostics)
+    if failed and errors is None:
+        raise CompileError(failed)
+    if errors is not None:
+        errors.extend(failed)
     return graphs
 
 
-def _build_graph(d: s.Definition, defs, source: str) -> Graph:
+def _build_graph(d: s.Definition, defs, source: str, warnings: list | None) -> Graph:
     b = _Builder(defs)
     dims = {x: Dim.of(x) for p in d.params for x in p.dims if isinstance(x, str)}
     scope = _Scope(None, {}, dims)
@@ -348,7 +405,14 @@ def _build_graph(d: s.Definition, defs, source: str) -> Graph:
         params.append(param)
         inputs.append(n)
         scope.vars[p.name] = n
-    outputs = b.body(d, scope)
+    try:
+        outputs = b.body(d, scope)
+    except _Poisoned:
+        outputs = None  # an output depends on a failed statement, whose error is reported
+    if b.errors or outputs is None:
+        raise CompileError(b.errors)
+    if warnings is not None:
+        warnings.extend(_unused(d, b, inputs, outputs))
 
     floats = [p.name for p in d.params if p.dtype == "float"]
     if d.wrt is None:

@@ -31,8 +31,12 @@ def _compile_file(path: Path, checks: bool = True) -> str | None:
         line = data[: e.start].count(b"\n") + 1
         print(f"{path}:{line}: error: the file is not valid UTF-8", file=sys.stderr)
         return None
+    warnings: list[Diagnostic] = []
     try:
-        return compile_source(text, path.name, checks=checks)
+        module = compile_source(text, path.name, checks=checks, warnings=warnings)
+        for w in warnings:  # reported, but they do not fail the compile
+            print(render(w, str(path), text), file=sys.stderr)
+        return module
     except CompileError as e:
         for d in e.diagnostics:
             print(render(d, str(path), text), file=sys.stderr)

@@ -4,30 +4,45 @@ from __future__ import annotations
 
 from .autodiff import differentiate
 from .build import build_ir
-from .diagnostics import error
+from .diagnostics import CompileError, Diagnostic, error
 from .emit import Compiled, emit
 from .optimize import canonicalize, optimize, seed_ones
 from .parse import parse
 from .shapes import infer_shapes
 
 
-def compile_graphs(text: str) -> list[Compiled]:
-    """Every graph in `text` through all stages but emission."""
+def compile_graphs(text: str, warnings: list[Diagnostic] | None = None) -> list[Compiled]:
+    """Every graph in `text` through all stages but emission. The errors of independent
+    statements and graphs are reported together; warnings are appended to `warnings`."""
+    typed, errors = [], []
+    for graph in build_ir(parse(text), text, warnings, errors):
+        try:
+            typed.append(infer_shapes(graph))
+        except CompileError as e:  # one graph's shape error does not hide another's
+            errors.extend(e.diagnostics)
+    if errors:
+        raise CompileError(errors)
     out = []
-    for graph in build_ir(parse(text), text):
-        typed = infer_shapes(graph)
-        full = differentiate(canonicalize(typed))
+    for graph in typed:
+        full = differentiate(canonicalize(graph))
         pair = optimize(full, cache_reused=True)
-        scalar = len(typed.outputs) == 1 and typed.outputs[0].ndim == 0
+        scalar = len(graph.outputs) == 1 and graph.outputs[0].ndim == 0
         grad = optimize(seed_ones(full), cache_reused=False) if scalar else None
         out.append(Compiled(pair, grad))
     return out
 
 
-def compile_source(text: str, filename: str = "<string>", *, checks: bool = True) -> str:
+def compile_source(
+    text: str,
+    filename: str = "<string>",
+    *,
+    checks: bool = True,
+    warnings: list[Diagnostic] | None = None,
+) -> str:
     """Compile bp source text to the text of a Python module; raises CompileError on bad input.
-    With `checks=False` the module does not check its arguments' shapes and dtypes."""
+    With `checks=False` the module does not check its arguments' shapes and dtypes; warnings
+    (unused values and parameters) are appended to `warnings` when a list is given."""
     try:
-        return emit(compile_graphs(text), filename, checks=checks)
+        return emit(compile_graphs(text, warnings), filename, checks=checks)
     except RecursionError:
         raise error(None, "the program is nested too deeply to compile") from None

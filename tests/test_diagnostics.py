@@ -132,3 +132,31 @@ def test_a_planned_built_in_is_not_supported_yet(monkeypatch):
         compile_source(source)
     text = render(e.value.diagnostics[0], "model.bp", source)
     assert text.startswith("model.bp:3:13: error: 'erf' is not supported yet")
+
+
+def test_independent_errors_are_reported_together(tmp_path):
+    source = (
+        "graph g(x: [n], w: [n]) -> y {\n"
+        "    t = x * 2\n"
+        "    y = sum(xx)\n"
+        "    z = summ(x)\n"
+        "    u = sum(z) + 1\n"  # uses a failed value: no error of its own
+        "}\n"
+        "graph h(a: [n], b: [m]) -> c {\n"
+        "    c = sum(a * b)\n"
+        "}\n"
+    )
+    run, path = run_bpc(tmp_path, source)
+    assert run.returncode == 1
+    errors = [line for line in run.stderr.splitlines() if ": error: " in line]
+    assert [e.split(":")[1:3] for e in errors] == [["3", "13"], ["4", "9"], ["8", "13"]]
+    assert "unknown name 'xx'" in errors[0] and "unknown function 'summ'" in errors[1]
+    assert "cannot broadcast" in errors[2]
+
+
+def test_warnings_do_not_fail_the_compile(tmp_path):
+    source = "graph k(a: [n], b: [n]) -> c {\n    u = a * 3\n    c = sum(a)\n}\n"
+    run, path = run_bpc(tmp_path, source)
+    assert run.returncode == 0 and path.with_suffix(".py").exists()
+    assert f"{path}:2:5: warning: 'u' is assigned but no output uses it" in run.stderr
+    assert f"{path}:1:17: warning: parameter 'b' is not used by any output" in run.stderr
