@@ -262,6 +262,16 @@ def pads_tile_an_axis(n: Node) -> Node | None:
 
 
 @rule
+def sum_of_product(n: Node) -> Node | None:
+    """sum(a * b) -> vdot(a, b) over every axis of equal shapes: a contraction, no temporary."""
+    if n.op == "sum" and n.ndim == 0 and n.args[0].op == "mul" and n.args[0].ndim:
+        a, b = n.args[0].args
+        if a.shape == b.shape == n.args[0].shape and a.dtype == b.dtype == "float":
+            return make("vdot", a, b)
+    return None
+
+
+@rule
 def negation_outward(n: Node) -> Node | None:
     """(-a) * b -> -(a * b), a * (-b) -> -(a * b), (-a) / b -> -(a / b), -1 * x -> -x, and
     sum(-x) -> -sum(x) (likewise mean, reshape, transpose): the negation on the smaller value."""

@@ -107,7 +107,7 @@ def mlp(X, Y, W1, b1, W2, b2, reg):
     err = affine_out_1 - Y
     t = 0.5 * reg
     loss = 0.5 * np.mean(np.sum(err**2, axis=1)) + t * (
-        np.sum(W1 * W1) + np.sum(W2 * W2)
+        np.vdot(W1, W1) + np.vdot(W2, W2)
     )
     return loss
 
@@ -130,7 +130,7 @@ def mlp_forward(X, Y, W1, b1, W2, b2, reg):
     err = affine_out_1 - Y
     t = 0.5 * reg
     loss = 0.5 * np.mean(np.sum(err**2, axis=1)) + t * (
-        np.sum(W1 * W1) + np.sum(W2 * W2)
+        np.vdot(W1, W1) + np.vdot(W2, W2)
     )
     cache = (X, W1, W2, h, err, t, N)
     return loss, cache
@@ -172,7 +172,7 @@ def mlp_grad(X, Y, W1, b1, W2, b2, reg):
     err = affine_out_1 - Y
     t = 0.5 * reg
     loss = 0.5 * np.mean(np.sum(err**2, axis=1)) + t * (
-        np.sum(W1 * W1) + np.sum(W2 * W2)
+        np.vdot(W1, W1) + np.vdot(W2, W2)
     )
     # loss = 0.5 * mean(sum(err ** 2, axis=1)) + 0.5 * reg * (sum(W1 * W1) + sum(W2 * W2))
     derr = 2 * (0.5 / N) * err

@@ -301,7 +301,7 @@ def temporal_softmax_loss(x, y, mask):
     one_hot = y[..., None] == np.arange(V)
     shifted = x - np.max(x, axis=2, keepdims=True)
     log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=2, keepdims=True))
-    loss = -(np.sum(np.sum(one_hot * log_probs, axis=2) * t) / N)
+    loss = -(np.vdot(np.sum(one_hot * log_probs, axis=2), t) / N)
     return loss
 
 
@@ -314,7 +314,7 @@ def temporal_softmax_loss_forward(x, y, mask):
     one_hot = y[..., None] == np.arange(V)
     shifted = x - np.max(x, axis=2, keepdims=True)
     log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=2, keepdims=True))
-    loss = -(np.sum(np.sum(one_hot * log_probs, axis=2) * t) / N)
+    loss = -(np.vdot(np.sum(one_hot * log_probs, axis=2), t) / N)
     cache = (t, one_hot, log_probs, N, T)
     return loss, cache
 
@@ -337,7 +337,7 @@ def temporal_softmax_loss_grad(x, y, mask):
     one_hot = y[..., None] == np.arange(V)
     shifted = x - np.max(x, axis=2, keepdims=True)
     log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=2, keepdims=True))
-    loss = -(np.sum(np.sum(one_hot * log_probs, axis=2) * t) / N)
+    loss = -(np.vdot(np.sum(one_hot * log_probs, axis=2), t) / N)
     # loss = sum(cross_entropy(x, y) * mask) / N
     probs = np.exp(log_probs)
     dx = (1.0 / N * t).reshape((N, T, 1)) * (probs - one_hot)

@@ -91,7 +91,7 @@ def seed(W, x):
     """f [] = seed(W [n, m], x [m]): the forward pass alone."""
     n, m = _shapes("seed(W: [n, m], x: [m])", W, x)
     q = W @ x
-    f = np.sum(q * q)
+    f = q @ q
     return f
 
 
@@ -99,7 +99,7 @@ def seed_forward(W, x):
     """f [] = seed(W [n, m], x [m]), and the cache that seed_backward needs."""
     n, m = _shapes("seed(W: [n, m], x: [m])", W, x)
     q = W @ x
-    f = np.sum(q * q)
+    f = q @ q
     cache = (W, x, q)
     return f, cache
 
@@ -119,7 +119,7 @@ def seed_grad(W, x):
     """f = seed(W [n, m], x [m]) and its gradients with respect to W, x."""
     n, m = _shapes("seed(W: [n, m], x: [m])", W, x)
     q = W @ x
-    f = np.sum(q * q)
+    f = q @ q
     # f = sum(q * q)
     dq = 2 * q
     # q = W @ x

@@ -108,7 +108,7 @@ def two_layer(X, y, W1, b1, W2, b2, reg):
     one_hot = y[:, None] == np.arange(C)
     shifted = scores - np.max(scores, axis=1, keepdims=True)
     log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
-    loss = t * (np.sum(W1 * W1) + np.sum(W2 * W2)) - np.mean(
+    loss = t * (np.vdot(W1, W1) + np.vdot(W2, W2)) - np.mean(
         np.sum(one_hot * log_probs, axis=1)
     )
     return loss
@@ -133,7 +133,7 @@ def two_layer_forward(X, y, W1, b1, W2, b2, reg):
     one_hot = y[:, None] == np.arange(C)
     shifted = scores - np.max(scores, axis=1, keepdims=True)
     log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
-    loss = t * (np.sum(W1 * W1) + np.sum(W2 * W2)) - np.mean(
+    loss = t * (np.vdot(W1, W1) + np.vdot(W2, W2)) - np.mean(
         np.sum(one_hot * log_probs, axis=1)
     )
     cache = (X, W1, W2, h, t, one_hot, log_probs, N)
@@ -178,7 +178,7 @@ def two_layer_grad(X, y, W1, b1, W2, b2, reg):
     one_hot = y[:, None] == np.arange(C)
     shifted = scores - np.max(scores, axis=1, keepdims=True)
     log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
-    loss = t * (np.sum(W1 * W1) + np.sum(W2 * W2)) - np.mean(
+    loss = t * (np.vdot(W1, W1) + np.vdot(W2, W2)) - np.mean(
         np.sum(one_hot * log_probs, axis=1)
     )
     # loss = mean(cross_entropy(scores, y)) + 0.5 * reg * (sum(W1 * W1) + sum(W2 * W2))

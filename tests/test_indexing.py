@@ -69,7 +69,7 @@ def test_indexing_matches_numpy(sig, expr):
     dims = [d.strip() for d in sig.split("[")[1].rstrip("]").split(",")]
     x = _array(rng, [int(d) if d.isdigit() else d for d in dims])
     want = eval(expr, {}, {"x": x, **SIZES})  # the bp subscript is Python's subscript
-    np.testing.assert_array_equal(module.f(x, 1.0), np.sum(want * want))
+    np.testing.assert_allclose(module.f(x, 1.0), np.sum(want * want), rtol=1e-13)
     _, grads = _check_gradient(module, [x, 0.7], ["x", "w"])
     expected = np.zeros_like(x)
     np.add.at(expected, (Ellipsis,), 0)  # zeros, then 2 * w * y where x[...] was

@@ -267,3 +267,26 @@ register(
     call=("spec", "*operands"),
     spec=REQUIRED,
 )
+
+
+def _vdot_type(a: Type, b: Type) -> Type:
+    if a.shape != b.shape:
+        raise ShapeError(
+            f"vdot: operands must have one shape, got {show_shape(a.shape)} and {show_shape(b.shape)}"
+        )
+    return Type(promote(a, b), ())
+
+
+def _vdot_emit(ctx, a, b):
+    if a.type.ndim == 1:
+        return Code(f"{a.at(MUL)} @ {b.at(MUL + 1)}", MUL)
+    return emit_call("np.vdot", a.text, b.text)
+
+
+register(
+    "vdot",
+    _vdot_type,
+    _vdot_emit,
+    lambda g, y, a, b: (g * b, g * a),
+    doc="sum(a * b) over every axis, without the temporary product (the optimizer's form of it)",
+)
