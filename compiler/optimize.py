@@ -215,8 +215,13 @@ def sum_of_broadcast_scalar(n: Node) -> Node | None:
 
 @rule
 def reshape_of_broadcast_scalar(n: Node) -> Node | None:
-    """reshape(broadcast_to(s, shape), new) -> broadcast_to(s, new), for a scalar s."""
-    if n.op == "reshape" and n.args[0].op == "broadcast_to" and n.args[0].args[0].ndim == 0:
+    """reshape(broadcast_to(s, shape), new) -> broadcast_to(s, new), for a scalar s (and the
+    same for a transpose)."""
+    if (
+        n.op in ("reshape", "transpose")
+        and n.args[0].op == "broadcast_to"
+        and n.args[0].args[0].ndim == 0
+    ):
         return make("broadcast_to", n.args[0].args[0], shape=n.shape)
     return None
 
@@ -439,8 +444,10 @@ def finish_gradients(graph: Graph, *, cache_reused: bool) -> Graph:
         with at(None if g.op in ("param", "dout") else g.loc):
             if g.op == "broadcast_to":
                 g = make("full_like", p, g.args[0], hint="d" + name)
-            elif g.type.static or g.shape != p.shape or p.ndim == 0:
+            elif g.type.static or g.shape != p.shape or p.ndim == 0 or base.op == "broadcast_to":
+                # a view of a broadcast is read-only: filling it in copies the values out
                 g = make("full_like", p, g, hint="d" + name)
+                base = g
             elif (
                 base.op in ("param", "dout")
                 or base in graph.outputs

@@ -281,3 +281,10 @@ def test_integer_arrays_in_products_and_joins_keep_float32():
     value, grads = m.f_grad(np.ones((2, 3), np.float32), np.ones((3, 4), int))
     assert value.dtype == grads.x.dtype == np.float32
     assert value == 2 * 3 * 4 + 6 + 12
+
+
+def test_gradients_of_broadcast_views_are_writable():
+    m = load("graph f(x: [n, m]) -> w {\n    w = sum(x.T) + sum(reshape(x, (m, n)).T)\n}\n")
+    _, cache = m.f_forward(np.ones((2, 3)))
+    grad = m.f_backward(2.0, cache).x
+    assert grad.flags.writeable and grad.tolist() == [[4.0] * 3] * 2
