@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from . import syntax as s
 from .diagnostics import CompileError, Diagnostic, Loc, error
 from .dims import Dim
-from .ir import OPS, REQUIRED, Graph, Node, Param, Type, at, const, untyped
+from .ir import OPS, REQUIRED, Graph, Node, Param, Type, at, const, reachable, untyped
 from .ops import PLANNED, SPELLED
 
 BUILTINS = SPELLED | PLANNED
@@ -327,13 +327,7 @@ class _Builder:
 
 def _unused(d: s.Definition, b: _Builder, inputs, outputs) -> list[Diagnostic]:
     """Warnings for statements whose value no output uses, and for unused parameters."""
-    live: set[Node] = set()
-    stack = list(outputs)
-    while stack:
-        n = stack.pop()
-        if n not in live:
-            live.add(n)
-            stack.extend(n.args)
+    live = reachable(outputs)
     found = [
         Diagnostic(stmt.loc, f"'{stmt.target}' is assigned but no output uses it", "warning")
         for stmt, value in b.statements

@@ -223,6 +223,18 @@ class Graph:
         return self.outputs + self.grads
 
 
+def reachable(roots: Iterable[Node]) -> set[Node]:
+    """The nodes that `roots` depend on, the roots included."""
+    seen: set[Node] = set()
+    stack = list(roots)
+    while stack:
+        n = stack.pop()
+        if n not in seen:
+            seen.add(n)
+            stack.extend(n.args)
+    return seen
+
+
 def schedule(preferred: Iterable[Node], roots: Iterable[Node]) -> tuple[Node, ...]:
     """The nodes reachable from `roots`, in a topological order that follows `preferred` where the
     dependencies allow (so rebuilt graphs keep their reading order)."""

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from .dims import Dim, product
-from .ir import OPS, Graph, Node, ShapeError, at, const, make, rewrite
+from .ir import OPS, Graph, Node, ShapeError, at, const, make, reachable, rewrite
 
 Rule = Callable[[Node], Node | None]
 RULES: list[Rule] = []
@@ -428,13 +428,7 @@ def finish_gradients(graph: Graph, *, cache_reused: bool) -> Graph:
     broadcast or a plain number is filled into `full_like(param)`, and a value that the caller
     or the cache also holds is copied."""
     params = {n.attr("name"): n for n in graph.inputs}
-    forward: set[Node] = set()
-    stack = list(graph.outputs)
-    while stack:
-        n = stack.pop()
-        if n not in forward:
-            forward.add(n)
-            stack.extend(n.args)
+    forward = reachable(graph.outputs)
     grads, used = [], set()
     for name, g in zip(graph.wrt, graph.grads):
         p = params[name]
@@ -480,13 +474,7 @@ def _dim_symbols(n: Node) -> set[str]:
 def select_cache(graph: Graph) -> Graph:
     """The cache is exactly what the backward reads from the forward: parameters and forward
     values that some backward node takes as an argument, and the dimension sizes it uses."""
-    forward = set(graph.inputs)
-    stack = list(graph.outputs)
-    while stack:
-        n = stack.pop()
-        if n not in forward:
-            forward.add(n)
-            stack.extend(n.args)
+    forward = reachable(graph.outputs) | set(graph.inputs)
     read: set[Node] = set()
     dims: set[str] = set()
     for b in graph.nodes:
