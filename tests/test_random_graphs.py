@@ -835,21 +835,29 @@ def _concat(g: Gen) -> Val:
     return result(f"concat({', '.join(args)})", shape, lo, hi)
 
 
+def at_least_zero(d: Dim) -> bool:
+    """`d >= 0` whatever the sizes (each at least 1), as bpc must know for a slice to fit: with
+    every size written `1 + u`, no coefficient is negative."""
+    shifted = d.subs({s: Dim.of(s) + 1 for s in d.symbols})
+    return all(c >= 0 for _, c in shifted.terms)
+
+
 def _subscript(g: Gen, d: Dim) -> tuple[str, Dim | None]:
     """One subscript for an axis of dimension `d`, and the axis it leaves (None: dropped). A
-    slice must fit its axis whatever the sizes are: `1:` and `:-1` do, `:2` does not on `[n]`
-    (bpc rejects it); on `[n + k]`, `:n` and `n:` do."""
-    n = size(d)
+    slice must fit its axis whatever the sizes are: `1:` and `:-1` do on `[n]` but not on
+    `[n - 1]`, `:2` does not on `[n]`; on `[n + k]`, `:n` and `n:` do."""
     options: list[tuple[str, Dim | None]] = [(":", d), ("0", None), ("-1", None), ("::-1", d)]
-    if n >= 2:
-        options += [("1", None), ("1:", d - 1), (":-1", d - 1)]
-        if d.is_const:
-            options += [(":2", Dim.of(2)), ("-2:", Dim.of(2))]
-        else:
+    if size(d) >= 2:
+        options.append(("1", None))
+        if not d.is_const:
             options.append((dim_text(d - 1), None))
+        if at_least_zero(d - 1):
+            options += [("1:", d - 1), (":-1", d - 1)]
+        if at_least_zero(d - 2):
+            options += [(":2", Dim.of(2)), ("-2:", Dim.of(2))]
     for name in sorted(d.symbols):
         rest = d - Dim.of(name)
-        if rest.terms and all(c > 0 for _, c in rest.terms):  # d = name + rest, rest >= 1
+        if rest.terms and at_least_zero(rest - 1):  # d = name + rest, rest >= 1
             options += [(f":{name}", Dim.of(name)), (f"{name}:", rest)]
     return g.choice(options)
 
