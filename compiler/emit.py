@@ -79,24 +79,24 @@ class _Function:
         self.graph = graph
         self.namer = namer
         self.dims = dims
-        # A float array parameter whose dtype a filled array takes (plain numbers have none).
-        arrays = [n for n in graph.inputs if n.dtype == "float" and n.ndim]
-        self.dtype_of = f"{namer.names[arrays[0]]}.dtype" if arrays else None
-        # Arrays whose float dtype comes from the caller's float arrays (or from an array dout);
-        # a float array made from plain numbers, scalars (a dout of 1.0 too) and masks alone
-        # would be float64.
+        self.dtype_of = _dtype_source(graph.inputs, namer)
+        # Float values whose dtype comes from the caller's float arrays (or from an array dout) are
+        # `strong`; 0-d values made from 0-d parameters and douts (plain numbers, or NumPy scalars)
+        # follow whatever the caller passed. A float value made from constants, dimensions, integers and
+        # masks alone would be float64 in NumPy: it is `born_weak`, and takes the graph's dtype.
         self.strong: set[Node] = set()
         self.born_weak: set[Node] = set()
+        plain: set[Node] = set()
         for n in graph.nodes:
-            if n.dtype != "float":
+            if n.dtype != "float" or n.type.static or n.op == "full_like":
                 continue
-            if (
-                (n.op == "param" and n.ndim)
-                or (n.op == "dout" and n.ndim)
-                or any(a in self.strong for a in n.args)
-            ):
+            if n.op in ("param", "dout"):
+                (self.strong if n.ndim else plain).add(n)
+            elif any(a in self.strong for a in n.args):
                 self.strong.add(n)
-            elif n.ndim and n.op not in ("param", "full_like"):
+            elif not n.ndim and any(a in plain for a in n.args):
+                plain.add(n)
+            else:
                 self.born_weak.add(n)
                 self.strong.add(n)
         uses: dict[Node, int] = {}
@@ -136,7 +136,9 @@ class _Function:
         c = OPS[n.op].emit(self, *args, **n.kw)
         if self.dtype_of and n in self.born_weak:
             # Plain numbers and masks alone make float64: give the result the graph's float dtype.
-            return Code(f"{c.at(ATOM)}.astype({self.dtype_of})", ATOM, n.type)
+            if n.ndim:
+                return Code(f"{c.at(ATOM)}.astype({self.dtype_of})", ATOM, n.type)
+            return Code(f"{self.dtype_of}.type({c.text})", ATOM, n.type)
         return Code(c.text, c.prec, n.type)
 
     def define(self, n: Node) -> str:
@@ -192,6 +194,18 @@ def backward_steps(graph: Graph) -> list[Step]:
         last = steps[-1]
         steps[-1] = Step(last.line, last.fn, last.statement, last.lines + ((name, expr, n),))
     return steps
+
+
+def _dtype_source(values, namer: _Namer) -> str | None:
+    """Where generated code finds the graph's float dtype: the first float array among `values`
+    (parameters, or what the cache holds); failing that, the first 0-d float parameter."""
+    for n in values:
+        if n.dtype == "float" and n.ndim:
+            return f"{namer.names[n]}.dtype"
+    for n in values:
+        if n.dtype == "float" and n.op == "param":
+            return f"np.result_type({namer.names[n]})"
+    return None
 
 
 def _source_line(source: str, line: int, fn: str | None) -> str:
@@ -281,13 +295,11 @@ def _graph_view(c: Compiled, module_names: set[str], checks: bool) -> dict:
     forward_lines = fn.lines(forward_order, comments=False)
     out_names = [fn.name_of(n) for n in g.outputs]
     result = out_names[0] if len(out_names) == 1 else "(" + ", ".join(out_names) + ")"
-    floats = [n for n in g.inputs if n.dtype == "float" and n.ndim]
-    if (
-        floats
-        and any(n in fn.born_weak for n in backward_nodes)
-        and not any(n.dtype == "float" and n.ndim for n in cached)
-    ):
-        cached.append(floats[0])  # only for its dtype: a reference, no copy
+    if any(n in fn.born_weak for n in backward_nodes) and not _dtype_source(cached, namer):
+        # only for its dtype: a reference, no copy
+        cached += [n for n in g.inputs if n.dtype == "float" and n.ndim][:1] or [
+            n for n in g.inputs if n.dtype == "float"
+        ][:1]
     cache_names = [fn.name_of(n) for n in cached] + [dims[d] for d in cached_dims]
 
     backward_body = []
@@ -296,8 +308,7 @@ def _graph_view(c: Compiled, module_names: set[str], checks: bool) -> dict:
     if cache_names:
         backward_body.append(f"{_tuple(cache_names)} = cache")
     # The backward sees only the cache: a cached float array lends its dtype.
-    arrays = [n for n in cached if n.dtype == "float" and n.ndim]
-    fn.dtype_of = f"{fn.name_of(arrays[0])}.dtype" if arrays else None
+    fn.dtype_of = _dtype_source(cached, namer)
     backward_body += fn.lines(backward_nodes, comments=True)
     grads_class = "".join(w[:1].upper() + w[1:] for w in g.name.split("_") if w) + "Grads"
     # Field names: the parameters' Python names, without the leading underscores NamedTuple forbids.

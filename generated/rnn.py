@@ -30,11 +30,11 @@ def _shapes(spec, *args):
     for (name, kind, dims), value in zip(params, args):
         if isinstance(value, (np.ndarray, np.generic)):
             shape, found = value.shape, value.dtype
-        elif (
-            isinstance(value, (int, float))
-            and not isinstance(value, bool)
-            and kind == "float"
-        ):
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            if kind == "int" and not isinstance(value, int):
+                raise ValueError(
+                    f"{graph}: {name} must hold integers, got {type(value).__name__}"
+                )
             shape, found = (
                 (),
                 None,
@@ -48,7 +48,7 @@ def _shapes(spec, *args):
             raise ValueError(
                 f"{graph}: {name} must be {len(dims)}-d, shaped {declared}; got shape {shape}"
             )
-        if kind == "int" and found.kind not in "iu":
+        if kind == "int" and found is not None and found.kind not in "iu":
             raise ValueError(f"{graph}: {name} must hold integers, got {found}")
         if kind == "float" and found is not None:
             if found.kind != "f":

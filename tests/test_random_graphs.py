@@ -1034,10 +1034,7 @@ def check(prog: Program) -> None:
     else:
         event("finite differences skipped: near a kink")
 
-    # float32 in, float32 out. Only with a float array parameter: with scalars `[]` alone, a
-    # one_hot stays float64 (/tmp/bugs/one-hot-float64-when-only-scalar-floats.md).
-    if all(np.ndim(inputs[name]) == 0 for name in wrt):
-        return
+    # float32 in, float32 out (scalar-only graphs too: their first float scalar sets the dtype)
     value32, grads32 = module.f_grad(*prog.inputs(np.float32).values())
     assert np.asarray(value32).dtype == np.float32, f"float32 inputs give {value32.dtype}"
     for name in wrt:

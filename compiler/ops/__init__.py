@@ -97,6 +97,11 @@ def emit_call(fn: str, *parts: str) -> Code:
     return Code(f"{fn}({', '.join(parts)})")
 
 
+def number_filled(ctx, x: Code, shape: Shape) -> Code:
+    """A plain Python number as an array of a shape (numbers have no `.reshape` or `[None]`)."""
+    return emit_call("np.full", shape_text(ctx, shape), x.text)
+
+
 # Every built-in function of the language (docs/language.md); a call to one that no registered
 # operation spells yet gets a clean "not supported yet" diagnostic.
 LANGUAGE_BUILTINS = frozenset(

@@ -36,6 +36,7 @@ from . import (
     Code,
     emit_call,
     normalize_axes,
+    number_filled,
     promote,
     register,
     shape_text,
@@ -179,7 +180,8 @@ def _index_type(x: Type, *, index):
         if isinstance(item, tuple):
             shape.append(slice_length(item))
         axis += 1
-    return Type(x.dtype, tuple(shape), x.static), {"index": tuple(items)}
+    # a plain number stays one only while it has no axes
+    return Type(x.dtype, tuple(shape), x.static and not shape), {"index": tuple(items)}
 
 
 def _position_text(ctx, p: Dim, size: Dim) -> str:
@@ -207,6 +209,8 @@ def _item_text(ctx, item, size: Dim | None) -> str:
 
 
 def _index_emit(ctx, x, *, index):
+    if x.type.static:  # a plain number given new axes of size 1
+        return number_filled(ctx, x, ctx.node.shape)
     sizes = iter(x.type.shape)
     texts = [_item_text(ctx, item, None if item is None else next(sizes)) for item in index]
     while texts and texts[-1] == ":":

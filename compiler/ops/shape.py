@@ -9,6 +9,7 @@ from . import (
     Code,
     broadcast,
     emit_call,
+    number_filled,
     register,
     shape_text,
 )
@@ -34,10 +35,12 @@ def _reshape_type(x: Type, *, shape):
         raise ShapeError(
             f"reshape: {show_shape(x.shape)} has {have} elements but {show_shape(shape)} has {want}"
         )
-    return Type(x.dtype, shape, x.static), {"shape": shape}
+    return Type(x.dtype, shape, x.static and not shape), {"shape": shape}
 
 
 def _reshape_emit(ctx, x, *, shape):
+    if x.type.static:  # a plain number into a shape of size-1 axes
+        return number_filled(ctx, x, shape)
     return Code(f"{x.at(ATOM)}.reshape({shape_text(ctx, shape)})")
 
 
