@@ -288,3 +288,47 @@ def test_gradients_of_broadcast_views_are_writable():
     _, cache = m.f_forward(np.ones((2, 3)))
     grad = m.f_backward(2.0, cache).x
     assert grad.flags.writeable and grad.tolist() == [[4.0] * 3] * 2
+
+
+@pytest.mark.parametrize(
+    "source, shapes",
+    [
+        # a gradient that folds to a plain number and is then reshaped or given an axis
+        ("f(s: [1], y: [m]) -> out {\n    out = sum(s + y) + sum(s * y)", [(1,), (4,)]),
+        ("f(s: [1, 1, 1], y: [k, m, n]) -> out {\n    out = sum(s + y)", [(1, 1, 1), (2, 3, 4)]),
+        ("f(x: [k]) -> out {\n    out = sum(x[0] + x)", [(3,)]),
+        # a non-smooth operation on a 0-d value: `1.0 * (t > 0)` is an np.float64, cast back
+        ("f(x: [m, k]) -> out {\n    out = relu(sum(x)) + sum(x * x)", [(4, 2)]),
+        ("f(x: [m, k]) -> out {\n    out = clip(sum(x), -1, 1) + sum(x * x)", [(4, 2)]),
+        ("f(x: [m, k]) -> out {\n    out = abs(sum(x)) * sum(x * x)", [(4, 2)]),
+    ],
+)
+def test_gradients_of_size_one_and_0d_corners_keep_shape_and_float32(source, shapes):
+    m = load(f"graph {source}\n}}\n")
+    rng = np.random.default_rng(0)
+    args = [rng.uniform(0.01, 0.1, s) for s in shapes]
+    _, grads = m.f_grad(*args)
+    for i, grad in enumerate(grads):
+        assert rel_error(grad, numeric_grad(m.f, args, i)) < 1e-6
+    value32, grads32 = m.f_grad(*[a.astype(np.float32) for a in args])
+    assert np.asarray(value32).dtype == np.float32
+    assert [(g.shape, g.dtype) for g in grads32] == [(s, np.float32) for s in shapes]
+
+
+def test_scalar_only_graphs_take_the_dtype_of_their_first_float_scalar():
+    m = load(
+        "graph f(i: int[], x0: []) -> out {\n    v = one_hot(i, 3) + x0\n    out = sum(v * v)\n}\n"
+    )
+    for label, x0, dtype in [(np.int64(1), np.float32(0.5), np.float32), (1, 0.5, np.float64)]:
+        value, grads = m.f_grad(label, x0)
+        assert np.asarray(value).dtype == np.asarray(grads.x0).dtype == dtype
+        assert value == 0.25 * 2 + 1.5**2 and grads.x0 == 2 * (0.5 * 2 + 1.5)
+
+
+def test_integer_scalars_take_python_ints_but_not_floats():
+    m = load("graph f(i: int[], x: [k]) -> out {\n    out = sum(x * i)\n}\n")
+    assert m.f(2, np.ones(3)) == 6.0
+    with pytest.raises(ValueError, match="i must hold integers, got float"):
+        m.f(2.0, np.ones(3))
+    with pytest.raises(ValueError, match="i must be a NumPy array, got bool"):
+        m.f(True, np.ones(3))
