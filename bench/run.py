@@ -2,14 +2,24 @@
 
     python bench/run.py                 # the full table, written to docs/performance.md
     python bench/run.py --smoke         # tiny sizes, a few repeats: checks that everything runs
+    python bench/run.py --repeats 3 --budget 0.02 --write /tmp/perf.md   # a quick look
+
+    pip install -e '.[bench]'           # autograd and JAX (CPU); PyTorch is optional, add it with
+    pip install torch --index-url https://download.pytorch.org/whl/cpu
+
+A system that is not installed is left out (its column shows "-").
 
 Each case computes a value and its gradients (or a vector-Jacobian product). Every system's
-gradients are checked against the hand-written reference before anything is timed. Timings are
-medians of interleaved repeats (each repeat runs every system once, in turn), and ratios are
-taken per repeat against the hand-written NumPy, then their median is reported; a shared, noisy
-machine moves all systems of one repeat together, so per-repeat ratios are steadier than ratios
-of medians. Peak memory is tracemalloc's peak for one call; cache bytes are what `g_forward`
-keeps (PyTorch's: the tensors autograd saves, through saved_tensors_hooks).
+results are checked against the hand-written reference, in float64, before anything is timed;
+each function is then called twice more, so that JAX's compilation (float64, jitted) is not timed.
+Timings are medians of interleaved repeats (each repeat runs every system once, in turn, each for
+about `--budget` seconds after a `--pause` that lets the previous system's spinning threads go
+to sleep), and ratios are taken per repeat against the hand-written NumPy, then
+their median is reported; a shared, noisy machine moves all systems of one repeat together, so
+per-repeat ratios are steadier than ratios of medians. The generated forward-only function is
+timed the same way against a hand-written forward. Peak memory is tracemalloc's peak for one
+call; cache bytes are the distinct arrays `g_forward` keeps (PyTorch's: the storages autograd
+saves, through saved_tensors_hooks).
 """
 
 from __future__ import annotations
@@ -33,6 +43,9 @@ import cases  # noqa: E402  (bench/cases.py)
 
 import bpc  # noqa: E402
 
+RIVALS = ("autograd", "torch", "jax")
+TARGETS = {"median": 1.00, "max": 1.15, "fwd": 1.05}
+
 
 @dataclass
 class Result:
@@ -42,6 +55,13 @@ class Result:
     ratios: dict[str, list[float]] = field(default_factory=dict)
     peak: dict[str, int] = field(default_factory=dict)
     cache_bytes: dict[str, int] = field(default_factory=dict)
+
+    def ratio(self, system: str) -> float | None:
+        return statistics.median(self.ratios[system]) if system in self.ratios else None
+
+    def fastest_rival(self) -> tuple[str, float] | None:
+        rivals = [(s, self.ratio(s)) for s in RIVALS if s in self.ratios]
+        return min(rivals, key=lambda r: r[1]) if rivals else None
 
 
 def _time_once(fn, args, number: int) -> float:
@@ -60,36 +80,52 @@ def _peak(fn, args) -> int:
     return peak
 
 
-def _check(case, systems, args, rtol=1e-6):
-    expected = systems["hand"](*args)
-    for name, fn in systems.items():
-        got = fn(*args)
-        for e, g in zip(expected, got):
+def _check(case, label, fns, args, rtol=1e-6):
+    """Every function of `fns` gives what fns["hand"] gives, as float64 arrays."""
+    expected = [np.asarray(e) for e in _results(fns["hand"](*args["hand"]))]
+    for name, fn in fns.items():
+        got = [np.asarray(g) for g in _results(fn(*args[name]))]
+        assert len(got) == len(expected), f"{case.name} {label}: {name} gives {len(got)} results"
+        for i, (e, g) in enumerate(zip(expected, got)):
+            assert g.dtype == np.float64, f"{case.name} {label}: {name} result {i} is {g.dtype}"
             np.testing.assert_allclose(
-                np.asarray(g), np.asarray(e), rtol=rtol, atol=1e-9, err_msg=f"{case.name}: {name}"
+                g, e, rtol=rtol, atol=1e-9, err_msg=f"{case.name} {label}: {name}, result {i}"
             )
 
 
-def run_case(case, size, repeats: int, budget: float) -> Result:
-    args = case.inputs(size)
-    systems = case.systems(size)
-    _check(case, systems, args)
-    # Calls per timing so that one timing lasts about `budget` seconds for the slowest system.
-    slowest = max(_time_once(fn, args, 1) for fn in systems.values())
-    number = max(1, int(budget / max(slowest, 1e-7)))
+def _results(value) -> tuple:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,)
+
+
+def run_case(case, size, repeats: int, budget: float, pause: float = 0.0) -> Result:
+    inputs = case.inputs(size)
+    grads = case.systems(size)
+    forwards = case.forwards(size)
+    fns = {**grads, **{f"{name}_fwd": fn for name, fn in forwards.items()}}
+    args = {}
+    for name, fn in fns.items():
+        raw = case.forward_args(inputs) if name.endswith("_fwd") else inputs
+        args[name] = fn.prepare(raw) if hasattr(fn, "prepare") else raw
+    _check(case, "gradients", grads, args)
+    _check(case, "forward", forwards, {name: args[f"{name}_fwd"] for name in forwards})
+    # Calls per timing, so that one timing of each system lasts about `budget` seconds.
+    number = {}
+    for name, fn in fns.items():
+        _time_once(fn, args[name], 2)  # warm: JAX has compiled, caches are filled
+        number[name] = max(1, int(budget / max(_time_once(fn, args[name], 1), 1e-7)))
     result = Result(case.name, case.describe(size))
-    for name in systems:
-        result.times[name] = []
     for _ in range(repeats):
-        for name, fn in systems.items():
-            result.times[name].append(_time_once(fn, args, number))
-        for name in systems:
-            result.ratios.setdefault(name, []).append(
-                result.times[name][-1] / result.times["hand"][-1]
-            )
+        for name, fn in fns.items():
+            time.sleep(pause)  # the previous system's thread pools stop spinning
+            result.times.setdefault(name, []).append(_time_once(fn, args[name], number[name]))
+        t = {name: times[-1] for name, times in result.times.items()}
+        for name in grads:
+            result.ratios.setdefault(name, []).append(t[name] / t["hand"])
+        result.ratios.setdefault("bpc_fwd", []).append(t["bpc_fwd"] / t["hand_fwd"])
+        result.ratios.setdefault("hand_bwd", []).append(t["hand"] / t["hand_fwd"])
     for name in ("hand", "bpc"):
-        result.peak[name] = _peak(systems[name], args)
-    result.cache_bytes = case.cache_bytes(size, args)
+        result.peak[name] = _peak(fns[name], args[name])
+    result.cache_bytes = case.cache_bytes(size, inputs)
     return result
 
 
@@ -97,28 +133,86 @@ def _fmt_time(t: float) -> str:
     return f"{t * 1e6:.1f} us" if t < 1e-3 else f"{t * 1e3:.2f} ms"
 
 
+def _fmt_bytes(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB"
+
+
+HEAD = [
+    "model",
+    "size",
+    "hand NumPy",
+    "bpc",
+    *RIVALS,
+    "bpc <= fastest rival",
+    "hand fwd",
+    "bpc fwd / hand fwd",
+    "hand fwd+bwd / fwd",
+    "peak bpc / hand",
+    "cache bpc / torch",
+]
+
+
+def row(r: Result) -> str:
+    cells = [r.name, r.size, _fmt_time(statistics.median(r.times["hand"]))]
+    for s in ("bpc", *RIVALS):
+        cells.append(f"{r.ratio(s):.2f}x" if s in r.ratios else "-")
+    fastest = r.fastest_rival()
+    if fastest is None:
+        cells.append("-")
+    else:
+        cells.append(f"{'yes' if r.ratio('bpc') <= fastest[1] else 'no'} ({fastest[0]})")
+    cells.append(_fmt_time(statistics.median(r.times["hand_fwd"])))
+    cells.append(f"{r.ratio('bpc_fwd'):.2f}x")
+    cells.append(f"{r.ratio('hand_bwd'):.1f}")
+    cells.append(f"{r.peak['bpc'] / max(r.peak['hand'], 1):.2f}")
+    cb = r.cache_bytes
+    if cb.get("torch"):
+        cells.append(f"{cb['bpc'] / cb['torch']:.2f} ({_fmt_bytes(cb['bpc'])})")
+    else:
+        cells.append(f"{_fmt_bytes(cb.get('bpc', 0))} / -")
+    return "| " + " | ".join(cells) + " |"
+
+
 def table(results: list[Result]) -> str:
-    systems = [
-        s
-        for s in ("bpc", "bpc_fwd", "autograd", "torch", "jax")
-        if any(s in r.times for r in results)
+    lines = ["| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD)]
+    return "\n".join(lines + [row(r) for r in results])
+
+
+def summary(results: list[Result]) -> str:
+    """The targets of the issue, case by case and across the cases."""
+    bpc_ratios = [r.ratio("bpc") for r in results]
+    fwd = [r.ratio("bpc_fwd") for r in results]
+    lines = [
+        f"- bpc over hand NumPy across the {len(results)} cases: median "
+        f"{statistics.median(bpc_ratios):.2f}x, max {max(bpc_ratios):.2f}x "
+        f"(targets: median at most {TARGETS['median']:.2f}, none above {TARGETS['max']:.2f}); "
+        f"{sum(x > TARGETS['max'] for x in bpc_ratios)} above {TARGETS['max']:.2f}",
+        f"- bpc forward alone over the hand-written forward: median {statistics.median(fwd):.2f}x, "
+        f"max {max(fwd):.2f}x (target: at most {TARGETS['fwd']:.2f} each); "
+        f"{sum(x > TARGETS['fwd'] for x in fwd)} above {TARGETS['fwd']:.2f}",
     ]
-    head = (
-        "| model | size | hand NumPy | "
-        + " | ".join(systems)
-        + " | peak bpc / hand | cache bpc / torch |"
-    )
-    lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    for r in results:
-        cells = [r.name, r.size, _fmt_time(statistics.median(r.times["hand"]))]
-        for s in systems:
-            cells.append(f"{statistics.median(r.ratios[s]):.2f}x" if s in r.ratios else "-")
-        cells.append(f"{r.peak['bpc'] / max(r.peak['hand'], 1):.2f}")
-        cb = r.cache_bytes
-        cells.append(
-            f"{cb['bpc'] / cb['torch']:.2f}" if cb.get("torch") else f"{cb.get('bpc', 0)} B / -"
+    compared = [r for r in results if r.fastest_rival()]
+    if compared:
+        lost = [
+            f"{r.name} {r.size} ({r.fastest_rival()[0]})"
+            for r in compared
+            if r.ratio("bpc") > r.fastest_rival()[1]
+        ]
+        lines.append(
+            f"- bpc at most the fastest of {', '.join(s for s in RIVALS)}: "
+            f"{len(compared) - len(lost)} of {len(compared)} cases"
+            + (f"; slower on {', '.join(lost)}" if lost else "")
         )
-        lines.append("| " + " | ".join(cells) + " |")
+    cached = [r for r in results if r.cache_bytes.get("torch")]
+    if cached:
+        over = sum(r.cache_bytes["bpc"] > r.cache_bytes["torch"] for r in cached)
+        lines.append(
+            f"- cache at most PyTorch's saved tensors: {len(cached) - over} of {len(cached)}"
+        )
+    over = sum(r.peak["bpc"] > r.peak["hand"] for r in results)
+    lines.append(
+        f"- peak memory at most the hand-written code's: {len(results) - over} of {len(results)}"
+    )
     return "\n".join(lines)
 
 
@@ -146,10 +240,18 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--budget", type=float, default=0.05, help="seconds per timing")
+    parser.add_argument(
+        "--pause",
+        type=float,
+        default=0.1,
+        help="seconds of rest before each timing (0 in --smoke): OpenBLAS, PyTorch and XLA "
+        "threads keep spinning for a while after a call and would slow the next system",
+    )
     parser.add_argument("--only", help="run the cases whose name contains this")
     parser.add_argument("--write", default=str(HERE.parent / "docs" / "performance.md"))
     args = parser.parse_args(argv)
     results = []
+    print("| " + " | ".join(HEAD) + " |", flush=True)
     for case in cases.CASES:
         if args.only and args.only not in case.name:
             continue
@@ -160,10 +262,11 @@ def main(argv=None) -> int:
                     size,
                     3 if args.smoke else args.repeats,
                     0.002 if args.smoke else args.budget,
+                    0.0 if args.smoke else args.pause,
                 )
             )
-            print(table(results[-1:]).splitlines()[-1], flush=True)
-    text = table(results)
+            print(row(results[-1]), flush=True)
+    text = table(results) + "\n\n" + summary(results)
     print()
     print(text)
     if not args.smoke:

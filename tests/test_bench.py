@@ -1,10 +1,21 @@
-"""The benchmarks keep working: a tiny smoke run (it checks every system's gradients first)."""
+"""The benchmarks keep working: a tiny smoke run of bench/run.py (it checks every system's
+gradients and forward values first) and of bench/compile_time.py. Nothing here times anything
+against a target: the benchmarks are run by hand."""
 
 import subprocess
 import sys
+import types
 from pathlib import Path
 
+import numpy as np
+
+import bpc
+
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+
+import cases  # noqa: E402  (bench/cases.py)
+import compile_time  # noqa: E402  (bench/compile_time.py)
 
 
 def test_bench_smoke():
@@ -15,4 +26,39 @@ def test_bench_smoke():
         timeout=600,
     )
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "| model | size | hand NumPy |" in run.stdout
+    assert "| model | size | hand NumPy | bpc |" in run.stdout
+    assert "| bpc fwd / hand fwd |" in run.stdout
+    for case in cases.CASES:
+        assert f"| {case.name} |" in run.stdout, case.name
+    assert "across the 4 cases: median" in run.stdout
+    assert "bpc forward alone over the hand-written forward: median" in run.stdout
+
+
+def test_compile_time_smoke(capsys):
+    assert compile_time.main(["--ops", "30", "60", "--repeats", "1", "--cli-repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "`bpc compile examples/seed.bp` as a whole process:" in out
+    assert "| operations (IR) | source statements | compile time | per 1000 operations |" in out
+    assert "over" in out and "the time" in out  # 60 is twice 30: the doubling line
+
+
+def test_generated_graph_is_real_work():
+    """The compile-time graphs have the size asked for and compile to a gradient that runs."""
+    text = compile_time.source(compile_time.blocks_for(100))
+    assert abs(compile_time.count_ops(text) - 100) <= 15
+    module = types.ModuleType("deep")
+    exec(bpc.compile_source(text, "deep.bp"), module.__dict__)
+    rng = np.random.default_rng(0)
+    N, D, C = 5, 4, 3
+    args = [rng.standard_normal((N, D)), rng.integers(0, C, N), rng.standard_normal((D, C))]
+    for _ in range(compile_time.WEIGHTS):
+        args += [
+            rng.standard_normal((D, D)) / 2,
+            rng.standard_normal(D),
+            rng.standard_normal((D, D)) / 2,
+        ]
+        args.append(rng.standard_normal(D))
+    loss, grads = module.deep_grad(*args)
+    assert np.isfinite(loss)
+    assert len(grads) == 1 + 4 * compile_time.WEIGHTS
+    assert all(np.all(np.isfinite(g)) and np.any(g != 0) for g in grads)
