@@ -91,6 +91,10 @@ def _cmd_compile(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
             targets.append(src.with_suffix(".py"))
     if len({t for t in targets if t is not None}) != len([t for t in targets if t is not None]):
         parser.error("two sources would be written to the same file")
+    if args.dim and not args.stats:
+        parser.error("--dim gives sizes for --stats")
+    dims = _dims(args.dim, parser)
+    reports = []  # (source, its figures), printed once every --dim is known to be right
     status = 0
     for src, target in zip(sources, targets):
         if target is not None and target.resolve() == src.resolve():
@@ -101,6 +105,13 @@ def _cmd_compile(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         if module is None:
             status = 1
             continue
+        if args.stats:
+            text = _read_source(src)
+            stats = None if text is None else _stats(src, text)
+            if stats is None:
+                status = 1
+            else:
+                reports.append((src, stats))
         if args.check:
             if (
                 target is None
@@ -125,6 +136,15 @@ def _cmd_compile(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         if problem:
             print(f"bpc: error: {problem}", file=sys.stderr)
             status = 1
+    if reports:
+        from .stats import stats_text, unknown_dims
+
+        problem = unknown_dims([s for _, stats in reports for s in stats], dims)
+        if problem:
+            parser.error(problem)
+        for src, stats in reports:  # on stderr: with -o -, stdout holds the module alone
+            head = f"{src}:\n" if len(sources) > 1 else ""
+            print(head + stats_text(stats, dims), end="", file=sys.stderr)
     return status
 
 
@@ -157,15 +177,56 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from .check import check_source, table
-
+def _dims(items: list[str], parser: argparse.ArgumentParser) -> dict[str, int]:
+    """The sizes given with --dim NAME=SIZE."""
     dims = {}
-    for item in args.dim:
+    for item in items:
         name, _, size = item.partition("=")
         if not name.isidentifier() or not size.isdigit() or int(size) < 1:
             parser.error(f"--dim takes NAME=SIZE with a positive size, not {item!r}")
         dims[name] = int(size)
+    return dims
+
+
+def _stats(path: Path, text: str, graph: str | None = None, dtype: str = "float64"):
+    """The cost report's figures for one source, or None after reporting its errors."""
+    from .stats import stats_source
+
+    try:
+        return stats_source(text, graph, dtype)
+    except CompileError as e:
+        for d in e.diagnostics:
+            print(render(d, str(path), text), file=sys.stderr)
+    except RecursionError:
+        d = Diagnostic(None, "the program is nested too deeply to compile")
+        print(render(d, str(path), text), file=sys.stderr)
+    except KeyError as e:
+        print(f"bpc: error: {e.args[0]}", file=sys.stderr)
+    return None
+
+
+def _cmd_stats(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .stats import stats_text, unknown_dims
+
+    dims = _dims(args.dim, parser)
+    path = Path(args.source)
+    text = _read_source(path)
+    if text is None:
+        return 1
+    stats = _stats(path, text, args.graph, args.dtype)
+    if stats is None:
+        return 1
+    problem = unknown_dims(stats, dims)
+    if problem:
+        parser.error(problem)
+    sys.stdout.write(stats_text(stats, dims, args.dtype))
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .check import check_source, table
+
+    dims = _dims(args.dim, parser)
     path = Path(args.source)
     text = _read_source(path)
     if text is None:
@@ -270,6 +331,18 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="emit modules that do not check their arguments' shapes and dtypes (faster calls)",
     )
+    compile_.add_argument(
+        "--stats",
+        action="store_true",
+        help="also print each graph's cost report on stderr, as `bpc stats` does",
+    )
+    compile_.add_argument(
+        "--dim",
+        action="append",
+        default=[],
+        metavar="NAME=SIZE",
+        help="a dimension's size, for --stats",
+    )
     explain = commands.add_parser(
         "explain",
         help="show the derivation of the backward pass, statement by statement",
@@ -292,6 +365,27 @@ def main(argv: list[str] | None = None) -> int:
     )
     check.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     check.add_argument("--seed", type=int, default=0, help="the random inputs' seed")
+    stats = commands.add_parser(
+        "stats",
+        help="count each graph's NumPy operations, flops and cache bytes",
+        description="Print, for each graph, the NumPy operations of its forward and backward "
+        "passes (and of the fused g_grad), an estimate of their floating-point operations, and "
+        "the bytes the forward keeps in its cache for the backward: formulas in the dimension "
+        "names, evaluated for the sizes given with --dim (with some sizes missing, the formulas "
+        "have the given ones substituted). Views (transposes, reshapes, broadcasts, basic "
+        "indexing) are counted apart; a parameter in the cache is a reference, not a copy.",
+    )
+    stats.add_argument("source", metavar="FILE", help="a .bp source file")
+    stats.add_argument("--graph", metavar="NAME", help="only this graph")
+    stats.add_argument(
+        "--dim", action="append", default=[], metavar="NAME=SIZE", help="a dimension's size"
+    )
+    stats.add_argument(
+        "--dtype",
+        choices=("float64", "float32"),
+        default="float64",
+        help="the float dtype the cache bytes assume (default float64)",
+    )
     graph = commands.add_parser(
         "graph",
         help="draw the computational graph (DOT text, or SVG/PNG through Graphviz)",
@@ -313,6 +407,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_check(args, check)
         if args.command == "graph":
             return _cmd_graph(args, graph)
+        if args.command == "stats":
+            return _cmd_stats(args, stats)
         return _cmd_compile(args, compile_)
     except KeyboardInterrupt:
         return 130

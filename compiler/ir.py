@@ -137,6 +137,9 @@ class OpDef:
     - `call` is how the language spells a call, when it does: the parameters in positional order;
       those in `static` are compile-time attributes (with their defaults, `REQUIRED` for none),
       the others are tensor arguments.
+    - `flops(result_type, *arg_types, **attrs)` estimates the floating-point operations of the
+      emitted code as a `Dim` in the dimension names (`bpc stats`); an elementwise operation's
+      default is one per element of its result.
     """
 
     name: str
@@ -147,6 +150,7 @@ class OpDef:
     doc: str = ""
     call: tuple[str, ...] | None = None
     static: tuple[tuple[str, Any], ...] = ()
+    flops: Callable[..., Dim] | None = None
 
 
 REQUIRED = object()  # a static call parameter without a default

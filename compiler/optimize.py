@@ -7,6 +7,7 @@ A last step makes every gradient a fresh array of exactly its parameter's shape 
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
 from collections.abc import Callable
@@ -153,6 +154,59 @@ def constant_leftmost(n: Node) -> Node | None:
 
 
 @rule
+def small_factors_first(n: Node) -> Node | None:
+    """s * (t * X) -> (s * t) * X, and likewise (X * s) * t, for an array X of the product's
+    shape and factors s, t with fewer axes (scalars, a vector along the last axis): the small
+    factors are multiplied first, and X is walked once instead of twice."""
+    if n.op != "mul" or n.dtype != "float":
+        return None
+    for i, (big, small) in enumerate((n.args[::-1], n.args)):
+        if big.op != "mul" or small.ndim >= n.ndim:
+            continue
+        for x, s in (big.args, big.args[::-1]):
+            if s.ndim < n.ndim and x.shape == n.shape:
+                factor = make("mul", *((small, s) if i else (s, small)))
+                if factor.dtype == "float":  # (masks alone would make an int64 array)
+                    return make("mul", factor, x)
+    return None
+
+
+def _factors(n: Node) -> list[Node]:
+    """The factors of a tree of full-shape products, left to right."""
+    if n.op != "mul" or n.dtype != "float":
+        return [n]
+    return [f for a in n.args for f in (_factors(a) if a.shape == n.shape else [a])]
+
+
+@rule
+def sum_of_scaled(n: Node) -> Node | None:
+    """sum(X * Y * v, axes) -> v * sum(X * Y, axes) when v is the same all along the summed
+    leading axes (a scalar, or a vector along the last axis summed over the rows), for products
+    of three factors or more, nested ones included: the product with v is taken on the small
+    result, and batchnorm's sum(dout * xhat) = invstd * sum(dout * xc) shares its sum with
+    sum(dout * gamma * xc)."""
+    if n.op != "sum" or n.attr("keepdims") or n.args[0].op != "mul" or n.dtype != "float":
+        return None
+    x, axes = n.args[0], n.attr("axis")
+    if axes != tuple(range(len(axes))):
+        return None
+    factors = _factors(x)
+    if len(factors) < 3:  # sum(v * X): the product may be needed anyway (a gradient, dscores)
+        return None
+    # float factors only: a mask or a number alone outside would make an int64 array
+    small = [f for f in factors if f.ndim <= x.ndim - len(axes) and f.dtype == "float"]
+    rest = [f for f in factors if f not in small]
+    if not small or not rest:
+        return None
+    rest = functools.reduce(lambda a, b: make("mul", a, b), rest)
+    if rest.dtype != "float":  # the sum of a mask would be an int64 count
+        return None
+    return make(
+        "mul", functools.reduce(lambda a, b: make("mul", a, b), small), make("sum", rest, axis=axes)
+    )
+
+
+@rule
 def compose_transposes(n: Node) -> Node | None:
     """transpose(transpose(x, p), q) -> transpose(x, p[q]); an identity permutation -> x."""
     if n.op != "transpose":
@@ -242,8 +296,8 @@ def _sum_terms(n: Node) -> list[Node]:
 def pads_tile_an_axis(n: Node) -> Node | None:
     """pad(a, (0, k)) + pad(b, (j, 0)) + ... -> concat(a, b, ...) when the padded blocks tile one
     axis exactly (LSTM gates sliced from one array): one copy instead of pads and adds."""
-    if n.op != "add":
-        return None
+    if n.op != "add" or not all(a.op in ("add", "pad") for a in n.args):
+        return None  # (a quick test first: this rule sees every add of a long sum)
     terms = _sum_terms(n)
     if len(terms) < 2 or any(t.op != "pad" or t.shape != n.shape for t in terms):
         return None

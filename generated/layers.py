@@ -2,6 +2,7 @@
 """Forward and backward passes of affine, relu, affine_relu, dropout, compiled by bpc from layers.bp."""
 
 import functools
+import operator
 import re
 from typing import NamedTuple
 
@@ -13,36 +14,48 @@ def _signature(spec):
     """A graph's declared parameters: (name, kind, dims), a dim an int or a dimension name."""
     params = []
     for name, kind, dims in re.findall(r"(\w+): (int)?\[([^\]]*)\]", spec):
-        dims = tuple(
-            int(d) if d.strip().isdigit() else d.strip()
-            for d in dims.split(",")
-            if d.strip()
-        )
+        dims = [d.strip() for d in dims.split(",") if d.strip()]
+        dims = tuple(int(d) if d.isdigit() else d for d in dims)
         params.append((name, "int" if kind else "float", dims))
     return spec.split("(", 1)[0], tuple(params)
 
 
+# (spec, class, shape and dtype of each argument) -> the sizes: arguments seen before
+_checked = {}
+_kind = operator.attrgetter("__class__", "shape", "dtype")
+
+
 def _shapes(spec, *args):
     """Check the arguments against the graph's declared shapes and dtypes; return the sizes of
-    its dimensions, in order of first appearance."""
+    its dimensions, in order of first appearance. Arguments like ones seen before pass at once.
+    """
+    try:
+        key = (spec, *map(_kind, args))
+    except AttributeError:  # a Python number: its class is all that is checked
+        key = (spec, *[_kind(a) if hasattr(a, "dtype") else a.__class__ for a in args])
+    sizes = _checked.get(key)
+    if sizes is None:
+        sizes = _check(spec, args)
+        if len(_checked) > 1000:
+            _checked.clear()
+        _checked[key] = sizes
+    return sizes
+
+
+def _check(spec, args):
     graph, params = _signature(spec)
     sizes, source, dtype = {}, {}, None
     for (name, kind, dims), value in zip(params, args):
         if isinstance(value, (np.ndarray, np.generic)):
             shape, found = value.shape, value.dtype
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            # a Python number: weakly typed, it takes the arrays' dtype
             if kind == "int" and not isinstance(value, int):
-                raise ValueError(
-                    f"{graph}: {name} must hold integers, got {type(value).__name__}"
-                )
-            shape, found = (
-                (),
-                None,
-            )  # a Python number: weakly typed, it takes the arrays' dtype
+                raise ValueError(f"{graph}: {name} must hold integers, got a float")
+            shape, found = (), None
         else:
-            raise ValueError(
-                f"{graph}: {name} must be a NumPy array, got {type(value).__name__}"
-            )
+            kind_of = type(value).__name__
+            raise ValueError(f"{graph}: {name} must be a NumPy array, got {kind_of}")
         if len(shape) != len(dims):
             declared = "[" + ", ".join(map(str, dims)) + "]"
             raise ValueError(

@@ -2,6 +2,7 @@
 """Forward and backward passes of mlp, compiled by bpc from mlp.bp."""
 
 import functools
+import operator
 import re
 from typing import NamedTuple
 
@@ -13,36 +14,48 @@ def _signature(spec):
     """A graph's declared parameters: (name, kind, dims), a dim an int or a dimension name."""
     params = []
     for name, kind, dims in re.findall(r"(\w+): (int)?\[([^\]]*)\]", spec):
-        dims = tuple(
-            int(d) if d.strip().isdigit() else d.strip()
-            for d in dims.split(",")
-            if d.strip()
-        )
+        dims = [d.strip() for d in dims.split(",") if d.strip()]
+        dims = tuple(int(d) if d.isdigit() else d for d in dims)
         params.append((name, "int" if kind else "float", dims))
     return spec.split("(", 1)[0], tuple(params)
 
 
+# (spec, class, shape and dtype of each argument) -> the sizes: arguments seen before
+_checked = {}
+_kind = operator.attrgetter("__class__", "shape", "dtype")
+
+
 def _shapes(spec, *args):
     """Check the arguments against the graph's declared shapes and dtypes; return the sizes of
-    its dimensions, in order of first appearance."""
+    its dimensions, in order of first appearance. Arguments like ones seen before pass at once.
+    """
+    try:
+        key = (spec, *map(_kind, args))
+    except AttributeError:  # a Python number: its class is all that is checked
+        key = (spec, *[_kind(a) if hasattr(a, "dtype") else a.__class__ for a in args])
+    sizes = _checked.get(key)
+    if sizes is None:
+        sizes = _check(spec, args)
+        if len(_checked) > 1000:
+            _checked.clear()
+        _checked[key] = sizes
+    return sizes
+
+
+def _check(spec, args):
     graph, params = _signature(spec)
     sizes, source, dtype = {}, {}, None
     for (name, kind, dims), value in zip(params, args):
         if isinstance(value, (np.ndarray, np.generic)):
             shape, found = value.shape, value.dtype
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            # a Python number: weakly typed, it takes the arrays' dtype
             if kind == "int" and not isinstance(value, int):
-                raise ValueError(
-                    f"{graph}: {name} must hold integers, got {type(value).__name__}"
-                )
-            shape, found = (
-                (),
-                None,
-            )  # a Python number: weakly typed, it takes the arrays' dtype
+                raise ValueError(f"{graph}: {name} must hold integers, got a float")
+            shape, found = (), None
         else:
-            raise ValueError(
-                f"{graph}: {name} must be a NumPy array, got {type(value).__name__}"
-            )
+            kind_of = type(value).__name__
+            raise ValueError(f"{graph}: {name} must be a NumPy array, got {kind_of}")
         if len(shape) != len(dims):
             declared = "[" + ", ".join(map(str, dims)) + "]"
             raise ValueError(
@@ -106,9 +119,8 @@ def mlp(X, Y, W1, b1, W2, b2, reg):
     affine_out_1 = h @ W2 + b2
     err = affine_out_1 - Y
     t = 0.5 * reg
-    loss = 0.5 * np.mean(np.sum(err**2, axis=1)) + t * (
-        np.vdot(W1, W1) + np.vdot(W2, W2)
-    )
+    t_1 = t * (np.vdot(W1, W1) + np.vdot(W2, W2))
+    loss = 0.5 * np.mean(np.sum(err**2, axis=1)) + t_1
     return loss
 
 
@@ -129,9 +141,8 @@ def mlp_forward(X, Y, W1, b1, W2, b2, reg):
     affine_out_1 = h @ W2 + b2
     err = affine_out_1 - Y
     t = 0.5 * reg
-    loss = 0.5 * np.mean(np.sum(err**2, axis=1)) + t * (
-        np.vdot(W1, W1) + np.vdot(W2, W2)
-    )
+    t_1 = t * (np.vdot(W1, W1) + np.vdot(W2, W2))
+    loss = 0.5 * np.mean(np.sum(err**2, axis=1)) + t_1
     cache = (X, W1, W2, h, err, t, N)
     return loss, cache
 
@@ -140,17 +151,17 @@ def mlp_backward(dout, cache):
     """Gradients of mlp with respect to W1, b1, W2, b2; dout is shaped like loss []."""
     X, W1, W2, h, err, t, N = cache
     # loss = 0.5 * mean(sum(err ** 2, axis=1)) + 0.5 * reg * (sum(W1 * W1) + sum(W2 * W2))
-    t_1 = dout * t
+    t_2 = 2 * dout * t
     derr = 2 * (0.5 * dout / N) * err
     # out = x @ w + b  (in fn affine)
     db2 = np.sum(derr, axis=0)
     dh = derr @ W2.T
-    dW2 = 2 * (t_1 * W2) + h.T @ derr
+    dW2 = t_2 * W2 + h.T @ derr
     # h = tanh(affine(X, W1, b1))
     daffine_out = dh * (1 - h * h)
     # out = x @ w + b  (in fn affine)
     db1 = np.sum(daffine_out, axis=0)
-    dW1 = 2 * (t_1 * W1) + X.T @ daffine_out
+    dW1 = t_2 * W1 + X.T @ daffine_out
     return MlpGrads(dW1, db1, dW2, db2)
 
 
@@ -170,19 +181,17 @@ def mlp_grad(X, Y, W1, b1, W2, b2, reg):
     h = np.tanh(affine_out)
     affine_out_1 = h @ W2 + b2
     err = affine_out_1 - Y
-    t = 0.5 * reg
-    loss = 0.5 * np.mean(np.sum(err**2, axis=1)) + t * (
-        np.vdot(W1, W1) + np.vdot(W2, W2)
-    )
+    t = 0.5 * reg * (np.vdot(W1, W1) + np.vdot(W2, W2))
+    loss = 0.5 * np.mean(np.sum(err**2, axis=1)) + t
     # loss = 0.5 * mean(sum(err ** 2, axis=1)) + 0.5 * reg * (sum(W1 * W1) + sum(W2 * W2))
     derr = 2 * (0.5 / N) * err
     # out = x @ w + b  (in fn affine)
     db2 = np.sum(derr, axis=0)
     dh = derr @ W2.T
-    dW2 = 2 * (t * W2) + h.T @ derr
+    dW2 = reg * W2 + h.T @ derr
     # h = tanh(affine(X, W1, b1))
     daffine_out = dh * (1 - h * h)
     # out = x @ w + b  (in fn affine)
     db1 = np.sum(daffine_out, axis=0)
-    dW1 = 2 * (t * W1) + X.T @ daffine_out
+    dW1 = reg * W1 + X.T @ daffine_out
     return loss, MlpGrads(dW1, db1, dW2, db2)

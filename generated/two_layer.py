@@ -2,6 +2,7 @@
 """Forward and backward passes of two_layer, two_layer_scores, compiled by bpc from two_layer.bp."""
 
 import functools
+import operator
 import re
 from typing import NamedTuple
 
@@ -13,36 +14,48 @@ def _signature(spec):
     """A graph's declared parameters: (name, kind, dims), a dim an int or a dimension name."""
     params = []
     for name, kind, dims in re.findall(r"(\w+): (int)?\[([^\]]*)\]", spec):
-        dims = tuple(
-            int(d) if d.strip().isdigit() else d.strip()
-            for d in dims.split(",")
-            if d.strip()
-        )
+        dims = [d.strip() for d in dims.split(",") if d.strip()]
+        dims = tuple(int(d) if d.isdigit() else d for d in dims)
         params.append((name, "int" if kind else "float", dims))
     return spec.split("(", 1)[0], tuple(params)
 
 
+# (spec, class, shape and dtype of each argument) -> the sizes: arguments seen before
+_checked = {}
+_kind = operator.attrgetter("__class__", "shape", "dtype")
+
+
 def _shapes(spec, *args):
     """Check the arguments against the graph's declared shapes and dtypes; return the sizes of
-    its dimensions, in order of first appearance."""
+    its dimensions, in order of first appearance. Arguments like ones seen before pass at once.
+    """
+    try:
+        key = (spec, *map(_kind, args))
+    except AttributeError:  # a Python number: its class is all that is checked
+        key = (spec, *[_kind(a) if hasattr(a, "dtype") else a.__class__ for a in args])
+    sizes = _checked.get(key)
+    if sizes is None:
+        sizes = _check(spec, args)
+        if len(_checked) > 1000:
+            _checked.clear()
+        _checked[key] = sizes
+    return sizes
+
+
+def _check(spec, args):
     graph, params = _signature(spec)
     sizes, source, dtype = {}, {}, None
     for (name, kind, dims), value in zip(params, args):
         if isinstance(value, (np.ndarray, np.generic)):
             shape, found = value.shape, value.dtype
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            # a Python number: weakly typed, it takes the arrays' dtype
             if kind == "int" and not isinstance(value, int):
-                raise ValueError(
-                    f"{graph}: {name} must hold integers, got {type(value).__name__}"
-                )
-            shape, found = (
-                (),
-                None,
-            )  # a Python number: weakly typed, it takes the arrays' dtype
+                raise ValueError(f"{graph}: {name} must hold integers, got a float")
+            shape, found = (), None
         else:
-            raise ValueError(
-                f"{graph}: {name} must be a NumPy array, got {type(value).__name__}"
-            )
+            kind_of = type(value).__name__
+            raise ValueError(f"{graph}: {name} must be a NumPy array, got {kind_of}")
         if len(shape) != len(dims):
             declared = "[" + ", ".join(map(str, dims)) + "]"
             raise ValueError(
@@ -108,9 +121,8 @@ def two_layer(X, y, W1, b1, W2, b2, reg):
     one_hot = y[:, None] == np.arange(C)
     shifted = scores - np.max(scores, axis=1, keepdims=True)
     log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
-    loss = t * (np.vdot(W1, W1) + np.vdot(W2, W2)) - np.mean(
-        np.sum(one_hot * log_probs, axis=1)
-    )
+    t_1 = np.mean(np.sum(one_hot * log_probs, axis=1))
+    loss = t * (np.vdot(W1, W1) + np.vdot(W2, W2)) - t_1
     return loss
 
 
@@ -133,9 +145,8 @@ def two_layer_forward(X, y, W1, b1, W2, b2, reg):
     one_hot = y[:, None] == np.arange(C)
     shifted = scores - np.max(scores, axis=1, keepdims=True)
     log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
-    loss = t * (np.vdot(W1, W1) + np.vdot(W2, W2)) - np.mean(
-        np.sum(one_hot * log_probs, axis=1)
-    )
+    t_1 = np.mean(np.sum(one_hot * log_probs, axis=1))
+    loss = t * (np.vdot(W1, W1) + np.vdot(W2, W2)) - t_1
     cache = (X, W1, W2, h, t, one_hot, log_probs, N)
     return loss, cache
 
@@ -144,18 +155,18 @@ def two_layer_backward(dout, cache):
     """Gradients of two_layer with respect to W1, b1, W2, b2; dout is shaped like loss []."""
     X, W1, W2, h, t, one_hot, log_probs, N = cache
     # loss = mean(cross_entropy(scores, y)) + 0.5 * reg * (sum(W1 * W1) + sum(W2 * W2))
-    t_1 = dout * t
+    t_2 = 2 * dout * t
     probs = np.exp(log_probs)
     dscores = dout / N * (probs - one_hot)
     # out = x @ w + b  (in fn affine)
     db2 = np.sum(dscores, axis=0)
     dh = dscores @ W2.T
-    dW2 = 2 * (t_1 * W2) + h.T @ dscores
+    dW2 = t_2 * W2 + h.T @ dscores
     # h = relu(affine(X, W1, b1))
     daffine_out = dh * (h > 0)
     # out = x @ w + b  (in fn affine)
     db1 = np.sum(daffine_out, axis=0)
-    dW1 = 2 * (t_1 * W1) + X.T @ daffine_out
+    dW1 = t_2 * W1 + X.T @ daffine_out
     return TwoLayerGrads(dW1, db1, dW2, db2)
 
 
@@ -174,25 +185,23 @@ def two_layer_grad(X, y, W1, b1, W2, b2, reg):
     affine_out = X @ W1 + b1
     h = np.maximum(affine_out, 0)
     scores = h @ W2 + b2
-    t = 0.5 * reg
     one_hot = y[:, None] == np.arange(C)
     shifted = scores - np.max(scores, axis=1, keepdims=True)
     log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
-    loss = t * (np.vdot(W1, W1) + np.vdot(W2, W2)) - np.mean(
-        np.sum(one_hot * log_probs, axis=1)
-    )
+    t = 0.5 * reg * (np.vdot(W1, W1) + np.vdot(W2, W2))
+    loss = t - np.mean(np.sum(one_hot * log_probs, axis=1))
     # loss = mean(cross_entropy(scores, y)) + 0.5 * reg * (sum(W1 * W1) + sum(W2 * W2))
     probs = np.exp(log_probs)
     dscores = 1.0 / N * (probs - one_hot)
     # out = x @ w + b  (in fn affine)
     db2 = np.sum(dscores, axis=0)
     dh = dscores @ W2.T
-    dW2 = 2 * (t * W2) + h.T @ dscores
+    dW2 = reg * W2 + h.T @ dscores
     # h = relu(affine(X, W1, b1))
     daffine_out = dh * (h > 0)
     # out = x @ w + b  (in fn affine)
     db1 = np.sum(daffine_out, axis=0)
-    dW1 = 2 * (t * W1) + X.T @ daffine_out
+    dW1 = reg * W1 + X.T @ daffine_out
     return loss, TwoLayerGrads(dW1, db1, dW2, db2)
 
 

@@ -328,7 +328,25 @@ def test_scalar_only_graphs_take_the_dtype_of_their_first_float_scalar():
 def test_integer_scalars_take_python_ints_but_not_floats():
     m = load("graph f(i: int[], x: [k]) -> out {\n    out = sum(x * i)\n}\n")
     assert m.f(2, np.ones(3)) == 6.0
-    with pytest.raises(ValueError, match="i must hold integers, got float"):
+    with pytest.raises(ValueError, match="i must hold integers, got a float"):
         m.f(2.0, np.ones(3))
     with pytest.raises(ValueError, match="i must be a NumPy array, got bool"):
         m.f(True, np.ones(3))
+
+
+def test_argument_checks_remember_only_what_passed():
+    """`_shapes` remembers the arguments' classes, shapes and dtypes that passed; a call that
+    differs in any of them is checked again."""
+    m = load("graph f(W: [n, m], x: [m], s: []) -> out {\n    out = sum(W @ x) * s\n}\n")
+    W, x = np.ones((2, 3)), np.ones(3)
+    for _ in range(2):
+        assert m.f(W, x, 2.0) == 12.0
+        assert m.f(W, x, np.float64(2.0)) == 12.0
+        with pytest.raises(ValueError, match="x has shape"):
+            m.f(W, np.ones(4), 2.0)
+        with pytest.raises(ValueError, match="is float32 but W is float64"):
+            m.f(W, x.astype(np.float32), 2.0)
+        with pytest.raises(ValueError, match="s must be a NumPy array, got list"):
+            m.f(W, x, [2.0])
+        with pytest.raises(ValueError, match="x must hold floats"):
+            m.f(W, np.ones(3, int), 2.0)

@@ -10,7 +10,7 @@ divisor stays away from zero and `exp` never overflows. An operation the languag
 registry entry with `call`, or an operator of the grammar) needs a rule or a reason in
 `EXCLUDED`: a new operation cannot be skipped silently.
 
-Each graph is compiled by `bpc.compile_source` (black's formatting left out, for speed) and
+Each graph is compiled by `bpc.compile_source` (as `bpc compile` writes it, formatting included) and
 checked in float64: `f_grad` against `f_forward` + `f_backward(1.0)`; each gradient's shape and
 dtype, and a fresh, writable array; the inputs untouched; the value and the gradients against
 autograd run on the independent oracle evaluator (`tests/oracle.py`); the gradients against
@@ -36,8 +36,8 @@ import re
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import SimpleNamespace
 
+import black
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, event, given, settings
@@ -1042,17 +1042,6 @@ def check(prog: Program) -> None:
         assert got == np.float32, f"float32 inputs give a {got} d{name}"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _without_black():
-    """Emit without black: it takes about two thirds of a compile here, and it changes layout,
-    not behaviour (test_generated.py and test_golden.py check the formatted modules)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(
-            bpc.emit, "black", SimpleNamespace(format_str=lambda text, mode: text, Mode=dict)
-        )
-        yield
-
-
 # A graph whose output depends on no float parameter makes autograd warn; it is fine here.
 pytestmark = pytest.mark.filterwarnings("ignore:Output seems independent of input")
 
@@ -1068,6 +1057,15 @@ COMMON = dict(
 @given(programs())
 def test_random_graphs(prog):
     check(prog)
+
+
+@settings(max_examples=30, **COMMON)
+@given(programs())
+def test_emitted_modules_are_what_black_makes_of_them(prog):
+    """The emitter writes black's style and asks black only to break long lines: the module is
+    the same as black's formatting of the whole of it."""
+    text = bpc.compile_source(prog.source)
+    assert black.format_str(text, mode=black.Mode()) == text
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ def test_console_blocks():
     doc = (ROOT / "docs" / "tools.md").read_text()
     env = dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"])
     blocks = re.findall(r"^```\n\$ (.*?)\n(.*?)^```$", doc, re.S | re.M)
-    assert len(blocks) == 2
+    assert len(blocks) == 3
     for command, expected in blocks:
         run = subprocess.run(command, shell=True, cwd=ROOT, env=env, capture_output=True, text=True)
 

@@ -12,10 +12,11 @@ the shape helpers (broadcasting, axes).
 from __future__ import annotations
 
 import importlib
+import re
 from dataclasses import dataclass
 
-from ..dims import Dim, Shape, show_shape
-from ..ir import OPS, OpDef, ShapeError, Type
+from ..dims import Dim, Shape, product, show_shape
+from ..ir import OPS, Node, OpDef, ShapeError, Type
 
 # Python operator precedence, for emitting the fewest parentheses.
 CMP, ADD, MUL, UNARY, POW, ATOM = 5, 10, 11, 12, 13, 14
@@ -34,9 +35,43 @@ class Code:
         return self.text if self.prec >= prec else f"({self.text})"
 
 
-def register(name, infer, emit, adjoint=None, *, elementwise=False, doc="", call=None, **static):
-    """Add an operation; `call` and `static` say how the language spells it (see `OpDef`)."""
-    OPS[name] = OpDef(name, infer, emit, adjoint, elementwise, doc, call, tuple(static.items()))
+def register(
+    name, infer, emit, adjoint=None, *, elementwise=False, doc="", call=None, flops=None, **static
+):
+    """Add an operation; `call` and `static` say how the language spells it, `flops` how many
+    floating-point operations it does (see `OpDef`; one per result element when elementwise)."""
+    if flops is None and elementwise:
+        flops = per_element
+    OPS[name] = OpDef(
+        name, infer, emit, adjoint, elementwise, doc, call, tuple(static.items()), flops=flops
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Floating-point operations (`OpDef.flops`): estimates in the dimension names, for `bpc stats`
+
+
+def size(t: Type) -> Dim:
+    """The number of elements of a value of type `t`."""
+    return product(t.shape)
+
+
+def per_element(y: Type, *args: Type, **attrs) -> Dim:
+    """One operation per element of the result: elementwise operations, comparisons."""
+    return size(y)
+
+
+def no_flops(y: Type, *args: Type, **attrs) -> Dim:
+    """Views, copies, gathers, fills and conversions: memory traffic, no arithmetic."""
+    return Dim.of(0)
+
+
+def flops_of(node: Node) -> Dim:
+    """The floating-point operations of one node; arithmetic on plain Python numbers (sizes,
+    constants) is no NumPy operation and counts nothing."""
+    if node.type.static:
+        return Dim.of(0)
+    return OPS[node.op].flops(node.type, *(a.type for a in node.args), **node.kw)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -93,12 +128,21 @@ def shape_text(ctx, shape: Shape) -> str:
     return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
 
 
+_SIMPLE = re.compile(r"-?(\w+(\.\w+)*|(\d+\.?\d*|\.\d+)(e[-+]?\d+)?)")
+
+
+def simple_operand(text: str) -> bool:
+    """A name, an attribute of one, or a number, maybe negated: what black calls a simple operand
+    (it writes `x**2` and `x[a:b]` for those, `(x + 1) ** 2` and `x[a + 1 :]` for the others)."""
+    return _SIMPLE.fullmatch(text) is not None
+
+
 def emit_call(fn: str, *parts: str) -> Code:
     return Code(f"{fn}({', '.join(parts)})")
 
 
 def number_filled(ctx, x: Code, shape: Shape) -> Code:
-    """A plain Python number as an array of a shape (numbers have no `.reshape` or `[None]`)."""
+    """A 0-d value, maybe a Python number, as an array of a shape of size-1 axes."""
     return emit_call("np.full", shape_text(ctx, shape), x.text)
 
 

@@ -14,6 +14,8 @@ from . import (
     emit_call,
     promote,
     register,
+    simple_operand,
+    size,
 )
 
 COND = 1  # a conditional expression `a if c else b` binds more loosely than any operator
@@ -27,7 +29,7 @@ def _elementwise_type(*types: Type, dtype: str | None = None) -> Type:
     return Type(dtype or promote(*types), shape, all(t.static for t in types))
 
 
-def unary(name, fn, adjoint, *, math_fn=None, doc=""):
+def unary(name, fn, adjoint, *, math_fn=None, doc="", flops=None):
     """An elementwise function of one float argument. `fn` is a NumPy function's name, or a
     function from the argument's Code to the result's; `math_fn` (likewise) emits it on plain
     numbers, so that they stay Python numbers rather than becoming float64 NumPy scalars."""
@@ -45,6 +47,7 @@ def unary(name, fn, adjoint, *, math_fn=None, doc=""):
         elementwise=True,
         doc=doc,
         call=("x",),
+        flops=flops,
     )
 
 
@@ -58,6 +61,8 @@ def binary(name, symbol, prec, adjoint, *, dtype=None, right_assoc=False, doc=""
             left, right = a.at(prec + 1), b.at(prec + 1)
         else:
             left, right = a.at(prec), b.at(prec + 1)
+        if symbol == "**" and simple_operand(left) and simple_operand(right):
+            return Code(f"{left}**{right}", prec)  # black hugs a power of simple operands
         return Code(f"{left} {symbol} {right}", prec)
 
     register(
@@ -86,6 +91,7 @@ unary(
     lambda g, y, x: (g * y * (1 - y),),
     math_fn=lambda x: Code(f"0.5 * math.tanh(0.5 * {x.at(MUL + 1)}) + 0.5", ADD),
     doc="logistic",
+    flops=lambda y, x: 4 * size(y),  # a multiply, tanh, a multiply and an add per element
 )
 unary(
     "relu",

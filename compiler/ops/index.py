@@ -28,18 +28,21 @@ as in Python (see `bpc.build`).
 
 from __future__ import annotations
 
-from ..dims import Dim, show_shape
+from ..dims import Dim, product, show_shape
 from ..ir import Node, ShapeError, Type, make
 from . import (
     ATOM,
     MUL,
     Code,
     emit_call,
+    no_flops,
     normalize_axes,
     number_filled,
     promote,
     register,
     shape_text,
+    simple_operand,
+    size,
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -205,11 +208,18 @@ def _item_text(ctx, item, size: Dim | None) -> str:
     else:
         start = "" if first == size - 1 else _position_text(ctx, first, size)
         stop = "" if end is None else _position_text(ctx, end, size)
-    return f"{start}:{stop}" + ("" if step == 1 else f":{step}")
+    parts = [start, stop] + ([] if step == 1 else [str(step)])
+    if all(simple_operand(p) for p in parts if p):
+        return ":".join(parts)
+    # black spaces the colons of a slice with an expression in it, like a binary operator
+    text = parts[0]
+    for before, after in zip(parts, parts[1:]):
+        text += (" :" if before else ":") + (" " + after if after else "")
+    return text
 
 
 def _index_emit(ctx, x, *, index):
-    if x.type.static:  # a plain number given new axes of size 1
+    if not x.type.ndim:  # maybe a Python number (no `[None]`), given new axes of size 1
         return number_filled(ctx, x, ctx.node.shape)
     sizes = iter(x.type.shape)
     texts = [_item_text(ctx, item, None if item is None else next(sizes)) for item in index]
@@ -274,6 +284,7 @@ register(
     _index_emit,
     _index_adjoint,
     doc="basic indexing and slicing with static bounds: x[t], x[:, 0], a[:, H:2*H], x[::-1]",
+    flops=no_flops,
 )
 
 
@@ -311,6 +322,7 @@ register(
         make("index", g, index=tuple((b, b + d, 1) for d, (b, _) in zip(x.shape, widths))),
     ),
     doc="zeros before and after each axis (np.pad); the adjoint of indexing",
+    flops=no_flops,
 )
 
 
@@ -366,6 +378,7 @@ register(
     _take_adjoint,
     doc="gather along an axis by an integer array (an embedding lookup): x[idx] for axis 0",
     call=("x", "idx", "axis"),
+    flops=no_flops,
     axis=0,
 )
 
@@ -398,6 +411,7 @@ register(
     lambda g, y, like, idx, values, *, shape: (None, None, make("take", g, idx, axis=0)),
     doc="zeros of `shape` (by default like's) and like's dtype, with each values[i] added at "
     "row idx[i] (repeats add up); the adjoint of take",
+    flops=lambda y, like, idx, values, *, shape: size(values),  # one add per value
 )
 
 
@@ -434,6 +448,7 @@ register(
     lambda g, y, x, idx: (make("scatter_along", idx, g, size=x.shape[-1]), None),
     doc="x[..., idx[...]]: one element of each row of the last axis, which it removes",
     call=("x", "idx"),
+    flops=no_flops,
 )
 
 
@@ -461,6 +476,7 @@ register(
     lambda g, y, idx, values, *, size: (None, make("take_along", g, idx)),
     doc="zeros with a last axis of `size`, holding values[...] at idx[...]; "
     "the adjoint of take_along",
+    flops=lambda y, idx, values, *, size: 2 * product(y.shape),  # as emitted: (idx == ..) * g
 )
 
 
@@ -523,5 +539,6 @@ register(
     _concat_adjoint,
     doc="join arrays along an existing axis (np.concatenate)",
     call=("*arrays", "axis"),
+    flops=no_flops,
     axis=0,
 )

@@ -12,6 +12,7 @@ from . import (
     MUL,
     UNARY,
     Code,
+    no_flops,
     register,
 )
 
@@ -23,9 +24,19 @@ def _leaf_type(*, type, **_):
     return type
 
 
-register("param", _leaf_type, lambda ctx, **_: Code(ctx.name_of(ctx.node)), doc="a graph parameter")
 register(
-    "dout", _leaf_type, lambda ctx, **_: Code(ctx.name_of(ctx.node)), doc="an upstream gradient"
+    "param",
+    _leaf_type,
+    lambda ctx, **_: Code(ctx.name_of(ctx.node)),
+    doc="a graph parameter",
+    flops=no_flops,
+)
+register(
+    "dout",
+    _leaf_type,
+    lambda ctx, **_: Code(ctx.name_of(ctx.node)),
+    doc="an upstream gradient",
+    flops=no_flops,
 )
 
 
@@ -37,7 +48,11 @@ def _const_emit(ctx, *, value):
 
 
 register(
-    "const", lambda **kw: Type(_const_dtype(kw["value"]), (), True), _const_emit, doc="a literal"
+    "const",
+    lambda **kw: Type(_const_dtype(kw["value"]), (), True),
+    _const_emit,
+    doc="a literal",
+    flops=no_flops,
 )
 
 
@@ -50,7 +65,13 @@ def _dim_emit(ctx, *, dim: Dim):
     return Code(text, ADD if dim.is_sum else MUL if dim.is_product else ATOM)
 
 
-register("dim", lambda *, dim: Type("int", (), True), _dim_emit, doc="the size of a dimension")
+register(
+    "dim",
+    lambda *, dim: Type("int", (), True),
+    _dim_emit,
+    doc="the size of a dimension",
+    flops=no_flops,
+)
 
 
 register(
@@ -60,4 +81,5 @@ register(
     lambda g, y, x: (None,),
     elementwise=True,
     doc="integers as floats of the graph's float dtype",
+    flops=no_flops,  # a conversion
 )

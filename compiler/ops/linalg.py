@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from ..dims import Dim, show_shape
+from ..dims import Dim, product, show_shape
 from ..ir import REQUIRED, Node, ShapeError, Type, make
 from . import (
     ATOM,
@@ -12,8 +12,10 @@ from . import (
     Code,
     broadcast,
     emit_call,
+    no_flops,
     promote,
     register,
+    size,
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -67,7 +69,14 @@ def _matmul_adjoint(g, y, a, b):
     return g @ b.mT, a.mT @ g
 
 
-register("matmul", _matmul_type, _matmul_emit, _matmul_adjoint, doc="a @ b, as np.matmul")
+register(
+    "matmul",
+    _matmul_type,
+    _matmul_emit,
+    _matmul_adjoint,
+    doc="a @ b, as np.matmul",
+    flops=lambda y, a, b: 2 * size(y) * a.shape[-1],  # a multiply and an add per term
+)
 
 
 def _outer_type(a: Type, b: Type) -> Type:
@@ -79,9 +88,11 @@ def _outer_type(a: Type, b: Type) -> Type:
 register(
     "outer",
     _outer_type,
-    lambda ctx, a, b: emit_call("np.outer", a.text, b.text),
+    # broadcasting is faster than np.outer (which ravels its arguments and multiplies the same way)
+    lambda ctx, a, b: Code(f"{a.at(ATOM)}[:, None] * {b.at(MUL + 1)}", MUL),
     lambda g, y, a, b: (g @ b, g.T @ a),
     doc="the outer product of two vectors",
+    flops=lambda y, a, b: size(y),
 )
 
 
@@ -104,6 +115,8 @@ def _transpose_type(x: Type, *, axes):
 
 
 def _transpose_emit(ctx, x, *, axes):
+    if not axes:  # a 0-d value, maybe a Python number: nothing to permute
+        return x
     if axes == tuple(reversed(range(len(axes)))):
         return Code(f"{x.at(ATOM)}.T")
     n = len(axes)
@@ -126,6 +139,7 @@ register(
     lambda g, y, x, *, axes: (make("transpose", g, axes=_inverse(axes)),),
     doc="permute axes (all of them reversed by default, like .T)",
     call=("x", "axes"),
+    flops=no_flops,
     axes=None,
 )
 
@@ -258,6 +272,27 @@ def _contract(terms: list[tuple[str, Node]], out: str) -> Node:
     return result
 
 
+def _einsum_flops(y, *xs, spec):
+    """The arrays contracted pairwise, left to right (np.einsum's optimize=True may find a
+    cheaper order): 2 per element of the letters a pair spans, as for matmul; one array alone
+    costs its size when it sums an axis out, nothing when it only permutes; and each 0-d
+    factor one multiply per result element."""
+    ins, out = split_spec(spec)
+    sizes = {c: d for term, x in zip(ins, xs) for c, d in zip(term, x.shape)}
+    terms = [t for t in ins if t]
+    factors = len(ins) - len(terms)
+    total = Dim.of(0)
+    if len(terms) == 1 and set(terms[0]) != set(out):
+        total = size(xs[ins.index(terms[0])])
+    acc = terms[0] if terms else ""
+    for i, term in enumerate(terms[1:], 2):
+        span = sorted(set(acc) | set(term))
+        total += 2 * product(sizes[c] for c in span)
+        needed = set(out).union(*terms[i:])
+        acc = "".join(c for c in span if c in needed)
+    return total + (factors if terms else max(factors - 1, 0)) * size(y)
+
+
 register(
     "einsum",
     _einsum_type,
@@ -265,6 +300,7 @@ register(
     _einsum_adjoint,
     doc='Einstein summation with an explicit output, np.einsum("ij,jk->ik", a, b)',
     call=("spec", "*operands"),
+    flops=_einsum_flops,
     spec=REQUIRED,
 )
 
@@ -289,4 +325,5 @@ register(
     _vdot_emit,
     lambda g, y, a, b: (g * b, g * a),
     doc="sum(a * b) over every axis, without the temporary product (the optimizer's form of it)",
+    flops=lambda y, a, b: 2 * size(a),
 )

@@ -13,6 +13,7 @@ from . import (
     CMP,
     Code,
     normalize_axes,
+    per_element,
     register,
 )
 from .linalg import unsqueeze
@@ -108,6 +109,7 @@ register(
     doc="one_hot(labels, C): 1.0 at each label's class on a new last axis of size C, 0.0 "
     "elsewhere (a label outside 0..C-1 gives a row of zeros); not differentiated",
     call=("labels", "C"),
+    flops=per_element,  # a comparison per element
     C=REQUIRED,
 )
 

@@ -7,14 +7,17 @@ rewrites, after differentiation, into the operations it is made of (see `composi
 from __future__ import annotations
 
 from ..dims import Dim, product
-from ..ir import Node, ShapeError, Type, make
+from ..ir import Node, ShapeError, Type, make, reachable
 from ..optimize import rule
 from . import (
     ATOM,
     Code,
     emit_call,
+    flops_of,
+    no_flops,
     normalize_axes,
     register,
+    size,
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -70,6 +73,11 @@ def expand_back(g: Node, x: Node, axis, keepdims) -> Node:
     return make("broadcast_to", g, shape=x.shape)
 
 
+def _input_size(y: Type, x: Type, **attrs) -> Dim:
+    """A reduction: one operation per element reduced."""
+    return size(x)
+
+
 register(
     "sum",
     _reduce_type("sum"),
@@ -77,6 +85,7 @@ register(
     lambda g, y, x, *, axis, keepdims: (expand_back(g, x, axis, keepdims),),
     doc="sum over axes",
     call=("x", "axis", "keepdims"),
+    flops=_input_size,
     axis=None,
     keepdims=False,
 )
@@ -89,6 +98,7 @@ register(
     ),
     doc="mean over axes",
     call=("x", "axis", "keepdims"),
+    flops=lambda y, x, **attrs: size(x) + size(y),  # the sum, then a division per result
     axis=None,
     keepdims=False,
 )
@@ -116,6 +126,7 @@ for _name in ("max", "min"):
         _extremum_adjoint(_name),
         doc=f"{_name}imum over axes; tied elements share the gradient evenly (as torch.a{_name})",
         call=("x", "axis", "keepdims"),
+        flops=_input_size,
         axis=None,
         keepdims=False,
     )
@@ -131,12 +142,17 @@ def composite(name, infer, expand, adjoint, *, doc, call, **static):
     """Register an operation made of others. Autodiff sees it whole and uses `adjoint` (the
     compact textbook rule); then the optimizer replaces it by `expand(*args, **attrs)`, built
     from the operations it is made of, so the emitted code is theirs and the forward and the
-    backward share its parts (an expansion's common subexpressions are merged)."""
+    backward share its parts (an expansion's common subexpressions are merged). Its flops are
+    those of its expansion."""
 
     def emit(ctx, *args, **attrs):
         raise AssertionError(f"{name} is written with other operations by the optimizer")
 
-    register(name, infer, emit, adjoint, doc=doc, call=call, **static)
+    def flops(y, *xs, **attrs):
+        out = expand(*(Node("param", (), (), x) for x in xs), **attrs)
+        return sum((flops_of(n) for n in reachable([out])), Dim.of(0))
+
+    register(name, infer, emit, adjoint, doc=doc, call=call, flops=flops, **static)
     EXPANSIONS[name] = expand
 
 
@@ -188,6 +204,7 @@ register(
     lambda ctx, like, value: emit_call("np.full_like", like.text, value.text),
     lambda g, y, like, value: (None, g),
     doc="an array shaped and typed like `like`, filled with `value` (broadcast)",
+    flops=no_flops,
 )
 register(
     "copy",
@@ -195,6 +212,7 @@ register(
     lambda ctx, x: emit_call("np.copy", x.text),
     lambda g, y, x: (g,),
     doc="a fresh copy",
+    flops=no_flops,
 )
 register(
     "cast_like",
@@ -202,4 +220,5 @@ register(
     lambda ctx, x, like: Code(f"{x.at(ATOM)}.astype({like.at(ATOM)}.dtype)"),
     lambda g, y, x, like: (None, None),
     doc="x converted to like's dtype: counts made floats of the dtype of the values counted",
+    flops=no_flops,
 )

@@ -9,6 +9,7 @@ from . import (
     Code,
     broadcast,
     emit_call,
+    no_flops,
     number_filled,
     register,
     shape_text,
@@ -39,7 +40,7 @@ def _reshape_type(x: Type, *, shape):
 
 
 def _reshape_emit(ctx, x, *, shape):
-    if x.type.static:  # a plain number into a shape of size-1 axes
+    if not x.type.ndim:  # maybe a Python number (no `.reshape`), into a shape of size-1 axes
         return number_filled(ctx, x, shape)
     return Code(f"{x.at(ATOM)}.reshape({shape_text(ctx, shape)})")
 
@@ -51,6 +52,7 @@ register(
     lambda g, y, x, *, shape: (make("reshape", g, shape=x.shape),),
     doc="the same elements in a new shape",
     call=("x", "shape"),
+    flops=no_flops,
     shape=REQUIRED,
 )
 
@@ -68,4 +70,5 @@ register(
     lambda ctx, x, *, shape: emit_call("np.broadcast_to", x.text, shape_text(ctx, shape)),
     lambda g, y, x, *, shape: (g,),
     doc="a read-only view of x broadcast to a shape",
+    flops=no_flops,
 )

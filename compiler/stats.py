@@ -1,0 +1,331 @@
+"""`bpc stats`: what the generated code costs, read off the optimized IR before it runs.
+
+Per graph: the NumPy operations of the forward and of the backward pass (and of the fused
+`g_grad`), an estimate of their floating-point operations, and the bytes the forward keeps in
+`cache` for the backward, each as a formula in the dimension names (a `Dim`) and evaluated for
+the sizes given.
+
+What counts:
+
+- an operation is a node of the optimized IR that the emitted module computes, whether it has a
+  line of its own or is written inline; parameters, upstream gradients, constants, dimension
+  sizes and arithmetic on plain Python numbers are not operations. Views (transpose, reshape,
+  broadcast_to, basic indexing) are counted apart: NumPy makes them without touching the data.
+- flops come from each operation's own rule (`OpDef.flops`, beside its shape rule): one per
+  result element for elementwise operations and comparisons (a transcendental function counts
+  one), `2*m*k*n` for a matrix product, the input's size for a reduction (a mean also divides
+  each result), nothing for views, copies and gathers.
+- cache bytes are elements times their size: 8 for a float (4 with float32), 8 for an integer,
+  1 for a boolean mask; a parameter in the cache is a reference to the caller's array, counted
+  in full (as PyTorch's saved tensors are) and marked; a dimension size or a plain number in
+  the cache is a Python number and counts nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+
+from .dims import Dim, product
+from .emit import Compiled, _graph_view, _python_name
+from .ir import Graph, Node, reachable
+from .ops import flops_of
+from .pipeline import compile_graphs
+
+LEAVES = frozenset({"param", "dout", "const", "dim"})
+# Operations that NumPy answers with a view of their argument, without computing anything.
+VIEWS = frozenset({"transpose", "reshape", "broadcast_to", "index"})
+ITEMSIZE = {"float64": 8, "float32": 4}
+
+
+@dataclass(frozen=True)
+class Part:
+    """The operations of one generated function: how many, how many of them are views, and their
+    floating-point operations."""
+
+    ops: int
+    views: int
+    flops: Dim
+
+
+@dataclass(frozen=True)
+class Kept:
+    """One value in the cache: its name in the generated code, its type, its elements and the
+    bytes of each (0 for a plain Python number)."""
+
+    name: str
+    type: str
+    elements: Dim
+    itemsize: int
+    param: bool  # a reference to the caller's array, or a view of it
+
+    @property
+    def bytes(self) -> Dim:
+        return self.itemsize * self.elements
+
+
+@dataclass(frozen=True)
+class GraphStats:
+    name: str
+    dims: tuple[str, ...]  # the dimension names, in the order the parameters declare them
+    forward: Part
+    backward: Part
+    grad: Part | None  # the fused g_grad of a graph with one scalar output
+    cache: tuple[Kept, ...]
+    cache_dims: tuple[str, ...]  # sizes the backward reads, kept as Python ints
+
+    @property
+    def cache_bytes(self) -> Dim:
+        return sum((k.bytes for k in self.cache), Dim.of(0))
+
+
+def _part(nodes: Iterable[Node]) -> Part:
+    ops = [n for n in nodes if n.op not in LEAVES and not n.type.static]
+    views = [n for n in ops if n.op in VIEWS and not any(a.type.static for a in n.args)]
+    flops = sum((flops_of(n) for n in ops), Dim.of(0))
+    return Part(len(ops) - len(views), len(views), flops)
+
+
+def _cached(compiled: Sequence[Compiled], c: Compiled) -> list[tuple[str, Node]]:
+    """What `g_forward` returns in its cache, with the names the module gives them, as the
+    emitter writes it: the graph's cache, then a float parameter lent for its dtype when the
+    backward needs one and caches no float array, then the sizes (which cost nothing)."""
+    module_names = {
+        _python_name(x.pair.name + suffix)
+        for x in compiled
+        for suffix in ("", "_forward", "_backward", "_grad")
+    }
+    body = _graph_view(c, module_names, checks=True)["functions"][1]["body"]
+    (line,) = [line for line in body if line.startswith("cache = (")]
+    names = [name.strip() for name in line[len("cache = (") : -1].split(",") if name.strip()]
+    g = c.pair
+    nodes = list(g.cache)
+    if len(names) > len(nodes) + len(g.cache_dims):  # the parameter lent for its dtype
+        floats = [n for n in g.inputs if n.dtype == "float"]
+        nodes += [n for n in floats if n.ndim][:1] or floats[:1]
+    return list(zip(names, nodes))
+
+
+def _refers_to_param(n: Node) -> bool:
+    """A parameter, or a view of one: the cache holds a reference, not a copy."""
+    while n.op in VIEWS:
+        n = n.args[0]
+    return n.op == "param"
+
+
+def graph_stats(
+    c: Compiled, dtype: str = "float64", compiled: Sequence[Compiled] = ()
+) -> GraphStats:
+    """The costs of one compiled graph, in the module compiled from `compiled` (by default from
+    `c` alone; it decides the names); `dtype` is the float dtype the cache bytes assume."""
+    g = c.pair
+    forward = reachable(g.outputs) | set(g.inputs)
+    grad = None
+    if c.grad is not None:
+        grad = _part(c.grad.nodes)
+    itemsize = {"float": ITEMSIZE[dtype], "int": 8, "bool": 1}
+    kept = []
+    for name, n in _cached(compiled or [c], c):
+        elements = Dim.of(0) if n.type.static else product(n.shape)
+        kept.append(Kept(name, str(n.type), elements, itemsize[n.dtype], _refers_to_param(n)))
+    return GraphStats(
+        g.name,
+        _dim_names(g),
+        _part(n for n in g.nodes if n in forward),
+        _part(n for n in g.nodes if n not in forward),
+        grad,
+        tuple(kept),
+        tuple(d for d in _dim_names(g) if d in g.cache_dims),
+    )
+
+
+def _dim_names(g: Graph) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(d for p in g.params for d in p.dims if isinstance(d, str)))
+
+
+def stats_source(text: str, graph: str | None = None, dtype: str = "float64") -> list[GraphStats]:
+    """The costs of every graph in `text` (or of `graph` alone); raises CompileError on bad input
+    and KeyError for a graph the text does not define."""
+    return select(compile_graphs(text), graph, dtype)
+
+
+def select(compiled: list[Compiled], graph: str | None, dtype: str) -> list[GraphStats]:
+    names = [c.pair.name for c in compiled]
+    if graph is not None and graph not in names:
+        raise KeyError(f"no graph named '{graph}'; the file has {', '.join(names) or 'none'}")
+    return [
+        graph_stats(c, dtype, compiled) for c in compiled if graph is None or c.pair.name == graph
+    ]
+
+
+def unknown_dims(stats: Sequence[GraphStats], sizes: dict[str, int]) -> str | None:
+    """A message naming the sizes given for dimensions that no graph has, or None."""
+    known = list(dict.fromkeys(d for s in stats for d in s.dims))
+    unknown = [d for d in sizes if d not in known]
+    if not unknown:
+        return None
+    which = ", ".join(unknown)
+    plural = "s" * (len(unknown) > 1)
+    if len(stats) == 1:
+        where, whose = f"{stats[0].name} has no dimension{plural} {which}", "its"
+    else:
+        where, whose = f"no graph has a dimension{plural} named {which}", "the"
+    have = f"{whose} dimensions are {', '.join(known)}" if known else "there are no named ones"
+    return f"--dim: {where}; {have}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Formulas and numbers
+
+
+def formula(d: Dim, order: Sequence[str] = ()) -> str:
+    """`d` as people write it: the factors of a term in `order` (the declaration order), powers
+    as `T**2`, the highest degrees first: `2*N*D*H + 2*N*H*C + N*C`."""
+    if not d.terms:
+        return "0"
+    rank = {s: i for i, s in enumerate(order)}
+
+    def ranked(m):
+        return sorted(m, key=lambda s: (rank.get(s, len(rank)), s))
+
+    def monomial(m) -> list[str]:
+        out = []
+        for s in dict.fromkeys(ranked(m)):
+            k = m.count(s)
+            out.append(s if k == 1 else f"{s}**{k}")
+        return out
+
+    terms = sorted(
+        d.terms, key=lambda t: (-len(t[0]), [(rank.get(s, len(rank)), s) for s in ranked(t[0])])
+    )
+    parts = []
+    for m, c in terms:
+        factors = monomial(m)
+        if abs(c) != 1 or not factors:
+            factors.insert(0, str(abs(c)))
+        parts.append(("- " if c < 0 else "+ ") + "*".join(factors))
+    text = " ".join(parts)
+    return text[2:] if text.startswith("+ ") else "-" + text[2:]
+
+
+def evaluate(d: Dim, sizes: dict[str, int]) -> Dim:
+    """`d` with the given sizes substituted: a constant when every size it needs is given."""
+    return d.subs({s: Dim.of(v) for s, v in sizes.items()})
+
+
+def _scaled(v: int, base: int, units: Sequence[str]) -> str:
+    x, unit = float(v), units[0]
+    for u in units[1:]:
+        if abs(x) < base:
+            break
+        x, unit = x / base, u
+    if unit == units[0]:
+        return f"{v} {unit}"
+    return f"{f'{x:#.3g}'.rstrip('.')} {unit}"
+
+
+def count_text(v: int) -> str:
+    """A number of flops with three significant digits: `13.0 Mflop`."""
+    return _scaled(v, 1000, ("flop", "kflop", "Mflop", "Gflop", "Tflop", "Pflop"))
+
+
+def bytes_text(v: int) -> str:
+    """A number of bytes in binary units: `1.23 MiB`."""
+    return _scaled(v, 1024, ("B", "KiB", "MiB", "GiB", "TiB"))
+
+
+# ---------------------------------------------------------------------------------------------
+# The report
+
+
+def bytes_formula(kept: Iterable[Kept], order: Sequence[str] = ()) -> str:
+    """Bytes grouped by element size: `8*(N*D + N*H) + N*C`."""
+    groups: dict[int, Dim] = {}
+    constant = 0  # elements whose number is known, as bytes
+    for k in kept:
+        if k.elements.is_const:
+            constant += k.itemsize * k.elements.value
+        else:
+            groups[k.itemsize] = groups.get(k.itemsize, Dim.of(0)) + k.elements
+    parts = []
+    for itemsize, elements in sorted(groups.items(), reverse=True):
+        if len(elements.terms) == 1:
+            parts.append(formula(itemsize * elements, order))
+        else:
+            text = formula(elements, order)
+            parts.append(text if itemsize == 1 else f"{itemsize}*({text})")
+    if constant or not parts:
+        parts.append(str(constant))
+    return " + ".join(parts)
+
+
+def report(stats: GraphStats, sizes: dict[str, int] | None = None, dtype: str = "float64") -> str:
+    """The table of one graph. With every size given, the costs are evaluated; with some, the
+    formulas have those substituted; with none, they are the formulas alone."""
+    sizes = {d: v for d, v in (sizes or {}).items() if d in stats.dims}
+    missing = [d for d in stats.dims if d not in sizes]
+    given = ", ".join(f"{d}={sizes[d]}" for d in stats.dims if d in sizes)
+    if not stats.dims:
+        head = stats.name
+    elif not sizes:
+        head = f"{stats.name}  [{', '.join(stats.dims)}]"
+    elif missing:
+        head = f"{stats.name}  ({given}; not given: {', '.join(missing)})"
+    else:
+        head = f"{stats.name}  ({given})"
+
+    def shown(d: Dim) -> str:  # a formula, with the sizes substituted when some are missing
+        return formula(evaluate(d, sizes) if missing else d, stats.dims)
+
+    def kept_bytes(kept: Sequence[Kept]) -> str:
+        if missing:
+            return bytes_formula(
+                [replace(k, elements=evaluate(k.elements, sizes)) for k in kept], stats.dims
+            )
+        return bytes_formula(kept, stats.dims)
+
+    rows = [("", "numpy ops", "views", "at these sizes", "formula")]
+    parts = [("forward", stats.forward), ("backward", stats.backward), ("grad", stats.grad)]
+    for label, part in parts:
+        if part is not None:
+            value = "" if missing else count_text(evaluate(part.flops, sizes).value)
+            rows.append((label, str(part.ops), str(part.views), value, shown(part.flops)))
+    n = len(stats.cache)
+    value = "" if missing else bytes_text(evaluate(stats.cache_bytes, sizes).value)
+    text = f"{kept_bytes(stats.cache)} bytes ({dtype})"
+    rows.append(("cache", f"{n} value{'s' * (n != 1)}", "", value, text))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = [head]
+    for r in rows:
+        cells = [r[0].ljust(widths[0]), r[1].rjust(widths[1]), r[2].rjust(widths[2])]
+        if not missing:
+            cells.append(r[3].rjust(widths[3]))
+        lines.append(("  " + "  ".join(cells) + "  " + r[4]).rstrip())
+
+    def amount(kept: list[Kept]) -> str:
+        if missing:
+            return f"{kept_bytes(kept)} bytes"
+        return bytes_text(evaluate(sum((k.bytes for k in kept), Dim.of(0)), sizes).value)
+
+    computed = [k for k in stats.cache if not k.param]
+    referenced = [k for k in stats.cache if k.param]
+    indent = " " * (2 + widths[0] + 2)
+    if computed or stats.cache_dims:
+        text = "computed: " + (", ".join(f"{k.name} {k.type}" for k in computed) or "nothing")
+        if computed:
+            text += f"  ({amount(computed)})"
+        if stats.cache_dims:
+            what = "size" if len(stats.cache_dims) == 1 else "sizes"
+            text += f"; the {what} {', '.join(stats.cache_dims)}"
+        lines.append(indent + text)
+    if referenced:
+        names = ", ".join(f"{k.name} {k.type}" for k in referenced)
+        lines.append(f"{indent}referenced: {names}  ({amount(referenced)}, the caller's arrays)")
+    return "\n".join(lines)
+
+
+def stats_text(
+    stats: Sequence[GraphStats], sizes: dict[str, int] | None = None, dtype: str = "float64"
+) -> str:
+    """The reports of `stats`, one table per graph."""
+    return "\n\n".join(report(s, sizes, dtype) for s in stats) + "\n"
