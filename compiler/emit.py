@@ -223,9 +223,14 @@ def _dtype_source(values, namer: _Namer) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=4)
+def _lines(source: str) -> list[str]:
+    return source.splitlines()
+
+
 def _source_line(source: str, line: int, fn: str | None) -> str:
     """The statement on `line`, with the lines it continues onto inside brackets."""
-    lines = source.splitlines()
+    lines = _lines(source)
     parts, depth, i = [], 0, line - 1
     while 0 <= i < len(lines):
         code = lines[i].split("#", 1)[0].strip()
@@ -243,6 +248,25 @@ def _tuple(names: list[str], parens: bool = False) -> str:
     if len(names) == 1:
         return f"({names[0]},)"
     return f"({', '.join(names)})" if parens or not names else ", ".join(names)
+
+
+def _pack(target: str, names: list[str]) -> str:
+    """`target = (a, b, ...)` in a function body, exploded one name a line the way black
+    writes a tuple too long for one line (black itself takes seconds on a tuple of thousands)."""
+    line = f"{target} = {_tuple(names, parens=True)}"
+    if len(line) + 4 <= LINE_LENGTH:
+        return line
+    return f"{target} = (\n" + "".join(f"    {name},\n" for name in names) + ")"
+
+
+def _unpack(names: list[str], source: str) -> str:
+    """`a, b, ... = source` in a function body, broken the way black breaks it."""
+    line = f"{_tuple(names)} = {source}"
+    if len(line) + 4 <= LINE_LENGTH:
+        return line
+    if len(f"{_tuple(names)} = (") + 4 <= LINE_LENGTH:
+        return f"{_tuple(names)} = (\n    {source}\n)"
+    return "(\n" + "".join(f"    {name},\n" for name in names) + f") = {source}"
 
 
 def _string(text: str) -> str:
@@ -329,7 +353,7 @@ def _graph_view(c: Compiled, module_names: set[str], checks: bool) -> dict:
     if len(g.douts) > 1:
         backward_body.append(f"{', '.join(fn.name_of(d) for d in g.douts)} = dout")
     if cache_names:
-        backward_body.append(f"{_tuple(cache_names)} = cache")
+        backward_body.append(_unpack(cache_names, "cache"))
     # The backward sees only the cache: a cached float array lends its dtype.
     fn.dtype_of = _dtype_source(cached, namer)
     backward_body += fn.lines(backward_nodes, comments=True)
@@ -359,7 +383,7 @@ def _graph_view(c: Compiled, module_names: set[str], checks: bool) -> dict:
             "doc": f"{outs} = {call}, and the cache that {g.name}_backward needs.",
             "body": prologue
             + forward_lines
-            + [f"cache = {_tuple(cache_names, parens=True)}", f"return {result}, cache"],
+            + [_pack("cache", cache_names), f"return {result}, cache"],
         },
         {
             "name": _python_name(f"{g.name}_backward"),

@@ -20,9 +20,25 @@ Rule = Callable[[Node], Node | None]
 RULES: list[Rule] = []
 
 
-def rule(fn: Rule) -> Rule:
-    RULES.append(fn)
-    return fn
+def rule(*ops: str):
+    """Register a rewrite; `@rule("mul", "div")` says it only ever matches those operations (the
+    simplifier then tries it on those alone), a bare `@rule` that it may match any."""
+
+    def register(fn: Rule) -> Rule:
+        fn.ops = frozenset(ops) if ops else None
+        RULES.append(fn)
+        _rules_for.cache_clear()
+        return fn
+
+    if len(ops) == 1 and callable(ops[0]):
+        fn, ops = ops[0], ()
+        return register(fn)
+    return register
+
+
+@functools.cache
+def _rules_for(op: str) -> tuple[Rule, ...]:
+    return tuple(r for r in RULES if r.ops is None or op in r.ops)
 
 
 def _is_const(n: Node, value=None) -> bool:
@@ -53,7 +69,7 @@ _FOLD = {
 }
 
 
-@rule
+@rule(*_FOLD)
 def fold_constants(n: Node) -> Node | None:
     """op(c1, c2) -> c, for arithmetic on literal numbers."""
     if n.op in _FOLD and n.args and all(_is_const(a) for a in n.args):
@@ -69,7 +85,7 @@ def fold_constants(n: Node) -> Node | None:
     return None
 
 
-@rule
+@rule("mul", "div", "pow")
 def multiply_by_one(n: Node) -> Node | None:
     """x * 1 -> x, 1 * x -> x, x / 1 -> x, x ** 1 -> x."""
     if n.op in ("mul", "div", "pow"):
@@ -81,7 +97,7 @@ def multiply_by_one(n: Node) -> Node | None:
     return None
 
 
-@rule
+@rule("add", "sub")
 def add_zero(n: Node) -> Node | None:
     """x + 0 -> x, 0 + x -> x, x - 0 -> x, 0 - x -> -x."""
     if n.op in ("add", "sub"):
@@ -93,7 +109,7 @@ def add_zero(n: Node) -> Node | None:
     return None
 
 
-@rule
+@rule("neg")
 def double_negation(n: Node) -> Node | None:
     """-(-x) -> x."""
     if n.op == "neg" and n.args[0].op == "neg":
@@ -101,7 +117,7 @@ def double_negation(n: Node) -> Node | None:
     return None
 
 
-@rule
+@rule("add", "sub")
 def subtract_negation(n: Node) -> Node | None:
     """a + (-b) -> a - b, (-a) + b -> b - a, a - (-b) -> a + b."""
     if n.op in ("add", "sub"):
@@ -113,7 +129,7 @@ def subtract_negation(n: Node) -> Node | None:
     return None
 
 
-@rule
+@rule("add")
 def add_to_itself(n: Node) -> Node | None:
     """g + g -> 2 * g."""
     if n.op == "add" and n.args[0] is n.args[1]:
@@ -121,7 +137,7 @@ def add_to_itself(n: Node) -> Node | None:
     return None
 
 
-@rule
+@rule("mul")
 def constant_first(n: Node) -> Node | None:
     """x * c -> c * x, so that equal products look alike and read like math (`2 * x`)."""
     if n.op == "mul" and _is_const(n.args[1]) and not _is_const(n.args[0]):
@@ -129,7 +145,7 @@ def constant_first(n: Node) -> Node | None:
     return None
 
 
-@rule
+@rule("mul")
 def combine_constant_factors(n: Node) -> Node | None:
     """c1 * (c2 * x) -> (c1 * c2) * x."""
     if (
@@ -143,7 +159,7 @@ def combine_constant_factors(n: Node) -> Node | None:
     return None
 
 
-@rule
+@rule("mul")
 def constant_leftmost(n: Node) -> Node | None:
     """c * (a * b) -> c * a * b, the way a derivation is written (`2 * dout * q`)."""
     if n.op == "mul" and _is_const(n.args[0]) and n.args[1].op == "mul":
@@ -153,7 +169,7 @@ def constant_leftmost(n: Node) -> Node | None:
     return None
 
 
-@rule
+@rule("mul")
 def small_factors_first(n: Node) -> Node | None:
     """s * (t * X) -> (s * t) * X, and likewise (X * s) * t, for an array X of the product's
     shape and factors s, t with fewer axes (scalars, a vector along the last axis): the small
@@ -178,7 +194,7 @@ def _factors(n: Node) -> list[Node]:
     return [f for a in n.args for f in (_factors(a) if a.shape == n.shape else [a])]
 
 
-@rule
+@rule("sum")
 def sum_of_scaled(n: Node) -> Node | None:
     """sum(X * Y * v, axes) -> v * sum(X * Y, axes) when v is the same all along the summed
     leading axes (a scalar, or a vector along the last axis summed over the rows), for products
@@ -206,7 +222,7 @@ def sum_of_scaled(n: Node) -> Node | None:
     )
 
 
-@rule
+@rule("transpose")
 def compose_transposes(n: Node) -> Node | None:
     """transpose(transpose(x, p), q) -> transpose(x, p[q]); an identity permutation -> x."""
     if n.op != "transpose":
@@ -220,7 +236,7 @@ def compose_transposes(n: Node) -> Node | None:
     return make("transpose", x, axes=axes) if x is not n.args[0] else None
 
 
-@rule
+@rule("reshape")
 def collapse_reshapes(n: Node) -> Node | None:
     """reshape(reshape(x)) -> reshape(x); a reshape to the same shape -> x."""
     if n.op != "reshape":
@@ -256,7 +272,7 @@ def broadcast_implicitly(n: Node) -> Node | None:
     return None
 
 
-@rule
+@rule("sum")
 def sum_of_broadcast_scalar(n: Node) -> Node | None:
     """sum(broadcast_to(s, shape), axes) -> broadcast_to(s * count, reduced shape), for a scalar s."""
     if n.op == "sum" and n.args[0].op == "broadcast_to" and n.args[0].args[0].ndim == 0:
@@ -267,7 +283,7 @@ def sum_of_broadcast_scalar(n: Node) -> Node | None:
     return None
 
 
-@rule
+@rule("reshape", "transpose")
 def reshape_of_broadcast_scalar(n: Node) -> Node | None:
     """reshape(broadcast_to(s, shape), new) -> broadcast_to(s, new), for a scalar s (and the
     same for a transpose)."""
@@ -292,7 +308,7 @@ def _sum_terms(n: Node) -> list[Node]:
     return terms
 
 
-@rule
+@rule("add")
 def pads_tile_an_axis(n: Node) -> Node | None:
     """pad(a, (0, k)) + pad(b, (j, 0)) + ... -> concat(a, b, ...) when the padded blocks tile one
     axis exactly (LSTM gates sliced from one array): one copy instead of pads and adds."""
@@ -320,7 +336,7 @@ def pads_tile_an_axis(n: Node) -> Node | None:
     return make("concat", *(t.args[0] for t in order), axis=axis)
 
 
-@rule
+@rule("sum")
 def sum_of_product(n: Node) -> Node | None:
     """sum(a * b) -> vdot(a, b) over every axis of equal shapes: a contraction, no temporary."""
     if n.op == "sum" and n.ndim == 0 and n.args[0].op == "mul" and n.args[0].ndim:
@@ -330,7 +346,7 @@ def sum_of_product(n: Node) -> Node | None:
     return None
 
 
-@rule
+@rule("sum", "mean", "reshape", "transpose", "mul", "div")
 def negation_outward(n: Node) -> Node | None:
     """(-a) * b -> -(a * b), a * (-b) -> -(a * b), (-a) / b -> -(a / b), -1 * x -> -x, and
     sum(-x) -> -sum(x) (likewise mean, reshape, transpose): the negation on the smaller value."""
@@ -347,7 +363,7 @@ def negation_outward(n: Node) -> Node | None:
     return None
 
 
-@rule
+@rule("transpose")
 def transpose_product(n: Node) -> Node | None:
     """(a @ b).T -> b.T @ a.T for matrices: a transpose of an operand is a free view."""
     if n.op == "transpose" and n.ndim == 2 and n.args[0].op == "matmul":
@@ -357,7 +373,7 @@ def transpose_product(n: Node) -> Node | None:
     return None
 
 
-@rule
+@rule("add", "sub")
 def add_twice(n: Node) -> Node | None:
     """(a + b) + b -> a + 2 * b, (a - b) - b -> a - 2 * b."""
     if n.op in ("add", "sub") and n.args[0].op == n.op and n.args[0].args[1] is n.args[1]:
@@ -374,7 +390,7 @@ def _leading_ones(n: Node) -> bool:
     return k >= 0 and n.shape[k:] == x.shape and all(d.is_const for d in n.shape[:k])
 
 
-@rule
+@rule("broadcast_to", "sum")
 def useless_broadcast(n: Node) -> Node | None:
     """broadcast_to(x, shape of x) -> x; a sum over no axes -> x."""
     if n.op in ("broadcast_to", "sum") and _same_type(n.args[0], n):
@@ -440,7 +456,7 @@ class _Simplifier:
         n = n if args == n.args else replace(n, args=args)
         if n.op not in ("param", "dout"):
             with at(n.loc):
-                for r in RULES:
+                for r in _rules_for(n.op):
                     m = r(n)
                     if m is not None:
                         if m.hint is None and n.hint and m.op not in ("const", "param", "dim"):

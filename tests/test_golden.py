@@ -7,11 +7,13 @@
 from __future__ import annotations
 
 import difflib
+import textwrap
 from pathlib import Path
 
+import black
 import pytest
 
-from bpc import compile_source
+from bpc import compile_source, emit
 
 ROOT = Path(__file__).resolve().parent.parent
 PAIRS = [(p, p.with_suffix(".py")) for p in sorted((ROOT / "tests" / "golden").glob("*.bp"))] + [
@@ -51,3 +53,14 @@ def test_compiling_twice_gives_identical_bytes():
     for source, _ in PAIRS:
         text = source.read_text()
         assert compile_source(text, source.name) == compile_source(text, source.name)
+
+
+@pytest.mark.parametrize("count", [1, 2, 5, 12, 15, 16, 19, 40])
+@pytest.mark.parametrize("width", [2, 4, 9])
+def test_long_tuples_are_broken_the_way_black_breaks_them(count, width):
+    """The cache's tuples are written in black's layout by the emitter itself (black takes
+    seconds on a tuple of thousands of names)."""
+    names = [f"n{i:0{width}d}" for i in range(count)]
+    for line in (emit._pack("cache", names), emit._unpack(names, "cache")):
+        text = "def f(cache):\n" + textwrap.indent(line, "    ") + "\n"
+        assert black.format_str(text, mode=black.Mode()) == text
