@@ -104,14 +104,16 @@ class AffineGrads(NamedTuple):
 def affine(x, w, b):
     """out [N, M] = affine(x [N, D], w [D, M], b [M]): the forward pass alone."""
     N, D, M = _shapes("affine(x: [N, D], w: [D, M], b: [M])", x, w, b)
-    out = x @ w + b
+    out = x @ w
+    out += b
     return out
 
 
 def affine_forward(x, w, b):
     """out [N, M] = affine(x [N, D], w [D, M], b [M]), and the cache that affine_backward needs."""
     N, D, M = _shapes("affine(x: [N, D], w: [D, M], b: [M])", x, w, b)
-    out = x @ w + b
+    out = x @ w
+    out += b
     cache = (x, w)
     return out, cache
 

@@ -152,7 +152,8 @@ def svm_loss(x, y):
     """loss [] = svm_loss(x [N, C], y int[N]): the forward pass alone."""
     N, C = _shapes("svm_loss(x: [N, C], y: int[N])", x, y)
     correct = np.take_along_axis(x, y[:, None], axis=1)[:, 0]
-    t = x - correct.reshape((N, 1)) + 1
+    t = x - correct.reshape((N, 1))
+    t += 1
     margins = np.maximum(0, t)
     t_1 = (y[:, None] == np.arange(C)).astype(x.dtype) > 0
     loss = np.sum(np.where(t_1, 0, margins)) / N
@@ -163,7 +164,8 @@ def svm_loss_forward(x, y):
     """loss [] = svm_loss(x [N, C], y int[N]), and the cache that svm_loss_backward needs."""
     N, C = _shapes("svm_loss(x: [N, C], y: int[N])", x, y)
     correct = np.take_along_axis(x, y[:, None], axis=1)[:, 0]
-    t = x - correct.reshape((N, 1)) + 1
+    t = x - correct.reshape((N, 1))
+    t += 1
     margins = np.maximum(0, t)
     t_1 = (y[:, None] == np.arange(C)).astype(x.dtype) > 0
     loss = np.sum(np.where(t_1, 0, margins)) / N
@@ -177,9 +179,11 @@ def svm_loss_backward(dout, cache):
     # loss = sum(where(one_hot(y, C) > 0, 0, margins)) / N
     dmargins = np.where(t_1, 0, dout / N).astype(t.dtype)
     # margins = maximum(0, x - reshape(correct, (N, 1)) + 1)
-    t_2 = dmargins * (t > 0) + 0.5 * dmargins * (0 == t)
+    t_2 = dmargins * (t > 0)
+    t_2 += 0.5 * dmargins * (0 == t)
     # correct = take_along(x, y)
-    dx = t_2 + (y[:, None] == np.arange(C)) * (-np.sum(t_2, axis=1))[:, None]
+    dx = (y[:, None] == np.arange(C)) * (-np.sum(t_2, axis=1))[:, None]
+    dx += t_2
     return SvmLossGrads(dx)
 
 
@@ -187,14 +191,17 @@ def svm_loss_grad(x, y):
     """loss = svm_loss(x [N, C], y int[N]) and its gradients with respect to x."""
     N, C = _shapes("svm_loss(x: [N, C], y: int[N])", x, y)
     correct = np.take_along_axis(x, y[:, None], axis=1)[:, 0]
-    t = x - correct.reshape((N, 1)) + 1
+    t = x - correct.reshape((N, 1))
+    t += 1
     margins = np.maximum(0, t)
     t_1 = (y[:, None] == np.arange(C)).astype(x.dtype) > 0
     loss = np.sum(np.where(t_1, 0, margins)) / N
     # loss = sum(where(one_hot(y, C) > 0, 0, margins)) / N
     dmargins = np.where(t_1, 0, 1.0 / N).astype(x.dtype)
     # margins = maximum(0, x - reshape(correct, (N, 1)) + 1)
-    t_2 = dmargins * (t > 0) + 0.5 * dmargins * (0 == t)
+    t_2 = dmargins * (t > 0)
+    t_2 += 0.5 * dmargins * (0 == t)
     # correct = take_along(x, y)
-    dx = t_2 + (y[:, None] == np.arange(C)) * (-np.sum(t_2, axis=1))[:, None]
+    dx = (y[:, None] == np.arange(C)) * (-np.sum(t_2, axis=1))[:, None]
+    dx += t_2
     return loss, SvmLossGrads(dx)

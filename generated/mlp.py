@@ -114,9 +114,11 @@ def mlp(X, Y, W1, b1, W2, b2, reg):
         b2,
         reg,
     )
-    affine_out = X @ W1 + b1
+    affine_out = X @ W1
+    affine_out += b1
     h = np.tanh(affine_out)
-    affine_out_1 = h @ W2 + b2
+    affine_out_1 = h @ W2
+    affine_out_1 += b2
     err = affine_out_1 - Y
     t = 0.5 * reg
     t_1 = t * (np.vdot(W1, W1) + np.vdot(W2, W2))
@@ -136,9 +138,11 @@ def mlp_forward(X, Y, W1, b1, W2, b2, reg):
         b2,
         reg,
     )
-    affine_out = X @ W1 + b1
+    affine_out = X @ W1
+    affine_out += b1
     h = np.tanh(affine_out)
-    affine_out_1 = h @ W2 + b2
+    affine_out_1 = h @ W2
+    affine_out_1 += b2
     err = affine_out_1 - Y
     t = 0.5 * reg
     t_1 = t * (np.vdot(W1, W1) + np.vdot(W2, W2))
@@ -156,12 +160,14 @@ def mlp_backward(dout, cache):
     # out = x @ w + b  (in fn affine)
     db2 = np.sum(derr, axis=0)
     dh = derr @ W2.T
-    dW2 = t_2 * W2 + h.T @ derr
+    dW2 = h.T @ derr
+    dW2 += t_2 * W2
     # h = tanh(affine(X, W1, b1))
     daffine_out = dh * (1 - h * h)
     # out = x @ w + b  (in fn affine)
     db1 = np.sum(daffine_out, axis=0)
-    dW1 = t_2 * W1 + X.T @ daffine_out
+    dW1 = X.T @ daffine_out
+    dW1 += t_2 * W1
     return MlpGrads(dW1, db1, dW2, db2)
 
 
@@ -177,9 +183,11 @@ def mlp_grad(X, Y, W1, b1, W2, b2, reg):
         b2,
         reg,
     )
-    affine_out = X @ W1 + b1
+    affine_out = X @ W1
+    affine_out += b1
     h = np.tanh(affine_out)
-    affine_out_1 = h @ W2 + b2
+    affine_out_1 = h @ W2
+    affine_out_1 += b2
     err = affine_out_1 - Y
     t = 0.5 * reg * (np.vdot(W1, W1) + np.vdot(W2, W2))
     loss = 0.5 * np.mean(np.sum(err**2, axis=1)) + t
@@ -188,10 +196,12 @@ def mlp_grad(X, Y, W1, b1, W2, b2, reg):
     # out = x @ w + b  (in fn affine)
     db2 = np.sum(derr, axis=0)
     dh = derr @ W2.T
-    dW2 = reg * W2 + h.T @ derr
+    dW2 = h.T @ derr
+    dW2 += reg * W2
     # h = tanh(affine(X, W1, b1))
     daffine_out = dh * (1 - h * h)
     # out = x @ w + b  (in fn affine)
     db1 = np.sum(daffine_out, axis=0)
-    dW1 = reg * W1 + X.T @ daffine_out
+    dW1 = X.T @ daffine_out
+    dW1 += reg * W1
     return loss, MlpGrads(dW1, db1, dW2, db2)

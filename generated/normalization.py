@@ -110,7 +110,8 @@ def batchnorm(x, gamma, beta):
     t = np.sqrt(var + 1e-05)
     invstd = 1 / t
     t_1 = invstd * gamma
-    out = t_1 * xc + beta
+    out = t_1 * xc
+    out += beta
     return out
 
 
@@ -123,7 +124,8 @@ def batchnorm_forward(x, gamma, beta):
     t = np.sqrt(var + 1e-05)
     invstd = 1 / t
     t_1 = invstd * gamma
-    out = t_1 * xc + beta
+    out = t_1 * xc
+    out += beta
     cache = (gamma, xc, t, invstd, t_1, N)
     return out, cache
 
@@ -138,7 +140,8 @@ def batchnorm_backward(dout, cache):
     # xhat = xc * invstd
     dinvstd = gamma * t_2
     # var = mean(xc * xc, axis=0)
-    dxc = t_1 * dout - 2 * (dinvstd * invstd / t / (2 * t) / N) * xc
+    dxc = t_1 * dout
+    dxc -= 2 * (dinvstd * invstd / t / (2 * t) / N) * xc
     # mu = mean(x, axis=0)
     dx = dxc - np.sum(dxc, axis=0) / N
     return BatchnormGrads(dx, dgamma, dbeta)
@@ -160,7 +163,8 @@ def layernorm(x, gamma, beta):
     var = np.mean(xc * xc, axis=1, keepdims=True)
     t = np.sqrt(var + 1e-05)
     xhat = xc / t
-    out = gamma * xhat + beta
+    out = gamma * xhat
+    out += beta
     return out
 
 
@@ -172,7 +176,8 @@ def layernorm_forward(x, gamma, beta):
     var = np.mean(xc * xc, axis=1, keepdims=True)
     t = np.sqrt(var + 1e-05)
     xhat = xc / t
-    out = gamma * xhat + beta
+    out = gamma * xhat
+    out += beta
     cache = (gamma, xc, t, xhat, N, D)
     return out, cache
 
@@ -186,7 +191,8 @@ def layernorm_backward(dout, cache):
     dxhat = dout * gamma
     # var = mean(xc * xc, axis=1, keepdims=true)
     t_1 = 2 * (np.sum(dxhat * xhat / t, axis=1).reshape((N, 1)) / (2 * t) / D)
-    dxc = dxhat / t - t_1 * xc
+    dxc = dxhat / t
+    dxc -= t_1 * xc
     # mu = mean(x, axis=1, keepdims=true)
     dx = dxc - np.sum(dxc, axis=1).reshape((N, 1)) / D
     return LayernormGrads(dx, dgamma, dbeta)

@@ -176,12 +176,15 @@ def lstm_step(x, prev_h, prev_c, Wx, Wh, b):
     )
     t = Wx.reshape((D, 4 * H))
     t_1 = Wh.reshape((H, 4 * H))
-    a = x @ t + prev_h @ t_1 + b.reshape((4 * H,))
+    a = x @ t
+    a += prev_h @ t_1
+    a += b.reshape((4 * H,))
     i = 0.5 * np.tanh(0.5 * a[:, :H]) + 0.5
     f = 0.5 * np.tanh(0.5 * a[:, H : 2 * H]) + 0.5
     o = 0.5 * np.tanh(0.5 * a[:, 2 * H : 3 * H]) + 0.5
     g = np.tanh(a[:, 3 * H :])
-    next_c = f * prev_c + i * g
+    next_c = f * prev_c
+    next_c += i * g
     t_2 = np.tanh(next_c)
     next_h = o * t_2
     return (next_h, next_c)
@@ -200,12 +203,15 @@ def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
     )
     t = Wx.reshape((D, 4 * H))
     t_1 = Wh.reshape((H, 4 * H))
-    a = x @ t + prev_h @ t_1 + b.reshape((4 * H,))
+    a = x @ t
+    a += prev_h @ t_1
+    a += b.reshape((4 * H,))
     i = 0.5 * np.tanh(0.5 * a[:, :H]) + 0.5
     f = 0.5 * np.tanh(0.5 * a[:, H : 2 * H]) + 0.5
     o = 0.5 * np.tanh(0.5 * a[:, 2 * H : 3 * H]) + 0.5
     g = np.tanh(a[:, 3 * H :])
-    next_c = f * prev_c + i * g
+    next_c = f * prev_c
+    next_c += i * g
     t_2 = np.tanh(next_c)
     next_h = o * t_2
     cache = (x, prev_h, prev_c, t, t_1, i, f, o, g, t_2, D, H)
@@ -218,7 +224,8 @@ def lstm_step_backward(dout, cache):
     x, prev_h, prev_c, t, t_1, i, f, o, g, t_2, D, H = cache
     # next_h = o * tanh(next_c)
     do = dout_next_h * t_2
-    dnext_c = dout_next_c + dout_next_h * o * (1 - t_2 * t_2)
+    dnext_c = dout_next_h * o * (1 - t_2 * t_2)
+    dnext_c += dout_next_c
     # next_c = f * prev_c + i * g
     di = dnext_c * g
     dg = dnext_c * i
@@ -277,14 +284,16 @@ class TemporalAffineGrads(NamedTuple):
 def temporal_affine(x, w, b):
     """out [N, T, M] = temporal_affine(x [N, T, D], w [D, M], b [M]): the forward pass alone."""
     N, T, D, M = _shapes("temporal_affine(x: [N, T, D], w: [D, M], b: [M])", x, w, b)
-    out = x @ w + b
+    out = x @ w
+    out += b
     return out
 
 
 def temporal_affine_forward(x, w, b):
     """out [N, T, M] = temporal_affine(x [N, T, D], w [D, M], b [M]), and the cache that temporal_affine_backward needs."""
     N, T, D, M = _shapes("temporal_affine(x: [N, T, D], w: [D, M], b: [M])", x, w, b)
-    out = x @ w + b
+    out = x @ w
+    out += b
     cache = (x, w)
     return out, cache
 

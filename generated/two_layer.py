@@ -114,9 +114,11 @@ def two_layer(X, y, W1, b1, W2, b2, reg):
         b2,
         reg,
     )
-    affine_out = X @ W1 + b1
+    affine_out = X @ W1
+    affine_out += b1
     h = np.maximum(affine_out, 0)
-    scores = h @ W2 + b2
+    scores = h @ W2
+    scores += b2
     t = 0.5 * reg
     one_hot = y[:, None] == np.arange(C)
     shifted = scores - np.max(scores, axis=1, keepdims=True)
@@ -138,9 +140,11 @@ def two_layer_forward(X, y, W1, b1, W2, b2, reg):
         b2,
         reg,
     )
-    affine_out = X @ W1 + b1
+    affine_out = X @ W1
+    affine_out += b1
     h = np.maximum(affine_out, 0)
-    scores = h @ W2 + b2
+    scores = h @ W2
+    scores += b2
     t = 0.5 * reg
     one_hot = y[:, None] == np.arange(C)
     shifted = scores - np.max(scores, axis=1, keepdims=True)
@@ -161,12 +165,14 @@ def two_layer_backward(dout, cache):
     # out = x @ w + b  (in fn affine)
     db2 = np.sum(dscores, axis=0)
     dh = dscores @ W2.T
-    dW2 = t_2 * W2 + h.T @ dscores
+    dW2 = h.T @ dscores
+    dW2 += t_2 * W2
     # h = relu(affine(X, W1, b1))
     daffine_out = dh * (h > 0)
     # out = x @ w + b  (in fn affine)
     db1 = np.sum(daffine_out, axis=0)
-    dW1 = t_2 * W1 + X.T @ daffine_out
+    dW1 = X.T @ daffine_out
+    dW1 += t_2 * W1
     return TwoLayerGrads(dW1, db1, dW2, db2)
 
 
@@ -182,9 +188,11 @@ def two_layer_grad(X, y, W1, b1, W2, b2, reg):
         b2,
         reg,
     )
-    affine_out = X @ W1 + b1
+    affine_out = X @ W1
+    affine_out += b1
     h = np.maximum(affine_out, 0)
-    scores = h @ W2 + b2
+    scores = h @ W2
+    scores += b2
     one_hot = y[:, None] == np.arange(C)
     shifted = scores - np.max(scores, axis=1, keepdims=True)
     log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
@@ -196,12 +204,14 @@ def two_layer_grad(X, y, W1, b1, W2, b2, reg):
     # out = x @ w + b  (in fn affine)
     db2 = np.sum(dscores, axis=0)
     dh = dscores @ W2.T
-    dW2 = reg * W2 + h.T @ dscores
+    dW2 = h.T @ dscores
+    dW2 += reg * W2
     # h = relu(affine(X, W1, b1))
     daffine_out = dh * (h > 0)
     # out = x @ w + b  (in fn affine)
     db1 = np.sum(daffine_out, axis=0)
-    dW1 = reg * W1 + X.T @ daffine_out
+    dW1 = X.T @ daffine_out
+    dW1 += reg * W1
     return loss, TwoLayerGrads(dW1, db1, dW2, db2)
 
 
@@ -225,9 +235,11 @@ def two_layer_scores(X, W1, b1, W2, b2):
         W2,
         b2,
     )
-    affine_out = X @ W1 + b1
+    affine_out = X @ W1
+    affine_out += b1
     t = np.maximum(affine_out, 0)
-    scores = t @ W2 + b2
+    scores = t @ W2
+    scores += b2
     return scores
 
 
@@ -241,9 +253,11 @@ def two_layer_scores_forward(X, W1, b1, W2, b2):
         W2,
         b2,
     )
-    affine_out = X @ W1 + b1
+    affine_out = X @ W1
+    affine_out += b1
     t = np.maximum(affine_out, 0)
-    scores = t @ W2 + b2
+    scores = t @ W2
+    scores += b2
     cache = (X, W1, W2, t)
     return scores, cache
 

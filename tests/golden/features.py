@@ -126,7 +126,8 @@ def batched_backward(dout, cache):
     dout_y, dout_s = dout
     A, Bm, v, t, y, B, n, k, C, m = cache
     # s = sum(y * y, axis=(0, -1), keepdims=true)
-    dy = dout_y + 2 * dout_s * y
+    dy = 2 * dout_s * y
+    dy += dout_y
     # y = A @ Bm @ v
     t_1 = dy.reshape((B, C, n, 1))
     t_2 = t_1 * v
@@ -149,7 +150,8 @@ def scaled(Q, K):
     t = math.sqrt(d)
     a = Q @ K.T / t
     t_1 = a > 0
-    a_1 = a * t_1 - 0.1 * a
+    a_1 = a * t_1
+    a_1 -= 0.1 * a
     t_2 = a_1.T.reshape((T * T,))
     z = np.mean(t_2**2)
     return z
@@ -161,7 +163,8 @@ def scaled_forward(Q, K):
     t = math.sqrt(d)
     a = Q @ K.T / t
     t_1 = a > 0
-    a_1 = a * t_1 - 0.1 * a
+    a_1 = a * t_1
+    a_1 -= 0.1 * a
     t_2 = a_1.T.reshape((T * T,))
     z = np.mean(t_2**2)
     cache = (Q, K, t, t_1, t_2, T)
@@ -174,7 +177,8 @@ def scaled_backward(dout, cache):
     # z = mean(reshape(transpose(a, (1, 0)), (T * T,)) ** 2)
     da = (2 * (dout / (T * T)) * t_2).reshape((T, T)).T
     # a = a * (a > 0) - 0.1 * a
-    da_1 = da * t_1 - 0.1 * da
+    da_1 = da * t_1
+    da_1 -= 0.1 * da
     # a = Q @ K.T / sqrt(d)
     t_3 = da_1 / t
     dQ = t_3 @ K
@@ -188,13 +192,15 @@ def scaled_grad(Q, K):
     t = math.sqrt(d)
     a = Q @ K.T / t
     t_1 = a > 0
-    a_1 = a * t_1 - 0.1 * a
+    a_1 = a * t_1
+    a_1 -= 0.1 * a
     t_2 = a_1.T.reshape((T * T,))
     z = np.mean(t_2**2)
     # z = mean(reshape(transpose(a, (1, 0)), (T * T,)) ** 2)
     da = (2 * (1.0 / (T * T)) * t_2).reshape((T, T)).T
     # a = a * (a > 0) - 0.1 * a
-    da_1 = da * t_1 - 0.1 * da
+    da_1 = da * t_1
+    da_1 -= 0.1 * da
     # a = Q @ K.T / sqrt(d)
     t_3 = da_1 / t
     dQ = t_3 @ K
@@ -237,9 +243,11 @@ def power_backward(dout, cache):
     """Gradients of power with respect to x; dout is shaped like out []."""
     x, p, t, t_1, t_2, t_3, t_4 = cache
     # out = sum(exp(x) ** p + x ** -1 + -x**2 + sigmoid(x) / (1 + relu(x)))
-    t_6 = dout / t_3 * t_1 * (1 - t_1) - dout * t_4 / t_3 * (t_2 > 0) - 2 * dout * x
-    t_5 = t_6 - dout * x**-2
-    dx = t_5 + dout * p * t ** (p - 1) * t
+    dx = dout / t_3 * t_1 * (1 - t_1)
+    dx -= dout * t_4 / t_3 * (t_2 > 0)
+    dx -= 2 * dout * x
+    dx -= dout * x**-2
+    dx += dout * p * t ** (p - 1) * t
     return PowerGrads(dx)
 
 
@@ -253,6 +261,9 @@ def power_grad(x, p):
     t_4 = t_1 / t_3
     out = np.sum(t**p + x**-1 - x**2 + t_4)
     # out = sum(exp(x) ** p + x ** -1 + -x**2 + sigmoid(x) / (1 + relu(x)))
-    t_5 = 1.0 / t_3 * t_1 * (1 - t_1) - t_4 / t_3 * (t_2 > 0) + -2.0 * x - x**-2
-    dx = t_5 + p * t ** (p - 1) * t
+    dx = 1.0 / t_3 * t_1 * (1 - t_1)
+    dx -= t_4 / t_3 * (t_2 > 0)
+    dx += -2.0 * x
+    dx -= x**-2
+    dx += p * t ** (p - 1) * t
     return out, PowerGrads(dx)
