@@ -28,6 +28,20 @@ LINE_LENGTH = 88  # black's default: the generated modules are black-formatted
 # Operations whose NumPy result may share memory with an operand (views, einsum), or that are no
 # new array at all.
 _NOT_FRESH = ("reshape", "transpose", "index", "broadcast_to", "einsum", "param", "dout", "const")
+# Operations emitted as a NumPy ufunc of their first argument: `np.exp(x)`, `np.maximum(x, 0)`.
+_UFUNC_OF_FIRST = (
+    "exp",
+    "log",
+    "log1p",
+    "sqrt",
+    "tanh",
+    "sin",
+    "cos",
+    "abs",
+    "relu",
+    "maximum",
+    "minimum",
+)
 # Helper functions a module defines when its code calls them, and their templates.
 HELPERS = {"_scatter_add": "scatter_add.py.j2"}
 _RESERVED = (
@@ -129,6 +143,8 @@ class _Function:
                 self.own_line.add(n)
                 d = 0
             depth[n] = d
+        self.keep = keep
+        self.in_place: dict[Node, Node] = {}  # a line that writes into its operand's array
         self.node = None
 
     # The emission context that ops see.
@@ -174,8 +190,82 @@ class _Function:
             if comments and where and where != last:
                 out.append("# " + _source_line(self.graph.source, *where))
                 last = where
-            out += self.accumulate(n) or [text for _, text in self.define(n)]
+            text = self.in_place_line(n) if n in self.in_place else None
+            out += [text] if text else self.accumulate(n) or [t for _, t in self.define(n)]
         return out
+
+    def reads(self, n: Node) -> set[Node]:
+        """The named values that n's line reads."""
+        found, stack = set(), list(n.args)
+        while stack:
+            a = stack.pop()
+            if a in self.own_line:
+                found.add(a)
+            else:
+                stack.extend(a.args)
+        return found
+
+    def plan(self, nodes) -> None:
+        """Before writing one function's lines: where an elementwise line may write into the
+        array of a value it reads for the last time (`p -= m`, `np.exp(p, out=p)`), as an
+        expert reuses a buffer. Such a value is one this function made, a new array (no view,
+        parameter, cache entry, output or gradient), of the result's shape and float dtype. The
+        values that share one array share one name: that of the last with a name of its own."""
+        lines = [n for n in nodes if n in self.own_line and n.op not in ("param", "dout")]
+        made = set(lines)
+        last: dict[Node, Node] = {}
+        for n in lines:
+            for a in self.reads(n):
+                last[a] = n
+        chains: dict[Node, list[Node]] = {}  # the first value of each shared array -> the values
+        root: dict[Node, Node] = {}
+        for n in lines:
+            if not OPS[n.op].elementwise or n.dtype != "float" or not n.ndim or n in self.born_weak:
+                continue
+            for a in n.args:
+                if (
+                    a in made
+                    and last.get(a) is n
+                    and a not in self.keep
+                    and a.op not in _NOT_FRESH
+                    and a not in self.born_weak
+                    and a.shape == n.shape
+                    and a.dtype == "float"
+                    and self._writable_form(n, a)
+                ):
+                    self.in_place[n] = a
+                    root[n] = root.get(a, a)
+                    chains.setdefault(root[n], [root[n]]).append(n)
+                    break
+        for chain in chains.values():
+            named = [m for m in chain if m in self.namer.names] or [m for m in chain if m.hint]
+            name = self.name_of((named or chain)[-1])
+            for m in chain:
+                self.namer.names[m] = name
+
+    def _writable_form(self, n: Node, a: Node) -> bool:
+        """Whether n can be written into a: `a op= b`, or a ufunc of a with `out=a`."""
+        if n.op in ("add", "mul"):
+            return True
+        if n.op in ("sub", "div"):
+            return n.args[0] is a
+        return n.op in _UFUNC_OF_FIRST and n.args[0] is a
+
+    def in_place_line(self, n: Node) -> str | None:
+        a = self.in_place[n]
+        name = self.name_of(a)
+        if n.op in ("add", "sub", "mul", "div"):
+            other = n.args[1] if n.args[0] is a else n.args[0]
+            symbol = {"add": "+", "sub": "-", "mul": "*", "div": "/"}[n.op]
+            line = f"{name} {symbol}= {self.code(other).text}"
+        else:
+            self.own_line.discard(n)
+            text = self.code(n).text
+            self.own_line.add(n)
+            if not re.fullmatch(rf"np\.\w+\({re.escape(name)}(, [^()]*)?\)", text):
+                return None  # (a plain number: `math.exp(t)`)
+            line = f"{text[:-1]}, out={name})"
+        return line if len(line) <= LINE_LENGTH - 4 else None
 
     def accumulate(self, n: Node) -> list[str] | None:
         """A sum written the way an expert accumulates one: `y = a @ b` then `y += c`, so that
@@ -377,6 +467,7 @@ def _graph_view(c: Compiled, module_names: set[str], checks: bool) -> dict:
         namer.names[g.douts[0]] = "dout"
     fn = _Function(g, namer, dims, set(cached) | set(g.outputs) | set(g.grads))
     forward_order = [n for n in g.nodes if n in forward]
+    fn.plan(forward_order)
     forward_lines = fn.lines(forward_order, comments=False)
     out_names = [fn.name_of(n) for n in g.outputs]
     result = out_names[0] if len(out_names) == 1 else "(" + ", ".join(out_names) + ")"
@@ -394,6 +485,7 @@ def _graph_view(c: Compiled, module_names: set[str], checks: bool) -> dict:
         backward_body.append(_unpack(cache_names, "cache"))
     # The backward sees only the cache: a cached float array lends its dtype.
     fn.dtype_of = _dtype_source(cached, namer)
+    fn.plan(backward_nodes)
     backward_body += fn.lines(backward_nodes, comments=True)
     grads_class = "".join(w[:1].upper() + w[1:] for w in g.name.split("_") if w) + "Grads"
     # Field names: the parameters' Python names, without the leading underscores NamedTuple forbids.
@@ -441,6 +533,7 @@ def _graph_view(c: Compiled, module_names: set[str], checks: bool) -> dict:
             gnamer.names.setdefault(n, gnamer.get(n, n.hint or "out"))
         gfn = _Function(gg, gnamer, gdims, set(gg.outputs) | set(gg.grads))
         gforward = reachable(gg.outputs)
+        gfn.plan(gg.nodes)
         body = fn_lines = gfn.lines([n for n in gg.nodes if n in gforward], comments=False)
         fn_lines += gfn.lines([n for n in gg.nodes if n not in gforward], comments=True)
         functions.append(

@@ -114,12 +114,12 @@ def mlp(X, Y, W1, b1, W2, b2, reg):
         b2,
         reg,
     )
-    affine_out = X @ W1
-    affine_out += b1
-    h = np.tanh(affine_out)
-    affine_out_1 = h @ W2
-    affine_out_1 += b2
-    err = affine_out_1 - Y
+    h = X @ W1
+    h += b1
+    np.tanh(h, out=h)
+    err = h @ W2
+    err += b2
+    err -= Y
     t = 0.5 * reg
     t_1 = t * (np.vdot(W1, W1) + np.vdot(W2, W2))
     loss = 0.5 * np.mean(np.sum(err**2, axis=1)) + t_1
@@ -138,12 +138,12 @@ def mlp_forward(X, Y, W1, b1, W2, b2, reg):
         b2,
         reg,
     )
-    affine_out = X @ W1
-    affine_out += b1
-    h = np.tanh(affine_out)
-    affine_out_1 = h @ W2
-    affine_out_1 += b2
-    err = affine_out_1 - Y
+    h = X @ W1
+    h += b1
+    np.tanh(h, out=h)
+    err = h @ W2
+    err += b2
+    err -= Y
     t = 0.5 * reg
     t_1 = t * (np.vdot(W1, W1) + np.vdot(W2, W2))
     loss = 0.5 * np.mean(np.sum(err**2, axis=1)) + t_1
@@ -159,11 +159,11 @@ def mlp_backward(dout, cache):
     derr = 2 * (0.5 * dout / N) * err
     # out = x @ w + b  (in fn affine)
     db2 = np.sum(derr, axis=0)
-    dh = derr @ W2.T
+    daffine_out = derr @ W2.T
     dW2 = h.T @ derr
     dW2 += t_2 * W2
     # h = tanh(affine(X, W1, b1))
-    daffine_out = dh * (1 - h * h)
+    daffine_out *= 1 - h * h
     # out = x @ w + b  (in fn affine)
     db1 = np.sum(daffine_out, axis=0)
     dW1 = X.T @ daffine_out
@@ -183,23 +183,23 @@ def mlp_grad(X, Y, W1, b1, W2, b2, reg):
         b2,
         reg,
     )
-    affine_out = X @ W1
-    affine_out += b1
-    h = np.tanh(affine_out)
-    affine_out_1 = h @ W2
-    affine_out_1 += b2
-    err = affine_out_1 - Y
+    h = X @ W1
+    h += b1
+    np.tanh(h, out=h)
+    derr = h @ W2
+    derr += b2
+    derr -= Y
     t = 0.5 * reg * (np.vdot(W1, W1) + np.vdot(W2, W2))
-    loss = 0.5 * np.mean(np.sum(err**2, axis=1)) + t
+    loss = 0.5 * np.mean(np.sum(derr**2, axis=1)) + t
     # loss = 0.5 * mean(sum(err ** 2, axis=1)) + 0.5 * reg * (sum(W1 * W1) + sum(W2 * W2))
-    derr = 2 * (0.5 / N) * err
+    derr *= 2 * (0.5 / N)
     # out = x @ w + b  (in fn affine)
     db2 = np.sum(derr, axis=0)
-    dh = derr @ W2.T
+    daffine_out = derr @ W2.T
     dW2 = h.T @ derr
     dW2 += reg * W2
     # h = tanh(affine(X, W1, b1))
-    daffine_out = dh * (1 - h * h)
+    daffine_out *= 1 - h * h
     # out = x @ w + b  (in fn affine)
     db1 = np.sum(daffine_out, axis=0)
     dW1 = X.T @ daffine_out

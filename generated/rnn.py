@@ -224,13 +224,13 @@ def lstm_step_backward(dout, cache):
     x, prev_h, prev_c, t, t_1, i, f, o, g, t_2, D, H = cache
     # next_h = o * tanh(next_c)
     do = dout_next_h * t_2
-    dnext_c = dout_next_h * o * (1 - t_2 * t_2)
-    dnext_c += dout_next_c
+    dprev_c = dout_next_h * o * (1 - t_2 * t_2)
+    dprev_c += dout_next_c
     # next_c = f * prev_c + i * g
-    di = dnext_c * g
-    dg = dnext_c * i
-    df = dnext_c * prev_c
-    dprev_c = dnext_c * f
+    di = dprev_c * g
+    dg = dprev_c * i
+    df = dprev_c * prev_c
+    dprev_c *= f
     # i = sigmoid(a[:, 0:H])
     t_3 = di * i * (1 - i)
     t_4 = df * f * (1 - f)
@@ -321,8 +321,8 @@ def temporal_softmax_loss(x, y, mask):
     )
     t = mask.astype(x.dtype)
     one_hot = y[..., None] == np.arange(V)
-    shifted = x - np.max(x, axis=2, keepdims=True)
-    log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=2, keepdims=True))
+    log_probs = x - np.max(x, axis=2, keepdims=True)
+    log_probs -= np.log(np.sum(np.exp(log_probs), axis=2, keepdims=True))
     loss = -(np.vdot(np.sum(one_hot * log_probs, axis=2), t) / N)
     return loss
 
@@ -334,8 +334,8 @@ def temporal_softmax_loss_forward(x, y, mask):
     )
     t = mask.astype(x.dtype)
     one_hot = y[..., None] == np.arange(V)
-    shifted = x - np.max(x, axis=2, keepdims=True)
-    log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=2, keepdims=True))
+    log_probs = x - np.max(x, axis=2, keepdims=True)
+    log_probs -= np.log(np.sum(np.exp(log_probs), axis=2, keepdims=True))
     loss = -(np.vdot(np.sum(one_hot * log_probs, axis=2), t) / N)
     cache = (t, one_hot, log_probs, N, T)
     return loss, cache
@@ -357,10 +357,10 @@ def temporal_softmax_loss_grad(x, y, mask):
     )
     t = mask.astype(x.dtype)
     one_hot = y[..., None] == np.arange(V)
-    shifted = x - np.max(x, axis=2, keepdims=True)
-    log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=2, keepdims=True))
-    loss = -(np.vdot(np.sum(one_hot * log_probs, axis=2), t) / N)
+    probs = x - np.max(x, axis=2, keepdims=True)
+    probs -= np.log(np.sum(np.exp(probs), axis=2, keepdims=True))
+    loss = -(np.vdot(np.sum(one_hot * probs, axis=2), t) / N)
     # loss = sum(cross_entropy(x, y) * mask) / N
-    probs = np.exp(log_probs)
+    np.exp(probs, out=probs)
     dx = (1.0 / N * t).reshape((N, T, 1)) * (probs - one_hot)
     return loss, TemporalSoftmaxLossGrads(dx)

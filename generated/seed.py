@@ -131,10 +131,10 @@ def seed_backward(dout, cache):
 def seed_grad(W, x):
     """f = seed(W [n, m], x [m]) and its gradients with respect to W, x."""
     n, m = _shapes("seed(W: [n, m], x: [m])", W, x)
-    q = W @ x
-    f = q @ q
+    dq = W @ x
+    f = dq @ dq
     # f = sum(q * q)
-    dq = 2 * q
+    dq *= 2
     # q = W @ x
     dW = dq[:, None] * x
     dx = W.T @ dq

@@ -114,15 +114,15 @@ def two_layer(X, y, W1, b1, W2, b2, reg):
         b2,
         reg,
     )
-    affine_out = X @ W1
-    affine_out += b1
-    h = np.maximum(affine_out, 0)
-    scores = h @ W2
-    scores += b2
+    h = X @ W1
+    h += b1
+    np.maximum(h, 0, out=h)
+    log_probs = h @ W2
+    log_probs += b2
     t = 0.5 * reg
     one_hot = y[:, None] == np.arange(C)
-    shifted = scores - np.max(scores, axis=1, keepdims=True)
-    log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
+    log_probs -= np.max(log_probs, axis=1, keepdims=True)
+    log_probs -= np.log(np.sum(np.exp(log_probs), axis=1, keepdims=True))
     t_1 = np.mean(np.sum(one_hot * log_probs, axis=1))
     loss = t * (np.vdot(W1, W1) + np.vdot(W2, W2)) - t_1
     return loss
@@ -140,15 +140,15 @@ def two_layer_forward(X, y, W1, b1, W2, b2, reg):
         b2,
         reg,
     )
-    affine_out = X @ W1
-    affine_out += b1
-    h = np.maximum(affine_out, 0)
-    scores = h @ W2
-    scores += b2
+    h = X @ W1
+    h += b1
+    np.maximum(h, 0, out=h)
+    log_probs = h @ W2
+    log_probs += b2
     t = 0.5 * reg
     one_hot = y[:, None] == np.arange(C)
-    shifted = scores - np.max(scores, axis=1, keepdims=True)
-    log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
+    log_probs -= np.max(log_probs, axis=1, keepdims=True)
+    log_probs -= np.log(np.sum(np.exp(log_probs), axis=1, keepdims=True))
     t_1 = np.mean(np.sum(one_hot * log_probs, axis=1))
     loss = t * (np.vdot(W1, W1) + np.vdot(W2, W2)) - t_1
     cache = (X, W1, W2, h, t, one_hot, log_probs, N)
@@ -164,11 +164,11 @@ def two_layer_backward(dout, cache):
     dscores = dout / N * (probs - one_hot)
     # out = x @ w + b  (in fn affine)
     db2 = np.sum(dscores, axis=0)
-    dh = dscores @ W2.T
+    daffine_out = dscores @ W2.T
     dW2 = h.T @ dscores
     dW2 += t_2 * W2
     # h = relu(affine(X, W1, b1))
-    daffine_out = dh * (h > 0)
+    daffine_out *= h > 0
     # out = x @ w + b  (in fn affine)
     db1 = np.sum(daffine_out, axis=0)
     dW1 = X.T @ daffine_out
@@ -188,26 +188,26 @@ def two_layer_grad(X, y, W1, b1, W2, b2, reg):
         b2,
         reg,
     )
-    affine_out = X @ W1
-    affine_out += b1
-    h = np.maximum(affine_out, 0)
-    scores = h @ W2
-    scores += b2
+    h = X @ W1
+    h += b1
+    np.maximum(h, 0, out=h)
+    probs = h @ W2
+    probs += b2
     one_hot = y[:, None] == np.arange(C)
-    shifted = scores - np.max(scores, axis=1, keepdims=True)
-    log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
+    probs -= np.max(probs, axis=1, keepdims=True)
+    probs -= np.log(np.sum(np.exp(probs), axis=1, keepdims=True))
     t = 0.5 * reg * (np.vdot(W1, W1) + np.vdot(W2, W2))
-    loss = t - np.mean(np.sum(one_hot * log_probs, axis=1))
+    loss = t - np.mean(np.sum(one_hot * probs, axis=1))
     # loss = mean(cross_entropy(scores, y)) + 0.5 * reg * (sum(W1 * W1) + sum(W2 * W2))
-    probs = np.exp(log_probs)
+    np.exp(probs, out=probs)
     dscores = 1.0 / N * (probs - one_hot)
     # out = x @ w + b  (in fn affine)
     db2 = np.sum(dscores, axis=0)
-    dh = dscores @ W2.T
+    daffine_out = dscores @ W2.T
     dW2 = h.T @ dscores
     dW2 += reg * W2
     # h = relu(affine(X, W1, b1))
-    daffine_out = dh * (h > 0)
+    daffine_out *= h > 0
     # out = x @ w + b  (in fn affine)
     db1 = np.sum(daffine_out, axis=0)
     dW1 = X.T @ daffine_out
@@ -237,8 +237,8 @@ def two_layer_scores(X, W1, b1, W2, b2):
     )
     affine_out = X @ W1
     affine_out += b1
-    t = np.maximum(affine_out, 0)
-    scores = t @ W2
+    np.maximum(affine_out, 0, out=affine_out)
+    scores = affine_out @ W2
     scores += b2
     return scores
 
@@ -255,21 +255,21 @@ def two_layer_scores_forward(X, W1, b1, W2, b2):
     )
     affine_out = X @ W1
     affine_out += b1
-    t = np.maximum(affine_out, 0)
-    scores = t @ W2
+    np.maximum(affine_out, 0, out=affine_out)
+    scores = affine_out @ W2
     scores += b2
-    cache = (X, W1, W2, t)
+    cache = (X, W1, W2, affine_out)
     return scores, cache
 
 
 def two_layer_scores_backward(dout, cache):
     """Gradients of two_layer_scores with respect to X, W1, b1, W2, b2; dout is shaped like scores [N, C]."""
-    X, W1, W2, t = cache
+    X, W1, W2, affine_out = cache
     # out = x @ w + b  (in fn affine)
     db2 = np.sum(dout, axis=0)
-    dW2 = t.T @ dout
+    dW2 = affine_out.T @ dout
     # scores = affine(relu(affine(X, W1, b1)), W2, b2)
-    daffine_out = dout @ W2.T * (t > 0)
+    daffine_out = dout @ W2.T * (affine_out > 0)
     # out = x @ w + b  (in fn affine)
     db1 = np.sum(daffine_out, axis=0)
     dX = daffine_out @ W1.T

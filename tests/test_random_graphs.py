@@ -989,7 +989,10 @@ def check(prog: Program) -> None:
     value, grads = module.f_grad(*args)
     out, cache = module.f_forward(*args)
     assert rel_error(value, out) == 0.0 and rel_error(value, module.f(*args)) == 0.0
+    before = [np.array(c, copy=True) for c in cache]
     pair = module.f_backward(1.0, cache)
+    for kept, c in zip(before, cache):  # the backward never writes into the cache
+        np.testing.assert_array_equal(np.asarray(c), kept, err_msg="the cache was changed")
     assert grads._fields == pair._fields == tuple(wrt)
     for name in wrt:
         g, p = getattr(grads, name), getattr(pair, name)
