@@ -190,8 +190,8 @@ class _Function:
             if comments and where and where != last:
                 out.append("# " + _source_line(self.graph.source, *where))
                 last = where
-            text = self.in_place_line(n) if n in self.in_place else None
-            out += [text] if text else self.accumulate(n) or [t for _, t in self.define(n)]
+            steps = self.in_place_lines(n) if n in self.in_place else None
+            out += steps or self.accumulate(n) or [t for _, t in self.define(n)]
         return out
 
     def reads(self, n: Node) -> set[Node]:
@@ -219,29 +219,63 @@ class _Function:
                 last[a] = n
         chains: dict[Node, list[Node]] = {}  # the first value of each shared array -> the values
         root: dict[Node, Node] = {}
+
+        def reusable(a: Node, level: Node) -> bool:
+            return (
+                a in made
+                and last.get(a) is n
+                and a not in self.keep
+                and a.op not in _NOT_FRESH
+                and a not in self.born_weak
+                and a.shape == n.shape
+                and a.dtype == "float"
+                and self._writable_form(level, a)
+            )
+
+        def spine_step(level: Node) -> Node | None:
+            """An operand of `level` written inline that can be worked out in place too."""
+            for c in level.args:
+                if (
+                    c not in self.own_line
+                    and c.op not in ("const", "dim")
+                    and OPS[c.op].elementwise
+                    and c.dtype == "float"
+                    and c.shape == n.shape
+                    and c not in self.born_weak
+                    and self._writable_form(level, c)
+                ):
+                    return c
+            return None
+
         for n in lines:
             if not OPS[n.op].elementwise or n.dtype != "float" or not n.ndim or n in self.born_weak:
                 continue
-            for a in n.args:
-                if (
-                    a in made
-                    and last.get(a) is n
-                    and a not in self.keep
-                    and a.op not in _NOT_FRESH
-                    and a not in self.born_weak
-                    and a.shape == n.shape
-                    and a.dtype == "float"
-                    and self._writable_form(n, a)
-                ):
-                    self.in_place[n] = a
-                    root[n] = root.get(a, a)
-                    chains.setdefault(root[n], [root[n]]).append(n)
+            # Down the line's expression, `(a - s) * w / t`, to a value read for the last time:
+            # each operation on the way is then done in that value's array, bottom up, as long
+            # as the operands above the bottom do not read it.
+            spine, level = [n], n
+            while level is not None:
+                a = next((a for a in level.args if reusable(a, level)), None)
+                if a is not None:
+                    above = [o for m in spine[:-1] for o in m.args if o not in spine]
+                    # a named value's array is not taken over by one without a name of its own,
+                    # which would be read under a name that says something else (`var` for its
+                    # square root)
+                    unnamed = not n.hint and n not in self.namer.names
+                    if all(a not in self._values_read(o) for o in above) and not (
+                        unnamed and (a.hint or a in self.namer.names)
+                    ):
+                        self.in_place[n] = (a, spine)
+                        root[n] = root.get(a, a)
+                        chains.setdefault(root[n], [root[n]]).append(n)
                     break
+                level = spine_step(level)
+                spine.append(level)
+        # A value without a name of its own goes by the name of the array it was worked out in.
         for chain in chains.values():
-            named = [m for m in chain if m in self.namer.names] or [m for m in chain if m.hint]
-            name = self.name_of((named or chain)[-1])
-            for m in chain:
-                self.namer.names[m] = name
+            for below, m in zip(chain, chain[1:]):
+                if not m.hint and m not in self.namer.names:
+                    self.namer.names[m] = self.name_of(below)
 
     def _writable_form(self, n: Node, a: Node) -> bool:
         """Whether n can be written into a: `a op= b`, or a ufunc of a with `out=a`."""
@@ -251,21 +285,47 @@ class _Function:
             return n.args[0] is a
         return n.op in _UFUNC_OF_FIRST and n.args[0] is a
 
-    def in_place_line(self, n: Node) -> str | None:
-        a = self.in_place[n]
-        name = self.name_of(a)
+    def _values_read(self, o: Node) -> set[Node]:
+        return {o} if o in self.own_line else self.reads(o)
+
+    def in_place_lines(self, n: Node) -> list[str] | None:
+        """n's line as updates of one array, bottom up; None where a step has no such form."""
+        a, spine = self.in_place[n]
+        name, lines = self.name_of(a), []
+        if self.name_of(n) != name:  # the array takes n's name first (`dscores = probs`)
+            if len(spine) == 1 and n.op not in ("add", "sub", "mul", "div"):
+                line = self._in_place_step(n, a, name)  # `probs = np.exp(t, out=t)`
+                return [f"{self.name_of(n)} = {line}"] if line else None
+            lines.append(f"{self.name_of(n)} = {name}")
+            name = self.name_of(n)
+        below, marked = a, []
+        for level in reversed(spine):
+            if below is not a:  # the step below is done: its value is the array `name`
+                self.namer.names[below] = name
+                self.own_line.add(below)
+                marked.append(below)
+            line = self._in_place_step(level, below, name)
+            if line is None or len(line) > LINE_LENGTH - 4:
+                self.own_line.difference_update(marked)
+                return None
+            lines.append(line)
+            below = level
+        return lines
+
+    def _in_place_step(self, n: Node, a: Node, name: str) -> str | None:
         if n.op in ("add", "sub", "mul", "div"):
             other = n.args[1] if n.args[0] is a else n.args[0]
             symbol = {"add": "+", "sub": "-", "mul": "*", "div": "/"}[n.op]
-            line = f"{name} {symbol}= {self.code(other).text}"
-        else:
-            self.own_line.discard(n)
-            text = self.code(n).text
+            return f"{name} {symbol}= {self.code(other).text}"
+        own = n in self.own_line  # (the line's own value; the steps below it are inline)
+        self.own_line.discard(n)
+        text = self.code(n).text
+        if own:
             self.own_line.add(n)
-            if not re.fullmatch(rf"np\.\w+\({re.escape(name)}(, [^()]*)?\)", text):
-                return None  # (a plain number: `math.exp(t)`)
-            line = f"{text[:-1]}, out={name})"
-        return line if len(line) <= LINE_LENGTH - 4 else None
+        call = re.fullmatch(r"np\.\w+\(([\w.]+)(, [^()]*)?\)", text)
+        if not call or call[1] != self.name_of(a):
+            return None  # (a plain number: `math.exp(t)`)
+        return f"{text[:-1]}, out={name})"
 
     def accumulate(self, n: Node) -> list[str] | None:
         """A sum written the way an expert accumulates one: `y = a @ b` then `y += c`, so that

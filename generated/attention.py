@@ -106,10 +106,12 @@ def attention(q, k, v):
     """out [S, m] = attention(q [S, d], k [T, d], v [T, m]): the forward pass alone."""
     S, d, T, m = _shapes("attention(q: [S, d], k: [T, d], v: [T, m])", q, k, v)
     t = math.sqrt(d)
-    weights = q @ k.T / t
-    weights -= np.max(weights, axis=1, keepdims=True)
-    np.exp(weights, out=weights)
-    weights /= np.sum(weights, axis=1, keepdims=True)
+    t_1 = q @ k.T / t
+    shifted = t_1
+    shifted -= np.max(t_1, axis=1, keepdims=True)
+    exps = np.exp(shifted, out=shifted)
+    weights = exps
+    weights /= np.sum(exps, axis=1, keepdims=True)
     out = weights @ v
     return out
 
@@ -118,10 +120,12 @@ def attention_forward(q, k, v):
     """out [S, m] = attention(q [S, d], k [T, d], v [T, m]), and the cache that attention_backward needs."""
     S, d, T, m = _shapes("attention(q: [S, d], k: [T, d], v: [T, m])", q, k, v)
     t = math.sqrt(d)
-    weights = q @ k.T / t
-    weights -= np.max(weights, axis=1, keepdims=True)
-    np.exp(weights, out=weights)
-    weights /= np.sum(weights, axis=1, keepdims=True)
+    t_1 = q @ k.T / t
+    shifted = t_1
+    shifted -= np.max(t_1, axis=1, keepdims=True)
+    exps = np.exp(shifted, out=shifted)
+    weights = exps
+    weights /= np.sum(exps, axis=1, keepdims=True)
     out = weights @ v
     cache = (q, k, v, t, weights)
     return out, cache
@@ -134,9 +138,9 @@ def attention_backward(dout, cache):
     dweights = dout @ v.T
     dv = weights.T @ dout
     # weights = softmax(q @ k.T / sqrt(d), axis=-1)
-    t_1 = weights * (dweights - np.sum(dweights * weights, axis=1, keepdims=True)) / t
-    dq = t_1 @ k
-    dk = t_1.T @ q
+    t_2 = weights * (dweights - np.sum(dweights * weights, axis=1, keepdims=True)) / t
+    dq = t_2 @ k
+    dk = t_2.T @ q
     return AttentionGrads(dq, dk, dv)
 
 
@@ -179,10 +183,12 @@ def multihead_attention(query, key, value, Wq, bq, Wk, bk, Wv, bv, Wo, bo, mask)
     t = math.sqrt(d)
     scores = np.einsum("nshd,nthd->nhst", q, k, optimize=True) / t
     t_1 = mask != 0
-    weights = np.where(t_1, scores, -1000000000.0)
-    weights -= np.max(weights, axis=3, keepdims=True)
-    np.exp(weights, out=weights)
-    weights /= np.sum(weights, axis=3, keepdims=True)
+    t_2 = np.where(t_1, scores, -1000000000.0)
+    shifted = t_2
+    shifted -= np.max(t_2, axis=3, keepdims=True)
+    exps = np.exp(shifted, out=shifted)
+    weights = exps
+    weights /= np.sum(exps, axis=3, keepdims=True)
     heads = np.einsum("nhst,nthd->nshd", weights, v, optimize=True)
     out = np.einsum("nshd,hde->nse", heads, Wo, optimize=True) + bo
     return out
@@ -213,10 +219,12 @@ def multihead_attention_forward(
     t = math.sqrt(d)
     scores = np.einsum("nshd,nthd->nhst", q, k, optimize=True) / t
     t_1 = mask != 0
-    weights = np.where(t_1, scores, -1000000000.0)
-    weights -= np.max(weights, axis=3, keepdims=True)
-    np.exp(weights, out=weights)
-    weights /= np.sum(weights, axis=3, keepdims=True)
+    t_2 = np.where(t_1, scores, -1000000000.0)
+    shifted = t_2
+    shifted -= np.max(t_2, axis=3, keepdims=True)
+    exps = np.exp(shifted, out=shifted)
+    weights = exps
+    weights /= np.sum(exps, axis=3, keepdims=True)
     heads = np.einsum("nhst,nthd->nshd", weights, v, optimize=True)
     out = np.einsum("nshd,hde->nse", heads, Wo, optimize=True) + bo
     cache = (query, key, value, Wq, Wk, Wv, Wo, q, k, v, t, t_1, weights, heads)
@@ -234,12 +242,12 @@ def multihead_attention_backward(dout, cache):
     dweights = np.einsum("nshd,nthd->nhst", dheads, v, optimize=True)
     dv = np.einsum("nshd,nhst->nthd", dheads, weights, optimize=True)
     # weights = softmax(where(mask != 0, scores, -1e9), axis=-1)
-    t_2 = weights * (dweights - np.sum(dweights * weights, axis=3, keepdims=True))
-    dscores = np.where(t_1, t_2, 0)
+    t_3 = weights * (dweights - np.sum(dweights * weights, axis=3, keepdims=True))
+    dscores = np.where(t_1, t_3, 0)
     # scores = einsum("nshd,nthd->nhst", q, k) / sqrt(d)
-    dscores /= t
-    dq = np.einsum("nhst,nthd->nshd", dscores, k, optimize=True)
-    dk = np.einsum("nhst,nshd->nthd", dscores, q, optimize=True)
+    t_4 = dscores / t
+    dq = np.einsum("nhst,nthd->nshd", t_4, k, optimize=True)
+    dk = np.einsum("nhst,nshd->nthd", t_4, q, optimize=True)
     # v = einsum("nte,ehd->nthd", value, Wv) + bv
     dbv = np.sum(dv, axis=(0, 1))
     dvalue = np.einsum("nthd,ehd->nte", dv, Wv, optimize=True)

@@ -103,8 +103,9 @@ def softmax_loss(x, y):
     """loss [] = softmax_loss(x [N, C], y int[N]): the forward pass alone."""
     N, C = _shapes("softmax_loss(x: [N, C], y: int[N])", x, y)
     one_hot = y[:, None] == np.arange(C)
-    log_probs = x - np.max(x, axis=1, keepdims=True)
-    log_probs -= np.log(np.sum(np.exp(log_probs), axis=1, keepdims=True))
+    shifted = x - np.max(x, axis=1, keepdims=True)
+    log_probs = shifted
+    log_probs -= np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
     loss = -np.mean(np.sum(one_hot * log_probs, axis=1))
     return loss
 
@@ -113,8 +114,9 @@ def softmax_loss_forward(x, y):
     """loss [] = softmax_loss(x [N, C], y int[N]), and the cache that softmax_loss_backward needs."""
     N, C = _shapes("softmax_loss(x: [N, C], y: int[N])", x, y)
     one_hot = y[:, None] == np.arange(C)
-    log_probs = x - np.max(x, axis=1, keepdims=True)
-    log_probs -= np.log(np.sum(np.exp(log_probs), axis=1, keepdims=True))
+    shifted = x - np.max(x, axis=1, keepdims=True)
+    log_probs = shifted
+    log_probs -= np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
     loss = -np.mean(np.sum(one_hot * log_probs, axis=1))
     cache = (one_hot, log_probs, N)
     return loss, cache
@@ -125,7 +127,9 @@ def softmax_loss_backward(dout, cache):
     one_hot, log_probs, N = cache
     # loss = mean(cross_entropy(x, y))
     probs = np.exp(log_probs)
-    dx = dout / N * (probs - one_hot)
+    dx = probs
+    dx -= one_hot
+    dx *= dout / N
     return SoftmaxLossGrads(dx)
 
 
@@ -133,12 +137,15 @@ def softmax_loss_grad(x, y):
     """loss = softmax_loss(x [N, C], y int[N]) and its gradients with respect to x."""
     N, C = _shapes("softmax_loss(x: [N, C], y: int[N])", x, y)
     one_hot = y[:, None] == np.arange(C)
-    probs = x - np.max(x, axis=1, keepdims=True)
-    probs -= np.log(np.sum(np.exp(probs), axis=1, keepdims=True))
-    loss = -np.mean(np.sum(one_hot * probs, axis=1))
+    shifted = x - np.max(x, axis=1, keepdims=True)
+    log_probs = shifted
+    log_probs -= np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
+    loss = -np.mean(np.sum(one_hot * log_probs, axis=1))
     # loss = mean(cross_entropy(x, y))
-    np.exp(probs, out=probs)
-    dx = 1.0 / N * (probs - one_hot)
+    probs = np.exp(log_probs, out=log_probs)
+    dx = probs
+    dx -= one_hot
+    dx *= 1.0 / N
     return loss, SoftmaxLossGrads(dx)
 
 
@@ -179,10 +186,11 @@ def svm_loss_backward(dout, cache):
     # loss = sum(where(one_hot(y, C) > 0, 0, margins)) / N
     dmargins = np.where(t_1, 0, dout / N).astype(t.dtype)
     # margins = maximum(0, x - reshape(correct, (N, 1)) + 1)
-    dx = dmargins * (t > 0)
-    dx += 0.5 * dmargins * (0 == t)
+    t_2 = dmargins * (t > 0)
+    t_2 += 0.5 * dmargins * (0 == t)
     # correct = take_along(x, y)
-    dx += (y[:, None] == np.arange(C)) * (-np.sum(dx, axis=1))[:, None]
+    dx = t_2
+    dx += (y[:, None] == np.arange(C)) * (-np.sum(t_2, axis=1))[:, None]
     return SvmLossGrads(dx)
 
 
@@ -198,8 +206,9 @@ def svm_loss_grad(x, y):
     # loss = sum(where(one_hot(y, C) > 0, 0, margins)) / N
     dmargins = np.where(t_1, 0, 1.0 / N).astype(x.dtype)
     # margins = maximum(0, x - reshape(correct, (N, 1)) + 1)
-    dx = dmargins * (t > 0)
-    dx += 0.5 * dmargins * (0 == t)
+    t_2 = dmargins * (t > 0)
+    t_2 += 0.5 * dmargins * (0 == t)
     # correct = take_along(x, y)
-    dx += (y[:, None] == np.arange(C)) * (-np.sum(dx, axis=1))[:, None]
+    dx = t_2
+    dx += (y[:, None] == np.arange(C)) * (-np.sum(t_2, axis=1))[:, None]
     return loss, SvmLossGrads(dx)

@@ -114,11 +114,12 @@ def mlp(X, Y, W1, b1, W2, b2, reg):
         b2,
         reg,
     )
-    h = X @ W1
-    h += b1
-    np.tanh(h, out=h)
-    err = h @ W2
-    err += b2
+    affine_out = X @ W1
+    affine_out += b1
+    h = np.tanh(affine_out, out=affine_out)
+    affine_out_1 = h @ W2
+    affine_out_1 += b2
+    err = affine_out_1
     err -= Y
     t = 0.5 * reg
     t_1 = t * (np.vdot(W1, W1) + np.vdot(W2, W2))
@@ -138,11 +139,12 @@ def mlp_forward(X, Y, W1, b1, W2, b2, reg):
         b2,
         reg,
     )
-    h = X @ W1
-    h += b1
-    np.tanh(h, out=h)
-    err = h @ W2
-    err += b2
+    affine_out = X @ W1
+    affine_out += b1
+    h = np.tanh(affine_out, out=affine_out)
+    affine_out_1 = h @ W2
+    affine_out_1 += b2
+    err = affine_out_1
     err -= Y
     t = 0.5 * reg
     t_1 = t * (np.vdot(W1, W1) + np.vdot(W2, W2))
@@ -159,10 +161,11 @@ def mlp_backward(dout, cache):
     derr = 2 * (0.5 * dout / N) * err
     # out = x @ w + b  (in fn affine)
     db2 = np.sum(derr, axis=0)
-    daffine_out = derr @ W2.T
+    dh = derr @ W2.T
     dW2 = h.T @ derr
     dW2 += t_2 * W2
     # h = tanh(affine(X, W1, b1))
+    daffine_out = dh
     daffine_out *= 1 - h * h
     # out = x @ w + b  (in fn affine)
     db1 = np.sum(daffine_out, axis=0)
@@ -183,22 +186,25 @@ def mlp_grad(X, Y, W1, b1, W2, b2, reg):
         b2,
         reg,
     )
-    h = X @ W1
-    h += b1
-    np.tanh(h, out=h)
-    derr = h @ W2
-    derr += b2
-    derr -= Y
+    affine_out = X @ W1
+    affine_out += b1
+    h = np.tanh(affine_out, out=affine_out)
+    affine_out_1 = h @ W2
+    affine_out_1 += b2
+    err = affine_out_1
+    err -= Y
     t = 0.5 * reg * (np.vdot(W1, W1) + np.vdot(W2, W2))
-    loss = 0.5 * np.mean(np.sum(derr**2, axis=1)) + t
+    loss = 0.5 * np.mean(np.sum(err**2, axis=1)) + t
     # loss = 0.5 * mean(sum(err ** 2, axis=1)) + 0.5 * reg * (sum(W1 * W1) + sum(W2 * W2))
+    derr = err
     derr *= 2 * (0.5 / N)
     # out = x @ w + b  (in fn affine)
     db2 = np.sum(derr, axis=0)
-    daffine_out = derr @ W2.T
+    dh = derr @ W2.T
     dW2 = h.T @ derr
     dW2 += reg * W2
     # h = tanh(affine(X, W1, b1))
+    daffine_out = dh
     daffine_out *= 1 - h * h
     # out = x @ w + b  (in fn affine)
     db1 = np.sum(daffine_out, axis=0)

@@ -135,15 +135,17 @@ def batchnorm_backward(dout, cache):
     gamma, xc, t, invstd, t_1, N = cache
     # out = gamma * xhat + beta
     dbeta = np.sum(dout, axis=0)
-    dinvstd = np.sum(dout * xc, axis=0)
-    dgamma = invstd * dinvstd
+    t_2 = np.sum(dout * xc, axis=0)
+    dgamma = invstd * t_2
     # xhat = xc * invstd
+    dinvstd = t_2
     dinvstd *= gamma
     # var = mean(xc * xc, axis=0)
-    dx = t_1 * dout
-    dx -= 2 * (dinvstd * invstd / t / (2 * t) / N) * xc
+    dxc = t_1 * dout
+    dxc -= 2 * (dinvstd * invstd / t / (2 * t) / N) * xc
     # mu = mean(x, axis=0)
-    dx -= np.sum(dx, axis=0) / N
+    dx = dxc
+    dx -= np.sum(dxc, axis=0) / N
     return BatchnormGrads(dx, dgamma, dbeta)
 
 
@@ -191,8 +193,10 @@ def layernorm_backward(dout, cache):
     dxhat = dout * gamma
     # var = mean(xc * xc, axis=1, keepdims=true)
     t_1 = 2 * (np.sum(dxhat * xhat / t, axis=1).reshape((N, 1)) / (2 * t) / D)
-    dx = dxhat / t
-    dx -= t_1 * xc
+    dxc = dxhat
+    dxc /= t
+    dxc -= t_1 * xc
     # mu = mean(x, axis=1, keepdims=true)
-    dx -= np.sum(dx, axis=1).reshape((N, 1)) / D
+    dx = dxc
+    dx -= np.sum(dxc, axis=1).reshape((N, 1)) / D
     return LayernormGrads(dx, dgamma, dbeta)

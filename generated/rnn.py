@@ -224,12 +224,13 @@ def lstm_step_backward(dout, cache):
     x, prev_h, prev_c, t, t_1, i, f, o, g, t_2, D, H = cache
     # next_h = o * tanh(next_c)
     do = dout_next_h * t_2
-    dprev_c = dout_next_h * o * (1 - t_2 * t_2)
-    dprev_c += dout_next_c
+    dnext_c = dout_next_h * o * (1 - t_2 * t_2)
+    dnext_c += dout_next_c
     # next_c = f * prev_c + i * g
-    di = dprev_c * g
-    dg = dprev_c * i
-    df = dprev_c * prev_c
+    di = dnext_c * g
+    dg = dnext_c * i
+    df = dnext_c * prev_c
+    dprev_c = dnext_c
     dprev_c *= f
     # i = sigmoid(a[:, 0:H])
     t_3 = di * i * (1 - i)
@@ -321,8 +322,9 @@ def temporal_softmax_loss(x, y, mask):
     )
     t = mask.astype(x.dtype)
     one_hot = y[..., None] == np.arange(V)
-    log_probs = x - np.max(x, axis=2, keepdims=True)
-    log_probs -= np.log(np.sum(np.exp(log_probs), axis=2, keepdims=True))
+    shifted = x - np.max(x, axis=2, keepdims=True)
+    log_probs = shifted
+    log_probs -= np.log(np.sum(np.exp(shifted), axis=2, keepdims=True))
     loss = -(np.vdot(np.sum(one_hot * log_probs, axis=2), t) / N)
     return loss
 
@@ -334,8 +336,9 @@ def temporal_softmax_loss_forward(x, y, mask):
     )
     t = mask.astype(x.dtype)
     one_hot = y[..., None] == np.arange(V)
-    log_probs = x - np.max(x, axis=2, keepdims=True)
-    log_probs -= np.log(np.sum(np.exp(log_probs), axis=2, keepdims=True))
+    shifted = x - np.max(x, axis=2, keepdims=True)
+    log_probs = shifted
+    log_probs -= np.log(np.sum(np.exp(shifted), axis=2, keepdims=True))
     loss = -(np.vdot(np.sum(one_hot * log_probs, axis=2), t) / N)
     cache = (t, one_hot, log_probs, N, T)
     return loss, cache
@@ -346,7 +349,9 @@ def temporal_softmax_loss_backward(dout, cache):
     t, one_hot, log_probs, N, T = cache
     # loss = sum(cross_entropy(x, y) * mask) / N
     probs = np.exp(log_probs)
-    dx = (dout / N * t).reshape((N, T, 1)) * (probs - one_hot)
+    dx = probs
+    dx -= one_hot
+    dx *= (dout / N * t).reshape((N, T, 1))
     return TemporalSoftmaxLossGrads(dx)
 
 
@@ -357,10 +362,13 @@ def temporal_softmax_loss_grad(x, y, mask):
     )
     t = mask.astype(x.dtype)
     one_hot = y[..., None] == np.arange(V)
-    probs = x - np.max(x, axis=2, keepdims=True)
-    probs -= np.log(np.sum(np.exp(probs), axis=2, keepdims=True))
-    loss = -(np.vdot(np.sum(one_hot * probs, axis=2), t) / N)
+    shifted = x - np.max(x, axis=2, keepdims=True)
+    log_probs = shifted
+    log_probs -= np.log(np.sum(np.exp(shifted), axis=2, keepdims=True))
+    loss = -(np.vdot(np.sum(one_hot * log_probs, axis=2), t) / N)
     # loss = sum(cross_entropy(x, y) * mask) / N
-    np.exp(probs, out=probs)
-    dx = (1.0 / N * t).reshape((N, T, 1)) * (probs - one_hot)
+    probs = np.exp(log_probs, out=log_probs)
+    dx = probs
+    dx -= one_hot
+    dx *= (1.0 / N * t).reshape((N, T, 1))
     return loss, TemporalSoftmaxLossGrads(dx)

@@ -131,9 +131,10 @@ def seed_backward(dout, cache):
 def seed_grad(W, x):
     """f = seed(W [n, m], x [m]) and its gradients with respect to W, x."""
     n, m = _shapes("seed(W: [n, m], x: [m])", W, x)
-    dq = W @ x
-    f = dq @ dq
+    q = W @ x
+    f = q @ q
     # f = sum(q * q)
+    dq = q
     dq *= 2
     # q = W @ x
     dW = dq[:, None] * x

@@ -114,15 +114,17 @@ def two_layer(X, y, W1, b1, W2, b2, reg):
         b2,
         reg,
     )
-    h = X @ W1
-    h += b1
-    np.maximum(h, 0, out=h)
-    log_probs = h @ W2
-    log_probs += b2
+    affine_out = X @ W1
+    affine_out += b1
+    h = np.maximum(affine_out, 0, out=affine_out)
+    scores = h @ W2
+    scores += b2
     t = 0.5 * reg
     one_hot = y[:, None] == np.arange(C)
-    log_probs -= np.max(log_probs, axis=1, keepdims=True)
-    log_probs -= np.log(np.sum(np.exp(log_probs), axis=1, keepdims=True))
+    shifted = scores
+    shifted -= np.max(scores, axis=1, keepdims=True)
+    log_probs = shifted
+    log_probs -= np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
     t_1 = np.mean(np.sum(one_hot * log_probs, axis=1))
     loss = t * (np.vdot(W1, W1) + np.vdot(W2, W2)) - t_1
     return loss
@@ -140,15 +142,17 @@ def two_layer_forward(X, y, W1, b1, W2, b2, reg):
         b2,
         reg,
     )
-    h = X @ W1
-    h += b1
-    np.maximum(h, 0, out=h)
-    log_probs = h @ W2
-    log_probs += b2
+    affine_out = X @ W1
+    affine_out += b1
+    h = np.maximum(affine_out, 0, out=affine_out)
+    scores = h @ W2
+    scores += b2
     t = 0.5 * reg
     one_hot = y[:, None] == np.arange(C)
-    log_probs -= np.max(log_probs, axis=1, keepdims=True)
-    log_probs -= np.log(np.sum(np.exp(log_probs), axis=1, keepdims=True))
+    shifted = scores
+    shifted -= np.max(scores, axis=1, keepdims=True)
+    log_probs = shifted
+    log_probs -= np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
     t_1 = np.mean(np.sum(one_hot * log_probs, axis=1))
     loss = t * (np.vdot(W1, W1) + np.vdot(W2, W2)) - t_1
     cache = (X, W1, W2, h, t, one_hot, log_probs, N)
@@ -161,13 +165,16 @@ def two_layer_backward(dout, cache):
     # loss = mean(cross_entropy(scores, y)) + 0.5 * reg * (sum(W1 * W1) + sum(W2 * W2))
     t_2 = 2 * dout * t
     probs = np.exp(log_probs)
-    dscores = dout / N * (probs - one_hot)
+    dscores = probs
+    dscores -= one_hot
+    dscores *= dout / N
     # out = x @ w + b  (in fn affine)
     db2 = np.sum(dscores, axis=0)
-    daffine_out = dscores @ W2.T
+    dh = dscores @ W2.T
     dW2 = h.T @ dscores
     dW2 += t_2 * W2
     # h = relu(affine(X, W1, b1))
+    daffine_out = dh
     daffine_out *= h > 0
     # out = x @ w + b  (in fn affine)
     db1 = np.sum(daffine_out, axis=0)
@@ -188,25 +195,30 @@ def two_layer_grad(X, y, W1, b1, W2, b2, reg):
         b2,
         reg,
     )
-    h = X @ W1
-    h += b1
-    np.maximum(h, 0, out=h)
-    probs = h @ W2
-    probs += b2
+    affine_out = X @ W1
+    affine_out += b1
+    h = np.maximum(affine_out, 0, out=affine_out)
+    scores = h @ W2
+    scores += b2
     one_hot = y[:, None] == np.arange(C)
-    probs -= np.max(probs, axis=1, keepdims=True)
-    probs -= np.log(np.sum(np.exp(probs), axis=1, keepdims=True))
+    shifted = scores
+    shifted -= np.max(scores, axis=1, keepdims=True)
+    log_probs = shifted
+    log_probs -= np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
     t = 0.5 * reg * (np.vdot(W1, W1) + np.vdot(W2, W2))
-    loss = t - np.mean(np.sum(one_hot * probs, axis=1))
+    loss = t - np.mean(np.sum(one_hot * log_probs, axis=1))
     # loss = mean(cross_entropy(scores, y)) + 0.5 * reg * (sum(W1 * W1) + sum(W2 * W2))
-    np.exp(probs, out=probs)
-    dscores = 1.0 / N * (probs - one_hot)
+    probs = np.exp(log_probs, out=log_probs)
+    dscores = probs
+    dscores -= one_hot
+    dscores *= 1.0 / N
     # out = x @ w + b  (in fn affine)
     db2 = np.sum(dscores, axis=0)
-    daffine_out = dscores @ W2.T
+    dh = dscores @ W2.T
     dW2 = h.T @ dscores
     dW2 += reg * W2
     # h = relu(affine(X, W1, b1))
+    daffine_out = dh
     daffine_out *= h > 0
     # out = x @ w + b  (in fn affine)
     db1 = np.sum(daffine_out, axis=0)
@@ -237,8 +249,8 @@ def two_layer_scores(X, W1, b1, W2, b2):
     )
     affine_out = X @ W1
     affine_out += b1
-    np.maximum(affine_out, 0, out=affine_out)
-    scores = affine_out @ W2
+    t = np.maximum(affine_out, 0)
+    scores = t @ W2
     scores += b2
     return scores
 
@@ -255,21 +267,21 @@ def two_layer_scores_forward(X, W1, b1, W2, b2):
     )
     affine_out = X @ W1
     affine_out += b1
-    np.maximum(affine_out, 0, out=affine_out)
-    scores = affine_out @ W2
+    t = np.maximum(affine_out, 0)
+    scores = t @ W2
     scores += b2
-    cache = (X, W1, W2, affine_out)
+    cache = (X, W1, W2, t)
     return scores, cache
 
 
 def two_layer_scores_backward(dout, cache):
     """Gradients of two_layer_scores with respect to X, W1, b1, W2, b2; dout is shaped like scores [N, C]."""
-    X, W1, W2, affine_out = cache
+    X, W1, W2, t = cache
     # out = x @ w + b  (in fn affine)
     db2 = np.sum(dout, axis=0)
-    dW2 = affine_out.T @ dout
+    dW2 = t.T @ dout
     # scores = affine(relu(affine(X, W1, b1)), W2, b2)
-    daffine_out = dout @ W2.T * (affine_out > 0)
+    daffine_out = dout @ W2.T * (t > 0)
     # out = x @ w + b  (in fn affine)
     db1 = np.sum(daffine_out, axis=0)
     dX = daffine_out @ W1.T

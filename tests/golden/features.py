@@ -175,14 +175,14 @@ def scaled_backward(dout, cache):
     """Gradients of scaled with respect to Q, K; dout is shaped like z []."""
     Q, K, t, t_1, t_2, T = cache
     # z = mean(reshape(transpose(a, (1, 0)), (T * T,)) ** 2)
-    da_1 = (2 * (dout / (T * T)) * t_2).reshape((T, T)).T
+    da = (2 * (dout / (T * T)) * t_2).reshape((T, T)).T
     # a = a * (a > 0) - 0.1 * a
-    da = da_1 * t_1
-    da -= 0.1 * da_1
+    da_1 = da * t_1
+    da_1 -= 0.1 * da
     # a = Q @ K.T / sqrt(d)
-    da /= t
-    dQ = da @ K
-    dK = da.T @ Q
+    t_3 = da_1 / t
+    dQ = t_3 @ K
+    dK = t_3.T @ Q
     return ScaledGrads(dQ, dK)
 
 
@@ -197,14 +197,14 @@ def scaled_grad(Q, K):
     t_2 = a_1.T.reshape((T * T,))
     z = np.mean(t_2**2)
     # z = mean(reshape(transpose(a, (1, 0)), (T * T,)) ** 2)
-    da_1 = (2 * (1.0 / (T * T)) * t_2).reshape((T, T)).T
+    da = (2 * (1.0 / (T * T)) * t_2).reshape((T, T)).T
     # a = a * (a > 0) - 0.1 * a
-    da = da_1 * t_1
-    da -= 0.1 * da_1
+    da_1 = da * t_1
+    da_1 -= 0.1 * da
     # a = Q @ K.T / sqrt(d)
-    da /= t
-    dQ = da @ K
-    dK = da.T @ Q
+    t_3 = da_1 / t
+    dQ = t_3 @ K
+    dK = t_3.T @ Q
     return z, ScaledGrads(dQ, dK)
 
 
