@@ -215,8 +215,10 @@ class _Function:
         made = set(lines)
         last: dict[Node, Node] = {}
         for n in lines:
-            for a in self.reads(n):
+            for a in self._values_read(n, itself=False):
                 last[a] = n
+        # an array that a cache entry, an output or a gradient may share is never written
+        kept = {b for k in self.keep for b in self._shared(k)}
         chains: dict[Node, list[Node]] = {}  # the first value of each shared array -> the values
         root: dict[Node, Node] = {}
 
@@ -224,7 +226,7 @@ class _Function:
             return (
                 a in made
                 and last.get(a) is n
-                and a not in self.keep
+                and a not in kept
                 and a.op not in _NOT_FRESH
                 and a not in self.born_weak
                 and a.shape == n.shape
@@ -285,8 +287,21 @@ class _Function:
             return n.args[0] is a
         return n.op in _UFUNC_OF_FIRST and n.args[0] is a
 
-    def _values_read(self, o: Node) -> set[Node]:
-        return {o} if o in self.own_line else self.reads(o)
+    def _values_read(self, o: Node, itself: bool = True) -> set[Node]:
+        """The named values whose arrays o's expression reads (o's own, if it is named and
+        `itself`), through views too: reading `dv = np.broadcast_to(t, ...)` reads t's array."""
+        named = {o} if itself and o in self.own_line else self.reads(o)
+        return {b for v in named for b in self._shared(v)}
+
+    def _shared(self, v: Node) -> set[Node]:
+        """The named values among v and those whose arrays v may be a view of."""
+        out = {v} if v in self.own_line else set()
+        if v.op in ("reshape", "transpose", "index", "broadcast_to"):
+            out |= self._shared(v.args[0])
+        elif v.op == "einsum":  # may return a view of an operand
+            for a in v.args:
+                out |= self._shared(a)
+        return out
 
     def in_place_lines(self, n: Node) -> list[str] | None:
         """n's line as updates of one array, bottom up; None where a step has no such form."""

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from bpc.check import check_source
 from tests.support import load, numeric_grad, rel_error
 
 rng = np.random.default_rng(1)
@@ -350,3 +353,14 @@ def test_argument_checks_remember_only_what_passed():
             m.f(W, x, [2.0])
         with pytest.raises(ValueError, match="x must hold floats"):
             m.f(W, np.ones(3, int), 2.0)
+
+
+REGRESSIONS = sorted((Path(__file__).parent / "regressions").glob("*.bp"))
+
+
+@pytest.mark.parametrize("path", REGRESSIONS, ids=[p.stem for p in REGRESSIONS])
+def test_graphs_that_once_got_wrong_gradients(path):
+    """Graphs the long random-graph runs found, kept with the bug each comment names."""
+    for seed in range(3):
+        rows = check_source(path.read_text(), seed=seed)
+        assert rows and all(row.ok for row in rows), rows
