@@ -270,7 +270,11 @@ def main(argv=None) -> int:
     print()
     print(text)
     if not args.smoke:
-        Path(args.write).write_text(cases.report(text, machine(), " ".join(sys.argv[1:])))
+        path = Path(args.write)
+        # the hand-written "## Notes" section of the page stays
+        old = path.read_text() if path.exists() else ""
+        notes = old[old.index("\n## Notes") :] if "\n## Notes" in old else ""
+        path.write_text(cases.report(text, machine(), " ".join(sys.argv[1:])) + notes)
         print(f"\nwritten to {args.write}")
     return 0
 
