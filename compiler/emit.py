@@ -249,8 +249,12 @@ class _Function:
                     return c
             return None
 
+        # only the largest arrays are worth it: a bias-sized vector keeps its one-line form
+        widest = max((m.ndim for m in lines), default=0)
         for n in lines:
-            if not OPS[n.op].elementwise or n.dtype != "float" or not n.ndim or n in self.born_weak:
+            if not OPS[n.op].elementwise or n.dtype != "float" or n.ndim < max(widest, 1):
+                continue
+            if n in self.born_weak or Dim.of(1) in n.shape:  # (a keepdims statistic: small)
                 continue
             # Down the line's expression, `(a - s) * w / t`, to a value read for the last time:
             # each operation on the way is then done in that value's array, bottom up, as long
@@ -260,23 +264,23 @@ class _Function:
                 a = next((a for a in level.args if reusable(a, level)), None)
                 if a is not None:
                     above = [o for m in spine[:-1] for o in m.args if o not in spine]
-                    # a named value's array is not taken over by one without a name of its own,
-                    # which would be read under a name that says something else (`var` for its
-                    # square root)
-                    unnamed = not n.hint and n not in self.namer.names
-                    if all(a not in self._values_read(o) for o in above) and not (
-                        unnamed and (a.hint or a in self.namer.names)
-                    ):
+                    if all(a not in self._values_read(o) for o in above):
                         self.in_place[n] = (a, spine)
                         root[n] = root.get(a, a)
                         chains.setdefault(root[n], [root[n]]).append(n)
                     break
                 level = spine_step(level)
                 spine.append(level)
-        # A value without a name of its own goes by the name of the array it was worked out in.
+
+        # A value without a name of its own goes by the name of the array it was worked out in,
+        # unless that array's name says something else (`var`, not its square root): then the
+        # value takes the array under a name of its own (`t = var`, `t += 1e-05`).
+        def named(m: Node) -> bool:
+            return bool(m.hint) or m in self.namer.names
+
         for chain in chains.values():
             for below, m in zip(chain, chain[1:]):
-                if not m.hint and m not in self.namer.names:
+                if not named(m) and not named(below):
                     self.namer.names[m] = self.name_of(below)
 
     def _writable_form(self, n: Node, a: Node) -> bool:

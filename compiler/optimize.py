@@ -7,6 +7,7 @@ A last step makes every gradient a fresh array of exactly its parameter's shape 
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import math
 import operator
@@ -220,6 +221,26 @@ def sum_of_scaled(n: Node) -> Node | None:
     return make(
         "mul", functools.reduce(lambda a, b: make("mul", a, b), small), make("sum", rest, axis=axes)
     )
+
+
+@rule("sum")
+def row_sum_through_a_product(n: Node) -> Node | None:
+    """sum((A @ B.T) * C, axis=-1) -> sum(A * (C @ B), axis=-1) when C @ B is computed anyway:
+    attention's softmax backward takes the row sums of dout * out, [S, m], instead of those of
+    dweights * weights, [S, T] (both are sum over t and m of A[s, m] B[t, m] C[s, t])."""
+    x = n.args[0]
+    if x.op != "mul" or x.ndim != 2 or n.attr("axis") != (1,) or x.dtype != "float":
+        return None
+    for p, c in (x.args, x.args[::-1]):
+        if p.op != "matmul" or p.shape != x.shape or c.shape != x.shape:
+            continue
+        a, bt = p.args
+        if bt.op == "transpose" and bt.attr("axes") == (1, 0) and a.ndim == 2:
+            cb = _existing("matmul", c, bt.args[0])
+            if cb is not None:
+                product = make("mul", a, cb)
+                return make("sum", product, axis=(1,), keepdims=n.attr("keepdims"))
+    return None
 
 
 @rule("transpose")
@@ -442,6 +463,22 @@ def _key(n: Node):
     return (n.op, tuple(id(a) for a in n.args), repr(n.attrs), n.type)
 
 
+# The nodes of the graph being simplified, by key: what a rule may ask `_existing` about.
+_SEEN: contextvars.ContextVar[dict | None] = contextvars.ContextVar("seen", default=None)
+
+
+def _existing(op: str, *args: Node, **attrs) -> Node | None:
+    """op(*args) if the graph being simplified computes it already, else None: for rewrites that
+    pay only when they can share a value."""
+    seen = _SEEN.get()
+    if seen is None:
+        return None
+    try:
+        return seen.get(_key(make(op, *args, **attrs)))
+    except ShapeError:
+        return None
+
+
 class _Simplifier:
     """Rewrites one node to a fixpoint, after the new nodes a rewrite made, and hash-conses."""
 
@@ -471,6 +508,7 @@ def _simplify_pass(graph: Graph) -> tuple[Graph, bool]:
     """One bottom-up sweep of the rewrites with hash-consing; says whether anything changed."""
     simplify_node = _Simplifier()
     changed = False
+    token = _SEEN.set(simplify_node.seen)
 
     def step(n: Node, args: tuple[Node, ...]) -> Node:
         nonlocal changed
@@ -478,7 +516,10 @@ def _simplify_pass(graph: Graph) -> tuple[Graph, bool]:
         changed |= m is not n
         return m
 
-    return rewrite(graph, step), changed
+    try:
+        return rewrite(graph, step), changed
+    finally:
+        _SEEN.reset(token)
 
 
 def simplify(graph: Graph) -> Graph:

@@ -127,18 +127,21 @@ def attention_forward(q, k, v):
     weights = exps
     weights /= np.sum(exps, axis=1, keepdims=True)
     out = weights @ v
-    cache = (q, k, v, t, weights)
+    cache = (q, k, v, t, weights, out)
     return out, cache
 
 
 def attention_backward(dout, cache):
     """Gradients of attention with respect to q, k, v; dout is shaped like out [S, m]."""
-    q, k, v, t, weights = cache
+    q, k, v, t, weights, out = cache
     # out = weights @ v
     dweights = dout @ v.T
     dv = weights.T @ dout
     # weights = softmax(q @ k.T / sqrt(d), axis=-1)
-    t_2 = weights * (dweights - np.sum(dweights * weights, axis=1, keepdims=True)) / t
+    t_2 = dweights
+    t_2 -= np.sum(dout * out, axis=1, keepdims=True)
+    t_2 *= weights
+    t_2 /= t
     dq = t_2 @ k
     dk = t_2.T @ q
     return AttentionGrads(dq, dk, dv)
@@ -245,7 +248,8 @@ def multihead_attention_backward(dout, cache):
     t_3 = weights * (dweights - np.sum(dweights * weights, axis=3, keepdims=True))
     dscores = np.where(t_1, t_3, 0)
     # scores = einsum("nshd,nthd->nhst", q, k) / sqrt(d)
-    t_4 = dscores / t
+    t_4 = dscores
+    t_4 /= t
     dq = np.einsum("nhst,nthd->nshd", t_4, k, optimize=True)
     dk = np.einsum("nhst,nshd->nthd", t_4, q, optimize=True)
     # v = einsum("nte,ehd->nthd", value, Wv) + bv

@@ -138,8 +138,7 @@ def batchnorm_backward(dout, cache):
     t_2 = np.sum(dout * xc, axis=0)
     dgamma = invstd * t_2
     # xhat = xc * invstd
-    dinvstd = t_2
-    dinvstd *= gamma
+    dinvstd = gamma * t_2
     # var = mean(xc * xc, axis=0)
     dxc = t_1 * dout
     dxc -= 2 * (dinvstd * invstd / t / (2 * t) / N) * xc

@@ -230,8 +230,7 @@ def lstm_step_backward(dout, cache):
     di = dnext_c * g
     dg = dnext_c * i
     df = dnext_c * prev_c
-    dprev_c = dnext_c
-    dprev_c *= f
+    dprev_c = dnext_c * f
     # i = sigmoid(a[:, 0:H])
     t_3 = di * i * (1 - i)
     t_4 = df * f * (1 - f)

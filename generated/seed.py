@@ -134,8 +134,7 @@ def seed_grad(W, x):
     q = W @ x
     f = q @ q
     # f = sum(q * q)
-    dq = q
-    dq *= 2
+    dq = 2 * q
     # q = W @ x
     dW = dq[:, None] * x
     dx = W.T @ dq

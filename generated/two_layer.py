@@ -249,7 +249,7 @@ def two_layer_scores(X, W1, b1, W2, b2):
     )
     affine_out = X @ W1
     affine_out += b1
-    t = np.maximum(affine_out, 0)
+    t = np.maximum(affine_out, 0, out=affine_out)
     scores = t @ W2
     scores += b2
     return scores
@@ -267,7 +267,7 @@ def two_layer_scores_forward(X, W1, b1, W2, b2):
     )
     affine_out = X @ W1
     affine_out += b1
-    t = np.maximum(affine_out, 0)
+    t = np.maximum(affine_out, 0, out=affine_out)
     scores = t @ W2
     scores += b2
     cache = (X, W1, W2, t)

@@ -180,7 +180,8 @@ def scaled_backward(dout, cache):
     da_1 = da * t_1
     da_1 -= 0.1 * da
     # a = Q @ K.T / sqrt(d)
-    t_3 = da_1 / t
+    t_3 = da_1
+    t_3 /= t
     dQ = t_3 @ K
     dK = t_3.T @ Q
     return ScaledGrads(dQ, dK)
@@ -202,7 +203,8 @@ def scaled_grad(Q, K):
     da_1 = da * t_1
     da_1 -= 0.1 * da
     # a = Q @ K.T / sqrt(d)
-    t_3 = da_1 / t
+    t_3 = da_1
+    t_3 /= t
     dQ = t_3 @ K
     dK = t_3.T @ Q
     return z, ScaledGrads(dQ, dK)
