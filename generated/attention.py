@@ -108,10 +108,10 @@ def attention(q, k, v):
     t = math.sqrt(d)
     t_1 = q @ k.T / t
     shifted = t_1
-    shifted -= np.max(t_1, axis=1, keepdims=True)
+    shifted -= t_1.max(axis=1, keepdims=True)
     exps = np.exp(shifted, out=shifted)
     weights = exps
-    weights /= np.sum(exps, axis=1, keepdims=True)
+    weights /= exps.sum(axis=1, keepdims=True)
     out = weights @ v
     return out
 
@@ -122,10 +122,10 @@ def attention_forward(q, k, v):
     t = math.sqrt(d)
     t_1 = q @ k.T / t
     shifted = t_1
-    shifted -= np.max(t_1, axis=1, keepdims=True)
+    shifted -= t_1.max(axis=1, keepdims=True)
     exps = np.exp(shifted, out=shifted)
     weights = exps
-    weights /= np.sum(exps, axis=1, keepdims=True)
+    weights /= exps.sum(axis=1, keepdims=True)
     out = weights @ v
     cache = (q, k, v, t, weights, out)
     return out, cache
@@ -139,7 +139,7 @@ def attention_backward(dout, cache):
     dv = weights.T @ dout
     # weights = softmax(q @ k.T / sqrt(d), axis=-1)
     t_2 = dweights
-    t_2 -= np.sum(dout * out, axis=1, keepdims=True)
+    t_2 -= (dout * out).sum(axis=1, keepdims=True)
     t_2 *= weights
     t_2 /= t
     dq = t_2 @ k
@@ -188,10 +188,10 @@ def multihead_attention(query, key, value, Wq, bq, Wk, bk, Wv, bv, Wo, bo, mask)
     t_1 = mask != 0
     t_2 = np.where(t_1, scores, -1000000000.0)
     shifted = t_2
-    shifted -= np.max(t_2, axis=3, keepdims=True)
+    shifted -= t_2.max(axis=3, keepdims=True)
     exps = np.exp(shifted, out=shifted)
     weights = exps
-    weights /= np.sum(exps, axis=3, keepdims=True)
+    weights /= exps.sum(axis=3, keepdims=True)
     heads = np.einsum("nhst,nthd->nshd", weights, v, optimize=True)
     out = np.einsum("nshd,hde->nse", heads, Wo, optimize=True) + bo
     return out
@@ -224,10 +224,10 @@ def multihead_attention_forward(
     t_1 = mask != 0
     t_2 = np.where(t_1, scores, -1000000000.0)
     shifted = t_2
-    shifted -= np.max(t_2, axis=3, keepdims=True)
+    shifted -= t_2.max(axis=3, keepdims=True)
     exps = np.exp(shifted, out=shifted)
     weights = exps
-    weights /= np.sum(exps, axis=3, keepdims=True)
+    weights /= exps.sum(axis=3, keepdims=True)
     heads = np.einsum("nhst,nthd->nshd", weights, v, optimize=True)
     out = np.einsum("nshd,hde->nse", heads, Wo, optimize=True) + bo
     cache = (query, key, value, Wq, Wk, Wv, Wo, q, k, v, t, t_1, weights, heads)
@@ -238,14 +238,14 @@ def multihead_attention_backward(dout, cache):
     """Gradients of multihead_attention with respect to query, key, value, Wq, bq, Wk, bk, Wv, bv, Wo, bo; dout is shaped like out [N, S, E]."""
     query, key, value, Wq, Wk, Wv, Wo, q, k, v, t, t_1, weights, heads = cache
     # out = einsum("nshd,hde->nse", heads, Wo) + bo
-    dbo = np.sum(dout, axis=(0, 1))
+    dbo = dout.sum(axis=(0, 1))
     dheads = np.einsum("nse,hde->nshd", dout, Wo, optimize=True)
     dWo = np.einsum("nse,nshd->hde", dout, heads, optimize=True)
     # heads = einsum("nhst,nthd->nshd", weights, v)
     dweights = np.einsum("nshd,nthd->nhst", dheads, v, optimize=True)
     dv = np.einsum("nshd,nhst->nthd", dheads, weights, optimize=True)
     # weights = softmax(where(mask != 0, scores, -1e9), axis=-1)
-    t_3 = weights * (dweights - np.sum(dweights * weights, axis=3, keepdims=True))
+    t_3 = weights * (dweights - (dweights * weights).sum(axis=3, keepdims=True))
     dscores = np.where(t_1, t_3, 0)
     # scores = einsum("nshd,nthd->nhst", q, k) / sqrt(d)
     t_4 = dscores
@@ -253,15 +253,15 @@ def multihead_attention_backward(dout, cache):
     dq = np.einsum("nhst,nthd->nshd", t_4, k, optimize=True)
     dk = np.einsum("nhst,nshd->nthd", t_4, q, optimize=True)
     # v = einsum("nte,ehd->nthd", value, Wv) + bv
-    dbv = np.sum(dv, axis=(0, 1))
+    dbv = dv.sum(axis=(0, 1))
     dvalue = np.einsum("nthd,ehd->nte", dv, Wv, optimize=True)
     dWv = np.einsum("nthd,nte->ehd", dv, value, optimize=True)
     # k = einsum("nte,ehd->nthd", key, Wk) + bk
-    dbk = np.sum(dk, axis=(0, 1))
+    dbk = dk.sum(axis=(0, 1))
     dkey = np.einsum("nthd,ehd->nte", dk, Wk, optimize=True)
     dWk = np.einsum("nthd,nte->ehd", dk, key, optimize=True)
     # q = einsum("nse,ehd->nshd", query, Wq) + bq
-    dbq = np.sum(dq, axis=(0, 1))
+    dbq = dq.sum(axis=(0, 1))
     dquery = np.einsum("nshd,ehd->nse", dq, Wq, optimize=True)
     dWq = np.einsum("nshd,nse->ehd", dq, query, optimize=True)
     return MultiheadAttentionGrads(

@@ -122,7 +122,7 @@ def affine_backward(dout, cache):
     """Gradients of affine with respect to x, w, b; dout is shaped like out [N, M]."""
     x, w = cache
     # out = x @ w + b
-    db = np.sum(dout, axis=0)
+    db = dout.sum(axis=0)
     dx = dout @ w.T
     dw = x.T @ dout
     return AffineGrads(dx, dw, db)
@@ -185,7 +185,7 @@ def affine_relu_backward(dout, cache):
     x, w, out = cache
     # out = relu(x @ w + b)
     t = dout * (out > 0)
-    db = np.sum(t, axis=0)
+    db = t.sum(axis=0)
     dx = t @ w.T
     dw = x.T @ t
     return AffineReluGrads(dx, dw, db)

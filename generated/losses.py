@@ -103,10 +103,10 @@ def softmax_loss(x, y):
     """loss [] = softmax_loss(x [N, C], y int[N]): the forward pass alone."""
     N, C = _shapes("softmax_loss(x: [N, C], y: int[N])", x, y)
     one_hot = y[:, None] == np.arange(C)
-    shifted = x - np.max(x, axis=1, keepdims=True)
+    shifted = x - x.max(axis=1, keepdims=True)
     log_probs = shifted
-    log_probs -= np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
-    loss = -np.mean(np.sum(one_hot * log_probs, axis=1))
+    log_probs -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    loss = -(one_hot * log_probs).sum(axis=1).mean()
     return loss
 
 
@@ -114,10 +114,10 @@ def softmax_loss_forward(x, y):
     """loss [] = softmax_loss(x [N, C], y int[N]), and the cache that softmax_loss_backward needs."""
     N, C = _shapes("softmax_loss(x: [N, C], y: int[N])", x, y)
     one_hot = y[:, None] == np.arange(C)
-    shifted = x - np.max(x, axis=1, keepdims=True)
+    shifted = x - x.max(axis=1, keepdims=True)
     log_probs = shifted
-    log_probs -= np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
-    loss = -np.mean(np.sum(one_hot * log_probs, axis=1))
+    log_probs -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    loss = -(one_hot * log_probs).sum(axis=1).mean()
     cache = (one_hot, log_probs, N)
     return loss, cache
 
@@ -137,10 +137,10 @@ def softmax_loss_grad(x, y):
     """loss = softmax_loss(x [N, C], y int[N]) and its gradients with respect to x."""
     N, C = _shapes("softmax_loss(x: [N, C], y: int[N])", x, y)
     one_hot = y[:, None] == np.arange(C)
-    shifted = x - np.max(x, axis=1, keepdims=True)
+    shifted = x - x.max(axis=1, keepdims=True)
     log_probs = shifted
-    log_probs -= np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
-    loss = -np.mean(np.sum(one_hot * log_probs, axis=1))
+    log_probs -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    loss = -(one_hot * log_probs).sum(axis=1).mean()
     # loss = mean(cross_entropy(x, y))
     probs = np.exp(log_probs, out=log_probs)
     dx = probs
@@ -163,7 +163,7 @@ def svm_loss(x, y):
     t += 1
     margins = np.maximum(0, t)
     t_1 = (y[:, None] == np.arange(C)).astype(x.dtype) > 0
-    loss = np.sum(np.where(t_1, 0, margins)) / N
+    loss = np.where(t_1, 0, margins).sum() / N
     return loss
 
 
@@ -175,7 +175,7 @@ def svm_loss_forward(x, y):
     t += 1
     margins = np.maximum(0, t)
     t_1 = (y[:, None] == np.arange(C)).astype(x.dtype) > 0
-    loss = np.sum(np.where(t_1, 0, margins)) / N
+    loss = np.where(t_1, 0, margins).sum() / N
     cache = (y, t, t_1, N, C)
     return loss, cache
 
@@ -190,7 +190,7 @@ def svm_loss_backward(dout, cache):
     t_2 += 0.5 * dmargins * (0 == t)
     # correct = take_along(x, y)
     dx = t_2
-    dx += (y[:, None] == np.arange(C)) * (-np.sum(t_2, axis=1))[:, None]
+    dx += (y[:, None] == np.arange(C)) * (-t_2.sum(axis=1))[:, None]
     return SvmLossGrads(dx)
 
 
@@ -202,7 +202,7 @@ def svm_loss_grad(x, y):
     t += 1
     margins = np.maximum(0, t)
     t_1 = (y[:, None] == np.arange(C)).astype(x.dtype) > 0
-    loss = np.sum(np.where(t_1, 0, margins)) / N
+    loss = np.where(t_1, 0, margins).sum() / N
     # loss = sum(where(one_hot(y, C) > 0, 0, margins)) / N
     dmargins = np.where(t_1, 0, 1.0 / N).astype(x.dtype)
     # margins = maximum(0, x - reshape(correct, (N, 1)) + 1)
@@ -210,5 +210,5 @@ def svm_loss_grad(x, y):
     t_2 += 0.5 * dmargins * (0 == t)
     # correct = take_along(x, y)
     dx = t_2
-    dx += (y[:, None] == np.arange(C)) * (-np.sum(t_2, axis=1))[:, None]
+    dx += (y[:, None] == np.arange(C)) * (-t_2.sum(axis=1))[:, None]
     return loss, SvmLossGrads(dx)

@@ -122,8 +122,7 @@ def mlp(X, Y, W1, b1, W2, b2, reg):
     err = affine_out_1
     err -= Y
     t = 0.5 * reg
-    t_1 = t * (np.vdot(W1, W1) + np.vdot(W2, W2))
-    loss = 0.5 * np.mean(np.sum(err**2, axis=1)) + t_1
+    loss = 0.5 * (err**2).sum(axis=1).mean() + t * (np.vdot(W1, W1) + np.vdot(W2, W2))
     return loss
 
 
@@ -147,8 +146,7 @@ def mlp_forward(X, Y, W1, b1, W2, b2, reg):
     err = affine_out_1
     err -= Y
     t = 0.5 * reg
-    t_1 = t * (np.vdot(W1, W1) + np.vdot(W2, W2))
-    loss = 0.5 * np.mean(np.sum(err**2, axis=1)) + t_1
+    loss = 0.5 * (err**2).sum(axis=1).mean() + t * (np.vdot(W1, W1) + np.vdot(W2, W2))
     cache = (X, W1, W2, h, err, t, N)
     return loss, cache
 
@@ -157,20 +155,20 @@ def mlp_backward(dout, cache):
     """Gradients of mlp with respect to W1, b1, W2, b2; dout is shaped like loss []."""
     X, W1, W2, h, err, t, N = cache
     # loss = 0.5 * mean(sum(err ** 2, axis=1)) + 0.5 * reg * (sum(W1 * W1) + sum(W2 * W2))
-    t_2 = 2 * dout * t
+    t_1 = 2 * dout * t
     derr = 2 * (0.5 * dout / N) * err
     # out = x @ w + b  (in fn affine)
-    db2 = np.sum(derr, axis=0)
+    db2 = derr.sum(axis=0)
     dh = derr @ W2.T
     dW2 = h.T @ derr
-    dW2 += t_2 * W2
+    dW2 += t_1 * W2
     # h = tanh(affine(X, W1, b1))
     daffine_out = dh
     daffine_out *= 1 - h * h
     # out = x @ w + b  (in fn affine)
-    db1 = np.sum(daffine_out, axis=0)
+    db1 = daffine_out.sum(axis=0)
     dW1 = X.T @ daffine_out
-    dW1 += t_2 * W1
+    dW1 += t_1 * W1
     return MlpGrads(dW1, db1, dW2, db2)
 
 
@@ -194,12 +192,12 @@ def mlp_grad(X, Y, W1, b1, W2, b2, reg):
     err = affine_out_1
     err -= Y
     t = 0.5 * reg * (np.vdot(W1, W1) + np.vdot(W2, W2))
-    loss = 0.5 * np.mean(np.sum(err**2, axis=1)) + t
+    loss = 0.5 * (err**2).sum(axis=1).mean() + t
     # loss = 0.5 * mean(sum(err ** 2, axis=1)) + 0.5 * reg * (sum(W1 * W1) + sum(W2 * W2))
     derr = err
     derr *= 2 * (0.5 / N)
     # out = x @ w + b  (in fn affine)
-    db2 = np.sum(derr, axis=0)
+    db2 = derr.sum(axis=0)
     dh = derr @ W2.T
     dW2 = h.T @ derr
     dW2 += reg * W2
@@ -207,7 +205,7 @@ def mlp_grad(X, Y, W1, b1, W2, b2, reg):
     daffine_out = dh
     daffine_out *= 1 - h * h
     # out = x @ w + b  (in fn affine)
-    db1 = np.sum(daffine_out, axis=0)
+    db1 = daffine_out.sum(axis=0)
     dW1 = X.T @ daffine_out
     dW1 += reg * W1
     return loss, MlpGrads(dW1, db1, dW2, db2)

@@ -104,9 +104,9 @@ class BatchnormGrads(NamedTuple):
 def batchnorm(x, gamma, beta):
     """out [N, D] = batchnorm(x [N, D], gamma [D], beta [D]): the forward pass alone."""
     N, D = _shapes("batchnorm(x: [N, D], gamma: [D], beta: [D])", x, gamma, beta)
-    mu = np.mean(x, axis=0)
+    mu = x.mean(axis=0)
     xc = x - mu
-    var = np.mean(xc * xc, axis=0)
+    var = (xc * xc).mean(axis=0)
     t = np.sqrt(var + 1e-05)
     invstd = 1 / t
     t_1 = invstd * gamma
@@ -118,9 +118,9 @@ def batchnorm(x, gamma, beta):
 def batchnorm_forward(x, gamma, beta):
     """out [N, D] = batchnorm(x [N, D], gamma [D], beta [D]), and the cache that batchnorm_backward needs."""
     N, D = _shapes("batchnorm(x: [N, D], gamma: [D], beta: [D])", x, gamma, beta)
-    mu = np.mean(x, axis=0)
+    mu = x.mean(axis=0)
     xc = x - mu
-    var = np.mean(xc * xc, axis=0)
+    var = (xc * xc).mean(axis=0)
     t = np.sqrt(var + 1e-05)
     invstd = 1 / t
     t_1 = invstd * gamma
@@ -134,8 +134,8 @@ def batchnorm_backward(dout, cache):
     """Gradients of batchnorm with respect to x, gamma, beta; dout is shaped like out [N, D]."""
     gamma, xc, t, invstd, t_1, N = cache
     # out = gamma * xhat + beta
-    dbeta = np.sum(dout, axis=0)
-    t_2 = np.sum(dout * xc, axis=0)
+    dbeta = dout.sum(axis=0)
+    t_2 = (dout * xc).sum(axis=0)
     dgamma = invstd * t_2
     # xhat = xc * invstd
     dinvstd = gamma * t_2
@@ -144,7 +144,7 @@ def batchnorm_backward(dout, cache):
     dxc -= 2 * (dinvstd * invstd / t / (2 * t) / N) * xc
     # mu = mean(x, axis=0)
     dx = dxc
-    dx -= np.sum(dxc, axis=0) / N
+    dx -= dxc.sum(axis=0) / N
     return BatchnormGrads(dx, dgamma, dbeta)
 
 
@@ -159,9 +159,9 @@ class LayernormGrads(NamedTuple):
 def layernorm(x, gamma, beta):
     """out [N, D] = layernorm(x [N, D], gamma [D], beta [D]): the forward pass alone."""
     N, D = _shapes("layernorm(x: [N, D], gamma: [D], beta: [D])", x, gamma, beta)
-    mu = np.mean(x, axis=1, keepdims=True)
+    mu = x.mean(axis=1, keepdims=True)
     xc = x - mu
-    var = np.mean(xc * xc, axis=1, keepdims=True)
+    var = (xc * xc).mean(axis=1, keepdims=True)
     t = np.sqrt(var + 1e-05)
     xhat = xc / t
     out = gamma * xhat
@@ -172,9 +172,9 @@ def layernorm(x, gamma, beta):
 def layernorm_forward(x, gamma, beta):
     """out [N, D] = layernorm(x [N, D], gamma [D], beta [D]), and the cache that layernorm_backward needs."""
     N, D = _shapes("layernorm(x: [N, D], gamma: [D], beta: [D])", x, gamma, beta)
-    mu = np.mean(x, axis=1, keepdims=True)
+    mu = x.mean(axis=1, keepdims=True)
     xc = x - mu
-    var = np.mean(xc * xc, axis=1, keepdims=True)
+    var = (xc * xc).mean(axis=1, keepdims=True)
     t = np.sqrt(var + 1e-05)
     xhat = xc / t
     out = gamma * xhat
@@ -187,15 +187,15 @@ def layernorm_backward(dout, cache):
     """Gradients of layernorm with respect to x, gamma, beta; dout is shaped like out [N, D]."""
     gamma, xc, t, xhat, N, D = cache
     # out = gamma * xhat + beta
-    dbeta = np.sum(dout, axis=0)
-    dgamma = np.sum(dout * xhat, axis=0)
+    dbeta = dout.sum(axis=0)
+    dgamma = (dout * xhat).sum(axis=0)
     dxhat = dout * gamma
     # var = mean(xc * xc, axis=1, keepdims=true)
-    t_1 = 2 * (np.sum(dxhat * xhat / t, axis=1).reshape((N, 1)) / (2 * t) / D)
+    t_1 = 2 * ((dxhat * xhat / t).sum(axis=1).reshape((N, 1)) / (2 * t) / D)
     dxc = dxhat
     dxc /= t
     dxc -= t_1 * xc
     # mu = mean(x, axis=1, keepdims=true)
     dx = dxc
-    dx -= np.sum(dxc, axis=1).reshape((N, 1)) / D
+    dx -= dxc.sum(axis=1).reshape((N, 1)) / D
     return LayernormGrads(dx, dgamma, dbeta)

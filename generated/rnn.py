@@ -144,7 +144,7 @@ def rnn_step_backward(dout, cache):
     x, prev_h, Wx, Wh, next_h = cache
     # next_h = tanh(x @ Wx + prev_h @ Wh + b)
     t = dout * (1 - next_h * next_h)
-    db = np.sum(t, axis=0)
+    db = t.sum(axis=0)
     dprev_h = t @ Wh.T
     dWh = prev_h.T @ t
     dx = t @ Wx.T
@@ -236,7 +236,7 @@ def lstm_step_backward(dout, cache):
     t_4 = df * f * (1 - f)
     da = np.concatenate([t_3, t_4, do * o * (1 - o), dg * (1 - g * g)], axis=1)
     # a = x @ reshape(Wx, (D, 4*H)) + prev_h @ reshape(Wh, (H, 4*H)) + reshape(b, (4*H,))
-    db = np.sum(da, axis=0).reshape((4, H))
+    db = da.sum(axis=0).reshape((4, H))
     dprev_h = da @ t_1.T
     dWh = (prev_h.T @ da).reshape((H, 4, H))
     dx = da @ t.T
@@ -302,9 +302,9 @@ def temporal_affine_backward(dout, cache):
     """Gradients of temporal_affine with respect to x, w, b; dout is shaped like out [N, T, M]."""
     x, w = cache
     # out = x @ w + b
-    db = np.sum(dout, axis=(0, 1))
+    db = dout.sum(axis=(0, 1))
     dx = dout @ w.T
-    dw = np.sum(np.swapaxes(x, -1, -2) @ dout, axis=0)
+    dw = (np.swapaxes(x, -1, -2) @ dout).sum(axis=0)
     return TemporalAffineGrads(dx, dw, db)
 
 
@@ -321,10 +321,10 @@ def temporal_softmax_loss(x, y, mask):
     )
     t = mask.astype(x.dtype)
     one_hot = y[..., None] == np.arange(V)
-    shifted = x - np.max(x, axis=2, keepdims=True)
+    shifted = x - x.max(axis=2, keepdims=True)
     log_probs = shifted
-    log_probs -= np.log(np.sum(np.exp(shifted), axis=2, keepdims=True))
-    loss = -(np.vdot(np.sum(one_hot * log_probs, axis=2), t) / N)
+    log_probs -= np.log(np.exp(shifted).sum(axis=2, keepdims=True))
+    loss = -(np.vdot((one_hot * log_probs).sum(axis=2), t) / N)
     return loss
 
 
@@ -335,10 +335,10 @@ def temporal_softmax_loss_forward(x, y, mask):
     )
     t = mask.astype(x.dtype)
     one_hot = y[..., None] == np.arange(V)
-    shifted = x - np.max(x, axis=2, keepdims=True)
+    shifted = x - x.max(axis=2, keepdims=True)
     log_probs = shifted
-    log_probs -= np.log(np.sum(np.exp(shifted), axis=2, keepdims=True))
-    loss = -(np.vdot(np.sum(one_hot * log_probs, axis=2), t) / N)
+    log_probs -= np.log(np.exp(shifted).sum(axis=2, keepdims=True))
+    loss = -(np.vdot((one_hot * log_probs).sum(axis=2), t) / N)
     cache = (t, one_hot, log_probs, N, T)
     return loss, cache
 
@@ -361,10 +361,10 @@ def temporal_softmax_loss_grad(x, y, mask):
     )
     t = mask.astype(x.dtype)
     one_hot = y[..., None] == np.arange(V)
-    shifted = x - np.max(x, axis=2, keepdims=True)
+    shifted = x - x.max(axis=2, keepdims=True)
     log_probs = shifted
-    log_probs -= np.log(np.sum(np.exp(shifted), axis=2, keepdims=True))
-    loss = -(np.vdot(np.sum(one_hot * log_probs, axis=2), t) / N)
+    log_probs -= np.log(np.exp(shifted).sum(axis=2, keepdims=True))
+    loss = -(np.vdot((one_hot * log_probs).sum(axis=2), t) / N)
     # loss = sum(cross_entropy(x, y) * mask) / N
     probs = np.exp(log_probs, out=log_probs)
     dx = probs

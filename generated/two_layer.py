@@ -122,10 +122,10 @@ def two_layer(X, y, W1, b1, W2, b2, reg):
     t = 0.5 * reg
     one_hot = y[:, None] == np.arange(C)
     shifted = scores
-    shifted -= np.max(scores, axis=1, keepdims=True)
+    shifted -= scores.max(axis=1, keepdims=True)
     log_probs = shifted
-    log_probs -= np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
-    t_1 = np.mean(np.sum(one_hot * log_probs, axis=1))
+    log_probs -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    t_1 = (one_hot * log_probs).sum(axis=1).mean()
     loss = t * (np.vdot(W1, W1) + np.vdot(W2, W2)) - t_1
     return loss
 
@@ -150,10 +150,10 @@ def two_layer_forward(X, y, W1, b1, W2, b2, reg):
     t = 0.5 * reg
     one_hot = y[:, None] == np.arange(C)
     shifted = scores
-    shifted -= np.max(scores, axis=1, keepdims=True)
+    shifted -= scores.max(axis=1, keepdims=True)
     log_probs = shifted
-    log_probs -= np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
-    t_1 = np.mean(np.sum(one_hot * log_probs, axis=1))
+    log_probs -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    t_1 = (one_hot * log_probs).sum(axis=1).mean()
     loss = t * (np.vdot(W1, W1) + np.vdot(W2, W2)) - t_1
     cache = (X, W1, W2, h, t, one_hot, log_probs, N)
     return loss, cache
@@ -169,7 +169,7 @@ def two_layer_backward(dout, cache):
     dscores -= one_hot
     dscores *= dout / N
     # out = x @ w + b  (in fn affine)
-    db2 = np.sum(dscores, axis=0)
+    db2 = dscores.sum(axis=0)
     dh = dscores @ W2.T
     dW2 = h.T @ dscores
     dW2 += t_2 * W2
@@ -177,7 +177,7 @@ def two_layer_backward(dout, cache):
     daffine_out = dh
     daffine_out *= h > 0
     # out = x @ w + b  (in fn affine)
-    db1 = np.sum(daffine_out, axis=0)
+    db1 = daffine_out.sum(axis=0)
     dW1 = X.T @ daffine_out
     dW1 += t_2 * W1
     return TwoLayerGrads(dW1, db1, dW2, db2)
@@ -202,18 +202,18 @@ def two_layer_grad(X, y, W1, b1, W2, b2, reg):
     scores += b2
     one_hot = y[:, None] == np.arange(C)
     shifted = scores
-    shifted -= np.max(scores, axis=1, keepdims=True)
+    shifted -= scores.max(axis=1, keepdims=True)
     log_probs = shifted
-    log_probs -= np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
+    log_probs -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     t = 0.5 * reg * (np.vdot(W1, W1) + np.vdot(W2, W2))
-    loss = t - np.mean(np.sum(one_hot * log_probs, axis=1))
+    loss = t - (one_hot * log_probs).sum(axis=1).mean()
     # loss = mean(cross_entropy(scores, y)) + 0.5 * reg * (sum(W1 * W1) + sum(W2 * W2))
     probs = np.exp(log_probs, out=log_probs)
     dscores = probs
     dscores -= one_hot
     dscores *= 1.0 / N
     # out = x @ w + b  (in fn affine)
-    db2 = np.sum(dscores, axis=0)
+    db2 = dscores.sum(axis=0)
     dh = dscores @ W2.T
     dW2 = h.T @ dscores
     dW2 += reg * W2
@@ -221,7 +221,7 @@ def two_layer_grad(X, y, W1, b1, W2, b2, reg):
     daffine_out = dh
     daffine_out *= h > 0
     # out = x @ w + b  (in fn affine)
-    db1 = np.sum(daffine_out, axis=0)
+    db1 = daffine_out.sum(axis=0)
     dW1 = X.T @ daffine_out
     dW1 += reg * W1
     return loss, TwoLayerGrads(dW1, db1, dW2, db2)
@@ -278,12 +278,12 @@ def two_layer_scores_backward(dout, cache):
     """Gradients of two_layer_scores with respect to X, W1, b1, W2, b2; dout is shaped like scores [N, C]."""
     X, W1, W2, t = cache
     # out = x @ w + b  (in fn affine)
-    db2 = np.sum(dout, axis=0)
+    db2 = dout.sum(axis=0)
     dW2 = t.T @ dout
     # scores = affine(relu(affine(X, W1, b1)), W2, b2)
     daffine_out = dout @ W2.T * (t > 0)
     # out = x @ w + b  (in fn affine)
-    db1 = np.sum(daffine_out, axis=0)
+    db1 = daffine_out.sum(axis=0)
     dX = daffine_out @ W1.T
     dW1 = X.T @ daffine_out
     return TwoLayerScoresGrads(dX, dW1, db1, dW2, db2)

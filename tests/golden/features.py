@@ -107,7 +107,7 @@ def batched(A, Bm, v):
     B, n, k, C, m = _shapes("batched(A: [B, 1, n, k], Bm: [C, k, m], v: [m])", A, Bm, v)
     t = A @ Bm
     y = t @ v
-    s = np.sum(y * y, axis=(0, 2), keepdims=True)
+    s = (y * y).sum(axis=(0, 2), keepdims=True)
     return (y, s)
 
 
@@ -116,7 +116,7 @@ def batched_forward(A, Bm, v):
     B, n, k, C, m = _shapes("batched(A: [B, 1, n, k], Bm: [C, k, m], v: [m])", A, Bm, v)
     t = A @ Bm
     y = t @ v
-    s = np.sum(y * y, axis=(0, 2), keepdims=True)
+    s = (y * y).sum(axis=(0, 2), keepdims=True)
     cache = (A, Bm, v, t, y, B, n, k, C, m)
     return (y, s), cache
 
@@ -131,9 +131,9 @@ def batched_backward(dout, cache):
     # y = A @ Bm @ v
     t_1 = dy.reshape((B, C, n, 1))
     t_2 = t_1 * v
-    dv = np.sum((np.swapaxes(t, -1, -2) @ t_1).reshape((B, C, m)), axis=(0, 1))
-    dA = np.sum(t_2 @ np.swapaxes(Bm, -1, -2), axis=1).reshape((B, 1, n, k))
-    dBm = np.sum(np.swapaxes(A, -1, -2) @ t_2, axis=0)
+    dv = (np.swapaxes(t, -1, -2) @ t_1).reshape((B, C, m)).sum(axis=(0, 1))
+    dA = (t_2 @ np.swapaxes(Bm, -1, -2)).sum(axis=1).reshape((B, 1, n, k))
+    dBm = (np.swapaxes(A, -1, -2) @ t_2).sum(axis=0)
     return BatchedGrads(dA, dBm, dv)
 
 
@@ -153,7 +153,7 @@ def scaled(Q, K):
     a_1 = a * t_1
     a_1 -= 0.1 * a
     t_2 = a_1.T.reshape((T * T,))
-    z = np.mean(t_2**2)
+    z = (t_2**2).mean()
     return z
 
 
@@ -166,7 +166,7 @@ def scaled_forward(Q, K):
     a_1 = a * t_1
     a_1 -= 0.1 * a
     t_2 = a_1.T.reshape((T * T,))
-    z = np.mean(t_2**2)
+    z = (t_2**2).mean()
     cache = (Q, K, t, t_1, t_2, T)
     return z, cache
 
@@ -196,7 +196,7 @@ def scaled_grad(Q, K):
     a_1 = a * t_1
     a_1 -= 0.1 * a
     t_2 = a_1.T.reshape((T * T,))
-    z = np.mean(t_2**2)
+    z = (t_2**2).mean()
     # z = mean(reshape(transpose(a, (1, 0)), (T * T,)) ** 2)
     da = (2 * (1.0 / (T * T)) * t_2).reshape((T, T)).T
     # a = a * (a > 0) - 0.1 * a
@@ -224,7 +224,7 @@ def power(x, p):
     t_2 = np.maximum(x, 0)
     t_3 = 1 + t_2
     t_4 = t_1 / t_3
-    out = np.sum(t**p + x**-1 - x**2 + t_4)
+    out = (t**p + x**-1 - x**2 + t_4).sum()
     return out
 
 
@@ -236,7 +236,7 @@ def power_forward(x, p):
     t_2 = np.maximum(x, 0)
     t_3 = 1 + t_2
     t_4 = t_1 / t_3
-    out = np.sum(t**p + x**-1 - x**2 + t_4)
+    out = (t**p + x**-1 - x**2 + t_4).sum()
     cache = (x, p, t, t_1, t_2, t_3, t_4)
     return out, cache
 
@@ -261,7 +261,7 @@ def power_grad(x, p):
     t_2 = np.maximum(x, 0)
     t_3 = 1 + t_2
     t_4 = t_1 / t_3
-    out = np.sum(t**p + x**-1 - x**2 + t_4)
+    out = (t**p + x**-1 - x**2 + t_4).sum()
     # out = sum(exp(x) ** p + x ** -1 + -x**2 + sigmoid(x) / (1 + relu(x)))
     dx = 1.0 / t_3 * t_1 * (1 - t_1)
     dx -= t_4 / t_3 * (t_2 > 0)
