@@ -106,9 +106,10 @@ def _cmd_compile(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
             status = 1
             continue
         if args.stats:
-            text = _read_source(src)
-            stats = None if text is None else _stats(src, text)
-            if stats is None:
+            from .stats import stats_source
+
+            stats = _on_source(src, stats_source)
+            if stats is FAILED:
                 status = 1
             else:
                 reports.append((src, stats))
@@ -158,22 +159,35 @@ def _read_source(path: Path) -> str | None:
     return None
 
 
-def _cmd_explain(args: argparse.Namespace) -> int:
-    from .explain import explain_source
+FAILED = object()  # what `_on_source` returns after reporting why
 
-    path = Path(args.source)
-    text = _read_source(path)
+
+def _on_source(path: Path, work, text: str | None = None):
+    """`work(text)` on the file's text; bad input (unreadable, diagnostics, a program nested too
+    deeply, an unknown --graph) is reported on standard error and gives FAILED."""
+    text = _read_source(path) if text is None else text
     if text is None:
-        return 1
+        return FAILED
     try:
-        sys.stdout.write(explain_source(text, args.graph))
+        return work(text)
     except CompileError as e:
         for d in e.diagnostics:
             print(render(d, str(path), text), file=sys.stderr)
-        return 1
+    except RecursionError:
+        d = Diagnostic(None, "the program is nested too deeply to compile")
+        print(render(d, str(path), text), file=sys.stderr)
     except KeyError as e:
         print(f"bpc: error: {e.args[0]}", file=sys.stderr)
+    return FAILED
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from .explain import explain_source
+
+    text = _on_source(Path(args.source), lambda text: explain_source(text, args.graph))
+    if text is FAILED:
         return 1
+    sys.stdout.write(text)
     return 0
 
 
@@ -188,33 +202,12 @@ def _dims(items: list[str], parser: argparse.ArgumentParser) -> dict[str, int]:
     return dims
 
 
-def _stats(path: Path, text: str, graph: str | None = None, dtype: str = "float64"):
-    """The cost report's figures for one source, or None after reporting its errors."""
-    from .stats import stats_source
-
-    try:
-        return stats_source(text, graph, dtype)
-    except CompileError as e:
-        for d in e.diagnostics:
-            print(render(d, str(path), text), file=sys.stderr)
-    except RecursionError:
-        d = Diagnostic(None, "the program is nested too deeply to compile")
-        print(render(d, str(path), text), file=sys.stderr)
-    except KeyError as e:
-        print(f"bpc: error: {e.args[0]}", file=sys.stderr)
-    return None
-
-
 def _cmd_stats(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from .stats import stats_text, unknown_dims
+    from .stats import stats_source, stats_text, unknown_dims
 
     dims = _dims(args.dim, parser)
-    path = Path(args.source)
-    text = _read_source(path)
-    if text is None:
-        return 1
-    stats = _stats(path, text, args.graph, args.dtype)
-    if stats is None:
+    stats = _on_source(Path(args.source), lambda t: stats_source(t, args.graph, args.dtype))
+    if stats is FAILED:
         return 1
     problem = unknown_dims(stats, dims)
     if problem:
@@ -227,18 +220,13 @@ def _cmd_check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     from .check import check_source, table
 
     dims = _dims(args.dim, parser)
-    path = Path(args.source)
-    text = _read_source(path)
-    if text is None:
-        return 1
-    try:
-        rows = check_source(text, graph=args.graph, dims=dims, dtype=args.dtype, seed=args.seed)
-    except CompileError as e:
-        for d in e.diagnostics:
-            print(render(d, str(path), text), file=sys.stderr)
-        return 1
-    except KeyError as e:
-        print(f"bpc: error: {e.args[0]}", file=sys.stderr)
+    rows = _on_source(
+        Path(args.source),
+        lambda text: check_source(
+            text, graph=args.graph, dims=dims, dtype=args.dtype, seed=args.seed
+        ),
+    )
+    if rows is FAILED:
         return 1
     print(table(rows))
     failed = [r for r in rows if not r.ok]
@@ -262,15 +250,8 @@ def _cmd_graph(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     kind = "dot" if target == "-" else Path(target).suffix.lstrip(".").lower()
     if kind not in ("dot", "gv", "svg", "png", "pdf"):
         parser.error(f"-o takes a .dot, .svg, .png or .pdf file, or -, not {target!r}")
-    path = Path(args.source)
-    text = _read_source(path)
-    if text is None:
-        return 1
-    try:
-        dot = to_dot(compile_graphs(text))
-    except CompileError as e:
-        for d in e.diagnostics:
-            print(render(d, str(path), text), file=sys.stderr)
+    dot = _on_source(Path(args.source), lambda text: to_dot(compile_graphs(text)))
+    if dot is FAILED:
         return 1
     if target == "-":
         sys.stdout.write(dot)
