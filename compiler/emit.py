@@ -11,7 +11,7 @@ import builtins
 import functools
 import keyword
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 
 import black
@@ -544,8 +544,15 @@ def _graph_view(c: Compiled, module_names: set[str], checks: bool) -> dict:
         namer.names.setdefault(n, namer.get(n, n.hint or "out"))
     if len(g.douts) == 1:
         namer.names[g.douts[0]] = "dout"
-    fn = _Function(g, namer, dims, set(cached) | set(g.outputs) | set(g.grads))
     forward_order = [n for n in g.nodes if n in forward]
+    # The forward pass alone keeps no cache: it may write into arrays the cache would hold.
+    alone_namer = replace(
+        namer, taken=set(namer.taken), names=dict(namer.names), counters=dict(namer.counters)
+    )
+    alone = _Function(g, alone_namer, dims, set(g.outputs))
+    alone.plan(forward_order)
+    alone_lines = alone.lines(forward_order, comments=False)
+    fn = _Function(g, namer, dims, set(cached) | set(g.outputs) | set(g.grads))
     fn.plan(forward_order)
     forward_lines = fn.lines(forward_order, comments=False)
     out_names = [fn.name_of(n) for n in g.outputs]
@@ -584,7 +591,7 @@ def _graph_view(c: Compiled, module_names: set[str], checks: bool) -> dict:
             "name": base,
             "params": sig,
             "doc": f"{outs} = {call}: the forward pass alone.",
-            "body": prologue + forward_lines + [f"return {result}"],
+            "body": prologue + alone_lines + [f"return {result}"],
         },
         {
             "name": _python_name(f"{g.name}_forward"),

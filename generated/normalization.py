@@ -110,7 +110,8 @@ def batchnorm(x, gamma, beta):
     t = np.sqrt(var + 1e-05)
     invstd = 1 / t
     t_1 = invstd * gamma
-    out = t_1 * xc
+    out = xc
+    out *= t_1
     out += beta
     return out
 
@@ -163,8 +164,10 @@ def layernorm(x, gamma, beta):
     xc = x - mu
     var = (xc * xc).mean(axis=1, keepdims=True)
     t = np.sqrt(var + 1e-05)
-    xhat = xc / t
-    out = gamma * xhat
+    xhat = xc
+    xhat /= t
+    out = xhat
+    out *= gamma
     out += beta
     return out
 

@@ -183,10 +183,12 @@ def lstm_step(x, prev_h, prev_c, Wx, Wh, b):
     f = 0.5 * np.tanh(0.5 * a[:, H : 2 * H]) + 0.5
     o = 0.5 * np.tanh(0.5 * a[:, 2 * H : 3 * H]) + 0.5
     g = np.tanh(a[:, 3 * H :])
-    next_c = f * prev_c
+    next_c = f
+    next_c *= prev_c
     next_c += i * g
     t_2 = np.tanh(next_c)
-    next_h = o * t_2
+    next_h = o
+    next_h *= t_2
     return (next_h, next_c)
 
 

@@ -219,12 +219,12 @@ class PowerGrads(NamedTuple):
 def power(x, p):
     """out [] = power(x [n], p [n]): the forward pass alone."""
     (n,) = _shapes("power(x: [n], p: [n])", x, p)
-    t = np.exp(x)
+    t_2 = np.exp(x)
     t_1 = 0.5 * np.tanh(0.5 * x) + 0.5
-    t_2 = np.maximum(x, 0)
-    t_3 = 1 + t_2
-    t_4 = t_1 / t_3
-    out = (t**p + x**-1 - x**2 + t_4).sum()
+    t = np.maximum(x, 0)
+    t += 1
+    t_1 /= t
+    out = (t_2**p + x**-1 - x**2 + t_1).sum()
     return out
 
 
