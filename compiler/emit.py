@@ -209,8 +209,8 @@ class _Function:
         """Before writing one function's lines: where an elementwise line may write into the
         array of a value it reads for the last time (`p -= m`, `np.exp(p, out=p)`), as an
         expert reuses a buffer. Such a value is one this function made, a new array (no view,
-        parameter, cache entry, output or gradient), of the result's shape and float dtype. The
-        values that share one array share one name: that of the last with a name of its own."""
+        parameter, cache entry, output or gradient, and no array that one of those or a view read
+        later shares), of the result's shape and float dtype."""
         lines = [n for n in nodes if n in self.own_line and n.op not in ("param", "dout")]
         made = set(lines)
         last: dict[Node, Node] = {}
