@@ -158,6 +158,9 @@ REQUIRED = object()  # a static call parameter without a default
 
 OPS: dict[str, OpDef] = {}
 
+# Operations whose NumPy result may be a view of their first argument (basic indexing included).
+VIEWS = ("reshape", "transpose", "index", "broadcast_to")
+
 _loc: contextvars.ContextVar[Loc | None] = contextvars.ContextVar("loc", default=None)
 
 

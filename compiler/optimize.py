@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from .dims import Dim, product
-from .ir import OPS, Graph, Node, ShapeError, at, const, make, reachable, rewrite
+from .ir import OPS, VIEWS, Graph, Node, ShapeError, at, const, make, reachable, rewrite
 
 Rule = Callable[[Node], Node | None]
 RULES: list[Rule] = []
@@ -531,9 +531,6 @@ def simplify(graph: Graph) -> Graph:
     return graph
 
 
-VIEWS = ("reshape", "transpose", "index")  # basic indexing gives a view too
-
-
 def finish_gradients(graph: Graph, *, cache_reused: bool) -> Graph:
     """Each gradient becomes a fresh, writable array of its parameter's shape and dtype: a
     broadcast or a plain number is filled into `full_like(param)`, and a value that the caller
@@ -543,13 +540,20 @@ def finish_gradients(graph: Graph, *, cache_reused: bool) -> Graph:
     grads, used = [], set()
     for name, g in zip(graph.wrt, graph.grads):
         p = params[name]
-        base = g
-        while base.op in VIEWS:  # a view shares its base's memory
-            base = base.args[0]
+        views = [g]
+        while views[-1].op in VIEWS:  # a view shares its base's memory
+            views.append(views[-1].args[0])
+        base = views[-1]
         with at(None if g.op in ("param", "dout") else g.loc):
             if g.op == "broadcast_to":
                 g = make("full_like", p, g.args[0], hint="d" + name)
-            elif g.type.static or g.shape != p.shape or p.ndim == 0 or base.op == "broadcast_to":
+                base = g
+            elif (
+                g.type.static
+                or g.shape != p.shape
+                or p.ndim == 0
+                or any(v.op == "broadcast_to" for v in views)
+            ):
                 # a view of a broadcast is read-only: filling it in copies the values out
                 g = make("full_like", p, g, hint="d" + name)
                 base = g

@@ -27,14 +27,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from .dims import Dim, product
-from .emit import Compiled, _graph_view, _python_name
-from .ir import Graph, Node, reachable
+from .emit import Compiled, cache_entries
+from .ir import VIEWS, Graph, Node, reachable
 from .ops import flops_of
 from .pipeline import compile_graphs
 
 LEAVES = frozenset({"param", "dout", "const", "dim"})
 # Operations that NumPy answers with a view of their argument, without computing anything.
-VIEWS = frozenset({"transpose", "reshape", "broadcast_to", "index"})
 ITEMSIZE = {"float64": 8, "float32": 4}
 
 
@@ -86,26 +85,6 @@ def _part(nodes: Iterable[Node]) -> Part:
     return Part(len(ops) - len(views), len(views), flops)
 
 
-def _cached(compiled: Sequence[Compiled], c: Compiled) -> list[tuple[str, Node]]:
-    """What `g_forward` returns in its cache, with the names the module gives them, as the
-    emitter writes it: the graph's cache, then a float parameter lent for its dtype when the
-    backward needs one and caches no float array, then the sizes (which cost nothing)."""
-    module_names = {
-        _python_name(x.pair.name + suffix)
-        for x in compiled
-        for suffix in ("", "_forward", "_backward", "_grad")
-    }
-    body = _graph_view(c, module_names, checks=True)["functions"][1]["body"]
-    (line,) = [line for line in body if line.startswith("cache = (")]
-    names = [name.strip() for name in line[len("cache = (") : -1].split(",") if name.strip()]
-    g = c.pair
-    nodes = list(g.cache)
-    if len(names) > len(nodes) + len(g.cache_dims):  # the parameter lent for its dtype
-        floats = [n for n in g.inputs if n.dtype == "float"]
-        nodes += [n for n in floats if n.ndim][:1] or floats[:1]
-    return list(zip(names, nodes))
-
-
 def _refers_to_param(n: Node) -> bool:
     """A parameter, or a view of one: the cache holds a reference, not a copy."""
     while n.op in VIEWS:
@@ -125,7 +104,7 @@ def graph_stats(
         grad = _part(c.grad.nodes)
     itemsize = {"float": ITEMSIZE[dtype], "int": 8, "bool": 1}
     kept = []
-    for name, n in _cached(compiled or [c], c):
+    for name, n in cache_entries(list(compiled or [c]), c):
         elements = Dim.of(0) if n.type.static else product(n.shape)
         kept.append(Kept(name, str(n.type), elements, itemsize[n.dtype], _refers_to_param(n)))
     return GraphStats(
