@@ -54,14 +54,12 @@ _RESERVED = (
         "math",
         "re",
         "functools",
-        "operator",
         "NamedTuple",
         "dout",
         "cache",
         "_shapes",
         "_check",
         "_checked",
-        "_kind",
         "_signature",
     }
     | set(HELPERS)
@@ -695,7 +693,7 @@ def emit(compiled: list[Compiled], source_name: str, *, checks: bool = True) -> 
     imports = (
         (["import functools"] if checks else [])
         + (["import math"] if uses_math else [])
-        + (["import operator", "import re"] if checks else [])
+        + (["import re"] if checks else [])
         + ["from typing import NamedTuple", "", "import numpy as np"]
     )
     source = _environment().loader.get_source

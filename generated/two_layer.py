@@ -2,7 +2,6 @@
 """Forward and backward passes of two_layer, two_layer_scores, compiled by bpc from two_layer.bp."""
 
 import functools
-import operator
 import re
 from typing import NamedTuple
 
@@ -22,17 +21,15 @@ def _signature(spec):
 
 # (spec, class, shape and dtype of each argument) -> the sizes: arguments seen before
 _checked = {}
-_kind = operator.attrgetter("__class__", "shape", "dtype")
 
 
 def _shapes(spec, *args):
     """Check the arguments against the graph's declared shapes and dtypes; return the sizes of
     its dimensions, in order of first appearance. Arguments like ones seen before pass at once.
     """
-    try:
-        key = (spec, *map(_kind, args))
-    except AttributeError:  # a Python number: its class is all that is checked
-        key = (spec, *[_kind(a) if hasattr(a, "dtype") else a.__class__ for a in args])
+    # a Python number has no shape or dtype: its class is all that is checked
+    key = [(a.__class__, getattr(a, "shape", 0), getattr(a, "dtype", 0)) for a in args]
+    key = (spec, *key)
     sizes = _checked.get(key)
     if sizes is None:
         sizes = _check(spec, args)
