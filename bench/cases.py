@@ -42,10 +42,11 @@ def _has(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
 
-def compile_module(source: str, name: str) -> types.ModuleType:
+def compile_module(source: str, name: str, sizes: dict | None = None) -> types.ModuleType:
     module = types.ModuleType(name)
     sys.modules[name] = module
-    exec(compile(bpc.compile_source(source, f"{name}.bp"), f"<{name}>", "exec"), module.__dict__)
+    text = bpc.compile_source(source, f"{name}.bp", sizes=sizes)
+    exec(compile(text, f"<{name}>", "exec"), module.__dict__)
     return module
 
 
@@ -115,6 +116,9 @@ def _autograd(fn, argnums: tuple[int, ...], value: bool):
     return run
 
 
+_MODULES: dict[tuple, types.ModuleType] = {}
+
+
 @dataclass
 class Case:
     name: str
@@ -123,6 +127,15 @@ class Case:
 
     def describe(self, size) -> str:
         return " x ".join(map(str, size)) if isinstance(size, tuple) else f"n = {size}"
+
+    def module(self, size) -> types.ModuleType:
+        """The generated module, compiled for this size as `bpc compile --dim` does (JAX's jit,
+        too, compiles for the shapes it is given); the same module serves every call."""
+        dims = self.dims(size)
+        key = (self.name, tuple(sorted(dims.items())))
+        if key not in _MODULES:
+            _MODULES[key] = compile_module(self.source, f"bench_{len(_MODULES)}", dims)
+        return _MODULES[key]
 
     def forward_args(self, args: tuple) -> tuple:
         return args
@@ -151,14 +164,17 @@ graph seed(W: [n, n], x: [n]) -> f {
 class Seed(Case):
     def __init__(self):
         super().__init__("f = sum((W @ x)**2)", [64, 1024], [8])
-        self.module = compile_module(SEED, "bench_seed")
+        self.source = SEED
+
+    def dims(self, n):
+        return {"n": n}
 
     def inputs(self, n):
         rng = np.random.default_rng(0)
         return rng.standard_normal((n, n)), rng.standard_normal(n)
 
     def systems(self, n):
-        m = self.module
+        m = self.module(n)
 
         def hand(W, x):
             q = W @ x
@@ -194,10 +210,10 @@ class Seed(Case):
             q = W @ x
             return q @ q
 
-        return {"hand": hand, "bpc": self.module.seed}
+        return {"hand": hand, "bpc": self.module(n).seed}
 
     def cache_bytes(self, n, args):
-        out = {"bpc": _cache_nbytes(self.module.seed_forward(*args)[1])}
+        out = {"bpc": _cache_nbytes(self.module(n).seed_forward(*args)[1])}
         if _has("torch"):
             out["torch"] = _torch_saved_bytes(
                 lambda W, x: ((W @ x) ** 2).sum(), *_torch_leaves(*args)
@@ -216,7 +232,10 @@ class TwoLayer(Case):
             [(64, 784, 128, 10), (512, 784, 512, 10)],
             [(4, 6, 5, 3)],
         )
-        self.module = compile_module((EXAMPLES / "two_layer.bp").read_text(), "bench_two_layer")
+        self.source = (EXAMPLES / "two_layer.bp").read_text()
+
+    def dims(self, size):
+        return dict(zip("NDHC", size))
 
     def describe(self, size) -> str:
         return ", ".join(map(str, size))
@@ -235,7 +254,7 @@ class TwoLayer(Case):
         )
 
     def systems(self, size):
-        m = self.module
+        m = self.module(size)
 
         def hand(X, y, W1, b1, W2, b2, reg):
             # CS231n's TwoLayerNet.loss, with in-place updates and a stable log-softmax.
@@ -318,10 +337,10 @@ class TwoLayer(Case):
             sums = np.exp(scores, out=scores).sum(axis=1)
             return np.mean(np.log(sums) - correct) + 0.5 * reg * (np.vdot(W1, W1) + np.vdot(W2, W2))
 
-        return {"hand": hand, "bpc": self.module.two_layer}
+        return {"hand": hand, "bpc": self.module(size).two_layer}
 
     def cache_bytes(self, size, args):
-        out = {"bpc": _cache_nbytes(self.module.two_layer_forward(*args)[1])}
+        out = {"bpc": _cache_nbytes(self.module(size).two_layer_forward(*args)[1])}
         if _has("torch"):
             import torch
 
@@ -367,7 +386,10 @@ def _batchnorm_ref(np_, x, gamma, beta):
 class BatchNorm(VJPCase):
     def __init__(self):
         super().__init__("batchnorm, VJP", [(64, 128), (1024, 1024)], [(4, 3)])
-        self.module = compile_module(BATCHNORM, "bench_batchnorm")
+        self.source = BATCHNORM
+
+    def dims(self, size):
+        return dict(zip("ND", size))
 
     def inputs(self, size):
         rng = np.random.default_rng(1)
@@ -380,7 +402,7 @@ class BatchNorm(VJPCase):
         )
 
     def systems(self, size):
-        m = self.module
+        m = self.module(size)
 
         def hand(x, gamma, beta, dout):
             # CS231n's batchnorm_backward_alt, forward included.
@@ -433,11 +455,11 @@ class BatchNorm(VJPCase):
             xc += beta
             return xc
 
-        return {"hand": hand, "bpc": self.module.batchnorm}
+        return {"hand": hand, "bpc": self.module(size).batchnorm}
 
     def cache_bytes(self, size, args):
         x, gamma, beta, _ = args
-        out = {"bpc": _cache_nbytes(self.module.batchnorm_forward(x, gamma, beta)[1])}
+        out = {"bpc": _cache_nbytes(self.module(size).batchnorm_forward(x, gamma, beta)[1])}
         if _has("torch"):
             out["torch"] = _torch_saved_bytes(_batchnorm_torch, *_torch_leaves(x, gamma, beta))
         return out
@@ -457,7 +479,11 @@ def _batchnorm_torch(x, g, b):
 class Attention(VJPCase):
     def __init__(self):
         super().__init__("attention, VJP", [(32, 16), (512, 64)], [(4, 3)])
-        self.module = compile_module((EXAMPLES / "attention.bp").read_text(), "bench_attention")
+        self.source = (EXAMPLES / "attention.bp").read_text()
+
+    def dims(self, size):
+        S, d = size  # T = S keys and values, m = d value features
+        return {"S": S, "T": S, "d": d, "m": d}
 
     def describe(self, size) -> str:
         return "S x d = {} x {}".format(*size)
@@ -468,7 +494,7 @@ class Attention(VJPCase):
         return tuple(rng.standard_normal((S, d)) for _ in range(4))  # q, k, v, G
 
     def systems(self, size):
-        m = self.module
+        m = self.module(size)
 
         def hand(q, k, v, G):
             scale = 1.0 / np.sqrt(q.shape[1])
@@ -530,11 +556,11 @@ class Attention(VJPCase):
             p /= p.sum(axis=1, keepdims=True)
             return p @ v
 
-        return {"hand": hand, "bpc": self.module.attention}
+        return {"hand": hand, "bpc": self.module(size).attention}
 
     def cache_bytes(self, size, args):
         q, k, v, _ = args
-        out = {"bpc": _cache_nbytes(self.module.attention_forward(q, k, v)[1])}
+        out = {"bpc": _cache_nbytes(self.module(size).attention_forward(q, k, v)[1])}
         if _has("torch"):
             out["torch"] = _torch_saved_bytes(_attention_torch, *_torch_leaves(q, k, v))
         return out

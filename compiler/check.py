@@ -87,8 +87,9 @@ def check_source(
     dtype=np.float64,
     seed: int = 0,
 ) -> list[Row]:
-    """Rows of the worst relative error per gradient of every graph (or of `graph`)."""
-    compiled = compile_graphs(text)
+    """Rows of the worst relative error per gradient of every graph (or of `graph`), for the
+    code compiled as `bpc compile --dim` compiles it for `dims`."""
+    compiled = compile_graphs(text, sizes=dims)
     module = _load(emit(compiled, "check.bp"), "bpc_check_module")
     eps, tol = (1e-6, 1e-5) if np.dtype(dtype) == np.float64 else (1e-2, 5e-2)
     rows = []

@@ -18,7 +18,9 @@ from .emit import HEADER_PREFIX
 from .pipeline import compile_source
 
 
-def _compile_file(path: Path, checks: bool = True) -> str | None:
+def _compile_file(
+    path: Path, checks: bool = True, sizes: dict[str, int] | None = None
+) -> str | None:
     """The module text for one source file, or None after reporting its errors on stderr."""
     try:
         data = path.read_bytes()
@@ -33,7 +35,7 @@ def _compile_file(path: Path, checks: bool = True) -> str | None:
         return None
     warnings: list[Diagnostic] = []
     try:
-        module = compile_source(text, path.name, checks=checks, warnings=warnings)
+        module = compile_source(text, path.name, checks=checks, warnings=warnings, sizes=sizes)
         for w in warnings:  # reported, but they do not fail the compile
             print(render(w, str(path), text), file=sys.stderr)
         return module
@@ -91,28 +93,34 @@ def _cmd_compile(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
             targets.append(src.with_suffix(".py"))
     if len({t for t in targets if t is not None}) != len([t for t in targets if t is not None]):
         parser.error("two sources would be written to the same file")
-    if args.dim and not args.stats:
-        parser.error("--dim gives sizes for --stats")
     dims = _dims(args.dim, parser)
-    reports = []  # (source, its figures), printed once every --dim is known to be right
     status = 0
+    compiled = []  # (source, target, module, its figures for --stats or --dim)
     for src, target in zip(sources, targets):
         if target is not None and target.resolve() == src.resolve():
             print(f"bpc: error: {src}: the output would overwrite the source", file=sys.stderr)
             status = 1
             continue
-        module = _compile_file(src, checks=not args.no_checks)
+        module = _compile_file(src, checks=not args.no_checks, sizes=dims)
         if module is None:
             status = 1
             continue
-        if args.stats:
+        stats = None
+        if args.stats or dims:
             from .stats import stats_source
 
-            stats = _on_source(src, stats_source)
+            stats = _on_source(src, lambda text: stats_source(text, sizes=dims))
             if stats is FAILED:
                 status = 1
-            else:
-                reports.append((src, stats))
+                continue
+        compiled.append((src, target, module, stats))
+    if dims and compiled:  # a size for no dimension is a mistake: nothing is written
+        from .stats import unknown_dims
+
+        problem = unknown_dims([s for *_, stats in compiled for s in stats], dims)
+        if problem:
+            parser.error(problem)
+    for src, target, module, _ in compiled:
         if args.check:
             if (
                 target is None
@@ -137,13 +145,10 @@ def _cmd_compile(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         if problem:
             print(f"bpc: error: {problem}", file=sys.stderr)
             status = 1
-    if reports:
-        from .stats import stats_text, unknown_dims
+    if args.stats:
+        from .stats import stats_text
 
-        problem = unknown_dims([s for _, stats in reports for s in stats], dims)
-        if problem:
-            parser.error(problem)
-        for src, stats in reports:  # on stderr: with -o -, stdout holds the module alone
+        for src, _, _, stats in compiled:  # on stderr: with -o -, stdout holds the module alone
             head = f"{src}:\n" if len(sources) > 1 else ""
             print(head + stats_text(stats, dims), end="", file=sys.stderr)
     return status
@@ -206,7 +211,9 @@ def _cmd_stats(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     from .stats import stats_source, stats_text, unknown_dims
 
     dims = _dims(args.dim, parser)
-    stats = _on_source(Path(args.source), lambda t: stats_source(t, args.graph, args.dtype))
+    stats = _on_source(
+        Path(args.source), lambda t: stats_source(t, args.graph, args.dtype, sizes=dims)
+    )
     if stats is FAILED:
         return 1
     problem = unknown_dims(stats, dims)
@@ -322,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="NAME=SIZE",
-        help="a dimension's size, for --stats",
+        help="a size you expect: the code is arranged to be fastest at these sizes (it takes "
+        "arrays of any size), and --stats evaluates its costs for them",
     )
     explain = commands.add_parser(
         "explain",

@@ -684,7 +684,18 @@ def cache_entries(compiled: list[Compiled], c: Compiled) -> list[tuple[str, Node
     return _graph_view(c, _module_names(compiled), checks=True)["cached"]
 
 
-def emit(compiled: list[Compiled], source_name: str, *, checks: bool = True) -> str:
+def _tuned_for(sizes: dict[str, int]) -> str:
+    given = ", ".join(f"{name} = {size}" for name, size in sizes.items())
+    return f"\n\nArranged to be fastest for {given}; it takes arrays of any size.\n"
+
+
+def emit(
+    compiled: list[Compiled],
+    source_name: str,
+    *,
+    checks: bool = True,
+    sizes: dict[str, int] | None = None,
+) -> str:
     """Render the module for all graphs of one source file, formatted with black. Without
     `checks`, the functions bind dimension sizes from their arguments without checking them."""
     module_names = _module_names(compiled)
@@ -709,7 +720,8 @@ def emit(compiled: list[Compiled], source_name: str, *, checks: bool = True) -> 
         .get_template("module.py.j2")
         .render(
             header=HEADER.format(source=source_name),
-            docstring=f"Forward and backward passes of {names}, compiled by bpc from {source_name}.",
+            docstring=f"Forward and backward passes of {names}, compiled by bpc from {source_name}."
+            + (_tuned_for(sizes) if sizes else ""),
             imports=imports,
             runtime=runtime,
             graphs=graphs,

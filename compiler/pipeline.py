@@ -11,9 +11,15 @@ from .parse import parse
 from .shapes import infer_shapes
 
 
-def compile_graphs(text: str, warnings: list[Diagnostic] | None = None) -> list[Compiled]:
+def compile_graphs(
+    text: str,
+    warnings: list[Diagnostic] | None = None,
+    sizes: dict[str, int] | None = None,
+) -> list[Compiled]:
     """Every graph in `text` through all stages but emission. The errors of independent
-    statements and graphs are reported together; warnings are appended to `warnings`."""
+    statements and graphs are reported together; warnings are appended to `warnings`. `sizes`
+    are the dimension sizes the user expects: where the cheaper form of a computation depends on
+    them, the optimizer chooses it for those sizes."""
     typed, errors = [], []
     for graph in build_ir(parse(text), text, warnings, errors):
         try:
@@ -25,9 +31,9 @@ def compile_graphs(text: str, warnings: list[Diagnostic] | None = None) -> list[
     out = []
     for graph in typed:
         full = differentiate(canonicalize(graph))
-        pair = optimize(full, cache_reused=True)
+        pair = optimize(full, cache_reused=True, sizes=sizes)
         scalar = len(graph.outputs) == 1 and graph.outputs[0].ndim == 0
-        grad = optimize(seed_ones(full), cache_reused=False) if scalar else None
+        grad = optimize(seed_ones(full), cache_reused=False, sizes=sizes) if scalar else None
         out.append(Compiled(pair, grad))
     return out
 
@@ -38,11 +44,14 @@ def compile_source(
     *,
     checks: bool = True,
     warnings: list[Diagnostic] | None = None,
+    sizes: dict[str, int] | None = None,
 ) -> str:
     """Compile bp source text to the text of a Python module; raises CompileError on bad input.
     With `checks=False` the module does not check its arguments' shapes and dtypes; warnings
-    (unused values and parameters) are appended to `warnings` when a list is given."""
+    (unused values and parameters) are appended to `warnings` when a list is given. With
+    `sizes` (dimension name -> expected size) the code is arranged to be fastest at those
+    sizes; it still takes arrays of any size."""
     try:
-        return emit(compile_graphs(text, warnings), filename, checks=checks)
+        return emit(compile_graphs(text, warnings, sizes), filename, checks=checks, sizes=sizes)
     except RecursionError:
         raise error(None, "the program is nested too deeply to compile") from None

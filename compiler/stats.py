@@ -122,10 +122,16 @@ def _dim_names(g: Graph) -> tuple[str, ...]:
     return tuple(dict.fromkeys(d for p in g.params for d in p.dims if isinstance(d, str)))
 
 
-def stats_source(text: str, graph: str | None = None, dtype: str = "float64") -> list[GraphStats]:
-    """The costs of every graph in `text` (or of `graph` alone); raises CompileError on bad input
-    and KeyError for a graph the text does not define."""
-    return select(compile_graphs(text), graph, dtype)
+def stats_source(
+    text: str,
+    graph: str | None = None,
+    dtype: str = "float64",
+    sizes: dict[str, int] | None = None,
+) -> list[GraphStats]:
+    """The costs of every graph in `text` (or of `graph` alone), compiled for `sizes` as `bpc
+    compile --dim` does; raises CompileError on bad input and KeyError for a graph the text does
+    not define."""
+    return select(compile_graphs(text, sizes=sizes), graph, dtype)
 
 
 def select(compiled: list[Compiled], graph: str | None, dtype: str) -> list[GraphStats]:

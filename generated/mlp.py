@@ -118,8 +118,8 @@ def mlp(X, Y, W1, b1, W2, b2, reg):
     affine_out_1 += b2
     err = affine_out_1
     err -= Y
-    t = 0.5 * reg
-    loss = 0.5 * (err**2).sum(axis=1).mean() + t * (np.vdot(W1, W1) + np.vdot(W2, W2))
+    t = 0.5 * reg * (np.vdot(W1, W1) + np.vdot(W2, W2))
+    loss = 0.5 * (err**2).sum(axis=1).mean() + t
     return loss
 
 
@@ -142,18 +142,18 @@ def mlp_forward(X, Y, W1, b1, W2, b2, reg):
     affine_out_1 += b2
     err = affine_out_1
     err -= Y
-    t = 0.5 * reg
-    loss = 0.5 * (err**2).sum(axis=1).mean() + t * (np.vdot(W1, W1) + np.vdot(W2, W2))
-    cache = (X, W1, W2, h, err, t, N)
+    t = 0.5 * reg * (np.vdot(W1, W1) + np.vdot(W2, W2))
+    loss = 0.5 * (err**2).sum(axis=1).mean() + t
+    cache = (X, W1, W2, reg, h, err, N)
     return loss, cache
 
 
 def mlp_backward(dout, cache):
     """Gradients of mlp with respect to W1, b1, W2, b2; dout is shaped like loss []."""
-    X, W1, W2, h, err, t, N = cache
+    X, W1, W2, reg, h, err, N = cache
     # loss = 0.5 * mean(sum(err ** 2, axis=1)) + 0.5 * reg * (sum(W1 * W1) + sum(W2 * W2))
-    t_1 = 2 * dout * t
-    derr = 2 * (0.5 * dout / N) * err
+    t_1 = dout * reg
+    derr = dout / N * err
     # out = x @ w + b  (in fn affine)
     db2 = derr.sum(axis=0)
     dh = derr @ W2.T

@@ -139,7 +139,7 @@ def batchnorm_backward(dout, cache):
     dinvstd = gamma * t_2
     # var = mean(xc * xc, axis=0)
     dxc = t_1 * dout
-    dxc -= 2 * (dinvstd * invstd / t / (2 * t) / N) * xc
+    dxc -= dinvstd * invstd / t / t / N * xc
     # mu = mean(x, axis=0)
     dx = dxc
     dx -= dxc.sum(axis=0) / N
@@ -191,10 +191,10 @@ def layernorm_backward(dout, cache):
     dgamma = (dout * xhat).sum(axis=0)
     dxhat = dout * gamma
     # var = mean(xc * xc, axis=1, keepdims=true)
-    t_1 = 2 * ((dxhat * xhat / t).sum(axis=1).reshape((N, 1)) / (2 * t) / D)
+    t_1 = (dxhat * xhat / t).sum(axis=1).reshape((N, 1)) / t / D * xc
     dxc = dxhat
     dxc /= t
-    dxc -= t_1 * xc
+    dxc -= t_1
     # mu = mean(x, axis=1, keepdims=true)
     dx = dxc
     dx -= dxc.sum(axis=1).reshape((N, 1)) / D

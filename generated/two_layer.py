@@ -116,14 +116,13 @@ def two_layer(X, y, W1, b1, W2, b2, reg):
     h = np.maximum(affine_out, 0, out=affine_out)
     scores = h @ W2
     scores += b2
-    t = 0.5 * reg
     one_hot = y[:, None] == np.arange(C)
     shifted = scores
     shifted -= scores.max(axis=1, keepdims=True)
     log_probs = shifted
     log_probs -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    t_1 = (one_hot * log_probs).sum(axis=1).mean()
-    loss = t * (np.vdot(W1, W1) + np.vdot(W2, W2)) - t_1
+    t = 0.5 * reg * (np.vdot(W1, W1) + np.vdot(W2, W2))
+    loss = t - (one_hot * log_probs).sum(axis=1).mean()
     return loss
 
 
@@ -144,23 +143,22 @@ def two_layer_forward(X, y, W1, b1, W2, b2, reg):
     h = np.maximum(affine_out, 0, out=affine_out)
     scores = h @ W2
     scores += b2
-    t = 0.5 * reg
     one_hot = y[:, None] == np.arange(C)
     shifted = scores
     shifted -= scores.max(axis=1, keepdims=True)
     log_probs = shifted
     log_probs -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    t_1 = (one_hot * log_probs).sum(axis=1).mean()
-    loss = t * (np.vdot(W1, W1) + np.vdot(W2, W2)) - t_1
-    cache = (X, W1, W2, h, t, one_hot, log_probs, N)
+    t = 0.5 * reg * (np.vdot(W1, W1) + np.vdot(W2, W2))
+    loss = t - (one_hot * log_probs).sum(axis=1).mean()
+    cache = (X, W1, W2, reg, h, one_hot, log_probs, N)
     return loss, cache
 
 
 def two_layer_backward(dout, cache):
     """Gradients of two_layer with respect to W1, b1, W2, b2; dout is shaped like loss []."""
-    X, W1, W2, h, t, one_hot, log_probs, N = cache
+    X, W1, W2, reg, h, one_hot, log_probs, N = cache
     # loss = mean(cross_entropy(scores, y)) + 0.5 * reg * (sum(W1 * W1) + sum(W2 * W2))
-    t_2 = 2 * dout * t
+    t_1 = dout * reg
     probs = np.exp(log_probs)
     dscores = probs
     dscores -= one_hot
@@ -169,14 +167,14 @@ def two_layer_backward(dout, cache):
     db2 = dscores.sum(axis=0)
     dh = dscores @ W2.T
     dW2 = h.T @ dscores
-    dW2 += t_2 * W2
+    dW2 += t_1 * W2
     # h = relu(affine(X, W1, b1))
     daffine_out = dh
     daffine_out *= h > 0
     # out = x @ w + b  (in fn affine)
     db1 = daffine_out.sum(axis=0)
     dW1 = X.T @ daffine_out
-    dW1 += t_2 * W1
+    dW1 += t_1 * W1
     return TwoLayerGrads(dW1, db1, dW2, db2)
 
 

@@ -13,10 +13,11 @@ from bpc import compile_source
 _count = itertools.count()
 
 
-def load(source: str, name: str | None = None) -> types.ModuleType:
-    """Compile `source` and import the generated module (without touching the disk)."""
+def load(source: str, name: str | None = None, sizes: dict | None = None) -> types.ModuleType:
+    """Compile `source` (for the expected `sizes`, when given) and import the generated module
+    (without touching the disk)."""
     name = name or f"bpc_test_module_{next(_count)}"
-    text = compile_source(source, f"{name}.bp")
+    text = compile_source(source, f"{name}.bp", sizes=sizes)
     module = types.ModuleType(name)
     module.__dict__["__source__"] = text
     sys.modules[name] = module  # NamedTuple classes look their module up

@@ -48,6 +48,7 @@ import bpc.ops  # noqa: F401 - fills the registry
 from bpc.dims import Dim, product
 from bpc.ir import OPS
 from bpc.parse import _COMPARE
+from bpc.stats import evaluate, stats_source
 from tests import oracle
 from tests.support import load, numeric_grad, rel_error
 
@@ -1069,6 +1070,32 @@ def test_emitted_modules_are_what_black_makes_of_them(prog):
     the same as black's formatting of the whole of it."""
     text = bpc.compile_source(prog.source)
     assert black.format_str(text, mode=black.Mode()) == text
+
+
+@settings(max_examples=60, **COMMON)
+@given(programs(), st.fixed_dictionaries({d: st.sampled_from([1, 3, 50, 400]) for d in SIZES}))
+def test_code_compiled_for_expected_sizes(prog, expected):
+    """Compiled for other expected sizes (`bpc compile --dim`), a graph is the same function,
+    run here at SIZES, and at the sizes it was compiled for it does no more floating-point work
+    than the code compiled without them."""
+    plain, tuned = load(prog.source), load(prog.source, sizes=expected)
+    if plain.__source__.split("\nimport", 1)[1] != tuned.__source__.split("\nimport", 1)[1]:
+        event("compiled differently for the expected sizes")
+    args = list(prog.inputs().values())
+    value, grads = plain.f_grad(*args)
+    tuned_value, tuned_grads = tuned.f_grad(*args)
+    out, cache = tuned.f_forward(*args)
+    assert rel_error(tuned_value, value) < PAIR_TOL and rel_error(out, value) < PAIR_TOL
+    for name, g in grads._asdict().items():
+        assert rel_error(getattr(tuned_grads, name), g) < 1e-10, f"d{name} (f_grad)"
+        assert rel_error(getattr(tuned.f_backward(1.0, cache), name), g) < 1e-10, f"d{name}"
+
+    def flops(sizes):
+        (stats,) = stats_source(prog.source, sizes=sizes)
+        parts = (stats.forward, stats.backward, stats.grad)
+        return [evaluate(p.flops, expected).value for p in parts if p is not None]
+
+    assert all(t <= p for t, p in zip(flops(expected), flops(None))), (flops(expected), flops(None))
 
 
 @pytest.mark.slow

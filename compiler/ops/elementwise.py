@@ -82,7 +82,7 @@ def gt(a, b) -> Node:
 # The rules: g is the upstream gradient, y the result.
 unary("exp", "np.exp", lambda g, y, x: (g * y,), math_fn="math.exp", doc="e**x")
 unary("log", "np.log", lambda g, y, x: (g / x,), math_fn="math.log", doc="natural logarithm")
-unary("sqrt", "np.sqrt", lambda g, y, x: (g / (2 * y),), math_fn="math.sqrt", doc="square root")
+unary("sqrt", "np.sqrt", lambda g, y, x: (0.5 * g / y,), math_fn="math.sqrt", doc="square root")
 unary("tanh", "np.tanh", lambda g, y, x: (g * (1 - y * y),), math_fn="math.tanh", doc="tanh")
 # 1 / (1 + exp(-x)) overflows for large -x; the tanh form is exact and never does.
 unary(
