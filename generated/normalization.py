@@ -105,8 +105,7 @@ def batchnorm(x, gamma, beta):
     xc = x - mu
     var = (xc * xc).mean(axis=0)
     t = np.sqrt(var + 1e-05)
-    invstd = 1 / t
-    t_1 = invstd * gamma
+    t_1 = gamma / t
     out = xc
     out *= t_1
     out += beta
@@ -120,26 +119,25 @@ def batchnorm_forward(x, gamma, beta):
     xc = x - mu
     var = (xc * xc).mean(axis=0)
     t = np.sqrt(var + 1e-05)
-    invstd = 1 / t
-    t_1 = invstd * gamma
+    t_1 = gamma / t
     out = t_1 * xc
     out += beta
-    cache = (gamma, xc, t, invstd, t_1, N)
+    cache = (gamma, xc, t, t_1, N)
     return out, cache
 
 
 def batchnorm_backward(dout, cache):
     """Gradients of batchnorm with respect to x, gamma, beta; dout is shaped like out [N, D]."""
-    gamma, xc, t, invstd, t_1, N = cache
+    gamma, xc, t, t_1, N = cache
     # out = gamma * xhat + beta
     dbeta = dout.sum(axis=0)
     t_2 = (dout * xc).sum(axis=0)
-    dgamma = invstd * t_2
+    dgamma = t_2 / t
     # xhat = xc * invstd
     dinvstd = gamma * t_2
     # var = mean(xc * xc, axis=0)
     dxc = t_1 * dout
-    dxc -= dinvstd * invstd / t / t / N * xc
+    dxc -= dinvstd / t / t / t / N * xc
     # mu = mean(x, axis=0)
     dx = dxc
     dx -= dxc.sum(axis=0) / N

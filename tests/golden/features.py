@@ -260,7 +260,7 @@ def power_grad(x, p):
     t_4 = t_1 / t_3
     out = (t**p + x**-1 - x**2 + t_4).sum()
     # out = sum(exp(x) ** p + x ** -1 + -x**2 + sigmoid(x) / (1 + relu(x)))
-    dx = 1.0 / t_3 * t_1 * (1 - t_1)
+    dx = t_4 * (1 - t_1)
     dx -= t_4 / t_3 * (t_2 > 0)
     dx += -2.0 * x
     dx -= x**-2
