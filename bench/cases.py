@@ -42,10 +42,12 @@ def _has(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
 
-def compile_module(source: str, name: str, sizes: dict | None = None) -> types.ModuleType:
+def compile_module(
+    source: str, name: str, sizes: dict | None = None, checks: bool = True
+) -> types.ModuleType:
     module = types.ModuleType(name)
     sys.modules[name] = module
-    text = bpc.compile_source(source, f"{name}.bp", sizes=sizes)
+    text = bpc.compile_source(source, f"{name}.bp", sizes=sizes, checks=checks)
     exec(compile(text, f"<{name}>", "exec"), module.__dict__)
     return module
 
@@ -128,14 +130,20 @@ class Case:
     def describe(self, size) -> str:
         return " x ".join(map(str, size)) if isinstance(size, tuple) else f"n = {size}"
 
-    def module(self, size) -> types.ModuleType:
+    def module(self, size, checks: bool = True) -> types.ModuleType:
         """The generated module, compiled for this size as `bpc compile --dim` does (JAX's jit,
-        too, compiles for the shapes it is given); the same module serves every call."""
+        too, compiles for the shapes it is given); the same module serves every call. Without
+        `checks`, as `bpc compile --no-checks` compiles it."""
         dims = self.dims(size)
-        key = (self.name, tuple(sorted(dims.items())))
+        key = (self.name, tuple(sorted(dims.items())), checks)
         if key not in _MODULES:
-            _MODULES[key] = compile_module(self.source, f"bench_{len(_MODULES)}", dims)
+            name = f"bench_{len(_MODULES)}"
+            _MODULES[key] = compile_module(self.source, name, dims, checks)
         return _MODULES[key]
+
+    def unchecked(self, size, graph: str):
+        """The forward-only function `graph`, compiled with --no-checks."""
+        return getattr(self.module(size, checks=False), graph)
 
     def forward_args(self, args: tuple) -> tuple:
         return args
@@ -210,7 +218,7 @@ class Seed(Case):
             q = W @ x
             return q @ q
 
-        return {"hand": hand, "bpc": self.module(n).seed}
+        return {"hand": hand, "bpc": self.module(n).seed, "unchecked": self.unchecked(n, "seed")}
 
     def cache_bytes(self, n, args):
         out = {"bpc": _cache_nbytes(self.module(n).seed_forward(*args)[1])}
@@ -337,7 +345,8 @@ class TwoLayer(Case):
             sums = np.exp(scores, out=scores).sum(axis=1)
             return np.mean(np.log(sums) - correct) + 0.5 * reg * (np.vdot(W1, W1) + np.vdot(W2, W2))
 
-        return {"hand": hand, "bpc": self.module(size).two_layer}
+        bpc = self.module(size).two_layer
+        return {"hand": hand, "bpc": bpc, "unchecked": self.unchecked(size, "two_layer")}
 
     def cache_bytes(self, size, args):
         out = {"bpc": _cache_nbytes(self.module(size).two_layer_forward(*args)[1])}
@@ -455,7 +464,8 @@ class BatchNorm(VJPCase):
             xc += beta
             return xc
 
-        return {"hand": hand, "bpc": self.module(size).batchnorm}
+        bpc = self.module(size).batchnorm
+        return {"hand": hand, "bpc": bpc, "unchecked": self.unchecked(size, "batchnorm")}
 
     def cache_bytes(self, size, args):
         x, gamma, beta, _ = args
@@ -556,7 +566,8 @@ class Attention(VJPCase):
             p /= p.sum(axis=1, keepdims=True)
             return p @ v
 
-        return {"hand": hand, "bpc": self.module(size).attention}
+        bpc = self.module(size).attention
+        return {"hand": hand, "bpc": bpc, "unchecked": self.unchecked(size, "attention")}
 
     def cache_bytes(self, size, args):
         q, k, v, _ = args
@@ -582,7 +593,10 @@ Measured by `python bench/run.py{(" " + command) if command else ""}` on: {machi
 
 Times are medians of interleaved repeats; each ratio is the median of per-repeat ratios against
 hand-written NumPy in the same repeat (below 1.00 is faster than the hand-written code).
-"fwd" is the generated forward-only function over a hand-written forward; "peak" is
+bpc's modules are compiled for each case's sizes (`bpc compile --dim`), as JAX's jit compiles for
+the shapes it is given; of these models, only attention's code differs from the code compiled
+without them. "fwd" is the generated forward-only function over a hand-written forward, and
+"--no-checks" the same compiled without argument checks; "peak" is
 tracemalloc's peak for one call of the generated code over the hand-written one; "cache" is the
 bytes of the distinct arrays `g_forward` keeps over those of the tensors PyTorch's autograd saves
 for the same model (both count the inputs they keep).

@@ -17,7 +17,8 @@ about `--budget` seconds after a `--pause` that lets the previous system's spinn
 to sleep), and ratios are taken per repeat against the hand-written NumPy, then
 their median is reported; a shared, noisy machine moves all systems of one repeat together, so
 per-repeat ratios are steadier than ratios of medians. The generated forward-only function is
-timed the same way against a hand-written forward. Peak memory is tracemalloc's peak for one
+timed the same way against a hand-written forward, with and without (`--no-checks`) its argument
+checks. bpc's modules are compiled for each case's sizes (`--dim`). Peak memory is tracemalloc's peak for one
 call; cache bytes are the distinct arrays `g_forward` keeps (PyTorch's: the storages autograd
 saves, through saved_tensors_hooks).
 """
@@ -122,6 +123,7 @@ def run_case(case, size, repeats: int, budget: float, pause: float = 0.0) -> Res
         for name in grads:
             result.ratios.setdefault(name, []).append(t[name] / t["hand"])
         result.ratios.setdefault("bpc_fwd", []).append(t["bpc_fwd"] / t["hand_fwd"])
+        result.ratios.setdefault("unchecked_fwd", []).append(t["unchecked_fwd"] / t["hand_fwd"])
         result.ratios.setdefault("hand_bwd", []).append(t["hand"] / t["hand_fwd"])
     for name in ("hand", "bpc"):
         result.peak[name] = _peak(fns[name], args[name])
@@ -146,6 +148,7 @@ HEAD = [
     "bpc <= fastest rival",
     "hand fwd",
     "bpc fwd / hand fwd",
+    "same, --no-checks",
     "hand fwd+bwd / fwd",
     "peak bpc / hand",
     "cache bpc / torch",
@@ -163,6 +166,7 @@ def row(r: Result) -> str:
         cells.append(f"{'yes' if r.ratio('bpc') <= fastest[1] else 'no'} ({fastest[0]})")
     cells.append(_fmt_time(statistics.median(r.times["hand_fwd"])))
     cells.append(f"{r.ratio('bpc_fwd'):.2f}x")
+    cells.append(f"{r.ratio('unchecked_fwd'):.2f}x")
     cells.append(f"{r.ratio('hand_bwd'):.1f}")
     cells.append(f"{r.peak['bpc'] / max(r.peak['hand'], 1):.2f}")
     cb = r.cache_bytes
@@ -182,6 +186,7 @@ def summary(results: list[Result]) -> str:
     """The targets of the issue, case by case and across the cases."""
     bpc_ratios = [r.ratio("bpc") for r in results]
     fwd = [r.ratio("bpc_fwd") for r in results]
+    unchecked = [r.ratio("unchecked_fwd") for r in results]
     lines = [
         f"- bpc over hand NumPy across the {len(results)} cases: median "
         f"{statistics.median(bpc_ratios):.2f}x, max {max(bpc_ratios):.2f}x "
@@ -190,6 +195,9 @@ def summary(results: list[Result]) -> str:
         f"- bpc forward alone over the hand-written forward: median {statistics.median(fwd):.2f}x, "
         f"max {max(fwd):.2f}x (target: at most {TARGETS['fwd']:.2f} each); "
         f"{sum(x > TARGETS['fwd'] for x in fwd)} above {TARGETS['fwd']:.2f}",
+        f"- the same, compiled with --no-checks (no argument checks): median "
+        f"{statistics.median(unchecked):.2f}x, max {max(unchecked):.2f}x; "
+        f"{sum(x > TARGETS['fwd'] for x in unchecked)} above {TARGETS['fwd']:.2f}",
     ]
     compared = [r for r in results if r.fastest_rival()]
     if compared:
