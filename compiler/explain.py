@@ -21,9 +21,9 @@ INTRO = (
 
 
 def _math(expr: str) -> str:
-    """NumPy text in the notation of the lecture note: `a[:, None] * b` (an outer product) is
-    `a b^T`, and so on."""
-    expr = re.sub(r"\b([\w.]+)\[:, None\] \* ([\w.]+)\b(?!\[)", r"\1 \2^T", expr)
+    """NumPy text in the notation of the lecture note: `np.dot(a[:, None], b[None, :])` (an
+    outer product) is `a b^T`, and so on."""
+    expr = re.sub(r"np\.dot\(([\w.]+)\[:, None\], ([\w.]+)\[None, :\]\)", r"\1 \2^T", expr)
     expr = re.sub(r"(\w)\.T\b", r"\1^T", expr)
     expr = expr.replace(" @ ", " ").replace("np.", "")
     return re.sub(r"\b(\d+(?:\.\d+)?) \* ", r"\1 ", expr)

@@ -120,7 +120,7 @@ def seed_backward(dout, cache):
     # f = sum(q * q)
     dq = 2 * dout * q
     # q = W @ x
-    dW = dq[:, None] * x
+    dW = np.dot(dq[:, None], x[None, :])
     dx = W.T @ dq
     return SeedGrads(dW, dx)
 
@@ -133,6 +133,6 @@ def seed_grad(W, x):
     # f = sum(q * q)
     dq = 2 * q
     # q = W @ x
-    dW = dq[:, None] * x
+    dW = np.dot(dq[:, None], x[None, :])
     dx = W.T @ dq
     return f, SeedGrads(dW, dx)

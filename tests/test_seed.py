@@ -45,7 +45,7 @@ def test_the_backward_reads_like_the_derivation():
         "# f = sum(q * q)",
         "dq = 2 * dout * q",
         "# q = W @ x",
-        "dW = dq[:, None] * x",
+        "dW = np.dot(dq[:, None], x[None, :])",  # the column dq times the row x^T
         "dx = W.T @ dq",
         "return SeedGrads(dW, dx)",
     ]

@@ -205,6 +205,9 @@ class Counting(np.ndarray):
         result = super().__array_function__(func, types, args, kwargs)
         if func is np.vdot:
             Counting.flops += 2 * np.size(args[0])
+        elif func is np.dot:  # a column times a row, an outer product: one multiply each
+            assert np.shape(args[0])[-1] == 1, "np.dot is only emitted for outer products"
+            Counting.flops += np.size(result)
         elif func is np.where:
             Counting.flops += np.size(result)
         return _counting(result)

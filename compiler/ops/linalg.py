@@ -88,8 +88,9 @@ def _outer_type(a: Type, b: Type) -> Type:
 register(
     "outer",
     _outer_type,
-    # broadcasting is faster than np.outer (which ravels its arguments and multiplies the same way)
-    lambda ctx, a, b: Code(f"{a.at(ATOM)}[:, None] * {b.at(MUL + 1)}", MUL),
+    # a BLAS product of a column and a row: faster than np.outer or broadcasting (which multiply
+    # on one core), and np.matmul, at every size measured (bench/outer.py)
+    lambda ctx, a, b: emit_call("np.dot", f"{a.at(ATOM)}[:, None]", f"{b.at(ATOM)}[None, :]"),
     lambda g, y, a, b: (g @ b, g.T @ a),
     doc="the outer product of two vectors",
     flops=lambda y, a, b: size(y),
