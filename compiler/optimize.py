@@ -547,7 +547,9 @@ def _scale_operands(graph: Graph, sizes: dict[str, int]) -> Graph:
         scaled = _scaling(n)
         if scaled is None or scaled[0].op != "matmul" or scales.users[scaled[0]] != [n]:
             continue
-        if None in map(scales.elements, (n, *scaled[0].args)) or scaled[0].args[0].dtype != "float":
+        if None in map(scales.elements, (n, *scaled[0].args)):
+            continue
+        if any(a.dtype != "float" for a in scaled[0].args):
             continue
         cost, k = scales.cheapest(_operand_options(n))
         if cost < scales.elements(n):
@@ -579,8 +581,8 @@ def _scale_products(graph: Graph, sizes: dict[str, int]) -> Graph:
         if _scaling(x) is None or scales.elements(x) is None:
             continue
         uses = _uses_in_products(x, scales)
-        if not uses or len({p for p, _ in uses}) < len(uses):
-            continue
+        if not uses or len({p for p, _ in uses}) < len(uses) or any(p in moves for p, _ in uses):
+            continue  # (a product that takes two scaled operands moves one scale, once)
         if any(None in map(scales.elements, p.args + (p,)) for p, _ in uses):
             continue
         chosen = {p: (i, *scales.cheapest(_product_options(p, i))) for p, i in uses}

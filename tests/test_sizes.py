@@ -63,6 +63,11 @@ CASES = [
         {"N": 3, "K": 30},
     ),
     (
+        "graph f(a: [N, K], b: [K, M]) -> y { y = (a / 2) @ (b / 3) }",
+        {"N": 30, "K": 30, "M": 2},
+        {"N": 2, "K": 2, "M": 2},
+    ),
+    (
         "graph f(A: [N, K], B: [K, M]) -> y { y = sum(exp(A @ B / 10)) }",
         {"N": 30, "K": 3, "M": 30},
         {"N": 3, "K": 30, "M": 3},
@@ -76,6 +81,7 @@ IDS = [
     "chain",
     "batched",
     "vector",
+    "both-scaled",
     "loss",
 ]
 
