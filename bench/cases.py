@@ -12,7 +12,6 @@ device arrays).
 from __future__ import annotations
 
 import importlib.util
-import sys
 import types
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 import bpc
+from bpc.loader import module_from_text
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -45,11 +45,8 @@ def _has(name: str) -> bool:
 def compile_module(
     source: str, name: str, sizes: dict | None = None, checks: bool = True
 ) -> types.ModuleType:
-    module = types.ModuleType(name)
-    sys.modules[name] = module
     text = bpc.compile_source(source, f"{name}.bp", sizes=sizes, checks=checks)
-    exec(compile(text, f"<{name}>", "exec"), module.__dict__)
-    return module
+    return module_from_text(text, name)
 
 
 def _cache_nbytes(cache) -> int:

@@ -9,7 +9,6 @@ class labels below the class dimension, indices below the gathered axis.
 
 from __future__ import annotations
 
-import sys
 import types
 from dataclasses import dataclass
 
@@ -18,6 +17,7 @@ import numpy as np
 from .dims import Dim
 from .emit import emit
 from .ir import Graph
+from .loader import module_from_text
 from .pipeline import compile_graphs
 
 # For an integer argument of these operations, the exclusive upper bound of its values, from
@@ -72,13 +72,6 @@ def make_inputs(graph: Graph, sizes: dict[str, int], dtype, rng) -> list:
     return args
 
 
-def _load(text: str, name: str) -> types.ModuleType:
-    module = types.ModuleType(name)
-    sys.modules[name] = module
-    exec(compile(text, f"<{name}>", "exec"), module.__dict__)
-    return module
-
-
 def check_source(
     text: str,
     *,
@@ -90,7 +83,7 @@ def check_source(
     """Rows of the worst relative error per gradient of every graph (or of `graph`), for the
     code compiled as `bpc compile --dim` compiles it for `dims`."""
     compiled = compile_graphs(text, sizes=dims)
-    module = _load(emit(compiled, "check.bp"), "bpc_check_module")
+    module = module_from_text(emit(compiled, "check.bp"), "bpc_check_module")
     eps, tol = (1e-6, 1e-5) if np.dtype(dtype) == np.float64 else (1e-2, 5e-2)
     rows = []
     for c in compiled:

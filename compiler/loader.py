@@ -55,3 +55,14 @@ def load(path: str | os.PathLike, *, cache: str | os.PathLike | None = None) -> 
     sys.modules[name] = module  # the gradient NamedTuples look their module up
     spec.loader.exec_module(module)
     return module
+
+
+def module_from_text(text: str, name: str) -> ModuleType:
+    """Import the text of a generated module as the module `name`, without touching the disk;
+    its text stays in `__source__`. The module is registered in `sys.modules`, where the gradient
+    NamedTuples look their module up."""
+    module = ModuleType(name)
+    module.__dict__["__source__"] = text
+    sys.modules[name] = module
+    exec(compile(text, f"<{name}>", "exec"), module.__dict__)
+    return module

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import itertools
-import sys
 import types
 
 import numpy as np
 
 from bpc import compile_source
+from bpc.loader import module_from_text
 
 _count = itertools.count()
 
@@ -17,12 +17,7 @@ def load(source: str, name: str | None = None, sizes: dict | None = None) -> typ
     """Compile `source` (for the expected `sizes`, when given) and import the generated module
     (without touching the disk)."""
     name = name or f"bpc_test_module_{next(_count)}"
-    text = compile_source(source, f"{name}.bp", sizes=sizes)
-    module = types.ModuleType(name)
-    module.__dict__["__source__"] = text
-    sys.modules[name] = module  # NamedTuple classes look their module up
-    exec(compile(text, f"<{name}>", "exec"), module.__dict__)
-    return module
+    return module_from_text(compile_source(source, f"{name}.bp", sizes=sizes), name)
 
 
 def numeric_grad(f, args: list[np.ndarray], i: int, eps: float = 1e-6) -> np.ndarray:

@@ -4,12 +4,12 @@ against a target: the benchmarks are run by hand."""
 
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
 
 import bpc
+from bpc.loader import module_from_text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
@@ -46,8 +46,7 @@ def test_generated_graph_is_real_work():
     """The compile-time graphs have the size asked for and compile to a gradient that runs."""
     text = compile_time.source(compile_time.blocks_for(100))
     assert abs(compile_time.count_ops(text) - 100) <= 15
-    module = types.ModuleType("deep")
-    exec(bpc.compile_source(text, "deep.bp"), module.__dict__)
+    module = module_from_text(bpc.compile_source(text, "deep.bp"), "bpc_bench_deep")
     rng = np.random.default_rng(0)
     N, D, C = 5, 4, 3
     args = [rng.standard_normal((N, D)), rng.integers(0, C, N), rng.standard_normal((D, C))]

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bpc.check import _attr, _load, check_source, make_inputs
+from bpc.check import _attr, check_source, make_inputs
 from bpc.emit import emit
+from bpc.loader import module_from_text
 from bpc.pipeline import compile_graphs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,7 +28,7 @@ SOURCES = sorted(
 def _graphs():
     for path in SOURCES:
         compiled = compile_graphs(path.read_text())
-        module = _load(emit(compiled, path.name), f"bpc_in_place_{path.stem}")
+        module = module_from_text(emit(compiled, path.name), f"bpc_in_place_{path.stem}")
         for c in compiled:
             yield pytest.param(module, c.pair, path, id=f"{path.stem}.{c.pair.name}")
 

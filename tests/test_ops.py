@@ -13,7 +13,6 @@ out. A test over the registry makes sure no op is left without cases.
 from __future__ import annotations
 
 import itertools
-import sys
 import types
 import zlib
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import bpc.ops  # noqa: F401 - fills the registry
 from bpc.autodiff import differentiate
 from bpc.emit import Compiled, emit
 from bpc.ir import OPS, Graph
+from bpc.loader import module_from_text
 from bpc.optimize import optimize, seed_ones
 from tests import oracle
 from tests.op_cases import CASES, CHECKS, EXEMPT, Case
@@ -62,12 +62,7 @@ _count = itertools.count()
 
 
 def _load_text(text: str) -> types.ModuleType:
-    name = f"bpc_test_ops_ir_{next(_count)}"
-    module = types.ModuleType(name)
-    module.__dict__["__source__"] = text
-    sys.modules[name] = module
-    exec(compile(text, f"<{name}>", "exec"), module.__dict__)
-    return module
+    return module_from_text(text, f"bpc_test_ops_ir_{next(_count)}")
 
 
 def _compile_ir(typed: Graph) -> types.ModuleType:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ from bpc.check import make_inputs
 from bpc.dims import Dim
 from bpc.emit import emit
 from bpc.ir import OPS, Type
+from bpc.loader import module_from_text
 from bpc.ops import flops_of
 from bpc.pipeline import compile_graphs
 from bpc.stats import evaluate, formula, report, stats_source
@@ -231,7 +231,7 @@ def _counted(fn, *args) -> tuple[int, object]:
 def test_flops_are_what_numpy_counts(path):
     text = path.read_text()
     compiled = compile_graphs(text)
-    module = _load(emit(compiled, path.name), f"bpc_stats_flops_{path.stem}")
+    module = module_from_text(emit(compiled, path.name), f"bpc_stats_flops_{path.stem}")
     checked = 0
     for stats, c in zip(stats_source(text), compiled):
         g = c.pair
@@ -255,19 +255,12 @@ def test_flops_are_what_numpy_counts(path):
     assert checked
 
 
-def _load(text: str, name: str) -> types.ModuleType:
-    module = types.ModuleType(name)
-    sys.modules[name] = module
-    exec(compile(text, f"<{name}>", "exec"), module.__dict__)
-    return module
-
-
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_cache_bytes_are_what_the_forward_keeps(path, dtype):
     text = path.read_text()
     compiled = compile_graphs(text)
-    module = _load(emit(compiled, path.name), f"bpc_stats_{path.stem}")
+    module = module_from_text(emit(compiled, path.name), f"bpc_stats_{path.stem}")
     for stats, c in zip(stats_source(text, dtype=dtype), compiled):
         g = c.pair
         names = sorted({d for p in g.params for d in p.dims if isinstance(d, str)})
