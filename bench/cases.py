@@ -153,6 +153,20 @@ class VJPCase(Case):
     def forward_args(self, args: tuple) -> tuple:
         return args[:-1]
 
+    def vjp(self, size, graph: str):
+        """The generated `graph_forward` then `graph_backward`, taking the inputs and the
+        upstream gradient as the other systems do."""
+        module = self.module(size)
+        forward, backward = getattr(module, f"{graph}_forward"), getattr(
+            module, f"{graph}_backward"
+        )
+
+        def ours(*args):
+            out, cache = forward(*self.forward_args(args))
+            return tuple(backward(args[-1], cache))
+
+        return ours
+
 
 # ---------------------------------------------------------------------------------------------
 # f = sum((W @ x) ** 2): the lecture note's example
@@ -408,8 +422,6 @@ class BatchNorm(VJPCase):
         )
 
     def systems(self, size):
-        m = self.module(size)
-
         def hand(x, gamma, beta, dout):
             # CS231n's batchnorm_backward_alt, forward included.
             N = x.shape[0]
@@ -424,11 +436,7 @@ class BatchNorm(VJPCase):
             dx = (gamma * invstd / N) * (N * dout - dbeta - xhat * dgamma)
             return dx, dgamma, dbeta
 
-        def ours(x, gamma, beta, dout):
-            out, cache = m.batchnorm_forward(x, gamma, beta)
-            return tuple(m.batchnorm_backward(dout, cache))
-
-        out = {"hand": hand, "bpc": ours}
+        out = {"hand": hand, "bpc": self.vjp(size, "batchnorm")}
         if _has("autograd"):
             import autograd.numpy as anp
 
@@ -501,8 +509,6 @@ class Attention(VJPCase):
         return tuple(rng.standard_normal((S, d)) for _ in range(4))  # q, k, v, G
 
     def systems(self, size):
-        m = self.module(size)
-
         def hand(q, k, v, G):
             scale = 1.0 / np.sqrt(q.shape[1])
             qs = q * scale  # scale the smaller [S, d] operand, not the [S, T] scores
@@ -521,11 +527,7 @@ class Attention(VJPCase):
             dk = dp.T @ qs
             return dq, dk, dv
 
-        def ours(q, k, v, G):
-            out, cache = m.attention_forward(q, k, v)
-            return tuple(m.attention_backward(G, cache))
-
-        out = {"hand": hand, "bpc": ours}
+        out = {"hand": hand, "bpc": self.vjp(size, "attention")}
         if _has("autograd"):
             import autograd.numpy as anp
 
