@@ -138,9 +138,14 @@ class Case:
             _MODULES[key] = compile_module(self.source, name, dims, checks)
         return _MODULES[key]
 
-    def unchecked(self, size, graph: str):
-        """The forward-only function `graph`, compiled with --no-checks."""
-        return getattr(self.module(size, checks=False), graph)
+    def forwards_beside(self, size, hand) -> dict:
+        """The hand-written forward `hand` beside the generated forward-only function of the
+        case's graph, as compiled and with --no-checks."""
+        return {
+            "hand": hand,
+            "bpc": getattr(self.module(size), self.graph),
+            "unchecked": getattr(self.module(size, checks=False), self.graph),
+        }
 
     def forward_args(self, args: tuple) -> tuple:
         return args
@@ -153,19 +158,26 @@ class VJPCase(Case):
     def forward_args(self, args: tuple) -> tuple:
         return args[:-1]
 
-    def vjp(self, size, graph: str):
-        """The generated `graph_forward` then `graph_backward`, taking the inputs and the
+    def vjp(self, size):
+        """The generated forward then backward of the case's graph, taking the inputs and the
         upstream gradient as the other systems do."""
         module = self.module(size)
-        forward, backward = getattr(module, f"{graph}_forward"), getattr(
-            module, f"{graph}_backward"
-        )
+        forward = getattr(module, f"{self.graph}_forward")
+        backward = getattr(module, f"{self.graph}_backward")
 
         def ours(*args):
             out, cache = forward(*self.forward_args(args))
             return tuple(backward(args[-1], cache))
 
         return ours
+
+    def cache_bytes(self, size, args):
+        inputs = self.forward_args(args)
+        forward = getattr(self.module(size), f"{self.graph}_forward")
+        out = {"bpc": _cache_nbytes(forward(*inputs)[1])}
+        if _has("torch"):
+            out["torch"] = _torch_saved_bytes(self.torch_forward, *_torch_leaves(*inputs))
+        return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -183,7 +195,7 @@ graph seed(W: [n, n], x: [n]) -> f {
 class Seed(Case):
     def __init__(self):
         super().__init__("f = sum((W @ x)**2)", [64, 1024], [8])
-        self.source = SEED
+        self.source, self.graph = SEED, "seed"
 
     def dims(self, n):
         return {"n": n}
@@ -229,7 +241,7 @@ class Seed(Case):
             q = W @ x
             return q @ q
 
-        return {"hand": hand, "bpc": self.module(n).seed, "unchecked": self.unchecked(n, "seed")}
+        return self.forwards_beside(n, hand)
 
     def cache_bytes(self, n, args):
         out = {"bpc": _cache_nbytes(self.module(n).seed_forward(*args)[1])}
@@ -251,7 +263,7 @@ class TwoLayer(Case):
             [(64, 784, 128, 10), (512, 784, 512, 10)],
             [(4, 6, 5, 3)],
         )
-        self.source = (EXAMPLES / "two_layer.bp").read_text()
+        self.source, self.graph = (EXAMPLES / "two_layer.bp").read_text(), "two_layer"
 
     def dims(self, size):
         return dict(zip("NDHC", size))
@@ -356,8 +368,7 @@ class TwoLayer(Case):
             sums = np.exp(scores, out=scores).sum(axis=1)
             return np.mean(np.log(sums) - correct) + 0.5 * reg * (np.vdot(W1, W1) + np.vdot(W2, W2))
 
-        bpc = self.module(size).two_layer
-        return {"hand": hand, "bpc": bpc, "unchecked": self.unchecked(size, "two_layer")}
+        return self.forwards_beside(size, hand)
 
     def cache_bytes(self, size, args):
         out = {"bpc": _cache_nbytes(self.module(size).two_layer_forward(*args)[1])}
@@ -406,7 +417,7 @@ def _batchnorm_ref(np_, x, gamma, beta):
 class BatchNorm(VJPCase):
     def __init__(self):
         super().__init__("batchnorm, VJP", [(64, 128), (1024, 1024)], [(4, 3)])
-        self.source = BATCHNORM
+        self.source, self.graph, self.torch_forward = BATCHNORM, "batchnorm", _batchnorm_torch
 
     def dims(self, size):
         return dict(zip("ND", size))
@@ -436,7 +447,7 @@ class BatchNorm(VJPCase):
             dx = (gamma * invstd / N) * (N * dout - dbeta - xhat * dgamma)
             return dx, dgamma, dbeta
 
-        out = {"hand": hand, "bpc": self.vjp(size, "batchnorm")}
+        out = {"hand": hand, "bpc": self.vjp(size)}
         if _has("autograd"):
             import autograd.numpy as anp
 
@@ -469,15 +480,7 @@ class BatchNorm(VJPCase):
             xc += beta
             return xc
 
-        bpc = self.module(size).batchnorm
-        return {"hand": hand, "bpc": bpc, "unchecked": self.unchecked(size, "batchnorm")}
-
-    def cache_bytes(self, size, args):
-        x, gamma, beta, _ = args
-        out = {"bpc": _cache_nbytes(self.module(size).batchnorm_forward(x, gamma, beta)[1])}
-        if _has("torch"):
-            out["torch"] = _torch_saved_bytes(_batchnorm_torch, *_torch_leaves(x, gamma, beta))
-        return out
+        return self.forwards_beside(size, hand)
 
 
 def _batchnorm_torch(x, g, b):
@@ -494,7 +497,8 @@ def _batchnorm_torch(x, g, b):
 class Attention(VJPCase):
     def __init__(self):
         super().__init__("attention, VJP", [(32, 16), (512, 64)], [(4, 3)])
-        self.source = (EXAMPLES / "attention.bp").read_text()
+        self.source, self.graph = (EXAMPLES / "attention.bp").read_text(), "attention"
+        self.torch_forward = _attention_torch
 
     def dims(self, size):
         S, d = size  # T = S keys and values, m = d value features
@@ -527,7 +531,7 @@ class Attention(VJPCase):
             dk = dp.T @ qs
             return dq, dk, dv
 
-        out = {"hand": hand, "bpc": self.vjp(size, "attention")}
+        out = {"hand": hand, "bpc": self.vjp(size)}
         if _has("autograd"):
             import autograd.numpy as anp
 
@@ -565,15 +569,7 @@ class Attention(VJPCase):
             p /= p.sum(axis=1, keepdims=True)
             return p @ v
 
-        bpc = self.module(size).attention
-        return {"hand": hand, "bpc": bpc, "unchecked": self.unchecked(size, "attention")}
-
-    def cache_bytes(self, size, args):
-        q, k, v, _ = args
-        out = {"bpc": _cache_nbytes(self.module(size).attention_forward(q, k, v)[1])}
-        if _has("torch"):
-            out["torch"] = _torch_saved_bytes(_attention_torch, *_torch_leaves(q, k, v))
-        return out
+        return self.forwards_beside(size, hand)
 
 
 def _attention_torch(q, k, v):
