@@ -171,6 +171,15 @@ class VJPCase(Case):
 
         return ours
 
+    def torch_vjp(self, *args):
+        """PyTorch eager: `torch_forward` on leaf tensors, then its backward from the upstream
+        gradient."""
+        import torch
+
+        leaves = _torch_leaves(*self.forward_args(args))
+        self.torch_forward(*leaves).backward(torch.from_numpy(args[-1]))
+        return tuple(a.grad.numpy() for a in leaves)
+
     def cache_bytes(self, size, args):
         inputs = self.forward_args(args)
         forward = getattr(self.module(size), f"{self.graph}_forward")
@@ -455,14 +464,7 @@ class BatchNorm(VJPCase):
                 lambda x, g, b, d: anp.sum(_batchnorm_ref(anp, x, g, b) * d), (0, 1, 2), False
             )
         if _has("torch"):
-            import torch
-
-            def t(x, gamma, beta, dout):
-                ts = _torch_leaves(x, gamma, beta)
-                _batchnorm_torch(*ts).backward(torch.from_numpy(dout))
-                return tuple(a.grad.numpy() for a in ts)
-
-            out["torch"] = t
+            out["torch"] = self.torch_vjp
         if _has("jax"):
             import jax.numpy as jnp
 
@@ -542,14 +544,7 @@ class Attention(VJPCase):
 
             out["autograd"] = _autograd(f, (0, 1, 2), False)
         if _has("torch"):
-            import torch
-
-            def t(q, k, v, G):
-                ts = _torch_leaves(q, k, v)
-                _attention_torch(*ts).backward(torch.from_numpy(G))
-                return tuple(a.grad.numpy() for a in ts)
-
-            out["torch"] = t
+            out["torch"] = self.torch_vjp
         if _has("jax"):
             import jax
             import jax.numpy as jnp
