@@ -133,6 +133,7 @@ def _directional(fn, args, i, v, douts, dtype, eps) -> float:
 def emit_tests(text: str, module: str, source_name: str, dims: dict[str, int] | None = None) -> str:
     """A standalone pytest file (NumPy and pytest only) that checks `module`'s gradients."""
     from .emit import HEADER, _environment, _python_name
+    from .escape import inline
 
     graphs = {}
     for c in compile_graphs(text):
@@ -154,7 +155,9 @@ def emit_tests(text: str, module: str, source_name: str, dims: dict[str, int] | 
     rendered = (
         _environment()
         .get_template("checks.py.j2")
-        .render(header=HEADER.format(source=source_name), module=module, graphs=repr(graphs))
+        .render(
+            header=HEADER.format(source=inline(source_name)), module=module, graphs=repr(graphs)
+        )
     )
     import black
 

@@ -18,6 +18,7 @@ import black
 import jinja2
 
 from .dims import Dim
+from .escape import inline, literal
 from .ir import OPS, VIEWS, Graph, Node, reachable
 from .ops import ATOM, Code
 
@@ -196,7 +197,7 @@ class _Function:
                 continue
             where = (n.loc.line, n.loc.fn) if n.loc else None
             if comments and where and where != last:
-                out.append("# " + _source_line(self.graph.source, *where))
+                out.append("# " + inline(_source_line(self.graph.source, *where)))
                 last = where
             steps = self.in_place_lines(n) if n in self.in_place else None
             out += steps or self.accumulate(n) or [t for _, t in self.define(n)]
@@ -483,11 +484,6 @@ def _unpack(names: list[str], source: str) -> str:
     return "(\n" + "".join(f"    {name},\n" for name in names) + f") = {source}"
 
 
-def _string(text: str) -> str:
-    """A string literal in double quotes, as black writes it."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def _signature_text(g: Graph) -> str:
     params = ", ".join(
         f"{p.name}: {'int' if p.dtype == 'int' else ''}[{', '.join(str(d) for d in p.dims)}]"
@@ -528,7 +524,7 @@ def _graph_view(c: Compiled, module_names: set[str], checks: bool) -> dict:
     dim_order = list(dict.fromkeys(d for p in g.params for d in p.dims if isinstance(d, str)))
     dims = {d: namer.get(("dim", d), d) for d in dim_order}
     if checks:
-        call = f"_shapes({_string(_signature_text(g))}, {', '.join(params)})"
+        call = f"_shapes({literal(_signature_text(g))}, {', '.join(params)})"
         prologue = [f"{_tuple([dims[d] for d in dim_order])} = {call}" if dim_order else call]
         prologue = prologue if params else []
     else:  # bind each dimension from its first parameter, unchecked
@@ -719,8 +715,8 @@ def emit(
         _environment()
         .get_template("module.py.j2")
         .render(
-            header=HEADER.format(source=source_name),
-            docstring=f"Forward and backward passes of {names}, compiled by bpc from {source_name}."
+            header=HEADER.format(source=inline(source_name)),
+            docstring=f"Forward and backward passes of {names}, compiled by bpc from {inline(source_name)}."
             + (_tuned_for(sizes) if sizes else ""),
             imports=imports,
             runtime=runtime,
