@@ -133,7 +133,7 @@ def _directional(fn, args, i, v, douts, dtype, eps) -> float:
 def emit_tests(text: str, module: str, source_name: str, dims: dict[str, int] | None = None) -> str:
     """A standalone pytest file (NumPy and pytest only) that checks `module`'s gradients."""
     from .emit import HEADER, _environment, _python_name
-    from .escape import inline
+    from .escape import comment
 
     graphs = {}
     for c in compile_graphs(text):
@@ -156,7 +156,7 @@ def emit_tests(text: str, module: str, source_name: str, dims: dict[str, int] | 
         _environment()
         .get_template("checks.py.j2")
         .render(
-            header=HEADER.format(source=inline(source_name)), module=module, graphs=repr(graphs)
+            header=HEADER.format(source=comment(source_name)), module=module, graphs=repr(graphs)
         )
     )
     import black

@@ -18,7 +18,7 @@ import black
 import jinja2
 
 from .dims import Dim
-from .escape import inline, literal
+from .escape import comment, docstring, literal
 from .ir import OPS, VIEWS, Graph, Node, reachable
 from .ops import ATOM, Code
 
@@ -197,7 +197,7 @@ class _Function:
                 continue
             where = (n.loc.line, n.loc.fn) if n.loc else None
             if comments and where and where != last:
-                out.append("# " + inline(_source_line(self.graph.source, *where)))
+                out.append("# " + comment(_source_line(self.graph.source, *where)))
                 last = where
             steps = self.in_place_lines(n) if n in self.in_place else None
             out += steps or self.accumulate(n) or [t for _, t in self.define(n)]
@@ -715,8 +715,8 @@ def emit(
         _environment()
         .get_template("module.py.j2")
         .render(
-            header=HEADER.format(source=inline(source_name)),
-            docstring=f"Forward and backward passes of {names}, compiled by bpc from {inline(source_name)}."
+            header=HEADER.format(source=comment(source_name)),
+            docstring=f"Forward and backward passes of {names}, compiled by bpc from {docstring(source_name)}."
             + (_tuned_for(sizes) if sizes else ""),
             imports=imports,
             runtime=runtime,

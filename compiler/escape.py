@@ -1,7 +1,7 @@
 """The one place where text from the user's files becomes part of a generated module.
 
 File names, graph names and source lines reach the emitted text in three forms: a string literal
-(`"seed(W: [n, m], x: [m])"`), a comment (`# q = W @ x`) and a docstring. Each goes through one
+(`"seed(W: [n, m], x: [m])"`), a comment (`# q = W @ x`) and a docstring. Each goes through its
 function here, which writes any text, hostile or not, so that it stays inside its literal,
 comment or docstring: no character of it can end the string, start a new line of code, or make
 the module fail to import. tests/test_escape.py throws hostile text at both.
@@ -31,12 +31,20 @@ def _inner(text: str) -> str:
     return "".join(map(_escaped, text))
 
 
+def comment(text: str) -> str:
+    """`text` for a one-line comment: each unprintable character (a newline, a carriage return,
+    a form feed) written as its escape, so that nothing of it reaches the next line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escaped(c) for c in text)
+
+
 def literal(text: str) -> str:
     """A Python string literal, in double quotes as black writes it, whose value is `text`."""
     return f'"{_inner(text)}"'
 
 
-def inline(text: str) -> str:
-    """`text` for a one-line comment or inside a docstring: printable, on one line, with no
-    backslash or quote that could end the docstring; what was escaped reads as its escape."""
+def docstring(text: str) -> str:
+    """`text` inside a docstring: printable, on one line, with no backslash or quote that could
+    end the docstring; what was escaped reads as its escape."""
     return _inner(text)
