@@ -17,6 +17,7 @@ from importlib import resources
 import black
 import jinja2
 
+from .diagnostics import CompileError, Diagnostic
 from .dims import Dim
 from .escape import comment, docstring, literal
 from .ir import OPS, VIEWS, Graph, Node, reachable
@@ -62,9 +63,17 @@ _RESERVED = (
         "_check",
         "_checked",
         "_signature",
+        "_cached",
+        "_dout",
+        "_douts",
+        "_douts_checked",
+        "_Cache",
     }
     | set(HELPERS)
 )
+# What a module defines at its top level must not shadow a built-in either: its own checks call
+# `len`, `zip`, `isinstance` and more (a graph named `len` broke every call).
+_MODULE_RESERVED = _RESERVED | frozenset(dir(builtins))
 
 
 @dataclass(frozen=True)
@@ -465,13 +474,40 @@ def _tuple(names: list[str], parens: bool = False) -> str:
     return f"({', '.join(names)})" if parens or not names else ", ".join(names)
 
 
-def _pack(target: str, names: list[str]) -> str:
-    """`target = (a, b, ...)` in a function body, exploded one name a line the way black
-    writes a tuple too long for one line (black itself takes seconds on a tuple of thousands)."""
-    line = f"{target} = {_tuple(names, parens=True)}"
+def _pack(target: str, names: list[str], cls: str | None = None) -> str:
+    """`target = (a, b, ...)`, or `target = Cls(a, b, ...)`, in a function body, exploded one
+    name a line the way black writes one too long for a line (black itself takes seconds on a
+    tuple of thousands)."""
+    opening, items = (f"{cls}(", ", ".join(names)) if cls else ("(", _tuple(names, True)[1:-1])
+    line = f"{target} = {opening}{items})"
     if len(line) + 4 <= LINE_LENGTH:
         return line
-    return f"{target} = (\n" + "".join(f"    {name},\n" for name in names) + ")"
+    return f"{target} = {opening}\n" + "".join(f"    {name},\n" for name in names) + ")"
+
+
+def _backward_prologue(g: Graph, fn: _Function, cache_names: list[str], cls: str | None):
+    """The backward's first lines: the cache unpacked and, with checks, the cache and `dout`
+    checked: the cache must be what this module's forward of this graph returned, and each
+    upstream gradient an array of its output's shape and the forward's float dtype."""
+    cache = f"_cached(cache, {cls})" if cls else "cache"
+    lines = [_unpack(cache_names, cache)] if cache_names else [cache] if cls else []
+    douts = [fn.name_of(d) for d in g.douts]
+    if cls:
+        shapes = [_shape_tuple(fn, d.shape) for d in g.douts]
+        dtype = fn.dtype_of or "None"
+        name = literal(g.name)
+        if len(douts) == 1:
+            lines.append(f"{douts[0]} = _dout({name}, dout, {shapes[0]}, {dtype})")
+        else:
+            check = f"_douts({name}, dout, {_tuple(shapes, parens=True)}, {dtype})"
+            lines.append(_unpack(douts, check))
+    elif len(douts) > 1:
+        lines.append(f"{', '.join(douts)} = dout")
+    return lines
+
+
+def _shape_tuple(fn: _Function, shape) -> str:
+    return _tuple([fn.dim(d) for d in shape], parens=True) if shape else "()"
 
 
 def _unpack(names: list[str], source: str) -> str:
@@ -505,12 +541,45 @@ def _drop_unused_bindings(body: list[str]) -> list[str]:
 
 
 def _python_name(name: str) -> str:
-    """`name` as a Python identifier the module can define: keywords and reserved names get a `_`."""
-    return (
-        name + "_"
-        if keyword.iskeyword(name) or keyword.issoftkeyword(name) or name in _RESERVED
-        else name
-    )
+    """`name` as a Python identifier the module can define at its top level: keywords, built-ins
+    and the module's own names get a `_`."""
+    return name + "_" if name in _MODULE_RESERVED else name
+
+
+def _grads_class(graph: str) -> str:
+    return "".join(w[:1].upper() + w[1:] for w in graph.split("_") if w) + "Grads"
+
+
+def _cache_class(graph: str) -> str:
+    return _grads_class(graph)[: -len("Grads")] + "Cache"
+
+
+def _top_level(compiled: list[Compiled], checks: bool) -> dict[str, list[str]]:
+    """The names each graph defines at the module's top level, by graph name. Two graphs that
+    would define one name (`g` and `g_forward`; `a_b` and `aB`, both `ABGrads`) are an error at
+    the second: a module where one silently replaced the other would compute the wrong thing."""
+    defined: dict[str, str] = {}  # a top-level name -> the graph that defines it
+    out: dict[str, list[str]] = {}
+    problems = []
+    for c in compiled:
+        g = c.pair
+        names = [_python_name(g.name + s) for s in ("", "_forward", "_backward")]
+        names += [_python_name(g.name + "_grad")] if c.grad is not None else []
+        names += [_grads_class(g.name)] + ([_cache_class(g.name)] if checks else [])
+        for name in names:
+            other = defined.setdefault(name, g.name)
+            if other != g.name:
+                problems.append(
+                    Diagnostic(
+                        g.loc,
+                        f"graph {g.name} would define {name}, which graph {other} defines too; "
+                        "rename one of them",
+                    )
+                )
+        out[g.name] = names
+    if problems:
+        raise CompileError(problems)
+    return out
 
 
 def _graph_view(c: Compiled, module_names: set[str], checks: bool) -> dict:
@@ -542,7 +611,10 @@ def _graph_view(c: Compiled, module_names: set[str], checks: bool) -> dict:
     forward = reachable(g.outputs) | set(g.inputs)
     backward_nodes = [n for n in g.nodes if n not in forward]
     cached = list(g.cache)
-    cached_dims = [d for d in dim_order if d in g.cache_dims]
+    # with checks, the backward checks `dout` against its output's shape: it reads those sizes
+    shaped = {s for n in g.outputs for d in n.shape for s in d.symbols} if checks else set()
+    read = g.cache_dims | shaped
+    cached_dims = [d for d in dim_order if d in read]
     for n in g.outputs:
         namer.names.setdefault(n, namer.get(n, n.hint or "out"))
     if len(g.douts) == 1:
@@ -560,21 +632,18 @@ def _graph_view(c: Compiled, module_names: set[str], checks: bool) -> dict:
     forward_lines = fn.lines(forward_order, comments=False)
     out_names = [fn.name_of(n) for n in g.outputs]
     result = out_names[0] if len(out_names) == 1 else "(" + ", ".join(out_names) + ")"
-    if any(n in fn.born_weak for n in backward_nodes) and _dtype_holder(cached) is None:
+    born_weak = any(n in fn.born_weak for n in backward_nodes)
+    if (born_weak or checks) and _dtype_holder(cached) is None:
         # only for its dtype: a reference, no copy
         cached += [n for n in [_dtype_holder(g.inputs)] if n is not None]
     cache_names = [fn.name_of(n) for n in cached] + [dims[d] for d in cached_dims]
-
-    backward_body = []
-    if len(g.douts) > 1:
-        backward_body.append(f"{', '.join(fn.name_of(d) for d in g.douts)} = dout")
-    if cache_names:
-        backward_body.append(_unpack(cache_names, "cache"))
     # The backward sees only the cache: a cached float array lends its dtype.
     fn.dtype_of = _dtype_source(cached, namer)
+    cache_class = _cache_class(g.name)
+    backward_body = _backward_prologue(g, fn, cache_names, cache_class if checks else None)
     fn.plan(backward_nodes)
     backward_body += fn.lines(backward_nodes, comments=True)
-    grads_class = "".join(w[:1].upper() + w[1:] for w in g.name.split("_") if w) + "Grads"
+    grads_class = _grads_class(g.name)
     # Field names: the parameters' Python names, without the leading underscores NamedTuple forbids.
     fields: list[str] = []
     for name in g.wrt:
@@ -582,8 +651,6 @@ def _graph_view(c: Compiled, module_names: set[str], checks: bool) -> dict:
         while field_name in fields or keyword.iskeyword(field_name):
             field_name += "_"
         fields.append(field_name)
-    grads_class = namer.get(("class", g.name), grads_class) if grads_class in taken else grads_class
-    taken.add(grads_class)
     grad_list = ", ".join(fn.name_of(n) for n in g.grads)
     backward_body.append(f"return {grads_class}({grad_list})")
 
@@ -600,7 +667,8 @@ def _graph_view(c: Compiled, module_names: set[str], checks: bool) -> dict:
             "doc": f"{outs} = {call}, and the cache that {g.name}_backward needs.",
             "body": prologue
             + forward_lines
-            + [_pack("cache", cache_names), f"return {result}, cache"],
+            + [_pack("cache", cache_names, cache_class if checks else None)]
+            + [f"return {result}, cache"],
         },
         {
             "name": _python_name(f"{g.name}_backward"),
@@ -638,13 +706,29 @@ def _graph_view(c: Compiled, module_names: set[str], checks: bool) -> dict:
     if not checks:
         for f in functions:
             f["body"] = _drop_unused_bindings(f["body"])
+    classes = [
+        {
+            "name": grads_class,
+            "base": "NamedTuple",
+            "doc": f"Gradients of {g.name} with respect to {wrt}, each shaped like its parameter.",
+            "body": [f"{name}: np.ndarray" for name in fields],
+        }
+    ]
+    if checks:
+        classes.append(
+            {
+                "name": cache_class,
+                "base": "_Cache",
+                "doc": f"What {g.name}_forward keeps for {g.name}_backward.",
+                "body": ["__slots__ = ()"],
+            }
+        )
     return {
         "name": g.name,
-        "grads_class": grads_class,
-        "grads_doc": f"Gradients of {g.name} with respect to {wrt}, each shaped like its parameter.",
-        "grad_fields": fields,
+        "classes": classes,
         "functions": functions,
         "cached": list(zip(cache_names, cached)),  # the values `cache` holds (then the sizes)
+        "cached_dims": [dims[d] for d in cached_dims],
     }
 
 
@@ -668,16 +752,20 @@ def _environment() -> jinja2.Environment:
     )
 
 
-def _module_names(compiled: list[Compiled]) -> set[str]:
-    """The names the module defines for its graphs' functions."""
-    suffixes = ("", "_forward", "_backward", "_grad")
-    return {_python_name(c.pair.name + suffix) for c in compiled for suffix in suffixes}
+def _module_names(compiled: list[Compiled], checks: bool) -> set[str]:
+    """The names the module defines for its graphs' functions and classes."""
+    return {name for names in _top_level(compiled, checks).values() for name in names}
 
 
 def cache_entries(compiled: list[Compiled], c: Compiled) -> list[tuple[str, Node]]:
     """What `g_forward` of graph `c` keeps in its cache, with the names the module compiled
     from `compiled` gives them (the dimension sizes it also keeps are left out)."""
-    return _graph_view(c, _module_names(compiled), checks=True)["cached"]
+    return _graph_view(c, _module_names(compiled, True), checks=True)["cached"]
+
+
+def cached_sizes(compiled: list[Compiled], c: Compiled) -> list[str]:
+    """The dimension sizes `g_forward` of graph `c` also keeps in its cache."""
+    return _graph_view(c, _module_names(compiled, True), checks=True)["cached_dims"]
 
 
 def _tuned_for(sizes: dict[str, int]) -> str:
@@ -694,7 +782,7 @@ def emit(
 ) -> str:
     """Render the module for all graphs of one source file, formatted with black. Without
     `checks`, the functions bind dimension sizes from their arguments without checking them."""
-    module_names = _module_names(compiled)
+    module_names = _module_names(compiled, checks)
     graphs = [_graph_view(c, module_names, checks) for c in compiled]
     uses_math = any("math." in line for g in graphs for f in g["functions"] for line in f["body"])
     imports = (

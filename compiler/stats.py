@@ -27,7 +27,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from .dims import Dim, product
-from .emit import Compiled, cache_entries
+from .emit import Compiled, cache_entries, cached_sizes
 from .ir import VIEWS, Graph, Node, reachable
 from .ops import flops_of
 from .pipeline import compile_graphs
@@ -114,7 +114,7 @@ def graph_stats(
         _part(n for n in g.nodes if n not in forward),
         grad,
         tuple(kept),
-        tuple(d for d in _dim_names(g) if d in g.cache_dims),
+        tuple(cached_sizes(list(compiled or [c]), c)),
     )
 
 

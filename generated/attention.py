@@ -44,6 +44,11 @@ def _check(spec, args):
     graph, params = _signature(spec)
     sizes, source, dtype = {}, {}, None
     for (name, kind, dims), value in zip(params, args):
+        if isinstance(value, np.matrix | np.ma.MaskedArray):
+            # `*` of two matrices is a matrix product; a masked array's sums skip elements
+            raise ValueError(
+                f"{graph}: {name} must be a plain NumPy array, got {type(value).__name__}"
+            )
         if isinstance(value, (np.ndarray, np.generic)):
             shape, found = value.shape, value.dtype
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -91,12 +96,90 @@ def _check(spec, args):
     return tuple(sizes.values())
 
 
+class _Cache(tuple):
+    """What a forward function keeps for its backward; each graph has its own subclass, so that
+    a backward knows the cache of another graph or of another module for what it is."""
+
+    __slots__ = ()
+
+    def __new__(cls, *values):
+        return tuple.__new__(cls, values)
+
+
+def _cached(cache, cls):
+    if cache.__class__ is not cls:
+        raise ValueError(
+            f"cache must be the {cls.__name__} that the forward function of this module "
+            f"returned, got {type(cache).__name__} (from another graph or another module?)"
+        )
+    return cache
+
+
+# (graph, class, shape and dtype of dout, the expected shape and dtype): douts seen before
+_dout_checked = set()
+
+
+def _dout(graph, dout, shape, dtype):
+    """Check an upstream gradient against its output's shape and float dtype, as arguments
+    are checked: an array, or a number for a 0-d output (made one of that dtype)."""
+    key = (graph, dout.__class__, getattr(dout, "shape", 0), getattr(dout, "dtype", 0))
+    key += (shape, dtype)
+    if key not in _dout_checked:
+        _check_dout(graph, dout, shape, dtype)
+        if len(_dout_checked) > 1000:
+            _dout_checked.clear()
+        _dout_checked.add(key)
+    if isinstance(dout, np.ndarray) and (
+        dout.ndim or dtype is None or dout.dtype == dtype
+    ):
+        return dout
+    return np.asarray(dout, np.result_type(dout, 1.0) if dtype is None else dtype)[()]
+
+
+def _douts(graph, douts, shapes, dtype):
+    """The upstream gradients of a graph with several outputs: a tuple, one per output."""
+    if not isinstance(douts, (tuple, list)) or len(douts) != len(shapes):
+        raise ValueError(
+            f"{graph}: dout must be a tuple of {len(shapes)} upstream gradients, one per output"
+        )
+    return tuple(_dout(graph, d, s, dtype) for d, s in zip(douts, shapes))
+
+
+def _check_dout(graph, dout, shape, dtype):
+    if isinstance(dout, np.matrix | np.ma.MaskedArray):
+        raise ValueError(
+            f"{graph}: dout must be a plain NumPy array, got {type(dout).__name__}"
+        )
+    if isinstance(dout, (np.ndarray, np.generic)):
+        if dout.dtype.kind != "f":
+            raise ValueError(f"{graph}: dout must hold floats, got {dout.dtype}")
+        if dout.shape != shape:
+            raise ValueError(
+                f"{graph}: dout must be shaped {shape}, like the output; got {dout.shape}"
+            )
+        if dtype is not None and dout.dtype != dtype and dout.ndim:
+            raise ValueError(
+                f"{graph}: dout is {dout.dtype}, but the forward ran in {dtype}"
+            )
+    elif not isinstance(dout, (int, float)) or isinstance(dout, bool) or shape:
+        kind = type(dout).__name__
+        raise ValueError(
+            f"{graph}: dout must be a NumPy array shaped {shape}, got {kind}"
+        )
+
+
 class AttentionGrads(NamedTuple):
     """Gradients of attention with respect to q, k, v, each shaped like its parameter."""
 
     q: np.ndarray
     k: np.ndarray
     v: np.ndarray
+
+
+class AttentionCache(_Cache):
+    """What attention_forward keeps for attention_backward."""
+
+    __slots__ = ()
 
 
 def attention(q, k, v):
@@ -124,13 +207,14 @@ def attention_forward(q, k, v):
     weights = exps
     weights /= exps.sum(axis=1, keepdims=True)
     out = weights @ v
-    cache = (q, k, v, t, weights, out)
+    cache = AttentionCache(q, k, v, t, weights, out, S, m)
     return out, cache
 
 
 def attention_backward(dout, cache):
     """Gradients of attention with respect to q, k, v; dout is shaped like out [S, m]."""
-    q, k, v, t, weights, out = cache
+    q, k, v, t, weights, out, S, m = _cached(cache, AttentionCache)
+    dout = _dout("attention", dout, (S, m), q.dtype)
     # out = weights @ v
     dweights = dout @ v.T
     dv = weights.T @ dout
@@ -158,6 +242,12 @@ class MultiheadAttentionGrads(NamedTuple):
     bv: np.ndarray
     Wo: np.ndarray
     bo: np.ndarray
+
+
+class MultiheadAttentionCache(_Cache):
+    """What multihead_attention_forward keeps for multihead_attention_backward."""
+
+    __slots__ = ()
 
 
 def multihead_attention(query, key, value, Wq, bq, Wk, bk, Wv, bv, Wo, bo, mask):
@@ -227,13 +317,34 @@ def multihead_attention_forward(
     weights /= exps.sum(axis=3, keepdims=True)
     heads = np.einsum("nhst,nthd->nshd", weights, v, optimize=True)
     out = np.einsum("nshd,hde->nse", heads, Wo, optimize=True) + bo
-    cache = (query, key, value, Wq, Wk, Wv, Wo, q, k, v, t, t_1, weights, heads)
+    cache = MultiheadAttentionCache(
+        query,
+        key,
+        value,
+        Wq,
+        Wk,
+        Wv,
+        Wo,
+        q,
+        k,
+        v,
+        t,
+        t_1,
+        weights,
+        heads,
+        N,
+        S,
+        E,
+    )
     return out, cache
 
 
 def multihead_attention_backward(dout, cache):
     """Gradients of multihead_attention with respect to query, key, value, Wq, bq, Wk, bk, Wv, bv, Wo, bo; dout is shaped like out [N, S, E]."""
-    query, key, value, Wq, Wk, Wv, Wo, q, k, v, t, t_1, weights, heads = cache
+    query, key, value, Wq, Wk, Wv, Wo, q, k, v, t, t_1, weights, heads, N, S, E = (
+        _cached(cache, MultiheadAttentionCache)
+    )
+    dout = _dout("multihead_attention", dout, (N, S, E), query.dtype)
     # out = einsum("nshd,hde->nse", heads, Wo) + bo
     dbo = dout.sum(axis=(0, 1))
     dheads = np.einsum("nse,hde->nshd", dout, Wo, optimize=True)

@@ -43,6 +43,11 @@ def _check(spec, args):
     graph, params = _signature(spec)
     sizes, source, dtype = {}, {}, None
     for (name, kind, dims), value in zip(params, args):
+        if isinstance(value, np.matrix | np.ma.MaskedArray):
+            # `*` of two matrices is a matrix product; a masked array's sums skip elements
+            raise ValueError(
+                f"{graph}: {name} must be a plain NumPy array, got {type(value).__name__}"
+            )
         if isinstance(value, (np.ndarray, np.generic)):
             shape, found = value.shape, value.dtype
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -90,12 +95,90 @@ def _check(spec, args):
     return tuple(sizes.values())
 
 
+class _Cache(tuple):
+    """What a forward function keeps for its backward; each graph has its own subclass, so that
+    a backward knows the cache of another graph or of another module for what it is."""
+
+    __slots__ = ()
+
+    def __new__(cls, *values):
+        return tuple.__new__(cls, values)
+
+
+def _cached(cache, cls):
+    if cache.__class__ is not cls:
+        raise ValueError(
+            f"cache must be the {cls.__name__} that the forward function of this module "
+            f"returned, got {type(cache).__name__} (from another graph or another module?)"
+        )
+    return cache
+
+
+# (graph, class, shape and dtype of dout, the expected shape and dtype): douts seen before
+_dout_checked = set()
+
+
+def _dout(graph, dout, shape, dtype):
+    """Check an upstream gradient against its output's shape and float dtype, as arguments
+    are checked: an array, or a number for a 0-d output (made one of that dtype)."""
+    key = (graph, dout.__class__, getattr(dout, "shape", 0), getattr(dout, "dtype", 0))
+    key += (shape, dtype)
+    if key not in _dout_checked:
+        _check_dout(graph, dout, shape, dtype)
+        if len(_dout_checked) > 1000:
+            _dout_checked.clear()
+        _dout_checked.add(key)
+    if isinstance(dout, np.ndarray) and (
+        dout.ndim or dtype is None or dout.dtype == dtype
+    ):
+        return dout
+    return np.asarray(dout, np.result_type(dout, 1.0) if dtype is None else dtype)[()]
+
+
+def _douts(graph, douts, shapes, dtype):
+    """The upstream gradients of a graph with several outputs: a tuple, one per output."""
+    if not isinstance(douts, (tuple, list)) or len(douts) != len(shapes):
+        raise ValueError(
+            f"{graph}: dout must be a tuple of {len(shapes)} upstream gradients, one per output"
+        )
+    return tuple(_dout(graph, d, s, dtype) for d, s in zip(douts, shapes))
+
+
+def _check_dout(graph, dout, shape, dtype):
+    if isinstance(dout, np.matrix | np.ma.MaskedArray):
+        raise ValueError(
+            f"{graph}: dout must be a plain NumPy array, got {type(dout).__name__}"
+        )
+    if isinstance(dout, (np.ndarray, np.generic)):
+        if dout.dtype.kind != "f":
+            raise ValueError(f"{graph}: dout must hold floats, got {dout.dtype}")
+        if dout.shape != shape:
+            raise ValueError(
+                f"{graph}: dout must be shaped {shape}, like the output; got {dout.shape}"
+            )
+        if dtype is not None and dout.dtype != dtype and dout.ndim:
+            raise ValueError(
+                f"{graph}: dout is {dout.dtype}, but the forward ran in {dtype}"
+            )
+    elif not isinstance(dout, (int, float)) or isinstance(dout, bool) or shape:
+        kind = type(dout).__name__
+        raise ValueError(
+            f"{graph}: dout must be a NumPy array shaped {shape}, got {kind}"
+        )
+
+
 class AffineGrads(NamedTuple):
     """Gradients of affine with respect to x, w, b, each shaped like its parameter."""
 
     x: np.ndarray
     w: np.ndarray
     b: np.ndarray
+
+
+class AffineCache(_Cache):
+    """What affine_forward keeps for affine_backward."""
+
+    __slots__ = ()
 
 
 def affine(x, w, b):
@@ -111,13 +194,14 @@ def affine_forward(x, w, b):
     N, D, M = _shapes("affine(x: [N, D], w: [D, M], b: [M])", x, w, b)
     out = x @ w
     out += b
-    cache = (x, w)
+    cache = AffineCache(x, w, N, M)
     return out, cache
 
 
 def affine_backward(dout, cache):
     """Gradients of affine with respect to x, w, b; dout is shaped like out [N, M]."""
-    x, w = cache
+    x, w, N, M = _cached(cache, AffineCache)
+    dout = _dout("affine", dout, (N, M), x.dtype)
     # out = x @ w + b
     db = dout.sum(axis=0)
     dx = dout @ w.T
@@ -131,6 +215,12 @@ class ReluGrads(NamedTuple):
     x: np.ndarray
 
 
+class ReluCache(_Cache):
+    """What relu_forward keeps for relu_backward."""
+
+    __slots__ = ()
+
+
 def relu(x):
     """out [N, D] = relu(x [N, D]): the forward pass alone."""
     N, D = _shapes("relu(x: [N, D])", x)
@@ -142,13 +232,14 @@ def relu_forward(x):
     """out [N, D] = relu(x [N, D]), and the cache that relu_backward needs."""
     N, D = _shapes("relu(x: [N, D])", x)
     out = np.maximum(x, 0)
-    cache = (out,)
+    cache = ReluCache(out, N, D)
     return out, cache
 
 
 def relu_backward(dout, cache):
     """Gradients of relu with respect to x; dout is shaped like out [N, D]."""
-    (out,) = cache
+    out, N, D = _cached(cache, ReluCache)
+    dout = _dout("relu", dout, (N, D), out.dtype)
     # out = relu(x)
     dx = dout * (out > 0)
     return ReluGrads(dx)
@@ -162,6 +253,12 @@ class AffineReluGrads(NamedTuple):
     b: np.ndarray
 
 
+class AffineReluCache(_Cache):
+    """What affine_relu_forward keeps for affine_relu_backward."""
+
+    __slots__ = ()
+
+
 def affine_relu(x, w, b):
     """out [N, M] = affine_relu(x [N, D], w [D, M], b [M]): the forward pass alone."""
     N, D, M = _shapes("affine_relu(x: [N, D], w: [D, M], b: [M])", x, w, b)
@@ -173,13 +270,14 @@ def affine_relu_forward(x, w, b):
     """out [N, M] = affine_relu(x [N, D], w [D, M], b [M]), and the cache that affine_relu_backward needs."""
     N, D, M = _shapes("affine_relu(x: [N, D], w: [D, M], b: [M])", x, w, b)
     out = np.maximum(x @ w + b, 0)
-    cache = (x, w, out)
+    cache = AffineReluCache(x, w, out, N, M)
     return out, cache
 
 
 def affine_relu_backward(dout, cache):
     """Gradients of affine_relu with respect to x, w, b; dout is shaped like out [N, M]."""
-    x, w, out = cache
+    x, w, out, N, M = _cached(cache, AffineReluCache)
+    dout = _dout("affine_relu", dout, (N, M), x.dtype)
     # out = relu(x @ w + b)
     t = dout * (out > 0)
     db = t.sum(axis=0)
@@ -194,6 +292,12 @@ class DropoutGrads(NamedTuple):
     x: np.ndarray
 
 
+class DropoutCache(_Cache):
+    """What dropout_forward keeps for dropout_backward."""
+
+    __slots__ = ()
+
+
 def dropout(x, mask, p):
     """out [N, D] = dropout(x [N, D], mask [N, D], p []): the forward pass alone."""
     N, D = _shapes("dropout(x: [N, D], mask: [N, D], p: [])", x, mask, p)
@@ -205,13 +309,14 @@ def dropout_forward(x, mask, p):
     """out [N, D] = dropout(x [N, D], mask [N, D], p []), and the cache that dropout_backward needs."""
     N, D = _shapes("dropout(x: [N, D], mask: [N, D], p: [])", x, mask, p)
     out = x * mask / p
-    cache = (mask, p)
+    cache = DropoutCache(mask, p, N, D)
     return out, cache
 
 
 def dropout_backward(dout, cache):
     """Gradients of dropout with respect to x; dout is shaped like out [N, D]."""
-    mask, p = cache
+    mask, p, N, D = _cached(cache, DropoutCache)
+    dout = _dout("dropout", dout, (N, D), mask.dtype)
     # out = x * mask / p
     dx = dout / p * mask
     return DropoutGrads(dx)

@@ -43,6 +43,11 @@ def _check(spec, args):
     graph, params = _signature(spec)
     sizes, source, dtype = {}, {}, None
     for (name, kind, dims), value in zip(params, args):
+        if isinstance(value, np.matrix | np.ma.MaskedArray):
+            # `*` of two matrices is a matrix product; a masked array's sums skip elements
+            raise ValueError(
+                f"{graph}: {name} must be a plain NumPy array, got {type(value).__name__}"
+            )
         if isinstance(value, (np.ndarray, np.generic)):
             shape, found = value.shape, value.dtype
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -90,10 +95,88 @@ def _check(spec, args):
     return tuple(sizes.values())
 
 
+class _Cache(tuple):
+    """What a forward function keeps for its backward; each graph has its own subclass, so that
+    a backward knows the cache of another graph or of another module for what it is."""
+
+    __slots__ = ()
+
+    def __new__(cls, *values):
+        return tuple.__new__(cls, values)
+
+
+def _cached(cache, cls):
+    if cache.__class__ is not cls:
+        raise ValueError(
+            f"cache must be the {cls.__name__} that the forward function of this module "
+            f"returned, got {type(cache).__name__} (from another graph or another module?)"
+        )
+    return cache
+
+
+# (graph, class, shape and dtype of dout, the expected shape and dtype): douts seen before
+_dout_checked = set()
+
+
+def _dout(graph, dout, shape, dtype):
+    """Check an upstream gradient against its output's shape and float dtype, as arguments
+    are checked: an array, or a number for a 0-d output (made one of that dtype)."""
+    key = (graph, dout.__class__, getattr(dout, "shape", 0), getattr(dout, "dtype", 0))
+    key += (shape, dtype)
+    if key not in _dout_checked:
+        _check_dout(graph, dout, shape, dtype)
+        if len(_dout_checked) > 1000:
+            _dout_checked.clear()
+        _dout_checked.add(key)
+    if isinstance(dout, np.ndarray) and (
+        dout.ndim or dtype is None or dout.dtype == dtype
+    ):
+        return dout
+    return np.asarray(dout, np.result_type(dout, 1.0) if dtype is None else dtype)[()]
+
+
+def _douts(graph, douts, shapes, dtype):
+    """The upstream gradients of a graph with several outputs: a tuple, one per output."""
+    if not isinstance(douts, (tuple, list)) or len(douts) != len(shapes):
+        raise ValueError(
+            f"{graph}: dout must be a tuple of {len(shapes)} upstream gradients, one per output"
+        )
+    return tuple(_dout(graph, d, s, dtype) for d, s in zip(douts, shapes))
+
+
+def _check_dout(graph, dout, shape, dtype):
+    if isinstance(dout, np.matrix | np.ma.MaskedArray):
+        raise ValueError(
+            f"{graph}: dout must be a plain NumPy array, got {type(dout).__name__}"
+        )
+    if isinstance(dout, (np.ndarray, np.generic)):
+        if dout.dtype.kind != "f":
+            raise ValueError(f"{graph}: dout must hold floats, got {dout.dtype}")
+        if dout.shape != shape:
+            raise ValueError(
+                f"{graph}: dout must be shaped {shape}, like the output; got {dout.shape}"
+            )
+        if dtype is not None and dout.dtype != dtype and dout.ndim:
+            raise ValueError(
+                f"{graph}: dout is {dout.dtype}, but the forward ran in {dtype}"
+            )
+    elif not isinstance(dout, (int, float)) or isinstance(dout, bool) or shape:
+        kind = type(dout).__name__
+        raise ValueError(
+            f"{graph}: dout must be a NumPy array shaped {shape}, got {kind}"
+        )
+
+
 class SoftmaxLossGrads(NamedTuple):
     """Gradients of softmax_loss with respect to x, each shaped like its parameter."""
 
     x: np.ndarray
+
+
+class SoftmaxLossCache(_Cache):
+    """What softmax_loss_forward keeps for softmax_loss_backward."""
+
+    __slots__ = ()
 
 
 def softmax_loss(x, y):
@@ -115,13 +198,14 @@ def softmax_loss_forward(x, y):
     log_probs = shifted
     log_probs -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     loss = -(one_hot * log_probs).sum(axis=1).mean()
-    cache = (one_hot, log_probs, N)
+    cache = SoftmaxLossCache(one_hot, log_probs, N)
     return loss, cache
 
 
 def softmax_loss_backward(dout, cache):
     """Gradients of softmax_loss with respect to x; dout is shaped like loss []."""
-    one_hot, log_probs, N = cache
+    one_hot, log_probs, N = _cached(cache, SoftmaxLossCache)
+    dout = _dout("softmax_loss", dout, (), log_probs.dtype)
     # loss = mean(cross_entropy(x, y))
     probs = np.exp(log_probs)
     dx = probs
@@ -152,6 +236,12 @@ class SvmLossGrads(NamedTuple):
     x: np.ndarray
 
 
+class SvmLossCache(_Cache):
+    """What svm_loss_forward keeps for svm_loss_backward."""
+
+    __slots__ = ()
+
+
 def svm_loss(x, y):
     """loss [] = svm_loss(x [N, C], y int[N]): the forward pass alone."""
     N, C = _shapes("svm_loss(x: [N, C], y: int[N])", x, y)
@@ -173,13 +263,14 @@ def svm_loss_forward(x, y):
     margins = np.maximum(0, t)
     t_1 = (y[:, None] == np.arange(C)).astype(x.dtype) > 0
     loss = np.where(t_1, 0, margins).sum() / N
-    cache = (y, t, t_1, N, C)
+    cache = SvmLossCache(y, t, t_1, N, C)
     return loss, cache
 
 
 def svm_loss_backward(dout, cache):
     """Gradients of svm_loss with respect to x; dout is shaped like loss []."""
-    y, t, t_1, N, C = cache
+    y, t, t_1, N, C = _cached(cache, SvmLossCache)
+    dout = _dout("svm_loss", dout, (), t.dtype)
     # loss = sum(where(one_hot(y, C) > 0, 0, margins)) / N
     dmargins = np.where(t_1, 0, dout / N).astype(t.dtype)
     # margins = maximum(0, x - reshape(correct, (N, 1)) + 1)

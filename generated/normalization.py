@@ -43,6 +43,11 @@ def _check(spec, args):
     graph, params = _signature(spec)
     sizes, source, dtype = {}, {}, None
     for (name, kind, dims), value in zip(params, args):
+        if isinstance(value, np.matrix | np.ma.MaskedArray):
+            # `*` of two matrices is a matrix product; a masked array's sums skip elements
+            raise ValueError(
+                f"{graph}: {name} must be a plain NumPy array, got {type(value).__name__}"
+            )
         if isinstance(value, (np.ndarray, np.generic)):
             shape, found = value.shape, value.dtype
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -90,12 +95,90 @@ def _check(spec, args):
     return tuple(sizes.values())
 
 
+class _Cache(tuple):
+    """What a forward function keeps for its backward; each graph has its own subclass, so that
+    a backward knows the cache of another graph or of another module for what it is."""
+
+    __slots__ = ()
+
+    def __new__(cls, *values):
+        return tuple.__new__(cls, values)
+
+
+def _cached(cache, cls):
+    if cache.__class__ is not cls:
+        raise ValueError(
+            f"cache must be the {cls.__name__} that the forward function of this module "
+            f"returned, got {type(cache).__name__} (from another graph or another module?)"
+        )
+    return cache
+
+
+# (graph, class, shape and dtype of dout, the expected shape and dtype): douts seen before
+_dout_checked = set()
+
+
+def _dout(graph, dout, shape, dtype):
+    """Check an upstream gradient against its output's shape and float dtype, as arguments
+    are checked: an array, or a number for a 0-d output (made one of that dtype)."""
+    key = (graph, dout.__class__, getattr(dout, "shape", 0), getattr(dout, "dtype", 0))
+    key += (shape, dtype)
+    if key not in _dout_checked:
+        _check_dout(graph, dout, shape, dtype)
+        if len(_dout_checked) > 1000:
+            _dout_checked.clear()
+        _dout_checked.add(key)
+    if isinstance(dout, np.ndarray) and (
+        dout.ndim or dtype is None or dout.dtype == dtype
+    ):
+        return dout
+    return np.asarray(dout, np.result_type(dout, 1.0) if dtype is None else dtype)[()]
+
+
+def _douts(graph, douts, shapes, dtype):
+    """The upstream gradients of a graph with several outputs: a tuple, one per output."""
+    if not isinstance(douts, (tuple, list)) or len(douts) != len(shapes):
+        raise ValueError(
+            f"{graph}: dout must be a tuple of {len(shapes)} upstream gradients, one per output"
+        )
+    return tuple(_dout(graph, d, s, dtype) for d, s in zip(douts, shapes))
+
+
+def _check_dout(graph, dout, shape, dtype):
+    if isinstance(dout, np.matrix | np.ma.MaskedArray):
+        raise ValueError(
+            f"{graph}: dout must be a plain NumPy array, got {type(dout).__name__}"
+        )
+    if isinstance(dout, (np.ndarray, np.generic)):
+        if dout.dtype.kind != "f":
+            raise ValueError(f"{graph}: dout must hold floats, got {dout.dtype}")
+        if dout.shape != shape:
+            raise ValueError(
+                f"{graph}: dout must be shaped {shape}, like the output; got {dout.shape}"
+            )
+        if dtype is not None and dout.dtype != dtype and dout.ndim:
+            raise ValueError(
+                f"{graph}: dout is {dout.dtype}, but the forward ran in {dtype}"
+            )
+    elif not isinstance(dout, (int, float)) or isinstance(dout, bool) or shape:
+        kind = type(dout).__name__
+        raise ValueError(
+            f"{graph}: dout must be a NumPy array shaped {shape}, got {kind}"
+        )
+
+
 class BatchnormGrads(NamedTuple):
     """Gradients of batchnorm with respect to x, gamma, beta, each shaped like its parameter."""
 
     x: np.ndarray
     gamma: np.ndarray
     beta: np.ndarray
+
+
+class BatchnormCache(_Cache):
+    """What batchnorm_forward keeps for batchnorm_backward."""
+
+    __slots__ = ()
 
 
 def batchnorm(x, gamma, beta):
@@ -122,13 +205,14 @@ def batchnorm_forward(x, gamma, beta):
     t_1 = gamma / t
     out = t_1 * xc
     out += beta
-    cache = (gamma, xc, t, t_1, N)
+    cache = BatchnormCache(gamma, xc, t, t_1, N, D)
     return out, cache
 
 
 def batchnorm_backward(dout, cache):
     """Gradients of batchnorm with respect to x, gamma, beta; dout is shaped like out [N, D]."""
-    gamma, xc, t, t_1, N = cache
+    gamma, xc, t, t_1, N, D = _cached(cache, BatchnormCache)
+    dout = _dout("batchnorm", dout, (N, D), gamma.dtype)
     # out = gamma * xhat + beta
     dbeta = dout.sum(axis=0)
     t_2 = (dout * xc).sum(axis=0)
@@ -150,6 +234,12 @@ class LayernormGrads(NamedTuple):
     x: np.ndarray
     gamma: np.ndarray
     beta: np.ndarray
+
+
+class LayernormCache(_Cache):
+    """What layernorm_forward keeps for layernorm_backward."""
+
+    __slots__ = ()
 
 
 def layernorm(x, gamma, beta):
@@ -177,13 +267,14 @@ def layernorm_forward(x, gamma, beta):
     xhat = xc / t
     out = gamma * xhat
     out += beta
-    cache = (gamma, xc, t, xhat, N, D)
+    cache = LayernormCache(gamma, xc, t, xhat, N, D)
     return out, cache
 
 
 def layernorm_backward(dout, cache):
     """Gradients of layernorm with respect to x, gamma, beta; dout is shaped like out [N, D]."""
-    gamma, xc, t, xhat, N, D = cache
+    gamma, xc, t, xhat, N, D = _cached(cache, LayernormCache)
+    dout = _dout("layernorm", dout, (N, D), gamma.dtype)
     # out = gamma * xhat + beta
     dbeta = dout.sum(axis=0)
     dgamma = (dout * xhat).sum(axis=0)

@@ -43,6 +43,11 @@ def _check(spec, args):
     graph, params = _signature(spec)
     sizes, source, dtype = {}, {}, None
     for (name, kind, dims), value in zip(params, args):
+        if isinstance(value, np.matrix | np.ma.MaskedArray):
+            # `*` of two matrices is a matrix product; a masked array's sums skip elements
+            raise ValueError(
+                f"{graph}: {name} must be a plain NumPy array, got {type(value).__name__}"
+            )
         if isinstance(value, (np.ndarray, np.generic)):
             shape, found = value.shape, value.dtype
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -90,6 +95,78 @@ def _check(spec, args):
     return tuple(sizes.values())
 
 
+class _Cache(tuple):
+    """What a forward function keeps for its backward; each graph has its own subclass, so that
+    a backward knows the cache of another graph or of another module for what it is."""
+
+    __slots__ = ()
+
+    def __new__(cls, *values):
+        return tuple.__new__(cls, values)
+
+
+def _cached(cache, cls):
+    if cache.__class__ is not cls:
+        raise ValueError(
+            f"cache must be the {cls.__name__} that the forward function of this module "
+            f"returned, got {type(cache).__name__} (from another graph or another module?)"
+        )
+    return cache
+
+
+# (graph, class, shape and dtype of dout, the expected shape and dtype): douts seen before
+_dout_checked = set()
+
+
+def _dout(graph, dout, shape, dtype):
+    """Check an upstream gradient against its output's shape and float dtype, as arguments
+    are checked: an array, or a number for a 0-d output (made one of that dtype)."""
+    key = (graph, dout.__class__, getattr(dout, "shape", 0), getattr(dout, "dtype", 0))
+    key += (shape, dtype)
+    if key not in _dout_checked:
+        _check_dout(graph, dout, shape, dtype)
+        if len(_dout_checked) > 1000:
+            _dout_checked.clear()
+        _dout_checked.add(key)
+    if isinstance(dout, np.ndarray) and (
+        dout.ndim or dtype is None or dout.dtype == dtype
+    ):
+        return dout
+    return np.asarray(dout, np.result_type(dout, 1.0) if dtype is None else dtype)[()]
+
+
+def _douts(graph, douts, shapes, dtype):
+    """The upstream gradients of a graph with several outputs: a tuple, one per output."""
+    if not isinstance(douts, (tuple, list)) or len(douts) != len(shapes):
+        raise ValueError(
+            f"{graph}: dout must be a tuple of {len(shapes)} upstream gradients, one per output"
+        )
+    return tuple(_dout(graph, d, s, dtype) for d, s in zip(douts, shapes))
+
+
+def _check_dout(graph, dout, shape, dtype):
+    if isinstance(dout, np.matrix | np.ma.MaskedArray):
+        raise ValueError(
+            f"{graph}: dout must be a plain NumPy array, got {type(dout).__name__}"
+        )
+    if isinstance(dout, (np.ndarray, np.generic)):
+        if dout.dtype.kind != "f":
+            raise ValueError(f"{graph}: dout must hold floats, got {dout.dtype}")
+        if dout.shape != shape:
+            raise ValueError(
+                f"{graph}: dout must be shaped {shape}, like the output; got {dout.shape}"
+            )
+        if dtype is not None and dout.dtype != dtype and dout.ndim:
+            raise ValueError(
+                f"{graph}: dout is {dout.dtype}, but the forward ran in {dtype}"
+            )
+    elif not isinstance(dout, (int, float)) or isinstance(dout, bool) or shape:
+        kind = type(dout).__name__
+        raise ValueError(
+            f"{graph}: dout must be a NumPy array shaped {shape}, got {kind}"
+        )
+
+
 def _scatter_add(shape, dtype, idx, values):
     """Zeros of `shape` with values[i] added at row idx[i]; repeated indices add up."""
     out = np.zeros(shape, dtype)
@@ -105,6 +182,12 @@ class RnnStepGrads(NamedTuple):
     Wx: np.ndarray
     Wh: np.ndarray
     b: np.ndarray
+
+
+class RnnStepCache(_Cache):
+    """What rnn_step_forward keeps for rnn_step_backward."""
+
+    __slots__ = ()
 
 
 def rnn_step(x, prev_h, Wx, Wh, b):
@@ -132,13 +215,14 @@ def rnn_step_forward(x, prev_h, Wx, Wh, b):
         b,
     )
     next_h = np.tanh(x @ Wx + prev_h @ Wh + b)
-    cache = (x, prev_h, Wx, Wh, next_h)
+    cache = RnnStepCache(x, prev_h, Wx, Wh, next_h, N, H)
     return next_h, cache
 
 
 def rnn_step_backward(dout, cache):
     """Gradients of rnn_step with respect to x, prev_h, Wx, Wh, b; dout is shaped like next_h [N, H]."""
-    x, prev_h, Wx, Wh, next_h = cache
+    x, prev_h, Wx, Wh, next_h, N, H = _cached(cache, RnnStepCache)
+    dout = _dout("rnn_step", dout, (N, H), x.dtype)
     # next_h = tanh(x @ Wx + prev_h @ Wh + b)
     t = dout * (1 - next_h * next_h)
     db = t.sum(axis=0)
@@ -158,6 +242,12 @@ class LstmStepGrads(NamedTuple):
     Wx: np.ndarray
     Wh: np.ndarray
     b: np.ndarray
+
+
+class LstmStepCache(_Cache):
+    """What lstm_step_forward keeps for lstm_step_backward."""
+
+    __slots__ = ()
 
 
 def lstm_step(x, prev_h, prev_c, Wx, Wh, b):
@@ -213,14 +303,14 @@ def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
     next_c += i * g
     t_2 = np.tanh(next_c)
     next_h = o * t_2
-    cache = (x, prev_h, prev_c, t, t_1, i, f, o, g, t_2, D, H)
+    cache = LstmStepCache(x, prev_h, prev_c, t, t_1, i, f, o, g, t_2, N, D, H)
     return (next_h, next_c), cache
 
 
 def lstm_step_backward(dout, cache):
     """Gradients of lstm_step with respect to x, prev_h, prev_c, Wx, Wh, b; dout is shaped like (next_h [N, H], next_c [N, H])."""
-    dout_next_h, dout_next_c = dout
-    x, prev_h, prev_c, t, t_1, i, f, o, g, t_2, D, H = cache
+    x, prev_h, prev_c, t, t_1, i, f, o, g, t_2, N, D, H = _cached(cache, LstmStepCache)
+    dout_next_h, dout_next_c = _douts("lstm_step", dout, ((N, H), (N, H)), x.dtype)
     # next_h = o * tanh(next_c)
     do = dout_next_h * t_2
     dnext_c = dout_next_h * o * (1 - t_2 * t_2)
@@ -249,6 +339,12 @@ class WordEmbeddingGrads(NamedTuple):
     W: np.ndarray
 
 
+class WordEmbeddingCache(_Cache):
+    """What word_embedding_forward keeps for word_embedding_backward."""
+
+    __slots__ = ()
+
+
 def word_embedding(x, W):
     """out [N, T, D] = word_embedding(x int[N, T], W [V, D]): the forward pass alone."""
     N, T, V, D = _shapes("word_embedding(x: int[N, T], W: [V, D])", x, W)
@@ -260,13 +356,14 @@ def word_embedding_forward(x, W):
     """out [N, T, D] = word_embedding(x int[N, T], W [V, D]), and the cache that word_embedding_backward needs."""
     N, T, V, D = _shapes("word_embedding(x: int[N, T], W: [V, D])", x, W)
     out = W[x]
-    cache = (x, W, V, D)
+    cache = WordEmbeddingCache(x, W, N, T, V, D)
     return out, cache
 
 
 def word_embedding_backward(dout, cache):
     """Gradients of word_embedding with respect to W; dout is shaped like out [N, T, D]."""
-    x, W, V, D = cache
+    x, W, N, T, V, D = _cached(cache, WordEmbeddingCache)
+    dout = _dout("word_embedding", dout, (N, T, D), W.dtype)
     # out = take(W, x)
     dW = _scatter_add((V, D), W.dtype, x, dout)
     return WordEmbeddingGrads(dW)
@@ -278,6 +375,12 @@ class TemporalAffineGrads(NamedTuple):
     x: np.ndarray
     w: np.ndarray
     b: np.ndarray
+
+
+class TemporalAffineCache(_Cache):
+    """What temporal_affine_forward keeps for temporal_affine_backward."""
+
+    __slots__ = ()
 
 
 def temporal_affine(x, w, b):
@@ -293,13 +396,14 @@ def temporal_affine_forward(x, w, b):
     N, T, D, M = _shapes("temporal_affine(x: [N, T, D], w: [D, M], b: [M])", x, w, b)
     out = x @ w
     out += b
-    cache = (x, w)
+    cache = TemporalAffineCache(x, w, N, T, M)
     return out, cache
 
 
 def temporal_affine_backward(dout, cache):
     """Gradients of temporal_affine with respect to x, w, b; dout is shaped like out [N, T, M]."""
-    x, w = cache
+    x, w, N, T, M = _cached(cache, TemporalAffineCache)
+    dout = _dout("temporal_affine", dout, (N, T, M), x.dtype)
     # out = x @ w + b
     db = dout.sum(axis=(0, 1))
     dx = dout @ w.T
@@ -311,6 +415,12 @@ class TemporalSoftmaxLossGrads(NamedTuple):
     """Gradients of temporal_softmax_loss with respect to x, each shaped like its parameter."""
 
     x: np.ndarray
+
+
+class TemporalSoftmaxLossCache(_Cache):
+    """What temporal_softmax_loss_forward keeps for temporal_softmax_loss_backward."""
+
+    __slots__ = ()
 
 
 def temporal_softmax_loss(x, y, mask):
@@ -338,13 +448,14 @@ def temporal_softmax_loss_forward(x, y, mask):
     log_probs = shifted
     log_probs -= np.log(np.exp(shifted).sum(axis=2, keepdims=True))
     loss = -(np.vdot((one_hot * log_probs).sum(axis=2), t) / N)
-    cache = (t, one_hot, log_probs, N, T)
+    cache = TemporalSoftmaxLossCache(t, one_hot, log_probs, N, T)
     return loss, cache
 
 
 def temporal_softmax_loss_backward(dout, cache):
     """Gradients of temporal_softmax_loss with respect to x; dout is shaped like loss []."""
-    t, one_hot, log_probs, N, T = cache
+    t, one_hot, log_probs, N, T = _cached(cache, TemporalSoftmaxLossCache)
+    dout = _dout("temporal_softmax_loss", dout, (), t.dtype)
     # loss = sum(cross_entropy(x, y) * mask) / N
     probs = np.exp(log_probs)
     dx = probs

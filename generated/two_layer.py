@@ -43,6 +43,11 @@ def _check(spec, args):
     graph, params = _signature(spec)
     sizes, source, dtype = {}, {}, None
     for (name, kind, dims), value in zip(params, args):
+        if isinstance(value, np.matrix | np.ma.MaskedArray):
+            # `*` of two matrices is a matrix product; a masked array's sums skip elements
+            raise ValueError(
+                f"{graph}: {name} must be a plain NumPy array, got {type(value).__name__}"
+            )
         if isinstance(value, (np.ndarray, np.generic)):
             shape, found = value.shape, value.dtype
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -90,6 +95,78 @@ def _check(spec, args):
     return tuple(sizes.values())
 
 
+class _Cache(tuple):
+    """What a forward function keeps for its backward; each graph has its own subclass, so that
+    a backward knows the cache of another graph or of another module for what it is."""
+
+    __slots__ = ()
+
+    def __new__(cls, *values):
+        return tuple.__new__(cls, values)
+
+
+def _cached(cache, cls):
+    if cache.__class__ is not cls:
+        raise ValueError(
+            f"cache must be the {cls.__name__} that the forward function of this module "
+            f"returned, got {type(cache).__name__} (from another graph or another module?)"
+        )
+    return cache
+
+
+# (graph, class, shape and dtype of dout, the expected shape and dtype): douts seen before
+_dout_checked = set()
+
+
+def _dout(graph, dout, shape, dtype):
+    """Check an upstream gradient against its output's shape and float dtype, as arguments
+    are checked: an array, or a number for a 0-d output (made one of that dtype)."""
+    key = (graph, dout.__class__, getattr(dout, "shape", 0), getattr(dout, "dtype", 0))
+    key += (shape, dtype)
+    if key not in _dout_checked:
+        _check_dout(graph, dout, shape, dtype)
+        if len(_dout_checked) > 1000:
+            _dout_checked.clear()
+        _dout_checked.add(key)
+    if isinstance(dout, np.ndarray) and (
+        dout.ndim or dtype is None or dout.dtype == dtype
+    ):
+        return dout
+    return np.asarray(dout, np.result_type(dout, 1.0) if dtype is None else dtype)[()]
+
+
+def _douts(graph, douts, shapes, dtype):
+    """The upstream gradients of a graph with several outputs: a tuple, one per output."""
+    if not isinstance(douts, (tuple, list)) or len(douts) != len(shapes):
+        raise ValueError(
+            f"{graph}: dout must be a tuple of {len(shapes)} upstream gradients, one per output"
+        )
+    return tuple(_dout(graph, d, s, dtype) for d, s in zip(douts, shapes))
+
+
+def _check_dout(graph, dout, shape, dtype):
+    if isinstance(dout, np.matrix | np.ma.MaskedArray):
+        raise ValueError(
+            f"{graph}: dout must be a plain NumPy array, got {type(dout).__name__}"
+        )
+    if isinstance(dout, (np.ndarray, np.generic)):
+        if dout.dtype.kind != "f":
+            raise ValueError(f"{graph}: dout must hold floats, got {dout.dtype}")
+        if dout.shape != shape:
+            raise ValueError(
+                f"{graph}: dout must be shaped {shape}, like the output; got {dout.shape}"
+            )
+        if dtype is not None and dout.dtype != dtype and dout.ndim:
+            raise ValueError(
+                f"{graph}: dout is {dout.dtype}, but the forward ran in {dtype}"
+            )
+    elif not isinstance(dout, (int, float)) or isinstance(dout, bool) or shape:
+        kind = type(dout).__name__
+        raise ValueError(
+            f"{graph}: dout must be a NumPy array shaped {shape}, got {kind}"
+        )
+
+
 class TwoLayerGrads(NamedTuple):
     """Gradients of two_layer with respect to W1, b1, W2, b2, each shaped like its parameter."""
 
@@ -97,6 +174,12 @@ class TwoLayerGrads(NamedTuple):
     b1: np.ndarray
     W2: np.ndarray
     b2: np.ndarray
+
+
+class TwoLayerCache(_Cache):
+    """What two_layer_forward keeps for two_layer_backward."""
+
+    __slots__ = ()
 
 
 def two_layer(X, y, W1, b1, W2, b2, reg):
@@ -150,13 +233,14 @@ def two_layer_forward(X, y, W1, b1, W2, b2, reg):
     log_probs -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     t = 0.5 * reg * (np.vdot(W1, W1) + np.vdot(W2, W2))
     loss = t - (one_hot * log_probs).sum(axis=1).mean()
-    cache = (X, W1, W2, reg, h, one_hot, log_probs, N)
+    cache = TwoLayerCache(X, W1, W2, reg, h, one_hot, log_probs, N)
     return loss, cache
 
 
 def two_layer_backward(dout, cache):
     """Gradients of two_layer with respect to W1, b1, W2, b2; dout is shaped like loss []."""
-    X, W1, W2, reg, h, one_hot, log_probs, N = cache
+    X, W1, W2, reg, h, one_hot, log_probs, N = _cached(cache, TwoLayerCache)
+    dout = _dout("two_layer", dout, (), X.dtype)
     # loss = mean(cross_entropy(scores, y)) + 0.5 * reg * (sum(W1 * W1) + sum(W2 * W2))
     t_1 = dout * reg
     probs = np.exp(log_probs)
@@ -232,6 +316,12 @@ class TwoLayerScoresGrads(NamedTuple):
     b2: np.ndarray
 
 
+class TwoLayerScoresCache(_Cache):
+    """What two_layer_scores_forward keeps for two_layer_scores_backward."""
+
+    __slots__ = ()
+
+
 def two_layer_scores(X, W1, b1, W2, b2):
     """scores [N, C] = two_layer_scores(X [N, D], W1 [D, H], b1 [H], W2 [H, C], b2 [C]): the forward pass alone."""
     N, D, H, C = _shapes(
@@ -265,13 +355,14 @@ def two_layer_scores_forward(X, W1, b1, W2, b2):
     t = np.maximum(affine_out, 0, out=affine_out)
     scores = t @ W2
     scores += b2
-    cache = (X, W1, W2, t)
+    cache = TwoLayerScoresCache(X, W1, W2, t, N, C)
     return scores, cache
 
 
 def two_layer_scores_backward(dout, cache):
     """Gradients of two_layer_scores with respect to X, W1, b1, W2, b2; dout is shaped like scores [N, C]."""
-    X, W1, W2, t = cache
+    X, W1, W2, t, N, C = _cached(cache, TwoLayerScoresCache)
+    dout = _dout("two_layer_scores", dout, (N, C), X.dtype)
     # out = x @ w + b  (in fn affine)
     db2 = dout.sum(axis=0)
     dW2 = t.T @ dout

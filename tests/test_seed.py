@@ -41,7 +41,8 @@ def test_the_backward_reads_like_the_derivation():
     backward = text[text.index("def seed_backward") : text.index("def seed_grad")]
     body = [line.strip() for line in backward.splitlines()[2:] if line.strip()]
     assert body == [
-        "W, x, q = cache",
+        "W, x, q = _cached(cache, SeedCache)",  # the cache of this graph, of this module
+        'dout = _dout("seed", dout, (), W.dtype)',  # dout checked like an argument
         "# f = sum(q * q)",
         "dq = 2 * dout * q",
         "# q = W @ x",

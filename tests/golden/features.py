@@ -44,6 +44,11 @@ def _check(spec, args):
     graph, params = _signature(spec)
     sizes, source, dtype = {}, {}, None
     for (name, kind, dims), value in zip(params, args):
+        if isinstance(value, np.matrix | np.ma.MaskedArray):
+            # `*` of two matrices is a matrix product; a masked array's sums skip elements
+            raise ValueError(
+                f"{graph}: {name} must be a plain NumPy array, got {type(value).__name__}"
+            )
         if isinstance(value, (np.ndarray, np.generic)):
             shape, found = value.shape, value.dtype
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -91,12 +96,90 @@ def _check(spec, args):
     return tuple(sizes.values())
 
 
+class _Cache(tuple):
+    """What a forward function keeps for its backward; each graph has its own subclass, so that
+    a backward knows the cache of another graph or of another module for what it is."""
+
+    __slots__ = ()
+
+    def __new__(cls, *values):
+        return tuple.__new__(cls, values)
+
+
+def _cached(cache, cls):
+    if cache.__class__ is not cls:
+        raise ValueError(
+            f"cache must be the {cls.__name__} that the forward function of this module "
+            f"returned, got {type(cache).__name__} (from another graph or another module?)"
+        )
+    return cache
+
+
+# (graph, class, shape and dtype of dout, the expected shape and dtype): douts seen before
+_dout_checked = set()
+
+
+def _dout(graph, dout, shape, dtype):
+    """Check an upstream gradient against its output's shape and float dtype, as arguments
+    are checked: an array, or a number for a 0-d output (made one of that dtype)."""
+    key = (graph, dout.__class__, getattr(dout, "shape", 0), getattr(dout, "dtype", 0))
+    key += (shape, dtype)
+    if key not in _dout_checked:
+        _check_dout(graph, dout, shape, dtype)
+        if len(_dout_checked) > 1000:
+            _dout_checked.clear()
+        _dout_checked.add(key)
+    if isinstance(dout, np.ndarray) and (
+        dout.ndim or dtype is None or dout.dtype == dtype
+    ):
+        return dout
+    return np.asarray(dout, np.result_type(dout, 1.0) if dtype is None else dtype)[()]
+
+
+def _douts(graph, douts, shapes, dtype):
+    """The upstream gradients of a graph with several outputs: a tuple, one per output."""
+    if not isinstance(douts, (tuple, list)) or len(douts) != len(shapes):
+        raise ValueError(
+            f"{graph}: dout must be a tuple of {len(shapes)} upstream gradients, one per output"
+        )
+    return tuple(_dout(graph, d, s, dtype) for d, s in zip(douts, shapes))
+
+
+def _check_dout(graph, dout, shape, dtype):
+    if isinstance(dout, np.matrix | np.ma.MaskedArray):
+        raise ValueError(
+            f"{graph}: dout must be a plain NumPy array, got {type(dout).__name__}"
+        )
+    if isinstance(dout, (np.ndarray, np.generic)):
+        if dout.dtype.kind != "f":
+            raise ValueError(f"{graph}: dout must hold floats, got {dout.dtype}")
+        if dout.shape != shape:
+            raise ValueError(
+                f"{graph}: dout must be shaped {shape}, like the output; got {dout.shape}"
+            )
+        if dtype is not None and dout.dtype != dtype and dout.ndim:
+            raise ValueError(
+                f"{graph}: dout is {dout.dtype}, but the forward ran in {dtype}"
+            )
+    elif not isinstance(dout, (int, float)) or isinstance(dout, bool) or shape:
+        kind = type(dout).__name__
+        raise ValueError(
+            f"{graph}: dout must be a NumPy array shaped {shape}, got {kind}"
+        )
+
+
 class BatchedGrads(NamedTuple):
     """Gradients of batched with respect to A, Bm, v, each shaped like its parameter."""
 
     A: np.ndarray
     Bm: np.ndarray
     v: np.ndarray
+
+
+class BatchedCache(_Cache):
+    """What batched_forward keeps for batched_backward."""
+
+    __slots__ = ()
 
 
 def batched(A, Bm, v):
@@ -114,14 +197,14 @@ def batched_forward(A, Bm, v):
     t = A @ Bm
     y = t @ v
     s = (y * y).sum(axis=(0, 2), keepdims=True)
-    cache = (A, Bm, v, t, y, B, n, k, C, m)
+    cache = BatchedCache(A, Bm, v, t, y, B, n, k, C, m)
     return (y, s), cache
 
 
 def batched_backward(dout, cache):
     """Gradients of batched with respect to A, Bm, v; dout is shaped like (y [B, C, n], s [1, C, 1])."""
-    dout_y, dout_s = dout
-    A, Bm, v, t, y, B, n, k, C, m = cache
+    A, Bm, v, t, y, B, n, k, C, m = _cached(cache, BatchedCache)
+    dout_y, dout_s = _douts("batched", dout, ((B, C, n), (1, C, 1)), A.dtype)
     # s = sum(y * y, axis=(0, -1), keepdims=true)
     dy = 2 * dout_s * y
     dy += dout_y
@@ -139,6 +222,12 @@ class ScaledGrads(NamedTuple):
 
     Q: np.ndarray
     K: np.ndarray
+
+
+class ScaledCache(_Cache):
+    """What scaled_forward keeps for scaled_backward."""
+
+    __slots__ = ()
 
 
 def scaled(Q, K):
@@ -164,13 +253,14 @@ def scaled_forward(Q, K):
     a_1 -= 0.1 * a
     t_2 = a_1.T.reshape((T * T,))
     z = (t_2**2).mean()
-    cache = (Q, K, t, t_1, t_2, T)
+    cache = ScaledCache(Q, K, t, t_1, t_2, T)
     return z, cache
 
 
 def scaled_backward(dout, cache):
     """Gradients of scaled with respect to Q, K; dout is shaped like z []."""
-    Q, K, t, t_1, t_2, T = cache
+    Q, K, t, t_1, t_2, T = _cached(cache, ScaledCache)
+    dout = _dout("scaled", dout, (), Q.dtype)
     # z = mean(reshape(transpose(a, (1, 0)), (T * T,)) ** 2)
     da = (2 * (dout / (T * T)) * t_2).reshape((T, T)).T
     # a = a * (a > 0) - 0.1 * a
@@ -213,6 +303,12 @@ class PowerGrads(NamedTuple):
     x: np.ndarray
 
 
+class PowerCache(_Cache):
+    """What power_forward keeps for power_backward."""
+
+    __slots__ = ()
+
+
 def power(x, p):
     """out [] = power(x [n], p [n]): the forward pass alone."""
     (n,) = _shapes("power(x: [n], p: [n])", x, p)
@@ -234,13 +330,14 @@ def power_forward(x, p):
     t_3 = 1 + t_2
     t_4 = t_1 / t_3
     out = (t**p + x**-1 - x**2 + t_4).sum()
-    cache = (x, p, t, t_1, t_2, t_3, t_4)
+    cache = PowerCache(x, p, t, t_1, t_2, t_3, t_4)
     return out, cache
 
 
 def power_backward(dout, cache):
     """Gradients of power with respect to x; dout is shaped like out []."""
-    x, p, t, t_1, t_2, t_3, t_4 = cache
+    x, p, t, t_1, t_2, t_3, t_4 = _cached(cache, PowerCache)
+    dout = _dout("power", dout, (), x.dtype)
     # out = sum(exp(x) ** p + x ** -1 + -x**2 + sigmoid(x) / (1 + relu(x)))
     dx = dout / t_3 * t_1 * (1 - t_1)
     dx -= dout * t_4 / t_3 * (t_2 > 0)
