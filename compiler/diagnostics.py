@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .escape import comment
+
 
 @dataclass(frozen=True)
 class Loc:
@@ -41,10 +43,17 @@ def render(diag: Diagnostic, filename: str, source: str) -> str:
         return f"{filename}: {diag.severity}: {diag.message}"
     line, col = diag.loc.line, diag.loc.col
     head = f"{filename}:{line}:{col}: {diag.severity}: {diag.message}"
-    lines = source.splitlines()
+    lines = source_lines(source)
     if not 1 <= line <= len(lines):
         return head
-    text = lines[line - 1]
-    # Keep tabs under tabs so the caret lines up whatever the terminal's tab width.
-    pad = "".join(c if c == "\t" else " " for c in text[: col - 1])
-    return f"{head}\n    {text}\n    {pad}^"
+    # What cannot be shown (an escape sequence for the terminal, a form feed) is shown escaped;
+    # tabs stay under tabs so the caret lines up whatever the terminal's tab width.
+    shown = ["\t" if c == "\t" else comment(c) for c in lines[line - 1]]
+    pad = "".join("\t" if c == "\t" else " " * len(c) for c in shown[: col - 1])
+    return f"{head}\n    {''.join(shown)}\n    {pad}^"
+
+
+def source_lines(source: str) -> list[str]:
+    """The source's lines as the parser counts them: a line ends at a newline (`\\r\\n` too),
+    not at the other characters `str.splitlines` ends lines at (a form feed, U+2028)."""
+    return [line.removesuffix("\r") for line in source.split("\n")]

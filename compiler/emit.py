@@ -17,7 +17,7 @@ from importlib import resources
 import black
 import jinja2
 
-from .diagnostics import CompileError, Diagnostic
+from .diagnostics import CompileError, Diagnostic, source_lines
 from .dims import Dim
 from .escape import comment, docstring, literal
 from .ir import OPS, VIEWS, Graph, Node, reachable
@@ -449,7 +449,7 @@ def _dtype_source(values, namer: _Namer) -> str | None:
 
 @functools.lru_cache(maxsize=4)
 def _lines(source: str) -> list[str]:
-    return source.splitlines()
+    return source_lines(source)
 
 
 def _source_line(source: str, line: int, fn: str | None) -> str:
@@ -541,9 +541,10 @@ def _drop_unused_bindings(body: list[str]) -> list[str]:
 
 
 def _python_name(name: str) -> str:
-    """`name` as a Python identifier the module can define at its top level: keywords, built-ins
-    and the module's own names get a `_`."""
-    return name + "_" if name in _MODULE_RESERVED else name
+    """`name` as a Python identifier the module can define at its top level: keywords, built-ins,
+    names Python gives a meaning (`__getattr__`) and the module's own names get a `_`."""
+    dunder = name.startswith("__") and name.endswith("__")  # `__builtins__`, `__getattr__`
+    return name + "_" if name in _MODULE_RESERVED or dunder else name
 
 
 def _grads_class(graph: str) -> str:
@@ -568,7 +569,7 @@ def _top_level(compiled: list[Compiled], checks: bool) -> dict[str, list[str]]:
         names += [_grads_class(g.name)] + ([_cache_class(g.name)] if checks else [])
         for name in names:
             other = defined.setdefault(name, g.name)
-            if other != g.name:
+            if other != g.name:  # (the first name in common is enough to say)
                 problems.append(
                     Diagnostic(
                         g.loc,
@@ -576,6 +577,7 @@ def _top_level(compiled: list[Compiled], checks: bool) -> dict[str, list[str]]:
                         "rename one of them",
                     )
                 )
+                break
         out[g.name] = names
     if problems:
         raise CompileError(problems)
@@ -827,6 +829,8 @@ def format_module(text: str) -> str:
     long: list[int] = []  # whole statements in function bodies, too long for one line
     in_string, depth = False, 0
     for i, line in enumerate(lines):
+        if line.lstrip().startswith("#"):  # (it may quote `"""` or `(`: a file name)
+            continue
         starts_in_string, starts_at = in_string, depth
         in_string ^= line.count('"""') % 2 == 1
         code = _STRINGS.sub("", line.split("  #")[0])
