@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import stat
 import sys
 import threading
 from pathlib import Path
@@ -68,12 +69,29 @@ def _compile_text(
     return None
 
 
+def _kind(path: Path | str) -> str | None:
+    """ "directory", "file" (or anything else there), or None where nothing is, or where the
+    system does not say (`Path.exists` raises for some of those: a parent one may not search)."""
+    try:
+        return "directory" if stat.S_ISDIR(os.stat(path).st_mode) else "file"
+    except (OSError, ValueError):
+        return None
+
+
+def _same_file(a: Path | str, b: Path | str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return False
+
+
 def _refusal(target: Path, force: bool) -> str | None:
     """Why `target` may not be written, or None: it is a directory, or a file bpc did not
     generate (unless `force`)."""
-    if target.is_dir():
+    kind = _kind(target)
+    if kind == "directory":
         return f"{target} is a directory"
-    if force or not target.exists():
+    if force or kind is None:
         return None
     try:
         with target.open(encoding="utf-8", errors="replace") as f:
@@ -136,10 +154,10 @@ def _target_usage(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     if STDIN in args.sources and not args.output:
         parser.error("a source read from standard input (-) needs -o FILE, or -o - for stdout")
     out = args.output
-    if out and out != STDIN and (Path(out).is_dir() or out.endswith(("/", os.sep))):
-        what = "is" if Path(out).is_dir() else "names"
+    if out and out != STDIN and (_kind(out) == "directory" or out.endswith(("/", os.sep))):
+        what = "is" if _kind(out) == "directory" else "names"
         parser.error(f"{out} {what} a directory; use --out-dir {out}")
-    if args.out_dir and Path(args.out_dir).exists() and not Path(args.out_dir).is_dir():
+    if args.out_dir and _kind(args.out_dir) == "file":
         parser.error(f"--out-dir {args.out_dir}: not a directory")
 
 
@@ -172,7 +190,7 @@ def _cmd_compile(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     status = 0
     compiled = []  # (source, target, its text, module, its figures for --stats or --dim)
     for src, target in zip(sources, targets):
-        if target is not None and src != STDIN and target.resolve() == Path(src).resolve():
+        if target is not None and src != STDIN and _same_file(target, src):
             print(f"bpc: error: {src}: the output would overwrite the source", file=sys.stderr)
             status = 1
             continue
