@@ -1,7 +1,8 @@
 """The command line: `bpc compile model.bp` writes `model.py` beside it.
 
 Exit status: 0 when everything compiled, 1 when an input has errors (each reported as
-`file:line:col: error: ...` with the line and a caret), 2 for a usage error.
+`file:line:col: error: ...` with the line and a caret) or a file cannot be read or written,
+2 for a usage error, 130 after Ctrl-C, 143 after SIGTERM. `-` as a source is standard input.
 """
 
 from __future__ import annotations
