@@ -130,10 +130,14 @@ def _directional(fn, args, i, v, douts, dtype, eps) -> float:
     return (along(eps) - along(-eps)) / (2 * eps)
 
 
-def emit_tests(text: str, module: str, source_name: str, dims: dict[str, int] | None = None) -> str:
-    """A standalone pytest file (NumPy and pytest only) that checks `module`'s gradients."""
+def emit_tests(
+    text: str, module_file: str, source_name: str, dims: dict[str, int] | None = None
+) -> str:
+    """A standalone pytest file (NumPy and pytest only) that checks the gradients of the module
+    compiled from `text`, which is to be written to the file named `module_file` beside it. Any
+    file name works: the checks import the module by its path, named by a string literal."""
     from .emit import HEADER, _environment, _python_name
-    from .escape import comment
+    from .escape import comment, docstring, literal
 
     graphs = {}
     for c in compile_graphs(text):
@@ -156,7 +160,10 @@ def emit_tests(text: str, module: str, source_name: str, dims: dict[str, int] | 
         _environment()
         .get_template("checks.py.j2")
         .render(
-            header=HEADER.format(source=comment(source_name)), module=module, graphs=repr(graphs)
+            header=HEADER.format(source=comment(source_name)),
+            module_doc=docstring(module_file),
+            module_literal=literal(module_file),
+            graphs=repr(graphs),
         )
     )
     import black

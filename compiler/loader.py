@@ -3,20 +3,31 @@
 The compiled module is kept under a name made from a hash of the source text and the compiler's
 version, so an edit or an upgrade recompiles, and two processes compiling the same file at once
 both end with the same complete file (each writes a temporary file and renames it into place).
+
+A cache entry is the module's text after one header line that records a hash of that text:
+
+    # bpc cache entry sha256=<64 hex digits of the SHA-256 of the bytes after this line>
+
+An entry that does not match its header (truncated, emptied, overwritten, or written by a bpc
+without the header) is compiled again and rewritten. Where the cache cannot be written (a
+read-only directory, a full disk), the module is compiled in memory, with a warning.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import importlib.util
 import os
 import sys
-import tempfile
+import warnings
 from pathlib import Path
 from types import ModuleType
 
 from . import __version__
+from .files import write_atomic
 from .pipeline import compile_source
+
+_HEADER = "# bpc cache entry sha256="
 
 
 def cache_dir() -> Path:
@@ -35,34 +46,72 @@ def load(path: str | os.PathLike, *, cache: str | os.PathLike | None = None) -> 
     directory = Path(cache) if cache is not None else cache_dir()
     stem = "".join(c if c.isalnum() else "_" for c in path.stem)
     target = directory / f"{stem}_{key}.py"
-    if not target.exists():
-        text = compile_source(source, path.name)
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-            os.replace(tmp, target)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
     name = f"bpc_loaded_{stem}_{key}"
-    if name in sys.modules:
+    entry = _verified(target)
+    if entry is None:
+        module = compile_source(source, path.name)
+        entry = cache_entry(module)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            write_atomic(target, entry)
+        except OSError as e:
+            warnings.warn(
+                f"bpc.load: cannot write the cache entry {e.filename or target} "
+                f"({e.strerror or e}); {path.name} was compiled in memory",
+                stacklevel=2,
+            )
+            return sys.modules.get(name) or module_from_text(module, name)
+    if name in sys.modules:  # imported before, from this cache or another
         return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, target)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # the gradient NamedTuples look their module up
-    spec.loader.exec_module(module)
+    try:
+        return _execute(entry, name, str(target), __file__=str(target))
+    except BaseException:
+        # the next load compiles it again, whatever was wrong with the entry
+        with contextlib.suppress(OSError):
+            target.unlink()
+        raise
+
+
+def cache_entry(module: str) -> str:
+    """The text of a cache entry holding `module`: a header line with the hash of the rest."""
+    digest = hashlib.sha256(module.encode("utf-8")).hexdigest()
+    return f"{_HEADER}{digest}\n{module}"
+
+
+def _verified(target: Path) -> str | None:
+    """The text of the cache entry at `target` when it matches its header, else None (also
+    when it is missing or cannot be read)."""
+    try:
+        data = target.read_bytes()
+    except OSError:
+        return None
+    head, newline, rest = data.partition(b"\n")
+    if not newline or head != (_HEADER + hashlib.sha256(rest).hexdigest()).encode():
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _execute(text: str, name: str, filename: str, **attributes) -> ModuleType:
+    """Run `text` as the module `name` with `attributes` set. It is registered in `sys.modules`,
+    where the gradient NamedTuples look their module up, and removed from it again if its code
+    raises, so that a failed import is never handed out. Tracebacks name `filename`."""
+    module = ModuleType(name)
+    module.__dict__.update(attributes)
+    sys.modules[name] = module
+    try:
+        exec(compile(text, filename, "exec"), module.__dict__)
+    except BaseException:
+        if sys.modules.get(name) is module:
+            del sys.modules[name]
+        raise
     return module
 
 
 def module_from_text(text: str, name: str) -> ModuleType:
     """Import the text of a generated module as the module `name`, without touching the disk;
-    its text stays in `__source__`. The module is registered in `sys.modules`, where the gradient
-    NamedTuples look their module up."""
-    module = ModuleType(name)
-    module.__dict__["__source__"] = text
-    sys.modules[name] = module
-    exec(compile(text, f"<{name}>", "exec"), module.__dict__)
-    return module
+    its text stays in `__source__`. The module is registered in `sys.modules` (not when its code
+    raises: see `_execute`)."""
+    return _execute(text, name, f"<{name}>", __source__=text)

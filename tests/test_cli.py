@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -144,3 +145,205 @@ def test_no_checks_drops_the_argument_checks(tmp_path):
 
     f, grads = namespace["seed_grad"](np.array([[0.1, 0.5], [-0.3, 0.8]]), np.array([0.2, 0.4]))
     assert abs(f - 0.116) < 1e-12
+
+
+# Audit of issue 10: file modes, temporary files, --check on odd outputs, --emit-tests with any
+# file name, standard input as the source, -o naming a directory.
+
+
+def _main_under_umask(umask, *args):
+    from bpc import cli
+
+    old = os.umask(umask)
+    try:
+        return cli.main([str(a) for a in args])
+    finally:
+        os.umask(old)
+
+
+def test_outputs_get_the_mode_of_a_plain_write(tmp_path):
+    """0o666 less the umask, as `open(path, "w")` gives a new file; a file replaced (a module
+    bpc wrote before, or any file with --force) gets that same mode, not its old one."""
+    (tmp_path / "seed.bp").write_text(SEED)
+    for umask, mode in ((0o022, 0o644), (0o077, 0o600), (0o002, 0o664)):
+        out = tmp_path / f"u{umask:03o}"
+        assert _main_under_umask(umask, "compile", tmp_path / "seed.bp", "--out-dir", out) == 0
+        args = ["compile", "--emit-tests", tmp_path / "seed.bp", "--out-dir", out]
+        assert _main_under_umask(umask, *args) == 0, "replacing its own module"
+        for name in ("seed.py", "test_seed.py"):
+            assert (out / name).stat().st_mode & 0o777 == mode, (oct(umask), name)
+    mine = tmp_path / "mine.py"
+    for old_mode in (0o600, 0o644, 0o755):
+        mine.write_text("# my own code\n")
+        mine.chmod(old_mode)
+        args = ["compile", tmp_path / "seed.bp", "-o", mine, "--force"]
+        assert _main_under_umask(0o022, *args) == 0
+        assert mine.read_text().startswith(HEADER_PREFIX)
+        assert mine.stat().st_mode & 0o777 == 0o644, oct(old_mode)
+
+
+def _no_temporaries(directory):
+    return [p.name for p in directory.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_a_failed_write_leaves_no_temporary_and_the_old_file(tmp_path, monkeypatch, capsys):
+    import errno
+
+    import bpc.files
+    from bpc import cli
+
+    src = tmp_path / "seed.bp"
+    src.write_text(SEED)
+    assert cli.main(["compile", str(src)]) == 0
+    before = (tmp_path / "seed.py").read_bytes()
+    src.write_text(SEED + "# edited\n")
+    capsys.readouterr()
+
+    def full_disk(fd, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(bpc.files.os, "write", full_disk)
+    assert cli.main(["compile", str(src), "--emit-tests"]) == 1
+    err = capsys.readouterr().err
+    assert f"bpc: error: cannot write {tmp_path / 'seed.py'}: No space left on device" in err
+    assert (tmp_path / "seed.py").read_bytes() == before
+    assert not (tmp_path / "test_seed.py").exists()
+    assert _no_temporaries(tmp_path)
+    monkeypatch.undo()
+
+    def interrupted(*args):  # Ctrl-C after the temporary files were written
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bpc.files.os, "replace", interrupted)
+    assert cli.main(["compile", str(src)]) == 130
+    assert (tmp_path / "seed.py").read_bytes() == before
+    assert _no_temporaries(tmp_path)
+
+
+def test_sigterm_while_writing_exits_and_removes_the_temporary(tmp_path):
+    """The process sends itself SIGTERM just before the rename: the command line turns it into
+    an exit (status 143) that removes the temporary file on its way out."""
+    src = tmp_path / "seed.bp"
+    src.write_text(SEED)
+    code = (
+        "import os, signal, sys\n"
+        "rename = os.replace\n"
+        "def replace(a, b):\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    rename(a, b)\n"
+        "os.replace = replace\n"
+        "from bpc.cli import main\n"
+        f"sys.exit(main(['compile', {str(src)!r}]))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 143, run.stderr
+    assert "Traceback" not in run.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["seed.bp"]
+
+
+def test_check_reports_outputs_that_are_directories_unreadable_or_not_utf8(
+    tmp_path, monkeypatch, capsys
+):
+    from bpc import cli
+
+    src = tmp_path / "seed.bp"
+    src.write_text(SEED)
+    (tmp_path / "d" / "seed.py").mkdir(parents=True)
+    run = bpc("compile", "--check", src, "--out-dir", tmp_path / "d")
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert f"bpc: error: {tmp_path / 'd' / 'seed.py'} is a directory" in run.stderr
+    (tmp_path / "seed.py").write_bytes(b"\xff\xfe not UTF-8\n")
+    run = bpc("compile", "--check", src)
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert "seed.py is stale or edited" in run.stderr
+
+    # unreadable: as root, a file's mode does not stop reading, so the refusal is simulated
+    real_open = Path.open
+
+    def refuse(path, *args, **kwargs):
+        if path == tmp_path / "seed.py":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", refuse)
+    assert cli.main(["compile", "--check", str(src)]) == 1
+    err = capsys.readouterr().err
+    assert f"bpc: error: cannot read {tmp_path / 'seed.py'}: Permission denied" in err
+
+
+HOSTILE_NAMES = ["my-model.py", "model.v2.py", 'x"); import os  # \\ .py', "no_suffix"]
+
+
+def test_emit_tests_works_for_any_output_name(tmp_path):
+    """The checks import their module by its file name, written as a string literal: a name
+    that is no Python identifier, or that looks like code, stays a name."""
+    src = tmp_path / "seed.bp"
+    src.write_text(SEED)
+    for i, name in enumerate(HOSTILE_NAMES):
+        out = tmp_path / "out" / str(i)
+        out.mkdir(parents=True)
+        assert _main_under_umask(0o022, "compile", src, "-o", out / name, "--emit-tests") == 0
+        (tests,) = out.glob("test_*.py")
+        assert "\nimport os" not in tests.read_text()
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "out"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0 and f"{len(HOSTILE_NAMES)} passed" in run.stdout, run.stdout
+
+
+def test_emit_tests_writes_nothing_when_one_file_cannot_be_written(tmp_path):
+    src = tmp_path / "seed.bp"
+    src.write_text(SEED)
+    (tmp_path / "test_seed.py").write_text("# my own tests\n")
+    run = bpc("compile", src, "--emit-tests")
+    assert run.returncode == 1 and "test_seed.py exists and was not generated by bpc" in run.stderr
+    assert not (tmp_path / "seed.py").exists(), "the module is not written without its checks"
+    assert (tmp_path / "test_seed.py").read_text() == "# my own tests\n"
+    assert _no_temporaries(tmp_path)
+
+
+def test_standard_input_as_the_source(tmp_path):
+    def piped(*args, text=SEED):
+        return subprocess.run(
+            [sys.executable, "-m", "bpc", *map(str, args)],
+            input=text,
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+        )
+
+    (tmp_path / "-").write_text("not a bp program\n")  # `-` is standard input, not this file
+    run = piped("compile", "-", "-o", "out.py")
+    assert run.returncode == 0, run.stderr
+    module = (tmp_path / "out.py").read_text()
+    assert module.startswith(f"{HEADER_PREFIX} from <stdin>.")
+    run = piped("compile", "-", "-o", "-")
+    assert run.returncode == 0 and run.stdout == module
+    run = piped("compile", "-")
+    assert run.returncode == 2 and "needs -o FILE, or -o - for stdout" in run.stderr
+    run = piped("compile", "-", "--out-dir", "here")
+    assert run.returncode == 2 and not (tmp_path / "here").exists()
+    bad = "graph g(x: [n]) -> y {\n    y = nope(x)\n}\n"
+    run = piped("compile", "-", "-o", "bad.py", text=bad)
+    assert run.returncode == 1 and "<stdin>:2:9: error: unknown function 'nope'" in run.stderr
+    assert not (tmp_path / "bad.py").exists()
+    run = piped("stats", "-")
+    assert run.returncode == 0 and run.stdout.startswith("seed")
+    run = piped("compile", "./-", "-o", "-")  # the file named `-`
+    assert run.returncode == 1 and "./-:1:" in run.stderr
+
+
+def test_output_naming_a_directory_is_a_usage_error(tmp_path):
+    src = tmp_path / "seed.bp"
+    src.write_text(SEED)
+    (tmp_path / "out").mkdir()
+    for out in (tmp_path / "out", f"{tmp_path / 'out'}/", f"{tmp_path / 'new'}/"):
+        run = bpc("compile", src, "-o", out)
+        assert run.returncode == 2 and f"{out} " in run.stderr, run.stderr
+        assert f"a directory; use --out-dir {out}" in run.stderr
+    assert list((tmp_path / "out").iterdir()) == [] and not (tmp_path / "new").exists()
+    run = bpc("compile", src, "--out-dir", src)
+    assert run.returncode == 2 and "not a directory" in run.stderr

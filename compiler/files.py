@@ -1,0 +1,80 @@
+"""Writing files whole or not at all, with the mode a plain `open(path, "w")` gives a new file.
+
+Each text goes to a temporary file beside its target (`.NAME.RANDOM.tmp`), which is renamed over
+the target once it is complete: a reader sees the old file or the new one, never half of one, and
+two processes writing the same text both end with that text. The temporary file is created with
+mode 0o666, from which the system takes the umask (and a directory's default ACL) as it does for
+any new file, so a module is as readable as the other files its user writes: 0o644 under the
+usual umask 0o022, 0o600 under 0o077. A replaced file gets that same mode, not the old file's:
+the rename puts a new file in its place. On every way out short of the process being killed
+(an error, Ctrl-C, or SIGTERM, which the command line turns into an exit), the temporary files
+are removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from pathlib import Path
+
+
+def write_atomic(target: Path, text: str) -> None:
+    """Write `text` in UTF-8 to `target`, whole or not at all; raises OSError."""
+    write_all_atomic([(target, text)])
+
+
+def write_all_atomic(files: list[tuple[Path, str]]) -> None:
+    """Write each text to its target: first all of them to temporary files, then each renamed
+    into place, so that a failure while writing (a full disk, a directory that refuses new
+    files) leaves every target as it was. Raises OSError naming the target, or
+    UnicodeEncodeError, before anything is written, for a text with a lone surrogate."""
+    contents = [(target, text.encode("utf-8")) for target, text in files]
+    pending: list[str] = []  # temporary files not yet renamed into place
+    try:
+        for target, data in contents:
+            with _naming(target):
+                pending.append(_temporary(target, data))
+        for target, _ in contents:
+            with _naming(target):
+                os.replace(pending[0], target)
+            pending.pop(0)
+    finally:
+        for tmp in pending:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def _naming(target: Path):
+    """An OSError raised inside names `target`, not the temporary file it happened to."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno is None:
+            raise
+        raise OSError(e.errno, e.strerror, str(target)) from e
+
+
+def _temporary(target: Path, data: bytes) -> str:
+    """A new temporary file beside `target` holding `data`; it is removed if writing fails."""
+    for _ in range(100):
+        tmp = os.path.join(target.parent, f".{target.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            # O_EXCL: never write through a file or link someone else put at this name
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        try:
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        return tmp
+    raise FileExistsError(f"no free temporary name beside {target}")
