@@ -39,10 +39,11 @@ def error(loc: Loc | None, message: str) -> CompileError:
 
 def render(diag: Diagnostic, filename: str, source: str) -> str:
     """`file:line:col: error: message`, then the source line and a caret under the column."""
+    filename, message = comment(filename), comment(diag.message)  # (quoting the source's text)
     if diag.loc is None:
-        return f"{filename}: {diag.severity}: {diag.message}"
+        return f"{filename}: {diag.severity}: {message}"
     line, col = diag.loc.line, diag.loc.col
-    head = f"{filename}:{line}:{col}: {diag.severity}: {diag.message}"
+    head = f"{filename}:{line}:{col}: {diag.severity}: {message}"
     lines = source_lines(source)
     if not 1 <= line <= len(lines):
         return head

@@ -130,3 +130,14 @@ def test_diagnostics_count_lines_as_the_parser_does():
     ]
     d = Diagnostic(Loc(3, 15), "unknown name 'q'")
     assert render(d, "m.bp", source).splitlines()[2] == " " * 4 + " " * (14 + 3) + "^"
+
+
+def test_a_message_quoting_the_source_is_shown_escaped():
+    source = (
+        'graph f(x: [n, m], y: [m, k]) -> z {\n    z = sum(einsum("a\x1b[2J,b->ab", x, y))\n}\n'
+    )
+    with pytest.raises(CompileError) as e:
+        compile_source(source, "m\x1b.bp")
+    shown = render(e.value.diagnostics[0], "m\x1b.bp", source)
+    assert "\x1b" not in shown and shown.startswith("m\\x1b.bp:2:")
+    assert 'einsum: "a\\x1b[2J,b->ab"' in shown
