@@ -149,6 +149,7 @@ class Result:
     graph runs by how they ended (checked, clean error, skipped: ..., or a failure's kind)."""
 
     outcome: str
+    module_text: str = ""
     runs: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     failures: list[Failure] = dataclasses.field(default_factory=list)
 
@@ -293,10 +294,12 @@ def scenarios(g, seed: int):
         yield draw("zeros", base_sizes)
     if any(p.dtype == "float" and len(p.dims) == 2 for p in params):
         s = draw("matrix", base_sizes)
-        s.args = [
-            np.asmatrix(a) if p.dtype == "float" and len(p.dims) == 2 else a
-            for p, a in zip(params, s.args)
-        ]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PendingDeprecationWarning)  # np.matrix's own
+            s.args = [
+                np.asmatrix(a) if p.dtype == "float" and len(p.dims) == 2 else a
+                for p, a in zip(params, s.args)
+            ]
         yield s
 
 
@@ -427,8 +430,9 @@ def run_graph(module, c, scenario: Scenario, seed: int) -> str:
     error, skipped: ...) or raise _Failed."""
     g = c.pair
     fns = functions(module, g.name)
-    if not {"", "_forward", "_backward"} <= set(fns):
-        missing = ", ".join(g.name + r for r in ("", "_forward", "_backward") if r not in fns)
+    roles = ("", "_forward", "_backward") + (("_grad",) if c.grad is not None else ())
+    if not set(roles) <= set(fns):
+        missing = ", ".join(g.name + r for r in roles if r not in fns)
         raise _Failed("crash", f"the module has no function {missing}")
     _running[:] = g.name, scenario.name
     names = [p.name for p in g.params]
@@ -655,11 +659,18 @@ def compile_text(text: str, filename: str = "fuzz.bp"):
         raise CompileError([]) from None
 
 
-def check_source(text: str, seed: int = 0, filename: str = "fuzz.bp", timeout=TIMEOUT_S) -> Result:
-    """Compile `text` and run each of its graphs in every scenario that applies."""
+def check_source(
+    text: str,
+    seed: int = 0,
+    filename: str = "fuzz.bp",
+    timeout: float | None = TIMEOUT_S,
+    only: frozenset[str] | None = None,
+) -> Result:
+    """Compile `text` and run each of its graphs in every scenario that applies (or in those
+    named in `only`). The inputs depend on `seed` and the graph's code only."""
     with _alarm(timeout):
         try:
-            return _check_source(text, seed, filename)
+            return _check_source(text, seed, filename, only)
         except Timeout:
             return Result(
                 "failed",
@@ -667,7 +678,7 @@ def check_source(text: str, seed: int = 0, filename: str = "fuzz.bp", timeout=TI
             )
 
 
-def _check_source(text: str, seed: int, filename: str) -> Result:
+def _check_source(text: str, seed: int, filename: str, only) -> Result:
     try:
         compiled, module_text = compile_text(text, filename)
     except CompileError:
@@ -679,10 +690,12 @@ def _check_source(text: str, seed: int, filename: str) -> Result:
             "failed",
             failures=[Failure(kind, _cause(kind, "", detail, "", []), text, detail=detail)],
         )
-    result = Result("compiled")
+    result = Result("compiled", module_text)
     try:
         module = module_from_text(module_text, f"bpc_fuzz_{next(_counter)}")
-    except Exception as e:
+    except (Timeout, KeyboardInterrupt):
+        raise
+    except BaseException as e:
         detail = f"{type(e).__name__}: {e}"
         result.failures.append(
             Failure("import error", _cause("import error", "", detail, "", []), text, detail=detail)
@@ -692,11 +705,12 @@ def _check_source(text: str, seed: int, filename: str) -> Result:
     try:
         keys = graph_keys(module, compiled, module_text)
         for c, key in zip(compiled, keys):
+            key += f"\n# scenarios: {sorted(only) if only else 'all'}"
             g = c.pair
             names = [p.name for p in g.params]
             runs = _CACHE.get(key)
             if runs is None:
-                runs = _CACHE[key] = list(_runs(module, c, seed ^ zlib.crc32(key.encode())))
+                runs = _CACHE[key] = list(_runs(module, c, seed ^ zlib.crc32(key.encode()), only))
                 if len(_CACHE) > 20_000:
                     _CACHE.clear()
             else:
@@ -746,10 +760,12 @@ def graph_keys(module, compiled, module_text: str) -> list[str]:
     return keys
 
 
-def _runs(module, c, seed: int):
+def _runs(module, c, seed: int, only=None):
     """(scenario, outcome, _Failed or None, inputs) for each scenario of graph `c`."""
     g = c.pair
     for s in scenarios(g, seed):
+        if only is not None and s.name not in only:
+            continue
         if _too_large(c, s.sizes):
             yield s.name, "skipped: too large", None, ""
             continue
