@@ -54,6 +54,7 @@ import argparse
 import collections
 import dataclasses
 import functools
+import hashlib
 import itertools
 import math
 import multiprocessing
@@ -145,7 +146,8 @@ class Failure:
 
 @dataclasses.dataclass
 class Result:
-    """What one source gave: `outcome` is diagnostic | compiled | failed; `runs` counts the
+    """What one source gave: `outcome` is diagnostic | compiled | failed (compiled, and then a
+    failure) | compiler crash | timeout; `runs` counts the
     graph runs by how they ended (checked, clean error, skipped: ..., or a failure's kind)."""
 
     outcome: str
@@ -236,11 +238,25 @@ def rewrite(rng: random.Random, text: str) -> str:
     return "\n".join(lines)
 
 
-def mutant(seed: int, index: int) -> str:
-    """Mutant `index` of a run: even ones from `mutate`, odd ones from `rewrite`."""
+REWRITES = 0.25  # the share of mutants made by `rewrite`: they compile more, and more slowly
+
+
+def mutant(seed: int, index: int, rewrites: float = REWRITES) -> str:
+    """Mutant `index` of a run: a share `rewrites` from `rewrite`, the others from `mutate`."""
     rng = random.Random(f"{seed}:{index}")
     text = rng.choice(EXAMPLES)
-    return rewrite(rng, text) if index % 2 else mutate(rng, text)
+    return rewrite(rng, text) if rng.random() < rewrites else mutate(rng, text)
+
+
+_COMMENT = re.compile(r'("[^"\n]*")|#[^\n]*')
+
+
+def code_key(text: str) -> bytes:
+    """A digest of `text` without its comments and trailing spaces: two mutants with one key
+    differ in comments only (a mutant that breaks the comment's `#` changes the key)."""
+    code = _COMMENT.sub(lambda m: m.group(1) or "", text)
+    code = "\n".join(line.rstrip() for line in code.split("\n"))
+    return hashlib.blake2b(code.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -606,7 +622,9 @@ def _run(fns, g, names, n_out, args, originals, rng, scenario) -> str:
         return "checked (forward only)"
     if not all(_finite(o) for o in outs):
         raise _Skip("an output is not finite")
-    _finite_differences(fns[""], g, names, wrt, args, douts, grads, rng)
+    # `where(x > 0, log(x), 0)` at x < 0: a NaN inside, a finite output, a NaN gradient
+    nan_inside = not all(_finite(c) for c in cache if isinstance(c, (np.ndarray, np.generic)))
+    _finite_differences(fns[""], g, names, wrt, args, douts, grads, rng, nan_inside)
     return "checked"
 
 
@@ -627,7 +645,7 @@ def _bad_dout(fns, g, n_out, args) -> str:
     raise _Failed("dout unchecked", "a dout with an extra axis is accepted")
 
 
-def _finite_differences(f, g, names, wrt, args, douts, grads, rng) -> None:
+def _finite_differences(f, g, names, wrt, args, douts, grads, rng, nan_inside=False) -> None:
     directions = {}
     for i in wrt:
         a = args[i]
@@ -668,6 +686,8 @@ def _finite_differences(f, g, names, wrt, args, douts, grads, rng) -> None:
         if not math.isfinite(num):
             return "skip: a finite difference is not finite"
         have = analytic(only)
+        if nan_inside and not math.isfinite(have):
+            return "skip: a value inside the forward is not finite"
         tol = FD_TOL * max(1.0, abs(num), abs(have) if math.isfinite(have) else 0.0) + rounding
         if math.isfinite(have) and abs(have - num) <= tol:
             return "ok"
@@ -702,8 +722,9 @@ _counter = itertools.count()
 
 
 def _cause(kind: str, scenario: str, detail: str, graph: str, names) -> str:
-    """What groups failures: the kind, the scenario and the message, without numbers, shapes and
-    names; an unchecked dout and a wrong gradient by kind and scenario alone."""
+    """What groups failures: the kind and the message, without numbers, shapes and names (and the
+    scenario, for all but crashes outside `matrix`); an unchecked dout and a wrong gradient by
+    kind and scenario alone."""
     if kind == "dout unchecked":
         return f"{kind} | {'accepted' if 'accepted' in detail else 'NumPy raised'}"
     if kind == "wrong gradient" and "where f is smooth" in detail:
@@ -716,7 +737,8 @@ def _cause(kind: str, scenario: str, detail: str, graph: str, names) -> str:
     text = re.sub(r"\(at [^)]*\)+", "", text)
     text = re.sub(r"-?\d+(\.\d+)?(e[-+]?\d+)?", "N", text)
     text = re.sub(r"\((N, )*N?,?\)", "(shape)", text)
-    return f"{kind} | {scenario} | {text.strip()[:160]}"
+    where = "" if kind == "crash" else f"{scenario} | "
+    return f"{kind} | {where}{text.strip()[:160]}"
 
 
 def compile_text(text: str, filename: str = "fuzz.bp"):
@@ -743,7 +765,7 @@ def check_source(
             return _check_source(text, seed, filename, only)
         except Timeout:
             return Result(
-                "failed",
+                "timeout",
                 failures=[Failure("timeout", "timeout", text, detail="over the time limit")],
             )
 
@@ -757,7 +779,7 @@ def _check_source(text: str, seed: int, filename: str, only) -> Result:
         detail = f"{type(e).__name__}: {e}{_where(e)}"
         kind = "compiler crash"
         return Result(
-            "failed",
+            "compiler crash",
             failures=[Failure(kind, _cause(kind, "", detail, "", []), text, detail=detail)],
         )
     result = Result("compiled", module_text)
@@ -906,14 +928,19 @@ class Tally:
     diagnostics: int = 0
     compiled: int = 0
     failed_sources: int = 0
+    duplicates: int = 0  # sources whose code (comments aside) an earlier source had
+    crashed: int = 0  # sources the compiler crashed on, whose module did not import, or timed out
     runs: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     causes: dict = dataclasses.field(default_factory=dict)  # cause -> [count, shortest Failure]
 
     def add(self, r: Result) -> None:
         self.sources += 1
         self.diagnostics += r.outcome == "diagnostic"
-        self.compiled += r.outcome != "diagnostic"
-        self.failed_sources += r.outcome == "failed"
+        self.compiled += r.outcome in ("compiled", "failed")
+        self.failed_sources += bool(r.failures)
+        self.crashed += r.outcome in ("compiler crash", "timeout") or any(
+            f.kind == "import error" for f in r.failures
+        )
         self.runs.update(r.runs)
         for f in r.failures:
             self.add_failure(f)
@@ -929,6 +956,8 @@ class Tally:
         self.diagnostics += other.diagnostics
         self.compiled += other.compiled
         self.failed_sources += other.failed_sources
+        self.duplicates += other.duplicates
+        self.crashed += other.crashed
         self.runs.update(other.runs)
         for count, f in other.causes.values():
             self.add_failure(f, count)
@@ -938,6 +967,7 @@ class Tally:
         skipped = sum(v for k, v in self.runs.items() if k.startswith("skipped"))
         return {
             "sources tried": self.sources,
+            "same code as an earlier": self.duplicates,
             "clean diagnostics": self.diagnostics,
             "compiled": self.compiled,
             "graph runs": ran,
@@ -945,12 +975,7 @@ class Tally:
             "checked": self.runs["checked"] + self.runs["checked (forward only)"],
             "clean errors": self.runs["clean error"],
             "skipped": skipped,
-            "crashes": sum(self.runs[k] for k in ("crash",))
-            + sum(
-                count
-                for count, f in self.causes.values()
-                if f.kind in ("compiler crash", "import error", "timeout")
-            ),
+            "crashes": self.runs["crash"] + self.crashed,
             "wrong gradients": self.runs["wrong gradient"],
             "writes into inputs": self.runs["input written"],
             "aliasing": self.runs["aliasing"],
@@ -977,11 +1002,21 @@ class Tally:
         return "\n".join(out)
 
 
+_SEEN: set[bytes] = set()  # the code keys this process has checked
+
+
 def _work(job) -> Tally:
-    seed, start, stop = job
+    seed, start, stop, rewrites = job
     tally = Tally()
     for i in range(start, stop):
-        tally.add(check_source(mutant(seed, i), seed=seed))
+        text = mutant(seed, i, rewrites)
+        key = code_key(text)
+        if key in _SEEN:
+            tally.sources += 1
+            tally.duplicates += 1
+            continue
+        _SEEN.add(key)
+        tally.add(check_source(text, seed=seed))
     return tally
 
 
@@ -993,23 +1028,39 @@ def _init_worker():
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
-def run(mutants: int, seed: int = 0, jobs: int = 1, chunk: int = 100, progress=None) -> Tally:
-    """Check `mutants` mutated sources (the unmutated examples first) on `jobs` processes."""
+def run(
+    mutants: int,
+    seed: int = 0,
+    jobs: int = 1,
+    rewrites: float = REWRITES,
+    chunk: int = 100,
+    progress=None,
+) -> Tally:
+    """Check `mutants` mutated sources (the unmutated examples first) on `jobs` processes; a
+    source whose code (comments aside) was checked before in the same process is counted, not
+    checked again."""
     tally = Tally()
-    for i, text in enumerate(EXAMPLES):
-        tally.add(check_source(text, seed=i))
-    work = [(seed, a, min(a + chunk, mutants)) for a in range(0, mutants, chunk)]
+    for text in EXAMPLES:
+        tally.add(check_source(text, seed=seed))
+    work = [(seed, a, min(a + chunk, mutants), rewrites) for a in range(0, mutants, chunk)]
     if jobs <= 1:
         parts = map(_work, work)
     else:
         pool = multiprocessing.get_context("fork").Pool(jobs, initializer=_init_worker)
         parts = pool.imap_unordered(_work, work)
-    for part in parts:
-        tally.merge(part)
-        if progress:
-            progress(tally)
+    try:
+        for part in parts:
+            tally.merge(part)
+            if progress:
+                progress(tally)
+    except KeyboardInterrupt:  # Ctrl-C: report what was checked so far
+        print("interrupted", file=sys.stderr)
+        if jobs > 1:
+            pool.terminate()
+    else:
+        if jobs > 1:
+            pool.close()
     if jobs > 1:
-        pool.close()
         pool.join()
     return tally
 
@@ -1021,6 +1072,12 @@ def main(argv=None) -> int:
     parser.add_argument("--mutants", type=int, default=5000, help="mutated sources (default 5000)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=1, help="processes (default 1)")
+    parser.add_argument(
+        "--rewrites",
+        type=float,
+        default=REWRITES,
+        help=f"the share of mutants that rewrite statements (default {REWRITES})",
+    )
     parser.add_argument("--no-shrink", action="store_true", help="print reproducers unshrunk")
     parser.add_argument("--source", help="check this one bp file instead, and print each failure")
     args = parser.parse_args(argv)
@@ -1040,7 +1097,7 @@ def main(argv=None) -> int:
             last[0] = time.monotonic()
             print(f"... {t.sources} sources, {len(t.causes)} failure causes", file=sys.stderr)
 
-    tally = run(args.mutants, args.seed, args.jobs, progress=progress)
+    tally = run(args.mutants, args.seed, args.jobs, args.rewrites, progress=progress)
     elapsed = time.monotonic() - start
     if tally.causes and not args.no_shrink:  # a minute at most, shared by the causes
         for entry in tally.causes.values():

@@ -1,7 +1,24 @@
-"""No input crashes the compiler: every input gives a module or diagnostics, never another
-exception. Random token streams, mutations of the examples, and the classic hard cases.
+"""No input, name or file name makes bpc crash, run foreign code, write into the caller's
+arrays or return a wrong gradient silently.
 
-The default run draws well over 1,000 inputs; `pytest -m slow tests/test_fuzz.py` draws 100,000.
+Compiling: random token streams, mutations of the examples and the classic hard cases give a
+module or diagnostics, never another exception. The default run draws well over 1,000 inputs;
+`pytest -m slow tests/test_fuzz.py` draws 100,000.
+
+Names: a hostile file name (newlines, quotes, backslashes, NUL, U+2028, a `\"\"\"` that tries
+to close the docstring and run code) gives a module that imports, runs nothing of the name's and
+shows the name, escaped, in its header; on disk, through `bpc compile`, `--emit-tests` and
+`bpc.load`, too. Graph, parameter, dimension and value names that Python or the generated module
+uses (keywords, builtins, `np`, `dout`, `__builtins__`), and pairs of graphs whose generated names
+collide (`g` and `g_forward`, `a_b` and `aB`), give a clean diagnostic or a module whose every
+graph runs and gives right gradients.
+
+Running: the examples, one small source per known kind of failure, and mutants of the examples
+run through tests/fuzz_run.py, whose docstring says what is checked and which errors are
+accepted as clean: read-only arrays, Python scalars, empty dimensions, zeros, negative and
+out-of-range indices, np.matrix and a wrong `dout`, against finite differences. 250 mutants and
+150 rewritten examples per run (`BPC_FUZZ_RUNS`); `pytest -m slow` runs 20,000 (`BPC_FUZZ_MUTANTS`), and
+`python tests/fuzz_run.py --mutants 200000 --jobs 2` is the long run (docs/testing.md).
 """
 
 from __future__ import annotations
@@ -16,7 +33,16 @@ from hypothesis import strategies as st
 
 from bpc import cli, compile_source
 from bpc.diagnostics import CompileError
-from tests.fuzz_run import EXAMPLE_FILES, EXAMPLES, NAME_TOKENS, ROOT, TOKENS, check_source, run
+from tests.fuzz_run import (
+    EXAMPLE_FILES,
+    EXAMPLES,
+    NAME_TOKENS,
+    ROOT,
+    TOKENS,
+    check_source,
+    mutant,
+    run,
+)
 
 FAST = int(os.environ.get("BPC_FUZZ_EXAMPLES", "400"))
 SLOW = 34_000  # per strategy: 102,000 inputs in all
@@ -435,13 +461,18 @@ def _run_mutant(text: str) -> None:
     runs_correctly(text)
 
 
-test_compiled_mutants = settings(
-    max_examples=int(os.environ.get("BPC_FUZZ_RUNS", "250")),
+RUNS = int(os.environ.get("BPC_FUZZ_RUNS", "250"))
+RUN_SETTINGS = dict(
     deadline=None,
     derandomize=True,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-)(given(mutations())(_run_mutant))
+)
+test_compiled_mutants = settings(max_examples=RUNS, **RUN_SETTINGS)(given(mutations())(_run_mutant))
+# tests/fuzz_run.py's `rewrite`: a function, operator or number swapped, a name wrapped in a call
+test_rewritten_examples = settings(max_examples=RUNS * 3 // 5, **RUN_SETTINGS)(
+    given(st.integers(0, 2**31).map(lambda k: mutant(0, 2 * k + 1)))(_run_mutant)
+)
 
 
 @pytest.mark.slow
