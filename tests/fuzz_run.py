@@ -13,6 +13,7 @@ graph in each scenario that applies to it:
   operation that has a kink (relu, abs, a comparison, max, ...);
 - `negative`: integer parameters drawn from [-bound, -1] (they count from the end, as in NumPy);
 - `out_of_range`: integer parameters with elements at `bound` or beyond, and below `-bound`;
+- `strided`: the arrays of `arrays` as views with a negative stride (the same values);
 - `matrix`: `np.matrix` for the 2-d float parameters (it must give what plain arrays give);
 - `bad_dout`: the arrays of `arrays`, and `g_backward` given a `dout` with an extra axis, which
   must be refused with a clean error.
@@ -268,9 +269,18 @@ def code_key(text: str) -> bytes:
 
 def _frozen(x):
     if isinstance(x, np.ndarray):
-        x = x.copy() if x.flags.writeable or not x.flags.owndata else x
         x.flags.writeable = False
     return x
+
+
+def _strided(x):
+    """`x` as a view with a negative stride on its last axis, two elements apart."""
+    if not isinstance(x, np.ndarray) or not x.ndim or not x.size:
+        return x
+    big = np.zeros(x.shape[:-1] + (2 * x.shape[-1],), x.dtype)
+    view = big[..., ::-2]
+    view[...] = x
+    return view
 
 
 def _copy(x):
@@ -381,6 +391,10 @@ def scenarios(g, seed: int):
         yield draw("out_of_range", base_sizes, ints=lambda bound: (-bound - 2, bound + 2))
     if not any(n.op in KINKED for n in g.nodes) and any(p.dtype == "float" for p in params):
         yield draw("zeros", base_sizes)
+    if any(p.dims for p in params):
+        s = draw("strided", base_sizes)
+        s.args = [_strided(a) for a in s.args]
+        yield s
     if any(p.dtype == "float" and len(p.dims) == 2 for p in params):
         s = draw("matrix", base_sizes)
         with warnings.catch_warnings():
@@ -569,11 +583,12 @@ def _run(fns, g, names, n_out, args, originals, rng, scenario) -> str:
         for name, a in arrays:
             if isinstance(o, np.ndarray) and np.shares_memory(o, a):
                 raise _Failed("aliasing", f"output {k} shares memory with the argument {name}")
-    if scenario.name == "matrix":  # np.matrix must give what plain arrays give
-        base = _call(fns[""], *[_frozen(np.asarray(a)) for a in args])
+    if scenario.name in ("matrix", "strided"):  # they must give what plain arrays give
+        base = _call(fns[""], *[_frozen(np.array(a)) for a in args])
         for a, b in zip(_as_tuple(base, n_out), outs):
             if not _same(b, a, PAIR_TOL) or isinstance(b, np.matrix):
-                raise _Failed("wrong gradient", "np.matrix arguments change the value")
+                what = "np.matrix" if scenario.name == "matrix" else "strided"
+                raise _Failed("wrong gradient", f"{what} arguments change the value")
     douts = tuple(_frozen(rng.standard_normal(np.shape(o))) for o in outs)
     dout_copy = [d.copy() for d in douts]
     dout = douts if n_out > 1 else douts[0]
