@@ -45,7 +45,7 @@ A call may instead raise a *clean error*, the accepted set:
   only the run time can compare (docs/language.md, known gaps).
 
 Anything else a call raises is a *crash* (a compiler exception other than `CompileError`, a
-module that does not import, NameError, TypeError, ZeroDivisionError, ...). A `ValueError` about
+module that does not import or warns while it is compiled (SyntaxWarning), NameError, TypeError, ZeroDivisionError, ...). A `ValueError` about
 a read-only array is a write into an input.
 
 Run as a script for the long run (`python tests/fuzz_run.py --help`); tests/test_fuzz.py runs a
@@ -829,7 +829,9 @@ def _check_source(text: str, seed: int, filename: str, only) -> Result:
         )
     result = Result("compiled", module_text)
     try:
-        module = module_from_text(module_text, f"bpc_fuzz_{next(_counter)}")
+        with warnings.catch_warnings():  # `y + 1[..., None]` compiles, with a SyntaxWarning
+            warnings.simplefilter("error", SyntaxWarning)
+            module = module_from_text(module_text, f"bpc_fuzz_{next(_counter)}")
     except (Timeout, KeyboardInterrupt):
         raise
     except BaseException as e:

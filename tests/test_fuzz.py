@@ -411,7 +411,8 @@ def _graph(signature: str, outputs: str, *body: str) -> str:
     return f"graph g({signature}) -> {outputs} {{\n" + "".join(f"    {b}\n" for b in body) + "}\n"
 
 
-# One small source per kind of failure an audit found, run in the scenarios that reach it.
+# One small source per kind of failure an audit or the fuzzer found, run in the scenarios that
+# reach it.
 HOSTILE_SOURCES = {
     "take with a Python int writes into the array": (
         _graph("W: [n, m], i: int[], x: [m]", "y", "y = take(W, i) * x"),
@@ -446,11 +447,22 @@ HOSTILE_SOURCES = {
         "matrix",
     ),
     "a dout of the wrong shape": (_graph("x: [n]", "y", "y = x * x"), "bad_dout"),
+    # found by tests/fuzz_run.py
+    "labels that are an expression": (
+        _graph("x: [N, C], y: int[N]", "loss", "loss = mean(cross_entropy(x, y * y))"),
+        "arrays",
+    ),
+    "one_hot of an expression": (
+        _graph("x: [N, C], y: int[N]", "loss", "loss = sum(one_hot(y + 1, C) * x)"),
+        "arrays",
+    ),
+    "minus a mask": (_graph("x: [n]", "y", "y = sum(x * -(x > 0))"), "arrays"),
+    "a slice of an empty dimension": (_graph("x: [n]", "y", "y = sum(x[1:] * x[1:])"), "empty"),
 }
 
 
 @pytest.mark.parametrize("text, scenarios", HOSTILE_SOURCES.values(), ids=HOSTILE_SOURCES)
-def test_sources_that_reach_known_failures(text, scenarios):
+def test_sources_that_once_failed(text, scenarios):
     result = check_source(text, only=frozenset(scenarios.split()))
     if result.failures:
         pytest.fail("\n\n".join(f.report() for f in result.failures), pytrace=False)
