@@ -35,7 +35,8 @@ into it raises; the arrays are also compared with copies afterwards. Each run ca
   autograd on tests/oracle.py's evaluator gives a non-finite gradient too (`sqrt(x - x)`: the
   chain rule meets 0 * inf).
 
-A call may instead raise a *clean error*, the accepted set:
+A run may instead end in a *clean error*, raised by its first call (`g`; once `g` has taken the
+arguments, every other call must too), of the accepted set:
 
 - `ValueError` or `IndexError` whose message starts with `"<graph>: "`: the generated module's
   own argument checks, which name the graph (and the parameter);
@@ -568,6 +569,13 @@ def _untouched(args, originals, names, dout=None, dout_copy=None):
 
 def _run(fns, g, names, n_out, args, originals, rng, scenario) -> str:
     plain = _call(fns[""], *args)
+    try:
+        return _after_forward(fns, g, names, n_out, args, originals, rng, scenario, plain)
+    except _CleanError as e:  # documented for bad arguments, which the forward took
+        raise _Failed("inconsistent", f"{g.name} runs, then another call raises {e}") from None
+
+
+def _after_forward(fns, g, names, n_out, args, originals, rng, scenario, plain) -> str:
     forward = _call(fns["_forward"], *args)
     if not isinstance(forward, tuple) or len(forward) != 2:
         raise _Failed(

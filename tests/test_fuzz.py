@@ -432,6 +432,10 @@ HOSTILE_SOURCES = {
     ),
     "a ** b at a == 0": (_graph("a: [n], b: [n]", "y", "y = sum(a ** b)"), "zeros"),
     "mean over an empty batch": (_graph("x: [n, m]", "y", "y = mean(x * x)"), "empty"),
+    "reshape of a mean": (
+        _graph("x: [m, n]", "y", "y = sum(reshape(mean(x), (m, n)) * x)"),
+        "arrays",
+    ),
     "an integer to a negative power": (
         _graph("x: [n], k: int[]", "y", "y = sum(x * k ** -1)"),
         "arrays py_int",
