@@ -1,11 +1,29 @@
-"""No input crashes the compiler: every input gives a module or diagnostics, never another
-exception. Random token streams, mutations of the examples, and the classic hard cases.
+"""No input, name or file name makes bpc crash, run foreign code, write into the caller's
+arrays or return a wrong gradient silently.
 
-The default run draws well over 1,000 inputs; `pytest -m slow tests/test_fuzz.py` draws 100,000.
+Compiling: random token streams, mutations of the examples and the classic hard cases give a
+module or diagnostics, never another exception. The default run draws well over 1,000 inputs;
+`pytest -m slow tests/test_fuzz.py` draws 100,000.
+
+Names: a hostile file name (newlines, quotes, backslashes, NUL, U+2028, a `\"\"\"` that tries
+to close the docstring and run code) gives a module that imports, runs nothing of the name's and
+shows the name, escaped, in its header; on disk, through `bpc compile`, `--emit-tests` and
+`bpc.load`, too. Graph, parameter, dimension and value names that Python or the generated module
+uses (keywords, builtins, `np`, `dout`, `__builtins__`), and pairs of graphs whose generated names
+collide (`g` and `g_forward`, `a_b` and `aB`), give a clean diagnostic or a module whose every
+graph runs and gives right gradients.
+
+Running: the examples, one small source per known kind of failure, and mutants of the examples
+run through tests/fuzz_run.py, whose docstring says what is checked and which errors are
+accepted as clean: read-only arrays, Python scalars, empty dimensions, zeros, negative and
+out-of-range indices, np.matrix and a wrong `dout`, against finite differences. 250 mutants and
+150 rewritten examples per run (`BPC_FUZZ_RUNS`); `pytest -m slow` runs 20,000 (`BPC_FUZZ_MUTANTS`), and
+`python tests/fuzz_run.py --mutants 200000 --jobs 2` is the long run (docs/testing.md).
 """
 
 from __future__ import annotations
 
+import keyword
 import os
 from pathlib import Path
 
@@ -15,17 +33,16 @@ from hypothesis import strategies as st
 
 from bpc import cli, compile_source
 from bpc.diagnostics import CompileError
-
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = [p.read_text() for p in sorted((ROOT / "examples").glob("*.bp"))] + [
-    p.read_text() for p in sorted((ROOT / "tests" / "golden").glob("*.bp"))
-]
-TOKENS = (
-    "graph fn wrt int true false -> ( ) [ ] { } , : = + - * / @ ** . .T < <= > >= == != # "
-    "x y W b q n m N D 0 1 2 0.5 1e-5 1e999 99999999999999999999 sum mean exp log sqrt tanh "
-    "sigmoid relu transpose reshape softmax cross_entropy einsum take concat where maximum "
-    'axis keepdims "ij,jk->ik" "x" \n \t'
-).split(" ") + ["\n", "    ", "\x00", "é", "∑"]
+from tests.fuzz_run import (
+    EXAMPLE_FILES,
+    EXAMPLES,
+    NAME_TOKENS,
+    ROOT,
+    TOKENS,
+    check_source,
+    mutant,
+    run,
+)
 
 FAST = int(os.environ.get("BPC_FUZZ_EXAMPLES", "400"))
 SLOW = 34_000  # per strategy: 102,000 inputs in all
@@ -49,7 +66,7 @@ def mutations(draw):
     for _ in range(draw(st.integers(1, 4))):
         i = draw(st.integers(0, len(text)))
         j = draw(st.integers(i, min(len(text), i + 12)))
-        insert = draw(st.sampled_from(["", *TOKENS]))
+        insert = draw(st.sampled_from(["", *TOKENS, *NAME_TOKENS]))
         text = text[:i] + insert + text[j:]
     return text
 
@@ -118,3 +135,371 @@ def test_any_bytes_on_the_command_line(data):
         path = Path(d) / "fuzz.bp"
         path.write_bytes(data)
         assert cli.main(["compile", str(path), "-o", str(Path(d) / "out.py")]) in (0, 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile file names: they reach the module's header comment and docstring.
+
+PWNED = "bpc_fuzz_pwned"  # what the hostile text tries to set on sys and builtins
+SET = f'import sys; sys.{PWNED} = 1; __import__("builtins").{PWNED} = 1'
+HOSTILE_FILE_NAMES = [
+    f'x"""\n{SET}\n"""',
+    f"x'''\n{SET}\n'''",
+    f'x"""\nimport os; os.system("exit 3"); {SET}\n"""',
+    f'x""" + __import__("sys").__setattr__("{PWNED}", 1) + """',
+    f"model.bp\n{SET}\n",
+    f"model.bp\r{SET}\r",
+    f"model.bp\r\n{SET}\r\n",
+    f"model.bp\u2028{SET}\u2028",
+    f"model.bp\u2029{SET}",
+    f"model.bp\x85{SET}",
+    f"model.bp\x0c{SET}",
+    f"model.bp\x0b{SET}",
+    f"model.bp\x1c{SET}",
+    'x"""\nraise SystemExit("the file name ran")\n"""',
+    'x\\"""\nraise SystemExit("the file name ran")\n"""',
+    "\\",
+    "model\\",
+    "model.bp\\",
+    '\\"',
+    '\\"""',
+    "\\N{QUOTATION MARK}" * 3,
+    "\\x22\\x22\\x22",
+    "\\u2028",
+    "\x00",
+    "a\x00b.bp",
+    "#",
+    "a # b",
+    '"',
+    "'",
+    '"""',
+    "'''",
+    '"""""""',
+    "a\"b'c",
+    "\t",
+    "\ud800.bp",
+    "é∑😀\u200b\ufeff.bp",
+    "{header}{source}{0}%s%(source)s",
+    "{{ header }}{% raw %}{#",
+    "x" * 10_000,
+    ("ab\n" * 2000),
+]
+NAME_SOURCE = "graph g(x: [n]) -> y {\n    y = sum(x * x)\n}\n"
+
+
+def _escaped_forms(name: str) -> set[str]:
+    forms = {name, repr(name)[1:-1], name.encode("unicode_escape").decode("ascii")}
+    forms.add(name.encode("ascii", "backslashreplace").decode("ascii"))
+    forms.add(name.encode("unicode_escape").decode("ascii").replace('"', '\\"'))
+    return forms
+
+
+def _names_in_code(text: str) -> set[str]:
+    """The identifiers of a module's code: names in its comments and strings do not count."""
+    import io
+    import tokenize
+
+    tokens = tokenize.generate_tokens(io.StringIO(text).readline)
+    return {t.string for t in tokens if t.type == tokenize.NAME}
+
+
+def _imports_cleanly(text: str, name: str):
+    """Import the module; nothing the hostile text tried may have happened."""
+    import builtins
+    import sys
+
+    from bpc.loader import module_from_text
+
+    for where in (sys, builtins):
+        if hasattr(where, PWNED):
+            delattr(where, PWNED)
+    try:
+        module = module_from_text(text, name)
+    except BaseException as e:  # SystemExit too
+        raise AssertionError(f"the module does not import: {type(e).__name__}: {e}") from None
+    finally:
+        sys.modules.pop(name, None)
+    assert not hasattr(sys, PWNED) and not hasattr(builtins, PWNED), "the file name ran as code"
+    assert PWNED not in _names_in_code(text) and "SystemExit" not in _names_in_code(text)
+    return module
+
+
+@pytest.mark.parametrize("filename", HOSTILE_FILE_NAMES, ids=range(len(HOSTILE_FILE_NAMES)))
+def test_hostile_file_names(filename):
+    """A file name reaches the module only as text: the module imports, runs no code of the
+    name's, computes what it should, and its header or docstring shows the name (escaped)."""
+    import numpy as np
+
+    text = compile_source(NAME_SOURCE, filename)
+    module = _imports_cleanly(text, "bpc_fuzz_file_name")
+    x = np.array([1.0, -2.0, 3.0])
+    value, grads = module.g_grad(x)
+    assert value == 14.0 and np.array_equal(grads.x, 2 * x)
+    header = text.split("\nimport ", 1)[0]
+    shown = (module.__doc__ and filename in module.__doc__) or any(
+        form in header for form in _escaped_forms(filename)
+    )
+    assert shown, f"the header does not show the file name: {header[:300]!r}"
+
+
+ON_DISK = ["my-model", "1st", "class", "import os"]
+ON_DISK += [n for n in HOSTILE_FILE_NAMES if "\x00" not in n and "/" not in n and len(n) < 200]
+
+
+def _on_disk(tmp_path, filename):
+    path = tmp_path / (filename + ".bp")
+    try:
+        path.write_text(NAME_SOURCE)
+    except (OSError, UnicodeEncodeError):
+        pytest.skip("the file system does not take this name")
+    return path
+
+
+def _written(out: Path):
+    for written in sorted(out.glob("*.py")) if out.exists() else []:
+        text = written.read_text()
+        assert PWNED not in _names_in_code(text) and "SystemExit" not in _names_in_code(text)
+        yield written, text
+
+
+@pytest.mark.parametrize("filename", ON_DISK, ids=range(len(ON_DISK)))
+def test_hostile_file_names_on_disk(filename, tmp_path):
+    """`bpc compile` and `bpc.load` on a file with that name: the module imports, runs nothing
+    of the name's and computes what it should."""
+    import numpy as np
+
+    import bpc
+
+    path = _on_disk(tmp_path, filename)
+    out = tmp_path / "out"
+    assert cli.main(["compile", str(path), "--out-dir", str(out)]) == 0
+    for _, text in _written(out):
+        assert _imports_cleanly(text, "bpc_fuzz_on_disk").g(np.array([1.0, 2.0])) == 5.0
+    assert bpc.load(path, cache=tmp_path / "cache").g(np.array([1.0, 2.0])) == 5.0
+
+
+EMIT_TESTS = ["model", "my-model", "class", "a # b", '"""', f'x"""\n{SET}\n"""', f"x\n{SET}"]
+
+
+@pytest.mark.parametrize("filename", EMIT_TESTS, ids=range(len(EMIT_TESTS)))
+def test_emitted_tests_of_hostile_file_names(filename, tmp_path):
+    """`bpc compile --emit-tests`: the module and its tests file are valid Python that runs
+    nothing of the name's, or the command refuses the name with a diagnostic (exit status 1)."""
+    path = _on_disk(tmp_path, filename)
+    out = tmp_path / "out"
+    status = cli.main(["compile", str(path), "--out-dir", str(out), "--emit-tests"])
+    assert status in (0, 1)
+    for written, text in _written(out):
+        compile(text, str(written), "exec")
+        if not written.name.startswith("test_"):
+            _imports_cleanly(text, "bpc_fuzz_on_disk")
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile graph, parameter, dimension and value names: valid bp identifiers that Python or the
+# generated module already uses.
+
+HOSTILE_NAMES = [
+    *keyword.kwlist,
+    *keyword.softkwlist,
+    *"len zip int tuple getattr isinstance enumerate float range print type object sum max min".split(),
+    *"abs dict list set str bool super iter next slice repr id hasattr setattr callable".split(),
+    *"Exception ValueError IndexError NotImplemented Ellipsis".split(),
+    *"__builtins__ __name__ __import__ __doc__ __file__ __spec__ __loader__ __source__".split(),
+    *"__all__ __dict__ __class__ __annotations__ __init__ __getattr__".split(),
+    *"np math re functools NamedTuple typing sys os builtins cache dout out grads".split(),
+    *"_shapes _check _checked _signature _scatter_add _ _fields _asdict _replace _make".split(),
+    *"index count self cls x_ g_forward g_backward g_grad GGrads".split(),
+    *"graph fn wrt true false".split(),  # bp's own keywords: a clean diagnostic
+]
+# Each name in each role: graph, parameter, dimension, value, output, integer parameter.
+ROLES = ("graph", "param", "dim", "value", "output", "index")
+ROLE_SOURCE = """graph {graph}({param}: [{dim}, m], w: [m], {index}: int[{dim}]) -> {output} {{
+    {value} = tanh({param} @ w)
+    {output} = sum({value} * {value}) + sum(take_along({param}, {index}) * w[0])
+}}
+"""
+# Pairs of graphs whose generated names may collide: a graph's functions, its gradients'
+# class and the names the module gives to keywords (`match` becomes `match_`).
+COLLIDING = [
+    ("g", "g_forward"),
+    ("g", "g_backward"),
+    ("g", "g_grad"),
+    ("g_forward", "g"),
+    ("g", "GGrads"),
+    ("a_b", "aB"),
+    ("a_b", "a__b"),
+    ("a_b", "AB"),
+    ("match", "match_"),
+    ("np", "np_"),
+    ("x", "x_"),
+    ("g", "g"),
+    ("g", "g_"),
+    ("f_grad", "f"),
+]
+GRAPH_SOURCE = """graph {name}({p}: [n], s: []) -> out {{
+    out = sum(tanh({p}) * {p}) * s
+}}
+"""
+
+
+def _role_sources() -> list[str]:
+    n = len(HOSTILE_NAMES)
+    sources = []
+    for k in range(n):  # name k + 7r in role r: every name in every role, names distinct
+        names = {role: HOSTILE_NAMES[(k + 7 * r) % n] for r, role in enumerate(ROLES)}
+        sources.append(ROLE_SOURCE.format(**names))
+    return sources
+
+
+def _pair_sources() -> list[str]:
+    return [
+        GRAPH_SOURCE.format(name=a, p="x") + GRAPH_SOURCE.format(name=b, p="y")
+        for a, b in COLLIDING
+    ]
+
+
+def compiles_to_working_graphs(text: str) -> None:
+    """A clean diagnostic, or a module whose every graph runs and gives the right gradients
+    (tests/fuzz_run.py, plain arrays and Python floats: the scenarios that do not need names)."""
+    try:
+        module_text = compile_source(text, "names.bp")
+    except CompileError as e:
+        assert e.diagnostics and all(d.message for d in e.diagnostics)
+        return
+    result = check_source(text, filename="names.bp", only=frozenset({"arrays", "py_float"}))
+    assert result.module_text == module_text, "compile_source and compile_graphs differ"
+    if result.failures:
+        pytest.fail("\n\n".join(f.report() for f in result.failures), pytrace=False)
+    assert result.runs, "no graph ran"
+
+
+@pytest.mark.parametrize("text", _role_sources(), ids=[n for n in HOSTILE_NAMES])
+def test_hostile_names(text):
+    compiles_to_working_graphs(text)
+
+
+@pytest.mark.parametrize("text", _pair_sources(), ids=[f"{a}+{b}" for a, b in COLLIDING])
+def test_graphs_whose_generated_names_collide(text):
+    compiles_to_working_graphs(text)
+
+
+# ---------------------------------------------------------------------------------------------
+# Compiled graphs under hostile inputs (tests/fuzz_run.py): the examples, sources written to
+# reach the known kinds of failure, and mutants of the examples.
+
+
+def runs_correctly(text: str) -> None:
+    """Every graph `text` compiles to runs in every scenario of tests/fuzz_run.py: read-only
+    arrays, Python int and float scalars, an empty dimension, values 0, negative and
+    out-of-range indices, np.matrix, a dout of the wrong shape; it gives gradients that agree
+    with finite differences or raises a clean error of the accepted set (see tests/fuzz_run.py)."""
+    result = check_source(text)
+    if result.failures:
+        pytest.fail("\n\n".join(f.report() for f in result.failures), pytrace=False)
+
+
+RUN_FILES = [*EXAMPLE_FILES, *sorted((ROOT / "tests" / "regressions").glob("*.bp"))]
+
+
+@pytest.mark.parametrize("path", RUN_FILES, ids=[p.name for p in RUN_FILES])
+def test_examples_under_hostile_inputs(path):
+    runs_correctly(path.read_text())
+
+
+def _graph(signature: str, outputs: str, *body: str) -> str:
+    return f"graph g({signature}) -> {outputs} {{\n" + "".join(f"    {b}\n" for b in body) + "}\n"
+
+
+# One small source per kind of failure an audit or the fuzzer found, run in the scenarios that
+# reach it.
+HOSTILE_SOURCES = {
+    "take with a Python int writes into the array": (
+        _graph("W: [n, m], i: int[], x: [m]", "y", "y = take(W, i) * x"),
+        "py_int",
+    ),
+    "a Python int for a float scalar": (
+        _graph("x: [n], s: []", "y", "y = sum(x * x) * s"),
+        "py_int",
+    ),
+    "take_along with negative indices": (
+        _graph("x: [n, m], i: int[n]", "y", "y = sum(take_along(x, i) * take_along(x, i))"),
+        "negative",
+    ),
+    "cross_entropy with out-of-range labels": (
+        _graph("x: [n, m], i: int[n]", "y", "y = sum(cross_entropy(x, i))"),
+        "negative out_of_range",
+    ),
+    "a ** b at a == 0": (_graph("a: [n], b: [n]", "y", "y = sum(a ** b)"), "zeros"),
+    "mean over an empty batch": (_graph("x: [n, m]", "y", "y = mean(x * x)"), "empty"),
+    "reshape of a mean": (
+        _graph("x: [m, n]", "y", "y = sum(reshape(mean(x), (m, n)) * x)"),
+        "arrays",
+    ),
+    "an integer to a negative power": (
+        _graph("x: [n], k: int[]", "y", "y = sum(x * k ** -1)"),
+        "arrays py_int",
+    ),
+    "math on constants only": (_graph("x: [n]", "y", "y = sum(x) + log(0 - 1)"), "arrays"),
+    "an output that is a dimension": (
+        _graph("x: [n]", "(y, z)", "y = sum(x * x)", "z = n"),
+        "arrays",
+    ),
+    "an output that is an input": (_graph("x: [n]", "(y, z)", "y = sum(x * x)", "z = x"), "arrays"),
+    "np.matrix arguments": (
+        _graph("W: [n, m], x: [m, k]", "y", "y = sum(tanh(W @ x) * (W @ x))"),
+        "matrix",
+    ),
+    "a dout of the wrong shape": (_graph("x: [n]", "y", "y = x * x"), "bad_dout"),
+    # found by tests/fuzz_run.py
+    "labels that are an expression": (
+        _graph("x: [N, C], y: int[N]", "loss", "loss = mean(cross_entropy(x, y * y))"),
+        "arrays",
+    ),
+    "one_hot of an expression": (
+        _graph("x: [N, C], y: int[N]", "loss", "loss = sum(one_hot(y + 1, C) * x)"),
+        "arrays",
+    ),
+    "minus a mask": (_graph("x: [n]", "y", "y = sum(x * -(x > 0))"), "arrays"),
+    "a slice of an empty dimension": (_graph("x: [n]", "y", "y = sum(x[1:] * x[1:])"), "empty"),
+}
+
+
+@pytest.mark.parametrize("text, scenarios", HOSTILE_SOURCES.values(), ids=HOSTILE_SOURCES)
+def test_sources_that_once_failed(text, scenarios):
+    result = check_source(text, only=frozenset(scenarios.split()))
+    if result.failures:
+        pytest.fail("\n\n".join(f.report() for f in result.failures), pytrace=False)
+    assert result.runs, "the scenarios do not apply"
+
+
+def _run_mutant(text: str) -> None:
+    runs_correctly(text)
+
+
+RUNS = int(os.environ.get("BPC_FUZZ_RUNS", "250"))
+RUN_SETTINGS = dict(
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+test_compiled_mutants = settings(max_examples=RUNS, **RUN_SETTINGS)(given(mutations())(_run_mutant))
+# tests/fuzz_run.py's `rewrite`: a function, operator or number swapped, a name wrapped in a call
+test_rewritten_examples = settings(max_examples=RUNS * 3 // 5, **RUN_SETTINGS)(
+    given(st.integers(0, 2**31).map(lambda k: mutant(0, k, rewrites=1.0)))(_run_mutant)
+)
+
+
+@pytest.mark.slow
+def test_compiled_mutants_long():
+    """`pytest -m slow`: BPC_FUZZ_MUTANTS (20,000) mutants through tests/fuzz_run.py on one
+    process; `python tests/fuzz_run.py --mutants 200000 --jobs 2` is the long run on two."""
+    import time
+
+    start = time.monotonic()
+    tally = run(int(os.environ.get("BPC_FUZZ_MUTANTS", "20000")))
+    report = tally.reproducers() + "\n" + tally.summary(time.monotonic() - start)
+    print(report)
+    if tally.causes:
+        pytest.fail(report, pytrace=False)
