@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from .dims import Dim, product
-from .ir import OPS, VIEWS, Graph, Node, ShapeError, at, const, make, reachable, rewrite
+from .ir import OPS, Graph, Node, ShapeError, at, const, is_view, make, reachable, rewrite
 
 Rule = Callable[[Node], Node | None]
 RULES: list[Rule] = []
@@ -749,7 +749,7 @@ def finish_gradients(graph: Graph, *, cache_reused: bool) -> Graph:
     for name, g in zip(graph.wrt, graph.grads):
         p = params[name]
         views = [g]
-        while views[-1].op in VIEWS:  # a view shares its base's memory
+        while is_view(views[-1]):  # a view shares its base's memory
             views.append(views[-1].args[0])
         base = views[-1]
         with at(None if g.op in ("param", "dout") else g.loc):

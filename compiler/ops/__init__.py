@@ -36,14 +36,34 @@ class Code:
 
 
 def register(
-    name, infer, emit, adjoint=None, *, elementwise=False, doc="", call=None, flops=None, **static
+    name,
+    infer,
+    emit,
+    adjoint=None,
+    *,
+    elementwise=False,
+    doc="",
+    call=None,
+    flops=None,
+    view=False,
+    **static,
 ):
     """Add an operation; `call` and `static` say how the language spells it, `flops` how many
-    floating-point operations it does (see `OpDef`; one per result element when elementwise)."""
+    floating-point operations it does (see `OpDef`; one per result element when elementwise),
+    `view` whether its result may be a view of its first argument."""
     if flops is None and elementwise:
         flops = per_element
     OPS[name] = OpDef(
-        name, infer, emit, adjoint, elementwise, doc, call, tuple(static.items()), flops=flops
+        name,
+        infer,
+        emit,
+        adjoint,
+        elementwise,
+        doc,
+        call,
+        tuple(static.items()),
+        flops=flops,
+        view=view,
     )
 
 

@@ -285,6 +285,7 @@ register(
     _index_adjoint,
     doc="basic indexing and slicing with static bounds: x[t], x[:, 0], a[:, H:2*H], x[::-1]",
     flops=no_flops,
+    view=True,
 )
 
 
@@ -379,6 +380,9 @@ register(
     doc="gather along an axis by an integer array (an embedding lookup): x[idx] for axis 0",
     call=("x", "idx", "axis"),
     flops=no_flops,
+    # x[i] with a 0-d i is NumPy's basic indexing: a view of x (a new array for an array of
+    # indices; a number for a vector x)
+    view=lambda n: n.args[1].ndim == 0 and n.args[0].ndim > 1,
     axis=0,
 )
 

@@ -53,6 +53,7 @@ register(
     doc="the same elements in a new shape",
     call=("x", "shape"),
     flops=no_flops,
+    view=True,
     shape=REQUIRED,
 )
 
@@ -71,4 +72,5 @@ register(
     lambda g, y, x, *, shape: (g,),
     doc="a read-only view of x broadcast to a shape",
     flops=no_flops,
+    view=True,
 )
