@@ -437,7 +437,8 @@ def _dtype_source(values, namer: _Namer) -> str | None:
     n = _dtype_holder(values)
     if n is None:
         return None
-    return f"{namer.names[n]}.dtype" if n.ndim else f"np.result_type({namer.names[n]})"
+    # a 0-d float parameter may be a Python int: promoted with a float, its dtype is a float's
+    return f"{namer.names[n]}.dtype" if n.ndim else f"np.result_type({namer.names[n]}, 1.0)"
 
 
 @functools.lru_cache(maxsize=4)

@@ -745,6 +745,10 @@ def finish_gradients(graph: Graph, *, cache_reused: bool) -> Graph:
     or the cache also holds is copied."""
     params = {n.attr("name"): n for n in graph.inputs}
     forward = reachable(graph.outputs)
+    # The graph's float dtype: a float array parameter's, or the first float scalar's. A `[]`
+    # parameter's gradient takes it, whatever number the caller passed (a Python int included).
+    floats = [n for n in graph.inputs if n.dtype == "float"]
+    dtype_of = [next((n for n in floats if n.ndim), floats[0])] if floats else []
     grads, used = [], set()
     for name, g in zip(graph.wrt, graph.grads):
         p = params[name]
@@ -752,9 +756,10 @@ def finish_gradients(graph: Graph, *, cache_reused: bool) -> Graph:
         while is_view(views[-1]):  # a view shares its base's memory
             views.append(views[-1].args[0])
         base = views[-1]
+        fill = [p, *(dtype_of if p.ndim == 0 else [])]
         with at(None if g.op in ("param", "dout") else g.loc):
             if g.op == "broadcast_to":
-                g = make("full_like", p, g.args[0], hint="d" + name)
+                g = make("full_like", fill[0], g.args[0], *fill[1:], hint="d" + name)
                 base = g
             elif (
                 g.type.static
@@ -763,7 +768,7 @@ def finish_gradients(graph: Graph, *, cache_reused: bool) -> Graph:
                 or any(v.op == "broadcast_to" for v in views)
             ):
                 # a view of a broadcast is read-only: filling it in copies the values out
-                g = make("full_like", p, g, hint="d" + name)
+                g = make("full_like", fill[0], g, *fill[1:], hint="d" + name)
                 base = g
             elif (
                 base.op in ("param", "dout")

@@ -204,12 +204,29 @@ composite(
 # Gradient outputs: a caller's gradient is a fresh, writable array of its parameter's shape and dtype
 
 
+def _full_like_type(like: Type, value: Type, *dtype_like: Type) -> Type:
+    if dtype_like and (len(dtype_like) > 1 or dtype_like[0].dtype != "float"):
+        raise ShapeError("full_like: the dtype comes from one float value")
+    return Type(like.dtype, like.shape)
+
+
+def _full_like_emit(ctx, like, value, *dtype_like):
+    if not dtype_like:
+        return emit_call("np.full_like", like.text, value.text)
+    (d,) = dtype_like
+    # a 0-d float may be a Python int: promoted with a float, its dtype is a float's
+    dtype = f"{d.at(ATOM)}.dtype" if d.type.ndim else f"np.result_type({d.text}, 1.0)"
+    return emit_call("np.full_like", like.text, value.text, f"dtype={dtype}")
+
+
 register(
     "full_like",
-    lambda like, value: Type(like.dtype, like.shape),
-    lambda ctx, like, value: emit_call("np.full_like", like.text, value.text),
-    lambda g, y, like, value: (None, g),
-    doc="an array shaped and typed like `like`, filled with `value` (broadcast)",
+    _full_like_type,
+    _full_like_emit,
+    lambda g, y, like, value, *dtype_like: (None, g, *(None for _ in dtype_like)),
+    doc="an array shaped and typed like `like`, filled with `value` (broadcast); with a third "
+    "operand, of its float dtype instead (the gradient of a `[]` parameter, which the caller may "
+    "pass as a Python int, is of the graph's float dtype)",
     flops=no_flops,
 )
 register(

@@ -57,3 +57,31 @@ def test_gradients_through_a_take_with_a_0d_index(body):
         value, (dW,) = m.f_grad(W, i)
         np.testing.assert_array_equal(W, kept)
         assert rel_error(dW, numeric_grad(m.f, [W, i], 0)) < 1e-6
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. A Python int for a float `[]` parameter: its gradient is of the graph's float dtype
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("s", [2, 2.0, np.float64(2.0), np.float32(2.0)])
+def test_the_gradient_of_a_scalar_parameter_is_of_the_graphs_float_dtype(s, dtype):
+    m = load("graph f(x: [n], s: []) -> y {\n    y = sum(x * s * s)\n}\n")
+    x = np.array([0.5, 0.25, 1.0], dtype)
+    value, grads = m.f_grad(x, s)
+    _, cache = m.f_forward(x, s)
+    for ds in (grads.s, m.f_backward(1.0, cache).s):
+        assert ds.shape == () and ds.dtype == dtype
+        assert ds == 2 * 2 * 1.75
+
+
+def test_a_python_int_for_the_only_float_parameter_counts_as_a_float():
+    """A graph of scalars takes its float dtype from its first float scalar: for a Python int,
+    float64, as for a Python float (it was int64, which truncated `i / 2` and the gradient)."""
+    m = load("graph f(i: int[], x0: []) -> out {\n    v = i / 2 + x0\n    out = v * v\n}\n")
+    for x0 in (1, 1.0):
+        value, grads = m.f_grad(1, x0)
+        assert value == 2.25 and grads.x0 == 3.0 and grads.x0.dtype == np.float64
+    value, grads = m.f_grad(1, np.float32(1))
+    assert grads.x0.dtype == np.float32
+    _check_grads(m, [1, 0.75], wrt=[1])
