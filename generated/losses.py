@@ -187,7 +187,7 @@ def svm_loss_backward(dout, cache):
     t_2 += 0.5 * dmargins * (0 == t)
     # correct = take_along(x, y)
     dx = t_2
-    dx += (y[:, None] == np.arange(C)) * (-t_2.sum(axis=1))[:, None]
+    dx += (y[:, None] % C == np.arange(C)) * (-t_2.sum(axis=1))[:, None]
     return SvmLossGrads(dx)
 
 
@@ -207,5 +207,5 @@ def svm_loss_grad(x, y):
     t_2 += 0.5 * dmargins * (0 == t)
     # correct = take_along(x, y)
     dx = t_2
-    dx += (y[:, None] == np.arange(C)) * (-t_2.sum(axis=1))[:, None]
+    dx += (y[:, None] % C == np.arange(C)) * (-t_2.sum(axis=1))[:, None]
     return loss, SvmLossGrads(dx)

@@ -85,3 +85,29 @@ def test_a_python_int_for_the_only_float_parameter_counts_as_a_float():
     value, grads = m.f_grad(1, np.float32(1))
     assert grads.x0.dtype == np.float32
     _check_grads(m, [1, 0.75], wrt=[1])
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. take_along with a negative index: the gradient goes where the forward picked, as take's
+
+
+@pytest.mark.parametrize(
+    "params, body, shapes",
+    [
+        ("x: [n, c], j: int[n]", "out = sum(take_along(x, j) * take_along(x, j))", [(2, 3), (2,)]),
+        ("x: [c], j: int[]", "out = take_along(x, j) ** 2", [(3,), ()]),
+        ("x: [b, n, c], j: int[b, n]", "out = sum(exp(take_along(x, j)))", [(2, 2, 3), (2, 2)]),
+        ("x: [n, c], j: int[n]", "out = sum(take(x, j, axis=0) ** 2)", [(3, 2), (3,)]),
+        (
+            "x: [n, c, h], j: int[n]",
+            "out = sum(take_along(reshape(x, (n, c*h)), j) ** 2)",
+            [(2, 2, 2), (2,)],
+        ),
+    ],
+)
+def test_negative_gather_indices_wrap_in_the_gradient_too(params, body, shapes):
+    m = load(f"graph f({params}) -> out {{\n    {body}\n}}\n")
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=shapes[0])
+    for j in (-1, -2, 1):
+        _check_grads(m, [x, np.full(shapes[1], j)], wrt=[0])
