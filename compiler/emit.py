@@ -46,7 +46,7 @@ _UFUNC_OF_FIRST = (
     "minimum",
 )
 # Helper functions a module defines when its code calls them, and their templates.
-HELPERS = {"_scatter_add": "scatter_add.py.j2"}
+HELPERS = {"_scatter_add": "scatter_add.py.j2", "_labels": "labels.py.j2"}
 _RESERVED = (
     frozenset(keyword.kwlist)
     | frozenset(keyword.softkwlist)

@@ -90,6 +90,16 @@ def _check(spec, args):
     return tuple(sizes.values())
 
 
+def _labels(labels, classes, where):
+    """`labels`, each of which must be one of the classes 0 to classes - 1."""
+    if np.size(labels) and not 0 <= np.min(labels) <= np.max(labels) < classes:
+        bad = np.extract((labels < 0) | (labels >= classes), labels)[0]
+        raise ValueError(
+            f"{where}: label {bad} is not one of the {classes} classes 0 to {classes - 1}"
+        )
+    return labels
+
+
 class SoftmaxLossGrads(NamedTuple):
     """Gradients of softmax_loss with respect to x, each shaped like its parameter."""
 
@@ -99,7 +109,7 @@ class SoftmaxLossGrads(NamedTuple):
 def softmax_loss(x, y):
     """loss [] = softmax_loss(x [N, C], y int[N]): the forward pass alone."""
     N, C = _shapes("softmax_loss(x: [N, C], y: int[N])", x, y)
-    one_hot = y[:, None] == np.arange(C)
+    one_hot = _labels(y, C, "softmax_loss: cross_entropy")[:, None] == np.arange(C)
     shifted = x - x.max(axis=1, keepdims=True)
     log_probs = shifted
     log_probs -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
@@ -110,7 +120,7 @@ def softmax_loss(x, y):
 def softmax_loss_forward(x, y):
     """loss [] = softmax_loss(x [N, C], y int[N]), and the cache that softmax_loss_backward needs."""
     N, C = _shapes("softmax_loss(x: [N, C], y: int[N])", x, y)
-    one_hot = y[:, None] == np.arange(C)
+    one_hot = _labels(y, C, "softmax_loss: cross_entropy")[:, None] == np.arange(C)
     shifted = x - x.max(axis=1, keepdims=True)
     log_probs = shifted
     log_probs -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
@@ -133,7 +143,7 @@ def softmax_loss_backward(dout, cache):
 def softmax_loss_grad(x, y):
     """loss = softmax_loss(x [N, C], y int[N]) and its gradients with respect to x."""
     N, C = _shapes("softmax_loss(x: [N, C], y: int[N])", x, y)
-    one_hot = y[:, None] == np.arange(C)
+    one_hot = _labels(y, C, "softmax_loss: cross_entropy")[:, None] == np.arange(C)
     shifted = x - x.max(axis=1, keepdims=True)
     log_probs = shifted
     log_probs -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))

@@ -97,6 +97,16 @@ def _scatter_add(shape, dtype, idx, values):
     return out
 
 
+def _labels(labels, classes, where):
+    """`labels`, each of which must be one of the classes 0 to classes - 1."""
+    if np.size(labels) and not 0 <= np.min(labels) <= np.max(labels) < classes:
+        bad = np.extract((labels < 0) | (labels >= classes), labels)[0]
+        raise ValueError(
+            f"{where}: label {bad} is not one of the {classes} classes 0 to {classes - 1}"
+        )
+    return labels
+
+
 class RnnStepGrads(NamedTuple):
     """Gradients of rnn_step with respect to x, prev_h, Wx, Wh, b, each shaped like its parameter."""
 
@@ -319,7 +329,8 @@ def temporal_softmax_loss(x, y, mask):
         "temporal_softmax_loss(x: [N, T, V], y: int[N, T], mask: int[N, T])", x, y, mask
     )
     t = mask.astype(x.dtype)
-    one_hot = y[..., None] == np.arange(V)
+    t_1 = _labels(y, V, "temporal_softmax_loss: cross_entropy")
+    one_hot = t_1[..., None] == np.arange(V)
     shifted = x - x.max(axis=2, keepdims=True)
     log_probs = shifted
     log_probs -= np.log(np.exp(shifted).sum(axis=2, keepdims=True))
@@ -333,7 +344,8 @@ def temporal_softmax_loss_forward(x, y, mask):
         "temporal_softmax_loss(x: [N, T, V], y: int[N, T], mask: int[N, T])", x, y, mask
     )
     t = mask.astype(x.dtype)
-    one_hot = y[..., None] == np.arange(V)
+    t_1 = _labels(y, V, "temporal_softmax_loss: cross_entropy")
+    one_hot = t_1[..., None] == np.arange(V)
     shifted = x - x.max(axis=2, keepdims=True)
     log_probs = shifted
     log_probs -= np.log(np.exp(shifted).sum(axis=2, keepdims=True))
@@ -359,7 +371,8 @@ def temporal_softmax_loss_grad(x, y, mask):
         "temporal_softmax_loss(x: [N, T, V], y: int[N, T], mask: int[N, T])", x, y, mask
     )
     t = mask.astype(x.dtype)
-    one_hot = y[..., None] == np.arange(V)
+    t_1 = _labels(y, V, "temporal_softmax_loss: cross_entropy")
+    one_hot = t_1[..., None] == np.arange(V)
     shifted = x - x.max(axis=2, keepdims=True)
     log_probs = shifted
     log_probs -= np.log(np.exp(shifted).sum(axis=2, keepdims=True))

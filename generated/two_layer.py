@@ -90,6 +90,16 @@ def _check(spec, args):
     return tuple(sizes.values())
 
 
+def _labels(labels, classes, where):
+    """`labels`, each of which must be one of the classes 0 to classes - 1."""
+    if np.size(labels) and not 0 <= np.min(labels) <= np.max(labels) < classes:
+        bad = np.extract((labels < 0) | (labels >= classes), labels)[0]
+        raise ValueError(
+            f"{where}: label {bad} is not one of the {classes} classes 0 to {classes - 1}"
+        )
+    return labels
+
+
 class TwoLayerGrads(NamedTuple):
     """Gradients of two_layer with respect to W1, b1, W2, b2, each shaped like its parameter."""
 
@@ -116,7 +126,7 @@ def two_layer(X, y, W1, b1, W2, b2, reg):
     h = np.maximum(affine_out, 0, out=affine_out)
     scores = h @ W2
     scores += b2
-    one_hot = y[:, None] == np.arange(C)
+    one_hot = _labels(y, C, "two_layer: cross_entropy")[:, None] == np.arange(C)
     shifted = scores
     shifted -= scores.max(axis=1, keepdims=True)
     log_probs = shifted
@@ -143,7 +153,7 @@ def two_layer_forward(X, y, W1, b1, W2, b2, reg):
     h = np.maximum(affine_out, 0, out=affine_out)
     scores = h @ W2
     scores += b2
-    one_hot = y[:, None] == np.arange(C)
+    one_hot = _labels(y, C, "two_layer: cross_entropy")[:, None] == np.arange(C)
     shifted = scores
     shifted -= scores.max(axis=1, keepdims=True)
     log_probs = shifted
@@ -195,7 +205,7 @@ def two_layer_grad(X, y, W1, b1, W2, b2, reg):
     h = np.maximum(affine_out, 0, out=affine_out)
     scores = h @ W2
     scores += b2
-    one_hot = y[:, None] == np.arange(C)
+    one_hot = _labels(y, C, "two_layer: cross_entropy")[:, None] == np.arange(C)
     shifted = scores
     shifted -= scores.max(axis=1, keepdims=True)
     log_probs = shifted

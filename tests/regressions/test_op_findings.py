@@ -111,3 +111,34 @@ def test_negative_gather_indices_wrap_in_the_gradient_too(params, body, shapes):
     x = rng.normal(size=shapes[0])
     for j in (-1, -2, 1):
         _check_grads(m, [x, np.full(shapes[1], j)], wrt=[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. cross_entropy with a label outside 0..C-1 is an error when the graph runs (the loss was 0
+#    and the gradient the softmax)
+
+LOSS = "graph loss(x: [N, C], y: int[N]) -> l {\n    l = mean(cross_entropy(x, y))\n}\n"
+
+
+@pytest.mark.parametrize("labels, bad", [([0, 3], 3), ([-1, 0], -1), ([7, 9], 7)])
+def test_a_label_outside_the_classes_is_a_value_error(labels, bad):
+    m = load(LOSS)
+    x, y = np.zeros((2, 3)), np.array(labels)
+    message = f"loss: cross_entropy: label {bad} is not one of the 3 classes 0 to 2"
+    for fn in (m.loss, m.loss_forward, m.loss_grad):
+        with pytest.raises(ValueError, match=message):
+            fn(x, y)
+
+
+def test_labels_in_range_and_a_single_example():
+    m = load("graph loss(x: [C], y: int[]) -> l {\n    l = cross_entropy(x, y)\n}\n")
+    x = np.array([0.5, -1.0, 2.0])
+    _check_grads(m, [x, 2], name="loss", wrt=[0])
+    with pytest.raises(ValueError, match="label 3 is not one of the 3 classes"):
+        m.loss(x, 3)
+    _check_grads(
+        load(LOSS),
+        [np.random.default_rng(2).normal(size=(4, 3)), np.array([0, 2, 1, 2])],
+        name="loss",
+        wrt=[0],
+    )
