@@ -109,7 +109,8 @@ class SoftmaxLossGrads(NamedTuple):
 def softmax_loss(x, y):
     """loss [] = softmax_loss(x [N, C], y int[N]): the forward pass alone."""
     N, C = _shapes("softmax_loss(x: [N, C], y: int[N])", x, y)
-    one_hot = _labels(y, C, "softmax_loss: cross_entropy")[:, None] == np.arange(C)
+    labels = _labels(y, C, "softmax_loss: cross_entropy")
+    one_hot = labels[:, None] == np.arange(C)
     shifted = x - x.max(axis=1, keepdims=True)
     log_probs = shifted
     log_probs -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
@@ -120,7 +121,8 @@ def softmax_loss(x, y):
 def softmax_loss_forward(x, y):
     """loss [] = softmax_loss(x [N, C], y int[N]), and the cache that softmax_loss_backward needs."""
     N, C = _shapes("softmax_loss(x: [N, C], y: int[N])", x, y)
-    one_hot = _labels(y, C, "softmax_loss: cross_entropy")[:, None] == np.arange(C)
+    labels = _labels(y, C, "softmax_loss: cross_entropy")
+    one_hot = labels[:, None] == np.arange(C)
     shifted = x - x.max(axis=1, keepdims=True)
     log_probs = shifted
     log_probs -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
@@ -143,7 +145,8 @@ def softmax_loss_backward(dout, cache):
 def softmax_loss_grad(x, y):
     """loss = softmax_loss(x [N, C], y int[N]) and its gradients with respect to x."""
     N, C = _shapes("softmax_loss(x: [N, C], y: int[N])", x, y)
-    one_hot = _labels(y, C, "softmax_loss: cross_entropy")[:, None] == np.arange(C)
+    labels = _labels(y, C, "softmax_loss: cross_entropy")
+    one_hot = labels[:, None] == np.arange(C)
     shifted = x - x.max(axis=1, keepdims=True)
     log_probs = shifted
     log_probs -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))

@@ -329,8 +329,8 @@ def temporal_softmax_loss(x, y, mask):
         "temporal_softmax_loss(x: [N, T, V], y: int[N, T], mask: int[N, T])", x, y, mask
     )
     t = mask.astype(x.dtype)
-    t_1 = _labels(y, V, "temporal_softmax_loss: cross_entropy")
-    one_hot = t_1[..., None] == np.arange(V)
+    labels = _labels(y, V, "temporal_softmax_loss: cross_entropy")
+    one_hot = labels[..., None] == np.arange(V)
     shifted = x - x.max(axis=2, keepdims=True)
     log_probs = shifted
     log_probs -= np.log(np.exp(shifted).sum(axis=2, keepdims=True))
@@ -344,8 +344,8 @@ def temporal_softmax_loss_forward(x, y, mask):
         "temporal_softmax_loss(x: [N, T, V], y: int[N, T], mask: int[N, T])", x, y, mask
     )
     t = mask.astype(x.dtype)
-    t_1 = _labels(y, V, "temporal_softmax_loss: cross_entropy")
-    one_hot = t_1[..., None] == np.arange(V)
+    labels = _labels(y, V, "temporal_softmax_loss: cross_entropy")
+    one_hot = labels[..., None] == np.arange(V)
     shifted = x - x.max(axis=2, keepdims=True)
     log_probs = shifted
     log_probs -= np.log(np.exp(shifted).sum(axis=2, keepdims=True))
@@ -371,8 +371,8 @@ def temporal_softmax_loss_grad(x, y, mask):
         "temporal_softmax_loss(x: [N, T, V], y: int[N, T], mask: int[N, T])", x, y, mask
     )
     t = mask.astype(x.dtype)
-    t_1 = _labels(y, V, "temporal_softmax_loss: cross_entropy")
-    one_hot = t_1[..., None] == np.arange(V)
+    labels = _labels(y, V, "temporal_softmax_loss: cross_entropy")
+    one_hot = labels[..., None] == np.arange(V)
     shifted = x - x.max(axis=2, keepdims=True)
     log_probs = shifted
     log_probs -= np.log(np.exp(shifted).sum(axis=2, keepdims=True))

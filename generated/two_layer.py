@@ -126,7 +126,8 @@ def two_layer(X, y, W1, b1, W2, b2, reg):
     h = np.maximum(affine_out, 0, out=affine_out)
     scores = h @ W2
     scores += b2
-    one_hot = _labels(y, C, "two_layer: cross_entropy")[:, None] == np.arange(C)
+    labels = _labels(y, C, "two_layer: cross_entropy")
+    one_hot = labels[:, None] == np.arange(C)
     shifted = scores
     shifted -= scores.max(axis=1, keepdims=True)
     log_probs = shifted
@@ -153,7 +154,8 @@ def two_layer_forward(X, y, W1, b1, W2, b2, reg):
     h = np.maximum(affine_out, 0, out=affine_out)
     scores = h @ W2
     scores += b2
-    one_hot = _labels(y, C, "two_layer: cross_entropy")[:, None] == np.arange(C)
+    labels = _labels(y, C, "two_layer: cross_entropy")
+    one_hot = labels[:, None] == np.arange(C)
     shifted = scores
     shifted -= scores.max(axis=1, keepdims=True)
     log_probs = shifted
@@ -205,7 +207,8 @@ def two_layer_grad(X, y, W1, b1, W2, b2, reg):
     h = np.maximum(affine_out, 0, out=affine_out)
     scores = h @ W2
     scores += b2
-    one_hot = _labels(y, C, "two_layer: cross_entropy")[:, None] == np.arange(C)
+    labels = _labels(y, C, "two_layer: cross_entropy")
+    one_hot = labels[:, None] == np.arange(C)
     shifted = scores
     shifted -= scores.max(axis=1, keepdims=True)
     log_probs = shifted

@@ -146,7 +146,7 @@ register(
 
 
 def class_labels(labels: Node, C: Dim, what: str) -> Node:
-    return make("check_labels", labels, C=C, what=what)
+    return make("check_labels", labels, C=C, what=what, hint="labels")
 
 
 def _cross_entropy_type(logits: Type, labels: Type):
