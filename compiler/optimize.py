@@ -86,6 +86,18 @@ def fold_constants(n: Node) -> Node | None:
     return None
 
 
+@rule("where")
+def where_of_a_constant_mask(n: Node) -> Node | None:
+    """where(true, a, b) -> a and where(false, a, b) -> b, where that operand has the result's
+    type (`a ** b`'s gradient masks b == 0, which folds for a number b)."""
+    mask, a, b = n.args
+    if _is_const(mask):
+        chosen = a if mask.attr("value") else b
+        if _same_type(chosen, n) and chosen.type.static == n.type.static:
+            return chosen
+    return None
+
+
 @rule("mul", "div", "pow")
 def multiply_by_one(n: Node) -> Node | None:
     """x * 1 -> x, 1 * x -> x, x / 1 -> x, x ** 1 -> x."""

@@ -164,14 +164,20 @@ binary("add", "+", ADD, lambda g, y, a, b: (g, g), doc="a + b")
 binary("sub", "-", ADD, lambda g, y, a, b: (g, -g), doc="a - b")
 binary("mul", "*", MUL, lambda g, y, a, b: (g * b, g * a), doc="a * b")
 binary("div", "/", MUL, lambda g, y, a, b: (g / b, -g * y / b), dtype="float", doc="a / b")
-binary(
-    "pow",
-    "**",
-    POW,
-    lambda g, y, a, b: (g * b * a ** (b - 1), g * y * make("log", a)),
-    right_assoc=True,
-    doc="a ** b",
-)
+
+
+def _pow_adjoint(g, y, a, b):
+    """b * a ** (b - 1) and a ** b * log(a), each 0 where its textbook form would be 0 * inf:
+    at b == 0 (a ** 0 is 1 everywhere) and at a == 0 (a ** b * log(a) -> 0 for b > 0), as in
+    PyTorch. The power and the logarithm get a harmless operand there, so no warning is raised;
+    for a constant a or b the masks fold away."""
+    where = lambda mask, a, b: make("where", mask, a, b)  # noqa: E731
+    da = g * b * a ** where(make("eq", b, 0), 1, b - 1)
+    db = g * y * make("log", where(make("eq", a, 0), 1, a))
+    return da, db
+
+
+binary("pow", "**", POW, _pow_adjoint, right_assoc=True, doc="a ** b")
 for _name, _symbol in [
     ("lt", "<"),
     ("le", "<="),

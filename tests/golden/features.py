@@ -246,7 +246,7 @@ def power_backward(dout, cache):
     dx -= dout * t_4 / t_3 * (t_2 > 0)
     dx -= 2 * dout * x
     dx -= dout * x**-2
-    dx += dout * p * t ** (p - 1) * t
+    dx += dout * p * t ** np.where(p == 0, 1, p - 1) * t
     return PowerGrads(dx)
 
 
@@ -264,5 +264,5 @@ def power_grad(x, p):
     dx -= t_4 / t_3 * (t_2 > 0)
     dx += -2.0 * x
     dx -= x**-2
-    dx += p * t ** (p - 1) * t
+    dx += p * t ** np.where(p == 0, 1, p - 1) * t
     return out, PowerGrads(dx)

@@ -142,3 +142,39 @@ def test_labels_in_range_and_a_single_example():
         name="loss",
         wrt=[0],
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. a ** b at a == 0: d/db is 0 (log(0) * 0 was nan), and d/da at b == 0 is 0 (0 * inf was nan)
+
+
+def test_the_gradients_of_a_power_at_zero_are_those_of_pytorch():
+    m = load("graph f(a: [n], b: [n]) -> y {\n    y = sum(a ** b)\n}\n")
+    a, b = np.array([0.0, 0.0, 2.0, 1.5]), np.array([0.0, 2.0, 3.0, 0.0])
+    with np.errstate(all="raise"):
+        value, grads = m.f_grad(a, b)
+    assert value == 1 + 0 + 8 + 1
+    np.testing.assert_allclose(grads.a, [0.0, 0.0, 12.0, 0.0])
+    np.testing.assert_allclose(grads.b, [0.0, 0.0, 8 * np.log(2.0), np.log(1.5)])
+
+
+@pytest.mark.parametrize(
+    "body", ["y = sum(a ** b)", "y = sum(a ** b * b)", "y = sum((a * a) ** b + 2 ** a)"]
+)
+def test_the_gradients_of_a_power_at_zero_are_finite_and_silent(body):
+    m = load(f"graph f(a: [n], b: [n]) -> y {{\n    {body}\n}}\n")
+    with np.errstate(all="raise"):
+        value, grads = m.f_grad(np.array([0.0, 0.0, 2.0, 1.5]), np.array([0.0, 2.0, 3.0, 0.0]))
+    assert np.isfinite(value) and all(np.isfinite(g).all() for g in grads)
+    # where finite differences can tell: in b at a == 0 for b > 0, in both for a > 0
+    a, b = np.array([0.0, 0.5, 2.0, 1.5]), np.array([2.5, 0.0, 3.0, -1.5])
+    _, grads = m.f_grad(a, b)
+    assert rel_error(grads.b, numeric_grad(m.f, [a, b], 1)) < 1e-6
+    _check_grads(m, [a + 0.25, b])
+
+
+def test_the_gradient_of_a_power_at_zero_with_a_scalar_exponent():
+    m = load("graph f(a: [n], p: []) -> y {\n    y = sum(a ** p)\n}\n")
+    with np.errstate(all="raise"):
+        value, grads = m.f_grad(np.array([0.0, 2.0]), 0.0)
+    assert value == 2.0 and grads.a.tolist() == [0.0, 0.0] and grads.p == np.log(2.0)
