@@ -14,10 +14,10 @@ from . import (
     CMP,
     Code,
     emit_call,
-    no_flops,
     normalize_axes,
     per_element,
     register,
+    size,
 )
 from .linalg import unsqueeze
 from .reduce import composite, require_float, shift_by_max
@@ -140,7 +140,9 @@ register(
     lambda g, y, labels, *, C, what: (None,),
     doc="the labels, checked at run time to be classes 0 to C - 1: a ValueError naming the graph "
     "and the operation `what` otherwise",
-    flops=no_flops,  # integer comparisons
+    # as emitted: the least and the greatest label, and 0 <= least <= greatest < C (comparisons,
+    # like one_hot's, count as operations)
+    flops=lambda y, labels, **attrs: 2 * size(labels) + 3,
     view=True,  # the labels themselves
 )
 
