@@ -138,7 +138,7 @@ def softmax_loss_backward(dout, cache):
     probs = np.exp(log_probs)
     dx = probs
     dx -= one_hot
-    dx *= dout / N
+    dx *= dout / max(N, 1)
     return SoftmaxLossGrads(dx)
 
 
@@ -155,7 +155,7 @@ def softmax_loss_grad(x, y):
     probs = np.exp(log_probs, out=log_probs)
     dx = probs
     dx -= one_hot
-    dx *= 1.0 / N
+    dx *= 1.0 / max(N, 1)
     return loss, SoftmaxLossGrads(dx)
 
 
@@ -194,7 +194,7 @@ def svm_loss_backward(dout, cache):
     """Gradients of svm_loss with respect to x; dout is shaped like loss []."""
     y, t, t_1, N, C = cache
     # loss = sum(where(one_hot(y, C) > 0, 0, margins)) / N
-    dmargins = np.where(t_1, 0, dout / N).astype(t.dtype)
+    dmargins = np.where(t_1, 0, float(np.divide(dout, N))).astype(t.dtype)
     # margins = maximum(0, x - reshape(correct, (N, 1)) + 1)
     t_2 = dmargins * (t > 0)
     t_2 += 0.5 * dmargins * (0 == t)
@@ -214,7 +214,7 @@ def svm_loss_grad(x, y):
     t_1 = (y[:, None] == np.arange(C)).astype(x.dtype) > 0
     loss = np.where(t_1, 0, margins).sum() / N
     # loss = sum(where(one_hot(y, C) > 0, 0, margins)) / N
-    dmargins = np.where(t_1, 0, 1.0 / N).astype(x.dtype)
+    dmargins = np.where(t_1, 0, float(np.divide(1.0, N))).astype(x.dtype)
     # margins = maximum(0, x - reshape(correct, (N, 1)) + 1)
     t_2 = dmargins * (t > 0)
     t_2 += 0.5 * dmargins * (0 == t)

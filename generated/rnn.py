@@ -361,7 +361,7 @@ def temporal_softmax_loss_backward(dout, cache):
     probs = np.exp(log_probs)
     dx = probs
     dx -= one_hot
-    dx *= (dout / N * t).reshape((N, T, 1))
+    dx *= (float(np.divide(dout, N)) * t).reshape((N, T, 1))
     return TemporalSoftmaxLossGrads(dx)
 
 
@@ -381,5 +381,5 @@ def temporal_softmax_loss_grad(x, y, mask):
     probs = np.exp(log_probs, out=log_probs)
     dx = probs
     dx -= one_hot
-    dx *= (1.0 / N * t).reshape((N, T, 1))
+    dx *= (float(np.divide(1.0, N)) * t).reshape((N, T, 1))
     return loss, TemporalSoftmaxLossGrads(dx)

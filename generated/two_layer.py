@@ -174,7 +174,7 @@ def two_layer_backward(dout, cache):
     probs = np.exp(log_probs)
     dscores = probs
     dscores -= one_hot
-    dscores *= dout / N
+    dscores *= dout / max(N, 1)
     # out = x @ w + b  (in fn affine)
     db2 = dscores.sum(axis=0)
     dh = dscores @ W2.T
@@ -219,7 +219,7 @@ def two_layer_grad(X, y, W1, b1, W2, b2, reg):
     probs = np.exp(log_probs, out=log_probs)
     dscores = probs
     dscores -= one_hot
-    dscores *= 1.0 / N
+    dscores *= 1.0 / max(N, 1)
     # out = x @ w + b  (in fn affine)
     db2 = dscores.sum(axis=0)
     dh = dscores @ W2.T

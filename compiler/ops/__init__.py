@@ -161,6 +161,26 @@ def emit_call(fn: str, *parts: str) -> Code:
     return Code(f"{fn}({', '.join(parts)})")
 
 
+def python_numbers(ctx) -> bool:
+    """Whether every operand of the node being emitted may be a Python number when the module
+    runs: a constant, a size, or a 0-d value made of `[]` parameters and douts alone, which the
+    caller may pass as Python numbers. Python's arithmetic and `math` on them raise
+    (ZeroDivisionError, "math domain error") where NumPy gives inf or nan and a warning."""
+    strong = getattr(ctx, "strong", ())
+    return all(a.ndim == 0 and (a.type.static or a not in strong) for a in ctx.node.args)
+
+
+def number_call(ctx, fn: str, *args: Code) -> Code:
+    """`float(np.fn(args))`: NumPy's function on numbers that may be Python's, for NumPy's answer
+    (`float(np.sqrt(-1.0))` is nan, with NumPy's warning), kept a Python float, which takes the
+    dtype of the arrays it meets (a NumPy float64 would make float32 arrays float64). A value that
+    the emitter gives the graph's float dtype anyway is left a NumPy number."""
+    call = emit_call(fn, *(a.text for a in args))
+    if ctx.node in getattr(ctx, "born_weak", ()) and getattr(ctx, "dtype_of", None):
+        return call
+    return emit_call("float", call.text)
+
+
 def number_filled(ctx, x: Code, shape: Shape) -> Code:
     """A 0-d value, maybe a Python number, as an array of a shape of size-1 axes."""
     return emit_call("np.full", shape_text(ctx, shape), x.text)

@@ -95,13 +95,25 @@ register(
     axis=None,
     keepdims=False,
 )
+
+
+def _mean_adjoint(g, y, x, *, axis, keepdims):
+    """g / n spread over the n elements averaged. A mean over no element is nan (NumPy's, with
+    its warning), and its gradient is spread over no element: g / max(n, 1) then gives what
+    PyTorch gives, an empty gradient and zeros beyond it, where g / 0 would raise in Python or
+    make the gradients of what the mean depends on 0 * inf = nan."""
+    n = product(x.shape[i] for i in axis)
+    count = make("dim", dim=n)
+    if not (n.is_const and n.value > 0):
+        count = make("maximum", count, 1)
+    return (expand_back(g / count, x, axis, keepdims),)
+
+
 register(
     "mean",
     _reduce_type("mean", dtype="float"),
     _reduce_emit("mean"),
-    lambda g, y, x, *, axis, keepdims: (
-        expand_back(g / make("dim", dim=product(x.shape[i] for i in axis)), x, axis, keepdims),
-    ),
+    _mean_adjoint,
     doc="mean over axes",
     call=("x", "axis", "keepdims"),
     flops=lambda y, x, **attrs: size(x) + size(y),  # the sum, then a division per result

@@ -2,7 +2,6 @@
 """Forward and backward passes of batched, scaled, power, compiled by bpc from features.bp."""
 
 import functools
-import math
 import re
 from typing import NamedTuple
 
@@ -144,7 +143,7 @@ class ScaledGrads(NamedTuple):
 def scaled(Q, K):
     """z [] = scaled(Q [T, d], K [T, d]): the forward pass alone."""
     T, d = _shapes("scaled(Q: [T, d], K: [T, d])", Q, K)
-    t = math.sqrt(d)
+    t = float(np.sqrt(d))
     a = Q @ K.T / t
     t_1 = a > 0
     a_1 = a * t_1
@@ -157,7 +156,7 @@ def scaled(Q, K):
 def scaled_forward(Q, K):
     """z [] = scaled(Q [T, d], K [T, d]), and the cache that scaled_backward needs."""
     T, d = _shapes("scaled(Q: [T, d], K: [T, d])", Q, K)
-    t = math.sqrt(d)
+    t = float(np.sqrt(d))
     a = Q @ K.T / t
     t_1 = a > 0
     a_1 = a * t_1
@@ -172,7 +171,7 @@ def scaled_backward(dout, cache):
     """Gradients of scaled with respect to Q, K; dout is shaped like z []."""
     Q, K, t, t_1, t_2, T = cache
     # z = mean(reshape(transpose(a, (1, 0)), (T * T,)) ** 2)
-    da = (2 * (dout / (T * T)) * t_2).reshape((T, T)).T
+    da = (2 * (dout / max(T * T, 1)) * t_2).reshape((T, T)).T
     # a = a * (a > 0) - 0.1 * a
     da_1 = da * t_1
     da_1 -= 0.1 * da
@@ -187,7 +186,7 @@ def scaled_backward(dout, cache):
 def scaled_grad(Q, K):
     """z = scaled(Q [T, d], K [T, d]) and its gradients with respect to Q, K."""
     T, d = _shapes("scaled(Q: [T, d], K: [T, d])", Q, K)
-    t = math.sqrt(d)
+    t = float(np.sqrt(d))
     a = Q @ K.T / t
     t_1 = a > 0
     a_1 = a * t_1
@@ -195,7 +194,7 @@ def scaled_grad(Q, K):
     t_2 = a_1.T.reshape((T * T,))
     z = (t_2**2).mean()
     # z = mean(reshape(transpose(a, (1, 0)), (T * T,)) ** 2)
-    da = (2 * (1.0 / (T * T)) * t_2).reshape((T, T)).T
+    da = (2 * (1.0 / max(T * T, 1)) * t_2).reshape((T, T)).T
     # a = a * (a > 0) - 0.1 * a
     da_1 = da * t_1
     da_1 -= 0.1 * da

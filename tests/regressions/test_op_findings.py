@@ -4,6 +4,8 @@ differences in float64."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -178,3 +180,87 @@ def test_the_gradient_of_a_power_at_zero_with_a_scalar_exponent():
     with np.errstate(all="raise"):
         value, grads = m.f_grad(np.array([0.0, 2.0]), 0.0)
     assert value == 2.0 and grads.a.tolist() == [0.0, 0.0] and grads.p == np.log(2.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. An empty batch: a mean over no element is nan, its gradient is empty (there was a
+#    ZeroDivisionError in 1.0 / N); a sum divided by N (the SVM loss, the temporal softmax loss)
+#    divides as NumPy does
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "l = mean(cross_entropy(x, y))",
+        "l = mean(x * x)",
+        "l = mean(sum(x, axis=1) * x[:, 0])",
+        "l = sum(mean(x @ W, axis=0))",
+        "l = mean(x * x * w) + sum(w * w)",
+        "l = sum(cross_entropy(x, y)) / N",
+        "l = sum(where(one_hot(y, C) > 0, 0, maximum(0, x - 1))) / N",
+    ],
+)
+def test_an_empty_batch_gives_nan_and_an_empty_gradient(body):
+    m = load(
+        f"graph f(x: [N, C], y: int[N], W: [C, C], w: [C]) -> l wrt x, W, w {{\n    {body}\n}}\n"
+    )
+    x, y, W, w = np.zeros((0, 3)), np.zeros(0, int), np.ones((3, 3)), np.ones(3)
+    with pytest.warns(RuntimeWarning):  # NumPy's, for a mean or a division by N = 0
+        value, grads = m.f_grad(x, y, W, w)
+        out, cache = m.f_forward(x, y, W, w)
+        backwards = [m.f_backward(1.0, cache), m.f_backward(np.float64(1.0), cache)]
+    assert np.isnan(value) and np.isnan(out)
+    for backward in (grads, *backwards):
+        assert backward.x.shape == (0, 3)
+        # what the batch is computed from gets nothing through the mean
+        if "mean" in body:
+            assert (backward.W == 0).all() and (backward.w == 2 * w * ("w * w" in body)).all()
+
+
+def test_a_mean_over_an_empty_batch_in_float32():
+    m = load("graph f(x: [N, C], y: int[N]) -> l {\n    l = mean(cross_entropy(x, y))\n}\n")
+    with pytest.warns(RuntimeWarning):
+        value, grads = m.f_grad(np.zeros((0, 3), np.float32), np.zeros(0, int))
+    assert np.isnan(value) and grads.x.shape == (0, 3) and grads.x.dtype == np.float32
+
+
+# ---------------------------------------------------------------------------------------------
+# 9. Numbers made of constants and sizes compute as NumPy does (math raised "math domain error")
+
+
+@pytest.mark.parametrize(
+    "expr, n, expected, warning",
+    [
+        ("sqrt(2 - n)", 3, np.nan, "invalid value"),
+        ("sqrt(2 - n)", 1, 1.0, None),
+        ("log(n - 1)", 1, -np.inf, "divide by zero"),
+        ("log1p(-n - 1)", 1, np.nan, "invalid value"),
+        ("sin(1e400)", 1, np.nan, "invalid value"),
+        ("cos(1e400)", 1, np.nan, "invalid value"),
+        ("exp(1000 * n)", 1, np.inf, "overflow"),
+        ("tanh(1e400) + sigmoid(-1e400) + softplus(-1e400) + relu(-n)", 1, 1.0, None),
+        ("1 / (n - 1)", 1, np.inf, "divide by zero"),
+        ("(n - 1.0) ** -1", 1, np.inf, "divide by zero"),
+        ("(1.0 - n) ** 0.5", 2, np.nan, "invalid value"),
+        ("0.0 ** -1", 1, np.inf, "divide by zero"),
+        ("sqrt(n) * sqrt(n)", 4, 4.0, None),
+    ],
+)
+def test_numbers_compute_as_numpy_does(expr, n, expected, warning):
+    m = load(f"graph f(x: [n]) -> y {{\n    y = sum(x) * ({expr})\n}}\n")
+    x = np.ones(n)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        value = m.f(x)
+        _, grads = m.f_grad(x)
+    np.testing.assert_equal(value, n * expected)
+    np.testing.assert_equal(grads.x, np.full(n, expected))
+    messages = " ".join(str(w.message) for w in caught)
+    assert (warning or "nothing") in (messages or "nothing"), messages
+
+
+def test_numbers_stay_python_numbers_for_float32():
+    m = load("graph f(Q: [T, d], K: [T, d]) -> s {\n    s = sum(Q @ K.T / sqrt(d))\n}\n")
+    Q = np.ones((2, 4), np.float32)
+    value, grads = m.f_grad(Q, Q)
+    assert value == 8.0 and value.dtype == grads.Q.dtype == np.float32
