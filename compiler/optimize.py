@@ -770,8 +770,15 @@ def finish_gradients(graph: Graph, *, cache_reused: bool) -> Graph:
         base = views[-1]
         fill = [p, *(dtype_of if p.ndim == 0 else [])]
         with at(None if g.op in ("param", "dout") else g.loc):
-            if g.op == "broadcast_to":
-                g = make("full_like", fill[0], g.args[0], *fill[1:], hint="d" + name)
+            if g.op == "broadcast_to" or (g.op == "full_like" and p.ndim == 0):
+                # (a broadcast, or autodiff's zeros for an unused parameter: filled once)
+                g = make(
+                    "full_like",
+                    fill[0],
+                    g.args[1 if g.op == "full_like" else 0],
+                    *fill[1:],
+                    hint="d" + name,
+                )
                 base = g
             elif (
                 g.type.static

@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 import pytest
 
+from bpc import compile_source
 from tests.support import load, numeric_grad, rel_error
 
 
@@ -87,6 +88,15 @@ def test_a_python_int_for_the_only_float_parameter_counts_as_a_float():
     value, grads = m.f_grad(1, np.float32(1))
     assert grads.x0.dtype == np.float32
     _check_grads(m, [1, 0.75], wrt=[1])
+
+
+def test_an_unused_scalar_parameter_gets_a_float_zero():
+    """Autodiff's zero for a parameter nothing uses was an int for a Python int, and filled twice:
+    np.full_like(s, np.full_like(s, 0))."""
+    source = "graph f(x: [n], s: []) -> y {\n    y = sum(x * x)\n}\n"
+    _, grads = load(source).f_grad(np.ones(2, np.float32), 3)
+    assert grads.s == 0 and grads.s.dtype == np.float32
+    assert "ds = np.full_like(s, 0, dtype=x.dtype)" in compile_source(source)
 
 
 # ---------------------------------------------------------------------------------------------
