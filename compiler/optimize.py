@@ -15,7 +15,20 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from .dims import Dim, product
-from .ir import OPS, Graph, Node, ShapeError, at, const, is_view, make, reachable, rewrite
+from .ir import (
+    OPS,
+    Graph,
+    Node,
+    ShapeError,
+    at,
+    const,
+    is_view,
+    make,
+    reachable,
+    rewrite,
+    schedule,
+    with_args,
+)
 
 Rule = Callable[[Node], Node | None]
 RULES: list[Rule] = []
@@ -818,6 +831,51 @@ def _dim_symbols(n: Node) -> set[str]:
     return out
 
 
+def _numbers_only(n: Node) -> bool:
+    """A 0-d value made of no array: constants, sizes and `[]` parameters, maybe Python numbers."""
+    return all(m.ndim == 0 for m in reachable([n]))
+
+
+def _bases(n: Node) -> set[Node]:
+    """n and the values whose arrays n may share: through views, and einsum's operands."""
+    out, stack = set(), [n]
+    while stack:
+        m = stack.pop()
+        if m not in out:
+            out.add(m)
+            stack.extend(m.args[:1] if is_view(m) else m.args if m.op == "einsum" else ())
+    return out
+
+
+def finish_outputs(graph: Graph) -> Graph:
+    """Each output is the caller's to keep and to change. One made of numbers alone (a constant,
+    a size, arithmetic on `[]` parameters, which may be Python numbers) becomes a NumPy number of
+    the graph's float dtype (`scalar`); one that may share a parameter's array (`y = x`, `x.T`,
+    `W[i]`), or an earlier output's, becomes a copy. The output's name goes with it."""
+    params, seen, wraps = set(graph.inputs), set(), []
+    for o in graph.outputs:
+        bases = _bases(o)
+        wraps.append("scalar" if _numbers_only(o) else "copy" if bases & (params | seen) else None)
+        seen |= bases
+    if not any(wraps):
+        return graph
+    # (a value also returned as it is keeps its name)
+    wrapped = {o for o, w in zip(graph.outputs, wraps) if w and o.args} - {
+        o for o, w in zip(graph.outputs, wraps) if not w
+    }
+
+    def unnamed(n: Node, args: tuple[Node, ...]) -> Node:
+        return replace(n, args=args, hint=None) if n in wrapped else with_args(n, args)
+
+    graph = rewrite(graph, unnamed)
+    outputs = []
+    for o, name, w in zip(graph.outputs, graph.output_names, wraps):
+        with at(o.loc):
+            outputs.append(make(w, o, hint=name) if w else o)
+    keep = tuple(outputs) + graph.grads + graph.inputs + graph.douts
+    return replace(graph, outputs=tuple(outputs), nodes=schedule(graph.nodes, keep))
+
+
 def select_cache(graph: Graph) -> Graph:
     """The cache is exactly what the backward reads from the forward: parameters and forward
     values that some backward node takes as an argument, and the dimension sizes it uses."""
@@ -840,7 +898,7 @@ def optimize(
     """Simplify, share and prune; make the gradients safe to hand to the caller; choose the cache.
     `sizes` are the dimension sizes the user expects, for rewrites whose gain depends on them."""
     graph = place_scales(transpose_products(simplify(graph)), sizes)
-    return select_cache(finish_gradients(graph, cache_reused=cache_reused))
+    return select_cache(finish_gradients(finish_outputs(graph), cache_reused=cache_reused))
 
 
 def seed_ones(graph: Graph) -> Graph:

@@ -33,15 +33,16 @@ def _elementwise_type(*types: Type, dtype: str | None = None) -> Type:
 
 def unary(name, fn, adjoint, *, math_fn=None, doc="", flops=None):
     """An elementwise function of one float argument. `fn` is a NumPy function's name, or a
-    function from the argument's Code to the result's. On plain numbers (sizes and constants) the
-    result stays a Python number rather than a float64 NumPy scalar: `math_fn` (likewise) emits
-    it for a function that `math` computes for every float, and the others are NumPy's function
-    on the number, `float(np.sqrt(d))`, which gives nan or inf where `math` would raise."""
+    function from the argument's Code to the result's. On a number that may be Python's (a size,
+    a constant, a `[]` parameter) the result stays a Python number rather than a float64 NumPy
+    scalar, which would make float32 arrays float64: `math_fn` (likewise) emits it for a function
+    that `math` computes for every float, and the others are NumPy's function on the number,
+    `float(np.sqrt(d))`, which gives nan or inf (and NumPy's warning) where `math` would raise."""
 
     def emit(ctx, x):
-        if x.type.static and math_fn:
+        if python_numbers(ctx) and math_fn:
             return emit_call(math_fn, x.text) if isinstance(math_fn, str) else math_fn(x)
-        if x.type.static and isinstance(fn, str):
+        if python_numbers(ctx) and isinstance(fn, str):
             return number_call(ctx, fn, x)
         return emit_call(fn, x.text) if isinstance(fn, str) else fn(x)
 

@@ -241,12 +241,45 @@ register(
     "pass as a Python int, is of the graph's float dtype)",
     flops=no_flops,
 )
+
+
+def _copy_emit(ctx, x):
+    # the method skips np.copy's dispatch; a 0-d value may be a Python number, without one
+    return Code(f"{x.at(ATOM)}.copy()") if x.type.ndim else emit_call("np.copy", x.text)
+
+
 register(
     "copy",
-    lambda x: x,
-    lambda ctx, x: emit_call("np.copy", x.text),
+    lambda x: Type(x.dtype, x.shape),
+    _copy_emit,
     lambda g, y, x: (g,),
     doc="a fresh copy",
+    flops=no_flops,
+)
+
+
+def _scalar_emit(ctx, x):
+    """`x.dtype.type(2.5)` for a float, the graph's float dtype as the emitter knows it
+    (`dtype_of`), which writes that conversion itself where it makes a float of numbers alone;
+    `np.float64(2.5)` in a graph without float parameters; `np.int_(n)`, `np.bool_(b)`."""
+    node = ctx.node
+    if node.dtype != "float":
+        return emit_call("np.int_" if node.dtype == "int" else "np.bool_", x.text)
+    dtype = getattr(ctx, "dtype_of", None)
+    if dtype is None:
+        return emit_call("np.float64", x.text)
+    if node in getattr(ctx, "born_weak", ()):
+        return x
+    return Code(f"{dtype}.type({x.text})")
+
+
+register(
+    "scalar",
+    lambda x: Type(x.dtype, ()),
+    _scalar_emit,
+    lambda g, y, x: (g,),
+    doc="a 0-d output made of numbers alone (constants, sizes, `[]` parameters, which the caller "
+    "may pass as Python numbers), as a NumPy number: a float of the graph's float dtype",
     flops=no_flops,
 )
 register(

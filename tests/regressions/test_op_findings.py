@@ -274,3 +274,95 @@ def test_numbers_stay_python_numbers_for_float32():
     Q = np.ones((2, 4), np.float32)
     value, grads = m.f_grad(Q, Q)
     assert value == 8.0 and value.dtype == grads.Q.dtype == np.float32
+
+
+# ---------------------------------------------------------------------------------------------
+# 10. An output that is a constant or a size (NameError at every call), or made of `[]`
+#     parameters alone, is a NumPy number: a float of the graph's float dtype
+
+
+@pytest.mark.parametrize(
+    "params, body, args, expected, dtype",
+    [
+        ("x: [n]", "y = 2.5", [np.ones(3)], 2.5, np.float64),
+        ("x: [n]", "y = 2.5", [np.ones(3, np.float32)], 2.5, np.float32),
+        ("x: [n]", "y = n", [np.ones(3)], 3, np.int_),
+        ("x: [n]", "y = n > 2", [np.ones(3)], True, np.bool_),
+        ("x: [n], s: []", "y = s * s", [np.ones(3, np.float32), 3], 9.0, np.float32),
+        ("s: []", "y = s * s", [3], 9.0, np.float64),
+        ("s: []", "y = s", [np.float32(1.5)], 1.5, np.float32),
+        ("k: int[n]", "y = n * 0.5", [np.ones(4, int)], 2.0, np.float64),
+    ],
+)
+def test_an_output_made_of_numbers_is_a_numpy_number(params, body, args, expected, dtype):
+    m = load(f"graph f({params}) -> y {{\n    {body}\n}}\n")
+    for y in (m.f(*args), m.f_forward(*args)[0], m.f_grad(*args)[0]):
+        assert y == expected and type(y) is dtype
+
+
+def test_outputs_made_of_numbers_and_their_gradients():
+    m = load("graph f(x: [n], s: []) -> (y, z, w) {\n    y = 1.5\n    z = n\n    w = s * 2\n}\n")
+    (y, z, w), cache = m.f_forward(np.ones(2), 3)
+    assert (y, z, w) == (1.5, 2, 6.0)
+    grads = m.f_backward((1.0, 1.0, 1.0), cache)
+    assert grads.x.tolist() == [0.0, 0.0] and grads.s == 2.0 and grads.s.dtype == np.float64
+
+
+# ---------------------------------------------------------------------------------------------
+# 11. An output is never the caller's array: an input returned as it is, or a view of one, is
+#     copied (the caller writing into it wrote into their input, and into the cache)
+
+
+@pytest.mark.parametrize(
+    "params, body",
+    [
+        ("x: [n, m]", "y = x"),
+        ("x: [n, m]", "y = x.T"),
+        ("x: [n, m]", "y = reshape(x, (m, n))"),
+        ("x: [n, m]", "y = x[0]"),
+        ("x: [n, m], i: int[]", "y = take(x, i)"),
+        ("x: [n, m]", 'y = einsum("ij->ji", x)'),
+        ("x: [n, m], k: int[n]", "y = k"),
+    ],
+)
+def test_an_output_never_shares_an_inputs_array(params, body):
+    m = load(
+        f"graph f({params}) -> y {{\n    {body}\n    z = sum(x * x)\n}}\n".replace(
+            "-> y", "-> (y, z)"
+        )
+    )
+    x = np.arange(6.0).reshape(2, 3)
+    args = (
+        [x] + ([0] if "i: int" in params else []) + ([np.arange(2)] if "k: int" in params else [])
+    )
+    kept = [np.array(a, copy=True) for a in args]
+    for y, _ in (m.f(*args), m.f_forward(*args)[0]):
+        assert not any(np.shares_memory(y, a) for a in args)
+        y[...] = -1
+        for a, k in zip(args, kept):
+            np.testing.assert_array_equal(a, k)
+    (y, z), cache = m.f_forward(*args)
+    y[...] = -1
+    grads = m.f_backward((np.ones(np.shape(y)), 1.0), cache)
+    np.testing.assert_array_equal(
+        grads.x - 2 * x, m.f_backward((np.ones(np.shape(y)), 0.0), cache).x
+    )
+
+
+def test_two_outputs_never_share_an_array():
+    m = load(
+        "graph f(x: [n]) -> (y, z, w) {\n    y = x * 2\n    z = y\n    w = reshape(y, (1, n))\n}\n"
+    )
+    y, z, w = m.f(np.ones(3))
+    assert not np.shares_memory(y, z) and not np.shares_memory(y, w)
+    assert not np.shares_memory(z, w)
+
+
+def test_a_scalar_parameter_through_a_function_keeps_float32():
+    """exp(s), tanh(s) of a `[]` parameter passed as a Python float were float64 NumPy scalars,
+    which made the float32 arrays they met float64."""
+    m = load("graph f(x: [n], s: []) -> y {\n    y = sum(x * exp(s)) + sum(x * tanh(s))\n}\n")
+    x = np.ones(3, np.float32)
+    value, grads = m.f_grad(x, 0.5)
+    assert value.dtype == grads.x.dtype == grads.s.dtype == np.float32
+    _check_grads(m, [np.ones(3), 0.5])
