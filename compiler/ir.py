@@ -140,6 +140,8 @@ class OpDef:
     - `flops(result_type, *arg_types, **attrs)` estimates the floating-point operations of the
       emitted code as a `Dim` in the dimension names (`bpc stats`); an elementwise operation's
       default is one per element of its result.
+    - `check(node)`, when given, checks what the operands' types cannot say (the value of a
+      constant operand) on the typed node, raising `ShapeError`; the shape pass calls it.
     - `view` says whether the NumPy result may be a view of the first argument (basic indexing,
       a reshape): True, or a function of the typed node where it depends on the operands (`W[i]`
       is a view for a 0-d index `i`, a new array for an array of indices). Passes that write into
@@ -156,6 +158,7 @@ class OpDef:
     static: tuple[tuple[str, Any], ...] = ()
     flops: Callable[..., Dim] | None = None
     view: bool | Callable[[Node], bool] = False
+    check: Callable[[Node], None] | None = None
 
 
 REQUIRED = object()  # a static call parameter without a default

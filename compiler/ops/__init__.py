@@ -46,11 +46,13 @@ def register(
     call=None,
     flops=None,
     view=False,
+    check=None,
     **static,
 ):
     """Add an operation; `call` and `static` say how the language spells it, `flops` how many
     floating-point operations it does (see `OpDef`; one per result element when elementwise),
-    `view` whether its result may be a view of its first argument."""
+    `view` whether its result may be a view of its first argument, `check` what its operands'
+    types cannot say."""
     if flops is None and elementwise:
         flops = per_element
     OPS[name] = OpDef(
@@ -64,6 +66,7 @@ def register(
         tuple(static.items()),
         flops=flops,
         view=view,
+        check=check,
     )
 
 

@@ -58,7 +58,9 @@ def unary(name, fn, adjoint, *, math_fn=None, doc="", flops=None):
     )
 
 
-def binary(name, symbol, prec, adjoint, *, dtype=None, right_assoc=False, numbers=None, doc=""):
+def binary(
+    name, symbol, prec, adjoint, *, dtype=None, right_assoc=False, numbers=None, check=None, doc=""
+):
     """An elementwise infix operator with NumPy broadcasting. `numbers(ctx, a, b)`, when given,
     emits it on operands that may all be Python numbers, where Python's operator would raise (it
     returns None where it would not)."""
@@ -85,6 +87,7 @@ def binary(name, symbol, prec, adjoint, *, dtype=None, right_assoc=False, number
         adjoint,
         elementwise=True,
         doc=doc,
+        check=check,
     )
 
 
@@ -218,7 +221,42 @@ def _pow_adjoint(g, y, a, b):
     return da, db
 
 
-binary("pow", "**", POW, _pow_adjoint, right_assoc=True, numbers=_pow_numbers, doc="a ** b")
+def constant_value(n: Node) -> int | float | bool | None:
+    """The value of a node made of literals alone (`-1` is `neg(1)`), or None."""
+    if n.op == "const":
+        return n.attr("value")
+    values = [constant_value(a) for a in n.args]
+    if not n.args or any(v is None for v in values):
+        return None
+    fold = {"neg": lambda x: -x, "add": lambda a, b: a + b, "sub": lambda a, b: a - b}
+    fold["mul"] = lambda a, b: a * b
+    return fold[n.op](*values) if n.op in fold else None
+
+
+def _pow_check(n: Node) -> None:
+    """NumPy raises on integers to negative integer powers (`k ** -1` on an int array) where
+    Python would give a float: an error at compile time, as soon as the exponent is known."""
+    a, b = n.args
+    if a.dtype == "float" or b.dtype == "float":
+        return
+    value = constant_value(b)
+    if value is not None and value < 0:
+        raise ShapeError(
+            f"integers to negative integer powers are not allowed, as in NumPy ({a.type} ** "
+            f"{value}); write ** {float(value)} for a float result"
+        )
+
+
+binary(
+    "pow",
+    "**",
+    POW,
+    _pow_adjoint,
+    right_assoc=True,
+    numbers=_pow_numbers,
+    check=_pow_check,
+    doc="a ** b; integers to negative integer powers are an error, as in NumPy",
+)
 for _name, _symbol in [
     ("lt", "<"),
     ("le", "<="),

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from bpc import compile_source
+from bpc.diagnostics import CompileError, render
 from tests.support import load, numeric_grad, rel_error
 
 
@@ -232,6 +233,70 @@ def test_a_mean_over_an_empty_batch_in_float32():
     with pytest.warns(RuntimeWarning):
         value, grads = m.f_grad(np.zeros((0, 3), np.float32), np.zeros(0, int))
     assert np.isnan(value) and grads.x.shape == (0, 3) and grads.x.dtype == np.float32
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. A reshape whose element counts are equal only for some sizes is a compile error (the forward
+#    ran for any sizes and the backward raised)
+
+
+def _error(source: str) -> str:
+    with pytest.raises(CompileError) as e:
+        compile_source(source, "f.bp")
+    (d,) = e.value.diagnostics
+    return render(d, "f.bp", source)
+
+
+@pytest.mark.parametrize(
+    "params, call, caret, condition",
+    [
+        ("x: [n], y: [m, k]", "reshape(mean(x), (m, k))", 9, "k*m == 1"),
+        ("x: [N, C, H]", "reshape(x, (N, C*C))", 9, "C*C*N == C*H*N"),
+        ("x: [n]", "reshape(x, (2, 3))", 9, "6 == n"),
+        ("x: [n, m]", "reshape(x, (n, n))", 9, "n*n == m*n"),
+        ("x: [n], y: [m]", "sum(reshape(x * 2, (m,)) * y)", 13, "m == n"),
+    ],
+)
+def test_a_reshape_must_keep_its_size_whatever_the_sizes(params, call, caret, condition):
+    text = _error(f"graph f({params}) -> z {{\n    z = {call}\n}}\n")
+    assert text.startswith(f"f.bp:2:{caret}: error: reshape: ")
+    assert f"the same only where {condition}; a reshape must keep the number of elements" in text
+    assert text.endswith("\n" + " " * (4 + caret - 1) + "^")
+
+
+def test_reshapes_that_keep_their_size_still_compile():
+    m = load("graph f(x: [N, C, H]) -> z {\n    z = sum(reshape(x, (C*H, N)) ** 2)\n}\n")
+    _check_grads(m, [np.random.default_rng(3).normal(size=(2, 3, 2))])
+
+
+# ---------------------------------------------------------------------------------------------
+# 8. Integers to a negative integer power: a compile error, as NumPy raises for them
+
+
+@pytest.mark.parametrize(
+    "params, expr, caret, written",
+    [
+        ("k: int[n]", "k ** -1", 9, "int[n] ** -1"),
+        ("k: int[n]", "k ** (0 - 2)", 9, "int[n] ** -2"),
+        ("x: [n]", "sum(x) * n ** -1", 18, "int[] ** -1"),
+        ("x: [n]", "sum(x) * 2 ** -1", 18, "int[] ** -1"),
+        ("x: [n], k: int[n]", "sum(x * (k > 0) ** -3)", 17, "bool[n] ** -3"),
+    ],
+)
+def test_integers_to_a_negative_power_are_a_compile_error(params, expr, caret, written):
+    text = _error(f"graph f({params}) -> y {{\n    y = {expr}\n}}\n")
+    value = written.rsplit(" ", 1)[1]
+    assert text.startswith(
+        f"f.bp:2:{caret}: error: integers to negative integer powers are not allowed, as in "
+        f"NumPy ({written}); write ** {float(value)} for a float result"
+    ), text
+
+
+def test_integers_to_float_or_positive_powers_compile():
+    m = load("graph f(k: int[n], x: [n]) -> y {\n    y = sum(x * k ** -1.0 + x * k ** 2)\n}\n")
+    k, x = np.array([1, 2, 4]), np.array([0.5, 1.0, 2.0])
+    assert m.f(k, x) == sum(x / k + x * k**2)
+    _check_grads(m, [k, x], wrt=[1])
 
 
 # ---------------------------------------------------------------------------------------------
