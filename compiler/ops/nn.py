@@ -156,6 +156,11 @@ def _cross_entropy_type(logits: Type, labels: Type):
     _require_labels("cross_entropy", labels)
     if logits.ndim == 0:
         raise ShapeError("cross_entropy: logits need a class axis, the last one")
+    if logits.shape[-1] == Dim.of(0):  # (a label could name no class)
+        raise ShapeError(
+            f"cross_entropy: the logits {show_shape(logits.shape)} have no class: their last "
+            "axis has size 0"
+        )
     if labels.shape != logits.shape[:-1]:
         raise ShapeError(
             f"cross_entropy: labels {show_shape(labels.shape)} must have the shape of the logits "

@@ -4,6 +4,8 @@ differences in float64."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -431,3 +433,49 @@ def test_a_scalar_parameter_through_a_function_keeps_float32():
     value, grads = m.f_grad(x, 0.5)
     assert value.dtype == grads.x.dtype == grads.s.dtype == np.float32
     _check_grads(m, [np.ones(3), 0.5])
+
+
+# ---------------------------------------------------------------------------------------------
+# 12. Diagnostics instead of crashes: an expression nested too deeply (a lark VisitError around
+#     a RecursionError), a cross_entropy without classes (an internal ShapeError)
+
+DEEP = "graph f(x: [n]) -> y {\n y = " + "sum(tanh(" * 1000 + "x" + "))" * 1000 + "\n}"
+
+
+def test_an_expression_nested_too_deeply_is_a_diagnostic():
+    text = _error(DEEP)
+    assert text.startswith(
+        "f.bp:2:6: error: this expression nests 2001 levels deep, too deeply to compile; give "
+        "some of its parts names of their own\n"
+    )
+    assert text.endswith("\n         ^")
+
+
+def test_an_expression_nested_too_deeply_on_the_command_line(tmp_path):
+    (tmp_path / "deep.bp").write_text(DEEP)
+    for command in (["compile", "deep.bp"], ["explain", "deep.bp"]):
+        run = subprocess.run(
+            [sys.executable, "-m", "bpc", *command], cwd=tmp_path, capture_output=True, text=True
+        )
+        assert run.returncode == 1 and "Traceback" not in run.stderr
+        assert run.stderr.startswith("deep.bp:2:6: error: this expression nests 2001 levels deep")
+    assert not (tmp_path / "deep.py").exists()
+
+
+def test_an_expression_nested_a_hundred_deep_compiles():
+    m = load("graph f(x: [n]) -> y {\n    y = sum(" + "tanh(" * 100 + "x" + ")" * 100 + ")\n}\n")
+    _check_grads(m, [np.array([0.5, -0.25])])
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "graph f(x: [n, 0], y: int[n]) -> out { out = mean(cross_entropy(x, y)) }",
+        "graph f(x: [n, 0], y: int[n]) -> out {\n    out = mean(cross_entropy(x, y))\n}\n",
+        "graph f(x: [0], y: int[]) -> out {\n    out = cross_entropy(x, y)\n}\n",
+    ],
+)
+def test_cross_entropy_without_classes_is_a_diagnostic(source):
+    text = _error(source)
+    assert "error: cross_entropy: the logits [" in text
+    assert "have no class: their last axis has size 0" in text and text.endswith("^")
