@@ -140,6 +140,12 @@ class OpDef:
     - `flops(result_type, *arg_types, **attrs)` estimates the floating-point operations of the
       emitted code as a `Dim` in the dimension names (`bpc stats`); an elementwise operation's
       default is one per element of its result.
+    - `check(node)`, when given, checks what the operands' types cannot say (the value of a
+      constant operand) on the typed node, raising `ShapeError`; the shape pass calls it.
+    - `view` says whether the NumPy result may be a view of the first argument (basic indexing,
+      a reshape): True, or a function of the typed node where it depends on the operands (`W[i]`
+      is a view for a 0-d index `i`, a new array for an array of indices). Passes that write into
+      arrays or hand them out follow views to the array they share (`is_view`).
     """
 
     name: str
@@ -151,6 +157,8 @@ class OpDef:
     call: tuple[str, ...] | None = None
     static: tuple[tuple[str, Any], ...] = ()
     flops: Callable[..., Dim] | None = None
+    view: bool | Callable[[Node], bool] = False
+    check: Callable[[Node], None] | None = None
 
 
 REQUIRED = object()  # a static call parameter without a default
@@ -158,8 +166,12 @@ REQUIRED = object()  # a static call parameter without a default
 
 OPS: dict[str, OpDef] = {}
 
-# Operations whose NumPy result may be a view of their first argument (basic indexing included).
-VIEWS = ("reshape", "transpose", "index", "broadcast_to")
+
+def is_view(n: Node) -> bool:
+    """Whether n's NumPy result may be a view of its first argument (see `OpDef.view`)."""
+    view = OPS[n.op].view
+    return view(n) if callable(view) else view
+
 
 _loc: contextvars.ContextVar[Loc | None] = contextvars.ContextVar("loc", default=None)
 
@@ -312,4 +324,16 @@ def with_args(node: Node, args: tuple[Node, ...]) -> Node:
     return replace(node, args=args)
 
 
-__all__ = ["Dim", "Graph", "Node", "OpDef", "OPS", "Param", "ShapeError", "Type", "at", "make"]
+__all__ = [
+    "Dim",
+    "Graph",
+    "Node",
+    "OpDef",
+    "OPS",
+    "Param",
+    "ShapeError",
+    "Type",
+    "at",
+    "is_view",
+    "make",
+]

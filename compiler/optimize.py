@@ -15,7 +15,20 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from .dims import Dim, product
-from .ir import OPS, VIEWS, Graph, Node, ShapeError, at, const, make, reachable, rewrite
+from .ir import (
+    OPS,
+    Graph,
+    Node,
+    ShapeError,
+    at,
+    const,
+    is_view,
+    make,
+    reachable,
+    rewrite,
+    schedule,
+    with_args,
+)
 
 Rule = Callable[[Node], Node | None]
 RULES: list[Rule] = []
@@ -83,6 +96,18 @@ def fold_constants(n: Node) -> Node | None:
         if n.op == "div" or n.type.dtype == "float":
             value = float(value)
         return const(value)
+    return None
+
+
+@rule("where")
+def where_of_a_constant_mask(n: Node) -> Node | None:
+    """where(true, a, b) -> a and where(false, a, b) -> b, where that operand has the result's
+    type (`a ** b`'s gradient masks b == 0, which folds for a number b)."""
+    mask, a, b = n.args
+    if _is_const(mask):
+        chosen = a if mask.attr("value") else b
+        if _same_type(chosen, n) and chosen.type.static == n.type.static:
+            return chosen
     return None
 
 
@@ -745,16 +770,28 @@ def finish_gradients(graph: Graph, *, cache_reused: bool) -> Graph:
     or the cache also holds is copied."""
     params = {n.attr("name"): n for n in graph.inputs}
     forward = reachable(graph.outputs)
+    # The graph's float dtype: a float array parameter's, or the first float scalar's. A `[]`
+    # parameter's gradient takes it, whatever number the caller passed (a Python int included).
+    floats = [n for n in graph.inputs if n.dtype == "float"]
+    dtype_of = [next((n for n in floats if n.ndim), floats[0])] if floats else []
     grads, used = [], set()
     for name, g in zip(graph.wrt, graph.grads):
         p = params[name]
         views = [g]
-        while views[-1].op in VIEWS:  # a view shares its base's memory
+        while is_view(views[-1]):  # a view shares its base's memory
             views.append(views[-1].args[0])
         base = views[-1]
+        fill = [p, *(dtype_of if p.ndim == 0 else [])]
         with at(None if g.op in ("param", "dout") else g.loc):
-            if g.op == "broadcast_to":
-                g = make("full_like", p, g.args[0], hint="d" + name)
+            if g.op == "broadcast_to" or (g.op == "full_like" and p.ndim == 0):
+                # (a broadcast, or autodiff's zeros for an unused parameter: filled once)
+                g = make(
+                    "full_like",
+                    fill[0],
+                    g.args[1 if g.op == "full_like" else 0],
+                    *fill[1:],
+                    hint="d" + name,
+                )
                 base = g
             elif (
                 g.type.static
@@ -763,7 +800,7 @@ def finish_gradients(graph: Graph, *, cache_reused: bool) -> Graph:
                 or any(v.op == "broadcast_to" for v in views)
             ):
                 # a view of a broadcast is read-only: filling it in copies the values out
-                g = make("full_like", p, g, hint="d" + name)
+                g = make("full_like", fill[0], g, *fill[1:], hint="d" + name)
                 base = g
             elif (
                 base.op in ("param", "dout")
@@ -794,6 +831,51 @@ def _dim_symbols(n: Node) -> set[str]:
     return out
 
 
+def _numbers_only(n: Node) -> bool:
+    """A 0-d value made of no array: constants, sizes and `[]` parameters, maybe Python numbers."""
+    return all(m.ndim == 0 for m in reachable([n]))
+
+
+def _bases(n: Node) -> set[Node]:
+    """n and the values whose arrays n may share: through views, and einsum's operands."""
+    out, stack = set(), [n]
+    while stack:
+        m = stack.pop()
+        if m not in out:
+            out.add(m)
+            stack.extend(m.args[:1] if is_view(m) else m.args if m.op == "einsum" else ())
+    return out
+
+
+def finish_outputs(graph: Graph) -> Graph:
+    """Each output is the caller's to keep and to change. One made of numbers alone (a constant,
+    a size, arithmetic on `[]` parameters, which may be Python numbers) becomes a NumPy number of
+    the graph's float dtype (`scalar`); one that may share a parameter's array (`y = x`, `x.T`,
+    `W[i]`), or an earlier output's, becomes a copy. The output's name goes with it."""
+    params, seen, wraps = set(graph.inputs), set(), []
+    for o in graph.outputs:
+        bases = _bases(o)
+        wraps.append("scalar" if _numbers_only(o) else "copy" if bases & (params | seen) else None)
+        seen |= bases
+    if not any(wraps):
+        return graph
+    # (a value also returned as it is keeps its name)
+    wrapped = {o for o, w in zip(graph.outputs, wraps) if w and o.args} - {
+        o for o, w in zip(graph.outputs, wraps) if not w
+    }
+
+    def unnamed(n: Node, args: tuple[Node, ...]) -> Node:
+        return replace(n, args=args, hint=None) if n in wrapped else with_args(n, args)
+
+    graph = rewrite(graph, unnamed)
+    outputs = []
+    for o, name, w in zip(graph.outputs, graph.output_names, wraps):
+        with at(o.loc):
+            outputs.append(make(w, o, hint=name) if w else o)
+    keep = tuple(outputs) + graph.grads + graph.inputs + graph.douts
+    return replace(graph, outputs=tuple(outputs), nodes=schedule(graph.nodes, keep))
+
+
 def select_cache(graph: Graph) -> Graph:
     """The cache is exactly what the backward reads from the forward: parameters and forward
     values that some backward node takes as an argument, and the dimension sizes it uses."""
@@ -816,7 +898,7 @@ def optimize(
     """Simplify, share and prune; make the gradients safe to hand to the caller; choose the cache.
     `sizes` are the dimension sizes the user expects, for rewrites whose gain depends on them."""
     graph = place_scales(transpose_products(simplify(graph)), sizes)
-    return select_cache(finish_gradients(graph, cache_reused=cache_reused))
+    return select_cache(finish_gradients(finish_outputs(graph), cache_reused=cache_reused))
 
 
 def seed_ones(graph: Graph) -> Graph:

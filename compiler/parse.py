@@ -5,8 +5,9 @@ from __future__ import annotations
 import functools
 from importlib import resources
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.visitors import Transformer_NonRecursive
 
 from . import syntax as s
 from .diagnostics import Loc, error
@@ -77,7 +78,7 @@ def _loc(x) -> Loc:
 
 
 @v_args(meta=True)
-class _ToSyntax(Transformer):
+class _ToSyntax(Transformer_NonRecursive):  # (a deep expression must not exhaust the stack here)
     def start(self, meta, items):
         return s.Module(tuple(items))
 

@@ -12,6 +12,7 @@ from .emit import Compiled, emit
 from .optimize import canonicalize, optimize, seed_ones
 from .parse import parse
 from .shapes import infer_shapes
+from .syntax import deepest
 
 
 def compile_graphs(
@@ -23,6 +24,28 @@ def compile_graphs(
     statements and graphs are reported together; warnings are appended to `warnings`. `sizes`
     are the dimension sizes the user expects: where the cheaper form of a computation depends on
     them, the optimizer chooses it for those sizes."""
+    try:
+        return _compile_graphs(text, warnings, sizes)
+    except RecursionError:
+        raise nested_too_deeply(text) from None
+
+
+def nested_too_deeply(text: str) -> CompileError:
+    """The error for a program whose nesting exhausted Python's stack while compiling: at the
+    statement whose expression nests deepest (the parser itself does not recurse)."""
+    depth, where = deepest(parse(text))
+    if depth < 50:  # (not one expression: fn calls inlined into one another, say)
+        return error(None, "the program is nested too deeply to compile")
+    return error(
+        where,
+        f"this expression nests {depth} levels deep, too deeply to compile; give some of its "
+        "parts names of their own",
+    )
+
+
+def _compile_graphs(
+    text: str, warnings: list[Diagnostic] | None, sizes: dict[str, int] | None
+) -> list[Compiled]:
     typed, errors = [], []
     for graph in build_ir(parse(text), text, warnings, errors):
         try:
@@ -58,7 +81,7 @@ def compile_source(
         with _collector_paused():
             return emit(compile_graphs(text, warnings, sizes), filename, checks=checks, sizes=sizes)
     except RecursionError:
-        raise error(None, "the program is nested too deeply to compile") from None
+        raise nested_too_deeply(text) from None
 
 
 @contextlib.contextmanager

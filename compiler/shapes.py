@@ -85,6 +85,8 @@ def infer_shapes(graph: Graph) -> Graph:
                 attrs = {k: _subs(v, dims) for k, v in n.attrs}
                 with at(n.loc):
                     m = make(n.op, *args, hint=n.hint, **attrs)
+                    if OPS[m.op].check:
+                        OPS[m.op].check(m)
                     if _mixes_int_arrays(m):
                         casts = {a: make("cast", a) for a in args if _int_array(a)}
                         nodes.extend(casts.values())

@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 
 from .dims import Dim, product
 from .emit import Compiled, cache_entries, cached_sizes
-from .ir import VIEWS, Graph, Node, reachable
+from .ir import Graph, Node, is_view, reachable
 from .ops import flops_of
 from .pipeline import compile_graphs
 
@@ -80,14 +80,14 @@ class GraphStats:
 
 def _part(nodes: Iterable[Node]) -> Part:
     ops = [n for n in nodes if n.op not in LEAVES and not n.type.static]
-    views = [n for n in ops if n.op in VIEWS and not any(a.type.static for a in n.args)]
+    views = [n for n in ops if is_view(n) and not any(a.type.static for a in n.args)]
     flops = sum((flops_of(n) for n in ops), Dim.of(0))
     return Part(len(ops) - len(views), len(views), flops)
 
 
 def _refers_to_param(n: Node) -> bool:
     """A parameter, or a view of one: the cache holds a reference, not a copy."""
-    while n.op in VIEWS:
+    while is_view(n):
         n = n.args[0]
     return n.op == "param"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from .diagnostics import Loc
 
@@ -115,3 +115,28 @@ class Definition:
 @dataclass(frozen=True)
 class Module:
     definitions: tuple[Definition, ...]
+
+
+def _parts(e: Expr):
+    """The expressions directly inside `e`."""
+    for f in fields(e):
+        value = getattr(e, f.name)
+        for part in value if isinstance(value, tuple) else (value,):
+            part = part.value if isinstance(part, Keyword) else part
+            if isinstance(part, Expr):
+                yield part
+
+
+def deepest(module: Module) -> tuple[int, Loc | None]:
+    """How deeply the most nested statement of `module` nests its expression, and where that
+    statement's expression starts; measured without recursion, for a program too deep for it."""
+    depth, where = 0, None
+    for d in module.definitions:
+        for stmt in d.body:
+            stack = [(stmt.value, 1)]
+            while stack:
+                e, k = stack.pop()
+                if k > depth:
+                    depth, where = k, stmt.value.loc
+                stack.extend((part, k + 1) for part in _parts(e))
+    return depth, where

@@ -2,7 +2,6 @@
 """Forward and backward passes of attention, multihead_attention, compiled by bpc from attention.bp."""
 
 import functools
-import math
 import re
 from typing import NamedTuple
 
@@ -185,7 +184,7 @@ class AttentionCache(_Cache):
 def attention(q, k, v):
     """out [S, m] = attention(q [S, d], k [T, d], v [T, m]): the forward pass alone."""
     S, d, T, m = _shapes("attention(q: [S, d], k: [T, d], v: [T, m])", q, k, v)
-    t = math.sqrt(d)
+    t = float(np.sqrt(d))
     t_1 = q @ k.T / t
     shifted = t_1
     shifted -= t_1.max(axis=1, keepdims=True)
@@ -199,7 +198,7 @@ def attention(q, k, v):
 def attention_forward(q, k, v):
     """out [S, m] = attention(q [S, d], k [T, d], v [T, m]), and the cache that attention_backward needs."""
     S, d, T, m = _shapes("attention(q: [S, d], k: [T, d], v: [T, m])", q, k, v)
-    t = math.sqrt(d)
+    t = float(np.sqrt(d))
     t_1 = q @ k.T / t
     shifted = t_1
     shifted -= t_1.max(axis=1, keepdims=True)
@@ -270,7 +269,7 @@ def multihead_attention(query, key, value, Wq, bq, Wk, bk, Wv, bv, Wo, bo, mask)
     q = np.einsum("nse,ehd->nshd", query, Wq, optimize=True) + bq
     k = np.einsum("nte,ehd->nthd", key, Wk, optimize=True) + bk
     v = np.einsum("nte,ehd->nthd", value, Wv, optimize=True) + bv
-    t = math.sqrt(d)
+    t = float(np.sqrt(d))
     scores = np.einsum("nshd,nthd->nhst", q, k, optimize=True) / t
     t_1 = mask != 0
     t_2 = np.where(t_1, scores, -1000000000.0)
@@ -306,7 +305,7 @@ def multihead_attention_forward(
     q = np.einsum("nse,ehd->nshd", query, Wq, optimize=True) + bq
     k = np.einsum("nte,ehd->nthd", key, Wk, optimize=True) + bk
     v = np.einsum("nte,ehd->nthd", value, Wv, optimize=True) + bv
-    t = math.sqrt(d)
+    t = float(np.sqrt(d))
     scores = np.einsum("nshd,nthd->nhst", q, k, optimize=True) / t
     t_1 = mask != 0
     t_2 = np.where(t_1, scores, -1000000000.0)

@@ -167,6 +167,16 @@ def _check_dout(graph, dout, shape, dtype):
         )
 
 
+def _labels(labels, classes, where):
+    """`labels`, each of which must be one of the classes 0 to classes - 1."""
+    if np.size(labels) and not 0 <= np.min(labels) <= np.max(labels) < classes:
+        bad = np.extract((labels < 0) | (labels >= classes), labels)[0]
+        raise ValueError(
+            f"{where}: label {bad} is not one of the {classes} classes 0 to {classes - 1}"
+        )
+    return labels
+
+
 class SoftmaxLossGrads(NamedTuple):
     """Gradients of softmax_loss with respect to x, each shaped like its parameter."""
 
@@ -182,7 +192,8 @@ class SoftmaxLossCache(_Cache):
 def softmax_loss(x, y):
     """loss [] = softmax_loss(x [N, C], y int[N]): the forward pass alone."""
     N, C = _shapes("softmax_loss(x: [N, C], y: int[N])", x, y)
-    one_hot = y[:, None] == np.arange(C)
+    labels = _labels(y, C, "softmax_loss: cross_entropy")
+    one_hot = labels[:, None] == np.arange(C)
     shifted = x - x.max(axis=1, keepdims=True)
     log_probs = shifted
     log_probs -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
@@ -193,7 +204,8 @@ def softmax_loss(x, y):
 def softmax_loss_forward(x, y):
     """loss [] = softmax_loss(x [N, C], y int[N]), and the cache that softmax_loss_backward needs."""
     N, C = _shapes("softmax_loss(x: [N, C], y: int[N])", x, y)
-    one_hot = y[:, None] == np.arange(C)
+    labels = _labels(y, C, "softmax_loss: cross_entropy")
+    one_hot = labels[:, None] == np.arange(C)
     shifted = x - x.max(axis=1, keepdims=True)
     log_probs = shifted
     log_probs -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
@@ -210,14 +222,15 @@ def softmax_loss_backward(dout, cache):
     probs = np.exp(log_probs)
     dx = probs
     dx -= one_hot
-    dx *= dout / N
+    dx *= dout / max(N, 1)
     return SoftmaxLossGrads(dx)
 
 
 def softmax_loss_grad(x, y):
     """loss = softmax_loss(x [N, C], y int[N]) and its gradients with respect to x."""
     N, C = _shapes("softmax_loss(x: [N, C], y: int[N])", x, y)
-    one_hot = y[:, None] == np.arange(C)
+    labels = _labels(y, C, "softmax_loss: cross_entropy")
+    one_hot = labels[:, None] == np.arange(C)
     shifted = x - x.max(axis=1, keepdims=True)
     log_probs = shifted
     log_probs -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
@@ -226,7 +239,7 @@ def softmax_loss_grad(x, y):
     probs = np.exp(log_probs, out=log_probs)
     dx = probs
     dx -= one_hot
-    dx *= 1.0 / N
+    dx *= 1.0 / max(N, 1)
     return loss, SoftmaxLossGrads(dx)
 
 
@@ -272,13 +285,13 @@ def svm_loss_backward(dout, cache):
     y, t, t_1, N, C = _cached(cache, SvmLossCache)
     dout = _dout("svm_loss", dout, (), t.dtype)
     # loss = sum(where(one_hot(y, C) > 0, 0, margins)) / N
-    dmargins = np.where(t_1, 0, dout / N).astype(t.dtype)
+    dmargins = np.where(t_1, 0, float(np.divide(dout, N))).astype(t.dtype)
     # margins = maximum(0, x - reshape(correct, (N, 1)) + 1)
     t_2 = dmargins * (t > 0)
     t_2 += 0.5 * dmargins * (0 == t)
     # correct = take_along(x, y)
     dx = t_2
-    dx += (y[:, None] == np.arange(C)) * (-t_2.sum(axis=1))[:, None]
+    dx += (y[:, None] % C == np.arange(C)) * (-t_2.sum(axis=1))[:, None]
     return SvmLossGrads(dx)
 
 
@@ -292,11 +305,11 @@ def svm_loss_grad(x, y):
     t_1 = (y[:, None] == np.arange(C)).astype(x.dtype) > 0
     loss = np.where(t_1, 0, margins).sum() / N
     # loss = sum(where(one_hot(y, C) > 0, 0, margins)) / N
-    dmargins = np.where(t_1, 0, 1.0 / N).astype(x.dtype)
+    dmargins = np.where(t_1, 0, float(np.divide(1.0, N))).astype(x.dtype)
     # margins = maximum(0, x - reshape(correct, (N, 1)) + 1)
     t_2 = dmargins * (t > 0)
     t_2 += 0.5 * dmargins * (0 == t)
     # correct = take_along(x, y)
     dx = t_2
-    dx += (y[:, None] == np.arange(C)) * (-t_2.sum(axis=1))[:, None]
+    dx += (y[:, None] % C == np.arange(C)) * (-t_2.sum(axis=1))[:, None]
     return loss, SvmLossGrads(dx)

@@ -237,7 +237,7 @@ def mlp_backward(dout, cache):
     dout = _dout("mlp", dout, (), X.dtype)
     # loss = 0.5 * mean(sum(err ** 2, axis=1)) + 0.5 * reg * (sum(W1 * W1) + sum(W2 * W2))
     t_1 = dout * reg
-    derr = dout / N * err
+    derr = dout / max(N, 1) * err
     # out = x @ w + b  (in fn affine)
     db2 = derr.sum(axis=0)
     dh = derr @ W2.T
@@ -276,7 +276,7 @@ def mlp_grad(X, Y, W1, b1, W2, b2, reg):
     loss = 0.5 * (err**2).sum(axis=1).mean() + t
     # loss = 0.5 * mean(sum(err ** 2, axis=1)) + 0.5 * reg * (sum(W1 * W1) + sum(W2 * W2))
     derr = err
-    derr *= 2 * (0.5 / N)
+    derr *= 2 * (0.5 / max(N, 1))
     # out = x @ w + b  (in fn affine)
     db2 = derr.sum(axis=0)
     dh = derr @ W2.T

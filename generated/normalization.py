@@ -220,11 +220,12 @@ def batchnorm_backward(dout, cache):
     # xhat = xc * invstd
     dinvstd = gamma * t_2
     # var = mean(xc * xc, axis=0)
+    t_3 = max(N, 1)
     dxc = t_1 * dout
-    dxc -= dinvstd / t / t / t / N * xc
+    dxc -= dinvstd / t / t / t / t_3 * xc
     # mu = mean(x, axis=0)
     dx = dxc
-    dx -= dxc.sum(axis=0) / N
+    dx -= dxc.sum(axis=0) / t_3
     return BatchnormGrads(dx, dgamma, dbeta)
 
 
@@ -280,11 +281,12 @@ def layernorm_backward(dout, cache):
     dgamma = (dout * xhat).sum(axis=0)
     dxhat = dout * gamma
     # var = mean(xc * xc, axis=1, keepdims=true)
-    t_1 = (dxhat * xhat / t).sum(axis=1).reshape((N, 1)) / t / D * xc
+    t_1 = max(D, 1)
+    t_2 = (dxhat * xhat / t).sum(axis=1).reshape((N, 1)) / t / t_1 * xc
     dxc = dxhat
     dxc /= t
-    dxc -= t_1
+    dxc -= t_2
     # mu = mean(x, axis=1, keepdims=true)
     dx = dxc
-    dx -= dxc.sum(axis=1).reshape((N, 1)) / D
+    dx -= dxc.sum(axis=1).reshape((N, 1)) / t_1
     return LayernormGrads(dx, dgamma, dbeta)

@@ -174,6 +174,16 @@ def _scatter_add(shape, dtype, idx, values):
     return out
 
 
+def _labels(labels, classes, where):
+    """`labels`, each of which must be one of the classes 0 to classes - 1."""
+    if np.size(labels) and not 0 <= np.min(labels) <= np.max(labels) < classes:
+        bad = np.extract((labels < 0) | (labels >= classes), labels)[0]
+        raise ValueError(
+            f"{where}: label {bad} is not one of the {classes} classes 0 to {classes - 1}"
+        )
+    return labels
+
+
 class RnnStepGrads(NamedTuple):
     """Gradients of rnn_step with respect to x, prev_h, Wx, Wh, b, each shaped like its parameter."""
 
@@ -429,7 +439,8 @@ def temporal_softmax_loss(x, y, mask):
         "temporal_softmax_loss(x: [N, T, V], y: int[N, T], mask: int[N, T])", x, y, mask
     )
     t = mask.astype(x.dtype)
-    one_hot = y[..., None] == np.arange(V)
+    labels = _labels(y, V, "temporal_softmax_loss: cross_entropy")
+    one_hot = labels[..., None] == np.arange(V)
     shifted = x - x.max(axis=2, keepdims=True)
     log_probs = shifted
     log_probs -= np.log(np.exp(shifted).sum(axis=2, keepdims=True))
@@ -443,7 +454,8 @@ def temporal_softmax_loss_forward(x, y, mask):
         "temporal_softmax_loss(x: [N, T, V], y: int[N, T], mask: int[N, T])", x, y, mask
     )
     t = mask.astype(x.dtype)
-    one_hot = y[..., None] == np.arange(V)
+    labels = _labels(y, V, "temporal_softmax_loss: cross_entropy")
+    one_hot = labels[..., None] == np.arange(V)
     shifted = x - x.max(axis=2, keepdims=True)
     log_probs = shifted
     log_probs -= np.log(np.exp(shifted).sum(axis=2, keepdims=True))
@@ -460,7 +472,7 @@ def temporal_softmax_loss_backward(dout, cache):
     probs = np.exp(log_probs)
     dx = probs
     dx -= one_hot
-    dx *= (dout / N * t).reshape((N, T, 1))
+    dx *= (float(np.divide(dout, N)) * t).reshape((N, T, 1))
     return TemporalSoftmaxLossGrads(dx)
 
 
@@ -470,7 +482,8 @@ def temporal_softmax_loss_grad(x, y, mask):
         "temporal_softmax_loss(x: [N, T, V], y: int[N, T], mask: int[N, T])", x, y, mask
     )
     t = mask.astype(x.dtype)
-    one_hot = y[..., None] == np.arange(V)
+    labels = _labels(y, V, "temporal_softmax_loss: cross_entropy")
+    one_hot = labels[..., None] == np.arange(V)
     shifted = x - x.max(axis=2, keepdims=True)
     log_probs = shifted
     log_probs -= np.log(np.exp(shifted).sum(axis=2, keepdims=True))
@@ -479,5 +492,5 @@ def temporal_softmax_loss_grad(x, y, mask):
     probs = np.exp(log_probs, out=log_probs)
     dx = probs
     dx -= one_hot
-    dx *= (1.0 / N * t).reshape((N, T, 1))
+    dx *= (float(np.divide(1.0, N)) * t).reshape((N, T, 1))
     return loss, TemporalSoftmaxLossGrads(dx)

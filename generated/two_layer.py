@@ -167,6 +167,16 @@ def _check_dout(graph, dout, shape, dtype):
         )
 
 
+def _labels(labels, classes, where):
+    """`labels`, each of which must be one of the classes 0 to classes - 1."""
+    if np.size(labels) and not 0 <= np.min(labels) <= np.max(labels) < classes:
+        bad = np.extract((labels < 0) | (labels >= classes), labels)[0]
+        raise ValueError(
+            f"{where}: label {bad} is not one of the {classes} classes 0 to {classes - 1}"
+        )
+    return labels
+
+
 class TwoLayerGrads(NamedTuple):
     """Gradients of two_layer with respect to W1, b1, W2, b2, each shaped like its parameter."""
 
@@ -199,7 +209,8 @@ def two_layer(X, y, W1, b1, W2, b2, reg):
     h = np.maximum(affine_out, 0, out=affine_out)
     scores = h @ W2
     scores += b2
-    one_hot = y[:, None] == np.arange(C)
+    labels = _labels(y, C, "two_layer: cross_entropy")
+    one_hot = labels[:, None] == np.arange(C)
     shifted = scores
     shifted -= scores.max(axis=1, keepdims=True)
     log_probs = shifted
@@ -226,7 +237,8 @@ def two_layer_forward(X, y, W1, b1, W2, b2, reg):
     h = np.maximum(affine_out, 0, out=affine_out)
     scores = h @ W2
     scores += b2
-    one_hot = y[:, None] == np.arange(C)
+    labels = _labels(y, C, "two_layer: cross_entropy")
+    one_hot = labels[:, None] == np.arange(C)
     shifted = scores
     shifted -= scores.max(axis=1, keepdims=True)
     log_probs = shifted
@@ -246,7 +258,7 @@ def two_layer_backward(dout, cache):
     probs = np.exp(log_probs)
     dscores = probs
     dscores -= one_hot
-    dscores *= dout / N
+    dscores *= dout / max(N, 1)
     # out = x @ w + b  (in fn affine)
     db2 = dscores.sum(axis=0)
     dh = dscores @ W2.T
@@ -279,7 +291,8 @@ def two_layer_grad(X, y, W1, b1, W2, b2, reg):
     h = np.maximum(affine_out, 0, out=affine_out)
     scores = h @ W2
     scores += b2
-    one_hot = y[:, None] == np.arange(C)
+    labels = _labels(y, C, "two_layer: cross_entropy")
+    one_hot = labels[:, None] == np.arange(C)
     shifted = scores
     shifted -= scores.max(axis=1, keepdims=True)
     log_probs = shifted
@@ -290,7 +303,7 @@ def two_layer_grad(X, y, W1, b1, W2, b2, reg):
     probs = np.exp(log_probs, out=log_probs)
     dscores = probs
     dscores -= one_hot
-    dscores *= 1.0 / N
+    dscores *= 1.0 / max(N, 1)
     # out = x @ w + b  (in fn affine)
     db2 = dscores.sum(axis=0)
     dh = dscores @ W2.T

@@ -108,6 +108,7 @@ _ELEMENTWISE = {
     "outer": anp.outer,
     "full_like": _full_like,
     "copy": lambda x: x,
+    "scalar": lambda x: x,
     "cast": lambda x: x * 1.0,
 }
 

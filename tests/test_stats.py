@@ -88,9 +88,10 @@ def test_composites_cost_what_their_expansions_do():
     assert OPS["softmax"].flops(x, x, axis=(1,)) == 5 * n * c
     # max, subtract, exp, sum, log (per row), subtract
     assert OPS["log_softmax"].flops(x, x, axis=(1,)) == 5 * n * c + n
-    # log_softmax, the one-hot comparison, the product, the sum, the negation
+    # log_softmax, the labels' range check, the one-hot comparison, the product, the sum, the
+    # negation
     ce = OPS["cross_entropy"].flops(Type("float", (n,)), x, Type("int", (n,)))
-    assert ce == 8 * n * c + 2 * n
+    assert ce == 8 * n * c + 2 * n + (2 * n + 3)
 
 
 def _case_graphs():
@@ -144,23 +145,24 @@ def test_two_layer_by_hand():
         h = np.maximum(affine_out, 0)                  N*H
         scores = h @ W2 + b2                           2*N*H*C + N*C
         t = 0.5 * reg * (np.vdot(W1, W1) + np.vdot(W2, W2))   2*D*H + 2*H*C + 3
-        one_hot = y[:, None] == np.arange(C)           N*C
+        labels = _labels(y, C, ...)                    2*N + 3 (a range check; y itself)
+        one_hot = labels[:, None] == np.arange(C)      N*C
         shifted = scores - np.max(scores, ...)         2*N*C
         log_probs = shifted - np.log(np.sum(np.exp(shifted), ...))   3*N*C + N
         loss = t - np.mean(np.sum(one_hot * log_probs, axis=1))      2*N*C + N + 2
-    21 operations. The backward's products: dh = dscores @ W2.T, dW2 = h.T @ dscores and
+    21 operations and a view. The backward's products: dh = dscores @ W2.T, dW2 = h.T @ dscores and
     dW1 = X.T @ daffine_out, with a transpose each (the rest of it changes as the optimizer
     learns; the numeric count below checks all of it)."""
     s = only(ROOT / "examples" / "two_layer.bp", "two_layer")
-    assert (s.forward.ops, s.forward.views) == (21, 0)
-    assert s.forward.flops == poly("2*N*D*H + 2*N*H*C + 2*N*H + 9*N*C + 2*D*H + 2*H*C + 2*N + 5")
+    assert (s.forward.ops, s.forward.views) == (21, 1)
+    assert s.forward.flops == poly("2*N*D*H + 2*N*H*C + 2*N*H + 9*N*C + 2*D*H + 2*H*C + 4*N + 8")
     assert s.backward.views == 3
     top = Dim(tuple(t for t in s.backward.flops.terms if len(t[0]) == 3))
     assert top == poly("2*N*D*H + 4*N*H*C")
     assert [k.name for k in s.cache if k.param] == ["X", "W1", "W2", "reg"]
     assert all(not k.param for k in s.cache if k.name in ("h", "log_probs"))
     sizes = {"N": 64, "D": 784, "H": 128, "C": 10}
-    assert evaluate(s.forward.flops, sizes).value == 13_234_437
+    assert evaluate(s.forward.flops, sizes).value == 13_234_437 + 2 * 64 + 3
 
 
 def test_float32_halves_the_float_bytes_only():

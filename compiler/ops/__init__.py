@@ -36,14 +36,37 @@ class Code:
 
 
 def register(
-    name, infer, emit, adjoint=None, *, elementwise=False, doc="", call=None, flops=None, **static
+    name,
+    infer,
+    emit,
+    adjoint=None,
+    *,
+    elementwise=False,
+    doc="",
+    call=None,
+    flops=None,
+    view=False,
+    check=None,
+    **static,
 ):
     """Add an operation; `call` and `static` say how the language spells it, `flops` how many
-    floating-point operations it does (see `OpDef`; one per result element when elementwise)."""
+    floating-point operations it does (see `OpDef`; one per result element when elementwise),
+    `view` whether its result may be a view of its first argument, `check` what its operands'
+    types cannot say."""
     if flops is None and elementwise:
         flops = per_element
     OPS[name] = OpDef(
-        name, infer, emit, adjoint, elementwise, doc, call, tuple(static.items()), flops=flops
+        name,
+        infer,
+        emit,
+        adjoint,
+        elementwise,
+        doc,
+        call,
+        tuple(static.items()),
+        flops=flops,
+        view=view,
+        check=check,
     )
 
 
@@ -139,6 +162,26 @@ def simple_operand(text: str) -> bool:
 
 def emit_call(fn: str, *parts: str) -> Code:
     return Code(f"{fn}({', '.join(parts)})")
+
+
+def python_numbers(ctx) -> bool:
+    """Whether every operand of the node being emitted may be a Python number when the module
+    runs: a constant, a size, or a 0-d value made of `[]` parameters and douts alone, which the
+    caller may pass as Python numbers. Python's arithmetic and `math` on them raise
+    (ZeroDivisionError, "math domain error") where NumPy gives inf or nan and a warning."""
+    strong = getattr(ctx, "strong", ())
+    return all(a.ndim == 0 and (a.type.static or a not in strong) for a in ctx.node.args)
+
+
+def number_call(ctx, fn: str, *args: Code) -> Code:
+    """`float(np.fn(args))`: NumPy's function on numbers that may be Python's, for NumPy's answer
+    (`float(np.sqrt(-1.0))` is nan, with NumPy's warning), kept a Python float, which takes the
+    dtype of the arrays it meets (a NumPy float64 would make float32 arrays float64). A value that
+    the emitter gives the graph's float dtype anyway is left a NumPy number."""
+    call = emit_call(fn, *(a.text for a in args))
+    if ctx.node in getattr(ctx, "born_weak", ()) and getattr(ctx, "dtype_of", None):
+        return call
+    return emit_call("float", call.text)
 
 
 def number_filled(ctx, x: Code, shape: Shape) -> Code:

@@ -12,7 +12,9 @@ from . import (
     Code,
     broadcast,
     emit_call,
+    number_call,
     promote,
+    python_numbers,
     register,
     simple_operand,
     size,
@@ -31,12 +33,17 @@ def _elementwise_type(*types: Type, dtype: str | None = None) -> Type:
 
 def unary(name, fn, adjoint, *, math_fn=None, doc="", flops=None):
     """An elementwise function of one float argument. `fn` is a NumPy function's name, or a
-    function from the argument's Code to the result's; `math_fn` (likewise) emits it on plain
-    numbers, so that they stay Python numbers rather than becoming float64 NumPy scalars."""
+    function from the argument's Code to the result's. On a number that may be Python's (a size,
+    a constant, a `[]` parameter) the result stays a Python number rather than a float64 NumPy
+    scalar, which would make float32 arrays float64: `math_fn` (likewise) emits it for a function
+    that `math` computes for every float, and the others are NumPy's function on the number,
+    `float(np.sqrt(d))`, which gives nan or inf (and NumPy's warning) where `math` would raise."""
 
     def emit(ctx, x):
-        if x.type.static and math_fn:
+        if python_numbers(ctx) and math_fn:
             return emit_call(math_fn, x.text) if isinstance(math_fn, str) else math_fn(x)
+        if python_numbers(ctx) and isinstance(fn, str):
+            return number_call(ctx, fn, x)
         return emit_call(fn, x.text) if isinstance(fn, str) else fn(x)
 
     register(
@@ -51,10 +58,18 @@ def unary(name, fn, adjoint, *, math_fn=None, doc="", flops=None):
     )
 
 
-def binary(name, symbol, prec, adjoint, *, dtype=None, right_assoc=False, doc=""):
-    """An elementwise infix operator with NumPy broadcasting."""
+def binary(
+    name, symbol, prec, adjoint, *, dtype=None, right_assoc=False, numbers=None, check=None, doc=""
+):
+    """An elementwise infix operator with NumPy broadcasting. `numbers(ctx, a, b)`, when given,
+    emits it on operands that may all be Python numbers, where Python's operator would raise (it
+    returns None where it would not)."""
 
     def emit(ctx, a, b):
+        if numbers and python_numbers(ctx):
+            code = numbers(ctx, a, b)
+            if code is not None:
+                return code
         if right_assoc:  # `x ** -y` is fine in Python: a unary operand binds tightly enough
             left, right = a.at(prec + 1), b.at(UNARY)
         elif prec == CMP:  # Python chains comparisons: `a < b == c` is not `(a < b) == c`
@@ -72,6 +87,7 @@ def binary(name, symbol, prec, adjoint, *, dtype=None, right_assoc=False, doc=""
         adjoint,
         elementwise=True,
         doc=doc,
+        check=check,
     )
 
 
@@ -80,9 +96,9 @@ def gt(a, b) -> Node:
 
 
 # The rules: g is the upstream gradient, y the result.
-unary("exp", "np.exp", lambda g, y, x: (g * y,), math_fn="math.exp", doc="e**x")
-unary("log", "np.log", lambda g, y, x: (g / x,), math_fn="math.log", doc="natural logarithm")
-unary("sqrt", "np.sqrt", lambda g, y, x: (0.5 * g / y,), math_fn="math.sqrt", doc="square root")
+unary("exp", "np.exp", lambda g, y, x: (g * y,), doc="e**x")
+unary("log", "np.log", lambda g, y, x: (g / x,), doc="natural logarithm")
+unary("sqrt", "np.sqrt", lambda g, y, x: (0.5 * g / y,), doc="square root")
 unary("tanh", "np.tanh", lambda g, y, x: (g * (1 - y * y),), math_fn="math.tanh", doc="tanh")
 # 1 / (1 + exp(-x)) overflows for large -x; the tanh form is exact and never does.
 unary(
@@ -104,11 +120,10 @@ unary(
     "log1p",
     "np.log1p",
     lambda g, y, x: (g / (1 + x),),
-    math_fn="math.log1p",
     doc="log(1 + x), accurate for small x",
 )
-unary("sin", "np.sin", lambda g, y, x: (g * make("cos", x),), math_fn="math.sin", doc="sine")
-unary("cos", "np.cos", lambda g, y, x: (-g * make("sin", x),), math_fn="math.cos", doc="cosine")
+unary("sin", "np.sin", lambda g, y, x: (g * make("cos", x),), doc="sine")
+unary("cos", "np.cos", lambda g, y, x: (-g * make("sin", x),), doc="cosine")
 # log(1 + exp(x)) overflows in exp for x > ~709 (~88 in float32); logaddexp(0, x) never does,
 # and its gradient, the sigmoid, is computed in the tanh form.
 unary(
@@ -163,14 +178,84 @@ register(
 binary("add", "+", ADD, lambda g, y, a, b: (g, g), doc="a + b")
 binary("sub", "-", ADD, lambda g, y, a, b: (g, -g), doc="a - b")
 binary("mul", "*", MUL, lambda g, y, a, b: (g * b, g * a), doc="a * b")
-binary("div", "/", MUL, lambda g, y, a, b: (g / b, -g * y / b), dtype="float", doc="a / b")
+
+
+def _never_zero(n: Node) -> bool:
+    """A nonzero constant, or the larger of a value and a positive constant (`max(N, 1)`)."""
+    if n.op == "const":
+        return n.attr("value") != 0
+    return n.op == "maximum" and any(a.op == "const" and a.attr("value") > 0 for a in n.args)
+
+
+def _div_numbers(ctx, a, b):
+    """Python raises ZeroDivisionError on `s / N` for N = 0 (a sum over an empty batch divided
+    by its size): NumPy's division, unless the divisor cannot be 0."""
+    return None if _never_zero(ctx.node.args[1]) else number_call(ctx, "np.divide", a, b)
+
+
+def _pow_numbers(ctx, a, b):
+    """Python raises on `0.0 ** -1` (ZeroDivisionError) and `1e200 ** 2` (OverflowError), and
+    `(-8.0) ** (1 / 3)` is complex: NumPy's power, for floats (integers are exact in Python)."""
+    return number_call(ctx, "np.power", a, b) if ctx.node.dtype == "float" else None
+
+
+binary(
+    "div",
+    "/",
+    MUL,
+    lambda g, y, a, b: (g / b, -g * y / b),
+    dtype="float",
+    numbers=_div_numbers,
+    doc="a / b",
+)
+
+
+def _pow_adjoint(g, y, a, b):
+    """b * a ** (b - 1) and a ** b * log(a), each 0 where its textbook form would be 0 * inf:
+    at b == 0 (a ** 0 is 1 everywhere) and at a == 0 (a ** b * log(a) -> 0 for b > 0), as in
+    PyTorch. The power and the logarithm get a harmless operand there, so no warning is raised;
+    for a constant a or b the masks fold away."""
+    where = lambda mask, a, b: make("where", mask, a, b)  # noqa: E731
+    da = g * b * a ** where(make("eq", b, 0), 1, b - 1)
+    db = g * y * make("log", where(make("eq", a, 0), 1, a))
+    return da, db
+
+
+def constant_value(n: Node) -> int | float | bool | None:
+    """The value of a node made of literals alone (`-1` is `neg(1)`), or None."""
+    if n.op == "const":
+        return n.attr("value")
+    values = [constant_value(a) for a in n.args]
+    if not n.args or any(v is None for v in values):
+        return None
+    fold = {"neg": lambda x: -x, "add": lambda a, b: a + b, "sub": lambda a, b: a - b}
+    fold["mul"] = lambda a, b: a * b
+    return fold[n.op](*values) if n.op in fold else None
+
+
+def _pow_check(n: Node) -> None:
+    """NumPy raises on integers to negative integer powers (`k ** -1` on an int array) where
+    Python would give a float: an error at compile time, as soon as the exponent is known."""
+    a, b = n.args
+    if a.dtype == "float" or b.dtype == "float":
+        return
+    value = constant_value(b)
+    if value is not None and value < 0:
+        raise ShapeError(
+            f"integers to negative integer powers are not allowed, as in NumPy ({a.type} ** "
+            f"{value}); write ** {float(value)} for a float result"
+        )
+
+
 binary(
     "pow",
     "**",
     POW,
-    lambda g, y, a, b: (g * b * a ** (b - 1), g * y * make("log", a)),
+    _pow_adjoint,
     right_assoc=True,
-    doc="a ** b",
+    numbers=_pow_numbers,
+    check=_pow_check,
+    doc="a ** b; integers to negative integer powers are an error, as in NumPy",
 )
 for _name, _symbol in [
     ("lt", "<"),
@@ -235,7 +320,7 @@ def _where_type(mask: Type, a: Type, b: Type) -> Type:
 
 
 def _where_emit(ctx, mask, a, b):
-    if mask.type.static and a.type.static and b.type.static:
+    if python_numbers(ctx):  # np.where would make a float64 array of Python numbers
         return Code(f"{a.at(CMP)} if {mask.at(CMP)} else {b.at(CMP)}", COND)
     return emit_call("np.where", mask.text, a.text, b.text)
 

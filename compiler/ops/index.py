@@ -285,6 +285,7 @@ register(
     _index_adjoint,
     doc="basic indexing and slicing with static bounds: x[t], x[:, 0], a[:, H:2*H], x[::-1]",
     flops=no_flops,
+    view=True,
 )
 
 
@@ -379,6 +380,9 @@ register(
     doc="gather along an axis by an integer array (an embedding lookup): x[idx] for axis 0",
     call=("x", "idx", "axis"),
     flops=no_flops,
+    # x[i] with a 0-d i is NumPy's basic indexing: a view of x (a new array for an array of
+    # indices; a number for a vector x)
+    view=lambda n: n.args[1].ndim == 0 and n.args[0].ndim > 1,
     axis=0,
 )
 
@@ -446,7 +450,8 @@ register(
     _take_along_type,
     _take_along_emit,
     lambda g, y, x, idx: (make("scatter_along", idx, g, size=x.shape[-1]), None),
-    doc="x[..., idx[...]]: one element of each row of the last axis, which it removes",
+    doc="x[..., idx[...]]: one element of each row of the last axis, which it removes; a "
+    "negative index counts from the end (np.take_along_axis), in the gradient too",
     call=("x", "idx"),
     flops=no_flops,
 )
@@ -462,11 +467,16 @@ def _scatter_along_type(idx: Type, g: Type, *, size):
 
 
 def _scatter_along_emit(ctx, idx, g, *, size):
-    classes = f"np.arange({ctx.dim(size)})"
+    """`(idx[:, None] % C == np.arange(C)) * g[:, None]`: a negative index counts from the end,
+    as in take_along's np.take_along_axis (one % on the indices, not on the result)."""
+    n = ctx.dim(size)
+    classes = f"np.arange({n})"
+    modulus = f"({n})" if size.is_sum or size.is_product else n
     if idx.type.ndim == 0:
-        return Code(f"({idx.text} == {classes}) * {g.at(MUL + 1)}", MUL)
+        return Code(f"({idx.at(MUL)} % {modulus} == {classes}) * {g.at(MUL + 1)}", MUL)
     expand = "[:, None]" if idx.type.ndim == 1 else "[..., None]"
-    return Code(f"({idx.at(ATOM)}{expand} == {classes}) * {g.at(ATOM)}{expand}", MUL)
+    picked = f"{idx.at(ATOM)}{expand} % {modulus} == {classes}"
+    return Code(f"({picked}) * {g.at(ATOM)}{expand}", MUL)
 
 
 register(
@@ -476,7 +486,8 @@ register(
     lambda g, y, idx, values, *, size: (None, make("take_along", g, idx)),
     doc="zeros with a last axis of `size`, holding values[...] at idx[...]; "
     "the adjoint of take_along",
-    flops=lambda y, idx, values, *, size: 2 * product(y.shape),  # as emitted: (idx == ..) * g
+    # as emitted: (idx % C == ..) * g, a % per index and a comparison and a product per element
+    flops=lambda y, idx, values, *, size: 2 * product(y.shape) + product(idx.shape),
 )
 
 

@@ -141,6 +141,7 @@ register(
     doc="permute axes (all of them reversed by default, like .T)",
     call=("x", "axes"),
     flops=no_flops,
+    view=True,
     axes=None,
 )
 

@@ -8,13 +8,16 @@ them with `max`, `exp`, `sum` and `log`, shifted by the maximum so that exp neve
 from __future__ import annotations
 
 from ..dims import Dim, show_shape
+from ..escape import literal
 from ..ir import REQUIRED, Node, ShapeError, Type, make
 from . import (
     CMP,
     Code,
+    emit_call,
     normalize_axes,
     per_element,
     register,
+    size,
 )
 from .linalg import unsqueeze
 from .reduce import composite, require_float, shift_by_max
@@ -119,11 +122,45 @@ def one_hot_mask(labels: Node, C: Dim) -> Node:
     return make("one_hot", labels, C=C, dtype="bool", hint="one_hot")
 
 
+def _check_labels_type(labels: Type, *, C, what):
+    _require_labels(what, labels)
+    return Type(labels.dtype, labels.shape), {"C": Dim.of(C), "what": what}
+
+
+def _check_labels_emit(ctx, labels, *, C, what):
+    """A helper of the module (`templates/labels.py.j2`): the labels themselves, once checked."""
+    where = literal(f"{ctx.graph.name}: {what}")
+    return emit_call("_labels", labels.text, ctx.dim(C), where)
+
+
+register(
+    "check_labels",
+    _check_labels_type,
+    _check_labels_emit,
+    lambda g, y, labels, *, C, what: (None,),
+    doc="the labels, checked at run time to be classes 0 to C - 1: a ValueError naming the graph "
+    "and the operation `what` otherwise",
+    # as emitted: the least and the greatest label, and 0 <= least <= greatest < C (comparisons,
+    # like one_hot's, count as operations)
+    flops=lambda y, labels, **attrs: 2 * size(labels) + 3,
+    view=True,  # the labels themselves
+)
+
+
+def class_labels(labels: Node, C: Dim, what: str) -> Node:
+    return make("check_labels", labels, C=C, what=what, hint="labels")
+
+
 def _cross_entropy_type(logits: Type, labels: Type):
     require_float("cross_entropy", "logits (the first argument)", logits)
     _require_labels("cross_entropy", labels)
     if logits.ndim == 0:
         raise ShapeError("cross_entropy: logits need a class axis, the last one")
+    if logits.shape[-1] == Dim.of(0):  # (a label could name no class)
+        raise ShapeError(
+            f"cross_entropy: the logits {show_shape(logits.shape)} have no class: their last "
+            "axis has size 0"
+        )
     if labels.shape != logits.shape[:-1]:
         raise ShapeError(
             f"cross_entropy: labels {show_shape(labels.shape)} must have the shape of the logits "
@@ -133,9 +170,16 @@ def _cross_entropy_type(logits: Type, labels: Type):
     return Type("float", logits.shape[:-1])
 
 
+def _labels_one_hot(logits, labels) -> Node:
+    """The labels' one-hot mask; a label outside 0..C-1 is a ValueError when the graph runs, as
+    in PyTorch, rather than a loss of 0 whose gradient would be the softmax."""
+    C = logits.shape[-1]
+    return one_hot_mask(class_labels(labels, C, "cross_entropy"), C)
+
+
 def _cross_entropy_expand(logits, labels):
     log_probs = make("log_softmax", logits, axis=-1, hint="log_probs")
-    picked = one_hot_mask(labels, logits.shape[-1]) * log_probs
+    picked = _labels_one_hot(logits, labels) * log_probs
     return -make("sum", picked, axis=-1)
 
 
@@ -143,7 +187,7 @@ def _cross_entropy_adjoint(g, y, logits, labels):
     """The classic rule: (softmax(logits) - one_hot(labels)) times the upstream gradient, the
     softmax recomputed from the log-probabilities that the forward keeps."""
     probs = make("exp", make("log_softmax", logits, axis=-1, hint="log_probs"), hint="probs")
-    return unsqueeze(g, -1) * (probs - one_hot_mask(labels, logits.shape[-1])), None
+    return unsqueeze(g, -1) * (probs - _labels_one_hot(logits, labels)), None
 
 
 composite(
@@ -152,6 +196,7 @@ composite(
     _cross_entropy_expand,
     _cross_entropy_adjoint,
     doc="cross_entropy(logits, labels): -log(softmax(logits)[label]) for each example, the "
-    "classes on the last axis; integer labels shaped like the logits without that axis",
+    "classes on the last axis; integer labels shaped like the logits without that axis, each "
+    "one of the classes 0 to C - 1 (checked when the graph runs)",
     call=("logits", "labels"),
 )

@@ -95,13 +95,25 @@ register(
     axis=None,
     keepdims=False,
 )
+
+
+def _mean_adjoint(g, y, x, *, axis, keepdims):
+    """g / n spread over the n elements averaged. A mean over no element is nan (NumPy's, with
+    its warning), and its gradient is spread over no element: g / max(n, 1) then gives what
+    PyTorch gives, an empty gradient and zeros beyond it, where g / 0 would raise in Python or
+    make the gradients of what the mean depends on 0 * inf = nan."""
+    n = product(x.shape[i] for i in axis)
+    count = make("dim", dim=n)
+    if not (n.is_const and n.value > 0):
+        count = make("maximum", count, 1)
+    return (expand_back(g / count, x, axis, keepdims),)
+
+
 register(
     "mean",
     _reduce_type("mean", dtype="float"),
     _reduce_emit("mean"),
-    lambda g, y, x, *, axis, keepdims: (
-        expand_back(g / make("dim", dim=product(x.shape[i] for i in axis)), x, axis, keepdims),
-    ),
+    _mean_adjoint,
     doc="mean over axes",
     call=("x", "axis", "keepdims"),
     flops=lambda y, x, **attrs: size(x) + size(y),  # the sum, then a division per result
@@ -204,20 +216,70 @@ composite(
 # Gradient outputs: a caller's gradient is a fresh, writable array of its parameter's shape and dtype
 
 
+def _full_like_type(like: Type, value: Type, *dtype_like: Type) -> Type:
+    if dtype_like and (len(dtype_like) > 1 or dtype_like[0].dtype != "float"):
+        raise ShapeError("full_like: the dtype comes from one float value")
+    return Type(like.dtype, like.shape)
+
+
+def _full_like_emit(ctx, like, value, *dtype_like):
+    if not dtype_like:
+        return emit_call("np.full_like", like.text, value.text)
+    (d,) = dtype_like
+    # a 0-d float may be a Python int: promoted with a float, its dtype is a float's
+    dtype = f"{d.at(ATOM)}.dtype" if d.type.ndim else f"np.result_type({d.text}, 1.0)"
+    return emit_call("np.full_like", like.text, value.text, f"dtype={dtype}")
+
+
 register(
     "full_like",
-    lambda like, value: Type(like.dtype, like.shape),
-    lambda ctx, like, value: emit_call("np.full_like", like.text, value.text),
-    lambda g, y, like, value: (None, g),
-    doc="an array shaped and typed like `like`, filled with `value` (broadcast)",
+    _full_like_type,
+    _full_like_emit,
+    lambda g, y, like, value, *dtype_like: (None, g, *(None for _ in dtype_like)),
+    doc="an array shaped and typed like `like`, filled with `value` (broadcast); with a third "
+    "operand, of its float dtype instead (the gradient of a `[]` parameter, which the caller may "
+    "pass as a Python int, is of the graph's float dtype)",
     flops=no_flops,
 )
+
+
+def _copy_emit(ctx, x):
+    # the method skips np.copy's dispatch; a 0-d value may be a Python number, without one
+    return Code(f"{x.at(ATOM)}.copy()") if x.type.ndim else emit_call("np.copy", x.text)
+
+
 register(
     "copy",
-    lambda x: x,
-    lambda ctx, x: emit_call("np.copy", x.text),
+    lambda x: Type(x.dtype, x.shape),
+    _copy_emit,
     lambda g, y, x: (g,),
     doc="a fresh copy",
+    flops=no_flops,
+)
+
+
+def _scalar_emit(ctx, x):
+    """`x.dtype.type(2.5)` for a float, the graph's float dtype as the emitter knows it
+    (`dtype_of`), which writes that conversion itself where it makes a float of numbers alone;
+    `np.float64(2.5)` in a graph without float parameters; `np.int_(n)`, `np.bool_(b)`."""
+    node = ctx.node
+    if node.dtype != "float":
+        return emit_call("np.int_" if node.dtype == "int" else "np.bool_", x.text)
+    dtype = getattr(ctx, "dtype_of", None)
+    if dtype is None:
+        return emit_call("np.float64", x.text)
+    if node in getattr(ctx, "born_weak", ()):
+        return x
+    return Code(f"{dtype}.type({x.text})")
+
+
+register(
+    "scalar",
+    lambda x: Type(x.dtype, ()),
+    _scalar_emit,
+    lambda g, y, x: (g,),
+    doc="a 0-d output made of numbers alone (constants, sizes, `[]` parameters, which the caller "
+    "may pass as Python numbers), as a NumPy number: a float of the graph's float dtype",
     flops=no_flops,
 )
 register(

@@ -36,7 +36,19 @@ def _reshape_type(x: Type, *, shape):
         raise ShapeError(
             f"reshape: {show_shape(x.shape)} has {have} elements but {show_shape(shape)} has {want}"
         )
+    if have != want:
+        # equal for some sizes only (mean(x) into (m, n) when m*n == 1): NumPy would raise when
+        # the sizes differ, and the gradient's reshape back would raise when they do not
+        raise ShapeError(
+            f"reshape: {show_shape(x.shape)} has {_elements(have)} and {show_shape(shape)} has "
+            f"{_elements(want)}, the same only where {want} == {have}; a reshape must keep the "
+            "number of elements whatever the sizes are"
+        )
     return Type(x.dtype, shape, x.static and not shape), {"shape": shape}
+
+
+def _elements(d: Dim) -> str:
+    return "1 element" if d == Dim.of(1) else f"{d} elements"
 
 
 def _reshape_emit(ctx, x, *, shape):
@@ -53,6 +65,7 @@ register(
     doc="the same elements in a new shape",
     call=("x", "shape"),
     flops=no_flops,
+    view=True,
     shape=REQUIRED,
 )
 
@@ -71,4 +84,5 @@ register(
     lambda g, y, x, *, shape: (g,),
     doc="a read-only view of x broadcast to a shape",
     flops=no_flops,
+    view=True,
 )

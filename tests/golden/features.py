@@ -2,7 +2,6 @@
 """Forward and backward passes of batched, scaled, power, compiled by bpc from features.bp."""
 
 import functools
-import math
 import re
 from typing import NamedTuple
 
@@ -233,7 +232,7 @@ class ScaledCache(_Cache):
 def scaled(Q, K):
     """z [] = scaled(Q [T, d], K [T, d]): the forward pass alone."""
     T, d = _shapes("scaled(Q: [T, d], K: [T, d])", Q, K)
-    t = math.sqrt(d)
+    t = float(np.sqrt(d))
     a = Q @ K.T / t
     t_1 = a > 0
     a_1 = a * t_1
@@ -246,7 +245,7 @@ def scaled(Q, K):
 def scaled_forward(Q, K):
     """z [] = scaled(Q [T, d], K [T, d]), and the cache that scaled_backward needs."""
     T, d = _shapes("scaled(Q: [T, d], K: [T, d])", Q, K)
-    t = math.sqrt(d)
+    t = float(np.sqrt(d))
     a = Q @ K.T / t
     t_1 = a > 0
     a_1 = a * t_1
@@ -262,7 +261,7 @@ def scaled_backward(dout, cache):
     Q, K, t, t_1, t_2, T = _cached(cache, ScaledCache)
     dout = _dout("scaled", dout, (), Q.dtype)
     # z = mean(reshape(transpose(a, (1, 0)), (T * T,)) ** 2)
-    da = (2 * (dout / (T * T)) * t_2).reshape((T, T)).T
+    da = (2 * (dout / max(T * T, 1)) * t_2).reshape((T, T)).T
     # a = a * (a > 0) - 0.1 * a
     da_1 = da * t_1
     da_1 -= 0.1 * da
@@ -277,7 +276,7 @@ def scaled_backward(dout, cache):
 def scaled_grad(Q, K):
     """z = scaled(Q [T, d], K [T, d]) and its gradients with respect to Q, K."""
     T, d = _shapes("scaled(Q: [T, d], K: [T, d])", Q, K)
-    t = math.sqrt(d)
+    t = float(np.sqrt(d))
     a = Q @ K.T / t
     t_1 = a > 0
     a_1 = a * t_1
@@ -285,7 +284,7 @@ def scaled_grad(Q, K):
     t_2 = a_1.T.reshape((T * T,))
     z = (t_2**2).mean()
     # z = mean(reshape(transpose(a, (1, 0)), (T * T,)) ** 2)
-    da = (2 * (1.0 / (T * T)) * t_2).reshape((T, T)).T
+    da = (2 * (1.0 / max(T * T, 1)) * t_2).reshape((T, T)).T
     # a = a * (a > 0) - 0.1 * a
     da_1 = da * t_1
     da_1 -= 0.1 * da
@@ -343,7 +342,7 @@ def power_backward(dout, cache):
     dx -= dout * t_4 / t_3 * (t_2 > 0)
     dx -= 2 * dout * x
     dx -= dout * x**-2
-    dx += dout * p * t ** (p - 1) * t
+    dx += dout * p * t ** np.where(p == 0, 1, p - 1) * t
     return PowerGrads(dx)
 
 
@@ -361,5 +360,5 @@ def power_grad(x, p):
     dx -= t_4 / t_3 * (t_2 > 0)
     dx += -2.0 * x
     dx -= x**-2
-    dx += p * t ** (p - 1) * t
+    dx += p * t ** np.where(p == 0, 1, p - 1) * t
     return out, PowerGrads(dx)

@@ -233,6 +233,20 @@ CASES: dict[str, list[Case]] = {
         ),
         IR("copy(exp(s))", [("s", ())], lambda s: make("copy", make("exp", s))),
     ],
+    # an output made of numbers alone, as a NumPy number of the graph's dtype
+    "scalar": [
+        IR("scalar(s * s)", [("s", ())], lambda s: make("scalar", s * s)),
+        IR(
+            "scalar(exp(s)) * x",
+            [("s", ()), ("x", ("n",))],
+            lambda s, x: make("scalar", make("exp", s)) * x,
+        ),
+        IR(
+            "sum(x) * scalar(s / 2 + 1)",
+            [("x", ("n", "m")), ("s", ())],
+            lambda x, s: _sum(x) * make("scalar", s / 2 + 1),
+        ),
+    ],
 }
 
 EXEMPT = {

@@ -46,3 +46,8 @@ CASES: dict[str, list[Case]] = {
         C("x: [n, C], y: int[n]", "out = sum((x - one_hot(y, C)) ** 2)", ints="y:C"),
     ],
 }
+
+EXEMPT = {
+    "check_labels": "integers, never differentiated: cross_entropy's labels, checked at run time; "
+    "every cross_entropy case runs it, and tests/regressions/test_op_findings.py checks its error",
+}
