@@ -524,11 +524,24 @@ def _unpack(names: list[str], source: str) -> str:
 
 
 def _signature_text(g: Graph) -> str:
+    """The declared signature, then a line for each dimension that a slice needs to be at least
+    1, `n the slice on line 2`: bpc proves slices fit for sizes of 1 and more, while NumPy would
+    take a size of 0 and give the gradient a wrong shape."""
     params = ", ".join(
         f"{p.name}: {'int' if p.dtype == 'int' else ''}[{', '.join(str(d) for d in p.dims)}]"
         for p in g.params
     )
-    return f"{g.name}({params})"
+    needs: dict[str, int] = {}
+    forward = reachable(g.outputs)
+    for n in g.nodes:
+        if n.op == "index" and n in forward:
+            axes = [x for x in n.attr("index") if x is not None]
+            for item, size in zip(axes, n.args[0].shape):
+                part = isinstance(item, tuple) and item != (Dim.of(0), size, 1)  # (not `:`)
+                for s in sorted(size.symbols) if part else ():
+                    needs.setdefault(s, n.loc.line if n.loc else 0)
+    lines = "".join(f"\n{s} the slice on line {line}" for s, line in needs.items())
+    return f"{g.name}({params}){lines}"
 
 
 def _drop_unused_bindings(body: list[str]) -> list[str]:

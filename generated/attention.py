@@ -10,13 +10,16 @@ import numpy as np
 
 @functools.cache
 def _signature(spec):
-    """A graph's declared parameters: (name, kind, dims), a dim an int or a dimension name."""
+    """A graph's declared parameters: (name, kind, dims), a dim an int or a dimension name;
+    and the dimensions its slices need to be at least 1, with the line that slices them."""
+    spec, *needs = spec.split("\n")
     params = []
     for name, kind, dims in re.findall(r"(\w+): (int)?\[([^\]]*)\]", spec):
         dims = [d.strip() for d in dims.split(",") if d.strip()]
         dims = tuple(int(d) if d.isdigit() else d for d in dims)
         params.append((name, "int" if kind else "float", dims))
-    return spec.split("(", 1)[0], tuple(params)
+    needs = [need.split(" ", 1) for need in needs]
+    return spec.split("(", 1)[0], tuple(params), tuple(needs)
 
 
 # (spec, class, shape and dtype of each argument) -> the sizes: arguments seen before
@@ -40,7 +43,7 @@ def _shapes(spec, *args):
 
 
 def _check(spec, args):
-    graph, params = _signature(spec)
+    graph, params, needs = _signature(spec)
     sizes, source, dtype = {}, {}, None
     for (name, kind, dims), value in zip(params, args):
         if isinstance(value, np.matrix | np.ma.MaskedArray):
@@ -92,6 +95,9 @@ def _check(spec, args):
             else:
                 sizes[dim] = size
                 source[dim] = name
+    for dim, where in needs:
+        if sizes[dim] < 1:
+            raise ValueError(f"{graph}: {where} needs {dim} >= 1, but {dim} is {sizes[dim]}")
     return tuple(sizes.values())
 
 

@@ -432,13 +432,14 @@ HOSTILE_SOURCES = {
     ),
     "a ** b at a == 0": (_graph("a: [n], b: [n]", "y", "y = sum(a ** b)"), "zeros"),
     "mean over an empty batch": (_graph("x: [n, m]", "y", "y = mean(x * x)"), "empty"),
+    # now compile errors, at their line: a reshape that may change the size, ints ** -1
     "reshape of a mean": (
         _graph("x: [m, n]", "y", "y = sum(reshape(mean(x), (m, n)) * x)"),
-        "arrays",
+        "diagnostic",
     ),
     "an integer to a negative power": (
         _graph("x: [n], k: int[]", "y", "y = sum(x * k ** -1)"),
-        "arrays py_int",
+        "diagnostic",
     ),
     "math on constants only": (_graph("x: [n]", "y", "y = sum(x) + log(0 - 1)"), "arrays"),
     "an output that is a dimension": (
@@ -467,6 +468,9 @@ HOSTILE_SOURCES = {
 
 @pytest.mark.parametrize("text, scenarios", HOSTILE_SOURCES.values(), ids=HOSTILE_SOURCES)
 def test_sources_that_once_failed(text, scenarios):
+    if scenarios == "diagnostic":
+        assert check_source(text).outcome == "diagnostic"
+        return
     result = check_source(text, only=frozenset(scenarios.split()))
     if result.failures:
         pytest.fail("\n\n".join(f.report() for f in result.failures), pytrace=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..ir import Node, ShapeError, Type, make
 from . import (
     ADD,
+    ATOM,
     CMP,
     MUL,
     POW,
@@ -163,6 +164,8 @@ register(
 
 
 def _neg_emit(ctx, x):
+    if x.type.dtype == "bool" and not x.type.static:  # NumPy does not negate a mask
+        return Code(f"-{x.at(ATOM)}.astype(int)", UNARY)
     return Code(f"-{x.at(UNARY)}", UNARY)
 
 

@@ -11,6 +11,7 @@ from ..dims import Dim, show_shape
 from ..escape import literal
 from ..ir import REQUIRED, Node, ShapeError, Type, make
 from . import (
+    ATOM,
     CMP,
     Code,
     emit_call,
@@ -96,7 +97,7 @@ def _one_hot_emit(ctx, labels, *, C, dtype):
         mask = Code(f"{classes} == {labels.at(CMP + 1)}", CMP)
     else:
         index = "[:, None]" if labels.type.ndim == 1 else "[..., None]"
-        mask = Code(f"{labels.at(CMP + 1)}{index} == {classes}", CMP)
+        mask = Code(f"{labels.at(ATOM)}{index} == {classes}", CMP)
     # A float result made from integers takes the graph's float dtype: the emitter appends
     # `.astype(x.dtype)` where it knows that dtype (`dtype_of`); elsewhere the floats are float64.
     if dtype == "float" and not getattr(ctx, "dtype_of", None):
