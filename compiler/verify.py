@@ -25,9 +25,9 @@ the IR, and is left to the emitter's own tests (tests/test_in_place.py).
 
 from __future__ import annotations
 
+import collections
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from .autodiff import differentiate
 from .build import build_ir
@@ -62,6 +62,9 @@ STAGES = (
     "select_cache",
 )
 
+# How many graphs `verify` has passed, by stage (the test suite prints the total).
+COUNTS: collections.Counter[str] = collections.Counter()
+
 # Nodes whose type has been checked against their shape rule: a node and its arguments never
 # change, so a node that several stages share is checked once.
 _TYPE_CHECKED: weakref.WeakSet[Node] = weakref.WeakSet()
@@ -81,7 +84,7 @@ def describe(n: Node) -> str:
     text = f"{n.op} node"
     if n.hint:
         text += f" '{n.hint}'"
-    text += f" {n.type}" if n.type is not None else " (untyped)"
+    text += f" {_type(n.type)}" if n.type is not None else " (untyped)"
     if n.loc is not None:
         text += f" at line {n.loc.line}:{n.loc.col}" + (f" (fn '{n.loc.fn}')" if n.loc.fn else "")
     return text
@@ -109,6 +112,7 @@ def verify(graph: Graph, stage: str) -> Graph:
     _check_forward(graph, fail)
     _check_gradients(graph, fail, finished=at >= STAGES.index("finish_gradients"))
     _check_cache(graph, fail, chosen=at == STAGES.index("select_cache"))
+    COUNTS[stage] += 1
     return graph
 
 
@@ -141,7 +145,7 @@ def _check_roots(graph: Graph, position: dict[Node, int], fail, after_autodiff: 
         if n.op != "param" or n.attr("name") != p.name or n.attr("index") != i:
             fail(n, f"is input {i} but not the param node of parameter '{p.name}'")
         if n.type != want:
-            fail(n, f"is parameter '{p.name}', declared {want}")
+            fail(n, f"is parameter '{p.name}', declared {_type(want)}")
     if len(graph.outputs) != len(graph.output_names):
         fail(None, f"has {len(graph.outputs)} outputs for {len(graph.output_names)} output names")
     if graph.douts and len(graph.douts) != len(graph.outputs):
@@ -180,7 +184,7 @@ def _check_type(n: Node, fail, typed: bool) -> None:
     try:
         result = OPS[n.op].infer(*(a.type for a in n.args), **n.kw)
     except ShapeError as e:
-        args = ", ".join(str(a.type) for a in n.args)
+        args = ", ".join(_type(a.type) for a in n.args)
         fail(n, f"its shape rule refuses its arguments ({args}): {e}")
     except TypeError as e:  # a missing or unknown attribute
         fail(n, f"its attributes {n.kw} do not fit its shape rule: {e}")
@@ -204,13 +208,15 @@ def _check_forward(graph: Graph, fail) -> None:
             backward.add(n)
     if not backward:
         return
+    forward = reachable(graph.outputs)
     for n in graph.nodes:
-        if n in backward and n in graph.outputs:
-            fail(n, "is an output of the forward but depends on an upstream gradient")
-    for n in reachable(graph.outputs):
-        for a in n.args:
-            if a in backward:
-                fail(n, f"is a forward node but reads the backward's {describe(a)}")
+        if n in forward:
+            for a in n.args:
+                if a in backward:
+                    fail(n, f"is a forward node but reads the backward's {describe(a)}")
+    for n in graph.outputs:
+        if n in backward:
+            fail(n, "is an output of the forward but is an upstream gradient")
 
 
 def _check_gradients(graph: Graph, fail, finished: bool) -> None:
@@ -221,7 +227,7 @@ def _check_gradients(graph: Graph, fail, finished: bool) -> None:
         if p is None:
             fail(g, f"is the gradient of '{name}', which is not a parameter")
         if g.type.shape != p.type.shape:
-            fail(g, f"is the gradient of '{name}' {p.type} but has another shape")
+            fail(g, f"is the gradient of '{name}' {_type(p.type)} but has another shape")
         if finished and g.type != p.type:
             fail(g, f"is the finished gradient of '{name}' but not of its type {_type(p.type)}")
 
@@ -287,17 +293,22 @@ def compile_graphs(
             errors.extend(e.diagnostics)
     if errors:
         raise CompileError(errors)
-    out = []
-    for graph in typed:
-        full = check(differentiate(check(canonicalize(graph), "canonicalize")), "differentiate")
-        pair = optimize(full, cache_reused=True, sizes=sizes, check=check)
-        scalar = len(graph.outputs) == 1 and graph.outputs[0].ndim == 0
-        grad = None
-        if scalar:
-            ones = check(seed_ones(full), "g_grad/seed_ones")
-            grad = optimize(ones, cache_reused=False, sizes=sizes, check=check, prefix="g_grad/")
-        out.append(Compiled(pair, grad))
-    return out
+    return [compile_typed(graph, sizes, check=check) for graph in typed]
+
+
+def compile_typed(
+    graph: Graph, sizes: dict[str, int] | None = None, *, check: Check = verify
+) -> Compiled:
+    """The stages after the shape pass, on one typed graph, with `check(graph, stage)` after each
+    (for graphs built as IR by hand)."""
+    full = check(differentiate(check(canonicalize(graph), "canonicalize")), "differentiate")
+    pair = optimize(full, cache_reused=True, sizes=sizes, check=check)
+    scalar = len(graph.outputs) == 1 and graph.outputs[0].ndim == 0
+    grad = None
+    if scalar:
+        ones = check(seed_ones(full), "g_grad/seed_ones")
+        grad = optimize(ones, cache_reused=False, sizes=sizes, check=check, prefix="g_grad/")
+    return Compiled(pair, grad)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -348,15 +359,3 @@ def show_graph(graph: Graph) -> str:
         lines.append(f"{field}: {', '.join(ref(n) for n in getattr(graph, field))}")
     lines.append(f"wrt: {', '.join(graph.wrt)}; cache_dims: {', '.join(sorted(graph.cache_dims))}")
     return "\n".join(lines)
-
-
-@dataclass
-class Tally:
-    """A `check` that verifies and counts: graphs per stage, for a summary of a test run."""
-
-    counts: dict[str, int]
-
-    def __call__(self, graph: Graph, stage: str) -> Graph:
-        verify(graph, stage)
-        self.counts[stage] = self.counts.get(stage, 0) + 1
-        return graph

@@ -16,8 +16,6 @@ import bpc.pipeline
 import bpc.stats
 from bpc import verify
 
-TALLY = verify.Tally({})
-
 
 def pytest_addoption(parser):
     parser.addoption(
@@ -41,7 +39,11 @@ def pytest_configure(config):
 
     @functools.wraps(original)
     def compile_graphs(text, warnings=None, sizes=None):
-        return verify.compile_graphs(text, warnings, sizes, check=TALLY)
+        return verify.compile_graphs(
+            text,
+            warnings,
+            sizes,
+        )
 
     for name, module in list(sys.modules.items()):
         if name.startswith("bpc.") and getattr(module, "compile_graphs", None) is original:
@@ -49,11 +51,11 @@ def pytest_configure(config):
 
 
 def pytest_terminal_summary(terminalreporter):
-    if TALLY.counts:
-        graphs = TALLY.counts.get("build_ir", 0)
-        checks = sum(TALLY.counts.values())
+    if verify.COUNTS:
+        counts = verify.COUNTS
         terminalreporter.write_line(
-            f"bpc.verify: {graphs} graphs built and verified after every stage ({checks} checks)"
+            f"bpc.verify: {counts['infer_shapes']} typed graphs ({counts['build_ir']} built from "
+            f"source) verified after every stage, {sum(counts.values())} checks"
         )
 
 
