@@ -11,7 +11,9 @@
 - the forward never reads the backward: nothing the outputs depend on reads an upstream gradient;
 - the cache holds forward values only, and once it is chosen the backward reads the forward
   through it alone; each gradient has its parameter's shape (and, once the gradients are
-  finished, exactly its parameter's type).
+  finished, exactly its parameter's type);
+- from autodiff on, no node is dead (each is needed by an output, a gradient, or is an input or
+  upstream gradient), and once simplified no value is computed twice (hash-consing).
 
 It raises `VerifyError` naming the stage, the graph, the node (operation, type, source line) and
 the broken invariant. `compile_graphs` is `bpc.pipeline.compile_graphs` stage by stage with a
@@ -112,6 +114,10 @@ def verify(graph: Graph, stage: str) -> Graph:
     _check_forward(graph, fail)
     _check_gradients(graph, fail, finished=at >= STAGES.index("finish_gradients"))
     _check_cache(graph, fail, chosen=at == STAGES.index("select_cache"))
+    if at >= STAGES.index("differentiate") and at != STAGES.index("seed_ones"):
+        _check_live(graph, fail)  # (seed_ones keeps the 1 of an upstream gradient nothing read)
+    if STAGES.index("simplify") <= at <= STAGES.index("place_scales"):
+        _check_shared(graph, fail)
     COUNTS[stage] += 1
     return graph
 
@@ -217,6 +223,25 @@ def _check_forward(graph: Graph, fail) -> None:
     for n in graph.outputs:
         if n in backward:
             fail(n, "is an output of the forward but is an upstream gradient")
+
+
+def _check_live(graph: Graph, fail) -> None:
+    """Every node is needed: by an output, a gradient, or as an input or upstream gradient."""
+    live = reachable(graph.outputs + graph.grads + graph.inputs + graph.douts)
+    for n in graph.nodes:
+        if n not in live:
+            fail(n, "is dead: no output or gradient needs it")
+
+
+def _check_shared(graph: Graph, fail) -> None:
+    """Simplified, no value is computed twice: equal operations on the same arguments are one
+    node (the optimizer's hash-consing)."""
+    seen: dict = {}
+    for n in graph.nodes:
+        key = (n.op, tuple(map(id, n.args)), repr(n.attrs), n.type)
+        if n.op != "param" and key in seen:
+            fail(n, f"computes what {describe(seen[key])} computes already (not shared)")
+        seen[key] = n
 
 
 def _check_gradients(graph: Graph, fail, finished: bool) -> None:

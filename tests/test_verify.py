@@ -258,6 +258,28 @@ def test_an_upstream_gradient_of_the_wrong_shape_is_caught():
         verify(replace(broken, douts=(bad,)), "differentiate")
 
 
+def test_a_dead_node_is_caught():
+    graph = stages(LAYER)["differentiate"]
+    stray = make("exp", graph.inputs[0])
+    broken = replace(graph, nodes=graph.nodes + (stray,))
+    with pytest.raises(VerifyError, match=r"exp node float\[n, m\]: is dead: no output or grad"):
+        verify(broken, "differentiate")
+    typed = stages(LAYER)["infer_shapes"]
+    unused = make("exp", typed.inputs[0])
+    verify(replace(typed, nodes=typed.nodes + (unused,)), "infer_shapes")  # (a warning, not a bug)
+
+
+def test_a_value_computed_twice_after_simplify_is_caught():
+    graph = stages(LAYER)["simplify"]
+    h = _node(graph, "h")
+    again = replace(h, hint=None)
+    out = graph.outputs[0]
+    broken = _substitute(graph, out, with_args(out, (h, again)))  # vdot(h, h') for vdot(h, h)
+    with pytest.raises(VerifyError, match="add node float.n, m. .*computes what add node 'h'"):
+        verify(broken, "simplify")
+    verify(broken, "finish_gradients")  # a gradient may be a second, fresh copy
+
+
 def test_stages_are_named():
     graph = stages(LAYER)["select_cache"]
     assert verify(graph, "g_grad/select_cache") is graph
