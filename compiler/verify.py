@@ -86,7 +86,7 @@ def describe(n: Node) -> str:
     text = f"{n.op} node"
     if n.hint:
         text += f" '{n.hint}'"
-    text += f" {_type(n.type)}" if n.type is not None else " (untyped)"
+    text += f" {show_type(n.type)}" if n.type is not None else " (untyped)"
     if n.loc is not None:
         text += f" at line {n.loc.line}:{n.loc.col}" + (f" (fn '{n.loc.fn}')" if n.loc.fn else "")
     return text
@@ -151,7 +151,7 @@ def _check_roots(graph: Graph, position: dict[Node, int], fail, after_autodiff: 
         if n.op != "param" or n.attr("name") != p.name or n.attr("index") != i:
             fail(n, f"is input {i} but not the param node of parameter '{p.name}'")
         if n.type != want:
-            fail(n, f"is parameter '{p.name}', declared {_type(want)}")
+            fail(n, f"is parameter '{p.name}', declared {show_type(want)}")
     if len(graph.outputs) != len(graph.output_names):
         fail(None, f"has {len(graph.outputs)} outputs for {len(graph.output_names)} output names")
     if graph.douts and len(graph.douts) != len(graph.outputs):
@@ -190,19 +190,20 @@ def _check_type(n: Node, fail, typed: bool) -> None:
     try:
         result = OPS[n.op].infer(*(a.type for a in n.args), **n.kw)
     except ShapeError as e:
-        args = ", ".join(_type(a.type) for a in n.args)
+        args = ", ".join(show_type(a.type) for a in n.args)
         fail(n, f"its shape rule refuses its arguments ({args}): {e}")
     except TypeError as e:  # a missing or unknown attribute
         fail(n, f"its attributes {n.kw} do not fit its shape rule: {e}")
     want, attrs = result if isinstance(result, tuple) else (result, n.kw)
     if n.type != want:
-        fail(n, f"has type {_type(n.type)}, but its shape rule gives {_type(want)}")
+        fail(n, f"has type {show_type(n.type)}, but its shape rule gives {show_type(want)}")
     if tuple(sorted(attrs.items())) != n.attrs:
         fail(n, f"has attributes {n.kw}, but its shape rule normalizes them to {attrs}")
     _TYPE_CHECKED.add(n)
 
 
-def _type(t: Type) -> str:
+def show_type(t: Type) -> str:
+    """`float[n, m]`, `int[] (static)`: a type with its dtype always written."""
     return f"{t.dtype}{show_shape(t.shape)}" + (" (static)" if t.static else "")
 
 
@@ -252,9 +253,9 @@ def _check_gradients(graph: Graph, fail, finished: bool) -> None:
         if p is None:
             fail(g, f"is the gradient of '{name}', which is not a parameter")
         if g.type.shape != p.type.shape:
-            fail(g, f"is the gradient of '{name}' {_type(p.type)} but has another shape")
+            fail(g, f"is the gradient of '{name}' {show_type(p.type)} but has another shape")
         if finished and g.type != p.type:
-            fail(g, f"is the finished gradient of '{name}' but not of its type {_type(p.type)}")
+            fail(g, f"is the finished gradient of '{name}' but not of its type {show_type(p.type)}")
 
 
 def _check_cache(graph: Graph, fail, chosen: bool) -> None:
@@ -362,7 +363,7 @@ def _value(v) -> str:
         inner = ", ".join(_value(x) for x in v)
         return f"({inner},)" if len(v) == 1 else f"({inner})"
     if isinstance(v, Type):
-        return _type(v)
+        return show_type(v)
     return repr(v)
 
 
@@ -378,7 +379,7 @@ def show_graph(graph: Graph) -> str:
         parts = [ref(a) for a in n.args] + [f"{k}={_value(v)}" for k, v in n.attrs]
         hint = f" '{n.hint}'" if n.hint else ""
         loc = f" @{n.loc.line}:{n.loc.col}" + (f"({n.loc.fn})" if n.loc.fn else "") if n.loc else ""
-        typ = _type(n.type) if n.type else "?"
+        typ = show_type(n.type) if n.type else "?"
         lines.append(f"%{i} = {n.op}({', '.join(parts)}) : {typ}{hint}{loc}")
     for field in ("inputs", "outputs", "douts", "grads", "cache"):
         lines.append(f"{field}: {', '.join(ref(n) for n in getattr(graph, field))}")

@@ -130,6 +130,18 @@ def test_an_unused_parameter_stays_in_the_nodes():
     assert [n.attr("name") for n in graph.inputs if n in graph.nodes] == ["x", "y", "i"]
 
 
+@pytest.mark.xfail(
+    strict=True,
+    raises=VerifyError,
+    reason="BUG: a rewrite that makes a value static (sum_of_broadcast_scalar: sum(broadcast_to(1.0))"
+    " -> 1.0 * m) leaves its users typed as they were, since the simplifier rebuilds a node with new"
+    " arguments without typing it again: ds = add(mul(-1.0, m), mul(1.0, m)) is typed float[], its"
+    " shape rule gives float[] (static)",
+)
+def test_a_rewrite_that_makes_a_value_static_types_its_users_again():
+    stages("graph f(x: [m], s: []) -> out {\n    out = sum(x + s) + sum(x - s)\n}\n")
+
+
 # ---------------------------------------------------------------------------------------------
 # Broken graphs are caught, with the stage, the node and the invariant
 
