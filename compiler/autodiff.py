@@ -81,7 +81,8 @@ def differentiate(graph: Graph) -> Graph:
     renamed: dict[Node, Node] = {}
     order = []
     for n in schedule(
-        graph.nodes + tuple(created) + tuple(results), graph.outputs + tuple(results) + douts
+        graph.nodes + tuple(created) + tuple(results),
+        graph.outputs + tuple(results) + douts + graph.inputs,
     ):
         args = tuple(renamed.get(a, a) for a in n.args)
         hint = n.hint or names.get(n)
