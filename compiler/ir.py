@@ -318,10 +318,15 @@ def rewrite(graph: Graph, fn: Callable[[Node, tuple[Node, ...]], Node]) -> Graph
 
 
 def with_args(node: Node, args: tuple[Node, ...]) -> Node:
-    """`node` with new arguments of the same types (the identity when nothing changed)."""
+    """`node` with new arguments (the identity when nothing changed). Where an argument's type
+    changed, the node's type is its shape rule's again: a rewrite that made an array sum the
+    plain number `1.0 * m` makes the values computed from it plain numbers too."""
     if args == node.args:
         return node
-    return replace(node, args=args)
+    if all(a.type == b.type for a, b in zip(args, node.args)):
+        return replace(node, args=args)
+    result = OPS[node.op].infer(*(a.type for a in args), **node.kw)
+    return replace(node, args=args, type=result[0] if isinstance(result, tuple) else result)
 
 
 __all__ = [

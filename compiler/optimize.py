@@ -494,7 +494,7 @@ def transpose_products(graph: Graph) -> Graph:
     }
 
     def step(n: Node, args: tuple[Node, ...]) -> Node:
-        m = n if args == n.args else replace(n, args=args)
+        m = with_args(n, args)
         if n not in single:
             return m
         a, b = m.args[0].args
@@ -553,7 +553,7 @@ def _move(graph: Graph, moves: dict[Node, tuple[Callable, tuple, int]]) -> Graph
 
     def step(n: Node, args: tuple[Node, ...]) -> Node:
         move = moves.get(n)
-        n = n if args == n.args else replace(n, args=args)
+        n = with_args(n, args)
         if move is None:
             return n
         options, extra, k = move
@@ -681,7 +681,7 @@ def canonicalize(graph: Graph) -> Graph:
     unstable expressions, chosen before differentiation so that their adjoints are the ones used."""
 
     def step(n: Node, args: tuple[Node, ...]) -> Node:
-        n = n if args == n.args else replace(n, args=args)
+        n = with_args(n, args)
         for r in CANONICAL:
             with at(n.loc):
                 m = r(n)
@@ -723,7 +723,7 @@ class _Simplifier:
         if n in self.done:
             return n
         args = tuple(self(a) for a in n.args)  # a rewrite's fresh arguments come first
-        n = n if args == n.args else replace(n, args=args)
+        n = with_args(n, args)
         if n.op not in ("param", "dout"):
             with at(n.loc):
                 for r in _rules_for(n.op):
@@ -745,7 +745,7 @@ def _simplify_pass(graph: Graph) -> tuple[Graph, bool]:
 
     def step(n: Node, args: tuple[Node, ...]) -> Node:
         nonlocal changed
-        m = simplify_node(n if args == n.args else replace(n, args=args))
+        m = simplify_node(with_args(n, args))
         changed |= m is not n
         return m
 
@@ -814,7 +814,7 @@ def finish_gradients(graph: Graph, *, cache_reused: bool) -> Graph:
         grads.append(g)
     return rewrite(
         replace(graph, grads=tuple(grads)),
-        lambda n, args: n if args == n.args else replace(n, args=args),
+        with_args,
     )
 
 
@@ -893,12 +893,31 @@ def select_cache(graph: Graph) -> Graph:
 
 
 def optimize(
-    graph: Graph, *, cache_reused: bool = True, sizes: dict[str, int] | None = None
+    graph: Graph,
+    *,
+    cache_reused: bool = True,
+    sizes: dict[str, int] | None = None,
+    check: Check | None = None,
+    prefix: str = "",
 ) -> Graph:
     """Simplify, share and prune; make the gradients safe to hand to the caller; choose the cache.
-    `sizes` are the dimension sizes the user expects, for rewrites whose gain depends on them."""
-    graph = place_scales(transpose_products(simplify(graph)), sizes)
-    return select_cache(finish_gradients(finish_outputs(graph), cache_reused=cache_reused))
+    `sizes` are the dimension sizes the user expects, for rewrites whose gain depends on them.
+    `check(graph, stage)` sees the graph after each pass (`bpc.verify`, in the tests)."""
+    check = check or unchecked
+    graph = check(simplify(graph), prefix + "simplify")
+    graph = check(transpose_products(graph), prefix + "transpose_products")
+    graph = check(place_scales(graph, sizes), prefix + "place_scales")
+    graph = check(finish_outputs(graph), prefix + "finish_outputs")
+    graph = check(finish_gradients(graph, cache_reused=cache_reused), prefix + "finish_gradients")
+    return check(select_cache(graph), prefix + "select_cache")
+
+
+# A check of the graph after a stage: `check(graph, "simplify")` returns the graph or raises.
+Check = Callable[[Graph, str], Graph]
+
+
+def unchecked(graph: Graph, stage: str) -> Graph:
+    return graph
 
 
 def seed_ones(graph: Graph) -> Graph:

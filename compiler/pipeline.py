@@ -9,7 +9,8 @@ from .autodiff import differentiate
 from .build import build_ir
 from .diagnostics import CompileError, Diagnostic, error
 from .emit import Compiled, emit
-from .optimize import canonicalize, optimize, seed_ones
+from .ir import Graph
+from .optimize import Check, canonicalize, optimize, seed_ones, unchecked
 from .parse import parse
 from .shapes import infer_shapes
 from .syntax import deepest
@@ -19,13 +20,16 @@ def compile_graphs(
     text: str,
     warnings: list[Diagnostic] | None = None,
     sizes: dict[str, int] | None = None,
+    *,
+    check: Check | None = None,
 ) -> list[Compiled]:
     """Every graph in `text` through all stages but emission. The errors of independent
     statements and graphs are reported together; warnings are appended to `warnings`. `sizes`
     are the dimension sizes the user expects: where the cheaper form of a computation depends on
-    them, the optimizer chooses it for those sizes."""
+    them, the optimizer chooses it for those sizes. `check(graph, stage)` sees each graph after
+    each stage (`bpc.verify`, in the tests)."""
     try:
-        return _compile_graphs(text, warnings, sizes)
+        return _compile_graphs(text, warnings, sizes, check or unchecked)
     except RecursionError:
         raise nested_too_deeply(text) from None
 
@@ -44,24 +48,34 @@ def nested_too_deeply(text: str) -> CompileError:
 
 
 def _compile_graphs(
-    text: str, warnings: list[Diagnostic] | None, sizes: dict[str, int] | None
+    text: str, warnings: list[Diagnostic] | None, sizes: dict[str, int] | None, check: Check
 ) -> list[Compiled]:
     typed, errors = [], []
     for graph in build_ir(parse(text), text, warnings, errors):
+        check(graph, "build_ir")
         try:
-            typed.append(infer_shapes(graph))
+            typed.append(check(infer_shapes(graph), "infer_shapes"))
         except CompileError as e:  # one graph's shape error does not hide another's
             errors.extend(e.diagnostics)
     if errors:
         raise CompileError(errors)
-    out = []
-    for graph in typed:
-        full = differentiate(canonicalize(graph))
-        pair = optimize(full, cache_reused=True, sizes=sizes)
-        scalar = len(graph.outputs) == 1 and graph.outputs[0].ndim == 0
-        grad = optimize(seed_ones(full), cache_reused=False, sizes=sizes) if scalar else None
-        out.append(Compiled(pair, grad))
-    return out
+    return [compile_typed(graph, sizes, check=check) for graph in typed]
+
+
+def compile_typed(
+    graph: Graph, sizes: dict[str, int] | None = None, *, check: Check | None = None
+) -> Compiled:
+    """The stages after the shape pass, on one typed graph: the forward and backward pair and,
+    for one scalar output, the fused value and gradient."""
+    check = check or unchecked
+    full = check(differentiate(check(canonicalize(graph), "canonicalize")), "differentiate")
+    pair = optimize(full, cache_reused=True, sizes=sizes, check=check)
+    if len(graph.outputs) != 1 or graph.outputs[0].ndim:
+        return Compiled(pair, None)
+    ones = check(seed_ones(full), "g_grad/seed_ones")
+    return Compiled(
+        pair, optimize(ones, cache_reused=False, sizes=sizes, check=check, prefix="g_grad/")
+    )
 
 
 def compile_source(

@@ -29,25 +29,16 @@ from __future__ import annotations
 
 import collections
 import weakref
-from collections.abc import Callable
 
-from .autodiff import differentiate
-from .build import build_ir
-from .diagnostics import CompileError, Diagnostic
+from .diagnostics import Diagnostic
 from .dims import Dim, show_shape
 from .emit import Compiled
 from .ir import OPS, Graph, Node, ShapeError, Type, reachable
-from .optimize import (
-    canonicalize,
-    finish_gradients,
-    place_scales,
-    seed_ones,
-    select_cache,
-    simplify,
-    transpose_products,
-)
-from .parse import parse
-from .shapes import infer_shapes
+from .optimize import Check
+
+# (bound here, before tests/conftest.py puts the verifying one in the pipeline's place)
+from .pipeline import compile_graphs as _compile_graphs
+from .pipeline import compile_typed as _compile_typed
 
 # The stages after which a graph is checked, in pipeline order. The graph of `g_grad` goes
 # through `seed_ones` and the optimization stages again; its stages are named `g_grad/simplify`.
@@ -60,6 +51,7 @@ STAGES = (
     "simplify",
     "transpose_products",
     "place_scales",
+    "finish_outputs",
     "finish_gradients",
     "select_cache",
 )
@@ -282,25 +274,6 @@ def _check_cache(graph: Graph, fail, chosen: bool) -> None:
 # The pipeline, checked after every stage
 
 
-Check = Callable[[Graph, str], Graph]
-
-
-def optimize(
-    graph: Graph,
-    *,
-    cache_reused: bool = True,
-    sizes: dict[str, int] | None = None,
-    check: Check = verify,
-    prefix: str = "",
-) -> Graph:
-    """`bpc.optimize.optimize`, pass by pass, with `check(graph, stage)` after each pass."""
-    graph = check(simplify(graph), prefix + "simplify")
-    graph = check(transpose_products(graph), prefix + "transpose_products")
-    graph = check(place_scales(graph, sizes), prefix + "place_scales")
-    graph = check(finish_gradients(graph, cache_reused=cache_reused), prefix + "finish_gradients")
-    return check(select_cache(graph), prefix + "select_cache")
-
-
 def compile_graphs(
     text: str,
     warnings: list[Diagnostic] | None = None,
@@ -308,18 +281,8 @@ def compile_graphs(
     *,
     check: Check = verify,
 ) -> list[Compiled]:
-    """`bpc.pipeline.compile_graphs`, stage by stage, with `check(graph, stage)` after each stage
-    (tests/test_verify.py checks that both give the same graphs)."""
-    typed, errors = [], []
-    for graph in build_ir(parse(text), text, warnings, errors):
-        check(graph, "build_ir")
-        try:
-            typed.append(check(infer_shapes(graph), "infer_shapes"))
-        except CompileError as e:
-            errors.extend(e.diagnostics)
-    if errors:
-        raise CompileError(errors)
-    return [compile_typed(graph, sizes, check=check) for graph in typed]
+    """`bpc.pipeline.compile_graphs` with `check(graph, stage)` after every stage."""
+    return _compile_graphs(text, warnings, sizes, check=check)
 
 
 def compile_typed(
@@ -327,14 +290,7 @@ def compile_typed(
 ) -> Compiled:
     """The stages after the shape pass, on one typed graph, with `check(graph, stage)` after each
     (for graphs built as IR by hand)."""
-    full = check(differentiate(check(canonicalize(graph), "canonicalize")), "differentiate")
-    pair = optimize(full, cache_reused=True, sizes=sizes, check=check)
-    scalar = len(graph.outputs) == 1 and graph.outputs[0].ndim == 0
-    grad = None
-    if scalar:
-        ones = check(seed_ones(full), "g_grad/seed_ones")
-        grad = optimize(ones, cache_reused=False, sizes=sizes, check=check, prefix="g_grad/")
-    return Compiled(pair, grad)
+    return _compile_typed(graph, sizes, check=check)
 
 
 # ---------------------------------------------------------------------------------------------

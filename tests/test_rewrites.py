@@ -256,13 +256,21 @@ def test_sum_of_broadcast_scalar():
 
 @pytest.mark.xfail(
     strict=True,
-    reason="BUG: sum(broadcast_to(1.0, [n, m])) is an array, float[] (its shape rule says so); "
-    "1.0 * (m*n) is a plain number, float[] (static): the simplifier keeps the users' types, "
-    "which are then stale (tests/test_verify.py has the whole-graph reproducer)",
+    reason="the one rule whose result is typed otherwise than its node: sum(broadcast_to(1.0, "
+    "[n, m])) is an array, float[]; 1.0 * (m*n) is a plain number, float[] (static). The "
+    "simplifier types the users again (ir.with_args; tests/test_verify.py has the whole graph)",
 )
 def test_sum_of_broadcast_scalar_of_a_number():
     wide = make("broadcast_to", 1.0, shape=dim("n", "m"))
     rewrites(opt.sum_of_broadcast_scalar, make("sum", wide, axis=(0, 1), keepdims=False))
+
+
+def test_where_of_a_constant_mask():
+    rule = opt.where_of_a_constant_mask
+    assert rewrites(rule, make("where", True, x, y)) == "x"
+    assert rewrites(rule, make("where", False, x, y)) == "y"
+    assert leaves_alone(rule, make("where", make("gt", x, 0), x, y))
+    assert leaves_alone(rule, make("where", True, 1.0, y))  # 1.0 alone is not the [n, m] result
 
 
 def test_reshape_of_broadcast_scalar():
