@@ -11,7 +11,7 @@ import numpy as np
 @functools.cache
 def _signature(spec):
     """A graph's declared parameters: (name, kind, dims), a dim an int or a dimension name;
-    and the dimensions its slices need to be at least 1, with the line that slices them."""
+    and the dimensions its slices need to be at least 1, with where they are sliced."""
     spec, *needs = spec.split("\n")
     params = []
     for name, kind, dims in re.findall(r"(\w+): (int)?\[([^\]]*)\]", spec):
@@ -97,7 +97,9 @@ def _check(spec, args):
                 source[dim] = name
     for dim, where in needs:
         if sizes[dim] < 1:
-            raise ValueError(f"{graph}: {where} needs {dim} >= 1, but {dim} is {sizes[dim]}")
+            raise ValueError(
+                f"{graph}: {where} needs {dim} >= 1, but {dim} is {sizes[dim]}"
+            )
     return tuple(sizes.values())
 
 
