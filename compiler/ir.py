@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -240,6 +241,16 @@ class Graph:
     @property
     def roots(self) -> tuple[Node, ...]:
         return self.outputs + self.grads
+
+    @functools.cached_property
+    def forward(self) -> frozenset[Node]:
+        """The forward pass: the parameters, and every node the outputs depend on. Every other
+        node is the backward's. A value both passes read (a constant, the `x` that `dW` reads)
+        is the forward's, which is what makes it something the backward may take from the
+        cache. The split is defined by reachability rather than stored per node, so no rewrite
+        can leave it stale: optimize, emit, stats, draw and explain all read it here. (Computed
+        once per graph; `dataclasses.replace` makes a new graph, which computes its own.)"""
+        return frozenset(reachable(self.outputs)).union(self.inputs)
 
 
 def reachable(roots: Iterable[Node]) -> set[Node]:

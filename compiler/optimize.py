@@ -769,7 +769,7 @@ def finish_gradients(graph: Graph, *, cache_reused: bool) -> Graph:
     broadcast or a plain number is filled into `full_like(param)`, and a value that the caller
     or the cache also holds is copied."""
     params = {n.attr("name"): n for n in graph.inputs}
-    forward = reachable(graph.outputs)
+    forward = graph.forward
     # The graph's float dtype: a float array parameter's, or the first float scalar's. A `[]`
     # parameter's gradient takes it, whatever number the caller passed (a Python int included).
     floats = [n for n in graph.inputs if n.dtype == "float"]
@@ -879,7 +879,7 @@ def finish_outputs(graph: Graph) -> Graph:
 def select_cache(graph: Graph) -> Graph:
     """The cache is exactly what the backward reads from the forward: parameters and forward
     values that some backward node takes as an argument, and the dimension sizes it uses."""
-    forward = reachable(graph.outputs) | set(graph.inputs)
+    forward = graph.forward
     read: set[Node] = set()
     dims: set[str] = set()
     for b in graph.nodes:
