@@ -221,8 +221,9 @@ class Param:
 @dataclass(frozen=True)
 class Graph:
     """One `graph` definition. `nodes` lists every node in a topological order; after autodiff,
-    `douts` are the upstream-gradient inputs and `grads` the gradients, aligned with `wrt`; after
-    optimization, `cache` is what the forward keeps for the backward."""
+    `douts` are the upstream-gradient inputs, aligned with `outputs` (a graph differentiated
+    twice keeps the first differentiation's before them), and `grads` the gradients, aligned
+    with `wrt`; after optimization, `cache` is what the forward keeps for the backward."""
 
     name: str
     loc: Loc

@@ -1,13 +1,19 @@
-"""The IR itself: the forward/backward split a compiled graph records."""
+"""The IR itself: the forward/backward split a compiled graph records, and the identity of its
+leaves."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from bpc.autodiff import differentiate
 from bpc.ir import reachable
+from bpc.optimize import optimize, simplify
 from bpc.pipeline import compile_graphs
+from tests import oracle
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.bp"))
@@ -22,3 +28,64 @@ def test_the_forward_is_the_parameters_and_what_the_outputs_read(path: Path):
             # the forward never reads the backward
             assert all(a in g.forward for n in g.forward for a in n.args)
             assert set(g.cache) <= g.forward
+
+
+# ---------------------------------------------------------------------------------------------
+# Identity: leaves of their own
+
+
+def differentiated_twice(src: str):
+    """A VJP of a VJP: the graph of `src` differentiated, then differentiated again with its
+    gradients as the outputs."""
+    first = differentiate(oracle.typed_graph(src))
+    names = tuple("d" + name for name in first.wrt)
+    return differentiate(replace(first, outputs=first.grads, output_names=names, grads=()))
+
+
+def second_order(graph, inputs, douts):
+    """The gradients of a twice-differentiated graph, by the oracle's evaluator."""
+    return oracle.evaluate(replace(graph, outputs=graph.grads), inputs, douts=douts)
+
+
+QUADRATIC = """
+graph f(W: [m, n], x: [n]) -> y wrt x {
+    y = sum((W @ x) ** 2)
+}
+"""
+
+TANH = """
+graph f(W: [n, n], x: [n]) -> y wrt x {
+    y = tanh(W @ x)
+}
+"""
+
+
+@pytest.mark.parametrize("stage", [lambda g: g, simplify, optimize])
+def test_a_vjp_of_a_vjp_is_a_hessian_vector_product(stage):
+    """The gradient with respect to x of <grad_x f, v>, with f = u * sum((W @ x)**2) for a
+    seed u other than 1, is 2 u W^T W v."""
+    rng = np.random.default_rng(0)
+    W, x, v = rng.standard_normal((3, 4)), rng.standard_normal(4), rng.standard_normal(4)
+    u = 1.7
+    g = stage(differentiated_twice(QUADRATIC))
+    (hv,) = second_order(g, {"W": W, "x": x}, (u, v))
+    assert np.allclose(hv, 2 * u * W.T @ W @ v)
+
+
+@pytest.mark.parametrize("stage", [simplify, optimize])
+def test_the_douts_of_two_differentiations_stay_apart(stage):
+    """tanh(W @ x)'s dout u and the second differentiation's w have the same type: hash-consing
+    keeps them apart, and the second-order gradient reads both."""
+    twice = differentiated_twice(TANH)
+    g = stage(twice)
+    u, w = g.douts
+    assert u is not w and u.type == w.type and {u, w} <= reachable(g.grads)
+    rng = np.random.default_rng(1)
+    W, x, *seeds = rng.standard_normal((4, 4)), *rng.standard_normal((3, 4))
+    y = np.tanh(W @ x)
+    (got,) = second_order(g, {"W": W, "x": x}, seeds)
+    assert np.allclose(got, W.T @ ((W @ seeds[1]) * seeds[0] * -2 * y * (1 - y * y)))
+    assert [(d.attr("differentiation"), d.attr("index")) for d in g.douts] == [(1, 0), (2, 0)]
+    # and the same again: the numbering is the graph's, not a global counter's
+    again = differentiated_twice(TANH)
+    assert [d.attrs for d in again.douts] == [d.attrs for d in twice.douts]
