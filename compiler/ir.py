@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -79,7 +79,8 @@ class Node:
 
     def __repr__(self) -> str:
         attrs = "".join(f", {k}={v!r}" for k, v in self.attrs)
-        return f"<{self.op}{attrs} {self.type} @{id(self) % 10000}>"
+        hint = f" {self.hint!r}" if self.hint else ""
+        return f"<{self.op}{attrs} {self.type}{hint}>"
 
     # Arithmetic builds IR, so adjoint rules read like the math they implement.
     def __add__(self, other):
@@ -208,6 +209,31 @@ def make(op: str, *args: Node | int | float, hint: str | None = None, **attrs: A
 def untyped(op: str, *args: Node, hint: str | None = None, **attrs: Any) -> Node:
     """A node whose type the shape pass will infer (used while building IR from syntax)."""
     return Node(op, args, tuple(sorted(attrs.items())), None, hint, _loc.get())
+
+
+def canonical(value: Any) -> Hashable:
+    """A hashable form of an attribute's value, equal exactly when the values are the same
+    value. Python's `==` says that `1 == 1.0 == True` and `0.0 == -0.0`, but a constant folded
+    from one would not stand for another (in NumPy, `1 / -0.0` is `-inf`), so the kind and the
+    exact bits of a number are part of its form (`float.hex`, under which nan equals nan).
+    Tuples compare item by item, `Dim`s and `Type`s by value; any other value is refused
+    rather than compared by something that is not its value (`repr`, `id`)."""
+    if value is None or isinstance(value, (str, Dim, Type)):
+        return value  # (none of these is a tuple, the form of everything below)
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, int):
+        return ("int", value)
+    if isinstance(value, float):
+        return ("float", value.hex())
+    if isinstance(value, tuple):
+        return ("tuple", *map(canonical, value))
+    raise TypeError(f"no canonical form for an attribute of type {type(value).__name__}")
+
+
+def attrs_key(attrs: Attrs) -> tuple:
+    """`attrs` in their canonical form (`canonical`), for hash-consing."""
+    return tuple((k, canonical(v)) for k, v in attrs)
 
 
 @dataclass(frozen=True)
@@ -346,6 +372,8 @@ __all__ = [
     "ShapeError",
     "Type",
     "at",
+    "attrs_key",
+    "canonical",
     "is_view",
     "make",
 ]

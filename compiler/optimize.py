@@ -21,6 +21,7 @@ from .ir import (
     Node,
     ShapeError,
     at,
+    attrs_key,
     const,
     is_view,
     make,
@@ -692,8 +693,13 @@ def canonicalize(graph: Graph) -> Graph:
     return rewrite(graph, step)
 
 
-def _key(n: Node):
-    return (n.op, tuple(id(a) for a in n.args), repr(n.attrs), n.type)
+def _key(n: Node) -> tuple:
+    """What makes two nodes the same value: the operation, the arguments, the attributes by
+    value (`canonical`: `1`, `1.0` and `True` differ, a region compares by its structure) and
+    the type. The arguments compare by identity, which is enough because the simplifier interns
+    bottom-up: a node's arguments have been replaced by their representatives before its own
+    key is taken, so equal arguments are the same node already."""
+    return (n.op, n.args, attrs_key(n.attrs), n.type)
 
 
 # The nodes of the graph being simplified, by key: what a rule may ask `_existing` about.

@@ -1,5 +1,5 @@
 """The IR itself: the forward/backward split a compiled graph records, and the identity of its
-leaves."""
+nodes (leaves of their own, structural hash-consing keys)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from bpc.autodiff import differentiate
-from bpc.ir import reachable
-from bpc.optimize import optimize, simplify
+from bpc.dims import Dim
+from bpc.ir import canonical, const, reachable
+from bpc.optimize import _key, optimize, simplify
 from bpc.pipeline import compile_graphs
 from tests import oracle
 
@@ -31,7 +32,7 @@ def test_the_forward_is_the_parameters_and_what_the_outputs_read(path: Path):
 
 
 # ---------------------------------------------------------------------------------------------
-# Identity: leaves of their own
+# Identity: leaves of their own, structural hash-consing keys
 
 
 def differentiated_twice(src: str):
@@ -89,3 +90,16 @@ def test_the_douts_of_two_differentiations_stay_apart(stage):
     # and the same again: the numbering is the graph's, not a global counter's
     again = differentiated_twice(TANH)
     assert [d.attrs for d in again.douts] == [d.attrs for d in twice.douts]
+
+
+def test_attributes_compare_by_value_and_kind():
+    assert len({canonical(v) for v in (1, 1.0, True, 0.0, -0.0, 0, False)}) == 7
+    assert canonical(float("nan")) == canonical(float("nan"))
+    assert canonical((1, (2.0, None))) != canonical((1, (2, None)))
+    assert canonical((Dim.of("n"), "n")) == canonical((Dim.of("n"), "n"))
+    with pytest.raises(TypeError):
+        canonical([1])
+    # hash-consing: -0.0 is not 0.0, and 1.0 not 1 (NumPy's 1 / -0.0 is -inf)
+    assert len({_key(const(c)) for c in (0.0, -0.0, 1, 1.0, True)}) == 5
+    assert _key(const(2.5)) == _key(const(2.5))
+    assert "@" not in repr(const(2.5))  # (no id in a node's repr)
