@@ -1,5 +1,5 @@
-"""The IR itself: the forward/backward split a compiled graph records, and the identity of its
-nodes (leaves of their own, structural hash-consing keys)."""
+"""The IR itself: the forward/backward split a compiled graph records, the identity of its
+nodes (leaves of their own, structural hash-consing keys), regions and several results."""
 
 from __future__ import annotations
 
@@ -11,7 +11,22 @@ import pytest
 
 from bpc.autodiff import differentiate
 from bpc.dims import Dim
-from bpc.ir import canonical, const, reachable
+from bpc.ir import (
+    OPS,
+    Node,
+    OpDef,
+    Region,
+    TupleType,
+    Type,
+    canonical,
+    const,
+    make,
+    reachable,
+    result,
+    rewrite,
+    schedule,
+    with_args,
+)
 from bpc.optimize import _key, optimize, simplify
 from bpc.pipeline import compile_graphs
 from tests import oracle
@@ -103,3 +118,77 @@ def test_attributes_compare_by_value_and_kind():
     assert len({_key(const(c)) for c in (0.0, -0.0, 1, 1.0, True)}) == 5
     assert _key(const(2.5)) == _key(const(2.5))
     assert "@" not in repr(const(2.5))  # (no id in a node's repr)
+
+
+# ---------------------------------------------------------------------------------------------
+# Regions and nodes with several results
+
+
+def _body(n: Dim, op: str) -> Region:
+    """A loop body of two carried [n] values: (h * x, h op x)."""
+    h, x = (Node("param", (), (("index", i),), Type("float", (n,))) for i in range(2))
+    return Region((h, x), (h * x, make(op, h, x)))
+
+
+def _loop(body: Region, *args: Node) -> Node:
+    return Node("loop", args, (("body", body),), TupleType(tuple(r.type for r in body.results)))
+
+
+@pytest.fixture
+def loop_ops(monkeypatch):
+    """Stand-ins for a loop and its `result` projections (nothing in the compiler has them)."""
+
+    def unused(*_, **__):
+        raise NotImplementedError
+
+    monkeypatch.setitem(
+        OPS,
+        "loop",
+        OpDef("loop", lambda *_, body: TupleType(tuple(r.type for r in body.results)), unused),
+    )
+    monkeypatch.setitem(OPS, "result", OpDef("result", lambda t, *, index: t.items[index], unused))
+
+
+def test_regions_and_several_results_go_through_schedule_rewrite_and_hash_consing(loop_ops):
+    g = oracle.typed_graph("graph f(h: [n], x: [n]) -> y {\n    y = h + x\n}\n")
+    h, x = g.inputs
+    n = h.shape[0]
+    assert _body(n, "add") == _body(n, "add") != _body(n, "sub")  # by structure
+    assert hash(_body(n, "add")) == hash(_body(n, "add"))
+    a, b, c = (
+        _loop(_body(n, "add"), h, x),
+        _loop(_body(n, "add"), h, x),
+        _loop(_body(n, "sub"), h, x),
+    )
+    out = result(a, 0) + result(b, 1) + result(c, 1)
+    g = replace(g, outputs=(out,), nodes=schedule(g.nodes, (out,)))
+    assert str(a.type) == "([n], [n])" and result(a, 1).type == Type("float", (n,))
+
+    order = g.nodes
+    assert all(order.index(arg) < order.index(m) for m in order for arg in m.args)
+    assert {a, b, c} <= set(order)
+    same = rewrite(g, lambda m, args: with_args(m, args))
+    assert same.nodes == g.nodes
+
+    merged = simplify(g)  # the two alike loops are one; the other stays
+    loops = [m for m in merged.nodes if m.op == "loop"]
+    assert len(loops) == 2
+    assert sorted(m.attr("body").results[1].op for m in loops) == ["add", "sub"]
+    results = [m for m in merged.nodes if m.op == "result"]
+    read = sorted((m.args[0].attr("body").results[1].op, m.attr("index")) for m in results)
+    assert read == [("add", 0), ("add", 1), ("sub", 1)]
+
+
+def test_a_region_is_closed_and_compares_by_structure_nested_ones_too():
+    g = oracle.typed_graph("graph f(h: [n], x: [n]) -> y {\n    y = h + x\n}\n")
+    h, x = g.inputs
+    p = Node("param", (), (("index", 0),), h.type)
+    with pytest.raises(ValueError, match="from outside"):
+        Region((p,), (p * x,))
+    assert Region((p,), (p * 2.0,)) != Region((p,), (p * 2,))  # (constants by kind)
+
+    def outer(op: str) -> Region:  # a loop whose body runs a loop
+        q = Node("param", (), (("index", 0),), h.type)
+        return Region((q,), (result(_loop(_body(h.shape[0], op), q, q), 1),))
+
+    assert outer("add") == outer("add") != outer("sub")
