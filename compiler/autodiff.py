@@ -28,8 +28,17 @@ def unbroadcast(g: Node, shape: tuple[Dim, ...]) -> Node:
 
 
 def differentiate(graph: Graph) -> Graph:
-    """Add upstream-gradient inputs (`douts`) and the gradients of the `wrt` parameters."""
+    """Add upstream-gradient inputs (`douts`) and the gradients of the `wrt` parameters.
+
+    The graph may be differentiated already (a VJP of a VJP: its outputs the first gradients):
+    its douts are then inputs like its parameters, kept before the new ones, which are aligned
+    with its outputs. Each dout is a leaf of its own: its `differentiation` attribute numbers
+    the differentiations of the graph (one more than the highest among the douts it holds),
+    and `index` its output, so hash-consing never merges the douts of two differentiations,
+    and compiling twice numbers them alike."""
     by_name = {n.attr("name"): n for n in graph.inputs}
+    earlier = [n.attr("differentiation") for n in graph.nodes + graph.douts if n.op == "dout"]
+    number = max(earlier, default=0) + 1
     wrt = [by_name[name] for name in graph.wrt]
     active = set(wrt)
     for n in graph.nodes:
@@ -41,7 +50,7 @@ def differentiate(graph: Graph) -> Graph:
         Node(
             "dout",
             (),
-            (("index", i), ("type", Type("float", out.shape))),
+            (("differentiation", number), ("index", i), ("type", Type("float", out.shape))),
             Type("float", out.shape),
             "dout" if single else f"dout_{name}",
         )
@@ -82,7 +91,7 @@ def differentiate(graph: Graph) -> Graph:
     order = []
     for n in schedule(
         graph.nodes + tuple(created) + tuple(results),
-        graph.outputs + tuple(results) + douts + graph.inputs,
+        graph.outputs + tuple(results) + graph.douts + douts + graph.inputs,
     ):
         args = tuple(renamed.get(a, a) for a in n.args)
         hint = n.hint or names.get(n)
@@ -92,7 +101,7 @@ def differentiate(graph: Graph) -> Graph:
     return replace(
         graph,
         nodes=tuple(order),
-        douts=tuple(renamed.get(d, d) for d in douts),
+        douts=tuple(renamed.get(d, d) for d in graph.douts + douts),
         grads=tuple(renamed.get(r, r) for r in results),
         inputs=tuple(renamed.get(n, n) for n in graph.inputs),
         outputs=tuple(renamed.get(n, n) for n in graph.outputs),

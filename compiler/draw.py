@@ -7,7 +7,7 @@ each edge carries the shape of the value on it. `dot` (Graphviz) turns the text 
 from __future__ import annotations
 
 from .emit import Compiled
-from .ir import Node, reachable
+from .ir import Node
 
 _FORWARD = 'style=filled, fillcolor="#dbe9f6", color="#2b6cb0"'
 _BACKWARD = 'style=filled, fillcolor="#fde3cf", color="#c05621"'
@@ -41,7 +41,7 @@ def to_dot(compiled: list[Compiled]) -> str:
     ids: dict[Node, str] = {}
     for k, c in enumerate(compiled):
         g = c.pair
-        forward = reachable(g.outputs)
+        forward = g.forward
         out.append(f"  subgraph cluster_{k} {{")
         out.append(f"    label={_quote('graph ' + g.name)}; fontname=Helvetica;")
         for n in g.nodes:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Callable, Iterable
+import functools
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -36,6 +37,18 @@ class Type:
         return prefix + show_shape(self.shape)
 
 
+@dataclass(frozen=True)
+class TupleType:
+    """The type of a node with several results (a loop's carried values and stacked outputs).
+    Each result is read by a node of its own, `result(node, i)`, as JAX reads a tuple's
+    elements, so every other node keeps one `Type` and no pass needs to know."""
+
+    items: tuple[Type, ...]
+
+    def __str__(self) -> str:
+        return "(" + ", ".join(map(str, self.items)) + ")"
+
+
 class ShapeError(Exception):
     """Raised by a shape rule; the pass that called it adds the source location."""
 
@@ -50,7 +63,7 @@ class Node:
     op: str
     args: tuple[Node, ...]
     attrs: Attrs = ()
-    type: Type | None = None
+    type: Type | TupleType | None = None  # a TupleType for a node with several results
     hint: str | None = None  # a name for the value, from the source or from autodiff (`dW`)
     loc: Loc | None = None
 
@@ -78,7 +91,8 @@ class Node:
 
     def __repr__(self) -> str:
         attrs = "".join(f", {k}={v!r}" for k, v in self.attrs)
-        return f"<{self.op}{attrs} {self.type} @{id(self) % 10000}>"
+        hint = f" {self.hint!r}" if self.hint else ""
+        return f"<{self.op}{attrs} {self.type}{hint}>"
 
     # Arithmetic builds IR, so adjoint rules read like the math they implement.
     def __add__(self, other):
@@ -209,6 +223,82 @@ def untyped(op: str, *args: Node, hint: str | None = None, **attrs: Any) -> Node
     return Node(op, args, tuple(sorted(attrs.items())), None, hint, _loc.get())
 
 
+def result(node: Node, index: int) -> Node:
+    """The `index`-th result of a node with several (its type a `TupleType`)."""
+    return Node("result", (node,), (("index", index),), node.type.items[index], loc=_loc.get())
+
+
+@dataclass(frozen=True, eq=False)
+class Region:
+    """A graph inside a node's attributes, such as a loop's body: `params` are its own leaves,
+    bound in order to values that the node holding it supplies, and `results` what it computes
+    from them. A region is closed: its nodes read its params and constants only, never a node
+    outside it, so the passes over the enclosing graph (`schedule`, `rewrite`) see the node
+    that holds it as one node like any other. Two regions are equal when their structures are
+    (`key`), whoever built them, which is how hash-consing compares the nodes that hold them."""
+
+    params: tuple[Node, ...]
+    results: tuple[Node, ...]
+
+    def __post_init__(self):
+        free = [
+            n
+            for n in self.nodes
+            if not n.args and n not in self.params and n.op not in ("const", "dim")
+        ]
+        if free:
+            raise ValueError(f"a region reads {free[0]!r} from outside: pass it as a param")
+
+    @functools.cached_property
+    def nodes(self) -> tuple[Node, ...]:
+        """The region's nodes in a topological order, its params first."""
+        return schedule(self.params, self.params + self.results)
+
+    @functools.cached_property
+    def key(self) -> tuple:
+        """The structure: each node as (op, the positions of its arguments, its attributes, its
+        type), in `nodes` order, then the positions of the results. Nodes are named by position
+        rather than identity, so regions built apart but alike have equal keys."""
+        position = {n: i for i, n in enumerate(self.nodes)}
+        body = tuple(
+            (n.op, tuple(position[a] for a in n.args), attrs_key(n.attrs), n.type)
+            for n in self.nodes
+        )
+        return body, tuple(position[r] for r in self.results)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Region) and self.key == other.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+
+def canonical(value: Any) -> Hashable:
+    """A hashable form of an attribute's value, equal exactly when the values are the same
+    value. Python's `==` says that `1 == 1.0 == True` and `0.0 == -0.0`, but a constant folded
+    from one would not stand for another (in NumPy, `1 / -0.0` is `-inf`), so the kind and the
+    exact bits of a number are part of its form (`float.hex`, under which nan equals nan).
+    Tuples compare item by item, `Dim`s and `Type`s by value, a `Region` by its structure; any
+    other value is refused rather than compared by something that is not its value (`repr`,
+    `id`)."""
+    if value is None or isinstance(value, (str, Dim, Type, TupleType, Region)):
+        return value  # (none of these is a tuple, the form of everything below)
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, int):
+        return ("int", value)
+    if isinstance(value, float):
+        return ("float", value.hex())
+    if isinstance(value, tuple):
+        return ("tuple", *map(canonical, value))
+    raise TypeError(f"no canonical form for an attribute of type {type(value).__name__}")
+
+
+def attrs_key(attrs: Attrs) -> tuple:
+    """`attrs` in their canonical form (`canonical`), for hash-consing."""
+    return tuple((k, canonical(v)) for k, v in attrs)
+
+
 @dataclass(frozen=True)
 class Param:
     name: str
@@ -220,8 +310,9 @@ class Param:
 @dataclass(frozen=True)
 class Graph:
     """One `graph` definition. `nodes` lists every node in a topological order; after autodiff,
-    `douts` are the upstream-gradient inputs and `grads` the gradients, aligned with `wrt`; after
-    optimization, `cache` is what the forward keeps for the backward."""
+    `douts` are the upstream-gradient inputs, aligned with `outputs` (a graph differentiated
+    twice keeps the first differentiation's before them), and `grads` the gradients, aligned
+    with `wrt`; after optimization, `cache` is what the forward keeps for the backward."""
 
     name: str
     loc: Loc
@@ -240,6 +331,16 @@ class Graph:
     @property
     def roots(self) -> tuple[Node, ...]:
         return self.outputs + self.grads
+
+    @functools.cached_property
+    def forward(self) -> frozenset[Node]:
+        """The forward pass: the parameters, and every node the outputs depend on. Every other
+        node is the backward's. A value both passes read (a constant, the `x` that `dW` reads)
+        is the forward's, which is what makes it something the backward may take from the
+        cache. The split is defined by reachability rather than stored per node, so no rewrite
+        can leave it stale: optimize, emit, stats, draw and explain all read it here. (Computed
+        once per graph; `dataclasses.replace` makes a new graph, which computes its own.)"""
+        return frozenset(reachable(self.outputs)).union(self.inputs)
 
 
 def reachable(roots: Iterable[Node]) -> set[Node]:
@@ -336,9 +437,14 @@ __all__ = [
     "OpDef",
     "OPS",
     "Param",
+    "Region",
     "ShapeError",
+    "TupleType",
     "Type",
     "at",
+    "attrs_key",
+    "canonical",
     "is_view",
     "make",
+    "result",
 ]

@@ -21,6 +21,7 @@ from .ir import (
     Node,
     ShapeError,
     at,
+    attrs_key,
     const,
     is_view,
     make,
@@ -692,8 +693,13 @@ def canonicalize(graph: Graph) -> Graph:
     return rewrite(graph, step)
 
 
-def _key(n: Node):
-    return (n.op, tuple(id(a) for a in n.args), repr(n.attrs), n.type)
+def _key(n: Node) -> tuple:
+    """What makes two nodes the same value: the operation, the arguments, the attributes by
+    value (`canonical`: `1`, `1.0` and `True` differ, a region compares by its structure) and
+    the type. The arguments compare by identity, which is enough because the simplifier interns
+    bottom-up: a node's arguments have been replaced by their representatives before its own
+    key is taken, so equal arguments are the same node already."""
+    return (n.op, n.args, attrs_key(n.attrs), n.type)
 
 
 # The nodes of the graph being simplified, by key: what a rule may ask `_existing` about.
@@ -769,7 +775,7 @@ def finish_gradients(graph: Graph, *, cache_reused: bool) -> Graph:
     broadcast or a plain number is filled into `full_like(param)`, and a value that the caller
     or the cache also holds is copied."""
     params = {n.attr("name"): n for n in graph.inputs}
-    forward = reachable(graph.outputs)
+    forward = graph.forward
     # The graph's float dtype: a float array parameter's, or the first float scalar's. A `[]`
     # parameter's gradient takes it, whatever number the caller passed (a Python int included).
     floats = [n for n in graph.inputs if n.dtype == "float"]
@@ -879,7 +885,7 @@ def finish_outputs(graph: Graph) -> Graph:
 def select_cache(graph: Graph) -> Graph:
     """The cache is exactly what the backward reads from the forward: parameters and forward
     values that some backward node takes as an argument, and the dimension sizes it uses."""
-    forward = reachable(graph.outputs) | set(graph.inputs)
+    forward = graph.forward
     read: set[Node] = set()
     dims: set[str] = set()
     for b in graph.nodes:

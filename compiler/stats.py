@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 
 from .dims import Dim, product
 from .emit import Compiled, cache_entries, cached_sizes
-from .ir import Graph, Node, is_view, reachable
+from .ir import Graph, Node, is_view
 from .ops import flops_of
 from .pipeline import compile_graphs
 
@@ -98,7 +98,7 @@ def graph_stats(
     """The costs of one compiled graph, in the module compiled from `compiled` (by default from
     `c` alone; it decides the names); `dtype` is the float dtype the cache bytes assume."""
     g = c.pair
-    forward = reachable(g.outputs) | set(g.inputs)
+    forward = g.forward
     grad = None
     if c.grad is not None:
         grad = _part(c.grad.nodes)

@@ -80,7 +80,6 @@ from bpc.check import _bounds
 from bpc.diagnostics import CompileError
 from bpc.dims import Dim
 from bpc.emit import emit
-from bpc.ir import reachable
 from bpc.loader import module_from_text
 from bpc.pipeline import _collector_paused, compile_graphs
 
@@ -391,7 +390,7 @@ def scenarios(g, seed: int):
     if any(p.dtype == "int" for p in params):
         yield draw("negative", base_sizes, ints=lambda bound: (-bound, 0))
         yield draw("out_of_range", base_sizes, ints=lambda bound: (-bound - 2, bound + 2))
-    forward = reachable(g.outputs)  # (the backward's own masks, `a == 0`, are no kink)
+    forward = g.forward  # (the backward's own masks, `a == 0`, are no kink)
     if not any(n.op in KINKED for n in forward) and any(p.dtype == "float" for p in params):
         yield draw("zeros", base_sizes)
     if any(p.dims for p in params):

@@ -9,7 +9,7 @@ cannot hide in both sides of a comparison.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import autograd
 import autograd.numpy as anp
@@ -138,15 +138,25 @@ def _apply(n: Node, args: list, sizes: Mapping[str, int]):
     raise NotImplementedError(f"oracle: no evaluation rule for op {n.op!r}")
 
 
-def evaluate(graph: Graph, inputs: Mapping[str, object], *, check_shapes: bool = True) -> list:
+def evaluate(
+    graph: Graph,
+    inputs: Mapping[str, object],
+    *,
+    check_shapes: bool = True,
+    douts: Sequence[object] = (),
+) -> list:
     """The values of the graph's outputs for `inputs` (a dict from parameter name to value).
 
     Values may be autograd boxes. With `check_shapes`, every node's value must have the shape
-    the shape pass inferred for it, evaluated with the bound dimension sizes."""
+    the shape pass inferred for it, evaluated with the bound dimension sizes. A differentiated
+    graph is evaluated too, given the values of its `douts` (in order), for the ops the
+    evaluator knows; its gradients are then `evaluate(replace(graph, outputs=graph.grads), ...)`."""
     sizes = bind_dims(graph, inputs)
     env: dict[Node, object] = {}
     for n in graph.inputs:
         env[n] = inputs[n.attr("name")]
+    assert len(douts) == len(graph.douts), "one value for each dout"
+    env.update(zip(graph.douts, douts))
     for n in graph.nodes:
         if n in env:
             continue
