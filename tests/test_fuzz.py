@@ -463,6 +463,15 @@ HOSTILE_SOURCES = {
     ),
     "minus a mask": (_graph("x: [n]", "y", "y = sum(x * -(x > 0))"), "arrays"),
     "a slice of an empty dimension": (_graph("x: [n]", "y", "y = sum(x[1:] * x[1:])"), "empty"),
+    # found by the long run of 200,000 mutants
+    "a mask minus a mask": (
+        _graph("x: [n], y: [n]", "z", "z = sum(x * ((x > 0) - (y > 0)) + ((x > 0) + (y > 0)))"),
+        "arrays",
+    ),
+    "integers to a negative power of integers": (
+        _graph("x: [N, C], y: int[N]", "loss", "loss = mean(cross_entropy(x, (y ** y)))"),
+        "negative",
+    ),
 }
 
 

@@ -60,17 +60,31 @@ def unary(name, fn, adjoint, *, math_fn=None, doc="", flops=None):
 
 
 def binary(
-    name, symbol, prec, adjoint, *, dtype=None, right_assoc=False, numbers=None, check=None, doc=""
+    name,
+    symbol,
+    prec,
+    adjoint,
+    *,
+    dtype=None,
+    right_assoc=False,
+    numbers=None,
+    check=None,
+    counts=False,
+    doc="",
 ):
     """An elementwise infix operator with NumPy broadcasting. `numbers(ctx, a, b)`, when given,
     emits it on operands that may all be Python numbers, where Python's operator would raise (it
-    returns None where it would not)."""
+    returns None where it would not). An operator that `counts` (+, -) takes masks as the
+    integers 0 and 1, as Python takes True and False: NumPy would give `or` for `mask + mask` and
+    raise for `mask - mask`."""
 
     def emit(ctx, a, b):
         if numbers and python_numbers(ctx):
             code = numbers(ctx, a, b)
             if code is not None:
                 return code
+        if counts:
+            a, b = (_counted(x) for x in (a, b))
         if right_assoc:  # `x ** -y` is fine in Python: a unary operand binds tightly enough
             left, right = a.at(prec + 1), b.at(UNARY)
         elif prec == CMP:  # Python chains comparisons: `a < b == c` is not `(a < b) == c`
@@ -81,9 +95,13 @@ def binary(
             return Code(f"{left}**{right}", prec)  # black hugs a power of simple operands
         return Code(f"{left} {symbol} {right}", prec)
 
+    def infer(a, b):
+        both_masks = counts and a.dtype == b.dtype == "bool"
+        return _elementwise_type(a, b, dtype="int" if both_masks else dtype)
+
     register(
         name,
-        lambda a, b: _elementwise_type(a, b, dtype=dtype),
+        infer,
         emit,
         adjoint,
         elementwise=True,
@@ -178,8 +196,16 @@ register(
     doc="-x",
 )
 
-binary("add", "+", ADD, lambda g, y, a, b: (g, g), doc="a + b")
-binary("sub", "-", ADD, lambda g, y, a, b: (g, -g), doc="a - b")
+
+def _counted(x: Code) -> Code:
+    """A mask array as integers (`m.astype(int)`); anything else as it is."""
+    if x.type.dtype == "bool" and not x.type.static:
+        return Code(f"{x.at(ATOM)}.astype(int)", ATOM, x.type)
+    return x
+
+
+binary("add", "+", ADD, lambda g, y, a, b: (g, g), counts=True, doc="a + b")
+binary("sub", "-", ADD, lambda g, y, a, b: (g, -g), counts=True, doc="a - b")
 binary("mul", "*", MUL, lambda g, y, a, b: (g * b, g * a), doc="a * b")
 
 
