@@ -160,6 +160,21 @@ class OpDef:
       a reshape): True, or a function of the typed node where it depends on the operands (`W[i]`
       is a view for a 0-d index `i`, a new array for an array of indices). Passes that write into
       arrays or hand them out follow views to the array they share (`is_view`).
+    - `read_only`: the result is the first argument broadcast to the result's shape, a view that
+      NumPy does not let anyone write (`np.broadcast_to`): a gradient that is one is filled in.
+    - `leaf`: no operation at all, a value the code starts from (a parameter, an upstream
+      gradient, a constant, a size); a leaf is no new array either.
+    - `fresh`: the NumPy result is a new array this operation made, never its operands' memory
+      (False for leaves and einsum, which may return a view of an operand; views are `view`).
+    - `augmented`: the operator of its augmented assignment (`+` for add: `a += b` works in the
+      array of `a`); with `commutes`, in the array of either argument.
+    - `ufunc`: its NumPy form is a ufunc of its first argument that takes `out=`, so it may work
+      in that argument's array (`np.exp(a, out=a)`).
+    - `fold(*values)`: its value on Python numbers, for constant folding (None: never folded).
+    - `expand(*args, **attrs)`: a composite's expansion into the operations it is made of, which
+      the optimizer writes in its place after differentiation.
+    - `promotes`: NumPy computes it in the promoted dtype of all its operands' values (float64
+      for an integer array with float32 ones): elementwise operations and products.
     """
 
     name: str
@@ -173,6 +188,15 @@ class OpDef:
     flops: Callable[..., Dim] | None = None
     view: bool | Callable[[Node], bool] = False
     check: Callable[[Node], None] | None = None
+    read_only: bool = False
+    leaf: bool = False
+    fresh: bool = True
+    augmented: str | None = None
+    commutes: bool = False
+    ufunc: bool = False
+    fold: Callable[..., Any] | None = None
+    expand: Callable[..., Node] | None = None
+    promotes: bool = False
 
 
 REQUIRED = object()  # a static call parameter without a default

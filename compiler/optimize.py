@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextvars
 import functools
 import math
-import operator
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -19,6 +18,7 @@ from .ir import (
     OPS,
     Graph,
     Node,
+    OpDef,
     ShapeError,
     at,
     attrs_key,
@@ -35,12 +35,14 @@ Rule = Callable[[Node], Node | None]
 RULES: list[Rule] = []
 
 
-def rule(*ops: str):
+def rule(*ops: str, where: Callable[[OpDef], bool] | None = None):
     """Register a rewrite; `@rule("mul", "div")` says it only ever matches those operations (the
-    simplifier then tries it on those alone), a bare `@rule` that it may match any."""
+    simplifier then tries it on those alone), `@rule(where=lambda op: op.fold is not None)` that
+    it matches the operations whose definition says so, a bare `@rule` that it may match any."""
 
     def register(fn: Rule) -> Rule:
         fn.ops = frozenset(ops) if ops else None
+        fn.where = where
         RULES.append(fn)
         _rules_for.cache_clear()
         return fn
@@ -53,7 +55,12 @@ def rule(*ops: str):
 
 @functools.cache
 def _rules_for(op: str) -> tuple[Rule, ...]:
-    return tuple(r for r in RULES if r.ops is None or op in r.ops)
+    def matches(r: Rule) -> bool:
+        if r.where is not None:
+            return r.where(OPS[op])
+        return r.ops is None or op in r.ops
+
+    return tuple(r for r in RULES if matches(r))
 
 
 def _is_const(n: Node, value=None) -> bool:
@@ -64,32 +71,13 @@ def _same_type(a: Node, b: Node) -> bool:
     return a.type.shape == b.type.shape and a.type.dtype == b.type.dtype
 
 
-_FOLD = {
-    "add": operator.add,
-    "sub": operator.sub,
-    "mul": operator.mul,
-    "div": operator.truediv,
-    "pow": operator.pow,
-    "neg": operator.neg,
-    "exp": math.exp,
-    "log": math.log,
-    "sqrt": math.sqrt,
-    "tanh": math.tanh,
-    "lt": operator.lt,
-    "le": operator.le,
-    "gt": operator.gt,
-    "ge": operator.ge,
-    "eq": operator.eq,
-    "ne": operator.ne,
-}
-
-
-@rule(*_FOLD)
+@rule(where=lambda op: op.fold is not None)
 def fold_constants(n: Node) -> Node | None:
-    """op(c1, c2) -> c, for arithmetic on literal numbers."""
-    if n.op in _FOLD and n.args and all(_is_const(a) for a in n.args):
+    """op(c1, c2) -> c, for arithmetic on literal numbers (`OpDef.fold`)."""
+    fold = OPS[n.op].fold
+    if fold is not None and n.args and all(_is_const(a) for a in n.args):
         try:
-            value = _FOLD[n.op](*(a.attr("value") for a in n.args))
+            value = fold(*(a.attr("value") for a in n.args))
         except (ArithmeticError, ValueError):
             return None
         if isinstance(value, complex) or (isinstance(value, float) and not math.isfinite(value)):
@@ -657,6 +645,15 @@ def useless_broadcast(n: Node) -> Node | None:
 CANONICAL: list[Rule] = []
 
 
+@rule(where=lambda op: op.expand is not None)
+def expand_composite(n: Node) -> Node | None:
+    """logsumexp(x) -> log(sum(exp(x - m))) + m with m = max(x), and likewise every composite
+    operation (softmax, log_softmax, cross_entropy) -> the operations it is made of
+    (`OpDef.expand`)."""
+    expand = OPS[n.op].expand
+    return expand(*n.args, **n.kw) if expand else None
+
+
 def canonical(fn: Rule) -> Rule:
     """A rewrite applied before differentiation, because it changes which adjoints are used."""
     CANONICAL.append(fn)
@@ -789,7 +786,7 @@ def finish_gradients(graph: Graph, *, cache_reused: bool) -> Graph:
         base = views[-1]
         fill = [p, *(dtype_of if p.ndim == 0 else [])]
         with at(None if g.op in ("param", "dout") else g.loc):
-            if g.op == "broadcast_to" or (g.op == "full_like" and p.ndim == 0):
+            if OPS[g.op].read_only or (g.op == "full_like" and p.ndim == 0):
                 # (a broadcast, or autodiff's zeros for an unused parameter: filled once)
                 g = make(
                     "full_like",
@@ -803,7 +800,7 @@ def finish_gradients(graph: Graph, *, cache_reused: bool) -> Graph:
                 g.type.static
                 or g.shape != p.shape
                 or p.ndim == 0
-                or any(v.op == "broadcast_to" for v in views)
+                or any(OPS[v.op].read_only for v in views)
             ):
                 # a view of a broadcast is read-only: filling it in copies the values out
                 g = make("full_like", fill[0], g, *fill[1:], hint="d" + name)

@@ -48,10 +48,6 @@ def _bind(node: Node, arg: Node, mapping: dict[str, Dim]) -> None:
         mapping[sym] = have
 
 
-# Operations that compute with all their operands' values (not indices), besides elementwise ones.
-_PRODUCTS = ("matmul", "outer", "einsum", "concat")
-
-
 def _int_array(n: Node) -> bool:
     return n.dtype == "int" and not n.type.static
 
@@ -60,7 +56,7 @@ def _mixes_int_arrays(n: Node) -> bool:
     """Float arithmetic on an integer array: NumPy would compute it in float64 whatever the
     float operands' dtype, so the integers are cast to the graph's float dtype first."""
     return (
-        (OPS[n.op].elementwise or n.op in _PRODUCTS)
+        OPS[n.op].promotes
         and n.dtype == "float"
         and any(_int_array(a) for a in n.args)
         and any(a.dtype == "float" and not a.type.static for a in n.args)

@@ -28,12 +28,10 @@ from dataclasses import dataclass, replace
 
 from .dims import Dim, product
 from .emit import Compiled, cache_entries, cached_sizes
-from .ir import Graph, Node, is_view
+from .ir import OPS, Graph, Node, is_view
 from .ops import flops_of
 from .pipeline import compile_graphs
 
-LEAVES = frozenset({"param", "dout", "const", "dim"})
-# Operations that NumPy answers with a view of their argument, without computing anything.
 ITEMSIZE = {"float64": 8, "float32": 4}
 
 
@@ -79,7 +77,7 @@ class GraphStats:
 
 
 def _part(nodes: Iterable[Node]) -> Part:
-    ops = [n for n in nodes if n.op not in LEAVES and not n.type.static]
+    ops = [n for n in nodes if not OPS[n.op].leaf and not n.type.static]
     views = [n for n in ops if is_view(n) and not any(a.type.static for a in n.args)]
     flops = sum((flops_of(n) for n in ops), Dim.of(0))
     return Part(len(ops) - len(views), len(views), flops)

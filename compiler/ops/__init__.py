@@ -47,12 +47,22 @@ def register(
     flops=None,
     view=False,
     check=None,
+    read_only=False,
+    leaf=False,
+    fresh=None,
+    augmented=None,
+    commutes=False,
+    ufunc=False,
+    fold=None,
+    expand=None,
+    promotes=None,
     **static,
 ):
     """Add an operation; `call` and `static` say how the language spells it, `flops` how many
     floating-point operations it does (see `OpDef`; one per result element when elementwise),
     `view` whether its result may be a view of its first argument, `check` what its operands'
-    types cannot say."""
+    types cannot say; the other facts are `OpDef`'s. A leaf is no new array, and an elementwise
+    operation computes in its operands' promoted dtype, unless told otherwise."""
     if flops is None and elementwise:
         flops = per_element
     OPS[name] = OpDef(
@@ -67,6 +77,15 @@ def register(
         flops=flops,
         view=view,
         check=check,
+        read_only=read_only,
+        leaf=leaf,
+        fresh=not leaf if fresh is None else fresh,
+        augmented=augmented,
+        commutes=commutes,
+        ufunc=ufunc,
+        fold=fold,
+        expand=expand,
+        promotes=elementwise if promotes is None else promotes,
     )
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from ..ir import Node, ShapeError, Type, make
+import math
+import operator
+
+from ..ir import OPS, Node, ShapeError, Type, make
 from . import (
     ADD,
     ATOM,
@@ -32,13 +35,14 @@ def _elementwise_type(*types: Type, dtype: str | None = None) -> Type:
     return Type(dtype or promote(*types), shape, all(t.static for t in types))
 
 
-def unary(name, fn, adjoint, *, math_fn=None, doc="", flops=None):
+def unary(name, fn, adjoint, *, math_fn=None, doc="", flops=None, ufunc=False, fold=None):
     """An elementwise function of one float argument. `fn` is a NumPy function's name, or a
     function from the argument's Code to the result's. On a number that may be Python's (a size,
     a constant, a `[]` parameter) the result stays a Python number rather than a float64 NumPy
     scalar, which would make float32 arrays float64: `math_fn` (likewise) emits it for a function
     that `math` computes for every float, and the others are NumPy's function on the number,
-    `float(np.sqrt(d))`, which gives nan or inf (and NumPy's warning) where `math` would raise."""
+    `float(np.sqrt(d))`, which gives nan or inf (and NumPy's warning) where `math` would raise.
+    `ufunc` and `fold` are `OpDef`'s."""
 
     def emit(ctx, x):
         if python_numbers(ctx) and math_fn:
@@ -56,6 +60,8 @@ def unary(name, fn, adjoint, *, math_fn=None, doc="", flops=None):
         doc=doc,
         call=("x",),
         flops=flops,
+        ufunc=ufunc,
+        fold=fold,
     )
 
 
@@ -71,12 +77,16 @@ def binary(
     check=None,
     counts=False,
     doc="",
+    fold=None,
+    augmented=False,
+    commutes=False,
 ):
     """An elementwise infix operator with NumPy broadcasting. `numbers(ctx, a, b)`, when given,
     emits it on operands that may all be Python numbers, where Python's operator would raise (it
-    returns None where it would not). An operator that `counts` (+, -) takes masks as the
-    integers 0 and 1, as Python takes True and False: NumPy would give `or` for `mask + mask` and
-    raise for `mask - mask`."""
+    returns None where it would not). `fold` is its value on numbers; with `augmented` it works
+    in place as `a symbol= b` (in either operand's array when it `commutes`). An operator that
+    `counts` (+, -) takes masks as the integers 0 and 1, as Python takes True and False: NumPy
+    would give `or` for `mask + mask` and raise for `mask - mask`."""
 
     def emit(ctx, a, b):
         if numbers and python_numbers(ctx):
@@ -107,6 +117,9 @@ def binary(
         elementwise=True,
         doc=doc,
         check=check,
+        fold=fold,
+        augmented=symbol if augmented else None,
+        commutes=commutes,
     )
 
 
@@ -115,10 +128,20 @@ def gt(a, b) -> Node:
 
 
 # The rules: g is the upstream gradient, y the result.
-unary("exp", "np.exp", lambda g, y, x: (g * y,), doc="e**x")
-unary("log", "np.log", lambda g, y, x: (g / x,), doc="natural logarithm")
-unary("sqrt", "np.sqrt", lambda g, y, x: (0.5 * g / y,), doc="square root")
-unary("tanh", "np.tanh", lambda g, y, x: (g * (1 - y * y),), math_fn="math.tanh", doc="tanh")
+unary("exp", "np.exp", lambda g, y, x: (g * y,), doc="e**x", ufunc=True, fold=math.exp)
+unary("log", "np.log", lambda g, y, x: (g / x,), doc="natural logarithm", ufunc=True, fold=math.log)
+unary(
+    "sqrt", "np.sqrt", lambda g, y, x: (0.5 * g / y,), doc="square root", ufunc=True, fold=math.sqrt
+)
+unary(
+    "tanh",
+    "np.tanh",
+    lambda g, y, x: (g * (1 - y * y),),
+    math_fn="math.tanh",
+    doc="tanh",
+    ufunc=True,
+    fold=math.tanh,
+)
 # 1 / (1 + exp(-x)) overflows for large -x; the tanh form is exact and never does.
 unary(
     "sigmoid",
@@ -134,15 +157,17 @@ unary(
     lambda g, y, x: (g * gt(y, 0),),
     math_fn=lambda x: emit_call("max", x.text, "0"),
     doc="max(x, 0)",
+    ufunc=True,
 )
 unary(
     "log1p",
     "np.log1p",
     lambda g, y, x: (g / (1 + x),),
     doc="log(1 + x), accurate for small x",
+    ufunc=True,
 )
-unary("sin", "np.sin", lambda g, y, x: (g * make("cos", x),), doc="sine")
-unary("cos", "np.cos", lambda g, y, x: (-g * make("sin", x),), doc="cosine")
+unary("sin", "np.sin", lambda g, y, x: (g * make("cos", x),), doc="sine", ufunc=True)
+unary("cos", "np.cos", lambda g, y, x: (-g * make("sin", x),), doc="cosine", ufunc=True)
 # log(1 + exp(x)) overflows in exp for x > ~709 (~88 in float32); logaddexp(0, x) never does,
 # and its gradient, the sigmoid, is computed in the tanh form.
 unary(
@@ -166,6 +191,7 @@ register(
     elementwise=True,
     doc="|x|; its gradient is sign(x), 0 at 0 (as in PyTorch)",
     call=("x",),
+    ufunc=True,
 )
 register(
     "sign",
@@ -194,6 +220,7 @@ register(
     lambda g, y, x: (-g,),
     elementwise=True,
     doc="-x",
+    fold=operator.neg,
 )
 
 
@@ -204,9 +231,37 @@ def _counted(x: Code) -> Code:
     return x
 
 
-binary("add", "+", ADD, lambda g, y, a, b: (g, g), counts=True, doc="a + b")
-binary("sub", "-", ADD, lambda g, y, a, b: (g, -g), counts=True, doc="a - b")
-binary("mul", "*", MUL, lambda g, y, a, b: (g * b, g * a), doc="a * b")
+binary(
+    "add",
+    "+",
+    ADD,
+    lambda g, y, a, b: (g, g),
+    doc="a + b",
+    fold=operator.add,
+    augmented=True,
+    commutes=True,
+    counts=True,
+)
+binary(
+    "sub",
+    "-",
+    ADD,
+    lambda g, y, a, b: (g, -g),
+    doc="a - b",
+    fold=operator.sub,
+    augmented=True,
+    counts=True,
+)
+binary(
+    "mul",
+    "*",
+    MUL,
+    lambda g, y, a, b: (g * b, g * a),
+    doc="a * b",
+    fold=operator.mul,
+    augmented=True,
+    commutes=True,
+)
 
 
 def _never_zero(n: Node) -> bool:
@@ -236,6 +291,8 @@ binary(
     dtype="float",
     numbers=_div_numbers,
     doc="a / b",
+    fold=operator.truediv,
+    augmented=True,
 )
 
 
@@ -255,11 +312,13 @@ def constant_value(n: Node) -> int | float | bool | None:
     if n.op == "const":
         return n.attr("value")
     values = [constant_value(a) for a in n.args]
-    if not n.args or any(v is None for v in values):
+    fold = OPS[n.op].fold
+    if not n.args or any(v is None for v in values) or fold is None:
         return None
-    fold = {"neg": lambda x: -x, "add": lambda a, b: a + b, "sub": lambda a, b: a - b}
-    fold["mul"] = lambda a, b: a * b
-    return fold[n.op](*values) if n.op in fold else None
+    try:
+        return fold(*values)
+    except (ArithmeticError, ValueError):
+        return None
 
 
 def _pow_check(n: Node) -> None:
@@ -285,6 +344,7 @@ binary(
     numbers=_pow_numbers,
     check=_pow_check,
     doc="a ** b; integers to negative integer powers are an error, as in NumPy",
+    fold=operator.pow,
 )
 for _name, _symbol in [
     ("lt", "<"),
@@ -294,7 +354,15 @@ for _name, _symbol in [
     ("eq", "=="),
     ("ne", "!="),
 ]:
-    binary(_name, _symbol, CMP, None, dtype="bool", doc=f"a {_symbol} b, a mask")
+    binary(
+        _name,
+        _symbol,
+        CMP,
+        None,
+        dtype="bool",
+        doc=f"a {_symbol} b, a mask",
+        fold=getattr(operator, _name),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -321,6 +389,7 @@ def _extremum(name, fn, builtin, wins, doc):
         elementwise=True,
         doc=doc,
         call=("a", "b"),
+        ufunc=True,
     )
 
 

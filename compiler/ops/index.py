@@ -551,5 +551,6 @@ register(
     doc="join arrays along an existing axis (np.concatenate)",
     call=("*arrays", "axis"),
     flops=no_flops,
+    promotes=True,
     axis=0,
 )

@@ -30,6 +30,7 @@ register(
     lambda ctx, **_: Code(ctx.name_of(ctx.node)),
     doc="a graph parameter",
     flops=no_flops,
+    leaf=True,
 )
 register(
     "dout",
@@ -37,6 +38,7 @@ register(
     lambda ctx, **_: Code(ctx.name_of(ctx.node)),
     doc="an upstream gradient",
     flops=no_flops,
+    leaf=True,
 )
 
 
@@ -53,6 +55,7 @@ register(
     _const_emit,
     doc="a literal",
     flops=no_flops,
+    leaf=True,
 )
 
 
@@ -71,6 +74,7 @@ register(
     _dim_emit,
     doc="the size of a dimension",
     flops=no_flops,
+    leaf=True,
 )
 
 

@@ -76,6 +76,7 @@ register(
     _matmul_adjoint,
     doc="a @ b, as np.matmul",
     flops=lambda y, a, b: 2 * size(y) * a.shape[-1],  # a multiply and an add per term
+    promotes=True,
 )
 
 
@@ -94,6 +95,7 @@ register(
     lambda g, y, a, b: (g @ b, g.T @ a),
     doc="the outer product of two vectors",
     flops=lambda y, a, b: size(y),
+    promotes=True,
 )
 
 
@@ -303,6 +305,8 @@ register(
     doc='Einstein summation with an explicit output, np.einsum("ij,jk->ik", a, b)',
     call=("spec", "*operands"),
     flops=_einsum_flops,
+    fresh=False,  # np.einsum may return a view of an operand ("ij->ji")
+    promotes=True,
     spec=REQUIRED,
 )
 

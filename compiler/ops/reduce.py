@@ -1,14 +1,14 @@
 """Reductions over axes, and the operations that make gradients safe to hand out.
 
 `logsumexp` is a composite: an operation with its own shape rule and adjoint that the optimizer
-rewrites, after differentiation, into the operations it is made of (see `composite`).
+rewrites, after differentiation, into the operations it is made of (`OpDef.expand`, see
+`composite`).
 """
 
 from __future__ import annotations
 
 from ..dims import Dim, product
 from ..ir import Node, ShapeError, Type, make, reachable
-from ..optimize import rule
 from . import (
     ATOM,
     Code,
@@ -153,8 +153,6 @@ for _name in ("max", "min"):
 # ---------------------------------------------------------------------------------------------
 # Composite operations: written with other operations after differentiation
 
-EXPANSIONS: dict = {}
-
 
 def composite(name, infer, expand, adjoint, *, doc, call, **static):
     """Register an operation made of others. Autodiff sees it whole and uses `adjoint` (the
@@ -170,16 +168,7 @@ def composite(name, infer, expand, adjoint, *, doc, call, **static):
         out = expand(*(Node("param", (), (), x) for x in xs), **attrs)
         return sum((flops_of(n) for n in reachable([out])), Dim.of(0))
 
-    register(name, infer, emit, adjoint, doc=doc, call=call, flops=flops, **static)
-    EXPANSIONS[name] = expand
-
-
-@rule
-def expand_composite(n: Node) -> Node | None:
-    """logsumexp(x) -> log(sum(exp(x - m))) + m with m = max(x), and likewise every composite
-    operation (softmax, log_softmax, cross_entropy) -> the operations it is made of."""
-    expand = EXPANSIONS.get(n.op)
-    return expand(*n.args, **n.kw) if expand else None
+    register(name, infer, emit, adjoint, doc=doc, call=call, flops=flops, expand=expand, **static)
 
 
 def shift_by_max(x: Node, axis, largest: Node | None = None) -> Node:

@@ -85,4 +85,5 @@ register(
     doc="a read-only view of x broadcast to a shape",
     flops=no_flops,
     view=True,
+    read_only=True,
 )
