@@ -93,7 +93,7 @@ def binary(
             code = numbers(ctx, a, b)
             if code is not None:
                 return code
-        if counts:
+        if counts and a.type.dtype == b.type.dtype == "bool":  # (a mask beside a number is fine)
             a, b = (_counted(x) for x in (a, b))
         if right_assoc:  # `x ** -y` is fine in Python: a unary operand binds tightly enough
             left, right = a.at(prec + 1), b.at(UNARY)
