@@ -13,7 +13,6 @@ from __future__ import annotations
 import builtins
 import functools
 import keyword
-import re
 from dataclasses import dataclass, field, replace
 from importlib import resources
 
@@ -27,7 +26,6 @@ from .expr import (
     HELPER,
     MATH,
     Assign,
-    Attr,
     AugAssign,
     Bind,
     Call,
@@ -47,7 +45,6 @@ from .expr import (
     method,
     reads,
     shape,
-    walk,
 )
 from .ir import OPS, Graph, Node, is_view, reachable
 from .ops import At, Facts, dtype_of
@@ -567,27 +564,8 @@ def _drop_unused_bindings(body: list[Stmt], sizes: dict[str, str]) -> list[Stmt]
         if isinstance(s, Bind) and s.target not in read:
             continue
         kept.append(s)
-        read |= reads(s, sizes) | _words(s)
+        read |= reads(s, sizes)
     return kept[::-1]
-
-
-def _words(s: Stmt) -> set[str]:
-    """The other words of a statement's text: attribute and keyword names, the words of its
-    strings and comments (a size named `T` was bound where `x.T` was written)."""
-    out: set[str] = set()
-    if isinstance(s, Comment):
-        return set(re.findall(r"\w+", s.text))
-    for x in s.exprs():
-        for e in walk(x):
-            if isinstance(e, Attr):
-                out.add(e.name)
-            elif isinstance(e, Call):
-                out.update(k for k, _ in e.kwargs)
-            elif isinstance(e, Lit) and isinstance(e.value, str):
-                out.update(re.findall(r"\w+", e.value))
-            elif isinstance(e, Ref):
-                out.add(e.name)
-    return out
 
 
 def _python_name(name: str) -> str:

@@ -122,3 +122,16 @@ def test_only_the_numpy_printer_knows_numpys_namespace():
         if any("np." in s for s in _strings(path))
     }
     assert found == {"compiler/printer.py"}
+
+
+def test_without_checks_a_size_is_bound_only_where_the_code_reads_it():
+    """`T` is not bound for `k.T`, nor `k` for the einsum spec "ij,k->ik": what a statement
+    reads is data, not the words of its text."""
+    from bpc import compile_source
+
+    text = (ROOT / "examples" / "attention.bp").read_text()
+    module = compile_source(text, "attention.bp", checks=False)
+    assert "T = k.shape[0]" not in module
+    assert "d = q.shape[1]" in module  # read: t = float(np.sqrt(d))
+    source = 'graph f(a: [n, m], b: [k]) -> out {\n    out = einsum("ij,k->ik", a, b)\n}\n'
+    assert "k = b.shape[0]" not in compile_source(source, checks=False)
