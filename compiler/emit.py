@@ -201,16 +201,21 @@ class _Function:
             name = self.namer.get(n, n.hint or ("dout" if n.op == "dout" else "t"))
         return name
 
-    def code(self, n: Node, notation: bool = False) -> Expr:
-        """n's value: its name where it has a line of its own, else its expression."""
+    def code(self, n: Node, notation: bool = False, bound: dict[Node, str] | None = None) -> Expr:
+        """n's value: its name where it has a line of its own (or where `bound` names the
+        array that holds it), else its expression."""
+        if bound and n in bound:
+            return Name(bound[n])
         if n in self.own_line:
             return Name(self.name_of(n))
-        return self.expression(n, notation)
+        return self.expression(n, notation, bound)
 
-    def expression(self, n: Node, notation: bool = False) -> Expr:
+    def expression(
+        self, n: Node, notation: bool = False, bound: dict[Node, str] | None = None
+    ) -> Expr:
         """n's own expression, where n has a line of its own too; in the notation of the
         lecture note (`OpDef.math`) with `notation`."""
-        args = [self.code(a, notation) for a in n.args]
+        args = [self.code(a, notation, bound) for a in n.args]
         op = OPS[n.op]
         emit = op.math if notation and op.math else op.emit
         e = emit(At(n, self.facts), *args, **n.kw)
@@ -370,32 +375,36 @@ class _Function:
                 return [Assign(self.name_of(n), step.value)] if step else None
             lines.append(Assign(self.name_of(n), Name(name)))
             name = self.name_of(n)
-        below, marked = a, []
+        below, done = a, {}  # the steps done: their values are the array `name`
         for level in reversed(spine):
-            if below is not a:  # the step below is done: its value is the array `name`
-                self.namer.names[below] = name
-                self.own_line.add(below)
-                marked.append(below)
-            step = self._in_place_step(level, below, name)
+            if below is not a:
+                done[below] = name
+            step = self._in_place_step(level, below, name, done)
             if step is None or not self.printer.fits(step):
-                self.own_line.difference_update(marked)
                 return None
             lines.append(step)
             below = level
+        for m in done:  # the values worked out on the way are the array's, by its name
+            self.namer.names[m] = name
+            self.own_line.add(m)
         return lines
 
-    def _in_place_step(self, n: Node, a: Node, name: str) -> Stmt | None:
-        """n worked out in the array `name` holds, where a's value is: `name op= other`, or a
-        ufunc of a with `out=name`; None where n's code has no such form."""
+    def _in_place_step(
+        self, n: Node, a: Node, name: str, done: dict[Node, str] | None = None
+    ) -> Stmt | None:
+        """n worked out in the array `name` holds, where a's value is (`done` names the
+        values of the steps before): `name op= other`, or a ufunc of a with `out=name`; None
+        where n's code has no such form."""
         augmented = OPS[n.op].augmented
         if augmented:
             other = n.args[1] if n.args[0] is a else n.args[0]
-            return AugAssign(name, augmented, self.code(other))
-        e = self.expression(n)
+            return AugAssign(name, augmented, self.code(other, bound=done))
+        e = self.expression(n, bound=done)
+        first = Name(done[a] if done and a in done else self.name_of(a))
         if not (
             isinstance(e, Call)
             and e.ufunc  # (not on plain numbers: `math.exp(t)`)
-            and e.args[0] == Name(self.name_of(a))
+            and e.args[0] == first
             and all(map(self.printer.plain, e.parts()[2:]))
         ):
             return None
