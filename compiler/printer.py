@@ -290,41 +290,17 @@ class MathPrinter(NumPyPrinter):
 
     def _binop(self, e: BinOp) -> str:
         lp, rp = OPERANDS[e.op]
-        if e.op == "@" or (
-            e.op == "*" and self.prec(e.left) >= lp and self._ends_in_number(e.left)
-        ):
+        if e.op == "@" or (e.op == "*" and e.left.__class__ is Lit and _number(e.left.value)):
             return f"{self.operand(e.left, lp)} {self.operand(e.right, rp)}"
         return super()._binop(e)
-
-    def _ends_in_number(self, e: Expr) -> bool:
-        """Whether the text of `e` ends in the digits of a number (`2`, `x**2`, `1e-05`)."""
-        cls = e.__class__
-        if cls is Lit:
-            return _number(e.value) and _finite(e.value)
-        if cls is Size:  # (its constant term comes last)
-            return not e.dim.terms or any(not m for m, _ in e.dim.terms)
-        if cls is BinOp:
-            _, rp = OPERANDS[e.op]
-            return self.prec(e.right) >= rp and self._ends_in_number(e.right)
-        if cls is Unary:
-            return self.prec(e.operand) >= UNARY and self._ends_in_number(e.operand)
-        return False
 
     def _size(self, e: Size) -> str:
         return e.dim.render(self.sizes.__getitem__, " ")
 
     def _attr(self, e: Attr) -> str:
-        if e.name == "T" and self._ends_in_word(e.obj):
-            return f"{self.text(e.obj)}^T"
+        if e.name == "T":
+            return f"{self.operand(e.obj, ATOM)}^T"
         return super()._attr(e)
-
-    def _ends_in_word(self, e: Expr) -> bool:
-        cls = e.__class__
-        if cls in (Name, Attr):
-            return True
-        if cls is Size:
-            return self.prec(e) >= ATOM
-        return cls is Lit and _number(e.value) and _finite(e.value) and not _negative(e.value)
 
 
 def _number(value) -> bool:
