@@ -77,16 +77,16 @@ class Dim:
             out = out + term
         return out
 
-    def render(self, name=lambda s: s) -> str:
-        """A Python expression for this dimension, with `name` mapping symbols to variables."""
+    def render(self, name=lambda s: s, scale: str = " * ") -> str:
+        """A Python expression for this dimension, with `name` mapping symbols to variables;
+        `scale` joins a coefficient to its symbols (`2 * n`; `2 n` in math notation)."""
         if not self.terms:
             return "0"
         parts = []
         for m, c in sorted(self.terms, key=lambda t: (-len(t[0]), t[0])):
-            factors = [name(s) for s in m]
-            if abs(c) != 1 or not factors:
-                factors.insert(0, str(abs(c)))
-            text = " * ".join(factors)
+            text = " * ".join(name(s) for s in m)
+            if abs(c) != 1 or not m:
+                text = str(abs(c)) + (scale + text if m else "")
             parts.append(("- " if c < 0 else "+ ") + text)
         out = " ".join(parts)
         return out[2:] if out.startswith("+ ") else "-" + out[2:]

@@ -8,25 +8,15 @@ variable's shape.
 
 from __future__ import annotations
 
-import re
-
 from .emit import backward_steps
 from .pipeline import compile_graphs
+from .printer import MathPrinter
 
 INTRO = (
     "Backpropagation walks the graph from the output back to the inputs. At each statement, the\n"
     "upstream gradient (of {out} with respect to the statement's result) times the statement's\n"
     "local Jacobian gives the gradients of its inputs; a gradient has its variable's shape."
 )
-
-
-def _math(expr: str) -> str:
-    """NumPy text in the notation of the lecture note: `np.dot(a[:, None], b[None, :])` (an
-    outer product) is `a b^T`, and so on."""
-    expr = re.sub(r"np\.dot\(([\w.]+)\[:, None\], ([\w.]+)\[None, :\]\)", r"\1 \2^T", expr)
-    expr = re.sub(r"(\w)\.T\b", r"\1^T", expr)
-    expr = expr.replace(" @ ", " ").replace("np.", "")
-    return re.sub(r"\b(\d+(?:\.\d+)?) \* ", r"\1 ", expr)
 
 
 def explain_source(text: str, graph: str | None = None) -> str:
@@ -76,6 +66,7 @@ def _explain(c) -> str:
 
     defined: dict = {}  # backward values with a line of their own, and their names
     for step in backward_steps(g):
+        math = MathPrinter(step.sizes)
         lines += [
             "",
             f"{step.statement}    (line {step.line}{f', in fn {step.fn}' if step.fn else ''})",
@@ -92,7 +83,7 @@ def _explain(c) -> str:
         for i, (name, expr, node) in enumerate(step.lines):
             label = "gives" if i == 0 else ""
             lines.append(
-                f"    {label:<9} {f'{grad_name(name)} = {_math(expr)}':<{width}} {node.type}"
+                f"    {label:<9} {f'{grad_name(name)} = {math.text(expr)}':<{width}} {node.type}"
             )
             defined[node] = name
     grads = ", ".join(f"d{name} {n.type}" for name, n in zip(g.wrt, g.grads))

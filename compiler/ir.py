@@ -145,7 +145,13 @@ class OpDef:
 
     - `infer(*arg_types, **attrs)` returns the result `Type`, or `(Type, attrs)` when it normalizes
       the attributes (negative axes, say); it raises `ShapeError` on a mismatch.
-    - `emit(ctx, *args, **attrs)` returns the NumPy `Code` for the operation on emitted arguments.
+    - `emit(at, *args, **attrs)` returns the operation's code as data (an `expr.Expr`: a call of
+      a function of the array namespace, an operator, a method call, ...) on its arguments'
+      expressions; `at` (`ops.At`) gives the typed node and what the lowering knows of its
+      function. The printer writes it as NumPy.
+    - `math(at, *args, **attrs)`, when given, is how the operation reads in the notation of the
+      lecture note (`bpc explain`), where that is not its emission read in math notation: the
+      outer product of `dq` and `x`, `np.dot(dq[:, None], x[None, :])`, reads `dq x^T`.
     - `adjoint(g, out, *args, **attrs)` returns one gradient (a Node, or None) per argument, built
       from the same operations; a gradient may keep `out`'s broadcast shape, autodiff reduces it.
     - `call` is how the language spells a call, when it does: the parameters in positional order;
@@ -197,6 +203,7 @@ class OpDef:
     fold: Callable[..., Any] | None = None
     expand: Callable[..., Node] | None = None
     promotes: bool = False
+    math: Callable[..., Any] | None = None
 
 
 REQUIRED = object()  # a static call parameter without a default

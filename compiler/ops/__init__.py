@@ -1,38 +1,64 @@
-"""The operations: for each, its shape rule, its NumPy emission and its adjoint, side by side.
+"""The operations: for each, its shape rule, its emission and its adjoint, side by side.
 
 Adding an operation means adding one entry to the registry, in the module of its family; the test
 suite is parametrized over `OPS` and checks every adjoint against finite differences and autograd.
 Adjoints return one gradient per argument and may leave a gradient in the result's broadcast shape:
-autodiff reduces it to the argument's shape.
+autodiff reduces it to the argument's shape. An emission returns data (`bpc.expr`): a call of a
+function of the array namespace, an operator, a method; the printer writes it as NumPy.
 
-This module holds what every family shares: emitted `Code` with its precedence, `register`, and
-the shape helpers (broadcasting, axes).
+This module holds what every family shares: `register`, what an emission may know besides its
+operands (`At`), and the shape helpers (broadcasting, axes).
 """
 
 from __future__ import annotations
 
 import importlib
-import re
-from dataclasses import dataclass
 
 from ..dims import Dim, Shape, product, show_shape
+from ..expr import ALL, ELLIPSIS, NONE, Attr, Call, Expr, Lit, Subscript, array, builtin
+from ..expr import shape as shape_of
 from ..ir import OPS, Node, OpDef, ShapeError, Type
 
-# Python operator precedence, for emitting the fewest parentheses.
-CMP, ADD, MUL, UNARY, POW, ATOM = 5, 10, 11, 12, 13, 14
+
+class At:
+    """What an operation's emission may know besides its operands' expressions: the typed node
+    it emits (`node`, whose `args` give the operands' types), the graph's name, the expression
+    of the graph's float dtype where the code knows it (`dtype`, else None), and which values
+    may be Python numbers when the module runs (see `python_numbers`)."""
+
+    __slots__ = ("node", "facts")
+
+    def __init__(self, node: Node, facts: Facts):
+        self.node = node
+        self.facts = facts
+
+    @property
+    def graph(self) -> str:
+        return self.facts.graph
+
+    @property
+    def dtype(self) -> Expr | None:
+        return self.facts.dtype
+
+    @property
+    def retyped(self) -> bool:
+        """Whether the lowering gives this float, made of numbers and masks alone, the graph's
+        float dtype (NumPy would make it float64)."""
+        return self.node in self.facts.born_weak
 
 
-@dataclass(frozen=True)
-class Code:
-    """Emitted Python for a value: its text, its precedence, and the value's type."""
+class Facts:
+    """What the lowering knows of one function's values (see `At`): the values whose float
+    dtype comes from the caller's arrays (`strong`), the floats made of numbers alone that it
+    converts to the graph's dtype (`born_weak`), and that dtype's expression."""
 
-    text: str
-    prec: int = ATOM
-    type: Type | None = None
+    __slots__ = ("graph", "dtype", "strong", "born_weak")
 
-    def at(self, prec: int) -> str:
-        """The text, parenthesized if it binds more loosely than `prec` needs."""
-        return self.text if self.prec >= prec else f"({self.text})"
+    def __init__(self, graph: str, dtype: Expr | None, strong, born_weak):
+        self.graph = graph
+        self.dtype = dtype
+        self.strong = strong
+        self.born_weak = born_weak
 
 
 def register(
@@ -56,6 +82,7 @@ def register(
     fold=None,
     expand=None,
     promotes=None,
+    math=None,
     **static,
 ):
     """Add an operation; `call` and `static` say how the language spells it, `flops` how many
@@ -86,6 +113,7 @@ def register(
         fold=fold,
         expand=expand,
         promotes=elementwise if promotes is None else promotes,
+        math=math,
     )
 
 
@@ -165,47 +193,40 @@ def normalize_axes(axis, ndim: int, what: str) -> tuple[int, ...]:
     return tuple(sorted(out))
 
 
-def shape_text(ctx, shape: Shape) -> str:
-    items = [ctx.dim(d) for d in shape]
-    return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
-
-
-_SIMPLE = re.compile(r"-?(\w+(\.\w+)*|(\d+\.?\d*|\.\d+)(e[-+]?\d+)?)")
-
-
-def simple_operand(text: str) -> bool:
-    """A name, an attribute of one, or a number, maybe negated: what black calls a simple operand
-    (it writes `x**2` and `x[a:b]` for those, `(x + 1) ** 2` and `x[a + 1 :]` for the others)."""
-    return _SIMPLE.fullmatch(text) is not None
-
-
-def emit_call(fn: str, *parts: str) -> Code:
-    return Code(f"{fn}({', '.join(parts)})")
-
-
-def python_numbers(ctx) -> bool:
+def python_numbers(at: At) -> bool:
     """Whether every operand of the node being emitted may be a Python number when the module
     runs: a constant, a size, or a 0-d value made of `[]` parameters and douts alone, which the
     caller may pass as Python numbers. Python's arithmetic and `math` on them raise
     (ZeroDivisionError, "math domain error") where NumPy gives inf or nan and a warning."""
-    strong = getattr(ctx, "strong", ())
-    return all(a.ndim == 0 and (a.type.static or a not in strong) for a in ctx.node.args)
+    strong = at.facts.strong
+    return all(a.ndim == 0 and (a.type.static or a not in strong) for a in at.node.args)
 
 
-def number_call(ctx, fn: str, *args: Code) -> Code:
+def number_call(at: At, fn: str, *args: Expr) -> Call:
     """`float(np.fn(args))`: NumPy's function on numbers that may be Python's, for NumPy's answer
     (`float(np.sqrt(-1.0))` is nan, with NumPy's warning), kept a Python float, which takes the
     dtype of the arrays it meets (a NumPy float64 would make float32 arrays float64). A value that
-    the emitter gives the graph's float dtype anyway is left a NumPy number."""
-    call = emit_call(fn, *(a.text for a in args))
-    if ctx.node in getattr(ctx, "born_weak", ()) and getattr(ctx, "dtype_of", None):
+    the lowering gives the graph's float dtype anyway is left a NumPy number."""
+    call = array(fn, *args)
+    if at.retyped and at.dtype is not None:
         return call
-    return emit_call("float", call.text)
+    return builtin("float", call)
 
 
-def number_filled(ctx, x: Code, shape: Shape) -> Code:
+def number_filled(at: At, x: Expr, dims: Shape) -> Call:
     """A 0-d value, maybe a Python number, as an array of a shape of size-1 axes."""
-    return emit_call("np.full", shape_text(ctx, shape), x.text)
+    return array("full", shape_of(dims), x)
+
+
+def dtype_of(x: Expr, ndim: int) -> Expr:
+    """The float dtype of a value: `x.dtype` for an array; for a 0-d float, which may be a
+    Python int, the dtype it has promoted with a float, `np.result_type(x, 1.0)`."""
+    return Attr(x, "dtype") if ndim else array("result_type", x, Lit(1.0))
+
+
+def new_last_axis(x: Expr, ndim: int) -> Subscript:
+    """`x[:, None]`, or `x[..., None]` for a value of more than one axis."""
+    return Subscript(x, (ALL if ndim == 1 else ELLIPSIS, NONE))
 
 
 # Every built-in function of the language (docs/language.md); a call to one that no registered

@@ -5,26 +5,16 @@ from __future__ import annotations
 import math
 import operator
 
+from ..expr import LOCAL, BinOp, Cond, Lit, Ref, Unary, array, builtin, math_call, method
 from ..ir import OPS, Node, ShapeError, Type, make
 from . import (
-    ADD,
-    ATOM,
-    CMP,
-    MUL,
-    POW,
-    UNARY,
-    Code,
     broadcast,
-    emit_call,
     number_call,
     promote,
     python_numbers,
     register,
-    simple_operand,
     size,
 )
-
-COND = 1  # a conditional expression `a if c else b` binds more loosely than any operator
 
 # ---------------------------------------------------------------------------------------------
 # Elementwise operations
@@ -36,20 +26,21 @@ def _elementwise_type(*types: Type, dtype: str | None = None) -> Type:
 
 
 def unary(name, fn, adjoint, *, math_fn=None, doc="", flops=None, ufunc=False, fold=None):
-    """An elementwise function of one float argument. `fn` is a NumPy function's name, or a
-    function from the argument's Code to the result's. On a number that may be Python's (a size,
-    a constant, a `[]` parameter) the result stays a Python number rather than a float64 NumPy
-    scalar, which would make float32 arrays float64: `math_fn` (likewise) emits it for a function
-    that `math` computes for every float, and the others are NumPy's function on the number,
-    `float(np.sqrt(d))`, which gives nan or inf (and NumPy's warning) where `math` would raise.
-    `ufunc` and `fold` are `OpDef`'s."""
+    """An elementwise function of one float argument. `fn` is the name of a function of the
+    array namespace (`"exp"`, a ufunc of x when `ufunc`), or a function from the argument's
+    expression to the result's. On a number that may be Python's (a size, a constant, a `[]`
+    parameter) the result stays a Python number rather than a float64 NumPy scalar, which would
+    make float32 arrays float64: `math_fn` (likewise, a name of Python's `math`) emits it for a
+    function that `math` computes for every float, and the others are NumPy's function on the
+    number, `float(np.sqrt(d))`, which gives nan or inf (and NumPy's warning) where `math` would
+    raise. `ufunc` and `fold` are `OpDef`'s."""
 
-    def emit(ctx, x):
-        if python_numbers(ctx) and math_fn:
-            return emit_call(math_fn, x.text) if isinstance(math_fn, str) else math_fn(x)
-        if python_numbers(ctx) and isinstance(fn, str):
-            return number_call(ctx, fn, x)
-        return emit_call(fn, x.text) if isinstance(fn, str) else fn(x)
+    def emit(at, x):
+        if python_numbers(at) and math_fn:
+            return math_call(math_fn, x) if isinstance(math_fn, str) else math_fn(x)
+        if python_numbers(at) and isinstance(fn, str):
+            return number_call(at, fn, x)
+        return array(fn, x, ufunc=ufunc) if isinstance(fn, str) else fn(x)
 
     register(
         name,
@@ -68,11 +59,9 @@ def unary(name, fn, adjoint, *, math_fn=None, doc="", flops=None, ufunc=False, f
 def binary(
     name,
     symbol,
-    prec,
     adjoint,
     *,
     dtype=None,
-    right_assoc=False,
     numbers=None,
     check=None,
     counts=False,
@@ -81,29 +70,22 @@ def binary(
     augmented=False,
     commutes=False,
 ):
-    """An elementwise infix operator with NumPy broadcasting. `numbers(ctx, a, b)`, when given,
+    """An elementwise infix operator with NumPy broadcasting. `numbers(at, a, b)`, when given,
     emits it on operands that may all be Python numbers, where Python's operator would raise (it
     returns None where it would not). `fold` is its value on numbers; with `augmented` it works
     in place as `a symbol= b` (in either operand's array when it `commutes`). An operator that
     `counts` (+, -) takes masks as the integers 0 and 1, as Python takes True and False: NumPy
     would give `or` for `mask + mask` and raise for `mask - mask`."""
 
-    def emit(ctx, a, b):
-        if numbers and python_numbers(ctx):
-            code = numbers(ctx, a, b)
+    def emit(at, a, b):
+        if numbers and python_numbers(at):
+            code = numbers(at, a, b)
             if code is not None:
                 return code
-        if counts and a.type.dtype == b.type.dtype == "bool":  # (a mask beside a number is fine)
-            a, b = (_counted(x) for x in (a, b))
-        if right_assoc:  # `x ** -y` is fine in Python: a unary operand binds tightly enough
-            left, right = a.at(prec + 1), b.at(UNARY)
-        elif prec == CMP:  # Python chains comparisons: `a < b == c` is not `(a < b) == c`
-            left, right = a.at(prec + 1), b.at(prec + 1)
-        else:
-            left, right = a.at(prec), b.at(prec + 1)
-        if symbol == "**" and simple_operand(left) and simple_operand(right):
-            return Code(f"{left}**{right}", prec)  # black hugs a power of simple operands
-        return Code(f"{left} {symbol} {right}", prec)
+        if counts and all(arg.type.dtype == "bool" for arg in at.node.args):
+            # (a mask beside a number is fine; two masks are NumPy's `or` and an error)
+            a, b = (_counted(x, arg.type) for x, arg in zip((a, b), at.node.args))
+        return BinOp(symbol, a, b)
 
     def infer(a, b):
         both_masks = counts and a.dtype == b.dtype == "bool"
@@ -128,53 +110,63 @@ def gt(a, b) -> Node:
 
 
 # The rules: g is the upstream gradient, y the result.
-unary("exp", "np.exp", lambda g, y, x: (g * y,), doc="e**x", ufunc=True, fold=math.exp)
-unary("log", "np.log", lambda g, y, x: (g / x,), doc="natural logarithm", ufunc=True, fold=math.log)
-unary(
-    "sqrt", "np.sqrt", lambda g, y, x: (0.5 * g / y,), doc="square root", ufunc=True, fold=math.sqrt
-)
+unary("exp", "exp", lambda g, y, x: (g * y,), doc="e**x", ufunc=True, fold=math.exp)
+unary("log", "log", lambda g, y, x: (g / x,), doc="natural logarithm", ufunc=True, fold=math.log)
+unary("sqrt", "sqrt", lambda g, y, x: (0.5 * g / y,), doc="square root", ufunc=True, fold=math.sqrt)
 unary(
     "tanh",
-    "np.tanh",
+    "tanh",
     lambda g, y, x: (g * (1 - y * y),),
-    math_fn="math.tanh",
+    math_fn="tanh",
     doc="tanh",
     ufunc=True,
     fold=math.tanh,
 )
+
+
 # 1 / (1 + exp(-x)) overflows for large -x; the tanh form is exact and never does.
+def _half_tanh(tanh, x):
+    """0.5 * tanh(0.5 * x) + 0.5: the logistic function, in a form that never overflows."""
+    half = Lit(0.5)
+    return BinOp("+", BinOp("*", half, tanh(BinOp("*", half, x))), half)
+
+
 unary(
     "sigmoid",
-    lambda x: Code(f"0.5 * np.tanh(0.5 * {x.at(MUL + 1)}) + 0.5", ADD),
+    lambda x: _half_tanh(lambda y: array("tanh", y), x),
     lambda g, y, x: (g * y * (1 - y),),
-    math_fn=lambda x: Code(f"0.5 * math.tanh(0.5 * {x.at(MUL + 1)}) + 0.5", ADD),
+    math_fn=lambda x: _half_tanh(lambda y: math_call("tanh", y), x),
     doc="logistic",
     flops=lambda y, x: 4 * size(y),  # a multiply, tanh, a multiply and an add per element
 )
 unary(
     "relu",
-    lambda x: emit_call("np.maximum", x.text, "0"),
+    lambda x: array("maximum", x, Lit(0), ufunc=True),
     lambda g, y, x: (g * gt(y, 0),),
-    math_fn=lambda x: emit_call("max", x.text, "0"),
+    math_fn=lambda x: builtin("max", x, Lit(0)),
     doc="max(x, 0)",
     ufunc=True,
 )
 unary(
     "log1p",
-    "np.log1p",
+    "log1p",
     lambda g, y, x: (g / (1 + x),),
     doc="log(1 + x), accurate for small x",
     ufunc=True,
 )
-unary("sin", "np.sin", lambda g, y, x: (g * make("cos", x),), doc="sine", ufunc=True)
-unary("cos", "np.cos", lambda g, y, x: (-g * make("sin", x),), doc="cosine", ufunc=True)
+unary("sin", "sin", lambda g, y, x: (g * make("cos", x),), doc="sine", ufunc=True)
+unary("cos", "cos", lambda g, y, x: (-g * make("sin", x),), doc="cosine", ufunc=True)
 # log(1 + exp(x)) overflows in exp for x > ~709 (~88 in float32); logaddexp(0, x) never does,
 # and its gradient, the sigmoid, is computed in the tanh form.
 unary(
     "softplus",
-    lambda x: emit_call("np.logaddexp", "0", x.text),
+    lambda x: array("logaddexp", Lit(0), x),
     lambda g, y, x: (g * make("sigmoid", x),),
-    math_fn=lambda x: Code(f"max({x.text}, 0) + math.log1p(math.exp(-abs({x.text})))", ADD),
+    math_fn=lambda x: BinOp(
+        "+",
+        builtin("max", x, Lit(0)),
+        math_call("log1p", math_call("exp", Unary("-", builtin("abs", x)))),
+    ),
     doc="log(1 + exp(x)), as np.logaddexp(0, x): finite for any x",
 )
 
@@ -186,7 +178,9 @@ def sign(x) -> Node:
 register(
     "abs",
     lambda x: Type("int" if x.dtype == "int" else "float", x.shape, x.static),
-    lambda ctx, x: emit_call("abs" if x.type.static else "np.abs", x.text),
+    lambda at, x: (
+        builtin("abs", x) if at.node.args[0].type.static else array("abs", x, ufunc=True)
+    ),
     lambda g, y, x: (g * sign(x),),
     elementwise=True,
     doc="|x|; its gradient is sign(x), 0 at 0 (as in PyTorch)",
@@ -196,10 +190,10 @@ register(
 register(
     "sign",
     lambda x: Type(x.dtype, x.shape, x.static),
-    lambda ctx, x: (
-        Code(f"({x.at(CMP + 1)} > 0) - ({x.at(CMP + 1)} < 0)", ADD)
-        if x.type.static
-        else emit_call("np.sign", x.text)
+    lambda at, x: (
+        BinOp("-", BinOp(">", x, Lit(0)), BinOp("<", x, Lit(0)))
+        if at.node.args[0].type.static
+        else array("sign", x)
     ),
     lambda g, y, x: (None,),  # piecewise constant: its derivative is 0 wherever it has one
     elementwise=True,
@@ -207,10 +201,11 @@ register(
 )
 
 
-def _neg_emit(ctx, x):
-    if x.type.dtype == "bool" and not x.type.static:  # NumPy does not negate a mask
-        return Code(f"-{x.at(ATOM)}.astype(int)", UNARY)
-    return Code(f"-{x.at(UNARY)}", UNARY)
+def _neg_emit(at, x):
+    t = at.node.args[0].type
+    if t.dtype == "bool" and not t.static:  # NumPy does not negate a mask
+        return Unary("-", method(x, "astype", Ref(LOCAL, "int")))
+    return Unary("-", x)
 
 
 register(
@@ -224,17 +219,14 @@ register(
 )
 
 
-def _counted(x: Code) -> Code:
-    """A mask array as integers (`m.astype(int)`); anything else as it is."""
-    if x.type.dtype == "bool" and not x.type.static:
-        return Code(f"{x.at(ATOM)}.astype(int)", ATOM, x.type)
-    return x
+def _counted(x, t: Type):
+    """A mask array as integers (`m.astype(int)`); a plain boolean as it is."""
+    return method(x, "astype", Ref(LOCAL, "int")) if t.dtype == "bool" and not t.static else x
 
 
 binary(
     "add",
     "+",
-    ADD,
     lambda g, y, a, b: (g, g),
     doc="a + b",
     fold=operator.add,
@@ -245,7 +237,6 @@ binary(
 binary(
     "sub",
     "-",
-    ADD,
     lambda g, y, a, b: (g, -g),
     doc="a - b",
     fold=operator.sub,
@@ -255,7 +246,6 @@ binary(
 binary(
     "mul",
     "*",
-    MUL,
     lambda g, y, a, b: (g * b, g * a),
     doc="a * b",
     fold=operator.mul,
@@ -271,22 +261,21 @@ def _never_zero(n: Node) -> bool:
     return n.op == "maximum" and any(a.op == "const" and a.attr("value") > 0 for a in n.args)
 
 
-def _div_numbers(ctx, a, b):
+def _div_numbers(at, a, b):
     """Python raises ZeroDivisionError on `s / N` for N = 0 (a sum over an empty batch divided
     by its size): NumPy's division, unless the divisor cannot be 0."""
-    return None if _never_zero(ctx.node.args[1]) else number_call(ctx, "np.divide", a, b)
+    return None if _never_zero(at.node.args[1]) else number_call(at, "divide", a, b)
 
 
-def _pow_numbers(ctx, a, b):
+def _pow_numbers(at, a, b):
     """Python raises on `0.0 ** -1` (ZeroDivisionError) and `1e200 ** 2` (OverflowError), and
     `(-8.0) ** (1 / 3)` is complex: NumPy's power, for floats (integers are exact in Python)."""
-    return number_call(ctx, "np.power", a, b) if ctx.node.dtype == "float" else None
+    return number_call(at, "power", a, b) if at.node.dtype == "float" else None
 
 
 binary(
     "div",
     "/",
-    MUL,
     lambda g, y, a, b: (g / b, -g * y / b),
     dtype="float",
     numbers=_div_numbers,
@@ -338,9 +327,7 @@ def _pow_check(n: Node) -> None:
 binary(
     "pow",
     "**",
-    POW,
     _pow_adjoint,
-    right_assoc=True,
     numbers=_pow_numbers,
     check=_pow_check,
     doc="a ** b; integers to negative integer powers are an error, as in NumPy",
@@ -357,7 +344,6 @@ for _name, _symbol in [
     binary(
         _name,
         _symbol,
-        CMP,
         None,
         dtype="bool",
         doc=f"a {_symbol} b, a mask",
@@ -369,13 +355,13 @@ for _name, _symbol in [
 # Choosing between values: maximum, minimum, where, clip
 
 
-def _extremum(name, fn, builtin, wins, doc):
+def _extremum(name, fn, python_fn, wins, doc):
     """maximum or minimum; `wins(a, b)` is the mask where a alone is the result."""
 
-    def emit(ctx, a, b):
-        if a.type.static and b.type.static:
-            return emit_call(builtin, a.text, b.text)
-        return emit_call(fn, a.text, b.text)
+    def emit(at, a, b):
+        if all(x.type.static for x in at.node.args):
+            return builtin(python_fn, a, b)
+        return array(fn, a, b, ufunc=True)
 
     def adjoint(g, y, a, b):
         ties = make("eq", a, b)
@@ -397,10 +383,10 @@ _TIES = (
     "The gradient goes to the operand that is the result; where a == b each gets half of it, as "
     "torch.maximum and torch.minimum do."
 )
-_extremum("maximum", "np.maximum", "max", gt, f"the larger of a and b, elementwise. {_TIES}")
+_extremum("maximum", "maximum", "max", gt, f"the larger of a and b, elementwise. {_TIES}")
 _extremum(
     "minimum",
-    "np.minimum",
+    "minimum",
     "min",
     lambda a, b: make("lt", a, b),
     f"the smaller of a and b, elementwise. {_TIES}",
@@ -417,10 +403,10 @@ def _where_type(mask: Type, a: Type, b: Type) -> Type:
     return Type(promote(a, b), shape, mask.static and a.static and b.static)
 
 
-def _where_emit(ctx, mask, a, b):
-    if python_numbers(ctx):  # np.where would make a float64 array of Python numbers
-        return Code(f"{a.at(CMP)} if {mask.at(CMP)} else {b.at(CMP)}", COND)
-    return emit_call("np.where", mask.text, a.text, b.text)
+def _where_emit(at, mask, a, b):
+    if python_numbers(at):  # np.where would make a float64 array of Python numbers
+        return Cond(a, mask, b)
+    return array("where", mask, a, b)
 
 
 register(
@@ -434,10 +420,10 @@ register(
 )
 
 
-def _clip_emit(ctx, x, lo, hi):
-    if x.type.static and lo.type.static and hi.type.static:
-        return emit_call("min", emit_call("max", x.text, lo.text).text, hi.text)
-    return emit_call("np.clip", x.text, lo.text, hi.text)
+def _clip_emit(at, x, lo, hi):
+    if all(a.type.static for a in at.node.args):
+        return builtin("min", builtin("max", x, lo), hi)
+    return array("clip", x, lo, hi)
 
 
 def _clip_adjoint(g, y, x, lo, hi):

@@ -29,19 +29,30 @@ as in Python (see `bpc.build`).
 from __future__ import annotations
 
 from ..dims import Dim, product, show_shape
+from ..expr import (
+    ALL,
+    ELLIPSIS,
+    NONE,
+    Attr,
+    BinOp,
+    Lit,
+    Size,
+    Slice,
+    Subscript,
+    Tuple,
+    array,
+    helper,
+)
+from ..expr import List as ListExpr
+from ..expr import shape as shape_of
 from ..ir import Node, ShapeError, Type, make
 from . import (
-    ATOM,
-    MUL,
-    Code,
-    emit_call,
+    new_last_axis,
     no_flops,
     normalize_axes,
     number_filled,
     promote,
     register,
-    shape_text,
-    simple_operand,
     size,
 )
 
@@ -187,45 +198,39 @@ def _index_type(x: Type, *, index):
     return Type(x.dtype, tuple(shape), x.static and not shape), {"index": tuple(items)}
 
 
-def _position_text(ctx, p: Dim, size: Dim) -> str:
+def _position_expr(p: Dim, size: Dim):
     """A position as an expert writes it: `2`, `-1` for `T - 1` on an axis of size `T`, `H`."""
     if p.is_const:
-        return str(p.value)
+        return Lit(p.value)
     if (size - p).is_const and (size - p).value > 0:
-        return str(-(size - p).value)
-    return ctx.dim(p)
+        return Lit(-(size - p).value)
+    return Size(p)
 
 
-def _item_text(ctx, item, size: Dim | None) -> str:
+def _item(item, size: Dim | None):
     if item is None:
-        return "None"
+        return NONE
     if not isinstance(item, tuple):
-        return _position_text(ctx, item, size)
+        return _position_expr(item, size)
     first, end, step = item
     if step > 0:
-        start = "" if first == Dim.of(0) else _position_text(ctx, first, size)
-        stop = "" if end == size else _position_text(ctx, end, size)
+        start = None if first == Dim.of(0) else _position_expr(first, size)
+        stop = None if end == size else _position_expr(end, size)
     else:
-        start = "" if first == size - 1 else _position_text(ctx, first, size)
-        stop = "" if end is None else _position_text(ctx, end, size)
-    parts = [start, stop] + ([] if step == 1 else [str(step)])
-    if all(simple_operand(p) for p in parts if p):
-        return ":".join(parts)
-    # black spaces the colons of a slice with an expression in it, like a binary operator
-    text = parts[0]
-    for before, after in zip(parts, parts[1:]):
-        text += (" :" if before else ":") + (" " + after if after else "")
-    return text
+        start = None if first == size - 1 else _position_expr(first, size)
+        stop = None if end is None else _position_expr(end, size)
+    return Slice(start, stop, None if step == 1 else Lit(step))
 
 
-def _index_emit(ctx, x, *, index):
-    if not x.type.ndim:  # maybe a Python number (no `[None]`), given new axes of size 1
-        return number_filled(ctx, x, ctx.node.shape)
-    sizes = iter(x.type.shape)
-    texts = [_item_text(ctx, item, None if item is None else next(sizes)) for item in index]
-    while texts and texts[-1] == ":":
-        texts.pop()
-    return Code(f"{x.at(ATOM)}[{', '.join(texts) or ':'}]")
+def _index_emit(at, x, *, index):
+    x_type = at.node.args[0].type
+    if not x_type.ndim:  # maybe a Python number (no `[None]`), given new axes of size 1
+        return number_filled(at, x, at.node.shape)
+    sizes = iter(x_type.shape)
+    items = [_item(item, None if item is None else next(sizes)) for item in index]
+    while items and items[-1] == ALL:
+        items.pop()
+    return Subscript(x, tuple(items) or (ALL,))
 
 
 def _index_adjoint(g, y, x, *, index):
@@ -309,10 +314,9 @@ def _pad_type(x: Type, *, widths):
     return Type(x.dtype, shape), {"widths": widths}
 
 
-def _pad_emit(ctx, x, *, widths):
-    pairs = [f"({ctx.dim(b)}, {ctx.dim(a)})" for b, a in widths]
-    text = pairs[0] if len(pairs) == 1 else f"({', '.join(pairs)})"
-    return emit_call("np.pad", x.text, text)
+def _pad_emit(at, x, *, widths):
+    pairs = [shape_of(pair) for pair in widths]
+    return array("pad", x, pairs[0] if len(pairs) == 1 else Tuple(tuple(pairs)))
 
 
 register(
@@ -348,15 +352,15 @@ def _take_type(x: Type, idx: Type, *, axis):
     return Type(x.dtype, shape), {"axis": axis}
 
 
-def _take_emit(ctx, x, idx, *, axis):
-    ndim = x.type.ndim
+def _take_emit(at, x, idx, *, axis):
+    ndim = at.node.args[0].ndim
     if axis == 0:
-        subs = [idx.text]
+        items = [idx]
     elif ndim - 1 - axis < axis:
-        subs = ["..."] + [idx.text] + [":"] * (ndim - 1 - axis)
+        items = [ELLIPSIS, idx] + [ALL] * (ndim - 1 - axis)
     else:
-        subs = [":"] * axis + [idx.text]
-    return Code(f"{x.at(ATOM)}[{', '.join(subs)}]")
+        items = [ALL] * axis + [idx]
+    return Subscript(x, tuple(items))
 
 
 def _take_adjoint(g, y, x, idx, *, axis):
@@ -400,12 +404,10 @@ def _scatter_add_type(like: Type, idx: Type, g: Type, *, shape=None):
     return Type(promote(like, g), shape), {"shape": shape}
 
 
-def _scatter_add_emit(ctx, like, idx, g, *, shape):
+def _scatter_add_emit(at, like, idx, g, *, shape):
     """A helper of the module (`templates/scatter_add.py.j2`): np.add.at into zeros, so that
     repeated indices add up and negative ones count from the end, as in the forward."""
-    return emit_call(
-        "_scatter_add", shape_text(ctx, shape), f"{like.at(ATOM)}.dtype", idx.text, g.text
-    )
+    return helper("_scatter_add", shape_of(shape), Attr(like, "dtype"), idx, g)
 
 
 register(
@@ -435,14 +437,13 @@ def _take_along_type(x: Type, idx: Type):
     return Type(x.dtype, idx.shape)
 
 
-def _take_along_emit(ctx, x, idx):
-    if idx.type.ndim == 0:
-        return Code(f"{x.at(ATOM)}[{idx.text}]")
-    expand = "[:, None]" if idx.type.ndim == 1 else "[..., None]"
-    first = "[:, 0]" if idx.type.ndim == 1 else "[..., 0]"
-    axis = "1" if idx.type.ndim == 1 else "-1"
-    call = emit_call("np.take_along_axis", x.text, f"{idx.at(ATOM)}{expand}", f"axis={axis}")
-    return Code(f"{call.text}{first}")
+def _take_along_emit(at, x, idx):
+    ndim = at.node.args[1].ndim
+    if ndim == 0:
+        return Subscript(x, (idx,))
+    axis = Lit(1 if ndim == 1 else -1)
+    call = array("take_along_axis", x, new_last_axis(idx, ndim), axis=axis)
+    return Subscript(call, (ALL if ndim == 1 else ELLIPSIS, Lit(0)))
 
 
 register(
@@ -466,17 +467,14 @@ def _scatter_along_type(idx: Type, g: Type, *, size):
     return Type(promote(g, floating=True), idx.shape + (Dim.of(size),)), {"size": Dim.of(size)}
 
 
-def _scatter_along_emit(ctx, idx, g, *, size):
+def _scatter_along_emit(at, idx, g, *, size):
     """`(idx[:, None] % C == np.arange(C)) * g[:, None]`: a negative index counts from the end,
     as in take_along's np.take_along_axis (one % on the indices, not on the result)."""
-    n = ctx.dim(size)
-    classes = f"np.arange({n})"
-    modulus = f"({n})" if size.is_sum or size.is_product else n
-    if idx.type.ndim == 0:
-        return Code(f"({idx.at(MUL)} % {modulus} == {classes}) * {g.at(MUL + 1)}", MUL)
-    expand = "[:, None]" if idx.type.ndim == 1 else "[..., None]"
-    picked = f"{idx.at(ATOM)}{expand} % {modulus} == {classes}"
-    return Code(f"({picked}) * {g.at(ATOM)}{expand}", MUL)
+    classes = array("arange", Size(size))
+    ndim = at.node.args[0].ndim
+    if ndim:
+        idx, g = new_last_axis(idx, ndim), new_last_axis(g, ndim)
+    return BinOp("*", BinOp("==", BinOp("%", idx, Size(size)), classes), g)
 
 
 register(
@@ -527,9 +525,8 @@ def _concat_type(*xs: Type, axis):
     return Type(promote(*xs), shape), {"axis": axis}
 
 
-def _concat_emit(ctx, *xs, axis):
-    arrays = f"[{', '.join(x.text for x in xs)}]"
-    return emit_call("np.concatenate", arrays, *([f"axis={axis}"] if axis else []))
+def _concat_emit(at, *xs, axis):
+    return array("concatenate", ListExpr(xs), **({"axis": Lit(axis)} if axis else {}))
 
 
 def _concat_adjoint(g, y, *xs, axis):

@@ -2,19 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
-from ..dims import Dim
+from ..expr import Lit, Size
 from ..ir import Type
-from . import (
-    ADD,
-    ATOM,
-    MUL,
-    UNARY,
-    Code,
-    no_flops,
-    register,
-)
+from . import no_flops, register
 
 # ---------------------------------------------------------------------------------------------
 # Leaves: parameters, upstream gradients, constants and dimension sizes
@@ -24,10 +14,14 @@ def _leaf_type(*, type, **_):
     return type
 
 
+def _named(at, **_):
+    raise AssertionError("a parameter or an upstream gradient always has a name of its own")
+
+
 register(
     "param",
     _leaf_type,
-    lambda ctx, **_: Code(ctx.name_of(ctx.node)),
+    _named,
     doc="a graph parameter",
     flops=no_flops,
     leaf=True,
@@ -35,24 +29,17 @@ register(
 register(
     "dout",
     _leaf_type,
-    lambda ctx, **_: Code(ctx.name_of(ctx.node)),
+    _named,
     doc="an upstream gradient",
     flops=no_flops,
     leaf=True,
 )
 
 
-def _const_emit(ctx, *, value):
-    text = repr(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        text = f"float({str(value)!r})"
-    return Code(text, UNARY if text.startswith("-") else ATOM)
-
-
 register(
     "const",
     lambda **kw: Type(_const_dtype(kw["value"]), (), True),
-    _const_emit,
+    lambda at, *, value: Lit(value),
     doc="a literal",
     flops=no_flops,
     leaf=True,
@@ -63,15 +50,10 @@ def _const_dtype(value) -> str:
     return "bool" if isinstance(value, bool) else "int" if isinstance(value, int) else "float"
 
 
-def _dim_emit(ctx, *, dim: Dim):
-    text = ctx.dim(dim)
-    return Code(text, ADD if dim.is_sum else MUL if dim.is_product else ATOM)
-
-
 register(
     "dim",
     lambda *, dim: Type("int", (), True),
-    _dim_emit,
+    lambda at, *, dim: Size(dim),
     doc="the size of a dimension",
     flops=no_flops,
     leaf=True,
@@ -81,7 +63,7 @@ register(
 register(
     "cast",
     lambda x: Type("float", x.shape, x.static),
-    lambda ctx, x: x,  # the emitter gives a float array made from integers the graph's dtype
+    lambda at, x: x,  # the lowering gives a float array made from integers the graph's dtype
     lambda g, y, x: (None,),
     elementwise=True,
     doc="integers as floats of the graph's float dtype",

@@ -5,13 +5,10 @@ from __future__ import annotations
 import re
 
 from ..dims import Dim, product, show_shape
+from ..expr import ALL, NONE, Attr, BinOp, Lit, Subscript, Tuple, array
 from ..ir import REQUIRED, Node, ShapeError, Type, make
 from . import (
-    ATOM,
-    MUL,
-    Code,
     broadcast,
-    emit_call,
     no_flops,
     promote,
     register,
@@ -36,10 +33,6 @@ def _matmul_type(a: Type, b: Type) -> Type:
     rows = a.shape[-2:-1]
     cols = b.shape[-1:] if b.ndim > 1 else ()
     return Type(promote(a, b), batch + rows + cols)
-
-
-def _matmul_emit(ctx, a, b):
-    return Code(f"{a.at(MUL)} @ {b.at(MUL + 1)}", MUL)
 
 
 def unsqueeze(x: Node, axis: int) -> Node:
@@ -72,7 +65,7 @@ def _matmul_adjoint(g, y, a, b):
 register(
     "matmul",
     _matmul_type,
-    _matmul_emit,
+    lambda at, a, b: BinOp("@", a, b),
     _matmul_adjoint,
     doc="a @ b, as np.matmul",
     flops=lambda y, a, b: 2 * size(y) * a.shape[-1],  # a multiply and an add per term
@@ -91,8 +84,9 @@ register(
     _outer_type,
     # a BLAS product of a column and a row: faster than np.outer or broadcasting (which multiply
     # on one core), and np.matmul, at every size measured (bench/outer.py)
-    lambda ctx, a, b: emit_call("np.dot", f"{a.at(ATOM)}[:, None]", f"{b.at(ATOM)}[None, :]"),
+    lambda at, a, b: array("dot", Subscript(a, (ALL, NONE)), Subscript(b, (NONE, ALL))),
     lambda g, y, a, b: (g @ b, g.T @ a),
+    math=lambda at, a, b: BinOp("@", a, Attr(b, "T")),  # a b^T
     doc="the outer product of two vectors",
     flops=lambda y, a, b: size(y),
     promotes=True,
@@ -117,15 +111,15 @@ def _transpose_type(x: Type, *, axes):
     return Type(x.dtype, tuple(x.shape[a] for a in axes), x.static), {"axes": axes}
 
 
-def _transpose_emit(ctx, x, *, axes):
+def _transpose_emit(at, x, *, axes):
     if not axes:  # a 0-d value, maybe a Python number: nothing to permute
         return x
     if axes == tuple(reversed(range(len(axes)))):
-        return Code(f"{x.at(ATOM)}.T")
+        return Attr(x, "T")
     n = len(axes)
     if axes == tuple(range(n - 2)) + (n - 1, n - 2):
-        return emit_call("np.swapaxes", x.text, "-1", "-2")
-    return emit_call("np.transpose", x.text, repr(axes))
+        return array("swapaxes", x, Lit(-1), Lit(-2))
+    return array("transpose", x, Tuple(tuple(map(Lit, axes))))
 
 
 def _inverse(axes):
@@ -220,8 +214,8 @@ def _einsum_type(*xs: Type, spec):
     return Type(promote(*xs), shape), {"spec": text}
 
 
-def _einsum_emit(ctx, *xs, spec):
-    """np.einsum, with the 0-d operands as factors in front: np.einsum makes a Python number a
+def _einsum_emit(at, *xs, spec):
+    """`np.einsum`, with the 0-d operands as factors in front: np.einsum makes a Python number a
     float64 array, while `s * ...` keeps float32 float32."""
     assert _SPEC.fullmatch(spec), spec  # checked by the shape rule: nothing else reaches here
     ins, out = split_spec(spec)
@@ -230,14 +224,15 @@ def _einsum_emit(ctx, *xs, spec):
     if arrays:
         spec = ",".join(term for term, _ in arrays) + "->" + out
         # optimize=True contracts pairwise with BLAS (tensordot): many times faster for products.
-        fast = ["optimize=True"] if len(arrays) > 1 else []
-        call = emit_call("np.einsum", f'"{spec}"', *(x.text for _, x in arrays), *fast)
+        fast = {"optimize": Lit(True)} if len(arrays) > 1 else {}
+        call = array("einsum", Lit(spec), *(x for _, x in arrays), **fast)
         if not scalars:
             return call
         scalars.append(call)
-    if len(scalars) == 1:
-        return scalars[0]
-    return Code(" * ".join([scalars[0].at(MUL)] + [x.at(MUL + 1) for x in scalars[1:]]), MUL)
+    product = scalars[0]
+    for x in scalars[1:]:
+        product = BinOp("*", product, x)
+    return product
 
 
 def _einsum_adjoint(g, y, *xs, spec):
@@ -319,10 +314,10 @@ def _vdot_type(a: Type, b: Type) -> Type:
     return Type(promote(a, b), ())
 
 
-def _vdot_emit(ctx, a, b):
-    if a.type.ndim == 1:
-        return Code(f"{a.at(MUL)} @ {b.at(MUL + 1)}", MUL)
-    return emit_call("np.vdot", a.text, b.text)
+def _vdot_emit(at, a, b):
+    if at.node.args[0].ndim == 1:
+        return BinOp("@", a, b)
+    return array("vdot", a, b)
 
 
 register(

@@ -8,13 +8,11 @@ them with `max`, `exp`, `sum` and `log`, shifted by the maximum so that exp neve
 from __future__ import annotations
 
 from ..dims import Dim, show_shape
-from ..escape import literal
+from ..expr import LOCAL, BinOp, Lit, Ref, Size, array, helper
+from ..expr import method as method_call
 from ..ir import REQUIRED, Node, ShapeError, Type, make
 from . import (
-    ATOM,
-    CMP,
-    Code,
-    emit_call,
+    new_last_axis,
     normalize_axes,
     per_element,
     register,
@@ -91,17 +89,17 @@ def _one_hot_type(labels: Type, *, C, dtype="float"):
     return Type(dtype, labels.shape + (C,)), {"C": C, "dtype": dtype}
 
 
-def _one_hot_emit(ctx, labels, *, C, dtype):
-    classes = f"np.arange({ctx.dim(C)})"
-    if labels.type.ndim == 0:
-        mask = Code(f"{classes} == {labels.at(CMP + 1)}", CMP)
+def _one_hot_emit(at, labels, *, C, dtype):
+    classes = array("arange", Size(C))
+    ndim = at.node.args[0].ndim
+    if ndim == 0:
+        mask = BinOp("==", classes, labels)
     else:
-        index = "[:, None]" if labels.type.ndim == 1 else "[..., None]"
-        mask = Code(f"{labels.at(ATOM)}{index} == {classes}", CMP)
-    # A float result made from integers takes the graph's float dtype: the emitter appends
-    # `.astype(x.dtype)` where it knows that dtype (`dtype_of`); elsewhere the floats are float64.
-    if dtype == "float" and not getattr(ctx, "dtype_of", None):
-        return Code(f"({mask.text}).astype(float)")
+        mask = BinOp("==", new_last_axis(labels, ndim), classes)
+    # A float result made from integers takes the graph's float dtype: the lowering appends
+    # `.astype(x.dtype)` where it knows that dtype (`at.dtype`); elsewhere the floats are float64.
+    if dtype == "float" and at.dtype is None:
+        return method_call(mask, "astype", Ref(LOCAL, "float"))
     return mask
 
 
@@ -128,10 +126,9 @@ def _check_labels_type(labels: Type, *, C, what):
     return Type(labels.dtype, labels.shape), {"C": Dim.of(C), "what": what}
 
 
-def _check_labels_emit(ctx, labels, *, C, what):
+def _check_labels_emit(at, labels, *, C, what):
     """A helper of the module (`templates/labels.py.j2`): the labels themselves, once checked."""
-    where = literal(f"{ctx.graph.name}: {what}")
-    return emit_call("_labels", labels.text, ctx.dim(C), where)
+    return helper("_labels", labels, Size(C), Lit(f"{at.graph}: {what}"))
 
 
 register(

@@ -8,11 +8,10 @@ rewrites, after differentiation, into the operations it is made of (`OpDef.expan
 from __future__ import annotations
 
 from ..dims import Dim, product
+from ..expr import Attr, Lit, Tuple, array, method
 from ..ir import Node, ShapeError, Type, make, reachable
 from . import (
-    ATOM,
-    Code,
-    emit_call,
+    dtype_of,
     flops_of,
     no_flops,
     normalize_axes,
@@ -52,20 +51,21 @@ def require_float(name: str, param: str, t: Type) -> None:
         raise ShapeError(f"{name}: {param} must hold floats, but it is the {t.dtype} value {t}")
 
 
-def _reduce_emit(method):
+def _reduce_emit(name):
     """`x.sum(axis=0)`: the array method, which skips the dispatch `np.sum(x, ...)` goes through
     (about 1.7 us a call, as much as the work on a small array); `np.sum(t)` for a 0-d value,
     which may be a Python number."""
 
-    def emit(ctx, x, *, axis, keepdims):
-        parts = []
-        if axis != tuple(range(x.type.ndim)) or keepdims:
-            parts.append(f"axis={axis[0] if len(axis) == 1 else axis}")
+    def emit(at, x, *, axis, keepdims):
+        ndim = at.node.args[0].ndim
+        kwargs = {}
+        if axis != tuple(range(ndim)) or keepdims:
+            kwargs["axis"] = Lit(axis[0]) if len(axis) == 1 else Tuple(tuple(map(Lit, axis)))
         if keepdims:
-            parts.append("keepdims=True")
-        if not x.type.ndim:
-            return emit_call(f"np.{method}", x.text, *parts)
-        return Code(f"{x.at(ATOM)}.{method}({', '.join(parts)})")
+            kwargs["keepdims"] = Lit(True)
+        if not ndim:
+            return array(name, x, **kwargs)
+        return method(x, name, **kwargs)
 
     return emit
 
@@ -161,7 +161,7 @@ def composite(name, infer, expand, adjoint, *, doc, call, **static):
     backward share its parts (an expansion's common subexpressions are merged). Its flops are
     those of its expansion."""
 
-    def emit(ctx, *args, **attrs):
+    def emit(at, *args, **attrs):
         raise AssertionError(f"{name} is written with other operations by the optimizer")
 
     def flops(y, *xs, **attrs):
@@ -211,13 +211,10 @@ def _full_like_type(like: Type, value: Type, *dtype_like: Type) -> Type:
     return Type(like.dtype, like.shape)
 
 
-def _full_like_emit(ctx, like, value, *dtype_like):
+def _full_like_emit(at, like, value, *dtype_like):
     if not dtype_like:
-        return emit_call("np.full_like", like.text, value.text)
-    (d,) = dtype_like
-    # a 0-d float may be a Python int: promoted with a float, its dtype is a float's
-    dtype = f"{d.at(ATOM)}.dtype" if d.type.ndim else f"np.result_type({d.text}, 1.0)"
-    return emit_call("np.full_like", like.text, value.text, f"dtype={dtype}")
+        return array("full_like", like, value)
+    return array("full_like", like, value, dtype=dtype_of(dtype_like[0], at.node.args[2].ndim))
 
 
 register(
@@ -232,9 +229,9 @@ register(
 )
 
 
-def _copy_emit(ctx, x):
+def _copy_emit(at, x):
     # the method skips np.copy's dispatch; a 0-d value may be a Python number, without one
-    return Code(f"{x.at(ATOM)}.copy()") if x.type.ndim else emit_call("np.copy", x.text)
+    return method(x, "copy") if at.node.args[0].ndim else array("copy", x)
 
 
 register(
@@ -247,19 +244,19 @@ register(
 )
 
 
-def _scalar_emit(ctx, x):
-    """`x.dtype.type(2.5)` for a float, the graph's float dtype as the emitter knows it
-    (`dtype_of`), which writes that conversion itself where it makes a float of numbers alone;
-    `np.float64(2.5)` in a graph without float parameters; `np.int_(n)`, `np.bool_(b)`."""
-    node = ctx.node
+def _scalar_emit(at, x):
+    """`x.dtype.type(2.5)` for a float, the graph's float dtype as the lowering knows it
+    (`at.dtype`), which writes that conversion itself where it makes a float of numbers alone
+    (`at.retyped`); `np.float64(2.5)` in a graph without float parameters; `np.int_(n)`,
+    `np.bool_(b)`."""
+    node = at.node
     if node.dtype != "float":
-        return emit_call("np.int_" if node.dtype == "int" else "np.bool_", x.text)
-    dtype = getattr(ctx, "dtype_of", None)
-    if dtype is None:
-        return emit_call("np.float64", x.text)
-    if node in getattr(ctx, "born_weak", ()):
+        return array("int_" if node.dtype == "int" else "bool_", x)
+    if at.dtype is None:
+        return array("float64", x)
+    if at.retyped:
         return x
-    return Code(f"{dtype}.type({x.text})")
+    return method(at.dtype, "type", x)
 
 
 register(
@@ -274,7 +271,7 @@ register(
 register(
     "cast_like",
     lambda x, like: Type(like.dtype, x.shape),
-    lambda ctx, x, like: Code(f"{x.at(ATOM)}.astype({like.at(ATOM)}.dtype)"),
+    lambda at, x, like: method(x, "astype", Attr(like, "dtype")),
     lambda g, y, x, like: (None, None),
     doc="x converted to like's dtype: counts made floats of the dtype of the values counted",
     flops=no_flops,

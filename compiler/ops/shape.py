@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from ..dims import Dim, product, show_shape
+from ..expr import array, method
+from ..expr import shape as shape_of
 from ..ir import REQUIRED, ShapeError, Type, make
 from . import (
-    ATOM,
-    Code,
     broadcast,
-    emit_call,
     no_flops,
     number_filled,
     register,
-    shape_text,
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -51,10 +49,10 @@ def _elements(d: Dim) -> str:
     return "1 element" if d == Dim.of(1) else f"{d} elements"
 
 
-def _reshape_emit(ctx, x, *, shape):
-    if not x.type.ndim:  # maybe a Python number (no `.reshape`), into a shape of size-1 axes
-        return number_filled(ctx, x, shape)
-    return Code(f"{x.at(ATOM)}.reshape({shape_text(ctx, shape)})")
+def _reshape_emit(at, x, *, shape):
+    if not at.node.args[0].ndim:  # maybe a Python number (no `.reshape`), into size-1 axes
+        return number_filled(at, x, shape)
+    return method(x, "reshape", shape_of(shape))
 
 
 register(
@@ -80,7 +78,7 @@ def _broadcast_to_type(x: Type, *, shape):
 register(
     "broadcast_to",
     _broadcast_to_type,
-    lambda ctx, x, *, shape: emit_call("np.broadcast_to", x.text, shape_text(ctx, shape)),
+    lambda at, x, *, shape: array("broadcast_to", x, shape_of(shape)),
     lambda g, y, x, *, shape: (g,),
     doc="a read-only view of x broadcast to a shape",
     flops=no_flops,
