@@ -371,6 +371,32 @@ def _cmd_graph(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
 
 
 def main(argv: list[str] | None = None) -> int:
+    parser, commands = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    # SIGTERM (a killed CI job, `timeout`) becomes an exit, so that temporary files are removed
+    # on the way out as they are after Ctrl-C
+    previous = _on_sigterm(_terminate)
+    try:
+        if args.command == "explain":
+            return _cmd_explain(args)
+        if args.command == "check":
+            return _cmd_check(args, commands["check"])
+        if args.command == "graph":
+            return _cmd_graph(args, commands["graph"])
+        if args.command == "stats":
+            return _cmd_stats(args, commands["stats"])
+        return _cmd_compile(args, commands["compile"])
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        _on_sigterm(previous)
+
+
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The command line's parser, and the parser of each command by name."""
     parser = argparse.ArgumentParser(
         prog="bpc",
         description="bpc, a backpropagation compiler: bp source in, NumPy forward and backward out.",
@@ -378,6 +404,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--version", action="version", version=f"bpc {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    return parser, {
+        "compile": _compile_parser(commands),
+        "explain": _explain_parser(commands),
+        "check": _check_parser(commands),
+        "stats": _stats_parser(commands),
+        "graph": _graph_parser(commands),
+    }
+
+
+def _compile_parser(commands) -> argparse.ArgumentParser:
     compile_ = commands.add_parser(
         "compile",
         help="compile .bp files to Python modules",
@@ -419,6 +455,10 @@ def main(argv: list[str] | None = None) -> int:
         help="a size you expect: the code is arranged to be fastest at these sizes (it takes "
         "arrays of any size), and --stats evaluates its costs for them",
     )
+    return compile_
+
+
+def _explain_parser(commands) -> argparse.ArgumentParser:
     explain = commands.add_parser(
         "explain",
         help="show the derivation of the backward pass, statement by statement",
@@ -429,6 +469,10 @@ def main(argv: list[str] | None = None) -> int:
         "source", metavar="FILE", help="a .bp source file, or - for standard input"
     )
     explain.add_argument("--graph", metavar="NAME", help="only this graph")
+    return explain
+
+
+def _check_parser(commands) -> argparse.ArgumentParser:
     check = commands.add_parser(
         "check",
         help="check every graph's gradients against finite differences",
@@ -443,6 +487,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     check.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     check.add_argument("--seed", type=int, default=0, help="the random inputs' seed")
+    return check
+
+
+def _stats_parser(commands) -> argparse.ArgumentParser:
     stats = commands.add_parser(
         "stats",
         help="count each graph's NumPy operations, flops and cache bytes",
@@ -464,6 +512,10 @@ def main(argv: list[str] | None = None) -> int:
         default="float64",
         help="the float dtype the cache bytes assume (default float64)",
     )
+    return stats
+
+
+def _graph_parser(commands) -> argparse.ArgumentParser:
     graph = commands.add_parser(
         "graph",
         help="draw the computational graph (DOT text, or SVG/PNG through Graphviz)",
@@ -474,27 +526,7 @@ def main(argv: list[str] | None = None) -> int:
     graph.add_argument(
         "-o", "--output", metavar="FILE", default="-", help="X.dot, X.svg, X.png or -"
     )
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help(sys.stderr)
-        return 2
-    # SIGTERM (a killed CI job, `timeout`) becomes an exit, so that temporary files are removed
-    # on the way out as they are after Ctrl-C
-    previous = _on_sigterm(_terminate)
-    try:
-        if args.command == "explain":
-            return _cmd_explain(args)
-        if args.command == "check":
-            return _cmd_check(args, check)
-        if args.command == "graph":
-            return _cmd_graph(args, graph)
-        if args.command == "stats":
-            return _cmd_stats(args, stats)
-        return _cmd_compile(args, compile_)
-    except KeyboardInterrupt:
-        return 130
-    finally:
-        _on_sigterm(previous)
+    return graph
 
 
 def _terminate(signum, frame):

@@ -1,5 +1,6 @@
 """The code base is black- and ruff-clean (both configured in pyproject.toml)."""
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -25,3 +26,18 @@ def test_ruff_check():
         text=True,
     )
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+MAX_FUNCTION_LINES = 80
+
+
+def test_no_function_in_the_compiler_is_longer_than_80_lines():
+    """A function that does not fit on a screen does several things: give each a name."""
+    long = []
+    for path in sorted((ROOT / "compiler").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: {lines}")
+    assert not long, "functions over 80 lines:\n" + "\n".join(long)

@@ -1,0 +1,244 @@
+"""Stage 6b: arrays reused the way an expert reuses them, planned on the IR and written as data.
+
+This module owns which line of a generated function works in the array of another value, and
+the statements that do it. A sum takes over the new array of one of its terms (`dW = X.T @ dh`
+then `dW += reg * W`: `accumulate`). An elementwise line on one of the largest arrays writes into
+the array of a value it reads for the last time, down its expression if need be (`dp -= rowsum;
+dp *= p`, `np.exp(p, out=p)`: `plan`, then `steps`). Never into a parameter, the upstream
+gradient, a cache entry, an output or a gradient, nor into an array that a view still read later
+shares. What an operation can do in place is on its definition (`OpDef.augmented`, `commutes`,
+`ufunc`, `fresh`, `view`); whether its emitted call takes `out=` is on its expression
+(`Call.ufunc`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .dims import Dim
+from .expr import Assign, AugAssign, Call, Eval, Name, Stmt
+from .ir import OPS, Node, is_view
+
+if TYPE_CHECKING:
+    from .lower import Lowering
+
+
+def plan(fn: Lowering, nodes) -> None:
+    """Before writing one function's lines: where an elementwise line may write into the array
+    of a value it reads for the last time (`p -= m`, `np.exp(p, out=p)`), as an expert reuses a
+    buffer; `fn.in_place` gets the value and the operations on the way down to it. Such a value
+    is one this function made, a new array (no view, parameter, cache entry, output or gradient,
+    and no array that one of those or a view read later shares), of the result's shape and float
+    dtype."""
+    lines = [n for n in nodes if n in fn.own_line and n.op not in ("param", "dout")]
+    made = set(lines)
+    last: dict[Node, Node] = {}  # a value -> the last line that reads its array
+    for n in lines:
+        for a in _values_read(fn, n, itself=False):
+            last[a] = n
+    # an array that a cache entry, an output or a gradient may share is never written
+    kept = {b for k in fn.keep for b in _shared(fn, k)}
+    chains: dict[Node, list[Node]] = {}  # the first value of each shared array -> the values
+    root: dict[Node, Node] = {}
+    # only the largest arrays are worth it: a bias-sized vector keeps its one-line form
+    widest = max((m.ndim for m in lines), default=0)
+    for n in lines:
+        if not OPS[n.op].elementwise or n.dtype != "float" or n.ndim < max(widest, 1):
+            continue
+        if n in fn.born_weak or Dim.of(1) in n.shape:  # (a keepdims statistic: small)
+            continue
+        reusable = _Reusable(fn, n, made, last, kept)
+        found = _spine(fn, n, reusable)
+        if found is not None:
+            fn.in_place[n] = found
+            a = found[0]
+            root[n] = root.get(a, a)
+            chains.setdefault(root[n], [root[n]]).append(n)
+    _name_chains(fn, chains)
+
+
+class _Reusable:
+    """Whether line n may work in the array of value a, an operand of `level` on its way down."""
+
+    def __init__(self, fn: Lowering, n: Node, made: set[Node], last: dict, kept: set[Node]):
+        self.fn, self.n, self.made, self.last, self.kept = fn, n, made, last, kept
+
+    def __call__(self, a: Node, level: Node) -> bool:
+        n = self.n
+        return (
+            a in self.made
+            and self.last.get(a) is n
+            and a not in self.kept
+            and OPS[a.op].fresh
+            and not is_view(a)
+            and a not in self.fn.born_weak
+            and a.shape == n.shape
+            and a.dtype == "float"
+            and _writable_form(level, a)
+        )
+
+
+def _spine(fn: Lowering, n: Node, reusable: _Reusable) -> tuple[Node, list[Node]] | None:
+    """Down the line's expression, `(a - s) * w / t`, to a value read for the last time: each
+    operation on the way is then done in that value's array, bottom up, as long as the
+    operands above the bottom do not read it. The value and the operations, or None."""
+    spine, level = [n], n
+    while level is not None:
+        a = next((a for a in level.args if reusable(a, level)), None)
+        if a is not None:
+            above = [o for m in spine[:-1] for o in m.args if o not in spine]
+            if all(a not in _values_read(fn, o) for o in above):
+                return a, spine
+            return None
+        level = _spine_step(fn, n, level)
+        spine.append(level)
+    return None
+
+
+def _spine_step(fn: Lowering, n: Node, level: Node) -> Node | None:
+    """An operand of `level` written inline that can be worked out in place too."""
+    for c in level.args:
+        if (
+            c not in fn.own_line
+            and c.op not in ("const", "dim")
+            and OPS[c.op].elementwise
+            and c.dtype == "float"
+            and c.shape == n.shape
+            and c not in fn.born_weak
+            and _writable_form(level, c)
+        ):
+            return c
+    return None
+
+
+def _name_chains(fn: Lowering, chains: dict[Node, list[Node]]) -> None:
+    """A value without a name of its own goes by the name of the array it was worked out in,
+    unless that array's name says something else (`var`, not its square root): then the value
+    takes the array under a name of its own (`t = var`, `t += 1e-05`)."""
+
+    def named(m: Node) -> bool:
+        return bool(m.hint) or m in fn.namer.names
+
+    for chain in chains.values():
+        for below, m in zip(chain, chain[1:]):
+            if not named(m) and not named(below):
+                fn.namer.names[m] = fn.name_of(below)
+
+
+def _writable_form(n: Node, a: Node) -> bool:
+    """Whether n can be written into a: `a op= b`, or a ufunc of a with `out=a`."""
+    op = OPS[n.op]
+    if op.augmented:
+        return op.commutes or n.args[0] is a
+    return op.ufunc and n.args[0] is a
+
+
+def _values_read(fn: Lowering, o: Node, itself: bool = True) -> set[Node]:
+    """The named values whose arrays o's expression reads (o's own, if it is named and
+    `itself`), through views too: reading `dv = np.broadcast_to(t, ...)` reads t's array."""
+    named = {o} if itself and o in fn.own_line else fn.reads(o)
+    return {b for v in named for b in _shared(fn, v)}
+
+
+def _shared(fn: Lowering, v: Node) -> set[Node]:
+    """The named values among v and those whose arrays v may be a view of."""
+    out = {v} if v in fn.own_line else set()
+    if is_view(v):
+        out |= _shared(fn, v.args[0])
+    elif not OPS[v.op].fresh and not OPS[v.op].leaf:  # (einsum) may return a view of an operand
+        for a in v.args:
+            out |= _shared(fn, a)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The statements
+
+
+def steps(fn: Lowering, n: Node) -> list[Stmt] | None:
+    """n's line, planned in place, as updates of one array, bottom up; None where a step has no
+    such form or does not fit a line. The values worked out on the way are then the array's."""
+    a, spine = fn.in_place[n]
+    name, lines = fn.name_of(a), []
+    if fn.name_of(n) != name:  # the array takes n's name first (`dscores = probs`)
+        if len(spine) == 1 and not OPS[n.op].augmented:
+            step = _step(fn, n, a, name)  # `probs = np.exp(t, out=t)`
+            return [Assign(fn.name_of(n), step.value)] if step else None
+        lines.append(Assign(fn.name_of(n), Name(name)))
+        name = fn.name_of(n)
+    below, done = a, {}  # the steps done: their values are the array `name`
+    for level in reversed(spine):
+        if below is not a:
+            done[below] = name
+        step = _step(fn, level, below, name, done)
+        if step is None or not fn.printer.fits(step):
+            return None
+        lines.append(step)
+        below = level
+    for m in done:
+        fn.namer.names[m] = name
+        fn.own_line.add(m)
+    return lines
+
+
+def _step(fn: Lowering, n: Node, a: Node, name: str, done: dict | None = None) -> Stmt | None:
+    """n worked out in the array `name` holds, where a's value is (`done` names the values of
+    the steps before): `name op= other`, or a ufunc of a with `out=name`; None where n's code
+    has no such form."""
+    augmented = OPS[n.op].augmented
+    if augmented:
+        other = n.args[1] if n.args[0] is a else n.args[0]
+        return AugAssign(name, augmented, fn.code(other, bound=done))
+    e = fn.expression(n, bound=done)
+    first = Name(done[a] if done and a in done else fn.name_of(a))
+    if not (
+        isinstance(e, Call)
+        and e.ufunc  # (not on plain numbers: `math.exp(t)`)
+        and e.args[0] == first
+        and all(map(fn.printer.plain, e.parts()[2:]))
+    ):
+        return None
+    return Eval(Call(e.fn, e.args, e.kwargs + (("out", Name(name)),), e.ufunc))
+
+
+def accumulate(fn: Lowering, n: Node) -> list[Stmt] | None:
+    """A sum written the way an expert accumulates one: `y = a @ b` then `y += c`, so that the
+    sum takes over the new array of one term instead of allocating its own (fresh large arrays
+    cost page faults too). None where that does not apply."""
+    if not _sum(n) or not n.ndim or n.dtype != "float" or n in fn.born_weak:
+        return None
+    name = fn.name_of(n)
+    terms, node = [], n
+    while _sum(node) and (node is n or node not in fn.own_line):
+        base, other = node.args
+        if node.op == "add" and _takes_over(fn, other, n):
+            # the second term instead where only it can take over, or it is a product of
+            # matrices (`dW = X.T @ dh` then `dW += reg * W`, as CS231n writes it)
+            if not _takes_over(fn, base, n) or (other.op == "matmul" != base.op):
+                base, other = other, base
+        if not _takes_over(fn, base, n):
+            break
+        terms.append(AugAssign(name, OPS[node.op].augmented, fn.code(other)))
+        node = base
+    if not terms or not _takes_over(fn, node, n):
+        return None
+    lines = [Assign(name, fn.code(node)), *reversed(terms)]
+    return lines if all(map(fn.printer.fits, lines)) else None
+
+
+def _sum(n: Node) -> bool:
+    """A sum or a difference of two terms, which `a += b` and `a -= b` can accumulate."""
+    return OPS[n.op].augmented in ("+", "-")
+
+
+def _takes_over(fn: Lowering, a: Node, n: Node) -> bool:
+    """Whether the sum n may write into a's array: a new array of n's shape and dtype that n
+    alone uses (written inline), not a view of another."""
+    return (
+        a not in fn.own_line
+        and a.shape == n.shape
+        and a.dtype == n.dtype
+        and OPS[a.op].fresh
+        and not is_view(a)
+        and a not in fn.born_weak
+    )

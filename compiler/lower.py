@@ -1,0 +1,298 @@
+"""Stage 6a: lowering, one generated function's nodes -> statements (`expr.Stmt`), as data.
+
+This module owns a function's names (`Namer`), which values get a line of their own and which
+are written inline in the line that uses them (`Lowering.own_line`), each line's expression (an
+operation's emission, `OpDef.emit`, on its operands' expressions), the parts of a long line that
+get a line of their own, and the comment that ties a block of the backward pass to the forward
+line it differentiates. Where a line works in the array of another value is planned by
+`inplace.py`; the printer (`printer.py`) writes the statements. `backward_steps` gives `bpc
+explain` the backward lines in the notation of the lecture note.
+"""
+
+from __future__ import annotations
+
+import functools
+import keyword
+from dataclasses import dataclass, field, replace
+
+from . import inplace
+from .diagnostics import source_lines
+from .expr import Assign, Comment, Expr, Name, Stmt, method
+from .ir import OPS, Graph, Node
+from .ops import At, Facts, dtype_of
+from .printer import HELPERS, NumPyPrinter
+
+MAX_INLINE_DEPTH = 6  # a value nested deeper gets a line of its own
+
+# Names the generated code uses for itself: a value never takes one.
+RESERVED = (
+    frozenset(keyword.kwlist)
+    | frozenset(keyword.softkwlist)
+    | NumPyPrinter.reserved
+    | {
+        "re",
+        "functools",
+        "NamedTuple",
+        "dout",
+        "cache",
+        "_shapes",
+        "_check",
+        "_checked",
+        "_signature",
+        "_cached",
+        "_dout",
+        "_douts",
+        "_douts_checked",
+        "_Cache",
+    }
+    | set(HELPERS)
+)
+
+
+@dataclass
+class Namer:
+    """Python identifiers for values, unique within one graph's functions."""
+
+    taken: set[str]
+    names: dict[object, str] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)  # the next suffix to try, per base
+
+    def get(self, key, hint: str) -> str:
+        if key not in self.names:
+            base = hint if hint.isidentifier() else "t"
+            base = base if base not in RESERVED and not keyword.iskeyword(base) else base + "_"
+            name, k = base, self.counters.get(base, 1)
+            while name in self.taken or name in RESERVED:
+                name, k = f"{base}_{k}", k + 1
+            self.counters[base] = k
+            self.taken.add(name)
+            self.names[key] = name
+        return self.names[key]
+
+
+@dataclass(frozen=True)
+class Values:
+    """What every function of one graph knows of its values. Float values whose dtype comes
+    from the caller's float arrays (or from an array dout) are `strong`; 0-d values made from
+    0-d parameters and douts (plain numbers, or NumPy scalars) follow whatever the caller
+    passed. A float value made from constants, dimensions, integers and masks alone would be
+    float64 in NumPy: it is `born_weak`, and takes the graph's dtype. `uses` counts the
+    values' uses."""
+
+    strong: frozenset[Node]
+    born_weak: frozenset[Node]
+    uses: dict[Node, int]
+
+    @staticmethod
+    def of(graph: Graph) -> Values:
+        strong: set[Node] = set()
+        born_weak: set[Node] = set()
+        plain: set[Node] = set()
+        for n in graph.nodes:
+            if n.dtype != "float" or n.type.static or n.op == "full_like":
+                continue
+            if n.op in ("param", "dout"):
+                (strong if n.ndim else plain).add(n)
+            elif any(a in strong for a in n.args):
+                strong.add(n)
+            elif not n.ndim and any(a in plain for a in n.args):
+                plain.add(n)
+            else:
+                born_weak.add(n)
+                strong.add(n)
+        uses: dict[Node, int] = {}
+        for n in graph.nodes:
+            for a in n.args:
+                uses[a] = uses.get(a, 0) + 1
+        return Values(frozenset(strong), frozenset(born_weak), uses)
+
+
+class Lowering:
+    """Writes the body statements of one generated function from a scheduled list of nodes."""
+
+    def __init__(
+        self,
+        graph: Graph,
+        namer: Namer,
+        dims: dict[str, str],
+        keep: set[Node],
+        values: Values | None = None,
+    ):
+        self.graph = graph
+        self.namer = namer
+        self.printer = NumPyPrinter(dims)
+        values = values or Values.of(graph)
+        self.strong, self.born_weak = values.strong, values.born_weak
+        self.dtype_of = dtype_source(graph.inputs, namer)
+        uses = values.uses
+        self.own_line: set[Node] = set()
+        depth: dict[Node, int] = {}
+        for n in graph.nodes:
+            if n.op in ("const", "dim"):
+                continue
+            d = 1 + max([depth.get(a, 0) for a in n.args], default=0)
+            if (
+                n.op in ("param", "dout")
+                or n.hint
+                or uses.get(n, 0) != 1
+                or n in keep
+                or d > MAX_INLINE_DEPTH
+            ):
+                self.own_line.add(n)
+                d = 0
+            depth[n] = d
+        self.keep = keep
+        self.in_place: dict[Node, Node] = {}  # a line that writes into its operand's array
+
+    @property
+    def dtype_of(self) -> Expr | None:
+        """Where the code finds the graph's float dtype (`x.dtype`), None where it cannot."""
+        return self.facts.dtype
+
+    @dtype_of.setter
+    def dtype_of(self, dtype: Expr | None) -> None:
+        self.facts = Facts(self.graph.name, dtype, self.strong, self.born_weak)
+
+    def name_of(self, n: Node) -> str:
+        name = self.namer.names.get(n)
+        if name is None:
+            name = self.namer.get(n, n.hint or ("dout" if n.op == "dout" else "t"))
+        return name
+
+    def code(self, n: Node, notation: bool = False, bound: dict[Node, str] | None = None) -> Expr:
+        """n's value: its name where it has a line of its own (or where `bound` names the
+        array that holds it), else its expression."""
+        if bound and n in bound:
+            return Name(bound[n])
+        if n in self.own_line:
+            return Name(self.name_of(n))
+        return self.expression(n, notation, bound)
+
+    def expression(
+        self, n: Node, notation: bool = False, bound: dict[Node, str] | None = None
+    ) -> Expr:
+        """n's own expression, where n has a line of its own too; in the notation of the
+        lecture note (`OpDef.math`) with `notation`."""
+        args = [self.code(a, notation, bound) for a in n.args]
+        op = OPS[n.op]
+        emit = op.math if notation and op.math else op.emit
+        e = emit(At(n, self.facts), *args, **n.kw)
+        dtype = self.facts.dtype
+        if dtype is not None and n in self.born_weak:
+            # Plain numbers and masks alone make float64: give the result the graph's float dtype.
+            return method(e, "astype", dtype) if n.ndim else method(dtype, "type", e)
+        return e
+
+    def define(self, n: Node) -> list[tuple[Node, Assign]]:
+        """`name = expression` for n, after the lines of the parts of the expression that get a
+        line of their own so that no line is longer than black's limit (as an expert would
+        name a part rather than wrap an expression over several lines)."""
+        out = []
+        while True:
+            line = Assign(self.name_of(n), self.expression(n))
+            self.own_line.add(n)
+            inline = [a for a in n.args if a not in self.own_line and a.op not in ("const", "dim")]
+            if self.printer.fits(line) or not inline:
+                return out + [(n, line)]
+            widest = max(inline, key=lambda a: len(self.printer.text(self.code(a))))
+            out += self.define(widest)
+
+    def lines(self, nodes, comments: bool) -> list[Stmt]:
+        out, last = [], None
+        for n in nodes:
+            if n not in self.own_line or n.op in ("param", "dout"):
+                continue
+            where = (n.loc.line, n.loc.fn) if n.loc else None
+            if comments and where and where != last:
+                out.append(Comment(source_line(self.graph.source, *where)))
+                last = where
+            steps = inplace.steps(self, n) if n in self.in_place else None
+            out += steps or inplace.accumulate(self, n) or [s for _, s in self.define(n)]
+        return out
+
+    def reads(self, n: Node) -> set[Node]:
+        """The named values that n's line reads."""
+        found, stack = set(), list(n.args)
+        while stack:
+            a = stack.pop()
+            if a in self.own_line:
+                found.add(a)
+            else:
+                stack.extend(a.args)
+        return found
+
+    def plan(self, nodes) -> None:
+        """Before writing the lines of `nodes`: which of them work in the array of a value they
+        read for the last time (`inplace.plan`)."""
+        inplace.plan(self, nodes)
+
+
+@dataclass(frozen=True)
+class Step:
+    """The backward lines that come from one forward statement: (name, expression in the
+    notation of the lecture note, value), and the names of the sizes the expressions use."""
+
+    line: int
+    fn: str | None
+    statement: str
+    lines: tuple[tuple[str, Expr, Node], ...]
+    sizes: dict[str, str] = field(default_factory=dict, compare=False)
+
+
+def backward_steps(graph: Graph) -> list[Step]:
+    """The backward pass of a differentiated, optimized graph, as the emitter writes it, grouped
+    by the forward statement each line comes from (for `bpc explain`)."""
+    namer = Namer(set())
+    for n in graph.inputs:
+        namer.names[n] = namer.get(("param", n.attr("name")), n.attr("name"))
+    dims = {d: namer.get(("dim", d), d) for p in graph.params for d in p.dims if isinstance(d, str)}
+    for n in graph.douts:
+        namer.names[n] = "dout" if len(graph.douts) == 1 else namer.get(n, n.hint)
+    fn = Lowering(graph, namer, dims, set(graph.outputs) | set(graph.grads))
+    forward = graph.forward
+    steps: list[Step] = []
+    for n in graph.nodes:
+        if n in forward or n not in fn.own_line or n.op in ("param", "dout") or not n.loc:
+            continue
+        key = (n.loc.line, n.loc.fn)
+        if not steps or (steps[-1].line, steps[-1].fn) != key:
+            steps.append(Step(*key, source_line(graph.source, key[0], None), (), dims))
+        lines = [(line.target, m) for m, line in fn.define(n)]
+        last = steps[-1]
+        more = tuple((name, fn.expression(m, notation=True), m) for name, m in lines)
+        steps[-1] = replace(last, lines=last.lines + more)
+    return steps
+
+
+def dtype_holder(values) -> Node | None:
+    """The value whose dtype is the graph's float dtype: the first float array among `values`
+    (parameters, or what the cache holds); failing that, the first 0-d float parameter."""
+    arrays = [n for n in values if n.dtype == "float" and n.ndim]
+    scalars = [n for n in values if n.dtype == "float" and n.op == "param"]
+    return (arrays or scalars or [None])[0]
+
+
+def dtype_source(values, namer: Namer) -> Expr | None:
+    """Where generated code finds the graph's float dtype (see `dtype_holder`)."""
+    n = dtype_holder(values)
+    return None if n is None else dtype_of(Name(namer.names[n]), n.ndim)
+
+
+@functools.lru_cache(maxsize=4)
+def _lines(source: str) -> list[str]:
+    return source_lines(source)
+
+
+def source_line(source: str, line: int, fn: str | None) -> str:
+    """The statement on `line`, with the lines it continues onto inside brackets."""
+    lines = _lines(source)
+    parts, depth, i = [], 0, line - 1
+    while 0 <= i < len(lines):
+        code = lines[i].split("#", 1)[0].strip()
+        parts.append(code)
+        depth += sum(code.count(c) for c in "([") - sum(code.count(c) for c in ")]")
+        if depth <= 0:
+            break
+        i += 1
+    text = " ".join(p for p in parts if p) or "?"
+    return f"{text}  (in fn {fn})" if fn else text
