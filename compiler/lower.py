@@ -154,6 +154,7 @@ class Lowering:
         self.facts = Facts(self.graph.name, dtype, self.strong, self.born_weak)
 
     def name_of(self, n: Node) -> str:
+        """n's Python name, given the first time it is asked for."""
         name = self.namer.names.get(n)
         if name is None:
             name = self.namer.get(n, n.hint or ("dout" if n.op == "dout" else "t"))
@@ -198,6 +199,9 @@ class Lowering:
             out += self.define(widest)
 
     def lines(self, nodes, comments: bool) -> list[Stmt]:
+        """The statements of the values among `nodes` that have a line of their own, in order:
+        worked in place where planned, accumulated where a sum can be, else assigned; with
+        `comments`, each block under the forward line it comes from."""
         out, last = [], None
         for n in nodes:
             if n not in self.own_line or n.op in ("param", "dout"):
