@@ -89,13 +89,14 @@ class Values:
         born_weak: set[Node] = set()
         plain: set[Node] = set()
         for n in graph.nodes:
-            if n.dtype != "float" or n.type.static or n.op == "full_like":
+            t = n.type
+            if t.dtype != "float" or t.static or n.op == "full_like":
                 continue
             if n.op in ("param", "dout"):
-                (strong if n.ndim else plain).add(n)
-            elif any(a in strong for a in n.args):
+                (strong if t.shape else plain).add(n)
+            elif not strong.isdisjoint(n.args):
                 strong.add(n)
-            elif not n.ndim and any(a in plain for a in n.args):
+            elif not t.shape and not plain.isdisjoint(n.args):
                 plain.add(n)
             else:
                 born_weak.add(n)
@@ -128,11 +129,13 @@ class Lowering:
         self.own_line: set[Node] = set()
         depth: dict[Node, int] = {}
         for n in graph.nodes:
-            if n.op in ("const", "dim"):
+            op = n.op
+            if op == "const" or op == "dim":
                 continue
-            d = 1 + max([depth.get(a, 0) for a in n.args], default=0)
+            d = 1 + max([depth.get(a, 0) for a in n.args]) if n.args else 1
             if (
-                n.op in ("param", "dout")
+                op == "param"
+                or op == "dout"
                 or n.hint
                 or uses.get(n, 0) != 1
                 or n in keep
@@ -143,6 +146,7 @@ class Lowering:
             depth[n] = d
         self.keep = keep
         self.in_place: dict[Node, Node] = {}  # a line that writes into its operand's array
+        self._names: dict[str, Name] = {}  # (one expression for each name)
 
     @property
     def dtype_of(self) -> Expr | None:
@@ -166,7 +170,11 @@ class Lowering:
         if bound and n in bound:
             return Name(bound[n])
         if n in self.own_line:
-            return Name(self.name_of(n))
+            name = self.name_of(n)
+            e = self._names.get(name)
+            if e is None:
+                e = self._names[name] = Name(name)
+            return e
         return self.expression(n, notation, bound)
 
     def expression(
