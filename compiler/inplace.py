@@ -145,7 +145,7 @@ def _shared(fn: Lowering, v: Node) -> set[Node]:
     out = {v} if v in fn.own_line else set()
     if is_view(v):
         out |= _shared(fn, v.args[0])
-    elif not OPS[v.op].fresh and not OPS[v.op].leaf:  # (einsum) may return a view of an operand
+    elif not OPS[v.op].fresh:  # (einsum) may return a view of an operand
         for a in v.args:
             out |= _shared(fn, a)
     return out

@@ -89,13 +89,14 @@ class Values:
         born_weak: set[Node] = set()
         plain: set[Node] = set()
         for n in graph.nodes:
-            if n.dtype != "float" or n.type.static or n.op == "full_like":
+            t = n.type
+            if t.dtype != "float" or t.static or n.op == "full_like":
                 continue
             if n.op in ("param", "dout"):
-                (strong if n.ndim else plain).add(n)
-            elif any(a in strong for a in n.args):
+                (strong if t.shape else plain).add(n)
+            elif not strong.isdisjoint(n.args):
                 strong.add(n)
-            elif not n.ndim and any(a in plain for a in n.args):
+            elif not t.shape and not plain.isdisjoint(n.args):
                 plain.add(n)
             else:
                 born_weak.add(n)
@@ -128,11 +129,13 @@ class Lowering:
         self.own_line: set[Node] = set()
         depth: dict[Node, int] = {}
         for n in graph.nodes:
-            if n.op in ("const", "dim"):
+            op = n.op
+            if op == "const" or op == "dim":
                 continue
-            d = 1 + max([depth.get(a, 0) for a in n.args], default=0)
+            d = 1 + max([depth.get(a, 0) for a in n.args]) if n.args else 1
             if (
-                n.op in ("param", "dout")
+                op == "param"
+                or op == "dout"
                 or n.hint
                 or uses.get(n, 0) != 1
                 or n in keep
@@ -143,6 +146,7 @@ class Lowering:
             depth[n] = d
         self.keep = keep
         self.in_place: dict[Node, Node] = {}  # a line that writes into its operand's array
+        self._names: dict[str, Name] = {}  # (one expression for each name)
 
     @property
     def dtype_of(self) -> Expr | None:
@@ -154,6 +158,7 @@ class Lowering:
         self.facts = Facts(self.graph.name, dtype, self.strong, self.born_weak)
 
     def name_of(self, n: Node) -> str:
+        """n's Python name, given the first time it is asked for."""
         name = self.namer.names.get(n)
         if name is None:
             name = self.namer.get(n, n.hint or ("dout" if n.op == "dout" else "t"))
@@ -165,7 +170,11 @@ class Lowering:
         if bound and n in bound:
             return Name(bound[n])
         if n in self.own_line:
-            return Name(self.name_of(n))
+            name = self.name_of(n)
+            e = self._names.get(name)
+            if e is None:
+                e = self._names[name] = Name(name)
+            return e
         return self.expression(n, notation, bound)
 
     def expression(
@@ -198,6 +207,9 @@ class Lowering:
             out += self.define(widest)
 
     def lines(self, nodes, comments: bool) -> list[Stmt]:
+        """The statements of the values among `nodes` that have a line of their own, in order:
+        worked in place where planned, accumulated where a sum can be, else assigned; with
+        `comments`, each block under the forward line it comes from."""
         out, last = [], None
         for n in nodes:
             if n not in self.own_line or n.op in ("param", "dout"):

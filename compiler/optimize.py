@@ -846,7 +846,7 @@ def _bases(n: Node) -> set[Node]:
         m = stack.pop()
         if m not in out:
             out.add(m)
-            stack.extend(m.args[:1] if is_view(m) else m.args if m.op == "einsum" else ())
+            stack.extend(m.args[:1] if is_view(m) else () if OPS[m.op].fresh else m.args)
     return out
 
 
