@@ -12,9 +12,6 @@ from dataclasses import replace
 from .dims import Dim
 from .ir import OPS, Graph, Node, Type, at, make, schedule
 
-LEAVES = ("param", "const", "dim", "dout")
-
-
 def unbroadcast(g: Node, shape: tuple[Dim, ...]) -> Node:
     """Sum `g` over the axes that broadcasting added or stretched, so it has `shape` again."""
     if g.shape == shape:
@@ -67,7 +64,7 @@ def differentiate(graph: Graph) -> Graph:
         if out in active:
             accumulate(out, dout)
     for n in reversed(graph.nodes):
-        if n not in grads or n.op in LEAVES:
+        if n not in grads or OPS[n.op].leaf:
             continue
         rule = OPS[n.op].adjoint
         with at(n.loc):
