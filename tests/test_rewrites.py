@@ -97,7 +97,7 @@ def leaves_alone(rule, n: Node) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
-# The rules, in the order of bpc/optimize.py
+# The rules, in the order of bpc/optimize/algebra.py
 
 
 def test_fold_constants():

@@ -1,0 +1,155 @@
+"""Stage 5: optimize forward and backward together.
+
+Small named rewrites, each stated in its docstring, are applied bottom-up until nothing changes;
+common subexpressions are shared, and whatever the outputs and gradients do not need is dropped.
+A last step makes every gradient a fresh array of exactly its parameter's shape and dtype.
+
+A module per part, each saying in its docstring what it owns:
+
+- `rules.py`: the registry (`@rule`, `RULES`, `@canonical`, `CANONICAL`) and the rules' helpers;
+- `algebra.py`: the local rewrites, registered in the order the simplifier tries them;
+- `fixpoint.py`: the simplifier (to a fixpoint, with hash-consing), `_existing`, `canonicalize`;
+- `products.py`: the whole-graph passes around matrix products, `transpose_products` and
+  `place_scales`;
+- `finish.py`: `finish_outputs`, `finish_gradients` and `select_cache`;
+- here: `optimize` and the order of its stages, `Check`, `seed_ones`.
+
+Every rule, canonical rewrite and pass is an attribute of this package by its name
+(`tests/test_rewrites.py` looks each one up so).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+from ..ir import Graph, Node, at, const, make, rewrite
+from .algebra import (
+    add_to_itself,
+    add_twice,
+    add_zero,
+    broadcast_implicitly,
+    collapse_reshapes,
+    combine_constant_factors,
+    compose_transposes,
+    constant_first,
+    constant_leftmost,
+    constant_out_of_a_quotient,
+    double_negation,
+    expand_composite,
+    fold_constants,
+    multiply_by_one,
+    negation_outward,
+    pads_tile_an_axis,
+    reshape_of_broadcast_scalar,
+    row_sum_through_a_product,
+    small_factors_first,
+    softplus_of_exp,
+    subtract_negation,
+    sum_of_broadcast_scalar,
+    sum_of_product,
+    sum_of_scaled,
+    times_a_reciprocal,
+    useless_broadcast,
+    where_of_a_constant_mask,
+)
+from .finish import finish_gradients, finish_outputs, select_cache
+from .fixpoint import _SEEN, _existing, _key, canonicalize, simplify
+from .products import place_scales, transpose_products
+from .rules import CANONICAL, RULES, Rule, canonical, rule
+
+# What `from bpc.optimize import ...` offers: the stages, the registry, every rewrite by its name,
+# and the engine's key and table, which tests/test_rewrites.py and tests/test_ir.py use.
+__all__ = [
+    "optimize",
+    "Check",
+    "unchecked",
+    "seed_ones",
+    "simplify",
+    "canonicalize",
+    "transpose_products",
+    "place_scales",
+    "finish_outputs",
+    "finish_gradients",
+    "select_cache",
+    "Rule",
+    "rule",
+    "RULES",
+    "canonical",
+    "CANONICAL",
+    "_key",
+    "_SEEN",
+    "_existing",
+    # the rewrites (algebra.py)
+    "add_to_itself",
+    "add_twice",
+    "add_zero",
+    "broadcast_implicitly",
+    "collapse_reshapes",
+    "combine_constant_factors",
+    "compose_transposes",
+    "constant_first",
+    "constant_leftmost",
+    "constant_out_of_a_quotient",
+    "double_negation",
+    "expand_composite",
+    "fold_constants",
+    "multiply_by_one",
+    "negation_outward",
+    "pads_tile_an_axis",
+    "reshape_of_broadcast_scalar",
+    "row_sum_through_a_product",
+    "small_factors_first",
+    "softplus_of_exp",
+    "subtract_negation",
+    "sum_of_broadcast_scalar",
+    "sum_of_product",
+    "sum_of_scaled",
+    "times_a_reciprocal",
+    "useless_broadcast",
+    "where_of_a_constant_mask",
+]
+
+
+def optimize(
+    graph: Graph,
+    *,
+    cache_reused: bool = True,
+    sizes: dict[str, int] | None = None,
+    check: Check | None = None,
+    prefix: str = "",
+) -> Graph:
+    """Simplify, share and prune; make the gradients safe to hand to the caller; choose the cache.
+    `sizes` are the dimension sizes the user expects, for rewrites whose gain depends on them.
+    `check(graph, stage)` sees the graph after each pass (`bpc.verify`, in the tests)."""
+    check = check or unchecked
+    graph = check(simplify(graph), prefix + "simplify")
+    graph = check(transpose_products(graph), prefix + "transpose_products")
+    graph = check(place_scales(graph, sizes), prefix + "place_scales")
+    graph = check(finish_outputs(graph), prefix + "finish_outputs")
+    graph = check(finish_gradients(graph, cache_reused=cache_reused), prefix + "finish_gradients")
+    return check(select_cache(graph), prefix + "select_cache")
+
+
+# A check of the graph after a stage: `check(graph, "simplify")` returns the graph or raises.
+Check = Callable[[Graph, str], Graph]
+
+
+def unchecked(graph: Graph, stage: str) -> Graph:
+    return graph
+
+
+def seed_ones(graph: Graph) -> Graph:
+    """The graph with every upstream gradient set to 1: the backward of `g_grad`. Nodes that
+    depended on it are typed again, since a plain number is weakly typed where dout was not."""
+    ones = {d: const(1.0) for d in graph.douts}
+
+    def step(n: Node, args: tuple[Node, ...]) -> Node:
+        if n in ones:
+            return ones[n]
+        if args == n.args:
+            return n
+        with at(n.loc):
+            return make(n.op, *args, hint=n.hint, **n.kw)
+
+    return replace(rewrite(graph, step), douts=())

@@ -1,0 +1,419 @@
+"""The local rewrites, each a `@rule` (or a `@canonical` rewrite) of one node stated in its
+docstring: constants folded, arithmetic identities, products and quotients, sums, transposes,
+reshapes and broadcasts, negations moved outward, composite operations expanded.
+
+They register in the order they are written here, which is the order the simplifier tries them on
+a node (the first that applies wins): moving one may change the generated code.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+from ..dims import Dim, product
+from ..ir import OPS, Node, ShapeError, const, make
+from .fixpoint import _existing
+from .rules import _is_const, _same_type, canonical, rule
+
+
+@rule(where=lambda op: op.fold is not None)
+def fold_constants(n: Node) -> Node | None:
+    """op(c1, c2) -> c, for arithmetic on literal numbers (`OpDef.fold`)."""
+    fold = OPS[n.op].fold
+    if fold is not None and n.args and all(_is_const(a) for a in n.args):
+        try:
+            value = fold(*(a.attr("value") for a in n.args))
+        except (ArithmeticError, ValueError):
+            return None
+        if isinstance(value, complex) or (isinstance(value, float) and not math.isfinite(value)):
+            return None
+        if n.op == "div" or n.type.dtype == "float":
+            value = float(value)
+        return const(value)
+    return None
+
+
+@rule("where")
+def where_of_a_constant_mask(n: Node) -> Node | None:
+    """where(true, a, b) -> a and where(false, a, b) -> b, where that operand has the result's
+    type (`a ** b`'s gradient masks b == 0, which folds for a number b)."""
+    mask, a, b = n.args
+    if _is_const(mask):
+        chosen = a if mask.attr("value") else b
+        if _same_type(chosen, n) and chosen.type.static == n.type.static:
+            return chosen
+    return None
+
+
+@rule("mul", "div", "pow")
+def multiply_by_one(n: Node) -> Node | None:
+    """x * 1 -> x, 1 * x -> x, x / 1 -> x, x ** 1 -> x."""
+    if n.op in ("mul", "div", "pow"):
+        a, b = n.args
+        if _is_const(b, 1) and _same_type(a, n):
+            return a
+        if n.op == "mul" and _is_const(a, 1) and _same_type(b, n):
+            return b
+    return None
+
+
+@rule("add", "sub")
+def add_zero(n: Node) -> Node | None:
+    """x + 0 -> x, 0 + x -> x, x - 0 -> x, 0 - x -> -x."""
+    if n.op in ("add", "sub"):
+        a, b = n.args
+        if _is_const(b, 0) and _same_type(a, n):
+            return a
+        if _is_const(a, 0) and b.shape == n.shape:
+            return b if n.op == "add" and _same_type(b, n) else make("neg", b)
+    return None
+
+
+@rule("neg")
+def double_negation(n: Node) -> Node | None:
+    """-(-x) -> x."""
+    if n.op == "neg" and n.args[0].op == "neg":
+        return n.args[0].args[0]
+    return None
+
+
+@rule("add", "sub")
+def subtract_negation(n: Node) -> Node | None:
+    """a + (-b) -> a - b, (-a) + b -> b - a, a - (-b) -> a + b."""
+    if n.op in ("add", "sub"):
+        a, b = n.args
+        if b.op == "neg":
+            return make("sub" if n.op == "add" else "add", a, b.args[0])
+        if n.op == "add" and a.op == "neg":
+            return make("sub", b, a.args[0])
+    return None
+
+
+@rule("add")
+def add_to_itself(n: Node) -> Node | None:
+    """g + g -> 2 * g."""
+    if n.op == "add" and n.args[0] is n.args[1]:
+        return make("mul", 2, n.args[0])
+    return None
+
+
+@rule("mul")
+def constant_first(n: Node) -> Node | None:
+    """x * c -> c * x, so that equal products look alike and read like math (`2 * x`)."""
+    if n.op == "mul" and _is_const(n.args[1]) and not _is_const(n.args[0]):
+        return make("mul", n.args[1], n.args[0])
+    return None
+
+
+@rule("mul")
+def combine_constant_factors(n: Node) -> Node | None:
+    """c1 * (c2 * x) -> (c1 * c2) * x, and c1 * ((c2 * a) * b) -> (c1 * c2) * (a * b) (or with
+    c2 * b), so that `2 * ((0.5 * v) * X)` is `v * X`."""
+    if n.op != "mul" or not _is_const(n.args[0]) or n.args[1].op != "mul":
+        return None
+    c1, (a, b) = n.args[0].attr("value"), n.args[1].args
+    if _is_const(a):
+        return make("mul", c1 * a.attr("value"), b)
+    for i, f in enumerate((a, b)):
+        if f.op == "mul" and _is_const(f.args[0]) and not _is_const(f.args[1]):
+            rest = (f.args[1], b) if i == 0 else (a, f.args[1])
+            return make("mul", c1 * f.args[0].attr("value"), make("mul", *rest))
+    return None
+
+
+@rule("div")
+def constant_out_of_a_quotient(n: Node) -> Node | None:
+    """(c * a) / b -> c * (a / b) for a number c and `a` of the quotient's shape (the same work),
+    so that constants meet and cancel: `2 * (0.5 * g / t / N)` -> `g / t / N`."""
+    if n.op == "div" and n.args[0].op == "mul" and _is_const(n.args[0].args[0]):
+        c, a = n.args[0].args
+        if a.shape == n.shape and not a.type.static and n.dtype == "float":
+            return make("mul", c, make("div", a, n.args[1]))
+    return None
+
+
+@rule("mul")
+def times_a_reciprocal(n: Node) -> Node | None:
+    """(1 / t) * g -> g / t and g * (1 / t) -> g / t, when the reciprocal is as large as the
+    product: one operation instead of two where `1 / t` is not needed elsewhere, and as many
+    where it is (batchnorm's forward alone scales by `gamma / t`)."""
+    if n.op != "mul" or n.dtype != "float":
+        return None
+    for r, g in (n.args, n.args[::-1]):
+        if r.op == "div" and _is_const(r.args[0], 1) and r.shape == n.shape and not r.type.static:
+            return make("div", g, r.args[1])
+    return None
+
+
+@rule("mul")
+def constant_leftmost(n: Node) -> Node | None:
+    """c * (a * b) -> c * a * b, the way a derivation is written (`2 * dout * q`)."""
+    if n.op == "mul" and _is_const(n.args[0]) and n.args[1].op == "mul":
+        a, b = n.args[1].args
+        if not _is_const(a) and a.op != "mul":  # one level: a long product keeps its shape
+            return make("mul", make("mul", n.args[0], a), b)
+    return None
+
+
+@rule("mul")
+def small_factors_first(n: Node) -> Node | None:
+    """s * (t * X) -> (s * t) * X, and likewise (X * s) * t, for an array X of the product's
+    shape and factors s, t with fewer axes (scalars, a vector along the last axis): the small
+    factors are multiplied first, and X is walked once instead of twice."""
+    if n.op != "mul" or n.dtype != "float":
+        return None
+    for i, (big, small) in enumerate((n.args[::-1], n.args)):
+        if big.op != "mul" or small.ndim >= n.ndim:
+            continue
+        for x, s in (big.args, big.args[::-1]):
+            if s.ndim < n.ndim and x.shape == n.shape:
+                factor = make("mul", *((small, s) if i else (s, small)))
+                if factor.dtype == "float":  # (masks alone would make an int64 array)
+                    return make("mul", factor, x)
+    return None
+
+
+def _factors(n: Node) -> list[Node]:
+    """The factors of a tree of full-shape products, left to right."""
+    if n.op != "mul" or n.dtype != "float":
+        return [n]
+    return [f for a in n.args for f in (_factors(a) if a.shape == n.shape else [a])]
+
+
+@rule("sum")
+def sum_of_scaled(n: Node) -> Node | None:
+    """sum(X * Y * v, axes) -> v * sum(X * Y, axes) when v is the same all along the summed
+    leading axes (a scalar, or a vector along the last axis summed over the rows), for products
+    of three factors or more, nested ones included: the product with v is taken on the small
+    result, and batchnorm's sum(dout * xhat) = invstd * sum(dout * xc) shares its sum with
+    sum(dout * gamma * xc)."""
+    if n.op != "sum" or n.attr("keepdims") or n.args[0].op != "mul" or n.dtype != "float":
+        return None
+    x, axes = n.args[0], n.attr("axis")
+    if axes != tuple(range(len(axes))):
+        return None
+    factors = _factors(x)
+    if len(factors) < 3:  # sum(v * X): the product may be needed anyway (a gradient, dscores)
+        return None
+    # float factors only: a mask or a number alone outside would make an int64 array
+    small = [f for f in factors if f.ndim <= x.ndim - len(axes) and f.dtype == "float"]
+    rest = [f for f in factors if f not in small]
+    if not small or not rest:
+        return None
+    rest = functools.reduce(lambda a, b: make("mul", a, b), rest)
+    if rest.dtype != "float":  # the sum of a mask would be an int64 count
+        return None
+    return make(
+        "mul", functools.reduce(lambda a, b: make("mul", a, b), small), make("sum", rest, axis=axes)
+    )
+
+
+@rule("sum")
+def row_sum_through_a_product(n: Node) -> Node | None:
+    """sum((A @ B.T) * C, axis=-1) -> sum(A * (C @ B), axis=-1) when C @ B is computed anyway:
+    attention's softmax backward takes the row sums of dout * out, [S, m], instead of those of
+    dweights * weights, [S, T] (both are sum over t and m of A[s, m] B[t, m] C[s, t])."""
+    x = n.args[0]
+    if x.op != "mul" or x.ndim != 2 or n.attr("axis") != (1,) or x.dtype != "float":
+        return None
+    for p, c in (x.args, x.args[::-1]):
+        if p.op != "matmul" or p.shape != x.shape or c.shape != x.shape:
+            continue
+        a, bt = p.args
+        if bt.op == "transpose" and bt.attr("axes") == (1, 0) and a.ndim == 2:
+            cb = _existing("matmul", c, bt.args[0])
+            if cb is not None:
+                product = make("mul", a, cb)
+                return make("sum", product, axis=(1,), keepdims=n.attr("keepdims"))
+    return None
+
+
+@rule("transpose")
+def compose_transposes(n: Node) -> Node | None:
+    """transpose(transpose(x, p), q) -> transpose(x, p[q]); an identity permutation -> x."""
+    if n.op != "transpose":
+        return None
+    axes, x = n.attr("axes"), n.args[0]
+    if x.op == "transpose":
+        inner = x.attr("axes")
+        axes, x = tuple(inner[a] for a in axes), x.args[0]
+    if axes == tuple(range(len(axes))):
+        return x
+    return make("transpose", x, axes=axes) if x is not n.args[0] else None
+
+
+@rule("reshape")
+def collapse_reshapes(n: Node) -> Node | None:
+    """reshape(reshape(x)) -> reshape(x); a reshape to the same shape -> x."""
+    if n.op != "reshape":
+        return None
+    x = n.args[0]
+    while x.op == "reshape":
+        x = x.args[0]
+    if x.shape == n.shape:
+        return x
+    return make("reshape", x, shape=n.shape) if x is not n.args[0] else None
+
+
+@rule
+def broadcast_implicitly(n: Node) -> Node | None:
+    """f(broadcast_to(y), z) -> f(y, z) for elementwise f, when NumPy's broadcasting gives the
+    same result shape anyway (likewise for a reshape that only adds leading size-1 axes);
+    otherwise f(broadcast_to(y), c) -> broadcast_to(f(y, c)), so the broadcast moves outward
+    until an operand of full shape absorbs it and f runs on the small value."""
+    if not OPS[n.op].elementwise:
+        return None
+    args = list(n.args)
+    for i, a in enumerate(args):
+        if a.op == "broadcast_to" or _leading_ones(a):
+            trial = args[:i] + [a.args[0]] + args[i + 1 :]
+            try:
+                candidate = make(n.op, *trial)
+            except ShapeError:
+                continue
+            if candidate.shape == n.shape:
+                return candidate
+            if a.op == "broadcast_to":
+                return make("broadcast_to", candidate, shape=n.shape)
+    return None
+
+
+@rule("sum")
+def sum_of_broadcast_scalar(n: Node) -> Node | None:
+    """sum(broadcast_to(s, shape), axes) -> broadcast_to(s * count, reduced shape), for a scalar s."""
+    if n.op == "sum" and n.args[0].op == "broadcast_to" and n.args[0].args[0].ndim == 0:
+        b = n.args[0]
+        count = product(b.shape[a] for a in n.attr("axis"))
+        total = make("mul", b.args[0], make("dim", dim=count)) if count != Dim.of(1) else b.args[0]
+        return make("broadcast_to", total, shape=n.shape) if n.ndim else total
+    return None
+
+
+@rule("reshape", "transpose")
+def reshape_of_broadcast_scalar(n: Node) -> Node | None:
+    """reshape(broadcast_to(s, shape), new) -> broadcast_to(s, new), for a scalar s (and the
+    same for a transpose)."""
+    if (
+        n.op in ("reshape", "transpose")
+        and n.args[0].op == "broadcast_to"
+        and n.args[0].args[0].ndim == 0
+    ):
+        return make("broadcast_to", n.args[0].args[0], shape=n.shape)
+    return None
+
+
+def _sum_terms(n: Node) -> list[Node]:
+    """The terms of a tree of additions."""
+    terms, stack = [], [n]
+    while stack:
+        m = stack.pop()
+        if m.op == "add" and m.args[0].shape == m.shape == m.args[1].shape:
+            stack += [m.args[1], m.args[0]]
+        else:
+            terms.append(m)
+    return terms
+
+
+@rule("add")
+def pads_tile_an_axis(n: Node) -> Node | None:
+    """pad(a, (0, k)) + pad(b, (j, 0)) + ... -> concat(a, b, ...) when the padded blocks tile one
+    axis exactly (LSTM gates sliced from one array): one copy instead of pads and adds."""
+    if n.op != "add" or not all(a.op in ("add", "pad") for a in n.args):
+        return None  # (a quick test first: this rule sees every add of a long sum)
+    terms = _sum_terms(n)
+    if len(terms) < 2 or any(t.op != "pad" or t.shape != n.shape for t in terms):
+        return None
+    zero = (Dim.of(0), Dim.of(0))
+    axes = {a for t in terms for a, w in enumerate(t.attr("widths")) if w != zero}
+    if len(axes) != 1:
+        return None
+    (axis,) = axes
+    start, order = Dim.of(0), []
+    remaining = list(terms)
+    while remaining:
+        nxt = next((t for t in remaining if t.attr("widths")[axis][0] == start), None)
+        if nxt is None:
+            return None
+        order.append(nxt)
+        remaining.remove(nxt)
+        start = start + nxt.args[0].shape[axis]
+    if order[-1].attr("widths")[axis][1] != Dim.of(0):
+        return None
+    return make("concat", *(t.args[0] for t in order), axis=axis)
+
+
+@rule("sum")
+def sum_of_product(n: Node) -> Node | None:
+    """sum(a * b) -> vdot(a, b) over every axis of equal shapes: a contraction, no temporary."""
+    if n.op == "sum" and n.ndim == 0 and n.args[0].op == "mul" and n.args[0].ndim:
+        a, b = n.args[0].args
+        if a.shape == b.shape == n.args[0].shape and a.dtype == b.dtype == "float":
+            return make("vdot", a, b)
+    return None
+
+
+@rule("sum", "mean", "reshape", "transpose", "mul", "div")
+def negation_outward(n: Node) -> Node | None:
+    """(-a) * b -> -(a * b), a * (-b) -> -(a * b), (-a) / b -> -(a / b), -1 * x -> -x, and
+    sum(-x) -> -sum(x) (likewise mean, reshape, transpose): the negation on the smaller value."""
+    if n.op in ("sum", "mean", "reshape", "transpose") and n.args[0].op == "neg":
+        return make("neg", make(n.op, n.args[0].args[0], **n.kw))
+    if n.op in ("mul", "div"):
+        a, b = n.args
+        if a.op == "neg":
+            return make("neg", make(n.op, a.args[0], b))
+        if n.op == "mul" and b.op == "neg":
+            return make("neg", make("mul", a, b.args[0]))
+        if n.op == "mul" and _is_const(a, -1) and _same_type(b, n):
+            return make("neg", b)
+    return None
+
+
+@rule("add", "sub")
+def add_twice(n: Node) -> Node | None:
+    """(a + b) + b -> a + 2 * b, (a - b) - b -> a - 2 * b."""
+    if n.op in ("add", "sub") and n.args[0].op == n.op and n.args[0].args[1] is n.args[1]:
+        return make(n.op, n.args[0].args[0], make("mul", 2, n.args[1]))
+    return None
+
+
+def _leading_ones(n: Node) -> bool:
+    """A reshape that only puts size-1 axes in front, which NumPy's broadcasting does anyway."""
+    if n.op != "reshape":
+        return False
+    x = n.args[0]
+    k = n.ndim - x.ndim
+    return k >= 0 and n.shape[k:] == x.shape and all(d.is_const for d in n.shape[:k])
+
+
+@rule("broadcast_to", "sum")
+def useless_broadcast(n: Node) -> Node | None:
+    """broadcast_to(x, shape of x) -> x; a sum over no axes -> x."""
+    if n.op in ("broadcast_to", "sum") and _same_type(n.args[0], n):
+        if n.op == "broadcast_to" or not n.attr("axis"):
+            return n.args[0]
+    return None
+
+
+@rule(where=lambda op: op.expand is not None)
+def expand_composite(n: Node) -> Node | None:
+    """logsumexp(x) -> log(sum(exp(x - m))) + m with m = max(x), and likewise every composite
+    operation (softmax, log_softmax, cross_entropy) -> the operations it is made of
+    (`OpDef.expand`)."""
+    expand = OPS[n.op].expand
+    return expand(*n.args, **n.kw) if expand else None
+
+
+@canonical
+def softplus_of_exp(n: Node) -> Node | None:
+    """log1p(exp(x)) -> softplus(x), log(1 + exp(x)) -> softplus(x): exp(x) overflows for
+    x > 709 (88 in float32); softplus never does, nor does its gradient sigmoid(x)."""
+    if n.op == "log1p" and n.args[0].op == "exp":
+        return make("softplus", n.args[0].args[0])
+    if n.op == "log" and n.args[0].op == "add":
+        a, b = n.args[0].args
+        for one, e in ((a, b), (b, a)):
+            if _is_const(one, 1) and e.op == "exp" and e.shape == n.shape:
+                return make("softplus", e.args[0])
+    return None

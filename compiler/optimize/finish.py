@@ -1,0 +1,139 @@
+"""The last passes: each output and each gradient made the caller's to keep (`finish_outputs`,
+`finish_gradients`), and the cache chosen, what the backward reads of the forward
+(`select_cache`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ..dims import Dim
+from ..ir import OPS, Graph, Node, at, is_view, make, reachable, rewrite, schedule, with_args
+
+
+def finish_gradients(graph: Graph, *, cache_reused: bool) -> Graph:
+    """Each gradient becomes a fresh, writable array of its parameter's shape and dtype: a
+    broadcast or a plain number is filled into `full_like(param)`, and a value that the caller
+    or the cache also holds is copied."""
+    params = {n.attr("name"): n for n in graph.inputs}
+    forward = graph.forward
+    # The graph's float dtype: a float array parameter's, or the first float scalar's. A `[]`
+    # parameter's gradient takes it, whatever number the caller passed (a Python int included).
+    floats = [n for n in graph.inputs if n.dtype == "float"]
+    dtype_of = [next((n for n in floats if n.ndim), floats[0])] if floats else []
+    grads, used = [], set()
+    for name, g in zip(graph.wrt, graph.grads):
+        p = params[name]
+        views = [g]
+        while is_view(views[-1]):  # a view shares its base's memory
+            views.append(views[-1].args[0])
+        base = views[-1]
+        fill = [p, *(dtype_of if p.ndim == 0 else [])]
+        with at(None if g.op in ("param", "dout") else g.loc):
+            if OPS[g.op].read_only or (g.op == "full_like" and p.ndim == 0):
+                # (a broadcast, or autodiff's zeros for an unused parameter: filled once)
+                g = make(
+                    "full_like",
+                    fill[0],
+                    g.args[1 if g.op == "full_like" else 0],
+                    *fill[1:],
+                    hint="d" + name,
+                )
+                base = g
+            elif (
+                g.type.static
+                or g.shape != p.shape
+                or p.ndim == 0
+                or any(OPS[v.op].read_only for v in views)
+            ):
+                # a view of a broadcast is read-only: filling it in copies the values out
+                g = make("full_like", fill[0], g, *fill[1:], hint="d" + name)
+                base = g
+            elif (
+                base.op in ("param", "dout")
+                or base in graph.outputs
+                or base in used
+                or (cache_reused and base in forward)
+            ):
+                g = make("copy", g, hint="d" + name)
+                base = g
+        used.add(base)
+        grads.append(g)
+    return rewrite(
+        replace(graph, grads=tuple(grads)),
+        with_args,
+    )
+
+
+def _dim_symbols(n: Node) -> set[str]:
+    """The dimension names in a node's attributes, nested tuples included (slice bounds)."""
+    out: set[str] = set()
+    stack = [v for _, v in n.attrs]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, tuple):
+            stack.extend(v)
+        elif isinstance(v, Dim):
+            out |= v.symbols
+    return out
+
+
+def _numbers_only(n: Node) -> bool:
+    """A 0-d value made of no array: constants, sizes and `[]` parameters, maybe Python numbers."""
+    return all(m.ndim == 0 for m in reachable([n]))
+
+
+def _bases(n: Node) -> set[Node]:
+    """n and the values whose arrays n may share: through views, and einsum's operands."""
+    out, stack = set(), [n]
+    while stack:
+        m = stack.pop()
+        if m not in out:
+            out.add(m)
+            stack.extend(m.args[:1] if is_view(m) else () if OPS[m.op].fresh else m.args)
+    return out
+
+
+def finish_outputs(graph: Graph) -> Graph:
+    """Each output is the caller's to keep and to change. One made of numbers alone (a constant,
+    a size, arithmetic on `[]` parameters, which may be Python numbers) becomes a NumPy number of
+    the graph's float dtype (`scalar`); one that may share a parameter's array (`y = x`, `x.T`,
+    `W[i]`), or an earlier output's, becomes a copy. The output's name goes with it."""
+    params, seen, wraps = set(graph.inputs), set(), []
+    for o in graph.outputs:
+        bases = _bases(o)
+        wraps.append("scalar" if _numbers_only(o) else "copy" if bases & (params | seen) else None)
+        seen |= bases
+    if not any(wraps):
+        return graph
+    # (a value also returned as it is keeps its name)
+    wrapped = {o for o, w in zip(graph.outputs, wraps) if w and o.args} - {
+        o for o, w in zip(graph.outputs, wraps) if not w
+    }
+
+    def unnamed(n: Node, args: tuple[Node, ...]) -> Node:
+        return replace(n, args=args, hint=None) if n in wrapped else with_args(n, args)
+
+    graph = rewrite(graph, unnamed)
+    outputs = []
+    for o, name, w in zip(graph.outputs, graph.output_names, wraps):
+        with at(o.loc):
+            outputs.append(make(w, o, hint=name) if w else o)
+    keep = tuple(outputs) + graph.grads + graph.inputs + graph.douts
+    return replace(graph, outputs=tuple(outputs), nodes=schedule(graph.nodes, keep))
+
+
+def select_cache(graph: Graph) -> Graph:
+    """The cache is exactly what the backward reads from the forward: parameters and forward
+    values that some backward node takes as an argument, and the dimension sizes it uses."""
+    forward = graph.forward
+    read: set[Node] = set()
+    dims: set[str] = set()
+    for b in graph.nodes:
+        if b not in forward:
+            read.update(b.args)
+            dims |= _dim_symbols(b)
+            for a in b.args:
+                dims |= _dim_symbols(a) if a.op == "dim" else set()
+    cache = [n for n in graph.nodes if n in forward and n in read and n.op not in ("const", "dim")]
+    return replace(graph, cache=tuple(cache), cache_dims=frozenset(dims))

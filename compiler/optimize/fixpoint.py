@@ -1,0 +1,106 @@
+"""The simplifier: the rules of `RULES` applied bottom-up with hash-consing until nothing changes
+(`simplify`); what makes two nodes the same value (`_key`); a rule's question whether the graph
+being simplified computes a value already (`_existing`); and the `CANONICAL` rewrites, applied
+before differentiation (`canonicalize`).
+"""
+
+from __future__ import annotations
+
+import contextvars
+from dataclasses import replace
+
+from ..ir import Graph, Node, ShapeError, at, attrs_key, make, rewrite, with_args
+from .rules import CANONICAL, _rules_for
+
+
+def canonicalize(graph: Graph) -> Graph:
+    """The typed forward graph with the `CANONICAL` rewrites applied bottom-up: stable forms of
+    unstable expressions, chosen before differentiation so that their adjoints are the ones used."""
+
+    def step(n: Node, args: tuple[Node, ...]) -> Node:
+        n = with_args(n, args)
+        for r in CANONICAL:
+            with at(n.loc):
+                m = r(n)
+            if m is not None:
+                return replace(m, hint=m.hint or n.hint)
+        return n
+
+    return rewrite(graph, step)
+
+
+def _key(n: Node) -> tuple:
+    """What makes two nodes the same value: the operation, the arguments, the attributes by
+    value (`canonical`: `1`, `1.0` and `True` differ, a region compares by its structure) and
+    the type. The arguments compare by identity, which is enough because the simplifier interns
+    bottom-up: a node's arguments have been replaced by their representatives before its own
+    key is taken, so equal arguments are the same node already."""
+    return (n.op, n.args, attrs_key(n.attrs), n.type)
+
+
+# The nodes of the graph being simplified, by key: what a rule may ask `_existing` about.
+_SEEN: contextvars.ContextVar[dict | None] = contextvars.ContextVar("seen", default=None)
+
+
+def _existing(op: str, *args: Node, **attrs) -> Node | None:
+    """op(*args) if the graph being simplified computes it already, else None: for rewrites that
+    pay only when they can share a value."""
+    seen = _SEEN.get()
+    if seen is None:
+        return None
+    try:
+        return seen.get(_key(make(op, *args, **attrs)))
+    except ShapeError:
+        return None
+
+
+class _Simplifier:
+    """Rewrites one node to a fixpoint, after the new nodes a rewrite made, and hash-conses."""
+
+    def __init__(self):
+        self.seen: dict = {}
+        self.done: set[Node] = set()
+
+    def __call__(self, n: Node) -> Node:
+        if n in self.done:
+            return n
+        args = tuple(self(a) for a in n.args)  # a rewrite's fresh arguments come first
+        n = with_args(n, args)
+        if n.op not in ("param", "dout"):
+            with at(n.loc):
+                for r in _rules_for(n.op):
+                    m = r(n)
+                    if m is not None:
+                        if m.hint is None and n.hint and m.op not in ("const", "param", "dim"):
+                            m = replace(m, hint=n.hint)
+                        return self(m)
+        n = self.seen.setdefault(_key(n), n)
+        self.done.add(n)
+        return n
+
+
+def _simplify_pass(graph: Graph) -> tuple[Graph, bool]:
+    """One bottom-up sweep of the rewrites with hash-consing; says whether anything changed."""
+    simplify_node = _Simplifier()
+    changed = False
+    token = _SEEN.set(simplify_node.seen)
+
+    def step(n: Node, args: tuple[Node, ...]) -> Node:
+        nonlocal changed
+        m = simplify_node(with_args(n, args))
+        changed |= m is not n
+        return m
+
+    try:
+        return rewrite(graph, step), changed
+    finally:
+        _SEEN.reset(token)
+
+
+def simplify(graph: Graph) -> Graph:
+    """Apply the rewrites and share common subexpressions, until nothing changes."""
+    for _ in range(20):
+        graph, changed = _simplify_pass(graph)
+        if not changed:
+            break
+    return graph
