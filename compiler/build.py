@@ -49,7 +49,7 @@ class _Builder:
     nodes: list[Node] = field(default_factory=list)
     hints: dict[Node, tuple[int, str]] = field(default_factory=dict)
     errors: list = field(default_factory=list)  # diagnostics of failed statements
-    statements: list = field(default_factory=list)  # (statement, value) at graph level
+    statements: list = field(default_factory=list)  # (name, loc, value) at graph level
 
     def node(self, op: str, *args: Node, **attrs) -> Node:
         n = untyped(op, *args, **attrs)
@@ -72,24 +72,21 @@ class _Builder:
     def body(self, d: s.Definition, scope: _Scope) -> tuple[Node, ...]:
         for stmt in d.body:
             try:
-                value = self.expr(stmt.value, scope)
-                if not isinstance(value, Node):
-                    raise error(
-                        self.loc(stmt.value.loc, scope),
-                        "a tuple is not a value; give one expression",
-                    )
+                values = self.statement(stmt, scope)
             except (CompileError, _Poisoned) as e:
                 if scope.fn is not None:  # inside an inlined fn: the call site reports it
                     raise
                 if isinstance(e, CompileError):
                     self.errors.extend(e.diagnostics)
-                scope.vars[stmt.target] = POISON  # later uses of it are not errors of their own
+                for target in stmt.targets:  # later uses are not errors of their own
+                    scope.vars[target] = POISON
                 continue
-            # A fn's own names are prefixed by the fn, so `out` in `affine` reads `affine_out`.
-            self.name(value, f"{scope.fn}_{stmt.target}" if scope.fn else stmt.target, scope.depth)
-            scope.vars[stmt.target] = value
-            if scope.fn is None:
-                self.statements.append((stmt, value))
+            for target, loc, value in zip(stmt.targets, stmt.target_locs, values):
+                # A fn's own names are prefixed by the fn, so `out` in `affine` reads `affine_out`.
+                self.name(value, f"{scope.fn}_{target}" if scope.fn else target, scope.depth)
+                scope.vars[target] = value
+                if scope.fn is None:
+                    self.statements.append((target, loc, value))
         outputs = []
         for out in d.outputs:
             if scope.vars.get(out) is POISON:
@@ -101,6 +98,49 @@ class _Builder:
                 )
             outputs.append(scope.vars[out])
         return tuple(outputs)
+
+    def statement(self, stmt: s.Assign, scope: _Scope) -> tuple[Node, ...]:
+        """The values a statement binds, one per name on its left: several only for a call of
+        a `fn` with that many outputs."""
+        e, n = stmt.value, len(stmt.targets)
+        here = self.loc(e.loc, scope)
+        name = e.func.id if isinstance(e, s.Call) and isinstance(e.func, s.Name) else None
+        d = self.module.get(name)
+        d = d if d is not None and d.kind == "fn" else None
+        if d is not None and len(d.outputs) != n and (n > 1 or len(d.outputs) > 1):
+            hint = f"; assign them to names: {_multiple(d, e)}" if n == 1 else ""
+            raise error(
+                here,
+                f"fn '{d.name}' returns {_count(len(d.outputs), 'value')}, "
+                f"but {_count(n, 'name')} {'is' if n == 1 else 'are'} assigned{hint}",
+            )
+        if n == 1:
+            value = self.expr(e, scope)
+            if not isinstance(value, Node):
+                raise error(here, "a tuple is not a value; give one expression")
+            return (value,)
+        for i, target in enumerate(stmt.targets):
+            if target in stmt.targets[:i]:
+                raise error(
+                    self.loc(stmt.target_locs[i], scope),
+                    f"'{target}' is assigned twice in one statement",
+                )
+        if d is None:
+            raise error(here, self._one_value(e, n, scope))
+        with at(here):
+            return self.inline(d, e, scope)
+
+    def _one_value(self, e: s.Expr, n: int, scope: _Scope) -> str:
+        """Why `e`, which is not a call of a `fn`, cannot be assigned to `n` names."""
+        if isinstance(e, s.Tuple):
+            return "a tuple cannot be unpacked; assign each name in a statement of its own"
+        if isinstance(e, s.Call) and isinstance(e.func, s.Name) and e.func.id not in BUILTINS:
+            self.expr(e, scope)  # an unknown function, or a graph: its own error
+        what = f"'{e.func.id}' returns" if isinstance(e, s.Call) else "an expression gives"
+        return (
+            f"{what} one value, but {n} names are assigned; only a call of a fn with "
+            f"{n} outputs can be assigned to {n} names"
+        )
 
     def loc(self, loc: Loc, scope: _Scope) -> Loc:
         return Loc(loc.line, loc.col, scope.fn) if scope.fn else loc
@@ -225,7 +265,15 @@ class _Builder:
             raise error(here, "only named functions can be called")
         name = e.func.id
         if name in self.module and self.module[name].kind == "fn":
-            return self.inline(self.module[name], e, scope)
+            d = self.module[name]
+            if len(d.outputs) != 1:
+                raise error(
+                    here,
+                    f"fn '{name}' returns {len(d.outputs)} values, so it cannot be part of an "
+                    f"expression; assign them to names first: {_multiple(d, e)}",
+                )
+            (out,) = self.inline(d, e, scope)
+            return out
         if name in self.module and name not in BUILTINS:  # a graph may share a built-in's name
             raise error(here, f"'{name}' is a graph; only fn definitions can be called")
         if name not in BUILTINS:
@@ -285,7 +333,8 @@ class _Builder:
                 raise error(self.loc(e.loc, scope), f"{fname}() needs the argument '{n}'")
         return [bound.get(n) for n in names]
 
-    def inline(self, d: s.Definition, e: s.Call, scope: _Scope) -> Node:
+    def inline(self, d: s.Definition, e: s.Call, scope: _Scope) -> tuple[Node, ...]:
+        """The outputs of a call of `d`, its body built in a scope of its own."""
         here = self.loc(e.loc, scope)
         if d.name in scope.stack:
             raise error(
@@ -317,20 +366,15 @@ class _Builder:
                     param=p.name,
                     fn=d.name,
                 )
-        out, *more = self.body(d, inner)
-        if more:
-            raise error(
-                here, f"fn '{d.name}' returns {len(d.outputs)} values; a call must return one"
-            )
-        return out
+        return self.body(d, inner)
 
 
 def _unused(d: s.Definition, b: _Builder, inputs, outputs) -> list[Diagnostic]:
     """Warnings for statements whose value no output uses, and for unused parameters."""
     live = reachable(outputs)
     found = [
-        Diagnostic(stmt.loc, f"'{stmt.target}' is assigned but no output uses it", "warning")
-        for stmt, value in b.statements
+        Diagnostic(loc, f"'{target}' is assigned but no output uses it", "warning")
+        for target, loc, value in b.statements
         if value not in live
     ]
     found += [
@@ -339,6 +383,15 @@ def _unused(d: s.Definition, b: _Builder, inputs, outputs) -> list[Diagnostic]:
         if n not in live
     ]
     return found
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" if n == 1 else f"{n} {what}s"
+
+
+def _multiple(d: s.Definition, call: s.Call) -> str:
+    """A statement that assigns the outputs of a call of `d`, named as in `d`."""
+    return f"{', '.join(d.outputs)} = {s.show(call)}"
 
 
 def _suggest(name: str, known) -> str:

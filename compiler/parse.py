@@ -140,8 +140,9 @@ class _ToSyntax(Transformer_NonRecursive):  # (a deep expression must not exhaus
         return tuple(i for i in items if i is not None), Loc(meta.end_line, meta.end_column - 1)
 
     def stmt(self, meta, items):
-        target, value = items
-        return s.Assign(_loc(target), str(target), value)
+        *targets, value = items
+        locs = tuple(_loc(t) for t in targets)
+        return s.Assign(locs[0], tuple(str(t) for t in targets), value, locs)
 
     def _binary(op):
         def rule(self, meta, items):
