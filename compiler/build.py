@@ -11,6 +11,7 @@ import difflib
 import itertools
 from dataclasses import dataclass, field, replace
 
+from . import hints
 from . import syntax as s
 from .diagnostics import CompileError, Diagnostic, Loc, error
 from .dims import Dim
@@ -161,6 +162,8 @@ class _Builder:
                     return scope.vars[name]
                 if name in scope.dims:
                     return self.leaf(self._dim_node(scope.dims[name]))
+                if name in hints.CONSTANTS:
+                    raise error(here, hints.CONSTANTS[name])
                 raise error(
                     here, f"unknown name '{name}'{_suggest(name, {**scope.vars, **scope.dims})}"
                 )
@@ -216,6 +219,8 @@ class _Builder:
                 return tuple(self.static(i, scope, what) for i in items)
             case s.Name(id=name) if name in scope.dims:
                 return scope.dims[name]
+            case s.Name(id=name) if name in hints.CONSTANTS:
+                raise error(here, hints.CONSTANTS[name])
             case s.Binary(op=("add" | "sub" | "mul") as op, left=a, right=b):
                 x, y = self.static(a, scope, what), self.static(b, scope, what)
                 if isinstance(x, (int, Dim)) and isinstance(y, (int, Dim)):
@@ -261,6 +266,8 @@ class _Builder:
 
     def call(self, e: s.Call, scope: _Scope) -> Node:
         here = self.loc(e.loc, scope)
+        if isinstance(e.func, s.Attribute):
+            raise error(here, self.method(e, scope))
         if not isinstance(e.func, s.Name):
             raise error(here, "only named functions can be called")
         name = e.func.id
@@ -277,8 +284,10 @@ class _Builder:
         if name in self.module and name not in BUILTINS:  # a graph may share a built-in's name
             raise error(here, f"'{name}' is a graph; only fn definitions can be called")
         if name not in BUILTINS:
-            known = set(BUILTINS) | {n for n, d in self.module.items() if d.kind == "fn"}
-            raise error(here, f"unknown function '{name}'{_suggest(name, known)}")
+            if name in hints.WORDS:  # `not(x > 0)`, `if(...)`
+                raise error(here, hints.WORDS[name])
+            hint = _suggest(name, self.functions(), "; it is neither a built-in nor a fn")
+            raise error(here, f"unknown function '{name}'{hint}")
         if name in PLANNED:
             raise error(here, f"'{name}' is not supported yet")
         op = OPS[name]
@@ -295,6 +304,37 @@ class _Builder:
             else:
                 attrs[param] = static[param]
         return self.node(name, *args, **attrs)
+
+    def functions(self) -> set[str]:
+        """The names a call may use: the built-ins and the module's `fn`s."""
+        return set(BUILTINS) | {n for n, d in self.module.items() if d.kind == "fn"}
+
+    def method(self, e: s.Call, scope: _Scope) -> str:
+        """Why `x.sum(axis=1)` or `np.exp(x)` is not bp, and what to write instead: bp has no
+        methods and no modules, only functions (and the attribute `.T`)."""
+        value, name = e.func.value, e.func.attr
+        if name == "T":
+            return f"'.T' is not a function; write {s.show(e.func)}"
+        function = s.Name(e.func.loc, name)
+        if isinstance(value, s.Name) and value.id not in scope.vars and value.id not in scope.dims:
+            if name not in self.functions():  # `torch.foo(x)`
+                return f"unknown function '{value.id}.{name}'; bp has no modules"
+            call = replace(e, func=function, kwargs=_bp_keywords(e.kwargs))
+            return f"the built-ins are called without a module: write {s.show(call)}"
+        if name not in self.functions():
+            return f"unknown method '.{name}'; bp has no methods, only functions and '.T'"
+        args, slots = e.args, self.slots(name)
+        if slots and len(args) > slots:  # `x.reshape(N, 4)`, as NumPy takes it: one tuple
+            args = (*args[: slots - 1], s.Tuple(args[slots - 1].loc, args[slots - 1 :]))
+        call = s.Call(e.loc, function, (value, *args), _bp_keywords(e.kwargs))
+        return f"bp has no methods; write {s.show(call)}"
+
+    def slots(self, name: str) -> int | None:
+        """How many arguments a call of `name` takes after its first; None for any number."""
+        if name in self.module and self.module[name].kind == "fn":
+            return len(self.module[name].params) - 1
+        call = OPS[name].call if name in OPS else ()
+        return None if not call or any(p.startswith("*") for p in call) else len(call) - 1
 
     def arguments(self, e: s.Call, scope: _Scope, names: tuple[str, ...], defaults: dict):
         """Match a call's arguments to a built-in's parameters; missing optional ones are None.
@@ -394,9 +434,49 @@ def _multiple(d: s.Definition, call: s.Call) -> str:
     return f"{', '.join(d.outputs)} = {s.show(call)}"
 
 
-def _suggest(name: str, known) -> str:
-    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else ""
+def _bp_keywords(kwargs: tuple[s.Keyword, ...]) -> tuple[s.Keyword, ...]:
+    """Keyword arguments as bp spells them, for a hint: `True` as `true`, `axis=None` left out."""
+    out = []
+    for kw in kwargs:
+        value = kw.value
+        if isinstance(value, s.Name) and value.id in ("True", "False"):
+            value = s.Bool(value.loc, value.id == "True")
+        if not (isinstance(value, s.Name) and value.id == "None"):
+            out.append(replace(kw, value=value))
+    return tuple(out)
+
+
+def _suggest(name: str, known, otherwise: str = "") -> str:
+    """`; did you mean 'K'?` for the known name closest to `name`, if one is close enough that
+    the suggestion is likely what was meant; else `otherwise`."""
+    close = [k for k in sorted(known) if _close(name, k)]
+    if not close:
+        return otherwise
+    best = max(
+        close,
+        key=lambda k: (k.lower() == name.lower(), difflib.SequenceMatcher(None, name, k).ratio()),
+    )
+    return f"; did you mean '{best}'?"
+
+
+def _close(a: str, b: str) -> bool:
+    """The same but for case, one edit apart (not two one-letter names), or alike by difflib's
+    ratio: `sofmax` and `softmax`, `xs` and `x`, but not `stack` and `take`."""
+    if a.lower() == b.lower():
+        return True
+    if max(len(a), len(b)) >= 2 and _one_edit(a, b):
+        return True
+    return difflib.SequenceMatcher(None, a, b).ratio() >= 0.75
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """Whether one insertion, deletion or replacement (or none) turns `a` into `b`."""
+    if abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) > len(b):
+        a, b = b, a
+    i = next((k for k, (x, y) in enumerate(zip(a, b)) if x != y), len(a))
+    return a[i + (len(a) == len(b)) :] == b[i + 1 :]
 
 
 def _check_definition(d: s.Definition) -> None:
