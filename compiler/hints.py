@@ -13,7 +13,7 @@ LOOPS = (
     "h, c = cell(x[0], h, c), then h, c = cell(x[1], h, c), ..."
 )
 _FN = "define a fn: fn f(x: [n]) -> y { y = ... }"
-_IMPORT = "the built-ins need no import: write exp(x), not np.exp(x)"
+_IMPORT = "the built-ins need no import and are called without a module: exp(x)"
 _IF = "choose elementwise with where(mask, a, b)"
 
 # A Python word -> what to write instead.

@@ -95,8 +95,8 @@ CASES = {
         "return",
     ),
     "import numpy as np": (
-        "'import' is not in the language; the built-ins need no import: "
-        "write exp(x), not np.exp(x)",
+        "'import' is not in the language; the built-ins need no import and are called "
+        "without a module: exp(x)",
         5,
         "import",
     ),
