@@ -11,6 +11,7 @@ import difflib
 import itertools
 from dataclasses import dataclass, field, replace
 
+from . import hints
 from . import syntax as s
 from .diagnostics import CompileError, Diagnostic, Loc, error
 from .dims import Dim
@@ -49,7 +50,7 @@ class _Builder:
     nodes: list[Node] = field(default_factory=list)
     hints: dict[Node, tuple[int, str]] = field(default_factory=dict)
     errors: list = field(default_factory=list)  # diagnostics of failed statements
-    statements: list = field(default_factory=list)  # (statement, value) at graph level
+    statements: list = field(default_factory=list)  # (name, loc, value) at graph level
 
     def node(self, op: str, *args: Node, **attrs) -> Node:
         n = untyped(op, *args, **attrs)
@@ -72,24 +73,21 @@ class _Builder:
     def body(self, d: s.Definition, scope: _Scope) -> tuple[Node, ...]:
         for stmt in d.body:
             try:
-                value = self.expr(stmt.value, scope)
-                if not isinstance(value, Node):
-                    raise error(
-                        self.loc(stmt.value.loc, scope),
-                        "a tuple is not a value; give one expression",
-                    )
+                values = self.statement(stmt, scope)
             except (CompileError, _Poisoned) as e:
                 if scope.fn is not None:  # inside an inlined fn: the call site reports it
                     raise
                 if isinstance(e, CompileError):
                     self.errors.extend(e.diagnostics)
-                scope.vars[stmt.target] = POISON  # later uses of it are not errors of their own
+                for target in stmt.targets:  # later uses are not errors of their own
+                    scope.vars[target] = POISON
                 continue
-            # A fn's own names are prefixed by the fn, so `out` in `affine` reads `affine_out`.
-            self.name(value, f"{scope.fn}_{stmt.target}" if scope.fn else stmt.target, scope.depth)
-            scope.vars[stmt.target] = value
-            if scope.fn is None:
-                self.statements.append((stmt, value))
+            for target, loc, value in zip(stmt.targets, stmt.target_locs, values):
+                # A fn's own names are prefixed by the fn, so `out` in `affine` reads `affine_out`.
+                self.name(value, f"{scope.fn}_{target}" if scope.fn else target, scope.depth)
+                scope.vars[target] = value
+                if scope.fn is None:
+                    self.statements.append((target, loc, value))
         outputs = []
         for out in d.outputs:
             if scope.vars.get(out) is POISON:
@@ -101,6 +99,49 @@ class _Builder:
                 )
             outputs.append(scope.vars[out])
         return tuple(outputs)
+
+    def statement(self, stmt: s.Assign, scope: _Scope) -> tuple[Node, ...]:
+        """The values a statement binds, one per name on its left: several only for a call of
+        a `fn` with that many outputs."""
+        e, n = stmt.value, len(stmt.targets)
+        here = self.loc(e.loc, scope)
+        name = e.func.id if isinstance(e, s.Call) and isinstance(e.func, s.Name) else None
+        d = self.module.get(name)
+        d = d if d is not None and d.kind == "fn" else None
+        if d is not None and len(d.outputs) != n and (n > 1 or len(d.outputs) > 1):
+            hint = f"; assign them to names: {_multiple(d, e)}" if n == 1 else ""
+            raise error(
+                here,
+                f"fn '{d.name}' returns {_count(len(d.outputs), 'value')}, "
+                f"but {_count(n, 'name')} {'is' if n == 1 else 'are'} assigned{hint}",
+            )
+        if n == 1:
+            value = self.expr(e, scope)
+            if not isinstance(value, Node):
+                raise error(here, "a tuple is not a value; give one expression")
+            return (value,)
+        for i, target in enumerate(stmt.targets):
+            if target in stmt.targets[:i]:
+                raise error(
+                    self.loc(stmt.target_locs[i], scope),
+                    f"'{target}' is assigned twice in one statement",
+                )
+        if d is None:
+            raise error(here, self._one_value(e, n, scope))
+        with at(here):
+            return self.inline(d, e, scope)
+
+    def _one_value(self, e: s.Expr, n: int, scope: _Scope) -> str:
+        """Why `e`, which is not a call of a `fn`, cannot be assigned to `n` names."""
+        if isinstance(e, s.Tuple):
+            return "a tuple cannot be unpacked; assign each name in a statement of its own"
+        if isinstance(e, s.Call) and isinstance(e.func, s.Name) and e.func.id not in BUILTINS:
+            self.expr(e, scope)  # an unknown function, or a graph: its own error
+        what = f"'{e.func.id}' returns" if isinstance(e, s.Call) else "an expression gives"
+        return (
+            f"{what} one value, but {n} names are assigned; only a call of a fn with "
+            f"{n} outputs can be assigned to {n} names"
+        )
 
     def loc(self, loc: Loc, scope: _Scope) -> Loc:
         return Loc(loc.line, loc.col, scope.fn) if scope.fn else loc
@@ -121,6 +162,8 @@ class _Builder:
                     return scope.vars[name]
                 if name in scope.dims:
                     return self.leaf(self._dim_node(scope.dims[name]))
+                if name in hints.CONSTANTS:
+                    raise error(here, hints.CONSTANTS[name])
                 raise error(
                     here, f"unknown name '{name}'{_suggest(name, {**scope.vars, **scope.dims})}"
                 )
@@ -176,6 +219,8 @@ class _Builder:
                 return tuple(self.static(i, scope, what) for i in items)
             case s.Name(id=name) if name in scope.dims:
                 return scope.dims[name]
+            case s.Name(id=name) if name in hints.CONSTANTS:
+                raise error(here, hints.CONSTANTS[name])
             case s.Binary(op=("add" | "sub" | "mul") as op, left=a, right=b):
                 x, y = self.static(a, scope, what), self.static(b, scope, what)
                 if isinstance(x, (int, Dim)) and isinstance(y, (int, Dim)):
@@ -221,16 +266,28 @@ class _Builder:
 
     def call(self, e: s.Call, scope: _Scope) -> Node:
         here = self.loc(e.loc, scope)
+        if isinstance(e.func, s.Attribute):
+            raise error(here, self.method(e, scope))
         if not isinstance(e.func, s.Name):
             raise error(here, "only named functions can be called")
         name = e.func.id
         if name in self.module and self.module[name].kind == "fn":
-            return self.inline(self.module[name], e, scope)
+            d = self.module[name]
+            if len(d.outputs) != 1:
+                raise error(
+                    here,
+                    f"fn '{name}' returns {len(d.outputs)} values, so it cannot be part of an "
+                    f"expression; assign them to names first: {_multiple(d, e)}",
+                )
+            (out,) = self.inline(d, e, scope)
+            return out
         if name in self.module and name not in BUILTINS:  # a graph may share a built-in's name
             raise error(here, f"'{name}' is a graph; only fn definitions can be called")
         if name not in BUILTINS:
-            known = set(BUILTINS) | {n for n, d in self.module.items() if d.kind == "fn"}
-            raise error(here, f"unknown function '{name}'{_suggest(name, known)}")
+            if name in hints.WORDS:  # `not(x > 0)`, `if(...)`
+                raise error(here, hints.WORDS[name])
+            hint = _suggest(name, self.functions(), "; it is neither a built-in nor a fn")
+            raise error(here, f"unknown function '{name}'{hint}")
         if name in PLANNED:
             raise error(here, f"'{name}' is not supported yet")
         op = OPS[name]
@@ -247,6 +304,37 @@ class _Builder:
             else:
                 attrs[param] = static[param]
         return self.node(name, *args, **attrs)
+
+    def functions(self) -> set[str]:
+        """The names a call may use: the built-ins and the module's `fn`s."""
+        return set(BUILTINS) | {n for n, d in self.module.items() if d.kind == "fn"}
+
+    def method(self, e: s.Call, scope: _Scope) -> str:
+        """Why `x.sum(axis=1)` or `np.exp(x)` is not bp, and what to write instead: bp has no
+        methods and no modules, only functions (and the attribute `.T`)."""
+        value, name = e.func.value, e.func.attr
+        if name == "T":
+            return f"'.T' is not a function; write {s.show(e.func)}"
+        function = s.Name(e.func.loc, name)
+        if isinstance(value, s.Name) and value.id not in scope.vars and value.id not in scope.dims:
+            if name not in self.functions():  # `torch.foo(x)`
+                return f"unknown function '{value.id}.{name}'; bp has no modules"
+            call = replace(e, func=function, kwargs=_bp_keywords(e.kwargs))
+            return f"the built-ins are called without a module: write {s.show(call)}"
+        if name not in self.functions():
+            return f"unknown method '.{name}'; bp has no methods, only functions and '.T'"
+        args, slots = e.args, self.slots(name)
+        if slots and len(args) > slots:  # `x.reshape(N, 4)`, as NumPy takes it: one tuple
+            args = (*args[: slots - 1], s.Tuple(args[slots - 1].loc, args[slots - 1 :]))
+        call = s.Call(e.loc, function, (value, *args), _bp_keywords(e.kwargs))
+        return f"bp has no methods; write {s.show(call)}"
+
+    def slots(self, name: str) -> int | None:
+        """How many arguments a call of `name` takes after its first; None for any number."""
+        if name in self.module and self.module[name].kind == "fn":
+            return len(self.module[name].params) - 1
+        call = OPS[name].call if name in OPS else ()
+        return None if not call or any(p.startswith("*") for p in call) else len(call) - 1
 
     def arguments(self, e: s.Call, scope: _Scope, names: tuple[str, ...], defaults: dict):
         """Match a call's arguments to a built-in's parameters; missing optional ones are None.
@@ -285,7 +373,8 @@ class _Builder:
                 raise error(self.loc(e.loc, scope), f"{fname}() needs the argument '{n}'")
         return [bound.get(n) for n in names]
 
-    def inline(self, d: s.Definition, e: s.Call, scope: _Scope) -> Node:
+    def inline(self, d: s.Definition, e: s.Call, scope: _Scope) -> tuple[Node, ...]:
+        """The outputs of a call of `d`, its body built in a scope of its own."""
         here = self.loc(e.loc, scope)
         if d.name in scope.stack:
             raise error(
@@ -317,20 +406,15 @@ class _Builder:
                     param=p.name,
                     fn=d.name,
                 )
-        out, *more = self.body(d, inner)
-        if more:
-            raise error(
-                here, f"fn '{d.name}' returns {len(d.outputs)} values; a call must return one"
-            )
-        return out
+        return self.body(d, inner)
 
 
 def _unused(d: s.Definition, b: _Builder, inputs, outputs) -> list[Diagnostic]:
     """Warnings for statements whose value no output uses, and for unused parameters."""
     live = reachable(outputs)
     found = [
-        Diagnostic(stmt.loc, f"'{stmt.target}' is assigned but no output uses it", "warning")
-        for stmt, value in b.statements
+        Diagnostic(loc, f"'{target}' is assigned but no output uses it", "warning")
+        for target, loc, value in b.statements
         if value not in live
     ]
     found += [
@@ -341,9 +425,58 @@ def _unused(d: s.Definition, b: _Builder, inputs, outputs) -> list[Diagnostic]:
     return found
 
 
-def _suggest(name: str, known) -> str:
-    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else ""
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" if n == 1 else f"{n} {what}s"
+
+
+def _multiple(d: s.Definition, call: s.Call) -> str:
+    """A statement that assigns the outputs of a call of `d`, named as in `d`."""
+    return f"{', '.join(d.outputs)} = {s.show(call)}"
+
+
+def _bp_keywords(kwargs: tuple[s.Keyword, ...]) -> tuple[s.Keyword, ...]:
+    """Keyword arguments as bp spells them, for a hint: `True` as `true`, `axis=None` left out."""
+    out = []
+    for kw in kwargs:
+        value = kw.value
+        if isinstance(value, s.Name) and value.id in ("True", "False"):
+            value = s.Bool(value.loc, value.id == "True")
+        if not (isinstance(value, s.Name) and value.id == "None"):
+            out.append(replace(kw, value=value))
+    return tuple(out)
+
+
+def _suggest(name: str, known, otherwise: str = "") -> str:
+    """`; did you mean 'K'?` for the known name closest to `name`, if one is close enough that
+    the suggestion is likely what was meant; else `otherwise`."""
+    close = [k for k in sorted(known) if _close(name, k)]
+    if not close:
+        return otherwise
+    best = max(
+        close,
+        key=lambda k: (k.lower() == name.lower(), difflib.SequenceMatcher(None, name, k).ratio()),
+    )
+    return f"; did you mean '{best}'?"
+
+
+def _close(a: str, b: str) -> bool:
+    """The same but for case, one edit apart (not two one-letter names), or alike by difflib's
+    ratio: `sofmax` and `softmax`, `xs` and `x`, but not `stack` and `take`."""
+    if a.lower() == b.lower():
+        return True
+    if max(len(a), len(b)) >= 2 and _one_edit(a, b):
+        return True
+    return difflib.SequenceMatcher(None, a, b).ratio() >= 0.75
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """Whether one insertion, deletion or replacement (or none) turns `a` into `b`."""
+    if abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) > len(b):
+        a, b = b, a
+    i = next((k for k, (x, y) in enumerate(zip(a, b)) if x != y), len(a))
+    return a[i + (len(a) == len(b)) :] == b[i + 1 :]
 
 
 def _check_definition(d: s.Definition) -> None:

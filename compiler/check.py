@@ -4,7 +4,9 @@ For a graph with one scalar output, each gradient from `g_grad` is compared with
 differences of the forward pass; for other graphs, the dot-product test compares
 `<dout, J v>` (from central differences of the forward along a random direction `v`) with
 `<J^T dout, v>` (from `g_backward`). Integer inputs are drawn below the bound their uses need:
-class labels below the class dimension, indices below the gathered axis.
+class labels below the class dimension, indices below the gathered axis. A gradient that agrees
+only because it is zero everywhere tested is reported as not tested, and a graph that raises at
+the sizes checked as one row saying so.
 """
 
 from __future__ import annotations
@@ -30,13 +32,27 @@ INDEX_BOUNDS = {
 }
 
 
+ZERO = "not tested: identically zero at these sizes"
+
+
 @dataclass(frozen=True)
 class Row:
+    """One gradient's check, or a graph that could not run (`gradient` empty, `note` why).
+
+    `ok` is whether it agrees with finite differences; `note`, when set, is the result to show
+    instead of ok or FAIL: `ZERO` for a gradient that agrees only because it and its estimate
+    are zero (the check tested nothing), or why the graph could not run."""
+
     graph: str
     gradient: str
     shape: str
     error: float
     ok: bool
+    note: str = ""
+
+    @property
+    def result(self) -> str:
+        return self.note or ("ok" if self.ok else "FAIL")
 
 
 def _bounds(graph: Graph) -> dict[str, Dim]:
@@ -81,10 +97,11 @@ def check_source(
     seed: int = 0,
 ) -> list[Row]:
     """Rows of the worst relative error per gradient of every graph (or of `graph`), for the
-    code compiled as `bpc compile --dim` compiles it for `dims`."""
+    code compiled as `bpc compile --dim` compiles it for `dims`, and checked at these sizes
+    (the others 2 to 5). A graph that raises at them (`x[5]` on `[n]` with `n = 2`) gives one
+    row saying so, and the other graphs are still checked."""
     compiled = compile_graphs(text, sizes=dims)
     module = module_from_text(emit(compiled, "check.bp"), "bpc_check_module")
-    eps, tol = (1e-6, 1e-5) if np.dtype(dtype) == np.float64 else (1e-2, 5e-2)
     rows = []
     for c in compiled:
         g = c.pair
@@ -92,29 +109,51 @@ def check_source(
             continue
         names = sorted({d for p in g.params for d in p.dims if isinstance(d, str)})
         sizes = {name: 2 + i % 4 for i, name in enumerate(names)} | (dims or {})
-        rng = np.random.default_rng(seed)
-        args = make_inputs(g, sizes, dtype, rng)
-        fn = getattr(module, _attr(module, g.name))
-        forward = getattr(module, _attr(module, g.name + "_forward"))
-        backward = getattr(module, _attr(module, g.name + "_backward"))
-        outs, cache = forward(*args)
-        outs = outs if len(g.outputs) > 1 else (outs,)
-        douts = [rng.standard_normal(np.shape(o)).astype(dtype) for o in outs]
-        grads = backward(tuple(douts) if len(douts) > 1 else douts[0], cache)
-        index = {p.name: i for i, p in enumerate(g.params)}
-        for name, grad in zip(g.wrt, grads):
-            i = index[name]
-            worst = 0.0
-            for _ in range(3):  # three random directions; the worst counts
-                v = rng.standard_normal(np.shape(args[i]))
-                numeric = _directional(fn, args, i, v, douts, dtype, eps)
-                analytic = float(np.sum(np.asarray(grad, np.float64) * v))
-                worst = max(worst, abs(numeric - analytic) / max(1.0, abs(numeric), abs(analytic)))
-            shape = "[" + ", ".join(str(d) for d in g.inputs[i].shape) + "]"
-            rows.append(Row(g.name, "d" + name, shape, worst, worst < tol))
+        try:
+            rows += _check_graph(module, g, sizes, dtype, seed)
+        except Exception as e:  # the user's graph at these sizes, not bpc: report, go on
+            rows.append(Row(g.name, "", "", float("nan"), False, _not_run(e, names, sizes)))
     if graph is not None and not rows and graph not in {c.pair.name for c in compiled}:
         raise KeyError(f"no graph named '{graph}'")
     return rows
+
+
+def _check_graph(module, g: Graph, sizes: dict[str, int], dtype, seed: int) -> list[Row]:
+    """The rows of one graph's gradients, on random inputs of these sizes."""
+    eps, tol = (1e-6, 1e-5) if np.dtype(dtype) == np.float64 else (1e-2, 5e-2)
+    rng = np.random.default_rng(seed)
+    args = make_inputs(g, sizes, dtype, rng)
+    fn = getattr(module, _attr(module, g.name))
+    forward = getattr(module, _attr(module, g.name + "_forward"))
+    backward = getattr(module, _attr(module, g.name + "_backward"))
+    outs, cache = forward(*args)
+    outs = outs if len(g.outputs) > 1 else (outs,)
+    douts = [rng.standard_normal(np.shape(o)).astype(dtype) for o in outs]
+    grads = backward(tuple(douts) if len(douts) > 1 else douts[0], cache)
+    index = {p.name: i for i, p in enumerate(g.params)}
+    rows = []
+    for name, grad in zip(g.wrt, grads):
+        i = index[name]
+        worst = 0.0
+        for _ in range(3):  # three random directions; the worst counts
+            v = rng.standard_normal(np.shape(args[i]))
+            numeric = _directional(fn, args, i, v, douts, dtype, eps)
+            analytic = float(np.sum(np.asarray(grad, np.float64) * v))
+            worst = max(worst, abs(numeric - analytic) / max(1.0, abs(numeric), abs(analytic)))
+        shape = "[" + ", ".join(str(d) for d in g.inputs[i].shape) + "]"
+        # A zero gradient whose estimates are zero too agrees, but tests nothing.
+        zero = worst < tol and not np.any(grad)
+        rows.append(Row(g.name, "d" + name, shape, worst, worst < tol, ZERO if zero else ""))
+    return rows
+
+
+def _not_run(e: Exception, names: list[str], sizes: dict[str, int]) -> str:
+    """Why a graph could not run at `sizes`, on one line, and what to try."""
+    what = f"{type(e).__name__}: {str(e).splitlines()[0]}" if str(e) else type(e).__name__
+    if not names:
+        return f"could not run ({what})"
+    at = ", ".join(f"{n}={sizes[n]}" for n in names)
+    return f"could not run at {at} ({what}); give other sizes with --dim NAME=VALUE"
 
 
 def _directional(fn, args, i, v, douts, dtype, eps) -> float:
@@ -179,7 +218,10 @@ def table(rows: list[Row]) -> str:
     head = f"{'graph':<16} {'gradient':<12} {'shape':<14} {'worst rel. error':>16}  result"
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(
-            f"{r.graph:<16} {r.gradient:<12} {r.shape:<14} {r.error:>16.2e}  {'ok' if r.ok else 'FAIL'}"
-        )
+        if not r.gradient:  # a graph that could not run
+            lines.append(f"{r.graph:<16} {r.note}")
+        else:
+            lines.append(
+                f"{r.graph:<16} {r.gradient:<12} {r.shape:<14} {r.error:>16.2e}  {r.result}"
+            )
     return "\n".join(lines)

@@ -309,7 +309,7 @@ def _cmd_stats(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
 
 
 def _cmd_check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from .check import check_source, table
+    from .check import ZERO, check_source, table
 
     dims = _dims(args.dim, parser)
     rows = _on_source(
@@ -321,14 +321,27 @@ def _cmd_check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     if rows is FAILED:
         return 1
     print(table(rows))
-    failed = [r for r in rows if not r.ok]
-    if failed:
+    gradients = [r for r in rows if r.gradient]
+    failed = [r for r in gradients if not r.ok]
+    not_run = [r for r in rows if not r.gradient]
+    zero = [r for r in gradients if r.note == ZERO]
+    if zero:
         print(
-            f"{len(failed)} of {len(rows)} gradients differ from finite differences",
+            f"{len(zero)} of {len(gradients)} gradients are zero at every point tested and so "
+            "were not tested; other sizes or inputs (--dim, --seed) may test them",
             file=sys.stderr,
         )
-        return 1
-    return 0
+    if failed:
+        print(
+            f"{len(failed)} of {len(gradients)} gradients differ from finite differences",
+            file=sys.stderr,
+        )
+    if not_run:
+        graphs = len({r.graph for r in rows})
+        print(
+            f"{len(not_run)} of {graphs} graphs could not run at the sizes checked", file=sys.stderr
+        )
+    return 1 if failed or not_run else 0
 
 
 def _cmd_graph(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

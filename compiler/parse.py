@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
+import re
 from importlib import resources
 
 from lark import Lark, Token, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 from lark.visitors import Transformer_NonRecursive
 
+from . import hints
 from . import syntax as s
 from .diagnostics import Loc, error
 
@@ -140,8 +142,9 @@ class _ToSyntax(Transformer_NonRecursive):  # (a deep expression must not exhaus
         return tuple(i for i in items if i is not None), Loc(meta.end_line, meta.end_column - 1)
 
     def stmt(self, meta, items):
-        target, value = items
-        return s.Assign(_loc(target), str(target), value)
+        *targets, value = items
+        locs = tuple(_loc(t) for t in targets)
+        return s.Assign(locs[0], tuple(str(t) for t in targets), value, locs)
 
     def _binary(op):
         def rule(self, meta, items):
@@ -231,18 +234,49 @@ def parse(text: str) -> s.Module:
     try:
         tree = _parser().parse(text)
     except UnexpectedToken as e:
+        if e.line > 0 and e.token.type != "$END" and (hint := _hint(text, e.token)):
+            raise error(*hint) from None
         raise error(
             Loc(e.line, e.column) if e.line > 0 else _end(text),
             f"unexpected {_describe(e.token)}{_expected(e.expected)}",
         ) from None
     except UnexpectedCharacters as e:
         ch = text[e.pos_in_stream] if e.pos_in_stream < len(text) else ""
+        if ch in hints.OPERATORS:
+            raise error(Loc(e.line, e.column), hints.OPERATORS[ch]) from None
         raise error(Loc(e.line, e.column), f"unexpected character {ch!r}") from None
     except UnexpectedEOF as e:
         raise error(_end(text), f"unexpected end of file{_expected(e.expected)}") from None
     except UnexpectedInput as e:  # pragma: no cover - the three above are all LALR raises
         raise error(Loc(e.line, e.column), "syntax error") from None
     return _ToSyntax().transform(tree)
+
+
+_WORD_BEFORE = re.compile(r"([A-Za-z_][A-Za-z_0-9]*)[ \t]*$")
+_FIRST_WORD = re.compile(r"[ \t]*([A-Za-z_][A-Za-z_0-9]*)(?![ \t]*[=,])")
+
+
+def _hint(text: str, tok: Token) -> tuple[Loc, str] | None:
+    """For a syntax error at `tok` that is Python bp does not have (hints.py), where to report
+    it and what to say: the token is such a word or `//`, or follows such a word on its line,
+    or its line starts with a Python statement's word (`for t in range(T):`)."""
+    pos, line = tok.start_pos, tok.line
+    start = text.rfind("\n", 0, pos) + 1
+
+    def at(offset: int) -> Loc:
+        return Loc(line, offset - start + 1)
+
+    if tok.type == "NAME" and str(tok) in hints.WORDS:
+        return at(pos), hints.WORDS[str(tok)]
+    if str(tok) == "//" or (str(tok) == "/" and text[pos - 1 : pos] == "/"):
+        return at(pos - 1 if str(tok) == "/" else pos), hints.OPERATORS["//"]
+    before = _WORD_BEFORE.search(text, start, pos)
+    if before and before[1] in hints.WORDS:
+        return at(before.start(1)), hints.WORDS[before[1]]
+    first = _FIRST_WORD.match(text, start, pos)
+    if first and first[1] in hints.STATEMENTS:
+        return at(first.start(1)), hints.WORDS[first[1]]
+    return None
 
 
 def _end(text: str) -> Loc:

@@ -85,9 +85,12 @@ class Attribute(Expr):
 
 @dataclass(frozen=True)
 class Assign:
+    """`name = value`, or `a, b = f(...)`: several names for the outputs of a `fn`."""
+
     loc: Loc
-    target: str
+    targets: tuple[str, ...]
     value: Expr
+    target_locs: tuple[Loc, ...]
 
 
 @dataclass(frozen=True)
@@ -140,3 +143,55 @@ def deepest(module: Module) -> tuple[int, Loc | None]:
                     depth, where = k, stmt.value.loc
                 stack.extend((part, k + 1) for part in _parts(e))
     return depth, where
+
+
+# How tightly each operator binds, as in docs/language.md's precedence table: a part that binds
+# more loosely than its place needs is shown in parentheses.
+_LEVEL = {
+    **dict.fromkeys(("lt", "le", "gt", "ge", "eq", "ne"), 1),
+    **dict.fromkeys(("add", "sub"), 2),
+    **dict.fromkeys(("mul", "div", "matmul"), 3),
+    "neg": 4,
+    "pow": 5,
+}
+_SPELLING = {
+    "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!=", "add": "+",
+    "sub": "-", "mul": "*", "div": "/", "matmul": "@", "pow": "**",
+}  # fmt: skip
+
+
+def show(e: Expr, level: int = 0) -> str:
+    """`e` written as bp source, in a place that needs an operator binding at least as tightly
+    as `level` (0: any): for messages that suggest what to write instead."""
+    own = 6  # atoms and postfix forms
+    match e:
+        case Binary(op="pow"):
+            own, text = 5, f"{show(e.left, 6)} ** {show(e.right, 4)}"
+        case Binary(op=op):
+            own = _LEVEL[op]
+            left = own + 1 if own == 1 else own  # left-associative, but comparisons do not chain
+            text = f"{show(e.left, left)} {_SPELLING[op]} {show(e.right, own + 1)}"
+        case Unary():
+            own, text = 4, f"-{show(e.operand, 4)}"
+        case Name(id=name):
+            text = name
+        case Number(value=v) | Bool(value=v):
+            text = ("true" if v else "false") if isinstance(v, bool) else repr(v)
+        case String(value=v):
+            text = f'"{v}"'
+        case Tuple(items=items):
+            inner = ", ".join(show(i) for i in items)
+            text = f"({inner},)" if len(items) == 1 else f"({inner})"
+        case Call(func=f, args=args, kwargs=kwargs):
+            parts = [show(a) for a in args] + [f"{k.name}={show(k.value)}" for k in kwargs]
+            text = f"{show(f, 6)}({', '.join(parts)})"
+        case Index(value=v, subscripts=subs):
+            text = f"{show(v, 6)}[{', '.join(show(i) for i in subs)}]"
+        case Slice(start=a, stop=b, step=c):
+            text = ":".join("" if x is None else show(x) for x in (a, b))
+            text += "" if c is None else f":{show(c)}"
+        case Attribute(value=v, attr=attr):
+            text = f"{show(v, 6)}.{attr}"
+        case _:  # pragma: no cover - every expression is one of the above
+            raise TypeError(type(e).__name__)
+    return f"({text})" if own < level else text

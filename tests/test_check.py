@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -93,3 +94,85 @@ def test_emit_tests_writes_checks_that_pass_beside_the_module(tmp_path):
     )
     assert run.returncode == 0, run.stdout
     assert "5 passed" in run.stdout  # seed, mlp, and features' three graphs
+
+
+CANNOT_RUN = """graph g(x: [n]) -> y {
+    y = x[5] * 2
+}
+graph h(x: [n]) -> y {
+    y = sum(x * x)
+}
+"""
+
+
+def test_a_graph_that_cannot_run_at_its_sizes_is_one_line_not_a_traceback(tmp_path, capsys):
+    path = tmp_path / "index.bp"
+    path.write_text(CANNOT_RUN)
+    assert cli.main(["check", str(path)]) == 1
+    out = capsys.readouterr()
+    lines = out.out.splitlines()
+    assert lines[2] == (
+        "g                could not run at n=2 (IndexError: index 5 is out of bounds for axis 0 "
+        "with size 2); give other sizes with --dim NAME=VALUE"
+    )
+    assert lines[3].startswith("h                dx") and lines[3].endswith("  ok")
+    assert out.err == "1 of 2 graphs could not run at the sizes checked\n"
+    assert cli.main(["check", str(path), "--dim", "n=7"]) == 0
+    assert "could not run" not in capsys.readouterr().out
+
+
+def test_the_sizes_named_are_the_ones_used():
+    (row,) = check_source(
+        "graph g(x: [n, m], w: [m]) -> y {\n    y = sum(x[7] * w)\n}\n", dims={"m": 4}
+    )
+    assert not row.ok and row.note.startswith("could not run at m=4, n=3 (IndexError: ")
+
+
+ZERO = """graph g(x: [n], w: [n]) -> y {
+    y = sum(relu(x - 100)) + sum(w)
+}
+graph h(x: [n], t: []) -> y {
+    y = sum(x * (x > t))
+}
+"""
+
+
+def test_a_gradient_zero_everywhere_tested_is_not_ok(tmp_path, capsys):
+    rows = check_source(ZERO)
+    assert [(r.gradient, r.ok, r.result) for r in rows] == [
+        ("dx", True, "not tested: identically zero at these sizes"),
+        ("dw", True, "ok"),
+        ("dx", True, "ok"),
+        ("dt", True, "not tested: identically zero at these sizes"),
+    ]
+    path = tmp_path / "zero.bp"
+    path.write_text(ZERO)
+    assert cli.main(["check", str(path)]) == 0  # nothing disagrees: a warning, not a failure
+    out = capsys.readouterr()
+    assert out.out.count("not tested: identically zero at these sizes") == 2
+    assert out.err == (
+        "2 of 4 gradients are zero at every point tested and so were not tested; other sizes "
+        "or inputs (--dim, --seed) may test them\n"
+    )
+
+
+def test_a_wrong_zero_adjoint_still_fails(monkeypatch):
+    """A gradient that is zero where finite differences are not is a failure, not untested."""
+    wrong = dataclasses.replace(OPS["tanh"], adjoint=lambda g, y, x: (g * 0,))
+    monkeypatch.setitem(OPS, "tanh", wrong)
+    (row,) = check_source("graph g(x: [n]) -> y {\n    y = sum(tanh(x))\n}\n")
+    assert not row.ok and row.result == "FAIL"
+
+
+def test_the_example_in_tools_md_prints_what_it_shows(tmp_path, capsys):
+    doc = (ROOT / "docs" / "tools.md").read_text()
+    example = re.search(r"\$ cat gates.bp\n(.*?)\$ bpc check gates.bp\n(.*?)```", doc, re.S)
+    stderr = re.search(r"and on standard error:\n\n```text\n(.*?)```", doc, re.S)
+    (tmp_path / "gates.bp").write_text(example[1])
+    assert cli.main(["check", str(tmp_path / "gates.bp")]) == 1
+    out = capsys.readouterr()
+
+    def norm(s):  # finite-difference errors vary in their last digits with the BLAS
+        return re.sub(r"\d\.\d\de-\d\d", "X.XXe-XX", s)
+
+    assert norm(out.out) == norm(example[2]) and out.err == stderr[1]
