@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .conditions import default_sizes
 from .dims import Dim
 from .emit import emit
 from .ir import Graph
@@ -63,7 +64,7 @@ def make_inputs(graph: Graph, sizes: dict[str, int], dtype, rng) -> list:
     bounds = _bounds(graph)
     args = []
     for p in graph.params:
-        shape = tuple(d if isinstance(d, int) else sizes[d] for d in p.dims)
+        shape = tuple(int(d.evaluate(sizes)) for d in p.dims)
         if p.dtype == "int":
             high = _value(bounds[p.name], sizes) if p.name in bounds else 2
             args.append(rng.integers(0, max(high, 1), shape))
@@ -90,8 +91,7 @@ def check_source(
         g = c.pair
         if graph is not None and g.name != graph:
             continue
-        names = sorted({d for p in g.params for d in p.dims if isinstance(d, str)})
-        sizes = {name: 2 + i % 4 for i, name in enumerate(names)} | (dims or {})
+        sizes = default_sizes(g, dims or {})
         rng = np.random.default_rng(seed)
         args = make_inputs(g, sizes, dtype, rng)
         fn = getattr(module, _attr(module, g.name))
@@ -142,14 +142,13 @@ def emit_tests(
     graphs = {}
     for c in compile_graphs(text):
         g = c.pair
-        names = sorted({d for p in g.params for d in p.dims if isinstance(d, str)})
-        sizes = {name: 2 + i % 4 for i, name in enumerate(names)} | (dims or {})
+        sizes = default_sizes(g, dims or {})
         bounds = _bounds(g)
         params = [
             (
                 p.name,
                 p.dtype,
-                tuple(d if isinstance(d, int) else sizes[d] for d in p.dims),
+                tuple(int(d.evaluate(sizes)) for d in p.dims),
                 _value(bounds[p.name], sizes) if p.name in bounds else 2,
             )
             for p in g.params
