@@ -13,10 +13,24 @@ from dataclasses import dataclass, field, replace
 
 from . import hints
 from . import syntax as s
+from .conditions import Recorder, recording, require_multiple
 from .diagnostics import CompileError, Diagnostic, Loc, error
 from .dims import Dim
-from .ir import OPS, REQUIRED, Graph, Node, Param, Type, at, const, reachable, untyped
+from .ir import (
+    OPS,
+    REQUIRED,
+    Graph,
+    Node,
+    Param,
+    ShapeError,
+    Type,
+    at,
+    const,
+    reachable,
+    untyped,
+)
 from .ops import PLANNED, SPELLED
+from .signature import check_plan
 
 BUILTINS = SPELLED | PLANNED
 
@@ -51,6 +65,7 @@ class _Builder:
     hints: dict[Node, tuple[int, str]] = field(default_factory=dict)
     errors: list = field(default_factory=list)  # diagnostics of failed statements
     statements: list = field(default_factory=list)  # (name, loc, value) at graph level
+    recorder: Recorder = field(default_factory=Recorder)  # conditions of divisions of sizes
 
     def node(self, op: str, *args: Node, **attrs) -> Node:
         n = untyped(op, *args, **attrs)
@@ -221,12 +236,35 @@ class _Builder:
                 return scope.dims[name]
             case s.Name(id=name) if name in hints.CONSTANTS:
                 raise error(here, hints.CONSTANTS[name])
-            case s.Binary(op=("add" | "sub" | "mul") as op, left=a, right=b):
+            case s.Binary(op=("add" | "sub" | "mul" | "div" | "floordiv") as op, left=a, right=b):
                 x, y = self.static(a, scope, what), self.static(b, scope, what)
                 if isinstance(x, (int, Dim)) and isinstance(y, (int, Dim)):
-                    x, y = Dim.of(x), Dim.of(y)
-                    return x + y if op == "add" else x - y if op == "sub" else x * y
+                    return self.arith(op, Dim.of(x), Dim.of(y), here)
         raise error(here, f"{what} must be known at compile time (integers and dimension names)")
+
+    def arith(self, op: str, x: Dim, y: Dim, here: Loc) -> Dim:
+        """`x op y` on dimensions; an exact division records that it must divide."""
+        if op in ("add", "sub", "mul"):
+            return x + y if op == "add" else x - y if op == "sub" else x * y
+        if not y.terms:
+            raise error(here, f"{x} / {y}: division by zero")
+        if op == "floordiv":
+            if y.is_const and y.value < 0:
+                raise error(here, f"{x} // {y}: the divisor of a size must be positive")
+            return x.floor_div(y)
+        try:
+            quotient = x.exact_div(y)
+        except ValueError:
+            raise error(
+                here, f"{x} / ({y}): a size can be divided by a number or a dimension name only"
+            ) from None
+        wrong = f"{x} / {y} is not a whole number"
+        with recording(self.recorder), at(here):
+            try:
+                require_multiple(x, y, f"{x} / {y}", wrong)
+            except ShapeError as e:
+                raise error(here, str(e)) from None
+        return quotient
 
     def index(self, e: s.Index, scope: _Scope) -> Node:
         """`x[...]`: each subscript an integer or a slice with compile-time bounds; the shape rule
@@ -388,12 +426,7 @@ class _Builder:
         if len(e.args) != len(d.params):
             raise error(here, f"fn '{d.name}' takes {len(d.params)} argument(s), got {len(e.args)}")
         k = next(_fresh)
-        dims = {
-            name: Dim.of(f"{d.name}.{name}#{k}")
-            for p in d.params
-            for name in p.dims
-            if isinstance(name, str)
-        }
+        dims = {name: Dim.of(f"{d.name}.{name}#{k}") for name in declared_names(d.params)}
         inner = _Scope(d.name, {}, dims, scope.depth + 1, scope.stack + (d.name,))
         for p, arg in zip(d.params, e.args):
             value = self.value(arg, scope)
@@ -401,12 +434,36 @@ class _Builder:
                 inner.vars[p.name] = self.node(
                     "bind",
                     value,
-                    shape=tuple(Dim.of(x) if isinstance(x, int) else dims[x] for x in p.dims),
+                    shape=self.declared(p, inner),
                     dtype=p.dtype,
                     param=p.name,
                     fn=d.name,
                 )
         return self.body(d, inner)
+
+    def declared(self, p: s.Param, scope: _Scope) -> tuple[Dim, ...]:
+        """A parameter's declared shape, each dimension expression evaluated."""
+        return tuple(Dim.of(self.static(e, scope, "a dimension")) for e in p.dims)
+
+
+def declared_names(params) -> list[str]:
+    """The dimension names that parameters' types declare, in order of first appearance."""
+    out: dict[str, None] = {}
+
+    def walk(e: s.Expr) -> None:
+        match e:
+            case s.Name(id=name):
+                out.setdefault(name)
+            case s.Binary(left=a, right=b):
+                walk(a)
+                walk(b)
+            case s.Unary(operand=a):
+                walk(a)
+
+    for p in params:
+        for e in p.dims:
+            walk(e)
+    return list(out)
 
 
 def _unused(d: s.Definition, b: _Builder, inputs, outputs) -> list[Diagnostic]:
@@ -517,12 +574,12 @@ def build_ir(
 
 def _build_graph(d: s.Definition, defs, source: str, warnings: list | None) -> Graph:
     b = _Builder(defs)
-    dims = {x: Dim.of(x) for p in d.params for x in p.dims if isinstance(x, str)}
+    dims = {x: Dim.of(x) for x in declared_names(d.params)}
     scope = _Scope(None, {}, dims)
     params, inputs = [], []
     for i, p in enumerate(d.params):
-        param = Param(p.name, p.dtype, p.dims, p.loc)
-        shape = tuple(Dim.of(x) for x in p.dims)
+        shape = b.declared(p, scope)
+        param = Param(p.name, p.dtype, shape, p.loc)
         with at(p.loc):
             n = b.leaf(
                 replace(
@@ -532,6 +589,7 @@ def _build_graph(d: s.Definition, defs, source: str, warnings: list | None) -> G
         params.append(param)
         inputs.append(n)
         scope.vars[p.name] = n
+    check_plan(tuple(params))
     try:
         outputs = b.body(d, scope)
     except _Poisoned:
@@ -583,4 +641,5 @@ def _build_graph(d: s.Definition, defs, source: str, warnings: list | None) -> G
         wrt=wrt,
         nodes=tuple(nodes),
         source=source,
+        conditions=tuple(b.recorder.conditions),
     )

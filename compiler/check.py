@@ -16,11 +16,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .conditions import default_sizes
 from .dims import Dim
 from .emit import emit
 from .ir import Graph
 from .loader import module_from_text
 from .pipeline import compile_graphs
+from .signature import order
 
 # For an integer argument of these operations, the exclusive upper bound of its values, from
 # the node: (op, argument position) -> function of the node giving a Dim.
@@ -79,7 +81,7 @@ def make_inputs(graph: Graph, sizes: dict[str, int], dtype, rng) -> list:
     bounds = _bounds(graph)
     args = []
     for p in graph.params:
-        shape = tuple(d if isinstance(d, int) else sizes[d] for d in p.dims)
+        shape = tuple(int(d.evaluate(sizes)) for d in p.dims)
         if p.dtype == "int":
             high = _value(bounds[p.name], sizes) if p.name in bounds else 2
             args.append(rng.integers(0, max(high, 1), shape))
@@ -107,8 +109,12 @@ def check_source(
         g = c.pair
         if graph is not None and g.name != graph:
             continue
-        names = sorted({d for p in g.params for d in p.dims if isinstance(d, str)})
-        sizes = {name: 2 + i % 4 for i, name in enumerate(names)} | (dims or {})
+        names = order(g.params)
+        try:
+            sizes = default_sizes(g, dims or {})
+        except ValueError as e:
+            rows.append(Row(g.name, "", "", float("nan"), False, f"{e}; give sizes with --dim"))
+            continue
         try:
             rows += _check_graph(module, g, sizes, dtype, seed)
         except Exception as e:  # the user's graph at these sizes, not bpc: report, go on
@@ -181,14 +187,13 @@ def emit_tests(
     graphs = {}
     for c in compile_graphs(text):
         g = c.pair
-        names = sorted({d for p in g.params for d in p.dims if isinstance(d, str)})
-        sizes = {name: 2 + i % 4 for i, name in enumerate(names)} | (dims or {})
+        sizes = default_sizes(g, dims or {})
         bounds = _bounds(g)
         params = [
             (
                 p.name,
                 p.dtype,
-                tuple(d if isinstance(d, int) else sizes[d] for d in p.dims),
+                tuple(int(d.evaluate(sizes)) for d in p.dims),
                 _value(bounds[p.name], sizes) if p.name in bounds else 2,
             )
             for p in g.params

@@ -58,3 +58,23 @@ def source_lines(source: str) -> list[str]:
     """The source's lines as the parser counts them: a line ends at a newline (`\\r\\n` too),
     not at the other characters `str.splitlines` ends lines at (a form feed, U+2028)."""
     return [line.removesuffix("\r") for line in source.split("\n")]
+
+
+def source_span(source: str, loc: Loc) -> str | None:
+    """The source text of the expression at `loc` as far as its first bracket closes (`x[1:3]`,
+    `reshape(x, (N, H / 2))`), on one line; None when it is not there."""
+    lines = source_lines(source)
+    if not 0 < loc.line <= len(lines):
+        return None
+    text = lines[loc.line - 1][loc.col - 1 :]
+    depth, opened = 0, False
+    for i, ch in enumerate(text):
+        if ch in "([":
+            depth, opened = depth + 1, True
+        elif ch in ")]":
+            depth -= 1
+            if depth == 0 and opened:
+                return text[: i + 1]
+        elif not opened and not (ch.isalnum() or ch in "_ ."):
+            return None
+    return None

@@ -17,16 +17,19 @@ from importlib import resources
 
 import jinja2
 
+from . import signature
 from .diagnostics import CompileError, Diagnostic
-from .dims import Dim
 from .escape import comment, docstring
 from .expr import (
     ARRAY,
     HELPER,
     MATH,
     Assign,
+    Attr,
     Bind,
+    BinOp,
     Comment,
+    Cond,
     Eval,
     Field,
     Lit,
@@ -38,10 +41,11 @@ from .expr import (
     Tuple,
     Unpack,
     builtin,
+    method,
     reads,
     shape,
 )
-from .ir import Graph, Node, reachable
+from .ir import Graph, Node
 from .lower import RESERVED, Lowering, Namer, Values, backward_steps, dtype_holder, dtype_source
 from .printer import (
     HELPERS,
@@ -91,33 +95,16 @@ def _backward_prologue(g: Graph, fn: Lowering, cache_names: list[str], cls: str 
     return lines
 
 
-def _signature_text(g: Graph) -> str:
-    """The declared signature, then a line for each dimension that a slice needs to be at least
-    1, `n the slice on line 2`: bpc proves slices fit for sizes of 1 and more, while NumPy would
-    take a size of 0 and give the gradient a wrong shape."""
-    params = ", ".join(
-        f"{p.name}: {'int' if p.dtype == 'int' else ''}[{', '.join(str(d) for d in p.dims)}]"
-        for p in g.params
-    )
-    needs: dict[str, int] = {}
-    forward = reachable(g.outputs)
-    for n in g.nodes:
-        if n.op == "index" and n in forward:
-            axes = [x for x in n.attr("index") if x is not None]
-            for item, size in zip(axes, n.args[0].shape):
-                part = isinstance(item, tuple) and item != (Dim.of(0), size, 1)  # (not `:`)
-                for s in sorted(size.symbols) if part else ():
-                    needs.setdefault(s, n.loc.line if n.loc else 0)
-    lines = "".join(f"\n{s} the slice on line {line}" for s, line in needs.items())
-    return f"{g.name}({params}){lines}"
-
-
 def _drop_unused_bindings(body: list[Stmt], sizes: dict[str, str]) -> list[Stmt]:
     """Without checks, a dimension is bound only where the function's code reads it."""
     kept: list[Stmt] = []
     read: set[str] = set()
     for s in reversed(body):
-        if isinstance(s, Bind) and s.target not in read:
+        if (
+            isinstance(s, (Bind, Assign))
+            and s.targets()[0] in sizes.values()
+            and s.target not in read
+        ):
             continue
         kept.append(s)
         read |= reads(s, sizes)
@@ -133,6 +120,14 @@ def _python_name(name: str) -> str:
 
 def _grads_class(graph: str) -> str:
     return "".join(w[:1].upper() + w[1:] for w in graph.split("_") if w) + "Grads"
+
+
+def _check_name(graph: str) -> str:
+    return _python_name(f"_{graph}_check")
+
+
+def _sizes_name(graph: str) -> str:
+    return _python_name(f"_{graph}_sizes")
 
 
 def _cache_class(graph: str) -> str:
@@ -151,6 +146,7 @@ def _top_level(compiled: list[Compiled], checks: bool) -> dict[str, list[str]]:
         names = [_python_name(g.name + s) for s in ("", "_forward", "_backward")]
         names += [_python_name(g.name + "_grad")] if c.grad is not None else []
         names += [_grads_class(g.name)] + ([_cache_class(g.name)] if checks else [])
+        names += [_check_name(g.name), _sizes_name(g.name)] if checks and g.params else []
         for name in names:
             other = defined.setdefault(name, g.name)
             if other != g.name:  # (the first name in common is enough to say)
@@ -200,19 +196,20 @@ def _names(g: Graph, module_names: set[str], checks: bool) -> _Names:
     params = [namer.get(("param", p.name), p.name) for p in g.params]
     for n, name in zip(g.inputs, params):
         namer.names[n] = name
-    dim_order = list(dict.fromkeys(d for p in g.params for d in p.dims if isinstance(d, str)))
-    dims = {d: namer.get(("dim", d), d) for d in dim_order}
+    dims = {d: namer.get(("dim", d), d) for d in signature.order(g.params)}
     outs = ", ".join(f"{name} {n.type}" for name, n in zip(g.output_names, g.outputs))
     call = f"{g.name}({', '.join(f'{p.name} {n.type}' for p, n in zip(g.params, g.inputs))})"
     wrt = ", ".join(g.wrt) or "nothing"
     return _Names(namer, params, dims, _prologue(g, params, dims, checks), outs, call, wrt)
 
 
-def _graph_view(c: Compiled, module_names: set[str], checks: bool) -> dict:
+def _graph_view(c: Compiled, module_names: set[str], checks: bool, source_name: str = "") -> dict:
     """One graph's classes and functions, and what its forward keeps in `cache`."""
     g = c.pair
     names = _names(g, module_names, checks)
     functions, cache = _pair_functions(g, names, checks)
+    if checks and g.params:
+        functions[:0] = _check_functions(g, names, module_names, source_name)
     grads_class = _grads_class(g.name)
     if c.grad is not None:
         functions.append(_grad_function(c.grad, g, names, module_names | {grads_class}))
@@ -353,20 +350,59 @@ def _classes(g: Graph, names: _Names, checks: bool) -> list[dict]:
 
 def _prologue(g: Graph, params: list[str], dims: dict[str, str], checks: bool) -> list[Stmt]:
     """A function's first lines: the arguments checked against the graph's signature, which
-    gives the sizes (`N, D = _shapes(...)`); without checks, each size bound from the first
-    parameter that has it, unchecked."""
-    names = list(dims.values())
-    if checks:
-        if not params:
-            return []
-        call = builtin("_shapes", Lit(_signature_text(g)), *map(Name, params))
-        return [Assign(tuple(names), call) if names else Eval(call)]
-    first = {}
-    for p, name in zip(g.params, params):
-        for axis, d in enumerate(p.dims):
-            if isinstance(d, str):
-                first.setdefault(d, Bind(dims[d], name, axis))
-    return [first[d] for d in dims]
+    gives the sizes (`N, D = _g_sizes(...)`); without checks, each size bound from the first
+    parameter that says it, unchecked."""
+    if not checks:
+        return signature.unchecked_bindings(g, params, dims)
+    if not params:
+        return []
+    call = builtin(_sizes_name(g.name), *map(Name, params))
+    return [Assign(tuple(dims.values()), call) if dims else Eval(call)]
+
+
+def _local_name(base: str, params: list[str]) -> str:
+    """`base`, or `base_` ... when a parameter has that name."""
+    while base in params:
+        base += "_"
+    return base
+
+
+def _check_functions(g: Graph, names: _Names, taken: set[str], source_name: str):
+    """`_g_sizes`, which remembers the arguments that passed, and `_g_check`, which checks them
+    against the signature and the graph's conditions (see `bpc.signature`)."""
+    sig = ", ".join(names.params)
+    key = [Name(_check_name(g.name))]
+    for name in names.params:
+        shape, dtype = (
+            builtin("getattr", Name(name), Lit(a), Lit(None)) for a in ("shape", "dtype")
+        )
+        key += [Attr(Name(name), "__class__"), shape, dtype]
+    check = builtin(_check_name(g.name), *map(Name, names.params))
+    k, s = (_local_name(base, names.params) for base in ("key", "sizes"))
+    remember = builtin("_remember", Name(k), check)
+    sizes = [
+        Assign(k, Tuple(tuple(key))),
+        Assign(s, method(Name("_seen"), "get", Name(k))),
+        Return((Cond(remember, BinOp("is", Name(s), Lit(None)), Name(s)),)),
+    ]
+    body = signature.check_body(g, names.params, names.dims, taken, source_name)
+    printer = NumPyPrinter(names.dims)
+    return [
+        _FunctionView(
+            _sizes_name(g.name),
+            sig,
+            f"The sizes of {g.name}'s arguments, checked the first time they are seen.",
+            sizes,
+            printer,
+        ),
+        _FunctionView(
+            _check_name(g.name),
+            sig,
+            f"Check the arguments of {g.name} and the conditions on its sizes; return them.",
+            body,
+            printer,
+        ),
+    ]
 
 
 def _dout_shapes(g: Graph) -> str:
@@ -420,15 +456,14 @@ def emit(
     """Render the module for all graphs of one source file, formatted with black. Without
     `checks`, the functions bind dimension sizes from their arguments without checking them."""
     module_names = _module_names(compiled, checks)
-    graphs = [_graph_view(c, module_names, checks) for c in compiled]
+    graphs = [_graph_view(c, module_names, checks, source_name) for c in compiled]
     printed, refs = _printed(graphs)
     namespaces = {r.module for r in refs}
-    imports = (
-        (["import functools"] if checks else [])
-        + (["import math"] if MATH in namespaces else [])
-        + (["import re"] if checks else [])
-        + ["from typing import NamedTuple", "", NumPyPrinter.array_import]
-    )
+    imports = (["import math"] if MATH in namespaces else []) + [
+        "from typing import NamedTuple",
+        "",
+        NumPyPrinter.array_import,
+    ]
     source = _environment().loader.get_source
     helpers = [source(_environment(), "runtime.py.j2")[0]] if checks else []
     for name, template in HELPERS.items():
@@ -466,7 +501,8 @@ def _printed(graphs: list[dict]) -> tuple[list[dict], set[Ref]]:
                 body.append(text)
                 refs.update(named)
             for i, (s, line) in enumerate(zip(f.body, body)):
-                if len(line) > LINE_LENGTH - INDENT and not isinstance(s, (Comment, Pack, Unpack)):
+                longest = max(map(len, line.split("\n")))
+                if longest > LINE_LENGTH - INDENT and not isinstance(s, (Comment, Pack, Unpack)):
                     long.append((body, i))
             signature = f"def {f.name}({f.params}):"
             if len(signature) > LINE_LENGTH:

@@ -337,6 +337,17 @@ class Field(Stmt):
 
 
 @dataclass(frozen=True, slots=True)
+class Check(Stmt):
+    """`if test: raise error`: a check of the arguments."""
+
+    test: Expr
+    error: Expr
+
+    def exprs(self) -> tuple[Expr, ...]:
+        return (self.test, self.error)
+
+
+@dataclass(frozen=True, slots=True)
 class Comment(Stmt):
     """`# text`: the forward line that the backward lines after it differentiate."""
 

@@ -50,7 +50,13 @@ class TupleType:
 
 
 class ShapeError(Exception):
-    """Raised by a shape rule; the pass that called it adds the source location."""
+    """Raised by a shape rule; the pass that called it adds the source location. `mismatch`,
+    when given, is `(operand, axis, dim)`: that operand's axis would have to be `dim`, which lets
+    the pass say how to declare a parameter that was probably meant to fit."""
+
+    def __init__(self, message: str, mismatch: tuple | None = None):
+        super().__init__(message)
+        self.mismatch = mismatch
 
 
 Attrs = tuple[tuple[str, Any], ...]
@@ -221,6 +227,11 @@ def is_view(n: Node) -> bool:
 _loc: contextvars.ContextVar[Loc | None] = contextvars.ContextVar("loc", default=None)
 
 
+def here() -> Loc | None:
+    """The source position of the nodes being made (see `at`)."""
+    return _loc.get()
+
+
 @contextlib.contextmanager
 def at(loc: Loc | None):
     """Nodes made inside this block carry `loc`: a backward node points at its forward line."""
@@ -333,9 +344,12 @@ def attrs_key(attrs: Attrs) -> tuple:
 @dataclass(frozen=True)
 class Param:
     name: str
-    dtype: str  # "float" or "int"
-    dims: tuple[str | int, ...]  # as declared
+    dtype: str  # "float", "int" or "bool"
+    dims: tuple[Dim, ...]  # as declared
     loc: Loc
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dims", tuple(Dim.of(d) for d in self.dims))
 
 
 @dataclass(frozen=True)
@@ -357,6 +371,7 @@ class Graph:
     grads: tuple[Node, ...] = ()
     cache: tuple[Node, ...] = ()  # forward values the backward reads, chosen by `select_cache`
     cache_dims: frozenset[str] = frozenset()  # dimension sizes the backward reads
+    conditions: tuple = ()  # the `bpc.conditions.Condition`s its sizes must meet at call time
     source: str = field(default="", repr=False)
 
     @property

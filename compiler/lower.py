@@ -15,7 +15,7 @@ import functools
 import keyword
 from dataclasses import dataclass, field, replace
 
-from . import inplace
+from . import inplace, signature
 from .diagnostics import source_lines
 from .expr import Assign, Comment, Expr, Name, Stmt, method
 from .ir import OPS, Graph, Node
@@ -35,10 +35,14 @@ RESERVED = (
         "NamedTuple",
         "dout",
         "cache",
-        "_shapes",
-        "_check",
-        "_checked",
-        "_signature",
+        "_seen",
+        "_remember",
+        "_array",
+        "_floats",
+        "_mismatch",
+        "_shaped",
+        "_unsolved",
+        "_unmet",
         "_cached",
         "_dout",
         "_douts",
@@ -257,7 +261,7 @@ def backward_steps(graph: Graph) -> list[Step]:
     namer = Namer(set())
     for n in graph.inputs:
         namer.names[n] = namer.get(("param", n.attr("name")), n.attr("name"))
-    dims = {d: namer.get(("dim", d), d) for p in graph.params for d in p.dims if isinstance(d, str)}
+    dims = {d: namer.get(("dim", d), d) for d in signature.order(graph.params)}
     for n in graph.douts:
         namer.names[n] = "dout" if len(graph.douts) == 1 else namer.get(n, n.hint)
     fn = Lowering(graph, namer, dims, set(graph.outputs) | set(graph.grads))

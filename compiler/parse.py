@@ -41,7 +41,8 @@ _READABLE = {
     "DOUBLESTAR": "'**'",
     "DOT": "'.'",
     "COMP_OP": "a comparison",
-    "INT_KW": "'int'",
+    "DTYPE_KW": "'int' or 'bool'",
+    "FLOORDIV": "'//'",
     "TRUE": "'true'",
     "FALSE": "'false'",
     "GRAPH": "'graph'",
@@ -115,21 +116,18 @@ class _ToSyntax(Transformer_NonRecursive):  # (a deep expression must not exhaus
             _loc(name),
             str(name),
             dtype,
-            tuple(d for d, _ in dims),
-            tuple(where for _, where in dims),
+            tuple(dims),
+            tuple(d.loc for d in dims),
         )
 
     def type(self, meta, items):
-        dtype = (
-            "int"
-            if items and isinstance(items[0], Token) and items[0].type == "INT_KW"
-            else "float"
-        )
+        kind = items[0] if items and isinstance(items[0], Token) else None
+        dtype = str(kind) if kind is not None and kind.type == "DTYPE_KW" else "float"
         return dtype, [d for d in items[1:] if d is not None]
 
-    def dim(self, meta, items):
-        (tok,) = items
-        return (int(tok) if tok.type == "INT" else str(tok)), _loc(tok)
+    def floordiv(self, meta, items):
+        left, _, right = items
+        return s.Binary(Loc(meta.line, meta.column), "floordiv", left, right)
 
     def outputs(self, meta, items):
         names = tuple(str(t) for t in items if t is not None)

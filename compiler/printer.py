@@ -26,6 +26,7 @@ from .expr import (
     Bind,
     BinOp,
     Call,
+    Check,
     Comment,
     Cond,
     Eval,
@@ -52,8 +53,10 @@ HELPERS = {"_scatter_add": "scatter_add.py.j2", "_labels": "labels.py.j2"}
 INDENT = 4  # a statement's indent in a function body
 
 # Python's operator precedences, for the fewest parentheses.
-COND, CMP, ADD, MUL, UNARY, POW, ATOM = 1, 5, 10, 11, 12, 13, 14
+COND, OR, CMP, ADD, MUL, UNARY, POW, ATOM = 1, 3, 5, 10, 11, 12, 13, 14
 BINARY = {
+    "or": OR,
+    "//": MUL,
     "+": ADD,
     "-": ADD,
     "*": MUL,
@@ -61,7 +64,7 @@ BINARY = {
     "@": MUL,
     "%": MUL,
     "**": POW,
-    **{op: CMP for op in ("<", "<=", ">", ">=", "==", "!=")},
+    **{op: CMP for op in ("<", "<=", ">", ">=", "==", "!=", "is")},
 }
 
 
@@ -274,6 +277,8 @@ class NumPyPrinter:
             return _pack(s.target, list(s.names), s.cls)
         if cls is Comment:
             return "# " + comment(s.text)
+        if cls is Check:
+            return f"if {self.text(s.test)}:\n    raise {self.text(s.error)}"
         if cls is Field:
             return f"{s.name}: {self.text(s.type)}"
         raise TypeError(f"not a statement: {s!r}")
@@ -360,7 +365,7 @@ def blacken(statements: list[str]) -> list[list[str]]:
     takes about a millisecond a line, too slow for graphs of thousands of operations."""
     if not statements:
         return []
-    snippet = "def _():\n" + "".join(f"    {s}\n" for s in statements)
+    snippet = "def _():\n" + "".join("    " + s.replace("\n", "\n    ") + "\n" for s in statements)
     formatted = black.format_str(snippet, mode=black.Mode()).splitlines()[1:]
     # each statement starts at the body's indent; its other lines are indented deeper or close
     # a bracket

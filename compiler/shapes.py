@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from .conditions import Recorder, recording, require_multiple
 from .diagnostics import error
 from .dims import Dim, show_shape
 from .ir import OPS, Graph, Node, ShapeError, at, make
@@ -19,33 +20,103 @@ def _subs(value, mapping: dict[str, Dim]):
     return value
 
 
+def _local(d: Dim) -> Dim:
+    """A `fn`'s dimension as its source writes it (`H`, not `cell.H#3`)."""
+    return d.subs({s: Dim.of(s.split(".", 1)[1].split("#")[0]) for s in d.symbols if "#" in s})
+
+
 def _bind(node: Node, arg: Node, mapping: dict[str, Dim]) -> None:
-    """Unify a `fn` parameter's declared shape with its argument's, binding the `fn`'s dimensions."""
+    """Unify a `fn` parameter's declared shape with its argument's, binding the `fn`'s dimensions:
+    a dimension is bound where it is the one unknown of a linear expression (`4*H` on an axis
+    of `4*K` gives `H = K`), and every other is checked."""
     kw = node.kw
     declared, fn, param = kw["shape"], kw["fn"], kw["param"]
     where = f"argument '{param}' of fn '{fn}'"
     if kw["dtype"] == "int" and arg.dtype == "float":
         raise ShapeError(f"{where} must be an integer value, got a float one")
     if arg.ndim != len(declared):
-        local = {s: Dim.of(s.split(".", 1)[1].split("#")[0]) for d in declared for s in d.symbols}
         raise ShapeError(
-            f"{where} is declared {show_shape(tuple(d.subs(local) for d in declared))} "
+            f"{where} is declared {show_shape(tuple(_local(d) for d in declared))} "
             f"({len(declared)}-d) "
             f"but the value passed is {show_shape(arg.shape)} ({arg.ndim}-d)"
         )
-    for want, have in zip(declared, arg.shape):
-        if want.is_const:
-            if want != have:
-                raise ShapeError(f"{where}: dimension {want} does not match {have}")
-            continue
-        (sym,) = want.symbols
-        if sym in mapping and mapping[sym] != have:
-            local = sym.split(".", 1)[1].split("#")[0]
-            raise ShapeError(
-                f"{where} has shape {show_shape(arg.shape)}, but fn '{fn}' already bound its "
-                f"dimension {local} to {mapping[sym]}"
+    pending = list(zip(declared, arg.shape))
+    while pending:
+        left = []
+        for declared_dim, have in pending:
+            want = declared_dim.subs(mapping)
+            unknown = [s for s in want.symbols if "#" in s]
+            if not unknown:
+                if want != have:
+                    raise ShapeError(_mismatch(where, fn, arg, declared_dim, want, have))
+                continue
+            solved = solve(want, have, unknown)
+            if solved is None:
+                left.append((declared_dim, have))
+                continue
+            mapping[unknown[0]] = solved
+        if len(left) == len(pending):
+            names = sorted(
+                {
+                    str(_local(Dim.of(s)))
+                    for w, _ in left
+                    for s in w.subs(mapping).symbols
+                    if "#" in s
+                }
             )
-        mapping[sym] = have
+            raise ShapeError(
+                f"{where}: cannot tell {', '.join(names)} from the shape "
+                f"{show_shape(arg.shape)} passed; declare {'it' if len(names) == 1 else 'them'} "
+                "on its own axis too"
+            )
+        pending = left
+
+
+def solve(want: Dim, have: Dim, unknown: list[str]) -> Dim | None:
+    """The value of the one unknown of `want == have` when `want` is linear in it, else None."""
+    if len(unknown) != 1:
+        return None
+    (x,) = unknown
+    coef = dict(want.terms).get((x,))
+    rest = want - Dim.of(x) * coef if coef is not None else None
+    if rest is None or x in rest.symbols:
+        return None
+    value = (have - rest).exact_div(coef)
+    if not value.integral:
+        local = _local(want)
+        wrong = f"{_local(Dim.of(x))} = ({have - rest})/{coef} is not a whole number"
+        require_multiple(have - rest, Dim.of(coef), f"the shape {local}", wrong)
+    return value
+
+
+def _mismatch(where: str, fn: str, arg: Node, declared: Dim, want: Dim, have: Dim) -> str:
+    if declared.is_const:
+        return f"{where}: dimension {want} does not match {have}"
+    local = _local(declared)
+    if len(declared.terms) == 1 and declared.terms[0] == ((next(iter(declared.symbols)),), 1):
+        return (
+            f"{where} has shape {show_shape(arg.shape)}, but fn '{fn}' already bound its "
+            f"dimension {local} to {want}"
+        )
+    return (
+        f"{where} has shape {show_shape(arg.shape)}, but its dimension {local} is {want} by "
+        f"the sizes fn '{fn}' bound"
+    )
+
+
+def _meant(graph: Graph, args: tuple[Node, ...], e: ShapeError) -> str:
+    """How to declare the parameter that was probably meant to fit: distinct names are distinct
+    dimensions, however their sizes turn out."""
+    if e.mismatch is None:
+        return ""
+    operand, axis, want = e.mismatch
+    if operand >= len(args) or args[operand].op != "param":
+        return ""
+    name = args[operand].attr("name")
+    p = next(p for p in graph.params if p.name == name)
+    shape = tuple(want if i == axis else d for i, d in enumerate(p.dims))
+    kind = "" if p.dtype == "float" else p.dtype
+    return f"; if they are meant to be one size, declare {name}: {kind}{show_shape(shape)}"
 
 
 def _int_array(n: Node) -> bool:
@@ -68,6 +139,22 @@ def infer_shapes(graph: Graph) -> Graph:
     mapping: dict[Node, Node] = {}
     dims: dict[str, Dim] = {}
     nodes = []
+    recorder = Recorder()
+    recorder.conditions = list(graph.conditions)
+    with recording(recorder):
+        _type_nodes(graph, mapping, dims, nodes)
+    return replace(
+        graph,
+        nodes=tuple(nodes),
+        inputs=tuple(mapping[n] for n in graph.inputs),
+        outputs=tuple(mapping[n] for n in graph.outputs),
+        conditions=tuple(
+            replace(c, left=c.left.subs(dims), right=c.right.subs(dims)) for c in recorder.final()
+        ),
+    )
+
+
+def _type_nodes(graph: Graph, mapping: dict, dims: dict, nodes: list) -> None:
     for n in graph.nodes:
         args = tuple(mapping[a] for a in n.args)
         try:
@@ -89,12 +176,6 @@ def infer_shapes(graph: Graph) -> Graph:
                         args = tuple(casts.get(a, a) for a in args)
                         m = make(n.op, *args, hint=n.hint, **attrs)
         except ShapeError as e:
-            raise error(n.loc, str(e)) from None
+            raise error(n.loc, str(e) + _meant(graph, args, e)) from None
         mapping[n] = m
         nodes.append(m)
-    return replace(
-        graph,
-        nodes=tuple(nodes),
-        inputs=tuple(mapping[n] for n in graph.inputs),
-        outputs=tuple(mapping[n] for n in graph.outputs),
-    )

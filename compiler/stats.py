@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
+from . import signature
 from .dims import Dim, product
 from .emit import Compiled, cache_entries, cached_sizes
 from .ir import OPS, Graph, Node, is_view
@@ -117,7 +118,7 @@ def graph_stats(
 
 
 def _dim_names(g: Graph) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(d for p in g.params for d in p.dims if isinstance(d, str)))
+    return tuple(signature.order(g.params))
 
 
 def stats_source(

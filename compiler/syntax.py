@@ -97,8 +97,8 @@ class Assign:
 class Param:
     loc: Loc
     name: str
-    dtype: str  # "float" or "int"
-    dims: tuple[str | int, ...]
+    dtype: str  # "float", "int" or "bool"
+    dims: tuple[Expr, ...]  # dimension expressions: names, integers, + - * / //
     dim_locs: tuple[Loc, ...]
 
 

@@ -139,7 +139,7 @@ def _check_roots(graph: Graph, position: dict[Node, int], fail, after_autodiff: 
     if len(graph.inputs) != len(graph.params):
         fail(None, f"has {len(graph.inputs)} inputs for {len(graph.params)} parameters")
     for i, (n, p) in enumerate(zip(graph.inputs, graph.params)):
-        want = Type(p.dtype, tuple(Dim.of(d) for d in p.dims))
+        want = Type(p.dtype, p.dims)
         if n.op != "param" or n.attr("name") != p.name or n.attr("index") != i:
             fail(n, f"is input {i} but not the param node of parameter '{p.name}'")
         if n.type != want:

@@ -334,7 +334,7 @@ class Scenario:
 
 
 def _sizes(g) -> dict[str, int]:
-    names = list(dict.fromkeys(d for p in g.params for d in p.dims if isinstance(d, str)))
+    names = list(dict.fromkeys(s for p in g.params for d in p.dims for s in sorted(d.symbols)))
     return {name: SIZES[i % len(SIZES)] for i, name in enumerate(names)}
 
 
@@ -362,7 +362,7 @@ def scenarios(g, seed: int):
         rng = np.random.default_rng([seed, zlib.crc32(f"{g.name}:{name}".encode())])
         args = []
         for p in params:
-            shape = tuple(d if isinstance(d, int) else sizes[d] for d in p.dims)
+            shape = tuple(int(d.evaluate(sizes)) for d in p.dims)
             if p.dtype == "int":
                 bound = _bound(g, p.name, bounds, sizes)
                 x = rng.integers(*ints(bound), shape)

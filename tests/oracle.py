@@ -44,18 +44,29 @@ def typed_graph(src: str, graph_name: str | None = None) -> Graph:
 
 
 def bind_dims(graph: Graph, inputs: Mapping[str, object]) -> dict[str, int]:
-    """Dimension sizes from the shapes of the inputs, checked for consistency."""
+    """Dimension sizes from the shapes of the inputs, checked for consistency: a name is read off
+    an axis where it is the one unknown of the axis' expression (which the language makes
+    linear), by evaluating the expression at 0 and 1; every axis is checked after."""
     sizes: dict[str, int] = {}
+    axes = []
     for p in graph.params:
         shape = np.shape(inputs[p.name])
         if len(shape) != len(p.dims):
             raise ValueError(f"{p.name}: expected {len(p.dims)}-d input, got shape {shape}")
-        for d, size in zip(p.dims, shape):
-            if isinstance(d, int):
-                if size != d:
-                    raise ValueError(f"{p.name}: axis of size {size} is declared {d}")
-            elif sizes.setdefault(d, size) != size:
-                raise ValueError(f"{p.name}: dimension {d} is {size}, but was {sizes[d]}")
+        axes += [(p.name, Dim.of(d), size) for d, size in zip(p.dims, shape)]
+    progress = True
+    while progress:
+        progress = False
+        for _, d, size in axes:
+            unknown = d.symbols - set(sizes)
+            if len(unknown) == 1:
+                (x,) = unknown
+                at0, at1 = (d.evaluate({**sizes, x: v}) for v in (0, 1))
+                sizes[x] = int((size - at0) / (at1 - at0))
+                progress = True
+    for name, d, size in axes:
+        if d.evaluate(sizes) != size:
+            raise ValueError(f"{name}: an axis of size {size} is declared {d}")
     return sizes
 
 

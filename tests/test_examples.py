@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bpc.build import build_ir
 from bpc.parse import parse
+from bpc.signature import order
 from tests.support import load, numeric_grad, rel_error
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,9 +46,8 @@ DEFAULT_SIZES = (3, 4, 5, 2, 6, 7, 8, 9)
 
 def _graphs():
     for path in SOURCES:
-        for d in parse(path.read_text()).definitions:
-            if d.kind == "graph":
-                yield path, d
+        for g in build_ir(parse(path.read_text())):
+            yield path, g
 
 
 GRAPHS = list(_graphs())
@@ -60,12 +61,10 @@ def compiled(path: Path):
 
 def dimension_sizes(d) -> dict[str, int]:
     sizes = dict(SIZES.get(d.name, {}))
-    taken = set(sizes.values()) | {k for p in d.params for k in p.dims if isinstance(k, int)}
-    free = iter(s for s in DEFAULT_SIZES if s not in taken)
-    for p in d.params:
-        for dim in p.dims:
-            if isinstance(dim, str) and dim not in sizes:
-                sizes[dim] = next(free)
+    numbers = {k.value for p in d.params for k in p.dims if k.is_const}
+    free = iter(s for s in DEFAULT_SIZES if s not in set(sizes.values()) | numbers)
+    for dim in order(d.params):
+        sizes.setdefault(dim, next(free))
     return sizes
 
 
@@ -75,7 +74,7 @@ def inputs(d, seed: int = 0) -> list:
     sizes = dimension_sizes(d)
     args = []
     for p in d.params:
-        shape = tuple(sizes[k] if isinstance(k, str) else k for k in p.dims)
+        shape = tuple(int(k.evaluate(sizes)) for k in p.dims)
         if p.name in VALUES.get(d.name, {}):
             value = VALUES[d.name][p.name]
             args.append(value(rng, shape) if callable(value) else value)

@@ -96,7 +96,7 @@ def make_inputs(case: Case, graph: Graph, dtype=np.float64) -> dict[str, np.ndar
     inputs = {}
     bounds = dict(case.ints)
     for p in graph.params:
-        shape = tuple(d if isinstance(d, int) else sizes[d] for d in p.dims)
+        shape = tuple(int(d.evaluate(sizes)) for d in p.dims)
         if p.dtype == "int":
             bound = bounds.get(p.name, 2)
             inputs[p.name] = rng.integers(0, sizes.get(bound, bound), shape)

@@ -239,7 +239,7 @@ def test_flops_are_what_numpy_counts(path):
         g = c.pair
         if any(n.op == "einsum" for n in g.nodes):
             continue  # np.einsum works in C, or through matmul: no fair count
-        names = sorted({d for p in g.params for d in p.dims if isinstance(d, str)})
+        names = sorted({s for p in g.params for d in p.dims for s in d.symbols})
         sizes = {name: 2 + i % 4 for i, name in enumerate(names)}
         rng = np.random.default_rng(0)
         args = [_counting(a) for a in make_inputs(g, sizes, np.float64, rng)]
@@ -265,7 +265,7 @@ def test_cache_bytes_are_what_the_forward_keeps(path, dtype):
     module = module_from_text(emit(compiled, path.name), f"bpc_stats_{path.stem}")
     for stats, c in zip(stats_source(text, dtype=dtype), compiled):
         g = c.pair
-        names = sorted({d for p in g.params for d in p.dims if isinstance(d, str)})
+        names = sorted({s for p in g.params for d in p.dims for s in d.symbols})
         sizes = {name: 2 + i % 4 for i, name in enumerate(names)}
         args = make_inputs(g, sizes, np.dtype(dtype), np.random.default_rng(0))
         _, cache = getattr(module, g.name + "_forward")(*args)

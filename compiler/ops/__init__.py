@@ -154,7 +154,7 @@ def broadcast(*shapes: Shape) -> Shape:
     out = []
     for i in range(ndim):
         dim = Dim.of(1)
-        for s in shapes:
+        for j, s in enumerate(shapes):
             d = s[i - ndim + len(s)] if i - ndim + len(s) >= 0 else Dim.of(1)
             if d == dim or d == Dim.of(1):
                 continue
@@ -163,7 +163,8 @@ def broadcast(*shapes: Shape) -> Shape:
                 continue
             raise ShapeError(
                 f"cannot broadcast shapes {', '.join(show_shape(s) for s in shapes)}: "
-                f"dimension {dim} does not match {d}"
+                f"dimension {dim} does not match {d}",
+                mismatch=(j, i - ndim + len(s), dim),
             )
         out.append(dim)
     return tuple(out)

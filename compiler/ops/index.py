@@ -9,12 +9,13 @@ Indexing. `x[...]` is the op `index`, whose `index` attribute holds one item per
 
 The language's bounds are compile-time integers and dimension expressions. The shape rule turns
 them into positions (`-1` on an axis of size `T` is `T - 1`, an omitted bound the axis' end) and
-keeps one item per axis, so the same positions describe the value everywhere after. Sizes are
-taken to be at least 1. An index or bound out of range whatever the sizes are (`x[3]` on `[3]`,
-`x[T]` on `[T]`, `x[:, T:2*T]` on `[N, T]`) is a compile error. Where it depends on the sizes,
-an integer index is left to NumPy, which raises `IndexError` at run time (`x[5]` on `[n]` needs
-`n > 5`), but a slice is a compile error (`x[:, :H]` on `[N, G]` fits only if `H <= G`): NumPy
-would shorten it silently, and its shape would not be the one bpc computed.
+keeps one item per axis, so the same positions describe the value everywhere after. An index or
+bound out of range whatever the sizes are (each at least 1: `x[3]` on `[3]`, `x[T]` on `[T]`,
+`x[:, T:2*T]` on `[N, T]`) is a compile error. Where it depends on the sizes (`x[1:3]` on `[T]`
+needs `T >= 3`, `x[:, :H]` on `[N, G]` needs `H <= G`, `x[5]` on `[n]` needs `n > 5`) the
+condition is recorded (`bpc.conditions`) and the generated functions check it on entry: NumPy
+would shorten a slice silently, and its shape would not be the one bpc computed. A strided
+slice of an axis of `n` has `(n + k - 1)//k` elements.
 
 Adjoints scatter: indexing's is `pad` (zeros around the upstream gradient, `np.pad`), `take`'s is
 `scatter_add` (repeated indices add up), `take_along`'s is `scatter_along`; and each scatter's
@@ -28,7 +29,8 @@ as in Python (see `bpc.build`).
 
 from __future__ import annotations
 
-from ..dims import Dim, product, show_shape
+from .. import conditions
+from ..dims import Dim, negative, nonnegative, product, show_shape
 from ..expr import (
     ALL,
     ELLIPSIS,
@@ -60,25 +62,9 @@ from . import (
 # Positions: what can be said at compile time about a dimension expression's sign
 
 
-def nonnegative(d: Dim) -> bool:
-    """True when `d >= 0` whatever the sizes, each at least 1: with every size written `1 + u`,
-    `u >= 0`, no coefficient is negative. (`T - 1` is; `T - 2` and `2 - T` may be either.)"""
-    shifted = d.subs({s: Dim.of(s) + 1 for s in d.symbols})
-    return all(c >= 0 for _, c in shifted.terms)
-
-
-def negative(d: Dim) -> bool:
-    """True when `d < 0` whatever the sizes."""
-    return nonnegative(-d - 1)
-
-
-def ceil_div(d: Dim, k: int) -> Dim | None:
-    """`ceil(d / k)` for a positive integer `k`, when it is a dimension expression."""
-    const = d.value if d.is_const else dict(d.terms).get((), 0)
-    rest = d - const
-    if any(c % k for _, c in rest.terms):
-        return None
-    return Dim(tuple((m, c // k) for m, c in rest.terms)) + -(-const // k)
+def ceil_div(d: Dim, k: int) -> Dim:
+    """`ceil(d / k)` for a positive integer `k`."""
+    return (d + (k - 1)).floor_div(k)
 
 
 def _is_int(v) -> bool:
@@ -102,8 +88,9 @@ def _normalize_item(item, size: Dim, axis: int):
     where = f"on axis {axis} (size {size})"
     if not isinstance(item, tuple):
         p = _position(item, size, "an index")
-        if negative(p) or nonnegative(p - size):
-            raise ShapeError(f"index {item} is out of range {where}")
+        wrong = f"index {item} is out of range {where}"
+        conditions.require(p, ">=", Dim.of(0), f"the index {item}", wrong)
+        conditions.require(p, "<", size, f"the index {item}", wrong)
         return p
     if len(item) != 3:
         raise ShapeError("a slice has a start, a stop and a step")
@@ -115,42 +102,27 @@ def _normalize_item(item, size: Dim, axis: int):
         raise ShapeError("a slice step must be a nonzero integer")
     text = _slice_text(start, stop, step)
 
-    def require(d: Dim, wrong: str, condition: str) -> None:
-        """`d >= 0` for all sizes, or an error: out of range when it never holds, and when it
-        holds only for some sizes too, since NumPy would clip the slice silently."""
-        if not nonnegative(d):
-            raise ShapeError(
-                wrong
-                if negative(d)
-                else f"slice {text} {where} fits only if {condition}; bpc must know that a "
-                "slice fits its axis (NumPy would shorten it silently)"
-            )
+    def require(left: Dim, op: str, right: Dim, wrong: str) -> None:
+        """`left op right`, recorded for the call when it depends on the sizes; an error when it
+        fails for every size."""
+        conditions.require(left, op, right, f"the slice {text}", wrong)
 
     if step > 0:
         first = Dim.of(0) if start is None else _position(start, size, "a slice bound")
         end = size if stop is None else _position(stop, size, "a slice bound")
-        require(first, f"slice start {start} is out of range {where}", f"{first} >= 0")
-        require(size - end, f"slice stop {stop} is out of range {where}", f"{end} <= {size}")
-        require(end - first, f"slice {text} {where} stops before it starts", f"{first} <= {end}")
-        span = end - first
+        require(first, ">=", Dim.of(0), f"slice start {start} is out of range {where}")
+        require(end, "<=", size, f"slice stop {stop} is out of range {where}")
+        require(first, "<=", end, f"slice {text} {where} stops before it starts")
     else:
         first = size - 1 if start is None else _position(start, size, "a slice bound")
         end = None if stop is None else _position(stop, size, "a slice bound")
         if first != size - 1:  # from the last element is fine, even on an empty axis
             wrong = f"slice start {start} is out of range {where}"
-            require(first, wrong, f"{first} >= 0")
-            require(size - 1 - first, wrong, f"{first} < {size}")
+            require(first, ">=", Dim.of(0), wrong)
+            require(first, "<", size, wrong)
         if end is not None:
-            require(end, f"slice stop {stop} is out of range {where}", f"{end} >= 0")
-            require(
-                first - end, f"slice {text} {where} stops before it starts", f"{end} <= {first}"
-            )
-        span = first - (Dim.of(-1) if end is None else end)
-    if ceil_div(span, abs(step)) is None:
-        raise ShapeError(
-            f"slice {text} {where} has ceil({_paren(span)}/{abs(step)}) elements, which is not "
-            "a dimension expression"
-        )
+            require(end, ">=", Dim.of(0), f"slice stop {stop} is out of range {where}")
+            require(end, "<=", first, f"slice {text} {where} stops before it starts")
     return (first, end, step)
 
 

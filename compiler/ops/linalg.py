@@ -27,7 +27,8 @@ def _matmul_type(a: Type, b: Type) -> Type:
     if ka != kb:
         raise ShapeError(
             f"matmul: shapes {show_shape(a.shape)} and {show_shape(b.shape)} do not line up: "
-            f"dimension {ka} does not match {kb}"
+            f"dimension {ka} does not match {kb}",
+            mismatch=(1, b.ndim - 2 if b.ndim > 1 else 0, ka),
         )
     batch = broadcast(a.shape[:-2], b.shape[:-2])
     rows = a.shape[-2:-1]

@@ -1,0 +1,115 @@
+"""Dimension expressions in parameter types, the dimension algebra, and the conditions on sizes
+that the generated functions check on entry (`bpc.signature`, `bpc.conditions`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bpc.diagnostics import CompileError
+from bpc.dims import Dim
+from bpc.loader import module_from_text
+from bpc.pipeline import compile_source
+from tests.support import load
+
+H, n = Dim.of("H"), Dim.of("n")
+
+
+def test_canonical_forms():
+    assert 2 * H - H == H
+    assert (4 * H).exact_div(4) == H
+    assert (H + 2 * 1 - 3).floor_div(1) + 1 == H
+    assert Dim.of("G") * Dim.of("C").exact_div("G") == Dim.of("C")
+    assert (2 * n + 1).floor_div(2) == n
+    assert str((n + 1).floor_div(2)) == "(n + 1)//2"
+    assert H.exact_div(2).render() == "H // 2"
+
+
+def test_a_type_binds_a_dimension_from_a_multiple():
+    m = load("graph g(x: [N, D], Wx: [D, 4*H]) -> y {\n    y = sum(x @ Wx)\n}\n")
+    x, W = np.ones((2, 3)), np.ones((3, 20))
+    assert m.g(x, W) == 2 * 3 * 20
+    with pytest.raises(ValueError, match=r"g: Wx has shape \(3, 22\), but its axis 1 is 4\*H"):
+        m.g(x, np.ones((3, 22)))
+
+
+def test_a_sum_of_names_types_a_concatenation():
+    src = "graph g(a: [N, P], b: [N, Q], W: [P + Q, K]) -> y {\n"
+    src += "    y = sum(concat(a, b, axis=1) @ W)\n}\n"
+    m = load(src)
+    a, b, W = np.ones((2, 3)), np.ones((2, 4)), np.ones((7, 5))
+    assert m.g(a, b, W) == 2 * 7 * 5
+    with pytest.raises(ValueError, match=r"W has shape \(6, 5\), but its axis 0 is P \+ Q"):
+        m.g(a, b, np.ones((6, 5)))
+
+
+def test_a_dimension_no_axis_says_is_a_compile_error():
+    with pytest.raises(CompileError, match="cannot tell H, W from the arguments' shapes"):
+        load("graph g(x: [H*W]) -> y {\n    y = sum(x)\n}\n")
+
+
+def test_a_slice_that_may_not_fit_is_checked_at_call_time():
+    m = load("graph pick(x: [T]) -> y {\n    y = sum(x[1:3])\n}\n", "pick_module")
+    assert m.pick(np.arange(4.0)) == 3.0
+    with pytest.raises(ValueError, match=r"pick: x\[1:3\] \(.*:2\) needs T >= 3, but T is 2"):
+        m.pick(np.arange(2.0))
+
+
+def test_a_slice_bounded_by_another_dimension():
+    m = load("graph g(a: [N, G], h: [H]) -> y {\n    y = sum(a[:, 0:H]) + sum(h)\n}\n")
+    assert m.g(np.ones((2, 5)), np.ones(3)) == 2 * 3 + 3
+    with pytest.raises(ValueError, match=r"needs H <= G, but H is 6 and G is 5"):
+        m.g(np.ones((2, 5)), np.ones(6))
+
+
+def test_a_reshape_by_halves_needs_even_sizes():
+    src = "graph pool(x: [N, C, H, W]) -> y {\n"
+    src += "    y = sum(max(reshape(x, (N, C, H / 2, 2, W / 2, 2)), axis=(3, 5)))\n}\n"
+    m = load(src)
+    x = np.arange(2 * 3 * 4 * 6, dtype=float).reshape(2, 3, 4, 6)
+    want = x.reshape(2, 3, 2, 2, 3, 2).max(axis=(3, 5)).sum()
+    assert m.pool(x) == want
+    with pytest.raises(ValueError, match=r"needs H to be a multiple of 2, but H is 5"):
+        m.pool(np.ones((2, 3, 5, 6)))
+
+
+def test_no_checks_drops_the_conditions():
+    src = "graph pick(x: [T]) -> y {\n    y = sum(x[1:3])\n}\n"
+    assert "needs T >= 3" in compile_source(src, "m.bp")
+    text = compile_source(src, "m.bp", checks=False)
+    assert "needs T" not in text
+    assert module_from_text(text, "bpc_unchecked_pick").pick(np.arange(4.0)) == 3.0
+
+
+def test_a_condition_implied_by_another_is_checked_once():
+    src = "graph g(x: [T]) -> y {\n    y = sum(x[1:]) + sum(x[1:3]) + sum(x[2:])\n}\n"
+    text = compile_source(src, "m.bp")
+    assert text.count("raise _unmet(") == 1
+    with pytest.raises(ValueError, match=r"needs T >= 3, but T is 2"):
+        load(src).g(np.ones(2))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    size=st.integers(0, 9),
+    start=st.none() | st.integers(-4, 6),
+    stop=st.none() | st.integers(-4, 6),
+    step=st.sampled_from([None, 1, 2, 3, -1, -2]),
+)
+def test_slices_match_numpy_or_raise(size, start, stop, step):
+    """A slice that bpc compiles gives NumPy's values for every size where its conditions hold,
+    and raises where NumPy's slice would not be what bpc computed."""
+    text = ":".join("" if v is None else str(v) for v in (start, stop, step))
+    try:
+        m = load(f"graph g(x: [n]) -> y {{\n    y = x[{text}] * 1.0\n}}\n")
+    except CompileError:
+        return  # out of range for every size
+    x = np.arange(float(size))
+    try:
+        got = m.g(x)
+    except ValueError as e:
+        assert "needs" in str(e)
+        return
+    np.testing.assert_array_equal(got, x[slice(start, stop, step)])
