@@ -183,7 +183,8 @@ def default_sizes(graph, given: dict[str, int], tries: int = 500) -> dict[str, i
         if _fits(graph, sizes):
             return sizes
     unmet = "; ".join(c.text for c in graph.conditions) or "whole sizes of every axis"
-    raise ValueError(f"no small sizes meet {unmet}")
+    fixed = ", ".join(f"{k}={v}" for k, v in given.items())
+    raise ValueError(f"no small sizes{' with ' + fixed if fixed else ''} meet {unmet}")
 
 
 _CANDIDATES = (1, 2, 3, 4, 5, 6, 8, 9, 10, 12, 16)

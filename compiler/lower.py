@@ -35,6 +35,8 @@ RESERVED = (
         "NamedTuple",
         "dout",
         "cache",
+        "getattr",  # (the argument checks call these built-ins)
+        "divmod",
         "_seen",
         "_remember",
         "_array",

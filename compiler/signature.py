@@ -142,7 +142,7 @@ def check_body(
     for c in g.conditions:
         body.append(_condition_check(g, c, source_name))
     sizes = tuple(Name(v) for v in dims.values())
-    body.append(Return(sizes if len(sizes) != 1 else (Tuple(sizes),)))
+    body.append(Return(sizes if len(sizes) > 1 else (Tuple(sizes),)))
     return body
 
 

@@ -97,7 +97,7 @@ def test_emit_tests_writes_checks_that_pass_beside_the_module(tmp_path):
 
 
 CANNOT_RUN = """graph g(x: [n]) -> y {
-    y = x[5] * 2
+    y = x[40] * 2
 }
 graph h(x: [n]) -> y {
     y = sum(x * x)
@@ -111,21 +111,27 @@ def test_a_graph_that_cannot_run_at_its_sizes_is_one_line_not_a_traceback(tmp_pa
     assert cli.main(["check", str(path)]) == 1
     out = capsys.readouterr()
     lines = out.out.splitlines()
-    assert lines[2] == (
-        "g                could not run at n=2 (IndexError: index 5 is out of bounds for axis 0 "
-        "with size 2); give other sizes with --dim NAME=VALUE"
+    assert lines[2].startswith("g  ") and lines[2].endswith(
+        "no small sizes meet n >= 41; give sizes with --dim"
     )
     assert lines[3].startswith("h                dx") and lines[3].endswith("  ok")
     assert out.err == "1 of 2 graphs could not run at the sizes checked\n"
-    assert cli.main(["check", str(path), "--dim", "n=7"]) == 0
+    assert cli.main(["check", str(path), "--dim", "n=41"]) == 0
+    assert "could not run" not in capsys.readouterr().out
+
+
+def test_check_picks_sizes_that_meet_the_conditions(tmp_path, capsys):
+    path = tmp_path / "index.bp"
+    path.write_text(CANNOT_RUN.replace("x[40]", "x[5]"))
+    assert cli.main(["check", str(path)]) == 0
     assert "could not run" not in capsys.readouterr().out
 
 
 def test_the_sizes_named_are_the_ones_used():
     (row,) = check_source(
-        "graph g(x: [n, m], w: [m]) -> y {\n    y = sum(x[7] * w)\n}\n", dims={"m": 4}
+        "graph g(x: [n, m], w: [m]) -> y {\n    y = sum(x[7] * w)\n}\n", dims={"m": 4, "n": 3}
     )
-    assert not row.ok and row.note.startswith("could not run at m=4, n=3 (IndexError: ")
+    assert not row.ok and row.note.startswith("no small sizes with m=4, n=3 meet n >= 8")
 
 
 ZERO = """graph g(x: [n], w: [n]) -> y {
