@@ -106,8 +106,8 @@ def verify(graph: Graph, stage: str) -> Graph:
     _check_forward(graph, fail)
     _check_gradients(graph, fail, finished=at >= STAGES.index("finish_gradients"))
     _check_cache(graph, fail, chosen=at == STAGES.index("select_cache"))
-    if at >= STAGES.index("differentiate") and at != STAGES.index("seed_ones"):
-        _check_live(graph, fail)  # (seed_ones keeps the 1 of an upstream gradient nothing read)
+    if at >= STAGES.index("differentiate"):
+        _check_live(graph, fail)
     if STAGES.index("simplify") <= at <= STAGES.index("place_scales"):
         _check_shared(graph, fail)
     COUNTS[stage] += 1

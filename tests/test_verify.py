@@ -127,11 +127,6 @@ def test_a_rewrite_that_makes_a_value_static_types_its_users_again():
     stages("graph f(x: [m], s: []) -> out {\n    out = sum(x + s) + sum(x - s)\n}\n")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (harmless: the next stage drops it): seed_ones keeps the 1.0 that replaced an"
-    " upstream gradient nothing reads, a dead node; verify does not check liveness after seed_ones",
-)
 def test_seed_ones_leaves_no_dead_node():
     graph = stages("graph f(x: [n], i: int[n]) -> out { out = sum(i) }\n")["g_grad/seed_ones"]
     live = reachable(graph.outputs + graph.grads + graph.inputs)

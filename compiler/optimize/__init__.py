@@ -152,4 +152,5 @@ def seed_ones(graph: Graph) -> Graph:
         with at(n.loc):
             return make(n.op, *args, hint=n.hint, **n.kw)
 
-    return replace(rewrite(graph, step), douts=())
+    # with no douts kept, the 1.0 that replaced an upstream gradient nothing reads is dropped
+    return rewrite(replace(graph, douts=()), step)
