@@ -12,6 +12,7 @@ from dataclasses import replace
 from .dims import Dim
 from .ir import OPS, Graph, Node, Type, at, make, schedule
 
+
 def unbroadcast(g: Node, shape: tuple[Dim, ...]) -> Node:
     """Sum `g` over the axes that broadcasting added or stretched, so it has `shape` again."""
     if g.shape == shape:
