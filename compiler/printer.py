@@ -345,10 +345,20 @@ def _pack(target: str, names: list[str], cls: str | None = None) -> str:
 
 
 def _unpack(names: list[str], source: str) -> str:
-    """`a, b, ... = source` in a function body, broken the way black breaks it."""
+    """`a, b, ... = source` in a function body, broken the way black breaks it: a call's
+    arguments on a line of their own where they and the names fit (`a, b = _cached(` ...)."""
     line = f"{_tuple(names)} = {source}"
     if len(line) + INDENT <= LINE_LENGTH:
         return line
+    fn, bracket, rest = source.partition("(")
+    arguments = rest[:-1]
+    if (
+        bracket
+        and source.endswith(")")
+        and len(f"{_tuple(names)} = {fn}(") + INDENT <= LINE_LENGTH
+        and len(arguments) + 2 * INDENT <= LINE_LENGTH
+    ):
+        return f"{_tuple(names)} = {fn}(\n    {arguments}\n)"
     if len(f"{_tuple(names)} = (") + INDENT <= LINE_LENGTH:
         return f"{_tuple(names)} = (\n    {source}\n)"
     return "(\n" + "".join(f"    {name},\n" for name in names) + f") = {source}"
