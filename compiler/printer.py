@@ -177,7 +177,7 @@ class NumPyPrinter:
         if cls in (Name, Ref, Size):
             return True
         if cls is Lit:
-            return not isinstance(e.value, str) and (not _number(e.value) or _finite(e.value))
+            return not isinstance(e.value, str)
         if cls in (Call, Tuple):
             return False
         if cls is Attr:
@@ -205,8 +205,9 @@ class NumPyPrinter:
             return "..."
         if isinstance(value, str):
             return literal(value)
-        if isinstance(value, float) and not math.isfinite(value):
-            return f"float({str(value)!r})"
+        if isinstance(value, float) and not math.isfinite(value):  # `-np.inf`, `np.nan`
+            name = self.namespaces[ARRAY] + ("nan" if math.isnan(value) else "inf")
+            return "-" + name if value < 0 else name
         return repr(value)
 
     def _attr(self, e: Attr) -> str:
@@ -309,16 +310,12 @@ def _number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _finite(value) -> bool:
-    return not isinstance(value, float) or math.isfinite(value)
-
-
 def _negative(value) -> bool:
-    """A number whose repr starts with a minus sign (`-1`, `-0.0`; not `float('-inf')`)."""
+    """A number whose text starts with a minus sign (`-1`, `-0.0`, `-np.inf`)."""
     if not _number(value):
         return False
     if isinstance(value, float):
-        return math.isfinite(value) and math.copysign(1.0, value) < 0
+        return not math.isnan(value) and math.copysign(1.0, value) < 0
     return value < 0
 
 
