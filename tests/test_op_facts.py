@@ -29,6 +29,8 @@ def test_facts_agree(name):
         assert op.promotes
     if op.expand is not None:
         assert op.adjoint is not None, "autodiff sees a composite whole"
+    if op.own_dtype:
+        assert op.fresh and not op.view, "it makes its array itself"
 
 
 def test_in_place_forms():

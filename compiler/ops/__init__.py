@@ -43,7 +43,8 @@ class At:
     @property
     def retyped(self) -> bool:
         """Whether the lowering gives this float, made of numbers and masks alone, the graph's
-        float dtype (NumPy would make it float64)."""
+        float dtype (NumPy would make it float64); an operation that is `own_dtype` gives it
+        that dtype (`dtype`) itself."""
         return self.node in self.facts.born_weak
 
 
@@ -82,6 +83,7 @@ def register(
     fold=None,
     expand=None,
     promotes=None,
+    own_dtype=False,
     math=None,
     **static,
 ):
@@ -113,6 +115,7 @@ def register(
         fold=fold,
         expand=expand,
         promotes=elementwise if promotes is None else promotes,
+        own_dtype=own_dtype,
         math=math,
     )
 
