@@ -46,3 +46,17 @@ def test_errors_are_diagnostics(tmp_path):
     run = explain(bad)
     assert run.returncode == 1 and "bad.bp:2:13: error: unknown name 'xx'" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_erf_reads_as_erf():
+    """The module computes erf with a helper of its own, `_erf`; the notation says erf."""
+    from bpc.dims import Dim
+    from bpc.expr import Name
+    from bpc.ir import OPS, Node, Type, make
+    from bpc.ops import At, Facts
+    from bpc.printer import MathPrinter, NumPyPrinter
+
+    x = Node("param", (), (("name", "x"),), Type("float", (Dim.of("n"),)))
+    at = At(make("erf", x), Facts("g", None, frozenset({x}), frozenset()))
+    assert NumPyPrinter().text(OPS["erf"].emit(at, Name("x"))) == "_erf(x)"
+    assert MathPrinter().text(OPS["erf"].math(at, Name("x"))) == "erf(x)"

@@ -52,6 +52,7 @@ def test_folds_compute_what_the_operations_do():
     assert OPS["neg"].fold(2) == -2 and OPS["lt"].fold(1, 2) is True
     assert OPS["exp"].fold(0.0) == 1.0 and OPS["tanh"].fold(0.5) == math.tanh(0.5)
     assert OPS["sigmoid"].fold is None  # never folded: emitted in its tanh form
+    assert OPS["erf"].fold(0.5) == math.erf(0.5)
 
 
 def test_composites_expand():

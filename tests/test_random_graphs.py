@@ -497,6 +497,7 @@ unary("sigmoid", _sigmoid)
 unary("relu", lambda x: max(x, 0.0), kink=abs_distance)
 unary("log1p", math.log1p, lambda v: v.lo >= -0.8)
 unary("softplus", _softplus)
+unary("erf", math.erf)
 
 
 @rule("abs", kink=abs_distance)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import operator
 
-from ..expr import LOCAL, BinOp, Cond, Lit, Ref, Unary, array, builtin, math_call, method
+from ..expr import LOCAL, BinOp, Cond, Lit, Ref, Unary, array, builtin, helper, math_call, method
 from ..ir import OPS, Node, ShapeError, Type, make
 from . import (
     broadcast,
@@ -25,7 +25,9 @@ def _elementwise_type(*types: Type, dtype: str | None = None) -> Type:
     return Type(dtype or promote(*types), shape, all(t.static for t in types))
 
 
-def unary(name, fn, adjoint, *, math_fn=None, doc="", flops=None, ufunc=False, fold=None):
+def unary(
+    name, fn, adjoint, *, math_fn=None, doc="", flops=None, ufunc=False, fold=None, reads=None
+):
     """An elementwise function of one float argument. `fn` is the name of a function of the
     array namespace (`"exp"`, a ufunc of x when `ufunc`), or a function from the argument's
     expression to the result's. On a number that may be Python's (a size, a constant, a `[]`
@@ -33,7 +35,8 @@ def unary(name, fn, adjoint, *, math_fn=None, doc="", flops=None, ufunc=False, f
     make float32 arrays float64: `math_fn` (likewise, a name of Python's `math`) emits it for a
     function that `math` computes for every float, and the others are NumPy's function on the
     number, `float(np.sqrt(d))`, which gives nan or inf (and NumPy's warning) where `math` would
-    raise. `ufunc` and `fold` are `OpDef`'s."""
+    raise. `ufunc` and `fold` are `OpDef`'s; `reads`, where given, is how a call reads in the
+    lecture note's notation (`OpDef.math`), the name of the function."""
 
     def emit(at, x):
         if python_numbers(at) and math_fn:
@@ -53,6 +56,7 @@ def unary(name, fn, adjoint, *, math_fn=None, doc="", flops=None, ufunc=False, f
         flops=flops,
         ufunc=ufunc,
         fold=fold,
+        math=reads and (lambda at, x: builtin(reads, x)),
     )
 
 
@@ -168,6 +172,22 @@ unary(
         math_call("log1p", math_call("exp", Unary("-", builtin("abs", x)))),
     ),
     doc="log(1 + exp(x)), as np.logaddexp(0, x): finite for any x",
+)
+
+
+# NumPy has no erf: the module defines `_erf` (templates/erf.py.j2), polynomials evaluated
+# over the whole array, within about 2 ulp in float64. Its derivative is 2/sqrt(pi) exp(-x**2).
+unary(
+    "erf",
+    lambda x: helper("_erf", x),
+    lambda g, y, x: (g * (2 / math.sqrt(math.pi)) * make("exp", -(x * x)),),
+    math_fn="erf",
+    doc="the error function, 2/sqrt(pi) times the integral of exp(-t**2) from 0 to x",
+    # a polynomial of degree 12 to 15 in a variable of x (two operations a degree), and an exp
+    # and a few operations more for |x| >= 1
+    flops=lambda y, x: 36 * size(y),
+    fold=math.erf,
+    reads="erf",
 )
 
 

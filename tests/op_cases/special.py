@@ -1,0 +1,16 @@
+"""Cases for erf, on arrays, numbers and `[]` parameters, and far out in its tails, where it is
++-1 in float64."""
+
+from __future__ import annotations
+
+from tests.op_cases import C, Case
+
+CASES: dict[str, list[Case]] = {
+    "erf": [
+        C("x: [n, m]", "out = erf(x)"),
+        C("x: [n, m], b: [m]", "out = sum(erf(x * b) * x)"),
+        C("x: [B, n, m], s: []", "out = erf(x + s) * erf(s)"),
+        C("s: []", "out = erf(s * s) + erf(2.5)"),
+        C("x: [n, m]", "out = erf(3 * x) ** 2 + erf(x * 20)"),
+    ],
+}
