@@ -15,7 +15,7 @@ from . import syntax as s
 from .diagnostics import CompileError, Diagnostic, Loc, error
 from .dims import Dim
 from .ir import OPS, REQUIRED, Graph, Node, Param, Type, at, const, reachable, untyped
-from .ops import PLANNED, SPELLED
+from .ops import CONSTANTS, PLANNED, SPELLED
 
 BUILTINS = SPELLED | PLANNED
 
@@ -121,9 +121,10 @@ class _Builder:
                     return scope.vars[name]
                 if name in scope.dims:
                     return self.leaf(self._dim_node(scope.dims[name]))
-                raise error(
-                    here, f"unknown name '{name}'{_suggest(name, {**scope.vars, **scope.dims})}"
-                )
+                if name in CONSTANTS:  # (a value or a dimension of that name shadows it)
+                    return self.leaf(const(CONSTANTS[name]))
+                known = {**scope.vars, **scope.dims, **CONSTANTS}
+                raise error(here, f"unknown name '{name}'{_suggest(name, known)}")
             case s.Number(value=v) | s.Bool(value=v):
                 return self.leaf(const(v))
             case s.String():

@@ -13,6 +13,7 @@ operands (`At`), and the shape helpers (broadcasting, axes).
 from __future__ import annotations
 
 import importlib
+import math
 
 from ..dims import Dim, Shape, product, show_shape
 from ..expr import ALL, ELLIPSIS, NONE, Attr, Call, Expr, Lit, Subscript, array, builtin
@@ -239,6 +240,10 @@ LANGUAGE_BUILTINS = frozenset(
     "einsum transpose sum mean max min logsumexp softmax log_softmax cross_entropy one_hot "
     "reshape take take_along concat".split()
 )
+
+# The constants of the language: plain numbers, which a value or a dimension of the same name
+# shadows (`where(mask, x, -inf)`, `sqrt(2 / pi)`).
+CONSTANTS = {"inf": math.inf, "pi": math.pi}
 
 
 # The families register their operations on import.
