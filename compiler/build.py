@@ -19,8 +19,9 @@ from .ops import CONSTANTS, PLANNED, SPELLED
 
 BUILTINS = SPELLED | PLANNED
 
-# Static parameters that take a string literal: nothing else does.
-STRING_PARAMS = frozenset({"spec"})
+# Static parameters that take a string literal, and what they expect: nothing else takes one.
+STRING_PARAMS = {"spec": 'a string, such as "ij,jk->ik"', "approximate": '"none" or "tanh"'}
+STRINGS_ELSEWHERE = "a string can only be an einsum spec or gelu's approximate="
 
 _fresh = itertools.count(1)
 
@@ -128,7 +129,7 @@ class _Builder:
             case s.Number(value=v) | s.Bool(value=v):
                 return self.leaf(const(v))
             case s.String():
-                raise error(here, "a string can only be an einsum spec")
+                raise error(here, STRINGS_ELSEWHERE)
             case s.Tuple(items=items):
                 return tuple(self.expr(i, scope) for i in items)
             case s.Unary(operand=x):
@@ -156,15 +157,15 @@ class _Builder:
 
     def static(self, e: s.Expr, scope: _Scope, what: str):
         """A compile-time argument: an integer, a dimension expression, a boolean or a tuple;
-        a string only for a parameter named `spec` (an einsum spec)."""
+        a string only for the parameters of `STRING_PARAMS` (an einsum spec, gelu's form)."""
         here = self.loc(e.loc, scope)
         if what in STRING_PARAMS:
             if not isinstance(e, s.String):
-                raise error(here, f'{what} must be a string, such as "ij,jk->ik"')
+                raise error(here, f"{what} must be {STRING_PARAMS[what]}")
             return e.value
         match e:
             case s.String():
-                raise error(here, "a string can only be an einsum spec")
+                raise error(here, STRINGS_ELSEWHERE)
             case s.Number(value=int(v)):
                 return v
             case s.Bool(value=v):

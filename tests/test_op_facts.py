@@ -61,4 +61,5 @@ def test_composites_expand():
         "softmax",
         "log_softmax",
         "cross_entropy",
+        "gelu",
     }

@@ -500,6 +500,22 @@ unary("softplus", _softplus)
 unary("erf", math.erf)
 
 
+def _gelu_value(x: float, tanh_form: bool) -> float:
+    if tanh_form:
+        return 0.5 * x * (1 + math.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
+    return 0.5 * x * (1 + math.erf(x / math.sqrt(2)))
+
+
+@rule("gelu")
+def _gelu(g: Gen) -> Val:
+    x = g.pick()
+    form = g.choice(["", ', approximate="tanh"', ', approximate="none"'])
+    ends = [_gelu_value(v, "tanh" in form) for v in (x.lo, x.hi)]
+    if x.lo < -0.75 < x.hi:  # its minimum, about -0.17 at -0.75, lies inside
+        ends.append(_gelu_value(-0.75, "tanh" in form) - 0.01)
+    return result(f"gelu({x.text}{form})", x.shape, *hull(*ends))
+
+
 @rule("abs", kink=abs_distance)
 def _abs(g: Gen) -> Val:
     x = g.pick()

@@ -236,8 +236,8 @@ def new_last_axis(x: Expr, ndim: int) -> Subscript:
 # Every built-in function of the language (docs/language.md); a call to one that no registered
 # operation spells yet gets a clean "not supported yet" diagnostic.
 LANGUAGE_BUILTINS = frozenset(
-    "exp log log1p sqrt abs sin cos tanh sigmoid relu softplus erf maximum minimum where clip "
-    "einsum transpose sum mean max min logsumexp softmax log_softmax cross_entropy one_hot "
+    "exp log log1p sqrt abs sin cos tanh sigmoid relu softplus erf gelu maximum minimum where "
+    "clip einsum transpose sum mean max min logsumexp softmax log_softmax cross_entropy one_hot "
     "reshape take take_along concat".split()
 )
 
