@@ -853,6 +853,43 @@ def _concat(g: Gen) -> Val:
     return result(f"concat({', '.join(args)})", shape, lo, hi)
 
 
+@rule("tril", "triu")
+def _triangle(g: Gen, name: str) -> Val:
+    x = g.pick(rank_at_least(2))
+    k = g.choice(["", "1", "-1", "k=2", f"k={dim_text(x.shape[-1])} - 1", "0"])
+    args = [x.text] + ([k] if k else [])
+    return result(f"{name}({', '.join(args)})", x.shape, *hull(x.lo, x.hi, 0))
+
+
+@rule("zeros", "ones")
+def _filled(g: Gen, name: str) -> Val:
+    """`x + zeros(shape)`, `x * ones(shape)`: shape x's, or its trailing axes."""
+    x = g.pick()
+    shape = x.shape[g.draw(st.integers(0, x.ndim)) :]
+    spelled = tuple_text(dim_text(d) for d in shape)
+    if name == "zeros":
+        return result(f"{x.text} + zeros({spelled})", x.shape, x.lo, x.hi)
+    return result(f"{x.text} * ones({spelled})", x.shape, x.lo, x.hi)
+
+
+@rule("full")
+def _full(g: Gen) -> Val:
+    x = g.pick()
+    shape = x.shape[g.draw(st.integers(0, x.ndim)) :]
+    value = g.choice(["0.5", "-1.5", "pi", "2"])
+    c = math.pi if value == "pi" else float(value)
+    spelled = tuple_text(dim_text(d) for d in shape)
+    return result(f"{x.text} * full({spelled}, {value})", x.shape, *times(x, Val("", (), c, c)))
+
+
+@rule("arange")
+def _arange(g: Gen) -> Val:
+    x = g.pick(rank_at_least(1))
+    d = x.shape[-1]
+    top = Val("", (), 0, size(d) - 1)
+    return result(f"{x.text} * arange({dim_text(d)})", x.shape, *times(x, top))
+
+
 def at_least_zero(d: Dim) -> bool:
     """`d >= 0` whatever the sizes (each at least 1), as bpc must know for a slice to fit: with
     every size written `1 + u`, no coefficient is negative."""
