@@ -255,13 +255,24 @@ class _Builder:
 
         A parameter written `*name` (`call=("*arrays", "axis")`) is variadic, as in Python: it
         collects the remaining positional arguments, all tensors, as a tuple (at least one), and
-        the parameters after it can only be given by keyword."""
+        the parameters after it can only be given by keyword. They may come as one tuple too,
+        as NumPy takes them: `stack((a, b), axis=1)` is `stack(a, b, axis=1)`."""
         fname = e.func.id
         star = next((i for i, n in enumerate(names) if n.startswith("*")), None)
         if star is not None:
             bound = dict(zip(names[:star], e.args[:star]))
-            bound[names[star]] = tuple(e.args[star:])
-            if not e.args[star:]:
+            rest = tuple(e.args[star:])
+            if len(rest) == 1 and isinstance(rest[0], s.Tuple):  # NumPy's `stack((a, b))`
+                rest = rest[0].items
+            elif rest and isinstance(rest[0], s.Tuple):
+                example = f", as in {fname}((a, b), axis=1)" if "axis" in names else ""
+                raise error(
+                    self.loc(rest[1].loc, scope),
+                    f"{fname}() takes its arrays in one tuple or one by one, and nothing after "
+                    f"them by position{example}",
+                )
+            bound[names[star]] = rest
+            if not rest:
                 raise error(
                     self.loc(e.loc, scope), f"{fname}() needs at least one of '{names[star][1:]}'"
                 )

@@ -853,6 +853,38 @@ def _concat(g: Gen) -> Val:
     return result(f"concat({', '.join(args)})", shape, lo, hi)
 
 
+@rule("stack")
+def _stack(g: Gen) -> Val:
+    a = g.pick(lambda v: small(v.shape[:0] + (Dim.of(3),) + v.shape))
+    arrays = [a]
+    for _ in range(g.draw(st.integers(0, 2))):
+        b = g.pick(lambda v: v.shape == a.shape, shapes=[a.shape], optional=True)
+        if b is not None:
+            arrays.append(b)
+    axis = g.draw(st.integers(0, a.ndim))
+    shape = a.shape[:axis] + (Dim.of(len(arrays)),) + a.shape[axis:]
+    spelled = axis - a.ndim - 1 if g.flag() else axis
+    items = [x.text for x in arrays]
+    joined = tuple_text(items) if g.flag() else ", ".join(items)  # NumPy's tuple, or variadic
+    args = [joined] + ([f"axis={spelled}"] if spelled or g.flag() else [])
+    lo, hi = hull(*(x.lo for x in arrays), *(x.hi for x in arrays))
+    return result(f"stack({', '.join(args)})", shape, lo, hi)
+
+
+@rule("pad")
+def _pad(g: Gen) -> Val:
+    x = g.pick(rank_at_least(1))
+    widths, shape = [], []
+    for d in x.shape:
+        before, after = g.choice([(0, 0), (1, 0), (0, 2), (1, 1)])
+        widths.append(f"({before}, {after})")
+        shape.append(d + before + after)
+    if not small(tuple(shape)):
+        widths, shape = ["(0, 0)"] * x.ndim, list(x.shape)
+    spelled = "(" + ", ".join(widths) + ("," if x.ndim == 1 else "") + ")"
+    return result(f"pad({x.text}, {spelled})", shape, *hull(x.lo, x.hi, 0))
+
+
 @rule("tril", "triu")
 def _triangle(g: Gen, name: str) -> Val:
     x = g.pick(rank_at_least(2))

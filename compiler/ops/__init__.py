@@ -238,7 +238,7 @@ def new_last_axis(x: Expr, ndim: int) -> Subscript:
 LANGUAGE_BUILTINS = frozenset(
     "exp log log1p sqrt abs sin cos tanh sigmoid relu softplus erf gelu maximum minimum where "
     "clip einsum transpose sum mean max min logsumexp softmax log_softmax cross_entropy one_hot "
-    "reshape take take_along concat zeros ones full arange tril triu".split()
+    "reshape take take_along concat stack pad zeros ones full arange tril triu".split()
 )
 
 # The constants of the language: plain numbers, which a value or a dimension of the same name
