@@ -198,23 +198,30 @@ def sign(x) -> Node:
 register(
     "abs",
     lambda x: Type("int" if x.dtype == "int" else "float", x.shape, x.static),
-    lambda at, x: (
-        builtin("abs", x) if at.node.args[0].type.static else array("abs", x, ufunc=True)
-    ),
+    # Python's abs keeps a Python number one (np.abs(-1.5) is a float64 NumPy number)
+    lambda at, x: builtin("abs", x) if python_numbers(at) else array("abs", x, ufunc=True),
     lambda g, y, x: (g * sign(x),),
     elementwise=True,
     doc="|x|; its gradient is sign(x), 0 at 0 (as in PyTorch)",
     call=("x",),
     ufunc=True,
 )
+
+
+def _sign_emit(at, x):
+    """NumPy's sign; on a Python number (a constant, a size) `(x > 0) - (x < 0)`, and on a 0-d
+    value that may be one, `float(np.sign(x))`, kept a Python number."""
+    if at.node.args[0].type.static:
+        return BinOp("-", BinOp(">", x, Lit(0)), BinOp("<", x, Lit(0)))
+    if python_numbers(at) and at.node.dtype == "float":
+        return number_call(at, "sign", x)
+    return array("sign", x)
+
+
 register(
     "sign",
     lambda x: Type(x.dtype, x.shape, x.static),
-    lambda at, x: (
-        BinOp("-", BinOp(">", x, Lit(0)), BinOp("<", x, Lit(0)))
-        if at.node.args[0].type.static
-        else array("sign", x)
-    ),
+    _sign_emit,
     lambda g, y, x: (None,),  # piecewise constant: its derivative is 0 wherever it has one
     elementwise=True,
     doc="-1, 0 or 1: the gradient of abs",
