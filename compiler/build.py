@@ -29,13 +29,14 @@ from .ir import (
     reachable,
     untyped,
 )
-from .ops import PLANNED, SPELLED
+from .ops import CONSTANTS, PLANNED, SPELLED
 from .signature import check_plan
 
 BUILTINS = SPELLED | PLANNED
 
-# Static parameters that take a string literal: nothing else does.
-STRING_PARAMS = frozenset({"spec"})
+# Static parameters that take a string literal, and what they expect: nothing else takes one.
+STRING_PARAMS = {"spec": 'a string, such as "ij,jk->ik"', "approximate": '"none" or "tanh"'}
+STRINGS_ELSEWHERE = "a string can only be an einsum spec or gelu's approximate="
 
 _fresh = itertools.count(1)
 
@@ -177,15 +178,16 @@ class _Builder:
                     return scope.vars[name]
                 if name in scope.dims:
                     return self.leaf(self._dim_node(scope.dims[name]))
+                if name in CONSTANTS:  # (a value or a dimension of that name shadows it)
+                    return self.leaf(const(CONSTANTS[name]))
                 if name in hints.CONSTANTS:
                     raise error(here, hints.CONSTANTS[name])
-                raise error(
-                    here, f"unknown name '{name}'{_suggest(name, {**scope.vars, **scope.dims})}"
-                )
+                known = {**scope.vars, **scope.dims, **CONSTANTS}
+                raise error(here, f"unknown name '{name}'{_suggest(name, known)}")
             case s.Number(value=v) | s.Bool(value=v):
                 return self.leaf(const(v))
             case s.String():
-                raise error(here, "a string can only be an einsum spec")
+                raise error(here, STRINGS_ELSEWHERE)
             case s.Tuple(items=items):
                 return tuple(self.expr(i, scope) for i in items)
             case s.Unary(operand=x):
@@ -213,15 +215,15 @@ class _Builder:
 
     def static(self, e: s.Expr, scope: _Scope, what: str):
         """A compile-time argument: an integer, a dimension expression, a boolean or a tuple;
-        a string only for a parameter named `spec` (an einsum spec)."""
+        a string only for the parameters of `STRING_PARAMS` (an einsum spec, gelu's form)."""
         here = self.loc(e.loc, scope)
         if what in STRING_PARAMS:
             if not isinstance(e, s.String):
-                raise error(here, f'{what} must be a string, such as "ij,jk->ik"')
+                raise error(here, f"{what} must be {STRING_PARAMS[what]}")
             return e.value
         match e:
             case s.String():
-                raise error(here, "a string can only be an einsum spec")
+                raise error(here, STRINGS_ELSEWHERE)
             case s.Number(value=int(v)):
                 return v
             case s.Bool(value=v):
@@ -379,13 +381,24 @@ class _Builder:
 
         A parameter written `*name` (`call=("*arrays", "axis")`) is variadic, as in Python: it
         collects the remaining positional arguments, all tensors, as a tuple (at least one), and
-        the parameters after it can only be given by keyword."""
+        the parameters after it can only be given by keyword. They may come as one tuple too,
+        as NumPy takes them: `stack((a, b), axis=1)` is `stack(a, b, axis=1)`."""
         fname = e.func.id
         star = next((i for i, n in enumerate(names) if n.startswith("*")), None)
         if star is not None:
             bound = dict(zip(names[:star], e.args[:star]))
-            bound[names[star]] = tuple(e.args[star:])
-            if not e.args[star:]:
+            rest = tuple(e.args[star:])
+            if len(rest) == 1 and isinstance(rest[0], s.Tuple):  # NumPy's `stack((a, b))`
+                rest = rest[0].items
+            elif rest and isinstance(rest[0], s.Tuple):
+                example = f", as in {fname}((a, b), axis=1)" if "axis" in names else ""
+                raise error(
+                    self.loc(rest[1].loc, scope),
+                    f"{fname}() takes its arrays in one tuple or one by one, and nothing after "
+                    f"them by position{example}",
+                )
+            bound[names[star]] = rest
+            if not rest:
                 raise error(
                     self.loc(e.loc, scope), f"{fname}() needs at least one of '{names[star][1:]}'"
                 )

@@ -187,6 +187,10 @@ class OpDef:
       the optimizer writes in its place after differentiation.
     - `promotes`: NumPy computes it in the promoted dtype of all its operands' values (float64
       for an integer array with float32 ones): elementwise operations and products.
+    - `own_dtype`: its emission gives a float result made of numbers alone (which NumPy would
+      make float64) the graph's float dtype itself, where the code knows it (`at.dtype`):
+      `np.zeros((N, H), dtype=x.dtype)`, where the lowering would otherwise append
+      `.astype(x.dtype)`.
     """
 
     name: str
@@ -209,6 +213,7 @@ class OpDef:
     fold: Callable[..., Any] | None = None
     expand: Callable[..., Node] | None = None
     promotes: bool = False
+    own_dtype: bool = False
     math: Callable[..., Any] | None = None
 
 

@@ -193,7 +193,7 @@ class Lowering:
         emit = op.math if notation and op.math else op.emit
         e = emit(At(n, self.facts), *args, **n.kw)
         dtype = self.facts.dtype
-        if dtype is not None and n in self.born_weak:
+        if dtype is not None and n in self.born_weak and not op.own_dtype:
             # Plain numbers and masks alone make float64: give the result the graph's float dtype.
             return method(e, "astype", dtype) if n.ndim else method(dtype, "type", e)
         return e

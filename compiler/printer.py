@@ -49,7 +49,7 @@ from .expr import List as ListExpr
 
 LINE_LENGTH = 88  # black's default: the generated modules are black-formatted
 # The functions a module defines from a template when its code calls them (`expr.helper`).
-HELPERS = {"_scatter_add": "scatter_add.py.j2", "_labels": "labels.py.j2"}
+HELPERS = {"_scatter_add": "scatter_add.py.j2", "_labels": "labels.py.j2", "_erf": "erf.py.j2"}
 INDENT = 4  # a statement's indent in a function body
 
 # Python's operator precedences, for the fewest parentheses.
@@ -180,7 +180,7 @@ class NumPyPrinter:
         if cls in (Name, Ref, Size):
             return True
         if cls is Lit:
-            return not isinstance(e.value, str) and (not _number(e.value) or _finite(e.value))
+            return not isinstance(e.value, str)
         if cls in (Call, Tuple):
             return False
         if cls is Attr:
@@ -208,8 +208,9 @@ class NumPyPrinter:
             return "..."
         if isinstance(value, str):
             return literal(value)
-        if isinstance(value, float) and not math.isfinite(value):
-            return f"float({str(value)!r})"
+        if isinstance(value, float) and not math.isfinite(value):  # `-np.inf`, `np.nan`
+            name = self.namespaces[ARRAY] + ("nan" if math.isnan(value) else "inf")
+            return "-" + name if value < 0 else name
         return repr(value)
 
     def _attr(self, e: Attr) -> str:
@@ -314,16 +315,12 @@ def _number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _finite(value) -> bool:
-    return not isinstance(value, float) or math.isfinite(value)
-
-
 def _negative(value) -> bool:
-    """A number whose repr starts with a minus sign (`-1`, `-0.0`; not `float('-inf')`)."""
+    """A number whose text starts with a minus sign (`-1`, `-0.0`, `-np.inf`)."""
     if not _number(value):
         return False
     if isinstance(value, float):
-        return math.isfinite(value) and math.copysign(1.0, value) < 0
+        return not math.isnan(value) and math.copysign(1.0, value) < 0
     return value < 0
 
 
@@ -350,10 +347,20 @@ def _pack(target: str, names: list[str], cls: str | None = None) -> str:
 
 
 def _unpack(names: list[str], source: str) -> str:
-    """`a, b, ... = source` in a function body, broken the way black breaks it."""
+    """`a, b, ... = source` in a function body, broken the way black breaks it: a call's
+    arguments on a line of their own where they and the names fit (`a, b = _cached(` ...)."""
     line = f"{_tuple(names)} = {source}"
     if len(line) + INDENT <= LINE_LENGTH:
         return line
+    fn, bracket, rest = source.partition("(")
+    arguments = rest[:-1]
+    if (
+        bracket
+        and source.endswith(")")
+        and len(f"{_tuple(names)} = {fn}(") + INDENT <= LINE_LENGTH
+        and len(arguments) + 2 * INDENT <= LINE_LENGTH
+    ):
+        return f"{_tuple(names)} = {fn}(\n    {arguments}\n)"
     if len(f"{_tuple(names)} = (") + INDENT <= LINE_LENGTH:
         return f"{_tuple(names)} = (\n    {source}\n)"
     return "(\n" + "".join(f"    {name},\n" for name in names) + f") = {source}"

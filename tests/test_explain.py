@@ -46,3 +46,41 @@ def test_errors_are_diagnostics(tmp_path):
     run = explain(bad)
     assert run.returncode == 1 and "bad.bp:2:13: error: unknown name 'xx'" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+NEW_OPS = """graph act(x: [N, H], w: [H]) -> loss {
+    h = gelu(x) + erf(x) * w
+    s = stack((h, tanh(x)), axis=1)
+    p = pad(s, ((0, 0), (0, 0), (1, 1)))
+    loss = sum(tril(p[:, 0, :]) * triu(p[:, 1, :], k=1) * full((N, H + 2), pi))
+}
+"""
+
+
+def test_the_array_built_ins_read_like_their_numpy(tmp_path):
+    path = tmp_path / "act.bp"
+    path.write_text(NEW_OPS)
+    run = explain(path)
+    assert run.returncode == 0, run.stderr
+    lines = [" ".join(line.split()) for line in run.stdout.splitlines()]
+    at = lines.index("p = pad(s, ((0, 0), (0, 0), (1, 1))) (line 4)")
+    assert lines[at + 2] == "gives dloss/ds = dp[:, :, 1:-1] [N, 2, H]"
+    at = lines.index("s = stack((h, tanh(x)), axis=1) (line 3)")
+    assert lines[at + 2] == "gives dloss/dh = ds[:, 0] [N, H]"
+    # erf's derivative, 2/sqrt(pi) exp(-x**2), read in the notation of the lecture note
+    assert "1.1283791670955126 w * dh * exp(-(x * x))" in run.stdout
+    assert "np." not in run.stdout and "_erf" not in run.stdout
+
+
+def test_erf_reads_as_erf():
+    """The module computes erf with a helper of its own, `_erf`; the notation says erf."""
+    from bpc.dims import Dim
+    from bpc.expr import Name
+    from bpc.ir import OPS, Node, Type, make
+    from bpc.ops import At, Facts
+    from bpc.printer import MathPrinter, NumPyPrinter
+
+    x = Node("param", (), (("name", "x"),), Type("float", (Dim.of("n"),)))
+    at = At(make("erf", x), Facts("g", None, frozenset({x}), frozenset()))
+    assert NumPyPrinter().text(OPS["erf"].emit(at, Name("x"))) == "_erf(x)"
+    assert MathPrinter().text(OPS["erf"].math(at, Name("x"))) == "erf(x)"

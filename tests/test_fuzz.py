@@ -308,14 +308,15 @@ HOSTILE_NAMES = [
     *"__builtins__ __name__ __import__ __doc__ __file__ __spec__ __loader__ __source__".split(),
     *"__all__ __dict__ __class__ __annotations__ __init__ __getattr__".split(),
     *"np math re functools NamedTuple typing sys os builtins cache dout out grads".split(),
-    *"_shapes _check _checked _signature _scatter_add _ _fields _asdict _replace _make".split(),
+    *"_shapes _check _checked _signature _scatter_add _erf _ _fields _asdict _replace".split(),
+    *"_make pi inf".split(),
     *"index count self cls x_ g_forward g_backward g_grad GGrads".split(),
     *"graph fn wrt true false".split(),  # bp's own keywords: a clean diagnostic
 ]
 # Each name in each role: graph, parameter, dimension, value, output, integer parameter.
 ROLES = ("graph", "param", "dim", "value", "output", "index")
 ROLE_SOURCE = """graph {graph}({param}: [{dim}, m], w: [m], {index}: int[{dim}]) -> {output} {{
-    {value} = tanh({param} @ w)
+    {value} = erf(tanh({param} @ w))
     {output} = sum({value} * {value}) + sum(take_along({param}, {index}) * w[0])
 }}
 """

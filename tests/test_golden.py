@@ -61,6 +61,7 @@ def test_long_tuples_are_broken_the_way_black_breaks_them(count, width):
     """The cache's tuples are written in black's layout by the emitter itself (black takes
     seconds on a tuple of thousands of names)."""
     names = [f"n{i:0{width}d}" for i in range(count)]
-    for line in (emit._pack("cache", names), emit._unpack(names, "cache")):
+    unpacked = [emit._unpack(names, source) for source in ("cache", "_cached(cache, FCache)")]
+    for line in (emit._pack("cache", names), *unpacked):
         text = "def f(cache):\n" + textwrap.indent(line, "    ") + "\n"
         assert black.format_str(text, mode=black.Mode()) == text

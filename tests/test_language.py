@@ -318,6 +318,31 @@ def test_gradients_of_size_one_and_0d_corners_keep_shape_and_float32(source, sha
     assert [(g.shape, g.dtype) for g in grads32] == [(s, np.float32) for s in shapes]
 
 
+@pytest.mark.parametrize("reduction", ["sum", "mean", "max", "min", "logsumexp"])
+def test_a_reduction_of_a_python_number_keeps_it_one(reduction):
+    """Found by the random graphs: `max(log(p))` of a `[]` parameter was `np.max` of a Python
+    float, a float64 NumPy number, which made the values of a float32 graph float64."""
+    m = load(f"graph f(p: [], x: [m]) -> out {{\n    out = sum(x * {reduction}(log(p)))\n}}\n")
+    for p in (np.float32(1.5), 1.5):
+        value, grads = m.f_grad(p, np.ones(3, np.float32))
+        assert np.asarray(value).dtype == np.asarray(grads.x).dtype == np.float32
+        assert np.asarray(m.f(p, np.ones(3, np.float32))).dtype == np.float32
+        assert rel_error(value, 3 * np.log(1.5)) < 1e-6
+
+
+def test_abs_and_sign_of_a_python_number_keep_it_one():
+    """Found by the long random-graph run: `abs(log(p))` of a `[]` parameter was `np.abs` of a
+    Python float, a float64 NumPy number (and its gradient's `np.sign` too)."""
+    m = load("graph f(p: [], x: [m]) -> out {\n    out = sum(x * abs(log(p)))\n}\n")
+    for p in (np.float32(0.5), 0.5):
+        value, grads = m.f_grad(p, np.ones(3, np.float32))
+        assert np.asarray(value).dtype == np.asarray(grads.x).dtype == np.float32
+        _, cache = m.f_forward(p, np.ones(3, np.float32))
+        assert np.asarray(m.f_backward(1.0, cache).p).dtype == np.float32
+        assert rel_error(value, -3 * np.log(0.5)) < 1e-6
+        assert rel_error(grads.p, -3 / 0.5) < 1e-6
+
+
 def test_scalar_only_graphs_take_the_dtype_of_their_first_float_scalar():
     m = load(
         "graph f(i: int[], x0: []) -> out {\n    v = one_hot(i, 3) + x0\n    out = sum(v * v)\n}\n"

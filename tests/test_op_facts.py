@@ -29,6 +29,8 @@ def test_facts_agree(name):
         assert op.promotes
     if op.expand is not None:
         assert op.adjoint is not None, "autodiff sees a composite whole"
+    if op.own_dtype:
+        assert op.fresh and not op.view, "it makes its array itself"
 
 
 def test_in_place_forms():
@@ -50,6 +52,7 @@ def test_folds_compute_what_the_operations_do():
     assert OPS["neg"].fold(2) == -2 and OPS["lt"].fold(1, 2) is True
     assert OPS["exp"].fold(0.0) == 1.0 and OPS["tanh"].fold(0.5) == math.tanh(0.5)
     assert OPS["sigmoid"].fold is None  # never folded: emitted in its tanh form
+    assert OPS["erf"].fold(0.5) == math.erf(0.5)
 
 
 def test_composites_expand():
@@ -58,4 +61,10 @@ def test_composites_expand():
         "softmax",
         "log_softmax",
         "cross_entropy",
+        "gelu",
     }
+
+
+def test_own_dtypes():
+    """The operations that make float arrays of the graph's dtype themselves."""
+    assert {n for n, op in OPS.items() if op.own_dtype} == {"zeros", "ones", "full", "stack"}

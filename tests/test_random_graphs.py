@@ -497,6 +497,23 @@ unary("sigmoid", _sigmoid)
 unary("relu", lambda x: max(x, 0.0), kink=abs_distance)
 unary("log1p", math.log1p, lambda v: v.lo >= -0.8)
 unary("softplus", _softplus)
+unary("erf", math.erf)
+
+
+def _gelu_value(x: float, tanh_form: bool) -> float:
+    if tanh_form:
+        return 0.5 * x * (1 + math.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
+    return 0.5 * x * (1 + math.erf(x / math.sqrt(2)))
+
+
+@rule("gelu")
+def _gelu(g: Gen) -> Val:
+    x = g.pick()
+    form = g.choice(["", ', approximate="tanh"', ', approximate="none"'])
+    ends = [_gelu_value(v, "tanh" in form) for v in (x.lo, x.hi)]
+    if x.lo < -0.75 < x.hi:  # its minimum, about -0.17 at -0.75, lies inside
+        ends.append(_gelu_value(-0.75, "tanh" in form) - 0.01)
+    return result(f"gelu({x.text}{form})", x.shape, *hull(*ends))
 
 
 @rule("abs", kink=abs_distance)
@@ -834,6 +851,75 @@ def _concat(g: Gen) -> Val:
     args = [x.text for x in arrays] + ([f"axis={spelled}"] if spelled or g.flag() else [])
     lo, hi = hull(*(x.lo for x in arrays), *(x.hi for x in arrays))
     return result(f"concat({', '.join(args)})", shape, lo, hi)
+
+
+@rule("stack")
+def _stack(g: Gen) -> Val:
+    a = g.pick(lambda v: small(v.shape[:0] + (Dim.of(3),) + v.shape))
+    arrays = [a]
+    for _ in range(g.draw(st.integers(0, 2))):
+        b = g.pick(lambda v: v.shape == a.shape, shapes=[a.shape], optional=True)
+        if b is not None:
+            arrays.append(b)
+    axis = g.draw(st.integers(0, a.ndim))
+    shape = a.shape[:axis] + (Dim.of(len(arrays)),) + a.shape[axis:]
+    spelled = axis - a.ndim - 1 if g.flag() else axis
+    items = [x.text for x in arrays]
+    joined = tuple_text(items) if g.flag() else ", ".join(items)  # NumPy's tuple, or variadic
+    args = [joined] + ([f"axis={spelled}"] if spelled or g.flag() else [])
+    lo, hi = hull(*(x.lo for x in arrays), *(x.hi for x in arrays))
+    return result(f"stack({', '.join(args)})", shape, lo, hi)
+
+
+@rule("pad")
+def _pad(g: Gen) -> Val:
+    x = g.pick(rank_at_least(1))
+    widths, shape = [], []
+    for d in x.shape:
+        before, after = g.choice([(0, 0), (1, 0), (0, 2), (1, 1)])
+        widths.append(f"({before}, {after})")
+        shape.append(d + before + after)
+    if not small(tuple(shape)):
+        widths, shape = ["(0, 0)"] * x.ndim, list(x.shape)
+    spelled = "(" + ", ".join(widths) + ("," if x.ndim == 1 else "") + ")"
+    return result(f"pad({x.text}, {spelled})", shape, *hull(x.lo, x.hi, 0))
+
+
+@rule("tril", "triu")
+def _triangle(g: Gen, name: str) -> Val:
+    x = g.pick(rank_at_least(2))
+    k = g.choice(["", "1", "-1", "k=2", f"k={dim_text(x.shape[-1])} - 1", "0"])
+    args = [x.text] + ([k] if k else [])
+    return result(f"{name}({', '.join(args)})", x.shape, *hull(x.lo, x.hi, 0))
+
+
+@rule("zeros", "ones")
+def _filled(g: Gen, name: str) -> Val:
+    """`x + zeros(shape)`, `x * ones(shape)`: shape x's, or its trailing axes."""
+    x = g.pick()
+    shape = x.shape[g.draw(st.integers(0, x.ndim)) :]
+    spelled = tuple_text(dim_text(d) for d in shape)
+    if name == "zeros":
+        return result(f"{x.text} + zeros({spelled})", x.shape, x.lo, x.hi)
+    return result(f"{x.text} * ones({spelled})", x.shape, x.lo, x.hi)
+
+
+@rule("full")
+def _full(g: Gen) -> Val:
+    x = g.pick()
+    shape = x.shape[g.draw(st.integers(0, x.ndim)) :]
+    value = g.choice(["0.5", "-1.5", "pi", "2"])
+    c = math.pi if value == "pi" else float(value)
+    spelled = tuple_text(dim_text(d) for d in shape)
+    return result(f"{x.text} * full({spelled}, {value})", x.shape, *times(x, Val("", (), c, c)))
+
+
+@rule("arange")
+def _arange(g: Gen) -> Val:
+    x = g.pick(rank_at_least(1))
+    d = x.shape[-1]
+    top = Val("", (), 0, size(d) - 1)
+    return result(f"{x.text} * arange({dim_text(d)})", x.shape, *times(x, top))
 
 
 def at_least_zero(d: Dim) -> bool:

@@ -13,6 +13,7 @@ operands (`At`), and the shape helpers (broadcasting, axes).
 from __future__ import annotations
 
 import importlib
+import math
 
 from ..dims import Dim, Shape, product, show_shape
 from ..expr import ALL, ELLIPSIS, NONE, Attr, Call, Expr, Lit, Subscript, array, builtin
@@ -43,7 +44,8 @@ class At:
     @property
     def retyped(self) -> bool:
         """Whether the lowering gives this float, made of numbers and masks alone, the graph's
-        float dtype (NumPy would make it float64)."""
+        float dtype (NumPy would make it float64); an operation that is `own_dtype` gives it
+        that dtype (`dtype`) itself."""
         return self.node in self.facts.born_weak
 
 
@@ -82,6 +84,7 @@ def register(
     fold=None,
     expand=None,
     promotes=None,
+    own_dtype=False,
     math=None,
     **static,
 ):
@@ -113,6 +116,7 @@ def register(
         fold=fold,
         expand=expand,
         promotes=elementwise if promotes is None else promotes,
+        own_dtype=own_dtype,
         math=math,
     )
 
@@ -233,14 +237,18 @@ def new_last_axis(x: Expr, ndim: int) -> Subscript:
 # Every built-in function of the language (docs/language.md); a call to one that no registered
 # operation spells yet gets a clean "not supported yet" diagnostic.
 LANGUAGE_BUILTINS = frozenset(
-    "exp log log1p sqrt abs sin cos tanh sigmoid relu softplus maximum minimum where clip "
-    "einsum transpose sum mean max min logsumexp softmax log_softmax cross_entropy one_hot "
-    "reshape take take_along concat".split()
+    "exp log log1p sqrt abs sin cos tanh sigmoid relu softplus erf gelu maximum minimum where "
+    "clip einsum transpose sum mean max min logsumexp softmax log_softmax cross_entropy one_hot "
+    "reshape take take_along concat stack pad zeros ones full arange tril triu".split()
 )
+
+# The constants of the language: plain numbers, which a value or a dimension of the same name
+# shadows (`where(mask, x, -inf)`, `sqrt(2 / pi)`).
+CONSTANTS = {"inf": math.inf, "pi": math.pi}
 
 
 # The families register their operations on import.
-for _family in ("leaves", "elementwise", "linalg", "shape", "reduce", "nn", "index"):
+for _family in ("leaves", "elementwise", "linalg", "shape", "reduce", "nn", "index", "construct"):
     importlib.import_module(f"{__name__}.{_family}")
 
 SPELLED = frozenset(name for name, op in OPS.items() if op.call)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import operator
 
-from ..expr import LOCAL, BinOp, Cond, Lit, Ref, Unary, array, builtin, math_call, method
+from ..expr import LOCAL, BinOp, Cond, Lit, Ref, Unary, array, builtin, helper, math_call, method
 from ..ir import OPS, Node, ShapeError, Type, make
 from . import (
     broadcast,
@@ -25,7 +25,9 @@ def _elementwise_type(*types: Type, dtype: str | None = None) -> Type:
     return Type(dtype or promote(*types), shape, all(t.static for t in types))
 
 
-def unary(name, fn, adjoint, *, math_fn=None, doc="", flops=None, ufunc=False, fold=None):
+def unary(
+    name, fn, adjoint, *, math_fn=None, doc="", flops=None, ufunc=False, fold=None, reads=None
+):
     """An elementwise function of one float argument. `fn` is the name of a function of the
     array namespace (`"exp"`, a ufunc of x when `ufunc`), or a function from the argument's
     expression to the result's. On a number that may be Python's (a size, a constant, a `[]`
@@ -33,7 +35,8 @@ def unary(name, fn, adjoint, *, math_fn=None, doc="", flops=None, ufunc=False, f
     make float32 arrays float64: `math_fn` (likewise, a name of Python's `math`) emits it for a
     function that `math` computes for every float, and the others are NumPy's function on the
     number, `float(np.sqrt(d))`, which gives nan or inf (and NumPy's warning) where `math` would
-    raise. `ufunc` and `fold` are `OpDef`'s."""
+    raise. `ufunc` and `fold` are `OpDef`'s; `reads`, where given, is how a call reads in the
+    lecture note's notation (`OpDef.math`), the name of the function."""
 
     def emit(at, x):
         if python_numbers(at) and math_fn:
@@ -53,6 +56,7 @@ def unary(name, fn, adjoint, *, math_fn=None, doc="", flops=None, ufunc=False, f
         flops=flops,
         ufunc=ufunc,
         fold=fold,
+        math=reads and (lambda at, x: builtin(reads, x)),
     )
 
 
@@ -171,6 +175,22 @@ unary(
 )
 
 
+# NumPy has no erf: the module defines `_erf` (templates/erf.py.j2), polynomials evaluated
+# over the whole array, within about 2 ulp in float64. Its derivative is 2/sqrt(pi) exp(-x**2).
+unary(
+    "erf",
+    lambda x: helper("_erf", x),
+    lambda g, y, x: (g * (2 / math.sqrt(math.pi)) * make("exp", -(x * x)),),
+    math_fn="erf",
+    doc="the error function, 2/sqrt(pi) times the integral of exp(-t**2) from 0 to x",
+    # a polynomial of degree 12 to 15 in a variable of x (two operations a degree), and an exp
+    # and a few operations more for |x| >= 1
+    flops=lambda y, x: 36 * size(y),
+    fold=math.erf,
+    reads="erf",
+)
+
+
 def sign(x) -> Node:
     return make("sign", x)
 
@@ -178,23 +198,30 @@ def sign(x) -> Node:
 register(
     "abs",
     lambda x: Type("int" if x.dtype == "int" else "float", x.shape, x.static),
-    lambda at, x: (
-        builtin("abs", x) if at.node.args[0].type.static else array("abs", x, ufunc=True)
-    ),
+    # Python's abs keeps a Python number one (np.abs(-1.5) is a float64 NumPy number)
+    lambda at, x: builtin("abs", x) if python_numbers(at) else array("abs", x, ufunc=True),
     lambda g, y, x: (g * sign(x),),
     elementwise=True,
     doc="|x|; its gradient is sign(x), 0 at 0 (as in PyTorch)",
     call=("x",),
     ufunc=True,
 )
+
+
+def _sign_emit(at, x):
+    """NumPy's sign; on a Python number (a constant, a size) `(x > 0) - (x < 0)`, and on a 0-d
+    value that may be one, `float(np.sign(x))`, kept a Python number."""
+    if at.node.args[0].type.static:
+        return BinOp("-", BinOp(">", x, Lit(0)), BinOp("<", x, Lit(0)))
+    if python_numbers(at) and at.node.dtype == "float":
+        return number_call(at, "sign", x)
+    return array("sign", x)
+
+
 register(
     "sign",
     lambda x: Type(x.dtype, x.shape, x.static),
-    lambda at, x: (
-        BinOp("-", BinOp(">", x, Lit(0)), BinOp("<", x, Lit(0)))
-        if at.node.args[0].type.static
-        else array("sign", x)
-    ),
+    _sign_emit,
     lambda g, y, x: (None,),  # piecewise constant: its derivative is 0 wherever it has one
     elementwise=True,
     doc="-1, 0 or 1: the gradient of abs",

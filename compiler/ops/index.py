@@ -1,5 +1,5 @@
-"""Indexing and gathering: basic indexing and slicing, take, take_along, concat, and the scatters
-that are their adjoints (pad, scatter_add, scatter_along).
+"""Indexing and gathering: basic indexing and slicing, take, take_along, concat, stack, and the
+scatters that are their adjoints (pad, scatter_add, scatter_along).
 
 Indexing. `x[...]` is the op `index`, whose `index` attribute holds one item per subscript:
 
@@ -21,10 +21,11 @@ Adjoints scatter: indexing's is `pad` (zeros around the upstream gradient, `np.p
 `scatter_add` (repeated indices add up), `take_along`'s is `scatter_along`; and each scatter's
 adjoint is the gather it undoes, so gradients of gradients work too.
 
-Variadic calls. `concat(a, b, ..., axis=0)` and `einsum(spec, a, b, ...)` take any number of
-arrays: a parameter of `call` written with a leading `*` (`call=("*arrays", "axis")`) collects the
-remaining positional arguments, all of them tensors, and the parameters after it are keyword-only,
-as in Python (see `bpc.build`).
+Variadic calls. `concat(a, b, ..., axis=0)`, `stack(a, b, ..., axis=0)` and `einsum(spec, a, b,
+...)` take any number of arrays: a parameter of `call` written with a leading `*` (`call=
+("*arrays", "axis")`) collects the remaining positional arguments, all of them tensors, or the
+items of one tuple, as NumPy takes them (`stack((a, b), axis=1)`), and the parameters after it
+are keyword-only, as in Python (see `bpc.build`).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from ..expr import (
 )
 from ..expr import List as ListExpr
 from ..expr import shape as shape_of
-from ..ir import Node, ShapeError, Type, make
+from ..ir import REQUIRED, Node, ShapeError, Type, make
 from . import (
     new_last_axis,
     no_flops,
@@ -277,8 +278,17 @@ def pad(x: Node, widths: dict[int, tuple[Dim, Dim]]) -> Node:
 
 
 def _pad_type(x: Type, *, widths):
-    if len(widths) != x.ndim:
-        raise ShapeError(f"pad: {len(widths)} pairs of widths for a {x.ndim}-d value")
+    if x.ndim == 0:
+        raise ShapeError("pad: cannot pad a scalar")
+    pairs = isinstance(widths, tuple) and all(
+        isinstance(p, tuple) and len(p) == 2 and all(map(_is_int, p)) for p in widths
+    )
+    if not pairs or len(widths) != x.ndim:
+        example = ", ".join(["(0, 0)"] * (x.ndim - 1) + ["(1, 1)"])
+        raise ShapeError(
+            f"pad: the widths are one pair (before, after) of integers or dimensions for each "
+            f"axis of the {x.ndim}-d value {x}, as in pad(x, ({example}{',' * (x.ndim == 1)}))"
+        )
     widths = tuple((Dim.of(b), Dim.of(a)) for b, a in widths)
     if any(negative(w) for pair in widths for w in pair):
         raise ShapeError("pad: widths must not be negative")
@@ -298,8 +308,11 @@ register(
     lambda g, y, x, *, widths: (
         make("index", g, index=tuple((b, b + d, 1) for d, (b, _) in zip(x.shape, widths))),
     ),
-    doc="zeros before and after each axis (np.pad); the adjoint of indexing",
+    doc="pad(x, ((before, after), ...)): zeros before and after each axis (np.pad), the widths "
+    "integers or dimension expressions; the adjoint of indexing",
+    call=("x", "widths"),
     flops=no_flops,
+    widths=REQUIRED,
 )
 
 
@@ -521,5 +534,62 @@ register(
     call=("*arrays", "axis"),
     flops=no_flops,
     promotes=True,
+    axis=0,
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# stack
+
+
+def _stack_type(*xs: Type, axis):
+    if not xs:
+        raise ShapeError("stack: needs at least one array")
+    if isinstance(axis, tuple) or axis is None:
+        raise ShapeError("stack: axis must be an integer")
+    first = xs[0]
+    if any(x.shape != first.shape for x in xs):
+        for i, x in enumerate(xs, 1):
+            if x.static and x.ndim == 0:
+                raise ShapeError(
+                    f"stack: argument {i} is a number, not an array of the others' shape; give "
+                    "the axis by keyword, as in stack((a, b), axis=1)"
+                )
+        raise ShapeError(
+            "stack: the arrays must have one shape; got "
+            + ", ".join(show_shape(x.shape) for x in xs)
+        )
+    (axis,) = normalize_axes(axis, first.ndim + 1, "stack")
+    shape = first.shape[:axis] + (Dim.of(len(xs)),) + first.shape[axis:]
+    return Type(promote(*xs), shape), {"axis": axis}
+
+
+def _stack_emit(at, *xs, axis):
+    """np.stack([a, b], axis=1). 0-d operands may be Python numbers, which np.stack makes float64
+    arrays: a float result then takes the graph's float dtype (`dtype=x.dtype`), as does one
+    the lowering would convert."""
+    kw = {"axis": Lit(axis)} if axis else {}
+    numbers = any(a.ndim == 0 for a in at.node.args)
+    if at.node.dtype == "float" and at.dtype is not None and (numbers or at.retyped):
+        kw["dtype"] = at.dtype
+    return array("stack", ListExpr(xs), **kw)
+
+
+def _stack_adjoint(g, y, *xs, axis):
+    """Each array's gradient is its own position along the new axis of g."""
+    lead = tuple(full(d) for d in g.shape[:axis])
+    return tuple(make("index", g, index=lead + (Dim.of(i),)) for i in range(len(xs)))
+
+
+register(
+    "stack",
+    _stack_type,
+    _stack_emit,
+    _stack_adjoint,
+    doc="join arrays of one shape along a new axis (np.stack)",
+    call=("*arrays", "axis"),
+    flops=no_flops,
+    promotes=True,
+    own_dtype=True,
     axis=0,
 )

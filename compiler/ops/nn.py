@@ -1,11 +1,14 @@
-"""Neural-network operations: softmax, log_softmax, cross_entropy, one_hot.
+"""Neural-network operations: softmax, log_softmax, cross_entropy, one_hot, gelu.
 
-softmax, log_softmax and cross_entropy are composites (see `reduce.composite`): autodiff uses
-their textbook adjoints (`softmax - one_hot` for cross_entropy), and the optimizer then writes
-them with `max`, `exp`, `sum` and `log`, shifted by the maximum so that exp never overflows.
+softmax, log_softmax, cross_entropy and gelu are composites (see `reduce.composite`): autodiff
+uses their textbook adjoints (`softmax - one_hot` for cross_entropy), and the optimizer then
+writes them with `max`, `exp`, `sum` and `log`, shifted by the maximum so that exp never
+overflows (gelu with `erf`, or `tanh`).
 """
 
 from __future__ import annotations
+
+import math
 
 from ..dims import Dim, show_shape
 from ..expr import LOCAL, BinOp, Lit, Ref, Size, array, helper
@@ -197,4 +200,56 @@ composite(
     "classes on the last axis; integer labels shaped like the logits without that axis, each "
     "one of the classes 0 to C - 1 (checked when the graph runs)",
     call=("logits", "labels"),
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# GELU, as PyTorch computes it: x Phi(x), Phi the standard normal distribution function, exactly
+# (`approximate="none"`, PyTorch's default) or in the tanh form (`approximate="tanh"`)
+
+SQRT_HALF = math.sqrt(0.5)
+SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
+KAPPA = 0.044715  # the tanh form's cubic term
+
+
+def _gelu_type(x: Type, *, approximate="none"):
+    if approximate not in ("none", "tanh"):
+        raise ShapeError(f'gelu: approximate must be "none" or "tanh", not "{approximate}"')
+    return Type("float", x.shape, x.static), {"approximate": approximate}
+
+
+def _tanh_inner(x: Node) -> Node:
+    """tanh(sqrt(2/pi) (x + 0.044715 x**3)): the tanh form's 2 Phi(x) - 1."""
+    return make("tanh", SQRT_2_OVER_PI * (x + KAPPA * x**3))
+
+
+def _gelu_expand(x, *, approximate):
+    """x * 0.5 * (1 + erf(x / sqrt(2))), or 0.5 * x * (1 + tanh(...)), as PyTorch writes them."""
+    if approximate == "tanh":
+        return 0.5 * x * (1 + _tanh_inner(x))
+    return x * 0.5 * (1 + make("erf", x * SQRT_HALF))
+
+
+def _gelu_adjoint(g, y, x, *, approximate):
+    """Phi(x) + x phi(x), phi the standard normal density exp(-x**2 / 2) / sqrt(2 pi); in the tanh
+    form, the derivative of 0.5 x (1 + t) with t = tanh(u): 0.5 (1 + t) + 0.5 x (1 - t**2) u'."""
+    if approximate == "tanh":
+        t = _tanh_inner(x)
+        du = SQRT_2_OVER_PI * (1 + 3 * KAPPA * x * x)
+        return (g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du),)
+    cdf = 0.5 * (1 + make("erf", x * SQRT_HALF))
+    pdf = make("exp", -0.5 * x * x) * (1 / math.sqrt(2 * math.pi))
+    return (g * (cdf + x * pdf),)
+
+
+composite(
+    "gelu",
+    _gelu_type,
+    _gelu_expand,
+    _gelu_adjoint,
+    doc="x Phi(x), Phi the standard normal distribution function: x * 0.5 * (1 + erf(x / "
+    "sqrt(2))), PyTorch's default; with approximate=\"tanh\", PyTorch's tanh form 0.5 * x * "
+    "(1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x**3)))",
+    call=("x", "approximate"),
+    approximate="none",
 )

@@ -8,13 +8,15 @@ rewrites, after differentiation, into the operations it is made of (`OpDef.expan
 from __future__ import annotations
 
 from ..dims import Dim, product
-from ..expr import Attr, Lit, Tuple, array, method
+from ..expr import Attr, Lit, Tuple, array, builtin, method
 from ..ir import Node, ShapeError, Type, make, reachable
 from . import (
     dtype_of,
     flops_of,
     no_flops,
     normalize_axes,
+    number_call,
+    python_numbers,
     register,
     size,
 )
@@ -54,10 +56,15 @@ def require_float(name: str, param: str, t: Type) -> None:
 def _reduce_emit(name):
     """`x.sum(axis=0)`: the array method, which skips the dispatch `np.sum(x, ...)` goes through
     (about 1.7 us a call, as much as the work on a small array); `np.sum(t)` for a 0-d value,
-    which may be a Python number."""
+    which may be a Python number, and then kept one: `float(np.max(t))` (`np.max(1.5)` is a
+    float64 NumPy number, which would make float32 arrays float64)."""
 
     def emit(at, x, *, axis, keepdims):
         ndim = at.node.args[0].ndim
+        if not ndim and python_numbers(at):  # (keepdims keeps no axis of a 0-d value)
+            dtype = at.node.dtype
+            call = array(name, x)
+            return number_call(at, name, x) if dtype == "float" else builtin(dtype, call)
         kwargs = {}
         if axis != tuple(range(ndim)) or keepdims:
             kwargs["axis"] = Lit(axis[0]) if len(axis) == 1 else Tuple(tuple(map(Lit, axis)))

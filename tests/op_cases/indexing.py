@@ -1,6 +1,7 @@
-"""Cases for indexing and slicing, take, take_along, concat, and the scatters that are their
-adjoints (pad, scatter_add, scatter_along, built as IR). Gathers draw their indices from small
-ranges, so repeated indices are the rule: `take` of 12 indices below 3 repeats some."""
+"""Cases for indexing and slicing, take, take_along, concat, stack, and the scatters that are
+their adjoints (pad, also a built-in; scatter_add and scatter_along, built as IR). Gathers draw
+their indices from small ranges, so repeated indices are the rule: `take` of 12 indices below 3
+repeats some."""
 
 from __future__ import annotations
 
@@ -66,6 +67,15 @@ CASES: dict[str, list[Case]] = {
         C("a: [n]", "out = concat(a)"),
         C("a: [n, m], s: []", "out = concat(a * s, a, axis=0)"),
         C("a: [n, m], b: [m]", "out = concat(a + b, a - b)[n:, :]"),
+        C("a: [n, m], b: [n, k]", "out = concat((a, b), axis=1)"),  # NumPy's tuple
+    ],
+    "stack": [
+        C("a: [n, m], b: [n, m]", "out = stack((a, b))"),
+        C("a: [n, m], b: [n, m]", "out = stack((a, b * 2, a), axis=1)"),
+        C("a: [n, m], b: [m]", "out = stack(a + b, a - b, axis=-1)"),
+        C("s: [], t: []", "out = stack((s, t * s, 2.0))"),
+        C("a: [n], b: [n]", "out = sum(stack((exp(a), b), axis=0) ** 2)"),
+        C("a: [n, m]", "out = stack((a,), axis=2)"),
     ],
 }
 
@@ -166,6 +176,10 @@ def _pad_to(y: Node, before: str) -> Node:
 
 
 CASES["pad"] = [
+    C("x: [n, m]", "out = pad(x, ((0, 0), (1, 1)))"),
+    C("x: [n, m]", "out = pad(exp(x), ((1, n), (m, 0))) * 2"),
+    C("x: [n]", "out = sum(pad(x, ((2, 3),)) ** 2)"),
+    C("x: [T, m]", "out = x - pad(x, ((1, 0), (0, 0)))[:T]", sizes={"T": 4}),  # x[t] - x[t - 1]
     IR(
         "pad(x [n, m], ((1, 2), (0, 3)))",
         [("x", ("n", "m"))],

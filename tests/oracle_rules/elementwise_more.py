@@ -6,11 +6,21 @@ clip as min(max(x, lo), hi). maximum, minimum and abs are autograd's own (the fo
 from __future__ import annotations
 
 import autograd.numpy as anp
+import numpy as np
+from autograd.tracer import Box
 
 
 def _where(mask, a, b):
     chosen = anp.asarray(mask, dtype=float)
-    return chosen * a + (1.0 - chosen) * b
+    return _part(chosen, a) + _part(1.0 - chosen, b)
+
+
+def _part(chosen, x):
+    """x where `chosen` is 1, 0 where it is 0: a product, but for a constant with infinities
+    (the -inf of a causal mask), where 0 * inf would be nan."""
+    if not isinstance(x, Box) and not np.all(np.isfinite(x)):  # (a constant)
+        return anp.where(chosen > 0, x, 0.0)
+    return chosen * x
 
 
 def _clip(x, lo, hi):

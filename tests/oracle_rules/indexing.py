@@ -1,5 +1,6 @@
-"""Oracle rules for indexing, take, take_along, concat and the scatters, from their definitions:
-the scatters sum one-hot products (no np.add.at, no bincount), pad joins blocks of zeros."""
+"""Oracle rules for indexing, take, take_along, concat, stack and the scatters, from their
+definitions: the scatters sum one-hot products (no np.add.at, no bincount), pad joins blocks of
+zeros, stack joins the arrays given a new axis each."""
 
 from __future__ import annotations
 
@@ -76,4 +77,8 @@ RULES = {
     "scatter_add": _scatter_add,
     "scatter_along": _scatter_along,
     "concat": lambda node, args, sizes: anp.concatenate(args, axis=node.attr("axis")),
+    # each array given a new axis of size 1, then joined along it
+    "stack": lambda node, args, sizes: anp.concatenate(
+        [anp.expand_dims(x, node.attr("axis")) for x in args], axis=node.attr("axis")
+    ),
 }

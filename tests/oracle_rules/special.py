@@ -1,0 +1,23 @@
+"""Oracle rules for erf and gelu, from their definitions: erf is scipy's (through autograd, which
+knows its derivative), gelu is x Phi(x) with Phi(x) = (1 + erf(x / sqrt(2))) / 2, or PyTorch's
+tanh form."""
+
+from __future__ import annotations
+
+import math
+
+import autograd.numpy as anp
+from autograd.scipy.special import erf
+
+
+def _gelu(node, args, sizes):
+    (x,) = args
+    if node.attr("approximate") == "tanh":
+        return 0.5 * x * (1.0 + anp.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
+    return x * (1.0 + erf(x / math.sqrt(2.0))) / 2.0
+
+
+RULES = {
+    "erf": lambda node, args, sizes: erf(args[0]),
+    "gelu": _gelu,
+}
