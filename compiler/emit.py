@@ -219,6 +219,16 @@ def _graph_view(c: Compiled, module_names: set[str], checks: bool, source_name: 
     return {"name": g.name, "classes": _classes(g, names, checks), "functions": functions, **cache}
 
 
+def _kept_for_dtype(cached: list[Node], inputs) -> list[Node]:
+    """What the cache keeps only so that the backward can tell the graph's float dtype: the
+    first float array parameter, where the cache holds no float array and the graph has one (a
+    0-d parameter, perhaps a Python float, does not say the dtype of float32 arrays)."""
+    holder, lender = dtype_holder(inputs), dtype_holder(cached)
+    if holder is None or (lender is not None and (lender.ndim > 0 or holder.ndim == 0)):
+        return []
+    return [holder]
+
+
 def _pair_functions(g: Graph, names: _Names, checks: bool) -> tuple[list[_FunctionView], dict]:
     """`g` (the forward alone), `g_forward` and `g_backward`; and the values and sizes that
     `cache` holds, by name."""
@@ -248,9 +258,8 @@ def _pair_functions(g: Graph, names: _Names, checks: bool) -> tuple[list[_Functi
     out_names = [Name(fn.name_of(n)) for n in g.outputs]
     result = out_names[0] if len(out_names) == 1 else Tuple(tuple(out_names))
     born_weak = any(n in fn.born_weak for n in backward_nodes)
-    if (born_weak or checks) and dtype_holder(cached) is None:
-        # only for its dtype: a reference, no copy
-        cached += [n for n in [dtype_holder(g.inputs)] if n is not None]
+    if born_weak or checks:
+        cached += _kept_for_dtype(cached, g.inputs)  # a reference, no copy
     cache_names = [fn.name_of(n) for n in cached] + [dims[d] for d in cached_dims]
     # The backward sees only the cache: a cached float array lends its dtype.
     fn.dtype_of = dtype_source(cached, namer)

@@ -342,9 +342,9 @@ def _lstm_step_check(x, prev_h, prev_c, Wx, Wh, b):
     N, D = _array("lstm_step", "x", x, "float", 2, "[N, D]")
     prev_h_0, H = _array("lstm_step", "prev_h", prev_h, "float", 2, "[N, H]")
     prev_c_0, prev_c_1 = _array("lstm_step", "prev_c", prev_c, "float", 2, "[N, H]")
-    Wx_0, Wx_1, Wx_2 = _array("lstm_step", "Wx", Wx, "float", 3, "[D, 4, H]")
-    Wh_0, Wh_1, Wh_2 = _array("lstm_step", "Wh", Wh, "float", 3, "[H, 4, H]")
-    b_0, b_1 = _array("lstm_step", "b", b, "float", 2, "[4, H]")
+    Wx_0, Wx_1 = _array("lstm_step", "Wx", Wx, "float", 2, "[D, 4*H]")
+    Wh_0, Wh_1 = _array("lstm_step", "Wh", Wh, "float", 2, "[H, 4*H]")
+    (b_0,) = _array("lstm_step", "b", b, "float", 1, "[4*H]")
     _floats(
         "lstm_step",
         ("x", x),
@@ -368,39 +368,25 @@ def _lstm_step_check(x, prev_h, prev_c, Wx, Wh, b):
         )
     if Wx_0 != D:
         raise _mismatch("lstm_step", "Wx", Wx.shape, 0, "D", "dimension ", D, " in x")
-    if Wx_1 != 4:
-        raise _shaped("lstm_step", "Wx", "[D, 4, H]", 1, Wx_1)
-    if Wx_2 != H:
-        raise _mismatch(
-            "lstm_step", "Wx", Wx.shape, 2, "H", "dimension ", H, " in prev_h"
-        )
+    if Wx_1 != 4 * H:
+        raise _mismatch("lstm_step", "Wx", Wx.shape, 1, "4*H", "", 4 * H, " in prev_h")
     if Wh_0 != H:
         raise _mismatch(
             "lstm_step", "Wh", Wh.shape, 0, "H", "dimension ", H, " in prev_h"
         )
-    if Wh_1 != 4:
-        raise _shaped("lstm_step", "Wh", "[H, 4, H]", 1, Wh_1)
-    if Wh_2 != H:
-        raise _mismatch(
-            "lstm_step", "Wh", Wh.shape, 2, "H", "dimension ", H, " in prev_h"
-        )
-    if b_0 != 4:
-        raise _shaped("lstm_step", "b", "[4, H]", 0, b_0)
-    if b_1 != H:
-        raise _mismatch(
-            "lstm_step", "b", b.shape, 1, "H", "dimension ", H, " in prev_h"
-        )
+    if Wh_1 != 4 * H:
+        raise _mismatch("lstm_step", "Wh", Wh.shape, 1, "4*H", "", 4 * H, " in prev_h")
+    if b_0 != 4 * H:
+        raise _mismatch("lstm_step", "b", b.shape, 0, "4*H", "", 4 * H, " in prev_h")
     return N, D, H
 
 
 def lstm_step(x, prev_h, prev_c, Wx, Wh, b):
-    """next_h [N, H], next_c [N, H] = lstm_step(x [N, D], prev_h [N, H], prev_c [N, H], Wx [D, 4, H], Wh [H, 4, H], b [4, H]): the forward pass alone."""
+    """next_h [N, H], next_c [N, H] = lstm_step(x [N, D], prev_h [N, H], prev_c [N, H], Wx [D, 4*H], Wh [H, 4*H], b [4*H]): the forward pass alone."""
     N, D, H = _lstm_step_sizes(x, prev_h, prev_c, Wx, Wh, b)
-    t = Wx.reshape((D, 4 * H))
-    t_1 = Wh.reshape((H, 4 * H))
-    a = x @ t
-    a += prev_h @ t_1
-    a += b.reshape((4 * H,))
+    a = x @ Wx
+    a += prev_h @ Wh
+    a += b
     i = 0.5 * np.tanh(0.5 * a[:, :H]) + 0.5
     f = 0.5 * np.tanh(0.5 * a[:, H : 2 * H]) + 0.5
     o = 0.5 * np.tanh(0.5 * a[:, 2 * H : 3 * H]) + 0.5
@@ -408,55 +394,54 @@ def lstm_step(x, prev_h, prev_c, Wx, Wh, b):
     next_c = f
     next_c *= prev_c
     next_c += i * g
-    t_2 = np.tanh(next_c)
+    t = np.tanh(next_c)
     next_h = o
-    next_h *= t_2
+    next_h *= t
     return (next_h, next_c)
 
 
 def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
-    """next_h [N, H], next_c [N, H] = lstm_step(x [N, D], prev_h [N, H], prev_c [N, H], Wx [D, 4, H], Wh [H, 4, H], b [4, H]), and the cache that lstm_step_backward needs."""
+    """next_h [N, H], next_c [N, H] = lstm_step(x [N, D], prev_h [N, H], prev_c [N, H], Wx [D, 4*H], Wh [H, 4*H], b [4*H]), and the cache that lstm_step_backward needs."""
     N, D, H = _lstm_step_sizes(x, prev_h, prev_c, Wx, Wh, b)
-    t = Wx.reshape((D, 4 * H))
-    t_1 = Wh.reshape((H, 4 * H))
-    a = x @ t
-    a += prev_h @ t_1
-    a += b.reshape((4 * H,))
+    a = x @ Wx
+    a += prev_h @ Wh
+    a += b
     i = 0.5 * np.tanh(0.5 * a[:, :H]) + 0.5
     f = 0.5 * np.tanh(0.5 * a[:, H : 2 * H]) + 0.5
     o = 0.5 * np.tanh(0.5 * a[:, 2 * H : 3 * H]) + 0.5
     g = np.tanh(a[:, 3 * H :])
     next_c = f * prev_c
     next_c += i * g
-    t_2 = np.tanh(next_c)
-    next_h = o * t_2
-    cache = LstmStepCache(x, prev_h, prev_c, t, t_1, i, f, o, g, t_2, N, D, H)
+    t = np.tanh(next_c)
+    next_h = o * t
+    cache = LstmStepCache(x, prev_h, prev_c, Wx, Wh, i, f, o, g, t, N, H)
     return (next_h, next_c), cache
 
 
 def lstm_step_backward(dout, cache):
     """Gradients of lstm_step with respect to x, prev_h, prev_c, Wx, Wh, b; dout is shaped like (next_h [N, H], next_c [N, H])."""
-    x, prev_h, prev_c, t, t_1, i, f, o, g, t_2, N, D, H = _cached(cache, LstmStepCache)
+    x, prev_h, prev_c, Wx, Wh, i, f, o, g, t, N, H = _cached(cache, LstmStepCache)
     dout_next_h, dout_next_c = _douts("lstm_step", dout, ((N, H), (N, H)), x.dtype)
     # next_h = o * tanh(next_c)
-    do = dout_next_h * t_2
-    dnext_c = dout_next_h * o * (1 - t_2 * t_2)
+    do = dout_next_h * t
+    dnext_c = dout_next_h * o * (1 - t * t)
     dnext_c += dout_next_c
     # next_c = f * prev_c + i * g
     di = dnext_c * g
     dg = dnext_c * i
     df = dnext_c * prev_c
-    dprev_c = dnext_c * f
+    dprev_c = dnext_c
+    dprev_c *= f
     # i = sigmoid(a[:, 0:H])
-    t_3 = di * i * (1 - i)
-    t_4 = df * f * (1 - f)
-    da = np.concatenate([t_3, t_4, do * o * (1 - o), dg * (1 - g * g)], axis=1)
-    # a = x @ reshape(Wx, (D, 4*H)) + prev_h @ reshape(Wh, (H, 4*H)) + reshape(b, (4*H,))
-    db = da.sum(axis=0).reshape((4, H))
-    dprev_h = da @ t_1.T
-    dWh = (prev_h.T @ da).reshape((H, 4, H))
-    dx = da @ t.T
-    dWx = (x.T @ da).reshape((D, 4, H))
+    t_1 = di * i * (1 - i)
+    t_2 = df * f * (1 - f)
+    da = np.concatenate([t_1, t_2, do * o * (1 - o), dg * (1 - g * g)], axis=1)
+    # a = x @ Wx + prev_h @ Wh + b
+    db = da.sum(axis=0)
+    dprev_h = da @ Wh.T
+    dWh = prev_h.T @ da
+    dx = da @ Wx.T
+    dWx = x.T @ da
     return LstmStepGrads(dx, dprev_h, dprev_c, dWx, dWh, db)
 
 

@@ -191,8 +191,8 @@ def _layernorm(x, gamma, beta):
 
 
 def _lstm_step(x, prev_h, prev_c, Wx, Wh, b):
-    D, _, H = Wx.shape
-    a = x @ Wx.reshape(D, 4 * H) + prev_h @ Wh.reshape(H, 4 * H) + b.reshape(4 * H)
+    H = prev_h.shape[1]
+    a = x @ Wx + prev_h @ Wh + b
     sigmoid = 1 / (1 + np.exp(-a[:, : 3 * H]))
     i, f, o = sigmoid[:, :H], sigmoid[:, H : 2 * H], sigmoid[:, 2 * H :]
     next_c = f * prev_c + i * np.tanh(a[:, 3 * H :])

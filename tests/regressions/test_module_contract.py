@@ -133,6 +133,26 @@ def test_a_number_dout_gives_array_gradients_of_the_forward_dtype():
     assert only_scalars.f_backward(1.0, cache).a.dtype == np.float64
 
 
+@pytest.mark.parametrize(
+    "source",
+    [
+        "graph f(x: [n], s: []) -> y wrt x {\n    y = x * s\n}\n",
+        "graph f(x: [n], m: bool[n], p: []) -> y wrt x {\n    y = where(m, x / p, 0)\n}\n",
+    ],
+)
+def test_a_backward_that_needs_only_a_scalar_knows_the_arrays_dtype(source):
+    """The backward once took the graph's float dtype from the one value its cache held, a 0-d
+    parameter passed as a Python float, and refused a float32 dout as not float64."""
+    module = load(source)
+    x = np.ones(3, np.float32)
+    args = (x, 0.5) if "bool" not in source else (x, np.array([True, False, True]), 0.5)
+    y, cache = module.f_forward(*args)
+    assert y.dtype == np.float32
+    assert module.f_backward(np.ones(3, np.float32), cache).x.dtype == np.float32
+    with pytest.raises(ValueError, match="dout is float64, but the forward ran in float32"):
+        module.f_backward(np.ones(3), cache)
+
+
 def test_a_cache_from_another_graph_or_module_is_refused():
     source = LOSS.format(name="f") + LOSS.format(name="g")
     module, again = load(source), load(source)
