@@ -192,6 +192,10 @@ class _Builder:
                 return tuple(self.expr(i, scope) for i in items)
             case s.Unary(operand=x):
                 return self.node("neg", self.value(x, scope))
+            case s.Binary(op="floordiv"):
+                # sizes only: `n // 2` is a size, as in a shape; values have no floor division
+                size = self.static(e, scope, "'//' divides sizes only: each operand")
+                return self.leaf(self._dim_node(Dim.of(size)))
             case s.Binary(op=op, left=a, right=b):
                 return self.node(op, self.value(a, scope), self.value(b, scope))
             case s.Attribute(value=x, attr="T"):

@@ -107,7 +107,7 @@ CASES = {
         "def",
     ),
     # Python's operators and expressions
-    "y = x // 2": ("'//' is not in the language; '/' divides, always giving floats", 11, "//"),
+    "y = x // 2": ("'//' divides sizes only: each operand must be known at compile time", 9, "x"),
     "y = x % 2": ("'%' (the remainder) is not in the language", 11, "%"),
     "y = where(x > 0 and x < 1, x, 0)": (
         "'and' is not in the language; for masks write (a > 0) * (b > 0), true where both are",

@@ -70,6 +70,13 @@ FORMS = {
         "graph g(x: [n], y: [(n + 1)//2]) -> loss {\n    loss = sum(tanh(x[::2] * y))\n}\n",
         {"n": 7},
     ),
+    "floor division of sizes in a body": (
+        "graph g(x: [n]) -> loss {\n"
+        "    h = reshape(x[::2], ((n + 1) // 2, 1))\n"
+        "    loss = sum(tanh(x[n // 2:])) * (n // 2) + sum(h * h)\n"
+        "}\n",
+        {"n": 7},
+    ),
     "every third element, backwards": (
         "graph g(x: [n, m]) -> loss {\n    loss = sum(exp(x[::-3, 1::2]))\n}\n",
         {"n": 7, "m": 5},
