@@ -75,6 +75,8 @@ def _explain(c) -> str:
         if upstream is None:
             target = step.statement.split("=", 1)[0].strip()
             text, shape = f"d{out}/d{target} = {'1' if c.grad is not None else 'dout'}", ""
+            if len(g.output_names) > 1:  # one upstream gradient per output: dout_next_h
+                text = f"d{target} = dout_{target}"
             if target in g.output_names:
                 shape = g.outputs[g.output_names.index(target)].type
         else:

@@ -40,6 +40,13 @@ def test_fn_statements_and_graph_selection():
     assert run.returncode == 1 and "no graph named 'nope'" in run.stderr
 
 
+def test_each_output_has_its_own_upstream_gradient():
+    run = explain(ROOT / "examples" / "rnn.bp", "--graph", "lstm_step")
+    assert run.returncode == 0, run.stderr
+    assert "upstream  dnext_h = dout_next_h              [N, H]" in run.stdout
+    assert "the outputs" not in run.stdout.split("\n", 3)[3]
+
+
 def test_errors_are_diagnostics(tmp_path):
     bad = tmp_path / "bad.bp"
     bad.write_text("graph g(x: [n]) -> y {\n    y = sum(xx)\n}\n")
