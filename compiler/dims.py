@@ -229,8 +229,8 @@ class Dim:
         if not self.terms:
             return "0"
         parts = []
-        for m, c in sorted(self.terms, key=lambda t: (-len(t[0]), _mono_key(t[0]))):
-            alone = len(m) == 1 and abs(c) == 1
+        for i, (m, c) in enumerate(sorted(self.terms, key=lambda t: (-len(t[0]), _mono_key(t[0])))):
+            alone = len(m) == 1 and abs(c) == 1 and (c > 0 or i > 0)  # (`-a // 2` floors -a)
             text = " * ".join(_render_atom(a, name, scale, div, floor, alone) for a in m)
             if abs(c) != 1 or not m:
                 text = str(abs(c)) + (scale + text if m else "")

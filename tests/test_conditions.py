@@ -113,3 +113,18 @@ def test_slices_match_numpy_or_raise(size, start, stop, step):
         assert "needs" in str(e)
         return
     np.testing.assert_array_equal(got, x[slice(start, stop, step)])
+
+
+def test_a_negated_floor_division_renders_as_python_reads_it():
+    """`-(a // 2)` as `-a // 2` would floor -a: -1 for a = 1, where the dimension is 0."""
+    a = Dim.of("a")
+    d = -a.floor_div(2)
+    assert d.render() == "-(a // 2)" and str(d) == "-(a//2)"
+    assert eval(d.render(), {}, {"a": 1}) == d.evaluate({"a": 1}) == 0
+    assert (3 - a.floor_div(2)).render() == "-(a // 2) + 3"
+    assert (a - a.floor_div(2)).render() == "a - a // 2"
+
+
+def test_a_type_with_a_negated_floor_division_checks_its_axis():
+    m = load("graph g(x: [N], y: [5 - (N + 1) // 2]) -> z {\n    z = sum(x) + sum(y)\n}\n")
+    assert m.g(np.ones(2), np.ones(4)) == 6  # 5 - 3 // 2 = 4 (-(3) // 2 + 5 would be 3)
