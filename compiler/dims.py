@@ -333,6 +333,8 @@ def nonnegative(d: Dim, lower: dict[str, int] | None = None, default: int = 1) -
 
 def _lowest(d: Dim, lower: dict[str, int], default: int) -> int | None:
     """A lower bound of an integral `d` over the sizes, when one follows from the shift."""
+    if not d.integral:  # (a reciprocal of a shifted name is no polynomial)
+        return None
     shifted = d.subs({s: Dim.of(s) + lower.get(s, default) for s in d.symbols})
     if any(m and c < 0 for m, c in shifted.terms) or not shifted.integral:
         return None

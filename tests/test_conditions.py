@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bpc.diagnostics import CompileError
-from bpc.dims import Dim
+from bpc.dims import Dim, nonnegative
 from bpc.loader import module_from_text
 from bpc.pipeline import compile_source
 from tests.support import load
@@ -128,3 +128,12 @@ def test_a_negated_floor_division_renders_as_python_reads_it():
 def test_a_type_with_a_negated_floor_division_checks_its_axis():
     m = load("graph g(x: [N], y: [5 - (N + 1) // 2]) -> z {\n    z = sum(x) + sum(y)\n}\n")
     assert m.g(np.ones(2), np.ones(4)) == 6  # 5 - 3 // 2 = 4 (-(3) // 2 + 5 would be 3)
+
+
+def test_the_sign_of_a_floor_of_a_quotient_of_names():
+    """`(C/G)//2`: the prover shifts C and G, and 1/(G + 1) is no polynomial; it says it cannot
+    tell, where it raised ValueError and the compiler crashed on `x[1:]` of a `[(C / G) // 2]`."""
+    C, G = Dim.of("C"), Dim.of("G")
+    assert not nonnegative(C.exact_div(G).floor_div(2) - 1)
+    m = load("graph g(s: [G], c: [C], x: [(C / G) // 2]) -> y {\n    y = sum(x[1:])\n}\n")
+    assert m.g(np.ones(3), np.ones(6), np.ones(1)) == 0
