@@ -18,6 +18,7 @@ import contextlib
 import contextvars
 import random
 from dataclasses import dataclass
+from fractions import Fraction
 
 from .diagnostics import Loc
 from .dims import Dim, negative, nonnegative
@@ -158,7 +159,7 @@ def met(conditions, sizes: dict[str, int]) -> bool:
     for c in conditions:
         left, right = c.left.evaluate(sizes), c.right.evaluate(sizes)
         if c.op == "multiple":
-            ok = right != 0 and (left / right).denominator == 1 if right else False
+            ok = right != 0 and Fraction(left) % right == 0
         else:
             ok = left >= right if c.op == ">=" else left <= right
         if not ok:

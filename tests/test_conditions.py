@@ -8,6 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bpc.check import check_source
+from bpc.conditions import Condition, met
 from bpc.diagnostics import CompileError
 from bpc.dims import Dim, nonnegative
 from bpc.loader import module_from_text
@@ -64,10 +66,14 @@ def test_a_slice_bounded_by_another_dimension():
         m.g(np.ones((2, 5)), np.ones(6))
 
 
+POOL = """graph pool(x: [N, C, H, W]) -> y {
+    y = sum(max(reshape(x, (N, C, H / 2, 2, W / 2, 2)), axis=(3, 5)))
+}
+"""
+
+
 def test_a_reshape_by_halves_needs_even_sizes():
-    src = "graph pool(x: [N, C, H, W]) -> y {\n"
-    src += "    y = sum(max(reshape(x, (N, C, H / 2, 2, W / 2, 2)), axis=(3, 5)))\n}\n"
-    m = load(src)
+    m = load(POOL)
     x = np.arange(2 * 3 * 4 * 6, dtype=float).reshape(2, 3, 4, 6)
     want = x.reshape(2, 3, 2, 2, 3, 2).max(axis=(3, 5)).sum()
     assert m.pool(x) == want
@@ -137,3 +143,14 @@ def test_the_sign_of_a_floor_of_a_quotient_of_names():
     assert not nonnegative(C.exact_div(G).floor_div(2) - 1)
     m = load("graph g(s: [G], c: [C], x: [(C / G) // 2]) -> y {\n    y = sum(x[1:])\n}\n")
     assert m.g(np.ones(3), np.ones(6), np.ones(1)) == 0
+
+
+def test_bpc_check_picks_sizes_for_an_exact_division():
+    """`met` divided two ints (a float, with no denominator): bpc check crashed on every graph
+    with a reshape by halves."""
+    (row,) = check_source(POOL)
+    assert row.ok, row
+    half = Condition(H, "multiple", Dim.of(2), "H / 2")
+    assert met([half], {"H": 4}) and not met([half], {"H": 5})
+    by_g = Condition(Dim.of("C"), "multiple", Dim.of("G"), "C / G")
+    assert met([by_g], {"C": 6, "G": 3}) and not met([by_g], {"C": 6, "G": 0})
