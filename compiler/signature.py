@@ -137,10 +137,16 @@ def check_body(
         pairs = [Tuple((Lit(p.name), Name(n))) for p, n in floats]
         body.append(Eval(builtin("_floats", graph, *pairs)))
     where: dict[str, str] = {}
+    pending = list(g.conditions)
     for step in plan(g.params):
         body += _axis_check(g, step, params, axes, dims, where)
-    for c in g.conditions:
-        body.append(_condition_check(g, c, source_name))
+        # an exact division's condition as soon as its sizes are bound: an axis checked against
+        # `C/G` is computed (`C // G`) only where G divides C
+        for c in [c for c in pending if c.op == "multiple" and set(c.symbols) <= set(where)]:
+            body += _condition_check(g, c, source_name)
+            pending.remove(c)
+    for c in pending:
+        body += _condition_check(g, c, source_name)
     sizes = tuple(Name(v) for v in dims.values())
     body.append(Return(sizes if len(sizes) > 1 else (Tuple(sizes),)))
     return body
@@ -210,18 +216,27 @@ def _scaled(d: Dim) -> bool:
     return len(d.terms) != 1 or d.terms[0][1] != 1 or len(d.terms[0][0]) != 1
 
 
-def _condition_check(g: Graph, c: Condition, source_name: str) -> Stmt:
-    if c.op == "multiple":
-        test = BinOp("%", Size(c.left), Size(c.right))
-    else:
-        test = BinOp("<" if c.op == ">=" else ">", Size(c.left), Size(c.right))
+def _condition_check(g: Graph, c: Condition, source_name: str) -> list[Stmt]:
+    """The check of one condition; a division by a size (`C / G`) first checks it is not 0."""
     what = source_span(g.source, c.loc) if c.loc is not None else None
     place = f" ({source_name}:{c.loc.line})" if c.loc is not None else ""
-    need = f"{g.name}: {what or c.what}{place} needs {c.text}"
+    need = f"{g.name}: {what or c.what}{place} needs "
+    if c.op != "multiple":
+        test = BinOp("<" if c.op == ">=" else ">", Size(c.left), Size(c.right))
+        return [Check(test, _unmet(need + c.text, c.symbols))]
+    out = []
+    if not c.right.is_const:
+        divisor = BinOp("<", Size(c.right), Lit(1))
+        out.append(Check(divisor, _unmet(f"{need}{c.right} >= 1", sorted(c.right.symbols))))
+    test = BinOp("%", Size(c.left), Size(c.right))
+    return out + [Check(test, _unmet(need + c.text, c.symbols))]
+
+
+def _unmet(need: str, symbols) -> Expr:
     values = []
-    for s in c.symbols:
+    for s in symbols:
         values += [Lit(s), Size(Dim.of(s))]
-    return Check(test, builtin("_unmet", Lit(need), *values))
+    return builtin("_unmet", Lit(need), *values)
 
 
 def unchecked_bindings(g: Graph, params: list[str], dims: dict[str, str]) -> list[Stmt]:

@@ -154,3 +154,25 @@ def test_bpc_check_picks_sizes_for_an_exact_division():
     assert met([half], {"H": 4}) and not met([half], {"H": 5})
     by_g = Condition(Dim.of("C"), "multiple", Dim.of("G"), "C / G")
     assert met([by_g], {"C": 6, "G": 3}) and not met([by_g], {"C": 6, "G": 0})
+
+
+GROUPS = "graph g(x: [N, C], s: [G]) -> y {\n    y = sum(reshape(x, (N, C / G, G))) + sum(s)\n}\n"
+
+
+def test_a_division_by_a_size_of_0_is_a_condition_not_a_zero_division():
+    m = load(GROUPS)
+    assert m.g(np.ones((2, 6)), np.ones(3)) == 15
+    for x in (np.ones((2, 6)), np.ones((2, 0))):
+        with pytest.raises(ValueError, match=r"g: C / G \(.*:2\) needs G >= 1, but G is 0$"):
+            m.g(x, np.ones(0))
+
+
+def test_a_type_divided_by_a_size_is_checked_where_it_divides():
+    """The division's conditions come before the axis that `C // G` checks: C = 7, G = 3 is
+    not `C/G, which is 2`, and G = 0 is no ZeroDivisionError."""
+    m = load("graph g(s: [G], c: [C], x: [C / G]) -> y {\n    y = sum(x) + sum(s) + sum(c)\n}\n")
+    assert m.g(np.ones(3), np.ones(6), np.ones(2)) == 11
+    with pytest.raises(ValueError, match=r"needs C to be a multiple of G, but C is 7 and G is 3"):
+        m.g(np.ones(3), np.ones(7), np.ones(2))
+    with pytest.raises(ValueError, match=r"needs G >= 1, but G is 0"):
+        m.g(np.ones(0), np.ones(0), np.ones(2))
