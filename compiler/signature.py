@@ -196,11 +196,11 @@ def _axis_check(g: Graph, step: Axis, params, axes, dims, where: dict[str, str])
         if not may_be_negative:
             return [Assign(target, value)]
         return [Assign(target, value), Check(BinOp("<", Name(target), Lit(0)), error)]
-    rem = target + "_rem"
-    bad: Expr = Name(rem)
+    # (no variable for the remainder: it could take the name of a parameter or a size, H_rem)
+    bad: Expr = BinOp("%", value, Lit(step.coef))
     if may_be_negative:
-        bad = BinOp("or", bad, BinOp("<", Name(target), Lit(0)))
-    return [Assign((target, rem), builtin("divmod", value, Lit(step.coef))), Check(bad, error)]
+        bad = BinOp("or", bad, BinOp("<", value, Lit(0)))
+    return [Check(bad, error), Assign(target, BinOp("//", value, Lit(step.coef)))]
 
 
 def _minus(size: Expr, rest: Dim) -> Expr:

@@ -176,3 +176,17 @@ def test_a_type_divided_by_a_size_is_checked_where_it_divides():
         m.g(np.ones(3), np.ones(7), np.ones(2))
     with pytest.raises(ValueError, match=r"needs G >= 1, but G is 0"):
         m.g(np.ones(0), np.ones(0), np.ones(2))
+
+
+def test_a_size_or_parameter_named_like_the_remainder_is_not_overwritten():
+    """`4*H` was solved with `H, H_rem = divmod(x_0, 4)`, which overwrote a size named H_rem
+    (a good call failed: `needs H <= H_rem, but H is 2 and H_rem is 0`) or a parameter named
+    H_rem (whose `.shape` the next message read)."""
+    m = load("graph g(x: [4*H], y: [H_rem]) -> z {\n    z = sum(x) * sum(y) + sum(y[0:H])\n}\n")
+    assert m.g(np.ones(8), np.ones(5)) == 42
+    m = load("graph g(H_rem: [4*H], y: [H]) -> z {\n    z = sum(H_rem) * sum(y)\n}\n")
+    assert m.g(np.ones(8), np.ones(2)) == 16
+    with pytest.raises(ValueError, match=r"y has shape \(3,\), but its axis 0 is dimension H, wh"):
+        m.g(np.ones(8), np.ones(3))
+    with pytest.raises(ValueError, match=r"H_rem has shape \(9,\), but its axis 0 is 4\*H, and no"):
+        m.g(np.ones(9), np.ones(3))
