@@ -3,6 +3,9 @@ that the generated functions check on entry (`bpc.signature`, `bpc.conditions`).
 
 from __future__ import annotations
 
+import ast
+from importlib import resources
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -13,6 +16,7 @@ from bpc.conditions import Condition, met
 from bpc.diagnostics import CompileError
 from bpc.dims import Dim, nonnegative
 from bpc.loader import module_from_text
+from bpc.lower import RESERVED
 from bpc.pipeline import compile_source
 from tests.support import load
 
@@ -190,3 +194,19 @@ def test_a_size_or_parameter_named_like_the_remainder_is_not_overwritten():
         m.g(np.ones(8), np.ones(3))
     with pytest.raises(ValueError, match=r"H_rem has shape \(9,\), but its axis 0 is 4\*H, and no"):
         m.g(np.ones(9), np.ones(3))
+
+
+def test_every_name_the_runtime_defines_is_reserved():
+    """A graph named like a helper of the runtime would replace it in the module: a graph named
+    _check_dout made every backward call the graph's forward with the wrong arguments."""
+    text = resources.files("bpc.templates").joinpath("runtime.py.j2").read_text()
+    defined = set()
+    for node in ast.parse(text).body:
+        if isinstance(node, ast.FunctionDef | ast.ClassDef):
+            defined.add(node.name)
+        elif isinstance(node, ast.Assign):
+            defined |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+    assert defined and defined <= RESERVED, sorted(defined - RESERVED)
+    m = load("graph _check_dout(x: [n]) -> y {\n    y = sum(x * x)\n}\n")
+    _, cache = m._check_dout_forward(np.ones(2))
+    assert m._check_dout_backward(1.0, cache).x.tolist() == [2.0, 2.0]
