@@ -210,3 +210,19 @@ def test_every_name_the_runtime_defines_is_reserved():
     m = load("graph _check_dout(x: [n]) -> y {\n    y = sum(x * x)\n}\n")
     _, cache = m._check_dout_forward(np.ones(2))
     assert m._check_dout_backward(1.0, cache).x.tolist() == [2.0, 2.0]
+
+
+@pytest.mark.parametrize(
+    "left, op, right, text",
+    [
+        (Dim.of("T") - 3, ">=", Dim.of(0), "T >= 3"),  # x[-3] on [T]
+        (Dim.of(3), "<=", Dim.of("T"), "T >= 3"),
+        (Dim.of("X") + 2, ">=", Dim.of(3), "X >= 1"),
+        (2 * Dim.of("X"), "<=", 3 * Dim.of("X") - 2, "X >= 2"),
+        (1 - Dim.of("X"), ">=", Dim.of(0), "X <= 1"),
+        (H, "<=", Dim.of("G"), "H <= G"),
+        (H + 1, "<=", Dim.of("G"), "H + 1 <= G"),
+    ],
+)
+def test_a_condition_reads_with_the_sizes_on_one_side(left, op, right, text):
+    assert Condition(left, op, right, "").text == text
