@@ -27,20 +27,21 @@ def _array(graph, name, value, kind, ndim, declared):
         )
     if isinstance(value, (np.ndarray, np.generic)):
         shape, found = value.shape, value.dtype.kind
-    elif isinstance(value, bool) and kind == "bool":
+    elif isinstance(value, bool):
         shape, found = (), "b"
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+    elif isinstance(value, (int, float)):
         # a Python number: weakly typed, it takes the arrays' dtype
         shape, found = (), "i" if isinstance(value, int) else "f"
     else:
-        kind_of = type(value).__name__
-        raise ValueError(f"{graph}: {name} must be a NumPy array, got {kind_of}")
+        want = "a NumPy array" if ndim else "a number or a NumPy array"
+        raise ValueError(f"{graph}: {name} must be {want}, got {type(value).__name__}")
     if len(shape) != ndim:
         raise ValueError(
             f"{graph}: {name} must be {ndim}-d, shaped {declared}; got shape {shape}"
         )
     python = not isinstance(value, (np.ndarray, np.generic))
-    got = ("a " + type(value).__name__) if python else value.dtype
+    article = "an" if found == "i" else "a"
+    got = f"{article} {type(value).__name__}" if python else value.dtype
     if kind == "int" and found not in "iu":
         raise ValueError(f"{graph}: {name} must hold integers, got {got}")
     if kind == "bool" and found != "b":

@@ -226,3 +226,56 @@ def test_every_name_the_runtime_defines_is_reserved():
 )
 def test_a_condition_reads_with_the_sizes_on_one_side(left, op, right, text):
     assert Condition(left, op, right, "").text == text
+
+
+# ---------------------------------------------------------------------------------------------
+# The messages of the argument checks, one of each
+
+
+def _message(m, *args) -> str:
+    with pytest.raises(ValueError) as e:
+        m.g(*args)
+    return str(e.value)
+
+
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # (np.matrix's own)
+def test_the_messages_of_an_arguments_class_axes_and_elements():
+    m = load(
+        "graph g(x: [N, 3], k: int[N], b: bool[N], s: [], t: bool[]) -> y {\n"
+        "    y = sum(where(b, x[:, 0], 0.0) * k) * s * where(t, 1.0, 2.0)\n}\n"
+    )
+    x, k, b = np.ones((2, 3)), np.arange(2), np.ones(2, bool)
+    assert m.g(x, k, b, 2.0, True) == 2.0
+    assert m.g(x, k, b, 2, np.bool_(False)) == 4.0  # a Python int for a float, a NumPy bool
+    assert m.g(x, k, b, np.float64(2.0), np.array(True)) == 2.0
+    want = [
+        ((x.tolist(), k, b, 2.0, True), "g: x must be a NumPy array, got list"),
+        ((np.matrix(x), k, b, 2.0, True), "g: x must be a plain NumPy array, got matrix"),
+        ((x, k, b, None, True), "g: s must be a number or a NumPy array, got NoneType"),
+        ((x[0], k, b, 2.0, True), "g: x must be 2-d, shaped [N, 3]; got shape (3,)"),
+        ((x, k, b, 2.0, np.ones(2, bool)), "g: t must be 0-d, shaped bool[]; got shape (2,)"),
+        ((x, k, b, "2", True), "g: s must be a number or a NumPy array, got str"),
+        ((x, k, b, True, True), "g: s must hold floats, got a bool"),
+        ((x, k, b, np.int64(2), True), "g: s must hold floats, got int64"),
+        ((x, k * 1.0, b, 2.0, True), "g: k must hold integers, got float64"),
+        ((x, k, b * 1, 2.0, True), "g: b must hold booleans, got int64"),
+        ((x, k, b, 2.0, 1), "g: t must hold booleans, got an int"),
+        ((x, k, b, 2.0, 1.0), "g: t must hold booleans, got a float"),
+        ((x, k, b, 2.0, np.int8(1)), "g: t must hold booleans, got int8"),
+        ((np.ones((2, 4)), k, b, 2.0, True), "g: x must be shaped [N, 3]; axis 1 is 4, not 3"),
+    ]
+    for args, message in want:
+        assert _message(m, *args) == message
+    m = load("graph g(i: int[], x: [n]) -> y {\n    y = sum(x) * i\n}\n")
+    assert m.g(2, np.ones(2)) == m.g(np.int8(2), np.ones(2)) == 4.0
+    assert _message(m, 2.0, np.ones(2)) == "g: i must hold integers, got a float"
+    assert _message(m, True, np.ones(2)) == "g: i must hold integers, got a bool"
+
+
+def test_the_message_of_float_arrays_of_two_dtypes():
+    m = load("graph g(x: [n], w: [n], s: []) -> y {\n    y = sum(x * w) * s\n}\n")
+    x, w = np.ones(2), np.ones(2, np.float32)
+    assert m.g(x, x, np.float32(2.0)) == 4.0  # a 0-d array takes the others' dtype
+    assert _message(m, x, w, 2.0) == (
+        "g: w is float32 but x is float64; pass float arrays of one dtype"
+    )
