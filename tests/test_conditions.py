@@ -279,3 +279,56 @@ def test_the_message_of_float_arrays_of_two_dtypes():
     assert _message(m, x, w, 2.0) == (
         "g: w is float32 but x is float64; pass float arrays of one dtype"
     )
+
+
+def test_the_messages_of_the_conditions():
+    def first(body: str, *args, params="x: [T]") -> str:
+        m = load(f"graph g({params}) -> y {{\n    y = {body}\n}}\n", "cond")
+        return _message(m, *args).replace("cond.bp", "m.bp")
+
+    x1, x2, x3 = np.ones(1), np.ones(2), np.ones(3)
+    assert first("sum(x[2:])", x1) == "g: x[2:] (m.bp:2) needs T >= 2, but T is 1"
+    assert first("sum(x[:3])", x1) == "g: x[:3] (m.bp:2) needs T >= 3, but T is 1"
+    assert first("sum(x[3:0:-1])", x3) == "g: x[3:0:-1] (m.bp:2) needs T >= 4, but T is 3"
+    assert first("sum(x[:-4:-1])", x2) == "g: x[:-4:-1] (m.bp:2) needs T >= 4, but T is 2"
+    assert first("x[2]", x2) == "g: x[2] (m.bp:2) needs T >= 3, but T is 2"
+    assert first("x[-3]", x2) == "g: x[-3] (m.bp:2) needs T >= 3, but T is 2"
+    assert first("x[T - 3]", x2) == "g: x[T - 3] (m.bp:2) needs T >= 3, but T is 2"
+    assert first("x[-X] * 1.0", x2, params="x: [X + 2]") == (
+        "g: x[-X] (m.bp:2) needs X >= 1, but X is 0"
+    )
+    assert first("sum(reshape(x, (N, H / 2, 2)))", np.ones((2, 3)), params="x: [N, H]") == (
+        "g: H / 2 (m.bp:2) needs H to be a multiple of 2, but H is 3"
+    )
+    groups = load(GROUPS, "cond")
+    assert _message(groups, np.ones((2, 6)), np.ones(4)).replace("cond.bp", "m.bp") == (
+        "g: C / G (m.bp:2) needs C to be a multiple of G, but C is 6 and G is 4"
+    )
+    m = load(
+        "fn f(a: [2*K]) -> b {\n    b = a * 2.0\n}\ngraph g(x: [D]) -> y {\n    y = sum(f(x))\n}\n"
+    )
+    assert m.g(np.ones(4)) == 8.0
+    assert _message(m, x3).startswith(
+        "g: argument 'a' of fn 'f', declared [2*K] (bpc_test_module_"
+    ) and _message(m, x3).endswith(".bp:5) needs D to be a multiple of 2, but D is 3")
+
+
+def test_the_messages_of_a_type_with_an_expression():
+    m = load("graph g(x: [H + 2], w: [2*H, 3*K + 1]) -> y {\n    y = sum(x) + sum(w)\n}\n")
+    assert m.g(np.ones(3), np.ones((2, 4))) == 11.0
+    assert _message(m, np.ones(1), np.ones((2, 4))) == (
+        "g: x has shape (1,), but its axis 0 is H + 2, and no whole H >= 0 makes it 1"
+    )
+    assert _message(m, np.ones(3), np.ones((3, 4))) == (
+        "g: w has shape (3, 4), but its axis 0 is 2*H, which is 2 in x"
+    )
+    assert _message(m, np.ones(3), np.ones((2, 3))) == (
+        "g: w has shape (2, 3), but its axis 1 is 3*K + 1, and no whole K >= 0 makes it 3"
+    )
+    m = load("graph g(x: [n], y: [n - 1]) -> z {\n    z = sum(x) + sum(y)\n}\n")
+    assert _message(m, np.ones(3), np.ones(3)) == (
+        "g: y has shape (3,), but its axis 0 is n - 1, which is 2 in x"
+    )
+    assert _message(m, np.ones(0), np.ones(0)) == (
+        "g: y has shape (0,), but its axis 0 is n - 1, which is -1 in x"
+    )
