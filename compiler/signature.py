@@ -190,7 +190,10 @@ def _axis_check(g: Graph, step: Axis, params, axes, dims, where: dict[str, str])
         return []
     target = dims[step.binds]
     value = _minus(size, step.rest)
-    error = builtin("_unsolved", *args, Lit(step.binds))
+    known = []  # the sizes it is solved with, and where each came from
+    for s in sorted(step.rest.symbols):
+        known += [Lit(s), Size(Dim.of(s)), Lit(where[s])]
+    error = builtin("_unsolved", *args, Lit(step.binds), *known)
     may_be_negative = not nonnegative(-step.rest, default=0)
     if step.coef == 1:
         if not may_be_negative:

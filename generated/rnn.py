@@ -81,11 +81,17 @@ def _shaped(graph, name, declared, axis, size):
     )
 
 
-def _unsolved(graph, name, shape, axis, expr, unknown):
-    """An axis that no size of its one unknown dimension makes."""
+def _unsolved(graph, name, shape, axis, expr, unknown, *known):
+    """An axis that no size of its one unknown dimension makes (with the sizes `known`, each
+    as a name, its size and the parameter it came from)."""
+    given = [
+        f"{known[i]} = {known[i + 1]} from {known[i + 2]}"
+        for i in range(0, len(known), 3)
+    ]
+    given = f"with {', '.join(given)}, " if given else ""
     return ValueError(
-        f"{graph}: {name} has shape {shape}, but its axis {axis} is {expr}, and no whole "
-        f"{unknown} >= 0 makes it {shape[axis]}"
+        f"{graph}: {name} has shape {shape}, but its axis {axis} is {expr}, and {given}no "
+        f"whole {unknown} >= 0 makes it {shape[axis]}"
     )
 
 

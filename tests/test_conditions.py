@@ -325,6 +325,11 @@ def test_the_messages_of_a_type_with_an_expression():
     assert _message(m, np.ones(3), np.ones((2, 3))) == (
         "g: w has shape (2, 3), but its axis 1 is 3*K + 1, and no whole K >= 0 makes it 3"
     )
+    m = load("graph g(a: [X], b: [X + Y]) -> z {\n    z = sum(a) + sum(b)\n}\n")
+    assert _message(m, np.ones(3), np.ones(2)) == (
+        "g: b has shape (2,), but its axis 0 is X + Y, and with X = 3 from a, no whole Y >= 0 "
+        "makes it 2"
+    )
     m = load("graph g(x: [n], y: [n - 1]) -> z {\n    z = sum(x) + sum(y)\n}\n")
     assert _message(m, np.ones(3), np.ones(3)) == (
         "g: y has shape (3,), but its axis 0 is n - 1, which is 2 in x"
