@@ -15,6 +15,7 @@ from bpc.check import check_source
 from bpc.conditions import Condition, met
 from bpc.diagnostics import CompileError
 from bpc.dims import Dim, nonnegative
+from bpc.ir import ShapeError
 from bpc.loader import module_from_text
 from bpc.lower import RESERVED
 from bpc.pipeline import compile_source
@@ -116,6 +117,9 @@ def test_slices_match_numpy_or_raise(size, start, stop, step):
         m = load(f"graph g(x: [n]) -> y {{\n    y = x[{text}] * 1.0\n}}\n")
     except CompileError:
         return  # out of range for every size
+    except ShapeError:  # (test_dims.test_a_reversed_slice_that_fits_only_where_empty_compiles)
+        assert step is not None and step < 0
+        return
     x = np.arange(float(size))
     try:
         got = m.g(x)
