@@ -221,7 +221,7 @@ def _numpy(f):
         return None
 
 
-def _meant(item, length, size: int, sizes: dict) -> list[int] | None:
+def _meant(item, length, axis: Dim, size: int, sizes: dict) -> list[int] | None:
     """The positions an index or slice of the typed graph means at these sizes, or None where
     they are not on the axis. A slice means its bounds to be on the axis too, as the language
     says (docs/language.md, "a slice must fit its axis"), and its gradient relies on it: it is
@@ -230,6 +230,9 @@ def _meant(item, length, size: int, sizes: dict) -> list[int] | None:
     if not isinstance(item, tuple):
         p = item.evaluate(sizes)
         return [int(p)] if p.denominator == 1 and 0 <= p < size else None
+    # (a reversed slice from the last element, `x[::-1]`, fits an empty axis too; one from a
+    # start that is -1 only at some size, `x[X - 1::-1]` on [2*X] at X = 0, does not)
+    from_last = item[0] == axis - 1
     first, end, step = (v.evaluate(sizes) if isinstance(v, Dim) else v for v in item)
     n = length.evaluate(sizes)
     if any(v.denominator != 1 for v in (first, n) + ((end,) if end is not None else ())):
@@ -237,7 +240,6 @@ def _meant(item, length, size: int, sizes: dict) -> list[int] | None:
     if step > 0:
         on_axis = 0 <= first <= end <= size
     else:
-        from_last = first == size - 1  # (an empty axis has no last element, but `x[::-1]` works)
         on_axis = (from_last or 0 <= first < size) and (end is None or 0 <= end <= first)
     if n < 0 or not on_axis:
         return None
@@ -297,7 +299,7 @@ def _against_numpy(src: str, axis: str, access, numpy, fits, sizes=SIZES) -> Non
         except ValueError as e:
             assert "needs" in str(e), str(e)
             event("a condition raised")
-            meant = _meant(item, length, size, {"X": X})
+            meant = _meant(item, length, index.args[0].shape[0], size, {"X": X})
             assert (
                 meant is None or want is None or not np.array_equal(want, x[meant])
             ), f"{access} at X = {X}: bpc raised ({e}), but NumPy gives what bpc means"
