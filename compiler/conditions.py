@@ -42,22 +42,25 @@ class Condition:
         return self.left - self.right if self.op == ">=" else self.right - self.left
 
     @property
-    def text(self) -> str:
-        """`T >= 3`, `H <= G`, `H to be a multiple of 2`: the sizes on one side and a number on
-        the other where that is shorter (`T >= 3` for `T - 3 >= 0` and `3 <= T`, `X >= 2` for
-        `2*X <= 3*X - 2`), else as written."""
-        if self.op == "multiple":
-            return f"{self.left} to be a multiple of {self.right}"
-        d = self.excess  # d >= 0, written `more >= less` with positive coefficients on both sides
+    def shown(self) -> tuple[Dim, str, Dim]:
+        """An inequality as it is shown and checked: the sizes on one side and a number on the
+        other where that is shorter (`T >= 3` for `T - 3 >= 0` and for `3 <= T`, `X >= 2` for
+        `2*X <= 3*X - 2`), else as written (`H <= G`)."""
+        d = self.excess  # d >= 0, as `more >= less` with positive coefficients on both sides
         more = Dim(tuple(t for t in d.terms if t[1] > 0))
         less = more - d
-        if self.left.is_const or self.right.is_const or len(d.terms) < self._written:
-            return f"{less} <= {more}" if more.is_const else f"{more} >= {less}"
-        return f"{self.left} {self.op} {self.right}"
+        written = len(self.left.terms) + len(self.right.terms)
+        if self.left.is_const or self.right.is_const or len(d.terms) < written:
+            return (less, "<=", more) if more.is_const else (more, ">=", less)
+        return self.left, self.op, self.right
 
     @property
-    def _written(self) -> int:
-        return len(self.left.terms) + len(self.right.terms)
+    def text(self) -> str:
+        """`T >= 3`, `H <= G`, `H to be a multiple of 2`."""
+        if self.op == "multiple":
+            return f"{self.left} to be a multiple of {self.right}"
+        left, op, right = self.shown
+        return f"{left} {op} {right}"
 
     @property
     def symbols(self) -> tuple[str, ...]:

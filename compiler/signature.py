@@ -225,7 +225,8 @@ def _condition_check(g: Graph, c: Condition, source_name: str) -> list[Stmt]:
     place = f" ({source_name}:{c.loc.line})" if c.loc is not None else ""
     need = f"{g.name}: {what or c.what}{place} needs "
     if c.op != "multiple":
-        test = BinOp("<" if c.op == ">=" else ">", Size(c.left), Size(c.right))
+        left, op, right = c.shown  # (`if N < 2:` for `needs N >= 2`)
+        test = BinOp("<" if op == ">=" else ">", Size(left), Size(right))
         return [Check(test, _unmet(need + c.text, c.symbols))]
     out = []
     if not c.right.is_const:

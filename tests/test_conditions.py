@@ -341,3 +341,14 @@ def test_the_messages_of_a_type_with_an_expression():
     assert _message(m, np.ones(0), np.ones(0)) == (
         "g: y has shape (0,), but its axis 0 is n - 1, which is -1 in x"
     )
+
+
+def test_a_condition_is_checked_as_its_message_reads_it():
+    """`if T < 3:` for `needs T >= 3` (was `if T - 3 < 0:`, the sides as the rule of x[-3]
+    wrote them)."""
+    text = compile_source("graph g(x: [T]) -> y {\n    y = sum(x[1:]) + x[-3]\n}\n", "m.bp")
+    assert '    if T < 3:\n        raise _unmet("g: x[-3] (m.bp:2) needs T >= 3"' in text
+    text = compile_source(
+        "graph g(a: [N, G], h: [H]) -> y {\n    y = sum(a[:, :H]) + sum(h)\n}\n", "m.bp"
+    )
+    assert "    if H > G:\n" in text
