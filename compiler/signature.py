@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from .conditions import Condition
 from .diagnostics import error, source_span
-from .dims import Dim, nonnegative
+from .dims import Dim, FloorDiv, nonnegative
 from .expr import (
     Assign,
     Attr,
@@ -137,8 +137,9 @@ def check_body(
         pairs = [Tuple((Lit(p.name), Name(n))) for p, n in floats]
         body.append(Eval(builtin("_floats", graph, *pairs)))
     where: dict[str, str] = {}
-    pending = list(g.conditions)
+    pending, guarded = list(g.conditions), set()
     for step in plan(g.params):
+        body += _divisor_checks(g, step, guarded)
         body += _axis_check(g, step, params, axes, dims, where)
         # an exact division's condition as soon as its sizes are bound: an axis checked against
         # `C/G` is computed (`C // G`) only where G divides C
@@ -204,6 +205,28 @@ def _axis_check(g: Graph, step: Axis, params, axes, dims, where: dict[str, str])
     if may_be_negative:
         bad = BinOp("or", bad, BinOp("<", value, Lit(0)))
     return [Check(bad, error), Assign(target, BinOp("//", value, Lit(step.coef)))]
+
+
+def _divisor_checks(g: Graph, step: Axis, guarded: set[Dim]) -> list[Stmt]:
+    """Before an axis that floor-divides by a size (`x: [C//G]`), a check that the size is at
+    least 1: `C // G` at G = 0 would raise ZeroDivisionError. Once for each divisor."""
+    p, out = g.params[step.param], []
+    for den in sorted(_floor_divisors(step.dim) - guarded, key=str):
+        guarded.add(den)
+        need = f"{g.name}: {p.name}: {declared(p)} needs {den} >= 1"
+        out.append(Check(BinOp("<", Size(den), Lit(1)), _unmet(need, sorted(den.symbols))))
+    return out
+
+
+def _floor_divisors(d: Dim) -> set[Dim]:
+    """The divisors of `d`'s floor divisions that are sizes, not numbers (G of `C//G`)."""
+    out = set()
+    for m, _ in d.terms:
+        for a in m:
+            if isinstance(a, FloorDiv):
+                out |= _floor_divisors(a.num) | _floor_divisors(a.den)
+                out |= set() if a.den.is_const else {a.den}
+    return out
 
 
 def _minus(size: Expr, rest: Dim) -> Expr:

@@ -352,3 +352,10 @@ def test_a_condition_is_checked_as_its_message_reads_it():
         "graph g(a: [N, G], h: [H]) -> y {\n    y = sum(a[:, :H]) + sum(h)\n}\n", "m.bp"
     )
     assert "    if H > G:\n" in text
+
+
+def test_a_type_floor_divided_by_a_size_checks_it_is_at_least_1():
+    m = load("graph g(s: [G], c: [C], x: [C // G]) -> y {\n    y = sum(x) + sum(s) + sum(c)\n}\n")
+    assert m.g(np.ones(3), np.ones(7), np.ones(2)) == 12
+    with pytest.raises(ValueError, match=r"^g: x: \[C//G\] needs G >= 1, but G is 0$"):
+        m.g(np.ones(0), np.ones(7), np.ones(2))  # (was ZeroDivisionError)
