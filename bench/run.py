@@ -21,6 +21,10 @@ timed the same way against a hand-written forward, with and without (`--no-check
 checks. bpc's modules are compiled for each case's sizes (`--dim`). Peak memory is tracemalloc's peak for one
 call; cache bytes are the distinct arrays `g_forward` keeps (PyTorch's: the storages autograd
 saves, through saved_tensors_hooks).
+
+The argument checks alone, per call, against the generic check modules had before dimension
+expressions: `python bench/checks.py` (bench/compile_time.py times the compiler, bench/outer.py
+the NumPy forms of an outer product).
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ import contextlib
 import contextvars
 import random
 from dataclasses import dataclass
+from fractions import Fraction
 
 from .diagnostics import Loc
 from .dims import Dim, negative, nonnegative
@@ -41,13 +42,25 @@ class Condition:
         return self.left - self.right if self.op == ">=" else self.right - self.left
 
     @property
+    def shown(self) -> tuple[Dim, str, Dim]:
+        """An inequality as it is shown and checked: the sizes on one side and a number on the
+        other where that is shorter (`T >= 3` for `T - 3 >= 0` and for `3 <= T`, `X >= 2` for
+        `2*X <= 3*X - 2`), else as written (`H <= G`)."""
+        d = self.excess  # d >= 0, as `more >= less` with positive coefficients on both sides
+        more = Dim(tuple(t for t in d.terms if t[1] > 0))
+        less = more - d
+        written = len(self.left.terms) + len(self.right.terms)
+        if self.left.is_const or self.right.is_const or len(d.terms) < written:
+            return (less, "<=", more) if more.is_const else (more, ">=", less)
+        return self.left, self.op, self.right
+
+    @property
     def text(self) -> str:
         """`T >= 3`, `H <= G`, `H to be a multiple of 2`."""
         if self.op == "multiple":
             return f"{self.left} to be a multiple of {self.right}"
-        if self.left.is_const and not self.right.is_const:  # `T >= 3`, not `3 <= T`
-            return f"{self.right} {'>=' if self.op == '<=' else '<='} {self.left}"
-        return f"{self.left} {self.op} {self.right}"
+        left, op, right = self.shown
+        return f"{left} {op} {right}"
 
     @property
     def symbols(self) -> tuple[str, ...]:
@@ -158,7 +171,7 @@ def met(conditions, sizes: dict[str, int]) -> bool:
     for c in conditions:
         left, right = c.left.evaluate(sizes), c.right.evaluate(sizes)
         if c.op == "multiple":
-            ok = right != 0 and (left / right).denominator == 1 if right else False
+            ok = right != 0 and Fraction(left) % right == 0
         else:
             ok = left >= right if c.op == ">=" else left <= right
         if not ok:

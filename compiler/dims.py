@@ -229,8 +229,8 @@ class Dim:
         if not self.terms:
             return "0"
         parts = []
-        for m, c in sorted(self.terms, key=lambda t: (-len(t[0]), _mono_key(t[0]))):
-            alone = len(m) == 1 and abs(c) == 1
+        for i, (m, c) in enumerate(sorted(self.terms, key=lambda t: (-len(t[0]), _mono_key(t[0])))):
+            alone = len(m) == 1 and abs(c) == 1 and (c > 0 or i > 0)  # (`-a // 2` floors -a)
             text = " * ".join(_render_atom(a, name, scale, div, floor, alone) for a in m)
             if abs(c) != 1 or not m:
                 text = str(abs(c)) + (scale + text if m else "")
@@ -333,6 +333,8 @@ def nonnegative(d: Dim, lower: dict[str, int] | None = None, default: int = 1) -
 
 def _lowest(d: Dim, lower: dict[str, int], default: int) -> int | None:
     """A lower bound of an integral `d` over the sizes, when one follows from the shift."""
+    if not d.integral:  # (a reciprocal of a shifted name is no polynomial)
+        return None
     shifted = d.subs({s: Dim.of(s) + lower.get(s, default) for s in d.symbols})
     if any(m and c < 0 for m, c in shifted.terms) or not shifted.integral:
         return None

@@ -48,7 +48,8 @@ RESERVED = (
         "_cached",
         "_dout",
         "_douts",
-        "_douts_checked",
+        "_dout_checked",
+        "_check_dout",
         "_Cache",
     }
     | set(HELPERS)

@@ -25,6 +25,10 @@ def _local(d: Dim) -> Dim:
     return d.subs({s: Dim.of(s.split(".", 1)[1].split("#")[0]) for s in d.symbols if "#" in s})
 
 
+def _declared(shape) -> str:
+    return show_shape(tuple(_local(d) for d in shape))
+
+
 def _bind(node: Node, arg: Node, mapping: dict[str, Dim]) -> None:
     """Unify a `fn` parameter's declared shape with its argument's, binding the `fn`'s dimensions:
     a dimension is bound where it is the one unknown of a linear expression (`4*H` on an axis
@@ -50,7 +54,7 @@ def _bind(node: Node, arg: Node, mapping: dict[str, Dim]) -> None:
                 if want != have:
                     raise ShapeError(_mismatch(where, fn, arg, declared_dim, want, have))
                 continue
-            solved = solve(want, have, unknown)
+            solved = solve(want, have, unknown, f"{where}, declared {_declared(declared)}")
             if solved is None:
                 left.append((declared_dim, have))
                 continue
@@ -72,8 +76,9 @@ def _bind(node: Node, arg: Node, mapping: dict[str, Dim]) -> None:
         pending = left
 
 
-def solve(want: Dim, have: Dim, unknown: list[str]) -> Dim | None:
-    """The value of the one unknown of `want == have` when `want` is linear in it, else None."""
+def solve(want: Dim, have: Dim, unknown: list[str], what: str) -> Dim | None:
+    """The value of the one unknown of `want == have` when `want` is linear in it, else None;
+    where it must divide, the condition says that `what` needs it."""
     if len(unknown) != 1:
         return None
     (x,) = unknown
@@ -83,9 +88,8 @@ def solve(want: Dim, have: Dim, unknown: list[str]) -> Dim | None:
         return None
     value = (have - rest).exact_div(coef)
     if not value.integral:
-        local = _local(want)
         wrong = f"{_local(Dim.of(x))} = ({have - rest})/{coef} is not a whole number"
-        require_multiple(have - rest, Dim.of(coef), f"the shape {local}", wrong)
+        require_multiple(have - rest, Dim.of(coef), what, wrong)
     return value
 
 
@@ -159,7 +163,8 @@ def _type_nodes(graph: Graph, mapping: dict, dims: dict, nodes: list) -> None:
         args = tuple(mapping[a] for a in n.args)
         try:
             if n.op == "bind":
-                _bind(n, args[0], dims)
+                with at(n.loc):  # (a condition it records points at the call)
+                    _bind(n, args[0], dims)
                 mapping[n] = args[0]
                 continue
             if n.type is not None and n.op != "dim":

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from .conditions import Condition
 from .diagnostics import error, source_span
-from .dims import Dim, nonnegative
+from .dims import Dim, FloorDiv, nonnegative
 from .expr import (
     Assign,
     Attr,
@@ -137,10 +137,17 @@ def check_body(
         pairs = [Tuple((Lit(p.name), Name(n))) for p, n in floats]
         body.append(Eval(builtin("_floats", graph, *pairs)))
     where: dict[str, str] = {}
+    pending, guarded = list(g.conditions), set()
     for step in plan(g.params):
+        body += _divisor_checks(g, step, guarded)
         body += _axis_check(g, step, params, axes, dims, where)
-    for c in g.conditions:
-        body.append(_condition_check(g, c, source_name))
+        # an exact division's condition as soon as its sizes are bound: an axis checked against
+        # `C/G` is computed (`C // G`) only where G divides C
+        for c in [c for c in pending if c.op == "multiple" and set(c.symbols) <= set(where)]:
+            body += _condition_check(g, c, source_name)
+            pending.remove(c)
+    for c in pending:
+        body += _condition_check(g, c, source_name)
     sizes = tuple(Name(v) for v in dims.values())
     body.append(Return(sizes if len(sizes) > 1 else (Tuple(sizes),)))
     return body
@@ -184,17 +191,42 @@ def _axis_check(g: Graph, step: Axis, params, axes, dims, where: dict[str, str])
         return []
     target = dims[step.binds]
     value = _minus(size, step.rest)
-    error = builtin("_unsolved", *args, Lit(step.binds))
+    known = []  # the sizes it is solved with, and where each came from
+    for s in sorted(step.rest.symbols):
+        known += [Lit(s), Size(Dim.of(s)), Lit(where[s])]
+    error = builtin("_unsolved", *args, Lit(step.binds), *known)
     may_be_negative = not nonnegative(-step.rest, default=0)
     if step.coef == 1:
         if not may_be_negative:
             return [Assign(target, value)]
         return [Assign(target, value), Check(BinOp("<", Name(target), Lit(0)), error)]
-    rem = target + "_rem"
-    bad: Expr = Name(rem)
+    # (no variable for the remainder: it could take the name of a parameter or a size, H_rem)
+    bad: Expr = BinOp("%", value, Lit(step.coef))
     if may_be_negative:
-        bad = BinOp("or", bad, BinOp("<", Name(target), Lit(0)))
-    return [Assign((target, rem), builtin("divmod", value, Lit(step.coef))), Check(bad, error)]
+        bad = BinOp("or", bad, BinOp("<", value, Lit(0)))
+    return [Check(bad, error), Assign(target, BinOp("//", value, Lit(step.coef)))]
+
+
+def _divisor_checks(g: Graph, step: Axis, guarded: set[Dim]) -> list[Stmt]:
+    """Before an axis that floor-divides by a size (`x: [C//G]`), a check that the size is at
+    least 1: `C // G` at G = 0 would raise ZeroDivisionError. Once for each divisor."""
+    p, out = g.params[step.param], []
+    for den in sorted(_floor_divisors(step.dim) - guarded, key=str):
+        guarded.add(den)
+        need = f"{g.name}: {p.name}: {declared(p)} needs {den} >= 1"
+        out.append(Check(BinOp("<", Size(den), Lit(1)), _unmet(need, sorted(den.symbols))))
+    return out
+
+
+def _floor_divisors(d: Dim) -> set[Dim]:
+    """The divisors of `d`'s floor divisions that are sizes, not numbers (G of `C//G`)."""
+    out = set()
+    for m, _ in d.terms:
+        for a in m:
+            if isinstance(a, FloorDiv):
+                out |= _floor_divisors(a.num) | _floor_divisors(a.den)
+                out |= set() if a.den.is_const else {a.den}
+    return out
 
 
 def _minus(size: Expr, rest: Dim) -> Expr:
@@ -210,18 +242,28 @@ def _scaled(d: Dim) -> bool:
     return len(d.terms) != 1 or d.terms[0][1] != 1 or len(d.terms[0][0]) != 1
 
 
-def _condition_check(g: Graph, c: Condition, source_name: str) -> Stmt:
-    if c.op == "multiple":
-        test = BinOp("%", Size(c.left), Size(c.right))
-    else:
-        test = BinOp("<" if c.op == ">=" else ">", Size(c.left), Size(c.right))
+def _condition_check(g: Graph, c: Condition, source_name: str) -> list[Stmt]:
+    """The check of one condition; a division by a size (`C / G`) first checks it is not 0."""
     what = source_span(g.source, c.loc) if c.loc is not None else None
     place = f" ({source_name}:{c.loc.line})" if c.loc is not None else ""
-    need = f"{g.name}: {what or c.what}{place} needs {c.text}"
+    need = f"{g.name}: {what or c.what}{place} needs "
+    if c.op != "multiple":
+        left, op, right = c.shown  # (`if N < 2:` for `needs N >= 2`)
+        test = BinOp("<" if op == ">=" else ">", Size(left), Size(right))
+        return [Check(test, _unmet(need + c.text, c.symbols))]
+    out = []
+    if not c.right.is_const:
+        divisor = BinOp("<", Size(c.right), Lit(1))
+        out.append(Check(divisor, _unmet(f"{need}{c.right} >= 1", sorted(c.right.symbols))))
+    test = BinOp("%", Size(c.left), Size(c.right))
+    return out + [Check(test, _unmet(need + c.text, c.symbols))]
+
+
+def _unmet(need: str, symbols) -> Expr:
     values = []
-    for s in c.symbols:
+    for s in symbols:
         values += [Lit(s), Size(Dim.of(s))]
-    return Check(test, builtin("_unmet", Lit(need), *values))
+    return builtin("_unmet", Lit(need), *values)
 
 
 def unchecked_bindings(g: Graph, params: list[str], dims: dict[str, str]) -> list[Stmt]:

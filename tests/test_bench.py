@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
 import cases  # noqa: E402  (bench/cases.py)
+import checks  # noqa: E402  (bench/checks.py)
 import compile_time  # noqa: E402  (bench/compile_time.py)
 
 
@@ -61,3 +62,11 @@ def test_generated_graph_is_real_work():
     assert np.isfinite(loss)
     assert len(grads) == 1 + 4 * compile_time.WEIGHTS
     assert all(np.all(np.isfinite(g)) and np.any(g != 0) for g in grads)
+
+
+def test_checks_bench_smoke(capsys):
+    assert checks.main(["--smoke"]) == 0
+    out = capsys.readouterr().out
+    assert "| signature | sizes | cached: _g_sizes | old _shapes | new / old |" in out
+    for row in ("| seed, W [n, n], x [n] | n = 64 |", "| lstm, ", "| attention, "):
+        assert row in out

@@ -358,7 +358,7 @@ def test_integer_scalars_take_python_ints_but_not_floats():
     assert m.f(2, np.ones(3)) == 6.0
     with pytest.raises(ValueError, match="i must hold integers, got a float"):
         m.f(2.0, np.ones(3))
-    with pytest.raises(ValueError, match="i must be a NumPy array, got bool"):
+    with pytest.raises(ValueError, match="i must hold integers, got a bool"):
         m.f(True, np.ones(3))
 
 
@@ -374,7 +374,7 @@ def test_argument_checks_remember_only_what_passed():
             m.f(W, np.ones(4), 2.0)
         with pytest.raises(ValueError, match="is float32 but W is float64"):
             m.f(W, x.astype(np.float32), 2.0)
-        with pytest.raises(ValueError, match="s must be a NumPy array, got list"):
+        with pytest.raises(ValueError, match="s must be a number or a NumPy array, got list"):
             m.f(W, x, [2.0])
         with pytest.raises(ValueError, match="x must hold floats"):
             m.f(W, np.ones(3, int), 2.0)

@@ -27,20 +27,21 @@ def _array(graph, name, value, kind, ndim, declared):
         )
     if isinstance(value, (np.ndarray, np.generic)):
         shape, found = value.shape, value.dtype.kind
-    elif isinstance(value, bool) and kind == "bool":
+    elif isinstance(value, bool):
         shape, found = (), "b"
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+    elif isinstance(value, (int, float)):
         # a Python number: weakly typed, it takes the arrays' dtype
         shape, found = (), "i" if isinstance(value, int) else "f"
     else:
-        kind_of = type(value).__name__
-        raise ValueError(f"{graph}: {name} must be a NumPy array, got {kind_of}")
+        want = "a NumPy array" if ndim else "a number or a NumPy array"
+        raise ValueError(f"{graph}: {name} must be {want}, got {type(value).__name__}")
     if len(shape) != ndim:
         raise ValueError(
             f"{graph}: {name} must be {ndim}-d, shaped {declared}; got shape {shape}"
         )
     python = not isinstance(value, (np.ndarray, np.generic))
-    got = ("a " + type(value).__name__) if python else value.dtype
+    article = "an" if found == "i" else "a"
+    got = f"{article} {type(value).__name__}" if python else value.dtype
     if kind == "int" and found not in "iu":
         raise ValueError(f"{graph}: {name} must hold integers, got {got}")
     if kind == "bool" and found != "b":
@@ -80,11 +81,17 @@ def _shaped(graph, name, declared, axis, size):
     )
 
 
-def _unsolved(graph, name, shape, axis, expr, unknown):
-    """An axis that no size of its one unknown dimension makes."""
+def _unsolved(graph, name, shape, axis, expr, unknown, *known):
+    """An axis that no size of its one unknown dimension makes (with the sizes `known`, each
+    as a name, its size and the parameter it came from)."""
+    given = [
+        f"{known[i]} = {known[i + 1]} from {known[i + 2]}"
+        for i in range(0, len(known), 3)
+    ]
+    given = f"with {', '.join(given)}, " if given else ""
     return ValueError(
-        f"{graph}: {name} has shape {shape}, but its axis {axis} is {expr}, and no whole "
-        f"{unknown} >= 0 makes it {shape[axis]}"
+        f"{graph}: {name} has shape {shape}, but its axis {axis} is {expr}, and {given}no "
+        f"whole {unknown} >= 0 makes it {shape[axis]}"
     )
 
 
