@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 from bpc.build import build_ir
 from bpc.diagnostics import CompileError
 from bpc.dims import Dim, negative, nonnegative
-from bpc.ir import ShapeError
 from bpc.parse import parse
 from bpc.pipeline import compile_graphs
 from bpc.shapes import infer_shapes
@@ -428,23 +427,10 @@ def test_reshapes_with_exact_division_match_numpy(data, axis):
         np.testing.assert_array_equal(got, x.reshape(got.shape))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ShapeError,
-    reason="ops/index.py: the adjoint of a reversed slice of length 1 - T, which fits only at "
-    "T = 1 where it is empty, reverses the gradient with a start of n - 1 = -T, which make() "
-    "reads as counted from the end; an internal ShapeError instead of a compile error",
-)
 def test_a_reversed_slice_that_fits_only_where_empty_compiles():
     load("graph g(x: [T]) -> y {\n    y = sum(x[0:-1:-1])\n}\n")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ops/index.py: _position takes -X from the end, proved negative for sizes of 1 and "
-    "more, but records no condition: at X = 0 the generated x[:1] gives what NumPy's x[:-0] "
-    "does not (x[:0]); a condition X >= 1 would say so",
-)
 def test_a_bound_counted_from_the_end_needs_its_size_at_least_1():
     m = load("graph g(x: [X + 1]) -> y {\n    y = x[:-X] * 1.0\n}\n")
     assert m.g(np.arange(3.0)).tolist() == [0.0]  # X = 2

@@ -81,7 +81,12 @@ def _position(i, size: Dim, what: str) -> Dim:
     if not _is_int(i):
         raise ShapeError(f"{what} must be an integer or a dimension expression")
     i = Dim.of(i)
-    return size + i if negative(i) else i
+    if not negative(i):
+        return i
+    if not negative(i, default=0):  # `-X` counts from the end only while X >= 1 (x[:-0] is empty)
+        wrong = f"{what} {i} is 0 for every size"
+        conditions.require(i, "<", Dim.of(0), f"the bound {i} counted from the end", wrong)
+    return size + i
 
 
 def _normalize_item(item, size: Dim, axis: int):
@@ -229,12 +234,13 @@ def _index_adjoint(g, y, x, *, index):
             continue
         start, _, step = item
         n, k = slice_length(item), abs(step)
-        if n == Dim.of(0):  # an empty slice: its gradient is all zeros
+        empty = n == Dim.of(0) or nonnegative(-n)  # (where it fits): a zero gradient
+        if empty:
             first, span = Dim.of(0), n
         else:
             first = start if step > 0 else start - (n - 1) * k
             span = n if k == 1 or n == Dim.of(1) else n * k
-        expand.append((n - 1, None, -1) if step < 0 and n != Dim.of(0) else full(n))
+        expand.append((n - 1, None, -1) if step < 0 and not empty else full(n))
         spread.append(zero)
         if span != n:  # n values k apart
             expand.append(None)
