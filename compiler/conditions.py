@@ -71,15 +71,21 @@ class Condition:
 class Recorder:
     """The conditions of one graph, in the order they are met, and what they let bpc prove."""
 
-    def __init__(self) -> None:
+    def __init__(self, facts: tuple[Dim, ...] = ()) -> None:
         self.conditions: list[Condition] = []
+        # what holds of every call without a check: each declared axis is a size, at least 0
+        # (`w: [n - 1]` says n >= 1)
+        self.facts = facts
+
+    def _known(self) -> list[Dim]:
+        """What is at least 0: the facts, and the inequalities recorded so far."""
+        return list(self.facts) + [c.excess for c in self.conditions if c.op != "multiple"]
 
     def lower(self) -> dict[str, int]:
-        """Lower bounds of single names that the conditions give (`T >= 3`)."""
+        """Lower bounds of single names that the facts and conditions give (`T >= 3`)."""
         out: dict[str, int] = {}
-        for c in self.conditions:
-            d = c.excess if c.op != "multiple" else None
-            if d is None or len(d.symbols) != 1:
+        for d in self._known():
+            if len(d.symbols) != 1:
                 continue
             (s,) = d.symbols
             coef = dict(d.terms).get((s,))
@@ -93,10 +99,7 @@ class Recorder:
         lower = self.lower()
         if nonnegative(d, lower, default=0):
             return True
-        return any(
-            c.op != "multiple" and nonnegative(d - c.excess, lower, default=0)
-            for c in self.conditions
-        )
+        return any(nonnegative(d - k, lower, default=0) for k in self._known())
 
     def add(self, c: Condition) -> None:
         if c not in self.conditions and not any(_same(c, o) for o in self.conditions):
@@ -143,10 +146,11 @@ def require(left: Dim, op: str, right: Dim, what: str, wrong: str) -> None:
         left, right, op = (left, right + 1, ">=") if op == ">" else (left + 1, right, "<=")
     excess = left - right if op == ">=" else right - left
     recorder = _recorder.get()
-    if nonnegative(excess, recorder.lower() if recorder else {}, default=0):
+    lower = recorder.lower() if recorder else {}
+    if nonnegative(excess, lower, default=0):
         return
-    if negative(excess, recorder.lower() if recorder else {}, default=1):
-        raise ShapeError(wrong)
+    if negative(excess, {s: max(v, 1) for s, v in lower.items()}, default=1):
+        raise ShapeError(wrong)  # (sizes of 1 and more: x[:, T:2*T] on [N, T] fits only T = 0)
     if recorder is None or recorder.proves(excess):
         return
     recorder.add(Condition(left, op, right, what, here()))

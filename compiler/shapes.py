@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from .conditions import Recorder, recording, require_multiple
 from .diagnostics import error
-from .dims import Dim, show_shape
+from .dims import Dim, nonnegative, show_shape
 from .ir import OPS, Graph, Node, ShapeError, at, make
 
 
@@ -143,7 +143,8 @@ def infer_shapes(graph: Graph) -> Graph:
     mapping: dict[Node, Node] = {}
     dims: dict[str, Dim] = {}
     nodes = []
-    recorder = Recorder()
+    declared = [d for p in graph.params for d in p.dims]
+    recorder = Recorder(tuple(d for d in declared if not nonnegative(d, default=0)))
     recorder.conditions = list(graph.conditions)
     with recording(recorder):
         _type_nodes(graph, mapping, dims, nodes)

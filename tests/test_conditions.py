@@ -359,3 +359,15 @@ def test_a_type_floor_divided_by_a_size_checks_it_is_at_least_1():
     assert m.g(np.ones(3), np.ones(7), np.ones(2)) == 12
     with pytest.raises(ValueError, match=r"^g: x: \[C//G\] needs G >= 1, but G is 0$"):
         m.g(np.ones(0), np.ones(7), np.ones(2))  # (was ZeroDivisionError)
+
+
+def test_a_condition_the_signature_implies_is_not_checked():
+    """`w: [n - 1]` makes n at least 1 on every call: `x[1:]` needs nothing more."""
+    alone = compile_source("graph g(x: [n]) -> y {\n    y = sum(x[1:])\n}\n", "m.bp")
+    assert alone.count("raise _unmet(") == 1
+    src = "graph g(x: [n], w: [n - 1]) -> y {\n    y = sum(x[1:] * w)\n}\n"
+    assert compile_source(src, "m.bp").count("raise _unmet(") == 0
+    m = load(src)
+    assert m.g(np.arange(3.0), np.ones(2)) == 3.0
+    with pytest.raises(ValueError, match="w has shape"):
+        m.g(np.ones(0), np.ones(0))
