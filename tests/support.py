@@ -6,8 +6,10 @@ import itertools
 import types
 
 import numpy as np
+import pytest
 
 from bpc import compile_source
+from bpc.diagnostics import CompileError, render
 from bpc.loader import module_from_text
 
 _count = itertools.count()
@@ -41,3 +43,17 @@ def rel_error(a, b) -> float:
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     scale = max(1.0, float(np.max(np.abs(b), initial=0.0)))
     return float(np.max(np.abs(a - b), initial=0.0)) / scale
+
+
+def assert_error_at(sig: str, stmt: str, under_caret: str, message: str) -> None:
+    """`graph g(sig) -> y { stmt }` is a compile error whose message contains `message`, on line
+    2, with the caret under `under_caret`."""
+    source = f"graph g({sig}) -> y {{\n    {stmt}\n}}\n"
+    with pytest.raises(CompileError) as e:
+        compile_source(source, "model.bp")
+    first, shown, caret = render(e.value.diagnostics[0], "model.bp", source).splitlines()
+    assert first.startswith("model.bp:2:"), first
+    assert message in first, first
+    col = int(first.split(":")[2])
+    assert shown[4 + col - 1 :].startswith(under_caret), (first, shown)
+    assert caret == " " * (4 + col - 1) + "^"

@@ -12,8 +12,7 @@ import pytest
 from scipy import special
 
 import bpc
-from bpc.diagnostics import CompileError, render
-from tests.support import load, numeric_grad, rel_error
+from tests.support import assert_error_at, load, numeric_grad, rel_error
 
 
 def _graph(sig: str, *lines: str, out: str = "y") -> str:
@@ -195,12 +194,4 @@ ERRORS = {
 
 @pytest.mark.parametrize("name", ERRORS)
 def test_errors_point_at_the_mistake(name):
-    sig, stmt, under_caret, message = ERRORS[name]
-    source = f"graph g({sig}) -> y {{\n    {stmt}\n}}\n"
-    with pytest.raises(CompileError) as e:
-        bpc.compile_source(source, "model.bp")
-    first, shown, caret = render(e.value.diagnostics[0], "model.bp", source).splitlines()
-    assert first.startswith("model.bp:2:"), first
-    assert message in first, first
-    col = int(first.split(":")[2])
-    assert shown[4 + col - 1 :].startswith(under_caret), (first, shown)
+    assert_error_at(*ERRORS[name])

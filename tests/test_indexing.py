@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 import bpc
-from bpc.diagnostics import CompileError, render
-from tests.support import load, numeric_grad, rel_error
+from tests.support import assert_error_at, load, numeric_grad, rel_error
 
 SIZES = {"n": 3, "m": 4, "k": 5, "T": 4, "N": 2, "H": 3, "V": 6, "D": 3}
 
@@ -428,16 +427,7 @@ ERRORS = {
 
 @pytest.mark.parametrize("name", ERRORS)
 def test_errors_point_at_the_mistake(name):
-    sig, stmt, under_caret, message = ERRORS[name]
-    source = f"graph g({sig}) -> y {{\n    {stmt}\n}}\n"
-    with pytest.raises(CompileError) as e:
-        bpc.compile_source(source, "model.bp")
-    first, shown, caret = render(e.value.diagnostics[0], "model.bp", source).splitlines()
-    assert first.startswith("model.bp:2:"), first
-    assert message in first, first
-    col = int(first.split(":")[2])
-    assert shown[4 + col - 1 :].startswith(under_caret), (first, shown)
-    assert caret == " " * (4 + col - 1) + "^"
+    assert_error_at(*ERRORS[name])
 
 
 def test_take_gradient_adds_repeated_and_negative_indices():

@@ -484,18 +484,24 @@ register(
 # concat
 
 
-def _concat_type(*xs: Type, axis):
+def _joined(name: str, xs: tuple[Type, ...], axis, numbers: bool = True, why: str = "") -> None:
+    """What concat and stack ask of their arguments: some arrays, an integer axis, and (where
+    `numbers`) no number where an array was meant (a positional axis, `concat(a, b, 1)`)."""
     if not xs:
-        raise ShapeError("concat: needs at least one array")
+        raise ShapeError(f"{name}: needs at least one array")
     if isinstance(axis, tuple) or axis is None:
-        raise ShapeError("concat: axis must be an integer")
-    first = xs[0]
-    for i, x in enumerate(xs, 1):
+        raise ShapeError(f"{name}: axis must be an integer")
+    for i, x in enumerate(xs if numbers else (), 1):
         if x.static and x.ndim == 0:
             raise ShapeError(
-                f"concat: argument {i} is a number, not an array; give the axis by keyword, "
-                "as in concat(a, b, axis=1)"
+                f"{name}: argument {i} is a number, not an array{why}; give the axis by "
+                f"keyword, as in {name}((a, b), axis=1)"
             )
+
+
+def _concat_type(*xs: Type, axis):
+    _joined("concat", xs, axis)
+    first = xs[0]
     if any(x.ndim == 0 for x in xs):
         raise ShapeError("concat: cannot join scalars; every array needs at least one axis")
     if any(x.ndim != first.ndim for x in xs):
@@ -549,18 +555,10 @@ register(
 
 
 def _stack_type(*xs: Type, axis):
-    if not xs:
-        raise ShapeError("stack: needs at least one array")
-    if isinstance(axis, tuple) or axis is None:
-        raise ShapeError("stack: axis must be an integer")
+    differ = bool(xs) and any(x.shape != xs[0].shape for x in xs)
+    _joined("stack", xs, axis, numbers=differ, why=" of the others' shape")
     first = xs[0]
     if any(x.shape != first.shape for x in xs):
-        for i, x in enumerate(xs, 1):
-            if x.static and x.ndim == 0:
-                raise ShapeError(
-                    f"stack: argument {i} is a number, not an array of the others' shape; give "
-                    "the axis by keyword, as in stack((a, b), axis=1)"
-                )
         raise ShapeError(
             "stack: the arrays must have one shape; got "
             + ", ".join(show_shape(x.shape) for x in xs)
