@@ -35,8 +35,7 @@ RESERVED = (
         "NamedTuple",
         "dout",
         "cache",
-        "getattr",  # (the argument checks call these built-ins)
-        "divmod",
+        "getattr",  # (the argument checks call it)
         "_seen",
         "_remember",
         "_array",
