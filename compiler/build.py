@@ -341,6 +341,9 @@ class _Builder:
         for param, arg in zip(op.call, values):
             if param.startswith("*"):
                 args.extend(self.value(a, scope) for a in arg)
+            elif param.endswith("?"):  # an optional array: `conv2d(x, w)` or `conv2d(x, w, b)`
+                if arg is not None:
+                    args.append(self.value(arg, scope))
             elif param not in static:
                 args.append(self.value(arg, scope))
             elif arg is not None:
@@ -386,7 +389,8 @@ class _Builder:
         A parameter written `*name` (`call=("*arrays", "axis")`) is variadic, as in Python: it
         collects the remaining positional arguments, all tensors, as a tuple (at least one), and
         the parameters after it can only be given by keyword. They may come as one tuple too,
-        as NumPy takes them: `stack((a, b), axis=1)` is `stack(a, b, axis=1)`."""
+        as NumPy takes them: `stack((a, b), axis=1)` is `stack(a, b, axis=1)`. A parameter
+        written `name?` (`call=("x", "w", "b?", "stride")`) is an optional array."""
         fname = e.func.id
         star = next((i for i, n in enumerate(names) if n.startswith("*")), None)
         if star is not None:
@@ -413,7 +417,8 @@ class _Builder:
             )
         else:
             bound = dict(zip(names, e.args))
-        keywords = [n for n in names if not n.startswith("*")]
+        keywords = [n.rstrip("?") for n in names if not n.startswith("*")]
+        bound = {n.rstrip("?"): v for n, v in bound.items()}
         for kw in e.kwargs:
             if kw.name not in keywords:
                 raise error(
@@ -424,9 +429,9 @@ class _Builder:
                 raise error(self.loc(kw.loc, scope), f"{fname}() got '{kw.name}' twice")
             bound[kw.name] = kw.value
         for n in names:
-            if n not in bound and defaults.get(n, REQUIRED) is REQUIRED:
+            if n not in bound and not n.endswith("?") and defaults.get(n, REQUIRED) is REQUIRED:
                 raise error(self.loc(e.loc, scope), f"{fname}() needs the argument '{n}'")
-        return [bound.get(n) for n in names]
+        return [bound.get(n.rstrip("?")) for n in names]
 
     def inline(self, d: s.Definition, e: s.Call, scope: _Scope) -> tuple[Node, ...]:
         """The outputs of a call of `d`, its body built in a scope of its own."""

@@ -49,7 +49,13 @@ from .expr import List as ListExpr
 
 LINE_LENGTH = 88  # black's default: the generated modules are black-formatted
 # The functions a module defines from a template when its code calls them (`expr.helper`).
-HELPERS = {"_scatter_add": "scatter_add.py.j2", "_labels": "labels.py.j2", "_erf": "erf.py.j2"}
+HELPERS = {
+    "_scatter_add": "scatter_add.py.j2",
+    "_labels": "labels.py.j2",
+    "_erf": "erf.py.j2",
+    "_window_add": "window_add.py.j2",
+    "_first_max": "first_max.py.j2",
+}
 INDENT = 4  # a statement's indent in a function body
 
 # Python's operator precedences, for the fewest parentheses.
