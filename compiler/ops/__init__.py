@@ -239,7 +239,7 @@ def new_last_axis(x: Expr, ndim: int) -> Subscript:
 LANGUAGE_BUILTINS = frozenset(
     "exp log log1p sqrt abs sin cos tanh sigmoid relu softplus erf gelu maximum minimum where "
     "clip einsum transpose sum mean max min logsumexp softmax log_softmax cross_entropy one_hot "
-    "reshape take take_along concat stack pad zeros ones full arange tril triu conv2d".split()
+    "reshape take take_along concat stack pad zeros ones full arange tril triu conv2d max_pool2d avg_pool2d".split()
 )
 
 # The constants of the language: plain numbers, which a value or a dimension of the same name
@@ -248,7 +248,17 @@ CONSTANTS = {"inf": math.inf, "pi": math.pi}
 
 
 # The families register their operations on import.
-for _family in ("leaves", "elementwise", "linalg", "shape", "reduce", "nn", "index", "construct", "conv"):
+for _family in (
+    "leaves",
+    "elementwise",
+    "linalg",
+    "shape",
+    "reduce",
+    "nn",
+    "index",
+    "construct",
+    "conv",
+):
     importlib.import_module(f"{__name__}.{_family}")
 
 SPELLED = frozenset(name for name, op in OPS.items() if op.call)

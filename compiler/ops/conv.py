@@ -102,7 +102,7 @@ register(
     "window_add",
     _window_add_type,
     lambda at, g, *, shape, stride: helper(
-        "_window_add", g, shape_of(at.node.shape), Tuple(tuple(Lit(s) for s in stride))
+        "_window_add", g, shape_of(shape), Tuple(tuple(Lit(s) for s in stride))
     ),
     lambda g, y, x, *, shape, stride: (windows(g, x.shape[-2:], stride),),
     doc="overlap-add: each window added back where it was read, the adjoint of windows",
@@ -187,4 +187,95 @@ composite(
     call=("x", "w", "b?", "stride", "pad"),
     stride=1,
     pad=0,
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# max_pool2d and avg_pool2d: the maximum or the mean of each window of the last two axes
+
+
+def _pool_type(name):
+    def infer(x: Type, *, size=2, stride=2):
+        require_float(name, "x", x)
+        if x.ndim < 2:
+            raise ShapeError(f"{name}: x needs two axes at least ([N, C, H, W]), not {x}")
+        size, stride = _pair(name, "size", size, 1), _pair(name, "stride", stride, 1)
+        (h, w), (kh, kw), (sh, sw) = x.shape[-2:], size, stride
+        shape = (_out(name, h, Dim.of(kh), sh, "height"), _out(name, w, Dim.of(kw), sw, "width"))
+        return Type("float", x.shape[:-2] + shape), {"size": size, "stride": stride}
+
+    return infer
+
+
+def _window_axes(x) -> tuple[int, int]:
+    return (x.ndim, x.ndim + 1)  # the window view's last two axes
+
+
+def _first_max_type(v: Type, g: Type):
+    if v.shape[:-2] != g.shape:
+        raise ShapeError(f"first_max: g {g} must have the shape of v {v} without its last two axes")
+    return Type(g.dtype, v.shape), {}
+
+
+def _first_max_adjoint(dz, z, v, g):
+    """z is g at one position of each window: g's gradient reads dz there."""
+    ones = make("ones", shape=g.shape)
+    return (None, make("sum", dz * make("first_max", v, ones), axis=_window_axes(g)))
+
+
+register(
+    "first_max",
+    _first_max_type,
+    lambda at, v, g: helper("_first_max", v, g),
+    _first_max_adjoint,
+    doc="g at the first maximum of each window of v (row-major), zeros elsewhere",
+    flops=lambda y, v, g, **attrs: size(v),
+)
+
+
+def _max_pool_expand(x, *, size, stride):
+    return make("max", windows(x, size, stride), axis=_window_axes(x))
+
+
+def _max_pool_adjoint(g, y, x, *, size, stride):
+    """The gradient goes to the first maximum of each window (as PyTorch), then back onto x."""
+    picked = make("first_max", windows(x, size, stride), g)
+    return (make("window_add", picked, shape=x.shape[-2:], stride=stride),)
+
+
+composite(
+    "max_pool2d",
+    _pool_type("max_pool2d"),
+    _max_pool_expand,
+    _max_pool_adjoint,
+    doc="max_pool2d(x, size=2, stride=2): the maximum of each window of the last two axes; the "
+    "gradient goes to the first maximum in row-major order (PyTorch's F.max_pool2d)",
+    call=("x", "size", "stride"),
+    size=2,
+    stride=2,
+)
+
+
+def _avg_pool_expand(x, *, size, stride):
+    return make("mean", windows(x, size, stride), axis=_window_axes(x))
+
+
+def _avg_pool_adjoint(g, y, x, *, size, stride):
+    """Each element of a window gets g / (KH * KW)."""
+    v = windows(x, size, stride)
+    share = make("reshape", g / (size[0] * size[1]), shape=g.shape + (Dim.of(1), Dim.of(1)))
+    spread = make("broadcast_to", share, shape=v.shape)
+    return (make("window_add", spread, shape=x.shape[-2:], stride=stride),)
+
+
+composite(
+    "avg_pool2d",
+    _pool_type("avg_pool2d"),
+    _avg_pool_expand,
+    _avg_pool_adjoint,
+    doc="avg_pool2d(x, size=2, stride=2): the mean of each window of the last two axes "
+    "(PyTorch's F.avg_pool2d, no padding)",
+    call=("x", "size", "stride"),
+    size=2,
+    stride=2,
 )

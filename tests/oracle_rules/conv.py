@@ -45,4 +45,17 @@ def _conv2d(node, args, sizes):
     return out + b[0][None, :, None, None] if b else out
 
 
-RULES = {"conv2d": _conv2d}
+def _pool(reduce):
+    def rule(node, args, sizes):
+        (x,) = args
+        lead = x.shape[:-2]
+        x4 = anp.reshape(x, (-1, 1) + x.shape[-2:])
+        (kh, kw), (sh, sw) = node.attr("size"), node.attr("stride")
+        shifted = anp.stack([xs for _, _, xs in _shifts(x4, kh, kw, sh, sw)])
+        out = reduce(shifted, axis=0)
+        return anp.reshape(out, lead + out.shape[-2:])
+
+    return rule
+
+
+RULES = {"conv2d": _conv2d, "max_pool2d": _pool(anp.max), "avg_pool2d": _pool(anp.mean)}
