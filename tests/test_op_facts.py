@@ -62,9 +62,19 @@ def test_composites_expand():
         "log_softmax",
         "cross_entropy",
         "gelu",
+        "conv2d",
+        "max_pool2d",
+        "avg_pool2d",
     }
 
 
 def test_own_dtypes():
     """The operations that make float arrays of the graph's dtype themselves."""
     assert {n for n, op in OPS.items() if op.own_dtype} == {"zeros", "ones", "full", "stack"}
+
+
+def test_window_views():
+    """The strided window view is a read-only view of its argument (np.lib.stride_tricks
+    .sliding_window_view); the in-place planner and the optimizer read that off the op."""
+    op = OPS["windows"]
+    assert op.view and op.read_only

@@ -443,7 +443,14 @@ class Rule:
 RULES: dict[str, Rule] = {}
 
 # Spelled operations the generator leaves out, each with its reason.
-EXCLUDED: dict[str, str] = {}
+EXCLUDED: dict[str, str] = {
+    # Not drawn yet (issue 13, item 5): the generator's values are at most 3-d and of free
+    # shapes, and these need [N, C, H, W] images at least as large as their windows; their
+    # gradients are checked by tests/op_cases/conv.py and tests/test_conv.py meanwhile.
+    "conv2d": "needs 4-d images and filters that fit them; not drawn yet (issue 13)",
+    "max_pool2d": "needs images at least as large as the window; not drawn yet (issue 13)",
+    "avg_pool2d": "needs images at least as large as the window; not drawn yet (issue 13)",
+}
 
 
 def rule(*names: str, kink=None):
