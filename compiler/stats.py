@@ -170,17 +170,18 @@ def formula(d: Dim, order: Sequence[str] = ()) -> str:
     rank = {s: i for i, s in enumerate(order)}
 
     def ranked(m):
-        return sorted(m, key=lambda s: (rank.get(s, len(rank)), s))
+        return sorted(m, key=lambda s: (rank.get(s, len(rank)), str(s)))  # a FloorDiv too
 
     def monomial(m) -> list[str]:
         out = []
         for s in dict.fromkeys(ranked(m)):
             k = m.count(s)
-            out.append(s if k == 1 else f"{s}**{k}")
+            out.append(str(s) if k == 1 else f"{s}**{k}")
         return out
 
     terms = sorted(
-        d.terms, key=lambda t: (-len(t[0]), [(rank.get(s, len(rank)), s) for s in ranked(t[0])])
+        d.terms,
+        key=lambda t: (-len(t[0]), [(rank.get(s, len(rank)), str(s)) for s in ranked(t[0])]),
     )
     parts = []
     for m, c in terms:
