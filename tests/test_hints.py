@@ -66,7 +66,7 @@ CASES = {
     ),
     "y = x * True": ("'True' is written 'true' in bp", 13, "True"),
     # names close to no built-in, and names close to one
-    "y = conv2d(x, w)": ("unknown function 'conv2d'; it is neither a built-in nor a fn", 9, "c"),
+    "y = blorp2d(x, w)": ("unknown function 'blorp2d'; it is neither a built-in nor a fn", 9, "b"),
     "y = lstm(x)": ("unknown function 'lstm'; it is neither a built-in nor a fn", 9, "lstm"),
     "y = blorp(x)": ("unknown function 'blorp'; it is neither a built-in nor a fn", 9, "b"),
     "y = sofmax(x)": ("unknown function 'sofmax'; did you mean 'softmax'?", 9, "sofmax"),
