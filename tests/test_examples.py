@@ -19,6 +19,7 @@ import pytest
 from bpc.build import build_ir
 from bpc.parse import parse
 from bpc.signature import order
+from tests import test_conv_layers
 from tests.support import load, numeric_grad, rel_error
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,6 +30,7 @@ INTS = {
     "softmax_loss": {"y": "C"},
     "svm_loss": {"y": "C"},
     "two_layer": {"y": "C"},
+    "convnet": {"y": "K"},
     "word_embedding": {"x": "V"},
     "temporal_softmax_loss": {"y": "V", "mask": 2},
 }
@@ -37,6 +39,7 @@ VALUES = {
     "dropout": {"p": 0.7, "mask": lambda rng, shape: (rng.random(shape) < 0.7) * 1.0},
     "mlp": {"reg": 0.1},
     "two_layer": {"reg": 0.1},
+    "convnet": {"reg": 0.1},
     "multihead_attention": {"mask": lambda rng, shape: np.tril(np.ones(shape, dtype=np.int64))},
 }
 # Dimension sizes, per graph; other dimensions get distinct small sizes in order of appearance.
@@ -242,6 +245,7 @@ REFERENCES = {
     "temporal_softmax_loss": _temporal_softmax_loss,
     "attention": lambda q, k, v: _softmax(q @ k.T / np.sqrt(q.shape[1])) @ v,
     "multihead_attention": _multihead_attention,
+    **test_conv_layers.REFERENCES,  # the convolutional layers, with loops as CS231n's naive ones
 }
 
 
