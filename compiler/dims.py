@@ -229,7 +229,7 @@ class Dim:
         if not self.terms:
             return "0"
         parts = []
-        for i, (m, c) in enumerate(sorted(self.terms, key=lambda t: (-len(t[0]), _mono_key(t[0])))):
+        for i, (m, c) in enumerate(sorted(self.terms, key=_term_order)):
             alone = len(m) == 1 and abs(c) == 1 and (c > 0 or i > 0)  # (`-a // 2` floors -a)
             text = " * ".join(_render_atom(a, name, scale, div, floor, alone) for a in m)
             if abs(c) != 1 or not m:
@@ -254,6 +254,12 @@ class Dim:
 
     def __repr__(self) -> str:
         return f"Dim({self})"
+
+
+def _term_order(term) -> tuple:
+    """Products of more symbols first, added terms before subtracted ones: `W - K + 3`."""
+    m, c = term
+    return (-len(m), bool(m) and c < 0, _mono_key(m))
 
 
 def _whole(v) -> int:

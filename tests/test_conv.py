@@ -4,12 +4,15 @@ max pooling's gradient on ties, the emitted form, and the conditions on sizes.""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from bpc import compile_source
 from tests.support import load, numeric_grad, rel_error
 
+ROOT = Path(__file__).resolve().parent.parent
 CONV = """graph f(x: [N, C, H, W], w: [F, C, KH, KW], b: [F]) -> out wrt x, w, b {
     out = conv2d(x, w, b, stride=2, pad=1)
 }
@@ -34,13 +37,17 @@ def _naive_conv(x, w, b, s, p):
 
 
 def _naive_max_pool_grad(x, g, k, s):
-    """CS231n's max_pool_backward_naive: each window's gradient to its first maximum."""
+    """CS231n's max_pool_backward_naive: each window's gradient to its first maximum; k and s
+    are integers or (h, w) pairs."""
+    (kh, kw), (sh, sw) = (k if isinstance(k, tuple) else (k, k)), (
+        s if isinstance(s, tuple) else (s, s)
+    )
     dx = np.zeros_like(x)
     for idx in np.ndindex(*g.shape):
         n, c, i, j = idx
-        window = x[n, c, i * s : i * s + k, j * s : j * s + k]
+        window = x[n, c, i * sh : i * sh + kh, j * sw : j * sw + kw]
         a, b = np.unravel_index(np.argmax(window), window.shape)
-        dx[n, c, i * s + a, j * s + b] += g[idx]
+        dx[n, c, i * sh + a, j * sw + b] += g[idx]
     return dx
 
 
@@ -81,12 +88,38 @@ def test_max_pool_gradient_goes_to_the_first_maximum(k, s):
     np.testing.assert_allclose(dx, _naive_max_pool_grad(x, g, k, s), rtol=1e-12)
 
 
+@pytest.mark.parametrize("k, s", [((2, 2), (2, 2)), ((3, 3), (2, 2)), ((3, 2), (1, 2))])
+def test_max_pool_route_and_pick_are_transposes(k, s):
+    """<route(g), d> == <g, pick(d)> for the two helpers of max pooling's first and second
+    derivatives, on ties everywhere: pick reads exactly where route writes."""
+    m = {"np": np}
+    for name in ("max_pool", "max_pool_route", "max_pool_pick"):
+        exec((ROOT / "templates" / f"{name}.py.j2").read_text(), m)  # plain Python, no Jinja
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 3, size=(2, 3, 7, 8)).astype(np.float64)
+    y = m["_max_pool"](x, k, s)
+    g, d = rng.normal(size=y.shape), rng.normal(size=x.shape)
+    routed, picked = m["_max_pool_route"](x, y, g, k, s), m["_max_pool_pick"](x, y, d, k, s)
+    np.testing.assert_allclose(routed, _naive_max_pool_grad(x, g, k, s), rtol=1e-12)
+    assert np.isclose(np.vdot(routed, d), np.vdot(g, picked), rtol=1e-12)
+
+
 def test_the_emitted_code_is_a_window_view_and_one_product():
     text = compile_source(CONV, "conv.bp")
     assert "np.lib.stride_tricks.sliding_window_view(" in text
-    assert "optimize=True" in text
     functions = text.split("\ndef f(", 1)[1]
+    forward = functions.split("\ndef f_forward(", 1)[1].split("\ndef ", 1)[0]
+    assert forward.count(" @ ") == 1, "one BLAS product: the filters against the columns"
+    assert "cols = " in forward and ".reshape((C * KH * KW, -1))" in forward
     assert "for " not in functions, "no Python loop but the overlap-add helper's"
+
+
+def test_max_pooling_is_emitted_as_its_helpers():
+    text = compile_source(POOL.replace("SIZE", "2").replace("STRIDE", "2"), "pool.bp")
+    functions = text.split("\ndef f(", 1)[1]
+    assert "_max_pool(x, (2, 2), (2, 2))" in functions
+    assert "_max_pool_route(x, " in functions
+    assert "for " not in functions, "no Python loop but the helpers' over kernel offsets"
 
 
 def test_an_image_smaller_than_the_kernel_is_refused_at_the_call():
