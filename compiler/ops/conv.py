@@ -171,11 +171,6 @@ def pad_images(x, p):
     return pad(x, {2: (Dim.of(p[0]), Dim.of(p[0])), 3: (Dim.of(p[1]), Dim.of(p[1]))})
 
 
-def _bias(b):
-    """b[:, None, None], to add to [N, F, OH, OW]."""
-    return make("index", b, index=(full(b.shape[0]), None, None))
-
-
 def _by_filter(g):
     """[N, F, OH, OW] -> [F, N*OH*OW], the layout of the product's result."""
     n, f, oh, ow = g.shape
@@ -184,12 +179,14 @@ def _by_filter(g):
 
 
 def _conv_expand(x, w, *b, stride, pad):
-    """One BLAS product of the filters with the columns: [F, N*OH*OW], read as [N, F, OH, OW]
-    (a transposed view, no copy)."""
+    """One BLAS product of the filters with the columns: [F, N*OH*OW], plus the bias, read as
+    [N, F, OH, OW] (a transposed view, no copy)."""
     n, _, oh, ow, _, _ = _windows_of(x, w, stride, pad).shape
     y = make("matmul", _filters(w), _columns(x, w, stride, pad))
-    y = make("transpose", make("reshape", y, shape=(w.shape[0], n, oh, ow)), axes=(1, 0, 2, 3))
-    return y + _bias(b[0]) if b else y
+    y = make("reshape", y, shape=(w.shape[0], n, oh, ow))
+    if b:  # b[:, None, None, None], added while the filters are the first axis
+        y = y + make("index", b[0], index=(full(b[0].shape[0]), None, None, None))
+    return make("transpose", y, axes=(1, 0, 2, 3), hint="conv_out")
 
 
 def _conv_adjoint(g, y, x, w, *b, stride, pad):
