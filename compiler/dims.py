@@ -242,14 +242,15 @@ class Dim:
         return out[2:] if out.startswith("+ ") else "-" + out[2:]
 
     def _floor_folded(self) -> Dim | None:
-        """The same size with the terms outside its one floor division moved inside, for
-        people: `(H - K)//2 + 2`, not the canonical `(H + K)//2 - K + 2` (whose numerator has
-        no negative coefficient); None where there is nothing to move."""
+        """The same size with the terms outside its one floor division moved inside (but a
+        positive number), for people: `(H - K)//2 + 2` and `(K - 1)//2`, not the canonical
+        `(H + K)//2 - K + 2` and `(K + 1)//2 - 1` (whose numerators have no negative
+        coefficient); None where there is nothing to move."""
         floors = [(m, c) for m, c in self.terms if any(a.__class__ is FloorDiv for a in m)]
         if len(floors) != 1 or floors[0][1] != 1 or len(floors[0][0]) != 1:
             return None
         (f,), _ = floors[0]
-        moved = [(m, c) for m, c in self.terms if m and m != (f,)]
+        moved = [(m, c) for m, c in self.terms if (m and m != (f,)) or (not m and c < 0)]
         if (
             not moved
             or not f.den.is_const

@@ -127,3 +127,28 @@ def test_an_image_smaller_than_the_kernel_is_refused_at_the_call():
     x, w, b = np.zeros((1, 1, 2, 2)), np.zeros((1, 1, 5, 5)), np.zeros(1)
     with pytest.raises(ValueError):
         m.f(x, w, b)
+
+
+SAME = """graph f(x: [N, C, H, W], w: [F, C, K, K], b: [F]) -> y wrt x, w, b {
+    y = sum(conv2d(x, w, b, pad=(K - 1) // 2) ** 2)
+}
+"""
+
+
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_pad_may_be_a_dimension_expression(k):
+    """`pad=(K - 1) // 2` keeps the image's size for odd K (CS231n's convnet), whatever K is."""
+    m = load(SAME)
+    rng = np.random.default_rng(k)
+    x, w, b = rng.normal(size=(2, 2, 6, 5)), rng.normal(size=(3, 2, k, k)), rng.normal(size=3)
+    same = load(SAME.replace("sum(", "(").replace(") ** 2", ")"))
+    assert same.f(x, w, b).shape == (2, 3, 6, 5)
+    _, grads = m.f_grad(x, w, b)
+    for i, g in enumerate(grads):
+        assert rel_error(g, numeric_grad(m.f, [x, w, b], i)) < 1e-6
+
+
+def test_a_negative_pad_expression_is_refused_at_the_call():
+    m = load(SAME.replace("(K - 1) // 2", "K - 3"))
+    with pytest.raises(ValueError, match="pad"):
+        m.f(np.zeros((1, 1, 5, 5)), np.zeros((1, 1, 1, 1)), np.zeros(1))

@@ -34,13 +34,26 @@ from .index import full, pad
 from .reduce import composite, require_float
 
 
-def _pair(name: str, what: str, v, least: int) -> tuple[int, int]:
-    """An integer or an (h, w) pair of integers, each at least `least`."""
+def _pair(name: str, what: str, v, least: int, sizes: bool = False) -> tuple:
+    """An integer or an (h, w) pair of integers, each at least `least`; with `sizes`, dimension
+    expressions too (`pad=(K - 1) // 2`), checked on entry where they depend on the sizes."""
     pair = v if isinstance(v, tuple) else (v, v)
-    if len(pair) != 2 or any(isinstance(p, bool) or not isinstance(p, int) for p in pair):
-        raise ShapeError(f"{name}: {what} must be an integer or a pair (h, w) of integers")
-    if any(p < least for p in pair):
-        raise ShapeError(f"{name}: {what} must be at least {least}, not {v}")
+    kinds = (int, Dim) if sizes else int
+    if len(pair) != 2 or any(isinstance(p, bool) or not isinstance(p, kinds) for p in pair):
+        also = " or dimension expressions" if sizes else ""
+        raise ShapeError(f"{name}: {what} must be an integer or a pair (h, w) of integers{also}")
+    pair = tuple(p.value if isinstance(p, Dim) and p.is_const else p for p in pair)
+    for p in pair:
+        if isinstance(p, int) and p < least:
+            raise ShapeError(f"{name}: {what} must be at least {least}, not {v}")
+        if isinstance(p, Dim):
+            conditions.require(
+                p,
+                ">=",
+                Dim.of(least),
+                f"{name}: {what} {p} is at least {least}",
+                f"{name}: {what} {p} is less than {least}",
+            )
     return pair
 
 
@@ -136,7 +149,7 @@ def _conv_type(x: Type, w: Type, *b: Type, stride=1, pad=0):
         raise ShapeError(f"conv2d: x has {x.shape[1]} channels (axis 1) but w expects {w.shape[1]}")
     if b and b[0].shape != (w.shape[0],):
         raise ShapeError(f"conv2d: b is [F], one bias per filter, [{w.shape[0]}]; got {b[0]}")
-    stride, pad = _pair("conv2d", "stride", stride, 1), _pair("conv2d", "pad", pad, 0)
+    stride, pad = _pair("conv2d", "stride", stride, 1), _pair("conv2d", "pad", pad, 0, True)
     (h, wd), (kh, kw) = x.shape[2:], w.shape[2:]
     shape = (
         _out("conv2d", h + 2 * pad[0], kh, stride[0], "padded height"),
