@@ -259,8 +259,23 @@ def _pairs(size, stride) -> Tuple:
     return (Tuple(tuple(map(Lit, size))), Tuple(tuple(map(Lit, stride))))
 
 
-def _pool_flops(y: Type, x: Type, *, size, stride) -> Dim:
-    return size_of(y) * (size[0] * size[1])
+def _max_pool_flops(y: Type, x: Type, *, size, stride) -> Dim:
+    return size_of(y) * (size[0] * size[1] - 1)  # a maximum per offset but the first
+
+
+def _avg_pool_flops(y: Type, x: Type, *, size, stride) -> Dim:
+    return size_of(y) * (size[0] * size[1])  # an addition per offset but the first, a division
+
+
+def _route_flops(z: Type, x: Type, y: Type, g: Type, *, size, stride) -> Dim:
+    """Per offset: a comparison and a product (and an addition where windows overlap); the
+    helper's updates of its own boolean masks are bookkeeping, not counted."""
+    apart = stride[0] >= size[0] and stride[1] >= size[1]
+    return size_of(y) * (size[0] * size[1] * (2 if apart else 3))
+
+
+def _pick_flops(z: Type, x: Type, y: Type, d: Type, *, size, stride) -> Dim:
+    return size_of(y) * (size[0] * size[1] * 3)  # a comparison, a product, an addition
 
 
 def _max_pool_adjoint(g, y, x, *, size, stride):
@@ -276,7 +291,7 @@ register(
     doc="max_pool2d(x, size=2, stride=2): the maximum of each window of the last two axes; the "
     "gradient goes to the first maximum in row-major order (PyTorch's F.max_pool2d)",
     call=("x", "size", "stride"),
-    flops=_pool_flops,
+    flops=_max_pool_flops,
     size=2,
     stride=2,
 )
@@ -298,7 +313,7 @@ register(
         make("max_pool_pick", x, y, d, size=size, stride=stride),
     ),
     doc="max pooling's gradient: g sent to the first maximum of each window of x",
-    flops=lambda z, x, y, g, **attrs: size_of(z),
+    flops=_route_flops,
     size=REQUIRED,
     stride=REQUIRED,
 )
@@ -320,7 +335,7 @@ register(
         make("max_pool_route", x, y, g, size=size, stride=stride),
     ),
     doc="d read at the first maximum of each window of x: the transpose of max_pool_route",
-    flops=lambda z, x, y, d, **attrs: size_of(x),
+    flops=_pick_flops,
     size=REQUIRED,
     stride=REQUIRED,
 )
@@ -342,7 +357,7 @@ register(
     doc="avg_pool2d(x, size=2, stride=2): the mean of each window of the last two axes "
     "(PyTorch's F.avg_pool2d, no padding)",
     call=("x", "size", "stride"),
-    flops=_pool_flops,
+    flops=_avg_pool_flops,
     size=2,
     stride=2,
 )
