@@ -132,7 +132,7 @@ class Case:
         too, compiles for the shapes it is given); the same module serves every call. Without
         `checks`, as `bpc compile --no-checks` compiles it."""
         dims = self.dims(size)
-        key = (self.name, tuple(sorted(dims.items())), checks)
+        key = (self.name, self.source, tuple(sorted(dims.items())), checks)
         if key not in _MODULES:
             name = f"bench_{len(_MODULES)}"
             _MODULES[key] = compile_module(self.source, name, dims, checks)

@@ -45,6 +45,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import cases  # noqa: E402  (bench/cases.py)
+import conv_cases  # noqa: E402  (bench/conv_cases.py)
 
 import bpc  # noqa: E402
 
@@ -264,7 +265,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     results = []
     print("| " + " | ".join(HEAD) + " |", flush=True)
-    for case in cases.CASES:
+    for case in cases.CASES + conv_cases.CASES:
         if args.only and args.only not in case.name:
             continue
         for size in case.smoke_sizes if args.smoke else case.sizes:

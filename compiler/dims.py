@@ -228,8 +228,11 @@ class Dim:
             return f"{top}{div}{bottom}"
         if not self.terms:
             return "0"
+        folded = self._floor_folded()
+        if folded is not None:
+            return folded.render(name, scale, div, floor)
         parts = []
-        for i, (m, c) in enumerate(sorted(self.terms, key=lambda t: (-len(t[0]), _mono_key(t[0])))):
+        for i, (m, c) in enumerate(sorted(self.terms, key=_term_order)):
             alone = len(m) == 1 and abs(c) == 1 and (c > 0 or i > 0)  # (`-a // 2` floors -a)
             text = " * ".join(_render_atom(a, name, scale, div, floor, alone) for a in m)
             if abs(c) != 1 or not m:
@@ -237,6 +240,26 @@ class Dim:
             parts.append(("- " if c < 0 else "+ ") + text)
         out = " ".join(parts)
         return out[2:] if out.startswith("+ ") else "-" + out[2:]
+
+    def _floor_folded(self) -> Dim | None:
+        """The same size with the terms outside its one floor division moved inside (but a
+        positive number), for people: `(H - K)//2 + 2` and `(K - 1)//2`, not the canonical
+        `(H + K)//2 - K + 2` and `(K + 1)//2 - 1` (whose numerators have no negative
+        coefficient); None where there is nothing to move."""
+        floors = [(m, c) for m, c in self.terms if any(a.__class__ is FloorDiv for a in m)]
+        if len(floors) != 1 or floors[0][1] != 1 or len(floors[0][0]) != 1:
+            return None
+        (f,), _ = floors[0]
+        moved = [(m, c) for m, c in self.terms if (m and m != (f,)) or (not m and c < 0)]
+        if (
+            not moved
+            or not f.den.is_const
+            or any(not isinstance(a, str) for m, _ in moved for a in m)
+        ):
+            return None
+        num = f.num + Dim(tuple(moved)) * f.den.value
+        constant = self - Dim(tuple(moved)) - Dim((((f,), 1),))
+        return Dim((((FloorDiv(num, f.den),), 1),)) + constant
 
     @property
     def is_sum(self) -> bool:
@@ -254,6 +277,12 @@ class Dim:
 
     def __repr__(self) -> str:
         return f"Dim({self})"
+
+
+def _term_order(term) -> tuple:
+    """Products of more symbols first, added terms before subtracted ones: `W - K + 3`."""
+    m, c = term
+    return (-len(m), bool(m) and c < 0, _mono_key(m))
 
 
 def _whole(v) -> int:
@@ -335,7 +364,10 @@ def _lowest(d: Dim, lower: dict[str, int], default: int) -> int | None:
     """A lower bound of an integral `d` over the sizes, when one follows from the shift."""
     if not d.integral:  # (a reciprocal of a shifted name is no polynomial)
         return None
-    shifted = d.subs({s: Dim.of(s) + lower.get(s, default) for s in d.symbols})
+    try:
+        shifted = d.subs({s: Dim.of(s) + lower.get(s, default) for s in d.symbols})
+    except ValueError:  # a division by a name inside a floor division: `(a/b)//2`
+        return None
     if any(m and c < 0 for m, c in shifted.terms) or not shifted.integral:
         return None
     if any(a.__class__ is FloorDiv for m, _ in shifted.terms for a in m):

@@ -41,7 +41,7 @@ def plan(fn: Lowering, nodes) -> None:
     chains: dict[Node, list[Node]] = {}  # the first value of each shared array -> the values
     root: dict[Node, Node] = {}
     # only the largest arrays are worth it: a bias-sized vector keeps its one-line form
-    widest = max((m.ndim for m in lines), default=0)
+    widest = max((m.ndim for m in lines if not is_view(m)), default=0)  # (not a window view)
     for n in lines:
         if not OPS[n.op].elementwise or n.dtype != "float" or n.ndim < max(widest, 1):
             continue
@@ -69,13 +69,26 @@ class _Reusable:
             a in self.made
             and self.last.get(a) is n
             and a not in self.kept
-            and OPS[a.op].fresh
-            and not is_view(a)
-            and a not in self.fn.born_weak
+            and self.new(a)
             and a.shape == n.shape
             and a.dtype == "float"
             and _writable_form(level, a)
         )
+
+    def new(self, a: Node) -> bool:
+        """A new array, or a writable view of one (`np.transpose(t)`, not a window view) that
+        only the view reads."""
+        fn = self.fn
+        while is_view(a) and not OPS[a.op].read_only:
+            b = a.args[0]
+            if b in fn.own_line and (
+                b not in self.made or b in self.kept or fn.uses.get(b, 0) != 1
+            ):
+                return False
+            if b in fn.born_weak:
+                return False
+            a = b
+        return OPS[a.op].fresh and not is_view(a) and a not in fn.born_weak
 
 
 def _spine(fn: Lowering, n: Node, reusable: _Reusable) -> tuple[Node, list[Node]] | None:
@@ -234,11 +247,14 @@ def _sum(n: Node) -> bool:
 def _takes_over(fn: Lowering, a: Node, n: Node) -> bool:
     """Whether the sum n may write into a's array: a new array of n's shape and dtype that n
     alone uses (written inline), not a view of another."""
-    return (
-        a not in fn.own_line
-        and a.shape == n.shape
-        and a.dtype == n.dtype
-        and OPS[a.op].fresh
-        and not is_view(a)
-        and a not in fn.born_weak
-    )
+    return a not in fn.own_line and a.shape == n.shape and a.dtype == n.dtype and _inline_new(fn, a)
+
+
+def _inline_new(fn: Lowering, a: Node) -> bool:
+    """A new array, or a writable view (`np.transpose(w @ cols)`, not a window view) of one
+    that only the view reads (written inline)."""
+    while is_view(a) and not OPS[a.op].read_only and a.args[0] not in fn.own_line:
+        if a in fn.born_weak:
+            return False
+        a = a.args[0]
+    return OPS[a.op].fresh and not is_view(a) and a not in fn.born_weak

@@ -131,7 +131,7 @@ class Lowering:
         values = values or Values.of(graph)
         self.strong, self.born_weak = values.strong, values.born_weak
         self.dtype_of = dtype_source(graph.inputs, namer)
-        uses = values.uses
+        self.uses = uses = values.uses
         self.own_line: set[Node] = set()
         depth: dict[Node, int] = {}
         for n in graph.nodes:
@@ -210,7 +210,12 @@ class Lowering:
             if self.printer.fits(line) or not inline:
                 return out + [(n, line)]
             widest = max(inline, key=lambda a: len(self.printer.text(self.code(a))))
-            out += self.define(widest)
+            summed = inplace.accumulate(self, widest)  # (`t = w @ cols`, `t += b`)
+            if summed:
+                self.own_line.add(widest)
+                out += [(widest, s) for s in summed]
+            else:
+                out += self.define(widest)
 
     def lines(self, nodes, comments: bool) -> list[Stmt]:
         """The statements of the values among `nodes` that have a line of their own, in order:
@@ -275,7 +280,7 @@ def backward_steps(graph: Graph) -> list[Step]:
         key = (n.loc.line, n.loc.fn)
         if not steps or (steps[-1].line, steps[-1].fn) != key:
             steps.append(Step(*key, source_line(graph.source, key[0], None), (), dims))
-        lines = [(line.target, m) for m, line in fn.define(n)]
+        lines = [(line.target, m) for m, line in fn.define(n) if isinstance(line, Assign)]
         last = steps[-1]
         more = tuple((name, fn.expression(m, notation=True), m) for name, m in lines)
         steps[-1] = replace(last, lines=last.lines + more)

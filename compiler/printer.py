@@ -54,7 +54,10 @@ HELPERS = {
     "_labels": "labels.py.j2",
     "_erf": "erf.py.j2",
     "_window_add": "window_add.py.j2",
-    "_first_max": "first_max.py.j2",
+    "_max_pool": "max_pool.py.j2",
+    "_max_pool_route": "max_pool_route.py.j2",
+    "_max_pool_pick": "max_pool_pick.py.j2",
+    "_avg_pool": "avg_pool.py.j2",
 }
 INDENT = 4  # a statement's indent in a function body
 

@@ -56,10 +56,14 @@ class Kept:
     elements: Dim
     itemsize: int
     param: bool  # a reference to the caller's array, or a view of it
+    views: str | None = None  # the name of another cache entry whose array this one views
 
     @property
     def bytes(self) -> Dim:
-        return self.itemsize * self.elements
+        return Dim.of(0) if self.views else self.itemsize * self.elements
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.type}" + (f" (a view of {self.views})" if self.views else "")
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,16 @@ def _refers_to_param(n: Node) -> bool:
     return n.op == "param"
 
 
+def _viewed(n: Node, names: dict[Node, str]) -> str | None:
+    """The name of another cache entry whose array n is a view of (a flattened pooled image
+    kept beside the image): its bytes are counted once."""
+    while is_view(n):
+        n = n.args[0]
+        if n in names:
+            return names[n]
+    return None
+
+
 def graph_stats(
     c: Compiled, dtype: str = "float64", compiled: Sequence[Compiled] = ()
 ) -> GraphStats:
@@ -103,9 +117,13 @@ def graph_stats(
         grad = _part(c.grad.nodes)
     itemsize = {"float": ITEMSIZE[dtype], "int": 8, "bool": 1}
     kept = []
-    for name, n in cache_entries(list(compiled or [c]), c):
+    entries = cache_entries(list(compiled or [c]), c)
+    names = {n: name for name, n in entries}
+    for name, n in entries:
         elements = Dim.of(0) if n.type.static else product(n.shape)
-        kept.append(Kept(name, str(n.type), elements, itemsize[n.dtype], _refers_to_param(n)))
+        views = _viewed(n, names)
+        param = _refers_to_param(n)
+        kept.append(Kept(name, str(n.type), elements, itemsize[n.dtype], param, views))
     return GraphStats(
         g.name,
         _dim_names(g),
@@ -228,6 +246,8 @@ def bytes_formula(kept: Iterable[Kept], order: Sequence[str] = ()) -> str:
     groups: dict[int, Dim] = {}
     constant = 0  # elements whose number is known, as bytes
     for k in kept:
+        if k.views:  # (counted with the array it views)
+            continue
         if k.elements.is_const:
             constant += k.itemsize * k.elements.value
         else:
@@ -296,7 +316,7 @@ def report(stats: GraphStats, sizes: dict[str, int] | None = None, dtype: str = 
     referenced = [k for k in stats.cache if k.param]
     indent = " " * (2 + widths[0] + 2)
     if computed or stats.cache_dims:
-        text = "computed: " + (", ".join(f"{k.name} {k.type}" for k in computed) or "nothing")
+        text = "computed: " + (", ".join(map(str, computed)) or "nothing")
         if computed:
             text += f"  ({amount(computed)})"
         if stats.cache_dims:
@@ -304,7 +324,7 @@ def report(stats: GraphStats, sizes: dict[str, int] | None = None, dtype: str = 
             text += f"; the {what} {', '.join(stats.cache_dims)}"
         lines.append(indent + text)
     if referenced:
-        names = ", ".join(f"{k.name} {k.type}" for k in referenced)
+        names = ", ".join(map(str, referenced))
         lines.append(f"{indent}referenced: {names}  ({amount(referenced)}, the caller's arrays)")
     return "\n".join(lines)
 

@@ -17,6 +17,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 import cases  # noqa: E402  (bench/cases.py)
 import checks  # noqa: E402  (bench/checks.py)
 import compile_time  # noqa: E402  (bench/compile_time.py)
+import conv_cases  # noqa: E402  (bench/conv_cases.py)
+import conv_forms  # noqa: E402  (bench/conv_forms.py)
 
 
 def test_bench_smoke():
@@ -29,9 +31,10 @@ def test_bench_smoke():
     assert run.returncode == 0, run.stdout + run.stderr
     assert "| model | size | hand NumPy | bpc |" in run.stdout
     assert "| bpc fwd / hand fwd |" in run.stdout
-    for case in cases.CASES:
+    every = cases.CASES + conv_cases.CASES
+    for case in every:
         assert f"| {case.name} |" in run.stdout, case.name
-    assert "across the 4 cases: median" in run.stdout
+    assert f"across the {len(every)} cases: median" in run.stdout
     assert "bpc forward alone over the hand-written forward: median" in run.stdout
 
 
@@ -70,3 +73,11 @@ def test_checks_bench_smoke(capsys):
     assert "| signature | sizes | cached: _g_sizes | old _shapes | new / old |" in out
     for row in ("| seed, W [n, n], x [n] | n = 64 |", "| lstm, ", "| attention, "):
         assert row in out
+
+
+def test_conv_forms_smoke(capsys):
+    """The forms the hand-written conv and pooling were chosen among compute the same thing."""
+    assert conv_forms.main(["--smoke"]) == 0
+    out = capsys.readouterr().out
+    assert "| im2col columns + one GEMM, kept for dW (reference, bpc) |" in out
+    assert "| a maximum per kernel offset (reference, bpc) |" in out

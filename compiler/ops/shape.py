@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+
 from ..dims import Dim, product, show_shape
-from ..expr import array, method
+from ..expr import BinOp, Size, Tuple, array, method
 from ..expr import shape as shape_of
 from ..ir import REQUIRED, ShapeError, Type, make
 from . import (
@@ -52,7 +54,26 @@ def _elements(d: Dim) -> str:
 def _reshape_emit(at, x, *, shape):
     if not at.node.args[0].ndim:  # maybe a Python number (no `.reshape`), into size-1 axes
         return number_filled(at, x, shape)
-    return method(x, "reshape", shape_of(shape))
+    return method(x, "reshape", Tuple(_sizes(at.node.args[0].shape, shape)))
+
+
+def _sizes(old, new) -> tuple:
+    """`new`'s sizes; an axis that merges consecutive axes of `old` whose sizes are sums is
+    written as their product, `N * (H - K + 3) * (W - K + 3)`, not multiplied out."""
+    out, i = [], 0
+    for d in new:
+        j, have = i, Dim.of(1)
+        while j < len(old) and (j == i or have != d):
+            have, j = have * old[j], j + 1
+        if have != d:
+            return tuple(Size(d) for d in new)  # not a grouping of consecutive axes
+        factors = [f for f in old[i:j] if f != Dim.of(1)]
+        if len(factors) > 1 and any(f.is_sum for f in factors):
+            out.append(functools.reduce(lambda a, b: BinOp("*", a, b), map(Size, factors)))
+        else:
+            out.append(Size(d))
+        i = j
+    return tuple(out)
 
 
 register(

@@ -78,5 +78,7 @@ CASES: dict[str, list[Case]] = {
 EXEMPT = {
     "windows": "IR only, no spelling: the expansion of every conv2d and pool case above is made of it",
     "window_add": "IR only: the adjoint of the window view, in every conv2d and pool case's gradient",
-    "first_max": "IR only: max_pool2d's adjoint; its own adjoint (second order) has no case yet",
+    "max_pool_route": "IR only: max_pool2d's adjoint, in every max_pool2d case's gradient",
+    "max_pool_pick": "IR only: max_pool_route's adjoint (second order); tests/test_conv.py checks "
+    "that the two are transposes",
 }
