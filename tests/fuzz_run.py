@@ -91,15 +91,6 @@ EXAMPLE_FILES = [
     *sorted((ROOT / "tests" / "golden").glob("*.bp")),
 ]
 EXAMPLES = [p.read_text() for p in EXAMPLE_FILES]
-# Examples that run into an open bug under hostile inputs, by file name, with the bug: their runs
-# are a strict xfail in tests/test_fuzz.py, and their mutants are not run (they would all find
-# it), until it is fixed.
-OPEN_BUGS = {
-    "conv_layers.bp": "max_pool2d's backward on an empty batch (N = 0): _first_max "
-    "(templates/first_max.py.j2) reshapes the windows with -1, which NumPy refuses for a size-0 "
-    "array; v.shape[-2] * v.shape[-1] would do",
-}
-RUNNABLE = [p.read_text() for p in EXAMPLE_FILES if p.name not in OPEN_BUGS]
 TOKENS = (
     "graph fn wrt int true false -> ( ) [ ] { } , : = + - * / @ ** . .T < <= > >= == != # "
     "x y W b q n m N D 0 1 2 0.5 1e-5 1e999 99999999999999999999 sum mean exp log sqrt tanh "
@@ -260,7 +251,7 @@ REWRITES = 0.25  # the share of mutants made by `rewrite`: they compile more, an
 def mutant(seed: int, index: int, rewrites: float = REWRITES) -> str:
     """Mutant `index` of a run: a share `rewrites` from `rewrite`, the others from `mutate`."""
     rng = random.Random(f"{seed}:{index}")
-    text = rng.choice(RUNNABLE)
+    text = rng.choice(EXAMPLES)
     return rewrite(rng, text) if rng.random() < rewrites else mutate(rng, text)
 
 
@@ -1123,7 +1114,7 @@ def run(
     source whose code (comments aside) was checked before in the same process is counted, not
     checked again."""
     tally = Tally()
-    for text in RUNNABLE:
+    for text in EXAMPLES:
         tally.add(check_source(text, seed=seed))
     work = [(seed, a, min(a + chunk, mutants), rewrites) for a in range(0, mutants, chunk)]
     if jobs <= 1:

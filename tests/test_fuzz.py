@@ -37,9 +37,7 @@ from tests.fuzz_run import (
     EXAMPLE_FILES,
     EXAMPLES,
     NAME_TOKENS,
-    OPEN_BUGS,
     ROOT,
-    RUNNABLE,
     TOKENS,
     check_source,
     mutant,
@@ -63,8 +61,8 @@ tokens = st.lists(st.sampled_from(TOKENS), max_size=60).map(" ".join)
 
 
 @st.composite
-def mutations(draw, examples=EXAMPLES):
-    text = draw(st.sampled_from(examples))
+def mutations(draw):
+    text = draw(st.sampled_from(EXAMPLES))
     for _ in range(draw(st.integers(1, 4))):
         i = draw(st.integers(0, len(text)))
         j = draw(st.integers(i, min(len(text), i + 12)))
@@ -405,18 +403,7 @@ def runs_correctly(text: str) -> None:
 RUN_FILES = [*EXAMPLE_FILES, *sorted((ROOT / "tests" / "regressions").glob("*.bp"))]
 
 
-@pytest.mark.parametrize(
-    "path",
-    [
-        (
-            pytest.param(p, marks=pytest.mark.xfail(strict=True, reason=OPEN_BUGS[p.name]))
-            if p.name in OPEN_BUGS
-            else p
-        )
-        for p in RUN_FILES
-    ],
-    ids=[p.name for p in RUN_FILES],
-)
+@pytest.mark.parametrize("path", RUN_FILES, ids=[p.name for p in RUN_FILES])
 def test_examples_under_hostile_inputs(path):
     runs_correctly(path.read_text())
 
@@ -511,9 +498,7 @@ RUN_SETTINGS = dict(
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
-test_compiled_mutants = settings(max_examples=RUNS, **RUN_SETTINGS)(
-    given(mutations(RUNNABLE))(_run_mutant)
-)
+test_compiled_mutants = settings(max_examples=RUNS, **RUN_SETTINGS)(given(mutations())(_run_mutant))
 # tests/fuzz_run.py's `rewrite`: a function, operator or number swapped, a name wrapped in a call
 test_rewritten_examples = settings(max_examples=RUNS * 3 // 5, **RUN_SETTINGS)(
     given(st.integers(0, 2**31).map(lambda k: mutant(0, k, rewrites=1.0)))(_run_mutant)
