@@ -5,7 +5,7 @@ convnet.bp (compiled here, in a temporary directory); this script only draws min
 Adam steps, written in NumPy. The data set ships inside scikit-learn
 (`pip install -e ".[examples]"`), so nothing is downloaded.
 
-    python examples/train_digits_cnn.py [--epochs 15] [--filters 32] [--hidden 64] [--lr 0.002] ...
+    python examples/train_digits_cnn.py [--epochs 15] [--filters 32] [--filter-size 3] [--lr 0.002] ...
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ class Adam:
 def train(
     epochs=15,
     filters=32,
+    filter_size=3,
     hidden=64,
     lr=2e-3,
     batch=32,
@@ -85,7 +86,7 @@ def train(
         net = bpc.load(SOURCE, cache=cache)
     log(
         f"compiled {SOURCE.name} with bpc in {time.perf_counter() - t:.2f} s; "
-        f"{filters} filters of 3 x 3, {hidden} hidden units"
+        f"{filters} filters of {filter_size} x {filter_size}, {hidden} hidden units"
     )
     rng = np.random.default_rng(seed)
     D = filters * (H // 2) * (W // 2)  # the pooled maps, flattened
@@ -94,7 +95,7 @@ def train(
         return (rng.normal(size=shape) * np.sqrt(2 / fan_in)).astype(np.float32)
 
     params = [
-        he(filters, C, 3, 3, fan_in=C * 9),
+        he(filters, C, filter_size, filter_size, fan_in=C * filter_size**2),
         np.zeros(filters, np.float32),
         he(D, hidden, fan_in=D),
         np.zeros(hidden, np.float32),
@@ -127,7 +128,8 @@ def train(
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--filters", type=int, default=32, help="3 x 3 filters of the conv layer")
+    parser.add_argument("--filters", type=int, default=32, help="filters of the conv layer")
+    parser.add_argument("--filter-size", type=int, default=3, help="their height and width, odd")
     parser.add_argument("--hidden", type=int, default=64, help="units of the hidden affine layer")
     parser.add_argument("--lr", type=float, default=2e-3, help="initial Adam learning rate")
     parser.add_argument("--decay", type=float, default=0.9, help="learning rate decay per epoch")
@@ -139,6 +141,7 @@ def main(argv=None) -> None:
     acc = train(
         args.epochs,
         args.filters,
+        args.filter_size,
         args.hidden,
         args.lr,
         args.batch,

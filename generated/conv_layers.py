@@ -188,13 +188,39 @@ def _window_add(g, size, stride):
     return out
 
 
-def _first_max(v, g):
-    """g at the first maximum of each window of v (..., OH, OW, KH, KW), in row-major order,
-    zeros elsewhere: the gradient of max pooling before the overlap-add."""
-    flat = v.reshape(*v.shape[:-2], -1)
-    out = np.zeros(flat.shape, g.dtype)
-    np.put_along_axis(out, flat.argmax(axis=-1)[..., None], g[..., None], axis=-1)
-    return out.reshape(v.shape)
+def _max_pool(x, size, stride):
+    """The maximum of each window of x's last two axes: one elementwise maximum per kernel
+    offset, never a loop over pixels."""
+    (kh, kw), (sh, sw) = size, stride
+    oh, ow = (x.shape[-2] - kh) // sh + 1, (x.shape[-1] - kw) // sw + 1
+    out = x[..., : sh * oh : sh, : sw * ow : sw].copy()
+    for i in range(kh):
+        for j in range(kw):
+            if i or j:
+                np.maximum(out, x[..., i : i + sh * oh : sh, j : j + sw * ow : sw], out=out)
+    return out
+
+
+def _max_pool_route(x, y, g, size, stride):
+    """Max pooling's gradient: g[..., p, q] sent to the first maximum of window (p, q) of x, in
+    row-major order (as PyTorch), zeros elsewhere; one step per kernel offset. (An infinite g
+    makes NaNs where it is multiplied by a zero mask: infinite gradients are lost anyway.)"""
+    (kh, kw), (sh, sw) = size, stride
+    oh, ow = y.shape[-2:]
+    dx = np.zeros(x.shape, g.dtype)
+    free, hit = np.ones(y.shape, bool), np.empty(y.shape, bool)
+    apart = sh >= kh and sw >= kw  # windows that do not overlap: each offset writes its own
+    for i in range(kh):
+        for j in range(kw):
+            at = (..., slice(i, i + sh * oh, sh), slice(j, j + sw * ow, sw))
+            np.equal(x[at], y, out=hit)
+            hit &= free  # a window whose maximum an earlier offset took gets nothing more
+            free ^= hit
+            if apart:
+                np.multiply(hit, g, out=dx[at])
+            else:
+                dx[at] += hit * g
+    return dx
 
 
 class SpatialBatchnormGrads(NamedTuple):
@@ -386,7 +412,7 @@ def spatial_groupnorm(x, gamma, beta):
     t = np.sqrt(var + 1e-05)
     t_1 = xc
     t_1 /= t
-    xhat = t_1.reshape((N, C, H, W))
+    xhat = t_1.reshape((N, 2 * (C // 2), H, W))
     out = gamma * xhat
     out += beta
     return out
@@ -401,7 +427,7 @@ def spatial_groupnorm_forward(x, gamma, beta):
     var = (xc * xc).mean(axis=(2, 3, 4), keepdims=True)
     t = np.sqrt(var + 1e-05)
     t_1 = xc / t
-    xhat = t_1.reshape((N, C, H, W))
+    xhat = t_1.reshape((N, 2 * (C // 2), H, W))
     out = gamma * xhat
     out += beta
     cache = SpatialGroupnormCache(gamma, xc, t, t_1, xhat, N, C, H, W)
@@ -421,13 +447,14 @@ def spatial_groupnorm_backward(dout, cache):
     # var = mean(xc * xc, axis=(2, 3, 4), keepdims=true)
     t_3 = max(C * H * W // 2, 1)
     t_4 = (t_2 * t_1 / t).sum(axis=(2, 3, 4)).reshape((N, 2, 1, 1, 1)) / t / t_3 * xc
-    dxc = t_2 / t
+    dxc = t_2
+    dxc /= t
     dxc -= t_4
     # mu = mean(xg, axis=(2, 3, 4), keepdims=true)
     dxg = dxc
     dxg -= dxc.sum(axis=(2, 3, 4)).reshape((N, 2, 1, 1, 1)) / t_3
     # xg = reshape(x, (N, 2, C / 2, H, W))
-    dx = dxg.reshape((N, C, H, W))
+    dx = dxg.reshape((N, 2 * (C // 2), H, W))
     return SpatialGroupnormGrads(dx, dgamma, dbeta)
 
 
@@ -466,74 +493,89 @@ def _conv_relu_pool_sizes(x, w, b):
 def _conv_relu_pool_check(x, w, b):
     """Check the arguments of conv_relu_pool and the conditions on its sizes; return them."""
     N, C, H, W = _array("conv_relu_pool", "x", x, "float", 4, "[N, C, H, W]")
-    F, w_1, w_2, w_3 = _array("conv_relu_pool", "w", w, "float", 4, "[F, C, 3, 3]")
+    F, w_1, w_2, w_3 = _array(
+        "conv_relu_pool", "w", w, "float", 4, "[F, C, 2*R + 1, 2*R + 1]"
+    )
     (b_0,) = _array("conv_relu_pool", "b", b, "float", 1, "[F]")
     _floats("conv_relu_pool", ("x", x), ("w", w), ("b", b))
     if w_1 != C:
         raise _mismatch(
             "conv_relu_pool", "w", w.shape, 1, "C", "dimension ", C, " in x"
         )
-    if w_2 != 3:
-        raise _shaped("conv_relu_pool", "w", "[F, C, 3, 3]", 2, w_2)
-    if w_3 != 3:
-        raise _shaped("conv_relu_pool", "w", "[F, C, 3, 3]", 3, w_3)
+    if (w_2 - 1) % 2 or w_2 - 1 < 0:
+        raise _unsolved("conv_relu_pool", "w", w.shape, 2, "2*R + 1", "R")
+    R = (w_2 - 1) // 2
+    if w_3 != 2 * R + 1:
+        raise _mismatch(
+            "conv_relu_pool", "w", w.shape, 3, "2*R + 1", "", 2 * R + 1, " in w"
+        )
     if b_0 != F:
         raise _mismatch(
             "conv_relu_pool", "b", b.shape, 0, "F", "dimension ", F, " in w"
         )
     if H < 2:
         raise _unmet(
-            "conv_relu_pool: max_pool2d(relu(conv2d(x, w, b, stride=1, pad=1)), size=2, stride=2) (conv_layers.bp:34) needs H >= 2",
+            "conv_relu_pool: max_pool2d(relu(conv2d(x, w, b, stride=1, pad=R)), size=2, stride=2) (conv_layers.bp:35) needs H >= 2",
             "H",
             H,
         )
     if W < 2:
         raise _unmet(
-            "conv_relu_pool: max_pool2d(relu(conv2d(x, w, b, stride=1, pad=1)), size=2, stride=2) (conv_layers.bp:34) needs W >= 2",
+            "conv_relu_pool: max_pool2d(relu(conv2d(x, w, b, stride=1, pad=R)), size=2, stride=2) (conv_layers.bp:35) needs W >= 2",
             "W",
             W,
         )
-    return N, C, H, W, F
+    return N, C, H, W, F, R
 
 
 def conv_relu_pool(x, w, b):
-    """out [N, F, H//2, W//2] = conv_relu_pool(x [N, C, H, W], w [F, C, 3, 3], b [F]): the forward pass alone."""
-    N, C, H, W, F = _conv_relu_pool_sizes(x, w, b)
-    t_1 = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
-    t = np.lib.stride_tricks.sliding_window_view(t_1, (3, 3), axis=(-2, -1))
-    t_3 = np.einsum("nchwij,fcij->nfhw", t, w, optimize=True) + b[:, None, None]
-    t_2 = np.maximum(t_3, 0)
-    t_4 = np.lib.stride_tricks.sliding_window_view(t_2, (2, 2), axis=(-2, -1))[
-        ..., ::2, ::2, :, :
-    ]
-    out = t_4.max(axis=(4, 5))
+    """out [N, F, H//2, W//2] = conv_relu_pool(x [N, C, H, W], w [F, C, 2*R + 1, 2*R + 1], b [F]): the forward pass alone."""
+    N, C, H, W, F, R = _conv_relu_pool_sizes(x, w, b)
+    w_rows = w.reshape((F, C * (2 * R + 1) * (2 * R + 1)))
+    t_2 = np.pad(x, ((0, 0), (0, 0), (R, R), (R, R)))
+    t_1 = np.lib.stride_tricks.sliding_window_view(
+        t_2, (2 * R + 1, 2 * R + 1), axis=(-2, -1)
+    )
+    t = np.transpose(t_1, (1, 4, 5, 0, 2, 3))
+    cols = t.reshape((C * (2 * R + 1) * (2 * R + 1), H * N * W))
+    t_3 = (w_rows @ cols).reshape((F, N, H, W))
+    t_3 += b[:, None, None, None]
+    conv_out = np.transpose(t_3, (1, 0, 2, 3))
+    t_4 = np.maximum(conv_out, 0, out=conv_out)
+    out = _max_pool(t_4, (2, 2), (2, 2))
     return out
 
 
 def conv_relu_pool_forward(x, w, b):
-    """out [N, F, H//2, W//2] = conv_relu_pool(x [N, C, H, W], w [F, C, 3, 3], b [F]), and the cache that conv_relu_pool_backward needs."""
-    N, C, H, W, F = _conv_relu_pool_sizes(x, w, b)
-    t_1 = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
-    t = np.lib.stride_tricks.sliding_window_view(t_1, (3, 3), axis=(-2, -1))
-    t_3 = np.einsum("nchwij,fcij->nfhw", t, w, optimize=True) + b[:, None, None]
-    t_2 = np.maximum(t_3, 0)
-    t_4 = np.lib.stride_tricks.sliding_window_view(t_2, (2, 2), axis=(-2, -1))[
-        ..., ::2, ::2, :, :
-    ]
-    out = t_4.max(axis=(4, 5))
-    cache = ConvReluPoolCache(w, t, t_2, t_4, N, C, H, W, F)
+    """out [N, F, H//2, W//2] = conv_relu_pool(x [N, C, H, W], w [F, C, 2*R + 1, 2*R + 1], b [F]), and the cache that conv_relu_pool_backward needs."""
+    N, C, H, W, F, R = _conv_relu_pool_sizes(x, w, b)
+    w_rows = w.reshape((F, C * (2 * R + 1) * (2 * R + 1)))
+    t_2 = np.pad(x, ((0, 0), (0, 0), (R, R), (R, R)))
+    t_1 = np.lib.stride_tricks.sliding_window_view(
+        t_2, (2 * R + 1, 2 * R + 1), axis=(-2, -1)
+    )
+    t = np.transpose(t_1, (1, 4, 5, 0, 2, 3))
+    cols = t.reshape((C * (2 * R + 1) * (2 * R + 1), H * N * W))
+    t_3 = (w_rows @ cols).reshape((F, N, H, W))
+    t_3 += b[:, None, None, None]
+    conv_out = np.transpose(t_3, (1, 0, 2, 3))
+    t_4 = np.maximum(conv_out, 0, out=conv_out)
+    out = _max_pool(t_4, (2, 2), (2, 2))
+    cache = ConvReluPoolCache(w_rows, cols, t_4, out, N, C, H, W, F, R)
     return out, cache
 
 
 def conv_relu_pool_backward(dout, cache):
     """Gradients of conv_relu_pool with respect to x, w, b; dout is shaped like out [N, F, H//2, W//2]."""
-    w, t, t_2, t_4, N, C, H, W, F = _cached(cache, ConvReluPoolCache)
-    dout = _dout("conv_relu_pool", dout, (N, F, H // 2, W // 2), w.dtype)
-    # out = max_pool2d(relu(conv2d(x, w, b, stride=1, pad=1)), size=2, stride=2)
-    t_5 = _window_add(_first_max(t_4, dout), (H, W), (2, 2)) * (t_2 > 0)
-    t_7 = np.einsum("nfhw,fcij->nchwij", t_5, w, optimize=True)
-    t_6 = _window_add(t_7, (H + 2, W + 2), (1, 1))
-    dx = t_6[:, :, 1:-1, 1:-1]
-    dw = np.einsum("nfhw,nchwij->fcij", t_5, t, optimize=True)
+    w_rows, cols, t_4, out, N, C, H, W, F, R = _cached(cache, ConvReluPoolCache)
+    dout = _dout("conv_relu_pool", dout, (N, F, H // 2, W // 2), w_rows.dtype)
+    # out = max_pool2d(relu(conv2d(x, w, b, stride=1, pad=R)), size=2, stride=2)
+    t_5 = _max_pool_route(t_4, out, dout, (2, 2), (2, 2)) * (t_4 > 0)
+    grad_rows = np.transpose(t_5, (1, 0, 2, 3)).reshape((F, H * N * W))
+    dcols = (w_rows.T @ grad_rows).reshape((C, 2 * R + 1, 2 * R + 1, N, H, W))
+    t_7 = np.transpose(dcols, (3, 0, 4, 5, 1, 2))
+    t_6 = _window_add(t_7, (H + 2 * R, 2 * R + W), (1, 1))
+    dx = t_6[:, :, R : H + R, R : R + W]
+    dw = (grad_rows @ cols.T).reshape((F, C, 2 * R + 1, 2 * R + 1))
     db = t_5.sum(axis=(0, 2, 3))
     return ConvReluPoolGrads(dx, dw, db)

@@ -198,13 +198,39 @@ def _window_add(g, size, stride):
     return out
 
 
-def _first_max(v, g):
-    """g at the first maximum of each window of v (..., OH, OW, KH, KW), in row-major order,
-    zeros elsewhere: the gradient of max pooling before the overlap-add."""
-    flat = v.reshape(*v.shape[:-2], -1)
-    out = np.zeros(flat.shape, g.dtype)
-    np.put_along_axis(out, flat.argmax(axis=-1)[..., None], g[..., None], axis=-1)
-    return out.reshape(v.shape)
+def _max_pool(x, size, stride):
+    """The maximum of each window of x's last two axes: one elementwise maximum per kernel
+    offset, never a loop over pixels."""
+    (kh, kw), (sh, sw) = size, stride
+    oh, ow = (x.shape[-2] - kh) // sh + 1, (x.shape[-1] - kw) // sw + 1
+    out = x[..., : sh * oh : sh, : sw * ow : sw].copy()
+    for i in range(kh):
+        for j in range(kw):
+            if i or j:
+                np.maximum(out, x[..., i : i + sh * oh : sh, j : j + sw * ow : sw], out=out)
+    return out
+
+
+def _max_pool_route(x, y, g, size, stride):
+    """Max pooling's gradient: g[..., p, q] sent to the first maximum of window (p, q) of x, in
+    row-major order (as PyTorch), zeros elsewhere; one step per kernel offset. (An infinite g
+    makes NaNs where it is multiplied by a zero mask: infinite gradients are lost anyway.)"""
+    (kh, kw), (sh, sw) = size, stride
+    oh, ow = y.shape[-2:]
+    dx = np.zeros(x.shape, g.dtype)
+    free, hit = np.ones(y.shape, bool), np.empty(y.shape, bool)
+    apart = sh >= kh and sw >= kw  # windows that do not overlap: each offset writes its own
+    for i in range(kh):
+        for j in range(kw):
+            at = (..., slice(i, i + sh * oh, sh), slice(j, j + sw * ow, sw))
+            np.equal(x[at], y, out=hit)
+            hit &= free  # a window whose maximum an earlier offset took gets nothing more
+            free ^= hit
+            if apart:
+                np.multiply(hit, g, out=dx[at])
+            else:
+                dx[at] += hit * g
+    return dx
 
 
 class ConvnetGrads(NamedTuple):
@@ -268,7 +294,9 @@ def _convnet_check(X, y, W1, b1, W2, b2, W3, b3, reg):
     """Check the arguments of convnet and the conditions on its sizes; return them."""
     N, C, H, W = _array("convnet", "X", X, "float", 4, "[N, C, H, W]")
     (y_0,) = _array("convnet", "y", y, "int", 1, "int[N]")
-    F, W1_1, W1_2, W1_3 = _array("convnet", "W1", W1, "float", 4, "[F, C, 3, 3]")
+    F, W1_1, W1_2, W1_3 = _array(
+        "convnet", "W1", W1, "float", 4, "[F, C, 2*R + 1, 2*R + 1]"
+    )
     (b1_0,) = _array("convnet", "b1", b1, "float", 1, "[F]")
     W2_0, M = _array("convnet", "W2", W2, "float", 2, "[F*(H//2)*(W//2), M]")
     (b2_0,) = _array("convnet", "b2", b2, "float", 1, "[M]")
@@ -289,10 +317,13 @@ def _convnet_check(X, y, W1, b1, W2, b2, W3, b3, reg):
         raise _mismatch("convnet", "y", y.shape, 0, "N", "dimension ", N, " in X")
     if W1_1 != C:
         raise _mismatch("convnet", "W1", W1.shape, 1, "C", "dimension ", C, " in X")
-    if W1_2 != 3:
-        raise _shaped("convnet", "W1", "[F, C, 3, 3]", 2, W1_2)
-    if W1_3 != 3:
-        raise _shaped("convnet", "W1", "[F, C, 3, 3]", 3, W1_3)
+    if (W1_2 - 1) % 2 or W1_2 - 1 < 0:
+        raise _unsolved("convnet", "W1", W1.shape, 2, "2*R + 1", "R")
+    R = (W1_2 - 1) // 2
+    if W1_3 != 2 * R + 1:
+        raise _mismatch(
+            "convnet", "W1", W1.shape, 3, "2*R + 1", "", 2 * R + 1, " in W1"
+        )
     if b1_0 != F:
         raise _mismatch("convnet", "b1", b1.shape, 0, "F", "dimension ", F, " in W1")
     if W2_0 != F * (H // 2) * (W // 2):
@@ -314,30 +345,34 @@ def _convnet_check(X, y, W1, b1, W2, b2, W3, b3, reg):
         raise _mismatch("convnet", "b3", b3.shape, 0, "K", "dimension ", K, " in W3")
     if H < 2:
         raise _unmet(
-            "convnet: max_pool2d(relu(conv2d(x, w, b, stride=1, pad=1)), size=2, stride=2) (convnet.bp:12) needs H >= 2",
+            "convnet: max_pool2d(relu(conv2d(x, w, b, stride=1, pad=R)), size=2, stride=2) (convnet.bp:13) needs H >= 2",
             "H",
             H,
         )
     if W < 2:
         raise _unmet(
-            "convnet: max_pool2d(relu(conv2d(x, w, b, stride=1, pad=1)), size=2, stride=2) (convnet.bp:12) needs W >= 2",
+            "convnet: max_pool2d(relu(conv2d(x, w, b, stride=1, pad=R)), size=2, stride=2) (convnet.bp:13) needs W >= 2",
             "W",
             W,
         )
-    return N, C, H, W, F, M, K
+    return N, C, H, W, F, R, M, K
 
 
 def convnet(X, y, W1, b1, W2, b2, W3, b3, reg):
-    """loss [] = convnet(X [N, C, H, W], y int[N], W1 [F, C, 3, 3], b1 [F], W2 [F*(H//2)*(W//2), M], b2 [M], W3 [M, K], b3 [K], reg []): the forward pass alone."""
-    N, C, H, W, F, M, K = _convnet_sizes(X, y, W1, b1, W2, b2, W3, b3, reg)
-    t_1 = np.pad(X, ((0, 0), (0, 0), (1, 1), (1, 1)))
-    t = np.lib.stride_tricks.sliding_window_view(t_1, (3, 3), axis=(-2, -1))
-    t_3 = np.einsum("nchwij,fcij->nfhw", t, W1, optimize=True) + b1[:, None, None]
-    t_2 = np.maximum(t_3, 0)
-    t_4 = np.lib.stride_tricks.sliding_window_view(t_2, (2, 2), axis=(-2, -1))[
-        ..., ::2, ::2, :, :
-    ]
-    class_scores_h1 = t_4.max(axis=(4, 5))
+    """loss [] = convnet(X [N, C, H, W], y int[N], W1 [F, C, 2*R + 1, 2*R + 1], b1 [F], W2 [F*(H//2)*(W//2), M], b2 [M], W3 [M, K], b3 [K], reg []): the forward pass alone."""
+    N, C, H, W, F, R, M, K = _convnet_sizes(X, y, W1, b1, W2, b2, W3, b3, reg)
+    w_rows = W1.reshape((F, C * (2 * R + 1) * (2 * R + 1)))
+    t_2 = np.pad(X, ((0, 0), (0, 0), (R, R), (R, R)))
+    t_1 = np.lib.stride_tricks.sliding_window_view(
+        t_2, (2 * R + 1, 2 * R + 1), axis=(-2, -1)
+    )
+    t = np.transpose(t_1, (1, 4, 5, 0, 2, 3))
+    cols = t.reshape((C * (2 * R + 1) * (2 * R + 1), H * N * W))
+    t_3 = (w_rows @ cols).reshape((F, N, H, W))
+    t_3 += b1[:, None, None, None]
+    conv_out = np.transpose(t_3, (1, 0, 2, 3))
+    t_4 = np.maximum(conv_out, 0, out=conv_out)
+    class_scores_h1 = _max_pool(t_4, (2, 2), (2, 2))
     t_5 = class_scores_h1.reshape((N, F * (H // 2) * (W // 2)))
     affine_out = t_5 @ W2
     affine_out += b2
@@ -354,16 +389,20 @@ def convnet(X, y, W1, b1, W2, b2, W3, b3, reg):
 
 
 def convnet_forward(X, y, W1, b1, W2, b2, W3, b3, reg):
-    """loss [] = convnet(X [N, C, H, W], y int[N], W1 [F, C, 3, 3], b1 [F], W2 [F*(H//2)*(W//2), M], b2 [M], W3 [M, K], b3 [K], reg []), and the cache that convnet_backward needs."""
-    N, C, H, W, F, M, K = _convnet_sizes(X, y, W1, b1, W2, b2, W3, b3, reg)
-    t_1 = np.pad(X, ((0, 0), (0, 0), (1, 1), (1, 1)))
-    t = np.lib.stride_tricks.sliding_window_view(t_1, (3, 3), axis=(-2, -1))
-    t_3 = np.einsum("nchwij,fcij->nfhw", t, W1, optimize=True) + b1[:, None, None]
-    t_2 = np.maximum(t_3, 0)
-    t_4 = np.lib.stride_tricks.sliding_window_view(t_2, (2, 2), axis=(-2, -1))[
-        ..., ::2, ::2, :, :
-    ]
-    class_scores_h1 = t_4.max(axis=(4, 5))
+    """loss [] = convnet(X [N, C, H, W], y int[N], W1 [F, C, 2*R + 1, 2*R + 1], b1 [F], W2 [F*(H//2)*(W//2), M], b2 [M], W3 [M, K], b3 [K], reg []), and the cache that convnet_backward needs."""
+    N, C, H, W, F, R, M, K = _convnet_sizes(X, y, W1, b1, W2, b2, W3, b3, reg)
+    w_rows = W1.reshape((F, C * (2 * R + 1) * (2 * R + 1)))
+    t_2 = np.pad(X, ((0, 0), (0, 0), (R, R), (R, R)))
+    t_1 = np.lib.stride_tricks.sliding_window_view(
+        t_2, (2 * R + 1, 2 * R + 1), axis=(-2, -1)
+    )
+    t = np.transpose(t_1, (1, 4, 5, 0, 2, 3))
+    cols = t.reshape((C * (2 * R + 1) * (2 * R + 1), H * N * W))
+    t_3 = (w_rows @ cols).reshape((F, N, H, W))
+    t_3 += b1[:, None, None, None]
+    conv_out = np.transpose(t_3, (1, 0, 2, 3))
+    t_4 = np.maximum(conv_out, 0, out=conv_out)
+    class_scores_h1 = _max_pool(t_4, (2, 2), (2, 2))
     t_5 = class_scores_h1.reshape((N, F * (H // 2) * (W // 2)))
     affine_out = t_5 @ W2
     affine_out += b2
@@ -381,17 +420,19 @@ def convnet_forward(X, y, W1, b1, W2, b2, W3, b3, reg):
         W2,
         W3,
         reg,
-        t,
-        t_2,
+        cols,
         t_4,
+        class_scores_h1,
         t_5,
         class_scores_h2,
         one_hot,
         log_probs,
         N,
+        C,
         H,
         W,
         F,
+        R,
     )
     return loss, cache
 
@@ -403,17 +444,19 @@ def convnet_backward(dout, cache):
         W2,
         W3,
         reg,
-        t,
-        t_2,
+        cols,
         t_4,
+        class_scores_h1,
         t_5,
         class_scores_h2,
         one_hot,
         log_probs,
         N,
+        C,
         H,
         W,
         F,
+        R,
     ) = _cached(cache, ConvnetCache)
     dout = _dout("convnet", dout, (), W1.dtype)
     # loss = data_loss + 0.5 * reg * (sum(W1 * W1) + sum(W2 * W2) + sum(W3 * W3))
@@ -434,25 +477,31 @@ def convnet_backward(dout, cache):
     dW2 += t_7 * W2
     # h2 = relu(affine(reshape(h1, (N, F*(H//2)*(W//2))), W2, b2))  (in fn class_scores)
     dclass_scores_h1 = (daffine_out @ W2.T).reshape((N, F, H // 2, W // 2))
-    # out = max_pool2d(relu(conv2d(x, w, b, stride=1, pad=1)), size=2, stride=2)  (in fn conv_relu_pool)
-    t_8 = _window_add(_first_max(t_4, dclass_scores_h1), (H, W), (2, 2)) * (t_2 > 0)
+    # out = max_pool2d(relu(conv2d(x, w, b, stride=1, pad=R)), size=2, stride=2)  (in fn conv_relu_pool)
+    t_9 = _max_pool_route(t_4, class_scores_h1, dclass_scores_h1, (2, 2), (2, 2))
+    t_8 = t_9 * (t_4 > 0)
+    grad_rows = np.transpose(t_8, (1, 0, 2, 3)).reshape((F, H * N * W))
     dW1 = t_7 * W1
-    dW1 += np.einsum("nfhw,nchwij->fcij", t_8, t, optimize=True)
+    dW1 += (grad_rows @ cols.T).reshape((F, C, 2 * R + 1, 2 * R + 1))
     db1 = t_8.sum(axis=(0, 2, 3))
     return ConvnetGrads(dW1, db1, dW2, db2, dW3, db3)
 
 
 def convnet_grad(X, y, W1, b1, W2, b2, W3, b3, reg):
-    """loss = convnet(X [N, C, H, W], y int[N], W1 [F, C, 3, 3], b1 [F], W2 [F*(H//2)*(W//2), M], b2 [M], W3 [M, K], b3 [K], reg []) and its gradients with respect to W1, b1, W2, b2, W3, b3."""
-    N, C, H, W, F, M, K = _convnet_sizes(X, y, W1, b1, W2, b2, W3, b3, reg)
-    t_1 = np.pad(X, ((0, 0), (0, 0), (1, 1), (1, 1)))
-    t = np.lib.stride_tricks.sliding_window_view(t_1, (3, 3), axis=(-2, -1))
-    t_3 = np.einsum("nchwij,fcij->nfhw", t, W1, optimize=True) + b1[:, None, None]
-    t_2 = np.maximum(t_3, 0)
-    t_4 = np.lib.stride_tricks.sliding_window_view(t_2, (2, 2), axis=(-2, -1))[
-        ..., ::2, ::2, :, :
-    ]
-    class_scores_h1 = t_4.max(axis=(4, 5))
+    """loss = convnet(X [N, C, H, W], y int[N], W1 [F, C, 2*R + 1, 2*R + 1], b1 [F], W2 [F*(H//2)*(W//2), M], b2 [M], W3 [M, K], b3 [K], reg []) and its gradients with respect to W1, b1, W2, b2, W3, b3."""
+    N, C, H, W, F, R, M, K = _convnet_sizes(X, y, W1, b1, W2, b2, W3, b3, reg)
+    w_rows = W1.reshape((F, C * (2 * R + 1) * (2 * R + 1)))
+    t_2 = np.pad(X, ((0, 0), (0, 0), (R, R), (R, R)))
+    t_1 = np.lib.stride_tricks.sliding_window_view(
+        t_2, (2 * R + 1, 2 * R + 1), axis=(-2, -1)
+    )
+    t = np.transpose(t_1, (1, 4, 5, 0, 2, 3))
+    cols = t.reshape((C * (2 * R + 1) * (2 * R + 1), H * N * W))
+    t_3 = (w_rows @ cols).reshape((F, N, H, W))
+    t_3 += b1[:, None, None, None]
+    conv_out = np.transpose(t_3, (1, 0, 2, 3))
+    t_4 = np.maximum(conv_out, 0, out=conv_out)
+    class_scores_h1 = _max_pool(t_4, (2, 2), (2, 2))
     t_5 = class_scores_h1.reshape((N, F * (H // 2) * (W // 2)))
     affine_out = t_5 @ W2
     affine_out += b2
@@ -481,10 +530,12 @@ def convnet_grad(X, y, W1, b1, W2, b2, W3, b3, reg):
     dW2 += reg * W2
     # h2 = relu(affine(reshape(h1, (N, F*(H//2)*(W//2))), W2, b2))  (in fn class_scores)
     dclass_scores_h1 = (daffine_out @ W2.T).reshape((N, F, H // 2, W // 2))
-    # out = max_pool2d(relu(conv2d(x, w, b, stride=1, pad=1)), size=2, stride=2)  (in fn conv_relu_pool)
-    t_7 = _window_add(_first_max(t_4, dclass_scores_h1), (H, W), (2, 2)) * (t_2 > 0)
+    # out = max_pool2d(relu(conv2d(x, w, b, stride=1, pad=R)), size=2, stride=2)  (in fn conv_relu_pool)
+    t_8 = _max_pool_route(t_4, class_scores_h1, dclass_scores_h1, (2, 2), (2, 2))
+    t_7 = t_8 * (t_4 > 0)
+    grad_rows = np.transpose(t_7, (1, 0, 2, 3)).reshape((F, H * N * W))
     dW1 = reg * W1
-    dW1 += np.einsum("nfhw,nchwij->fcij", t_7, t, optimize=True)
+    dW1 += (grad_rows @ cols.T).reshape((F, C, 2 * R + 1, 2 * R + 1))
     db1 = t_7.sum(axis=(0, 2, 3))
     return loss, ConvnetGrads(dW1, db1, dW2, db2, dW3, db3)
 
@@ -544,7 +595,9 @@ def _convnet_scores_sizes(X, W1, b1, W2, b2, W3, b3):
 def _convnet_scores_check(X, W1, b1, W2, b2, W3, b3):
     """Check the arguments of convnet_scores and the conditions on its sizes; return them."""
     N, C, H, W = _array("convnet_scores", "X", X, "float", 4, "[N, C, H, W]")
-    F, W1_1, W1_2, W1_3 = _array("convnet_scores", "W1", W1, "float", 4, "[F, C, 3, 3]")
+    F, W1_1, W1_2, W1_3 = _array(
+        "convnet_scores", "W1", W1, "float", 4, "[F, C, 2*R + 1, 2*R + 1]"
+    )
     (b1_0,) = _array("convnet_scores", "b1", b1, "float", 1, "[F]")
     W2_0, M = _array("convnet_scores", "W2", W2, "float", 2, "[F*(H//2)*(W//2), M]")
     (b2_0,) = _array("convnet_scores", "b2", b2, "float", 1, "[M]")
@@ -564,10 +617,13 @@ def _convnet_scores_check(X, W1, b1, W2, b2, W3, b3):
         raise _mismatch(
             "convnet_scores", "W1", W1.shape, 1, "C", "dimension ", C, " in X"
         )
-    if W1_2 != 3:
-        raise _shaped("convnet_scores", "W1", "[F, C, 3, 3]", 2, W1_2)
-    if W1_3 != 3:
-        raise _shaped("convnet_scores", "W1", "[F, C, 3, 3]", 3, W1_3)
+    if (W1_2 - 1) % 2 or W1_2 - 1 < 0:
+        raise _unsolved("convnet_scores", "W1", W1.shape, 2, "2*R + 1", "R")
+    R = (W1_2 - 1) // 2
+    if W1_3 != 2 * R + 1:
+        raise _mismatch(
+            "convnet_scores", "W1", W1.shape, 3, "2*R + 1", "", 2 * R + 1, " in W1"
+        )
     if b1_0 != F:
         raise _mismatch(
             "convnet_scores", "b1", b1.shape, 0, "F", "dimension ", F, " in W1"
@@ -597,30 +653,34 @@ def _convnet_scores_check(X, W1, b1, W2, b2, W3, b3):
         )
     if H < 2:
         raise _unmet(
-            "convnet_scores: max_pool2d(relu(conv2d(x, w, b, stride=1, pad=1)), size=2, stride=2) (convnet.bp:12) needs H >= 2",
+            "convnet_scores: max_pool2d(relu(conv2d(x, w, b, stride=1, pad=R)), size=2, stride=2) (convnet.bp:13) needs H >= 2",
             "H",
             H,
         )
     if W < 2:
         raise _unmet(
-            "convnet_scores: max_pool2d(relu(conv2d(x, w, b, stride=1, pad=1)), size=2, stride=2) (convnet.bp:12) needs W >= 2",
+            "convnet_scores: max_pool2d(relu(conv2d(x, w, b, stride=1, pad=R)), size=2, stride=2) (convnet.bp:13) needs W >= 2",
             "W",
             W,
         )
-    return N, C, H, W, F, M, K
+    return N, C, H, W, F, R, M, K
 
 
 def convnet_scores(X, W1, b1, W2, b2, W3, b3):
-    """scores [N, K] = convnet_scores(X [N, C, H, W], W1 [F, C, 3, 3], b1 [F], W2 [F*(H//2)*(W//2), M], b2 [M], W3 [M, K], b3 [K]): the forward pass alone."""
-    N, C, H, W, F, M, K = _convnet_scores_sizes(X, W1, b1, W2, b2, W3, b3)
-    t_1 = np.pad(X, ((0, 0), (0, 0), (1, 1), (1, 1)))
-    t = np.lib.stride_tricks.sliding_window_view(t_1, (3, 3), axis=(-2, -1))
-    t_3 = np.einsum("nchwij,fcij->nfhw", t, W1, optimize=True) + b1[:, None, None]
-    t_2 = np.maximum(t_3, 0)
-    t_4 = np.lib.stride_tricks.sliding_window_view(t_2, (2, 2), axis=(-2, -1))[
-        ..., ::2, ::2, :, :
-    ]
-    class_scores_h1 = t_4.max(axis=(4, 5))
+    """scores [N, K] = convnet_scores(X [N, C, H, W], W1 [F, C, 2*R + 1, 2*R + 1], b1 [F], W2 [F*(H//2)*(W//2), M], b2 [M], W3 [M, K], b3 [K]): the forward pass alone."""
+    N, C, H, W, F, R, M, K = _convnet_scores_sizes(X, W1, b1, W2, b2, W3, b3)
+    w_rows = W1.reshape((F, C * (2 * R + 1) * (2 * R + 1)))
+    t_2 = np.pad(X, ((0, 0), (0, 0), (R, R), (R, R)))
+    t_1 = np.lib.stride_tricks.sliding_window_view(
+        t_2, (2 * R + 1, 2 * R + 1), axis=(-2, -1)
+    )
+    t = np.transpose(t_1, (1, 4, 5, 0, 2, 3))
+    cols = t.reshape((C * (2 * R + 1) * (2 * R + 1), H * N * W))
+    t_3 = (w_rows @ cols).reshape((F, N, H, W))
+    t_3 += b1[:, None, None, None]
+    conv_out = np.transpose(t_3, (1, 0, 2, 3))
+    t_4 = np.maximum(conv_out, 0, out=conv_out)
+    class_scores_h1 = _max_pool(t_4, (2, 2), (2, 2))
     t_5 = class_scores_h1.reshape((N, F * (H // 2) * (W // 2)))
     affine_out = t_5 @ W2
     affine_out += b2
@@ -631,16 +691,20 @@ def convnet_scores(X, W1, b1, W2, b2, W3, b3):
 
 
 def convnet_scores_forward(X, W1, b1, W2, b2, W3, b3):
-    """scores [N, K] = convnet_scores(X [N, C, H, W], W1 [F, C, 3, 3], b1 [F], W2 [F*(H//2)*(W//2), M], b2 [M], W3 [M, K], b3 [K]), and the cache that convnet_scores_backward needs."""
-    N, C, H, W, F, M, K = _convnet_scores_sizes(X, W1, b1, W2, b2, W3, b3)
-    t_1 = np.pad(X, ((0, 0), (0, 0), (1, 1), (1, 1)))
-    t = np.lib.stride_tricks.sliding_window_view(t_1, (3, 3), axis=(-2, -1))
-    t_3 = np.einsum("nchwij,fcij->nfhw", t, W1, optimize=True) + b1[:, None, None]
-    t_2 = np.maximum(t_3, 0)
-    t_4 = np.lib.stride_tricks.sliding_window_view(t_2, (2, 2), axis=(-2, -1))[
-        ..., ::2, ::2, :, :
-    ]
-    class_scores_h1 = t_4.max(axis=(4, 5))
+    """scores [N, K] = convnet_scores(X [N, C, H, W], W1 [F, C, 2*R + 1, 2*R + 1], b1 [F], W2 [F*(H//2)*(W//2), M], b2 [M], W3 [M, K], b3 [K]), and the cache that convnet_scores_backward needs."""
+    N, C, H, W, F, R, M, K = _convnet_scores_sizes(X, W1, b1, W2, b2, W3, b3)
+    w_rows = W1.reshape((F, C * (2 * R + 1) * (2 * R + 1)))
+    t_2 = np.pad(X, ((0, 0), (0, 0), (R, R), (R, R)))
+    t_1 = np.lib.stride_tricks.sliding_window_view(
+        t_2, (2 * R + 1, 2 * R + 1), axis=(-2, -1)
+    )
+    t = np.transpose(t_1, (1, 4, 5, 0, 2, 3))
+    cols = t.reshape((C * (2 * R + 1) * (2 * R + 1), H * N * W))
+    t_3 = (w_rows @ cols).reshape((F, N, H, W))
+    t_3 += b1[:, None, None, None]
+    conv_out = np.transpose(t_3, (1, 0, 2, 3))
+    t_4 = np.maximum(conv_out, 0, out=conv_out)
+    class_scores_h1 = _max_pool(t_4, (2, 2), (2, 2))
     t_5 = class_scores_h1.reshape((N, F * (H // 2) * (W // 2)))
     affine_out = t_5 @ W2
     affine_out += b2
@@ -648,12 +712,12 @@ def convnet_scores_forward(X, W1, b1, W2, b2, W3, b3):
     scores = class_scores_h2 @ W3
     scores += b3
     cache = ConvnetScoresCache(
-        W1,
         W2,
         W3,
-        t,
-        t_2,
+        w_rows,
+        cols,
         t_4,
+        class_scores_h1,
         t_5,
         class_scores_h2,
         N,
@@ -661,6 +725,7 @@ def convnet_scores_forward(X, W1, b1, W2, b2, W3, b3):
         H,
         W,
         F,
+        R,
         K,
     )
     return scores, cache
@@ -668,10 +733,24 @@ def convnet_scores_forward(X, W1, b1, W2, b2, W3, b3):
 
 def convnet_scores_backward(dout, cache):
     """Gradients of convnet_scores with respect to X, W1, b1, W2, b2, W3, b3; dout is shaped like scores [N, K]."""
-    W1, W2, W3, t, t_2, t_4, t_5, class_scores_h2, N, C, H, W, F, K = _cached(
-        cache, ConvnetScoresCache
-    )
-    dout = _dout("convnet_scores", dout, (N, K), W1.dtype)
+    (
+        W2,
+        W3,
+        w_rows,
+        cols,
+        t_4,
+        class_scores_h1,
+        t_5,
+        class_scores_h2,
+        N,
+        C,
+        H,
+        W,
+        F,
+        R,
+        K,
+    ) = _cached(cache, ConvnetScoresCache)
+    dout = _dout("convnet_scores", dout, (N, K), W2.dtype)
     # out = x @ w + b  (in fn affine)
     db3 = dout.sum(axis=0)
     dclass_scores_h2 = dout @ W3.T
@@ -683,11 +762,14 @@ def convnet_scores_backward(dout, cache):
     dW2 = t_5.T @ daffine_out
     # h2 = relu(affine(reshape(h1, (N, F*(H//2)*(W//2))), W2, b2))  (in fn class_scores)
     dclass_scores_h1 = (daffine_out @ W2.T).reshape((N, F, H // 2, W // 2))
-    # out = max_pool2d(relu(conv2d(x, w, b, stride=1, pad=1)), size=2, stride=2)  (in fn conv_relu_pool)
-    t_6 = _window_add(_first_max(t_4, dclass_scores_h1), (H, W), (2, 2)) * (t_2 > 0)
-    t_8 = np.einsum("nfhw,fcij->nchwij", t_6, W1, optimize=True)
-    t_7 = _window_add(t_8, (H + 2, W + 2), (1, 1))
-    dX = t_7[:, :, 1:-1, 1:-1]
-    dW1 = np.einsum("nfhw,nchwij->fcij", t_6, t, optimize=True)
+    # out = max_pool2d(relu(conv2d(x, w, b, stride=1, pad=R)), size=2, stride=2)  (in fn conv_relu_pool)
+    t_7 = _max_pool_route(t_4, class_scores_h1, dclass_scores_h1, (2, 2), (2, 2))
+    t_6 = t_7 * (t_4 > 0)
+    grad_rows = np.transpose(t_6, (1, 0, 2, 3)).reshape((F, H * N * W))
+    dcols = (w_rows.T @ grad_rows).reshape((C, 2 * R + 1, 2 * R + 1, N, H, W))
+    t_9 = np.transpose(dcols, (3, 0, 4, 5, 1, 2))
+    t_8 = _window_add(t_9, (H + 2 * R, 2 * R + W), (1, 1))
+    dX = t_8[:, :, R : H + R, R : R + W]
+    dW1 = (grad_rows @ cols.T).reshape((F, C, 2 * R + 1, 2 * R + 1))
     db1 = t_6.sum(axis=(0, 2, 3))
     return ConvnetScoresGrads(dX, dW1, db1, dW2, db2, dW3, db3)

@@ -66,7 +66,7 @@ def spatial_groupnorm_ref(x, gamma, beta, G=GROUPS):
     return gamma * xhat + beta
 
 
-def conv_ref(x, w, b, stride=1, pad=1):
+def conv_ref(x, w, b, stride, pad):
     """CS231n's conv_forward_naive: a loop over the output pixels."""
     xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
     N, _, Hp, Wp = xp.shape
@@ -91,8 +91,10 @@ def max_pool_ref(x, size=2, stride=2):
 
 
 def conv_relu_pool_ref(x, w, b):
-    """CS231n's conv_relu_pool_forward with conv_param {stride: 1, pad: 1} and 2x2 pooling."""
-    return max_pool_ref(np.maximum(conv_ref(x, w, b), 0))
+    """CS231n's conv_relu_pool_forward with the conv_param of ThreeLayerConvNet, {stride: 1,
+    pad: (filter_size - 1) // 2}, and 2x2 pooling."""
+    pad = (w.shape[2] - 1) // 2
+    return max_pool_ref(np.maximum(conv_ref(x, w, b, stride=1, pad=pad), 0))
 
 
 def softmax_loss_ref(scores, y):
@@ -144,15 +146,19 @@ def ag_spatial_groupnorm(x, gamma, beta):
 
 
 def ag_conv(x, w, b):
-    """A 3x3 convolution, stride 1, pad 1: the sum over the kernel offsets (i, j) of the padded
-    image shifted by (i, j), times the filters' taps there."""
+    """A K x K convolution (K odd), stride 1, pad (K - 1) / 2 = R: the sum over the kernel
+    offsets (i, j) of the padded image shifted by (i, j), times the filters' taps there."""
     N, C, H, W = x.shape
-    xp = anp.concatenate([anp.zeros((N, C, 1, W)), x, anp.zeros((N, C, 1, W))], axis=2)
-    xp = anp.concatenate([anp.zeros((N, C, H + 2, 1)), xp, anp.zeros((N, C, H + 2, 1))], axis=3)
+    K = w.shape[2]
+    R = (K - 1) // 2
+    if R:
+        rows, cols = anp.zeros((N, C, R, W)), anp.zeros((N, C, H + 2 * R, R))
+        x = anp.concatenate([rows, x, rows], axis=2)
+        x = anp.concatenate([cols, x, cols], axis=3)
     out = 0.0
-    for i in range(3):
-        for j in range(3):
-            shifted = xp[:, :, i : i + H, j : j + W]
+    for i in range(K):
+        for j in range(K):
+            shifted = x[:, :, i : i + H, j : j + W]
             out = out + anp.einsum("nchw,fc->nfhw", shifted, w[:, :, i, j])
     return out + b[None, :, None, None]
 
@@ -208,14 +214,15 @@ def groupnorm_args(rng, N, C, H, W):
     return [x, _normal(rng, 1, C, 1, 1), _normal(rng, 1, C, 1, 1)]
 
 
-def conv_relu_pool_args(rng, N, C, H, W, F):
-    return [_normal(rng, N, C, H, W), _normal(rng, F, C, 3, 3) * 0.5, _normal(rng, F)]
+def conv_relu_pool_args(rng, N, C, H, W, F, S):
+    return [_normal(rng, N, C, H, W), _normal(rng, F, C, S, S) / S, _normal(rng, F)]
 
 
-def convnet_weights(rng, C, H, W, F, M, K):
+def convnet_weights(rng, C, H, W, F, S, M, K):
+    """The weights for F filters of S x S, M hidden units and K classes."""
     D = F * (H // 2) * (W // 2)
     return [
-        _normal(rng, F, C, 3, 3) * 0.5,
+        _normal(rng, F, C, S, S) / S,
         _normal(rng, F) * 0.1,
         _normal(rng, D, M) / np.sqrt(D),
         _normal(rng, M) * 0.1,
@@ -224,13 +231,13 @@ def convnet_weights(rng, C, H, W, F, M, K):
     ]
 
 
-def convnet_args(rng, N, C, H, W, F, M, K):
+def convnet_args(rng, N, C, H, W, F, S, M, K):
     X, y = _normal(rng, N, C, H, W), rng.integers(0, K, size=N)
-    return [X, y, *convnet_weights(rng, C, H, W, F, M, K), 0.3]
+    return [X, y, *convnet_weights(rng, C, H, W, F, S, M, K), 0.3]
 
 
-def convnet_scores_args(rng, N, C, H, W, F, M, K):
-    return [_normal(rng, N, C, H, W), *convnet_weights(rng, C, H, W, F, M, K)]
+def convnet_scores_args(rng, N, C, H, W, F, S, M, K):
+    return [_normal(rng, N, C, H, W), *convnet_weights(rng, C, H, W, F, S, M, K)]
 
 
 CASES = [
@@ -240,14 +247,14 @@ CASES = [
     ("conv_layers", "spatial_groupnorm", groupnorm_args, (2, 4, 3, 5)),
     ("conv_layers", "spatial_groupnorm", groupnorm_args, (1, 6, 2, 3)),
     ("conv_layers", "spatial_groupnorm", groupnorm_args, (3, 2, 5, 1)),
-    ("conv_layers", "conv_relu_pool", conv_relu_pool_args, (2, 3, 6, 5, 4)),
-    ("conv_layers", "conv_relu_pool", conv_relu_pool_args, (1, 1, 8, 8, 2)),
-    ("conv_layers", "conv_relu_pool", conv_relu_pool_args, (3, 2, 3, 7, 3)),
-    ("convnet", "convnet", convnet_args, (2, 1, 8, 8, 3, 5, 4)),
-    ("convnet", "convnet", convnet_args, (1, 2, 6, 4, 2, 3, 3)),
-    ("convnet", "convnet", convnet_args, (3, 3, 5, 7, 2, 4, 5)),
-    ("convnet", "convnet_scores", convnet_scores_args, (2, 1, 8, 8, 3, 5, 4)),
-    ("convnet", "convnet_scores", convnet_scores_args, (1, 2, 5, 4, 2, 3, 3)),
+    ("conv_layers", "conv_relu_pool", conv_relu_pool_args, (2, 3, 6, 5, 4, 3)),
+    ("conv_layers", "conv_relu_pool", conv_relu_pool_args, (1, 1, 8, 8, 2, 5)),
+    ("conv_layers", "conv_relu_pool", conv_relu_pool_args, (3, 2, 3, 7, 3, 1)),
+    ("convnet", "convnet", convnet_args, (2, 1, 8, 8, 3, 3, 5, 4)),
+    ("convnet", "convnet", convnet_args, (1, 2, 6, 4, 2, 5, 3, 3)),
+    ("convnet", "convnet", convnet_args, (3, 3, 5, 7, 2, 1, 4, 5)),
+    ("convnet", "convnet_scores", convnet_scores_args, (2, 1, 8, 8, 3, 3, 5, 4)),
+    ("convnet", "convnet_scores", convnet_scores_args, (1, 2, 5, 4, 2, 5, 3, 3)),
 ]
 IDS = [f"{graph}-{'x'.join(map(str, sizes))}" for _, graph, _, sizes in CASES]
 
@@ -371,7 +378,9 @@ def test_group_norm_needs_channels_in_whole_groups():
 
 
 def test_the_convnet_refuses_a_w2_that_does_not_fit_the_pooled_maps():
-    X, y, W1, b1, W2, b2, W3, b3, reg = convnet_args(np.random.default_rng(7), 2, 1, 8, 8, 3, 5, 4)
+    X, y, W1, b1, W2, b2, W3, b3, reg = convnet_args(
+        np.random.default_rng(7), 2, 1, 8, 8, 3, 3, 5, 4
+    )
     with pytest.raises(ValueError, match=r"W2 has shape \(40, 5\).*F\*\(H//2\)\*\(W//2\)"):
         module("convnet").convnet(X, y, W1, b1, W2[:40], b2, W3, b3, reg)
 
@@ -379,9 +388,9 @@ def test_the_convnet_refuses_a_w2_that_does_not_fit_the_pooled_maps():
 def test_the_convnet_loss_is_about_log_k_at_small_weights():
     """CS231n's sanity check: with tiny weights and no regularization the loss is log(K)."""
     rng = np.random.default_rng(8)
-    N, C, H, W, F, M, K = 8, 1, 8, 8, 4, 6, 10
+    N, C, H, W, F, S, M, K = 8, 1, 8, 8, 4, 3, 6, 10
     X, y = rng.normal(size=(N, C, H, W)), rng.integers(0, K, size=N)
-    weights = [w * 1e-3 for w in convnet_weights(rng, C, H, W, F, M, K)]
+    weights = [w * 1e-3 for w in convnet_weights(rng, C, H, W, F, S, M, K)]
     loss, grads = module("convnet").convnet_grad(X, y, *weights, 0.0)
     assert abs(loss - np.log(K)) < 1e-3
     loss_reg, _ = module("convnet").convnet_grad(X, y, *weights, 1.0)

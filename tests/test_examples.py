@@ -43,7 +43,12 @@ VALUES = {
     "multihead_attention": {"mask": lambda rng, shape: np.tril(np.ones(shape, dtype=np.int64))},
 }
 # Dimension sizes, per graph; other dimensions get distinct small sizes in order of appearance.
-SIZES: dict[str, dict[str, int]] = {}
+SIZES: dict[str, dict[str, int]] = {
+    # filters of 2*R + 1: 3 x 3 (a 15 x 15 filter on a 5 x 2 image would be legal, but slow)
+    "conv_relu_pool": {"R": 1},
+    "convnet": {"R": 1},
+    "convnet_scores": {"R": 1},
+}
 DEFAULT_SIZES = (3, 4, 5, 2, 6, 7, 8, 9)
 
 
