@@ -254,8 +254,6 @@ def test_flops_are_what_numpy_counts(path):
             flops, _ = _counted(getattr(module, g.name + "_grad"), *args)
             assert flops == evaluate(stats.grad.flops, sizes).value, f"{g.name}_grad"
         checked += 1
-    if not checked and all(any(n.op == "einsum" for n in c.pair.nodes) for c in compiled):
-        pytest.skip(f"every graph of {path.name} has an einsum (a convolution's, say)")
     assert checked
 
 
