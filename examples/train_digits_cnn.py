@@ -5,7 +5,7 @@ convnet.bp (compiled here, in a temporary directory); this script only draws min
 Adam steps, written in NumPy. The data set ships inside scikit-learn
 (`pip install -e ".[examples]"`), so nothing is downloaded.
 
-    python examples/train_digits_cnn.py [--epochs 15] [--filters 32] [--filter-size 3] [--lr 0.002] ...
+    python examples/train_digits_cnn.py [--epochs 20] [--filters 32] [--filter-size 3] [--lr 0.002] ...
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class Adam:
 
 
 def train(
-    epochs=15,
+    epochs=20,
     filters=32,
     filter_size=3,
     hidden=64,
@@ -127,7 +127,7 @@ def train(
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--filters", type=int, default=32, help="filters of the conv layer")
     parser.add_argument("--filter-size", type=int, default=3, help="their height and width, odd")
     parser.add_argument("--hidden", type=int, default=64, help="units of the hidden affine layer")
