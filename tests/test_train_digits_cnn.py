@@ -30,6 +30,9 @@ def test_a_short_run_learns_the_digits():
 
 
 def test_the_command_line(capsys):
-    train_digits_cnn().main(["--epochs", "1", "--filters", "4", "--hidden", "16"])
+    train_digits_cnn().main(
+        ["--epochs", "1", "--filters", "4", "--filter-size", "5", "--hidden", "16"]
+    )
     out = capsys.readouterr().out
-    assert "epoch  1/1" in out and out.splitlines()[-1].startswith("held-out accuracy 0.")
+    assert "4 filters of 5 x 5" in out and "epoch  1/1" in out
+    assert out.splitlines()[-1].startswith("held-out accuracy 0.")
