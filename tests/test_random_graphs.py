@@ -296,12 +296,26 @@ class Gen:
         return chosen
 
     def param(self, spec: Val) -> Val:
+        """A new parameter; one of more than MAX_RANK axes (an image or filters of conv2d) is
+        for the rule that asked for it (`tensor`), not for the pool."""
         prefix = {"real": "x", "positive": "p"}.get(spec.domain, "i")
         name = f"{prefix}{sum(p.text[0] == prefix for p in self.params)}"
         v = Val(name, spec.shape, spec.lo, spec.hi, spec.dtype, domain=spec.domain)
         self.params.append(v)
-        self.pool.append(v)
+        if v.ndim <= MAX_RANK:
+            self.pool.append(v)
         return v
+
+    def tensor(self, shape) -> Val:
+        """A float parameter of `shape` beyond MAX_RANK axes (conv2d's [N, C, H, W] image or its
+        [F, C, KH, KW] filters): an earlier one of that shape, or new."""
+        same = [p for p in self.params if p.dtype == "float" and p.shape == tuple(shape)]
+        if same and self.flag():
+            chosen = self.choice(same)
+        else:
+            chosen = self.param(Val("", tuple(shape), *REAL, domain="real"))
+        self.used.add(chosen.text)
+        return chosen
 
     def labels(self, shape, bound: int) -> Val:
         """An integer parameter of `shape` with elements in [0, bound): an earlier one or new."""
