@@ -460,13 +460,7 @@ class Rule:
 RULES: dict[str, Rule] = {}
 
 # Spelled operations the generator leaves out, each with its reason.
-EXCLUDED: dict[str, str] = {
-    # Its rule (`_max_pool`, with its kink) is written and passes the gradient checks: delete
-    # this entry once the helpers are black's formatting, and it is drawn.
-    "max_pool2d": "its emitted helpers (templates/max_pool.py.j2, max_pool_route.py.j2) are not "
-    "black's formatting at 88 columns, which test_emitted_modules_are_what_black_makes_of_them "
-    "checks: `out = sum(max_pool2d(x))` on x: [n, m] fails it (issue 13)",
-}
+EXCLUDED: dict[str, str] = {}
 
 
 def rule(*names: str, kink=None):
