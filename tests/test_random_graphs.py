@@ -1206,12 +1206,9 @@ def _pool_gap(node, args, value):
     return v[..., -1] - v[..., -2]
 
 
+@rule("max_pool2d", kink=_pool_gap)
 def _max_pool(g: Gen) -> Val:
     return _pool(g, "max_pool2d")
-
-
-if "max_pool2d" not in EXCLUDED:
-    RULES["max_pool2d"] = Rule(_max_pool, _pool_gap)
 
 
 @rule("avg_pool2d")
