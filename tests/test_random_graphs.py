@@ -6,8 +6,10 @@ parameters, earlier values, numbers and dimension names; its output `out` adds `
 the values that nothing else uses. `RULES` says, for each operation, how to draw a well-shaped
 call: which operands fit (shapes that broadcast or line up for `@`, values inside the function's
 domain) and the interval the result lies in, so that `log` and `sqrt` see positive values, a
-divisor stays away from zero and `exp` never overflows. An operation the language spells (a
-registry entry with `call`, or an operator of the grammar) needs a rule or a reason in
+divisor stays away from zero and `exp` never overflows. Values are at most 3-d: `conv2d` and the
+pools read a 4-d [N, C, H, W] image made inside their call (a value reshaped or broadcast to 4-d,
+or a 4-d parameter) and bring their result back to 3-d or less. An operation the language spells
+(a registry entry with `call`, or an operator of the grammar) needs a rule or a reason in
 `EXCLUDED`: a new operation cannot be skipped silently.
 
 Each graph is compiled by `bpc.compile_source` (as `bpc compile` writes it, formatting included) and
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
+import itertools
 import math
 import os
 import re
@@ -296,12 +299,26 @@ class Gen:
         return chosen
 
     def param(self, spec: Val) -> Val:
+        """A new parameter; one of more than MAX_RANK axes (an image or filters of conv2d) is
+        for the rule that asked for it (`tensor`), not for the pool."""
         prefix = {"real": "x", "positive": "p"}.get(spec.domain, "i")
         name = f"{prefix}{sum(p.text[0] == prefix for p in self.params)}"
         v = Val(name, spec.shape, spec.lo, spec.hi, spec.dtype, domain=spec.domain)
         self.params.append(v)
-        self.pool.append(v)
+        if v.ndim <= MAX_RANK:
+            self.pool.append(v)
         return v
+
+    def tensor(self, shape) -> Val:
+        """A float parameter of `shape` beyond MAX_RANK axes (conv2d's [N, C, H, W] image or its
+        [F, C, KH, KW] filters): an earlier one of that shape, or new."""
+        same = [p for p in self.params if p.dtype == "float" and p.shape == tuple(shape)]
+        if same and self.flag():
+            chosen = self.choice(same)
+        else:
+            chosen = self.param(Val("", tuple(shape), *REAL, domain="real"))
+        self.used.add(chosen.text)
+        return chosen
 
     def labels(self, shape, bound: int) -> Val:
         """An integer parameter of `shape` with elements in [0, bound): an earlier one or new."""
@@ -443,14 +460,7 @@ class Rule:
 RULES: dict[str, Rule] = {}
 
 # Spelled operations the generator leaves out, each with its reason.
-EXCLUDED: dict[str, str] = {
-    # Not drawn yet (issue 13, item 5): the generator's values are at most 3-d and of free
-    # shapes, and these need [N, C, H, W] images at least as large as their windows; their
-    # gradients are checked by tests/op_cases/conv.py and tests/test_conv.py meanwhile.
-    "conv2d": "needs 4-d images and filters that fit them; not drawn yet (issue 13)",
-    "max_pool2d": "needs images at least as large as the window; not drawn yet (issue 13)",
-    "avg_pool2d": "needs images at least as large as the window; not drawn yet (issue 13)",
-}
+EXCLUDED: dict[str, str] = {}
 
 
 def rule(*names: str, kink=None):
@@ -1011,6 +1021,199 @@ def _one_hot(g: Gen) -> Val:
     dim = Dim.of(int(classes)) if classes.isdigit() else Dim.of(classes)
     labels = g.labels(shape, size(dim))
     return result(f"one_hot({labels.text}, {classes})", labels.shape + (dim,), 0, 1)
+
+
+# Convolution and pooling. Values are at most MAX_RANK-d: a call reads a 4-d [N, C, H, W] image
+# made inside it (a value reshaped or broadcast to 4-d, or a 4-d parameter) and reduces its 4-d
+# result back (a sum, a mean or a reshape); a pool also runs on a value's last two axes as it is.
+
+
+def _pair_text(p: tuple[int, int]) -> str:
+    return str(p[0]) if p[0] == p[1] else f"({p[0]}, {p[1]})"
+
+
+def _window_out(d: Dim, k: int, s: int) -> Dim:
+    """The number of windows of size k, s apart, along an axis of d (as bpc types it)."""
+    return (d - Dim.of(k)).floor_div(s) + 1
+
+
+def _image(g: Gen, window, pad=(0, 0), *, channels=False) -> Val:
+    """A 4-d [N, C, H, W] image whose padded H and W hold `window`: an earlier value (or a new
+    parameter) reshaped to 4-d or broadcast against `ones`, or a 4-d parameter; with `channels`
+    C is a plain dimension, one a parameter (conv2d's filters) can name."""
+
+    def holds(d: Dim, axis: int) -> bool:
+        return size(d) + 2 * pad[axis] >= window[axis]
+
+    def four(v: Val) -> tuple[Dim, ...]:
+        return (ONE,) * (4 - v.ndim) + v.shape
+
+    form = g.choice(["reshape", "broadcast", "parameter"])
+    if form == "parameter":  # N, C <= 2 and H, W <= 6: a few hundred finite differences at most
+        sides = S("n", "m", "k", 5, 6)
+        shape = (
+            g.choice(S(1, "k")),
+            g.choice(S(1, "k")),
+            g.choice([d for d in sides if holds(d, 0)]),
+            g.choice([d for d in sides if holds(d, 1)]),
+        )
+        return g.tensor(shape)
+    if form == "reshape":  # `reshape(x, (1, 1, n, m))`, `(k, 1, n, m)` for a 3-d x
+
+        def fits(v: Val) -> bool:
+            shape = four(v)
+            return (
+                v.ndim >= 1
+                and holds(shape[2], 0)
+                and holds(shape[3], 1)
+                and (not channels or plain(shape[1:2]))
+            )
+
+        x = g.pick(fits)
+        shape = four(x)
+        if x.ndim == 3 and g.flag():
+            shape = (x.shape[0], ONE, *x.shape[1:])
+        spelled = tuple_text(dim_text(d) for d in shape)
+        return result(f"reshape({x.text}, {spelled})", shape, x.lo, x.hi)
+
+    # `x * ones((k, 1, n, m))`: x's axes of 1 spread (windows of equal elements where H or W is)
+    def options(v: Val, a: int) -> list[Dim]:
+        """What axis `a` of 1 may spread to: a dimension the parameters declare (with v)."""
+        names = set(g.declared()) | {s for d in v.shape for s in d.symbols}
+        dims = S(1, *(d for d in SIZES if d in names))
+        return [d for d in dims if size(d) <= 2] if a < 2 else [d for d in dims if holds(d, a - 2)]
+
+    def spreads(v: Val) -> bool:
+        shape = four(v)
+        return (
+            v.ndim <= 3
+            and all(shape[a] != ONE or options(v, a) for a in range(4))
+            and all(shape[a] == ONE or holds(shape[a], a - 2) for a in (2, 3))
+            and (not channels or plain(shape[1:2]))
+        )
+
+    x = g.pick(spreads)
+    shape = [g.choice(options(x, a)) if d == ONE else d for a, d in enumerate(four(x))]
+    spelled = tuple_text(dim_text(d) for d in shape)
+    return result(f"{x.text} * ones({spelled})", shape, x.lo, x.hi)
+
+
+def _reduced(g: Gen, text: str, shape, lo: float, hi: float) -> Val:
+    """A 4-d result brought back to a small value: summed or averaged over some of its axes,
+    or reshaped with adjacent axes merged; summed whole when nothing else is small enough."""
+    form = g.choice(["sum", "mean", "reshape"])
+    if form == "reshape":
+        options = [
+            (shape[0] * shape[1], *shape[2:]),
+            (*shape[:2], shape[2] * shape[3]),
+            (shape[0], shape[1] * shape[2], shape[3]),
+            (shape[0] * shape[1], shape[2] * shape[3]),
+            (product(shape),),
+        ]
+        options = [o for o in options if small(o)]
+        if options:
+            merged = g.choice(options)
+            spelled = tuple_text(dim_text(d) for d in merged)
+            return result(f"reshape({text}, {spelled})", merged, lo, hi)
+        form = "sum"
+    subsets = [
+        axes
+        for r in range(1, 5)
+        for axes in itertools.combinations(range(4), r)
+        if small(tuple(d for i, d in enumerate(shape) if i not in axes))
+    ]
+    axes = g.choice(subsets)
+    kept = tuple(d for i, d in enumerate(shape) if i not in axes)
+    if len(axes) == 4 and g.flag():
+        args = []
+    elif len(axes) == 1:
+        args = [f"axis={axes[0] - 4 if g.flag() else axes[0]}"]
+    else:
+        args = [f"axis={tuple_text(a - 4 if g.flag() else a for a in axes)}"]
+    scale = math.prod(size(shape[a]) for a in axes) if form == "sum" else 1
+    return result(f"{form}({', '.join([text, *args])})", kept, scale * lo, scale * hi)
+
+
+CONV_STRIDES = [(1, 1), (2, 2), (1, 2), (2, 1)]
+CONV_PADS = [(0, 0), (1, 1), (0, 1), (1, 0)]
+
+
+@rule("conv2d")
+def _conv2d(g: Gen) -> Val:
+    kh, kw = g.draw(st.integers(1, 3)), g.draw(st.integers(1, 3))
+    stride, pad = g.choice(CONV_STRIDES), g.choice(CONV_PADS)
+    x = _image(g, (kh, kw), pad, channels=True)
+    n, c, h, w = x.shape
+    f = g.choice(S(1, "k", 2, "n"))
+    filters = g.tensor((f, c, Dim.of(kh), Dim.of(kw)))
+    b = g.pick(lambda v: v.shape == (f,), shapes=[(f,)]) if g.flag() else None
+    args = [x.text, filters.text] + ([b.text] if b else [])
+    if b is not None and g.flag():  # positionally: `conv2d(x, w, b, 2, 1)`
+        args += [_pair_text(stride), _pair_text(pad)]
+    else:
+        if stride != (1, 1) or g.flag():
+            args.append(f"stride={_pair_text(stride)}")
+        if pad != (0, 0) or g.flag():
+            args.append(f"pad={_pair_text(pad)}")
+    # C*KH*KW products, some of them zeros of the padding, plus the bias
+    lo, hi = times(x, filters)
+    if pad != (0, 0):
+        lo, hi = min(lo, 0.0), max(hi, 0.0)
+    terms = size(c) * kh * kw
+    lo, hi = terms * lo + (b.lo if b else 0.0), terms * hi + (b.hi if b else 0.0)
+    oh = _window_out(h + 2 * pad[0], kh, stride[0])
+    ow = _window_out(w + 2 * pad[1], kw, stride[1])
+    return _reduced(g, f"conv2d({', '.join(args)})", (n, f, oh, ow), lo, hi)
+
+
+# The default window and stride (2, 2) first; windows that do not tile the image, and overlap.
+POOL_WINDOWS = [(2, 2), (3, 3), (2, 3), (3, 2), (1, 2), (2, 1)]
+POOL_STRIDES = [(2, 2), (1, 1), (1, 2), (2, 1)]
+
+
+def _pool(g: Gen, name: str) -> Val:
+    window, stride = g.choice(POOL_WINDOWS), g.choice(POOL_STRIDES)
+
+    def holds(v: Val) -> bool:
+        return v.ndim >= 2 and size(v.shape[-2]) >= window[0] and size(v.shape[-1]) >= window[1]
+
+    on_value = g.flag()  # a value's last two axes as it is, or a 4-d image
+    x = g.pick(holds) if on_value else _image(g, window)
+    form = g.choice(["keyword", "positional"])
+    if form == "positional":  # `max_pool2d(x, 3, 1)`, `max_pool2d(x, 2)`
+        args = [_pair_text(window)] + ([_pair_text(stride)] if stride != (2, 2) or g.flag() else [])
+    else:
+        args = [f"size={_pair_text(window)}"] if window != (2, 2) or g.flag() else []
+        args += [f"stride={_pair_text(stride)}"] if stride != (2, 2) or g.flag() else []
+    text = f"{name}({', '.join([x.text, *args])})"
+    shape = x.shape[:-2] + (
+        _window_out(x.shape[-2], window[0], stride[0]),
+        _window_out(x.shape[-1], window[1], stride[1]),
+    )
+    if on_value:
+        return result(text, shape, x.lo, x.hi)
+    return _reduced(g, text, shape, x.lo, x.hi)
+
+
+def _pool_gap(node, args, value):
+    """max_pool2d: how far each window's maximum is from its runner-up."""
+    x = np.asarray(args[0], dtype=np.float64)
+    (kh, kw), (sh, sw) = node.attr("size"), node.attr("stride")
+    if kh * kw < 2:
+        return np.array([])
+    v = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(-2, -1))[..., ::sh, ::sw, :, :]
+    v = np.sort(v.reshape(*v.shape[:-2], kh * kw), axis=-1)
+    return v[..., -1] - v[..., -2]
+
+
+@rule("max_pool2d", kink=_pool_gap)
+def _max_pool(g: Gen) -> Val:
+    return _pool(g, "max_pool2d")
+
+
+@rule("avg_pool2d")
+def _avg_pool(g: Gen) -> Val:
+    return _pool(g, "avg_pool2d")
 
 
 # ---------------------------------------------------------------------------------------------

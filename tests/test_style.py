@@ -41,3 +41,15 @@ def test_no_function_in_the_compiler_is_longer_than_80_lines():
                 if lines > MAX_FUNCTION_LINES:
                     long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: {lines}")
     assert not long, "functions over 80 lines:\n" + "\n".join(long)
+
+
+def test_helper_templates_are_black_at_the_generated_modules_line_length():
+    """A helper's template is copied into generated modules as it is: black must leave it so
+    (88 columns), whether or not a golden file happens to use it."""
+    import black
+
+    from bpc.printer import HELPERS
+
+    for template in HELPERS.values():
+        text = (ROOT / "templates" / template).read_text()
+        assert black.format_str(text, mode=black.Mode()) == text, template
