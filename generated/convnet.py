@@ -186,9 +186,9 @@ def _labels(labels, classes, where):
 
 
 def _window_add(g, size, stride):
-    """Overlap-add, the adjoint of a strided window view: zeros of g's leading axes and `size`
-    (H, W), with each window g[..., i, j, :, :] added back where it was read; one step per
-    kernel offset."""
+    """Overlap-add, the adjoint of a strided window view: zeros of g's leading axes and
+    `size` (H, W), with each window g[..., i, j, :, :] added back where it was read;
+    one step per kernel offset."""
     out = np.zeros(g.shape[:-4] + size, g.dtype)
     oh, ow, kh, kw = g.shape[-4:]
     sh, sw = stride
@@ -199,32 +199,39 @@ def _window_add(g, size, stride):
 
 
 def _max_pool(x, size, stride):
-    """The maximum of each window of x's last two axes: one elementwise maximum per kernel
-    offset, never a loop over pixels."""
+    """The maximum of each window of x's last two axes: one elementwise maximum per
+    kernel offset, never a loop over pixels."""
     (kh, kw), (sh, sw) = size, stride
     oh, ow = (x.shape[-2] - kh) // sh + 1, (x.shape[-1] - kw) // sw + 1
     out = x[..., : sh * oh : sh, : sw * ow : sw].copy()
     for i in range(kh):
         for j in range(kw):
             if i or j:
-                np.maximum(out, x[..., i : i + sh * oh : sh, j : j + sw * ow : sw], out=out)
+                np.maximum(
+                    out, x[..., i : i + sh * oh : sh, j : j + sw * ow : sw], out=out
+                )
     return out
 
 
 def _max_pool_route(x, y, g, size, stride):
-    """Max pooling's gradient: g[..., p, q] sent to the first maximum of window (p, q) of x, in
-    row-major order (as PyTorch), zeros elsewhere; one step per kernel offset. (An infinite g
-    makes NaNs where it is multiplied by a zero mask: infinite gradients are lost anyway.)"""
+    """Max pooling's gradient: g[..., p, q] sent to the first maximum of window (p, q)
+    of x, in row-major order (as PyTorch), zeros elsewhere; one step per kernel
+    offset. (An infinite g makes NaNs where it is multiplied by a zero mask:
+    infinite gradients are lost anyway.)"""
     (kh, kw), (sh, sw) = size, stride
     oh, ow = y.shape[-2:]
     dx = np.zeros(x.shape, g.dtype)
     free, hit = np.ones(y.shape, bool), np.empty(y.shape, bool)
-    apart = sh >= kh and sw >= kw  # windows that do not overlap: each offset writes its own
+    apart = (
+        sh >= kh and sw >= kw
+    )  # windows that do not overlap: each offset writes its own
     for i in range(kh):
         for j in range(kw):
             at = (..., slice(i, i + sh * oh, sh), slice(j, j + sw * ow, sw))
             np.equal(x[at], y, out=hit)
-            hit &= free  # a window whose maximum an earlier offset took gets nothing more
+            hit &= (
+                free  # a window whose maximum an earlier offset took gets nothing more
+            )
             free ^= hit
             if apart:
                 np.multiply(hit, g, out=dx[at])
