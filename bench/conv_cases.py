@@ -267,21 +267,21 @@ class ConvNet(Case):
     def __init__(self):
         super().__init__(
             "three-layer convnet",
-            [(16, 3, 32, 32, 16, 100, 10), (64, 3, 32, 32, 32, 100, 10)],
-            [(3, 2, 8, 8, 4, 5, 3)],
+            [(64, 3, 32, 32, 32, 1, 100, 10), (64, 3, 32, 32, 32, 3, 100, 10)],
+            [(3, 2, 8, 8, 4, 1, 5, 3)],
         )
         self.source, self.graph = (EXAMPLES / "convnet.bp").read_text(), "convnet"
 
     def dims(self, size):
-        return dict(zip("NCHWFMK", size))
+        return dict(zip("NCHWFRMK", size))  # filters of 2*R + 1, padding R
 
     def describe(self, size) -> str:
-        N, C, H, W, F, D, M = size
-        return f"{N}x{C}x{H}x{W}, {F} 3x3, {D}, {M}"
+        N, C, H, W, F, R, D, M = size
+        return f"{N}x{C}x{H}x{W}, {F} {2 * R + 1}x{2 * R + 1}, {D}, {M}"
 
     def inputs(self, size):
-        N, C, H, W, F, D, M = size
-        K = 3
+        N, C, H, W, F, R, D, M = size
+        K = 2 * R + 1
         rng = np.random.default_rng(7)
         flat = F * (H // 2) * (W // 2)
         return (
@@ -298,7 +298,7 @@ class ConvNet(Case):
 
     def systems(self, size):
         m = self.module(size)
-        pad = 1  # examples/convnet.bp: 3x3 filters, padding 1
+        pad = size[5]  # examples/convnet.bp: filters of 2*R + 1, padding R
 
         def hand(X, y, W1, b1, W2, b2, W3, b3, reg):
             N = X.shape[0]
@@ -369,7 +369,7 @@ class ConvNet(Case):
         return out
 
     def forwards(self, size):
-        pad = 1
+        pad = size[5]
 
         def hand(X, y, W1, b1, W2, b2, W3, b3, reg):
             c, _ = conv_forward(X, W1, b1, 1, pad)
@@ -393,7 +393,7 @@ class ConvNet(Case):
             import torch
 
             X, y, *ps, reg = args
-            pad = 1
+            pad = size[5]
             out["torch"] = _torch_saved_bytes(
                 lambda *qs: _convnet_torch(torch.from_numpy(X), torch.from_numpy(y), *qs, reg, pad),
                 *_torch_leaves(*ps),
