@@ -580,9 +580,10 @@ def conv_relu_pool_backward(dout, cache):
     t_5 = _max_pool_route(t_4, out, dout, (2, 2), (2, 2)) * (t_4 > 0)
     grad_rows = np.transpose(t_5, (1, 0, 2, 3)).reshape((F, H * N * W))
     dcols = (w_rows.T @ grad_rows).reshape((C, 2 * R + 1, 2 * R + 1, N, H, W))
-    t_7 = np.transpose(dcols, (3, 0, 4, 5, 1, 2))
-    t_6 = _window_add(t_7, (H + 2 * R, 2 * R + W), (1, 1))
-    dx = t_6[:, :, R : H + R, R : R + W]
+    t_8 = np.transpose(dcols, (0, 3, 4, 5, 1, 2))
+    t_7 = _window_add(t_8, (H + 2 * R, 2 * R + W), (1, 1))
+    t_6 = t_7[:, :, R : H + R, R : R + W]
+    dx = np.transpose(t_6, (1, 0, 2, 3))
     dw = (grad_rows @ cols.T).reshape((F, C, 2 * R + 1, 2 * R + 1))
     db = t_5.sum(axis=(0, 2, 3))
     return ConvReluPoolGrads(dx, dw, db)

@@ -774,9 +774,10 @@ def convnet_scores_backward(dout, cache):
     t_6 = t_7 * (t_4 > 0)
     grad_rows = np.transpose(t_6, (1, 0, 2, 3)).reshape((F, H * N * W))
     dcols = (w_rows.T @ grad_rows).reshape((C, 2 * R + 1, 2 * R + 1, N, H, W))
-    t_9 = np.transpose(dcols, (3, 0, 4, 5, 1, 2))
-    t_8 = _window_add(t_9, (H + 2 * R, 2 * R + W), (1, 1))
-    dX = t_8[:, :, R : H + R, R : R + W]
+    t_10 = np.transpose(dcols, (0, 3, 4, 5, 1, 2))
+    t_9 = _window_add(t_10, (H + 2 * R, 2 * R + W), (1, 1))
+    t_8 = t_9[:, :, R : H + R, R : R + W]
+    dX = np.transpose(t_8, (1, 0, 2, 3))
     dW1 = (grad_rows @ cols.T).reshape((F, C, 2 * R + 1, 2 * R + 1))
     db1 = t_6.sum(axis=(0, 2, 3))
     return ConvnetScoresGrads(dX, dW1, db1, dW2, db2, dW3, db3)

@@ -364,8 +364,9 @@ def strided_backward(dout, cache):
     grad_rows = t_6.reshape((F, N * ((H - KH) // 2 + 2) * ((W - KW) // 2 + 3)))
     t_7 = w_rows.T @ grad_rows
     dcols = t_7.reshape((C, KH, KW, N, (H - KH) // 2 + 2, (W - KW) // 2 + 3))
-    t_8 = _window_add(np.transpose(dcols, (3, 0, 4, 5, 1, 2)), (H + 2, W + 4), (2, 2))
-    dx = t_8[:, :, 1:-1, 2:-2]
+    t_9 = _window_add(np.transpose(dcols, (0, 3, 4, 5, 1, 2)), (H + 2, W + 4), (2, 2))
+    t_8 = t_9[:, :, 1:-1, 2:-2]
+    dx = np.transpose(t_8, (1, 0, 2, 3))
     dw = (grad_rows @ cols.T).reshape((F, C, KH, KW))
     return StridedGrads(dx, dw)
 
@@ -395,8 +396,9 @@ def strided_grad(x, w):
     grad_rows = t_6.reshape((F, N * ((H - KH) // 2 + 2) * ((W - KW) // 2 + 3)))
     t_7 = w_rows.T @ grad_rows
     dcols = t_7.reshape((C, KH, KW, N, (H - KH) // 2 + 2, (W - KW) // 2 + 3))
-    t_8 = _window_add(np.transpose(dcols, (3, 0, 4, 5, 1, 2)), (H + 2, W + 4), (2, 2))
-    dx = t_8[:, :, 1:-1, 2:-2]
+    t_9 = _window_add(np.transpose(dcols, (0, 3, 4, 5, 1, 2)), (H + 2, W + 4), (2, 2))
+    t_8 = t_9[:, :, 1:-1, 2:-2]
+    dx = np.transpose(t_8, (1, 0, 2, 3))
     dw = (grad_rows @ cols.T).reshape((F, C, KH, KW))
     return out, StridedGrads(dx, dw)
 
@@ -564,13 +566,14 @@ def same_backward(dout, cache):
     dcols = t_14.reshape(
         (C, K, K, N, H + 2 * ((K + 1) // 2) - K - 1, W + 2 * ((K + 1) // 2) - K - 1)
     )
-    t_16 = np.transpose(dcols, (3, 0, 4, 5, 1, 2))
-    t_15 = _window_add(
-        t_16, (H + 2 * ((K + 1) // 2) - 2, W + 2 * ((K + 1) // 2) - 2), (1, 1)
+    t_17 = np.transpose(dcols, (0, 3, 4, 5, 1, 2))
+    t_16 = _window_add(
+        t_17, (H + 2 * ((K + 1) // 2) - 2, W + 2 * ((K + 1) // 2) - 2), (1, 1)
     )
-    dx = t_15[
+    t_15 = t_16[
         :, :, (K - 1) // 2 : (2 * H + K - 1) // 2, (K - 1) // 2 : (K + 2 * W - 1) // 2
     ]
+    dx = np.transpose(t_15, (1, 0, 2, 3))
     dw = (grad_rows @ cols.T).reshape((F, C, K, K))
     db = t_8.sum(axis=(0, 2, 3))
     return SameGrads(dx, dw, db)
@@ -635,13 +638,14 @@ def same_grad(x, w, b):
     dcols = t_14.reshape(
         (C, K, K, N, H + 2 * ((K + 1) // 2) - K - 1, W + 2 * ((K + 1) // 2) - K - 1)
     )
-    t_16 = np.transpose(dcols, (3, 0, 4, 5, 1, 2))
-    t_15 = _window_add(
-        t_16, (H + 2 * ((K + 1) // 2) - 2, W + 2 * ((K + 1) // 2) - 2), (1, 1)
+    t_17 = np.transpose(dcols, (0, 3, 4, 5, 1, 2))
+    t_16 = _window_add(
+        t_17, (H + 2 * ((K + 1) // 2) - 2, W + 2 * ((K + 1) // 2) - 2), (1, 1)
     )
-    dx = t_15[
+    t_15 = t_16[
         :, :, (K - 1) // 2 : (2 * H + K - 1) // 2, (K - 1) // 2 : (K + 2 * W - 1) // 2
     ]
+    dx = np.transpose(t_15, (1, 0, 2, 3))
     dw = (grad_rows @ cols.T).reshape((F, C, K, K))
     db = t_8.sum(axis=(0, 2, 3))
     return out, SameGrads(dx, dw, db)
