@@ -42,13 +42,16 @@ def conv_forward(x, w, b, stride, pad):
     return y.transpose(1, 0, 2, 3), cols
 
 
-def conv_backward(dy, x, w, cols, stride, pad):
+def conv_backward(dy, x, w, cols, stride, pad, dx=True):
+    """dx (unless not wanted: the input layer's), dw, db."""
     N, C, H, W = x.shape
     F, _, KH, KW = w.shape
     OH, OW = dy.shape[2:]
     db = dy.sum(axis=(0, 2, 3))
     dy_rows = dy.transpose(1, 0, 2, 3).reshape(F, -1)
     dw = (dy_rows @ cols.T).reshape(w.shape)
+    if not dx:
+        return None, dw, db
     dcols = (w.reshape(F, -1).T @ dy_rows).reshape(C, KH, KW, N, OH, OW)
     dxp = np.zeros((C, N, H + 2 * pad, W + 2 * pad), x.dtype)  # col2im, channels first
     for i in range(KH):
@@ -333,7 +336,7 @@ class ConvNet(Case):
             dp = (dh @ W2.T).reshape(p.shape)
             dr = pool_backward(dp, r, p, 2, 2)
             dr *= r > 0
-            _, dW1, db1 = conv_backward(dr, X, W1, cols, 1, pad)
+            _, dW1, db1 = conv_backward(dr, X, W1, cols, 1, pad, dx=False)
             dW1 += reg * W1
             return loss, dW1, db1, dW2, db2, dW3, db3
 
