@@ -419,7 +419,7 @@ def spatial_groupnorm(x, gamma, beta):
     t = np.sqrt(var + 1e-05)
     t_1 = xc
     t_1 /= t
-    xhat = t_1.reshape((N, 2 * (C // 2), H, W))
+    xhat = t_1.reshape((N, C, H, W))
     out = gamma * xhat
     out += beta
     return out
@@ -434,7 +434,7 @@ def spatial_groupnorm_forward(x, gamma, beta):
     var = (xc * xc).mean(axis=(2, 3, 4), keepdims=True)
     t = np.sqrt(var + 1e-05)
     t_1 = xc / t
-    xhat = t_1.reshape((N, 2 * (C // 2), H, W))
+    xhat = t_1.reshape((N, C, H, W))
     out = gamma * xhat
     out += beta
     cache = SpatialGroupnormCache(gamma, xc, t, t_1, xhat, N, C, H, W)
@@ -461,7 +461,7 @@ def spatial_groupnorm_backward(dout, cache):
     dxg = dxc
     dxg -= dxc.sum(axis=(2, 3, 4)).reshape((N, 2, 1, 1, 1)) / t_3
     # xg = reshape(x, (N, 2, C / 2, H, W))
-    dx = dxg.reshape((N, 2 * (C // 2), H, W))
+    dx = dxg.reshape((N, C, H, W))
     return SpatialGroupnormGrads(dx, dgamma, dbeta)
 
 
@@ -544,7 +544,7 @@ def conv_relu_pool(x, w, b):
         t_2, (2 * R + 1, 2 * R + 1), axis=(-2, -1)
     )
     t = np.transpose(t_1, (1, 4, 5, 0, 2, 3))
-    cols = t.reshape((C * (2 * R + 1) * (2 * R + 1), H * N * W))
+    cols = t.reshape((C * (2 * R + 1) * (2 * R + 1), N * H * W))
     t_3 = (w_rows @ cols).reshape((F, N, H, W))
     t_3 += b[:, None, None, None]
     conv_out = np.transpose(t_3, (1, 0, 2, 3))
@@ -562,7 +562,7 @@ def conv_relu_pool_forward(x, w, b):
         t_2, (2 * R + 1, 2 * R + 1), axis=(-2, -1)
     )
     t = np.transpose(t_1, (1, 4, 5, 0, 2, 3))
-    cols = t.reshape((C * (2 * R + 1) * (2 * R + 1), H * N * W))
+    cols = t.reshape((C * (2 * R + 1) * (2 * R + 1), N * H * W))
     t_3 = (w_rows @ cols).reshape((F, N, H, W))
     t_3 += b[:, None, None, None]
     conv_out = np.transpose(t_3, (1, 0, 2, 3))
@@ -577,8 +577,10 @@ def conv_relu_pool_backward(dout, cache):
     w_rows, cols, t_4, out, N, C, H, W, F, R = _cached(cache, ConvReluPoolCache)
     dout = _dout("conv_relu_pool", dout, (N, F, H // 2, W // 2), w_rows.dtype)
     # out = max_pool2d(relu(conv2d(x, w, b, stride=1, pad=R)), size=2, stride=2)
-    t_5 = _max_pool_route(t_4, out, dout, (2, 2), (2, 2)) * (t_4 > 0)
-    grad_rows = np.transpose(t_5, (1, 0, 2, 3)).reshape((F, H * N * W))
+    dpool = _max_pool_route(t_4, out, dout, (2, 2), (2, 2))
+    t_5 = dpool
+    t_5 *= t_4 > 0
+    grad_rows = np.transpose(t_5, (1, 0, 2, 3)).reshape((F, N * H * W))
     dcols = (w_rows.T @ grad_rows).reshape((C, 2 * R + 1, 2 * R + 1, N, H, W))
     t_8 = np.transpose(dcols, (0, 3, 4, 5, 1, 2))
     t_7 = _window_add(t_8, (H + 2 * R, 2 * R + W), (1, 1))

@@ -374,7 +374,7 @@ def convnet(X, y, W1, b1, W2, b2, W3, b3, reg):
         t_2, (2 * R + 1, 2 * R + 1), axis=(-2, -1)
     )
     t = np.transpose(t_1, (1, 4, 5, 0, 2, 3))
-    cols = t.reshape((C * (2 * R + 1) * (2 * R + 1), H * N * W))
+    cols = t.reshape((C * (2 * R + 1) * (2 * R + 1), N * H * W))
     t_3 = (w_rows @ cols).reshape((F, N, H, W))
     t_3 += b1[:, None, None, None]
     conv_out = np.transpose(t_3, (1, 0, 2, 3))
@@ -404,7 +404,7 @@ def convnet_forward(X, y, W1, b1, W2, b2, W3, b3, reg):
         t_2, (2 * R + 1, 2 * R + 1), axis=(-2, -1)
     )
     t = np.transpose(t_1, (1, 4, 5, 0, 2, 3))
-    cols = t.reshape((C * (2 * R + 1) * (2 * R + 1), H * N * W))
+    cols = t.reshape((C * (2 * R + 1) * (2 * R + 1), N * H * W))
     t_3 = (w_rows @ cols).reshape((F, N, H, W))
     t_3 += b1[:, None, None, None]
     conv_out = np.transpose(t_3, (1, 0, 2, 3))
@@ -485,9 +485,10 @@ def convnet_backward(dout, cache):
     # h2 = relu(affine(reshape(h1, (N, F*(H//2)*(W//2))), W2, b2))  (in fn class_scores)
     dclass_scores_h1 = (daffine_out @ W2.T).reshape((N, F, H // 2, W // 2))
     # out = max_pool2d(relu(conv2d(x, w, b, stride=1, pad=R)), size=2, stride=2)  (in fn conv_relu_pool)
-    t_9 = _max_pool_route(t_4, class_scores_h1, dclass_scores_h1, (2, 2), (2, 2))
-    t_8 = t_9 * (t_4 > 0)
-    grad_rows = np.transpose(t_8, (1, 0, 2, 3)).reshape((F, H * N * W))
+    dpool = _max_pool_route(t_4, class_scores_h1, dclass_scores_h1, (2, 2), (2, 2))
+    t_8 = dpool
+    t_8 *= t_4 > 0
+    grad_rows = np.transpose(t_8, (1, 0, 2, 3)).reshape((F, N * H * W))
     dW1 = t_7 * W1
     dW1 += (grad_rows @ cols.T).reshape((F, C, 2 * R + 1, 2 * R + 1))
     db1 = t_8.sum(axis=(0, 2, 3))
@@ -503,7 +504,7 @@ def convnet_grad(X, y, W1, b1, W2, b2, W3, b3, reg):
         t_2, (2 * R + 1, 2 * R + 1), axis=(-2, -1)
     )
     t = np.transpose(t_1, (1, 4, 5, 0, 2, 3))
-    cols = t.reshape((C * (2 * R + 1) * (2 * R + 1), H * N * W))
+    cols = t.reshape((C * (2 * R + 1) * (2 * R + 1), N * H * W))
     t_3 = (w_rows @ cols).reshape((F, N, H, W))
     t_3 += b1[:, None, None, None]
     conv_out = np.transpose(t_3, (1, 0, 2, 3))
@@ -538,9 +539,10 @@ def convnet_grad(X, y, W1, b1, W2, b2, W3, b3, reg):
     # h2 = relu(affine(reshape(h1, (N, F*(H//2)*(W//2))), W2, b2))  (in fn class_scores)
     dclass_scores_h1 = (daffine_out @ W2.T).reshape((N, F, H // 2, W // 2))
     # out = max_pool2d(relu(conv2d(x, w, b, stride=1, pad=R)), size=2, stride=2)  (in fn conv_relu_pool)
-    t_8 = _max_pool_route(t_4, class_scores_h1, dclass_scores_h1, (2, 2), (2, 2))
-    t_7 = t_8 * (t_4 > 0)
-    grad_rows = np.transpose(t_7, (1, 0, 2, 3)).reshape((F, H * N * W))
+    dpool = _max_pool_route(t_4, class_scores_h1, dclass_scores_h1, (2, 2), (2, 2))
+    t_7 = dpool
+    t_7 *= t_4 > 0
+    grad_rows = np.transpose(t_7, (1, 0, 2, 3)).reshape((F, N * H * W))
     dW1 = reg * W1
     dW1 += (grad_rows @ cols.T).reshape((F, C, 2 * R + 1, 2 * R + 1))
     db1 = t_7.sum(axis=(0, 2, 3))
@@ -682,7 +684,7 @@ def convnet_scores(X, W1, b1, W2, b2, W3, b3):
         t_2, (2 * R + 1, 2 * R + 1), axis=(-2, -1)
     )
     t = np.transpose(t_1, (1, 4, 5, 0, 2, 3))
-    cols = t.reshape((C * (2 * R + 1) * (2 * R + 1), H * N * W))
+    cols = t.reshape((C * (2 * R + 1) * (2 * R + 1), N * H * W))
     t_3 = (w_rows @ cols).reshape((F, N, H, W))
     t_3 += b1[:, None, None, None]
     conv_out = np.transpose(t_3, (1, 0, 2, 3))
@@ -706,7 +708,7 @@ def convnet_scores_forward(X, W1, b1, W2, b2, W3, b3):
         t_2, (2 * R + 1, 2 * R + 1), axis=(-2, -1)
     )
     t = np.transpose(t_1, (1, 4, 5, 0, 2, 3))
-    cols = t.reshape((C * (2 * R + 1) * (2 * R + 1), H * N * W))
+    cols = t.reshape((C * (2 * R + 1) * (2 * R + 1), N * H * W))
     t_3 = (w_rows @ cols).reshape((F, N, H, W))
     t_3 += b1[:, None, None, None]
     conv_out = np.transpose(t_3, (1, 0, 2, 3))
@@ -770,14 +772,15 @@ def convnet_scores_backward(dout, cache):
     # h2 = relu(affine(reshape(h1, (N, F*(H//2)*(W//2))), W2, b2))  (in fn class_scores)
     dclass_scores_h1 = (daffine_out @ W2.T).reshape((N, F, H // 2, W // 2))
     # out = max_pool2d(relu(conv2d(x, w, b, stride=1, pad=R)), size=2, stride=2)  (in fn conv_relu_pool)
-    t_7 = _max_pool_route(t_4, class_scores_h1, dclass_scores_h1, (2, 2), (2, 2))
-    t_6 = t_7 * (t_4 > 0)
-    grad_rows = np.transpose(t_6, (1, 0, 2, 3)).reshape((F, H * N * W))
+    dpool = _max_pool_route(t_4, class_scores_h1, dclass_scores_h1, (2, 2), (2, 2))
+    t_6 = dpool
+    t_6 *= t_4 > 0
+    grad_rows = np.transpose(t_6, (1, 0, 2, 3)).reshape((F, N * H * W))
     dcols = (w_rows.T @ grad_rows).reshape((C, 2 * R + 1, 2 * R + 1, N, H, W))
-    t_10 = np.transpose(dcols, (0, 3, 4, 5, 1, 2))
-    t_9 = _window_add(t_10, (H + 2 * R, 2 * R + W), (1, 1))
-    t_8 = t_9[:, :, R : H + R, R : R + W]
-    dX = np.transpose(t_8, (1, 0, 2, 3))
+    t_9 = np.transpose(dcols, (0, 3, 4, 5, 1, 2))
+    t_8 = _window_add(t_9, (H + 2 * R, 2 * R + W), (1, 1))
+    t_7 = t_8[:, :, R : H + R, R : R + W]
+    dX = np.transpose(t_7, (1, 0, 2, 3))
     dW1 = (grad_rows @ cols.T).reshape((F, C, 2 * R + 1, 2 * R + 1))
     db1 = t_6.sum(axis=(0, 2, 3))
     return ConvnetScoresGrads(dX, dW1, db1, dW2, db2, dW3, db3)

@@ -283,7 +283,7 @@ def _pick_flops(z: Type, x: Type, y: Type, d: Type, *, size, stride) -> Dim:
 
 def _max_pool_adjoint(g, y, x, *, size, stride):
     """The gradient goes to the first maximum of each window (as PyTorch)."""
-    return (make("max_pool_route", x, y, g, size=size, stride=stride),)
+    return (make("max_pool_route", x, y, g, size=size, stride=stride, hint="dpool"),)
 
 
 register(

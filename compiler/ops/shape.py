@@ -58,8 +58,8 @@ def _reshape_emit(at, x, *, shape):
 
 
 def _sizes(old, new) -> tuple:
-    """`new`'s sizes; an axis that merges consecutive axes of `old` whose sizes are sums is
-    written as their product, `N * (H - K + 3) * (W - K + 3)`, not multiplied out."""
+    """`new`'s sizes; an axis that merges consecutive axes of `old` is written as the product
+    of their sizes in order, `N * (H - K + 3) * (W - K + 3)`, not multiplied out."""
     out, i = [], 0
     for d in new:
         j, have = i, Dim.of(1)
@@ -67,9 +67,11 @@ def _sizes(old, new) -> tuple:
             have, j = have * old[j], j + 1
         if have != d:
             return tuple(Size(d) for d in new)  # not a grouping of consecutive axes
-        factors = [f for f in old[i:j] if f != Dim.of(1)]
-        if len(factors) > 1 and any(f.is_sum for f in factors):
-            out.append(functools.reduce(lambda a, b: BinOp("*", a, b), map(Size, factors)))
+        factors = [f for f in old[i:j] if not f.is_const]
+        number = product(f for f in old[i:j] if f.is_const)
+        if len(factors) > 1:  # in the order of the axes: `N * H * W`, `9 * C * (K - 1)`
+            sizes = ([Size(number)] if number != Dim.of(1) else []) + list(map(Size, factors))
+            out.append(functools.reduce(lambda a, b: BinOp("*", a, b), sizes))
         else:
             out.append(Size(d))
         i = j

@@ -358,9 +358,9 @@ def strided_backward(dout, cache):
     t_5 = np.broadcast_to(
         dout, (N, F, ((H - KH) // 2 + 1) // 2, ((W - KW) // 2) // 2 + 1)
     ).astype(w_rows.dtype)
-    dh = _max_pool_route(h, t_4, t_5, (3, 3), (2, 2))
+    dpool = _max_pool_route(h, t_4, t_5, (3, 3), (2, 2))
     # h = relu(conv2d(x, w, stride=2, pad=(1, 2)))
-    t_6 = np.transpose(dh * (h > 0), (1, 0, 2, 3))
+    t_6 = np.transpose(dpool * (h > 0), (1, 0, 2, 3))
     grad_rows = t_6.reshape((F, N * ((H - KH) // 2 + 2) * ((W - KW) // 2 + 3)))
     t_7 = w_rows.T @ grad_rows
     dcols = t_7.reshape((C, KH, KW, N, (H - KH) // 2 + 2, (W - KW) // 2 + 3))
@@ -390,9 +390,9 @@ def strided_grad(x, w):
     t_5 = np.broadcast_to(
         1.0, (N, F, ((H - KH) // 2 + 1) // 2, ((W - KW) // 2) // 2 + 1)
     ).astype(x.dtype)
-    dh = _max_pool_route(h, t_4, t_5, (3, 3), (2, 2))
+    dpool = _max_pool_route(h, t_4, t_5, (3, 3), (2, 2))
     # h = relu(conv2d(x, w, stride=2, pad=(1, 2)))
-    t_6 = np.transpose(dh * (h > 0), (1, 0, 2, 3))
+    t_6 = np.transpose(dpool * (h > 0), (1, 0, 2, 3))
     grad_rows = t_6.reshape((F, N * ((H - KH) // 2 + 2) * ((W - KW) // 2 + 3)))
     t_7 = w_rows.T @ grad_rows
     dcols = t_7.reshape((C, KH, KW, N, (H - KH) // 2 + 2, (W - KW) // 2 + 3))
