@@ -65,11 +65,17 @@ def _floats(graph, *named):
                 )
 
 
-def _mismatch(graph, name, shape, axis, expr, said, want, where):
-    """An axis that is not the size its dimension expression gives."""
+def _mismatch(graph, name, shape, axis, expr, want, *known):
+    """An axis that is not the size its dimension expression gives; `known` holds the sizes it
+    reads, each with the parameter it came from."""
+    sizes = [known[i : i + 3] for i in range(0, len(known), 3)]
+    if len(sizes) == 1 and sizes[0][0] == expr:
+        said = f"dimension {expr}, which is {want} in {sizes[0][2]}"
+    else:
+        used = ", ".join(f"{s} = {v} from {source}" for s, v, source in sizes)
+        said = f"{expr}, which is {want} with {used}"
     return ValueError(
-        f"{graph}: {name} has shape {shape}, but its axis {axis} is {said}{expr}, "
-        f"which is {want}{where}"
+        f"{graph}: {name} has shape {shape}, but its axis {axis} is {said}"
     )
 
 
@@ -214,13 +220,9 @@ def _batchnorm_check(x, gamma, beta):
     (beta_0,) = _array("batchnorm", "beta", beta, "float", 1, "[D]")
     _floats("batchnorm", ("x", x), ("gamma", gamma), ("beta", beta))
     if gamma_0 != D:
-        raise _mismatch(
-            "batchnorm", "gamma", gamma.shape, 0, "D", "dimension ", D, " in x"
-        )
+        raise _mismatch("batchnorm", "gamma", gamma.shape, 0, "D", D, "D", D, "x")
     if beta_0 != D:
-        raise _mismatch(
-            "batchnorm", "beta", beta.shape, 0, "D", "dimension ", D, " in x"
-        )
+        raise _mismatch("batchnorm", "beta", beta.shape, 0, "D", D, "D", D, "x")
     return N, D
 
 
@@ -311,13 +313,9 @@ def _layernorm_check(x, gamma, beta):
     (beta_0,) = _array("layernorm", "beta", beta, "float", 1, "[D]")
     _floats("layernorm", ("x", x), ("gamma", gamma), ("beta", beta))
     if gamma_0 != D:
-        raise _mismatch(
-            "layernorm", "gamma", gamma.shape, 0, "D", "dimension ", D, " in x"
-        )
+        raise _mismatch("layernorm", "gamma", gamma.shape, 0, "D", D, "D", D, "x")
     if beta_0 != D:
-        raise _mismatch(
-            "layernorm", "beta", beta.shape, 0, "D", "dimension ", D, " in x"
-        )
+        raise _mismatch("layernorm", "beta", beta.shape, 0, "D", D, "D", D, "x")
     return N, D
 
 

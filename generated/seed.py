@@ -65,11 +65,17 @@ def _floats(graph, *named):
                 )
 
 
-def _mismatch(graph, name, shape, axis, expr, said, want, where):
-    """An axis that is not the size its dimension expression gives."""
+def _mismatch(graph, name, shape, axis, expr, want, *known):
+    """An axis that is not the size its dimension expression gives; `known` holds the sizes it
+    reads, each with the parameter it came from."""
+    sizes = [known[i : i + 3] for i in range(0, len(known), 3)]
+    if len(sizes) == 1 and sizes[0][0] == expr:
+        said = f"dimension {expr}, which is {want} in {sizes[0][2]}"
+    else:
+        used = ", ".join(f"{s} = {v} from {source}" for s, v, source in sizes)
+        said = f"{expr}, which is {want} with {used}"
     return ValueError(
-        f"{graph}: {name} has shape {shape}, but its axis {axis} is {said}{expr}, "
-        f"which is {want}{where}"
+        f"{graph}: {name} has shape {shape}, but its axis {axis} is {said}"
     )
 
 
@@ -209,7 +215,7 @@ def _seed_check(W, x):
     (x_0,) = _array("seed", "x", x, "float", 1, "[m]")
     _floats("seed", ("W", W), ("x", x))
     if x_0 != m:
-        raise _mismatch("seed", "x", x.shape, 0, "m", "dimension ", m, " in W")
+        raise _mismatch("seed", "x", x.shape, 0, "m", m, "m", m, "W")
     return n, m
 
 
