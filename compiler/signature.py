@@ -115,6 +115,7 @@ def order(params: tuple[Param, ...]) -> list[str]:
 
 
 def declared(p: Param) -> str:
+    """A parameter's type as the source writes it: `[N, 4*H]`, `int[N]`."""
     kind = "" if p.dtype == "float" else p.dtype
     return f"{kind}[{', '.join(str(d) for d in p.dims)}]"
 
@@ -178,7 +179,15 @@ def _axis_check(g: Graph, step: Axis, params, axes, dims, where: dict[str, str])
     shape = Attr(Name(params[step.param]), "shape")
     args = (Lit(g.name), Lit(p.name), shape, Lit(step.axis), Lit(str(step.dim)))
     if step.binds is None and step.dim.is_const:
-        error = builtin("_shaped", Lit(g.name), Lit(p.name), Lit(declared(p)), Lit(step.axis), size)
+        error = builtin(
+            "_shaped",
+            Lit(g.name),
+            Lit(p.name),
+            Lit(declared(p)),
+            Lit(step.axis),
+            size,
+            Size(step.dim),
+        )
         return [Check(BinOp("!=", size, Size(step.dim)), error)]
     if step.binds is None:
         known = []  # the sizes it reads, and where each came from

@@ -79,9 +79,8 @@ def _mismatch(graph, name, shape, axis, expr, want, *known):
     )
 
 
-def _shaped(graph, name, declared, axis, size):
+def _shaped(graph, name, declared, axis, size, want):
     """An axis that is not its declared number."""
-    want = declared[declared.index("[") + 1 : -1].split(", ")[axis]
     return ValueError(
         f"{graph}: {name} must be shaped {declared}; axis {axis} is {size}, not {want}"
     )
@@ -220,7 +219,7 @@ def _batched_check(A, Bm, v):
     (v_0,) = _array("batched", "v", v, "float", 1, "[m]")
     _floats("batched", ("A", A), ("Bm", Bm), ("v", v))
     if A_1 != 1:
-        raise _shaped("batched", "A", "[B, 1, n, k]", 1, A_1)
+        raise _shaped("batched", "A", "[B, 1, n, k]", 1, A_1, 1)
     if Bm_1 != k:
         raise _mismatch("batched", "Bm", Bm.shape, 1, "k", k, "k", k, "A")
     if v_0 != m:
