@@ -10,6 +10,7 @@ from .conditions import Recorder, recording, require_multiple
 from .diagnostics import error
 from .dims import Dim, nonnegative, show_shape
 from .ir import OPS, Graph, Node, ShapeError, at, make
+from .signature import declared
 
 
 def _subs(value, mapping: dict[str, Dim]):
@@ -118,9 +119,8 @@ def _meant(graph: Graph, args: tuple[Node, ...], e: ShapeError) -> str:
         return ""
     name = args[operand].attr("name")
     p = next(p for p in graph.params if p.name == name)
-    shape = tuple(want if i == axis else d for i, d in enumerate(p.dims))
-    kind = "" if p.dtype == "float" else p.dtype
-    return f"; if they are meant to be one size, declare {name}: {kind}{show_shape(shape)}"
+    meant = replace(p, dims=tuple(want if i == axis else d for i, d in enumerate(p.dims)))
+    return f"; if they are meant to be one size, declare {name}: {declared(meant)}"
 
 
 def _int_array(n: Node) -> bool:

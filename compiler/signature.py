@@ -115,6 +115,7 @@ def order(params: tuple[Param, ...]) -> list[str]:
 
 
 def declared(p: Param) -> str:
+    """A parameter's type as the source writes it: `[N, 4*H]`, `int[N]`."""
     kind = "" if p.dtype == "float" else p.dtype
     return f"{kind}[{', '.join(str(d) for d in p.dims)}]"
 
@@ -178,13 +179,21 @@ def _axis_check(g: Graph, step: Axis, params, axes, dims, where: dict[str, str])
     shape = Attr(Name(params[step.param]), "shape")
     args = (Lit(g.name), Lit(p.name), shape, Lit(step.axis), Lit(str(step.dim)))
     if step.binds is None and step.dim.is_const:
-        error = builtin("_shaped", Lit(g.name), Lit(p.name), Lit(declared(p)), Lit(step.axis), size)
+        error = builtin(
+            "_shaped",
+            Lit(g.name),
+            Lit(p.name),
+            Lit(declared(p)),
+            Lit(step.axis),
+            size,
+            Size(step.dim),
+        )
         return [Check(BinOp("!=", size, Size(step.dim)), error)]
     if step.binds is None:
-        sources = sorted({where[s] for s in step.dim.symbols})
-        said = "dimension " if len(step.dim.symbols) == 1 and not _scaled(step.dim) else ""
-        context = f" in {', '.join(sources)}" if sources else ""
-        error = builtin("_mismatch", *args, Lit(said), Size(step.dim), Lit(context))
+        known = []  # the sizes it reads, and where each came from
+        for s in sorted(step.dim.symbols):
+            known += [Lit(s), Size(Dim.of(s)), Lit(where[s])]
+        error = builtin("_mismatch", *args, Size(step.dim), *known)
         return [Check(BinOp("!=", size, Size(step.dim)), error)]
     where[step.binds] = p.name
     if step.coef == 1 and not step.rest.terms:
@@ -236,10 +245,6 @@ def _minus(size: Expr, rest: Dim) -> Expr:
     if all(c < 0 for _, c in rest.terms):
         return BinOp("+", size, Size(-rest))
     return BinOp("-", size, Size(rest))
-
-
-def _scaled(d: Dim) -> bool:
-    return len(d.terms) != 1 or d.terms[0][1] != 1 or len(d.terms[0][0]) != 1
 
 
 def _condition_check(g: Graph, c: Condition, source_name: str) -> list[Stmt]:

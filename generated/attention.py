@@ -65,17 +65,22 @@ def _floats(graph, *named):
                 )
 
 
-def _mismatch(graph, name, shape, axis, expr, said, want, where):
-    """An axis that is not the size its dimension expression gives."""
+def _mismatch(graph, name, shape, axis, expr, want, *known):
+    """An axis that is not the size its dimension expression gives; `known` holds the sizes it
+    reads, each with the parameter it came from."""
+    sizes = [known[i : i + 3] for i in range(0, len(known), 3)]
+    if len(sizes) == 1 and sizes[0][0] == expr:
+        said = f"dimension {expr}, which is {want} in {sizes[0][2]}"
+    else:
+        used = ", ".join(f"{s} = {v} from {source}" for s, v, source in sizes)
+        said = f"{expr}, which is {want} with {used}"
     return ValueError(
-        f"{graph}: {name} has shape {shape}, but its axis {axis} is {said}{expr}, "
-        f"which is {want}{where}"
+        f"{graph}: {name} has shape {shape}, but its axis {axis} is {said}"
     )
 
 
-def _shaped(graph, name, declared, axis, size):
+def _shaped(graph, name, declared, axis, size, want):
     """An axis that is not its declared number."""
-    want = declared[declared.index("[") + 1 : -1].split(", ")[axis]
     return ValueError(
         f"{graph}: {name} must be shaped {declared}; axis {axis} is {size}, not {want}"
     )
@@ -214,9 +219,9 @@ def _attention_check(q, k, v):
     v_0, m = _array("attention", "v", v, "float", 2, "[T, m]")
     _floats("attention", ("q", q), ("k", k), ("v", v))
     if k_1 != d:
-        raise _mismatch("attention", "k", k.shape, 1, "d", "dimension ", d, " in q")
+        raise _mismatch("attention", "k", k.shape, 1, "d", d, "d", d, "q")
     if v_0 != T:
-        raise _mismatch("attention", "v", v.shape, 0, "T", "dimension ", T, " in k")
+        raise _mismatch("attention", "v", v.shape, 0, "T", T, "T", T, "k")
     return S, d, T, m
 
 
@@ -374,148 +379,75 @@ def _multihead_attention_check(query, key, value, Wq, bq, Wk, bk, Wv, bv, Wo, bo
     )
     if key_0 != N:
         raise _mismatch(
-            "multihead_attention",
-            "key",
-            key.shape,
-            0,
-            "N",
-            "dimension ",
-            N,
-            " in query",
+            "multihead_attention", "key", key.shape, 0, "N", N, "N", N, "query"
         )
     if key_2 != E:
         raise _mismatch(
-            "multihead_attention",
-            "key",
-            key.shape,
-            2,
-            "E",
-            "dimension ",
-            E,
-            " in query",
+            "multihead_attention", "key", key.shape, 2, "E", E, "E", E, "query"
         )
     if value_0 != N:
         raise _mismatch(
-            "multihead_attention",
-            "value",
-            value.shape,
-            0,
-            "N",
-            "dimension ",
-            N,
-            " in query",
+            "multihead_attention", "value", value.shape, 0, "N", N, "N", N, "query"
         )
     if value_1 != T:
         raise _mismatch(
-            "multihead_attention",
-            "value",
-            value.shape,
-            1,
-            "T",
-            "dimension ",
-            T,
-            " in key",
+            "multihead_attention", "value", value.shape, 1, "T", T, "T", T, "key"
         )
     if value_2 != E:
         raise _mismatch(
-            "multihead_attention",
-            "value",
-            value.shape,
-            2,
-            "E",
-            "dimension ",
-            E,
-            " in query",
+            "multihead_attention", "value", value.shape, 2, "E", E, "E", E, "query"
         )
     if Wq_0 != E:
         raise _mismatch(
-            "multihead_attention", "Wq", Wq.shape, 0, "E", "dimension ", E, " in query"
+            "multihead_attention", "Wq", Wq.shape, 0, "E", E, "E", E, "query"
         )
     if bq_0 != H:
-        raise _mismatch(
-            "multihead_attention", "bq", bq.shape, 0, "H", "dimension ", H, " in Wq"
-        )
+        raise _mismatch("multihead_attention", "bq", bq.shape, 0, "H", H, "H", H, "Wq")
     if bq_1 != d:
-        raise _mismatch(
-            "multihead_attention", "bq", bq.shape, 1, "d", "dimension ", d, " in Wq"
-        )
+        raise _mismatch("multihead_attention", "bq", bq.shape, 1, "d", d, "d", d, "Wq")
     if Wk_0 != E:
         raise _mismatch(
-            "multihead_attention", "Wk", Wk.shape, 0, "E", "dimension ", E, " in query"
+            "multihead_attention", "Wk", Wk.shape, 0, "E", E, "E", E, "query"
         )
     if Wk_1 != H:
-        raise _mismatch(
-            "multihead_attention", "Wk", Wk.shape, 1, "H", "dimension ", H, " in Wq"
-        )
+        raise _mismatch("multihead_attention", "Wk", Wk.shape, 1, "H", H, "H", H, "Wq")
     if Wk_2 != d:
-        raise _mismatch(
-            "multihead_attention", "Wk", Wk.shape, 2, "d", "dimension ", d, " in Wq"
-        )
+        raise _mismatch("multihead_attention", "Wk", Wk.shape, 2, "d", d, "d", d, "Wq")
     if bk_0 != H:
-        raise _mismatch(
-            "multihead_attention", "bk", bk.shape, 0, "H", "dimension ", H, " in Wq"
-        )
+        raise _mismatch("multihead_attention", "bk", bk.shape, 0, "H", H, "H", H, "Wq")
     if bk_1 != d:
-        raise _mismatch(
-            "multihead_attention", "bk", bk.shape, 1, "d", "dimension ", d, " in Wq"
-        )
+        raise _mismatch("multihead_attention", "bk", bk.shape, 1, "d", d, "d", d, "Wq")
     if Wv_0 != E:
         raise _mismatch(
-            "multihead_attention", "Wv", Wv.shape, 0, "E", "dimension ", E, " in query"
+            "multihead_attention", "Wv", Wv.shape, 0, "E", E, "E", E, "query"
         )
     if Wv_1 != H:
-        raise _mismatch(
-            "multihead_attention", "Wv", Wv.shape, 1, "H", "dimension ", H, " in Wq"
-        )
+        raise _mismatch("multihead_attention", "Wv", Wv.shape, 1, "H", H, "H", H, "Wq")
     if Wv_2 != d:
-        raise _mismatch(
-            "multihead_attention", "Wv", Wv.shape, 2, "d", "dimension ", d, " in Wq"
-        )
+        raise _mismatch("multihead_attention", "Wv", Wv.shape, 2, "d", d, "d", d, "Wq")
     if bv_0 != H:
-        raise _mismatch(
-            "multihead_attention", "bv", bv.shape, 0, "H", "dimension ", H, " in Wq"
-        )
+        raise _mismatch("multihead_attention", "bv", bv.shape, 0, "H", H, "H", H, "Wq")
     if bv_1 != d:
-        raise _mismatch(
-            "multihead_attention", "bv", bv.shape, 1, "d", "dimension ", d, " in Wq"
-        )
+        raise _mismatch("multihead_attention", "bv", bv.shape, 1, "d", d, "d", d, "Wq")
     if Wo_0 != H:
-        raise _mismatch(
-            "multihead_attention", "Wo", Wo.shape, 0, "H", "dimension ", H, " in Wq"
-        )
+        raise _mismatch("multihead_attention", "Wo", Wo.shape, 0, "H", H, "H", H, "Wq")
     if Wo_1 != d:
-        raise _mismatch(
-            "multihead_attention", "Wo", Wo.shape, 1, "d", "dimension ", d, " in Wq"
-        )
+        raise _mismatch("multihead_attention", "Wo", Wo.shape, 1, "d", d, "d", d, "Wq")
     if Wo_2 != E:
         raise _mismatch(
-            "multihead_attention", "Wo", Wo.shape, 2, "E", "dimension ", E, " in query"
+            "multihead_attention", "Wo", Wo.shape, 2, "E", E, "E", E, "query"
         )
     if bo_0 != E:
         raise _mismatch(
-            "multihead_attention", "bo", bo.shape, 0, "E", "dimension ", E, " in query"
+            "multihead_attention", "bo", bo.shape, 0, "E", E, "E", E, "query"
         )
     if mask_0 != S:
         raise _mismatch(
-            "multihead_attention",
-            "mask",
-            mask.shape,
-            0,
-            "S",
-            "dimension ",
-            S,
-            " in query",
+            "multihead_attention", "mask", mask.shape, 0, "S", S, "S", S, "query"
         )
     if mask_1 != T:
         raise _mismatch(
-            "multihead_attention",
-            "mask",
-            mask.shape,
-            1,
-            "T",
-            "dimension ",
-            T,
-            " in key",
+            "multihead_attention", "mask", mask.shape, 1, "T", T, "T", T, "key"
         )
     return N, S, E, T, H, d
 

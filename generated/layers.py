@@ -65,17 +65,22 @@ def _floats(graph, *named):
                 )
 
 
-def _mismatch(graph, name, shape, axis, expr, said, want, where):
-    """An axis that is not the size its dimension expression gives."""
+def _mismatch(graph, name, shape, axis, expr, want, *known):
+    """An axis that is not the size its dimension expression gives; `known` holds the sizes it
+    reads, each with the parameter it came from."""
+    sizes = [known[i : i + 3] for i in range(0, len(known), 3)]
+    if len(sizes) == 1 and sizes[0][0] == expr:
+        said = f"dimension {expr}, which is {want} in {sizes[0][2]}"
+    else:
+        used = ", ".join(f"{s} = {v} from {source}" for s, v, source in sizes)
+        said = f"{expr}, which is {want} with {used}"
     return ValueError(
-        f"{graph}: {name} has shape {shape}, but its axis {axis} is {said}{expr}, "
-        f"which is {want}{where}"
+        f"{graph}: {name} has shape {shape}, but its axis {axis} is {said}"
     )
 
 
-def _shaped(graph, name, declared, axis, size):
+def _shaped(graph, name, declared, axis, size, want):
     """An axis that is not its declared number."""
-    want = declared[declared.index("[") + 1 : -1].split(", ")[axis]
     return ValueError(
         f"{graph}: {name} must be shaped {declared}; axis {axis} is {size}, not {want}"
     )
@@ -214,9 +219,9 @@ def _affine_check(x, w, b):
     (b_0,) = _array("affine", "b", b, "float", 1, "[M]")
     _floats("affine", ("x", x), ("w", w), ("b", b))
     if w_0 != D:
-        raise _mismatch("affine", "w", w.shape, 0, "D", "dimension ", D, " in x")
+        raise _mismatch("affine", "w", w.shape, 0, "D", D, "D", D, "x")
     if b_0 != M:
-        raise _mismatch("affine", "b", b.shape, 0, "M", "dimension ", M, " in w")
+        raise _mismatch("affine", "b", b.shape, 0, "M", M, "M", M, "w")
     return N, D, M
 
 
@@ -341,9 +346,9 @@ def _affine_relu_check(x, w, b):
     (b_0,) = _array("affine_relu", "b", b, "float", 1, "[M]")
     _floats("affine_relu", ("x", x), ("w", w), ("b", b))
     if w_0 != D:
-        raise _mismatch("affine_relu", "w", w.shape, 0, "D", "dimension ", D, " in x")
+        raise _mismatch("affine_relu", "w", w.shape, 0, "D", D, "D", D, "x")
     if b_0 != M:
-        raise _mismatch("affine_relu", "b", b.shape, 0, "M", "dimension ", M, " in w")
+        raise _mismatch("affine_relu", "b", b.shape, 0, "M", M, "M", M, "w")
     return N, D, M
 
 
@@ -411,9 +416,9 @@ def _dropout_check(x, mask, p):
     _array("dropout", "p", p, "float", 0, "[]")
     _floats("dropout", ("x", x), ("mask", mask))
     if mask_0 != N:
-        raise _mismatch("dropout", "mask", mask.shape, 0, "N", "dimension ", N, " in x")
+        raise _mismatch("dropout", "mask", mask.shape, 0, "N", N, "N", N, "x")
     if mask_1 != D:
-        raise _mismatch("dropout", "mask", mask.shape, 1, "D", "dimension ", D, " in x")
+        raise _mismatch("dropout", "mask", mask.shape, 1, "D", D, "D", D, "x")
     return N, D
 
 

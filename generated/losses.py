@@ -65,17 +65,22 @@ def _floats(graph, *named):
                 )
 
 
-def _mismatch(graph, name, shape, axis, expr, said, want, where):
-    """An axis that is not the size its dimension expression gives."""
+def _mismatch(graph, name, shape, axis, expr, want, *known):
+    """An axis that is not the size its dimension expression gives; `known` holds the sizes it
+    reads, each with the parameter it came from."""
+    sizes = [known[i : i + 3] for i in range(0, len(known), 3)]
+    if len(sizes) == 1 and sizes[0][0] == expr:
+        said = f"dimension {expr}, which is {want} in {sizes[0][2]}"
+    else:
+        used = ", ".join(f"{s} = {v} from {source}" for s, v, source in sizes)
+        said = f"{expr}, which is {want} with {used}"
     return ValueError(
-        f"{graph}: {name} has shape {shape}, but its axis {axis} is {said}{expr}, "
-        f"which is {want}{where}"
+        f"{graph}: {name} has shape {shape}, but its axis {axis} is {said}"
     )
 
 
-def _shaped(graph, name, declared, axis, size):
+def _shaped(graph, name, declared, axis, size, want):
     """An axis that is not its declared number."""
-    want = declared[declared.index("[") + 1 : -1].split(", ")[axis]
     return ValueError(
         f"{graph}: {name} must be shaped {declared}; axis {axis} is {size}, not {want}"
     )
@@ -217,7 +222,7 @@ def _softmax_loss_check(x, y):
     N, C = _array("softmax_loss", "x", x, "float", 2, "[N, C]")
     (y_0,) = _array("softmax_loss", "y", y, "int", 1, "int[N]")
     if y_0 != N:
-        raise _mismatch("softmax_loss", "y", y.shape, 0, "N", "dimension ", N, " in x")
+        raise _mismatch("softmax_loss", "y", y.shape, 0, "N", N, "N", N, "x")
     return N, C
 
 
@@ -307,7 +312,7 @@ def _svm_loss_check(x, y):
     N, C = _array("svm_loss", "x", x, "float", 2, "[N, C]")
     (y_0,) = _array("svm_loss", "y", y, "int", 1, "int[N]")
     if y_0 != N:
-        raise _mismatch("svm_loss", "y", y.shape, 0, "N", "dimension ", N, " in x")
+        raise _mismatch("svm_loss", "y", y.shape, 0, "N", N, "N", N, "x")
     return N, C
 
 

@@ -65,17 +65,22 @@ def _floats(graph, *named):
                 )
 
 
-def _mismatch(graph, name, shape, axis, expr, said, want, where):
-    """An axis that is not the size its dimension expression gives."""
+def _mismatch(graph, name, shape, axis, expr, want, *known):
+    """An axis that is not the size its dimension expression gives; `known` holds the sizes it
+    reads, each with the parameter it came from."""
+    sizes = [known[i : i + 3] for i in range(0, len(known), 3)]
+    if len(sizes) == 1 and sizes[0][0] == expr:
+        said = f"dimension {expr}, which is {want} in {sizes[0][2]}"
+    else:
+        used = ", ".join(f"{s} = {v} from {source}" for s, v, source in sizes)
+        said = f"{expr}, which is {want} with {used}"
     return ValueError(
-        f"{graph}: {name} has shape {shape}, but its axis {axis} is {said}{expr}, "
-        f"which is {want}{where}"
+        f"{graph}: {name} has shape {shape}, but its axis {axis} is {said}"
     )
 
 
-def _shaped(graph, name, declared, axis, size):
+def _shaped(graph, name, declared, axis, size, want):
     """An axis that is not its declared number."""
-    want = declared[declared.index("[") + 1 : -1].split(", ")[axis]
     return ValueError(
         f"{graph}: {name} must be shaped {declared}; axis {axis} is {size}, not {want}"
     )
@@ -235,17 +240,17 @@ def _mlp_check(X, Y, W1, b1, W2, b2, reg):
     _array("mlp", "reg", reg, "float", 0, "[]")
     _floats("mlp", ("X", X), ("Y", Y), ("W1", W1), ("b1", b1), ("W2", W2), ("b2", b2))
     if Y_0 != N:
-        raise _mismatch("mlp", "Y", Y.shape, 0, "N", "dimension ", N, " in X")
+        raise _mismatch("mlp", "Y", Y.shape, 0, "N", N, "N", N, "X")
     if W1_0 != D:
-        raise _mismatch("mlp", "W1", W1.shape, 0, "D", "dimension ", D, " in X")
+        raise _mismatch("mlp", "W1", W1.shape, 0, "D", D, "D", D, "X")
     if b1_0 != H:
-        raise _mismatch("mlp", "b1", b1.shape, 0, "H", "dimension ", H, " in W1")
+        raise _mismatch("mlp", "b1", b1.shape, 0, "H", H, "H", H, "W1")
     if W2_0 != H:
-        raise _mismatch("mlp", "W2", W2.shape, 0, "H", "dimension ", H, " in W1")
+        raise _mismatch("mlp", "W2", W2.shape, 0, "H", H, "H", H, "W1")
     if W2_1 != K:
-        raise _mismatch("mlp", "W2", W2.shape, 1, "K", "dimension ", K, " in Y")
+        raise _mismatch("mlp", "W2", W2.shape, 1, "K", K, "K", K, "Y")
     if b2_0 != K:
-        raise _mismatch("mlp", "b2", b2.shape, 0, "K", "dimension ", K, " in Y")
+        raise _mismatch("mlp", "b2", b2.shape, 0, "K", K, "K", K, "Y")
     return N, D, K, H
 
 

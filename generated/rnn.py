@@ -65,17 +65,22 @@ def _floats(graph, *named):
                 )
 
 
-def _mismatch(graph, name, shape, axis, expr, said, want, where):
-    """An axis that is not the size its dimension expression gives."""
+def _mismatch(graph, name, shape, axis, expr, want, *known):
+    """An axis that is not the size its dimension expression gives; `known` holds the sizes it
+    reads, each with the parameter it came from."""
+    sizes = [known[i : i + 3] for i in range(0, len(known), 3)]
+    if len(sizes) == 1 and sizes[0][0] == expr:
+        said = f"dimension {expr}, which is {want} in {sizes[0][2]}"
+    else:
+        used = ", ".join(f"{s} = {v} from {source}" for s, v, source in sizes)
+        said = f"{expr}, which is {want} with {used}"
     return ValueError(
-        f"{graph}: {name} has shape {shape}, but its axis {axis} is {said}{expr}, "
-        f"which is {want}{where}"
+        f"{graph}: {name} has shape {shape}, but its axis {axis} is {said}"
     )
 
 
-def _shaped(graph, name, declared, axis, size):
+def _shaped(graph, name, declared, axis, size, want):
     """An axis that is not its declared number."""
-    want = declared[declared.index("[") + 1 : -1].split(", ")[axis]
     return ValueError(
         f"{graph}: {name} must be shaped {declared}; axis {axis} is {size}, not {want}"
     )
@@ -245,25 +250,17 @@ def _rnn_step_check(x, prev_h, Wx, Wh, b):
     (b_0,) = _array("rnn_step", "b", b, "float", 1, "[H]")
     _floats("rnn_step", ("x", x), ("prev_h", prev_h), ("Wx", Wx), ("Wh", Wh), ("b", b))
     if prev_h_0 != N:
-        raise _mismatch(
-            "rnn_step", "prev_h", prev_h.shape, 0, "N", "dimension ", N, " in x"
-        )
+        raise _mismatch("rnn_step", "prev_h", prev_h.shape, 0, "N", N, "N", N, "x")
     if Wx_0 != D:
-        raise _mismatch("rnn_step", "Wx", Wx.shape, 0, "D", "dimension ", D, " in x")
+        raise _mismatch("rnn_step", "Wx", Wx.shape, 0, "D", D, "D", D, "x")
     if Wx_1 != H:
-        raise _mismatch(
-            "rnn_step", "Wx", Wx.shape, 1, "H", "dimension ", H, " in prev_h"
-        )
+        raise _mismatch("rnn_step", "Wx", Wx.shape, 1, "H", H, "H", H, "prev_h")
     if Wh_0 != H:
-        raise _mismatch(
-            "rnn_step", "Wh", Wh.shape, 0, "H", "dimension ", H, " in prev_h"
-        )
+        raise _mismatch("rnn_step", "Wh", Wh.shape, 0, "H", H, "H", H, "prev_h")
     if Wh_1 != H:
-        raise _mismatch(
-            "rnn_step", "Wh", Wh.shape, 1, "H", "dimension ", H, " in prev_h"
-        )
+        raise _mismatch("rnn_step", "Wh", Wh.shape, 1, "H", H, "H", H, "prev_h")
     if b_0 != H:
-        raise _mismatch("rnn_step", "b", b.shape, 0, "H", "dimension ", H, " in prev_h")
+        raise _mismatch("rnn_step", "b", b.shape, 0, "H", H, "H", H, "prev_h")
     return N, D, H
 
 
@@ -362,29 +359,23 @@ def _lstm_step_check(x, prev_h, prev_c, Wx, Wh, b):
         ("b", b),
     )
     if prev_h_0 != N:
-        raise _mismatch(
-            "lstm_step", "prev_h", prev_h.shape, 0, "N", "dimension ", N, " in x"
-        )
+        raise _mismatch("lstm_step", "prev_h", prev_h.shape, 0, "N", N, "N", N, "x")
     if prev_c_0 != N:
-        raise _mismatch(
-            "lstm_step", "prev_c", prev_c.shape, 0, "N", "dimension ", N, " in x"
-        )
+        raise _mismatch("lstm_step", "prev_c", prev_c.shape, 0, "N", N, "N", N, "x")
     if prev_c_1 != H:
         raise _mismatch(
-            "lstm_step", "prev_c", prev_c.shape, 1, "H", "dimension ", H, " in prev_h"
+            "lstm_step", "prev_c", prev_c.shape, 1, "H", H, "H", H, "prev_h"
         )
     if Wx_0 != D:
-        raise _mismatch("lstm_step", "Wx", Wx.shape, 0, "D", "dimension ", D, " in x")
+        raise _mismatch("lstm_step", "Wx", Wx.shape, 0, "D", D, "D", D, "x")
     if Wx_1 != 4 * H:
-        raise _mismatch("lstm_step", "Wx", Wx.shape, 1, "4*H", "", 4 * H, " in prev_h")
+        raise _mismatch("lstm_step", "Wx", Wx.shape, 1, "4*H", 4 * H, "H", H, "prev_h")
     if Wh_0 != H:
-        raise _mismatch(
-            "lstm_step", "Wh", Wh.shape, 0, "H", "dimension ", H, " in prev_h"
-        )
+        raise _mismatch("lstm_step", "Wh", Wh.shape, 0, "H", H, "H", H, "prev_h")
     if Wh_1 != 4 * H:
-        raise _mismatch("lstm_step", "Wh", Wh.shape, 1, "4*H", "", 4 * H, " in prev_h")
+        raise _mismatch("lstm_step", "Wh", Wh.shape, 1, "4*H", 4 * H, "H", H, "prev_h")
     if b_0 != 4 * H:
-        raise _mismatch("lstm_step", "b", b.shape, 0, "4*H", "", 4 * H, " in prev_h")
+        raise _mismatch("lstm_step", "b", b.shape, 0, "4*H", 4 * H, "H", H, "prev_h")
     return N, D, H
 
 
@@ -549,13 +540,9 @@ def _temporal_affine_check(x, w, b):
     (b_0,) = _array("temporal_affine", "b", b, "float", 1, "[M]")
     _floats("temporal_affine", ("x", x), ("w", w), ("b", b))
     if w_0 != D:
-        raise _mismatch(
-            "temporal_affine", "w", w.shape, 0, "D", "dimension ", D, " in x"
-        )
+        raise _mismatch("temporal_affine", "w", w.shape, 0, "D", D, "D", D, "x")
     if b_0 != M:
-        raise _mismatch(
-            "temporal_affine", "b", b.shape, 0, "M", "dimension ", M, " in w"
-        )
+        raise _mismatch("temporal_affine", "b", b.shape, 0, "M", M, "M", M, "w")
     return N, T, D, M
 
 
@@ -629,34 +616,16 @@ def _temporal_softmax_loss_check(x, y, mask):
         "temporal_softmax_loss", "mask", mask, "int", 2, "int[N, T]"
     )
     if y_0 != N:
-        raise _mismatch(
-            "temporal_softmax_loss", "y", y.shape, 0, "N", "dimension ", N, " in x"
-        )
+        raise _mismatch("temporal_softmax_loss", "y", y.shape, 0, "N", N, "N", N, "x")
     if y_1 != T:
-        raise _mismatch(
-            "temporal_softmax_loss", "y", y.shape, 1, "T", "dimension ", T, " in x"
-        )
+        raise _mismatch("temporal_softmax_loss", "y", y.shape, 1, "T", T, "T", T, "x")
     if mask_0 != N:
         raise _mismatch(
-            "temporal_softmax_loss",
-            "mask",
-            mask.shape,
-            0,
-            "N",
-            "dimension ",
-            N,
-            " in x",
+            "temporal_softmax_loss", "mask", mask.shape, 0, "N", N, "N", N, "x"
         )
     if mask_1 != T:
         raise _mismatch(
-            "temporal_softmax_loss",
-            "mask",
-            mask.shape,
-            1,
-            "T",
-            "dimension ",
-            T,
-            " in x",
+            "temporal_softmax_loss", "mask", mask.shape, 1, "T", T, "T", T, "x"
         )
     return N, T, V
 

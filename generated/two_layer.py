@@ -65,17 +65,22 @@ def _floats(graph, *named):
                 )
 
 
-def _mismatch(graph, name, shape, axis, expr, said, want, where):
-    """An axis that is not the size its dimension expression gives."""
+def _mismatch(graph, name, shape, axis, expr, want, *known):
+    """An axis that is not the size its dimension expression gives; `known` holds the sizes it
+    reads, each with the parameter it came from."""
+    sizes = [known[i : i + 3] for i in range(0, len(known), 3)]
+    if len(sizes) == 1 and sizes[0][0] == expr:
+        said = f"dimension {expr}, which is {want} in {sizes[0][2]}"
+    else:
+        used = ", ".join(f"{s} = {v} from {source}" for s, v, source in sizes)
+        said = f"{expr}, which is {want} with {used}"
     return ValueError(
-        f"{graph}: {name} has shape {shape}, but its axis {axis} is {said}{expr}, "
-        f"which is {want}{where}"
+        f"{graph}: {name} has shape {shape}, but its axis {axis} is {said}"
     )
 
 
-def _shaped(graph, name, declared, axis, size):
+def _shaped(graph, name, declared, axis, size, want):
     """An axis that is not its declared number."""
-    want = declared[declared.index("[") + 1 : -1].split(", ")[axis]
     return ValueError(
         f"{graph}: {name} must be shaped {declared}; axis {axis} is {size}, not {want}"
     )
@@ -245,15 +250,15 @@ def _two_layer_check(X, y, W1, b1, W2, b2, reg):
     _array("two_layer", "reg", reg, "float", 0, "[]")
     _floats("two_layer", ("X", X), ("W1", W1), ("b1", b1), ("W2", W2), ("b2", b2))
     if y_0 != N:
-        raise _mismatch("two_layer", "y", y.shape, 0, "N", "dimension ", N, " in X")
+        raise _mismatch("two_layer", "y", y.shape, 0, "N", N, "N", N, "X")
     if W1_0 != D:
-        raise _mismatch("two_layer", "W1", W1.shape, 0, "D", "dimension ", D, " in X")
+        raise _mismatch("two_layer", "W1", W1.shape, 0, "D", D, "D", D, "X")
     if b1_0 != H:
-        raise _mismatch("two_layer", "b1", b1.shape, 0, "H", "dimension ", H, " in W1")
+        raise _mismatch("two_layer", "b1", b1.shape, 0, "H", H, "H", H, "W1")
     if W2_0 != H:
-        raise _mismatch("two_layer", "W2", W2.shape, 0, "H", "dimension ", H, " in W1")
+        raise _mismatch("two_layer", "W2", W2.shape, 0, "H", H, "H", H, "W1")
     if b2_0 != C:
-        raise _mismatch("two_layer", "b2", b2.shape, 0, "C", "dimension ", C, " in W2")
+        raise _mismatch("two_layer", "b2", b2.shape, 0, "C", C, "C", C, "W2")
     return N, D, H, C
 
 
@@ -412,21 +417,13 @@ def _two_layer_scores_check(X, W1, b1, W2, b2):
         "two_layer_scores", ("X", X), ("W1", W1), ("b1", b1), ("W2", W2), ("b2", b2)
     )
     if W1_0 != D:
-        raise _mismatch(
-            "two_layer_scores", "W1", W1.shape, 0, "D", "dimension ", D, " in X"
-        )
+        raise _mismatch("two_layer_scores", "W1", W1.shape, 0, "D", D, "D", D, "X")
     if b1_0 != H:
-        raise _mismatch(
-            "two_layer_scores", "b1", b1.shape, 0, "H", "dimension ", H, " in W1"
-        )
+        raise _mismatch("two_layer_scores", "b1", b1.shape, 0, "H", H, "H", H, "W1")
     if W2_0 != H:
-        raise _mismatch(
-            "two_layer_scores", "W2", W2.shape, 0, "H", "dimension ", H, " in W1"
-        )
+        raise _mismatch("two_layer_scores", "W2", W2.shape, 0, "H", H, "H", H, "W1")
     if b2_0 != C:
-        raise _mismatch(
-            "two_layer_scores", "b2", b2.shape, 0, "C", "dimension ", C, " in W2"
-        )
+        raise _mismatch("two_layer_scores", "b2", b2.shape, 0, "C", C, "C", C, "W2")
     return N, D, H, C
 
 

@@ -324,7 +324,7 @@ def test_the_messages_of_a_type_with_an_expression():
         "g: x has shape (1,), but its axis 0 is H + 2, and no whole H >= 0 makes it 1"
     )
     assert _message(m, np.ones(3), np.ones((3, 4))) == (
-        "g: w has shape (3, 4), but its axis 0 is 2*H, which is 2 in x"
+        "g: w has shape (3, 4), but its axis 0 is 2*H, which is 2 with H = 1 from x"
     )
     assert _message(m, np.ones(3), np.ones((2, 3))) == (
         "g: w has shape (2, 3), but its axis 1 is 3*K + 1, and no whole K >= 0 makes it 3"
@@ -336,10 +336,10 @@ def test_the_messages_of_a_type_with_an_expression():
     )
     m = load("graph g(x: [n], y: [n - 1]) -> z {\n    z = sum(x) + sum(y)\n}\n")
     assert _message(m, np.ones(3), np.ones(3)) == (
-        "g: y has shape (3,), but its axis 0 is n - 1, which is 2 in x"
+        "g: y has shape (3,), but its axis 0 is n - 1, which is 2 with n = 3 from x"
     )
     assert _message(m, np.ones(0), np.ones(0)) == (
-        "g: y has shape (0,), but its axis 0 is n - 1, which is -1 in x"
+        "g: y has shape (0,), but its axis 0 is n - 1, which is -1 with n = 0 from x"
     )
 
 

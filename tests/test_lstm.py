@@ -151,7 +151,7 @@ def test_the_hidden_size_is_read_off_prev_h(rnn):
     """H comes from prev_h: weights of an LSTM with another hidden size, each 4 of its H wide,
     are refused at the first of them."""
     x, prev_h, prev_c, Wx, Wh, b = step_inputs(2, 3, 5)
-    message = r"Wx has shape \(3, 16\), but its axis 1 is 4\*H, which is 20 in prev_h"
+    message = r"Wx has shape \(3, 16\), but its axis 1 is 4\*H, which is 20 with H = 5 from prev_h"
     with pytest.raises(ValueError, match=message):
         rnn.lstm_step(x, prev_h, prev_c, Wx[:, :16], Wh[:4, :16], b[:16])
 

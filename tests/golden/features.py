@@ -65,17 +65,22 @@ def _floats(graph, *named):
                 )
 
 
-def _mismatch(graph, name, shape, axis, expr, said, want, where):
-    """An axis that is not the size its dimension expression gives."""
+def _mismatch(graph, name, shape, axis, expr, want, *known):
+    """An axis that is not the size its dimension expression gives; `known` holds the sizes it
+    reads, each with the parameter it came from."""
+    sizes = [known[i : i + 3] for i in range(0, len(known), 3)]
+    if len(sizes) == 1 and sizes[0][0] == expr:
+        said = f"dimension {expr}, which is {want} in {sizes[0][2]}"
+    else:
+        used = ", ".join(f"{s} = {v} from {source}" for s, v, source in sizes)
+        said = f"{expr}, which is {want} with {used}"
     return ValueError(
-        f"{graph}: {name} has shape {shape}, but its axis {axis} is {said}{expr}, "
-        f"which is {want}{where}"
+        f"{graph}: {name} has shape {shape}, but its axis {axis} is {said}"
     )
 
 
-def _shaped(graph, name, declared, axis, size):
+def _shaped(graph, name, declared, axis, size, want):
     """An axis that is not its declared number."""
-    want = declared[declared.index("[") + 1 : -1].split(", ")[axis]
     return ValueError(
         f"{graph}: {name} must be shaped {declared}; axis {axis} is {size}, not {want}"
     )
@@ -214,11 +219,11 @@ def _batched_check(A, Bm, v):
     (v_0,) = _array("batched", "v", v, "float", 1, "[m]")
     _floats("batched", ("A", A), ("Bm", Bm), ("v", v))
     if A_1 != 1:
-        raise _shaped("batched", "A", "[B, 1, n, k]", 1, A_1)
+        raise _shaped("batched", "A", "[B, 1, n, k]", 1, A_1, 1)
     if Bm_1 != k:
-        raise _mismatch("batched", "Bm", Bm.shape, 1, "k", "dimension ", k, " in A")
+        raise _mismatch("batched", "Bm", Bm.shape, 1, "k", k, "k", k, "A")
     if v_0 != m:
-        raise _mismatch("batched", "v", v.shape, 0, "m", "dimension ", m, " in Bm")
+        raise _mismatch("batched", "v", v.shape, 0, "m", m, "m", m, "Bm")
     return B, n, k, C, m
 
 
@@ -291,9 +296,9 @@ def _scaled_check(Q, K):
     K_0, K_1 = _array("scaled", "K", K, "float", 2, "[T, d]")
     _floats("scaled", ("Q", Q), ("K", K))
     if K_0 != T:
-        raise _mismatch("scaled", "K", K.shape, 0, "T", "dimension ", T, " in Q")
+        raise _mismatch("scaled", "K", K.shape, 0, "T", T, "T", T, "Q")
     if K_1 != d:
-        raise _mismatch("scaled", "K", K.shape, 1, "d", "dimension ", d, " in Q")
+        raise _mismatch("scaled", "K", K.shape, 1, "d", d, "d", d, "Q")
     return T, d
 
 
@@ -397,7 +402,7 @@ def _power_check(x, p):
     (p_0,) = _array("power", "p", p, "float", 1, "[n]")
     _floats("power", ("x", x), ("p", p))
     if p_0 != n:
-        raise _mismatch("power", "p", p.shape, 0, "n", "dimension ", n, " in x")
+        raise _mismatch("power", "p", p.shape, 0, "n", n, "n", n, "x")
     return (n,)
 
 
