@@ -65,17 +65,22 @@ def _floats(graph, *named):
                 )
 
 
-def _mismatch(graph, name, shape, axis, expr, said, want, where):
-    """An axis that is not the size its dimension expression gives."""
+def _mismatch(graph, name, shape, axis, expr, want, *known):
+    """An axis that is not the size its dimension expression gives; `known` holds the sizes it
+    reads, each with the parameter it came from."""
+    sizes = [known[i : i + 3] for i in range(0, len(known), 3)]
+    if len(sizes) == 1 and sizes[0][0] == expr:
+        said = f"dimension {expr}, which is {want} in {sizes[0][2]}"
+    else:
+        used = ", ".join(f"{s} = {v} from {source}" for s, v, source in sizes)
+        said = f"{expr}, which is {want} with {used}"
     return ValueError(
-        f"{graph}: {name} has shape {shape}, but its axis {axis} is {said}{expr}, "
-        f"which is {want}{where}"
+        f"{graph}: {name} has shape {shape}, but its axis {axis} is {said}"
     )
 
 
-def _shaped(graph, name, declared, axis, size):
+def _shaped(graph, name, declared, axis, size, want):
     """An axis that is not its declared number."""
-    want = declared[declared.index("[") + 1 : -1].split(", ")[axis]
     return ValueError(
         f"{graph}: {name} must be shaped {declared}; axis {axis} is {size}, not {want}"
     )
@@ -274,12 +279,10 @@ def _spatial_batchnorm_check(x, gamma, beta):
     _floats("spatial_batchnorm", ("x", x), ("gamma", gamma), ("beta", beta))
     if gamma_0 != C:
         raise _mismatch(
-            "spatial_batchnorm", "gamma", gamma.shape, 0, "C", "dimension ", C, " in x"
+            "spatial_batchnorm", "gamma", gamma.shape, 0, "C", C, "C", C, "x"
         )
     if beta_0 != C:
-        raise _mismatch(
-            "spatial_batchnorm", "beta", beta.shape, 0, "C", "dimension ", C, " in x"
-        )
+        raise _mismatch("spatial_batchnorm", "beta", beta.shape, 0, "C", C, "C", C, "x")
     return N, C, H, W
 
 
@@ -387,25 +390,23 @@ def _spatial_groupnorm_check(x, gamma, beta):
             C,
         )
     if gamma_0 != 1:
-        raise _shaped("spatial_groupnorm", "gamma", "[1, C, 1, 1]", 0, gamma_0)
+        raise _shaped("spatial_groupnorm", "gamma", "[1, C, 1, 1]", 0, gamma_0, 1)
     if gamma_1 != C:
         raise _mismatch(
-            "spatial_groupnorm", "gamma", gamma.shape, 1, "C", "dimension ", C, " in x"
+            "spatial_groupnorm", "gamma", gamma.shape, 1, "C", C, "C", C, "x"
         )
     if gamma_2 != 1:
-        raise _shaped("spatial_groupnorm", "gamma", "[1, C, 1, 1]", 2, gamma_2)
+        raise _shaped("spatial_groupnorm", "gamma", "[1, C, 1, 1]", 2, gamma_2, 1)
     if gamma_3 != 1:
-        raise _shaped("spatial_groupnorm", "gamma", "[1, C, 1, 1]", 3, gamma_3)
+        raise _shaped("spatial_groupnorm", "gamma", "[1, C, 1, 1]", 3, gamma_3, 1)
     if beta_0 != 1:
-        raise _shaped("spatial_groupnorm", "beta", "[1, C, 1, 1]", 0, beta_0)
+        raise _shaped("spatial_groupnorm", "beta", "[1, C, 1, 1]", 0, beta_0, 1)
     if beta_1 != C:
-        raise _mismatch(
-            "spatial_groupnorm", "beta", beta.shape, 1, "C", "dimension ", C, " in x"
-        )
+        raise _mismatch("spatial_groupnorm", "beta", beta.shape, 1, "C", C, "C", C, "x")
     if beta_2 != 1:
-        raise _shaped("spatial_groupnorm", "beta", "[1, C, 1, 1]", 2, beta_2)
+        raise _shaped("spatial_groupnorm", "beta", "[1, C, 1, 1]", 2, beta_2, 1)
     if beta_3 != 1:
-        raise _shaped("spatial_groupnorm", "beta", "[1, C, 1, 1]", 3, beta_3)
+        raise _shaped("spatial_groupnorm", "beta", "[1, C, 1, 1]", 3, beta_3, 1)
     return N, C, H, W
 
 
@@ -506,20 +507,16 @@ def _conv_relu_pool_check(x, w, b):
     (b_0,) = _array("conv_relu_pool", "b", b, "float", 1, "[F]")
     _floats("conv_relu_pool", ("x", x), ("w", w), ("b", b))
     if w_1 != C:
-        raise _mismatch(
-            "conv_relu_pool", "w", w.shape, 1, "C", "dimension ", C, " in x"
-        )
+        raise _mismatch("conv_relu_pool", "w", w.shape, 1, "C", C, "C", C, "x")
     if (w_2 - 1) % 2 or w_2 - 1 < 0:
         raise _unsolved("conv_relu_pool", "w", w.shape, 2, "2*R + 1", "R")
     R = (w_2 - 1) // 2
     if w_3 != 2 * R + 1:
         raise _mismatch(
-            "conv_relu_pool", "w", w.shape, 3, "2*R + 1", "", 2 * R + 1, " in w"
+            "conv_relu_pool", "w", w.shape, 3, "2*R + 1", 2 * R + 1, "R", R, "w"
         )
     if b_0 != F:
-        raise _mismatch(
-            "conv_relu_pool", "b", b.shape, 0, "F", "dimension ", F, " in w"
-        )
+        raise _mismatch("conv_relu_pool", "b", b.shape, 0, "F", F, "F", F, "w")
     if H < 2:
         raise _unmet(
             "conv_relu_pool: max_pool2d(relu(conv2d(x, w, b, stride=1, pad=R)), size=2, stride=2) (conv_layers.bp:35) needs H >= 2",

@@ -65,17 +65,22 @@ def _floats(graph, *named):
                 )
 
 
-def _mismatch(graph, name, shape, axis, expr, said, want, where):
-    """An axis that is not the size its dimension expression gives."""
+def _mismatch(graph, name, shape, axis, expr, want, *known):
+    """An axis that is not the size its dimension expression gives; `known` holds the sizes it
+    reads, each with the parameter it came from."""
+    sizes = [known[i : i + 3] for i in range(0, len(known), 3)]
+    if len(sizes) == 1 and sizes[0][0] == expr:
+        said = f"dimension {expr}, which is {want} in {sizes[0][2]}"
+    else:
+        used = ", ".join(f"{s} = {v} from {source}" for s, v, source in sizes)
+        said = f"{expr}, which is {want} with {used}"
     return ValueError(
-        f"{graph}: {name} has shape {shape}, but its axis {axis} is {said}{expr}, "
-        f"which is {want}{where}"
+        f"{graph}: {name} has shape {shape}, but its axis {axis} is {said}"
     )
 
 
-def _shaped(graph, name, declared, axis, size):
+def _shaped(graph, name, declared, axis, size, want):
     """An axis that is not its declared number."""
-    want = declared[declared.index("[") + 1 : -1].split(", ")[axis]
     return ValueError(
         f"{graph}: {name} must be shaped {declared}; axis {axis} is {size}, not {want}"
     )
@@ -321,18 +326,18 @@ def _convnet_check(X, y, W1, b1, W2, b2, W3, b3, reg):
         ("b3", b3),
     )
     if y_0 != N:
-        raise _mismatch("convnet", "y", y.shape, 0, "N", "dimension ", N, " in X")
+        raise _mismatch("convnet", "y", y.shape, 0, "N", N, "N", N, "X")
     if W1_1 != C:
-        raise _mismatch("convnet", "W1", W1.shape, 1, "C", "dimension ", C, " in X")
+        raise _mismatch("convnet", "W1", W1.shape, 1, "C", C, "C", C, "X")
     if (W1_2 - 1) % 2 or W1_2 - 1 < 0:
         raise _unsolved("convnet", "W1", W1.shape, 2, "2*R + 1", "R")
     R = (W1_2 - 1) // 2
     if W1_3 != 2 * R + 1:
         raise _mismatch(
-            "convnet", "W1", W1.shape, 3, "2*R + 1", "", 2 * R + 1, " in W1"
+            "convnet", "W1", W1.shape, 3, "2*R + 1", 2 * R + 1, "R", R, "W1"
         )
     if b1_0 != F:
-        raise _mismatch("convnet", "b1", b1.shape, 0, "F", "dimension ", F, " in W1")
+        raise _mismatch("convnet", "b1", b1.shape, 0, "F", F, "F", F, "W1")
     if W2_0 != F * (H // 2) * (W // 2):
         raise _mismatch(
             "convnet",
@@ -340,16 +345,23 @@ def _convnet_check(X, y, W1, b1, W2, b2, W3, b3, reg):
             W2.shape,
             0,
             "F*(H//2)*(W//2)",
-            "",
             F * (H // 2) * (W // 2),
-            " in W1, X",
+            "F",
+            F,
+            "W1",
+            "H",
+            H,
+            "X",
+            "W",
+            W,
+            "X",
         )
     if b2_0 != M:
-        raise _mismatch("convnet", "b2", b2.shape, 0, "M", "dimension ", M, " in W2")
+        raise _mismatch("convnet", "b2", b2.shape, 0, "M", M, "M", M, "W2")
     if W3_0 != M:
-        raise _mismatch("convnet", "W3", W3.shape, 0, "M", "dimension ", M, " in W2")
+        raise _mismatch("convnet", "W3", W3.shape, 0, "M", M, "M", M, "W2")
     if b3_0 != K:
-        raise _mismatch("convnet", "b3", b3.shape, 0, "K", "dimension ", K, " in W3")
+        raise _mismatch("convnet", "b3", b3.shape, 0, "K", K, "K", K, "W3")
     if H < 2:
         raise _unmet(
             "convnet: max_pool2d(relu(conv2d(x, w, b, stride=1, pad=R)), size=2, stride=2) (convnet.bp:13) needs H >= 2",
@@ -623,20 +635,16 @@ def _convnet_scores_check(X, W1, b1, W2, b2, W3, b3):
         ("b3", b3),
     )
     if W1_1 != C:
-        raise _mismatch(
-            "convnet_scores", "W1", W1.shape, 1, "C", "dimension ", C, " in X"
-        )
+        raise _mismatch("convnet_scores", "W1", W1.shape, 1, "C", C, "C", C, "X")
     if (W1_2 - 1) % 2 or W1_2 - 1 < 0:
         raise _unsolved("convnet_scores", "W1", W1.shape, 2, "2*R + 1", "R")
     R = (W1_2 - 1) // 2
     if W1_3 != 2 * R + 1:
         raise _mismatch(
-            "convnet_scores", "W1", W1.shape, 3, "2*R + 1", "", 2 * R + 1, " in W1"
+            "convnet_scores", "W1", W1.shape, 3, "2*R + 1", 2 * R + 1, "R", R, "W1"
         )
     if b1_0 != F:
-        raise _mismatch(
-            "convnet_scores", "b1", b1.shape, 0, "F", "dimension ", F, " in W1"
-        )
+        raise _mismatch("convnet_scores", "b1", b1.shape, 0, "F", F, "F", F, "W1")
     if W2_0 != F * (H // 2) * (W // 2):
         raise _mismatch(
             "convnet_scores",
@@ -644,22 +652,23 @@ def _convnet_scores_check(X, W1, b1, W2, b2, W3, b3):
             W2.shape,
             0,
             "F*(H//2)*(W//2)",
-            "",
             F * (H // 2) * (W // 2),
-            " in W1, X",
+            "F",
+            F,
+            "W1",
+            "H",
+            H,
+            "X",
+            "W",
+            W,
+            "X",
         )
     if b2_0 != M:
-        raise _mismatch(
-            "convnet_scores", "b2", b2.shape, 0, "M", "dimension ", M, " in W2"
-        )
+        raise _mismatch("convnet_scores", "b2", b2.shape, 0, "M", M, "M", M, "W2")
     if W3_0 != M:
-        raise _mismatch(
-            "convnet_scores", "W3", W3.shape, 0, "M", "dimension ", M, " in W2"
-        )
+        raise _mismatch("convnet_scores", "W3", W3.shape, 0, "M", M, "M", M, "W2")
     if b3_0 != K:
-        raise _mismatch(
-            "convnet_scores", "b3", b3.shape, 0, "K", "dimension ", K, " in W3"
-        )
+        raise _mismatch("convnet_scores", "b3", b3.shape, 0, "K", K, "K", K, "W3")
     if H < 2:
         raise _unmet(
             "convnet_scores: max_pool2d(relu(conv2d(x, w, b, stride=1, pad=R)), size=2, stride=2) (convnet.bp:13) needs H >= 2",

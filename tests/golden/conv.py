@@ -65,17 +65,22 @@ def _floats(graph, *named):
                 )
 
 
-def _mismatch(graph, name, shape, axis, expr, said, want, where):
-    """An axis that is not the size its dimension expression gives."""
+def _mismatch(graph, name, shape, axis, expr, want, *known):
+    """An axis that is not the size its dimension expression gives; `known` holds the sizes it
+    reads, each with the parameter it came from."""
+    sizes = [known[i : i + 3] for i in range(0, len(known), 3)]
+    if len(sizes) == 1 and sizes[0][0] == expr:
+        said = f"dimension {expr}, which is {want} in {sizes[0][2]}"
+    else:
+        used = ", ".join(f"{s} = {v} from {source}" for s, v, source in sizes)
+        said = f"{expr}, which is {want} with {used}"
     return ValueError(
-        f"{graph}: {name} has shape {shape}, but its axis {axis} is {said}{expr}, "
-        f"which is {want}{where}"
+        f"{graph}: {name} has shape {shape}, but its axis {axis} is {said}"
     )
 
 
-def _shaped(graph, name, declared, axis, size):
+def _shaped(graph, name, declared, axis, size, want):
     """An axis that is not its declared number."""
-    want = declared[declared.index("[") + 1 : -1].split(", ")[axis]
     return ValueError(
         f"{graph}: {name} must be shaped {declared}; axis {axis} is {size}, not {want}"
     )
@@ -277,7 +282,7 @@ def _strided_check(x, w):
     F, w_1, KH, KW = _array("strided", "w", w, "float", 4, "[F, C, KH, KW]")
     _floats("strided", ("x", x), ("w", w))
     if w_1 != C:
-        raise _mismatch("strided", "w", w.shape, 1, "C", "dimension ", C, " in x")
+        raise _mismatch("strided", "w", w.shape, 1, "C", C, "C", C, "x")
     if H + 2 < KH:
         raise _unmet(
             "strided: conv2d(x, w, stride=2, pad=(1, 2)) (conv.bp:5) needs H + 2 >= KH",
@@ -442,11 +447,11 @@ def _same_check(x, w, b):
     (b_0,) = _array("same", "b", b, "float", 1, "[F]")
     _floats("same", ("x", x), ("w", w), ("b", b))
     if w_1 != C:
-        raise _mismatch("same", "w", w.shape, 1, "C", "dimension ", C, " in x")
+        raise _mismatch("same", "w", w.shape, 1, "C", C, "C", C, "x")
     if w_3 != K:
-        raise _mismatch("same", "w", w.shape, 3, "K", "dimension ", K, " in w")
+        raise _mismatch("same", "w", w.shape, 3, "K", K, "K", K, "w")
     if b_0 != F:
-        raise _mismatch("same", "b", b.shape, 0, "F", "dimension ", F, " in w")
+        raise _mismatch("same", "b", b.shape, 0, "F", F, "F", F, "w")
     if (K + 1) // 2 < 1:
         raise _unmet(
             "same: conv2d(x, w, b, pad=(K - 1) // 2) (conv.bp:11) needs (K + 1)//2 >= 1",
