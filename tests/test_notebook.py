@@ -3,6 +3,7 @@ an in-process IPython shell and in notebooks that nbclient runs on a real IPytho
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import pickle
 import re
@@ -10,6 +11,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from xml.etree import ElementTree
 
 import numpy as np
 import pytest
@@ -28,6 +30,8 @@ SEED = "%%bpc\n" + (ROOT / "examples" / "seed.bp").read_text()
 TWO_LAYER = (ROOT / "examples" / "two_layer.bp").read_text()
 NOTEBOOK = ROOT / "examples" / "notebooks" / "train_two_layer.ipynb"
 DOC = ROOT / "docs" / "notebooks.md"
+PICTURE = ROOT / "docs" / "img" / "notebook.svg"
+PICTURE_SCRIPT = ROOT / "docs" / "img" / "notebook_svg.py"
 
 
 @pytest.fixture(scope="module")
@@ -296,3 +300,24 @@ def test_the_docs_page_shows_the_notebooks_cells_and_what_they_print(shipped):
             displayed = [o.data["text/plain"] for o in cells[shown].outputs if "data" in o]
             assert any(body in text for text in displayed), body
     assert shown == len(cells) - 1
+
+
+def svg_lines(svg: str) -> list[str]:
+    """The lines of text an SVG picture shows, top to bottom."""
+    root = ElementTree.fromstring(svg)
+    return ["".join(t.itertext()) for t in root.iter("{http://www.w3.org/2000/svg}text")]
+
+
+def test_the_readme_picture_shows_the_notebooks_cells_and_what_they_print(shipped):
+    spec = importlib.util.spec_from_file_location("notebook_svg", PICTURE_SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    cells = script.picture_cells(shipped)
+    assert [c.source.split("\n")[0] for c in cells] == ["%%bpc", "lr, reg = 0.2, 1e-4"]
+    shown = []
+    for c in cells:
+        shown += [f"In [{c.execution_count}]:", *c.source.split("\n"), *printed(c).splitlines()]
+    assert svg_lines(script.render(cells)) == shown
+    assert svg_lines(PICTURE.read_text()) == shown, "run python docs/img/notebook_svg.py"
+    readme = (ROOT / "README.md").read_text()
+    assert "(docs/img/notebook.svg)" in readme and "(docs/notebooks.md)" in readme
