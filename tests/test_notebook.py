@@ -3,6 +3,7 @@ an in-process IPython shell and in notebooks that nbclient runs on a real IPytho
 
 from __future__ import annotations
 
+import builtins
 import importlib.util
 import json
 import pickle
@@ -22,6 +23,7 @@ nbclient = pytest.importorskip("nbclient", reason="the notebook extra: pip insta
 
 from IPython.core.interactiveshell import InteractiveShell  # noqa: E402
 from IPython.utils.capture import capture_output  # noqa: E402
+from traitlets.config import Config  # noqa: E402
 
 from bpc.magic import CellError  # noqa: E402
 
@@ -36,13 +38,18 @@ PICTURE_SCRIPT = ROOT / "docs" / "img" / "notebook_svg.py"
 
 @pytest.fixture(scope="module")
 def shell(tmp_path_factory):
-    """An IPython shell in this process, with its profile in a temporary directory."""
+    """An IPython shell in this process, with its profile in a temporary directory and no
+    history (whose thread would outlive it); what it adds to the builtins is taken away after."""
+    added = [name for name in ("__IPYTHON__", "display") if not hasattr(builtins, name)]
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("IPYTHONDIR", str(tmp_path_factory.mktemp("ipython")))
-        ip = InteractiveShell.instance()
+        ip = InteractiveShell.instance(config=Config(HistoryManager={"enabled": False}))
         assert ip.run_cell("%load_ext bpc").success
         yield ip
         InteractiveShell.clear_instance()
+    for name in added:
+        if hasattr(builtins, name):
+            delattr(builtins, name)
 
 
 def run(shell, text: str):
