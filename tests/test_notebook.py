@@ -265,7 +265,8 @@ def test_a_notebook_on_a_real_kernel(kernel, tmp_path):
     bound = [f"two_layer{s}" for s in ("", "_backward", "_forward", "_grad", "_scores")]
     bound += [f"two_layer_scores{s}" for s in ("_backward", "_forward")]
     assert printed(executed[4]) == f"{sorted(bound)}\n"
-    (code,) = (o for o in executed[5].outputs if o.output_type == "display_data")
+    code, *picture = (o for o in executed[5].outputs if o.output_type == "display_data")
+    assert [p.data["image/svg+xml"][:4] for p in picture] == ["<svg"] * bool(shutil.which("dot"))
     assert "def two_layer_scores_backward(dout, cache):" in code.data["text/plain"]
     assert '<span class="k">def</span>' in code.data["text/html"]
 
