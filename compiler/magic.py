@@ -56,10 +56,9 @@ class CellError(Exception):
 
 @dataclass(frozen=True)
 class CompiledCell:
-    """A cell's bp source (as compiled: see `cell_source`), its graphs through the pipeline, and
-    the text of the module generated from them."""
+    """A cell's graphs through the pipeline, and the text of the module generated from them
+    (with or without the checks of its arguments)."""
 
-    source: str
     graphs: list[Compiled]
     text: str
     checks: bool
@@ -86,7 +85,7 @@ def compile_cell(
             raise nested_too_deeply(source) from None
     except CompileError as e:
         raise CellError([render(d, CELL, source) for d in e.diagnostics]) from None
-    compiled = CompiledCell(source, graphs, text, checks)
+    compiled = CompiledCell(graphs, text, checks)
     return compiled, [render(w, CELL, source) for w in warnings]
 
 
