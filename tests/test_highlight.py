@@ -13,6 +13,7 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
+import markdown
 import pytest
 from pygments.lexers import get_lexer_by_name, get_lexer_for_filename
 from pygments.token import Comment, Error, Keyword, Name, Number, Operator, Punctuation, String
@@ -141,6 +142,22 @@ def test_pygments_finds_the_lexer_through_the_entry_point():
     for doc in DOCS:
         fences = {lang for lang, _ in FENCE.findall(doc.read_text())}
         assert "bp" not in fences, f"{doc.name}: fence bp code as ```bpc (```bp is Android.bp)"
+
+
+def test_a_markdown_build_highlights_the_bp_blocks():
+    """Python-Markdown, as MkDocs runs it, asks Pygments for each block's lexer by its name."""
+    total = 0
+    for doc in DOCS:
+        html = markdown.markdown(
+            doc.read_text(),
+            extensions=["fenced_code", "codehilite"],
+            extension_configs={"codehilite": {"guess_lang": False}},
+        )
+        blocks = [body for lang, body in FENCE.findall(doc.read_text()) if lang == "bpc"]
+        graphs = sum(_tokens(body).count((Keyword.Declaration, "graph")) for body in blocks)
+        assert html.count('<span class="kd">graph</span>') == graphs, doc.name
+        total += graphs
+    assert total > 50
 
 
 def test_pygmentize(tmp_path):
