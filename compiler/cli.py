@@ -16,6 +16,7 @@ import threading
 from pathlib import Path
 
 from . import __version__
+from .color import MODES
 from .diagnostics import CompileError, Diagnostic, render
 from .emit import HEADER_PREFIX
 from .files import write_all_atomic
@@ -485,7 +486,7 @@ def _explain_parser(commands) -> argparse.ArgumentParser:
     explain.add_argument("--graph", metavar="NAME", help="only this graph")
     explain.add_argument(
         "--color",
-        choices=("auto", "always", "never"),
+        choices=MODES,
         default="auto",
         help="colour the output: auto (the default) when it goes to a terminal and NO_COLOR is "
         "not set",

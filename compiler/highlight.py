@@ -5,13 +5,15 @@ entry point, so `pygmentize -l bpc model.bp`, Sphinx and MkDocs (a ```bpc fence)
 compiler never imports this module: Pygments stays optional.
 
 The token classes follow grammar/bp.lark: the keywords `graph`, `fn`, `wrt`, `true`, `false`;
-the built-in functions of the op registry (`bpc.build.BUILTINS`) and its constants (`inf`,
-`pi`); the dtypes `int` and `bool`; dimension expressions inside a parameter's type
+the built-in functions of the op registry (`bpc.build.BUILTINS`, read when the first text is
+lexed) and its constants (`inf`, `pi`); the dtypes `int` and `bool`; dimension expressions inside a parameter's type
 (`x: int[N, 4*H]`); numbers, einsum specs (strings), operators, punctuation and comments.
 editors/bp.tmLanguage.json gives editors the same classes.
 """
 
 from __future__ import annotations
+
+import functools
 
 from pygments.lexer import RegexLexer, bygroups, include, words
 from pygments.token import (
@@ -25,9 +27,6 @@ from pygments.token import (
     Whitespace,
 )
 
-from .build import BUILTINS
-from .ops import CONSTANTS
-
 __all__ = ["BpLexer"]
 
 NAME = r"[A-Za-z_][A-Za-z_0-9]*"
@@ -35,6 +34,31 @@ NAME = r"[A-Za-z_][A-Za-z_0-9]*"
 FLOAT = r"([0-9]+\.[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?|[0-9]+[eE][+-]?[0-9]+"
 INT = r"[0-9]+"
 DTYPES = ("int", "bool")
+
+
+@functools.cache
+def _registry() -> tuple[frozenset[str], frozenset[str]]:
+    """The built-in functions and constants of the language, read from the op registry when
+    the first text is lexed: Pygments imports this module to look up any lexer by file name,
+    and that should not load the compiler."""
+    from .build import BUILTINS
+    from .ops import CONSTANTS
+
+    return frozenset(BUILTINS), frozenset(CONSTANTS)
+
+
+def _name(lexer, match):
+    """A name: a built-in function, a constant (`inf`, `pi`), or a name of the program."""
+    name = match.group()
+    builtins, constants = _registry()
+    kind = Name.Builtin if name in builtins else Name.Builtin.Pseudo if name in constants else Name
+    yield match.start(), kind, name
+
+
+def _called(lexer, match):
+    """A name that is called: a built-in function or a `fn` of the program."""
+    name = match.group()
+    yield match.start(), Name.Builtin if name in _registry()[0] else Name.Function, name
 
 
 class BpLexer(RegexLexer):
@@ -63,11 +87,9 @@ class BpLexer(RegexLexer):
                 "dims",
             ),
             (words(DTYPES, suffix=r"\b"), Keyword.Type),
-            (words(sorted(BUILTINS), suffix=r"\b"), Name.Builtin),
-            (words(sorted(CONSTANTS), suffix=r"\b"), Name.Builtin.Pseudo),
-            (rf"{NAME}(?=\s*\()", Name.Function),
+            (rf"{NAME}(?=\s*\()", _called),
             (rf"(\.)({NAME})", bygroups(Punctuation, Name.Attribute)),
-            (NAME, Name),
+            (NAME, _name),
             (FLOAT, Number.Float),
             (INT, Number.Integer),
             (r'"[^"\\\n]*"', String.Double),

@@ -175,6 +175,22 @@ def test_pygmentize(tmp_path):
     assert run.stdout.decode().strip() == "bpc"
 
 
+def test_pygments_can_import_the_lexer_without_loading_the_compiler():
+    """Pygments imports every plugin to find a lexer by file name, for any file."""
+    code = (
+        "import sys\n"
+        "from pygments.lexers import get_lexer_for_filename\n"
+        "get_lexer_for_filename('x.py')\n"
+        "assert 'bpc.highlight' in sys.modules\n"
+        "assert not {'bpc.build', 'bpc.pipeline', 'numpy'} & set(sys.modules), 'loaded'\n"
+        "from pygments.token import Name\n"
+        "from bpc.highlight import BpLexer\n"
+        "assert (Name.Builtin, 'sum') in BpLexer().get_tokens('y = sum(x)')\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+
+
 def test_the_compiler_does_not_import_pygments():
     code = (
         "import sys, bpc, bpc.cli\n"
