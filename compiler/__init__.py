@@ -3,10 +3,20 @@
 
 __version__ = "0.1.0"
 
-from .loader import load  # noqa: E402 - both need __version__
-from .pipeline import compile_source  # noqa: E402
-
 __all__ = ["compile_source", "load", "load_ipython_extension", "__version__"]
+
+
+def __getattr__(name: str):
+    # imported on first use, so that `import bpc.highlight` (which Pygments does for every lookup
+    # of a lexer by file name) does not load the compiler's pipeline
+    if name == "load":
+        from .loader import load as value
+    elif name == "compile_source":
+        from .pipeline import compile_source as value
+    else:
+        raise AttributeError(f"module 'bpc' has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
 
 def load_ipython_extension(ipython) -> None:

@@ -16,6 +16,7 @@ import threading
 from pathlib import Path
 
 from . import __version__
+from .color import MODES
 from .diagnostics import CompileError, Diagnostic, render
 from .emit import HEADER_PREFIX
 from .files import write_all_atomic
@@ -274,12 +275,13 @@ def _on_source(src: str, work, text: str | None = None):
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
-    from .explain import explain_source
+    from .color import paint, use_color
+    from .explain import explain_spans
 
-    text = _on_source(args.source, lambda text: explain_source(text, args.graph))
-    if text is FAILED:
+    spans = _on_source(args.source, lambda text: explain_spans(text, args.graph))
+    if spans is FAILED:
         return 1
-    sys.stdout.write(text)
+    sys.stdout.write(paint(spans, use_color(args.color, sys.stdout)))
     return 0
 
 
@@ -482,6 +484,13 @@ def _explain_parser(commands) -> argparse.ArgumentParser:
         "source", metavar="FILE", help="a .bp source file, or - for standard input"
     )
     explain.add_argument("--graph", metavar="NAME", help="only this graph")
+    explain.add_argument(
+        "--color",
+        choices=MODES,
+        default="auto",
+        help="colour the output: auto (the default) when it goes to a terminal and NO_COLOR is "
+        "not set",
+    )
     return explain
 
 

@@ -19,9 +19,20 @@ INTRO = (
 )
 
 
+Span = tuple[str, str]
+"""A piece of the derivation's text and its role: "heading" (the graph's signature), "statement"
+(a forward statement), "where" (its line), "label" (upstream, gives), "gradient", "shape", or ""
+for plain prose. The text is the pieces joined; a terminal may colour each role (`bpc.color`)."""
+
+
 def explain_source(text: str, graph: str | None = None) -> str:
     """The derivation of every graph in `text` (or only `graph`), as text."""
-    blocks = []
+    return "".join(piece for _, piece in explain_spans(text, graph))
+
+
+def explain_spans(text: str, graph: str | None = None) -> list[Span]:
+    """The derivation of every graph in `text` (or only `graph`), as pieces with their roles."""
+    spans: list[Span] = []
     compiled = compile_graphs(text)
     names = [c.pair.name for c in compiled]
     if graph is not None and graph not in names:
@@ -29,8 +40,16 @@ def explain_source(text: str, graph: str | None = None) -> str:
     for c in compiled:
         if graph is not None and c.pair.name != graph:
             continue
-        blocks.append(_explain(c))
-    return "\n\n".join(blocks) + "\n"
+        if spans:
+            spans.append(("", "\n\n"))
+        spans += _explain(c)
+    spans.append(("", "\n"))
+    return spans
+
+
+def _padded(role: str, text: str, width: int) -> list[Span]:
+    """`text` in its role, then the spaces that left-align it in `width` columns."""
+    return [(role, text), ("", " " * (width - len(text)))]
 
 
 def _upstream(step, defined: dict):
@@ -50,12 +69,15 @@ def _upstream(step, defined: dict):
     return None
 
 
-def _explain(c) -> str:
+def _explain(c) -> list[Span]:
     g = c.grad or c.pair
     out = g.output_names[0] if len(g.output_names) == 1 else "the outputs"
     params = ", ".join(f"{p.name} {n.type}" for p, n in zip(g.params, g.inputs))
     outs = ", ".join(f"{name} {n.type}" for name, n in zip(g.output_names, g.outputs))
-    lines = [f"graph {g.name}({params}) -> {outs}", "", INTRO.format(out=out)]
+    spans = [
+        ("heading", f"graph {g.name}({params}) -> {outs}"),
+        ("", f"\n\n{INTRO.format(out=out)}"),
+    ]
     values = {n.hint: n for n in g.nodes if n.hint and n.op != "dout"}
     width = 34
 
@@ -64,12 +86,24 @@ def _explain(c) -> str:
             return f"d{out}/d{name[1:]}"
         return name
 
+    def gradient(label: str, text: str, shape) -> list[Span]:
+        return [
+            ("", "\n    "),
+            *_padded("label", label, 9),
+            ("", " "),
+            *_padded("gradient", text, width),
+            ("", " "),
+            ("shape", str(shape)),
+        ]
+
     defined: dict = {}  # backward values with a line of their own, and their names
     for step in backward_steps(g):
         math = MathPrinter(step.sizes)
-        lines += [
-            "",
-            f"{step.statement}    (line {step.line}{f', in fn {step.fn}' if step.fn else ''})",
+        spans += [
+            ("", "\n\n"),
+            ("statement", step.statement),
+            ("", "    "),
+            ("where", f"(line {step.line}{f', in fn {step.fn}' if step.fn else ''})"),
         ]
         upstream = _upstream(step, defined)
         if upstream is None:
@@ -81,13 +115,12 @@ def _explain(c) -> str:
                 shape = g.outputs[g.output_names.index(target)].type
         else:
             text, shape = f"{grad_name(defined[upstream])} = {defined[upstream]}", upstream.type
-        lines.append(f"    upstream  {text:<{width}} {shape}")
+        spans += gradient("upstream", text, shape)
         for i, (name, expr, node) in enumerate(step.lines):
-            label = "gives" if i == 0 else ""
-            lines.append(
-                f"    {label:<9} {f'{grad_name(name)} = {math.text(expr)}':<{width}} {node.type}"
+            spans += gradient(
+                "gives" if i == 0 else "", f"{grad_name(name)} = {math.text(expr)}", node.type
             )
             defined[node] = name
     grads = ", ".join(f"d{name} {n.type}" for name, n in zip(g.wrt, g.grads))
-    lines += ["", f"The gradients: {grads or 'none'}."]
-    return "\n".join(lines)
+    spans.append(("", f"\n\nThe gradients: {grads or 'none'}."))
+    return spans

@@ -1,6 +1,6 @@
 """The examples in the documentation are real: each is compiled, run, and compared with what it shows.
 
-In docs/language.md, a ```bp block starting with `# NAME.bp` is written to NAME.bp; a ```console
+In docs/language.md, a ```bpc block starting with `# NAME.bp` is written to NAME.bp; a ```console
 block's `$ command` lines run there and print exactly what follows them; a ```python block is an
 excerpt of a module compiled from one of the bp blocks; ```pycon blocks run as doctests.
 """
@@ -22,7 +22,7 @@ from bpc.diagnostics import CompileError
 ROOT = Path(__file__).resolve().parent.parent
 DOC = (ROOT / "docs" / "language.md").read_text()
 BLOCKS = re.findall(r"^```(\w*)\n(.*?)^```$", DOC, re.S | re.M)
-SOURCES = {re.match(r"# (\w+\.bp)", body).group(1): body for lang, body in BLOCKS if lang == "bp"}
+SOURCES = {re.match(r"# (\w+\.bp)", body).group(1): body for lang, body in BLOCKS if lang == "bpc"}
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def workdir(tmp_path_factory):
 
 
 def test_every_bp_block_is_named():
-    assert len(SOURCES) == sum(1 for lang, _ in BLOCKS if lang == "bp") > 10
+    assert len(SOURCES) == sum(1 for lang, _ in BLOCKS if lang == "bpc") > 10
 
 
 def test_console_blocks_print_what_they_show(workdir):

@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 DOC = (ROOT / "docs" / "errors.md").read_text()
 EXAMPLES = re.findall(
-    r"^## (.*?)\n.*?^```bp\n(.*?)^```\n\n```console\n\$ (.*?)\n(.*?)^```$", DOC, re.S | re.M
+    r"^## (.*?)\n.*?^```bpc\n(.*?)^```\n\n```console\n\$ (.*?)\n(.*?)^```$", DOC, re.S | re.M
 )
 
 

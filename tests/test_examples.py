@@ -350,7 +350,7 @@ def test_the_docs_show_every_graph_of_every_example_file_but_the_older_two():
     shown = {
         m.group(1)
         for lang, body in BLOCKS
-        if lang == "bp"
+        if lang == "bpc"
         for m in re.finditer(r"^graph (\w+)", body, re.M)
     }
     assert shown == {d.name for _, d in GRAPHS} - {"seed", "mlp"}
@@ -361,7 +361,7 @@ def test_the_docs_quote_the_sources_and_the_emitted_code():
     modules = [p.read_text() for p in sorted((ROOT / "generated").glob("*.py"))]
     modules.append(Path(__file__).read_text())
     for lang, body in BLOCKS:
-        if lang == "bp":
+        if lang == "bpc":
             assert any(body in text for text in sources), body
         if lang == "python":
             assert any(body in text for text in modules), body
