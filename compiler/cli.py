@@ -8,6 +8,7 @@ Exit status: 0 when everything compiled, 1 when an input has errors (each report
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import signal
 import stat
@@ -285,6 +286,63 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_fmt(args: argparse.Namespace) -> int:
+    from .fmt import FormatError, format_source
+
+    status = 0
+    for src in args.sources:
+        name = _source_name(src)
+        text = _read_source(src)
+        try:
+            formatted = FAILED if text is None else _on_source(src, format_source, text)
+        except FormatError as e:  # the file is left as it is
+            print(f"bpc: error: {name}: bpc fmt failed ({e}); please report it", file=sys.stderr)
+            formatted = FAILED
+        if formatted is FAILED:
+            status = 1
+            continue
+        changed = formatted != text
+        if args.diff and changed:
+            sys.stdout.write(_unified_diff(text, formatted, name))
+        if args.check and changed:
+            print(f"would reformat {name}", file=sys.stderr)
+            status = 1
+        if args.check or args.diff:
+            continue
+        if src == STDIN:
+            sys.stdout.write(formatted)
+        elif changed:
+            problem = _rewrite(src, formatted)
+            if problem:
+                print(f"bpc: error: {problem}", file=sys.stderr)
+                status = 1
+    return status
+
+
+def _unified_diff(before: str, after: str, name: str) -> str:
+    def lines(text):  # ended by newlines only (`str.splitlines` ends one at a form feed too)
+        *whole, last = text.split("\n")
+        return [line + "\n" for line in whole] + ([last] if last else [])
+
+    return "".join(
+        line if line.endswith("\n") else line + "\n\\ No newline at end of file\n"
+        for line in difflib.unified_diff(lines(before), lines(after), name, name)
+    )
+
+
+def _rewrite(src: str, text: str) -> str | None:
+    """Replace the source file `src` (the file a link names) with `text`, whole or not at all,
+    keeping its mode. Returns an error message, or None on success."""
+    target = Path(os.path.realpath(src))
+    try:
+        write_all_atomic([(target, text)], stat.S_IMODE(os.stat(target).st_mode))
+    except OSError as e:
+        return f"cannot write {src}: {e.strerror or e}"
+    except UnicodeEncodeError as e:
+        return f"cannot write {src}: {e}"
+    return None
+
+
 def _dims(items: list[str], parser: argparse.ArgumentParser) -> dict[str, int]:
     """The sizes given with --dim NAME=SIZE."""
     dims = {}
@@ -403,6 +461,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_graph(args, commands["graph"])
         if args.command == "stats":
             return _cmd_stats(args, commands["stats"])
+        if args.command == "fmt":
+            return _cmd_fmt(args)
         return _cmd_compile(args, commands["compile"])
     except KeyboardInterrupt:
         return 130
@@ -425,6 +485,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         "check": _check_parser(commands),
         "stats": _stats_parser(commands),
         "graph": _graph_parser(commands),
+        "fmt": _fmt_parser(commands),
     }
 
 
@@ -549,6 +610,28 @@ def _graph_parser(commands) -> argparse.ArgumentParser:
         "-o", "--output", metavar="FILE", default="-", help="X.dot, X.svg, X.png or -"
     )
     return graph
+
+
+def _fmt_parser(commands) -> argparse.ArgumentParser:
+    fmt = commands.add_parser(
+        "fmt",
+        help="rewrite .bp files in the canonical layout, keeping every comment",
+        description="Rewrite each .bp file in bp's canonical layout (docs/tools.md), whole or "
+        "not at all; a file with a syntax error is reported and left as it is. - formats "
+        "standard input to standard output.",
+    )
+    fmt.add_argument(
+        "sources", nargs="+", metavar="FILE", help="a .bp source file, or - for standard input"
+    )
+    fmt.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 naming each file that would be reformatted",
+    )
+    fmt.add_argument(
+        "--diff", action="store_true", help="write nothing; print a unified diff of the changes"
+    )
+    return fmt
 
 
 def _terminate(signum, frame):

@@ -19,22 +19,23 @@ import secrets
 from pathlib import Path
 
 
-def write_atomic(target: Path, text: str) -> None:
+def write_atomic(target: Path, text: str, mode: int | None = None) -> None:
     """Write `text` in UTF-8 to `target`, whole or not at all; raises OSError."""
-    write_all_atomic([(target, text)])
+    write_all_atomic([(target, text)], mode)
 
 
-def write_all_atomic(files: list[tuple[Path, str]]) -> None:
+def write_all_atomic(files: list[tuple[Path, str]], mode: int | None = None) -> None:
     """Write each text to its target: first all of them to temporary files, then each renamed
     into place, so that a failure while writing (a full disk, a directory that refuses new
     files) leaves every target as it was. Raises OSError naming the target, or
-    UnicodeEncodeError, before anything is written, for a text with a lone surrogate."""
+    UnicodeEncodeError, before anything is written, for a text with a lone surrogate. With a
+    `mode`, the files get it instead of a new file's (`bpc fmt` keeps a source's mode)."""
     contents = [(target, text.encode("utf-8")) for target, text in files]
     pending: list[str] = []  # temporary files not yet renamed into place
     try:
         for target, data in contents:
             with _naming(target):
-                pending.append(_temporary(target, data))
+                pending.append(_temporary(target, data, mode))
         for target, _ in contents:
             with _naming(target):
                 os.replace(pending[0], target)
@@ -56,17 +57,22 @@ def _naming(target: Path):
         raise OSError(e.errno, e.strerror, str(target)) from e
 
 
-def _temporary(target: Path, data: bytes) -> str:
+def _temporary(target: Path, data: bytes, mode: int | None = None) -> str:
     """A new temporary file beside `target` holding `data`; it is removed if writing fails."""
     for _ in range(100):
         tmp = os.path.join(target.parent, f".{target.name}.{secrets.token_hex(4)}.tmp")
         try:
             # O_EXCL: never write through a file or link someone else put at this name
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            # and with a mode given, private until it has that mode: nobody opens it before
+            fd = os.open(
+                tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 if mode is None else 0o600
+            )
         except FileExistsError:
             continue
         try:
             try:
+                if mode is not None:
+                    os.fchmod(fd, mode)
                 view = memoryview(data)
                 while view:
                     view = view[os.write(fd, view) :]

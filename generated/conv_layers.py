@@ -461,7 +461,7 @@ def spatial_groupnorm_backward(dout, cache):
     # mu = mean(xg, axis=(2, 3, 4), keepdims=true)
     dxg = dxc
     dxg -= dxc.sum(axis=(2, 3, 4)).reshape((N, 2, 1, 1, 1)) / t_3
-    # xg = reshape(x, (N, 2, C / 2, H, W))
+    # xg = reshape(x, (N, 2, C/2, H, W))
     dx = dxg.reshape((N, C, H, W))
     return SpatialGroupnormGrads(dx, dgamma, dbeta)
 
