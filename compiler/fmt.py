@@ -351,7 +351,7 @@ def _groups(units: list[_Unit], params: list[str], tokens: list[Token]):
     groups: list[list[tuple[_Unit, str]]] = []
     line = None
     for u, text in zip(units, params, strict=True):
-        if tokens[u.first].line != line or u.leading:
+        if tokens[u.first].line != line:
             groups.append([])
         groups[-1].append((u, text))
         line = tokens[u.last].line
