@@ -31,24 +31,16 @@ from dataclasses import dataclass, field
 from lark import Token
 
 from . import syntax as s
-from .diagnostics import Loc, source_lines
+from .diagnostics import CompileError, Loc, error, source_lines
 from .parse import _parser, parse
 
 LINE_LENGTH = 100  # black's limit in this project's pyproject.toml
 INDENT = "    "
 
-# How tightly each operator binds (docs/language.md's precedence table); a part that binds more
-# loosely than its place needs is written in parentheses.
-_LEVEL = {
-    **dict.fromkeys(("lt", "le", "gt", "ge", "eq", "ne"), 1),
-    **dict.fromkeys(("add", "sub"), 2),
-    **dict.fromkeys(("mul", "div", "floordiv", "matmul"), 3),
-}
-_NEG, _POW, _ATOM = 4, 5, 6  # unary minus, `**`, and names, literals and postfix forms
-_SPELLING = {
-    "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!=", "add": "+", "sub": "-",
-    "mul": "*", "div": "/", "floordiv": "//", "matmul": "@", "pow": "**",
-}  # fmt: skip
+# How tightly each operator binds, and how it is spelled: the table `syntax.show` writes messages
+# with. A part that binds more loosely than its place needs is written in parentheses.
+_LEVEL, _SPELLING = s._LEVEL, s._SPELLING
+_NEG, _ATOM = _LEVEL["neg"], 6  # unary minus; names, literals and postfix forms
 _TIGHT = frozenset(("mul", "div", "floordiv"))  # without spaces in size arithmetic: `2*R + 1`
 _HOLE = "\0"  # stands for the part of an expression a line is broken in
 
@@ -58,24 +50,30 @@ class FormatError(Exception):
 
 
 def format_source(text: str) -> str:
-    """`text` in the canonical layout. Raises CompileError for a syntax error (nothing is
-    formatted), FormatError where the result would not parse to the same program."""
+    """`text` in the canonical layout. Raises CompileError for a syntax error or an expression
+    nested too deeply for Python's stack, FormatError where the result would not parse to the
+    same program."""
     module = parse(text)
-    tokens = list(_parser().lex(text, dont_ignore=True))
-    frames, end = _skeleton(tokens, module)
-    numbers = {(t.line, t.column): str(t) for t in tokens if t.type in ("INT", "FLOAT")}
-    lines = _Writer(text, tokens, numbers).module(frames, end)
-    result = "".join(line + "\n" for line in lines)
-    if text.split("\n", 1)[0].endswith("\r"):  # written with the line ends it was read with
-        result = result.replace("\n", "\r\n")
-    _check_same(module, result)
+    try:
+        tokens = list(_parser().lex(text, dont_ignore=True))
+        frames, end = _skeleton(tokens, module)
+        numbers = {(t.line, t.column): str(t) for t in tokens if t.type in ("INT", "FLOAT")}
+        lines = _Writer(text, tokens, numbers).module(frames, end)
+        result = "".join(line + "\n" for line in lines)
+        if text.split("\n", 1)[0].endswith("\r"):  # written with the line ends it was read with
+            result = result.replace("\n", "\r\n")
+        _check_same(module, result)
+    except RecursionError:
+        depth, where = s.deepest(module)
+        message = "too deeply to format; give some of its parts names of their own"
+        raise error(where, f"this expression nests {depth} levels deep, {message}") from None
     return result
 
 
 def _check_same(module: s.Module, result: str) -> None:
     try:
         again = parse(result)
-    except Exception as e:  # CompileError: the formatter wrote something that does not parse
+    except CompileError as e:  # the formatter wrote something that does not parse
         raise FormatError(f"the formatted text does not parse: {e}") from None
     if _plain(again) != _plain(module):
         raise FormatError("the formatted text parses to a different program")
@@ -353,7 +351,7 @@ def _groups(units: list[_Unit], params: list[str], tokens: list[Token]):
     groups: list[list[tuple[_Unit, str]]] = []
     line = None
     for u, text in zip(units, params, strict=True):
-        if tokens[u.first].line != line or u.leading:
+        if tokens[u.first].line != line:
             groups.append([])
         groups[-1].append((u, text))
         line = tokens[u.last].line
@@ -507,7 +505,7 @@ class _Printer:
                 node = node.right
             return [*items, ("**", node, _NEG)]
         own, items, node = _LEVEL[e.op], [], e
-        while isinstance(node, s.Binary) and _LEVEL.get(node.op) == own:
+        while isinstance(node, s.Binary) and _LEVEL[node.op] == own:
             items.append((_SPELLING[node.op], node.right, own + 1))
             node = node.left
             if own == 1:  # a comparison's left operand is another operand, not a link
@@ -557,9 +555,7 @@ class _Printer:
 
 def _own(e: s.Expr) -> int:
     """How tightly `e`'s own operator binds."""
-    if isinstance(e, s.Binary):
-        return _POW if e.op == "pow" else _LEVEL[e.op]
-    return _NEG if isinstance(e, s.Unary) else _ATOM
+    return _LEVEL[e.op] if isinstance(e, s.Binary | s.Unary) else _ATOM
 
 
 def _items(call: s.Call) -> list[tuple[str, s.Expr, int]]:

@@ -150,13 +150,13 @@ def deepest(module: Module) -> tuple[int, Loc | None]:
 _LEVEL = {
     **dict.fromkeys(("lt", "le", "gt", "ge", "eq", "ne"), 1),
     **dict.fromkeys(("add", "sub"), 2),
-    **dict.fromkeys(("mul", "div", "matmul"), 3),
+    **dict.fromkeys(("mul", "div", "floordiv", "matmul"), 3),
     "neg": 4,
     "pow": 5,
 }
 _SPELLING = {
     "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!=", "add": "+",
-    "sub": "-", "mul": "*", "div": "/", "matmul": "@", "pow": "**",
+    "sub": "-", "mul": "*", "div": "/", "floordiv": "//", "matmul": "@", "pow": "**",
 }  # fmt: skip
 
 

@@ -407,6 +407,19 @@ def test_a_syntax_error_is_the_usual_diagnostic():
     assert e.value.diagnostics[0].loc.line == 2
 
 
+def test_an_expression_too_deep_for_the_stack_is_a_diagnostic():
+    with pytest.raises(CompileError, match="nests 3000 levels deep, too deeply to format"):
+        format_source("graph g(x: [n]) -> y {\n    y = " + " + ".join(["x"] * 3000) + "\n}\n")
+
+
+def test_messages_share_the_precedence_table_floor_division_included():
+    """`syntax.show`, which writes the code a message suggests, reads the table bpc fmt does."""
+    source = "fn f(a: [k]) -> (b, c) {\n    b = a\n    c = a\n}\n\n"
+    source += "graph g(x: [n]) -> y {\n    y = sum(f(x[0:n//2]) + 1)\n}\n"
+    with pytest.raises(CompileError, match=r"b, c = f\(x\[0:n // 2\]\)"):
+        compile_source(source)
+
+
 def test_a_result_that_would_change_the_program_is_refused(monkeypatch):
     monkeypatch.setattr("bpc.fmt._own", lambda e: 6)  # as if no operator needed parentheses
     with pytest.raises(FormatError, match="different program"):
