@@ -529,7 +529,8 @@ class _Printer:
         if found is None:
             return None
         node, place = found
-        before, after = self.text(e, level, hole=node).split(_HOLE)
+        # (only brackets and attributes follow the hole, no string that could hold a NUL)
+        before, after = self.text(e, level, hole=node).rsplit(_HOLE, 1)
         if _own(node) < place:  # parentheses
             head, items, close = "(", [("", node, 0)], ")"
         elif isinstance(node, s.Call):
