@@ -130,7 +130,8 @@ class Case:
     def module(self, size, checks: bool = True) -> types.ModuleType:
         """The generated module, compiled for this size as `bpc compile --dim` does (JAX's jit,
         too, compiles for the shapes it is given); the same module serves every call. Without
-        `checks`, as `bpc compile --no-checks` compiles it."""
+        `checks`, as `bpc compile --no-checks` compiles it. `dims` comes first: a case whose
+        source depends on the size (a conv layer's stride) sets it there."""
         dims = self.dims(size)
         key = (self.name, self.source, tuple(sorted(dims.items())), checks)
         if key not in _MODULES:

@@ -76,19 +76,12 @@ class _Reusable:
         )
 
     def new(self, a: Node) -> bool:
-        """A new array, or a writable view of one (`np.transpose(t)`, not a window view) that
-        only the view reads."""
+        """A new array, or a writable view of one that only the view reads: a base with a line
+        of its own must be one this function made, read once and kept nowhere."""
         fn = self.fn
-        while is_view(a) and not OPS[a.op].read_only:
-            b = a.args[0]
-            if b in fn.own_line and (
-                b not in self.made or b in self.kept or fn.uses.get(b, 0) != 1
-            ):
-                return False
-            if b in fn.born_weak:
-                return False
-            a = b
-        return OPS[a.op].fresh and not is_view(a) and a not in fn.born_weak
+        return _new_array(
+            fn, a, lambda b: b in self.made and b not in self.kept and fn.uses.get(b, 0) == 1
+        )
 
 
 def _spine(fn: Lowering, n: Node, reusable: _Reusable) -> tuple[Node, list[Node]] | None:
@@ -247,14 +240,16 @@ def _sum(n: Node) -> bool:
 def _takes_over(fn: Lowering, a: Node, n: Node) -> bool:
     """Whether the sum n may write into a's array: a new array of n's shape and dtype that n
     alone uses (written inline), not a view of another."""
-    return a not in fn.own_line and a.shape == n.shape and a.dtype == n.dtype and _inline_new(fn, a)
+    return a not in fn.own_line and a.shape == n.shape and a.dtype == n.dtype and _new_array(fn, a)
 
 
-def _inline_new(fn: Lowering, a: Node) -> bool:
-    """A new array, or a writable view (`np.transpose(w @ cols)`, not a window view) of one
-    that only the view reads (written inline)."""
-    while is_view(a) and not OPS[a.op].read_only and a.args[0] not in fn.own_line:
-        if a in fn.born_weak:
+def _new_array(fn: Lowering, a: Node, writable=lambda b: False) -> bool:
+    """A new array, or a writable view of one (`np.transpose(w @ cols)`, not a window view)
+    that only the view reads: a base written inline, or one with a line of its own that
+    `writable` allows."""
+    while is_view(a) and not OPS[a.op].read_only:
+        b = a.args[0]
+        if a in fn.born_weak or (b in fn.own_line and not writable(b)):
             return False
-        a = a.args[0]
+        a = b
     return OPS[a.op].fresh and not is_view(a) and a not in fn.born_weak
