@@ -16,12 +16,14 @@ from . import syntax as s
 from .conditions import Recorder, recording, require_multiple
 from .diagnostics import CompileError, Diagnostic, Loc, error
 from .dims import Dim
+from .ir import here as current_loc
 from .ir import (
     OPS,
     REQUIRED,
     Graph,
     Node,
     Param,
+    Region,
     ShapeError,
     Type,
     at,
@@ -50,6 +52,9 @@ class _Scope:
     dims: dict[str, Dim]
     depth: int = 0
     stack: tuple[str, ...] = ()
+    loop: str | None = None  # the region of the innermost loop whose body this is
+    loop_vars: frozenset[str] = frozenset()  # the loop variables in scope
+    locals: dict[str, Loc] = field(default_factory=dict)  # a loop body's names -> the loop
 
 
 class _Poisoned(Exception):
@@ -67,6 +72,7 @@ class _Builder:
     errors: list = field(default_factory=list)  # diagnostics of failed statements
     statements: list = field(default_factory=list)  # (name, loc, value) at graph level
     recorder: Recorder = field(default_factory=Recorder)  # conditions of divisions of sizes
+    regions: itertools.count = field(default_factory=lambda: itertools.count(1))
 
     def node(self, op: str, *args: Node, **attrs) -> Node:
         n = untyped(op, *args, **attrs)
@@ -87,23 +93,7 @@ class _Builder:
     # -- statements -----------------------------------------------------------------------
 
     def body(self, d: s.Definition, scope: _Scope) -> tuple[Node, ...]:
-        for stmt in d.body:
-            try:
-                values = self.statement(stmt, scope)
-            except (CompileError, _Poisoned) as e:
-                if scope.fn is not None:  # inside an inlined fn: the call site reports it
-                    raise
-                if isinstance(e, CompileError):
-                    self.errors.extend(e.diagnostics)
-                for target in stmt.targets:  # later uses are not errors of their own
-                    scope.vars[target] = POISON
-                continue
-            for target, loc, value in zip(stmt.targets, stmt.target_locs, values):
-                # A fn's own names are prefixed by the fn, so `out` in `affine` reads `affine_out`.
-                self.name(value, f"{scope.fn}_{target}" if scope.fn else target, scope.depth)
-                scope.vars[target] = value
-                if scope.fn is None:
-                    self.statements.append((target, loc, value))
+        self.block(d.body, scope)
         outputs = []
         for out in d.outputs:
             if scope.vars.get(out) is POISON:
@@ -115,6 +105,34 @@ class _Builder:
                 )
             outputs.append(scope.vars[out])
         return tuple(outputs)
+
+    def block(self, body, scope: _Scope, slots: dict | None = None) -> None:
+        """Bind the names of a body's statements in `scope`; a statement that fails has its
+        error reported (or raised, inside an inlined fn) and its names poisoned. A loop body's
+        slot writes are gathered in `slots`, by array."""
+        for stmt in body:
+            try:
+                if isinstance(stmt, s.For):
+                    self.loop(stmt, scope)
+                    continue
+                if isinstance(stmt, s.SlotWrite):
+                    self.slot_write(stmt, scope, slots)
+                    continue
+                values = self.statement(stmt, scope)
+            except (CompileError, _Poisoned) as e:
+                if scope.fn is not None:  # inside an inlined fn: the call site reports it
+                    raise
+                if isinstance(e, CompileError):
+                    self.errors.extend(e.diagnostics)
+                for target in _poisoned_by(stmt, scope):  # later uses are not errors of their own
+                    scope.vars[target] = POISON
+                continue
+            for target, loc, value in zip(stmt.targets, stmt.target_locs, values):
+                # A fn's own names are prefixed by the fn, so `out` in `affine` reads `affine_out`.
+                self.name(value, f"{scope.fn}_{target}" if scope.fn else target, scope.depth)
+                scope.vars[target] = value
+                if scope.fn is None and scope.loop is None:
+                    self.statements.append((target, loc, value))
 
     def statement(self, stmt: s.Assign, scope: _Scope) -> tuple[Node, ...]:
         """The values a statement binds, one per name on its left: several only for a call of
@@ -159,6 +177,141 @@ class _Builder:
             f"{n} outputs can be assigned to {n} names"
         )
 
+    # -- loops --------------------------------------------------------------------------
+
+    def loop(self, stmt: s.For, scope: _Scope) -> None:
+        """A `for` loop: one `loop` node whose body is a closed region. A name defined before
+        the loop and assigned in its body is carried; a slot write writes one slot of an array
+        made before the loop; every other name the body assigns is local to it."""
+        start, stop = self.range(stmt, scope)
+        if stmt.var in scope.vars or stmt.var in scope.dims:
+            what = "a value" if stmt.var in scope.vars else "a dimension"
+            raise error(
+                self.loc(stmt.var_loc, scope),
+                f"the loop variable '{stmt.var}' would hide {what} of that name; name it "
+                "something else",
+            )
+        region = str(next(self.regions))
+        carried = [n for n in s.assigned(stmt.body, nested_slots=True) if n in scope.vars]
+        for name in carried:
+            if scope.vars[name] is POISON:
+                raise _Poisoned()
+        t = self.region_param(stmt.var, region, 0, Type("int", ()))
+        params = [self.region_param(n, region, i + 1) for i, n in enumerate(carried)]
+        inner = replace(
+            scope,
+            vars={**scope.vars, stmt.var: t, **dict(zip(carried, params))},
+            loop=region,
+            loop_vars=scope.loop_vars | {stmt.var},
+            locals={},
+        )
+        slots: dict[str, tuple] = {}
+        saved, self.nodes, errors = self.nodes, [], len(self.errors)
+        try:
+            self.block(stmt.body, inner, slots)
+        finally:
+            body, self.nodes = self.nodes, saved
+        here = self.loc(stmt.loc, scope)
+        if len(self.errors) > errors or any(inner.vars[n] is POISON for n in carried):
+            raise _Poisoned()  # (the body's errors are reported: the loop's names are poisoned)
+        results = [inner.vars[n] for n in carried]
+        for axis, value, index in slots.values():
+            results += [value, index]
+        kinds = [("carry",)] * len(carried) + [("slot", a, "set") for a, _, _ in slots.values()]
+        free, region_body = self.close(body, [t, *params], results, region)
+        inits = [scope.vars[n] for n in carried] + [scope.vars[n] for n in slots]
+        with at(here):
+            node = self.node(
+                "loop", *inits, *free, body=region_body, kinds=tuple(kinds), start=start, stop=stop
+            )
+            for i, name in enumerate(carried + list(slots)):
+                value = scope.vars[name] = self.node("result", node, index=i)
+                self.name(value, f"{scope.fn}_{name}" if scope.fn else name, scope.depth)
+        for name in inner.vars.keys() - scope.vars.keys() - {stmt.var}:
+            scope.locals[name] = here
+        scope.locals.update({k: v for k, v in inner.locals.items() if k not in scope.vars})
+
+    def range(self, stmt: s.For, scope: _Scope) -> tuple[Dim, Dim]:
+        here = self.loc(stmt.range_loc, scope)
+        if stmt.range_name != "range":
+            raise error(here, f"a loop runs over range(...), not over '{stmt.range_name}'")
+        if not 1 <= len(stmt.bounds) <= 2:
+            raise error(
+                here,
+                "range() takes a stop, or a start and a stop; to run backwards in time, index "
+                "with T - 1 - t",
+            )
+        bounds = [self.bound(b, scope, "a loop bound") for b in stmt.bounds]
+        return (Dim.of(0), bounds[0]) if len(bounds) == 1 else (bounds[0], bounds[1])
+
+    def region_param(self, name: str, region: str, index: int, type: Type | None = None) -> Node:
+        """A param of a loop body: the loop variable, a carried value or an outer value."""
+        attrs = (("index", index), ("name", name), ("region", region))
+        return Node("param", (), attrs, type, name, current_loc())
+
+    def close(self, body: list[Node], params: list[Node], results: list[Node], region: str):
+        """The body as a closed region: each value it reads from outside the loop becomes a
+        param of its own (after `params`), and those values are the loop's outer arguments.
+        The body's nodes take their source names here."""
+        inside = set(body) | set(params)
+        free: dict[Node, Node] = {}
+        stack, seen = list(results), set()
+        while stack:
+            n = stack.pop()
+            if n in seen:
+                continue
+            seen.add(n)
+            if n in inside:
+                stack.extend(n.args)
+            elif n.op not in ("const", "dim") and n not in free:
+                free[n] = None
+        outer = sorted(free, key=_first_seen(self.nodes, free))
+        mapping = {
+            n: self.region_param(n.hint or "v", region, len(params) + i, n.type)
+            for i, n in enumerate(outer)
+        }
+        for n in body:
+            args = tuple(mapping.get(a, a) for a in n.args)
+            hint = self.hints.get(n, (0, n.hint))[1]
+            mapping[n] = n if args == n.args and hint == n.hint else replace(n, args=args, hint=hint)
+        region_params = tuple(params) + tuple(mapping[n] for n in outer)
+        return outer, Region(region_params, tuple(mapping.get(r, r) for r in results))
+
+    def slot_write(self, stmt: s.SlotWrite, scope: _Scope, slots: dict | None) -> None:
+        """`ys[:, t] = value` in a loop body: ':' on every axis but one, and on that one a
+        position that depends on the loop variable."""
+        here = self.loc(stmt.loc, scope)
+        example = f"{stmt.target}[:, t] = ..."
+        if slots is None:
+            raise error(
+                here,
+                f"only a loop writes slots of an array ({example}); elsewhere give the new "
+                "value a name of its own",
+            )
+        if stmt.target not in scope.vars:
+            raise error(
+                here, f"unknown name '{stmt.target}': make the array before the loop, with zeros"
+            )
+        if stmt.target in slots:
+            raise error(here, f"'{stmt.target}' has a slot written twice in one iteration")
+        dynamic = [i for i, sub in enumerate(stmt.subscripts) if not _full_slice(sub)]
+        if len(dynamic) != 1:
+            raise error(
+                here,
+                f"a slot write takes ':' on every axis but one, and a position on that one: "
+                f"{example}",
+            )
+        (axis,) = dynamic
+        sub = stmt.subscripts[axis]
+        position = self.value(sub, scope)
+        if not _mentions(sub, scope.loop_vars) or position.type is not None and position.type.static:
+            raise error(
+                self.loc(sub.loc, scope),
+                "the position of a slot write must depend on the loop variable, or every "
+                "iteration would write the same slot",
+            )
+        slots[stmt.target] = (axis, self.value(stmt.value, scope), position)
+
     def loc(self, loc: Loc, scope: _Scope) -> Loc:
         return Loc(loc.line, loc.col, scope.fn) if scope.fn else loc
 
@@ -182,6 +335,13 @@ class _Builder:
                     return self.leaf(const(CONSTANTS[name]))
                 if name in hints.CONSTANTS:
                     raise error(here, hints.CONSTANTS[name])
+                if name in scope.locals:
+                    line = scope.locals[name].line
+                    raise error(
+                        here,
+                        f"'{name}' is local to the loop on line {line}; to use it after the "
+                        f"loop, assign it a value before the loop too (it is then carried)",
+                    )
                 known = {**scope.vars, **scope.dims, **CONSTANTS}
                 raise error(here, f"unknown name '{name}'{_suggest(name, known)}")
             case s.Number(value=v) | s.Bool(value=v):
@@ -275,8 +435,14 @@ class _Builder:
     def index(self, e: s.Index, scope: _Scope) -> Node:
         """`x[...]`: each subscript an integer or a slice with compile-time bounds; the shape rule
         of `index` (ops/index.py) checks them against the shape."""
-        items = []
+        items, positions = [], []
         for sub in e.subscripts:
+            if not isinstance(sub, s.Slice) and _mentions(sub, scope.loop_vars):
+                # a position known when the code runs: `x[:, t]`, `x[:, T - 1 - t]`
+                axis = len(items) - sum(not isinstance(i, tuple) for i in items)
+                positions.append((axis, self.value(sub, scope)))
+                items.append((None, None, None))
+                continue
             if isinstance(sub, s.Slice):
                 start, stop = (self.bound(b, scope, "a slice bound") for b in (sub.start, sub.stop))
                 step = self.bound(sub.step, scope, "a slice step")
@@ -294,7 +460,12 @@ class _Builder:
                         f"gather by an integer array with take({x}, {sub.id}, axis=...)",
                     )
                 items.append(self.bound(sub, scope, "an index"))
-        return self.node("index", self.value(e.value, scope), index=tuple(items))
+        x = self.value(e.value, scope)
+        if any(i != (None, None, None) for i in items):
+            x = self.node("index", x, index=tuple(items))
+        for axis, position in reversed(positions):
+            x = self.node("select", x, position, axis=axis)
+        return x
 
     def bound(self, e: s.Expr | None, scope: _Scope, what: str) -> Dim | None:
         """An index or a slice bound: an integer or a dimension expression."""
@@ -466,6 +637,36 @@ class _Builder:
     def declared(self, p: s.Param, scope: _Scope) -> tuple[Dim, ...]:
         """A parameter's declared shape, each dimension expression evaluated."""
         return tuple(Dim.of(self.static(e, scope, "a dimension")) for e in p.dims)
+
+
+def _poisoned_by(stmt, scope: _Scope) -> list[str]:
+    """The names a failed statement leaves without a value: its targets; for a loop, the
+    names it carries and the arrays it writes."""
+    if isinstance(stmt, s.For):
+        return [n for n in s.assigned(stmt.body, nested_slots=True) if n in scope.vars] + [
+            w.target for w in stmt.body if isinstance(w, s.SlotWrite) and w.target in scope.vars
+        ]
+    return list(stmt.targets)
+
+
+def _full_slice(e: s.Expr) -> bool:
+    return isinstance(e, s.Slice) and e.start is None and e.stop is None and e.step is None
+
+
+def _mentions(e: s.Expr, names) -> bool:
+    """Whether expression `e` reads one of `names`."""
+    stack = [e]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, s.Name) and x.id in names:
+            return True
+        stack.extend(s._parts(x))
+    return False
+
+
+def _first_seen(nodes: list[Node], among) -> callable:
+    order = {n: i for i, n in enumerate(nodes) if n in among}
+    return lambda n: order.get(n, -1)
 
 
 def declared_names(params) -> list[str]:

@@ -348,6 +348,34 @@ class Check(Stmt):
 
 
 @dataclass(frozen=True, slots=True)
+class Store(Stmt):
+    """`target[items] = value`, or with `op` (`+`) `target[items] += value`: a slot of an array
+    written or added to (`hs[:, t] = h`, `dx[:, t] += dx_t`)."""
+
+    target: Subscript
+    value: Expr
+    op: str = ""
+
+    def exprs(self) -> tuple[Expr, ...]:
+        return (self.target, self.value)
+
+
+@dataclass(frozen=True, slots=True)
+class For(Stmt):
+    """`for var in over:` and the statements of its body."""
+
+    var: str
+    over: Expr  # `range(T)`, `reversed(range(T))`
+    body: tuple[Stmt, ...]
+
+    def exprs(self) -> tuple[Expr, ...]:
+        return (self.over, *(e for s in self.body for e in s.exprs()))
+
+    def targets(self) -> tuple[str, ...]:
+        return (self.var, *(t for s in self.body for t in s.targets()))
+
+
+@dataclass(frozen=True, slots=True)
 class Comment(Stmt):
     """`# text`: the forward line that the backward lines after it differentiate."""
 

@@ -45,6 +45,12 @@ class TupleType:
 
     items: tuple[Type, ...]
 
+    # (so that a pass asking every node whether it is a float array passes this one by)
+    dtype = "tuple"
+    shape = ()
+    static = False
+    ndim = 0
+
     def __str__(self) -> str:
         return "(" + ", ".join(map(str, self.items)) + ")"
 
@@ -391,7 +397,11 @@ class Graph:
         cache. The split is defined by reachability rather than stored per node, so no rewrite
         can leave it stale: optimize, emit, stats, draw and explain all read it here. (Computed
         once per graph; `dataclasses.replace` makes a new graph, which computes its own.)"""
-        return frozenset(reachable(self.outputs)).union(self.inputs)
+        forward = reachable(self.outputs).union(self.inputs)
+        # a forward loop's results are the forward's, those that only the backward reads too
+        # (the stacks of the values its backward reads, `loops.py`)
+        forward.update(n for n in self.nodes if n.op == "result" and n.args[0] in forward)
+        return frozenset(forward)
 
 
 def reachable(roots: Iterable[Node]) -> set[Node]:

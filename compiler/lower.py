@@ -17,8 +17,25 @@ from dataclasses import dataclass, field, replace
 
 from . import inplace, signature
 from .diagnostics import source_lines
-from .expr import Assign, Comment, Expr, Name, Stmt, method
-from .ir import OPS, Graph, Node
+from .dims import Dim
+from .expr import (
+    ALL,
+    Size,
+    Assign,
+    AugAssign,
+    Comment,
+    Expr,
+    For,
+    Name,
+    Stmt,
+    Store,
+    Subscript,
+    Tuple,
+    builtin,
+    method,
+)
+from .ir import OPS, Graph, Node, is_view, reachable
+from .ops.loop import counts, results_of
 from .ops import At, Facts, dtype_of
 from .printer import HELPERS, NumPyPrinter
 
@@ -150,7 +167,13 @@ class Lowering:
                 self.own_line.add(n)
                 d = 0
             depth[n] = d
+        for n in graph.nodes:  # a loop is statements of its own, and it names its arguments
+            if n.op == "loop":
+                self.own_line.add(n)
+                self.own_line.update(a for a in n.args if a.op not in ("const", "dim"))
         self.keep = keep
+        self.loop_names: dict[Node, list[str]] = {}  # (`name_loop`)
+        self.depth = 0  # how many loops this function's lines are inside
         self.in_place: dict[Node, Node] = {}  # a line that writes into its operand's array
         self._names: dict[str, Name] = {}  # (one expression for each name)
 
@@ -223,12 +246,15 @@ class Lowering:
         `comments`, each block under the forward line it comes from."""
         out, last = [], None
         for n in nodes:
-            if n not in self.own_line or n.op in ("param", "dout"):
+            if n not in self.own_line or n.op in ("param", "dout", "result"):
                 continue
             where = (n.loc.line, n.loc.fn) if n.loc else None
             if comments and where and where != last:
                 out.append(Comment(source_line(self.graph.source, *where)))
                 last = where
+            if n.op == "loop":
+                out += loop_lines(self, n, comments)
+                continue
             steps = inplace.steps(self, n) if n in self.in_place else None
             out += steps or inplace.accumulate(self, n) or [s for _, s in self.define(n)]
         return out
@@ -246,12 +272,167 @@ class Lowering:
 
     def plan(self, nodes) -> None:
         """Before writing the lines of `nodes`: which of them work in the array of a value they
-        read for the last time (`inplace.plan`)."""
+        read for the last time (`inplace.plan`); and the variables of its loops' results."""
+        for n in nodes:
+            if n.op == "loop":
+                name_loop(self, n)
         inplace.plan(self, nodes)
 
 
-@dataclass(frozen=True)
-class Step:
+def name_loop(fn: Lowering, n: Node) -> list[str]:
+    """The variable of each of a loop's results, chosen before any line is written: a carried
+    value's is its name in the body (`h`, `dh`) unless it is an output's; a written array or
+    a sum takes the name of its result, and where the loop works in the array it starts from
+    (a new array nothing else reads, `hs = np.zeros(...)`), that array takes the name too."""
+    if n in fn.loop_names:
+        return fn.loop_names[n]
+    kw = n.kw
+    kinds, params = kw["kinds"], kw["body"].params
+    results = results_of(n, fn.graph.nodes)
+    namer, names = fn.namer, []
+    for j, (kind, init) in enumerate(zip(kinds, n.args)):
+        res = results.get(j)
+        if res is not None and res in namer.names:
+            name = namer.names[res]
+        elif kind[0] == "carry":
+            name = namer.get(("loop", n, j), params[1 + j].hint or "v")
+        else:
+            name = namer.get(("loop", n, j), (res.hint if res is not None else None) or "acc")
+        if res is not None:
+            namer.names[res] = name
+        if _owned(fn, init) and init not in namer.names:
+            namer.names[init] = name
+        names.append(name)
+    fn.loop_names[n] = names
+    return names
+
+
+def loop_lines(fn: Lowering, n: Node, comments: bool) -> list[Stmt]:
+    """A loop as an expert writes it: each carried value bound to its name before the loop
+    (`h = h0`), each written array made (or copied) before it, then `for t in range(T):` with
+    the body's lines, its slot writes (`hs[:, t] = h`) and sums (`dWh += ...`), and the carried
+    values' new values under their own names. Each name of the body is unique in the function:
+    the body's params are named by the values they are bound to."""
+    kw = n.kw
+    body, kinds = kw["body"], kw["kinds"]
+    carried, _ = counts(kinds)
+    inits, outer = n.args[: len(kinds)], n.args[len(kinds) :]
+    namer, lines = fn.namer, []
+    params = body.params
+    names = name_loop(fn, n)
+    for kind, init, name in zip(kinds, inits, names):
+        start = fn.code(init)
+        if start != Name(name):
+            lines.append(Assign(name, start if kind[0] == "carry" else method(start, "copy")))
+    for p, name in zip(params[1 : 1 + carried], names):
+        namer.names[p] = name
+    for p, a in zip(params[1 + carried :], outer):
+        namer.names[p] = fn.name_of(a)
+    depth = fn.depth
+    var = namer.get(("loop variable", depth), params[0].hint or "t")
+    namer.names[params[0]] = var
+    sub = Lowering(_body_graph(fn.graph, body), namer, fn.printer.sizes, set(body.results))
+    sub.dtype_of = fn.dtype_of
+    sub.depth = depth + 1
+    sums = _inline_sums(sub, body, kinds, carried)
+    nexts = _carry_names(sub, body, carried, names)
+    sub.plan(body.nodes)
+    inner = sub.lines(body.nodes, comments)
+    r = carried
+    for kind, name in zip(kinds[carried:], names[carried:]):
+        value = body.results[r]
+        value = sub.expression(value) if value in sums else sub.code(value)
+        if kind[0] == "slot":
+            where = Subscript(Name(name), (ALL,) * kind[1] + (sub.code(body.results[r + 1]),))
+            inner.append(Store(where, value, "+" if kind[2] == "add" else ""))
+            r += 2
+        else:
+            inner.append(AugAssign(name, "+", value))
+            r += 1
+    moved = [(name, sub.code(v)) for name, v in zip(names, body.results[:carried]) if v not in nexts]
+    moved = [(name, v) for name, v in moved if v != Name(name)]
+    if len(moved) == 1:
+        inner.append(Assign(*moved[0]))
+    elif moved:
+        inner.append(Assign(tuple(m for m, _ in moved), Tuple(tuple(v for _, v in moved))))
+    sizes = [Size(d) for d in (kw["start"], kw["stop"])]
+    over = builtin("range", *(sizes if kw["start"] != Dim.of(0) else sizes[1:]))
+    if kw.get("reverse"):
+        over = builtin("reversed", over)
+    return lines + [For(var, over, tuple(inner))]
+
+
+def _inline_sums(sub: Lowering, body, kinds, carried: int) -> set[Node]:
+    """The values a sum or a slot addition adds that nothing else in the body reads: written
+    in the augmented assignment itself (`dWx += x[:, t].T @ da`). What they read is then
+    never worked in place, since their line comes last."""
+    added, r = [], carried
+    for kind in kinds[carried:]:
+        if kind[0] == "sum" or kind[2] == "add":
+            added.append(body.results[r])
+        r += 2 if kind[0] == "slot" else 1
+    others = [x for x in body.results if x not in added]
+    inline = {
+        v
+        for v in added
+        if v.op not in ("param", "loop", "result")
+        and sub.uses.get(v, 0) == 0
+        and added.count(v) == 1
+        and v not in others
+    }
+    sub.own_line -= inline
+    sub.keep |= reachable(inline)
+    return inline
+
+
+def _owned(fn: Lowering, init: Node) -> bool:
+    """Whether a loop may write into the array of `init`, its written array's value before the
+    loop: a new array this function made, which nothing else reads or keeps."""
+    return (
+        OPS[init.op].fresh
+        and not is_view(init)
+        and not OPS[init.op].leaf
+        and fn.uses.get(init, 0) == 1
+        and init not in fn.keep
+        and init.op != "loop"
+    )
+
+
+def _body_graph(graph: Graph, body) -> Graph:
+    """A loop body as a graph of its own, for its lowering."""
+    return Graph(
+        name=graph.name,
+        loc=graph.loc,
+        params=(),
+        inputs=body.params,
+        output_names=(),
+        outputs=body.results,
+        wrt=(),
+        nodes=body.nodes,
+        source=graph.source,
+    )
+
+
+def _carry_names(sub: Lowering, body, carried: int, names: list[str]) -> set[Node]:
+    """The carried values' new values that take the carried name itself (`h = np.tanh(...)`):
+    those after whose line nothing reads the old value. The others are moved at the end."""
+    params = body.params[1 : 1 + carried]
+    lines = [m for m in body.nodes if m in sub.own_line and m.op not in ("param", "result")]
+    position = {m: i for i, m in enumerate(lines)}
+    tail = list(body.results[carried:])  # (the slot writes and sums come after every line)
+    tail += [r for r in body.results[:carried] if r.op == "param"]  # (moved at the end)
+    done: set[Node] = set()
+    for p, v, name in zip(params, body.results[:carried], names):
+        if v not in position or v in done or v in sub.namer.names:
+            continue
+        later = lines[position[v] + 1 :]
+        read_later = any(p in sub.reads(m) for m in later) or any(
+            p is x or (x not in sub.own_line and p in sub.reads(x)) for x in tail
+        )
+        if not read_later:
+            sub.namer.names[v] = name
+            done.add(v)
+    return done
     """The backward lines that come from one forward statement: (name, expression in the
     notation of the lecture note, value), and the names of the sizes the expressions use."""
 

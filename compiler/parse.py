@@ -144,6 +144,14 @@ class _ToSyntax(Transformer_NonRecursive):  # (a deep expression must not exhaus
         locs = tuple(_loc(t) for t in targets)
         return s.Assign(locs[0], tuple(str(t) for t in targets), value, locs)
 
+    def slot_stmt(self, meta, items):
+        target, subs, value = items
+        return s.SlotWrite(_loc(target), str(target), subs, value)
+
+    def for_stmt(self, meta, items):
+        _, var, _, fn, args, (body, end) = items
+        return s.For(_loc(items[0]), str(var), _loc(var), str(fn), _loc(fn), tuple(args or ()), body, end)
+
     def _binary(op):
         def rule(self, meta, items):
             left, right = items

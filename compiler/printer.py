@@ -32,6 +32,7 @@ from .expr import (
     Eval,
     Expr,
     Field,
+    For,
     Lit,
     Name,
     Pack,
@@ -40,6 +41,7 @@ from .expr import (
     Size,
     Slice,
     Stmt,
+    Store,
     Subscript,
     Tuple,
     Unary,
@@ -58,6 +60,7 @@ HELPERS = {
     "_max_pool_route": "max_pool_route.py.j2",
     "_max_pool_pick": "max_pool_pick.py.j2",
     "_avg_pool": "avg_pool.py.j2",
+    "_put": "put.py.j2",
 }
 INDENT = 4  # a statement's indent in a function body
 
@@ -287,6 +290,12 @@ class NumPyPrinter:
             return _pack(s.target, list(s.names), s.cls)
         if cls is Comment:
             return "# " + comment(s.text)
+        if cls is Store:
+            return f"{self.text(s.target)} {s.op}= {self.text(s.value)}"
+        if cls is For:
+            lines = [self._statement(b).replace("\n", "\n" + " " * INDENT) for b in s.body]
+            inner = "".join(f"\n{' ' * INDENT}{line}" for line in lines or ["pass"])
+            return f"for {s.var} in {self.text(s.over)}:{inner}"
         if cls is Check:
             return f"if {self.text(s.test)}:\n    raise {self.text(s.error)}"
         if cls is Field:

@@ -9,7 +9,7 @@ from dataclasses import replace
 from .conditions import Recorder, recording, require_multiple
 from .diagnostics import error
 from .dims import Dim, nonnegative, show_shape
-from .ir import OPS, Graph, Node, ShapeError, at, make
+from .ir import OPS, Graph, Node, Region, ShapeError, Type, at, make
 from .signature import declared
 
 
@@ -115,7 +115,7 @@ def _meant(graph: Graph, args: tuple[Node, ...], e: ShapeError) -> str:
     if e.mismatch is None:
         return ""
     operand, axis, want = e.mismatch
-    if operand >= len(args) or args[operand].op != "param":
+    if operand >= len(args) or args[operand].op != "param" or args[operand].attr("region"):
         return ""
     name = args[operand].attr("name")
     p = next(p for p in graph.params if p.name == name)
@@ -159,8 +159,10 @@ def infer_shapes(graph: Graph) -> Graph:
     )
 
 
-def _type_nodes(graph: Graph, mapping: dict, dims: dict, nodes: list) -> None:
-    for n in graph.nodes:
+def _type_nodes(graph: Graph, mapping: dict, dims: dict, nodes: list, body=None) -> None:
+    """Type `body` (a loop body's nodes; the graph's by default) in order, appending the typed
+    nodes to `nodes`."""
+    for n in graph.nodes if body is None else body:
         args = tuple(mapping[a] for a in n.args)
         try:
             if n.op == "bind":
@@ -168,7 +170,10 @@ def _type_nodes(graph: Graph, mapping: dict, dims: dict, nodes: list) -> None:
                     _bind(n, args[0], dims)
                 mapping[n] = args[0]
                 continue
-            if n.type is not None and n.op != "dim":
+            if n.op == "loop" and n.type is None:
+                with at(n.loc):
+                    m = _type_loop(graph, n, args, dims)
+            elif n.type is not None and n.op != "dim":
                 m = n
             else:
                 attrs = {k: _subs(v, dims) for k, v in n.attrs}
@@ -185,3 +190,72 @@ def _type_nodes(graph: Graph, mapping: dict, dims: dict, nodes: list) -> None:
             raise error(n.loc, str(e) + _meant(graph, args, e)) from None
         mapping[n] = m
         nodes.append(m)
+
+
+def _type_loop(graph: Graph, n: Node, args: tuple[Node, ...], dims: dict) -> Node:
+    """A loop typed: its body typed with the loop variable an integer, each carried value of
+    its type before the loop and each outer value of its own type. A carried value whose type
+    an iteration changes is an error at the statement that changes it, but an integer that
+    becomes a float, as `loss = 0` does in `loss = loss + ...`, is carried as a float."""
+    kw = n.kw
+    body, kinds = kw["body"], kw["kinds"]
+    carried = sum(k[0] == "carry" for k in kinds)
+    inits, outer = args[: len(kinds)], args[len(kinds) :]
+    types = [Type("int", ())]
+    types += [Type(a.dtype, a.shape) for a in inits[:carried]]
+    types += [a.type for a in outer]
+    for _ in range(2):
+        params = tuple(replace(p, type=t) for p, t in zip(body.params, types))
+        mapping = dict(zip(body.params, params))
+        nodes: list[Node] = []
+        _type_nodes(graph, mapping, dims, nodes, [m for m in body.nodes if m not in mapping])
+        results = tuple(mapping[r] for r in body.results)
+        changed = _carried_changes(params[1 : 1 + carried], results[:carried], inits)
+        if changed is None:
+            break
+        i, value = changed
+        types[1 + i] = Type("float", types[1 + i].shape)
+    else:  # pragma: no cover - a float carried value does not change type twice
+        raise AssertionError("a carried value changed its type twice")
+    for kind, init, r in zip(kinds[carried:], inits[carried:], _slot_results(results, carried)):
+        _check_slot(init, kind[1], *r)
+    attrs = {k: _subs(v, dims) for k, v in n.attrs if k not in ("body",)}
+    return make("loop", *args, hint=n.hint, body=Region(params, results), **attrs)
+
+
+def _carried_changes(params, results, inits):
+    """The first carried value whose type an iteration changes: (its position, its value at the
+    end of an iteration) where it may become a float, else an error at the statement."""
+    for i, (p, r, init) in enumerate(zip(params, results, inits)):
+        if (r.dtype, r.shape) == (p.dtype, p.shape):
+            continue
+        name = p.attr("name")
+        if r.shape == p.shape and p.dtype == "int" and r.dtype == "float" and init.type.static:
+            return i, r
+        raise error(
+            r.loc,
+            f"'{name}' is carried from one iteration to the next, so it must keep its type: it "
+            f"is {Type(p.dtype, p.shape)} before the loop and {Type(r.dtype, r.shape)} after "
+            "this statement",
+        )
+    return None
+
+
+def _slot_results(results, carried: int):
+    rest = results[carried:]
+    return [(rest[i], rest[i + 1]) for i in range(0, len(rest), 2)]
+
+
+def _check_slot(array: Node, axis: int, value: Node, position: Node) -> None:
+    """A slot write's value fits its slot, and its position is an integer."""
+    slot = array.shape[:axis] + array.shape[axis + 1 :]
+    if position.dtype != "int" or position.ndim:
+        raise error(position.loc, f"a slot's position must be one integer, not {position.type}")
+    if array.dtype != "float" and value.dtype == "float":
+        raise error(value.loc, f"a float value cannot be written into an {array.dtype} array")
+    if value.shape != slot:
+        raise error(
+            value.loc,
+            f"a slot of an array of shape {show_shape(array.shape)} along axis {axis} has "
+            f"shape {show_shape(slot)}, but the value written is {show_shape(value.shape)}",
+        )

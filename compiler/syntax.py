@@ -94,6 +94,41 @@ class Assign:
 
 
 @dataclass(frozen=True)
+class SlotWrite:
+    """`ys[:, t] = value`: one slot of an array made before the loop, written by an iteration."""
+
+    loc: Loc
+    target: str
+    subscripts: tuple[Expr, ...]
+    value: Expr
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        return ()
+
+
+@dataclass(frozen=True)
+class For:
+    """`for var in range(...) { body }`: `bounds` are the range's arguments (one or two)."""
+
+    loc: Loc
+    var: str
+    var_loc: Loc
+    range_name: str
+    range_loc: Loc
+    bounds: tuple[Expr, ...]
+    body: tuple[Statement, ...]
+    end: Loc  # the closing brace
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        return ()
+
+
+Statement = Assign | SlotWrite | For
+
+
+@dataclass(frozen=True)
 class Param:
     loc: Loc
     name: str
@@ -111,13 +146,38 @@ class Definition:
     outputs: tuple[str, ...]
     outputs_loc: Loc
     wrt: tuple[tuple[str, Loc], ...] | None
-    body: tuple[Assign, ...]
+    body: tuple[Statement, ...]
     end: Loc  # the closing brace
 
 
 @dataclass(frozen=True)
 class Module:
     definitions: tuple[Definition, ...]
+
+
+def statements(body) -> list:
+    """The statements of a body, those of its loops' bodies after each loop, in source order."""
+    out = []
+    for stmt in body:
+        out.append(stmt)
+        if isinstance(stmt, For):
+            out.extend(statements(stmt.body))
+    return out
+
+
+def assigned(body, nested_slots: bool = False) -> list[str]:
+    """The names a body assigns, its loops' bodies included, in order of first assignment;
+    with `nested_slots`, also the arrays whose slots its nested loops write (which change in
+    the body, as a whole)."""
+    out: dict[str, None] = {}
+    for stmt in body:
+        if isinstance(stmt, Assign):
+            out.update(dict.fromkeys(stmt.targets))
+        elif isinstance(stmt, For):
+            out.update(dict.fromkeys(assigned(stmt.body)))
+            if nested_slots:
+                out.update(dict.fromkeys(w.target for w in statements(stmt.body) if isinstance(w, SlotWrite)))
+    return list(out)
 
 
 def _parts(e: Expr):
@@ -135,7 +195,9 @@ def deepest(module: Module) -> tuple[int, Loc | None]:
     statement's expression starts; measured without recursion, for a program too deep for it."""
     depth, where = 0, None
     for d in module.definitions:
-        for stmt in d.body:
+        for stmt in statements(d.body):
+            if isinstance(stmt, For):
+                continue
             stack = [(stmt.value, 1)]
             while stack:
                 e, k = stack.pop()

@@ -258,6 +258,7 @@ for _family in (
     "index",
     "construct",
     "conv",
+    "loop",
 ):
     importlib.import_module(f"{__name__}.{_family}")
 

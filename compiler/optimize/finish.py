@@ -123,9 +123,38 @@ def finish_outputs(graph: Graph) -> Graph:
     return replace(graph, outputs=tuple(outputs), nodes=schedule(graph.nodes, keep))
 
 
+def _from_sizes(n: Node) -> bool:
+    """An array made from sizes and constants alone (`zeros((N, H))`): cheaper made again than
+    kept."""
+    return bool(n.ndim) and not OPS[n.op].leaf and n.op != "result" and all(
+        a.op in ("const", "dim") for a in n.args
+    )
+
+
+def _made_again(graph: Graph) -> Graph:
+    """The backward makes its own copy of each forward array made from sizes alone that it
+    reads (the zeros a loop's carried gradient starts from, say), rather than caching it."""
+    forward = graph.forward
+    copies: dict[Node, Node] = {}
+
+    def step(n: Node, args: tuple[Node, ...]) -> Node:
+        if n not in forward:
+            args = tuple(
+                copies.setdefault(a, replace(a)) if a in forward and _from_sizes(a) else a
+                for a in args
+            )
+        return with_args(n, args)
+
+    if not any(_from_sizes(a) for b in graph.nodes if b not in forward for a in b.args if a in forward):
+        return graph
+    return rewrite(graph, step)
+
+
 def select_cache(graph: Graph) -> Graph:
     """The cache is exactly what the backward reads from the forward: parameters and forward
-    values that some backward node takes as an argument, and the dimension sizes it uses."""
+    values that some backward node takes as an argument, and the dimension sizes it uses. An
+    array made from sizes alone is made again rather than kept (`_made_again`)."""
+    graph = _made_again(graph)
     forward = graph.forward
     read: set[Node] = set()
     dims: set[str] = set()

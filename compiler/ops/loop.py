@@ -1,0 +1,217 @@
+"""Loops: `for t in range(...) { ... }` as one node whose body is a region (`ir.Region`).
+
+A `loop` node runs its body once per value of the loop variable. What each of its results is,
+in order, is in its `kinds` attribute:
+
+- `("carry",)`: a value carried from one iteration to the next (`h`); the node's argument is
+  its value before the loop, the body's param its value at the start of an iteration, the body's
+  result its value at the end; the loop's result its value after the last iteration.
+- `("slot", axis, "set" | "add")`: an array of which each iteration writes (or adds to) one slot
+  along `axis` (`hs[:, t] = h`); the argument is the array before the loop, the body gives two
+  results, the slot's value and its position.
+- `("sum",)`: a sum over the iterations (a gradient of a loop-invariant value, `dWh += ...`);
+  the argument is its value before the loop, the body's result what one iteration adds.
+
+The body's params are the loop variable, then one per carried value, then the loop-invariant
+values it reads (`outer`): the node's arguments after the initial values, in order. Its results
+are read by `result` nodes, one per result, so every other node keeps one type.
+
+`select(x, i, axis)` is `x[:, i]` for an index `i` known only when the code runs (the loop
+variable, or `T - 1 - t`); its adjoint puts the gradient back at that position (`put`).
+
+Where the loops' other passes live: `build.py` turns the syntax into these nodes (the names a
+body reassigns are carried), `shapes.py` types a body, `loops.py` differentiates a loop, and
+`lower.py` writes it as a Python `for`.
+"""
+
+from __future__ import annotations
+
+from ..dims import Dim
+from ..expr import ALL, LOCAL, Cond, Lit, Ref, Subscript, array, helper
+from ..expr import shape as shape_of
+from ..ir import OPS, Node, ShapeError, TupleType, Type, make
+from . import no_flops, register
+
+
+def _axis_in(t: Type, axis, what: str) -> int:
+    if not isinstance(axis, int) or isinstance(axis, bool) or not 0 <= axis < t.ndim:
+        raise ShapeError(f"{what}: axis {axis} is out of range for a value of shape {t}")
+    return axis
+
+
+def _position(i: Type, what: str) -> None:
+    if i.dtype != "int" or i.ndim:
+        raise ShapeError(f"{what}: a position is one integer, not a value of type {i}")
+
+
+# ---------------------------------------------------------------------------------------------
+# select: x[:, i] at a position known when the code runs
+
+
+def _select_type(x: Type, i: Type, *, axis):
+    _axis_in(x, axis, "an index")
+    _position(i, "an index")
+    return Type(x.dtype, x.shape[:axis] + x.shape[axis + 1 :])
+
+
+def _select_emit(at, x, i, *, axis):
+    return Subscript(x, (ALL,) * axis + (i,))
+
+
+def _select_adjoint(g, y, x, i, *, axis):
+    return make("put", g, i, axis=axis, size=x.shape[axis]), None
+
+
+register(
+    "select",
+    _select_type,
+    _select_emit,
+    _select_adjoint,
+    doc="x[:, t]: one position along an axis, the position known when the code runs",
+    flops=no_flops,
+    view=True,
+)
+
+
+def _put_type(g: Type, i: Type, *, axis, size):
+    _position(i, "put")
+    if not isinstance(axis, int) or not 0 <= axis <= g.ndim:
+        raise ShapeError(f"put: axis {axis} is out of range for a value of shape {g}")
+    return Type(g.dtype, g.shape[:axis] + (Dim.of(size),) + g.shape[axis:])
+
+
+register(
+    "put",
+    _put_type,
+    lambda at, g, i, *, axis, size: helper("_put", g, i, Lit(axis), shape_of((size,))),
+    lambda dy, y, g, i, *, axis, size: (make("select", dy, i, axis=axis), None),
+    doc="zeros with g at one position along an axis: the adjoint of select",
+    flops=no_flops,
+)
+
+
+def _if_else_type(cond: Type, a: Type, b: Type):
+    if cond.ndim or cond.dtype != "bool" or (a.dtype, a.shape) != (b.dtype, b.shape):
+        raise ShapeError(f"if_else: a condition and two values of one type, not {cond}, {a}, {b}")
+    return Type(a.dtype, a.shape)
+
+
+register(
+    "if_else",
+    _if_else_type,
+    lambda at, cond, a, b: Cond(a, cond, b),
+    doc="a if cond else b, one of two values by a condition known when the code runs (a "
+    "carried value before a step: the slot the step before wrote, or its value before the loop)",
+    flops=no_flops,
+    fresh=False,
+)
+
+
+def _empty_type(*, shape, dtype, of=None):
+    return Type(dtype, tuple(Dim.of(d) for d in shape))
+
+
+def _empty_emit(at, *, shape, dtype, of=None):
+    if dtype != "float":
+        return array("empty", shape_of(shape), dtype=Ref(LOCAL, dtype))
+    return array("empty", shape_of(shape), **({"dtype": at.dtype} if at.dtype is not None else {}))
+
+
+register(
+    "empty",
+    _empty_type,
+    _empty_emit,
+    lambda g, y, *, shape, dtype, of=None: (),
+    doc="an array whose every element will be written (the per-step values a loop keeps; `of` "
+    "tells the stacks of one loop apart)",
+    flops=no_flops,
+    own_dtype=True,
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# loop, and result: one of a node's several results
+
+
+def counts(kinds: tuple) -> tuple[int, int]:
+    """How many carried values and body results a loop of these kinds has."""
+    carried = sum(k[0] == "carry" for k in kinds)
+    return carried, sum(2 if k[0] == "slot" else 1 for k in kinds)
+
+
+def _loop_type(*args: Type, body, kinds, start, stop, reverse=False):
+    carried, results = counts(kinds)
+    outer = len(body.params) - 1 - carried
+    if outer < 0 or len(args) != len(kinds) + outer or len(body.results) != results:
+        raise ShapeError("a loop's arguments, params and results do not match its kinds")
+    items, r, c = [], 0, 1
+    for kind, init in zip(kinds, args):
+        value = body.results[r].type
+        if kind[0] == "carry":
+            param = body.params[c].type
+            if value is not None and (value.dtype, value.shape) != (param.dtype, param.shape):
+                raise ShapeError(f"a carried value is {param} before an iteration, {value} after")
+            items.append(param)
+            c += 1
+        elif kind[0] == "slot":
+            items.append(Type(init.dtype, init.shape))
+        else:
+            items.append(Type(init.dtype, init.shape))
+        r += 2 if kind[0] == "slot" else 1
+    return TupleType(tuple(items))
+
+
+def _no_expression(at, *args, **attrs):
+    raise AssertionError("a loop is written as statements by the lowering (lower.py)")
+
+
+def _loop_adjoint(g, out, *args, **attrs):
+    from ..loops import loop_vjp  # (loops.py builds IR with the ops registered here)
+
+    return loop_vjp(g, out)
+
+
+def _loop_flops(y, *args, body, kinds, start, stop, reverse=False) -> Dim:
+    from . import flops_of
+
+    per_iteration = sum((flops_of(n) for n in body.nodes), Dim.of(0))
+    return per_iteration * (stop - start)
+
+
+register(
+    "loop",
+    _loop_type,
+    _no_expression,
+    _loop_adjoint,
+    doc="for t in range(start, stop): the body (a region) once per iteration",
+    flops=_loop_flops,
+)
+
+
+def _result_type(t: TupleType, *, index):
+    if not isinstance(t, TupleType) or not 0 <= index < len(t.items):
+        raise ShapeError(f"no result {index} of a value of type {t}")
+    return t.items[index]
+
+
+register(
+    "result",
+    _result_type,
+    _no_expression,
+    lambda g, y, node, *, index: (None,),  # (autodiff gathers a loop's results itself)
+    doc="one of the results of a node with several (a loop's)",
+    flops=no_flops,
+    fresh=False,  # (a carried value may be the array it started from)
+)
+
+
+def results_of(node: Node, nodes) -> dict[int, Node]:
+    """The `result` nodes among `nodes` that read `node`, by index."""
+    return {n.attr("index"): n for n in nodes if n.op == "result" and n.args[0] is node}
+
+
+def is_loop(n: Node) -> bool:
+    return n.op == "loop"
+
+
+__all__ = ["OPS", "counts", "is_loop", "results_of"]
