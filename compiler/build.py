@@ -461,7 +461,7 @@ class _Builder:
                     )
                 items.append(self.bound(sub, scope, "an index"))
         x = self.value(e.value, scope)
-        if any(i != (None, None, None) for i in items):
+        if not positions or any(i != (None, None, None) for i in items):
             x = self.node("index", x, index=tuple(items))
         for axis, position in reversed(positions):
             x = self.node("select", x, position, axis=axis)

@@ -45,6 +45,8 @@ def plan(fn: Lowering, nodes) -> None:
     for n in lines:
         if not OPS[n.op].elementwise or n.dtype != "float" or n.ndim < max(widest, 1):
             continue
+        if n in fn.whole:  # (a loop's carried value, written under its own name in one line)
+            continue
         if n in fn.born_weak or Dim.of(1) in n.shape:  # (a keepdims statistic: small)
             continue
         reusable = _Reusable(fn, n, made, last, kept)

@@ -297,7 +297,7 @@ class Region:
         free = [
             n
             for n in self.nodes
-            if not n.args and n not in self.params and n.op not in ("const", "dim")
+            if n.op in ("param", "dout") and n not in self.params
         ]
         if free:
             raise ValueError(f"a region reads {free[0]!r} from outside: pass it as a param")

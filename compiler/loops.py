@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 
 from .autodiff import backprop, spread
 from .dims import Dim
-from .ir import OPS, Node, Region, Type, make, result, schedule
+from .ir import OPS, Node, Region, Type, at, make, result, schedule
 from .ops.loop import counts
 
 
@@ -55,6 +55,7 @@ class _Backward:
     mapping: dict[Node, Node] = field(default_factory=dict)  # a forward body node -> its own
     stacks: list[tuple[Node, Node]] = field(default_factory=list)  # (value, position) to keep
     stacked: list[Node] = field(default_factory=list)  # the forward loop's new results
+    zeros: int = 0  # how many arrays of zeros its results start from
 
     @property
     def kw(self) -> dict:
@@ -99,6 +100,7 @@ def loop_vjp(g: tuple, loop: Node, active_args: list[bool], number: int):
             _seed(seeds, value, make("select", gs, position, axis=axis))
     sliced = {p for p, a in zip(oparams, active_args[nk:]) if a}
     grads, _, replaced, slots = backprop(body.nodes, seeds, active, number, sliced)
+    names = {g: "d" + n.hint for n, g in grads.items() if n.hint and n.op not in ("const", "dim")}
 
     # the backward body's results, each as what it is for the loop's arguments
     out_kinds, out_inits, out_results, targets = [], [], [], []
@@ -106,7 +108,7 @@ def loop_vjp(g: tuple, loop: Node, active_args: list[bool], number: int):
         if p not in active:
             continue
         out_kinds.append(("carry",))
-        out_inits.append(g[j] if g[j] is not None else make("zeros", shape=p.shape))
+        out_inits.append(g[j] if g[j] is not None else _zeros(b, p.shape))
         out_results.append(grads.get(p) or make("zeros", shape=p.shape))
         targets.append(j)
     for i, (p, a) in enumerate(zip(oparams, outer)):
@@ -114,14 +116,14 @@ def loop_vjp(g: tuple, loop: Node, active_args: list[bool], number: int):
             continue
         if p in grads:
             out_kinds.append(("sum",))
-            out_inits.append(make("zeros", shape=a.shape))
+            out_inits.append(_zeros(b, a.shape))
             out_results.append(grads[p])
             targets.append(nk + i)
         for s, gs in slots.items():
             if s.args[0] is p:
                 axis = s.attr("axis")
                 out_kinds.append(("slot", axis, "add"))
-                out_inits.append(make("zeros", shape=a.shape))
+                out_inits.append(_zeros(b, a.shape))
                 out_results += [gs, s.args[1]]
                 targets.append(nk + i)
     for j, axis, value, position in slot_results:
@@ -133,8 +135,9 @@ def loop_vjp(g: tuple, loop: Node, active_args: list[bool], number: int):
     if not out_kinds:
         return [None] * len(loop.args), None
 
-    _residuals(b, body, kinds, replaced, out_results, carried)
-    backward_results = _rebuild(b, body, replaced, out_results)
+    with at(None):  # (what the backward reads has no forward line of its own)
+        _residuals(b, body, kinds, replaced, out_results, carried)
+    backward_results = _rebuild(b, body, replaced, out_results, names)
     forward = _forward(loop, b, replaced)
     outside = list(b.outer)
     if forward is not None:  # (what the backward reads of the loop, it reads of its replacement)
@@ -156,6 +159,12 @@ def loop_vjp(g: tuple, loop: Node, active_args: list[bool], number: int):
         r = result(backward, i)
         contributions[target] = r if contributions[target] is None else contributions[target] + r
     return contributions, forward
+
+
+def _zeros(b: _Backward, shape) -> Node:
+    """Zeros for one of the backward loop's results to start from: an array of its own."""
+    b.zeros += 1
+    return make("zeros", shape=shape, of=(b.region, b.zeros))
 
 
 def _seed(seeds: dict[Node, Node], x: Node, g: Node) -> None:
@@ -319,22 +328,35 @@ def _leaves(n: Node) -> set[Node]:
 
 
 def _previous(b: _Backward, body: Region, kinds, carried: int, r: Node, fwd) -> Node | None:
-    """A carried value before an iteration, read from the array the forward loop writes its
-    new values into at position t: `hs[:, t - 1] if t > 0 else h0`."""
+    """A carried value before an iteration, read where the forward keeps its value after the
+    iteration before, which it keeps anyway (a written array, `hs`; or a stack): `hs[:, t - 1]
+    if t > 0 else h0`. None where its new value is not kept so."""
     params = body.params
     if r not in params[1 : 1 + carried]:
         return None
     j = params.index(r) - 1
     new = body.results[j]
-    for i, axis, value, position in _slots(body, kinds, carried):
-        if value is new and position is params[0] and kinds[i][2] == "set":
-            loop, start = b.loop, b.kw["start"]
-            final = b.param_for(result(loop, i), loop.args[i].hint)
-            before = b.param_for(loop.args[j], loop.args[j].hint)
-            earlier = make("sub", b.t, 1)
-            slot = make("select", final, earlier, axis=axis)
-            return make("if_else", make("gt", b.t, _dim(start)), slot, before, hint="prev_" + _hint(r))
-    return None
+    if new.op in ("param", "const", "dim") or _free(new, params, carried):
+        return None
+    later = _read(b, body, kinds, carried, new, fwd)
+    if later.op != "select" or later.args[0].op != "param":
+        return None
+    kept, position = later.args
+    earlier = _shifted(position, b.t, make("sub", b.t, 1))
+    before = b.param_for(b.loop.args[j], b.loop.args[j].hint)
+    slot = make("select", kept, earlier, axis=later.attr("axis"))
+    first = make("gt", b.t, _dim(b.kw["start"]))
+    return make("if_else", first, slot, before, hint="prev_" + _hint(r))
+
+
+def _shifted(n: Node, t: Node, earlier: Node) -> Node:
+    """Position `n` (a function of the loop variable `t`) at the iteration before."""
+    if n is t:
+        return earlier
+    if not n.args:
+        return n
+    args = tuple(_shifted(a, t, earlier) for a in n.args)
+    return n if args == n.args else replace(n, args=args)
 
 
 def _stack(b: _Backward, r: Node) -> Node:
@@ -359,8 +381,9 @@ def _hint(r: Node) -> str:
     return r.op + ("_" + named[0] if named else "")
 
 
-def _rebuild(b: _Backward, body: Region, replaced, results: list[Node]) -> tuple[Node, ...]:
-    """The backward results with the forward body's values replaced by the backward's own."""
+def _rebuild(b: _Backward, body: Region, replaced, results: list[Node], names) -> tuple:
+    """The backward results with the forward body's values replaced by the backward's own,
+    and each gradient named after its value (`names`: `dc` for `c`) where it has no name."""
     mapping = dict(b.mapping)
     fwd = _forward_nodes(body, replaced)
     new_loops = set(replaced.values())
@@ -369,7 +392,8 @@ def _rebuild(b: _Backward, body: Region, replaced, results: list[Node]) -> tuple
         if n in mapping or _is_forward(n, fwd, new_loops):
             continue
         args = tuple(mapping.get(a, a) for a in n.args)
-        mapping[n] = n if args == n.args else replace(n, args=args)
+        hint = n.hint or (names.get(n) if n.op not in ("param", "const", "dim") else None)
+        mapping[n] = n if args == n.args and hint == n.hint else replace(n, args=args, hint=hint)
     return tuple(mapping.get(r, r) for r in results)
 
 

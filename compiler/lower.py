@@ -159,6 +159,7 @@ class Lowering:
             if (
                 op == "param"
                 or op == "dout"
+                or op == "result"
                 or n.hint
                 or uses.get(n, 0) != 1
                 or n in keep
@@ -174,6 +175,7 @@ class Lowering:
         self.keep = keep
         self.loop_names: dict[Node, list[str]] = {}  # (`name_loop`)
         self.depth = 0  # how many loops this function's lines are inside
+        self.whole: set[Node] = set()  # values written in one statement, never in place
         self.in_place: dict[Node, Node] = {}  # a line that writes into its operand's array
         self._names: dict[str, Name] = {}  # (one expression for each name)
 
@@ -254,6 +256,9 @@ class Lowering:
                 last = where
             if n.op == "loop":
                 out += loop_lines(self, n, comments)
+                continue
+            if n in self.whole:
+                out += [s for _, s in self.define(n)]
                 continue
             steps = inplace.steps(self, n) if n in self.in_place else None
             out += steps or inplace.accumulate(self, n) or [s for _, s in self.define(n)]
@@ -429,8 +434,9 @@ def _carry_names(sub: Lowering, body, carried: int, names: list[str]) -> set[Nod
         read_later = any(p in sub.reads(m) for m in later) or any(
             p is x or (x not in sub.own_line and p in sub.reads(x)) for x in tail
         )
-        if not read_later:
+        if not read_later:  # (its own line reads the old value: one statement, `h = ... h`)
             sub.namer.names[v] = name
+            sub.whole.add(v)
             done.add(v)
     return done
     """The backward lines that come from one forward statement: (name, expression in the

@@ -39,17 +39,19 @@ def _dtype(at) -> dict:
 
 
 def _filled(name: str, *, doc: str) -> None:
-    """zeros or ones: `np.zeros(shape, dtype=x.dtype)`."""
+    """zeros or ones: `np.zeros(shape, dtype=x.dtype)`. `of`, which the language does not
+    spell, tells apart arrays made for different ends (each gradient a loop sums, `loops.py`),
+    which would otherwise be one value."""
 
-    def infer(*, shape):
+    def infer(*, shape, of=None):
         shape = _sizes(name, shape)
-        return Type("float", shape), {"shape": shape}
+        return Type("float", shape), {"shape": shape, **({"of": of} if of is not None else {})}
 
     register(
         name,
         infer,
-        lambda at, *, shape: array(name, shape_of(shape), **_dtype(at)),
-        lambda g, y, *, shape: (),
+        lambda at, *, shape, of=None: array(name, shape_of(shape), **_dtype(at)),
+        lambda g, y, *, shape, of=None: (),
         doc=doc,
         call=("shape",),
         flops=no_flops,  # a fill

@@ -54,9 +54,10 @@ from .algebra import (
     where_of_a_constant_mask,
 )
 from .finish import finish_gradients, finish_outputs, select_cache
-from .fixpoint import _SEEN, _existing, _key, canonicalize, simplify
+from .fixpoint import _SEEN, _existing, _key, canonicalize, in_bodies, simplify
 from .products import place_scales, transpose_products
 from .rules import CANONICAL, RULES, Rule, canonical, rule
+from .tidy import tidy_loops
 
 # What `from bpc.optimize import ...` offers: the stages, the registry, every rewrite by its name,
 # and the engine's key and table, which tests/test_rewrites.py and tests/test_ir.py use.
@@ -72,6 +73,7 @@ __all__ = [
     "finish_outputs",
     "finish_gradients",
     "select_cache",
+    "tidy_loops",
     "Rule",
     "rule",
     "RULES",
@@ -124,11 +126,22 @@ def optimize(
     `check(graph, stage)` sees the graph after each pass (`bpc.verify`, in the tests)."""
     check = check or unchecked
     graph = check(simplify(graph), prefix + "simplify")
-    graph = check(transpose_products(graph), prefix + "transpose_products")
-    graph = check(place_scales(graph, sizes), prefix + "place_scales")
+    if any(n.op == "loop" for n in graph.nodes):
+        graph = check(simplify(_everywhere(graph, tidy_loops)), prefix + "tidy_loops")
+    graph = check(_everywhere(graph, transpose_products), prefix + "transpose_products")
+    graph = check(_everywhere(graph, place_scales, sizes), prefix + "place_scales")
     graph = check(finish_outputs(graph), prefix + "finish_outputs")
     graph = check(finish_gradients(graph, cache_reused=cache_reused), prefix + "finish_gradients")
     return check(select_cache(graph), prefix + "select_cache")
+
+
+def _everywhere(graph: Graph, run, *args) -> Graph:
+    """A whole-graph pass on the graph and on the body of each of its loops."""
+
+    def each(g: Graph) -> Graph:
+        return in_bodies(run(g, *args), each)
+
+    return each(graph)
 
 
 # A check of the graph after a stage: `check(graph, "simplify")` returns the graph or raises.

@@ -137,11 +137,12 @@ def constant_out_of_a_quotient(n: Node) -> Node | None:
 def times_a_reciprocal(n: Node) -> Node | None:
     """(1 / t) * g -> g / t and g * (1 / t) -> g / t, when the reciprocal is as large as the
     product: one operation instead of two where `1 / t` is not needed elsewhere, and as many
-    where it is (batchnorm's forward alone scales by `gamma / t`)."""
+    where it is (batchnorm's forward alone scales by `gamma / t`); or when `1 / t` is a plain
+    number, a size (`1.0 / N` of a carried loss's gradient, `g / N`)."""
     if n.op != "mul" or n.dtype != "float":
         return None
     for r, g in (n.args, n.args[::-1]):
-        if r.op == "div" and _is_const(r.args[0], 1) and r.shape == n.shape and not r.type.static:
+        if r.op == "div" and _is_const(r.args[0], 1) and (r.shape == n.shape or r.type.static):
             return make("div", g, r.args[1])
     return None
 

@@ -135,14 +135,10 @@ def _made_again(graph: Graph) -> Graph:
     """The backward makes its own copy of each forward array made from sizes alone that it
     reads (the zeros a loop's carried gradient starts from, say), rather than caching it."""
     forward = graph.forward
-    copies: dict[Node, Node] = {}
 
     def step(n: Node, args: tuple[Node, ...]) -> Node:
-        if n not in forward:
-            args = tuple(
-                copies.setdefault(a, replace(a)) if a in forward and _from_sizes(a) else a
-                for a in args
-            )
+        if n not in forward:  # (a copy per reader: a loop's carried values each own theirs)
+            args = tuple(replace(a) if a in forward and _from_sizes(a) else a for a in args)
         return with_args(n, args)
 
     if not any(_from_sizes(a) for b in graph.nodes if b not in forward for a in b.args if a in forward):

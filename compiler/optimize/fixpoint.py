@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextvars
 from dataclasses import replace
 
-from ..ir import Graph, Node, ShapeError, at, attrs_key, make, rewrite, with_args
+from ..ir import Graph, Node, Region, ShapeError, at, attrs_key, make, rewrite, with_args
 from .rules import CANONICAL, _rules_for
 
 
@@ -66,6 +66,8 @@ class _Simplifier:
             return n
         args = tuple(self(a) for a in n.args)  # a rewrite's fresh arguments come first
         n = with_args(n, args)
+        if n.op == "loop":
+            n = in_body(n, simplify)
         if n.op not in ("param", "dout"):
             with at(n.loc):
                 for r in _rules_for(n.op):
@@ -95,6 +97,33 @@ def _simplify_pass(graph: Graph) -> tuple[Graph, bool]:
         return rewrite(graph, step), changed
     finally:
         _SEEN.reset(token)
+
+
+def body_graph(body: Region) -> Graph:
+    """A loop's body as a graph of its own, its params the inputs and its results the outputs."""
+    return Graph("", None, (), body.params, (), body.results, (), body.nodes)
+
+
+def in_body(n: Node, run) -> Node:
+    """Loop `n` with `run` (a pass, graph to graph) applied to its body; `n` itself where the
+    pass changed nothing or would change a result's type (a loop's results keep theirs)."""
+    body = n.attr("body")
+    done = run(body_graph(body))
+    if any((a.dtype, a.shape) != (b.dtype, b.shape) for a, b in zip(done.outputs, body.results)):
+        return n
+    new = Region(body.params, done.outputs)
+    if new == body:
+        return n
+    return replace(n, attrs=tuple((k, new if k == "body" else v) for k, v in n.attrs))
+
+
+def in_bodies(graph: Graph, run) -> Graph:
+    """`graph` with `run` applied to the body of each of its loops (and theirs)."""
+    if not any(n.op == "loop" for n in graph.nodes):
+        return graph
+    return rewrite(
+        graph, lambda n, args: in_body(with_args(n, args), run) if n.op == "loop" else with_args(n, args)
+    )
 
 
 def simplify(graph: Graph) -> Graph:
