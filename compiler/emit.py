@@ -263,9 +263,10 @@ def _pair_functions(g: Graph, names: _Names, checks: bool) -> tuple[list[_Functi
     cache_names = [fn.name_of(n) for n in cached] + [dims[d] for d in cached_dims]
     # the names of the forward's own values are free again in the backward, which never sees
     # them (a loop body's `h` read back from the cache as `h`, not `h_1`)
-    namer.taken -= {name for s in forward_lines for name in s.targets()} - set(cache_names) - {
-        namer.names[k] for k in namer.names if isinstance(k, tuple) and k[0] == "loop variable"
-    }
+    if any(n.op == "loop" for n in g.nodes):
+        namer.taken -= {name for s in forward_lines for name in s.targets()} - set(
+            cache_names
+        ) - {namer.names[k] for k in namer.names if isinstance(k, tuple) and k[0] == "loop variable"}
     # The backward sees only the cache: a cached float array lends its dtype.
     fn.dtype_of = dtype_source(cached, namer)
     cache_class = _cache_class(g.name) if checks else None

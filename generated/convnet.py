@@ -536,7 +536,7 @@ def convnet_grad(X, y, W1, b1, W2, b2, W3, b3, reg):
     loss = t_6 - (one_hot * log_probs).sum(axis=1).mean()
     # data_loss = mean(cross_entropy(class_scores(X, W1, b1, W2, b2, W3, b3), y))
     probs = np.exp(log_probs)
-    dclass_scores_out = 1.0 / max(N, 1) * (probs - one_hot)
+    dclass_scores_out = (probs - one_hot) / max(N, 1)
     # out = x @ w + b  (in fn affine)
     db3 = dclass_scores_out.sum(axis=0)
     dclass_scores_h2 = dclass_scores_out @ W3.T

@@ -683,5 +683,5 @@ def temporal_softmax_loss_grad(x, y, mask):
     probs = np.exp(log_probs, out=log_probs)
     dx = probs
     dx -= one_hot
-    dx *= (float(np.divide(1.0, N)) * t).reshape((N, T, 1))
+    dx *= (t / N).reshape((N, T, 1))
     return loss, TemporalSoftmaxLossGrads(dx)

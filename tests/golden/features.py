@@ -357,7 +357,7 @@ def scaled_grad(Q, K):
     t_2 = a_1.T.reshape((T * T,))
     z = (t_2**2).mean()
     # z = mean(reshape(transpose(a, (1, 0)), (T * T,)) ** 2)
-    da = (2 * (1.0 / max(T * T, 1)) * t_2).reshape((T, T)).T
+    da = (2 / max(T * T, 1) * t_2).reshape((T, T)).T
     # a = a * (a > 0) - 0.1 * a
     da_1 = da * t_1
     da_1 -= 0.1 * da

@@ -1,0 +1,78 @@
+"""Oracle rules for loops: a `loop` node run iteration by iteration, its body evaluated by the
+oracle's own evaluator; a written slot updated without writing into any array (autograd
+cannot differentiate an assignment), by concatenating the parts around it."""
+
+from __future__ import annotations
+
+import autograd.numpy as anp
+
+
+def _dim(d, sizes) -> int:
+    from tests.oracle import dim_value
+
+    return dim_value(d, sizes)
+
+
+def _written(array, axis: int, i: int, value, add: bool):
+    """`array` with slot `i` along `axis` replaced by `value` (or `value` added to it)."""
+    n = anp.shape(array)[axis]
+    i = i % n if -n <= i < n else i
+    if not 0 <= i < n:
+        raise IndexError(f"oracle: slot {i} of an axis of {n}")
+    index = (slice(None),) * axis
+    old = array[index + (i,)]
+    new = anp.expand_dims(old + value if add else value + 0 * old, axis)
+    parts = [array[index + (slice(0, i),)], new, array[index + (slice(i + 1, n),)]]
+    return anp.concatenate(parts, axis=axis)
+
+
+def _loop(n, args, sizes):
+    from tests.oracle import _apply
+
+    kw = n.kw
+    body, kinds = kw["body"], kw["kinds"]
+    carried = sum(k[0] == "carry" for k in kinds)
+    state = list(args[: len(kinds)])
+    outer = list(args[len(kinds) :])
+    steps = range(_dim(kw["start"], sizes), _dim(kw["stop"], sizes))
+    for t in reversed(steps) if kw.get("reverse") else steps:
+        env = dict(zip(body.params, [t, *state[:carried], *outer]))
+        for m in body.nodes:
+            if m not in env:
+                env[m] = _apply(m, [env[a] for a in m.args], sizes)
+        results = [env[r] for r in body.results]
+        state[:carried], r = results[:carried], carried
+        for j, kind in enumerate(kinds[carried:], carried):
+            if kind[0] == "slot":
+                value, i = results[r], int(results[r + 1])
+                state[j] = _written(state[j], kind[1], i, value, kind[2] == "add")
+                r += 2
+            else:
+                state[j] = state[j] + results[r]
+                r += 1
+    return tuple(state)
+
+
+def _select(n, args, sizes):
+    x, i = args
+    return x[(slice(None),) * n.attr("axis") + (int(i),)]
+
+
+RULES = {
+    "loop": _loop,
+    "result": lambda n, args, sizes: args[0][n.attr("index")],
+    "select": _select,
+    "if_else": lambda n, args, sizes: args[1] if args[0] else args[2],
+    "empty": lambda n, args, sizes: anp.zeros(tuple(_dim(d, sizes) for d in n.attr("shape"))),
+    "put": lambda n, args, sizes: _written(
+        anp.zeros(
+            anp.shape(args[0])[: n.attr("axis")]
+            + (_dim(n.attr("size"), sizes),)
+            + anp.shape(args[0])[n.attr("axis") :]
+        ),
+        n.attr("axis"),
+        int(args[1]),
+        args[0],
+        False,
+    ),
+}
