@@ -54,6 +54,7 @@ class _Scope:
     stack: tuple[str, ...] = ()
     loop: str | None = None  # the region of the innermost loop whose body this is
     loop_vars: frozenset[str] = frozenset()  # the loop variables in scope
+    loop_var: str | None = None  # the innermost loop's
     locals: dict[str, Loc] = field(default_factory=dict)  # a loop body's names -> the loop
 
 
@@ -203,6 +204,7 @@ class _Builder:
             vars={**scope.vars, stmt.var: t, **dict(zip(carried, params))},
             loop=region,
             loop_vars=scope.loop_vars | {stmt.var},
+            loop_var=stmt.var,
             locals={},
         )
         slots: dict[str, tuple] = {}
@@ -215,8 +217,8 @@ class _Builder:
         if len(self.errors) > errors or any(inner.vars[n] is POISON for n in carried):
             raise _Poisoned()  # (the body's errors are reported: the loop's names are poisoned)
         results = [inner.vars[n] for n in carried]
-        for axis, value, index in slots.values():
-            results += [value, index]
+        for axes, value, positions in slots.values():
+            results += [value, *positions]
         kinds = [("carry",)] * len(carried) + [("slot", a, "set") for a, _, _ in slots.values()]
         free, region_body = self.close(body, [t, *params], results, region)
         inits = [scope.vars[n] for n in carried] + [scope.vars[n] for n in slots]
@@ -294,23 +296,22 @@ class _Builder:
             )
         if stmt.target in slots:
             raise error(here, f"'{stmt.target}' has a slot written twice in one iteration")
-        dynamic = [i for i, sub in enumerate(stmt.subscripts) if not _full_slice(sub)]
-        if len(dynamic) != 1:
+        axes = tuple(i for i, sub in enumerate(stmt.subscripts) if not _full_slice(sub))
+        if not axes or any(isinstance(stmt.subscripts[i], s.Slice) for i in axes):
             raise error(
                 here,
-                f"a slot write takes ':' on every axis but one, and a position on that one: "
+                f"a slot write takes ':' on every axis but those it writes at one position: "
                 f"{example}",
             )
-        (axis,) = dynamic
-        sub = stmt.subscripts[axis]
-        position = self.value(sub, scope)
-        if not _mentions(sub, scope.loop_vars) or position.type is not None and position.type.static:
+        subs = [stmt.subscripts[i] for i in axes]
+        if not any(_mentions(sub, {scope.loop_var}) for sub in subs):
             raise error(
-                self.loc(sub.loc, scope),
-                "the position of a slot write must depend on the loop variable, or every "
-                "iteration would write the same slot",
+                self.loc(subs[-1].loc, scope),
+                f"the position of a slot write must depend on the loop variable "
+                f"'{scope.loop_var}', or every iteration would write the same slot",
             )
-        slots[stmt.target] = (axis, self.value(stmt.value, scope), position)
+        positions = tuple(self.value(sub, scope) for sub in subs)
+        slots[stmt.target] = (axes, self.value(stmt.value, scope), positions)
 
     def loc(self, loc: Loc, scope: _Scope) -> Loc:
         return Loc(loc.line, loc.col, scope.fn) if scope.fn else loc

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from .autodiff import backprop, spread
 from .dims import Dim
 from .ir import OPS, Node, Region, Type, at, make, result, schedule
-from .ops.loop import counts
+from .ops.loop import counts, width
 
 
 def _dim(d: Dim) -> Node:
@@ -94,10 +94,10 @@ def loop_vjp(g: tuple, loop: Node, active_args: list[bool], number: int):
             b.carried.append(dp)
             _seed(seeds, r, dp)
     slot_results = _slots(body, kinds, carried)
-    for (j, axis, value, position) in slot_results:
+    for j, axes, value, positions in slot_results:
         if g[j] is not None and value in active:
             gs = b.param_for(g[j], "d" + (inits[j].hint or "ys"))
-            _seed(seeds, value, make("select", gs, position, axis=axis))
+            _seed(seeds, value, _at(gs, axes, positions))
     sliced = {p for p, a in zip(oparams, active_args[nk:]) if a}
     grads, _, replaced, slots = backprop(body.nodes, seeds, active, number, sliced)
     names = {g: "d" + n.hint for n, g in grads.items() if n.hint and n.op not in ("const", "dim")}
@@ -122,15 +122,15 @@ def loop_vjp(g: tuple, loop: Node, active_args: list[bool], number: int):
         for s, gs in slots.items():
             if s.args[0] is p:
                 axis = s.attr("axis")
-                out_kinds.append(("slot", axis, "add"))
+                out_kinds.append(("slot", (axis,), "add"))
                 out_inits.append(_zeros(b, a.shape))
                 out_results += [gs, s.args[1]]
                 targets.append(nk + i)
-    for j, axis, value, position in slot_results:
+    for j, axes, value, positions in slot_results:
         if active_args[j] and g[j] is not None:  # the array before the loop: its unwritten slots
-            out_kinds.append(("slot", axis, "set"))
+            out_kinds.append(("slot", axes, "set"))
             out_inits.append(g[j])
-            out_results += [make("zeros", shape=value.shape), position]
+            out_results += [make("zeros", shape=value.shape), *positions]
             targets.append(j)
     if not out_kinds:
         return [None] * len(loop.args), None
@@ -171,16 +171,22 @@ def _seed(seeds: dict[Node, Node], x: Node, g: Node) -> None:
     seeds[x] = seeds[x] + g if x in seeds else g
 
 
-def _slots(body: Region, kinds: tuple, carried: int) -> list[tuple[int, int, Node, Node]]:
-    """Each written array's (loop argument index, axis, value, position)."""
+def _slots(body: Region, kinds: tuple, carried: int) -> list[tuple[int, tuple, Node, tuple]]:
+    """Each written array's (loop argument index, axes, value, positions)."""
     out, r = [], carried
     for j, kind in enumerate(kinds):
         if kind[0] == "slot":
-            out.append((j, kind[1], body.results[r], body.results[r + 1]))
-            r += 2
-        elif kind[0] != "carry":
-            r += 1
+            out.append((j, kind[1], body.results[r], body.results[r + 1 : r + width(kind)]))
+        if kind[0] != "carry":
+            r += width(kind)
     return out
+
+
+def _at(array: Node, axes: tuple[int, ...], positions) -> Node:
+    """The slot of `array` at `positions` along `axes` (in increasing order)."""
+    for axis, position in sorted(zip(axes, positions), reverse=True):
+        array = make("select", array, position, axis=axis)
+    return array
 
 
 def _active_body(body: Region, carried: int, carried_active, outer_active) -> set[Node]:
@@ -251,9 +257,9 @@ def _read(b: _Backward, body: Region, kinds, carried: int, r: Node, fwd) -> Node
     elif _free(r, params, carried):
         m = _recompute(b, body, kinds, carried, r, fwd)
     elif (slot := _written(body, kinds, carried, r)) is not None:
-        j, axis, position = slot
+        j, axes, positions = slot
         final = b.param_for(result(loop, j), loop.args[j].hint)
-        m = make("select", final, _read(b, body, kinds, carried, position, fwd), axis=axis)
+        m = _at(final, axes, [_read(b, body, kinds, carried, p, fwd) for p in positions])
     elif (prev := _previous(b, body, kinds, carried, r, fwd)) is not None:
         m = prev
     else:
@@ -295,11 +301,12 @@ def _recompute(b: _Backward, body, kinds, carried, r: Node, fwd) -> Node:
 
 
 def _written(body: Region, kinds, carried: int, r: Node):
-    """(loop argument index, axis, position) of a written array whose slot holds `r` after
+    """(loop argument index, axes, positions) of a written array whose slot holds `r` after
     its iteration, where every iteration writes a slot of its own."""
-    for j, axis, value, position in _slots(body, kinds, carried):
-        if value is r and kinds[j][2] == "set" and _distinct(position, body.params[0]):
-            return j, axis, position
+    for j, axes, value, positions in _slots(body, kinds, carried):
+        if value is r and kinds[j][2] == "set":
+            if any(_distinct(p, body.params[0]) for p in positions):
+                return j, axes, positions
     return None
 
 
@@ -339,14 +346,20 @@ def _previous(b: _Backward, body: Region, kinds, carried: int, r: Node, fwd) -> 
     if new.op in ("param", "const", "dim") or _free(new, params, carried):
         return None
     later = _read(b, body, kinds, carried, new, fwd)
-    if later.op != "select" or later.args[0].op != "param":
+    if later.op != "select" or not _reads_kept(later):
         return None
-    kept, position = later.args
-    earlier = _shifted(position, b.t, make("sub", b.t, 1))
+    slot = replace(_shifted(later, b.t, make("sub", b.t, 1)), hint=None)  # (read only if t > 0)
     before = b.param_for(b.loop.args[j], b.loop.args[j].hint)
-    slot = make("select", kept, earlier, axis=later.attr("axis"))
     first = make("gt", b.t, _dim(b.kw["start"]))
     return make("if_else", first, slot, before, hint="prev_" + _hint(r))
+
+
+def _reads_kept(n: Node) -> bool:
+    """Whether `n` is a slot of an array the backward reads from outside (selects down to a
+    param)."""
+    while n.op == "select":
+        n = n.args[0]
+    return n.op == "param"
 
 
 def _shifted(n: Node, t: Node, earlier: Node) -> Node:
@@ -411,7 +424,7 @@ def _forward(loop: Node, b: _Backward, replaced: dict[Node, Node]) -> Node | Non
     results = [mapping.get(r, r) for r in body.results]
     for value, position in b.stacks:
         results += [mapping.get(value, value), position]
-    kinds = kw["kinds"] + (("slot", 0, "set"),) * len(b.stacks)
+    kinds = kw["kinds"] + (("slot", (0,), "set"),) * len(b.stacks)
     nk = len(kw["kinds"])
     args = loop.args[:nk] + tuple(b.stacked) + loop.args[nk:]
     attrs = {k: v for k, v in kw.items() if k not in ("body", "kinds")}

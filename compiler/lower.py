@@ -35,7 +35,7 @@ from .expr import (
     method,
 )
 from .ir import OPS, Graph, Node, is_view, reachable
-from .ops.loop import counts, results_of
+from .ops.loop import counts, results_of, width
 from .ops import At, Facts, dtype_of
 from .printer import HELPERS, NumPyPrinter
 
@@ -348,9 +348,10 @@ def loop_lines(fn: Lowering, n: Node, comments: bool) -> list[Stmt]:
         value = body.results[r]
         value = sub.expression(value) if value in sums else sub.code(value)
         if kind[0] == "slot":
-            where = Subscript(Name(name), (ALL,) * kind[1] + (sub.code(body.results[r + 1]),))
-            inner.append(Store(where, value, "+" if kind[2] == "add" else ""))
-            r += 2
+            positions = dict(zip(kind[1], body.results[r + 1 : r + width(kind)]))
+            items = [sub.code(positions[a]) if a in positions else ALL for a in range(max(positions) + 1)]
+            inner.append(Store(Subscript(Name(name), tuple(items)), value, "+" if kind[2] == "add" else ""))
+            r += width(kind)
         else:
             inner.append(AugAssign(name, "+", value))
             r += 1
@@ -375,7 +376,7 @@ def _inline_sums(sub: Lowering, body, kinds, carried: int) -> set[Node]:
     for kind in kinds[carried:]:
         if kind[0] == "sum" or kind[2] == "add":
             added.append(body.results[r])
-        r += 2 if kind[0] == "slot" else 1
+        r += width(kind)
     others = [x for x in body.results if x not in added]
     inline = {
         v

@@ -217,8 +217,10 @@ def _type_loop(graph: Graph, n: Node, args: tuple[Node, ...], dims: dict) -> Nod
         types[1 + i] = Type("float", types[1 + i].shape)
     else:  # pragma: no cover - a float carried value does not change type twice
         raise AssertionError("a carried value changed its type twice")
-    for kind, init, r in zip(kinds[carried:], inits[carried:], _slot_results(results, carried)):
-        _check_slot(init, kind[1], *r)
+    r = carried
+    for kind, init in zip(kinds[carried:], inits[carried:]):
+        _check_slot(init, kind[1], results[r], results[r + 1 : r + 1 + len(kind[1])])
+        r += 1 + len(kind[1])
     attrs = {k: _subs(v, dims) for k, v in n.attrs if k not in ("body",)}
     return make("loop", *args, hint=n.hint, body=Region(params, results), **attrs)
 
@@ -241,21 +243,17 @@ def _carried_changes(params, results, inits):
     return None
 
 
-def _slot_results(results, carried: int):
-    rest = results[carried:]
-    return [(rest[i], rest[i + 1]) for i in range(0, len(rest), 2)]
-
-
-def _check_slot(array: Node, axis: int, value: Node, position: Node) -> None:
-    """A slot write's value fits its slot, and its position is an integer."""
-    slot = array.shape[:axis] + array.shape[axis + 1 :]
-    if position.dtype != "int" or position.ndim:
-        raise error(position.loc, f"a slot's position must be one integer, not {position.type}")
+def _check_slot(array: Node, axes: tuple[int, ...], value: Node, positions) -> None:
+    """A slot write's value fits its slot, and each position is an integer."""
+    slot = tuple(d for i, d in enumerate(array.shape) if i not in axes)
+    for position in positions:
+        if position.dtype != "int" or position.ndim:
+            raise error(position.loc, f"a slot's position is one integer, not {position.type}")
     if array.dtype != "float" and value.dtype == "float":
         raise error(value.loc, f"a float value cannot be written into an {array.dtype} array")
     if value.shape != slot:
         raise error(
             value.loc,
-            f"a slot of an array of shape {show_shape(array.shape)} along axis {axis} has "
+            f"a slot of an array of shape {show_shape(array.shape)} at axes {axes} has "
             f"shape {show_shape(slot)}, but the value written is {show_shape(value.shape)}",
         )

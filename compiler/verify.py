@@ -49,6 +49,7 @@ STAGES = (
     "differentiate",
     "seed_ones",
     "simplify",
+    "tidy_loops",
     "transpose_products",
     "place_scales",
     "finish_outputs",
@@ -252,7 +253,7 @@ def _check_gradients(graph: Graph, fail, finished: bool) -> None:
 
 def _check_cache(graph: Graph, fail, chosen: bool) -> None:
     """The cache holds forward values only, once each; chosen, it is all the backward reads."""
-    forward = reachable(graph.outputs) | set(graph.inputs)
+    forward = graph.forward
     seen: set[Node] = set()
     for n in graph.cache:
         if n not in forward:

@@ -6,9 +6,9 @@ in order, is in its `kinds` attribute:
 - `("carry",)`: a value carried from one iteration to the next (`h`); the node's argument is
   its value before the loop, the body's param its value at the start of an iteration, the body's
   result its value at the end; the loop's result its value after the last iteration.
-- `("slot", axis, "set" | "add")`: an array of which each iteration writes (or adds to) one slot
-  along `axis` (`hs[:, t] = h`); the argument is the array before the loop, the body gives two
-  results, the slot's value and its position.
+- `("slot", axes, "set" | "add")`: an array of which each iteration writes (or adds to) one slot
+  at a position along each of `axes` (`hs[:, t] = h`, `out[i, j] = v`); the argument is the
+  array before the loop, the body gives the slot's value, then its position on each axis.
 - `("sum",)`: a sum over the iterations (a gradient of a loop-invariant value, `dWh += ...`);
   the argument is its value before the loop, the body's result what one iteration adds.
 
@@ -133,10 +133,15 @@ register(
 # loop, and result: one of a node's several results
 
 
+def width(kind: tuple) -> int:
+    """How many body results a loop result of this kind has: a slot's value and positions."""
+    return 1 + len(kind[1]) if kind[0] == "slot" else 1
+
+
 def counts(kinds: tuple) -> tuple[int, int]:
     """How many carried values and body results a loop of these kinds has."""
     carried = sum(k[0] == "carry" for k in kinds)
-    return carried, sum(2 if k[0] == "slot" else 1 for k in kinds)
+    return carried, sum(map(width, kinds))
 
 
 def _loop_type(*args: Type, body, kinds, start, stop, reverse=False):
@@ -157,7 +162,7 @@ def _loop_type(*args: Type, body, kinds, start, stop, reverse=False):
             items.append(Type(init.dtype, init.shape))
         else:
             items.append(Type(init.dtype, init.shape))
-        r += 2 if kind[0] == "slot" else 1
+        r += width(kind)
     return TupleType(tuple(items))
 
 
@@ -214,4 +219,4 @@ def is_loop(n: Node) -> bool:
     return n.op == "loop"
 
 
-__all__ = ["OPS", "counts", "is_loop", "results_of"]
+__all__ = ["OPS", "counts", "is_loop", "results_of", "width"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..ir import Graph, Node, Region, make, reachable, rewrite, with_args
-from ..ops.loop import counts
+from ..ops.loop import counts, width
 
 
 def tidy_loops(graph: Graph) -> Graph:
@@ -115,9 +115,8 @@ def _spans(kinds, carried: int) -> list[list[int]]:
         if kind[0] == "carry":
             spans.append([j])
             continue
-        width = 2 if kind[0] == "slot" else 1
-        spans.append(list(range(r, r + width)))
-        r += width
+        spans.append(list(range(r, r + width(kind))))
+        r += width(kind)
     return spans
 
 

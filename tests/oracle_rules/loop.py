@@ -13,8 +13,14 @@ def _dim(d, sizes) -> int:
     return dim_value(d, sizes)
 
 
-def _written(array, axis: int, i: int, value, add: bool):
-    """`array` with slot `i` along `axis` replaced by `value` (or `value` added to it)."""
+def _written(array, axes, positions, value, add: bool):
+    """`array` with the slot at `positions` along `axes` replaced by `value` (or `value` added
+    to it)."""
+    if len(axes) > 1:  # the first position's slice, written at the others
+        part = array[(slice(None),) * axes[0] + (positions[0],)]
+        inner = _written(part, [a - 1 for a in axes[1:]], positions[1:], value, add)
+        return _written(array, axes[:1], positions[:1], inner, False)
+    axis, i = axes[0], positions[0]
     n = anp.shape(array)[axis]
     i = i % n if -n <= i < n else i
     if not 0 <= i < n:
@@ -44,9 +50,10 @@ def _loop(n, args, sizes):
         state[:carried], r = results[:carried], carried
         for j, kind in enumerate(kinds[carried:], carried):
             if kind[0] == "slot":
-                value, i = results[r], int(results[r + 1])
-                state[j] = _written(state[j], kind[1], i, value, kind[2] == "add")
-                r += 2
+                axes, value = kind[1], results[r]
+                positions = [int(p) for p in results[r + 1 : r + 1 + len(axes)]]
+                state[j] = _written(state[j], axes, positions, value, kind[2] == "add")
+                r += 1 + len(axes)
             else:
                 state[j] = state[j] + results[r]
                 r += 1
@@ -70,8 +77,8 @@ RULES = {
             + (_dim(n.attr("size"), sizes),)
             + anp.shape(args[0])[n.attr("axis") :]
         ),
-        n.attr("axis"),
-        int(args[1]),
+        (n.attr("axis"),),
+        (int(args[1]),),
         args[0],
         False,
     ),
