@@ -308,6 +308,7 @@ def name_loop(fn: Lowering, n: Node) -> list[str]:
         if _owned(fn, init) and init not in namer.names:
             namer.names[init] = name
         names.append(name)
+    namer.get(("loop variable", fn.depth), params[0].hint or "t")  # (first, so `t` is its)
     fn.loop_names[n] = names
     return names
 
@@ -344,13 +345,14 @@ def loop_lines(fn: Lowering, n: Node, comments: bool) -> list[Stmt]:
     sub.plan(body.nodes)
     inner = sub.lines(body.nodes, comments)
     r = carried
-    for kind, name in zip(kinds[carried:], names[carried:]):
+    for j, (kind, name) in enumerate(zip(kinds[carried:], names[carried:]), carried):
         value = body.results[r]
         value = sub.expression(value) if value in sums else sub.code(value)
         if kind[0] == "slot":
             positions = dict(zip(kind[1], body.results[r + 1 : r + width(kind)]))
             items = [sub.code(positions[a]) if a in positions else ALL for a in range(max(positions) + 1)]
-            inner.append(Store(Subscript(Name(name), tuple(items)), value, "+" if kind[2] == "add" else ""))
+            add = kind[2] == "add" and not _first_write(fn, inits[j], positions, params[0])
+            inner.append(Store(Subscript(Name(name), tuple(items)), value, "+" if add else ""))
             r += width(kind)
         else:
             inner.append(AugAssign(name, "+", value))
@@ -389,6 +391,14 @@ def _inline_sums(sub: Lowering, body, kinds, carried: int) -> set[Node]:
     sub.own_line -= inline
     sub.keep |= reachable(inline)
     return inline
+
+
+def _first_write(fn: Lowering, init: Node, positions: dict, t: Node) -> bool:
+    """Whether each iteration's addition to a slot is the first to it, into zeros the loop owns:
+    `dx[:, t] = ...` then does what `+=` would."""
+    from .loops import _distinct
+
+    return init.op == "zeros" and _owned(fn, init) and any(_distinct(p, t) for p in positions.values())
 
 
 def _owned(fn: Lowering, init: Node) -> bool:
@@ -440,6 +450,10 @@ def _carry_names(sub: Lowering, body, carried: int, names: list[str]) -> set[Nod
             sub.whole.add(v)
             done.add(v)
     return done
+
+
+@dataclass(frozen=True)
+class Step:
     """The backward lines that come from one forward statement: (name, expression in the
     notation of the lecture note, value), and the names of the sizes the expressions use."""
 

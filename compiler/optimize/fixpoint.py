@@ -14,11 +14,16 @@ from .rules import CANONICAL, _rules_for
 
 
 def canonicalize(graph: Graph) -> Graph:
-    """The typed forward graph with the `CANONICAL` rewrites applied bottom-up: stable forms of
-    unstable expressions, chosen before differentiation so that their adjoints are the ones used."""
+    """The typed forward graph with the `CANONICAL` rewrites applied bottom-up (in loop bodies
+    too): stable forms of unstable expressions, chosen before differentiation so that their
+    adjoints are the ones used; then loop-invariant products out of loops (`hoist.py`)."""
+
+    from .hoist import hoist_products  # (hoist.py registers a canonical rule itself)
 
     def step(n: Node, args: tuple[Node, ...]) -> Node:
         n = with_args(n, args)
+        if n.op == "loop":
+            return in_body(n, canonicalize)
         for r in CANONICAL:
             with at(n.loc):
                 m = r(n)
@@ -26,7 +31,7 @@ def canonicalize(graph: Graph) -> Graph:
                 return replace(m, hint=m.hint or n.hint)
         return n
 
-    return rewrite(graph, step)
+    return hoist_products(rewrite(graph, step))
 
 
 def _key(n: Node) -> tuple:
