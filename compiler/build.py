@@ -32,6 +32,7 @@ from .ir import (
     untyped,
 )
 from .ops import CONSTANTS, PLANNED, SPELLED
+from .loops import distinct
 from .signature import check_plan
 
 BUILTINS = SPELLED | PLANNED
@@ -217,14 +218,22 @@ class _Builder:
         if len(self.errors) > errors or any(inner.vars[n] is POISON for n in carried):
             raise _Poisoned()  # (the body's errors are reported: the loop's names are poisoned)
         results = [inner.vars[n] for n in carried]
-        for axes, value, positions in slots.values():
+        for axes, value, positions, _ in slots.values():
             results += [value, *positions]
-        kinds = [("carry",)] * len(carried) + [("slot", a, "set") for a, _, _ in slots.values()]
+        kinds = [("carry",)] * len(carried) + [("slot", a, "set") for a, *_ in slots.values()]
+        written = tuple((w.line, w.col, w.fn) for *_, w in slots.values())
         free, region_body = self.close(body, [t, *params], results, region)
         inits = [scope.vars[n] for n in carried] + [scope.vars[n] for n in slots]
         with at(here):
             node = self.node(
-                "loop", *inits, *free, body=region_body, kinds=tuple(kinds), start=start, stop=stop
+                "loop",
+                *inits,
+                *free,
+                body=region_body,
+                kinds=tuple(kinds),
+                start=start,
+                stop=stop,
+                written=written,
             )
             for i, name in enumerate(carried + list(slots)):
                 value = scope.vars[name] = self.node("result", node, index=i)
@@ -311,7 +320,14 @@ class _Builder:
                 f"'{scope.loop_var}', or every iteration would write the same slot",
             )
         positions = tuple(self.value(sub, scope) for sub in subs)
-        slots[stmt.target] = (axes, self.value(stmt.value, scope), positions)
+        if not any(distinct(p, scope.vars[scope.loop_var]) for p in positions):
+            raise error(
+                self.loc(subs[-1].loc, scope),
+                f"bpc cannot tell that each iteration writes a slot of its own here; write the "
+                f"position as {scope.loop_var} plus or minus sizes ({scope.loop_var}, "
+                f"T - 1 - {scope.loop_var}, 2 * {scope.loop_var} + 1)",
+            )
+        slots[stmt.target] = (axes, self.value(stmt.value, scope), positions, here)
 
     def loc(self, loc: Loc, scope: _Scope) -> Loc:
         return Loc(loc.line, loc.col, scope.fn) if scope.fn else loc

@@ -310,6 +310,12 @@ def _written(body: Region, kinds, carried: int, r: Node):
     return None
 
 
+def distinct(position: Node, t: Node) -> bool:
+    """Whether `position` is the loop variable `t` plus or minus sizes, or times a nonzero
+    integer: each iteration's slot is its own."""
+    return _distinct(position, t)
+
+
 def _distinct(position: Node, t: Node) -> bool:
     """Whether `position` is t plus or minus sizes, or sizes minus t: a slot of its own."""
     if position is t:
@@ -322,6 +328,11 @@ def _distinct(position: Node, t: Node) -> bool:
         return (_distinct(a, t) and t not in _leaves(c)) or (_distinct(c, t) and t not in _leaves(a))
     if position.op == "neg":
         return _distinct(position.args[0], t)
+    if position.op == "mul":  # (k * t for a nonzero integer k)
+        a, c = position.args
+        for x, k in ((a, c), (c, a)):
+            if k.op == "const" and k.attr("value") and _distinct(x, t) and t not in _leaves(k):
+                return True
     return False
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from .conditions import Recorder, recording, require_multiple
-from .diagnostics import error
+from .diagnostics import Loc, error
 from .dims import Dim, nonnegative, show_shape
 from .ir import OPS, Graph, Node, Region, ShapeError, Type, at, make
 from .signature import declared
@@ -217,9 +217,10 @@ def _type_loop(graph: Graph, n: Node, args: tuple[Node, ...], dims: dict) -> Nod
         types[1 + i] = Type("float", types[1 + i].shape)
     else:  # pragma: no cover - a float carried value does not change type twice
         raise AssertionError("a carried value changed its type twice")
-    r = carried
-    for kind, init in zip(kinds[carried:], inits[carried:]):
-        _check_slot(init, kind[1], results[r], results[r + 1 : r + 1 + len(kind[1])])
+    r, written = carried, kw.get("written", ())
+    for k, (kind, init) in enumerate(zip(kinds[carried:], inits[carried:])):
+        where = Loc(*written[k]) if k < len(written) else n.loc
+        _check_slot(init, kind[1], results[r], results[r + 1 : r + 1 + len(kind[1])], where)
         r += 1 + len(kind[1])
     attrs = {k: _subs(v, dims) for k, v in n.attrs if k not in ("body",)}
     return make("loop", *args, hint=n.hint, body=Region(params, results), **attrs)
@@ -243,17 +244,18 @@ def _carried_changes(params, results, inits):
     return None
 
 
-def _check_slot(array: Node, axes: tuple[int, ...], value: Node, positions) -> None:
+def _check_slot(array: Node, axes: tuple[int, ...], value: Node, positions, where) -> None:
     """A slot write's value fits its slot, and each position is an integer."""
     slot = tuple(d for i, d in enumerate(array.shape) if i not in axes)
     for position in positions:
         if position.dtype != "int" or position.ndim:
-            raise error(position.loc, f"a slot's position is one integer, not {position.type}")
+            raise error(where, f"a slot's position is one integer, not {position.type}")
     if array.dtype != "float" and value.dtype == "float":
-        raise error(value.loc, f"a float value cannot be written into an {array.dtype} array")
+        raise error(where, f"a float value cannot be written into an {array.dtype} array")
     if value.shape != slot:
         raise error(
-            value.loc,
-            f"a slot of an array of shape {show_shape(array.shape)} at axes {axes} has "
-            f"shape {show_shape(slot)}, but the value written is {show_shape(value.shape)}",
+            where,
+            f"the slot written has shape {show_shape(slot)} (one position on axis "
+            f"{', '.join(map(str, axes))} of an array of shape {show_shape(array.shape)}), but "
+            f"the value written is {show_shape(value.shape)}",
         )

@@ -6,6 +6,8 @@ in order, is in its `kinds` attribute:
 - `("carry",)`: a value carried from one iteration to the next (`h`); the node's argument is
   its value before the loop, the body's param its value at the start of an iteration, the body's
   result its value at the end; the loop's result its value after the last iteration.
+(`written` gives the source position of each slot write, for the shape pass's errors.)
+
 - `("slot", axes, "set" | "add")`: an array of which each iteration writes (or adds to) one slot
   at a position along each of `axes` (`hs[:, t] = h`, `out[i, j] = v`); the argument is the
   array before the loop, the body gives the slot's value, then its position on each axis.
@@ -144,7 +146,7 @@ def counts(kinds: tuple) -> tuple[int, int]:
     return carried, sum(map(width, kinds))
 
 
-def _loop_type(*args: Type, body, kinds, start, stop, reverse=False):
+def _loop_type(*args: Type, body, kinds, start, stop, reverse=False, written=()):
     carried, results = counts(kinds)
     outer = len(body.params) - 1 - carried
     if outer < 0 or len(args) != len(kinds) + outer or len(body.results) != results:
@@ -170,13 +172,13 @@ def _no_expression(at, *args, **attrs):
     raise AssertionError("a loop is written as statements by the lowering (lower.py)")
 
 
-def _loop_adjoint(g, out, *args, **attrs):
+def _loop_adjoint(g, out, *args, **attrs):  # pragma: no cover - autodiff calls loop_vjp
     from ..loops import loop_vjp  # (loops.py builds IR with the ops registered here)
 
     return loop_vjp(g, out)
 
 
-def _loop_flops(y, *args, body, kinds, start, stop, reverse=False) -> Dim:
+def _loop_flops(y, *args, body, kinds, start, stop, reverse=False, written=()) -> Dim:
     from . import flops_of
 
     per_iteration = sum((flops_of(n) for n in body.nodes), Dim.of(0))
