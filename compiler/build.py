@@ -278,7 +278,7 @@ class _Builder:
                 free[n] = None
         outer = sorted(free, key=_first_seen(self.nodes, free))
         mapping = {
-            n: self.region_param(n.hint or "v", region, len(params) + i, n.type)
+            n: self.region_param(self.hints.get(n, (0, n.hint))[1] or "v", region, len(params) + i, n.type)
             for i, n in enumerate(outer)
         }
         for n in body:

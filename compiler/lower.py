@@ -156,6 +156,9 @@ class Lowering:
             if op == "const" or op == "dim":
                 continue
             d = 1 + max([depth.get(a, 0) for a in n.args]) if n.args else 1
+            if _position_arithmetic(n) and n not in keep:  # (`hs[:, t - 1] if t > 0 else h0`)
+                depth[n] = d
+                continue
             if (
                 op == "param"
                 or op == "dout"
@@ -311,6 +314,18 @@ def name_loop(fn: Lowering, n: Node) -> list[str]:
     namer.get(("loop variable", fn.depth), params[0].hint or "t")  # (first, so `t` is its)
     fn.loop_names[n] = names
     return names
+
+
+def _position_arithmetic(n: Node) -> bool:
+    """Integer arithmetic on a loop variable (`t - 1`, `t > 0`): written where it is used,
+    however often, as an expert writes positions."""
+    return (
+        n.ndim == 0
+        and n.dtype in ("int", "bool")
+        and not n.type.static
+        and OPS[n.op].elementwise
+        and all(a.ndim == 0 and a.dtype == "int" for a in n.args)
+    )
 
 
 def loop_lines(fn: Lowering, n: Node, comments: bool) -> list[Stmt]:

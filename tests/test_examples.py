@@ -33,6 +33,7 @@ INTS = {
     "convnet": {"y": "K"},
     "word_embedding": {"x": "V"},
     "temporal_softmax_loss": {"y": "V", "mask": 2},
+    "captioning_loss": {"captions": "V"},
 }
 # Parameters not drawn from a normal distribution: a value, or a function of (rng, shape).
 VALUES = {
@@ -213,6 +214,30 @@ def _temporal_softmax_loss(x, y, mask):
     return -np.sum(mask.ravel() * np.log(probs[np.arange(N * T), y.ravel()])) / N
 
 
+def _rnn(x, h0, Wx, Wh, b):
+    hs, h = [], h0
+    for t in range(x.shape[1]):
+        h = np.tanh(x[:, t] @ Wx + h @ Wh + b)
+        hs.append(h)
+    return np.stack(hs, axis=1) if hs else np.zeros((*x.shape[:2], h0.shape[1]))
+
+
+def _lstm(x, h0, Wx, Wh, b):
+    hs, h, c = [], h0, np.zeros_like(h0)
+    for t in range(x.shape[1]):
+        h, c = _lstm_step(x[:, t], h, c, Wx, Wh, b)
+        hs.append(h)
+    return np.stack(hs, axis=1) if hs else np.zeros((*x.shape[:2], h0.shape[1]))
+
+
+def _captioning_loss(features, captions, W_proj, b_proj, W_embed, Wx, Wh, b, W_vocab, b_vocab):
+    """CS231n's CaptioningRNN.loss, with the NULL token 0."""
+    captions_in, captions_out = captions[:, :-1], captions[:, 1:]
+    hs = _rnn(W_embed[captions_in], features @ W_proj + b_proj, Wx, Wh, b)
+    scores = REFERENCES["temporal_affine"](hs, W_vocab, b_vocab)
+    return _temporal_softmax_loss(scores, captions_out, captions_out != 0)
+
+
 def _multihead_attention(query, key, value, Wq, bq, Wk, bk, Wv, bv, Wo, bo, mask):
     out = np.zeros(query.shape) + bo
     for h in range(Wq.shape[1]):
@@ -248,6 +273,9 @@ REFERENCES = {
         *x.shape[:2], -1
     ),
     "temporal_softmax_loss": _temporal_softmax_loss,
+    "rnn": _rnn,
+    "lstm": _lstm,
+    "captioning_loss": _captioning_loss,
     "attention": lambda q, k, v: _softmax(q @ k.T / np.sqrt(q.shape[1])) @ v,
     "multihead_attention": _multihead_attention,
     **test_conv_layers.REFERENCES,  # the convolutional layers, with loops as CS231n's naive ones

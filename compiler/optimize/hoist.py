@@ -44,7 +44,7 @@ def one_product(n: Node) -> Node | None:
 
 
 def _rows(a: Node) -> str | None:
-    return a.hint + "_rows" if a.hint and a.op == "param" else None
+    return a.hint + "_rows" if a.hint else None
 
 
 def hoist_products(graph: Graph) -> Graph:
