@@ -34,6 +34,7 @@ INTS = {
     "word_embedding": {"x": "V"},
     "temporal_softmax_loss": {"y": "V", "mask": 2},
     "captioning_loss": {"captions": "V"},
+    "adder_loss": {"y": 2},
 }
 # Parameters not drawn from a normal distribution: a value, or a function of (rng, shape).
 VALUES = {
@@ -230,6 +231,22 @@ def _lstm(x, h0, Wx, Wh, b):
     return np.stack(hs, axis=1) if hs else np.zeros((*x.shape[:2], h0.shape[1]))
 
 
+def _adder_states(x, Wx, Wh, b):
+    N, T, _ = x.shape
+    H = Wh.shape[0]
+    h, c, hs = np.zeros((N, H)), np.zeros((N, H)), []
+    for t in range(T):
+        h, c = _lstm_step(x[:, t], h, c, Wx, Wh, b)
+        hs.append(h)
+    return np.stack(hs, axis=1) if hs else np.zeros((N, T, H))
+
+
+def _adder_loss(x, y, Wx, Wh, b, Wy, by):
+    scores = _adder_states(x, Wx, Wh, b) @ Wy + by
+    N, T, _ = scores.shape
+    return _temporal_softmax_loss(scores, y, np.ones((N, T))) / T
+
+
 def _captioning_loss(features, captions, W_proj, b_proj, W_embed, Wx, Wh, b, W_vocab, b_vocab):
     """CS231n's CaptioningRNN.loss, with the NULL token 0."""
     captions_in, captions_out = captions[:, :-1], captions[:, 1:]
@@ -276,6 +293,8 @@ REFERENCES = {
     "rnn": _rnn,
     "lstm": _lstm,
     "captioning_loss": _captioning_loss,
+    "adder_scores": lambda x, Wx, Wh, b, Wy, by: _adder_states(x, Wx, Wh, b) @ Wy + by,
+    "adder_loss": _adder_loss,
     "attention": lambda q, k, v: _softmax(q @ k.T / np.sqrt(q.shape[1])) @ v,
     "multihead_attention": _multihead_attention,
     **test_conv_layers.REFERENCES,  # the convolutional layers, with loops as CS231n's naive ones
