@@ -215,6 +215,9 @@ class _Builder:
         finally:
             body, self.nodes = self.nodes, saved
         here = self.loc(stmt.loc, scope)
+        for name in inner.vars.keys() - scope.vars.keys() - {stmt.var}:
+            scope.locals[name] = here
+        scope.locals.update({k: v for k, v in inner.locals.items() if k not in scope.vars})
         if len(self.errors) > errors or any(inner.vars[n] is POISON for n in carried):
             raise _Poisoned()  # (the body's errors are reported: the loop's names are poisoned)
         results = [inner.vars[n] for n in carried]
@@ -238,9 +241,6 @@ class _Builder:
             for i, name in enumerate(carried + list(slots)):
                 value = scope.vars[name] = self.node("result", node, index=i)
                 self.name(value, f"{scope.fn}_{name}" if scope.fn else name, scope.depth)
-        for name in inner.vars.keys() - scope.vars.keys() - {stmt.var}:
-            scope.locals[name] = here
-        scope.locals.update({k: v for k, v in inner.locals.items() if k not in scope.vars})
 
     def range(self, stmt: s.For, scope: _Scope) -> tuple[Dim, Dim]:
         here = self.loc(stmt.range_loc, scope)
@@ -489,6 +489,12 @@ class _Builder:
         if e is None:
             return None
         here = self.loc(e.loc, scope)
+        if _mentions(e, scope.loop_vars):
+            raise error(
+                here,
+                f"{what} must be known at compile time, and a loop variable is known only when "
+                "the code runs; read one position at a time (x[:, t])",
+            )
         if isinstance(e, s.Bool) or (isinstance(e, s.Number) and isinstance(e.value, float)):
             raise error(here, f"{what} must be an integer or a dimension expression")
         v = self.static(e, scope, what)
