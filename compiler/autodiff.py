@@ -137,7 +137,11 @@ def differentiate(graph: Graph) -> Graph:
         source = replaced.get(n, n)  # a loop keeps what its backward reads (`loops.py`)
         args = tuple(renamed.get(a, a) for a in source.args)
         hint = source.hint or names.get(n)
-        m = source if args == source.args and hint == source.hint else replace(source, args=args, hint=hint)
+        m = (
+            source
+            if args == source.args and hint == source.hint
+            else replace(source, args=args, hint=hint)
+        )
         renamed[n] = renamed[source] = m
         order.append(m)
     if replaced:  # (the loop's new arguments were placed after it)

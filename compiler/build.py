@@ -16,7 +16,6 @@ from . import syntax as s
 from .conditions import Recorder, recording, require_multiple
 from .diagnostics import CompileError, Diagnostic, Loc, error
 from .dims import Dim
-from .ir import here as current_loc
 from .ir import (
     OPS,
     REQUIRED,
@@ -31,8 +30,9 @@ from .ir import (
     reachable,
     untyped,
 )
-from .ops import CONSTANTS, PLANNED, SPELLED
+from .ir import here as current_loc
 from .loops import distinct
+from .ops import CONSTANTS, PLANNED, SPELLED
 from .signature import check_plan
 
 BUILTINS = SPELLED | PLANNED
@@ -221,7 +221,7 @@ class _Builder:
         if len(self.errors) > errors or any(inner.vars[n] is POISON for n in carried):
             raise _Poisoned()  # (the body's errors are reported: the loop's names are poisoned)
         results = [inner.vars[n] for n in carried]
-        for axes, value, positions, _ in slots.values():
+        for _, value, positions, _ in slots.values():
             results += [value, *positions]
         kinds = [("carry",)] * len(carried) + [("slot", a, "set") for a, *_ in slots.values()]
         written = tuple((w.line, w.col, w.fn) for *_, w in slots.values())
@@ -278,13 +278,17 @@ class _Builder:
                 free[n] = None
         outer = sorted(free, key=_first_seen(self.nodes, free))
         mapping = {
-            n: self.region_param(self.hints.get(n, (0, n.hint))[1] or "v", region, len(params) + i, n.type)
+            n: self.region_param(
+                self.hints.get(n, (0, n.hint))[1] or "v", region, len(params) + i, n.type
+            )
             for i, n in enumerate(outer)
         }
         for n in body:
             args = tuple(mapping.get(a, a) for a in n.args)
             hint = self.hints.get(n, (0, n.hint))[1]
-            mapping[n] = n if args == n.args and hint == n.hint else replace(n, args=args, hint=hint)
+            mapping[n] = (
+                n if args == n.args and hint == n.hint else replace(n, args=args, hint=hint)
+            )
         region_params = tuple(params) + tuple(mapping[n] for n in outer)
         return outer, Region(region_params, tuple(mapping.get(r, r) for r in results))
 
@@ -490,10 +494,16 @@ class _Builder:
             return None
         here = self.loc(e.loc, scope)
         if _mentions(e, scope.loop_vars):
+            hint = (
+                "a loop's bounds are dimension expressions, the same for every iteration of "
+                "the loops around it"
+                if what == "a loop bound"
+                else "read one position at a time (x[:, t])"
+            )
             raise error(
                 here,
                 f"{what} must be known at compile time, and a loop variable is known only when "
-                "the code runs; read one position at a time (x[:, t])",
+                f"the code runs; {hint}",
             )
         if isinstance(e, s.Bool) or (isinstance(e, s.Number) and isinstance(e.value, float)):
             raise error(here, f"{what} must be an integer or a dimension expression")

@@ -261,12 +261,7 @@ def _pair_functions(g: Graph, names: _Names, checks: bool) -> tuple[list[_Functi
     if born_weak or checks:
         cached += _kept_for_dtype(cached, g.inputs)  # a reference, no copy
     cache_names = [fn.name_of(n) for n in cached] + [dims[d] for d in cached_dims]
-    # the names of the forward's own values are free again in the backward, which never sees
-    # them (a loop body's `h` read back from the cache as `h`, not `h_1`)
-    if any(n.op == "loop" for n in g.nodes):
-        namer.taken -= {name for s in forward_lines for name in s.targets()} - set(
-            cache_names
-        ) - {namer.names[k] for k in namer.names if isinstance(k, tuple) and k[0] == "loop variable"}
+    _free_forward_names(g, namer, forward_lines, cache_names)
     # The backward sees only the cache: a cached float array lends its dtype.
     fn.dtype_of = dtype_source(cached, namer)
     cache_class = _cache_class(g.name) if checks else None
@@ -306,6 +301,20 @@ def _pair_functions(g: Graph, names: _Names, checks: bool) -> tuple[list[_Functi
         "cached_dims": [dims[d] for d in cached_dims],
     }
     return functions, cache
+
+
+def _free_forward_names(g: Graph, namer: Namer, forward_lines, cache_names) -> None:
+    """The names of the forward's own values, free again in the backward, which never sees
+    them: a loop body's `h`, read back from the cache, is `h` again rather than `h_1`. (Only
+    for graphs with loops, whose bodies name the same values in both passes.)"""
+    if any(n.op == "loop" for n in g.nodes):
+        loop_variables = {
+            name
+            for key, name in namer.names.items()
+            if isinstance(key, tuple) and key[0] == "loop variable"
+        }
+        assigned = {name for s in forward_lines for name in s.targets()}
+        namer.taken -= assigned - set(cache_names) - loop_variables
 
 
 def _grad_function(gg: Graph, g: Graph, names: _Names, taken: set[str]) -> _FunctionView:

@@ -294,11 +294,7 @@ class Region:
     results: tuple[Node, ...]
 
     def __post_init__(self):
-        free = [
-            n
-            for n in self.nodes
-            if n.op in ("param", "dout") and n not in self.params
-        ]
+        free = [n for n in self.nodes if n.op in ("param", "dout") and n not in self.params]
         if free:
             raise ValueError(f"a region reads {free[0]!r} from outside: pass it as a param")
 

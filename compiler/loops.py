@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 
 from .autodiff import backprop, spread
 from .dims import Dim
-from .ir import OPS, Node, Region, Type, at, make, result, schedule
+from .ir import Node, Region, Type, at, make, result, schedule
 from .ops.loop import counts, width
 
 
@@ -78,7 +78,7 @@ def loop_vjp(g: tuple, loop: Node, active_args: list[bool], number: int):
     body, kinds = kw["body"], kw["kinds"]
     carried, _ = counts(kinds)
     nk = len(kinds)
-    inits, outer = loop.args[:nk], loop.args[nk:]
+    inits = loop.args[:nk]
     params = body.params
     t, cparams, oparams = params[0], params[1 : 1 + carried], params[1 + carried :]
     region = f"{t.attr('region')}/d{number}"
@@ -88,7 +88,7 @@ def loop_vjp(g: tuple, loop: Node, active_args: list[bool], number: int):
     # the seeds: the carried gradients (params of the backward body), and each written slot's
     # gradient, read slot by slot from the written array's gradient
     seeds: dict[Node, Node] = {}
-    for j, (p, r) in enumerate(zip(cparams, body.results[:carried])):
+    for p, r in zip(cparams, body.results[:carried]):
         if p in active:
             dp = _param("d" + (p.hint or "h"), region, 1 + len(b.carried), p.type)
             b.carried.append(dp)
@@ -102,7 +102,48 @@ def loop_vjp(g: tuple, loop: Node, active_args: list[bool], number: int):
     grads, _, replaced, slots = backprop(body.nodes, seeds, active, number, sliced)
     names = {g: "d" + n.hint for n, g in grads.items() if n.hint and n.op not in ("const", "dim")}
 
-    # the backward body's results, each as what it is for the loop's arguments
+    out_kinds, out_inits, out_results, targets = _backward_results(
+        b, g, active, grads, slots, sliced, slot_results, active_args
+    )
+    if not out_kinds:
+        return [None] * len(loop.args), None
+
+    with at(None):  # (what the backward reads has no forward line of its own)
+        _residuals(b, body, kinds, replaced, out_results, carried)
+    backward_results = _rebuild(b, body, replaced, out_results, names)
+    forward = _forward(loop, b, replaced)
+    outside = list(b.outer)
+    if forward is not None:  # (what the backward reads of the loop, it reads of its replacement)
+        outside = [replace(o, args=(forward,)) if o.args[:1] == (loop,) else o for o in outside]
+    bparams = (b.t, *b.carried, *b.outer.values())
+    bbody = Region(bparams, backward_results)
+    backward = make(
+        "loop",
+        *out_inits,
+        *outside,
+        body=bbody,
+        kinds=tuple(out_kinds),
+        start=kw["start"],
+        stop=kw["stop"],
+        reverse=True,
+    )
+    contributions: list[Node | None] = [None] * len(loop.args)
+    for i, target in enumerate(targets):
+        r = result(backward, i)
+        contributions[target] = r if contributions[target] is None else contributions[target] + r
+    return contributions, forward
+
+
+def _backward_results(b: _Backward, g, active, grads, slots, sliced, slot_results, active_args):
+    """The backward loop's results, each as what it is for the loop's arguments: its kinds,
+    the values they start from, the body's results and the argument each is the gradient of."""
+    loop = b.loop
+    kw = loop.kw
+    body, kinds = kw["body"], kw["kinds"]
+    carried, _ = counts(kinds)
+    nk = len(kinds)
+    outer = loop.args[nk:]
+    cparams, oparams = body.params[1 : 1 + carried], body.params[1 + carried :]
     out_kinds, out_inits, out_results, targets = [], [], [], []
     for j, p in enumerate(cparams):
         if p not in active:
@@ -132,33 +173,7 @@ def loop_vjp(g: tuple, loop: Node, active_args: list[bool], number: int):
             out_inits.append(g[j])
             out_results += [make("zeros", shape=value.shape), *positions]
             targets.append(j)
-    if not out_kinds:
-        return [None] * len(loop.args), None
-
-    with at(None):  # (what the backward reads has no forward line of its own)
-        _residuals(b, body, kinds, replaced, out_results, carried)
-    backward_results = _rebuild(b, body, replaced, out_results, names)
-    forward = _forward(loop, b, replaced)
-    outside = list(b.outer)
-    if forward is not None:  # (what the backward reads of the loop, it reads of its replacement)
-        outside = [replace(o, args=(forward,)) if o.args[:1] == (loop,) else o for o in outside]
-    bparams = (b.t, *b.carried, *b.outer.values())
-    bbody = Region(bparams, backward_results)
-    backward = make(
-        "loop",
-        *out_inits,
-        *outside,
-        body=bbody,
-        kinds=tuple(out_kinds),
-        start=kw["start"],
-        stop=kw["stop"],
-        reverse=True,
-    )
-    contributions: list[Node | None] = [None] * len(loop.args)
-    for i, target in enumerate(targets):
-        r = result(backward, i)
-        contributions[target] = r if contributions[target] is None else contributions[target] + r
-    return contributions, forward
+    return out_kinds, out_inits, out_results, targets
 
 
 def _zeros(b: _Backward, shape) -> Node:
@@ -296,7 +311,10 @@ def _free(r: Node, params, carried: int) -> bool:
 
 
 def _recompute(b: _Backward, body, kinds, carried, r: Node, fwd) -> Node:
-    args = tuple(_read(b, body, kinds, carried, a, fwd) if a.op not in ("const", "dim") else a for a in r.args)
+    args = tuple(
+        _read(b, body, kinds, carried, a, fwd) if a.op not in ("const", "dim") else a
+        for a in r.args
+    )
     return replace(r, args=args)
 
 
@@ -322,10 +340,14 @@ def _distinct(position: Node, t: Node) -> bool:
         return True
     if position.op == "add":
         a, c = position.args
-        return (_distinct(a, t) and t not in _leaves(c)) or (_distinct(c, t) and t not in _leaves(a))
+        return (_distinct(a, t) and t not in _leaves(c)) or (
+            _distinct(c, t) and t not in _leaves(a)
+        )
     if position.op == "sub":
         a, c = position.args
-        return (_distinct(a, t) and t not in _leaves(c)) or (_distinct(c, t) and t not in _leaves(a))
+        return (_distinct(a, t) and t not in _leaves(c)) or (
+            _distinct(c, t) and t not in _leaves(a)
+        )
     if position.op == "neg":
         return _distinct(position.args[0], t)
     if position.op == "mul":  # (k * t for a nonzero integer k)
@@ -439,5 +461,12 @@ def _forward(loop: Node, b: _Backward, replaced: dict[Node, Node]) -> Node | Non
     nk = len(kw["kinds"])
     args = loop.args[:nk] + tuple(b.stacked) + loop.args[nk:]
     attrs = {k: v for k, v in kw.items() if k not in ("body", "kinds")}
-    new = make("loop", *args, hint=loop.hint, body=Region(body.params, tuple(results)), kinds=kinds, **attrs)
+    new = make(
+        "loop",
+        *args,
+        hint=loop.hint,
+        body=Region(body.params, tuple(results)),
+        kinds=kinds,
+        **attrs,
+    )
     return new

@@ -20,13 +20,13 @@ from .diagnostics import source_lines
 from .dims import Dim
 from .expr import (
     ALL,
-    Size,
     Assign,
     AugAssign,
     Comment,
     Expr,
     For,
     Name,
+    Size,
     Stmt,
     Store,
     Subscript,
@@ -34,9 +34,9 @@ from .expr import (
     builtin,
     method,
 )
-from .ir import OPS, Graph, Node, is_view, reachable
-from .ops.loop import counts, results_of, width
+from .ir import OPS, Graph, Node, is_view
 from .ops import At, Facts, dtype_of
+from .ops.loop import counts, results_of, width
 from .printer import HELPERS, NumPyPrinter
 
 MAX_INLINE_DEPTH = 6  # a value nested deeper gets a line of its own
@@ -365,14 +365,18 @@ def loop_lines(fn: Lowering, n: Node, comments: bool) -> list[Stmt]:
         value = sub.expression(value) if value in sums else sub.code(value)
         if kind[0] == "slot":
             positions = dict(zip(kind[1], body.results[r + 1 : r + width(kind)]))
-            items = [sub.code(positions[a]) if a in positions else ALL for a in range(max(positions) + 1)]
+            items = [
+                sub.code(positions[a]) if a in positions else ALL for a in range(max(positions) + 1)
+            ]
             add = kind[2] == "add" and not _first_write(fn, inits[j], positions, params[0])
             inner.append(Store(Subscript(Name(name), tuple(items)), value, "+" if add else ""))
             r += width(kind)
         else:
             inner.append(AugAssign(name, "+", value))
             r += 1
-    moved = [(name, sub.code(v)) for name, v in zip(names, body.results[:carried]) if v not in nexts]
+    moved = [
+        (name, sub.code(v)) for name, v in zip(names, body.results[:carried]) if v not in nexts
+    ]
     moved = [(name, v) for name, v in moved if v != Name(name)]
     if len(moved) == 1:
         inner.append(Assign(*moved[0]))
@@ -404,7 +408,13 @@ def _inline_sums(sub: Lowering, body, kinds, carried: int) -> set[Node]:
         and v not in others
     }
     sub.own_line -= inline
-    sub.keep |= reachable(inline)
+    read, stack = set(), list(inline)
+    while stack:  # (what their expressions read; a loop's arguments are read before it)
+        m = stack.pop()
+        if m not in read:
+            read.add(m)
+            stack.extend(m.args if m.op != "result" else ())
+    sub.keep |= read
     return inline
 
 
@@ -413,7 +423,9 @@ def _first_write(fn: Lowering, init: Node, positions: dict, t: Node) -> bool:
     `dx[:, t] = ...` then does what `+=` would."""
     from .loops import _distinct
 
-    return init.op == "zeros" and _owned(fn, init) and any(_distinct(p, t) for p in positions.values())
+    return (
+        init.op == "zeros" and _owned(fn, init) and any(_distinct(p, t) for p in positions.values())
+    )
 
 
 def _owned(fn: Lowering, init: Node) -> bool:

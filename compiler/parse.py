@@ -150,7 +150,9 @@ class _ToSyntax(Transformer_NonRecursive):  # (a deep expression must not exhaus
 
     def for_stmt(self, meta, items):
         _, var, _, fn, args, (body, end) = items
-        return s.For(_loc(items[0]), str(var), _loc(var), str(fn), _loc(fn), tuple(args or ()), body, end)
+        return s.For(
+            _loc(items[0]), str(var), _loc(var), str(fn), _loc(fn), tuple(args or ()), body, end
+        )
 
     def _binary(op):
         def rule(self, meta, items):

@@ -176,7 +176,11 @@ def assigned(body, nested_slots: bool = False) -> list[str]:
         elif isinstance(stmt, For):
             out.update(dict.fromkeys(assigned(stmt.body)))
             if nested_slots:
-                out.update(dict.fromkeys(w.target for w in statements(stmt.body) if isinstance(w, SlotWrite)))
+                out.update(
+                    dict.fromkeys(
+                        w.target for w in statements(stmt.body) if isinstance(w, SlotWrite)
+                    )
+                )
     return list(out)
 
 

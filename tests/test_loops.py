@@ -170,7 +170,7 @@ def _cs231n_rnn(x, h0, Wx, Wh, b, dhs):
     hs, h = np.zeros((N, T, h0.shape[1])), h0
     for t in range(T):
         h = hs[:, t] = _rnn_step_forward(x[:, t], h, Wx, Wh, b)
-    dx, dh0 = np.zeros_like(x), np.zeros_like(h0)
+    dx = np.zeros_like(x)
     dWx, dWh, db = np.zeros_like(Wx), np.zeros_like(Wh), np.zeros_like(b)
     dprev = np.zeros_like(h0)
     for t in reversed(range(T)):

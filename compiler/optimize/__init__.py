@@ -55,9 +55,9 @@ from .algebra import (
 )
 from .finish import finish_gradients, finish_outputs, select_cache
 from .fixpoint import _SEEN, _existing, _key, canonicalize, in_bodies, simplify
+from .hoist import hoist_products, one_product
 from .products import place_scales, transpose_products
 from .rules import CANONICAL, RULES, Rule, canonical, rule
-from .hoist import hoist_products, one_product
 from .tidy import tidy_loops
 
 # What `from bpc.optimize import ...` offers: the stages, the registry, every rewrite by its name,

@@ -126,8 +126,11 @@ def finish_outputs(graph: Graph) -> Graph:
 def _from_sizes(n: Node) -> bool:
     """An array made from sizes and constants alone (`zeros((N, H))`): cheaper made again than
     kept."""
-    return bool(n.ndim) and not OPS[n.op].leaf and n.op != "result" and all(
-        a.op in ("const", "dim") for a in n.args
+    return (
+        bool(n.ndim)
+        and not OPS[n.op].leaf
+        and n.op != "result"
+        and all(a.op in ("const", "dim") for a in n.args)
     )
 
 
@@ -141,7 +144,9 @@ def _made_again(graph: Graph) -> Graph:
             args = tuple(replace(a) if a in forward and _from_sizes(a) else a for a in args)
         return with_args(n, args)
 
-    if not any(_from_sizes(a) for b in graph.nodes if b not in forward for a in b.args if a in forward):
+    if not any(
+        _from_sizes(a) for b in graph.nodes if b not in forward for a in b.args if a in forward
+    ):
         return graph
     return rewrite(graph, step)
 

@@ -127,7 +127,8 @@ def in_bodies(graph: Graph, run) -> Graph:
     if not any(n.op == "loop" for n in graph.nodes):
         return graph
     return rewrite(
-        graph, lambda n, args: in_body(with_args(n, args), run) if n.op == "loop" else with_args(n, args)
+        graph,
+        lambda n, args: in_body(with_args(n, args), run) if n.op == "loop" else with_args(n, args),
     )
 
 

@@ -65,7 +65,11 @@ def _tidied(n: Node, read: set[int]) -> tuple[Node, dict]:
             if inits[j].op in ("const", "dim"):
                 substitute[p] = inits[j]
             else:
-                q = replace(p, attrs=tuple((k, v) for k, v in p.attrs if k != "index") + (("index", len(params) + len(substitute)),))
+                q = replace(
+                    p,
+                    attrs=tuple((k, v) for k, v in p.attrs if k != "index")
+                    + (("index", len(params) + len(substitute)),),
+                )
                 substitute[p] = q
     if not substitute and all(j in read for j in range(nk)):
         return n, {j: j for j in range(nk)}
@@ -83,7 +87,9 @@ def _tidied(n: Node, read: set[int]) -> tuple[Node, dict]:
     new_kinds = tuple(kinds[j] for j in order)
     new_results = tuple(results[i] for j in order for i in spans[j])
     new_carried = [params[1 + j] for j in order if j < carried]
-    extra = [(q, inits[j]) for j, (p, q) in _invariants(substitute, params, inits) if q.op == "param"]
+    extra = [
+        (q, inits[j]) for j, (p, q) in _invariants(substitute, params, inits) if q.op == "param"
+    ]
     live = reachable(new_results)
     outer_params = [(p, a) for p, a in zip(params[1 + carried :], outer) if p in live]
     outer_params += [(q, a) for q, a in extra if q in live]
