@@ -104,6 +104,8 @@ def verify(graph: Graph, stage: str) -> Graph:
     _check_roots(graph, position, fail, after_autodiff=at >= STAGES.index("differentiate"))
     for n in graph.nodes:
         _check_type(n, fail, typed=at > 0)
+        if n.op == "loop" and at > 0:
+            _check_body(n, fail)
     _check_forward(graph, fail)
     _check_gradients(graph, fail, finished=at >= STAGES.index("finish_gradients"))
     _check_cache(graph, fail, chosen=at == STAGES.index("select_cache"))
@@ -193,6 +195,19 @@ def _check_type(n: Node, fail, typed: bool) -> None:
     if tuple(sorted(attrs.items())) != n.attrs:
         fail(n, f"has attributes {n.kw}, but its shape rule normalizes them to {attrs}")
     _TYPE_CHECKED.add(n)
+
+
+def _check_body(loop: Node, fail) -> None:
+    """A loop's body: closed (it reads its params and constants only: `Region` checks that when
+    it is made), each node typed by its shape rule, nested loops too; and its carried values
+    of the same type before and after an iteration (the loop's shape rule checks that)."""
+    body = loop.attr("body")
+    for n in body.nodes:
+        if n.op == "param" and n not in body.params:
+            fail(loop, f"has a body that reads {describe(n)}, which is not one of its params")
+        _check_type(n, fail, typed=True)
+        if n.op == "loop":
+            _check_body(n, fail)
 
 
 def show_type(t: Type) -> str:
