@@ -229,7 +229,9 @@ def _forward_nodes(body: Region, replaced: dict[Node, Node]) -> set[Node]:
 
 
 def _is_forward(n: Node, fwd: set[Node], new_loops: set[Node]) -> bool:
-    return n in fwd or (n.op == "result" and n.args[0] in new_loops)
+    """Whether `n` is the forward body's: one of its nodes, or a result of one of its loops
+    (read by the backward of a nested loop, perhaps of the loop replacing it)."""
+    return n in fwd or (n.op == "result" and (n.args[0] in fwd or n.args[0] in new_loops))
 
 
 def _residuals(b: _Backward, body, kinds, replaced, results, carried: int) -> None:
@@ -304,7 +306,11 @@ def _free(r: Node, params, carried: int) -> bool:
             continue
         if n.op in ("loop", "result") or flops_of(n) != Dim.of(0) and n.dtype == "float":
             return False
-        if not (n.op in ("select", "index", "transpose", "reshape") or n.dtype != "float"):
+        if not (
+            n.op in ("select", "index", "transpose", "reshape")
+            or n.dtype != "float"
+            or (n.op == "cast" and n.ndim == 0)  # (a position as a number)
+        ):
             return False
         stack.extend(n.args)
     return True
