@@ -107,16 +107,22 @@ class Values:
     uses: dict[Node, int]
 
     @staticmethod
-    def of(graph: Graph) -> Values:
+    def of(graph: Graph, strong_leaves=frozenset()) -> Values:
+        """`strong_leaves`: a loop body's 0-d params that stand for strong values outside."""
         strong: set[Node] = set()
         born_weak: set[Node] = set()
         plain: set[Node] = set()
         for n in graph.nodes:
             t = n.type
+            if n.op == "loop":  # (its results are as strong as what it starts from)
+                (strong if not strong.isdisjoint(n.args) else plain).add(n)
+                continue
             if t.dtype != "float" or t.static or n.op == "full_like":
                 continue
             if n.op in ("param", "dout"):
-                (strong if t.shape else plain).add(n)
+                (strong if t.shape or n in strong_leaves else plain).add(n)
+            elif n.op == "result":
+                (strong if n.args[0] in strong else plain).add(n)
             elif not strong.isdisjoint(n.args):
                 strong.add(n)
             elif not t.shape and not plain.isdisjoint(n.args):
@@ -352,7 +358,8 @@ def loop_lines(fn: Lowering, n: Node, comments: bool) -> list[Stmt]:
     depth = fn.depth
     var = namer.get(("loop variable", depth), params[0].hint or "t")
     namer.names[params[0]] = var
-    sub = Lowering(_body_graph(fn.graph, body), namer, fn.printer.sizes, set(body.results))
+    graph = _body_graph(fn.graph, body)
+    sub = Lowering(graph, namer, fn.printer.sizes, set(body.results), _body_values(fn, n, graph))
     sub.dtype_of = fn.dtype_of
     sub.depth = depth + 1
     sums = _inline_sums(sub, body, kinds, carried)
@@ -387,6 +394,27 @@ def loop_lines(fn: Lowering, n: Node, comments: bool) -> list[Stmt]:
     if kw.get("reverse"):
         over = builtin("reversed", over)
     return lines + [For(var, over, tuple(inner))]
+
+
+def _body_values(fn: Lowering, n: Node, graph: Graph) -> Values:
+    """What a loop body knows of its values: a param is strong (its dtype the caller's) where
+    the value it is bound to is, a carried one also where an iteration makes it so."""
+    body = n.attr("body")
+    kinds = n.attr("kinds")
+    carried, _ = counts(kinds)
+    params = body.params
+    leaves = {p for p, a in zip(params[1 + carried :], n.args[len(kinds) :]) if a in fn.strong}
+    leaves |= {p for p, a in zip(params[1 : 1 + carried], n.args) if a in fn.strong}
+    while True:
+        values = Values.of(graph, frozenset(leaves))
+        more = {
+            p
+            for p, r in zip(params[1 : 1 + carried], body.results)
+            if r in values.strong and p not in leaves
+        }
+        if not more:
+            return values
+        leaves |= more
 
 
 def _inline_sums(sub: Lowering, body, kinds, carried: int) -> set[Node]:

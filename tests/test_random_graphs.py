@@ -368,7 +368,8 @@ class Gen:
         if v is None:
             return None
         name = f"v{len(self.lines)}"
-        self.lines.append(f"{name} = {v.text}")
+        # (a loop is several lines, each naming its value `<v>`)
+        self.lines.append(v.text.replace("<v>", name) if "<v>" in v.text else f"{name} = {v.text}")
         self.ops.append(op)
         v = Val(name, v.shape, v.lo, v.hi, v.dtype)
         self.pool.append(v)
@@ -538,6 +539,50 @@ def _abs(g: Gen) -> Val:
     x = g.pick()
     lo = 0.0 if x.lo <= 0 <= x.hi else min(abs(x.lo), abs(x.hi))
     return result(f"abs({x.text})", x.shape, lo, x.mag)
+
+
+@rule("loop")
+def _loop(g: Gen) -> Val:
+    """A loop over `range(K)`, K a number or a dimension name, in one of three forms: a value
+    carried through a squashing step (`v = tanh(v * 0.5 + b)`), the slots of an array written
+    one by one from another's (`v[t] = sin(a[t] * c + t)`), or a sum carried over the steps
+    with the loop variable as a value (`v = v + sin(a + t)`). Each form's interval holds
+    whatever the trip count."""
+    form = g.draw(st.integers(0, 2))
+    if form == 1:
+        a = g.pick(rank_at_least(1))
+        size = a.shape[0]
+        c = g.choice(NUMBERS[:4]).text
+        lines = [
+            f"<v> = zeros({tuple_text(a.shape)})",
+            f"for t in range({dim_text(size)}) {{",
+            f"    <v>[t] = sin({a.text}[t] * {c} + t)",
+            "}",
+        ]
+        return result("\n    ".join(lines), a.shape, -1, 1)
+    dims = [d for d in g.declared()]
+    trips = ["1", "2", "3"] + dims
+    count = g.choice(trips)
+    trip = SIZES[count] if count in SIZES else int(count)
+    if form == 0:
+        a = g.pick(bounded(CAP))
+        b = g.partner(a, bounded(CAP), constants=False)
+        shape = broadcast(a.shape, b.shape)
+        lines = [
+            f"<v> = {a.text} * ones({tuple_text(shape)})",
+            f"for t in range({count}) {{",
+            f"    <v> = tanh(<v> * 0.5 + {b.text})",
+            "}",
+        ]
+        return result("\n    ".join(lines), shape, min(-1, a.lo), max(1, a.hi))
+    a = g.pick(bounded(CAP))
+    lines = [
+        f"<v> = zeros({tuple_text(a.shape)})",
+        f"for t in range({count}) {{",
+        f"    <v> = <v> + sin({a.text} + t)",
+        "}",
+    ]
+    return result("\n    ".join(lines), a.shape, -trip, trip)
 
 
 @rule("sin", "cos")
