@@ -12,12 +12,13 @@ body's backward (`loop_vjp`):
 
 What the backward body reads of the forward body's values (its residuals) comes, in order of
 preference, from: the backward's own loop variable and loop-invariant values; values computed
-from the loop variable by indexing and integer arithmetic alone, computed again (no stored
-copy is cheaper than a view); an array the forward loop writes anyway (`hs[:, t]` is the new `h`,
-`hs[:, t - 1]` or `h0` its value before the step); and otherwise a stack that the forward loop
-fills, one slot per step (`[T, ...]`), which the forward keeps in its cache. Nothing that costs
-arithmetic is computed twice: the choice between storing and recomputing is storing, except for
-views and integer positions, which are free.
+from the loop variable by indexing and integer arithmetic alone (views and positions: free to
+compute again); an array the forward loop writes anyway (`hs[:, t]` is the new `h`, `hs[:, t - 1]`
+or `h0` its value before the step); an elementwise function of one value read so (`tanh(c)` of a
+kept cell state: one pass over a step's values, as cheap as reading a stored copy back, and one
+array fewer in the cache); and otherwise a stack that the forward loop fills, one slot per step
+(`[T, ...]`), which the forward keeps in its cache. Anything else that costs arithmetic (a
+product, a gate) is stored rather than computed twice.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field, replace
 
 from .autodiff import backprop, spread
 from .dims import Dim
-from .ir import Node, Region, Type, at, make, result, schedule
+from .ir import OPS, Node, Region, Type, at, make, result, schedule
 from .ops.loop import counts, width
 
 
@@ -279,12 +280,30 @@ def _read(b: _Backward, body: Region, kinds, carried: int, r: Node, fwd) -> Node
         m = _at(final, axes, [_read(b, body, kinds, carried, p, fwd) for p in positions])
     elif (prev := _previous(b, body, kinds, carried, r, fwd)) is not None:
         m = prev
+    elif _of_one_kept(b, r):
+        m = replace(r, args=tuple(b.mapping.get(a, a) for a in r.args))
     else:
         m = _stack(b, r)
     if m.op not in ("param", "const", "dim") and m.hint is None and m.op != r.op:
         m = replace(m, hint=_hint(r))
     b.mapping[r] = m
     return m
+
+
+def _of_one_kept(b: _Backward, r: Node) -> bool:
+    """Whether `r` is an elementwise function of one value the backward reads already (and of
+    constants): `tanh(c)` where the cell states are kept. It is computed again, one pass over
+    a step's values, rather than stored, T of them: the recomputation costs what reading a
+    stored copy back costs, and the cache keeps one array fewer (`lstm`: the cell states,
+    not also their tanh)."""
+    values = [a for a in r.args if a.op not in ("const", "dim")]
+    return (
+        OPS[r.op].elementwise
+        and r.dtype == "float"
+        and len(values) == 1
+        and values[0] in b.mapping
+        and values[0].shape == r.shape
+    )
 
 
 def _free(r: Node, params, carried: int) -> bool:

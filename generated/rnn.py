@@ -881,7 +881,6 @@ def lstm(x, h0, Wx, Wh, b):
     lstm_cell_f_steps = np.empty((T, N, H), dtype=x.dtype)
     lstm_cell_i_steps = np.empty((T, N, H), dtype=x.dtype)
     lstm_cell_g_steps = np.empty((T, N, H), dtype=x.dtype)
-    tanh_c_steps = np.empty((T, N, H), dtype=x.dtype)
     h = h0
     for t in range(T):
         lstm_cell_a = h @ Wh
@@ -892,15 +891,13 @@ def lstm(x, h0, Wx, Wh, b):
         lstm_cell_i = 0.5 * np.tanh(0.5 * lstm_cell_a[:, :H]) + 0.5
         lstm_cell_g = np.tanh(lstm_cell_a[:, 3 * H :])
         c = lstm_cell_f * c + lstm_cell_i * lstm_cell_g
-        t_1 = np.tanh(c)
-        h = lstm_cell_o * t_1
+        h = lstm_cell_o * np.tanh(c)
         hs[:, t] = h
         c_steps[t] = c
         lstm_cell_o_steps[t] = lstm_cell_o
         lstm_cell_f_steps[t] = lstm_cell_f
         lstm_cell_i_steps[t] = lstm_cell_i
         lstm_cell_g_steps[t] = lstm_cell_g
-        tanh_c_steps[t] = t_1
     return hs
 
 
@@ -916,7 +913,6 @@ def lstm_forward(x, h0, Wx, Wh, b):
     lstm_cell_f_steps = np.empty((T, N, H), dtype=x.dtype)
     lstm_cell_i_steps = np.empty((T, N, H), dtype=x.dtype)
     lstm_cell_g_steps = np.empty((T, N, H), dtype=x.dtype)
-    tanh_c_steps = np.empty((T, N, H), dtype=x.dtype)
     h = h0
     for t in range(T):
         lstm_cell_a = h @ Wh
@@ -927,15 +923,13 @@ def lstm_forward(x, h0, Wx, Wh, b):
         lstm_cell_i = 0.5 * np.tanh(0.5 * lstm_cell_a[:, :H]) + 0.5
         lstm_cell_g = np.tanh(lstm_cell_a[:, 3 * H :])
         c = lstm_cell_f * c + lstm_cell_i * lstm_cell_g
-        t_1 = np.tanh(c)
-        h = lstm_cell_o * t_1
+        h = lstm_cell_o * np.tanh(c)
         hs[:, t] = h
         c_steps[t] = c
         lstm_cell_o_steps[t] = lstm_cell_o
         lstm_cell_f_steps[t] = lstm_cell_f
         lstm_cell_i_steps[t] = lstm_cell_i
         lstm_cell_g_steps[t] = lstm_cell_g
-        tanh_c_steps[t] = t_1
     cache = LstmCache(
         h0,
         Wx,
@@ -947,7 +941,6 @@ def lstm_forward(x, h0, Wx, Wh, b):
         lstm_cell_f_steps,
         lstm_cell_i_steps,
         lstm_cell_g_steps,
-        tanh_c_steps,
         N,
         T,
         D,
@@ -969,7 +962,6 @@ def lstm_backward(dout, cache):
         lstm_cell_f_steps,
         lstm_cell_i_steps,
         lstm_cell_g_steps,
-        tanh_c_steps,
         N,
         T,
         D,
@@ -986,9 +978,10 @@ def lstm_backward(dout, cache):
     for t in reversed(range(T)):
         dh_1 = dh + dout[:, t]
         lstm_cell_o = lstm_cell_o_steps[t]
-        tanh_c = tanh_c_steps[t]
+        c_1 = c_steps[t]
         # h_next = o * tanh(c_next)  (in fn lstm_cell)
-        dc_1 = dh_1 * lstm_cell_o * (1 - tanh_c * tanh_c)
+        t_1 = np.tanh(c_1)
+        dc_1 = dh_1 * lstm_cell_o * (1 - t_1 * t_1)
         dc_1 += dc
         lstm_cell_g = lstm_cell_g_steps[t]
         # c_next = f * c + i * g  (in fn lstm_cell)
@@ -998,7 +991,7 @@ def lstm_backward(dout, cache):
         dlstm_cell_f = dc_1 * prev_c
         lstm_cell_f = lstm_cell_f_steps[t]
         # h_next = o * tanh(c_next)  (in fn lstm_cell)
-        dlstm_cell_o = dh_1 * tanh_c
+        dlstm_cell_o = dh_1 * t_1
         # c_next = f * c + i * g  (in fn lstm_cell)
         dlstm_cell_g = dc_1 * lstm_cell_i
         # o = sigmoid(a[:, 2*H:3*H])  (in fn lstm_cell)

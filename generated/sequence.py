@@ -289,7 +289,6 @@ def adder_scores(x, Wx, Wh, b, Wy, by):
     i_steps = np.empty((T, N, H), dtype=x.dtype)
     g_steps = np.empty((T, N, H), dtype=x.dtype)
     o_steps = np.empty((T, N, H), dtype=x.dtype)
-    tanh_c_steps = np.empty((T, N, H), dtype=x.dtype)
     c = h_1
     h = h_1
     for t in range(T):
@@ -301,15 +300,13 @@ def adder_scores(x, Wx, Wh, b, Wy, by):
         g = np.tanh(a[:, 3 * H :])
         c = f * c + i * g
         o = 0.5 * np.tanh(0.5 * a[:, 2 * H : 3 * H]) + 0.5
-        t_1 = np.tanh(c)
-        h = o * t_1
+        h = o * np.tanh(c)
         hs[:, t] = h
         c_steps[t] = c
         f_steps[t] = f
         i_steps[t] = i
         g_steps[t] = g
         o_steps[t] = o
-        tanh_c_steps[t] = t_1
     hs_rows = hs.reshape((N * T, H))
     scores = (hs_rows @ Wy).reshape((N, T, 2))
     scores += by
@@ -328,7 +325,6 @@ def adder_scores_forward(x, Wx, Wh, b, Wy, by):
     i_steps = np.empty((T, N, H), dtype=x.dtype)
     g_steps = np.empty((T, N, H), dtype=x.dtype)
     o_steps = np.empty((T, N, H), dtype=x.dtype)
-    tanh_c_steps = np.empty((T, N, H), dtype=x.dtype)
     c = h_1
     h = h_1
     for t in range(T):
@@ -340,15 +336,13 @@ def adder_scores_forward(x, Wx, Wh, b, Wy, by):
         g = np.tanh(a[:, 3 * H :])
         c = f * c + i * g
         o = 0.5 * np.tanh(0.5 * a[:, 2 * H : 3 * H]) + 0.5
-        t_1 = np.tanh(c)
-        h = o * t_1
+        h = o * np.tanh(c)
         hs[:, t] = h
         c_steps[t] = c
         f_steps[t] = f
         i_steps[t] = i
         g_steps[t] = g
         o_steps[t] = o
-        tanh_c_steps[t] = t_1
     hs_rows = hs.reshape((N * T, H))
     scores = (hs_rows @ Wy).reshape((N, T, 2))
     scores += by
@@ -364,7 +358,6 @@ def adder_scores_forward(x, Wx, Wh, b, Wy, by):
         i_steps,
         g_steps,
         o_steps,
-        tanh_c_steps,
         N,
         T,
         H,
@@ -386,7 +379,6 @@ def adder_scores_backward(dout, cache):
         i_steps,
         g_steps,
         o_steps,
-        tanh_c_steps,
         N,
         T,
         H,
@@ -394,9 +386,9 @@ def adder_scores_backward(dout, cache):
     dout = _dout("adder_scores", dout, (N, T, 2), Wx.dtype)
     # scores = hs @ Wy + by
     dby = dout.sum(axis=(0, 1))
-    t_2 = dout.reshape((N * T, 2))
-    dhs_rows = t_2 @ Wy.T
-    dWy = hs_rows.T @ t_2
+    t_1 = dout.reshape((N * T, 2))
+    dhs_rows = t_1 @ Wy.T
+    dWy = hs_rows.T @ t_1
     dhs = dhs_rows.reshape((N, T, H))
     dc = np.zeros((N, H), dtype=Wx.dtype)
     dh = np.zeros((N, H), dtype=Wx.dtype)
@@ -409,9 +401,10 @@ def adder_scores_backward(dout, cache):
     for t in reversed(range(T)):
         dh_1 = dh + dhs[:, t]
         o = o_steps[t]
-        tanh_c = tanh_c_steps[t]
+        c = c_steps[t]
         # h = o * tanh(c)
-        dc_1 = dh_1 * o * (1 - tanh_c * tanh_c)
+        t_2 = np.tanh(c)
+        dc_1 = dh_1 * o * (1 - t_2 * t_2)
         dc_1 += dc
         f = f_steps[t]
         # c = f * c + i * g
@@ -422,7 +415,7 @@ def adder_scores_backward(dout, cache):
         prev_c = c_steps[t - 1] if t > 0 else h
         df = dc_1 * prev_c
         # h = o * tanh(c)
-        do = dh_1 * tanh_c
+        do = dh_1 * t_2
         # c = f * c + i * g
         dg = dc_1 * i
         # f = sigmoid(a[:, H:2*H])
@@ -542,7 +535,6 @@ def adder_loss(x, y, Wx, Wh, b, Wy, by):
     i_steps = np.empty((T, N, H), dtype=x.dtype)
     g_steps = np.empty((T, N, H), dtype=x.dtype)
     o_steps = np.empty((T, N, H), dtype=x.dtype)
-    tanh_c_steps = np.empty((T, N, H), dtype=x.dtype)
     add_by_steps = np.empty((T, N, 2), dtype=x.dtype)
     c = h_1
     h = h_1
@@ -556,13 +548,12 @@ def adder_loss(x, y, Wx, Wh, b, Wy, by):
         g = np.tanh(a[:, 3 * H :])
         c = f * c + i * g
         o = 0.5 * np.tanh(0.5 * a[:, 2 * H : 3 * H]) + 0.5
-        t_1 = np.tanh(c)
-        h = o * t_1
+        h = o * np.tanh(c)
         labels = _labels(y[:, t], 2, "adder_loss: cross_entropy")
         one_hot = labels[:, None] == np.arange(2)
-        t_2 = h @ Wy
-        t_2 += by
-        shifted = t_2 - t_2.max(axis=1, keepdims=True)
+        t_1 = h @ Wy
+        t_1 += by
+        shifted = t_1 - t_1.max(axis=1, keepdims=True)
         log_probs = shifted
         log_probs -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         loss_1 = loss_1 - (one_hot * log_probs).sum(axis=1).sum()
@@ -572,10 +563,9 @@ def adder_loss(x, y, Wx, Wh, b, Wy, by):
         i_steps[t] = i
         g_steps[t] = g
         o_steps[t] = o
-        tanh_c_steps[t] = t_1
-        add_by_steps[t] = t_2
-    t_3 = N * T
-    loss = loss_1 / t_3
+        add_by_steps[t] = t_1
+    t_2 = N * T
+    loss = loss_1 / t_2
     return loss
 
 
@@ -591,7 +581,6 @@ def adder_loss_forward(x, y, Wx, Wh, b, Wy, by):
     i_steps = np.empty((T, N, H), dtype=x.dtype)
     g_steps = np.empty((T, N, H), dtype=x.dtype)
     o_steps = np.empty((T, N, H), dtype=x.dtype)
-    tanh_c_steps = np.empty((T, N, H), dtype=x.dtype)
     add_by_steps = np.empty((T, N, 2), dtype=x.dtype)
     c = h_1
     h = h_1
@@ -605,13 +594,12 @@ def adder_loss_forward(x, y, Wx, Wh, b, Wy, by):
         g = np.tanh(a[:, 3 * H :])
         c = f * c + i * g
         o = 0.5 * np.tanh(0.5 * a[:, 2 * H : 3 * H]) + 0.5
-        t_1 = np.tanh(c)
-        h = o * t_1
+        h = o * np.tanh(c)
         labels = _labels(y[:, t], 2, "adder_loss: cross_entropy")
         one_hot = labels[:, None] == np.arange(2)
-        t_2 = h @ Wy
-        t_2 += by
-        shifted = t_2 - t_2.max(axis=1, keepdims=True)
+        t_1 = h @ Wy
+        t_1 += by
+        shifted = t_1 - t_1.max(axis=1, keepdims=True)
         log_probs = shifted
         log_probs -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         loss_1 = loss_1 - (one_hot * log_probs).sum(axis=1).sum()
@@ -621,23 +609,21 @@ def adder_loss_forward(x, y, Wx, Wh, b, Wy, by):
         i_steps[t] = i
         g_steps[t] = g
         o_steps[t] = o
-        tanh_c_steps[t] = t_1
-        add_by_steps[t] = t_2
-    t_3 = N * T
-    loss = loss_1 / t_3
+        add_by_steps[t] = t_1
+    t_2 = N * T
+    loss = loss_1 / t_2
     cache = AdderLossCache(
         y,
         Wh,
         Wy,
         x_rows,
-        t_3,
+        t_2,
         c_steps,
         h_steps,
         f_steps,
         i_steps,
         g_steps,
         o_steps,
-        tanh_c_steps,
         add_by_steps,
         N,
         T,
@@ -653,14 +639,13 @@ def adder_loss_backward(dout, cache):
         Wh,
         Wy,
         x_rows,
-        t_3,
+        t_2,
         c_steps,
         h_steps,
         f_steps,
         i_steps,
         g_steps,
         o_steps,
-        tanh_c_steps,
         add_by_steps,
         N,
         T,
@@ -668,7 +653,7 @@ def adder_loss_backward(dout, cache):
     ) = _cached(cache, AdderLossCache)
     dout = _dout("adder_loss", dout, (), Wh.dtype)
     # loss = loss / (N * T)
-    dloss = float(np.divide(dout, t_3))
+    dloss = float(np.divide(dout, t_2))
     dc = np.zeros((N, H), dtype=Wh.dtype)
     dh = np.zeros((N, H), dtype=Wh.dtype)
     dWh = np.zeros((H, 4 * H), dtype=Wh.dtype)
@@ -687,13 +672,14 @@ def adder_loss_backward(dout, cache):
         probs = np.exp(log_probs)
         labels = _labels(y[:, t], 2, "adder_loss: cross_entropy")
         one_hot = labels[:, None] == np.arange(2)
-        t_4 = dloss * (probs - one_hot)
-        dh_1 = t_4 @ Wy.T
+        t_3 = dloss * (probs - one_hot)
+        dh_1 = t_3 @ Wy.T
         dh_1 += dh
         o = o_steps[t]
-        tanh_c = tanh_c_steps[t]
+        c = c_steps[t]
         # h = o * tanh(c)
-        dc_1 = dh_1 * o * (1 - tanh_c * tanh_c)
+        t_4 = np.tanh(c)
+        dc_1 = dh_1 * o * (1 - t_4 * t_4)
         dc_1 += dc
         f = f_steps[t]
         # c = f * c + i * g
@@ -704,7 +690,7 @@ def adder_loss_backward(dout, cache):
         prev_c = c_steps[t - 1] if t > 0 else h
         df = dc_1 * prev_c
         # h = o * tanh(c)
-        do = dh_1 * tanh_c
+        do = dh_1 * t_4
         # c = f * c + i * g
         dg = dc_1 * i
         # f = sigmoid(a[:, H:2*H])
@@ -717,8 +703,8 @@ def adder_loss_backward(dout, cache):
         h_3 = h_steps[t]
         dWh += prev_h.T @ da
         db += da.sum(axis=0)
-        dWy += h_3.T @ t_4
-        dby += t_4.sum(axis=0)
+        dWy += h_3.T @ t_3
+        dby += t_3.sum(axis=0)
         dxwx[:, t] = da
     dWx = x_rows.T @ dxwx.reshape((N * T, 4 * H))
     return AdderLossGrads(dWx, dWh, db, dWy, dby)
@@ -736,7 +722,6 @@ def adder_loss_grad(x, y, Wx, Wh, b, Wy, by):
     i_steps = np.empty((T, N, H), dtype=x.dtype)
     g_steps = np.empty((T, N, H), dtype=x.dtype)
     o_steps = np.empty((T, N, H), dtype=x.dtype)
-    tanh_c_steps = np.empty((T, N, H), dtype=x.dtype)
     add_by_steps = np.empty((T, N, 2), dtype=x.dtype)
     c = h_1
     h = h_1
@@ -750,13 +735,12 @@ def adder_loss_grad(x, y, Wx, Wh, b, Wy, by):
         g = np.tanh(a[:, 3 * H :])
         c = f * c + i * g
         o = 0.5 * np.tanh(0.5 * a[:, 2 * H : 3 * H]) + 0.5
-        t_1 = np.tanh(c)
-        h = o * t_1
+        h = o * np.tanh(c)
         labels = _labels(y[:, t], 2, "adder_loss: cross_entropy")
         one_hot = labels[:, None] == np.arange(2)
-        t_2 = h @ Wy
-        t_2 += by
-        shifted = t_2 - t_2.max(axis=1, keepdims=True)
+        t_1 = h @ Wy
+        t_1 += by
+        shifted = t_1 - t_1.max(axis=1, keepdims=True)
         log_probs = shifted
         log_probs -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         loss_1 = loss_1 - (one_hot * log_probs).sum(axis=1).sum()
@@ -766,12 +750,11 @@ def adder_loss_grad(x, y, Wx, Wh, b, Wy, by):
         i_steps[t] = i
         g_steps[t] = g
         o_steps[t] = o
-        tanh_c_steps[t] = t_1
-        add_by_steps[t] = t_2
-    t_3 = N * T
-    loss = loss_1 / t_3
+        add_by_steps[t] = t_1
+    t_2 = N * T
+    loss = loss_1 / t_2
     # loss = loss / (N * T)
-    dloss = float(np.divide(1.0, t_3))
+    dloss = float(np.divide(1.0, t_2))
     dc = np.zeros((N, H), dtype=x.dtype)
     dh = np.zeros((N, H), dtype=x.dtype)
     dWh = np.zeros((H, 4 * H), dtype=x.dtype)
@@ -790,13 +773,14 @@ def adder_loss_grad(x, y, Wx, Wh, b, Wy, by):
         probs = np.exp(log_probs_1)
         labels_1 = _labels(y[:, t], 2, "adder_loss: cross_entropy")
         one_hot_1 = labels_1[:, None] == np.arange(2)
-        t_4 = dloss * (probs - one_hot_1)
-        dh_1 = t_4 @ Wy.T
+        t_3 = dloss * (probs - one_hot_1)
+        dh_1 = t_3 @ Wy.T
         dh_1 += dh
         o_1 = o_steps[t]
-        tanh_c = tanh_c_steps[t]
+        c_1 = c_steps[t]
         # h = o * tanh(c)
-        dc_1 = dh_1 * o_1 * (1 - tanh_c * tanh_c)
+        t_4 = np.tanh(c_1)
+        dc_1 = dh_1 * o_1 * (1 - t_4 * t_4)
         dc_1 += dc
         f_1 = f_steps[t]
         # c = f * c + i * g
@@ -807,7 +791,7 @@ def adder_loss_grad(x, y, Wx, Wh, b, Wy, by):
         prev_c = c_steps[t - 1] if t > 0 else h_2
         df = dc_1 * prev_c
         # h = o * tanh(c)
-        do = dh_1 * tanh_c
+        do = dh_1 * t_4
         # c = f * c + i * g
         dg = dc_1 * i_1
         # f = sigmoid(a[:, H:2*H])
@@ -822,8 +806,8 @@ def adder_loss_grad(x, y, Wx, Wh, b, Wy, by):
         h_4 = h_steps[t]
         dWh += prev_h.T @ da
         db += da.sum(axis=0)
-        dWy += h_4.T @ t_4
-        dby += t_4.sum(axis=0)
+        dWy += h_4.T @ t_3
+        dby += t_3.sum(axis=0)
         dxwx[:, t] = da
     dWx = x_rows.T @ dxwx.reshape((N * T, 4 * H))
     return loss, AdderLossGrads(dWx, dWh, db, dWy, dby)

@@ -302,23 +302,20 @@ def gru(x, h0, Wz, Uz, Wr, Ur, Wn, Un):
     xwn = (x_rows @ Wn).reshape((N, T, H))
     xwr = (x_rows @ Wr).reshape((N, T, H))
     z_steps = np.empty((T, N, H), dtype=x.dtype)
-    sub_z_steps = np.empty((T, N, H), dtype=x.dtype)
     r_steps = np.empty((T, N, H), dtype=x.dtype)
     mul_r_steps = np.empty((T, N, H), dtype=x.dtype)
     n_steps = np.empty((T, N, H), dtype=x.dtype)
     h = h0
     for t in range(T):
         z = 0.5 * np.tanh(0.5 * (xwz[:, t] + h @ Uz)) + 0.5
-        t_1 = 1 - z
         r = 0.5 * np.tanh(0.5 * (xwr[:, t] + h @ Ur)) + 0.5
-        t_2 = r * h
-        n = np.tanh(xwn[:, t] + t_2 @ Un)
-        h = t_1 * n + z * h
+        t_1 = r * h
+        n = np.tanh(xwn[:, t] + t_1 @ Un)
+        h = (1 - z) * n + z * h
         hs[:, t] = h
         z_steps[t] = z
-        sub_z_steps[t] = t_1
         r_steps[t] = r
-        mul_r_steps[t] = t_2
+        mul_r_steps[t] = t_1
         n_steps[t] = n
     return hs
 
@@ -332,23 +329,20 @@ def gru_forward(x, h0, Wz, Uz, Wr, Ur, Wn, Un):
     xwn = (x_rows @ Wn).reshape((N, T, H))
     xwr = (x_rows @ Wr).reshape((N, T, H))
     z_steps = np.empty((T, N, H), dtype=x.dtype)
-    sub_z_steps = np.empty((T, N, H), dtype=x.dtype)
     r_steps = np.empty((T, N, H), dtype=x.dtype)
     mul_r_steps = np.empty((T, N, H), dtype=x.dtype)
     n_steps = np.empty((T, N, H), dtype=x.dtype)
     h = h0
     for t in range(T):
         z = 0.5 * np.tanh(0.5 * (xwz[:, t] + h @ Uz)) + 0.5
-        t_1 = 1 - z
         r = 0.5 * np.tanh(0.5 * (xwr[:, t] + h @ Ur)) + 0.5
-        t_2 = r * h
-        n = np.tanh(xwn[:, t] + t_2 @ Un)
-        h = t_1 * n + z * h
+        t_1 = r * h
+        n = np.tanh(xwn[:, t] + t_1 @ Un)
+        h = (1 - z) * n + z * h
         hs[:, t] = h
         z_steps[t] = z
-        sub_z_steps[t] = t_1
         r_steps[t] = r
-        mul_r_steps[t] = t_2
+        mul_r_steps[t] = t_1
         n_steps[t] = n
     cache = GruCache(
         h0,
@@ -361,7 +355,6 @@ def gru_forward(x, h0, Wz, Uz, Wr, Ur, Wn, Un):
         x_rows,
         hs,
         z_steps,
-        sub_z_steps,
         r_steps,
         mul_r_steps,
         n_steps,
@@ -386,7 +379,6 @@ def gru_backward(dout, cache):
         x_rows,
         hs,
         z_steps,
-        sub_z_steps,
         r_steps,
         mul_r_steps,
         n_steps,
@@ -406,9 +398,9 @@ def gru_backward(dout, cache):
     for t in reversed(range(T)):
         dh_1 = dh + dout[:, t]
         z = z_steps[t]
-        sub_z = sub_z_steps[t]
         # h = (1 - z) * n + z * h
-        dn = dh_1 * sub_z
+        t_2 = 1 - z
+        dn = dh_1 * t_2
         n = n_steps[t]
         # n = tanh(x[:, t] @ Wn + (r * h) @ Un)
         t_3 = dn * (1 - n * n)
@@ -422,7 +414,7 @@ def gru_backward(dout, cache):
         dz = dh_1 * prev_h
         dz -= dh_1 * n
         # z = sigmoid(x[:, t] @ Wz + h @ Uz)
-        t_6 = dz * z * (1 - z)
+        t_6 = dz * z * t_2
         dh = dh_1 * z + t_4 * r + t_5 @ Ur.T + t_6 @ Uz.T
         t_7 = prev_h.T
         mul_r = mul_r_steps[t]
