@@ -6,7 +6,9 @@ stays `1e-5`), which parameters share a line and whether the list ends with a co
 states the style. In short:
 
 - one blank line between definitions; blank lines inside a body kept, at most one in a row;
-- four spaces of indentation; parentheses only where precedence needs them;
+- four spaces of indentation, four more in a loop's body: `for t in range(T) {` on one line,
+  its statements below it, its `}` at the indentation of the `for`;
+- parentheses only where precedence needs them;
 - every binary operator between spaces, except `*`, `/` and `//` in arithmetic on sizes alone
   (integers and dimension names), which is written the way types write it: `[F, C, 2*R + 1]`,
   `reshape(x, (N, C*H*W))`, `a[:, H:2*H]`;
@@ -20,7 +22,8 @@ states the style. In short:
   or a header's brackets keeps that statement or header as it was written.
 
 `format_source` checks its own work: its result must parse to the source's syntax tree (positions
-aside), or it raises `FormatError` rather than return a program that means something else.
+aside: every statement, the loops' bodies and bounds and the slot writes' subscripts included), or
+it raises `FormatError` rather than return a program that means something else.
 """
 
 from __future__ import annotations
@@ -116,6 +119,15 @@ class _Unit:
 
 
 @dataclass
+class _Loop:
+    """A `for` statement: its header `for t in range(T) {`, the units of its body, its `}`."""
+
+    head: _Unit
+    body: list[_Unit | _Loop]
+    close: _Unit
+
+
+@dataclass
 class _Frame:
     """One definition: its syntax and the units of its text."""
 
@@ -124,7 +136,7 @@ class _Frame:
     params: list[_Unit]
     trailing_comma: bool
     tail: _Unit
-    body: list[_Unit]
+    body: list[_Unit | _Loop]
     close: _Unit
 
     def header(self) -> list[_Unit]:
@@ -142,7 +154,7 @@ def _skeleton(tokens: list[Token], module: s.Module) -> tuple[list[_Frame], list
     frames = [scan.definition(d) for d in module.definitions]
     if scan.next_code() is not None:  # pragma: no cover - the parser read the same tokens
         raise FormatError("text after the last definition")
-    units = [u for f in frames for u in (*f.header(), *f.body, f.close)]
+    units = [u for f in frames for u in (*f.header(), *_units(f.body), f.close)]
     owner = {i: u for u in units for i in range(u.first, u.last + 1) if _is_code(tokens[i])}
     end: list[_Comment] = []
     code_before = None  # the index of the last code token so far
@@ -152,6 +164,14 @@ def _skeleton(tokens: list[Token], module: s.Module) -> tuple[list[_Frame], list
         elif t.type == "COMMENT":
             _place(_Comment(t.rstrip(), t.line, t.column), i, code_before, tokens, owner, end)
     return frames, end
+
+
+def _units(body: list[_Unit | _Loop]) -> list[_Unit]:
+    """The units of a body, those of its loops included."""
+    out = []
+    for u in body:
+        out += [u.head, *_units(u.body), u.close] if isinstance(u, _Loop) else [u]
+    return out
 
 
 def _place(c: _Comment, at: int, code_before, tokens, owner, end: list[_Comment]) -> None:
@@ -209,14 +229,34 @@ class _Scan:
             self.k += 1
         tail = _Unit(self.at[rpar], self.at[self.k])
         self.k += 1
-        body = []
-        while self.type(self.next_code()) != "RBRACE":
-            body.append(self.statement())
+        body, close = self.block(d.body)
+        if len(params) != len(d.params):  # pragma: no cover
+            raise FormatError(f"lost track of the parameters of {d.name}")
+        return _Frame(d, open_, params, trailing_comma, tail, body, close)
+
+    def block(self, stmts) -> tuple[list[_Unit | _Loop], _Unit]:
+        """The units of the statements `stmts` after a `{`, and the `}` that ends them."""
+        body: list[_Unit | _Loop] = []
+        for stmt in stmts:
+            start = self.tokens[self.at[self.next_code()]]
+            if (start.line, start.column) != (stmt.loc.line, stmt.loc.col):  # pragma: no cover
+                raise FormatError(f"lost track of the statement at line {stmt.loc.line}")
+            body.append(self.loop(stmt) if isinstance(stmt, s.For) else self.statement())
+        if self.type(self.next_code()) != "RBRACE":  # pragma: no cover
+            raise FormatError("lost track of the statements of a block")
         close = _Unit(self.at[self.k], self.at[self.k])
         self.k += 1
-        if (len(params), len(body)) != (len(d.params), len(d.body)):  # pragma: no cover
-            raise FormatError(f"lost track of the parts of {d.name}")
-        return _Frame(d, open_, params, trailing_comma, tail, body, close)
+        return body, close
+
+    def loop(self, stmt: s.For) -> _Loop:
+        """`for t in range(T) {`, the body, and its `}`."""
+        first = self.at[self.k]
+        while self.type(self.k) != "LBRACE":
+            self.k += 1
+        head = _Unit(first, self.at[self.k])
+        self.k += 1
+        body, close = self.block(stmt.body)
+        return _Loop(head, body, close)
 
     def params(self) -> tuple[list[_Unit], bool]:
         """The parameters up to the `)` of the header, each with its comma; and whether the last
@@ -298,17 +338,30 @@ class _Writer:
             self.put(self.ending(lines, f.tail), d.loc.line, self.line(f.tail.last), blank)
         else:
             self.header(f, _Printer(self.numbers, None), blank)
-        printer = _Printer(self.numbers, _dimensions(d))
-        for k, (u, stmt) in enumerate(zip(f.body, d.body, strict=True)):
-            lines = self.as_written(u, u, INDENT) if u.inside else printer.statement(stmt)
-            for c in u.leading:
-                self.comment(c, INDENT, "keep" if k or c is not u.leading[0] else "never")
-            first = "keep" if k or u.leading else "never"
-            self.put(self.ending(lines, u), self.line(u.first), self.line(u.last), first)
-        for k, c in enumerate(f.close.leading):  # after the last statement
-            self.comment(c, INDENT, "keep" if k or f.body else "never")
-        end = self.line(f.close.last)
-        self.put(self.ending(["}"], f.close), end, end, "never")
+        self.block(f.body, d.body, f.close, _Printer(self.numbers, _dimensions(d)), "")
+
+    def block(self, units, stmts, close: _Unit, printer: _Printer, outer: str) -> None:
+        """The statements of a body, a level deeper than `outer`, and the `}` that ends it; no
+        blank line after the `{` or before the `}`."""
+        indent = outer + INDENT
+        for k, (u, stmt) in enumerate(zip(units, stmts, strict=True)):
+            head = u.head if isinstance(u, _Loop) else u
+            for c in head.leading:
+                self.comment(c, indent, "keep" if k or c is not head.leading[0] else "never")
+            first = "keep" if k or head.leading else "never"
+            if head.inside:  # a comment between its tokens
+                lines = self.as_written(head, head, indent)
+            elif isinstance(u, _Loop):
+                lines = printer.loop(stmt, indent)
+            else:
+                lines = printer.statement(stmt, indent)
+            self.put(self.ending(lines, head), self.line(head.first), self.line(head.last), first)
+            if isinstance(u, _Loop):
+                self.block(u.body, stmt.body, u.close, printer, indent)
+        for k, c in enumerate(close.leading):  # after the last statement
+            self.comment(c, indent, "keep" if k or units else "never")
+        end = self.line(close.last)
+        self.put(self.ending([outer + "}"], close), end, end, "never")
 
     def header(self, f: _Frame, printer: _Printer, blank: str) -> None:
         """`graph name(params) -> outputs wrt names {` on one line, or its parameters on lines
@@ -389,7 +442,8 @@ def _dimensions(d: s.Definition) -> frozenset[str]:
             stack += [e.left, e.right]
         elif isinstance(e, s.Unary):
             stack.append(e.operand)
-    taken = {p.name for p in d.params} | {t for stmt in d.body for t in stmt.targets}
+    loops = [stmt.var for stmt in s.statements(d.body) if isinstance(stmt, s.For)]
+    taken = {p.name for p in d.params} | set(s.assigned(d.body)) | set(loops)
     return frozenset(names - taken)
 
 
@@ -408,9 +462,18 @@ class _Printer:
         dtype = "" if p.dtype == "float" else p.dtype
         return f"{p.name}: {dtype}[{', '.join(self.text(d) for d in p.dims)}]"
 
-    def statement(self, stmt: s.Assign) -> list[str]:
-        prefix = INDENT + ", ".join(stmt.targets) + " = "
-        return self.lines(prefix, stmt.value, 0, "", INDENT, inside=False)
+    def statement(self, stmt: s.Assign | s.SlotWrite, indent: str) -> list[str]:
+        """An assignment or a slot write, its first line at `indent`."""
+        if isinstance(stmt, s.SlotWrite):
+            target = f"{stmt.target}[{', '.join(self.text(i) for i in stmt.subscripts)}]"
+        else:
+            target = ", ".join(stmt.targets)
+        return self.lines(f"{indent}{target} = ", stmt.value, 0, "", indent, inside=False)
+
+    def loop(self, stmt: s.For, indent: str) -> list[str]:
+        """A loop's header, `for t in range(T) {`, on one line at `indent`."""
+        bounds = ", ".join(self.text(b) for b in stmt.bounds)
+        return [f"{indent}for {stmt.var} in {stmt.range_name}({bounds}) {{"]
 
     def is_size(self, e: s.Expr) -> bool:
         """Whether `e` is arithmetic on sizes alone: integers and dimension names."""

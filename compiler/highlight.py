@@ -4,10 +4,12 @@ Installed with `pip install 'bpc[highlight]'`; Pygments finds it through the `py
 entry point, so `pygmentize -l bpc model.bp`, Sphinx and MkDocs (a ```bpc fence) use it. The
 compiler never imports this module: Pygments stays optional.
 
-The token classes follow grammar/bp.lark: the keywords `graph`, `fn`, `wrt`, `true`, `false`;
-the built-in functions of the op registry (`bpc.build.BUILTINS`, read when the first text is
-lexed) and its constants (`inf`, `pi`); the dtypes `int` and `bool`; dimension expressions inside a parameter's type
-(`x: int[N, 4*H]`); numbers, einsum specs (strings), operators, punctuation and comments.
+The token classes follow grammar/bp.lark: the keywords `graph`, `fn`, `wrt`, `true`, `false`,
+and `for` and `in` where they make a loop's header (`for t in range(T) {`; elsewhere they are
+names, as the grammar has them); the built-in functions of the op registry (`bpc.build.BUILTINS`,
+read when the first text is lexed), `range`, and the registry's constants (`inf`, `pi`); the
+dtypes `int` and `bool`; dimension expressions inside a parameter's type (`x: int[N, 4*H]`);
+numbers, einsum specs (strings), operators, punctuation and comments.
 editors/bp.tmLanguage.json gives editors the same classes.
 """
 
@@ -44,7 +46,7 @@ def _registry() -> tuple[frozenset[str], frozenset[str]]:
     from .build import BUILTINS
     from .ops import CONSTANTS
 
-    return frozenset(BUILTINS), frozenset(CONSTANTS)
+    return frozenset(BUILTINS) | {"range"}, frozenset(CONSTANTS)  # range: a loop's, not an op
 
 
 def _name(lexer, match):
@@ -79,6 +81,11 @@ class BpLexer(RegexLexer):
             (rf"(graph|fn)(\s+)({NAME})", bygroups(Keyword.Declaration, Whitespace, Name.Function)),
             (r"(graph|fn)\b", Keyword.Declaration),
             (r"wrt\b", Keyword),
+            # a loop's header, `for t in range(T)`: the name after `for` is its variable
+            (
+                rf"(for)([ \t]+)({NAME})(?:([ \t]+)(in)\b)?",
+                bygroups(Keyword, Whitespace, Name, Whitespace, Keyword),
+            ),
             (r"(true|false)\b", Keyword.Constant),
             # a parameter's type: `x: [N, D]`, `y: int[N]`; an index `x[a:b]` has no `: [`
             (

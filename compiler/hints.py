@@ -1,16 +1,18 @@
 """What people bring from Python and NumPy that bp does not have, and what to write instead.
 
 The parser reads these when a syntax error is at such a word or operator, just after one, or on a
-line that starts with one (`for t in range(T):`); the IR builder when such a word is called
-(`not(x > 0)`) or such a constant named (`keepdims=True`). Each hint is worded here once.
+line that starts with one, outside brackets and before any `{` (`for t in range(T):`); the IR
+builder when such a word is called (`not(x > 0)`) or such a constant named (`keepdims=True`).
+Each hint is worded here once. `for` is bp's too: a loop written as Python writes it gets its
+hint, a loop written as bp writes it gets none.
 """
 
 from __future__ import annotations
 
-# When loops come to the language, `for` stops being a syntax error and this hint goes.
+# For a loop written as Python writes it: `for t in range(T):`, `for x in xs {`, `while ...`.
 LOOPS = (
-    "loops are not in the language yet; write each step out, calling a fn once per step: "
-    "h, c = cell(x[0], h, c), then h, c = cell(x[1], h, c), ..."
+    "a loop runs over a range, its body in braces: for t in range(T) { ... }; "
+    "to go through an array, index it with t: xs[t]"
 )
 _FN = "define a fn: fn f(x: [n]) -> y { y = ... }"
 _IMPORT = "the built-ins need no import and are called without a module: exp(x)"
@@ -19,7 +21,7 @@ _IF = "choose elementwise with where(mask, a, b)"
 # A Python word -> what to write instead.
 WORDS = {
     "for": LOOPS,
-    "while": LOOPS,
+    "while": f"'while' is not in the language; {LOOPS}",
     "if": f"'if' is not in the language; {_IF}",
     "else": f"'else' is not in the language; {_IF}",
     "and": "'and' is not in the language; for masks write (a > 0) * (b > 0), true where both are",

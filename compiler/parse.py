@@ -267,7 +267,8 @@ _FIRST_WORD = re.compile(r"[ \t]*([A-Za-z_][A-Za-z_0-9]*)(?![ \t]*[=,])")
 def _hint(text: str, tok: Token) -> tuple[Loc, str] | None:
     """For a syntax error at `tok` that is Python bp does not have (hints.py), where to report
     it and what to say: the token is such a word or `//`, or follows such a word on its line,
-    or its line starts with a Python statement's word (`for t in range(T):`)."""
+    or its line starts with a Python statement's word and the token is outside brackets and
+    before any `{` (`for t in range(T):`)."""
     pos, line = tok.start_pos, tok.line
     start = text.rfind("\n", 0, pos) + 1
 
@@ -282,9 +283,15 @@ def _hint(text: str, tok: Token) -> tuple[Loc, str] | None:
     if before and before[1] in hints.WORDS:
         return at(before.start(1)), hints.WORDS[before[1]]
     first = _FIRST_WORD.match(text, start, pos)
-    if first and first[1] in hints.STATEMENTS:
+    if first and first[1] in hints.STATEMENTS and _outside(text[start:pos]):
         return at(first.start(1)), hints.WORDS[first[1]]
     return None
+
+
+def _outside(before: str) -> bool:
+    """Whether an error after `before` (its line up to it) is outside brackets and before any
+    `{`: in a loop's header, not in its bounds' expressions or in a body on the same line."""
+    return "{" not in before and all(before.count(a) == before.count(b) for a, b in ("()", "[]"))
 
 
 def _end(text: str) -> Loc:

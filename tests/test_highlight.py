@@ -51,7 +51,24 @@ def _doc_blocks() -> dict[str, str]:
     return blocks
 
 
+# A loop, nested loops and slot writes; `for` and `in` are keywords in a loop's header only
+LOOP_SAMPLE = """\
+graph rnn(x: [N, T, D], h0: [N, H], Wx: [D, H], in: [H]) -> (hs, y) {
+    hs = zeros((N, T, H))
+    h = h0
+    for t in range(T) {  # over time
+        h = tanh(x[:, t] @ Wx + in)
+        hs[:, T - 1 - t] = h
+        for	k in range(1, 2*T) {
+            h = h * 0.5
+        }
+    }
+    y = sum(hs) + sum(h) * in
+}
+"""
+
 SOURCES = {str(p.relative_to(ROOT)): p.read_text() for p in _files()} | _doc_blocks()
+SOURCES["LOOP_SAMPLE"] = LOOP_SAMPLE
 
 
 def _tokens(text: str) -> list[tuple[object, str]]:
@@ -124,6 +141,19 @@ def test_token_classes():
     ]
     assert [e for e in expected if e not in tokens] == []
     assert (Punctuation, ":") in tokens and (Name.Variable, "s") not in tokens  # s[0, 1:] indexes
+
+
+def test_loops():
+    tokens = _tokens(LOOP_SAMPLE)
+    assert tokens.count((Keyword, "for")) == 2 and tokens.count((Keyword, "in")) == 2
+    assert tokens.count((Name, "in")) == 3, "a parameter named in is a name"
+    assert tokens.count((Name.Builtin, "range")) == 2
+    assert [(Keyword, "for"), (Name, "t"), (Keyword, "in"), (Name.Builtin, "range")] == tokens[
+        tokens.index((Keyword, "for")) :
+    ][:4]
+    # elsewhere `for` is a name, as the grammar has it (`y = for + 1`, not `for = ...`)
+    assert (Name, "for") in _tokens("y = for + 1")
+    assert (Name, "format") in _tokens("for t in range(T) {\n    y = format\n}")
 
 
 def test_every_builtin_of_the_registry_is_a_builtin():

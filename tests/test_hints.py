@@ -73,15 +73,26 @@ CASES = {
     "y = tanhh(x)": ("unknown function 'tanhh'; did you mean 'tanh'?", 9, "tanhh"),
     "y = affin(x, w, b)": ("unknown function 'affin'; did you mean 'affine'?", 9, "affin"),
     "y = X @ w": ("unknown name 'X'; did you mean 'x'?", 9, "X"),
-    # loops and Python's statements
-    "for t in range(N) {": (
-        "loops are not in the language yet; write each step out, calling a fn once per step: "
-        "h, c = cell(x[0], h, c), then h, c = cell(x[1], h, c), ...",
+    # loops written as Python writes them, and Python's statements
+    "for t in range(N):": (
+        "a loop runs over a range, its body in braces: for t in range(T) { ... }; "
+        "to go through an array, index it with t: xs[t]",
         5,
-        "for",
+        "for t",
     ),
-    "for t in range(N):": ("loops are not in the language yet; write", 5, "for t"),
-    "while N > 1 {": ("loops are not in the language yet; write", 5, "while"),
+    "for v in x {": ("a loop runs over a range, its body in braces: for t in", 5, "for v"),
+    "for v in x:": ("a loop runs over a range, its body in braces: for t in", 5, "for v"),
+    "for i, v in enumerate(x) {": ("a loop runs over a range, its body in braces", 5, "for i"),
+    "for (t in range(N)) {": ("a loop runs over a range, its body in braces", 5, "for ("),
+    "for t in range(N)": ("a loop runs over a range, its body in braces", 5, "for t"),
+    "for = x": ("a loop runs over a range, its body in braces", 5, "for ="),
+    "while N > 1 {": (
+        "'while' is not in the language; a loop runs over a range, its body in braces: "
+        "for t in range(T) { ... }; to go through an array, index it with t: xs[t]",
+        5,
+        "while",
+    ),
+    "while true:": ("'while' is not in the language; a loop runs over a range", 5, "while"),
     "if N > 1:": (
         "'if' is not in the language; choose elementwise with where(mask, a, b)",
         5,
@@ -148,8 +159,10 @@ def test_a_python_habit_gets_a_hint(statement):
 
 def test_whole_messages_are_one_line_and_exact():
     """The cases above that give a prefix: their whole message, once."""
-    first, _ = in_graph("for t in range(N):")
-    assert first.endswith("h, c = cell(x[0], h, c), then h, c = cell(x[1], h, c), ...")
+    first, _ = in_graph("for v in x:")
+    assert first.endswith(
+        "for t in range(T) { ... }; to go through an array, index it with t: xs[t]"
+    )
     first, _ = in_graph("if (N > 1) {")
     assert first.endswith("choose elementwise with where(mask, a, b)")
 
@@ -164,10 +177,36 @@ def test_a_python_word_at_the_top_of_a_file():
 
 
 def test_a_name_that_is_a_python_word_is_still_a_name():
-    """`for`, `if` and `None` are names in bp: the hints are only for what does not compile."""
-    compile_source("graph g(x: [n], None: [n]) -> y {\n    for = x * None\n    y = sum(for)\n}\n")
-    first, _ = in_graph("for = x * * 2")
-    assert first.startswith("m.bp:5:15: error: unexpected '*'")
+    """`while`, `if` and `None` are names in bp, and so are `for` and `in` where no statement
+    starts with them (a statement that starts with `for` is a loop): the hints are only for
+    what does not compile."""
+    source = "graph g(x: [n], None: [n], for: [n], in: [n]) -> y {\n"
+    source += "    while = x * None\n    in = for + while\n    y = sum(in)\n}\n"
+    compile_source(source)
+    first, _ = in_graph("while = x * * 2")
+    assert first.startswith("m.bp:5:17: error: unexpected '*'")
+
+
+@pytest.mark.parametrize(
+    "statement, where, message",
+    [
+        ("for t in range(N - ) {\n    }", "5:24", "unexpected ')'"),
+        ("for t in range(N { y = x }", "5:22", "unexpected '{'"),
+        ("for t in range(N) { y = x + }", "5:33", "unexpected '}'"),
+        ("for t in range(N) {\n        y = x +\n    }", "6:16", "unexpected end of line"),
+    ],
+)
+def test_a_loop_written_as_bp_writes_it_gets_no_hint(statement, where, message):
+    """A syntax error in a loop's bounds or in its body is an ordinary one, even on the line of
+    the `for`: the hint is for the header's own words (`:` for `{`, `in x` for `in range(N)`)."""
+    first, _ = in_graph(statement)
+    assert first.startswith(f"m.bp:{where}: error: {message}")
+    assert "a loop runs over a range" not in first
+
+
+def test_a_loop_as_bp_writes_it_compiles():
+    source = GRAPH.replace("STATEMENT", "y = x\n    for t in range(N) {\n        y = y * 2\n    }")
+    compile_source(source)
 
 
 @pytest.mark.parametrize(
