@@ -652,7 +652,7 @@ def adder_loss_backward(dout, cache):
         H,
     ) = _cached(cache, AdderLossCache)
     dout = _dout("adder_loss", dout, (), Wh.dtype)
-    # loss = loss / (N * T)
+    # loss = loss / (N*T)
     dloss = float(np.divide(dout, t_2))
     dc = np.zeros((N, H), dtype=Wh.dtype)
     dh = np.zeros((N, H), dtype=Wh.dtype)
@@ -753,7 +753,7 @@ def adder_loss_grad(x, y, Wx, Wh, b, Wy, by):
         add_by_steps[t] = t_1
     t_2 = N * T
     loss = loss_1 / t_2
-    # loss = loss / (N * T)
+    # loss = loss / (N*T)
     dloss = float(np.divide(1.0, t_2))
     dc = np.zeros((N, H), dtype=x.dtype)
     dh = np.zeros((N, H), dtype=x.dtype)

@@ -402,7 +402,7 @@ def gru_backward(dout, cache):
         t_2 = 1 - z
         dn = dh_1 * t_2
         n = n_steps[t]
-        # n = tanh(x[:, t] @ Wn + (r * h) @ Un)
+        # n = tanh(x[:, t] @ Wn + r * h @ Un)
         t_3 = dn * (1 - n * n)
         t_4 = t_3 @ Un.T
         r = r_steps[t]
