@@ -481,15 +481,16 @@ class Step:
 @dataclass(frozen=True)
 class LoopStep:
     """The backward of a forward loop (`statement`, `for t in range(T)`, at `line`, None where
-    the optimizer left the loop no line): the loop `for var in over:` (`reversed(range(T))`);
-    the gradients it starts from (`starts`: the carried gradients, sums and written arrays);
-    what each iteration does before any line of a statement (`first`: the slot's gradient
-    added to the carried one, values read back from the cache); the steps of its body, in the
-    order it runs them (loops nested as steps of their own); the lines that end an iteration
-    (`ends`: carried gradients moved to their names, sums and slot writes of no statement's);
-    and the lines after the loop that come from no statement (`after`, such as the gradients
-    of a product the optimizer took out of the loop). `binds` pairs each body param with the
-    outside value it stands for."""
+    no node kept the line): the loop `for var in over:` (`reversed(range(T))`); the lines of no
+    statement before it that it reads (`reads`, in a body); the gradients it starts from
+    (`starts`: `dh = 0`, the carried gradients, sums and written arrays); what each iteration
+    does before any line of a statement (`first`: the gradient of the slot written added to
+    the carried one, `dh_1 = dh + dout[:, t]`; values read back from the cache); the steps of
+    its body, statement by statement in the order it runs them (a loop nested in it a step of
+    its own); the lines that end an iteration (`ends`: carried gradients moved to their
+    names, sums and slot writes told with no statement); and the lines after the loop that
+    come from no statement (`after`: the gradients of a product the optimizer took out of the
+    loop). `binds` pairs each body param with the outside value it stands for."""
 
     line: int | None
     fn: str | None
@@ -577,7 +578,7 @@ def is_read(n: Node) -> bool:
     return is_view(n) or n.op == "if_else" or n.dtype != "float"
 
 
-def _told(step: Step | LoopStep, pending: tuple[Line, ...], lines: tuple[Line, ...]) -> Step:
+def _told(step: Step | LoopStep, pending: tuple[Line, ...], lines: tuple[Line, ...]):
     """`step` with `lines` told after its own, and `pending`, lines of no statement before
     them: its reads, and the others (the slot's gradient added to a carried one) first."""
     if isinstance(step, LoopStep):  # (after a loop nested in a body: with what follows it)
