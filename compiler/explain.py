@@ -4,11 +4,19 @@ For each forward statement, from the output back to the inputs: the upstream gra
 output's gradient with respect to the statement's result), and the gradients it gives the
 statement's inputs, each with its expression and its shape; a gradient always has its
 variable's shape.
+
+A loop's backward is a loop that runs the other way (`for t in reversed(range(T)):`), told under
+the forward loop's `for` statement: the gradients it starts from, what each step does first, the
+steps of its body statement by statement (indented under it), the values a step reads back from
+the cache (`reads`), and what comes after the loop. A gradient summed over the steps is
+`dWh += ...`, a slot's `dx[:, t] = ...`.
 """
 
 from __future__ import annotations
 
 from .emit import backward_steps
+from .expr import Name, Subscript
+from .lower import LoopStep, all_nodes, is_read
 from .pipeline import compile_graphs
 from .printer import MathPrinter
 
@@ -16,6 +24,11 @@ INTRO = (
     "Backpropagation walks the graph from the output back to the inputs. At each statement, the\n"
     "upstream gradient (of {out} with respect to the statement's result) times the statement's\n"
     "local Jacobian gives the gradients of its inputs; a gradient has its variable's shape."
+)
+LOOPS = (
+    "A loop's backward runs the other way. Each step starts from the gradients that the step\n"
+    "after it handed back (the carried ones), and the gradients of a value every step reads\n"
+    "add up over the steps (+=)."
 )
 
 
@@ -55,8 +68,8 @@ def _padded(role: str, text: str, width: int) -> list[Span]:
 def _upstream(step, defined: dict):
     """The gradient an earlier statement handed to this one: the first value with a line of
     its own that this statement's lines read (through the expressions written inline)."""
-    mine = {node for _, _, node in step.lines}
-    stack = [a for _, _, node in step.lines for a in node.args][::-1]
+    mine = {line.node for line in step.lines}
+    stack = [a for line in step.lines for a in line.node.args][::-1]
     seen = set()
     while stack:
         n = stack.pop()
@@ -69,58 +82,124 @@ def _upstream(step, defined: dict):
     return None
 
 
-def _explain(c) -> list[Span]:
-    g = c.grad or c.pair
-    out = g.output_names[0] if len(g.output_names) == 1 else "the outputs"
-    params = ", ".join(f"{p.name} {n.type}" for p, n in zip(g.params, g.inputs))
-    outs = ", ".join(f"{name} {n.type}" for name, n in zip(g.output_names, g.outputs))
-    spans = [
-        ("heading", f"graph {g.name}({params}) -> {outs}"),
-        ("", f"\n\n{INTRO.format(out=out)}"),
-    ]
-    values = {n.hint: n for n in g.nodes if n.hint and n.op != "dout"}
-    width = 34
+class _Teller:
+    """Tells one graph's backward steps, a loop's with the steps of its body indented under it;
+    `defined` holds the backward values told so far, by name."""
 
-    def grad_name(name: str) -> str:
-        if len(g.output_names) == 1 and name.startswith("d") and name[1:] in values:
-            return f"d{out}/d{name[1:]}"
+    width = 34  # (the column of the shapes, after the label's)
+
+    def __init__(self, c):
+        self.g = g = c.grad or c.pair
+        self.fused = c.grad is not None
+        self.out = g.output_names[0] if len(g.output_names) == 1 else "the outputs"
+        self.values = {n.hint: n for n in all_nodes(g.nodes) if n.hint and n.op != "dout"}
+        self.defined: dict = {}
+
+    def grad_name(self, name: str) -> str:
+        if len(self.g.output_names) == 1 and name.startswith("d") and name[1:] in self.values:
+            return f"d{self.out}/d{name[1:]}"
         return name
 
-    def gradient(label: str, text: str, shape) -> list[Span]:
+    def gradient(self, indent: str, label: str, text: str, shape) -> list[Span]:
         return [
-            ("", "\n    "),
+            ("", f"\n{indent}    "),
             *_padded("label", label, 9),
             ("", " "),
-            *_padded("gradient", text, width),
+            *_padded("gradient", text, self.width),
             ("", " "),
             ("shape", str(shape)),
         ]
 
-    defined: dict = {}  # backward values with a line of their own, and their names
-    for step in backward_steps(g):
-        math = MathPrinter(step.sizes)
-        spans += [
-            ("", "\n\n"),
+    def lines(
+        self, indent: str, label: str, lines, math: MathPrinter, reads: bool = False
+    ) -> list[Span]:
+        """`lines` under one label: `dout/dW = ...`, `dWh += ...`, `dx[:, t] = ...`. With
+        `reads`, lines of no statement: a value read back from the cache, or its position,
+        is no statement's upstream gradient."""
+        spans = []
+        for i, line in enumerate(lines):
+            target = self.grad_name(line.target)
+            if line.index is not None:
+                target = math.text(Subscript(Name(target), line.index))
+            text = f"{target} {line.op} {math.text(line.expr)}"
+            spans += self.gradient(indent, label if i == 0 else "", text, line.node.type)
+            n = line.node
+            if reads and is_read(n):
+                continue
+            if line.op == "=" and line.index is None:
+                self.defined.setdefault(n, line.target)
+        return spans
+
+    def step(self, step, indent: str = "") -> list[Span]:
+        if isinstance(step, LoopStep):
+            return self.loop(step, indent)
+        spans = [
+            ("", f"\n\n{indent}"),
             ("statement", step.statement),
             ("", "    "),
             ("where", f"(line {step.line}{f', in fn {step.fn}' if step.fn else ''})"),
         ]
-        upstream = _upstream(step, defined)
+        upstream = _upstream(step, self.defined)
+        math = MathPrinter(step.sizes)
+        target = step.statement.split("=", 1)[0].strip()
+        gradients = [x for x in step.lines if x.target[:1] == "d" and x.target[1:] in self.values]
+        if upstream is None and target not in self.g.output_names and not gradients:
+            # (no gradient: a forward value computed again, where keeping it costs more)
+            spans += self.lines(indent, "reads", step.reads, math, reads=True)
+            return spans + self.lines(indent, "computes", step.lines, math)
         if upstream is None:
-            target = step.statement.split("=", 1)[0].strip()
-            text, shape = f"d{out}/d{target} = {'1' if c.grad is not None else 'dout'}", ""
-            if len(g.output_names) > 1:  # one upstream gradient per output: dout_next_h
+            text, shape = f"d{self.out}/d{target} = {'1' if self.fused else 'dout'}", ""
+            if len(self.g.output_names) > 1:  # one upstream gradient per output: dout_next_h
                 text = f"d{target} = dout_{target}"
-            if target in g.output_names:
-                shape = g.outputs[g.output_names.index(target)].type
+            if target in self.g.output_names:
+                shape = self.g.outputs[self.g.output_names.index(target)].type
         else:
-            text, shape = f"{grad_name(defined[upstream])} = {defined[upstream]}", upstream.type
-        spans += gradient("upstream", text, shape)
-        for i, (name, expr, node) in enumerate(step.lines):
-            spans += gradient(
-                "gives" if i == 0 else "", f"{grad_name(name)} = {math.text(expr)}", node.type
-            )
-            defined[node] = name
+            name = self.defined[upstream]
+            text, shape = f"{self.grad_name(name)} = {name}", upstream.type
+        spans += self.gradient(indent, "upstream", text, shape)
+        spans += self.lines(indent, "reads", step.reads, math, reads=True)
+        return spans + self.lines(indent, "gives", step.lines, math)
+
+    def loop(self, step: LoopStep, indent: str) -> list[Span]:
+        """A loop: the backward loop's header, the gradients it starts from, what each
+        iteration does first, its body's steps indented under it, what ends an iteration,
+        and what follows the loop."""
+        math = MathPrinter(step.sizes)
+        spans = [("", f"\n\n{indent}"), ("statement", step.statement)]
+        if step.line is not None:
+            where = f"(line {step.line}{f', in fn {step.fn}' if step.fn else ''})"
+            spans += [("", "    "), ("where", where)]
+        header = f"for {step.var} in {math.text(step.over)}:"
+        spans += [("", f"\n{indent}    "), *_padded("label", "backward", 9), ("", " ")]
+        spans.append(("gradient", header))
+        spans += self.lines(indent, "reads", step.reads, math, reads=True)
+        spans += self.lines(indent, "starts", step.starts, math)
+        for p, outside in step.binds:  # (a body's param is the value it is bound to)
+            if outside in self.defined:
+                self.defined.setdefault(p, self.defined[outside])
+        spans += self.lines(indent, "each step", step.first, math, reads=True)
+        for s in step.steps:
+            spans += self.step(s, indent + "    ")
+        if step.ends:
+            spans += [("", "\n")] + self.lines(indent, "then", step.ends, math)
+        if step.after:
+            spans += [("", "\n")] + self.lines(indent, "after", step.after, math)
+        return spans
+
+
+def _explain(c) -> list[Span]:
+    teller = _Teller(c)
+    g = teller.g
+    params = ", ".join(f"{p.name} {n.type}" for p, n in zip(g.params, g.inputs))
+    outs = ", ".join(f"{name} {n.type}" for name, n in zip(g.output_names, g.outputs))
+    spans = [
+        ("heading", f"graph {g.name}({params}) -> {outs}"),
+        ("", f"\n\n{INTRO.format(out=teller.out)}"),
+    ]
+    if any(n.op == "loop" for n in g.nodes):
+        spans.append(("", f"\n{LOOPS}"))
+    for step in backward_steps(g):
+        spans += teller.step(step)
     grads = ", ".join(f"d{name} {n.type}" for name, n in zip(g.wrt, g.grads))
     spans.append(("", f"\n\nThe gradients: {grads or 'none'}."))
     return spans

@@ -25,6 +25,7 @@ from .expr import (
     Comment,
     Expr,
     For,
+    Lit,
     Name,
     Size,
     Stmt,
@@ -508,20 +509,63 @@ def _carry_names(sub: Lowering, body, carried: int, names: list[str]) -> set[Nod
 
 
 @dataclass(frozen=True)
+class Line:
+    """One backward line of `bpc explain`: `target op expr`, where `op` is `=`, or `+=` for a
+    loop's sum; `index` is a written slot's position (`dx[:, t] = ...`); `node` the value."""
+
+    target: str
+    expr: Expr
+    node: Node
+    op: str = "="
+    index: tuple[Expr, ...] | None = None
+
+
+@dataclass(frozen=True)
 class Step:
-    """The backward lines that come from one forward statement: (name, expression in the
-    notation of the lecture note, value), and the names of the sizes the expressions use."""
+    """The backward lines that come from one forward statement, in the notation of the lecture
+    note, and the names of the sizes the expressions use."""
 
     line: int
     fn: str | None
     statement: str
-    lines: tuple[tuple[str, Expr, Node], ...]
+    lines: tuple[Line, ...]
     sizes: dict[str, str] = field(default_factory=dict, compare=False)
+    reads: tuple[Line, ...] = ()  # lines of no statement that its lines read (`h = hs[:, t]`)
 
 
-def backward_steps(graph: Graph) -> list[Step]:
+@dataclass(frozen=True)
+class LoopStep:
+    """The backward of a forward loop (`statement`, `for t in range(T)`, at `line`, None where
+    no node kept the line): the loop `for var in over:` (`reversed(range(T))`); the lines of no
+    statement before it that it reads (`reads`, in a body); the gradients it starts from
+    (`starts`: `dh = 0`, the carried gradients, sums and written arrays); what each iteration
+    does before any line of a statement (`first`: the gradient of the slot written added to
+    the carried one, `dh_1 = dh + dout[:, t]`; values read back from the cache); the steps of
+    its body, statement by statement in the order it runs them (a loop nested in it a step of
+    its own); the lines that end an iteration (`ends`: carried gradients moved to their
+    names, sums and slot writes told with no statement); and the lines after the loop that
+    come from no statement (`after`: the gradients of a product the optimizer took out of the
+    loop). `binds` pairs each body param with the outside value it stands for."""
+
+    line: int | None
+    fn: str | None
+    statement: str
+    var: str
+    over: Expr
+    starts: tuple[Line, ...]
+    first: tuple[Line, ...]
+    steps: tuple[Step | LoopStep, ...]
+    ends: tuple[Line, ...]
+    after: tuple[Line, ...] = ()
+    binds: tuple[tuple[Node, Node], ...] = ()
+    sizes: dict[str, str] = field(default_factory=dict, compare=False)
+    reads: tuple[Line, ...] = ()  # lines of no statement before the loop that it reads
+
+
+def backward_steps(graph: Graph) -> list[Step | LoopStep]:
     """The backward pass of a differentiated, optimized graph, as the emitter writes it, grouped
-    by the forward statement each line comes from (for `bpc explain`)."""
+    by the forward statement each line comes from (for `bpc explain`); a backward loop is a
+    step of its own, with the steps of its body."""
     namer = Namer(set())
     for n in graph.inputs:
         namer.names[n] = namer.get(("param", n.attr("name")), n.attr("name"))
@@ -530,18 +574,204 @@ def backward_steps(graph: Graph) -> list[Step]:
         namer.names[n] = "dout" if len(graph.douts) == 1 else namer.get(n, n.hint)
     fn = Lowering(graph, namer, dims, set(graph.outputs) | set(graph.grads))
     forward = graph.forward
-    steps: list[Step] = []
-    for n in graph.nodes:
-        if n in forward or n not in fn.own_line or n.op in ("param", "dout") or not n.loc:
+    return _steps(fn, [n for n in graph.nodes if n not in forward], dims, body=False)[1]
+
+
+def _steps(fn: Lowering, nodes, dims: dict[str, str], body: bool):
+    """The lines of `nodes` that have a line of their own, grouped into steps by the forward
+    statement each comes from, and a step for each loop; a loop's starting zeros are told with
+    the loop. A line of no statement (a value read back from the cache, its position, or one
+    the optimizer made) goes after a loop with the loop's `after`; in a loop body, before any
+    step, with what each iteration does `first` (returned first), and after one, with the
+    `reads` of the step after it (or of the last, at the end); elsewhere it is left out."""
+    for n in nodes:
+        if n.op == "loop":
+            name_loop(fn, n)  # (before any line, as the module names them)
+    starts = {a for n in nodes if n.op == "loop" for a in n.args[: len(n.attr("kinds"))]}
+    first: tuple[Line, ...] = ()
+    pending: tuple[Line, ...] = ()  # (lines of no statement, for the next step's reads)
+    steps: list[Step | LoopStep] = []
+    for n in nodes:
+        if n not in fn.own_line or n.op in ("param", "dout", "result"):
+            continue
+        if n in starts and n.op == "zeros":
+            continue  # (told as the loop's start, `dWh = 0`)
+        if n.op == "loop":
+            steps.append(replace(_loop_step(fn, n, dims), reads=pending))
+            pending = ()
+            continue
+        last = steps[-1] if steps else None
+        if n.loc is None and not (body or isinstance(last, LoopStep)):
+            continue  # (as a graph's explanation always has)
+        lines = tuple(
+            Line(line.target, fn.expression(m, notation=True), m)
+            for m, line in fn.define(n)
+            if isinstance(line, Assign)
+        )
+        if n.loc is None:
+            if isinstance(last, LoopStep) and not body:
+                steps[-1] = replace(last, after=last.after + lines)
+            elif last is None:
+                first += lines
+            else:
+                pending += lines
             continue
         key = (n.loc.line, n.loc.fn)
-        if not steps or (steps[-1].line, steps[-1].fn) != key:
-            steps.append(Step(*key, source_line(graph.source, key[0], None), (), dims))
-        lines = [(line.target, m) for m, line in fn.define(n) if isinstance(line, Assign)]
-        last = steps[-1]
-        more = tuple((name, fn.expression(m, notation=True), m) for name, m in lines)
-        steps[-1] = replace(last, lines=last.lines + more)
-    return steps
+        if not isinstance(last, Step) or (last.line, last.fn) != key:
+            steps.append(Step(*key, source_line(fn.graph.source, key[0], None), (), dims))
+        steps[-1] = _told(steps[-1], pending, lines)
+        pending = ()
+    if pending:
+        steps[-1] = _told(steps[-1], pending, ())
+    return first, _merged(fn, steps) if body else steps
+
+
+def is_read(n: Node) -> bool:
+    """Whether a backward line of no statement reads what the forward left (a value from the
+    cache, its value before the step) or works out where (`t - 1`), rather than computing a
+    gradient: a view, a choice of two values, or an integer or boolean."""
+    return is_view(n) or n.op == "if_else" or n.dtype != "float"
+
+
+def _told(step: Step | LoopStep, pending: tuple[Line, ...], lines: tuple[Line, ...]):
+    """`step` with `lines` told after its own, and `pending`, lines of no statement before
+    them: its reads, and the others (the slot's gradient added to a carried one) first."""
+    if isinstance(step, LoopStep):  # (after a loop nested in a body: with what follows it)
+        return replace(step, after=step.after + pending + lines)
+    reads = tuple(line for line in pending if is_read(line.node))
+    more = tuple(line for line in pending if not is_read(line.node))
+    return replace(step, reads=step.reads + reads, lines=step.lines + more + lines)
+
+
+def _merged(fn: Lowering, steps: list) -> list:
+    """A loop body's steps, each told with an earlier step of its statement where it can move
+    there (`_earlier`): the schedule interleaves a body's statements more than a graph's."""
+    out: list = []
+    for s in steps:
+        i = _earlier(fn, out, s) if isinstance(s, Step) else None
+        if i is None:
+            out.append(s)
+        else:
+            out[i] = replace(out[i], reads=out[i].reads + s.reads, lines=out[i].lines + s.lines)
+    return out
+
+
+def _earlier(fn: Lowering, out: list, s: Step) -> int | None:
+    """The last step of `out` with the statement of `s` such that no step after it tells a
+    value that `s` reads, or reads a name that `s` assigns (a carried gradient's), if any."""
+    own = s.reads + s.lines
+    needs = {m for line in own for m in fn.reads(line.node)}
+    assigns = {line.target for line in own}
+    for i in reversed(range(len(out))):
+        e = out[i]
+        if not isinstance(e, Step):
+            return None
+        if (e.line, e.fn) == (s.line, s.fn):
+            return i
+        lines = e.reads + e.lines
+        if needs & {line.node for line in lines}:
+            return None
+        if assigns & {fn.namer.names.get(m) for line in lines for m in fn.reads(line.node)}:
+            return None
+    return None
+
+
+def _loop_step(fn: Lowering, n: Node, dims: dict[str, str]) -> LoopStep:
+    """A backward loop as `bpc explain` tells it (`LoopStep`), named as the module names it:
+    `loop_lines` writes it first, and a lowering of its body like the one it makes gives the
+    notation of each line."""
+    kw = n.kw
+    body, kinds = kw["body"], kw["kinds"]
+    carried, _ = counts(kinds)
+    params, inits, outer = body.params, n.args[: len(kinds)], n.args[len(kinds) :]
+    loop = loop_lines(fn, n, comments=False)[-1]  # (names every value as the module does)
+    names = name_loop(fn, n)
+    sub = Lowering(_body_graph(fn.graph, body), fn.namer, fn.printer.sizes, set(body.results))
+    sub.dtype_of = fn.dtype_of
+    sub.depth = fn.depth + 1
+    sums = _inline_sums(sub, body, kinds, carried)
+    first, steps = _steps(sub, body.nodes, dims, body=True)
+    starts, ends = [], []
+    for j, (init, name) in enumerate(zip(inits, names)):
+        value = Lit(0) if init.op == "zeros" else fn.code(init, notation=True)
+        if value != Name(name):  # (the carried gradient's param, with the body's shape)
+            starts.append(Line(name, value, params[1 + j] if j < carried else init))
+    r = carried
+    for j, (kind, name) in enumerate(zip(kinds[carried:], names[carried:]), carried):
+        value = body.results[r]
+        expr = sub.expression(value, True) if value in sums else sub.code(value, True)
+        line = Line(name, expr, value, "+=")
+        if kind[0] == "slot":
+            at = dict(zip(kind[1], body.results[r + 1 : r + width(kind)]))
+            index = tuple(sub.code(at[a], True) if a in at else ALL for a in range(max(at) + 1))
+            add = kind[2] == "add" and not _first_write(fn, inits[j], at, params[0])
+            line = replace(line, op="+=" if add else "=", index=index)
+        _attach(sub, steps, ends, line, dims)
+        r += width(kind)
+    for name, v in zip(names, body.results[:carried]):
+        if sub.code(v, True) != Name(name):
+            ends.append(Line(name, sub.code(v, True), v))
+    line, where, statement = _loop_statement(fn.graph, n)
+    binds = tuple(zip(params[1:], (*inits[:carried], *outer)))
+    return LoopStep(
+        *(line, where, statement, loop.var, loop.over, tuple(starts), first, tuple(steps)),
+        tuple(ends),
+        binds=binds,
+        sizes=dims,
+    )
+
+
+def _attach(sub: Lowering, steps: list, ends: list[Line], line: Line, dims) -> None:
+    """A loop's sum or slot write, told with the step of the line of its value (`dWh += ...`
+    under the statement that gives Wh its gradient) where that step tells all it reads, else
+    with the lines that end each iteration."""
+    v = line.node
+    needs = sub.reads(v) | ({v} if v in sub.own_line else set())
+    told = [{m.node for m in s.reads + s.lines} if isinstance(s, Step) else set() for s in steps]
+    last = max((i for i, nodes in enumerate(told) if needs & nodes), default=-1)
+    mine = [i for i, nodes in enumerate(told) if v in nodes]
+    if not mine and v.loc is not None and v.op not in ("param", "result"):
+        key = (v.loc.line, v.loc.fn)
+        mine = [i for i, s in enumerate(steps) if isinstance(s, Step) and (s.line, s.fn) == key]
+        if not mine and last == -1:
+            statement = source_line(sub.graph.source, key[0], None)
+            steps.append(Step(*key, statement, (), dims))
+            mine = [len(steps) - 1]
+    if mine and mine[-1] >= last:
+        steps[mine[-1]] = replace(steps[mine[-1]], lines=steps[mine[-1]].lines + (line,))
+    else:
+        ends.append(line)
+
+
+def _loop_statement(graph: Graph, n: Node) -> tuple[int | None, str | None, str]:
+    """The line, fn and text of the `for` statement that a loop comes from (the backward loop
+    of region `1/d1` from the forward loop of region `1`): the loop's own line, or its forward
+    loop's, or that of the forward loop's results (the optimizer rebuilds a loop without a
+    line); failing those, the statement as its attributes write it."""
+    region = n.attr("body").params[0].attr("region") or ""
+    regions = {region, region.rsplit("/d", 1)[0]}
+    found = None
+    for m in all_nodes(graph.nodes):
+        loop = m.args[0] if m.op == "result" else m
+        if loop.op == "loop" and loop.attr("body").params[0].attr("region") in regions:
+            if m.loc is not None and (found is None or m is loop):
+                found = m.loc
+    if found is not None:
+        text = source_line(graph.source, found.line, None).removesuffix("{").strip()
+        if text.startswith("for "):
+            return found.line, found.fn, text
+    var = n.attr("body").params[0].hint or "t"
+    start, stop = n.attr("start"), n.attr("stop")
+    bounds = f"{stop}" if start == Dim.of(0) else f"{start}, {stop}"
+    return None, None, f"for {var} in range({bounds})"
+
+
+def all_nodes(nodes):
+    """`nodes` and the nodes of the loop bodies among them, nested ones too."""
+    for n in nodes:
+        yield n
+        if n.op == "loop":
+            yield from all_nodes(n.attr("body").nodes)
 
 
 def dtype_holder(values) -> Node | None:

@@ -15,10 +15,17 @@ What counts:
   result element for elementwise operations and comparisons (a transcendental function counts
   one), `2*m*k*n` for a matrix product, the input's size for a reduction (a mean also divides
   each result), nothing for views, copies and gathers.
+- a loop's body is counted per iteration, in a row of its own under its function's (and a
+  loop nested in it under its row): its operations and views, and its flops, which count
+  in its function's times the trip count. The Python integer arithmetic of positions and
+  conditions (`t - 1`, `t > 0`) and the choice `hs[:, t - 1] if t > 0 else h0` are no
+  operations; the addition of each sum (`dWh += ...`) is one, of its size; a slot's store
+  (`hs[:, t] = h`) is none.
 - cache bytes are elements times their size: 8 for a float (4 with float32), 8 for an integer,
   1 for a boolean mask; a parameter in the cache is a reference to the caller's array, counted
   in full (as PyTorch's saved tensors are) and marked; a dimension size or a plain number in
-  the cache is a Python number and counts nothing.
+  the cache is a Python number and counts nothing. The stacks a loop fills for its backward
+  (`c_steps`, `[T, N, H]`) are cached values like any other.
 """
 
 from __future__ import annotations
@@ -30,7 +37,9 @@ from . import signature
 from .dims import Dim, product
 from .emit import Compiled, cache_entries, cached_sizes
 from .ir import OPS, Graph, Node, is_view
+from .loops import _distinct
 from .ops import flops_of
+from .ops.loop import counts, width
 from .pipeline import compile_graphs
 
 ITEMSIZE = {"float64": 8, "float32": 4}
@@ -39,11 +48,25 @@ ITEMSIZE = {"float64": 8, "float32": 4}
 @dataclass(frozen=True)
 class Part:
     """The operations of one generated function: how many, how many of them are views, and their
-    floating-point operations."""
+    floating-point operations; those of its loops' bodies are counted per iteration, in `loops`
+    (and their flops, times the trip count, in `flops`)."""
 
     ops: int
     views: int
     flops: Dim
+    loops: tuple[LoopPart, ...] = ()
+
+
+@dataclass(frozen=True)
+class LoopPart:
+    """One loop, `for var in range(...)`: `trips` iterations, each doing what `each` counts (the
+    operations of its body, and the addition of each sum, `dWh += ...`; those of a loop nested
+    in it apart, in `each.loops`)."""
+
+    var: str
+    trips: Dim
+    each: Part
+    reverse: bool = False  # a backward's loop, `for t in reversed(range(T))`
 
 
 @dataclass(frozen=True)
@@ -81,11 +104,49 @@ class GraphStats:
         return sum((k.bytes for k in self.cache), Dim.of(0))
 
 
-def _part(nodes: Iterable[Node]) -> Part:
-    ops = [n for n in nodes if not OPS[n.op].leaf and not n.type.static]
+def _part(nodes: Iterable[Node], plain: frozenset[Node] = frozenset()) -> Part:
+    """The operations among `nodes` (a graph's, or a loop body's, whose `plain` values are
+    Python numbers: its loop variable and the integer arithmetic on it, `t - 1`, `t > 0`)."""
+    ops, loops, flops = [], [], Dim.of(0)
+    for n in nodes:
+        if OPS[n.op].leaf or n.type.static or n in plain or n.op in ("result", "if_else"):
+            continue  # (`if_else` chooses one of two arrays: `hs[:, t - 1] if t > 0 else h0`)
+        if n.op == "loop":
+            loop = _loop_part(n)
+            loops.append(loop)
+            flops += loop.each.flops * loop.trips
+            continue
+        ops.append(n)
     views = [n for n in ops if is_view(n) and not any(a.type.static for a in n.args)]
-    flops = sum((flops_of(n) for n in ops), Dim.of(0))
-    return Part(len(ops) - len(views), len(views), flops)
+    flops += sum((flops_of(n) for n in ops), Dim.of(0))
+    return Part(len(ops) - len(views), len(views), flops, tuple(loops))
+
+
+def _loop_part(n: Node) -> LoopPart:
+    """What one iteration of loop `n` does: its body's operations, and an addition per element
+    for each sum (`dWh += ...`) and each slot added to (`dx[:, t] += ...`, unless each
+    iteration's is the first write to its slot, into zeros: `dx[:, t] = ...`)."""
+    kw = n.kw
+    body, kinds = kw["body"], kw["kinds"]
+    t = body.params[0]
+    plain = {t}
+    for m in body.nodes:  # (Python integers: positions and conditions, `t - 1`, `t > 0`)
+        if m.args and m.ndim == 0 and m.dtype != "float":
+            if all(a in plain or a.type.static for a in m.args):
+                plain.add(m)
+    each = _part(body.nodes, frozenset(plain))
+    r = counts(kinds)[0]
+    for kind, init in zip(kinds, n.args):
+        if kind[0] == "carry":
+            continue
+        positions = body.results[r + 1 : r + width(kind)]
+        added = kind[0] == "sum" or kind[2] == "add"
+        if added and not (init.op == "zeros" and any(_distinct(p, t) for p in positions)):
+            size = product(body.results[r].shape)
+            each = replace(each, ops=each.ops + 1, flops=each.flops + size)
+        r += width(kind)
+    trips = kw["stop"] - kw["start"]
+    return LoopPart(t.attr("name") or "t", trips, each, bool(kw.get("reverse")))
 
 
 def _refers_to_param(n: Node) -> bool:
@@ -289,12 +350,23 @@ def report(stats: GraphStats, sizes: dict[str, int] | None = None, dtype: str = 
             )
         return bytes_formula(kept, stats.dims)
 
+    def flops_row(label: str, part: Part, note: str = ""):
+        value = "" if missing else count_text(evaluate(part.flops, sizes).value)
+        return (label, str(part.ops), str(part.views), value, shown(part.flops) + note)
+
+    def loop_rows(part: Part, depth: int):  # (per iteration: a loop's rows under its part's)
+        for loop in part.loops:
+            note = f" per iteration, {shown(loop.trips)} iterations"
+            label = f"{'  ' * depth}loop {'back ' * loop.reverse}over {loop.var}"
+            yield flops_row(label, loop.each, note)
+            yield from loop_rows(loop.each, depth + 1)
+
     rows = [("", "numpy ops", "views", "at these sizes", "formula")]
     parts = [("forward", stats.forward), ("backward", stats.backward), ("grad", stats.grad)]
     for label, part in parts:
         if part is not None:
-            value = "" if missing else count_text(evaluate(part.flops, sizes).value)
-            rows.append((label, str(part.ops), str(part.views), value, shown(part.flops)))
+            rows.append(flops_row(label, part))
+            rows += loop_rows(part, 1)
     n = len(stats.cache)
     value = "" if missing else bytes_text(evaluate(stats.cache_bytes, sizes).value)
     text = f"{kept_bytes(stats.cache)} bytes ({dtype})"

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -91,3 +94,139 @@ def test_erf_reads_as_erf():
     at = At(make("erf", x), Facts("g", None, frozenset({x}), frozenset()))
     assert NumPyPrinter().text(OPS["erf"].emit(at, Name("x"))) == "_erf(x)"
     assert MathPrinter().text(OPS["erf"].math(at, Name("x"))) == "erf(x)"
+
+
+RNN = """graph rnn(x: [N, T, D], h0: [N, H], Wx: [D, H], Wh: [H, H], b: [H]) -> hs {
+    hs = zeros((N, T, H))
+    h = h0
+    for t in range(T) {
+        h = tanh(x[:, t] @ Wx + h @ Wh + b)
+        hs[:, t] = h
+    }
+}
+"""
+
+
+def _explained(tmp_path, source: str) -> list[str]:
+    path = tmp_path / "model.bp"
+    path.write_text(source)
+    run = explain(path)
+    assert run.returncode == 0, run.stderr
+    assert "Traceback" not in run.stderr
+    return run.stdout.splitlines()
+
+
+def test_a_loop_is_told_as_its_backward_loop(tmp_path):
+    """The backward loop under the forward `for`: its reversed header, the gradients it starts
+    from, each step's first lines, the body's statement with its lines indented under it
+    (the sums `+=`, the slot written `[:, t]`, the carried gradient), and what comes after."""
+    lines = _explained(tmp_path, RNN)
+    at = lines.index("for t in range(T)    (line 4)")
+    squeezed = [" ".join(line.split()) for line in lines]
+    assert squeezed[at + 1 : at + 8] == [
+        "backward for t in reversed(range(T)):",
+        "starts dhs/dh = 0 [N, H]",
+        "dhs/dWh = 0 [H, H]",
+        "dhs/db = 0 [H]",
+        "dhs/dxwx = 0 [N, T, H]",
+        "each step dh_1 = dh + dout[:, t] [N, H]",
+        "h = hs[:, t] [N, H]",
+    ]
+    body = lines.index("    h = tanh(x[:, t] @ Wx + h @ Wh + b)    (line 5)")
+    assert body > at
+    assert squeezed[body + 1 : body + 9] == [
+        "upstream dh_1 = dh_1 [N, H]",
+        "reads prev_h = hs[:, t - 1] if t > 0 else h0 [N, H]",
+        "gives t_1 = dh_1 * (1 - h * h) [N, H]",
+        "dhs/dh = t_1 Wh^T [N, H]",
+        "dhs/dWh += prev_h^T t_1 [H, H]",
+        "dhs/db += t_1.sum(axis=0) [H]",
+        "dhs/dxwx[:, t] = t_1 [N, H]",
+        "",
+    ]
+    assert lines[body + 1].startswith("        upstream")  # (indented under the loop)
+    # the product with Wx, taken out of the loop by the optimizer, is differentiated after it
+    after = squeezed.index("after t_2 = dxwx.reshape((N * T, H)) [N*T, H]")
+    assert squeezed[after + 1 : after + 4] == [
+        "dhs/dx_rows = t_2 Wx^T [N*T, D]",
+        "dhs/dWx = x_rows^T t_2 [D, H]",
+        "dhs/dx = dx_rows.reshape((N, T, D)) [N, T, D]",
+    ]
+    assert lines[-1] == "The gradients: dx [N, T, D], dh0 [N, H], dWx [D, H], dWh [H, H], db [H]."
+    assert not any(line != line.rstrip() for line in lines)
+
+
+NESTED = """graph nested(x: [N, T, D], W: [D, D]) -> s {
+    s = 0.0
+    for i in range(T) {
+        v = x[:, i]
+        for j in range(2) {
+            v = tanh(v @ W + j)
+        }
+        s = s + sum(v * v)
+    }
+}
+"""
+
+
+def test_nested_loops_nest(tmp_path):
+    lines = _explained(tmp_path, NESTED)
+    outer = lines.index("for i in range(T)    (line 3)")
+    inner = lines.index("    for j in range(2)    (line 5)")
+    body = lines.index("        v = tanh(v @ W + j)    (line 6)")
+    assert outer < inner < body
+    assert lines[outer + 1].split() == ["backward", "for", "i", "in", "reversed(range(T)):"]
+    assert lines[inner + 1].split() == ["backward", "for", "j", "in", "reversed(range(2)):"]
+    squeezed = [" ".join(line.split()) for line in lines]
+    assert "ds/ds = 1" in squeezed[lines.index("    s = s + sum(v * v)    (line 8)") + 1]
+    assert "dW_1 += prev_v^T t [D, D]" in squeezed[body:]
+    # the inner loop's results, at the end of each outer step
+    then = squeezed.index("then ds/dx[:, i] = dv [N, D]")
+    assert squeezed[then + 1] == "ds/dW += dW_1 [D, D]" and then > body
+    # the forward's x[:, i], computed again where the inner loop reads it: no gradient
+    at = lines.index("    v = x[:, i]    (line 4)")
+    assert "computes v_1 = x[:, i] [N, D]" in squeezed[at + 1 : at + 3]
+
+
+@pytest.mark.parametrize("name", ["LSTM", "GRU", "BIRNN", "SEQ_LOSS", "NESTED"])
+def test_every_recurrent_model_tells_each_line_once_after_what_it_reads(tmp_path, name):
+    """The recurrent models of tests/test_loops.py: no value told twice, and no line before the
+    lines of the values it reads (the body's statements, grouped, keep their order)."""
+    from bpc.lower import LoopStep, backward_steps
+    from bpc.pipeline import compile_graphs
+    from tests import test_loops
+
+    source = getattr(test_loops, name)
+    (c,) = compile_graphs(source)
+    told: list = []
+
+    def walk(steps):
+        for s in steps:
+            if isinstance(s, LoopStep):
+                told.extend(s.reads + s.starts + s.first)
+                walk(s.steps)
+                told.extend(s.ends + s.after)
+            else:
+                told.extend(s.reads + s.lines)
+
+    steps = backward_steps(c.grad or c.pair)
+    assert any(isinstance(s, LoopStep) for s in steps)
+    walk(steps)
+    values = [line.node for line in told if line.op == "=" and line.index is None]
+    assert len(values) == len(set(values)), "a value told twice"
+
+    assigned: set[str] = set()
+    checked = 0
+    targets = {line.target for line in told}
+    for line in _explained(tmp_path, source):
+        told_line = re.fullmatch(
+            r"\s+(?:\w+(?: step)?\s+)?(\S+) \+?= (.*?)\s+(?:int|bool)?\[.*\]", line
+        )
+        if told_line is None:  # (a statement, the loop's header, prose)
+            continue
+        target = told_line[1].split("[")[0].split("/")[-1]
+        read = set(re.findall(r"[A-Za-z_]\w*", told_line[2])) & targets
+        assert read <= assigned | {target}, (line, read - assigned)
+        assigned.add(target)
+        checked += 1
+    assert checked >= len(values)

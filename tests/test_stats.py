@@ -18,11 +18,12 @@ from bpc.loader import module_from_text
 from bpc.ops import flops_of
 from bpc.pipeline import compile_graphs
 from bpc.stats import evaluate, formula, report, stats_source
-from tests import oracle
+from tests import oracle, test_loops
 from tests.op_cases import CASES
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.bp"))
+LOOPS = ["RNN", "LSTM", "GRU", "BIRNN", "SEQ_LOSS", "NESTED"]  # (sources in tests/test_loops.py)
 
 
 def bpc(*args, cwd=ROOT):
@@ -165,6 +166,80 @@ def test_two_layer_by_hand():
     assert evaluate(s.forward.flops, sizes).value == 13_234_437 + 2 * 64 + 3
 
 
+def test_rnn_by_hand():
+    """The forward, as emitted:
+        hs = np.zeros((N, T, H))               an operation, no flops
+        x_rows = x.reshape((N * T, D))         a view
+        xwx = (x_rows @ Wx).reshape(...)       2*N*T*D*H, and a view
+        for t in range(T):                     each of T iterations:
+            h = np.tanh(xwx[:, t] + h @ Wh + b)    a view, 2*N*H*H, N*H, N*H, N*H
+            hs[:, t] = h                           a store
+    The backward, each of T iterations:
+        dh_1 = dh + dout[:, t]                 a view, N*H
+        h = hs[:, t]                           a view
+        t_1 = dh_1 * (1 - h * h)               3*N*H
+        dh = t_1 @ Wh.T                        a view, 2*N*H*H
+        prev_h = hs[:, t - 1] if t > 0 else h0 a view (t - 1 and t > 0 are Python's)
+        dWh += prev_h.T @ t_1                  a view, 2*N*H*H, and H*H to add
+        db += t_1.sum(axis=0)                  N*H, and H to add
+        dxwx[:, t] = t_1                       a store (the first write to its slot)
+    and around the loop four arrays of zeros, and dx_rows = t_2 @ Wx.T, dWx = x_rows.T @ t_2
+    (2*N*T*D*H each) with four views (reshapes and transposes). The cache: hs (computed) and
+    h0, Wx, Wh, x_rows (a view of x)."""
+    (s,) = stats_source(test_loops.RNN)
+    (loop,) = s.forward.loops
+    assert (s.forward.ops, s.forward.views, loop.var, loop.trips) == (2, 2, "t", Dim.of("T"))
+    assert (loop.each.ops, loop.each.views, loop.each.flops) == (4, 1, poly("2*N*H*H + 3*N*H"))
+    assert s.forward.flops == poly("2*N*T*D*H + 2*N*T*H*H + 3*N*T*H")
+    (back,) = s.backward.loops
+    assert back.reverse and (s.backward.ops, s.backward.views) == (6, 4)
+    assert (back.each.ops, back.each.views) == (9, 5)
+    assert back.each.flops == poly("4*N*H*H + 5*N*H + H*H + H")
+    assert s.backward.flops == poly("4*N*T*D*H + 4*N*T*H*H + 5*N*T*H + T*H*H + T*H")
+    assert [(k.name, k.param) for k in s.cache] == [
+        ("h0", True),
+        ("Wx", True),
+        ("Wh", True),
+        ("x_rows", True),
+        ("hs", False),
+    ]
+    assert s.cache_bytes == poly("8*N*T*D + 8*N*T*H + 8*N*H + 8*D*H + 8*H*H")
+
+
+def test_the_stacks_a_loop_keeps_are_cached_values():
+    """The LSTM's backward reads six values of each step that no array holds: the forward
+    fills a [T, N, H] stack of each, and the cache keeps them."""
+    (s,) = stats_source(test_loops.LSTM)
+    stacks = [k for k in s.cache if k.name.endswith("_steps")]
+    assert len(stacks) == 6 and all(k.type == "[T, N, H]" and not k.param for k in stacks)
+    assert s.cache_bytes == poly("8*N*T*D + 56*N*T*H + 8*N*H + 32*D*H + 32*H*H")
+
+
+RNN_REPORT = """\
+rnn  (N=32, T=50, D=64, H=128)
+                      numpy ops  views  at these sizes  formula
+  forward                     2      2      79.3 Mflop  2*N*T*D*H + 2*N*T*H**2 + 3*N*T*H
+    loop over t               4      1      1.06 Mflop  2*N*H**2 + 3*N*H per iteration, T iterations
+"""
+
+
+def test_the_report_counts_a_loop_per_iteration(tmp_path):
+    path = tmp_path / "rnn.bp"
+    path.write_text(test_loops.RNN)
+    run = bpc("stats", path, *("--dim N=32 --dim T=50 --dim D=64 --dim H=128".split()))
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith(RNN_REPORT)
+    lines = run.stdout.splitlines()
+    assert lines[4].split()[:2] == ["backward", "6"]
+    assert lines[5].split()[:6] == ["loop", "back", "over", "t", "9", "5"]
+    assert lines[5].endswith("  4*N*H**2 + 5*N*H + H**2 + H per iteration, T iterations")
+    # nested loops: one row each, under the loop they are in
+    path.write_text(test_loops.NESTED)
+    lines = bpc("stats", path).stdout.splitlines()
+    assert lines[3].startswith("    loop over i ") and lines[4].startswith("      loop over j ")
+    assert lines[4].endswith(" per iteration, 2 iterations")
+
+
 def test_float32_halves_the_float_bytes_only():
     (s,) = stats_source((ROOT / "examples" / "two_layer.bp").read_text(), "two_layer", "float32")
     assert s.cache_bytes == poly("4*N*D + 4*N*H + 5*N*C + 4*D*H + 4*H*C + 4")
@@ -231,9 +306,22 @@ def _counted(fn, *args) -> tuple[int, object]:
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
 def test_flops_are_what_numpy_counts(path):
-    text = path.read_text()
+    _check_flops(path.read_text(), f"bpc_stats_flops_{path.stem}")
+
+
+@pytest.mark.parametrize("name", LOOPS)
+def test_flops_of_loops_are_what_numpy_counts(name, monkeypatch):
+    """The body's work once per iteration, and the additions of its sums (`dWh += ...`); the
+    arrays the code makes itself (`np.zeros`, the stacks `np.empty`) count their work too."""
+    for make in ("zeros", "empty"):
+        plain = getattr(np, make)
+        monkeypatch.setattr(np, make, lambda *a, _f=plain, **k: _f(*a, **k).view(Counting))
+    _check_flops(getattr(test_loops, name), f"bpc_stats_flops_loop_{name}")
+
+
+def _check_flops(text: str, module_name: str) -> None:
     compiled = compile_graphs(text)
-    module = module_from_text(emit(compiled, path.name), f"bpc_stats_flops_{path.stem}")
+    module = module_from_text(emit(compiled, "model.bp"), module_name)
     checked = 0
     for stats, c in zip(stats_source(text), compiled):
         g = c.pair
@@ -260,9 +348,18 @@ def test_flops_are_what_numpy_counts(path):
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_cache_bytes_are_what_the_forward_keeps(path, dtype):
-    text = path.read_text()
+    _check_cache(path.read_text(), dtype, f"bpc_stats_{path.stem}")
+
+
+@pytest.mark.parametrize("name", LOOPS)
+def test_cache_bytes_of_loops_are_what_the_forward_keeps(name):
+    """The stacks a loop fills for its backward (`c_steps`, [T, N, H]) are cached values."""
+    _check_cache(getattr(test_loops, name), "float64", f"bpc_stats_loop_{name}")
+
+
+def _check_cache(text: str, dtype: str, module_name: str) -> None:
     compiled = compile_graphs(text)
-    module = module_from_text(emit(compiled, path.name), f"bpc_stats_{path.stem}")
+    module = module_from_text(emit(compiled, "model.bp"), module_name)
     for stats, c in zip(stats_source(text, dtype=dtype), compiled):
         g = c.pair
         names = sorted({s for p in g.params for d in p.dims for s in d.symbols})
