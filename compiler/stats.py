@@ -156,6 +156,12 @@ def _refers_to_param(n: Node) -> bool:
     return n.op == "param"
 
 
+def _base(n: Node) -> Node:
+    while is_view(n):
+        n = n.args[0]
+    return n
+
+
 def _viewed(n: Node, names: dict[Node, str]) -> str | None:
     """The name of another cache entry whose array n is a view of (a flattened pooled image
     kept beside the image): its bytes are counted once."""
@@ -181,9 +187,10 @@ def graph_stats(
     entries = cache_entries(list(compiled or [c]), c)
     names = {n: name for name, n in entries}
     for name, n in entries:
-        elements = Dim.of(0) if n.type.static else product(n.shape)
         views = _viewed(n, names)
         param = _refers_to_param(n)
+        base = _base(n) if param else n  # (a view of a parameter keeps all of it alive)
+        elements = Dim.of(0) if n.type.static else product(base.shape)
         kept.append(Kept(name, str(n.type), elements, itemsize[n.dtype], param, views))
     return GraphStats(
         g.name,
