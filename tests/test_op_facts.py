@@ -68,7 +68,13 @@ def test_composites_expand():
 
 def test_own_dtypes():
     """The operations that make float arrays of the graph's dtype themselves."""
-    assert {n for n, op in OPS.items() if op.own_dtype} == {"zeros", "ones", "full", "stack"}
+    assert {n for n, op in OPS.items() if op.own_dtype} == {
+        "zeros",
+        "ones",
+        "full",
+        "stack",
+        "empty",
+    }
 
 
 def test_window_views():

@@ -25,7 +25,14 @@ from bpc.optimize import CANONICAL, RULES
 from bpc.verify import show, show_type, verify
 from tests import oracle
 
-PASSES = ("transpose_products", "place_scales", "finish_gradients", "select_cache")
+PASSES = (
+    "transpose_products",
+    "place_scales",
+    "finish_gradients",
+    "select_cache",
+    "tidy_loops",
+    "hoist_products",
+)
 SIZES = {"n": 3, "m": 4, "k": 5}  # distinct, so that a misplaced axis changes a shape
 
 
@@ -174,6 +181,9 @@ def test_times_a_reciprocal():
     assert rewrites(rule, make("mul", x, make("div", 1, y))) == "div(x, y)"
     assert leaves_alone(rule, make("mul", make("div", 1, v), x))  # 1 / v is the smaller value
     assert leaves_alone(rule, make("mul", make("div", 2, y), x))
+    # a plain number: one division by the size (`1.0 / N` of a carried loss's gradient)
+    n = make("dim", dim=Dim.of("n"))
+    assert rewrites(rule, make("mul", make("div", 1.0, n), x)) == "div(x, n)"
 
 
 def test_constant_leftmost():
@@ -456,6 +466,85 @@ def test_select_cache():
     ones = make("broadcast_to", dout, shape=dim("n", "m"))
     alone = graph([p, q], [out], [ones, make("sum", ones, axis=(0,), keepdims=False)], [dout])
     assert verify(opt.select_cache(alone), "select_cache").cache == ()
+
+
+def test_one_product():
+    rule = opt.one_product
+    stack, w = param("stack", "n", "m", "k"), param("w", "k", "m")
+    assert (
+        rewrites(rule, make("matmul", stack, w))
+        == "reshape(matmul(reshape(stack, shape=(m*n, k)), w), shape=(n, m, m))"
+    )
+    assert leaves_alone(rule, make("matmul", a, b.T))  # one matrix already
+    assert leaves_alone(rule, make("matmul", stack, param("ws", "n", "k", "m")))  # a stack of them
+
+
+LOOP = """
+graph f(x: [N, T, D], h0: [N, H], Wx: [D, H], Wh: [H, H]) -> out {
+    h = h0
+    loss = 0.0
+    for t in range(T) {
+        h = tanh(x[:, t] @ Wx + h @ Wh)
+        loss = loss + sum(h)
+    }
+    out = loss
+}
+"""
+
+
+def _loop(g: Graph) -> Node:
+    (loop,) = [n for n in g.nodes if n.op == "loop"]
+    return loop
+
+
+def test_hoist_products():
+    typed = oracle.typed_graph(LOOP)
+    before = _loop(typed).attr("body")
+    assert any(n.op == "matmul" and n.args[0].op == "select" for n in before.nodes)
+    hoisted = verify(opt.hoist_products(typed), "canonicalize")
+    body = _loop(hoisted).attr("body")
+    # x[:, t] @ Wx is one product before the loop, of x's N * T rows; the body reads its slot
+    outside = [show(n) for n in hoisted.nodes if n.op == "matmul"]
+    assert outside == ["matmul(reshape(x, shape=(N*T, D)), Wx)"]
+    assert not any(n.op == "matmul" and n.args[0].op == "select" for n in body.nodes)
+    assert sum(n.op == "matmul" for n in body.nodes) == 1  # h @ Wh stays: it reads h
+    sizes = {"N": 2, "T": 3, "D": 4, "H": 5}
+    rng = np.random.default_rng(0)
+    inputs = {p.name: rng.standard_normal([sizes[str(d)] for d in p.dims]) for p in typed.params}
+    want, have = (oracle.forward(g, inputs) for g in (typed, hoisted))
+    assert np.allclose(want, have, rtol=1e-12)
+
+
+def test_tidy_loops():
+    from bpc.autodiff import differentiate
+
+    full = opt.simplify(differentiate(opt.canonicalize(oracle.typed_graph(LOOP))))
+    backward = [n for n in full.nodes if n.op == "loop" and n.attr("reverse")]
+    (before,) = backward
+    # the gradient of the carried loss is 1 at every step: carried, unchanged
+    assert ("carry",) in before.attr("kinds")
+    tidied = verify(opt.tidy_loops(full), "tidy_loops")
+    (after,) = [n for n in tidied.nodes if n.op == "loop" and n.attr("reverse")]
+    assert len(after.attr("kinds")) == len(before.attr("kinds")) - 1  # no longer carried
+    carried = sum(k == ("carry",) for k in after.attr("kinds"))
+    names = [p.attr("name") for p in after.attr("body").params]
+    assert "dloss" not in names[1 : 1 + carried] and "dloss" in names  # read from outside
+    # the same gradients
+    sizes = {"N": 2, "T": 3, "D": 4, "H": 5}
+    rng = np.random.default_rng(1)
+    inputs = {p.name: rng.standard_normal([sizes[str(d)] for d in p.dims]) for p in full.params}
+    dout = rng.standard_normal(())
+    for g1, g2 in zip(full.grads, tidied.grads):
+        assert np.allclose(
+            *(
+                oracle.evaluate(
+                    replace(gr, outputs=(gg,)), inputs, douts=[dout], check_shapes=False
+                )[0]
+                for gr, gg in ((full, g1), (tidied, g2))
+            ),
+            rtol=1e-12,
+        )
+    assert opt.tidy_loops(oracle.typed_graph("graph g(x: [n]) -> y {\n    y = x\n}\n")) is not None
 
 
 # ---------------------------------------------------------------------------------------------
