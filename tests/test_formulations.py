@@ -122,3 +122,14 @@ def test_suite_runs_through_run_case(capsys):
     assert "- all models, smoke, float32: median" in text
     out = capsys.readouterr().out
     assert "| batchnorm | 5 x 3 | float32 |" in out
+
+
+def test_kernel_forms_agree(capsys):
+    """The forms each reference was chosen among (bench/formulations/kernels.py) compute what it
+    computes."""
+    from formulations import kernels
+
+    assert kernels.main(["--smoke"]) == 0
+    out = capsys.readouterr().out
+    assert "| softplus | 3 x 4 | float32 | np.logaddexp, tanh sigmoid |" in out
+    assert "| batchnorm | 5 x 3 | float64 | reference |" in out

@@ -58,17 +58,21 @@ def gaussian_nll(x, mu, logvar):
 
 def bce_logits(z, y):
     """loss = mean(max(z, 0) - z y + log1p(exp(-|z|))); dz = (sigmoid(z) - y) / n. The sum of
-    max(z, 0) is half the sums of z and |z|; log1p(e) is log(1 + e) (absolute error an ulp, all a
-    mean needs); sigmoid(z) is 0.5 + copysign(1 / (1 + e) - 0.5, z)."""
+    max(z, 0) is half the sums of z and |z|; sigmoid(z) is 0.5 + copysign(1 / (1 + e) - 0.5, z)
+    for e = exp(-|z|). In float32, log1p(e) is log(1 + e) (an absolute error of an ulp, all a
+    mean needs): NumPy's float32 log1p is 4 times slower than its log."""
     n = z.shape[0]
     a = np.abs(z)
     total = 0.5 * (z.sum() + a.sum()) - np.dot(z, y)
     np.negative(a, out=a)
     np.exp(a, out=a)
-    a += 1
-    dz = np.divide(1, a)  # sigmoid(|z|)
-    np.log(a, out=a)
+    dz = a + 1
+    if z.dtype == np.float32:
+        np.log(dz, out=a)
+    else:
+        np.log1p(a, out=a)
     loss = (total + a.sum()) / n
+    np.divide(1, dz, out=dz)  # sigmoid(|z|)
     dz -= 0.5
     np.copysign(dz, z, out=dz)
     dz += 0.5
