@@ -242,10 +242,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--budget", type=float, default=0.1, help="seconds per timing")
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes, 2 repeats")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, 2 short repeats")
     parser.add_argument("--small", action="store_true", help="the models' small sizes")
     parser.add_argument("--only", help="the models whose name contains this")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.budget = 0.002
     print("| model | size | dtype | form | time | over the reference |")
     print("|---|---|---|---|---|---|")
     for model, forms in _models():

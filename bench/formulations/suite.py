@@ -213,12 +213,13 @@ def table(records: list[Record]) -> str:
 
 
 def _judge(ratios: list[float], peaks: list[float]) -> str:
-    over = sum(x > TARGETS["max"] for x in ratios)
+    median, over = statistics.median(ratios), sum(x > TARGETS["max"] for x in ratios)
     heavy = sum(p > TARGETS["peak"] for p in peaks)
+    met = median <= TARGETS["median"] and not over and not heavy
     return (
-        f"median {statistics.median(ratios):.2f}x, max {max(ratios):.2f}x; "
-        f"{over} of {len(ratios)} above {TARGETS['max']:.2f}; peak memory max {max(peaks):.2f}x, "
-        f"{heavy} above {TARGETS['peak']:.2f}"
+        f"median {median:.2f}x, max {max(ratios):.2f}x, {over} of {len(ratios)} above "
+        f"{TARGETS['max']:.2f}; peak memory max {max(peaks):.2f}x, {heavy} above "
+        f"{TARGETS['peak']:.2f}: targets {'met' if met else 'missed'}"
     )
 
 
@@ -250,8 +251,9 @@ def summary(records: list[Record]) -> str:
     ratios = [r.ratio(f) for r in records for f in r.model.formulations]
     peaks = [r.peak(f) for r in records for f in r.model.formulations]
     count = sum(len(m.formulations) for m in models)
+    plural = "s" if len(models) != 1 else ""
     lines.append(
-        f"- **overall**, {count} formulations of {len(models)} models, {len(ratios)} "
+        f"- **overall**, {count} formulations of {len(models)} model{plural}, {len(ratios)} "
         f"measurements: " + _judge(ratios, peaks) + f" (targets: median at most "
         f"{TARGETS['median']:.2f} at every size in both dtypes, none above {TARGETS['max']:.2f}, "
         f"peak memory at most {TARGETS['peak']:.2f}x)"
