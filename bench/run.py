@@ -3,6 +3,8 @@
     python bench/run.py                 # the full table, written to docs/performance.md
     python bench/run.py --smoke         # tiny sizes, a few repeats: checks that everything runs
     python bench/run.py --repeats 3 --budget 0.02 --write /tmp/perf.md   # a quick look
+    python bench/run.py --formulations-only   # natural formulations against tuned references
+                                              # (bench/formulations/), float64 and float32
 
     pip install -e '.[bench]'           # autograd and JAX (CPU); PyTorch is optional, add it with
     pip install torch --index-url https://download.pytorch.org/whl/cpu
@@ -46,6 +48,7 @@ sys.path.insert(0, str(HERE))
 
 import cases  # noqa: E402  (bench/cases.py)
 import conv_cases  # noqa: E402  (bench/conv_cases.py)
+import formulations  # noqa: E402  (bench/formulations/)
 
 import bpc  # noqa: E402
 
@@ -86,16 +89,16 @@ def _peak(fn, args) -> int:
     return peak
 
 
-def _check(case, label, fns, args, rtol=1e-6):
-    """Every function of `fns` gives what fns["hand"] gives, as float64 arrays."""
+def _check(case, label, fns, args, rtol=1e-6, atol=1e-9, dtype=np.float64):
+    """Every function of `fns` gives what fns["hand"] gives, as arrays of `dtype`."""
     expected = [np.asarray(e) for e in _results(fns["hand"](*args["hand"]))]
     for name, fn in fns.items():
         got = [np.asarray(g) for g in _results(fn(*args[name]))]
         assert len(got) == len(expected), f"{case.name} {label}: {name} gives {len(got)} results"
         for i, (e, g) in enumerate(zip(expected, got)):
-            assert g.dtype == np.float64, f"{case.name} {label}: {name} result {i} is {g.dtype}"
+            assert g.dtype == dtype, f"{case.name} {label}: {name} result {i} is {g.dtype}"
             np.testing.assert_allclose(
-                g, e, rtol=rtol, atol=1e-9, err_msg=f"{case.name} {label}: {name}, result {i}"
+                g, e, rtol=rtol, atol=atol, err_msg=f"{case.name} {label}: {name}, result {i}"
             )
 
 
@@ -104,6 +107,9 @@ def _results(value) -> tuple:
 
 
 def run_case(case, size, repeats: int, budget: float, pause: float = 0.0) -> Result:
+    """A case without forward-only functions (`forwards` empty) times its systems alone; one with
+    a `dtype` and a `tolerance` (bench/formulations/) is checked in that dtype, to that tolerance.
+    Peak memory is measured for `hand` and every system whose name starts with `bpc`."""
     inputs = case.inputs(size)
     grads = case.systems(size)
     forwards = case.forwards(size)
@@ -112,8 +118,10 @@ def run_case(case, size, repeats: int, budget: float, pause: float = 0.0) -> Res
     for name, fn in fns.items():
         raw = case.forward_args(inputs) if name.endswith("_fwd") else inputs
         args[name] = fn.prepare(raw) if hasattr(fn, "prepare") else raw
-    _check(case, "gradients", grads, args)
-    _check(case, "forward", forwards, {name: args[f"{name}_fwd"] for name in forwards})
+    tolerance = getattr(case, "tolerance", {})
+    _check(case, "gradients", grads, args, dtype=getattr(case, "dtype", np.float64), **tolerance)
+    if forwards:
+        _check(case, "forward", forwards, {name: args[f"{name}_fwd"] for name in forwards})
     # Calls per timing, so that one timing of each system lasts about `budget` seconds.
     number = {}
     for name, fn in fns.items():
@@ -127,11 +135,14 @@ def run_case(case, size, repeats: int, budget: float, pause: float = 0.0) -> Res
         t = {name: times[-1] for name, times in result.times.items()}
         for name in grads:
             result.ratios.setdefault(name, []).append(t[name] / t["hand"])
+        if not forwards:
+            continue
         result.ratios.setdefault("bpc_fwd", []).append(t["bpc_fwd"] / t["hand_fwd"])
         result.ratios.setdefault("unchecked_fwd", []).append(t["unchecked_fwd"] / t["hand_fwd"])
         result.ratios.setdefault("hand_bwd", []).append(t["hand"] / t["hand_fwd"])
-    for name in ("hand", "bpc"):
-        result.peak[name] = _peak(fns[name], args[name])
+    for name in grads:
+        if name == "hand" or name.startswith("bpc"):
+            result.peak[name] = _peak(fns[name], args[name])
     result.cache_bytes = case.cache_bytes(size, inputs)
     return result
 
@@ -261,11 +272,23 @@ def main(argv=None) -> int:
         "threads keep spinning for a while after a call and would slow the next system",
     )
     parser.add_argument("--only", help="run the cases whose name contains this")
+    parser.add_argument(
+        "--formulations",
+        action="store_true",
+        help="then the natural formulations of bench/formulations/ against their tuned "
+        "references, in float64 and float32",
+    )
+    parser.add_argument(
+        "--formulations-only",
+        action="store_true",
+        help="the formulations alone; the page's other tables stay as they are",
+    )
     parser.add_argument("--write", default=str(HERE.parent / "docs" / "performance.md"))
     args = parser.parse_args(argv)
     results = []
-    print("| " + " | ".join(HEAD) + " |", flush=True)
-    for case in cases.CASES + conv_cases.CASES:
+    if not args.formulations_only:
+        print("| " + " | ".join(HEAD) + " |", flush=True)
+    for case in [] if args.formulations_only else cases.CASES + conv_cases.CASES:
         if args.only and args.only not in case.name:
             continue
         for size in case.smoke_sizes if args.smoke else case.sizes:
@@ -279,15 +302,40 @@ def main(argv=None) -> int:
                 )
             )
             print(row(results[-1]), flush=True)
-    text = table(results) + "\n\n" + summary(results)
-    print()
-    print(text)
+    if results:
+        text = table(results) + "\n\n" + summary(results)
+        print()
+        print(text)
+    records = []
+    if args.formulations or args.formulations_only:
+        print(
+            "\n| model | size | dtype | hand | bpc / hand, formulation by formulation |", flush=True
+        )
+        records = formulations.run_suite(
+            formulations.MODELS,
+            run_case,
+            args.smoke,
+            3 if args.smoke else args.repeats,
+            0.002 if args.smoke else args.budget,
+            0.0 if args.smoke else args.pause,
+            args.only,
+        )
+        print()
+        print(formulations.table(records) + "\n\n" + formulations.summary(records))
     if not args.smoke:
         path = Path(args.write)
-        # the hand-written "## Notes" section of the page stays
+        # the hand-written "## Notes" section of the page stays, and a table not run again
         old = path.read_text() if path.exists() else ""
         notes = old[old.index("\n## Notes") :] if "\n## Notes" in old else ""
-        path.write_text(cases.report(text, machine(), " ".join(sys.argv[1:])) + notes)
+        head = old[: len(old) - len(notes)]
+        forms = head[head.index("\n## Formulations") :] if "\n## Formulations" in head else ""
+        head = head[: len(head) - len(forms)]
+        command = " ".join(sys.argv[1:])
+        if results:
+            head = cases.report(text, machine(), command)
+        if records:
+            forms = formulations.section(records, command, machine())
+        path.write_text(head + forms + notes)
         print(f"\nwritten to {args.write}")
     return 0
 

@@ -1,0 +1,193 @@
+"""Elementwise chains over about 1e6 elements: SiLU and Mish activations (value and gradient given
+the upstream gradient), and two losses over `[n]` vectors, the Gaussian negative log-likelihood of
+a regression that predicts its own variance and the binary cross-entropy of logits.
+
+As in activations.py, the references use exp-based sigmoids, fold every constant into one step,
+and write in place into at most three large arrays; a loss's sums are dots (BLAS) or reductions
+of arrays the gradient needs anyway.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .activations import x_sigmoid
+from .suite import Formulation, Model
+
+
+def mish(x, dout):
+    """out = x tanh(softplus(x)). With s = sigmoid(-x) = 1 / (1 + exp(x)), tanh(softplus(x)) is
+    (1 - s^2) / (1 + s^2) = 2 r - 1 for r = 1 / (1 + s^2), and 1 - tanh^2 = 4 r (1 - r):
+    dx = dout (2 r - 1 + 4 x r (1 - r) (1 - s)). One exp, no log, no tanh."""
+    s = np.exp(x)
+    s += 1
+    np.divide(1, s, out=s)
+    r = s * s
+    r += 1
+    np.divide(1, r, out=r)
+    out = r * 2
+    out -= 1
+    out *= x
+    s *= -4
+    s += 4
+    s *= x
+    s *= r  # 4 x r (1 - s)
+    r -= 1
+    s *= r  # -4 x r (1 - r) (1 - s)
+    r += r
+    r -= s
+    r += 1  # 2 r - 1 + 4 x r (1 - r) (1 - s)
+    r *= dout
+    return out, r
+
+
+def gaussian_nll(x, mu, logvar):
+    """loss = mean(0.5 (logvar + (x - mu)^2 exp(-logvar))); dmu, dlogvar."""
+    n = x.shape[0]
+    d = x - mu
+    w = np.negative(logvar)
+    np.exp(w, out=w)
+    w *= d  # r = (x - mu) exp(-logvar)
+    loss = (logvar.sum() + np.dot(d, w)) * (0.5 / n)
+    d *= w
+    d *= -0.5 / n
+    d += 0.5 / n  # dlogvar
+    w *= -1 / n  # dmu
+    return loss, w, d
+
+
+def bce_logits(z, y):
+    """loss = mean(max(z, 0) - z y + log1p(exp(-|z|))); dz = (sigmoid(z) - y) / n. The sum of
+    max(z, 0) is half the sums of z and |z|; sigmoid(z) is 0.5 + copysign(1 / (1 + e) - 0.5, z)
+    for e = exp(-|z|). In float32, log1p(e) is log(1 + e) (an absolute error of an ulp, all a
+    mean needs): NumPy's float32 log1p is 4 times slower than its log."""
+    n = z.shape[0]
+    a = np.abs(z)
+    total = 0.5 * (z.sum() + a.sum()) - np.dot(z, y)
+    np.negative(a, out=a)
+    np.exp(a, out=a)
+    dz = a + 1
+    if z.dtype == np.float32:
+        np.log(dz, out=a)
+    else:
+        np.log1p(a, out=a)
+    loss = (total + a.sum()) / n
+    np.divide(1, dz, out=dz)  # sigmoid(|z|)
+    dz -= 0.5
+    np.copysign(dz, z, out=dz)
+    dz += 0.5
+    dz -= y
+    dz /= n
+    return loss, dz
+
+
+def _activation_inputs(size, rng):
+    N, D = size
+    return rng.standard_normal((N, D)) * 3, rng.standard_normal((N, D))
+
+
+def _activation(name: str, graph: str, reference, formulations: list[tuple[str, str]]) -> Model:
+    return Model(
+        name=name,
+        graph=graph,
+        reference=reference,
+        inputs=_activation_inputs,
+        dims=lambda size: dict(zip("ND", size)),
+        sizes=[(64, 128), (1000, 1000)],
+        smoke_sizes=[(3, 4)],
+        wrt=(0,),
+        formulations=[
+            Formulation(label, f"graph {graph}(x: [N, D]) -> out {{\n    {body}\n}}\n")
+            for label, body in formulations
+        ],
+    )
+
+
+SILU = _activation(
+    "SiLU",
+    "silu",
+    x_sigmoid(1.0),
+    [
+        ("x * sigmoid(x)", "out = x * sigmoid(x)"),
+        ("x / (1 + exp(-x))", "out = x / (1 + exp(-x))"),
+    ],
+)
+
+MISH = _activation(
+    "Mish",
+    "mish",
+    mish,
+    [
+        ("x * tanh(softplus(x))", "out = x * tanh(softplus(x))"),
+        ("x * tanh(log(1 + exp(x)))", "out = x * tanh(log(1 + exp(x)))"),
+    ],
+)
+
+
+def _loss(name, graph, sig, reference, inputs, wrt, formulations) -> Model:
+    return Model(
+        name=name,
+        graph=graph,
+        reference=reference,
+        inputs=inputs,
+        dims=lambda n: {"n": n},
+        sizes=[8192, 1_000_000],
+        smoke_sizes=[7],
+        wrt=wrt,
+        vjp=False,
+        describe=lambda n: f"n = {n}",
+        formulations=[
+            Formulation(label, f"graph {graph}{sig} {{\n{body.strip(chr(10))}\n}}\n")
+            for label, body in formulations
+        ],
+    )
+
+
+GAUSSIAN_NLL = _loss(
+    "Gaussian NLL",
+    "nll",
+    "(x: [n], mu: [n], logvar: [n]) -> loss wrt mu, logvar",
+    gaussian_nll,
+    lambda n, rng: (
+        rng.standard_normal(n),
+        rng.standard_normal(n),
+        0.5 * rng.standard_normal(n),
+    ),
+    (1, 2),
+    [
+        (
+            "(x - mu)**2 / exp(logvar)",
+            "    loss = mean(0.5 * (logvar + (x - mu)**2 / exp(logvar)))",
+        ),
+        (
+            "(x - mu) * (x - mu) * exp(-logvar)",
+            """
+    d = x - mu
+    loss = 0.5 * mean(logvar + d * d * exp(-logvar))
+""",
+        ),
+    ],
+)
+
+BCE = _loss(
+    "binary cross-entropy of logits",
+    "bce",
+    "(z: [n], y: [n]) -> loss wrt z",
+    bce_logits,
+    lambda n, rng: (rng.standard_normal(n) * 3, (rng.random(n) < 0.5) * 1.0),
+    (0,),
+    [
+        ("softplus(z) - y * z", "    loss = mean(softplus(z) - y * z)"),
+        (
+            "maximum(z, 0) - z * y + log1p(exp(-abs(z)))",
+            "    loss = mean(maximum(z, 0) - z * y + log1p(exp(-abs(z))))",
+        ),
+        (
+            "-(y log(sigmoid(z)) + (1 - y) log(1 - sigmoid(z)))",
+            """
+    p = sigmoid(z)
+    loss = -mean(y * log(p) + (1 - y) * log(1 - p))
+""",
+        ),
+    ],
+)

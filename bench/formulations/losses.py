@@ -1,0 +1,126 @@
+"""The two-layer net of CS231n assignment 1 (affine - ReLU - affine - softmax cross-entropy, with
+L2 regularization), its loss written in the ways people write a softmax cross-entropy.
+
+The reference is bench/cases.py's hand-written TwoLayerNet.loss: in-place updates, a log-softmax
+shifted by the row maximum, the probabilities computed in the scores' own array, and the
+ReLU's gradient as a mask multiplied in place.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .suite import Formulation, Model
+
+
+def two_layer(X, y, W1, b1, W2, b2, reg):
+    """loss, dW1, db1, dW2, db2."""
+    N = X.shape[0]
+    rows = np.arange(N)
+    h = X @ W1
+    h += b1
+    np.maximum(h, 0, out=h)
+    scores = h @ W2
+    scores += b2
+    scores -= scores.max(axis=1, keepdims=True)
+    correct = scores[rows, y]
+    probs = np.exp(scores, out=scores)
+    sums = probs.sum(axis=1)
+    loss = np.mean(np.log(sums) - correct) + 0.5 * reg * (np.vdot(W1, W1) + np.vdot(W2, W2))
+    probs /= sums[:, None]
+    dscores = probs
+    dscores[rows, y] -= 1
+    dscores /= N
+    dW2 = h.T @ dscores
+    dW2 += reg * W2
+    db2 = dscores.sum(axis=0)
+    dh = dscores @ W2.T
+    dh *= h > 0
+    dW1 = X.T @ dh
+    dW1 += reg * W1
+    db1 = dh.sum(axis=0)
+    return loss, dW1, db1, dW2, db2
+
+
+def _inputs(size, rng):
+    N, D, H, C = size
+    return (
+        rng.standard_normal((N, D)),
+        rng.integers(0, C, N),
+        rng.standard_normal((D, H)) * np.sqrt(2 / D),
+        0.01 * rng.standard_normal(H),
+        rng.standard_normal((H, C)) * np.sqrt(2 / H),
+        0.01 * rng.standard_normal(C),
+        1e-3,
+    )
+
+
+SIG = (
+    "(X: [N, D], y: int[N], W1: [D, H], b1: [H], W2: [H, C], b2: [C], reg: [])"
+    " -> loss wrt W1, b1, W2, b2"
+)
+
+
+def _net(body: str) -> str:
+    return f"graph two_layer{SIG} {{\n{body.strip(chr(10))}\n}}\n"
+
+
+TWO_LAYER = Model(
+    name="two-layer net loss",
+    graph="two_layer",
+    reference=two_layer,
+    inputs=_inputs,
+    dims=lambda size: dict(zip("NDHC", size)),
+    sizes=[(64, 784, 128, 10), (512, 784, 512, 10)],
+    smoke_sizes=[(4, 6, 5, 3)],
+    wrt=(2, 3, 4, 5),
+    vjp=False,
+    describe=lambda size: ", ".join(map(str, size)),
+    formulations=[
+        Formulation(
+            "mean(cross_entropy(scores, y))",
+            _net("""
+    h = relu(X @ W1 + b1)
+    scores = h @ W2 + b2
+    loss = mean(cross_entropy(scores, y)) + 0.5 * reg * (sum(W1 * W1) + sum(W2 * W2))
+"""),
+        ),
+        Formulation(
+            "-mean(take_along(log_softmax(scores), y))",
+            _net("""
+    h = relu(X @ W1 + b1)
+    scores = h @ W2 + b2
+    data_loss = -mean(take_along(log_softmax(scores, axis=1), y))
+    loss = data_loss + 0.5 * reg * (sum(W1 ** 2) + sum(W2 ** 2))
+"""),
+        ),
+        Formulation(
+            "softmax written out, -log(take_along(p, y))",
+            _net("""
+    h = maximum(X @ W1 + b1, 0)
+    scores = h @ W2 + b2
+    e = exp(scores - max(scores, axis=1, keepdims=true))
+    p = e / sum(e, axis=1, keepdims=true)
+    loss = mean(-log(take_along(p, y))) + 0.5 * reg * sum(W1 * W1) + 0.5 * reg * sum(W2 * W2)
+"""),
+        ),
+        Formulation(
+            "logsumexp(scores) - take_along(scores, y)",
+            _net("""
+    h = relu(X @ W1 + b1)
+    scores = h @ W2 + b2
+    loss = mean(logsumexp(scores, axis=1) - take_along(scores, y))
+    loss = loss + reg * 0.5 * (sum(W1 * W1) + sum(W2 * W2))
+"""),
+        ),
+        Formulation(
+            "one_hot(y, C) * log_softmax(scores)",
+            _net("""
+    hidden = relu(X @ W1 + b1)
+    scores = hidden @ W2 + b2
+    data_loss = -sum(one_hot(y, C) * log_softmax(scores, axis=-1)) / N
+    loss = data_loss + 0.5 * reg * (sum(W1 * W1) + sum(W2 * W2))
+"""),
+        ),
+    ],
+)
