@@ -427,17 +427,23 @@ class Recurrent(VJPCase):
             rng.standard_normal((N, T, H)),
         )
 
+    def rival(self, name, size):
+        """One of the rivals: autograd, torch, torch fused or jax."""
+        if name == "autograd":
+            return autograd_vjp(self.autograd_f)
+        if name == "torch":
+            return torch_vjp(self.torch_forward)
+        if name == "torch fused":
+            return torch_fused(self.gates == 4, *size[2:])
+        return jax_vjp(self.jax_f)
+
     def systems(self, size):
         out = {"hand": self.hand}
         if self.compiled(size) is not None:
             out["bpc"] = self.vjp(size)
-        if _has("autograd"):
-            out["autograd"] = autograd_vjp(self.autograd_f)
-        if _has("torch"):
-            out["torch"] = torch_vjp(self.torch_forward)
-            out["torch fused"] = torch_fused(self.gates == 4, size[2], size[3])
-        if _has("jax"):
-            out["jax"] = jax_vjp(self.jax_f)
+        for name in ("autograd", "torch", "torch fused", "jax"):
+            if _has(name.split()[0]):
+                out[name] = self.rival(name, size)
         return out
 
     def forwards(self, size):
