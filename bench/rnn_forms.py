@@ -1,11 +1,14 @@
 """The NumPy forms of a tanh RNN's and of an LSTM's value and VJP over a sequence, timed against
-each other: the hand-written reference of bench/rnn_cases.py is the fastest of them.
+each other: the hand-written reference of bench/rnn_cases.py is the fastest of them where the
+benchmark runs (BLAS's default threads), or tied with the fastest.
 
-    python bench/rnn_forms.py [--repeats 9] [--smoke]
+    python bench/rnn_forms.py [--repeats 9] [--smoke] [--only rnn|lstm] [--small]
+    OPENBLAS_NUM_THREADS=1 python bench/rnn_forms.py --cpu-time   # on a busy machine
 
 Each form computes hs and the gradients dx, dh0, dWx, dWh, db from the same inputs and upstream
 gradient; all are checked against the first before anything is timed. Prints the median time of
-each form over interleaved repeats and its median per-repeat ratio to the reference.
+each form over interleaved repeats (each in its own order) and its median per-repeat ratio to
+the reference.
 
 The forms: the reference (rnn_cases.rnn_forward and rnn_backward, lstm_forward and
 lstm_backward), then the same with one choice changed: np.tanh (and, for the LSTM, the logistic
@@ -16,16 +19,42 @@ one product after the loop; the RNN time-major inside (x and hs copied between [
 [T, N, .]); and CS231n's step functions called in a loop (x[:, t] @ Wx in every step, and dx, dWx,
 db step by step too).
 
-`python bench/rnn_forms.py --repeats 9` on a shared 2-core AMD EPYC (AVX2, no AVX-512; OpenBLAS
-0.3.31, NumPy 2.4) whose timings move by 10 to 30% from run to run, so only the per-repeat ratios
-mean much:
+Figures: `OPENBLAS_NUM_THREADS=1 python bench/rnn_forms.py --cpu-time --repeats 15` on a shared
+2-core AMD EPYC VM (AVX2, no AVX-512; NumPy 2.4.6, OpenBLAS 0.3.31), while other work kept its load
+near 4: there the wall clock moved tenfold from run to run, and the CPU time of a form by about
+10%, so ratios less than 5% apart are ties. The reference's CPU time, then each form's ratio to it:
 
-(figures below)
+| tanh RNN | 32, 50, 64, 128 | 128, 100, 128, 256 |
+|---|---|---|
+| reference | 17.7 ms | 280 ms |
+| np.tanh | 1.04 | 1.04 |
+| 1 - h**2 step by step | 1.05 | 1.00 |
+| dWh step by step | 0.86 | 1.03 |
+| time-major inside | 1.01 | 1.01 |
+| CS231n's step functions in a loop | 0.95 | 1.01 |
+
+| LSTM | 32, 50, 64, 128 | 128, 100, 128, 256 |
+|---|---|---|
+| reference | 63.3 ms | 1346 ms |
+| np.tanh, sigmoid as 0.5 tanh(a/2) + 0.5 (bpc's forms) | 1.08 | 1.12 |
+| np.tanh, sigmoid through exp | 1.03 | 1.04 |
+| local derivatives of all steps before the loop | 0.99 | 1.11 |
+| tanh(c) again in the backward | 1.04 | 1.03 |
+| dWh step by step | 1.07 | 1.05 |
+| CS231n's step functions in a loop | 1.09 | 1.04 |
+
+dWh step by step wins on the small RNN with one BLAS thread on busy cores (0.86 to 0.99 over
+five runs: its small products stay in cache), but with the default two threads on quieter cores
+(load about 1, wall clock, an earlier draft of these forms) the one product after the loop was
+ahead by 10 to 50% (by 18% on the LSTM), and that is the benchmark's setting. Also from that
+draft: tanh through exp made the RNN's forward alone 9% faster (40 interleaved repeats); CS231n's
+step functions were 14 to 37% slower than the reference and time-major 3 to 22% slower.
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import time
 
@@ -304,17 +333,21 @@ def lstm_forms(size):
 # ---------------------------------------------------------------------------------------------
 
 
-def compare(title, forms, args, repeats: int) -> str:
+def compare(title, forms, args, repeats: int, clock=time.perf_counter) -> str:
     fns = list(forms.values())
     reference = fns[0](*args)
     for name, fn in forms.items():
         for got, want in zip(fn(*args), reference, strict=True):
             np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9, err_msg=name)
-    number = max(1, int(0.05 / max(_time(fns[0], args, 1), 1e-7)))
+    number = max(1, int(0.05 / max(_time(fns[0], args, 1, clock), 1e-7)))
     times: dict[str, list[float]] = {name: [] for name in forms}
-    for _ in range(repeats):
-        for name, fn in forms.items():
-            times[name].append(_time(fn, args, number))
+    names = list(forms)
+    for r in range(repeats):
+        # in a new order each repeat: a form can pay for the memory the one before it left (after
+        # CS231n's LSTM step functions, the kernel's time alone adds half to the next form's)
+        random.Random(r).shuffle(names)
+        for name in names:
+            times[name].append(_time(forms[name], args, number, clock))
     first = times[next(iter(forms))]
     lines = [f"| {title} | median | / reference |", "|---|---|---|"]
     for name, ts in times.items():
@@ -323,11 +356,11 @@ def compare(title, forms, args, repeats: int) -> str:
     return "\n".join(lines)
 
 
-def _time(fn, args, number: int) -> float:
-    start = time.perf_counter()
+def _time(fn, args, number: int, clock=time.perf_counter) -> float:
+    start = clock()
     for _ in range(number):
         fn(*args)
-    return (time.perf_counter() - start) / number
+    return (clock() - start) / number
 
 
 def main(argv=None) -> int:
@@ -335,15 +368,26 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, 2 repeats")
     parser.add_argument("--only", choices=("rnn", "lstm"), help="one model's forms")
+    parser.add_argument("--small", action="store_true", help="the smaller benchmark size alone")
+    parser.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="time the process's CPU time, not the wall clock: steadier where other work shares "
+        "the cores, if BLAS runs one thread (OPENBLAS_NUM_THREADS=1; its idle threads spin)",
+    )
     args = parser.parse_args(argv)
     sizes = [(3, 4, 5, 6)] if args.smoke else [(32, 50, 64, 128), (128, 100, 128, 256)]
+    if args.small:
+        sizes = sizes[:1]
     for model, forms_of, case in zip(("rnn", "lstm"), (rnn_forms, lstm_forms), CASES):
         if args.only and args.only != model:
             continue
         for size in sizes:
             title, forms = forms_of(size)
             inputs = case.inputs(size)  # the benchmark's
-            print(compare(title, forms, inputs, 2 if args.smoke else args.repeats), end="\n\n")
+            repeats = 2 if args.smoke else args.repeats
+            clock = time.process_time if args.cpu_time else time.perf_counter
+            print(compare(title, forms, inputs, repeats, clock), end="\n\n")
     return 0
 
 
