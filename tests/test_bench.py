@@ -19,6 +19,7 @@ import checks  # noqa: E402  (bench/checks.py)
 import compile_time  # noqa: E402  (bench/compile_time.py)
 import conv_cases  # noqa: E402  (bench/conv_cases.py)
 import conv_forms  # noqa: E402  (bench/conv_forms.py)
+import rnn_cases  # noqa: E402  (bench/rnn_cases.py)
 
 
 def test_bench_smoke():
@@ -31,7 +32,7 @@ def test_bench_smoke():
     assert run.returncode == 0, run.stdout + run.stderr
     assert "| model | size | hand NumPy | bpc |" in run.stdout
     assert "| bpc fwd / hand fwd |" in run.stdout
-    every = cases.CASES + conv_cases.CASES
+    every = cases.CASES + conv_cases.CASES + rnn_cases.CASES
     for case in every:
         assert f"| {case.name} |" in run.stdout, case.name
     assert f"across the {len(every)} cases: median" in run.stdout
