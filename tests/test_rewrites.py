@@ -17,6 +17,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from bpc import compile_source
 from bpc import optimize as opt
 from bpc.diagnostics import Loc
 from bpc.dims import Dim
@@ -24,6 +25,7 @@ from bpc.ir import Graph, Node, Param, Type, make, reachable, schedule, untyped
 from bpc.optimize import CANONICAL, RULES
 from bpc.verify import show, show_type, verify
 from tests import oracle
+from tests.support import load, numeric_grad
 
 PASSES = ("transpose_products", "place_scales", "finish_gradients", "select_cache")
 SIZES = {"n": 3, "m": 4, "k": 5}  # distinct, so that a misplaced axis changes a shape
@@ -116,6 +118,38 @@ def test_multiply_by_one():
     assert rewrites(opt.multiply_by_one, make("pow", x, 1)) == "x"
     assert leaves_alone(opt.multiply_by_one, make("mul", x, 2))
     assert leaves_alone(opt.multiply_by_one, make("mul", i, 1.0))  # int times 1.0 is a float
+
+
+def test_powers_as_products():
+    rule = opt.powers_as_products
+    assert rewrites(rule, make("pow", x, 2)) == "mul(x, x)"
+    assert rewrites(rule, make("pow", x, 3)) == "mul(mul(x, x), x)"
+    assert rewrites(rule, make("pow", x, 4.0)) == "mul(mul(x, x), mul(x, x))"
+    assert rewrites(rule, make("pow", x, 0.5)) == "sqrt(x)"
+    assert rewrites(rule, make("pow", x, 1.5)) == "mul(x, sqrt(x))"
+    assert rewrites(rule, make("pow", x, 2.5)) == "mul(mul(x, x), sqrt(x))"
+    assert rewrites(rule, make("pow", x, -1)) == "div(1, x)"
+    assert rewrites(rule, make("pow", x, -0.5)) == "div(1, sqrt(x))"
+    assert rewrites(rule, make("pow", x, -2)) == "div(1, mul(x, x))"
+    assert leaves_alone(rule, make("pow", x, 1.25))  # no product of roots is cheaper
+    assert leaves_alone(rule, make("pow", x, 5))
+    assert leaves_alone(rule, make("pow", x, y))
+    assert leaves_alone(rule, make("pow", i, 2))  # an integer array: np.power is exact
+    assert leaves_alone(rule, make("pow", 2.0, x))
+    assert leaves_alone(rule, make("pow", x, True))
+
+
+def test_powers_as_products_in_the_backward():
+    """The gradient of x ** 3 is 3 * x * x, the forward's square reused; no power is left."""
+    text = "graph f(x: [n]) -> y { y = sum(x ** 3 + x ** -0.5) }"
+    module, source = load(text), compile_source(text)
+    code = [line for line in source.splitlines() if not line.strip().startswith("#")]
+    assert not [line for line in code if "**" in line or "power" in line]
+    x = np.random.default_rng(0).uniform(0.5, 2, 7)
+    _, (dx,) = module.f_grad(x)
+    np.testing.assert_allclose(dx, 3 * x**2 - 0.5 * x**-1.5, rtol=1e-13)
+    f = lambda x: module.f(x)  # noqa: E731
+    np.testing.assert_allclose(dx, numeric_grad(f, [x], 0), rtol=1e-7)
 
 
 def test_add_zero():
