@@ -385,16 +385,22 @@ def lstm_step(x, prev_h, prev_c, Wx, Wh, b):
     a = x @ Wx
     a += prev_h @ Wh
     a += b
-    i = 0.5 * np.tanh(0.5 * a[:, :H]) + 0.5
-    f = 0.5 * np.tanh(0.5 * a[:, H : 2 * H]) + 0.5
-    o = 0.5 * np.tanh(0.5 * a[:, 2 * H : 3 * H]) + 0.5
+    t = a[:, :H]
+    e = np.exp(-np.abs(t))
+    i = np.maximum(e, t >= 0) / (1 + e)
+    t_1 = a[:, H : 2 * H]
+    e_1 = np.exp(-np.abs(t_1))
+    f = np.maximum(e_1, t_1 >= 0) / (1 + e_1)
+    t_2 = a[:, 2 * H : 3 * H]
+    e_2 = np.exp(-np.abs(t_2))
+    o = np.maximum(e_2, t_2 >= 0) / (1 + e_2)
     g = np.tanh(a[:, 3 * H :])
     next_c = f
     next_c *= prev_c
     next_c += i * g
-    t = np.tanh(next_c)
+    t_3 = np.tanh(next_c)
     next_h = o
-    next_h *= t
+    next_h *= t_3
     return (next_h, next_c)
 
 
@@ -404,25 +410,31 @@ def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
     a = x @ Wx
     a += prev_h @ Wh
     a += b
-    i = 0.5 * np.tanh(0.5 * a[:, :H]) + 0.5
-    f = 0.5 * np.tanh(0.5 * a[:, H : 2 * H]) + 0.5
-    o = 0.5 * np.tanh(0.5 * a[:, 2 * H : 3 * H]) + 0.5
+    t = a[:, :H]
+    e = np.exp(-np.abs(t))
+    i = np.maximum(e, t >= 0) / (1 + e)
+    t_1 = a[:, H : 2 * H]
+    e_1 = np.exp(-np.abs(t_1))
+    f = np.maximum(e_1, t_1 >= 0) / (1 + e_1)
+    t_2 = a[:, 2 * H : 3 * H]
+    e_2 = np.exp(-np.abs(t_2))
+    o = np.maximum(e_2, t_2 >= 0) / (1 + e_2)
     g = np.tanh(a[:, 3 * H :])
     next_c = f * prev_c
     next_c += i * g
-    t = np.tanh(next_c)
-    next_h = o * t
-    cache = LstmStepCache(x, prev_h, prev_c, Wx, Wh, i, f, o, g, t, N, H)
+    t_3 = np.tanh(next_c)
+    next_h = o * t_3
+    cache = LstmStepCache(x, prev_h, prev_c, Wx, Wh, i, f, o, g, t_3, N, H)
     return (next_h, next_c), cache
 
 
 def lstm_step_backward(dout, cache):
     """Gradients of lstm_step with respect to x, prev_h, prev_c, Wx, Wh, b; dout is shaped like (next_h [N, H], next_c [N, H])."""
-    x, prev_h, prev_c, Wx, Wh, i, f, o, g, t, N, H = _cached(cache, LstmStepCache)
+    x, prev_h, prev_c, Wx, Wh, i, f, o, g, t_3, N, H = _cached(cache, LstmStepCache)
     dout_next_h, dout_next_c = _douts("lstm_step", dout, ((N, H), (N, H)), x.dtype)
     # next_h = o * tanh(next_c)
-    do = dout_next_h * t
-    dnext_c = dout_next_h * o * (1 - t * t)
+    do = dout_next_h * t_3
+    dnext_c = dout_next_h * o * (1 - t_3 * t_3)
     dnext_c += dout_next_c
     # next_c = f * prev_c + i * g
     di = dnext_c * g
@@ -431,9 +443,9 @@ def lstm_step_backward(dout, cache):
     dprev_c = dnext_c
     dprev_c *= f
     # i = sigmoid(a[:, 0:H])
-    t_1 = di * i * (1 - i)
-    t_2 = df * f * (1 - f)
-    da = np.concatenate([t_1, t_2, do * o * (1 - o), dg * (1 - g * g)], axis=1)
+    t_4 = di * i * (1 - i)
+    t_5 = df * f * (1 - f)
+    da = np.concatenate([t_4, t_5, do * o * (1 - o), dg * (1 - g * g)], axis=1)
     # a = x @ Wx + prev_h @ Wh + b
     db = da.sum(axis=0)
     dprev_h = da @ Wh.T

@@ -377,8 +377,59 @@ def test_softplus_of_exp():
     assert rewrites(rule, make("log1p", make("exp", x))) == "softplus(x)"
     assert rewrites(rule, make("log", make("add", 1, make("exp", x)))) == "softplus(x)"
     assert rewrites(rule, make("log", make("add", make("exp", x), 1))) == "softplus(x)"
+    minus_abs = make("neg", make("abs", x))
+    stable = make("log", make("add", 1, make("exp", minus_abs)))
+    assert rewrites(rule, stable) == "log1p(exp(neg(abs(x))))"
+    assert leaves_alone(rule, make("log1p", make("exp", minus_abs)))  # it cannot overflow
     assert leaves_alone(rule, make("log", make("add", 2, make("exp", x))))
     assert leaves_alone(rule, make("log1p", make("sqrt", x)))
+
+
+def test_softplus_written_out():
+    rule = opt.softplus_written_out
+    tail = make("log1p", make("exp", make("neg", make("abs", x))))
+    assert rewrites(rule, make("add", make("maximum", x, 0), tail)) == "softplus(x)"
+    assert rewrites(rule, make("add", tail, make("maximum", 0.0, x))) == "softplus(x)"
+    assert rewrites(rule, make("add", make("relu", x), tail)) == "softplus(x)"
+    assert leaves_alone(rule, make("add", make("relu", y), tail))  # of another value
+    assert leaves_alone(rule, make("add", make("maximum", x, 1), tail))
+    assert leaves_alone(rule, make("add", make("relu", x), make("log1p", make("exp", x))))
+
+
+def test_softplus_written_out_is_differentiated_as_softplus():
+    """The gradient is the sigmoid, from the forward's exp(-|x|): no mask of maximum's tie at 0
+    (which would give 0.5 + 0.5 at x = 0 either way), no sign(x) of abs."""
+    text = "graph f(x: [n]) -> y { y = sum(maximum(x, 0) + log1p(exp(-abs(x)))) }"
+    module, source = load(text), compile_source(text)
+    assert "np.sign" not in source and "==" not in source.split("def f_forward")[1]
+    x = np.array([-800.0, -3.0, -0.5, 0.0, 0.5, 3.0, 800.0])
+    _, (dx,) = module.f_grad(x)
+    e = np.exp(-np.abs(x))
+    np.testing.assert_allclose(dx, np.where(x >= 0, 1, e) / (1 + e), rtol=1e-14)
+    x = np.random.default_rng(0).standard_normal(6)
+    _, (dx,) = module.f_grad(x)
+    np.testing.assert_allclose(dx, numeric_grad(module.f, [x], 0), rtol=1e-7)
+
+
+def test_sigmoid_written_out():
+    rule = opt.sigmoid_written_out
+    one_plus = make("add", 1, make("exp", make("neg", x)))
+    assert rewrites(rule, make("div", 1, one_plus)) == "sigmoid(x)"
+    assert rewrites(rule, make("div", y, one_plus)) == "mul(y, sigmoid(x))"
+    assert rewrites(rule, make("div", 1, make("add", make("exp", x), 1))) == "sigmoid(neg(x))"
+    scaled = make("div", x, make("add", 1, make("exp", make("mul", -1.5, x))))
+    assert rewrites(rule, scaled) == "mul(x, sigmoid(mul(1.5, x)))"
+    assert rewrites(rule, make("div", v, one_plus)) == "mul(v, sigmoid(x))"
+    assert leaves_alone(rule, make("div", 1, make("add", 2, make("exp", x))))
+    assert leaves_alone(rule, make("div", 1, make("add", 1, x)))
+
+
+def test_sigmoid_written_out_gradient():
+    text = "graph f(x: [n]) -> y { y = sum(x / (1 + exp(-1.702 * x))) }"
+    module = load(text)
+    x = np.random.default_rng(1).standard_normal(6) * 3
+    _, (dx,) = module.f_grad(x)
+    np.testing.assert_allclose(dx, numeric_grad(module.f, [x], 0), rtol=1e-7)
 
 
 def test_expand_composite():

@@ -13,6 +13,7 @@ import math
 
 from ..dims import Dim, product
 from ..ir import OPS, Node, ShapeError, const, make
+from ..ops.elementwise import constant_value
 from .fixpoint import _existing
 from .rules import _is_const, _same_type, canonical, rule
 
@@ -429,15 +430,82 @@ def expand_composite(n: Node) -> Node | None:
     return expand(*n.args, **n.kw) if expand else None
 
 
+def _minus_abs(x: Node) -> bool:
+    """x is -|y|: exp(x) is at most 1, it never overflows."""
+    return x.op == "neg" and x.args[0].op == "abs"
+
+
 @canonical
 def softplus_of_exp(n: Node) -> Node | None:
     """log1p(exp(x)) -> softplus(x), log(1 + exp(x)) -> softplus(x): exp(x) overflows for
-    x > 709 (88 in float32); softplus never does, nor does its gradient sigmoid(x)."""
-    if n.op == "log1p" and n.args[0].op == "exp":
+    x > 709 (88 in float32); softplus never does, nor does its gradient sigmoid(x). An exp that
+    cannot overflow, exp(-|y|), is left alone (`softplus_written_out` may take the whole sum),
+    and log(1 + exp(-|y|)) -> log1p(exp(-|y|)), which is as fast and exact for large |y|."""
+    if n.op == "log1p" and n.args[0].op == "exp" and not _minus_abs(n.args[0].args[0]):
         return make("softplus", n.args[0].args[0])
     if n.op == "log" and n.args[0].op == "add":
         a, b = n.args[0].args
         for one, e in ((a, b), (b, a)):
             if _is_const(one, 1) and e.op == "exp" and e.shape == n.shape:
-                return make("softplus", e.args[0])
+                stable = _minus_abs(e.args[0])
+                return make("log1p", e) if stable else make("softplus", e.args[0])
+    return None
+
+
+def _positive_part_of(n: Node) -> Node | None:
+    """x for relu(x), maximum(x, 0) and maximum(0, x); else None."""
+    if n.op == "relu":
+        return n.args[0]
+    if n.op == "maximum":
+        for x, zero in (n.args, n.args[::-1]):
+            if _is_const(zero, 0) and x.shape == n.shape:
+                return x
+    return None
+
+
+@canonical
+def softplus_written_out(n: Node) -> Node | None:
+    """relu(x) + log1p(exp(-|x|)) -> softplus(x), with maximum(x, 0) or maximum(0, x) for relu(x)
+    and the terms in either order: the stable form written by hand is compiled as softplus,
+    whose backward is sigmoid(x), from the forward's exp(-|x|), rather than the gradients of
+    maximum (with its tie at 0) and of abs."""
+    if n.op != "add":
+        return None
+    for relu, rest in (n.args, n.args[::-1]):
+        x = _positive_part_of(relu)
+        if x is None or rest.op != "log1p" or rest.args[0].op != "exp":
+            continue
+        inner = rest.args[0].args[0]
+        if _minus_abs(inner) and inner.args[0].args[0] is x and x.shape == n.shape:
+            return make("softplus", x)
+    return None
+
+
+def _negated(w: Node) -> Node:
+    """-w, as z for w = -z and as (-c) * z for w = c * z with a number c."""
+    if w.op == "neg":
+        return w.args[0]
+    if w.op == "mul":
+        c = constant_value(w.args[0])
+        if c is not None and not isinstance(c, bool):
+            return make("mul", -c, w.args[1])
+    return make("neg", w)
+
+
+@canonical
+def sigmoid_written_out(n: Node) -> Node | None:
+    """a / (1 + exp(w)) -> a * sigmoid(-w), and 1 / (1 + exp(w)) -> sigmoid(-w), with -(-z) as z
+    and -(c * z) as (-c) * z:
+    exp(w) overflows for w > 709 (88 in float32), with NumPy's warning, where sigmoid never
+    does; and the sigmoid's backward is y * (1 - y)."""
+    if n.op != "div" or n.args[1].op != "add" or n.dtype != "float":
+        return None
+    a, (p, q) = n.args[0], n.args[1].args
+    for one, e in ((p, q), (q, p)):
+        if _is_const(one, 1) and e.op == "exp" and e.shape == n.args[1].shape:
+            s = make("sigmoid", _negated(e.args[0]))
+            if _is_const(a, 1) and s.type == n.type:
+                return s
+            m = make("mul", a, s)
+            return m if m.type == n.type else None
     return None

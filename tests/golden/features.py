@@ -411,7 +411,8 @@ def power(x, p):
     (n,) = _power_sizes(x, p)
     t_2 = np.exp(x)
     t_3 = x * x
-    t_1 = 0.5 * np.tanh(0.5 * x) + 0.5
+    e = np.exp(-np.abs(x))
+    t_1 = np.maximum(e, x >= 0) / (1 + e)
     t = np.maximum(x, 0)
     t += 1
     t_1 /= t
@@ -424,7 +425,8 @@ def power_forward(x, p):
     (n,) = _power_sizes(x, p)
     t = np.exp(x)
     t_1 = x * x
-    t_2 = 0.5 * np.tanh(0.5 * x) + 0.5
+    e = np.exp(-np.abs(x))
+    t_2 = np.maximum(e, x >= 0) / (1 + e)
     t_3 = np.maximum(x, 0)
     t_4 = 1 + t_3
     t_5 = t_2 / t_4
@@ -451,7 +453,8 @@ def power_grad(x, p):
     (n,) = _power_sizes(x, p)
     t = np.exp(x)
     t_1 = x * x
-    t_2 = 0.5 * np.tanh(0.5 * x) + 0.5
+    e = np.exp(-np.abs(x))
+    t_2 = np.maximum(e, x >= 0) / (1 + e)
     t_3 = np.maximum(x, 0)
     t_4 = 1 + t_3
     t_5 = t_2 / t_4
