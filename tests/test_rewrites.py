@@ -25,7 +25,7 @@ from bpc.ir import Graph, Node, Param, Type, make, reachable, schedule, untyped
 from bpc.optimize import CANONICAL, RULES
 from bpc.verify import show, show_type, verify
 from tests import oracle
-from tests.support import load, numeric_grad
+from tests.support import load, numeric_grad, rel_error
 
 PASSES = ("transpose_products", "place_scales", "finish_gradients", "select_cache")
 SIZES = {"n": 3, "m": 4, "k": 5}  # distinct, so that a misplaced axis changes a shape
@@ -443,6 +443,85 @@ def test_expand_composite():
     n = make("softmax", x, axis=(0,))
     assert rewrites(rule, n).startswith("div(exp(sub(x, max(x, axis=(0,), keepdims=True)))")
     assert leaves_alone(rule, make("sum", x, axis=(1,), keepdims=True))
+
+
+def _einsum(spec: str, *xs: Node) -> Node:
+    return make("einsum", *xs, spec=spec)
+
+
+def test_einsum_as_products():
+    rule = opt.einsum_as_products
+    q, kk = param("q", "n", "m", "k"), param("kk", "n", "n", "k")  # [batch, rows, features]
+    assert rewrites(rule, _einsum("ij,jk->ik", a, b.T)) == "matmul(a, transpose(b, axes=(1, 0)))"
+    assert rewrites(rule, _einsum("ij,kj->ik", a, b)) == "matmul(a, transpose(b, axes=(1, 0)))"
+    assert rewrites(rule, _einsum("bij,bjk->bik", q, kk.mT)) == (
+        "matmul(q, transpose(kk, axes=(0, 2, 1)))"
+    )
+    assert rewrites(rule, _einsum("bqd,bkd->bqk", q, kk)) == (
+        "matmul(q, transpose(kk, axes=(0, 2, 1)))"
+    )
+    assert rewrites(rule, _einsum("ij,ij->i", x, y)) == "vecdot(x, y)"
+    assert rewrites(rule, _einsum("ij,ij->j", x, y)) == (
+        "vecdot(transpose(x, axes=(1, 0)), transpose(y, axes=(1, 0)))"
+    )
+    assert rewrites(rule, _einsum("ij,ij->", x, y)) == "vdot(x, y)"
+    assert rewrites(rule, _einsum("i,j->ij", v, v)) == "outer(v, v)"
+    assert rewrites(rule, _einsum("i,j->ji", param("u", "n"), v)) == "outer(v, u)"
+    assert rewrites(rule, _einsum("ij->ji", x)) == "transpose(x, axes=(1, 0))"
+    assert rewrites(rule, _einsum("ij->i", x)) == "sum(x, axis=(1,), keepdims=False)"
+    assert rewrites(rule, _einsum("ij,j->i", x, v)) == "matmul(x, v)"
+    assert rewrites(rule, _einsum("ij,i->j", x, param("u", "n"))) == (
+        "matmul(transpose(x, axes=(1, 0)), u)"
+    )
+    # a letter of one operand alone is summed out of it first
+    assert rewrites(rule, _einsum("ij,k->ki", x, param("w", "k"))) == (
+        "outer(w, sum(x, axis=(1,), keepdims=False))"
+    )
+    # two letters summed at once: merged into one axis
+    assert rewrites(rule, _einsum("kij,ijl->kl", t, param("w", "n", "m", "k"))) == (
+        "matmul(reshape(t, shape=(k, m*n)), reshape(w, shape=(m*n, k)))"
+    )
+    assert rewrites(rule, _einsum("ij,kl->ijkl", x, a)) == (
+        "mul(reshape(x, shape=(n, m, 1, 1)), a)"
+    )
+    assert rewrites(rule, _einsum(",ij->ji", s, x)) == "mul(s, transpose(x, axes=(1, 0)))"
+    assert leaves_alone(rule, _einsum("ij,jk,kl->il", a, b.T, x.T))  # np.einsum finds the order
+    assert leaves_alone(rule, _einsum("ij,jk->ik", i, i.T))  # integers
+
+
+@pytest.mark.parametrize(
+    "spec, shapes",
+    [
+        ("ij,jk->ik", [(3, 5), (5, 4)]),
+        ("bij,bjk->bik", [(2, 3, 5), (2, 5, 4)]),
+        ("bqd,bkd->bqk", [(2, 3, 5), (2, 4, 5)]),
+        ("ij,ij->i", [(3, 4), (3, 4)]),
+        ("i,j->ij", [(3,), (4,)]),
+        ("ij->ji", [(3, 4)]),
+        ("ij,jk->ki", [(3, 5), (5, 4)]),
+        ("ijk,jkl->il", [(2, 3, 4), (3, 4, 5)]),
+        ("bi,bj->bij", [(2, 3), (2, 4)]),
+        ("Ab,bA->b", [(3, 4), (4, 3)]),
+        ("ij,jk->", [(3, 4), (4, 5)]),
+    ],
+)
+def test_einsum_as_products_gradients(spec, shapes):
+    """The gradients of the rewritten einsum, of `sum(y * y)`, against finite differences."""
+    ins = spec.split("->")[0].split(",")
+    sizes = {c: d for term, shape in zip(ins, shapes) for c, d in zip(term, shape)}
+    names = [f"x{j}" for j in range(len(ins))]
+    sig = ", ".join(f"{n}: [{', '.join('D' + c for c in t)}]" for n, t in zip(names, ins))
+    module = load(
+        f'graph f({sig}) -> out {{\n    y = einsum("{spec}", {", ".join(names)})\n'
+        "    out = sum(y * y)\n}\n"
+    )
+    rng = np.random.default_rng(zlib.crc32(spec.encode()))
+    xs = [rng.standard_normal(tuple(sizes[c] for c in t)) for t in ins]
+    value, grads = module.f_grad(*xs)
+    want = np.einsum(spec, *xs)
+    np.testing.assert_allclose(value, np.sum(want * want), rtol=1e-12)
+    for j in range(len(xs)):
+        assert rel_error(grads[j], numeric_grad(module.f, xs, j)) < 1e-7, (spec, j)
 
 
 # ---------------------------------------------------------------------------------------------
