@@ -225,6 +225,45 @@ def test_small_factors_first():
     assert leaves_alone(rule, make("mul", s, make("mul", x, y)))
 
 
+def test_small_operands_first():
+    rule = opt.small_operands_first
+    w, row, col = param("w", "m"), param("row", 1, "m"), param("col", "n", 1)
+    assert (
+        rewrites(rule, make("div", make("mul", v, x), w)) == "mul(div(v, w), x)"
+    )  # gamma * xc / t
+    assert rewrites(rule, make("div", make("mul", x, v), row)) == "mul(div(v, row), x)"
+    assert rewrites(rule, make("mul", make("div", x, w), v)) == "mul(div(v, w), x)"
+    assert rewrites(rule, make("mul", v, make("div", x, row))) == "mul(div(v, row), x)"
+    assert rewrites(rule, make("div", make("div", x, v), w)) == "div(x, mul(v, w))"
+    assert rewrites(rule, make("mul", make("mul", x, row), v)) == "mul(mul(row, v), x)"
+    assert rewrites(rule, make("mul", s, make("mul", col, x))) == "mul(mul(col, s), x)"
+    assert leaves_alone(rule, make("div", make("mul", v, x), col))  # v / col is [n, m]
+    assert leaves_alone(rule, make("div", make("mul", v, x), y))  # y is as large as x
+    assert leaves_alone(rule, make("div", make("mul", 2, x), w))  # numbers: the constant rules'
+    assert leaves_alone(rule, make("div", w, make("mul", v, x)))  # x is the divisor
+    assert leaves_alone(rule, make("div", make("mul", v, w), row))  # no large operand
+
+
+def test_small_operands_first_gradients():
+    """A batchnorm written `gamma * xc / t`: gamma / t is formed first, in the forward and where
+    the backward scales dout; the gradients against finite differences."""
+    text = (
+        "graph f(x: [N, D], gamma: [1, D], beta: [D]) -> out {\n"
+        "    xc = x - mean(x, axis=0)\n"
+        "    t = sqrt(mean(xc * xc, axis=0) + 1e-5)\n"
+        "    out = sum((gamma * xc / t + beta) * (gamma * xc / t + beta))\n}\n"
+    )
+    source = compile_source(text)
+    forward = source[source.index("def f_forward") : source.index("def f_backward")]
+    assert "gamma / t" in forward and "gamma * xc" not in forward
+    module = load(text)
+    rng = np.random.default_rng(2)
+    args = [rng.standard_normal((5, 3)), rng.uniform(0.5, 2, (1, 3)), rng.standard_normal(3)]
+    _, grads = module.f_grad(*args)
+    for j in range(3):
+        assert rel_error(grads[j], numeric_grad(module.f, args, j)) < 1e-7
+
+
 def test_sum_of_scaled():
     rule = opt.sum_of_scaled
     n = make("sum", make("mul", make("mul", x, y), v), axis=(0,), keepdims=False)

@@ -200,6 +200,53 @@ def small_factors_first(n: Node) -> Node | None:
     return None
 
 
+def _smaller(s: Node, n: Node) -> bool:
+    """s is an array (no plain number) that broadcasts to n's shape from fewer elements: an axis
+    that n has is missing from s, or has size 1 in s where n's has another size."""
+    if s.type.static or s.ndim > n.ndim:
+        return False
+    padded = (Dim.of(1),) * (n.ndim - s.ndim) + s.shape
+    return any(d == Dim.of(1) != nd for d, nd in zip(padded, n.shape))
+
+
+def _regrouped(op: str, inner: Node, u: Node, n: Node) -> Node | None:
+    """op(inner, u), inner a product or quotient of X, of n's shape, and a small s, with the
+    small operands combined first; or None."""
+    if inner.op not in ("mul", "div"):
+        return None
+    pairs = [inner.args, inner.args[::-1]] if inner.op == "mul" else [inner.args]
+    for x, s in pairs:
+        if x.shape != n.shape or x.dtype != "float" or not _smaller(s, n):
+            continue
+        if inner.op == "div":  # (X / s) * u -> (u / s) * X; (X / s) / u -> X / (s * u)
+            small = make("div", u, s) if op == "mul" else make("mul", s, u)
+        else:  # (X * s) * u -> (s * u) * X; (X * s) / u -> (s / u) * X
+            small = make(op, s, u)
+        if small.dtype != "float" or not _smaller(small, n):
+            continue
+        return make("div", x, small) if op == inner.op == "div" else make("mul", small, x)
+    return None
+
+
+@rule("mul", "div")
+def small_operands_first(n: Node) -> Node | None:
+    """(X * s) / u -> (s / u) * X, (X / s) * u -> (u / s) * X, (X * s) * u -> (s * u) * X and
+    (X / s) / u -> X / (s * u), with either order of a product, for an array X of the result's
+    shape and arrays s and u that broadcast to it from fewer elements (a batchnorm's gamma and
+    standard deviation, [D] or [1, D] against [N, D]) and do so together: the small arrays are
+    combined first, and X is walked once instead of twice (`gamma * xc / t` is `gamma / t`
+    times xc). Plain numbers are left to the rules on constants."""
+    if n.dtype != "float":
+        return None
+    outer = [(n.args[0], n.args[1])] if n.op == "div" else [n.args, n.args[::-1]]
+    for inner, u in outer:
+        if _smaller(u, n):
+            m = _regrouped(n.op, inner, u, n)
+            if m is not None:
+                return m
+    return None
+
+
 def _factors(n: Node) -> list[Node]:
     """The factors of a tree of full-shape products, left to right."""
     if n.op != "mul" or n.dtype != "float":
