@@ -141,12 +141,12 @@ def _exp_of_minus_abs(x: Node) -> Node:
 
 def _sigmoid_expand(x: Node) -> Node:
     """maximum(e, x >= 0) / (1 + e) with e = exp(-|x|): 1 / (1 + e) for x >= 0 and e / (1 + e)
-    below, without np.where. Chosen by `python bench/kernels.py` (2-core x86_64, NumPy 2.4.6,
-    1e6 elements): 12 ms in float64 and 4.0 ms in float32, against 17-19 ms and 3.6-4.7 ms for
-    the tanh form `0.5 * np.tanh(0.5 * x) + 0.5` (np.tanh is slow in float64), and 15 ms and
-    8 ms with np.where; and accurate to a few ulp relative to the value for every x, where the
-    tanh form gives 0 below x = -37 (float64). `1 / (1 + np.exp(-x))` is faster still but
-    overflows, with NumPy's warning, below x = -709 (-88 in float32)."""
+    below, without np.where. On the project's 2-core machine (`python bench/kernels.py`, 1e6
+    elements, docs/performance.md, "Kernels") it takes 0.66-0.82x the time of the tanh form
+    `0.5 * np.tanh(0.5 * x) + 0.5` in float64 (np.tanh is not vectorized there) and 0.95-1.03x
+    in float32, and is accurate to a few ulp relative to the value for every x, where the tanh
+    form gives 0 below x = -37 in float64. np.where is 1.2-2x slower; `1 / (1 + np.exp(-x))` is
+    faster still but overflows, with NumPy's warning, below x = -709 (-88 in float32)."""
     e = _exp_of_minus_abs(x)
     return make("maximum", e, make("ge", x, 0)) / (1 + e)
 
@@ -183,12 +183,12 @@ unary("cos", "cos", lambda g, y, x: (-g * make("sin", x),), doc="cosine", ufunc=
 
 def _softplus_expand(x: Node) -> Node:
     """relu(x) + log1p(exp(-|x|)), which never overflows; its exp(-|x|) is the one that the
-    gradient, sigmoid(x), reads. Chosen by `python bench/kernels.py` (2-core x86_64, NumPy
-    2.4.6, 1e6 elements): 17-19 ms in float64 and 11-16 ms in float32, against 22-25 ms and
-    21-26 ms for `np.logaddexp(0, x)`; and the backward `g * sigmoid(x)` from the forward's
-    exp(-|x|) takes 5-7 ms and 1.3-1.6 ms, against 16-24 ms and 3.7-4.3 ms for the tanh form
-    from x. (log1p(e) written with np.log, which NumPy vectorizes, was 2x faster in float32 but
-    1.7x slower in float64.)"""
+    gradient, sigmoid(x), reads. On the project's 2-core machine (`python bench/kernels.py`, 1e6
+    elements, docs/performance.md, "Kernels") it takes 0.78-0.92x the time of
+    `np.logaddexp(0, x)` in float64 and 0.56-0.67x in float32; and the backward `g * sigmoid(x)`
+    from the forward's exp(-|x|) takes 0.12-0.29x the time of the tanh form from x in float64
+    and 0.26-0.45x in float32. (log1p(e) written with np.log, which NumPy vectorizes, was 2x
+    faster in float32 but 1.5x slower in float64.)"""
     return make("relu", x) + make("log1p", _exp_of_minus_abs(x))
 
 

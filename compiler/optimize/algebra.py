@@ -64,10 +64,11 @@ def multiply_by_one(n: Node) -> Node | None:
 def powers_as_products(n: Node) -> Node | None:
     """x ** 2 -> x * x, x ** 3 -> x * x * x, x ** 4 -> (x * x) * (x * x), x ** 0.5 -> sqrt(x),
     x ** 1.5 -> x * sqrt(x), x ** -e -> 1 / x ** e, for exponents that are multiples of 1/2 up
-    to 4, on float arrays. np.power takes 15-20 ms per 1e6 float64 elements and 7-10 ms in
-    float32 on this project's 2-core machine, a product or a square root 0.4-1.5 ms
-    (`python bench/kernels.py --only x**`). Applied after differentiation, so the backward of
-    `x ** 3` is `3 * g * (x * x)`, which shares the forward's square."""
+    to 4, on float arrays. np.power takes 15-44 ms per 1e6 float64 elements and 7-22 ms in
+    float32 on this project's 2-core machine, the products and square roots 0.4-6 ms and
+    0.2-1 ms (`python bench/kernels.py --only x**`; docs/performance.md, "Kernels"). Applied
+    after differentiation, so the backward of `x ** 3` is `3 * g * (x * x)`, which shares the
+    forward's square."""
     a, b = n.args
     if a.dtype != "float" or a.type.static or not _is_const(b) or isinstance(b.attr("value"), bool):
         return None
@@ -613,8 +614,8 @@ def _product_of(a: Node, ta: str, b: Node, tb: str, out: str) -> Node:
     """The einsum of two operands that share no letter to sum: an outer product of vectors, or
     each operand's axes put in the output's order, with size-1 axes for the other's letters,
     and a broadcast product; with shared letters and none of their own, vdot(a, b), or the dot
-    products of rows, vecdot(a, b), where some letters are kept (np.vecdot: 0.5 ms for 1000 x
-    1000 in float64, where (a * b).sum(axis=1) takes 2.4 ms and np.einsum 0.8-1.0 ms)."""
+    products of rows, vecdot(a, b), where some letters are kept (np.vecdot: 0.5-0.6 ms for 1000
+    x 1000 in float64, where (a * b).sum(axis=1) takes 1.4-2.4 ms and np.einsum 0.7-1.0 ms)."""
     summed = [c for c in ta if c in tb and c not in out]
     if not summed:
         if len(ta) == len(tb) == 1 and len(out) == 2 and set(out) == set(ta + tb):
@@ -645,9 +646,10 @@ def einsum_as_products(n: Node) -> Node | None:
     broadcast products it stands for: "ij,jk->ik" is a @ b, "bqd,bkd->bqk" is q @ k.mT
     (swapped axes, a view), "ij,ij->i" is vecdot(a, b), "ij,ij->" vdot(a, b), "i,j->ij"
     outer(a, b), "ij->ji" a transpose; a letter of one operand alone is summed out of it first.
-    np.einsum(..., optimize=True) costs 20-50 us a call at 32 x 16, where `@` costs 2.4-5 us
-    (`python bench/kernels.py --only einsum`); and the adjoints are then those of matmul,
-    transpose and sum. Three operands or more stay an einsum (np.einsum finds the order)."""
+    np.einsum(..., optimize=True) costs 20-110 us a call at 32 x 16, where `@` costs 2.4-14 us
+    (`python bench/kernels.py --only einsum`; docs/performance.md, "Kernels"); and the adjoints
+    are then those of matmul, transpose and sum. Three operands or more stay an einsum
+    (np.einsum finds the order)."""
     if n.op != "einsum" or len(n.args) > 2 or any(a.dtype != "float" for a in n.args):
         return None
     ins, out = split_spec(n.attr("spec"))
