@@ -133,6 +133,7 @@ def test_powers_as_products():
     assert rewrites(rule, make("pow", x, -2)) == "div(1, mul(x, x))"
     assert leaves_alone(rule, make("pow", x, 1.25))  # no product of roots is cheaper
     assert leaves_alone(rule, make("pow", x, 5))
+    assert leaves_alone(rule, make("pow", x, float("inf")))
     assert leaves_alone(rule, make("pow", x, y))
     assert leaves_alone(rule, make("pow", i, 2))  # an integer array: np.power is exact
     assert leaves_alone(rule, make("pow", 2.0, x))

@@ -73,7 +73,7 @@ def powers_as_products(n: Node) -> Node | None:
     if a.dtype != "float" or a.type.static or not _is_const(b) or isinstance(b.attr("value"), bool):
         return None
     e = b.attr("value")
-    if e in (0, 1) or abs(e) > 4 or 2 * e != int(2 * e):
+    if not math.isfinite(e) or e in (0, 1) or abs(e) > 4 or (2 * e) % 1:
         return None
     whole, half = divmod(abs(e), 1)
     square = make("mul", a, a)
@@ -544,9 +544,9 @@ def _negated(w: Node) -> Node:
 @canonical
 def sigmoid_written_out(n: Node) -> Node | None:
     """a / (1 + exp(w)) -> a * sigmoid(-w), and 1 / (1 + exp(w)) -> sigmoid(-w), with -(-z) as z
-    and -(c * z) as (-c) * z:
-    exp(w) overflows for w > 709 (88 in float32), with NumPy's warning, where sigmoid never
-    does; and the sigmoid's backward is y * (1 - y)."""
+    and -(c * z) as (-c) * z: exp(w) overflows for w > 709 (88 in float32), with NumPy's
+    warning, and the gradient of the quotient is then nan; sigmoid never overflows, and its
+    backward is y * (1 - y)."""
     if n.op != "div" or n.args[1].op != "add" or n.dtype != "float":
         return None
     a, (p, q) = n.args[0], n.args[1].args
