@@ -34,6 +34,9 @@ CASES: dict[str, list[Case]] = {
         C("a: [n, k], b: [k, m]", 'out = sum(einsum("ij, jk -> ik", a, b) ** 2)'),
         C("a: [B, n, m], b: [m]", 'out = einsum("bij->jb", a * b)'),
         C("a: [n, m], b: [m, k]", 'out = einsum("ij,jk->", exp(a), b)'),
+        # rows of dot products, compiled as vecdot
+        C("a: [B, n, m], b: [B, m, n]", 'out = einsum("bij,bji->bj", a, b)'),
+        C("a: [B, n, m, k], b: [B, n, m, k]", 'out = einsum("bijk,bijk->bi", a, b)'),
         IR("einsum ij,jk->ik as IR", [("a", ("n", "k")), ("b", ("k", "m"))], _einsum("ij,jk->ik")),
         IR(
             "einsum bqd,bkd->bqk as IR",
