@@ -526,6 +526,8 @@ def test_einsum_as_products():
     )
     assert rewrites(rule, _einsum(",ij->ji", s, x)) == "mul(s, transpose(x, axes=(1, 0)))"
     assert leaves_alone(rule, _einsum("ij,jk,kl->il", a, b.T, x.T))  # np.einsum finds the order
+    assert leaves_alone(rule, _einsum("ij->ij", x))  # the operand itself: no new node to make
+    assert leaves_alone(rule, _einsum("->", s))
     assert leaves_alone(rule, _einsum("ij,jk->ik", i, i.T))  # integers
 
 

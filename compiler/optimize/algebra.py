@@ -655,7 +655,8 @@ def einsum_as_products(n: Node) -> Node | None:
     ins, out = split_spec(n.attr("spec"))
     if len(ins) == 1:
         term, x = _summed_alone(ins[0], n.args[0], out)
-        return _permuted(x, term, out)
+        m = _permuted(x, term, out)
+        return None if m is n.args[0] else m  # ("ij->ij" stays: a rewrite makes a new node)
     (ta, a), (tb, b) = (_summed_alone(t, x, out + o) for t, x, o in zip(ins, n.args, ins[::-1]))
     shared = [c for c in ta if c in tb and c not in out]
     own = [c for c in out if (c in ta) != (c in tb)]
