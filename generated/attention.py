@@ -457,11 +457,20 @@ def multihead_attention(query, key, value, Wq, bq, Wk, bk, Wv, bv, Wo, bo, mask)
     N, S, E, T, H, d = _multihead_attention_sizes(
         query, key, value, Wq, bq, Wk, bk, Wv, bv, Wo, bo, mask
     )
-    q = np.einsum("nse,ehd->nshd", query, Wq, optimize=True) + bq
-    k = np.einsum("nte,ehd->nthd", key, Wk, optimize=True) + bk
-    v = np.einsum("nte,ehd->nthd", value, Wv, optimize=True) + bv
+    query_mat = query.reshape((N * S, E))
+    Wq_mat = Wq.reshape((E, H * d))
+    q = (query_mat @ Wq_mat).reshape((N, S, H, d))
+    q += bq
+    key_mat = key.reshape((N * T, E))
+    Wk_mat = Wk.reshape((E, H * d))
+    k = (key_mat @ Wk_mat).reshape((N, T, H, d))
+    k += bk
+    value_mat = value.reshape((N * T, E))
+    Wv_mat = Wv.reshape((E, H * d))
+    v = (value_mat @ Wv_mat).reshape((N, T, H, d))
+    v += bv
     t = float(np.sqrt(d))
-    scores = np.einsum("nshd,nthd->nhst", q, k, optimize=True) / t
+    scores = np.transpose(q, (0, 2, 1, 3)) @ np.transpose(k, (0, 2, 3, 1)) / t
     t_1 = mask != 0
     t_2 = np.where(t_1, scores, -1000000000.0)
     shifted = t_2
@@ -469,8 +478,11 @@ def multihead_attention(query, key, value, Wq, bq, Wk, bk, Wv, bv, Wo, bo, mask)
     exps = np.exp(shifted, out=shifted)
     weights = exps
     weights /= exps.sum(axis=3, keepdims=True)
-    heads = np.einsum("nhst,nthd->nshd", weights, v, optimize=True)
-    out = np.einsum("nshd,hde->nse", heads, Wo, optimize=True) + bo
+    heads = np.transpose(weights @ np.transpose(v, (0, 2, 1, 3)), (0, 2, 1, 3))
+    heads_mat = heads.reshape((N * S, H * d))
+    Wo_mat = Wo.reshape((H * d, E))
+    out = (heads_mat @ Wo_mat).reshape((N, S, E))
+    out += bo
     return out
 
 
@@ -481,11 +493,20 @@ def multihead_attention_forward(
     N, S, E, T, H, d = _multihead_attention_sizes(
         query, key, value, Wq, bq, Wk, bk, Wv, bv, Wo, bo, mask
     )
-    q = np.einsum("nse,ehd->nshd", query, Wq, optimize=True) + bq
-    k = np.einsum("nte,ehd->nthd", key, Wk, optimize=True) + bk
-    v = np.einsum("nte,ehd->nthd", value, Wv, optimize=True) + bv
+    query_mat = query.reshape((N * S, E))
+    Wq_mat = Wq.reshape((E, H * d))
+    q = (query_mat @ Wq_mat).reshape((N, S, H, d))
+    q += bq
+    key_mat = key.reshape((N * T, E))
+    Wk_mat = Wk.reshape((E, H * d))
+    k = (key_mat @ Wk_mat).reshape((N, T, H, d))
+    k += bk
+    value_mat = value.reshape((N * T, E))
+    Wv_mat = Wv.reshape((E, H * d))
+    v = (value_mat @ Wv_mat).reshape((N, T, H, d))
+    v += bv
     t = float(np.sqrt(d))
-    scores = np.einsum("nshd,nthd->nhst", q, k, optimize=True) / t
+    scores = np.transpose(q, (0, 2, 1, 3)) @ np.transpose(k, (0, 2, 3, 1)) / t
     t_1 = mask != 0
     t_2 = np.where(t_1, scores, -1000000000.0)
     shifted = t_2
@@ -493,63 +514,101 @@ def multihead_attention_forward(
     exps = np.exp(shifted, out=shifted)
     weights = exps
     weights /= exps.sum(axis=3, keepdims=True)
-    heads = np.einsum("nhst,nthd->nshd", weights, v, optimize=True)
-    out = np.einsum("nshd,hde->nse", heads, Wo, optimize=True) + bo
+    heads = np.transpose(weights @ np.transpose(v, (0, 2, 1, 3)), (0, 2, 1, 3))
+    heads_mat = heads.reshape((N * S, H * d))
+    Wo_mat = Wo.reshape((H * d, E))
+    out = (heads_mat @ Wo_mat).reshape((N, S, E))
+    out += bo
     cache = MultiheadAttentionCache(
-        query,
-        key,
-        value,
-        Wq,
-        Wk,
-        Wv,
-        Wo,
+        query_mat,
+        Wq_mat,
         q,
+        key_mat,
+        Wk_mat,
         k,
+        value_mat,
+        Wv_mat,
         v,
         t,
         t_1,
         weights,
-        heads,
+        heads_mat,
+        Wo_mat,
         N,
         S,
         E,
+        T,
+        H,
+        d,
     )
     return out, cache
 
 
 def multihead_attention_backward(dout, cache):
     """Gradients of multihead_attention with respect to query, key, value, Wq, bq, Wk, bk, Wv, bv, Wo, bo; dout is shaped like out [N, S, E]."""
-    query, key, value, Wq, Wk, Wv, Wo, q, k, v, t, t_1, weights, heads, N, S, E = (
-        _cached(cache, MultiheadAttentionCache)
-    )
-    dout = _dout("multihead_attention", dout, (N, S, E), query.dtype)
+    (
+        query_mat,
+        Wq_mat,
+        q,
+        key_mat,
+        Wk_mat,
+        k,
+        value_mat,
+        Wv_mat,
+        v,
+        t,
+        t_1,
+        weights,
+        heads_mat,
+        Wo_mat,
+        N,
+        S,
+        E,
+        T,
+        H,
+        d,
+    ) = _cached(cache, MultiheadAttentionCache)
+    dout = _dout("multihead_attention", dout, (N, S, E), query_mat.dtype)
     # out = einsum("nshd,hde->nse", heads, Wo) + bo
     dbo = dout.sum(axis=(0, 1))
-    dheads = np.einsum("nse,hde->nshd", dout, Wo, optimize=True)
-    dWo = np.einsum("nse,nshd->hde", dout, heads, optimize=True)
+    t_3 = dout.reshape((N * S, E))
+    dheads_mat = t_3 @ Wo_mat.T
+    dWo_mat = heads_mat.T @ t_3
+    dWo = dWo_mat.reshape((H, d, E))
+    dheads = dheads_mat.reshape((N, S, H, d))
     # heads = einsum("nhst,nthd->nshd", weights, v)
-    dweights = np.einsum("nshd,nthd->nhst", dheads, v, optimize=True)
-    dv = np.einsum("nshd,nhst->nthd", dheads, weights, optimize=True)
+    t_4 = np.transpose(dheads, (0, 2, 1, 3))
+    dweights = t_4 @ np.transpose(v, (0, 2, 3, 1))
+    dv = np.transpose(np.swapaxes(weights, -1, -2) @ t_4, (0, 2, 1, 3))
     # weights = softmax(where(mask != 0, scores, -1e9), axis=-1)
-    t_3 = weights * (dweights - (dweights * weights).sum(axis=3, keepdims=True))
-    dscores = np.where(t_1, t_3, 0)
+    t_5 = weights * (dweights - (dweights * weights).sum(axis=3, keepdims=True))
+    dscores = np.where(t_1, t_5, 0)
     # scores = einsum("nshd,nthd->nhst", q, k) / sqrt(d)
-    t_4 = dscores
-    t_4 /= t
-    dq = np.einsum("nhst,nthd->nshd", t_4, k, optimize=True)
-    dk = np.einsum("nhst,nshd->nthd", t_4, q, optimize=True)
+    t_6 = dscores
+    t_6 /= t
+    dk = np.transpose(np.transpose(q, (0, 2, 3, 1)) @ t_6, (0, 3, 1, 2))
+    dq = np.transpose(t_6 @ np.transpose(k, (0, 2, 1, 3)), (0, 2, 1, 3))
     # v = einsum("nte,ehd->nthd", value, Wv) + bv
     dbv = dv.sum(axis=(0, 1))
-    dvalue = np.einsum("nthd,ehd->nte", dv, Wv, optimize=True)
-    dWv = np.einsum("nthd,nte->ehd", dv, value, optimize=True)
+    t_7 = dv.reshape((N * T, H * d))
+    dvalue_mat = t_7 @ Wv_mat.T
+    dWv_mat = value_mat.T @ t_7
+    dWv = dWv_mat.reshape((E, H, d))
+    dvalue = dvalue_mat.reshape((N, T, E))
     # k = einsum("nte,ehd->nthd", key, Wk) + bk
     dbk = dk.sum(axis=(0, 1))
-    dkey = np.einsum("nthd,ehd->nte", dk, Wk, optimize=True)
-    dWk = np.einsum("nthd,nte->ehd", dk, key, optimize=True)
+    t_8 = dk.reshape((N * T, H * d))
+    dkey_mat = t_8 @ Wk_mat.T
+    dWk_mat = key_mat.T @ t_8
+    dWk = dWk_mat.reshape((E, H, d))
+    dkey = dkey_mat.reshape((N, T, E))
     # q = einsum("nse,ehd->nshd", query, Wq) + bq
     dbq = dq.sum(axis=(0, 1))
-    dquery = np.einsum("nshd,ehd->nse", dq, Wq, optimize=True)
-    dWq = np.einsum("nshd,nse->ehd", dq, query, optimize=True)
+    t_9 = dq.reshape((N * S, H * d))
+    dquery_mat = t_9 @ Wq_mat.T
+    dWq_mat = query_mat.T @ t_9
+    dWq = dWq_mat.reshape((E, H, d))
+    dquery = dquery_mat.reshape((N, S, E))
     return MultiheadAttentionGrads(
         dquery, dkey, dvalue, dWq, dbq, dWk, dbk, dWv, dbv, dWo, dbo
     )

@@ -293,11 +293,10 @@ def spatial_batchnorm(x, gamma, beta):
     xc = x - mu
     var = (xc * xc).mean(axis=(0, 2, 3), keepdims=True)
     t = np.sqrt(var + 1e-05)
-    xhat = xc
-    xhat /= t
     t_1 = gamma.reshape((C, 1, 1))
-    out = xhat
-    out *= t_1
+    t_2 = t_1 / t
+    out = xc
+    out *= t_2
     out += beta.reshape((C, 1, 1))
     return out
 
@@ -309,32 +308,33 @@ def spatial_batchnorm_forward(x, gamma, beta):
     xc = x - mu
     var = (xc * xc).mean(axis=(0, 2, 3), keepdims=True)
     t = np.sqrt(var + 1e-05)
-    xhat = xc / t
     t_1 = gamma.reshape((C, 1, 1))
-    out = t_1 * xhat
+    t_2 = t_1 / t
+    out = t_2 * xc
     out += beta.reshape((C, 1, 1))
-    cache = SpatialBatchnormCache(xc, t, xhat, t_1, N, C, H, W)
+    cache = SpatialBatchnormCache(xc, t, t_1, t_2, N, C, H, W)
     return out, cache
 
 
 def spatial_batchnorm_backward(dout, cache):
     """Gradients of spatial_batchnorm with respect to x, gamma, beta; dout is shaped like out [N, C, H, W]."""
-    xc, t, xhat, t_1, N, C, H, W = _cached(cache, SpatialBatchnormCache)
+    xc, t, t_1, t_2, N, C, H, W = _cached(cache, SpatialBatchnormCache)
     dout = _dout("spatial_batchnorm", dout, (N, C, H, W), xc.dtype)
+    # xhat = xc / sqrt(var + 1e-5)
+    xhat = xc / t
     # out = reshape(gamma, (C, 1, 1)) * xhat + reshape(beta, (C, 1, 1))
-    t_2 = dout.sum(axis=(0, 2, 3))
-    t_3 = (dout * xhat).sum(axis=(0, 2, 3))
+    t_3 = dout.sum(axis=(0, 2, 3))
+    t_4 = (dout * xhat).sum(axis=(0, 2, 3))
     dxhat = dout * t_1
     # var = mean(xc * xc, axis=(0, 2, 3), keepdims=true)
-    t_4 = max(H * N * W, 1)
-    t_5 = (dxhat * xhat / t).sum(axis=(0, 2, 3)).reshape((1, C, 1, 1)) / t / t_4 * xc
-    dxc = dxhat
-    dxc /= t
-    dxc -= t_5
+    t_5 = max(H * N * W, 1)
+    t_6 = (dxhat * xhat / t).sum(axis=(0, 2, 3)).reshape((1, C, 1, 1)) / t / t_5 * xc
+    dxc = t_2 * dout
+    dxc -= t_6
     # mu = mean(x, axis=(0, 2, 3), keepdims=true)
     dx = dxc
-    dx -= dxc.sum(axis=(0, 2, 3)).reshape((1, C, 1, 1)) / t_4
-    return SpatialBatchnormGrads(dx, t_3, t_2)
+    dx -= dxc.sum(axis=(0, 2, 3)).reshape((1, C, 1, 1)) / t_5
+    return SpatialBatchnormGrads(dx, t_4, t_3)
 
 
 class SpatialGroupnormGrads(NamedTuple):

@@ -385,16 +385,22 @@ def lstm_step(x, prev_h, prev_c, Wx, Wh, b):
     a = x @ Wx
     a += prev_h @ Wh
     a += b
-    i = 0.5 * np.tanh(0.5 * a[:, :H]) + 0.5
-    f = 0.5 * np.tanh(0.5 * a[:, H : 2 * H]) + 0.5
-    o = 0.5 * np.tanh(0.5 * a[:, 2 * H : 3 * H]) + 0.5
+    t = a[:, :H]
+    e = np.exp(-np.abs(t))
+    i = np.maximum(e, t >= 0) / (1 + e)
+    t_1 = a[:, H : 2 * H]
+    e_1 = np.exp(-np.abs(t_1))
+    f = np.maximum(e_1, t_1 >= 0) / (1 + e_1)
+    t_2 = a[:, 2 * H : 3 * H]
+    e_2 = np.exp(-np.abs(t_2))
+    o = np.maximum(e_2, t_2 >= 0) / (1 + e_2)
     g = np.tanh(a[:, 3 * H :])
     next_c = f
     next_c *= prev_c
     next_c += i * g
-    t = np.tanh(next_c)
+    t_3 = np.tanh(next_c)
     next_h = o
-    next_h *= t
+    next_h *= t_3
     return (next_h, next_c)
 
 
@@ -404,25 +410,31 @@ def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
     a = x @ Wx
     a += prev_h @ Wh
     a += b
-    i = 0.5 * np.tanh(0.5 * a[:, :H]) + 0.5
-    f = 0.5 * np.tanh(0.5 * a[:, H : 2 * H]) + 0.5
-    o = 0.5 * np.tanh(0.5 * a[:, 2 * H : 3 * H]) + 0.5
+    t = a[:, :H]
+    e = np.exp(-np.abs(t))
+    i = np.maximum(e, t >= 0) / (1 + e)
+    t_1 = a[:, H : 2 * H]
+    e_1 = np.exp(-np.abs(t_1))
+    f = np.maximum(e_1, t_1 >= 0) / (1 + e_1)
+    t_2 = a[:, 2 * H : 3 * H]
+    e_2 = np.exp(-np.abs(t_2))
+    o = np.maximum(e_2, t_2 >= 0) / (1 + e_2)
     g = np.tanh(a[:, 3 * H :])
     next_c = f * prev_c
     next_c += i * g
-    t = np.tanh(next_c)
-    next_h = o * t
-    cache = LstmStepCache(x, prev_h, prev_c, Wx, Wh, i, f, o, g, t, N, H)
+    t_3 = np.tanh(next_c)
+    next_h = o * t_3
+    cache = LstmStepCache(x, prev_h, prev_c, Wx, Wh, i, f, o, g, t_3, N, H)
     return (next_h, next_c), cache
 
 
 def lstm_step_backward(dout, cache):
     """Gradients of lstm_step with respect to x, prev_h, prev_c, Wx, Wh, b; dout is shaped like (next_h [N, H], next_c [N, H])."""
-    x, prev_h, prev_c, Wx, Wh, i, f, o, g, t, N, H = _cached(cache, LstmStepCache)
+    x, prev_h, prev_c, Wx, Wh, i, f, o, g, t_3, N, H = _cached(cache, LstmStepCache)
     dout_next_h, dout_next_c = _douts("lstm_step", dout, ((N, H), (N, H)), x.dtype)
     # next_h = o * tanh(next_c)
-    do = dout_next_h * t
-    dnext_c = dout_next_h * o * (1 - t * t)
+    do = dout_next_h * t_3
+    dnext_c = dout_next_h * o * (1 - t_3 * t_3)
     dnext_c += dout_next_c
     # next_c = f * prev_c + i * g
     di = dnext_c * g
@@ -431,9 +443,9 @@ def lstm_step_backward(dout, cache):
     dprev_c = dnext_c
     dprev_c *= f
     # i = sigmoid(a[:, 0:H])
-    t_1 = di * i * (1 - i)
-    t_2 = df * f * (1 - f)
-    da = np.concatenate([t_1, t_2, do * o * (1 - o), dg * (1 - g * g)], axis=1)
+    t_4 = di * i * (1 - i)
+    t_5 = df * f * (1 - f)
+    da = np.concatenate([t_4, t_5, do * o * (1 - o), dg * (1 - g * g)], axis=1)
     # a = x @ Wx + prev_h @ Wh + b
     db = da.sum(axis=0)
     dprev_h = da @ Wh.T
@@ -886,9 +898,15 @@ def lstm(x, h0, Wx, Wh, b):
         lstm_cell_a = h @ Wh
         lstm_cell_a += xwx[:, t]
         lstm_cell_a += b
-        lstm_cell_o = 0.5 * np.tanh(0.5 * lstm_cell_a[:, 2 * H : 3 * H]) + 0.5
-        lstm_cell_f = 0.5 * np.tanh(0.5 * lstm_cell_a[:, H : 2 * H]) + 0.5
-        lstm_cell_i = 0.5 * np.tanh(0.5 * lstm_cell_a[:, :H]) + 0.5
+        t_1 = lstm_cell_a[:, 2 * H : 3 * H]
+        e = np.exp(-np.abs(t_1))
+        lstm_cell_o = np.maximum(e, t_1 >= 0) / (1 + e)
+        t_2 = lstm_cell_a[:, H : 2 * H]
+        e_1 = np.exp(-np.abs(t_2))
+        lstm_cell_f = np.maximum(e_1, t_2 >= 0) / (1 + e_1)
+        t_3 = lstm_cell_a[:, :H]
+        e_2 = np.exp(-np.abs(t_3))
+        lstm_cell_i = np.maximum(e_2, t_3 >= 0) / (1 + e_2)
         lstm_cell_g = np.tanh(lstm_cell_a[:, 3 * H :])
         c = lstm_cell_f * c + lstm_cell_i * lstm_cell_g
         h = lstm_cell_o * np.tanh(c)
@@ -918,9 +936,15 @@ def lstm_forward(x, h0, Wx, Wh, b):
         lstm_cell_a = h @ Wh
         lstm_cell_a += xwx[:, t]
         lstm_cell_a += b
-        lstm_cell_o = 0.5 * np.tanh(0.5 * lstm_cell_a[:, 2 * H : 3 * H]) + 0.5
-        lstm_cell_f = 0.5 * np.tanh(0.5 * lstm_cell_a[:, H : 2 * H]) + 0.5
-        lstm_cell_i = 0.5 * np.tanh(0.5 * lstm_cell_a[:, :H]) + 0.5
+        t_1 = lstm_cell_a[:, 2 * H : 3 * H]
+        e = np.exp(-np.abs(t_1))
+        lstm_cell_o = np.maximum(e, t_1 >= 0) / (1 + e)
+        t_2 = lstm_cell_a[:, H : 2 * H]
+        e_1 = np.exp(-np.abs(t_2))
+        lstm_cell_f = np.maximum(e_1, t_2 >= 0) / (1 + e_1)
+        t_3 = lstm_cell_a[:, :H]
+        e_2 = np.exp(-np.abs(t_3))
+        lstm_cell_i = np.maximum(e_2, t_3 >= 0) / (1 + e_2)
         lstm_cell_g = np.tanh(lstm_cell_a[:, 3 * H :])
         c = lstm_cell_f * c + lstm_cell_i * lstm_cell_g
         h = lstm_cell_o * np.tanh(c)
@@ -980,8 +1004,8 @@ def lstm_backward(dout, cache):
         lstm_cell_o = lstm_cell_o_steps[t]
         c_1 = c_steps[t]
         # h_next = o * tanh(c_next)  (in fn lstm_cell)
-        t_1 = np.tanh(c_1)
-        dc_1 = dh_1 * lstm_cell_o * (1 - t_1 * t_1)
+        t_4 = np.tanh(c_1)
+        dc_1 = dh_1 * lstm_cell_o * (1 - t_4 * t_4)
         dc_1 += dc
         lstm_cell_g = lstm_cell_g_steps[t]
         # c_next = f * c + i * g  (in fn lstm_cell)
@@ -991,15 +1015,15 @@ def lstm_backward(dout, cache):
         dlstm_cell_f = dc_1 * prev_c
         lstm_cell_f = lstm_cell_f_steps[t]
         # h_next = o * tanh(c_next)  (in fn lstm_cell)
-        dlstm_cell_o = dh_1 * t_1
+        dlstm_cell_o = dh_1 * t_4
         # c_next = f * c + i * g  (in fn lstm_cell)
         dlstm_cell_g = dc_1 * lstm_cell_i
         # o = sigmoid(a[:, 2*H:3*H])  (in fn lstm_cell)
-        t_2 = dlstm_cell_i * lstm_cell_i * (1 - lstm_cell_i)
-        t_3 = dlstm_cell_f * lstm_cell_f * (1 - lstm_cell_f)
-        t_4 = dlstm_cell_o * lstm_cell_o * (1 - lstm_cell_o)
-        t_5 = dlstm_cell_g * (1 - lstm_cell_g * lstm_cell_g)
-        dlstm_cell_a = np.concatenate([t_2, t_3, t_4, t_5], axis=1)
+        t_5 = dlstm_cell_i * lstm_cell_i * (1 - lstm_cell_i)
+        t_6 = dlstm_cell_f * lstm_cell_f * (1 - lstm_cell_f)
+        t_7 = dlstm_cell_o * lstm_cell_o * (1 - lstm_cell_o)
+        t_8 = dlstm_cell_g * (1 - lstm_cell_g * lstm_cell_g)
+        dlstm_cell_a = np.concatenate([t_5, t_6, t_7, t_8], axis=1)
         # a = x @ Wx + h @ Wh + b  (in fn lstm_cell)
         dh = dlstm_cell_a @ Wh.T
         # c_next = f * c + i * g  (in fn lstm_cell)
@@ -1008,9 +1032,9 @@ def lstm_backward(dout, cache):
         dWh += prev_h.T @ dlstm_cell_a
         db += dlstm_cell_a.sum(axis=0)
         dxwx[:, t] = dlstm_cell_a
-    t_6 = dxwx.reshape((N * T, 4 * H))
-    dx_rows = t_6 @ Wx.T
-    dWx = x_rows.T @ t_6
+    t_9 = dxwx.reshape((N * T, 4 * H))
+    dx_rows = t_9 @ Wx.T
+    dWx = x_rows.T @ t_9
     dx = dx_rows.reshape((N, T, D))
     return LstmGrads(dx, dh, dWx, dWh, db)
 

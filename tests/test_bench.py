@@ -19,6 +19,7 @@ import checks  # noqa: E402  (bench/checks.py)
 import compile_time  # noqa: E402  (bench/compile_time.py)
 import conv_cases  # noqa: E402  (bench/conv_cases.py)
 import conv_forms  # noqa: E402  (bench/conv_forms.py)
+import kernels  # noqa: E402  (bench/kernels.py)
 import rnn_cases  # noqa: E402  (bench/rnn_cases.py)
 
 
@@ -82,3 +83,14 @@ def test_conv_forms_smoke(capsys):
     out = capsys.readouterr().out
     assert "| im2col columns + one GEMM, kept for dW (reference, bpc) |" in out
     assert "| a maximum per kernel offset (reference, bpc) |" in out
+
+
+def test_kernels_smoke(capsys):
+    """Every family of bench/kernels.py runs, and each kernel bpc emits (marked "(bpc") is stable
+    and accurate relative to the value on extreme inputs in both dtypes."""
+    assert kernels.main(["--smoke"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    for family in kernels.FAMILIES:
+        chosen = [row for row in rows if row.startswith(f"| {family} |") and "(bpc" in row]
+        assert len(chosen) == 1, family
+        assert "unstable" not in chosen[0] and "small values lost" not in chosen[0], chosen[0]

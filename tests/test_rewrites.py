@@ -17,6 +17,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from bpc import compile_source
 from bpc import optimize as opt
 from bpc.diagnostics import Loc
 from bpc.dims import Dim
@@ -24,6 +25,7 @@ from bpc.ir import Graph, Node, Param, Type, make, reachable, schedule, untyped
 from bpc.optimize import CANONICAL, RULES
 from bpc.verify import show, show_type, verify
 from tests import oracle
+from tests.support import load, numeric_grad, rel_error
 
 PASSES = (
     "transpose_products",
@@ -125,6 +127,39 @@ def test_multiply_by_one():
     assert leaves_alone(opt.multiply_by_one, make("mul", i, 1.0))  # int times 1.0 is a float
 
 
+def test_powers_as_products():
+    rule = opt.powers_as_products
+    assert rewrites(rule, make("pow", x, 2)) == "mul(x, x)"
+    assert rewrites(rule, make("pow", x, 3)) == "mul(mul(x, x), x)"
+    assert rewrites(rule, make("pow", x, 4.0)) == "mul(mul(x, x), mul(x, x))"
+    assert rewrites(rule, make("pow", x, 0.5)) == "sqrt(x)"
+    assert rewrites(rule, make("pow", x, 1.5)) == "mul(x, sqrt(x))"
+    assert rewrites(rule, make("pow", x, 2.5)) == "mul(mul(x, x), sqrt(x))"
+    assert rewrites(rule, make("pow", x, -1)) == "div(1, x)"
+    assert rewrites(rule, make("pow", x, -0.5)) == "div(1, sqrt(x))"
+    assert rewrites(rule, make("pow", x, -2)) == "div(1, mul(x, x))"
+    assert leaves_alone(rule, make("pow", x, 1.25))  # no product of roots is cheaper
+    assert leaves_alone(rule, make("pow", x, 5))
+    assert leaves_alone(rule, make("pow", x, float("inf")))
+    assert leaves_alone(rule, make("pow", x, y))
+    assert leaves_alone(rule, make("pow", i, 2))  # an integer array: np.power is exact
+    assert leaves_alone(rule, make("pow", 2.0, x))
+    assert leaves_alone(rule, make("pow", x, True))
+
+
+def test_powers_as_products_in_the_backward():
+    """The gradient of x ** 3 is 3 * x * x, the forward's square reused; no power is left."""
+    text = "graph f(x: [n]) -> y { y = sum(x ** 3 + x ** -0.5) }"
+    module, source = load(text), compile_source(text)
+    code = [line for line in source.splitlines() if not line.strip().startswith("#")]
+    assert not [line for line in code if "**" in line or "power" in line]
+    x = np.random.default_rng(0).uniform(0.5, 2, 7)
+    _, (dx,) = module.f_grad(x)
+    np.testing.assert_allclose(dx, 3 * x**2 - 0.5 * x**-1.5, rtol=1e-13)
+    f = lambda x: module.f(x)  # noqa: E731
+    np.testing.assert_allclose(dx, numeric_grad(f, [x], 0), rtol=1e-7)
+
+
 def test_add_zero():
     assert rewrites(opt.add_zero, make("add", x, 0)) == "x"
     assert rewrites(opt.add_zero, make("add", 0, v)) == "v"
@@ -199,6 +234,45 @@ def test_small_factors_first():
     assert rewrites(rule, make("mul", make("mul", x, s), v)) == "mul(mul(v, s), x)"
     assert leaves_alone(rule, make("mul", y, make("mul", v, x)))  # y is as large as x
     assert leaves_alone(rule, make("mul", s, make("mul", x, y)))
+
+
+def test_small_operands_first():
+    rule = opt.small_operands_first
+    w, row, col = param("w", "m"), param("row", 1, "m"), param("col", "n", 1)
+    assert (
+        rewrites(rule, make("div", make("mul", v, x), w)) == "mul(div(v, w), x)"
+    )  # gamma * xc / t
+    assert rewrites(rule, make("div", make("mul", x, v), row)) == "mul(div(v, row), x)"
+    assert rewrites(rule, make("mul", make("div", x, w), v)) == "mul(div(v, w), x)"
+    assert rewrites(rule, make("mul", v, make("div", x, row))) == "mul(div(v, row), x)"
+    assert rewrites(rule, make("div", make("div", x, v), w)) == "div(x, mul(v, w))"
+    assert rewrites(rule, make("mul", make("mul", x, row), v)) == "mul(mul(row, v), x)"
+    assert rewrites(rule, make("mul", s, make("mul", col, x))) == "mul(mul(col, s), x)"
+    assert leaves_alone(rule, make("div", make("mul", v, x), col))  # v / col is [n, m]
+    assert leaves_alone(rule, make("div", make("mul", v, x), y))  # y is as large as x
+    assert leaves_alone(rule, make("div", make("mul", 2, x), w))  # numbers: the constant rules'
+    assert leaves_alone(rule, make("div", w, make("mul", v, x)))  # x is the divisor
+    assert leaves_alone(rule, make("div", make("mul", v, w), row))  # no large operand
+
+
+def test_small_operands_first_gradients():
+    """A batchnorm written `gamma * xc / t`: gamma / t is formed first, in the forward and where
+    the backward scales dout; the gradients against finite differences."""
+    text = (
+        "graph f(x: [N, D], gamma: [1, D], beta: [D]) -> out {\n"
+        "    xc = x - mean(x, axis=0)\n"
+        "    t = sqrt(mean(xc * xc, axis=0) + 1e-5)\n"
+        "    out = sum((gamma * xc / t + beta) * (gamma * xc / t + beta))\n}\n"
+    )
+    source = compile_source(text)
+    forward = source[source.index("def f_forward") : source.index("def f_backward")]
+    assert "gamma / t" in forward and "gamma * xc" not in forward
+    module = load(text)
+    rng = np.random.default_rng(2)
+    args = [rng.standard_normal((5, 3)), rng.uniform(0.5, 2, (1, 3)), rng.standard_normal(3)]
+    _, grads = module.f_grad(*args)
+    for j in range(3):
+        assert rel_error(grads[j], numeric_grad(module.f, args, j)) < 1e-7
 
 
 def test_sum_of_scaled():
@@ -353,8 +427,59 @@ def test_softplus_of_exp():
     assert rewrites(rule, make("log1p", make("exp", x))) == "softplus(x)"
     assert rewrites(rule, make("log", make("add", 1, make("exp", x)))) == "softplus(x)"
     assert rewrites(rule, make("log", make("add", make("exp", x), 1))) == "softplus(x)"
+    minus_abs = make("neg", make("abs", x))
+    stable = make("log", make("add", 1, make("exp", minus_abs)))
+    assert rewrites(rule, stable) == "log1p(exp(neg(abs(x))))"
+    assert leaves_alone(rule, make("log1p", make("exp", minus_abs)))  # it cannot overflow
     assert leaves_alone(rule, make("log", make("add", 2, make("exp", x))))
     assert leaves_alone(rule, make("log1p", make("sqrt", x)))
+
+
+def test_softplus_written_out():
+    rule = opt.softplus_written_out
+    tail = make("log1p", make("exp", make("neg", make("abs", x))))
+    assert rewrites(rule, make("add", make("maximum", x, 0), tail)) == "softplus(x)"
+    assert rewrites(rule, make("add", tail, make("maximum", 0.0, x))) == "softplus(x)"
+    assert rewrites(rule, make("add", make("relu", x), tail)) == "softplus(x)"
+    assert leaves_alone(rule, make("add", make("relu", y), tail))  # of another value
+    assert leaves_alone(rule, make("add", make("maximum", x, 1), tail))
+    assert leaves_alone(rule, make("add", make("relu", x), make("log1p", make("exp", x))))
+
+
+def test_softplus_written_out_is_differentiated_as_softplus():
+    """The gradient is the sigmoid, from the forward's exp(-|x|): no mask of maximum's tie at 0
+    (which would give 0.5 + 0.5 at x = 0 either way), no sign(x) of abs."""
+    text = "graph f(x: [n]) -> y { y = sum(maximum(x, 0) + log1p(exp(-abs(x)))) }"
+    module, source = load(text), compile_source(text)
+    assert "np.sign" not in source and "==" not in source.split("def f_forward")[1]
+    x = np.array([-800.0, -3.0, -0.5, 0.0, 0.5, 3.0, 800.0])
+    _, (dx,) = module.f_grad(x)
+    e = np.exp(-np.abs(x))
+    np.testing.assert_allclose(dx, np.where(x >= 0, 1, e) / (1 + e), rtol=1e-14)
+    x = np.random.default_rng(0).standard_normal(6)
+    _, (dx,) = module.f_grad(x)
+    np.testing.assert_allclose(dx, numeric_grad(module.f, [x], 0), rtol=1e-7)
+
+
+def test_sigmoid_written_out():
+    rule = opt.sigmoid_written_out
+    one_plus = make("add", 1, make("exp", make("neg", x)))
+    assert rewrites(rule, make("div", 1, one_plus)) == "sigmoid(x)"
+    assert rewrites(rule, make("div", y, one_plus)) == "mul(y, sigmoid(x))"
+    assert rewrites(rule, make("div", 1, make("add", make("exp", x), 1))) == "sigmoid(neg(x))"
+    scaled = make("div", x, make("add", 1, make("exp", make("mul", -1.5, x))))
+    assert rewrites(rule, scaled) == "mul(x, sigmoid(mul(1.5, x)))"
+    assert rewrites(rule, make("div", v, one_plus)) == "mul(v, sigmoid(x))"
+    assert leaves_alone(rule, make("div", 1, make("add", 2, make("exp", x))))
+    assert leaves_alone(rule, make("div", 1, make("add", 1, x)))
+
+
+def test_sigmoid_written_out_gradient():
+    text = "graph f(x: [n]) -> y { y = sum(x / (1 + exp(-1.702 * x))) }"
+    module = load(text)
+    x = np.random.default_rng(1).standard_normal(6) * 3
+    _, (dx,) = module.f_grad(x)
+    np.testing.assert_allclose(dx, numeric_grad(module.f, [x], 0), rtol=1e-7)
 
 
 def test_expand_composite():
@@ -368,6 +493,87 @@ def test_expand_composite():
     n = make("softmax", x, axis=(0,))
     assert rewrites(rule, n).startswith("div(exp(sub(x, max(x, axis=(0,), keepdims=True)))")
     assert leaves_alone(rule, make("sum", x, axis=(1,), keepdims=True))
+
+
+def _einsum(spec: str, *xs: Node) -> Node:
+    return make("einsum", *xs, spec=spec)
+
+
+def test_einsum_as_products():
+    rule = opt.einsum_as_products
+    q, kk = param("q", "n", "m", "k"), param("kk", "n", "n", "k")  # [batch, rows, features]
+    assert rewrites(rule, _einsum("ij,jk->ik", a, b.T)) == "matmul(a, transpose(b, axes=(1, 0)))"
+    assert rewrites(rule, _einsum("ij,kj->ik", a, b)) == "matmul(a, transpose(b, axes=(1, 0)))"
+    assert rewrites(rule, _einsum("bij,bjk->bik", q, kk.mT)) == (
+        "matmul(q, transpose(kk, axes=(0, 2, 1)))"
+    )
+    assert rewrites(rule, _einsum("bqd,bkd->bqk", q, kk)) == (
+        "matmul(q, transpose(kk, axes=(0, 2, 1)))"
+    )
+    assert rewrites(rule, _einsum("ij,ij->i", x, y)) == "vecdot(x, y)"
+    assert rewrites(rule, _einsum("ij,ij->j", x, y)) == (
+        "vecdot(transpose(x, axes=(1, 0)), transpose(y, axes=(1, 0)))"
+    )
+    assert rewrites(rule, _einsum("ij,ij->", x, y)) == "vdot(x, y)"
+    assert rewrites(rule, _einsum("i,j->ij", v, v)) == "outer(v, v)"
+    assert rewrites(rule, _einsum("i,j->ji", param("u", "n"), v)) == "outer(v, u)"
+    assert rewrites(rule, _einsum("ij->ji", x)) == "transpose(x, axes=(1, 0))"
+    assert rewrites(rule, _einsum("ij->i", x)) == "sum(x, axis=(1,), keepdims=False)"
+    assert rewrites(rule, _einsum("ij,j->i", x, v)) == "matmul(x, v)"
+    assert rewrites(rule, _einsum("ij,i->j", x, param("u", "n"))) == (
+        "matmul(transpose(x, axes=(1, 0)), u)"
+    )
+    # a letter of one operand alone is summed out of it first
+    assert rewrites(rule, _einsum("ij,k->ki", x, param("w", "k"))) == (
+        "outer(w, sum(x, axis=(1,), keepdims=False))"
+    )
+    # two letters summed at once: merged into one axis
+    assert rewrites(rule, _einsum("kij,ijl->kl", t, param("w", "n", "m", "k"))) == (
+        "matmul(reshape(t, shape=(k, m*n)), reshape(w, shape=(m*n, k)))"
+    )
+    assert rewrites(rule, _einsum("ij,kl->ijkl", x, a)) == (
+        "mul(reshape(x, shape=(n, m, 1, 1)), a)"
+    )
+    assert rewrites(rule, _einsum(",ij->ji", s, x)) == "mul(s, transpose(x, axes=(1, 0)))"
+    assert leaves_alone(rule, _einsum("ij,jk,kl->il", a, b.T, x.T))  # np.einsum finds the order
+    assert leaves_alone(rule, _einsum("ij->ij", x))  # the operand itself: no new node to make
+    assert leaves_alone(rule, _einsum("->", s))
+    assert leaves_alone(rule, _einsum("ij,jk->ik", i, i.T))  # integers
+
+
+@pytest.mark.parametrize(
+    "spec, shapes",
+    [
+        ("ij,jk->ik", [(3, 5), (5, 4)]),
+        ("bij,bjk->bik", [(2, 3, 5), (2, 5, 4)]),
+        ("bqd,bkd->bqk", [(2, 3, 5), (2, 4, 5)]),
+        ("ij,ij->i", [(3, 4), (3, 4)]),
+        ("i,j->ij", [(3,), (4,)]),
+        ("ij->ji", [(3, 4)]),
+        ("ij,jk->ki", [(3, 5), (5, 4)]),
+        ("ijk,jkl->il", [(2, 3, 4), (3, 4, 5)]),
+        ("bi,bj->bij", [(2, 3), (2, 4)]),
+        ("Ab,bA->b", [(3, 4), (4, 3)]),
+        ("ij,jk->", [(3, 4), (4, 5)]),
+    ],
+)
+def test_einsum_as_products_gradients(spec, shapes):
+    """The gradients of the rewritten einsum, of `sum(y * y)`, against finite differences."""
+    ins = spec.split("->")[0].split(",")
+    sizes = {c: d for term, shape in zip(ins, shapes) for c, d in zip(term, shape)}
+    names = [f"x{j}" for j in range(len(ins))]
+    sig = ", ".join(f"{n}: [{', '.join('D' + c for c in t)}]" for n, t in zip(names, ins))
+    module = load(
+        f'graph f({sig}) -> out {{\n    y = einsum("{spec}", {", ".join(names)})\n'
+        "    out = sum(y * y)\n}\n"
+    )
+    rng = np.random.default_rng(zlib.crc32(spec.encode()))
+    xs = [rng.standard_normal(tuple(sizes[c] for c in t)) for t in ins]
+    value, grads = module.f_grad(*xs)
+    want = np.einsum(spec, *xs)
+    np.testing.assert_allclose(value, np.sum(want * want), rtol=1e-12)
+    for j in range(len(xs)):
+        assert rel_error(grads[j], numeric_grad(module.f, xs, j)) < 1e-7, (spec, j)
 
 
 # ---------------------------------------------------------------------------------------------

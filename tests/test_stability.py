@@ -198,13 +198,30 @@ def test_no_overflow_for_large_inputs(op, value, slope, dtype):
 
 
 def test_softplus_is_computed_without_exp_of_x():
-    assert "np.logaddexp(0, x)" in forward_text(graph("x: [n]", "out = softplus(x)"))
+    """relu(x) + log1p(exp(-|x|)) (np.logaddexp(0, x) is slower, bench/kernels.py), and its
+    gradient, the sigmoid, from the same exp(-|x|), kept in the cache."""
+    source = graph("x: [n]", "out = sum(softplus(x))")
+    forward = forward_text(source)
+    assert "np.exp(-np.abs(x))" in forward and "np.log1p(" in forward
+    assert "logaddexp" not in forward and "np.exp(x)" not in forward
+    backward = backward_text(source)
+    assert backward.count("np.exp(") == 0 and "np.tanh(" not in backward
+
+
+SOFTPLUS_SPELLINGS = [
+    "log1p(exp(x))",
+    "log(1 + exp(x))",
+    "log(exp(x) + 1)",
+    "maximum(x, 0) + log1p(exp(-abs(x)))",
+    "log1p(exp(-abs(x))) + relu(x)",
+    "maximum(0, x) + log(1 + exp(-abs(x)))",
+]
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("spelling", ["log1p(exp(x))", "log(1 + exp(x))", "log(exp(x) + 1)"])
-def test_log1p_of_exp_written_by_hand_is_stable(spelling, dtype):
-    """The optimizer's canonical rewrite to softplus(x), before differentiation: the forward and
+@pytest.mark.parametrize("spelling", SOFTPLUS_SPELLINGS)
+def test_softplus_written_by_hand_is_stable(spelling, dtype):
+    """The optimizer's canonical rewrites to softplus(x), before differentiation: the forward and
     the backward of the stable form are used."""
     x = EXTREME.astype(dtype)
     module = load(graph("x: [n]", f"out = sum({spelling})"))
@@ -218,6 +235,39 @@ def test_log1p_of_exp_written_by_hand_is_stable(spelling, dtype):
         for g in (grads.x, backward.x):
             assert g.dtype == dtype
             np.testing.assert_allclose(g, _exact_sigmoid(EXTREME), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("spelling", SOFTPLUS_SPELLINGS[3:])
+def test_stable_softplus_written_out_is_softplus(spelling):
+    """Every spelling compiles to the same code as softplus(x): no gradient of maximum (its tie
+    at 0) or of abs is left."""
+
+    def code(source: str) -> list[str]:
+        lines = compile_source(source, "f.bp").splitlines()
+        return [line for line in lines if not line.strip().startswith("#")]
+
+    written = code(graph("x: [n]", f"out = sum({spelling})"))
+    assert written == code(graph("x: [n]", "out = sum(softplus(x))"))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_sigmoid_written_by_hand_is_stable(dtype):
+    """`1 / (1 + exp(-x))` overflows in exp for x < -709 (-88 in float32), and so does the
+    sigmoid form of GELU, `x / (1 + exp(-1.702 * x))`: both are compiled with sigmoid."""
+    x = EXTREME.astype(dtype)
+    tol = 1e-12 if dtype == np.float64 else 1e-6
+    source = graph("x: [n]", "out = sum(1 / (1 + exp(-x)))")
+    gelu = graph("x: [n]", "out = sum(x / (1 + exp(-1.702 * x)))")
+    with no_fp_warnings():
+        total, grads = load(source).f_grad(x)
+        gelu_total, gelu_grads = load(gelu).f_grad(x)
+    with np.errstate(under="ignore", over="ignore"):
+        s, s17 = _exact_sigmoid(EXTREME), _exact_sigmoid(1.702 * EXTREME)
+        np.testing.assert_allclose(total, np.sum(s), rtol=tol)
+        np.testing.assert_allclose(grads.x, s * (1 - s), rtol=tol, atol=tol)
+        np.testing.assert_allclose(gelu_total, np.sum(EXTREME * s17), rtol=tol)
+        slope = s17 + 1.702 * EXTREME * s17 * (1 - s17)
+        np.testing.assert_allclose(gelu_grads.x, slope, rtol=tol, atol=tol)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -329,3 +329,24 @@ register(
     doc="sum(a * b) over every axis, without the temporary product (the optimizer's form of it)",
     flops=lambda y, a, b: 2 * size(a),
 )
+
+
+def _vecdot_type(a: Type, b: Type) -> Type:
+    if a.ndim == 0 or b.ndim == 0 or a.shape[-1] != b.shape[-1]:
+        raise ShapeError(
+            f"vecdot: operands must share their last axis, got {show_shape(a.shape)} and "
+            f"{show_shape(b.shape)}"
+        )
+    return Type(promote(a, b), broadcast(a.shape[:-1], b.shape[:-1]))
+
+
+register(
+    "vecdot",
+    _vecdot_type,
+    lambda at, a, b: array("vecdot", a, b),
+    lambda g, y, a, b: (unsqueeze(g, -1) * b, unsqueeze(g, -1) * a),
+    doc="sum(a * b, axis=-1), the leading axes broadcast, without the temporary product "
+    '(np.vecdot; the optimizer\'s form of einsum("ij,ij->i", a, b))',
+    flops=lambda y, a, b: 2 * size(y) * a.shape[-1],
+    promotes=True,
+)

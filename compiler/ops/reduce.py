@@ -161,12 +161,12 @@ for _name in ("max", "min"):
 # Composite operations: written with other operations after differentiation
 
 
-def composite(name, infer, expand, adjoint, *, doc, call, **static):
+def composite(name, infer, expand, adjoint, *, doc, call, elementwise=False, **static):
     """Register an operation made of others. Autodiff sees it whole and uses `adjoint` (the
     compact textbook rule); then the optimizer replaces it by `expand(*args, **attrs)`, built
     from the operations it is made of, so the emitted code is theirs and the forward and the
     backward share its parts (an expansion's common subexpressions are merged). Its flops are
-    those of its expansion."""
+    those of its expansion; `elementwise` is `OpDef`'s."""
 
     def emit(at, *args, **attrs):
         raise AssertionError(f"{name} is written with other operations by the optimizer")
@@ -175,7 +175,18 @@ def composite(name, infer, expand, adjoint, *, doc, call, **static):
         out = expand(*(Node("param", (), (), x) for x in xs), **attrs)
         return sum((flops_of(n) for n in reachable([out])), Dim.of(0))
 
-    register(name, infer, emit, adjoint, doc=doc, call=call, flops=flops, expand=expand, **static)
+    register(
+        name,
+        infer,
+        emit,
+        adjoint,
+        elementwise=elementwise,
+        doc=doc,
+        call=call,
+        flops=flops,
+        expand=expand,
+        **static,
+    )
 
 
 def shift_by_max(x: Node, axis, largest: Node | None = None) -> Node:

@@ -13,6 +13,8 @@ import math
 
 from ..dims import Dim, product
 from ..ir import OPS, Node, ShapeError, const, make
+from ..ops.elementwise import constant_value
+from ..ops.linalg import split_spec
 from .fixpoint import _existing
 from .rules import _is_const, _same_type, canonical, rule
 
@@ -56,6 +58,31 @@ def multiply_by_one(n: Node) -> Node | None:
         if n.op == "mul" and _is_const(a, 1) and _same_type(b, n):
             return b
     return None
+
+
+@rule("pow")
+def powers_as_products(n: Node) -> Node | None:
+    """x ** 2 -> x * x, x ** 3 -> x * x * x, x ** 4 -> (x * x) * (x * x), x ** 0.5 -> sqrt(x),
+    x ** 1.5 -> x * sqrt(x), x ** -e -> 1 / x ** e, for exponents that are multiples of 1/2 up
+    to 4, on float arrays. np.power takes 15-44 ms per 1e6 float64 elements and 7-22 ms in
+    float32 on this project's 2-core machine, the products and square roots 0.4-6 ms and
+    0.2-1 ms (`python bench/kernels.py --only x**`; docs/performance.md, "Kernels"). Applied
+    after differentiation, so the backward of `x ** 3` is `3 * g * (x * x)`, which shares the
+    forward's square."""
+    a, b = n.args
+    if a.dtype != "float" or a.type.static or not _is_const(b) or isinstance(b.attr("value"), bool):
+        return None
+    e = b.attr("value")
+    if not math.isfinite(e) or e in (0, 1) or abs(e) > 4 or (2 * e) % 1:
+        return None
+    whole, half = divmod(abs(e), 1)
+    square = make("mul", a, a)
+    powers = {0: None, 1: a, 2: square, 3: make("mul", square, a), 4: make("mul", square, square)}
+    out = powers[int(whole)]
+    if half:
+        root = make("sqrt", a)
+        out = root if out is None else make("mul", out, root)
+    return make("div", 1, out) if e < 0 else out
 
 
 @rule("add", "sub")
@@ -172,6 +199,53 @@ def small_factors_first(n: Node) -> Node | None:
                 factor = make("mul", *((small, s) if i else (s, small)))
                 if factor.dtype == "float":  # (masks alone would make an int64 array)
                     return make("mul", factor, x)
+    return None
+
+
+def _smaller(s: Node, n: Node) -> bool:
+    """s is an array (no plain number) that broadcasts to n's shape from fewer elements: an axis
+    that n has is missing from s, or has size 1 in s where n's has another size."""
+    if s.type.static or s.ndim > n.ndim:
+        return False
+    padded = (Dim.of(1),) * (n.ndim - s.ndim) + s.shape
+    return any(d == Dim.of(1) != nd for d, nd in zip(padded, n.shape))
+
+
+def _regrouped(op: str, inner: Node, u: Node, n: Node) -> Node | None:
+    """op(inner, u), inner a product or quotient of X, of n's shape, and a small s, with the
+    small operands combined first; or None."""
+    if inner.op not in ("mul", "div"):
+        return None
+    pairs = [inner.args, inner.args[::-1]] if inner.op == "mul" else [inner.args]
+    for x, s in pairs:
+        if x.shape != n.shape or x.dtype != "float" or not _smaller(s, n):
+            continue
+        if inner.op == "div":  # (X / s) * u -> (u / s) * X; (X / s) / u -> X / (s * u)
+            small = make("div", u, s) if op == "mul" else make("mul", s, u)
+        else:  # (X * s) * u -> (s * u) * X; (X * s) / u -> (s / u) * X
+            small = make(op, s, u)
+        if small.dtype != "float" or not _smaller(small, n):
+            continue
+        return make("div", x, small) if op == inner.op == "div" else make("mul", small, x)
+    return None
+
+
+@rule("mul", "div")
+def small_operands_first(n: Node) -> Node | None:
+    """(X * s) / u -> (s / u) * X, (X / s) * u -> (u / s) * X, (X * s) * u -> (s * u) * X and
+    (X / s) / u -> X / (s * u), with either order of a product, for an array X of the result's
+    shape and arrays s and u that broadcast to it from fewer elements (a batchnorm's gamma and
+    standard deviation, [D] or [1, D] against [N, D]) and do so together: the small arrays are
+    combined first, and X is walked once instead of twice (`gamma * xc / t` is `gamma / t`
+    times xc). Plain numbers are left to the rules on constants."""
+    if n.dtype != "float":
+        return None
+    outer = [(n.args[0], n.args[1])] if n.op == "div" else [n.args, n.args[::-1]]
+    for inner, u in outer:
+        if _smaller(u, n):
+            m = _regrouped(n.op, inner, u, n)
+            if m is not None:
+                return m
     return None
 
 
@@ -406,15 +480,186 @@ def expand_composite(n: Node) -> Node | None:
     return expand(*n.args, **n.kw) if expand else None
 
 
+def _minus_abs(x: Node) -> bool:
+    """x is -|y|: exp(x) is at most 1, it never overflows."""
+    return x.op == "neg" and x.args[0].op == "abs"
+
+
 @canonical
 def softplus_of_exp(n: Node) -> Node | None:
     """log1p(exp(x)) -> softplus(x), log(1 + exp(x)) -> softplus(x): exp(x) overflows for
-    x > 709 (88 in float32); softplus never does, nor does its gradient sigmoid(x)."""
-    if n.op == "log1p" and n.args[0].op == "exp":
+    x > 709 (88 in float32); softplus never does, nor does its gradient sigmoid(x). An exp that
+    cannot overflow, exp(-|y|), is left alone (`softplus_written_out` may take the whole sum),
+    and log(1 + exp(-|y|)) -> log1p(exp(-|y|)), which is as fast and exact for large |y|."""
+    if n.op == "log1p" and n.args[0].op == "exp" and not _minus_abs(n.args[0].args[0]):
         return make("softplus", n.args[0].args[0])
     if n.op == "log" and n.args[0].op == "add":
         a, b = n.args[0].args
         for one, e in ((a, b), (b, a)):
             if _is_const(one, 1) and e.op == "exp" and e.shape == n.shape:
-                return make("softplus", e.args[0])
+                stable = _minus_abs(e.args[0])
+                return make("log1p", e) if stable else make("softplus", e.args[0])
     return None
+
+
+def _positive_part_of(n: Node) -> Node | None:
+    """x for relu(x), maximum(x, 0) and maximum(0, x); else None."""
+    if n.op == "relu":
+        return n.args[0]
+    if n.op == "maximum":
+        for x, zero in (n.args, n.args[::-1]):
+            if _is_const(zero, 0) and x.shape == n.shape:
+                return x
+    return None
+
+
+@canonical
+def softplus_written_out(n: Node) -> Node | None:
+    """relu(x) + log1p(exp(-|x|)) -> softplus(x), with maximum(x, 0) or maximum(0, x) for relu(x)
+    and the terms in either order: the stable form written by hand is compiled as softplus,
+    whose backward is sigmoid(x), from the forward's exp(-|x|), rather than the gradients of
+    maximum (with its tie at 0) and of abs."""
+    if n.op != "add":
+        return None
+    for relu, rest in (n.args, n.args[::-1]):
+        x = _positive_part_of(relu)
+        if x is None or rest.op != "log1p" or rest.args[0].op != "exp":
+            continue
+        inner = rest.args[0].args[0]
+        if _minus_abs(inner) and inner.args[0].args[0] is x and x.shape == n.shape:
+            return make("softplus", x)
+    return None
+
+
+def _negated(w: Node) -> Node:
+    """-w, as z for w = -z and as (-c) * z for w = c * z with a number c."""
+    if w.op == "neg":
+        return w.args[0]
+    if w.op == "mul":
+        c = constant_value(w.args[0])
+        if c is not None and not isinstance(c, bool):
+            return make("mul", -c, w.args[1])
+    return make("neg", w)
+
+
+@canonical
+def sigmoid_written_out(n: Node) -> Node | None:
+    """a / (1 + exp(w)) -> a * sigmoid(-w), and 1 / (1 + exp(w)) -> sigmoid(-w), with -(-z) as z
+    and -(c * z) as (-c) * z: exp(w) overflows for w > 709 (88 in float32), with NumPy's
+    warning, and the gradient of the quotient is then nan; sigmoid never overflows, and its
+    backward is y * (1 - y)."""
+    if n.op != "div" or n.args[1].op != "add" or n.dtype != "float":
+        return None
+    a, (p, q) = n.args[0], n.args[1].args
+    for one, e in ((p, q), (q, p)):
+        if _is_const(one, 1) and e.op == "exp" and e.shape == n.args[1].shape:
+            s = make("sigmoid", _negated(e.args[0]))
+            if _is_const(a, 1) and s.type == n.type:
+                return s
+            m = make("mul", a, s)
+            return m if m.type == n.type else None
+    return None
+
+
+def _permuted(x: Node, term: str, order: str) -> Node:
+    """x, whose axes are the letters of `term`, with its axes in the order of `order`."""
+    axes = tuple(term.index(c) for c in order)
+    return x if axes == tuple(range(len(axes))) else make("transpose", x, axes=axes)
+
+
+def _reshaped(x: Node, shape: tuple[Dim, ...], hint: str | None = None) -> Node:
+    return x if x.shape == shape else make("reshape", x, shape=shape, hint=hint)
+
+
+def _as_matrix(x: Node, term: str, order: str, shape: tuple[Dim, ...]) -> Node:
+    """x with its axes in `order`, reshaped to `shape` (`query_mat`, for a product)."""
+    hint = f"{x.hint}_mat" if x.hint else None
+    return _reshaped(_permuted(x, term, order), shape, hint)
+
+
+def _summed_alone(term: str, x: Node, keep: str) -> tuple[str, Node]:
+    """An operand with the letters that nothing else needs (`keep`: the output's and the other
+    operand's) summed out first."""
+    axes = tuple(i for i, c in enumerate(term) if c not in keep)
+    if not axes:
+        return term, x
+    return "".join(c for c in term if c in keep), make("sum", x, axis=axes, keepdims=False)
+
+
+def _matmul_of(a: Node, ta: str, b: Node, tb: str, out: str) -> Node:
+    """The einsum of two operands that share a contracted letter and have a letter of their own:
+    a batched matrix product, each group of letters (batch, a's, contracted, b's) merged into
+    one axis where it has several, and the result's axes put in the output's order. An operand
+    without letters of its own is a vector where there is no batch axis (`W @ x`)."""
+    batch = [c for c in out if c in ta and c in tb]
+    left = [c for c in out if c in ta and c not in tb]
+    right = [c for c in out if c in tb and c not in ta]
+    summed = [c for c in ta if c in tb and c not in out]
+    dims = {c: d for t, x in ((ta, a), (tb, b)) for c, d in zip(t, x.shape)}
+
+    def merged(letters) -> tuple[Dim, ...]:
+        return (product(dims[c] for c in letters),) if len(letters) != 1 else (dims[letters[0]],)
+
+    lead = tuple(dims[c] for c in batch)
+    k = merged(summed)
+    rows = merged(left) if left or batch else ()
+    cols = merged(right) if right or batch else ()
+    a2 = _as_matrix(a, ta, "".join(batch + left + summed), lead + rows + k)
+    b2 = _as_matrix(b, tb, "".join(batch + summed + right), lead + k + cols)
+    p = make("matmul", a2, b2)
+    p = _reshaped(p, lead + tuple(dims[c] for c in left + right))
+    return _permuted(p, "".join(batch + left + right), out)
+
+
+def _product_of(a: Node, ta: str, b: Node, tb: str, out: str) -> Node:
+    """The einsum of two operands that share no letter to sum: an outer product of vectors, or
+    each operand's axes put in the output's order, with size-1 axes for the other's letters,
+    and a broadcast product; with shared letters and none of their own, vdot(a, b), or the dot
+    products of rows, vecdot(a, b), where some letters are kept (np.vecdot: 0.5-0.6 ms for 1000
+    x 1000 in float64, where (a * b).sum(axis=1) takes 1.4-2.4 ms and np.einsum 0.7-1.0 ms)."""
+    summed = [c for c in ta if c in tb and c not in out]
+    if not summed:
+        if len(ta) == len(tb) == 1 and len(out) == 2 and set(out) == set(ta + tb):
+            return make("outer", a, b) if out == ta + tb else make("outer", b, a)
+        spread = []
+        for t, x in ((ta, a), (tb, b)):
+            order = "".join(c for c in out if c in t)
+            dims = dict(zip(t, x.shape))
+            x = _permuted(x, t, order)
+            if t:  # (size-1 axes in front are NumPy's broadcasting anyway)
+                x = _reshaped(x, tuple(dims.get(c, Dim.of(1)) for c in out[out.index(order[0]) :]))
+            spread.append(x)
+        return make("mul", *spread)
+    batch = "".join(c for c in out if c in ta)
+    if not batch:
+        return make("vdot", a, _permuted(b, tb, ta))
+    order = batch + "".join(summed)
+    rows = [_permuted(x, t, order) for t, x in ((ta, a), (tb, b))]
+    if len(summed) > 1:
+        shape = rows[0].shape[: len(batch)] + (product(rows[0].shape[len(batch) :]),)
+        rows = [_reshaped(r, shape) for r in rows]
+    return _permuted(make("vecdot", *rows), batch, out)
+
+
+@canonical
+def einsum_as_products(n: Node) -> Node | None:
+    """einsum of one or two float arrays -> the matrix products, transposes, reshapes, sums and
+    broadcast products it stands for: "ij,jk->ik" is a @ b, "bqd,bkd->bqk" is q @ k.mT
+    (swapped axes, a view), "ij,ij->i" is vecdot(a, b), "ij,ij->" vdot(a, b), "i,j->ij"
+    outer(a, b), "ij->ji" a transpose; a letter of one operand alone is summed out of it first.
+    np.einsum(..., optimize=True) costs 20-110 us a call at 32 x 16, where `@` costs 2.4-14 us
+    (`python bench/kernels.py --only einsum`; docs/performance.md, "Kernels"); and the adjoints
+    are then those of matmul, transpose and sum. Three operands or more stay an einsum
+    (np.einsum finds the order)."""
+    if n.op != "einsum" or len(n.args) > 2 or any(a.dtype != "float" for a in n.args):
+        return None
+    ins, out = split_spec(n.attr("spec"))
+    if len(ins) == 1:
+        term, x = _summed_alone(ins[0], n.args[0], out)
+        m = _permuted(x, term, out)
+        return None if m is n.args[0] else m  # ("ij->ij" stays: a rewrite makes a new node)
+    (ta, a), (tb, b) = (_summed_alone(t, x, out + o) for t, x, o in zip(ins, n.args, ins[::-1]))
+    shared = [c for c in ta if c in tb and c not in out]
+    own = [c for c in out if (c in ta) != (c in tb)]
+    m = _matmul_of(a, ta, b, tb, out) if shared and own else _product_of(a, ta, b, tb, out)
+    return m if m.type == n.type else None

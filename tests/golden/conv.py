@@ -500,7 +500,7 @@ def same(x, w, b):
     conv_out = np.transpose(t_3, (1, 0, 2, 3))
     t_6 = np.tanh(conv_out, out=conv_out)
     t_7 = _avg_pool(t_6, (2, 2), (2, 2))
-    out = (t_7**2).sum()
+    out = np.vdot(t_7, t_7)
     return out
 
 
@@ -527,7 +527,7 @@ def same_forward(x, w, b):
     conv_out = np.transpose(t_3, (1, 0, 2, 3))
     t_6 = np.tanh(conv_out, out=conv_out)
     t_7 = _avg_pool(t_6, (2, 2), (2, 2))
-    out = (t_7**2).sum()
+    out = np.vdot(t_7, t_7)
     cache = SameCache(w_rows, cols, t_6, t_7, N, C, H, W, F, K)
     return out, cache
 
@@ -607,7 +607,7 @@ def same_grad(x, w, b):
     conv_out = np.transpose(t_3, (1, 0, 2, 3))
     t_6 = np.tanh(conv_out, out=conv_out)
     t_7 = _avg_pool(t_6, (2, 2), (2, 2))
-    out = (t_7**2).sum()
+    out = np.vdot(t_7, t_7)
     # out = sum(avg_pool2d(tanh(conv2d(x, w, b, pad=(K - 1) // 2))) ** 2)
     t_12 = 2.0 * (t_7 / 4)
     t_11 = t_12.reshape(

@@ -311,7 +311,7 @@ def scaled(Q, K):
     a_1 = a * t_1
     a_1 -= 0.1 * a
     t_2 = a_1.T.reshape((T * T,))
-    z = (t_2**2).mean()
+    z = (t_2 * t_2).mean()
     return z
 
 
@@ -324,7 +324,7 @@ def scaled_forward(Q, K):
     a_1 = a * t_1
     a_1 -= 0.1 * a
     t_2 = a_1.T.reshape((T * T,))
-    z = (t_2**2).mean()
+    z = (t_2 * t_2).mean()
     cache = ScaledCache(Q, K, t, t_1, t_2, T)
     return z, cache
 
@@ -355,7 +355,7 @@ def scaled_grad(Q, K):
     a_1 = a * t_1
     a_1 -= 0.1 * a
     t_2 = a_1.T.reshape((T * T,))
-    z = (t_2**2).mean()
+    z = (t_2 * t_2).mean()
     # z = mean(reshape(transpose(a, (1, 0)), (T * T,)) ** 2)
     da = (2 / max(T * T, 1) * t_2).reshape((T, T)).T
     # a = a * (a > 0) - 0.1 * a
@@ -410,11 +410,13 @@ def power(x, p):
     """out [] = power(x [n], p [n]): the forward pass alone."""
     (n,) = _power_sizes(x, p)
     t_2 = np.exp(x)
-    t_1 = 0.5 * np.tanh(0.5 * x) + 0.5
+    t_3 = x * x
+    e = np.exp(-np.abs(x))
+    t_1 = np.maximum(e, x >= 0) / (1 + e)
     t = np.maximum(x, 0)
     t += 1
     t_1 /= t
-    out = (t_2**p + x**-1 - x**2 + t_1).sum()
+    out = (t_2**p + 1 / x - t_3 + t_1).sum()
     return out
 
 
@@ -422,24 +424,26 @@ def power_forward(x, p):
     """out [] = power(x [n], p [n]), and the cache that power_backward needs."""
     (n,) = _power_sizes(x, p)
     t = np.exp(x)
-    t_1 = 0.5 * np.tanh(0.5 * x) + 0.5
-    t_2 = np.maximum(x, 0)
-    t_3 = 1 + t_2
-    t_4 = t_1 / t_3
-    out = (t**p + x**-1 - x**2 + t_4).sum()
-    cache = PowerCache(x, p, t, t_1, t_2, t_3, t_4)
+    t_1 = x * x
+    e = np.exp(-np.abs(x))
+    t_2 = np.maximum(e, x >= 0) / (1 + e)
+    t_3 = np.maximum(x, 0)
+    t_4 = 1 + t_3
+    t_5 = t_2 / t_4
+    out = (t**p + 1 / x - t_1 + t_5).sum()
+    cache = PowerCache(x, p, t, t_1, t_2, t_3, t_4, t_5)
     return out, cache
 
 
 def power_backward(dout, cache):
     """Gradients of power with respect to x; dout is shaped like out []."""
-    x, p, t, t_1, t_2, t_3, t_4 = _cached(cache, PowerCache)
+    x, p, t, t_1, t_2, t_3, t_4, t_5 = _cached(cache, PowerCache)
     dout = _dout("power", dout, (), x.dtype)
     # out = sum(exp(x) ** p + x ** -1 + -x**2 + sigmoid(x) / (1 + relu(x)))
-    dx = dout / t_3 * t_1 * (1 - t_1)
-    dx -= dout * t_4 / t_3 * (t_2 > 0)
+    dx = dout / t_4 * t_2 * (1 - t_2)
+    dx -= dout * t_5 / t_4 * (t_3 > 0)
     dx -= 2 * dout * x
-    dx -= dout * x**-2
+    dx -= dout / t_1
     dx += dout * p * t ** np.where(p == 0, 1, p - 1) * t
     return PowerGrads(dx)
 
@@ -448,15 +452,17 @@ def power_grad(x, p):
     """out = power(x [n], p [n]) and its gradients with respect to x."""
     (n,) = _power_sizes(x, p)
     t = np.exp(x)
-    t_1 = 0.5 * np.tanh(0.5 * x) + 0.5
-    t_2 = np.maximum(x, 0)
-    t_3 = 1 + t_2
-    t_4 = t_1 / t_3
-    out = (t**p + x**-1 - x**2 + t_4).sum()
+    t_1 = x * x
+    e = np.exp(-np.abs(x))
+    t_2 = np.maximum(e, x >= 0) / (1 + e)
+    t_3 = np.maximum(x, 0)
+    t_4 = 1 + t_3
+    t_5 = t_2 / t_4
+    out = (t**p + 1 / x - t_1 + t_5).sum()
     # out = sum(exp(x) ** p + x ** -1 + -x**2 + sigmoid(x) / (1 + relu(x)))
-    dx = t_4 * (1 - t_1)
-    dx -= t_4 / t_3 * (t_2 > 0)
+    dx = t_5 * (1 - t_2)
+    dx -= t_5 / t_4 * (t_3 > 0)
     dx += -2.0 * x
-    dx -= x**-2
+    dx += -1.0 / t_1
     dx += p * t ** np.where(p == 0, 1, p - 1) * t
     return out, PowerGrads(dx)

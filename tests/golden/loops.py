@@ -307,15 +307,21 @@ def gru(x, h0, Wz, Uz, Wr, Ur, Wn, Un):
     n_steps = np.empty((T, N, H), dtype=x.dtype)
     h = h0
     for t in range(T):
-        z = 0.5 * np.tanh(0.5 * (xwz[:, t] + h @ Uz)) + 0.5
-        r = 0.5 * np.tanh(0.5 * (xwr[:, t] + h @ Ur)) + 0.5
-        t_1 = r * h
-        n = np.tanh(xwn[:, t] + t_1 @ Un)
+        t_1 = h @ Uz
+        t_1 += xwz[:, t]
+        e = np.exp(-np.abs(t_1))
+        z = np.maximum(e, t_1 >= 0) / (1 + e)
+        t_2 = h @ Ur
+        t_2 += xwr[:, t]
+        e_1 = np.exp(-np.abs(t_2))
+        r = np.maximum(e_1, t_2 >= 0) / (1 + e_1)
+        t_3 = r * h
+        n = np.tanh(xwn[:, t] + t_3 @ Un)
         h = (1 - z) * n + z * h
         hs[:, t] = h
         z_steps[t] = z
         r_steps[t] = r
-        mul_r_steps[t] = t_1
+        mul_r_steps[t] = t_3
         n_steps[t] = n
     return hs
 
@@ -334,15 +340,21 @@ def gru_forward(x, h0, Wz, Uz, Wr, Ur, Wn, Un):
     n_steps = np.empty((T, N, H), dtype=x.dtype)
     h = h0
     for t in range(T):
-        z = 0.5 * np.tanh(0.5 * (xwz[:, t] + h @ Uz)) + 0.5
-        r = 0.5 * np.tanh(0.5 * (xwr[:, t] + h @ Ur)) + 0.5
-        t_1 = r * h
-        n = np.tanh(xwn[:, t] + t_1 @ Un)
+        t_1 = h @ Uz
+        t_1 += xwz[:, t]
+        e = np.exp(-np.abs(t_1))
+        z = np.maximum(e, t_1 >= 0) / (1 + e)
+        t_2 = h @ Ur
+        t_2 += xwr[:, t]
+        e_1 = np.exp(-np.abs(t_2))
+        r = np.maximum(e_1, t_2 >= 0) / (1 + e_1)
+        t_3 = r * h
+        n = np.tanh(xwn[:, t] + t_3 @ Un)
         h = (1 - z) * n + z * h
         hs[:, t] = h
         z_steps[t] = z
         r_steps[t] = r
-        mul_r_steps[t] = t_1
+        mul_r_steps[t] = t_3
         n_steps[t] = n
     cache = GruCache(
         h0,
@@ -399,41 +411,41 @@ def gru_backward(dout, cache):
         dh_1 = dh + dout[:, t]
         z = z_steps[t]
         # h = (1 - z) * n + z * h
-        t_2 = 1 - z
-        dn = dh_1 * t_2
+        t_4 = 1 - z
+        dn = dh_1 * t_4
         n = n_steps[t]
         # n = tanh(x[:, t] @ Wn + r * h @ Un)
-        t_3 = dn * (1 - n * n)
-        t_4 = t_3 @ Un.T
+        t_5 = dn * (1 - n * n)
+        t_6 = t_5 @ Un.T
         r = r_steps[t]
         prev_h = hs[:, t - 1] if t > 0 else h0
-        dr = t_4 * prev_h
+        dr = t_6 * prev_h
         # r = sigmoid(x[:, t] @ Wr + h @ Ur)
-        t_5 = dr * r * (1 - r)
+        t_7 = dr * r * (1 - r)
         # h = (1 - z) * n + z * h
         dz = dh_1 * prev_h
         dz -= dh_1 * n
         # z = sigmoid(x[:, t] @ Wz + h @ Uz)
-        t_6 = dz * z * t_2
-        dh = dh_1 * z + t_4 * r + t_5 @ Ur.T + t_6 @ Uz.T
-        t_7 = prev_h.T
+        t_8 = dz * z * t_4
+        dh = dh_1 * z + t_6 * r + t_7 @ Ur.T + t_8 @ Uz.T
+        t_9 = prev_h.T
         mul_r = mul_r_steps[t]
-        dUz += t_7 @ t_6
-        dUr += t_7 @ t_5
-        dUn += mul_r.T @ t_3
-        dxwz[:, t] = t_6
-        dxwn[:, t] = t_3
-        dxwr[:, t] = t_5
-    t_8 = dxwr.reshape((N * T, H))
-    dx_rows = t_8 @ Wr.T
-    t_9 = x_rows.T
-    dWr = t_9 @ t_8
-    t_10 = dxwn.reshape((N * T, H))
-    dx_rows_1 = t_10 @ Wn.T
-    dWn = t_9 @ t_10
-    t_11 = dxwz.reshape((N * T, H))
-    dx_rows_2 = t_11 @ Wz.T
-    dWz = t_9 @ t_11
+        dUz += t_9 @ t_8
+        dUr += t_9 @ t_7
+        dUn += mul_r.T @ t_5
+        dxwz[:, t] = t_8
+        dxwn[:, t] = t_5
+        dxwr[:, t] = t_7
+    t_10 = dxwr.reshape((N * T, H))
+    dx_rows = t_10 @ Wr.T
+    t_11 = x_rows.T
+    dWr = t_11 @ t_10
+    t_12 = dxwn.reshape((N * T, H))
+    dx_rows_1 = t_12 @ Wn.T
+    dWn = t_11 @ t_12
+    t_13 = dxwz.reshape((N * T, H))
+    dx_rows_2 = t_13 @ Wz.T
+    dWz = t_11 @ t_13
     dx = dx_rows.reshape((N, T, D)) + dx_rows_1.reshape((N, T, D))
     dx += dx_rows_2.reshape((N, T, D))
     return GruGrads(dx, dh, dWz, dUz, dWr, dUr, dWn, dUn)

@@ -1,9 +1,19 @@
-"""Cases for vdot, the optimizer's contraction for sum(a * b): built as IR, and written in bp."""
+"""Cases for vdot and vecdot, the optimizer's contractions for sum(a * b) and einsum("ij,ij->i"),
+built as IR (tests/op_cases/einsum.py has the einsums that become vecdot), and written in bp."""
 
 from __future__ import annotations
 
 from bpc.ir import make
 from tests.op_cases import IR, Case
+
+
+def _vecdot(a, b):
+    return make("vecdot", a, b)
+
+
+def exp(x):
+    return make("exp", x)
+
 
 CASES: dict[str, list[Case]] = {
     "vdot": [
@@ -18,5 +28,14 @@ CASES: dict[str, list[Case]] = {
             [("a", ("B", "n", "m")), ("b", ("B", "n", "m"))],
             lambda a, b: make("vdot", a, a) * make("vdot", a, b),
         ),
+    ],
+    "vecdot": [
+        IR("vecdot(a, b) [n, m]", [("a", ("n", "m")), ("b", ("n", "m"))], _vecdot),
+        IR(
+            "vecdot(a, b) [B, n, m] and [n, m]",
+            [("a", ("B", "n", "m")), ("b", ("n", "m"))],
+            _vecdot,
+        ),
+        IR("vecdot(a, exp(a)) [n]", [("a", ("n",))], lambda a: make("vecdot", a, exp(a))),
     ],
 }

@@ -1,0 +1,366 @@
+"""The NumPy kernels bpc may emit for cheap math, timed against one another in float64 and float32:
+powers, softplus and its gradient, the sigmoid, and two-operand einsum against `@`.
+
+    python bench/kernels.py [--n 1000000] [--repeats 15] [--smoke]
+
+Each family's candidates compute one function; before anything is timed, each is checked on
+ordinary and extreme inputs (|x| up to 1e4) against a float64 reference, with every floating-point
+warning an error, so a form that overflows on the way (`1 / (1 + exp(-x))`) is marked unstable
+and not chosen. Times are medians of interleaved repeats (every candidate of a family once per
+repeat, in turn). On a shared machine the absolute figures drift between runs; read the ratios
+within one family.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+Kernel = Callable[..., np.ndarray]
+
+
+# ---------------------------------------------------------------------------------------------
+# The candidates, by family: name -> function of the arrays `inputs(family)` makes
+
+
+def _softplus_inplace(x):
+    t = np.abs(x)
+    np.negative(t, out=t)
+    np.exp(t, out=t)
+    np.log1p(t, out=t)
+    t += np.maximum(x, 0)
+    return t
+
+
+def _sigmoid_tanh_inplace(x):
+    t = x * 0.5
+    np.tanh(t, out=t)
+    t *= 0.5
+    t += 0.5
+    return t
+
+
+def _sigmoid_recip_inplace(x):
+    t = np.negative(x)
+    np.exp(t, out=t)
+    t += 1
+    np.reciprocal(t, out=t)
+    return t
+
+
+def _sigmoid_max_e(x):
+    """From e = exp(-|x|): maximum(e, x >= 0) / (1 + e), in place: no np.where."""
+    e = np.abs(x)
+    np.negative(e, out=e)
+    np.exp(e, out=e)
+    t = np.maximum(e, x >= 0)
+    e += 1
+    t /= e
+    return t
+
+
+def _sigmoid_bpc(x):
+    e = np.exp(-np.abs(x))
+    return np.maximum(e, x >= 0) / (1 + e)
+
+
+def _softplus_log_corrected(x):
+    """max(x, 0) + log1p(e) with log1p(e) as log(u) - ((u - 1) - e) / u, u = 1 + e: np.log is
+    vectorized where np.log1p is not; the correction restores log1p's accuracy."""
+    e = np.abs(x)
+    np.negative(e, out=e)
+    np.exp(e, out=e)
+    u = 1 + e
+    t = u - 1
+    t -= e
+    t /= u
+    np.log(u, out=u)
+    u -= t
+    u += np.maximum(x, 0)
+    return u
+
+
+def _dsoftplus_max_e(x, e, y, g):
+    """g * (maximum(e, x >= 0) / (1 + e)), reusing the forward's e = exp(-|x|): no np.where."""
+    return g * (np.maximum(e, x >= 0) / (1 + e))
+
+
+def _sigmoid_of_e(x):
+    """From e = exp(-|x|): where(x >= 0, 1, e) / (1 + e)."""
+    e = np.abs(x)
+    np.negative(e, out=e)
+    np.exp(e, out=e)
+    t = np.where(x >= 0, 1.0, e).astype(x.dtype, copy=False)
+    e += 1
+    t /= e
+    return t
+
+
+def _dsoftplus_tanh(x, e, y, g):
+    """g * sigmoid(x), the sigmoid in the tanh form, in place."""
+    t = _sigmoid_tanh_inplace(x)
+    t *= g
+    return t
+
+
+def _dsoftplus_from_e(x, e, y, g):
+    """g * where(x >= 0, 1, e) / (1 + e), reusing the forward's e = exp(-|x|)."""
+    t = np.where(x >= 0, g, g * e)
+    t /= 1 + e
+    return t
+
+
+def _dsoftplus_expm1(x, e, y, g):
+    """g * -expm1(-y): sigmoid(x) = 1 - exp(-softplus(x)), from the forward's y alone."""
+    t = np.negative(y)
+    np.expm1(t, out=t)
+    t *= g
+    np.negative(t, out=t)
+    return t
+
+
+def _dsoftplus_exp(x, e, y, g):
+    """g * (1 - exp(-y)), from y alone (less accurate than expm1 where y is tiny)."""
+    t = np.negative(y)
+    np.exp(t, out=t)
+    np.subtract(1, t, out=t)
+    t *= g
+    return t
+
+
+def _two(spec):
+    return lambda a, b: np.einsum(spec, a, b, optimize=True)
+
+
+FAMILIES: dict[str, dict[str, Kernel]] = {
+    "x**3": {
+        "x**3 (np.power)": lambda x: x**3,
+        "x * x * x (bpc)": lambda x: x * x * x,
+    },
+    "x**4": {
+        "x**4 (np.power)": lambda x: x**4,
+        "t = x * x; t * t (bpc)": lambda x: (lambda t: t * t)(x * x),
+    },
+    "x**1.5": {
+        "x**1.5 (np.power)": lambda x: x**1.5,
+        "x * np.sqrt(x) (bpc)": lambda x: x * np.sqrt(x),
+    },
+    "x**-0.5": {
+        "x**-0.5 (np.power)": lambda x: x**-0.5,
+        "1 / np.sqrt(x) (bpc)": lambda x: 1 / np.sqrt(x),
+    },
+    "x**2": {
+        "x**2 (NumPy's np.square)": lambda x: x**2,
+        "x * x (bpc)": lambda x: x * x,
+    },
+    "softplus": {
+        "np.logaddexp(0, x)": lambda x: np.logaddexp(0, x),
+        "np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x))) (bpc)": lambda x: np.maximum(x, 0)
+        + np.log1p(np.exp(-np.abs(x))),
+        "the same in place (out=)": _softplus_inplace,
+        "log1p(e) as log(u) - (u - 1 - e) / u, u = 1 + e, in place": _softplus_log_corrected,
+    },
+    "g * sigmoid(x), softplus's gradient": {
+        "tanh form of x, in place": _dsoftplus_tanh,
+        "where(x >= 0, g, g * e) / (1 + e), e = exp(-|x|) cached": _dsoftplus_from_e,
+        "g * (np.maximum(e, x >= 0) / (1 + e)), e cached (bpc)": _dsoftplus_max_e,
+        "-(g * np.expm1(-y)), y = softplus(x) cached": _dsoftplus_expm1,
+        "g * (1 - np.exp(-y)), y cached": _dsoftplus_exp,
+    },
+    "sigmoid": {
+        "0.5 * np.tanh(0.5 * x) + 0.5": lambda x: 0.5 * np.tanh(0.5 * x) + 0.5,
+        "the tanh form in place (out=)": _sigmoid_tanh_inplace,
+        "1 / (1 + np.exp(-x)) in place": _sigmoid_recip_inplace,
+        "where(x >= 0, 1, e) / (1 + e), e = exp(-|x|)": _sigmoid_of_e,
+        "np.maximum(e, x >= 0) / (1 + e), e = np.exp(-np.abs(x)) (bpc)": _sigmoid_bpc,
+        "the maximum form in place (out=)": _sigmoid_max_e,
+    },
+    "einsum ij,jk->ik, 32 x 16 @ 16 x 32": {
+        "np.einsum(optimize=True)": _two("ij,jk->ik"),
+        "np.einsum": lambda a, b: np.einsum("ij,jk->ik", a, b),
+        "a @ b (bpc)": lambda a, b: a @ b,
+    },
+    "einsum bqd,bkd->bqk, 4 x 32 x 16": {
+        "np.einsum(optimize=True)": _two("bqd,bkd->bqk"),
+        "np.einsum": lambda a, b: np.einsum("bqd,bkd->bqk", a, b),
+        "a @ np.swapaxes(b, -1, -2) (bpc)": lambda a, b: a @ np.swapaxes(b, -1, -2),
+    },
+    "einsum ij,ij->i, 32 x 16": {
+        "np.einsum(optimize=True)": _two("ij,ij->i"),
+        "np.einsum": lambda a, b: np.einsum("ij,ij->i", a, b),
+        "np.vecdot(a, b) (bpc)": lambda a, b: np.vecdot(a, b),
+        "(a * b).sum(axis=1)": lambda a, b: (a * b).sum(axis=1),
+        "(a[:, None, :] @ b[:, :, None])[:, 0, 0]": lambda a, b: (a[:, None, :] @ b[:, :, None])[
+            :, 0, 0
+        ],
+    },
+    "einsum ij,ij->i, 1000 x 1000": {
+        "np.einsum(optimize=True)": _two("ij,ij->i"),
+        "np.einsum": lambda a, b: np.einsum("ij,ij->i", a, b),
+        "np.vecdot(a, b) (bpc)": lambda a, b: np.vecdot(a, b),
+        "(a * b).sum(axis=1)": lambda a, b: (a * b).sum(axis=1),
+    },
+    "einsum i,j->ij, 32 and 16": {
+        "np.einsum(optimize=True)": _two("i,j->ij"),
+        "np.einsum": lambda a, b: np.einsum("i,j->ij", a, b),
+        "a[:, None] * b": lambda a, b: a[:, None] * b,
+        "np.dot(a[:, None], b[None, :]) (bpc's outer)": lambda a, b: np.dot(a[:, None], b[None, :]),
+    },
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs and the stability check
+
+
+def _softplus64(x: np.ndarray) -> np.ndarray:
+    return np.array([max(v, 0.0) + math.log1p(math.exp(-abs(v))) for v in x.astype(float)])
+
+
+def _sigmoid64(x: np.ndarray) -> np.ndarray:
+    return np.array(
+        [1 / (1 + math.exp(-v)) if v >= 0 else math.exp(v) / (1 + math.exp(v)) for v in x]
+    )
+
+
+def inputs(family: str, n: int, dtype, rng, extreme: bool = False) -> tuple[np.ndarray, ...]:
+    """The arguments of a family's candidates: random values, or extreme ones with `extreme`."""
+    if family.startswith("einsum"):
+        shapes = {
+            "ij,jk": ((32, 16), (16, 32)),
+            "bqd,bkd": ((4, 32, 16), (4, 32, 16)),
+            "ij,ij": ((32, 16), (32, 16)),
+            "i,j->": ((32,), (16,)),
+        }
+        key = next(k for k in shapes if k in family)
+        if "1000" in family:
+            return tuple(rng.standard_normal((1000, 1000)).astype(dtype) for _ in range(2))
+        return tuple(rng.standard_normal(s).astype(dtype) for s in shapes[key])
+    if family.startswith("x**"):
+        return (rng.uniform(0.5, 2.0, n).astype(dtype),)
+    if extreme:
+        big = [-1e4, -800.0, -100.0, -40.0, -1e-8, 0.0, 1e-8, 40.0, 100.0, 800.0, 1e4]
+        x = np.array(big + list(np.linspace(-30, 30, 61)), dtype=dtype)
+    else:
+        x = (rng.standard_normal(n) * 4).astype(dtype)
+    if family.startswith("g * sigmoid"):
+        e = np.exp(-np.abs(x))
+        y = np.maximum(x, 0) + np.log1p(e)
+        return x, e, y, rng.standard_normal(x.shape).astype(dtype)
+    return (x,)
+
+
+def reference(family: str, args: tuple[np.ndarray, ...]) -> np.ndarray | None:
+    """The family's function in float64 from Python's math, or None (the first candidate's)."""
+    if family == "softplus":
+        return _softplus64(args[0])
+    if family == "sigmoid":
+        return _sigmoid64(args[0].astype(float))
+    if family.startswith("g * sigmoid"):
+        return _sigmoid64(args[0].astype(float)) * args[3]
+    return None
+
+
+def accuracy(family: str, fn: Kernel, dtype) -> tuple[float, float] | None:
+    """The largest error of `fn` on extreme and random inputs, in units of the dtype's epsilon:
+    relative to each value of the reference (where it is a normal number), and relative to the
+    largest value (an array's), as (relative, absolute); None where a floating-point warning
+    other than underflow is raised or a value is not finite."""
+    rng = np.random.default_rng(1)
+    info = np.finfo(dtype)
+    rel = norm = 0.0
+    for extreme in (True, False):
+        args = inputs(family, 2000, dtype, rng, extreme)
+        want = reference(family, args)
+        if want is None:
+            want = next(iter(FAMILIES[family].values()))(*(a.astype(float) for a in args))
+        try:
+            with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
+                got = fn(*args)
+        except FloatingPointError:
+            return None
+        if got.dtype != dtype or not np.all(np.isfinite(got)):
+            return None
+        err = np.abs(got.astype(float) - want)
+        normal = np.abs(want) >= info.tiny
+        rel = max(rel, float(np.max(err[normal] / np.abs(want[normal]), initial=0.0)))
+        norm = max(norm, float(np.max(err)) / max(float(np.max(np.abs(want))), info.tiny))
+    if family.startswith("einsum"):  # (sums of products: an error relative to the largest)
+        rel = norm
+    return rel / float(info.eps), norm / float(info.eps)
+
+
+def _time(fn: Kernel, args, number: int) -> float:
+    start = time.perf_counter()
+    for _ in range(number):
+        fn(*args)
+    return (time.perf_counter() - start) / number
+
+
+def measure(family: str, n: int, dtype, repeats: int) -> dict[str, float]:
+    """The median time of each candidate of `family` over interleaved repeats."""
+    fns = FAMILIES[family]
+    args = inputs(family, n, dtype, np.random.default_rng(0))
+    first = next(iter(fns.values()))
+    number = max(1, int(0.02 / max(_time(first, args, 1), 1e-7)))
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            times[name].append(_time(fn, args, number))
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def _shown(seconds: float) -> str:
+    return f"{seconds * 1e3:.2f} ms" if seconds >= 1e-3 else f"{seconds * 1e6:.1f} us"
+
+
+def _error(e: tuple[float, float] | None) -> str:
+    """The relative error, or the absolute one where small values are lost (a sigmoid that
+    gives 0 for exp(-40))."""
+    if e is None:
+        return "unstable"
+    rel, norm = e
+    return f"{rel:.0f} eps" if rel < 1e3 else f"{norm:.0f} eps abs., small values lost"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1_000_000, help="elements (elementwise kernels)")
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, two repeats")
+    parser.add_argument("--only", default="", help="the families whose name contains this")
+    args = parser.parse_args(argv)
+    n, repeats = (1000, 2) if args.smoke else (args.n, args.repeats)
+    print(
+        f"Kernels on {platform.machine()}, {_cpus()} CPUs, Python {platform.python_version()}, "
+        f"NumPy {np.__version__}; {n:,} elements; medians of {repeats} interleaved repeats."
+    )
+    print()
+    print("| family | kernel | float64 | float32 | error f64 | error f32 |")
+    print("|---|---|---|---|---|---|")
+    for family, fns in FAMILIES.items():
+        if args.only not in family:
+            continue
+        t64 = measure(family, n, np.float64, repeats)
+        t32 = measure(family, n, np.float32, repeats)
+        for name, fn in fns.items():
+            e64, e32 = (accuracy(family, fn, d) for d in (np.float64, np.float32))
+            row = [family, f"`{name}`", _shown(t64[name]), _shown(t32[name])]
+            print("| " + " | ".join(row + [_error(e64), _error(e32)]) + " |")
+    return 0
+
+
+def _cpus() -> int:
+    import os
+
+    return os.cpu_count() or 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
