@@ -348,8 +348,13 @@ def loop_lines(fn: Lowering, n: Node, comments: bool) -> list[Stmt]:
     namer, lines = fn.namer, []
     params = body.params
     names = name_loop(fn, n)
-    for kind, init, name in zip(kinds, inits, names):
+    for j, (kind, init, name) in enumerate(zip(kinds, inits, names)):
         start = fn.code(init)
+        if kind[0] == "carry" and init.type.static and params[1 + j].dtype == "float":
+            # a number: of the graph's float dtype, as the carried value is after a step
+            # (`loss = x.dtype.type(0)`, which stays a NumPy number when the loop runs no step)
+            if fn.dtype_of is not None:
+                start = method(fn.dtype_of, "type", start)
         if start != Name(name):
             lines.append(Assign(name, start if kind[0] == "carry" else method(start, "copy")))
     for p, name in zip(params[1 : 1 + carried], names):

@@ -550,7 +550,7 @@ def adder_loss(x, y, Wx, Wh, b, Wy, by):
     add_by_steps = np.empty((T, N, 2), dtype=x.dtype)
     c = h_1
     h = h_1
-    loss_1 = 0.0
+    loss_1 = x.dtype.type(0.0)
     for t in range(T):
         a = h @ Wh
         a += xwx[:, t]
@@ -602,7 +602,7 @@ def adder_loss_forward(x, y, Wx, Wh, b, Wy, by):
     add_by_steps = np.empty((T, N, 2), dtype=x.dtype)
     c = h_1
     h = h_1
-    loss_1 = 0.0
+    loss_1 = x.dtype.type(0.0)
     for t in range(T):
         a = h @ Wh
         a += xwx[:, t]
@@ -749,7 +749,7 @@ def adder_loss_grad(x, y, Wx, Wh, b, Wy, by):
     add_by_steps = np.empty((T, N, 2), dtype=x.dtype)
     c = h_1
     h = h_1
-    loss_1 = 0.0
+    loss_1 = x.dtype.type(0.0)
     for t in range(T):
         a = h @ Wh
         a += xwx[:, t]

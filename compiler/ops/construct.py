@@ -11,6 +11,7 @@ from __future__ import annotations
 from ..dims import Dim
 from ..expr import LOCAL, Lit, Ref, Size, array
 from ..expr import shape as shape_of
+from .. import conditions
 from ..ir import REQUIRED, ShapeError, Type, make
 from . import no_flops, register
 from .index import negative
@@ -23,8 +24,10 @@ def _size(name: str, d, what: str = "sizes") -> Dim:
     if isinstance(d, bool) or not isinstance(d, (int, Dim)):
         raise ShapeError(f"{name}: {what} must be integers or dimension expressions")
     d = Dim.of(d)
-    if negative(d):  # (one that is negative for some sizes only is NumPy's error at run time)
+    if negative(d):
         raise ShapeError(f"{name}: {what} must not be negative, and {d} is")
+    # one that is negative for some sizes only is checked when the code runs
+    conditions.require(d, ">=", Dim.of(0), f"{name}'s size {d}", f"{name}: {d} is negative")
     return d
 
 

@@ -832,6 +832,10 @@ def _differences_sizes(x):
 def _differences_check(x):
     """Check the arguments of differences and the conditions on its sizes; return them."""
     N, T = _array("differences", "x", x, "float", 2, "[N, T]")
+    if T < 1:
+        raise _unmet(
+            "differences: zeros((N, T - 1)) (loops.bp:55) needs T >= 1", "T", T
+        )
     return N, T
 
 
@@ -839,7 +843,7 @@ def differences(x):
     """d [N, T - 1], total [] = differences(x [N, T]): the forward pass alone."""
     N, T = _differences_sizes(x)
     d = np.zeros((N, T - 1), dtype=x.dtype)
-    total_1 = 0
+    total_1 = x.dtype.type(0)
     for t in range(1, T):
         t_1 = x[:, t]
         t_2 = t - 1
@@ -855,7 +859,7 @@ def differences_forward(x):
     """d [N, T - 1], total [] = differences(x [N, T]), and the cache that differences_backward needs."""
     N, T = _differences_sizes(x)
     d = np.zeros((N, T - 1), dtype=x.dtype)
-    total_1 = 0
+    total_1 = x.dtype.type(0)
     for t in range(1, T):
         t_1 = x[:, t]
         t_2 = t - 1
