@@ -8,10 +8,10 @@ number, which is not differentiated.
 
 from __future__ import annotations
 
+from .. import conditions
 from ..dims import Dim
 from ..expr import LOCAL, Lit, Ref, Size, array
 from ..expr import shape as shape_of
-from .. import conditions
 from ..ir import REQUIRED, ShapeError, Type, make
 from . import no_flops, register
 from .index import negative
