@@ -134,6 +134,19 @@ def _dsoftplus_exp(x, e, y, g):
     return t
 
 
+def _tanh_exp(x):
+    """The generated modules' `_tanh` (templates/tanh.py.j2): exp-based in float64."""
+    if x.dtype != np.float64:
+        return np.tanh(x)
+    with np.errstate(over="ignore"):
+        t = np.multiply(x, -2.0)
+        np.exp(t, out=t)
+        t += 1.0
+        np.divide(2.0, t, out=t)
+        t -= 1.0
+    return t
+
+
 def _two(spec):
     return lambda a, b: np.einsum(spec, a, b, optimize=True)
 
@@ -180,6 +193,10 @@ FAMILIES: dict[str, dict[str, Kernel]] = {
         "where(x >= 0, 1, e) / (1 + e), e = exp(-|x|)": _sigmoid_of_e,
         "np.maximum(e, x >= 0) / (1 + e), e = np.exp(-np.abs(x)) (bpc)": _sigmoid_bpc,
         "the maximum form in place (out=)": _sigmoid_max_e,
+    },
+    "tanh": {
+        "np.tanh": np.tanh,
+        "2 / (1 + np.exp(-2x)) - 1 in place, float64 (bpc's _tanh)": _tanh_exp,
     },
     "einsum ij,jk->ik, 32 x 16 @ 16 x 32": {
         "np.einsum(optimize=True)": _two("ij,jk->ik"),
@@ -262,6 +279,8 @@ def reference(family: str, args: tuple[np.ndarray, ...]) -> np.ndarray | None:
         return _softplus64(args[0])
     if family == "sigmoid":
         return _sigmoid64(args[0].astype(float))
+    if family == "tanh":
+        return np.array([math.tanh(v) for v in args[0].astype(float)])
     if family.startswith("g * sigmoid"):
         return _sigmoid64(args[0].astype(float)) * args[3]
     return None

@@ -94,6 +94,7 @@ def _hoisted(loop: Node) -> Node:
         mapping[n] = make("select", made[key], s.args[1], axis=axis, hint=n.hint)
     if not mapping:
         return loop
+    _fold_biases(body, mapping, invariant, outside, made, new_params, new_args)
     results = _rebuilt(body, mapping)
     return make(
         "loop",
@@ -103,6 +104,35 @@ def _hoisted(loop: Node) -> Node:
         body=Region(params + tuple(new_params), results),
         **{k: v for k, v in kw.items() if k != "body"},
     )
+
+
+def _fold_biases(body, mapping, invariant, outside, made, new_params, new_args) -> None:
+    """A loop-invariant term added to a hoisted product's slot (`x[:, t] @ Wx + h @ Wh + b`)
+    is added to the product before the loop, once for all steps, as an expert adds the bias
+    into `x @ Wx`: where the slot is read by that sum alone, and the term broadcasts against
+    the slot's trailing axes, as against the product's."""
+    uses: dict[Node, int] = {}
+    for n in body.nodes:
+        for a in n.args:
+            uses[a] = uses.get(a, 0) + 1
+    slots = {n: mapping[n] for n in mapping if uses.get(n, 0) == 1}
+    for n in body.nodes:
+        if n.op != "add" or n.args[1] not in invariant or n.args[1].type.static:
+            continue
+        left, bias = n.args
+        inner = left.args[0] if left.op == "add" and uses.get(left, 0) == 1 else left
+        if inner not in slots or bias.ndim > inner.ndim - slots[inner].attr("axis"):
+            continue
+        q = slots[inner].args[0]
+        k = new_params.index(q)
+        product_ = replace(new_args[k], hint=None)
+        new_args[k] = make("add", product_, _outside(bias, outside), hint=q.hint)
+        del slots[inner]  # (one bias per product)
+        if left is inner:  # slot + b -> the slot, which holds b
+            mapping[n] = mapping[inner]
+        else:  # (slot + m) + b -> slot + m
+            m = [a for a in left.args if a is not inner][0]
+            mapping[n] = make("add", mapping[inner], mapping.get(m, m), hint=n.hint)
 
 
 def _invariant(body: Region, outer: set[Node]) -> set[Node]:
