@@ -6,8 +6,8 @@ import math
 import operator
 from dataclasses import replace
 
-from ..expr import LOCAL, BinOp, Cond, Lit, Ref, Unary, array, builtin, helper, math_call, method
 from ..dims import Dim
+from ..expr import LOCAL, BinOp, Cond, Lit, Ref, Unary, array, builtin, helper, math_call, method
 from ..ir import OPS, Node, ShapeError, Type, make
 from . import (
     broadcast,
