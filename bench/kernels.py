@@ -135,7 +135,9 @@ def _dsoftplus_exp(x, e, y, g):
 
 
 def _tanh_exp(x):
-    """The generated modules' `_tanh` (templates/tanh.py.j2): exp-based in float64."""
+    """tanh through exp in float64: about twice as fast as np.tanh here (NumPy vectorizes exp,
+    not float64 tanh), but its relative error grows for |x| below 1e-3 (1 - exp(-2x)
+    cancels), so bpc keeps np.tanh."""
     if x.dtype != np.float64:
         return np.tanh(x)
     with np.errstate(over="ignore"):
@@ -195,8 +197,8 @@ FAMILIES: dict[str, dict[str, Kernel]] = {
         "the maximum form in place (out=)": _sigmoid_max_e,
     },
     "tanh": {
-        "np.tanh": np.tanh,
-        "2 / (1 + np.exp(-2x)) - 1 in place, float64 (bpc's _tanh)": _tanh_exp,
+        "np.tanh (bpc)": np.tanh,
+        "2 / (1 + np.exp(-2x)) - 1 in place, float64 (not emitted: small values lost)": _tanh_exp,
     },
     "einsum ij,jk->ik, 32 x 16 @ 16 x 32": {
         "np.einsum(optimize=True)": _two("ij,jk->ik"),

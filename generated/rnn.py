@@ -197,22 +197,6 @@ def _labels(labels, classes, where):
     return labels
 
 
-def _tanh(a):
-    """tanh of a float64 array as 2 / (1 + exp(-2a)) - 1: NumPy's exp is vectorized and its
-    float64 tanh is not, and this is twice as fast (bench/kernels.py); exact at both ends (for
-    a < -354, exp overflows to inf and the result is -1) and within 3e-16 of np.tanh. A
-    float32 array keeps np.tanh, which is vectorized."""
-    if a.dtype != np.float64:
-        return np.tanh(a)
-    with np.errstate(over="ignore"):
-        t = np.multiply(a, -2.0)
-        np.exp(t, out=t)
-        t += 1.0
-        np.divide(2.0, t, out=t)
-        t -= 1.0
-    return t
-
-
 class RnnStepGrads(NamedTuple):
     """Gradients of rnn_step with respect to x, prev_h, Wx, Wh, b, each shaped like its parameter."""
 
@@ -283,14 +267,14 @@ def _rnn_step_check(x, prev_h, Wx, Wh, b):
 def rnn_step(x, prev_h, Wx, Wh, b):
     """next_h [N, H] = rnn_step(x [N, D], prev_h [N, H], Wx [D, H], Wh [H, H], b [H]): the forward pass alone."""
     N, D, H = _rnn_step_sizes(x, prev_h, Wx, Wh, b)
-    next_h = _tanh(x @ Wx + prev_h @ Wh + b)
+    next_h = np.tanh(x @ Wx + prev_h @ Wh + b)
     return next_h
 
 
 def rnn_step_forward(x, prev_h, Wx, Wh, b):
     """next_h [N, H] = rnn_step(x [N, D], prev_h [N, H], Wx [D, H], Wh [H, H], b [H]), and the cache that rnn_step_backward needs."""
     N, D, H = _rnn_step_sizes(x, prev_h, Wx, Wh, b)
-    next_h = _tanh(x @ Wx + prev_h @ Wh + b)
+    next_h = np.tanh(x @ Wx + prev_h @ Wh + b)
     cache = RnnStepCache(x, prev_h, Wx, Wh, next_h, N, H)
     return next_h, cache
 
@@ -410,11 +394,11 @@ def lstm_step(x, prev_h, prev_c, Wx, Wh, b):
     t_2 = a[:, 2 * H : 3 * H]
     e_2 = np.exp(-np.abs(t_2))
     o = np.maximum(e_2, t_2 >= 0) / (1 + e_2)
-    g = _tanh(a[:, 3 * H :])
+    g = np.tanh(a[:, 3 * H :])
     next_c = f
     next_c *= prev_c
     next_c += i * g
-    t_3 = _tanh(next_c)
+    t_3 = np.tanh(next_c)
     next_h = o
     next_h *= t_3
     return (next_h, next_c)
@@ -435,10 +419,10 @@ def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
     t_2 = a[:, 2 * H : 3 * H]
     e_2 = np.exp(-np.abs(t_2))
     o = np.maximum(e_2, t_2 >= 0) / (1 + e_2)
-    g = _tanh(a[:, 3 * H :])
+    g = np.tanh(a[:, 3 * H :])
     next_c = f * prev_c
     next_c += i * g
-    t_3 = _tanh(next_c)
+    t_3 = np.tanh(next_c)
     next_h = o * t_3
     cache = LstmStepCache(x, prev_h, prev_c, Wx, Wh, i, f, o, g, t_3, N, H)
     return (next_h, next_c), cache
@@ -791,7 +775,7 @@ def rnn(x, h0, Wx, Wh, b):
     xwx += b
     h = h0
     for t in range(T):
-        h = _tanh(xwx[:, t] + h @ Wh)
+        h = np.tanh(xwx[:, t] + h @ Wh)
         hs[:, t] = h
     return hs
 
@@ -805,7 +789,7 @@ def rnn_forward(x, h0, Wx, Wh, b):
     xwx += b
     h = h0
     for t in range(T):
-        h = _tanh(xwx[:, t] + h @ Wh)
+        h = np.tanh(xwx[:, t] + h @ Wh)
         hs[:, t] = h
     cache = RnnCache(h0, Wx, Wh, x_rows, hs, N, T, D, H)
     return hs, cache
@@ -924,9 +908,9 @@ def lstm(x, h0, Wx, Wh, b):
         t_3 = lstm_cell_a[:, :H]
         e_2 = np.exp(-np.abs(t_3))
         lstm_cell_i = np.maximum(e_2, t_3 >= 0) / (1 + e_2)
-        lstm_cell_g = _tanh(lstm_cell_a[:, 3 * H :])
+        lstm_cell_g = np.tanh(lstm_cell_a[:, 3 * H :])
         c = lstm_cell_f * c + lstm_cell_i * lstm_cell_g
-        h = lstm_cell_o * _tanh(c)
+        h = lstm_cell_o * np.tanh(c)
         hs[:, t] = h
         c_steps[t] = c
         lstm_cell_o_steps[t] = lstm_cell_o
@@ -962,9 +946,9 @@ def lstm_forward(x, h0, Wx, Wh, b):
         t_3 = lstm_cell_a[:, :H]
         e_2 = np.exp(-np.abs(t_3))
         lstm_cell_i = np.maximum(e_2, t_3 >= 0) / (1 + e_2)
-        lstm_cell_g = _tanh(lstm_cell_a[:, 3 * H :])
+        lstm_cell_g = np.tanh(lstm_cell_a[:, 3 * H :])
         c = lstm_cell_f * c + lstm_cell_i * lstm_cell_g
-        h = lstm_cell_o * _tanh(c)
+        h = lstm_cell_o * np.tanh(c)
         hs[:, t] = h
         c_steps[t] = c
         lstm_cell_o_steps[t] = lstm_cell_o
@@ -1020,7 +1004,7 @@ def lstm_backward(dout, cache):
         lstm_cell_o = lstm_cell_o_steps[t]
         c_1 = c_steps[t]
         # h_next = o * tanh(c_next)  (in fn lstm_cell)
-        t_4 = _tanh(c_1)
+        t_4 = np.tanh(c_1)
         dc_1 = dh_1 * lstm_cell_o * (1 - t_4 * t_4)
         dc_1 += dc
         lstm_cell_g = lstm_cell_g_steps[t]
@@ -1212,7 +1196,7 @@ def captioning_loss(
     xwx += b
     h = h_1
     for t in range(T):
-        h = _tanh(xwx[:, t] + h @ Wh)
+        h = np.tanh(xwx[:, t] + h @ Wh)
         hs[:, t] = h
     hs_rows = hs.reshape((N * T, H))
     scores = (hs_rows @ W_vocab).reshape((N, T, V))
@@ -1246,7 +1230,7 @@ def captioning_loss_forward(
     xwx += b
     h = h_1
     for t in range(T):
-        h = _tanh(xwx[:, t] + h @ Wh)
+        h = np.tanh(xwx[:, t] + h @ Wh)
         hs[:, t] = h
     hs_rows = hs.reshape((N * T, H))
     scores = (hs_rows @ W_vocab).reshape((N, T, V))
@@ -1363,7 +1347,7 @@ def captioning_loss_grad(
     xwx += b
     h = h_1
     for t in range(T):
-        h = _tanh(xwx[:, t] + h @ Wh)
+        h = np.tanh(xwx[:, t] + h @ Wh)
         hs[:, t] = h
     hs_rows = hs.reshape((N * T, H))
     scores = (hs_rows @ W_vocab).reshape((N, T, V))

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import math
 import operator
-from dataclasses import replace
 
-from ..dims import Dim
 from ..expr import LOCAL, BinOp, Cond, Lit, Ref, Unary, array, builtin, helper, math_call, method
 from ..ir import OPS, Node, ShapeError, Type, make
 from . import (
@@ -129,23 +127,6 @@ unary(
     ufunc=True,
     fold=math.tanh,
 )
-
-
-def _tanh_emit(at, x):
-    """An array's tanh through the module's `_tanh` (exp-based in float64, where NumPy's own
-    tanh is not vectorized: twice as fast, `bench/kernels.py`); a number's as `unary` does."""
-    if at.node.ndim == 0 or python_numbers(at):
-        return _plain_tanh(at, x)
-    return helper("_tanh", x)
-
-
-def _tanh_flops(y, x) -> Dim:
-    """An array's tanh is five elementwise passes in float64 (`_tanh`: -2x, exp, +1, 2/, -1)."""
-    return (5 if y.ndim else 1) * size(y)
-
-
-_plain_tanh = OPS["tanh"].emit
-OPS["tanh"] = replace(OPS["tanh"], emit=_tanh_emit, ufunc=False, flops=_tanh_flops)
 
 
 # ---------------------------------------------------------------------------------------------
