@@ -27,6 +27,7 @@ from .ir import (
     Type,
     at,
     const,
+    frontier,
     reachable,
     untyped,
 )
@@ -265,18 +266,8 @@ class _Builder:
         param of its own (after `params`), and those values are the loop's outer arguments.
         The body's nodes take their source names here."""
         inside = set(body) | set(params)
-        free: dict[Node, Node] = {}
-        stack, seen = list(results), set()
-        while stack:
-            n = stack.pop()
-            if n in seen:
-                continue
-            seen.add(n)
-            if n in inside:
-                stack.extend(n.args)
-            elif n.op not in ("const", "dim") and n not in free:
-                free[n] = None
-        outer = sorted(free, key=_first_seen(self.nodes, free))
+        free, _ = frontier(results, inside.__contains__)
+        outer = sorted(free, key=_first_seen(self.nodes, set(free)))
         mapping = {
             n: self.region_param(
                 self.hints.get(n, (0, n.hint))[1] or "v", region, len(params) + i, n.type

@@ -412,6 +412,25 @@ def reachable(roots: Iterable[Node]) -> set[Node]:
     return seen
 
 
+def frontier(roots: Iterable[Node], inside: Callable[[Node], bool]) -> tuple[list[Node], set]:
+    """Walking from `roots` through the nodes `inside` accepts, the first nodes it does not
+    (constants and sizes left out), in the order they are found; and every node seen. What a
+    loop body reads from outside it (`build.py`), and what a loop's backward reads of its
+    forward (`loops.py`)."""
+    found: dict[Node, None] = {}
+    stack, seen = list(roots), set()
+    while stack:
+        n = stack.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        if inside(n):
+            stack.extend(n.args)
+        elif n.op not in ("const", "dim"):
+            found[n] = None
+    return list(found), seen
+
+
 def schedule(preferred: Iterable[Node], roots: Iterable[Node]) -> tuple[Node, ...]:
     """The nodes reachable from `roots`, in a topological order that follows `preferred` where the
     dependencies allow (so rebuilt graphs keep their reading order)."""

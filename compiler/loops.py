@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 
 from .autodiff import backprop, spread
 from .dims import Dim
-from .ir import OPS, Node, Region, Type, at, make, result, schedule
+from .ir import OPS, Node, Region, Type, at, frontier, make, result, schedule
 from .ops.loop import counts, width
 
 
@@ -239,18 +239,7 @@ def _residuals(b: _Backward, body, kinds, replaced, results, carried: int) -> No
     """Map each forward body value the backward results read to the backward body's own node."""
     fwd = _forward_nodes(body, replaced)
     new_loops = set(replaced.values())
-    residuals: dict[Node, None] = {}
-    stack, seen = list(results), set()
-    while stack:
-        n = stack.pop()
-        if n in seen:
-            continue
-        seen.add(n)
-        if _is_forward(n, fwd, new_loops):
-            if n.op not in ("const", "dim"):
-                residuals[n] = None
-            continue
-        stack.extend(n.args)
+    residuals, seen = frontier(results, lambda n: not _is_forward(n, fwd, new_loops))
     for r in sorted(residuals, key=_order(body)):
         _read(b, body, kinds, carried, r, fwd | {x for x in seen if x.op == "result"})
 
