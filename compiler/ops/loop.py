@@ -179,9 +179,19 @@ def _loop_adjoint(g, out, *args, **attrs):  # pragma: no cover - autodiff calls 
 
 
 def _loop_flops(y, *args, body, kinds, start, stop, reverse=False, written=()) -> Dim:
-    from . import flops_of
+    """The body's flops, but Python's integer arithmetic on positions (`t - 1`), and the
+    additions of sums and added slots (`dWh += ...`), per iteration, times the trip count.
+    (bpc stats counts a loop's each part itself, per iteration, on the same terms.)"""
+    from . import flops_of, size
 
-    per_iteration = sum((flops_of(n) for n in body.nodes), Dim.of(0))
+    work = [n for n in body.nodes if not (n.ndim == 0 and n.dtype in ("int", "bool"))]
+    per_iteration = sum((flops_of(n) for n in work), Dim.of(0))
+    carried, _ = counts(kinds)
+    r = carried
+    for kind in kinds[carried:]:
+        if kind[0] == "sum" or kind[2] == "add":
+            per_iteration += size(body.results[r].type)
+        r += width(kind)
     return per_iteration * (stop - start)
 
 
@@ -217,8 +227,4 @@ def results_of(node: Node, nodes) -> dict[int, Node]:
     return {n.attr("index"): n for n in nodes if n.op == "result" and n.args[0] is node}
 
 
-def is_loop(n: Node) -> bool:
-    return n.op == "loop"
-
-
-__all__ = ["OPS", "counts", "is_loop", "results_of", "width"]
+__all__ = ["OPS", "counts", "results_of", "width"]
