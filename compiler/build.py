@@ -29,6 +29,7 @@ from .ir import (
     const,
     frontier,
     reachable,
+    region_param,
     untyped,
 )
 from .ir import here as current_loc
@@ -258,8 +259,7 @@ class _Builder:
 
     def region_param(self, name: str, region: str, index: int, type: Type | None = None) -> Node:
         """A param of a loop body: the loop variable, a carried value or an outer value."""
-        attrs = (("index", index), ("name", name), ("region", region))
-        return Node("param", (), attrs, type, name, current_loc())
+        return region_param(name, region, index, type, current_loc())
 
     def close(self, body: list[Node], params: list[Node], results: list[Node], region: str):
         """The body as a closed region: each value it reads from outside the loop becomes a

@@ -412,6 +412,13 @@ def reachable(roots: Iterable[Node]) -> set[Node]:
     return seen
 
 
+def region_param(name: str, region: str, index: int, type: Type | None, loc=None) -> Node:
+    """A param of a region (a loop body): its position among the region's params, a name for
+    the code, and the region it belongs to, so that no param of one region is another's."""
+    attrs = (("index", index), ("name", name), ("region", region))
+    return Node("param", (), attrs, type, name, loc)
+
+
 def frontier(roots: Iterable[Node], inside: Callable[[Node], bool]) -> tuple[list[Node], set]:
     """Walking from `roots` through the nodes `inside` accepts, the first nodes it does not
     (constants and sizes left out), in the order they are found; and every node seen. What a

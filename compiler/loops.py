@@ -27,17 +27,24 @@ from dataclasses import dataclass, field, replace
 
 from .autodiff import backprop, spread
 from .dims import Dim
-from .ir import OPS, Node, Region, Type, at, frontier, make, result, schedule
+from .ir import (
+    OPS,
+    Node,
+    Region,
+    Type,
+    at,
+    frontier,
+    make,
+    reachable,
+    region_param,
+    result,
+    schedule,
+)
 from .ops.loop import counts, width
 
 
 def _dim(d: Dim) -> Node:
     return Node("dim", (), (("dim", d),), Type("int", (), True))
-
-
-def _param(name: str, region: str, index: int, type: Type) -> Node:
-    attrs = (("index", index), ("name", name), ("region", region))
-    return Node("param", (), attrs, type, name)
 
 
 @dataclass
@@ -67,7 +74,7 @@ class _Backward:
         if outside not in self.outer:
             index = 1 + len(self.carried) + len(self.outer)
             name = hint or outside.hint or "v"
-            self.outer[outside] = _param(name, self.region, index, outside.type)
+            self.outer[outside] = region_param(name, self.region, index, outside.type)
         return self.outer[outside]
 
 
@@ -84,14 +91,14 @@ def loop_vjp(g: tuple, loop: Node, active_args: list[bool], number: int):
     t, cparams, oparams = params[0], params[1 : 1 + carried], params[1 + carried :]
     region = f"{t.attr('region')}/d{number}"
     active = _active_body(body, carried, active_args[:carried], active_args[nk:])
-    b = _Backward(loop, region, number, _param(t.hint or "t", region, 0, t.type))
+    b = _Backward(loop, region, number, region_param(t.hint or "t", region, 0, t.type))
 
     # the seeds: the carried gradients (params of the backward body), and each written slot's
     # gradient, read slot by slot from the written array's gradient
     seeds: dict[Node, Node] = {}
     for p, r in zip(cparams, body.results[:carried]):
         if p in active:
-            dp = _param("d" + (p.hint or "h"), region, 1 + len(b.carried), p.type)
+            dp = region_param("d" + (p.hint or "h"), region, 1 + len(b.carried), p.type)
             b.carried.append(dp)
             _seed(seeds, r, dp)
     slot_results = _slots(body, kinds, carried)
@@ -337,48 +344,29 @@ def _written(body: Region, kinds, carried: int, r: Node):
     its iteration, where every iteration writes a slot of its own."""
     for j, axes, value, positions in _slots(body, kinds, carried):
         if value is r and kinds[j][2] == "set":
-            if any(_distinct(p, body.params[0]) for p in positions):
+            if any(distinct(p, body.params[0]) for p in positions):
                 return j, axes, positions
     return None
 
 
 def distinct(position: Node, t: Node) -> bool:
-    """Whether `position` is the loop variable `t` plus or minus sizes, or times a nonzero
-    integer: each iteration's slot is its own."""
-    return _distinct(position, t)
-
-
-def _distinct(position: Node, t: Node) -> bool:
-    """Whether `position` is t plus or minus sizes, or sizes minus t: a slot of its own."""
+    """Whether `position` is the loop variable `t` plus or minus sizes (or sizes minus it), or
+    times a nonzero integer: each iteration's slot is its own."""
     if position is t:
         return True
-    if position.op == "add":
+    if position.op in ("add", "sub"):
         a, c = position.args
-        return (_distinct(a, t) and t not in _leaves(c)) or (
-            _distinct(c, t) and t not in _leaves(a)
-        )
-    if position.op == "sub":
-        a, c = position.args
-        return (_distinct(a, t) and t not in _leaves(c)) or (
-            _distinct(c, t) and t not in _leaves(a)
+        return (distinct(a, t) and t not in reachable([c])) or (
+            distinct(c, t) and t not in reachable([a])
         )
     if position.op == "neg":
-        return _distinct(position.args[0], t)
+        return distinct(position.args[0], t)
     if position.op == "mul":  # (k * t for a nonzero integer k)
         a, c = position.args
-        for x, k in ((a, c), (c, a)):
-            if k.op == "const" and k.attr("value") and _distinct(x, t) and t not in _leaves(k):
-                return True
+        return any(
+            k.op == "const" and k.attr("value") and distinct(x, t) for x, k in ((a, c), (c, a))
+        )
     return False
-
-
-def _leaves(n: Node) -> set[Node]:
-    out, stack = set(), [n]
-    while stack:
-        m = stack.pop()
-        out.add(m)
-        stack.extend(m.args)
-    return out
 
 
 def _previous(b: _Backward, body: Region, kinds, carried: int, r: Node, fwd) -> Node | None:

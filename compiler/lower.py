@@ -455,10 +455,10 @@ def _inline_sums(sub: Lowering, body, kinds, carried: int) -> set[Node]:
 def _first_write(fn: Lowering, init: Node, positions: dict, t: Node) -> bool:
     """Whether each iteration's addition to a slot is the first to it, into zeros the loop owns:
     `dx[:, t] = ...` then does what `+=` would."""
-    from .loops import _distinct
+    from .loops import distinct
 
     return (
-        init.op == "zeros" and _owned(fn, init) and any(_distinct(p, t) for p in positions.values())
+        init.op == "zeros" and _owned(fn, init) and any(distinct(p, t) for p in positions.values())
     )
 
 

@@ -37,7 +37,7 @@ from . import signature
 from .dims import Dim, product
 from .emit import Compiled, cache_entries, cached_sizes
 from .ir import OPS, Graph, Node, is_view
-from .loops import _distinct
+from .loops import distinct
 from .ops import flops_of
 from .ops.loop import counts, width
 from .pipeline import compile_graphs
@@ -141,7 +141,7 @@ def _loop_part(n: Node) -> LoopPart:
             continue
         positions = body.results[r + 1 : r + width(kind)]
         added = kind[0] == "sum" or kind[2] == "add"
-        if added and not (init.op == "zeros" and any(_distinct(p, t) for p in positions)):
+        if added and not (init.op == "zeros" and any(distinct(p, t) for p in positions)):
             size = product(body.results[r].shape)
             each = replace(each, ops=each.ops + 1, flops=each.flops + size)
         r += width(kind)

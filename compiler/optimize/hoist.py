@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..dims import product
-from ..ir import Graph, Node, Region, make, rewrite, with_args
+from ..ir import Graph, Node, Region, make, region_param, rewrite, with_args
 from ..ops.loop import counts
 from .fixpoint import in_body
 from .rules import canonical
@@ -86,8 +86,7 @@ def _hoisted(loop: Node) -> Node:
             product_ = one_product(product_) or product_
             index = len(params) + len(new_params)
             name = (x.hint or "x") + (w.hint or "w").lower()
-            attrs = (("index", index), ("name", name), ("region", params[0].attr("region")))
-            q = Node("param", (), attrs, product_.type, name)
+            q = region_param(name, params[0].attr("region"), index, product_.type)
             new_params.append(q)
             new_args.append(replace(product_, hint=name))
             made[key] = q

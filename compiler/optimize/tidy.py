@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..ir import Graph, Node, Region, make, reachable, rewrite, with_args
+from ..ir import Graph, Node, Region, make, reachable, region_param, rewrite, with_args
 from ..ops.loop import counts, width
 
 
@@ -65,12 +65,8 @@ def _tidied(n: Node, read: set[int]) -> tuple[Node, dict]:
             if inits[j].op in ("const", "dim"):
                 substitute[p] = inits[j]
             else:
-                q = replace(
-                    p,
-                    attrs=tuple((k, v) for k, v in p.attrs if k != "index")
-                    + (("index", len(params) + len(substitute)),),
-                )
-                substitute[p] = q
+                index = len(params) + len(substitute)  # (now an outer value's param)
+                substitute[p] = region_param(p.attr("name"), p.attr("region"), index, p.type)
     if not substitute and all(j in read for j in range(nk)):
         return n, {j: j for j in range(nk)}
     results = _substituted(body, substitute)
