@@ -96,8 +96,8 @@ def sweep(nodes, seeds: dict[Node, Node], values: dict[Node, Node] | None = None
             values[n] = n if args == n.args else replace(n, args=args)
             tangents[n] = tangents.get(n) or _tangent(n, values[n], ts)
         order.append(values[n])
-        if tangents[n] is None:
-            del tangents[n]
+        if tangents.get(n) is None:
+            tangents.pop(n, None)
         else:
             order.append(tangents[n])
     return values, tangents, order

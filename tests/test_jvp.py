@@ -1,0 +1,364 @@
+"""Forward mode (`bpc.forward.jvp`): every operation's JVP rule, and the JVP graphs built from them.
+
+A JVP graph takes the graph's inputs and one tangent per `wrt` parameter, and gives the
+outputs and their tangents, J v. It is evaluated by the oracle (`tests/oracle.py`, NumPy), and
+checked in float64:
+
+- on every case of the op-case table (`tests/op_cases/`, the adjoint harness's: several shapes,
+  broadcasting included) and a few IR-only cases here, against central finite differences of
+  the oracle's forward value along the tangents; optimized (`bpc.optimize`), against itself;
+- on every graph of examples/, against the VJP by the dot-product identity <J v, u> = <v, J^T u>,
+  J^T u computed by `differentiate` and evaluated by the oracle;
+- on random graphs (tests/test_random_graphs.py's generator), against finite differences;
+- on the seed, against its closed form; on loops, its structure: one loop that carries the
+  tangents beside the values.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from hypothesis import event, given, settings
+
+import bpc.ops  # noqa: F401 - fills the registry
+from bpc.autodiff import differentiate
+from bpc.dims import Dim
+from bpc.forward import jvp
+from bpc.ir import OPS, Graph, make, reachable
+from bpc.ops import no_tangent
+from bpc.optimize import canonicalize, optimize
+from bpc.verify import show
+from tests import oracle, test_examples
+from tests import test_random_graphs as random_graphs
+from tests.op_cases import CASES, IR, Case, _dims, _sum
+from tests.support import rel_error
+from tests.test_ops import make_inputs
+
+FD_TOL = 1e-6  # J v against central differences along v, relative to the largest value
+EPS = 1e-6  # the step of the central differences
+OPT_TOL = 1e-10  # the optimized JVP graph against the JVP graph as built
+DOT_TOL = 1e-9  # <J v, u> against <v, J^T u>
+RANDOM_GRAPHS = 200
+ROOT = test_examples.ROOT
+
+# ---------------------------------------------------------------------------------------------
+# Evaluating a JVP graph
+
+
+def jvp_graph(graph: Graph) -> Graph:
+    """The JVP graph of a typed graph, as `compile_typed` would hand it to forward mode."""
+    return jvp(canonicalize(graph))
+
+
+def tangents_in(graph: Graph, inputs: dict, seed: str) -> dict[str, np.ndarray]:
+    """A random tangent for each `wrt` parameter, by parameter name."""
+    rng = np.random.default_rng(zlib.crc32(seed.encode()))
+    return {name: rng.standard_normal(np.shape(inputs[name])) for name in graph.wrt}
+
+
+def evaluate_jvp(graph: Graph, j: Graph, inputs: dict, dots: dict) -> tuple[list, list]:
+    """The outputs and their tangents: the JVP graph `j` of `graph` evaluated by the oracle,
+    the tangent inputs given by their parameter's name."""
+    fed = dict(inputs)
+    for name, leaf in zip(graph.wrt, j.inputs[len(graph.inputs) :]):
+        fed[leaf.attr("name")] = dots[name]
+    values = oracle.evaluate(j, fed)
+    n = len(graph.outputs)
+    return values[:n], values[n:]
+
+
+def along(graph: Graph, inputs: dict, dots: dict, step: float) -> list:
+    """The outputs at the inputs moved `step` along the tangents."""
+    moved = {k: v + step * dots[k] if k in dots else v for k, v in inputs.items()}
+    return [np.asarray(v, dtype=np.float64) for v in oracle.evaluate(graph, moved)]
+
+
+def directional_difference(graph: Graph, inputs: dict, dots: dict) -> list:
+    """Central differences of each output along the tangents: J v, numerically."""
+    up, down = along(graph, inputs, dots, EPS), along(graph, inputs, dots, -EPS)
+    return [(u - d) / (2 * EPS) for u, d in zip(up, down)]
+
+
+def check_jvp(graph: Graph, inputs: dict, seed: str, optimized: bool = True) -> None:
+    """The JVP graph's tangents against finite differences; its outputs and, optimized, its
+    tangents against the graph as built."""
+    j = jvp_graph(graph)
+    dots = tangents_in(graph, inputs, seed)
+    values, tangents = evaluate_jvp(graph, j, inputs, dots)
+    for out, value, tangent, want in zip(
+        graph.outputs, values, tangents, directional_difference(graph, inputs, dots)
+    ):
+        assert np.shape(tangent) == np.shape(value)
+        if out.dtype != "float":  # a mask or a count: no tangent
+            assert not np.any(tangent)
+            continue
+        assert rel_error(tangent, want) < FD_TOL, (rel_error(tangent, want), show(out))
+    if optimized:
+        o = optimize(j, cache_reused=False)
+        got_values, got_tangents = evaluate_jvp(graph, o, inputs, dots)
+        for have, want in zip(got_values + got_tangents, values + tangents):
+            assert rel_error(have, want) < OPT_TOL
+
+
+# ---------------------------------------------------------------------------------------------
+# The registry: every rule on the op cases
+
+
+def _case_graph(case: Case) -> Graph:
+    return oracle.typed_graph(case.source) if case.source is not None else case.build()
+
+
+def _image(x):
+    return make("reshape", x, shape=_dims("N", "C", "H", "W"))
+
+
+# IR-only operations with a JVP rule that no forward graph of the op cases holds: the window
+# view and its overlap-add (conv2d and the pools are written with them after differentiation),
+# max pooling's routing and picking (its gradient, and the gradient's gradient), put (a loop's
+# gradient of a position read) and if_else (a loop's backward). Tangents of x move no maximum:
+# the inputs are drawn far from ties.
+MORE: dict[str, list[Case]] = {
+    "windows": [
+        IR(
+            "sum(windows(x) ** 2)",
+            [("x", ("N", "C", "H", "W"))],
+            lambda x: _sum(make("windows", x, size=(2, 3), stride=(1, 2)) ** 2),
+        ),
+        IR(
+            "windows(x [H, W]) * 3",
+            [("x", ("H", "W"))],
+            lambda x: make("windows", x, size=(2, 2), stride=(2, 1)) * 3,
+        ),
+    ],
+    "window_add": [
+        IR(
+            "window_add(g * g)",
+            [("g", ("N", "C", 2, 3, 2, 2))],
+            lambda g: make("window_add", g * g, shape=_dims(3, 4), stride=(1, 1)),
+        ),
+    ],
+    "max_pool_route": [
+        IR(
+            "max_pool_route(x, max_pool2d(x), g * max_pool2d(x))",
+            [("x", ("N", "C", 4, 4)), ("g", ("N", "C", 2, 2))],
+            lambda x, g: make(
+                "max_pool_route",
+                x,
+                make("max_pool2d", x, size=(2, 2), stride=(2, 2)),
+                g * make("max_pool2d", x, size=(2, 2), stride=(2, 2)),
+                size=(2, 2),
+                stride=(2, 2),
+            ),
+        ),
+    ],
+    "max_pool_pick": [
+        IR(
+            "max_pool_pick(x, max_pool2d(x), d * d)",
+            [("x", ("N", "C", 4, 5)), ("d", ("N", "C", 4, 5))],
+            lambda x, d: make(
+                "max_pool_pick",
+                x,
+                make("max_pool2d", x, size=(2, 2), stride=(1, 2)),
+                d * d,
+                size=(2, 2),
+                stride=(1, 2),
+            ),
+        ),
+    ],
+    "put": [
+        IR(
+            "put(exp(g), 1) * x",
+            [("g", ("n",)), ("x", ("n", "m"))],
+            lambda g, x: make("put", make("exp", g), make("dim", dim=Dim.of(1)), axis=1, size="m")
+            * x,
+        ),
+    ],
+    "if_else": [
+        IR(
+            "if_else(sum(a) > 0, a * a, b)",
+            [("a", ("n",)), ("b", ("n",))],
+            lambda a, b: make("if_else", make("gt", _sum(a), 0), a * a, b),
+        ),
+    ],
+}
+
+REGISTRY_CASES = [
+    pytest.param(case, id=f"{op}-{i}")
+    for op, cases in sorted({**CASES, **MORE}.items())
+    for i, case in enumerate(cases)
+]
+
+
+def test_every_op_with_an_adjoint_has_a_jvp_rule():
+    missing = sorted(name for name, op in OPS.items() if op.adjoint is not None and op.jvp is None)
+    assert not missing, f"operations with an adjoint and no JVP rule: {missing}"
+
+
+@pytest.mark.parametrize(
+    "op", sorted(name for name, op in OPS.items() if op.jvp not in (None, no_tangent))
+)
+def test_every_jvp_rule_that_makes_a_tangent_has_cases(op):
+    """(A rule that makes none, `no_tangent`, says the derivative is zero: a comparison, a
+    count, a fill, integers.)"""
+    assert op in CASES or op in MORE, op
+
+
+@pytest.mark.parametrize("case", REGISTRY_CASES)
+def test_jvp_matches_finite_differences(case):
+    graph = _case_graph(case)
+    check_jvp(graph, make_inputs(case, graph), case.key)
+
+
+# ---------------------------------------------------------------------------------------------
+# The examples: the JVP is the VJP's transpose
+
+
+def _example_inputs(path, d) -> dict:
+    return {p.name: a for p, a in zip(d.params, test_examples.inputs(d))}
+
+
+@pytest.mark.parametrize("path, d", test_examples.GRAPHS, ids=test_examples.IDS)
+def test_jvp_is_the_transpose_of_the_vjp(path, d):
+    """<J v, u> = <v, J^T u> for random v and u, J^T u by `differentiate`."""
+    graph = oracle.typed_graph(path.read_text(), d.name)
+    inputs = _example_inputs(path, d)
+    dots = tangents_in(graph, inputs, f"{path.name}:{d.name}")
+    _, tangents = evaluate_jvp(graph, jvp_graph(graph), inputs, dots)
+    rng = np.random.default_rng(1)
+    us = [rng.standard_normal(np.shape(t)) for t in tangents]
+    backward = differentiate(canonicalize(graph))
+    grads = oracle.evaluate(replace(backward, outputs=backward.grads), inputs, douts=us)
+    floats = [out.dtype == "float" for out in graph.outputs]
+    left = [np.sum(t * u) for t, u, f in zip(tangents, us, floats) if f]
+    right = [np.sum(dots[name] * g) for name, g in zip(graph.wrt, grads)]
+    scale = max(1.0, sum(map(abs, left)), sum(map(abs, right)))
+    assert abs(sum(left) - sum(right)) < DOT_TOL * scale, (sum(left), sum(right))
+
+
+# ---------------------------------------------------------------------------------------------
+# Random graphs
+
+
+@settings(max_examples=RANDOM_GRAPHS, **random_graphs.COMMON)
+@given(random_graphs.programs())
+def test_jvp_of_random_graphs(prog):
+    graph = oracle.typed_graph(prog.source)
+    inputs = prog.inputs()
+    if not graph.wrt:
+        event("no float parameters")
+        return
+    if random_graphs.kink_margin(graph, inputs) <= random_graphs.FD_MARGIN:
+        event("near a kink: not checked")
+        return
+    with np.errstate(all="ignore"):
+        check_jvp(graph, inputs, prog.source, optimized=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# The JVP graph itself
+
+
+SEED = (ROOT / "examples" / "seed.bp").read_text()
+
+
+def test_the_seed():
+    """f = sum(q * q) with q = W @ x: the tangent is 2 q . (dW x + W dx)."""
+    graph = oracle.typed_graph(SEED)
+    rng = np.random.default_rng(0)
+    inputs = {"W": rng.standard_normal((3, 4)), "x": rng.standard_normal(4)}
+    dots = {"W": rng.standard_normal((3, 4)), "x": rng.standard_normal(4)}
+    j = jvp_graph(graph)
+    assert j.output_names == ("f", "f_dot")
+    assert [n.attr("name") for n in j.inputs] == ["W", "x", "W_dot", "x_dot"]
+    assert [n.attr("index") for n in j.inputs] == [0, 1, 2, 3]
+    assert [n.type for n in j.inputs[2:]] == [n.type for n in j.inputs[:2]]
+    assert (j.wrt, j.grads, j.douts) == ((), (), ())
+    (f,), (f_dot,) = evaluate_jvp(graph, j, inputs, dots)
+    q = inputs["W"] @ inputs["x"]
+    assert np.isclose(f, q @ q)
+    assert np.isclose(f_dot, 2 * q @ (dots["W"] @ inputs["x"] + inputs["W"] @ dots["x"]))
+
+
+def _scheduled_and_typed(g: Graph) -> None:
+    seen = set()
+    for n in g.nodes:
+        assert n.type is not None and all(a in seen for a in n.args), show(n)
+        seen.add(n)
+    assert set(g.inputs) | set(g.outputs) <= seen
+
+
+@pytest.mark.parametrize("path, d", test_examples.GRAPHS, ids=test_examples.IDS)
+def test_jvp_graphs_are_scheduled_and_typed(path, d):
+    j = jvp_graph(oracle.typed_graph(path.read_text(), d.name))
+    _scheduled_and_typed(j)
+    _scheduled_and_typed(optimize(j, cache_reused=False))
+
+
+def test_names_taken_get_a_number():
+    """A tangent's name that a parameter, an output or a dimension has is numbered."""
+    src = "graph f(x: [x_dot], x_dot: [x_dot], y_dot: []) -> (y, y_dot_1) wrt x, y_dot {\n"
+    src += "    y = x * y_dot\n    y_dot_1 = 2 * x\n}\n"
+    j = jvp_graph(oracle.typed_graph(src))
+    assert [n.attr("name") for n in j.inputs[3:]] == ["x_dot_1", "y_dot_dot"]
+    assert j.output_names == ("y", "y_dot_1", "y_dot_2", "y_dot_1_dot")
+
+
+def test_an_output_no_tangent_reaches_gets_zeros_of_its_type():
+    src = "graph f(x: [n], c: [n]) -> (y, z, mask) wrt x {\n"
+    src += "    y = x * c\n    z = exp(c)\n    mask = c > 0\n}\n"
+    graph = oracle.typed_graph(src)
+    j = jvp_graph(graph)
+    y_dot, z_dot, mask_dot = j.outputs[3:]
+    assert y_dot.op == "mul"
+    assert (z_dot.op, z_dot.type) == ("full_like", graph.outputs[1].type)
+    assert (mask_dot.op, mask_dot.type) == ("full_like", graph.outputs[2].type)
+    inputs = {"x": np.arange(3.0), "c": np.array([1.0, -2.0, 3.0])}
+    _, tangents = evaluate_jvp(graph, j, inputs, {"x": np.ones(3)})
+    np.testing.assert_array_equal(tangents[0], inputs["c"])
+    np.testing.assert_array_equal(tangents[1], np.zeros(3))
+    assert not np.any(tangents[2])
+
+
+def test_a_broadcast_argument_has_a_broadcast_tangent():
+    src = "graph f(x: [n, m], b: [m]) -> y wrt b {\n    y = x + b\n}\n"
+    j = jvp_graph(oracle.typed_graph(src))
+    y_dot = j.outputs[1]
+    assert show(y_dot) == "broadcast_to(b_dot, shape=(n, m))"
+
+
+def test_like_terms_are_collected():
+    """y = x * x: the optimized tangent is 2 x t, not t x + x t."""
+    j = optimize(
+        jvp_graph(oracle.typed_graph("graph f(x: [n]) -> y {\n    y = x * x\n}\n")),
+        cache_reused=False,
+    )
+    y_dot = j.outputs[1]
+    ops = sorted(n.op for n in reachable([y_dot]) if n.op not in ("param", "const"))
+    assert ops == ["mul", "mul"], show(y_dot)
+    assert show(y_dot) in (
+        "mul(mul(2, x), x_dot)",
+        "mul(mul(2, x_dot), x)",
+        "mul(2, mul(x, x_dot))",
+        "mul(2, mul(x_dot, x))",
+    ), show(y_dot)
+
+
+def test_the_jvp_of_a_loop_is_one_loop_carrying_the_tangents():
+    """rnn: one loop, whose body carries h and its tangent and writes hs and its tangent; its
+    params are the loop variable, the carried values, their tangents, the loop-invariant
+    values, theirs."""
+    graph = canonicalize(oracle.typed_graph((ROOT / "examples" / "rnn.bp").read_text(), "rnn"))
+    (loop,) = [n for n in graph.nodes if n.op == "loop"]
+    (new,) = [n for n in jvp(graph).nodes if n.op == "loop"]
+    assert new.attr("kinds") == (
+        ("carry",),
+        ("carry",),
+        ("slot", (1,), "set"),
+        ("slot", (1,), "set"),
+    )
+    t, h, *outer = [p.attr("name") for p in loop.attr("body").params]
+    names = [p.attr("name") for p in new.attr("body").params]
+    assert names == [t, h, f"{h}_dot", *outer, *(f"{name}_dot" for name in outer)]
