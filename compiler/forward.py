@@ -15,7 +15,8 @@ slot at the same positions, and the tangents of the sums are summed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import itertools
+from dataclasses import dataclass, field, replace
 
 from .ir import OPS, Graph, Node, Region, at, make, region_param, result, schedule
 from .loops import _active_body
@@ -158,8 +159,7 @@ def loop_jvp(loop: Node, args: tuple[Node, ...], tangents: list[Node | None]):
     seeds.update({p: param(p, "_dot") for p, d in zip(oparams, tangents[nk:]) if d is not None})
     values, dots, _ = sweep(body.nodes, seeds, values)
     outer_dots = [d for d in tangents[nk:] if d is not None]
-    body_results = [values.get(r, r) for r in body.results]
-    new_body = _Body(tuple(params), body_results, [], [], [], [], [], [])
+    new_body = _Body(tuple(params), [values.get(r, r) for r in body.results])
     _tangent_results(new_body, loop, args, tangents, seeds, values, dots, region)
     return new_body.loop(loop, args, outer_dots)
 
@@ -175,14 +175,16 @@ class _Body:
 
     params: tuple[Node, ...]
     values: list[Node]
-    carry_inits: list[Node]
-    carry_results: list[Node]
-    rest_kinds: list[tuple]
-    rest_inits: list[Node]
-    rest_results: list[Node]
-    dot_of: list
+    carry_inits: list[Node] = field(default_factory=list)
+    carry_results: list[Node] = field(default_factory=list)
+    rest_kinds: list[tuple] = field(default_factory=list)
+    rest_inits: list[Node] = field(default_factory=list)
+    rest_results: list[Node] = field(default_factory=list)
+    dot_of: list[tuple[str, int] | Node | None] = field(default_factory=list)
 
     def loop(self, old: Node, args, outer_dots) -> tuple[Node, list[int], list[Node | None]]:
+        """The loop, from the old loop `old`'s new arguments `args` and the tangents of its
+        loop-invariant values; the index of each old result; each old result's tangent."""
         kw = old.kw
         kinds = kw["kinds"]
         carried, _ = counts(kinds)
@@ -221,7 +223,7 @@ def _tangent_results(b: _Body, loop, args, tangents, seeds, values, dots, region
     kinds = loop.attr("kinds")
     body = loop.attr("body")
     carried, _ = counts(kinds)
-    zeros = iter(range(len(kinds)))
+    zeros = itertools.count()
 
     def start(j: int) -> Node:  # a tangent to start from: zeros of an array of its own
         return tangents[j] or make("zeros", shape=args[j].shape, of=(region, next(zeros)))

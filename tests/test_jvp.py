@@ -59,37 +59,14 @@ def tangents_in(graph: Graph, inputs: dict, seed: str) -> dict[str, np.ndarray]:
     return {name: rng.standard_normal(np.shape(inputs[name])) for name in graph.wrt}
 
 
-def evaluate_jvp(graph: Graph, j: Graph, inputs: dict, dots: dict) -> tuple[list, list]:
-    """The outputs and their tangents: the JVP graph `j` of `graph` evaluated by the oracle,
-    the tangent inputs given by their parameter's name."""
-    fed = dict(inputs)
-    for name, leaf in zip(graph.wrt, j.inputs[len(graph.inputs) :]):
-        fed[leaf.attr("name")] = dots[name]
-    values = oracle.evaluate(j, fed)
-    n = len(graph.outputs)
-    return values[:n], values[n:]
-
-
-def along(graph: Graph, inputs: dict, dots: dict, step: float) -> list:
-    """The outputs at the inputs moved `step` along the tangents."""
-    moved = {k: v + step * dots[k] if k in dots else v for k, v in inputs.items()}
-    return [np.asarray(v, dtype=np.float64) for v in oracle.evaluate(graph, moved)]
-
-
-def directional_difference(graph: Graph, inputs: dict, dots: dict) -> list:
-    """Central differences of each output along the tangents: J v, numerically."""
-    up, down = along(graph, inputs, dots, EPS), along(graph, inputs, dots, -EPS)
-    return [(u - d) / (2 * EPS) for u, d in zip(up, down)]
-
-
 def check_jvp(graph: Graph, inputs: dict, seed: str, optimized: bool = True) -> None:
     """The JVP graph's tangents against finite differences; its outputs and, optimized, its
     tangents against the graph as built."""
     j = jvp_graph(graph)
     dots = tangents_in(graph, inputs, seed)
-    values, tangents = evaluate_jvp(graph, j, inputs, dots)
+    values, tangents = oracle.evaluate_jvp(graph, j, inputs, dots)
     for out, value, tangent, want in zip(
-        graph.outputs, values, tangents, directional_difference(graph, inputs, dots)
+        graph.outputs, values, tangents, oracle.numeric_jvp(graph, inputs, dots, EPS)
     ):
         assert np.shape(tangent) == np.shape(value)
         if out.dtype != "float":  # a mask or a count: no tangent
@@ -98,7 +75,7 @@ def check_jvp(graph: Graph, inputs: dict, seed: str, optimized: bool = True) -> 
         assert rel_error(tangent, want) < FD_TOL, (rel_error(tangent, want), show(out))
     if optimized:
         o = optimize(j, cache_reused=False)
-        got_values, got_tangents = evaluate_jvp(graph, o, inputs, dots)
+        got_values, got_tangents = oracle.evaluate_jvp(graph, o, inputs, dots)
         for have, want in zip(got_values + got_tangents, values + tangents):
             assert rel_error(have, want) < OPT_TOL
 
@@ -226,7 +203,7 @@ def test_jvp_is_the_transpose_of_the_vjp(path, d):
     graph = oracle.typed_graph(path.read_text(), d.name)
     inputs = _example_inputs(path, d)
     dots = tangents_in(graph, inputs, f"{path.name}:{d.name}")
-    _, tangents = evaluate_jvp(graph, jvp_graph(graph), inputs, dots)
+    _, tangents = oracle.evaluate_jvp(graph, jvp_graph(graph), inputs, dots)
     rng = np.random.default_rng(1)
     us = [rng.standard_normal(np.shape(t)) for t in tangents]
     backward = differentiate(canonicalize(graph))
@@ -276,7 +253,7 @@ def test_the_seed():
     assert [n.attr("index") for n in j.inputs] == [0, 1, 2, 3]
     assert [n.type for n in j.inputs[2:]] == [n.type for n in j.inputs[:2]]
     assert (j.wrt, j.grads, j.douts) == ((), (), ())
-    (f,), (f_dot,) = evaluate_jvp(graph, j, inputs, dots)
+    (f,), (f_dot,) = oracle.evaluate_jvp(graph, j, inputs, dots)
     q = inputs["W"] @ inputs["x"]
     assert np.isclose(f, q @ q)
     assert np.isclose(f_dot, 2 * q @ (dots["W"] @ inputs["x"] + inputs["W"] @ dots["x"]))
@@ -316,7 +293,7 @@ def test_an_output_no_tangent_reaches_gets_zeros_of_its_type():
     assert (z_dot.op, z_dot.type) == ("full_like", graph.outputs[1].type)
     assert (mask_dot.op, mask_dot.type) == ("full_like", graph.outputs[2].type)
     inputs = {"x": np.arange(3.0), "c": np.array([1.0, -2.0, 3.0])}
-    _, tangents = evaluate_jvp(graph, j, inputs, {"x": np.ones(3)})
+    _, tangents = oracle.evaluate_jvp(graph, j, inputs, {"x": np.ones(3)})
     np.testing.assert_array_equal(tangents[0], inputs["c"])
     np.testing.assert_array_equal(tangents[1], np.zeros(3))
     assert not np.any(tangents[2])
