@@ -26,8 +26,10 @@ from hypothesis import event, given, settings
 import bpc.ops  # noqa: F401 - fills the registry
 from bpc.autodiff import differentiate
 from bpc.dims import Dim
+from bpc.emit import Compiled, emit
 from bpc.forward import jvp
 from bpc.ir import OPS, Graph, Param, make, reachable
+from bpc.loader import module_from_text
 from bpc.ops import no_tangent
 from bpc.optimize import canonicalize, optimize
 from bpc.verify import show, verify
@@ -54,13 +56,18 @@ def jvp_graph(graph: Graph) -> Graph:
     return verified(jvp(canonicalize(graph)), "canonicalize")
 
 
-def verified(j: Graph, stage: str) -> Graph:
-    """`j` checked by `bpc.verify` as a graph leaving `stage`. The JVP graph keeps the graph's
-    declared parameters (`params`), and the verifier wants one per input: it checks `j` with a
-    parameter declared for each tangent input."""
+def declared(j: Graph) -> Graph:
+    """The JVP graph `j` with a parameter declared for each tangent input. (It keeps the graph's
+    declared parameters, `params`; the verifier and the emitter want one per input.)"""
     tangents = j.inputs[len(j.params) :]
-    declared = tuple(Param(n.attr("name"), n.dtype, n.shape, n.loc) for n in tangents)
-    verify(replace(j, params=j.params + declared), stage)
+    return replace(
+        j, params=j.params + tuple(Param(n.attr("name"), n.dtype, n.shape, n.loc) for n in tangents)
+    )
+
+
+def verified(j: Graph, stage: str) -> Graph:
+    """`j` checked by `bpc.verify` as a graph leaving `stage`."""
+    verify(declared(j), stage)
     return j
 
 
@@ -341,3 +348,40 @@ def test_the_jvp_of_a_loop_is_one_loop_carrying_the_tangents():
     t, h, *outer = [p.attr("name") for p in loop.attr("body").params]
     names = [p.attr("name") for p in new.attr("body").params]
     assert names == [t, h, f"{h}_dot", *outer, *(f"{name}_dot" for name in outer)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Emitted: the JVP graph is a forward graph of more inputs and outputs, which the emitter takes
+# as it is (with a parameter declared for each tangent input); its dtypes are decided there
+
+
+def _emitted(graph: Graph, name: str):
+    j = jvp(canonicalize(graph))
+    pair = optimize(declared(j), cache_reused=False)
+    module = module_from_text(emit([Compiled(pair, None)], f"{name}.bp"), f"bpc_test_jvp_{name}")
+    return getattr(module, graph.name), j
+
+
+@pytest.mark.parametrize("path, d", test_examples.GRAPHS, ids=test_examples.IDS)
+def test_emitted_jvp_graphs_run_and_keep_float32(path, d):
+    """The emitted JVP graph's values and tangents are the oracle's in float64; float32 inputs
+    and tangents give float32 tangents."""
+    graph = oracle.typed_graph(path.read_text(), d.name)
+    f, j = _emitted(graph, f"{path.stem}_{d.name}")
+    inputs = _example_inputs(path, d)
+    dots = tangents_in(graph, inputs, d.name)
+    got = f(*inputs.values(), *dots.values())
+    got = got if isinstance(got, tuple) else (got,)
+    values, tangents = oracle.evaluate_jvp(graph, j, inputs, dots)
+    for have, want in zip(got, values + tangents):
+        assert rel_error(have, want) < OPT_TOL
+    single = {k: np.float32(v) if isinstance(v, float) else v for k, v in inputs.items()}
+    single = {
+        k: v.astype(np.float32) if getattr(v, "dtype", None) == np.float64 else v
+        for k, v in single.items()
+    }
+    got = f(*single.values(), *(v.astype(np.float32) for v in dots.values()))
+    got = got if isinstance(got, tuple) else (got,)
+    for out, tangent in zip(graph.outputs, got[len(graph.outputs) :]):
+        if out.dtype == "float":
+            assert np.asarray(tangent).dtype == np.float32
