@@ -312,10 +312,15 @@ def test_an_output_no_tangent_reaches_gets_zeros_of_its_type():
 
 
 def test_a_broadcast_argument_has_a_broadcast_tangent():
-    src = "graph f(x: [n, m], b: [m]) -> y wrt b {\n    y = x + b\n}\n"
-    j = jvp_graph(oracle.typed_graph(src))
-    y_dot = j.outputs[1]
-    assert show(y_dot) == "broadcast_to(b_dot, shape=(n, m))"
+    """... which, as an output, the optimizer copies (`finish_outputs`): a broadcast is a
+    read-only view."""
+    graph = oracle.typed_graph("graph f(x: [n, m], b: [m]) -> y wrt b {\n    y = x + b\n}\n")
+    j = jvp_graph(graph)
+    assert show(j.outputs[1]) == "broadcast_to(b_dot, shape=(n, m))"
+    assert show(optimize_jvp(j).outputs[1]) == "copy(broadcast_to(b_dot, shape=(n, m)))"
+    f, _ = _emitted(graph, "broadcast")
+    _, y_dot = f(np.zeros((2, 3)), np.zeros(3), np.ones(3))
+    assert y_dot.flags.writeable and y_dot.shape == (2, 3)
 
 
 def test_like_terms_are_collected():
@@ -364,8 +369,8 @@ def _emitted(graph: Graph, name: str):
 
 @pytest.mark.parametrize("path, d", test_examples.GRAPHS, ids=test_examples.IDS)
 def test_emitted_jvp_graphs_run_and_keep_float32(path, d):
-    """The emitted JVP graph's values and tangents are the oracle's in float64; float32 inputs
-    and tangents give float32 tangents."""
+    """The emitted JVP graph's values and tangents are the oracle's in float64, fresh writable
+    arrays; float32 inputs and tangents give float32 tangents."""
     graph = oracle.typed_graph(path.read_text(), d.name)
     f, j = _emitted(graph, f"{path.stem}_{d.name}")
     inputs = _example_inputs(path, d)
@@ -375,6 +380,11 @@ def test_emitted_jvp_graphs_run_and_keep_float32(path, d):
     values, tangents = oracle.evaluate_jvp(graph, j, inputs, dots)
     for have, want in zip(got, values + tangents):
         assert rel_error(have, want) < OPT_TOL
+    arrays = [x for x in got if isinstance(x, np.ndarray) and x.ndim]
+    for i, x in enumerate(arrays):  # the caller's to keep: fresh, writable arrays
+        assert x.flags.writeable
+        others = [*inputs.values(), *dots.values(), *arrays[:i]]
+        assert not any(np.shares_memory(x, y) for y in others if isinstance(y, np.ndarray))
     single = {k: np.float32(v) if isinstance(v, float) else v for k, v in inputs.items()}
     single = {
         k: v.astype(np.float32) if getattr(v, "dtype", None) == np.float64 else v
