@@ -293,6 +293,8 @@ def test_names_taken_get_a_number():
     j = jvp_graph(oracle.typed_graph(src))
     assert [n.attr("name") for n in j.inputs[3:]] == ["x_dot_1", "y_dot_dot"]
     assert j.output_names == ("y", "y_dot_1", "y_dot_2", "y_dot_1_dot")
+    j = jvp_graph(oracle.typed_graph("graph f(x: [x_dot]) -> y {\n    y = 2 * x\n}\n"))
+    assert [n.attr("name") for n in j.inputs] == ["x", "x_dot_1"]
 
 
 def test_an_output_no_tangent_reaches_gets_zeros_of_its_type():
