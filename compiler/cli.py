@@ -52,13 +52,18 @@ def _read_source(src: str) -> str | None:
 
 
 def _compile_text(
-    text: str, name: str, checks: bool = True, sizes: dict[str, int] | None = None
+    text: str,
+    name: str,
+    checks: bool = True,
+    sizes: dict[str, int] | None = None,
+    **orders: bool,
 ) -> str | None:
-    """The module text for one source, or None after reporting its errors on stderr."""
+    """The module text for one source, or None after reporting its errors on stderr. `orders`:
+    `jvp` and `hvp`, as `compile_source` takes them."""
     warnings: list[Diagnostic] = []
     try:
         module = compile_source(
-            text, Path(name).name, checks=checks, warnings=warnings, sizes=sizes
+            text, Path(name).name, checks=checks, warnings=warnings, sizes=sizes, **orders
         )
         for w in warnings:  # reported, but they do not fail the compile
             print(render(w, name, text), file=sys.stderr)
@@ -200,7 +205,8 @@ def _cmd_compile(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         text = _read_source(src)
         module = None
         if text is not None:
-            module = _compile_text(text, _source_name(src), not args.no_checks, dims)
+            orders = {"jvp": args.jvp, "hvp": args.hvp}
+            module = _compile_text(text, _source_name(src), not args.no_checks, dims, **orders)
         if module is None:
             status = 1
             continue
@@ -517,6 +523,18 @@ def _compile_parser(commands) -> argparse.ArgumentParser:
         "--no-checks",
         action="store_true",
         help="emit modules that do not check their arguments' shapes and dtypes (faster calls)",
+    )
+    compile_.add_argument(
+        "--jvp",
+        action="store_true",
+        help="also define g_jvp(*args, *tangents) for each graph: its outputs and their tangents "
+        "(Jacobian-vector products, in forward mode)",
+    )
+    compile_.add_argument(
+        "--hvp",
+        action="store_true",
+        help="also define g_hvp(*args, *vectors) for each graph with one scalar output: "
+        "Hessian-vector products, one per wrt parameter",
     )
     compile_.add_argument(
         "--stats",
