@@ -285,7 +285,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     from .color import paint, use_color
     from .explain import explain_spans
 
-    spans = _on_source(args.source, lambda text: explain_spans(text, args.graph))
+    spans = _on_source(args.source, lambda text: explain_spans(text, args.graph, hvp=args.hvp))
     if spans is FAILED:
         return 1
     sys.stdout.write(paint(spans, use_color(args.color, sys.stdout)))
@@ -563,6 +563,12 @@ def _explain_parser(commands) -> argparse.ArgumentParser:
         "source", metavar="FILE", help="a .bp source file, or - for standard input"
     )
     explain.add_argument("--graph", metavar="NAME", help="only this graph")
+    explain.add_argument(
+        "--hvp",
+        action="store_true",
+        help="the second-order derivation instead: each parameter's block of the Hessian "
+        "times a vector, for the graphs with one scalar output",
+    )
     explain.add_argument(
         "--color",
         choices=MODES,

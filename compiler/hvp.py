@@ -55,6 +55,22 @@ def like_params(graph: Graph, names: Sequence[str]) -> tuple[list[Param], list[N
     return params, leaves
 
 
+def first_gradients(full: Graph) -> Graph:
+    """The graph whose outputs are the first gradients (`g_grad`'s, named `dW` for `W`)."""
+    ones = seed_ones(full)
+    names = tuple(f"d{w}" for w in ones.wrt)
+    return replace(ones, outputs=ones.grads, output_names=names, grads=())
+
+
+def block(full: Graph, name: str) -> Graph:
+    """One parameter's block of the Hessian, H_pp v_p (for `bpc explain --hvp`): its first
+    gradient differentiated again with respect to it alone, `v_p` the one upstream gradient."""
+    first = first_gradients(full)
+    i = first.wrt.index(name)
+    one = replace(first, outputs=(first.outputs[i],), output_names=(f"d{name}",), wrt=(name,))
+    return differentiate(one)
+
+
 def hvp(full: Graph) -> Graph:
     """The plain graph of `g_hvp`, from the differentiated graph `full` (one scalar output):
     the graph's parameters and one vector per `wrt` parameter in, `H v` out, one per `wrt`
@@ -62,9 +78,7 @@ def hvp(full: Graph) -> Graph:
     for n in full.nodes:
         if n.op == "loop":  # (its backward loop's reads of the forward are not differentiated)
             raise error(n.loc, "bpc does not make Hessian-vector products through loops yet")
-    ones = seed_ones(full)
-    grad_names = tuple(f"d{w}" for w in ones.wrt)
-    first = replace(ones, outputs=ones.grads, output_names=grad_names, grads=())
+    first = first_gradients(full)
     twice = differentiate(first)
     params, vectors = like_params(full, fresh_names(full, [f"v_{w}" for w in full.wrt]))
     by_dout = dict(zip(twice.douts, vectors))
@@ -76,7 +90,7 @@ def hvp(full: Graph) -> Graph:
         params=full.params + tuple(params),
         inputs=inputs,
         outputs=plain.grads,
-        output_names=grad_names,
+        output_names=first.output_names,
         wrt=(),
         grads=(),
         douts=(),

@@ -59,6 +59,14 @@ def _compile_graphs(
     check: Check,
     **orders: bool,
 ) -> list[Compiled]:
+    typed = typed_graphs(text, warnings, check)
+    return [compile_typed(graph, sizes, check=check, **orders) for graph in typed]
+
+
+def typed_graphs(
+    text: str, warnings: list[Diagnostic] | None = None, check: Check = unchecked
+) -> list[Graph]:
+    """Every graph in `text` built and typed (the stages before differentiation)."""
     typed, errors = [], []
     for graph in build_ir(parse(text), text, warnings, errors):
         check(graph, "build_ir")
@@ -68,7 +76,7 @@ def _compile_graphs(
             errors.extend(e.diagnostics)
     if errors:
         raise CompileError(errors)
-    return [compile_typed(graph, sizes, check=check, **orders) for graph in typed]
+    return typed
 
 
 def compile_typed(
