@@ -381,7 +381,13 @@ def _cmd_check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     rows = _on_source(
         args.source,
         lambda text: check_source(
-            text, graph=args.graph, dims=dims, dtype=args.dtype, seed=args.seed
+            text,
+            graph=args.graph,
+            dims=dims,
+            dtype=args.dtype,
+            seed=args.seed,
+            jvp=args.jvp,
+            hvp=args.hvp,
         ),
     )
     if rows is FAILED:
@@ -594,6 +600,17 @@ def _check_parser(commands) -> argparse.ArgumentParser:
     )
     check.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     check.add_argument("--seed", type=int, default=0, help="the random inputs' seed")
+    check.add_argument(
+        "--jvp",
+        action="store_true",
+        help="also check g_jvp against finite differences, and against g_backward by the "
+        "dot-product identity",
+    )
+    check.add_argument(
+        "--hvp",
+        action="store_true",
+        help="also check g_hvp against finite differences of the gradient",
+    )
     return check
 
 
