@@ -38,18 +38,29 @@ def cache_dir() -> Path:
     return Path(base) / "bpc"
 
 
-def load(path: str | os.PathLike, *, cache: str | os.PathLike | None = None) -> ModuleType:
-    """Compile the bp file at `path` (or reuse its cached module) and import it."""
+def load(
+    path: str | os.PathLike,
+    *,
+    cache: str | os.PathLike | None = None,
+    jvp: bool = False,
+    hvp: bool = False,
+) -> ModuleType:
+    """Compile the bp file at `path` (or reuse its cached module) and import it. With `jvp`,
+    the module also has `g_jvp` for each graph; with `hvp`, `g_hvp` (as `bpc compile --jvp
+    --hvp` writes them)."""
     path = Path(path)
     source = path.read_text(encoding="utf-8")
-    key = hashlib.sha256(f"bpc {__version__}\0{path.name}\0{source}".encode()).hexdigest()[:20]
+    orders = {"jvp": jvp, "hvp": hvp}
+    asked = "".join(f"{name}\0" for name, on in orders.items() if on)  # (none: the plain key)
+    key = f"bpc {__version__}\0{path.name}\0{asked}{source}"
+    key = hashlib.sha256(key.encode()).hexdigest()[:20]
     directory = Path(cache) if cache is not None else cache_dir()
     stem = "".join(c if c.isalnum() else "_" for c in path.stem)
     target = directory / f"{stem}_{key}.py"
     name = f"bpc_loaded_{stem}_{key}"
     entry = _verified(target)
     if entry is None:
-        module = compile_source(source, path.name)
+        module = compile_source(source, path.name, **orders)
         entry = cache_entry(module)
         try:
             directory.mkdir(parents=True, exist_ok=True)
