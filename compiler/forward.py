@@ -18,54 +18,44 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field, replace
 
+from .hvp import fresh_names, like_params
 from .ir import OPS, Graph, Node, Region, at, make, region_param, result, schedule
 from .loops import _active_body
 from .ops.loop import counts, width
 
+DOT = "dot"  # a tangent's name: its value's and this (`W_dot`, `q_dot`)
+
 
 def jvp(graph: Graph) -> Graph:
-    """The graph with one tangent input per `wrt` parameter, in `wrt` order (`<name>_dot`, of
-    its parameter's type), and one more output per output, its tangent (`<output>_dot`; zeros
-    of the output's type where no `wrt` parameter reaches it). The result has no `wrt`, no
-    gradients and no upstream gradients: it is a forward graph of more inputs and outputs."""
+    """The plain graph of `g_jvp` (parameters in, arrays out, no backward, as `hvp.hvp`
+    makes): the graph's parameters, then one tangent per `wrt` parameter, in `wrt` order, of
+    its parameter's type (`<name>_dot`); the outputs, then each output's tangent
+    (`<output>_dot`; zeros of the output's type where no `wrt` parameter reaches it). A name
+    that a parameter, an output or a dimension has is numbered (`x_dot_1`). It has no `wrt`, no
+    gradients and no upstream gradients."""
+    names = fresh_names(graph, [f"{name}_{DOT}" for name in graph.wrt + graph.output_names])
+    params, leaves = like_params(graph, names[: len(graph.wrt)])
     by_name = {n.attr("name"): n for n in graph.inputs}
-    taken = {p.name for p in graph.params} | set(graph.output_names)
-    taken |= {str(s) for p in graph.params for d in p.dims for s in d.symbols}
-    seeds = {}
-    for k, name in enumerate(graph.wrt):
-        p = by_name[name]
-        dot = _fresh(f"{name}_dot", taken)
-        attrs = (("index", len(graph.params) + k), ("name", dot))
-        seeds[p] = Node("param", (), attrs, p.type, dot, p.loc)
+    seeds = {by_name[name]: leaf for name, leaf in zip(graph.wrt, leaves)}
     values, tangents, order = sweep(graph.nodes, seeds)
     outputs = tuple(values[o] for o in graph.outputs)
     dots = []
     for out, new in zip(graph.outputs, outputs):
         with at(out.loc):
             dots.append(tangents.get(out) or make("full_like", new, 0))
-    inputs = tuple(values[n] for n in graph.inputs) + tuple(seeds.values())
-    names = tuple(_fresh(f"{name}_dot", taken) for name in graph.output_names)
+    inputs = tuple(values[n] for n in graph.inputs) + tuple(leaves)
     return replace(
         graph,
         nodes=schedule(order, outputs + tuple(dots) + inputs),
+        params=graph.params + tuple(params),
         inputs=inputs,
         outputs=outputs + tuple(dots),
-        output_names=graph.output_names + names,
+        output_names=graph.output_names + tuple(names[len(graph.wrt) :]),
         wrt=(),
         grads=(),
         douts=(),
         cache=(),
     )
-
-
-def _fresh(name: str, taken: set[str]) -> str:
-    """`name`, or `name_1`, `name_2`, ... where it is taken; taken from then on."""
-    fresh, k = name, 0
-    while fresh in taken:
-        k += 1
-        fresh = f"{name}_{k}"
-    taken.add(fresh)
-    return fresh
 
 
 def sweep(nodes, seeds: dict[Node, Node], values: dict[Node, Node] | None = None):
@@ -91,7 +81,7 @@ def sweep(nodes, seeds: dict[Node, Node], values: dict[Node, Node] | None = None
             values[n] = replace(n, args=(new,), attrs=(("index", index[n.attr("index")]),))
             t = dots[n.attr("index")]
             if t is not None and t.args[:1] == (new,) and n.hint:  # (a result of the new loop)
-                t = replace(t, hint=f"{n.hint}_dot")
+                t = replace(t, hint=f"{n.hint}_{DOT}")
             tangents[n] = t
         else:
             values[n] = n if args == n.args else replace(n, args=args)
@@ -115,7 +105,7 @@ def _tangent(n: Node, y: Node, ts: list[Node | None]) -> Node | None:
             return None
         t = fit(t, y)
     if t.hint is None and n.hint and not any(t is d for d in ts):
-        t = replace(t, hint=f"{n.hint}_dot")
+        t = replace(t, hint=f"{n.hint}_{DOT}")
     return t
 
 
@@ -154,9 +144,9 @@ def loop_jvp(loop: Node, args: tuple[Node, ...], tangents: list[Node | None]):
         return params[-1]
 
     values = {p: param(p) for p in (t, *cparams)}
-    seeds = {p: param(p, "_dot") for p in cparams if p in active}
+    seeds = {p: param(p, f"_{DOT}") for p in cparams if p in active}
     values.update({p: param(p) for p in oparams})
-    seeds.update({p: param(p, "_dot") for p, d in zip(oparams, tangents[nk:]) if d is not None})
+    seeds.update({p: param(p, f"_{DOT}") for p, d in zip(oparams, tangents[nk:]) if d is not None})
     values, dots, _ = sweep(body.nodes, seeds, values)
     outer_dots = [d for d in tangents[nk:] if d is not None]
     new_body = _Body(tuple(params), [values.get(r, r) for r in body.results])

@@ -28,7 +28,7 @@ from bpc.autodiff import differentiate
 from bpc.dims import Dim
 from bpc.emit import Compiled, emit
 from bpc.forward import jvp
-from bpc.ir import OPS, Graph, Param, make, reachable
+from bpc.ir import OPS, Graph, make, reachable
 from bpc.loader import module_from_text
 from bpc.ops import no_tangent
 from bpc.optimize import canonicalize, optimize
@@ -56,19 +56,9 @@ def jvp_graph(graph: Graph) -> Graph:
     return verified(jvp(canonicalize(graph)), "canonicalize")
 
 
-def declared(j: Graph) -> Graph:
-    """The JVP graph `j` with a parameter declared for each tangent input. (It keeps the graph's
-    declared parameters, `params`; the verifier and the emitter want one per input.)"""
-    tangents = j.inputs[len(j.params) :]
-    return replace(
-        j, params=j.params + tuple(Param(n.attr("name"), n.dtype, n.shape, n.loc) for n in tangents)
-    )
-
-
 def verified(j: Graph, stage: str) -> Graph:
     """`j` checked by `bpc.verify` as a graph leaving `stage`."""
-    verify(declared(j), stage)
-    return j
+    return verify(j, stage)
 
 
 def optimize_jvp(j: Graph) -> Graph:
@@ -278,6 +268,7 @@ def test_the_seed():
     assert j.output_names == ("f", "f_dot")
     assert [n.attr("name") for n in j.inputs] == ["W", "x", "W_dot", "x_dot"]
     assert [n.attr("index") for n in j.inputs] == [0, 1, 2, 3]
+    assert [p.name for p in j.params] == ["W", "x", "W_dot", "x_dot"]
     assert [n.type for n in j.inputs[2:]] == [n.type for n in j.inputs[:2]]
     assert (j.wrt, j.grads, j.douts) == ((), (), ())
     (f,), (f_dot,) = oracle.evaluate_jvp(graph, j, inputs, dots)
@@ -358,15 +349,22 @@ def test_the_jvp_of_a_loop_is_one_loop_carrying_the_tangents():
 
 
 # ---------------------------------------------------------------------------------------------
-# Emitted: the JVP graph is a forward graph of more inputs and outputs, which the emitter takes
-# as it is (with a parameter declared for each tangent input); its dtypes are decided there
+# Emitted: the JVP graph is a plain graph (parameters in, arrays out), which the emitter takes as
+# it is; its dtypes are decided there
 
 
 def _emitted(graph: Graph, name: str):
-    j = jvp(canonicalize(graph))
-    pair = optimize(declared(j), cache_reused=False)
-    module = module_from_text(emit([Compiled(pair, None)], f"{name}.bp"), f"bpc_test_jvp_{name}")
-    return getattr(module, graph.name), j
+    """`g_jvp` as the emitter writes it (`Compiled.jvp`, the JVP graph optimized), as a
+    function returning the outputs and then their tangents; and the JVP graph."""
+    canonical = canonicalize(graph)
+    pair = optimize(differentiate(canonical), cache_reused=True)
+    j = jvp(canonical)
+    plain = optimize(replace(j, name=f"{graph.name}_jvp"), cache_reused=False, check=verified)
+    text = emit([Compiled(pair, None, plain)], f"{name}.bp")
+    g_jvp = getattr(module_from_text(text, f"bpc_test_jvp_{name}"), f"{graph.name}_jvp")
+    if len(graph.outputs) == 1:
+        return g_jvp, j
+    return (lambda *args: tuple(x for part in g_jvp(*args) for x in part)), j
 
 
 @pytest.mark.parametrize("path, d", test_examples.GRAPHS, ids=test_examples.IDS)
