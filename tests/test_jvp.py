@@ -11,7 +11,9 @@ checked in float64:
   J^T u computed by `differentiate` and evaluated by the oracle;
 - on random graphs (tests/test_random_graphs.py's generator), against finite differences;
 - on the seed, against its closed form; on loops, its structure: one loop that carries the
-  tangents beside the values.
+  tangents beside the values;
+- emitted (`g_jvp`) for every example, against the oracle, float32 kept;
+- over reverse mode: the JVP of the gradient of every scalar example is H v, loops included.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from bpc.autodiff import differentiate
 from bpc.dims import Dim
 from bpc.emit import Compiled, emit
 from bpc.forward import jvp
+from bpc.hvp import first_gradients
 from bpc.ir import OPS, Graph, make, reachable
 from bpc.loader import module_from_text
 from bpc.ops import no_tangent
@@ -44,6 +47,7 @@ EPS = 1e-6  # the step of the central differences
 OPT_TOL = 1e-10  # the optimized JVP graph against the JVP graph as built
 DOT_TOL = 1e-9  # <J v, u> against <v, J^T u>
 RANDOM_GRAPHS = 200
+HVP_TOL = 1e-6  # H v against central differences of the gradient (a step of 1e-5)
 ROOT = test_examples.ROOT
 
 # ---------------------------------------------------------------------------------------------
@@ -395,3 +399,46 @@ def test_emitted_jvp_graphs_run_and_keep_float32(path, d):
     for out, tangent in zip(graph.outputs, got[len(graph.outputs) :]):
         if out.dtype == "float":
             assert np.asarray(tangent).dtype == np.float32
+
+
+# ---------------------------------------------------------------------------------------------
+# Forward over reverse: the JVP of the gradient is the Hessian times the tangents, H v
+
+
+def check_hvp(graph: Graph, inputs: dict, seed: str) -> None:
+    """The JVP of `g_grad`'s graph (the gradient, the upstream gradient 1) along v against
+    central differences of the gradient along v: H v."""
+    first = first_gradients(differentiate(canonicalize(graph)))
+    v = tangents_in(graph, inputs, f"hvp {seed}")
+    _, hv = oracle.evaluate_jvp(first, verified(jvp(first), "canonicalize"), inputs, v)
+    for have, want in zip(hv, oracle.numeric_jvp(first, inputs, v, eps=1e-5)):
+        assert rel_error(have, want) < HVP_TOL
+
+
+def _scalar(graph: Graph) -> bool:
+    return len(graph.outputs) == 1 and not graph.outputs[0].ndim and bool(graph.wrt)
+
+
+SCALAR_EXAMPLES = [
+    pytest.param(path, d, id=f"{path.name}::{d.name}")
+    for path, d in test_examples.GRAPHS
+    if _scalar(oracle.typed_graph(path.read_text(), d.name))
+]
+SCALAR_CASES = [p for p in REGISTRY_CASES if _scalar(_case_graph(p.values[0]))]
+
+
+@pytest.mark.parametrize("path, d", SCALAR_EXAMPLES)
+def test_the_jvp_of_the_gradient_is_a_hessian_vector_product(path, d):
+    """Every rule applies to the backward's operations too (scatters, the max pool's routing, a
+    loop's backward loop reading its forward's stacks): the JVP of `g_grad`'s graph is H v,
+    loops included (the LSTM of `captioning_loss` and `adder_loss`)."""
+    graph = oracle.typed_graph(path.read_text(), d.name)
+    check_hvp(graph, _example_inputs(path, d), d.name)
+
+
+@pytest.mark.parametrize("case", SCALAR_CASES)
+def test_the_jvp_of_each_adjoint(case):
+    """The op cases with one scalar output, forward over reverse: each adjoint's operations'
+    JVP rules (`scatter_add`, `put`, `window_add`, `max_pool_route`, ...)."""
+    graph = _case_graph(case)
+    check_hvp(graph, make_inputs(case, graph), case.key)
