@@ -15,13 +15,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, event, given, settings
 
+from bpc.diagnostics import CompileError
 from bpc.emit import emit
 from bpc.ir import Param, make, schedule
 from bpc.loader import module_from_text
 from bpc.pipeline import compile_source
 from bpc.verify import compile_typed
 from tests import oracle
+from tests import test_random_graphs as random_graphs
 from tests.op_cases import CASES
 from tests.support import rel_error
 from tests.test_ops import SIZES, make_inputs
@@ -192,8 +195,6 @@ def test_the_examples_hvps_match_finite_differences_of_their_gradients(path, gra
 
 
 def test_loops_are_refused_with_a_clear_error():
-    from bpc.diagnostics import CompileError
-
     source = (ROOT / "examples" / "rnn.bp").read_text()
     with pytest.raises(CompileError, match=NOT_TWICE["loop"]):
         compile_source(source, "rnn.bp", hvp=True)
@@ -227,3 +228,54 @@ def load_hvp(source: str):
     return module_from_text(
         compile_source(source, "m.bp", hvp=True), f"bpc_test_hvp_{next(_count)}"
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Random graphs (tests/test_random_graphs.py's programs)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(random_graphs.programs())
+def test_random_graphs_hvps_match_finite_differences_of_their_gradients(prog):
+    graph = oracle.typed_graph(prog.source)
+    if not graph.wrt:
+        event("no float parameters")
+        return
+    inputs = prog.inputs()
+    if random_graphs.kink_margin(graph, inputs) <= random_graphs.FD_MARGIN:
+        event("near a kink")
+        return
+    try:
+        module = load_hvp(prog.source)
+    except CompileError as e:  # (a loop that differentiation keeps)
+        assert any(n.op == "loop" for n in graph.nodes) and NOT_TWICE["loop"] in str(e)
+        event("a loop: refused")
+        return
+    rng = np.random.default_rng(5)
+    vectors = [rng.standard_normal(np.shape(inputs[w])) for w in graph.wrt]
+    hv = module.f_hvp(*inputs.values(), *vectors)
+
+    def grad_at(step):
+        moved = {
+            k: v + step * vectors[graph.wrt.index(k)] if k in graph.wrt else v
+            for k, v in inputs.items()
+        }
+        return module.f_grad(*moved.values())[1]
+
+    up, down = grad_at(1e-5), grad_at(-1e-5)
+    wide_up, wide_down = grad_at(4e-5), grad_at(-4e-5)
+    for i, w in enumerate(graph.wrt):
+        assert np.shape(hv[i]) == np.shape(inputs[w]) and np.all(np.isfinite(hv[i])), w
+        want = (np.asarray(up[i]) - np.asarray(down[i])) / 2e-5
+        wide = (np.asarray(wide_up[i]) - np.asarray(wide_down[i])) / 8e-5
+        scale = max(1.0, float(np.max(np.abs(want), initial=0.0)))
+        if rel_error(want, wide) > 1e-4:  # the gradient is not smooth along v after all
+            event("finite differences skipped: not smooth along v")
+            return
+        assert rel_error(hv[i], want) < 1e-4, (w, rel_error(hv[i], want), scale)

@@ -324,7 +324,7 @@ def seed_hvp(W, x, v_W, v_x):
     ddq = W @ v_x
     ddq += v_W @ x
     dq_1 = 2 * ddq
-    dW = np.dot(v_x[:, None], dq[None, :]).T
+    dW = np.dot(dq[:, None], v_x[None, :])
     dW += np.dot(dq_1[:, None], x[None, :])
     dx = v_W.T @ dq
     dx += W.T @ dq_1
