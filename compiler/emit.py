@@ -366,7 +366,8 @@ def _plain_functions(
 ) -> list[_FunctionView]:
     """A plain graph (parameters in, arrays out, no backward: `g_jvp`, `g_hvp`) as one
     function named `name`, after the functions that check its arguments (`_g_jvp_check` for
-    the graph `g_jvp`). `result(names)` is what it returns, from its outputs' names."""
+    the graph `g_jvp`). `result(names)` is what it returns (the values of its `return`), from
+    its outputs' names."""
     names = _names(p, taken, checks)
     for n in p.outputs:
         names.namer.names.setdefault(n, names.namer.get(n, n.hint or "out"))
@@ -378,7 +379,7 @@ def _plain_functions(
         name,
         ", ".join(names.params),
         doc,
-        names.prologue + body + [Return((returned,))],
+        names.prologue + body + [Return(returned)],
         fn.printer,
     )
     checks_of = _check_functions(p, names, taken, source_name) if checks and p.params else []
@@ -392,8 +393,8 @@ def _jvp_functions(p: Graph, g: Graph, taken: set[str], checks: bool, source_nam
 
     def result(outs: list[Name]):
         if count == 1:
-            return Tuple(tuple(outs))
-        return Tuple((Tuple(tuple(outs[:count])), Tuple(tuple(outs[count:]))))
+            return tuple(outs)
+        return (Tuple(tuple(outs[:count])), Tuple(tuple(outs[count:])))
 
     doc = f"{g.name}(...) and its derivative along {tangents or 'nothing'} (in {names_of(g.wrt)})."
     return _plain_functions(
@@ -406,7 +407,7 @@ def _hvp_functions(p: Graph, g: Graph, taken: set[str], checks: bool, source_nam
     vectors = ", ".join(p.params[len(g.params) + i].name for i in range(len(g.wrt)))
 
     def result(outs: list[Name]):
-        return builtin(_hvps_class(g.name), *outs)
+        return (builtin(_hvps_class(g.name), *outs),)
 
     doc = f"{g.output_names[0]} = {g.name}(...): its Hessian in {names_of(g.wrt)} times {vectors}."
     return _plain_functions(

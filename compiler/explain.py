@@ -45,7 +45,8 @@ for plain prose. The text is the pieces joined; a terminal may colour each role 
 
 SECOND = (
     "H v is the gradient of <grad {out}, v>: the backward pass differentiated again (reverse\n"
-    "over reverse), the vectors v its upstream gradients. Each parameter's block H_pp v_p is\n"
+    "over reverse), the vectors v its upstream gradients; for a graph with a loop, the\n"
+    "gradient's derivative along v (forward over reverse). Each parameter's block H_pp v_p is\n"
     "told alone (the other vectors zero); g_hvp adds up the blocks, H v in p being the sum\n"
     "over q of H_pq v_q."
 )
@@ -235,9 +236,14 @@ def _explain_hvp(c, typed: Graph) -> list[Span]:
     full = differentiate(canonicalize(typed))
     for name in g.wrt:
         twice = optimize(block(full, name), cache_reused=False)
-        product = f"H_{name}{name} v_{name}"
+        block_name = f"H_{name}{name}" if len(name) == 1 else f"H[{name}, {name}]"
+        product = f"{block_name} v_{name}"
         spans += [("", "\n\n"), ("statement", f"{product}, the block of {name}:")]
-        lines, last, whole = _block_lines(twice, f"v_{name}")
+        if any(n.op == "loop" for n in twice.nodes):  # (told as g_hvp's code, not here)
+            text = f"{product} = the loops of {g.name}_hvp (bpc compile --hvp)"
+            spans += _Teller.gradient(_Teller, "", "so", text, "")
+            continue
+        lines, last, whole = _block_lines(twice)
         for target, text, type in lines:
             spans += _Teller.gradient(_Teller, "", "", f"{target} = {text}", type)
         label, text = ("in full", whole) if len(whole) <= 60 else ("so", last)
@@ -245,26 +251,25 @@ def _explain_hvp(c, typed: Graph) -> list[Span]:
     return spans
 
 
-def _block_lines(g: Graph, vector: str) -> tuple[list, str, str]:
-    """A block's lines, `(name, expression, type)`, as the module would compute it (what its
-    product reads alone: not the first gradients), the name of its product, and its product
-    written as one expression."""
+def _block_lines(g: Graph) -> tuple[list, str, str]:
+    """A block's lines, `(name, expression, type)`, as the module would compute it, the name of
+    its product, and its product written as one expression."""
     namer = Namer(set())
     for n in g.inputs:
         namer.names[n] = n.attr("name")
-    namer.names[g.douts[0]] = vector
     dims = {d: d for d in signature.order(g.params)}
     math = MathPrinter(dims)
-    fn = Lowering(g, namer, dims, set(g.grads))
-    needed = reachable(g.grads)
+    product = g.outputs[0]
+    fn = Lowering(g, namer, dims, {product})
+    needed = reachable((product,))
     nodes = [n for n in g.nodes if n in needed]
     fn.plan(nodes)
     lines = [
         (line.target, math.text(fn.expression(m, notation=True)), m.type)
         for n in nodes
-        if n in fn.own_line and n.op not in ("param", "dout")
+        if n in fn.own_line and n.op != "param"
         for m, line in fn.define(n)
     ]
-    last = fn.name_of(g.grads[0])
-    fn.own_line = set(g.inputs) | set(g.douts)
-    return lines, last, math.text(fn.expression(g.grads[0], notation=True))
+    last = fn.name_of(product)
+    fn.own_line = set(g.inputs)
+    return lines, last, math.text(fn.expression(product, notation=True))

@@ -16,24 +16,57 @@ slot at the same positions, and the tangents of the sums are summed.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from .hvp import fresh_names, like_params
-from .ir import OPS, Graph, Node, Region, at, make, region_param, result, schedule
+from .ir import OPS, Graph, Node, Param, Region, at, make, region_param, result, schedule
 from .loops import _active_body
 from .ops.loop import counts, width
 
 DOT = "dot"  # a tangent's name: its value's and this (`W_dot`, `q_dot`)
 
 
-def jvp(graph: Graph) -> Graph:
+def fresh_names(graph: Graph, names: Sequence[str]) -> list[str]:
+    """`names`, each made distinct from the graph's parameters, dimensions and outputs and from
+    one another by `_1`, `_2` ... (`v_W` where a parameter is called `v_W` becomes `v_W_1`)."""
+    taken = {p.name for p in graph.params} | set(graph.output_names)
+    taken |= {s for p in graph.params for d in p.dims for s in d.symbols}
+    out = []
+    for name in names:
+        fresh, i = name, 0
+        while fresh in taken:
+            i += 1
+            fresh = f"{name}_{i}"
+        taken.add(fresh)
+        out.append(fresh)
+    return out
+
+
+def like_params(graph: Graph, names: Sequence[str]) -> tuple[list[Param], list[Node]]:
+    """One new float parameter per `wrt` parameter, shaped like it, named `names`: its
+    declaration (for the argument checks) and its leaf. Their indices continue the graph's, so
+    no new leaf is one of the graph's."""
+    by_name = {p.name: (p, n) for p, n in zip(graph.params, graph.inputs)}
+    params, leaves = [], []
+    for i, (wrt, name) in enumerate(zip(graph.wrt, names)):
+        p, n = by_name[wrt]
+        index = len(graph.params) + i
+        attrs = (("index", index), ("name", name))
+        params.append(Param(name, "float", p.dims, p.loc))
+        leaves.append(Node("param", (), attrs, n.type, name, n.loc))
+    return params, leaves
+
+
+def jvp(graph: Graph, tangent_names: Sequence[str] | None = None) -> Graph:
     """The plain graph of `g_jvp` (parameters in, arrays out, no backward, as `hvp.hvp`
     makes): the graph's parameters, then one tangent per `wrt` parameter, in `wrt` order, of
     its parameter's type (`<name>_dot`); the outputs, then each output's tangent
     (`<output>_dot`; zeros of the output's type where no `wrt` parameter reaches it). A name
     that a parameter, an output or a dimension has is numbered (`x_dot_1`). It has no `wrt`, no
-    gradients and no upstream gradients."""
-    names = fresh_names(graph, [f"{name}_{DOT}" for name in graph.wrt + graph.output_names])
+    gradients and no upstream gradients. `tangent_names` name the tangents otherwise (the
+    vectors `v_W` of `g_hvp`, forward over reverse)."""
+    wanted = list(tangent_names or [f"{name}_{DOT}" for name in graph.wrt])
+    names = fresh_names(graph, wanted + [f"{name}_{DOT}" for name in graph.output_names])
     params, leaves = like_params(graph, names[: len(graph.wrt)])
     by_name = {n.attr("name"): n for n in graph.inputs}
     seeds = {by_name[name]: leaf for name, leaf in zip(graph.wrt, leaves)}

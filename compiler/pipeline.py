@@ -6,11 +6,12 @@ import contextlib
 import gc
 from dataclasses import replace
 
+from . import hvp as second_order
 from .autodiff import differentiate
 from .build import build_ir
 from .diagnostics import CompileError, Diagnostic, error
 from .emit import Compiled, emit
-from .hvp import hvp as hessian_vector
+from .forward import jvp as forward_mode
 from .ir import Graph
 from .optimize import Check, canonicalize, optimize, seed_ones, unchecked
 from .parse import parse
@@ -99,14 +100,15 @@ def compile_typed(
         g = check(replace(g, name=f"{graph.name}_{kind}"), f"g_{kind}/seed_ones")
         return optimize(g, cache_reused=False, sizes=sizes, check=check, prefix=f"g_{kind}/")
 
-    if jvp:
-        raise error(graph.loc, "bpc does not make Jacobian-vector products yet")
-    tangents = None
+    tangents = plain(forward_mode(canonical), "jvp") if jvp else None
     if len(graph.outputs) != 1 or graph.outputs[0].ndim:  # (no gradient, no Hessian)
         return Compiled(pair, None, tangents)
     ones = check(seed_ones(full), "g_grad/seed_ones")
     grad = optimize(ones, cache_reused=False, sizes=sizes, check=check, prefix="g_grad/")
-    return Compiled(pair, grad, tangents, plain(hessian_vector(full), "hvp") if hvp else None)
+    if not hvp:
+        return Compiled(pair, grad, tangents)
+    made = [(how, plain(g, "hvp")) for how, g in second_order.candidates(full)]
+    return Compiled(pair, grad, tangents, second_order.cheaper(made, sizes))
 
 
 def compile_source(

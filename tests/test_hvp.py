@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 
-from bpc.diagnostics import CompileError
 from bpc.emit import emit
 from bpc.ir import Param, make, schedule
 from bpc.loader import module_from_text
@@ -33,10 +32,6 @@ ROOT = Path(__file__).resolve().parent.parent
 EPS = 1e-5
 FD_TOL = 1e-6
 _count = itertools.count()
-
-# Ops whose adjoint is not differentiated again: a second-order compile of a case using one is
-# refused with a clear error (checked below, by `test_loops_are_refused_with_a_clear_error`).
-NOT_TWICE = {"loop": "bpc does not make Hessian-vector products through loops yet"}
 
 
 def _scalar(graph):
@@ -66,13 +61,8 @@ def _second_order_cases():
     params = []
     for op, cases in CASES.items():
         for i, case in enumerate(cases):
-            if op not in NOT_TWICE and not _uses_loops(case):
-                params.append(pytest.param(op, case, id=f"{op}-{i}"))
+            params.append(pytest.param(op, case, id=f"{op}-{i}"))
     return params
-
-
-def _uses_loops(case) -> bool:
-    return case.source is not None and "for " in case.source
 
 
 def _hvp_module(case):
@@ -134,13 +124,9 @@ def test_the_seeds_hvp_is_2_WtW_v(tmp_path):
 
 
 def _scalar_graphs():
-    """The examples' graphs with one scalar output, from the sources without loops (whose
-    second order is refused, for the whole source)."""
+    """The examples' graphs with one scalar output."""
     for path in sorted((ROOT / "examples").glob("*.bp")):
-        graphs = oracle.typed_graphs(path.read_text())
-        if any(n.op == "loop" for g in graphs for n in g.nodes):
-            continue
-        for g in graphs:
+        for g in oracle.typed_graphs(path.read_text()):
             if len(g.outputs) == 1 and g.outputs[0].ndim == 0:
                 yield pytest.param(path, g, id=f"{path.stem}.{g.name}")
 
@@ -194,10 +180,27 @@ def test_the_examples_hvps_match_finite_differences_of_their_gradients(path, gra
         assert rel_error(hv32[i], hv[i]) < 1e-3, w
 
 
-def test_loops_are_refused_with_a_clear_error():
-    source = (ROOT / "examples" / "rnn.bp").read_text()
-    with pytest.raises(CompileError, match=NOT_TWICE["loop"]):
-        compile_source(source, "rnn.bp", hvp=True)
+def test_each_graph_gets_the_cheaper_method_and_loops_forward_over_reverse():
+    """Both methods are built where both can be, and the one with fewer flops at the expected
+    sizes is kept; a graph with a loop has forward over reverse alone."""
+    from bpc.autodiff import differentiate
+    from bpc.hvp import candidates, cheaper, flops
+    from bpc.optimize import canonicalize, optimize
+
+    for path, name, methods in [
+        ("seed.bp", "seed", 2),
+        ("two_layer.bp", "two_layer", 2),
+        ("rnn.bp", "captioning_loss", 1),
+    ]:
+        graph = oracle.typed_graph((ROOT / "examples" / path).read_text(), name)
+        made = [
+            (how, optimize(g, cache_reused=False))
+            for how, g in candidates(differentiate(canonicalize(graph)))
+        ]
+        assert len(made) == methods
+        assert made[-1][0] == "forward over reverse"
+        kept = cheaper(made, {})
+        assert flops(kept, {}) == min(flops(g, {}) for _, g in made)
 
 
 def test_the_vectors_are_checked_like_arguments():
@@ -251,12 +254,7 @@ def test_random_graphs_hvps_match_finite_differences_of_their_gradients(prog):
     if random_graphs.kink_margin(graph, inputs) <= random_graphs.FD_MARGIN:
         event("near a kink")
         return
-    try:
-        module = load_hvp(prog.source)
-    except CompileError as e:  # (a loop that differentiation keeps)
-        assert any(n.op == "loop" for n in graph.nodes) and NOT_TWICE["loop"] in str(e)
-        event("a loop: refused")
-        return
+    module = load_hvp(prog.source)
     rng = np.random.default_rng(5)
     vectors = [rng.standard_normal(np.shape(inputs[w])) for w in graph.wrt]
     hv = module.f_hvp(*inputs.values(), *vectors)

@@ -277,6 +277,58 @@ def seed_grad(W, x):
     return f, SeedGrads(dW, dx)
 
 
+def _seed_jvp_sizes(W, x, W_dot, x_dot):
+    """The sizes of seed_jvp's arguments, checked the first time they are seen."""
+    key = (
+        _seed_jvp_check,
+        W.__class__,
+        getattr(W, "shape", None),
+        getattr(W, "dtype", None),
+        x.__class__,
+        getattr(x, "shape", None),
+        getattr(x, "dtype", None),
+        W_dot.__class__,
+        getattr(W_dot, "shape", None),
+        getattr(W_dot, "dtype", None),
+        x_dot.__class__,
+        getattr(x_dot, "shape", None),
+        getattr(x_dot, "dtype", None),
+    )
+    sizes = _seen.get(key)
+    return (
+        _remember(key, _seed_jvp_check(W, x, W_dot, x_dot)) if sizes is None else sizes
+    )
+
+
+def _seed_jvp_check(W, x, W_dot, x_dot):
+    """Check the arguments of seed_jvp and the conditions on its sizes; return them."""
+    n, m = _array("seed_jvp", "W", W, "float", 2, "[n, m]")
+    (x_0,) = _array("seed_jvp", "x", x, "float", 1, "[m]")
+    W_dot_0, W_dot_1 = _array("seed_jvp", "W_dot", W_dot, "float", 2, "[n, m]")
+    (x_dot_0,) = _array("seed_jvp", "x_dot", x_dot, "float", 1, "[m]")
+    _floats("seed_jvp", ("W", W), ("x", x), ("W_dot", W_dot), ("x_dot", x_dot))
+    if x_0 != m:
+        raise _mismatch("seed_jvp", "x", x.shape, 0, "m", m, "m", m, "W")
+    if W_dot_0 != n:
+        raise _mismatch("seed_jvp", "W_dot", W_dot.shape, 0, "n", n, "n", n, "W")
+    if W_dot_1 != m:
+        raise _mismatch("seed_jvp", "W_dot", W_dot.shape, 1, "m", m, "m", m, "W")
+    if x_dot_0 != m:
+        raise _mismatch("seed_jvp", "x_dot", x_dot.shape, 0, "m", m, "m", m, "W")
+    return n, m
+
+
+def seed_jvp(W, x, W_dot, x_dot):
+    """seed(...) and its derivative along W_dot, x_dot (in W, x)."""
+    n, m = _seed_jvp_sizes(W, x, W_dot, x_dot)
+    q = W @ x
+    q_dot = W_dot @ x
+    q_dot += W @ x_dot
+    f = q @ q
+    f_dot = 2 * q_dot @ q
+    return f, f_dot
+
+
 def _seed_hvp_sizes(W, x, v_W, v_x):
     """The sizes of seed_hvp's arguments, checked the first time they are seen."""
     key = (
@@ -431,6 +483,64 @@ def logistic_grad(X, y, w, reg):
     dw = X.T @ dz
     dw += reg * w
     return loss, LogisticGrads(dw)
+
+
+def _logistic_jvp_sizes(X, y, w, reg, w_dot):
+    """The sizes of logistic_jvp's arguments, checked the first time they are seen."""
+    key = (
+        _logistic_jvp_check,
+        X.__class__,
+        getattr(X, "shape", None),
+        getattr(X, "dtype", None),
+        y.__class__,
+        getattr(y, "shape", None),
+        getattr(y, "dtype", None),
+        w.__class__,
+        getattr(w, "shape", None),
+        getattr(w, "dtype", None),
+        reg.__class__,
+        getattr(reg, "shape", None),
+        getattr(reg, "dtype", None),
+        w_dot.__class__,
+        getattr(w_dot, "shape", None),
+        getattr(w_dot, "dtype", None),
+    )
+    sizes = _seen.get(key)
+    return (
+        _remember(key, _logistic_jvp_check(X, y, w, reg, w_dot))
+        if sizes is None
+        else sizes
+    )
+
+
+def _logistic_jvp_check(X, y, w, reg, w_dot):
+    """Check the arguments of logistic_jvp and the conditions on its sizes; return them."""
+    N, D = _array("logistic_jvp", "X", X, "float", 2, "[N, D]")
+    (y_0,) = _array("logistic_jvp", "y", y, "float", 1, "[N]")
+    (w_0,) = _array("logistic_jvp", "w", w, "float", 1, "[D]")
+    _array("logistic_jvp", "reg", reg, "float", 0, "[]")
+    (w_dot_0,) = _array("logistic_jvp", "w_dot", w_dot, "float", 1, "[D]")
+    _floats("logistic_jvp", ("X", X), ("y", y), ("w", w), ("w_dot", w_dot))
+    if y_0 != N:
+        raise _mismatch("logistic_jvp", "y", y.shape, 0, "N", N, "N", N, "X")
+    if w_0 != D:
+        raise _mismatch("logistic_jvp", "w", w.shape, 0, "D", D, "D", D, "X")
+    if w_dot_0 != D:
+        raise _mismatch("logistic_jvp", "w_dot", w_dot.shape, 0, "D", D, "D", D, "X")
+    return N, D
+
+
+def logistic_jvp(X, y, w, reg, w_dot):
+    """logistic(...) and its derivative along w_dot (in w)."""
+    N, D = _logistic_jvp_sizes(X, y, w, reg, w_dot)
+    z = X @ w
+    z_dot = X @ w_dot
+    e = np.exp(-np.abs(z))
+    t = 0.5 * reg
+    loss = (np.maximum(z, 0) + np.log1p(e) - y * z).mean() + t * (w @ w)
+    t_1 = (z_dot * (np.maximum(e, z >= 0) / (1 + e)) - z_dot * y).mean()
+    loss_dot = t_1 + 2 * w_dot @ w * t
+    return loss, loss_dot
 
 
 def _logistic_hvp_sizes(X, y, w, reg, v_w):
@@ -662,6 +772,144 @@ def two_layer_grad(X, y, W1, b1, W2, b2, reg):
     dW1 = X.T @ t_1
     dW1 += reg * W1
     return loss, TwoLayerGrads(dW1, db1, dW2, db2)
+
+
+def _two_layer_jvp_sizes(X, y, W1, b1, W2, b2, reg, W1_dot, b1_dot, W2_dot, b2_dot):
+    """The sizes of two_layer_jvp's arguments, checked the first time they are seen."""
+    key = (
+        _two_layer_jvp_check,
+        X.__class__,
+        getattr(X, "shape", None),
+        getattr(X, "dtype", None),
+        y.__class__,
+        getattr(y, "shape", None),
+        getattr(y, "dtype", None),
+        W1.__class__,
+        getattr(W1, "shape", None),
+        getattr(W1, "dtype", None),
+        b1.__class__,
+        getattr(b1, "shape", None),
+        getattr(b1, "dtype", None),
+        W2.__class__,
+        getattr(W2, "shape", None),
+        getattr(W2, "dtype", None),
+        b2.__class__,
+        getattr(b2, "shape", None),
+        getattr(b2, "dtype", None),
+        reg.__class__,
+        getattr(reg, "shape", None),
+        getattr(reg, "dtype", None),
+        W1_dot.__class__,
+        getattr(W1_dot, "shape", None),
+        getattr(W1_dot, "dtype", None),
+        b1_dot.__class__,
+        getattr(b1_dot, "shape", None),
+        getattr(b1_dot, "dtype", None),
+        W2_dot.__class__,
+        getattr(W2_dot, "shape", None),
+        getattr(W2_dot, "dtype", None),
+        b2_dot.__class__,
+        getattr(b2_dot, "shape", None),
+        getattr(b2_dot, "dtype", None),
+    )
+    sizes = _seen.get(key)
+    return (
+        _remember(
+            key,
+            _two_layer_jvp_check(
+                X, y, W1, b1, W2, b2, reg, W1_dot, b1_dot, W2_dot, b2_dot
+            ),
+        )
+        if sizes is None
+        else sizes
+    )
+
+
+def _two_layer_jvp_check(X, y, W1, b1, W2, b2, reg, W1_dot, b1_dot, W2_dot, b2_dot):
+    """Check the arguments of two_layer_jvp and the conditions on its sizes; return them."""
+    N, D = _array("two_layer_jvp", "X", X, "float", 2, "[N, D]")
+    (y_0,) = _array("two_layer_jvp", "y", y, "int", 1, "int[N]")
+    W1_0, H = _array("two_layer_jvp", "W1", W1, "float", 2, "[D, H]")
+    (b1_0,) = _array("two_layer_jvp", "b1", b1, "float", 1, "[H]")
+    W2_0, C = _array("two_layer_jvp", "W2", W2, "float", 2, "[H, C]")
+    (b2_0,) = _array("two_layer_jvp", "b2", b2, "float", 1, "[C]")
+    _array("two_layer_jvp", "reg", reg, "float", 0, "[]")
+    W1_dot_0, W1_dot_1 = _array("two_layer_jvp", "W1_dot", W1_dot, "float", 2, "[D, H]")
+    (b1_dot_0,) = _array("two_layer_jvp", "b1_dot", b1_dot, "float", 1, "[H]")
+    W2_dot_0, W2_dot_1 = _array("two_layer_jvp", "W2_dot", W2_dot, "float", 2, "[H, C]")
+    (b2_dot_0,) = _array("two_layer_jvp", "b2_dot", b2_dot, "float", 1, "[C]")
+    _floats(
+        "two_layer_jvp",
+        ("X", X),
+        ("W1", W1),
+        ("b1", b1),
+        ("W2", W2),
+        ("b2", b2),
+        ("W1_dot", W1_dot),
+        ("b1_dot", b1_dot),
+        ("W2_dot", W2_dot),
+        ("b2_dot", b2_dot),
+    )
+    if y_0 != N:
+        raise _mismatch("two_layer_jvp", "y", y.shape, 0, "N", N, "N", N, "X")
+    if W1_0 != D:
+        raise _mismatch("two_layer_jvp", "W1", W1.shape, 0, "D", D, "D", D, "X")
+    if b1_0 != H:
+        raise _mismatch("two_layer_jvp", "b1", b1.shape, 0, "H", H, "H", H, "W1")
+    if W2_0 != H:
+        raise _mismatch("two_layer_jvp", "W2", W2.shape, 0, "H", H, "H", H, "W1")
+    if b2_0 != C:
+        raise _mismatch("two_layer_jvp", "b2", b2.shape, 0, "C", C, "C", C, "W2")
+    if W1_dot_0 != D:
+        raise _mismatch("two_layer_jvp", "W1_dot", W1_dot.shape, 0, "D", D, "D", D, "X")
+    if W1_dot_1 != H:
+        raise _mismatch(
+            "two_layer_jvp", "W1_dot", W1_dot.shape, 1, "H", H, "H", H, "W1"
+        )
+    if b1_dot_0 != H:
+        raise _mismatch(
+            "two_layer_jvp", "b1_dot", b1_dot.shape, 0, "H", H, "H", H, "W1"
+        )
+    if W2_dot_0 != H:
+        raise _mismatch(
+            "two_layer_jvp", "W2_dot", W2_dot.shape, 0, "H", H, "H", H, "W1"
+        )
+    if W2_dot_1 != C:
+        raise _mismatch(
+            "two_layer_jvp", "W2_dot", W2_dot.shape, 1, "C", C, "C", C, "W2"
+        )
+    if b2_dot_0 != C:
+        raise _mismatch(
+            "two_layer_jvp", "b2_dot", b2_dot.shape, 0, "C", C, "C", C, "W2"
+        )
+    return N, D, H, C
+
+
+def two_layer_jvp(X, y, W1, b1, W2, b2, reg, W1_dot, b1_dot, W2_dot, b2_dot):
+    """two_layer(...) and its derivative along W1_dot, b1_dot, W2_dot, b2_dot (in W1, b1, W2, b2)."""
+    N, D, H, C = _two_layer_jvp_sizes(
+        X, y, W1, b1, W2, b2, reg, W1_dot, b1_dot, W2_dot, b2_dot
+    )
+    h = np.maximum(X @ W1 + b1, 0)
+    h_dot = (X @ W1_dot + b1_dot) * (h > 0)
+    scores = h @ W2
+    scores += b2
+    scores_dot = h_dot @ W2
+    scores_dot += h @ W2_dot
+    scores_dot += b2_dot
+    shifted = scores
+    shifted -= scores.max(axis=1, keepdims=True)
+    log_probs = shifted
+    log_probs -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    probs = np.exp(log_probs)
+    labels = _labels(y, C, "two_layer_jvp: cross_entropy")
+    one_hot = labels[:, None] == np.arange(C)
+    t = 0.5 * reg
+    t_1 = (one_hot * log_probs).sum(axis=1).mean()
+    loss = t * (np.vdot(W1, W1) + np.vdot(W2, W2)) - t_1
+    t_2 = (np.vdot(2 * W1_dot, W1) + np.vdot(2 * W2_dot, W2)) * t
+    loss_dot = ((probs - one_hot) * scores_dot).sum(axis=1).mean() + t_2
+    return loss, loss_dot
 
 
 def _two_layer_hvp_sizes(X, y, W1, b1, W2, b2, reg, v_W1, v_b1, v_W2, v_b2):
