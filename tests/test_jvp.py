@@ -442,3 +442,32 @@ def test_the_jvp_of_each_adjoint(case):
     JVP rules (`scatter_add`, `put`, `window_add`, `max_pool_route`, ...)."""
     graph = _case_graph(case)
     check_hvp(graph, make_inputs(case, graph), case.key)
+
+
+def test_load_and_compile_with_jvp_define_g_jvp(tmp_path):
+    """`bpc.load(path, jvp=True)` and `bpc compile --jvp` give `g_jvp(*args, *tangents)`:
+    `(out, out_dot)`, and `((o1, o2), (t1, t2))` with several outputs."""
+    import subprocess
+    import sys
+
+    import bpc
+
+    seed = ROOT / "examples" / "seed.bp"
+    module = bpc.load(seed, cache=tmp_path, jvp=True)
+    rng = np.random.default_rng(4)
+    W, x, W_dot, x_dot = (rng.standard_normal(s) for s in ((3, 4), 4, (3, 4), 4))
+    f, f_dot = module.seed_jvp(W, x, W_dot, x_dot)
+    q = W @ x
+    assert np.isclose(f, q @ q) and np.isclose(f_dot, 2 * q @ (W_dot @ x + W @ x_dot))
+    source = tmp_path / "two.bp"
+    source.write_text("graph two(x: [n]) -> (a, b) {\n    a = x * x\n    b = sum(x)\n}\n")
+    run = subprocess.run(
+        [sys.executable, "-m", "bpc", "compile", "--jvp", str(source)], capture_output=True
+    )
+    assert run.returncode == 0, run.stderr
+    two = bpc.loader.module_from_text((tmp_path / "two.py").read_text(), "bpc_test_two_jvp")
+    (a, b), (a_dot, b_dot) = two.two_jvp(np.arange(3.0), np.ones(3))
+    np.testing.assert_allclose(a_dot, 2 * np.arange(3.0))
+    assert b_dot == 3.0
+    with pytest.raises(ValueError, match="two_jvp: x_dot has shape"):
+        two.two_jvp(np.arange(3.0), np.ones(4))

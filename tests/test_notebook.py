@@ -78,7 +78,7 @@ def test_a_cell_binds_each_graphs_functions_and_they_give_the_lecture_notes_grad
         ns["seed"](W, np.ones(5))
 
 
-def test_hvp_binds_the_hessian_vector_products(shell):
+def test_hvp_and_jvp_bind_their_products(shell):
     cell = SEED.replace("graph seed", "graph curved").replace("%%bpc", "%%bpc --hvp")
     result, captured = run(shell, cell)
     assert result.success, captured.stdout + captured.stderr
@@ -86,6 +86,12 @@ def test_hvp_binds_the_hessian_vector_products(shell):
     W, x, v = rng.normal(size=(3, 4)), rng.normal(size=4), rng.normal(size=4)
     hv = shell.user_ns["curved_hvp"](W, x, np.zeros_like(W), v)
     np.testing.assert_allclose(hv.x, 2 * W.T @ W @ v, rtol=1e-12)  # H v in x is 2 W^T W v
+    assert "curved_jvp" not in shell.user_ns
+    cell = SEED.replace("graph seed", "graph tangent").replace("%%bpc", "%%bpc --jvp")
+    result, captured = run(shell, cell)
+    assert result.success, captured.stdout + captured.stderr
+    f, f_dot = shell.user_ns["tangent_jvp"](W, x, np.zeros_like(W), v)
+    np.testing.assert_allclose(f_dot, 2 * (W @ x) @ (W @ v), rtol=1e-12)
 
 
 def test_a_cell_run_again_keeps_its_module_so_old_gradients_still_pickle(shell):
