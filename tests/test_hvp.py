@@ -10,6 +10,7 @@ float32, the emitted code, and the argument checks.
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -277,3 +278,14 @@ def test_random_graphs_hvps_match_finite_differences_of_their_gradients(prog):
             event("finite differences skipped: not smooth along v")
             return
         assert rel_error(hv[i], want) < 1e-4, (w, rel_error(hv[i], want), scale)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "examples").glob("*.bp")), ids=lambda p: p.stem)
+def test_second_order_code_collects_like_terms(path):
+    """The emitted JVPs and HVPs read like first-order code: no `-t - t`, no `t + t`, no power
+    0, no transposed outer product, no outer product summed with another of the same row."""
+    text = compile_source(path.read_text(), path.name, jvp=True, hvp=True)
+    assert not re.search(r"-(\w+) - \1\b", text)
+    assert not re.search(r"(?<![\w.])(\w+) \+ \1\b", text)
+    assert "** 0" not in text and "**0" not in text
+    assert not re.search(r"np\.dot\([^\n]*\)\.T\b", text)
