@@ -480,6 +480,69 @@ def test_sigmoid_written_out():
     assert leaves_alone(rule, make("div", 1, make("add", 1, x)))
 
 
+def _max(u, axis=(1,)):
+    return make("max", u, axis=axis, keepdims=True)
+
+
+def _sum_exp(u, axis=(1,), keepdims=True):
+    return make("sum", make("exp", u), axis=axis, keepdims=keepdims)
+
+
+def test_softmax_written_out():
+    rule = opt.softmax_written_out
+    shifted = make("sub", x, _max(x))
+    e = make("exp", shifted)
+    assert rewrites(rule, make("div", e, _sum_exp(shifted))) == "softmax(x, axis=(1,))"
+    assert rewrites(rule, make("div", make("exp", x), _sum_exp(x))) == "softmax(x, axis=(1,))"
+    assert rewrites(rule, make("div", make("exp", x), _sum_exp(x, (0,)))) == "softmax(x, axis=(0,))"
+    # a shift over another axis is no softmax's (the function is still softmax(s - m))
+    other = make("sub", x, _max(x, (0,)))
+    assert rewrites(rule, make("div", make("exp", other), _sum_exp(other))) == (
+        "softmax(sub(x, max(x, axis=(0,), keepdims=True)), axis=(1,))"
+    )
+    assert leaves_alone(rule, make("div", make("exp", x), _sum_exp(y)))
+    assert leaves_alone(rule, make("div", make("exp", x), make("sum", make("exp", x))))
+
+
+def test_log_softmax_written_out():
+    rule = opt.log_softmax_written_out
+    shifted = make("sub", x, _max(x))
+    log_sum = make("log", _sum_exp(shifted))
+    assert rewrites(rule, make("sub", shifted, log_sum)) == "log_softmax(x, axis=(1,))"
+    plain = make("sub", x, make("logsumexp", x, axis=(1,), keepdims=True))
+    assert rewrites(rule, plain) == "log_softmax(x, axis=(1,))"
+    assert leaves_alone(rule, make("sub", y, log_sum))
+
+
+def test_logsumexp_written_out():
+    rule = opt.logsumexp_written_out
+    m = _max(x)
+    written = make("add", m, make("log", _sum_exp(make("sub", x, m))))
+    assert rewrites(rule, written) == "logsumexp(x, axis=(1,), keepdims=True)"
+    assert rewrites(rule, make("log", _sum_exp(x))) == "logsumexp(x, axis=(1,), keepdims=True)"
+    assert leaves_alone(rule, make("log", _sum_exp(make("sub", x, m))))  # (the add's part)
+    assert leaves_alone(rule, make("add", _max(x, (0,)), make("log", _sum_exp(make("sub", x, m)))))
+
+
+def test_written_out_softmaxes_have_the_composites_gradients():
+    """Recognized before differentiation (canonicalize interns a value written twice), the
+    written-out forms get no backward through the max-shift: no `s == max(s)` mask."""
+    text = """
+graph f(s: [n, m], v: [m]) -> y {
+    p = exp(s - max(s, axis=1, keepdims=true)) / sum(exp(s - max(s, axis=1, keepdims=true)), axis=1, keepdims=true)
+    l = s - max(s, axis=1, keepdims=true) - log(sum(exp(s - max(s, axis=1, keepdims=true)), axis=1, keepdims=true))
+    z = max(s, axis=1, keepdims=true) + log(sum(exp(s - max(s, axis=1, keepdims=true)), axis=1, keepdims=true))
+    y = sum(p * v) + sum(l * l) + sum(z * z)
+}
+"""
+    module = load(text)
+    source = module.__source__
+    assert "==" not in source.split("def f_backward")[1]  # no tie mask of the max
+    s, v = np.random.default_rng(3).standard_normal((3, 4)), np.arange(4.0)
+    _, (ds, dv) = module.f_grad(s, v)
+    np.testing.assert_allclose(ds, numeric_grad(lambda *a: module.f(*a), [s, v], 0), rtol=1e-7)
+
+
 def test_sigmoid_written_out_gradient():
     text = "graph f(x: [n]) -> y { y = sum(x / (1 + exp(-1.702 * x))) }"
     module = load(text)

@@ -62,6 +62,7 @@ from .finish import finish_gradients, finish_outputs, select_cache
 from .fixpoint import _SEEN, _existing, _key, canonicalize, in_bodies, simplify
 from .hoist import hoist_products, one_product
 from .products import place_scales, transpose_products
+from .recognize import log_softmax_written_out, logsumexp_written_out, softmax_written_out
 from .rules import CANONICAL, RULES, Rule, canonical, rule
 from .tidy import tidy_loops
 
@@ -112,6 +113,9 @@ __all__ = [
     "reshape_of_broadcast_scalar",
     "row_sum_through_a_product",
     "sigmoid_written_out",
+    "softmax_written_out",
+    "log_softmax_written_out",
+    "logsumexp_written_out",
     "small_factors_first",
     "small_operands_first",
     "softplus_of_exp",

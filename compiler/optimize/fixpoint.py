@@ -16,9 +16,13 @@ from .rules import CANONICAL, _rules_for
 def canonicalize(graph: Graph) -> Graph:
     """The typed forward graph with the `CANONICAL` rewrites applied bottom-up (in loop bodies
     too): stable forms of unstable expressions, chosen before differentiation so that their
-    adjoints are the ones used; then loop-invariant products out of loops (`hoist.py`)."""
+    adjoints are the ones used; then loop-invariant products out of loops (`hoist.py`). A value
+    written twice (`s - max(s)` in a softmax written out) becomes one node, so that a rule sees
+    it once."""
 
     from .hoist import hoist_products  # (hoist.py registers a canonical rule itself)
+
+    interned: dict[tuple, Node] = {}  # (a value written twice is one node: rules match by it)
 
     def step(n: Node, args: tuple[Node, ...]) -> Node:
         n = with_args(n, args)
@@ -28,7 +32,10 @@ def canonicalize(graph: Graph) -> Graph:
             with at(n.loc):
                 m = r(n)
             if m is not None:
-                return replace(m, hint=m.hint or n.hint)
+                n = replace(m, hint=m.hint or n.hint)
+                break
+        if n.args and n.op not in ("param", "dout"):
+            n = interned.setdefault(_key(n), n)
         return n
 
     return hoist_products(rewrite(graph, step))

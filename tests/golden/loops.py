@@ -792,16 +792,13 @@ def swap_backward(dout, cache):
     da = dout * b
     db = dout * a
     # for t in range(T) {
-    acc = np.zeros((T, n), dtype=b0.dtype)
-    acc_1 = np.zeros((T, n), dtype=b0.dtype)
+    dx = np.zeros((T, n), dtype=b0.dtype)
     for t in reversed(range(T)):
         # a = b * x[t]
         db_1 = da * x[t]
         prev_b = b_steps[t - 1] if t > 0 else b0
-        acc[t] = db * b0.dtype.type(t)
-        acc_1[t] = da * prev_b
+        dx[t] = db * b0.dtype.type(t) + da * prev_b
         da, db = (db, db_1)
-    dx = acc + acc_1
     return SwapGrads(da, db, dx)
 
 
@@ -880,17 +877,14 @@ def differences_backward(dout, cache):
     acc = np.zeros((N, T), dtype=x.dtype)
     acc_1 = np.zeros((N, T), dtype=x.dtype)
     acc_2 = np.zeros((N, T), dtype=x.dtype)
-    acc_3 = np.zeros((N, T), dtype=x.dtype)
     for t in reversed(range(1, T)):
         # d[:, t - 1] = x[:, t] - x[:, t - 1]
         t_5 = t - 1
         # for t in range(1, T) {
         t_6 = dout_d[:, t_5]
         acc[:, t_5] = -t_6
-        acc_1[:, t] = t_6
-        acc_2[:, t_5] = dout_total * x[:, t]
-        acc_3[:, t] = dout_total * x[:, t_5]
+        acc_1[:, t_5] = dout_total * x[:, t]
+        acc_2[:, t] = t_6 + dout_total * x[:, t_5]
     dx = acc + acc_1
     dx += acc_2
-    dx += acc_3
     return DifferencesGrads(dx)

@@ -1,0 +1,91 @@
+"""Composites written out, recognized before differentiation: softmax, log-softmax, logsumexp.
+
+A user who writes `e = exp(s - max(s)); p = e / sum(e)` means `softmax(s)`. Differentiated as
+written, the max-shift gets a backward of its own (`s == max(s)`, a division by the tie count)
+whose contribution is zero, since softmax is invariant to a shift: a dead gradient path, and
+arrays that the composite's textbook backward, `p * (g - sum(p * g))`, never makes. Recognized,
+it is compiled as the composite (which `cross_entropy` and `log_softmax` already are), with that
+backward. The shift may be left out (`exp(s) / sum(exp(s))`): the composite is the same function,
+and it shifts, so it never overflows where the written form would.
+
+Each rule matches over the axes the reduction names, with `keepdims=true` where the result
+broadcasts back against `s` (as the written forms need). They are `@canonical`: applied before
+differentiation, because they change which adjoints are used.
+"""
+
+from __future__ import annotations
+
+from ..ir import Node, make
+from .rules import canonical
+
+
+def _unshifted(u: Node, axis) -> Node:
+    """`s` for `u = s - max(s, axis, keepdims=true)` over `axis`, else `u` itself."""
+    if u.op == "sub":
+        s, m = u.args
+        if m.op == "max" and m.args[0] is s and m.attr("axis") == axis and m.attr("keepdims"):
+            return s
+    return u
+
+
+def _summed_exp(n: Node) -> tuple[Node, tuple] | None:
+    """(u, axis) for `n = sum(exp(u), axis, keepdims=true)`, else None."""
+    if n.op == "sum" and n.attr("keepdims") and n.args[0].op == "exp":
+        return n.args[0].args[0], n.attr("axis")
+    return None
+
+
+@canonical
+def softmax_written_out(n: Node) -> Node | None:
+    """exp(s - max(s)) / sum(exp(s - max(s))) -> softmax(s), over the sum's axes, the shift
+    optional: the max-shift's dead backward path is not built."""
+    if n.op != "div" or n.args[0].op != "exp" or n.dtype != "float":
+        return None
+    e, total = n.args
+    found = _summed_exp(total)
+    if found is None or found[0] is not e.args[0]:
+        return None
+    u, axis = found
+    s = _unshifted(u, axis)
+    return make("softmax", s, axis=axis) if s.type == n.type else None
+
+
+@canonical
+def log_softmax_written_out(n: Node) -> Node | None:
+    """(s - max(s)) - log(sum(exp(s - max(s)))) -> log_softmax(s), the shift optional."""
+    if n.op != "sub" or n.dtype != "float":
+        return None
+    u, log = n.args
+    if log.op == "logsumexp" and log.attr("keepdims") and log.args[0] is u:
+        found = u, log.attr("axis")  # (s - log(sum(exp(s))), its log recognized first)
+    else:
+        found = _summed_exp(log.args[0]) if log.op == "log" else None
+    if found is None or found[0] is not u:
+        return None
+    s = _unshifted(u, found[1])
+    return make("log_softmax", s, axis=found[1]) if s.type == n.type else None
+
+
+@canonical
+def logsumexp_written_out(n: Node) -> Node | None:
+    """m + log(sum(exp(s - m))) with m = max(s), both keeping their axes -> logsumexp(s) with
+    keepdims (and log(sum(exp(s))) likewise)."""
+    if n.op == "log":
+        found = _summed_exp(n.args[0])
+        if found is None or found[0].op == "sub":
+            return None
+        s, axis = found
+        return make("logsumexp", s, axis=axis, keepdims=True)
+    if n.op != "add" or n.dtype != "float":
+        return None
+    for m, log in (n.args, n.args[::-1]):
+        if log.op != "log" or m.op != "max" or not m.attr("keepdims"):
+            continue
+        found = _summed_exp(log.args[0])
+        if found is None or found[1] != m.attr("axis"):
+            continue
+        u = found[0]
+        if u.op == "sub" and u.args[1] is m and u.args[0] is m.args[0]:
+            out = make("logsumexp", m.args[0], axis=found[1], keepdims=True)
+            return out if out.type == n.type else None
+    return None
