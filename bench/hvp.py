@@ -4,8 +4,8 @@
     python bench/hvp.py --smoke          # tiny sizes, a few repeats: checks that everything runs
 
 Two models: L2-regularized logistic regression at (N, D) = (1000, 500), whose hand formula is
-`X^T (s (1 - s) * (X v)) / N + reg v`, and the two-layer net of bench/cases.py, whose hand
-HVP is Pearlmutter's R-pass written out (the forward's and the gradient's directional
+`X^T (s (1 - s) * (X v)) / N + reg v`, and the two-layer net of bench/cases.py at its two sizes,
+whose hand HVP is Pearlmutter's R-pass written out (the forward's and the gradient's directional
 derivatives along v, line by line). The rivals: JAX, `jvp` of `grad` under `jit` (forward over
 reverse); PyTorch, `torch.func.jvp` of `torch.func.grad`. A system that is not installed is left
 out. Every system's products are checked against the hand-written ones before anything is timed.
@@ -126,36 +126,22 @@ def _torch_logistic():
 class TwoLayer:
     name = "two-layer net, softmax CE + L2"
 
-    def __init__(self, smoke: bool):
-        self.size = (4, 6, 5, 3) if smoke else (64, 784, 128, 10)
+    def __init__(self, smoke: bool, size=(64, 784, 128, 10)):
+        self.size = (4, 6, 5, 3) if smoke else size
 
     def describe(self) -> str:
         return "N, D, H, C = " + ", ".join(map(str, self.size))
 
     def inputs(self):
-        N, D, H, C = self.size
-        rng = np.random.default_rng(2)
-        params = (
-            rng.standard_normal((N, D)),
-            rng.integers(0, C, N),
-            rng.standard_normal((D, H)) * np.sqrt(2 / D),
-            0.01 * rng.standard_normal(H),
-            rng.standard_normal((H, C)) * np.sqrt(2 / H),
-            0.01 * rng.standard_normal(C),
-            1e-3,
-        )
-        vectors = (
-            rng.standard_normal((D, H)),
-            rng.standard_normal(H),
-            rng.standard_normal((H, C)),
-            rng.standard_normal(C),
-        )
-        return params, vectors
+        """bench/cases.py's inputs of the two-layer net, and a vector per parameter."""
+        params = cases.TwoLayer().inputs(self.size)
+        rng = np.random.default_rng(3)
+        return params, tuple(rng.standard_normal(np.shape(p)) for p in params[2:6])
 
     def systems(self):
         N, D, H, C = self.size
         source = (HERE.parent / "examples" / "two_layer.bp").read_text()
-        m = _module(source, "two_layer", dict(zip("NDHC", self.size)))
+        m = _module(source, f"two_layer_{N}_{H}", dict(zip("NDHC", self.size)))
         out = {"hand": _hand_two_layer, "bpc": lambda *a: tuple(m.two_layer_hvp(*a))}
         if cases._has("jax"):
             out["jax"] = _jax_two_layer()
@@ -319,7 +305,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     repeats, budget = (2, 0.002) if args.smoke else (args.repeats, args.budget)
     pause = 0.0 if args.smoke else args.pause
-    results = [run_case(c(args.smoke), repeats, budget, pause) for c in (Logistic, TwoLayer)]
+    models = [Logistic(args.smoke), TwoLayer(args.smoke)]
+    if not args.smoke:  # (bench/cases.py's two sizes)
+        models.append(TwoLayer(False, (512, 784, 512, 10)))
+    results = [run_case(c, repeats, budget, pause) for c in models]
     print(f"Machine: {machine()}\n")
     print(table(results))
     worst = max(r["ratio"]["bpc"] for r in results)
