@@ -19,6 +19,7 @@ import checks  # noqa: E402  (bench/checks.py)
 import compile_time  # noqa: E402  (bench/compile_time.py)
 import conv_cases  # noqa: E402  (bench/conv_cases.py)
 import conv_forms  # noqa: E402  (bench/conv_forms.py)
+import hvp  # noqa: E402  (bench/hvp.py)
 import kernels  # noqa: E402  (bench/kernels.py)
 import rnn_cases  # noqa: E402  (bench/rnn_cases.py)
 
@@ -75,6 +76,15 @@ def test_checks_bench_smoke(capsys):
     assert "| signature | sizes | cached: _g_sizes | old _shapes | new / old |" in out
     for row in ("| seed, W [n, n], x [n] | n = 64 |", "| lstm, ", "| attention, "):
         assert row in out
+
+
+def test_hvp_bench_smoke(capsys):
+    """bench/hvp.py checks every system's H v against the hand-written one before timing."""
+    assert hvp.main(["--smoke"]) == 0
+    out = capsys.readouterr().out
+    assert "| model | sizes | hand | bpc | jax | torch | bpc / hand | bpc / JAX |" in out
+    for name in ("| logistic regression + L2 |", "| two-layer net, softmax CE + L2 |"):
+        assert name in out
 
 
 def test_conv_forms_smoke(capsys):
