@@ -23,7 +23,6 @@ from .escape import comment, docstring
 from .expr import (
     ARRAY,
     HELPER,
-    MATH,
     Assign,
     Attr,
     Bind,
@@ -47,8 +46,9 @@ from .expr import (
 )
 from .ir import Graph, Node
 from .lower import RESERVED, Lowering, Namer, Values, backward_steps, dtype_holder, dtype_source
+from .targets import TARGETS
+from .arrayapi import refuse
 from .printer import (
-    HELPERS,
     INDENT,
     LINE_LENGTH,
     NumPyPrinter,
@@ -80,15 +80,18 @@ def _backward_prologue(g: Graph, fn: Lowering, cache_names: list[str], cls: str 
     upstream gradient an array of its output's shape and the forward's float dtype."""
     cache = builtin("_cached", Name("cache"), Name(cls)) if cls else Name("cache")
     lines = [Unpack(tuple(cache_names), cache)] if cache_names else [Eval(cache)] if cls else []
+    lines += fn.printer.entry(["dout", *cache_names], [], None)
     douts = [fn.name_of(d) for d in g.douts]
     if cls:
         shapes = [shape(d.shape) for d in g.douts]
         dtype = fn.dtype_of or Lit(None)
         name = Lit(g.name)
+        xp = (Name("xp"),) if fn.printer.functional else ()  # (the namespace of a number's array)
         if len(douts) == 1:
-            lines.append(Assign(douts[0], builtin("_dout", name, Name("dout"), shapes[0], dtype)))
+            check = builtin("_dout", name, Name("dout"), shapes[0], dtype, *xp)
+            lines.append(Assign(douts[0], check))
         else:
-            check = builtin("_douts", name, Name("dout"), Tuple(tuple(shapes)), dtype)
+            check = builtin("_douts", name, Name("dout"), Tuple(tuple(shapes)), dtype, *xp)
             lines.append(Unpack(tuple(douts), check))
     elif len(douts) > 1:
         lines.append(Assign(tuple(douts), Name("dout")))
@@ -191,7 +194,7 @@ class _Names:
     wrt: str  # `W, b`
 
 
-def _names(g: Graph, module_names: set[str], checks: bool) -> _Names:
+def _names(g: Graph, module_names: set[str], checks: bool, printer: type[NumPyPrinter]) -> _Names:
     namer = Namer(set(module_names))
     params = [namer.get(("param", p.name), p.name) for p in g.params]
     for n, name in zip(g.inputs, params):
@@ -200,19 +203,45 @@ def _names(g: Graph, module_names: set[str], checks: bool) -> _Names:
     outs = ", ".join(f"{name} {n.type}" for name, n in zip(g.output_names, g.outputs))
     call = f"{g.name}({', '.join(f'{p.name} {n.type}' for p, n in zip(g.params, g.inputs))})"
     wrt = ", ".join(g.wrt) or "nothing"
-    return _Names(namer, params, dims, _prologue(g, params, dims, checks), outs, call, wrt)
+    prologue = _prologue(g, params, dims, checks) + _entry(g, params, printer)
+    return _Names(namer, params, dims, prologue, outs, call, wrt)
 
 
-def _graph_view(c: Compiled, module_names: set[str], checks: bool, source_name: str = "") -> dict:
+def _entry(g: Graph, params: list[str], printer: type[NumPyPrinter]) -> list[Stmt]:
+    """The target's first lines after the checks (`NumPyPrinter.entry`), told the parameters,
+    the 0-d float ones, and the graph's float dtype."""
+    scalars = [p for p, n in zip(params, g.inputs) if n.dtype == "float" and not n.ndim]
+    holder = dtype_holder(g.inputs)
+    dtype = Attr(Name(params[g.inputs.index(holder)]), "dtype") if holder and holder.ndim else None
+    return printer.entry(params, scalars, dtype)
+
+
+def _values(g: Graph, printer: type[NumPyPrinter]) -> Values:
+    """What the functions of g know of its values; for a functional target, whose functions
+    make 0-d float parameters and douts arrays on entry, those are arrays too."""
+    if not printer.functional:
+        return Values.of(g)
+    leaves = [n for n in (*g.inputs, *g.douts) if n.dtype == "float" and not n.ndim]
+    return Values.of(g, frozenset(leaves))
+
+
+def _graph_view(
+    c: Compiled,
+    module_names: set[str],
+    checks: bool,
+    source_name: str = "",
+    printer: type[NumPyPrinter] = NumPyPrinter,
+) -> dict:
     """One graph's classes and functions, and what its forward keeps in `cache`."""
     g = c.pair
-    names = _names(g, module_names, checks)
-    functions, cache = _pair_functions(g, names, checks)
+    names = _names(g, module_names, checks, printer)
+    functions, cache = _pair_functions(g, names, checks, printer)
     if checks and g.params:
-        functions[:0] = _check_functions(g, names, module_names, source_name)
+        functions[:0] = _check_functions(g, names, module_names, source_name, printer)
     grads_class = _grads_class(g.name)
     if c.grad is not None:
-        functions.append(_grad_function(c.grad, g, names, module_names | {grads_class}))
+        taken = module_names | {grads_class}
+        functions.append(_grad_function(c.grad, g, names, taken, printer))
     if not checks:
         for f in functions:
             f.body = _drop_unused_bindings(f.body, f.printer.sizes)
@@ -229,7 +258,9 @@ def _kept_for_dtype(cached: list[Node], inputs) -> list[Node]:
     return [holder]
 
 
-def _pair_functions(g: Graph, names: _Names, checks: bool) -> tuple[list[_FunctionView], dict]:
+def _pair_functions(
+    g: Graph, names: _Names, checks: bool, printer: type[NumPyPrinter]
+) -> tuple[list[_FunctionView], dict]:
     """`g` (the forward alone), `g_forward` and `g_backward`; and the values and sizes that
     `cache` holds, by name."""
     namer, dims, sig = names.namer, names.dims, ", ".join(names.params)
@@ -248,11 +279,11 @@ def _pair_functions(g: Graph, names: _Names, checks: bool) -> tuple[list[_Functi
     alone_namer = replace(
         namer, taken=set(namer.taken), names=dict(namer.names), counters=dict(namer.counters)
     )
-    values = Values.of(g)
-    alone = Lowering(g, alone_namer, dims, set(g.outputs), values)
+    values = _values(g, printer)
+    alone = Lowering(g, alone_namer, dims, set(g.outputs), values, printer)
     alone.plan(forward_order)
     alone_lines = alone.lines(forward_order, comments=False)
-    fn = Lowering(g, namer, dims, set(cached) | set(g.outputs) | set(g.grads), values)
+    fn = Lowering(g, namer, dims, set(cached) | set(g.outputs) | set(g.grads), values, printer)
     fn.plan(forward_order)
     forward_lines = fn.lines(forward_order, comments=False)
     out_names = [Name(fn.name_of(n)) for n in g.outputs]
@@ -317,7 +348,9 @@ def _free_forward_names(g: Graph, namer: Namer, forward_lines, cache_names) -> N
         namer.taken -= assigned - set(cache_names) - loop_variables
 
 
-def _grad_function(gg: Graph, g: Graph, names: _Names, taken: set[str]) -> _FunctionView:
+def _grad_function(
+    gg: Graph, g: Graph, names: _Names, taken: set[str], printer: type[NumPyPrinter]
+) -> _FunctionView:
     """`g_grad`: the value of a graph with one scalar output and its gradients, from the graph
     differentiated with the upstream gradient 1 (`gg`)."""
     gnamer = Namer(set(taken))
@@ -327,7 +360,7 @@ def _grad_function(gg: Graph, g: Graph, names: _Names, taken: set[str]) -> _Func
     gdims = {d: gnamer.get(("dim", d), name) for d, name in names.dims.items()}
     for n in gg.outputs:
         gnamer.names.setdefault(n, gnamer.get(n, n.hint or "out"))
-    gfn = Lowering(gg, gnamer, gdims, set(gg.outputs) | set(gg.grads))
+    gfn = Lowering(gg, gnamer, gdims, set(gg.outputs) | set(gg.grads), _values(gg, printer), printer)
     gforward = gg.forward
     gfn.plan(gg.nodes)
     body = gfn.lines([n for n in gg.nodes if n in gforward], comments=False)
@@ -391,7 +424,9 @@ def _local_name(base: str, params: list[str]) -> str:
     return base
 
 
-def _check_functions(g: Graph, names: _Names, taken: set[str], source_name: str):
+def _check_functions(
+    g: Graph, names: _Names, taken: set[str], source_name: str, printer: type[NumPyPrinter]
+):
     """`_g_sizes`, which remembers the arguments that passed, and `_g_check`, which checks them
     against the signature and the graph's conditions (see `bpc.signature`)."""
     sig = ", ".join(names.params)
@@ -410,7 +445,7 @@ def _check_functions(g: Graph, names: _Names, taken: set[str], source_name: str)
         Return((Cond(remember, BinOp("is", Name(s), Lit(None)), Name(s)),)),
     ]
     body = signature.check_body(g, names.params, names.dims, taken, source_name)
-    printer = NumPyPrinter(names.dims)
+    printer = printer(names.dims)
     return [
         _FunctionView(
             _sizes_name(g.name),
@@ -476,23 +511,23 @@ def emit(
     *,
     checks: bool = True,
     sizes: dict[str, int] | None = None,
+    target: str = "numpy",
 ) -> str:
     """Render the module for all graphs of one source file, formatted with black. Without
-    `checks`, the functions bind dimension sizes from their arguments without checking them."""
-    module_names = _module_names(compiled, checks)
-    graphs = [_graph_view(c, module_names, checks, source_name) for c in compiled]
-    printed, refs = _printed(graphs)
-    namespaces = {r.module for r in refs}
-    imports = (["import math"] if MATH in namespaces else []) + [
-        "from typing import NamedTuple",
-        "",
-        NumPyPrinter.array_import,
-    ]
-    source = _environment().loader.get_source
-    helpers = [source(_environment(), "runtime.py.j2")[0]] if checks else []
-    for name, template in HELPERS.items():
+    `checks`, the functions bind dimension sizes from their arguments without checking them.
+    `target` names the printer of the module's code (`targets.TARGETS`)."""
+    printer = TARGETS[target]
+    if printer.functional:
+        refuse(compiled, target)
+    module_names = _module_names(compiled, checks) | (printer.reserved - RESERVED)
+    graphs = [_graph_view(c, module_names, checks, source_name, printer) for c in compiled]
+    printed, refs = _printed(graphs, printer)
+    imports = printer.imports({r.module for r in refs})
+    environment = _environment()
+    helpers = [environment.get_template(printer.runtime).render()] if checks else []
+    for name, template in printer.helpers.items():
         if Ref(HELPER, name) in refs:
-            helpers.append(source(_environment(), template)[0])
+            helpers.append(environment.get_template(template).render())
     runtime = "\n\n".join(helpers).rstrip("\n")
     names = ", ".join(g["name"] for g in graphs) or "no graphs"
     text = (
@@ -510,7 +545,7 @@ def emit(
     return text
 
 
-def _printed(graphs: list[dict]) -> tuple[list[dict], set[Ref]]:
+def _printed(graphs: list[dict], printer: type[NumPyPrinter]) -> tuple[list[dict], set[Ref]]:
     """The graphs' classes and functions as the template takes them, the text of each line in
     black's layout, and the functions of namespaces they name. A statement too long for a line
     is broken by black, all of them in one call (tests/test_golden.py checks the module against
@@ -532,8 +567,7 @@ def _printed(graphs: list[dict]) -> tuple[list[dict], set[Ref]]:
             if len(signature) > LINE_LENGTH:
                 signature = black_signature(signature)
             functions.append({"signature": signature, "doc": f.doc, "body": body})
-        printer = NumPyPrinter()
-        classes = [{**c, "body": [printer.statement(s) for s in c["body"]]} for c in g["classes"]]
+        classes = [{**c, "body": [printer().statement(s) for s in c["body"]]} for c in g["classes"]]
         out.append({"classes": classes, "functions": functions})
     for (body, i), lines in zip(long, blacken([body[i] for body, i in long])):
         body[i] = "\n".join(line[INDENT:] for line in lines)

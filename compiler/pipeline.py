@@ -85,15 +85,18 @@ def compile_source(
     checks: bool = True,
     warnings: list[Diagnostic] | None = None,
     sizes: dict[str, int] | None = None,
+    target: str = "numpy",
 ) -> str:
     """Compile bp source text to the text of a Python module; raises CompileError on bad input.
     With `checks=False` the module does not check its arguments' shapes and dtypes; warnings
     (unused values and parameters) are appended to `warnings` when a list is given. With
     `sizes` (dimension name -> expected size) the code is arranged to be fastest at those
-    sizes; it still takes arrays of any size."""
+    sizes; it still takes arrays of any size. `target` names the code's target (`bpc.targets`):
+    `numpy`, or `array-api` for the arrays of any array-API library."""
     try:
         with _collector_paused():
-            return emit(compile_graphs(text, warnings, sizes), filename, checks=checks, sizes=sizes)
+            graphs = compile_graphs(text, warnings, sizes)
+            return emit(graphs, filename, checks=checks, sizes=sizes, target=target)
     except RecursionError:
         raise nested_too_deeply(text) from None
 

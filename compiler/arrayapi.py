@@ -1,0 +1,193 @@
+"""The array-API target: the emission data as code for any library of the array API standard.
+
+`ArrayApiPrinter` writes the same statements as `NumPyPrinter`, in the namespace `xp` that
+`array_api_compat.array_namespace` finds for each call's arguments (NumPy, PyTorch, JAX, Dask,
+CuPy), so that a function returns arrays of the library it was given. Its code is functional:
+the lowering plans no step in place for it (`functional`), so no line writes into an array, and
+`jax.jit` can trace it. What NumPy spells otherwise is translated here, as data, before it is
+printed: `np.concatenate` is `xp.concat`, a method `x.sum(axis=1)` the function
+`xp.sum(x, axis=1)`, `np.pad` a helper of the module; what the standard lacks is a helper with
+a fallback per library (`templates/*_xp.py.j2`). Arithmetic on Python numbers (sizes) stays
+NumPy's, on the host. Loops, which write slots of arrays, and the pooling and window operations
+of convolutions are refused with a compile error (`refuse`).
+"""
+
+from __future__ import annotations
+
+from .diagnostics import CompileError, Diagnostic
+from .expr import (
+    ARRAY,
+    HELPER,
+    LOCAL,
+    MATH,
+    Assign,
+    Attr,
+    BinOp,
+    Call,
+    Expr,
+    Lit,
+    Name,
+    Ref,
+    Stmt,
+    array,
+    helper,
+)
+from .printer import NumPyPrinter
+
+HOST = "host"  # NumPy, for Python numbers only (`float(np.sqrt(n))` of a size n)
+
+# NumPy's functions that the standard names otherwise.
+RENAMED = {"concatenate": "concat", "transpose": "permute_dims"}
+# NumPy's scalar types, as the standard's dtypes.
+SCALARS = {"int_": "int64", "bool_": "bool", "float64": "float64"}
+# Array methods that are functions of the namespace in the standard.
+METHODS = frozenset({"sum", "mean", "max", "min", "reshape", "astype"})
+# NumPy's functions that the standard lacks: a helper of the module.
+HELPED = {"pad": "_pad", "take_along_axis": "_take_along_axis", "einsum": "_einsum"}
+# The helpers of the target, by name: each template dispatches on the library where it must.
+HELPERS = {
+    "_xp": "xp.py.j2",
+    "_scatter_add": "scatter_add_xp.py.j2",
+    "_labels": "labels_xp.py.j2",
+    "_erf": "erf_xp.py.j2",
+    "_pad": "pad_xp.py.j2",
+    "_take_along_axis": "take_along_xp.py.j2",
+    "_einsum": "einsum_xp.py.j2",
+}
+
+
+class ArrayApiPrinter(NumPyPrinter):
+    """Python text for the emission data, in the namespace `xp` of the arguments' library."""
+
+    namespaces = {**NumPyPrinter.namespaces, ARRAY: "xp.", HOST: "np."}
+    array_import = "import array_api_compat"
+    reserved = frozenset({"xp", "np", "math", "array_api_compat", "Any", "_kind", "_is_array"})
+    reserved |= frozenset(HELPERS)
+    functional = True
+    helpers = HELPERS
+    runtime = "runtime_xp.py.j2"
+
+    @classmethod
+    def imports(cls, namespaces: set[str]) -> list[str]:
+        host = ["", "import numpy as np"] if HOST in namespaces else []
+        return (["import math"] if MATH in namespaces else []) + [
+            "from typing import Any, NamedTuple",
+            *host,
+            "",
+            cls.array_import,
+        ]
+
+    @classmethod
+    def entry(cls, params: list[str], scalars: list[str], dtype) -> list[Stmt]:
+        """`xp = _xp(X, W, ...)`, the namespace of the arguments' library; and each 0-d float
+        argument, which may be a Python number, an array of the graph's float dtype."""
+        lines: list[Stmt] = [Assign("xp", helper("_xp", *map(Name, params)))]
+        dtype = {"dtype": dtype} if dtype is not None else {}
+        lines += [Assign(s, array("asarray", Name(s), **dtype)) for s in scalars]
+        return lines
+
+    def _ref(self, e: Ref) -> str:
+        if e == Ref(ARRAY, "ndarray"):  # (a gradient's type: an array of any library)
+            return "Any"
+        if e.module == HOST:
+            self._refs.append(e)
+        elif e.module == HELPER and e.name not in self.helpers:
+            raise unsupported(f"the helper {e.name}")
+        return super()._ref(e)
+
+    def _call(self, e: Call) -> str:
+        return super()._call(standard(e))
+
+    def _attr(self, e: Attr) -> str:
+        if e.name == "shape":  # (a tuple, as NumPy's: torch.Size prints otherwise)
+            return f"tuple({super()._attr(e)})"
+        return super()._attr(e)
+
+    def _subscript(self, e) -> str:
+        if e.obj.__class__ is Attr and e.obj.name == "shape":  # `x.shape[0]`
+            return f"{NumPyPrinter._attr(self, e.obj)}[{', '.join(self.text(i) for i in e.items)}]"
+        return super()._subscript(e)
+
+
+def standard(e: Call) -> Expr:
+    """A call of NumPy's namespace, or of an array's method, as the standard spells it."""
+    fn = e.fn
+    if fn.__class__ is Ref and fn.module == LOCAL and fn.name in ("float", "int", "bool"):
+        inner = e.args[0] if len(e.args) == 1 else None
+        if inner.__class__ is Call and inner.fn.__class__ is Ref and inner.fn.module == ARRAY:
+            # a Python number's function: NumPy's, on the host (`float(np.sqrt(n))`)
+            return Call(fn, (Call(Ref(HOST, inner.fn.name), inner.args, inner.kwargs),))
+        return e
+    if fn.__class__ is Attr and fn.name in METHODS:
+        args = [_dtype(a) for a in e.args] if fn.name == "astype" else list(e.args)
+        return Call(Ref(ARRAY, fn.name), (fn.obj, *args), e.kwargs)
+    if fn.__class__ is Attr and fn.name == "copy":
+        return array("asarray", fn.obj, copy=Lit(True))
+    if fn.__class__ is Attr and fn.name == "type":  # `x.dtype.type(2.5)`
+        return array("asarray", *e.args, dtype=fn.obj)
+    if fn.__class__ is not Ref or fn.module != ARRAY:
+        return e
+    return _array_call(fn.name, e)
+
+
+def _array_call(name: str, e: Call) -> Expr:
+    args, kwargs = e.args, e.kwargs
+    if name in RENAMED:
+        return Call(Ref(ARRAY, RENAMED[name]), args, kwargs)
+    if name in SCALARS:
+        return array("asarray", *args, dtype=Ref(ARRAY, SCALARS[name]))
+    if name in HELPED:
+        # (np.einsum's `optimize=` is NumPy's: each library contracts in its own way)
+        return Call(Ref(HELPER, HELPED[name]), args, kwargs if name != "einsum" else ())
+    if name == "swapaxes":  # (the emission swaps the last two axes only)
+        return array("matrix_transpose", args[0])
+    if name == "copy":
+        return array("asarray", args[0], copy=Lit(True))
+    if name == "vdot":  # sum(a * b) over every axis
+        return array("sum", BinOp("*", *args))
+    if name == "dot":  # a column times a row: an outer product
+        return BinOp("*", *args)
+    if "." in name:  # `np.lib.stride_tricks...`
+        raise unsupported(f"np.{name}")
+    return e
+
+
+def _dtype(e: Expr) -> Expr:
+    """A dtype argument: Python's `int` is the standard's `xp.int64`."""
+    if e.__class__ is Ref and e.module == LOCAL and e.name in ("int", "float", "bool"):
+        return Ref(ARRAY, {"int": "int64", "float": "float64", "bool": "bool"}[e.name])
+    return e
+
+
+def refuse(compiled, target: str) -> None:
+    """A compile error for a loop: its slot writes (`hs[:, t] = h`) and sums work in arrays in
+    place, which the target's code never does."""
+    for c in compiled:
+        for n in _all_nodes(c.pair.nodes):
+            if n.op == "loop":
+                raise CompileError(
+                    Diagnostic(
+                        n.loc or c.pair.loc,
+                        f"the {target} target does not support loops (`for`) yet: their slot "
+                        "writes work in arrays in place; compile this graph with --target numpy",
+                    )
+                )
+
+
+def _all_nodes(nodes):
+    for n in nodes:
+        yield n
+        if n.op == "loop":
+            yield from _all_nodes(n.attr("body").nodes)
+
+
+def unsupported(what: str) -> CompileError:
+    """The error for emission data that the target cannot write: a function of NumPy alone
+    (the windows of a convolution), or a helper it has no form of (pooling)."""
+    return CompileError(
+        Diagnostic(
+            None,
+            f"the array-api target does not support {what} (convolutions and pooling need "
+            "NumPy); compile this graph with --target numpy",
+        )
+    )
