@@ -28,11 +28,13 @@ from .expr import (
     Lit,
     Name,
     Ref,
+    Slice,
     Stmt,
+    Subscript,
     array,
     helper,
 )
-from .printer import NumPyPrinter
+from .printer import ATOM, NumPyPrinter
 
 HOST = "host"  # NumPy, for Python numbers only (`float(np.sqrt(n))` of a size n)
 
@@ -96,17 +98,25 @@ class ArrayApiPrinter(NumPyPrinter):
         return super()._ref(e)
 
     def _call(self, e: Call) -> str:
-        return super()._call(standard(e))
+        s = standard(e)
+        return super()._call(s) if s.__class__ is Call else self.text(s)
+
+    def prec(self, e: Expr) -> int:
+        if e.__class__ is Call:  # (an operator, `a * b`, may stand in the place of a call)
+            s = standard(e)
+            return ATOM if s.__class__ is Call else super().prec(s)
+        return super().prec(e)
 
     def _attr(self, e: Attr) -> str:
         if e.name == "shape":  # (a tuple, as NumPy's: torch.Size prints otherwise)
             return f"tuple({super()._attr(e)})"
         return super()._attr(e)
 
-    def _subscript(self, e) -> str:
+    def _subscript(self, e: Subscript) -> str:
         if e.obj.__class__ is Attr and e.obj.name == "shape":  # `x.shape[0]`
             return f"{NumPyPrinter._attr(self, e.obj)}[{', '.join(self.text(i) for i in e.items)}]"
-        return super()._subscript(e)
+        flipped = forward_steps(e)
+        return self.text(flipped) if flipped is not None else super()._subscript(e)
 
 
 def standard(e: Call) -> Expr:
@@ -118,6 +128,10 @@ def standard(e: Call) -> Expr:
             # a Python number's function: NumPy's, on the host (`float(np.sqrt(n))`)
             return Call(fn, (Call(Ref(HOST, inner.fn.name), inner.args, inner.kwargs),))
         return e
+    if fn.__class__ is Attr and fn.name == "astype" and _is(fn.obj, "broadcast_to"):
+        # a number everywhere, of a float dtype (the standard's broadcast_to takes arrays)
+        value, shape = fn.obj.args
+        return array("full", shape, value, dtype=_dtype(e.args[0]))
     if fn.__class__ is Attr and fn.name in METHODS:
         args = [_dtype(a) for a in e.args] if fn.name == "astype" else list(e.args)
         return Call(Ref(ARRAY, fn.name), (fn.obj, *args), e.kwargs)
@@ -139,6 +153,11 @@ def _array_call(name: str, e: Call) -> Expr:
     if name in HELPED:
         # (np.einsum's `optimize=` is NumPy's: each library contracts in its own way)
         return Call(Ref(HELPER, HELPED[name]), args, kwargs if name != "einsum" else ())
+    if name in ("full", "full_like"):
+        return _full(name, args, dict(kwargs))
+    if name == "stack" and kwargs and kwargs[-1][0] == "dtype":  # (np.stack's dtype=)
+        items = tuple(array("asarray", x, dtype=kwargs[-1][1]) for x in args[0].items)
+        return Call(e.fn, (args[0].__class__(items),), kwargs[:-1])
     if name == "swapaxes":  # (the emission swaps the last two axes only)
         return array("matrix_transpose", args[0])
     if name == "copy":
@@ -150,6 +169,57 @@ def _array_call(name: str, e: Call) -> Expr:
     if "." in name:  # `np.lib.stride_tricks...`
         raise unsupported(f"np.{name}")
     return e
+
+
+def forward_steps(e: Subscript) -> Expr | None:
+    """`x[:, 5:0:-2]` as `xp.flip(x[:, 1:6:2], axis=1)`: the standard allows a negative step,
+    PyTorch does not. For a step of numbers from a number, or a whole axis reversed; None where
+    `e` has no negative step (or one of another form, left to the library)."""
+    for i, item in enumerate(e.items):
+        if item.__class__ is not Slice or not _negative_number(item.step):
+            continue
+        kept = [x for x in e.items[:i] if x.__class__ is Slice or x == Lit(None)]
+        if any(x == Lit(...) for x in e.items[:i]):
+            return None
+        start, stop, step = item.start, item.stop, -item.step.value
+        if start is None and step == 1 and (stop is None or _number(stop)):
+            forward = Slice(None if stop is None else Lit(stop.value + 1))
+        elif _number(start) and (stop is None or _number(stop)):
+            low = -1 if stop is None else stop.value
+            first = start.value - step * ((start.value - low - 1) // step)
+            forward = Slice(Lit(first), Lit(start.value + 1), Lit(step) if step != 1 else None)
+        else:
+            return None
+        items = (*e.items[:i], forward, *e.items[i + 1 :])
+        sliced = e.obj if all(x == Slice() for x in items) else Subscript(e.obj, items)
+        return array("flip", sliced, axis=Lit(len(kept)))
+    return None
+
+
+def _negative_number(e: Expr | None) -> bool:
+    return e.__class__ is Lit and isinstance(e.value, int) and e.value < 0
+
+
+def _number(e: Expr | None) -> bool:
+    return e.__class__ is Lit and isinstance(e.value, int) and e.value >= 0
+
+
+def _is(e: Expr, name: str) -> bool:
+    """Whether `e` calls NumPy's function `name`."""
+    return e.__class__ is Call and e.fn == Ref(ARRAY, name)
+
+
+def _full(name: str, args, kwargs: dict) -> Expr:
+    """np.full and np.full_like of a value that may be an array, which broadcasts (the
+    standard's take a Python number): zeros plus the value, or the value broadcast."""
+    if name == "full_like":
+        return BinOp("+", array("zeros_like", *args[:1], **kwargs), args[1])
+    shape, value = args
+    if value.__class__ is Lit:
+        return array("full", shape, value, **kwargs)
+    if kwargs:
+        return BinOp("+", array("zeros", shape, **kwargs), value)
+    return array("broadcast_to", array("asarray", value), shape)
 
 
 def _dtype(e: Expr) -> Expr:

@@ -226,6 +226,12 @@ class Lowering:
         lecture note (`OpDef.math`) with `notation`."""
         args = [self.code(a, notation, bound) for a in n.args]
         op = OPS[n.op]
+        if self.printer.functional and op.augmented and n.dtype == "float" and self.facts.dtype:
+            # the array API leaves a mask in arithmetic undefined (PyTorch refuses `x - mask`)
+            args = [
+                method(e, "astype", self.facts.dtype) if a.dtype == "bool" else e
+                for a, e in zip(n.args, args)
+            ]
         emit = op.math if notation and op.math else op.emit
         e = emit(At(n, self.facts), *args, **n.kw)
         dtype = self.facts.dtype
@@ -373,7 +379,12 @@ def loop_lines(fn: Lowering, n: Node, comments: bool) -> list[Stmt]:
     namer.names[params[0]] = var
     graph = _body_graph(fn.graph, body)
     sub = Lowering(
-        graph, namer, fn.printer.sizes, set(body.results), _body_values(fn, n, graph), type(fn.printer)
+        graph,
+        namer,
+        fn.printer.sizes,
+        set(body.results),
+        _body_values(fn, n, graph),
+        type(fn.printer),
     )
     sub.dtype_of = fn.dtype_of
     sub.depth = depth + 1
