@@ -33,6 +33,7 @@ from .expr import (
     Subscript,
     array,
     helper,
+    reads,
 )
 from .printer import ATOM, NumPyPrinter
 
@@ -71,12 +72,12 @@ class ArrayApiPrinter(NumPyPrinter):
 
     @classmethod
     def imports(cls, namespaces: set[str]) -> list[str]:
-        host = ["", "import numpy as np"] if HOST in namespaces else []
+        host = ["import numpy as np"] if HOST in namespaces else []
         return (["import math"] if MATH in namespaces else []) + [
             "from typing import Any, NamedTuple",
-            *host,
             "",
             cls.array_import,
+            *host,
         ]
 
     @classmethod
@@ -88,10 +89,21 @@ class ArrayApiPrinter(NumPyPrinter):
         lines += [Assign(s, array("asarray", Name(s), **dtype)) for s in scalars]
         return lines
 
+    def tidy(self, body: list[Stmt]) -> list[Stmt]:
+        """`body` without its line `xp = _xp(...)` where no other line names `xp`."""
+        used = any(
+            any(r.module == ARRAY for r in self.printed(s)[1]) or "xp" in reads(s, self.sizes)
+            for s in body
+            if not (s.__class__ is Assign and s.target == "xp")
+        )
+        return (
+            body if used else [s for s in body if not (s.__class__ is Assign and s.target == "xp")]
+        )
+
     def _ref(self, e: Ref) -> str:
         if e == Ref(ARRAY, "ndarray"):  # (a gradient's type: an array of any library)
             return "Any"
-        if e.module == HOST:
+        if e.module in (HOST, ARRAY):
             self._refs.append(e)
         elif e.module == HELPER and e.name not in self.helpers:
             raise unsupported(f"the helper {e.name}")

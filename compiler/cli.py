@@ -22,6 +22,7 @@ from .diagnostics import CompileError, Diagnostic, render
 from .emit import HEADER_PREFIX
 from .files import write_all_atomic
 from .pipeline import compile_source
+from .targets import TARGETS
 
 STDIN = "-"  # as a source: read the program from standard input
 
@@ -52,13 +53,17 @@ def _read_source(src: str) -> str | None:
 
 
 def _compile_text(
-    text: str, name: str, checks: bool = True, sizes: dict[str, int] | None = None
+    text: str,
+    name: str,
+    checks: bool = True,
+    sizes: dict[str, int] | None = None,
+    target: str = "numpy",
 ) -> str | None:
     """The module text for one source, or None after reporting its errors on stderr."""
     warnings: list[Diagnostic] = []
     try:
         module = compile_source(
-            text, Path(name).name, checks=checks, warnings=warnings, sizes=sizes
+            text, Path(name).name, checks=checks, warnings=warnings, sizes=sizes, target=target
         )
         for w in warnings:  # reported, but they do not fail the compile
             print(render(w, name, text), file=sys.stderr)
@@ -200,7 +205,7 @@ def _cmd_compile(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         text = _read_source(src)
         module = None
         if text is not None:
-            module = _compile_text(text, _source_name(src), not args.no_checks, dims)
+            module = _compile_text(text, _source_name(src), not args.no_checks, dims, args.target)
         if module is None:
             status = 1
             continue
@@ -522,6 +527,13 @@ def _compile_parser(commands) -> argparse.ArgumentParser:
         "--stats",
         action="store_true",
         help="also print each graph's cost report on stderr, as `bpc stats` does",
+    )
+    compile_.add_argument(
+        "--target",
+        choices=sorted(TARGETS),
+        default="numpy",
+        help="the arrays the module takes: numpy (the default), or array-api for the arrays of "
+        "any array-API library (PyTorch, JAX, Dask, CuPy), in functional code (docs/targets.md)",
     )
     compile_.add_argument(
         "--dim",

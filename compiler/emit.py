@@ -245,6 +245,8 @@ def _graph_view(
     if not checks:
         for f in functions:
             f.body = _drop_unused_bindings(f.body, f.printer.sizes)
+    for f in functions:
+        f.body = f.printer.tidy(f.body)
     return {"name": g.name, "classes": _classes(g, names, checks), "functions": functions, **cache}
 
 

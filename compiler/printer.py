@@ -118,6 +118,10 @@ class NumPyPrinter:
             cls.array_import,
         ]
 
+    def tidy(self, body: list[Stmt]) -> list[Stmt]:
+        """A function's body as the target writes it: as it is for NumPy."""
+        return body
+
     @classmethod
     def entry(cls, params: list[str], scalars: list[str], dtype) -> list[Stmt]:
         """A function's first lines after its arguments are checked: nothing for NumPy (see

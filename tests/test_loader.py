@@ -41,7 +41,7 @@ def test_load_compiles_imports_and_caches(tmp_path, monkeypatch):
     assert len(files) == 1
 
     calls = []
-    monkeypatch.setattr(bpc.loader, "compile_source", lambda *a: calls.append(a) or "")
+    monkeypatch.setattr(bpc.loader, "compile_source", lambda *a, **kw: calls.append(a) or "")
     assert bpc.load(src, cache=cache) is m and calls == [], "a cached module is not recompiled"
 
 
@@ -144,7 +144,9 @@ def test_a_failed_import_is_not_kept_in_sys_modules(tmp_path, monkeypatch):
     src.write_text(SEED)
     cache = tmp_path / "cache"
     real = bpc.loader.compile_source
-    monkeypatch.setattr(bpc.loader, "compile_source", lambda *a: "raise RuntimeError('boom')\n")
+    monkeypatch.setattr(
+        bpc.loader, "compile_source", lambda *a, **kw: "raise RuntimeError('boom')\n"
+    )
     before = set(sys.modules)
     with pytest.raises(RuntimeError, match="boom"):
         bpc.load(src, cache=cache)

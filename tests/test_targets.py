@@ -169,3 +169,131 @@ def test_op_case_on_library(case: Case, library: str):
 
 def _tuple(x):
     return x if isinstance(x, tuple) else (x,)
+
+
+# ---------------------------------------------------------------------------------------------
+# The argument checks, the command line, bpc.load, what is refused
+
+
+CHECKED = """
+graph f(x: [n, m], w: [m], y: int[n], s: []) -> out {
+    out = mean(cross_entropy(x * w + s, y))
+}
+"""
+
+
+def _bad_calls(rng):
+    """Arguments that the checks refuse, each a list of NumPy arrays (or numbers)."""
+    x, w, y = rng.standard_normal((3, 4)), rng.standard_normal(4), np.array([0, 3, 1])
+    return [
+        [x[0], w, y, 0.5],  # x 1-d
+        [x, w[:3], y, 0.5],  # m mismatch
+        [x, w, y[:2], 0.5],  # n mismatch
+        [x, w, y.astype(np.float64), 0.5],  # y floats
+        [x.astype(np.int64), w, y, 0.5],  # x integers
+        [x, w.astype(np.float32), y, 0.5],  # dtypes mixed
+        [x, w, np.array([0, 4, 1]), 0.5],  # a label out of range
+        [x, w, y, "s"],  # not a number
+    ]
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch", "jax"])
+def test_argument_checks_say_what_the_numpy_targets_say(library):
+    to, _, _ = _library(library)
+    rng = np.random.default_rng(0)
+    numpy_module = module_from_text(compile_source(CHECKED), f"bpc_test_targets_{next(_count)}")
+    xp_text = compile_source(CHECKED, target=TARGET)
+    module = module_from_text(xp_text, f"bpc_test_targets_{next(_count)}")
+    for args in _bad_calls(rng):
+        with pytest.raises(ValueError) as want:
+            numpy_module.f_grad(*args)
+        with pytest.raises(ValueError) as got:
+            module.f_grad(*(to(a) if isinstance(a, np.ndarray) else a for a in args))
+        said, wanted = str(got.value), str(want.value)
+        if "must be" in wanted and "got str" in wanted:  # (the class that each wants, named)
+            wanted = wanted.replace("a number or a NumPy array", "a number or an array")
+        assert said == wanted
+
+
+def test_numpy_results_of_the_two_targets_agree_with_python_numbers():
+    rng = np.random.default_rng(1)
+    args = [rng.standard_normal((3, 4)), rng.standard_normal(4), np.array([0, 3, 1]), 0.5]
+    numpy_module = module_from_text(compile_source(CHECKED), f"bpc_test_targets_{next(_count)}")
+    module = module_from_text(compile_source(CHECKED, target=TARGET), f"bpc_t_{next(_count)}")
+    want_value, want = numpy_module.f_grad(*args)
+    value, grads = module.f_grad(*args)
+    assert rel_error(value, want_value) < TOL
+    for a, b in zip(grads, want):
+        assert rel_error(a, b) < TOL
+    _, cache = module.f_forward(*args)
+    for a, b in zip(module.f_backward(1.0, cache), want):  # (dout a Python number)
+        assert rel_error(a, b) < TOL
+
+
+def test_the_code_is_functional():
+    """No augmented assignment, no `out=`, no slot store in a graph's functions: nothing
+    writes into an array."""
+    import ast
+
+    from tests.test_golden import XP_PAIRS
+
+    for source, _ in XP_PAIRS:
+        tree = ast.parse(compile_source(source.read_text(), source.name, target=TARGET))
+        functions = [f for f in tree.body if isinstance(f, ast.FunctionDef)]
+        graph_functions = [f for f in functions if not f.name.startswith("_")]
+        assert graph_functions
+        for node in (n for f in graph_functions for n in ast.walk(f)):
+            assert not isinstance(node, ast.AugAssign), (source.name, ast.unparse(node))
+            if isinstance(node, ast.Call):
+                assert all(k.arg != "out" for k in node.keywords), ast.unparse(node)
+            if isinstance(node, ast.Assign):
+                assert not isinstance(node.targets[0], ast.Subscript), ast.unparse(node)
+
+
+def test_loops_are_refused_with_a_compile_error():
+    source = """
+graph f(x: [N, T, D], h0: [N, D]) -> hs {
+    hs = zeros((N, T, D))
+    h = h0
+    for t in range(T) {
+        h = tanh(x[:, t] + h)
+        hs[:, t] = h
+    }
+}
+"""
+    compile_source(source)  # (the numpy target compiles it)
+    with pytest.raises(CompileError, match="does not support loops") as e:
+        compile_source(source, target=TARGET)
+    assert e.value.diagnostics[0].loc is not None
+
+
+def test_command_line_and_load_take_the_target(tmp_path, capsys):
+    from bpc import load
+    from bpc.cli import main
+
+    source = tmp_path / "model.bp"
+    source.write_text(CHECKED)
+    assert main(["compile", "--target", "array-api", str(source), "-o", "-"]) == 0
+    assert "import array_api_compat" in capsys.readouterr().out
+    assert main(["compile", str(source), "-o", "-"]) == 0
+    assert "array_api_compat" not in capsys.readouterr().out  # (the default: numpy)
+    module = load(source, cache=tmp_path / "cache", target=TARGET)
+    numpy_module = load(source, cache=tmp_path / "cache")
+    assert module is not numpy_module
+    args = [np.ones((3, 4)), np.ones(4), np.array([0, 1, 2]), 0.5]
+    assert rel_error(module.f_grad(*args)[0], numpy_module.f_grad(*args)[0]) < TOL
+    assert len(list((tmp_path / "cache").glob("*.py"))) == 2
+    with pytest.raises(SystemExit):
+        main(["compile", "--target", "nothing", str(source)])
+
+
+def test_helper_templates_of_the_target_are_black():
+    """What the target's helpers and checks copy into a module is black at 88 columns."""
+    import black
+
+    from bpc.arrayapi import ArrayApiPrinter
+    from bpc.emit import _environment
+
+    for template in [*ArrayApiPrinter.helpers.values(), ArrayApiPrinter.runtime]:
+        text = _environment().get_template(template).render()
+        assert black.format_str(text, mode=black.Mode()) == text, template
