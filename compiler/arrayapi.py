@@ -147,8 +147,8 @@ def standard(e: Call) -> Expr:
     if fn.__class__ is Attr and fn.name in METHODS:
         args = [_dtype(a) for a in e.args] if fn.name == "astype" else list(e.args)
         return Call(Ref(ARRAY, fn.name), (fn.obj, *args), e.kwargs)
-    if fn.__class__ is Attr and fn.name == "copy":
-        return array("asarray", fn.obj, copy=Lit(True))
+    if fn.__class__ is Attr and fn.name == "copy":  # (no array is written: a copy is moot)
+        return fn.obj
     if fn.__class__ is Attr and fn.name == "type":  # `x.dtype.type(2.5)`
         return array("asarray", *e.args, dtype=fn.obj)
     if fn.__class__ is not Ref or fn.module != ARRAY:
@@ -173,7 +173,7 @@ def _array_call(name: str, e: Call) -> Expr:
     if name == "swapaxes":  # (the emission swaps the last two axes only)
         return array("matrix_transpose", args[0])
     if name == "copy":
-        return array("asarray", args[0], copy=Lit(True))
+        return args[0]
     if name == "vdot":  # sum(a * b) over every axis
         return array("sum", BinOp("*", *args))
     if name == "dot":  # a column times a row: an outer product
@@ -224,8 +224,10 @@ def _is(e: Expr, name: str) -> bool:
 def _full(name: str, args, kwargs: dict) -> Expr:
     """np.full and np.full_like of a value that may be an array, which broadcasts (the
     standard's take a Python number): zeros plus the value, or the value broadcast."""
-    if name == "full_like":
+    if name == "full_like" and args[1].__class__ is not Lit:
         return BinOp("+", array("zeros_like", *args[:1], **kwargs), args[1])
+    if name == "full_like":
+        return Call(Ref(ARRAY, name), args, tuple(kwargs.items()))
     shape, value = args
     if value.__class__ is Lit:
         return array("full", shape, value, **kwargs)
