@@ -132,7 +132,15 @@ class ArrayApiPrinter(NumPyPrinter):
 
 
 def standard(e: Call) -> Expr:
-    """A call of NumPy's namespace, or of an array's method, as the standard spells it."""
+    """A call of NumPy's namespace, or of an array's method, as the standard spells it (a call
+    that becomes another call, `np.copy(np.transpose(x))`, is translated again)."""
+    s = _standard(e)
+    while s.__class__ is Call and s != e:
+        e, s = s, _standard(s)
+    return s
+
+
+def _standard(e: Call) -> Expr:
     fn = e.fn
     if fn.__class__ is Ref and fn.module == LOCAL and fn.name in ("float", "int", "bool"):
         inner = e.args[0] if len(e.args) == 1 else None
@@ -170,6 +178,9 @@ def _array_call(name: str, e: Call) -> Expr:
     if name == "stack" and kwargs and kwargs[-1][0] == "dtype":  # (np.stack's dtype=)
         items = tuple(array("asarray", x, dtype=kwargs[-1][1]) for x in args[0].items)
         return Call(e.fn, (args[0].__class__(items),), kwargs[:-1])
+    if name == "maximum" and args[1].__class__ is Lit and type(args[1].value) is int:
+        # relu: PyTorch's clamp is 2x faster than its maximum of a number, NumPy's as fast
+        return array("clip", args[0], min=args[1])
     if name == "swapaxes":  # (the emission swaps the last two axes only)
         return array("matrix_transpose", args[0])
     if name == "copy":

@@ -226,8 +226,15 @@ class Lowering:
         lecture note (`OpDef.math`) with `notation`."""
         args = [self.code(a, notation, bound) for a in n.args]
         op = OPS[n.op]
-        if self.printer.functional and op.augmented and n.dtype == "float" and self.facts.dtype:
-            # the array API leaves a mask in arithmetic undefined (PyTorch refuses `x - mask`)
+        if (
+            self.printer.functional
+            and op.augmented
+            and not op.commutes
+            and n.dtype == "float"
+            and self.facts.dtype
+        ):
+            # the array API leaves a mask in arithmetic undefined: every library adds and
+            # multiplies one, but PyTorch refuses `x - mask`
             args = [
                 method(e, "astype", self.facts.dtype) if a.dtype == "bool" else e
                 for a, e in zip(n.args, args)

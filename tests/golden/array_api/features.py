@@ -332,7 +332,7 @@ def scaled(Q, K):
     t = float(np.sqrt(d))
     a = Q @ K.T / t
     t_1 = a > 0
-    a_1 = a * xp.astype(t_1, Q.dtype) - 0.1 * a
+    a_1 = a * t_1 - 0.1 * a
     t_2 = xp.reshape(a_1.T, (T * T,))
     z = xp.mean(t_2 * t_2)
     return z
@@ -345,7 +345,7 @@ def scaled_forward(Q, K):
     t = float(np.sqrt(d))
     a = Q @ K.T / t
     t_1 = a > 0
-    a_1 = a * xp.astype(t_1, Q.dtype) - 0.1 * a
+    a_1 = a * t_1 - 0.1 * a
     t_2 = xp.reshape(a_1.T, (T * T,))
     z = xp.mean(t_2 * t_2)
     cache = ScaledCache(Q, K, t, t_1, t_2, T)
@@ -360,7 +360,7 @@ def scaled_backward(dout, cache):
     # z = mean(reshape(transpose(a, (1, 0)), (T * T,)) ** 2)
     da = xp.reshape(2 * (dout / max(T * T, 1)) * t_2, (T, T)).T
     # a = a * (a > 0) - 0.1 * a
-    da_1 = da * xp.astype(t_1, Q.dtype) - 0.1 * da
+    da_1 = da * t_1 - 0.1 * da
     # a = Q @ K.T / sqrt(d)
     t_3 = da_1 / t
     dQ = t_3 @ K
@@ -375,13 +375,13 @@ def scaled_grad(Q, K):
     t = float(np.sqrt(d))
     a = Q @ K.T / t
     t_1 = a > 0
-    a_1 = a * xp.astype(t_1, Q.dtype) - 0.1 * a
+    a_1 = a * t_1 - 0.1 * a
     t_2 = xp.reshape(a_1.T, (T * T,))
     z = xp.mean(t_2 * t_2)
     # z = mean(reshape(transpose(a, (1, 0)), (T * T,)) ** 2)
     da = xp.reshape(2 / max(T * T, 1) * t_2, (T, T)).T
     # a = a * (a > 0) - 0.1 * a
-    da_1 = da * xp.astype(t_1, Q.dtype) - 0.1 * da
+    da_1 = da * t_1 - 0.1 * da
     # a = Q @ K.T / sqrt(d)
     t_3 = da_1 / t
     dQ = t_3 @ K
@@ -434,7 +434,7 @@ def power(x, p):
     t_1 = x * x
     e = xp.exp(-xp.abs(x))
     t_2 = xp.maximum(e, x >= 0) / (1 + e)
-    t_3 = xp.maximum(x, 0)
+    t_3 = xp.clip(x, min=0)
     t_4 = 1 + t_3
     t_5 = t_2 / t_4
     out = xp.sum(t**p + 1 / x - t_1 + t_5)
@@ -449,7 +449,7 @@ def power_forward(x, p):
     t_1 = x * x
     e = xp.exp(-xp.abs(x))
     t_2 = xp.maximum(e, x >= 0) / (1 + e)
-    t_3 = xp.maximum(x, 0)
+    t_3 = xp.clip(x, min=0)
     t_4 = 1 + t_3
     t_5 = t_2 / t_4
     out = xp.sum(t**p + 1 / x - t_1 + t_5)
@@ -463,8 +463,7 @@ def power_backward(dout, cache):
     xp = _xp(dout, x, p, t, t_1, t_2, t_3, t_4, t_5)
     dout = _dout("power", dout, (), x.dtype, xp)
     # out = sum(exp(x) ** p + x ** -1 + -x**2 + sigmoid(x) / (1 + relu(x)))
-    t_8 = dout / t_4 * t_2 * (1 - t_2) - dout * t_5 / t_4 * xp.astype(t_3 > 0, x.dtype)
-    t_7 = t_8 - 2 * dout * x
+    t_7 = dout / t_4 * t_2 * (1 - t_2) - dout * t_5 / t_4 * (t_3 > 0) - 2 * dout * x
     t_6 = t_7 - dout / t_1
     dx = t_6 + dout * p * t ** xp.where(p == 0, 1, p - 1) * t
     return PowerGrads(dx)
@@ -478,12 +477,11 @@ def power_grad(x, p):
     t_1 = x * x
     e = xp.exp(-xp.abs(x))
     t_2 = xp.maximum(e, x >= 0) / (1 + e)
-    t_3 = xp.maximum(x, 0)
+    t_3 = xp.clip(x, min=0)
     t_4 = 1 + t_3
     t_5 = t_2 / t_4
     out = xp.sum(t**p + 1 / x - t_1 + t_5)
     # out = sum(exp(x) ** p + x ** -1 + -x**2 + sigmoid(x) / (1 + relu(x)))
-    t_7 = t_5 * (1 - t_2) - t_5 / t_4 * xp.astype(t_3 > 0, x.dtype) + -2.0 * x
-    t_6 = t_7 + -1.0 / t_1
+    t_6 = t_5 * (1 - t_2) - t_5 / t_4 * (t_3 > 0) + -2.0 * x + -1.0 / t_1
     dx = t_6 + p * t ** xp.where(p == 0, 1, p - 1) * t
     return out, PowerGrads(dx)

@@ -299,14 +299,14 @@ def two_layer(X, y, W1, b1, W2, b2, reg):
     xp = _xp(X, y, W1, b1, W2, b2, reg)
     reg = xp.asarray(reg, dtype=X.dtype)
     affine_out = X @ W1 + b1
-    h = xp.maximum(affine_out, 0)
+    h = xp.clip(affine_out, min=0)
     scores = h @ W2 + b2
     labels = _labels(y, C, "two_layer: cross_entropy")
     one_hot = labels[:, None] == xp.arange(C)
     shifted = scores - xp.max(scores, axis=1, keepdims=True)
     log_probs = shifted - xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
-    t = xp.mean(xp.sum(xp.astype(one_hot, X.dtype) * log_probs, axis=1))
-    loss = 0.5 * reg * (xp.sum(W1 * W1) + xp.sum(W2 * W2)) - t
+    t = 0.5 * reg * (xp.sum(W1 * W1) + xp.sum(W2 * W2))
+    loss = t - xp.mean(xp.sum(one_hot * log_probs, axis=1))
     return loss
 
 
@@ -316,14 +316,14 @@ def two_layer_forward(X, y, W1, b1, W2, b2, reg):
     xp = _xp(X, y, W1, b1, W2, b2, reg)
     reg = xp.asarray(reg, dtype=X.dtype)
     affine_out = X @ W1 + b1
-    h = xp.maximum(affine_out, 0)
+    h = xp.clip(affine_out, min=0)
     scores = h @ W2 + b2
     labels = _labels(y, C, "two_layer: cross_entropy")
     one_hot = labels[:, None] == xp.arange(C)
     shifted = scores - xp.max(scores, axis=1, keepdims=True)
     log_probs = shifted - xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
-    t = xp.mean(xp.sum(xp.astype(one_hot, X.dtype) * log_probs, axis=1))
-    loss = 0.5 * reg * (xp.sum(W1 * W1) + xp.sum(W2 * W2)) - t
+    t = 0.5 * reg * (xp.sum(W1 * W1) + xp.sum(W2 * W2))
+    loss = t - xp.mean(xp.sum(one_hot * log_probs, axis=1))
     cache = TwoLayerCache(X, W1, W2, reg, h, one_hot, log_probs, N)
     return loss, cache
 
@@ -342,7 +342,7 @@ def two_layer_backward(dout, cache):
     dh = dscores @ W2.T
     dW2 = t_1 * W2 + h.T @ dscores
     # h = relu(affine(X, W1, b1))
-    daffine_out = dh * xp.astype(h > 0, X.dtype)
+    daffine_out = dh * (h > 0)
     # out = x @ w + b  (in fn affine)
     db1 = xp.sum(daffine_out, axis=0)
     dW1 = t_1 * W1 + X.T @ daffine_out
@@ -355,14 +355,14 @@ def two_layer_grad(X, y, W1, b1, W2, b2, reg):
     xp = _xp(X, y, W1, b1, W2, b2, reg)
     reg = xp.asarray(reg, dtype=X.dtype)
     affine_out = X @ W1 + b1
-    h = xp.maximum(affine_out, 0)
+    h = xp.clip(affine_out, min=0)
     scores = h @ W2 + b2
     labels = _labels(y, C, "two_layer: cross_entropy")
     one_hot = labels[:, None] == xp.arange(C)
     shifted = scores - xp.max(scores, axis=1, keepdims=True)
     log_probs = shifted - xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
-    t = xp.mean(xp.sum(xp.astype(one_hot, X.dtype) * log_probs, axis=1))
-    loss = 0.5 * reg * (xp.sum(W1 * W1) + xp.sum(W2 * W2)) - t
+    t = 0.5 * reg * (xp.sum(W1 * W1) + xp.sum(W2 * W2))
+    loss = t - xp.mean(xp.sum(one_hot * log_probs, axis=1))
     # loss = mean(cross_entropy(scores, y)) + 0.5 * reg * (sum(W1 * W1) + sum(W2 * W2))
     probs = xp.exp(log_probs)
     dscores = (probs - xp.astype(one_hot, X.dtype)) / max(N, 1)
@@ -371,7 +371,7 @@ def two_layer_grad(X, y, W1, b1, W2, b2, reg):
     dh = dscores @ W2.T
     dW2 = reg * W2 + h.T @ dscores
     # h = relu(affine(X, W1, b1))
-    daffine_out = dh * xp.astype(h > 0, X.dtype)
+    daffine_out = dh * (h > 0)
     # out = x @ w + b  (in fn affine)
     db1 = xp.sum(daffine_out, axis=0)
     dW1 = reg * W1 + X.T @ daffine_out
@@ -456,7 +456,7 @@ def two_layer_scores(X, W1, b1, W2, b2):
     N, D, H, C = _two_layer_scores_sizes(X, W1, b1, W2, b2)
     xp = _xp(X, W1, b1, W2, b2)
     affine_out = X @ W1 + b1
-    t = xp.maximum(affine_out, 0)
+    t = xp.clip(affine_out, min=0)
     scores = t @ W2 + b2
     return scores
 
@@ -466,7 +466,7 @@ def two_layer_scores_forward(X, W1, b1, W2, b2):
     N, D, H, C = _two_layer_scores_sizes(X, W1, b1, W2, b2)
     xp = _xp(X, W1, b1, W2, b2)
     affine_out = X @ W1 + b1
-    t = xp.maximum(affine_out, 0)
+    t = xp.clip(affine_out, min=0)
     scores = t @ W2 + b2
     cache = TwoLayerScoresCache(X, W1, W2, t, N, C)
     return scores, cache
@@ -481,7 +481,7 @@ def two_layer_scores_backward(dout, cache):
     db2 = xp.sum(dout, axis=0)
     dW2 = t.T @ dout
     # scores = affine(relu(affine(X, W1, b1)), W2, b2)
-    daffine_out = dout @ W2.T * xp.astype(t > 0, X.dtype)
+    daffine_out = dout @ W2.T * (t > 0)
     # out = x @ w + b  (in fn affine)
     db1 = xp.sum(daffine_out, axis=0)
     dX = daffine_out @ W1.T
