@@ -430,3 +430,16 @@ def test_cupy_on_a_gpu(tmp_path):
     assert rel_error(cupy.asnumpy(value), want_value) < 1e-10
     for got, wanted in zip(grads, want):
         assert rel_error(cupy.asnumpy(got), wanted) < 1e-10
+
+
+def test_the_docs_show_the_module_the_target_writes():
+    """docs/targets.md's ```python blocks are excerpts of examples/two_layer.bp compiled for
+    the array-api target."""
+    import re
+
+    doc = (ROOT / "docs" / "targets.md").read_text()
+    blocks = re.findall(r"^```python\n(.*?)^```$", doc, re.S | re.M)
+    module = compile_source((ROOT / "examples" / "two_layer.bp").read_text(), target=TARGET)
+    assert blocks
+    for block in blocks:
+        assert block in module, block
