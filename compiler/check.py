@@ -7,6 +7,11 @@ differences of the forward pass; for other graphs, the dot-product test compares
 class labels below the class dimension, indices below the gathered axis. A gradient that agrees
 only because it is zero everywhere tested is reported as not tested, and a graph that raises at
 the sizes checked as one row saying so.
+
+With `jvp`, each output's tangent from `g_jvp` (`Jv(out)`) is compared with central
+differences of the forward along the tangents, and `<J v, u>` with `<v, J^T u>` from
+`g_backward` (`<Jv,u>`); with `hvp`, each Hessian-vector product from `g_hvp` (`Hv(W)`) with
+central differences of the gradient `g_grad` along the vectors.
 """
 
 from __future__ import annotations
@@ -97,12 +102,14 @@ def check_source(
     dims: dict[str, int] | None = None,
     dtype=np.float64,
     seed: int = 0,
+    jvp: bool = False,
+    hvp: bool = False,
 ) -> list[Row]:
     """Rows of the worst relative error per gradient of every graph (or of `graph`), for the
     code compiled as `bpc compile --dim` compiles it for `dims`, and checked at these sizes
     (the others 2 to 5). A graph that raises at them (`x[5]` on `[n]` with `n = 2`) gives one
     row saying so, and the other graphs are still checked."""
-    compiled = compile_graphs(text, sizes=dims)
+    compiled = compile_graphs(text, sizes=dims, jvp=jvp, hvp=hvp)
     module = module_from_text(emit(compiled, "check.bp"), "bpc_check_module")
     rows = []
     for c in compiled:
@@ -117,6 +124,10 @@ def check_source(
             continue
         try:
             rows += _check_graph(module, g, sizes, dtype, seed)
+            if c.jvp is not None:
+                rows += _check_jvp(module, g, sizes, dtype, seed)
+            if c.hvp is not None:
+                rows += _check_hvp(module, g, sizes, dtype, seed)
         except Exception as e:  # the user's graph at these sizes, not bpc: report, go on
             rows.append(Row(g.name, "", "", float("nan"), False, _not_run(e, names, sizes)))
     if graph is not None and not rows and graph not in {c.pair.name for c in compiled}:
@@ -126,7 +137,7 @@ def check_source(
 
 def _check_graph(module, g: Graph, sizes: dict[str, int], dtype, seed: int) -> list[Row]:
     """The rows of one graph's gradients, on random inputs of these sizes."""
-    eps, tol = (1e-6, 1e-5) if np.dtype(dtype) == np.float64 else (1e-2, 5e-2)
+    eps, tol = _tolerances(dtype)
     rng = np.random.default_rng(seed)
     args = make_inputs(g, sizes, dtype, rng)
     fn = getattr(module, _attr(module, g.name))
@@ -150,6 +161,86 @@ def _check_graph(module, g: Graph, sizes: dict[str, int], dtype, seed: int) -> l
         # A zero gradient whose estimates are zero too agrees, but tests nothing.
         zero = worst < tol and not np.any(grad)
         rows.append(Row(g.name, "d" + name, shape, worst, worst < tol, ZERO if zero else ""))
+    return rows
+
+
+def _tolerances(dtype) -> tuple[float, float]:
+    """The finite-difference step and the relative error allowed, for the dtype checked."""
+    return (1e-6, 1e-5) if np.dtype(dtype) == np.float64 else (1e-2, 5e-2)
+
+
+def _moved(args: list, wrt: list[int], vectors: list, step: float, dtype) -> list:
+    """The arguments moved by `step` times the vectors along the `wrt` arguments."""
+    moved = list(args)
+    for i, v in zip(wrt, vectors):
+        moved[i] = (np.asarray(args[i], dtype=np.float64) + step * v).astype(dtype)
+    return moved
+
+
+def _row(g: Graph, name: str, shape, got, want, tol: float) -> Row:
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    scale = max(1.0, float(np.max(np.abs(want), initial=0.0)))
+    error = float(np.max(np.abs(got - want), initial=0.0)) / scale
+    zero = error < tol and not np.any(got)
+    text = "[" + ", ".join(str(d) for d in shape) + "]"
+    return Row(g.name, name, text, error, error < tol, ZERO if zero else "")
+
+
+def _directions(g: Graph, args: list, rng) -> tuple[list[int], list]:
+    index = {p.name: i for i, p in enumerate(g.params)}
+    wrt = [index[name] for name in g.wrt]
+    return wrt, [rng.standard_normal(np.shape(args[i])) for i in wrt]
+
+
+def _check_jvp(module, g: Graph, sizes: dict[str, int], dtype, seed: int) -> list[Row]:
+    """`g_jvp`'s tangents against central differences of the forward along the tangents, and
+    the dot-product identity `<J v, u> = <v, J^T u>` with `g_backward`."""
+    eps, tol = _tolerances(dtype)
+    rng = np.random.default_rng(seed + 1)
+    args = make_inputs(g, sizes, dtype, rng)
+    wrt, vectors = _directions(g, args, rng)
+    tangents = [v.astype(dtype) for v in vectors]
+    outs, touts = getattr(module, _attr(module, g.name + "_jvp"))(*args, *tangents)
+    single = len(g.outputs) == 1
+    outs, touts = ((outs,), (touts,)) if single else (outs, touts)
+    fn = getattr(module, _attr(module, g.name))
+
+    def forward(step: float):
+        out = fn(*_moved(args, wrt, vectors, step, dtype))
+        return (out,) if single else out
+
+    up, down = forward(eps), forward(-eps)
+    rows = []
+    for name, n, t, a, b in zip(g.output_names, g.outputs, touts, up, down):
+        want = (np.asarray(a, np.float64) - np.asarray(b, np.float64)) / (2 * eps)
+        rows.append(_row(g, f"Jv({name})", n.shape, t, want, tol))
+    douts = [rng.standard_normal(np.shape(o)).astype(dtype) for o in outs]
+    _, cache = getattr(module, _attr(module, g.name + "_forward"))(*args)
+    grads = getattr(module, _attr(module, g.name + "_backward"))(
+        douts[0] if single else tuple(douts), cache
+    )
+    left = sum(float(np.sum(np.asarray(t, np.float64) * u)) for t, u in zip(touts, douts))
+    right = sum(float(np.sum(np.asarray(d, np.float64) * v)) for d, v in zip(grads, vectors))
+    return rows + [_row(g, "<Jv,u>", (), left, right, tol)]
+
+
+def _check_hvp(module, g: Graph, sizes: dict[str, int], dtype, seed: int) -> list[Row]:
+    """`g_hvp` against central differences of the gradient (`g_grad`) along the vectors."""
+    eps, tol = _tolerances(dtype)
+    eps = eps * 10 if np.dtype(dtype) == np.float64 else eps  # (a gradient is noisier)
+    rng = np.random.default_rng(seed + 2)
+    args = make_inputs(g, sizes, dtype, rng)
+    wrt, vectors = _directions(g, args, rng)
+    products = getattr(module, _attr(module, g.name + "_hvp"))(
+        *args, *(v.astype(dtype) for v in vectors)
+    )
+    grad = getattr(module, _attr(module, g.name + "_grad"))
+    _, up = grad(*_moved(args, wrt, vectors, eps, dtype))
+    _, down = grad(*_moved(args, wrt, vectors, -eps, dtype))
+    rows = []
+    for k, (name, i) in enumerate(zip(g.wrt, wrt)):
+        want = (np.asarray(up[k], np.float64) - np.asarray(down[k], np.float64)) / (2 * eps)
+        rows.append(_row(g, f"Hv({name})", g.inputs[i].shape, products[k], want, tol))
     return rows
 
 

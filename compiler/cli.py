@@ -58,12 +58,20 @@ def _compile_text(
     checks: bool = True,
     sizes: dict[str, int] | None = None,
     target: str = "numpy",
+    **orders: bool,
 ) -> str | None:
-    """The module text for one source, or None after reporting its errors on stderr."""
+    """The module text for one source, or None after reporting its errors on stderr. `orders`:
+    `jvp` and `hvp`, as `compile_source` takes them."""
     warnings: list[Diagnostic] = []
     try:
         module = compile_source(
-            text, Path(name).name, checks=checks, warnings=warnings, sizes=sizes, target=target
+            text,
+            Path(name).name,
+            checks=checks,
+            warnings=warnings,
+            sizes=sizes,
+            target=target,
+            **orders,
         )
         for w in warnings:  # reported, but they do not fail the compile
             print(render(w, name, text), file=sys.stderr)
@@ -205,7 +213,10 @@ def _cmd_compile(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         text = _read_source(src)
         module = None
         if text is not None:
-            module = _compile_text(text, _source_name(src), not args.no_checks, dims, args.target)
+            orders = {"jvp": args.jvp, "hvp": args.hvp}
+            module = _compile_text(
+                text, _source_name(src), not args.no_checks, dims, args.target, **orders
+            )
         if module is None:
             status = 1
             continue
@@ -284,7 +295,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     from .color import paint, use_color
     from .explain import explain_spans
 
-    spans = _on_source(args.source, lambda text: explain_spans(text, args.graph))
+    spans = _on_source(args.source, lambda text: explain_spans(text, args.graph, hvp=args.hvp))
     if spans is FAILED:
         return 1
     sys.stdout.write(paint(spans, use_color(args.color, sys.stdout)))
@@ -380,7 +391,13 @@ def _cmd_check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     rows = _on_source(
         args.source,
         lambda text: check_source(
-            text, graph=args.graph, dims=dims, dtype=args.dtype, seed=args.seed
+            text,
+            graph=args.graph,
+            dims=dims,
+            dtype=args.dtype,
+            seed=args.seed,
+            jvp=args.jvp,
+            hvp=args.hvp,
         ),
     )
     if rows is FAILED:
@@ -524,6 +541,18 @@ def _compile_parser(commands) -> argparse.ArgumentParser:
         help="emit modules that do not check their arguments' shapes and dtypes (faster calls)",
     )
     compile_.add_argument(
+        "--jvp",
+        action="store_true",
+        help="also define g_jvp(*args, *tangents) for each graph: its outputs and their tangents "
+        "(Jacobian-vector products, in forward mode)",
+    )
+    compile_.add_argument(
+        "--hvp",
+        action="store_true",
+        help="also define g_hvp(*args, *vectors) for each graph with one scalar output: "
+        "Hessian-vector products, one per wrt parameter",
+    )
+    compile_.add_argument(
         "--stats",
         action="store_true",
         help="also print each graph's cost report on stderr, as `bpc stats` does",
@@ -558,6 +587,12 @@ def _explain_parser(commands) -> argparse.ArgumentParser:
     )
     explain.add_argument("--graph", metavar="NAME", help="only this graph")
     explain.add_argument(
+        "--hvp",
+        action="store_true",
+        help="the second-order derivation instead: each parameter's block of the Hessian "
+        "times a vector, for the graphs with one scalar output",
+    )
+    explain.add_argument(
         "--color",
         choices=MODES,
         default="auto",
@@ -582,6 +617,17 @@ def _check_parser(commands) -> argparse.ArgumentParser:
     )
     check.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     check.add_argument("--seed", type=int, default=0, help="the random inputs' seed")
+    check.add_argument(
+        "--jvp",
+        action="store_true",
+        help="also check g_jvp against finite differences, and against g_backward by the "
+        "dot-product identity",
+    )
+    check.add_argument(
+        "--hvp",
+        action="store_true",
+        help="also check g_hvp against finite differences of the gradient",
+    )
     return check
 
 

@@ -67,11 +67,15 @@ _MODULE_RESERVED = RESERVED | frozenset(dir(builtins))
 
 @dataclass(frozen=True)
 class Compiled:
-    """One graph through the pipeline: forward and backward (`pair`), and fused value-and-gradient
-    (`grad`, for graphs with one scalar output)."""
+    """One graph through the pipeline: forward and backward (`pair`), fused value-and-gradient
+    (`grad`, for graphs with one scalar output) and, where asked for, the plain graphs (no
+    backward: parameters in, arrays out) of the Jacobian-vector products (`jvp`, see
+    `forward.py`) and the Hessian-vector products (`hvp`, see `hvp.py`)."""
 
     pair: Graph
     grad: Graph | None
+    jvp: Graph | None = None
+    hvp: Graph | None = None
 
 
 def _backward_prologue(g: Graph, fn: Lowering, cache_names: list[str], cls: str | None):
@@ -125,6 +129,10 @@ def _grads_class(graph: str) -> str:
     return "".join(w[:1].upper() + w[1:] for w in graph.split("_") if w) + "Grads"
 
 
+def _hvps_class(graph: str) -> str:
+    return _grads_class(graph)[: -len("Grads")] + "Hvps"
+
+
 def _check_name(graph: str) -> str:
     return _python_name(f"_{graph}_check")
 
@@ -150,6 +158,11 @@ def _top_level(compiled: list[Compiled], checks: bool) -> dict[str, list[str]]:
         names += [_python_name(g.name + "_grad")] if c.grad is not None else []
         names += [_grads_class(g.name)] + ([_cache_class(g.name)] if checks else [])
         names += [_check_name(g.name), _sizes_name(g.name)] if checks and g.params else []
+        for plain, suffix in ((c.jvp, "_jvp"), (c.hvp, "_hvp")):
+            if plain is not None:
+                names += [_python_name(g.name + suffix)]
+                names += [_check_name(plain.name), _sizes_name(plain.name)] if checks else []
+        names += [_hvps_class(g.name)] if c.hvp is not None else []
         for name in names:
             other = defined.setdefault(name, g.name)
             if other != g.name:  # (the first name in common is enough to say)
@@ -242,12 +255,18 @@ def _graph_view(
     if c.grad is not None:
         taken = module_names | {grads_class}
         functions.append(_grad_function(c.grad, g, names, taken, printer))
+    classes = _classes(g, names, checks)
+    if c.jvp is not None:
+        functions += _jvp_functions(c.jvp, g, module_names, checks, source_name, printer)
+    if c.hvp is not None:
+        functions += _hvp_functions(c.hvp, g, module_names, checks, source_name, printer)
+        classes.append(_hvps_class_view(g, names))
     if not checks:
         for f in functions:
             f.body = _drop_unused_bindings(f.body, f.printer.sizes)
     for f in functions:
         f.body = f.printer.tidy(f.body)
-    return {"name": g.name, "classes": _classes(g, names, checks), "functions": functions, **cache}
+    return {"name": g.name, "classes": classes, "functions": functions, **cache}
 
 
 def _kept_for_dtype(cached: list[Node], inputs) -> list[Node]:
@@ -377,6 +396,87 @@ def _grad_function(
         names.prologue + body + [Return((Name(gfn.name_of(gg.outputs[0])), grads))],
         gfn.printer,
     )
+
+
+def _plain_functions(
+    p: Graph,
+    name: str,
+    doc: str,
+    result,
+    taken: set[str],
+    checks: bool,
+    source_name: str,
+    printer: type[NumPyPrinter],
+) -> list[_FunctionView]:
+    """A plain graph (parameters in, arrays out, no backward: `g_jvp`, `g_hvp`) as one
+    function named `name`, after the functions that check its arguments (`_g_jvp_check` for
+    the graph `g_jvp`). `result(names)` is what it returns (the values of its `return`), from
+    its outputs' names."""
+    names = _names(p, taken, checks, printer)
+    for n in p.outputs:
+        names.namer.names.setdefault(n, names.namer.get(n, n.hint or "out"))
+    fn = Lowering(p, names.namer, names.dims, set(p.outputs), _values(p, printer), printer)
+    fn.plan(p.nodes)
+    body = fn.lines(list(p.nodes), comments=False)
+    returned = result([Name(fn.name_of(n)) for n in p.outputs])
+    function = _FunctionView(
+        name,
+        ", ".join(names.params),
+        doc,
+        names.prologue + body + [Return(returned)],
+        fn.printer,
+    )
+    checks_of = (
+        _check_functions(p, names, taken, source_name, printer) if checks and p.params else []
+    )
+    return checks_of + [function]
+
+
+def _jvp_functions(
+    p: Graph, g: Graph, taken: set[str], checks: bool, source_name: str, printer
+) -> list[_FunctionView]:
+    """`g_jvp(*args, *tangents)`: the outputs and their tangents, in one forward sweep."""
+    count = len(g.outputs)
+    tangents = ", ".join(p.params[len(g.params) + i].name for i in range(len(g.wrt)))
+
+    def result(outs: list[Name]):
+        if count == 1:
+            return tuple(outs)
+        return (Tuple(tuple(outs[:count])), Tuple(tuple(outs[count:])))
+
+    doc = f"{g.name}(...) and its derivative along {tangents or 'nothing'} (in {names_of(g.wrt)})."
+    return _plain_functions(
+        p, _python_name(f"{g.name}_jvp"), doc, result, taken, checks, source_name, printer
+    )
+
+
+def _hvp_functions(
+    p: Graph, g: Graph, taken: set[str], checks: bool, source_name: str, printer
+) -> list[_FunctionView]:
+    """`g_hvp(*args, *vectors)`: the Hessian of the scalar output times the vectors."""
+    vectors = ", ".join(p.params[len(g.params) + i].name for i in range(len(g.wrt)))
+
+    def result(outs: list[Name]):
+        return (builtin(_hvps_class(g.name), *outs),)
+
+    doc = f"{g.output_names[0]} = {g.name}(...): its Hessian in {names_of(g.wrt)} times {vectors}."
+    return _plain_functions(
+        p, _python_name(f"{g.name}_hvp"), doc, result, taken, checks, source_name, printer
+    )
+
+
+def names_of(wrt: tuple[str, ...]) -> str:
+    return ", ".join(wrt) or "nothing"
+
+
+def _hvps_class_view(g: Graph, names: _Names) -> dict:
+    grads = _classes(g, names, checks=False)[0]
+    return {
+        **grads,
+        "name": _hvps_class(g.name),
+        "doc": f"Hessian-vector products of {g.name} with respect to {names.wrt}, each shaped "
+        "like its parameter.",
+    }
 
 
 def _classes(g: Graph, names: _Names, checks: bool) -> list[dict]:

@@ -14,10 +14,15 @@ the cache (`reads`), and what comes after the loop. A gradient summed over the s
 
 from __future__ import annotations
 
+from . import signature
+from .autodiff import differentiate
 from .emit import backward_steps
 from .expr import Name, Subscript
-from .lower import LoopStep, all_nodes, is_read
-from .pipeline import compile_graphs
+from .hvp import block
+from .ir import Graph, reachable
+from .lower import LoopStep, Lowering, Namer, all_nodes, is_read
+from .optimize import canonicalize, optimize
+from .pipeline import compile_graphs, typed_graphs
 from .printer import MathPrinter
 
 INTRO = (
@@ -38,24 +43,37 @@ Span = tuple[str, str]
 for plain prose. The text is the pieces joined; a terminal may colour each role (`bpc.color`)."""
 
 
-def explain_source(text: str, graph: str | None = None) -> str:
+SECOND = (
+    "H v is the gradient of <grad {out}, v>: the backward pass differentiated again (reverse\n"
+    "over reverse), the vectors v its upstream gradients; for a graph with a loop, the\n"
+    "gradient's derivative along v (forward over reverse). Each parameter's block H_pp v_p is\n"
+    "told alone (the other vectors zero); g_hvp adds up the blocks, H v in p being the sum\n"
+    "over q of H_pq v_q."
+)
+
+
+def explain_source(text: str, graph: str | None = None, *, hvp: bool = False) -> str:
     """The derivation of every graph in `text` (or only `graph`), as text."""
-    return "".join(piece for _, piece in explain_spans(text, graph))
+    return "".join(piece for _, piece in explain_spans(text, graph, hvp=hvp))
 
 
-def explain_spans(text: str, graph: str | None = None) -> list[Span]:
-    """The derivation of every graph in `text` (or only `graph`), as pieces with their roles."""
+def explain_spans(text: str, graph: str | None = None, *, hvp: bool = False) -> list[Span]:
+    """The derivation of every graph in `text` (or only `graph`), as pieces with their roles;
+    with `hvp`, the second-order derivation of each graph with one scalar output."""
     spans: list[Span] = []
-    compiled = compile_graphs(text)
+    compiled = compile_graphs(text, hvp=hvp)
+    typed = {g.name: g for g in typed_graphs(text)} if hvp else {}
     names = [c.pair.name for c in compiled]
     if graph is not None and graph not in names:
         raise KeyError(f"no graph named '{graph}'; the file has {', '.join(names) or 'none'}")
     for c in compiled:
         if graph is not None and c.pair.name != graph:
             continue
+        if hvp and c.hvp is None:
+            continue  # (no scalar output)
         if spans:
             spans.append(("", "\n\n"))
-        spans += _explain(c)
+        spans += _explain_hvp(c, typed[c.pair.name]) if hvp else _explain(c)
     spans.append(("", "\n"))
     return spans
 
@@ -203,3 +221,55 @@ def _explain(c) -> list[Span]:
     grads = ", ".join(f"d{name} {n.type}" for name, n in zip(g.wrt, g.grads))
     spans.append(("", f"\n\nThe gradients: {grads or 'none'}."))
     return spans
+
+
+def _explain_hvp(c, typed: Graph) -> list[Span]:
+    """The second-order derivation: for each `wrt` parameter p, the lines of H_pp v_p in the
+    notation of the lecture note, and the whole product in one line where it is short."""
+    g = c.grad
+    out = g.output_names[0]
+    params = ", ".join(f"{p.name} {n.type}" for p, n in zip(g.params, g.inputs))
+    spans = [
+        ("heading", f"graph {g.name}({params}) -> {out} {g.outputs[0].type}: H v"),
+        ("", f"\n\n{SECOND.format(out=out)}"),
+    ]
+    full = differentiate(canonicalize(typed))
+    for name in g.wrt:
+        twice = optimize(block(full, name), cache_reused=False)
+        block_name = f"H_{name}{name}" if len(name) == 1 else f"H[{name}, {name}]"
+        product = f"{block_name} v_{name}"
+        spans += [("", "\n\n"), ("statement", f"{product}, the block of {name}:")]
+        if any(n.op == "loop" for n in twice.nodes):  # (told as g_hvp's code, not here)
+            text = f"{product} = the loops of {g.name}_hvp (bpc compile --hvp)"
+            spans += _Teller.gradient(_Teller, "", "so", text, "")
+            continue
+        lines, last, whole = _block_lines(twice)
+        for target, text, type in lines:
+            spans += _Teller.gradient(_Teller, "", "", f"{target} = {text}", type)
+        label, text = ("in full", whole) if len(whole) <= 60 else ("so", last)
+        spans += _Teller.gradient(_Teller, "", label, f"{product} = {text}", "")
+    return spans
+
+
+def _block_lines(g: Graph) -> tuple[list, str, str]:
+    """A block's lines, `(name, expression, type)`, as the module would compute it, the name of
+    its product, and its product written as one expression."""
+    namer = Namer(set())
+    for n in g.inputs:
+        namer.names[n] = n.attr("name")
+    dims = {d: d for d in signature.order(g.params)}
+    math = MathPrinter(dims)
+    product = g.outputs[0]
+    fn = Lowering(g, namer, dims, {product})
+    needed = reachable((product,))
+    nodes = [n for n in g.nodes if n in needed]
+    fn.plan(nodes)
+    lines = [
+        (line.target, math.text(fn.expression(m, notation=True)), m.type)
+        for n in nodes
+        if n in fn.own_line and n.op != "param"
+        for m, line in fn.define(n)
+    ]
+    last = fn.name_of(product)
+    fn.own_line = set(g.inputs)
+    return lines, last, math.text(fn.expression(product, notation=True))

@@ -153,7 +153,8 @@ class Node:
 
 @dataclass(frozen=True)
 class OpDef:
-    """Everything about one operation, side by side: its shape rule, its NumPy emission, its adjoint.
+    """Everything about one operation, side by side: its shape rule, its NumPy emission, its
+    adjoint and its JVP.
 
     - `infer(*arg_types, **attrs)` returns the result `Type`, or `(Type, attrs)` when it normalizes
       the attributes (negative axes, say); it raises `ShapeError` on a mismatch.
@@ -166,6 +167,12 @@ class OpDef:
       outer product of `dq` and `x`, `np.dot(dq[:, None], x[None, :])`, reads `dq x^T`.
     - `adjoint(g, out, *args, **attrs)` returns one gradient (a Node, or None) per argument, built
       from the same operations; a gradient may keep `out`'s broadcast shape, autodiff reduces it.
+    - `jvp(tangents, y, *args, **attrs)`, forward mode's rule beside the adjoint: the tangent
+      of the result `y` from the tangents of the arguments (`tangents`, aligned with `args`,
+      None for a zero tangent: a constant, an integer, a value no `wrt` parameter reaches), as
+      IR built with `make`; None where it is zero. It may leave the tangent in a shape that
+      broadcasts to the result's: `bpc.forward` broadcasts it. An operation whose derivative
+      is zero (a comparison, `sign`, `one_hot`) says so with a rule that returns None.
     - `call` is how the language spells a call, when it does: the parameters in positional order;
       those in `static` are compile-time attributes (with their defaults, `REQUIRED` for none),
       the others are tensor arguments.
@@ -221,6 +228,7 @@ class OpDef:
     promotes: bool = False
     own_dtype: bool = False
     math: Callable[..., Any] | None = None
+    jvp: Callable[..., Node | None] | None = None
 
 
 REQUIRED = object()  # a static call parameter without a default

@@ -39,23 +39,31 @@ def cache_dir() -> Path:
 
 
 def load(
-    path: str | os.PathLike, *, cache: str | os.PathLike | None = None, target: str = "numpy"
+    path: str | os.PathLike,
+    *,
+    cache: str | os.PathLike | None = None,
+    jvp: bool = False,
+    hvp: bool = False,
+    target: str = "numpy",
 ) -> ModuleType:
-    """Compile the bp file at `path` (or reuse its cached module) and import it; `target` as
-    in `bpc compile --target` (`array-api`: functions for the arrays of any array-API
-    library)."""
+    """Compile the bp file at `path` (or reuse its cached module) and import it. With `jvp`,
+    the module also has `g_jvp` for each graph; with `hvp`, `g_hvp` (as `bpc compile --jvp
+    --hvp` writes them); `target` as in `bpc compile --target` (`array-api`: functions for the
+    arrays of any array-API library)."""
     path = Path(path)
     source = path.read_text(encoding="utf-8")
-    keyed = f"bpc {__version__}\0{path.name}\0{source}"
-    keyed += f"\0{target}" if target != "numpy" else ""  # (a numpy module keeps its old key)
-    key = hashlib.sha256(keyed.encode()).hexdigest()[:20]
+    orders = {"jvp": jvp, "hvp": hvp}
+    asked = "".join(f"{name}\0" for name, on in orders.items() if on)  # (none: the plain key)
+    asked += f"{target}\0" if target != "numpy" else ""  # (a numpy module keeps its old key)
+    key = f"bpc {__version__}\0{path.name}\0{asked}{source}"
+    key = hashlib.sha256(key.encode()).hexdigest()[:20]
     directory = Path(cache) if cache is not None else cache_dir()
     stem = "".join(c if c.isalnum() else "_" for c in path.stem)
     file = directory / f"{stem}_{key}.py"
     name = f"bpc_loaded_{stem}_{key}"
     entry = _verified(file)
     if entry is None:
-        module = compile_source(source, path.name, target=target)
+        module = compile_source(source, path.name, target=target, **orders)
         entry = cache_entry(module)
         try:
             directory.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,7 @@
 `%%bpc` compiles the cell's bp source and binds each graph's functions (`g`, `g_forward`,
 `g_backward` and, for a graph with one scalar output, `g_grad`) into the notebook's namespace.
 Its flags are those of `bpc compile` that make sense in a notebook: `--dim N=64` (the sizes to
-arrange the code for) and `--no-checks`. A mistake in the source shows as bpc's diagnostic
+arrange the code for), `--no-checks`, and `--jvp`/`--hvp` (also bind `g_jvp`/`g_hvp`). A mistake in the source shows as bpc's diagnostic
 (`<cell>:3:9: error: ...`, the line and a caret), with lines counted as the notebook shows them
 (the `%%bpc` line is line 1), instead of a traceback; the cell then binds nothing.
 
@@ -35,11 +35,8 @@ from .pipeline import compile_graphs, nested_too_deeply
 from .stats import select, unknown_dims
 
 CELL = "<cell>"  # how diagnostics and the generated module name a cell
-_FUNCTIONS = ("", "_forward", "_backward", "_grad")  # the suffixes of a graph's functions
-_LATER = {
-    "jvp": "Jacobian-vector products",
-    "hvp": "Hessian-vector products",
-}
+# the suffixes of a graph's functions
+_FUNCTIONS = ("", "_forward", "_backward", "_grad", "_jvp", "_hvp")
 
 
 class CellError(Exception):
@@ -71,15 +68,15 @@ def cell_source(cell: str) -> str:
 
 
 def compile_cell(
-    cell: str, *, checks: bool = True, sizes: dict[str, int] | None = None
+    cell: str, *, checks: bool = True, sizes: dict[str, int] | None = None, **orders: bool
 ) -> tuple[CompiledCell, list[str]]:
     """Compile the body of a `%%bpc` cell, and render its warnings; raises CellError with the
-    rendered diagnostics when the source has errors."""
+    rendered diagnostics when the source has errors. `orders`: `jvp`, `hvp`."""
     source = cell_source(cell)
     warnings: list[Diagnostic] = []
     try:
         try:
-            graphs = compile_graphs(source, warnings, sizes)
+            graphs = compile_graphs(source, warnings, sizes, **orders)
             text = emit(graphs, CELL, checks=checks, sizes=sizes)
         except RecursionError:
             raise nested_too_deeply(source) from None
@@ -97,8 +94,8 @@ def module_of(compiled: CompiledCell) -> ModuleType:
 
 
 def functions(module: ModuleType, graph: str) -> dict[str, FunctionType]:
-    """The functions the module defines for `graph`, by name: g, g_forward, g_backward and, for
-    a graph with one scalar output, g_grad."""
+    """The functions the module defines for `graph`, by name: g, g_forward, g_backward, for a
+    graph with one scalar output g_grad, and g_jvp and g_hvp where they were asked for."""
     names = [_python_name(graph + suffix) for suffix in _FUNCTIONS]
     return {name: getattr(module, name) for name in names if hasattr(module, name)}
 
@@ -143,16 +140,6 @@ def _size(item: str) -> tuple[str, int]:
     return name, int(size)
 
 
-def _refuse_later(args: argparse.Namespace) -> None:
-    """Flags for what the compiler does not make yet are refused, not ignored."""
-    for flag, what in _LATER.items():
-        if getattr(args, flag):
-            raise UsageError(
-                f"%%bpc --{flag}: bpc does not make {what} yet; they will come with the "
-                "issue on JVPs and HVPs (issue 16)"
-            )
-
-
 @magics_class
 class BpcMagics(Magics):
     """`%%bpc` and `%bpc_show`; remembers the graphs each cell compiled, for `%bpc_show`."""
@@ -177,15 +164,15 @@ class BpcMagics(Magics):
         action="store_true",
         help="functions that do not check their arguments' shapes and dtypes (faster calls)",
     )
-    @argument("--jvp", action="store_true", help="not yet: Jacobian-vector products")
-    @argument("--hvp", action="store_true", help="not yet: Hessian-vector products")
+    @argument("--jvp", action="store_true", help="also bind g_jvp: Jacobian-vector products")
+    @argument("--hvp", action="store_true", help="also bind g_hvp: Hessian-vector products")
     def bpc(self, line: str, cell: str) -> None:
         """Compile the cell's bp source and bind each graph's functions (g, g_forward,
-        g_backward, g_grad) in the namespace."""
+        g_backward, g_grad; g_jvp and g_hvp with --jvp and --hvp) in the namespace."""
         args = parse_argstring(self.bpc, line)
-        _refuse_later(args)
         sizes = dict(args.dim)
-        compiled, warnings = compile_cell(cell, checks=not args.no_checks, sizes=sizes)
+        orders = {"jvp": args.jvp, "hvp": args.hvp}
+        compiled, warnings = compile_cell(cell, checks=not args.no_checks, sizes=sizes, **orders)
         problem = unknown_dims(select(compiled.graphs, None, "float64"), sizes) if sizes else None
         if problem:
             raise UsageError(f"%%bpc {problem}")

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import gc
+from dataclasses import replace
 
+from . import hvp as second_order
 from .autodiff import differentiate
 from .build import build_ir
 from .diagnostics import CompileError, Diagnostic, error
 from .emit import Compiled, emit
+from .forward import jvp as forward_mode
 from .ir import Graph
 from .optimize import Check, canonicalize, optimize, seed_ones, unchecked
 from .parse import parse
@@ -22,14 +25,17 @@ def compile_graphs(
     sizes: dict[str, int] | None = None,
     *,
     check: Check | None = None,
+    jvp: bool = False,
+    hvp: bool = False,
 ) -> list[Compiled]:
     """Every graph in `text` through all stages but emission. The errors of independent
     statements and graphs are reported together; warnings are appended to `warnings`. `sizes`
     are the dimension sizes the user expects: where the cheaper form of a computation depends on
     them, the optimizer chooses it for those sizes. `check(graph, stage)` sees each graph after
-    each stage (`bpc.verify`, in the tests)."""
+    each stage (`bpc.verify`, in the tests). With `jvp` and `hvp`, each graph also gets its
+    Jacobian-vector and Hessian-vector products (see `compile_typed`)."""
     try:
-        return _compile_graphs(text, warnings, sizes, check or unchecked)
+        return _compile_graphs(text, warnings, sizes, check or unchecked, jvp=jvp, hvp=hvp)
     except RecursionError:
         raise nested_too_deeply(text) from None
 
@@ -48,8 +54,20 @@ def nested_too_deeply(text: str) -> CompileError:
 
 
 def _compile_graphs(
-    text: str, warnings: list[Diagnostic] | None, sizes: dict[str, int] | None, check: Check
+    text: str,
+    warnings: list[Diagnostic] | None,
+    sizes: dict[str, int] | None,
+    check: Check,
+    **orders: bool,
 ) -> list[Compiled]:
+    typed = typed_graphs(text, warnings, check)
+    return [compile_typed(graph, sizes, check=check, **orders) for graph in typed]
+
+
+def typed_graphs(
+    text: str, warnings: list[Diagnostic] | None = None, check: Check = unchecked
+) -> list[Graph]:
+    """Every graph in `text` built and typed (the stages before differentiation)."""
     typed, errors = [], []
     for graph in build_ir(parse(text), text, warnings, errors):
         check(graph, "build_ir")
@@ -59,23 +77,38 @@ def _compile_graphs(
             errors.extend(e.diagnostics)
     if errors:
         raise CompileError(errors)
-    return [compile_typed(graph, sizes, check=check) for graph in typed]
+    return typed
 
 
 def compile_typed(
-    graph: Graph, sizes: dict[str, int] | None = None, *, check: Check | None = None
+    graph: Graph,
+    sizes: dict[str, int] | None = None,
+    *,
+    check: Check | None = None,
+    jvp: bool = False,
+    hvp: bool = False,
 ) -> Compiled:
     """The stages after the shape pass, on one typed graph: the forward and backward pair and,
-    for one scalar output, the fused value and gradient."""
+    for one scalar output, the fused value and gradient; with `jvp`, the Jacobian-vector
+    products; with `hvp`, for one scalar output, the Hessian-vector products."""
     check = check or unchecked
-    full = check(differentiate(check(canonicalize(graph), "canonicalize")), "differentiate")
+    canonical = check(canonicalize(graph), "canonicalize")
+    full = check(differentiate(canonical), "differentiate")
     pair = optimize(full, cache_reused=True, sizes=sizes, check=check)
-    if len(graph.outputs) != 1 or graph.outputs[0].ndim:
-        return Compiled(pair, None)
+
+    def plain(g: Graph, kind: str) -> Graph:
+        g = check(replace(g, name=f"{graph.name}_{kind}"), f"g_{kind}/seed_ones")
+        return optimize(g, cache_reused=False, sizes=sizes, check=check, prefix=f"g_{kind}/")
+
+    tangents = plain(forward_mode(canonical), "jvp") if jvp else None
+    if len(graph.outputs) != 1 or graph.outputs[0].ndim:  # (no gradient, no Hessian)
+        return Compiled(pair, None, tangents)
     ones = check(seed_ones(full), "g_grad/seed_ones")
-    return Compiled(
-        pair, optimize(ones, cache_reused=False, sizes=sizes, check=check, prefix="g_grad/")
-    )
+    grad = optimize(ones, cache_reused=False, sizes=sizes, check=check, prefix="g_grad/")
+    if not hvp:
+        return Compiled(pair, grad, tangents)
+    made = [(how, plain(g, "hvp")) for how, g in second_order.candidates(full)]
+    return Compiled(pair, grad, tangents, second_order.cheaper(made, sizes))
 
 
 def compile_source(
@@ -85,18 +118,21 @@ def compile_source(
     checks: bool = True,
     warnings: list[Diagnostic] | None = None,
     sizes: dict[str, int] | None = None,
+    jvp: bool = False,
+    hvp: bool = False,
     target: str = "numpy",
 ) -> str:
     """Compile bp source text to the text of a Python module; raises CompileError on bad input.
     With `checks=False` the module does not check its arguments' shapes and dtypes; warnings
     (unused values and parameters) are appended to `warnings` when a list is given. With
     `sizes` (dimension name -> expected size) the code is arranged to be fastest at those
-    sizes; it still takes arrays of any size. `target` names the code's target (`bpc.targets`):
-    `numpy`, or `array-api` for the arrays of any array-API library."""
+    sizes; it still takes arrays of any size. With `jvp`, the module also defines `g_jvp` for each
+    graph; with `hvp`, `g_hvp` for each graph with one scalar output. `target` names the code's
+    target (`bpc.targets`): `numpy`, or `array-api` for the arrays of any array-API library."""
     try:
         with _collector_paused():
-            graphs = compile_graphs(text, warnings, sizes)
-            return emit(graphs, filename, checks=checks, sizes=sizes, target=target)
+            compiled = compile_graphs(text, warnings, sizes, jvp=jvp, hvp=hvp)
+            return emit(compiled, filename, checks=checks, sizes=sizes, target=target)
     except RecursionError:
         raise nested_too_deeply(text) from None
 

@@ -41,7 +41,8 @@ from .pipeline import compile_graphs as _compile_graphs
 from .pipeline import compile_typed as _compile_typed
 
 # The stages after which a graph is checked, in pipeline order. The graph of `g_grad` goes
-# through `seed_ones` and the optimization stages again; its stages are named `g_grad/simplify`.
+# through `seed_ones` and the optimization stages again; its stages are named `g_grad/simplify`;
+# the plain graphs of `g_jvp` and `g_hvp` (no douts, like `seed_ones` leaves a graph) likewise.
 STAGES = (
     "build_ir",
     "infer_shapes",
@@ -296,17 +297,19 @@ def compile_graphs(
     sizes: dict[str, int] | None = None,
     *,
     check: Check = verify,
+    **orders: bool,
 ) -> list[Compiled]:
-    """`bpc.pipeline.compile_graphs` with `check(graph, stage)` after every stage."""
-    return _compile_graphs(text, warnings, sizes, check=check)
+    """`bpc.pipeline.compile_graphs` with `check(graph, stage)` after every stage (`orders`:
+    `jvp`, `hvp`)."""
+    return _compile_graphs(text, warnings, sizes, check=check, **orders)
 
 
 def compile_typed(
-    graph: Graph, sizes: dict[str, int] | None = None, *, check: Check = verify
+    graph: Graph, sizes: dict[str, int] | None = None, *, check: Check = verify, **orders: bool
 ) -> Compiled:
     """The stages after the shape pass, on one typed graph, with `check(graph, stage)` after each
     (for graphs built as IR by hand)."""
-    return _compile_typed(graph, sizes, check=check)
+    return _compile_typed(graph, sizes, check=check, **orders)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -38,12 +38,8 @@ def pytest_configure(config):
     original = bpc.pipeline.compile_graphs
 
     @functools.wraps(original)
-    def compile_graphs(text, warnings=None, sizes=None):
-        return verify.compile_graphs(
-            text,
-            warnings,
-            sizes,
-        )
+    def compile_graphs(text, warnings=None, sizes=None, **orders):
+        return verify.compile_graphs(text, warnings, sizes, **orders)
 
     for name, module in list(sys.modules.items()):
         if name.startswith("bpc.") and getattr(module, "compile_graphs", None) is original:

@@ -224,3 +224,32 @@ def oracle_grads(
 ) -> dict[str, np.ndarray]:
     """Gradients of sum(out * dout) with respect to the `wrt` parameters, by autograd."""
     return graph_grads(typed_graph(src, graph_name), inputs, dout)
+
+
+# ---------------------------------------------------------------------------------------------
+# Forward mode: a JVP graph (`bpc.forward.jvp`) evaluated here, and the reference it is checked
+# against, central differences of the forward value along the tangents
+
+
+def evaluate_jvp(graph: Graph, jvp_graph: Graph, inputs: Mapping[str, object], tangents) -> tuple:
+    """The outputs of `graph` and their tangents: its JVP graph `jvp_graph` (made by
+    `bpc.forward.jvp`, optimized or not) evaluated here, for `inputs` and `tangents` (a dict from
+    each `wrt` parameter's name to its tangent). This evaluates the compiler's JVP rules; it is
+    what is checked, not a reference (`numeric_jvp` is)."""
+    fed = dict(inputs)
+    for name, leaf in zip(graph.wrt, jvp_graph.inputs[len(graph.inputs) :]):
+        fed[leaf.attr("name")] = tangents[name]
+    values = evaluate(jvp_graph, fed)
+    n = len(graph.outputs)
+    return values[:n], values[n:]
+
+
+def numeric_jvp(graph: Graph, inputs: Mapping[str, object], tangents, eps: float = 1e-6) -> list:
+    """Central differences of each output of `graph` along `tangents` (a dict from parameter
+    name to tangent): J v, numerically, in float64."""
+
+    def moved(step: float) -> list:
+        at = {k: v + step * tangents[k] if k in tangents else v for k, v in inputs.items()}
+        return [np.asarray(v, dtype=np.float64) for v in evaluate(graph, at)]
+
+    return [(up - down) / (2 * eps) for up, down in zip(moved(eps), moved(-eps))]

@@ -182,3 +182,27 @@ def test_the_example_in_tools_md_prints_what_it_shows(tmp_path, capsys):
         return re.sub(r"\d\.\d\de-\d\d", "X.XXe-XX", s)
 
     assert norm(out.out) == norm(example[2]) and out.err == stderr[1]
+
+
+def test_hessian_vector_products_are_checked_and_a_wrong_one_fails(capsys):
+    """`bpc check --hvp`: each H v against central differences of the gradient."""
+    import types
+
+    from bpc.check import _check_hvp
+    from bpc.loader import module_from_text
+    from bpc.pipeline import compile_graphs, compile_source
+
+    path = ROOT / "examples" / "seed.bp"
+    assert cli.main(["check", "--hvp", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"seed +Hv\(W\) +\[n, m\] .* ok", out)
+    assert re.search(r"seed +Hv\(x\) +\[m\] .* ok", out)
+    module = module_from_text(compile_source(path.read_text(), "seed.bp", hvp=True), "bpc_chk")
+    (c,) = compile_graphs(path.read_text(), hvp=True)
+
+    def twice(*args):
+        return type(module.seed_hvp(*args))(*(2 * h for h in module.seed_hvp(*args)))
+
+    wrong = types.SimpleNamespace(seed_grad=module.seed_grad, seed_hvp=twice)
+    rows = _check_hvp(wrong, c.pair, {"n": 3, "m": 4}, "float64", 0)
+    assert [r.result for r in rows] == ["FAIL", "FAIL"]

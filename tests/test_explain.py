@@ -33,6 +33,40 @@ def test_the_seed_derivation():
     assert lines[-1] == "The gradients: dW [n, m], dx [m]."
 
 
+def test_the_seeds_second_order_derivation():
+    """`bpc explain --hvp`: each parameter's block of H v, line by line and in full; for the
+    lecture note's example H v in x is 2 W^T W v."""
+    run = explain(ROOT / "examples" / "seed.bp", "--hvp", "--color", "never")
+    assert run.returncode == 0, run.stderr
+    lines = [" ".join(line.split()) for line in run.stdout.splitlines()]
+    assert lines[0] == "graph seed(W [n, m], x [m]) -> f []: H v"
+    at = lines.index("H_xx v_x, the block of x:")
+    assert lines[at + 1 : at + 5] == [
+        "ddq = W v_x [n]",
+        "dq = 2 ddq [n]",
+        "dx = W^T dq [m]",
+        "in full H_xx v_x = W^T (2 (W v_x))",
+    ]
+    assert "in full H_WW v_W = 2 (v_W x) x^T" in lines
+
+
+def test_the_second_order_derivation_of_a_long_product_names_it(tmp_path):
+    source = tmp_path / "m.bp"
+    source.write_text(
+        "graph g(x: [n]) -> y { y = sum(x) }\n"  # (no curvature: H v is zero)
+        "graph logistic(X: [N, D], y: [N], w: [D], reg: []) -> loss wrt w {\n"
+        "    z = X @ w\n"
+        "    loss = mean(softplus(z) - y * z) + 0.5 * reg * sum(w * w)\n"
+        "}\n"
+        "graph scores(x: [n]) -> s { s = x * x }\n"
+    )
+    run = explain(source, "--hvp", "--color", "never")
+    assert run.returncode == 0, run.stderr
+    lines = [" ".join(line.split()) for line in run.stdout.splitlines()]
+    assert "so H_ww v_w = dw" in lines and "in full H_xx v_x = full_like(x, 0)" in lines
+    assert not any("scores" in line for line in lines)  # (no scalar output, no H v)
+
+
 def test_fn_statements_and_graph_selection():
     run = explain(ROOT / "examples" / "mlp.bp", "--graph", "mlp")
     assert run.returncode == 0, run.stderr

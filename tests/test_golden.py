@@ -1,7 +1,8 @@
 """Golden files: the emitted code of each source, byte for byte.
 
 `tests/golden/NAME.bp` compiles to `tests/golden/NAME.py`, and `examples/NAME.bp` to
-`generated/NAME.py`. Refresh both after an intended change with `pytest --update-golden`.
+`generated/NAME.py`. Refresh both after an intended change with `pytest --update-golden`. A golden
+source's first line may ask for flags: `# bpc compile --hvp`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ PAIRS = [(p, p.with_suffix(".py")) for p in sorted((ROOT / "tests" / "golden").g
     "source, expected", PAIRS, ids=[str(s.relative_to(ROOT)) for s, _ in PAIRS]
 )
 def test_emitted_code_matches_golden_file(source: Path, expected: Path, update_golden: bool):
-    _compare(compile_source(source.read_text(), source.name), expected, update_golden)
+    text = source.read_text()
+    _compare(compile_source(text, source.name, **flags(text)), expected, update_golden)
 
 
 # The array-api target's modules of a few sources (bpc compile --target array-api).
@@ -63,6 +65,14 @@ def _compare(actual: str, expected: Path, update_golden: bool) -> None:
         pytest.fail(f"emitted code differs from {expected.name} (pytest --update-golden):\n{diff}")
 
 
+def flags(text: str) -> dict[str, bool]:
+    """The flags a golden source asks for on its first line, `# bpc compile --jvp --hvp`."""
+    first = text.splitlines()[0] if text else ""
+    if not first.startswith("# bpc compile"):
+        return {}
+    return {flag.removeprefix("--"): True for flag in first.split()[3:]}
+
+
 def test_every_generated_module_has_its_example():
     sources = {p.stem for p in (ROOT / "examples").glob("*.bp")}
     modules = {p.stem for p in (ROOT / "generated").glob("*.py")}
@@ -72,7 +82,8 @@ def test_every_generated_module_has_its_example():
 def test_compiling_twice_gives_identical_bytes():
     for source, _ in PAIRS:
         text = source.read_text()
-        assert compile_source(text, source.name) == compile_source(text, source.name)
+        kw = flags(text)
+        assert compile_source(text, source.name, **kw) == compile_source(text, source.name, **kw)
 
 
 @pytest.mark.parametrize("count", [1, 2, 5, 12, 15, 16, 19, 40])

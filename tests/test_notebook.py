@@ -78,6 +78,22 @@ def test_a_cell_binds_each_graphs_functions_and_they_give_the_lecture_notes_grad
         ns["seed"](W, np.ones(5))
 
 
+def test_hvp_and_jvp_bind_their_products(shell):
+    cell = SEED.replace("graph seed", "graph curved").replace("%%bpc", "%%bpc --hvp")
+    result, captured = run(shell, cell)
+    assert result.success, captured.stdout + captured.stderr
+    rng = np.random.default_rng(1)
+    W, x, v = rng.normal(size=(3, 4)), rng.normal(size=4), rng.normal(size=4)
+    hv = shell.user_ns["curved_hvp"](W, x, np.zeros_like(W), v)
+    np.testing.assert_allclose(hv.x, 2 * W.T @ W @ v, rtol=1e-12)  # H v in x is 2 W^T W v
+    assert "curved_jvp" not in shell.user_ns
+    cell = SEED.replace("graph seed", "graph tangent").replace("%%bpc", "%%bpc --jvp")
+    result, captured = run(shell, cell)
+    assert result.success, captured.stdout + captured.stderr
+    f, f_dot = shell.user_ns["tangent_jvp"](W, x, np.zeros_like(W), v)
+    np.testing.assert_allclose(f_dot, 2 * (W @ x) @ (W @ v), rtol=1e-12)
+
+
 def test_a_cell_run_again_keeps_its_module_so_old_gradients_still_pickle(shell):
     run(shell, SEED)
     grads = shell.user_ns["seed_grad"](np.eye(2), np.ones(2))[1]
@@ -128,8 +144,6 @@ def test_dim_arranges_the_code_for_the_sizes_and_no_checks_drops_the_checks(shel
         ("--dim q=3", "%%bpc --dim: flagged has no dimension q; its dimensions are n, m"),
         ("--dim n", "--dim takes NAME=SIZE with a positive size, not 'n'"),
         ("--dim n=0", "--dim takes NAME=SIZE with a positive size, not 'n=0'"),
-        ("--jvp", "bpc does not make Jacobian-vector products yet"),
-        ("--hvp", "bpc does not make Hessian-vector products yet"),
         ("--emit-tests", "unrecognized arguments: --emit-tests"),
     ],
 )

@@ -123,6 +123,8 @@ def test_multiply_by_one():
     assert rewrites(opt.multiply_by_one, make("mul", 1, x)) == "x"
     assert rewrites(opt.multiply_by_one, make("div", x, 1)) == "x"
     assert rewrites(opt.multiply_by_one, make("pow", x, 1)) == "x"
+    assert rewrites(opt.multiply_by_one, make("mul", x, make("pow", x, 0))) == "x"
+    assert rewrites(opt.multiply_by_one, make("mul", make("pow", y, 0), x)) == "x"
     assert leaves_alone(opt.multiply_by_one, make("mul", x, 2))
     assert leaves_alone(opt.multiply_by_one, make("mul", i, 1.0))  # int times 1.0 is a float
 
@@ -184,6 +186,8 @@ def test_subtract_negation():
 
 def test_add_to_itself():
     assert rewrites(opt.add_to_itself, make("add", x, x)) == "mul(2, x)"
+    assert rewrites(opt.add_to_itself, make("sub", make("neg", x), x)) == "mul(-2, x)"
+    assert leaves_alone(opt.add_to_itself, make("sub", make("neg", x), y))
     assert leaves_alone(opt.add_to_itself, make("add", x, y))
 
 
@@ -306,6 +310,8 @@ def test_compose_transposes():
     assert rewrites(rule, n) == "transpose(t, axes=(1, 2, 0))"
     assert rewrites(rule, make("transpose", x, axes=(0, 1))) == "x"
     assert leaves_alone(rule, x.T)
+    u, w = param("u", "n"), param("w", "m")
+    assert rewrites(rule, make("outer", u, w).T) == "outer(w, u)"
 
 
 def test_collapse_reshapes():

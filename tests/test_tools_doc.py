@@ -21,7 +21,7 @@ def _env() -> dict:
 def test_console_blocks():
     doc = (ROOT / "docs" / "tools.md").read_text()
     blocks = re.findall(r"^```\n\$ (.*?)\n(.*?)^```$", doc, re.S | re.M)
-    assert len(blocks) == 3
+    assert len(blocks) == 5
     for command, expected in blocks:
         run = subprocess.run(
             command, shell=True, cwd=ROOT, env=_env(), capture_output=True, text=True

@@ -1,4 +1,4 @@
-"""The operations: for each, its shape rule, its emission and its adjoint, side by side.
+"""The operations: for each, its shape rule, its emission, its adjoint and its JVP, side by side.
 
 Adding an operation means adding one entry to the registry, in the module of its family; the test
 suite is parametrized over `OPS` and checks every adjoint against finite differences and autograd.
@@ -7,7 +7,8 @@ autodiff reduces it to the argument's shape. An emission returns data (`bpc.expr
 function of the array namespace, an operator, a method; the printer writes it as NumPy.
 
 This module holds what every family shares: `register`, what an emission may know besides its
-operands (`At`), and the shape helpers (broadcasting, axes).
+operands (`At`), the shape helpers (broadcasting, axes), and the shapes JVP rules share (`linear`,
+`multilinear`, `joined`, `diagonal`, `no_tangent`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import math
 from ..dims import Dim, Shape, product, show_shape
 from ..expr import ALL, ELLIPSIS, NONE, Attr, Call, Expr, Lit, Subscript, array, builtin
 from ..expr import shape as shape_of
-from ..ir import OPS, Node, OpDef, ShapeError, Type
+from ..ir import OPS, Node, OpDef, ShapeError, Type, make
 
 
 class At:
@@ -69,6 +70,7 @@ def register(
     emit,
     adjoint=None,
     *,
+    jvp=None,
     elementwise=False,
     doc="",
     call=None,
@@ -91,7 +93,8 @@ def register(
     """Add an operation; `call` and `static` say how the language spells it, `flops` how many
     floating-point operations it does (see `OpDef`; one per result element when elementwise),
     `view` whether its result may be a view of its first argument, `check` what its operands'
-    types cannot say; the other facts are `OpDef`'s. A leaf is no new array, and an elementwise
+    types cannot say; `jvp` is forward mode's rule, beside the adjoint; the other facts are
+    `OpDef`'s. A leaf is no new array, and an elementwise
     operation computes in its operands' promoted dtype, unless told otherwise."""
     if flops is None and elementwise:
         flops = per_element
@@ -118,7 +121,76 @@ def register(
         promotes=elementwise if promotes is None else promotes,
         own_dtype=own_dtype,
         math=math,
+        jvp=jvp,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# The shapes JVP rules share (`OpDef.jvp`): `tangents` is aligned with the arguments, None for a
+# zero tangent; a rule returns the result's tangent, None for zero
+
+
+def total(terms) -> Node | None:
+    """The sum of the terms that are not None (None when none is)."""
+    out = None
+    for term in terms:
+        if term is not None:
+            out = term if out is None else out + term
+    return out
+
+
+def linear(position: int = 0):
+    """The JVP of an operation linear in its argument at `position`, the others fixed and not
+    differentiated (indices, positions, a shape to fill): the operation on that tangent.
+    `sum(t)`, `t.T`, `t[idx]`, `pad(t)`, `scatter_add(like, idx, t)`."""
+
+    def jvp(tangents, y, *args, **attrs):
+        t = tangents[position]
+        if t is None:
+            return None
+        return make(y.op, *args[:position], t, *args[position + 1 :], **attrs)
+
+    return jvp
+
+
+def multilinear(tangents, y, *args, **attrs):
+    """The JVP of an operation linear in each argument apart (a product: matmul, einsum): the
+    sum over the arguments of the operation with that one argument replaced by its tangent,
+    `dA @ B + A @ dB`."""
+    return total(
+        make(y.op, *args[:i], t, *args[i + 1 :], **attrs) if t is not None else None
+        for i, t in enumerate(tangents)
+    )
+
+
+def joined(tangents, y, *args, **attrs):
+    """The JVP of an operation linear in all its arguments together (concat, stack): the
+    operation on the tangents, zeros for the arguments without one."""
+    if all(t is None for t in tangents):
+        return None
+    parts = [make("zeros", shape=a.shape) if t is None else t for t, a in zip(tangents, args)]
+    return make(y.op, *parts, **attrs)
+
+
+def diagonal(adjoint):
+    """The JVP of an elementwise operation, read off its adjoint: its Jacobian is diagonal, so
+    it is its own transpose, and the adjoint applied to one argument's tangent gives that
+    argument's part of the result's tangent (`exp`: g * y becomes t * y; `mul`: t_a * b +
+    a * t_b). The adjoint is the one rule to get right; this is not a second copy of it."""
+
+    def jvp(tangents, y, *args, **attrs):
+        return total(
+            adjoint(t, y, *args, **attrs)[i] if t is not None else None
+            for i, t in enumerate(tangents)
+        )
+
+    return jvp
+
+
+def no_tangent(tangents, y, *args, **attrs) -> None:
+    """The JVP of an operation whose derivative is zero wherever it has one (a comparison,
+    `sign`, a count, a fill): no tangent."""
+    return None
 
 
 # ---------------------------------------------------------------------------------------------

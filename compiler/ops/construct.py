@@ -13,7 +13,7 @@ from ..dims import Dim
 from ..expr import LOCAL, Lit, Ref, Size, array
 from ..expr import shape as shape_of
 from ..ir import REQUIRED, ShapeError, Type, make
-from . import no_flops, register
+from . import linear, no_flops, no_tangent, register
 from .index import negative
 
 # ---------------------------------------------------------------------------------------------
@@ -55,6 +55,7 @@ def _filled(name: str, *, doc: str) -> None:
         infer,
         lambda at, *, shape, of=None: array(name, shape_of(shape), **_dtype(at)),
         lambda g, y, *, shape, of=None: (),
+        jvp=no_tangent,
         doc=doc,
         call=("shape",),
         flops=no_flops,  # a fill
@@ -90,6 +91,7 @@ register(
     _full_type,
     _full_emit,
     lambda g, y, value, *, shape: (None,),
+    jvp=no_tangent,  # (a number known when compiling)
     doc="full(shape, value): an array of one number, floats of the graph's float dtype",
     call=("shape", "value"),
     flops=no_flops,
@@ -108,6 +110,7 @@ register(
     _arange_type,
     lambda at, *, n: array("arange", Size(n)),
     lambda g, y, *, n: (),
+    jvp=no_tangent,
     doc="arange(n): the integers 0, 1, ..., n - 1 (np.arange)",
     call=("n",),
     flops=no_flops,
@@ -137,6 +140,7 @@ def _triangle(name: str, *, doc: str) -> None:
         infer,
         emit,
         lambda g, y, x, *, k: (make(name, g, k=k),),  # the same triangle of the gradient
+        jvp=linear(),
         doc=doc,
         call=("x", "k"),
         flops=no_flops,  # a selection

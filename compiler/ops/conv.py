@@ -28,7 +28,7 @@ from ..dims import Dim
 from ..expr import ALL, ELLIPSIS, Lit, Slice, Subscript, Tuple, array, helper
 from ..expr import shape as shape_of
 from ..ir import REQUIRED, ShapeError, Type, make
-from . import no_flops, register
+from . import linear, multilinear, no_flops, register
 from . import size as size_of
 from .index import full, pad
 from .reduce import composite, require_float
@@ -104,6 +104,7 @@ register(
     _windows_type,
     _windows_emit,
     lambda g, y, x, *, size, stride: (make("window_add", g, shape=x.shape[-2:], stride=stride),),
+    jvp=linear(),
     doc="the strided windows of the last two axes, a read-only view (sliding_window_view)",
     flops=no_flops,
     view=True,
@@ -127,6 +128,7 @@ register(
         "_window_add", g, shape_of(shape), Tuple(tuple(Lit(s) for s in stride))
     ),
     lambda g, y, x, *, shape, stride: (windows(g, x.shape[-2:], stride),),
+    jvp=linear(),
     doc="overlap-add: each window added back where it was read, the adjoint of windows",
     flops=lambda y, g, **attrs: size_of(g),
     shape=REQUIRED,
@@ -224,6 +226,16 @@ def _conv_adjoint(g, y, x, w, *b, stride, pad):
     return (dx, dw, *db)
 
 
+def _conv_jvp(t, y, x, w, *b, stride, pad):
+    """Bilinear in the image and the filters, and the bias added: dx * w + x * dw + db."""
+    tx, tw, *tb = t
+    products = multilinear((tx, tw), y, x, w, stride=stride, pad=pad)
+    if tb and tb[0] is not None:  # db[:, None, None]
+        db = make("index", tb[0], index=(full(w.shape[0]), None, None))
+        products = db if products is None else products + db
+    return products
+
+
 def _padded(x, pad):
     return (x.shape[2] + 2 * pad[0], x.shape[3] + 2 * pad[1])
 
@@ -233,6 +245,7 @@ composite(
     _conv_type,
     _conv_expand,
     _conv_adjoint,
+    jvp=_conv_jvp,
     doc="conv2d(x, w, b, stride=1, pad=0): cross-correlation of x [N, C, H, W] with filters "
     "w [F, C, KH, KW] with zero padding, plus b [F] if given (PyTorch's F.conv2d)",
     call=("x", "w", "b?", "stride", "pad"),
@@ -291,6 +304,9 @@ register(
     _pool_type("max_pool2d"),
     lambda at, x, *, size, stride: helper("_max_pool", x, *_pairs(size, stride)),
     _max_pool_adjoint,
+    jvp=lambda t, y, x, *, size, stride: make(
+        "max_pool_pick", x, y, t[0], size=size, stride=stride
+    ),
     doc="max_pool2d(x, size=2, stride=2): the maximum of each window of the last two axes; the "
     "gradient goes to the first maximum in row-major order (PyTorch's F.max_pool2d)",
     call=("x", "size", "stride"),
@@ -315,6 +331,7 @@ register(
         None,
         make("max_pool_pick", x, y, d, size=size, stride=stride),
     ),
+    jvp=linear(2),  # (the first maximum of each window moves with neither x nor y)
     doc="max pooling's gradient: g sent to the first maximum of each window of x",
     flops=_route_flops,
     size=REQUIRED,
@@ -337,6 +354,7 @@ register(
         None,
         make("max_pool_route", x, y, g, size=size, stride=stride),
     ),
+    jvp=linear(2),
     doc="d read at the first maximum of each window of x: the transpose of max_pool_route",
     flops=_pick_flops,
     size=REQUIRED,
@@ -357,6 +375,7 @@ register(
     _pool_type("avg_pool2d"),
     lambda at, x, *, size, stride: helper("_avg_pool", x, *_pairs(size, stride)),
     _avg_pool_adjoint,
+    jvp=linear(),
     doc="avg_pool2d(x, size=2, stride=2): the mean of each window of the last two axes "
     "(PyTorch's F.avg_pool2d, no padding)",
     call=("x", "size", "stride"),

@@ -9,6 +9,8 @@ from ..expr import LOCAL, BinOp, Cond, Lit, Ref, Unary, array, builtin, helper, 
 from ..ir import OPS, Node, ShapeError, Type, make
 from . import (
     broadcast,
+    diagonal,
+    no_tangent,
     number_call,
     promote,
     python_numbers,
@@ -37,7 +39,8 @@ def unary(
     function that `math` computes for every float, and the others are NumPy's function on the
     number, `float(np.sqrt(d))`, which gives nan or inf (and NumPy's warning) where `math` would
     raise. `ufunc` and `fold` are `OpDef`'s; `reads`, where given, is how a call reads in the
-    lecture note's notation (`OpDef.math`), the name of the function."""
+    lecture note's notation (`OpDef.math`), the name of the function. Its JVP is read off its
+    adjoint (`diagonal`)."""
 
     def emit(at, x):
         if python_numbers(at) and math_fn:
@@ -51,6 +54,7 @@ def unary(
         lambda x: Type("float", x.shape, x.static),
         emit,
         adjoint,
+        jvp=diagonal(adjoint),
         elementwise=True,
         doc=doc,
         call=("x",),
@@ -74,13 +78,15 @@ def binary(
     fold=None,
     augmented=False,
     commutes=False,
+    jvp=None,
 ):
     """An elementwise infix operator with NumPy broadcasting. `numbers(at, a, b)`, when given,
     emits it on operands that may all be Python numbers, where Python's operator would raise (it
     returns None where it would not). `fold` is its value on numbers; with `augmented` it works
     in place as `a symbol= b` (in either operand's array when it `commutes`). An operator that
     `counts` (+, -) takes masks as the integers 0 and 1, as Python takes True and False: NumPy
-    would give `or` for `mask + mask` and raise for `mask - mask`."""
+    would give `or` for `mask + mask` and raise for `mask - mask`. Its JVP is `jvp`, by default
+    read off its adjoint (`diagonal`)."""
 
     def emit(at, a, b):
         if numbers and python_numbers(at):
@@ -101,6 +107,7 @@ def binary(
         infer,
         emit,
         adjoint,
+        jvp=jvp or diagonal(adjoint),
         elementwise=True,
         doc=doc,
         check=check,
@@ -151,11 +158,16 @@ def _sigmoid_expand(x: Node) -> Node:
     return make("maximum", e, make("ge", x, 0)) / (1 + e)
 
 
+def _sigmoid_adjoint(g, y, x):
+    return (g * y * (1 - y),)
+
+
 composite(
     "sigmoid",
     lambda x: Type("float", x.shape, x.static),
     _sigmoid_expand,
-    lambda g, y, x: (g * y * (1 - y),),
+    _sigmoid_adjoint,
+    jvp=diagonal(_sigmoid_adjoint),
     elementwise=True,
     doc="logistic, 1 / (1 + exp(-x)), computed from exp(-|x|) so that it never overflows",
     call=("x",),
@@ -192,11 +204,16 @@ def _softplus_expand(x: Node) -> Node:
     return make("relu", x) + make("log1p", _exp_of_minus_abs(x))
 
 
+def _softplus_adjoint(g, y, x):
+    return (g * make("sigmoid", x),)
+
+
 composite(
     "softplus",
     lambda x: Type("float", x.shape, x.static),
     _softplus_expand,
-    lambda g, y, x: (g * make("sigmoid", x),),
+    _softplus_adjoint,
+    jvp=diagonal(_softplus_adjoint),
     elementwise=True,
     doc="log(1 + exp(x)), computed as relu(x) + log1p(exp(-|x|)): finite for any x",
     call=("x",),
@@ -223,12 +240,17 @@ def sign(x) -> Node:
     return make("sign", x)
 
 
+def _abs_adjoint(g, y, x):
+    return (g * sign(x),)
+
+
 register(
     "abs",
     lambda x: Type("int" if x.dtype == "int" else "float", x.shape, x.static),
     # Python's abs keeps a Python number one (np.abs(-1.5) is a float64 NumPy number)
     lambda at, x: builtin("abs", x) if python_numbers(at) else array("abs", x, ufunc=True),
-    lambda g, y, x: (g * sign(x),),
+    _abs_adjoint,
+    jvp=diagonal(_abs_adjoint),
     elementwise=True,
     doc="|x|; its gradient is sign(x), 0 at 0 (as in PyTorch)",
     call=("x",),
@@ -251,6 +273,7 @@ register(
     lambda x: Type(x.dtype, x.shape, x.static),
     _sign_emit,
     lambda g, y, x: (None,),  # piecewise constant: its derivative is 0 wherever it has one
+    jvp=no_tangent,
     elementwise=True,
     doc="-1, 0 or 1: the gradient of abs",
 )
@@ -263,11 +286,16 @@ def _neg_emit(at, x):
     return Unary("-", x)
 
 
+def _neg_adjoint(g, y, x):
+    return (-g,)
+
+
 register(
     "neg",
     lambda x: Type(x.dtype if x.dtype != "bool" else "int", x.shape, x.static),
     _neg_emit,
-    lambda g, y, x: (-g,),
+    _neg_adjoint,
+    jvp=diagonal(_neg_adjoint),
     elementwise=True,
     doc="-x",
     fold=operator.neg,
@@ -400,6 +428,7 @@ for _name, _symbol in [
         _name,
         _symbol,
         None,
+        jvp=no_tangent,  # a mask
         dtype="bool",
         doc=f"a {_symbol} b, a mask",
         fold=getattr(operator, _name),
@@ -427,6 +456,7 @@ def _extremum(name, fn, python_fn, wins, doc):
         lambda a, b: _elementwise_type(a, b),
         emit,
         adjoint,
+        jvp=diagonal(adjoint),
         elementwise=True,
         doc=doc,
         call=("a", "b"),
@@ -469,6 +499,9 @@ register(
     _where_type,
     _where_emit,
     lambda g, y, mask, a, b: (None, make("where", mask, g, 0), make("where", mask, 0, g)),
+    jvp=lambda t, y, mask, a, b: (
+        None if t[1] is None and t[2] is None else make("where", mask, t[1] or 0, t[2] or 0)
+    ),
     elementwise=True,
     doc="a where mask holds, b elsewhere (all three broadcast); the mask is not differentiated",
     call=("mask", "a", "b"),
@@ -496,6 +529,7 @@ register(
     lambda x, lo, hi: _elementwise_type(x, lo, hi),
     _clip_emit,
     _clip_adjoint,
+    jvp=diagonal(_clip_adjoint),
     elementwise=True,
     doc="x limited to [lo, hi] (numbers or tensors, broadcast); the gradient reaches x where "
     "lo <= x <= hi, boundaries included, as with torch.clamp",

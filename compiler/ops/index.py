@@ -50,6 +50,8 @@ from ..expr import List as ListExpr
 from ..expr import shape as shape_of
 from ..ir import REQUIRED, Node, ShapeError, Type, make
 from . import (
+    joined,
+    linear,
     new_last_axis,
     no_flops,
     normalize_axes,
@@ -267,6 +269,7 @@ register(
     _index_type,
     _index_emit,
     _index_adjoint,
+    jvp=linear(),
     doc="basic indexing and slicing with static bounds: x[t], x[:, 0], a[:, H:2*H], x[::-1]",
     flops=no_flops,
     view=True,
@@ -314,6 +317,7 @@ register(
     lambda g, y, x, *, widths: (
         make("index", g, index=tuple((b, b + d, 1) for d, (b, _) in zip(x.shape, widths))),
     ),
+    jvp=linear(),
     doc="pad(x, ((before, after), ...)): zeros before and after each axis (np.pad), the widths "
     "integers or dimension expressions; the adjoint of indexing",
     call=("x", "widths"),
@@ -372,6 +376,7 @@ register(
     _take_type,
     _take_emit,
     _take_adjoint,
+    jvp=linear(),
     doc="gather along an axis by an integer array (an embedding lookup): x[idx] for axis 0",
     call=("x", "idx", "axis"),
     flops=no_flops,
@@ -406,6 +411,7 @@ register(
     _scatter_add_type,
     _scatter_add_emit,
     lambda g, y, like, idx, values, *, shape: (None, None, make("take", g, idx, axis=0)),
+    jvp=linear(2),
     doc="zeros of `shape` (by default like's) and like's dtype, with each values[i] added at "
     "row idx[i] (repeats add up); the adjoint of take",
     flops=lambda y, like, idx, values, *, shape: size(values),  # one add per value
@@ -442,6 +448,7 @@ register(
     _take_along_type,
     _take_along_emit,
     lambda g, y, x, idx: (make("scatter_along", idx, g, size=x.shape[-1]), None),
+    jvp=linear(),
     doc="x[..., idx[...]]: one element of each row of the last axis, which it removes; a "
     "negative index counts from the end (np.take_along_axis), in the gradient too",
     call=("x", "idx"),
@@ -473,6 +480,7 @@ register(
     _scatter_along_type,
     _scatter_along_emit,
     lambda g, y, idx, values, *, size: (None, make("take_along", g, idx)),
+    jvp=linear(1),
     doc="zeros with a last axis of `size`, holding values[...] at idx[...]; "
     "the adjoint of take_along",
     # as emitted: (idx % C == ..) * g, a % per index and a comparison and a product per element
@@ -542,6 +550,7 @@ register(
     _concat_type,
     _concat_emit,
     _concat_adjoint,
+    jvp=joined,
     doc="join arrays along an existing axis (np.concatenate)",
     call=("*arrays", "axis"),
     flops=no_flops,
@@ -590,6 +599,7 @@ register(
     _stack_type,
     _stack_emit,
     _stack_adjoint,
+    jvp=joined,
     doc="join arrays of one shape along a new axis (np.stack)",
     call=("*arrays", "axis"),
     flops=no_flops,

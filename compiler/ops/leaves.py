@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..expr import Lit, Size
 from ..ir import Type
-from . import no_flops, register
+from . import no_flops, no_tangent, register
 
 # ---------------------------------------------------------------------------------------------
 # Leaves: parameters, upstream gradients, constants and dimension sizes
@@ -65,6 +65,7 @@ register(
     lambda x: Type("float", x.shape, x.static),
     lambda at, x: x,  # the lowering gives a float array made from integers the graph's dtype
     lambda g, y, x: (None,),
+    jvp=no_tangent,  # (integers)
     elementwise=True,
     doc="integers as floats of the graph's float dtype",
     flops=no_flops,  # a conversion

@@ -9,6 +9,8 @@ from ..expr import ALL, NONE, Attr, BinOp, Lit, Subscript, Tuple, array
 from ..ir import REQUIRED, Node, ShapeError, Type, make
 from . import (
     broadcast,
+    linear,
+    multilinear,
     no_flops,
     promote,
     register,
@@ -68,6 +70,7 @@ register(
     _matmul_type,
     lambda at, a, b: BinOp("@", a, b),
     _matmul_adjoint,
+    jvp=multilinear,
     doc="a @ b, as np.matmul",
     flops=lambda y, a, b: 2 * size(y) * a.shape[-1],  # a multiply and an add per term
     promotes=True,
@@ -87,6 +90,7 @@ register(
     # on one core), and np.matmul, at every size measured (bench/outer.py)
     lambda at, a, b: array("dot", Subscript(a, (ALL, NONE)), Subscript(b, (NONE, ALL))),
     lambda g, y, a, b: (g @ b, g.T @ a),
+    jvp=multilinear,
     math=lambda at, a, b: BinOp("@", a, Attr(b, "T")),  # a b^T
     doc="the outer product of two vectors",
     flops=lambda y, a, b: size(y),
@@ -135,6 +139,7 @@ register(
     _transpose_type,
     _transpose_emit,
     lambda g, y, x, *, axes: (make("transpose", g, axes=_inverse(axes)),),
+    jvp=linear(),
     doc="permute axes (all of them reversed by default, like .T)",
     call=("x", "axes"),
     flops=no_flops,
@@ -298,6 +303,7 @@ register(
     _einsum_type,
     _einsum_emit,
     _einsum_adjoint,
+    jvp=multilinear,
     doc='Einstein summation with an explicit output, np.einsum("ij,jk->ik", a, b)',
     call=("spec", "*operands"),
     flops=_einsum_flops,
@@ -326,6 +332,7 @@ register(
     _vdot_type,
     _vdot_emit,
     lambda g, y, a, b: (g * b, g * a),
+    jvp=multilinear,
     doc="sum(a * b) over every axis, without the temporary product (the optimizer's form of it)",
     flops=lambda y, a, b: 2 * size(a),
 )
@@ -345,6 +352,7 @@ register(
     _vecdot_type,
     lambda at, a, b: array("vecdot", a, b),
     lambda g, y, a, b: (unsqueeze(g, -1) * b, unsqueeze(g, -1) * a),
+    jvp=multilinear,
     doc="sum(a * b, axis=-1), the leading axes broadcast, without the temporary product "
     '(np.vecdot; the optimizer\'s form of einsum("ij,ij->i", a, b))',
     flops=lambda y, a, b: 2 * size(y) * a.shape[-1],

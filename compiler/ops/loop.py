@@ -32,7 +32,7 @@ from ..dims import Dim
 from ..expr import ALL, LOCAL, Cond, Lit, Ref, Subscript, array, helper
 from ..expr import shape as shape_of
 from ..ir import OPS, Node, ShapeError, TupleType, Type, make
-from . import no_flops, register
+from . import linear, no_flops, no_tangent, register
 
 
 def _axis_in(t: Type, axis, what: str) -> int:
@@ -69,6 +69,7 @@ register(
     _select_type,
     _select_emit,
     _select_adjoint,
+    jvp=linear(),
     doc="x[:, t]: one position along an axis, the position known when the code runs",
     flops=no_flops,
     view=True,
@@ -87,6 +88,7 @@ register(
     _put_type,
     lambda at, g, i, *, axis, size: helper("_put", g, i, Lit(axis), shape_of((size,))),
     lambda dy, y, g, i, *, axis, size: (make("select", dy, i, axis=axis), None),
+    jvp=linear(),
     doc="zeros with g at one position along an axis: the adjoint of select",
     flops=no_flops,
 )
@@ -98,10 +100,17 @@ def _if_else_type(cond: Type, a: Type, b: Type):
     return Type(a.dtype, a.shape)
 
 
+def _if_else_jvp(t, y, cond, a, b):
+    """The tangent of the value chosen, zeros for a value without one."""
+    ta, tb = (make("zeros", shape=y.shape) if v is None else v for v in t[1:])
+    return make("if_else", cond, ta, tb)
+
+
 register(
     "if_else",
     _if_else_type,
     lambda at, cond, a, b: Cond(a, cond, b),
+    jvp=_if_else_jvp,
     doc="a if cond else b, one of two values by a condition known when the code runs (a "
     "carried value before a step: the slot the step before wrote, or its value before the loop)",
     flops=no_flops,
@@ -124,6 +133,7 @@ register(
     _empty_type,
     _empty_emit,
     lambda g, y, *, shape, dtype, of=None: (),
+    jvp=no_tangent,
     doc="an array whose every element will be written (the per-step values a loop keeps; `of` "
     "tells the stacks of one loop apart)",
     flops=no_flops,
@@ -178,6 +188,10 @@ def _loop_adjoint(g, out, *args, **attrs):  # pragma: no cover - autodiff calls 
     return loop_vjp(g, out)
 
 
+def _loop_jvp(t, out, *args, **attrs):  # pragma: no cover - forward.py calls loop_jvp
+    raise AssertionError("a loop's JVP replaces the loop itself: bpc.forward.loop_jvp builds it")
+
+
 def _loop_flops(y, *args, body, kinds, start, stop, reverse=False, written=()) -> Dim:
     """The body's flops, but Python's integer arithmetic on positions (`t - 1`), and the
     additions of sums and added slots (`dWh += ...`), per iteration, times the trip count.
@@ -200,6 +214,7 @@ register(
     _loop_type,
     _no_expression,
     _loop_adjoint,
+    jvp=_loop_jvp,
     doc="for t in range(start, stop): the body (a region) once per iteration",
     flops=_loop_flops,
 )
@@ -216,6 +231,7 @@ register(
     _result_type,
     _no_expression,
     lambda g, y, node, *, index: (None,),  # (autodiff gathers a loop's results itself)
+    jvp=no_tangent,  # (and so does forward mode)
     doc="one of the results of a node with several (a loop's)",
     flops=no_flops,
     fresh=False,  # (a carried value may be the array it started from)

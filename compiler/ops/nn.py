@@ -15,7 +15,9 @@ from ..expr import LOCAL, BinOp, Lit, Ref, Size, array, helper
 from ..expr import method as method_call
 from ..ir import REQUIRED, Node, ShapeError, Type, make
 from . import (
+    diagonal,
     new_last_axis,
+    no_tangent,
     normalize_axes,
     per_element,
     register,
@@ -50,11 +52,17 @@ def _sum_kept(x: Node, axis) -> Node:
     return make("sum", x, axis=axis, keepdims=True)
 
 
+def _through_softmax(v: Node, y: Node, axis) -> Node:
+    """The softmax's Jacobian diag(y) - y y^T, symmetric, times `v`: its adjoint and its JVP."""
+    return y * (v - _sum_kept(v * y, axis))
+
+
 composite(
     "softmax",
     _softmax_type("softmax"),
     _softmax_expand,
-    lambda g, y, x, *, axis: (y * (g - _sum_kept(g * y, axis)),),
+    lambda g, y, x, *, axis: (_through_softmax(g, y, axis),),
+    jvp=lambda t, y, x, *, axis: _through_softmax(t[0], y, axis),
     doc="exp(x) / sum(exp(x)) over an axis (the last by default), shifted by the maximum",
     call=("x", "axis"),
     axis=-1,
@@ -64,6 +72,7 @@ composite(
     _softmax_type("log_softmax"),
     _log_softmax_expand,
     lambda g, y, x, *, axis: (g - make("exp", y) * _sum_kept(g, axis),),
+    jvp=lambda t, y, x, *, axis: t[0] - _sum_kept(make("exp", y) * t[0], axis),
     doc="x - logsumexp(x) over an axis (the last by default), shifted by the maximum",
     call=("x", "axis"),
     axis=-1,
@@ -111,6 +120,7 @@ register(
     _one_hot_type,
     _one_hot_emit,
     lambda g, y, labels, *, C, dtype: (None,),
+    jvp=no_tangent,
     doc="one_hot(labels, C): 1.0 at each label's class on a new last axis of size C, 0.0 "
     "elsewhere (a label outside 0..C-1 gives a row of zeros); not differentiated",
     call=("labels", "C"),
@@ -139,6 +149,7 @@ register(
     _check_labels_type,
     _check_labels_emit,
     lambda g, y, labels, *, C, what: (None,),
+    jvp=no_tangent,
     doc="the labels, checked at run time to be classes 0 to C - 1: a ValueError naming the graph "
     "and the operation `what` otherwise",
     # as emitted: the least and the greatest label, and 0 <= least <= greatest < C (comparisons,
@@ -184,11 +195,21 @@ def _cross_entropy_expand(logits, labels):
     return -make("sum", picked, axis=-1)
 
 
-def _cross_entropy_adjoint(g, y, logits, labels):
-    """The classic rule: (softmax(logits) - one_hot(labels)) times the upstream gradient, the
-    softmax recomputed from the log-probabilities that the forward keeps."""
+def _dlogits(logits, labels) -> Node:
+    """The loss's gradient with respect to each example's logits, softmax(logits) -
+    one_hot(labels), the softmax recomputed from the log-probabilities that the forward keeps."""
     probs = make("exp", make("log_softmax", logits, axis=-1, hint="log_probs"), hint="probs")
-    return unsqueeze(g, -1) * (probs - _labels_one_hot(logits, labels)), None
+    return probs - _labels_one_hot(logits, labels)
+
+
+def _cross_entropy_adjoint(g, y, logits, labels):
+    """The classic rule: (softmax(logits) - one_hot(labels)) times the upstream gradient."""
+    return unsqueeze(g, -1) * _dlogits(logits, labels), None
+
+
+def _cross_entropy_jvp(t, y, logits, labels):
+    """Each example's gradient against its logits' tangent (labels have none)."""
+    return make("sum", _dlogits(logits, labels) * t[0], axis=-1)
 
 
 composite(
@@ -196,6 +217,7 @@ composite(
     _cross_entropy_type,
     _cross_entropy_expand,
     _cross_entropy_adjoint,
+    jvp=_cross_entropy_jvp,
     doc="cross_entropy(logits, labels): -log(softmax(logits)[label]) for each example, the "
     "classes on the last axis; integer labels shaped like the logits without that axis, each "
     "one of the classes 0 to C - 1 (checked when the graph runs)",
@@ -247,6 +269,7 @@ composite(
     _gelu_type,
     _gelu_expand,
     _gelu_adjoint,
+    jvp=diagonal(_gelu_adjoint),
     doc="x Phi(x), Phi the standard normal distribution function: x * 0.5 * (1 + erf(x / "
     "sqrt(2))), PyTorch's default; with approximate=\"tanh\", PyTorch's tanh form 0.5 * x * "
     "(1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x**3)))",

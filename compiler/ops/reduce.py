@@ -13,7 +13,9 @@ from ..ir import Node, ShapeError, Type, make, reachable
 from . import (
     dtype_of,
     flops_of,
+    linear,
     no_flops,
+    no_tangent,
     normalize_axes,
     number_call,
     python_numbers,
@@ -96,6 +98,7 @@ register(
     _reduce_type("sum"),
     _reduce_emit("sum"),
     lambda g, y, x, *, axis, keepdims: (expand_back(g, x, axis, keepdims),),
+    jvp=linear(),
     doc="sum over axes",
     call=("x", "axis", "keepdims"),
     flops=_input_size,
@@ -121,6 +124,7 @@ register(
     _reduce_type("mean", dtype="float"),
     _reduce_emit("mean"),
     _mean_adjoint,
+    jvp=linear(),
     doc="mean over axes",
     call=("x", "axis", "keepdims"),
     flops=lambda y, x, **attrs: size(x) + size(y),  # the sum, then a division per result
@@ -129,18 +133,34 @@ register(
 )
 
 
+def _winners_share(name: str, y: Node, x: Node, axis, keepdims) -> Node:
+    """Each element's share of the result of a max or min: 1 / count on the elements equal to
+    it (tied elements share evenly, as torch.amax and torch.amin, and torch.max and torch.min
+    without a dim, do), 0 elsewhere. The mask over a float count keeps x's dtype."""
+    winners = make("eq", x, expand_back(y, x, axis, keepdims), hint=f"is_{name}")
+    count = make("cast_like", make("sum", winners, axis=axis, keepdims=True), x)
+    return winners / count
+
+
 def _extremum_adjoint(name):
     def adjoint(g, y, x, *, axis, keepdims):
-        """The gradient goes to the elements equal to the result; tied elements share it evenly,
-        as torch.amax and torch.amin (and torch.max and torch.min without a dim) do."""
+        """The gradient goes to the elements equal to the result, shared between ties."""
         if not axis:
             return (g,)
-        winners = make("eq", x, expand_back(y, x, axis, keepdims), hint=f"is_{name}")
-        count = make("cast_like", make("sum", winners, axis=axis, keepdims=True), x)
-        # The share first: a mask over a float count keeps x's dtype, whatever g is.
-        return (expand_back(g, x, axis, keepdims) * (winners / count),)
+        return (expand_back(g, x, axis, keepdims) * _winners_share(name, y, x, axis, keepdims),)
 
     return adjoint
+
+
+def _extremum_jvp(name):
+    def jvp(t, y, x, *, axis, keepdims):
+        """The tangents of the elements equal to the result, averaged over ties."""
+        if not axis:
+            return t[0]
+        share = _winners_share(name, y, x, axis, keepdims)
+        return make("sum", t[0] * share, axis=axis, keepdims=keepdims)
+
+    return jvp
 
 
 for _name in ("max", "min"):
@@ -149,6 +169,7 @@ for _name in ("max", "min"):
         _reduce_type(_name),
         _reduce_emit(_name),
         _extremum_adjoint(_name),
+        jvp=_extremum_jvp(_name),
         doc=f"{_name}imum over axes; tied elements share the gradient evenly (as torch.a{_name})",
         call=("x", "axis", "keepdims"),
         flops=_input_size,
@@ -161,9 +182,9 @@ for _name in ("max", "min"):
 # Composite operations: written with other operations after differentiation
 
 
-def composite(name, infer, expand, adjoint, *, doc, call, elementwise=False, **static):
-    """Register an operation made of others. Autodiff sees it whole and uses `adjoint` (the
-    compact textbook rule); then the optimizer replaces it by `expand(*args, **attrs)`, built
+def composite(name, infer, expand, adjoint, *, jvp, doc, call, elementwise=False, **static):
+    """Register an operation made of others. Autodiff and forward mode see it whole and use
+    `adjoint` and `jvp` (the compact textbook rules); then the optimizer replaces it by `expand(*args, **attrs)`, built
     from the operations it is made of, so the emitted code is theirs and the forward and the
     backward share its parts (an expansion's common subexpressions are merged). Its flops are
     those of its expansion; `elementwise` is `OpDef`'s."""
@@ -180,6 +201,7 @@ def composite(name, infer, expand, adjoint, *, doc, call, elementwise=False, **s
         infer,
         emit,
         adjoint,
+        jvp=jvp,
         elementwise=elementwise,
         doc=doc,
         call=call,
@@ -212,6 +234,9 @@ composite(
     lambda g, y, x, *, axis, keepdims: (
         expand_back(g, x, axis, keepdims) * make("softmax", x, axis=axis),
     ),
+    jvp=lambda t, y, x, *, axis, keepdims: make(
+        "sum", t[0] * make("softmax", x, axis=axis), axis=axis, keepdims=keepdims
+    ),
     doc="log(sum(exp(x))) over axes, shifted by the maximum so that exp never overflows",
     call=("x", "axis", "keepdims"),
     axis=None,
@@ -240,6 +265,7 @@ register(
     _full_like_type,
     _full_like_emit,
     lambda g, y, like, value, *dtype_like: (None, g, *(None for _ in dtype_like)),
+    jvp=linear(1),
     doc="an array shaped and typed like `like`, filled with `value` (broadcast); with a third "
     "operand, of its float dtype instead (the gradient of a `[]` parameter, which the caller may "
     "pass as a Python int, is of the graph's float dtype)",
@@ -257,6 +283,7 @@ register(
     lambda x: Type(x.dtype, x.shape),
     _copy_emit,
     lambda g, y, x: (g,),
+    jvp=linear(),
     doc="a fresh copy",
     flops=no_flops,
 )
@@ -282,6 +309,7 @@ register(
     lambda x: Type(x.dtype, ()),
     _scalar_emit,
     lambda g, y, x: (g,),
+    jvp=linear(),
     doc="a 0-d output made of numbers alone (constants, sizes, `[]` parameters, which the caller "
     "may pass as Python numbers), as a NumPy number: a float of the graph's float dtype",
     flops=no_flops,
@@ -291,6 +319,7 @@ register(
     lambda x, like: Type(like.dtype, x.shape),
     lambda at, x, like: method(x, "astype", Attr(like, "dtype")),
     lambda g, y, x, like: (None, None),
+    jvp=no_tangent,  # (a count)
     doc="x converted to like's dtype: counts made floats of the dtype of the values counted",
     flops=no_flops,
 )

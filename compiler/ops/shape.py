@@ -10,6 +10,7 @@ from ..expr import shape as shape_of
 from ..ir import REQUIRED, ShapeError, Type, make
 from . import (
     broadcast,
+    linear,
     no_flops,
     number_filled,
     register,
@@ -83,6 +84,7 @@ register(
     _reshape_type,
     _reshape_emit,
     lambda g, y, x, *, shape: (make("reshape", g, shape=x.shape),),
+    jvp=linear(),
     doc="the same elements in a new shape",
     call=("x", "shape"),
     flops=no_flops,
@@ -103,6 +105,7 @@ register(
     _broadcast_to_type,
     lambda at, x, *, shape: array("broadcast_to", x, shape_of(shape)),
     lambda g, y, x, *, shape: (g,),
+    jvp=linear(),
     doc="a read-only view of x broadcast to a shape",
     flops=no_flops,
     view=True,

@@ -50,14 +50,20 @@ def where_of_a_constant_mask(n: Node) -> Node | None:
 
 @rule("mul", "div", "pow")
 def multiply_by_one(n: Node) -> Node | None:
-    """x * 1 -> x, 1 * x -> x, x / 1 -> x, x ** 1 -> x."""
+    """x * 1 -> x, 1 * x -> x, x / 1 -> x, x ** 1 -> x, and a power 0 is a one too:
+    x * y ** 0 -> x where x has the product's shape (NumPy's y ** 0 is 1 even at nan and inf).
+    The second derivative of `e ** 2` is `2 * e ** 0` times its seed."""
     if n.op in ("mul", "div", "pow"):
         a, b = n.args
-        if _is_const(b, 1) and _same_type(a, n):
+        if _is_one(b) and _same_type(a, n):
             return a
-        if n.op == "mul" and _is_const(a, 1) and _same_type(b, n):
+        if n.op == "mul" and _is_one(a) and _same_type(b, n):
             return b
     return None
+
+
+def _is_one(n: Node) -> bool:
+    return _is_const(n, 1) or (n.op == "pow" and _is_const(n.args[1], 0))
 
 
 @rule("pow")
@@ -117,11 +123,15 @@ def subtract_negation(n: Node) -> Node | None:
     return None
 
 
-@rule("add")
+@rule("add", "sub")
 def add_to_itself(n: Node) -> Node | None:
-    """g + g -> 2 * g."""
-    if n.op == "add" and n.args[0] is n.args[1]:
-        return make("mul", 2, n.args[0])
+    """g + g -> 2 * g, and -g - g -> -2 * g (two negated contributions of one gradient, as a
+    second derivative of `1 - h * h` gives them)."""
+    a, b = n.args if n.op in ("add", "sub") else (None, None)
+    if n.op == "add" and a is b:
+        return make("mul", 2, a)
+    if n.op == "sub" and a.op == "neg" and a.args[0] is b:
+        return make("mul", -2, b)
     return None
 
 
@@ -306,7 +316,8 @@ def row_sum_through_a_product(n: Node) -> Node | None:
 
 @rule("transpose")
 def compose_transposes(n: Node) -> Node | None:
-    """transpose(transpose(x, p), q) -> transpose(x, p[q]); an identity permutation -> x."""
+    """transpose(transpose(x, p), q) -> transpose(x, p[q]); an identity permutation -> x;
+    transpose(outer(a, b)) -> outer(b, a)."""
     if n.op != "transpose":
         return None
     axes, x = n.attr("axes"), n.args[0]
@@ -315,6 +326,8 @@ def compose_transposes(n: Node) -> Node | None:
         axes, x = tuple(inner[a] for a in axes), x.args[0]
     if axes == tuple(range(len(axes))):
         return x
+    if x.op == "outer":  # (a b^T)^T -> b a^T, as a second derivative gives it
+        return make("outer", x.args[1], x.args[0])
     return make("transpose", x, axes=axes) if x is not n.args[0] else None
 
 

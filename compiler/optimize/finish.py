@@ -98,11 +98,13 @@ def finish_outputs(graph: Graph) -> Graph:
     """Each output is the caller's to keep and to change. One made of numbers alone (a constant,
     a size, arithmetic on `[]` parameters, which may be Python numbers) becomes a NumPy number of
     the graph's float dtype (`scalar`); one that may share a parameter's array (`y = x`, `x.T`,
-    `W[i]`), or an earlier output's, becomes a copy. The output's name goes with it."""
+    `W[i]`), or an earlier output's, or may be a read-only view (a broadcast: the tangent of
+    `x + b` along `b` alone, `bpc.forward`), becomes a copy. The output's name goes with it."""
     params, seen, wraps = set(graph.inputs), set(), []
     for o in graph.outputs:
         bases = _bases(o)
-        wraps.append("scalar" if _numbers_only(o) else "copy" if bases & (params | seen) else None)
+        shared = bases & (params | seen) or any(OPS[b.op].read_only for b in bases)
+        wraps.append("scalar" if _numbers_only(o) else "copy" if shared else None)
         seen |= bases
     if not any(wraps):
         return graph
