@@ -64,7 +64,8 @@ class ArrayApiPrinter(NumPyPrinter):
 
     namespaces = {**NumPyPrinter.namespaces, ARRAY: "xp.", HOST: "np."}
     array_import = "import array_api_compat"
-    reserved = frozenset({"xp", "np", "math", "array_api_compat", "Any", "_kind", "_is_array"})
+    reserved = frozenset({"xp", "np", "math", "array_api_compat", "Any"})
+    reserved |= frozenset({"_kind", "_name", "_is_array"})  # (runtime_xp.py.j2's own)
     reserved |= frozenset(HELPERS)
     functional = True
     helpers = HELPERS

@@ -213,10 +213,8 @@ def _cmd_compile(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         text = _read_source(src)
         module = None
         if text is not None:
-            orders = {"jvp": args.jvp, "hvp": args.hvp}
-            module = _compile_text(
-                text, _source_name(src), not args.no_checks, dims, args.target, **orders
-            )
+            orders = {"jvp": args.jvp, "hvp": args.hvp, "target": args.target}
+            module = _compile_text(text, _source_name(src), not args.no_checks, dims, **orders)
         if module is None:
             status = 1
             continue
