@@ -443,3 +443,20 @@ def test_the_docs_show_the_module_the_target_writes():
     assert blocks
     for block in blocks:
         assert block in module, block
+
+
+def test_bench_targets_smoke():
+    """bench/targets.py runs (tiny sizes, one Dask worker): every row it can make is made."""
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "targets.py"), "--smoke"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "| NumPy | array-api module | numpy target |" in run.stdout
+    if installed("jax"):
+        assert "| JAX (float32) |" in run.stdout
