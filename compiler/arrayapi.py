@@ -92,14 +92,12 @@ class ArrayApiPrinter(NumPyPrinter):
 
     def tidy(self, body: list[Stmt]) -> list[Stmt]:
         """`body` without its line `xp = _xp(...)` where no other line names `xp`."""
+        rest = [s for s in body if not (s.__class__ is Assign and s.target == "xp")]
         used = any(
             any(r.module == ARRAY for r in self.printed(s)[1]) or "xp" in reads(s, self.sizes)
-            for s in body
-            if not (s.__class__ is Assign and s.target == "xp")
+            for s in rest
         )
-        return (
-            body if used else [s for s in body if not (s.__class__ is Assign and s.target == "xp")]
-        )
+        return body if used else rest
 
     def _ref(self, e: Ref) -> str:
         if e == Ref(ARRAY, "ndarray"):  # (a gradient's type: an array of any library)
