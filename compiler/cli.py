@@ -22,6 +22,7 @@ from .diagnostics import CompileError, Diagnostic, render
 from .emit import HEADER_PREFIX
 from .files import write_all_atomic
 from .pipeline import compile_source
+from .targets import TARGETS
 
 STDIN = "-"  # as a source: read the program from standard input
 
@@ -56,6 +57,7 @@ def _compile_text(
     name: str,
     checks: bool = True,
     sizes: dict[str, int] | None = None,
+    target: str = "numpy",
     **orders: bool,
 ) -> str | None:
     """The module text for one source, or None after reporting its errors on stderr. `orders`:
@@ -63,7 +65,13 @@ def _compile_text(
     warnings: list[Diagnostic] = []
     try:
         module = compile_source(
-            text, Path(name).name, checks=checks, warnings=warnings, sizes=sizes, **orders
+            text,
+            Path(name).name,
+            checks=checks,
+            warnings=warnings,
+            sizes=sizes,
+            target=target,
+            **orders,
         )
         for w in warnings:  # reported, but they do not fail the compile
             print(render(w, name, text), file=sys.stderr)
@@ -205,7 +213,7 @@ def _cmd_compile(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         text = _read_source(src)
         module = None
         if text is not None:
-            orders = {"jvp": args.jvp, "hvp": args.hvp}
+            orders = {"jvp": args.jvp, "hvp": args.hvp, "target": args.target}
             module = _compile_text(text, _source_name(src), not args.no_checks, dims, **orders)
         if module is None:
             status = 1
@@ -546,6 +554,13 @@ def _compile_parser(commands) -> argparse.ArgumentParser:
         "--stats",
         action="store_true",
         help="also print each graph's cost report on stderr, as `bpc stats` does",
+    )
+    compile_.add_argument(
+        "--target",
+        choices=sorted(TARGETS),
+        default="numpy",
+        help="the arrays the module takes: numpy (the default), or array-api for the arrays of "
+        "any array-API library (PyTorch, JAX, Dask, CuPy), in functional code (docs/targets.md)",
     )
     compile_.add_argument(
         "--dim",

@@ -44,30 +44,33 @@ def load(
     cache: str | os.PathLike | None = None,
     jvp: bool = False,
     hvp: bool = False,
+    target: str = "numpy",
 ) -> ModuleType:
     """Compile the bp file at `path` (or reuse its cached module) and import it. With `jvp`,
     the module also has `g_jvp` for each graph; with `hvp`, `g_hvp` (as `bpc compile --jvp
-    --hvp` writes them)."""
+    --hvp` writes them); `target` as in `bpc compile --target` (`array-api`: functions for the
+    arrays of any array-API library)."""
     path = Path(path)
     source = path.read_text(encoding="utf-8")
     orders = {"jvp": jvp, "hvp": hvp}
     asked = "".join(f"{name}\0" for name, on in orders.items() if on)  # (none: the plain key)
+    asked += f"{target}\0" if target != "numpy" else ""  # (a numpy module keeps its old key)
     key = f"bpc {__version__}\0{path.name}\0{asked}{source}"
     key = hashlib.sha256(key.encode()).hexdigest()[:20]
     directory = Path(cache) if cache is not None else cache_dir()
     stem = "".join(c if c.isalnum() else "_" for c in path.stem)
-    target = directory / f"{stem}_{key}.py"
+    file = directory / f"{stem}_{key}.py"
     name = f"bpc_loaded_{stem}_{key}"
-    entry = _verified(target)
+    entry = _verified(file)
     if entry is None:
-        module = compile_source(source, path.name, **orders)
+        module = compile_source(source, path.name, target=target, **orders)
         entry = cache_entry(module)
         try:
             directory.mkdir(parents=True, exist_ok=True)
-            write_atomic(target, entry)
+            write_atomic(file, entry)
         except OSError as e:
             warnings.warn(
-                f"bpc.load: cannot write the cache entry {e.filename or target} "
+                f"bpc.load: cannot write the cache entry {e.filename or file} "
                 f"({e.strerror or e}); {path.name} was compiled in memory",
                 stacklevel=2,
             )
@@ -75,11 +78,11 @@ def load(
     if name in sys.modules:  # imported before, from this cache or another
         return sys.modules[name]
     try:
-        return _execute(entry, name, str(target), __file__=str(target))
+        return _execute(entry, name, str(file), __file__=str(file))
     except BaseException:
         # the next load compiles it again, whatever was wrong with the entry
         with contextlib.suppress(OSError):
-            target.unlink()
+            file.unlink()
         raise
 
 

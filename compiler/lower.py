@@ -148,10 +148,11 @@ class Lowering:
         dims: dict[str, str],
         keep: set[Node],
         values: Values | None = None,
+        printer: type[NumPyPrinter] = NumPyPrinter,
     ):
         self.graph = graph
         self.namer = namer
-        self.printer = NumPyPrinter(dims)
+        self.printer = printer(dims)
         values = values or Values.of(graph)
         self.strong, self.born_weak = values.strong, values.born_weak
         self.dtype_of = dtype_source(graph.inputs, namer)
@@ -225,6 +226,19 @@ class Lowering:
         lecture note (`OpDef.math`) with `notation`."""
         args = [self.code(a, notation, bound) for a in n.args]
         op = OPS[n.op]
+        if (
+            self.printer.functional
+            and op.augmented
+            and not op.commutes
+            and n.dtype == "float"
+            and self.facts.dtype
+        ):
+            # the array API leaves a mask in arithmetic undefined: every library adds and
+            # multiplies one, but PyTorch refuses `x - mask`
+            args = [
+                method(e, "astype", self.facts.dtype) if a.dtype == "bool" else e
+                for a, e in zip(n.args, args)
+            ]
         emit = op.math if notation and op.math else op.emit
         e = emit(At(n, self.facts), *args, **n.kw)
         dtype = self.facts.dtype
@@ -245,7 +259,7 @@ class Lowering:
             if self.printer.fits(line) or not inline:
                 return out + [(n, line)]
             widest = max(inline, key=lambda a: len(self.printer.text(self.code(a))))
-            summed = inplace.accumulate(self, widest)  # (`t = w @ cols`, `t += b`)
+            summed = self._accumulate(widest)  # (`t = w @ cols`, `t += b`)
             if summed:
                 self.own_line.add(widest)
                 out += [(widest, s) for s in summed]
@@ -271,8 +285,13 @@ class Lowering:
                 out += [s for _, s in self.define(n)]
                 continue
             steps = inplace.steps(self, n) if n in self.in_place else None
-            out += steps or inplace.accumulate(self, n) or [s for _, s in self.define(n)]
+            out += steps or self._accumulate(n) or [s for _, s in self.define(n)]
         return out
+
+    def _accumulate(self, n: Node) -> list[Stmt] | None:
+        """n's sum accumulated in the array of a term (`inplace.accumulate`), unless the target's
+        code is functional (`NumPyPrinter.functional`): it then never writes into an array."""
+        return None if self.printer.functional else inplace.accumulate(self, n)
 
     def reads(self, n: Node) -> set[Node]:
         """The named values that n's line reads."""
@@ -291,7 +310,8 @@ class Lowering:
         for n in nodes:
             if n.op == "loop":
                 name_loop(self, n)
-        inplace.plan(self, nodes)
+        if not self.printer.functional:
+            inplace.plan(self, nodes)
 
 
 def name_loop(fn: Lowering, n: Node) -> list[str]:
@@ -365,7 +385,14 @@ def loop_lines(fn: Lowering, n: Node, comments: bool) -> list[Stmt]:
     var = namer.get(("loop variable", depth), params[0].hint or "t")
     namer.names[params[0]] = var
     graph = _body_graph(fn.graph, body)
-    sub = Lowering(graph, namer, fn.printer.sizes, set(body.results), _body_values(fn, n, graph))
+    sub = Lowering(
+        graph,
+        namer,
+        fn.printer.sizes,
+        set(body.results),
+        _body_values(fn, n, graph),
+        type(fn.printer),
+    )
     sub.dtype_of = fn.dtype_of
     sub.depth = depth + 1
     sums = _inline_sums(sub, body, kinds, carried)

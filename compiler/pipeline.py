@@ -120,17 +120,19 @@ def compile_source(
     sizes: dict[str, int] | None = None,
     jvp: bool = False,
     hvp: bool = False,
+    target: str = "numpy",
 ) -> str:
     """Compile bp source text to the text of a Python module; raises CompileError on bad input.
     With `checks=False` the module does not check its arguments' shapes and dtypes; warnings
     (unused values and parameters) are appended to `warnings` when a list is given. With
     `sizes` (dimension name -> expected size) the code is arranged to be fastest at those
     sizes; it still takes arrays of any size. With `jvp`, the module also defines `g_jvp` for each
-    graph; with `hvp`, `g_hvp` for each graph with one scalar output."""
+    graph; with `hvp`, `g_hvp` for each graph with one scalar output. `target` names the code's
+    target (`bpc.targets`): `numpy`, or `array-api` for the arrays of any array-API library."""
     try:
         with _collector_paused():
             compiled = compile_graphs(text, warnings, sizes, jvp=jvp, hvp=hvp)
-            return emit(compiled, filename, checks=checks, sizes=sizes)
+            return emit(compiled, filename, checks=checks, sizes=sizes, target=target)
     except RecursionError:
         raise nested_too_deeply(text) from None
 

@@ -103,6 +103,30 @@ class NumPyPrinter:
     namespaces = {ARRAY: "np.", MATH: "math.", HELPER: "", LOCAL: ""}
     array_import = "import numpy as np"  # (`math` is imported where a module uses it)
     reserved = frozenset({"np", "math"})  # names the module's code may not take
+    # What else is true of the target: its code may work in the arrays it makes (`+=`, `out=`),
+    # the templates of its helpers and of its argument checks.
+    functional = False
+    helpers = HELPERS
+    runtime = "runtime.py.j2"
+
+    @classmethod
+    def imports(cls, namespaces: set[str]) -> list[str]:
+        """The module's imports, given the namespaces its code names."""
+        return (["import math"] if MATH in namespaces else []) + [
+            "from typing import NamedTuple",
+            "",
+            cls.array_import,
+        ]
+
+    def tidy(self, body: list[Stmt]) -> list[Stmt]:
+        """A function's body as the target writes it: as it is for NumPy."""
+        return body
+
+    @classmethod
+    def entry(cls, params: list[str], scalars: list[str], dtype) -> list[Stmt]:
+        """A function's first lines after its arguments are checked: nothing for NumPy (see
+        `ArrayApiPrinter.entry`)."""
+        return []
 
     def __init__(self, sizes: Mapping[str, str] | None = None):
         self.sizes = sizes or {}

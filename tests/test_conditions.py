@@ -4,7 +4,6 @@ that the generated functions check on entry (`bpc.signature`, `bpc.conditions`).
 from __future__ import annotations
 
 import ast
-from importlib import resources
 
 import numpy as np
 import pytest
@@ -203,14 +202,21 @@ def test_a_size_or_parameter_named_like_the_remainder_is_not_overwritten():
 def test_every_name_the_runtime_defines_is_reserved():
     """A graph named like a helper of the runtime would replace it in the module: a graph named
     _check_dout made every backward call the graph's forward with the wrong arguments."""
-    text = resources.files("bpc.templates").joinpath("runtime.py.j2").read_text()
-    defined = set()
-    for node in ast.parse(text).body:
-        if isinstance(node, ast.FunctionDef | ast.ClassDef):
-            defined.add(node.name)
-        elif isinstance(node, ast.Assign):
-            defined |= {t.id for t in node.targets if isinstance(t, ast.Name)}
-    assert defined and defined <= RESERVED, sorted(defined - RESERVED)
+    from bpc.arrayapi import ArrayApiPrinter
+    from bpc.emit import _environment
+
+    for template, reserved in [
+        ("runtime.py.j2", RESERVED),
+        ("runtime_xp.py.j2", RESERVED | ArrayApiPrinter.reserved),  # (--target array-api)
+    ]:
+        text = _environment().get_template(template).render()  # (runtime.py.j2 has blocks)
+        defined = set()
+        for node in ast.parse(text).body:
+            if isinstance(node, ast.FunctionDef | ast.ClassDef):
+                defined.add(node.name)
+            elif isinstance(node, ast.Assign):
+                defined |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+        assert defined and defined <= reserved, sorted(defined - reserved)
     m = load("graph _check_dout(x: [n]) -> y {\n    y = sum(x * x)\n}\n")
     _, cache = m._check_dout_forward(np.ones(2))
     assert m._check_dout_backward(1.0, cache).x.tolist() == [2.0, 2.0]

@@ -26,8 +26,29 @@ PAIRS = [(p, p.with_suffix(".py")) for p in sorted((ROOT / "tests" / "golden").g
     "source, expected", PAIRS, ids=[str(s.relative_to(ROOT)) for s, _ in PAIRS]
 )
 def test_emitted_code_matches_golden_file(source: Path, expected: Path, update_golden: bool):
-    actual = compile_source(source.read_text(), source.name, **flags(source.read_text()))
+    text = source.read_text()
+    _compare(compile_source(text, source.name, **flags(text)), expected, update_golden)
+
+
+# The array-api target's modules of a few sources (bpc compile --target array-api).
+XP_PAIRS = [
+    (source, ROOT / "tests" / "golden" / "array_api" / (source.stem + ".py"))
+    for source in [ROOT / "tests" / "golden" / "features.bp"]
+    + [ROOT / "examples" / f"{name}.bp" for name in ("two_layer", "attention", "normalization")]
+]
+
+
+@pytest.mark.parametrize(
+    "source, expected", XP_PAIRS, ids=[str(s.relative_to(ROOT)) for s, _ in XP_PAIRS]
+)
+def test_array_api_code_matches_golden_file(source: Path, expected: Path, update_golden: bool):
+    actual = compile_source(source.read_text(), source.name, target="array-api")
+    _compare(actual, expected, update_golden)
+
+
+def _compare(actual: str, expected: Path, update_golden: bool) -> None:
     if update_golden:
+        expected.parent.mkdir(exist_ok=True)
         expected.write_text(actual)
         return
     assert expected.exists(), f"{expected} is missing; run pytest --update-golden"

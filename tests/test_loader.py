@@ -41,7 +41,7 @@ def test_load_compiles_imports_and_caches(tmp_path, monkeypatch):
     assert len(files) == 1
 
     calls = []
-    monkeypatch.setattr(bpc.loader, "compile_source", lambda *a: calls.append(a) or "")
+    monkeypatch.setattr(bpc.loader, "compile_source", lambda *a, **kw: calls.append(a) or "")
     assert bpc.load(src, cache=cache) is m and calls == [], "a cached module is not recompiled"
 
 

@@ -1,0 +1,221 @@
+"""The array-api target against its rivals on each library, on the two-layer net's gradient.
+
+    python bench/targets.py              # the table (docs/targets.md holds one)
+    python bench/targets.py --smoke      # tiny sizes, one Dask worker: checks that all runs
+
+Rows, each a median of interleaved repeats, and the ratio (the median of per-repeat ratios)
+of the array-api module to its rival, with the target the issue set:
+
+- NumPy: `two_layer_grad` of the array-api module on NumPy arrays, against the numpy target's
+  (target <= 1.3x);
+- JAX: `jax.jit` of the array-api module's `two_layer_grad`, against
+  `jax.jit(jax.value_and_grad(loss))` of the same model written in jax.numpy (target <= 1.2x);
+- PyTorch: the array-api module on CPU tensors, against PyTorch autograd, eager (<= 1.0x);
+- Dask: strong scaling of the array-api module's gradient over N rows on a LocalCluster of 1,
+  2 and 4 worker processes (one thread each), the rows made and kept on the cluster.
+
+Every system's loss is checked against the numpy target's before anything is timed. A library
+that is not installed is left out of the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import bpc
+
+SOURCE = Path(__file__).resolve().parent.parent / "examples" / "two_layer.bp"
+
+
+def _median_call(fn, budget: float) -> float:
+    """Seconds per call of fn(), over about `budget` seconds."""
+    fn()
+    calls, start = 0, time.perf_counter()
+    while True:
+        fn()
+        calls += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= budget:
+            return elapsed / calls
+
+
+def compare(ours, theirs, repeats: int, budget: float) -> tuple[float, float, float]:
+    """The medians of our time and theirs, and the median of the per-repeat ratios."""
+    times = [(_median_call(ours, budget), _median_call(theirs, budget)) for _ in range(repeats)]
+    return (
+        statistics.median(t for t, _ in times),
+        statistics.median(t for _, t in times),
+        statistics.median(a / b for a, b in times),
+    )
+
+
+def data(N: int, D: int, H: int, C: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    X, y = rng.standard_normal((N, D)), rng.integers(0, C, N)
+    weights = [rng.standard_normal(s) * 0.1 for s in ((D, H), (H,), (H, C), (C,))]
+    return X, y, weights
+
+
+def numpy_row(modules, args, repeats, budget):
+    xp_module, np_module = modules
+    return compare(
+        lambda: xp_module.two_layer_grad(*args),
+        lambda: np_module.two_layer_grad(*args),
+        repeats,
+        budget,
+    )
+
+
+def jax_row(modules, args, repeats, budget):
+    import jax
+    import jax.numpy as jnp
+
+    xp_module, np_module = modules
+    X, y, *weights, reg = args
+
+    def loss(X, y, W1, b1, W2, b2, reg):
+        h = jnp.maximum(X @ W1 + b1, 0)
+        logp = jax.nn.log_softmax(h @ W2 + b2, axis=1)
+        data = -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
+        return data + 0.5 * reg * (jnp.sum(W1 * W1) + jnp.sum(W2 * W2))
+
+    theirs = jax.jit(jax.value_and_grad(loss, argnums=(2, 3, 4, 5)))
+    ours = jax.jit(xp_module.two_layer_grad)
+    jargs = [jnp.asarray(a, dtype=jnp.float32 if a.dtype.kind == "f" else None) for a in args[:-1]]
+    want = float(np_module.two_layer_grad(*args)[0])
+    for fn in (ours, theirs):
+        value = float(jax.block_until_ready(fn(*jargs, reg))[0])
+        assert abs(value - want) < 1e-3 * max(1.0, abs(want)), (value, want)
+    return compare(
+        lambda: jax.block_until_ready(ours(*jargs, reg)),
+        lambda: jax.block_until_ready(theirs(*jargs, reg)),
+        repeats,
+        budget,
+    )
+
+
+def torch_row(modules, args, repeats, budget):
+    import torch
+
+    xp_module, np_module = modules
+    X, y, *weights, reg = [torch.asarray(a) if isinstance(a, np.ndarray) else a for a in args]
+    leaves = [w.clone().requires_grad_() for w in weights]
+
+    def autograd():
+        W1, b1, W2, b2 = leaves
+        h = torch.relu(X @ W1 + b1)
+        logp = torch.log_softmax(h @ W2 + b2, dim=1)
+        loss = -logp.gather(1, y[:, None]).mean() + 0.5 * reg * ((W1 * W1).sum() + (W2 * W2).sum())
+        return loss, torch.autograd.grad(loss, leaves)
+
+    want = float(np_module.two_layer_grad(*args)[0])
+    for value in (xp_module.two_layer_grad(X, y, *weights, reg)[0], autograd()[0]):
+        value = float(value.detach())
+        assert abs(value - want) < 1e-9 * max(1.0, abs(want)), (value, want)
+    return compare(lambda: xp_module.two_layer_grad(X, y, *weights, reg), autograd, repeats, budget)
+
+
+def dask_rows(xp_module, N, D, H, C, workers, repeats):
+    """Seconds for the gradient over N rows (persisted on the cluster), by number of workers."""
+    import dask
+    import dask.array as da
+    from dask.distributed import Client, LocalCluster
+
+    chunk = max(1, N // 16)
+    _, _, weights = data(1, D, H, C)
+    out = {}
+    for n in workers:
+        with (
+            LocalCluster(
+                n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None
+            ) as cluster,
+            Client(cluster) as client,
+        ):
+            X = da.random.default_rng(1).standard_normal((N, D), chunks=(chunk, D))
+            y = da.random.default_rng(2).integers(0, C, N, chunks=chunk)
+            X, y = client.persist([X, y])
+            dask.compute(X.sum(), y.sum())  # (made before the timing)
+            ws = [da.from_array(w) for w in weights]
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                value, grads = xp_module.two_layer_grad(X, y, *ws, 1e-3)
+                dask.compute(value, *grads)
+                times.append(time.perf_counter() - start)
+            out[n] = statistics.median(times)
+    return out
+
+
+def machine() -> str:
+    return (
+        f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"NumPy {np.__version__}, bpc {bpc.__version__}"
+    )
+
+
+def _versions() -> str:
+    found = []
+    for name in ("torch", "jax", "dask", "array_api_compat"):
+        try:
+            found.append(f"{name} {__import__(name).__version__}")
+        except ImportError:
+            pass
+    return ", ".join(found)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, one Dask worker")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--budget", type=float, default=0.2, help="seconds per timing")
+    parser.add_argument("--rows", type=int, default=2_000_000, help="Dask's rows")
+    args = parser.parse_args(argv)
+    N, D, H, C = (64, 8, 16, 5) if args.smoke else (4096, 256, 256, 10)
+    repeats, budget = (1, 0.01) if args.smoke else (args.repeats, args.budget)
+    rows, workers = (20_000, (1,)) if args.smoke else (args.rows, (1, 2, 4))
+    with tempfile.TemporaryDirectory() as cache:
+        modules = bpc.load(SOURCE, cache=cache, target="array-api"), bpc.load(SOURCE, cache=cache)
+    X, y, weights = data(N, D, H, C)
+    call = [X, y, *weights, 1e-3]
+    print(f"two_layer_grad, N={N} D={D} H={H} C={C}; {machine()}; {_versions()}\n")
+    print("| library | array-api target | rival | time | rival's time | ratio | target |")
+    print("|---|---|---|---|---|---|---|")
+    rows_of = [
+        ("NumPy", "numpy target", numpy_row, "numpy", "<= 1.3x"),
+        ("JAX (float32)", "jit(value_and_grad)", jax_row, "jax", "<= 1.2x"),
+        ("PyTorch CPU", "autograd, eager", torch_row, "torch", "<= 1.0x"),
+    ]
+    for library, rival, row, module, target in rows_of:
+        try:
+            __import__(module)
+        except ImportError:
+            continue
+        label = "jit(array-api module)" if module == "jax" else "array-api module"
+        ours, theirs, ratio = row(modules, call, repeats, budget)
+        print(
+            f"| {library} | {label} | {rival} | {ours * 1e3:.2f} ms | {theirs * 1e3:.2f} ms "
+            f"| {ratio:.2f}x | {target} |"
+        )
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        return 0
+    seconds = dask_rows(modules[0], rows, 16, 32, C, workers, max(1, min(repeats, 3)))
+    print(f"\nDask strong scaling, N={rows} rows (D=16, H=32), {os.cpu_count()} CPUs here:\n")
+    print("| workers | time | speed-up |")
+    print("|---|---|---|")
+    for n, t in seconds.items():
+        print(f"| {n} | {t:.2f} s | {seconds[workers[0]] / t:.2f}x |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

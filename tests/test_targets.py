@@ -1,0 +1,462 @@
+"""The array-api target (`bpc compile --target array-api`) on every library it serves.
+
+Every case of the op table (tests/op_cases/) is compiled for the array-api target and run on
+NumPy, PyTorch CPU tensors, JAX arrays eagerly and under `jax.jit` of the generated `g_grad`:
+its forward value and its gradients (`g_grad` for a scalar output, `g_forward` + `g_backward`
+otherwise) must be arrays of the library they were given, and agree with the numpy target's
+(which tests/test_ops.py checks against the oracle and finite differences). A case the target
+refuses (a loop, a convolution's windows or pooling) must be refused with its compile error.
+A library that is not installed skips its tests, saying so.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bpc import compile_source
+from bpc.diagnostics import CompileError
+from bpc.emit import Compiled, emit
+from bpc.loader import module_from_text
+from tests import oracle
+from tests.op_cases import CASES, Case
+from tests.support import rel_error
+from tests.test_ops import _ops, built, compiled_grads, make_dout, make_inputs
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET = "array-api"
+TOL = 1e-9  # float64, against the numpy target's results
+# What the target refuses, by the operation that needs it (see bpc.arrayapi.refuse).
+REFUSED = {
+    "loop": "loops",
+    "put": "loops",
+    "windows": "np.lib.stride_tricks.sliding_window_view",
+    "window_add": "the helper _window_add",
+    "conv2d": "np.lib.stride_tricks.sliding_window_view",
+    "max_pool2d": "the helper _max_pool",
+    "max_pool_route": "the helper _max_pool",
+    "max_pool_pick": "the helper _max_pool",
+    "avg_pool2d": "the helper _avg_pool",
+}
+_count = itertools.count()
+_modules: dict[str, types.ModuleType | CompileError] = {}
+
+
+def installed(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+def xp_module(case: Case) -> types.ModuleType | CompileError:
+    """The case compiled for the array-api target (once), or the compile error it raised."""
+    if case.key not in _modules:
+        name = f"bpc_test_targets_{next(_count)}"
+        try:
+            if case.source is not None:
+                text = compile_source(case.source, f"{name}.bp", target=TARGET)
+            else:
+                text = emit([_compiled(built(case).graph)], "x.bp", target=TARGET)
+            _modules[case.key] = module_from_text(text, name)
+        except CompileError as e:
+            _modules[case.key] = e
+    return _modules[case.key]
+
+
+def _compiled(typed) -> Compiled:
+    from bpc.autodiff import differentiate
+    from bpc.optimize import optimize, seed_ones
+
+    full = differentiate(typed)
+    scalar = len(typed.outputs) == 1 and typed.outputs[0].ndim == 0
+    grad = optimize(seed_ones(full), cache_reused=False) if scalar else None
+    return Compiled(optimize(full, cache_reused=True), grad)
+
+
+# ---------------------------------------------------------------------------------------------
+# The libraries: how to make an array of one from a NumPy array, and how to read one back
+
+
+def _numpy():
+    return np.asarray, np.asarray, (np.ndarray, np.generic)  # (a 0-d result: a NumPy number)
+
+
+def _torch():
+    import torch
+
+    return torch.asarray, lambda x: x.numpy(), torch.Tensor
+
+
+def _jax():
+    import jax
+
+    jax.config.update("jax_enable_x64", True)  # (the cases compare float64 results)
+    import jax.numpy as jnp
+
+    return jnp.asarray, np.asarray, jax.Array
+
+
+def _dask():
+    import dask
+    import dask.array as da
+
+    dask.config.set(scheduler="synchronous")  # (the cluster has a test of its own, below)
+
+    def chunked(x):  # two chunks along the first axis, the batch's
+        x = np.asarray(x)
+        return da.from_array(
+            x, chunks=(max(1, (x.shape[0] + 1) // 2), *x.shape[1:]) if x.ndim else ()
+        )
+
+    return chunked, lambda x: np.asarray(x.compute()), da.Array
+
+
+LIBRARIES = {
+    "numpy": (_numpy, "numpy"),
+    "dask": (_dask, "dask"),
+    "torch": (_torch, "torch"),
+    "jax": (_jax, "jax"),
+    "jax-jit": (_jax, "jax"),
+}
+
+
+# What Dask cannot do of the op cases (its own limits, not the target's).
+DASK_LIMITS = {
+    "reshape-1": "Dask reshapes only where chunks merge or split existing axes evenly",
+    "reshape-7": "Dask reshapes only where chunks merge or split existing axes evenly",
+    "take-0": "Dask indexes with a 1-d array of integers only (this index is 2-d)",
+    "take-3": "Dask indexes with a 1-d array of integers only (this index is 2-d)",
+    "take-5": "Dask indexes with a 1-d array of integers only (this index is 2-d)",
+    "scatter_add-0": "Dask indexes with a 1-d array of integers only (this index is 2-d)",
+}
+
+
+def _cases():
+    for op, cases in CASES.items():
+        for i, case in enumerate(cases):
+            yield pytest.param(case, id=f"{op}-{i}")
+
+
+def _params():
+    """Each case on each library; xfail (strict) where Dask cannot run it."""
+    for case in _cases():
+        for library in LIBRARIES:
+            case_id = case.id
+            marks = []
+            if library == "dask" and case_id in DASK_LIMITS:
+                marks = [pytest.mark.xfail(strict=True, reason=DASK_LIMITS[case_id])]
+            yield pytest.param(*case.values, library, id=f"{case_id}-{library}", marks=marks)
+
+
+def _library(name: str):
+    make, module = LIBRARIES[name]
+    if not installed(module):
+        pytest.skip(f"{module} is not installed: the {name} checks of the array-api target need it")
+    if not installed("array_api_compat"):
+        pytest.skip("array_api_compat is not installed: the array-api target needs it")
+    return make()
+
+
+@pytest.mark.parametrize("case, library", list(_params()))
+def test_op_case_on_library(case: Case, library: str):
+    to, back, array_type = _library(library)
+    module = xp_module(case)
+    ops = (
+        _ops(oracle.typed_graph(case.source).nodes)
+        if case.source
+        else _ops(built(case).graph.nodes)
+    )
+    if isinstance(module, CompileError):
+        reasons = {REFUSED[op] for op in ops if op in REFUSED}
+        assert reasons, f"the array-api target refused a case it should compile: {module}"
+        assert "does not support" in str(module) and "--target numpy" in str(module)
+        return
+    reference = built(case)
+    inputs = make_inputs(case, reference.graph)
+    dout = make_dout(case, reference, inputs)
+    want_out = reference.f(*inputs.values())
+    want = compiled_grads(reference, inputs, dout)
+    args = {k: to(v) for k, v in inputs.items()}
+    name = reference.graph.name
+    f = getattr(module, name)
+    if library == "jax-jit":
+        import jax
+
+        f = jax.jit(f)
+    out = f(*args.values())
+    for got, wanted in zip(_tuple(out), _tuple(want_out)):
+        assert isinstance(got, array_type), f"the forward returned a {type(got).__name__}"
+        assert rel_error(back(got), wanted) < TOL
+    if reference.scalar:
+        grad = getattr(module, f"{name}_grad")
+        grad = jax.jit(grad) if library == "jax-jit" else grad
+        value, grads = grad(*args.values())
+        assert rel_error(back(value), want_out) < TOL
+    else:
+        _, cache = getattr(module, f"{name}_forward")(*args.values())
+        douts = tuple(to(d) for d in dout) if isinstance(dout, tuple) else to(dout)
+        grads = getattr(module, f"{name}_backward")(douts, cache)
+    for k in reference.graph.wrt:
+        got = getattr(grads, k)
+        assert isinstance(got, array_type), f"d{k} is a {type(got).__name__}"
+        assert tuple(got.shape) == np.shape(inputs[k]), k
+        assert rel_error(back(got), want[k]) < TOL, k
+
+
+def _tuple(x):
+    return x if isinstance(x, tuple) else (x,)
+
+
+# ---------------------------------------------------------------------------------------------
+# The argument checks, the command line, bpc.load, what is refused
+
+
+CHECKED = """
+graph f(x: [n, m], w: [m], y: int[n], s: []) -> out {
+    out = mean(cross_entropy(x * w + s, y))
+}
+"""
+
+
+def _bad_calls(rng):
+    """Arguments that the checks refuse, each a list of NumPy arrays (or numbers)."""
+    x, w, y = rng.standard_normal((3, 4)), rng.standard_normal(4), np.array([0, 3, 1])
+    return [
+        [x[0], w, y, 0.5],  # x 1-d
+        [x, w[:3], y, 0.5],  # m mismatch
+        [x, w, y[:2], 0.5],  # n mismatch
+        [x, w, y.astype(np.float64), 0.5],  # y floats
+        [x.astype(np.int64), w, y, 0.5],  # x integers
+        [x, w.astype(np.float32), y, 0.5],  # dtypes mixed
+        [x, w, np.array([0, 4, 1]), 0.5],  # a label out of range
+        [x, w, y, "s"],  # not a number
+    ]
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch", "jax"])
+def test_argument_checks_say_what_the_numpy_targets_say(library):
+    to, _, _ = _library(library)
+    rng = np.random.default_rng(0)
+    numpy_module = module_from_text(compile_source(CHECKED), f"bpc_test_targets_{next(_count)}")
+    xp_text = compile_source(CHECKED, target=TARGET)
+    module = module_from_text(xp_text, f"bpc_test_targets_{next(_count)}")
+    for args in _bad_calls(rng):
+        with pytest.raises(ValueError) as want:
+            numpy_module.f_grad(*args)
+        with pytest.raises(ValueError) as got:
+            module.f_grad(*(to(a) if isinstance(a, np.ndarray) else a for a in args))
+        said, wanted = str(got.value), str(want.value)
+        if "must be" in wanted and "got str" in wanted:  # (the class that each wants, named)
+            wanted = wanted.replace("a number or a NumPy array", "a number or an array")
+        assert said == wanted
+
+
+def test_numpy_results_of_the_two_targets_agree_with_python_numbers():
+    rng = np.random.default_rng(1)
+    args = [rng.standard_normal((3, 4)), rng.standard_normal(4), np.array([0, 3, 1]), 0.5]
+    numpy_module = module_from_text(compile_source(CHECKED), f"bpc_test_targets_{next(_count)}")
+    module = module_from_text(compile_source(CHECKED, target=TARGET), f"bpc_t_{next(_count)}")
+    want_value, want = numpy_module.f_grad(*args)
+    value, grads = module.f_grad(*args)
+    assert rel_error(value, want_value) < TOL
+    for a, b in zip(grads, want):
+        assert rel_error(a, b) < TOL
+    _, cache = module.f_forward(*args)
+    for a, b in zip(module.f_backward(1.0, cache), want):  # (dout a Python number)
+        assert rel_error(a, b) < TOL
+
+
+def test_the_code_is_functional():
+    """No augmented assignment, no `out=`, no slot store in a graph's functions: nothing
+    writes into an array."""
+    import ast
+
+    from tests.test_golden import XP_PAIRS
+
+    for source, _ in XP_PAIRS:
+        tree = ast.parse(compile_source(source.read_text(), source.name, target=TARGET))
+        functions = [f for f in tree.body if isinstance(f, ast.FunctionDef)]
+        graph_functions = [f for f in functions if not f.name.startswith("_")]
+        assert graph_functions
+        for node in (n for f in graph_functions for n in ast.walk(f)):
+            assert not isinstance(node, ast.AugAssign), (source.name, ast.unparse(node))
+            if isinstance(node, ast.Call):
+                assert all(k.arg != "out" for k in node.keywords), ast.unparse(node)
+            if isinstance(node, ast.Assign):
+                assert not isinstance(node.targets[0], ast.Subscript), ast.unparse(node)
+
+
+def test_loops_are_refused_with_a_compile_error():
+    source = """
+graph f(x: [N, T, D], h0: [N, D]) -> hs {
+    hs = zeros((N, T, D))
+    h = h0
+    for t in range(T) {
+        h = tanh(x[:, t] + h)
+        hs[:, t] = h
+    }
+}
+"""
+    compile_source(source)  # (the numpy target compiles it)
+    with pytest.raises(CompileError, match="does not support loops") as e:
+        compile_source(source, target=TARGET)
+    assert e.value.diagnostics[0].loc is not None
+
+
+def test_command_line_and_load_take_the_target(tmp_path, capsys):
+    from bpc import load
+    from bpc.cli import main
+
+    source = tmp_path / "model.bp"
+    source.write_text(CHECKED)
+    assert main(["compile", "--target", "array-api", str(source), "-o", "-"]) == 0
+    assert "import array_api_compat" in capsys.readouterr().out
+    assert main(["compile", str(source), "-o", "-"]) == 0
+    assert "array_api_compat" not in capsys.readouterr().out  # (the default: numpy)
+    module = load(source, cache=tmp_path / "cache", target=TARGET)
+    numpy_module = load(source, cache=tmp_path / "cache")
+    assert module is not numpy_module
+    args = [np.ones((3, 4)), np.ones(4), np.array([0, 1, 2]), 0.5]
+    assert rel_error(module.f_grad(*args)[0], numpy_module.f_grad(*args)[0]) < TOL
+    assert len(list((tmp_path / "cache").glob("*.py"))) == 2
+    with pytest.raises(SystemExit):
+        main(["compile", "--target", "nothing", str(source)])
+
+
+def test_helper_templates_of_the_target_are_black():
+    """What the target's helpers and checks copy into a module is black at 88 columns."""
+    import black
+
+    from bpc.arrayapi import ArrayApiPrinter
+    from bpc.emit import _environment
+
+    for template in [*ArrayApiPrinter.helpers.values(), ArrayApiPrinter.runtime]:
+        text = _environment().get_template(template).render()
+        assert black.format_str(text, mode=black.Mode()) == text, template
+
+
+# ---------------------------------------------------------------------------------------------
+# Dask on a cluster of worker processes
+
+
+def _cluster():
+    if not (installed("dask") and installed("distributed")):
+        pytest.skip("dask[array,distributed] is not installed: the Dask cluster test needs it")
+    from dask.distributed import Client, LocalCluster
+
+    cluster = LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    return cluster, Client(cluster)
+
+
+def test_dask_cluster_gradient_of_two_million_rows(tmp_path):
+    """The two-layer net's mean loss over 2,000,000 rows made on the cluster (`da.random`,
+    chunked along the batch): its gradients from the array-api module's `two_layer_grad` on
+    Dask arrays, computed by two worker processes, agree with the numpy module's, run chunk by
+    chunk here and weighted by the chunks' rows: the test's process only ever holds one chunk,
+    and the cluster sends it the gradients alone."""
+    import dask
+    import dask.array as da
+
+    from bpc import load
+
+    source = ROOT / "examples" / "two_layer.bp"
+    module = load(source, cache=tmp_path, target=TARGET)
+    reference = load(source, cache=tmp_path)
+    N, D, H, C, chunk, reg = 2_000_000, 8, 16, 5, 500_000, 1e-3
+    rng = np.random.default_rng(0)
+    weights = [rng.standard_normal(s) * 0.3 for s in ((D, H), (H,), (H, C), (C,))]
+    cluster, client = _cluster()
+    with cluster, client:
+        X = da.random.default_rng(1).standard_normal((N, D), chunks=(chunk, D))
+        y = da.random.default_rng(2).integers(0, C, N, chunks=chunk)
+        value, grads = module.two_layer_grad(X, y, *map(da.from_array, weights), reg)
+        assert isinstance(value, da.Array) and all(isinstance(g, da.Array) for g in grads)
+        value, *grads = dask.compute(value, *grads)
+        want_value, want = 0.0, [np.zeros_like(w) for w in weights]
+        for i in range(X.numblocks[0]):
+            # (made again here, in this process, one chunk at a time)
+            Xi, yi = dask.compute(X.blocks[i], y.blocks[i], scheduler="synchronous")
+            loss, chunk_grads = reference.two_layer_grad(Xi, yi, *weights, 0.0)
+            share = len(Xi) / N
+            want_value += share * loss
+            want = [w + share * g for w, g in zip(want, chunk_grads)]
+    W1, _, W2, _ = weights
+    want_value += 0.5 * reg * (np.sum(W1 * W1) + np.sum(W2 * W2))
+    want[0], want[2] = want[0] + reg * W1, want[2] + reg * W2
+    assert rel_error(value, want_value) < 1e-10
+    for got, wanted in zip(grads, want):
+        assert rel_error(got, wanted) < 1e-10
+
+
+def test_train_dask_example_runs_briefly(capsys):
+    if not (installed("dask") and installed("distributed")):
+        pytest.skip("dask[array,distributed] is not installed: examples/train_dask.py needs it")
+    spec = importlib.util.spec_from_file_location("train_dask", ROOT / "examples" / "train_dask.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    loss = example.main(["--rows", "20000", "--chunk", "5000", "--epochs", "2", "--hidden", "8"])
+    out = capsys.readouterr().out
+    assert "dashboard: http" in out and "2/2 epochs" in out
+    assert np.isfinite(loss)
+
+
+def test_cupy_on_a_gpu(tmp_path):
+    """The two-layer net's gradients on CuPy arrays, on a GPU, agree with NumPy's."""
+    if not installed("cupy"):
+        pytest.skip("cupy is not installed: the array-api target's GPU test needs it and a GPU")
+    import cupy
+
+    try:
+        gpus = cupy.cuda.runtime.getDeviceCount()
+    except cupy.cuda.runtime.CUDARuntimeError as e:
+        pytest.skip(f"no GPU that CuPy can use: {e}")
+    if not gpus:
+        pytest.skip("no GPU that CuPy can use")
+    from bpc import load
+
+    source = ROOT / "examples" / "two_layer.bp"
+    module, reference = load(source, cache=tmp_path, target=TARGET), load(source, cache=tmp_path)
+    rng = np.random.default_rng(0)
+    args = [rng.standard_normal((64, 8)), rng.integers(0, 5, 64)]
+    args += [rng.standard_normal(s) for s in ((8, 16), (16,), (16, 5), (5,))]
+    value, grads = module.two_layer_grad(*map(cupy.asarray, args), 1e-3)
+    want_value, want = reference.two_layer_grad(*args, 1e-3)
+    assert isinstance(value, cupy.ndarray) and all(isinstance(g, cupy.ndarray) for g in grads)
+    assert rel_error(cupy.asnumpy(value), want_value) < 1e-10
+    for got, wanted in zip(grads, want):
+        assert rel_error(cupy.asnumpy(got), wanted) < 1e-10
+
+
+def test_the_docs_show_the_module_the_target_writes():
+    """docs/targets.md's ```python blocks are excerpts of examples/two_layer.bp compiled for
+    the array-api target."""
+    import re
+
+    doc = (ROOT / "docs" / "targets.md").read_text()
+    blocks = re.findall(r"^```python\n(.*?)^```$", doc, re.S | re.M)
+    module = compile_source((ROOT / "examples" / "two_layer.bp").read_text(), target=TARGET)
+    assert blocks
+    for block in blocks:
+        assert block in module, block
+
+
+def test_bench_targets_smoke():
+    """bench/targets.py runs (tiny sizes, one Dask worker): every row it can make is made."""
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "targets.py"), "--smoke"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "| NumPy | array-api module | numpy target |" in run.stdout
+    if installed("jax"):
+        assert "| JAX (float32) |" in run.stdout
