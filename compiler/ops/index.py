@@ -88,6 +88,8 @@ def _position(i, size: Dim, what: str) -> Dim:
     if not negative(i, default=0):  # `-X` counts from the end only while X >= 1 (x[:-0] is empty)
         wrong = f"{what} {i} is 0 for every size"
         conditions.require(i, "<", Dim.of(0), f"the bound {i} counted from the end", wrong)
+    if negative(size + i):  # (`-X` on an axis of size X - 1: before the start at every size)
+        raise ShapeError(f"{what} {i} is out of range on an axis of size {size} for every size")
     return size + i
 
 
