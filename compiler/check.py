@@ -257,9 +257,7 @@ def _directional(fn, args, i, v, douts, dtype, eps) -> float:
     """<dout, J v> by central differences of the forward along `v` in argument `i`."""
 
     def along(step: float) -> float:
-        moved = list(args)
-        moved[i] = (np.asarray(args[i], dtype=np.float64) + step * v).astype(dtype)
-        out = fn(*moved)
+        out = fn(*_moved(args, [i], [v], step, dtype))
         out = out if len(douts) > 1 else (out,)
         return sum(float(np.sum(np.asarray(o, np.float64) * d)) for o, d in zip(out, douts))
 

@@ -432,12 +432,17 @@ def _plain_functions(
     return checks_of + [function]
 
 
+def _added(p: Graph, g: Graph) -> str:
+    """The names of the parameters plain graph `p` adds to `g`'s (its tangents, its vectors)."""
+    return ", ".join(q.name for q in p.params[len(g.params) :])
+
+
 def _jvp_functions(
     p: Graph, g: Graph, taken: set[str], checks: bool, source_name: str, printer
 ) -> list[_FunctionView]:
     """`g_jvp(*args, *tangents)`: the outputs and their tangents, in one forward sweep."""
     count = len(g.outputs)
-    tangents = ", ".join(p.params[len(g.params) + i].name for i in range(len(g.wrt)))
+    tangents = _added(p, g)
 
     def result(outs: list[Name]):
         if count == 1:
@@ -454,7 +459,7 @@ def _hvp_functions(
     p: Graph, g: Graph, taken: set[str], checks: bool, source_name: str, printer
 ) -> list[_FunctionView]:
     """`g_hvp(*args, *vectors)`: the Hessian of the scalar output times the vectors."""
-    vectors = ", ".join(p.params[len(g.params) + i].name for i in range(len(g.wrt)))
+    vectors = _added(p, g)
 
     def result(outs: list[Name]):
         return (builtin(_hvps_class(g.name), *outs),)

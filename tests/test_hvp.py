@@ -58,6 +58,15 @@ def _scalar(graph):
     )
 
 
+def _grad_along(grad, graph, inputs: dict, vectors: list, step: float):
+    """The gradients `grad` (a module's `g_grad`) gives at the inputs moved by `step` times the
+    vectors along the `wrt` parameters."""
+    moved = dict(inputs)
+    for w, v in zip(graph.wrt, vectors):
+        moved[w] = inputs[w] + step * v
+    return grad(*moved.values())[1]
+
+
 def _second_order_cases():
     params = []
     for op, cases in CASES.items():
@@ -88,14 +97,7 @@ def test_every_adjoint_differentiated_again_matches_finite_differences_of_the_gr
     vectors = [rng.standard_normal(np.shape(inputs[w])) for w in graph.wrt]
     hv = module.f_hvp(*inputs.values(), *vectors)
 
-    def grad_at(step: float):
-        moved = dict(inputs)
-        for w, v in zip(graph.wrt, vectors):
-            moved[w] = inputs[w] + step * v
-        _, grads = module.f_grad(*moved.values())
-        return grads
-
-    up, down = grad_at(EPS), grad_at(-EPS)
+    up, down = (_grad_along(module.f_grad, graph, inputs, vectors, e) for e in (EPS, -EPS))
     for i, w in enumerate(graph.wrt):
         want = (np.asarray(up[i]) - np.asarray(down[i])) / (2 * EPS)
         assert np.shape(hv[i]) == np.shape(inputs[w]), w
@@ -158,14 +160,7 @@ def test_the_examples_hvps_match_finite_differences_of_their_gradients(path, gra
     hv = getattr(module, f"{graph.name}_hvp")(*inputs.values(), *vectors)
     grad = getattr(module, f"{graph.name}_grad")
 
-    def grad_at(step):
-        moved = {
-            k: (v + step * vectors[graph.wrt.index(k)] if k in graph.wrt else v)
-            for k, v in inputs.items()
-        }
-        return grad(*moved.values())[1]
-
-    up, down = grad_at(EPS), grad_at(-EPS)
+    up, down = (_grad_along(grad, graph, inputs, vectors, e) for e in (EPS, -EPS))
     for i, w in enumerate(graph.wrt):
         want = (np.asarray(up[i]) - np.asarray(down[i])) / (2 * EPS)
         assert rel_error(hv[i], want) < 1e-5, w
@@ -260,15 +255,9 @@ def test_random_graphs_hvps_match_finite_differences_of_their_gradients(prog):
     vectors = [rng.standard_normal(np.shape(inputs[w])) for w in graph.wrt]
     hv = module.f_hvp(*inputs.values(), *vectors)
 
-    def grad_at(step):
-        moved = {
-            k: v + step * vectors[graph.wrt.index(k)] if k in graph.wrt else v
-            for k, v in inputs.items()
-        }
-        return module.f_grad(*moved.values())[1]
-
-    up, down = grad_at(1e-5), grad_at(-1e-5)
-    wide_up, wide_down = grad_at(4e-5), grad_at(-4e-5)
+    up, down, wide_up, wide_down = (
+        _grad_along(module.f_grad, graph, inputs, vectors, e) for e in (1e-5, -1e-5, 4e-5, -4e-5)
+    )
     for i, w in enumerate(graph.wrt):
         assert np.shape(hv[i]) == np.shape(inputs[w]) and np.all(np.isfinite(hv[i])), w
         want = (np.asarray(up[i]) - np.asarray(down[i])) / 2e-5
