@@ -115,7 +115,10 @@ def differentiate(graph: Graph) -> Graph:
         )
         for i, (name, out) in enumerate(zip(graph.output_names, graph.outputs))
     )
-    seeds = {out: dout for out, dout in zip(graph.outputs, douts) if out in active}
+    seeds: dict[Node, Node] = {}
+    for out, dout in zip(graph.outputs, douts):  # (one value output twice gets both douts)
+        if out in active:
+            seeds[out] = seeds[out] + dout if out in seeds else dout
     grads, created, replaced, _ = backprop(graph.nodes, seeds, active, number)
 
     results = []

@@ -389,3 +389,14 @@ def test_several_outputs_against_autograd():
     for name in ("x", "y"):
         assert rel_error(getattr(grads, name), want[name]) < AUTOGRAD_TOL, name
         assert np.shape(getattr(grads, name)) == inputs[name].shape
+
+
+def test_two_outputs_that_are_one_value_get_both_upstream_gradients():
+    """`a = x * x` and `b = x * x` are one node: its gradient is the sum of both douts, not the
+    last one's (a silent wrong gradient once; in second order, the HVP of two parameters whose
+    gradients are one value lost a vector)."""
+    module = load("graph g(x: [n]) -> (a, b) {\n    a = x * x\n    b = x * x\n}\n")
+    x = np.arange(3.0)
+    _, cache = module.g_forward(x)
+    (dx,) = module.g_backward((np.ones(3), 2 * np.ones(3)), cache)
+    np.testing.assert_allclose(dx, 3 * 2 * x)
