@@ -1,5 +1,6 @@
 """The NumPy kernels bpc may emit for cheap math, timed against one another in float64 and float32:
-powers, softplus and its gradient, the sigmoid, and two-operand einsum against `@`.
+powers, softplus and its gradient, the sigmoid, two-operand einsum against `@`, and the sums of
+products that bpc contracts (`sum(a * b, axis=0)` as `np.einsum("ij,ij->j")`).
 
     python bench/kernels.py [--n 1000000] [--repeats 15] [--smoke]
 
@@ -65,9 +66,19 @@ def _sigmoid_max_e(x):
     return t
 
 
-def _sigmoid_bpc(x):
+def _sigmoid_of_e(x):
     e = np.exp(-np.abs(x))
     return np.maximum(e, x >= 0) / (1 + e)
+
+
+def _sigmoid_clipped(x):
+    """1 / (1 + exp(-x)) in one array, x raised to log of the smallest normal number first, so
+    that exp never overflows: bpc's `_sigmoid` (templates/sigmoid.py.j2)."""
+    t = np.maximum(x, np.finfo(np.result_type(x, 1.0)).minexp * 0.6931471805599453)
+    np.negative(t, out=t)
+    np.exp(t, out=t)
+    t += 1
+    return np.reciprocal(t, out=t)
 
 
 def _softplus_log_corrected(x):
@@ -193,8 +204,9 @@ FAMILIES: dict[str, dict[str, Kernel]] = {
         "the tanh form in place (out=)": _sigmoid_tanh_inplace,
         "1 / (1 + np.exp(-x)) in place": _sigmoid_recip_inplace,
         "where(x >= 0, 1, e) / (1 + e), e = exp(-|x|)": _sigmoid_of_e,
-        "np.maximum(e, x >= 0) / (1 + e), e = np.exp(-np.abs(x)) (bpc)": _sigmoid_bpc,
+        "np.maximum(e, x >= 0) / (1 + e), e = np.exp(-np.abs(x))": _sigmoid_of_e,
         "the maximum form in place (out=)": _sigmoid_max_e,
+        "1 / (1 + exp(-x)), x clipped at log(tiny), in place (bpc)": _sigmoid_clipped,
     },
     "tanh": {
         "np.tanh (bpc)": np.tanh,
@@ -225,6 +237,15 @@ FAMILIES: dict[str, dict[str, Kernel]] = {
         "np.vecdot(a, b) (bpc)": lambda a, b: np.vecdot(a, b),
         "(a * b).sum(axis=1)": lambda a, b: (a * b).sum(axis=1),
     },
+    "sum(a * b, axis=0), ij,ij->j, 64 x 128": {
+        "(a * b).sum(axis=0)": lambda a, b: (a * b).sum(axis=0),
+        'np.einsum("ij,ij->j", a, b) (bpc)': lambda a, b: np.einsum("ij,ij->j", a, b),
+        "np.vecdot(a.T, b.T)": lambda a, b: np.vecdot(a.T, b.T),
+    },
+    "sum(a * b, axis=0), ij,ij->j, 1000 x 1000": {
+        "(a * b).sum(axis=0)": lambda a, b: (a * b).sum(axis=0),
+        'np.einsum("ij,ij->j", a, b) (bpc)': lambda a, b: np.einsum("ij,ij->j", a, b),
+    },
     "einsum i,j->ij, 32 and 16": {
         "np.einsum(optimize=True)": _two("i,j->ij"),
         "np.einsum": lambda a, b: np.einsum("i,j->ij", a, b),
@@ -250,10 +271,11 @@ def _sigmoid64(x: np.ndarray) -> np.ndarray:
 
 def inputs(family: str, n: int, dtype, rng, extreme: bool = False) -> tuple[np.ndarray, ...]:
     """The arguments of a family's candidates: random values, or extreme ones with `extreme`."""
-    if family.startswith("einsum"):
+    if family.startswith(("einsum", "sum(a * b")):
         shapes = {
             "ij,jk": ((32, 16), (16, 32)),
             "bqd,bkd": ((4, 32, 16), (4, 32, 16)),
+            "ij,ij->j": ((64, 128), (64, 128)),
             "ij,ij": ((32, 16), (32, 16)),
             "i,j->": ((32,), (16,)),
         }
@@ -312,7 +334,9 @@ def accuracy(family: str, fn: Kernel, dtype) -> tuple[float, float] | None:
         normal = np.abs(want) >= info.tiny
         rel = max(rel, float(np.max(err[normal] / np.abs(want[normal]), initial=0.0)))
         norm = max(norm, float(np.max(err)) / max(float(np.max(np.abs(want))), info.tiny))
-    if family.startswith("einsum"):  # (sums of products: an error relative to the largest)
+    if family.startswith(
+        ("einsum", "sum(a * b")
+    ):  # (sums of products: an error relative to the largest)
         rel = norm
     return rel / float(info.eps), norm / float(info.eps)
 

@@ -53,6 +53,7 @@ HELPERS = {
     "_scatter_add": "scatter_add_xp.py.j2",
     "_labels": "labels_xp.py.j2",
     "_erf": "erf_xp.py.j2",
+    "_sigmoid": "sigmoid_xp.py.j2",
     "_pad": "pad_xp.py.j2",
     "_take_along_axis": "take_along_xp.py.j2",
     "_einsum": "einsum_xp.py.j2",

@@ -52,6 +52,7 @@ STAGES = (
     "simplify",
     "tidy_loops",
     "transpose_products",
+    "contract_sums",
     "place_scales",
     "finish_outputs",
     "finish_gradients",

@@ -263,7 +263,7 @@ def attention_backward(dout, cache):
     dv = weights.T @ dout
     # weights = softmax(q @ k.T / sqrt(d), axis=-1)
     t_2 = dweights
-    t_2 -= (dout * out).sum(axis=1, keepdims=True)
+    t_2 -= np.vecdot(dout, out).reshape((S, 1))
     t_2 *= weights
     t_2 /= t
     dq = t_2 @ k
@@ -476,8 +476,9 @@ def multihead_attention(query, key, value, Wq, bq, Wk, bk, Wv, bv, Wo, bo, mask)
     shifted = t_2
     shifted -= t_2.max(axis=3, keepdims=True)
     exps = np.exp(shifted, out=shifted)
+    t_3 = exps.sum(axis=3, keepdims=True)
     weights = exps
-    weights /= exps.sum(axis=3, keepdims=True)
+    weights /= t_3
     heads = np.transpose(weights @ np.transpose(v, (0, 2, 1, 3)), (0, 2, 1, 3))
     heads_mat = heads.reshape((N * S, H * d))
     Wo_mat = Wo.reshape((H * d, E))
@@ -512,8 +513,8 @@ def multihead_attention_forward(
     shifted = t_2
     shifted -= t_2.max(axis=3, keepdims=True)
     exps = np.exp(shifted, out=shifted)
-    weights = exps
-    weights /= exps.sum(axis=3, keepdims=True)
+    t_3 = exps.sum(axis=3, keepdims=True)
+    weights = exps / t_3
     heads = np.transpose(weights @ np.transpose(v, (0, 2, 1, 3)), (0, 2, 1, 3))
     heads_mat = heads.reshape((N * S, H * d))
     Wo_mat = Wo.reshape((H * d, E))
@@ -531,6 +532,8 @@ def multihead_attention_forward(
         v,
         t,
         t_1,
+        exps,
+        t_3,
         weights,
         heads_mat,
         Wo_mat,
@@ -558,6 +561,8 @@ def multihead_attention_backward(dout, cache):
         v,
         t,
         t_1,
+        exps,
+        t_3,
         weights,
         heads_mat,
         Wo_mat,
@@ -571,42 +576,44 @@ def multihead_attention_backward(dout, cache):
     dout = _dout("multihead_attention", dout, (N, S, E), query_mat.dtype)
     # out = einsum("nshd,hde->nse", heads, Wo) + bo
     dbo = dout.sum(axis=(0, 1))
-    t_3 = dout.reshape((N * S, E))
-    dheads_mat = t_3 @ Wo_mat.T
-    dWo_mat = heads_mat.T @ t_3
+    t_4 = dout.reshape((N * S, E))
+    dheads_mat = t_4 @ Wo_mat.T
+    dWo_mat = heads_mat.T @ t_4
     dWo = dWo_mat.reshape((H, d, E))
     dheads = dheads_mat.reshape((N, S, H, d))
     # heads = einsum("nhst,nthd->nshd", weights, v)
-    t_4 = np.transpose(dheads, (0, 2, 1, 3))
-    dweights = t_4 @ np.transpose(v, (0, 2, 3, 1))
-    dv = np.transpose(np.swapaxes(weights, -1, -2) @ t_4, (0, 2, 1, 3))
+    t_5 = np.transpose(dheads, (0, 2, 1, 3))
+    dweights = t_5 @ np.transpose(v, (0, 2, 3, 1))
+    dv = np.transpose(np.swapaxes(weights, -1, -2) @ t_5, (0, 2, 1, 3))
     # weights = softmax(where(mask != 0, scores, -1e9), axis=-1)
-    t_5 = weights * (dweights - (dweights * weights).sum(axis=3, keepdims=True))
-    dscores = np.where(t_1, t_5, 0)
+    t_8 = (np.vecdot(dweights, exps) / t_3.reshape((N, H, S))).reshape((N, H, S, 1))
+    t_7 = dweights - t_8
+    t_6 = weights * t_7
+    dscores = np.where(t_1, t_6, 0)
     # scores = einsum("nshd,nthd->nhst", q, k) / sqrt(d)
-    t_6 = dscores
-    t_6 /= t
-    dk = np.transpose(np.transpose(q, (0, 2, 3, 1)) @ t_6, (0, 3, 1, 2))
-    dq = np.transpose(t_6 @ np.transpose(k, (0, 2, 1, 3)), (0, 2, 1, 3))
+    t_9 = dscores
+    t_9 /= t
+    dk = np.transpose(np.transpose(q, (0, 2, 3, 1)) @ t_9, (0, 3, 1, 2))
+    dq = np.transpose(t_9 @ np.transpose(k, (0, 2, 1, 3)), (0, 2, 1, 3))
     # v = einsum("nte,ehd->nthd", value, Wv) + bv
     dbv = dv.sum(axis=(0, 1))
-    t_7 = dv.reshape((N * T, H * d))
-    dvalue_mat = t_7 @ Wv_mat.T
-    dWv_mat = value_mat.T @ t_7
+    t_10 = dv.reshape((N * T, H * d))
+    dvalue_mat = t_10 @ Wv_mat.T
+    dWv_mat = value_mat.T @ t_10
     dWv = dWv_mat.reshape((E, H, d))
     dvalue = dvalue_mat.reshape((N, T, E))
     # k = einsum("nte,ehd->nthd", key, Wk) + bk
     dbk = dk.sum(axis=(0, 1))
-    t_8 = dk.reshape((N * T, H * d))
-    dkey_mat = t_8 @ Wk_mat.T
-    dWk_mat = key_mat.T @ t_8
+    t_11 = dk.reshape((N * T, H * d))
+    dkey_mat = t_11 @ Wk_mat.T
+    dWk_mat = key_mat.T @ t_11
     dWk = dWk_mat.reshape((E, H, d))
     dkey = dkey_mat.reshape((N, T, E))
     # q = einsum("nse,ehd->nshd", query, Wq) + bq
     dbq = dq.sum(axis=(0, 1))
-    t_9 = dq.reshape((N * S, H * d))
-    dquery_mat = t_9 @ Wq_mat.T
-    dWq_mat = query_mat.T @ t_9
+    t_12 = dq.reshape((N * S, H * d))
+    dquery_mat = t_12 @ Wq_mat.T
+    dWq_mat = query_mat.T @ t_12
     dWq = dWq_mat.reshape((E, H, d))
     dquery = dquery_mat.reshape((N, S, E))
     return MultiheadAttentionGrads(

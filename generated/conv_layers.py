@@ -291,12 +291,11 @@ def spatial_batchnorm(x, gamma, beta):
     N, C, H, W = _spatial_batchnorm_sizes(x, gamma, beta)
     mu = x.mean(axis=(0, 2, 3), keepdims=True)
     xc = x - mu
-    var = (xc * xc).mean(axis=(0, 2, 3), keepdims=True)
+    var = np.einsum("ijkl,ijkl->j", xc, xc).reshape((1, C, 1, 1)) / (H * N * W)
     t = np.sqrt(var + 1e-05)
-    t_1 = gamma.reshape((C, 1, 1))
-    t_2 = t_1 / t
+    t_1 = gamma.reshape((C, 1, 1)) / t
     out = xc
-    out *= t_2
+    out *= t_1
     out += beta.reshape((C, 1, 1))
     return out
 
@@ -306,35 +305,31 @@ def spatial_batchnorm_forward(x, gamma, beta):
     N, C, H, W = _spatial_batchnorm_sizes(x, gamma, beta)
     mu = x.mean(axis=(0, 2, 3), keepdims=True)
     xc = x - mu
-    var = (xc * xc).mean(axis=(0, 2, 3), keepdims=True)
+    var = np.einsum("ijkl,ijkl->j", xc, xc).reshape((1, C, 1, 1)) / (H * N * W)
     t = np.sqrt(var + 1e-05)
-    t_1 = gamma.reshape((C, 1, 1))
-    t_2 = t_1 / t
-    out = t_2 * xc
+    t_1 = gamma.reshape((C, 1, 1)) / t
+    out = t_1 * xc
     out += beta.reshape((C, 1, 1))
-    cache = SpatialBatchnormCache(xc, t, t_1, t_2, N, C, H, W)
+    cache = SpatialBatchnormCache(gamma, xc, t, t_1, N, C, H, W)
     return out, cache
 
 
 def spatial_batchnorm_backward(dout, cache):
     """Gradients of spatial_batchnorm with respect to x, gamma, beta; dout is shaped like out [N, C, H, W]."""
-    xc, t, t_1, t_2, N, C, H, W = _cached(cache, SpatialBatchnormCache)
-    dout = _dout("spatial_batchnorm", dout, (N, C, H, W), xc.dtype)
-    # xhat = xc / sqrt(var + 1e-5)
-    xhat = xc / t
+    gamma, xc, t, t_1, N, C, H, W = _cached(cache, SpatialBatchnormCache)
+    dout = _dout("spatial_batchnorm", dout, (N, C, H, W), gamma.dtype)
     # out = reshape(gamma, (C, 1, 1)) * xhat + reshape(beta, (C, 1, 1))
-    t_3 = dout.sum(axis=(0, 2, 3))
-    t_4 = (dout * xhat).sum(axis=(0, 2, 3))
-    dxhat = dout * t_1
+    t_2 = dout.sum(axis=(0, 2, 3))
+    t_3 = t.reshape((C,))
+    t_4 = np.einsum("ijkl,ijkl->j", dout, xc) / t_3
     # var = mean(xc * xc, axis=(0, 2, 3), keepdims=true)
     t_5 = max(H * N * W, 1)
-    t_6 = (dxhat * xhat / t).sum(axis=(0, 2, 3)).reshape((1, C, 1, 1)) / t / t_5 * xc
-    dxc = t_2 * dout
-    dxc -= t_6
+    dxc = t_1 * dout
+    dxc -= (t_4 * gamma / t_3).reshape((1, C, 1, 1)) / t / t_5 * xc
     # mu = mean(x, axis=(0, 2, 3), keepdims=true)
     dx = dxc
-    dx -= dxc.sum(axis=(0, 2, 3)).reshape((1, C, 1, 1)) / t_5
-    return SpatialBatchnormGrads(dx, t_4, t_3)
+    dx -= (t_1.reshape((C,)) * t_2).reshape((1, C, 1, 1)) / t_5
+    return SpatialBatchnormGrads(dx, t_4, t_2)
 
 
 class SpatialGroupnormGrads(NamedTuple):
@@ -416,11 +411,10 @@ def spatial_groupnorm(x, gamma, beta):
     xg = x.reshape((N, 2, C // 2, H, W))
     mu = xg.mean(axis=(2, 3, 4), keepdims=True)
     xc = xg - mu
-    var = (xc * xc).mean(axis=(2, 3, 4), keepdims=True)
-    t = np.sqrt(var + 1e-05)
-    t_1 = xc
-    t_1 /= t
-    xhat = t_1.reshape((N, C, H, W))
+    t = np.einsum("ijklm,ijklm->ij", xc, xc).reshape((N, 2, 1, 1, 1))
+    var = t / (C * H * W // 2)
+    t_1 = np.sqrt(var + 1e-05)
+    xhat = (xc / t_1).reshape((N, C, H, W))
     out = gamma * xhat
     out += beta
     return out
@@ -432,35 +426,40 @@ def spatial_groupnorm_forward(x, gamma, beta):
     xg = x.reshape((N, 2, C // 2, H, W))
     mu = xg.mean(axis=(2, 3, 4), keepdims=True)
     xc = xg - mu
-    var = (xc * xc).mean(axis=(2, 3, 4), keepdims=True)
-    t = np.sqrt(var + 1e-05)
-    t_1 = xc / t
-    xhat = t_1.reshape((N, C, H, W))
+    t = np.einsum("ijklm,ijklm->ij", xc, xc).reshape((N, 2, 1, 1, 1))
+    var = t / (C * H * W // 2)
+    t_1 = np.sqrt(var + 1e-05)
+    xhat = (xc / t_1).reshape((N, C, H, W))
     out = gamma * xhat
     out += beta
-    cache = SpatialGroupnormCache(gamma, xc, t, t_1, xhat, N, C, H, W)
+    cache = SpatialGroupnormCache(gamma, xc, t_1, xhat, N, C, H, W)
     return out, cache
 
 
 def spatial_groupnorm_backward(dout, cache):
     """Gradients of spatial_groupnorm with respect to x, gamma, beta; dout is shaped like out [N, C, H, W]."""
-    gamma, xc, t, t_1, xhat, N, C, H, W = _cached(cache, SpatialGroupnormCache)
+    gamma, xc, t_1, xhat, N, C, H, W = _cached(cache, SpatialGroupnormCache)
     dout = _dout("spatial_groupnorm", dout, (N, C, H, W), gamma.dtype)
     # out = gamma * xhat + beta
     dbeta = dout.sum(axis=(0, 2, 3)).reshape((1, C, 1, 1))
-    dgamma = (dout * xhat).sum(axis=(0, 2, 3)).reshape((1, C, 1, 1))
+    dgamma = np.einsum("ijkl,ijkl->j", dout, xhat).reshape((1, C, 1, 1))
     dxhat = dout * gamma
     # xhat = reshape(xc / sqrt(var + 1e-5), (N, C, H, W))
     t_2 = dxhat.reshape((N, 2, C // 2, H, W))
     # var = mean(xc * xc, axis=(2, 3, 4), keepdims=true)
     t_3 = max(C * H * W // 2, 1)
-    t_4 = (t_2 * t_1 / t).sum(axis=(2, 3, 4)).reshape((N, 2, 1, 1, 1)) / t / t_3 * xc
-    dxc = t_2
-    dxc /= t
-    dxc -= t_4
+    # xhat = reshape(xc / sqrt(var + 1e-5), (N, C, H, W))
+    t_4 = t_1.reshape((N, 2))
+    # var = mean(xc * xc, axis=(2, 3, 4), keepdims=true)
+    t_8 = (np.einsum("ijklm,ijklm->ij", t_2, xc) / t_4 / t_4).reshape((N, 2, 1, 1, 1))
+    t_7 = t_8 / t_1
+    t_6 = t_7 / t_3
+    t_5 = t_6 * xc
+    dxc = t_2 / t_1
+    dxc -= t_5
     # mu = mean(xg, axis=(2, 3, 4), keepdims=true)
     dxg = dxc
-    dxg -= dxc.sum(axis=(2, 3, 4)).reshape((N, 2, 1, 1, 1)) / t_3
+    dxg -= (t_2.sum(axis=(2, 3, 4)) / t_4).reshape((N, 2, 1, 1, 1)) / t_3
     # xg = reshape(x, (N, 2, C/2, H, W))
     dx = dxg.reshape((N, C, H, W))
     return SpatialGroupnormGrads(dx, dgamma, dbeta)

@@ -230,7 +230,7 @@ def batchnorm(x, gamma, beta):
     N, D = _batchnorm_sizes(x, gamma, beta)
     mu = x.mean(axis=0)
     xc = x - mu
-    var = (xc * xc).mean(axis=0)
+    var = np.einsum("ij,ij->j", xc, xc) / N
     t = np.sqrt(var + 1e-05)
     t_1 = gamma / t
     out = xc
@@ -244,7 +244,7 @@ def batchnorm_forward(x, gamma, beta):
     N, D = _batchnorm_sizes(x, gamma, beta)
     mu = x.mean(axis=0)
     xc = x - mu
-    var = (xc * xc).mean(axis=0)
+    var = np.einsum("ij,ij->j", xc, xc) / N
     t = np.sqrt(var + 1e-05)
     t_1 = gamma / t
     out = t_1 * xc
@@ -259,7 +259,7 @@ def batchnorm_backward(dout, cache):
     dout = _dout("batchnorm", dout, (N, D), gamma.dtype)
     # out = gamma * xhat + beta
     dbeta = dout.sum(axis=0)
-    t_2 = (dout * xc).sum(axis=0)
+    t_2 = np.einsum("ij,ij->j", dout, xc)
     dgamma = t_2 / t
     # xhat = xc * invstd
     dinvstd = gamma * t_2
@@ -269,7 +269,7 @@ def batchnorm_backward(dout, cache):
     dxc -= dinvstd / t / t / t / t_3 * xc
     # mu = mean(x, axis=0)
     dx = dxc
-    dx -= dxc.sum(axis=0) / t_3
+    dx -= t_1 * dbeta / t_3
     return BatchnormGrads(dx, dgamma, dbeta)
 
 
@@ -323,7 +323,7 @@ def layernorm(x, gamma, beta):
     N, D = _layernorm_sizes(x, gamma, beta)
     mu = x.mean(axis=1, keepdims=True)
     xc = x - mu
-    var = (xc * xc).mean(axis=1, keepdims=True)
+    var = np.vecdot(xc, xc).reshape((N, 1)) / D
     t = np.sqrt(var + 1e-05)
     xhat = xc
     xhat /= t
@@ -338,7 +338,7 @@ def layernorm_forward(x, gamma, beta):
     N, D = _layernorm_sizes(x, gamma, beta)
     mu = x.mean(axis=1, keepdims=True)
     xc = x - mu
-    var = (xc * xc).mean(axis=1, keepdims=True)
+    var = np.vecdot(xc, xc).reshape((N, 1)) / D
     t = np.sqrt(var + 1e-05)
     xhat = xc / t
     out = gamma * xhat
@@ -353,15 +353,17 @@ def layernorm_backward(dout, cache):
     dout = _dout("layernorm", dout, (N, D), gamma.dtype)
     # out = gamma * xhat + beta
     dbeta = dout.sum(axis=0)
-    dgamma = (dout * xhat).sum(axis=0)
+    dgamma = np.einsum("ij,ij->j", dout, xhat)
     dxhat = dout * gamma
     # var = mean(xc * xc, axis=1, keepdims=true)
     t_1 = max(D, 1)
-    t_2 = (dxhat * xhat / t).sum(axis=1).reshape((N, 1)) / t / t_1 * xc
-    dxc = dxhat
-    dxc /= t
-    dxc -= t_2
+    # xhat = xc / sqrt(var + 1e-5)
+    t_2 = t.reshape((N,))
+    # var = mean(xc * xc, axis=1, keepdims=true)
+    t_3 = (np.vecdot(dxhat, xc) / t_2 / t_2).reshape((N, 1)) / t / t_1 * xc
+    dxc = dxhat / t
+    dxc -= t_3
     # mu = mean(x, axis=1, keepdims=true)
     dx = dxc
-    dx -= dxc.sum(axis=1).reshape((N, 1)) / t_1
+    dx -= (dxhat.sum(axis=1) / t_2).reshape((N, 1)) / t_1
     return LayernormGrads(dx, dgamma, dbeta)

@@ -197,6 +197,21 @@ def _labels(labels, classes, where):
     return labels
 
 
+def _sigmoid(x, out=None):
+    """1 / (1 + exp(-x)) elementwise, in one array (`out`, where given). x is first
+    raised to log of the dtype's smallest normal number (-708.4 in float64, -87.3 in
+    float32), where the value is that small, so that exp(-x) never overflows; within 2
+    ulp of the value above."""
+    floor = np.finfo(np.result_type(x, 1.0)).minexp * 0.6931471805599453  # log(tiny)
+    t = np.maximum(x, floor, out=out)
+    if not t.ndim:  # (a NumPy number: no array to work in)
+        return 1 / (1 + np.exp(-t))
+    np.negative(t, out=t)
+    np.exp(t, out=t)
+    t += 1
+    return np.reciprocal(t, out=t)
+
+
 class RnnStepGrads(NamedTuple):
     """Gradients of rnn_step with respect to x, prev_h, Wx, Wh, b, each shaped like its parameter."""
 
@@ -385,22 +400,16 @@ def lstm_step(x, prev_h, prev_c, Wx, Wh, b):
     a = x @ Wx
     a += prev_h @ Wh
     a += b
-    t = a[:, :H]
-    e = np.exp(-np.abs(t))
-    i = np.maximum(e, t >= 0) / (1 + e)
-    t_1 = a[:, H : 2 * H]
-    e_1 = np.exp(-np.abs(t_1))
-    f = np.maximum(e_1, t_1 >= 0) / (1 + e_1)
-    t_2 = a[:, 2 * H : 3 * H]
-    e_2 = np.exp(-np.abs(t_2))
-    o = np.maximum(e_2, t_2 >= 0) / (1 + e_2)
+    i = _sigmoid(a[:, :H])
+    f = _sigmoid(a[:, H : 2 * H])
+    o = _sigmoid(a[:, 2 * H : 3 * H])
     g = np.tanh(a[:, 3 * H :])
     next_c = f
     next_c *= prev_c
     next_c += i * g
-    t_3 = np.tanh(next_c)
+    t = np.tanh(next_c)
     next_h = o
-    next_h *= t_3
+    next_h *= t
     return (next_h, next_c)
 
 
@@ -410,31 +419,25 @@ def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
     a = x @ Wx
     a += prev_h @ Wh
     a += b
-    t = a[:, :H]
-    e = np.exp(-np.abs(t))
-    i = np.maximum(e, t >= 0) / (1 + e)
-    t_1 = a[:, H : 2 * H]
-    e_1 = np.exp(-np.abs(t_1))
-    f = np.maximum(e_1, t_1 >= 0) / (1 + e_1)
-    t_2 = a[:, 2 * H : 3 * H]
-    e_2 = np.exp(-np.abs(t_2))
-    o = np.maximum(e_2, t_2 >= 0) / (1 + e_2)
+    i = _sigmoid(a[:, :H])
+    f = _sigmoid(a[:, H : 2 * H])
+    o = _sigmoid(a[:, 2 * H : 3 * H])
     g = np.tanh(a[:, 3 * H :])
     next_c = f * prev_c
     next_c += i * g
-    t_3 = np.tanh(next_c)
-    next_h = o * t_3
-    cache = LstmStepCache(x, prev_h, prev_c, Wx, Wh, i, f, o, g, t_3, N, H)
+    t = np.tanh(next_c)
+    next_h = o * t
+    cache = LstmStepCache(x, prev_h, prev_c, Wx, Wh, i, f, o, g, t, N, H)
     return (next_h, next_c), cache
 
 
 def lstm_step_backward(dout, cache):
     """Gradients of lstm_step with respect to x, prev_h, prev_c, Wx, Wh, b; dout is shaped like (next_h [N, H], next_c [N, H])."""
-    x, prev_h, prev_c, Wx, Wh, i, f, o, g, t_3, N, H = _cached(cache, LstmStepCache)
+    x, prev_h, prev_c, Wx, Wh, i, f, o, g, t, N, H = _cached(cache, LstmStepCache)
     dout_next_h, dout_next_c = _douts("lstm_step", dout, ((N, H), (N, H)), x.dtype)
     # next_h = o * tanh(next_c)
-    do = dout_next_h * t_3
-    dnext_c = dout_next_h * o * (1 - t_3 * t_3)
+    do = dout_next_h * t
+    dnext_c = dout_next_h * o * (1 - t * t)
     dnext_c += dout_next_c
     # next_c = f * prev_c + i * g
     di = dnext_c * g
@@ -443,9 +446,9 @@ def lstm_step_backward(dout, cache):
     dprev_c = dnext_c
     dprev_c *= f
     # i = sigmoid(a[:, 0:H])
-    t_4 = di * i * (1 - i)
-    t_5 = df * f * (1 - f)
-    da = np.concatenate([t_4, t_5, do * o * (1 - o), dg * (1 - g * g)], axis=1)
+    t_1 = di * i * (1 - i)
+    t_2 = df * f * (1 - f)
+    da = np.concatenate([t_1, t_2, do * o * (1 - o), dg * (1 - g * g)], axis=1)
     # a = x @ Wx + prev_h @ Wh + b
     db = da.sum(axis=0)
     dprev_h = da @ Wh.T
@@ -899,15 +902,9 @@ def lstm(x, h0, Wx, Wh, b):
     for t in range(T):
         lstm_cell_a = h @ Wh
         lstm_cell_a += xwx[:, t]
-        t_1 = lstm_cell_a[:, 2 * H : 3 * H]
-        e = np.exp(-np.abs(t_1))
-        lstm_cell_o = np.maximum(e, t_1 >= 0) / (1 + e)
-        t_2 = lstm_cell_a[:, H : 2 * H]
-        e_1 = np.exp(-np.abs(t_2))
-        lstm_cell_f = np.maximum(e_1, t_2 >= 0) / (1 + e_1)
-        t_3 = lstm_cell_a[:, :H]
-        e_2 = np.exp(-np.abs(t_3))
-        lstm_cell_i = np.maximum(e_2, t_3 >= 0) / (1 + e_2)
+        lstm_cell_o = _sigmoid(lstm_cell_a[:, 2 * H : 3 * H])
+        lstm_cell_f = _sigmoid(lstm_cell_a[:, H : 2 * H])
+        lstm_cell_i = _sigmoid(lstm_cell_a[:, :H])
         lstm_cell_g = np.tanh(lstm_cell_a[:, 3 * H :])
         c = lstm_cell_f * c + lstm_cell_i * lstm_cell_g
         h = lstm_cell_o * np.tanh(c)
@@ -937,15 +934,9 @@ def lstm_forward(x, h0, Wx, Wh, b):
     for t in range(T):
         lstm_cell_a = h @ Wh
         lstm_cell_a += xwx[:, t]
-        t_1 = lstm_cell_a[:, 2 * H : 3 * H]
-        e = np.exp(-np.abs(t_1))
-        lstm_cell_o = np.maximum(e, t_1 >= 0) / (1 + e)
-        t_2 = lstm_cell_a[:, H : 2 * H]
-        e_1 = np.exp(-np.abs(t_2))
-        lstm_cell_f = np.maximum(e_1, t_2 >= 0) / (1 + e_1)
-        t_3 = lstm_cell_a[:, :H]
-        e_2 = np.exp(-np.abs(t_3))
-        lstm_cell_i = np.maximum(e_2, t_3 >= 0) / (1 + e_2)
+        lstm_cell_o = _sigmoid(lstm_cell_a[:, 2 * H : 3 * H])
+        lstm_cell_f = _sigmoid(lstm_cell_a[:, H : 2 * H])
+        lstm_cell_i = _sigmoid(lstm_cell_a[:, :H])
         lstm_cell_g = np.tanh(lstm_cell_a[:, 3 * H :])
         c = lstm_cell_f * c + lstm_cell_i * lstm_cell_g
         h = lstm_cell_o * np.tanh(c)
@@ -1004,8 +995,8 @@ def lstm_backward(dout, cache):
         lstm_cell_o = lstm_cell_o_steps[t]
         c_1 = c_steps[t]
         # h_next = o * tanh(c_next)  (in fn lstm_cell)
-        t_4 = np.tanh(c_1)
-        dc_1 = dh_1 * lstm_cell_o * (1 - t_4 * t_4)
+        t_1 = np.tanh(c_1)
+        dc_1 = dh_1 * lstm_cell_o * (1 - t_1 * t_1)
         dc_1 += dc
         lstm_cell_g = lstm_cell_g_steps[t]
         # c_next = f * c + i * g  (in fn lstm_cell)
@@ -1015,15 +1006,15 @@ def lstm_backward(dout, cache):
         dlstm_cell_f = dc_1 * prev_c
         lstm_cell_f = lstm_cell_f_steps[t]
         # h_next = o * tanh(c_next)  (in fn lstm_cell)
-        dlstm_cell_o = dh_1 * t_4
+        dlstm_cell_o = dh_1 * t_1
         # c_next = f * c + i * g  (in fn lstm_cell)
         dlstm_cell_g = dc_1 * lstm_cell_i
         # o = sigmoid(a[:, 2*H:3*H])  (in fn lstm_cell)
-        t_5 = dlstm_cell_i * lstm_cell_i * (1 - lstm_cell_i)
-        t_6 = dlstm_cell_f * lstm_cell_f * (1 - lstm_cell_f)
-        t_7 = dlstm_cell_o * lstm_cell_o * (1 - lstm_cell_o)
-        t_8 = dlstm_cell_g * (1 - lstm_cell_g * lstm_cell_g)
-        dlstm_cell_a = np.concatenate([t_5, t_6, t_7, t_8], axis=1)
+        t_2 = dlstm_cell_i * lstm_cell_i * (1 - lstm_cell_i)
+        t_3 = dlstm_cell_f * lstm_cell_f * (1 - lstm_cell_f)
+        t_4 = dlstm_cell_o * lstm_cell_o * (1 - lstm_cell_o)
+        t_5 = dlstm_cell_g * (1 - lstm_cell_g * lstm_cell_g)
+        dlstm_cell_a = np.concatenate([t_2, t_3, t_4, t_5], axis=1)
         # a = x @ Wx + h @ Wh + b  (in fn lstm_cell)
         dh = dlstm_cell_a @ Wh.T
         # c_next = f * c + i * g  (in fn lstm_cell)
@@ -1032,9 +1023,9 @@ def lstm_backward(dout, cache):
         dWh += prev_h.T @ dlstm_cell_a
         dxwx[:, t] = dlstm_cell_a
     db = dxwx.sum(axis=(0, 1))
-    t_9 = dxwx.reshape((N * T, 4 * H))
-    dx_rows = t_9 @ Wx.T
-    dWx = x_rows.T @ t_9
+    t_6 = dxwx.reshape((N * T, 4 * H))
+    dx_rows = t_6 @ Wx.T
+    dWx = x_rows.T @ t_6
     dx = dx_rows.reshape((N, T, D))
     return LstmGrads(dx, dh, dWx, dWh, db)
 

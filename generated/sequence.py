@@ -190,6 +190,21 @@ def _labels(labels, classes, where):
     return labels
 
 
+def _sigmoid(x, out=None):
+    """1 / (1 + exp(-x)) elementwise, in one array (`out`, where given). x is first
+    raised to log of the dtype's smallest normal number (-708.4 in float64, -87.3 in
+    float32), where the value is that small, so that exp(-x) never overflows; within 2
+    ulp of the value above."""
+    floor = np.finfo(np.result_type(x, 1.0)).minexp * 0.6931471805599453  # log(tiny)
+    t = np.maximum(x, floor, out=out)
+    if not t.ndim:  # (a NumPy number: no array to work in)
+        return 1 / (1 + np.exp(-t))
+    np.negative(t, out=t)
+    np.exp(t, out=t)
+    t += 1
+    return np.reciprocal(t, out=t)
+
+
 class AdderScoresGrads(NamedTuple):
     """Gradients of adder_scores with respect to x, Wx, Wh, b, Wy, by, each shaped like its parameter."""
 
@@ -295,17 +310,11 @@ def adder_scores(x, Wx, Wh, b, Wy, by):
     for t in range(T):
         a = h @ Wh
         a += xwx[:, t]
-        t_1 = a[:, H : 2 * H]
-        e = np.exp(-np.abs(t_1))
-        f = np.maximum(e, t_1 >= 0) / (1 + e)
-        t_2 = a[:, :H]
-        e_1 = np.exp(-np.abs(t_2))
-        i = np.maximum(e_1, t_2 >= 0) / (1 + e_1)
+        f = _sigmoid(a[:, H : 2 * H])
+        i = _sigmoid(a[:, :H])
         g = np.tanh(a[:, 3 * H :])
         c = f * c + i * g
-        t_3 = a[:, 2 * H : 3 * H]
-        e_2 = np.exp(-np.abs(t_3))
-        o = np.maximum(e_2, t_3 >= 0) / (1 + e_2)
+        o = _sigmoid(a[:, 2 * H : 3 * H])
         h = o * np.tanh(c)
         hs[:, t] = h
         c_steps[t] = c
@@ -337,17 +346,11 @@ def adder_scores_forward(x, Wx, Wh, b, Wy, by):
     for t in range(T):
         a = h @ Wh
         a += xwx[:, t]
-        t_1 = a[:, H : 2 * H]
-        e = np.exp(-np.abs(t_1))
-        f = np.maximum(e, t_1 >= 0) / (1 + e)
-        t_2 = a[:, :H]
-        e_1 = np.exp(-np.abs(t_2))
-        i = np.maximum(e_1, t_2 >= 0) / (1 + e_1)
+        f = _sigmoid(a[:, H : 2 * H])
+        i = _sigmoid(a[:, :H])
         g = np.tanh(a[:, 3 * H :])
         c = f * c + i * g
-        t_3 = a[:, 2 * H : 3 * H]
-        e_2 = np.exp(-np.abs(t_3))
-        o = np.maximum(e_2, t_3 >= 0) / (1 + e_2)
+        o = _sigmoid(a[:, 2 * H : 3 * H])
         h = o * np.tanh(c)
         hs[:, t] = h
         c_steps[t] = c
@@ -398,9 +401,9 @@ def adder_scores_backward(dout, cache):
     dout = _dout("adder_scores", dout, (N, T, 2), Wx.dtype)
     # scores = hs @ Wy + by
     dby = dout.sum(axis=(0, 1))
-    t_4 = dout.reshape((N * T, 2))
-    dhs_rows = t_4 @ Wy.T
-    dWy = hs_rows.T @ t_4
+    t_1 = dout.reshape((N * T, 2))
+    dhs_rows = t_1 @ Wy.T
+    dWy = hs_rows.T @ t_1
     dhs = dhs_rows.reshape((N, T, H))
     dc = np.zeros((N, H), dtype=Wx.dtype)
     dh = np.zeros((N, H), dtype=Wx.dtype)
@@ -414,8 +417,8 @@ def adder_scores_backward(dout, cache):
         o = o_steps[t]
         c = c_steps[t]
         # h = o * tanh(c)
-        t_5 = np.tanh(c)
-        dc_1 = dh_1 * o * (1 - t_5 * t_5)
+        t_2 = np.tanh(c)
+        dc_1 = dh_1 * o * (1 - t_2 * t_2)
         dc_1 += dc
         f = f_steps[t]
         # c = f * c + i * g
@@ -426,22 +429,22 @@ def adder_scores_backward(dout, cache):
         prev_c = c_steps[t - 1] if t > 0 else h
         df = dc_1 * prev_c
         # h = o * tanh(c)
-        do = dh_1 * t_5
+        do = dh_1 * t_2
         # c = f * c + i * g
         dg = dc_1 * i
         # f = sigmoid(a[:, H:2*H])
-        t_6 = di * i * (1 - i)
-        t_7 = df * f * (1 - f)
-        da = np.concatenate([t_6, t_7, do * o * (1 - o), dg * (1 - g * g)], axis=1)
+        t_3 = di * i * (1 - i)
+        t_4 = df * f * (1 - f)
+        da = np.concatenate([t_3, t_4, do * o * (1 - o), dg * (1 - g * g)], axis=1)
         # a = x[:, t] @ Wx + h @ Wh + b
         dh = da @ Wh.T
         prev_h = hs[:, t - 1] if t > 0 else h_2
         dWh += prev_h.T @ da
         dxwx[:, t] = da
     db = dxwx.sum(axis=(0, 1))
-    t_8 = dxwx.reshape((N * T, 4 * H))
-    dx_rows = t_8 @ Wx.T
-    dWx = x_rows.T @ t_8
+    t_5 = dxwx.reshape((N * T, 4 * H))
+    dx_rows = t_5 @ Wx.T
+    dWx = x_rows.T @ t_5
     dx = dx_rows.reshape((N, T, 2))
     return AdderScoresGrads(dx, dWx, dWh, db, dWy, dby)
 
@@ -554,23 +557,17 @@ def adder_loss(x, y, Wx, Wh, b, Wy, by):
     for t in range(T):
         a = h @ Wh
         a += xwx[:, t]
-        t_1 = a[:, H : 2 * H]
-        e = np.exp(-np.abs(t_1))
-        f = np.maximum(e, t_1 >= 0) / (1 + e)
-        t_2 = a[:, :H]
-        e_1 = np.exp(-np.abs(t_2))
-        i = np.maximum(e_1, t_2 >= 0) / (1 + e_1)
+        f = _sigmoid(a[:, H : 2 * H])
+        i = _sigmoid(a[:, :H])
         g = np.tanh(a[:, 3 * H :])
         c = f * c + i * g
-        t_3 = a[:, 2 * H : 3 * H]
-        e_2 = np.exp(-np.abs(t_3))
-        o = np.maximum(e_2, t_3 >= 0) / (1 + e_2)
+        o = _sigmoid(a[:, 2 * H : 3 * H])
         h = o * np.tanh(c)
         labels = _labels(y[:, t], 2, "adder_loss: cross_entropy")
         one_hot = labels[:, None] == np.arange(2)
-        t_4 = h @ Wy
-        t_4 += by
-        shifted = t_4 - t_4.max(axis=1, keepdims=True)
+        t_1 = h @ Wy
+        t_1 += by
+        shifted = t_1 - t_1.max(axis=1, keepdims=True)
         log_probs = shifted
         log_probs -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         loss_1 = loss_1 - (one_hot * log_probs).sum(axis=1).sum()
@@ -580,9 +577,9 @@ def adder_loss(x, y, Wx, Wh, b, Wy, by):
         i_steps[t] = i
         g_steps[t] = g
         o_steps[t] = o
-        add_by_steps[t] = t_4
-    t_5 = N * T
-    loss = loss_1 / t_5
+        add_by_steps[t] = t_1
+    t_2 = N * T
+    loss = loss_1 / t_2
     return loss
 
 
@@ -606,23 +603,17 @@ def adder_loss_forward(x, y, Wx, Wh, b, Wy, by):
     for t in range(T):
         a = h @ Wh
         a += xwx[:, t]
-        t_1 = a[:, H : 2 * H]
-        e = np.exp(-np.abs(t_1))
-        f = np.maximum(e, t_1 >= 0) / (1 + e)
-        t_2 = a[:, :H]
-        e_1 = np.exp(-np.abs(t_2))
-        i = np.maximum(e_1, t_2 >= 0) / (1 + e_1)
+        f = _sigmoid(a[:, H : 2 * H])
+        i = _sigmoid(a[:, :H])
         g = np.tanh(a[:, 3 * H :])
         c = f * c + i * g
-        t_3 = a[:, 2 * H : 3 * H]
-        e_2 = np.exp(-np.abs(t_3))
-        o = np.maximum(e_2, t_3 >= 0) / (1 + e_2)
+        o = _sigmoid(a[:, 2 * H : 3 * H])
         h = o * np.tanh(c)
         labels = _labels(y[:, t], 2, "adder_loss: cross_entropy")
         one_hot = labels[:, None] == np.arange(2)
-        t_4 = h @ Wy
-        t_4 += by
-        shifted = t_4 - t_4.max(axis=1, keepdims=True)
+        t_1 = h @ Wy
+        t_1 += by
+        shifted = t_1 - t_1.max(axis=1, keepdims=True)
         log_probs = shifted
         log_probs -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         loss_1 = loss_1 - (one_hot * log_probs).sum(axis=1).sum()
@@ -632,15 +623,15 @@ def adder_loss_forward(x, y, Wx, Wh, b, Wy, by):
         i_steps[t] = i
         g_steps[t] = g
         o_steps[t] = o
-        add_by_steps[t] = t_4
-    t_5 = N * T
-    loss = loss_1 / t_5
+        add_by_steps[t] = t_1
+    t_2 = N * T
+    loss = loss_1 / t_2
     cache = AdderLossCache(
         y,
         Wh,
         Wy,
         x_rows,
-        t_5,
+        t_2,
         c_steps,
         h_steps,
         f_steps,
@@ -662,7 +653,7 @@ def adder_loss_backward(dout, cache):
         Wh,
         Wy,
         x_rows,
-        t_5,
+        t_2,
         c_steps,
         h_steps,
         f_steps,
@@ -676,7 +667,7 @@ def adder_loss_backward(dout, cache):
     ) = _cached(cache, AdderLossCache)
     dout = _dout("adder_loss", dout, (), Wh.dtype)
     # loss = loss / (N*T)
-    dloss = float(np.divide(dout, t_5))
+    dloss = float(np.divide(dout, t_2))
     dc = np.zeros((N, H), dtype=Wh.dtype)
     dh = np.zeros((N, H), dtype=Wh.dtype)
     dWh = np.zeros((H, 4 * H), dtype=Wh.dtype)
@@ -694,14 +685,14 @@ def adder_loss_backward(dout, cache):
         probs = np.exp(log_probs)
         labels = _labels(y[:, t], 2, "adder_loss: cross_entropy")
         one_hot = labels[:, None] == np.arange(2)
-        t_6 = dloss * (probs - one_hot)
-        dh_1 = t_6 @ Wy.T
+        t_3 = dloss * (probs - one_hot)
+        dh_1 = t_3 @ Wy.T
         dh_1 += dh
         o = o_steps[t]
         c = c_steps[t]
         # h = o * tanh(c)
-        t_7 = np.tanh(c)
-        dc_1 = dh_1 * o * (1 - t_7 * t_7)
+        t_4 = np.tanh(c)
+        dc_1 = dh_1 * o * (1 - t_4 * t_4)
         dc_1 += dc
         f = f_steps[t]
         # c = f * c + i * g
@@ -712,20 +703,20 @@ def adder_loss_backward(dout, cache):
         prev_c = c_steps[t - 1] if t > 0 else h
         df = dc_1 * prev_c
         # h = o * tanh(c)
-        do = dh_1 * t_7
+        do = dh_1 * t_4
         # c = f * c + i * g
         dg = dc_1 * i
         # f = sigmoid(a[:, H:2*H])
-        t_8 = di * i * (1 - i)
-        t_9 = df * f * (1 - f)
-        da = np.concatenate([t_8, t_9, do * o * (1 - o), dg * (1 - g * g)], axis=1)
+        t_5 = di * i * (1 - i)
+        t_6 = df * f * (1 - f)
+        da = np.concatenate([t_5, t_6, do * o * (1 - o), dg * (1 - g * g)], axis=1)
         # a = x[:, t] @ Wx + h @ Wh + b
         dh = da @ Wh.T
         prev_h = h_steps[t - 1] if t > 0 else h_2
         h_3 = h_steps[t]
         dWh += prev_h.T @ da
-        dWy += h_3.T @ t_6
-        dby += t_6.sum(axis=0)
+        dWy += h_3.T @ t_3
+        dby += t_3.sum(axis=0)
         dxwx[:, t] = da
     db = dxwx.sum(axis=(0, 1))
     dWx = x_rows.T @ dxwx.reshape((N * T, 4 * H))
@@ -752,23 +743,17 @@ def adder_loss_grad(x, y, Wx, Wh, b, Wy, by):
     for t in range(T):
         a = h @ Wh
         a += xwx[:, t]
-        t_1 = a[:, H : 2 * H]
-        e = np.exp(-np.abs(t_1))
-        f = np.maximum(e, t_1 >= 0) / (1 + e)
-        t_2 = a[:, :H]
-        e_1 = np.exp(-np.abs(t_2))
-        i = np.maximum(e_1, t_2 >= 0) / (1 + e_1)
+        f = _sigmoid(a[:, H : 2 * H])
+        i = _sigmoid(a[:, :H])
         g = np.tanh(a[:, 3 * H :])
         c = f * c + i * g
-        t_3 = a[:, 2 * H : 3 * H]
-        e_2 = np.exp(-np.abs(t_3))
-        o = np.maximum(e_2, t_3 >= 0) / (1 + e_2)
+        o = _sigmoid(a[:, 2 * H : 3 * H])
         h = o * np.tanh(c)
         labels = _labels(y[:, t], 2, "adder_loss: cross_entropy")
         one_hot = labels[:, None] == np.arange(2)
-        t_4 = h @ Wy
-        t_4 += by
-        shifted = t_4 - t_4.max(axis=1, keepdims=True)
+        t_1 = h @ Wy
+        t_1 += by
+        shifted = t_1 - t_1.max(axis=1, keepdims=True)
         log_probs = shifted
         log_probs -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         loss_1 = loss_1 - (one_hot * log_probs).sum(axis=1).sum()
@@ -778,11 +763,11 @@ def adder_loss_grad(x, y, Wx, Wh, b, Wy, by):
         i_steps[t] = i
         g_steps[t] = g
         o_steps[t] = o
-        add_by_steps[t] = t_4
-    t_5 = N * T
-    loss = loss_1 / t_5
+        add_by_steps[t] = t_1
+    t_2 = N * T
+    loss = loss_1 / t_2
     # loss = loss / (N*T)
-    dloss = float(np.divide(1.0, t_5))
+    dloss = float(np.divide(1.0, t_2))
     dc = np.zeros((N, H), dtype=x.dtype)
     dh = np.zeros((N, H), dtype=x.dtype)
     dWh = np.zeros((H, 4 * H), dtype=x.dtype)
@@ -800,14 +785,14 @@ def adder_loss_grad(x, y, Wx, Wh, b, Wy, by):
         probs = np.exp(log_probs_1)
         labels_1 = _labels(y[:, t], 2, "adder_loss: cross_entropy")
         one_hot_1 = labels_1[:, None] == np.arange(2)
-        t_6 = dloss * (probs - one_hot_1)
-        dh_1 = t_6 @ Wy.T
+        t_3 = dloss * (probs - one_hot_1)
+        dh_1 = t_3 @ Wy.T
         dh_1 += dh
         o_1 = o_steps[t]
         c_1 = c_steps[t]
         # h = o * tanh(c)
-        t_7 = np.tanh(c_1)
-        dc_1 = dh_1 * o_1 * (1 - t_7 * t_7)
+        t_4 = np.tanh(c_1)
+        dc_1 = dh_1 * o_1 * (1 - t_4 * t_4)
         dc_1 += dc
         f_1 = f_steps[t]
         # c = f * c + i * g
@@ -818,22 +803,22 @@ def adder_loss_grad(x, y, Wx, Wh, b, Wy, by):
         prev_c = c_steps[t - 1] if t > 0 else h_2
         df = dc_1 * prev_c
         # h = o * tanh(c)
-        do = dh_1 * t_7
+        do = dh_1 * t_4
         # c = f * c + i * g
         dg = dc_1 * i_1
         # f = sigmoid(a[:, H:2*H])
-        t_8 = di * i_1 * (1 - i_1)
-        t_9 = df * f_1 * (1 - f_1)
+        t_5 = di * i_1 * (1 - i_1)
+        t_6 = df * f_1 * (1 - f_1)
         da = np.concatenate(
-            [t_8, t_9, do * o_1 * (1 - o_1), dg * (1 - g_1 * g_1)], axis=1
+            [t_5, t_6, do * o_1 * (1 - o_1), dg * (1 - g_1 * g_1)], axis=1
         )
         # a = x[:, t] @ Wx + h @ Wh + b
         dh = da @ Wh.T
         prev_h = h_steps[t - 1] if t > 0 else h_3
         h_4 = h_steps[t]
         dWh += prev_h.T @ da
-        dWy += h_4.T @ t_6
-        dby += t_6.sum(axis=0)
+        dWy += h_4.T @ t_3
+        dby += t_3.sum(axis=0)
         dxwx[:, t] = da
     db = dxwx.sum(axis=(0, 1))
     dWx = x_rows.T @ dxwx.reshape((N * T, 4 * H))

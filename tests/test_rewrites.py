@@ -29,6 +29,7 @@ from tests.support import load, numeric_grad, rel_error
 
 PASSES = (
     "transpose_products",
+    "contract_sums",
     "place_scales",
     "finish_gradients",
     "select_cache",
@@ -285,8 +286,44 @@ def test_sum_of_scaled():
     assert rewrites(rule, n) == "mul(v, sum(mul(x, y), axis=(0,), keepdims=False))"
     two = make("sum", make("mul", x, v), axis=(0,), keepdims=False)
     assert leaves_alone(rule, two)  # two factors: the product may be needed anyway
+    total = make("sum", x, axis=(0,), keepdims=False)
+    token = opt._SEEN.set({opt._key(total): total})
+    try:  # unless sum(x) is computed anyway
+        assert rewrites(rule, two) == "mul(v, sum(x, axis=(0,), keepdims=False))"
+    finally:
+        opt._SEEN.reset(token)
     rows = make("sum", make("mul", make("mul", x, y), v), axis=(1,), keepdims=False)
     assert leaves_alone(rule, rows)  # v varies along the summed axis
+
+
+def test_sum_of_quotient():
+    rule = opt.sum_of_quotient
+    n = make("sum", make("div", x, v), axis=(0,), keepdims=False)
+    assert rewrites(rule, n) == "div(sum(x, axis=(0,), keepdims=False), v)"
+    col = param("col", "n", 1)
+    rows = make("sum", make("div", x, col), axis=(1,), keepdims=False)
+    assert rewrites(rule, rows) == (
+        "div(sum(x, axis=(1,), keepdims=False), reshape(col, shape=(n,)))"
+    )
+    kept = make("sum", make("div", x, col), axis=(1,), keepdims=True)
+    assert rewrites(rule, kept) == "div(sum(x, axis=(1,), keepdims=True), col)"
+    assert leaves_alone(rule, make("sum", make("div", x, v), axis=(1,), keepdims=False))
+    assert leaves_alone(rule, make("sum", make("div", x, y), axis=(0,), keepdims=False))
+    assert leaves_alone(rule, make("sum", make("div", 1.0, x), axis=(0,), keepdims=False))
+
+
+def test_contraction_of_scaled():
+    rule = opt.contraction_of_scaled
+    n = make("sumprod", make("div", x, v), y, axis=(0,))
+    assert rewrites(rule, n) == "div(sumprod(x, y, axis=(0,)), v)"
+    n = make("sumprod", y, make("mul", v, x), axis=(0,))
+    assert rewrites(rule, n) == "mul(sumprod(y, x, axis=(0,)), v)"
+    col = param("col", "n", 1)
+    assert rewrites(rule, make("vecdot", make("mul", x, col), y)) == (
+        "mul(vecdot(x, y), reshape(col, shape=(n,)))"
+    )
+    assert leaves_alone(rule, make("vecdot", make("mul", x, v), y))  # v varies along the rows
+    assert leaves_alone(rule, make("sumprod", make("mul", x, c), y, axis=(0,)))
 
 
 def test_row_sum_through_a_product():
@@ -397,6 +434,43 @@ def test_sum_of_product():
     )
     assert leaves_alone(rule, make("sum", make("mul", x, v), axis=(0, 1), keepdims=False))
     assert leaves_alone(rule, make("sum", make("mul", x, y), axis=(0,), keepdims=False))
+
+
+def test_sum_of_deviations():
+    rule = opt.sum_of_deviations
+
+    def total(e, axis, keepdims=False):
+        return make("sum", e, axis=axis, keepdims=keepdims)
+
+    xc = make("sub", x, make("mean", x, axis=(0,), keepdims=False))  # [n, m] - [m]
+    n = total(make("sub", make("mul", v, y), make("mul", s, xc)), (0,))
+    assert rewrites(rule, n) == "sum(mul(v, y), axis=(0,), keepdims=False)"
+    assert rewrites(rule, total(make("add", make("neg", xc), y), (0,))) == (
+        "sum(y, axis=(0,), keepdims=False)"
+    )
+    assert rewrites(rule, total(make("sub", make("div", xc, v), y), (0,))) == (
+        "sum(neg(y), axis=(0,), keepdims=False)"
+    )
+    # over the last axis: the mean kept its axis, or was reshaped back, or is sum / count
+    rows = make("sub", x, make("mean", x, axis=(1,), keepdims=True))
+    assert rewrites(rule, total(make("add", y, rows), (1,), True)) == (
+        "sum(y, axis=(1,), keepdims=True)"
+    )
+    mean = make("reshape", make("mean", x, axis=(1,), keepdims=False), shape=(Dim.of("n"), 1))
+    assert rewrites(rule, total(make("add", y, make("sub", x, mean)), (1,))) == (
+        "sum(y, axis=(1,), keepdims=False)"
+    )
+    by_count = make("div", total(x, (1,), True), make("dim", dim=Dim.of("m")))
+    assert rewrites(rule, total(make("add", y, make("sub", x, by_count)), (1,))) == (
+        "sum(y, axis=(1,), keepdims=False)"
+    )
+    # not a deviation over the summed axes, nor one whose factor varies along them
+    assert leaves_alone(rule, total(make("add", y, xc), (1,)))
+    assert leaves_alone(rule, total(make("add", y, make("mul", xc, c)), (0,)))
+    assert leaves_alone(
+        rule, total(make("add", y, make("sub", x, make("mean", y, axis=(0,)))), (0,))
+    )
+    assert leaves_alone(rule, total(make("add", y, x), (0,)))
 
 
 def test_negation_outward():
@@ -580,8 +654,9 @@ def test_einsum_as_products():
         "matmul(q, transpose(kk, axes=(0, 2, 1)))"
     )
     assert rewrites(rule, _einsum("ij,ij->i", x, y)) == "vecdot(x, y)"
-    assert rewrites(rule, _einsum("ij,ij->j", x, y)) == (
-        "vecdot(transpose(x, axes=(1, 0)), transpose(y, axes=(1, 0)))"
+    assert rewrites(rule, _einsum("ij,ij->j", x, y)) == "sumprod(x, y, axis=(0,))"
+    assert rewrites(rule, _einsum("kij,kij->jk", t, t)) == (
+        "transpose(sumprod(t, t, axis=(1,)), axes=(1, 0))"
     )
     assert rewrites(rule, _einsum("ij,ij->", x, y)) == "vdot(x, y)"
     assert rewrites(rule, _einsum("i,j->ij", v, v)) == "outer(v, v)"
@@ -685,6 +760,40 @@ def test_transpose_products():
     pq = make("matmul", p, q)
     shared = graph([p, q], [pq.T, pq])
     assert opt.transpose_products(shared) is shared
+
+
+def test_contract_sums():
+    p, q = param("p", "n", "m", index=0), param("q", "n", "m", index=1)
+    u = param("u", "k", "n", "m", index=2)
+
+    def total(op, e, axis, keepdims=False):
+        return make(op, e, axis=axis, keepdims=keepdims)
+
+    pq, uu = make("mul", p, q), make("mul", u, u)
+    outputs = [
+        total("sum", pq, (1,)),
+        total("sum", make("mul", q, p), (0,), True),
+        total("mean", uu, (0, 2)),
+        total("sum", make("mul", make("exp", p), q), (0,)),
+        total("sum", make("mul", p, make("exp", q)), (0, 1), True),
+    ]
+    g = verify(graph([p, q, u], outputs), "canonicalize")
+    out = verify(opt.contract_sums(g), "contract_sums")
+    assert [show(o) for o in out.outputs] == [
+        "vecdot(p, q)",
+        "reshape(sumprod(q, p, axis=(0,)), shape=(1, m))",
+        "div(sumprod(u, u, axis=(0, 2)), k*m)",
+        "sumprod(exp(p), q, axis=(0,))",
+        "reshape(vdot(p, exp(q)), shape=(1, 1))",
+    ]
+    assert_same_values(g.outputs, out.outputs)
+    # The product is used elsewhere too (a gradient that is also summed): its sum reads it.
+    shared = graph([p, q], [total("sum", pq, (0,)), pq])
+    assert opt.contract_sums(shared) is shared
+    assert (
+        opt.contract_sums(graph([p, q], [total("sum", make("mul", p, 2.0), (0,))])).outputs[0].op
+        == "sum"
+    )
 
 
 def test_place_scales():

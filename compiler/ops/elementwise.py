@@ -5,7 +5,21 @@ from __future__ import annotations
 import math
 import operator
 
-from ..expr import LOCAL, BinOp, Cond, Lit, Ref, Unary, array, builtin, helper, math_call, method
+from ..expr import (
+    HELPER,
+    LOCAL,
+    BinOp,
+    Call,
+    Cond,
+    Lit,
+    Ref,
+    Unary,
+    array,
+    builtin,
+    helper,
+    math_call,
+    method,
+)
 from ..ir import OPS, Node, ShapeError, Type, make
 from . import (
     broadcast,
@@ -137,40 +151,48 @@ unary(
 
 
 # ---------------------------------------------------------------------------------------------
-# The logistic function and softplus: composites, written after differentiation with exp(-|x|),
-# which never overflows, and shared between a softplus and its gradient, the sigmoid
+# The logistic function, and softplus: a composite, written after differentiation with
+# exp(-|x|), which never overflows, and shared with its gradient, the logistic function
 
 
 def _exp_of_minus_abs(x: Node) -> Node:
-    """exp(-|x|), at most 1: the one transcendental of both kernels below."""
+    """exp(-|x|), at most 1: the one transcendental of softplus and of its gradient."""
     return make("exp", make("neg", make("abs", x)), hint="e")
 
 
-def _sigmoid_expand(x: Node) -> Node:
-    """maximum(e, x >= 0) / (1 + e) with e = exp(-|x|): 1 / (1 + e) for x >= 0 and e / (1 + e)
-    below, without np.where. On the project's 2-core machine (`python bench/kernels.py`, 1e6
-    elements, docs/performance.md, "Kernels") it takes 0.66-0.82x the time of the tanh form
-    `0.5 * np.tanh(0.5 * x) + 0.5` in float64 (np.tanh is not vectorized there) and 0.95-1.03x
-    in float32, and is accurate to a few ulp relative to the value for every x, where the tanh
-    form gives 0 below x = -37 in float64. np.where is 1.2-2x slower; `1 / (1 + np.exp(-x))` is
-    faster still but overflows, with NumPy's warning, below x = -709 (-88 in float32)."""
+def _sigmoid_of_e(x: Node) -> Node:
+    """sigmoid(x) from e = exp(-|x|), which softplus computes: maximum(e, x >= 0) / (1 + e),
+    1 / (1 + e) for x >= 0 and e / (1 + e) below, without np.where; accurate to a few ulp
+    relative to the value for every x."""
     e = _exp_of_minus_abs(x)
     return make("maximum", e, make("ge", x, 0)) / (1 + e)
+
+
+def _sigmoid_number(x):
+    """The logistic function of a Python number, through exp(-|x|): math.exp never overflows."""
+    e = math_call("exp", Unary("-", builtin("abs", x)))
+    return BinOp("/", builtin("max", e, BinOp(">=", x, Lit(0))), BinOp("+", Lit(1), e))
 
 
 def _sigmoid_adjoint(g, y, x):
     return (g * y * (1 - y),)
 
 
-composite(
+# `_sigmoid(x)` (templates/sigmoid.py.j2) is 1 / (1 + exp(-x)) in one array, x first raised to
+# log of the smallest normal number (-708.4 in float64, -87.3 in float32), below which the value
+# is subnormal, so that exp(-x) never overflows: five passes and one new array. On the project's
+# 2-core machine (`python bench/kernels.py --only sigmoid`, docs/performance.md, "Kernels") that
+# is faster than the maximum(e, x >= 0) / (1 + e) form of exp(-|x|), seven passes and a mask,
+# and than the tanh form `0.5 * np.tanh(0.5 * x) + 0.5` (np.tanh is not vectorized in float64
+# there, and the tanh form gives 0 below x = -37).
+unary(
     "sigmoid",
-    lambda x: Type("float", x.shape, x.static),
-    _sigmoid_expand,
+    lambda x: Call(Ref(HELPER, "_sigmoid"), (x,), (), True),
     _sigmoid_adjoint,
-    jvp=diagonal(_sigmoid_adjoint),
-    elementwise=True,
-    doc="logistic, 1 / (1 + exp(-x)), computed from exp(-|x|) so that it never overflows",
-    call=("x",),
+    math_fn=_sigmoid_number,
+    doc="logistic, 1 / (1 + exp(-x)), computed so that it never overflows",
+    flops=lambda y, x: 5 * size(y),
+    ufunc=True,
 )
 
 
@@ -205,7 +227,7 @@ def _softplus_expand(x: Node) -> Node:
 
 
 def _softplus_adjoint(g, y, x):
-    return (g * make("sigmoid", x),)
+    return (g * _sigmoid_of_e(x),)
 
 
 composite(

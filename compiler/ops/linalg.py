@@ -16,6 +16,7 @@ from . import (
     register,
     size,
 )
+from .reduce import expand_back
 
 # ---------------------------------------------------------------------------------------------
 # Linear algebra
@@ -335,6 +336,43 @@ register(
     jvp=multilinear,
     doc="sum(a * b) over every axis, without the temporary product (the optimizer's form of it)",
     flops=lambda y, a, b: 2 * size(a),
+)
+
+
+def _sumprod_type(a: Type, b: Type, *, axis):
+    if a.shape != b.shape:
+        raise ShapeError(
+            f"sumprod: operands must have one shape, got {show_shape(a.shape)} and "
+            f"{show_shape(b.shape)}"
+        )
+    if not axis or len(axis) >= a.ndim or any(not 0 <= i < a.ndim for i in axis):
+        raise ShapeError(f"sumprod: axes {axis} must be some, not all, of {a.ndim}")
+    return Type(promote(a, b), tuple(d for i, d in enumerate(a.shape) if i not in axis))
+
+
+def _sumprod_emit(at, a, b, *, axis):
+    """`np.einsum("ij,ij->j", a, b)`: NumPy's einsum sums the products without making them
+    (0.6x the time of `(a * b).sum(axis=0)` at 64 x 128 and 1024 x 1024, float64 and float32;
+    `python bench/kernels.py --only "ij,ij->j"`). No `optimize=`: there is no pair to order."""
+    letters = "ijklmnopqrs"[: at.node.args[0].ndim]
+    kept = "".join(c for i, c in enumerate(letters) if i not in axis)
+    return array("einsum", Lit(f"{letters},{letters}->{kept}"), a, b)
+
+
+register(
+    "sumprod",
+    _sumprod_type,
+    _sumprod_emit,
+    lambda g, y, a, b, *, axis: (
+        expand_back(g, a, axis, False) * b,
+        expand_back(g, a, axis, False) * a,
+    ),
+    jvp=multilinear,
+    doc="sum(a * b, axis) over some of the axes of two arrays of one shape, without the "
+    'temporary product (np.einsum("ij,ij->j", a, b); the optimizer\'s form of it)',
+    flops=lambda y, a, b, **attrs: 2 * size(a),
+    promotes=True,
+    axis=REQUIRED,
 )
 
 

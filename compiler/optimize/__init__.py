@@ -9,8 +9,8 @@ A module per part, each saying in its docstring what it owns:
 - `rules.py`: the registry (`@rule`, `RULES`, `@canonical`, `CANONICAL`) and the rules' helpers;
 - `algebra.py`: the local rewrites, registered in the order the simplifier tries them;
 - `fixpoint.py`: the simplifier (to a fixpoint, with hash-consing), `_existing`, `canonicalize`;
-- `products.py`: the whole-graph passes around matrix products, `transpose_products` and
-  `place_scales`;
+- `products.py`: the whole-graph passes around products, `transpose_products`,
+  `contract_sums` and `place_scales`;
 - `finish.py`: `finish_outputs`, `finish_gradients` and `select_cache`;
 - here: `optimize` and the order of its stages, `Check`, `seed_ones`.
 
@@ -35,6 +35,7 @@ from .algebra import (
     constant_first,
     constant_leftmost,
     constant_out_of_a_quotient,
+    contraction_of_scaled,
     double_negation,
     einsum_as_products,
     expand_composite,
@@ -52,7 +53,9 @@ from .algebra import (
     softplus_written_out,
     subtract_negation,
     sum_of_broadcast_scalar,
+    sum_of_deviations,
     sum_of_product,
+    sum_of_quotient,
     sum_of_scaled,
     times_a_reciprocal,
     useless_broadcast,
@@ -61,7 +64,7 @@ from .algebra import (
 from .finish import finish_gradients, finish_outputs, select_cache
 from .fixpoint import _SEEN, _existing, _key, canonicalize, in_bodies, simplify
 from .hoist import hoist_products, one_product
-from .products import place_scales, transpose_products
+from .products import contract_sums, place_scales, transpose_products
 from .recognize import log_softmax_written_out, logsumexp_written_out, softmax_written_out
 from .rules import CANONICAL, RULES, Rule, canonical, rule
 from .tidy import tidy_loops
@@ -76,6 +79,7 @@ __all__ = [
     "simplify",
     "canonicalize",
     "transpose_products",
+    "contract_sums",
     "place_scales",
     "finish_outputs",
     "finish_gradients",
@@ -99,6 +103,7 @@ __all__ = [
     "collapse_reshapes",
     "combine_constant_factors",
     "compose_transposes",
+    "contraction_of_scaled",
     "constant_first",
     "constant_leftmost",
     "constant_out_of_a_quotient",
@@ -122,7 +127,9 @@ __all__ = [
     "softplus_written_out",
     "subtract_negation",
     "sum_of_broadcast_scalar",
+    "sum_of_deviations",
     "sum_of_product",
+    "sum_of_quotient",
     "sum_of_scaled",
     "times_a_reciprocal",
     "useless_broadcast",
@@ -146,6 +153,7 @@ def optimize(
     if any(n.op == "loop" for n in graph.nodes):
         graph = check(simplify(_everywhere(graph, tidy_loops)), prefix + "tidy_loops")
     graph = check(_everywhere(graph, transpose_products), prefix + "transpose_products")
+    graph = check(_everywhere(graph, contract_sums), prefix + "contract_sums")
     graph = check(_everywhere(graph, place_scales, sizes), prefix + "place_scales")
     graph = check(finish_outputs(graph), prefix + "finish_outputs")
     graph = check(finish_gradients(graph, cache_reused=cache_reused), prefix + "finish_gradients")

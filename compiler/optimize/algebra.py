@@ -272,14 +272,15 @@ def sum_of_scaled(n: Node) -> Node | None:
     leading axes (a scalar, or a vector along the last axis summed over the rows), for products
     of three factors or more, nested ones included: the product with v is taken on the small
     result, and batchnorm's sum(dout * xhat) = invstd * sum(dout * xc) shares its sum with
-    sum(dout * gamma * xc)."""
-    if n.op != "sum" or n.attr("keepdims") or n.args[0].op != "mul" or n.dtype != "float":
-        return None
+    sum(dout * gamma * xc). For sum(X * v), the product may be needed anyway (a gradient,
+    dscores): it moves only where sum(X) is computed anyway (over any axes), and shares it."""
     x, axes = n.args[0], n.attr("axis")
-    if axes != tuple(range(len(axes))):
+    if x.op != "mul" or n.dtype != "float":
         return None
     factors = _factors(x)
-    if len(factors) < 3:  # sum(v * X): the product may be needed anyway (a gradient, dscores)
+    if len(factors) == 2:
+        return _scaled_sum_shared(n, factors)
+    if n.attr("keepdims") or axes != tuple(range(len(axes))):
         return None
     # float factors only: a mask or a number alone outside would make an int64 array
     small = [f for f in factors if f.ndim <= x.ndim - len(axes) and f.dtype == "float"]
@@ -292,6 +293,65 @@ def sum_of_scaled(n: Node) -> Node | None:
     return make(
         "mul", functools.reduce(lambda a, b: make("mul", a, b), small), make("sum", rest, axis=axes)
     )
+
+
+def _scaled_sum_shared(n: Node, factors: list[Node]) -> Node | None:
+    """sum(v * X, axes) -> v * sum(X, axes) where the graph computes sum(X, axes) already."""
+    x, axes, keep = n.args[0], n.attr("axis"), n.attr("keepdims")
+    for v, big in (factors, factors[::-1]):
+        if v.dtype != "float" or big.shape != x.shape or not _constant_along(v, x, axes):
+            continue
+        total = _existing("sum", big, axis=axes, keepdims=keep)
+        if total is not None:
+            m = make("mul", _without_summed(v, x, axes, keep), total)
+            return m if m.type == n.type else None
+    return None
+
+
+def _without_summed(v: Node, x: Node, axes: tuple[int, ...], keepdims: bool) -> Node:
+    """`v`, the same all along `axes` of `x`, shaped to line up with x summed over them."""
+    lead = x.ndim - v.ndim
+    squeezed = tuple(v.shape[i - lead] for i in range(lead, x.ndim) if i not in axes)
+    return v if keepdims or squeezed == v.shape else make("reshape", v, shape=squeezed)
+
+
+@rule("sum")
+def sum_of_quotient(n: Node) -> Node | None:
+    """sum(X / v, axes) -> sum(X, axes) / v when v is the same all along the summed axes: the
+    division is taken on the small result, and X / v need not be kept for its sum (layernorm's
+    gradient sums `dxhat / std` over the features, and then works in that array in place)."""
+    x, axes = n.args[0], n.attr("axis")
+    if x.op != "div" or x.dtype != "float" or x.args[0].shape != x.shape:
+        return None
+    num, v = x.args
+    if v.dtype != "float" or not _constant_along(v, x, axes):
+        return None
+    keep = n.attr("keepdims")
+    m = make("div", make("sum", num, axis=axes, keepdims=keep), _without_summed(v, x, axes, keep))
+    return m if m.type == n.type else None
+
+
+@rule("sumprod", "vecdot")
+def contraction_of_scaled(n: Node) -> Node | None:
+    """sumprod(X / v, Y, axes) -> sumprod(X, Y, axes) / v, and likewise X * v and vecdot, when
+    v is the same all along the summed axes: the scale is taken on the small result, and X / v
+    need not be made (batchnorm's dgamma from `xhat = xc / std`, `np.einsum("ij,ij->j", dout,
+    xc) / std`, which shares the sum its dx needs)."""
+    a, b = n.args
+    x = a if a.shape == b.shape else None
+    if x is None or n.dtype != "float":
+        return None
+    axes = n.attr("axis") if n.op == "sumprod" else (x.ndim - 1,)
+    for i, s in enumerate(n.args):
+        if s.op not in ("mul", "div") or s.dtype != "float":
+            continue
+        for big, v in (s.args, s.args[::-1]) if s.op == "mul" else (s.args,):
+            if big.shape == s.shape and v.dtype == "float" and _constant_along(v, s, axes):
+                args = (big, n.args[1]) if i == 0 else (n.args[0], big)
+                dot = make(n.op, *args, **dict(n.attrs))
+                m = make(s.op, dot, _without_summed(v, s, axes, False))
+                return m if m.type == n.type else None
+    return None
 
 
 @rule("sum")
@@ -439,6 +499,83 @@ def sum_of_product(n: Node) -> Node | None:
         if a.shape == b.shape == n.args[0].shape and a.dtype == b.dtype == "float":
             return make("vdot", a, b)
     return None
+
+
+def _constant_along(f: Node, x: Node, axes: tuple[int, ...]) -> bool:
+    """Whether `f`, broadcast against `x` (aligned on the right), is the same all along `axes`."""
+    lead = x.ndim - f.ndim
+    return all(i < lead or f.shape[i - lead] == Dim.of(1) for i in axes)
+
+
+def _mean_over(m: Node, x: Node, axes: tuple[int, ...]) -> bool:
+    """Whether `m`, broadcast against `x`, is x's mean over `axes`: mean(x, axes), or sum(x,
+    axes) / their count, with the axes kept, reshaped back, or gone from the front of x."""
+    kept = tuple(Dim.of(1) if i in axes else d for i, d in enumerate(x.shape))
+    reshaped = m.op == "reshape" and m.shape == kept
+    if reshaped:
+        m = m.args[0]
+    if m.op == "div" and m.args[1].op == "dim":
+        if m.args[1].attr("dim") != product(x.shape[i] for i in axes) or m.args[0].op != "sum":
+            return False
+        m = m.args[0]
+    elif m.op != "mean":
+        return False
+    if m.args[0] is not x or set(m.attr("axis")) != set(axes):
+        return False
+    if reshaped:
+        return not m.attr("keepdims")
+    return m.attr("keepdims") or axes == tuple(range(len(axes)))
+
+
+def _sums_to_zero(t: Node, axes: tuple[int, ...]) -> bool:
+    """Whether `t` sums to zero along `axes`: a deviation from the mean over them (`x - mu`),
+    negated, or times or over a factor that is the same all along them."""
+    if t.op == "neg":
+        return _sums_to_zero(t.args[0], axes)
+    if t.op == "sub":
+        a, b = t.args
+        return (a.shape == t.shape and _mean_over(b, a, axes)) or (
+            b.shape == t.shape and _mean_over(a, b, axes)
+        )
+    if t.op in ("mul", "div"):
+        a, b = t.args
+        if b.shape == t.shape and t.op == "mul":
+            a, b = b, a
+        return a.shape == t.shape and _constant_along(b, t, axes) and _sums_to_zero(a, axes)
+    return False
+
+
+def _signed_terms(n: Node, sign: int = 1) -> list[tuple[int, Node]]:
+    """The terms of a tree of full-shape additions, subtractions and negations, with signs."""
+    if n.op in ("add", "sub") and n.args[0].shape == n.args[1].shape == n.shape:
+        other = sign if n.op == "add" else -sign
+        return _signed_terms(n.args[0], sign) + _signed_terms(n.args[1], other)
+    if n.op == "neg":
+        return _signed_terms(n.args[0], -sign)
+    return [(sign, n)]
+
+
+@rule("sum")
+def sum_of_deviations(n: Node) -> Node | None:
+    """sum(p - c * (x - mean(x, axes)), axes) -> sum(p, axes), c the same all along the axes:
+    deviations from a mean sum to zero. Batchnorm's and layernorm's gradients take the sum of
+    `dxc` over the mean's axes, and `dxc` has a term in `xc`: the sum needs a pass over `dxc`
+    that this saves (and `sum_of_scaled` then finds sum(p) computed already, `dbeta`)."""
+    x, axes = n.args[0], n.attr("axis")
+    if x.op not in ("add", "sub", "neg") or x.dtype != "float":
+        return None
+    terms = _signed_terms(x)
+    kept = [(sign, t) for sign, t in terms if not _sums_to_zero(t, axes)]
+    if len(kept) == len(terms) or not kept:
+        return None
+    first_sign, total = kept[0]
+    if first_sign < 0:
+        total = make("neg", total)
+    for sign, t in kept[1:]:
+        total = make("add" if sign > 0 else "sub", total, t)
+    if total.shape != x.shape:
+        total = make("broadcast_to", total, shape=x.shape)
+    return make("sum", total, axis=axes, keepdims=n.attr("keepdims"))
 
 
 @rule("sum", "mean", "reshape", "transpose", "mul", "div")
@@ -629,7 +766,8 @@ def _product_of(a: Node, ta: str, b: Node, tb: str, out: str) -> Node:
     each operand's axes put in the output's order, with size-1 axes for the other's letters,
     and a broadcast product; with shared letters and none of their own, vdot(a, b), or the dot
     products of rows, vecdot(a, b), where some letters are kept (np.vecdot: 0.5-0.6 ms for 1000
-    x 1000 in float64, where (a * b).sum(axis=1) takes 1.4-2.4 ms and np.einsum 0.7-1.0 ms)."""
+    x 1000 in float64, where (a * b).sum(axis=1) takes 1.4-2.4 ms and np.einsum 0.7-1.0 ms), or
+    of columns, sumprod(a, b) (np.einsum: vecdot of the transposes copies them, 10-50x slower)."""
     summed = [c for c in ta if c in tb and c not in out]
     if not summed:
         if len(ta) == len(tb) == 1 and len(out) == 2 and set(out) == set(ta + tb):
@@ -646,6 +784,11 @@ def _product_of(a: Node, ta: str, b: Node, tb: str, out: str) -> Node:
     batch = "".join(c for c in out if c in ta)
     if not batch:
         return make("vdot", a, _permuted(b, tb, ta))
+    axes = tuple(i for i, c in enumerate(ta) if c in summed)
+    if ta == tb and a.shape == b.shape and axes != tuple(range(len(ta) - len(axes), len(ta))):
+        # summed along leading axes: np.einsum, where vecdot would take transposed copies
+        kept = "".join(c for c in ta if c not in summed)
+        return _permuted(make("sumprod", a, b, axis=axes), kept, out)
     order = batch + "".join(summed)
     rows = [_permuted(x, t, order) for t, x in ((ta, a), (tb, b))]
     if len(summed) > 1:

@@ -180,6 +180,21 @@ def _check_dout(graph, dout, shape, dtype):
         )
 
 
+def _sigmoid(x, out=None):
+    """1 / (1 + exp(-x)) elementwise, in one array (`out`, where given). x is first
+    raised to log of the dtype's smallest normal number (-708.4 in float64, -87.3 in
+    float32), where the value is that small, so that exp(-x) never overflows; within 2
+    ulp of the value above."""
+    floor = np.finfo(np.result_type(x, 1.0)).minexp * 0.6931471805599453  # log(tiny)
+    t = np.maximum(x, floor, out=out)
+    if not t.ndim:  # (a NumPy number: no array to work in)
+        return 1 / (1 + np.exp(-t))
+    np.negative(t, out=t)
+    np.exp(t, out=t)
+    t += 1
+    return np.reciprocal(t, out=t)
+
+
 def _put(g, i, axis, size):
     """Zeros with g at position i along `axis` (of length `size`): the gradient of x[:, i]."""
     out = np.zeros(g.shape[:axis] + size + g.shape[axis:], g.dtype)
@@ -307,21 +322,15 @@ def gru(x, h0, Wz, Uz, Wr, Ur, Wn, Un):
     n_steps = np.empty((T, N, H), dtype=x.dtype)
     h = h0
     for t in range(T):
-        t_1 = h @ Uz
-        t_1 += xwz[:, t]
-        e = np.exp(-np.abs(t_1))
-        z = np.maximum(e, t_1 >= 0) / (1 + e)
-        t_2 = h @ Ur
-        t_2 += xwr[:, t]
-        e_1 = np.exp(-np.abs(t_2))
-        r = np.maximum(e_1, t_2 >= 0) / (1 + e_1)
-        t_3 = r * h
-        n = np.tanh(xwn[:, t] + t_3 @ Un)
+        z = _sigmoid(xwz[:, t] + h @ Uz)
+        r = _sigmoid(xwr[:, t] + h @ Ur)
+        t_1 = r * h
+        n = np.tanh(xwn[:, t] + t_1 @ Un)
         h = (1 - z) * n + z * h
         hs[:, t] = h
         z_steps[t] = z
         r_steps[t] = r
-        mul_r_steps[t] = t_3
+        mul_r_steps[t] = t_1
         n_steps[t] = n
     return hs
 
@@ -340,21 +349,15 @@ def gru_forward(x, h0, Wz, Uz, Wr, Ur, Wn, Un):
     n_steps = np.empty((T, N, H), dtype=x.dtype)
     h = h0
     for t in range(T):
-        t_1 = h @ Uz
-        t_1 += xwz[:, t]
-        e = np.exp(-np.abs(t_1))
-        z = np.maximum(e, t_1 >= 0) / (1 + e)
-        t_2 = h @ Ur
-        t_2 += xwr[:, t]
-        e_1 = np.exp(-np.abs(t_2))
-        r = np.maximum(e_1, t_2 >= 0) / (1 + e_1)
-        t_3 = r * h
-        n = np.tanh(xwn[:, t] + t_3 @ Un)
+        z = _sigmoid(xwz[:, t] + h @ Uz)
+        r = _sigmoid(xwr[:, t] + h @ Ur)
+        t_1 = r * h
+        n = np.tanh(xwn[:, t] + t_1 @ Un)
         h = (1 - z) * n + z * h
         hs[:, t] = h
         z_steps[t] = z
         r_steps[t] = r
-        mul_r_steps[t] = t_3
+        mul_r_steps[t] = t_1
         n_steps[t] = n
     cache = GruCache(
         h0,
@@ -411,41 +414,41 @@ def gru_backward(dout, cache):
         dh_1 = dh + dout[:, t]
         z = z_steps[t]
         # h = (1 - z) * n + z * h
-        t_4 = 1 - z
-        dn = dh_1 * t_4
+        t_2 = 1 - z
+        dn = dh_1 * t_2
         n = n_steps[t]
         # n = tanh(x[:, t] @ Wn + r * h @ Un)
-        t_5 = dn * (1 - n * n)
-        t_6 = t_5 @ Un.T
+        t_3 = dn * (1 - n * n)
+        t_4 = t_3 @ Un.T
         r = r_steps[t]
         prev_h = hs[:, t - 1] if t > 0 else h0
-        dr = t_6 * prev_h
+        dr = t_4 * prev_h
         # r = sigmoid(x[:, t] @ Wr + h @ Ur)
-        t_7 = dr * r * (1 - r)
+        t_5 = dr * r * (1 - r)
         # h = (1 - z) * n + z * h
         dz = dh_1 * prev_h
         dz -= dh_1 * n
         # z = sigmoid(x[:, t] @ Wz + h @ Uz)
-        t_8 = dz * z * t_4
-        dh = dh_1 * z + t_6 * r + t_7 @ Ur.T + t_8 @ Uz.T
-        t_9 = prev_h.T
+        t_6 = dz * z * t_2
+        dh = dh_1 * z + t_4 * r + t_5 @ Ur.T + t_6 @ Uz.T
+        t_7 = prev_h.T
         mul_r = mul_r_steps[t]
-        dUz += t_9 @ t_8
-        dUr += t_9 @ t_7
-        dUn += mul_r.T @ t_5
-        dxwz[:, t] = t_8
-        dxwn[:, t] = t_5
-        dxwr[:, t] = t_7
-    t_10 = dxwr.reshape((N * T, H))
-    dx_rows = t_10 @ Wr.T
-    t_11 = x_rows.T
-    dWr = t_11 @ t_10
-    t_12 = dxwn.reshape((N * T, H))
-    dx_rows_1 = t_12 @ Wn.T
-    dWn = t_11 @ t_12
-    t_13 = dxwz.reshape((N * T, H))
-    dx_rows_2 = t_13 @ Wz.T
-    dWz = t_11 @ t_13
+        dUz += t_7 @ t_6
+        dUr += t_7 @ t_5
+        dUn += mul_r.T @ t_3
+        dxwz[:, t] = t_6
+        dxwn[:, t] = t_3
+        dxwr[:, t] = t_5
+    t_8 = dxwr.reshape((N * T, H))
+    dx_rows = t_8 @ Wr.T
+    t_9 = x_rows.T
+    dWr = t_9 @ t_8
+    t_10 = dxwn.reshape((N * T, H))
+    dx_rows_1 = t_10 @ Wn.T
+    dWn = t_9 @ t_10
+    t_11 = dxwz.reshape((N * T, H))
+    dx_rows_2 = t_11 @ Wz.T
+    dWz = t_9 @ t_11
     dx = dx_rows.reshape((N, T, D)) + dx_rows_1.reshape((N, T, D))
     dx += dx_rows_2.reshape((N, T, D))
     return GruGrads(dx, dh, dWz, dUz, dWr, dUr, dWn, dUn)

@@ -593,9 +593,16 @@ def logistic_hvp(X, y, w, reg, v_w):
     N, D = _logistic_hvp_sizes(X, y, w, reg, v_w)
     z = X @ w
     e = np.exp(-np.abs(z))
-    t = np.maximum(e, z >= 0) / (1 + e)
+    t = z >= 0
+    t_1 = 1 + e
     ddz = X @ v_w
-    dz = ddz / max(N, 1) * t * (1 - t)
+    t_2 = ddz
+    t_2 /= max(N, 1)
+    t_3 = t_2 / t_1
+    de = t_3 * (e > t)
+    de += 0.5 * t_3 * (e == t)
+    de -= t_2 * (np.maximum(e, t) / t_1) / t_1
+    dz = -(de * e * np.sign(z))
     dw = X.T @ dz
     dw += v_w * reg
     return LogisticHvps(dw)
@@ -908,7 +915,7 @@ def two_layer_jvp(X, y, W1, b1, W2, b2, reg, W1_dot, b1_dot, W2_dot, b2_dot):
     t_1 = (one_hot * log_probs).sum(axis=1).mean()
     loss = t * (np.vdot(W1, W1) + np.vdot(W2, W2)) - t_1
     t_2 = (np.vdot(2 * W1_dot, W1) + np.vdot(2 * W2_dot, W2)) * t
-    loss_dot = ((probs - one_hot) * scores_dot).sum(axis=1).mean() + t_2
+    loss_dot = np.vecdot(probs - one_hot, scores_dot).mean() + t_2
     return loss, loss_dot
 
 

@@ -1,5 +1,6 @@
-"""Cases for vdot and vecdot, the optimizer's contractions for sum(a * b) and einsum("ij,ij->i"),
-built as IR (tests/op_cases/einsum.py has the einsums that become vecdot), and written in bp."""
+"""Cases for vdot, vecdot and sumprod, the optimizer's contractions for sum(a * b) over all axes,
+the last, or others (einsum("ij,ij->i"), "ij,ij->j"), built as IR (tests/op_cases/einsum.py has the einsums that become vecdot), and written in bp.
+"""
 
 from __future__ import annotations
 
@@ -37,5 +38,22 @@ CASES: dict[str, list[Case]] = {
             _vecdot,
         ),
         IR("vecdot(a, exp(a)) [n]", [("a", ("n",))], lambda a: make("vecdot", a, exp(a))),
+    ],
+    "sumprod": [
+        IR(
+            "sumprod(a, b, axis=(0,)) [n, m]",
+            [("a", ("n", "m")), ("b", ("n", "m"))],
+            lambda a, b: make("sumprod", a, b, axis=(0,)),
+        ),
+        IR(
+            "sumprod(a, exp(b), axis=(0, 2)) [B, n, m]",
+            [("a", ("B", "n", "m")), ("b", ("B", "n", "m"))],
+            lambda a, b: make("sumprod", a, exp(b), axis=(0, 2)),
+        ),
+        IR(
+            "sumprod(a, a, axis=(1,)) [n, m, k]",
+            [("a", ("n", "m", "k"))],
+            lambda a: make("sumprod", a, a, axis=(1,)),
+        ),
     ],
 }

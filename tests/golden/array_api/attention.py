@@ -282,7 +282,7 @@ def attention_backward(dout, cache):
     dweights = dout @ v.T
     dv = weights.T @ dout
     # weights = softmax(q @ k.T / sqrt(d), axis=-1)
-    t_2 = weights * (dweights - xp.sum(dout * out, axis=1, keepdims=True)) / t
+    t_2 = weights * (dweights - xp.reshape(xp.vecdot(dout, out), (S, 1))) / t
     dq = t_2 @ k
     dk = t_2.T @ q
     return AttentionGrads(dq, dk, dv)
@@ -530,7 +530,8 @@ def multihead_attention(query, key, value, Wq, bq, Wk, bk, Wv, bv, Wo, bo, mask)
     t_2 = xp.where(t_1, scores, -1000000000.0)
     shifted = t_2 - xp.max(t_2, axis=3, keepdims=True)
     exps = xp.exp(shifted)
-    weights = exps / xp.sum(exps, axis=3, keepdims=True)
+    t_3 = xp.sum(exps, axis=3, keepdims=True)
+    weights = exps / t_3
     heads = xp.permute_dims(weights @ xp.permute_dims(v, (0, 2, 1, 3)), (0, 2, 1, 3))
     heads_mat = xp.reshape(heads, (N * S, H * d))
     Wo_mat = xp.reshape(Wo, (H * d, E))
@@ -561,7 +562,8 @@ def multihead_attention_forward(
     t_2 = xp.where(t_1, scores, -1000000000.0)
     shifted = t_2 - xp.max(t_2, axis=3, keepdims=True)
     exps = xp.exp(shifted)
-    weights = exps / xp.sum(exps, axis=3, keepdims=True)
+    t_3 = xp.sum(exps, axis=3, keepdims=True)
+    weights = exps / t_3
     heads = xp.permute_dims(weights @ xp.permute_dims(v, (0, 2, 1, 3)), (0, 2, 1, 3))
     heads_mat = xp.reshape(heads, (N * S, H * d))
     Wo_mat = xp.reshape(Wo, (H * d, E))
@@ -578,6 +580,8 @@ def multihead_attention_forward(
         v,
         t,
         t_1,
+        exps,
+        t_3,
         weights,
         heads_mat,
         Wo_mat,
@@ -605,6 +609,8 @@ def multihead_attention_backward(dout, cache):
         v,
         t,
         t_1,
+        exps,
+        t_3,
         weights,
         heads_mat,
         Wo_mat,
@@ -628,6 +634,8 @@ def multihead_attention_backward(dout, cache):
         v,
         t,
         t_1,
+        exps,
+        t_3,
         weights,
         heads_mat,
         Wo_mat,
@@ -641,41 +649,44 @@ def multihead_attention_backward(dout, cache):
     dout = _dout("multihead_attention", dout, (N, S, E), query_mat.dtype, xp)
     # out = einsum("nshd,hde->nse", heads, Wo) + bo
     dbo = xp.sum(dout, axis=(0, 1))
-    t_3 = xp.reshape(dout, (N * S, E))
-    dheads_mat = t_3 @ Wo_mat.T
-    dWo_mat = heads_mat.T @ t_3
+    t_4 = xp.reshape(dout, (N * S, E))
+    dheads_mat = t_4 @ Wo_mat.T
+    dWo_mat = heads_mat.T @ t_4
     dWo = xp.reshape(dWo_mat, (H, d, E))
     dheads = xp.reshape(dheads_mat, (N, S, H, d))
     # heads = einsum("nhst,nthd->nshd", weights, v)
-    t_4 = xp.permute_dims(dheads, (0, 2, 1, 3))
-    dweights = t_4 @ xp.permute_dims(v, (0, 2, 3, 1))
-    dv = xp.permute_dims(xp.matrix_transpose(weights) @ t_4, (0, 2, 1, 3))
+    t_5 = xp.permute_dims(dheads, (0, 2, 1, 3))
+    dweights = t_5 @ xp.permute_dims(v, (0, 2, 3, 1))
+    dv = xp.permute_dims(xp.matrix_transpose(weights) @ t_5, (0, 2, 1, 3))
     # weights = softmax(where(mask != 0, scores, -1e9), axis=-1)
-    t_5 = weights * (dweights - xp.sum(dweights * weights, axis=3, keepdims=True))
-    dscores = xp.where(t_1, t_5, 0)
+    t_9 = xp.vecdot(dweights, exps) / xp.reshape(t_3, (N, H, S))
+    t_8 = xp.reshape(t_9, (N, H, S, 1))
+    t_7 = dweights - t_8
+    t_6 = weights * t_7
+    dscores = xp.where(t_1, t_6, 0)
     # scores = einsum("nshd,nthd->nhst", q, k) / sqrt(d)
-    t_6 = dscores / t
-    dk = xp.permute_dims(xp.permute_dims(q, (0, 2, 3, 1)) @ t_6, (0, 3, 1, 2))
-    dq = xp.permute_dims(t_6 @ xp.permute_dims(k, (0, 2, 1, 3)), (0, 2, 1, 3))
+    t_10 = dscores / t
+    dk = xp.permute_dims(xp.permute_dims(q, (0, 2, 3, 1)) @ t_10, (0, 3, 1, 2))
+    dq = xp.permute_dims(t_10 @ xp.permute_dims(k, (0, 2, 1, 3)), (0, 2, 1, 3))
     # v = einsum("nte,ehd->nthd", value, Wv) + bv
     dbv = xp.sum(dv, axis=(0, 1))
-    t_7 = xp.reshape(dv, (N * T, H * d))
-    dvalue_mat = t_7 @ Wv_mat.T
-    dWv_mat = value_mat.T @ t_7
+    t_11 = xp.reshape(dv, (N * T, H * d))
+    dvalue_mat = t_11 @ Wv_mat.T
+    dWv_mat = value_mat.T @ t_11
     dWv = xp.reshape(dWv_mat, (E, H, d))
     dvalue = xp.reshape(dvalue_mat, (N, T, E))
     # k = einsum("nte,ehd->nthd", key, Wk) + bk
     dbk = xp.sum(dk, axis=(0, 1))
-    t_8 = xp.reshape(dk, (N * T, H * d))
-    dkey_mat = t_8 @ Wk_mat.T
-    dWk_mat = key_mat.T @ t_8
+    t_12 = xp.reshape(dk, (N * T, H * d))
+    dkey_mat = t_12 @ Wk_mat.T
+    dWk_mat = key_mat.T @ t_12
     dWk = xp.reshape(dWk_mat, (E, H, d))
     dkey = xp.reshape(dkey_mat, (N, T, E))
     # q = einsum("nse,ehd->nshd", query, Wq) + bq
     dbq = xp.sum(dq, axis=(0, 1))
-    t_9 = xp.reshape(dq, (N * S, H * d))
-    dquery_mat = t_9 @ Wq_mat.T
-    dWq_mat = query_mat.T @ t_9
+    t_13 = xp.reshape(dq, (N * S, H * d))
+    dquery_mat = t_13 @ Wq_mat.T
+    dWq_mat = query_mat.T @ t_13
     dWq = xp.reshape(dWq_mat, (E, H, d))
     dquery = xp.reshape(dquery_mat, (N, S, E))
     return MultiheadAttentionGrads(

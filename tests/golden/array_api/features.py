@@ -201,6 +201,28 @@ def _xp(*values):
     return numpy
 
 
+def _sigmoid(x, out=None):
+    """1 / (1 + exp(-x)) elementwise, without writing into an array: x is first raised
+    to log of the dtype's smallest normal number, where the value is that small, so that
+    exp(-x) never overflows."""
+    xp = _xp(x)
+    if not xp.isdtype(x.dtype, "real floating"):
+        x = xp.astype(x, xp.float64)
+    floor = {64: -708.0, 32: -87.0, 16: -9.0}[xp.finfo(x.dtype).bits]
+    return 1 / (1 + xp.exp(-xp.maximum(x, floor)))
+
+
+def _einsum(spec, *operands):
+    """np.einsum, which the standard lacks: the library's own (NumPy, PyTorch, JAX, CuPy and
+    Dask all have one)."""
+    xp = _xp(*operands)
+    if array_api_compat.is_torch_namespace(xp):
+        import torch
+
+        return torch.einsum(spec, *operands)
+    return xp.einsum(spec, *operands)
+
+
 class BatchedGrads(NamedTuple):
     """Gradients of batched with respect to A, Bm, v, each shaped like its parameter."""
 
@@ -254,7 +276,7 @@ def batched(A, Bm, v):
     xp = _xp(A, Bm, v)
     t = A @ Bm
     y = t @ v
-    s = xp.sum(y * y, axis=(0, 2), keepdims=True)
+    s = xp.reshape(_einsum("ijk,ijk->j", y, y), (1, C, 1))
     return (y, s)
 
 
@@ -264,7 +286,7 @@ def batched_forward(A, Bm, v):
     xp = _xp(A, Bm, v)
     t = A @ Bm
     y = t @ v
-    s = xp.sum(y * y, axis=(0, 2), keepdims=True)
+    s = xp.reshape(_einsum("ijk,ijk->j", y, y), (1, C, 1))
     cache = BatchedCache(A, Bm, v, t, y, B, n, k, C, m)
     return (y, s), cache
 
@@ -432,8 +454,7 @@ def power(x, p):
     xp = _xp(x, p)
     t = xp.exp(x)
     t_1 = x * x
-    e = xp.exp(-xp.abs(x))
-    t_2 = xp.maximum(e, x >= 0) / (1 + e)
+    t_2 = _sigmoid(x)
     t_3 = xp.clip(x, min=0)
     t_4 = 1 + t_3
     t_5 = t_2 / t_4
@@ -447,8 +468,7 @@ def power_forward(x, p):
     xp = _xp(x, p)
     t = xp.exp(x)
     t_1 = x * x
-    e = xp.exp(-xp.abs(x))
-    t_2 = xp.maximum(e, x >= 0) / (1 + e)
+    t_2 = _sigmoid(x)
     t_3 = xp.clip(x, min=0)
     t_4 = 1 + t_3
     t_5 = t_2 / t_4
@@ -475,8 +495,7 @@ def power_grad(x, p):
     xp = _xp(x, p)
     t = xp.exp(x)
     t_1 = x * x
-    e = xp.exp(-xp.abs(x))
-    t_2 = xp.maximum(e, x >= 0) / (1 + e)
+    t_2 = _sigmoid(x)
     t_3 = xp.clip(x, min=0)
     t_4 = 1 + t_3
     t_5 = t_2 / t_4

@@ -200,6 +200,17 @@ def _xp(*values):
     return numpy
 
 
+def _einsum(spec, *operands):
+    """np.einsum, which the standard lacks: the library's own (NumPy, PyTorch, JAX, CuPy and
+    Dask all have one)."""
+    xp = _xp(*operands)
+    if array_api_compat.is_torch_namespace(xp):
+        import torch
+
+        return torch.einsum(spec, *operands)
+    return xp.einsum(spec, *operands)
+
+
 class BatchnormGrads(NamedTuple):
     """Gradients of batchnorm with respect to x, gamma, beta, each shaped like its parameter."""
 
@@ -253,7 +264,7 @@ def batchnorm(x, gamma, beta):
     xp = _xp(x, gamma, beta)
     mu = xp.mean(x, axis=0)
     xc = x - mu
-    var = xp.mean(xc * xc, axis=0)
+    var = _einsum("ij,ij->j", xc, xc) / N
     t = xp.sqrt(var + 1e-05)
     t_1 = gamma / t
     out = t_1 * xc + beta
@@ -266,7 +277,7 @@ def batchnorm_forward(x, gamma, beta):
     xp = _xp(x, gamma, beta)
     mu = xp.mean(x, axis=0)
     xc = x - mu
-    var = xp.mean(xc * xc, axis=0)
+    var = _einsum("ij,ij->j", xc, xc) / N
     t = xp.sqrt(var + 1e-05)
     t_1 = gamma / t
     out = t_1 * xc + beta
@@ -281,7 +292,7 @@ def batchnorm_backward(dout, cache):
     dout = _dout("batchnorm", dout, (N, D), gamma.dtype, xp)
     # out = gamma * xhat + beta
     dbeta = xp.sum(dout, axis=0)
-    t_2 = xp.sum(dout * xc, axis=0)
+    t_2 = _einsum("ij,ij->j", dout, xc)
     dgamma = t_2 / t
     # xhat = xc * invstd
     dinvstd = gamma * t_2
@@ -289,7 +300,7 @@ def batchnorm_backward(dout, cache):
     t_3 = max(N, 1)
     dxc = t_1 * dout - dinvstd / t / t / t / t_3 * xc
     # mu = mean(x, axis=0)
-    dx = dxc - xp.sum(dxc, axis=0) / t_3
+    dx = dxc - t_1 * dbeta / t_3
     return BatchnormGrads(dx, dgamma, dbeta)
 
 
@@ -346,7 +357,7 @@ def layernorm(x, gamma, beta):
     xp = _xp(x, gamma, beta)
     mu = xp.mean(x, axis=1, keepdims=True)
     xc = x - mu
-    var = xp.mean(xc * xc, axis=1, keepdims=True)
+    var = xp.reshape(xp.vecdot(xc, xc), (N, 1)) / D
     t = xp.sqrt(var + 1e-05)
     xhat = xc / t
     out = gamma * xhat + beta
@@ -359,7 +370,7 @@ def layernorm_forward(x, gamma, beta):
     xp = _xp(x, gamma, beta)
     mu = xp.mean(x, axis=1, keepdims=True)
     xc = x - mu
-    var = xp.mean(xc * xc, axis=1, keepdims=True)
+    var = xp.reshape(xp.vecdot(xc, xc), (N, 1)) / D
     t = xp.sqrt(var + 1e-05)
     xhat = xc / t
     out = gamma * xhat + beta
@@ -374,12 +385,15 @@ def layernorm_backward(dout, cache):
     dout = _dout("layernorm", dout, (N, D), gamma.dtype, xp)
     # out = gamma * xhat + beta
     dbeta = xp.sum(dout, axis=0)
-    dgamma = xp.sum(dout * xhat, axis=0)
+    dgamma = _einsum("ij,ij->j", dout, xhat)
     dxhat = dout * gamma
     # var = mean(xc * xc, axis=1, keepdims=true)
     t_1 = max(D, 1)
-    t_2 = xp.reshape(xp.sum(dxhat * xhat / t, axis=1), (N, 1)) / t / t_1 * xc
-    dxc = dxhat / t - t_2
+    # xhat = xc / sqrt(var + 1e-5)
+    t_2 = xp.reshape(t, (N,))
+    # var = mean(xc * xc, axis=1, keepdims=true)
+    t_3 = xp.reshape(xp.vecdot(dxhat, xc) / t_2 / t_2, (N, 1)) / t / t_1 * xc
+    dxc = dxhat / t - t_3
     # mu = mean(x, axis=1, keepdims=true)
-    dx = dxc - xp.reshape(xp.sum(dxc, axis=1), (N, 1)) / t_1
+    dx = dxc - xp.reshape(xp.sum(dxhat, axis=1) / t_2, (N, 1)) / t_1
     return LayernormGrads(dx, dgamma, dbeta)
