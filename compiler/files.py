@@ -19,18 +19,27 @@ import secrets
 from pathlib import Path
 
 
-def write_atomic(target: Path, text: str, mode: int | None = None) -> None:
-    """Write `text` in UTF-8 to `target`, whole or not at all; raises OSError."""
+def cache_dir() -> Path:
+    """Where bpc keeps what it can rebuild (`bpc.load`'s modules, the parser's tables):
+    `$BPC_CACHE_DIR`, else `$XDG_CACHE_HOME/bpc`, else `~/.cache/bpc`."""
+    if os.environ.get("BPC_CACHE_DIR"):
+        return Path(os.environ["BPC_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "bpc"
+
+
+def write_atomic(target: Path, text: str | bytes, mode: int | None = None) -> None:
+    """Write `text` (in UTF-8 if a str) to `target`, whole or not at all; raises OSError."""
     write_all_atomic([(target, text)], mode)
 
 
-def write_all_atomic(files: list[tuple[Path, str]], mode: int | None = None) -> None:
+def write_all_atomic(files: list[tuple[Path, str | bytes]], mode: int | None = None) -> None:
     """Write each text to its target: first all of them to temporary files, then each renamed
     into place, so that a failure while writing (a full disk, a directory that refuses new
     files) leaves every target as it was. Raises OSError naming the target, or
     UnicodeEncodeError, before anything is written, for a text with a lone surrogate. With a
     `mode`, the files get it instead of a new file's (`bpc fmt` keeps a source's mode)."""
-    contents = [(target, text.encode("utf-8")) for target, text in files]
+    contents = [(t, text.encode("utf-8") if isinstance(text, str) else text) for t, text in files]
     pending: list[str] = []  # temporary files not yet renamed into place
     try:
         for target, data in contents:

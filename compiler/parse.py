@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
+import io
 import re
+import sys
 from importlib import resources
+from pathlib import Path
 
+import lark
 from lark import Lark, Token, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 from lark.visitors import Transformer_NonRecursive
@@ -13,6 +19,7 @@ from lark.visitors import Transformer_NonRecursive
 from . import hints
 from . import syntax as s
 from .diagnostics import Loc, error
+from .files import cache_dir, write_atomic
 
 _COMPARE = {"<": "lt", "<=": "le", ">": "gt", ">=": "ge", "==": "eq", "!=": "ne"}
 
@@ -70,10 +77,71 @@ class _DropBracketedNewlines:
             yield tok
 
 
+_OPTIONS = {"parser": "lalr", "propagate_positions": True}
+_CACHE_HEADER = b"# bpc parser sha256="  # then the SHA-256 of the pickle after this line
+
+
 @functools.cache
 def _parser() -> Lark:
+    """The parser of grammar/bp.lark. Building its LALR tables takes a tenth of a second or more,
+    so they are kept on disk (`_cache_file`) and read back by later processes in milliseconds;
+    where the cache cannot be read or written, the parser is built in memory."""
     grammar = resources.files("bpc.grammar").joinpath("bp.lark").read_text()
-    return Lark(grammar, parser="lalr", propagate_positions=True, postlex=_DropBracketedNewlines())
+    file = _cache_file(grammar)
+    parser = _cached(file) if file is not None else None
+    if parser is None:
+        parser = Lark(grammar, **_OPTIONS, postlex=_DropBracketedNewlines())
+        if file is not None:
+            _store(parser, file)
+    return parser
+
+
+def _cache_file(grammar: str) -> Path | None:
+    """Where the parser of `grammar` is cached: under a hash of everything the tables depend on
+    (the grammar's text, the options, Lark's and Python's versions), so that an edit of the
+    grammar or an upgrade builds them anew. None when there is no cache directory (no home)."""
+    key = "\0".join(
+        [
+            lark.__version__,
+            sys.version,
+            repr(_OPTIONS),
+            f"{_DropBracketedNewlines.__module__}.{_DropBracketedNewlines.__qualname__}",
+            grammar,
+        ]
+    )
+    try:
+        directory = cache_dir()
+    except (OSError, RuntimeError):  # Path.home(): no $HOME and no password entry
+        return None
+    return directory / "parser" / f"bp-{hashlib.sha256(key.encode()).hexdigest()[:20]}.pickle"
+
+
+def _cached(file: Path) -> Lark | None:
+    """The parser cached in `file`, or None when it is missing, unreadable or does not match the
+    hash on its first line (truncated, overwritten). `_store` renames an entry into place whole,
+    so two processes writing at once leave one complete entry."""
+    try:
+        data = file.read_bytes()
+    except OSError:
+        return None
+    head, _, rest = data.partition(b"\n")
+    if head != _CACHE_HEADER + hashlib.sha256(rest).hexdigest().encode():
+        return None
+    try:
+        return Lark.load(io.BytesIO(rest))
+    except Exception:  # (a format another Lark wrote, say): the parser is built anew
+        return None
+
+
+def _store(parser: Lark, file: Path) -> None:
+    """Cache `parser` in `file`, whole or not at all, if the cache directory can be written."""
+    buffer = io.BytesIO()
+    parser.save(buffer)  # its tables and options, the post-lexer pickled by its class's name
+    data = buffer.getvalue()
+    digest = hashlib.sha256(data).hexdigest().encode()
+    with contextlib.suppress(OSError):  # a read-only home, a full disk: nothing is cached
+        file.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(file, _CACHE_HEADER + digest + b"\n" + data)
 
 
 def _loc(x) -> Loc:
