@@ -675,7 +675,10 @@ def _printed(graphs: list[dict], printer: type[NumPyPrinter]) -> tuple[list[dict
             for i, (s, line) in enumerate(zip(f.body, body)):
                 longest = max(map(len, line.split("\n")))
                 if longest > LINE_LENGTH - INDENT and not isinstance(s, (Comment, Pack, Unpack)):
-                    long.append((body, i))
+                    if (exploded := _exploded(s, f.printer)) is not None:
+                        body[i] = exploded
+                    else:
+                        long.append((body, i))
             signature = f"def {f.name}({f.params}):"
             if len(signature) > LINE_LENGTH:
                 signature = black_signature(signature)
@@ -685,6 +688,19 @@ def _printed(graphs: list[dict], printer: type[NumPyPrinter]) -> tuple[list[dict
     for (body, i), lines in zip(long, blacken([body[i] for body, i in long])):
         body[i] = "\n".join(line[INDENT:] for line in lines)
     return out, refs
+
+
+def _exploded(s: Stmt, printer: NumPyPrinter) -> str | None:
+    """An assignment of a tuple too long for a line (`key = (_g_check, W.__class__, ...)` in
+    every checked function of two or more arguments), one item a line as black explodes a
+    collection, without black (importing it takes a tenth of a second); None where black must
+    break it: an item does not fit on a line of its own."""
+    if not (isinstance(s, Assign) and isinstance(s.target, str) and isinstance(s.value, Tuple)):
+        return None
+    items = [printer.text(item) for item in s.value.items]
+    if len(items) < 2 or any("\n" in t or len(t) + 1 > LINE_LENGTH - 2 * INDENT for t in items):
+        return None
+    return _pack(s.target, items)
 
 
 __all__ = ["Compiled", "HEADER_PREFIX", "backward_steps", "emit", "builtins", "_pack", "_unpack"]
