@@ -207,3 +207,19 @@ def test_the_argument_key_is_laid_out_as_black_lays_it_out(count, width):
     text = f"graph f({params}) -> y wrt {', '.join(names)} {{\n    y = {total}\n}}\n"
     module = bpc.compile_source(text, "f.bp")
     assert black.format_str(module, mode=black.Mode()) == module
+
+
+def test_the_process_benchmark_runs(capsys):
+    """bench/compile_time.py --processes-only: its tables, not its numbers."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import compile_time
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    assert compile_time.main(["--processes-only", "--cli-repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    for command in ("python -c pass", "import bpc.cli", "import bpc.pipeline"):
+        assert f"| `{command}` | " in out
+    assert "| `bpc compile examples/seed.bp` | " in out
+    assert "| bpc.expr | " in out and "| lark | " in out and "load average" in out
+    assert "| operations (IR) |" not in out  # the graphs of growing size are left out
