@@ -412,7 +412,7 @@ def blacken(statements: list[str]) -> list[list[str]]:
     takes about a millisecond a line, too slow for graphs of thousands of operations."""
     if not statements:
         return []
-    import black  # here, not at the top: most modules have no line too long, and it takes 0.1 s
+    import black  # here, not at the top: 0.1 s to import, which a module whose lines fit skips
 
     snippet = "def _():\n" + "".join("    " + s.replace("\n", "\n    ") + "\n" for s in statements)
     formatted = black.format_str(snippet, mode=black.Mode()).splitlines()[1:]
