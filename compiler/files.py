@@ -14,6 +14,7 @@ are removed.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
 from pathlib import Path
@@ -26,6 +27,26 @@ def cache_dir() -> Path:
         return Path(os.environ["BPC_CACHE_DIR"])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "bpc"
+
+
+_ENTRY = b"# bpc cache entry sha256="  # then the SHA-256 of the bytes after this line
+
+
+def write_entry(target: Path, data: bytes) -> None:
+    """Write a cache entry: a line holding the SHA-256 of `data`, then `data`, whole or not at all
+    (`write_atomic`), in a directory made if missing. Raises OSError."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(target, _ENTRY + hashlib.sha256(data).hexdigest().encode() + b"\n" + data)
+
+
+def read_entry(target: Path) -> bytes | None:
+    """The data of the cache entry at `target`, or None when it is missing, cannot be read or
+    does not match the hash on its first line (truncated, emptied, overwritten)."""
+    try:
+        head, _, data = target.read_bytes().partition(b"\n")
+    except OSError:
+        return None
+    return data if head == _ENTRY + hashlib.sha256(data).hexdigest().encode() else None
 
 
 def write_atomic(target: Path, text: str | bytes, mode: int | None = None) -> None:

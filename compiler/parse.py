@@ -19,7 +19,7 @@ from lark.visitors import Transformer_NonRecursive
 from . import hints
 from . import syntax as s
 from .diagnostics import Loc, error
-from .files import cache_dir, write_atomic
+from .files import cache_dir, read_entry, write_entry
 
 _COMPARE = {"<": "lt", "<=": "le", ">": "gt", ">=": "ge", "==": "eq", "!=": "ne"}
 
@@ -78,7 +78,6 @@ class _DropBracketedNewlines:
 
 
 _OPTIONS = {"parser": "lalr", "propagate_positions": True}
-_CACHE_HEADER = b"# bpc parser sha256="  # then the SHA-256 of the pickle after this line
 
 
 @functools.cache
@@ -117,31 +116,24 @@ def _cache_file(grammar: str) -> Path | None:
 
 
 def _cached(file: Path) -> Lark | None:
-    """The parser cached in `file`, or None when it is missing, unreadable or does not match the
-    hash on its first line (truncated, overwritten). `_store` renames an entry into place whole,
-    so two processes writing at once leave one complete entry."""
-    try:
-        data = file.read_bytes()
-    except OSError:
-        return None
-    head, _, rest = data.partition(b"\n")
-    if head != _CACHE_HEADER + hashlib.sha256(rest).hexdigest().encode():
+    """The parser cached in `file`, or None when there is none that loads: missing, damaged
+    (`read_entry` checks its hash) or written by another Lark."""
+    data = read_entry(file)
+    if data is None:
         return None
     try:
-        return Lark.load(io.BytesIO(rest))
+        return Lark.load(io.BytesIO(data))
     except Exception:  # (a format another Lark wrote, say): the parser is built anew
         return None
 
 
 def _store(parser: Lark, file: Path) -> None:
-    """Cache `parser` in `file`, whole or not at all, if the cache directory can be written."""
+    """Cache `parser` in `file` (whole or not at all: processes writing at once leave one
+    complete entry), if the cache directory can be written."""
     buffer = io.BytesIO()
     parser.save(buffer)  # its tables and options, the post-lexer pickled by its class's name
-    data = buffer.getvalue()
-    digest = hashlib.sha256(data).hexdigest().encode()
     with contextlib.suppress(OSError):  # a read-only home, a full disk: nothing is cached
-        file.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(file, _CACHE_HEADER + digest + b"\n" + data)
+        write_entry(file, buffer.getvalue())
 
 
 def _loc(x) -> Loc:

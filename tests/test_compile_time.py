@@ -4,7 +4,6 @@ from a cache on disk that is never wrong (a changed grammar, a corrupt or unwrit
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import lark
 import pytest
 
 import bpc
+import bpc.files
 import bpc.parse
 from bpc.parse import _cache_file, _parser, parse
 
@@ -113,7 +113,7 @@ def test_a_changed_grammar_lark_or_python_is_another_entry(monkeypatch):
         lambda data: data[: len(data) // 2],  # truncated
         lambda data: b"",  # emptied
         lambda data: data[:-1] + bytes([data[-1] ^ 1]),  # one bit flipped
-        lambda data: b"# bpc parser sha256=" + b"0" * 64 + b"\n" + data.partition(b"\n")[2],
+        lambda data: b"# bpc cache entry sha256=" + b"0" * 64 + b"\n" + data.partition(b"\n")[2],
     ],
     ids=["truncated", "empty", "flipped", "wrong-hash"],
 )
@@ -132,10 +132,7 @@ def test_an_entry_that_matches_its_hash_but_does_not_load_is_rebuilt(cache):
     """An entry whose hash is right but whose pickle Lark cannot read (another Lark's format)."""
     _parser()
     (entry,) = _entries(cache)
-    junk = b"not a pickle"
-    entry.write_bytes(
-        b"# bpc parser sha256=" + hashlib.sha256(junk).hexdigest().encode() + b"\n" + junk
-    )
+    bpc.files.write_entry(entry, b"not a pickle")
     assert bpc.parse._cached(entry) is None
     _parser.cache_clear()
     assert parse("graph f(x: [N]) -> y wrt x {\n    y = sum(x * x)\n}\n").definitions
@@ -168,7 +165,7 @@ def test_an_unwritable_cache_directory_builds_the_parser_in_memory(cache, monkey
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(bpc.parse, "write_atomic", refuse)
+    monkeypatch.setattr(bpc.files, "write_atomic", refuse)
     assert parse((ROOT / "examples" / "seed.bp").read_text()).definitions
     assert not (cache / "parser").exists() or _entries(cache) == []
 
