@@ -10,8 +10,11 @@ of the arguments, and the templates. The lines of each function come from the lo
 from __future__ import annotations
 
 import builtins
+import contextlib
 import functools
+import hashlib
 import keyword
+import sys
 from dataclasses import dataclass, replace
 from importlib import resources
 from typing import TYPE_CHECKING
@@ -44,6 +47,7 @@ from .expr import (
     reads,
     shape,
 )
+from .files import cache_dir, read_entry, write_entry
 from .ir import Graph, Node
 from .lower import RESERVED, Lowering, Namer, Values, backward_steps, dtype_holder, dtype_source
 from .printer import (
@@ -580,6 +584,16 @@ def _dout_shapes(g: Graph) -> str:
     return parts[0] if len(parts) == 1 else "(" + ", ".join(parts) + ")"
 
 
+# The options of the templates' environment that shape their compiled code: all in the key of
+# the compiled templates' cache (`_template_cache`).
+_JINJA_OPTIONS = {
+    "trim_blocks": True,
+    "lstrip_blocks": True,
+    "keep_trailing_newline": True,
+    "autoescape": False,
+}
+
+
 @functools.cache
 def _environment() -> jinja2.Environment:
     import jinja2  # here, not at the top: only rendering a module needs it
@@ -589,12 +603,36 @@ def _environment() -> jinja2.Environment:
     )
     return jinja2.Environment(
         loader=loader,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
         undefined=jinja2.StrictUndefined,
-        autoescape=False,
+        bytecode_cache=_template_cache(jinja2),
+        **_JINJA_OPTIONS,
     )
+
+
+def _template_cache(jinja2) -> jinja2.BytecodeCache | None:
+    """The templates compiled to Python, kept in the cache directory (compiling the two every
+    module renders takes about 10 ms a process): in a directory named by a hash of jinja2's and
+    Python's versions and the environment's options, one entry a template, which jinja2 itself
+    compiles anew when the template's text changes (its checksum is in the entry). An entry is
+    written whole and checked against its hash (`bpc.files`); where the directory cannot be
+    written, each process compiles the templates."""
+    key = f"{jinja2.__version__}\0{sys.version}\0{sorted(_JINJA_OPTIONS.items())}".encode()
+    try:
+        directory = cache_dir() / "templates" / hashlib.sha256(key).hexdigest()[:20]
+    except (OSError, RuntimeError):  # Path.home(): no $HOME and no password entry
+        return None
+
+    class Templates(jinja2.BytecodeCache):
+        def load_bytecode(self, bucket) -> None:
+            data = read_entry(directory / f"{bucket.key}.cache")
+            if data is not None:
+                bucket.bytecode_from_string(data)  # (jinja2 checks the template's checksum)
+
+        def dump_bytecode(self, bucket) -> None:
+            with contextlib.suppress(OSError):  # a read-only home, a full disk
+                write_entry(directory / f"{bucket.key}.cache", bucket.bytecode_to_string())
+
+    return Templates()
 
 
 def _module_names(compiled: list[Compiled], checks: bool) -> set[str]:

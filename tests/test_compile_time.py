@@ -220,3 +220,52 @@ def test_the_process_benchmark_runs(capsys):
     assert "| `bpc compile examples/seed.bp` | " in out
     assert "| bpc.expr | " in out and "| lark | " in out and "load average" in out
     assert "| operations (IR) |" not in out  # the graphs of growing size are left out
+
+
+def test_the_templates_are_compiled_once_and_kept(cache, monkeypatch):
+    """The second environment renders from the cache without compiling; a damaged entry is
+    compiled again; a template whose text changed is never rendered from its old code."""
+    import jinja2
+
+    from bpc import emit
+
+    module = (ROOT / "generated" / "seed.py").read_text()
+    emit._environment.cache_clear()
+    try:
+        seed = (ROOT / "examples" / "seed.bp").read_text()
+        assert bpc.compile_source(seed, "seed.bp") == module
+        entries = sorted((cache / "templates").rglob("*.cache"))
+        assert len(entries) == 2  # module.py.j2 and runtime.py.j2
+        emit._environment.cache_clear()
+        with monkeypatch.context() as m:
+            m.setattr(jinja2.Environment, "compile", _not_compiled)
+            assert bpc.compile_source(seed, "seed.bp") == module
+        for entry in entries:
+            entry.write_bytes(entry.read_bytes()[:-10])
+        emit._environment.cache_clear()
+        assert bpc.compile_source(seed, "seed.bp") == module
+        assert all(bpc.files.read_entry(e) is not None for e in entries)  # rewritten whole
+    finally:
+        emit._environment.cache_clear()
+    templates = emit._template_cache(jinja2)
+    for text in ("one {{ x }}", "two {{ x }}"):
+        env = jinja2.Environment(loader=jinja2.DictLoader({"t": text}), bytecode_cache=templates)
+        assert env.get_template("t").render(x=1) == text.replace("{{ x }}", "1")
+
+
+def _not_compiled(*args, **kwargs):
+    raise AssertionError("a template was compiled, not loaded from the cache")
+
+
+def test_an_unwritable_cache_compiles_the_templates_each_time(tmp_path, monkeypatch):
+    from bpc import emit
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("BPC_CACHE_DIR", str(blocker))
+    emit._environment.cache_clear()
+    try:
+        seed = (ROOT / "examples" / "seed.bp").read_text()
+        assert bpc.compile_source(seed, "seed.bp") == (ROOT / "generated" / "seed.py").read_text()
+    finally:
+        emit._environment.cache_clear()
