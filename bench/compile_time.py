@@ -9,7 +9,8 @@ The whole-process table times fresh processes, medians of `--cli-repeats`: the i
 (`python -c pass`), `import bpc.cli` (the command line, which imports the compiler only when it
 compiles), `import bpc.pipeline` (the compiler), and `python -m bpc compile examples/seed.bp -o
 TMP`. One process runs first, untimed, with bytecode writing on: it writes bpc's `.pyc` files and
-the parser's cache (`$BPC_CACHE_DIR/parser`), as any first run does. Below it, the modules that
+fills the cache of the parser's tables and the compiled templates (`$BPC_CACHE_DIR`), as any
+first run does. Below it, the modules that
 take longest to import in that compile (`python -X importtime`, self time, medians), and the
 machine: CPUs and load average (a shared machine's other work moves every number).
 
@@ -133,7 +134,7 @@ def _run(command: list[str], env: dict[str, str] | None = None) -> subprocess.Co
 
 def process_times(repeats: int = 11) -> dict[str, float]:
     """Median wall time of `repeats` fresh processes of each command, after one untimed compile
-    that writes bpc's bytecode and the parser's cache. The commands take turns, so that a change
+    that writes bpc's bytecode and fills its cache. The commands take turns, so that a change
     in the machine's load falls on all of them."""
     with tempfile.TemporaryDirectory() as tmp:
         commands = _processes(Path(tmp))
