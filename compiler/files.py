@@ -14,23 +14,53 @@ are removed.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
 from pathlib import Path
 
 
-def write_atomic(target: Path, text: str, mode: int | None = None) -> None:
-    """Write `text` in UTF-8 to `target`, whole or not at all; raises OSError."""
+def cache_dir() -> Path:
+    """Where bpc keeps what it can rebuild (`bpc.load`'s modules, the parser's tables):
+    `$BPC_CACHE_DIR`, else `$XDG_CACHE_HOME/bpc`, else `~/.cache/bpc`."""
+    if os.environ.get("BPC_CACHE_DIR"):
+        return Path(os.environ["BPC_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "bpc"
+
+
+_ENTRY = b"# bpc cache entry sha256="  # then the SHA-256 of the bytes after this line
+
+
+def write_entry(target: Path, data: bytes) -> None:
+    """Write a cache entry: a line holding the SHA-256 of `data`, then `data`, whole or not at all
+    (`write_atomic`), in a directory made if missing. Raises OSError."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(target, _ENTRY + hashlib.sha256(data).hexdigest().encode() + b"\n" + data)
+
+
+def read_entry(target: Path) -> bytes | None:
+    """The data of the cache entry at `target`, or None when it is missing, cannot be read or
+    does not match the hash on its first line (truncated, emptied, overwritten)."""
+    try:
+        head, _, data = target.read_bytes().partition(b"\n")
+    except OSError:
+        return None
+    return data if head == _ENTRY + hashlib.sha256(data).hexdigest().encode() else None
+
+
+def write_atomic(target: Path, text: str | bytes, mode: int | None = None) -> None:
+    """Write `text` (in UTF-8 if a str) to `target`, whole or not at all; raises OSError."""
     write_all_atomic([(target, text)], mode)
 
 
-def write_all_atomic(files: list[tuple[Path, str]], mode: int | None = None) -> None:
+def write_all_atomic(files: list[tuple[Path, str | bytes]], mode: int | None = None) -> None:
     """Write each text to its target: first all of them to temporary files, then each renamed
     into place, so that a failure while writing (a full disk, a directory that refuses new
     files) leaves every target as it was. Raises OSError naming the target, or
     UnicodeEncodeError, before anything is written, for a text with a lone surrogate. With a
     `mode`, the files get it instead of a new file's (`bpc fmt` keeps a source's mode)."""
-    contents = [(target, text.encode("utf-8")) for target, text in files]
+    contents = [(t, text.encode("utf-8") if isinstance(text, str) else text) for t, text in files]
     pending: list[str] = []  # temporary files not yet renamed into place
     try:
         for target, data in contents:

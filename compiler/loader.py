@@ -24,18 +24,10 @@ from pathlib import Path
 from types import ModuleType
 
 from . import __version__
-from .files import write_atomic
+from .files import cache_dir, write_atomic
 from .pipeline import compile_source
 
 _HEADER = "# bpc cache entry sha256="
-
-
-def cache_dir() -> Path:
-    """`$BPC_CACHE_DIR`, else `$XDG_CACHE_HOME/bpc`, else `~/.cache/bpc`."""
-    if os.environ.get("BPC_CACHE_DIR"):
-        return Path(os.environ["BPC_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "bpc"
 
 
 def load(

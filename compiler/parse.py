@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
+import io
 import re
+import sys
 from importlib import resources
+from pathlib import Path
 
+import lark
 from lark import Lark, Token, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 from lark.visitors import Transformer_NonRecursive
@@ -13,6 +19,7 @@ from lark.visitors import Transformer_NonRecursive
 from . import hints
 from . import syntax as s
 from .diagnostics import Loc, error
+from .files import cache_dir, read_entry, write_entry
 
 _COMPARE = {"<": "lt", "<=": "le", ">": "gt", ">=": "ge", "==": "eq", "!=": "ne"}
 
@@ -70,10 +77,63 @@ class _DropBracketedNewlines:
             yield tok
 
 
+_OPTIONS = {"parser": "lalr", "propagate_positions": True}
+
+
 @functools.cache
 def _parser() -> Lark:
+    """The parser of grammar/bp.lark. Building its LALR tables takes a tenth of a second or more,
+    so they are kept on disk (`_cache_file`) and read back by later processes in milliseconds;
+    where the cache cannot be read or written, the parser is built in memory."""
     grammar = resources.files("bpc.grammar").joinpath("bp.lark").read_text()
-    return Lark(grammar, parser="lalr", propagate_positions=True, postlex=_DropBracketedNewlines())
+    file = _cache_file(grammar)
+    parser = _cached(file) if file is not None else None
+    if parser is None:
+        parser = Lark(grammar, **_OPTIONS, postlex=_DropBracketedNewlines())
+        if file is not None:
+            _store(parser, file)
+    return parser
+
+
+def _cache_file(grammar: str) -> Path | None:
+    """Where the parser of `grammar` is cached: under a hash of everything the tables depend on
+    (the grammar's text, the options, Lark's and Python's versions), so that an edit of the
+    grammar or an upgrade builds them anew. None when there is no cache directory (no home)."""
+    key = "\0".join(
+        [
+            lark.__version__,
+            sys.version,
+            repr(_OPTIONS),
+            f"{_DropBracketedNewlines.__module__}.{_DropBracketedNewlines.__qualname__}",
+            grammar,
+        ]
+    )
+    try:
+        directory = cache_dir()
+    except (OSError, RuntimeError):  # Path.home(): no $HOME and no password entry
+        return None
+    return directory / "parser" / f"bp-{hashlib.sha256(key.encode()).hexdigest()[:20]}.pickle"
+
+
+def _cached(file: Path) -> Lark | None:
+    """The parser cached in `file`, or None when there is none that loads: missing, damaged
+    (`read_entry` checks its hash) or written by another Lark."""
+    data = read_entry(file)
+    if data is None:
+        return None
+    try:
+        return Lark.load(io.BytesIO(data))
+    except Exception:  # (a format another Lark wrote, say): the parser is built anew
+        return None
+
+
+def _store(parser: Lark, file: Path) -> None:
+    """Cache `parser` in `file` (whole or not at all: processes writing at once leave one
+    complete entry), if the cache directory can be written."""
+    buffer = io.BytesIO()
+    parser.save(buffer)  # its tables and options, the post-lexer pickled by its class's name
+    with contextlib.suppress(OSError):  # a read-only home, a full disk: nothing is cached
+        write_entry(file, buffer.getvalue())
 
 
 def _loc(x) -> Loc:

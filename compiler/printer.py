@@ -12,8 +12,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-import black
-
 from .escape import comment, literal
 from .expr import (
     ARRAY,
@@ -415,6 +413,8 @@ def blacken(statements: list[str]) -> list[list[str]]:
     takes about a millisecond a line, too slow for graphs of thousands of operations."""
     if not statements:
         return []
+    import black  # here, not at the top: 0.1 s to import, which a module whose lines fit skips
+
     snippet = "def _():\n" + "".join("    " + s.replace("\n", "\n    ") + "\n" for s in statements)
     formatted = black.format_str(snippet, mode=black.Mode()).splitlines()[1:]
     # each statement starts at the body's indent; its other lines are indented deeper or close
@@ -430,4 +430,6 @@ def blacken(statements: list[str]) -> list[list[str]]:
 def black_signature(line: str) -> str:
     """A `def` line too long for one line, as black breaks it (black needs a body to parse
     it)."""
+    import black
+
     return black.format_str(line + "\n    pass", mode=black.Mode())[: -len("\n    pass\n")]
