@@ -177,6 +177,12 @@ def test_double_negation():
     assert leaves_alone(opt.double_negation, make("neg", x))
 
 
+def test_abs_of_negation():
+    rule = opt.abs_of_negation
+    assert rewrites(rule, make("abs", make("neg", x))) == "abs(x)"
+    assert leaves_alone(rule, make("abs", x))
+
+
 def test_subtract_negation():
     rule = opt.subtract_negation
     assert rewrites(rule, make("add", x, make("neg", y))) == "sub(x, y)"
@@ -524,6 +530,12 @@ def test_softplus_written_out():
     assert leaves_alone(rule, make("add", make("relu", y), tail))  # of another value
     assert leaves_alone(rule, make("add", make("maximum", x, 1), tail))
     assert leaves_alone(rule, make("add", make("relu", x), make("log1p", make("exp", x))))
+    # anywhere in a sum, with the other terms kept in their order
+    bce = make("add", make("sub", make("maximum", x, 0), make("mul", x, y)), tail)
+    assert rewrites(rule, bce) == "sub(softplus(x), mul(x, y))"
+    mid = make("add", make("add", y, make("relu", x)), make("sub", tail, c))
+    assert rewrites(rule, mid) == "sub(add(y, softplus(x)), c)"
+    assert leaves_alone(rule, make("sub", make("relu", x), tail))  # minus log1p: no softplus
 
 
 def test_softplus_written_out_is_differentiated_as_softplus():
@@ -539,6 +551,24 @@ def test_softplus_written_out_is_differentiated_as_softplus():
     x = np.random.default_rng(0).standard_normal(6)
     _, (dx,) = module.f_grad(x)
     np.testing.assert_allclose(dx, numeric_grad(module.f, [x], 0), rtol=1e-7)
+
+
+def test_log_of_sigmoid():
+    rule = opt.log_of_sigmoid
+    assert rewrites(rule, make("log", make("sigmoid", x))) == "neg(softplus(neg(x)))"
+    assert rewrites(rule, make("log", make("sub", 1, make("sigmoid", x)))) == "neg(softplus(x))"
+    assert leaves_alone(rule, make("log", make("sub", 2, make("sigmoid", x))))
+    assert leaves_alone(rule, make("log", make("exp", x)))
+    # where the probabilities round to 0 and 1, the losses and their gradients stay finite
+    text = "graph f(z: [n], y: [n]) -> loss {\n    p = sigmoid(z)\n"
+    text += "    loss = -sum(y * log(p) + (1 - y) * log(1 - p))\n}\n"
+    module = load(text)
+    z, y = np.array([-800.0, -40.0, 0.0, 40.0, 800.0]), np.array([1.0, 1.0, 0.5, 0.0, 0.0])
+    loss, (dz, dy) = module.f_grad(z, y)
+    want = np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
+    np.testing.assert_allclose(loss, want.sum(), rtol=1e-14)
+    p = np.where(z >= 0, 1, np.exp(-np.abs(z))) / (1 + np.exp(-np.abs(z)))
+    np.testing.assert_allclose(dz, p - y, rtol=1e-14, atol=1e-300)
 
 
 def test_sigmoid_written_out():

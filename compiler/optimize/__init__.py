@@ -25,6 +25,7 @@ from dataclasses import replace
 
 from ..ir import Graph, Node, at, const, make, rewrite
 from .algebra import (
+    abs_of_negation,
     add_to_itself,
     add_twice,
     add_zero,
@@ -40,6 +41,7 @@ from .algebra import (
     einsum_as_products,
     expand_composite,
     fold_constants,
+    log_of_sigmoid,
     multiply_by_one,
     negation_outward,
     pads_tile_an_axis,
@@ -96,6 +98,7 @@ __all__ = [
     "_SEEN",
     "_existing",
     # the rewrites (algebra.py)
+    "abs_of_negation",
     "add_to_itself",
     "add_twice",
     "add_zero",
@@ -110,6 +113,7 @@ __all__ = [
     "double_negation",
     "einsum_as_products",
     "expand_composite",
+    "log_of_sigmoid",
     "fold_constants",
     "multiply_by_one",
     "negation_outward",

@@ -111,6 +111,12 @@ def double_negation(n: Node) -> Node | None:
     return None
 
 
+@rule("abs")
+def abs_of_negation(n: Node) -> Node | None:
+    """|-x| -> |x| (the softplus of -x and of x then share one exp(-|x|))."""
+    return make("abs", n.args[0].args[0]) if n.args[0].op == "neg" else None
+
+
 @rule("add", "sub")
 def subtract_negation(n: Node) -> Node | None:
     """a + (-b) -> a - b, (-a) + b -> b - a, a - (-b) -> a + b."""
@@ -555,6 +561,16 @@ def _signed_terms(n: Node, sign: int = 1) -> list[tuple[int, Node]]:
     return [(sign, n)]
 
 
+def _from_signed_terms(terms: list[tuple[int, Node]]) -> Node:
+    """The sum of signed terms, in their order: `a - b + c`."""
+    first_sign, total = terms[0]
+    if first_sign < 0:
+        total = make("neg", total)
+    for sign, t in terms[1:]:
+        total = make("add" if sign > 0 else "sub", total, t)
+    return total
+
+
 @rule("sum")
 def sum_of_deviations(n: Node) -> Node | None:
     """sum(p - c * (x - mean(x, axes)), axes) -> sum(p, axes), c the same all along the axes:
@@ -568,11 +584,7 @@ def sum_of_deviations(n: Node) -> Node | None:
     kept = [(sign, t) for sign, t in terms if not _sums_to_zero(t, axes)]
     if len(kept) == len(terms) or not kept:
         return None
-    first_sign, total = kept[0]
-    if first_sign < 0:
-        total = make("neg", total)
-    for sign, t in kept[1:]:
-        total = make("add" if sign > 0 else "sub", total, t)
+    total = _from_signed_terms(kept)
     if total.shape != x.shape:
         total = make("broadcast_to", total, shape=x.shape)
     return make("sum", total, axis=axes, keepdims=n.attr("keepdims"))
@@ -665,19 +677,44 @@ def _positive_part_of(n: Node) -> Node | None:
 
 @canonical
 def softplus_written_out(n: Node) -> Node | None:
-    """relu(x) + log1p(exp(-|x|)) -> softplus(x), with maximum(x, 0) or maximum(0, x) for relu(x)
-    and the terms in either order: the stable form written by hand is compiled as softplus,
-    whose backward is sigmoid(x), from the forward's exp(-|x|), rather than the gradients of
-    maximum (with its tie at 0) and of abs."""
-    if n.op != "add":
+    """relu(x) + log1p(exp(-|x|)) -> softplus(x), with maximum(x, 0) or maximum(0, x) for relu(x),
+    the terms in either order and anywhere in a sum (`maximum(z, 0) - z * y + log1p(exp(-abs(z)))`,
+    a cross-entropy of logits): the stable form written by hand is compiled as softplus, whose
+    backward is sigmoid(x), from the forward's exp(-|x|), rather than the gradients of maximum
+    (with its tie at 0) and of abs."""
+    if n.op not in ("add", "sub"):
         return None
-    for relu, rest in (n.args, n.args[::-1]):
+    terms = _signed_terms(n)
+    for i, (sign, relu) in enumerate(terms):
         x = _positive_part_of(relu)
-        if x is None or rest.op != "log1p" or rest.args[0].op != "exp":
+        if x is None or sign < 0 or x.shape != n.shape:
             continue
-        inner = rest.args[0].args[0]
-        if _minus_abs(inner) and inner.args[0].args[0] is x and x.shape == n.shape:
-            return make("softplus", x)
+        for j, (other, rest) in enumerate(terms):
+            if other < 0 or rest.op != "log1p" or rest.args[0].op != "exp":
+                continue
+            inner = rest.args[0].args[0]
+            if _minus_abs(inner) and inner.args[0].args[0] is x:
+                first, second = sorted((i, j))
+                kept = terms[:first] + [(1, make("softplus", x))] + terms[first + 1 :]
+                return _from_signed_terms(kept[:second] + kept[second + 1 :])
+    return None
+
+
+@canonical
+def log_of_sigmoid(n: Node) -> Node | None:
+    """log(sigmoid(x)) -> -softplus(-x), and log(1 - sigmoid(x)) -> -softplus(x): a binary
+    cross-entropy written with probabilities. The logs of the probabilities are -inf (and their
+    gradients nan) where the sigmoid rounds to 0 or 1, beyond |x| = 37 in float64 and 17 in
+    float32; softplus is finite for every x, and both terms share one exp(-|x|)."""
+    if n.op != "log" or n.dtype != "float":
+        return None
+    p = n.args[0]
+    if p.op == "sigmoid" and p.shape == n.shape:
+        return make("neg", make("softplus", _negated(p.args[0])))
+    if p.op == "sub" and _is_const(p.args[0], 1) and p.args[1].op == "sigmoid":
+        x = p.args[1].args[0]
+        if x.shape == n.shape:
+            return make("neg", make("softplus", x))
     return None
 
 
