@@ -270,6 +270,32 @@ def test_sigmoid_written_by_hand_is_stable(dtype):
         np.testing.assert_allclose(gelu_grads.x, slope, rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_sigmoid_helper_in_place_on_numbers_and_on_integers(dtype):
+    """The module's `_sigmoid`: into `out` (the planner's in-place form), on a NumPy number, on
+    integers, and to within 2 ulp of the value wherever it is a normal number, with no warning;
+    below the clip, where the value is subnormal, about the smallest normal number."""
+    helper = load(graph("x: [n]", "out = sum(sigmoid(x))"))._sigmoid
+    x = EXTREME.astype(dtype)
+    with no_fp_warnings():
+        out = np.empty_like(x)
+        got = helper(x, out=out)
+        number = helper(dtype(-3.0))
+        ints = helper(np.array([-2, 0, 5]))
+    assert got is out and got.dtype == dtype
+    assert isinstance(number, np.floating) and number.dtype == dtype
+    assert ints.dtype == np.float64
+    with np.errstate(under="ignore", over="ignore"):
+        exact = _exact_sigmoid(EXTREME)
+    info = np.finfo(dtype)
+    normal = exact >= info.tiny
+    np.testing.assert_allclose(got[normal], exact[normal], rtol=2 * info.eps, atol=0)
+    assert (~normal).any()
+    np.testing.assert_allclose(got[~normal], info.tiny, rtol=1e-5)
+    np.testing.assert_allclose(number, _exact_sigmoid(np.array([-3.0]))[0], rtol=2 * info.eps)
+    np.testing.assert_allclose(ints, _exact_sigmoid(np.array([-2.0, 0.0, 5.0])), rtol=1e-15)
+
+
 # ---------------------------------------------------------------------------------------------
 # Ties, by PyTorch's rules
 
