@@ -492,6 +492,17 @@ def test_negation_outward():
     assert leaves_alone(rule, make("mul", x, y))
 
 
+def test_common_factor():
+    rule = opt.common_factor
+    n = make("add", make("mul", x, y), make("mul", make("mul", c, x), v))
+    assert rewrites(rule, n) == "mul(x, add(y, mul(c, v)))"
+    n = make("sub", make("mul", make("mul", 2, x), y), make("mul", y, c))
+    assert rewrites(rule, n) == "mul(y, sub(mul(2, x), c))"
+    assert leaves_alone(rule, make("add", make("mul", x, v), make("mul", y, v)))  # v is small
+    assert leaves_alone(rule, make("add", make("mul", x, y), make("mul", c, v)))
+    assert leaves_alone(rule, make("add", make("mul", x, y), x))
+
+
 def test_add_twice():
     rule = opt.add_twice
     assert rewrites(rule, make("add", make("add", x, y), y)) == "add(x, mul(2, y))"

@@ -426,8 +426,7 @@ def gru_backward(dout, cache):
         # r = sigmoid(x[:, t] @ Wr + h @ Ur)
         t_5 = dr * r * (1 - r)
         # h = (1 - z) * n + z * h
-        dz = dh_1 * prev_h
-        dz -= dh_1 * n
+        dz = dh_1 * (prev_h - n)
         # z = sigmoid(x[:, t] @ Wz + h @ Uz)
         t_6 = dz * z * t_2
         dh = dh_1 * z + t_4 * r + t_5 @ Ur.T + t_6 @ Uz.T

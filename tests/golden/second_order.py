@@ -538,7 +538,7 @@ def logistic_jvp(X, y, w, reg, w_dot):
     e = np.exp(-np.abs(z))
     t = 0.5 * reg
     loss = (np.maximum(z, 0) + np.log1p(e) - y * z).mean() + t * (w @ w)
-    t_1 = (z_dot * (np.maximum(e, z >= 0) / (1 + e)) - z_dot * y).mean()
+    t_1 = (z_dot * (np.maximum(e, z >= 0) / (1 + e) - y)).mean()
     loss_dot = t_1 + 2 * w_dot @ w * t
     return loss, loss_dot
 
@@ -598,9 +598,7 @@ def logistic_hvp(X, y, w, reg, v_w):
     ddz = X @ v_w
     t_2 = ddz
     t_2 /= max(N, 1)
-    t_3 = t_2 / t_1
-    de = t_3 * (e > t)
-    de += 0.5 * t_3 * (e == t)
+    de = t_2 / t_1 * ((e > t) + (0.5 * (e == t)).astype(X.dtype))
     de -= t_2 * (np.maximum(e, t) / t_1) / t_1
     dz = -(de * e * np.sign(z))
     dw = X.T @ dz
@@ -1039,10 +1037,8 @@ def two_layer_hvp(X, y, W1, b1, W2, b2, reg, v_W1, v_b1, v_W2, v_b2):
     ddscores += v_b2
     dprobs = ddscores
     dprobs /= t
-    dlog_probs = dprobs
-    dlog_probs *= probs
-    dscores_1 = dlog_probs
-    dscores_1 -= probs * dlog_probs.sum(axis=1, keepdims=True)
+    dscores_1 = probs
+    dscores_1 *= dprobs - np.vecdot(dprobs, probs).reshape((N, 1))
     db2 = dscores_1.sum(axis=0)
     dh = dscores @ v_W2.T
     dh += dscores_1 @ W2.T
