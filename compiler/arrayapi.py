@@ -56,6 +56,8 @@ HELPERS = {
     "_pad": "pad_xp.py.j2",
     "_take_along_axis": "take_along_xp.py.j2",
     "_einsum": "einsum_xp.py.j2",
+    "_slots": "slots_xp.py.j2",
+    "_put": "put_xp.py.j2",
 }
 
 
@@ -65,11 +67,12 @@ class ArrayApiPrinter(NumPyPrinter):
     namespaces = {**NumPyPrinter.namespaces, ARRAY: "xp.", HOST: "np."}
     array_import = "import array_api_compat"
     reserved = frozenset({"xp", "np", "math", "array_api_compat", "Any"})
-    reserved |= frozenset({"_kind", "_name", "_is_array"})  # (runtime_xp.py.j2's own)
+    reserved |= frozenset({"_kind", "_name", "_is_array", "_Pytree", "_pytrees"})  # (runtime_xp's)
     reserved |= frozenset(HELPERS)
     functional = True
     helpers = HELPERS
     runtime = "runtime_xp.py.j2"
+    cache_base = "_Pytree"  # (a cache that `jax.jit` takes and returns: runtime_xp.py.j2)
 
     @classmethod
     def imports(cls, namespaces: set[str]) -> list[str]:
@@ -251,28 +254,6 @@ def _dtype(e: Expr) -> Expr:
     if e.__class__ is Ref and e.module == LOCAL and e.name in ("int", "float", "bool"):
         return Ref(ARRAY, {"int": "int64", "float": "float64", "bool": "bool"}[e.name])
     return e
-
-
-def refuse(compiled, target: str) -> None:
-    """A compile error for a loop: its slot writes (`hs[:, t] = h`) and sums work in arrays in
-    place, which the target's code never does."""
-    for c in compiled:
-        for n in _all_nodes(c.pair.nodes):
-            if n.op == "loop":
-                raise CompileError(
-                    Diagnostic(
-                        n.loc or c.pair.loc,
-                        f"the {target} target does not support loops (`for`) yet: their slot "
-                        "writes work in arrays in place; compile this graph with --target numpy",
-                    )
-                )
-
-
-def _all_nodes(nodes):
-    for n in nodes:
-        yield n
-        if n.op == "loop":
-            yield from _all_nodes(n.attr("body").nodes)
 
 
 def unsupported(what: str) -> CompileError:

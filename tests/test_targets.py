@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import re
 import types
 from pathlib import Path
 
@@ -33,8 +34,6 @@ TARGET = "array-api"
 TOL = 1e-9  # float64, against the numpy target's results
 # What the target refuses, by the operation that needs it (see bpc.arrayapi.refuse).
 REFUSED = {
-    "loop": "loops",
-    "put": "loops",
     "windows": "np.lib.stride_tricks.sliding_window_view",
     "window_add": "the helper _window_add",
     "conv2d": "np.lib.stride_tricks.sliding_window_view",
@@ -196,9 +195,10 @@ def test_op_case_on_library(case: Case, library: str):
         value, grads = grad(*args.values())
         assert rel_error(back(value), want_out) < TOL
     else:
-        _, cache = getattr(module, f"{name}_forward")(*args.values())
+        forward, backward = _pair(module, name, library)
+        _, cache = forward(*args.values())
         douts = tuple(to(d) for d in dout) if isinstance(dout, tuple) else to(dout)
-        grads = getattr(module, f"{name}_backward")(douts, cache)
+        grads = backward(douts, cache)
     for k in reference.graph.wrt:
         got = getattr(grads, k)
         assert isinstance(got, array_type), f"d{k} is a {type(got).__name__}"
@@ -208,6 +208,115 @@ def test_op_case_on_library(case: Case, library: str):
 
 def _tuple(x):
     return x if isinstance(x, tuple) else (x,)
+
+
+def _pair(module, name: str, library: str):
+    """`g_forward` and `g_backward`, each under `jax.jit` for the library "jax-jit" (the cache
+    is a pytree to JAX)."""
+    pair = getattr(module, f"{name}_forward"), getattr(module, f"{name}_backward")
+    if library == "jax-jit":
+        import jax
+
+        return tuple(map(jax.jit, pair))
+    return pair
+
+
+# ---------------------------------------------------------------------------------------------
+# Loops: recurrent networks, nested loops, loops that run one step or none
+
+
+def _loop_models():
+    """The loops of tests/test_loops.py and tests/golden/loops.bp, each with its arguments'
+    shapes at a sequence length T."""
+    from tests.test_loops import MODELS
+
+    golden = (ROOT / "tests" / "golden" / "loops.bp").read_text()
+    more = {
+        "grid": lambda T: [(T, 3), (3,)],
+        "swap": lambda T: [(4,), (4,), (T, 4)],
+        "differences": lambda T: [(2, T)],
+        "gru": lambda T: [(2, T, 3), (2, 4)] + [(3, 4), (4, 4)] * 3,
+    }
+    models = {name: (source, shapes) for name, (source, shapes) in MODELS.items()}
+    models |= {f"golden-{name}": (golden, shapes) for name, shapes in more.items()}
+    return models
+
+
+LOOP_MODELS = _loop_models()
+_loop_modules: dict = {}
+
+
+def _loop_pair(key: str):
+    """The numpy target's module and the array-api target's, compiled once."""
+    if key not in _loop_modules:
+        source = LOOP_MODELS[key][0]
+        _loop_modules[key] = tuple(
+            module_from_text(compile_source(source, target=t), f"bpc_t_{next(_count)}")
+            for t in ("numpy", TARGET)
+        )
+    return _loop_modules[key]
+
+
+# What Dask cannot do of the loops (its own limit, not the target's).
+DASK_EMPTY = "Dask cannot reshape an array of size 0 whose axes merge (x.reshape((N * T, D)))"
+DASK_LOOP_LIMITS = {(key, 0): DASK_EMPTY for key in ("rnn", "lstm", "gru", "golden-gru")}
+DASK_LOOP_LIMITS |= {("birnn", 0): DASK_EMPTY, ("seq_loss", 0): DASK_EMPTY}
+
+
+def _loop_params():
+    for key in sorted(LOOP_MODELS):
+        for T in (0, 1, 3):
+            for library in LIBRARIES:
+                limit = DASK_LOOP_LIMITS.get((key, T)) if library == "dask" else None
+                marks = [pytest.mark.xfail(strict=True, reason=limit)] if limit else []
+                yield pytest.param(key, T, library, id=f"{key}-{T}-{library}", marks=marks)
+
+
+@pytest.mark.parametrize("key, T, library", list(_loop_params()))
+def test_loops_on_library(key: str, T: int, library: str):
+    """A loop model's output and gradients from `g_forward` and `g_backward` (each under
+    `jax.jit` for "jax-jit") and, for a scalar output, `g_grad`, against the numpy target's; a
+    length the numpy target refuses (T = 0 where an axis would be T - 1) is refused with its
+    message."""
+    to, back, array_type = _library(library)
+    reference, module = _loop_pair(key)
+    name = key.removeprefix("golden-")
+    rng = np.random.default_rng(T)
+    args = [rng.standard_normal(s) * 0.6 for s in LOOP_MODELS[key][1](T)]
+    if name == "seq_loss":
+        args.append(rng.integers(0, 5, (2, T)))
+    forward, backward = _pair(module, name, library)
+    try:
+        want_out, cache = getattr(reference, f"{name}_forward")(*args)
+    except ValueError as e:
+        with pytest.raises(ValueError, match=re.escape(str(e))):
+            forward(*map(to, args))
+        return
+    dout = tuple(rng.standard_normal(np.shape(o)) for o in _tuple(want_out))
+    dout = dout if isinstance(want_out, tuple) else dout[0]
+    want = getattr(reference, f"{name}_backward")(dout, cache)
+    out, cache = forward(*map(to, args))
+    grads = backward(tuple(map(to, dout)) if isinstance(dout, tuple) else to(dout), cache)
+    if not isinstance(want_out, tuple) and np.ndim(want_out) == 0:  # (and its g_grad)
+        grad = getattr(module, f"{name}_grad")
+        value, more = (jax_jit(grad) if library == "jax-jit" else grad)(*map(to, args))
+        want_value, want_more = getattr(reference, f"{name}_grad")(*args)
+        out, grads = (out, value), (*grads, *more)
+        want_out, want = (want_out, want_value), (*want, *want_more)
+    for got, wanted in zip(_tuple(out), _tuple(want_out)):
+        assert isinstance(got, array_type), f"the forward returned a {type(got).__name__}"
+        assert rel_error(back(got), wanted) < TOL
+    assert len(grads) == len(want)
+    for got, wanted in zip(grads, want):
+        assert isinstance(got, array_type), f"a gradient is a {type(got).__name__}"
+        assert tuple(got.shape) == np.shape(wanted)
+        assert rel_error(back(got), wanted) < TOL
+
+
+def jax_jit(f):
+    import jax
+
+    return jax.jit(f)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -287,23 +396,6 @@ def test_the_code_is_functional():
                 assert all(k.arg != "out" for k in node.keywords), ast.unparse(node)
             if isinstance(node, ast.Assign):
                 assert not isinstance(node.targets[0], ast.Subscript), ast.unparse(node)
-
-
-def test_loops_are_refused_with_a_compile_error():
-    source = """
-graph f(x: [N, T, D], h0: [N, D]) -> hs {
-    hs = zeros((N, T, D))
-    h = h0
-    for t in range(T) {
-        h = tanh(x[:, t] + h)
-        hs[:, t] = h
-    }
-}
-"""
-    compile_source(source)  # (the numpy target compiles it)
-    with pytest.raises(CompileError, match="does not support loops") as e:
-        compile_source(source, target=TARGET)
-    assert e.value.diagnostics[0].loc is not None
 
 
 def test_command_line_and_load_take_the_target(tmp_path, capsys):
