@@ -7,9 +7,10 @@ the lowering plans no step in place for it (`functional`), so no line writes int
 `jax.jit` can trace it. What NumPy spells otherwise is translated here, as data, before it is
 printed: `np.concatenate` is `xp.concat`, a method `x.sum(axis=1)` the function
 `xp.sum(x, axis=1)`, `np.pad` a helper of the module; what the standard lacks is a helper with
-a fallback per library (`templates/*_xp.py.j2`). Arithmetic on Python numbers (sizes) stays
-NumPy's, on the host. Loops, which write slots of arrays, and the pooling and window operations
-of convolutions are refused with a compile error (`refuse`).
+a fallback per library (`templates/*_xp.py.j2`): the windows of a convolution (`_windows`, for
+NumPy's sliding_window_view), pooling, and the slot writes of a loop, which the lowering
+collects in a list and writes after the loop (`_slots`). Arithmetic on Python numbers (sizes)
+stays NumPy's, on the host.
 """
 
 from __future__ import annotations
@@ -58,6 +59,12 @@ HELPERS = {
     "_einsum": "einsum_xp.py.j2",
     "_slots": "slots_xp.py.j2",
     "_put": "put_xp.py.j2",
+    "_windows": "windows_xp.py.j2",
+    "_window_add": "window_add_xp.py.j2",
+    "_max_pool": "max_pool_xp.py.j2",
+    "_max_pool_route": "max_pool_route_xp.py.j2",
+    "_max_pool_pick": "max_pool_pick_xp.py.j2",
+    "_avg_pool": "avg_pool_xp.py.j2",
 }
 
 
@@ -191,7 +198,9 @@ def _array_call(name: str, e: Call) -> Expr:
         return array("sum", BinOp("*", *args))
     if name == "dot":  # a column times a row: an outer product
         return BinOp("*", *args)
-    if "." in name:  # `np.lib.stride_tricks...`
+    if name == "lib.stride_tricks.sliding_window_view":  # (over the last two axes)
+        return helper("_windows", *args[:2])
+    if "." in name:
         raise unsupported(f"np.{name}")
     return e
 
@@ -257,12 +266,13 @@ def _dtype(e: Expr) -> Expr:
 
 
 def unsupported(what: str) -> CompileError:
-    """The error for emission data that the target cannot write: a function of NumPy alone
-    (the windows of a convolution), or a helper it has no form of (pooling)."""
+    """The error for emission data that the target cannot write: a function of NumPy alone,
+    or a helper it has no form of (an operation added to the registry with a NumPy helper
+    and no `templates/*_xp.py.j2` form yet)."""
     return CompileError(
         Diagnostic(
             None,
-            f"the array-api target does not support {what} (convolutions and pooling need "
-            "NumPy); compile this graph with --target numpy",
+            f"the array-api target does not support {what}; compile this graph with "
+            "--target numpy",
         )
     )
