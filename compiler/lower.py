@@ -34,7 +34,6 @@ from .expr import (
     Store,
     Subscript,
     Tuple,
-    array,
     builtin,
     helper,
     method,
@@ -244,9 +243,6 @@ class Lowering:
                 method(e, "astype", self.facts.dtype) if a.dtype == "bool" else e
                 for a, e in zip(n.args, args)
             ]
-        masked = _mask_product(n, args) if self.printer.functional and not notation else None
-        if masked is not None:
-            return masked
         emit = op.math if notation and op.math else op.emit
         e = emit(At(n, self.facts), *args, **n.kw)
         dtype = self.facts.dtype
@@ -320,19 +316,6 @@ class Lowering:
                 name_loop(self, n)
         if not self.printer.functional:
             inplace.plan(self, nodes)
-
-
-def _mask_product(n: Node, args: list[Expr]) -> Expr | None:
-    """A float array times a mask, `x * (y > 0)`, as `where(y > 0, x, 0)` for a functional
-    target: one step where PyTorch first makes the mask an array of floats (autograd's
-    threshold_backward is one step too, and gives 0 as this does where the mask is False and
-    x is not finite). None for any other value."""
-    if n.op != "mul" or n.dtype != "float":
-        return None
-    for (x, mask), (ex, emask) in ((n.args, args), (n.args[::-1], args[::-1])):
-        if mask.dtype == "bool" and x.dtype == "float" and x.op != "const":
-            return array("where", emask, ex, Lit(0))
-    return None
 
 
 def name_loop(fn: Lowering, n: Node) -> list[str]:

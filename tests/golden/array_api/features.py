@@ -366,7 +366,7 @@ def scaled(Q, K):
     t = float(np.sqrt(d))
     a = Q @ K.T / t
     t_1 = a > 0
-    a_1 = xp.where(t_1, a, 0) - 0.1 * a
+    a_1 = a * t_1 - 0.1 * a
     t_2 = xp.reshape(a_1.T, (T * T,))
     z = xp.mean(t_2 * t_2)
     return z
@@ -379,7 +379,7 @@ def scaled_forward(Q, K):
     t = float(np.sqrt(d))
     a = Q @ K.T / t
     t_1 = a > 0
-    a_1 = xp.where(t_1, a, 0) - 0.1 * a
+    a_1 = a * t_1 - 0.1 * a
     t_2 = xp.reshape(a_1.T, (T * T,))
     z = xp.mean(t_2 * t_2)
     cache = ScaledCache(Q, K, t, t_1, t_2, T)
@@ -394,7 +394,7 @@ def scaled_backward(dout, cache):
     # z = mean(reshape(transpose(a, (1, 0)), (T * T,)) ** 2)
     da = xp.reshape(2 * (dout / max(T * T, 1)) * t_2, (T, T)).T
     # a = a * (a > 0) - 0.1 * a
-    da_1 = xp.where(t_1, da, 0) - 0.1 * da
+    da_1 = da * t_1 - 0.1 * da
     # a = Q @ K.T / sqrt(d)
     t_3 = da_1 / t
     dQ = t_3 @ K
@@ -409,13 +409,13 @@ def scaled_grad(Q, K):
     t = float(np.sqrt(d))
     a = Q @ K.T / t
     t_1 = a > 0
-    a_1 = xp.where(t_1, a, 0) - 0.1 * a
+    a_1 = a * t_1 - 0.1 * a
     t_2 = xp.reshape(a_1.T, (T * T,))
     z = xp.mean(t_2 * t_2)
     # z = mean(reshape(transpose(a, (1, 0)), (T * T,)) ** 2)
     da = xp.reshape(2 / max(T * T, 1) * t_2, (T, T)).T
     # a = a * (a > 0) - 0.1 * a
-    da_1 = xp.where(t_1, da, 0) - 0.1 * da
+    da_1 = da * t_1 - 0.1 * da
     # a = Q @ K.T / sqrt(d)
     t_3 = da_1 / t
     dQ = t_3 @ K
@@ -497,8 +497,7 @@ def power_backward(dout, cache):
     xp = _xp(dout, x, p, t, t_1, t_2, t_3, t_4, t_5)
     dout = _dout("power", dout, (), x.dtype, xp)
     # out = sum(exp(x) ** p + x ** -1 + -x**2 + sigmoid(x) / (1 + relu(x)))
-    t_8 = dout / t_4 * t_2 * (1 - t_2) - xp.where(t_3 > 0, dout * t_5 / t_4, 0)
-    t_7 = t_8 - 2 * dout * x
+    t_7 = dout / t_4 * t_2 * (1 - t_2) - dout * t_5 / t_4 * (t_3 > 0) - 2 * dout * x
     t_6 = t_7 - dout / t_1
     dx = t_6 + dout * p * t ** xp.where(p == 0, 1, p - 1) * t
     return PowerGrads(dx)
@@ -517,6 +516,6 @@ def power_grad(x, p):
     t_5 = t_2 / t_4
     out = xp.sum(t**p + 1 / x - t_1 + t_5)
     # out = sum(exp(x) ** p + x ** -1 + -x**2 + sigmoid(x) / (1 + relu(x)))
-    t_6 = t_5 * (1 - t_2) - xp.where(t_3 > 0, t_5 / t_4, 0) + -2.0 * x + -1.0 / t_1
+    t_6 = t_5 * (1 - t_2) - t_5 / t_4 * (t_3 > 0) + -2.0 * x + -1.0 / t_1
     dx = t_6 + p * t ** xp.where(p == 0, 1, p - 1) * t
     return out, PowerGrads(dx)
