@@ -299,6 +299,51 @@ def jax_jit(f):
     return jax.jit(f)
 
 
+# Each (positions, axes) a loop's steps may write at, in the order of the steps: every slot in
+# order, backwards, some of them, apart, one slot twice, counted from the end, along a second
+# axis at a fixed first, on two axes at once, none.
+SLOT_WRITES = [
+    ([0, 1, 2, 3, 4], (1,)),
+    ([4, 3, 2, 1, 0], (1,)),
+    ([1, 2, 3], (1,)),
+    ([0, 2, 4], (1,)),
+    ([1, 3, 1], (1,)),
+    ([-1, -2], (1,)),
+    ([(2, 0), (2, 1), (2, 2)], (0, 1)),
+    ([(0, 1), (1, 2), (3, 0)], (0, 1)),
+    ([], (1,)),
+]
+
+
+@pytest.mark.parametrize("add", [False, True])
+@pytest.mark.parametrize("library", ["numpy", "torch", "jax", "dask"])
+def test_slots_does_what_the_writes_in_place_do(library: str, add: bool):
+    """`_slots`, the helper that writes a loop's slots after it, gives what writing (or adding)
+    each value into a copy of the array step by step gives, and leaves the array as it was."""
+    from bpc.emit import _environment
+
+    to, back, array_type = _library(library)
+    namespace = {"array_api_compat": __import__("array_api_compat")}
+    for template in ("xp.py.j2", "slots_xp.py.j2"):
+        exec(_environment().get_template(template).render(), namespace)
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((4, 5, 3))
+    for positions, axes in SLOT_WRITES:
+        shape = tuple(n for i, n in enumerate(a.shape) if i not in axes)
+        values = [rng.standard_normal(shape) for _ in positions]
+        want = a.copy()
+        for p, v in zip(positions, values):
+            where = (slice(None),) * (axes[0]) + (p if isinstance(p, tuple) else (p,))
+            want[where] = want[where] + v if add else v
+        before = to(a)
+        got = namespace["_slots"](
+            before, [(p, to(v)) for p, v in zip(positions, values)], axes, add
+        )
+        assert isinstance(got, array_type)
+        assert rel_error(back(got), want) < TOL, (positions, axes)
+        assert rel_error(back(before), a) == 0, "the array before the loop was written"
+
+
 # ---------------------------------------------------------------------------------------------
 # The argument checks, the command line, bpc.load, what is refused
 
