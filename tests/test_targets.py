@@ -344,6 +344,35 @@ def test_slots_does_what_the_writes_in_place_do(library: str, add: bool):
         assert rel_error(back(before), a) == 0, "the array before the loop was written"
 
 
+def test_the_cache_is_a_pytree_whose_numbers_stay_python_numbers():
+    """`jax.jit` of `g_forward` returns the graph's cache class, its arrays JAX arrays and its
+    numbers (the size T, the host's `sqrt(d)`) Python numbers, as eagerly: so `jax.jit` of
+    `g_backward` can make arrays of those sizes; and the gradients agree with eager ones."""
+    to, _, array_type = _library("jax")
+    import jax
+
+    source = """
+graph scaled(Q: [T, d], K: [T, d]) -> a {
+    a = tanh(Q @ K.T / sqrt(d))
+}
+"""
+    module = module_from_text(compile_source(source, target=TARGET), f"bpc_t_{next(_count)}")
+    rng = np.random.default_rng(0)
+    Q, K = to(rng.standard_normal((3, 4))), to(rng.standard_normal((3, 4)))
+    out, cache = module.scaled_forward(Q, K)
+    jit_out, jit_cache = jax.jit(module.scaled_forward)(Q, K)
+    assert type(jit_cache) is type(cache) is module.ScaledCache
+    assert [type(v) for v in jit_cache if not isinstance(v, array_type)] == [
+        type(v) for v in cache if not isinstance(v, array_type)
+    ]
+    assert any(type(v) is float for v in cache) and any(type(v) is int for v in cache)
+    dout = to(rng.standard_normal((3, 3)))
+    want = module.scaled_backward(dout, cache)
+    for got, wanted in zip(jax.jit(module.scaled_backward)(dout, jit_cache), want):
+        assert rel_error(np.asarray(got), np.asarray(wanted)) < TOL
+    assert rel_error(np.asarray(jit_out), np.asarray(out)) < TOL
+
+
 # ---------------------------------------------------------------------------------------------
 # The argument checks, the command line, bpc.load, what is refused
 
@@ -577,5 +606,6 @@ def test_bench_targets_smoke():
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "| NumPy | array-api module | numpy target |" in run.stdout
+    assert "| NumPy, a loop (rnn.bp," in run.stdout
     if installed("jax"):
         assert "| JAX (float32) |" in run.stdout

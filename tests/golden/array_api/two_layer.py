@@ -149,9 +149,9 @@ _pytrees = set()
 
 class _Pytree(_Cache):
     """A cache that JAX takes as a pytree, so that `jax.jit` of a forward function returns it
-    and of a backward function takes it: its arrays are the leaves, its sizes (Python ints)
-    static. Each class is registered with JAX when the first of its caches is made where JAX
-    is imported; nothing here imports JAX."""
+    and of a backward function takes it: its arrays are the leaves, its Python numbers (sizes,
+    and numbers computed from them on the host) static. Each class is registered with JAX
+    when the first of its caches is made where JAX is imported; nothing here imports JAX."""
 
     __slots__ = ()
 
@@ -165,14 +165,14 @@ class _Pytree(_Cache):
         return tuple.__new__(cls, values)
 
     def _flatten(self):
-        sizes = tuple((i, v) for i, v in enumerate(self) if isinstance(v, int))
-        return tuple(v for v in self if not isinstance(v, int)), sizes
+        numbers = tuple((i, v) for i, v in enumerate(self) if isinstance(v, (int, float)))
+        return tuple(v for v in self if not isinstance(v, (int, float))), numbers
 
     @classmethod
-    def _unflatten(cls, sizes, leaves):
+    def _unflatten(cls, numbers, leaves):
         values = list(leaves)
-        for i, size in sizes:  # (in increasing order of position)
-            values.insert(i, size)
+        for i, number in numbers:  # (in increasing order of position)
+            values.insert(i, number)
         return tuple.__new__(cls, values)
 
 
