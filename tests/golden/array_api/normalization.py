@@ -148,10 +148,11 @@ _pytrees = set()
 
 
 class _Pytree(_Cache):
-    """A cache that JAX takes as a pytree, so that `jax.jit` of a forward function returns it
-    and of a backward function takes it: its arrays are the leaves, its Python numbers (sizes,
-    and numbers computed from them on the host) static. Each class is registered with JAX
-    when the first of its caches is made where JAX is imported; nothing here imports JAX."""
+    """A cache that JAX takes as a pytree, so that `jax.jit` of a forward function
+    returns it and of a backward function takes it: its arrays are the leaves, its
+    Python numbers (sizes, and numbers computed from them on the host) static. Each
+    class is registered with JAX when the first of its caches is made where JAX is
+    imported; nothing here imports JAX."""
 
     __slots__ = ()
 
@@ -165,8 +166,9 @@ class _Pytree(_Cache):
         return tuple.__new__(cls, values)
 
     def _flatten(self):
-        numbers = tuple((i, v) for i, v in enumerate(self) if isinstance(v, (int, float)))
-        return tuple(v for v in self if not isinstance(v, (int, float))), numbers
+        number = [isinstance(v, (int, float)) for v in self]
+        numbers = tuple((i, v) for i, v in enumerate(self) if number[i])
+        return tuple(v for i, v in enumerate(self) if not number[i]), numbers
 
     @classmethod
     def _unflatten(cls, numbers, leaves):
