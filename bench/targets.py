@@ -7,7 +7,7 @@ Rows, each a median of interleaved repeats, and the ratio (the median of per-rep
 of the array-api module to its rival, with the target the issue set:
 
 - NumPy: `two_layer_grad` of the array-api module on NumPy arrays, against the numpy target's
-  (target <= 1.3x);
+  (target <= 1.3x); and a loop, examples/rnn.bp's forward and backward (no target set);
 - JAX: `jax.jit` of the array-api module's `two_layer_grad`, against
   `jax.jit(jax.value_and_grad(loss))` of the same model written in jax.numpy (target <= 1.2x);
 - PyTorch: the array-api module on CPU tensors, against PyTorch autograd, eager (<= 1.0x);
@@ -123,6 +123,27 @@ def torch_row(modules, args, repeats, budget):
     return compare(lambda: xp_module.two_layer_grad(X, y, *weights, reg), autograd, repeats, budget)
 
 
+def rnn_row(sizes, repeats, budget):
+    """A loop: examples/rnn.bp's `rnn_forward` and `rnn_backward` on NumPy, the array-api
+    module (slots collected, stacked after the loop) against the numpy target's (slots
+    written in place)."""
+    N, T, D, H = sizes
+    source = SOURCE.parent / "rnn.bp"
+    with tempfile.TemporaryDirectory() as cache:
+        xp_module = bpc.load(source, cache=cache, target="array-api")
+        np_module = bpc.load(source, cache=cache)
+    rng = np.random.default_rng(0)
+    args = [rng.standard_normal(s) * 0.3 for s in ((N, T, D), (N, H), (D, H), (H, H), (H,))]
+    dout = rng.standard_normal((N, T, H))
+
+    def run(module):
+        return module.rnn_backward(dout, module.rnn_forward(*args)[1])
+
+    for got, want in zip(run(xp_module), run(np_module)):
+        assert np.allclose(got, want, rtol=1e-9, atol=1e-12)
+    return compare(lambda: run(xp_module), lambda: run(np_module), repeats, budget)
+
+
 def dask_rows(xp_module, N, D, H, C, workers, repeats):
     """Seconds for the gradient over N rows (persisted on the cluster), by number of workers."""
     import dask
@@ -204,6 +225,12 @@ def main(argv=None) -> int:
             f"| {library} | {label} | {rival} | {ours * 1e3:.2f} ms | {theirs * 1e3:.2f} ms "
             f"| {ratio:.2f}x | {target} |"
         )
+    rnn = (2, 3, 4, 5) if args.smoke else (32, 50, 64, 128)
+    ours, theirs, ratio = rnn_row(rnn, repeats, budget)
+    print(
+        f"| NumPy, a loop (rnn.bp, N, T, D, H = {', '.join(map(str, rnn))}) | array-api module "
+        f"| numpy target | {ours * 1e3:.2f} ms | {theirs * 1e3:.2f} ms | {ratio:.2f}x | none set |"
+    )
     try:
         import distributed  # noqa: F401
     except ImportError:

@@ -7,9 +7,10 @@ the lowering plans no step in place for it (`functional`), so no line writes int
 `jax.jit` can trace it. What NumPy spells otherwise is translated here, as data, before it is
 printed: `np.concatenate` is `xp.concat`, a method `x.sum(axis=1)` the function
 `xp.sum(x, axis=1)`, `np.pad` a helper of the module; what the standard lacks is a helper with
-a fallback per library (`templates/*_xp.py.j2`). Arithmetic on Python numbers (sizes) stays
-NumPy's, on the host. Loops, which write slots of arrays, and the pooling and window operations
-of convolutions are refused with a compile error (`refuse`).
+a fallback per library (`templates/*_xp.py.j2`): the windows of a convolution (`_windows`, for
+NumPy's sliding_window_view), pooling, and the slot writes of a loop, which the lowering
+collects in a list and writes after the loop (`_slots`). Arithmetic on Python numbers (sizes)
+stays NumPy's, on the host.
 """
 
 from __future__ import annotations
@@ -57,6 +58,14 @@ HELPERS = {
     "_pad": "pad_xp.py.j2",
     "_take_along_axis": "take_along_xp.py.j2",
     "_einsum": "einsum_xp.py.j2",
+    "_slots": "slots_xp.py.j2",
+    "_put": "put_xp.py.j2",
+    "_windows": "windows_xp.py.j2",
+    "_window_add": "window_add_xp.py.j2",
+    "_max_pool": "max_pool_xp.py.j2",
+    "_max_pool_route": "max_pool_route_xp.py.j2",
+    "_max_pool_pick": "max_pool_pick_xp.py.j2",
+    "_avg_pool": "avg_pool_xp.py.j2",
 }
 
 
@@ -66,11 +75,12 @@ class ArrayApiPrinter(NumPyPrinter):
     namespaces = {**NumPyPrinter.namespaces, ARRAY: "xp.", HOST: "np."}
     array_import = "import array_api_compat"
     reserved = frozenset({"xp", "np", "math", "array_api_compat", "Any"})
-    reserved |= frozenset({"_kind", "_name", "_is_array"})  # (runtime_xp.py.j2's own)
+    reserved |= frozenset({"_kind", "_name", "_is_array", "_Pytree", "_pytrees"})  # (runtime_xp's)
     reserved |= frozenset(HELPERS)
     functional = True
     helpers = HELPERS
     runtime = "runtime_xp.py.j2"
+    cache_base = "_Pytree"  # (a cache that `jax.jit` takes and returns: runtime_xp.py.j2)
 
     @classmethod
     def imports(cls, namespaces: set[str]) -> list[str]:
@@ -189,7 +199,9 @@ def _array_call(name: str, e: Call) -> Expr:
         return array("sum", BinOp("*", *args))
     if name == "dot":  # a column times a row: an outer product
         return BinOp("*", *args)
-    if "." in name:  # `np.lib.stride_tricks...`
+    if name == "lib.stride_tricks.sliding_window_view":  # (over the last two axes)
+        return helper("_windows", *args[:2])
+    if "." in name:
         raise unsupported(f"np.{name}")
     return e
 
@@ -254,35 +266,14 @@ def _dtype(e: Expr) -> Expr:
     return e
 
 
-def refuse(compiled, target: str) -> None:
-    """A compile error for a loop: its slot writes (`hs[:, t] = h`) and sums work in arrays in
-    place, which the target's code never does."""
-    for c in compiled:
-        for n in _all_nodes(c.pair.nodes):
-            if n.op == "loop":
-                raise CompileError(
-                    Diagnostic(
-                        n.loc or c.pair.loc,
-                        f"the {target} target does not support loops (`for`) yet: their slot "
-                        "writes work in arrays in place; compile this graph with --target numpy",
-                    )
-                )
-
-
-def _all_nodes(nodes):
-    for n in nodes:
-        yield n
-        if n.op == "loop":
-            yield from _all_nodes(n.attr("body").nodes)
-
-
 def unsupported(what: str) -> CompileError:
-    """The error for emission data that the target cannot write: a function of NumPy alone
-    (the windows of a convolution), or a helper it has no form of (pooling)."""
+    """The error for emission data that the target cannot write: a function of NumPy alone,
+    or a helper it has no form of (an operation added to the registry with a NumPy helper
+    and no `templates/*_xp.py.j2` form yet)."""
     return CompileError(
         Diagnostic(
             None,
-            f"the array-api target does not support {what} (convolutions and pooling need "
-            "NumPy); compile this graph with --target numpy",
+            f"the array-api target does not support {what}; compile this graph with "
+            "--target numpy",
         )
     )

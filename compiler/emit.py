@@ -20,7 +20,6 @@ from importlib import resources
 from typing import TYPE_CHECKING
 
 from . import signature
-from .arrayapi import refuse
 from .diagnostics import CompileError, Diagnostic
 from .escape import comment, docstring
 from .expr import (
@@ -261,7 +260,7 @@ def _graph_view(
     if c.grad is not None:
         taken = module_names | {grads_class}
         functions.append(_grad_function(c.grad, g, names, taken, printer))
-    classes = _classes(g, names, checks)
+    classes = _classes(g, names, checks, printer.cache_base)
     if c.jvp is not None:
         functions += _jvp_functions(c.jvp, g, module_names, checks, source_name, printer)
     if c.hvp is not None:
@@ -490,8 +489,9 @@ def _hvps_class_view(g: Graph, names: _Names) -> dict:
     }
 
 
-def _classes(g: Graph, names: _Names, checks: bool) -> list[dict]:
-    """The NamedTuple of the gradients and, with checks, the class of the cache."""
+def _classes(g: Graph, names: _Names, checks: bool, cache_base: str = "_Cache") -> list[dict]:
+    """The NamedTuple of the gradients and, with checks, the class of the cache (a subclass of
+    the target's `cache_base`)."""
     # Field names: the parameters' Python names, without the leading underscores NamedTuple forbids.
     fields: list[str] = []
     for name in g.wrt:
@@ -512,7 +512,7 @@ def _classes(g: Graph, names: _Names, checks: bool) -> list[dict]:
         classes.append(
             {
                 "name": _cache_class(g.name),
-                "base": "_Cache",
+                "base": cache_base,
                 "doc": f"What {g.name}_forward keeps for {g.name}_backward.",
                 "body": [Assign("__slots__", Tuple(()))],
             }
@@ -668,8 +668,6 @@ def emit(
     `checks`, the functions bind dimension sizes from their arguments without checking them.
     `target` names the printer of the module's code (`targets.TARGETS`)."""
     printer = TARGETS[target]
-    if printer.functional:
-        refuse(compiled, target)
     module_names = _module_names(compiled, checks) | (printer.reserved - RESERVED)
     graphs = [_graph_view(c, module_names, checks, source_name, printer) for c in compiled]
     printed, refs = _printed(graphs, printer)

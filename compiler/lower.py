@@ -22,7 +22,9 @@ from .expr import (
     ALL,
     Assign,
     AugAssign,
+    BinOp,
     Comment,
+    Eval,
     Expr,
     For,
     Lit,
@@ -33,8 +35,10 @@ from .expr import (
     Subscript,
     Tuple,
     builtin,
+    helper,
     method,
 )
+from .expr import List as ListExpr
 from .ir import OPS, Graph, Node, is_view
 from .ops import At, Facts, dtype_of
 from .ops.loop import counts, results_of, width
@@ -399,18 +403,20 @@ def loop_lines(fn: Lowering, n: Node, comments: bool) -> list[Stmt]:
     nexts = _carry_names(sub, body, carried, names)
     sub.plan(body.nodes)
     inner = sub.lines(body.nodes, comments)
+    after: list[Stmt] = []
     r = carried
     for j, (kind, name) in enumerate(zip(kinds[carried:], names[carried:]), carried):
         value = body.results[r]
         value = sub.expression(value) if value in sums else sub.code(value)
         if kind[0] == "slot":
             positions = dict(zip(kind[1], body.results[r + 1 : r + width(kind)]))
-            items = [
-                sub.code(positions[a]) if a in positions else ALL for a in range(max(positions) + 1)
-            ]
             add = kind[2] == "add" and not _first_write(fn, inits[j], positions, params[0])
-            inner.append(Store(Subscript(Name(name), tuple(items)), value, "+" if add else ""))
+            write = _collected if fn.printer.functional else _stored
+            inner.append(write(sub, name, positions, value, add, lines, after))
             r += width(kind)
+        elif fn.printer.functional:  # (`dWx = dWx + ...`: the sum's array is never written)
+            inner.append(Assign(name, BinOp("+", Name(name), value)))
+            r += 1
         else:
             inner.append(AugAssign(name, "+", value))
             r += 1
@@ -426,7 +432,30 @@ def loop_lines(fn: Lowering, n: Node, comments: bool) -> list[Stmt]:
     over = builtin("range", *(sizes if kw["start"] != Dim.of(0) else sizes[1:]))
     if kw.get("reverse"):
         over = builtin("reversed", over)
-    return lines + [For(var, over, tuple(inner))]
+    return lines + [For(var, over, tuple(inner))] + after
+
+
+def _stored(sub: Lowering, name: str, positions: dict, value: Expr, add: bool, *_) -> Stmt:
+    """A slot write in the array itself: `hs[:, t] = h`, `dx[:, t] += ...`."""
+    items = [sub.code(positions[a]) if a in positions else ALL for a in range(max(positions) + 1)]
+    return Store(Subscript(Name(name), tuple(items)), value, "+" if add else "")
+
+
+def _collected(
+    sub: Lowering, name: str, positions: dict, value: Expr, add: bool, before: list, after: list
+) -> Stmt:
+    """A slot write of functional code: the iteration's position and value appended to a list
+    (`hs_slots.append((t, h))`, made empty before the loop), and after the loop the array with
+    every slot written at once (`hs = _slots(hs, hs_slots, (1,))`: stacked where the positions
+    run in order, its value before the loop where the loop ran no step)."""
+    slots = sub.namer.get(("slots", name), name + "_slots")
+    at = [sub.code(positions[a]) for a in sorted(positions)]
+    where = at[0] if len(at) == 1 else Tuple(tuple(at))
+    before.append(Assign(slots, ListExpr(())))
+    axes = Tuple(tuple(Lit(a) for a in sorted(positions)))
+    written = helper("_slots", Name(name), Name(slots), axes, *([Lit(True)] if add else []))
+    after.append(Assign(name, written))
+    return Eval(method(Name(slots), "append", Tuple((where, value))))
 
 
 def _body_values(fn: Lowering, n: Node, graph: Graph) -> Values:

@@ -107,6 +107,7 @@ class NumPyPrinter:
     functional = False
     helpers = HELPERS
     runtime = "runtime.py.j2"
+    cache_base = "_Cache"  # (the class of the runtime's that each graph's cache class extends)
 
     @classmethod
     def imports(cls, namespaces: set[str]) -> list[str]:

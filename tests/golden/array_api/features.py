@@ -144,6 +144,41 @@ def _cached(cache, cls):
     return cache
 
 
+# the cache classes registered with JAX as pytrees
+_pytrees = set()
+
+
+class _Pytree(_Cache):
+    """A cache that JAX takes as a pytree, so that `jax.jit` of a forward function
+    returns it and of a backward function takes it: its arrays are the leaves, its
+    Python numbers (sizes, and numbers computed from them on the host) static. Each
+    class is registered with JAX when the first of its caches is made where JAX is
+    imported; nothing here imports JAX."""
+
+    __slots__ = ()
+
+    def __new__(cls, *values):
+        import sys
+
+        if cls not in _pytrees and "jax" in sys.modules:
+            tree_util = sys.modules["jax"].tree_util
+            tree_util.register_pytree_node(cls, cls._flatten, cls._unflatten)
+            _pytrees.add(cls)
+        return tuple.__new__(cls, values)
+
+    def _flatten(self):
+        number = [isinstance(v, (int, float)) for v in self]
+        numbers = tuple((i, v) for i, v in enumerate(self) if number[i])
+        return tuple(v for i, v in enumerate(self) if not number[i]), numbers
+
+    @classmethod
+    def _unflatten(cls, numbers, leaves):
+        values = list(leaves)
+        for i, number in numbers:  # (in increasing order of position)
+            values.insert(i, number)
+        return tuple.__new__(cls, values)
+
+
 # (graph, class, shape and dtype of dout, the expected shape and dtype): douts seen before
 _dout_checked = set()
 
@@ -191,8 +226,9 @@ def _check_dout(graph, dout, shape, dtype):
 
 
 def _xp(*values):
-    """The array-API namespace of the arrays among `values` (Python numbers and sizes aside):
-    NumPy's where there is none."""
+    """The array-API namespace of the arrays among `values` (Python numbers and sizes aside,
+    a tuple of upstream gradients looked into): NumPy's where there is none."""
+    values = [x for v in values for x in (v if isinstance(v, tuple) else (v,))]
     arrays = [v for v in values if not isinstance(v, (bool, int, float))]
     if arrays:
         return array_api_compat.array_namespace(*arrays)
@@ -231,7 +267,7 @@ class BatchedGrads(NamedTuple):
     v: Any
 
 
-class BatchedCache(_Cache):
+class BatchedCache(_Pytree):
     """What batched_forward keeps for batched_backward."""
 
     __slots__ = ()
@@ -314,7 +350,7 @@ class ScaledGrads(NamedTuple):
     K: Any
 
 
-class ScaledCache(_Cache):
+class ScaledCache(_Pytree):
     """What scaled_forward keeps for scaled_backward."""
 
     __slots__ = ()
@@ -417,7 +453,7 @@ class PowerGrads(NamedTuple):
     x: Any
 
 
-class PowerCache(_Cache):
+class PowerCache(_Pytree):
     """What power_forward keeps for power_backward."""
 
     __slots__ = ()
