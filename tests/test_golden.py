@@ -33,7 +33,9 @@ def test_emitted_code_matches_golden_file(source: Path, expected: Path, update_g
 # The array-api target's modules of a few sources (bpc compile --target array-api).
 XP_PAIRS = [
     (source, ROOT / "tests" / "golden" / "array_api" / (source.stem + ".py"))
-    for source in [ROOT / "tests" / "golden" / "features.bp"]
+    for source in [
+        ROOT / "tests" / "golden" / f"{name}.bp" for name in ("features", "loops", "conv")
+    ]
     + [ROOT / "examples" / f"{name}.bp" for name in ("two_layer", "attention", "normalization")]
 ]
 
