@@ -348,7 +348,8 @@ def svm_loss_backward(dout, cache):
     # loss = sum(where(one_hot(y, C) > 0, 0, margins)) / N
     dmargins = np.where(t_1, 0, float(np.divide(dout, N))).astype(t.dtype)
     # margins = maximum(0, x - reshape(correct, (N, 1)) + 1)
-    t_2 = dmargins * ((t > 0) + (0.5 * (0 == t)).astype(t.dtype))
+    t_2 = dmargins * (t > 0)
+    t_2 += 0.5 * dmargins * (0 == t)
     # correct = take_along(x, y)
     dx = t_2
     dx += (y[:, None] % C == np.arange(C)) * (-t_2.sum(axis=1))[:, None]
@@ -367,7 +368,8 @@ def svm_loss_grad(x, y):
     # loss = sum(where(one_hot(y, C) > 0, 0, margins)) / N
     dmargins = np.where(t_1, 0, float(np.divide(1.0, N))).astype(x.dtype)
     # margins = maximum(0, x - reshape(correct, (N, 1)) + 1)
-    t_2 = dmargins * ((t > 0) + (0.5 * (0 == t)).astype(x.dtype))
+    t_2 = dmargins * (t > 0)
+    t_2 += 0.5 * dmargins * (0 == t)
     # correct = take_along(x, y)
     dx = t_2
     dx += (y[:, None] % C == np.arange(C)) * (-t_2.sum(axis=1))[:, None]

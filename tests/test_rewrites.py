@@ -232,6 +232,14 @@ def test_times_a_reciprocal():
     assert rewrites(rule, make("mul", make("div", 1.0, n), x)) == "div(x, n)"
 
 
+def test_quotient_times_divisor():
+    rule = opt.quotient_times_divisor
+    assert rewrites(rule, make("mul", make("div", x, y), y)) == "x"
+    assert rewrites(rule, make("mul", v, make("div", x, v))) == "x"
+    assert leaves_alone(rule, make("mul", make("div", v, x), x))  # v alone is not [n, m]
+    assert leaves_alone(rule, make("mul", make("div", x, y), c))
+
+
 def test_constant_leftmost():
     rule = opt.constant_leftmost
     assert rewrites(rule, make("mul", 2, make("mul", x, y))) == "mul(mul(2, x), y)"
@@ -501,6 +509,10 @@ def test_common_factor():
     assert leaves_alone(rule, make("add", make("mul", x, v), make("mul", y, v)))  # v is small
     assert leaves_alone(rule, make("add", make("mul", x, y), make("mul", c, v)))
     assert leaves_alone(rule, make("add", make("mul", x, y), x))
+    mask = make("gt", x, y)  # 2 * mask + mask is an int64 array: float32 times it is float64
+    assert leaves_alone(
+        rule, make("add", make("mul", make("mul", 2, x), mask), make("mul", x, mask))
+    )
 
 
 def test_add_twice():

@@ -169,9 +169,11 @@ def _sigmoid_of_e(x: Node) -> Node:
 
 
 def _sigmoid_number(x):
-    """The logistic function of a Python number, through exp(-|x|): math.exp never overflows."""
+    """The logistic function of a number, through exp(-|x|), which never overflows; a Python
+    float (a NumPy number's `x >= 0` is NumPy's bool, and the quotient a float64 NumPy number)."""
     e = math_call("exp", Unary("-", builtin("abs", x)))
-    return BinOp("/", builtin("max", e, BinOp(">=", x, Lit(0))), BinOp("+", Lit(1), e))
+    quotient = BinOp("/", builtin("max", e, BinOp(">=", x, Lit(0))), BinOp("+", Lit(1), e))
+    return builtin("float", quotient)
 
 
 def _sigmoid_adjoint(g, y, x):

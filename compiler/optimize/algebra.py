@@ -191,6 +191,20 @@ def times_a_reciprocal(n: Node) -> Node | None:
 
 
 @rule("mul")
+def quotient_times_divisor(n: Node) -> Node | None:
+    """(x / a) * a -> x and a * (x / a) -> x, where x has the product's type: the chain rule
+    through a quotient and then the function it divides by (`-g * y / t * t` for y = u / t,
+    t = exp(v): a Gaussian negative log-likelihood's gradient). Where a is 0 or inf the product
+    is nan; x is its limit."""
+    if n.op != "mul" or n.dtype != "float":
+        return None
+    for q, a in (n.args, n.args[::-1]):
+        if q.op == "div" and q.args[1] is a and q.args[0].type == n.type:
+            return q.args[0]
+    return None
+
+
+@rule("mul")
 def constant_leftmost(n: Node) -> Node | None:
     """c * (a * b) -> c * a * b, the way a derivation is written (`2 * dout * q`)."""
     if n.op == "mul" and _is_const(n.args[0]) and n.args[1].op == "mul":
@@ -634,6 +648,8 @@ def common_factor(n: Node) -> Node | None:
     j = next(j for j, g in enumerate(fb) if g is common)
     rest_a, rest_b = fa[: shared[0]] + fa[shared[0] + 1 :], fb[:j] + fb[j + 1 :]
     q, r = (functools.reduce(lambda x, y: make("mul", x, y), fs) for fs in (rest_a, rest_b))
+    if q.dtype != "float" or r.dtype != "float":  # (masks and counts: an int64 array in the
+        return None  # sum would make float32 float64)
     m = make("mul", common, make(n.op, q, r))
     return m if m.type == n.type else None
 

@@ -598,7 +598,9 @@ def logistic_hvp(X, y, w, reg, v_w):
     ddz = X @ v_w
     t_2 = ddz
     t_2 /= max(N, 1)
-    de = t_2 / t_1 * ((e > t) + (0.5 * (e == t)).astype(X.dtype))
+    t_3 = t_2 / t_1
+    de = t_3 * (e > t)
+    de += 0.5 * t_3 * (e == t)
     de -= t_2 * (np.maximum(e, t) / t_1) / t_1
     dz = -(de * e * np.sign(z))
     dw = X.T @ dz

@@ -389,8 +389,8 @@ def scaled(Q, K):
     xp = _xp(Q, K)
     t = float(np.sqrt(d))
     a = Q @ K.T / t
-    t_1 = xp.astype(xp.astype(a > 0, Q.dtype) - 0.1, Q.dtype)
-    a_1 = a * t_1
+    t_1 = a > 0
+    a_1 = a * t_1 - 0.1 * a
     t_2 = xp.reshape(a_1.T, (T * T,))
     z = xp.mean(t_2 * t_2)
     return z
@@ -402,8 +402,8 @@ def scaled_forward(Q, K):
     xp = _xp(Q, K)
     t = float(np.sqrt(d))
     a = Q @ K.T / t
-    t_1 = xp.astype(xp.astype(a > 0, Q.dtype) - 0.1, Q.dtype)
-    a_1 = a * t_1
+    t_1 = a > 0
+    a_1 = a * t_1 - 0.1 * a
     t_2 = xp.reshape(a_1.T, (T * T,))
     z = xp.mean(t_2 * t_2)
     cache = ScaledCache(Q, K, t, t_1, t_2, T)
@@ -418,7 +418,7 @@ def scaled_backward(dout, cache):
     # z = mean(reshape(transpose(a, (1, 0)), (T * T,)) ** 2)
     da = xp.reshape(2 * (dout / max(T * T, 1)) * t_2, (T, T)).T
     # a = a * (a > 0) - 0.1 * a
-    da_1 = da * t_1
+    da_1 = da * t_1 - 0.1 * da
     # a = Q @ K.T / sqrt(d)
     t_3 = da_1 / t
     dQ = t_3 @ K
@@ -432,14 +432,14 @@ def scaled_grad(Q, K):
     xp = _xp(Q, K)
     t = float(np.sqrt(d))
     a = Q @ K.T / t
-    t_1 = xp.astype(xp.astype(a > 0, Q.dtype) - 0.1, Q.dtype)
-    a_1 = a * t_1
+    t_1 = a > 0
+    a_1 = a * t_1 - 0.1 * a
     t_2 = xp.reshape(a_1.T, (T * T,))
     z = xp.mean(t_2 * t_2)
     # z = mean(reshape(transpose(a, (1, 0)), (T * T,)) ** 2)
     da = xp.reshape(2 / max(T * T, 1) * t_2, (T, T)).T
     # a = a * (a > 0) - 0.1 * a
-    da_1 = da * t_1
+    da_1 = da * t_1 - 0.1 * da
     # a = Q @ K.T / sqrt(d)
     t_3 = da_1 / t
     dQ = t_3 @ K
