@@ -284,7 +284,10 @@ def main(argv=None) -> int:
         help="seconds of rest before each timing (0 in --smoke): OpenBLAS, PyTorch and XLA "
         "threads keep spinning for a while after a call and would slow the next system",
     )
-    parser.add_argument("--only", help="run the cases whose name contains this, ignoring case")
+    parser.add_argument(
+        "--only",
+        help="run the cases whose name contains this, ignoring case (the page is not written)",
+    )
     parser.add_argument(
         "--formulations",
         action="store_true",
@@ -336,22 +339,32 @@ def main(argv=None) -> int:
         )
         print()
         print(formulations.table(records) + "\n\n" + formulations.summary(records))
-    if not args.smoke:
-        path = Path(args.write)
-        # the hand-written "## Notes" section of the page stays, and a table not run again
-        old = path.read_text() if path.exists() else ""
-        notes = old[old.index("\n## Notes") :] if "\n## Notes" in old else ""
-        head = old[: len(old) - len(notes)]
-        forms = head[head.index("\n## Formulations") :] if "\n## Formulations" in head else ""
-        head = head[: len(head) - len(forms)]
-        command = " ".join(sys.argv[1:])
-        if results:
-            head = cases.report(text, machine(), command)
-        if records:
-            forms = formulations.section(records, command, machine())
-        path.write_text(head + forms + notes)
-        print(f"\nwritten to {args.write}")
+    if args.smoke:
+        return 0
+    if args.only:  # (a table of some cases would drop the page's rows for the others)
+        print("\n--only: the page is left as it is; copy the rows above into it by hand")
+        return 0
+    path = Path(args.write)
+    command = " ".join(sys.argv[1:])
+    head = cases.report(text, machine(), command) if results else None
+    forms = formulations.section(records, command, machine()) if records else None
+    path.write_text(updated_page(path.read_text() if path.exists() else "", head, forms))
+    print(f"\nwritten to {args.write}")
     return 0
+
+
+def updated_page(old: str, head: str | None, forms: str | None) -> str:
+    """The page with its main tables (`head`) and its formulations section (`forms`) replaced
+    where they were run again; its hand-written "## Notes" section stays as it is."""
+    notes = old[old.index("\n## Notes") :] if "\n## Notes" in old else ""
+    rest = old[: len(old) - len(notes)]
+    old_forms = rest[rest.index("\n## Formulations") :] if "\n## Formulations" in rest else ""
+    old_head = rest[: len(rest) - len(old_forms)]
+    return (
+        (head if head is not None else old_head)
+        + (forms if forms is not None else old_forms)
+        + notes
+    )
 
 
 if __name__ == "__main__":

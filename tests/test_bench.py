@@ -22,6 +22,7 @@ import conv_forms  # noqa: E402  (bench/conv_forms.py)
 import hvp  # noqa: E402  (bench/hvp.py)
 import kernels  # noqa: E402  (bench/kernels.py)
 import rnn_cases  # noqa: E402  (bench/rnn_cases.py)
+import run as bench_run  # noqa: E402  (bench/run.py)
 
 
 def test_bench_smoke():
@@ -104,3 +105,21 @@ def test_kernels_smoke(capsys):
         chosen = [row for row in rows if row.startswith(f"| {family} |") and "(bpc" in row]
         assert len(chosen) == 1, family
         assert "unstable" not in chosen[0] and "small values lost" not in chosen[0], chosen[0]
+
+
+def test_a_run_replaces_only_the_tables_it_ran():
+    """bench/run.py writes the main tables, the formulations section, or both, and keeps the
+    page's hand-written notes; `--only` (some cases) writes nothing, since its table would drop
+    the other cases' rows."""
+    old = "# Performance\nmain table\n\n## Formulations\nforms table\n\n## Notes\nby hand\n"
+    assert bench_run.updated_page(old, "# Performance\nnew main\n", None) == (
+        "# Performance\nnew main\n\n## Formulations\nforms table\n\n## Notes\nby hand\n"
+    )
+    assert bench_run.updated_page(old, None, "\n## Formulations\nnew forms\n") == (
+        "# Performance\nmain table\n\n## Formulations\nnew forms\n\n## Notes\nby hand\n"
+    )
+    assert bench_run.updated_page("", "# P\n", None) == "# P\n"
+    page = ROOT / "docs" / "performance.md"
+    before = page.read_text()
+    assert bench_run.main(["--only", "no such case", "--repeats", "1"]) == 0
+    assert page.read_text() == before
