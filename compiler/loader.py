@@ -24,10 +24,8 @@ from pathlib import Path
 from types import ModuleType
 
 from . import __version__
-from .files import cache_dir, write_atomic
+from .files import cache_dir, read_entry, write_entry
 from .pipeline import compile_source
-
-_HEADER = "# bpc cache entry sha256="
 
 
 def load(
@@ -55,22 +53,21 @@ def load(
     name = f"bpc_loaded_{stem}_{key}"
     entry = _verified(file)
     if entry is None:
-        module = compile_source(source, path.name, target=target, **orders)
-        entry = cache_entry(module)
+        entry = compile_source(source, path.name, target=target, **orders)
         try:
-            directory.mkdir(parents=True, exist_ok=True)
-            write_atomic(file, entry)
+            write_entry(file, entry.encode("utf-8"))
         except OSError as e:
             warnings.warn(
                 f"bpc.load: cannot write the cache entry {e.filename or file} "
                 f"({e.strerror or e}); {path.name} was compiled in memory",
                 stacklevel=2,
             )
-            return sys.modules.get(name) or module_from_text(module, name)
+            return sys.modules.get(name) or module_from_text(entry, name)
     if name in sys.modules:  # imported before, from this cache or another
         return sys.modules[name]
     try:
-        return _execute(entry, name, str(file), __file__=str(file))
+        # a blank line for the entry's header line: tracebacks give the file's line numbers
+        return _execute("\n" + entry, name, str(file), __file__=str(file))
     except BaseException:
         # the next load compiles it again, whatever was wrong with the entry
         with contextlib.suppress(OSError):
@@ -78,24 +75,12 @@ def load(
         raise
 
 
-def cache_entry(module: str) -> str:
-    """The text of a cache entry holding `module`: a header line with the hash of the rest."""
-    digest = hashlib.sha256(module.encode("utf-8")).hexdigest()
-    return f"{_HEADER}{digest}\n{module}"
-
-
 def _verified(target: Path) -> str | None:
-    """The text of the cache entry at `target` when it matches its header, else None (also
-    when it is missing or cannot be read)."""
+    """The module in the cache entry at `target` when the entry matches its header
+    (`bpc.files.read_entry`), else None (also when it is missing, unreadable or not UTF-8)."""
+    data = read_entry(target)
     try:
-        data = target.read_bytes()
-    except OSError:
-        return None
-    head, newline, rest = data.partition(b"\n")
-    if not newline or head != (_HEADER + hashlib.sha256(rest).hexdigest()).encode():
-        return None
-    try:
-        return data.decode("utf-8")
+        return None if data is None else data.decode("utf-8")
     except UnicodeDecodeError:
         return None
 

@@ -94,29 +94,31 @@ def contract_sums(graph: Graph) -> Graph:
     axis=0)`. A product used elsewhere too (a gradient that is also summed) stays, and its sum
     reads it once. (Over every axis, the rule `sum_of_product` makes vdot(a, b) regardless.)"""
     users = _users(graph)
-    single = {n for n in graph.nodes if _contraction(n, users) is not None}
+    single = {n for n in graph.nodes if _contractible(n) and users[n.args[0]] == [n]}
 
     def step(n: Node, args: tuple[Node, ...]) -> Node:
         m = with_args(n, args)
         if n not in single:
             return m
         with at(n.loc):
-            return replace(_contraction(m, None), hint=n.hint)
+            return replace(_contraction(m), hint=n.hint)
 
     return simplify(rewrite(graph, step)) if single else graph
 
 
-def _contraction(n: Node, users) -> Node | None:
-    """What `contract_sums` makes of `n`, where its product has no other user (`users` None:
-    not asked); None where it leaves `n` alone."""
-    if n.op not in ("sum", "mean") or n.dtype != "float" or n.ndim == 0:
-        return None
-    x, axes = n.args[0], n.attr("axis")
-    if x.op != "mul" or (users is not None and users[x] != [n]):
-        return None
+def _contractible(n: Node) -> bool:
+    """Whether `n` is a sum or mean of a product of two float arrays of its shape."""
+    if n.op not in ("sum", "mean") or n.dtype != "float" or n.ndim == 0 or n.args[0].op != "mul":
+        return False
+    x = n.args[0]
     a, b = x.args
-    if not (a.shape == b.shape == x.shape and a.dtype == b.dtype == "float"):
-        return None
+    return a.shape == b.shape == x.shape and a.dtype == b.dtype == "float"
+
+
+def _contraction(n: Node) -> Node:
+    """The contraction `contract_sums` writes for a `_contractible` node."""
+    x, axes = n.args[0], n.attr("axis")
+    a, b = x.args
     if len(axes) == x.ndim:  # (kept axes: the rule `sum_of_product` leaves those)
         dot = make("vdot", a, b)
     elif axes == (x.ndim - 1,):
