@@ -298,32 +298,7 @@ class TwoLayer(Case):
         m = self.module(size)
 
         def hand(X, y, W1, b1, W2, b2, reg):
-            # CS231n's TwoLayerNet.loss, with in-place updates and a stable log-softmax.
-            N = X.shape[0]
-            rows = np.arange(N)
-            h = X @ W1
-            h += b1
-            np.maximum(h, 0, out=h)
-            scores = h @ W2
-            scores += b2
-            scores -= scores.max(axis=1, keepdims=True)
-            correct = scores[rows, y]
-            probs = np.exp(scores, out=scores)
-            sums = probs.sum(axis=1)
-            loss = np.mean(np.log(sums) - correct) + 0.5 * reg * (np.vdot(W1, W1) + np.vdot(W2, W2))
-            probs /= sums[:, None]
-            dscores = probs
-            dscores[rows, y] -= 1
-            dscores /= N
-            dW2 = h.T @ dscores
-            dW2 += reg * W2
-            db2 = dscores.sum(axis=0)
-            dh = dscores @ W2.T
-            dh *= h > 0
-            dW1 = X.T @ dh
-            dW1 += reg * W1
-            db1 = dh.sum(axis=0)
-            return loss, dW1, db1, dW2, db2
+            return two_layer_by_hand(np, X, y, W1, b1, W2, b2, reg)
 
         def ours(X, y, W1, b1, W2, b2, reg):
             loss, grads = m.two_layer_grad(X, y, W1, b1, W2, b2, reg)
@@ -391,6 +366,36 @@ class TwoLayer(Case):
                 *_torch_leaves(W1, b1, W2, b2),
             )
         return out
+
+
+def two_layer_by_hand(xp, X, y, W1, b1, W2, b2, reg):
+    """CS231n's TwoLayerNet.loss, with in-place updates and a stable log-softmax, in the
+    library `xp` (NumPy here; bench/targets.py runs the same code on CuPy)."""
+    N = X.shape[0]
+    rows = xp.arange(N)
+    h = X @ W1
+    h += b1
+    xp.maximum(h, 0, out=h)
+    scores = h @ W2
+    scores += b2
+    scores -= scores.max(axis=1, keepdims=True)
+    correct = scores[rows, y]
+    probs = xp.exp(scores, out=scores)
+    sums = probs.sum(axis=1)
+    loss = xp.mean(xp.log(sums) - correct) + 0.5 * reg * (xp.vdot(W1, W1) + xp.vdot(W2, W2))
+    probs /= sums[:, None]
+    dscores = probs
+    dscores[rows, y] -= 1
+    dscores /= N
+    dW2 = h.T @ dscores
+    dW2 += reg * W2
+    db2 = dscores.sum(axis=0)
+    dh = dscores @ W2.T
+    dh *= h > 0
+    dW1 = X.T @ dh
+    dW1 += reg * W1
+    db1 = dh.sum(axis=0)
+    return loss, dW1, db1, dW2, db2
 
 
 def _two_layer_torch(X, y, W1, b1, W2, b2, reg):

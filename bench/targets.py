@@ -12,7 +12,11 @@ of the array-api module to its rival, with the target the issue set:
   `jax.jit(jax.value_and_grad(loss))` of the same model written in jax.numpy (target <= 1.2x);
 - PyTorch: the array-api module on CPU tensors, against PyTorch autograd, eager (<= 1.0x);
 - Dask: strong scaling of the array-api module's gradient over N rows on a LocalCluster of 1,
-  2 and 4 worker processes (one thread each), the rows made and kept on the cluster.
+  2 and 4 worker processes (one thread each), the rows made and kept on the cluster;
+- on a GPU, where CuPy finds one: the array-api module on CuPy arrays against the same
+  expert code as the NumPy benchmarks' (bench/cases.py's `two_layer_by_hand`) run on CuPy,
+  in float32 and float64; on CUDA tensors against PyTorch autograd on the GPU; and JAX's
+  rows again, JAX on its GPU; each at the table's size and a larger one.
 
 Every system's loss is checked against the numpy target's before anything is timed. A library
 that is not installed is left out of the table.
@@ -31,6 +35,11 @@ from pathlib import Path
 import numpy as np
 
 import bpc
+
+try:
+    from bench.cases import two_layer_by_hand
+except ImportError:  # (run as a script: bench/ is on the path, not the project's root)
+    from cases import two_layer_by_hand
 
 SOURCE = Path(__file__).resolve().parent.parent / "examples" / "two_layer.bp"
 
@@ -91,9 +100,10 @@ def jax_row(modules, args, repeats, budget):
     ours = jax.jit(xp_module.two_layer_grad)
     jargs = [jnp.asarray(a, dtype=jnp.float32 if a.dtype.kind == "f" else None) for a in args[:-1]]
     want = float(np_module.two_layer_grad(*args)[0])
+    tol = 1e-2 if jax.default_backend() == "gpu" else 1e-3  # (TF32 matrix products on a GPU)
     for fn in (ours, theirs):
         value = float(jax.block_until_ready(fn(*jargs, reg))[0])
-        assert abs(value - want) < 1e-3 * max(1.0, abs(want)), (value, want)
+        assert abs(value - want) < tol * max(1.0, abs(want)), (value, want)
     return compare(
         lambda: jax.block_until_ready(ours(*jargs, reg)),
         lambda: jax.block_until_ready(theirs(*jargs, reg)),
@@ -102,25 +112,36 @@ def jax_row(modules, args, repeats, budget):
     )
 
 
-def torch_row(modules, args, repeats, budget):
+def torch_row(modules, args, repeats, budget, device="cpu", dtype=np.float64):
     import torch
 
     xp_module, np_module = modules
-    X, y, *weights, reg = [torch.asarray(a) if isinstance(a, np.ndarray) else a for a in args]
+    X, y, *weights, reg = args
+    X, *weights = (torch.asarray(a.astype(dtype), device=device) for a in (X, *weights))
+    y = torch.asarray(y, device=device)
     leaves = [w.clone().requires_grad_() for w in weights]
+    wait = torch.cuda.synchronize if device == "cuda" else lambda: None
 
     def autograd():
         W1, b1, W2, b2 = leaves
         h = torch.relu(X @ W1 + b1)
         logp = torch.log_softmax(h @ W2 + b2, dim=1)
         loss = -logp.gather(1, y[:, None]).mean() + 0.5 * reg * ((W1 * W1).sum() + (W2 * W2).sum())
-        return loss, torch.autograd.grad(loss, leaves)
+        out = loss, torch.autograd.grad(loss, leaves)
+        wait()
+        return out
+
+    def ours():
+        out = xp_module.two_layer_grad(X, y, *weights, reg)
+        wait()
+        return out
 
     want = float(np_module.two_layer_grad(*args)[0])
-    for value in (xp_module.two_layer_grad(X, y, *weights, reg)[0], autograd()[0]):
+    tol = 1e-9 if dtype == np.float64 else 1e-4
+    for value in (ours()[0], autograd()[0]):
         value = float(value.detach())
-        assert abs(value - want) < 1e-9 * max(1.0, abs(want)), (value, want)
-    return compare(lambda: xp_module.two_layer_grad(X, y, *weights, reg), autograd, repeats, budget)
+        assert abs(value - want) < tol * max(1.0, abs(want)), (value, want)
+    return compare(ours, autograd, repeats, budget)
 
 
 def rnn_row(sizes, repeats, budget):
@@ -175,6 +196,50 @@ def dask_rows(xp_module, N, D, H, C, workers, repeats):
     return out
 
 
+def _cupy():
+    """CuPy, where it is installed and finds a GPU; else None."""
+    try:
+        import cupy
+
+        return cupy if cupy.cuda.runtime.getDeviceCount() else None
+    except Exception:  # (not installed, or no driver or device)
+        return None
+
+
+def cupy_row(modules, args, repeats, budget, dtype):
+    """The array-api module on CuPy arrays against CS231n's expert code run on CuPy; each call
+    waits for the GPU to finish."""
+    cp = _cupy()
+    xp_module, np_module = modules
+    X, y, *weights, reg = args
+    on_gpu = [cp.asarray(X, dtype=dtype), cp.asarray(y), *(cp.asarray(w, dtype) for w in weights)]
+    want = float(np_module.two_layer_grad(*args)[0])
+    tol = 1e-9 if dtype == np.float64 else 1e-4
+
+    def ours():
+        out = xp_module.two_layer_grad(*on_gpu, reg)
+        cp.cuda.get_current_stream().synchronize()
+        return out
+
+    def theirs():
+        out = two_layer_by_hand(cp, *on_gpu, reg)
+        cp.cuda.get_current_stream().synchronize()
+        return out
+
+    for value in (ours()[0], theirs()[0]):
+        assert abs(float(value) - want) < tol * max(1.0, abs(want)), (float(value), want)
+    return compare(ours, theirs, repeats, budget)
+
+
+def gpu_name() -> str:
+    cp = _cupy()
+    if cp is not None:
+        return cp.cuda.runtime.getDeviceProperties(0)["name"].decode()
+    import torch
+
+    return torch.cuda.get_device_name(0)
+
+
 def machine() -> str:
     return (
         f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
@@ -184,12 +249,75 @@ def machine() -> str:
 
 def _versions() -> str:
     found = []
-    for name in ("torch", "jax", "dask", "array_api_compat"):
+    for name in ("torch", "jax", "dask", "array_api_compat", "cupy"):
         try:
             found.append(f"{name} {__import__(name).__version__}")
         except ImportError:
             pass
     return ", ".join(found)
+
+
+def _torch_gpu() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+def _jax_device() -> str:
+    try:
+        import jax
+
+        return "GPU" if jax.default_backend() == "gpu" else "CPU"
+    except ImportError:
+        return "CPU"
+
+
+def _print_row(library, rival, module, timings, target):
+    ours, theirs, ratio = timings
+    label = "jit(array-api module)" if module == "jax" else "array-api module"
+    print(
+        f"| {library} | {label} | {rival} | {ours * 1e3:.2f} ms | {theirs * 1e3:.2f} ms "
+        f"| {ratio:.2f}x | {target} |"
+    )
+
+
+def gpu_rows(modules, smoke: bool, repeats: int, budget: float) -> None:
+    """CuPy against expert CuPy, and JAX on the GPU, at the table's size and a larger one."""
+    sizes = [(64, 8, 16, 5)] if smoke else [(4096, 256, 256, 10), (65536, 1024, 1024, 10)]
+    print(f"\nOn the GPU ({gpu_name()}):\n")
+    print("| size N, D, H, C | library | array-api target | rival | time | rival's time | ratio |")
+    print("|---|---|---|---|---|---|---|")
+    for size in sizes:
+        X, y, weights = data(*size)
+        call = [X, y, *weights, 1e-3]
+        rows_of = []
+        if _cupy() is not None:
+            rows_of += [
+                ("CuPy (float32)", "expert CuPy", lambda *a: cupy_row(*a, np.float32), "cupy"),
+                ("CuPy (float64)", "expert CuPy", lambda *a: cupy_row(*a, np.float64), "cupy"),
+            ]
+        if _torch_gpu():
+            for dtype in (np.float32, np.float64):
+                rows_of.append(
+                    (
+                        f"PyTorch CUDA ({np.dtype(dtype).name})",
+                        "autograd, eager",
+                        lambda *a, dtype=dtype: torch_row(*a, device="cuda", dtype=dtype),
+                        "torch",
+                    )
+                )
+        if _jax_device() == "GPU":
+            rows_of.append(("JAX (float32)", "jit(value_and_grad)", jax_row, "jax"))
+        for library, rival, row, module in rows_of:
+            ours, theirs, ratio = row(modules, call, repeats, budget)
+            label = "jit(array-api module)" if module == "jax" else "array-api module"
+            print(
+                f"| {', '.join(map(str, size))} | {library} | {label} | {rival} "
+                f"| {ours * 1e3:.3f} ms | {theirs * 1e3:.3f} ms | {ratio:.2f}x |"
+            )
 
 
 def main(argv=None) -> int:
@@ -211,7 +339,7 @@ def main(argv=None) -> int:
     print("|---|---|---|---|---|---|---|")
     rows_of = [
         ("NumPy", "numpy target", numpy_row, "numpy", "<= 1.3x"),
-        ("JAX (float32)", "jit(value_and_grad)", jax_row, "jax", "<= 1.2x"),
+        (f"JAX (float32, {_jax_device()})", "jit(value_and_grad)", jax_row, "jax", "<= 1.2x"),
         ("PyTorch CPU", "autograd, eager", torch_row, "torch", "<= 1.0x"),
     ]
     for library, rival, row, module, target in rows_of:
@@ -219,12 +347,10 @@ def main(argv=None) -> int:
             __import__(module)
         except ImportError:
             continue
-        label = "jit(array-api module)" if module == "jax" else "array-api module"
         ours, theirs, ratio = row(modules, call, repeats, budget)
-        print(
-            f"| {library} | {label} | {rival} | {ours * 1e3:.2f} ms | {theirs * 1e3:.2f} ms "
-            f"| {ratio:.2f}x | {target} |"
-        )
+        _print_row(library, rival, module, (ours, theirs, ratio), target)
+    if _cupy() is not None or _torch_gpu():
+        gpu_rows(modules, args.smoke, repeats, budget)
     rnn = (2, 3, 4, 5) if args.smoke else (32, 50, 64, 128)
     ours, theirs, ratio = rnn_row(rnn, repeats, budget)
     print(

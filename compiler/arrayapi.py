@@ -76,7 +76,7 @@ class ArrayApiPrinter(NumPyPrinter):
     array_import = "import array_api_compat"
     reserved = frozenset({"xp", "np", "math", "array_api_compat", "Any"})
     reserved |= frozenset({"_kind", "_name", "_is_array", "_Pytree", "_pytrees"})  # (runtime_xp's)
-    reserved |= frozenset(HELPERS)
+    reserved |= frozenset({*HELPERS, "_OnDevice"})  # (xp.py.j2's class)
     functional = True
     helpers = HELPERS
     runtime = "runtime_xp.py.j2"
@@ -188,9 +188,6 @@ def _array_call(name: str, e: Call) -> Expr:
     if name == "stack" and kwargs and kwargs[-1][0] == "dtype":  # (np.stack's dtype=)
         items = tuple(array("asarray", x, dtype=kwargs[-1][1]) for x in args[0].items)
         return Call(e.fn, (args[0].__class__(items),), kwargs[:-1])
-    if name == "maximum" and args[1].__class__ is Lit and type(args[1].value) is int:
-        # relu: PyTorch's clamp is 2x faster than its maximum of a number, NumPy's as fast
-        return array("clip", args[0], min=args[1])
     if name == "swapaxes":  # (the emission swaps the last two axes only)
         return array("matrix_transpose", args[0])
     if name == "copy":

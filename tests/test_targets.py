@@ -2,9 +2,9 @@
 
 Every case of the op table (tests/op_cases/) is compiled for the array-api target and run on
 NumPy, PyTorch CPU tensors, Dask arrays, JAX arrays eagerly and under `jax.jit` (of `g`,
-`g_grad`, `g_forward` and `g_backward`): its forward value and its gradients (`g_grad` for a
-scalar output, `g_forward` + `g_backward` otherwise) must be arrays of the library they were
-given, and agree with the numpy target's (which tests/test_ops.py checks against the oracle and
+`g_grad`, `g_forward` and `g_backward`; on JAX's default device, a GPU where JAX has one), and
+CuPy arrays on a GPU: its forward value and its gradients (`g_grad` for a scalar output,
+`g_forward` + `g_backward` otherwise) must be arrays of the library they were given, and agree with the numpy target's (which tests/test_ops.py checks against the oracle and
 finite differences). The loop models of tests/test_loops.py and tests/golden/loops.bp run the
 same way at T = 0, 1 and 3. A library that is not installed skips its tests, saying so.
 """
@@ -78,6 +78,21 @@ def _torch():
     return torch.asarray, lambda x: x.numpy(), torch.Tensor
 
 
+def _torch_cuda():
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip(
+            "no GPU that PyTorch can use: the array-api target's PyTorch CUDA checks need one"
+        )
+
+    def back(x):  # (a result must stay on the GPU)
+        assert x.device.type == "cuda", f"a result on {x.device}"
+        return x.cpu().numpy()
+
+    return lambda x: torch.asarray(x, device="cuda"), back, torch.Tensor
+
+
 def _jax():
     import jax
 
@@ -102,12 +117,29 @@ def _dask():
     return chunked, lambda x: np.asarray(x.compute()), da.Array
 
 
+def _cupy():
+    import cupy
+
+    if not _gpus(cupy):
+        pytest.skip("no GPU that CuPy can use: the array-api target's CuPy checks need one")
+    return cupy.asarray, cupy.asnumpy, cupy.ndarray
+
+
+def _gpus(cupy) -> int:
+    try:
+        return cupy.cuda.runtime.getDeviceCount()
+    except cupy.cuda.runtime.CUDARuntimeError:
+        return 0
+
+
 LIBRARIES = {
     "numpy": (_numpy, "numpy"),
     "dask": (_dask, "dask"),
     "torch": (_torch, "torch"),
     "jax": (_jax, "jax"),
     "jax-jit": (_jax, "jax"),
+    "cupy": (_cupy, "cupy"),
+    "torch-cuda": (_torch_cuda, "torch"),
 }
 
 
@@ -316,7 +348,7 @@ SLOT_WRITES = [
 
 
 @pytest.mark.parametrize("add", [False, True])
-@pytest.mark.parametrize("library", ["numpy", "torch", "jax", "dask"])
+@pytest.mark.parametrize("library", ["numpy", "torch", "jax", "dask", "cupy", "torch-cuda"])
 def test_slots_does_what_the_writes_in_place_do(library: str, add: bool):
     """`_slots`, the helper that writes a loop's slots after it, gives what writing (or adding)
     each value into a copy of the array step by step gives, and leaves the array as it was."""
@@ -399,7 +431,7 @@ def _bad_calls(rng):
     ]
 
 
-@pytest.mark.parametrize("library", ["numpy", "torch", "jax"])
+@pytest.mark.parametrize("library", ["numpy", "torch", "jax", "cupy", "torch-cuda"])
 def test_argument_checks_say_what_the_numpy_targets_say(library):
     to, _, _ = _library(library)
     rng = np.random.default_rng(0)
@@ -553,30 +585,24 @@ def test_train_dask_example_runs_briefly(capsys):
 
 
 def test_cupy_on_a_gpu(tmp_path):
-    """The two-layer net's gradients on CuPy arrays, on a GPU, agree with NumPy's."""
-    if not installed("cupy"):
-        pytest.skip("cupy is not installed: the array-api target's GPU test needs it and a GPU")
-    import cupy
-
-    try:
-        gpus = cupy.cuda.runtime.getDeviceCount()
-    except cupy.cuda.runtime.CUDARuntimeError as e:
-        pytest.skip(f"no GPU that CuPy can use: {e}")
-    if not gpus:
-        pytest.skip("no GPU that CuPy can use")
+    """The two-layer net's gradients on CuPy arrays, on a GPU, in float32 and float64, agree
+    with NumPy's (every op case and loop model runs on CuPy too, above)."""
+    to, back, array_type = _library("cupy")
     from bpc import load
 
     source = ROOT / "examples" / "two_layer.bp"
     module, reference = load(source, cache=tmp_path, target=TARGET), load(source, cache=tmp_path)
     rng = np.random.default_rng(0)
-    args = [rng.standard_normal((64, 8)), rng.integers(0, 5, 64)]
-    args += [rng.standard_normal(s) for s in ((8, 16), (16,), (16, 5), (5,))]
-    value, grads = module.two_layer_grad(*map(cupy.asarray, args), 1e-3)
-    want_value, want = reference.two_layer_grad(*args, 1e-3)
-    assert isinstance(value, cupy.ndarray) and all(isinstance(g, cupy.ndarray) for g in grads)
-    assert rel_error(cupy.asnumpy(value), want_value) < 1e-10
-    for got, wanted in zip(grads, want):
-        assert rel_error(cupy.asnumpy(got), wanted) < 1e-10
+    for dtype, tol in ((np.float64, 1e-10), (np.float32, 1e-4)):
+        args = [rng.standard_normal((64, 8)).astype(dtype), rng.integers(0, 5, 64)]
+        args += [rng.standard_normal(s).astype(dtype) for s in ((8, 16), (16,), (16, 5), (5,))]
+        value, grads = module.two_layer_grad(*map(to, args), 1e-3)
+        want_value, want = reference.two_layer_grad(*args, 1e-3)
+        assert isinstance(value, array_type) and all(isinstance(g, array_type) for g in grads)
+        assert value.dtype == dtype and all(g.dtype == dtype for g in grads)
+        assert rel_error(back(value), want_value) < tol
+        for got, wanted in zip(grads, want):
+            assert rel_error(back(got), wanted) < tol
 
 
 def test_the_docs_show_the_module_the_target_writes():
@@ -608,4 +634,4 @@ def test_bench_targets_smoke():
     assert "| NumPy | array-api module | numpy target |" in run.stdout
     assert "| NumPy, a loop (rnn.bp," in run.stdout
     if installed("jax"):
-        assert "| JAX (float32) |" in run.stdout
+        assert "| JAX (float32, CPU) |" in run.stdout or "| JAX (float32, GPU) |" in run.stdout

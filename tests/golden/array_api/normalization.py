@@ -226,14 +226,34 @@ def _check_dout(graph, dout, shape, dtype):
 
 def _xp(*values):
     """The array-API namespace of the arrays among `values` (Python numbers and sizes aside,
-    a tuple of upstream gradients looked into): NumPy's where there is none."""
+    a tuple of upstream gradients looked into): NumPy's where there is none. For PyTorch
+    tensors on a GPU, a namespace that makes its new arrays there (`_OnDevice`)."""
     values = [x for v in values for x in (v if isinstance(v, tuple) else (v,))]
     arrays = [v for v in values if not isinstance(v, (bool, int, float))]
-    if arrays:
-        return array_api_compat.array_namespace(*arrays)
-    from array_api_compat import numpy
+    if not arrays:
+        from array_api_compat import numpy
 
-    return numpy
+        return numpy
+    xp = array_api_compat.array_namespace(*arrays)
+    if array_api_compat.is_torch_namespace(xp) and arrays[0].device.type != "cpu":
+        return _OnDevice(xp, arrays[0].device)
+    return xp
+
+
+class _OnDevice:
+    """A namespace whose functions that make an array (`zeros`, `arange`, ...) make it on
+    `device`: PyTorch's make theirs on the CPU, whatever device the arguments are on."""
+
+    MAKERS = {"arange", "asarray", "empty", "eye", "full", "linspace", "ones", "zeros"}
+
+    def __init__(self, xp, device):
+        self.xp, self.device, self.__name__ = xp, device, xp.__name__
+
+    def __getattr__(self, name):
+        f = getattr(self.xp, name)
+        if name not in self.MAKERS:
+            return f
+        return lambda *args, **kwargs: f(*args, **{"device": self.device, **kwargs})
 
 
 def _einsum(spec, *operands):

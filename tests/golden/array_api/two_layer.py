@@ -226,14 +226,34 @@ def _check_dout(graph, dout, shape, dtype):
 
 def _xp(*values):
     """The array-API namespace of the arrays among `values` (Python numbers and sizes aside,
-    a tuple of upstream gradients looked into): NumPy's where there is none."""
+    a tuple of upstream gradients looked into): NumPy's where there is none. For PyTorch
+    tensors on a GPU, a namespace that makes its new arrays there (`_OnDevice`)."""
     values = [x for v in values for x in (v if isinstance(v, tuple) else (v,))]
     arrays = [v for v in values if not isinstance(v, (bool, int, float))]
-    if arrays:
-        return array_api_compat.array_namespace(*arrays)
-    from array_api_compat import numpy
+    if not arrays:
+        from array_api_compat import numpy
 
-    return numpy
+        return numpy
+    xp = array_api_compat.array_namespace(*arrays)
+    if array_api_compat.is_torch_namespace(xp) and arrays[0].device.type != "cpu":
+        return _OnDevice(xp, arrays[0].device)
+    return xp
+
+
+class _OnDevice:
+    """A namespace whose functions that make an array (`zeros`, `arange`, ...) make it on
+    `device`: PyTorch's make theirs on the CPU, whatever device the arguments are on."""
+
+    MAKERS = {"arange", "asarray", "empty", "eye", "full", "linspace", "ones", "zeros"}
+
+    def __init__(self, xp, device):
+        self.xp, self.device, self.__name__ = xp, device, xp.__name__
+
+    def __getattr__(self, name):
+        f = getattr(self.xp, name)
+        if name not in self.MAKERS:
+            return f
+        return lambda *args, **kwargs: f(*args, **{"device": self.device, **kwargs})
 
 
 def _labels(labels, classes, where):
@@ -335,7 +355,7 @@ def two_layer(X, y, W1, b1, W2, b2, reg):
     xp = _xp(X, y, W1, b1, W2, b2, reg)
     reg = xp.asarray(reg, dtype=X.dtype)
     affine_out = X @ W1 + b1
-    h = xp.clip(affine_out, min=0)
+    h = xp.maximum(affine_out, 0)
     scores = h @ W2 + b2
     labels = _labels(y, C, "two_layer: cross_entropy")
     one_hot = labels[:, None] == xp.arange(C)
@@ -352,7 +372,7 @@ def two_layer_forward(X, y, W1, b1, W2, b2, reg):
     xp = _xp(X, y, W1, b1, W2, b2, reg)
     reg = xp.asarray(reg, dtype=X.dtype)
     affine_out = X @ W1 + b1
-    h = xp.clip(affine_out, min=0)
+    h = xp.maximum(affine_out, 0)
     scores = h @ W2 + b2
     labels = _labels(y, C, "two_layer: cross_entropy")
     one_hot = labels[:, None] == xp.arange(C)
@@ -391,7 +411,7 @@ def two_layer_grad(X, y, W1, b1, W2, b2, reg):
     xp = _xp(X, y, W1, b1, W2, b2, reg)
     reg = xp.asarray(reg, dtype=X.dtype)
     affine_out = X @ W1 + b1
-    h = xp.clip(affine_out, min=0)
+    h = xp.maximum(affine_out, 0)
     scores = h @ W2 + b2
     labels = _labels(y, C, "two_layer: cross_entropy")
     one_hot = labels[:, None] == xp.arange(C)
@@ -492,7 +512,7 @@ def two_layer_scores(X, W1, b1, W2, b2):
     N, D, H, C = _two_layer_scores_sizes(X, W1, b1, W2, b2)
     xp = _xp(X, W1, b1, W2, b2)
     affine_out = X @ W1 + b1
-    t = xp.clip(affine_out, min=0)
+    t = xp.maximum(affine_out, 0)
     scores = t @ W2 + b2
     return scores
 
@@ -502,7 +522,7 @@ def two_layer_scores_forward(X, W1, b1, W2, b2):
     N, D, H, C = _two_layer_scores_sizes(X, W1, b1, W2, b2)
     xp = _xp(X, W1, b1, W2, b2)
     affine_out = X @ W1 + b1
-    t = xp.clip(affine_out, min=0)
+    t = xp.maximum(affine_out, 0)
     scores = t @ W2 + b2
     cache = TwoLayerScoresCache(X, W1, W2, t, N, C)
     return scores, cache
