@@ -2,8 +2,9 @@
 
 `ArrayApiPrinter` writes the same statements as `NumPyPrinter`, in the namespace `xp` that
 `array_api_compat.array_namespace` finds for each call's arguments (NumPy, PyTorch, JAX, Dask,
-CuPy), so that a function returns arrays of the library it was given. Its code is functional:
-the lowering plans no step in place for it (`functional`), so no line writes into an array, and
+CuPy), so that a function returns arrays of the library it was given. Its code is functional
+(`functional`): no `out=`, no store into a slot; the lowering's only updates are `t += b` of an
+array the function made, which NumPy, CuPy and PyTorch do in place and JAX and Dask rebind, so
 `jax.jit` can trace it. What NumPy spells otherwise is translated here, as data, before it is
 printed: `np.concatenate` is `xp.concat`, a method `x.sum(axis=1)` the function
 `xp.sum(x, axis=1)`, `np.pad` a helper of the module; what the standard lacks is a helper with
@@ -78,6 +79,7 @@ class ArrayApiPrinter(NumPyPrinter):
     reserved |= frozenset({"_kind", "_name", "_is_array", "_Pytree", "_pytrees"})  # (runtime_xp's)
     reserved |= frozenset({*HELPERS, "_OnDevice"})  # (xp.py.j2's class)
     functional = True
+    aliases = frozenset({"copy", "pad"})  # (a copy is moot; `_pad` of no width returns x)
     helpers = HELPERS
     runtime = "runtime_xp.py.j2"
     cache_base = "_Pytree"  # (a cache that `jax.jit` takes and returns: runtime_xp.py.j2)

@@ -8,7 +8,9 @@ dp *= p`, `np.exp(p, out=p)`: `plan`, then `steps`). Never into a parameter, the
 gradient, a cache entry, an output or a gradient, nor into an array that a view still read later
 shares. What an operation can do in place is on its definition (`OpDef.augmented`, `commutes`,
 `ufunc`, `fresh`, `view`); whether its emitted call takes `out=` is on its expression
-(`Call.ufunc`).
+(`Call.ufunc`). A functional target (the array-api one) gets the `+=` forms alone, which NumPy,
+CuPy and PyTorch do in place and JAX and Dask, whose arrays are immutable, rebind; and there an
+operation of the printer's `aliases` (a copy, which that target omits) makes no new array.
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ class _Reusable:
             and self.new(a)
             and a.shape == n.shape
             and a.dtype == "float"
-            and _writable_form(level, a)
+            and _writable_form(self.fn, level, a)
         )
 
     def new(self, a: Node) -> bool:
@@ -113,7 +115,7 @@ def _spine_step(fn: Lowering, n: Node, level: Node) -> Node | None:
             and c.dtype == "float"
             and c.shape == n.shape
             and c not in fn.born_weak
-            and _writable_form(level, c)
+            and _writable_form(fn, level, c)
         ):
             return c
     return None
@@ -133,12 +135,13 @@ def _name_chains(fn: Lowering, chains: dict[Node, list[Node]]) -> None:
                 fn.namer.names[m] = fn.name_of(below)
 
 
-def _writable_form(n: Node, a: Node) -> bool:
-    """Whether n can be written into a: `a op= b`, or a ufunc of a with `out=a`."""
+def _writable_form(fn: Lowering, n: Node, a: Node) -> bool:
+    """Whether n can be written into a: `a op= b`, or a ufunc of a with `out=a` (not in a
+    functional target's code)."""
     op = OPS[n.op]
     if op.augmented:
         return op.commutes or n.args[0] is a
-    return op.ufunc and n.args[0] is a
+    return op.ufunc and n.args[0] is a and not fn.printer.functional
 
 
 def _values_read(fn: Lowering, o: Node, itself: bool = True) -> set[Node]:
@@ -153,7 +156,7 @@ def _shared(fn: Lowering, v: Node) -> set[Node]:
     out = {v} if v in fn.own_line else set()
     if is_view(v):
         out |= _shared(fn, v.args[0])
-    elif not OPS[v.op].fresh:  # (einsum) may return a view of an operand
+    elif not OPS[v.op].fresh or v.op in fn.printer.aliases:  # (einsum) may return an operand
         for a in v.args:
             out |= _shared(fn, a)
     return out
@@ -196,7 +199,9 @@ def _step(fn: Lowering, n: Node, a: Node, name: str, done: dict | None = None) -
     augmented = OPS[n.op].augmented
     if augmented:
         other = n.args[1] if n.args[0] is a else n.args[0]
-        return AugAssign(name, augmented, fn.code(other, bound=done))
+        return AugAssign(name, augmented, fn.operand(n, other, fn.code(other, bound=done)))
+    if fn.printer.functional:
+        return None
     e = fn.expression(n, bound=done)
     first = Name(done[a] if done and a in done else fn.name_of(a))
     if not (
@@ -226,7 +231,9 @@ def accumulate(fn: Lowering, n: Node) -> list[Stmt] | None:
                 base, other = other, base
         if not _takes_over(fn, base, n):
             break
-        terms.append(AugAssign(name, OPS[node.op].augmented, fn.code(other)))
+        terms.append(
+            AugAssign(name, OPS[node.op].augmented, fn.operand(node, other, fn.code(other)))
+        )
         node = base
     if not terms or not _takes_over(fn, node, n):
         return None
@@ -254,4 +261,9 @@ def _new_array(fn: Lowering, a: Node, writable=lambda b: False) -> bool:
         if a in fn.born_weak or (b in fn.own_line and not writable(b)):
             return False
         a = b
-    return OPS[a.op].fresh and not is_view(a) and a not in fn.born_weak
+    return (
+        OPS[a.op].fresh
+        and a.op not in fn.printer.aliases
+        and not is_view(a)
+        and a not in fn.born_weak
+    )

@@ -228,27 +228,30 @@ class Lowering:
     ) -> Expr:
         """n's own expression, where n has a line of its own too; in the notation of the
         lecture note (`OpDef.math`) with `notation`."""
-        args = [self.code(a, notation, bound) for a in n.args]
+        args = [self.operand(n, a, self.code(a, notation, bound)) for a in n.args]
         op = OPS[n.op]
-        if (
-            self.printer.functional
-            and op.augmented
-            and not op.commutes
-            and n.dtype == "float"
-            and self.facts.dtype
-        ):
-            # the array API leaves a mask in arithmetic undefined: every library adds and
-            # multiplies one, but PyTorch refuses `x - mask`
-            args = [
-                method(e, "astype", self.facts.dtype) if a.dtype == "bool" else e
-                for a, e in zip(n.args, args)
-            ]
         emit = op.math if notation and op.math else op.emit
         e = emit(At(n, self.facts), *args, **n.kw)
         dtype = self.facts.dtype
         if dtype is not None and n in self.born_weak and not op.own_dtype:
             # Plain numbers and masks alone make float64: give the result the graph's float dtype.
             return method(e, "astype", dtype) if n.ndim else method(dtype, "type", e)
+        return e
+
+    def operand(self, n: Node, a: Node, e: Expr) -> Expr:
+        """e, the code of n's operand a, cast to the graph's float dtype where a is a mask that
+        the target's library may refuse there: the array API leaves a mask in arithmetic
+        undefined, and every library adds and multiplies one, but PyTorch refuses `x - mask`."""
+        op = OPS[n.op]
+        if (
+            self.printer.functional
+            and a.dtype == "bool"
+            and op.augmented
+            and not op.commutes
+            and n.dtype == "float"
+            and self.facts.dtype
+        ):
+            return method(e, "astype", self.facts.dtype)
         return e
 
     def define(self, n: Node) -> list[tuple[Node, Assign]]:
@@ -293,9 +296,8 @@ class Lowering:
         return out
 
     def _accumulate(self, n: Node) -> list[Stmt] | None:
-        """n's sum accumulated in the array of a term (`inplace.accumulate`), unless the target's
-        code is functional (`NumPyPrinter.functional`): it then never writes into an array."""
-        return None if self.printer.functional else inplace.accumulate(self, n)
+        """n's sum accumulated in the array of a term (`inplace.accumulate`)."""
+        return inplace.accumulate(self, n)
 
     def reads(self, n: Node) -> set[Node]:
         """The named values that n's line reads."""
@@ -314,8 +316,7 @@ class Lowering:
         for n in nodes:
             if n.op == "loop":
                 name_loop(self, n)
-        if not self.printer.functional:
-            inplace.plan(self, nodes)
+        inplace.plan(self, nodes)
 
 
 def name_loop(fn: Lowering, n: Node) -> list[str]:

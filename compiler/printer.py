@@ -102,9 +102,12 @@ class NumPyPrinter:
     namespaces = {ARRAY: "np.", MATH: "math.", HELPER: "", LOCAL: ""}
     array_import = "import numpy as np"  # (`math` is imported where a module uses it)
     reserved = frozenset({"np", "math"})  # names the module's code may not take
-    # What else is true of the target: its code may work in the arrays it makes (`+=`, `out=`),
-    # the templates of its helpers and of its argument checks.
+    # What else is true of the target: its code may work in the arrays it makes (`+=`, `out=`;
+    # a functional target's only with `+=`, which a library of immutable arrays rebinds), the
+    # operations whose result may be an operand's own array there though NumPy's is new
+    # (`OpDef.fresh`), the templates of its helpers and of its argument checks.
     functional = False
+    aliases: frozenset[str] = frozenset()
     helpers = HELPERS
     runtime = "runtime.py.j2"
     cache_base = "_Cache"  # (the class of the runtime's that each graph's cache class extends)

@@ -191,6 +191,7 @@ def test_op_case_on_library(case: Case, library: str):
     want_out = reference.f(*inputs.values())
     want = compiled_grads(reference, inputs, dout)
     args = {k: to(v) for k, v in inputs.items()}
+    before = {k: np.array(v, copy=True) for k, v in inputs.items()}
     name = reference.graph.name
     f = getattr(module, name)
     if library == "jax-jit":
@@ -210,7 +211,11 @@ def test_op_case_on_library(case: Case, library: str):
         forward, backward = _pair(module, name, library)
         _, cache = forward(*args.values())
         douts = tuple(to(d) for d in dout) if isinstance(dout, tuple) else to(dout)
+        dout_before = [np.array(back(d), copy=True) for d in _tuple(douts)]
         grads = backward(douts, cache)
+        assert all(np.array_equal(back(d), b) for d, b in zip(_tuple(douts), dout_before))
+    for k, v in args.items():  # (the module writes into no array of the caller's)
+        assert np.array_equal(back(v), before[k], equal_nan=True), f"{k} was written"
     for k in reference.graph.wrt:
         got = getattr(grads, k)
         assert isinstance(got, array_type), f"d{k} is a {type(got).__name__}"
@@ -307,6 +312,7 @@ def test_loops_on_library(key: str, T: int, library: str):
     dout = tuple(rng.standard_normal(np.shape(o)) for o in _tuple(want_out))
     dout = dout if isinstance(want_out, tuple) else dout[0]
     want = getattr(reference, f"{name}_backward")(dout, cache)
+    before = [np.array(a, copy=True) for a in (*args, *_tuple(dout))]
     out, cache = forward(*map(to, args))
     grads = backward(tuple(map(to, dout)) if isinstance(dout, tuple) else to(dout), cache)
     if not isinstance(want_out, tuple) and np.ndim(want_out) == 0:  # (and its g_grad)
@@ -315,6 +321,8 @@ def test_loops_on_library(key: str, T: int, library: str):
         want_value, want_more = getattr(reference, f"{name}_grad")(*args)
         out, grads = (out, value), (*grads, *more)
         want_out, want = (want_out, want_value), (*want, *want_more)
+    # (the module writes into no array of the caller's: NumPy's and PyTorch's share their memory)
+    assert all(map(np.array_equal, (*args, *_tuple(dout)), before))
     for got, wanted in zip(_tuple(out), _tuple(want_out)):
         assert isinstance(got, array_type), f"the forward returned a {type(got).__name__}"
         assert rel_error(back(got), wanted) < TOL
@@ -465,8 +473,10 @@ def test_numpy_results_of_the_two_targets_agree_with_python_numbers():
 
 
 def test_the_code_is_functional():
-    """No augmented assignment, no `out=`, no slot store in a graph's functions (the goldens'
-    sources, and the loops and convolutions of tests/golden/): nothing writes into an array."""
+    """No `out=` and no slot store in a graph's functions (the goldens' sources, and the loops
+    and convolutions of tests/golden/), and an augmented assignment (`t += b`, which JAX and
+    Dask rebind) only of a name the function assigned before, never of a parameter: nothing
+    writes into an array of the caller's, nor into one a library cannot write."""
     import ast
 
     from tests.test_golden import XP_PAIRS
@@ -477,8 +487,17 @@ def test_the_code_is_functional():
         functions = [f for f in tree.body if isinstance(f, ast.FunctionDef)]
         graph_functions = [f for f in functions if not f.name.startswith("_")]
         assert graph_functions
+        for f in graph_functions:
+            params, assigned = {a.arg for a in f.args.args}, set()
+            for statement in f.body:  # (the loops' bodies do not update in place)
+                if isinstance(statement, ast.Assign):
+                    assigned |= {t.id for t in statement.targets if isinstance(t, ast.Name)}
+                if isinstance(statement, ast.AugAssign):
+                    name = statement.target.id
+                    assert name in assigned and name not in params, ast.unparse(statement)
+            updates = [n for n in ast.walk(f) if isinstance(n, ast.AugAssign)]
+            assert all(n in f.body for n in updates), (source.name, f.name)
         for node in (n for f in graph_functions for n in ast.walk(f)):
-            assert not isinstance(node, ast.AugAssign), (source.name, ast.unparse(node))
             if isinstance(node, ast.Call):
                 assert all(k.arg != "out" for k in node.keywords), ast.unparse(node)
             if isinstance(node, ast.Assign):

@@ -232,6 +232,13 @@ CASES: dict[str, list[Case]] = {
             lambda x, y: _sum(make("copy", x * y) * x),
         ),
         IR("copy(exp(s))", [("s", ())], lambda s: make("copy", make("exp", s))),
+        # a copy of a parameter, worked on in place where the numpy target copies: never the
+        # parameter's own array on a target that omits the copy
+        IR(
+            "copy(x) * w + w",
+            [("x", ("n", "m")), ("w", ("n", "m"))],
+            lambda x, w: make("copy", x) * w + w,
+        ),
     ],
     # an output made of numbers alone, as a NumPy number of the graph's dtype
     "scalar": [

@@ -308,9 +308,11 @@ def attention(q, k, v):
     xp = _xp(q, k, v)
     t = float(np.sqrt(d))
     t_1 = q @ k.T / t
-    shifted = t_1 - xp.max(t_1, axis=1, keepdims=True)
+    shifted = t_1
+    shifted -= xp.max(t_1, axis=1, keepdims=True)
     exps = xp.exp(shifted)
-    weights = exps / xp.sum(exps, axis=1, keepdims=True)
+    weights = exps
+    weights /= xp.sum(exps, axis=1, keepdims=True)
     out = weights @ v
     return out
 
@@ -321,9 +323,11 @@ def attention_forward(q, k, v):
     xp = _xp(q, k, v)
     t = float(np.sqrt(d))
     t_1 = q @ k.T / t
-    shifted = t_1 - xp.max(t_1, axis=1, keepdims=True)
+    shifted = t_1
+    shifted -= xp.max(t_1, axis=1, keepdims=True)
     exps = xp.exp(shifted)
-    weights = exps / xp.sum(exps, axis=1, keepdims=True)
+    weights = exps
+    weights /= xp.sum(exps, axis=1, keepdims=True)
     out = weights @ v
     cache = AttentionCache(q, k, v, t, weights, out, S, m)
     return out, cache
@@ -338,7 +342,10 @@ def attention_backward(dout, cache):
     dweights = dout @ v.T
     dv = weights.T @ dout
     # weights = softmax(q @ k.T / sqrt(d), axis=-1)
-    t_2 = weights * (dweights - xp.reshape(xp.vecdot(dout, out), (S, 1))) / t
+    t_2 = dweights
+    t_2 -= xp.reshape(xp.vecdot(dout, out), (S, 1))
+    t_2 *= weights
+    t_2 /= t
     dq = t_2 @ k
     dk = t_2.T @ q
     return AttentionGrads(dq, dk, dv)
@@ -573,25 +580,31 @@ def multihead_attention(query, key, value, Wq, bq, Wk, bk, Wv, bv, Wo, bo, mask)
     xp = _xp(query, key, value, Wq, bq, Wk, bk, Wv, bv, Wo, bo, mask)
     query_mat = xp.reshape(query, (N * S, E))
     Wq_mat = xp.reshape(Wq, (E, H * d))
-    q = xp.reshape(query_mat @ Wq_mat, (N, S, H, d)) + bq
+    q = xp.reshape(query_mat @ Wq_mat, (N, S, H, d))
+    q += bq
     key_mat = xp.reshape(key, (N * T, E))
     Wk_mat = xp.reshape(Wk, (E, H * d))
-    k = xp.reshape(key_mat @ Wk_mat, (N, T, H, d)) + bk
+    k = xp.reshape(key_mat @ Wk_mat, (N, T, H, d))
+    k += bk
     value_mat = xp.reshape(value, (N * T, E))
     Wv_mat = xp.reshape(Wv, (E, H * d))
-    v = xp.reshape(value_mat @ Wv_mat, (N, T, H, d)) + bv
+    v = xp.reshape(value_mat @ Wv_mat, (N, T, H, d))
+    v += bv
     t = float(np.sqrt(d))
     scores = xp.permute_dims(q, (0, 2, 1, 3)) @ xp.permute_dims(k, (0, 2, 3, 1)) / t
     t_1 = mask != 0
     t_2 = xp.where(t_1, scores, -1000000000.0)
-    shifted = t_2 - xp.max(t_2, axis=3, keepdims=True)
+    shifted = t_2
+    shifted -= xp.max(t_2, axis=3, keepdims=True)
     exps = xp.exp(shifted)
     t_3 = xp.sum(exps, axis=3, keepdims=True)
-    weights = exps / t_3
+    weights = exps
+    weights /= t_3
     heads = xp.permute_dims(weights @ xp.permute_dims(v, (0, 2, 1, 3)), (0, 2, 1, 3))
     heads_mat = xp.reshape(heads, (N * S, H * d))
     Wo_mat = xp.reshape(Wo, (H * d, E))
-    out = xp.reshape(heads_mat @ Wo_mat, (N, S, E)) + bo
+    out = xp.reshape(heads_mat @ Wo_mat, (N, S, E))
+    out += bo
     return out
 
 
@@ -605,25 +618,30 @@ def multihead_attention_forward(
     xp = _xp(query, key, value, Wq, bq, Wk, bk, Wv, bv, Wo, bo, mask)
     query_mat = xp.reshape(query, (N * S, E))
     Wq_mat = xp.reshape(Wq, (E, H * d))
-    q = xp.reshape(query_mat @ Wq_mat, (N, S, H, d)) + bq
+    q = xp.reshape(query_mat @ Wq_mat, (N, S, H, d))
+    q += bq
     key_mat = xp.reshape(key, (N * T, E))
     Wk_mat = xp.reshape(Wk, (E, H * d))
-    k = xp.reshape(key_mat @ Wk_mat, (N, T, H, d)) + bk
+    k = xp.reshape(key_mat @ Wk_mat, (N, T, H, d))
+    k += bk
     value_mat = xp.reshape(value, (N * T, E))
     Wv_mat = xp.reshape(Wv, (E, H * d))
-    v = xp.reshape(value_mat @ Wv_mat, (N, T, H, d)) + bv
+    v = xp.reshape(value_mat @ Wv_mat, (N, T, H, d))
+    v += bv
     t = float(np.sqrt(d))
     scores = xp.permute_dims(q, (0, 2, 1, 3)) @ xp.permute_dims(k, (0, 2, 3, 1)) / t
     t_1 = mask != 0
     t_2 = xp.where(t_1, scores, -1000000000.0)
-    shifted = t_2 - xp.max(t_2, axis=3, keepdims=True)
+    shifted = t_2
+    shifted -= xp.max(t_2, axis=3, keepdims=True)
     exps = xp.exp(shifted)
     t_3 = xp.sum(exps, axis=3, keepdims=True)
     weights = exps / t_3
     heads = xp.permute_dims(weights @ xp.permute_dims(v, (0, 2, 1, 3)), (0, 2, 1, 3))
     heads_mat = xp.reshape(heads, (N * S, H * d))
     Wo_mat = xp.reshape(Wo, (H * d, E))
-    out = xp.reshape(heads_mat @ Wo_mat, (N, S, E)) + bo
+    out = xp.reshape(heads_mat @ Wo_mat, (N, S, E))
+    out += bo
     cache = MultiheadAttentionCache(
         query_mat,
         Wq_mat,
@@ -721,7 +739,8 @@ def multihead_attention_backward(dout, cache):
     t_6 = weights * t_7
     dscores = xp.where(t_1, t_6, 0)
     # scores = einsum("nshd,nthd->nhst", q, k) / sqrt(d)
-    t_10 = dscores / t
+    t_10 = dscores
+    t_10 /= t
     dk = xp.permute_dims(xp.permute_dims(q, (0, 2, 3, 1)) @ t_10, (0, 3, 1, 2))
     dq = xp.permute_dims(t_10 @ xp.permute_dims(k, (0, 2, 1, 3)), (0, 2, 1, 3))
     # v = einsum("nte,ehd->nthd", value, Wv) + bv

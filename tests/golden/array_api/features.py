@@ -353,7 +353,8 @@ def batched_backward(dout, cache):
     xp = _xp(dout, A, Bm, v, t, y, B, n, k, C, m)
     dout_y, dout_s = _douts("batched", dout, ((B, C, n), (1, C, 1)), A.dtype, xp)
     # s = sum(y * y, axis=(0, -1), keepdims=true)
-    dy = dout_y + 2 * dout_s * y
+    dy = 2 * dout_s * y
+    dy += dout_y
     # y = A @ Bm @ v
     t_1 = xp.reshape(dy, (B, C, n, 1))
     t_2 = t_1 * v
@@ -410,7 +411,8 @@ def scaled(Q, K):
     t = float(np.sqrt(d))
     a = Q @ K.T / t
     t_1 = a > 0
-    a_1 = a * t_1 - 0.1 * a
+    a_1 = a * t_1
+    a_1 -= 0.1 * a
     t_2 = xp.reshape(a_1.T, (T * T,))
     z = xp.mean(t_2 * t_2)
     return z
@@ -423,7 +425,8 @@ def scaled_forward(Q, K):
     t = float(np.sqrt(d))
     a = Q @ K.T / t
     t_1 = a > 0
-    a_1 = a * t_1 - 0.1 * a
+    a_1 = a * t_1
+    a_1 -= 0.1 * a
     t_2 = xp.reshape(a_1.T, (T * T,))
     z = xp.mean(t_2 * t_2)
     cache = ScaledCache(Q, K, t, t_1, t_2, T)
@@ -438,9 +441,11 @@ def scaled_backward(dout, cache):
     # z = mean(reshape(transpose(a, (1, 0)), (T * T,)) ** 2)
     da = xp.reshape(2 * (dout / max(T * T, 1)) * t_2, (T, T)).T
     # a = a * (a > 0) - 0.1 * a
-    da_1 = da * t_1 - 0.1 * da
+    da_1 = da * t_1
+    da_1 -= 0.1 * da
     # a = Q @ K.T / sqrt(d)
-    t_3 = da_1 / t
+    t_3 = da_1
+    t_3 /= t
     dQ = t_3 @ K
     dK = t_3.T @ Q
     return ScaledGrads(dQ, dK)
@@ -453,15 +458,18 @@ def scaled_grad(Q, K):
     t = float(np.sqrt(d))
     a = Q @ K.T / t
     t_1 = a > 0
-    a_1 = a * t_1 - 0.1 * a
+    a_1 = a * t_1
+    a_1 -= 0.1 * a
     t_2 = xp.reshape(a_1.T, (T * T,))
     z = xp.mean(t_2 * t_2)
     # z = mean(reshape(transpose(a, (1, 0)), (T * T,)) ** 2)
     da = xp.reshape(2 / max(T * T, 1) * t_2, (T, T)).T
     # a = a * (a > 0) - 0.1 * a
-    da_1 = da * t_1 - 0.1 * da
+    da_1 = da * t_1
+    da_1 -= 0.1 * da
     # a = Q @ K.T / sqrt(d)
-    t_3 = da_1 / t
+    t_3 = da_1
+    t_3 /= t
     dQ = t_3 @ K
     dK = t_3.T @ Q
     return z, ScaledGrads(dQ, dK)
@@ -508,13 +516,13 @@ def power(x, p):
     """out [] = power(x [n], p [n]): the forward pass alone."""
     (n,) = _power_sizes(x, p)
     xp = _xp(x, p)
-    t = xp.exp(x)
-    t_1 = x * x
-    t_2 = _sigmoid(x)
-    t_3 = xp.maximum(x, 0)
-    t_4 = 1 + t_3
-    t_5 = t_2 / t_4
-    out = xp.sum(t**p + 1 / x - t_1 + t_5)
+    t_2 = xp.exp(x)
+    t_3 = x * x
+    t_1 = _sigmoid(x)
+    t = xp.maximum(x, 0)
+    t += 1
+    t_1 /= t
+    out = xp.sum(t_2**p + 1 / x - t_3 + t_1)
     return out
 
 
@@ -539,9 +547,11 @@ def power_backward(dout, cache):
     xp = _xp(dout, x, p, t, t_1, t_2, t_3, t_4, t_5)
     dout = _dout("power", dout, (), x.dtype, xp)
     # out = sum(exp(x) ** p + x ** -1 + -x**2 + sigmoid(x) / (1 + relu(x)))
-    t_7 = dout / t_4 * t_2 * (1 - t_2) - dout * t_5 / t_4 * (t_3 > 0) - 2 * dout * x
-    t_6 = t_7 - dout / t_1
-    dx = t_6 + dout * p * t ** xp.where(p == 0, 1, p - 1) * t
+    dx = dout / t_4 * t_2 * (1 - t_2)
+    dx -= dout * t_5 / t_4 * (t_3 > 0)
+    dx -= 2 * dout * x
+    dx -= dout / t_1
+    dx += dout * p * t ** xp.where(p == 0, 1, p - 1) * t
     return PowerGrads(dx)
 
 
@@ -557,6 +567,9 @@ def power_grad(x, p):
     t_5 = t_2 / t_4
     out = xp.sum(t**p + 1 / x - t_1 + t_5)
     # out = sum(exp(x) ** p + x ** -1 + -x**2 + sigmoid(x) / (1 + relu(x)))
-    t_6 = t_5 * (1 - t_2) - t_5 / t_4 * (t_3 > 0) + -2.0 * x + -1.0 / t_1
-    dx = t_6 + p * t ** xp.where(p == 0, 1, p - 1) * t
+    dx = t_5 * (1 - t_2)
+    dx -= t_5 / t_4 * (t_3 > 0)
+    dx += -2.0 * x
+    dx += -1.0 / t_1
+    dx += p * t ** xp.where(p == 0, 1, p - 1) * t
     return out, PowerGrads(dx)

@@ -613,8 +613,8 @@ def gru_backward(dout, cache):
     t_11 = xp.reshape(dxwz, (N * T, H))
     dx_rows_2 = t_11 @ Wz.T
     dWz = t_9 @ t_11
-    t_12 = xp.reshape(dx_rows, (N, T, D)) + xp.reshape(dx_rows_1, (N, T, D))
-    dx = t_12 + xp.reshape(dx_rows_2, (N, T, D))
+    dx = xp.reshape(dx_rows, (N, T, D)) + xp.reshape(dx_rows_1, (N, T, D))
+    dx += xp.reshape(dx_rows_2, (N, T, D))
     return GruGrads(dx, dh, dWz, dUz, dWr, dUr, dWn, dUn)
 
 
@@ -1106,5 +1106,6 @@ def differences_backward(dout, cache):
     acc = _slots(acc, acc_slots, (1,))
     acc_1 = _slots(acc_1, acc_1_slots, (1,))
     acc_2 = _slots(acc_2, acc_2_slots, (1,))
-    dx = acc + acc_1 + acc_2
+    dx = acc + acc_1
+    dx += acc_2
     return DifferencesGrads(dx)

@@ -323,7 +323,9 @@ def batchnorm(x, gamma, beta):
     var = _einsum("ij,ij->j", xc, xc) / N
     t = xp.sqrt(var + 1e-05)
     t_1 = gamma / t
-    out = t_1 * xc + beta
+    out = xc
+    out *= t_1
+    out += beta
     return out
 
 
@@ -336,7 +338,8 @@ def batchnorm_forward(x, gamma, beta):
     var = _einsum("ij,ij->j", xc, xc) / N
     t = xp.sqrt(var + 1e-05)
     t_1 = gamma / t
-    out = t_1 * xc + beta
+    out = t_1 * xc
+    out += beta
     cache = BatchnormCache(gamma, xc, t, t_1, N, D)
     return out, cache
 
@@ -354,9 +357,11 @@ def batchnorm_backward(dout, cache):
     dinvstd = gamma * t_2
     # var = mean(xc * xc, axis=0)
     t_3 = max(N, 1)
-    dxc = t_1 * dout - dinvstd / t / t / t / t_3 * xc
+    dxc = t_1 * dout
+    dxc -= dinvstd / t / t / t / t_3 * xc
     # mu = mean(x, axis=0)
-    dx = dxc - t_1 * dbeta / t_3
+    dx = dxc
+    dx -= t_1 * dbeta / t_3
     return BatchnormGrads(dx, dgamma, dbeta)
 
 
@@ -415,8 +420,11 @@ def layernorm(x, gamma, beta):
     xc = x - mu
     var = xp.reshape(xp.vecdot(xc, xc), (N, 1)) / D
     t = xp.sqrt(var + 1e-05)
-    xhat = xc / t
-    out = gamma * xhat + beta
+    xhat = xc
+    xhat /= t
+    out = xhat
+    out *= gamma
+    out += beta
     return out
 
 
@@ -429,7 +437,8 @@ def layernorm_forward(x, gamma, beta):
     var = xp.reshape(xp.vecdot(xc, xc), (N, 1)) / D
     t = xp.sqrt(var + 1e-05)
     xhat = xc / t
-    out = gamma * xhat + beta
+    out = gamma * xhat
+    out += beta
     cache = LayernormCache(gamma, xc, t, xhat, N, D)
     return out, cache
 
@@ -449,7 +458,9 @@ def layernorm_backward(dout, cache):
     t_2 = xp.reshape(t, (N,))
     # var = mean(xc * xc, axis=1, keepdims=true)
     t_3 = xp.reshape(xp.vecdot(dxhat, xc) / t_2 / t_2, (N, 1)) / t / t_1 * xc
-    dxc = dxhat / t - t_3
+    dxc = dxhat / t
+    dxc -= t_3
     # mu = mean(x, axis=1, keepdims=true)
-    dx = dxc - xp.reshape(xp.sum(dxhat, axis=1) / t_2, (N, 1)) / t_1
+    dx = dxc
+    dx -= xp.reshape(xp.sum(dxhat, axis=1) / t_2, (N, 1)) / t_1
     return LayernormGrads(dx, dgamma, dbeta)

@@ -354,13 +354,17 @@ def two_layer(X, y, W1, b1, W2, b2, reg):
     N, D, H, C = _two_layer_sizes(X, y, W1, b1, W2, b2, reg)
     xp = _xp(X, y, W1, b1, W2, b2, reg)
     reg = xp.asarray(reg, dtype=X.dtype)
-    affine_out = X @ W1 + b1
+    affine_out = X @ W1
+    affine_out += b1
     h = xp.maximum(affine_out, 0)
-    scores = h @ W2 + b2
+    scores = h @ W2
+    scores += b2
     labels = _labels(y, C, "two_layer: cross_entropy")
     one_hot = labels[:, None] == xp.arange(C)
-    shifted = scores - xp.max(scores, axis=1, keepdims=True)
-    log_probs = shifted - xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
+    shifted = scores
+    shifted -= xp.max(scores, axis=1, keepdims=True)
+    log_probs = shifted
+    log_probs -= xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
     t = 0.5 * reg * (xp.sum(W1 * W1) + xp.sum(W2 * W2))
     loss = t - xp.mean(xp.sum(one_hot * log_probs, axis=1))
     return loss
@@ -371,13 +375,17 @@ def two_layer_forward(X, y, W1, b1, W2, b2, reg):
     N, D, H, C = _two_layer_sizes(X, y, W1, b1, W2, b2, reg)
     xp = _xp(X, y, W1, b1, W2, b2, reg)
     reg = xp.asarray(reg, dtype=X.dtype)
-    affine_out = X @ W1 + b1
+    affine_out = X @ W1
+    affine_out += b1
     h = xp.maximum(affine_out, 0)
-    scores = h @ W2 + b2
+    scores = h @ W2
+    scores += b2
     labels = _labels(y, C, "two_layer: cross_entropy")
     one_hot = labels[:, None] == xp.arange(C)
-    shifted = scores - xp.max(scores, axis=1, keepdims=True)
-    log_probs = shifted - xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
+    shifted = scores
+    shifted -= xp.max(scores, axis=1, keepdims=True)
+    log_probs = shifted
+    log_probs -= xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
     t = 0.5 * reg * (xp.sum(W1 * W1) + xp.sum(W2 * W2))
     loss = t - xp.mean(xp.sum(one_hot * log_probs, axis=1))
     cache = TwoLayerCache(X, W1, W2, reg, h, one_hot, log_probs, N)
@@ -392,16 +400,21 @@ def two_layer_backward(dout, cache):
     # loss = mean(cross_entropy(scores, y)) + 0.5 * reg * (sum(W1 * W1) + sum(W2 * W2))
     t_1 = dout * reg
     probs = xp.exp(log_probs)
-    dscores = dout / max(N, 1) * (probs - xp.astype(one_hot, X.dtype))
+    dscores = probs
+    dscores -= xp.astype(one_hot, X.dtype)
+    dscores *= dout / max(N, 1)
     # out = x @ w + b  (in fn affine)
     db2 = xp.sum(dscores, axis=0)
     dh = dscores @ W2.T
-    dW2 = t_1 * W2 + h.T @ dscores
+    dW2 = h.T @ dscores
+    dW2 += t_1 * W2
     # h = relu(affine(X, W1, b1))
-    daffine_out = dh * (h > 0)
+    daffine_out = dh
+    daffine_out *= h > 0
     # out = x @ w + b  (in fn affine)
     db1 = xp.sum(daffine_out, axis=0)
-    dW1 = t_1 * W1 + X.T @ daffine_out
+    dW1 = X.T @ daffine_out
+    dW1 += t_1 * W1
     return TwoLayerGrads(dW1, db1, dW2, db2)
 
 
@@ -410,27 +423,36 @@ def two_layer_grad(X, y, W1, b1, W2, b2, reg):
     N, D, H, C = _two_layer_sizes(X, y, W1, b1, W2, b2, reg)
     xp = _xp(X, y, W1, b1, W2, b2, reg)
     reg = xp.asarray(reg, dtype=X.dtype)
-    affine_out = X @ W1 + b1
+    affine_out = X @ W1
+    affine_out += b1
     h = xp.maximum(affine_out, 0)
-    scores = h @ W2 + b2
+    scores = h @ W2
+    scores += b2
     labels = _labels(y, C, "two_layer: cross_entropy")
     one_hot = labels[:, None] == xp.arange(C)
-    shifted = scores - xp.max(scores, axis=1, keepdims=True)
-    log_probs = shifted - xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
+    shifted = scores
+    shifted -= xp.max(scores, axis=1, keepdims=True)
+    log_probs = shifted
+    log_probs -= xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
     t = 0.5 * reg * (xp.sum(W1 * W1) + xp.sum(W2 * W2))
     loss = t - xp.mean(xp.sum(one_hot * log_probs, axis=1))
     # loss = mean(cross_entropy(scores, y)) + 0.5 * reg * (sum(W1 * W1) + sum(W2 * W2))
     probs = xp.exp(log_probs)
-    dscores = (probs - xp.astype(one_hot, X.dtype)) / max(N, 1)
+    dscores = probs
+    dscores -= xp.astype(one_hot, X.dtype)
+    dscores /= max(N, 1)
     # out = x @ w + b  (in fn affine)
     db2 = xp.sum(dscores, axis=0)
     dh = dscores @ W2.T
-    dW2 = reg * W2 + h.T @ dscores
+    dW2 = h.T @ dscores
+    dW2 += reg * W2
     # h = relu(affine(X, W1, b1))
-    daffine_out = dh * (h > 0)
+    daffine_out = dh
+    daffine_out *= h > 0
     # out = x @ w + b  (in fn affine)
     db1 = xp.sum(daffine_out, axis=0)
-    dW1 = reg * W1 + X.T @ daffine_out
+    dW1 = X.T @ daffine_out
+    dW1 += reg * W1
     return loss, TwoLayerGrads(dW1, db1, dW2, db2)
 
 
@@ -511,9 +533,11 @@ def two_layer_scores(X, W1, b1, W2, b2):
     """scores [N, C] = two_layer_scores(X [N, D], W1 [D, H], b1 [H], W2 [H, C], b2 [C]): the forward pass alone."""
     N, D, H, C = _two_layer_scores_sizes(X, W1, b1, W2, b2)
     xp = _xp(X, W1, b1, W2, b2)
-    affine_out = X @ W1 + b1
+    affine_out = X @ W1
+    affine_out += b1
     t = xp.maximum(affine_out, 0)
-    scores = t @ W2 + b2
+    scores = t @ W2
+    scores += b2
     return scores
 
 
@@ -521,9 +545,11 @@ def two_layer_scores_forward(X, W1, b1, W2, b2):
     """scores [N, C] = two_layer_scores(X [N, D], W1 [D, H], b1 [H], W2 [H, C], b2 [C]), and the cache that two_layer_scores_backward needs."""
     N, D, H, C = _two_layer_scores_sizes(X, W1, b1, W2, b2)
     xp = _xp(X, W1, b1, W2, b2)
-    affine_out = X @ W1 + b1
+    affine_out = X @ W1
+    affine_out += b1
     t = xp.maximum(affine_out, 0)
-    scores = t @ W2 + b2
+    scores = t @ W2
+    scores += b2
     cache = TwoLayerScoresCache(X, W1, W2, t, N, C)
     return scores, cache
 
