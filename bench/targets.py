@@ -326,10 +326,12 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--budget", type=float, default=0.2, help="seconds per timing")
     parser.add_argument("--rows", type=int, default=2_000_000, help="Dask's rows")
+    parser.add_argument("--workers", default="1,2,4", help="Dask's numbers of workers")
     args = parser.parse_args(argv)
     N, D, H, C = (64, 8, 16, 5) if args.smoke else (4096, 256, 256, 10)
     repeats, budget = (1, 0.01) if args.smoke else (args.repeats, args.budget)
-    rows, workers = (20_000, (1,)) if args.smoke else (args.rows, (1, 2, 4))
+    workers = tuple(int(n) for n in args.workers.split(","))
+    rows, workers = (20_000, (1,)) if args.smoke else (args.rows, workers)
     with tempfile.TemporaryDirectory() as cache:
         modules = bpc.load(SOURCE, cache=cache, target="array-api"), bpc.load(SOURCE, cache=cache)
     X, y, weights = data(N, D, H, C)
