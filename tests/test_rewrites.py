@@ -641,6 +641,31 @@ def test_log_softmax_written_out():
     assert leaves_alone(rule, make("sub", y, log_sum))
 
 
+def test_exp_of_log_softmax():
+    rule = opt.exp_of_log_softmax
+    assert rewrites(rule, make("exp", make("log_softmax", x, axis=(1,)))) == "softmax(x, axis=(1,))"
+    assert leaves_alone(rule, make("exp", make("sub", x, _max(x))))
+    assert leaves_alone(rule, make("log_softmax", x, axis=(1,)))
+
+
+def test_exp_minus_logsumexp_compiles_to_softmax():
+    """`exp(s - logsumexp(s))` (log_softmax_written_out, then exp_of_log_softmax) compiles to
+    the code of `softmax(s)`, and its gradient is the finite differences'."""
+    body = "p = {}\n    y = sum(p * v)"
+    graph = "graph f(s: [n, m], v: [m]) -> y {{\n    " + body + "\n}}\n"
+    written = load(graph.format("exp(s - logsumexp(s, axis=1, keepdims=true))"))
+    composite = load(graph.format("softmax(s, axis=1)"))
+
+    def functions(module):  # (the generated code, its comments aside)
+        text = module.__source__.split("def f(")[1]
+        return [line for line in text.splitlines() if not line.strip().startswith("#")]
+
+    assert functions(written) == functions(composite)
+    s, v = np.random.default_rng(4).standard_normal((3, 4)), np.arange(4.0)
+    _, (ds, dv) = written.f_grad(s, v)
+    np.testing.assert_allclose(ds, numeric_grad(lambda *a: written.f(*a), [s, v], 0), rtol=1e-7)
+
+
 def test_logsumexp_written_out():
     rule = opt.logsumexp_written_out
     m = _max(x)

@@ -69,7 +69,12 @@ from .finish import finish_gradients, finish_outputs, select_cache
 from .fixpoint import _SEEN, _existing, _key, canonicalize, in_bodies, simplify
 from .hoist import hoist_products, one_product
 from .products import contract_sums, place_scales, transpose_products
-from .recognize import log_softmax_written_out, logsumexp_written_out, softmax_written_out
+from .recognize import (
+    exp_of_log_softmax,
+    log_softmax_written_out,
+    logsumexp_written_out,
+    softmax_written_out,
+)
 from .rules import CANONICAL, RULES, Rule, canonical, rule
 from .tidy import tidy_loops
 
@@ -128,6 +133,7 @@ __all__ = [
     "sigmoid_written_out",
     "softmax_written_out",
     "log_softmax_written_out",
+    "exp_of_log_softmax",
     "logsumexp_written_out",
     "small_factors_first",
     "small_operands_first",

@@ -67,6 +67,18 @@ def log_softmax_written_out(n: Node) -> Node | None:
 
 
 @canonical
+def exp_of_log_softmax(n: Node) -> Node | None:
+    """exp(log_softmax(s)) -> softmax(s): the probabilities written as the exponential of the
+    log-probabilities (`exp(s - logsumexp(s))`, its inside recognized first). One pass over s
+    and its textbook backward, where the written form takes the log-probabilities' exp and
+    backward through the logsumexp."""
+    if n.op != "exp" or n.args[0].op != "log_softmax":
+        return None
+    s = n.args[0].args[0]
+    return make("softmax", s, axis=n.args[0].attr("axis"))
+
+
+@canonical
 def logsumexp_written_out(n: Node) -> Node | None:
     """m + log(sum(exp(s - m))) with m = max(s), both keeping their axes -> logsumexp(s) with
     keepdims (and log(sum(exp(s))) likewise)."""
