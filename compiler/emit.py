@@ -284,6 +284,13 @@ def _kept_for_dtype(cached: list[Node], inputs) -> list[Node]:
     return [holder]
 
 
+def _name_outputs(g: Graph, namer: Namer) -> None:
+    """Each output's variable: its value's name, else the name the graph gives the output (a
+    value that a rewrite left without one, `-mean(-x)` as `mean(x)`)."""
+    for n, name in zip(g.outputs, g.output_names):
+        namer.names.setdefault(n, namer.get(n, n.hint or name))
+
+
 def _pair_functions(
     g: Graph, names: _Names, checks: bool, printer: type[NumPyPrinter]
 ) -> tuple[list[_FunctionView], dict]:
@@ -296,8 +303,7 @@ def _pair_functions(
     # with checks, the backward checks `dout` against its output's shape: it reads those sizes
     shaped = {s for n in g.outputs for d in n.shape for s in d.symbols} if checks else set()
     cached_dims = [d for d in dims if d in g.cache_dims | shaped]
-    for n in g.outputs:
-        namer.names.setdefault(n, namer.get(n, n.hint or "out"))
+    _name_outputs(g, namer)
     if len(g.douts) == 1:
         namer.names[g.douts[0]] = "dout"
     forward_order = [n for n in g.nodes if n in forward]
@@ -384,8 +390,7 @@ def _grad_function(
         gnamer.names[n] = p
     gnamer.taken |= set(names.params)
     gdims = {d: gnamer.get(("dim", d), name) for d, name in names.dims.items()}
-    for n in gg.outputs:
-        gnamer.names.setdefault(n, gnamer.get(n, n.hint or "out"))
+    _name_outputs(gg, gnamer)
     gfn = Lowering(
         gg, gnamer, gdims, set(gg.outputs) | set(gg.grads), _values(gg, printer), printer
     )
@@ -418,8 +423,7 @@ def _plain_functions(
     the graph `g_jvp`). `result(names)` is what it returns (the values of its `return`), from
     its outputs' names."""
     names = _names(p, taken, checks, printer)
-    for n in p.outputs:
-        names.namer.names.setdefault(n, names.namer.get(n, n.hint or "out"))
+    _name_outputs(p, names.namer)
     fn = Lowering(p, names.namer, names.dims, set(p.outputs), _values(p, printer), printer)
     fn.plan(p.nodes)
     body = fn.lines(list(p.nodes), comments=False)

@@ -641,6 +641,52 @@ def test_log_softmax_written_out():
     assert leaves_alone(rule, make("sub", y, log_sum))
 
 
+def test_binary_cross_entropy_written_out():
+    rule = opt.binary_cross_entropy_written_out
+    sp, one_minus_y = (lambda a: make("softplus", a)), make("sub", 1, y)
+    written = make("add", make("mul", y, sp(make("neg", x))), make("mul", one_minus_y, sp(x)))
+    assert rewrites(rule, written) == "sub(softplus(x), mul(y, x))"
+    swapped = make("add", make("mul", sp(x), one_minus_y), make("mul", sp(make("neg", x)), y))
+    assert rewrites(rule, swapped) == "sub(softplus(x), mul(y, x))"
+    negated = make(  # (the logs of the probabilities, as log_of_sigmoid writes them)
+        "add",
+        make("mul", y, make("neg", sp(make("neg", x)))),
+        make("mul", one_minus_y, make("neg", sp(x))),
+    )
+    assert rewrites(rule, negated) == "neg(sub(softplus(x), mul(y, x)))"
+    mixed = make(
+        "add", make("mul", y, make("neg", sp(make("neg", x)))), make("mul", one_minus_y, sp(x))
+    )
+    assert leaves_alone(rule, mixed)
+    assert leaves_alone(
+        rule, make("add", make("mul", y, sp(make("neg", x))), make("mul", c, sp(x)))
+    )
+    assert leaves_alone(
+        rule, make("add", make("mul", y, sp(make("neg", c))), make("mul", one_minus_y, sp(x)))
+    )
+
+
+def test_binary_cross_entropy_of_probabilities_compiles_as_of_logits():
+    """`-mean(y log(p) + (1 - y) log(1 - p))` for p = sigmoid(z) computes what
+    `mean(softplus(z) - y * z)` computes: one exp, one log1p, the same maxima (the signs of the
+    gradient's terms aside); and its gradient is the finite differences'."""
+    graph = "graph f(z: [n], y: [n]) -> loss {{\n    {}\n}}\n"
+    written = load(
+        graph.format("p = sigmoid(z)\n    loss = -mean(y * log(p) + (1 - y) * log(1 - p))")
+    )
+    logits = load(graph.format("loss = mean(softplus(z) - y * z)"))
+
+    def calls(module):
+        text = module.__source__.split("def f_grad(")[1]
+        return [text.count(f"np.{name}(") for name in ("exp", "log1p", "log", "maximum")]
+
+    assert calls(written) == calls(logits) == [1, 1, 0, 2]
+    rng = np.random.default_rng(5)
+    z, y = rng.standard_normal(6) * 3, (rng.random(6) < 0.5) * 1.0
+    _, (dz, dy) = written.f_grad(z, y)
+    np.testing.assert_allclose(dz, numeric_grad(lambda *a: written.f(*a), [z, y], 0), rtol=1e-7)
+
+
 def test_exp_of_log_softmax():
     rule = opt.exp_of_log_softmax
     assert rewrites(rule, make("exp", make("log_softmax", x, axis=(1,)))) == "softmax(x, axis=(1,))"

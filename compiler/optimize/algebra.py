@@ -757,6 +757,44 @@ def log_of_sigmoid(n: Node) -> Node | None:
     return None
 
 
+@canonical
+def binary_cross_entropy_written_out(n: Node) -> Node | None:
+    """y * softplus(-z) + (1 - y) * softplus(z) -> softplus(z) - y * z, and with both softpluses
+    negated (the logs of sigmoid(z) and 1 - sigmoid(z), as `log_of_sigmoid` writes them), its
+    negation: since softplus(-z) = softplus(z) - z, for any y. A binary cross-entropy written
+    with probabilities then costs one softplus and a product, its gradient sigmoid(z) - y,
+    where as written it takes two softpluses and their two backwards."""
+    if n.op != "add" or n.dtype != "float":
+        return None
+    terms = [_softplus_term(t) for t in n.args]
+    if None in terms or terms[0][1] != terms[1][1]:
+        return None
+    for (y, _, u), (rest, sign, z) in (terms, terms[::-1]):
+        if (
+            rest.op == "sub"
+            and _is_const(rest.args[0], 1)
+            and rest.args[1] is y
+            and u.op == "neg"
+            and u.args[0] is z
+        ):
+            out = make("sub", make("softplus", z), make("mul", y, z))
+            out = out if sign > 0 else make("neg", out)
+            return out if out.type == n.type else None
+    return None
+
+
+def _softplus_term(t: Node) -> tuple[Node, int, Node] | None:
+    """(c, 1, u) for t = c * softplus(u), (c, -1, u) for c * -softplus(u); else None."""
+    if t.op != "mul":
+        return None
+    for c, s in (t.args, t.args[::-1]):
+        sign = -1 if s.op == "neg" else 1
+        s = s.args[0] if s.op == "neg" else s
+        if s.op == "softplus" and s.shape == t.shape:
+            return c, sign, s.args[0]
+    return None
+
+
 def _negated(w: Node) -> Node:
     """-w, as z for w = -z and as (-c) * z for w = c * z with a number c."""
     if w.op == "neg":
