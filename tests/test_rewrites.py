@@ -212,6 +212,9 @@ def test_combine_constant_factors():
     assert rewrites(rule, make("mul", 2, make("mul", x, half_v))) == "mul(1.0, mul(x, v))"
     assert leaves_alone(rule, make("mul", 2, make("mul", x, y)))
     assert leaves_alone(rule, make("mul", x, make("mul", 3, y)))
+    both = make("mul", make("mul", 0.5, x), make("mul", 2.0, y))
+    assert rewrites(rule, both) == "mul(1.0, mul(x, y))"
+    assert leaves_alone(rule, make("mul", make("mul", 0.5, x), y))
 
 
 def test_constant_out_of_a_quotient():
@@ -639,6 +642,42 @@ def test_log_softmax_written_out():
     plain = make("sub", x, make("logsumexp", x, axis=(1,), keepdims=True))
     assert rewrites(rule, plain) == "log_softmax(x, axis=(1,))"
     assert leaves_alone(rule, make("sub", y, log_sum))
+
+
+def test_one_plus_tanh():
+    rule = opt.one_plus_tanh
+    t = make("tanh", x)
+    assert rewrites(rule, make("add", 1, t)) == "mul(2.0, sigmoid(mul(2.0, x)))"
+    assert rewrites(rule, make("add", t, 1)) == "mul(2.0, sigmoid(mul(2.0, x)))"
+    assert rewrites(rule, make("sub", 1, t)) == "mul(2.0, sigmoid(mul(-2.0, x)))"
+    assert leaves_alone(rule, make("sub", t, 1))
+    assert leaves_alone(rule, make("add", 2, t))
+    assert leaves_alone(rule, make("add", 1, make("exp", x)))
+
+
+def test_gelu_tanh_form_written_out_is_a_sigmoid():
+    """GELU's tanh form, written out or as `gelu(x, approximate="tanh")`, calls no tanh (one exp,
+    in `_sigmoid`), is PyTorch's formula to a few ulp, and its gradient is the finite
+    differences'; far below 0, where 1 + tanh(u) cancels, the value keeps its relative accuracy."""
+    graph = "graph f(x: [n]) -> out {{\n    out = {}\n}}\n"
+    forms = [
+        "0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x**3)))",
+        'gelu(x, approximate="tanh")',
+    ]
+    x0 = np.linspace(-6, 6, 49)
+    u = np.sqrt(2 / np.pi) * (x0 + 0.044715 * x0**3)
+    want = 0.5 * x0 * (1 + np.tanh(u))
+    for form in forms:
+        module = load(graph.format(form))
+        assert "np.tanh(" not in module.__source__ and "_sigmoid(" in module.__source__
+        np.testing.assert_allclose(module.f(x0), want, rtol=1e-12, atol=1e-15)
+        far = np.array([-30.0])  # 1 + tanh(u) is 0 in float64 here; x * sigmoid(2u) is not
+        assert module.f(far)[0] < 0
+    written = load("graph f(x: [n]) -> y {\n    y = sum(" + forms[0] + ")\n}\n")
+    xs = np.random.default_rng(6).standard_normal(7) * 2
+    _, (dx,) = written.f_grad(xs)
+    want = numeric_grad(lambda a: written.f(a), [xs], 0)
+    np.testing.assert_allclose(dx, want, rtol=1e-7, atol=1e-8)
 
 
 def test_binary_cross_entropy_written_out():

@@ -240,25 +240,28 @@ def _gelu_type(x: Type, *, approximate="none"):
     return Type("float", x.shape, x.static), {"approximate": approximate}
 
 
-def _tanh_inner(x: Node) -> Node:
-    """tanh(sqrt(2/pi) (x + 0.044715 x**3)): the tanh form's 2 Phi(x) - 1."""
-    return make("tanh", SQRT_2_OVER_PI * (x + KAPPA * x**3))
+def _tanh_half(x: Node) -> Node:
+    """(1 + tanh(u)) / 2 = sigmoid(2 u) for u = sqrt(2/pi) (x + 0.044715 x**3): the tanh form's
+    Phi(x). As a sigmoid, it costs one exp (NumPy's tanh is several times an exp in float64)
+    and never cancels where tanh(u) is near -1."""
+    return make("sigmoid", 2 * SQRT_2_OVER_PI * (x + KAPPA * x**3))
 
 
 def _gelu_expand(x, *, approximate):
-    """x * 0.5 * (1 + erf(x / sqrt(2))), or 0.5 * x * (1 + tanh(...)), as PyTorch writes them."""
+    """x * 0.5 * (1 + erf(x / sqrt(2))), as PyTorch writes it; or its tanh form, PyTorch's
+    0.5 * x * (1 + tanh(u)), as x * sigmoid(2 u)."""
     if approximate == "tanh":
-        return 0.5 * x * (1 + _tanh_inner(x))
+        return x * _tanh_half(x)
     return x * 0.5 * (1 + make("erf", x * SQRT_HALF))
 
 
 def _gelu_adjoint(g, y, x, *, approximate):
     """Phi(x) + x phi(x), phi the standard normal density exp(-x**2 / 2) / sqrt(2 pi); in the tanh
-    form, the derivative of 0.5 x (1 + t) with t = tanh(u): 0.5 (1 + t) + 0.5 x (1 - t**2) u'."""
+    form, the derivative of x s with s = sigmoid(2 u): s + 2 x s (1 - s) u'."""
     if approximate == "tanh":
-        t = _tanh_inner(x)
+        s = _tanh_half(x)
         du = SQRT_2_OVER_PI * (1 + 3 * KAPPA * x * x)
-        return (g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du),)
+        return (g * (s + 2 * x * s * (1 - s) * du),)
     cdf = 0.5 * (1 + make("erf", x * SQRT_HALF))
     pdf = make("exp", -0.5 * x * x) * (1 / math.sqrt(2 * math.pi))
     return (g * (cdf + x * pdf),)

@@ -152,7 +152,11 @@ def constant_first(n: Node) -> Node | None:
 @rule("mul")
 def combine_constant_factors(n: Node) -> Node | None:
     """c1 * (c2 * x) -> (c1 * c2) * x, and c1 * ((c2 * a) * b) -> (c1 * c2) * (a * b) (or with
-    c2 * b), so that `2 * ((0.5 * v) * X)` is `v * X`."""
+    c2 * b), so that `2 * ((0.5 * v) * X)` is `v * X`; and (c1 * a) * (c2 * b) -> (c1 * c2) *
+    (a * b) (`0.5 * x * (2 * s)`, GELU's tanh form written out, is `x * s`)."""
+    if n.op == "mul" and all(_scaled(f) for f in n.args):
+        (c1, a), (c2, b) = (f.args for f in n.args)
+        return make("mul", c1.attr("value") * c2.attr("value"), make("mul", a, b))
     if n.op != "mul" or not _is_const(n.args[0]) or n.args[1].op != "mul":
         return None
     c1, (a, b) = n.args[0].attr("value"), n.args[1].args
@@ -163,6 +167,11 @@ def combine_constant_factors(n: Node) -> Node | None:
             rest = (f.args[1], b) if i == 0 else (a, f.args[1])
             return make("mul", c1 * f.args[0].attr("value"), make("mul", *rest))
     return None
+
+
+def _scaled(f: Node) -> bool:
+    """Whether f is c * x, a number times a value."""
+    return f.op == "mul" and _is_const(f.args[0]) and not _is_const(f.args[1])
 
 
 @rule("div")
@@ -754,6 +763,23 @@ def log_of_sigmoid(n: Node) -> Node | None:
         x = p.args[1].args[0]
         if x.shape == n.shape:
             return make("neg", make("softplus", x))
+    return None
+
+
+@canonical
+def one_plus_tanh(n: Node) -> Node | None:
+    """1 + tanh(u) -> 2 * sigmoid(2 * u), and 1 - tanh(u) -> 2 * sigmoid(-2 * u): GELU's tanh
+    form written out. The same function, computed with one exp where NumPy's tanh costs
+    several in float64, and without the cancellation of 1 + tanh(u) where tanh(u) is near -1;
+    its backward, 4 s (1 - s), is sigmoid's."""
+    if n.op not in ("add", "sub") or n.dtype != "float":
+        return None
+    a, b = n.args
+    pairs = ((a, b, 2.0), (b, a, 2.0)) if n.op == "add" else ((a, b, -2.0),)
+    for one, t, k in pairs:
+        if _is_const(one, 1) and t.op == "tanh" and t.shape == n.shape:
+            out = make("mul", 2.0, make("sigmoid", make("mul", k, t.args[0])))
+            return out if out.type == n.type else None
     return None
 
 
