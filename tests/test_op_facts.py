@@ -62,6 +62,7 @@ def test_composites_expand():
         "log_softmax",
         "cross_entropy",
         "gelu",
+        "mish",
         "conv2d",
         "softplus",
     }

@@ -534,6 +534,19 @@ def _gelu(g: Gen) -> Val:
     return result(f"gelu({x.text}{form})", x.shape, *hull(*ends))
 
 
+def _mish_value(x: float) -> float:
+    return x * math.tanh(_softplus(x))
+
+
+@rule("mish")
+def _mish(g: Gen) -> Val:
+    x = g.pick()
+    ends = [_mish_value(v) for v in (x.lo, x.hi)]
+    if x.lo < -1.19 < x.hi:  # its minimum, about -0.309 at -1.19, lies inside
+        ends.append(_mish_value(-1.19) - 0.01)
+    return result(f"mish({x.text})", x.shape, *hull(*ends))
+
+
 @rule("abs", kink=abs_distance)
 def _abs(g: Gen) -> Val:
     x = g.pick()

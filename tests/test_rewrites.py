@@ -644,6 +644,26 @@ def test_log_softmax_written_out():
     assert leaves_alone(rule, make("sub", y, log_sum))
 
 
+def test_mish_written_out():
+    rule = opt.mish_written_out
+    t = make("tanh", make("softplus", x))
+    assert rewrites(rule, make("mul", x, t)) == "mish(x)"
+    assert rewrites(rule, make("mul", t, x)) == "mish(x)"
+    assert leaves_alone(rule, make("mul", y, t))
+    assert leaves_alone(rule, make("mul", x, make("tanh", x)))
+
+
+def test_mish_is_accurate_far_out():
+    """mish(x) against NumPy's x * tanh(logaddexp(0, x)) to 8 ulp, from where exp(x) is about
+    1e-304 to beyond the clip at 20: finite everywhere, and nothing cancels far below 0."""
+    module = load("graph f(x: [n]) -> out {\n    out = mish(x)\n}\n")
+    xs = np.array([-700.0, -40.0, -20.0, -1.0, 0.0, 1e-3, 1.0, 19.9, 20.0, 25.0, 700.0])
+    got = module.f(xs)
+    want = xs * np.tanh(np.logaddexp(0.0, xs))
+    assert np.all(np.isfinite(got))
+    np.testing.assert_allclose(got, want, rtol=4e-16 * 8, atol=0)
+
+
 def test_one_plus_tanh():
     rule = opt.one_plus_tanh
     t = make("tanh", x)

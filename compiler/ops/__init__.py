@@ -309,7 +309,7 @@ def new_last_axis(x: Expr, ndim: int) -> Subscript:
 # Every built-in function of the language (docs/language.md); a call to one that no registered
 # operation spells yet gets a clean "not supported yet" diagnostic.
 LANGUAGE_BUILTINS = frozenset(
-    "exp log log1p sqrt abs sin cos tanh sigmoid relu softplus erf gelu maximum minimum where "
+    "exp log log1p sqrt abs sin cos tanh sigmoid relu softplus erf gelu mish maximum minimum where "
     "clip einsum transpose sum mean max min logsumexp softmax log_softmax cross_entropy one_hot "
     "reshape take take_along concat stack pad zeros ones full arange tril triu conv2d max_pool2d avg_pool2d".split()
 )

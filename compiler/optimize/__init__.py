@@ -75,6 +75,7 @@ from .recognize import (
     exp_of_log_softmax,
     log_softmax_written_out,
     logsumexp_written_out,
+    mish_written_out,
     softmax_written_out,
 )
 from .rules import CANONICAL, RULES, Rule, canonical, rule
@@ -138,6 +139,7 @@ __all__ = [
     "softmax_written_out",
     "log_softmax_written_out",
     "exp_of_log_softmax",
+    "mish_written_out",
     "logsumexp_written_out",
     "small_factors_first",
     "small_operands_first",

@@ -67,6 +67,20 @@ def log_softmax_written_out(n: Node) -> Node | None:
 
 
 @canonical
+def mish_written_out(n: Node) -> Node | None:
+    """x * tanh(softplus(x)) -> mish(x), the factors in either order (softplus written out is
+    recognized first): one exp, and its own backward, where as written it is an exp, a log1p, a
+    tanh and their three backwards."""
+    if n.op != "mul" or n.dtype != "float":
+        return None
+    for x, t in (n.args, n.args[::-1]):
+        if t.op == "tanh" and t.args[0].op == "softplus" and t.args[0].args[0] is x:
+            out = make("mish", x)
+            return out if out.type == n.type else None
+    return None
+
+
+@canonical
 def exp_of_log_softmax(n: Node) -> Node | None:
     """exp(log_softmax(s)) -> softmax(s): the probabilities written as the exponential of the
     log-probabilities (`exp(s - logsumexp(s))`, its inside recognized first). One pass over s

@@ -1,5 +1,5 @@
-"""Cases for erf and gelu (exact and in the tanh form), on arrays, numbers and `[]` parameters;
-erf far out in its tails too, where it is +-1 in float64."""
+"""Cases for erf, gelu (exact and in the tanh form) and mish, on arrays, numbers and `[]`
+parameters; erf far out in its tails too, where it is +-1 in float64, and mish beyond its clip."""
 
 from __future__ import annotations
 
@@ -19,5 +19,13 @@ CASES: dict[str, list[Case]] = {
         C("x: [n, m]", 'out = gelu(x, approximate="tanh")'),
         C("x: [B, n, m], w: [m, k]", 'out = gelu(x @ w, approximate="none") * 2'),
         C("s: [], x: [n]", 'out = gelu(s) * x + gelu(x * 4, approximate="tanh")'),
+    ],
+    "mish": [
+        C("x: [n, m]", "out = mish(x)"),
+        C("x: [n, m], b: [m]", "out = sum(mish(x * b) * x)"),
+        C("s: [], x: [n]", "out = mish(s) * x + mish(x * 8)"),  # (beyond the clip at 20 too)
+        C("x: [B, n, m], w: [m, k]", "out = mish(x @ w) * 2"),
+        C("x: [n]", "out = x * tanh(softplus(x))"),  # (written out: mish_written_out)
+        C("x: [n]", "out = tanh(log(1 + exp(x))) * x"),
     ],
 }

@@ -1,6 +1,6 @@
-"""Oracle rules for erf and gelu, from their definitions: erf is scipy's (through autograd, which
-knows its derivative), gelu is x Phi(x) with Phi(x) = (1 + erf(x / sqrt(2))) / 2, or PyTorch's
-tanh form."""
+"""Oracle rules for erf, gelu and mish, from their definitions: erf is scipy's (through autograd,
+which knows its derivative), gelu is x Phi(x) with Phi(x) = (1 + erf(x / sqrt(2))) / 2, or
+PyTorch's tanh form, and mish x tanh(softplus(x))."""
 
 from __future__ import annotations
 
@@ -17,7 +17,13 @@ def _gelu(node, args, sizes):
     return x * (1.0 + erf(x / math.sqrt(2.0))) / 2.0
 
 
+def _mish(node, args, sizes):
+    (x,) = args
+    return x * anp.tanh(anp.logaddexp(0.0, x))
+
+
 RULES = {
     "erf": lambda node, args, sizes: erf(args[0]),
     "gelu": _gelu,
+    "mish": _mish,
 }
