@@ -296,6 +296,21 @@ def test_the_sigmoid_helper_in_place_on_numbers_and_on_integers(dtype):
     np.testing.assert_allclose(ints, _exact_sigmoid(np.array([-2.0, 0.0, 5.0])), rtol=1e-15)
 
 
+def test_clip_of_a_python_number_keeps_the_float32_of_the_arrays():
+    """`clip` of a value made of `[]` parameters alone, which may be a Python float: np.clip of
+    one is a NumPy float64, which made a float32 graph's output float64 (found by
+    tests/test_random_graphs.py); it is kept a Python float, as the other functions of numbers."""
+    module = load(
+        "graph f(x: [m], s: []) -> out {\n"
+        "    c = clip(erf(s - s), -0.5, 0.5)\n"
+        "    out = sum(x * x) + c * c\n"
+        "}\n"
+    )
+    value, grads = module.f_grad(np.ones(3, np.float32), np.float32(0.3))
+    assert value.dtype == np.float32
+    assert all(g.dtype == np.float32 for g in grads)
+
+
 # ---------------------------------------------------------------------------------------------
 # Ties, by PyTorch's rules
 

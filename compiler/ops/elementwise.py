@@ -535,6 +535,8 @@ register(
 def _clip_emit(at, x, lo, hi):
     if all(a.type.static for a in at.node.args):
         return builtin("min", builtin("max", x, lo), hi)
+    if python_numbers(at) and at.node.dtype == "float":  # (np.clip of one is a float64)
+        return number_call(at, "clip", x, lo, hi)
     return array("clip", x, lo, hi)
 
 
