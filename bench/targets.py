@@ -25,6 +25,7 @@ that is not installed is left out of the table.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import statistics
@@ -275,13 +276,14 @@ def _jax_device() -> str:
         return "CPU"
 
 
-def _print_row(library, rival, module, timings, target):
+def _print_row(lead, library, rival, module, timings, tail=(), digits=2):
+    """A row of a table: `lead` cells, the library, what of ours ran, the rival, the two times
+    (ms, to `digits`), the ratio, then `tail` cells."""
     ours, theirs, ratio = timings
     label = "jit(array-api module)" if module == "jax" else "array-api module"
-    print(
-        f"| {library} | {label} | {rival} | {ours * 1e3:.2f} ms | {theirs * 1e3:.2f} ms "
-        f"| {ratio:.2f}x | {target} |"
-    )
+    times = [f"{t * 1e3:.{digits}f} ms" for t in (ours, theirs)]
+    cells = [*lead, library, label, rival, *times, f"{ratio:.2f}x", *tail]
+    print("| " + " | ".join(cells) + " |")
 
 
 def gpu_rows(modules, smoke: bool, repeats: int, budget: float) -> None:
@@ -294,30 +296,19 @@ def gpu_rows(modules, smoke: bool, repeats: int, budget: float) -> None:
         X, y, weights = data(*size)
         call = [X, y, *weights, 1e-3]
         rows_of = []
-        if _cupy() is not None:
-            rows_of += [
-                ("CuPy (float32)", "expert CuPy", lambda *a: cupy_row(*a, np.float32), "cupy"),
-                ("CuPy (float64)", "expert CuPy", lambda *a: cupy_row(*a, np.float64), "cupy"),
-            ]
-        if _torch_gpu():
-            for dtype in (np.float32, np.float64):
-                rows_of.append(
-                    (
-                        f"PyTorch CUDA ({np.dtype(dtype).name})",
-                        "autograd, eager",
-                        lambda *a, dtype=dtype: torch_row(*a, device="cuda", dtype=dtype),
-                        "torch",
-                    )
-                )
+        for dtype in (np.float32, np.float64) if _cupy() is not None else ():
+            row = functools.partial(cupy_row, dtype=dtype)
+            rows_of.append((f"CuPy ({np.dtype(dtype).name})", "expert CuPy", row, "cupy"))
+        for dtype in (np.float32, np.float64) if _torch_gpu() else ():
+            row = functools.partial(torch_row, device="cuda", dtype=dtype)
+            rows_of.append(
+                (f"PyTorch CUDA ({np.dtype(dtype).name})", "autograd, eager", row, "torch")
+            )
         if _jax_device() == "GPU":
             rows_of.append(("JAX (float32)", "jit(value_and_grad)", jax_row, "jax"))
         for library, rival, row, module in rows_of:
-            ours, theirs, ratio = row(modules, call, repeats, budget)
-            label = "jit(array-api module)" if module == "jax" else "array-api module"
-            print(
-                f"| {', '.join(map(str, size))} | {library} | {label} | {rival} "
-                f"| {ours * 1e3:.3f} ms | {theirs * 1e3:.3f} ms | {ratio:.2f}x |"
-            )
+            timings = row(modules, call, repeats, budget)
+            _print_row([", ".join(map(str, size))], library, rival, module, timings, digits=3)
 
 
 def main(argv=None) -> int:
@@ -349,16 +340,12 @@ def main(argv=None) -> int:
             __import__(module)
         except ImportError:
             continue
-        ours, theirs, ratio = row(modules, call, repeats, budget)
-        _print_row(library, rival, module, (ours, theirs, ratio), target)
+        _print_row([], library, rival, module, row(modules, call, repeats, budget), [target])
     if _cupy() is not None or _torch_gpu():
         gpu_rows(modules, args.smoke, repeats, budget)
     rnn = (2, 3, 4, 5) if args.smoke else (32, 50, 64, 128)
-    ours, theirs, ratio = rnn_row(rnn, repeats, budget)
-    print(
-        f"| NumPy, a loop (rnn.bp, N, T, D, H = {', '.join(map(str, rnn))}) | array-api module "
-        f"| numpy target | {ours * 1e3:.2f} ms | {theirs * 1e3:.2f} ms | {ratio:.2f}x | none set |"
-    )
+    loop = f"NumPy, a loop (rnn.bp, N, T, D, H = {', '.join(map(str, rnn))})"
+    _print_row([], loop, "numpy target", "numpy", rnn_row(rnn, repeats, budget), ["none set"])
     try:
         import distributed  # noqa: F401
     except ImportError:

@@ -200,8 +200,6 @@ def _step(fn: Lowering, n: Node, a: Node, name: str, done: dict | None = None) -
     if augmented:
         other = n.args[1] if n.args[0] is a else n.args[0]
         return AugAssign(name, augmented, fn.operand(n, other, fn.code(other, bound=done)))
-    if fn.printer.functional:
-        return None
     e = fn.expression(n, bound=done)
     first = Name(done[a] if done and a in done else fn.name_of(a))
     if not (
