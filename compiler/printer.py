@@ -60,6 +60,7 @@ HELPERS = {
     "_max_pool_pick": "max_pool_pick.py.j2",
     "_avg_pool": "avg_pool.py.j2",
     "_put": "put.py.j2",
+    "_shifted": "shifted.py.j2",
 }
 INDENT = 4  # a statement's indent in a function body
 

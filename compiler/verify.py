@@ -51,6 +51,7 @@ STAGES = (
     "seed_ones",
     "simplify",
     "tidy_loops",
+    "products_after_loops",
     "transpose_products",
     "contract_sums",
     "place_scales",

@@ -212,6 +212,16 @@ def _sigmoid(x, out=None):
     return np.reciprocal(t, out=t)
 
 
+def _shifted(first, steps, axis):
+    """Each step's value before it along `axis`: `first`, then `steps` but its last."""
+    out = np.empty(steps.shape, steps.dtype)
+    if steps.shape[axis]:
+        lead = (slice(None),) * axis
+        out[lead + (0,)] = first
+        out[lead + (slice(1, None),)] = steps[lead + (slice(None, -1),)]
+    return out
+
+
 class RnnStepGrads(NamedTuple):
     """Gradients of rnn_step with respect to x, prev_h, Wx, Wh, b, each shaped like its parameter."""
 
@@ -803,19 +813,19 @@ def rnn_backward(dout, cache):
     h0, Wx, Wh, x_rows, hs, N, T, D, H = _cached(cache, RnnCache)
     dout = _dout("rnn", dout, (N, T, H), h0.dtype)
     dh = np.zeros((N, H), dtype=h0.dtype)
-    dWh = np.zeros((H, H), dtype=h0.dtype)
     dxwx = np.zeros((N, T, H), dtype=h0.dtype)
     for t in reversed(range(T)):
         dh_1 = dh + dout[:, t]
         h = hs[:, t]
         # h = tanh(x[:, t] @ Wx + h @ Wh + b)
-        t_1 = dh_1 * (1 - h * h)
+        t_1 = dh_1
+        t_1 *= 1 - h * h
         dh = t_1 @ Wh.T
-        prev_h = hs[:, t - 1] if t > 0 else h0
-        dWh += prev_h.T @ t_1
         dxwx[:, t] = t_1
-    db = dxwx.sum(axis=(0, 1))
+    prev_hs = _shifted(h0, hs, 1)
     t_2 = dxwx.reshape((N * T, H))
+    dWh = prev_hs.reshape((N * T, H)).T @ t_2
+    db = dxwx.sum(axis=(0, 1))
     dx_rows = t_2 @ Wx.T
     dWx = x_rows.T @ t_2
     dx = dx_rows.reshape((N, T, D))
@@ -986,7 +996,6 @@ def lstm_backward(dout, cache):
     dout = _dout("lstm", dout, (N, T, H), h0.dtype)
     dh = np.zeros((N, H), dtype=h0.dtype)
     dc = np.zeros((N, H), dtype=h0.dtype)
-    dWh = np.zeros((H, 4 * H), dtype=h0.dtype)
     dxwx = np.zeros((N, T, 4 * H), dtype=h0.dtype)
     # c = zeros((N, H))
     c = np.zeros((N, H), dtype=h0.dtype)
@@ -1006,7 +1015,8 @@ def lstm_backward(dout, cache):
         dlstm_cell_f = dc_1 * prev_c
         lstm_cell_f = lstm_cell_f_steps[t]
         # h_next = o * tanh(c_next)  (in fn lstm_cell)
-        dlstm_cell_o = dh_1 * t_1
+        dlstm_cell_o = dh_1
+        dlstm_cell_o *= t_1
         # c_next = f * c + i * g  (in fn lstm_cell)
         dlstm_cell_g = dc_1 * lstm_cell_i
         # o = sigmoid(a[:, 2*H:3*H])  (in fn lstm_cell)
@@ -1019,11 +1029,11 @@ def lstm_backward(dout, cache):
         dh = dlstm_cell_a @ Wh.T
         # c_next = f * c + i * g  (in fn lstm_cell)
         dc = dc_1 * lstm_cell_f
-        prev_h = hs[:, t - 1] if t > 0 else h0
-        dWh += prev_h.T @ dlstm_cell_a
         dxwx[:, t] = dlstm_cell_a
-    db = dxwx.sum(axis=(0, 1))
+    prev_hs = _shifted(h0, hs, 1)
     t_6 = dxwx.reshape((N * T, 4 * H))
+    dWh = prev_hs.reshape((N * T, H)).T @ t_6
+    db = dxwx.sum(axis=(0, 1))
     dx_rows = t_6 @ Wx.T
     dWx = x_rows.T @ t_6
     dx = dx_rows.reshape((N, T, D))
@@ -1294,19 +1304,19 @@ def captioning_loss_backward(dout, cache):
     dW_vocab = hs_rows.T @ t_4
     dhs = dhs_rows.reshape((N, T, H))
     dh = np.zeros((N, H), dtype=features.dtype)
-    dWh = np.zeros((H, H), dtype=features.dtype)
     dxwx = np.zeros((N, T, H), dtype=features.dtype)
     for t in reversed(range(T)):
         dh_1 = dh + dhs[:, t]
         h = hs[:, t]
         # h = tanh(x[:, t] @ Wx + h @ Wh + b)
-        t_5 = dh_1 * (1 - h * h)
+        t_5 = dh_1
+        t_5 *= 1 - h * h
         dh = t_5 @ Wh.T
-        prev_h = hs[:, t - 1] if t > 0 else h_1
-        dWh += prev_h.T @ t_5
         dxwx[:, t] = t_5
-    db = dxwx.sum(axis=(0, 1))
+    prev_hs = _shifted(h_1, hs, 1)
     t_6 = dxwx.reshape((N * T, H))
+    dWh = prev_hs.reshape((N * T, H)).T @ t_6
+    db = dxwx.sum(axis=(0, 1))
     dx_rows = t_6 @ Wx.T
     dWx = x_rows.T @ t_6
     dx = dx_rows.reshape((N, T, D))
@@ -1364,19 +1374,19 @@ def captioning_loss_grad(
     dW_vocab = hs_rows.T @ t_3
     dhs = dhs_rows.reshape((N, T, H))
     dh = np.zeros((N, H), dtype=features.dtype)
-    dWh = np.zeros((H, H), dtype=features.dtype)
     dxwx = np.zeros((N, T, H), dtype=features.dtype)
     for t in reversed(range(T)):
         dh_1 = dh + dhs[:, t]
         h_2 = hs[:, t]
         # h = tanh(x[:, t] @ Wx + h @ Wh + b)
-        t_4 = dh_1 * (1 - h_2 * h_2)
+        t_4 = dh_1
+        t_4 *= 1 - h_2 * h_2
         dh = t_4 @ Wh.T
-        prev_h = hs[:, t - 1] if t > 0 else h_1
-        dWh += prev_h.T @ t_4
         dxwx[:, t] = t_4
-    db = dxwx.sum(axis=(0, 1))
+    prev_hs = _shifted(h_1, hs, 1)
     t_5 = dxwx.reshape((N * T, H))
+    dWh = prev_hs.reshape((N * T, H)).T @ t_5
+    db = dxwx.sum(axis=(0, 1))
     dx_rows = t_5 @ Wx.T
     dWx = x_rows.T @ t_5
     dx = dx_rows.reshape((N, T, D))

@@ -205,6 +205,16 @@ def _sigmoid(x, out=None):
     return np.reciprocal(t, out=t)
 
 
+def _shifted(first, steps, axis):
+    """Each step's value before it along `axis`: `first`, then `steps` but its last."""
+    out = np.empty(steps.shape, steps.dtype)
+    if steps.shape[axis]:
+        lead = (slice(None),) * axis
+        out[lead + (0,)] = first
+        out[lead + (slice(1, None),)] = steps[lead + (slice(None, -1),)]
+    return out
+
+
 class AdderScoresGrads(NamedTuple):
     """Gradients of adder_scores with respect to x, Wx, Wh, b, Wy, by, each shaped like its parameter."""
 
@@ -407,11 +417,9 @@ def adder_scores_backward(dout, cache):
     dhs = dhs_rows.reshape((N, T, H))
     dc = np.zeros((N, H), dtype=Wx.dtype)
     dh = np.zeros((N, H), dtype=Wx.dtype)
-    dWh = np.zeros((H, 4 * H), dtype=Wx.dtype)
     dxwx = np.zeros((N, T, 4 * H), dtype=Wx.dtype)
     # h = zeros((N, H))
     h = np.zeros((N, H), dtype=Wx.dtype)
-    h_2 = np.zeros((N, H), dtype=Wx.dtype)
     for t in reversed(range(T)):
         dh_1 = dh + dhs[:, t]
         o = o_steps[t]
@@ -429,20 +437,23 @@ def adder_scores_backward(dout, cache):
         prev_c = c_steps[t - 1] if t > 0 else h
         df = dc_1 * prev_c
         # h = o * tanh(c)
-        do = dh_1 * t_2
+        do = dh_1
+        do *= t_2
         # c = f * c + i * g
-        dg = dc_1 * i
+        dg = dc_1
+        dg *= i
         # f = sigmoid(a[:, H:2*H])
         t_3 = di * i * (1 - i)
         t_4 = df * f * (1 - f)
         da = np.concatenate([t_3, t_4, do * o * (1 - o), dg * (1 - g * g)], axis=1)
         # a = x[:, t] @ Wx + h @ Wh + b
         dh = da @ Wh.T
-        prev_h = hs[:, t - 1] if t > 0 else h_2
-        dWh += prev_h.T @ da
         dxwx[:, t] = da
-    db = dxwx.sum(axis=(0, 1))
+    h_2 = np.zeros((N, H), dtype=Wx.dtype)
+    prev_hs = _shifted(h_2, hs, 1)
     t_5 = dxwx.reshape((N * T, 4 * H))
+    dWh = prev_hs.reshape((N * T, H)).T @ t_5
+    db = dxwx.sum(axis=(0, 1))
     dx_rows = t_5 @ Wx.T
     dWx = x_rows.T @ t_5
     dx = dx_rows.reshape((N, T, 2))

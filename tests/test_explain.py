@@ -153,35 +153,35 @@ def _explained(tmp_path, source: str) -> list[str]:
 def test_a_loop_is_told_as_its_backward_loop(tmp_path):
     """The backward loop under the forward `for`: its reversed header, the gradients it starts
     from, each step's first lines, the body's statement with its lines indented under it
-    (the sums `+=`, the slot written `[:, t]`, the carried gradient), and what comes after."""
+    (the slot written `[:, t]`, the carried gradient), and what comes after: dWh, one product
+    of all steps (a sum `+=` that stays in a loop is told in the next test)."""
     lines = _explained(tmp_path, RNN)
     at = lines.index("for t in range(T)    (line 4)")
     squeezed = [" ".join(line.split()) for line in lines]
-    assert squeezed[at + 1 : at + 7] == [
+    assert squeezed[at + 1 : at + 6] == [
         "backward for t in reversed(range(T)):",
         "starts dhs/dh = 0 [N, H]",
-        "dhs/dWh = 0 [H, H]",
         "dhs/dxwx = 0 [N, T, H]",
         "each step dh_1 = dh + dout[:, t] [N, H]",
         "h = hs[:, t] [N, H]",
     ]
     body = lines.index("    h = tanh(x[:, t] @ Wx + h @ Wh + b)    (line 5)")
     assert body > at
-    assert squeezed[body + 1 : body + 8] == [
+    assert squeezed[body + 1 : body + 6] == [
         "upstream dh_1 = dh_1 [N, H]",
-        "reads prev_h = hs[:, t - 1] if t > 0 else h0 [N, H]",
         "gives t_1 = dh_1 * (1 - h * h) [N, H]",
         "dhs/dh = t_1 Wh^T [N, H]",
-        "dhs/dWh += prev_h^T t_1 [H, H]",
         "dhs/dxwx[:, t] = t_1 [N, H]",
         "",
     ]
     assert lines[body + 1].startswith("        upstream")  # (indented under the loop)
     # the product with Wx and the bias, taken out of the loop by the optimizer, are
     # differentiated after it
-    after = squeezed.index("after dhs/db = dxwx.sum(axis=(0, 1)) [H]")
-    assert squeezed[after + 1 : after + 5] == [
+    after = squeezed.index("after prev_hs = _shifted(h0, hs, 1) [N, T, H]")
+    assert squeezed[after + 1 : after + 7] == [
         "t_2 = dxwx.reshape((N * T, H)) [N*T, H]",
+        "dhs/dWh = prev_hs.reshape((N * T, H))^T t_2 [H, H]",
+        "dhs/db = dxwx.sum(axis=(0, 1)) [H]",
         "dhs/dx_rows = t_2 Wx^T [N*T, D]",
         "dhs/dWx = x_rows^T t_2 [D, H]",
         "dhs/dx = dx_rows.reshape((N, T, D)) [N, T, D]",

@@ -209,7 +209,8 @@ def _nbytes(arrays) -> int:
 
 def test_the_rnn_keeps_what_cs231n_keeps_and_reads_like_it():
     """The cache holds x, h0, the weights and hs, as CS231n's does (no per-step copies), and
-    the code is a loop forward and a reversed loop backward, x @ Wx computed for all t at once."""
+    the code is a loop forward and a reversed loop backward, x @ Wx computed for all t at once,
+    and dWh one product after the loop, of the states each step started from."""
     m = _module("rnn")
     args = _inputs("rnn", 5)
     _, cache = m.rnn_forward(*args)
@@ -221,7 +222,10 @@ def test_the_rnn_keeps_what_cs231n_keeps_and_reads_like_it():
     assert "for t in range(T):" in forward
     assert forward.index("@ Wx") < forward.index("for t in range(T):")  # hoisted
     assert "for t in reversed(range(T)):" in backward
-    assert "hs[:, t - 1] if t > 0 else h0" in backward
+    loop = "\n".join(line for line in backward.splitlines() if line.startswith(" " * 8))
+    assert "dWh" not in loop and "hs[:, t - 1]" not in loop  # (T products of [H, N] @ [N, H])
+    assert "prev_hs = _shifted(h0, hs, 1)" in backward
+    assert "dWh = prev_hs.reshape((N * T, H)).T @ " in backward
     assert "_steps" not in text  # nothing stacked: hs is kept anyway
 
 

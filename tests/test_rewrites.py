@@ -35,6 +35,7 @@ PASSES = (
     "select_cache",
     "tidy_loops",
     "hoist_products",
+    "products_after_loops",
 )
 SIZES = {"n": 3, "m": 4, "k": 5}  # distinct, so that a misplaced axis changes a shape
 
@@ -1112,6 +1113,55 @@ def test_tidy_loops():
             rtol=1e-12,
         )
     assert opt.tidy_loops(oracle.typed_graph("graph g(x: [n]) -> y {\n    y = x\n}\n")) is not None
+
+
+RNN_LOSS = """
+graph f(x: [N, T, D], h0: [N, H], Wx: [D, H], Wh: [H, H], c: [N, T, H]) -> out {
+    hs = zeros((N, T, H))
+    h = h0
+    for t in range(START, T) {
+        h = tanh(x[:, t] @ Wx + h @ Wh)
+        hs[:, t] = h
+    }
+    out = sum(hs * c)
+}
+"""
+
+
+def test_products_after_loops():
+    """The backward loop's `dWh += prev_h.T @ da`, beside `dxwx[:, t] = da`, becomes one
+    product after the loop of the states the steps start from and of that stack; for a loop
+    from 1, whose stack's first slot is never written, it stays in the loop."""
+    from bpc.autodiff import differentiate
+
+    def backward_loop(g: Graph) -> Node:
+        (loop,) = [n for n in g.nodes if n.op == "loop" and n.attr("reverse")]
+        return loop
+
+    for start, moved in (("0", True), ("1", False)):
+        typed = oracle.typed_graph(RNN_LOSS.replace("START", start))
+        full = opt.tidy_loops(opt.simplify(differentiate(opt.canonicalize(typed))))
+        assert ("sum",) in backward_loop(full).attr("kinds")
+        if not moved:
+            assert opt.products_after_loops(full) is full
+            continue
+        after = opt.simplify(opt.tidy_loops(opt.products_after_loops(full)))  # (as optimize)
+        after = verify(after, "products_after_loops")
+        assert ("sum",) not in backward_loop(after).attr("kinds")
+        dwh = after.grads[3]
+        assert show(dwh).startswith("matmul(transpose(reshape(shifted(")
+        for T in (0, 1, 3):
+            sizes = {"N": 2, "T": T, "D": 4, "H": 5}
+            rng = np.random.default_rng(T)
+            inputs = {
+                p.name: rng.standard_normal([sizes[str(d)] for d in p.dims]) for p in typed.params
+            }
+            want, have = (
+                oracle.evaluate(replace(g, outputs=g.grads), inputs, douts=[1.0])
+                for g in (full, after)
+            )
+            for w, h in zip(want, have):
+                np.testing.assert_allclose(h, w, rtol=1e-12, atol=1e-14)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -182,13 +182,12 @@ def test_rnn_by_hand():
     The backward, each of T iterations:
         dh_1 = dh + dout[:, t]                 a view, N*H
         h = hs[:, t]                           a view
-        t_1 = dh_1 * (1 - h * h)               3*N*H
+        t_1 = dh_1; t_1 *= 1 - h * h           3*N*H
         dh = t_1 @ Wh.T                        a view, 2*N*H*H
-        prev_h = hs[:, t - 1] if t > 0 else h0 a view (t - 1 and t > 0 are Python's)
-        dWh += prev_h.T @ t_1                  a view, 2*N*H*H, and H*H to add
         dxwx[:, t] = t_1                       a store (the first write to its slot)
-    and around the loop three arrays of zeros, db = dxwx.sum(axis=(0, 1)) (N*T*H), and
-    dx_rows = t_2 @ Wx.T, dWx = x_rows.T @ t_2 (2*N*T*D*H each) with four views (reshapes and
+    and around the loop two arrays of zeros, prev_hs = _shifted(h0, hs, 1) (a copy, no flops),
+    dWh = prev_hs.reshape(...).T @ t_2 (2*N*T*H*H), db = dxwx.sum(axis=(0, 1)) (N*T*H), and
+    dx_rows = t_2 @ Wx.T, dWx = x_rows.T @ t_2 (2*N*T*D*H each) with six views (reshapes and
     transposes). The cache: hs (computed) and h0, Wx, Wh, x_rows (a view of x)."""
     (s,) = stats_source(test_loops.RNN)
     (loop,) = s.forward.loops
@@ -196,10 +195,10 @@ def test_rnn_by_hand():
     assert (loop.each.ops, loop.each.views, loop.each.flops) == (3, 1, poly("2*N*H*H + 2*N*H"))
     assert s.forward.flops == poly("2*N*T*D*H + 2*N*T*H*H + 3*N*T*H")
     (back,) = s.backward.loops
-    assert back.reverse and (s.backward.ops, s.backward.views) == (6, 4)
-    assert (back.each.ops, back.each.views) == (7, 5)
-    assert back.each.flops == poly("4*N*H*H + 4*N*H + H*H")
-    assert s.backward.flops == poly("4*N*T*D*H + 4*N*T*H*H + 5*N*T*H + T*H*H")
+    assert back.reverse and (s.backward.ops, s.backward.views) == (7, 6)
+    assert (back.each.ops, back.each.views) == (5, 3)
+    assert back.each.flops == poly("2*N*H*H + 4*N*H")
+    assert s.backward.flops == poly("4*N*T*D*H + 4*N*T*H*H + 5*N*T*H")
     assert [(k.name, k.param) for k in s.cache] == [
         ("h0", True),
         ("Wx", True),
@@ -235,9 +234,9 @@ def test_the_report_counts_a_loop_per_iteration(tmp_path):
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith(RNN_REPORT)
     lines = run.stdout.splitlines()
-    assert lines[4].split()[:2] == ["backward", "6"]
-    assert lines[5].split()[:6] == ["loop", "back", "over", "t", "7", "5"]
-    assert lines[5].endswith("  4*N*H**2 + 4*N*H + H**2 per iteration, T iterations")
+    assert lines[4].split()[:2] == ["backward", "7"]
+    assert lines[5].split()[:6] == ["loop", "back", "over", "t", "5", "3"]
+    assert lines[5].endswith("  2*N*H**2 + 4*N*H per iteration, T iterations")
     # nested loops: one row each, under the loop they are in
     path.write_text(test_loops.NESTED)
     lines = bpc("stats", path).stdout.splitlines()

@@ -118,6 +118,24 @@ register(
 )
 
 
+def _shifted_type(first: Type, steps: Type, *, axis):
+    _axis_in(steps, axis, "shifted")
+    if (first.dtype, first.shape) != (steps.dtype, steps.shape[:axis] + steps.shape[axis + 1 :]):
+        raise ShapeError(f"shifted: {first} is not one step of {steps} along axis {axis}")
+    return Type(steps.dtype, steps.shape)
+
+
+register(
+    "shifted",
+    _shifted_type,
+    lambda at, first, steps, *, axis: helper("_shifted", first, steps, Lit(axis)),
+    doc="each step's carried value before the step, along an axis: `first`, then `steps` but "
+    "its last (`h0`, then `hs[:, :-1]`); made by the optimizer after differentiation, for one "
+    "product over all steps (`optimize/hoist.py`, `products_after_loops`)",
+    flops=no_flops,
+)
+
+
 def _empty_type(*, shape, dtype, of=None):
     return Type(dtype, tuple(Dim.of(d) for d in shape))
 

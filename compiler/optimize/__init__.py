@@ -69,7 +69,7 @@ from .algebra import (
 )
 from .finish import finish_gradients, finish_outputs, select_cache
 from .fixpoint import _SEEN, _existing, _key, canonicalize, in_bodies, simplify
-from .hoist import hoist_products, one_product
+from .hoist import hoist_products, one_product, products_after_loops
 from .products import contract_sums, place_scales, transpose_products
 from .recognize import (
     exp_of_log_softmax,
@@ -99,6 +99,7 @@ __all__ = [
     "tidy_loops",
     "hoist_products",
     "one_product",
+    "products_after_loops",
     "Rule",
     "rule",
     "RULES",
@@ -172,6 +173,8 @@ def optimize(
     graph = check(simplify(graph), prefix + "simplify")
     if any(n.op == "loop" for n in graph.nodes):
         graph = check(simplify(_everywhere(graph, tidy_loops)), prefix + "tidy_loops")
+        graph = _everywhere(_everywhere(graph, products_after_loops), tidy_loops)
+        graph = check(simplify(graph), prefix + "products_after_loops")
     graph = check(_everywhere(graph, transpose_products), prefix + "transpose_products")
     graph = check(_everywhere(graph, contract_sums), prefix + "contract_sums")
     graph = check(_everywhere(graph, place_scales, sizes), prefix + "place_scales")

@@ -14,15 +14,22 @@ and `x @ Wx` on the [N, T, D] array itself, which np.matmul runs as N products o
 [D, H], 0.10 s. So the hoisted product is always one product over flattened rows
 (`one_product`), and is always faster than the loop's; no size makes keeping it in the loop
 faster, so the choice does not depend on `--dim`.
+
+After differentiation, `products_after_loops` does the same for the sums a backward loop adds up:
+`dWh += prev_h.T @ da` at every step, where the loop writes `da` into a slot of a stack anyway
+(`dxwx[:, t] = da`), is one product of all steps' rows after the loop, `prev_hs.T @ dxwx`, as
+an expert writes it. Measured here (2 cores, float64, NumPy's OpenBLAS), the RNN's backward went
+from 12.4 to 11.1 ms at (N, T, D, H) = (32, 50, 64, 128) and from 122 to 105 ms at (128, 100,
+128, 256), for one copy of the states the steps start from (`_shifted`, one [N, T, H] array).
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from ..dims import product
-from ..ir import Graph, Node, Region, make, region_param, rewrite, with_args
-from ..ops.loop import counts
+from ..dims import Dim, product
+from ..ir import Graph, Node, Region, make, region_param, result, rewrite, with_args
+from ..ops.loop import counts, width
 from .fixpoint import in_body
 from .rules import canonical
 
@@ -161,3 +168,103 @@ def _rebuilt(body: Region, mapping: dict[Node, Node]) -> tuple[Node, ...]:
         if args != n.args:
             mapping[n] = with_args(n, args)
     return tuple(mapping.get(r, r) for r in body.results)
+
+
+def products_after_loops(graph: Graph) -> Graph:
+    """Each loop's sum of per-step products `A.T @ B`, where the loop writes B into a slot of a
+    stack anyway and A is a slot of a loop-invariant array (or a carried value before the step,
+    `hs[:, t - 1] if t > 0 else h0`), computed after the loop as one product of all steps' rows:
+    `rows(As).T @ rows(Bs)`, as an expert writes `dWh` after the loop. The loop's sum is then read by no one, and `tidy_loops` drops it.
+    """
+    loops = [n for n in graph.nodes if n.op == "loop"]
+    if not loops:
+        return graph
+    readers = {(n.args[0], n.attr("index")): n for n in graph.nodes if n.op == "result"}
+    after: dict[Node, Node] = {}
+    for loop in loops:
+        for j, value in _products_after(loop, readers):
+            after[readers[loop, j]] = value
+    if not after:
+        return graph
+    return rewrite(graph, lambda n, args: after.get(n) or with_args(n, args))
+
+
+def _products_after(loop: Node, readers: dict) -> list[tuple[int, Node]]:
+    """(index, value after the loop) of each of `loop`'s sums that is one product of rows."""
+    kw = loop.kw
+    body, kinds, stop = kw["body"], kw["kinds"], kw["stop"]
+    if kw["start"] != Dim.of(0):
+        return []
+    carried, _ = counts(kinds)
+    params = body.params
+    t = params[0]
+    outside = dict(zip(params[1 + carried :], loop.args[len(kinds) :]))
+    slots: dict[Node, tuple[int, int]] = {}  # a value every step writes whole: its stack, axis
+    sums: list[tuple[int, Node]] = []
+    r = carried
+    for j, kind in enumerate(kinds):
+        if kind[0] == "sum" and (loop, j) in readers:
+            sums.append((j, body.results[r]))
+        elif kind[0] == "slot" and len(kind[1]) == 1 and body.results[r + 1] is t:
+            stack = loop.args[j]
+            if stack.shape[kind[1][0]] == stop and (kind[2] == "set" or stack.op == "zeros"):
+                slots.setdefault(body.results[r], (j, kind[1][0]))
+        if kind[0] != "carry":
+            r += width(kind)
+    out = []
+    for j, term in sums:
+        if term.op != "matmul" or term.args[0].op != "transpose" or term.args[1] not in slots:
+            continue
+        a, b = term.args[0].args[0], term.args[1]
+        k, axis = slots[b]
+        steps = readers.get((loop, k)) or result(loop, k)
+        before = _steps_of(a, t, axis, outside)
+        if (
+            before is None
+            or a.ndim != 2
+            or b.ndim != 2
+            or axis >= steps.ndim - 1
+            or before.shape[:-1] != steps.shape[:-1]
+        ):
+            continue
+        rows = make("transpose", _as_rows(before), axes=(1, 0))
+        init = loop.args[j]
+        if init.op == "zeros":
+            out.append((j, make("matmul", rows, _as_rows(steps), hint=term.hint)))
+        else:
+            out.append(
+                (j, make("add", init, make("matmul", rows, _as_rows(steps)), hint=term.hint))
+            )
+    return out
+
+
+def _steps_of(a: Node, t: Node, axis: int, outside: dict[Node, Node]) -> Node | None:
+    """The array of all steps' values of the body's `a`, outside the loop: `x` for `x[:, t]`,
+    and the states the steps start from for `hs[:, t - 1] if t > 0 else h0`; None for others."""
+    if a.op == "select" and a.args[1] is t and a.attr("axis") == axis and a.args[0] in outside:
+        return outside[a.args[0]]
+    if a.op != "if_else":
+        return None
+    cond, later, first = a.args
+    if not (
+        cond.op == "gt"
+        and cond.args[0] is t
+        and cond.args[1].op == "dim"
+        and cond.args[1].attr("dim") == Dim.of(0)
+        and later.op == "select"
+        and later.attr("axis") == axis
+        and later.args[0] in outside
+        and first in outside
+        and later.args[1].op == "sub"
+        and later.args[1].args[0] is t
+        and later.args[1].args[1].op == "const"
+        and later.args[1].args[1].attr("value") == 1
+    ):
+        return None
+    hint = (a.hint or "prev") + "s"  # (prev_hs)
+    return make("shifted", outside[first], outside[later.args[0]], axis=axis, hint=hint)
+
+
+def _as_rows(a: Node) -> Node:
+    """`a` as a matrix of rows: its last axis against all the others."""
+    return make("reshape", a, shape=(product(a.shape[:-1]), a.shape[-1]))

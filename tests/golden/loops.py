@@ -202,6 +202,16 @@ def _put(g, i, axis, size):
     return out
 
 
+def _shifted(first, steps, axis):
+    """Each step's value before it along `axis`: `first`, then `steps` but its last."""
+    out = np.empty(steps.shape, steps.dtype)
+    if steps.shape[axis]:
+        lead = (slice(None),) * axis
+        out[lead + (0,)] = first
+        out[lead + (slice(1, None),)] = steps[lead + (slice(None, -1),)]
+    return out
+
+
 class GruGrads(NamedTuple):
     """Gradients of gru with respect to x, h0, Wz, Uz, Wr, Ur, Wn, Un, each shaped like its parameter."""
 
@@ -404,8 +414,6 @@ def gru_backward(dout, cache):
     ) = _cached(cache, GruCache)
     dout = _dout("gru", dout, (N, T, H), h0.dtype)
     dh = np.zeros((N, H), dtype=h0.dtype)
-    dUz = np.zeros((H, H), dtype=h0.dtype)
-    dUr = np.zeros((H, H), dtype=h0.dtype)
     dUn = np.zeros((H, H), dtype=h0.dtype)
     dxwz = np.zeros((N, T, H), dtype=h0.dtype)
     dxwn = np.zeros((N, T, H), dtype=h0.dtype)
@@ -424,30 +432,35 @@ def gru_backward(dout, cache):
         prev_h = hs[:, t - 1] if t > 0 else h0
         dr = t_4 * prev_h
         # r = sigmoid(x[:, t] @ Wr + h @ Ur)
-        t_5 = dr * r * (1 - r)
+        t_5 = dr
+        t_5 *= r
+        t_5 *= 1 - r
         # h = (1 - z) * n + z * h
         dz = dh_1 * (prev_h - n)
         # z = sigmoid(x[:, t] @ Wz + h @ Uz)
-        t_6 = dz * z * t_2
+        t_6 = dz
+        t_6 *= z
+        t_6 *= t_2
         dh = dh_1 * z + t_4 * r + t_5 @ Ur.T + t_6 @ Uz.T
-        t_7 = prev_h.T
         mul_r = mul_r_steps[t]
-        dUz += t_7 @ t_6
-        dUr += t_7 @ t_5
         dUn += mul_r.T @ t_3
         dxwz[:, t] = t_6
         dxwn[:, t] = t_3
         dxwr[:, t] = t_5
-    t_8 = dxwr.reshape((N * T, H))
-    dx_rows = t_8 @ Wr.T
-    t_9 = x_rows.T
-    dWr = t_9 @ t_8
-    t_10 = dxwn.reshape((N * T, H))
-    dx_rows_1 = t_10 @ Wn.T
-    dWn = t_9 @ t_10
-    t_11 = dxwz.reshape((N * T, H))
-    dx_rows_2 = t_11 @ Wz.T
-    dWz = t_9 @ t_11
+    prev_hs = _shifted(h0, hs, 1)
+    t_7 = prev_hs.reshape((N * T, H)).T
+    t_8 = dxwz.reshape((N * T, H))
+    dUz = t_7 @ t_8
+    t_9 = dxwr.reshape((N * T, H))
+    dUr = t_7 @ t_9
+    dx_rows = t_9 @ Wr.T
+    t_10 = x_rows.T
+    dWr = t_10 @ t_9
+    t_11 = dxwn.reshape((N * T, H))
+    dx_rows_1 = t_11 @ Wn.T
+    dWn = t_10 @ t_11
+    dx_rows_2 = t_8 @ Wz.T
+    dWz = t_10 @ t_8
     dx = dx_rows.reshape((N, T, D)) + dx_rows_1.reshape((N, T, D))
     dx += dx_rows_2.reshape((N, T, D))
     return GruGrads(dx, dh, dWz, dUz, dWr, dUr, dWn, dUn)
@@ -572,18 +585,17 @@ def birnn_backward(dout, cache):
     dbw = dout[:, :, H:]
     dhf = np.zeros((N, H), dtype=Wf.dtype)
     dhb = np.zeros((N, H), dtype=Wf.dtype)
-    dUf = np.zeros((H, H), dtype=Wf.dtype)
     dUb = np.zeros((H, H), dtype=Wf.dtype)
     dxwf = np.zeros((N, T, H), dtype=Wf.dtype)
     dxwb = np.zeros((N, T, H), dtype=Wf.dtype)
     # hf = zeros((N, H))
     hf = np.zeros((N, H), dtype=Wf.dtype)
-    hf_2 = np.zeros((N, H), dtype=Wf.dtype)
     for t in reversed(range(T)):
         dhf_1 = dhf + dfw[:, t]
-        hf_3 = fw[:, t]
+        hf_2 = fw[:, t]
         # hf = tanh(x[:, t] @ Wf + hf @ Uf)
-        t_2 = dhf_1 * (1 - hf_3 * hf_3)
+        t_2 = dhf_1
+        t_2 *= 1 - hf_2 * hf_2
         dhf = t_2 @ Uf.T
         # bw[:, T - 1 - t] = hb
         t_3 = T - 1
@@ -593,19 +605,20 @@ def birnn_backward(dout, cache):
         # hb = tanh(x[:, T - 1 - t] @ Wb + hb @ Ub)
         t_5 = dhb_1 * (1 - hb * hb)
         dhb = t_5 @ Ub.T
-        prev_hf = fw[:, t - 1] if t > 0 else hf
-        prev_hb = bw[:, t_3 - (t - 1)] if t > 0 else hf_2
-        dUf += prev_hf.T @ t_2
+        prev_hb = bw[:, t_3 - (t - 1)] if t > 0 else hf
         dUb += prev_hb.T @ t_5
         dxwf[:, t] = t_2
         dxwb[:, t_4] = t_5
-    t_6 = dxwb.reshape((N * T, H))
-    dx_rows = t_6 @ Wb.T
-    t_7 = x_rows.T
-    dWb = t_7 @ t_6
-    t_8 = dxwf.reshape((N * T, H))
-    dx_rows_1 = t_8 @ Wf.T
-    dWf = t_7 @ t_8
+    hf_3 = np.zeros((N, H), dtype=Wf.dtype)
+    prev_hfs = _shifted(hf_3, fw, 1)
+    t_6 = dxwf.reshape((N * T, H))
+    dUf = prev_hfs.reshape((N * T, H)).T @ t_6
+    t_7 = dxwb.reshape((N * T, H))
+    dx_rows = t_7 @ Wb.T
+    t_8 = x_rows.T
+    dWb = t_8 @ t_7
+    dx_rows_1 = t_6 @ Wf.T
+    dWf = t_8 @ t_6
     dx = dx_rows.reshape((N, T, D)) + dx_rows_1.reshape((N, T, D))
     return BirnnGrads(dx, dWf, dUf, dWb, dUb)
 

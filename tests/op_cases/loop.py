@@ -214,4 +214,7 @@ EXEMPT = {
     "t > 0 else h0`); every RNN case above differentiates through it",
     "empty": "IR only: the stacks a loop fills for its backward; the LSTM and GRU cases above "
     "fill them",
+    "shifted": "IR only: made by the optimizer after differentiation, for a backward loop's "
+    "`dWh` as one product (`products_after_loops`); every RNN case above computes it so, and "
+    "tests/test_rewrites.py tests it at T = 0, 1 and 3",
 }

@@ -65,7 +65,17 @@ def _select(n, args, sizes):
     return x[(slice(None),) * n.attr("axis") + (int(i),)]
 
 
+def _shifted(n, args, sizes):
+    """`first`, then `steps` but its last, along the axis: concatenated, then cut to length."""
+    first, steps = args
+    axis = n.attr("axis")
+    lead = (slice(None),) * axis
+    joined = anp.concatenate([anp.expand_dims(first, axis), steps], axis=axis)
+    return joined[lead + (slice(0, anp.shape(steps)[axis]),)]
+
+
 RULES = {
+    "shifted": _shifted,
     "loop": _loop,
     "result": lambda n, args, sizes: args[0][n.attr("index")],
     "select": _select,

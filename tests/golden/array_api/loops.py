@@ -319,6 +319,17 @@ def _put(g, i, axis, size):
     return xp.concat([zeros[0], xp.expand_dims(g, axis=axis), zeros[1]], axis=axis)
 
 
+def _shifted(first, steps, axis):
+    """Each step's value before it along `axis`: `first`, then `steps` but its last; the
+    concatenation cut to the steps' length, which is none where there are no steps."""
+    xp = _xp(steps)
+    n = steps.shape[axis]
+    lead = (slice(None),) * axis
+    before = steps[lead + (slice(0, max(n - 1, 0)),)]
+    joined = xp.concat([xp.expand_dims(first, axis=axis), before], axis=axis)
+    return joined[lead + (slice(0, n),)]
+
+
 class GruGrads(NamedTuple):
     """Gradients of gru with respect to x, h0, Wz, Uz, Wr, Ur, Wn, Un, each shaped like its parameter."""
 
@@ -563,8 +574,6 @@ def gru_backward(dout, cache):
     )
     dout = _dout("gru", dout, (N, T, H), h0.dtype, xp)
     dh = xp.zeros((N, H), dtype=h0.dtype)
-    dUz = xp.zeros((H, H), dtype=h0.dtype)
-    dUr = xp.zeros((H, H), dtype=h0.dtype)
     dUn = xp.zeros((H, H), dtype=h0.dtype)
     dxwz = xp.zeros((N, T, H), dtype=h0.dtype)
     dxwn = xp.zeros((N, T, H), dtype=h0.dtype)
@@ -586,16 +595,17 @@ def gru_backward(dout, cache):
         prev_h = hs[:, t - 1] if t > 0 else h0
         dr = t_4 * prev_h
         # r = sigmoid(x[:, t] @ Wr + h @ Ur)
-        t_5 = dr * r * (1 - r)
+        t_5 = dr
+        t_5 *= r
+        t_5 *= 1 - r
         # h = (1 - z) * n + z * h
         dz = dh_1 * (prev_h - n)
         # z = sigmoid(x[:, t] @ Wz + h @ Uz)
-        t_6 = dz * z * t_2
+        t_6 = dz
+        t_6 *= z
+        t_6 *= t_2
         dh = dh_1 * z + t_4 * r + t_5 @ Ur.T + t_6 @ Uz.T
-        t_7 = prev_h.T
         mul_r = mul_r_steps[t]
-        dUz = dUz + t_7 @ t_6
-        dUr = dUr + t_7 @ t_5
         dUn = dUn + mul_r.T @ t_3
         dxwz_slots.append((t, t_6))
         dxwn_slots.append((t, t_3))
@@ -603,16 +613,20 @@ def gru_backward(dout, cache):
     dxwz = _slots(dxwz, dxwz_slots, (1,))
     dxwn = _slots(dxwn, dxwn_slots, (1,))
     dxwr = _slots(dxwr, dxwr_slots, (1,))
-    t_8 = xp.reshape(dxwr, (N * T, H))
-    dx_rows = t_8 @ Wr.T
-    t_9 = x_rows.T
-    dWr = t_9 @ t_8
-    t_10 = xp.reshape(dxwn, (N * T, H))
-    dx_rows_1 = t_10 @ Wn.T
-    dWn = t_9 @ t_10
-    t_11 = xp.reshape(dxwz, (N * T, H))
-    dx_rows_2 = t_11 @ Wz.T
-    dWz = t_9 @ t_11
+    prev_hs = _shifted(h0, hs, 1)
+    t_7 = xp.reshape(prev_hs, (N * T, H)).T
+    t_8 = xp.reshape(dxwz, (N * T, H))
+    dUz = t_7 @ t_8
+    t_9 = xp.reshape(dxwr, (N * T, H))
+    dUr = t_7 @ t_9
+    dx_rows = t_9 @ Wr.T
+    t_10 = x_rows.T
+    dWr = t_10 @ t_9
+    t_11 = xp.reshape(dxwn, (N * T, H))
+    dx_rows_1 = t_11 @ Wn.T
+    dWn = t_10 @ t_11
+    dx_rows_2 = t_8 @ Wz.T
+    dWz = t_10 @ t_8
     dx = xp.reshape(dx_rows, (N, T, D)) + xp.reshape(dx_rows_1, (N, T, D))
     dx += xp.reshape(dx_rows_2, (N, T, D))
     return GruGrads(dx, dh, dWz, dUz, dWr, dUr, dWn, dUn)
@@ -748,20 +762,19 @@ def birnn_backward(dout, cache):
     dbw = dout[:, :, H:]
     dhf = xp.zeros((N, H), dtype=Wf.dtype)
     dhb = xp.zeros((N, H), dtype=Wf.dtype)
-    dUf = xp.zeros((H, H), dtype=Wf.dtype)
     dUb = xp.zeros((H, H), dtype=Wf.dtype)
     dxwf = xp.zeros((N, T, H), dtype=Wf.dtype)
     dxwb = xp.zeros((N, T, H), dtype=Wf.dtype)
     # hf = zeros((N, H))
     hf = xp.zeros((N, H), dtype=Wf.dtype)
-    hf_2 = xp.zeros((N, H), dtype=Wf.dtype)
     dxwf_slots = []
     dxwb_slots = []
     for t in reversed(range(T)):
         dhf_1 = dhf + dfw[:, t]
-        hf_3 = fw[:, t]
+        hf_2 = fw[:, t]
         # hf = tanh(x[:, t] @ Wf + hf @ Uf)
-        t_2 = dhf_1 * (1 - hf_3 * hf_3)
+        t_2 = dhf_1
+        t_2 *= 1 - hf_2 * hf_2
         dhf = t_2 @ Uf.T
         # bw[:, T - 1 - t] = hb
         t_3 = T - 1
@@ -771,21 +784,22 @@ def birnn_backward(dout, cache):
         # hb = tanh(x[:, T - 1 - t] @ Wb + hb @ Ub)
         t_5 = dhb_1 * (1 - hb * hb)
         dhb = t_5 @ Ub.T
-        prev_hf = fw[:, t - 1] if t > 0 else hf
-        prev_hb = bw[:, t_3 - (t - 1)] if t > 0 else hf_2
-        dUf = dUf + prev_hf.T @ t_2
+        prev_hb = bw[:, t_3 - (t - 1)] if t > 0 else hf
         dUb = dUb + prev_hb.T @ t_5
         dxwf_slots.append((t, t_2))
         dxwb_slots.append((t_4, t_5))
     dxwf = _slots(dxwf, dxwf_slots, (1,))
     dxwb = _slots(dxwb, dxwb_slots, (1,))
-    t_6 = xp.reshape(dxwb, (N * T, H))
-    dx_rows = t_6 @ Wb.T
-    t_7 = x_rows.T
-    dWb = t_7 @ t_6
-    t_8 = xp.reshape(dxwf, (N * T, H))
-    dx_rows_1 = t_8 @ Wf.T
-    dWf = t_7 @ t_8
+    hf_3 = xp.zeros((N, H), dtype=Wf.dtype)
+    prev_hfs = _shifted(hf_3, fw, 1)
+    t_6 = xp.reshape(dxwf, (N * T, H))
+    dUf = xp.reshape(prev_hfs, (N * T, H)).T @ t_6
+    t_7 = xp.reshape(dxwb, (N * T, H))
+    dx_rows = t_7 @ Wb.T
+    t_8 = x_rows.T
+    dWb = t_8 @ t_7
+    dx_rows_1 = t_6 @ Wf.T
+    dWf = t_8 @ t_6
     dx = xp.reshape(dx_rows, (N, T, D)) + xp.reshape(dx_rows_1, (N, T, D))
     return BirnnGrads(dx, dWf, dUf, dWb, dUb)
 
