@@ -97,6 +97,14 @@ def _softplus_log_corrected(x):
     return u
 
 
+def _softplus_by_dtype(x):
+    """bpc's: np.log1p in float64, where it is the faster; the corrected np.log in float32,
+    where NumPy's log1p is not vectorized (`_log1p_unit`, templates/log1p_unit.py.j2)."""
+    if x.dtype == np.float32:
+        return _softplus_log_corrected(x)
+    return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
+
+
 def _dsoftplus_max_e(x, e, y, g):
     """g * (maximum(e, x >= 0) / (1 + e)), reusing the forward's e = exp(-|x|): no np.where."""
     return g * (np.maximum(e, x >= 0) / (1 + e))
@@ -187,10 +195,11 @@ FAMILIES: dict[str, dict[str, Kernel]] = {
     },
     "softplus": {
         "np.logaddexp(0, x)": lambda x: np.logaddexp(0, x),
-        "np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x))) (bpc)": lambda x: np.maximum(x, 0)
+        "np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))": lambda x: np.maximum(x, 0)
         + np.log1p(np.exp(-np.abs(x))),
         "the same in place (out=)": _softplus_inplace,
         "log1p(e) as log(u) - (u - 1 - e) / u, u = 1 + e, in place": _softplus_log_corrected,
+        "np.log1p in float64, log(u) - (u - 1 - e) / u in float32 (bpc)": _softplus_by_dtype,
     },
     "g * sigmoid(x), softplus's gradient": {
         "tanh form of x, in place": _dsoftplus_tanh,

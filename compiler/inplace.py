@@ -56,6 +56,8 @@ def plan(fn: Lowering, nodes) -> None:
         if found is not None:
             fn.in_place[n] = found
             a = found[0]
+            if a not in made:  # (a temporary: the chain starts at n)
+                continue
             root[n] = root.get(a, a)
             chains.setdefault(root[n], [root[n]]).append(n)
     _name_chains(fn, chains)
@@ -91,7 +93,11 @@ class _Reusable:
 def _spine(fn: Lowering, n: Node, reusable: _Reusable) -> tuple[Node, list[Node]] | None:
     """Down the line's expression, `(a - s) * w / t`, to a value read for the last time: each
     operation on the way is then done in that value's array, bottom up, as long as the
-    operands above the bottom do not read it. The value and the operations, or None."""
+    operands above the bottom do not read it. Where no such value is found, a new array that
+    no name holds is the bottom, as an expert writes it (a large temporary costs page faults on
+    every call): a product on the way (`out = x @ w`, then `out += b`), or else the deepest
+    operation (`t = x * x`, then `t *= x`, ... for `c * (x + k * (x * x * x))`). The value and
+    the operations, or None."""
     spine, level = [n], n
     while level is not None:
         a = next((a for a in level.args if reusable(a, level)), None)
@@ -100,9 +106,30 @@ def _spine(fn: Lowering, n: Node, reusable: _Reusable) -> tuple[Node, list[Node]
             if all(a not in _values_read(fn, o) for o in above):
                 return a, spine
             return None
-        level = _spine_step(fn, n, level)
+        made = [a for a in level.args if not OPS[a.op].elementwise and _temporary(fn, n, a)]
+        made = [a for a in made if _writable_form(fn, level, a)]
+        if made:
+            return made[0], spine
+        below = _spine_step(fn, n, level)
+        if below is None and level is not n and _temporary(fn, n, level):
+            return level, spine[:-1]
+        level = below
         spine.append(level)
     return None
+
+
+def _temporary(fn: Lowering, n: Node, a: Node) -> bool:
+    """Whether `a`, written inline in line n, is a new float array of n's shape that nothing
+    else reads."""
+    return (
+        a not in fn.own_line
+        and a.shape == n.shape
+        and a.dtype == "float"
+        and fn.uses.get(a, 0) == 1
+        and a not in fn.born_weak
+        and _new_array(fn, a)
+        and not is_view(a)
+    )
 
 
 def _spine_step(fn: Lowering, n: Node, level: Node) -> Node | None:
@@ -170,26 +197,66 @@ def steps(fn: Lowering, n: Node) -> list[Stmt] | None:
     """n's line, planned in place, as updates of one array, bottom up; None where a step has no
     such form or does not fit a line. The values worked out on the way are then the array's."""
     a, spine = fn.in_place[n]
-    name, lines = fn.name_of(a), []
-    if fn.name_of(n) != name:  # the array takes n's name first (`dscores = probs`)
+    if a not in fn.own_line:  # a temporary at the bottom: `t = x * x`, under n's name
+        name = fn.name_of(n)
+        lines, below, done = [Assign(name, fn.code(a))], a, {a: name}
+        if not fn.printer.fits(lines[0]):
+            return None
+    else:
+        name, lines = fn.name_of(a), []
+        below, done = a, {}  # the steps done: their values are the array `name`
+    if a in fn.own_line and fn.name_of(n) != name:  # the array takes n's name first
         if len(spine) == 1 and not OPS[n.op].augmented:
             step = _step(fn, n, a, name)  # `probs = np.exp(t, out=t)`
             return [Assign(fn.name_of(n), step.value)] if step else None
         lines.append(Assign(fn.name_of(n), Name(name)))
         name = fn.name_of(n)
-    below, done = a, {}  # the steps done: their values are the array `name`
+    more = _updates(fn, n, a, spine, name, done)
+    if more is None:
+        return None
+    for m in done:
+        fn.namer.names[m] = name
+        fn.own_line.add(m)
+    return lines + more
+
+
+def _updates(fn: Lowering, n: Node, a: Node, spine, name: str, done: dict) -> list[Stmt] | None:
+    """The operations of `spine` done bottom up in the array `name`, which holds a's value
+    (`done` gets the values of the steps done); an operand that would make new arrays of line
+    n's shape on its way is worked out in an array of its own first (`_worked_out`). None where
+    a step has no such form or does not fit a line."""
+    lines, below, operands = [], a, {}
     for level in reversed(spine):
         if below is not a:
             done[below] = name
-        step = _step(fn, level, below, name, done)
+        if OPS[level.op].augmented:
+            other = level.args[1] if level.args[0] is below else level.args[0]
+            lines += _worked_out(fn, n, other, {**done, **operands}, operands)
+        step = _step(fn, level, below, name, {**done, **operands})
         if step is None or not fn.printer.fits(step):
             return None
         lines.append(step)
         below = level
-    for m in done:
-        fn.namer.names[m] = name
-        fn.own_line.add(m)
     return lines
+
+
+def _worked_out(fn: Lowering, n: Node, v: Node, bound: dict, operands: dict) -> list[Stmt]:
+    """The lines that work out operand v, written inline, in one new array of its own, where
+    its expression would make several (`0.8 * (1 + k * (x * x))`, four, as `t = x * x; t *= k;
+    t += 1; t *= 0.8`); none where it makes one or none. `operands` then names v's array."""
+    if v in bound or not OPS[v.op].elementwise or not _temporary(fn, n, v):
+        return []
+    found = _spine(fn, v, lambda a, level: False)
+    if found is None:
+        return []
+    a, spine = found
+    name = fn.name_of(v)
+    first = Assign(name, fn.code(a, bound=bound))
+    more = _updates(fn, n, a, spine, name, {**bound, a: name})
+    if more is None or not fn.printer.fits(first):
+        return []
+    operands[v] = name
+    return [first, *more]
 
 
 def _step(fn: Lowering, n: Node, a: Node, name: str, done: dict | None = None) -> Stmt | None:

@@ -61,6 +61,7 @@ HELPERS = {
     "_avg_pool": "avg_pool.py.j2",
     "_put": "put.py.j2",
     "_shifted": "shifted.py.j2",
+    "_log1p_unit": "log1p_unit.py.j2",
 }
 INDENT = 4  # a statement's indent in a function body
 

@@ -229,7 +229,8 @@ def attention(q, k, v):
     """out [S, m] = attention(q [S, d], k [T, d], v [T, m]): the forward pass alone."""
     S, d, T, m = _attention_sizes(q, k, v)
     t = float(np.sqrt(d))
-    t_1 = q @ k.T / t
+    t_1 = q @ k.T
+    t_1 /= t
     shifted = t_1
     shifted -= t_1.max(axis=1, keepdims=True)
     exps = np.exp(shifted, out=shifted)
@@ -243,7 +244,8 @@ def attention_forward(q, k, v):
     """out [S, m] = attention(q [S, d], k [T, d], v [T, m]), and the cache that attention_backward needs."""
     S, d, T, m = _attention_sizes(q, k, v)
     t = float(np.sqrt(d))
-    t_1 = q @ k.T / t
+    t_1 = q @ k.T
+    t_1 /= t
     shifted = t_1
     shifted -= t_1.max(axis=1, keepdims=True)
     exps = np.exp(shifted, out=shifted)
@@ -470,7 +472,8 @@ def multihead_attention(query, key, value, Wq, bq, Wk, bk, Wv, bv, Wo, bo, mask)
     v = (value_mat @ Wv_mat).reshape((N, T, H, d))
     v += bv
     t = float(np.sqrt(d))
-    scores = np.transpose(q, (0, 2, 1, 3)) @ np.transpose(k, (0, 2, 3, 1)) / t
+    scores = np.transpose(q, (0, 2, 1, 3)) @ np.transpose(k, (0, 2, 3, 1))
+    scores /= t
     t_1 = mask != 0
     t_2 = np.where(t_1, scores, -1000000000.0)
     shifted = t_2
@@ -507,7 +510,8 @@ def multihead_attention_forward(
     v = (value_mat @ Wv_mat).reshape((N, T, H, d))
     v += bv
     t = float(np.sqrt(d))
-    scores = np.transpose(q, (0, 2, 1, 3)) @ np.transpose(k, (0, 2, 3, 1)) / t
+    scores = np.transpose(q, (0, 2, 1, 3)) @ np.transpose(k, (0, 2, 3, 1))
+    scores /= t
     t_1 = mask != 0
     t_2 = np.where(t_1, scores, -1000000000.0)
     shifted = t_2

@@ -355,14 +355,18 @@ def _affine_relu_check(x, w, b):
 def affine_relu(x, w, b):
     """out [N, M] = affine_relu(x [N, D], w [D, M], b [M]): the forward pass alone."""
     N, D, M = _affine_relu_sizes(x, w, b)
-    out = np.maximum(x @ w + b, 0)
+    out = x @ w
+    out += b
+    np.maximum(out, 0, out=out)
     return out
 
 
 def affine_relu_forward(x, w, b):
     """out [N, M] = affine_relu(x [N, D], w [D, M], b [M]), and the cache that affine_relu_backward needs."""
     N, D, M = _affine_relu_sizes(x, w, b)
-    out = np.maximum(x @ w + b, 0)
+    out = x @ w
+    out += b
+    np.maximum(out, 0, out=out)
     cache = AffineReluCache(x, w, out, N, M)
     return out, cache
 
@@ -425,14 +429,16 @@ def _dropout_check(x, mask, p):
 def dropout(x, mask, p):
     """out [N, D] = dropout(x [N, D], mask [N, D], p []): the forward pass alone."""
     N, D = _dropout_sizes(x, mask, p)
-    out = x * mask / p
+    out = x * mask
+    out /= p
     return out
 
 
 def dropout_forward(x, mask, p):
     """out [N, D] = dropout(x [N, D], mask [N, D], p []), and the cache that dropout_backward needs."""
     N, D = _dropout_sizes(x, mask, p)
-    out = x * mask / p
+    out = x * mask
+    out /= p
     cache = DropoutCache(mask, p, N, D)
     return out, cache
 
@@ -442,5 +448,6 @@ def dropout_backward(dout, cache):
     mask, p, N, D = _cached(cache, DropoutCache)
     dout = _dout("dropout", dout, (N, D), mask.dtype)
     # out = x * mask / p
-    dx = dout / p * mask
+    dx = dout / p
+    dx *= mask
     return DropoutGrads(dx)

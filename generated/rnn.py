@@ -292,14 +292,20 @@ def _rnn_step_check(x, prev_h, Wx, Wh, b):
 def rnn_step(x, prev_h, Wx, Wh, b):
     """next_h [N, H] = rnn_step(x [N, D], prev_h [N, H], Wx [D, H], Wh [H, H], b [H]): the forward pass alone."""
     N, D, H = _rnn_step_sizes(x, prev_h, Wx, Wh, b)
-    next_h = np.tanh(x @ Wx + prev_h @ Wh + b)
+    next_h = x @ Wx
+    next_h += prev_h @ Wh
+    next_h += b
+    np.tanh(next_h, out=next_h)
     return next_h
 
 
 def rnn_step_forward(x, prev_h, Wx, Wh, b):
     """next_h [N, H] = rnn_step(x [N, D], prev_h [N, H], Wx [D, H], Wh [H, H], b [H]), and the cache that rnn_step_backward needs."""
     N, D, H = _rnn_step_sizes(x, prev_h, Wx, Wh, b)
-    next_h = np.tanh(x @ Wx + prev_h @ Wh + b)
+    next_h = x @ Wx
+    next_h += prev_h @ Wh
+    next_h += b
+    np.tanh(next_h, out=next_h)
     cache = RnnStepCache(x, prev_h, Wx, Wh, next_h, N, H)
     return next_h, cache
 
@@ -309,7 +315,8 @@ def rnn_step_backward(dout, cache):
     x, prev_h, Wx, Wh, next_h, N, H = _cached(cache, RnnStepCache)
     dout = _dout("rnn_step", dout, (N, H), x.dtype)
     # next_h = tanh(x @ Wx + prev_h @ Wh + b)
-    t = dout * (1 - next_h * next_h)
+    t = 1 - next_h * next_h
+    t *= dout
     db = t.sum(axis=0)
     dprev_h = t @ Wh.T
     dWh = prev_h.T @ t
@@ -447,7 +454,8 @@ def lstm_step_backward(dout, cache):
     dout_next_h, dout_next_c = _douts("lstm_step", dout, ((N, H), (N, H)), x.dtype)
     # next_h = o * tanh(next_c)
     do = dout_next_h * t
-    dnext_c = dout_next_h * o * (1 - t * t)
+    dnext_c = dout_next_h * o
+    dnext_c *= 1 - t * t
     dnext_c += dout_next_c
     # next_c = f * prev_c + i * g
     di = dnext_c * g
@@ -1005,7 +1013,8 @@ def lstm_backward(dout, cache):
         c_1 = c_steps[t]
         # h_next = o * tanh(c_next)  (in fn lstm_cell)
         t_1 = np.tanh(c_1)
-        dc_1 = dh_1 * lstm_cell_o * (1 - t_1 * t_1)
+        dc_1 = dh_1 * lstm_cell_o
+        dc_1 *= 1 - t_1 * t_1
         dc_1 += dc
         lstm_cell_g = lstm_cell_g_steps[t]
         # c_next = f * c + i * g  (in fn lstm_cell)

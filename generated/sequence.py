@@ -426,7 +426,8 @@ def adder_scores_backward(dout, cache):
         c = c_steps[t]
         # h = o * tanh(c)
         t_2 = np.tanh(c)
-        dc_1 = dh_1 * o * (1 - t_2 * t_2)
+        dc_1 = dh_1 * o
+        dc_1 *= 1 - t_2 * t_2
         dc_1 += dc
         f = f_steps[t]
         # c = f * c + i * g
@@ -696,14 +697,16 @@ def adder_loss_backward(dout, cache):
         probs = np.exp(log_probs)
         labels = _labels(y[:, t], 2, "adder_loss: cross_entropy")
         one_hot = labels[:, None] == np.arange(2)
-        t_3 = dloss * (probs - one_hot)
+        t_3 = probs - one_hot
+        t_3 *= dloss
         dh_1 = t_3 @ Wy.T
         dh_1 += dh
         o = o_steps[t]
         c = c_steps[t]
         # h = o * tanh(c)
         t_4 = np.tanh(c)
-        dc_1 = dh_1 * o * (1 - t_4 * t_4)
+        dc_1 = dh_1 * o
+        dc_1 *= 1 - t_4 * t_4
         dc_1 += dc
         f = f_steps[t]
         # c = f * c + i * g
@@ -796,14 +799,16 @@ def adder_loss_grad(x, y, Wx, Wh, b, Wy, by):
         probs = np.exp(log_probs_1)
         labels_1 = _labels(y[:, t], 2, "adder_loss: cross_entropy")
         one_hot_1 = labels_1[:, None] == np.arange(2)
-        t_3 = dloss * (probs - one_hot_1)
+        t_3 = probs - one_hot_1
+        t_3 *= dloss
         dh_1 = t_3 @ Wy.T
         dh_1 += dh
         o_1 = o_steps[t]
         c_1 = c_steps[t]
         # h = o * tanh(c)
         t_4 = np.tanh(c_1)
-        dc_1 = dh_1 * o_1 * (1 - t_4 * t_4)
+        dc_1 = dh_1 * o_1
+        dc_1 *= 1 - t_4 * t_4
         dc_1 += dc
         f_1 = f_steps[t]
         # c = f * c + i * g

@@ -72,3 +72,25 @@ def test_arguments_douts_and_cache_are_never_written(module, graph, path):
     # written over later in the forward would show as a wrong gradient
     rows = check_source(path.read_text(), graph=graph.name)
     assert all(row.ok for row in rows), rows
+
+
+def test_a_temporary_is_worked_out_in_place():
+    """A line over the largest arrays that reads no value for the last time is worked out in a
+    new array of its own, as an expert writes it: from a product (`out = x @ w`, then `out +=
+    b`), or else from its deepest operation (`t = x * x`, `t *= x`, ...): one new array where
+    each operation made one. The values are those of the line as written."""
+    from bpc import compile_source
+
+    affine = "graph f(x: [N, D], w: [D, M], b: [M]) -> out {\n    out = relu(x @ w + b)\n}\n"
+    text = compile_source(affine, "f.bp")
+    assert "    out = x @ w\n    out += b\n    np.maximum(out, 0, out=out)\n" in text
+    gelu = 'graph g(x: [N, D]) -> out {\n    out = gelu(x, approximate="tanh")\n}\n'
+    text = compile_source(gelu, "g.bp")
+    forward = text[text.index("def g_forward") : text.index("def g_backward")]
+    assert "    t = x * x\n    t *= x\n    t *= 0.044715\n    t += x\n" in forward
+    module = module_from_text(text, "bpc_in_place_gelu")
+    x = np.random.default_rng(0).standard_normal((5, 7))
+    copy = x.copy()
+    u = np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)
+    np.testing.assert_allclose(module.g(x), 0.5 * x * (1 + np.tanh(u)), rtol=1e-14)
+    np.testing.assert_array_equal(x, copy)

@@ -475,11 +475,23 @@ def test_numpy_results_of_the_two_targets_agree_with_python_numbers():
 def test_the_code_is_functional():
     """No `out=` and no slot store in a graph's functions (the goldens' sources, and the loops
     and convolutions of tests/golden/), and an augmented assignment (`t += b`, which JAX and
-    Dask rebind) only of a name the function assigned before, never of a parameter: nothing
-    writes into an array of the caller's, nor into one a library cannot write."""
+    Dask rebind) only of a name assigned before in its own block (the function's, or a loop
+    body's: a value of that step), never of a parameter: nothing writes into an array of the
+    caller's, nor into one a library cannot write, nor into a value an earlier step made."""
     import ast
 
     from tests.test_golden import XP_PAIRS
+
+    def block(statements, params):
+        assigned = set()
+        for statement in statements:
+            if isinstance(statement, ast.Assign):
+                assigned |= {t.id for t in statement.targets if isinstance(t, ast.Name)}
+            if isinstance(statement, ast.AugAssign):
+                name = statement.target.id
+                assert name in assigned and name not in params, ast.unparse(statement)
+            if isinstance(statement, ast.For):
+                block(statement.body, params)
 
     loops_and_convolutions = [ROOT / "tests" / "golden" / f"{n}.bp" for n in ("loops", "conv")]
     for source in [s for s, _ in XP_PAIRS] + loops_and_convolutions:
@@ -488,15 +500,7 @@ def test_the_code_is_functional():
         graph_functions = [f for f in functions if not f.name.startswith("_")]
         assert graph_functions
         for f in graph_functions:
-            params, assigned = {a.arg for a in f.args.args}, set()
-            for statement in f.body:  # (the loops' bodies do not update in place)
-                if isinstance(statement, ast.Assign):
-                    assigned |= {t.id for t in statement.targets if isinstance(t, ast.Name)}
-                if isinstance(statement, ast.AugAssign):
-                    name = statement.target.id
-                    assert name in assigned and name not in params, ast.unparse(statement)
-            updates = [n for n in ast.walk(f) if isinstance(n, ast.AugAssign)]
-            assert all(n in f.body for n in updates), (source.name, f.name)
+            block(f.body, {a.arg for a in f.args.args})
         for node in (n for f in graph_functions for n in ast.walk(f)):
             if isinstance(node, ast.Call):
                 assert all(k.arg != "out" for k in node.keywords), ast.unparse(node)

@@ -43,7 +43,17 @@ def _elementwise_type(*types: Type, dtype: str | None = None) -> Type:
 
 
 def unary(
-    name, fn, adjoint, *, math_fn=None, doc="", flops=None, ufunc=False, fold=None, reads=None
+    name,
+    fn,
+    adjoint,
+    *,
+    math_fn=None,
+    doc="",
+    flops=None,
+    ufunc=False,
+    fold=None,
+    reads=None,
+    kernel=None,
 ):
     """An elementwise function of one float argument. `fn` is the name of a function of the
     array namespace (`"exp"`, a ufunc of x when `ufunc`), or a function from the argument's
@@ -53,15 +63,17 @@ def unary(
     function that `math` computes for every float, and the others are NumPy's function on the
     number, `float(np.sqrt(d))`, which gives nan or inf (and NumPy's warning) where `math` would
     raise. `ufunc` and `fold` are `OpDef`'s; `reads`, where given, is how a call reads in the
-    lecture note's notation (`OpDef.math`), the name of the function. Its JVP is read off its
-    adjoint (`diagonal`)."""
+    lecture note's notation (`OpDef.math`), the name of the function. `kernel(arg)`, where
+    given, may return another such function for an argument node whose range allows a faster
+    kernel than `fn`'s. Its JVP is read off its adjoint (`diagonal`)."""
 
     def emit(at, x):
         if python_numbers(at) and math_fn:
             return math_call(math_fn, x) if isinstance(math_fn, str) else math_fn(x)
         if python_numbers(at) and isinstance(fn, str):
             return number_call(at, fn, x)
-        return array(fn, x, ufunc=ufunc) if isinstance(fn, str) else fn(x)
+        chosen = (kernel and kernel(at.node.args[0])) or fn
+        return array(chosen, x, ufunc=ufunc) if isinstance(chosen, str) else chosen(x)
 
     register(
         name,
@@ -206,12 +218,25 @@ unary(
     doc="max(x, 0)",
     ufunc=True,
 )
+
+
+def _log1p_kernel(x: Node):
+    """`_log1p_unit` (templates/log1p_unit.py.j2) for log1p(exp(-|a|)), softplus's, whose
+    argument is in [0, 1]: np.log1p in float64; in float32, np.log corrected by the rounding
+    error of 1 + x, which NumPy vectorizes where its float32 log1p is not, at half the time
+    (`python bench/kernels.py --only softplus`, docs/performance.md, "Kernels")."""
+    if x.op == "exp" and x.args[0].op == "neg" and x.args[0].args[0].op == "abs":
+        return lambda e: Call(Ref(HELPER, "_log1p_unit"), (e,), (), True)
+    return None
+
+
 unary(
     "log1p",
     "log1p",
     lambda g, y, x: (g / (1 + x),),
     doc="log(1 + x), accurate for small x",
     ufunc=True,
+    kernel=_log1p_kernel,
 )
 unary("sin", "sin", lambda g, y, x: (g * make("cos", x),), doc="sine", ufunc=True)
 unary("cos", "cos", lambda g, y, x: (-g * make("sin", x),), doc="cosine", ufunc=True)
@@ -223,8 +248,9 @@ def _softplus_expand(x: Node) -> Node:
     elements, docs/performance.md, "Kernels") it takes 0.78-0.92x the time of
     `np.logaddexp(0, x)` in float64 and 0.56-0.67x in float32; and the backward `g * sigmoid(x)`
     from the forward's exp(-|x|) takes 0.12-0.29x the time of the tanh form from x in float64
-    and 0.26-0.45x in float32. (log1p(e) written with np.log, which NumPy vectorizes, was 2x
-    faster in float32 but 1.5x slower in float64.)"""
+    and 0.26-0.45x in float32. Its log1p is emitted as `_log1p_unit` (`_log1p_kernel`): log1p(e)
+    written with np.log, which NumPy vectorizes, corrected by the rounding error of 1 + e, is 2x
+    faster in float32 but 1.5x slower in float64, so the helper chooses by the dtype."""
     return make("relu", x) + make("log1p", _exp_of_minus_abs(x))
 
 

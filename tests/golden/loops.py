@@ -332,10 +332,16 @@ def gru(x, h0, Wz, Uz, Wr, Ur, Wn, Un):
     n_steps = np.empty((T, N, H), dtype=x.dtype)
     h = h0
     for t in range(T):
-        z = _sigmoid(xwz[:, t] + h @ Uz)
-        r = _sigmoid(xwr[:, t] + h @ Ur)
+        z = h @ Uz
+        z += xwz[:, t]
+        _sigmoid(z, out=z)
+        r = h @ Ur
+        r += xwr[:, t]
+        _sigmoid(r, out=r)
         t_1 = r * h
-        n = np.tanh(xwn[:, t] + t_1 @ Un)
+        n = t_1 @ Un
+        n += xwn[:, t]
+        np.tanh(n, out=n)
         h = (1 - z) * n + z * h
         hs[:, t] = h
         z_steps[t] = z
@@ -359,10 +365,16 @@ def gru_forward(x, h0, Wz, Uz, Wr, Ur, Wn, Un):
     n_steps = np.empty((T, N, H), dtype=x.dtype)
     h = h0
     for t in range(T):
-        z = _sigmoid(xwz[:, t] + h @ Uz)
-        r = _sigmoid(xwr[:, t] + h @ Ur)
+        z = h @ Uz
+        z += xwz[:, t]
+        _sigmoid(z, out=z)
+        r = h @ Ur
+        r += xwr[:, t]
+        _sigmoid(r, out=r)
         t_1 = r * h
-        n = np.tanh(xwn[:, t] + t_1 @ Un)
+        n = t_1 @ Un
+        n += xwn[:, t]
+        np.tanh(n, out=n)
         h = (1 - z) * n + z * h
         hs[:, t] = h
         z_steps[t] = z
@@ -426,7 +438,8 @@ def gru_backward(dout, cache):
         dn = dh_1 * t_2
         n = n_steps[t]
         # n = tanh(x[:, t] @ Wn + r * h @ Un)
-        t_3 = dn * (1 - n * n)
+        t_3 = 1 - n * n
+        t_3 *= dn
         t_4 = t_3 @ Un.T
         r = r_steps[t]
         prev_h = hs[:, t - 1] if t > 0 else h0
@@ -436,7 +449,8 @@ def gru_backward(dout, cache):
         t_5 *= r
         t_5 *= 1 - r
         # h = (1 - z) * n + z * h
-        dz = dh_1 * (prev_h - n)
+        dz = prev_h - n
+        dz *= dh_1
         # z = sigmoid(x[:, t] @ Wz + h @ Uz)
         t_6 = dz
         t_6 *= z
@@ -603,7 +617,8 @@ def birnn_backward(dout, cache):
         dhb_1 = dhb + dbw[:, t_4]
         hb = bw[:, t_4]
         # hb = tanh(x[:, T - 1 - t] @ Wb + hb @ Ub)
-        t_5 = dhb_1 * (1 - hb * hb)
+        t_5 = 1 - hb * hb
+        t_5 *= dhb_1
         dhb = t_5 @ Ub.T
         prev_hb = bw[:, t_3 - (t - 1)] if t > 0 else hf
         dUb += prev_hb.T @ t_5

@@ -307,7 +307,8 @@ def attention(q, k, v):
     S, d, T, m = _attention_sizes(q, k, v)
     xp = _xp(q, k, v)
     t = float(np.sqrt(d))
-    t_1 = q @ k.T / t
+    t_1 = q @ k.T
+    t_1 /= t
     shifted = t_1
     shifted -= xp.max(t_1, axis=1, keepdims=True)
     exps = xp.exp(shifted)
@@ -322,7 +323,8 @@ def attention_forward(q, k, v):
     S, d, T, m = _attention_sizes(q, k, v)
     xp = _xp(q, k, v)
     t = float(np.sqrt(d))
-    t_1 = q @ k.T / t
+    t_1 = q @ k.T
+    t_1 /= t
     shifted = t_1
     shifted -= xp.max(t_1, axis=1, keepdims=True)
     exps = xp.exp(shifted)
@@ -591,7 +593,8 @@ def multihead_attention(query, key, value, Wq, bq, Wk, bk, Wv, bv, Wo, bo, mask)
     v = xp.reshape(value_mat @ Wv_mat, (N, T, H, d))
     v += bv
     t = float(np.sqrt(d))
-    scores = xp.permute_dims(q, (0, 2, 1, 3)) @ xp.permute_dims(k, (0, 2, 3, 1)) / t
+    scores = xp.permute_dims(q, (0, 2, 1, 3)) @ xp.permute_dims(k, (0, 2, 3, 1))
+    scores /= t
     t_1 = mask != 0
     t_2 = xp.where(t_1, scores, -1000000000.0)
     shifted = t_2
@@ -629,7 +632,8 @@ def multihead_attention_forward(
     v = xp.reshape(value_mat @ Wv_mat, (N, T, H, d))
     v += bv
     t = float(np.sqrt(d))
-    scores = xp.permute_dims(q, (0, 2, 1, 3)) @ xp.permute_dims(k, (0, 2, 3, 1)) / t
+    scores = xp.permute_dims(q, (0, 2, 1, 3)) @ xp.permute_dims(k, (0, 2, 3, 1))
+    scores /= t
     t_1 = mask != 0
     t_2 = xp.where(t_1, scores, -1000000000.0)
     shifted = t_2

@@ -409,7 +409,8 @@ def scaled(Q, K):
     T, d = _scaled_sizes(Q, K)
     xp = _xp(Q, K)
     t = float(np.sqrt(d))
-    a = Q @ K.T / t
+    a = Q @ K.T
+    a /= t
     t_1 = a > 0
     a_1 = a * t_1
     a_1 -= 0.1 * a
@@ -423,7 +424,8 @@ def scaled_forward(Q, K):
     T, d = _scaled_sizes(Q, K)
     xp = _xp(Q, K)
     t = float(np.sqrt(d))
-    a = Q @ K.T / t
+    a = Q @ K.T
+    a /= t
     t_1 = a > 0
     a_1 = a * t_1
     a_1 -= 0.1 * a
@@ -456,7 +458,8 @@ def scaled_grad(Q, K):
     T, d = _scaled_sizes(Q, K)
     xp = _xp(Q, K)
     t = float(np.sqrt(d))
-    a = Q @ K.T / t
+    a = Q @ K.T
+    a /= t
     t_1 = a > 0
     a_1 = a * t_1
     a_1 -= 0.1 * a
@@ -547,11 +550,19 @@ def power_backward(dout, cache):
     xp = _xp(dout, x, p, t, t_1, t_2, t_3, t_4, t_5)
     dout = _dout("power", dout, (), x.dtype, xp)
     # out = sum(exp(x) ** p + x ** -1 + -x**2 + sigmoid(x) / (1 + relu(x)))
-    dx = dout / t_4 * t_2 * (1 - t_2)
-    dx -= dout * t_5 / t_4 * (t_3 > 0)
+    dx = dout / t_4
+    dx *= t_2
+    dx *= 1 - t_2
+    t_6 = dout * t_5
+    t_6 /= t_4
+    t_6 *= t_3 > 0
+    dx -= t_6
     dx -= 2 * dout * x
     dx -= dout / t_1
-    dx += dout * p * t ** xp.where(p == 0, 1, p - 1) * t
+    t_7 = dout * p
+    t_7 *= t ** xp.where(p == 0, 1, p - 1)
+    t_7 *= t
+    dx += t_7
     return PowerGrads(dx)
 
 

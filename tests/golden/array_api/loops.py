@@ -589,7 +589,8 @@ def gru_backward(dout, cache):
         dn = dh_1 * t_2
         n = n_steps[t]
         # n = tanh(x[:, t] @ Wn + r * h @ Un)
-        t_3 = dn * (1 - n * n)
+        t_3 = 1 - n * n
+        t_3 *= dn
         t_4 = t_3 @ Un.T
         r = r_steps[t]
         prev_h = hs[:, t - 1] if t > 0 else h0
@@ -599,7 +600,8 @@ def gru_backward(dout, cache):
         t_5 *= r
         t_5 *= 1 - r
         # h = (1 - z) * n + z * h
-        dz = dh_1 * (prev_h - n)
+        dz = prev_h - n
+        dz *= dh_1
         # z = sigmoid(x[:, t] @ Wz + h @ Uz)
         t_6 = dz
         t_6 *= z
@@ -782,7 +784,8 @@ def birnn_backward(dout, cache):
         dhb_1 = dhb + dbw[:, t_4]
         hb = bw[:, t_4]
         # hb = tanh(x[:, T - 1 - t] @ Wb + hb @ Ub)
-        t_5 = dhb_1 * (1 - hb * hb)
+        t_5 = 1 - hb * hb
+        t_5 *= dhb_1
         dhb = t_5 @ Ub.T
         prev_hb = bw[:, t_3 - (t - 1)] if t > 0 else hf
         dUb = dUb + prev_hb.T @ t_5

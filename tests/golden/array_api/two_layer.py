@@ -563,7 +563,8 @@ def two_layer_scores_backward(dout, cache):
     db2 = xp.sum(dout, axis=0)
     dW2 = t.T @ dout
     # scores = affine(relu(affine(X, W1, b1)), W2, b2)
-    daffine_out = dout @ W2.T * (t > 0)
+    daffine_out = dout @ W2.T
+    daffine_out *= t > 0
     # out = x @ w + b  (in fn affine)
     db1 = xp.sum(daffine_out, axis=0)
     dX = daffine_out @ W1.T
