@@ -197,14 +197,14 @@ def steps(fn: Lowering, n: Node) -> list[Stmt] | None:
     """n's line, planned in place, as updates of one array, bottom up; None where a step has no
     such form or does not fit a line. The values worked out on the way are then the array's."""
     a, spine = fn.in_place[n]
+    done: dict[Node, str] = {}  # the steps done: their values are the array `name`
     if a not in fn.own_line:  # a temporary at the bottom: `t = x * x`, under n's name
         name = fn.name_of(n)
-        lines, below, done = [Assign(name, fn.code(a))], a, {a: name}
+        lines, done[a] = [Assign(name, fn.code(a))], name
         if not fn.printer.fits(lines[0]):
             return None
     else:
         name, lines = fn.name_of(a), []
-        below, done = a, {}  # the steps done: their values are the array `name`
     if a in fn.own_line and fn.name_of(n) != name:  # the array takes n's name first
         if len(spine) == 1 and not OPS[n.op].augmented:
             step = _step(fn, n, a, name)  # `probs = np.exp(t, out=t)`
