@@ -395,9 +395,11 @@ def _grad_function(
         gg, gnamer, gdims, set(gg.outputs) | set(gg.grads), _values(gg, printer), printer
     )
     gforward = gg.forward
-    gfn.plan(gg.nodes)
-    body = gfn.lines([n for n in gg.nodes if n in gforward], comments=False)
-    body += gfn.lines([n for n in gg.nodes if n not in gforward], comments=True)
+    forward = [n for n in gg.nodes if n in gforward]
+    backward = [n for n in gg.nodes if n not in gforward]
+    gfn.plan(forward + backward)  # (in the order of the lines: which line reads a value last)
+    body = gfn.lines(forward, comments=False)
+    body += gfn.lines(backward, comments=True)
     grads = builtin(_grads_class(g.name), *(Name(gfn.name_of(n)) for n in gg.grads))
     return _FunctionView(
         _python_name(f"{g.name}_grad"),

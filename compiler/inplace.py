@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .dims import Dim
-from .expr import Assign, AugAssign, Call, Eval, Name, Stmt
+from .expr import Assign, AugAssign, Call, Eval, Name, Stmt, array
 from .ir import OPS, Node, is_view
 
 if TYPE_CHECKING:
@@ -47,12 +47,14 @@ def plan(fn: Lowering, nodes) -> None:
     for n in lines:
         if not OPS[n.op].elementwise or n.dtype != "float" or n.ndim < max(widest, 1):
             continue
-        if n in fn.whole:  # (a loop's carried value, written under its own name in one line)
-            continue
         if n in fn.born_weak or Dim.of(1) in n.shape:  # (a keepdims statistic: small)
             continue
         reusable = _Reusable(fn, n, made, last, kept)
         found = _spine(fn, n, reusable)
+        if found is not None and found[0] not in made and _sum(n):
+            continue  # (a sum in a new array: `accumulate` adds term by term into it)
+        if n in fn.whole and (found is None or not _rebinds_safely(fn, n, *found)):
+            continue
         if found is not None:
             fn.in_place[n] = found
             a = found[0]
@@ -105,7 +107,6 @@ def _spine(fn: Lowering, n: Node, reusable: _Reusable) -> tuple[Node, list[Node]
             above = [o for m in spine[:-1] for o in m.args if o not in spine]
             if all(a not in _values_read(fn, o) for o in above):
                 return a, spine
-            return None
         made = [a for a in level.args if not OPS[a.op].elementwise and _temporary(fn, n, a)]
         made = [a for a in made if _writable_form(fn, level, a)]
         if made:
@@ -116,6 +117,19 @@ def _spine(fn: Lowering, n: Node, reusable: _Reusable) -> tuple[Node, list[Node]
         level = below
         spine.append(level)
     return None
+
+
+def _rebinds_safely(fn: Lowering, n: Node, a: Node, spine: list[Node]) -> bool:
+    """Whether a loop's carried value (`h = np.tanh(xw[:, t] + h @ Wh)`, which takes the name
+    of the value it replaces) can be worked out in a new array of its own: `h = h @ Wh`, then
+    `h += xw[:, t]`, `np.tanh(h, out=h)`. Its first statement may read the old value; the
+    later ones must not, for they would read the new one under its name."""
+    if a in fn.own_line:  # (a named value's array: the carried value stays one line)
+        return False
+    name = fn.namer.names.get(n)
+    above = [o for m in spine for o in m.args if o not in spine and o is not a]
+    reads = {x for o in above for x in _values_read(fn, o)} | set(above)
+    return name is not None and all(fn.namer.names.get(x) != name for x in reads)
 
 
 def _temporary(fn: Lowering, n: Node, a: Node) -> bool:
@@ -162,12 +176,21 @@ def _name_chains(fn: Lowering, chains: dict[Node, list[Node]]) -> None:
                 fn.namer.names[m] = fn.name_of(below)
 
 
+# The ufunc of a difference or a quotient, for `np.subtract(b, a, out=a)`: b - a into a's array.
+REVERSED = {"-": "subtract", "/": "divide"}
+
+
 def _writable_form(fn: Lowering, n: Node, a: Node) -> bool:
-    """Whether n can be written into a: `a op= b`, or a ufunc of a with `out=a` (not in a
-    functional target's code)."""
+    """Whether n can be written into a: `a op= b`, `np.subtract(b, a, out=a)` for b - a where
+    b makes no array of its own (a name, a number), or a ufunc of a with `out=a` (the last two
+    not in a functional target's code)."""
     op = OPS[n.op]
     if op.augmented:
-        return op.commutes or n.args[0] is a
+        if op.commutes or n.args[0] is a:
+            return True
+        b = n.args[0]
+        named = b.ndim == 0 or b in fn.own_line or b.op in ("param", "dout", "const", "dim")
+        return op.augmented in REVERSED and n.args[1] is a and named and not fn.printer.functional
     return op.ufunc and n.args[0] is a and not fn.printer.functional
 
 
@@ -242,12 +265,13 @@ def _updates(fn: Lowering, n: Node, a: Node, spine, name: str, done: dict) -> li
 
 def _worked_out(fn: Lowering, n: Node, v: Node, bound: dict, operands: dict) -> list[Stmt]:
     """The lines that work out operand v, written inline, in one new array of its own, where
-    its expression would make several (`0.8 * (1 + k * (x * x))`, four, as `t = x * x; t *= k;
-    t += 1; t *= 0.8`); none where it makes one or none. `operands` then names v's array."""
+    its expression would make three or more (`0.8 * (1 + k * (x * x))`, four, as `t = x * x;
+    t *= k; t += 1; t *= 0.8`); none where it makes fewer, for which a line more is not worth
+    an array. `operands` then names v's array."""
     if v in bound or not OPS[v.op].elementwise or not _temporary(fn, n, v):
         return []
     found = _spine(fn, v, lambda a, level: False)
-    if found is None:
+    if found is None or len(found[1]) < 2:
         return []
     a, spine = found
     name = fn.name_of(v)
@@ -264,9 +288,13 @@ def _step(fn: Lowering, n: Node, a: Node, name: str, done: dict | None = None) -
     the steps before): `name op= other`, or a ufunc of a with `out=name`; None where n's code
     has no such form."""
     augmented = OPS[n.op].augmented
-    if augmented:
+    if augmented and (OPS[n.op].commutes or n.args[0] is a):
         other = n.args[1] if n.args[0] is a else n.args[0]
         return AugAssign(name, augmented, fn.operand(n, other, fn.code(other, bound=done)))
+    if augmented:  # b - a, a's value in `name`: np.subtract(b, name, out=name)
+        b = fn.operand(n, n.args[0], fn.code(n.args[0], bound=done))
+        call = array(REVERSED[augmented], b, Name(name), ufunc=True)
+        return Eval(Call(call.fn, call.args, (("out", Name(name)),), True))
     e = fn.expression(n, bound=done)
     first = Name(done[a] if done and a in done else fn.name_of(a))
     if not (
@@ -282,7 +310,9 @@ def _step(fn: Lowering, n: Node, a: Node, name: str, done: dict | None = None) -
 def accumulate(fn: Lowering, n: Node) -> list[Stmt] | None:
     """A sum written the way an expert accumulates one: `y = a @ b` then `y += c`, so that the
     sum takes over the new array of one term instead of allocating its own (fresh large arrays
-    cost page faults too). None where that does not apply."""
+    cost page faults too). The first term is worked out in that array, and a term that would
+    make several large temporaries in one of its own (`_worked_out`). None where that does
+    not apply."""
     if not _sum(n) or not n.ndim or n.dtype != "float" or n in fn.born_weak:
         return None
     name = fn.name_of(n)
@@ -296,14 +326,29 @@ def accumulate(fn: Lowering, n: Node) -> list[Stmt] | None:
                 base, other = other, base
         if not _takes_over(fn, base, n):
             break
-        terms.append(
-            AugAssign(name, OPS[node.op].augmented, fn.operand(node, other, fn.code(other)))
-        )
+        terms.append((node, other))
         node = base
     if not terms or not _takes_over(fn, node, n):
         return None
-    lines = [Assign(name, fn.code(node)), *reversed(terms)]
+    lines = _worked_in(fn, n, node, name)
+    for level, other in reversed(terms):
+        operands: dict[Node, str] = {}
+        lines += _worked_out(fn, n, other, {}, operands)
+        code = fn.code(other, bound=operands)
+        lines.append(AugAssign(name, OPS[level.op].augmented, fn.operand(level, other, code)))
     return lines if all(map(fn.printer.fits, lines)) else None
+
+
+def _worked_in(fn: Lowering, n: Node, v: Node, name: str) -> list[Stmt]:
+    """`name = v`, v worked out in that new array where its expression would make several
+    large temporaries (`t = x * x`, `t *= k`, ...)."""
+    found = _spine(fn, v, lambda a, level: False) if OPS[v.op].elementwise else None
+    if found is not None and _temporary(fn, n, v):
+        a, spine = found
+        more = _updates(fn, n, a, spine, name, {a: name})
+        if more is not None:
+            return [Assign(name, fn.code(a)), *more]
+    return [Assign(name, fn.code(v))]
 
 
 def _sum(n: Node) -> bool:

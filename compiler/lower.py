@@ -288,8 +288,9 @@ class Lowering:
             if n.op == "loop":
                 out += loop_lines(self, n, comments)
                 continue
-            if n in self.whole:
-                out += [s for _, s in self.define(n)]
+            if n in self.whole:  # (in one line, or worked out in a new array: `_rebinds_safely`)
+                planned = inplace.steps(self, n) if n in self.in_place else None
+                out += planned or [s for _, s in self.define(n)]
                 continue
             steps = inplace.steps(self, n) if n in self.in_place else None
             out += steps or self._accumulate(n) or [s for _, s in self.define(n)]

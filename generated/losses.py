@@ -349,9 +349,7 @@ def svm_loss_backward(dout, cache):
     dmargins = np.where(t_1, 0, float(np.divide(dout, N))).astype(t.dtype)
     # margins = maximum(0, x - reshape(correct, (N, 1)) + 1)
     t_2 = dmargins * (t > 0)
-    t_3 = 0.5 * dmargins
-    t_3 *= 0 == t
-    t_2 += t_3
+    t_2 += 0.5 * dmargins * (0 == t)
     # correct = take_along(x, y)
     dx = t_2
     dx += (y[:, None] % C == np.arange(C)) * (-t_2.sum(axis=1))[:, None]
@@ -371,9 +369,7 @@ def svm_loss_grad(x, y):
     dmargins = np.where(t_1, 0, float(np.divide(1.0, N))).astype(x.dtype)
     # margins = maximum(0, x - reshape(correct, (N, 1)) + 1)
     t_2 = dmargins * (t > 0)
-    t_3 = 0.5 * dmargins
-    t_3 *= 0 == t
-    t_2 += t_3
+    t_2 += 0.5 * dmargins * (0 == t)
     # correct = take_along(x, y)
     dx = t_2
     dx += (y[:, None] % C == np.arange(C)) * (-t_2.sum(axis=1))[:, None]

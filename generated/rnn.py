@@ -315,7 +315,8 @@ def rnn_step_backward(dout, cache):
     x, prev_h, Wx, Wh, next_h, N, H = _cached(cache, RnnStepCache)
     dout = _dout("rnn_step", dout, (N, H), x.dtype)
     # next_h = tanh(x @ Wx + prev_h @ Wh + b)
-    t = 1 - next_h * next_h
+    t = next_h * next_h
+    np.subtract(1, t, out=t)
     t *= dout
     db = t.sum(axis=0)
     dprev_h = t @ Wh.T
@@ -796,7 +797,9 @@ def rnn(x, h0, Wx, Wh, b):
     xwx += b
     h = h0
     for t in range(T):
-        h = np.tanh(xwx[:, t] + h @ Wh)
+        h = h @ Wh
+        h += xwx[:, t]
+        np.tanh(h, out=h)
         hs[:, t] = h
     return hs
 
@@ -810,7 +813,9 @@ def rnn_forward(x, h0, Wx, Wh, b):
     xwx += b
     h = h0
     for t in range(T):
-        h = np.tanh(xwx[:, t] + h @ Wh)
+        h = h @ Wh
+        h += xwx[:, t]
+        np.tanh(h, out=h)
         hs[:, t] = h
     cache = RnnCache(h0, Wx, Wh, x_rows, hs, N, T, D, H)
     return hs, cache
@@ -925,7 +930,8 @@ def lstm(x, h0, Wx, Wh, b):
         lstm_cell_i = _sigmoid(lstm_cell_a[:, :H])
         lstm_cell_g = np.tanh(lstm_cell_a[:, 3 * H :])
         c = lstm_cell_f * c + lstm_cell_i * lstm_cell_g
-        h = lstm_cell_o * np.tanh(c)
+        h = np.tanh(c)
+        h *= lstm_cell_o
         hs[:, t] = h
         c_steps[t] = c
         lstm_cell_o_steps[t] = lstm_cell_o
@@ -957,7 +963,8 @@ def lstm_forward(x, h0, Wx, Wh, b):
         lstm_cell_i = _sigmoid(lstm_cell_a[:, :H])
         lstm_cell_g = np.tanh(lstm_cell_a[:, 3 * H :])
         c = lstm_cell_f * c + lstm_cell_i * lstm_cell_g
-        h = lstm_cell_o * np.tanh(c)
+        h = np.tanh(c)
+        h *= lstm_cell_o
         hs[:, t] = h
         c_steps[t] = c
         lstm_cell_o_steps[t] = lstm_cell_o
@@ -1206,7 +1213,9 @@ def captioning_loss(
     xwx += b
     h = h_1
     for t in range(T):
-        h = np.tanh(xwx[:, t] + h @ Wh)
+        h = h @ Wh
+        h += xwx[:, t]
+        np.tanh(h, out=h)
         hs[:, t] = h
     hs_rows = hs.reshape((N * T, H))
     scores = (hs_rows @ W_vocab).reshape((N, T, V))
@@ -1240,7 +1249,9 @@ def captioning_loss_forward(
     xwx += b
     h = h_1
     for t in range(T):
-        h = np.tanh(xwx[:, t] + h @ Wh)
+        h = h @ Wh
+        h += xwx[:, t]
+        np.tanh(h, out=h)
         hs[:, t] = h
     hs_rows = hs.reshape((N * T, H))
     scores = (hs_rows @ W_vocab).reshape((N, T, V))
@@ -1357,7 +1368,9 @@ def captioning_loss_grad(
     xwx += b
     h = h_1
     for t in range(T):
-        h = np.tanh(xwx[:, t] + h @ Wh)
+        h = h @ Wh
+        h += xwx[:, t]
+        np.tanh(h, out=h)
         hs[:, t] = h
     hs_rows = hs.reshape((N * T, H))
     scores = (hs_rows @ W_vocab).reshape((N, T, V))

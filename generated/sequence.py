@@ -325,7 +325,8 @@ def adder_scores(x, Wx, Wh, b, Wy, by):
         g = np.tanh(a[:, 3 * H :])
         c = f * c + i * g
         o = _sigmoid(a[:, 2 * H : 3 * H])
-        h = o * np.tanh(c)
+        h = np.tanh(c)
+        h *= o
         hs[:, t] = h
         c_steps[t] = c
         f_steps[t] = f
@@ -361,7 +362,8 @@ def adder_scores_forward(x, Wx, Wh, b, Wy, by):
         g = np.tanh(a[:, 3 * H :])
         c = f * c + i * g
         o = _sigmoid(a[:, 2 * H : 3 * H])
-        h = o * np.tanh(c)
+        h = np.tanh(c)
+        h *= o
         hs[:, t] = h
         c_steps[t] = c
         f_steps[t] = f
@@ -574,7 +576,8 @@ def adder_loss(x, y, Wx, Wh, b, Wy, by):
         g = np.tanh(a[:, 3 * H :])
         c = f * c + i * g
         o = _sigmoid(a[:, 2 * H : 3 * H])
-        h = o * np.tanh(c)
+        h = np.tanh(c)
+        h *= o
         labels = _labels(y[:, t], 2, "adder_loss: cross_entropy")
         one_hot = labels[:, None] == np.arange(2)
         t_1 = h @ Wy
@@ -620,7 +623,8 @@ def adder_loss_forward(x, y, Wx, Wh, b, Wy, by):
         g = np.tanh(a[:, 3 * H :])
         c = f * c + i * g
         o = _sigmoid(a[:, 2 * H : 3 * H])
-        h = o * np.tanh(c)
+        h = np.tanh(c)
+        h *= o
         labels = _labels(y[:, t], 2, "adder_loss: cross_entropy")
         one_hot = labels[:, None] == np.arange(2)
         t_1 = h @ Wy
@@ -762,7 +766,8 @@ def adder_loss_grad(x, y, Wx, Wh, b, Wy, by):
         g = np.tanh(a[:, 3 * H :])
         c = f * c + i * g
         o = _sigmoid(a[:, 2 * H : 3 * H])
-        h = o * np.tanh(c)
+        h = np.tanh(c)
+        h *= o
         labels = _labels(y[:, t], 2, "adder_loss: cross_entropy")
         one_hot = labels[:, None] == np.arange(2)
         t_1 = h @ Wy

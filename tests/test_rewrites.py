@@ -947,6 +947,17 @@ def test_transpose_products():
     assert opt.transpose_products(shared) is shared
 
 
+def test_negation_into_a_constant():
+    rule = opt.negation_into_a_constant
+    assert rewrites(rule, make("neg", make("mul", 2.0, x))) == "mul(-2.0, x)"
+    n = make("neg", make("mul", make("div", make("mul", 2, x), y), x))
+    assert rewrites(rule, n) == "mul(div(mul(-2, x), y), x)"
+    assert leaves_alone(rule, make("neg", make("mul", x, y)))
+    assert leaves_alone(rule, make("neg", make("mul", 1, x)))  # (negation_outward's -x)
+    assert leaves_alone(rule, make("neg", make("div", x, 2.0)))
+    assert leaves_alone(rule, make("neg", x))
+
+
 def test_contract_sums():
     p, q = param("p", "n", "m", index=0), param("q", "n", "m", index=1)
     u = param("u", "k", "n", "m", index=2)

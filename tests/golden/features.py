@@ -353,8 +353,8 @@ def scaled_backward(dout, cache):
     # z = mean(reshape(transpose(a, (1, 0)), (T * T,)) ** 2)
     da = (2 * (dout / max(T * T, 1)) * t_2).reshape((T, T)).T
     # a = a * (a > 0) - 0.1 * a
-    da_1 = da * t_1
-    da_1 -= 0.1 * da
+    da_1 = -0.1 * da
+    da_1 += da * t_1
     # a = Q @ K.T / sqrt(d)
     t_3 = da_1
     t_3 /= t
@@ -377,8 +377,8 @@ def scaled_grad(Q, K):
     # z = mean(reshape(transpose(a, (1, 0)), (T * T,)) ** 2)
     da = (2 / max(T * T, 1) * t_2).reshape((T, T)).T
     # a = a * (a > 0) - 0.1 * a
-    da_1 = da * t_1
-    da_1 -= 0.1 * da
+    da_1 = -0.1 * da
+    da_1 += da * t_1
     # a = Q @ K.T / sqrt(d)
     t_3 = da_1
     t_3 /= t
@@ -463,7 +463,7 @@ def power_backward(dout, cache):
     t_6 /= t_4
     t_6 *= t_3 > 0
     dx -= t_6
-    dx -= 2 * dout * x
+    dx += -2 * dout * x
     dx -= dout / t_1
     t_7 = dout * p
     t_7 *= t ** np.where(p == 0, 1, p - 1)
@@ -483,9 +483,14 @@ def power_grad(x, p):
     t_5 = t_2 / t_4
     out = (t**p + 1 / x - t_1 + t_5).sum()
     # out = sum(exp(x) ** p + x ** -1 + -x**2 + sigmoid(x) / (1 + relu(x)))
-    dx = t_5 * (1 - t_2)
+    dx = t_2
+    np.subtract(1, dx, out=dx)
+    dx *= t_5
     dx -= t_5 / t_4 * (t_3 > 0)
     dx += -2.0 * x
     dx += -1.0 / t_1
-    dx += p * t ** np.where(p == 0, 1, p - 1) * t
+    t_6 = t ** np.where(p == 0, 1, p - 1)
+    t_6 *= p
+    t_6 *= t
+    dx += t_6
     return out, PowerGrads(dx)

@@ -438,7 +438,8 @@ def gru_backward(dout, cache):
         dn = dh_1 * t_2
         n = n_steps[t]
         # n = tanh(x[:, t] @ Wn + r * h @ Un)
-        t_3 = 1 - n * n
+        t_3 = n * n
+        np.subtract(1, t_3, out=t_3)
         t_3 *= dn
         t_4 = t_3 @ Un.T
         r = r_steps[t]
@@ -558,9 +559,13 @@ def birnn(x, Wf, Uf, Wb, Ub):
     fw = fw_1.copy()
     bw = fw_1.copy()
     for t in range(T):
-        hf = np.tanh(xwf[:, t] + hf @ Uf)
+        hf = hf @ Uf
+        hf += xwf[:, t]
+        np.tanh(hf, out=hf)
         t_1 = T - 1 - t
-        hb = np.tanh(xwb[:, t_1] + hb @ Ub)
+        hb = hb @ Ub
+        hb += xwb[:, t_1]
+        np.tanh(hb, out=hb)
         fw[:, t] = hf
         bw[:, t_1] = hb
     out = np.concatenate([fw, bw], axis=2)
@@ -580,9 +585,13 @@ def birnn_forward(x, Wf, Uf, Wb, Ub):
     fw = fw_1.copy()
     bw = fw_1.copy()
     for t in range(T):
-        hf = np.tanh(xwf[:, t] + hf @ Uf)
+        hf = hf @ Uf
+        hf += xwf[:, t]
+        np.tanh(hf, out=hf)
         t_1 = T - 1 - t
-        hb = np.tanh(xwb[:, t_1] + hb @ Ub)
+        hb = hb @ Ub
+        hb += xwb[:, t_1]
+        np.tanh(hb, out=hb)
         fw[:, t] = hf
         bw[:, t_1] = hb
     out = np.concatenate([fw, bw], axis=2)
@@ -617,7 +626,8 @@ def birnn_backward(dout, cache):
         dhb_1 = dhb + dbw[:, t_4]
         hb = bw[:, t_4]
         # hb = tanh(x[:, T - 1 - t] @ Wb + hb @ Ub)
-        t_5 = 1 - hb * hb
+        t_5 = hb * hb
+        np.subtract(1, t_5, out=t_5)
         t_5 *= dhb_1
         dhb = t_5 @ Ub.T
         prev_hb = bw[:, t_3 - (t - 1)] if t > 0 else hf

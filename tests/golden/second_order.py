@@ -498,7 +498,9 @@ def logistic_grad(X, y, w, reg):
     loss = (np.maximum(z, 0) + _log1p_unit(e) - y * z).mean() + 0.5 * reg * (w @ w)
     # loss = mean(softplus(z) - y * z) + 0.5 * reg * sum(w * w)
     t = max(N, 1)
-    dz = np.maximum(e, z >= 0) / (1 + e) / t
+    dz = np.maximum(e, z >= 0)
+    dz /= 1 + e
+    dz /= t
     dz -= y / t
     # z = X @ w
     dw = X.T @ dz
@@ -624,7 +626,11 @@ def logistic_hvp(X, y, w, reg, v_w):
     t_3 = t_2 / t_1
     de = t_3 * (e > t)
     de += 0.5 * t_3 * (e == t)
-    de -= t_2 * (np.maximum(e, t) / t_1) / t_1
+    t_4 = np.maximum(e, t)
+    t_4 /= t_1
+    t_4 *= t_2
+    t_4 /= t_1
+    de -= t_4
     dz = -(de * e * np.sign(z))
     dw = X.T @ dz
     dw += v_w * reg
@@ -1083,12 +1089,10 @@ def two_layer_hvp(X, y, W1, b1, W2, b2, reg, v_W1, v_b1, v_W2, v_b2):
     dh = dscores @ v_W2.T
     dh += dscores_1 @ W2.T
     dW2 = h.T @ dscores_1
-    t_2 = ddh.T @ dscores
-    t_2 += v_W2 * reg
-    dW2 += t_2
-    t_3 = dh
-    t_3 *= t_1
-    db1 = t_3.sum(axis=0)
-    dW1 = X.T @ t_3
+    dW2 += ddh.T @ dscores + v_W2 * reg
+    t_2 = dh
+    t_2 *= t_1
+    db1 = t_2.sum(axis=0)
+    dW1 = X.T @ t_2
     dW1 += v_W1 * reg
     return TwoLayerHvps(dW1, db1, dW2, db2)
