@@ -107,14 +107,16 @@ def _parsed(dot: str):
 def test_a_loop_is_a_cluster_with_its_body(tmp_path):
     """The forward loop and its backward are clusters named by their headers, holding the
     body's nodes; edges bind the outer values to the body's params, carry the new h back, and
-    take the body's values out to the loop's results."""
+    take the body's values out to the loop's results: slots, and sums (the nested loops'
+    `dW`; the RNN's `dWh` is one product after its loop)."""
     dot = _dot(tmp_path, RNN)
     assert "Region(" not in dot and "Dim(" not in dot and "region=" not in dot
     nodes, edges = _parsed(dot)
     where = {label: inside for label, inside in nodes.values()}
     forward, backward = "for t in range(T)", "for t in reversed(range(T))"
     assert where["h\\ntanh"] == ("graph rnn", forward)
-    assert where["dWh\\nmatmul"] == ("graph rnn", backward)
+    assert where["dh\\nmatmul"] == ("graph rnn", backward)
+    assert where["dWh\\nmatmul"] == ("graph rnn",)
     by_label = {}
     for id_, (label, inside) in nodes.items():
         by_label.setdefault((label, inside), id_)
@@ -126,10 +128,15 @@ def test_a_loop_is_a_cluster_with_its_body(tmp_path):
     assert pairs[h0, h] == 'label="[N, H]"'  # h0 binds the carried h
     assert "next" in pairs[tanh, h] and "dashed" in pairs[tanh, h]  # the new h, carried back
     assert pairs[tanh, hs] == 'label="[N, H], a slot"'  # hs[:, t] = h
-    dWh = by_label["dWh\\nmatmul", ("graph rnn", backward)]
-    total = by_label["dWh\\nresult(index=1)", ("graph rnn",)]
-    assert pairs[dWh, total] == 'label="[H, H], summed"'
-    assert len([1 for _, inside in nodes.values() if inside[-1:] == (backward,)]) > 10
+    dxwx = by_label["dxwx\\nresult(index=1)", ("graph rnn",)]
+    assert 'label="[N, H], a slot"' in [pairs[a, b] for a, b in pairs if b == dxwx]
+    assert len([1 for _, inside in nodes.values() if inside[-1:] == (backward,)]) > 6
+    nodes, edges = _parsed(_dot(tmp_path, NESTED))
+    by_label = {(label, inside): id_ for id_, (label, inside) in nodes.items()}
+    inner = ("graph nested", "for i in reversed(range(T))", "for j in reversed(range(2))")
+    dW = by_label["dW\\nmatmul", inner]
+    total = by_label["dW\\nresult(index=1)", inner[:2]]
+    assert {(a, b): attrs for a, b, attrs in edges}[dW, total] == 'label="[D, D], summed"'
 
 
 def test_nested_loops_are_nested_clusters_with_unique_ids(tmp_path):

@@ -161,7 +161,7 @@ def test_attention_scales_q_and_reuses_it_as_the_hand_written_code_does():
     assert "q_scaled = q / t\n" in forward
     assert "@ k.T / t" not in forward  # the [S, T] scores are not scaled
     assert "dk = t_2.T @ q_scaled\n" in backward  # the forward's scaled q, not a new scaling
-    assert "dq = t_2 @ k / t\n" in backward  # [S, d], where the scores' gradient is [S, T]
+    assert "dq = t_2 @ k\n    dq /= t\n" in backward  # [S, d], where the scores' gradient is [S, T]
     assert "Arranged to be fastest for S = 512, T = 512, d = 64, m = 64;" in text
 
 
