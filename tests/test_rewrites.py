@@ -216,6 +216,8 @@ def test_combine_constant_factors():
     both = make("mul", make("mul", 0.5, x), make("mul", 2.0, y))
     assert rewrites(rule, both) == "mul(1.0, mul(x, y))"
     assert leaves_alone(rule, make("mul", make("mul", 0.5, x), y))
+    masks = [make("mul", 2, make("gt", a, 0)) for a in (x, y)]  # (int arrays each)
+    assert leaves_alone(rule, make("mul", *masks))  # 4 * (mask * mask) would be int64
 
 
 def test_constant_out_of_a_quotient():
@@ -249,6 +251,9 @@ def test_constant_leftmost():
     assert rewrites(rule, make("mul", 2, make("mul", x, y))) == "mul(mul(2, x), y)"
     assert leaves_alone(rule, make("mul", 2, make("mul", make("mul", x, y), c)))  # long products
     assert leaves_alone(rule, make("mul", 2, make("add", x, y)))
+    # a number times a mask first would be an int64 array (a float32 gradient made float64)
+    mask = make("gt", x, 0)
+    assert leaves_alone(rule, make("mul", 2, make("mul", mask, y)))
 
 
 def test_small_factors_first():

@@ -321,6 +321,27 @@ def test_the_log1p_helper_of_softplus():
     np.testing.assert_array_equal(same, got)
 
 
+def test_a_number_times_a_mask_keeps_float32():
+    """tests/regressions/number_times_mask_float32.bp: every gradient of f_grad and f_backward
+    is float32 for float32 inputs (a number times a mask first made an int64 array, and the
+    gradient float64)."""
+    from pathlib import Path
+
+    from bpc.check import make_inputs
+    from tests.oracle import typed_graph
+
+    path = Path(__file__).parent / "regressions" / "number_times_mask_float32.bp"
+    text = path.read_text()
+    module = load(text)
+    args = make_inputs(
+        typed_graph(text), {"n": 3, "m": 4, "k": 2}, np.float32, np.random.default_rng(0)
+    )
+    _, grads = module.f_grad(*args)
+    _, cache = module.f_forward(*args)
+    for g in (*grads, *module.f_backward(np.float32(1.0), cache)):
+        assert g.dtype == np.float32
+
+
 def test_clip_of_a_python_number_keeps_the_float32_of_the_arrays():
     """`clip` of a value made of `[]` parameters alone, which may be a Python float: np.clip of
     one is a NumPy float64, which made a float32 graph's output float64 (found by

@@ -156,7 +156,10 @@ def combine_constant_factors(n: Node) -> Node | None:
     (a * b) (`0.5 * x * (2 * s)`, GELU's tanh form written out, is `x * s`)."""
     if n.op == "mul" and all(_scaled(f) for f in n.args):
         (c1, a), (c2, b) = (f.args for f in n.args)
-        return make("mul", c1.attr("value") * c2.attr("value"), make("mul", a, b))
+        product_ = make("mul", a, b)
+        if product_.dtype != "float":  # (two masks: the number times them would be int64)
+            return None
+        return make("mul", c1.attr("value") * c2.attr("value"), product_)
     if n.op != "mul" or not _is_const(n.args[0]) or n.args[1].op != "mul":
         return None
     c1, (a, b) = n.args[0].attr("value"), n.args[1].args
@@ -215,10 +218,11 @@ def quotient_times_divisor(n: Node) -> Node | None:
 
 @rule("mul")
 def constant_leftmost(n: Node) -> Node | None:
-    """c * (a * b) -> c * a * b, the way a derivation is written (`2 * dout * q`)."""
+    """c * (a * b) -> c * a * b, the way a derivation is written (`2 * dout * q`), for a float
+    a: a number times a mask first would be an int64 array, which makes float32 float64."""
     if n.op == "mul" and _is_const(n.args[0]) and n.args[1].op == "mul":
         a, b = n.args[1].args
-        if not _is_const(a) and a.op != "mul":  # one level: a long product keeps its shape
+        if not _is_const(a) and a.op != "mul" and a.dtype == "float":  # (one level)
             return make("mul", make("mul", n.args[0], a), b)
     return None
 
