@@ -273,14 +273,19 @@ def _worked_out(fn: Lowering, n: Node, v: Node, bound: dict, operands: dict) -> 
     found = _spine(fn, v, lambda a, level: False)
     if found is None or len(found[1]) < 2:
         return []
-    a, spine = found
     name = fn.name_of(v)
-    first = Assign(name, fn.code(a, bound=bound))
-    more = _updates(fn, n, a, spine, name, {**bound, a: name})
-    if more is None or not fn.printer.fits(first):
+    lines = _chain(fn, n, *found, name, bound)
+    if lines is None or not fn.printer.fits(lines[0]):
         return []
     operands[v] = name
-    return [first, *more]
+    return lines
+
+
+def _chain(fn: Lowering, n: Node, a: Node, spine, name: str, bound: dict) -> list[Stmt] | None:
+    """`name = a`, a new array, then the operations of `spine` done in it (`_updates`); None
+    where a step has no such form."""
+    more = _updates(fn, n, a, spine, name, {**bound, a: name})
+    return None if more is None else [Assign(name, fn.code(a, bound=bound)), *more]
 
 
 def _step(fn: Lowering, n: Node, a: Node, name: str, done: dict | None = None) -> Stmt | None:
@@ -343,12 +348,8 @@ def _worked_in(fn: Lowering, n: Node, v: Node, name: str) -> list[Stmt]:
     """`name = v`, v worked out in that new array where its expression would make several
     large temporaries (`t = x * x`, `t *= k`, ...)."""
     found = _spine(fn, v, lambda a, level: False) if OPS[v.op].elementwise else None
-    if found is not None and _temporary(fn, n, v):
-        a, spine = found
-        more = _updates(fn, n, a, spine, name, {a: name})
-        if more is not None:
-            return [Assign(name, fn.code(a)), *more]
-    return [Assign(name, fn.code(v))]
+    lines = _chain(fn, n, *found, name, {}) if found and _temporary(fn, n, v) else None
+    return lines or [Assign(name, fn.code(v))]
 
 
 def _sum(n: Node) -> bool:

@@ -46,8 +46,7 @@ def one_product(n: Node) -> Node | None:
     a, w = n.args
     if a.ndim < 3 or w.ndim != 2:
         return None
-    rows = make("reshape", a, shape=(product(a.shape[:-1]), a.shape[-1]), hint=_rows(a))
-    return make("reshape", make("matmul", rows, w), shape=n.shape)
+    return make("reshape", make("matmul", _as_rows(a, _rows(a)), w), shape=n.shape)
 
 
 def _rows(a: Node) -> str | None:
@@ -265,6 +264,6 @@ def _steps_of(a: Node, t: Node, axis: int, outside: dict[Node, Node]) -> Node | 
     return make("shifted", outside[first], outside[later.args[0]], axis=axis, hint=hint)
 
 
-def _as_rows(a: Node) -> Node:
+def _as_rows(a: Node, hint: str | None = None) -> Node:
     """`a` as a matrix of rows: its last axis against all the others."""
-    return make("reshape", a, shape=(product(a.shape[:-1]), a.shape[-1]))
+    return make("reshape", a, shape=(product(a.shape[:-1]), a.shape[-1]), hint=hint)
