@@ -136,7 +136,7 @@ class _Teller:
         is no statement's upstream gradient."""
         spans = []
         for i, line in enumerate(lines):
-            target = self.grad_name(line.target)
+            target = line.target if line.plain else self.grad_name(line.target)
             if line.index is not None:
                 target = math.text(Subscript(Name(target), line.index))
             text = f"{target} {line.op} {math.text(line.expr)}"

@@ -51,10 +51,11 @@ def plan(fn: Lowering, nodes) -> None:
             continue
         reusable = _Reusable(fn, n, made, last, kept)
         found = _spine(fn, n, reusable)
-        if found is not None and found[0] not in made and _sum(n):
+        if n in fn.whole:  # (never accumulated: in one line, or planned here)
+            if found is None or not _rebinds_safely(fn, n, *found):
+                continue
+        elif found is not None and found[0] not in made and _terms(fn, n) is not None:
             continue  # (a sum in a new array: `accumulate` adds term by term into it)
-        if n in fn.whole and (found is None or not _rebinds_safely(fn, n, *found)):
-            continue
         if found is not None:
             fn.in_place[n] = found
             a = found[0]
@@ -318,9 +319,25 @@ def accumulate(fn: Lowering, n: Node) -> list[Stmt] | None:
     cost page faults too). The first term is worked out in that array, and a term that would
     make several large temporaries in one of its own (`_worked_out`). None where that does
     not apply."""
+    found = _terms(fn, n)
+    if found is None:
+        return None
+    node, terms = found
+    name = fn.name_of(n)
+    lines = _worked_in(fn, n, node, name)
+    for level, other in reversed(terms):
+        operands: dict[Node, str] = {}
+        lines += _worked_out(fn, n, other, {}, operands)
+        code = fn.code(other, bound=operands)
+        lines.append(AugAssign(name, OPS[level.op].augmented, fn.operand(level, other, code)))
+    return lines if all(map(fn.printer.fits, lines)) else None
+
+
+def _terms(fn: Lowering, n: Node) -> tuple[Node, list[tuple[Node, Node]]] | None:
+    """The sum n as the term whose new array it takes over, and the terms it then adds (or
+    subtracts) level by level; None where no term can be taken over."""
     if not _sum(n) or not n.ndim or n.dtype != "float" or n in fn.born_weak:
         return None
-    name = fn.name_of(n)
     terms, node = [], n
     while _sum(node) and (node is n or node not in fn.own_line):
         base, other = node.args
@@ -335,13 +352,7 @@ def accumulate(fn: Lowering, n: Node) -> list[Stmt] | None:
         node = base
     if not terms or not _takes_over(fn, node, n):
         return None
-    lines = _worked_in(fn, n, node, name)
-    for level, other in reversed(terms):
-        operands: dict[Node, str] = {}
-        lines += _worked_out(fn, n, other, {}, operands)
-        code = fn.code(other, bound=operands)
-        lines.append(AugAssign(name, OPS[level.op].augmented, fn.operand(level, other, code)))
-    return lines if all(map(fn.printer.fits, lines)) else None
+    return node, terms
 
 
 def _worked_in(fn: Lowering, n: Node, v: Node, name: str) -> list[Stmt]:

@@ -23,6 +23,7 @@ from .expr import (
     Assign,
     AugAssign,
     BinOp,
+    Call,
     Comment,
     Eval,
     Expr,
@@ -34,14 +35,16 @@ from .expr import (
     Store,
     Subscript,
     Tuple,
+    array,
     builtin,
     helper,
     method,
+    walk,
 )
 from .expr import List as ListExpr
 from .ir import OPS, Graph, Node, is_view
 from .ops import At, Facts, dtype_of
-from .ops.loop import counts, results_of, width
+from .ops.loop import counts, results_of, width, writes_over_reads
 from .printer import HELPERS, NumPyPrinter
 
 MAX_INLINE_DEPTH = 6  # a value nested deeper gets a line of its own
@@ -192,6 +195,8 @@ class Lowering:
         self.depth = 0  # how many loops this function's lines are inside
         self.whole: set[Node] = set()  # values written in one statement, never in place
         self.in_place: dict[Node, Node] = {}  # a line that writes into its operand's array
+        self.slots: dict[Node, Subscript] = {}  # a loop body's value made in its slot (`_in_slot`)
+        self.in_slot: set[Node] = set()  # those that were: no slot write after the body
         self._names: dict[str, Name] = {}  # (one expression for each name)
 
     @property
@@ -290,11 +295,36 @@ class Lowering:
                 continue
             if n in self.whole:  # (in one line, or worked out in a new array: `_rebinds_safely`)
                 planned = inplace.steps(self, n) if n in self.in_place else None
-                out += planned or [s for _, s in self.define(n)]
-                continue
-            steps = inplace.steps(self, n) if n in self.in_place else None
-            out += steps or self._accumulate(n) or [s for _, s in self.define(n)]
+                made = planned or [s for _, s in self.define(n)]
+            else:
+                steps = inplace.steps(self, n) if n in self.in_place else None
+                made = steps or self._accumulate(n) or [s for _, s in self.define(n)]
+            out += self._in_slot(n, made) if n in self.slots else made
         return out
+
+    def _in_slot(self, n: Node, made: list[Stmt]) -> list[Stmt]:
+        """A loop body's value made in the slot it is written to, where its line's first
+        statement takes `out=`: `h = np.tanh(c, out=hs[:, t])`, `c = np.multiply(f, c,
+        out=cs[t])` then `c += i * g`, as an expert fills a stack; the slot write after the
+        body is then left out. Not where the line reads the stack (its slot may still hold a
+        value the step reads: `hs` over `xwx`, `optimize/stacks.py`)."""
+        slot = self.slots[n]
+        name = self.name_of(n)
+        if any(e == slot.obj for s in made for x in s.exprs() for e in walk(x)):
+            return made
+        k = next((i for i, s in enumerate(made) if name in s.targets()), None)
+        if k is None or not isinstance(made[k], Assign) or made[k].target != name:
+            return made
+        value = made[k].value
+        if isinstance(value, BinOp) and value.op in UFUNCS:
+            value = array(UFUNCS[value.op], value.left, value.right, ufunc=True)
+        elif not (isinstance(value, Call) and value.ufunc):
+            return made
+        if any(key == "out" for key, _ in value.kwargs):
+            return made
+        self.in_slot.add(n)
+        value = Call(value.fn, value.args, value.kwargs + (("out", slot),), True)
+        return [*made[:k], Assign(name, value), *made[k + 1 :]]
 
     def _accumulate(self, n: Node) -> list[Stmt] | None:
         """n's sum accumulated in the array of a term (`inplace.accumulate`)."""
@@ -341,7 +371,7 @@ def name_loop(fn: Lowering, n: Node) -> list[str]:
             name = namer.get(("loop", n, j), (res.hint if res is not None else None) or "acc")
         if res is not None:
             namer.names[res] = name
-        if _owned(fn, init) and init not in namer.names:
+        if _owned(fn, init, n, j) and init not in namer.names:
             namer.names[init] = name
         names.append(name)
     namer.get(("loop variable", fn.depth), params[0].hint or "t")  # (first, so `t` is its)
@@ -404,6 +434,8 @@ def loop_lines(fn: Lowering, n: Node, comments: bool) -> list[Stmt]:
     sums = _inline_sums(sub, body, kinds, carried)
     nexts = _carry_names(sub, body, carried, names)
     sub.plan(body.nodes)
+    if not fn.printer.functional:
+        sub.slots = _slot_targets(fn, sub, n, names)
     inner = sub.lines(body.nodes, comments)
     after: list[Stmt] = []
     r = carried
@@ -412,6 +444,9 @@ def loop_lines(fn: Lowering, n: Node, comments: bool) -> list[Stmt]:
         value = sub.expression(value) if value in sums else sub.code(value)
         if kind[0] == "slot":
             positions = dict(zip(kind[1], body.results[r + 1 : r + width(kind)]))
+            if body.results[r] in sub.in_slot and sub.slots[body.results[r]].obj == Name(name):
+                r += width(kind)
+                continue  # (made in its slot)
             add = kind[2] == "add" and not _first_write(fn, inits[j], positions, params[0])
             write = _collected if fn.printer.functional else _stored
             inner.append(write(sub, name, positions, value, add, lines, after))
@@ -435,6 +470,48 @@ def loop_lines(fn: Lowering, n: Node, comments: bool) -> list[Stmt]:
     if kw.get("reverse"):
         over = builtin("reversed", over)
     return lines + [For(var, over, tuple(inner))] + after
+
+
+def _slot_targets(fn: Lowering, sub: Lowering, n: Node, names: list[str]) -> dict[Node, Subscript]:
+    """The values of loop n's body that can be made in the slot they are written to (see
+    `Lowering._in_slot`): a new float array the body makes, written to one slot at the loop
+    variable (set, or added to zeros of the loop's own once), and read by no other write or
+    sum of the loop."""
+    kw = n.kw
+    body, kinds = kw["body"], kw["kinds"]
+    carried, _ = counts(kinds)
+    t = body.params[0]
+    written = body.results[carried:]
+    out: dict[Node, Subscript] = {}
+    r = carried
+    for j, kind in enumerate(kinds):
+        if kind[0] == "carry":
+            continue
+        v, at = body.results[r], body.results[r + 1 : r + width(kind)]
+        r += width(kind)
+        if kind[0] != "slot" or list(at) != [t] * len(at):
+            continue
+        positions = dict(zip(kind[1], at))
+        if kind[2] == "add" and not _first_write(fn, n.args[j], positions, t):
+            continue
+        if (
+            v.op in ("param", "result", "loop")
+            or is_view(v)
+            or not OPS[v.op].fresh
+            or OPS[v.op].leaf
+            or v.dtype != "float"
+            or not v.ndim
+            or v in sub.born_weak
+            or written.count(v) != 1
+        ):
+            continue
+        items = [sub.code(t) if a in positions else ALL for a in range(max(positions) + 1)]
+        out[v] = Subscript(Name(names[j]), tuple(items))
+    return out
+
+
+# The ufunc of an arithmetic operator, for a value made in its slot: `np.multiply(f, c, out=...)`.
+UFUNCS = {"+": "add", "-": "subtract", "*": "multiply", "/": "divide"}
 
 
 def _stored(sub: Lowering, name: str, positions: dict, value: Expr, add: bool, *_) -> Stmt:
@@ -520,16 +597,23 @@ def _first_write(fn: Lowering, init: Node, positions: dict, t: Node) -> bool:
     )
 
 
-def _owned(fn: Lowering, init: Node) -> bool:
+def _owned(fn: Lowering, init: Node, loop: Node | None = None, j: int = 0) -> bool:
     """Whether a loop may write into the array of `init`, its written array's value before the
-    loop: a new array this function made, which nothing else reads or keeps."""
+    loop: a new array this function made, which nothing else reads or keeps; but the loop
+    itself where it reads `init` only at each step's own slot (`ops.loop.writes_over_reads`:
+    `hs` written over `xwx`, `optimize/stacks.py`)."""
+    also = writes_over_reads(loop, j, init) if loop is not None else 0
+    if also is None or fn.uses.get(init, 0) != 1 + also or init in fn.keep:
+        return False
+    while also and is_view(init) and not OPS[init.op].read_only:  # ((x_rows @ Wx).reshape(...))
+        init = init.args[0]
+        if fn.uses.get(init, 0) != 1 or init in fn.keep:
+            return False
     return (
         OPS[init.op].fresh
         and not is_view(init)
         and not OPS[init.op].leaf
-        and fn.uses.get(init, 0) == 1
-        and init not in fn.keep
-        and init.op != "loop"
+        and init.op not in ("loop", "result")
     )
 
 
@@ -574,13 +658,16 @@ def _carry_names(sub: Lowering, body, carried: int, names: list[str]) -> set[Nod
 @dataclass(frozen=True)
 class Line:
     """One backward line of `bpc explain`: `target op expr`, where `op` is `=`, or `+=` for a
-    loop's sum; `index` is a written slot's position (`dx[:, t] = ...`); `node` the value."""
+    loop's sum; `index` is a written slot's position (`dx[:, t] = ...`); `node` the value;
+    `plain` where the target is an array that holds no gradient yet (a stack that starts as a
+    local derivative, `dxwx = 1 - hs * hs`)."""
 
     target: str
     expr: Expr
     node: Node
     op: str = "="
     index: tuple[Expr, ...] | None = None
+    plain: bool = False
 
 
 @dataclass(frozen=True)
@@ -757,7 +844,10 @@ def _loop_step(fn: Lowering, n: Node, dims: dict[str, str]) -> LoopStep:
     starts, ends = [], []
     for j, (init, name) in enumerate(zip(inits, names)):
         value = Lit(0) if init.op == "zeros" else fn.code(init, notation=True)
-        if value != Name(name):  # (the carried gradient's param, with the body's shape)
+        if value == Name(name) and j >= carried:  # (a stack over an array, `optimize/stacks.py`)
+            value = fn.expression(init, notation=True)
+            starts.append(Line(name, value, init, plain=True))  # (`dxwx = 1 - hs * hs`)
+        elif value != Name(name):  # (the carried gradient's param, with the body's shape)
             starts.append(Line(name, value, params[1 + j] if j < carried else init))
     r = carried
     for j, (kind, name) in enumerate(zip(kinds[carried:], names[carried:]), carried):

@@ -52,6 +52,7 @@ STAGES = (
     "simplify",
     "tidy_loops",
     "products_after_loops",
+    "stacks_in_read_arrays",
     "transpose_products",
     "contract_sums",
     "place_scales",

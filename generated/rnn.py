@@ -791,14 +791,13 @@ def _rnn_check(x, h0, Wx, Wh, b):
 def rnn(x, h0, Wx, Wh, b):
     """hs [N, T, H] = rnn(x [N, T, D], h0 [N, H], Wx [D, H], Wh [H, H], b [H]): the forward pass alone."""
     N, T, D, H = _rnn_sizes(x, h0, Wx, Wh, b)
-    hs = np.zeros((N, T, H), dtype=x.dtype)
     x_rows = x.reshape((N * T, D))
-    xwx = (x_rows @ Wx).reshape((N, T, H))
-    xwx += b
+    hs = (x_rows @ Wx).reshape((N, T, H))
+    hs += b
     h = h0
     for t in range(T):
         h = h @ Wh
-        h += xwx[:, t]
+        h += hs[:, t]
         np.tanh(h, out=h)
         hs[:, t] = h
     return hs
@@ -807,14 +806,13 @@ def rnn(x, h0, Wx, Wh, b):
 def rnn_forward(x, h0, Wx, Wh, b):
     """hs [N, T, H] = rnn(x [N, T, D], h0 [N, H], Wx [D, H], Wh [H, H], b [H]), and the cache that rnn_backward needs."""
     N, T, D, H = _rnn_sizes(x, h0, Wx, Wh, b)
-    hs = np.zeros((N, T, H), dtype=x.dtype)
     x_rows = x.reshape((N * T, D))
-    xwx = (x_rows @ Wx).reshape((N, T, H))
-    xwx += b
+    hs = (x_rows @ Wx).reshape((N, T, H))
+    hs += b
     h = h0
     for t in range(T):
         h = h @ Wh
-        h += xwx[:, t]
+        h += hs[:, t]
         np.tanh(h, out=h)
         hs[:, t] = h
     cache = RnnCache(h0, Wx, Wh, x_rows, hs, N, T, D, H)
@@ -826,13 +824,13 @@ def rnn_backward(dout, cache):
     h0, Wx, Wh, x_rows, hs, N, T, D, H = _cached(cache, RnnCache)
     dout = _dout("rnn", dout, (N, T, H), h0.dtype)
     dh = np.zeros((N, H), dtype=h0.dtype)
-    dxwx = np.zeros((N, T, H), dtype=h0.dtype)
+    dxwx = hs * hs
+    np.subtract(1, dxwx, out=dxwx)
     for t in reversed(range(T)):
         dh_1 = dh + dout[:, t]
-        h = hs[:, t]
         # h = tanh(x[:, t] @ Wx + h @ Wh + b)
         t_1 = dh_1
-        t_1 *= 1 - h * h
+        t_1 *= dxwx[:, t]
         dh = t_1 @ Wh.T
         dxwx[:, t] = t_1
     prev_hs = _shifted(h0, hs, 1)
@@ -925,19 +923,14 @@ def lstm(x, h0, Wx, Wh, b):
     for t in range(T):
         lstm_cell_a = h @ Wh
         lstm_cell_a += xwx[:, t]
-        lstm_cell_o = _sigmoid(lstm_cell_a[:, 2 * H : 3 * H])
-        lstm_cell_f = _sigmoid(lstm_cell_a[:, H : 2 * H])
-        lstm_cell_i = _sigmoid(lstm_cell_a[:, :H])
-        lstm_cell_g = np.tanh(lstm_cell_a[:, 3 * H :])
-        c = lstm_cell_f * c + lstm_cell_i * lstm_cell_g
-        h = np.tanh(c)
+        lstm_cell_o = _sigmoid(lstm_cell_a[:, 2 * H : 3 * H], out=lstm_cell_o_steps[t])
+        lstm_cell_f = _sigmoid(lstm_cell_a[:, H : 2 * H], out=lstm_cell_f_steps[t])
+        lstm_cell_i = _sigmoid(lstm_cell_a[:, :H], out=lstm_cell_i_steps[t])
+        lstm_cell_g = np.tanh(lstm_cell_a[:, 3 * H :], out=lstm_cell_g_steps[t])
+        c = np.multiply(lstm_cell_f, c, out=c_steps[t])
+        c += lstm_cell_i * lstm_cell_g
+        h = np.tanh(c, out=hs[:, t])
         h *= lstm_cell_o
-        hs[:, t] = h
-        c_steps[t] = c
-        lstm_cell_o_steps[t] = lstm_cell_o
-        lstm_cell_f_steps[t] = lstm_cell_f
-        lstm_cell_i_steps[t] = lstm_cell_i
-        lstm_cell_g_steps[t] = lstm_cell_g
     return hs
 
 
@@ -958,19 +951,14 @@ def lstm_forward(x, h0, Wx, Wh, b):
     for t in range(T):
         lstm_cell_a = h @ Wh
         lstm_cell_a += xwx[:, t]
-        lstm_cell_o = _sigmoid(lstm_cell_a[:, 2 * H : 3 * H])
-        lstm_cell_f = _sigmoid(lstm_cell_a[:, H : 2 * H])
-        lstm_cell_i = _sigmoid(lstm_cell_a[:, :H])
-        lstm_cell_g = np.tanh(lstm_cell_a[:, 3 * H :])
-        c = lstm_cell_f * c + lstm_cell_i * lstm_cell_g
-        h = np.tanh(c)
+        lstm_cell_o = _sigmoid(lstm_cell_a[:, 2 * H : 3 * H], out=lstm_cell_o_steps[t])
+        lstm_cell_f = _sigmoid(lstm_cell_a[:, H : 2 * H], out=lstm_cell_f_steps[t])
+        lstm_cell_i = _sigmoid(lstm_cell_a[:, :H], out=lstm_cell_i_steps[t])
+        lstm_cell_g = np.tanh(lstm_cell_a[:, 3 * H :], out=lstm_cell_g_steps[t])
+        c = np.multiply(lstm_cell_f, c, out=c_steps[t])
+        c += lstm_cell_i * lstm_cell_g
+        h = np.tanh(c, out=hs[:, t])
         h *= lstm_cell_o
-        hs[:, t] = h
-        c_steps[t] = c
-        lstm_cell_o_steps[t] = lstm_cell_o
-        lstm_cell_f_steps[t] = lstm_cell_f
-        lstm_cell_i_steps[t] = lstm_cell_i
-        lstm_cell_g_steps[t] = lstm_cell_g
     cache = LstmCache(
         h0,
         Wx,
@@ -1207,14 +1195,13 @@ def captioning_loss(
     h_1 += b_proj
     t_1 = captions[:, :-1]
     x = W_embed[t_1]
-    hs = np.zeros((N, T, H), dtype=features.dtype)
     x_rows = x.reshape((N * T, D))
-    xwx = (x_rows @ Wx).reshape((N, T, H))
-    xwx += b
+    hs = (x_rows @ Wx).reshape((N, T, H))
+    hs += b
     h = h_1
     for t in range(T):
         h = h @ Wh
-        h += xwx[:, t]
+        h += hs[:, t]
         np.tanh(h, out=h)
         hs[:, t] = h
     hs_rows = hs.reshape((N * T, H))
@@ -1243,14 +1230,13 @@ def captioning_loss_forward(
     h_1 += b_proj
     t_1 = captions[:, :-1]
     x = W_embed[t_1]
-    hs = np.zeros((N, T, H), dtype=features.dtype)
     x_rows = x.reshape((N * T, D))
-    xwx = (x_rows @ Wx).reshape((N, T, H))
-    xwx += b
+    hs = (x_rows @ Wx).reshape((N, T, H))
+    hs += b
     h = h_1
     for t in range(T):
         h = h @ Wh
-        h += xwx[:, t]
+        h += hs[:, t]
         np.tanh(h, out=h)
         hs[:, t] = h
     hs_rows = hs.reshape((N * T, H))
@@ -1324,13 +1310,13 @@ def captioning_loss_backward(dout, cache):
     dW_vocab = hs_rows.T @ t_4
     dhs = dhs_rows.reshape((N, T, H))
     dh = np.zeros((N, H), dtype=features.dtype)
-    dxwx = np.zeros((N, T, H), dtype=features.dtype)
+    dxwx = hs * hs
+    np.subtract(1, dxwx, out=dxwx)
     for t in reversed(range(T)):
         dh_1 = dh + dhs[:, t]
-        h = hs[:, t]
         # h = tanh(x[:, t] @ Wx + h @ Wh + b)
         t_5 = dh_1
-        t_5 *= 1 - h * h
+        t_5 *= dxwx[:, t]
         dh = t_5 @ Wh.T
         dxwx[:, t] = t_5
     prev_hs = _shifted(h_1, hs, 1)
@@ -1362,14 +1348,13 @@ def captioning_loss_grad(
     h_1 += b_proj
     t_1 = captions[:, :-1]
     x = W_embed[t_1]
-    hs = np.zeros((N, T, H), dtype=features.dtype)
     x_rows = x.reshape((N * T, D))
-    xwx = (x_rows @ Wx).reshape((N, T, H))
-    xwx += b
+    hs = (x_rows @ Wx).reshape((N, T, H))
+    hs += b
     h = h_1
     for t in range(T):
         h = h @ Wh
-        h += xwx[:, t]
+        h += hs[:, t]
         np.tanh(h, out=h)
         hs[:, t] = h
     hs_rows = hs.reshape((N * T, H))
@@ -1396,13 +1381,13 @@ def captioning_loss_grad(
     dW_vocab = hs_rows.T @ t_3
     dhs = dhs_rows.reshape((N, T, H))
     dh = np.zeros((N, H), dtype=features.dtype)
-    dxwx = np.zeros((N, T, H), dtype=features.dtype)
+    dxwx = hs * hs
+    np.subtract(1, dxwx, out=dxwx)
     for t in reversed(range(T)):
         dh_1 = dh + dhs[:, t]
-        h_2 = hs[:, t]
         # h = tanh(x[:, t] @ Wx + h @ Wh + b)
         t_4 = dh_1
-        t_4 *= 1 - h_2 * h_2
+        t_4 *= dxwx[:, t]
         dh = t_4 @ Wh.T
         dxwx[:, t] = t_4
     prev_hs = _shifted(h_1, hs, 1)

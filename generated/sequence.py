@@ -320,19 +320,14 @@ def adder_scores(x, Wx, Wh, b, Wy, by):
     for t in range(T):
         a = h @ Wh
         a += xwx[:, t]
-        f = _sigmoid(a[:, H : 2 * H])
-        i = _sigmoid(a[:, :H])
-        g = np.tanh(a[:, 3 * H :])
-        c = f * c + i * g
-        o = _sigmoid(a[:, 2 * H : 3 * H])
-        h = np.tanh(c)
+        f = _sigmoid(a[:, H : 2 * H], out=f_steps[t])
+        i = _sigmoid(a[:, :H], out=i_steps[t])
+        g = np.tanh(a[:, 3 * H :], out=g_steps[t])
+        c = np.multiply(f, c, out=c_steps[t])
+        c += i * g
+        o = _sigmoid(a[:, 2 * H : 3 * H], out=o_steps[t])
+        h = np.tanh(c, out=hs[:, t])
         h *= o
-        hs[:, t] = h
-        c_steps[t] = c
-        f_steps[t] = f
-        i_steps[t] = i
-        g_steps[t] = g
-        o_steps[t] = o
     hs_rows = hs.reshape((N * T, H))
     scores = (hs_rows @ Wy).reshape((N, T, 2))
     scores += by
@@ -357,19 +352,14 @@ def adder_scores_forward(x, Wx, Wh, b, Wy, by):
     for t in range(T):
         a = h @ Wh
         a += xwx[:, t]
-        f = _sigmoid(a[:, H : 2 * H])
-        i = _sigmoid(a[:, :H])
-        g = np.tanh(a[:, 3 * H :])
-        c = f * c + i * g
-        o = _sigmoid(a[:, 2 * H : 3 * H])
-        h = np.tanh(c)
+        f = _sigmoid(a[:, H : 2 * H], out=f_steps[t])
+        i = _sigmoid(a[:, :H], out=i_steps[t])
+        g = np.tanh(a[:, 3 * H :], out=g_steps[t])
+        c = np.multiply(f, c, out=c_steps[t])
+        c += i * g
+        o = _sigmoid(a[:, 2 * H : 3 * H], out=o_steps[t])
+        h = np.tanh(c, out=hs[:, t])
         h *= o
-        hs[:, t] = h
-        c_steps[t] = c
-        f_steps[t] = f
-        i_steps[t] = i
-        g_steps[t] = g
-        o_steps[t] = o
     hs_rows = hs.reshape((N * T, H))
     scores = (hs_rows @ Wy).reshape((N, T, 2))
     scores += by
@@ -571,12 +561,13 @@ def adder_loss(x, y, Wx, Wh, b, Wy, by):
     for t in range(T):
         a = h @ Wh
         a += xwx[:, t]
-        f = _sigmoid(a[:, H : 2 * H])
-        i = _sigmoid(a[:, :H])
-        g = np.tanh(a[:, 3 * H :])
-        c = f * c + i * g
-        o = _sigmoid(a[:, 2 * H : 3 * H])
-        h = np.tanh(c)
+        f = _sigmoid(a[:, H : 2 * H], out=f_steps[t])
+        i = _sigmoid(a[:, :H], out=i_steps[t])
+        g = np.tanh(a[:, 3 * H :], out=g_steps[t])
+        c = np.multiply(f, c, out=c_steps[t])
+        c += i * g
+        o = _sigmoid(a[:, 2 * H : 3 * H], out=o_steps[t])
+        h = np.tanh(c, out=h_steps[t])
         h *= o
         labels = _labels(y[:, t], 2, "adder_loss: cross_entropy")
         one_hot = labels[:, None] == np.arange(2)
@@ -586,12 +577,6 @@ def adder_loss(x, y, Wx, Wh, b, Wy, by):
         log_probs = shifted
         log_probs -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         loss_1 = loss_1 - (one_hot * log_probs).sum(axis=1).sum()
-        c_steps[t] = c
-        h_steps[t] = h
-        f_steps[t] = f
-        i_steps[t] = i
-        g_steps[t] = g
-        o_steps[t] = o
         add_by_steps[t] = t_1
     t_2 = N * T
     loss = loss_1 / t_2
@@ -618,12 +603,13 @@ def adder_loss_forward(x, y, Wx, Wh, b, Wy, by):
     for t in range(T):
         a = h @ Wh
         a += xwx[:, t]
-        f = _sigmoid(a[:, H : 2 * H])
-        i = _sigmoid(a[:, :H])
-        g = np.tanh(a[:, 3 * H :])
-        c = f * c + i * g
-        o = _sigmoid(a[:, 2 * H : 3 * H])
-        h = np.tanh(c)
+        f = _sigmoid(a[:, H : 2 * H], out=f_steps[t])
+        i = _sigmoid(a[:, :H], out=i_steps[t])
+        g = np.tanh(a[:, 3 * H :], out=g_steps[t])
+        c = np.multiply(f, c, out=c_steps[t])
+        c += i * g
+        o = _sigmoid(a[:, 2 * H : 3 * H], out=o_steps[t])
+        h = np.tanh(c, out=h_steps[t])
         h *= o
         labels = _labels(y[:, t], 2, "adder_loss: cross_entropy")
         one_hot = labels[:, None] == np.arange(2)
@@ -633,12 +619,6 @@ def adder_loss_forward(x, y, Wx, Wh, b, Wy, by):
         log_probs = shifted
         log_probs -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         loss_1 = loss_1 - (one_hot * log_probs).sum(axis=1).sum()
-        c_steps[t] = c
-        h_steps[t] = h
-        f_steps[t] = f
-        i_steps[t] = i
-        g_steps[t] = g
-        o_steps[t] = o
         add_by_steps[t] = t_1
     t_2 = N * T
     loss = loss_1 / t_2
@@ -761,12 +741,13 @@ def adder_loss_grad(x, y, Wx, Wh, b, Wy, by):
     for t in range(T):
         a = h @ Wh
         a += xwx[:, t]
-        f = _sigmoid(a[:, H : 2 * H])
-        i = _sigmoid(a[:, :H])
-        g = np.tanh(a[:, 3 * H :])
-        c = f * c + i * g
-        o = _sigmoid(a[:, 2 * H : 3 * H])
-        h = np.tanh(c)
+        f = _sigmoid(a[:, H : 2 * H], out=f_steps[t])
+        i = _sigmoid(a[:, :H], out=i_steps[t])
+        g = np.tanh(a[:, 3 * H :], out=g_steps[t])
+        c = np.multiply(f, c, out=c_steps[t])
+        c += i * g
+        o = _sigmoid(a[:, 2 * H : 3 * H], out=o_steps[t])
+        h = np.tanh(c, out=h_steps[t])
         h *= o
         labels = _labels(y[:, t], 2, "adder_loss: cross_entropy")
         one_hot = labels[:, None] == np.arange(2)
@@ -776,12 +757,6 @@ def adder_loss_grad(x, y, Wx, Wh, b, Wy, by):
         log_probs = shifted
         log_probs -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         loss_1 = loss_1 - (one_hot * log_probs).sum(axis=1).sum()
-        c_steps[t] = c
-        h_steps[t] = h
-        f_steps[t] = f
-        i_steps[t] = i
-        g_steps[t] = g
-        o_steps[t] = o
         add_by_steps[t] = t_1
     t_2 = N * T
     loss = loss_1 / t_2

@@ -154,22 +154,24 @@ def test_a_loop_is_told_as_its_backward_loop(tmp_path):
     """The backward loop under the forward `for`: its reversed header, the gradients it starts
     from, each step's first lines, the body's statement with its lines indented under it
     (the slot written `[:, t]`, the carried gradient), and what comes after: dWh, one product
-    of all steps (a sum `+=` that stays in a loop is told in the next test)."""
+    of all steps (a sum `+=` that stays in a loop is told in the next test). The stack of the
+    steps' gradients starts as tanh's local derivative of every step, which each step
+    multiplies by its upstream gradient (`optimize/stacks.py`)."""
     lines = _explained(tmp_path, RNN)
     at = lines.index("for t in range(T)    (line 4)")
     squeezed = [" ".join(line.split()) for line in lines]
     assert squeezed[at + 1 : at + 6] == [
         "backward for t in reversed(range(T)):",
         "starts dhs/dh = 0 [N, H]",
-        "dhs/dxwx = 0 [N, T, H]",
+        "dxwx = 1 - hs * hs [N, T, H]",  # (tanh's local derivative at every step, then dxwx)
         "each step dh_1 = dh + dout[:, t] [N, H]",
-        "h = hs[:, t] [N, H]",
+        "",
     ]
     body = lines.index("    h = tanh(x[:, t] @ Wx + h @ Wh + b)    (line 5)")
     assert body > at
     assert squeezed[body + 1 : body + 6] == [
         "upstream dh_1 = dh_1 [N, H]",
-        "gives t_1 = dh_1 * (1 - h * h) [N, H]",
+        "gives t_1 = dh_1 * dxwx[:, t] [N, H]",
         "dhs/dh = t_1 Wh^T [N, H]",
         "dhs/dxwx[:, t] = t_1 [N, H]",
         "",

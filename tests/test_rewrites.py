@@ -36,6 +36,7 @@ PASSES = (
     "tidy_loops",
     "hoist_products",
     "products_after_loops",
+    "stacks_in_read_arrays",
 )
 SIZES = {"n": 3, "m": 4, "k": 5}  # distinct, so that a misplaced axis changes a shape
 
@@ -1179,6 +1180,67 @@ def test_products_after_loops():
             )
             for w, h in zip(want, have):
                 np.testing.assert_allclose(h, w, rtol=1e-12, atol=1e-14)
+
+
+def _grads_agree(typed: Graph, before: Graph, after: Graph, Ts=(0, 1, 3)) -> None:
+    for T in Ts:
+        sizes = {"N": 2, "T": T, "D": 4, "H": 5}
+        rng = np.random.default_rng(T)
+        inputs = {
+            p.name: rng.standard_normal([sizes[str(d)] for d in p.dims]) for p in typed.params
+        }
+        want, have = (
+            oracle.evaluate(replace(g, outputs=g.outputs + g.grads), inputs, douts=[1.0])
+            for g in (before, after)
+        )
+        for w, h in zip(want, have):
+            np.testing.assert_allclose(h, w, rtol=1e-12, atol=1e-14)
+
+
+def _stack_inits(g: Graph) -> list[str]:
+    """What each loop's written arrays start as, forward loop first."""
+    out = []
+    for loop in sorted(
+        (n for n in g.nodes if n.op == "loop"), key=lambda n: bool(n.attr("reverse"))
+    ):
+        kinds = loop.attr("kinds")
+        out += [show(a) for k, a in zip(kinds, loop.args) if k[0] == "slot"]
+    return out
+
+
+def test_stacks_in_read_arrays():
+    """The RNN's `hs` starts as the hoisted `x @ Wx` that each step reads at its own slot (no
+    zeros), and the backward's stack of `da` as `1 - hs * hs` computed before the loop, the
+    factor that each step's `da = dh * (1 - h * h)` reads at its slot; the same values and
+    gradients at T = 0, 1, 3. Left alone: a loop from 1 (its stack's first slot is never
+    written), and a step that reads another step's slot."""
+    from bpc.autodiff import differentiate
+
+    def prepared(source: str) -> tuple[Graph, Graph]:
+        typed = oracle.typed_graph(source)
+        full = opt.hoist_products(opt.canonicalize(typed))
+        full = opt.tidy_loops(opt.simplify(differentiate(full)))
+        return typed, opt.simplify(opt.tidy_loops(opt.products_after_loops(full)))
+
+    typed, full = prepared(RNN_LOSS.replace("START", "0"))
+    assert [s.split("(")[0] for s in _stack_inits(full)] == ["zeros", "zeros"]
+    after = verify(opt.stacks_in_read_arrays(full), "stacks_in_read_arrays")
+    forward, backward = _stack_inits(after)
+    assert forward.startswith("reshape(matmul(reshape(x, ")  # (x_rows @ Wx)
+    assert backward.startswith("sub(1") and "result(" in backward  # 1 - hs * hs
+    (loop,) = [n for n in after.nodes if n.op == "loop" and n.attr("reverse")]
+    assert ("slot", (1,), "set") in loop.attr("kinds")  # (no longer added into zeros)
+    _grads_agree(typed, full, after)
+
+    typed, full = prepared(RNN_LOSS.replace("START", "1"))
+    after = opt.stacks_in_read_arrays(full)
+    assert [s.split("(")[0] for s in _stack_inits(after)] == ["zeros", "zeros"]
+
+    other_slot = RNN_LOSS.replace("START", "0").replace("x[:, t] @ Wx", "x[:, T - 1 - t] @ Wx")
+    typed, full = prepared(other_slot)
+    after = opt.stacks_in_read_arrays(full)
+    assert _stack_inits(after)[0].startswith("zeros(")  # (the forward reads slot T - 1 - t)
+    _grads_agree(typed, full, after)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from __future__ import annotations
 from ..dims import Dim
 from ..expr import ALL, LOCAL, Cond, Lit, Ref, Subscript, array, helper
 from ..expr import shape as shape_of
-from ..ir import OPS, Node, ShapeError, TupleType, Type, make
+from ..ir import OPS, Node, ShapeError, TupleType, Type, is_view, make
 from . import linear, no_flops, no_tangent, register
 
 
@@ -261,4 +261,55 @@ def results_of(node: Node, nodes) -> dict[int, Node]:
     return {n.attr("index"): n for n in nodes if n.op == "result" and n.args[0] is node}
 
 
-__all__ = ["OPS", "counts", "results_of", "width"]
+def reads_own_slots(body, q: Node, axis: int) -> bool:
+    """Whether a loop body reads its param `q` only at the slot of the loop variable along
+    `axis` (`xwx[:, t]`), and reads it at all."""
+    t = body.params[0]
+    read = False
+    for n in body.nodes:
+        for a in n.args:
+            if a is q:
+                if not (n.op == "select" and n.args[1] is t and n.attr("axis") == axis):
+                    return False
+                read = True
+    return read and q not in body.results
+
+
+def writes_over_reads(loop: Node, j: int, init: Node) -> int | None:
+    """How many times `loop` reads `init` from outside, where its written array j may be
+    `init`'s array itself: each step writes the slot at the loop variable along one axis
+    (`hs[:, t] = h`), and reads `init` only at that slot (`xwx[:, t]`), before the step's
+    writes. None where it may not; 0 where the loop does not read `init` from outside."""
+    kw = loop.kw
+    body, kinds = kw["body"], kw["kinds"]
+    kind = kinds[j]
+    carried, _ = counts(kinds)
+    nk = len(kinds)
+    outer = [q for q, a in zip(body.params[1 + carried :], loop.args[nk:]) if a is init]
+    if not outer:
+        return 0
+    r = carried + sum(width(k) for k in kinds[:j] if k[0] != "carry")
+    if (
+        kind[0] != "slot"
+        or kind[2] != "set"
+        or len(kind[1]) != 1
+        or body.results[r + 1] is not body.params[0]
+        or loop.args[:nk].count(init) != 1
+        or not all(reads_own_slots(body, q, kind[1][0]) for q in outer)
+        or any(_may_share(v, set(outer)) for v in body.results[:carried])
+    ):
+        return None
+    return len(outer)
+
+
+def _may_share(v: Node, params: set[Node]) -> bool:
+    """Whether value `v` may be a view of (or be) one of `params`' arrays: a carried value that
+    is a slot of the stack would see the step's write."""
+    if v in params:
+        return True
+    if is_view(v) or not OPS[v.op].fresh or v.op in ("copy", "pad"):
+        return any(_may_share(a, params) for a in v.args)
+    return False
+
+
+__all__ = ["OPS", "counts", "reads_own_slots", "results_of", "width", "writes_over_reads"]

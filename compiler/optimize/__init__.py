@@ -11,6 +11,9 @@ A module per part, each saying in its docstring what it owns:
 - `fixpoint.py`: the simplifier (to a fixpoint, with hash-consing), `_existing`, `canonicalize`;
 - `products.py`: the whole-graph passes around products, `transpose_products`,
   `contract_sums` and `place_scales`;
+- `hoist.py`: products out of loops and after them (`hoist_products`, `products_after_loops`);
+- `stacks.py`: a loop's stack written over the array whose slots it reads;
+- `tidy.py`: loops tidied as a whole (`tidy_loops`);
 - `finish.py`: `finish_outputs`, `finish_gradients` and `select_cache`;
 - here: `optimize` and the order of its stages, `Check`, `seed_ones`.
 
@@ -80,6 +83,7 @@ from .recognize import (
     softmax_written_out,
 )
 from .rules import CANONICAL, RULES, Rule, canonical, rule
+from .stacks import stacks_in_read_arrays
 from .tidy import tidy_loops
 
 # What `from bpc.optimize import ...` offers: the stages, the registry, every rewrite by its name,
@@ -101,6 +105,7 @@ __all__ = [
     "hoist_products",
     "one_product",
     "products_after_loops",
+    "stacks_in_read_arrays",
     "Rule",
     "rule",
     "RULES",
@@ -177,6 +182,8 @@ def optimize(
         graph = check(simplify(_everywhere(graph, tidy_loops)), prefix + "tidy_loops")
         graph = _everywhere(_everywhere(graph, products_after_loops), tidy_loops)
         graph = check(simplify(graph), prefix + "products_after_loops")
+        graph = simplify(_everywhere(graph, stacks_in_read_arrays))
+        graph = check(graph, prefix + "stacks_in_read_arrays")
     graph = check(_everywhere(graph, transpose_products), prefix + "transpose_products")
     graph = check(_everywhere(graph, contract_sums), prefix + "contract_sums")
     graph = check(_everywhere(graph, place_scales, sizes), prefix + "place_scales")

@@ -321,9 +321,8 @@ def _gru_check(x, h0, Wz, Uz, Wr, Ur, Wn, Un):
 def gru(x, h0, Wz, Uz, Wr, Ur, Wn, Un):
     """hs [N, T, H] = gru(x [N, T, D], h0 [N, H], Wz [D, H], Uz [H, H], Wr [D, H], Ur [H, H], Wn [D, H], Un [H, H]): the forward pass alone."""
     N, T, D, H = _gru_sizes(x, h0, Wz, Uz, Wr, Ur, Wn, Un)
-    hs = np.zeros((N, T, H), dtype=x.dtype)
     x_rows = x.reshape((N * T, D))
-    xwz = (x_rows @ Wz).reshape((N, T, H))
+    hs = (x_rows @ Wz).reshape((N, T, H))
     xwn = (x_rows @ Wn).reshape((N, T, H))
     xwr = (x_rows @ Wr).reshape((N, T, H))
     z_steps = np.empty((T, N, H), dtype=x.dtype)
@@ -333,20 +332,18 @@ def gru(x, h0, Wz, Uz, Wr, Ur, Wn, Un):
     h = h0
     for t in range(T):
         z = h @ Uz
-        z += xwz[:, t]
+        z += hs[:, t]
         _sigmoid(z, out=z)
         r = h @ Ur
         r += xwr[:, t]
         _sigmoid(r, out=r)
-        t_1 = r * h
+        t_1 = np.multiply(r, h, out=mul_r_steps[t])
         n = t_1 @ Un
         n += xwn[:, t]
         np.tanh(n, out=n)
-        h = (1 - z) * n + z * h
-        hs[:, t] = h
+        h = np.add((1 - z) * n, z * h, out=hs[:, t])
         z_steps[t] = z
         r_steps[t] = r
-        mul_r_steps[t] = t_1
         n_steps[t] = n
     return hs
 
@@ -354,9 +351,8 @@ def gru(x, h0, Wz, Uz, Wr, Ur, Wn, Un):
 def gru_forward(x, h0, Wz, Uz, Wr, Ur, Wn, Un):
     """hs [N, T, H] = gru(x [N, T, D], h0 [N, H], Wz [D, H], Uz [H, H], Wr [D, H], Ur [H, H], Wn [D, H], Un [H, H]), and the cache that gru_backward needs."""
     N, T, D, H = _gru_sizes(x, h0, Wz, Uz, Wr, Ur, Wn, Un)
-    hs = np.zeros((N, T, H), dtype=x.dtype)
     x_rows = x.reshape((N * T, D))
-    xwz = (x_rows @ Wz).reshape((N, T, H))
+    hs = (x_rows @ Wz).reshape((N, T, H))
     xwn = (x_rows @ Wn).reshape((N, T, H))
     xwr = (x_rows @ Wr).reshape((N, T, H))
     z_steps = np.empty((T, N, H), dtype=x.dtype)
@@ -366,20 +362,18 @@ def gru_forward(x, h0, Wz, Uz, Wr, Ur, Wn, Un):
     h = h0
     for t in range(T):
         z = h @ Uz
-        z += xwz[:, t]
+        z += hs[:, t]
         _sigmoid(z, out=z)
         r = h @ Ur
         r += xwr[:, t]
         _sigmoid(r, out=r)
-        t_1 = r * h
+        t_1 = np.multiply(r, h, out=mul_r_steps[t])
         n = t_1 @ Un
         n += xwn[:, t]
         np.tanh(n, out=n)
-        h = (1 - z) * n + z * h
-        hs[:, t] = h
+        h = np.add((1 - z) * n, z * h, out=hs[:, t])
         z_steps[t] = z
         r_steps[t] = r
-        mul_r_steps[t] = t_1
         n_steps[t] = n
     cache = GruCache(
         h0,
@@ -438,7 +432,7 @@ def gru_backward(dout, cache):
         dn = dh_1 * t_2
         n = n_steps[t]
         # n = tanh(x[:, t] @ Wn + r * h @ Un)
-        t_3 = n * n
+        t_3 = np.multiply(n, n, out=dxwn[:, t])
         np.subtract(1, t_3, out=t_3)
         t_3 *= dn
         t_4 = t_3 @ Un.T
@@ -456,11 +450,11 @@ def gru_backward(dout, cache):
         t_6 = dz
         t_6 *= z
         t_6 *= t_2
-        dh = dh_1 * z + t_4 * r + t_5 @ Ur.T + t_6 @ Uz.T
+        dh = t_6 @ Uz.T
+        dh += dh_1 * z + t_4 * r + t_5 @ Ur.T
         mul_r = mul_r_steps[t]
         dUn += mul_r.T @ t_3
         dxwz[:, t] = t_6
-        dxwn[:, t] = t_3
         dxwr[:, t] = t_5
     prev_hs = _shifted(h0, hs, 1)
     t_7 = prev_hs.reshape((N * T, H)).T
@@ -550,17 +544,15 @@ def birnn(x, Wf, Uf, Wb, Ub):
     """out [N, T, 2*H] = birnn(x [N, T, D], Wf [D, H], Uf [H, H], Wb [D, H], Ub [H, H]): the forward pass alone."""
     N, T, D, H = _birnn_sizes(x, Wf, Uf, Wb, Ub)
     hf_1 = np.zeros((N, H), dtype=x.dtype)
-    fw_1 = np.zeros((N, T, H), dtype=x.dtype)
+    bw = np.zeros((N, T, H), dtype=x.dtype)
     x_rows = x.reshape((N * T, D))
-    xwf = (x_rows @ Wf).reshape((N, T, H))
+    fw = (x_rows @ Wf).reshape((N, T, H))
     xwb = (x_rows @ Wb).reshape((N, T, H))
     hf = hf_1
     hb = hf_1
-    fw = fw_1.copy()
-    bw = fw_1.copy()
     for t in range(T):
         hf = hf @ Uf
-        hf += xwf[:, t]
+        hf += fw[:, t]
         np.tanh(hf, out=hf)
         t_1 = T - 1 - t
         hb = hb @ Ub
@@ -576,17 +568,15 @@ def birnn_forward(x, Wf, Uf, Wb, Ub):
     """out [N, T, 2*H] = birnn(x [N, T, D], Wf [D, H], Uf [H, H], Wb [D, H], Ub [H, H]), and the cache that birnn_backward needs."""
     N, T, D, H = _birnn_sizes(x, Wf, Uf, Wb, Ub)
     hf_1 = np.zeros((N, H), dtype=x.dtype)
-    fw_1 = np.zeros((N, T, H), dtype=x.dtype)
+    bw = np.zeros((N, T, H), dtype=x.dtype)
     x_rows = x.reshape((N * T, D))
-    xwf = (x_rows @ Wf).reshape((N, T, H))
+    fw = (x_rows @ Wf).reshape((N, T, H))
     xwb = (x_rows @ Wb).reshape((N, T, H))
     hf = hf_1
     hb = hf_1
-    fw = fw_1.copy()
-    bw = fw_1.copy()
     for t in range(T):
         hf = hf @ Uf
-        hf += xwf[:, t]
+        hf += fw[:, t]
         np.tanh(hf, out=hf)
         t_1 = T - 1 - t
         hb = hb @ Ub
@@ -609,16 +599,16 @@ def birnn_backward(dout, cache):
     dhf = np.zeros((N, H), dtype=Wf.dtype)
     dhb = np.zeros((N, H), dtype=Wf.dtype)
     dUb = np.zeros((H, H), dtype=Wf.dtype)
-    dxwf = np.zeros((N, T, H), dtype=Wf.dtype)
     dxwb = np.zeros((N, T, H), dtype=Wf.dtype)
+    dxwf = fw * fw
+    np.subtract(1, dxwf, out=dxwf)
     # hf = zeros((N, H))
     hf = np.zeros((N, H), dtype=Wf.dtype)
     for t in reversed(range(T)):
         dhf_1 = dhf + dfw[:, t]
-        hf_2 = fw[:, t]
         # hf = tanh(x[:, t] @ Wf + hf @ Uf)
         t_2 = dhf_1
-        t_2 *= 1 - hf_2 * hf_2
+        t_2 *= dxwf[:, t]
         dhf = t_2 @ Uf.T
         # bw[:, T - 1 - t] = hb
         t_3 = T - 1
@@ -634,8 +624,8 @@ def birnn_backward(dout, cache):
         dUb += prev_hb.T @ t_5
         dxwf[:, t] = t_2
         dxwb[:, t_4] = t_5
-    hf_3 = np.zeros((N, H), dtype=Wf.dtype)
-    prev_hfs = _shifted(hf_3, fw, 1)
+    hf_2 = np.zeros((N, H), dtype=Wf.dtype)
+    prev_hfs = _shifted(hf_2, fw, 1)
     t_6 = dxwf.reshape((N * T, H))
     dUf = prev_hfs.reshape((N * T, H)).T @ t_6
     t_7 = dxwb.reshape((N * T, H))
@@ -800,8 +790,8 @@ def swap(a0, b0, x):
     for t in range(T):
         t_1 = x[t]
         a_1 = b * t_1
-        b = a + a0.dtype.type(t) * t_1
-        b_steps[t] = b
+        b = np.multiply(a0.dtype.type(t), t_1, out=b_steps[t])
+        b += a
         a = a_1
     out = a * b
     return out
@@ -816,8 +806,8 @@ def swap_forward(a0, b0, x):
     for t in range(T):
         t_1 = x[t]
         a_1 = b * t_1
-        b = a + a0.dtype.type(t) * t_1
-        b_steps[t] = b
+        b = np.multiply(a0.dtype.type(t), t_1, out=b_steps[t])
+        b += a
         a = a_1
     out = a * b
     cache = SwapCache(b0, x, a, b, b_steps, n, T)

@@ -440,9 +440,8 @@ def gru(x, h0, Wz, Uz, Wr, Ur, Wn, Un):
     """hs [N, T, H] = gru(x [N, T, D], h0 [N, H], Wz [D, H], Uz [H, H], Wr [D, H], Ur [H, H], Wn [D, H], Un [H, H]): the forward pass alone."""
     N, T, D, H = _gru_sizes(x, h0, Wz, Uz, Wr, Ur, Wn, Un)
     xp = _xp(x, h0, Wz, Uz, Wr, Ur, Wn, Un)
-    hs = xp.zeros((N, T, H), dtype=x.dtype)
     x_rows = xp.reshape(x, (N * T, D))
-    xwz = xp.reshape(x_rows @ Wz, (N, T, H))
+    hs = xp.reshape(x_rows @ Wz, (N, T, H))
     xwn = xp.reshape(x_rows @ Wn, (N, T, H))
     xwr = xp.reshape(x_rows @ Wr, (N, T, H))
     z_steps = xp.empty((T, N, H), dtype=x.dtype)
@@ -456,7 +455,7 @@ def gru(x, h0, Wz, Uz, Wr, Ur, Wn, Un):
     mul_r_steps_slots = []
     n_steps_slots = []
     for t in range(T):
-        z = _sigmoid(xwz[:, t] + h @ Uz)
+        z = _sigmoid(hs[:, t] + h @ Uz)
         r = _sigmoid(xwr[:, t] + h @ Ur)
         t_1 = r * h
         n = xp.tanh(xwn[:, t] + t_1 @ Un)
@@ -478,9 +477,8 @@ def gru_forward(x, h0, Wz, Uz, Wr, Ur, Wn, Un):
     """hs [N, T, H] = gru(x [N, T, D], h0 [N, H], Wz [D, H], Uz [H, H], Wr [D, H], Ur [H, H], Wn [D, H], Un [H, H]), and the cache that gru_backward needs."""
     N, T, D, H = _gru_sizes(x, h0, Wz, Uz, Wr, Ur, Wn, Un)
     xp = _xp(x, h0, Wz, Uz, Wr, Ur, Wn, Un)
-    hs = xp.zeros((N, T, H), dtype=x.dtype)
     x_rows = xp.reshape(x, (N * T, D))
-    xwz = xp.reshape(x_rows @ Wz, (N, T, H))
+    hs = xp.reshape(x_rows @ Wz, (N, T, H))
     xwn = xp.reshape(x_rows @ Wn, (N, T, H))
     xwr = xp.reshape(x_rows @ Wr, (N, T, H))
     z_steps = xp.empty((T, N, H), dtype=x.dtype)
@@ -494,7 +492,7 @@ def gru_forward(x, h0, Wz, Uz, Wr, Ur, Wn, Un):
     mul_r_steps_slots = []
     n_steps_slots = []
     for t in range(T):
-        z = _sigmoid(xwz[:, t] + h @ Uz)
+        z = _sigmoid(hs[:, t] + h @ Uz)
         r = _sigmoid(xwr[:, t] + h @ Ur)
         t_1 = r * h
         n = xp.tanh(xwn[:, t] + t_1 @ Un)
@@ -606,7 +604,8 @@ def gru_backward(dout, cache):
         t_6 = dz
         t_6 *= z
         t_6 *= t_2
-        dh = dh_1 * z + t_4 * r + t_5 @ Ur.T + t_6 @ Uz.T
+        dh = t_6 @ Uz.T
+        dh += dh_1 * z + t_4 * r + t_5 @ Ur.T
         mul_r = mul_r_steps[t]
         dUn = dUn + mul_r.T @ t_3
         dxwz_slots.append((t, t_6))
@@ -704,18 +703,16 @@ def birnn(x, Wf, Uf, Wb, Ub):
     N, T, D, H = _birnn_sizes(x, Wf, Uf, Wb, Ub)
     xp = _xp(x, Wf, Uf, Wb, Ub)
     hf_1 = xp.zeros((N, H), dtype=x.dtype)
-    fw_1 = xp.zeros((N, T, H), dtype=x.dtype)
+    bw = xp.zeros((N, T, H), dtype=x.dtype)
     x_rows = xp.reshape(x, (N * T, D))
-    xwf = xp.reshape(x_rows @ Wf, (N, T, H))
+    fw = xp.reshape(x_rows @ Wf, (N, T, H))
     xwb = xp.reshape(x_rows @ Wb, (N, T, H))
     hf = hf_1
     hb = hf_1
-    fw = fw_1
-    bw = fw_1
     fw_slots = []
     bw_slots = []
     for t in range(T):
-        hf = xp.tanh(xwf[:, t] + hf @ Uf)
+        hf = xp.tanh(fw[:, t] + hf @ Uf)
         t_1 = T - 1 - t
         hb = xp.tanh(xwb[:, t_1] + hb @ Ub)
         fw_slots.append((t, hf))
@@ -731,18 +728,16 @@ def birnn_forward(x, Wf, Uf, Wb, Ub):
     N, T, D, H = _birnn_sizes(x, Wf, Uf, Wb, Ub)
     xp = _xp(x, Wf, Uf, Wb, Ub)
     hf_1 = xp.zeros((N, H), dtype=x.dtype)
-    fw_1 = xp.zeros((N, T, H), dtype=x.dtype)
+    bw = xp.zeros((N, T, H), dtype=x.dtype)
     x_rows = xp.reshape(x, (N * T, D))
-    xwf = xp.reshape(x_rows @ Wf, (N, T, H))
+    fw = xp.reshape(x_rows @ Wf, (N, T, H))
     xwb = xp.reshape(x_rows @ Wb, (N, T, H))
     hf = hf_1
     hb = hf_1
-    fw = fw_1
-    bw = fw_1
     fw_slots = []
     bw_slots = []
     for t in range(T):
-        hf = xp.tanh(xwf[:, t] + hf @ Uf)
+        hf = xp.tanh(fw[:, t] + hf @ Uf)
         t_1 = T - 1 - t
         hb = xp.tanh(xwb[:, t_1] + hb @ Ub)
         fw_slots.append((t, hf))
@@ -765,18 +760,17 @@ def birnn_backward(dout, cache):
     dhf = xp.zeros((N, H), dtype=Wf.dtype)
     dhb = xp.zeros((N, H), dtype=Wf.dtype)
     dUb = xp.zeros((H, H), dtype=Wf.dtype)
-    dxwf = xp.zeros((N, T, H), dtype=Wf.dtype)
     dxwb = xp.zeros((N, T, H), dtype=Wf.dtype)
+    dxwf = 1 - fw * fw
     # hf = zeros((N, H))
     hf = xp.zeros((N, H), dtype=Wf.dtype)
     dxwf_slots = []
     dxwb_slots = []
     for t in reversed(range(T)):
         dhf_1 = dhf + dfw[:, t]
-        hf_2 = fw[:, t]
         # hf = tanh(x[:, t] @ Wf + hf @ Uf)
         t_2 = dhf_1
-        t_2 *= 1 - hf_2 * hf_2
+        t_2 *= dxwf[:, t]
         dhf = t_2 @ Uf.T
         # bw[:, T - 1 - t] = hb
         t_3 = T - 1
@@ -793,8 +787,8 @@ def birnn_backward(dout, cache):
         dxwb_slots.append((t_4, t_5))
     dxwf = _slots(dxwf, dxwf_slots, (1,))
     dxwb = _slots(dxwb, dxwb_slots, (1,))
-    hf_3 = xp.zeros((N, H), dtype=Wf.dtype)
-    prev_hfs = _shifted(hf_3, fw, 1)
+    hf_2 = xp.zeros((N, H), dtype=Wf.dtype)
+    prev_hfs = _shifted(hf_2, fw, 1)
     t_6 = xp.reshape(dxwf, (N * T, H))
     dUf = xp.reshape(prev_hfs, (N * T, H)).T @ t_6
     t_7 = xp.reshape(dxwb, (N * T, H))
@@ -978,7 +972,8 @@ def swap(a0, b0, x):
     for t in range(T):
         t_1 = x[t]
         a_1 = b * t_1
-        b = a + xp.asarray(t, dtype=a0.dtype) * t_1
+        b = xp.asarray(t, dtype=a0.dtype) * t_1
+        b += a
         b_steps_slots.append((t, b))
         a = a_1
     b_steps = _slots(b_steps, b_steps_slots, (0,))
@@ -997,7 +992,8 @@ def swap_forward(a0, b0, x):
     for t in range(T):
         t_1 = x[t]
         a_1 = b * t_1
-        b = a + xp.asarray(t, dtype=a0.dtype) * t_1
+        b = xp.asarray(t, dtype=a0.dtype) * t_1
+        b += a
         b_steps_slots.append((t, b))
         a = a_1
     b_steps = _slots(b_steps, b_steps_slots, (0,))
