@@ -94,3 +94,63 @@ def test_a_temporary_is_worked_out_in_place():
     u = np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)
     np.testing.assert_allclose(module.g(x), 0.5 * x * (1 + np.tanh(u)), rtol=1e-14)
     np.testing.assert_array_equal(x, copy)
+
+
+def test_a_loop_fills_its_stacks_in_place():
+    """A value a loop body writes to a slot is made in that slot (`out=`), the slot write left
+    out: a carried cell state whose first statement reads the old one (`c =
+    np.multiply(f, c, out=cs[t])`, then `c += ...`), and `h = np.tanh(c, out=hs[:, t])`, which
+    the next step reads. A stack made over the array whose slots the steps read (`hs` over
+    `x @ W`, `optimize/stacks.py`) is still written after the step, which reads its slot first.
+    The values are those of the loop as written, and no argument is written."""
+    from bpc import compile_source
+
+    cell = """graph cells(x: [N, T, H], f: [N, T, H], c0: [N, H]) -> (hs, cs) {
+    hs = zeros((N, T, H))
+    cs = zeros((T, N, H))
+    c = c0
+    for t in range(T) {
+        c = f[:, t] * c + x[:, t]
+        hs[:, t] = tanh(c)
+        cs[t] = c
+    }
+}
+"""
+    text = compile_source(cell, "cells.bp")
+    forward = text[text.index("def cells(") : text.index("def cells_forward")]
+    loop = forward[forward.index("    for t in range(T):") :]
+    assert "        c = np.multiply(f[:, t], c, out=" in loop  # (cs's array, `acc[t]`)
+    assert "        c += x[:, t]\n" in loop and "np.tanh(c, out=hs[:, t])" in loop
+    assert "] = " not in loop  # (no slot write after the step)
+    module = module_from_text(text, "bpc_in_place_cells")
+    rng = np.random.default_rng(3)
+    x, f, c0 = (rng.standard_normal(s) for s in ((2, 4, 3), (2, 4, 3), (2, 3)))
+    before = _copies((x, f, c0))
+    hs, cs = module.cells(x, f, c0)
+    c, want_hs, want_cs = c0, np.zeros((2, 4, 3)), np.zeros((4, 2, 3))
+    for t in range(4):
+        c = f[:, t] * c + x[:, t]
+        want_hs[:, t], want_cs[t] = np.tanh(c), c
+    np.testing.assert_allclose(hs, want_hs, rtol=1e-15)
+    np.testing.assert_allclose(cs, want_cs, rtol=1e-15)
+    _same(before, (x, f, c0), "argument")
+
+    rnn = """graph rnn(x: [N, T, D], h0: [N, H], W: [D, H], U: [H, H]) -> hs {
+    hs = zeros((N, T, H))
+    h = h0
+    for t in range(T) {
+        h = tanh(x[:, t] @ W + h @ U)
+        hs[:, t] = h
+    }
+}
+"""
+    text = compile_source(rnn, "rnn.bp")
+    forward = text[text.index("def rnn(") : text.index("def rnn_forward")]
+    assert "hs = (x_rows @ W).reshape((N, T, H))" in forward and "np.zeros" not in forward
+    assert "h += hs[:, t]" in forward and "hs[:, t] = h" in forward
+    module = module_from_text(text, "bpc_in_place_rnn")
+    x, h0, W, U = (rng.standard_normal(s) for s in ((2, 5, 3), (2, 4), (3, 4), (4, 4)))
+    h, want = h0, np.zeros((2, 5, 4))
+    for t in range(5):
+        h = want[:, t] = np.tanh(x[:, t] @ W + h @ U)
+    np.testing.assert_allclose(module.rnn(x, h0, W, U), want, rtol=1e-14)
