@@ -25,8 +25,19 @@ only at slot `t` of that axis. The lowering then writes the stack in that array 
 from __future__ import annotations
 
 from ..dims import Dim
-from ..ir import OPS, Graph, Node, Region, is_view, make, region_param, rewrite, with_args
+from ..ir import (
+    OPS,
+    Graph,
+    Node,
+    Region,
+    is_view,
+    make,
+    region_param,
+    rewrite,
+    with_args,
+)
 from ..ops.loop import counts, reads_own_slots, width, writes_over_reads
+from .hoist import _rebuilt
 
 
 def stacks_in_read_arrays(graph: Graph) -> Graph:
@@ -70,11 +81,11 @@ def _restacked(loop: Node, readers: dict[Node, int]) -> Node:
         stack = inits[j]
         found = None
         factor = _factor(body, value, t, axis, set(outer_params), uses)
-        full = factor and _for_all_steps(factor, t, axis, dict(zip(outer_params, outer)))
+        full = factor and _for_all_steps(factor, t, dict(zip(outer_params, outer)))
         if full is not None and _same_type(full, stack):
             q = region_param(stack.hint or "stack", t.attr("region"), len(params), full.type)
             slot = make("select", q, t, axis=axis, hint=factor.hint)
-            results = _replaced(body, results, factor, slot)
+            results = list(_rebuilt(Region(params, tuple(results)), {factor: slot}))
             body = Region(params[: 1 + carried] + tuple(outer_params) + (q,), tuple(results))
             outer_params.append(q)
             outer.append(full)
@@ -192,25 +203,13 @@ def _of_slots(n: Node, t: Node, axis: int, outer: set[Node]) -> bool:
     return slots
 
 
-def _for_all_steps(n: Node, t: Node, axis: int, outside: dict[Node, Node]) -> Node:
-    """`n` (see `_of_slots`) computed for all steps at once, outside the loop."""
+def _for_all_steps(n: Node, t: Node, outside: dict[Node, Node]) -> Node:
+    """`n` (see `_of_slots`) computed for all steps at once, outside the loop: each slot
+    `q[:, t]` read as the whole of `q`'s value from outside. Its nodes are new, made by the
+    optimizer with no source position: `bpc explain` tells the array as the loop's start
+    (`dxwx = 1 - hs * hs`), not as a line of the statement it came from."""
     if n.op == "select" and n.args[1] is t:
         return outside[n.args[0]]
-    if n in outside:
-        return outside[n]
-    if not n.args:
-        return n
-    args = tuple(_for_all_steps(a, t, axis, outside) for a in n.args)
-    return make(n.op, *args, hint=n.hint, **n.kw)
-
-
-def _replaced(body: Region, results: list[Node], old: Node, new: Node) -> list[Node]:
-    """The body's results with `old` read as `new`."""
-    mapping = {old: new}
-    for n in body.nodes:
-        if n in mapping:
-            continue
-        args = tuple(mapping.get(a, a) for a in n.args)
-        if args != n.args:
-            mapping[n] = with_args(n, args)
-    return [mapping.get(r, r) for r in results]
+    if n in outside or not n.args:
+        return outside.get(n, n)
+    return make(n.op, *(_for_all_steps(a, t, outside) for a in n.args), hint=n.hint, **n.kw)
