@@ -306,8 +306,7 @@ class Lowering:
         """A loop body's value made in the slot it is written to, where its line's first
         statement takes `out=`: `h = np.tanh(c, out=hs[:, t])`, `c = np.multiply(f, c,
         out=cs[t])` then `c += i * g`, as an expert fills a stack; the slot write after the
-        body is then left out. Not where the line reads the stack (its slot may still hold a
-        value the step reads: `hs` over `xwx`, `optimize/stacks.py`)."""
+        body is then left out. Not where the line reads the stack itself."""
         slot = self.slots[n]
         name = self.name_of(n)
         if any(e == slot.obj for s in made for x in s.exprs() for e in walk(x)):
@@ -476,7 +475,8 @@ def _slot_targets(fn: Lowering, sub: Lowering, n: Node, names: list[str]) -> dic
     """The values of loop n's body that can be made in the slot they are written to (see
     `Lowering._in_slot`): a new float array the body makes, written to one slot at the loop
     variable (set, or added to zeros of the loop's own once), and read by no other write or
-    sum of the loop."""
+    sum of the loop. Not into a stack made over an array the body reads (`hs` over `xwx`,
+    `optimize/stacks.py`): a line after the value's may still read the slot's old value."""
     kw = n.kw
     body, kinds = kw["body"], kw["kinds"]
     carried, _ = counts(kinds)
@@ -493,6 +493,8 @@ def _slot_targets(fn: Lowering, sub: Lowering, n: Node, names: list[str]) -> dic
             continue
         positions = dict(zip(kind[1], at))
         if kind[2] == "add" and not _first_write(fn, n.args[j], positions, t):
+            continue
+        if writes_over_reads(n, j, n.args[j]) != 0:  # (the body reads the stack: `hs` over `xwx`)
             continue
         if (
             v.op in ("param", "result", "loop")
