@@ -341,7 +341,8 @@ def gru(x, h0, Wz, Uz, Wr, Ur, Wn, Un):
         n = t_1 @ Un
         n += xwn[:, t]
         np.tanh(n, out=n)
-        h = np.add((1 - z) * n, z * h, out=hs[:, t])
+        h = (1 - z) * n + z * h
+        hs[:, t] = h
         z_steps[t] = z
         r_steps[t] = r
         n_steps[t] = n
@@ -371,7 +372,8 @@ def gru_forward(x, h0, Wz, Uz, Wr, Ur, Wn, Un):
         n = t_1 @ Un
         n += xwn[:, t]
         np.tanh(n, out=n)
-        h = np.add((1 - z) * n, z * h, out=hs[:, t])
+        h = (1 - z) * n + z * h
+        hs[:, t] = h
         z_steps[t] = z
         r_steps[t] = r
         n_steps[t] = n
