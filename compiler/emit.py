@@ -49,6 +49,7 @@ from .expr import (
 from .files import cache_dir, read_entry, write_entry
 from .ir import Graph, Node
 from .lower import RESERVED, Lowering, Namer, Values, backward_steps, dtype_holder, dtype_source
+from .optimize.tidy import outputs_alone
 from .printer import (
     INDENT,
     LINE_LENGTH,
@@ -303,23 +304,33 @@ def _pair_functions(
     # with checks, the backward checks `dout` against its output's shape: it reads those sizes
     shaped = {s for n in g.outputs for d in n.shape for s in d.symbols} if checks else set()
     cached_dims = [d for d in dims if d in g.cache_dims | shaped]
-    _name_outputs(g, namer)
-    if len(g.douts) == 1:
-        namer.names[g.douts[0]] = "dout"
-    forward_order = [n for n in g.nodes if n in forward]
-    # The forward pass alone keeps no cache: it may write into arrays the cache would hold.
+    # The forward pass alone keeps no cache: it may write into arrays the cache would hold,
+    # and its loops fill no stack that only the backward reads (`outputs_alone`).
     alone_namer = replace(
         namer, taken=set(namer.taken), names=dict(namer.names), counters=dict(namer.counters)
     )
+    forward_order = [n for n in g.nodes if n in forward]
     values = _values(g, printer)
-    alone = Lowering(g, alone_namer, dims, set(g.outputs), values, printer)
-    alone.plan(forward_order)
-    alone_lines = alone.lines(forward_order, comments=False)
+    alone_graph, alone_order, alone_values = g, forward_order, values
+    tidied = outputs_alone(g)
+    if any(n not in forward for n in tidied.nodes):  # (a loop without the backward's stacks)
+        alone_graph, alone_order = tidied, list(tidied.nodes)
+        alone_values = _values(tidied, printer)
+    _name_outputs(alone_graph, alone_namer)
+    alone_keep = set(alone_graph.outputs)
+    alone = Lowering(alone_graph, alone_namer, dims, alone_keep, alone_values, printer)
+    alone.plan(alone_order)
+    alone_lines = alone.lines(alone_order, comments=False)
+    _name_outputs(g, namer)
+    if len(g.douts) == 1:
+        namer.names[g.douts[0]] = "dout"
     fn = Lowering(g, namer, dims, set(cached) | set(g.outputs) | set(g.grads), values, printer)
     fn.plan(forward_order)
     forward_lines = fn.lines(forward_order, comments=False)
     out_names = [Name(fn.name_of(n)) for n in g.outputs]
     result = out_names[0] if len(out_names) == 1 else Tuple(tuple(out_names))
+    alone_names = [Name(alone.name_of(n)) for n in alone_graph.outputs]
+    alone_result = alone_names[0] if len(alone_names) == 1 else Tuple(tuple(alone_names))
     born_weak = any(n in fn.born_weak for n in backward_nodes)
     if born_weak or checks:
         cached += _kept_for_dtype(cached, g.inputs)  # a reference, no copy
@@ -340,7 +351,7 @@ def _pair_functions(
             _python_name(g.name),
             sig,
             f"{forward_doc}: the forward pass alone.",
-            names.prologue + alone_lines + [Return((result,))],
+            names.prologue + alone_lines + [Return((alone_result,))],
             fn.printer,
         ),
         _FunctionView(

@@ -49,7 +49,8 @@ def plan(fn: Lowering, nodes) -> None:
             continue
         if n in fn.born_weak or Dim.of(1) in n.shape:  # (a keepdims statistic: small)
             continue
-        reusable = _Reusable(fn, n, made, last, kept)
+        # (a carried value is never worked out in a named value's array: `_rebinds_safely`)
+        reusable = (lambda a, level: False) if n in fn.whole else _Reusable(fn, n, made, last, kept)
         found = _spine(fn, n, reusable)
         if n in fn.whole:  # (never accumulated: in one line, or planned here)
             if found is None or not _rebinds_safely(fn, n, *found):

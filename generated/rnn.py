@@ -914,20 +914,15 @@ def lstm(x, h0, Wx, Wh, b):
     x_rows = x.reshape((N * T, D))
     xwx = (x_rows @ Wx).reshape((N, T, 4 * H))
     xwx += b
-    c_steps = np.empty((T, N, H), dtype=x.dtype)
-    lstm_cell_o_steps = np.empty((T, N, H), dtype=x.dtype)
-    lstm_cell_f_steps = np.empty((T, N, H), dtype=x.dtype)
-    lstm_cell_i_steps = np.empty((T, N, H), dtype=x.dtype)
-    lstm_cell_g_steps = np.empty((T, N, H), dtype=x.dtype)
     h = h0
     for t in range(T):
         lstm_cell_a = h @ Wh
         lstm_cell_a += xwx[:, t]
-        lstm_cell_o = _sigmoid(lstm_cell_a[:, 2 * H : 3 * H], out=lstm_cell_o_steps[t])
-        lstm_cell_f = _sigmoid(lstm_cell_a[:, H : 2 * H], out=lstm_cell_f_steps[t])
-        lstm_cell_i = _sigmoid(lstm_cell_a[:, :H], out=lstm_cell_i_steps[t])
-        lstm_cell_g = np.tanh(lstm_cell_a[:, 3 * H :], out=lstm_cell_g_steps[t])
-        c = np.multiply(lstm_cell_f, c, out=c_steps[t])
+        lstm_cell_o = _sigmoid(lstm_cell_a[:, 2 * H : 3 * H])
+        lstm_cell_f = _sigmoid(lstm_cell_a[:, H : 2 * H])
+        lstm_cell_i = _sigmoid(lstm_cell_a[:, :H])
+        lstm_cell_g = np.tanh(lstm_cell_a[:, 3 * H :])
+        c = lstm_cell_f * c
         c += lstm_cell_i * lstm_cell_g
         h = np.tanh(c, out=hs[:, t])
         h *= lstm_cell_o
@@ -1191,14 +1186,12 @@ def captioning_loss(
     N, F, T, H, V, D = _captioning_loss_sizes(
         features, captions, W_proj, b_proj, W_embed, Wx, Wh, b, W_vocab, b_vocab
     )
-    h_1 = features @ W_proj
-    h_1 += b_proj
-    t_1 = captions[:, :-1]
-    x = W_embed[t_1]
+    h = features @ W_proj
+    h += b_proj
+    x = W_embed[captions[:, :-1]]
     x_rows = x.reshape((N * T, D))
     hs = (x_rows @ Wx).reshape((N, T, H))
     hs += b
-    h = h_1
     for t in range(T):
         h = h @ Wh
         h += hs[:, t]
@@ -1208,14 +1201,13 @@ def captioning_loss(
     scores = (hs_rows @ W_vocab).reshape((N, T, V))
     scores += b_vocab
     words = captions[:, 1:]
-    t_2 = words != 0
     labels = _labels(words, V, "captioning_loss: cross_entropy")
     one_hot = labels[..., None] == np.arange(V)
     shifted = scores
     shifted -= scores.max(axis=2, keepdims=True)
     log_probs = shifted
     log_probs -= np.log(np.exp(shifted).sum(axis=2, keepdims=True))
-    loss = -(((one_hot * log_probs).sum(axis=2) * t_2).sum() / N)
+    loss = -(((one_hot * log_probs).sum(axis=2) * (words != 0)).sum() / N)
     return loss
 
 

@@ -310,22 +310,17 @@ def adder_scores(x, Wx, Wh, b, Wy, by):
     x_rows = x.reshape((N * T, 2))
     xwx = (x_rows @ Wx).reshape((N, T, 4 * H))
     xwx += b
-    c_steps = np.empty((T, N, H), dtype=x.dtype)
-    f_steps = np.empty((T, N, H), dtype=x.dtype)
-    i_steps = np.empty((T, N, H), dtype=x.dtype)
-    g_steps = np.empty((T, N, H), dtype=x.dtype)
-    o_steps = np.empty((T, N, H), dtype=x.dtype)
     c = h_1
     h = h_1
     for t in range(T):
         a = h @ Wh
         a += xwx[:, t]
-        f = _sigmoid(a[:, H : 2 * H], out=f_steps[t])
-        i = _sigmoid(a[:, :H], out=i_steps[t])
-        g = np.tanh(a[:, 3 * H :], out=g_steps[t])
-        c = np.multiply(f, c, out=c_steps[t])
+        f = _sigmoid(a[:, H : 2 * H])
+        i = _sigmoid(a[:, :H])
+        g = np.tanh(a[:, 3 * H :])
+        c = f * c
         c += i * g
-        o = _sigmoid(a[:, 2 * H : 3 * H], out=o_steps[t])
+        o = _sigmoid(a[:, 2 * H : 3 * H])
         h = np.tanh(c, out=hs[:, t])
         h *= o
     hs_rows = hs.reshape((N * T, H))
@@ -548,38 +543,30 @@ def adder_loss(x, y, Wx, Wh, b, Wy, by):
     x_rows = x.reshape((N * T, 2))
     xwx = (x_rows @ Wx).reshape((N, T, 4 * H))
     xwx += b
-    c_steps = np.empty((T, N, H), dtype=x.dtype)
-    h_steps = np.empty((T, N, H), dtype=x.dtype)
-    f_steps = np.empty((T, N, H), dtype=x.dtype)
-    i_steps = np.empty((T, N, H), dtype=x.dtype)
-    g_steps = np.empty((T, N, H), dtype=x.dtype)
-    o_steps = np.empty((T, N, H), dtype=x.dtype)
-    add_by_steps = np.empty((T, N, 2), dtype=x.dtype)
     c = h_1
     h = h_1
     loss_1 = x.dtype.type(0.0)
     for t in range(T):
         a = h @ Wh
         a += xwx[:, t]
-        f = _sigmoid(a[:, H : 2 * H], out=f_steps[t])
-        i = _sigmoid(a[:, :H], out=i_steps[t])
-        g = np.tanh(a[:, 3 * H :], out=g_steps[t])
-        c = np.multiply(f, c, out=c_steps[t])
+        f = _sigmoid(a[:, H : 2 * H])
+        i = _sigmoid(a[:, :H])
+        g = np.tanh(a[:, 3 * H :])
+        c = f * c
         c += i * g
-        o = _sigmoid(a[:, 2 * H : 3 * H], out=o_steps[t])
-        h = np.tanh(c, out=h_steps[t])
+        o = _sigmoid(a[:, 2 * H : 3 * H])
+        h = np.tanh(c)
         h *= o
         labels = _labels(y[:, t], 2, "adder_loss: cross_entropy")
         one_hot = labels[:, None] == np.arange(2)
         t_1 = h @ Wy
         t_1 += by
-        shifted = t_1 - t_1.max(axis=1, keepdims=True)
+        shifted = t_1
+        shifted -= t_1.max(axis=1, keepdims=True)
         log_probs = shifted
         log_probs -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         loss_1 = loss_1 - (one_hot * log_probs).sum(axis=1).sum()
-        add_by_steps[t] = t_1
-    t_2 = N * T
-    loss = loss_1 / t_2
+    loss = loss_1 / (N * T)
     return loss
 
 

@@ -237,6 +237,22 @@ def test_the_lstm_backward_reads_like_cs231n():
     assert "for t in reversed(range(T)):" in backward
 
 
+def test_the_forward_alone_fills_no_stack_for_the_backward():
+    """`lstm` (the forward pass alone) keeps no cache, so its loop fills none of the `[T, N,
+    H]` stacks of gates and cell states that `lstm_forward` fills for the backward
+    (`optimize.tidy.outputs_alone`); it computes the same hs, and the carried cell state is
+    worked out in one new array (`c = f * c`, then `c += i * g`)."""
+    text = compile_source(LSTM, "lstm.bp")
+    alone = text[text.index("def lstm(") : text.index("def lstm_forward")]
+    forward = text[text.index("def lstm_forward") : text.index("def lstm_backward")]
+    assert "_steps" not in alone and forward.count("_steps = np.empty") == 5
+    assert "        c += lstm_cell_i * lstm_cell_g\n" in alone
+    for name in MODELS:
+        m, args = _module(name), _inputs(name, 3)
+        out = getattr(m, f"{name}_forward")(*args)[0]
+        np.testing.assert_allclose(getattr(m, name)(*args), out, rtol=1e-14)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_loops_keep_the_float_dtype(dtype):
     for name in ("rnn", "lstm", "seq_loss"):

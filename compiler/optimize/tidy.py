@@ -9,7 +9,8 @@ carried, and what no one reads of a loop is no longer computed.
   either, and each value from outside that the body no longer reads.
 
 These need the loop's readers, so this is a pass over the whole graph rather than a rule of
-the simplifier; it runs on loop bodies too.
+the simplifier; it runs on loop bodies too. `outputs_alone` runs it on the forward pass alone
+(the emitter's `g`), whose loops then fill no stack that only the backward reads.
 """
 
 from __future__ import annotations
@@ -18,6 +19,19 @@ from dataclasses import replace
 
 from ..ir import Graph, Node, Region, make, reachable, region_param, rewrite, with_args
 from ..ops.loop import counts, width
+from .fixpoint import in_bodies
+
+
+def outputs_alone(graph: Graph) -> Graph:
+    """The forward pass alone, for the function that returns the outputs and keeps no cache:
+    no gradients, and no loop result that only the backward reads (the stacks a forward loop
+    fills for it, `c_steps`), in nested loops too."""
+    alone = rewrite(replace(graph, grads=(), douts=()), lambda n, args: with_args(n, args))
+
+    def each(g: Graph) -> Graph:
+        return in_bodies(tidy_loops(g), each)
+
+    return each(alone) if any(n.op == "loop" for n in alone.nodes) else alone
 
 
 def tidy_loops(graph: Graph) -> Graph:

@@ -325,10 +325,6 @@ def gru(x, h0, Wz, Uz, Wr, Ur, Wn, Un):
     hs = (x_rows @ Wz).reshape((N, T, H))
     xwn = (x_rows @ Wn).reshape((N, T, H))
     xwr = (x_rows @ Wr).reshape((N, T, H))
-    z_steps = np.empty((T, N, H), dtype=x.dtype)
-    r_steps = np.empty((T, N, H), dtype=x.dtype)
-    mul_r_steps = np.empty((T, N, H), dtype=x.dtype)
-    n_steps = np.empty((T, N, H), dtype=x.dtype)
     h = h0
     for t in range(T):
         z = h @ Uz
@@ -337,15 +333,11 @@ def gru(x, h0, Wz, Uz, Wr, Ur, Wn, Un):
         r = h @ Ur
         r += xwr[:, t]
         _sigmoid(r, out=r)
-        t_1 = np.multiply(r, h, out=mul_r_steps[t])
-        n = t_1 @ Un
+        n = r * h @ Un
         n += xwn[:, t]
         np.tanh(n, out=n)
         h = (1 - z) * n + z * h
         hs[:, t] = h
-        z_steps[t] = z
-        r_steps[t] = r
-        n_steps[t] = n
     return hs
 
 
@@ -682,13 +674,11 @@ def grid(x, w):
     """out [A, B] = grid(x [A, B], w [B]): the forward pass alone."""
     A, B = _grid_sizes(x, w)
     out = np.zeros((A, B), dtype=x.dtype)
-    result_steps = np.empty((A, A, B), dtype=x.dtype)
     for i in range(A):
         out_1 = out.copy()
         for j in range(B):
             t = np.tanh(x[:, j][i] * w[j] + x.dtype.type(i))
             out_1[i, j] = t
-        result_steps[i] = out_1
         out = out_1
     return out
 
@@ -786,13 +776,12 @@ def _swap_check(a0, b0, x):
 def swap(a0, b0, x):
     """out [n] = swap(a0 [n], b0 [n], x [T, n]): the forward pass alone."""
     n, T = _swap_sizes(a0, b0, x)
-    b_steps = np.empty((T, n), dtype=a0.dtype)
     a = a0
     b = b0
     for t in range(T):
         t_1 = x[t]
         a_1 = b * t_1
-        b = np.multiply(a0.dtype.type(t), t_1, out=b_steps[t])
+        b = a0.dtype.type(t) * t_1
         b += a
         a = a_1
     out = a * b

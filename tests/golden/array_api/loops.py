@@ -444,32 +444,15 @@ def gru(x, h0, Wz, Uz, Wr, Ur, Wn, Un):
     hs = xp.reshape(x_rows @ Wz, (N, T, H))
     xwn = xp.reshape(x_rows @ Wn, (N, T, H))
     xwr = xp.reshape(x_rows @ Wr, (N, T, H))
-    z_steps = xp.empty((T, N, H), dtype=x.dtype)
-    r_steps = xp.empty((T, N, H), dtype=x.dtype)
-    mul_r_steps = xp.empty((T, N, H), dtype=x.dtype)
-    n_steps = xp.empty((T, N, H), dtype=x.dtype)
     h = h0
     hs_slots = []
-    z_steps_slots = []
-    r_steps_slots = []
-    mul_r_steps_slots = []
-    n_steps_slots = []
     for t in range(T):
         z = _sigmoid(hs[:, t] + h @ Uz)
         r = _sigmoid(xwr[:, t] + h @ Ur)
-        t_1 = r * h
-        n = xp.tanh(xwn[:, t] + t_1 @ Un)
+        n = xp.tanh(xwn[:, t] + r * h @ Un)
         h = (1 - z) * n + z * h
         hs_slots.append((t, h))
-        z_steps_slots.append((t, z))
-        r_steps_slots.append((t, r))
-        mul_r_steps_slots.append((t, t_1))
-        n_steps_slots.append((t, n))
     hs = _slots(hs, hs_slots, (1,))
-    z_steps = _slots(z_steps, z_steps_slots, (0,))
-    r_steps = _slots(r_steps, r_steps_slots, (0,))
-    mul_r_steps = _slots(mul_r_steps, mul_r_steps_slots, (0,))
-    n_steps = _slots(n_steps, n_steps_slots, (0,))
     return hs
 
 
@@ -844,8 +827,6 @@ def grid(x, w):
     A, B = _grid_sizes(x, w)
     xp = _xp(x, w)
     out = xp.zeros((A, B), dtype=x.dtype)
-    result_steps = xp.empty((A, A, B), dtype=x.dtype)
-    result_steps_slots = []
     for i in range(A):
         out_1 = out
         out_1_slots = []
@@ -853,9 +834,7 @@ def grid(x, w):
             t = xp.tanh(x[:, j][i] * w[j] + xp.asarray(i, dtype=x.dtype))
             out_1_slots.append(((i, j), t))
         out_1 = _slots(out_1, out_1_slots, (0, 1))
-        result_steps_slots.append((i, out_1))
         out = out_1
-    result_steps = _slots(result_steps, result_steps_slots, (0,))
     return out
 
 
@@ -965,18 +944,14 @@ def swap(a0, b0, x):
     """out [n] = swap(a0 [n], b0 [n], x [T, n]): the forward pass alone."""
     n, T = _swap_sizes(a0, b0, x)
     xp = _xp(a0, b0, x)
-    b_steps = xp.empty((T, n), dtype=a0.dtype)
     a = a0
     b = b0
-    b_steps_slots = []
     for t in range(T):
         t_1 = x[t]
         a_1 = b * t_1
         b = xp.asarray(t, dtype=a0.dtype) * t_1
         b += a
-        b_steps_slots.append((t, b))
         a = a_1
-    b_steps = _slots(b_steps, b_steps_slots, (0,))
     out = a * b
     return out
 
