@@ -32,6 +32,7 @@ from .expr import (
     Comment,
     Cond,
     Eval,
+    Expr,
     Field,
     Lit,
     Name,
@@ -292,6 +293,30 @@ def _name_outputs(g: Graph, namer: Namer) -> None:
         namer.names.setdefault(n, namer.get(n, n.hint or name))
 
 
+def _alone(
+    g: Graph, names: _Names, forward_order: list[Node], values: Values, printer
+) -> tuple[list[Stmt], Expr]:
+    """The lines of `g` (the forward pass alone) and what it returns. It keeps no cache: it may
+    write into arrays the cache would hold, and its loops fill no stack that only the backward
+    reads (`outputs_alone`). Its names are the pair's as they stand before the forward's."""
+    namer = replace(
+        names.namer,
+        taken=set(names.namer.taken),
+        names=dict(names.namer.names),
+        counters=dict(names.namer.counters),
+    )
+    graph, order = g, forward_order
+    tidied = outputs_alone(g)
+    if any(n not in g.forward for n in tidied.nodes):  # (a loop without the backward's stacks)
+        graph, order, values = tidied, list(tidied.nodes), _values(tidied, printer)
+    _name_outputs(graph, namer)
+    alone = Lowering(graph, namer, names.dims, set(graph.outputs), values, printer)
+    alone.plan(order)
+    lines = alone.lines(order, comments=False)
+    outs = [Name(alone.name_of(n)) for n in graph.outputs]
+    return lines, outs[0] if len(outs) == 1 else Tuple(tuple(outs))
+
+
 def _pair_functions(
     g: Graph, names: _Names, checks: bool, printer: type[NumPyPrinter]
 ) -> tuple[list[_FunctionView], dict]:
@@ -304,23 +329,9 @@ def _pair_functions(
     # with checks, the backward checks `dout` against its output's shape: it reads those sizes
     shaped = {s for n in g.outputs for d in n.shape for s in d.symbols} if checks else set()
     cached_dims = [d for d in dims if d in g.cache_dims | shaped]
-    # The forward pass alone keeps no cache: it may write into arrays the cache would hold,
-    # and its loops fill no stack that only the backward reads (`outputs_alone`).
-    alone_namer = replace(
-        namer, taken=set(namer.taken), names=dict(namer.names), counters=dict(namer.counters)
-    )
     forward_order = [n for n in g.nodes if n in forward]
     values = _values(g, printer)
-    alone_graph, alone_order, alone_values = g, forward_order, values
-    tidied = outputs_alone(g)
-    if any(n not in forward for n in tidied.nodes):  # (a loop without the backward's stacks)
-        alone_graph, alone_order = tidied, list(tidied.nodes)
-        alone_values = _values(tidied, printer)
-    _name_outputs(alone_graph, alone_namer)
-    alone_keep = set(alone_graph.outputs)
-    alone = Lowering(alone_graph, alone_namer, dims, alone_keep, alone_values, printer)
-    alone.plan(alone_order)
-    alone_lines = alone.lines(alone_order, comments=False)
+    alone_lines, alone_result = _alone(g, names, forward_order, values, printer)
     _name_outputs(g, namer)
     if len(g.douts) == 1:
         namer.names[g.douts[0]] = "dout"
@@ -329,8 +340,6 @@ def _pair_functions(
     forward_lines = fn.lines(forward_order, comments=False)
     out_names = [Name(fn.name_of(n)) for n in g.outputs]
     result = out_names[0] if len(out_names) == 1 else Tuple(tuple(out_names))
-    alone_names = [Name(alone.name_of(n)) for n in alone_graph.outputs]
-    alone_result = alone_names[0] if len(alone_names) == 1 else Tuple(tuple(alone_names))
     born_weak = any(n in fn.born_weak for n in backward_nodes)
     if born_weak or checks:
         cached += _kept_for_dtype(cached, g.inputs)  # a reference, no copy
