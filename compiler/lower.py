@@ -39,7 +39,6 @@ from .expr import (
     builtin,
     helper,
     method,
-    walk,
 )
 from .expr import List as ListExpr
 from .ir import OPS, Graph, Node, is_view
@@ -306,11 +305,9 @@ class Lowering:
         """A loop body's value made in the slot it is written to, where its line's first
         statement takes `out=`: `h = np.tanh(c, out=hs[:, t])`, `c = np.multiply(f, c,
         out=cs[t])` then `c += i * g`, as an expert fills a stack; the slot write after the
-        body is then left out. Not where the line reads the stack itself."""
+        body is then left out. (The body never reads such a stack: `_slot_targets`.)"""
         slot = self.slots[n]
         name = self.name_of(n)
-        if any(e == slot.obj for s in made for x in s.exprs() for e in walk(x)):
-            return made
         k = next((i for i, s in enumerate(made) if name in s.targets()), None)
         if k is None or not isinstance(made[k], Assign) or made[k].target != name:
             return made

@@ -100,7 +100,7 @@ def _hoisted(loop: Node) -> Node:
     if not mapping:
         return loop
     _fold_biases(body, mapping, invariant, outside, made, new_params, new_args)
-    results = _rebuilt(body, mapping)
+    results = rebuilt(body, mapping)
     return make(
         "loop",
         *loop.args,
@@ -159,7 +159,9 @@ def _outside(n: Node, outside: dict[Node, Node]) -> Node:
     return with_args(n, args)
 
 
-def _rebuilt(body: Region, mapping: dict[Node, Node]) -> tuple[Node, ...]:
+def rebuilt(body: Region, mapping: dict[Node, Node]) -> tuple[Node, ...]:
+    """The body's results with each node of `mapping` read as its value there, the nodes
+    between rebuilt (`mapping` gets them too)."""
     for n in body.nodes:
         if n in mapping:
             continue

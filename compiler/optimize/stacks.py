@@ -37,7 +37,7 @@ from ..ir import (
     with_args,
 )
 from ..ops.loop import counts, reads_own_slots, width, writes_over_reads
-from .hoist import _rebuilt
+from .hoist import rebuilt
 
 
 def stacks_in_read_arrays(graph: Graph) -> Graph:
@@ -85,7 +85,7 @@ def _restacked(loop: Node, readers: dict[Node, int]) -> Node:
         if full is not None and _same_type(full, stack):
             q = region_param(stack.hint or "stack", t.attr("region"), len(params), full.type)
             slot = make("select", q, t, axis=axis, hint=factor.hint)
-            results = list(_rebuilt(Region(params, tuple(results)), {factor: slot}))
+            results = list(rebuilt(Region(params, tuple(results)), {factor: slot}))
             body = Region(params[: 1 + carried] + tuple(outer_params) + (q,), tuple(results))
             outer_params.append(q)
             outer.append(full)
