@@ -450,15 +450,13 @@ def spatial_groupnorm_backward(dout, cache):
     t_3 = max(C * H * W // 2, 1)
     # xhat = reshape(xc / sqrt(var + 1e-5), (N, C, H, W))
     t_4 = t_1.reshape((N, 2))
-    # var = mean(xc * xc, axis=(2, 3, 4), keepdims=true)
-    t_8 = (np.einsum("ijklm,ijklm->ij", t_2, xc) / t_4 / t_4).reshape((N, 2, 1, 1, 1))
-    t_7 = t_8 / t_1
-    t_6 = t_7 / t_3
-    t_5 = t_6 * xc
-    dxc = t_2 / t_1
-    dxc -= t_5
     # mu = mean(xg, axis=(2, 3, 4), keepdims=true)
-    dxg = dxc
+    t_8 = (np.einsum("ijklm,ijklm->ij", t_2, xc) / t_4 / t_4).reshape((N, 2, 1, 1, 1))
+    t_7 = t_8 / t_3
+    t_6 = t_7 * xc
+    t_5 = t_2 - t_6
+    dxg = t_5
+    dxg *= 1.0 / t_1
     dxg -= (t_2.sum(axis=(2, 3, 4)) / t_4).reshape((N, 2, 1, 1, 1)) / t_3
     # xg = reshape(x, (N, 2, C/2, H, W))
     dx = dxg.reshape((N, C, H, W))

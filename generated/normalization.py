@@ -249,27 +249,24 @@ def batchnorm_forward(x, gamma, beta):
     t_1 = gamma / t
     out = t_1 * xc
     out += beta
-    cache = BatchnormCache(gamma, xc, t, t_1, N, D)
+    cache = BatchnormCache(xc, t, t_1, N, D)
     return out, cache
 
 
 def batchnorm_backward(dout, cache):
     """Gradients of batchnorm with respect to x, gamma, beta; dout is shaped like out [N, D]."""
-    gamma, xc, t, t_1, N, D = _cached(cache, BatchnormCache)
-    dout = _dout("batchnorm", dout, (N, D), gamma.dtype)
+    xc, t, t_1, N, D = _cached(cache, BatchnormCache)
+    dout = _dout("batchnorm", dout, (N, D), xc.dtype)
     # out = gamma * xhat + beta
     dbeta = dout.sum(axis=0)
-    t_2 = np.einsum("ij,ij->j", dout, xc)
-    dgamma = t_2 / t
-    # xhat = xc * invstd
-    dinvstd = gamma * t_2
+    dgamma = np.einsum("ij,ij->j", dout, xc) / t
     # var = mean(xc * xc, axis=0)
-    t_3 = max(N, 1)
-    dxc = t_1 * dout
-    dxc -= dinvstd / t / t / t / t_3 * xc
+    t_2 = max(N, 1)
     # mu = mean(x, axis=0)
-    dx = dxc
-    dx -= t_1 * dbeta / t_3
+    dx = dgamma / t / t_2 * xc
+    np.subtract(dout, dx, out=dx)
+    dx -= dbeta / t_2
+    dx *= t_1
     return BatchnormGrads(dx, dgamma, dbeta)
 
 
@@ -340,16 +337,17 @@ def layernorm_forward(x, gamma, beta):
     xc = x - mu
     var = np.vecdot(xc, xc).reshape((N, 1)) / D
     t = np.sqrt(var + 1e-05)
-    xhat = xc / t
+    xhat = xc
+    xhat /= t
     out = gamma * xhat
     out += beta
-    cache = LayernormCache(gamma, xc, t, xhat, N, D)
+    cache = LayernormCache(gamma, t, xhat, N, D)
     return out, cache
 
 
 def layernorm_backward(dout, cache):
     """Gradients of layernorm with respect to x, gamma, beta; dout is shaped like out [N, D]."""
-    gamma, xc, t, xhat, N, D = _cached(cache, LayernormCache)
+    gamma, t, xhat, N, D = _cached(cache, LayernormCache)
     dout = _dout("layernorm", dout, (N, D), gamma.dtype)
     # out = gamma * xhat + beta
     dbeta = dout.sum(axis=0)
@@ -359,11 +357,10 @@ def layernorm_backward(dout, cache):
     t_1 = max(D, 1)
     # xhat = xc / sqrt(var + 1e-5)
     t_2 = t.reshape((N,))
-    # var = mean(xc * xc, axis=1, keepdims=true)
-    t_3 = (np.vecdot(dxhat, xc) / t_2 / t_2).reshape((N, 1)) / t / t_1 * xc
-    dxc = dxhat / t
-    dxc -= t_3
     # mu = mean(x, axis=1, keepdims=true)
-    dx = dxc
+    t_3 = (np.vecdot(dxhat, xhat) / t_2).reshape((N, 1)) / t_1 * t * xhat
+    np.subtract(dxhat, t_3, out=t_3)
+    dx = t_3
+    dx *= 1.0 / t
     dx -= (dxhat.sum(axis=1) / t_2).reshape((N, 1)) / t_1
     return LayernormGrads(dx, dgamma, dbeta)

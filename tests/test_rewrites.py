@@ -21,7 +21,7 @@ from bpc import compile_source
 from bpc import optimize as opt
 from bpc.diagnostics import Loc
 from bpc.dims import Dim
-from bpc.ir import Graph, Node, Param, Type, make, reachable, schedule, untyped
+from bpc.ir import Graph, Node, Param, Type, const, make, reachable, schedule, untyped
 from bpc.optimize import CANONICAL, RULES
 from bpc.verify import show, show_type, verify
 from tests import oracle
@@ -30,7 +30,9 @@ from tests.support import load, numeric_grad, rel_error
 PASSES = (
     "transpose_products",
     "contract_sums",
+    "factor_scales",
     "place_scales",
+    "read_normalized",
     "finish_gradients",
     "select_cache",
     "tidy_loops",
@@ -282,6 +284,18 @@ def test_small_operands_first():
     assert leaves_alone(rule, make("div", make("mul", 2, x), w))  # numbers: the constant rules'
     assert leaves_alone(rule, make("div", w, make("mul", v, x)))  # x is the divisor
     assert leaves_alone(rule, make("div", make("mul", v, w), row))  # no large operand
+
+
+def test_normalized_first():
+    rule = opt.normalized_first
+    w, col = param("w", "m"), param("col", "n", 1)
+    # gamma * xc / sqrt(...) of a layernorm: gamma [m], the root [n, 1]
+    assert rewrites(rule, make("div", make("mul", v, x), col)) == "mul(v, div(x, col))"
+    assert rewrites(rule, make("div", make("mul", x, v), col)) == "mul(v, div(x, col))"
+    assert leaves_alone(rule, make("div", make("mul", v, x), w))  # v / w is small: the rule above
+    assert leaves_alone(rule, make("div", make("mul", v, x), y))  # y is as large as x
+    assert leaves_alone(rule, make("div", make("mul", y, x), col))  # no small factor
+    assert leaves_alone(rule, make("div", make("mul", 2, x), col))  # a number: the rules' own
 
 
 def test_small_operands_first_gradients():
@@ -998,6 +1012,39 @@ def test_contract_sums():
     )
 
 
+def test_factor_scales():
+    p, q = param("p", "n", "m", index=0), param("q", "n", "m", index=1)
+    g_, t_, w = param("g", "m", index=2), param("t", "m", index=3), param("w", "m", index=4)
+    f = make("div", g_, t_)  # batchnorm's gamma / t, [m] against [n, m]
+    k = make("div", make("div", make("mul", g_, make("sum", q, axis=(0,), keepdims=False)), t_), t_)
+    dx = make("sub", make("sub", make("mul", f, p), make("mul", k, q)), make("mul", f, w))
+    g = verify(graph([p, q, g_, t_, w], [dx]), "canonicalize")
+    out = verify(opt.factor_scales(g), "factor_scales")
+    # the small parts of the second term first (its sum over t), then q: one pass over [n, m]
+    assert show(out.outputs[0]) == (
+        "mul(div(g, t), sub(sub(p, mul(div(sum(q, axis=(0,), keepdims=False), t), q)), w))"
+    )
+    assert_same_values(g.outputs, out.outputs)
+    # A term without the factor stays outside; the factor of the two large terms is taken out.
+    e = make("exp", q)
+    outside = make("add", make("sub", make("div", p, t_), make("div", e, t_)), w)
+    out = verify(opt.factor_scales(graph([p, q, g_, t_, w], [outside])), "factor_scales")
+    assert show(out.outputs[0]) == "add(mul(div(1.0, t), sub(p, exp(q))), w)"
+    assert_same_values([outside], out.outputs)
+    # Left alone: one large term; no shared factor; a shared factor of the sum's whole shape
+    # (the rule `common_factor`'s); a large term that something else reads.
+    for n in (
+        make("sub", make("mul", f, p), make("mul", f, t_)),
+        make("add", make("mul", f, p), make("mul", t_, q)),
+        make("add", make("mul", c, p), make("mul", c, q)),
+    ):
+        g = graph([p, q, g_, t_, w], [n])
+        assert opt.factor_scales(g) is g or show(opt.factor_scales(g).outputs[0]) == show(n)
+    fp = make("mul", f, p)
+    shared = graph([p, q, g_, t_], [make("add", fp, make("mul", f, q)), fp])
+    assert show(opt.factor_scales(shared).outputs[0]) == "add(mul(div(g, t), p), mul(div(g, t), q))"
+
+
 def test_place_scales():
     p, q = param("p", "n", "k", index=0), param("q", "m", "k", index=1)
     scores = make("div", make("matmul", p, q.T), 8)  # [n, m]
@@ -1033,6 +1080,48 @@ def test_finish_gradients():
     done = verify(opt.finish_gradients(g, cache_reused=True), "finish_gradients")
     assert show(done.grads[0]) == "copy(exp(p))"
     assert opt.finish_gradients(g, cache_reused=False).grads[0] is e
+
+
+def test_read_normalized():
+    p, g_ = param("p", "n", "m", index=0), param("g", "m", index=1)
+    xc = make("sub", p, make("mean", p, axis=(1,), keepdims=True))
+    four = const(4)
+    var = make("div", make("reshape", make("vecdot", xc, xc), shape=dim("n", 1)), four)
+    t_ = make("sqrt", make("add", var, 1e-5))  # [n, 1], never 0
+    xhat = make("div", xc, t_)
+    out = make("mul", g_, xhat)
+    dout = _dout(out)
+    dxhat = make("mul", dout, g_)
+    c = make(
+        "div", make("div", make("vecdot", dxhat, xc), make("reshape", t_, shape=dim("n"))), four
+    )
+    dx = make("sub", make("div", dxhat, t_), make("mul", make("reshape", c, shape=dim("n", 1)), xc))
+    dg = make("sumprod", dout, xhat, axis=(0,))
+    g = verify(graph([p, g_], [out], [dx, dg], [dout]), "place_scales")
+    new = verify(opt.read_normalized(g), "read_normalized")
+    assert_same_values(g.grads, new.grads)
+    # the backward reads xhat (and t) where it read xc: vecdot(dxhat, xc) / t is vecdot(dxhat,
+    # xhat), and c * xc is c * t * xhat
+    read = {a for b in new.nodes if b not in new.forward for a in b.args}
+    assert xc not in read and xhat in read
+    assert "vecdot(mul(dout, g), div(sub(p, " in show(new.grads[0])
+    assert show(new.grads[0]).count("reshape(sqrt(") == 0  # (t / t cancelled)
+    # Left alone: a divisor that may be 0 or negative; a read of xc that is not a contraction or
+    # a product (exp(xc)); a product with another large array (q * u would walk two); xc an
+    # output too.
+    for forward_q, large, extra in (
+        (make("div", xc, make("add", var, g_)), False, None),
+        (xhat, False, make("exp", xc)),
+        (xhat, True, None),
+    ):
+        out2 = make("mul", g_, forward_q)
+        d2 = _dout(out2)
+        grad = make("mul", make("mul", d2, g_) if large else g_, xc)
+        grad = grad if extra is None else make("add", grad, extra)
+        alone = graph([p, g_], [out2], [grad, make("sumprod", d2, forward_q, axis=(0,))], [d2])
+        assert opt.read_normalized(alone) is alone
+    both = graph([p, g_], [out, xc], [make("mul", dxhat, xc), dg], [dout])
+    assert opt.read_normalized(both) is both
 
 
 def test_select_cache():

@@ -50,6 +50,7 @@ from .algebra import (
     multiply_by_one,
     negation_into_a_constant,
     negation_outward,
+    normalized_first,
     one_plus_tanh,
     pads_tile_an_axis,
     powers_as_products,
@@ -74,7 +75,13 @@ from .algebra import (
 from .finish import finish_gradients, finish_outputs, select_cache
 from .fixpoint import _SEEN, _existing, _key, canonicalize, in_bodies, simplify
 from .hoist import hoist_products, one_product, products_after_loops
-from .products import contract_sums, place_scales, transpose_products
+from .products import (
+    contract_sums,
+    factor_scales,
+    place_scales,
+    read_normalized,
+    transpose_products,
+)
 from .recognize import (
     exp_of_log_softmax,
     log_softmax_written_out,
@@ -97,7 +104,9 @@ __all__ = [
     "canonicalize",
     "transpose_products",
     "contract_sums",
+    "factor_scales",
     "place_scales",
+    "read_normalized",
     "finish_outputs",
     "finish_gradients",
     "select_cache",
@@ -138,6 +147,7 @@ __all__ = [
     "multiply_by_one",
     "negation_into_a_constant",
     "negation_outward",
+    "normalized_first",
     "pads_tile_an_axis",
     "powers_as_products",
     "quotient_times_divisor",
@@ -186,7 +196,9 @@ def optimize(
         graph = check(graph, prefix + "stacks_in_read_arrays")
     graph = check(_everywhere(graph, transpose_products), prefix + "transpose_products")
     graph = check(_everywhere(graph, contract_sums), prefix + "contract_sums")
+    graph = check(_everywhere(graph, factor_scales), prefix + "factor_scales")
     graph = check(_everywhere(graph, place_scales, sizes), prefix + "place_scales")
+    graph = check(_everywhere(graph, read_normalized), prefix + "read_normalized")
     graph = check(finish_outputs(graph), prefix + "finish_outputs")
     graph = check(finish_gradients(graph, cache_reused=cache_reused), prefix + "finish_gradients")
     return check(select_cache(graph), prefix + "select_cache")

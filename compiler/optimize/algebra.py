@@ -292,6 +292,25 @@ def small_operands_first(n: Node) -> Node | None:
     return None
 
 
+@canonical
+def normalized_first(n: Node) -> Node | None:
+    """(s * X) / u -> s * (X / u), for an array X of the quotient's shape and small arrays s and
+    u that broadcast along different axes, so that they do not combine into a small one (a
+    layernorm's `gamma * xc / sqrt(var + eps)`, gamma [D] and the root [N, 1]): the same two
+    passes, and the backward reads the normalized `xc / u` (an expert's `xhat`, which
+    `read_normalized` can then keep alone) where it read `gamma * xc`, a second large array."""
+    if n.op != "div" or n.dtype != "float" or n.args[0].op != "mul":
+        return None
+    inner, u = n.args
+    if not _smaller(u, n):
+        return None
+    for s, x in (inner.args, inner.args[::-1]):
+        if x.shape == n.shape and x.dtype == "float" and _smaller(s, n) and s.dtype == "float":
+            if not _smaller(make("div", s, u), n):
+                return make("mul", s, make("div", x, u))
+    return None
+
+
 def _factors(n: Node) -> list[Node]:
     """The factors of a tree of full-shape products, left to right."""
     if n.op != "mul" or n.dtype != "float":

@@ -7,12 +7,15 @@ the user expects; with their helpers (`_users`, `_Scales`, the options of each m
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import replace
 
 from ..dims import Dim, product
-from ..ir import Graph, Node, at, make, rewrite, with_args
+from ..ir import Graph, Node, at, const, make, rewrite, with_args
+from .algebra import _constant_along, _smaller
 from .fixpoint import _key, simplify
+from .rules import _is_const
 
 
 def _elements(n: Node, sizes: dict[str, int]) -> int | None:
@@ -253,3 +256,309 @@ def place_scales(graph: Graph, sizes: dict[str, int] | None) -> Graph:
         return graph
     graph = simplify(_scale_operands(graph, sizes))
     return simplify(_scale_products(graph, sizes))
+
+
+def factor_scales(graph: Graph) -> Graph:
+    """f * X - f * c * Y - f * m -> f * (X - c * Y - m), for a factor f smaller than the sum
+    (a batchnorm's `gamma / t`, [D] against [N, D]) that its large terms share, read through the
+    products and quotients of their small parts (`gamma * p / t / t` has `gamma / t` in it); a
+    term without f stays outside. The passes over the large arrays stay as many, and two or more
+    large products share one new array where each made its own (batchnorm's backward: one new
+    [N, D] array where there were two, as CS231n's `batchnorm_backward_alt` writes it). Only a
+    sum that nothing else reads a large part of: a term that something else uses is computed
+    anyway."""
+    users = _users(graph)
+    roots = {n for n in graph.nodes if _summed(n) and not any(_summed(u) for u in users[n] if u)}
+
+    def alone(n: Node) -> bool:
+        parts = [t for _, t in _terms(n)] + _interior(n)
+        return all(len(users[p]) == 1 for p in parts if p is not n and p.shape == n.shape)
+
+    chosen, changed = {n for n in roots if alone(n)}, []
+
+    def step(n: Node, args: tuple[Node, ...]) -> Node:
+        m = with_args(n, args)
+        if n in chosen:
+            with at(n.loc):
+                factored = _factored(m)
+            if factored is not None:
+                changed.append(n)
+                return replace(factored, hint=n.hint)
+        return m
+
+    out = rewrite(graph, step)
+    return simplify(out) if changed else graph
+
+
+def _summed(n: Node | None) -> bool:
+    return n is not None and n.op in ("add", "sub", "neg") and n.dtype == "float" and n.ndim > 0
+
+
+def _terms(n: Node, sign: int = 1) -> list[tuple[int, Node]]:
+    """The terms of a tree of float additions, subtractions and negations, with their signs; a
+    term may be smaller than the sum, which it broadcasts to."""
+    if _summed(n):
+        if n.op == "neg":
+            return _terms(n.args[0], -sign)
+        return _terms(n.args[0], sign) + _terms(n.args[1], sign if n.op == "add" else -sign)
+    return [(sign, n)]
+
+
+def _interior(n: Node) -> list[Node]:
+    """The additions, subtractions and negations of the tree `_terms` reads."""
+    return [n] + [i for a in n.args for i in _interior(a)] if _summed(n) else []
+
+
+def _factored(n: Node) -> Node | None:
+    """`factor_scales` on the sum `n`: the factor its large terms share taken out of them and
+    of the small terms that have it too, or None where there is none or fewer than two large
+    terms."""
+    terms = _terms(n)
+    powers = [_powers(t, n.shape) for _, t in terms]
+    large = [q for (_, t), q in zip(terms, powers) if t.shape == n.shape]
+    if len(large) < 2:
+        return None
+    common = {}
+    for f in large[0]:
+        ps = [q.get(f, 0) for q in large]
+        if all(p > 0 for p in ps) or all(p < 0 for p in ps):
+            common[f] = min(ps, key=abs)
+    if not any(f.dtype == "float" and not f.type.static and f.shape != n.shape for f in common):
+        return None
+    inside, outside, after = [], [], []  # (`after`: the powers of the terms once f is out)
+    for (sign, t), q in zip(terms, powers):
+        if all(q.get(f, 0) * p > 0 and abs(q[f]) >= abs(p) for f, p in common.items()):
+            q = {f: p - common.get(f, 0) for f, p in q.items()}
+            inside.append((sign, _from_powers(q, n.shape)))
+        else:
+            outside.append((sign, t))
+        after.append(q)
+    if any(r.dtype != "float" for _, r in inside):  # (a mask alone in the sum: int64)
+        return None
+    if _scaled(after, n) >= _scaled(powers, n):
+        return None  # (each scaled large term but one makes an array; taking f out adds a pass)
+    m = _signed_sum(
+        [(1, make("mul", _from_powers(common, n.shape), _signed_sum(inside)))] + outside
+    )
+    return m if m.type == n.type else None
+
+
+def _scaled(powers: list[dict[Node, int]], n: Node) -> int:
+    """How many of the terms (as `_powers`) are large arrays multiplied or divided by something:
+    more than one large factor, or a large one and another."""
+    large = [q for q in powers if any(f.shape == n.shape and p for f, p in q.items())]
+    return sum(sum(abs(p) for p in q.values()) > 1 for q in large)
+
+
+def _signed_sum(terms: list[tuple[int, Node]]) -> Node:
+    """The sum of signed terms, in their order: `a - b + c`."""
+    total = terms[0][1] if terms[0][0] > 0 else make("neg", terms[0][1])
+    for sign, t in terms[1:]:
+        total = make("add" if sign > 0 else "sub", total, t)
+    return total
+
+
+def _powers(n: Node, shape: tuple[Dim, ...] | None) -> dict[Node, int]:
+    """A chain of float products and quotients as its factors with their powers (`gamma * p / t
+    / t`: gamma 1, p 1, t -2), read through a reshape that only adds or drops leading axes of
+    size 1; below the top, a part of the large `shape` is one factor (with None, none is)."""
+    out: dict[Node, int] = {}
+    for f, p in _factors_of(n, shape):
+        out[f] = out.get(f, 0) + p
+    return out
+
+
+def _factors_of(n: Node, shape, top: bool = True) -> list[tuple[Node, int]]:
+    """`_powers`'s factors, one (factor, 1 or -1) per occurrence."""
+    if (not top and n.shape == shape) or n.dtype != "float":
+        return [(n, 1)]
+    if n.op == "reshape" and _squeezed(n.shape) == _squeezed(n.args[0].shape):
+        return _factors_of(n.args[0], shape, False)  # ((1, D) for [D]: broadcasting does that)
+    if n.op not in ("mul", "div"):
+        return [(n, 1)]
+    sign = 1 if n.op == "mul" else -1
+    below = _factors_of(n.args[1], shape, False)
+    return _factors_of(n.args[0], shape, False) + [(f, sign * p) for f, p in below]
+
+
+def _squeezed(shape: tuple[Dim, ...]) -> tuple[Dim, ...]:
+    """A shape without its leading axes of size 1."""
+    k = 0
+    while k < len(shape) and shape[k] == Dim.of(1):
+        k += 1
+    return shape[k:]
+
+
+def _from_powers(powers: dict[Node, int], shape: tuple[Dim, ...] | None) -> Node:
+    """The product of the factors with positive powers over those with negative powers: the
+    numbers multiplied into one, first, then the parts smaller than `shape` (`dgamma / t / N *
+    xc`), so that a large array is walked once; 1 where there are none."""
+    number = math.prod(f.attr("value") ** p for f, p in powers.items() if _multiplier(f, p))
+    value = None if number == 1 else const(number)
+    for large in (False, True):
+        for f, p in powers.items():
+            if (f.shape == shape) != large or _multiplier(f, p):
+                continue
+            for _ in range(abs(p)):
+                if p > 0:
+                    value = f if value is None else make("mul", value, f)
+                else:
+                    value = make("div", const(1.0) if value is None else value, f)
+    return const(1.0) if value is None else value
+
+
+def _multiplier(f: Node, p: int) -> bool:
+    """A number that multiplies (a quotient by a number stays one: 1 / 3 is not exact)."""
+    return p > 0 and f.op == "const" and not isinstance(f.attr("value"), bool)
+
+
+def read_normalized(graph: Graph) -> Graph:
+    """The backward reads x as q * u where the forward makes q = x / u (or x as q / r, for q =
+    x * r), x an array of q's shape and u small and positive (a layernorm's `xhat = xc /
+    sqrt(var + eps)`, u [N, 1] against [N, D]), and the backward reads both x and q: a
+    contraction with x is the contraction with q times u (`vecdot(dxhat, xc)` is
+    `vecdot(dxhat, xhat) * t`), a product with x the product with q times u, the small
+    factors cancelled. The cache keeps one large array where it kept two, and the forward
+    works q out in x's array, as an expert's layernorm keeps `xhat` alone. Only where each
+    read of x in the backward is such a one. u is the square root of a sum with a positive
+    number, r one over it: never 0, so x is q * u to a rounding (but where x overflows, u is
+    inf and q * u is nan). No simplification follows: the rules would read q * u as x again."""
+    forward, users = graph.forward, _users(graph)
+    found = {}
+    for q in graph.nodes:
+        x_u = _normalizing(q) if q in forward else None
+        if x_u and x_u[0] in forward and _read_back(q, users, forward):
+            found.setdefault(x_u[0], (q, x_u[1]))
+    subs = {}
+    for x, (q, powers) in found.items():
+        readers = _read_back(x, users, forward)
+        if readers and None not in users[x] and all(_rewritable(b, x, powers) for b in readers):
+            subs[x] = {q: 1, **powers}
+    if not subs:
+        return graph
+    known = {_key(n): n for n in graph.nodes}
+
+    def step(n: Node, args: tuple[Node, ...]) -> Node:
+        m = with_args(n, args)
+        if n in forward or (args == n.args and not any(a in subs for a in args)):
+            return m
+        with at(n.loc):
+            out = _read_through(m, subs, known)
+        out = _interned(out, known)
+        return out if out is m or not n.hint else replace(out, hint=n.hint)
+
+    return rewrite(graph, step)
+
+
+def _read_back(n: Node, users, forward) -> list[Node]:
+    """The backward's nodes that take n as an argument."""
+    return [b for b in users[n] if b is not None and b not in forward]
+
+
+def _normalizing(q: Node) -> tuple[Node, dict[Node, int]] | None:
+    """(x, the small factors with their powers that make x from q) where q is x / u or x * r,
+    u positive (`_positive`), r one over such a u."""
+    if q.op not in ("mul", "div") or q.dtype != "float" or q.ndim == 0:
+        return None
+    pairs = [q.args] if q.op == "div" else [q.args, q.args[::-1]]
+    for x, s in pairs:
+        if x.shape != q.shape or x.dtype != "float" or not _smaller(s, q):
+            continue
+        if q.op == "div" and _positive(s):
+            return x, {s: 1}
+        if q.op == "mul" and s.op == "div" and _is_const(s.args[0]) and _positive(s.args[1]):
+            if s.args[0].attr("value") > 0:
+                return x, {s: -1}
+    return None
+
+
+def _positive(u: Node) -> bool:
+    """u is at least a positive number: the square root of, or a sum of, a positive number and
+    a sum of squares (a variance plus eps)."""
+    if u.op == "sqrt":
+        return _positive(u.args[0])
+    if u.op == "add":
+        a, b = u.args
+        return (_is_const(a) and a.attr("value") > 0 and _squares(b)) or (
+            _is_const(b) and b.attr("value") > 0 and _squares(a)
+        )
+    return False
+
+
+def _squares(n: Node) -> bool:
+    """n is a sum of squares, or a mean of them (never negative)."""
+    if n.op in ("vecdot", "sumprod", "vdot", "mul"):
+        return n.args[0] is n.args[1]
+    if n.op in ("reshape", "sum", "mean"):
+        return _squares(n.args[0])
+    if n.op == "div":
+        d = n.args[1]
+        return _squares(n.args[0]) and (d.op == "dim" or (_is_const(d) and d.attr("value") > 0))
+    return False
+
+
+def _contracted(b: Node) -> tuple[int, ...] | None:
+    """The axes of its operands that a contraction sums over (vecdot: the last; sumprod: its
+    own), or None for another operation."""
+    if b.op == "vecdot" and b.args[0].shape == b.args[1].shape:
+        return (b.args[0].ndim - 1,)
+    return b.attr("axis") if b.op == "sumprod" else None
+
+
+def _rewritable(b: Node, x: Node, powers: dict[Node, int]) -> bool:
+    """Whether `_read_through` can read x as q times `powers` in b: a contraction along which
+    the factors are constant, or a product or quotient of x's shape whose other factors are
+    small."""
+    axes = _contracted(b)
+    if axes is not None:
+        return all(_constant_along(f, x, axes) for f in powers)
+    if b.op not in ("mul", "div") or b.shape != x.shape:
+        return False
+    powers = _powers(b, b.shape)  # (x its one large factor: q * u then walks one array too)
+    return x in powers and all(f is x or f.shape != b.shape for f in powers)
+
+
+def _read_through(m: Node, subs: dict[Node, dict[Node, int]], known: dict) -> Node:
+    """m with each x of `subs` read as its q times its factors, and the small factors of a
+    product or quotient chain that meet cancelled; m itself where nothing changes, or where
+    that would change its type (then x stays read, and cached)."""
+    axes = _contracted(m)
+    if axes is not None and any(a in subs for a in m.args):
+        scale: dict[Node, int] = {}
+        args = []
+        for a in m.args:
+            q, *factors = subs.get(a, {a: 1}).items()
+            args.append(q[0])
+            for f, p in factors:
+                f = _kept(f, a, axes, m, known)
+                scale[f] = scale.get(f, 0) + p
+        product = _interned(make(m.op, *args, **m.kw), known)
+        out = _from_powers({product: 1, **scale}, None)
+        return out if out.type == m.type else m
+    if m.op not in ("mul", "div"):
+        return m
+    stop = m.shape if m.shape in {x.shape for x in subs} else None
+    factors = _factors_of(m, stop)
+    powers: dict[Node, int] = {}
+    for f, p in factors:
+        for g, r in subs.get(f, {f: 1}).items():
+            powers[g] = powers.get(g, 0) + p * r
+    if not any(f in subs for f, _ in factors) and sum(map(abs, powers.values())) == len(factors):
+        return m  # (nothing read through, nothing cancelled)
+    out = _from_powers(powers, stop)
+    return out if out.type == m.type else m  # (a cancelled factor that set the shape)
+
+
+def _kept(f: Node, x: Node, axes: tuple[int, ...], m: Node, known: dict) -> Node:
+    """Factor f of x (aligned on the right), constant along the summed `axes`, shaped to
+    broadcast against the contraction m's result: those axes dropped (`t` [N, 1] -> [N])."""
+    padded = (Dim.of(1),) * (x.ndim - f.ndim) + f.shape
+    shape = _squeezed(tuple(d for i, d in enumerate(padded) if i not in axes))
+    if shape == _squeezed(f.shape) and len(f.shape) <= m.ndim:
+        return f
+    return _interned(make("reshape", f, shape=shape), known)
+
+
+def _interned(n: Node, known: dict) -> Node:
+    """The graph's node of n's value if it has one (`t.reshape((N,))` made once), else n."""
+    return known.setdefault(_key(n), n)

@@ -478,11 +478,10 @@ def logistic_backward(dout, cache):
     X, y, w, reg, z, e, N = _cached(cache, LogisticCache)
     dout = _dout("logistic", dout, (), X.dtype)
     # loss = mean(softplus(z) - y * z) + 0.5 * reg * sum(w * w)
-    t = dout / max(N, 1)
     dz = np.maximum(e, z >= 0)
     dz /= 1 + e
-    dz *= t
-    dz -= t * y
+    dz -= y
+    dz *= dout / max(N, 1)
     # z = X @ w
     dw = X.T @ dz
     dw += dout * reg * w

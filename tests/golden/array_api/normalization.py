@@ -340,28 +340,24 @@ def batchnorm_forward(x, gamma, beta):
     t_1 = gamma / t
     out = t_1 * xc
     out += beta
-    cache = BatchnormCache(gamma, xc, t, t_1, N, D)
+    cache = BatchnormCache(xc, t, t_1, N, D)
     return out, cache
 
 
 def batchnorm_backward(dout, cache):
     """Gradients of batchnorm with respect to x, gamma, beta; dout is shaped like out [N, D]."""
-    gamma, xc, t, t_1, N, D = _cached(cache, BatchnormCache)
-    xp = _xp(dout, gamma, xc, t, t_1, N, D)
-    dout = _dout("batchnorm", dout, (N, D), gamma.dtype, xp)
+    xc, t, t_1, N, D = _cached(cache, BatchnormCache)
+    xp = _xp(dout, xc, t, t_1, N, D)
+    dout = _dout("batchnorm", dout, (N, D), xc.dtype, xp)
     # out = gamma * xhat + beta
     dbeta = xp.sum(dout, axis=0)
-    t_2 = _einsum("ij,ij->j", dout, xc)
-    dgamma = t_2 / t
-    # xhat = xc * invstd
-    dinvstd = gamma * t_2
+    dgamma = _einsum("ij,ij->j", dout, xc) / t
     # var = mean(xc * xc, axis=0)
-    t_3 = max(N, 1)
-    dxc = t_1 * dout
-    dxc -= dinvstd / t / t / t / t_3 * xc
+    t_2 = max(N, 1)
     # mu = mean(x, axis=0)
-    dx = dxc
-    dx -= t_1 * dbeta / t_3
+    dx = dout - dgamma / t / t_2 * xc
+    dx -= dbeta / t_2
+    dx *= t_1
     return BatchnormGrads(dx, dgamma, dbeta)
 
 
@@ -436,17 +432,18 @@ def layernorm_forward(x, gamma, beta):
     xc = x - mu
     var = xp.reshape(xp.vecdot(xc, xc), (N, 1)) / D
     t = xp.sqrt(var + 1e-05)
-    xhat = xc / t
+    xhat = xc
+    xhat /= t
     out = gamma * xhat
     out += beta
-    cache = LayernormCache(gamma, xc, t, xhat, N, D)
+    cache = LayernormCache(gamma, t, xhat, N, D)
     return out, cache
 
 
 def layernorm_backward(dout, cache):
     """Gradients of layernorm with respect to x, gamma, beta; dout is shaped like out [N, D]."""
-    gamma, xc, t, xhat, N, D = _cached(cache, LayernormCache)
-    xp = _xp(dout, gamma, xc, t, xhat, N, D)
+    gamma, t, xhat, N, D = _cached(cache, LayernormCache)
+    xp = _xp(dout, gamma, t, xhat, N, D)
     dout = _dout("layernorm", dout, (N, D), gamma.dtype, xp)
     # out = gamma * xhat + beta
     dbeta = xp.sum(dout, axis=0)
@@ -456,11 +453,9 @@ def layernorm_backward(dout, cache):
     t_1 = max(D, 1)
     # xhat = xc / sqrt(var + 1e-5)
     t_2 = xp.reshape(t, (N,))
-    # var = mean(xc * xc, axis=1, keepdims=true)
-    t_3 = xp.reshape(xp.vecdot(dxhat, xc) / t_2 / t_2, (N, 1)) / t / t_1 * xc
-    dxc = dxhat / t
-    dxc -= t_3
     # mu = mean(x, axis=1, keepdims=true)
-    dx = dxc
+    t_3 = dxhat - xp.reshape(xp.vecdot(dxhat, xhat) / t_2, (N, 1)) / t_1 * t * xhat
+    dx = t_3
+    dx *= 1.0 / t
     dx -= xp.reshape(xp.sum(dxhat, axis=1) / t_2, (N, 1)) / t_1
     return LayernormGrads(dx, dgamma, dbeta)
