@@ -52,6 +52,7 @@ HELPED = {"pad": "_pad", "take_along_axis": "_take_along_axis", "einsum": "_eins
 # The helpers of the target, by name: each template dispatches on the library where it must.
 HELPERS = {
     "_xp": "xp.py.j2",
+    "_frozen": "frozen_xp.py.j2",
     "_scatter_add": "scatter_add_xp.py.j2",
     "_labels": "labels_xp.py.j2",
     "_erf": "erf_xp.py.j2",

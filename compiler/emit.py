@@ -43,6 +43,7 @@ from .expr import (
     Tuple,
     Unpack,
     builtin,
+    helper,
     method,
     reads,
     shape,
@@ -50,6 +51,7 @@ from .expr import (
 from .files import cache_dir, read_entry, write_entry
 from .ir import Graph, Node
 from .lower import RESERVED, Lowering, Namer, Values, backward_steps, dtype_holder, dtype_source
+from .optimize.finish import cached_outputs
 from .optimize.tidy import outputs_alone
 from .printer import (
     INDENT,
@@ -338,7 +340,11 @@ def _pair_functions(
     fn = Lowering(g, namer, dims, set(cached) | set(g.outputs) | set(g.grads), values, printer)
     fn.plan(forward_order)
     forward_lines = fn.lines(forward_order, comments=False)
-    out_names = [Name(fn.name_of(n)) for n in g.outputs]
+    held = cached_outputs(g)  # (read-only to the caller: `_frozen`)
+    out_names = [
+        helper("_frozen", Name(fn.name_of(n))) if n in held else Name(fn.name_of(n))
+        for n in g.outputs
+    ]
     result = out_names[0] if len(out_names) == 1 else Tuple(tuple(out_names))
     born_weak = any(n in fn.born_weak for n in backward_nodes)
     if born_weak or checks:

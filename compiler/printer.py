@@ -50,6 +50,7 @@ from .expr import List as ListExpr
 LINE_LENGTH = 88  # black's default: the generated modules are black-formatted
 # The functions a module defines from a template when its code calls them (`expr.helper`).
 HELPERS = {
+    "_frozen": "frozen.py.j2",
     "_scatter_add": "scatter_add.py.j2",
     "_labels": "labels.py.j2",
     "_erf": "erf.py.j2",

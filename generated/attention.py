@@ -180,6 +180,15 @@ def _check_dout(graph, dout, shape, dtype):
         )
 
 
+def _frozen(out):
+    """An output that the cache holds too, handed to the caller read-only: writing into it
+    would change the gradients that the backward pass computes from it (copy it to change
+    it)."""
+    if isinstance(out, np.ndarray):
+        out.flags.writeable = False
+    return out
+
+
 class AttentionGrads(NamedTuple):
     """Gradients of attention with respect to q, k, v, each shaped like its parameter."""
 
@@ -253,7 +262,7 @@ def attention_forward(q, k, v):
     weights /= exps.sum(axis=1, keepdims=True)
     out = weights @ v
     cache = AttentionCache(q, k, v, t, weights, out, S, m)
-    return out, cache
+    return _frozen(out), cache
 
 
 def attention_backward(dout, cache):

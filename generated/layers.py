@@ -180,6 +180,15 @@ def _check_dout(graph, dout, shape, dtype):
         )
 
 
+def _frozen(out):
+    """An output that the cache holds too, handed to the caller read-only: writing into it
+    would change the gradients that the backward pass computes from it (copy it to change
+    it)."""
+    if isinstance(out, np.ndarray):
+        out.flags.writeable = False
+    return out
+
+
 class AffineGrads(NamedTuple):
     """Gradients of affine with respect to x, w, b, each shaped like its parameter."""
 
@@ -295,7 +304,7 @@ def relu_forward(x):
     N, D = _relu_sizes(x)
     out = np.maximum(x, 0)
     cache = ReluCache(out, N, D)
-    return out, cache
+    return _frozen(out), cache
 
 
 def relu_backward(dout, cache):
@@ -368,7 +377,7 @@ def affine_relu_forward(x, w, b):
     out += b
     np.maximum(out, 0, out=out)
     cache = AffineReluCache(x, w, out, N, M)
-    return out, cache
+    return _frozen(out), cache
 
 
 def affine_relu_backward(dout, cache):

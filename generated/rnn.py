@@ -180,6 +180,15 @@ def _check_dout(graph, dout, shape, dtype):
         )
 
 
+def _frozen(out):
+    """An output that the cache holds too, handed to the caller read-only: writing into it
+    would change the gradients that the backward pass computes from it (copy it to change
+    it)."""
+    if isinstance(out, np.ndarray):
+        out.flags.writeable = False
+    return out
+
+
 def _scatter_add(shape, dtype, idx, values):
     """Zeros of `shape` with values[i] added at row idx[i]; repeated indices add up."""
     out = np.zeros(shape, dtype)
@@ -307,7 +316,7 @@ def rnn_step_forward(x, prev_h, Wx, Wh, b):
     next_h += b
     np.tanh(next_h, out=next_h)
     cache = RnnStepCache(x, prev_h, Wx, Wh, next_h, N, H)
-    return next_h, cache
+    return _frozen(next_h), cache
 
 
 def rnn_step_backward(dout, cache):
@@ -816,7 +825,7 @@ def rnn_forward(x, h0, Wx, Wh, b):
         np.tanh(h, out=h)
         hs[:, t] = h
     cache = RnnCache(h0, Wx, Wh, x_rows, hs, N, T, D, H)
-    return hs, cache
+    return _frozen(hs), cache
 
 
 def rnn_backward(dout, cache):
@@ -970,7 +979,7 @@ def lstm_forward(x, h0, Wx, Wh, b):
         D,
         H,
     )
-    return hs, cache
+    return _frozen(hs), cache
 
 
 def lstm_backward(dout, cache):

@@ -1,7 +1,8 @@
 """The generated code reuses arrays it made (`p -= m`, `np.exp(p, out=p)`, `dW += reg * W`), and
 never writes into anything else: the caller's arguments, the upstream gradient, or the cache, which
-the caller may pass to the backward pass again. Every graph of the examples, the golden file and
-the regression graphs is run with arrays that are checked afterwards."""
+the caller may pass to the backward pass again; and the outputs are the caller's to change, which
+changes no gradient. Every graph of the examples, the golden file and the regression graphs is run
+with arrays that are checked afterwards."""
 
 from __future__ import annotations
 
@@ -64,6 +65,14 @@ def test_arguments_douts_and_cache_are_never_written(module, graph, path):
     _same(kept_douts, douts, "upstream gradient")
     _same(kept_cache, cache, "cache entry")
     _same(first, backward(dout, cache), "gradient of a second backward pass")
+    for o in outs:  # an output is the caller's to change (a residual `out += x`), or one
+        if isinstance(o, np.ndarray) and o.ndim:  # the cache holds, read-only (`_frozen`)
+            if o.flags.writeable:
+                o[...] = 7
+            else:
+                with pytest.raises(ValueError, match="read-only"):
+                    o += 7
+    _same(first, backward(dout, cache), "gradient after the caller wrote into an output")
     if len(graph.outputs) == 1 and graph.outputs[0].ndim == 0:
         grad = getattr(module, _attr(module, graph.name + "_grad"))
         grad(*args)

@@ -1031,12 +1031,23 @@ def test_factor_scales():
     out = verify(opt.factor_scales(graph([p, q, g_, t_, w], [outside])), "factor_scales")
     assert show(out.outputs[0]) == "add(mul(div(1.0, t), sub(p, exp(q))), w)"
     assert_same_values([outside], out.outputs)
-    # Left alone: one large term; no shared factor; a shared factor of the sum's whole shape
-    # (the rule `common_factor`'s); a large term that something else reads.
+    # The factor most large terms share, of the sum's whole shape too: GELU's backward, `s + k *
+    # x * s * (1 - s) + x * s * (1 - s) * x * x` -> s + x * s * (1 - s) * (k + x * x)
+    q2 = param("q", "n", "m", index=1)
+    sig = make("exp", q2)
+    slope = make("mul", make("mul", p, sig), make("sub", 1, sig))
+    gelu = make(
+        "add", make("add", sig, make("mul", 1.5, slope)), make("mul", make("mul", slope, p), p)
+    )
+    out = verify(opt.factor_scales(graph([p, q2], [gelu])), "factor_scales")
+    assert show(out.outputs[0]) == (
+        "add(mul(mul(mul(p, exp(q)), sub(1, exp(q))), add(1.5, mul(p, p))), exp(q))"
+    )
+    assert_same_values([gelu], out.outputs)
+    # Left alone: one large term; no shared factor; a large term that something else reads.
     for n in (
         make("sub", make("mul", f, p), make("mul", f, t_)),
         make("add", make("mul", f, p), make("mul", t_, q)),
-        make("add", make("mul", c, p), make("mul", c, q)),
     ):
         g = graph([p, q, g_, t_, w], [n])
         assert opt.factor_scales(g) is g or show(opt.factor_scales(g).outputs[0]) == show(n)

@@ -384,6 +384,33 @@ def test_slots_does_what_the_writes_in_place_do(library: str, add: bool):
         assert rel_error(back(before), a) == 0, "the array before the loop was written"
 
 
+@pytest.mark.parametrize("library", ["numpy", "torch", "jax", "dask", "cupy", "torch-cuda"])
+def test_frozen_hands_over_an_output_that_writing_into_cannot_change(library: str):
+    """`_frozen`, what `g_forward` returns an output the cache holds through: read-only on
+    NumPy, a copy where arrays can be written but not made read-only (PyTorch, CuPy), the array
+    itself where no one writes into arrays (JAX, Dask). Writing into what the caller gets then
+    leaves the cache's array as it was."""
+    from bpc.emit import _environment
+
+    to, back, array_type = _library(library)
+    namespace = {"array_api_compat": __import__("array_api_compat")}
+    for template in ("xp.py.j2", "frozen_xp.py.j2"):
+        exec(_environment().get_template(template).render(), namespace)
+    a = np.arange(6.0).reshape(2, 3)
+    held = to(a)
+    got = namespace["_frozen"](held)
+    assert isinstance(got, array_type) and rel_error(back(got), a) == 0
+    if library == "numpy":
+        assert got is held and not got.flags.writeable
+        with pytest.raises(ValueError, match="read-only"):
+            got += 1
+    elif library in ("torch", "torch-cuda", "cupy"):
+        got += 1
+        assert rel_error(back(held), a) == 0, "writing into the output changed the cache's array"
+    else:
+        assert got is held
+
+
 def test_the_cache_is_a_pytree_whose_numbers_stay_python_numbers():
     """`jax.jit` of `g_forward` returns the graph's cache class, its arrays JAX arrays and its
     numbers (the size T, the host's `sqrt(d)`) Python numbers, as eagerly: so `jax.jit` of

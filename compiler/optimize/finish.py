@@ -169,3 +169,11 @@ def select_cache(graph: Graph) -> Graph:
                 dims |= _dim_symbols(a) if a.op == "dim" else set()
     cache = [n for n in graph.nodes if n in forward and n in read and n.op not in ("const", "dim")]
     return replace(graph, cache=tuple(cache), cache_dims=frozenset(dims))
+
+
+def cached_outputs(graph: Graph) -> set[Node]:
+    """The outputs (arrays) whose memory a cache entry shares: `g_forward` hands them to the
+    caller read-only (`_frozen`), since writing into one (a residual `out += x`) would change
+    the gradients the backward computes from the cache."""
+    held = set().union(*(_bases(c) for c in graph.cache))
+    return {o for o in graph.outputs if o.ndim and _bases(o) & held}

@@ -259,28 +259,36 @@ def place_scales(graph: Graph, sizes: dict[str, int] | None) -> Graph:
 
 
 def factor_scales(graph: Graph) -> Graph:
-    """f * X - f * c * Y - f * m -> f * (X - c * Y - m), for a factor f smaller than the sum
-    (a batchnorm's `gamma / t`, [D] against [N, D]) that its large terms share, read through the
-    products and quotients of their small parts (`gamma * p / t / t` has `gamma / t` in it); a
-    term without f stays outside. The passes over the large arrays stay as many, and two or more
-    large products share one new array where each made its own (batchnorm's backward: one new
-    [N, D] array where there were two, as CS231n's `batchnorm_backward_alt` writes it). Only a
-    sum that nothing else reads a large part of: a term that something else uses is computed
-    anyway."""
+    """f * X - f * c * Y - f * m -> f * (X - c * Y - m), for the factor f that the most large
+    terms of a sum share (two at least), read through the products and quotients of their
+    parts (`gamma * p / t / t` has `gamma / t` in it); a term without f stays outside. f may be
+    smaller than the sum (a batchnorm's `gamma / t`, [D] against [N, D]) or as large (GELU's
+    `x * s * (1 - s)`, which two of the three terms of its gradient have). The passes over the
+    large arrays are as many or fewer, and two or more large products share one new array where
+    each made its own (batchnorm's backward: one new [N, D] array where there were two, as
+    CS231n's `batchnorm_backward_alt` writes it). A part of a large term that something else
+    reads is not read through, and such a term stays as it is: it is computed anyway."""
     users = _users(graph)
-    roots = {n for n in graph.nodes if _summed(n) and not any(_summed(u) for u in users[n] if u)}
+    shared = {n for n in graph.nodes if len(users[n]) > 1}
+    roots = {  # (whole sums, whose inner sums nothing else reads)
+        n
+        for n in graph.nodes
+        if _summed(n)
+        and not any(_summed(u) for u in users[n] if u)
+        and not any(p in shared for p in _interior(n) if p is not n)
+    }
 
-    def alone(n: Node) -> bool:
-        parts = [t for _, t in _terms(n)] + _interior(n)
-        return all(len(users[p]) == 1 for p in parts if p is not n and p.shape == n.shape)
+    def through(part: Node) -> bool:  # (a product that only this sum reads)
+        return part not in shared and part.op in ("mul", "div")
 
-    chosen, changed = {n for n in roots if alone(n)}, []
+    changed = []
 
     def step(n: Node, args: tuple[Node, ...]) -> Node:
         m = with_args(n, args)
-        if n in chosen:
+        if n in roots:
+            kept = {a for a, b in zip(_terms(m), _terms(n)) if b[1] in shared}
             with at(n.loc):
-                factored = _factored(m)
+                factored = _factored(m, kept, through)
             if factored is not None:
                 changed.append(n)
                 return replace(factored, hint=n.hint)
@@ -309,25 +317,34 @@ def _interior(n: Node) -> list[Node]:
     return [n] + [i for a in n.args for i in _interior(a)] if _summed(n) else []
 
 
-def _factored(n: Node) -> Node | None:
-    """`factor_scales` on the sum `n`: the factor its large terms share taken out of them and
-    of the small terms that have it too, or None where there is none or fewer than two large
-    terms."""
+def _factored(n: Node, kept: set, through) -> Node | None:
+    """`factor_scales` on the sum `n`: the factor that the most of its large terms share (two
+    at least) taken out of them and of the other terms that have it too, or None where that
+    does not save an array. The terms in `kept` (sign and term) stay as they are; `through`
+    says which large parts of a term may be read through."""
     terms = _terms(n)
-    powers = [_powers(t, n.shape) for _, t in terms]
-    large = [q for (_, t), q in zip(terms, powers) if t.shape == n.shape]
-    if len(large) < 2:
+    powers = [_powers(t, n.shape, through) for _, t in terms]
+    large = [q for st, q in zip(terms, powers) if st[1].shape == n.shape and st not in kept]
+    # the factor that most large terms have, and what those terms share with it
+    counts: dict[tuple[Node, int], int] = {}
+    for q in large:
+        for f, p in q.items():
+            if p and f.dtype == "float" and not f.type.static:
+                counts[f, p > 0] = counts.get((f, p > 0), 0) + 1
+    if not counts or max(counts.values()) < 2:
         return None
+    f, up = max(counts, key=counts.get)
+    having = [q for q in large if q.get(f, 0) and (q[f] > 0) == up]
     common = {}
-    for f in large[0]:
-        ps = [q.get(f, 0) for q in large]
+    for g in having[0]:
+        ps = [q.get(g, 0) for q in having]
         if all(p > 0 for p in ps) or all(p < 0 for p in ps):
-            common[f] = min(ps, key=abs)
-    if not any(f.dtype == "float" and not f.type.static and f.shape != n.shape for f in common):
-        return None
+            common[g] = min(ps, key=abs)
     inside, outside, after = [], [], []  # (`after`: the powers of the terms once f is out)
     for (sign, t), q in zip(terms, powers):
-        if all(q.get(f, 0) * p > 0 and abs(q[f]) >= abs(p) for f, p in common.items()):
+        if (sign, t) in kept and t.shape == n.shape:
+            outside.append((sign, t))
+        elif all(q.get(f, 0) * p > 0 and abs(q[f]) >= abs(p) for f, p in common.items()):
             q = {f: p - common.get(f, 0) for f, p in q.items()}
             inside.append((sign, _from_powers(q, n.shape)))
         else:
@@ -358,27 +375,28 @@ def _signed_sum(terms: list[tuple[int, Node]]) -> Node:
     return total
 
 
-def _powers(n: Node, shape: tuple[Dim, ...] | None) -> dict[Node, int]:
+def _powers(n: Node, shape: tuple[Dim, ...] | None, through=None) -> dict[Node, int]:
     """A chain of float products and quotients as its factors with their powers (`gamma * p / t
     / t`: gamma 1, p 1, t -2), read through a reshape that only adds or drops leading axes of
-    size 1; below the top, a part of the large `shape` is one factor (with None, none is)."""
+    size 1; below the top, a part of the large `shape` is one factor (with None, none is),
+    unless `through(part)` says it may be read through too."""
     out: dict[Node, int] = {}
-    for f, p in _factors_of(n, shape):
+    for f, p in _factors_of(n, shape, through or (lambda m: False)):
         out[f] = out.get(f, 0) + p
     return out
 
 
-def _factors_of(n: Node, shape, top: bool = True) -> list[tuple[Node, int]]:
+def _factors_of(n: Node, shape, through, top: bool = True) -> list[tuple[Node, int]]:
     """`_powers`'s factors, one (factor, 1 or -1) per occurrence."""
-    if (not top and n.shape == shape) or n.dtype != "float":
+    if (not top and n.shape == shape and not through(n)) or n.dtype != "float":
         return [(n, 1)]
     if n.op == "reshape" and _squeezed(n.shape) == _squeezed(n.args[0].shape):
-        return _factors_of(n.args[0], shape, False)  # ((1, D) for [D]: broadcasting does that)
+        return _factors_of(n.args[0], shape, through, False)  # ((1, D) for [D]: broadcasting)
     if n.op not in ("mul", "div"):
         return [(n, 1)]
     sign = 1 if n.op == "mul" else -1
-    below = _factors_of(n.args[1], shape, False)
-    return _factors_of(n.args[0], shape, False) + [(f, sign * p) for f, p in below]
+    below = _factors_of(n.args[1], shape, through, False)
+    return _factors_of(n.args[0], shape, through, False) + [(f, sign * p) for f, p in below]
 
 
 def _squeezed(shape: tuple[Dim, ...]) -> tuple[Dim, ...]:
@@ -538,7 +556,7 @@ def _read_through(m: Node, subs: dict[Node, dict[Node, int]], known: dict) -> No
     if m.op not in ("mul", "div"):
         return m
     stop = m.shape if m.shape in {x.shape for x in subs} else None
-    factors = _factors_of(m, stop)
+    factors = _factors_of(m, stop, lambda part: False)
     powers: dict[Node, int] = {}
     for f, p in factors:
         for g, r in subs.get(f, {f: 1}).items():

@@ -180,6 +180,15 @@ def _check_dout(graph, dout, shape, dtype):
         )
 
 
+def _frozen(out):
+    """An output that the cache holds too, handed to the caller read-only: writing into it
+    would change the gradients that the backward pass computes from it (copy it to change
+    it)."""
+    if isinstance(out, np.ndarray):
+        out.flags.writeable = False
+    return out
+
+
 def _sigmoid(x, out=None):
     """1 / (1 + exp(-x)) elementwise, in one array (`out`, where given). x is first
     raised to log of the dtype's smallest normal number (-708.4 in float64, -87.3 in
@@ -258,7 +267,7 @@ def batched_forward(A, Bm, v):
     y = t @ v
     s = np.einsum("ijk,ijk->j", y, y).reshape((1, C, 1))
     cache = BatchedCache(A, Bm, v, t, y, B, n, k, C, m)
-    return (y, s), cache
+    return (_frozen(y), s), cache
 
 
 def batched_backward(dout, cache):
@@ -456,19 +465,16 @@ def power_backward(dout, cache):
     x, p, t, t_1, t_2, t_3, t_4, t_5 = _cached(cache, PowerCache)
     dout = _dout("power", dout, (), x.dtype)
     # out = sum(exp(x) ** p + x ** -1 + -x**2 + sigmoid(x) / (1 + relu(x)))
-    dx = dout / t_4
-    dx *= t_2
-    dx *= 1 - t_2
-    t_6 = dout * t_5
-    t_6 /= t_4
-    t_6 *= t_3 > 0
-    dx -= t_6
-    dx += -2 * dout * x
-    dx -= dout / t_1
-    t_7 = dout * p
-    t_7 *= t ** np.where(p == 0, 1, p - 1)
-    t_7 *= t
-    dx += t_7
+    dx = 1 - t_2
+    dx *= t_5
+    dx -= t_5 / t_4 * (t_3 > 0)
+    dx += -2 * x
+    dx -= 1.0 / t_1
+    t_6 = t ** np.where(p == 0, 1, p - 1)
+    t_6 *= p
+    t_6 *= t
+    dx += t_6
+    dx *= dout
     return PowerGrads(dx)
 
 
@@ -483,10 +489,8 @@ def power_grad(x, p):
     t_5 = t_2 / t_4
     out = (t**p + 1 / x - t_1 + t_5).sum()
     # out = sum(exp(x) ** p + x ** -1 + -x**2 + sigmoid(x) / (1 + relu(x)))
-    dx = t_2
-    np.subtract(1, dx, out=dx)
-    dx *= t_5
-    dx -= t_5 / t_4 * (t_3 > 0)
+    dx = t_5
+    dx *= 1 - t_2 - (t_3 > 0) / t_4
     dx += -2.0 * x
     dx += -1.0 / t_1
     t_6 = t ** np.where(p == 0, 1, p - 1)

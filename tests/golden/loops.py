@@ -180,6 +180,15 @@ def _check_dout(graph, dout, shape, dtype):
         )
 
 
+def _frozen(out):
+    """An output that the cache holds too, handed to the caller read-only: writing into it
+    would change the gradients that the backward pass computes from it (copy it to change
+    it)."""
+    if isinstance(out, np.ndarray):
+        out.flags.writeable = False
+    return out
+
+
 def _sigmoid(x, out=None):
     """1 / (1 + exp(-x)) elementwise, in one array (`out`, where given). x is first
     raised to log of the dtype's smallest normal number (-708.4 in float64, -87.3 in
@@ -388,7 +397,7 @@ def gru_forward(x, h0, Wz, Uz, Wr, Ur, Wn, Un):
         D,
         H,
     )
-    return hs, cache
+    return _frozen(hs), cache
 
 
 def gru_backward(dout, cache):
@@ -696,7 +705,7 @@ def grid_forward(x, w):
         result_steps[i] = out_1
         out = out_1
     cache = GridCache(x, w, result_steps, A, B)
-    return out, cache
+    return _frozen(out), cache
 
 
 def grid_backward(dout, cache):

@@ -615,25 +615,24 @@ def logistic_hvp(X, y, w, reg, v_w):
     """loss = logistic(...): its Hessian in w times v_w."""
     N, D = _logistic_hvp_sizes(X, y, w, reg, v_w)
     z = X @ w
+    z_dot = X @ v_w
     e = -np.abs(z)
     np.exp(e, out=e)
     t = z >= 0
     t_1 = 1 + e
-    ddz = X @ v_w
-    t_2 = ddz
-    t_2 /= max(N, 1)
-    t_3 = t_2 / t_1
-    de = t_3 * (e > t)
-    de += 0.5 * t_3 * (e == t)
-    t_4 = np.maximum(e, t)
-    t_4 /= t_1
-    t_4 *= t_2
-    t_4 /= t_1
-    de -= t_4
-    dz = -(de * e * np.sign(z))
-    dw = X.T @ dz
-    dw += v_w * reg
-    return LogisticHvps(dw)
+    t_5 = -0.5 * e
+    t_5 *= e == t
+    t_5 -= e * (e > t)
+    t_6 = np.maximum(e, t)
+    t_6 *= e
+    t_6 /= t_1
+    t_5 += t_6
+    t_4 = z_dot * np.sign(z) / t_1 * t_5
+    t_3 = t_4 / max(N, 1)
+    t_2 = X.T @ t_3
+    dw_dot = t_2
+    dw_dot += v_w * reg
+    return LogisticHvps(dw_dot)
 
 
 class TwoLayerGrads(NamedTuple):

@@ -257,6 +257,21 @@ class _OnDevice:
         return lambda *args, **kwargs: f(*args, **{"device": self.device, **kwargs})
 
 
+def _frozen(out):
+    """An output that the cache holds too, handed to the caller so that writing into it
+    changes no gradient: read-only where the library says so (NumPy), a copy where its arrays
+    can be written and cannot be made read-only (PyTorch, CuPy), itself where no one writes
+    into its arrays (JAX, Dask)."""
+    if array_api_compat.is_numpy_array(out):
+        out.flags.writeable = False
+        return out
+    if array_api_compat.is_torch_array(out):
+        return out.clone()
+    if array_api_compat.is_cupy_array(out):
+        return out.copy()
+    return out
+
+
 class AttentionGrads(NamedTuple):
     """Gradients of attention with respect to q, k, v, each shaped like its parameter."""
 
@@ -332,7 +347,7 @@ def attention_forward(q, k, v):
     weights /= xp.sum(exps, axis=1, keepdims=True)
     out = weights @ v
     cache = AttentionCache(q, k, v, t, weights, out, S, m)
-    return out, cache
+    return _frozen(out), cache
 
 
 def attention_backward(dout, cache):

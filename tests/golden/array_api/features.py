@@ -257,6 +257,21 @@ class _OnDevice:
         return lambda *args, **kwargs: f(*args, **{"device": self.device, **kwargs})
 
 
+def _frozen(out):
+    """An output that the cache holds too, handed to the caller so that writing into it
+    changes no gradient: read-only where the library says so (NumPy), a copy where its arrays
+    can be written and cannot be made read-only (PyTorch, CuPy), itself where no one writes
+    into its arrays (JAX, Dask)."""
+    if array_api_compat.is_numpy_array(out):
+        out.flags.writeable = False
+        return out
+    if array_api_compat.is_torch_array(out):
+        return out.clone()
+    if array_api_compat.is_cupy_array(out):
+        return out.copy()
+    return out
+
+
 def _sigmoid(x, out=None):
     """1 / (1 + exp(-x)) elementwise, without writing into an array: x is first raised
     to log of the dtype's smallest normal number, where the value is that small, so that
@@ -344,7 +359,7 @@ def batched_forward(A, Bm, v):
     y = t @ v
     s = xp.reshape(_einsum("ijk,ijk->j", y, y), (1, C, 1))
     cache = BatchedCache(A, Bm, v, t, y, B, n, k, C, m)
-    return (y, s), cache
+    return (_frozen(y), s), cache
 
 
 def batched_backward(dout, cache):
@@ -550,19 +565,16 @@ def power_backward(dout, cache):
     xp = _xp(dout, x, p, t, t_1, t_2, t_3, t_4, t_5)
     dout = _dout("power", dout, (), x.dtype, xp)
     # out = sum(exp(x) ** p + x ** -1 + -x**2 + sigmoid(x) / (1 + relu(x)))
-    dx = dout / t_4
-    dx *= t_2
-    dx *= 1 - t_2
-    t_6 = dout * t_5
-    t_6 /= t_4
-    t_6 *= t_3 > 0
-    dx -= t_6
-    dx += -2 * dout * x
-    dx -= dout / t_1
-    t_7 = dout * p
-    t_7 *= t ** xp.where(p == 0, 1, p - 1)
-    t_7 *= t
-    dx += t_7
+    dx = 1 - t_2
+    dx *= t_5
+    dx -= t_5 / t_4 * (t_3 > 0)
+    dx += -2 * x
+    dx -= 1.0 / t_1
+    t_6 = t ** xp.where(p == 0, 1, p - 1)
+    t_6 *= p
+    t_6 *= t
+    dx += t_6
+    dx *= dout
     return PowerGrads(dx)
 
 
@@ -578,9 +590,8 @@ def power_grad(x, p):
     t_5 = t_2 / t_4
     out = xp.sum(t**p + 1 / x - t_1 + t_5)
     # out = sum(exp(x) ** p + x ** -1 + -x**2 + sigmoid(x) / (1 + relu(x)))
-    dx = 1 - t_2
-    dx *= t_5
-    dx -= t_5 / t_4 * (t_3 > 0)
+    dx = t_5
+    dx *= 1 - t_2 - xp.astype(t_3 > 0, x.dtype) / t_4
     dx += -2.0 * x
     dx += -1.0 / t_1
     t_6 = t ** xp.where(p == 0, 1, p - 1)

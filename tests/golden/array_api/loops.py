@@ -256,6 +256,21 @@ class _OnDevice:
         return lambda *args, **kwargs: f(*args, **{"device": self.device, **kwargs})
 
 
+def _frozen(out):
+    """An output that the cache holds too, handed to the caller so that writing into it
+    changes no gradient: read-only where the library says so (NumPy), a copy where its arrays
+    can be written and cannot be made read-only (PyTorch, CuPy), itself where no one writes
+    into its arrays (JAX, Dask)."""
+    if array_api_compat.is_numpy_array(out):
+        out.flags.writeable = False
+        return out
+    if array_api_compat.is_torch_array(out):
+        return out.clone()
+    if array_api_compat.is_cupy_array(out):
+        return out.copy()
+    return out
+
+
 def _sigmoid(x, out=None):
     """1 / (1 + exp(-x)) elementwise, without writing into an array: x is first raised
     to log of the dtype's smallest normal number, where the value is that small, so that
@@ -509,7 +524,7 @@ def gru_forward(x, h0, Wz, Uz, Wr, Ur, Wn, Un):
         D,
         H,
     )
-    return hs, cache
+    return _frozen(hs), cache
 
 
 def gru_backward(dout, cache):
@@ -856,7 +871,7 @@ def grid_forward(x, w):
         out = out_1
     result_steps = _slots(result_steps, result_steps_slots, (0,))
     cache = GridCache(x, w, result_steps, A, B)
-    return out, cache
+    return _frozen(out), cache
 
 
 def grid_backward(dout, cache):
