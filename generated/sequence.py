@@ -191,18 +191,20 @@ def _labels(labels, classes, where):
 
 
 def _sigmoid(x, out=None):
-    """1 / (1 + exp(-x)) elementwise, in one array (`out`, where given). x is first
-    raised to log of the dtype's smallest normal number (-708.4 in float64, -87.3 in
-    float32), where the value is that small, so that exp(-x) never overflows; within 2
-    ulp of the value above."""
-    floor = np.finfo(np.result_type(x, 1.0)).minexp * 0.6931471805599453  # log(tiny)
-    t = np.maximum(x, floor, out=out)
-    if not t.ndim:  # (a NumPy number: no array to work in)
-        return 1 / (1 + np.exp(-t))
-    np.negative(t, out=t)
-    np.exp(t, out=t)
-    t += 1
-    return np.reciprocal(t, out=t)
+    """1 / (1 + exp(-x)) elementwise, in one array (`out`, where given). Where x is so
+    negative that exp(-x) overflows (below -709.8 in float64, -88.7 in float32), exp gives
+    inf and the value 0, which is within the smallest normal number of it; that overflow
+    is not warned of. Within 2 ulp of the value wherever that is a normal number."""
+    if out is None:
+        out = np.negative(x, dtype=np.result_type(x, 1.0))
+    else:
+        np.negative(x, out=out)
+    with np.errstate(over="ignore"):
+        if not out.ndim:  # (a NumPy number: no array to work in)
+            return 1 / (1 + np.exp(out))
+        np.exp(out, out=out)
+    out += 1
+    return np.reciprocal(out, out=out)
 
 
 def _shifted(first, steps, axis):

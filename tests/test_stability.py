@@ -274,7 +274,7 @@ def test_sigmoid_written_by_hand_is_stable(dtype):
 def test_the_sigmoid_helper_in_place_on_numbers_and_on_integers(dtype):
     """The module's `_sigmoid`: into `out` (the planner's in-place form), on a NumPy number, on
     integers, and to within 2 ulp of the value wherever it is a normal number, with no warning;
-    below the clip, where the value is subnormal, about the smallest normal number."""
+    where the value is below the smallest normal number, within it (0 where exp(-x) overflows)."""
     helper = load(graph("x: [n]", "out = sum(sigmoid(x))"))._sigmoid
     x = EXTREME.astype(dtype)
     with no_fp_warnings():
@@ -291,7 +291,7 @@ def test_the_sigmoid_helper_in_place_on_numbers_and_on_integers(dtype):
     normal = exact >= info.tiny
     np.testing.assert_allclose(got[normal], exact[normal], rtol=2 * info.eps, atol=0)
     assert (~normal).any()
-    np.testing.assert_allclose(got[~normal], info.tiny, rtol=1e-5)
+    assert np.all((got[~normal] >= 0) & (got[~normal] <= info.tiny))
     np.testing.assert_allclose(number, _exact_sigmoid(np.array([-3.0]))[0], rtol=2 * info.eps)
     np.testing.assert_allclose(ints, _exact_sigmoid(np.array([-2.0, 0.0, 5.0])), rtol=1e-15)
 
