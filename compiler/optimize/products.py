@@ -278,13 +278,14 @@ def factor_scales(graph: Graph) -> Graph:
         and not any(p in shared for p in _interior(n) if p is not n)
     }
 
-    def through(part: Node) -> bool:  # (a product that only this sum reads)
-        return part not in shared and part.op in ("mul", "div")
+    changed, original = [], {}  # (a rebuilt node -> the node of `graph` it stands for)
 
-    changed = []
+    def through(part: Node) -> bool:  # (a product that only this sum reads)
+        return original.get(part, part) not in shared and part.op in ("mul", "div")
 
     def step(n: Node, args: tuple[Node, ...]) -> Node:
         m = with_args(n, args)
+        original[m] = n
         if n in roots:
             kept = {a for a, b in zip(_terms(m), _terms(n)) if b[1] in shared}
             with at(n.loc):
@@ -462,8 +463,9 @@ def read_normalized(graph: Graph) -> Graph:
             return m
         with at(n.loc):
             out = _read_through(m, subs, known)
-        out = _interned(out, known)
-        return out if out is m or not n.hint else replace(out, hint=n.hint)
+        if out is not m and n.hint and _key(out) not in known:
+            out = replace(out, hint=n.hint)
+        return _interned(out, known)
 
     return rewrite(graph, step)
 
