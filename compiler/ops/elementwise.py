@@ -192,20 +192,21 @@ def _sigmoid_adjoint(g, y, x):
     return (g * y * (1 - y),)
 
 
-# `_sigmoid(x)` (templates/sigmoid.py.j2) is 1 / (1 + exp(-x)) in one array, x first raised to
-# log of the smallest normal number (-708.4 in float64, -87.3 in float32), below which the value
-# is subnormal, so that exp(-x) never overflows: five passes and one new array. On the project's
-# 2-core machine (`python bench/kernels.py --only sigmoid`, docs/performance.md, "Kernels") that
-# is faster than the maximum(e, x >= 0) / (1 + e) form of exp(-|x|), seven passes and a mask,
-# and than the tanh form `0.5 * np.tanh(0.5 * x) + 0.5` (np.tanh is not vectorized in float64
-# there, and the tanh form gives 0 below x = -37).
+# `_sigmoid(x)` (templates/sigmoid.py.j2) is 1 / (1 + exp(-x)) in one array, four passes and one
+# new array; where x is below -709.8 (-88.7 in float32) exp(-x) overflows to inf and the value is
+# 0, within the smallest normal number of the true one, and that overflow is not warned of. On
+# the project's 2-core machine (`python bench/kernels.py --only sigmoid`, docs/performance.md,
+# "Kernels") that is faster than raising x to log of the smallest normal number first (a fifth
+# pass), than the maximum(e, x >= 0) / (1 + e) form of exp(-|x|), seven passes and a mask, and
+# than the tanh form `0.5 * np.tanh(0.5 * x) + 0.5` (np.tanh is not vectorized in float64 there,
+# and the tanh form gives 0 below x = -37).
 unary(
     "sigmoid",
     lambda x: Call(Ref(HELPER, "_sigmoid"), (x,), (), True),
     _sigmoid_adjoint,
     math_fn=_sigmoid_number,
-    doc="logistic, 1 / (1 + exp(-x)), computed so that it never overflows",
-    flops=lambda y, x: 5 * size(y),
+    doc="logistic, 1 / (1 + exp(-x)), computed without a warning where exp(-x) overflows",
+    flops=lambda y, x: 4 * size(y),
     ufunc=True,
 )
 

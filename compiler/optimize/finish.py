@@ -1,6 +1,7 @@
 """The last passes: each output and each gradient made the caller's to keep (`finish_outputs`,
 `finish_gradients`), and the cache chosen, what the backward reads of the forward
-(`select_cache`).
+(`select_cache`); and which outputs share a cache entry's memory, so that `g_forward` hands them
+over read-only (`cached_outputs`).
 """
 
 from __future__ import annotations
