@@ -13,7 +13,7 @@ from dataclasses import replace
 
 from ..dims import Dim, product
 from ..ir import Graph, Node, at, const, make, rewrite, with_args
-from .algebra import _constant_along, _smaller
+from .algebra import _constant_along, _from_signed_terms, _smaller
 from .fixpoint import _key, simplify
 from .rules import _is_const
 
@@ -305,7 +305,8 @@ def _summed(n: Node | None) -> bool:
 
 def _terms(n: Node, sign: int = 1) -> list[tuple[int, Node]]:
     """The terms of a tree of float additions, subtractions and negations, with their signs; a
-    term may be smaller than the sum, which it broadcasts to."""
+    term may be smaller than the sum, which it broadcasts to (where `algebra._signed_terms`
+    reads only terms of the sum's shape)."""
     if _summed(n):
         if n.op == "neg":
             return _terms(n.args[0], -sign)
@@ -355,9 +356,8 @@ def _factored(n: Node, kept: set, through) -> Node | None:
         return None
     if _scaled(after, n) >= _scaled(powers, n):
         return None  # (each scaled large term but one makes an array; taking f out adds a pass)
-    m = _signed_sum(
-        [(1, make("mul", _from_powers(common, n.shape), _signed_sum(inside)))] + outside
-    )
+    factored = make("mul", _from_powers(common, n.shape), _from_signed_terms(inside))
+    m = _from_signed_terms([(1, factored)] + outside)
     return m if m.type == n.type else None
 
 
@@ -366,14 +366,6 @@ def _scaled(powers: list[dict[Node, int]], n: Node) -> int:
     more than one large factor, or a large one and another."""
     large = [q for q in powers if any(f.shape == n.shape and p for f, p in q.items())]
     return sum(sum(abs(p) for p in q.values()) > 1 for q in large)
-
-
-def _signed_sum(terms: list[tuple[int, Node]]) -> Node:
-    """The sum of signed terms, in their order: `a - b + c`."""
-    total = terms[0][1] if terms[0][0] > 0 else make("neg", terms[0][1])
-    for sign, t in terms[1:]:
-        total = make("add" if sign > 0 else "sub", total, t)
-    return total
 
 
 def _powers(n: Node, shape: tuple[Dim, ...] | None, through=None) -> dict[Node, int]:
