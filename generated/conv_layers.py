@@ -298,7 +298,7 @@ def _spatial_batchnorm_check(x, gamma, beta):
 def spatial_batchnorm(x, gamma, beta):
     """out [N, C, H, W] = spatial_batchnorm(x [N, C, H, W], gamma [C], beta [C]): the forward pass alone."""
     N, C, H, W = _spatial_batchnorm_sizes(x, gamma, beta)
-    mu = x.mean(axis=(0, 2, 3), keepdims=True)
+    mu = x.sum(axis=(0, 2, 3), keepdims=True) / (H * N * W)
     xc = x - mu
     var = np.einsum("ijkl,ijkl->j", xc, xc).reshape((1, C, 1, 1)) / (H * N * W)
     t = np.sqrt(var + 1e-05)
@@ -312,7 +312,7 @@ def spatial_batchnorm(x, gamma, beta):
 def spatial_batchnorm_forward(x, gamma, beta):
     """out [N, C, H, W] = spatial_batchnorm(x [N, C, H, W], gamma [C], beta [C]), and the cache that spatial_batchnorm_backward needs."""
     N, C, H, W = _spatial_batchnorm_sizes(x, gamma, beta)
-    mu = x.mean(axis=(0, 2, 3), keepdims=True)
+    mu = x.sum(axis=(0, 2, 3), keepdims=True) / (H * N * W)
     xc = x - mu
     var = np.einsum("ijkl,ijkl->j", xc, xc).reshape((1, C, 1, 1)) / (H * N * W)
     t = np.sqrt(var + 1e-05)
@@ -418,7 +418,7 @@ def spatial_groupnorm(x, gamma, beta):
     """out [N, C, H, W] = spatial_groupnorm(x [N, C, H, W], gamma [1, C, 1, 1], beta [1, C, 1, 1]): the forward pass alone."""
     N, C, H, W = _spatial_groupnorm_sizes(x, gamma, beta)
     xg = x.reshape((N, 2, C // 2, H, W))
-    mu = xg.mean(axis=(2, 3, 4), keepdims=True)
+    mu = xg.sum(axis=(2, 3, 4), keepdims=True) / (C * H * W // 2)
     xc = xg - mu
     t = np.einsum("ijklm,ijklm->ij", xc, xc).reshape((N, 2, 1, 1, 1))
     var = t / (C * H * W // 2)
@@ -433,7 +433,7 @@ def spatial_groupnorm_forward(x, gamma, beta):
     """out [N, C, H, W] = spatial_groupnorm(x [N, C, H, W], gamma [1, C, 1, 1], beta [1, C, 1, 1]), and the cache that spatial_groupnorm_backward needs."""
     N, C, H, W = _spatial_groupnorm_sizes(x, gamma, beta)
     xg = x.reshape((N, 2, C // 2, H, W))
-    mu = xg.mean(axis=(2, 3, 4), keepdims=True)
+    mu = xg.sum(axis=(2, 3, 4), keepdims=True) / (C * H * W // 2)
     xc = xg - mu
     t = np.einsum("ijklm,ijklm->ij", xc, xc).reshape((N, 2, 1, 1, 1))
     var = t / (C * H * W // 2)

@@ -403,7 +403,7 @@ def convnet(X, y, W1, b1, W2, b2, W3, b3, reg):
     shifted = class_scores_out - class_scores_out.max(axis=1, keepdims=True)
     log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     t_6 = 0.5 * reg * (np.vdot(W1, W1) + np.vdot(W2, W2) + np.vdot(W3, W3))
-    loss = t_6 - (one_hot * log_probs).sum(axis=1).mean()
+    loss = t_6 - (one_hot * log_probs).sum(axis=1).sum() / N
     return loss
 
 
@@ -433,7 +433,7 @@ def convnet_forward(X, y, W1, b1, W2, b2, W3, b3, reg):
     shifted = class_scores_out - class_scores_out.max(axis=1, keepdims=True)
     log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     t_6 = 0.5 * reg * (np.vdot(W1, W1) + np.vdot(W2, W2) + np.vdot(W3, W3))
-    loss = t_6 - (one_hot * log_probs).sum(axis=1).mean()
+    loss = t_6 - (one_hot * log_probs).sum(axis=1).sum() / N
     cache = ConvnetCache(
         W1,
         W2,
@@ -533,7 +533,7 @@ def convnet_grad(X, y, W1, b1, W2, b2, W3, b3, reg):
     shifted = class_scores_out - class_scores_out.max(axis=1, keepdims=True)
     log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     t_6 = 0.5 * reg * (np.vdot(W1, W1) + np.vdot(W2, W2) + np.vdot(W3, W3))
-    loss = t_6 - (one_hot * log_probs).sum(axis=1).mean()
+    loss = t_6 - (one_hot * log_probs).sum(axis=1).sum() / N
     # data_loss = mean(cross_entropy(class_scores(X, W1, b1, W2, b2, W3, b3), y))
     probs = np.exp(log_probs)
     dclass_scores_out = (probs - one_hot) / max(N, 1)

@@ -234,7 +234,7 @@ def softmax_loss(x, y):
     shifted = x - x.max(axis=1, keepdims=True)
     log_probs = shifted
     log_probs -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    loss = -(one_hot * log_probs).sum(axis=1).mean()
+    loss = -((one_hot * log_probs).sum(axis=1).sum() / N)
     return loss
 
 
@@ -246,7 +246,7 @@ def softmax_loss_forward(x, y):
     shifted = x - x.max(axis=1, keepdims=True)
     log_probs = shifted
     log_probs -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    loss = -(one_hot * log_probs).sum(axis=1).mean()
+    loss = -((one_hot * log_probs).sum(axis=1).sum() / N)
     cache = SoftmaxLossCache(one_hot, log_probs, N)
     return loss, cache
 
@@ -271,7 +271,7 @@ def softmax_loss_grad(x, y):
     shifted = x - x.max(axis=1, keepdims=True)
     log_probs = shifted
     log_probs -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    loss = -(one_hot * log_probs).sum(axis=1).mean()
+    loss = -((one_hot * log_probs).sum(axis=1).sum() / N)
     # loss = mean(cross_entropy(x, y))
     probs = np.exp(log_probs, out=log_probs)
     dx = probs

@@ -265,7 +265,7 @@ def mlp(X, Y, W1, b1, W2, b2, reg):
     err = affine_out_1
     err -= Y
     t = 0.5 * reg * (np.vdot(W1, W1) + np.vdot(W2, W2))
-    loss = 0.5 * np.vecdot(err, err).mean() + t
+    loss = 0.5 * (np.vecdot(err, err).sum() / N) + t
     return loss
 
 
@@ -280,7 +280,7 @@ def mlp_forward(X, Y, W1, b1, W2, b2, reg):
     err = affine_out_1
     err -= Y
     t = 0.5 * reg * (np.vdot(W1, W1) + np.vdot(W2, W2))
-    loss = 0.5 * np.vecdot(err, err).mean() + t
+    loss = 0.5 * (np.vecdot(err, err).sum() / N) + t
     cache = MlpCache(X, W1, W2, reg, h, err, N)
     return loss, cache
 
@@ -318,7 +318,7 @@ def mlp_grad(X, Y, W1, b1, W2, b2, reg):
     err = affine_out_1
     err -= Y
     t = 0.5 * reg * (np.vdot(W1, W1) + np.vdot(W2, W2))
-    loss = 0.5 * np.vecdot(err, err).mean() + t
+    loss = 0.5 * (np.vecdot(err, err).sum() / N) + t
     # loss = 0.5 * mean(sum(err ** 2, axis=1)) + 0.5 * reg * (sum(W1 * W1) + sum(W2 * W2))
     derr = err
     derr *= 2 * (0.5 / max(N, 1))

@@ -228,7 +228,7 @@ def _batchnorm_check(x, gamma, beta):
 def batchnorm(x, gamma, beta):
     """out [N, D] = batchnorm(x [N, D], gamma [D], beta [D]): the forward pass alone."""
     N, D = _batchnorm_sizes(x, gamma, beta)
-    mu = x.mean(axis=0)
+    mu = x.sum(axis=0) / N
     xc = x - mu
     var = np.einsum("ij,ij->j", xc, xc) / N
     t = np.sqrt(var + 1e-05)
@@ -242,7 +242,7 @@ def batchnorm(x, gamma, beta):
 def batchnorm_forward(x, gamma, beta):
     """out [N, D] = batchnorm(x [N, D], gamma [D], beta [D]), and the cache that batchnorm_backward needs."""
     N, D = _batchnorm_sizes(x, gamma, beta)
-    mu = x.mean(axis=0)
+    mu = x.sum(axis=0) / N
     xc = x - mu
     var = np.einsum("ij,ij->j", xc, xc) / N
     t = np.sqrt(var + 1e-05)
@@ -318,7 +318,7 @@ def _layernorm_check(x, gamma, beta):
 def layernorm(x, gamma, beta):
     """out [N, D] = layernorm(x [N, D], gamma [D], beta [D]): the forward pass alone."""
     N, D = _layernorm_sizes(x, gamma, beta)
-    mu = x.mean(axis=1, keepdims=True)
+    mu = x.sum(axis=1, keepdims=True) / D
     xc = x - mu
     var = np.vecdot(xc, xc).reshape((N, 1)) / D
     t = np.sqrt(var + 1e-05)
@@ -333,7 +333,7 @@ def layernorm(x, gamma, beta):
 def layernorm_forward(x, gamma, beta):
     """out [N, D] = layernorm(x [N, D], gamma [D], beta [D]), and the cache that layernorm_backward needs."""
     N, D = _layernorm_sizes(x, gamma, beta)
-    mu = x.mean(axis=1, keepdims=True)
+    mu = x.sum(axis=1, keepdims=True) / D
     xc = x - mu
     var = np.vecdot(xc, xc).reshape((N, 1)) / D
     t = np.sqrt(var + 1e-05)

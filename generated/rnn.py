@@ -466,8 +466,10 @@ def lstm_step_backward(dout, cache):
     dout_next_h, dout_next_c = _douts("lstm_step", dout, ((N, H), (N, H)), x.dtype)
     # next_h = o * tanh(next_c)
     do = dout_next_h * t
-    dnext_c = dout_next_h * o
-    dnext_c *= 1 - t * t
+    dnext_c = t * t
+    np.subtract(1, dnext_c, out=dnext_c)
+    dnext_c *= dout_next_h
+    dnext_c *= o
     dnext_c += dout_next_c
     # next_c = f * prev_c + i * g
     di = dnext_c * g
@@ -1009,13 +1011,15 @@ def lstm_backward(dout, cache):
     # c = zeros((N, H))
     c = np.zeros((N, H), dtype=h0.dtype)
     for t in reversed(range(T)):
-        dh_1 = dh + dout[:, t]
-        lstm_cell_o = lstm_cell_o_steps[t]
         c_1 = c_steps[t]
         # h_next = o * tanh(c_next)  (in fn lstm_cell)
         t_1 = np.tanh(c_1)
-        dc_1 = dh_1 * lstm_cell_o
-        dc_1 *= 1 - t_1 * t_1
+        dh_1 = dh + dout[:, t]
+        lstm_cell_o = lstm_cell_o_steps[t]
+        dc_1 = t_1 * t_1
+        np.subtract(1, dc_1, out=dc_1)
+        dc_1 *= dh_1
+        dc_1 *= lstm_cell_o
         dc_1 += dc
         lstm_cell_g = lstm_cell_g_steps[t]
         # c_next = f * c + i * g  (in fn lstm_cell)

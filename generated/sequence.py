@@ -410,13 +410,15 @@ def adder_scores_backward(dout, cache):
     # h = zeros((N, H))
     h = np.zeros((N, H), dtype=Wx.dtype)
     for t in reversed(range(T)):
-        dh_1 = dh + dhs[:, t]
-        o = o_steps[t]
         c = c_steps[t]
         # h = o * tanh(c)
         t_2 = np.tanh(c)
-        dc_1 = dh_1 * o
-        dc_1 *= 1 - t_2 * t_2
+        dh_1 = dh + dhs[:, t]
+        o = o_steps[t]
+        dc_1 = t_2 * t_2
+        np.subtract(1, dc_1, out=dc_1)
+        dc_1 *= dh_1
+        dc_1 *= o
         dc_1 += dc
         f = f_steps[t]
         # c = f * c + i * g
@@ -663,6 +665,9 @@ def adder_loss_backward(dout, cache):
     h = np.zeros((N, H), dtype=Wh.dtype)
     h_2 = np.zeros((N, H), dtype=Wh.dtype)
     for t in reversed(range(T)):
+        c = c_steps[t]
+        # h = o * tanh(c)
+        t_3 = np.tanh(c)
         add_by = add_by_steps[t]
         # loss = loss + sum(cross_entropy(h @ Wy + by, y[:, t]))
         shifted = add_by - add_by.max(axis=1, keepdims=True)
@@ -670,16 +675,16 @@ def adder_loss_backward(dout, cache):
         probs = np.exp(log_probs)
         labels = _labels(y[:, t], 2, "adder_loss: cross_entropy")
         one_hot = labels[:, None] == np.arange(2)
-        t_3 = probs - one_hot
-        t_3 *= dloss
-        dh_1 = t_3 @ Wy.T
+        t_4 = probs - one_hot
+        t_4 *= dloss
+        dh_1 = t_4 @ Wy.T
         dh_1 += dh
         o = o_steps[t]
-        c = c_steps[t]
         # h = o * tanh(c)
-        t_4 = np.tanh(c)
-        dc_1 = dh_1 * o
-        dc_1 *= 1 - t_4 * t_4
+        dc_1 = t_3 * t_3
+        np.subtract(1, dc_1, out=dc_1)
+        dc_1 *= dh_1
+        dc_1 *= o
         dc_1 += dc
         f = f_steps[t]
         # c = f * c + i * g
@@ -690,7 +695,7 @@ def adder_loss_backward(dout, cache):
         prev_c = c_steps[t - 1] if t > 0 else h
         df = dc_1 * prev_c
         # h = o * tanh(c)
-        do = dh_1 * t_4
+        do = dh_1 * t_3
         # c = f * c + i * g
         dg = dc_1 * i
         # f = sigmoid(a[:, H:2*H])
@@ -702,8 +707,8 @@ def adder_loss_backward(dout, cache):
         prev_h = h_steps[t - 1] if t > 0 else h_2
         h_3 = h_steps[t]
         dWh += prev_h.T @ da
-        dWy += h_3.T @ t_3
-        dby += t_3.sum(axis=0)
+        dWy += h_3.T @ t_4
+        dby += t_4.sum(axis=0)
         dxwx[:, t] = da
     db = dxwx.sum(axis=(0, 1))
     dWx = x_rows.T @ dxwx.reshape((N * T, 4 * H))
@@ -761,6 +766,9 @@ def adder_loss_grad(x, y, Wx, Wh, b, Wy, by):
     h_2 = np.zeros((N, H), dtype=x.dtype)
     h_3 = np.zeros((N, H), dtype=x.dtype)
     for t in reversed(range(T)):
+        c_1 = c_steps[t]
+        # h = o * tanh(c)
+        t_3 = np.tanh(c_1)
         add_by = add_by_steps[t]
         # loss = loss + sum(cross_entropy(h @ Wy + by, y[:, t]))
         shifted_1 = add_by - add_by.max(axis=1, keepdims=True)
@@ -768,16 +776,16 @@ def adder_loss_grad(x, y, Wx, Wh, b, Wy, by):
         probs = np.exp(log_probs_1)
         labels_1 = _labels(y[:, t], 2, "adder_loss: cross_entropy")
         one_hot_1 = labels_1[:, None] == np.arange(2)
-        t_3 = probs - one_hot_1
-        t_3 *= dloss
-        dh_1 = t_3 @ Wy.T
+        t_4 = probs - one_hot_1
+        t_4 *= dloss
+        dh_1 = t_4 @ Wy.T
         dh_1 += dh
         o_1 = o_steps[t]
-        c_1 = c_steps[t]
         # h = o * tanh(c)
-        t_4 = np.tanh(c_1)
-        dc_1 = dh_1 * o_1
-        dc_1 *= 1 - t_4 * t_4
+        dc_1 = t_3 * t_3
+        np.subtract(1, dc_1, out=dc_1)
+        dc_1 *= dh_1
+        dc_1 *= o_1
         dc_1 += dc
         f_1 = f_steps[t]
         # c = f * c + i * g
@@ -788,7 +796,7 @@ def adder_loss_grad(x, y, Wx, Wh, b, Wy, by):
         prev_c = c_steps[t - 1] if t > 0 else h_2
         df = dc_1 * prev_c
         # h = o * tanh(c)
-        do = dh_1 * t_4
+        do = dh_1 * t_3
         # c = f * c + i * g
         dg = dc_1 * i_1
         # f = sigmoid(a[:, H:2*H])
@@ -802,8 +810,8 @@ def adder_loss_grad(x, y, Wx, Wh, b, Wy, by):
         prev_h = h_steps[t - 1] if t > 0 else h_3
         h_4 = h_steps[t]
         dWh += prev_h.T @ da
-        dWy += h_4.T @ t_3
-        dby += t_3.sum(axis=0)
+        dWy += h_4.T @ t_4
+        dby += t_4.sum(axis=0)
         dxwx[:, t] = da
     db = dxwx.sum(axis=(0, 1))
     dWx = x_rows.T @ dxwx.reshape((N * T, 4 * H))

@@ -277,7 +277,7 @@ def two_layer(X, y, W1, b1, W2, b2, reg):
     log_probs = shifted
     log_probs -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     t = 0.5 * reg * (np.vdot(W1, W1) + np.vdot(W2, W2))
-    loss = t - (one_hot * log_probs).sum(axis=1).mean()
+    loss = t - (one_hot * log_probs).sum(axis=1).sum() / N
     return loss
 
 
@@ -296,7 +296,7 @@ def two_layer_forward(X, y, W1, b1, W2, b2, reg):
     log_probs = shifted
     log_probs -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     t = 0.5 * reg * (np.vdot(W1, W1) + np.vdot(W2, W2))
-    loss = t - (one_hot * log_probs).sum(axis=1).mean()
+    loss = t - (one_hot * log_probs).sum(axis=1).sum() / N
     cache = TwoLayerCache(X, W1, W2, reg, h, one_hot, log_probs, N)
     return loss, cache
 
@@ -341,7 +341,7 @@ def two_layer_grad(X, y, W1, b1, W2, b2, reg):
     log_probs = shifted
     log_probs -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     t = 0.5 * reg * (np.vdot(W1, W1) + np.vdot(W2, W2))
-    loss = t - (one_hot * log_probs).sum(axis=1).mean()
+    loss = t - (one_hot * log_probs).sum(axis=1).sum() / N
     # loss = mean(cross_entropy(scores, y)) + 0.5 * reg * (sum(W1 * W1) + sum(W2 * W2))
     probs = np.exp(log_probs, out=log_probs)
     dscores = probs

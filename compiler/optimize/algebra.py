@@ -245,6 +245,29 @@ def small_factors_first(n: Node) -> Node | None:
     return None
 
 
+@rule("mul")
+def small_numerator_out(n: Node) -> Node | None:
+    """Y * (c * (s / X)) -> (c * s) * (Y / X), for arrays X and Y of the product's shape and
+    numbers or small arrays c and s: the small factors are multiplied first and the large
+    arrays meet in one quotient, two passes where there were three (a Gaussian negative
+    log-likelihood's `dmu = -2 * (0.5 / n / exp(logvar)) * (x - mu)`)."""
+    if n.dtype != "float" or n.ndim == 0:
+        return None
+    factors = _factors(n)
+    for i, q in enumerate(factors):
+        if q.op != "div" or q.args[1].shape != n.shape or q.args[0].ndim >= n.ndim:
+            continue
+        rest = factors[:i] + factors[i + 1 :]
+        large = [f for f in rest if f.shape == n.shape]
+        small = [f for f in rest if f.shape != n.shape] + [q.args[0]]
+        if not large or any(f.dtype != "float" and not _is_const(f) for f in small):
+            continue
+        big = functools.reduce(lambda a, b: make("mul", a, b), large)
+        m = make("mul", functools.reduce(lambda a, b: make("mul", a, b), small), big / q.args[1])
+        return m if m.type == n.type else None
+    return None
+
+
 def _smaller(s: Node, n: Node) -> bool:
     """s is an array (no plain number) that broadcasts to n's shape from fewer elements: an axis
     that n has is missing from s, or has size 1 in s where n's has another size."""
@@ -543,13 +566,15 @@ def pads_tile_an_axis(n: Node) -> Node | None:
     return make("concat", *(t.args[0] for t in order), axis=axis)
 
 
-@rule("sum")
+@rule("sum", "mean")
 def sum_of_product(n: Node) -> Node | None:
-    """sum(a * b) -> vdot(a, b) over every axis of equal shapes: a contraction, no temporary."""
-    if n.op == "sum" and n.ndim == 0 and n.args[0].op == "mul" and n.args[0].ndim:
+    """sum(a * b) -> vdot(a, b) over every axis of equal shapes: a contraction, no temporary;
+    mean(a * b) -> vdot(a, b) / their count."""
+    if n.ndim == 0 and n.args[0].op == "mul" and n.args[0].ndim:
         a, b = n.args[0].args
         if a.shape == b.shape == n.args[0].shape and a.dtype == b.dtype == "float":
-            return make("vdot", a, b)
+            dot = make("vdot", a, b)
+            return dot if n.op == "sum" else make("div", dot, make("dim", dim=product(a.shape)))
     return None
 
 

@@ -338,7 +338,7 @@ def scaled(Q, K):
     a_1 = a * t_1
     a_1 -= 0.1 * a
     t_2 = a_1.T.reshape((T * T,))
-    z = (t_2 * t_2).mean()
+    z = t_2 @ t_2 / (T * T)
     return z
 
 
@@ -352,7 +352,7 @@ def scaled_forward(Q, K):
     a_1 = a * t_1
     a_1 -= 0.1 * a
     t_2 = a_1.T.reshape((T * T,))
-    z = (t_2 * t_2).mean()
+    z = t_2 @ t_2 / (T * T)
     cache = ScaledCache(Q, K, t, t_1, t_2, T)
     return z, cache
 
@@ -384,7 +384,7 @@ def scaled_grad(Q, K):
     a_1 = a * t_1
     a_1 -= 0.1 * a
     t_2 = a_1.T.reshape((T * T,))
-    z = (t_2 * t_2).mean()
+    z = t_2 @ t_2 / (T * T)
     # z = mean(reshape(transpose(a, (1, 0)), (T * T,)) ** 2)
     da = (2 / max(T * T, 1) * t_2).reshape((T, T)).T
     # a = a * (a > 0) - 0.1 * a
@@ -439,12 +439,11 @@ def power(x, p):
     """out [] = power(x [n], p [n]): the forward pass alone."""
     (n,) = _power_sizes(x, p)
     t_2 = np.exp(x)
-    t_3 = x * x
     t_1 = _sigmoid(x)
     t = np.maximum(x, 0)
     t += 1
     t_1 /= t
-    out = (t_2**p + 1 / x - t_3 + t_1).sum()
+    out = (t_2**p).sum() + (1 / x).sum() - x @ x + t_1.sum()
     return out
 
 
@@ -452,31 +451,31 @@ def power_forward(x, p):
     """out [] = power(x [n], p [n]), and the cache that power_backward needs."""
     (n,) = _power_sizes(x, p)
     t = np.exp(x)
-    t_1 = x * x
-    t_2 = _sigmoid(x)
-    t_3 = np.maximum(x, 0)
-    t_4 = 1 + t_3
-    t_5 = t_2 / t_4
-    out = (t**p + 1 / x - t_1 + t_5).sum()
-    cache = PowerCache(x, p, t, t_1, t_2, t_3, t_4, t_5)
+    t_1 = _sigmoid(x)
+    t_2 = np.maximum(x, 0)
+    t_3 = 1 + t_2
+    t_4 = t_1 / t_3
+    out = (t**p).sum() + (1 / x).sum() - x @ x + t_4.sum()
+    cache = PowerCache(x, p, t, t_1, t_2, t_3, t_4)
     return out, cache
 
 
 def power_backward(dout, cache):
     """Gradients of power with respect to x; dout is shaped like out []."""
-    x, p, t, t_1, t_2, t_3, t_4, t_5 = _cached(cache, PowerCache)
+    x, p, t, t_1, t_2, t_3, t_4 = _cached(cache, PowerCache)
     dout = _dout("power", dout, (), x.dtype)
     # out = sum(exp(x) ** p + x ** -1 + -x**2 + sigmoid(x) / (1 + relu(x)))
-    dx = 1 - t_2
+    t_5 = dout * t_4
+    dx = 1 - t_1
     dx *= t_5
-    dx -= t_5 / t_4 * (t_3 > 0)
-    dx += -2 * x
-    dx -= 1.0 / t_1
+    dx -= t_5 / t_3 * (t_2 > 0)
+    dx += -2 * dout * x
+    dx -= dout / (x * x)
     t_6 = t ** np.where(p == 0, 1, p - 1)
+    t_6 *= dout
     t_6 *= p
     t_6 *= t
     dx += t_6
-    dx *= dout
     return PowerGrads(dx)
 
 
@@ -484,19 +483,18 @@ def power_grad(x, p):
     """out = power(x [n], p [n]) and its gradients with respect to x."""
     (n,) = _power_sizes(x, p)
     t = np.exp(x)
-    t_1 = x * x
-    t_2 = _sigmoid(x)
-    t_3 = np.maximum(x, 0)
-    t_4 = 1 + t_3
-    t_5 = t_2 / t_4
-    out = (t**p + 1 / x - t_1 + t_5).sum()
+    t_1 = _sigmoid(x)
+    t_2 = np.maximum(x, 0)
+    t_3 = 1 + t_2
+    t_4 = t_1 / t_3
+    out = (t**p).sum() + (1 / x).sum() - x @ x + t_4.sum()
     # out = sum(exp(x) ** p + x ** -1 + -x**2 + sigmoid(x) / (1 + relu(x)))
-    dx = t_5
-    dx *= 1 - t_2 - (t_3 > 0) / t_4
+    dx = t_4
+    dx *= 1 - t_1 - (t_2 > 0) / t_3
     dx += -2.0 * x
-    dx += -1.0 / t_1
-    t_6 = t ** np.where(p == 0, 1, p - 1)
-    t_6 *= p
-    t_6 *= t
-    dx += t_6
+    dx += -1.0 / (x * x)
+    t_5 = t ** np.where(p == 0, 1, p - 1)
+    t_5 *= p
+    t_5 *= t
+    dx += t_5
     return out, PowerGrads(dx)

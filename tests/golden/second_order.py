@@ -458,7 +458,8 @@ def logistic(X, y, w, reg):
     z = X @ w
     e = -np.abs(z)
     np.exp(e, out=e)
-    loss = (np.maximum(z, 0) + _log1p_unit(e) - y * z).mean() + 0.5 * reg * (w @ w)
+    t = (np.maximum(z, 0).sum() + _log1p_unit(e).sum() - y @ z) / N
+    loss = t + 0.5 * reg * (w @ w)
     return loss
 
 
@@ -468,7 +469,8 @@ def logistic_forward(X, y, w, reg):
     z = X @ w
     e = -np.abs(z)
     np.exp(e, out=e)
-    loss = (np.maximum(z, 0) + _log1p_unit(e) - y * z).mean() + 0.5 * reg * (w @ w)
+    t = (np.maximum(z, 0).sum() + _log1p_unit(e).sum() - y @ z) / N
+    loss = t + 0.5 * reg * (w @ w)
     cache = LogisticCache(X, y, w, reg, z, e, N)
     return loss, cache
 
@@ -494,13 +496,13 @@ def logistic_grad(X, y, w, reg):
     z = X @ w
     e = -np.abs(z)
     np.exp(e, out=e)
-    loss = (np.maximum(z, 0) + _log1p_unit(e) - y * z).mean() + 0.5 * reg * (w @ w)
+    t = (np.maximum(z, 0).sum() + _log1p_unit(e).sum() - y @ z) / N
+    loss = t + 0.5 * reg * (w @ w)
     # loss = mean(softplus(z) - y * z) + 0.5 * reg * sum(w * w)
-    t = max(N, 1)
     dz = np.maximum(e, z >= 0)
     dz /= 1 + e
-    dz /= t
-    dz -= y / t
+    dz -= y
+    dz /= max(N, 1)
     # z = X @ w
     dw = X.T @ dz
     dw += reg * w
@@ -560,9 +562,8 @@ def logistic_jvp(X, y, w, reg, w_dot):
     e = -np.abs(z)
     np.exp(e, out=e)
     t = 0.5 * reg
-    loss = (np.maximum(z, 0) + _log1p_unit(e) - y * z).mean() + t * (w @ w)
-    t_1 = (z_dot * (np.maximum(e, z >= 0) / (1 + e) - y)).mean()
-    loss_dot = t_1 + 2 * w_dot @ w * t
+    loss = (np.maximum(z, 0).sum() + _log1p_unit(e).sum() - y @ z) / N + t * (w @ w)
+    loss_dot = z_dot @ (np.maximum(e, z >= 0) / (1 + e) - y) / N + 2 * w_dot @ w * t
     return loss, loss_dot
 
 
@@ -731,7 +732,7 @@ def two_layer(X, y, W1, b1, W2, b2, reg):
     log_probs = shifted
     log_probs -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     t = 0.5 * reg * (np.vdot(W1, W1) + np.vdot(W2, W2))
-    loss = t - (one_hot * log_probs).sum(axis=1).mean()
+    loss = t - (one_hot * log_probs).sum(axis=1).sum() / N
     return loss
 
 
@@ -750,7 +751,7 @@ def two_layer_forward(X, y, W1, b1, W2, b2, reg):
     log_probs = shifted
     log_probs -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     t = 0.5 * reg * (np.vdot(W1, W1) + np.vdot(W2, W2))
-    loss = t - (one_hot * log_probs).sum(axis=1).mean()
+    loss = t - (one_hot * log_probs).sum(axis=1).sum() / N
     cache = TwoLayerCache(X, W1, W2, reg, h, one_hot, log_probs, N)
     return loss, cache
 
@@ -794,7 +795,7 @@ def two_layer_grad(X, y, W1, b1, W2, b2, reg):
     log_probs = shifted
     log_probs -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     t = 0.5 * reg * (np.vdot(W1, W1) + np.vdot(W2, W2))
-    loss = t - (one_hot * log_probs).sum(axis=1).mean()
+    loss = t - (one_hot * log_probs).sum(axis=1).sum() / N
     # loss = mean(cross_entropy(scores, y)) + 0.5 * reg * (sum(W1 * W1) + sum(W2 * W2))
     probs = np.exp(log_probs, out=log_probs)
     dscores = probs
@@ -949,10 +950,10 @@ def two_layer_jvp(X, y, W1, b1, W2, b2, reg, W1_dot, b1_dot, W2_dot, b2_dot):
     labels = _labels(y, C, "two_layer_jvp: cross_entropy")
     one_hot = labels[:, None] == np.arange(C)
     t = 0.5 * reg
-    t_1 = (one_hot * log_probs).sum(axis=1).mean()
+    t_1 = (one_hot * log_probs).sum(axis=1).sum() / N
     loss = t * (np.vdot(W1, W1) + np.vdot(W2, W2)) - t_1
     t_2 = (np.vdot(2 * W1_dot, W1) + np.vdot(2 * W2_dot, W2)) * t
-    loss_dot = np.vecdot(probs - one_hot, scores_dot).mean() + t_2
+    loss_dot = np.vecdot(probs - one_hot, scores_dot).sum() / N + t_2
     return loss, loss_dot
 
 

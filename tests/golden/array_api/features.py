@@ -430,7 +430,7 @@ def scaled(Q, K):
     a_1 = a * t_1
     a_1 -= 0.1 * a
     t_2 = xp.reshape(a_1.T, (T * T,))
-    z = xp.mean(t_2 * t_2)
+    z = t_2 @ t_2 / (T * T)
     return z
 
 
@@ -445,7 +445,7 @@ def scaled_forward(Q, K):
     a_1 = a * t_1
     a_1 -= 0.1 * a
     t_2 = xp.reshape(a_1.T, (T * T,))
-    z = xp.mean(t_2 * t_2)
+    z = t_2 @ t_2 / (T * T)
     cache = ScaledCache(Q, K, t, t_1, t_2, T)
     return z, cache
 
@@ -479,7 +479,7 @@ def scaled_grad(Q, K):
     a_1 = a * t_1
     a_1 -= 0.1 * a
     t_2 = xp.reshape(a_1.T, (T * T,))
-    z = xp.mean(t_2 * t_2)
+    z = t_2 @ t_2 / (T * T)
     # z = mean(reshape(transpose(a, (1, 0)), (T * T,)) ** 2)
     da = xp.reshape(2 / max(T * T, 1) * t_2, (T, T)).T
     # a = a * (a > 0) - 0.1 * a
@@ -535,12 +535,11 @@ def power(x, p):
     (n,) = _power_sizes(x, p)
     xp = _xp(x, p)
     t_2 = xp.exp(x)
-    t_3 = x * x
     t_1 = _sigmoid(x)
     t = xp.maximum(x, 0)
     t += 1
     t_1 /= t
-    out = xp.sum(t_2**p + 1 / x - t_3 + t_1)
+    out = xp.sum(t_2**p) + xp.sum(1 / x) - x @ x + xp.sum(t_1)
     return out
 
 
@@ -549,32 +548,32 @@ def power_forward(x, p):
     (n,) = _power_sizes(x, p)
     xp = _xp(x, p)
     t = xp.exp(x)
-    t_1 = x * x
-    t_2 = _sigmoid(x)
-    t_3 = xp.maximum(x, 0)
-    t_4 = 1 + t_3
-    t_5 = t_2 / t_4
-    out = xp.sum(t**p + 1 / x - t_1 + t_5)
-    cache = PowerCache(x, p, t, t_1, t_2, t_3, t_4, t_5)
+    t_1 = _sigmoid(x)
+    t_2 = xp.maximum(x, 0)
+    t_3 = 1 + t_2
+    t_4 = t_1 / t_3
+    out = xp.sum(t**p) + xp.sum(1 / x) - x @ x + xp.sum(t_4)
+    cache = PowerCache(x, p, t, t_1, t_2, t_3, t_4)
     return out, cache
 
 
 def power_backward(dout, cache):
     """Gradients of power with respect to x; dout is shaped like out []."""
-    x, p, t, t_1, t_2, t_3, t_4, t_5 = _cached(cache, PowerCache)
-    xp = _xp(dout, x, p, t, t_1, t_2, t_3, t_4, t_5)
+    x, p, t, t_1, t_2, t_3, t_4 = _cached(cache, PowerCache)
+    xp = _xp(dout, x, p, t, t_1, t_2, t_3, t_4)
     dout = _dout("power", dout, (), x.dtype, xp)
     # out = sum(exp(x) ** p + x ** -1 + -x**2 + sigmoid(x) / (1 + relu(x)))
-    dx = 1 - t_2
+    t_5 = dout * t_4
+    dx = 1 - t_1
     dx *= t_5
-    dx -= t_5 / t_4 * (t_3 > 0)
-    dx += -2 * x
-    dx -= 1.0 / t_1
+    dx -= t_5 / t_3 * (t_2 > 0)
+    dx += -2 * dout * x
+    dx -= dout / (x * x)
     t_6 = t ** xp.where(p == 0, 1, p - 1)
+    t_6 *= dout
     t_6 *= p
     t_6 *= t
     dx += t_6
-    dx *= dout
     return PowerGrads(dx)
 
 
@@ -583,19 +582,18 @@ def power_grad(x, p):
     (n,) = _power_sizes(x, p)
     xp = _xp(x, p)
     t = xp.exp(x)
-    t_1 = x * x
-    t_2 = _sigmoid(x)
-    t_3 = xp.maximum(x, 0)
-    t_4 = 1 + t_3
-    t_5 = t_2 / t_4
-    out = xp.sum(t**p + 1 / x - t_1 + t_5)
+    t_1 = _sigmoid(x)
+    t_2 = xp.maximum(x, 0)
+    t_3 = 1 + t_2
+    t_4 = t_1 / t_3
+    out = xp.sum(t**p) + xp.sum(1 / x) - x @ x + xp.sum(t_4)
     # out = sum(exp(x) ** p + x ** -1 + -x**2 + sigmoid(x) / (1 + relu(x)))
-    dx = t_5
-    dx *= 1 - t_2 - xp.astype(t_3 > 0, x.dtype) / t_4
+    dx = t_4
+    dx *= 1 - t_1 - xp.astype(t_2 > 0, x.dtype) / t_3
     dx += -2.0 * x
-    dx += -1.0 / t_1
-    t_6 = t ** xp.where(p == 0, 1, p - 1)
-    t_6 *= p
-    t_6 *= t
-    dx += t_6
+    dx += -1.0 / (x * x)
+    t_5 = t ** xp.where(p == 0, 1, p - 1)
+    t_5 *= p
+    t_5 *= t
+    dx += t_5
     return out, PowerGrads(dx)

@@ -366,7 +366,7 @@ def two_layer(X, y, W1, b1, W2, b2, reg):
     log_probs = shifted
     log_probs -= xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
     t = 0.5 * reg * (xp.sum(W1 * W1) + xp.sum(W2 * W2))
-    loss = t - xp.mean(xp.sum(one_hot * log_probs, axis=1))
+    loss = t - xp.sum(xp.sum(one_hot * log_probs, axis=1)) / N
     return loss
 
 
@@ -387,7 +387,7 @@ def two_layer_forward(X, y, W1, b1, W2, b2, reg):
     log_probs = shifted
     log_probs -= xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
     t = 0.5 * reg * (xp.sum(W1 * W1) + xp.sum(W2 * W2))
-    loss = t - xp.mean(xp.sum(one_hot * log_probs, axis=1))
+    loss = t - xp.sum(xp.sum(one_hot * log_probs, axis=1)) / N
     cache = TwoLayerCache(X, W1, W2, reg, h, one_hot, log_probs, N)
     return loss, cache
 
@@ -435,7 +435,7 @@ def two_layer_grad(X, y, W1, b1, W2, b2, reg):
     log_probs = shifted
     log_probs -= xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
     t = 0.5 * reg * (xp.sum(W1 * W1) + xp.sum(W2 * W2))
-    loss = t - xp.mean(xp.sum(one_hot * log_probs, axis=1))
+    loss = t - xp.sum(xp.sum(one_hot * log_probs, axis=1)) / N
     # loss = mean(cross_entropy(scores, y)) + 0.5 * reg * (sum(W1 * W1) + sum(W2 * W2))
     probs = xp.exp(log_probs)
     dscores = probs
