@@ -54,6 +54,7 @@ def unary(
     fold=None,
     reads=None,
     kernel=None,
+    math_of_size=None,
 ):
     """An elementwise function of one float argument. `fn` is the name of a function of the
     array namespace (`"exp"`, a ufunc of x when `ufunc`), or a function from the argument's
@@ -65,9 +66,13 @@ def unary(
     raise. `ufunc` and `fold` are `OpDef`'s; `reads`, where given, is how a call reads in the
     lecture note's notation (`OpDef.math`), the name of the function. `kernel(arg)`, where
     given, may return another such function for an argument node whose range allows a faster
-    kernel than `fn`'s. Its JVP is read off its adjoint (`diagonal`)."""
+    kernel than `fn`'s. `math_of_size`, where given, names the function of `math` for an
+    argument that is a size, which is never negative (`math.sqrt(d)`: 0.06 us, where
+    `float(np.sqrt(d))` takes 1.4 us). Its JVP is read off its adjoint (`diagonal`)."""
 
     def emit(at, x):
+        if python_numbers(at) and math_of_size and at.node.args[0].op == "dim":
+            return math_call(math_of_size, x)
         if python_numbers(at) and math_fn:
             return math_call(math_fn, x) if isinstance(math_fn, str) else math_fn(x)
         if python_numbers(at) and isinstance(fn, str):
@@ -150,7 +155,15 @@ def gt(a, b) -> Node:
 # The rules: g is the upstream gradient, y the result.
 unary("exp", "exp", lambda g, y, x: (g * y,), doc="e**x", ufunc=True, fold=math.exp)
 unary("log", "log", lambda g, y, x: (g / x,), doc="natural logarithm", ufunc=True, fold=math.log)
-unary("sqrt", "sqrt", lambda g, y, x: (0.5 * g / y,), doc="square root", ufunc=True, fold=math.sqrt)
+unary(
+    "sqrt",
+    "sqrt",
+    lambda g, y, x: (0.5 * g / y,),
+    doc="square root",
+    ufunc=True,
+    fold=math.sqrt,
+    math_of_size="sqrt",
+)
 unary(
     "tanh",
     "tanh",
