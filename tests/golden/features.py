@@ -186,7 +186,7 @@ def _frozen(out):
     would change the gradients that the backward pass computes from it (copy it to change
     it)."""
     if isinstance(out, np.ndarray):
-        out.flags.writeable = False
+        out.setflags(write=False)
     return out
 
 
