@@ -8,7 +8,6 @@ a node (the first that applies wins): moving one may change the generated code.
 
 from __future__ import annotations
 
-import functools
 import math
 
 from ..dims import Dim, product
@@ -16,7 +15,7 @@ from ..ir import OPS, Node, ShapeError, const, make
 from ..ops.elementwise import constant_value
 from ..ops.linalg import split_spec
 from .fixpoint import _existing
-from .rules import _is_const, _same_type, canonical, rule
+from .rules import _is_const, _product, _same_type, canonical, rule
 
 
 @rule(where=lambda op: op.fold is not None)
@@ -262,8 +261,7 @@ def small_numerator_out(n: Node) -> Node | None:
         small = [f for f in rest if f.shape != n.shape] + [q.args[0]]
         if not large or any(f.dtype != "float" and not _is_const(f) for f in small):
             continue
-        big = functools.reduce(lambda a, b: make("mul", a, b), large)
-        m = make("mul", functools.reduce(lambda a, b: make("mul", a, b), small), big / q.args[1])
+        m = make("mul", _product(small), make("div", _product(large), q.args[1]))
         return m if m.type == n.type else None
     return None
 
@@ -334,11 +332,13 @@ def normalized_first(n: Node) -> Node | None:
     return None
 
 
-def _factors(n: Node) -> list[Node]:
-    """The factors of a tree of full-shape products, left to right."""
+def _factors(n: Node, inside=lambda a: True) -> list[Node]:
+    """The factors of a tree of full-shape products, left to right; an inner product is read
+    through where `inside` says so."""
     if n.op != "mul" or n.dtype != "float":
         return [n]
-    return [f for a in n.args for f in (_factors(a) if a.shape == n.shape else [a])]
+    through = [_factors(a, inside) if a.shape == n.shape and inside(a) else [a] for a in n.args]
+    return [f for fs in through for f in fs]
 
 
 @rule("sum")
@@ -362,12 +362,10 @@ def sum_of_scaled(n: Node) -> Node | None:
     rest = [f for f in factors if f not in small]
     if not small or not rest:
         return None
-    rest = functools.reduce(lambda a, b: make("mul", a, b), rest)
+    rest = _product(rest)
     if rest.dtype != "float":  # the sum of a mask would be an int64 count
         return None
-    return make(
-        "mul", functools.reduce(lambda a, b: make("mul", a, b), small), make("sum", rest, axis=axes)
-    )
+    return make("mul", _product(small), make("sum", rest, axis=axes))
 
 
 def _scaled_sum_shared(n: Node, factors: list[Node]) -> Node | None:
@@ -725,7 +723,7 @@ def common_factor(n: Node) -> Node | None:
     common = fa[shared[0]]
     j = next(j for j, g in enumerate(fb) if g is common)
     rest_a, rest_b = fa[: shared[0]] + fa[shared[0] + 1 :], fb[:j] + fb[j + 1 :]
-    q, r = (functools.reduce(lambda x, y: make("mul", x, y), fs) for fs in (rest_a, rest_b))
+    q, r = (_product(fs) for fs in (rest_a, rest_b))
     if q.dtype != "float" or r.dtype != "float":  # (masks and counts: an int64 array in the
         return None  # sum would make float32 float64)
     m = make("mul", common, make(n.op, q, r))

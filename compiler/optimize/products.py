@@ -11,16 +11,15 @@ their helpers (`_users`, `_Scales`, the options of each move).
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
 from dataclasses import replace
 
 from ..dims import Dim, product
 from ..ir import OPS, Graph, Node, at, const, make, rewrite, with_args
-from .algebra import _constant_along, _from_signed_terms, _smaller
+from .algebra import _constant_along, _factors, _from_signed_terms, _smaller
 from .fixpoint import _key, simplify
-from .rules import _is_const
+from .rules import _is_const, _product
 
 
 def _elements(n: Node, sizes: dict[str, int]) -> int | None:
@@ -521,8 +520,7 @@ def compound_first(graph: Graph) -> Graph:
         m = with_args(n, args)
         if n in reordered:
             with at(n.loc):
-                factors = (rebuilt.get(f, f) for f in reordered[n])
-                product = functools.reduce(lambda a, b: make("mul", a, b), factors)
+                product = _product(rebuilt.get(f, f) for f in reordered[n])
             if product.type == m.type:
                 m = replace(product, hint=n.hint)
         rebuilt[n] = m
@@ -544,8 +542,9 @@ def _chained(u: Node, n: Node, users) -> bool:
 
 
 def _chain_factors(n: Node, users) -> list[Node]:
-    """The factors of the product chain n, left to right."""
-    return [f for a in n.args for f in (_chain_factors(a, users) if _chained(n, a, users) else [a])]
+    """The factors of the product chain n, left to right (`_chained`'s inner products read
+    through)."""
+    return _factors(n, lambda a: len(users[a]) == 1 and not a.hint)
 
 
 def _compound(f: Node, users) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
-from ..ir import OPS, Node, OpDef
+from ..ir import OPS, Node, OpDef, make
 
 Rule = Callable[[Node], Node | None]
 RULES: list[Rule] = []
@@ -55,6 +55,11 @@ def canonical(fn: Rule) -> Rule:
 
 def _is_const(n: Node, value=None) -> bool:
     return n.op == "const" and (value is None or n.attr("value") == value)
+
+
+def _product(factors) -> Node:
+    """The product of the factors, left to right: `(a * b) * c`."""
+    return functools.reduce(lambda a, b: make("mul", a, b), factors)
 
 
 def _same_type(a: Node, b: Node) -> bool:
