@@ -43,9 +43,15 @@ def _has(name: str) -> bool:
 
 
 def compile_module(
-    source: str, name: str, sizes: dict | None = None, checks: bool = True
+    source: str,
+    name: str,
+    sizes: dict | None = None,
+    checks: bool = True,
+    consume_cache: bool = False,
 ) -> types.ModuleType:
-    text = bpc.compile_source(source, f"{name}.bp", sizes=sizes, checks=checks)
+    text = bpc.compile_source(
+        source, f"{name}.bp", sizes=sizes, checks=checks, consume_cache=consume_cache
+    )
     return module_from_text(text, name)
 
 

@@ -59,7 +59,7 @@ def _compile_text(
     **orders: bool,
 ) -> str | None:
     """The module text for one source, or None after reporting its errors on stderr. `orders`:
-    `jvp` and `hvp`, as `compile_source` takes them."""
+    `jvp`, `hvp` and `consume_cache`, as `compile_source` takes them."""
     from .pipeline import compile_source  # (the compiler: not loaded for `bpc fmt`, `--help`)
 
     warnings: list[Diagnostic] = []
@@ -169,6 +169,8 @@ def _target_usage(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         parser.error("-o names one output file; use --out-dir with several sources")
     if args.output and args.out_dir:
         parser.error("give either -o or --out-dir, not both")
+    if args.consume_cache and args.target != "numpy":
+        parser.error(f"--consume-cache is for --target numpy, not {args.target}")
     if STDIN in args.sources and not args.output:
         parser.error("a source read from standard input (-) needs -o FILE, or -o - for stdout")
     out = args.output
@@ -216,6 +218,7 @@ def _cmd_compile(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         module = None
         if text is not None:
             orders = {"jvp": args.jvp, "hvp": args.hvp, "target": args.target}
+            orders["consume_cache"] = args.consume_cache
             module = _compile_text(text, _source_name(src), not args.no_checks, dims, **orders)
         if module is None:
             status = 1
@@ -539,6 +542,13 @@ def _compile_parser(commands) -> argparse.ArgumentParser:
         "--no-checks",
         action="store_true",
         help="emit modules that do not check their arguments' shapes and dtypes (faster calls)",
+    )
+    compile_.add_argument(
+        "--consume-cache",
+        action="store_true",
+        help="each forward's cache serves one backward, which takes its values out and may work "
+        "in its arrays (as PyTorch's backward frees its saved tensors): a lower peak memory; a "
+        "second backward with the same cache raises ValueError (numpy target)",
     )
     compile_.add_argument(
         "--jvp",

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from importlib import resources
 from typing import TYPE_CHECKING
 
-from . import signature
+from . import inplace, signature
 from .diagnostics import CompileError, Diagnostic
 from .escape import comment, docstring
 from .expr import (
@@ -87,11 +87,15 @@ class Compiled:
     hvp: Graph | None = None
 
 
-def _backward_prologue(g: Graph, fn: Lowering, cache_names: list[str], cls: str | None):
-    """The backward's first lines: the cache unpacked and, with checks, the cache and `dout`
-    checked: the cache must be what this module's forward of this graph returned, and each
-    upstream gradient an array of its output's shape and the forward's float dtype."""
+def _backward_prologue(
+    g: Graph, fn: Lowering, cache_names: list[str], cls: str | None, used_up: bool
+):
+    """The backward's first lines: the cache unpacked (`used_up`: its values taken out of it)
+    and, with checks, the cache and `dout` checked: the cache must be what this module's
+    forward of this graph returned, and each upstream gradient an array of its output's shape
+    and the forward's float dtype."""
     cache = builtin("_cached", Name("cache"), Name(cls)) if cls else Name("cache")
+    cache = helper("_used_up", cache) if used_up else cache
     lines = [Unpack(tuple(cache_names), cache)] if cache_names else [Eval(cache)] if cls else []
     lines += fn.printer.entry(["dout", *cache_names], [], None)
     douts = [fn.name_of(d) for d in g.douts]
@@ -253,18 +257,20 @@ def _graph_view(
     checks: bool,
     source_name: str = "",
     printer: type[NumPyPrinter] = NumPyPrinter,
+    consume_cache: bool = False,
 ) -> dict:
     """One graph's classes and functions, and what its forward keeps in `cache`."""
     g = c.pair
     names = _names(g, module_names, checks, printer)
-    functions, cache = _pair_functions(g, names, checks, printer)
+    functions, cache = _pair_functions(g, names, checks, printer, consume_cache)
+    cache_base = "_OnceCache" if cache.pop("used_up") else printer.cache_base
     if checks and g.params:
         functions[:0] = _check_functions(g, names, module_names, source_name, printer)
     grads_class = _grads_class(g.name)
     if c.grad is not None:
         taken = module_names | {grads_class}
         functions.append(_grad_function(c.grad, g, names, taken, printer))
-    classes = _classes(g, names, checks, printer.cache_base)
+    classes = _classes(g, names, checks, cache_base)
     if c.jvp is not None:
         functions += _jvp_functions(c.jvp, g, module_names, checks, source_name, printer)
     if c.hvp is not None:
@@ -320,10 +326,11 @@ def _alone(
 
 
 def _pair_functions(
-    g: Graph, names: _Names, checks: bool, printer: type[NumPyPrinter]
+    g: Graph, names: _Names, checks: bool, printer: type[NumPyPrinter], consume: bool = False
 ) -> tuple[list[_FunctionView], dict]:
     """`g` (the forward alone), `g_forward` and `g_backward`; and the values and sizes that
-    `cache` holds, by name."""
+    `cache` holds, by name. With `consume`, a cache serves one backward, which takes its values
+    out and may work in the new arrays among them (`inplace.spendable`)."""
     namer, dims, sig = names.namer, names.dims, ", ".join(names.params)
     forward = g.forward
     backward_nodes = [n for n in g.nodes if n not in forward]
@@ -354,12 +361,16 @@ def _pair_functions(
     # The backward sees only the cache: a cached float array lends its dtype.
     fn.dtype_of = dtype_source(cached, namer)
     cache_class = _cache_class(g.name) if checks else None
-    backward_body = _backward_prologue(g, fn, cache_names, cache_class)
+    used_up = consume and bool(cache_names)
+    if used_up:
+        fn.spent = inplace.spendable(fn, cached, g.outputs)
+        fn.keep = fn.keep - fn.spent
+    backward_body = _backward_prologue(g, fn, cache_names, cache_class, used_up)
     fn.plan(backward_nodes)
     backward_body += fn.lines(backward_nodes, comments=True)
     grads = builtin(_grads_class(g.name), *(Name(fn.name_of(n)) for n in g.grads))
     backward_body.append(Return((grads,)))
-    pack = Pack("cache", tuple(cache_names), cache_class)
+    pack = Pack("cache", tuple(cache_names), cache_class or ("_OnceCache" if used_up else None))
     forward_doc = f"{names.outs} = {names.call}"
     functions = [
         _FunctionView(
@@ -388,6 +399,7 @@ def _pair_functions(
     cache = {
         "cached": list(zip(cache_names, cached)),  # the values `cache` holds (then the sizes)
         "cached_dims": [dims[d] for d in cached_dims],
+        "used_up": used_up,
     }
     return functions, cache
 
@@ -695,13 +707,19 @@ def emit(
     checks: bool = True,
     sizes: dict[str, int] | None = None,
     target: str = "numpy",
+    consume_cache: bool = False,
 ) -> str:
     """Render the module for all graphs of one source file, formatted with black. Without
     `checks`, the functions bind dimension sizes from their arguments without checking them.
-    `target` names the printer of the module's code (`targets.TARGETS`)."""
+    `target` names the printer of the module's code (`targets.TARGETS`). With `consume_cache`,
+    each forward's cache serves one backward, which may work in the arrays it holds."""
     printer = TARGETS[target]
+    if consume_cache and printer.functional:
+        raise ValueError(f"consume_cache is for the numpy target, not {target}")
     module_names = _module_names(compiled, checks) | (printer.reserved - RESERVED)
-    graphs = [_graph_view(c, module_names, checks, source_name, printer) for c in compiled]
+    graphs = [
+        _graph_view(c, module_names, checks, source_name, printer, consume_cache) for c in compiled
+    ]
     printed, refs = _printed(graphs, printer)
     imports = printer.imports({r.module for r in refs})
     environment = _environment()

@@ -33,7 +33,7 @@ def plan(fn: Lowering, nodes) -> None:
     and no array that one of those or a view read later shares), of the result's shape and float
     dtype."""
     lines = [n for n in nodes if n in fn.own_line and n.op not in ("param", "dout")]
-    made = set(lines)
+    made = set(lines) | fn.spent  # (a used-up cache's arrays are the backward's: `spendable`)
     last: dict[Node, Node] = {}  # a value -> the last line that reads its array
     for n in lines:
         for a in _values_read(fn, n, itself=False):
@@ -67,6 +67,26 @@ def plan(fn: Lowering, nodes) -> None:
     _name_chains(fn, chains)
 
 
+def spendable(fn: Lowering, cached: list[Node], outputs: list[Node]) -> frozenset[Node]:
+    """The cache entries that a backward which uses up its cache (`--consume-cache`) may work
+    in once it has read them for the last time, as an expert's backward writes `dx` into the
+    forward's `xhat`: new arrays the forward made, which no output, parameter or other entry
+    shares (an output the caller holds, a view of a parameter or of another entry's array)."""
+    new = {
+        c
+        for c in cached
+        if c.op not in ("param", "dout", "const", "dim")
+        and c.dtype == "float"
+        and c.ndim
+        and c not in outputs
+        and not is_view(c)
+        and _new_array(fn, c)
+    }
+    for k in [*outputs, *cached]:
+        new -= _shared(fn, k) - {k}
+    return frozenset(new)
+
+
 class _Reusable:
     """Whether line n may work in the array of value a, an operand of `level` on its way down."""
 
@@ -97,11 +117,38 @@ class _Reusable:
 def _spine(fn: Lowering, n: Node, reusable: _Reusable) -> tuple[Node, list[Node]] | None:
     """Down the line's expression, `(a - s) * w / t`, to a value read for the last time: each
     operation on the way is then done in that value's array, bottom up, as long as the
-    operands above the bottom do not read it. Where no such value is found, a new array that
-    no name holds is the bottom, as an expert writes it (a large temporary costs page faults on
-    every call): a product on the way (`out = x @ w`, then `out += b`), or else the deepest
-    operation (`t = x * x`, then `t *= x`, ... for `c * (x + k * (x * x * x))`). The value and
-    the operations, or None."""
+    operands above the bottom do not read it. Where none is found, a new array that no name
+    holds is the bottom, as an expert writes it (a large temporary costs page faults on every
+    call): a product on the way (`out = x @ w`, then `out += b`), or else the deepest
+    operation (`t = x * x`, then `t *= x`, ... for `c * (x + k * (x * x * x))`). Of the ways
+    down, the one that makes the fewest new arrays (`dw -= s; dw *= w`, not `w *= dw - s`),
+    the first value found down the first operands where several do. The value and the
+    operations, or None."""
+    ways = [_first_spine(fn, n, reusable), *_bottoms(fn, n, reusable, [n])]
+    ways.append(_first_spine(fn, n, lambda a, level: False))
+    return min(
+        (w for w in ways if w is not None), key=lambda w: _arrays_made(fn, n, *w), default=None
+    )
+
+
+def _arrays_made(fn: Lowering, n: Node, a: Node, spine: list[Node]) -> int:
+    """How many new arrays of line n's shape its expression makes, worked out in a's array
+    down `spine`: those of the operands beside the way down, and a's own if it has no name."""
+    beside = [o for level in spine for o in level.args if o is not a and o not in spine]
+    return sum(_arrays(fn, n, o) for o in [a, *beside])
+
+
+def _arrays(fn: Lowering, n: Node, v: Node) -> int:
+    """How many new arrays of line n's shape v's expression makes where it is written inline."""
+    if v in fn.own_line or v.op in ("const", "dim"):
+        return 0
+    own = v.shape == n.shape and v.dtype == "float" and OPS[v.op].fresh and not is_view(v)
+    return int(own) + sum(_arrays(fn, n, a) for a in v.args)
+
+
+def _first_spine(fn: Lowering, n: Node, reusable) -> tuple[Node, list[Node]] | None:
+    """`_spine` down the first operand that can be worked out in place, at each level: the
+    first value found, else a new array at the bottom."""
     spine, level = [n], n
     while level is not None:
         a = next((a for a in level.args if reusable(a, level)), None)
@@ -119,6 +166,18 @@ def _spine(fn: Lowering, n: Node, reusable: _Reusable) -> tuple[Node, list[Node]
         level = below
         spine.append(level)
     return None
+
+
+def _bottoms(fn: Lowering, n: Node, reusable: _Reusable, spine: list[Node]):
+    """Each value that line n can be worked out in, with the operations down to it, shallower
+    ones first: an operand of the lowest operation that no operand above reads."""
+    level = spine[-1]
+    above = [o for m in spine[:-1] for o in m.args if o not in spine]
+    for a in level.args:
+        if reusable(a, level) and all(a not in _values_read(fn, o) for o in above):
+            yield a, spine
+    for c in _spine_steps(fn, n, level):
+        yield from _bottoms(fn, n, reusable, [*spine, c])
 
 
 def _rebinds_safely(fn: Lowering, n: Node, a: Node, spine: list[Node]) -> bool:
@@ -150,18 +209,22 @@ def _temporary(fn: Lowering, n: Node, a: Node) -> bool:
 
 def _spine_step(fn: Lowering, n: Node, level: Node) -> Node | None:
     """An operand of `level` written inline that can be worked out in place too."""
-    for c in level.args:
-        if (
-            c not in fn.own_line
-            and c.op not in ("const", "dim")
-            and OPS[c.op].elementwise
-            and c.dtype == "float"
-            and c.shape == n.shape
-            and c not in fn.born_weak
-            and _writable_form(fn, level, c)
-        ):
-            return c
-    return None
+    return next(iter(_spine_steps(fn, n, level)), None)
+
+
+def _spine_steps(fn: Lowering, n: Node, level: Node) -> list[Node]:
+    """The operands of `level` written inline that can be worked out in place too."""
+    return [
+        c
+        for c in level.args
+        if c not in fn.own_line
+        and c.op not in ("const", "dim")
+        and OPS[c.op].elementwise
+        and c.dtype == "float"
+        and c.shape == n.shape
+        and c not in fn.born_weak
+        and _writable_form(fn, level, c)
+    ]
 
 
 def _name_chains(fn: Lowering, chains: dict[Node, list[Node]]) -> None:
@@ -220,7 +283,17 @@ def _shared(fn: Lowering, v: Node) -> set[Node]:
 
 def steps(fn: Lowering, n: Node) -> list[Stmt] | None:
     """n's line, planned in place, as updates of one array, bottom up; None where a step has no
-    such form or does not fit a line. The values worked out on the way are then the array's."""
+    such form or does not fit a line. The values worked out on the way are then the array's.
+    (Where it gives None, n no longer goes by the name of the array it was planned in: its
+    line makes a new array.)"""
+    made = _steps(fn, n)
+    a = fn.in_place[n][0]
+    if made is None and a is not n and fn.namer.names.get(n) == fn.namer.names.get(a):
+        del fn.namer.names[n]
+    return made
+
+
+def _steps(fn: Lowering, n: Node) -> list[Stmt] | None:
     a, spine = fn.in_place[n]
     done: dict[Node, str] = {}  # the steps done: their values are the array `name`
     if a not in fn.own_line:  # a temporary at the bottom: `t = x * x`, under n's name

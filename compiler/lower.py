@@ -74,6 +74,7 @@ RESERVED = (
         "_dout_checked",
         "_check_dout",
         "_Cache",
+        "_OnceCache",  # (used_up.py.j2's)
     }
     | set(HELPERS)
 )
@@ -190,6 +191,7 @@ class Lowering:
                 self.own_line.add(n)
                 self.own_line.update(a for a in n.args if a.op not in ("const", "dim"))
         self.keep = keep
+        self.spent: frozenset[Node] = frozenset()  # cache entries the backward uses up (`plan`)
         self.loop_names: dict[Node, list[str]] = {}  # (`name_loop`)
         self.depth = 0  # how many loops this function's lines are inside
         self.whole: set[Node] = set()  # values written in one statement, never in place

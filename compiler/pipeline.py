@@ -121,6 +121,7 @@ def compile_source(
     jvp: bool = False,
     hvp: bool = False,
     target: str = "numpy",
+    consume_cache: bool = False,
 ) -> str:
     """Compile bp source text to the text of a Python module; raises CompileError on bad input.
     With `checks=False` the module does not check its arguments' shapes and dtypes; warnings
@@ -128,11 +129,21 @@ def compile_source(
     `sizes` (dimension name -> expected size) the code is arranged to be fastest at those
     sizes; it still takes arrays of any size. With `jvp`, the module also defines `g_jvp` for each
     graph; with `hvp`, `g_hvp` for each graph with one scalar output. `target` names the code's
-    target (`bpc.targets`): `numpy`, or `array-api` for the arrays of any array-API library."""
+    target (`bpc.targets`): `numpy`, or `array-api` for the arrays of any array-API library.
+    With `consume_cache` (numpy target), each forward's cache serves one backward, which takes
+    its values out and may work in its arrays: a lower peak memory, as PyTorch's backward frees
+    its saved tensors; a second backward with the same cache raises ValueError."""
     try:
         with _collector_paused():
             compiled = compile_graphs(text, warnings, sizes, jvp=jvp, hvp=hvp)
-            return emit(compiled, filename, checks=checks, sizes=sizes, target=target)
+            return emit(
+                compiled,
+                filename,
+                checks=checks,
+                sizes=sizes,
+                target=target,
+                consume_cache=consume_cache,
+            )
     except RecursionError:
         raise nested_too_deeply(text) from None
 

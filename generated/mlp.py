@@ -298,8 +298,9 @@ def mlp_backward(dout, cache):
     dW2 = h.T @ derr
     dW2 += t_1 * W2
     # h = tanh(affine(X, W1, b1))
-    daffine_out = dh
-    daffine_out *= 1 - h * h
+    daffine_out = h * h
+    np.subtract(1, daffine_out, out=daffine_out)
+    daffine_out *= dh
     # out = x @ w + b  (in fn affine)
     db1 = daffine_out.sum(axis=0)
     dW1 = X.T @ daffine_out
@@ -328,8 +329,10 @@ def mlp_grad(X, Y, W1, b1, W2, b2, reg):
     dW2 = h.T @ derr
     dW2 += reg * W2
     # h = tanh(affine(X, W1, b1))
-    daffine_out = dh
-    daffine_out *= 1 - h * h
+    daffine_out = h
+    daffine_out *= h
+    np.subtract(1, daffine_out, out=daffine_out)
+    daffine_out *= dh
     # out = x @ w + b  (in fn affine)
     db1 = daffine_out.sum(axis=0)
     dW1 = X.T @ daffine_out

@@ -27,10 +27,11 @@ SOURCES = sorted(
 )
 
 
-def _graphs():
+def _graphs(**options):
     for path in SOURCES:
         compiled = compile_graphs(path.read_text())
-        module = module_from_text(emit(compiled, path.name), f"bpc_in_place_{path.stem}")
+        text = emit(compiled, path.name, **options)
+        module = module_from_text(text, f"bpc_in_place_{path.stem}_{len(options)}")
         for c in compiled:
             yield pytest.param(module, c.pair, path, id=f"{path.stem}.{c.pair.name}")
 
@@ -44,22 +45,34 @@ def _same(before, after, what: str) -> None:
         np.testing.assert_array_equal(np.asarray(a), b, err_msg=f"{what} {i} was written")
 
 
-@pytest.mark.parametrize("module, graph, path", list(_graphs()))
-def test_arguments_douts_and_cache_are_never_written(module, graph, path):
-    rng = np.random.default_rng(0)
+def _arguments(graph, rng):
     names = sorted({s for p in graph.params for d in p.dims for s in d.symbols})
     sizes = {d: 3 + i for i, d in enumerate(names)}
     if not met(graph.conditions, sizes):  # group norm's C / 2 needs an even C
         sizes = default_sizes(graph, {})
-    args = make_inputs(graph, sizes, np.float64, rng)
-    kept = _copies(args)
-    forward = getattr(module, _attr(module, graph.name + "_forward"))
-    backward = getattr(module, _attr(module, graph.name + "_backward"))
-    outs, cache = forward(*args)
-    _same(kept, args, "argument")
+    return make_inputs(graph, sizes, np.float64, rng)
+
+
+def _douts(graph, outs, rng):
     outs = outs if len(graph.outputs) > 1 else (outs,)
     douts = [rng.standard_normal(np.shape(o)) for o in outs]
-    dout = tuple(douts) if len(douts) > 1 else douts[0]
+    return outs, douts, tuple(douts) if len(douts) > 1 else douts[0]
+
+
+def _pair(module, graph):
+    forward = getattr(module, _attr(module, graph.name + "_forward"))
+    return forward, getattr(module, _attr(module, graph.name + "_backward"))
+
+
+@pytest.mark.parametrize("module, graph, path", list(_graphs()))
+def test_arguments_douts_and_cache_are_never_written(module, graph, path):
+    rng = np.random.default_rng(0)
+    args = _arguments(graph, rng)
+    kept = _copies(args)
+    forward, backward = _pair(module, graph)
+    outs, cache = forward(*args)
+    _same(kept, args, "argument")
+    outs, douts, dout = _douts(graph, outs, rng)
     kept_douts, kept_cache = _copies(douts), _copies(cache)
     first = _copies(backward(dout, cache))
     _same(kept_douts, douts, "upstream gradient")
@@ -83,6 +96,55 @@ def test_arguments_douts_and_cache_are_never_written(module, graph, path):
     assert all(row.ok for row in rows), rows
 
 
+# each graph's module as compiled by default, by source and graph
+DEFAULT = {(p.values[2], p.values[1].name): p.values[0] for p in _graphs()}
+
+
+@pytest.mark.parametrize("module, graph, path", list(_graphs(consume_cache=True)))
+def test_a_backward_that_uses_up_its_cache(module, graph, path):
+    """Compiled with `consume_cache` (`bpc compile --consume-cache`), a backward takes the
+    values out of its cache and may work in the arrays the forward made for it: its gradients
+    are those of the module that keeps its cache, the arguments, the upstream gradient and an
+    output the cache holds are never written, and a second backward with the same cache is
+    refused, never answered from arrays the first one wrote into."""
+    rng = np.random.default_rng(0)
+    args = _arguments(graph, rng)
+    kept = _copies(args)
+    outs, cache = _pair(module, graph)[0](*args)
+    outs, douts, dout = _douts(graph, outs, rng)
+    kept_douts, kept_outs = _copies(douts), _copies(outs)
+    default_forward, default_backward = _pair(DEFAULT[path, graph.name], graph)
+    want = default_backward(dout, default_forward(*args)[1])
+    grads = _pair(module, graph)[1](dout, cache)
+    for name, g, w in zip(graph.wrt, grads, want):
+        np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12, err_msg=name)
+    _same(kept, args, "argument")
+    _same(kept_douts, douts, "upstream gradient")
+    _same(kept_outs, outs, "output")
+    if len(cache):
+        assert len(cache) == 0  # (the values are out: the cache no longer keeps them alive)
+        with pytest.raises(ValueError, match="used up by an earlier backward"):
+            _pair(module, graph)[1](dout, cache)
+
+
+def test_a_used_up_cache_gives_dx_the_array_of_xhat():
+    """Batch normalization as CS231n's `batchnorm_backward_alt` writes it into its cache: `dx`
+    in the array of the centred `x` that the forward made, one new array fewer; with or without
+    the argument checks, and never in the array of a parameter. The array-API target, whose
+    code is functional, does not take the option."""
+    from bpc import compile_source
+
+    source = (ROOT / "examples" / "normalization.bp").read_text()
+    for checks in (True, False):
+        text = compile_source(source, "n.bp", checks=checks, consume_cache=True)
+        backward = text[text.index("def batchnorm_backward") : text.index("def layernorm")]
+        assert "_used_up(" in backward and "    dx = xc\n" in backward
+        forward = text[text.index("def batchnorm_forward") : text.index("def batchnorm_backward")]
+        assert "cache = BatchnormCache(" in forward if checks else "cache = _OnceCache(" in forward
+    with pytest.raises(ValueError, match="numpy target"):
+        compile_source(source, "n.bp", target="array-api", consume_cache=True)
+
+
 def test_a_temporary_is_worked_out_in_place():
     """A line over the largest arrays that reads no value for the last time is worked out in a
     new array of its own, as an expert writes it: from a product (`out = x @ w`, then `out +=
@@ -103,6 +165,24 @@ def test_a_temporary_is_worked_out_in_place():
     u = np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)
     np.testing.assert_allclose(module.g(x), 0.5 * x * (1 + np.tanh(u)), rtol=1e-14)
     np.testing.assert_array_equal(x, copy)
+
+
+def test_the_way_down_that_makes_the_fewest_arrays():
+    """Of the values a line may be worked out in, the one whose way down makes the fewest new
+    arrays: tanh's backward `dh * (1 - h * h)` in `g_grad`, where `h` and `dh` are both read
+    for the last time, is worked out in `h`'s array with no temporary, not in `dh`'s with
+    `1 - h * h` made beside it; and attention's `weights * (dweights - rowdot)` in the array of
+    `dweights` when the backward may use up `weights` as well."""
+    from bpc import compile_source
+
+    text = compile_source((ROOT / "examples" / "mlp.bp").read_text(), "mlp.bp")
+    grad = text[text.index("def mlp_grad") :]
+    t = "daffine_out"
+    assert f"    {t} = h\n    {t} *= h\n    np.subtract(1, {t}, out={t})\n    {t} *= dh\n" in grad
+    source = (ROOT / "examples" / "attention.bp").read_text()
+    text = compile_source(source, "attention.bp", consume_cache=True)
+    backward = text[text.index("def attention_backward") :]
+    assert "    t_2 = dweights\n    t_2 -= " in backward and "    t_2 *= weights\n" in backward
 
 
 def test_a_loop_fills_its_stacks_in_place():

@@ -63,12 +63,15 @@ _MODULES: dict[tuple, object] = {}
 
 
 def module(model: Model, formulation: Formulation, size):
-    """The formulation compiled for the sizes of `size`, as `bpc compile --dim` does; one module
-    per source and sizes."""
+    """The formulation compiled for the sizes of `size`, as `bpc compile --dim ...
+    --consume-cache` does (each forward's cache serves the one backward that follows it, as in
+    training, and that backward may work in its arrays, as the reference works in its own
+    temporaries); one module per source and sizes."""
     dims = model.dims(size)
     key = (formulation.source, tuple(sorted(dims.items())))
     if key not in _MODULES:
-        _MODULES[key] = compile_module(formulation.source, f"bench_form_{len(_MODULES)}", dims)
+        name = f"bench_form_{len(_MODULES)}"
+        _MODULES[key] = compile_module(formulation.source, name, dims, consume_cache=True)
     return _MODULES[key]
 
 
@@ -268,7 +271,8 @@ def section(records: list[Record], command: str, machine: str) -> str:
 
 Measured by `python bench/run.py{(" " + command) if command else ""}` on: {machine}. Each model of
 bench/formulations/ has one tuned expert NumPy reference and several natural formulations in bp,
-the ways users write it; each formulation is compiled for the sizes (`--dim`), checked against the
+the ways users write it; each formulation is compiled for the sizes (`--dim`) with
+`--consume-cache` (the forward's cache serves the one backward that follows), checked against the
 reference in the same dtype, and timed interleaved with the reference and the model's other
 formulations. Each cell is the median of per-repeat ratios of bpc's time (value and gradients)
 over the reference's, and in parentheses tracemalloc's peak for one call over the reference's.

@@ -588,25 +588,25 @@ def same_grad(x, w, b):
     """out = same(x [N, C, H, W], w [F, C, K, K], b [F]) and its gradients with respect to x, w, b."""
     N, C, H, W, F, K = _same_sizes(x, w, b)
     w_rows = w.reshape((F, C * K * K))
-    t_2 = np.pad(
+    t_3 = np.pad(
         x, ((0, 0), (0, 0), ((K - 1) // 2, (K - 1) // 2), ((K - 1) // 2, (K - 1) // 2))
     )
-    t_1 = np.lib.stride_tricks.sliding_window_view(t_2, (K, K), axis=(-2, -1))
-    t = np.transpose(t_1, (1, 4, 5, 0, 2, 3))
-    cols = t.reshape(
+    t_2 = np.lib.stride_tricks.sliding_window_view(t_3, (K, K), axis=(-2, -1))
+    t_1 = np.transpose(t_2, (1, 4, 5, 0, 2, 3))
+    cols = t_1.reshape(
         (
             C * K * K,
             N * (H + 2 * ((K + 1) // 2) - K - 1) * (W + 2 * ((K + 1) // 2) - K - 1),
         )
     )
-    t_5 = w_rows @ cols
-    t_4 = t_5.reshape(
+    t_6 = w_rows @ cols
+    t_5 = t_6.reshape(
         (F, N, H + 2 * ((K + 1) // 2) - K - 1, W + 2 * ((K + 1) // 2) - K - 1)
     )
-    t_3 = t_4 + b[:, None, None, None]
-    conv_out = np.transpose(t_3, (1, 0, 2, 3))
-    t_6 = np.tanh(conv_out, out=conv_out)
-    t_7 = _avg_pool(t_6, (2, 2), (2, 2))
+    t_4 = t_5 + b[:, None, None, None]
+    conv_out = np.transpose(t_4, (1, 0, 2, 3))
+    t = np.tanh(conv_out, out=conv_out)
+    t_7 = _avg_pool(t, (2, 2), (2, 2))
     out = np.vdot(t_7, t_7)
     # out = sum(avg_pool2d(tanh(conv2d(x, w, b, pad=(K - 1) // 2))) ** 2)
     t_12 = 2.0 * (t_7 / 4)
@@ -634,7 +634,7 @@ def same_grad(x, w, b):
     t_9 = _window_add(
         t_10, (H + 2 * ((K + 1) // 2) - K - 1, W + 2 * ((K + 1) // 2) - K - 1), (2, 2)
     )
-    t_8 = t_9 * (1 - t_6 * t_6)
+    t_8 = t_9 * (1 - t * t)
     t_13 = np.transpose(t_8, (1, 0, 2, 3))
     grad_rows = t_13.reshape(
         (F, N * (H + 2 * ((K + 1) // 2) - K - 1) * (W + 2 * ((K + 1) // 2) - K - 1))

@@ -490,8 +490,10 @@ def power_grad(x, p):
     t_4 = t_1 / t_3
     out = (t**p).sum() + (1 / x).sum() - x @ x + t_4.sum()
     # out = sum(exp(x) ** p + x ** -1 + -x**2 + sigmoid(x) / (1 + relu(x)))
-    dx = t_4
-    dx *= 1 - t_1 - (t_2 > 0) / t_3
+    dx = t_1
+    np.subtract(1, dx, out=dx)
+    dx -= (t_2 > 0) / t_3
+    dx *= t_4
     dx += -2.0 * x
     dx += -1.0 / (x * x)
     t_5 = t ** np.where(p == 0, 1, p - 1)

@@ -1082,8 +1082,9 @@ def two_layer_hvp(X, y, W1, b1, W2, b2, reg, v_W1, v_b1, v_W2, v_b2):
     ddscores += v_b2
     dprobs = ddscores
     dprobs /= t
-    dscores_1 = probs
-    dscores_1 *= dprobs - np.vecdot(dprobs, probs).reshape((N, 1))
+    dscores_1 = dprobs
+    dscores_1 -= np.vecdot(dprobs, probs).reshape((N, 1))
+    dscores_1 *= probs
     db2 = dscores_1.sum(axis=0)
     dh = dscores @ v_W2.T
     dh += dscores_1 @ W2.T

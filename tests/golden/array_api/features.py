@@ -588,8 +588,9 @@ def power_grad(x, p):
     t_4 = t_1 / t_3
     out = xp.sum(t**p) + xp.sum(1 / x) - x @ x + xp.sum(t_4)
     # out = sum(exp(x) ** p + x ** -1 + -x**2 + sigmoid(x) / (1 + relu(x)))
-    dx = t_4
-    dx *= 1 - t_1 - xp.astype(t_2 > 0, x.dtype) / t_3
+    dx = 1 - t_1
+    dx -= xp.astype(t_2 > 0, x.dtype) / t_3
+    dx *= t_4
     dx += -2.0 * x
     dx += -1.0 / (x * x)
     t_5 = t ** xp.where(p == 0, 1, p - 1)
