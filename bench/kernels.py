@@ -131,6 +131,14 @@ def _sigmoid_of_e(x):
     return t
 
 
+def _dsoftplus_exp_xy(x, e, y, g):
+    """g * exp(x - y), y = softplus(x): x - y <= 0, no overflow; from the forward's y alone."""
+    t = x - y
+    np.exp(t, out=t)
+    t *= g
+    return t
+
+
 def _dsoftplus_tanh(x, e, y, g):
     """g * sigmoid(x), the sigmoid in the tanh form, in place."""
     t = _sigmoid_tanh_inplace(x)
@@ -214,7 +222,8 @@ FAMILIES: dict[str, dict[str, Kernel]] = {
     "g * sigmoid(x), softplus's gradient": {
         "tanh form of x, in place": _dsoftplus_tanh,
         "where(x >= 0, g, g * e) / (1 + e), e = exp(-|x|) cached": _dsoftplus_from_e,
-        "g * (np.maximum(e, x >= 0) / (1 + e)), e cached (bpc)": _dsoftplus_max_e,
+        "g * (np.maximum(e, x >= 0) / (1 + e)), e cached": _dsoftplus_max_e,
+        "g * np.exp(x - y), y = softplus(x) cached (bpc)": _dsoftplus_exp_xy,
         "-(g * np.expm1(-y)), y = softplus(x) cached": _dsoftplus_expm1,
         "g * (1 - np.exp(-y)), y cached": _dsoftplus_exp,
     },

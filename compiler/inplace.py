@@ -304,10 +304,15 @@ def _steps(fn: Lowering, n: Node) -> list[Stmt] | None:
     else:
         name, lines = fn.name_of(a), []
     if a in fn.own_line and fn.name_of(n) != name:  # the array takes n's name first
-        if len(spine) == 1 and not OPS[n.op].augmented:
-            step = _step(fn, n, a, name)  # `probs = np.exp(t, out=t)`
-            return [Assign(fn.name_of(n), step.value)] if step else None
-        lines.append(Assign(fn.name_of(n), Name(name)))
+        bottom = spine[-1]
+        if not OPS[bottom.op].augmented:  # `probs = np.exp(t, out=t)`, then the steps above
+            step = _step(fn, bottom, a, name)
+            if step is None or len(spine) == 1:
+                return [Assign(fn.name_of(n), step.value)] if step else None
+            lines.append(Assign(fn.name_of(n), step.value))
+            a, spine, done[bottom] = bottom, spine[:-1], fn.name_of(n)
+        else:
+            lines.append(Assign(fn.name_of(n), Name(name)))
         name = fn.name_of(n)
     more = _updates(fn, n, a, spine, name, done)
     if more is None:

@@ -29,6 +29,7 @@ from tests.support import load, numeric_grad, rel_error
 
 PASSES = (
     "transpose_products",
+    "softplus_gradient_from_e",
     "split_sums",
     "contract_sums",
     "factor_scales",
@@ -1111,9 +1112,35 @@ def test_split_sums():
     pq = make("add", p, q)
     shared = graph([p, q], [total("sum", pq, (0,)), pq])
     assert opt.split_sums(shared) is shared
+    # an inner sum that something else reads is a term of its own
+    inner = graph([p, q, w], [total("sum", make("sub", pq, w), (0,)), pq])
+    out = verify(opt.split_sums(inner), "split_sums")
+    assert show(out.outputs[0]) == (
+        "sub(sum(add(p, q), axis=(0,), keepdims=False), sum(w, axis=(0,), keepdims=False))"
+    )
     for e in (make("add", p, v), make("exp", p)):
         g = graph([p, v], [total("sum", e, (0,))])
         assert opt.split_sums(g) is g
+
+
+def test_softplus_gradient_from_e():
+    z, y = param("z", "n", index=0), param("y", "n", index=1)
+    e = make("exp", make("neg", make("abs", z)))
+    s = make("add", make("relu", z), make("log1p", e))  # softplus(z), expanded
+    sigmoid = make("exp", make("sub", z, s))  # its gradient's sigmoid(z) (`_softplus_adjoint`)
+    # a binary cross-entropy's: s is summed, through a difference: sigmoid(z) from e
+    loss = make("mean", make("sub", s, make("mul", y, z)), axis=(0,), keepdims=False)
+    g = verify(graph([z, y], [loss, make("sub", sigmoid, y)]), "canonicalize")
+    out = verify(opt.softplus_gradient_from_e(g), "softplus_gradient_from_e")
+    assert show(out.outputs[1]) == (
+        "sub(div(maximum(exp(neg(abs(z))), ge(z, 0)), add(1, exp(neg(abs(z))))), y)"
+    )
+    assert show(out.outputs[0]) == show(g.outputs[0])
+    assert_same_values(g.outputs, out.outputs)
+    # Left alone: s an output (an array the forward makes anyway), or read elementwise
+    for kept in ([s, sigmoid], [make("mul", s, y), sigmoid]):
+        g = graph([z, y], kept)
+        assert opt.softplus_gradient_from_e(g) is g
 
 
 def test_compound_first():

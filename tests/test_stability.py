@@ -219,14 +219,37 @@ def test_mish_for_large_inputs_and_nan(dtype):
 
 
 def test_softplus_is_computed_without_exp_of_x():
-    """relu(x) + log1p(exp(-|x|)) (np.logaddexp(0, x) is slower, bench/kernels.py), and its
-    gradient, the sigmoid, from the same exp(-|x|), kept in the cache."""
+    """relu(x) + log1p(exp(-|x|)) (np.logaddexp(0, x) is slower, bench/kernels.py). Where only
+    sums read it (a loss), its gradient, the sigmoid, comes from the same exp(-|x|), kept in
+    the cache (`softplus_gradient_from_e`); where its value is an array anyway (an output), as
+    exp(x - softplus(x)) from that value, whose exponent is never positive, and the forward's
+    log1p works in the array of exp(-|x|)."""
     source = graph("x: [n]", "out = sum(softplus(x))")
     forward = forward_text(source)
     assert "e = -np.abs(x)\n    np.exp(e, out=e)\n" in forward and "_log1p_unit(e)" in forward
     assert "logaddexp" not in forward and "np.exp(x)" not in forward
     backward = backward_text(source)
     assert backward.count("np.exp(") == 0 and "np.tanh(" not in backward
+    text = compile_source(graph("x: [n]", "out = softplus(x)"), "f.bp")
+    forward, backward = text.split("def f_backward")
+    assert "out = _log1p_unit(e, out=e)\n    out += np.maximum(x, 0)\n" in forward
+    assert "dx = x - out\n    np.exp(dx, out=dx)\n" in backward
+
+
+@pytest.mark.parametrize("dtype, low", [(np.float64, -740.0), (np.float32, -87.0)])
+def test_softplus_gradient_is_the_sigmoid_to_a_few_ulp(dtype, low):
+    """exp(x - softplus(x)) is sigmoid(x) relative to its value, over the whole range where
+    that value is a normal number: the exponent's rounding is half an ulp of x, which the exp
+    turns into a relative error of that size (17 ulp at most in float64, near x = -32, where
+    softplus(x) is just above that half ulp; 5 in float32)."""
+    x = np.linspace(low, 40.0, 200_001).astype(dtype)
+    module = load(graph("x: [n]", "out = softplus(x)"))
+    with no_fp_warnings():
+        _, cache = module.f_forward(x)
+        grads = module.f_backward(np.ones_like(x), cache)
+    want = _exact_sigmoid(x.astype(np.float64))
+    error = np.abs(grads.x.astype(np.float64) - want) / want / np.finfo(dtype).eps
+    assert grads.x.dtype == dtype and error.max() <= (24 if dtype == np.float64 else 8)
 
 
 SOFTPLUS_SPELLINGS = [

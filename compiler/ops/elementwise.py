@@ -185,14 +185,6 @@ def _exp_of_minus_abs(x: Node) -> Node:
     return make("exp", make("neg", make("abs", x)), hint="e")
 
 
-def _sigmoid_of_e(x: Node) -> Node:
-    """sigmoid(x) from e = exp(-|x|), which softplus computes: maximum(e, x >= 0) / (1 + e),
-    1 / (1 + e) for x >= 0 and e / (1 + e) below, without np.where; accurate to a few ulp
-    relative to the value for every x."""
-    e = _exp_of_minus_abs(x)
-    return make("maximum", e, make("ge", x, 0)) / (1 + e)
-
-
 def _sigmoid_number(x):
     """The logistic function of a number, through exp(-|x|), which never overflows; a Python
     float (a NumPy number's `x >= 0` is NumPy's bool, and the quotient a float64 NumPy number)."""
@@ -257,19 +249,23 @@ unary("cos", "cos", lambda g, y, x: (-g * make("sin", x),), doc="cosine", ufunc=
 
 
 def _softplus_expand(x: Node) -> Node:
-    """relu(x) + log1p(exp(-|x|)), which never overflows; its exp(-|x|) is the one that the
-    gradient, sigmoid(x), reads. On the project's 2-core machine (`python bench/kernels.py`, 1e6
-    elements, docs/performance.md, "Kernels") it takes 0.78-0.92x the time of
-    `np.logaddexp(0, x)` in float64 and 0.56-0.67x in float32; and the backward `g * sigmoid(x)`
-    from the forward's exp(-|x|) takes 0.12-0.29x the time of the tanh form from x in float64
-    and 0.26-0.45x in float32. Its log1p is emitted as `_log1p_unit` (`_log1p_kernel`): log1p(e)
+    """relu(x) + log1p(exp(-|x|)), which never overflows. On the project's 2-core machine
+    (`python bench/kernels.py`, 1e6 elements, docs/performance.md, "Kernels") it takes
+    0.78-0.92x the time of `np.logaddexp(0, x)` in float64 and 0.56-0.67x in float32. Its
+    log1p is emitted as `_log1p_unit` (`_log1p_kernel`): log1p(e)
     written with np.log, which NumPy vectorizes, corrected by the rounding error of 1 + e, is 2x
     faster in float32 but 1.5x slower in float64, so the helper chooses by the dtype."""
     return make("relu", x) + make("log1p", _exp_of_minus_abs(x))
 
 
 def _softplus_adjoint(g, y, x):
-    return (g * _sigmoid_of_e(x),)
+    """g * sigmoid(x) as exp(x - y), y = softplus(x), as an expert writes it: x - y <= 0, so
+    the exp never overflows, and the rounding of x - y, half an ulp of x, is the relative
+    error it gives (17 ulp at most in float64, near x = -32; 5 in float32;
+    tests/test_stability.py). Three passes and one new array from the forward's output, where
+    maximum(e, x >= 0) / (1 + e) from the forward's e = exp(-|x|) took five, a mask and two;
+    and the forward need not keep e, so its log1p works in e's array."""
+    return (g * make("exp", x - y),)
 
 
 composite(

@@ -10,7 +10,7 @@ A module per part, each saying in its docstring what it owns:
 - `algebra.py`: the local rewrites, registered in the order the simplifier tries them;
 - `fixpoint.py`: the simplifier (to a fixpoint, with hash-consing), `_existing`, `canonicalize`;
 - `products.py`: the whole-graph passes around products and sums, `transpose_products`,
-  `split_sums`, `contract_sums`, `factor_scales`, `place_scales` and `read_normalized`;
+  `softplus_gradient_from_e`, `split_sums`, `contract_sums`, `factor_scales`, `place_scales` and `read_normalized`;
 - `hoist.py`: products out of loops and after them (`hoist_products`, `products_after_loops`);
 - `stacks.py`: a loop's stack written over the array whose slots it reads;
 - `tidy.py`: loops tidied as a whole (`tidy_loops`);
@@ -82,6 +82,7 @@ from .products import (
     factor_scales,
     place_scales,
     read_normalized,
+    softplus_gradient_from_e,
     split_sums,
     transpose_products,
 )
@@ -106,6 +107,7 @@ __all__ = [
     "simplify",
     "canonicalize",
     "transpose_products",
+    "softplus_gradient_from_e",
     "split_sums",
     "contract_sums",
     "factor_scales",
@@ -201,6 +203,7 @@ def optimize(
         graph = simplify(_everywhere(graph, stacks_in_read_arrays))
         graph = check(graph, prefix + "stacks_in_read_arrays")
     graph = check(_everywhere(graph, transpose_products), prefix + "transpose_products")
+    graph = check(_everywhere(graph, softplus_gradient_from_e), prefix + "softplus_gradient_from_e")
     graph = check(_everywhere(graph, split_sums), prefix + "split_sums")
     graph = check(_everywhere(graph, contract_sums), prefix + "contract_sums")
     graph = check(_everywhere(graph, factor_scales), prefix + "factor_scales")

@@ -1,6 +1,8 @@
 """The whole-graph passes around products and sums, which need every use of a value and so
 cannot be local rules: `transpose_products` writes (a @ b).T as b.T @ a.T when nothing else
-uses a @ b, `split_sums` sums the terms of a sum one by one when nothing else reads their sum,
+uses a @ b, `softplus_gradient_from_e` takes softplus's gradient from its exp(-|x|) when nothing
+but sums reads the softplus, `split_sums` sums the terms of a sum one by one when nothing else
+reads their sum,
 `contract_sums` writes sum(a * b, axes) as a contraction when nothing else uses a * b,
 `factor_scales` takes a factor that the large terms of a sum share out of them, `place_scales`
 moves a scale by a number to the smallest array around a product, at the sizes the user
@@ -139,11 +141,67 @@ def _contraction(n: Node) -> Node:
     return dot
 
 
+def softplus_gradient_from_e(graph: Graph) -> Graph:
+    """exp(x - s) -> maximum(e, x >= 0) / (1 + e) for s = relu(x) + log1p(e), e = exp(-|x|):
+    softplus(x) and the sigmoid of its gradient (`ops/elementwise.py`'s `_softplus_adjoint`),
+    where nothing but sums reads s. The sigmoid then comes from the exp the forward takes
+    already, and no array need hold s, whose sums `split_sums` takes term by term (a binary
+    cross-entropy's loss: one exp where there were two, 0.83x the time of `g_grad` at 1e6 in
+    float64). Where s is an array anyway (an output, or read elementwise), exp(x - s) stays,
+    which keeps s alone for the backward, and the forward's log1p may work in e's array."""
+    users = _users(graph)
+    chosen = set()
+    for n in graph.nodes:
+        s = _softplus_parts(n)
+        if s is not None and _only_summed(s, users, n.args[0]):
+            chosen.add(n)
+
+    def step(n: Node, args: tuple[Node, ...]) -> Node:
+        m = with_args(n, args)
+        if n not in chosen:
+            return m
+        x, _, e = _softplus_parts_of(m)
+        with at(n.loc):
+            return make("maximum", e, make("ge", x, 0)) / (1 + e)
+
+    return simplify(rewrite(graph, step)) if chosen else graph
+
+
+def _only_summed(v: Node, users, but: Node | None = None) -> bool:
+    """Whether every use of v but `but` is a sum or a mean, or an addition (subtraction,
+    negation) of which that is true: the terms `split_sums` sums one by one."""
+    return all(
+        u is but
+        or (u is not None and (u.op in ("sum", "mean") or _summed(u) and _only_summed(u, users)))
+        for u in users[v]
+    )
+
+
+def _softplus_parts(n: Node) -> Node | None:
+    """s, where n is exp(x - s) for s = relu(x) + log1p(exp(-|x|)) (in either order)."""
+    return None if _softplus_parts_of(n) is None else n.args[0].args[1]
+
+
+def _softplus_parts_of(n: Node) -> tuple[Node, Node, Node] | None:
+    """(x, s, e) where n is exp(x - s), s = relu(x) + log1p(e), e = exp(-|x|)."""
+    if n.op != "exp" or n.args[0].op != "sub" or n.args[0].args[1].op != "add":
+        return None
+    x, s = n.args[0].args
+    for relu, log1p in (s.args, reversed(s.args)):
+        e = log1p.args[0] if log1p.op == "log1p" else None
+        if relu.op == "relu" and relu.args[0] is x and e is not None and e.op == "exp":
+            inner = e.args[0]
+            if inner.op == "neg" and inner.args[0].op == "abs" and inner.args[0].args[0] is x:
+                return x, s, e
+    return None
+
+
 def split_sums(graph: Graph) -> Graph:
     """sum(a + c * b - d, axes) -> sum(a, axes) + c * sum(b, axes) - sum(d, axes), and likewise
     for a sum scaled by a number (`0.5 * (logvar + r)`) and for a mean (the sums over the
-    count), when the terms have the sum's shape and nothing else reads the additions: each term
-    is summed where it is, and no array holds the sum of the terms (a Gaussian negative
+    count), when the terms have the sum's shape and nothing else reads the additions (an
+    addition that something else reads is a term): each term is summed where it is, and no
+    array holds the sum of the terms (a Gaussian negative
     log-likelihood's or a binary cross-entropy's loss; `sum(y * z)` then becomes a dot). k terms
     take k reductions where they took k - 1 elementwise passes, each making an array, and one
     reduction; a mean takes one division, not k (`np.mean` takes 7.6 us on 8192 float32
@@ -157,10 +215,9 @@ def split_sums(graph: Graph) -> Graph:
             return m
         x = m.args[0]
         scale, inner = _scaled_sum(x)
+        terms = _own_terms(_scaled_sum(n.args[0])[1], inner, users)
         with at(n.loc):
-            total = _from_signed_terms(
-                [(sign, make("sum", t, **n.kw)) for sign, t in _terms(inner)]
-            )
+            total = _from_signed_terms([(sign, make("sum", t, **n.kw)) for sign, t in terms])
             if n.op == "mean":  # (one division: NumPy's mean costs 2x a sum's time at 8192)
                 count = product(inner.shape[i] for i in n.attr("axis"))
                 total = make("div", total, make("dim", dim=count))
@@ -191,11 +248,21 @@ def _splittable(n: Node, users) -> bool:
     scale, x = _scaled_sum(n.args[0])
     if not _summed(x) or (scale is not None and users[x] != [n.args[0]]):
         return False
-    inner = _interior(x)
-    if any(users[i] != [u] for u in inner for i in u.args if i in inner):
-        return False  # (an inner sum that something else reads: computed anyway)
-    terms = _terms(x)
+    terms = _own_terms(x, x, users)
     return len(terms) > 1 and all(t.shape == x.shape and t.dtype == "float" for _, t in terms)
+
+
+def _own_terms(n: Node, m: Node, users, sign: int = 1) -> list[tuple[int, Node]]:
+    """The terms of the tree of additions n with their signs, read in its rewritten form m: an
+    inner addition that something else reads is a term (computed anyway)."""
+    out = []
+    signs = [-sign] if n.op == "neg" else [sign, sign if n.op == "add" else -sign]
+    for a, b, s in zip(n.args, m.args, signs):
+        if _summed(a) and users[a] == [n]:
+            out += _own_terms(a, b, users, s)
+        else:
+            out.append((s, b))
+    return out
 
 
 class _Scales:

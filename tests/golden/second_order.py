@@ -616,24 +616,17 @@ def logistic_hvp(X, y, w, reg, v_w):
     """loss = logistic(...): its Hessian in w times v_w."""
     N, D = _logistic_hvp_sizes(X, y, w, reg, v_w)
     z = X @ w
-    z_dot = X @ v_w
     e = -np.abs(z)
     np.exp(e, out=e)
-    t = z >= 0
-    t_1 = 1 + e
-    t_5 = -0.5 * e
-    t_5 *= e == t
-    t_5 -= e * (e > t)
-    t_6 = np.maximum(e, t)
-    t_6 *= e
-    t_6 /= t_1
-    t_5 += t_6
-    t_4 = z_dot * np.sign(z) / t_1 * t_5
-    t_3 = t_4 / max(N, 1)
-    t_2 = X.T @ t_3
-    dw_dot = t_2
-    dw_dot += v_w * reg
-    return LogisticHvps(dw_dot)
+    t = np.maximum(e, z >= 0)
+    t /= 1 + e
+    ddz = X @ v_w
+    dz = ddz
+    dz /= max(N, 1)
+    dz *= t - t * t
+    dw = X.T @ dz
+    dw += v_w * reg
+    return LogisticHvps(dw)
 
 
 class TwoLayerGrads(NamedTuple):
