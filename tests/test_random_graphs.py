@@ -50,6 +50,7 @@ import bpc.emit
 import bpc.ops  # noqa: F401 - fills the registry
 from bpc.dims import Dim, product
 from bpc.ir import OPS
+from bpc.loader import module_from_text
 from bpc.parse import _COMPARE
 from bpc.stats import evaluate, stats_source
 from tests import oracle
@@ -1450,6 +1451,32 @@ def test_code_compiled_for_expected_sizes(prog, expected):
         return [evaluate(p.flops, expected).value for p in parts if p is not None]
 
     assert all(t <= p for t, p in zip(flops(expected), flops(None))), (flops(expected), flops(None))
+
+
+_consumed = itertools.count()  # (module names)
+
+
+@settings(max_examples=60, **COMMON)
+@given(programs())
+def test_a_backward_that_uses_up_its_cache(prog):
+    """Compiled with `consume_cache` (`bpc compile --consume-cache`), whose backward may work in
+    the arrays of its cache, a graph has the gradients of `f_grad`, writes into none of its
+    arguments, and refuses a second backward with the same cache."""
+    name = f"bpc_test_consume_{next(_consumed)}"
+    text = bpc.compile_source(prog.source, f"{name}.bp", consume_cache=True)
+    module = module_from_text(text, name)
+    args = list(prog.inputs().values())
+    kept = [np.array(a, copy=True) for a in args]
+    value, grads = module.f_grad(*args)
+    out, cache = module.f_forward(*args)
+    used = module.f_backward(1.0, cache)
+    for name, g in grads._asdict().items():
+        assert rel_error(getattr(used, name), g) < PAIR_TOL, f"d{name}"
+    for a, k in zip(args, kept):
+        np.testing.assert_array_equal(a, k)
+    if len(cache):
+        with pytest.raises(ValueError, match="used up"):
+            module.f_backward(1.0, cache)
 
 
 @pytest.mark.slow
