@@ -60,6 +60,7 @@ STAGES = (
     "factor_scales",
     "place_scales",
     "read_normalized",
+    "read_outputs",
     "compound_first",
     "finish_outputs",
     "finish_gradients",

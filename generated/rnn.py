@@ -456,16 +456,17 @@ def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
     next_c += i * g
     t = np.tanh(next_c)
     next_h = o * t
-    cache = LstmStepCache(x, prev_h, prev_c, Wx, Wh, i, f, o, g, t, N, H)
-    return (next_h, next_c), cache
+    cache = LstmStepCache(x, prev_h, prev_c, Wx, Wh, i, f, o, g, t, next_h, N, H)
+    return (_frozen(next_h), next_c), cache
 
 
 def lstm_step_backward(dout, cache):
     """Gradients of lstm_step with respect to x, prev_h, prev_c, Wx, Wh, b; dout is shaped like (next_h [N, H], next_c [N, H])."""
-    x, prev_h, prev_c, Wx, Wh, i, f, o, g, t, N, H = _cached(cache, LstmStepCache)
+    x, prev_h, prev_c, Wx, Wh, i, f, o, g, t, next_h, N, H = _cached(
+        cache, LstmStepCache
+    )
     dout_next_h, dout_next_c = _douts("lstm_step", dout, ((N, H), (N, H)), x.dtype)
     # next_h = o * tanh(next_c)
-    do = dout_next_h * t
     dnext_c = t * t
     np.subtract(1, dnext_c, out=dnext_c)
     dnext_c *= dout_next_h
@@ -478,9 +479,9 @@ def lstm_step_backward(dout, cache):
     dprev_c = dnext_c
     dprev_c *= f
     # i = sigmoid(a[:, 0:H])
-    t_1 = di * i * (1 - i)
-    t_2 = df * f * (1 - f)
-    da = np.concatenate([t_1, t_2, do * o * (1 - o), dg * (1 - g * g)], axis=1)
+    t_1 = (1 - o) * next_h * dout_next_h
+    t_2 = di * i * (1 - i)
+    da = np.concatenate([t_2, df * f * (1 - f), t_1, dg * (1 - g * g)], axis=1)
     # a = x @ Wx + prev_h @ Wh + b
     db = da.sum(axis=0)
     dprev_h = da @ Wh.T

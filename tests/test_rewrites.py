@@ -35,6 +35,7 @@ PASSES = (
     "factor_scales",
     "place_scales",
     "read_normalized",
+    "read_outputs",
     "compound_first",
     "finish_gradients",
     "select_cache",
@@ -1143,6 +1144,28 @@ def test_softplus_gradient_from_e():
         assert opt.softplus_gradient_from_e(g) is g
 
 
+def test_read_outputs():
+    x, dout = param("x", "n", "m", index=0), param("dout", "n", "m", index=1)
+    t = make("mul", 1.702, x)
+    s = make("sigmoid", t)
+    out = make("mul", x, s)
+    # GELU's sigmoid form: the backward's 1.702 * x * s * (1 - s) takes the output for x * s,
+    # and no longer reads 1.702 * x (which the forward then need not keep)
+    grad = make("mul", make("mul", make("mul", t, s), make("sub", 1, s)), dout)
+    g = graph([x, dout], [out], grads=(grad, make("mul", 0.0, dout)))
+    g = verify(g, "canonicalize")
+    new = verify(opt.read_outputs(g), "read_outputs")
+    assert show(new.grads[0]) == (
+        "mul(mul(mul(1.702, mul(x, sigmoid(mul(1.702, x)))), sub(1, sigmoid(mul(1.702, x)))), "
+        "dout)"
+    )
+    assert_same_values(g.grads, new.grads)
+    # Left alone: a product without all of an output's factors
+    lone = make("mul", make("mul", t, make("sub", 1, s)), dout)
+    g = graph([x, dout], [out], grads=(lone, make("mul", 0.0, dout)))
+    assert opt.read_outputs(g) is g
+
+
 def test_compound_first():
     p, q = param("p", "n", "m", index=0), param("q", "n", "m", index=1)
     # GELU's x * s * (1 - s): worked out in the array of 1 - s, `dx = 1 - s; dx *= x; dx *= s`
@@ -1152,6 +1175,10 @@ def test_compound_first():
     out = verify(opt.compound_first(g), "compound_first")
     assert show(out.outputs[0]) == "mul(mul(sub(1, exp(q)), p), exp(q))"
     assert_same_values(g.outputs, out.outputs)
+    # two arrays and a number: `dx = 1 - s; dx *= 1.702; dx *= out`, not `1.702 * out` first
+    scaled = make("mul", make("mul", 1.702, p), make("sub", 1, e))
+    out = verify(opt.compound_first(graph([p, q], [scaled])), "compound_first")
+    assert show(out.outputs[0]) == "mul(mul(1.702, sub(1, exp(q))), p)"
     # Left alone: two factors; the expression first already; one that something else reads;
     # an inner product with a name of its own.
     one_minus = make("sub", 1, q)

@@ -82,6 +82,7 @@ from .products import (
     factor_scales,
     place_scales,
     read_normalized,
+    read_outputs,
     softplus_gradient_from_e,
     split_sums,
     transpose_products,
@@ -113,6 +114,7 @@ __all__ = [
     "factor_scales",
     "place_scales",
     "read_normalized",
+    "read_outputs",
     "compound_first",
     "finish_outputs",
     "finish_gradients",
@@ -209,6 +211,7 @@ def optimize(
     graph = check(_everywhere(graph, factor_scales), prefix + "factor_scales")
     graph = check(_everywhere(graph, place_scales, sizes), prefix + "place_scales")
     graph = check(_everywhere(graph, read_normalized), prefix + "read_normalized")
+    graph = check(_everywhere(graph, read_outputs), prefix + "read_outputs")
     graph = check(_everywhere(graph, compound_first), prefix + "compound_first")
     graph = check(finish_outputs(graph), prefix + "finish_outputs")
     graph = check(finish_gradients(graph, cache_reused=cache_reused), prefix + "finish_gradients")

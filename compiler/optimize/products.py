@@ -7,7 +7,8 @@ reads their sum,
 `factor_scales` takes a factor that the large terms of a sum share out of them, `place_scales`
 moves a scale by a number to the smallest array around a product, at the sizes the user
 expects, `read_normalized` has the backward read x as q * u where the forward makes q = x / u,
-and `compound_first` puts first the factor of a product that makes an array of its own; with
+`read_outputs` has a product of the backward take an output for the factors it has, and
+`compound_first` puts first the factor of a product that makes an array of its own; with
 their helpers (`_users`, `_Scales`, the options of each move).
 """
 
@@ -563,11 +564,12 @@ def _multiplier(f: Node, p: int) -> bool:
 
 
 def compound_first(graph: Graph) -> Graph:
-    """x * s * (1 - s) -> (1 - s) * x * s: in a product of three arrays or more, a factor that
-    is an elementwise expression nothing else reads goes first (after the numbers), so that the
-    product is worked out in that factor's new array (`dx = 1 - s`, `dx *= x`, `dx *= s`) where
-    a new array for `x * s` and another for `1 - s` were made (a GELU's and a Mish's gradient).
-    The factors are the same; only the order of the multiplications changes."""
+    """x * s * (1 - s) -> (1 - s) * x * s: in a product of three arrays or more (or two and a
+    number), a factor that is an elementwise expression nothing else reads goes first (after
+    the numbers), so that the product is worked out in that factor's new array (`dx = 1 - s`,
+    `dx *= x`, `dx *= s`) where a new array for `x * s` and another for `1 - s` were made (a
+    GELU's and a Mish's gradient). The factors are the same; only the order of the
+    multiplications changes."""
     users = _users(graph)
     reordered = {}
     for n in graph.nodes:
@@ -577,7 +579,7 @@ def compound_first(graph: Graph) -> Graph:
             numbers = [f for f in factors if _is_const(f)]  # (first still: `2 * dout * q`)
             rest = [f for f in factors if not _is_const(f)]
             first = next((f for f in rest if _compound(f, users)), None)
-            if first is not None and first is not rest[0] and len(rest) > 2:
+            if first is not None and first is not rest[0] and len(rest) + bool(numbers) > 2:
                 number = [const(math.prod(f.attr("value") for f in numbers))] if numbers else []
                 reordered[n] = number + [first] + [f for f in rest if f is not first]
 
@@ -594,6 +596,51 @@ def compound_first(graph: Graph) -> Graph:
         return m
 
     return rewrite(graph, step) if reordered else graph
+
+
+def read_outputs(graph: Graph) -> Graph:
+    """x * s * (1 - s) * c -> out * (1 - s) * c where the forward's output is out = x * s: a
+    product of the backward that has all the factors of an output (read through the inner
+    products, `1.702 * x` included) takes the output, which the caller holds anyway, for them:
+    one pass fewer (a GELU's gradient, `s + x * s * (1 - s) * u'`), and a value that only that
+    product read (`1.702 * x`) is no longer kept for the backward, so the forward works out the
+    sigmoid in its array. The factors are the same; only how they are grouped changes."""
+    users = _users(graph)
+    outputs = [o for o in graph.outputs if o.op == "mul" and o.dtype == "float" and o.ndim]
+    regrouped = {}
+    for n in graph.nodes:
+        inner = [u for u in users[n] if u is not None and _chained(u, n, users)]
+        if n.op != "mul" or n.dtype != "float" or n in graph.forward or inner:
+            continue
+        for o in outputs:
+            rest = _without(_factors(n), _factors(o))
+            if o.shape == n.shape and rest:
+                numbers = [f.attr("value") for f in rest if _is_const(f)]
+                number = [const(math.prod(numbers))] if numbers else []
+                regrouped[n] = number + [o] + [f for f in rest if not _is_const(f)]
+                break
+
+    def step(n: Node, args: tuple[Node, ...]) -> Node:
+        m = with_args(n, args)
+        if n in regrouped:
+            with at(n.loc):
+                product = _product(regrouped[n])
+            if product.type == m.type:
+                return replace(product, hint=n.hint)
+        return m
+
+    return rewrite(graph, step) if regrouped else graph
+
+
+def _without(factors: list[Node], taken: list[Node]) -> list[Node] | None:
+    """factors less each of `taken` once (by identity), or None where one of them is missing."""
+    rest = list(factors)
+    for t in taken:
+        i = next((i for i, f in enumerate(rest) if f is t), None)
+        if i is None:
+            return None
+        del rest[i]
+    return rest
 
 
 def _chained(u: Node, n: Node, users) -> bool:
