@@ -54,6 +54,7 @@ STAGES = (
     "products_after_loops",
     "stacks_in_read_arrays",
     "transpose_products",
+    "horner",
     "softplus_gradient_from_e",
     "split_sums",
     "contract_sums",

@@ -29,6 +29,7 @@ from tests.support import load, numeric_grad, rel_error
 
 PASSES = (
     "transpose_products",
+    "horner",
     "softplus_gradient_from_e",
     "split_sums",
     "contract_sums",
@@ -556,6 +557,30 @@ def test_common_factor():
     assert leaves_alone(
         rule, make("add", make("mul", make("mul", 2, x), mask), make("mul", x, mask))
     )
+
+
+def test_horner():
+    p, q = param("p", "n", "m", index=0), param("q", "n", "m", index=1)
+    cube = make("mul", make("mul", p, p), p)
+    # GELU's tanh form: 2 * (c * (x + k * x * x * x)), one number into the coefficients
+    gelu = make("mul", 2.0, make("mul", 0.5, make("add", p, make("mul", 0.25, cube))))
+    scaled_sum = make("mul", make("mul", 3.0, q), make("add", 2.0, make("mul", 0.5, p)))
+    g = verify(graph([p, q], [gelu, scaled_sum]), "canonicalize")
+    out = verify(opt.horner(g), "horner")
+    assert [show(o) for o in out.outputs] == [
+        "mul(p, add(1.0, mul(0.25, mul(p, p))))",
+        "mul(q, add(6.0, mul(1.5, p)))",
+    ]
+    assert_same_values(g.outputs, out.outputs)
+    # Left alone: no number; a sum with no number in it; two sums; x not a factor of k * y
+    for left in (
+        make("mul", q, make("add", p, make("mul", 0.5, cube))),
+        make("mul", 2.0, make("add", p, q)),
+        make("mul", make("mul", 2.0, make("add", p, q)), make("add", q, make("mul", 3.0, p))),
+        make("mul", 2.0, make("add", q, make("mul", 0.5, cube))),
+    ):
+        g = graph([p, q], [left])
+        assert opt.horner(g) is g
 
 
 def test_add_twice():

@@ -80,6 +80,7 @@ from .products import (
     compound_first,
     contract_sums,
     factor_scales,
+    horner,
     place_scales,
     read_normalized,
     read_outputs,
@@ -108,6 +109,7 @@ __all__ = [
     "simplify",
     "canonicalize",
     "transpose_products",
+    "horner",
     "softplus_gradient_from_e",
     "split_sums",
     "contract_sums",
@@ -205,6 +207,7 @@ def optimize(
         graph = simplify(_everywhere(graph, stacks_in_read_arrays))
         graph = check(graph, prefix + "stacks_in_read_arrays")
     graph = check(_everywhere(graph, transpose_products), prefix + "transpose_products")
+    graph = check(_everywhere(graph, horner), prefix + "horner")
     graph = check(_everywhere(graph, softplus_gradient_from_e), prefix + "softplus_gradient_from_e")
     graph = check(_everywhere(graph, split_sums), prefix + "split_sums")
     graph = check(_everywhere(graph, contract_sums), prefix + "contract_sums")

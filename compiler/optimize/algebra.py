@@ -730,6 +730,55 @@ def common_factor(n: Node) -> Node | None:
     return m if m.type == n.type else None
 
 
+def horner_form(n: Node) -> Node | None:
+    """c * (x + k * x * x * x) -> x * (c + (c * k) * (x * x)), for any product k * y that has
+    the term x among its factors (x of the product's full shape, c and k numbers); and
+    c * (k0 + k1 * y) -> (c k0) + (c k1) * y: the numbers of a product go into the
+    coefficients of its one sum, not into the array, and a polynomial is in Horner's form
+    (GELU's tanh form `2 * sqrt(2 / pi) * (x + 0.044715 * x**3)`: four passes over x's shape
+    where it took five). Not a rule of the simplifier: before the forward and the backward are
+    simplified together, the backward would share the form's parts and keep them
+    (`products.horner`, a pass after it, applies it)."""
+    if n.op != "mul" or n.dtype != "float":
+        return None
+    factors = _factors(n)
+    numbers = [f.attr("value") for f in factors if _is_const(f)]
+    sums = [f for f in factors if f.op == "add" and f.shape == n.shape]
+    if not numbers or len(sums) != 1:
+        return None
+    found = _horner(sums[0], math.prod(numbers))
+    if found is None:
+        return None
+    rest = [f for f in factors if not _is_const(f) and f is not sums[0]]
+    m = _product([*rest, *found])
+    return m if m.type == n.type else None
+
+
+def _horner(total: Node, c: float) -> list[Node] | None:
+    """c * total as factors, the number in the coefficients: [x, c + (c k) * y] for
+    total = x + k * x * y, [(c k0) + (c k1) * y] for total = k0 + k1 * y; None otherwise."""
+    for x, ky in (total.args, reversed(total.args)):
+        scaled = _one_number(ky)
+        if scaled is None:
+            continue
+        k, ys = scaled
+        if _is_const(x):
+            return [make("add", c * x.attr("value"), make("mul", c * k, _product(ys)))]
+        i = next((i for i, f in enumerate(ys) if f is x), None)
+        if i is not None and len(ys) > 1 and x.shape == total.shape:
+            return [x, make("add", c, make("mul", c * k, _product(ys[:i] + ys[i + 1 :])))]
+    return None
+
+
+def _one_number(p: Node) -> tuple[float, list[Node]] | None:
+    """(k, the other factors) for a product p with one number k among its factors."""
+    factors = _factors(p) if p.op == "mul" else []
+    numbers = [f for f in factors if _is_const(f)]
+    if len(numbers) != 1 or len(factors) < 2:
+        return None
+    return numbers[0].attr("value"), [f for f in factors if f is not numbers[0]]
+
+
 def _leading_ones(n: Node) -> bool:
     """A reshape that only puts size-1 axes in front, which NumPy's broadcasting does anyway."""
     if n.op != "reshape":

@@ -1,6 +1,7 @@
 """The whole-graph passes around products and sums, which need every use of a value and so
 cannot be local rules: `transpose_products` writes (a @ b).T as b.T @ a.T when nothing else
-uses a @ b, `softplus_gradient_from_e` takes softplus's gradient from its exp(-|x|) when nothing
+uses a @ b, `horner` writes a polynomial times a number in Horner's form, the number in its
+coefficients, `softplus_gradient_from_e` takes softplus's gradient from its exp(-|x|) when nothing
 but sums reads the softplus, `split_sums` sums the terms of a sum one by one when nothing else
 reads their sum,
 `contract_sums` writes sum(a * b, axes) as a contraction when nothing else uses a * b,
@@ -20,7 +21,7 @@ from dataclasses import replace
 
 from ..dims import Dim, product
 from ..ir import OPS, Graph, Node, at, const, make, rewrite, with_args
-from .algebra import _constant_along, _factors, _from_signed_terms, _smaller
+from .algebra import _constant_along, _factors, _from_signed_terms, _smaller, horner_form
 from .fixpoint import _key, simplify
 from .rules import _is_const, _product
 
@@ -140,6 +141,38 @@ def _contraction(n: Node) -> Node:
     if n.op == "mean":
         dot = make("div", dot, make("dim", dim=product(x.shape[i] for i in axes)))
     return dot
+
+
+def horner(graph: Graph) -> Graph:
+    """`algebra.horner_form` on each product that no product reads (the whole of a chain):
+    c * (x + k * x * x * x) -> x * (c + (c k) * (x * x)), the numbers in the coefficients. After
+    the simplifier, which would have the backward share the parts of the new form and keep
+    them; the forms are new nodes that no other value reads."""
+    users = _users(graph)
+    chosen = {
+        n
+        for n in graph.nodes
+        if n.op == "mul"
+        and not any(u is not None and u.op == "mul" and u.shape == n.shape for u in users[n])
+        and horner_form(n) is not None
+    }
+
+    def step(n: Node, args: tuple[Node, ...]) -> Node:
+        m = with_args(n, args)
+        if n in chosen:
+            with at(n.loc):
+                form = horner_form(m)
+            if form is not None:
+                return replace(form, hint=n.hint)
+        return m
+
+    return _shared_values(rewrite(graph, step)) if chosen else graph
+
+
+def _shared_values(graph: Graph) -> Graph:
+    """The graph with each value one node (a number or a product that a new form has too)."""
+    known: dict = {}
+    return rewrite(graph, lambda n, args: _interned(with_args(n, args), known))
 
 
 def softplus_gradient_from_e(graph: Graph) -> Graph:
