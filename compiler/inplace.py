@@ -55,10 +55,13 @@ def plan(fn: Lowering, nodes) -> None:
         if n in fn.whole:  # (never accumulated: in one line, or planned here)
             if found is None or not _rebinds_safely(fn, n, *found):
                 continue
-        elif found is not None and found[0] not in made and _terms(fn, n) is not None:
+        beside = {} if found is None else _beside(fn, n, *found, reusable)
+        accumulated = found is not None and found[0] not in made and _terms(fn, n) is not None
+        if n not in fn.whole and accumulated and not beside:
             continue  # (a sum in a new array: `accumulate` adds term by term into it)
         if found is not None:
             fn.in_place[n] = found
+            fn.beside[n] = beside
             a = found[0]
             if a not in made:  # (a temporary: the chain starts at n)
                 continue
@@ -122,20 +125,51 @@ def _spine(fn: Lowering, n: Node, reusable: _Reusable) -> tuple[Node, list[Node]
     call): a product on the way (`out = x @ w`, then `out += b`), or else the deepest
     operation (`t = x * x`, then `t *= x`, ... for `c * (x + k * (x * x * x))`). Of the ways
     down, the one that makes the fewest new arrays (`dw -= s; dw *= w`, not `w *= dw - s`),
-    the first value found down the first operands where several do. The value and the
-    operations, or None."""
+    then the one that works the fewest operands beside it in arrays of their own (`_beside`),
+    then the first value found down the first operands. The value and the operations, or
+    None."""
     ways = [_first_spine(fn, n, reusable), *_bottoms(fn, n, reusable, [n])]
     ways.append(_first_spine(fn, n, lambda a, level: False))
+    ways = [w for w in ways if w is not None]  # (the fewest arrays, then the fewest lines)
     return min(
-        (w for w in ways if w is not None), key=lambda w: _arrays_made(fn, n, *w), default=None
+        ways,
+        key=lambda w: (_arrays_made(fn, n, *w, reusable), len(_beside(fn, n, *w, reusable))),
+        default=None,
     )
 
 
-def _arrays_made(fn: Lowering, n: Node, a: Node, spine: list[Node]) -> int:
+def _arrays_made(fn: Lowering, n: Node, a: Node, spine: list[Node], reusable) -> int:
     """How many new arrays of line n's shape its expression makes, worked out in a's array
-    down `spine`: those of the operands beside the way down, and a's own if it has no name."""
+    down `spine`: those of the operands beside the way down that are not worked out in the
+    array of a value (`_beside`), and a's own if it has no name."""
     beside = [o for level in spine for o in level.args if o is not a and o not in spine]
-    return sum(_arrays(fn, n, o) for o in [a, *beside])
+    in_place = _beside(fn, n, a, spine, reusable)
+    return sum(_arrays(fn, n, o) for o in [a, *beside] if o not in in_place)
+
+
+def _beside(fn: Lowering, n: Node, a: Node, spine: list[Node], reusable) -> dict:
+    """The operands beside the way down to a that are worked out, when their step comes, in the
+    array of a value they read for the last time, which nothing evaluated after reads: in
+    `dz = np.maximum(e, z >= 0)`, `e += 1`, `dz /= e`, the 1 + e of `maximum(e, z >= 0) /
+    (1 + e)`. Each operand -> the value and the operations down to it."""
+    out: dict[Node, tuple[Node, list[Node]]] = {}
+    taken = {a}
+    levels = list(reversed(spine))  # (bottom up: the order of the steps)
+    for i, level in enumerate(levels):
+        if not OPS[level.op].augmented:
+            continue
+        for o in level.args:
+            if o is a or o in spine or o in fn.own_line or o in fn.born_weak:
+                continue
+            if not OPS[o.op].elementwise or o.dtype != "float" or o.shape != n.shape:
+                continue
+            later = [x for up in levels[i + 1 :] for x in up.args if x not in spine]
+            for a2, down in _bottoms(fn, o, reusable, [o]):
+                if a2 not in taken and all(a2 not in _values_read(fn, x) for x in later):
+                    out[o] = a2, down
+                    taken.add(a2)
+                    break
+    return out
 
 
 def _arrays(fn: Lowering, n: Node, v: Node) -> int:
@@ -334,6 +368,13 @@ def _updates(fn: Lowering, n: Node, a: Node, spine, name: str, done: dict) -> li
             done[below] = name
         if OPS[level.op].augmented:
             other = level.args[1] if level.args[0] is below else level.args[0]
+            if other in fn.beside.get(n, {}):  # (in the array of a value read for the last time)
+                a2, down = fn.beside[n][other]
+                more = _updates(fn, n, a2, down, fn.name_of(a2), {**done, **operands})
+                if more is None:
+                    return None
+                lines += more
+                operands[other] = fn.name_of(a2)
             lines += _worked_out(fn, n, other, {**done, **operands}, operands)
         step = _step(fn, level, below, name, {**done, **operands})
         if step is None or not fn.printer.fits(step):

@@ -196,6 +196,7 @@ class Lowering:
         self.depth = 0  # how many loops this function's lines are inside
         self.whole: set[Node] = set()  # values written in one statement, never in place
         self.in_place: dict[Node, Node] = {}  # a line that writes into its operand's array
+        self.beside: dict[Node, dict] = {}  # and its operands worked out in others' (`_beside`)
         self.slots: dict[Node, Subscript] = {}  # a loop body's value made in its slot (`_in_slot`)
         self.in_slot: set[Node] = set()  # those that were: no slot write after the body
         self._names: dict[str, Name] = {}  # (one expression for each name)

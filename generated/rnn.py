@@ -435,7 +435,8 @@ def lstm_step(x, prev_h, prev_c, Wx, Wh, b):
     g = np.tanh(a[:, 3 * H :])
     next_c = f
     next_c *= prev_c
-    next_c += i * g
+    i *= g
+    next_c += i
     t = np.tanh(next_c)
     next_h = o
     next_h *= t

@@ -171,8 +171,10 @@ def test_the_way_down_that_makes_the_fewest_arrays():
     """Of the values a line may be worked out in, the one whose way down makes the fewest new
     arrays: tanh's backward `dh * (1 - h * h)` in `g_grad`, where `h` and `dh` are both read
     for the last time, is worked out in `h`'s array with no temporary, not in `dh`'s with
-    `1 - h * h` made beside it; and attention's `weights * (dweights - rowdot)` in the array of
-    `dweights` when the backward may use up `weights` as well."""
+    `1 - h * h` made beside it; attention's `weights * (dweights - rowdot)` in the array of
+    `dweights` when the backward may use up `weights` as well; and a binary cross-entropy's
+    `maximum(e, z >= 0) / (1 + e)` in a new array, its `1 + e` in the array of `e`
+    (`e += 1`, `dz /= e`)."""
     from bpc import compile_source
 
     text = compile_source((ROOT / "examples" / "mlp.bp").read_text(), "mlp.bp")
@@ -183,6 +185,9 @@ def test_the_way_down_that_makes_the_fewest_arrays():
     text = compile_source(source, "attention.bp", consume_cache=True)
     backward = text[text.index("def attention_backward") :]
     assert "    t_2 = dweights\n    t_2 -= " in backward and "    t_2 *= weights\n" in backward
+    source = "graph f(z: [n], y: [n]) -> loss {\n    loss = mean(softplus(z) - y * z)\n}\n"
+    grad = compile_source(source, "f.bp").split("def f_grad")[1]
+    assert "    dz = np.maximum(e, z >= 0)\n    e += 1\n    dz /= e\n" in grad
 
 
 def test_a_loop_fills_its_stacks_in_place():

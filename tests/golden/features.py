@@ -337,7 +337,8 @@ def scaled(Q, K):
     a /= t
     t_1 = a > 0
     a_1 = a * t_1
-    a_1 -= 0.1 * a
+    a *= 0.1
+    a_1 -= a
     t_2 = a_1.T.reshape((T * T,))
     z = t_2 @ t_2 / (T * T)
     return z
@@ -351,7 +352,8 @@ def scaled_forward(Q, K):
     a /= t
     t_1 = a > 0
     a_1 = a * t_1
-    a_1 -= 0.1 * a
+    a *= 0.1
+    a_1 -= a
     t_2 = a_1.T.reshape((T * T,))
     z = t_2 @ t_2 / (T * T)
     cache = ScaledCache(Q, K, t, t_1, t_2, T)
@@ -366,7 +368,8 @@ def scaled_backward(dout, cache):
     da = (2 * (dout / max(T * T, 1)) * t_2).reshape((T, T)).T
     # a = a * (a > 0) - 0.1 * a
     da_1 = -0.1 * da
-    da_1 += da * t_1
+    da *= t_1
+    da_1 += da
     # a = Q @ K.T / sqrt(d)
     t_3 = da_1
     t_3 /= t
@@ -383,14 +386,16 @@ def scaled_grad(Q, K):
     a /= t
     t_1 = a > 0
     a_1 = a * t_1
-    a_1 -= 0.1 * a
+    a *= 0.1
+    a_1 -= a
     t_2 = a_1.T.reshape((T * T,))
     z = t_2 @ t_2 / (T * T)
     # z = mean(reshape(transpose(a, (1, 0)), (T * T,)) ** 2)
     da = (2 / max(T * T, 1) * t_2).reshape((T, T)).T
     # a = a * (a > 0) - 0.1 * a
     da_1 = -0.1 * da
-    da_1 += da * t_1
+    da *= t_1
+    da_1 += da
     # a = Q @ K.T / sqrt(d)
     t_3 = da_1
     t_3 /= t
@@ -469,7 +474,9 @@ def power_backward(dout, cache):
     t_5 = dout * t_4
     dx = 1 - t_1
     dx *= t_5
-    dx -= t_5 / t_3 * (t_2 > 0)
+    t_5 /= t_3
+    t_5 *= t_2 > 0
+    dx -= t_5
     dx += -2 * dout * x
     dx -= dout / (x * x)
     t_6 = t ** np.where(p == 0, 1, p - 1)
@@ -490,14 +497,12 @@ def power_grad(x, p):
     t_4 = t_1 / t_3
     out = (t**p).sum() + (1 / x).sum() - x @ x + t_4.sum()
     # out = sum(exp(x) ** p + x ** -1 + -x**2 + sigmoid(x) / (1 + relu(x)))
-    dx = t_1
-    np.subtract(1, dx, out=dx)
-    dx -= (t_2 > 0) / t_3
-    dx *= t_4
+    dx = t_4
+    np.subtract(1, t_1, out=t_1)
+    t_1 -= (t_2 > 0) / t_3
+    dx *= t_1
     dx += -2.0 * x
     dx += -1.0 / (x * x)
-    t_5 = t ** np.where(p == 0, 1, p - 1)
-    t_5 *= p
-    t_5 *= t
-    dx += t_5
+    t *= t ** np.where(p == 0, 1, p - 1) * p
+    dx += t
     return out, PowerGrads(dx)

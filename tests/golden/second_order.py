@@ -500,7 +500,8 @@ def logistic_grad(X, y, w, reg):
     loss = t + 0.5 * reg * (w @ w)
     # loss = mean(softplus(z) - y * z) + 0.5 * reg * sum(w * w)
     dz = np.maximum(e, z >= 0)
-    dz /= 1 + e
+    e += 1
+    dz /= e
     dz -= y
     dz /= max(N, 1)
     # z = X @ w
@@ -619,11 +620,13 @@ def logistic_hvp(X, y, w, reg, v_w):
     e = -np.abs(z)
     np.exp(e, out=e)
     t = np.maximum(e, z >= 0)
-    t /= 1 + e
+    e += 1
+    t /= e
     ddz = X @ v_w
     dz = ddz
     dz /= max(N, 1)
-    dz *= t - t * t
+    t -= t * t
+    dz *= t
     dw = X.T @ dz
     dw += v_w * reg
     return LogisticHvps(dw)

@@ -428,7 +428,8 @@ def scaled(Q, K):
     a /= t
     t_1 = a > 0
     a_1 = a * t_1
-    a_1 -= 0.1 * a
+    a *= 0.1
+    a_1 -= a
     t_2 = xp.reshape(a_1.T, (T * T,))
     z = t_2 @ t_2 / (T * T)
     return z
@@ -443,7 +444,8 @@ def scaled_forward(Q, K):
     a /= t
     t_1 = a > 0
     a_1 = a * t_1
-    a_1 -= 0.1 * a
+    a *= 0.1
+    a_1 -= a
     t_2 = xp.reshape(a_1.T, (T * T,))
     z = t_2 @ t_2 / (T * T)
     cache = ScaledCache(Q, K, t, t_1, t_2, T)
@@ -459,7 +461,8 @@ def scaled_backward(dout, cache):
     da = xp.reshape(2 * (dout / max(T * T, 1)) * t_2, (T, T)).T
     # a = a * (a > 0) - 0.1 * a
     da_1 = -0.1 * da
-    da_1 += da * t_1
+    da *= t_1
+    da_1 += da
     # a = Q @ K.T / sqrt(d)
     t_3 = da_1
     t_3 /= t
@@ -477,14 +480,16 @@ def scaled_grad(Q, K):
     a /= t
     t_1 = a > 0
     a_1 = a * t_1
-    a_1 -= 0.1 * a
+    a *= 0.1
+    a_1 -= a
     t_2 = xp.reshape(a_1.T, (T * T,))
     z = t_2 @ t_2 / (T * T)
     # z = mean(reshape(transpose(a, (1, 0)), (T * T,)) ** 2)
     da = xp.reshape(2 / max(T * T, 1) * t_2, (T, T)).T
     # a = a * (a > 0) - 0.1 * a
     da_1 = -0.1 * da
-    da_1 += da * t_1
+    da *= t_1
+    da_1 += da
     # a = Q @ K.T / sqrt(d)
     t_3 = da_1
     t_3 /= t
@@ -566,7 +571,9 @@ def power_backward(dout, cache):
     t_5 = dout * t_4
     dx = 1 - t_1
     dx *= t_5
-    dx -= t_5 / t_3 * (t_2 > 0)
+    t_5 /= t_3
+    t_5 *= t_2 > 0
+    dx -= t_5
     dx += -2 * dout * x
     dx -= dout / (x * x)
     t_6 = t ** xp.where(p == 0, 1, p - 1)
@@ -588,13 +595,10 @@ def power_grad(x, p):
     t_4 = t_1 / t_3
     out = xp.sum(t**p) + xp.sum(1 / x) - x @ x + xp.sum(t_4)
     # out = sum(exp(x) ** p + x ** -1 + -x**2 + sigmoid(x) / (1 + relu(x)))
-    dx = 1 - t_1
-    dx -= xp.astype(t_2 > 0, x.dtype) / t_3
-    dx *= t_4
-    dx += -2.0 * x
-    dx += -1.0 / (x * x)
-    t_5 = t ** xp.where(p == 0, 1, p - 1)
-    t_5 *= p
-    t_5 *= t
-    dx += t_5
+    dx = t
+    dx *= t ** xp.where(p == 0, 1, p - 1) * p
+    t_4 *= 1 - t_1 - xp.astype(t_2 > 0, x.dtype) / t_3
+    t_4 += -2.0 * x
+    t_4 += -1.0 / (x * x)
+    dx += t_4
     return out, PowerGrads(dx)
