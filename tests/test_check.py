@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import bpc.ops  # noqa: F401 - fills the registry
 from bpc import cli
 from bpc.check import check_source
@@ -60,7 +62,10 @@ def test_usage_and_input_errors(tmp_path, capsys):
         raise AssertionError("a bad --dim is a usage error")
 
 
-def test_emit_tests_writes_checks_that_pass_beside_the_module(tmp_path):
+@pytest.mark.parametrize("options", [[], ["--consume-cache"]], ids=["", "consume-cache"])
+def test_emit_tests_writes_checks_that_pass_beside_the_module(tmp_path, options):
+    """The checks pass beside the module, compiled with `--consume-cache` too (they run the
+    forward anew for each backward)."""
     out = tmp_path / "out"
     for name in ("seed", "mlp"):
         (tmp_path / f"{name}.bp").write_text((ROOT / "examples" / f"{name}.bp").read_text())
@@ -73,6 +78,7 @@ def test_emit_tests_writes_checks_that_pass_beside_the_module(tmp_path):
             "bpc",
             "compile",
             "--emit-tests",
+            *options,
             "--out-dir",
             str(out),
             *map(str, sources),

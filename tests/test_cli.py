@@ -347,3 +347,16 @@ def test_output_naming_a_directory_is_a_usage_error(tmp_path):
     assert list((tmp_path / "out").iterdir()) == [] and not (tmp_path / "new").exists()
     run = bpc("compile", src, "--out-dir", src)
     assert run.returncode == 2 and "not a directory" in run.stderr
+
+
+def test_consume_cache_is_for_the_numpy_target(tmp_path):
+    """`--consume-cache` writes a module whose backward uses up its cache; with the array-API
+    target, whose code is functional, it is a usage error that writes nothing."""
+    (tmp_path / "seed.bp").write_text(SEED)
+    run = bpc("compile", tmp_path / "seed.bp", "--consume-cache")
+    assert run.returncode == 0, run.stderr
+    assert "_used_up(" in (tmp_path / "seed.py").read_text()
+    (tmp_path / "seed.py").unlink()
+    run = bpc("compile", tmp_path / "seed.bp", "--consume-cache", "--target", "array-api")
+    assert run.returncode == 2 and "--consume-cache is for --target numpy" in run.stderr
+    assert not (tmp_path / "seed.py").exists()
