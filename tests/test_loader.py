@@ -230,3 +230,19 @@ def test_a_failed_cache_write_leaves_no_temporary(tmp_path, monkeypatch):
         m = bpc.load(src, cache=cache)
     assert _works(m) and list(cache.iterdir()) == []
     _forget(m)
+
+
+def test_a_module_that_uses_up_its_cache_is_an_entry_of_its_own(tmp_path):
+    """`bpc.load(..., consume_cache=True)` is `bpc compile --consume-cache`: a module of its own
+    in the cache, whose backward refuses a cache that a backward used up."""
+    src = tmp_path / "seed.bp"
+    src.write_text(SEED)
+    cache = tmp_path / "cache"
+    plain, once = bpc.load(src, cache=cache), bpc.load(src, cache=cache, consume_cache=True)
+    assert plain is not once and len(list(cache.glob("*.py"))) == 2
+    W, x = np.array([[0.1, 0.5], [-0.3, 0.8]]), np.array([0.2, 0.4])
+    f, c = once.seed_forward(W, x)
+    grads = once.seed_backward(1.0, c)
+    np.testing.assert_allclose(grads.W, plain.seed_grad(W, x)[1].W, rtol=1e-14)
+    with pytest.raises(ValueError, match="used up by an earlier backward"):
+        once.seed_backward(1.0, c)
