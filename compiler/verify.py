@@ -62,6 +62,7 @@ STAGES = (
     "place_scales",
     "read_normalized",
     "read_outputs",
+    "share_products",
     "compound_first",
     "finish_outputs",
     "finish_gradients",

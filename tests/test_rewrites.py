@@ -37,6 +37,7 @@ PASSES = (
     "place_scales",
     "read_normalized",
     "read_outputs",
+    "share_products",
     "compound_first",
     "finish_gradients",
     "select_cache",
@@ -1189,6 +1190,34 @@ def test_read_outputs():
     lone = make("mul", make("mul", t, make("sub", 1, s)), dout)
     g = graph([x, dout], [out], grads=(lone, make("mul", 0.0, dout)))
     assert opt.read_outputs(g) is g
+
+
+def test_share_products():
+    d, e = param("d", "n", "m", index=0), param("e", "n", "m", index=1)
+    # a Gaussian NLL's (x - mu)**2 / exp(logvar) and (x - mu) / exp(logvar): the first takes
+    # the second for its d / e
+    square = make("div", make("mul", d, d), e)
+    ratio = make("div", d, e)
+    g = verify(graph([d, e], [square, make("mul", 3.0, ratio)]), "canonicalize")
+    out = verify(opt.share_products(g), "share_products")
+    assert show(out.outputs[0]) == "mul(div(d, e), d)"
+    assert show(out.outputs[1]) == "mul(3.0, div(d, e))"
+    assert_same_values(g.outputs, out.outputs)
+    # Left alone: a part with a number (3 * d / e); one factor in common; powers of the other
+    # sign; a part computed from the product itself
+    for outputs in (
+        [square, make("mul", 3.0, make("mul", d, e))],
+        [square, make("mul", d, make("exp", e))],
+        [make("mul", make("mul", d, d), e), ratio],
+        [square, make("div", square, e)],
+    ):
+        g = graph([d, e], outputs)
+        assert opt.share_products(g) is g
+    # nor a product of the backward (0.2 * d * d) that would take a forward value (d * d) the
+    # backward does not read otherwise: the cache would keep it
+    backward = make("mul", make("mul", 0.2, d), d)
+    g = graph([d, e], [make("mul", d, d)], grads=(backward, make("mul", 0.0, e)))
+    assert opt.share_products(g) is g
 
 
 def test_compound_first():

@@ -84,6 +84,7 @@ from .products import (
     place_scales,
     read_normalized,
     read_outputs,
+    share_products,
     softplus_gradient_from_e,
     split_sums,
     transpose_products,
@@ -117,6 +118,7 @@ __all__ = [
     "place_scales",
     "read_normalized",
     "read_outputs",
+    "share_products",
     "compound_first",
     "finish_outputs",
     "finish_gradients",
@@ -215,6 +217,7 @@ def optimize(
     graph = check(_everywhere(graph, place_scales, sizes), prefix + "place_scales")
     graph = check(_everywhere(graph, read_normalized), prefix + "read_normalized")
     graph = check(_everywhere(graph, read_outputs), prefix + "read_outputs")
+    graph = check(_everywhere(graph, share_products), prefix + "share_products")
     graph = check(_everywhere(graph, compound_first), prefix + "compound_first")
     graph = check(finish_outputs(graph), prefix + "finish_outputs")
     graph = check(finish_gradients(graph, cache_reused=cache_reused), prefix + "finish_gradients")

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from ..dims import Dim, product
-from ..ir import OPS, Graph, Node, at, const, make, rewrite, with_args
+from ..ir import OPS, Graph, Node, at, const, make, reachable, rewrite, with_args
 from .algebra import _constant_along, _factors, _from_signed_terms, _smaller, horner_form
 from .fixpoint import _key, simplify
 from .rules import _is_const, _product
@@ -663,6 +663,90 @@ def read_outputs(graph: Graph) -> Graph:
         return m
 
     return rewrite(graph, step) if regrouped else graph
+
+
+def share_products(graph: Graph) -> Graph:
+    """(d * d) / e -> d * q where the graph computes q = d / e as well: a product or quotient
+    of large arrays that has all the factors of another one, with their powers, takes that one
+    for them (a Gaussian negative log-likelihood's `(x - mu)**2 / exp(logvar)`, which the loss
+    and the gradient of the log-variance read, and `(x - mu) / exp(logvar)`, the mean's
+    gradient: one quotient where there were two, and neither `d * d` nor `exp(logvar)` is kept
+    apart, so the forward works them out in two arrays, as an expert does). The other one must
+    not be computed from it, and has no numbers among its factors."""
+    users = _users(graph)
+
+    def through(m: Node) -> bool:  # (an inner product that only its chain reads)
+        return m.op in ("mul", "div") and len(users[m]) == 1 and not m.hint
+
+    parts = [n for n in graph.nodes if n.op in ("mul", "div") and n.dtype == "float" and n.ndim]
+    powers = {n: _powers(n, n.shape, through) for n in parts}
+    regrouped = {}
+    for n in parts:
+        if any(u is not None and through(n) and u.op in ("mul", "div") for u in users[n]):
+            continue  # (inside a chain: the chain is regrouped as a whole)
+        own = reachable([n])
+        found = [
+            (sum(map(abs, powers[q].values())), -i, q, rest)
+            for i, q in enumerate(parts)
+            if q.shape == n.shape
+            and q not in own
+            and (rest := _less(powers[n], powers[q])) is not None
+            and n not in reachable([q])
+            and _kept_no_longer(graph, users, n, q, powers[q], own)
+        ]
+        if found:
+            _, _, q, rest = max(found, key=lambda f: f[:2])
+            regrouped[n] = q, rest
+
+    def step(n: Node, args: tuple[Node, ...]) -> Node:
+        m = with_args(n, args)
+        if n not in regrouped:
+            return m
+        q, rest = regrouped[n]
+        with at(n.loc):
+            product = make("mul", q, _from_powers(rest, n.shape))
+        return replace(product, hint=n.hint) if product.type == m.type else m
+
+    if not regrouped:
+        return graph
+    done = {}  # (q as rewritten: `step` sees each node once, its arguments first)
+
+    def rebuilt(n: Node, args: tuple[Node, ...]) -> Node:
+        if n in regrouped:
+            q, rest = regrouped[n]
+            regrouped[n] = done.get(q, q), {done.get(f, f): p for f, p in rest.items()}
+        done[n] = step(n, args)
+        return done[n]
+
+    return _shared_values(rewrite(graph, rebuilt))
+
+
+def _kept_no_longer(graph: Graph, users, n: Node, q: Node, factors: dict, own: set) -> bool:
+    """Whether n may take q without the cache keeping more: both in the same pass; or n in the
+    forward and q in the backward, which then takes q from the cache for the arrays q is made
+    of, which nothing else reads; or q, a forward value, read by the backward already."""
+    forward = graph.forward
+    if (n in forward) == (q in forward):
+        return True
+    if n in forward:
+        mine = own | reachable([q])
+        return all(u in mine for f in factors for u in users[f])
+    return any(u is not None and u not in forward for u in users[q])
+
+
+def _less(big: dict[Node, int], small: dict[Node, int]) -> dict[Node, int] | None:
+    """big's factors less small's, where small has two at least (with their powers), no
+    number, and none that big lacks or has with the other sign or to a smaller power."""
+    if sum(map(abs, small.values())) < 2 or any(f.op == "const" for f in small):
+        return None
+    rest = dict(big)
+    for f, p in small.items():
+        q = rest.get(f, 0)
+        if q * p <= 0 or abs(q) < abs(p):
+            return None
+        rest[f] = q - p
+    rest = {f: p for f, p in rest.items() if p}
+    return rest or None
 
 
 def _without(factors: list[Node], taken: list[Node]) -> list[Node] | None:
