@@ -1,16 +1,16 @@
 """The whole-graph passes around products and sums, which need every use of a value and so
 cannot be local rules: `transpose_products` writes (a @ b).T as b.T @ a.T when nothing else
 uses a @ b, `horner` writes a polynomial times a number in Horner's form, the number in its
-coefficients, `softplus_gradient_from_e` takes softplus's gradient from its exp(-|x|) when nothing
-but sums reads the softplus, `split_sums` sums the terms of a sum one by one when nothing else
-reads their sum,
-`contract_sums` writes sum(a * b, axes) as a contraction when nothing else uses a * b,
-`factor_scales` takes a factor that the large terms of a sum share out of them, `place_scales`
-moves a scale by a number to the smallest array around a product, at the sizes the user
-expects, `read_normalized` has the backward read x as q * u where the forward makes q = x / u,
-`read_outputs` has a product of the backward take an output for the factors it has, and
-`compound_first` puts first the factor of a product that makes an array of its own; with
-their helpers (`_users`, `_Scales`, the options of each move).
+coefficients, `softplus_gradient_from_e` takes softplus's gradient from its exp(-|x|) when
+nothing but sums reads the softplus, `split_sums` sums the terms of a sum one by one when
+nothing else reads their sum, `contract_sums` writes sum(a * b, axes) as a contraction when
+nothing else uses a * b, `factor_scales` takes a factor that the large terms of a sum share
+out of them, `place_scales` moves a scale by a number to the smallest array around a product,
+at the sizes the user expects, `read_normalized` has the backward read x as q * u where the
+forward makes q = x / u, `read_outputs` has a product of the backward take an output for the
+factors it has, `share_products` has a product take another that has some of its factors for
+them, and `compound_first` puts first the factor of a product that makes an array of its own;
+with their helpers (`_users`, `_Scales`, the options of each move).
 """
 
 from __future__ import annotations
