@@ -130,21 +130,18 @@ def _spine(fn: Lowering, n: Node, reusable: _Reusable) -> tuple[Node, list[Node]
     None."""
     ways = [_first_spine(fn, n, reusable), *_bottoms(fn, n, reusable, [n])]
     ways.append(_first_spine(fn, n, lambda a, level: False))
-    ways = [w for w in ways if w is not None]  # (the fewest arrays, then the fewest lines)
-    return min(
-        ways,
-        key=lambda w: (_arrays_made(fn, n, *w, reusable), len(_beside(fn, n, *w, reusable))),
-        default=None,
-    )
+    ways = [w for w in ways if w is not None]
+    return min(ways, key=lambda w: _cost(fn, n, *w, reusable), default=None)
 
 
-def _arrays_made(fn: Lowering, n: Node, a: Node, spine: list[Node], reusable) -> int:
+def _cost(fn: Lowering, n: Node, a: Node, spine: list[Node], reusable) -> tuple[int, int]:
     """How many new arrays of line n's shape its expression makes, worked out in a's array
-    down `spine`: those of the operands beside the way down that are not worked out in the
-    array of a value (`_beside`), and a's own if it has no name."""
+    down `spine` (those of the operands beside the way down that are not worked out in the
+    array of a value, `_beside`, and a's own if it has no name); then how many operands are
+    worked out so, each a line more."""
     beside = [o for level in spine for o in level.args if o is not a and o not in spine]
     in_place = _beside(fn, n, a, spine, reusable)
-    return sum(_arrays(fn, n, o) for o in [a, *beside] if o not in in_place)
+    return sum(_arrays(fn, n, o) for o in [a, *beside] if o not in in_place), len(in_place)
 
 
 def _beside(fn: Lowering, n: Node, a: Node, spine: list[Node], reusable) -> dict:

@@ -680,23 +680,23 @@ def share_products(graph: Graph) -> Graph:
 
     parts = [n for n in graph.nodes if n.op in ("mul", "div") and n.dtype == "float" and n.ndim]
     powers = {n: _powers(n, n.shape, through) for n in parts}
+    # each part with two factors or more, under the factor of it that the fewest parts have
+    count: dict[Node, int] = {}
+    for q in parts:
+        for f in powers[q]:
+            count[f] = count.get(f, 0) + 1
+    having: dict[Node, list[int]] = {}
+    for i, q in enumerate(parts):
+        if sum(map(abs, powers[q].values())) >= 2:
+            having.setdefault(min(powers[q], key=count.get), []).append(i)
+    order = {n: i for i, n in enumerate(graph.nodes)}
     regrouped = {}
     for n in parts:
         if any(u is not None and through(n) and u.op in ("mul", "div") for u in users[n]):
             continue  # (inside a chain: the chain is regrouped as a whole)
-        own = reachable([n])
-        found = [
-            (sum(map(abs, powers[q].values())), -i, q, rest)
-            for i, q in enumerate(parts)
-            if q.shape == n.shape
-            and q not in own
-            and (rest := _less(powers[n], powers[q])) is not None
-            and n not in reachable([q])
-            and _kept_no_longer(graph, users, n, q, powers[q], own)
-        ]
-        if found:
-            _, _, q, rest = max(found, key=lambda f: f[:2])
-            regrouped[n] = q, rest
+        found = _shares(graph, users, n, parts, powers, having, order)
+        if found is not None:
+            regrouped[n] = found
 
     def step(n: Node, args: tuple[Node, ...]) -> Node:
         m = with_args(n, args)
@@ -721,7 +721,38 @@ def share_products(graph: Graph) -> Graph:
     return _shared_values(rewrite(graph, rebuilt))
 
 
-def _kept_no_longer(graph: Graph, users, n: Node, q: Node, factors: dict, own: set) -> bool:
+def _shares(graph: Graph, users, n: Node, parts, powers, having, order) -> tuple | None:
+    """(q, the rest of n's factors) for the part q with the most factors that n has all of
+    (the first of them in the graph's order), or None."""
+    found = []
+    for i in sorted(i for f in powers[n] for i in having.get(f, ())):
+        q = parts[i]
+        rest = _less(powers[n], powers[q]) if q is not n and q.shape == n.shape else None
+        if rest is not None:
+            found.append((sum(map(abs, powers[q].values())), -i, q, rest))
+    for _, _, q, rest in sorted(found, key=lambda f: f[:2], reverse=True):
+        if _depends(n, q, order) or _depends(q, n, order):
+            continue
+        if _kept_no_longer(graph, users, n, q, powers[q]):
+            return q, rest
+    return None
+
+
+def _depends(a: Node, b: Node, order: dict) -> bool:
+    """Whether a is computed from b: a search down from a that stops below b in the graph's
+    order, which a value's arguments come before."""
+    stop, seen, stack = order[b], set(), [a]
+    while stack:
+        m = stack.pop()
+        if m is b:
+            return True
+        if m not in seen and order.get(m, -1) > stop:
+            seen.add(m)
+            stack.extend(m.args)
+    return False
+
+
+def _kept_no_longer(graph: Graph, users, n: Node, q: Node, factors: dict) -> bool:
     """Whether n may take q without the cache keeping more: both in the same pass; or n in the
     forward and q in the backward, which then takes q from the cache for the arrays q is made
     of, which nothing else reads; or q, a forward value, read by the backward already."""
@@ -729,7 +760,7 @@ def _kept_no_longer(graph: Graph, users, n: Node, q: Node, factors: dict, own: s
     if (n in forward) == (q in forward):
         return True
     if n in forward:
-        mine = own | reachable([q])
+        mine = reachable([n, q])
         return all(u in mine for f in factors for u in users[f])
     return any(u is not None and u not in forward for u in users[q])
 
