@@ -112,8 +112,10 @@ def test_the_array_built_ins_read_like_their_numpy(tmp_path):
     at = lines.index("s = stack((h, tanh(x)), axis=1) (line 3)")
     assert lines[at + 2] == "gives dloss/dh = ds[:, 0] [N, H]"
     # erf's derivative, 2/sqrt(pi) exp(-x**2), read in the notation of the lecture note (dh
-    # is taken out of the sum of the two terms, `factor_scales`)
-    assert "1.1283791670955126 w * exp(-(x * x))" in run.stdout
+    # is taken out of the sum of the two terms, `factor_scales`; x * x, which GELU's density
+    # exp(-x**2 / 2) reads too, is named once, `share_products`)
+    assert "t_6 = x * x [N, H]" in lines
+    assert "1.1283791670955126 w * exp(-t_6)" in run.stdout
     assert "np." not in run.stdout and "_erf" not in run.stdout
 
 
