@@ -263,7 +263,8 @@ def _graph_view(
     g = c.pair
     names = _names(g, module_names, checks, printer)
     functions, cache = _pair_functions(g, names, checks, printer, consume_cache)
-    cache_base = "_OnceCache" if cache.pop("used_up") else printer.cache_base
+    used_up = consume_cache and bool(cache["cached"] or cache["cached_dims"])  # (as the pair's)
+    cache_base = "_OnceCache" if used_up else printer.cache_base
     if checks and g.params:
         functions[:0] = _check_functions(g, names, module_names, source_name, printer)
     grads_class = _grads_class(g.name)
@@ -399,7 +400,6 @@ def _pair_functions(
     cache = {
         "cached": list(zip(cache_names, cached)),  # the values `cache` holds (then the sizes)
         "cached_dims": [dims[d] for d in cached_dims],
-        "used_up": used_up,
     }
     return functions, cache
 
