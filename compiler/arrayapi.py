@@ -24,6 +24,7 @@ from .expr import (
     MATH,
     Assign,
     Attr,
+    AugAssign,
     BinOp,
     Call,
     Expr,
@@ -70,6 +71,8 @@ HELPERS = {
     "_max_pool_route": "max_pool_route_xp.py.j2",
     "_max_pool_pick": "max_pool_pick_xp.py.j2",
     "_avg_pool": "avg_pool_xp.py.j2",
+    "_times_above": "times_above_xp.py.j2",
+    "_maximum": "maximum_xp.py.j2",
 }
 
 
@@ -132,7 +135,21 @@ class ArrayApiPrinter(NumPyPrinter):
         if e.__class__ is Call:  # (an operator, `a * b`, may stand in the place of a call)
             s = standard(e)
             return ATOM if s.__class__ is Call else super().prec(s)
+        if e.__class__ is BinOp and times_above(e) is not None:
+            return ATOM
         return super().prec(e)
+
+    def _statement(self, s: Stmt) -> str:
+        if s.__class__ is AugAssign and s.op == "*" and _above(s.value):
+            # `g *= a > c`: in g's array, where the library can (`_times_above`)
+            s = Assign(
+                s.target, helper("_times_above", Name(s.target), *s.value.parts(), Lit(True))
+            )
+        return super()._statement(s)
+
+    def _binop(self, e: BinOp) -> str:
+        masked = times_above(e)
+        return super()._binop(e) if masked is None else self.text(masked)
 
     def _attr(self, e: Attr) -> str:
         if e.name == "shape":  # (a tuple, as NumPy's: torch.Size prints otherwise)
@@ -197,6 +214,8 @@ def _array_call(name: str, e: Call) -> Expr:
         return array("matrix_transpose", args[0])
     if name == "copy":
         return args[0]
+    if name == "maximum" and args[1].__class__ is Lit and not kwargs:  # (a ReLU)
+        return helper("_maximum", *args)
     if name == "vdot":  # sum(a * b) over every axis
         return array("sum", BinOp("*", *args))
     if name == "dot":  # a column times a row: an outer product
@@ -206,6 +225,24 @@ def _array_call(name: str, e: Call) -> Expr:
     if "." in name:
         raise unsupported(f"np.{name}")
     return e
+
+
+def _above(e: Expr) -> bool:
+    """Whether `e` is `a > c` of a number c: the mask of a ReLU's gradient."""
+    return e.__class__ is BinOp and e.op == ">" and e.right.__class__ is Lit
+
+
+def times_above(e: BinOp) -> Call | None:
+    """`g * (a > c)`, c a number, as `_times_above(g, a, c, False)`: PyTorch multiplies by a
+    boolean mask only after copying it into the other operand's dtype, where its ReLU's
+    gradient does the same in one pass (templates/times_above_xp.py.j2); None for any other
+    `e`."""
+    if e.op != "*":
+        return None
+    for g, mask in ((e.left, e.right), (e.right, e.left)):
+        if _above(mask):
+            return helper("_times_above", g, *mask.parts(), Lit(False))
+    return None
 
 
 def forward_steps(e: Subscript) -> Expr | None:

@@ -384,6 +384,58 @@ def test_slots_does_what_the_writes_in_place_do(library: str, add: bool):
         assert rel_error(back(before), a) == 0, "the array before the loop was written"
 
 
+@pytest.mark.parametrize("own", [False, True])
+@pytest.mark.parametrize("library", ["numpy", "torch", "jax", "dask", "cupy", "torch-cuda"])
+def test_times_above_is_the_product_with_the_mask(library: str, own: bool):
+    """`_times_above(g, a, c, own)`, what the target writes for `g * (a > c)` (a ReLU's
+    gradient; PyTorch's own kernel for it there), gives the product with the mask: with a
+    broadcast mask and one of another dtype too (the product then), and on a PyTorch tensor
+    that records its gradient; g's own array is written only where `own`."""
+    from bpc.emit import _environment
+
+    to, back, array_type = _library(library)
+    namespace = {"array_api_compat": __import__("array_api_compat")}
+    for template in ("xp.py.j2", "times_above_xp.py.j2"):
+        exec(_environment().get_template(template).render(), namespace)
+    rng = np.random.default_rng(0)
+    g = rng.standard_normal((5, 4))
+    for a, c in [(rng.standard_normal((5, 4)), 0), (rng.standard_normal(4), 0.5)]:
+        a[0, ...] = c  # (a tie: not above)
+        for a_of in (a, a.astype(np.float32)):
+            held = to(g.copy())
+            got = namespace["_times_above"](held, to(a_of), c, own)
+            assert isinstance(got, array_type)
+            assert rel_error(back(got), g * (a_of > c)) == 0, (a.shape, a_of.dtype, c)
+            if not own:
+                assert rel_error(back(held), g) == 0, "g's array was written"
+    if library in ("torch", "torch-cuda"):
+        leaf = to(g.copy()).requires_grad_()
+        got = namespace["_times_above"](leaf * 1, to(a), 0.5, own)
+        got.sum().backward()
+        assert rel_error(back(leaf.grad), (a > 0.5) + 0.0 * g) == 0
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch", "jax", "dask", "cupy", "torch-cuda"])
+def test_maximum_of_a_number_is_the_standards(library: str):
+    """`_maximum(x, c)`, what the target writes for `maximum(x, c)` of a number c (PyTorch's
+    clamp_min there), gives the standard's maximum, NaN included, and leaves x as it was."""
+    from bpc.emit import _environment
+
+    to, back, array_type = _library(library)
+    namespace = {"array_api_compat": __import__("array_api_compat")}
+    for template in ("xp.py.j2", "maximum_xp.py.j2"):
+        exec(_environment().get_template(template).render(), namespace)
+    x = np.array([[-1.5, 0.0, 2.0], [np.nan, -0.0, 0.25]])
+    for c in (0, 0.5, -1):
+        held = to(x.copy())
+        got = namespace["_maximum"](held, c)
+        assert isinstance(got, array_type)
+        np.testing.assert_array_equal(back(got), np.maximum(x, c))
+        np.testing.assert_array_equal(back(held), x)
+    ints = np.array([-2, 3])
+    np.testing.assert_array_equal(back(namespace["_maximum"](to(ints), 0)), [0, 3])
+
+
 @pytest.mark.parametrize("library", ["numpy", "torch", "jax", "dask", "cupy", "torch-cuda"])
 def test_frozen_hands_over_an_output_that_writing_into_cannot_change(library: str):
     """`_frozen`, what `g_forward` returns an output the cache holds through: read-only on

@@ -277,6 +277,37 @@ def _labels(labels, classes, where):
     return labels
 
 
+def _times_above(g, a, c, own):
+    """g * (a > c), c a number (the gradient of a ReLU), in g's array where `own` (g is the
+    function's own, which NumPy, CuPy and PyTorch update in place and JAX rebinds). PyTorch
+    multiplies by a boolean mask only after copying it into g's dtype; its threshold_backward,
+    the gradient of its own ReLU, does the same in one pass (where a is NaN it passes g on,
+    where the product gives 0)."""
+    if (
+        array_api_compat.is_torch_array(g)
+        and a.dtype == g.dtype
+        and a.shape == g.shape
+        and not g.requires_grad
+    ):
+        threshold = __import__("torch").ops.aten.threshold_backward
+        if own:
+            return threshold.grad_input(g, a, c, grad_input=g)
+        return threshold(g, a, c)
+    if own:
+        g *= a > c
+        return g
+    return g * (a > c)
+
+
+def _maximum(x, c):
+    """The larger of x and the number c, elementwise (a ReLU): PyTorch's clamp_min, one pass,
+    where the standard's maximum makes c a 0-d tensor and broadcasts it (0.6x of the time on a
+    4096 x 256 float64 tensor)."""
+    if array_api_compat.is_torch_array(x) and x.is_floating_point():
+        return x.clamp_min(c)
+    return _xp(x).maximum(x, c)
+
+
 class TwoLayerGrads(NamedTuple):
     """Gradients of two_layer with respect to W1, b1, W2, b2, each shaped like its parameter."""
 
@@ -356,7 +387,7 @@ def two_layer(X, y, W1, b1, W2, b2, reg):
     reg = xp.asarray(reg, dtype=X.dtype)
     affine_out = X @ W1
     affine_out += b1
-    h = xp.maximum(affine_out, 0)
+    h = _maximum(affine_out, 0)
     scores = h @ W2
     scores += b2
     labels = _labels(y, C, "two_layer: cross_entropy")
@@ -377,7 +408,7 @@ def two_layer_forward(X, y, W1, b1, W2, b2, reg):
     reg = xp.asarray(reg, dtype=X.dtype)
     affine_out = X @ W1
     affine_out += b1
-    h = xp.maximum(affine_out, 0)
+    h = _maximum(affine_out, 0)
     scores = h @ W2
     scores += b2
     labels = _labels(y, C, "two_layer: cross_entropy")
@@ -410,7 +441,7 @@ def two_layer_backward(dout, cache):
     dW2 += t_1 * W2
     # h = relu(affine(X, W1, b1))
     daffine_out = dh
-    daffine_out *= h > 0
+    daffine_out = _times_above(daffine_out, h, 0, True)
     # out = x @ w + b  (in fn affine)
     db1 = xp.sum(daffine_out, axis=0)
     dW1 = X.T @ daffine_out
@@ -425,7 +456,7 @@ def two_layer_grad(X, y, W1, b1, W2, b2, reg):
     reg = xp.asarray(reg, dtype=X.dtype)
     affine_out = X @ W1
     affine_out += b1
-    h = xp.maximum(affine_out, 0)
+    h = _maximum(affine_out, 0)
     scores = h @ W2
     scores += b2
     labels = _labels(y, C, "two_layer: cross_entropy")
@@ -448,7 +479,7 @@ def two_layer_grad(X, y, W1, b1, W2, b2, reg):
     dW2 += reg * W2
     # h = relu(affine(X, W1, b1))
     daffine_out = dh
-    daffine_out *= h > 0
+    daffine_out = _times_above(daffine_out, h, 0, True)
     # out = x @ w + b  (in fn affine)
     db1 = xp.sum(daffine_out, axis=0)
     dW1 = X.T @ daffine_out
@@ -532,10 +563,9 @@ def _two_layer_scores_check(X, W1, b1, W2, b2):
 def two_layer_scores(X, W1, b1, W2, b2):
     """scores [N, C] = two_layer_scores(X [N, D], W1 [D, H], b1 [H], W2 [H, C], b2 [C]): the forward pass alone."""
     N, D, H, C = _two_layer_scores_sizes(X, W1, b1, W2, b2)
-    xp = _xp(X, W1, b1, W2, b2)
     affine_out = X @ W1
     affine_out += b1
-    t = xp.maximum(affine_out, 0)
+    t = _maximum(affine_out, 0)
     scores = t @ W2
     scores += b2
     return scores
@@ -544,10 +574,9 @@ def two_layer_scores(X, W1, b1, W2, b2):
 def two_layer_scores_forward(X, W1, b1, W2, b2):
     """scores [N, C] = two_layer_scores(X [N, D], W1 [D, H], b1 [H], W2 [H, C], b2 [C]), and the cache that two_layer_scores_backward needs."""
     N, D, H, C = _two_layer_scores_sizes(X, W1, b1, W2, b2)
-    xp = _xp(X, W1, b1, W2, b2)
     affine_out = X @ W1
     affine_out += b1
-    t = xp.maximum(affine_out, 0)
+    t = _maximum(affine_out, 0)
     scores = t @ W2
     scores += b2
     cache = TwoLayerScoresCache(X, W1, W2, t, N, C)
@@ -564,7 +593,7 @@ def two_layer_scores_backward(dout, cache):
     dW2 = t.T @ dout
     # scores = affine(relu(affine(X, W1, b1)), W2, b2)
     daffine_out = dout @ W2.T
-    daffine_out *= t > 0
+    daffine_out = _times_above(daffine_out, t, 0, True)
     # out = x @ w + b  (in fn affine)
     db1 = xp.sum(daffine_out, axis=0)
     dX = daffine_out @ W1.T
