@@ -710,6 +710,72 @@ def test_log_softmax_written_out():
     assert leaves_alone(rule, make("sub", y, log_sum))
 
 
+def test_variance_from_moments():
+    rule = opt.variance_from_moments
+
+    def var(x, axes, keepdims, square, moment=None):
+        mu = make("mean", x, axis=axes, keepdims=keepdims)
+        moment = moment or make("mean", square(x), axis=axes, keepdims=keepdims)
+        return make("sub", moment, square(mu))
+
+    times = lambda a: make("mul", a, a)  # noqa: E731
+    power = lambda a: make("pow", a, const(2.0))  # noqa: E731
+    for square in (times, power):
+        d = "sub(x, mean(x, axis=(1,), keepdims=True))"
+        assert rewrites(rule, var(x, (1,), True, square)) == (
+            f"mean(mul({d}, {d}), axis=(1,), keepdims=True)"
+        )
+        d = "sub(x, mean(x, axis=(0,), keepdims=False))"  # (batchnorm's: over the leading axis)
+        assert rewrites(rule, var(x, (0,), False, square)) == (
+            f"mean(mul({d}, {d}), axis=(0,), keepdims=False)"
+        )
+    # the moment as a sum over the count
+    total = make("div", make("sum", times(x), axis=(0,)), make("dim", dim=Dim.of("n")))
+    assert rewrites(rule, var(x, (0,), False, times, total)).startswith("mean(mul(sub(x, ")
+    # a mean over the last axis, not kept, does not broadcast back against x
+    assert leaves_alone(rule, var(x, (1,), False, times))
+    # the moment of another array, or over other axes, or a mean of another array
+    assert leaves_alone(
+        rule, var(x, (1,), True, times, make("mean", times(y), axis=(1,), keepdims=True))
+    )
+    assert leaves_alone(
+        rule, var(x, (0,), True, times, make("mean", times(x), axis=(1,), keepdims=True))
+    )
+    other = make("mean", y, axis=(1,), keepdims=True)
+    moment = make("mean", times(x), axis=(1,), keepdims=True)
+    assert leaves_alone(rule, make("sub", moment, times(other)))
+    assert leaves_alone(
+        rule, make("sub", moment, make("mul", other, make("mean", x, axis=(1,), keepdims=True)))
+    )
+
+
+def test_variance_from_moments_is_accurate_where_the_moments_cancel():
+    """A float32 layernorm of rows whose mean is large against their spread: the variance from
+    the moments cancels (here to a negative number, and the square root gives NaN); compiled,
+    it is the two-pass variance, and the value and gradients match float64's."""
+    src = """graph f(x: [N, D]) -> out {
+    mu = mean(x, axis=-1, keepdims=true)
+    var = mean(x * x, axis=-1, keepdims=true) - mu * mu
+    out = (x - mu) / sqrt(var + 1e-5)
+}
+"""
+    module = load(src)
+    rng = np.random.default_rng(0)
+    x32 = (1000 + 0.01 * rng.standard_normal((16, 64))).astype(np.float32)
+    x64 = x32.astype(np.float64)  # (the same inputs: what differs is the arithmetic)
+    dout = rng.standard_normal((16, 64))
+    mu = x32.mean(axis=-1, keepdims=True)
+    written = (x32 * x32).mean(axis=-1, keepdims=True) - mu * mu
+    assert np.any(written < -1e-5), "the moments should cancel here"
+    out64, cache64 = module.f_forward(x64)
+    out32, cache32 = module.f_forward(x32)
+    assert out32.dtype == np.float32 and np.all(np.isfinite(out32))
+    assert rel_error(out32, out64) < 1e-2
+    (dx64,) = module.f_backward(dout, cache64)
+    (dx32,) = module.f_backward(dout.astype(np.float32), cache32)
+    assert rel_error(dx32, dx64) < 1e-2
+
+
 def test_mish_written_out():
     rule = opt.mish_written_out
     t = make("tanh", make("softplus", x))

@@ -95,6 +95,7 @@ from .recognize import (
     logsumexp_written_out,
     mish_written_out,
     softmax_written_out,
+    variance_from_moments,
 )
 from .rules import CANONICAL, RULES, Rule, canonical, rule
 from .stacks import stacks_in_read_arrays
@@ -168,6 +169,7 @@ __all__ = [
     "row_sum_through_a_product",
     "sigmoid_written_out",
     "softmax_written_out",
+    "variance_from_moments",
     "log_softmax_written_out",
     "exp_of_log_softmax",
     "mish_written_out",

@@ -24,6 +24,15 @@ def canonicalize(graph: Graph) -> Graph:
 
     interned: dict[tuple, Node] = {}  # (a value written twice is one node: rules match by it)
 
+    def intern(n: Node) -> Node:
+        """n's representative, the parts a rewrite made new interned too (`x - mu` in the
+        variance `variance_from_moments` writes is the `x - mu` the graph has)."""
+        if not n.args or n.op in ("param", "dout") or interned.get(_key(n)) is n:
+            return n
+        args = tuple(intern(a) for a in n.args)
+        n = with_args(n, args) if any(a is not b for a, b in zip(args, n.args)) else n
+        return interned.setdefault(_key(n), n)
+
     def step(n: Node, args: tuple[Node, ...]) -> Node:
         n = with_args(n, args)
         if n.op == "loop":
@@ -34,9 +43,7 @@ def canonicalize(graph: Graph) -> Graph:
             if m is not None:
                 n = replace(m, hint=m.hint or n.hint)
                 break
-        if n.args and n.op not in ("param", "dout"):
-            n = interned.setdefault(_key(n), n)
-        return n
+        return intern(n)
 
     return hoist_products(rewrite(graph, step))
 

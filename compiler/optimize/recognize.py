@@ -1,4 +1,5 @@
-"""Composites written out, recognized before differentiation: softmax, log-softmax, logsumexp.
+"""Composites written out, recognized before differentiation: softmax, log-softmax, logsumexp,
+and a variance from its moments.
 
 A user who writes `e = exp(s - max(s)); p = e / sum(e)` means `softmax(s)`. Differentiated as
 written, the max-shift gets a backward of its own (`s == max(s)`, a division by the tie count)
@@ -15,7 +16,9 @@ differentiation, because they change which adjoints are used.
 
 from __future__ import annotations
 
+from ..dims import product
 from ..ir import Node, make
+from .algebra import _mean_over
 from .rules import canonical
 
 
@@ -115,3 +118,46 @@ def logsumexp_written_out(n: Node) -> Node | None:
             out = make("logsumexp", m.args[0], axis=found[1], keepdims=True)
             return out if out.type == n.type else None
     return None
+
+
+def _mean_of(n: Node) -> tuple[Node, tuple, bool] | None:
+    """(x, axes, keepdims) for `n = mean(x, axes)`, or `sum(x, axes) / their count`."""
+    if n.op == "div" and n.args[1].op == "dim" and n.args[0].op == "sum":
+        total = n.args[0]
+        x, axes = total.args[0], total.attr("axis")
+        if n.args[1].attr("dim") == product(x.shape[i] for i in axes):
+            return x, axes, total.attr("keepdims")
+    if n.op == "mean":
+        return n.args[0], n.attr("axis"), n.attr("keepdims")
+    return None
+
+
+def _squared(n: Node) -> Node | None:
+    """a for `n = a * a` or `a ** 2`, else None."""
+    if n.op == "mul" and n.args[0] is n.args[1]:
+        return n.args[0]
+    if n.op == "pow" and n.args[1].op == "const" and n.args[1].attr("value") == 2:
+        return n.args[0]
+    return None
+
+
+@canonical
+def variance_from_moments(n: Node) -> Node | None:
+    """mean(x * x) - mu * mu -> mean((x - mu) * (x - mu)), mu = mean(x) over the same axes:
+    a variance in the two-pass form. Equal in exact arithmetic; the written form cancels where
+    the mean is large against the spread (its float32 variance can come out negative), and its
+    gradient runs through x and mu apart, where the two-pass form's runs through the deviation
+    `x - mu`, which a normalization's forward makes anyway: its textbook backward follows, and
+    the cache keeps one array of that shape, not two."""
+    if n.op != "sub" or n.dtype != "float":
+        return None
+    moment, square = n.args
+    found = _mean_of(moment)
+    if found is None or square.shape != moment.shape or moment.shape != n.shape:
+        return None
+    xx, axes, keepdims = found
+    x, mu = _squared(xx), _squared(square)
+    if x is None or mu is None or x.dtype != "float" or not _mean_over(mu, x, axes):
+        return None
+    d = make("sub", x, mu)
+    return make("mean", make("mul", d, d), axis=axes, keepdims=keepdims)
