@@ -27,11 +27,17 @@ def canonicalize(graph: Graph) -> Graph:
     def intern(n: Node) -> Node:
         """n's representative, the parts a rewrite made new interned too (`x - mu` in the
         variance `variance_from_moments` writes is the `x - mu` the graph has)."""
-        if not n.args or n.op in ("param", "dout") or interned.get(_key(n)) is n:
+        if not n.args or n.op in ("param", "dout"):
             return n
+        key = _key(n)
+        found = interned.get(key)
+        if found is not None:
+            return found
         args = tuple(intern(a) for a in n.args)
-        n = with_args(n, args) if any(a is not b for a, b in zip(args, n.args)) else n
-        return interned.setdefault(_key(n), n)
+        if any(a is not b for a, b in zip(args, n.args)):
+            n = with_args(n, args)
+            key = _key(n)
+        return interned.setdefault(key, n)
 
     def step(n: Node, args: tuple[Node, ...]) -> Node:
         n = with_args(n, args)
