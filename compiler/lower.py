@@ -145,6 +145,42 @@ class Values:
         return Values(frozenset(strong), frozenset(born_weak), uses)
 
 
+def _reduced_before(graph: Graph, own_line: set[Node], keep: set[Node]) -> set[Node]:
+    """The reductions that get a line of their own where the schedule placed them
+    (`optimize.order`): a value smaller than an array it reads, read once, by a line that comes
+    after another reader of that array. Written inline in its user's line it would read the
+    array after that reader, which could then not work in it (`dx -= t.sum(axis=1)` after `t /=
+    s` is not possible; `t_6 = t.sum(axis=1)` first makes it so). Only an array that the
+    function may write counts: no parameter, upstream gradient, value it keeps, nor (for a
+    backward line) the forward's."""
+    at = {n: i for i, n in enumerate(graph.nodes)}
+    forward = graph.forward
+    readers: dict[Node, list[Node]] = {}
+    for n in graph.nodes:
+        for a in dict.fromkeys(n.args):
+            readers.setdefault(a, []).append(n)
+
+    def line(n: Node) -> Node:  # (the line a value read once is written in)
+        while n not in own_line and len(readers.get(n, ())) == 1:
+            n = readers[n][0]
+        return n
+
+    def reduced(n: Node, a: Node) -> bool:  # (n smaller than a, which n may be worked in)
+        if a.op in ("param", "dout") or a in keep or (a in forward and n not in forward):
+            return False
+        return a.ndim > n.ndim or (a.ndim == n.ndim and Dim.of(1) in n.shape and a.shape != n.shape)
+
+    found = set()
+    for n in graph.nodes:
+        if n in own_line or len(readers.get(n, ())) != 1 or n.op in ("loop", "result"):
+            continue
+        written = at[line(n)]
+        for a in n.args:
+            if reduced(n, a) and any(at[n] < at[r] < written for r in readers[a] if r is not n):
+                found.add(n)
+    return found
+
+
 class Lowering:
     """Writes the body statements of one generated function from a scheduled list of nodes."""
 
@@ -190,6 +226,7 @@ class Lowering:
             if n.op == "loop":
                 self.own_line.add(n)
                 self.own_line.update(a for a in n.args if a.op not in ("const", "dim"))
+        self.own_line |= _reduced_before(graph, self.own_line, keep)
         self.keep = keep
         self.spent: frozenset[Node] = frozenset()  # cache entries the backward uses up (`plan`)
         self.loop_names: dict[Node, list[str]] = {}  # (`name_loop`)

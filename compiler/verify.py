@@ -64,6 +64,7 @@ STAGES = (
     "read_outputs",
     "share_products",
     "compound_first",
+    "reductions_first",
     "finish_outputs",
     "finish_gradients",
     "select_cache",

@@ -458,15 +458,15 @@ def spatial_groupnorm_backward(dout, cache):
     # var = mean(xc * xc, axis=(2, 3, 4), keepdims=true)
     t_3 = max(C * H * W // 2, 1)
     # xhat = reshape(xc / sqrt(var + 1e-5), (N, C, H, W))
-    t_4 = t_1.reshape((N, 2))
+    t_4 = np.einsum("ijklm,ijklm->ij", t_2, xc)
+    t_5 = t_1.reshape((N, 2))
+    # xc = xg - mu
+    t_6 = t_2.sum(axis=(2, 3, 4))
     # mu = mean(xg, axis=(2, 3, 4), keepdims=true)
-    t_8 = (np.einsum("ijklm,ijklm->ij", t_2, xc) / t_4 / t_4).reshape((N, 2, 1, 1, 1))
-    t_7 = t_8 / t_3
-    t_6 = t_7 * xc
-    t_5 = t_2 - t_6
-    dxg = t_5
+    t_2 -= (t_4 / t_5 / t_5).reshape((N, 2, 1, 1, 1)) / t_3 * xc
+    dxg = t_2
     dxg *= 1.0 / t_1
-    dxg -= (t_2.sum(axis=(2, 3, 4)) / t_4).reshape((N, 2, 1, 1, 1)) / t_3
+    dxg -= (t_6 / t_5).reshape((N, 2, 1, 1, 1)) / t_3
     # xg = reshape(x, (N, 2, C/2, H, W))
     dx = dxg.reshape((N, C, H, W))
     return SpatialGroupnormGrads(dx, dgamma, dbeta)

@@ -357,10 +357,13 @@ def layernorm_backward(dout, cache):
     t_1 = max(D, 1)
     # xhat = xc / sqrt(var + 1e-5)
     t_2 = t.reshape((N,))
+    t_3 = np.vecdot(dxhat, xhat)
+    # xc = x - mu
+    t_4 = dxhat.sum(axis=1)
     # mu = mean(x, axis=1, keepdims=true)
-    t_3 = (np.vecdot(dxhat, xhat) / t_2).reshape((N, 1)) / t_1 * t * xhat
-    np.subtract(dxhat, t_3, out=t_3)
-    dx = t_3
+    t_5 = dxhat
+    t_5 -= (t_3 / t_2).reshape((N, 1)) / t_1 * t * xhat
+    dx = t_5
     dx *= 1.0 / t
-    dx -= (dxhat.sum(axis=1) / t_2).reshape((N, 1)) / t_1
+    dx -= (t_4 / t_2).reshape((N, 1)) / t_1
     return LayernormGrads(dx, dgamma, dbeta)

@@ -39,6 +39,7 @@ PASSES = (
     "read_outputs",
     "share_products",
     "compound_first",
+    "reductions_first",
     "finish_gradients",
     "select_cache",
     "tidy_loops",
@@ -1311,6 +1312,56 @@ def test_compound_first():
     ):
         g = graph([p, q], outputs)
         assert opt.compound_first(g) is g
+
+
+def test_reductions_first():
+    p, q = param("p", "n", "m", index=0), param("q", "n", "m", index=1)
+    # layernorm's backward with rstd: `dxhat * rstd` and the row dot of dxhat, built in that
+    # order; the row dot comes first (what is computed from it stays), so the product is the
+    # last reader of dxhat's array
+    s = make("sqrt", make("sum", make("mul", q, q), axis=(1,), keepdims=True))  # (rstd)
+    dxhat = make("mul", p, q)
+    scaled = make("mul", dxhat, s)
+    dot = make("vecdot", dxhat, q)
+    small = make("reshape", make("div", dot, 2.0), shape=(Dim.of("n"), Dim.of(1)))
+    out = make("sub", scaled, make("mul", small, q))
+    g = graph([p, q], [out])
+    g = replace(g, nodes=schedule([p, q, s, dxhat, scaled, dot], [out]))
+    moved = verify(opt.reductions_first(g), "reductions_first")
+    lines = [n for n in moved.nodes if n.op not in ("param", "const", "dim")]
+    assert lines.index(dxhat) < lines.index(dot) < lines.index(scaled) < lines.index(small)
+    assert set(moved.nodes) == set(g.nodes) and moved.outputs == g.outputs
+    assert_same_values(g.outputs, moved.outputs)
+    # compiled: `dxhat *= rstd` after the row dot, in dxhat's array (a line that read dxhat
+    # later would have made a new array for the product)
+    text = compile_source(
+        """graph layernorm(x: [N, D], gamma: [D], beta: [D]) -> out {
+    mu = mean(x, axis=-1, keepdims=true)
+    xc = x - mu
+    rstd = (mean(xc * xc, axis=-1, keepdims=true) + 1e-5) ** -0.5
+    out = xc * rstd * gamma + beta
+}
+""",
+        consume_cache=True,
+    )
+    backward = text[text.index("def layernorm_backward") :]
+    assert "np.vecdot(dxhat, " in backward or "np.vecdot(t" in backward
+    assert backward.index("np.vecdot(") < backward.index("*= rstd"), backward
+    # the sum of a large array that a later line reads gets a line of its own before it
+    text = compile_source(
+        """graph layernorm(x: [N, D], gamma: [D], beta: [D]) -> out {
+    mu = reshape(mean(x, axis=1), (N, 1))
+    var = reshape(mean((x - mu) ** 2, axis=1), (N, 1))
+    out = gamma * (x - mu) / sqrt(var + 1e-5) + beta
+}
+""",
+        consume_cache=True,
+    )
+    backward = text[text.index("def layernorm_backward") :]
+    assert ".sum(axis=1)\n" in backward, backward
+    # nothing to move: the graph itself
+    g = graph([p, q], [make("mul", p, q)])
+    assert opt.reductions_first(g) is g
 
 
 def test_place_scales():

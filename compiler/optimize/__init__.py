@@ -76,6 +76,7 @@ from .algebra import (
 from .finish import finish_gradients, finish_outputs, select_cache
 from .fixpoint import _SEEN, _existing, _key, canonicalize, in_bodies, simplify
 from .hoist import hoist_products, one_product, products_after_loops
+from .order import reductions_first
 from .products import (
     compound_first,
     contract_sums,
@@ -121,6 +122,7 @@ __all__ = [
     "read_outputs",
     "share_products",
     "compound_first",
+    "reductions_first",
     "finish_outputs",
     "finish_gradients",
     "select_cache",
@@ -221,6 +223,7 @@ def optimize(
     graph = check(_everywhere(graph, read_outputs), prefix + "read_outputs")
     graph = check(_everywhere(graph, share_products), prefix + "share_products")
     graph = check(_everywhere(graph, compound_first), prefix + "compound_first")
+    graph = check(reductions_first(graph), prefix + "reductions_first")
     graph = check(finish_outputs(graph), prefix + "finish_outputs")
     graph = check(finish_gradients(graph, cache_reused=cache_reused), prefix + "finish_gradients")
     return check(select_cache(graph), prefix + "select_cache")

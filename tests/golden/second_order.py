@@ -456,10 +456,10 @@ def logistic(X, y, w, reg):
     """loss [] = logistic(X [N, D], y [N], w [D], reg []): the forward pass alone."""
     N, D = _logistic_sizes(X, y, w, reg)
     z = X @ w
+    t = y @ z
     e = -np.abs(z)
     np.exp(e, out=e)
-    t = (np.maximum(z, 0).sum() + _log1p_unit(e).sum() - y @ z) / N
-    loss = t + 0.5 * reg * (w @ w)
+    loss = (np.maximum(z, 0).sum() + _log1p_unit(e).sum() - t) / N + 0.5 * reg * (w @ w)
     return loss
 
 
@@ -494,10 +494,10 @@ def logistic_grad(X, y, w, reg):
     """loss = logistic(X [N, D], y [N], w [D], reg []) and its gradients with respect to w."""
     N, D = _logistic_sizes(X, y, w, reg)
     z = X @ w
+    t = y @ z
     e = -np.abs(z)
     np.exp(e, out=e)
-    t = (np.maximum(z, 0).sum() + _log1p_unit(e).sum() - y @ z) / N
-    loss = t + 0.5 * reg * (w @ w)
+    loss = (np.maximum(z, 0).sum() + _log1p_unit(e).sum() - t) / N + 0.5 * reg * (w @ w)
     # loss = mean(softplus(z) - y * z) + 0.5 * reg * sum(w * w)
     dz = np.maximum(e, z >= 0)
     e += 1
@@ -560,11 +560,12 @@ def logistic_jvp(X, y, w, reg, w_dot):
     N, D = _logistic_jvp_sizes(X, y, w, reg, w_dot)
     z = X @ w
     z_dot = X @ w_dot
+    t = y @ z
     e = -np.abs(z)
     np.exp(e, out=e)
-    t = 0.5 * reg
-    loss = (np.maximum(z, 0).sum() + _log1p_unit(e).sum() - y @ z) / N + t * (w @ w)
-    loss_dot = z_dot @ (np.maximum(e, z >= 0) / (1 + e) - y) / N + 2 * w_dot @ w * t
+    t_1 = 0.5 * reg
+    loss = (np.maximum(z, 0).sum() + _log1p_unit(e).sum() - t) / N + t_1 * (w @ w)
+    loss_dot = z_dot @ (np.maximum(e, z >= 0) / (1 + e) - y) / N + 2 * w_dot @ w * t_1
     return loss, loss_dot
 
 
@@ -1078,17 +1079,18 @@ def two_layer_hvp(X, y, W1, b1, W2, b2, reg, v_W1, v_b1, v_W2, v_b2):
     ddscores += v_b2
     dprobs = ddscores
     dprobs /= t
+    t_2 = np.vecdot(dprobs, probs)
     dscores_1 = dprobs
-    dscores_1 -= np.vecdot(dprobs, probs).reshape((N, 1))
+    dscores_1 -= t_2.reshape((N, 1))
     dscores_1 *= probs
     db2 = dscores_1.sum(axis=0)
     dh = dscores @ v_W2.T
     dh += dscores_1 @ W2.T
     dW2 = h.T @ dscores_1
     dW2 += ddh.T @ dscores + v_W2 * reg
-    t_2 = dh
-    t_2 *= t_1
-    db1 = t_2.sum(axis=0)
-    dW1 = X.T @ t_2
+    t_3 = dh
+    t_3 *= t_1
+    db1 = t_3.sum(axis=0)
+    dW1 = X.T @ t_3
     dW1 += v_W1 * reg
     return TwoLayerHvps(dW1, db1, dW2, db2)

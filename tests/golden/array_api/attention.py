@@ -752,35 +752,34 @@ def multihead_attention_backward(dout, cache):
     dweights = t_5 @ xp.permute_dims(v, (0, 2, 3, 1))
     dv = xp.permute_dims(xp.matrix_transpose(weights) @ t_5, (0, 2, 1, 3))
     # weights = softmax(where(mask != 0, scores, -1e9), axis=-1)
-    t_9 = xp.vecdot(dweights, exps) / xp.reshape(t_3, (N, H, S))
-    t_8 = xp.reshape(t_9, (N, H, S, 1))
-    t_7 = dweights - t_8
-    t_6 = weights * t_7
-    dscores = xp.where(t_1, t_6, 0)
+    t_6 = xp.vecdot(dweights, exps)
+    t_8 = dweights - xp.reshape(t_6 / xp.reshape(t_3, (N, H, S)), (N, H, S, 1))
+    t_7 = weights * t_8
+    dscores = xp.where(t_1, t_7, 0)
     # scores = einsum("nshd,nthd->nhst", q, k) / sqrt(d)
-    t_10 = dscores
-    t_10 /= t
-    dk = xp.permute_dims(xp.permute_dims(q, (0, 2, 3, 1)) @ t_10, (0, 3, 1, 2))
-    dq = xp.permute_dims(t_10 @ xp.permute_dims(k, (0, 2, 1, 3)), (0, 2, 1, 3))
+    t_9 = dscores
+    t_9 /= t
+    dk = xp.permute_dims(xp.permute_dims(q, (0, 2, 3, 1)) @ t_9, (0, 3, 1, 2))
+    dq = xp.permute_dims(t_9 @ xp.permute_dims(k, (0, 2, 1, 3)), (0, 2, 1, 3))
     # v = einsum("nte,ehd->nthd", value, Wv) + bv
     dbv = xp.sum(dv, axis=(0, 1))
-    t_11 = xp.reshape(dv, (N * T, H * d))
-    dvalue_mat = t_11 @ Wv_mat.T
-    dWv_mat = value_mat.T @ t_11
+    t_10 = xp.reshape(dv, (N * T, H * d))
+    dvalue_mat = t_10 @ Wv_mat.T
+    dWv_mat = value_mat.T @ t_10
     dWv = xp.reshape(dWv_mat, (E, H, d))
     dvalue = xp.reshape(dvalue_mat, (N, T, E))
     # k = einsum("nte,ehd->nthd", key, Wk) + bk
     dbk = xp.sum(dk, axis=(0, 1))
-    t_12 = xp.reshape(dk, (N * T, H * d))
-    dkey_mat = t_12 @ Wk_mat.T
-    dWk_mat = key_mat.T @ t_12
+    t_11 = xp.reshape(dk, (N * T, H * d))
+    dkey_mat = t_11 @ Wk_mat.T
+    dWk_mat = key_mat.T @ t_11
     dWk = xp.reshape(dWk_mat, (E, H, d))
     dkey = xp.reshape(dkey_mat, (N, T, E))
     # q = einsum("nse,ehd->nshd", query, Wq) + bq
     dbq = xp.sum(dq, axis=(0, 1))
-    t_13 = xp.reshape(dq, (N * S, H * d))
-    dquery_mat = t_13 @ Wq_mat.T
-    dWq_mat = query_mat.T @ t_13
+    t_12 = xp.reshape(dq, (N * S, H * d))
+    dquery_mat = t_12 @ Wq_mat.T
+    dWq_mat = query_mat.T @ t_12
     dWq = xp.reshape(dWq_mat, (E, H, d))
     dquery = xp.reshape(dquery_mat, (N, S, E))
     return MultiheadAttentionGrads(

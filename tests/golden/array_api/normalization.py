@@ -453,9 +453,13 @@ def layernorm_backward(dout, cache):
     t_1 = max(D, 1)
     # xhat = xc / sqrt(var + 1e-5)
     t_2 = xp.reshape(t, (N,))
+    t_3 = xp.vecdot(dxhat, xhat)
+    # xc = x - mu
+    t_4 = xp.sum(dxhat, axis=1)
     # mu = mean(x, axis=1, keepdims=true)
-    t_3 = dxhat - xp.reshape(xp.vecdot(dxhat, xhat) / t_2, (N, 1)) / t_1 * t * xhat
-    dx = t_3
+    t_5 = dxhat
+    t_5 -= xp.reshape(t_3 / t_2, (N, 1)) / t_1 * t * xhat
+    dx = t_5
     dx *= 1.0 / t
-    dx -= xp.reshape(xp.sum(dxhat, axis=1) / t_2, (N, 1)) / t_1
+    dx -= xp.reshape(t_4 / t_2, (N, 1)) / t_1
     return LayernormGrads(dx, dgamma, dbeta)
