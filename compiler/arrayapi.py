@@ -10,8 +10,10 @@ printed: `np.concatenate` is `xp.concat`, a method `x.sum(axis=1)` the function
 `xp.sum(x, axis=1)`, `np.pad` a helper of the module; what the standard lacks is a helper with
 a fallback per library (`templates/*_xp.py.j2`): the windows of a convolution (`_windows`, for
 NumPy's sliding_window_view), pooling, and the slot writes of a loop, which the lowering
-collects in a list and writes after the loop (`_slots`). Arithmetic on Python numbers (sizes)
-stays NumPy's, on the host.
+collects in a list and writes after the loop (`_slots`). A ReLU and its gradient, `maximum(x,
+0)` and `g * (a > 0)`, go through helpers that take PyTorch's own kernels for them, where the
+standard's forms are slower there (`_maximum`, `_times_above`). Arithmetic on Python numbers
+(sizes) stays NumPy's, on the host.
 """
 
 from __future__ import annotations

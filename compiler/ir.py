@@ -243,6 +243,12 @@ def is_view(n: Node) -> bool:
     return view(n) if callable(view) else view
 
 
+def smaller(n: Node, a: Node) -> bool:
+    """Whether value n is smaller than its argument a: fewer axes, or as many with one of them
+    1 where a's shape differs (a sum, a row dot, a statistic kept as `[N, 1]`)."""
+    return a.ndim > n.ndim or (a.ndim == n.ndim and a.shape != n.shape and Dim.of(1) in n.shape)
+
+
 _loc: contextvars.ContextVar[Loc | None] = contextvars.ContextVar("loc", default=None)
 
 

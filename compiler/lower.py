@@ -41,7 +41,7 @@ from .expr import (
     method,
 )
 from .expr import List as ListExpr
-from .ir import OPS, Graph, Node, is_view
+from .ir import OPS, Graph, Node, is_view, smaller
 from .ops import At, Facts, dtype_of
 from .ops.loop import counts, results_of, width, writes_over_reads
 from .printer import HELPERS, NumPyPrinter
@@ -168,7 +168,7 @@ def _reduced_before(graph: Graph, own_line: set[Node], keep: set[Node]) -> set[N
     def reduced(n: Node, a: Node) -> bool:  # (n smaller than a, which n may be worked in)
         if a.op in ("param", "dout") or a in keep or (a in forward and n not in forward):
             return False
-        return a.ndim > n.ndim or (a.ndim == n.ndim and Dim.of(1) in n.shape and a.shape != n.shape)
+        return smaller(n, a)
 
     found = set()
     for n in graph.nodes:

@@ -582,24 +582,29 @@ def _constant_along(f: Node, x: Node, axes: tuple[int, ...]) -> bool:
     return all(i < lead or f.shape[i - lead] == Dim.of(1) for i in axes)
 
 
+def mean_of(n: Node) -> tuple[Node, tuple, bool] | None:
+    """(x, axes, keepdims) for `n = mean(x, axes)`, or `sum(x, axes) / their count`."""
+    if n.op == "div" and n.args[1].op == "dim" and n.args[0].op == "sum":
+        total = n.args[0]
+        x, axes = total.args[0], total.attr("axis")
+        if n.args[1].attr("dim") == product(x.shape[i] for i in axes):
+            return x, axes, total.attr("keepdims")
+    if n.op == "mean":
+        return n.args[0], n.attr("axis"), n.attr("keepdims")
+    return None
+
+
 def _mean_over(m: Node, x: Node, axes: tuple[int, ...]) -> bool:
     """Whether `m`, broadcast against `x`, is x's mean over `axes`: mean(x, axes), or sum(x,
     axes) / their count, with the axes kept, reshaped back, or gone from the front of x."""
     kept = tuple(Dim.of(1) if i in axes else d for i, d in enumerate(x.shape))
     reshaped = m.op == "reshape" and m.shape == kept
-    if reshaped:
-        m = m.args[0]
-    if m.op == "div" and m.args[1].op == "dim":
-        if m.args[1].attr("dim") != product(x.shape[i] for i in axes) or m.args[0].op != "sum":
-            return False
-        m = m.args[0]
-    elif m.op != "mean":
-        return False
-    if m.args[0] is not x or set(m.attr("axis")) != set(axes):
+    found = mean_of(m.args[0] if reshaped else m)
+    if found is None or found[0] is not x or set(found[1]) != set(axes):
         return False
     if reshaped:
-        return not m.attr("keepdims")
-    return m.attr("keepdims") or axes == tuple(range(len(axes)))
+        return not found[2]
+    return found[2] or axes == tuple(range(len(axes)))
 
 
 def _sums_to_zero(t: Node, axes: tuple[int, ...]) -> bool:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..dims import Dim
-from ..ir import OPS, Graph, Node, is_view
+from ..ir import OPS, Graph, Node, is_view, smaller
 
 # Nodes that are never lines of their own.
 LEAVES = frozenset({"const", "dim", "param", "dout"})
@@ -68,10 +68,7 @@ def _reduction(n: Node) -> bool:
     """A value smaller than an array it reads: a sum, a row dot, a matrix-vector product."""
     if n.op in LEAVES or n.op in ("loop", "result") or is_view(n) or OPS[n.op].elementwise:
         return False
-    return any(
-        a.ndim > n.ndim or (a.ndim == n.ndim and Dim.of(1) in n.shape and a.shape != n.shape)
-        for a in n.args
-    )
+    return any(smaller(n, a) for a in n.args)
 
 
 def _works_in(e: Node, a: Node) -> bool:
@@ -92,13 +89,13 @@ def _lifted(r: Node, first: int, at: dict[Node, int]) -> set[Node] | None:
         if n.op in LEAVES:  # (a number or parameter placed late moves with what reads it)
             lifted.add(n)
             continue
-        if n is not r and (n.op in ("loop", "result") or not _smaller(n, r)):
+        if n is not r and (n.op in ("loop", "result") or not _no_larger(n, r)):
             return None
         lifted.add(n)
         stack.extend(n.args)
     return lifted
 
 
-def _smaller(n: Node, r: Node) -> bool:
+def _no_larger(n: Node, r: Node) -> bool:
     """Whether n is no larger than the reduction r: a value r's line may read early."""
     return n.ndim <= r.ndim or Dim.of(1) in n.shape

@@ -16,9 +16,8 @@ differentiation, because they change which adjoints are used.
 
 from __future__ import annotations
 
-from ..dims import product
 from ..ir import Node, make
-from .algebra import _mean_over
+from .algebra import _mean_over, mean_of
 from .rules import canonical
 
 
@@ -120,18 +119,6 @@ def logsumexp_written_out(n: Node) -> Node | None:
     return None
 
 
-def _mean_of(n: Node) -> tuple[Node, tuple, bool] | None:
-    """(x, axes, keepdims) for `n = mean(x, axes)`, or `sum(x, axes) / their count`."""
-    if n.op == "div" and n.args[1].op == "dim" and n.args[0].op == "sum":
-        total = n.args[0]
-        x, axes = total.args[0], total.attr("axis")
-        if n.args[1].attr("dim") == product(x.shape[i] for i in axes):
-            return x, axes, total.attr("keepdims")
-    if n.op == "mean":
-        return n.args[0], n.attr("axis"), n.attr("keepdims")
-    return None
-
-
 def _squared(n: Node) -> Node | None:
     """a for `n = a * a` or `a ** 2`, else None."""
     if n.op == "mul" and n.args[0] is n.args[1]:
@@ -152,7 +139,7 @@ def variance_from_moments(n: Node) -> Node | None:
     if n.op != "sub" or n.dtype != "float":
         return None
     moment, square = n.args
-    found = _mean_of(moment)
+    found = mean_of(moment)
     if found is None or square.shape != moment.shape or moment.shape != n.shape:
         return None
     xx, axes, keepdims = found
