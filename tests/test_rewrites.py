@@ -11,6 +11,7 @@ test of its name, so a new rule comes with one.
 
 from __future__ import annotations
 
+import math
 import zlib
 from dataclasses import replace
 
@@ -784,6 +785,32 @@ def test_mish_written_out():
     assert rewrites(rule, make("mul", t, x)) == "mish(x)"
     assert leaves_alone(rule, make("mul", y, t))
     assert leaves_alone(rule, make("mul", x, make("tanh", x)))
+
+
+def test_gelu_tanh_written_out():
+    """PyTorch's tanh form in the spellings users write, with sqrt(2 / pi) as an expression or a
+    number and the cube as a power or a product, is the composite; other coefficients, another
+    scale or a polynomial with more terms are other functions and stay."""
+    rule = opt.gelu_tanh_written_out
+    k = make("sqrt", make("div", 2, math.pi))
+
+    def form(cube, scale=k, kappa=0.044715, outer=(0.5, 2.0)):
+        inner = make("mul", make("mul", 2.0, scale), make("add", x, make("mul", kappa, cube)))
+        half, two = outer
+        return make("mul", make("mul", half, x), make("mul", two, make("sigmoid", inner)))
+
+    gelu = "gelu(x, approximate='tanh')"
+    assert rewrites(rule, form(make("pow", x, 3))) == gelu
+    assert rewrites(rule, form(make("mul", make("mul", x, x), x))) == gelu
+    assert rewrites(rule, form(make("pow", x, 3), scale=0.7978845608028654)) == gelu
+    bare = make("mul", make("sigmoid", make("mul", 1.5957691216057308, x + 0.044715 * x**3)), x)
+    assert rewrites(rule, bare) == gelu
+    assert leaves_alone(rule, form(make("pow", x, 3), kappa=0.045))
+    assert leaves_alone(rule, form(make("pow", x, 3), scale=0.8))
+    assert leaves_alone(rule, form(make("pow", x, 3), outer=(0.5, 1.0)))
+    assert leaves_alone(rule, form(make("pow", x, 3) + make("pow", x, 2)))
+    assert leaves_alone(rule, form(make("pow", y, 3)))
+    assert leaves_alone(rule, make("mul", x, make("sigmoid", make("mul", 1.702, x))))
 
 
 def test_mish_is_accurate_far_out():

@@ -92,6 +92,7 @@ from .products import (
 )
 from .recognize import (
     exp_of_log_softmax,
+    gelu_tanh_written_out,
     log_softmax_written_out,
     logsumexp_written_out,
     mish_written_out,
@@ -175,6 +176,7 @@ __all__ = [
     "log_softmax_written_out",
     "exp_of_log_softmax",
     "mish_written_out",
+    "gelu_tanh_written_out",
     "logsumexp_written_out",
     "small_factors_first",
     "small_numerator_out",

@@ -1,5 +1,5 @@
 """Composites written out, recognized before differentiation: softmax, log-softmax, logsumexp,
-and a variance from its moments.
+Mish, GELU's tanh form, and a variance from its moments.
 
 A user who writes `e = exp(s - max(s)); p = e / sum(e)` means `softmax(s)`. Differentiated as
 written, the max-shift gets a backward of its own (`s == max(s)`, a division by the tie count)
@@ -16,7 +16,11 @@ differentiation, because they change which adjoints are used.
 
 from __future__ import annotations
 
+import math
+
 from ..ir import Node, make
+from ..ops.elementwise import constant_value
+from ..ops.nn import KAPPA, SQRT_2_OVER_PI
 from .algebra import _mean_over, mean_of
 from .rules import canonical
 
@@ -79,6 +83,87 @@ def mish_written_out(n: Node) -> Node | None:
         if t.op == "tanh" and t.args[0].op == "softplus" and t.args[0].args[0] is x:
             out = make("mish", x)
             return out if out.type == n.type else None
+    return None
+
+
+@canonical
+def gelu_tanh_written_out(n: Node) -> Node | None:
+    """x * sigmoid(2 sqrt(2/pi) (x + 0.044715 x**3)) -> gelu(x, approximate="tanh"), with the
+    numbers anywhere in the products and the cube as `x**3` or `x * x * x` (PyTorch's
+    `0.5 * x * (1 + tanh(u))` is this sigmoid once `one_plus_tanh` has written it so): the
+    composite's backward (`ops/nn.py`), whose one new array the written form's product rule
+    does not find. The coefficients must be GELU's to within rounding (1e-12): a polynomial
+    of other numbers is another function, and is left as written."""
+    if n.op != "mul" or n.dtype != "float":
+        return None
+    factors, scale = [], 1.0
+    for f in _all_factors(n):
+        value = constant_value(f)
+        if value is None:
+            factors.append(f)
+        elif isinstance(value, bool):
+            return None
+        else:
+            scale *= value
+    if len(factors) != 2 or not math.isclose(scale, 1.0, rel_tol=1e-12):
+        return None
+    for x, s in (factors, factors[::-1]):
+        if s.op != "sigmoid" or x.ndim == 0 or x.shape != n.shape:
+            continue
+        found = _polynomial(s.args[0], x)
+        if found is None or set(found) - {1, 3} or not found.get(1) or not found.get(3):
+            continue
+        linear, cubic = found[1], found[3]
+        if math.isclose(linear, 2 * SQRT_2_OVER_PI, rel_tol=1e-12) and math.isclose(
+            cubic / linear, KAPPA, rel_tol=1e-12
+        ):
+            out = make("gelu", x, approximate="tanh")
+            return out if out.type == n.type else None
+    return None
+
+
+def _all_factors(n: Node) -> list[Node]:
+    """The factors of a tree of products, numbers and small factors included."""
+    if n.op != "mul":
+        return [n]
+    return [f for a in n.args for f in _all_factors(a)]
+
+
+def _polynomial(n: Node, x: Node) -> dict[int, float] | None:
+    """n as a polynomial in x, {power: coefficient} with the zero ones left out, where it is
+    one: sums, differences, products and whole powers of x and numbers."""
+    value = constant_value(n)
+    if value is not None:
+        return None if isinstance(value, bool) else ({0: float(value)} if value else {})
+    if n is x:
+        return {1: 1.0}
+    if n.op == "neg":
+        inner = _polynomial(n.args[0], x)
+        return None if inner is None else {k: -c for k, c in inner.items()}
+    if n.op in ("add", "sub", "mul"):
+        a, b = (_polynomial(m, x) for m in n.args)
+        if a is None or b is None:
+            return None
+        if n.op == "mul":
+            terms = [(i + j, c * d) for i, c in a.items() for j, d in b.items()]
+        else:
+            sign = 1.0 if n.op == "add" else -1.0
+            terms = [*a.items(), *((j, sign * d) for j, d in b.items())]
+        out: dict[int, float] = {}
+        for k, c in terms:
+            out[k] = out.get(k, 0.0) + c
+        return {k: c for k, c in out.items() if c}
+    if n.op == "div":
+        a, b = _polynomial(n.args[0], x), constant_value(n.args[1])
+        if a is None or not isinstance(b, int | float) or isinstance(b, bool) or not b:
+            return None
+        return {k: c / b for k, c in a.items()}
+    if n.op == "pow":
+        k = constant_value(n.args[1])
+        if k not in (2, 3, 4) or isinstance(k, bool):
+            return None
+        base = _polynomial(n.args[0], x)
+        return None if base is None or base.keys() != {1} else {int(k): base[1] ** k}
     return None
 
 
