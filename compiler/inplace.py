@@ -147,7 +147,7 @@ def _cost(fn: Lowering, n: Node, a: Node, spine: list[Node], reusable) -> tuple[
 def _beside(fn: Lowering, n: Node, a: Node, spine: list[Node], reusable) -> dict:
     """The operands beside the way down to a that are worked out, when their step comes, in the
     array of a value they read for the last time, which nothing evaluated after reads: in
-    `dz = np.maximum(e, z >= 0)`, `e += 1`, `dz /= e`, the 1 + e of `maximum(e, z >= 0) /
+    `np.maximum(dz, e, out=dz)`, `e += 1`, `dz /= e`, the 1 + e of `maximum(z >= 0, e) /
     (1 + e)`. Each operand -> the value and the operations down to it."""
     out: dict[Node, tuple[Node, list[Node]]] = {}
     taken = {a}

@@ -208,8 +208,9 @@ def test_the_way_down_that_makes_the_fewest_arrays():
     for the last time, is worked out in `h`'s array with no temporary, not in `dh`'s with
     `1 - h * h` made beside it; attention's `weights * (dweights - rowdot)` in the array of
     `dweights` when the backward may use up `weights` as well; and a binary cross-entropy's
-    `maximum(e, z >= 0) / (1 + e)` in a new array, its `1 + e` in the array of `e`
-    (`e += 1`, `dz /= e`)."""
+    `maximum(z >= 0, e) / (1 + e)` in the new array of the mask made floats (no boolean
+    array converted through a buffer as large), its `1 + e` in the array of `e` (`e += 1`,
+    `dz /= e`)."""
     from bpc import compile_source
 
     text = compile_source((ROOT / "examples" / "mlp.bp").read_text(), "mlp.bp")
@@ -222,7 +223,35 @@ def test_the_way_down_that_makes_the_fewest_arrays():
     assert "    t_2 = dweights\n    t_2 -= " in backward and "    t_2 *= weights\n" in backward
     source = "graph f(z: [n], y: [n]) -> loss {\n    loss = mean(softplus(z) - y * z)\n}\n"
     grad = compile_source(source, "f.bp").split("def f_grad")[1]
-    assert "    dz = np.maximum(e, z >= 0)\n    e += 1\n    dz /= e\n" in grad
+    mask = "    dz = (z >= 0).astype(e.dtype)\n    np.maximum(dz, e, out=dz)\n"
+    assert mask + "    e += 1\n    dz /= e\n" in grad
+
+
+def test_a_binary_cross_entropy_backward_makes_one_array():
+    """The binary cross-entropy's backward, its cache used up, makes the gradient and the mask
+    `z >= 0` alone: at 8192 elements NumPy's maximum of a float and a boolean array would
+    convert the booleans through a buffer the size of the gradient (twice the memory)."""
+    import tracemalloc
+
+    from bpc import compile_source
+
+    source = "graph f(z: [n], y: [n]) -> loss wrt z {\n    loss = mean(softplus(z) - y * z)\n}\n"
+    module = module_from_text(
+        compile_source(source, "f.bp", consume_cache=True), "bpc_in_place_bce_once"
+    )
+    rng = np.random.default_rng(0)
+    z, y = rng.standard_normal(8192) * 3, (rng.random(8192) < 0.5) * 1.0
+    module.f_backward(1.0, module.f_forward(z, y)[1])  # (a first call checks its arguments)
+    _, cache = module.f_forward(z, y)
+    tracemalloc.start()
+    try:
+        (dz,) = module.f_backward(1.0, cache)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1.2 * z.nbytes  # (dz, and the mask: an eighth of it)
+    e = np.exp(-np.abs(z))
+    np.testing.assert_allclose(dz, (np.where(z >= 0, 1, e) / (1 + e) - y) / 8192, rtol=1e-14)
 
 
 def test_a_loop_fills_its_stacks_in_place():

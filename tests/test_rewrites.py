@@ -1254,7 +1254,8 @@ def test_softplus_gradient_from_e():
     g = verify(graph([z, y], [loss, make("sub", sigmoid, y)]), "canonicalize")
     out = verify(opt.softplus_gradient_from_e(g), "softplus_gradient_from_e")
     assert show(out.outputs[1]) == (
-        "sub(div(maximum(exp(neg(abs(z))), ge(z, 0)), add(1, exp(neg(abs(z))))), y)"
+        "sub(div(maximum(cast_like(ge(z, 0), exp(neg(abs(z)))), exp(neg(abs(z)))), "
+        "add(1, exp(neg(abs(z))))), y)"
     )
     assert show(out.outputs[0]) == show(g.outputs[0])
     assert_same_values(g.outputs, out.outputs)

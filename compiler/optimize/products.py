@@ -176,13 +176,17 @@ def _shared_values(graph: Graph) -> Graph:
 
 
 def softplus_gradient_from_e(graph: Graph) -> Graph:
-    """exp(x - s) -> maximum(e, x >= 0) / (1 + e) for s = relu(x) + log1p(e), e = exp(-|x|):
+    """exp(x - s) -> maximum(x >= 0, e) / (1 + e) for s = relu(x) + log1p(e), e = exp(-|x|):
     softplus(x) and the sigmoid of its gradient (`ops/elementwise.py`'s `_softplus_adjoint`),
     where nothing but sums reads s. The sigmoid then comes from the exp the forward takes
     already, and no array need hold s, whose sums `split_sums` takes term by term (a binary
     cross-entropy's loss: one exp where there were two, 0.83x the time of `g_grad` at 1e6 in
     float64). Where s is an array anyway (an output, or read elementwise), exp(x - s) stays,
-    which keeps s alone for the backward, and the forward's log1p may work in e's array."""
+    which keeps s alone for the backward, and the forward's log1p may work in e's array. The
+    mask is made a float array of e's dtype first, and the maximum worked out in it
+    (`dz = (z >= 0).astype(e.dtype)`, `np.maximum(dz, e, out=dz)`): NumPy's maximum of a float
+    and a boolean array converts the booleans through a buffer of 8192 elements, an array
+    more at the sizes of a minibatch, and is no faster."""
     users = _users(graph)
     chosen = set()
     for n in graph.nodes:
@@ -196,7 +200,10 @@ def softplus_gradient_from_e(graph: Graph) -> Graph:
             return m
         x, _, e = _softplus_parts_of(m)
         with at(n.loc):
-            return make("maximum", e, make("ge", x, 0)) / (1 + e)
+            mask = make("ge", x, 0)
+            if e.ndim:  # (a number's mask stays a bool: a Python float has no dtype)
+                mask = make("cast_like", mask, e)
+            return make("maximum", mask, e) / (1 + e)
 
     return simplify(rewrite(graph, step)) if chosen else graph
 

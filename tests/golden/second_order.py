@@ -134,6 +134,8 @@ _dout_checked = set()
 def _dout(graph, dout, shape, dtype):
     """Check an upstream gradient against its output's shape and float dtype, as arguments
     are checked: an array, or a number for a 0-d output (made one of that dtype)."""
+    if dout.__class__ is np.ndarray and dout.dtype == dtype and dout.shape == shape:
+        return dout  # (what a training loop passes: nothing to check or convert)
     key = (graph, dout.__class__, getattr(dout, "shape", 0), getattr(dout, "dtype", 0))
     key += (shape, dtype)
     if key not in _dout_checked:
@@ -480,7 +482,8 @@ def logistic_backward(dout, cache):
     X, y, w, reg, z, e, N = _cached(cache, LogisticCache)
     dout = _dout("logistic", dout, (), X.dtype)
     # loss = mean(softplus(z) - y * z) + 0.5 * reg * sum(w * w)
-    dz = np.maximum(e, z >= 0)
+    dz = (z >= 0).astype(e.dtype)
+    np.maximum(dz, e, out=dz)
     dz /= 1 + e
     dz -= y
     dz *= dout / max(N, 1)
@@ -499,7 +502,8 @@ def logistic_grad(X, y, w, reg):
     np.exp(e, out=e)
     loss = (np.maximum(z, 0).sum() + _log1p_unit(e).sum() - t) / N + 0.5 * reg * (w @ w)
     # loss = mean(softplus(z) - y * z) + 0.5 * reg * sum(w * w)
-    dz = np.maximum(e, z >= 0)
+    dz = (z >= 0).astype(e.dtype)
+    np.maximum(dz, e, out=dz)
     e += 1
     dz /= e
     dz -= y
@@ -563,9 +567,10 @@ def logistic_jvp(X, y, w, reg, w_dot):
     t = y @ z
     e = -np.abs(z)
     np.exp(e, out=e)
-    t_1 = 0.5 * reg
-    loss = (np.maximum(z, 0).sum() + _log1p_unit(e).sum() - t) / N + t_1 * (w @ w)
-    loss_dot = z_dot @ (np.maximum(e, z >= 0) / (1 + e) - y) / N + 2 * w_dot @ w * t_1
+    t_1 = z_dot @ (np.maximum((z >= 0).astype(e.dtype), e) / (1 + e) - y) / N
+    t_2 = 0.5 * reg
+    loss = (np.maximum(z, 0).sum() + _log1p_unit(e).sum() - t) / N + t_2 * (w @ w)
+    loss_dot = t_1 + 2 * w_dot @ w * t_2
     return loss, loss_dot
 
 
@@ -620,7 +625,8 @@ def logistic_hvp(X, y, w, reg, v_w):
     z = X @ w
     e = -np.abs(z)
     np.exp(e, out=e)
-    t = np.maximum(e, z >= 0)
+    t = (z >= 0).astype(e.dtype)
+    np.maximum(t, e, out=t)
     e += 1
     t /= e
     ddz = X @ v_w
