@@ -495,6 +495,16 @@ def test_sum_of_product():
     )
     assert leaves_alone(rule, make("sum", make("mul", x, v), axis=(0, 1), keepdims=False))
     assert leaves_alone(rule, make("sum", make("mul", x, y), axis=(0,), keepdims=False))
+    # a square times another array: the dot of x with x * y, the product the gradient 2 x y
+    # reads; a square alone, or a square times a square, stays the dot of its factors
+    square = make("mul", x, x)
+    for product in (make("mul", square, y), make("mul", y, square)):
+        total = make("sum", product, axis=(0, 1), keepdims=False)
+        assert rewrites(rule, total) == "vdot(x, mul(x, y))"
+    assert rewrites(rule, make("sum", square, axis=(0, 1), keepdims=False)) == "vdot(x, x)"
+    both = make("mul", square, make("mul", y, y))
+    total = make("sum", both, axis=(0, 1), keepdims=False)
+    assert rewrites(rule, total) == "vdot(mul(x, x), mul(y, y))"
 
 
 def test_sum_of_deviations():
@@ -1313,6 +1323,25 @@ def test_share_products():
     backward = make("mul", make("mul", 0.2, d), d)
     g = graph([d, e], [make("mul", d, d)], grads=(backward, make("mul", 0.0, e)))
     assert opt.share_products(g) is g
+    # but a forward value the cache keeps in place of one of its factors, which every
+    # backward product that reads it takes it for: the Gaussian NLL's r = d * w (w its
+    # exp(-logvar)), read by the loss's dot; the gradients -2 c w d and c d d w take r, and the
+    # backward reads w no longer
+    c, w = param("c", index=2), make("exp", make("neg", e))
+    r = make("mul", d, w)
+    loss = make("vdot", d, r)
+    dmu = make("mul", make("mul", make("mul", -2.0, c), w), d)
+    dlogvar = make("mul", make("mul", make("mul", c, d), d), w)
+    grads = (dmu, dlogvar, make("mul", 0.0, c))
+    g = verify(graph([d, e, c], [loss], grads=grads), "canonicalize")
+    out = verify(opt.share_products(g), "share_products")
+    assert [show(n) for n in out.grads[:2]] == [
+        "mul(mul(d, exp(neg(e))), mul(-2.0, c))",
+        "mul(mul(d, exp(neg(e))), mul(c, d))",
+    ]
+    assert_same_values([*g.outputs, *g.grads], [*out.outputs, *out.grads])
+    backward = {n for grad in out.grads for n in reachable([grad])} - out.forward
+    assert w not in {a for n in backward for a in n.args}
 
 
 def test_compound_first():

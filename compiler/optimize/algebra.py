@@ -570,10 +570,19 @@ def sum_of_product(n: Node) -> Node | None:
     mean(a * b) -> vdot(a, b) / their count."""
     if n.ndim == 0 and n.args[0].op == "mul" and n.args[0].ndim:
         a, b = n.args[0].args
+        if _square(b) and not _square(a):
+            a, b = b, a
+        if _square(a) and not _square(b) and a.shape == b.shape:
+            a, b = a.args[0], make("mul", a.args[0], b)
         if a.shape == b.shape == n.args[0].shape and a.dtype == b.dtype == "float":
             dot = make("vdot", a, b)
             return dot if n.op == "sum" else make("div", dot, make("dim", dim=product(a.shape)))
     return None
+
+
+def _square(n: Node) -> bool:
+    """Whether n is c * c for an array c of n's shape."""
+    return n.op == "mul" and n.args[0] is n.args[1] and n.args[0].shape == n.shape
 
 
 def _constant_along(f: Node, x: Node, axes: tuple[int, ...]) -> bool:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from ..dims import Dim, product
-from ..ir import OPS, Graph, Node, at, const, make, reachable, rewrite, with_args
+from ..ir import OPS, Graph, Node, at, const, is_view, make, reachable, rewrite, with_args
 from .algebra import _constant_along, _factors, _from_signed_terms, _smaller, horner_form
 from .fixpoint import _key, simplify
 from .rules import _is_const, _product
@@ -583,12 +583,14 @@ def _squeezed(shape: tuple[Dim, ...]) -> tuple[Dim, ...]:
 def _from_powers(powers: dict[Node, int], shape: tuple[Dim, ...] | None) -> Node:
     """The product of the factors with positive powers over those with negative powers: the
     numbers multiplied into one, first, then the parts smaller than `shape` (`dgamma / t / N *
-    xc`), so that a large array is walked once; 1 where there are none."""
+    xc`), so that a large array is walked once; 1 where there are none. Arrays of masks or
+    integers come last, after a float: a number times a mask is an int64 array, which would
+    make a float32 product float64."""
     number = math.prod(f.attr("value") ** p for f, p in powers.items() if _multiplier(f, p))
     value = None if number == 1 else const(number)
-    for large in (False, True):
+    for large, mask in ((False, False), (True, False), (False, True), (True, True)):
         for f, p in powers.items():
-            if (f.shape == shape) != large or _multiplier(f, p):
+            if (f.shape == shape) != large or _multiplier(f, p) or _mask(f) != mask:
                 continue
             for _ in range(abs(p)):
                 if p > 0:
@@ -596,6 +598,11 @@ def _from_powers(powers: dict[Node, int], shape: tuple[Dim, ...] | None) -> Node
                 else:
                     value = make("div", const(1.0) if value is None else value, f)
     return const(1.0) if value is None else value
+
+
+def _mask(f: Node) -> bool:
+    """An array of booleans or integers (a size, a number, stays where it is)."""
+    return f.dtype != "float" and f.ndim > 0
 
 
 def _multiplier(f: Node, p: int) -> bool:
@@ -679,7 +686,9 @@ def share_products(graph: Graph) -> Graph:
     and the gradient of the log-variance read, and `(x - mu) / exp(logvar)`, the mean's
     gradient: one quotient where there were two, and neither `d * d` nor `exp(logvar)` is kept
     apart, so the forward works them out in two arrays, as an expert does). The other one must
-    not be computed from it, and has no numbers among its factors."""
+    not be computed from it, and has no numbers among its factors; a backward product takes a
+    forward one where the cache keeps that one already, or may keep it in place of one of its
+    factors (`_kept_instead`)."""
     users = _users(graph)
 
     def through(m: Node) -> bool:  # (an inner product that only its chain reads)
@@ -697,11 +706,22 @@ def share_products(graph: Graph) -> Graph:
         if sum(map(abs, powers[q].values())) >= 2:
             having.setdefault(min(powers[q], key=count.get), []).append(i)
     order = {n: i for i, n in enumerate(graph.nodes)}
+    known: dict[Node, bool] = {}
+    containing: dict[Node, list[int]] = {}  # a factor -> the parts that have it
+    for i, q in enumerate(parts):
+        for f in powers[q]:
+            containing.setdefault(f, []).append(i)
+
+    def instead(q: Node) -> bool:  # (`_kept_instead`, once for each q)
+        if q not in known:
+            known[q] = _kept_instead(graph, users, q, parts, powers, containing, through)
+        return known[q]
+
     regrouped = {}
     for n in parts:
         if any(u is not None and through(n) and u.op in ("mul", "div") for u in users[n]):
             continue  # (inside a chain: the chain is regrouped as a whole)
-        found = _shares(graph, users, n, parts, powers, having, order)
+        found = _shares(graph, users, n, parts, powers, having, order, instead)
         if found is not None:
             regrouped[n] = found
 
@@ -728,7 +748,7 @@ def share_products(graph: Graph) -> Graph:
     return _shared_values(rewrite(graph, rebuilt))
 
 
-def _shares(graph: Graph, users, n: Node, parts, powers, having, order) -> tuple | None:
+def _shares(graph: Graph, users, n: Node, parts, powers, having, order, instead) -> tuple | None:
     """(q, the rest of n's factors) for the part q with the most factors that n has all of
     (the first of them in the graph's order), or None."""
     found = []
@@ -740,9 +760,47 @@ def _shares(graph: Graph, users, n: Node, parts, powers, having, order) -> tuple
     for _, _, q, rest in sorted(found, key=lambda f: f[:2], reverse=True):
         if _depends(n, q, order) or _depends(q, n, order):
             continue
-        if _kept_no_longer(graph, users, n, q, powers[q]):
+        if _kept_no_longer(graph, users, n, q, powers[q]) or instead(q):
             return q, rest
     return None
+
+
+def _kept_instead(graph: Graph, users, q: Node, parts, powers, containing, through) -> bool:
+    """Whether q, a forward value, may be kept for the backward in place of one of its factors,
+    an array the forward made: every backward reader of that factor is in the chain of a backward product that has all of
+    q's factors, each of which takes q for them (the Gaussian NLL's `r = d * exp(-logvar)`,
+    which the loss's dot reads: the gradients `-2 c r` and `c d r` read r, and the cache keeps
+    `d` and `r`, where it kept `d` and `exp(-logvar)` and the backward made `d * d`)."""
+    forward = graph.forward
+    if q not in forward:
+        return False
+    near = {i for f in powers[q] for i in containing.get(f, ())}  # (parts with a factor of q)
+    takers = [parts[i] for i in sorted(near) if parts[i] not in forward and parts[i] is not q]
+    takers = [m for m in takers if _less(powers[m], powers[q]) is not None]
+    inside = {c for m in takers for c in _chain(m, m.shape, through)}
+    for f in powers[q]:
+        if f.op in ("param", "const", "dim") or f.shape != q.shape or is_view(f):
+            continue  # (only an array the forward made is one the cache need not keep)
+        readers = [u for u in users[f] if u is not None and u not in forward]
+        if readers and all(u in inside for u in readers):
+            return True
+    return False
+
+
+def _chain(n: Node, shape, through) -> set[Node]:
+    """The products, quotients and reshapes of n's chain that `_powers` reads through."""
+    out: set[Node] = set()
+    stack = [n]
+    while stack:
+        m = stack.pop()
+        if m.dtype != "float" or (m is not n and m.shape == shape and not through(m)):
+            continue
+        if m.op in ("mul", "div") or (
+            m.op == "reshape" and _squeezed(m.shape) == _squeezed(m.args[0].shape)
+        ):
+            out.add(m)
+            stack.extend(m.args)
+    return out
 
 
 def _depends(a: Node, b: Node, order: dict) -> bool:
