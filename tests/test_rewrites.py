@@ -821,6 +821,15 @@ def test_gelu_tanh_written_out():
     assert leaves_alone(rule, form(make("pow", x, 3) + make("pow", x, 2)))
     assert leaves_alone(rule, form(make("pow", y, 3)))
     assert leaves_alone(rule, make("mul", x, make("sigmoid", make("mul", 1.702, x))))
+    # a sigmoid of a deep expression whose values are shared (each read twice): the rule reads
+    # a few levels and stops, where a walk of every path would take 2**40 steps
+    deep = x
+    for _ in range(40):
+        deep = make("add", make("mul", deep, deep), deep)
+    assert leaves_alone(rule, make("mul", x, make("sigmoid", deep)))
+    assert leaves_alone(
+        rule, make("mul", deep, make("sigmoid", make("mul", 1.5957691216057308, x)))
+    )
 
 
 def test_mish_is_accurate_far_out():

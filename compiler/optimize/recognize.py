@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import math
 
-from ..ir import Node, make
-from ..ops.elementwise import constant_value
+from ..ir import OPS, Node, make
 from ..ops.nn import KAPPA, SQRT_2_OVER_PI
 from .algebra import _mean_over, mean_of
 from .rules import canonical
@@ -96,13 +95,14 @@ def gelu_tanh_written_out(n: Node) -> Node | None:
     of other numbers is another function, and is left as written."""
     if n.op != "mul" or n.dtype != "float":
         return None
+    found = _all_factors(n, [])
+    if found is None:
+        return None
     factors, scale = [], 1.0
-    for f in _all_factors(n):
-        value = constant_value(f)
+    for f in found:
+        value = _number(f)
         if value is None:
             factors.append(f)
-        elif isinstance(value, bool):
-            return None
         else:
             scale *= value
     if len(factors) != 2 or not math.isclose(scale, 1.0, rel_tol=1e-12):
@@ -122,26 +122,62 @@ def gelu_tanh_written_out(n: Node) -> Node | None:
     return None
 
 
-def _all_factors(n: Node) -> list[Node]:
-    """The factors of a tree of products, numbers and small factors included."""
+# How deep the GELU rule reads a product or a polynomial: the written forms are a few levels
+# deep, and a bound keeps the rule linear on a large graph (whose shared values a walk without
+# one would visit once per path).
+DEPTH = 8
+
+
+def _all_factors(n: Node, out: list[Node], depth: int = 0) -> list[Node] | None:
+    """The factors of a tree of products, numbers and small factors included; None where there
+    are more than a few."""
     if n.op != "mul":
-        return [n]
-    return [f for a in n.args for f in _all_factors(a)]
+        out.append(n)
+        return out if len(out) <= DEPTH else None
+    if depth > DEPTH:
+        return None
+    for a in n.args:
+        if _all_factors(a, out, depth + 1) is None:
+            return None
+    return out
 
 
-def _polynomial(n: Node, x: Node) -> dict[int, float] | None:
+def _number(n: Node, depth: int = 0) -> float | None:
+    """The value of a few levels of arithmetic on literal numbers (`sqrt(2 / pi)`), or None."""
+    if n.op == "const":
+        value = n.attr("value")
+        return None if isinstance(value, bool) else value
+    fold = OPS[n.op].fold
+    if depth > DEPTH or not n.args or n.dtype == "bool" or fold is None:
+        return None
+    values = []
+    for a in n.args:
+        value = _number(a, depth + 1)
+        if value is None:
+            return None
+        values.append(value)
+    try:
+        value = fold(*values)
+    except (ArithmeticError, ValueError):
+        return None
+    return None if isinstance(value, bool | complex) else value
+
+
+def _polynomial(n: Node, x: Node, depth: int = 0) -> dict[int, float] | None:
     """n as a polynomial in x, {power: coefficient} with the zero ones left out, where it is
-    one: sums, differences, products and whole powers of x and numbers."""
-    value = constant_value(n)
+    one: sums, differences, products and whole powers of x and numbers, a few levels deep."""
+    if depth > DEPTH:
+        return None
+    value = _number(n)
     if value is not None:
-        return None if isinstance(value, bool) else ({0: float(value)} if value else {})
+        return {0: float(value)} if value else {}
     if n is x:
         return {1: 1.0}
     if n.op == "neg":
-        inner = _polynomial(n.args[0], x)
+        inner = _polynomial(n.args[0], x, depth + 1)
         return None if inner is None else {k: -c for k, c in inner.items()}
     if n.op in ("add", "sub", "mul"):
-        a, b = (_polynomial(m, x) for m in n.args)
+        a, b = (_polynomial(m, x, depth + 1) for m in n.args)
         if a is None or b is None:
             return None
         if n.op == "mul":
@@ -154,15 +190,15 @@ def _polynomial(n: Node, x: Node) -> dict[int, float] | None:
             out[k] = out.get(k, 0.0) + c
         return {k: c for k, c in out.items() if c}
     if n.op == "div":
-        a, b = _polynomial(n.args[0], x), constant_value(n.args[1])
-        if a is None or not isinstance(b, int | float) or isinstance(b, bool) or not b:
+        a, b = _polynomial(n.args[0], x, depth + 1), _number(n.args[1])
+        if a is None or not b:
             return None
         return {k: c / b for k, c in a.items()}
     if n.op == "pow":
-        k = constant_value(n.args[1])
-        if k not in (2, 3, 4) or isinstance(k, bool):
+        k = _number(n.args[1])
+        if k not in (2, 3, 4):
             return None
-        base = _polynomial(n.args[0], x)
+        base = _polynomial(n.args[0], x, depth + 1)
         return None if base is None or base.keys() != {1} else {int(k): base[1] ** k}
     return None
 
