@@ -439,14 +439,26 @@ def _pow_adjoint(g, y, a, b):
     return da, db
 
 
-def constant_value(n: Node) -> int | float | bool | None:
-    """The value of a node made of literals alone (`-1` is `neg(1)`), or None."""
+# How many levels of operations `constant_value` reads: a number written as an expression is a few
+# levels deep, and the bound keeps a question about a large graph's value from walking the graph.
+CONSTANT_DEPTH = 12
+
+
+def constant_value(n: Node, depth: int = 0) -> int | float | bool | None:
+    """The value of a node made of literals alone (`-1` is `neg(1)`, `sqrt(2 / pi)`), or None.
+    It stops at the first operand that is no number, and reads `CONSTANT_DEPTH` levels at most
+    (a shared value below would otherwise be read once for every path to it)."""
     if n.op == "const":
         return n.attr("value")
-    values = [constant_value(a) for a in n.args]
     fold = OPS[n.op].fold
-    if not n.args or any(v is None for v in values) or fold is None:
+    if not n.args or fold is None or depth >= CONSTANT_DEPTH:
         return None
+    values = []
+    for a in n.args:
+        value = constant_value(a, depth + 1)
+        if value is None:
+            return None
+        values.append(value)
     try:
         return fold(*values)
     except (ArithmeticError, ValueError):

@@ -559,17 +559,25 @@ def _powers(n: Node, shape: tuple[Dim, ...] | None, through=None) -> dict[Node, 
     return out
 
 
-def _factors_of(n: Node, shape, through, top: bool = True) -> list[tuple[Node, int]]:
-    """`_powers`'s factors, one (factor, 1 or -1) per occurrence."""
+def _factors_of(
+    n: Node, shape, through, top: bool = True, read: set[Node] | None = None
+) -> list[tuple[Node, int]]:
+    """`_powers`'s factors, one (factor, 1 or -1) per occurrence; the nodes read through go
+    into `read`, where given."""
     if (not top and n.shape == shape and not through(n)) or n.dtype != "float":
         return [(n, 1)]
     if n.op == "reshape" and _squeezed(n.shape) == _squeezed(n.args[0].shape):
-        return _factors_of(n.args[0], shape, through, False)  # ((1, D) for [D]: broadcasting)
+        if read is not None:
+            read.add(n)
+        return _factors_of(n.args[0], shape, through, False, read)  # ((1, D) for [D])
     if n.op not in ("mul", "div"):
         return [(n, 1)]
+    if read is not None:
+        read.add(n)
     sign = 1 if n.op == "mul" else -1
-    below = _factors_of(n.args[1], shape, through, False)
-    return _factors_of(n.args[0], shape, through, False) + [(f, sign * p) for f, p in below]
+    below = _factors_of(n.args[1], shape, through, False, read)
+    above = _factors_of(n.args[0], shape, through, False, read)
+    return above + [(f, sign * p) for f, p in below]
 
 
 def _squeezed(shape: tuple[Dim, ...]) -> tuple[Dim, ...]:
@@ -767,17 +775,18 @@ def _shares(graph: Graph, users, n: Node, parts, powers, having, order, instead)
 
 def _kept_instead(graph: Graph, users, q: Node, parts, powers, containing, through) -> bool:
     """Whether q, a forward value, may be kept for the backward in place of one of its factors,
-    an array the forward made: every backward reader of that factor is in the chain of a backward product that has all of
-    q's factors, each of which takes q for them (the Gaussian NLL's `r = d * exp(-logvar)`,
-    which the loss's dot reads: the gradients `-2 c r` and `c d r` read r, and the cache keeps
-    `d` and `r`, where it kept `d` and `exp(-logvar)` and the backward made `d * d`)."""
+    an array the forward made: every backward reader of that factor is in the chain of a
+    backward product that has all of q's factors, each of which takes q for them (the Gaussian
+    NLL's `r = d * exp(-logvar)`, which the loss's dot reads: the gradients `-2 c r` and
+    `c d r` read r, and the cache keeps `d` and `r`, where it kept `d` and `exp(-logvar)` and
+    the backward made `d * d`)."""
     forward = graph.forward
     if q not in forward:
         return False
     near = {i for f in powers[q] for i in containing.get(f, ())}  # (parts with a factor of q)
     takers = [parts[i] for i in sorted(near) if parts[i] not in forward and parts[i] is not q]
     takers = [m for m in takers if _less(powers[m], powers[q]) is not None]
-    inside = {c for m in takers for c in _chain(m, m.shape, through)}
+    inside = {c for m in takers for c in _chain(m, through)}
     for f in powers[q]:
         if f.op in ("param", "const", "dim") or f.shape != q.shape or is_view(f):
             continue  # (only an array the forward made is one the cache need not keep)
@@ -787,20 +796,11 @@ def _kept_instead(graph: Graph, users, q: Node, parts, powers, containing, throu
     return False
 
 
-def _chain(n: Node, shape, through) -> set[Node]:
+def _chain(n: Node, through) -> set[Node]:
     """The products, quotients and reshapes of n's chain that `_powers` reads through."""
-    out: set[Node] = set()
-    stack = [n]
-    while stack:
-        m = stack.pop()
-        if m.dtype != "float" or (m is not n and m.shape == shape and not through(m)):
-            continue
-        if m.op in ("mul", "div") or (
-            m.op == "reshape" and _squeezed(m.shape) == _squeezed(m.args[0].shape)
-        ):
-            out.add(m)
-            stack.extend(m.args)
-    return out
+    read: set[Node] = set()
+    _factors_of(n, n.shape, through, read=read)
+    return read
 
 
 def _depends(a: Node, b: Node, order: dict) -> bool:

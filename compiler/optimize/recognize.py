@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import math
 
-from ..ir import OPS, Node, make
+from ..ir import Node, make
+from ..ops.elementwise import constant_value
 from ..ops.nn import KAPPA, SQRT_2_OVER_PI
 from .algebra import _mean_over, mean_of
 from .rules import canonical
@@ -123,8 +124,8 @@ def gelu_tanh_written_out(n: Node) -> Node | None:
 
 
 # How deep the GELU rule reads a product or a polynomial: the written forms are a few levels
-# deep, and a bound keeps the rule linear on a large graph (whose shared values a walk without
-# one would visit once per path).
+# deep, and a bound keeps the rule from walking a large graph (whose shared values a walk
+# without one would visit once per path).
 DEPTH = 8
 
 
@@ -142,24 +143,9 @@ def _all_factors(n: Node, out: list[Node], depth: int = 0) -> list[Node] | None:
     return out
 
 
-def _number(n: Node, depth: int = 0) -> float | None:
-    """The value of a few levels of arithmetic on literal numbers (`sqrt(2 / pi)`), or None."""
-    if n.op == "const":
-        value = n.attr("value")
-        return None if isinstance(value, bool) else value
-    fold = OPS[n.op].fold
-    if depth > DEPTH or not n.args or n.dtype == "bool" or fold is None:
-        return None
-    values = []
-    for a in n.args:
-        value = _number(a, depth + 1)
-        if value is None:
-            return None
-        values.append(value)
-    try:
-        value = fold(*values)
-    except (ArithmeticError, ValueError):
-        return None
+def _number(n: Node) -> float | None:
+    """The value of literal numbers and arithmetic on them (`sqrt(2 / pi)`), or None."""
+    value = constant_value(n)
     return None if isinstance(value, bool | complex) else value
 
 
