@@ -131,7 +131,8 @@ DEPTH = 8
 
 def _all_factors(n: Node, out: list[Node], depth: int = 0) -> list[Node] | None:
     """The factors of a tree of products, numbers and small factors included; None where there
-    are more than a few."""
+    are more than a few. (algebra's `_factors`, bounded: a canonical rule is offered every node,
+    and reading a long chain of products whole at each of its nodes is quadratic.)"""
     if n.op != "mul":
         out.append(n)
         return out if len(out) <= DEPTH else None
