@@ -195,6 +195,21 @@ def test_abs_of_negation():
     assert leaves_alone(rule, make("abs", x))
 
 
+def test_comparison_of_negation():
+    rule = opt.comparison_of_negation
+    assert rewrites(rule, make("ge", make("neg", x), const(0.0))) == "le(x, 0.0)"
+    assert rewrites(rule, make("lt", make("neg", x), const(2.0))) == "gt(x, -2.0)"
+    assert rewrites(rule, make("le", const(1.0), make("neg", x))) == "ge(-1.0, x)"
+    assert rewrites(rule, make("eq", make("neg", x), const(3.0))) == "eq(x, -3.0)"
+    assert leaves_alone(rule, make("ge", make("neg", x), y))
+    assert leaves_alone(rule, make("ge", x, const(0.0)))
+    # the flipped comparison is the same mask, nan included
+    z = np.array([-2.0, -0.0, 0.0, 1.5, np.nan, np.inf, -np.inf])
+    for c in (0.0, 1.5, -2.0):
+        np.testing.assert_array_equal(-z >= c, z <= -c)
+        np.testing.assert_array_equal(-z < c, z > -c)
+
+
 def test_subtract_negation():
     rule = opt.subtract_negation
     assert rewrites(rule, make("add", x, make("neg", y))) == "sub(x, y)"
@@ -236,6 +251,10 @@ def test_constant_out_of_a_quotient():
     assert rewrites(rule, make("div", make("mul", 2, x), y)) == "mul(2, div(x, y))"
     assert leaves_alone(rule, make("div", make("mul", 2, v), x))  # v is smaller than the quotient
     assert leaves_alone(rule, make("div", make("mul", x, 2), y))
+    # a number leading a product (`0.5 * d * d / var`)
+    chain = make("div", make("mul", make("mul", 0.5, x), c), y)
+    assert rewrites(rule, chain) == "mul(0.5, div(mul(x, c), y))"
+    assert leaves_alone(rule, make("div", make("mul", make("mul", x, 0.5), c), y))
 
 
 def test_times_a_reciprocal():
@@ -352,6 +371,14 @@ def test_sum_of_scaled():
         opt._SEEN.reset(token)
     rows = make("sum", make("mul", make("mul", x, y), v), axis=(1,), keepdims=False)
     assert leaves_alone(rule, rows)  # v varies along the summed axis
+    # a number always moves, out of a sum or a mean (there is nothing to share)
+    total = "mul(0.5, sum(x, axis=(0, 1), keepdims=False))"
+    assert rewrites(rule, make("sum", make("mul", 0.5, x))) == total
+    mean = make("mean", make("mul", 0.5, x), axis=(1,), keepdims=True)
+    assert rewrites(rule, mean) == "mul(0.5, mean(x, axis=(1,), keepdims=True))"
+    mask = make("gt", x, 0)
+    assert leaves_alone(rule, make("sum", make("mul", 0.5, mask)))  # (its sum, an int count)
+    assert leaves_alone(rule, make("mean", make("mul", make("mul", x, y), v), axis=(0,)))
 
 
 def test_sum_of_quotient():
@@ -686,6 +713,15 @@ def test_sigmoid_written_out():
     assert rewrites(rule, make("div", v, one_plus)) == "mul(v, sigmoid(x))"
     assert leaves_alone(rule, make("div", 1, make("add", 2, make("exp", x))))
     assert leaves_alone(rule, make("div", 1, make("add", 1, x)))
+    # exp(w) over 1 + exp(w), times the rest of the numerator
+    e = make("exp", make("mul", 1.702, x))
+    assert rewrites(rule, make("div", e, make("add", 1, e))) == "sigmoid(mul(1.702, x))"
+    written = make("div", make("mul", x, e), make("add", e, 1))
+    assert rewrites(rule, written) == "mul(x, sigmoid(mul(1.702, x)))"
+    twice = make("div", make("mul", e, e), make("add", 1, e))
+    assert rewrites(rule, twice) == "mul(exp(mul(1.702, x)), sigmoid(mul(1.702, x)))"
+    other = make("div", make("mul", x, make("exp", x)), make("add", 1, e))
+    assert rewrites(rule, other) == "mul(mul(x, exp(x)), sigmoid(mul(-1.702, x)))"
 
 
 def _max(u, axis=(1,)):
@@ -710,6 +746,12 @@ def test_softmax_written_out():
     )
     assert leaves_alone(rule, make("div", make("exp", x), _sum_exp(y)))
     assert leaves_alone(rule, make("div", make("exp", x), make("sum", make("exp", x))))
+    # times the reciprocal of the sum, on either side
+    reciprocal = make("div", const(1.0), _sum_exp(shifted))
+    assert rewrites(rule, make("mul", e, reciprocal)) == "softmax(x, axis=(1,))"
+    assert rewrites(rule, make("mul", reciprocal, e)) == "softmax(x, axis=(1,))"
+    assert leaves_alone(rule, make("mul", e, make("div", const(2.0), _sum_exp(shifted))))
+    assert leaves_alone(rule, make("mul", e, _sum_exp(shifted)))
 
 
 def test_log_softmax_written_out():
@@ -849,6 +891,12 @@ def test_one_plus_tanh():
     assert rewrites(rule, make("add", 1, t)) == "mul(2.0, sigmoid(mul(2.0, x)))"
     assert rewrites(rule, make("add", t, 1)) == "mul(2.0, sigmoid(mul(2.0, x)))"
     assert rewrites(rule, make("sub", 1, t)) == "mul(2.0, sigmoid(mul(-2.0, x)))"
+    # tanh(x / 2), a SiLU or a sigmoid written with tanh; a power of two divides exactly
+    assert rewrites(rule, make("add", 1, make("tanh", make("div", x, 2)))) == "mul(2.0, sigmoid(x))"
+    half = make("sub", 1, make("tanh", make("div", x, 0.25)))
+    assert rewrites(rule, half) == "mul(2.0, sigmoid(mul(-8.0, x)))"
+    third = make("add", 1, make("tanh", make("div", x, 3)))
+    assert rewrites(rule, third) == "mul(2.0, sigmoid(mul(2.0, div(x, 3))))"
     assert leaves_alone(rule, make("sub", t, 1))
     assert leaves_alone(rule, make("add", 2, t))
     assert leaves_alone(rule, make("add", 1, make("exp", x)))
@@ -929,6 +977,55 @@ def test_binary_cross_entropy_of_probabilities_compiles_as_of_logits():
     np.testing.assert_allclose(dz, numeric_grad(lambda *a: written.f(*a), [z, y], 0), rtol=1e-7)
 
 
+def test_binary_cross_entropy_of_negated_logits_takes_one_exp():
+    """`softplus(-z) + (1 - y) z` (PyTorch's form of the loss of logits) and
+    `log(1 + exp(-z)) + z - y z`: the gradient's sigmoid comes from the forward's exp(-|z|)
+    (`softplus_gradient_from_e` through `abs_of_negation`) and its mask from z itself
+    (`comparison_of_negation`), as for `softplus(z) - y z`; -z is no array of its own in the
+    backward."""
+    graph = "graph f(z: [n], y: [n]) -> loss {{\n    loss = {}\n}}\n"
+    rng = np.random.default_rng(6)
+    z, y = rng.standard_normal(7) * 3, (rng.random(7) < 0.5) * 1.0
+    for body in ("mean(softplus(-z) + (1 - y) * z)", "mean(log(1 + exp(-z)) + z - y * z)"):
+        written = load(graph.format(body))
+        text = written.__source__.split("def f_grad(")[1]
+        assert text.count("np.exp(") == 1, body
+        assert "(z <= 0)" in text and "-z >=" not in text, body
+        _, (dz, _) = written.f_grad(z, y)
+        want = numeric_grad(written.f, [z, y], 0)
+        np.testing.assert_allclose(dz, want, rtol=1e-7, atol=1e-8)
+
+
+def _code(module) -> list[str]:
+    """The generated functions' lines, their comments (the source's lines) aside."""
+    text = module.__source__.split("def f(")[1]
+    return [line for line in text.splitlines() if not line.strip().startswith("#")]
+
+
+def test_relu_written_as_where():
+    rule = opt.relu_written_as_where
+    zero = const(0)
+    assert rewrites(rule, make("where", make("gt", x, zero), x, zero)) == "relu(x)"
+    assert rewrites(rule, make("where", make("lt", const(0.0), x), x, const(0.0))) == "relu(x)"
+    assert rewrites(rule, make("where", make("le", x, zero), zero, x)) == "relu(x)"
+    assert rewrites(rule, make("where", make("ge", zero, x), zero, x)) == "relu(x)"
+    # x >= 0 sends x's gradient at 0 to x (1, where relu's is 0); other values, other arrays
+    assert leaves_alone(rule, make("where", make("ge", x, zero), x, zero))
+    assert leaves_alone(rule, make("where", make("lt", x, zero), zero, x))
+    assert leaves_alone(rule, make("where", make("gt", x, zero), x, const(1.0)))
+    assert leaves_alone(rule, make("where", make("gt", x, zero), y, zero))
+    assert leaves_alone(rule, make("where", make("gt", x, const(1.0)), x, zero))
+    # compiled, the same code and gradient as relu's
+    graph = "graph f(x: [n, m], v: [m]) -> y {{\n    y = sum({} * v)\n}}\n"
+    written = load(graph.format("where(x > 0, x, 0)"))
+    composite = load(graph.format("relu(x)"))
+    assert _code(written) == _code(composite)
+    xs, v = np.random.default_rng(7).standard_normal((3, 4)), np.arange(4.0)
+    xs[0, 0] = 0.0
+    _, (dx, _) = written.f_grad(xs, v)
+    np.testing.assert_array_equal(dx, (xs > 0) * v)
+
+
 def test_exp_of_log_softmax():
     rule = opt.exp_of_log_softmax
     assert rewrites(rule, make("exp", make("log_softmax", x, axis=(1,)))) == "softmax(x, axis=(1,))"
@@ -984,11 +1081,12 @@ graph f(s: [n, m], v: [m]) -> y {
 
 
 def test_sigmoid_written_out_gradient():
-    text = "graph f(x: [n]) -> y { y = sum(x / (1 + exp(-1.702 * x))) }"
-    module = load(text)
     x = np.random.default_rng(1).standard_normal(6) * 3
-    _, (dx,) = module.f_grad(x)
-    np.testing.assert_allclose(dx, numeric_grad(module.f, [x], 0), rtol=1e-7)
+    for body in ("x / (1 + exp(-1.702 * x))", "x * exp(1.702 * x) / (1 + exp(1.702 * x))"):
+        module = load(f"graph f(x: [n]) -> y {{ y = sum({body}) }}")
+        _, (dx,) = module.f_grad(x)
+        np.testing.assert_allclose(dx, numeric_grad(module.f, [x], 0), rtol=1e-7)
+        assert "np.exp(" not in "\n".join(_code(module)), body  # (in _sigmoid alone)
 
 
 def test_expand_composite():

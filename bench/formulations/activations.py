@@ -156,6 +156,10 @@ GELU_SIGMOID = _model(
     [
         ("x * sigmoid(1.702 * x)", "    out = x * sigmoid(1.702 * x)"),
         ("x / (1 + exp(-1.702 * x))", "    out = x / (1 + exp(-1.702 * x))"),
+        (
+            "x * exp(1.702 * x) / (1 + exp(1.702 * x))",
+            "    out = x * exp(1.702 * x) / (1 + exp(1.702 * x))",
+        ),
     ],
     _gelu_inputs,
 )

@@ -103,5 +103,13 @@ ATTENTION = Model(
     out = p @ v
 """),
         ),
+        Formulation(
+            "e * (1 / sum(e)), d ** -0.5",
+            _graph("""
+    s = (q @ transpose(k)) * d ** -0.5
+    e = exp(s - max(s, axis=-1, keepdims=true))
+    out = (e * (1 / sum(e, axis=-1, keepdims=true))) @ v
+"""),
+        ),
     ],
 )

@@ -110,6 +110,7 @@ SILU = _activation(
     [
         ("x * sigmoid(x)", "out = x * sigmoid(x)"),
         ("x / (1 + exp(-x))", "out = x / (1 + exp(-x))"),
+        ("x * 0.5 * (1 + tanh(x / 2))", "out = x * 0.5 * (1 + tanh(x / 2))"),
     ],
 )
 
@@ -166,6 +167,13 @@ GAUSSIAN_NLL = _loss(
     loss = 0.5 * mean(logvar + d * d * exp(-logvar))
 """,
         ),
+        (
+            "var = exp(logvar), 0.5 in each term",
+            """
+    var = exp(logvar)
+    loss = mean(0.5 * logvar + 0.5 * (x - mu) ** 2 / var)
+""",
+        ),
     ],
 )
 
@@ -189,5 +197,7 @@ BCE = _loss(
     loss = -mean(y * log(p) + (1 - y) * log(1 - p))
 """,
         ),
+        ("softplus(-z) + (1 - y) * z", "    loss = mean(softplus(-z) + (1 - y) * z)"),
+        ("log(1 + exp(-z)) + z - y * z", "    loss = mean(log(1 + exp(-z)) + z - y * z)"),
     ],
 )

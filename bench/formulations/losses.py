@@ -99,5 +99,14 @@ TWO_LAYER = Model(
     loss = data_loss + 0.5 * reg * (sum(W1 * W1) + sum(W2 * W2))
 """),
         ),
+        Formulation(
+            "where(a > 0, a, 0), sum(cross_entropy) / N",
+            _net("""
+    a = X @ W1 + b1
+    h = where(a > 0, a, 0)
+    scores = h @ W2 + b2
+    loss = sum(cross_entropy(scores, y)) / N + reg * (sum(W1 ** 2) + sum(W2 ** 2)) / 2
+"""),
+        ),
     ],
 )

@@ -116,6 +116,22 @@ def abs_of_negation(n: Node) -> Node | None:
     return make("abs", n.args[0].args[0]) if n.args[0].op == "neg" else None
 
 
+_FLIPPED = {"lt": "gt", "le": "ge", "gt": "lt", "ge": "le", "eq": "eq", "ne": "ne"}
+
+
+@rule(*_FLIPPED)
+def comparison_of_negation(n: Node) -> Node | None:
+    """-x >= c -> x <= -c for a number c, and likewise each comparison, either side: the mask of
+    a softplus of -z (`softplus_gradient_from_e`'s `-z >= 0`) is read from z, and -z need not be
+    made for it (for nan both are false)."""
+    a, b = n.args
+    if a.op == "neg" and _is_const(b):
+        return make(_FLIPPED[n.op], a.args[0], 0 - b.attr("value"))  # (0, not -0.0)
+    if b.op == "neg" and _is_const(a):
+        return make(_FLIPPED[n.op], 0 - a.attr("value"), b.args[0])
+    return None
+
+
 @rule("add", "sub")
 def subtract_negation(n: Node) -> Node | None:
     """a + (-b) -> a - b, (-a) + b -> b - a, a - (-b) -> a + b."""
@@ -179,11 +195,17 @@ def _scaled(f: Node) -> bool:
 @rule("div")
 def constant_out_of_a_quotient(n: Node) -> Node | None:
     """(c * a) / b -> c * (a / b) for a number c and `a` of the quotient's shape (the same work),
-    so that constants meet and cancel: `2 * (0.5 * g / t / N)` -> `g / t / N`."""
-    if n.op == "div" and n.args[0].op == "mul" and _is_const(n.args[0].args[0]):
-        c, a = n.args[0].args
-        if a.shape == n.shape and not a.type.static and n.dtype == "float":
-            return make("mul", c, make("div", a, n.args[1]))
+    so that constants meet and cancel: `2 * (0.5 * g / t / N)` -> `g / t / N`; the number may
+    lead a product, `(c * a * d) / b` -> `c * (a * d / b)` (`0.5 * d * d / var`, whose sum is
+    then `0.5 * vdot(d, d / var)`)."""
+    if n.op != "div" or n.args[0].op != "mul" or n.dtype != "float":
+        return None
+    factors = _factors(n.args[0])
+    if len(factors) < 2 or not _is_const(factors[0]):
+        return None
+    a = _product(factors[1:])
+    if a.shape == n.shape and not a.type.static and a.dtype == "float":
+        return make("mul", factors[0], make("div", a, n.args[1]))
     return None
 
 
@@ -341,20 +363,28 @@ def _factors(n: Node, inside=lambda a: True) -> list[Node]:
     return [f for fs in through for f in fs]
 
 
-@rule("sum")
+@rule("sum", "mean")
 def sum_of_scaled(n: Node) -> Node | None:
     """sum(X * Y * v, axes) -> v * sum(X * Y, axes) when v is the same all along the summed
     leading axes (a scalar, or a vector along the last axis summed over the rows), for products
     of three factors or more, nested ones included: the product with v is taken on the small
     result, and batchnorm's sum(dout * xhat) = invstd * sum(dout * xc) shares its sum with
     sum(dout * gamma * xc). For sum(X * v), the product may be needed anyway (a gradient,
-    dscores): it moves only where sum(X) is computed anyway (over any axes), and shares it."""
+    dscores): it moves only where sum(X) is computed anyway (over any axes), and shares it;
+    a number c always moves, sum(c * X) -> c * sum(X) and mean(c * X) -> c * mean(X)
+    (`mean(0.5 * logvar + ...)` term by term), since c * X costs a pass over X where
+    c * sum(X) costs one multiplication."""
     x, axes = n.args[0], n.attr("axis")
     if x.op != "mul" or n.dtype != "float":
         return None
     factors = _factors(x)
     if len(factors) == 2:
-        return _scaled_sum_shared(n, factors)
+        c, big = factors
+        if _is_const(c) and big.shape == x.shape and big.dtype == "float":
+            return make("mul", c, make(n.op, big, **n.kw))  # (a number: nothing to share)
+        return _scaled_sum_shared(n, factors) if n.op == "sum" else None
+    if n.op == "mean":
+        return None
     if n.attr("keepdims") or axes != tuple(range(len(axes))):
         return None
     # float factors only: a mask or a number alone outside would make an int64 array
@@ -908,9 +938,20 @@ def one_plus_tanh(n: Node) -> Node | None:
     pairs = ((a, b, 2.0), (b, a, 2.0)) if n.op == "add" else ((a, b, -2.0),)
     for one, t, k in pairs:
         if _is_const(one, 1) and t.op == "tanh" and t.shape == n.shape:
-            out = make("mul", 2.0, make("sigmoid", make("mul", k, t.args[0])))
+            out = make("mul", 2.0, make("sigmoid", _times(k, t.args[0])))
             return out if out.type == n.type else None
     return None
+
+
+def _times(k: float, u: Node) -> Node:
+    """k * u, with u = x / c as (k / c) * x for c a power of two (`tanh(x / 2)` of a SiLU
+    written with tanh: `sigmoid(x)`, not `sigmoid(2 * (x / 2))`): x / c is then exact (but for
+    subnormal numbers), and both round k * x / c once."""
+    if u.op == "div" and _is_const(u.args[1]) and u.args[0].dtype == "float":
+        c = u.args[1].attr("value")
+        if not isinstance(c, bool) and c and math.frexp(abs(c))[0] == 0.5:
+            return u.args[0] if k / c == 1 else make("mul", k / c, u.args[0])
+    return make("mul", k, u)
 
 
 @canonical
@@ -967,12 +1008,19 @@ def sigmoid_written_out(n: Node) -> Node | None:
     """a / (1 + exp(w)) -> a * sigmoid(-w), and 1 / (1 + exp(w)) -> sigmoid(-w), with -(-z) as z
     and -(c * z) as (-c) * z: exp(w) overflows for w > 709 (88 in float32), with NumPy's
     warning, and the gradient of the quotient is then nan; sigmoid never overflows, and its
-    backward is y * (1 - y)."""
+    backward is y * (1 - y). An exp(w) that the numerator multiplies by is the sigmoid's own:
+    a * exp(w) / (1 + exp(w)) -> a * sigmoid(w), and exp(w) / (1 + exp(w)) -> sigmoid(w)."""
     if n.op != "div" or n.args[1].op != "add" or n.dtype != "float":
         return None
     a, (p, q) = n.args[0], n.args[1].args
     for one, e in ((p, q), (q, p)):
         if _is_const(one, 1) and e.op == "exp" and e.shape == n.args[1].shape:
+            factors = _factors(a)
+            if any(f is e for f in factors):
+                i = next(i for i, f in enumerate(factors) if f is e)
+                rest, s = factors[:i] + factors[i + 1 :], make("sigmoid", e.args[0])
+                m = make("mul", _product(rest), s) if rest else s
+                return m if m.type == n.type else None
             s = make("sigmoid", _negated(e.args[0]))
             if _is_const(a, 1) and s.type == n.type:
                 return s

@@ -27,8 +27,8 @@ def canonicalize(graph: Graph) -> Graph:
     def intern(n: Node) -> Node:
         """n's representative, the parts a rewrite made new interned too (`x - mu` in the
         variance `variance_from_moments` writes is the `x - mu` the graph has)."""
-        if not n.args or n.op in ("param", "dout"):
-            return n
+        if n.op in ("param", "dout") or (not n.args and n.op != "const"):
+            return n  # (a number written twice is one node: `exp(1.702 * x)` twice is one exp)
         key = _key(n)
         found = interned.get(key)
         if found is not None:

@@ -224,15 +224,18 @@ def _softplus_parts(n: Node) -> Node | None:
 
 
 def _softplus_parts_of(n: Node) -> tuple[Node, Node, Node] | None:
-    """(x, s, e) where n is exp(x - s), s = relu(x) + log1p(e), e = exp(-|x|)."""
+    """(x, s, e) where n is exp(x - s), s = relu(x) + log1p(e), e = exp(-|x|); for x = -z,
+    |x| may be |z| (`abs_of_negation`: a binary cross-entropy written `softplus(-z) + (1 - y) z`).
+    """
     if n.op != "exp" or n.args[0].op != "sub" or n.args[0].args[1].op != "add":
         return None
     x, s = n.args[0].args
+    same = (x, x.args[0]) if x.op == "neg" else (x,)
     for relu, log1p in (s.args, reversed(s.args)):
         e = log1p.args[0] if log1p.op == "log1p" else None
         if relu.op == "relu" and relu.args[0] is x and e is not None and e.op == "exp":
             inner = e.args[0]
-            if inner.op == "neg" and inner.args[0].op == "abs" and inner.args[0].args[0] is x:
+            if inner.op == "neg" and inner.args[0].op == "abs" and inner.args[0].args[0] in same:
                 return x, s, e
     return None
 

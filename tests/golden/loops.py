@@ -910,15 +910,12 @@ def differences_backward(dout, cache):
     # for t in range(1, T) {
     acc = np.zeros((N, T), dtype=x.dtype)
     acc_1 = np.zeros((N, T), dtype=x.dtype)
-    acc_2 = np.zeros((N, T), dtype=x.dtype)
     for t in reversed(range(1, T)):
-        # d[:, t - 1] = x[:, t] - x[:, t - 1]
+        # total = total + sum(x[:, t] * x[:, t - 1])
         t_5 = t - 1
         # for t in range(1, T) {
         t_6 = dout_d[:, t_5]
-        acc[:, t_5] = -t_6
-        acc_1[:, t_5] = dout_total * x[:, t]
-        acc_2[:, t] = t_6 + dout_total * x[:, t_5]
+        acc[:, t_5] = dout_total * x[:, t] - t_6
+        acc_1[:, t] = t_6 + dout_total * x[:, t_5]
     dx = acc + acc_1
-    dx += acc_2
     return DifferencesGrads(dx)

@@ -1094,21 +1094,16 @@ def differences_backward(dout, cache):
     # for t in range(1, T) {
     acc = xp.zeros((N, T), dtype=x.dtype)
     acc_1 = xp.zeros((N, T), dtype=x.dtype)
-    acc_2 = xp.zeros((N, T), dtype=x.dtype)
     acc_slots = []
     acc_1_slots = []
-    acc_2_slots = []
     for t in reversed(range(1, T)):
-        # d[:, t - 1] = x[:, t] - x[:, t - 1]
+        # total = total + sum(x[:, t] * x[:, t - 1])
         t_5 = t - 1
         # for t in range(1, T) {
         t_6 = dout_d[:, t_5]
-        acc_slots.append((t_5, -t_6))
-        acc_1_slots.append((t_5, dout_total * x[:, t]))
-        acc_2_slots.append((t, t_6 + dout_total * x[:, t_5]))
+        acc_slots.append((t_5, dout_total * x[:, t] - t_6))
+        acc_1_slots.append((t, t_6 + dout_total * x[:, t_5]))
     acc = _slots(acc, acc_slots, (1,))
     acc_1 = _slots(acc_1, acc_1_slots, (1,))
-    acc_2 = _slots(acc_2, acc_2_slots, (1,))
     dx = acc + acc_1
-    dx += acc_2
     return DifferencesGrads(dx)
