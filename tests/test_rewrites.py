@@ -335,6 +335,12 @@ def test_normalized_first():
     assert leaves_alone(rule, make("div", make("mul", v, x), y))  # y is as large as x
     assert leaves_alone(rule, make("div", make("mul", y, x), col))  # no small factor
     assert leaves_alone(rule, make("div", make("mul", 2, x), col))  # a number: the rules' own
+    # a product by the root's reciprocal, on either side
+    assert rewrites(rule, make("mul", make("mul", v, x), col)) == "mul(v, mul(x, col))"
+    assert rewrites(rule, make("mul", col, make("mul", x, v))) == "mul(v, mul(x, col))"
+    assert leaves_alone(rule, make("mul", make("mul", v, x), w))  # v * w is small
+    assert leaves_alone(rule, make("mul", make("mul", 2, x), col))
+    assert leaves_alone(rule, make("mul", make("mul", x, col), v))  # normalized first already
 
 
 def test_small_operands_first_gradients():
@@ -930,6 +936,19 @@ def test_gelu_tanh_form_written_out_is_a_sigmoid():
     np.testing.assert_allclose(dx, want, rtol=1e-7, atol=1e-8)
 
 
+def test_log_of_exp():
+    rule = opt.log_of_exp
+    assert rewrites(rule, make("log", make("exp", x))) == "x"
+    assert leaves_alone(rule, make("exp", make("log", x)))  # (x < 0: nan, not x)
+    assert leaves_alone(rule, make("log", make("exp", make("gt", x, 0))))  # (a mask: floats out)
+    # compiled: var = exp(logvar), log(var) is logvar, finite where exp overflows
+    module = load("graph f(v: [n]) -> y {\n    y = sum(log(exp(v)) * v)\n}\n")
+    v = np.array([1.0, 800.0, -3.0])
+    value, (dv,) = module.f_grad(v)
+    assert value == np.sum(v * v)
+    np.testing.assert_array_equal(dv, 2 * v)
+
+
 def test_binary_cross_entropy_written_out():
     rule = opt.binary_cross_entropy_written_out
     sp, one_minus_y = (lambda a: make("softplus", a)), make("sub", 1, y)
@@ -943,6 +962,20 @@ def test_binary_cross_entropy_written_out():
         make("mul", one_minus_y, make("neg", sp(x))),
     )
     assert rewrites(rule, negated) == "neg(sub(softplus(x), mul(y, x)))"
+    # -y * log(sigmoid(x)) - (1 - y) * log(1 - sigmoid(x)): negations and a subtraction
+    subtracted = make(
+        "sub",
+        make("mul", make("neg", y), make("neg", sp(make("neg", x)))),
+        make("mul", one_minus_y, make("neg", sp(x))),
+    )
+    assert rewrites(rule, subtracted) == "sub(softplus(x), mul(y, x))"
+    outer = make(
+        "sub", make("neg", make("mul", y, sp(make("neg", x)))), make("mul", one_minus_y, sp(x))
+    )
+    assert rewrites(rule, outer) == "neg(sub(softplus(x), mul(y, x)))"
+    assert leaves_alone(
+        rule, make("sub", make("mul", y, sp(make("neg", x))), make("mul", one_minus_y, sp(x)))
+    )
     mixed = make(
         "add", make("mul", y, make("neg", sp(make("neg", x)))), make("mul", one_minus_y, sp(x))
     )

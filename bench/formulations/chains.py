@@ -174,6 +174,13 @@ GAUSSIAN_NLL = _loss(
     loss = mean(0.5 * logvar + 0.5 * (x - mu) ** 2 / var)
 """,
         ),
+        (
+            "0.5 * log(var) + 0.5 * (x - mu)**2 / var",
+            """
+    var = exp(logvar)
+    loss = mean(0.5 * log(var) + 0.5 * (x - mu) ** 2 / var)
+""",
+        ),
     ],
 )
 
@@ -199,5 +206,9 @@ BCE = _loss(
         ),
         ("softplus(-z) + (1 - y) * z", "    loss = mean(softplus(-z) + (1 - y) * z)"),
         ("log(1 + exp(-z)) + z - y * z", "    loss = mean(log(1 + exp(-z)) + z - y * z)"),
+        (
+            "-y log(sigmoid(z)) - (1 - y) log(sigmoid(-z))",
+            "    loss = mean(-y * log(sigmoid(z)) - (1 - y) * log(sigmoid(-z)))",
+        ),
     ],
 )

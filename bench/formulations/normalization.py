@@ -235,5 +235,15 @@ graph layernorm{SIG} {{
 }}
 """,
         ),
+        Formulation(
+            "mean(x**2) - m**2, gamma * (x - m) * (v + eps) ** -0.5",
+            f"""
+graph layernorm{SIG} {{
+    m = mean(x, axis=1, keepdims=true)
+    v = mean(x ** 2, axis=1, keepdims=true) - m ** 2
+    out = gamma * (x - m) * (v + 1e-5) ** -0.5 + beta
+}}
+""",
+        ),
     ],
 )

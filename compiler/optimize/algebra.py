@@ -341,16 +341,24 @@ def normalized_first(n: Node) -> Node | None:
     u that broadcast along different axes, so that they do not combine into a small one (a
     layernorm's `gamma * xc / sqrt(var + eps)`, gamma [D] and the root [N, 1]): the same two
     passes, and the backward reads the normalized `xc / u` (an expert's `xhat`, which
-    `read_normalized` can then keep alone) where it read `gamma * xc`, a second large array."""
-    if n.op != "div" or n.dtype != "float" or n.args[0].op != "mul":
+    `read_normalized` can then keep alone) where it read `gamma * xc`, a second large array.
+    Likewise (s * X) * u -> s * (X * u), the root's reciprocal a factor (`gamma * (x - m) *
+    (v + eps) ** -0.5`), for u a statistic kept along an axis (`[N, 1]`) and s none (else the
+    rule would take the two back and forth)."""
+    if n.op not in ("div", "mul") or n.dtype != "float":
         return None
-    inner, u = n.args
-    if not _smaller(u, n):
-        return None
-    for s, x in (inner.args, inner.args[::-1]):
-        if x.shape == n.shape and x.dtype == "float" and _smaller(s, n) and s.dtype == "float":
-            if not _smaller(make("div", s, u), n):
-                return make("mul", s, make("div", x, u))
+    pairs = (n.args,) if n.op == "div" else (n.args, n.args[::-1])
+    for inner, u in pairs:
+        if inner.op != "mul" or not _smaller(u, n) or u.dtype != "float":
+            continue
+        if n.op == "mul" and Dim.of(1) not in u.shape:
+            continue
+        for s, x in (inner.args, inner.args[::-1]):
+            if x.shape == n.shape and x.dtype == "float" and _smaller(s, n) and s.dtype == "float":
+                if n.op == "mul" and Dim.of(1) in s.shape:
+                    continue
+                if not _smaller(make(n.op, s, u), n):
+                    return make("mul", s, make(n.op, x, u))
     return None
 
 
@@ -909,6 +917,16 @@ def softplus_written_out(n: Node) -> Node | None:
 
 
 @canonical
+def log_of_exp(n: Node) -> Node | None:
+    """log(exp(x)) -> x: a Gaussian likelihood written with `var = exp(logvar)` and
+    `log(var)`. As written, exp overflows above 709 (88 in float32) and the log is then inf;
+    and its gradient, exp(x) / exp(x), costs a pass and an array for a 1."""
+    if n.op == "log" and n.args[0].op == "exp" and n.args[0].args[0].type == n.type:
+        return n.args[0].args[0]
+    return None
+
+
+@canonical
 def log_of_sigmoid(n: Node) -> Node | None:
     """log(sigmoid(x)) -> -softplus(-x), and log(1 - sigmoid(x)) -> -softplus(x): a binary
     cross-entropy written with probabilities. The logs of the probabilities are -inf (and their
@@ -960,10 +978,11 @@ def binary_cross_entropy_written_out(n: Node) -> Node | None:
     negated (the logs of sigmoid(z) and 1 - sigmoid(z), as `log_of_sigmoid` writes them), its
     negation: since softplus(-z) = softplus(z) - z, for any y. A binary cross-entropy written
     with probabilities then costs one softplus and a product, its gradient sigmoid(z) - y,
-    where as written it takes two softpluses and their two backwards."""
-    if n.op != "add" or n.dtype != "float":
+    where as written it takes two softpluses and their two backwards. The terms may be
+    subtracted and their signs anywhere (`-y * log(sigmoid(z)) - (1 - y) * log(sigmoid(-z))`)."""
+    if n.op not in ("add", "sub") or n.dtype != "float":
         return None
-    terms = [_softplus_term(t) for t in n.args]
+    terms = [_softplus_term(n.args[0]), _softplus_term(n.args[1], 1 if n.op == "add" else -1)]
     if None in terms or terms[0][1] != terms[1][1]:
         return None
     for (y, _, u), (rest, sign, z) in (terms, terms[::-1]):
@@ -980,15 +999,19 @@ def binary_cross_entropy_written_out(n: Node) -> Node | None:
     return None
 
 
-def _softplus_term(t: Node) -> tuple[Node, int, Node] | None:
-    """(c, 1, u) for t = c * softplus(u), (c, -1, u) for c * -softplus(u); else None."""
+def _softplus_term(t: Node, sign: int = 1) -> tuple[Node, int, Node] | None:
+    """(c, 1, u) for t = c * softplus(u), (c, -1, u) for c * -softplus(u), with a negation of
+    the term or of c counted in the sign (`-y * -softplus(-z)` is (y, 1, -z)); else None."""
+    if t.op == "neg":
+        return _softplus_term(t.args[0], -sign)
     if t.op != "mul":
         return None
     for c, s in (t.args, t.args[::-1]):
-        sign = -1 if s.op == "neg" else 1
+        k = sign * (-1 if s.op == "neg" else 1) * (-1 if c.op == "neg" else 1)
         s = s.args[0] if s.op == "neg" else s
+        c = c.args[0] if c.op == "neg" else c
         if s.op == "softplus" and s.shape == t.shape:
-            return c, sign, s.args[0]
+            return c, k, s.args[0]
     return None
 
 

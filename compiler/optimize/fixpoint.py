@@ -46,8 +46,8 @@ def canonicalize(graph: Graph) -> Graph:
         for r in CANONICAL:
             with at(n.loc):
                 m = r(n)
-            if m is not None:
-                n = replace(m, hint=m.hint or n.hint)
+            if m is not None:  # (a value that has a name keeps it: a parameter stays itself)
+                n = m if m.hint or not n.hint else replace(m, hint=n.hint)
                 break
         return intern(n)
 
