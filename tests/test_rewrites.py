@@ -210,6 +210,30 @@ def test_comparison_of_negation():
         np.testing.assert_array_equal(-z < c, z > -c)
 
 
+def test_sum_of_relu_of_negation():
+    rule = opt.sum_of_relu_of_negation
+    total = make("sum", make("relu", make("neg", x)), axis=(1,), keepdims=False)
+    assert rewrites(rule, total) == "neg(sum(minimum(x, 0), axis=(1,), keepdims=False))"
+    assert leaves_alone(rule, make("sum", make("relu", x), axis=(1,), keepdims=False))
+    assert leaves_alone(rule, make("relu", make("neg", x)))
+    z = np.array([-2.0, 0.0, 1.5, np.inf, -np.inf])
+    np.testing.assert_array_equal(np.maximum(-z, 0), -np.minimum(z, 0))
+
+
+def test_dot_of_a_difference():
+    rule = opt.dot_of_a_difference
+    one_minus = make("sub", const(1.0), y)
+    assert rewrites(rule, make("vdot", one_minus, x)) == (
+        "sub(mul(1.0, sum(x, axis=(0, 1), keepdims=False)), vdot(y, x))"
+    )
+    assert rewrites(rule, make("vdot", x, make("add", const(2.0), y))) == (
+        "add(mul(2.0, sum(x, axis=(0, 1), keepdims=False)), vdot(y, x))"
+    )
+    assert leaves_alone(rule, make("vdot", make("sub", c, y), x))  # (two arrays: one pass each)
+    assert leaves_alone(rule, make("vdot", make("sub", y, const(1.0)), x))
+    assert leaves_alone(rule, make("vdot", x, y))
+
+
 def test_subtract_negation():
     rule = opt.subtract_negation
     assert rewrites(rule, make("add", x, make("neg", y))) == "sub(x, y)"
@@ -863,6 +887,11 @@ def test_gelu_tanh_written_out():
     assert rewrites(rule, form(make("pow", x, 3), scale=0.7978845608028654)) == gelu
     bare = make("mul", make("sigmoid", make("mul", 1.5957691216057308, x + 0.044715 * x**3)), x)
     assert rewrites(rule, bare) == gelu
+    # x * (1 + tanh(u)) / 2: the product divided by a number
+    halved = form(make("pow", x, 3), outer=(1.0, 2.0))
+    assert rewrites(rule, make("div", halved, 2)) == gelu
+    assert leaves_alone(rule, make("div", halved, 3))
+    assert leaves_alone(rule, make("div", halved, y))
     assert leaves_alone(rule, form(make("pow", x, 3), kappa=0.045))
     assert leaves_alone(rule, form(make("pow", x, 3), scale=0.8))
     assert leaves_alone(rule, form(make("pow", x, 3), outer=(0.5, 1.0)))
@@ -949,6 +978,21 @@ def test_log_of_exp():
     np.testing.assert_array_equal(dv, 2 * v)
 
 
+def test_softplus_of_negation_plus():
+    rule = opt.softplus_of_negation_plus
+    sp = make("softplus", make("neg", x))
+    assert rewrites(rule, make("add", sp, x)) == "softplus(x)"
+    assert rewrites(rule, make("add", x, sp)) == "softplus(x)"
+    one_minus_y = make("sub", 1, y)
+    want = "sub(softplus(x), mul(y, x))"
+    assert rewrites(rule, make("add", sp, make("mul", one_minus_y, x))) == want
+    assert rewrites(rule, make("add", make("mul", x, one_minus_y), sp)) == want
+    assert leaves_alone(rule, make("add", sp, y))
+    assert leaves_alone(rule, make("add", sp, make("mul", make("sub", 2, y), x)))
+    assert leaves_alone(rule, make("add", make("softplus", x), x))
+    assert leaves_alone(rule, make("sub", sp, x))
+
+
 def test_binary_cross_entropy_written_out():
     rule = opt.binary_cross_entropy_written_out
     sp, one_minus_y = (lambda a: make("softplus", a)), make("sub", 1, y)
@@ -1012,21 +1056,25 @@ def test_binary_cross_entropy_of_probabilities_compiles_as_of_logits():
 
 def test_binary_cross_entropy_of_negated_logits_takes_one_exp():
     """`softplus(-z) + (1 - y) z` (PyTorch's form of the loss of logits) and
-    `log(1 + exp(-z)) + z - y z`: the gradient's sigmoid comes from the forward's exp(-|z|)
-    (`softplus_gradient_from_e` through `abs_of_negation`) and its mask from z itself
-    (`comparison_of_negation`), as for `softplus(z) - y z`; -z is no array of its own in the
-    backward."""
+    `log(1 + exp(-z)) + z - y z` compile to the code of `softplus(z) - y z`
+    (`softplus_of_negation_plus`). A softplus of -z that no identity takes away still gets
+    its gradient's sigmoid from the forward's exp(-|z|) (`softplus_gradient_from_e` through
+    `abs_of_negation`), its mask from z (`comparison_of_negation`), and its sum from
+    minimum(z, 0) (`sum_of_relu_of_negation`): -z is no array of its own."""
     graph = "graph f(z: [n], y: [n]) -> loss {{\n    loss = {}\n}}\n"
     rng = np.random.default_rng(6)
     z, y = rng.standard_normal(7) * 3, (rng.random(7) < 0.5) * 1.0
+    logits = _code(load(graph.format("mean(softplus(z) - y * z)")))
     for body in ("mean(softplus(-z) + (1 - y) * z)", "mean(log(1 + exp(-z)) + z - y * z)"):
-        written = load(graph.format(body))
-        text = written.__source__.split("def f_grad(")[1]
-        assert text.count("np.exp(") == 1, body
-        assert "(z <= 0)" in text and "-z >=" not in text, body
-        _, (dz, _) = written.f_grad(z, y)
-        want = numeric_grad(written.f, [z, y], 0)
-        np.testing.assert_allclose(dz, want, rtol=1e-7, atol=1e-8)
+        assert _code(load(graph.format(body))) == logits, body
+    written = load(graph.format("mean(softplus(-z) - y * z)"))
+    text = written.__source__.split("def f_grad(")[1]
+    text = "\n".join(line for line in text.splitlines() if not line.strip().startswith("#"))
+    assert text.count("np.exp(") == 1
+    assert "(z <= 0)" in text and "np.minimum(z, 0)" in text and "-z" not in text
+    _, (dz, _) = written.f_grad(z, y)
+    want = numeric_grad(written.f, [z, y], 0)
+    np.testing.assert_allclose(dz, want, rtol=1e-7, atol=1e-8)
 
 
 def _code(module) -> list[str]:
@@ -1064,6 +1112,24 @@ def test_exp_of_log_softmax():
     assert rewrites(rule, make("exp", make("log_softmax", x, axis=(1,)))) == "softmax(x, axis=(1,))"
     assert leaves_alone(rule, make("exp", make("sub", x, _max(x))))
     assert leaves_alone(rule, make("log_softmax", x, axis=(1,)))
+
+
+def test_log_of_softmax():
+    rule = opt.log_of_softmax
+    p = make("softmax", x, axis=(1,))
+    assert rewrites(rule, make("log", p)) == "log_softmax(x, axis=(1,))"
+    assert leaves_alone(rule, make("log", make("exp", x)))
+    assert leaves_alone(rule, p)
+    # compiled: finite where a probability rounds to 0, and the finite differences' gradient
+    loss = "-sum(take_along(log(softmax(s, axis=1)), y))"
+    module = load(f"graph f(s: [n, m], y: int[n]) -> loss {{\n    loss = {loss}\n}}\n")
+    s, labels = np.array([[0.0, 800.0, 1.0], [2.0, 1.0, 0.5]]), np.array([0, 2])
+    loss, (ds,) = module.f_grad(s, labels)
+    assert np.isfinite(loss) and np.all(np.isfinite(ds))
+    s = np.random.default_rng(8).standard_normal((2, 3))
+    _, (ds,) = module.f_grad(s, labels)
+    want = numeric_grad(lambda a: module.f(a, labels), [s], 0)
+    np.testing.assert_allclose(ds, want, rtol=1e-7, atol=1e-9)
 
 
 def test_exp_minus_logsumexp_compiles_to_softmax():
@@ -1596,6 +1662,14 @@ def test_finish_gradients():
     done = verify(opt.finish_gradients(g, cache_reused=True), "finish_gradients")
     assert show(done.grads[0]) == "copy(exp(p))"
     assert opt.finish_gradients(g, cache_reused=False).grads[0] is e
+    # -(X / s), s 0-d, takes the sign on the divisor (`dmu = t; dmu /= -n`); X / Y stays
+    n = make("dim", dim=Dim.of("n"))
+    g = graph(
+        [p, q], [out], [make("neg", make("div", e, n)), make("neg", make("div", e, q))], [dout]
+    )
+    done = verify(opt.finish_gradients(g, cache_reused=True), "finish_gradients")
+    assert [show(d) for d in done.grads] == ["div(exp(p), neg(n))", "neg(div(exp(p), q))"]
+    assert_same_values(g.grads, done.grads)
 
 
 def test_read_normalized():
@@ -1638,6 +1712,33 @@ def test_read_normalized():
         assert opt.read_normalized(alone) is alone
     both = graph([p, g_], [out, xc], [make("mul", dxhat, xc), dg], [dout])
     assert opt.read_normalized(both) is both
+
+
+def test_read_normalized_through_a_reshape():
+    """A layernorm whose statistics are kept as [N] and reshaped where they are used: the
+    divisor `reshape(sqrt(...), (N, 1))` is as positive as the root, and the cache keeps the
+    normalized array alone of the [N, D] ones."""
+    module = load(
+        "graph f(x: [n, m], gamma: [m]) -> out {\n"
+        "    mu = mean(x, axis=1)\n"
+        "    xc = x - reshape(mu, (n, 1))\n"
+        "    sd = sqrt(mean(xc * xc, axis=1) + 1e-5)\n"
+        "    out = gamma * (xc / reshape(sd, (n, 1)))\n"
+        "}\n"
+    )
+    rng = np.random.default_rng(9)
+    x, gamma = rng.standard_normal((3, 4)), rng.standard_normal(4)
+    _, cache = module.f_forward(x, gamma)
+    assert [np.shape(a) for a in cache].count((3, 4)) == 1
+    for j in (0, 1):
+        dout = rng.standard_normal((3, 4))
+        grads = module.f_backward(dout, module.f_forward(x, gamma)[1])
+
+        def loss(*args, dout=dout):
+            return np.sum(module.f(*args) * dout)
+
+        want = numeric_grad(loss, [x, gamma], j)
+        np.testing.assert_allclose(grads[j], want, rtol=1e-6, atol=1e-9)
 
 
 def test_select_cache():

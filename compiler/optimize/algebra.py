@@ -110,6 +110,17 @@ def double_negation(n: Node) -> Node | None:
     return None
 
 
+@rule("sum")
+def sum_of_relu_of_negation(n: Node) -> Node | None:
+    """sum(relu(-z)) -> -sum(minimum(z, 0)): the same value (after differentiation, which chose
+    the gradient), and -z need not be an array of its own (the softplus of -z in a binary
+    cross-entropy's loss, once `split_sums` sums its terms one by one)."""
+    r = n.args[0]
+    if r.op == "relu" and r.args[0].op == "neg" and r.args[0].args[0].type == r.type:
+        return make("neg", make("sum", make("minimum", r.args[0].args[0], 0), **n.kw))
+    return None
+
+
 @rule("abs")
 def abs_of_negation(n: Node) -> Node | None:
     """|-x| -> |x| (the softplus of -x and of x then share one exp(-|x|))."""
@@ -618,6 +629,19 @@ def sum_of_product(n: Node) -> Node | None:
     return None
 
 
+@rule("vdot")
+def dot_of_a_difference(n: Node) -> Node | None:
+    """vdot(c - y, z) -> c * sum(z) - vdot(y, z), and likewise c + y and either operand, for a
+    number c: no array holds c - y (a binary cross-entropy's `sum((1 - y) * z)`)."""
+    for d, z in (n.args, n.args[::-1]):
+        if d.op in ("add", "sub") and _is_const(d.args[0]) and d.args[1].shape == z.shape:
+            c, y = d.args
+            if y.dtype == z.dtype == "float":
+                total = make("mul", c, make("sum", z, axis=tuple(range(z.ndim))))
+                return make(d.op, total, make("vdot", y, z))
+    return None
+
+
 def _square(n: Node) -> bool:
     """Whether n is c * c for an array c of n's shape."""
     return n.op == "mul" and n.args[0] is n.args[1] and n.args[0].shape == n.shape
@@ -996,6 +1020,30 @@ def binary_cross_entropy_written_out(n: Node) -> Node | None:
             out = make("sub", make("softplus", z), make("mul", y, z))
             out = out if sign > 0 else make("neg", out)
             return out if out.type == n.type else None
+    return None
+
+
+@canonical
+def softplus_of_negation_plus(n: Node) -> Node | None:
+    """softplus(-z) + z -> softplus(z), and softplus(-z) + (1 - y) * z -> softplus(z) - y * z
+    (PyTorch's form of a binary cross-entropy of logits, `(1 - y) z + log(1 + exp(-z))`), the
+    terms and factors in either order: softplus(-z) = softplus(z) - z. Its gradient is then
+    sigmoid(z) - y, from the forward's exp, where as written it is 1 - y - sigmoid(-z), a
+    pass and an array more."""
+    if n.op != "add" or n.dtype != "float":
+        return None
+    for s, t in (n.args, n.args[::-1]):
+        if s.op != "softplus" or s.args[0].op != "neg":
+            continue
+        z = s.args[0].args[0]
+        if t is z:
+            out = make("softplus", z)
+            return out if out.type == n.type else None
+        if t.op == "mul":
+            for c, f in (t.args, t.args[::-1]):
+                if f is z and c.op == "sub" and _is_const(c.args[0], 1):
+                    out = make("sub", make("softplus", z), make("mul", c.args[1], z))
+                    return out if out.type == n.type else None
     return None
 
 

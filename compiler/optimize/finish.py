@@ -15,7 +15,8 @@ from ..ir import OPS, Graph, Node, at, is_view, make, reachable, rewrite, schedu
 def finish_gradients(graph: Graph, *, cache_reused: bool) -> Graph:
     """Each gradient becomes a fresh, writable array of its parameter's shape and dtype: a
     broadcast or a plain number is filled into `full_like(param)`, and a value that the caller
-    or the cache also holds is copied."""
+    or the cache also holds is copied. A gradient -(X / s), s a 0-d value, becomes X / (-s)
+    (`_sign_on_the_divisor`)."""
     params = {n.attr("name"): n for n in graph.inputs}
     forward = graph.forward
     # The graph's float dtype: a float array parameter's, or the first float scalar's. A `[]`
@@ -25,6 +26,7 @@ def finish_gradients(graph: Graph, *, cache_reused: bool) -> Graph:
     grads, used = [], set()
     for name, g in zip(graph.wrt, graph.grads):
         p = params[name]
+        g = _sign_on_the_divisor(g)
         views = [g]
         while is_view(views[-1]):  # a view shares its base's memory
             views.append(views[-1].args[0])
@@ -64,6 +66,19 @@ def finish_gradients(graph: Graph, *, cache_reused: bool) -> Graph:
         replace(graph, grads=tuple(grads)),
         with_args,
     )
+
+
+def _sign_on_the_divisor(g: Node) -> Node:
+    """-(X / s) -> X / (-s) for a 0-d s: the sign costs no pass of its own over X, and X's array
+    can take the quotient (the mean's `dmu = t; dmu /= -n`, where `-(t / n)` made a temporary
+    and then the gradient). Only on a gradient: inside an expression, `a - X / s` (the
+    subtraction that `subtract_negation` makes of `a + -(X / s)`) is the better form."""
+    if g.op == "neg" and g.args[0].op == "div" and g.dtype == "float":
+        x, s = g.args[0].args
+        if s.ndim == 0 and x.type == g.type:
+            with at(g.loc):
+                return replace(make("div", x, make("neg", s)), hint=g.hint)
+    return g
 
 
 def _dim_symbols(n: Node) -> set[str]:

@@ -954,8 +954,8 @@ def _normalizing(q: Node) -> tuple[Node, dict[Node, int]] | None:
 
 def _positive(u: Node) -> bool:
     """u is at least a positive number: the square root of, or a sum of, a positive number and
-    a sum of squares (a variance plus eps)."""
-    if u.op == "sqrt":
+    a sum of squares (a variance plus eps), reshaped or not (`reshape(std, (N, 1))`)."""
+    if u.op in ("sqrt", "reshape"):
         return _positive(u.args[0])
     if u.op == "add":
         a, b = u.args

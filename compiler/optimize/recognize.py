@@ -130,13 +130,22 @@ def gelu_tanh_written_out(n: Node) -> Node | None:
     `0.5 * x * (1 + tanh(u))` is this sigmoid once `one_plus_tanh` has written it so): the
     composite's backward (`ops/nn.py`), whose one new array the written form's product rule
     does not find. The coefficients must be GELU's to within rounding (1e-12): a polynomial
-    of other numbers is another function, and is left as written."""
-    if n.op != "mul" or n.dtype != "float":
+    of other numbers is another function, and is left as written. The product may be divided
+    by a number (`x * (1 + tanh(u)) / 2`)."""
+    if n.dtype != "float":
         return None
-    found = _all_factors(n, [])
+    product, scale = n, 1.0
+    if n.op == "div":
+        divisor = _number(n.args[1])
+        if not divisor:
+            return None
+        product, scale = n.args[0], 1.0 / divisor
+    if product.op != "mul":
+        return None
+    found = _all_factors(product, [])
     if found is None:
         return None
-    factors, scale = [], 1.0
+    factors = []
     for f in found:
         value = _number(f)
         if value is None:
@@ -237,6 +246,18 @@ def exp_of_log_softmax(n: Node) -> Node | None:
         return None
     s = n.args[0].args[0]
     return make("softmax", s, axis=n.args[0].attr("axis"))
+
+
+@canonical
+def log_of_softmax(n: Node) -> Node | None:
+    """log(softmax(s)) -> log_softmax(s): the same values where no probability rounds to 0, and
+    finite where one does (a confident wrong class: the written form's loss is inf, its
+    gradient nan); the backward is log_softmax's, `g - softmax(s) * sum(g)`, with no division
+    by the probabilities."""
+    if n.op != "log" or n.args[0].op != "softmax":
+        return None
+    s = n.args[0].args[0]
+    return make("log_softmax", s, axis=n.args[0].attr("axis"))
 
 
 @canonical
