@@ -131,6 +131,28 @@ def test_fold_constants():
     assert leaves_alone(opt.fold_constants, make("exp", 1000.0))  # inf is not folded
 
 
+def test_where_of_equal_branches():
+    rule = opt.where_of_equal_branches
+    mask = make("gt", x, 0)
+    assert rewrites(rule, make("where", mask, y, y)) == "y"
+    assert leaves_alone(rule, make("where", mask, y, x))
+    assert leaves_alone(rule, make("where", mask, v, v))  # (v [m] broadcast to the mask's shape)
+    # a softplus written stably by cases, each branch recognized: one softplus, its gradient
+    graph = "graph f(x: [n]) -> y {{\n    y = sum({})\n}}\n"
+    cases = load(graph.format("where(x > 0, x + log1p(exp(-x)), log1p(exp(x)))"))
+    assert _code(cases) == _code(load(graph.format("softplus(x)")))
+
+
+def test_quotient_of_a_scaled_product():
+    rule = opt.quotient_of_a_scaled_product
+    halved = make("div", make("mul", x, make("mul", 2.0, y)), 2)
+    assert rewrites(rule, halved) == "mul(1.0, mul(x, y))"
+    assert rewrites(rule, make("div", make("mul", 3.0, x), 4.0)) == "mul(0.75, x)"
+    assert leaves_alone(rule, make("div", make("mul", x, y), 2))  # no number: still divided
+    assert leaves_alone(rule, make("div", make("mul", 2.0, x), y))
+    assert leaves_alone(rule, make("div", make("mul", 2.0, x), 0))
+
+
 def test_multiply_by_one():
     assert rewrites(opt.multiply_by_one, make("mul", x, 1)) == "x"
     assert rewrites(opt.multiply_by_one, make("mul", 1, x)) == "x"
@@ -930,6 +952,11 @@ def test_one_plus_tanh():
     assert rewrites(rule, make("add", 1, make("tanh", make("div", x, 2)))) == "mul(2.0, sigmoid(x))"
     half = make("sub", 1, make("tanh", make("div", x, 0.25)))
     assert rewrites(rule, half) == "mul(2.0, sigmoid(mul(-8.0, x)))"
+    # c + c * tanh(u), a sigmoid written with tanh
+    halves = make("add", 0.5, make("mul", 0.5, make("tanh", make("mul", 0.5, x))))
+    assert rewrites(rule, halves) == "mul(1.0, sigmoid(mul(2.0, mul(0.5, x))))"
+    other = make("add", 0.5, make("mul", 0.25, make("tanh", x)))
+    assert leaves_alone(rule, other)
     third = make("add", 1, make("tanh", make("div", x, 3)))
     assert rewrites(rule, third) == "mul(2.0, sigmoid(mul(2.0, div(x, 3))))"
     assert leaves_alone(rule, make("sub", t, 1))

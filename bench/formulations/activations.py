@@ -160,6 +160,7 @@ GELU_SIGMOID = _model(
             "x * exp(1.702 * x) / (1 + exp(1.702 * x))",
             "    out = x * exp(1.702 * x) / (1 + exp(1.702 * x))",
         ),
+        ("x * (1 + tanh(0.851 * x)) / 2", "    out = x * (1 + tanh(0.851 * x)) / 2"),
     ],
     _gelu_inputs,
 )
@@ -173,5 +174,9 @@ SOFTPLUS = _model(
         ("log(1 + exp(x))", "    out = log(1 + exp(x))"),
         ("log1p(exp(x))", "    out = log1p(exp(x))"),
         ("maximum(x, 0) + log1p(exp(-abs(x)))", "    out = maximum(x, 0) + log1p(exp(-abs(x)))"),
+        (
+            "where(x > 0, x + log1p(exp(-x)), log1p(exp(x)))",
+            "    out = where(x > 0, x + log1p(exp(-x)), log1p(exp(x)))",
+        ),
     ],
 )

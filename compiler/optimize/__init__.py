@@ -57,6 +57,7 @@ from .algebra import (
     one_plus_tanh,
     pads_tile_an_axis,
     powers_as_products,
+    quotient_of_a_scaled_product,
     quotient_times_divisor,
     reshape_of_broadcast_scalar,
     row_sum_through_a_product,
@@ -77,6 +78,7 @@ from .algebra import (
     times_a_reciprocal,
     useless_broadcast,
     where_of_a_constant_mask,
+    where_of_equal_branches,
 )
 from .finish import finish_gradients, finish_outputs, select_cache
 from .fixpoint import _SEEN, _existing, _key, canonicalize, in_bodies, simplify
@@ -177,6 +179,7 @@ __all__ = [
     "normalized_first",
     "pads_tile_an_axis",
     "powers_as_products",
+    "quotient_of_a_scaled_product",
     "quotient_times_divisor",
     "sum_of_relu_of_negation",
     "reshape_of_broadcast_scalar",
@@ -206,6 +209,7 @@ __all__ = [
     "times_a_reciprocal",
     "useless_broadcast",
     "where_of_a_constant_mask",
+    "where_of_equal_branches",
 ]
 
 

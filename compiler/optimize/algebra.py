@@ -47,6 +47,40 @@ def where_of_a_constant_mask(n: Node) -> Node | None:
     return None
 
 
+@canonical
+def where_of_equal_branches(n: Node) -> Node | None:
+    """where(m, a, a) -> a, where a has the result's type: the branches of a stable form
+    written out, once each is recognized (`where(x > 0, x + log1p(exp(-x)), log1p(exp(x)))`
+    is softplus(x) on both sides). Before differentiation: as written, each branch's gradient
+    would be masked, and the two added."""
+    mask, a, b = n.args if n.op == "where" else (None, None, None)
+    if a is not None and a is b and _same_type(a, n) and a.type.static == n.type.static:
+        return a
+    return None
+
+
+@rule("div")
+@canonical
+def quotient_of_a_scaled_product(n: Node) -> Node | None:
+    """(c1 * a) / c2 -> (c1 / c2) * a for numbers c1 and c2, c1 anywhere in a product (`x *
+    (2 * s) / 2`, a sigmoid written with tanh and halved, is `x * s`); a product without a
+    number is left divided. Before differentiation too, so that the gradient is the simpler
+    product's."""
+    if n.op != "div" or not _is_const(n.args[1]) or n.args[0].op != "mul" or n.dtype != "float":
+        return None
+    c2 = n.args[1]
+    factors = _factors(n.args[0])
+    k = next((i for i, f in enumerate(factors) if _is_const(f)), None)
+    if k is None or isinstance(c2.attr("value"), bool) or not c2.attr("value"):
+        return None
+    c1 = factors[k].attr("value")
+    if isinstance(c1, bool):
+        return None
+    rest = _product(factors[:k] + factors[k + 1 :])
+    m = make("mul", c1 / c2.attr("value"), rest)
+    return m if _same_type(m, n) else None
+
+
 @rule("mul", "div", "pow")
 def multiply_by_one(n: Node) -> Node | None:
     """x * 1 -> x, 1 * x -> x, x / 1 -> x, x ** 1 -> x, and a power 0 is a one too:
@@ -973,14 +1007,20 @@ def one_plus_tanh(n: Node) -> Node | None:
     """1 + tanh(u) -> 2 * sigmoid(2 * u), and 1 - tanh(u) -> 2 * sigmoid(-2 * u): GELU's tanh
     form written out. The same function, computed with one exp where NumPy's tanh costs
     several in float64, and without the cancellation of 1 + tanh(u) where tanh(u) is near -1;
-    its backward, 4 s (1 - s), is sigmoid's."""
+    its backward, 4 s (1 - s), is sigmoid's. Likewise c + c * tanh(u) -> 2c * sigmoid(2 * u)
+    for a number c (`0.5 + 0.5 * tanh(x / 2)`, a sigmoid written with tanh)."""
     if n.op not in ("add", "sub") or n.dtype != "float":
         return None
     a, b = n.args
     pairs = ((a, b, 2.0), (b, a, 2.0)) if n.op == "add" else ((a, b, -2.0),)
     for one, t, k in pairs:
-        if _is_const(one, 1) and t.op == "tanh" and t.shape == n.shape:
-            out = make("mul", 2.0, make("sigmoid", _times(k, t.args[0])))
+        scale = 1.0
+        if t.op == "mul" and _is_const(t.args[0]) and t.args[1].op == "tanh":
+            scale, t = t.args[0].attr("value"), t.args[1]  # (c + c * tanh(u): c times it)
+            if isinstance(scale, bool) or not scale:
+                continue
+        if _is_const(one, scale) and t.op == "tanh" and t.shape == n.shape:
+            out = make("mul", 2.0 * scale, make("sigmoid", _times(k, t.args[0])))
             return out if out.type == n.type else None
     return None
 

@@ -758,7 +758,7 @@ def same_grad(x, w, b):
     t_7 = _avg_pool(t_6, (2, 2), (2, 2))
     out = xp.sum(t_7 * t_7)
     # out = sum(avg_pool2d(tanh(conv2d(x, w, b, pad=(K - 1) // 2))) ** 2)
-    t_12 = 2.0 * (t_7 / 4)
+    t_12 = 0.5 * t_7
     t_11 = xp.reshape(
         t_12,
         (
