@@ -143,6 +143,55 @@ def test_where_of_equal_branches():
     assert _code(cases) == _code(load(graph.format("softplus(x)")))
 
 
+def test_product_into_where():
+    rule = opt.product_into_where
+    mask, zero = make("gt", x, 0), const(0)
+    assert rewrites(rule, make("mul", make("where", mask, zero, y), c)) == (
+        "where(gt(x, 0), 0, mul(y, c))"
+    )
+    assert rewrites(rule, make("mul", 0.01, make("where", mask, y, zero))) == (
+        "where(gt(x, 0), mul(y, 0.01), 0)"
+    )
+    assert leaves_alone(rule, make("mul", make("where", mask, y, c), x))
+    assert leaves_alone(rule, make("mul", make("where", mask, zero, const(2.0)), const(0.5)))
+    assert leaves_alone(rule, make("mul", make("where", mask, zero, zero), x))
+
+
+def test_complementary_wheres():
+    rule = opt.complementary_wheres
+    mask, zero = make("gt", x, 0), const(0)
+    both = make("add", make("where", mask, y, zero), make("where", mask, zero, c))
+    assert rewrites(rule, both) == "where(gt(x, 0), y, c)"
+    swapped = make("add", make("where", mask, zero, c), make("where", mask, y, zero))
+    assert rewrites(rule, swapped) == "where(gt(x, 0), y, c)"
+    other = make("add", make("where", mask, y, zero), make("where", make("lt", x, 0), zero, c))
+    assert leaves_alone(rule, other)
+    assert leaves_alone(
+        rule, make("add", make("where", mask, y, zero), make("where", mask, c, zero))
+    )
+    scaled = make("mul", 0.01, make("where", mask, zero, c))
+    assert rewrites(rule, make("add", make("where", mask, y, zero), scaled)) == (
+        "where(gt(x, 0), y, mul(c, 0.01))"
+    )
+
+
+def test_wheres_of_an_elu():
+    """An ELU and a leaky ReLU written with `where`: the gradient is one `where` of the two
+    branches' gradients, and where exp(x) overflows in the branch not taken it is 1, not nan."""
+    graph = "graph f(x: [n]) -> y {{\n    y = sum({})\n}}\n"
+    for body in ("where(x > 0, x, exp(x) - 1)", "where(x > 0, x, 0.01 * x)"):
+        module = load(graph.format(body))
+        text = module.__source__.split("def f_grad(")[1]
+        assert text.count("np.where(") == 2, body  # (the value's and the gradient's)
+        xs = np.random.default_rng(10).standard_normal(7)
+        _, (dx,) = module.f_grad(xs)
+        np.testing.assert_allclose(dx, numeric_grad(module.f, [xs], 0), rtol=1e-7, atol=1e-9)
+    module = load(graph.format("where(x > 0, x, exp(x) - 1)"))
+    with np.errstate(over="ignore"):
+        _, (dx,) = module.f_grad(np.array([800.0, -1.0]))
+    np.testing.assert_allclose(dx, [1.0, np.exp(-1.0)])
+
+
 def test_quotient_of_a_scaled_product():
     rule = opt.quotient_of_a_scaled_product
     halved = make("div", make("mul", x, make("mul", 2.0, y)), 2)

@@ -47,6 +47,66 @@ def where_of_a_constant_mask(n: Node) -> Node | None:
     return None
 
 
+def _masked(w: Node) -> int | None:
+    """For w = where(m, a, b), the operand (1 or 2) that is not the number 0 where the other is
+    (a gradient of where: `where(m, g, 0)`, `where(m, 0, g)`); None otherwise."""
+    if w.op != "where":
+        return None
+    if _is_const(w.args[2], 0) and not _is_const(w.args[1], 0):
+        return 1
+    if _is_const(w.args[1], 0) and not _is_const(w.args[2], 0):
+        return 2
+    return None
+
+
+@rule("mul")
+def product_into_where(n: Node) -> Node | None:
+    """where(m, 0, g) * f -> where(m, 0, g * f), and where(m, g, 0) * f likewise: the chain
+    rule through a branch of a `where` (an ELU's `where(x > 0, x, exp(x) - 1)`). The same
+    passes, and the masked-off elements stay 0 where f is inf (0 * inf would make them nan: an
+    exp that overflows in the branch not taken). Only where the branch or f has the product's
+    shape: a number times a number in a branch stays outside (`0.5 * where(m, 0, dout / N)`,
+    whose `where` a product may share)."""
+    if n.dtype != "float":
+        return None
+    for w, f in (n.args, n.args[::-1]):
+        i = _masked(w)
+        if i is not None and f.dtype == "float" and n.shape in (w.args[i].shape, f.shape):
+            args = list(w.args)
+            args[i] = make("mul", w.args[i], f)
+            out = make("where", *args)
+            return out if _same_type(out, n) else None
+    return None
+
+
+@rule("add")
+def complementary_wheres(n: Node) -> Node | None:
+    """where(m, a, 0) + where(m, 0, b) -> where(m, a, b), either term maybe times a value f
+    (`where(m, 0, b) * f`, its branch then b * f): the gradient of a value that both branches
+    of a `where` read (`where(x > 0, x, 0.01 * x)`), one `where` where there were two and
+    their sum."""
+    terms = [_masked_term(t) for t in n.args]
+    if None in terms or terms[0][0] is not terms[1][0] or terms[0][1] == terms[1][1]:
+        return None
+    (mask, i, a), (_, _, b) = terms
+    out = make("where", mask, *((a, b) if i == 1 else (b, a)))
+    return out if _same_type(out, n) else None
+
+
+def _masked_term(t: Node) -> tuple[Node, int, Node] | None:
+    """(m, i, v) for t = where(m, ...) whose operand i is v and the other 0 (`_masked`), or
+    such a `where` times f, v then the branch times f."""
+    i = _masked(t)
+    if i is not None:
+        return t.args[0], i, t.args[i]
+    if t.op == "mul" and t.dtype == "float":
+        for w, f in (t.args, t.args[::-1]):
+            i = _masked(w)
+            if i is not None and f.dtype == "float":
+                return w.args[0], i, make("mul", w.args[i], f)
+    return None
+
+
 @canonical
 def where_of_equal_branches(n: Node) -> Node | None:
     """where(m, a, a) -> a, where a has the result's type: the branches of a stable form
