@@ -202,6 +202,26 @@ def test_quotient_of_a_scaled_product():
     assert leaves_alone(rule, make("div", make("mul", 2.0, x), 0))
 
 
+def test_repeated_factors_as_powers():
+    rule = opt.repeated_factors_as_powers
+    xx = make("mul", x, x)
+    assert leaves_alone(rule, xx)
+    assert rewrites(rule, make("mul", xx, x)) == "pow(x, 3)"
+    assert rewrites(rule, make("mul", make("pow", x, 2), x)) == "pow(x, 3)"
+    assert rewrites(rule, make("mul", make("mul", make("mul", 0.1, x), y), xx)) == (
+        "mul(mul(0.1, y), pow(x, 3))"
+    )
+    assert leaves_alone(rule, make("mul", x, y))
+    assert leaves_alone(rule, make("mul", make("pow", x, 2), y))  # (one factor of x)
+    assert leaves_alone(rule, make("mul", make("pow", x, 4), x))  # (beyond the fourth power)
+    assert leaves_alone(rule, make("mul", v, v))  # (v [m] is smaller than nothing: as written)
+    # compiled: the gradient of 0.1 * x * x * x is one term, 0.3 * g * x * x, and right
+    module = load("graph f(x: [n]) -> y {\n    y = sum(0.1 * x * x * x + x * x)\n}\n")
+    xs = np.random.default_rng(11).standard_normal(5)
+    _, (dx,) = module.f_grad(xs)
+    np.testing.assert_allclose(dx, 0.3 * xs * xs + 2 * xs, rtol=1e-14)
+
+
 def test_multiply_by_one():
     assert rewrites(opt.multiply_by_one, make("mul", x, 1)) == "x"
     assert rewrites(opt.multiply_by_one, make("mul", 1, x)) == "x"

@@ -184,6 +184,35 @@ def powers_as_products(n: Node) -> Node | None:
     return make("div", 1, out) if e < 0 else out
 
 
+@canonical
+def repeated_factors_as_powers(n: Node) -> Node | None:
+    """x * x * x -> x ** 3 (and x ** 2 * x, a * x * b * x * x -> a * b * x ** 3), for a float
+    array x of the product's shape, the third and fourth powers: differentiated as a power,
+    whose adjoint is `3 * g * x ** 2` in one term, where the product rule gives one term per
+    factor (`0.1 * x * x * x` had two, `0.2 * g * x * x` and `0.1 * g * x * x`, each a pass).
+    After differentiation `powers_as_products` writes the powers as products again. A square
+    stays a product: its product rule, `g * x + g * x`, is `2 * g * x` already."""
+    if n.op != "mul" or n.dtype != "float" or n.type.static:
+        return None
+    factors = _factors(n)
+    powers: dict[Node, float] = {}
+    count: dict[Node, int] = {}
+    for f in factors:
+        base, k = f, 1
+        if f.op == "pow" and _is_const(f.args[1]) and not isinstance(f.args[1].attr("value"), bool):
+            base, k = f.args[0], f.args[1].attr("value")
+        if base.shape == n.shape and base.dtype == "float" and not base.type.static:
+            powers[base] = powers.get(base, 0) + k
+            count[base] = count.get(base, 0) + 1
+    base = next((b for b in powers if count[b] > 1 and 3 <= powers[b] <= 4), None)
+    if base is None or powers[base] % 1:
+        return None
+    rest = [f for f in factors if f is not base and not (f.op == "pow" and f.args[0] is base)]
+    power = make("pow", base, float(powers[base]) if powers[base] % 1 else int(powers[base]))
+    out = make("mul", _product(rest), power) if rest else power
+    return out if _same_type(out, n) else None
+
+
 @rule("add", "sub")
 def add_zero(n: Node) -> Node | None:
     """x + 0 -> x, 0 + x -> x, x - 0 -> x, 0 - x -> -x."""
