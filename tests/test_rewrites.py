@@ -985,6 +985,14 @@ def test_gelu_tanh_written_out():
     assert leaves_alone(rule, make("div", halved, y))
     assert leaves_alone(rule, form(make("pow", x, 3), kappa=0.045))
     assert leaves_alone(rule, form(make("pow", x, 3), scale=0.8))
+    # sqrt(2 / pi) rounded by its writer (Hugging Face's FastGELU, Megatron's): the composite
+    # with the coefficients as written
+    for rounded in (0.7978845608, 0.79788456):
+        got = rewrites(rule, form(make("pow", x, 3), scale=rounded))
+        assert got == (
+            f"gelu(x, approximate='tanh', coefficients=({2 * rounded!r}, "
+            f"{2 * rounded * 0.044715!r}))"
+        )
     assert leaves_alone(rule, form(make("pow", x, 3), outer=(0.5, 1.0)))
     assert leaves_alone(rule, form(make("pow", x, 3) + make("pow", x, 2)))
     assert leaves_alone(rule, form(make("pow", y, 3)))
@@ -998,6 +1006,26 @@ def test_gelu_tanh_written_out():
     assert leaves_alone(
         rule, make("mul", deep, make("sigmoid", make("mul", 1.5957691216057308, x)))
     )
+
+
+def test_gelu_with_rounded_constants():
+    """GELU's tanh form written with sqrt(2 / pi) rounded computes the function as written (its
+    own numbers, not GELU's), with the composite's code and a gradient that is the finite
+    differences'."""
+    graph = "graph f(x: [n]) -> y {{\n    y = {}\n}}\n"
+    body = "x * 0.5 * (1.0 + tanh(0.79788456 * x * (1.0 + 0.044715 * x * x)))"
+    module = load(graph.format(body))
+    text = "\n".join(_code(module))
+    assert "np.tanh" not in text and "1.59576912" in text  # (2 * 0.79788456)
+    xs = np.linspace(-6, 6, 25)
+    written = xs * 0.5 * (1.0 + np.tanh(0.79788456 * xs * (1.0 + 0.044715 * xs * xs)))
+    # (the written 1 + tanh(u) cancels far below 0, where the sigmoid does not: 1e-15 absolute)
+    np.testing.assert_allclose(module.f(xs), written, rtol=1e-13, atol=1e-15)
+    exact = load(graph.format('gelu(x, approximate="tanh")')).f(xs)
+    assert np.max(np.abs(module.f(xs) - exact)) > 1e-11  # (not GELU's own numbers)
+    total = load(graph.format(body).replace("y = ", "y = sum(").replace(")\n}", "))\n}"))
+    _, (dx,) = total.f_grad(xs)
+    np.testing.assert_allclose(dx, numeric_grad(total.f, [xs], 0), rtol=1e-7, atol=1e-8)
 
 
 def test_mish_is_accurate_far_out():

@@ -145,6 +145,14 @@ GELU_TANH = _model(
             "x * sigmoid(2 * inner)",
             "    out = x * sigmoid(2 * sqrt(2 / pi) * (x + 0.044715 * x ** 3))",
         ),
+        (
+            "Megatron's, 0.79788456 * x * (1 + 0.044715 * x * x)",
+            "    out = x * 0.5 * (1.0 + tanh(0.79788456 * x * (1.0 + 0.044715 * x * x)))",
+        ),
+        (
+            "Hugging Face's FastGELU, 0.7978845608",
+            "    out = 0.5 * x * (1.0 + tanh(x * 0.7978845608 * (1.0 + 0.044715 * x * x)))",
+        ),
     ],
     _gelu_inputs,
 )

@@ -234,28 +234,37 @@ SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
 KAPPA = 0.044715  # the tanh form's cubic term
 
 
-def _gelu_type(x: Type, *, approximate="none"):
+def _gelu_type(x: Type, *, approximate="none", coefficients=None):
     if approximate not in ("none", "tanh"):
         raise ShapeError(f'gelu: approximate must be "none" or "tanh", not "{approximate}"')
-    return Type("float", x.shape, x.static), {"approximate": approximate}
+    attrs = {"approximate": approximate}
+    if coefficients is not None:  # (not the language's: `gelu_tanh_written_out` sets them)
+        if approximate != "tanh" or len(coefficients) != 2:
+            raise ShapeError("gelu: coefficients are the tanh form's (linear, cubic)")
+        attrs["coefficients"] = tuple(float(c) for c in coefficients)
+    return Type("float", x.shape, x.static), attrs
 
 
-def _tanh_half(x: Node) -> Node:
+def _tanh_half(x: Node, coefficients=None) -> Node:
     """(1 + tanh(u)) / 2 = sigmoid(2 u) for u = sqrt(2/pi) (x + 0.044715 x**3): the tanh form's
     Phi(x). As a sigmoid, it costs one exp (NumPy's tanh is several times an exp in float64)
-    and never cancels where tanh(u) is near -1."""
-    return make("sigmoid", 2 * SQRT_2_OVER_PI * (x + KAPPA * x**3))
+    and never cancels where tanh(u) is near -1. With `coefficients` (a, b), 2 u is a x + b x**3
+    (the tanh form with the constants its writer rounded: `0.7978845608`)."""
+    if coefficients is None:
+        return make("sigmoid", 2 * SQRT_2_OVER_PI * (x + KAPPA * x**3))
+    a, b = coefficients
+    return make("sigmoid", a * (x + (b / a) * x**3))
 
 
-def _gelu_expand(x, *, approximate):
+def _gelu_expand(x, *, approximate, coefficients=None):
     """x * 0.5 * (1 + erf(x / sqrt(2))), as PyTorch writes it; or its tanh form, PyTorch's
     0.5 * x * (1 + tanh(u)), as x * sigmoid(2 u)."""
     if approximate == "tanh":
-        return x * _tanh_half(x)
+        return x * _tanh_half(x, coefficients)
     return x * 0.5 * (1 + make("erf", x * SQRT_HALF))
 
 
-def _gelu_adjoint(g, y, x, *, approximate):
+def _gelu_adjoint(g, y, x, *, approximate, coefficients=None):
     """Phi(x) + x phi(x), phi the standard normal density exp(-x**2 / 2) / sqrt(2 pi); in the tanh
     form, the derivative of x s with s = sigmoid(2 u), s + w (1 - s) for w = x s 2 u' (the
     numbers of 2 u' = 2 sqrt(2/pi) (1 + 3 * 0.044715 x**2) multiplied into its coefficients),
@@ -264,8 +273,11 @@ def _gelu_adjoint(g, y, x, *, approximate):
     the same way). Its error is a few ulp of 1 wherever x is; far below 0, where the gradient
     is tiny, that is not a few ulp of the gradient."""
     if approximate == "tanh":
-        s = _tanh_half(x)
-        du2 = 2 * SQRT_2_OVER_PI + (6 * KAPPA * SQRT_2_OVER_PI) * x * x
+        s = _tanh_half(x, coefficients)
+        if coefficients is None:
+            du2 = 2 * SQRT_2_OVER_PI + (6 * KAPPA * SQRT_2_OVER_PI) * x * x
+        else:
+            du2 = coefficients[0] + (3 * coefficients[1]) * x * x
         return (g * ((x * s * du2 - 1) * (1 - s) + 1),)
     cdf = 0.5 * (1 + make("erf", x * SQRT_HALF))
     pdf = make("exp", -0.5 * x * x) * (1 / math.sqrt(2 * math.pi))

@@ -129,9 +129,11 @@ def gelu_tanh_written_out(n: Node) -> Node | None:
     numbers anywhere in the products and the cube as `x**3` or `x * x * x` (PyTorch's
     `0.5 * x * (1 + tanh(u))` is this sigmoid once `one_plus_tanh` has written it so): the
     composite's backward (`ops/nn.py`), whose one new array the written form's product rule
-    does not find. The coefficients must be GELU's to within rounding (1e-12): a polynomial
-    of other numbers is another function, and is left as written. The product may be divided
-    by a number (`x * (1 + tanh(u)) / 2`)."""
+    does not find. Coefficients that are GELU's to within rounding (1e-12) give the composite;
+    those within `ROUNDED` of them (a constant written to fewer digits) give the composite
+    with the coefficients as written (`coefficients`), the same function as written; a
+    polynomial of other numbers is another function, and is left as written. The product may
+    be divided by a number (`x * (1 + tanh(u)) / 2`)."""
     if n.dtype != "float":
         return None
     product, scale = n, 1.0
@@ -161,12 +163,18 @@ def gelu_tanh_written_out(n: Node) -> Node | None:
         if found is None or set(found) - {1, 3} or not found.get(1) or not found.get(3):
             continue
         linear, cubic = found[1], found[3]
-        if math.isclose(linear, 2 * SQRT_2_OVER_PI, rel_tol=1e-12) and math.isclose(
-            cubic / linear, KAPPA, rel_tol=1e-12
-        ):
-            out = make("gelu", x, approximate="tanh")
-            return out if out.type == n.type else None
+        for tolerance, written in ((1e-12, None), (ROUNDED, (linear, cubic))):
+            if math.isclose(linear, 2 * SQRT_2_OVER_PI, rel_tol=tolerance) and math.isclose(
+                cubic / linear, KAPPA, rel_tol=tolerance
+            ):
+                out = make("gelu", x, approximate="tanh", coefficients=written)
+                return out if out.type == n.type else None
     return None
+
+
+# GELU's tanh form as its writers round its constants (`0.7978845608` in Hugging Face's
+# FastGELU, `0.79788456` in Megatron's): within this, the composite with the written numbers
+ROUNDED = 1e-6
 
 
 # How deep the GELU rule reads a product or a polynomial: the written forms are a few levels

@@ -1,6 +1,7 @@
 """Oracle rules for erf, gelu and mish, from their definitions: erf is scipy's (through autograd,
 which knows its derivative), gelu is x Phi(x) with Phi(x) = (1 + erf(x / sqrt(2))) / 2, or
-PyTorch's tanh form, and mish x tanh(softplus(x))."""
+PyTorch's tanh form (with the coefficients of its argument as written, where a rewrite kept
+them), and mish x tanh(softplus(x))."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from autograd.scipy.special import erf
 
 def _gelu(node, args, sizes):
     (x,) = args
+    if node.attr("approximate") == "tanh" and "coefficients" in node.kw:
+        a, b = node.kw["coefficients"]  # (the tanh form as written with rounded constants)
+        return 0.5 * x * (1.0 + anp.tanh((a * x + b * x**3) / 2))
     if node.attr("approximate") == "tanh":
         return 0.5 * x * (1.0 + anp.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
     return x * (1.0 + erf(x / math.sqrt(2.0))) / 2.0
