@@ -215,6 +215,11 @@ def test_repeated_factors_as_powers():
     assert leaves_alone(rule, make("mul", make("pow", x, 2), y))  # (one factor of x)
     assert leaves_alone(rule, make("mul", make("pow", x, 4), x))  # (beyond the fourth power)
     assert leaves_alone(rule, make("mul", v, v))  # (v [m] is smaller than nothing: as written)
+    # a power of x to an exponent that is no number stays a factor of its own (a gradient's
+    # `x ** where(b == 0, 1, b - 1)` before its exponent folds)
+    other = make("pow", x, make("sub", y, 1.0))
+    cube_times = make("mul", make("mul", make("mul", xx, x), other), c)
+    assert rewrites(rule, cube_times) == "mul(mul(pow(x, sub(y, 1.0)), c), pow(x, 3))"
     # compiled: the gradient of 0.1 * x * x * x is one term, 0.3 * g * x * x, and right
     module = load("graph f(x: [n]) -> y {\n    y = sum(0.1 * x * x * x + x * x)\n}\n")
     xs = np.random.default_rng(11).standard_normal(5)
@@ -1687,6 +1692,13 @@ def test_compound_first():
     scaled = make("mul", make("mul", 1.702, p), make("sub", 1, e))
     out = verify(opt.compound_first(graph([p, q], [scaled])), "compound_first")
     assert show(out.outputs[0]) == "mul(mul(1.702, sub(1, exp(q))), p)"
+    # a factor twice keeps both: `w * w * p` with w the expression (a fourth power's second
+    # derivative in a Hessian-vector product lost a w here once)
+    w = make("sub", 1, q)
+    twice = make("mul", make("mul", 12.0, p), make("mul", w, w))  # (w's one reader: w * w)
+    out = verify(opt.compound_first(graph([p, q], [twice])), "compound_first")
+    assert show(out.outputs[0]) == "mul(mul(mul(12.0, sub(1, q)), p), sub(1, q))"
+    assert_same_values([twice], out.outputs)
     # Left alone: two factors; the expression first already; one that something else reads;
     # an inner product with a name of its own.
     one_minus = make("sub", 1, q)
@@ -1699,6 +1711,25 @@ def test_compound_first():
     ):
         g = graph([p, q], outputs)
         assert opt.compound_first(g) is g
+
+
+def test_hvp_of_a_fourth_power_beside_a_where():
+    """A Hessian-vector product that `compound_first` once made wrong: the second derivative of
+    `sum(w ** 4)`, `12 w ** 2 v`, lost a factor w where w (a `where`) was also read by another
+    `where` (found by the random graphs of tests/test_hvp.py)."""
+    from tests.test_hvp import load_hvp
+
+    module = load_hvp(
+        "graph f(s: [], x: [n]) -> y {\n"
+        "    w = where(x > 9, s, s)\n"
+        "    u = where(x > 0, 0.5 * s, w)\n"
+        "    y = sum(w ** 4) + sum(u * u)\n"
+        "}\n"
+    )
+    s, xs = 0.7, np.array([0.5, 1.5, -2.0])
+    hv_s, hv_x = module.f_hvp(s, xs, 1.0, np.zeros(3))
+    assert hv_s == pytest.approx(36 * s**2 + 3, rel=1e-12)  # (y = 3 s**4 + 1.5 s**2)
+    np.testing.assert_array_equal(hv_x, 0)
 
 
 def test_reductions_first():

@@ -196,18 +196,18 @@ def repeated_factors_as_powers(n: Node) -> Node | None:
         return None
     factors = _factors(n)
     powers: dict[Node, float] = {}
-    count: dict[Node, int] = {}
-    for f in factors:
+    of: dict[Node, list[int]] = {}  # a base -> the factors that are powers of it
+    for i, f in enumerate(factors):
         base, k = f, 1
         if f.op == "pow" and _is_const(f.args[1]) and not isinstance(f.args[1].attr("value"), bool):
             base, k = f.args[0], f.args[1].attr("value")
         if base.shape == n.shape and base.dtype == "float" and not base.type.static:
             powers[base] = powers.get(base, 0) + k
-            count[base] = count.get(base, 0) + 1
-    base = next((b for b in powers if count[b] > 1 and 3 <= powers[b] <= 4), None)
+            of.setdefault(base, []).append(i)
+    base = next((b for b in powers if len(of[b]) > 1 and 3 <= powers[b] <= 4), None)
     if base is None or powers[base] % 1:
         return None
-    rest = [f for f in factors if f is not base and not (f.op == "pow" and f.args[0] is base)]
+    rest = [f for i, f in enumerate(factors) if i not in of[base]]  # (x ** y stays a factor)
     power = make("pow", base, float(powers[base]) if powers[base] % 1 else int(powers[base]))
     out = make("mul", _product(rest), power) if rest else power
     return out if _same_type(out, n) else None

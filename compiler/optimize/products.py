@@ -636,10 +636,11 @@ def compound_first(graph: Graph) -> Graph:
             factors = _chain_factors(n, users)
             numbers = [f for f in factors if _is_const(f)]  # (first still: `2 * dout * q`)
             rest = [f for f in factors if not _is_const(f)]
-            first = next((f for f in rest if _compound(f, users)), None)
-            if first is not None and first is not rest[0] and len(rest) + bool(numbers) > 2:
+            i = next((i for i, f in enumerate(rest) if _compound(f, users)), None)
+            if i is not None and i > 0 and len(rest) + bool(numbers) > 2:
                 number = [const(math.prod(f.attr("value") for f in numbers))] if numbers else []
-                reordered[n] = number + [first] + [f for f in rest if f is not first]
+                # (the one factor moved: a factor twice, `w * w * v`, keeps its other one)
+                reordered[n] = number + [rest[i]] + rest[:i] + rest[i + 1 :]
 
     rebuilt: dict[Node, Node] = {}  # (a node of `graph` -> its replacement)
 
