@@ -113,10 +113,10 @@ def where_of_equal_branches(n: Node) -> Node | None:
     written out, once each is recognized (`where(x > 0, x + log1p(exp(-x)), log1p(exp(x)))`
     is softplus(x) on both sides). Before differentiation: as written, each branch's gradient
     would be masked, and the two added."""
-    mask, a, b = n.args if n.op == "where" else (None, None, None)
-    if a is not None and a is b and _same_type(a, n) and a.type.static == n.type.static:
-        return a
-    return None
+    if n.op != "where":
+        return None
+    _, a, b = n.args
+    return a if a is b and _same_type(a, n) and a.type.static == n.type.static else None
 
 
 @rule("div")
@@ -208,7 +208,7 @@ def repeated_factors_as_powers(n: Node) -> Node | None:
     if base is None or powers[base] % 1:
         return None
     rest = [f for i, f in enumerate(factors) if i not in of[base]]  # (x ** y stays a factor)
-    power = make("pow", base, float(powers[base]) if powers[base] % 1 else int(powers[base]))
+    power = make("pow", base, int(powers[base]))
     out = make("mul", _product(rest), power) if rest else power
     return out if _same_type(out, n) else None
 
@@ -338,7 +338,7 @@ def constant_out_of_a_quotient(n: Node) -> Node | None:
     if len(factors) < 2 or not _is_const(factors[0]):
         return None
     a = _product(factors[1:])
-    if a.shape == n.shape and not a.type.static and a.dtype == "float":
+    if a.shape == n.shape and not a.type.static:
         return make("mul", factors[0], make("div", a, n.args[1]))
     return None
 
