@@ -67,16 +67,23 @@ def product_into_where(n: Node) -> Node | None:
     exp that overflows in the branch not taken). Only where the branch or f has the product's
     shape: a number times a number in a branch stays outside (`0.5 * where(m, 0, dout / N)`,
     whose `where` a product may share)."""
-    if n.dtype != "float":
-        return None
-    for w, f in (n.args, n.args[::-1]):
-        i = _masked(w)
-        if i is not None and f.dtype == "float" and n.shape in (w.args[i].shape, f.shape):
+    for w, i, f in _wheres_times(n):
+        if n.shape in (w.args[i].shape, f.shape):
             args = list(w.args)
             args[i] = make("mul", w.args[i], f)
             out = make("where", *args)
             return out if _same_type(out, n) else None
     return None
+
+
+def _wheres_times(t: Node):
+    """(w, i, f) for each way t is w * f of floats, w a `where` whose operand i is not the
+    number 0 and the other is (`_masked`)."""
+    if t.op == "mul" and t.dtype == "float":
+        for w, f in (t.args, t.args[::-1]):
+            i = _masked(w)
+            if i is not None and f.dtype == "float":
+                yield w, i, f
 
 
 @rule("add")
@@ -99,11 +106,8 @@ def _masked_term(t: Node) -> tuple[Node, int, Node] | None:
     i = _masked(t)
     if i is not None:
         return t.args[0], i, t.args[i]
-    if t.op == "mul" and t.dtype == "float":
-        for w, f in (t.args, t.args[::-1]):
-            i = _masked(w)
-            if i is not None and f.dtype == "float":
-                return w.args[0], i, make("mul", w.args[i], f)
+    for w, i, f in _wheres_times(t):
+        return w.args[0], i, make("mul", w.args[i], f)
     return None
 
 
