@@ -62,6 +62,7 @@ STAGES = (
     "place_scales",
     "read_normalized",
     "read_outputs",
+    "sigmoid_of_minus",
     "share_products",
     "compound_first",
     "reductions_first",

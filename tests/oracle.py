@@ -108,6 +108,7 @@ _ELEMENTWISE = {
     "sqrt": anp.sqrt,
     "tanh": anp.tanh,
     "sigmoid": _sigmoid,
+    "sigmoid_of_minus": lambda x: _sigmoid(-x),
     "relu": _relu,
     "lt": anp.less,
     "le": anp.less_equal,

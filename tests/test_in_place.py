@@ -193,7 +193,7 @@ def test_a_temporary_is_worked_out_in_place():
     gelu = 'graph g(x: [N, D]) -> out {\n    out = gelu(x, approximate="tanh")\n}\n'
     text = compile_source(gelu, "g.bp")
     forward = text[text.index("def g_forward") : text.index("def g_backward")]
-    assert "    t = x * x\n    t *= 0.07135481627260025\n    t += 1.5957691216057308\n" in forward
+    assert "    t = x * x\n    t *= -0.07135481627260025\n    t -= 1.5957691216057308\n" in forward
     module = module_from_text(text, "bpc_in_place_gelu")
     x = np.random.default_rng(0).standard_normal((5, 7))
     copy = x.copy()

@@ -170,6 +170,13 @@ MORE: dict[str, list[Case]] = {
             * x,
         ),
     ],
+    "sigmoid_of_minus": [
+        IR(
+            "sigmoid_of_minus(x * y) * x",
+            [("x", ("n", "m")), ("y", ("m",))],
+            lambda x, y: make("sigmoid_of_minus", x * y) * x,
+        ),
+    ],
     "if_else": [
         IR(
             "if_else(sum(a) > 0, a * a, b)",

@@ -12,6 +12,7 @@ test of its name, so a new rule comes with one.
 from __future__ import annotations
 
 import math
+import warnings
 import zlib
 from dataclasses import replace
 
@@ -38,6 +39,7 @@ PASSES = (
     "place_scales",
     "read_normalized",
     "read_outputs",
+    "sigmoid_of_minus",
     "share_products",
     "compound_first",
     "reductions_first",
@@ -814,8 +816,10 @@ def test_log_of_sigmoid():
     rule = opt.log_of_sigmoid
     assert rewrites(rule, make("log", make("sigmoid", x))) == "neg(softplus(neg(x)))"
     assert rewrites(rule, make("log", make("sub", 1, make("sigmoid", x)))) == "neg(softplus(x))"
+    assert rewrites(rule, make("log1p", make("neg", make("sigmoid", x)))) == "neg(softplus(x))"
     assert leaves_alone(rule, make("log", make("sub", 2, make("sigmoid", x))))
     assert leaves_alone(rule, make("log", make("exp", x)))
+    assert leaves_alone(rule, make("log1p", make("sigmoid", x)))
     # where the probabilities round to 0 and 1, the losses and their gradients stay finite
     text = "graph f(z: [n], y: [n]) -> loss {\n    p = sigmoid(z)\n"
     text += "    loss = -sum(y * log(p) + (1 - y) * log(1 - p))\n}\n"
@@ -1287,6 +1291,23 @@ def test_logsumexp_written_out():
     assert rewrites(rule, make("log", _sum_exp(x))) == "logsumexp(x, axis=(1,), keepdims=True)"
     assert leaves_alone(rule, make("log", _sum_exp(make("sub", x, m))))  # (the add's part)
     assert leaves_alone(rule, make("add", _max(x, (0,)), make("log", _sum_exp(make("sub", x, m)))))
+    # without keepdims: the shift is the max reshaped to keep its axis (`max(s, axis=1)`, then
+    # `reshape(m, (n, 1))`), the sum and the max without it
+    flat = make("max", x, axis=(1,), keepdims=False)
+    kept = make("reshape", flat, shape=(Dim.of("n"), Dim.of(1)))
+    written = make("add", make("log", _sum_exp(make("sub", x, kept), keepdims=False)), flat)
+    assert rewrites(rule, written) == "logsumexp(x, axis=(1,), keepdims=False)"
+    assert rewrites(rule, make("log", _sum_exp(x, keepdims=False))) == (
+        "logsumexp(x, axis=(1,), keepdims=False)"
+    )
+    # left alone: a shift by another array's max, a max added of another array
+    other = make("reshape", make("max", y, axis=(1,), keepdims=False), shape=kept.shape)
+    sum_exp = _sum_exp(make("sub", x, other), keepdims=False)
+    assert leaves_alone(rule, make("add", make("log", sum_exp), flat))
+    sum_exp = _sum_exp(make("sub", x, kept), keepdims=False)
+    assert leaves_alone(
+        rule, make("add", make("log", sum_exp), make("max", y, axis=(1,), keepdims=False))
+    )
 
 
 def test_written_out_softmaxes_have_the_composites_gradients():
@@ -1630,6 +1651,48 @@ def test_read_outputs():
     lone = make("mul", make("mul", t, make("sub", 1, s)), dout)
     g = graph([x, dout], [out], grads=(lone, make("mul", 0.0, dout)))
     assert opt.read_outputs(g) is g
+
+
+def test_sigmoid_of_minus():
+    x, dout = param("x", "n", "m", index=0), param("dout", "n", "m", index=1)
+    # GELU's sigmoid form and the tanh form's polynomial in Horner's form, x (1.596 + 0.0714 x x),
+    # and a sigmoid of a negation: the sign goes into the numbers, or the negation goes
+    u = make("mul", x, make("add", 1.596, make("mul", make("mul", 0.0714, x), x)))
+    cases = {
+        make("mul", 1.702, x): "sigmoid_of_minus(mul(-1.702, x))",
+        u: "sigmoid_of_minus(mul(x, sub(mul(mul(-0.0714, x), x), 1.596)))",
+        make("neg", x): "sigmoid_of_minus(x)",
+        make("neg", make("mul", x, dout)): "sigmoid_of_minus(mul(x, dout))",
+    }
+    for arg, want in cases.items():
+        g = verify(graph([x, dout], [make("mul", make("sigmoid", arg), dout)]), "canonicalize")
+        new = verify(opt.sigmoid_of_minus(g), "sigmoid_of_minus")
+        assert show(new.outputs[0].args[0]) == want
+        assert_same_values(g.outputs, new.outputs)
+    # Left alone: a product that something else reads too (it would be made twice), a sum with
+    # no number, a plain argument
+    t = make("mul", 1.702, x)
+    for kept in (
+        [make("sigmoid", t), t],
+        [make("sigmoid", make("add", x, dout))],
+        [make("sigmoid", make("mul", x, dout))],
+        [make("sigmoid", x)],
+    ):
+        g = verify(graph([x, dout], kept), "canonicalize")
+        assert show(opt.sigmoid_of_minus(g).outputs[0]) == show(g.outputs[0])
+    # compiled: the value and gradient of x * sigmoid(1.702 * x), with x far below and above 0
+    # (where exp(1.702 * x) overflows: no warning, the sigmoid is 0)
+    src = "graph f(x: [n]) -> y {\n    y = sum(x * sigmoid(1.702 * x))\n}\n"
+    assert "_sigmoid(t, minus=True, out=t)" in compile_source(src)
+    mod = load(src)
+    v = np.array([-800.0, -3.0, -0.1, 0.0, 0.2, 5.0, 800.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        value, (dx,) = mod.f_grad(v)
+    s = 1 / (1 + np.exp(-1.702 * v[1:-1]))
+    assert np.isclose(value, np.sum(v[1:-1] * s) + 800.0)
+    want = s + 1.702 * v[1:-1] * s * (1 - s)
+    assert np.allclose(dx, np.concatenate([[0.0], want, [1.0]]), rtol=1e-14, atol=0)
 
 
 def test_share_products():

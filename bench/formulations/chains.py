@@ -211,5 +211,12 @@ BCE = _loss(
             "-y log(sigmoid(z)) - (1 - y) log(sigmoid(-z))",
             "    loss = mean(-y * log(sigmoid(z)) - (1 - y) * log(sigmoid(-z)))",
         ),
+        (
+            "-(y log(p) + (1 - y) log1p(-p))",
+            """
+    p = sigmoid(z)
+    loss = -mean(y * log(p) + (1 - y) * log1p(-p))
+""",
+        ),
     ],
 )

@@ -108,5 +108,14 @@ TWO_LAYER = Model(
     loss = sum(cross_entropy(scores, y)) / N + reg * (sum(W1 ** 2) + sum(W2 ** 2)) / 2
 """),
         ),
+        Formulation(
+            "logsumexp written out, max without keepdims",
+            _net("""
+    s = relu(X @ W1 + b1) @ W2 + b2
+    m = max(s, axis=1)
+    lse = log(sum(exp(s - reshape(m, (N, 1))), axis=1)) + m
+    loss = mean(lse - take_along(s, y)) + 0.5 * reg * (sum(W1 * W1) + sum(W2 * W2))
+"""),
+        ),
     ],
 )

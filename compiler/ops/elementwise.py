@@ -55,6 +55,7 @@ def unary(
     reads=None,
     kernel=None,
     math_of_size=None,
+    call=("x",),
 ):
     """An elementwise function of one float argument. `fn` is the name of a function of the
     array namespace (`"exp"`, a ufunc of x when `ufunc`), or a function from the argument's
@@ -68,7 +69,8 @@ def unary(
     given, may return another such function for an argument node whose range allows a faster
     kernel than `fn`'s. `math_of_size`, where given, names the function of `math` for an
     argument that is a size, which is never negative (`math.sqrt(d)`: 0.06 us, where
-    `float(np.sqrt(d))` takes 1.4 us). Its JVP is read off its adjoint (`diagonal`)."""
+    `float(np.sqrt(d))` takes 1.4 us). `call` is None for a function the language does not
+    spell. Its JVP is read off its adjoint (`diagonal`)."""
 
     def emit(at, x):
         if python_numbers(at) and math_of_size and at.node.args[0].op == "dim":
@@ -88,7 +90,7 @@ def unary(
         jvp=diagonal(adjoint),
         elementwise=True,
         doc=doc,
-        call=("x",),
+        call=call,
         flops=flops,
         ufunc=ufunc,
         fold=fold,
@@ -213,6 +215,22 @@ unary(
     doc="logistic, 1 / (1 + exp(-x)), computed without a warning where exp(-x) overflows",
     flops=lambda y, x: 4 * size(y),
     ufunc=True,
+)
+
+# sigmoid(-x), 1 / (1 + exp(x)): not the language's, made by the optimizer
+# (`optimize.products.sigmoid_of_minus`) for a sigmoid whose argument is a negation or a
+# product by a number, so that `_sigmoid` does not negate it again (`sigmoid(1.702 * x)` is
+# `_sigmoid(-1.702 * x, minus=True)`, one pass fewer).
+unary(
+    "sigmoid_of_minus",
+    lambda x: Call(Ref(HELPER, "_sigmoid"), (x,), (("minus", Lit(True)),), True),
+    lambda g, y, x: (-(g * y * (1 - y)),),
+    math_fn=lambda x: _sigmoid_number(Unary("-", x)),
+    doc="the logistic function of -x, 1 / (1 + exp(x)), computed without a warning where "
+    "exp(x) overflows",
+    flops=lambda y, x: 4 * size(y),
+    ufunc=True,
+    call=None,
 )
 
 

@@ -9,8 +9,8 @@ A module per part, each saying in its docstring what it owns:
 - `rules.py`: the registry (`@rule`, `RULES`, `@canonical`, `CANONICAL`) and the rules' helpers;
 - `algebra.py`: the local rewrites, registered in the order the simplifier tries them;
 - `fixpoint.py`: the simplifier (to a fixpoint, with hash-consing), `_existing`, `canonicalize`;
-- `products.py`: the whole-graph passes around products and sums, `transpose_products`,
-  `softplus_gradient_from_e`, `split_sums`, `contract_sums`, `factor_scales`, `place_scales` and `read_normalized`;
+- `products.py`: the whole-graph passes around products and sums, `sigmoid_of_minus`,
+  `transpose_products`, `softplus_gradient_from_e`, `split_sums`, `contract_sums`, `factor_scales`, `place_scales` and `read_normalized`;
 - `hoist.py`: products out of loops and after them (`hoist_products`, `products_after_loops`);
 - `stacks.py`: a loop's stack written over the array whose slots it reads;
 - `tidy.py`: loops tidied as a whole (`tidy_loops`);
@@ -96,6 +96,7 @@ from .products import (
     read_normalized,
     read_outputs,
     share_products,
+    sigmoid_of_minus,
     softplus_gradient_from_e,
     split_sums,
     transpose_products,
@@ -124,6 +125,7 @@ __all__ = [
     "seed_ones",
     "simplify",
     "canonicalize",
+    "sigmoid_of_minus",
     "transpose_products",
     "horner",
     "softplus_gradient_from_e",
@@ -247,6 +249,7 @@ def optimize(
     graph = check(_everywhere(graph, place_scales, sizes), prefix + "place_scales")
     graph = check(_everywhere(graph, read_normalized), prefix + "read_normalized")
     graph = check(_everywhere(graph, read_outputs), prefix + "read_outputs")
+    graph = check(_everywhere(graph, sigmoid_of_minus), prefix + "sigmoid_of_minus")
     graph = check(_everywhere(graph, share_products), prefix + "share_products")
     graph = check(_everywhere(graph, compound_first), prefix + "compound_first")
     graph = check(reductions_first(graph), prefix + "reductions_first")

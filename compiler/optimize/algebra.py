@@ -1079,10 +1079,14 @@ def log_of_exp(n: Node) -> Node | None:
 
 @canonical
 def log_of_sigmoid(n: Node) -> Node | None:
-    """log(sigmoid(x)) -> -softplus(-x), and log(1 - sigmoid(x)) -> -softplus(x): a binary
-    cross-entropy written with probabilities. The logs of the probabilities are -inf (and their
-    gradients nan) where the sigmoid rounds to 0 or 1, beyond |x| = 37 in float64 and 17 in
-    float32; softplus is finite for every x, and both terms share one exp(-|x|)."""
+    """log(sigmoid(x)) -> -softplus(-x), and log(1 - sigmoid(x)) and log1p(-sigmoid(x)) ->
+    -softplus(x): a binary cross-entropy written with probabilities. The logs of the
+    probabilities are -inf (and their gradients nan) where the sigmoid rounds to 0 or 1, beyond
+    |x| = 37 in float64 and 17 in float32; softplus is finite for every x, and both terms share
+    one exp(-|x|)."""
+    if n.op == "log1p" and n.args[0].op == "neg" and n.args[0].args[0].op == "sigmoid":
+        x = n.args[0].args[0].args[0]
+        return make("neg", make("softplus", x)) if x.shape == n.shape else None
     if n.op != "log" or n.dtype != "float":
         return None
     p = n.args[0]

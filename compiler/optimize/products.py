@@ -175,6 +175,47 @@ def _shared_values(graph: Graph) -> Graph:
     return rewrite(graph, lambda n, args: _interned(with_args(n, args), known))
 
 
+def sigmoid_of_minus(graph: Graph) -> Graph:
+    """sigmoid(w) -> sigmoid_of_minus(-w) where -w costs no pass of its own: w = -z (-w is z),
+    w = c * z for a number c ((-c) * z), and a polynomial in Horner's form, whose numbers take
+    the sign (each node but z read by nothing else). `_sigmoid` negates its argument in a pass
+    of its own; the sigmoid form of GELU, `sigmoid(1.702 * x)`, is then `t = -1.702 * x` and
+    `_sigmoid(t, out=t, minus=True)`, the expert's `exp(x * -a)`, and the tanh form's
+    polynomial `((-0.0714 * x) * x - 1.596) * x`: one pass of the ten or so that such an
+    activation's value and gradient make."""
+    users = _users(graph)
+
+    def minus(w: Node, v: Node, reader: Node) -> Node | None:
+        """-v made without a pass, for v the rewritten w, which `reader` alone reads; or None."""
+        if v.op == "neg":
+            return v.args[0]
+        if users[w] != [reader] or v.op not in ("mul", "add"):
+            return None
+        for i in (1, 0) if _is_const(v.args[1]) else (0, 1):
+            f, j = v.args[i], 1 - i
+            if not (_is_const(f) and f.dtype != "bool"):
+                q = minus(w.args[i], f, w) if v.op == "mul" else None
+                if q is not None:  # -(q * z) = (-q) * z
+                    return make("mul", *((q, v.args[j])[:: 1 - 2 * i]))
+            elif v.op == "mul":  # -(c * z) = (-c) * z
+                return make("mul", *((-f.attr("value"), v.args[j])[:: 1 - 2 * i]))
+            else:  # -(p + c) = (-p) - c
+                p = minus(w.args[j], v.args[j], w)
+                return None if p is None else make("sub", p, f)
+        return None
+
+    def step(n: Node, args: tuple[Node, ...]) -> Node:
+        m = with_args(n, args)
+        if n.op != "sigmoid":
+            return m
+        with at(n.loc):
+            w = minus(n.args[0], args[0], n)
+            out = m if w is None else make("sigmoid_of_minus", w)
+        return out if out.type == m.type else m
+
+    return rewrite(graph, step)
+
+
 def softplus_gradient_from_e(graph: Graph) -> Graph:
     """exp(x - s) -> maximum(x >= 0, e) / (1 + e) for s = relu(x) + log1p(e), e = exp(-|x|):
     softplus(x) and the sigmoid of its gradient (`ops/elementwise.py`'s `_softplus_adjoint`),

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 
+from ..dims import Dim
 from ..ir import Node, make
 from ..ops.elementwise import constant_value
 from ..ops.nn import KAPPA, SQRT_2_OVER_PI
@@ -270,27 +271,47 @@ def log_of_softmax(n: Node) -> Node | None:
 
 @canonical
 def logsumexp_written_out(n: Node) -> Node | None:
-    """m + log(sum(exp(s - m))) with m = max(s), both keeping their axes -> logsumexp(s) with
-    keepdims (and log(sum(exp(s))) likewise)."""
+    """m + log(sum(exp(s - m))) with m = max(s) -> logsumexp(s), over the same axes, keeping
+    them or not (where not, the shift is m reshaped to keep them: `max(s, axis=1)` and
+    `reshape(m, (N, 1))`, a logsumexp written out without keepdims); and log(sum(exp(s)))
+    likewise. The max-shift's backward, a mask of the maxima that adds up to 0, is not built."""
     if n.op == "log":
-        found = _summed_exp(n.args[0])
+        found = _sum_of_exp(n.args[0])
         if found is None or found[0].op == "sub":
             return None
-        s, axis = found
-        return make("logsumexp", s, axis=axis, keepdims=True)
+        s, axis, keepdims = found
+        return make("logsumexp", s, axis=axis, keepdims=keepdims)
     if n.op != "add" or n.dtype != "float":
         return None
     for m, log in (n.args, n.args[::-1]):
-        if log.op != "log" or m.op != "max" or not m.attr("keepdims"):
+        if log.op != "log" or m.op != "max":
             continue
-        found = _summed_exp(log.args[0])
-        if found is None or found[1] != m.attr("axis"):
+        found = _sum_of_exp(log.args[0])
+        if found is None or found[1:] != (m.attr("axis"), m.attr("keepdims")):
             continue
         u = found[0]
-        if u.op == "sub" and u.args[1] is m and u.args[0] is m.args[0]:
-            out = make("logsumexp", m.args[0], axis=found[1], keepdims=True)
+        if u.op == "sub" and u.args[0] is m.args[0] and _kept(u.args[1], m):
+            out = make("logsumexp", m.args[0], axis=found[1], keepdims=found[2])
             return out if out.type == n.type else None
     return None
+
+
+def _sum_of_exp(n: Node) -> tuple[Node, tuple, bool] | None:
+    """(u, axis, keepdims) for `n = sum(exp(u), axis, keepdims)`, else None."""
+    if n.op == "sum" and n.args[0].op == "exp":
+        return n.args[0].args[0], n.attr("axis"), n.attr("keepdims")
+    return None
+
+
+def _kept(shift: Node, m: Node) -> bool:
+    """Whether `shift` is the reduction m with its axes kept: m itself, where it keeps them, or
+    m reshaped to the shape of its argument with 1 on each of them."""
+    if shift is m:
+        return m.attr("keepdims")
+    if shift.op != "reshape" or shift.args[0] is not m or m.attr("keepdims"):
+        return False
+    axes, x = m.attr("axis"), m.args[0]
+    return shift.shape == tuple(Dim.of(1) if i in axes else d for i, d in enumerate(x.shape))
 
 
 def _squared(n: Node) -> Node | None:

@@ -192,19 +192,18 @@ def _frozen(out):
     return out
 
 
-def _sigmoid(x, out=None):
-    """1 / (1 + exp(-x)) elementwise, in one array (`out`, where given). Where x is so
-    negative that exp(-x) overflows (below -709.8 in float64, -88.7 in float32), exp gives
-    inf and the value 0, which is within the smallest normal number of it; that overflow
-    is not warned of. Within 2 ulp of the value wherever that is a normal number."""
+def _sigmoid(x, out=None, minus=False):
+    """1 / (1 + exp(-x)) elementwise, in one array (`out`, where given); with `minus`, the
+    logistic function of -x, 1 / (1 + exp(x)), without a pass to negate x. Where the exp
+    overflows (beyond 709.8 in float64, 88.7 in float32), it gives inf and the value 0,
+    which is within the smallest normal number of it; that overflow is not warned of.
+    Within 2 ulp of the value wherever that is a normal number."""
     if out is None:
-        out = np.negative(x, dtype=np.result_type(x, 1.0))
-    else:
-        np.negative(x, out=out)
+        out = np.empty(np.shape(x), np.result_type(x, 1.0))
     with np.errstate(over="ignore"):
-        if not out.ndim:  # (a NumPy number: no array to work in)
-            return 1 / (1 + np.exp(out))
-        np.exp(out, out=out)
+        if not out.ndim:  # (a number: no array to work in)
+            return 1 / (1 + np.exp(x if minus else -x))
+        np.exp(x if minus else np.negative(x, out=out), out=out)
     out += 1
     return np.reciprocal(out, out=out)
 

@@ -92,6 +92,11 @@ CASES: dict[str, list[Case]] = {
         C("x: [n, m], b: [m]", "out = sum(sigmoid(x + b))"),
         C("x: [n, m], y: [m]", "out = sum(sigmoid(x) * 2 + y)", wrt="y"),
         C("x: [n, m], b: [m]", "out = sigmoid(-x * b) * 3"),
+        # sigmoid_of_minus: a negation, a product by a number, a polynomial, a number
+        C("x: [n, m]", "out = sum(sigmoid(-x))"),
+        C("x: [n, m]", "out = x * sigmoid(1.702 * x)"),
+        C("x: [n, m]", "out = x * sigmoid(x * (1.6 + 0.07 * x * x))"),
+        C("x: [n, m], s: []", "out = x * sigmoid(-2 * s)"),
     ],
     "relu": [
         C("x: [n, m]", "out = relu(x)", away="x"),
@@ -264,6 +269,9 @@ EXEMPT = {
     "dout": "a leaf (an upstream gradient), made by autodiff; every non-scalar case feeds one",
     "const": "a leaf (a literal): no adjoint; used throughout, e.g. x ** 2, 1 - x, 2 ** x",
     "dim": "a leaf (a dimension size): no adjoint; used in x * n, x / sqrt(m), reshape sizes",
+    "sigmoid_of_minus": "made only by the optimizer (`sigmoid_of_minus`) from a sigmoid whose "
+    "argument takes a sign without a pass; the sigmoid cases with -x, 1.702 * x, a polynomial "
+    "and a number run through it",
     **{
         op: "a comparison gives a boolean mask and is not differentiated; its forward values are "
         "checked in test_comparison_forward_values and masks appear in the gt/le cases"

@@ -272,14 +272,16 @@ def _frozen(out):
     return out
 
 
-def _sigmoid(x, out=None):
-    """1 / (1 + exp(-x)) elementwise, without writing into an array: x is first raised
-    to log of the dtype's smallest normal number, where the value is that small, so that
-    exp(-x) never overflows."""
+def _sigmoid(x, out=None, minus=False):
+    """1 / (1 + exp(-x)) elementwise (with `minus`, 1 / (1 + exp(x))), without writing into
+    an array: x is first raised (lowered) to log of the dtype's smallest normal number,
+    where the value is that small, so that the exp never overflows."""
     xp = _xp(x)
     if not xp.isdtype(x.dtype, "real floating"):
         x = xp.astype(x, xp.float64)
     floor = {64: -708.0, 32: -87.0, 16: -9.0}[xp.finfo(x.dtype).bits]
+    if minus:
+        return 1 / (1 + xp.exp(xp.minimum(x, -floor)))
     return 1 / (1 + xp.exp(-xp.maximum(x, floor)))
 
 
