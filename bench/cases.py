@@ -48,10 +48,10 @@ def compile_module(
     sizes: dict | None = None,
     checks: bool = True,
     consume_cache: bool = False,
+    fast_math: bool = False,
 ) -> types.ModuleType:
-    text = bpc.compile_source(
-        source, f"{name}.bp", sizes=sizes, checks=checks, consume_cache=consume_cache
-    )
+    orders = {"consume_cache": consume_cache, "fast_math": fast_math}
+    text = bpc.compile_source(source, f"{name}.bp", sizes=sizes, checks=checks, **orders)
     return module_from_text(text, name)
 
 
@@ -133,16 +133,17 @@ class Case:
     def describe(self, size) -> str:
         return " x ".join(map(str, size)) if isinstance(size, tuple) else f"n = {size}"
 
-    def module(self, size, checks: bool = True) -> types.ModuleType:
+    def module(self, size, checks: bool = True, fast_math: bool = False) -> types.ModuleType:
         """The generated module, compiled for this size as `bpc compile --dim` does (JAX's jit,
         too, compiles for the shapes it is given); the same module serves every call. Without
-        `checks`, as `bpc compile --no-checks` compiles it. `dims` comes first: a case whose
-        source depends on the size (a conv layer's stride) sets it there."""
+        `checks`, as `bpc compile --no-checks` compiles it; with `fast_math`, as `bpc compile
+        --fast-math` does. `dims` comes first: a case whose source depends on the size (a conv
+        layer's stride) sets it there."""
         dims = self.dims(size)
-        key = (self.name, self.source, tuple(sorted(dims.items())), checks)
+        key = (self.name, self.source, tuple(sorted(dims.items())), checks, fast_math)
         if key not in _MODULES:
             name = f"bench_{len(_MODULES)}"
-            _MODULES[key] = compile_module(self.source, name, dims, checks)
+            _MODULES[key] = compile_module(self.source, name, dims, checks, fast_math=fast_math)
         return _MODULES[key]
 
     def forwards_beside(self, size, hand) -> dict:
@@ -165,10 +166,10 @@ class VJPCase(Case):
     def forward_args(self, args: tuple) -> tuple:
         return args[:-1]
 
-    def vjp(self, size):
+    def vjp(self, size, fast_math: bool = False):
         """The generated forward then backward of the case's graph, taking the inputs and the
-        upstream gradient as the other systems do."""
-        module = self.module(size)
+        upstream gradient as the other systems do (compiled with --fast-math, where asked)."""
+        module = self.module(size, fast_math=fast_math)
         forward = getattr(module, f"{self.graph}_forward")
         backward = getattr(module, f"{self.graph}_backward")
 

@@ -405,9 +405,9 @@ class Recurrent(VJPCase):
         except CompileError:
             return None
 
-    def vjp(self, size):
+    def vjp(self, size, fast_math: bool = False):
         """The generated forward then backward: hs, then the gradients."""
-        module = self.module(size)
+        module = self.module(size, fast_math=fast_math)
         forward = getattr(module, f"{self.graph}_forward")
         backward = getattr(module, f"{self.graph}_backward")
 
@@ -444,6 +444,7 @@ class Recurrent(VJPCase):
         out = {"hand": self.hand}
         if self.compiled(size) is not None:
             out["bpc"] = self.vjp(size)
+            out["bpc --fast-math"] = self.vjp(size, fast_math=True)  # (tanh as the hand's)
         for name in ("autograd", "torch", "torch fused", "jax"):
             if _has(name.split()[0]):
                 out[name] = self.rival(name, size)

@@ -164,6 +164,7 @@ HEAD = [
     "size",
     "hand NumPy",
     "bpc",
+    "bpc --fast-math",
     *RIVALS,
     "bpc <= fastest rival",
     "hand fwd",
@@ -177,7 +178,7 @@ HEAD = [
 
 def row(r: Result) -> str:
     cells = [r.name, r.size, _fmt_time(statistics.median(r.times["hand"]))]
-    for s in ("bpc", *RIVALS):
+    for s in ("bpc", "bpc --fast-math", *RIVALS):
         cells.append(f"{r.ratio(s):.2f}x" if s in r.ratios else "-")
     fastest = r.fastest_rival()
     if fastest is None or "bpc" not in r.ratios:
@@ -218,6 +219,7 @@ def summary(results: list[Result]) -> str:
         f"{statistics.median(bpc_ratios):.2f}x, max {max(bpc_ratios):.2f}x "
         f"(targets: median at most {TARGETS['median']:.2f}, none above {TARGETS['max']:.2f}); "
         f"{sum(x > TARGETS['max'] for x in bpc_ratios)} above {TARGETS['max']:.2f}",
+        *_fast_math_line(results),
         f"- bpc forward alone over the hand-written forward: median {statistics.median(fwd):.2f}x, "
         f"max {max(fwd):.2f}x (target: at most {TARGETS['fwd']:.2f} each); "
         f"{sum(x > TARGETS['fwd'] for x in fwd)} above {TARGETS['fwd']:.2f}",
@@ -251,6 +253,19 @@ def summary(results: list[Result]) -> str:
         names = ", ".join(f"{r.name} {r.size}" for r in without)
         lines.append(f"- not compiled by bpc yet, left out above: {names}")
     return "\n".join(lines)
+
+
+def _fast_math_line(results: list[Result]) -> list[str]:
+    """The same for the modules compiled with --fast-math, where a case times them."""
+    fast = [r.ratio("bpc --fast-math") for r in results if "bpc --fast-math" in r.ratios]
+    if not fast:
+        return []
+    return [
+        f"- compiled with --fast-math (tanh as 2 / (1 + exp(-2x)) - 1, as the hand-written code "
+        f"takes it), over hand NumPy across the {len(fast)} cases: median "
+        f"{statistics.median(fast):.2f}x, max {max(fast):.2f}x; "
+        f"{sum(x > TARGETS['max'] for x in fast)} above {TARGETS['max']:.2f}"
+    ]
 
 
 def machine() -> str:

@@ -27,15 +27,18 @@ def compile_graphs(
     check: Check | None = None,
     jvp: bool = False,
     hvp: bool = False,
+    fast_math: bool = False,
 ) -> list[Compiled]:
     """Every graph in `text` through all stages but emission. The errors of independent
     statements and graphs are reported together; warnings are appended to `warnings`. `sizes`
     are the dimension sizes the user expects: where the cheaper form of a computation depends on
     them, the optimizer chooses it for those sizes. `check(graph, stage)` sees each graph after
     each stage (`bpc.verify`, in the tests). With `jvp` and `hvp`, each graph also gets its
-    Jacobian-vector and Hessian-vector products (see `compile_typed`)."""
+    Jacobian-vector and Hessian-vector products (see `compile_typed`); with `fast_math`, the
+    kernels `bpc compile --fast-math` allows."""
     try:
-        return _compile_graphs(text, warnings, sizes, check or unchecked, jvp=jvp, hvp=hvp)
+        orders = {"jvp": jvp, "hvp": hvp, "fast_math": fast_math}
+        return _compile_graphs(text, warnings, sizes, check or unchecked, **orders)
     except RecursionError:
         raise nested_too_deeply(text) from None
 
@@ -87,24 +90,31 @@ def compile_typed(
     check: Check | None = None,
     jvp: bool = False,
     hvp: bool = False,
+    fast_math: bool = False,
 ) -> Compiled:
     """The stages after the shape pass, on one typed graph: the forward and backward pair and,
     for one scalar output, the fused value and gradient; with `jvp`, the Jacobian-vector
-    products; with `hvp`, for one scalar output, the Hessian-vector products."""
+    products; with `hvp`, for one scalar output, the Hessian-vector products. With `fast_math`,
+    the kernels `bpc compile --fast-math` allows (`optimize.fast_math`)."""
     check = check or unchecked
     canonical = check(canonicalize(graph), "canonicalize")
     full = check(differentiate(canonical), "differentiate")
-    pair = optimize(full, cache_reused=True, sizes=sizes, check=check)
+    pair = optimize(full, cache_reused=True, sizes=sizes, check=check, fast=fast_math)
 
     def plain(g: Graph, kind: str) -> Graph:
         g = check(replace(g, name=f"{graph.name}_{kind}"), f"g_{kind}/seed_ones")
-        return optimize(g, cache_reused=False, sizes=sizes, check=check, prefix=f"g_{kind}/")
+        prefix = f"g_{kind}/"
+        return optimize(
+            g, cache_reused=False, sizes=sizes, check=check, prefix=prefix, fast=fast_math
+        )
 
     tangents = plain(forward_mode(canonical), "jvp") if jvp else None
     if len(graph.outputs) != 1 or graph.outputs[0].ndim:  # (no gradient, no Hessian)
         return Compiled(pair, None, tangents)
     ones = check(seed_ones(full), "g_grad/seed_ones")
-    grad = optimize(ones, cache_reused=False, sizes=sizes, check=check, prefix="g_grad/")
+    grad = optimize(
+        ones, cache_reused=False, sizes=sizes, check=check, prefix="g_grad/", fast=fast_math
+    )
     if not hvp:
         return Compiled(pair, grad, tangents)
     made = [(how, plain(g, "hvp")) for how, g in second_order.candidates(full)]
@@ -122,6 +132,7 @@ def compile_source(
     hvp: bool = False,
     target: str = "numpy",
     consume_cache: bool = False,
+    fast_math: bool = False,
 ) -> str:
     """Compile bp source text to the text of a Python module; raises CompileError on bad input.
     With `checks=False` the module does not check its arguments' shapes and dtypes; warnings
@@ -132,10 +143,15 @@ def compile_source(
     target (`bpc.targets`): `numpy`, or `array-api` for the arrays of any array-API library.
     With `consume_cache` (numpy target), each forward's cache serves one backward, which takes
     its values out and may work in its arrays: a lower peak memory, as PyTorch's backward frees
-    its saved tensors; a second backward with the same cache raises ValueError."""
+    its saved tensors; a second backward with the same cache raises ValueError. With
+    `fast_math` (numpy target), tanh is computed within 2 ulp of 1 rather than of the value, in
+    about half the time (`optimize.fast_math`)."""
+    if fast_math and target != "numpy":
+        raise ValueError(f"fast_math is for the numpy target, not {target}")
     try:
         with _collector_paused():
-            compiled = compile_graphs(text, warnings, sizes, jvp=jvp, hvp=hvp)
+            orders = {"jvp": jvp, "hvp": hvp, "fast_math": fast_math}
+            compiled = compile_graphs(text, warnings, sizes, **orders)
             return emit(
                 compiled,
                 filename,

@@ -55,6 +55,7 @@ HELPERS = {
     "_labels": "labels.py.j2",
     "_erf": "erf.py.j2",
     "_sigmoid": "sigmoid.py.j2",
+    "_fast_tanh": "fast_tanh.py.j2",
     "_window_add": "window_add.py.j2",
     "_max_pool": "max_pool.py.j2",
     "_max_pool_route": "max_pool_route.py.j2",

@@ -66,6 +66,7 @@ STAGES = (
     "share_products",
     "compound_first",
     "reductions_first",
+    "fast_math",
     "finish_outputs",
     "finish_gradients",
     "select_cache",

@@ -107,6 +107,7 @@ _ELEMENTWISE = {
     "log": anp.log,
     "sqrt": anp.sqrt,
     "tanh": anp.tanh,
+    "fast_tanh": anp.tanh,
     "sigmoid": _sigmoid,
     "sigmoid_of_minus": lambda x: _sigmoid(-x),
     "relu": _relu,

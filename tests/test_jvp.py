@@ -170,6 +170,13 @@ MORE: dict[str, list[Case]] = {
             * x,
         ),
     ],
+    "fast_tanh": [
+        IR(
+            "fast_tanh(x * y) * x",
+            [("x", ("n", "m")), ("y", ("m",))],
+            lambda x, y: make("fast_tanh", x * y) * x,
+        ),
+    ],
     "sigmoid_of_minus": [
         IR(
             "sigmoid_of_minus(x * y) * x",

@@ -43,6 +43,7 @@ PASSES = (
     "share_products",
     "compound_first",
     "reductions_first",
+    "fast_math",
     "finish_gradients",
     "select_cache",
     "tidy_loops",
@@ -1693,6 +1694,24 @@ def test_sigmoid_of_minus():
     assert np.isclose(value, np.sum(v[1:-1] * s) + 800.0)
     want = s + 1.702 * v[1:-1] * s * (1 - s)
     assert np.allclose(dx, np.concatenate([[0.0], want, [1.0]]), rtol=1e-14, atol=0)
+
+
+def test_fast_math():
+    x, dout = param("x", "n", "m", index=0), param("dout", "n", "m", index=1)
+    # every tanh, forward and backward alike, and nothing else; the gradient reads the new node
+    h = make("tanh", make("mul", x, dout))
+    grad = make("mul", make("sub", 1, make("mul", h, h)), dout)
+    g = verify(
+        graph([x, dout], [make("mul", h, make("sigmoid", x))], grads=(grad, dout)), "simplify"
+    )
+    new = verify(opt.fast_math(g), "fast_math")
+    assert show(new.outputs[0]) == "mul(fast_tanh(mul(x, dout)), sigmoid(x))"
+    assert show(new.grads[0]) == (
+        "mul(sub(1, mul(fast_tanh(mul(x, dout)), fast_tanh(mul(x, dout)))), dout)"
+    )
+    assert_same_values(g.outputs + g.grads, new.outputs + new.grads)
+    kept = graph([x, dout], [make("sigmoid", x)])
+    assert opt.fast_math(kept) is kept
 
 
 def test_share_products():

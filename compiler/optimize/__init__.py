@@ -14,7 +14,7 @@ A module per part, each saying in its docstring what it owns:
 - `hoist.py`: products out of loops and after them (`hoist_products`, `products_after_loops`);
 - `stacks.py`: a loop's stack written over the array whose slots it reads;
 - `tidy.py`: loops tidied as a whole (`tidy_loops`);
-- `finish.py`: `finish_outputs`, `finish_gradients` and `select_cache`;
+- `finish.py`: `fast_math`, `finish_outputs`, `finish_gradients` and `select_cache`;
 - here: `optimize` and the order of its stages, `Check`, `seed_ones`.
 
 Every rule, canonical rewrite and pass is an attribute of this package by its name
@@ -83,7 +83,7 @@ from .algebra import (
     where_of_a_constant_mask,
     where_of_equal_branches,
 )
-from .finish import finish_gradients, finish_outputs, select_cache
+from .finish import fast_math, finish_gradients, finish_outputs, select_cache
 from .fixpoint import _SEEN, _existing, _key, canonicalize, in_bodies, simplify
 from .hoist import hoist_products, one_product, products_after_loops
 from .order import reductions_first
@@ -138,6 +138,7 @@ __all__ = [
     "share_products",
     "compound_first",
     "reductions_first",
+    "fast_math",
     "finish_outputs",
     "finish_gradients",
     "select_cache",
@@ -228,10 +229,12 @@ def optimize(
     sizes: dict[str, int] | None = None,
     check: Check | None = None,
     prefix: str = "",
+    fast: bool = False,
 ) -> Graph:
     """Simplify, share and prune; make the gradients safe to hand to the caller; choose the cache.
     `sizes` are the dimension sizes the user expects, for rewrites whose gain depends on them.
-    `check(graph, stage)` sees the graph after each pass (`bpc.verify`, in the tests)."""
+    With `fast`, the kernels `bpc compile --fast-math` allows (`fast_math`). `check(graph,
+    stage)` sees the graph after each pass (`bpc.verify`, in the tests)."""
     check = check or unchecked
     graph = check(simplify(graph), prefix + "simplify")
     if any(n.op == "loop" for n in graph.nodes):
@@ -253,6 +256,8 @@ def optimize(
     graph = check(_everywhere(graph, share_products), prefix + "share_products")
     graph = check(_everywhere(graph, compound_first), prefix + "compound_first")
     graph = check(reductions_first(graph), prefix + "reductions_first")
+    if fast:
+        graph = check(_everywhere(graph, fast_math), prefix + "fast_math")
     graph = check(finish_outputs(graph), prefix + "finish_outputs")
     graph = check(finish_gradients(graph, cache_reused=cache_reused), prefix + "finish_gradients")
     return check(select_cache(graph), prefix + "select_cache")

@@ -269,6 +269,9 @@ EXEMPT = {
     "dout": "a leaf (an upstream gradient), made by autodiff; every non-scalar case feeds one",
     "const": "a leaf (a literal): no adjoint; used throughout, e.g. x ** 2, 1 - x, 2 ** x",
     "dim": "a leaf (a dimension size): no adjoint; used in x * n, x / sqrt(m), reshape sizes",
+    "fast_tanh": "made only by `bpc compile --fast-math` (`fast_math`) in place of tanh; "
+    "tests/test_fast_math.py checks its values in float64 and float32 and an RNN's gradients "
+    "through it",
     "sigmoid_of_minus": "made only by the optimizer (`sigmoid_of_minus`) from a sigmoid whose "
     "argument takes a sign without a pass; the sigmoid cases with -x, 1.702 * x, a polynomial "
     "and a number run through it",
