@@ -192,16 +192,16 @@ def sigmoid_of_minus(graph: Graph) -> Graph:
         if users[w] != [reader] or v.op not in ("mul", "add"):
             return None
         for i in (1, 0) if _is_const(v.args[1]) else (0, 1):
-            f, j = v.args[i], 1 - i
-            if not (_is_const(f) and f.dtype != "bool"):
-                q = minus(w.args[i], f, w) if v.op == "mul" else None
-                if q is not None:  # -(q * z) = (-q) * z
-                    return make("mul", *((q, v.args[j])[:: 1 - 2 * i]))
-            elif v.op == "mul":  # -(c * z) = (-c) * z
-                return make("mul", *((-f.attr("value"), v.args[j])[:: 1 - 2 * i]))
-            else:  # -(p + c) = (-p) - c
-                p = minus(w.args[j], v.args[j], w)
+            f = v.args[i]
+            number = _is_const(f) and f.dtype != "bool"
+            if number and v.op == "mul":  # -(c * z) = (-c) * z
+                return _with_arg(v, i, -f.attr("value"))
+            if number:  # -(p + c) = (-p) - c
+                p = minus(w.args[1 - i], v.args[1 - i], w)
                 return None if p is None else make("sub", p, f)
+            q = minus(w.args[i], f, w) if v.op == "mul" else None
+            if q is not None:  # -(q * z) = (-q) * z
+                return _with_arg(v, i, q)
         return None
 
     def step(n: Node, args: tuple[Node, ...]) -> Node:
@@ -214,6 +214,11 @@ def sigmoid_of_minus(graph: Graph) -> Graph:
         return out if out.type == m.type else m
 
     return rewrite(graph, step)
+
+
+def _with_arg(n: Node, i: int, a: Node | float) -> Node:
+    """n's operation on its arguments with the i-th one `a`."""
+    return make(n.op, *(a if k == i else b for k, b in enumerate(n.args)))
 
 
 def softplus_gradient_from_e(graph: Graph) -> Graph:

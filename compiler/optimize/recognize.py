@@ -37,8 +37,14 @@ def _unshifted(u: Node, axis) -> Node:
 
 def _summed_exp(n: Node) -> tuple[Node, tuple] | None:
     """(u, axis) for `n = sum(exp(u), axis, keepdims=true)`, else None."""
-    if n.op == "sum" and n.attr("keepdims") and n.args[0].op == "exp":
-        return n.args[0].args[0], n.attr("axis")
+    found = _sum_of_exp(n)
+    return found[:2] if found is not None and found[2] else None
+
+
+def _sum_of_exp(n: Node) -> tuple[Node, tuple, bool] | None:
+    """(u, axis, keepdims) for `n = sum(exp(u), axis, keepdims)`, else None."""
+    if n.op == "sum" and n.args[0].op == "exp":
+        return n.args[0].args[0], n.attr("axis"), n.attr("keepdims")
     return None
 
 
@@ -293,13 +299,6 @@ def logsumexp_written_out(n: Node) -> Node | None:
         if u.op == "sub" and u.args[0] is m.args[0] and _kept(u.args[1], m):
             out = make("logsumexp", m.args[0], axis=found[1], keepdims=found[2])
             return out if out.type == n.type else None
-    return None
-
-
-def _sum_of_exp(n: Node) -> tuple[Node, tuple, bool] | None:
-    """(u, axis, keepdims) for `n = sum(exp(u), axis, keepdims)`, else None."""
-    if n.op == "sum" and n.args[0].op == "exp":
-        return n.args[0].args[0], n.attr("axis"), n.attr("keepdims")
     return None
 
 
