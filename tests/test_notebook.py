@@ -136,6 +136,13 @@ def test_dim_arranges_the_code_for_the_sizes_and_no_checks_drops_the_checks(shel
     run(shell, SEED.replace("graph seed", "graph fast").replace("%%bpc", "%%bpc --no-checks"))
     fast = sys.modules[shell.user_ns["fast"].__module__]
     assert "_fast_check" not in fast.__source__ and "_tuned_check" in tuned.__source__
+    cell = "%%bpc --fast-math\ngraph squashed(x: [n]) -> y {\n    y = sum(tanh(x))\n}\n"
+    result, captured = run(shell, cell)
+    assert result.success, captured.stdout + captured.stderr
+    squashed = sys.modules[shell.user_ns["squashed"].__module__]
+    assert "_fast_tanh(" in squashed.__source__ and "np.tanh(" not in squashed.__source__
+    x = np.linspace(-3, 3, 7)
+    np.testing.assert_allclose(shell.user_ns["squashed"](x), np.tanh(x).sum(), atol=1e-15)
 
 
 @pytest.mark.parametrize(
