@@ -19,8 +19,10 @@ def fast_math(graph: Graph) -> Graph:
     take tanh so (bench/rnn_cases.py); the gradient, 1 - y * y, is tanh's."""
 
     def step(n: Node, args: tuple[Node, ...]) -> Node:
-        m = with_args(n, args)
-        return replace(m, op="fast_tanh") if n.op == "tanh" else m
+        if n.op != "tanh":
+            return with_args(n, args)
+        with at(n.loc):
+            return make("fast_tanh", *args, hint=n.hint)
 
     return rewrite(graph, step) if any(n.op == "tanh" for n in graph.nodes) else graph
 
