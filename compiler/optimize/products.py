@@ -182,7 +182,9 @@ def sigmoid_of_minus(graph: Graph) -> Graph:
     of its own; the sigmoid form of GELU, `sigmoid(1.702 * x)`, is then `t = -1.702 * x` and
     `_sigmoid(t, out=t, minus=True)`, the expert's `exp(x * -a)`, and the tanh form's
     polynomial `((-0.0714 * x) * x - 1.596) * x`: one pass of the ten or so that such an
-    activation's value and gradient make."""
+    activation's value and gradient make. The local rules take a sign the same way
+    (`algebra._negated`, `_with_negated_constant`), but they cannot see who else reads a node;
+    a node rebuilt here must be read by nothing else, or the old one would stay, a pass more."""
     users = _users(graph)
 
     def minus(w: Node, v: Node, reader: Node) -> Node | None:
