@@ -78,6 +78,15 @@ def _sigmoid_quiet(x):
     with np.errstate(over="ignore"):
         np.exp(t, out=t)
     t += 1
+    return np.divide(1, t, out=t)
+
+
+def _sigmoid_quiet_reciprocal(x):
+    """The same with np.reciprocal for the last pass: bpc's `_sigmoid` until 2026-12-01."""
+    t = np.negative(x)
+    with np.errstate(over="ignore"):
+        np.exp(t, out=t)
+    t += 1
     return np.reciprocal(t, out=t)
 
 
@@ -236,6 +245,11 @@ FAMILIES: dict[str, dict[str, Kernel]] = {
         "the maximum form in place (out=)": _sigmoid_max_e,
         "1 / (1 + exp(-x)), x clipped at log(tiny), in place": _sigmoid_clipped,
         "1 / (1 + exp(-x)) in place, overflow not warned of (bpc)": _sigmoid_quiet,
+        "the same, its last pass np.reciprocal": _sigmoid_quiet_reciprocal,
+    },
+    "x**-1": {
+        "x**-1 (NumPy's np.reciprocal)": lambda x: x**-1,
+        "1 / x (bpc)": lambda x: 1 / x,
     },
     "tanh": {
         "np.tanh (bpc)": np.tanh,

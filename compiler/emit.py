@@ -94,8 +94,10 @@ def _backward_prologue(
     and, with checks, the cache and `dout` checked: the cache must be what this module's
     forward of this graph returned, and each upstream gradient an array of its output's shape
     and the forward's float dtype."""
-    cache = builtin("_cached", Name("cache"), Name(cls)) if cls else Name("cache")
-    cache = helper("_used_up", cache) if used_up else cache
+    if used_up:  # (`_used_up` checks the class too, in the same call)
+        cache = helper("_used_up", Name("cache"), *([Name(cls)] if cls else []))
+    else:
+        cache = builtin("_cached", Name("cache"), Name(cls)) if cls else Name("cache")
     lines = [Unpack(tuple(cache_names), cache)] if cache_names else [Eval(cache)] if cls else []
     lines += fn.printer.entry(["dout", *cache_names], [], None)
     douts = [fn.name_of(d) for d in g.douts]

@@ -75,6 +75,7 @@ RESERVED = (
         "_check_dout",
         "_Cache",
         "_OnceCache",  # (used_up.py.j2's)
+        "_log1p_corrected",  # (log1p_unit.py.j2's)
     }
     | set(HELPERS)
 )

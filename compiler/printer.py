@@ -386,14 +386,16 @@ def _tuple(names: list[str], parens: bool = False) -> str:
 
 
 def _pack(target: str, names: list[str], cls: str | None = None) -> str:
-    """`target = (a, b, ...)`, or `target = Cls(a, b, ...)`, in a function body, exploded one
-    name a line the way black writes one too long for a line (black itself takes seconds on a
-    tuple of thousands)."""
-    opening, items = (f"{cls}(", ", ".join(names)) if cls else ("(", _tuple(names, True)[1:-1])
-    line = f"{target} = {opening}{items})"
+    """`target = (a, b, ...)`, or `target = Cls((a, b, ...))` (a cache class, made by tuple's or
+    list's own constructor), in a function body, exploded one name a line the way black writes
+    one too long for a line (black itself takes seconds on a tuple of thousands)."""
+    values = _tuple(names, True)
+    line = f"{target} = {cls}({values})" if cls else f"{target} = {values}"
     if len(line) + INDENT <= LINE_LENGTH:
         return line
-    return f"{target} = {opening}\n" + "".join(f"    {name},\n" for name in names) + ")"
+    if cls is None:
+        return f"{target} = (\n" + "".join(f"    {name},\n" for name in names) + ")"
+    return f"{target} = {cls}(\n    (\n" + "".join(f"        {n},\n" for n in names) + "    )\n)"
 
 
 def _unpack(names: list[str], source: str) -> str:

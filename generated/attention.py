@@ -111,12 +111,11 @@ def _unmet(need, *values):
 
 class _Cache(tuple):
     """What a forward function keeps for its backward; each graph has its own subclass, so that
-    a backward knows the cache of another graph or of another module for what it is."""
+    a backward knows the cache of another graph or of another module for what it is. Made from
+    a tuple of the values, by tuple's own constructor (a Python `__new__` taking `*values`
+    costs about 0.3 us a call more)."""
 
     __slots__ = ()
-
-    def __new__(cls, *values):
-        return tuple.__new__(cls, values)
 
 
 def _cached(cache, cls):
@@ -264,7 +263,7 @@ def attention_forward(q, k, v):
     weights = exps
     weights /= exps.sum(axis=1, keepdims=True)
     out = weights @ v
-    cache = AttentionCache(q, k, v, t, weights, out, S, m)
+    cache = AttentionCache((q, k, v, t, weights, out, S, m))
     return _frozen(out), cache
 
 
@@ -537,28 +536,30 @@ def multihead_attention_forward(
     out = (heads_mat @ Wo_mat).reshape((N, S, E))
     out += bo
     cache = MultiheadAttentionCache(
-        query_mat,
-        Wq_mat,
-        q,
-        key_mat,
-        Wk_mat,
-        k,
-        value_mat,
-        Wv_mat,
-        v,
-        t,
-        t_1,
-        exps,
-        t_3,
-        weights,
-        heads_mat,
-        Wo_mat,
-        N,
-        S,
-        E,
-        T,
-        H,
-        d,
+        (
+            query_mat,
+            Wq_mat,
+            q,
+            key_mat,
+            Wk_mat,
+            k,
+            value_mat,
+            Wv_mat,
+            v,
+            t,
+            t_1,
+            exps,
+            t_3,
+            weights,
+            heads_mat,
+            Wo_mat,
+            N,
+            S,
+            E,
+            T,
+            H,
+            d,
+        )
     )
     return out, cache
 

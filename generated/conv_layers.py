@@ -110,12 +110,11 @@ def _unmet(need, *values):
 
 class _Cache(tuple):
     """What a forward function keeps for its backward; each graph has its own subclass, so that
-    a backward knows the cache of another graph or of another module for what it is."""
+    a backward knows the cache of another graph or of another module for what it is. Made from
+    a tuple of the values, by tuple's own constructor (a Python `__new__` taking `*values`
+    costs about 0.3 us a call more)."""
 
     __slots__ = ()
-
-    def __new__(cls, *values):
-        return tuple.__new__(cls, values)
 
 
 def _cached(cache, cls):
@@ -321,7 +320,7 @@ def spatial_batchnorm_forward(x, gamma, beta):
     t_1 = gamma.reshape((C, 1, 1)) / t
     out = t_1 * xc
     out += beta.reshape((C, 1, 1))
-    cache = SpatialBatchnormCache(gamma, xc, t, t_1, N, C, H, W)
+    cache = SpatialBatchnormCache((gamma, xc, t, t_1, N, C, H, W))
     return out, cache
 
 
@@ -443,7 +442,7 @@ def spatial_groupnorm_forward(x, gamma, beta):
     xhat = (xc / t_1).reshape((N, C, H, W))
     out = gamma * xhat
     out += beta
-    cache = SpatialGroupnormCache(gamma, xc, t_1, xhat, N, C, H, W)
+    cache = SpatialGroupnormCache((gamma, xc, t_1, xhat, N, C, H, W))
     return out, cache
 
 
@@ -573,7 +572,7 @@ def conv_relu_pool_forward(x, w, b):
     conv_out = np.transpose(t_3, (1, 0, 2, 3))
     t_4 = np.maximum(conv_out, 0, out=conv_out)
     out = _max_pool(t_4, (2, 2), (2, 2))
-    cache = ConvReluPoolCache(w_rows, cols, t_4, out, N, C, H, W, F, R)
+    cache = ConvReluPoolCache((w_rows, cols, t_4, out, N, C, H, W, F, R))
     return _frozen(out), cache
 
 

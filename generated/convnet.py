@@ -110,12 +110,11 @@ def _unmet(need, *values):
 
 class _Cache(tuple):
     """What a forward function keeps for its backward; each graph has its own subclass, so that
-    a backward knows the cache of another graph or of another module for what it is."""
+    a backward knows the cache of another graph or of another module for what it is. Made from
+    a tuple of the values, by tuple's own constructor (a Python `__new__` taking `*values`
+    costs about 0.3 us a call more)."""
 
     __slots__ = ()
-
-    def __new__(cls, *values):
-        return tuple.__new__(cls, values)
 
 
 def _cached(cache, cls):
@@ -437,23 +436,25 @@ def convnet_forward(X, y, W1, b1, W2, b2, W3, b3, reg):
     t_6 = 0.5 * reg * (np.vdot(W1, W1) + np.vdot(W2, W2) + np.vdot(W3, W3))
     loss = t_6 - (one_hot * log_probs).sum(axis=1).sum() / N
     cache = ConvnetCache(
-        W1,
-        W2,
-        W3,
-        reg,
-        cols,
-        t_4,
-        class_scores_h1,
-        t_5,
-        class_scores_h2,
-        one_hot,
-        log_probs,
-        N,
-        C,
-        H,
-        W,
-        F,
-        R,
+        (
+            W1,
+            W2,
+            W3,
+            reg,
+            cols,
+            t_4,
+            class_scores_h1,
+            t_5,
+            class_scores_h2,
+            one_hot,
+            log_probs,
+            N,
+            C,
+            H,
+            W,
+            F,
+            R,
+        )
     )
     return loss, cache
 
@@ -732,21 +733,23 @@ def convnet_scores_forward(X, W1, b1, W2, b2, W3, b3):
     scores = class_scores_h2 @ W3
     scores += b3
     cache = ConvnetScoresCache(
-        W2,
-        W3,
-        w_rows,
-        cols,
-        t_4,
-        class_scores_h1,
-        t_5,
-        class_scores_h2,
-        N,
-        C,
-        H,
-        W,
-        F,
-        R,
-        K,
+        (
+            W2,
+            W3,
+            w_rows,
+            cols,
+            t_4,
+            class_scores_h1,
+            t_5,
+            class_scores_h2,
+            N,
+            C,
+            H,
+            W,
+            F,
+            R,
+            K,
+        )
     )
     return scores, cache
 

@@ -110,12 +110,11 @@ def _unmet(need, *values):
 
 class _Cache(tuple):
     """What a forward function keeps for its backward; each graph has its own subclass, so that
-    a backward knows the cache of another graph or of another module for what it is."""
+    a backward knows the cache of another graph or of another module for what it is. Made from
+    a tuple of the values, by tuple's own constructor (a Python `__new__` taking `*values`
+    costs about 0.3 us a call more)."""
 
     __slots__ = ()
-
-    def __new__(cls, *values):
-        return tuple.__new__(cls, values)
 
 
 def _cached(cache, cls):
@@ -249,7 +248,7 @@ def affine_forward(x, w, b):
     N, D, M = _affine_sizes(x, w, b)
     out = x @ w
     out += b
-    cache = AffineCache(x, w, N, M)
+    cache = AffineCache((x, w, N, M))
     return out, cache
 
 
@@ -305,7 +304,7 @@ def relu_forward(x):
     """out [N, D] = relu(x [N, D]), and the cache that relu_backward needs."""
     N, D = _relu_sizes(x)
     out = np.maximum(x, 0)
-    cache = ReluCache(out, N, D)
+    cache = ReluCache((out, N, D))
     return _frozen(out), cache
 
 
@@ -378,7 +377,7 @@ def affine_relu_forward(x, w, b):
     out = x @ w
     out += b
     np.maximum(out, 0, out=out)
-    cache = AffineReluCache(x, w, out, N, M)
+    cache = AffineReluCache((x, w, out, N, M))
     return _frozen(out), cache
 
 
@@ -450,7 +449,7 @@ def dropout_forward(x, mask, p):
     N, D = _dropout_sizes(x, mask, p)
     out = x * mask
     out /= p
-    cache = DropoutCache(mask, p, N, D)
+    cache = DropoutCache((mask, p, N, D))
     return out, cache
 
 

@@ -110,12 +110,11 @@ def _unmet(need, *values):
 
 class _Cache(tuple):
     """What a forward function keeps for its backward; each graph has its own subclass, so that
-    a backward knows the cache of another graph or of another module for what it is."""
+    a backward knows the cache of another graph or of another module for what it is. Made from
+    a tuple of the values, by tuple's own constructor (a Python `__new__` taking `*values`
+    costs about 0.3 us a call more)."""
 
     __slots__ = ()
-
-    def __new__(cls, *values):
-        return tuple.__new__(cls, values)
 
 
 def _cached(cache, cls):
@@ -249,7 +248,7 @@ def softmax_loss_forward(x, y):
     log_probs = shifted
     log_probs -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     loss = -((one_hot * log_probs).sum(axis=1).sum() / N)
-    cache = SoftmaxLossCache(one_hot, log_probs, N)
+    cache = SoftmaxLossCache((one_hot, log_probs, N))
     return loss, cache
 
 
@@ -339,7 +338,7 @@ def svm_loss_forward(x, y):
     margins = np.maximum(0, t)
     t_1 = (y[:, None] == np.arange(C)).astype(x.dtype) > 0
     loss = np.where(t_1, 0, margins).sum() / N
-    cache = SvmLossCache(y, t, t_1, N, C)
+    cache = SvmLossCache((y, t, t_1, N, C))
     return loss, cache
 
 

@@ -110,12 +110,11 @@ def _unmet(need, *values):
 
 class _Cache(tuple):
     """What a forward function keeps for its backward; each graph has its own subclass, so that
-    a backward knows the cache of another graph or of another module for what it is."""
+    a backward knows the cache of another graph or of another module for what it is. Made from
+    a tuple of the values, by tuple's own constructor (a Python `__new__` taking `*values`
+    costs about 0.3 us a call more)."""
 
     __slots__ = ()
-
-    def __new__(cls, *values):
-        return tuple.__new__(cls, values)
 
 
 def _cached(cache, cls):
@@ -283,7 +282,7 @@ def mlp_forward(X, Y, W1, b1, W2, b2, reg):
     err -= Y
     t = 0.5 * reg * (np.vdot(W1, W1) + np.vdot(W2, W2))
     loss = 0.5 * (np.vecdot(err, err).sum() / N) + t
-    cache = MlpCache(X, W1, W2, reg, h, err, N)
+    cache = MlpCache((X, W1, W2, reg, h, err, N))
     return loss, cache
 
 

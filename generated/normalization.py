@@ -110,12 +110,11 @@ def _unmet(need, *values):
 
 class _Cache(tuple):
     """What a forward function keeps for its backward; each graph has its own subclass, so that
-    a backward knows the cache of another graph or of another module for what it is."""
+    a backward knows the cache of another graph or of another module for what it is. Made from
+    a tuple of the values, by tuple's own constructor (a Python `__new__` taking `*values`
+    costs about 0.3 us a call more)."""
 
     __slots__ = ()
-
-    def __new__(cls, *values):
-        return tuple.__new__(cls, values)
 
 
 def _cached(cache, cls):
@@ -251,7 +250,7 @@ def batchnorm_forward(x, gamma, beta):
     t_1 = gamma / t
     out = t_1 * xc
     out += beta
-    cache = BatchnormCache(xc, t, t_1, N, D)
+    cache = BatchnormCache((xc, t, t_1, N, D))
     return out, cache
 
 
@@ -343,7 +342,7 @@ def layernorm_forward(x, gamma, beta):
     xhat /= t
     out = gamma * xhat
     out += beta
-    cache = LayernormCache(gamma, t, xhat, N, D)
+    cache = LayernormCache((gamma, t, xhat, N, D))
     return out, cache
 
 

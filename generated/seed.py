@@ -110,12 +110,11 @@ def _unmet(need, *values):
 
 class _Cache(tuple):
     """What a forward function keeps for its backward; each graph has its own subclass, so that
-    a backward knows the cache of another graph or of another module for what it is."""
+    a backward knows the cache of another graph or of another module for what it is. Made from
+    a tuple of the values, by tuple's own constructor (a Python `__new__` taking `*values`
+    costs about 0.3 us a call more)."""
 
     __slots__ = ()
-
-    def __new__(cls, *values):
-        return tuple.__new__(cls, values)
 
 
 def _cached(cache, cls):
@@ -233,7 +232,7 @@ def seed_forward(W, x):
     n, m = _seed_sizes(W, x)
     q = W @ x
     f = q @ q
-    cache = SeedCache(W, x, q)
+    cache = SeedCache((W, x, q))
     return f, cache
 
 

@@ -110,12 +110,11 @@ def _unmet(need, *values):
 
 class _Cache(tuple):
     """What a forward function keeps for its backward; each graph has its own subclass, so that
-    a backward knows the cache of another graph or of another module for what it is."""
+    a backward knows the cache of another graph or of another module for what it is. Made from
+    a tuple of the values, by tuple's own constructor (a Python `__new__` taking `*values`
+    costs about 0.3 us a call more)."""
 
     __slots__ = ()
-
-    def __new__(cls, *values):
-        return tuple.__new__(cls, values)
 
 
 def _cached(cache, cls):
@@ -299,7 +298,7 @@ def two_layer_forward(X, y, W1, b1, W2, b2, reg):
     log_probs -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     t = 0.5 * reg * (np.vdot(W1, W1) + np.vdot(W2, W2))
     loss = t - (one_hot * log_probs).sum(axis=1).sum() / N
-    cache = TwoLayerCache(X, W1, W2, reg, h, one_hot, log_probs, N)
+    cache = TwoLayerCache((X, W1, W2, reg, h, one_hot, log_probs, N))
     return loss, cache
 
 
@@ -448,7 +447,7 @@ def two_layer_scores_forward(X, W1, b1, W2, b2):
     t = np.maximum(affine_out, 0, out=affine_out)
     scores = t @ W2
     scores += b2
-    cache = TwoLayerScoresCache(X, W1, W2, t, N, C)
+    cache = TwoLayerScoresCache((X, W1, W2, t, N, C))
     return scores, cache
 
 

@@ -374,7 +374,7 @@ def batchnorm_op_table() -> str:
     x, gamma, beta = rng.normal(size=(64, 32)), rng.normal(size=32), rng.normal(size=32)
     dout = rng.normal(size=(64, 32))
     _, cache = module.batchnorm_forward(x, gamma, beta)
-    cache = type(cache)(*(c.view(Counting) if isinstance(c, np.ndarray) else c for c in cache))
+    cache = type(cache)(c.view(Counting) if isinstance(c, np.ndarray) else c for c in cache)
     xhat = (x - x.mean(axis=0)) / np.sqrt(x.var(axis=0) + 1e-5)
     invstd = 1 / np.sqrt(x.var(axis=0) + 1e-5)
     rows = [

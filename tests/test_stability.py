@@ -232,7 +232,7 @@ def test_softplus_is_computed_without_exp_of_x():
     assert backward.count("np.exp(") == 0 and "np.tanh(" not in backward
     text = compile_source(graph("x: [n]", "out = softplus(x)"), "f.bp")
     forward, backward = text.split("def f_backward")
-    assert "_log1p_unit(e, out=e)\n" in forward and "cache = FCache(x, out, n)" in forward
+    assert "_log1p_unit(e, out=e)\n" in forward and "cache = FCache((x, out, n))" in forward
     assert "dx = x - out\n    np.exp(dx, out=dx)\n" in backward
 
 
@@ -344,7 +344,7 @@ def test_the_log1p_helper_of_softplus():
     """The module's `_log1p_unit`, log(1 + e) for softplus's e = exp(-|x|) in [0, 1]: np.log1p
     itself in float64 and on a number; in float32 the corrected np.log, within 4 ulp of the
     float64 value from 0 and subnormal numbers up to 1, the same into `out`, `out` being the
-    argument's own array or another."""
+    argument's own array or another, and the same in blocks (beyond 65536 elements) as whole."""
     helper = load(graph("x: [n]", "out = sum(softplus(x))"))._log1p_unit
     rng = np.random.default_rng(0)
     e = np.concatenate([rng.uniform(0, 1, 100_000), np.exp(-rng.uniform(0, 104, 100_000))])
@@ -363,6 +363,14 @@ def test_the_log1p_helper_of_softplus():
     assert np.max(np.abs(got - want) / ulp) <= 4
     np.testing.assert_array_equal(into, got)
     np.testing.assert_array_equal(same, got)
+    # beyond 65536 elements in blocks; whole at or below it and for a strided view: the same
+    assert x.size > 65536 and x[::3].size > 65536
+    with no_fp_warnings():
+        np.testing.assert_array_equal(helper(x[:1000]), got[:1000])
+        np.testing.assert_array_equal(helper(x[::3]), got[::3])
+        np.testing.assert_array_equal(
+            helper(x[: 65536 * 2].reshape(2, -1)).ravel(), got[: 65536 * 2]
+        )
 
 
 def test_a_number_times_a_mask_keeps_float32():

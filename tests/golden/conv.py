@@ -110,12 +110,11 @@ def _unmet(need, *values):
 
 class _Cache(tuple):
     """What a forward function keeps for its backward; each graph has its own subclass, so that
-    a backward knows the cache of another graph or of another module for what it is."""
+    a backward knows the cache of another graph or of another module for what it is. Made from
+    a tuple of the values, by tuple's own constructor (a Python `__new__` taking `*values`
+    costs about 0.3 us a call more)."""
 
     __slots__ = ()
-
-    def __new__(cls, *values):
-        return tuple.__new__(cls, values)
 
 
 def _cached(cache, cls):
@@ -353,7 +352,7 @@ def strided_forward(x, w):
     h = np.maximum(conv_out, 0, out=conv_out)
     t_4 = _max_pool(h, (3, 3), (2, 2))
     out = t_4.sum()
-    cache = StridedCache(w_rows, cols, h, t_4, N, C, H, W, F, KH, KW)
+    cache = StridedCache((w_rows, cols, h, t_4, N, C, H, W, F, KH, KW))
     return out, cache
 
 
@@ -530,7 +529,7 @@ def same_forward(x, w, b):
     t_6 = np.tanh(conv_out, out=conv_out)
     t_7 = _avg_pool(t_6, (2, 2), (2, 2))
     out = np.vdot(t_7, t_7)
-    cache = SameCache(w_rows, cols, t_6, t_7, N, C, H, W, F, K)
+    cache = SameCache((w_rows, cols, t_6, t_7, N, C, H, W, F, K))
     return out, cache
 
 

@@ -110,12 +110,11 @@ def _unmet(need, *values):
 
 class _Cache(tuple):
     """What a forward function keeps for its backward; each graph has its own subclass, so that
-    a backward knows the cache of another graph or of another module for what it is."""
+    a backward knows the cache of another graph or of another module for what it is. Made from
+    a tuple of the values, by tuple's own constructor (a Python `__new__` taking `*values`
+    costs about 0.3 us a call more)."""
 
     __slots__ = ()
-
-    def __new__(cls, *values):
-        return tuple.__new__(cls, values)
 
 
 def _cached(cache, cls):
@@ -191,6 +190,7 @@ def _frozen(out):
     return out
 
 
+@np.errstate(over="ignore")  # (as a decorator: a with block costs twice as much a call)
 def _sigmoid(x, out=None, minus=False):
     """1 / (1 + exp(-x)) elementwise, in one array (`out`, where given); with `minus`, the
     logistic function of -x, 1 / (1 + exp(x)), without a pass to negate x. Where the exp
@@ -199,12 +199,11 @@ def _sigmoid(x, out=None, minus=False):
     Within 2 ulp of the value wherever that is a normal number."""
     if out is None:
         out = np.empty(np.shape(x), np.result_type(x, 1.0))
-    with np.errstate(over="ignore"):
-        if not out.ndim:  # (a number: no array to work in)
-            return 1 / (1 + np.exp(x if minus else -x))
-        np.exp(x if minus else np.negative(x, out=out), out=out)
+    if not out.ndim:  # (a number: no array to work in)
+        return 1 / (1 + np.exp(x if minus else -x))
+    np.exp(x if minus else np.negative(x, out=out), out=out)
     out += 1
-    return np.reciprocal(out, out=out)
+    return np.divide(1, out, out=out)  # (np.reciprocal takes twice as long)
 
 
 def _put(g, i, axis, size):
@@ -382,23 +381,25 @@ def gru_forward(x, h0, Wz, Uz, Wr, Ur, Wn, Un):
         r_steps[t] = r
         n_steps[t] = n
     cache = GruCache(
-        h0,
-        Wz,
-        Uz,
-        Wr,
-        Ur,
-        Wn,
-        Un,
-        x_rows,
-        hs,
-        z_steps,
-        r_steps,
-        mul_r_steps,
-        n_steps,
-        N,
-        T,
-        D,
-        H,
+        (
+            h0,
+            Wz,
+            Uz,
+            Wr,
+            Ur,
+            Wn,
+            Un,
+            x_rows,
+            hs,
+            z_steps,
+            r_steps,
+            mul_r_steps,
+            n_steps,
+            N,
+            T,
+            D,
+            H,
+        )
     )
     return _frozen(hs), cache
 
@@ -591,7 +592,7 @@ def birnn_forward(x, Wf, Uf, Wb, Ub):
         fw[:, t] = hf
         bw[:, t_1] = hb
     out = np.concatenate([fw, bw], axis=2)
-    cache = BirnnCache(Wf, Uf, Wb, Ub, x_rows, fw, bw, N, T, D, H)
+    cache = BirnnCache((Wf, Uf, Wb, Ub, x_rows, fw, bw, N, T, D, H))
     return out, cache
 
 
@@ -707,7 +708,7 @@ def grid_forward(x, w):
             out_1[i, j] = t
         result_steps[i] = out_1
         out = out_1
-    cache = GridCache(x, w, result_steps, A, B)
+    cache = GridCache((x, w, result_steps, A, B))
     return _frozen(out), cache
 
 
@@ -813,7 +814,7 @@ def swap_forward(a0, b0, x):
         b += a
         a = a_1
     out = a * b
-    cache = SwapCache(b0, x, a, b, b_steps, n, T)
+    cache = SwapCache((b0, x, a, b, b_steps, n, T))
     return out, cache
 
 
@@ -898,7 +899,7 @@ def differences_forward(x):
         t_4 = t_1 - t_3
         d[:, t_2] = t_4
     total = np.copy(total_1)
-    cache = DifferencesCache(x, N, T)
+    cache = DifferencesCache((x, N, T))
     return (d, total), cache
 
 

@@ -126,12 +126,11 @@ def _unmet(need, *values):
 
 class _Cache(tuple):
     """What a forward function keeps for its backward; each graph has its own subclass, so that
-    a backward knows the cache of another graph or of another module for what it is."""
+    a backward knows the cache of another graph or of another module for what it is. Made from
+    a tuple of the values, by tuple's own constructor (a Python `__new__` taking `*values`
+    costs about 0.3 us a call more)."""
 
     __slots__ = ()
-
-    def __new__(cls, *values):
-        return tuple.__new__(cls, values)
 
 
 def _cached(cache, cls):
@@ -156,7 +155,7 @@ class _Pytree(_Cache):
 
     __slots__ = ()
 
-    def __new__(cls, *values):
+    def __new__(cls, values):
         import sys
 
         if cls not in _pytrees and "jax" in sys.modules:
@@ -488,7 +487,7 @@ def strided_forward(x, w):
     h = _maximum(conv_out, 0)
     t_4 = _max_pool(h, (3, 3), (2, 2))
     out = xp.sum(t_4)
-    cache = StridedCache(w_rows, cols, h, t_4, N, C, H, W, F, KH, KW)
+    cache = StridedCache((w_rows, cols, h, t_4, N, C, H, W, F, KH, KW))
     return out, cache
 
 
@@ -671,7 +670,7 @@ def same_forward(x, w, b):
     t_6 = xp.tanh(conv_out)
     t_7 = _avg_pool(t_6, (2, 2), (2, 2))
     out = xp.sum(t_7 * t_7)
-    cache = SameCache(w_rows, cols, t_6, t_7, N, C, H, W, F, K)
+    cache = SameCache((w_rows, cols, t_6, t_7, N, C, H, W, F, K))
     return out, cache
 
 

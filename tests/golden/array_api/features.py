@@ -127,12 +127,11 @@ def _unmet(need, *values):
 
 class _Cache(tuple):
     """What a forward function keeps for its backward; each graph has its own subclass, so that
-    a backward knows the cache of another graph or of another module for what it is."""
+    a backward knows the cache of another graph or of another module for what it is. Made from
+    a tuple of the values, by tuple's own constructor (a Python `__new__` taking `*values`
+    costs about 0.3 us a call more)."""
 
     __slots__ = ()
-
-    def __new__(cls, *values):
-        return tuple.__new__(cls, values)
 
 
 def _cached(cache, cls):
@@ -157,7 +156,7 @@ class _Pytree(_Cache):
 
     __slots__ = ()
 
-    def __new__(cls, *values):
+    def __new__(cls, values):
         import sys
 
         if cls not in _pytrees and "jax" in sys.modules:
@@ -391,7 +390,7 @@ def batched_forward(A, Bm, v):
     t = A @ Bm
     y = t @ v
     s = xp.reshape(_einsum("ijk,ijk->j", y, y), (1, C, 1))
-    cache = BatchedCache(A, Bm, v, t, y, B, n, k, C, m)
+    cache = BatchedCache((A, Bm, v, t, y, B, n, k, C, m))
     return (_frozen(y), s), cache
 
 
@@ -481,7 +480,7 @@ def scaled_forward(Q, K):
     a_1 -= a
     t_2 = xp.reshape(a_1.T, (T * T,))
     z = t_2 @ t_2 / (T * T)
-    cache = ScaledCache(Q, K, t, t_1, t_2, T)
+    cache = ScaledCache((Q, K, t, t_1, t_2, T))
     return z, cache
 
 
@@ -591,7 +590,7 @@ def power_forward(x, p):
     t_3 = 1 + t_2
     t_4 = t_1 / t_3
     out = xp.sum(t**p) + xp.sum(1 / x) - x @ x + xp.sum(t_4)
-    cache = PowerCache(x, p, t, t_1, t_2, t_3, t_4)
+    cache = PowerCache((x, p, t, t_1, t_2, t_3, t_4))
     return out, cache
 
 

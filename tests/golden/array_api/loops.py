@@ -126,12 +126,11 @@ def _unmet(need, *values):
 
 class _Cache(tuple):
     """What a forward function keeps for its backward; each graph has its own subclass, so that
-    a backward knows the cache of another graph or of another module for what it is."""
+    a backward knows the cache of another graph or of another module for what it is. Made from
+    a tuple of the values, by tuple's own constructor (a Python `__new__` taking `*values`
+    costs about 0.3 us a call more)."""
 
     __slots__ = ()
-
-    def __new__(cls, *values):
-        return tuple.__new__(cls, values)
 
 
 def _cached(cache, cls):
@@ -156,7 +155,7 @@ class _Pytree(_Cache):
 
     __slots__ = ()
 
-    def __new__(cls, *values):
+    def __new__(cls, values):
         import sys
 
         if cls not in _pytrees and "jax" in sys.modules:
@@ -508,23 +507,25 @@ def gru_forward(x, h0, Wz, Uz, Wr, Ur, Wn, Un):
     mul_r_steps = _slots(mul_r_steps, mul_r_steps_slots, (0,))
     n_steps = _slots(n_steps, n_steps_slots, (0,))
     cache = GruCache(
-        h0,
-        Wz,
-        Uz,
-        Wr,
-        Ur,
-        Wn,
-        Un,
-        x_rows,
-        hs,
-        z_steps,
-        r_steps,
-        mul_r_steps,
-        n_steps,
-        N,
-        T,
-        D,
-        H,
+        (
+            h0,
+            Wz,
+            Uz,
+            Wr,
+            Ur,
+            Wn,
+            Un,
+            x_rows,
+            hs,
+            z_steps,
+            r_steps,
+            mul_r_steps,
+            n_steps,
+            N,
+            T,
+            D,
+            H,
+        )
     )
     return _frozen(hs), cache
 
@@ -745,7 +746,7 @@ def birnn_forward(x, Wf, Uf, Wb, Ub):
     fw = _slots(fw, fw_slots, (1,))
     bw = _slots(bw, bw_slots, (1,))
     out = xp.concat([fw, bw], axis=2)
-    cache = BirnnCache(Wf, Uf, Wb, Ub, x_rows, fw, bw, N, T, D, H)
+    cache = BirnnCache((Wf, Uf, Wb, Ub, x_rows, fw, bw, N, T, D, H))
     return out, cache
 
 
@@ -872,7 +873,7 @@ def grid_forward(x, w):
         result_steps_slots.append((i, out_1))
         out = out_1
     result_steps = _slots(result_steps, result_steps_slots, (0,))
-    cache = GridCache(x, w, result_steps, A, B)
+    cache = GridCache((x, w, result_steps, A, B))
     return _frozen(out), cache
 
 
@@ -990,7 +991,7 @@ def swap_forward(a0, b0, x):
         a = a_1
     b_steps = _slots(b_steps, b_steps_slots, (0,))
     out = a * b
-    cache = SwapCache(b0, x, a, b, b_steps, n, T)
+    cache = SwapCache((b0, x, a, b, b_steps, n, T))
     return out, cache
 
 
@@ -1084,7 +1085,7 @@ def differences_forward(x):
         d_slots.append((t_2, t_4))
     d = _slots(d, d_slots, (1,))
     total = total_1
-    cache = DifferencesCache(x, N, T)
+    cache = DifferencesCache((x, N, T))
     return (d, total), cache
 
 
