@@ -177,6 +177,13 @@ MORE: dict[str, list[Case]] = {
             lambda x, y: make("fast_tanh", x * y) * x,
         ),
     ],
+    "ties_halved": [
+        IR(
+            "ties_halved(x * y, x, y) * x",
+            [("x", ("n", "m")), ("y", ("m",))],
+            lambda x, y: make("ties_halved", x * y, x, y) * x,
+        ),
+    ],
     "sigmoid_of_minus": [
         IR(
             "sigmoid_of_minus(x * y) * x",

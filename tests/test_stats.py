@@ -270,6 +270,8 @@ class Counting(np.ndarray):
             kwargs["out"] = tuple(
                 o.view(np.ndarray) if isinstance(o, Counting) else o for o in kwargs["out"]
             )
+        if isinstance(kwargs.get("where"), Counting):  # (a mask: the call counts in full)
+            kwargs["where"] = kwargs["where"].view(np.ndarray)
         result = getattr(ufunc, method)(*plain, **kwargs)
         if method == "__call__" and ufunc in (np.matmul, np.vecdot):
             Counting.flops += 2 * np.size(result) * np.shape(plain[0])[-1]

@@ -24,6 +24,7 @@ from ..ir import OPS, Node, ShapeError, Type, make
 from . import (
     broadcast,
     diagonal,
+    linear,
     no_tangent,
     number_call,
     promote,
@@ -552,6 +553,11 @@ def _extremum(name, fn, python_fn, wins, doc):
         return array(fn, a, b, ufunc=True)
 
     def adjoint(g, y, a, b):
+        if g.shape == y.shape and g.ndim and not g.type.static:  # (g's array gives the dtype)
+            larger = name == "maximum"
+            return make("ties_halved", g, *((a, b) if larger else (b, a))), make(
+                "ties_halved", g, *((b, a) if larger else (a, b))
+            )
         ties = make("eq", a, b)
         return g * wins(a, b) + 0.5 * g * ties, g * wins(b, a) + 0.5 * g * ties
 
@@ -579,6 +585,24 @@ _extremum(
     "min",
     lambda a, b: make("lt", a, b),
     f"the smaller of a and b, elementwise. {_TIES}",
+)
+
+
+# g * (a > b) + g / 2 * (a == b): maximum's gradient for a, made by its adjoint (and by
+# minimum's, the operands swapped) where g is an array of the result's shape. `_ties_halved`
+# (templates/ties_halved.py.j2) computes it in four passes and no float array but the result,
+# in g's own where the backward may work in it: a two-layer net's `maximum(X @ W1 + b1, 0)` kept
+# the products' six passes and an array of its own beside g and the pre-activation.
+register(
+    "ties_halved",
+    lambda g, a, b: _elementwise_type(g, a, b, dtype="float"),
+    lambda at, g, a, b: Call(Ref(HELPER, "_ties_halved"), (g, a, b), (), True),
+    lambda d, y, g, a, b: (make("ties_halved", d, a, b), None, None),
+    jvp=linear(0),
+    elementwise=True,
+    doc="g where a > b, g / 2 where a == b, 0 elsewhere: maximum(a, b)'s gradient for a",
+    flops=lambda y, g, a, b: 4 * size(y),  # (two comparisons and two products)
+    ufunc=True,
 )
 
 

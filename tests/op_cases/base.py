@@ -272,6 +272,9 @@ EXEMPT = {
     "fast_tanh": "made only by `bpc compile --fast-math` (`fast_math`) in place of tanh; "
     "tests/test_fast_math.py checks its values in float64 and float32 and an RNN's gradients "
     "through it",
+    "ties_halved": "made only by maximum's and minimum's adjoints, where the upstream gradient is "
+    "an array of the result's shape; their cases run through it, tests/test_stability.py's ties "
+    "check it on exact ties, and tests/test_jvp.py its JVP",
     "sigmoid_of_minus": "made only by the optimizer (`sigmoid_of_minus`) from a sigmoid whose "
     "argument takes a sign without a pass; the sigmoid cases with -x, 1.702 * x, a polynomial "
     "and a number run through it",
