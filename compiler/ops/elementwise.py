@@ -554,10 +554,8 @@ def _extremum(name, fn, python_fn, wins, doc):
 
     def adjoint(g, y, a, b):
         if g.shape == y.shape and g.ndim and not g.type.static:  # (g's array gives the dtype)
-            larger = name == "maximum"
-            return make("ties_halved", g, *((a, b) if larger else (b, a))), make(
-                "ties_halved", g, *((b, a) if larger else (a, b))
-            )
+            first, second = (a, b) if name == "maximum" else (b, a)
+            return make("ties_halved", g, first, second), make("ties_halved", g, second, first)
         ties = make("eq", a, b)
         return g * wins(a, b) + 0.5 * g * ties, g * wins(b, a) + 0.5 * g * ties
 
