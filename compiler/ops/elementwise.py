@@ -24,7 +24,6 @@ from ..ir import OPS, Node, ShapeError, Type, make
 from . import (
     broadcast,
     diagonal,
-    linear,
     no_tangent,
     number_call,
     promote,
@@ -544,8 +543,34 @@ for _name, _symbol in [
 # Choosing between values: maximum, minimum, where, clip
 
 
-def _extremum(name, fn, python_fn, wins, doc):
-    """maximum or minimum; `wins(a, b)` is the mask where a alone is the result."""
+# g * (a > b) + g / 2 * (a == b): maximum's gradient for a, made by its adjoint (and by
+# minimum's, the operands swapped) where g is an array of the result's shape. `_ties_halved`
+# (templates/ties_halved.py.j2) computes it in four passes and no float array but the result,
+# in g's own where the backward may work in it: a two-layer net's `maximum(X @ W1 + b1, 0)` kept
+# the products' six passes and an array of its own beside g and the pre-activation.
+register(
+    "ties_halved",
+    lambda g, a, b: _elementwise_type(g, a, b, dtype="float"),
+    lambda at, g, a, b: Call(Ref(HELPER, "_ties_halved"), (g, a, b), (), True),
+    lambda d, y, g, a, b: (_halved_ties(d, y, a, b), None, None),
+    jvp=lambda t, y, g, a, b: None if t[0] is None else _halved_ties(t[0], y, a, b),
+    elementwise=True,
+    doc="g where a > b, g / 2 where a == b, 0 elsewhere: maximum(a, b)'s gradient for a",
+    flops=lambda y, g, a, b: 4 * size(y),  # (two comparisons and two products)
+    ufunc=True,
+)
+
+
+def _halved_ties(g: Node, y: Node, a: Node, b: Node) -> Node:
+    """g where a > b, g / 2 where a == b, 0 elsewhere, of y's shape: `ties_halved` where g is an
+    array of y's shape (whose array gives the dtype), else the two products."""
+    if g.shape == y.shape and g.ndim and not g.type.static:
+        return make("ties_halved", g, a, b)
+    return g * gt(a, b) + 0.5 * g * make("eq", a, b)
+
+
+def _extremum(name, fn, python_fn, doc):
+    """maximum or minimum."""
 
     def emit(at, a, b):
         if all(x.type.static for x in at.node.args):
@@ -553,11 +578,8 @@ def _extremum(name, fn, python_fn, wins, doc):
         return array(fn, a, b, ufunc=True)
 
     def adjoint(g, y, a, b):
-        if g.shape == y.shape and g.ndim and not g.type.static:  # (g's array gives the dtype)
-            first, second = (a, b) if name == "maximum" else (b, a)
-            return make("ties_halved", g, first, second), make("ties_halved", g, second, first)
-        ties = make("eq", a, b)
-        return g * wins(a, b) + 0.5 * g * ties, g * wins(b, a) + 0.5 * g * ties
+        first, second = (a, b) if name == "maximum" else (b, a)  # (minimum's: where b > a)
+        return _halved_ties(g, y, first, second), _halved_ties(g, y, second, first)
 
     register(
         name,
@@ -576,32 +598,8 @@ _TIES = (
     "The gradient goes to the operand that is the result; where a == b each gets half of it, as "
     "torch.maximum and torch.minimum do."
 )
-_extremum("maximum", "maximum", "max", gt, f"the larger of a and b, elementwise. {_TIES}")
-_extremum(
-    "minimum",
-    "minimum",
-    "min",
-    lambda a, b: make("lt", a, b),
-    f"the smaller of a and b, elementwise. {_TIES}",
-)
-
-
-# g * (a > b) + g / 2 * (a == b): maximum's gradient for a, made by its adjoint (and by
-# minimum's, the operands swapped) where g is an array of the result's shape. `_ties_halved`
-# (templates/ties_halved.py.j2) computes it in four passes and no float array but the result,
-# in g's own where the backward may work in it: a two-layer net's `maximum(X @ W1 + b1, 0)` kept
-# the products' six passes and an array of its own beside g and the pre-activation.
-register(
-    "ties_halved",
-    lambda g, a, b: _elementwise_type(g, a, b, dtype="float"),
-    lambda at, g, a, b: Call(Ref(HELPER, "_ties_halved"), (g, a, b), (), True),
-    lambda d, y, g, a, b: (make("ties_halved", d, a, b), None, None),
-    jvp=linear(0),
-    elementwise=True,
-    doc="g where a > b, g / 2 where a == b, 0 elsewhere: maximum(a, b)'s gradient for a",
-    flops=lambda y, g, a, b: 4 * size(y),  # (two comparisons and two products)
-    ufunc=True,
-)
+_extremum("maximum", "maximum", "max", f"the larger of a and b, elementwise. {_TIES}")
+_extremum("minimum", "minimum", "min", f"the smaller of a and b, elementwise. {_TIES}")
 
 
 def _where_type(mask: Type, a: Type, b: Type) -> Type:
