@@ -427,6 +427,13 @@ TIES = {
         [1.0, 2.0, 3.0, 4.0],
         {"a": [0.5, 2.0, 1.5, 0.0], "b": [0.5, 0.0, 1.5, 4.0]},
     ),
+    # the gradient a product makes, halved in its own array (`_ties_halved(..., out=t)`)
+    "maximum times c": (
+        graph("a: [n], b: [n], c: [n]", "out = maximum(a, b) * c"),
+        {"a": [1.0, 2.0, 3.0, -1.0], "b": [1.0, 0.0, 3.0, 5.0], "c": [2.0, 2.0, 2.0, 2.0]},
+        [1.0, 2.0, 3.0, 4.0],
+        {"a": [1.0, 4.0, 3.0, 0.0], "b": [1.0, 0.0, 3.0, 8.0], "c": [1.0, 4.0, 9.0, 20.0]},
+    ),
     "minimum": (
         graph("a: [n], b: [n]", "out = minimum(a, b)"),
         {"a": [1.0, 2.0, 3.0, -1.0], "b": [1.0, 0.0, 3.0, 5.0]},
@@ -501,6 +508,7 @@ def _torch_value(torch, name, t):
     """The same computations in PyTorch, by name."""
     return {
         "maximum": lambda: torch.maximum(t["a"], t["b"]),
+        "maximum times c": lambda: torch.maximum(t["a"], t["b"]) * t["c"],
         "minimum": lambda: torch.minimum(t["a"], t["b"]),
         "maximum with a number": lambda: torch.maximum(t["x"], torch.zeros_like(t["x"])),
         "max over an axis": lambda: torch.amax(t["x"], dim=1),
