@@ -71,23 +71,15 @@ def _sigmoid_of_e(x):
     return np.maximum(e, x >= 0) / (1 + e)
 
 
-def _sigmoid_quiet(x):
+def _sigmoid_quiet(x, reciprocal=False):
     """1 / (1 + exp(-x)) in one array, exp's overflow (to inf, and the value 0) not warned of:
-    bpc's `_sigmoid` (templates/sigmoid.py.j2)."""
+    bpc's `_sigmoid` (templates/sigmoid.py.j2); with `reciprocal`, the last pass
+    np.reciprocal, as `_sigmoid` had it until 2026-12-01."""
     t = np.negative(x)
     with np.errstate(over="ignore"):
         np.exp(t, out=t)
     t += 1
-    return np.divide(1, t, out=t)
-
-
-def _sigmoid_quiet_reciprocal(x):
-    """The same with np.reciprocal for the last pass: bpc's `_sigmoid` until 2026-12-01."""
-    t = np.negative(x)
-    with np.errstate(over="ignore"):
-        np.exp(t, out=t)
-    t += 1
-    return np.reciprocal(t, out=t)
+    return np.reciprocal(t, out=t) if reciprocal else np.divide(1, t, out=t)
 
 
 def _sigmoid_clipped(x):
@@ -245,7 +237,7 @@ FAMILIES: dict[str, dict[str, Kernel]] = {
         "the maximum form in place (out=)": _sigmoid_max_e,
         "1 / (1 + exp(-x)), x clipped at log(tiny), in place": _sigmoid_clipped,
         "1 / (1 + exp(-x)) in place, overflow not warned of (bpc)": _sigmoid_quiet,
-        "the same, its last pass np.reciprocal": _sigmoid_quiet_reciprocal,
+        "the same, its last pass np.reciprocal": lambda x: _sigmoid_quiet(x, reciprocal=True),
     },
     "x**-1": {
         "x**-1 (NumPy's np.reciprocal)": lambda x: x**-1,
