@@ -1071,6 +1071,53 @@ def test_one_plus_tanh():
     assert leaves_alone(rule, make("add", 1, make("exp", x)))
 
 
+def test_complement_of_sigmoid():
+    rule = opt.complement_of_sigmoid
+    assert rewrites(rule, make("sub", 1, make("sigmoid", x))) == "sigmoid(neg(x))"
+    assert rewrites(rule, make("sub", 1.0, make("sigmoid", make("neg", x)))) == "sigmoid(x)"
+    scaled = make("sub", 1, make("sigmoid", make("mul", -1.702, x)))
+    assert rewrites(rule, scaled) == "sigmoid(mul(1.702, x))"
+    silu = make("sub", x, make("mul", x, make("sigmoid", make("neg", x))))
+    assert rewrites(rule, silu) == "mul(x, sigmoid(x))"
+    silu = make("sub", x, make("mul", make("sigmoid", make("neg", x)), x))
+    assert rewrites(rule, silu) == "mul(x, sigmoid(x))"
+    assert rewrites(rule, make("sub", v, make("mul", v, make("sigmoid", x)))) == (
+        "mul(v, sigmoid(neg(x)))"
+    )
+    assert leaves_alone(rule, make("sub", 2, make("sigmoid", x)))
+    assert leaves_alone(rule, make("sub", make("sigmoid", x), 1))
+    assert leaves_alone(rule, make("add", 1, make("sigmoid", x)))
+    assert leaves_alone(rule, make("sub", 1, make("tanh", x)))
+    assert leaves_alone(rule, make("sub", y, make("mul", x, make("sigmoid", x))))
+    assert leaves_alone(rule, make("sub", x, make("mul", x, make("tanh", x))))
+    # compiled, SiLU's and GELU's sigmoid form written with the complement are the same code as
+    # written with sigmoid, and far below 0, where 1 - sigmoid(-x) cancels, keep their value
+    graph = "graph f(x: [n]) -> y {{\n    y = sum({})\n}}\n"
+    pairs = [
+        ("x - x * sigmoid(-x)", "x * sigmoid(x)", 1.0),
+        ("x * (1 - sigmoid(-x))", "x * sigmoid(x)", 1.0),
+        ("x * (1 - 1 / (1 + exp(1.702 * x)))", "x * sigmoid(1.702 * x)", 1.702),
+    ]
+    xs = np.concatenate([np.random.default_rng(8).standard_normal(6) * 3, [-40.0]])
+    for written, plain, a in pairs:
+        module = load(graph.format(written))
+        assert _code(module) == _code(load(graph.format(plain))), written
+        _, (dx,) = module.f_grad(xs[:-1])
+        want = numeric_grad(module.f, [xs[:-1]], 0)
+        np.testing.assert_allclose(dx, want, rtol=1e-7, atol=1e-9)
+        exact = -40 * math.exp(-40 * a) / (1 + math.exp(-40 * a))  # (1 - sigmoid(40a) is 0)
+        np.testing.assert_allclose(module.f(xs[-1:]), exact, rtol=1e-13, err_msg=written)
+    # a sigmoid that another value or an output reads too stays, computed once (a GRU's gate)
+    shared = [
+        "graph f(x: [n], h: [n]) -> y {\n    z = sigmoid(x)\n    y = sum((1 - z) * h + z * x)\n}\n",
+        "graph f(x: [n]) -> (y, z) {\n    z = sigmoid(x)\n    y = sum(x - x * z)\n}\n",
+    ]
+    for text in shared:
+        code = "\n".join(_code(load(text)))
+        forwards = 1 + code.count("def f_forward(") + code.count("def f_grad(")  # (and f)
+        assert code.count("_sigmoid(") == forwards and "minus=True" not in code, text
+
+
 def test_gelu_tanh_form_written_out_is_a_sigmoid():
     """GELU's tanh form, written out or as `gelu(x, approximate="tanh")`, calls no tanh (one exp,
     in `_sigmoid`), is PyTorch's formula to a few ulp, and its gradient is the finite

@@ -169,6 +169,10 @@ GELU_SIGMOID = _model(
             "    out = x * exp(1.702 * x) / (1 + exp(1.702 * x))",
         ),
         ("x * (1 + tanh(0.851 * x)) / 2", "    out = x * (1 + tanh(0.851 * x)) / 2"),
+        (
+            "x * (1 - 1 / (1 + exp(1.702 * x)))",
+            "    out = x * (1 - 1 / (1 + exp(1.702 * x)))",
+        ),
     ],
     _gelu_inputs,
 )

@@ -112,6 +112,7 @@ SILU = _activation(
         ("x / (1 + exp(-x))", "out = x / (1 + exp(-x))"),
         ("x * 0.5 * (1 + tanh(x / 2))", "out = x * 0.5 * (1 + tanh(x / 2))"),
         ("x * (0.5 + 0.5 * tanh(0.5 * x))", "out = x * (0.5 + 0.5 * tanh(0.5 * x))"),
+        ("x - x * sigmoid(-x)", "out = x - x * sigmoid(-x)"),
     ],
 )
 

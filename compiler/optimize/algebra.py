@@ -14,7 +14,7 @@ from ..dims import Dim, product
 from ..ir import OPS, Node, ShapeError, const, make
 from ..ops.elementwise import constant_value
 from ..ops.linalg import split_spec
-from .fixpoint import _existing
+from .fixpoint import _existing, _read_once
 from .rules import _is_const, _product, _same_type, canonical, rule
 
 
@@ -1120,6 +1120,29 @@ def one_plus_tanh(n: Node) -> Node | None:
             out = make("mul", 2.0 * scale, make("sigmoid", _times(k, t.args[0])))
             return out if out.type == n.type else None
     return None
+
+
+@canonical
+def complement_of_sigmoid(n: Node) -> Node | None:
+    """1 - sigmoid(u) -> sigmoid(-u), and a - a * sigmoid(u) -> a * sigmoid(-u): the logistic
+    function's symmetry, with -(-z) as z and -(c * z) as (-c) * z. A pass fewer, and no
+    cancellation where sigmoid(u) is near 1 (1 - s there keeps none of its digits); the
+    backward is sigmoid's own. SiLU written `x - x * sigmoid(-x)` is `x * sigmoid(x)`, and
+    `x * (1 - 1 / (1 + exp(1.702 * x)))` is GELU's sigmoid form. A sigmoid that another value
+    reads too (a GRU's gate z, in `(1 - z) * n + z * h`) stays: it would be computed twice."""
+    if n.op != "sub" or n.dtype != "float":
+        return None
+    a, b = n.args
+    if _is_const(a, 1) and b.op == "sigmoid" and _read_once(b):
+        out = make("sigmoid", _negated(b.args[0]))
+    elif b.op == "mul" and a in b.args:
+        s = b.args[1] if b.args[0] is a else b.args[0]
+        if s.op != "sigmoid" or not _read_once(s):
+            return None
+        out = make("mul", a, make("sigmoid", _negated(s.args[0])))
+    else:
+        return None
+    return out if out.type == n.type else None
 
 
 def _times(k: float, u: Node) -> Node:

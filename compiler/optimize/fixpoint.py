@@ -1,7 +1,8 @@
 """The simplifier: the rules of `RULES` applied bottom-up with hash-consing until nothing changes
 (`simplify`); what makes two nodes the same value (`_key`); a rule's question whether the graph
 being simplified computes a value already (`_existing`); and the `CANONICAL` rewrites, applied
-before differentiation (`canonicalize`).
+before differentiation (`canonicalize`), with their question whether one value alone reads a
+value (`_read_once`).
 """
 
 from __future__ import annotations
@@ -39,8 +40,13 @@ def canonicalize(graph: Graph) -> Graph:
             key = _key(n)
         return interned.setdefault(key, n)
 
+    read: dict[Node, int] = {}  # a source value -> how many values read it (an output: one more)
+    for a in [a for n in graph.nodes for a in set(n.args)] + list(graph.outputs):
+        read[a] = read.get(a, 0) + 1
+    readers: dict[Node, int] = {}  # the same, of the values the rewrites made: `_read_once`
+
     def step(n: Node, args: tuple[Node, ...]) -> Node:
-        n = with_args(n, args)
+        source, n = n, with_args(n, args)
         if n.op == "loop":
             return in_body(n, canonicalize)
         for r in CANONICAL:
@@ -49,9 +55,27 @@ def canonicalize(graph: Graph) -> Graph:
             if m is not None:  # (a value that has a name keeps it: a parameter stays itself)
                 n = m if m.hint or not n.hint else replace(m, hint=n.hint)
                 break
-        return intern(n)
+        n = intern(n)
+        readers[n] = readers.get(n, 0) + read.get(source, 0)
+        return n
 
-    return hoist_products(rewrite(graph, step))
+    token = _READERS.set(readers)
+    try:
+        return hoist_products(rewrite(graph, step))
+    finally:
+        _READERS.reset(token)
+
+
+# How many values of the graph being canonicalized read each value: what `_read_once` asks.
+_READERS: contextvars.ContextVar[dict | None] = contextvars.ContextVar("readers", default=None)
+
+
+def _read_once(n: Node) -> bool:
+    """Whether one value alone of the graph being canonicalized reads n (so that a rewrite of
+    that value may compute n otherwise without computing it twice); outside of `canonicalize`
+    (a rule tried on its own), True."""
+    readers = _READERS.get()
+    return readers is None or readers.get(n, 0) <= 1
 
 
 def _key(n: Node) -> tuple:
