@@ -144,13 +144,17 @@ def _cost(fn: Lowering, n: Node, a: Node, spine: list[Node], reusable) -> tuple[
     return sum(_arrays(fn, n, o) for o in [a, *beside] if o not in in_place), len(in_place)
 
 
-def _beside(fn: Lowering, n: Node, a: Node, spine: list[Node], reusable) -> dict:
+def _beside(
+    fn: Lowering, n: Node, a: Node, spine: list[Node], reusable, taken=None, after=()
+) -> dict:
     """The operands beside the way down to a that are worked out, when their step comes, in the
     array of a value they read for the last time, which nothing evaluated after reads: in
     `np.maximum(dz, e, out=dz)`, `e += 1`, `dz /= e`, the 1 + e of `maximum(z >= 0, e) /
-    (1 + e)`. Each operand -> the value and the operations down to it."""
+    (1 + e)`; and so on down such an operand's own way (a Mish's `t_2 *= t_2`, `t_2 *= x`,
+    `t_2 *= e`, `e += 1`, `t_2 *= e`, with `after` the operands read once it is done). Each
+    operand -> the value and the operations down to it."""
     out: dict[Node, tuple[Node, list[Node]]] = {}
-    taken = {a}
+    taken = {a} if taken is None else taken
     levels = list(reversed(spine))  # (bottom up: the order of the steps)
     for i, level in enumerate(levels):
         if not OPS[level.op].augmented:
@@ -161,10 +165,12 @@ def _beside(fn: Lowering, n: Node, a: Node, spine: list[Node], reusable) -> dict
             if not OPS[o.op].elementwise or o.dtype != "float" or o.shape != n.shape:
                 continue
             later = [x for up in levels[i + 1 :] for x in up.args if x not in spine]
+            later += after
             for a2, down in _bottoms(fn, o, reusable, [o]):
                 if a2 not in taken and all(a2 not in _values_read(fn, x) for x in later):
                     out[o] = a2, down
                     taken.add(a2)
+                    out.update(_beside(fn, n, a2, down, reusable, taken, later))
                     break
     return out
 

@@ -180,6 +180,35 @@ def test_gelu_tanh_backward_makes_one_new_array():
     assert np.max(np.abs(dx - exact)) < 64 * np.finfo(np.float64).eps
 
 
+def test_a_mish_backward_makes_one_new_array():
+    """Mish, `x * tanh(softplus(x))`: a backward that uses up its cache works the product `(1 -
+    t)^2 x e (e + 1)` out in the array of `1 - t`, its `e + 1` in the array of `e` once the
+    product has read `e` (`_beside`, down an operand's own way), and the sum in `t`'s: one new
+    array, the gradient, where it made two. The gradient is the finite differences'."""
+    import tracemalloc
+
+    from bpc import compile_source
+
+    source = "graph f(x: [N, D]) -> out {\n    out = x * tanh(softplus(x))\n}\n"
+    text = compile_source(source, "f.bp", consume_cache=True)
+    module = module_from_text(text, "bpc_in_place_mish_once")
+    assert "    t_1 += 1\n" in text.split("def f_backward")[1]
+    x = np.linspace(-30, 30, 200 * 200).reshape(200, 200)
+    dout = np.ones_like(x)
+    module.f_backward(dout, module.f_forward(x)[1])  # (a first call checks its arguments)
+    _, cache = module.f_forward(x)
+    tracemalloc.start()
+    try:
+        (dx,) = module.f_backward(dout, cache)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1.1 * x.nbytes  # (dx alone)
+    h = 1e-6
+    numeric = (module.f(x + h) - module.f(x - h)) / (2 * h)
+    np.testing.assert_allclose(dx, numeric, rtol=1e-7, atol=1e-8)
+
+
 def test_a_temporary_is_worked_out_in_place():
     """A line over the largest arrays that reads no value for the last time is worked out in a
     new array of its own, as an expert writes it: from a product (`out = x @ w`, then `out +=

@@ -1821,13 +1821,27 @@ def test_compound_first():
     scaled = make("mul", make("mul", 1.702, p), make("sub", 1, e))
     out = verify(opt.compound_first(graph([p, q], [scaled])), "compound_first")
     assert show(out.outputs[0]) == "mul(mul(1.702, sub(1, exp(q))), p)"
-    # a factor twice keeps both: `w * w * p` with w the expression (a fourth power's second
-    # derivative in a Hessian-vector product lost a w here once)
+    # a factor twice keeps both, first: `w * w * p` with w the expression (a fourth power's
+    # second derivative in a Hessian-vector product lost a w here once)
     w = make("sub", 1, q)
     twice = make("mul", make("mul", 12.0, p), make("mul", w, w))  # (w's one reader: w * w)
     out = verify(opt.compound_first(graph([p, q], [twice])), "compound_first")
-    assert show(out.outputs[0]) == "mul(mul(mul(12.0, sub(1, q)), p), sub(1, q))"
+    assert show(out.outputs[0]) == "mul(mul(mul(12.0, sub(1, q)), sub(1, q)), p)"
     assert_same_values([twice], out.outputs)
+    # Mish's (1 - t) * (1 - t) * x * e * (e + 1): the expression that the chain alone reads,
+    # twice, goes first (`dx = 1 - t; dx *= dx`), and e + 1 last, where it may take e's array
+    # (`e += 1`) once e is read for the last time; e + 1 is not the expression put first
+    t, e = make("tanh", q), make("exp", q)
+    w = make("sub", 1, t)
+    mish = make("mul", w, make("mul", make("mul", make("mul", make("add", e, 1), p), e), w))
+    out = verify(opt.compound_first(graph([p, q], [mish])), "compound_first")
+    want = "mul(mul(mul(mul(sub(1, tanh(q)), sub(1, tanh(q))), p), exp(q)), add(exp(q), 1))"
+    assert show(out.outputs[0]) == want
+    assert_same_values([mish], out.outputs)
+    # a factor plus a number of a parameter stays first (the parameter's array is never free)
+    shifted = make("mul", make("mul", make("add", p, 1), q), p)
+    out = verify(opt.compound_first(graph([p, q], [shifted])), "compound_first")
+    assert show(out.outputs[0]) == "mul(mul(add(p, 1), q), p)"
     # Left alone: two factors; the expression first already; one that something else reads;
     # an inner product with a name of its own.
     one_minus = make("sub", 1, q)

@@ -159,7 +159,7 @@ def run_suite(
     `run_case`; prints one line per model, size and dtype as it goes, and returns the Records."""
     records = []
     for model in models:
-        if only and only not in model.name:
+        if only and only.lower() not in model.name.lower():
             continue
         sizes = [(-1, s) for s in model.smoke_sizes] if smoke else list(enumerate(model.sizes))
         for index, size in sizes:

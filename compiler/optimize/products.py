@@ -674,8 +674,11 @@ def compound_first(graph: Graph) -> Graph:
     number), a factor that is an elementwise expression nothing else reads goes first (after
     the numbers), so that the product is worked out in that factor's new array (`dx = 1 - s`,
     `dx *= x`, `dx *= s`) where a new array for `x * s` and another for `1 - s` were made (a
-    GELU's and a Mish's gradient). The factors are the same; only the order of the
-    multiplications changes."""
+    GELU's gradient); where it is a factor twice, both go first (`dx *= dx`). Where another
+    such expression goes first, one that is a factor of the chain plus, minus or times a
+    number goes last: in a Mish's `(1 - t) * (1 - t) * x * e * (e + 1)`, `e + 1` may then
+    take e's array (`e += 1`) once the product has read e. The factors are the same; only the
+    order of the multiplications changes."""
     users = _users(graph)
     reordered = {}
     for n in graph.nodes:
@@ -684,11 +687,17 @@ def compound_first(graph: Graph) -> Graph:
             factors = _chain_factors(n, users)
             numbers = [f for f in factors if _is_const(f)]  # (first still: `2 * dout * q`)
             rest = [f for f in factors if not _is_const(f)]
-            i = next((i for i, f in enumerate(rest) if _compound(f, users)), None)
-            if i is not None and i > 0 and len(rest) + bool(numbers) > 2:
+            chain = _chain_nodes(n, users)
+            own = [f for f in rest if _compound(f, users, chain)]
+            last = [f for f in own if _shifted_factor(f, rest)]
+            first = [f for f in own if f not in last][:1]
+            if not first:  # (then the product is worked out in the one expression's array)
+                first, last = own[:1], []
+            order = first * rest.count(first[0]) if first else []  # (each time it is a factor)
+            order += [f for f in rest if f not in first and f not in last] + last
+            if order != rest and len(rest) + bool(numbers) > 2:
                 number = [const(math.prod(f.attr("value") for f in numbers))] if numbers else []
-                # (the one factor moved: a factor twice, `w * w * v`, keeps its other one)
-                reordered[n] = number + [rest[i]] + rest[:i] + rest[i + 1 :]
+                reordered[n] = number + order
 
     rebuilt: dict[Node, Node] = {}  # (a node of `graph` -> its replacement)
 
@@ -926,17 +935,35 @@ def _chain_factors(n: Node, users) -> list[Node]:
     return _factors(n, lambda a: len(users[a]) == 1 and not a.hint)
 
 
-def _compound(f: Node, users) -> bool:
-    """An elementwise expression that only its product reads, of the product's shape: worked
-    out in a new array of its own."""
+def _shifted_factor(f: Node, factors: list[Node]) -> bool:
+    """Whether f is another factor of its chain plus, minus or times a number (a Mish's `e *
+    (e + 1)`): worked out last, it may take that factor's array (`e += 1`) once the factor
+    is read for the last time (by `_beside`, in lowering)."""
+    if f.op not in ("add", "sub", "mul", "div") or len(f.args) != 2:
+        return False
+    a, b = f.args
+    other = b if _is_const(a) else a if _is_const(b) else None
+    return other is not None and other in factors and other.op not in ("param", "dout")
+
+
+def _chain_nodes(n: Node, users) -> set[Node]:
+    """The products of the product chain n: n and the inner products `_chain_factors` reads
+    through."""
+    inner = [a for a in n.args if a.op == "mul" and a.dtype == "float" and a.shape == n.shape]
+    inner = [a for a in inner if len(users[a]) == 1 and not a.hint]
+    return {n}.union(*(_chain_nodes(a, users) for a in inner))
+
+
+def _compound(f: Node, users, chain: set[Node]) -> bool:
+    """An elementwise expression that only the products of its chain read, of their shape:
+    worked out in a new array of its own."""
     return (
         bool(f.args)
         and OPS[f.op].elementwise
         and f.op not in ("param", "dout", "const", "dim")
         and f.dtype == "float"
-        and len(users[f]) == 1
-        and users[f][0] is not None
-        and f.shape == users[f][0].shape
+        and all(u in chain for u in users[f])
+        and f.shape == next(iter(chain)).shape
     )
 
 
