@@ -524,6 +524,33 @@ def test_sum_of_quotient():
     assert leaves_alone(rule, make("sum", make("div", x, v), axis=(1,), keepdims=False))
     assert leaves_alone(rule, make("sum", make("div", x, y), axis=(0,), keepdims=False))
     assert leaves_alone(rule, make("sum", make("div", 1.0, x), axis=(0,), keepdims=False))
+    # an integer divisor too (`mean(logvar / 2 + ...)`): the sum of floats over it
+    halves = make("sum", make("div", x, 2), axis=(0, 1), keepdims=False)
+    assert rewrites(rule, halves) == "div(sum(x, axis=(0, 1), keepdims=False), 2)"
+
+
+def test_constant_out_of_a_divisor():
+    rule = opt.constant_out_of_a_divisor
+    assert rewrites(rule, make("div", x, make("mul", 2, y))) == "div(div(x, y), 2)"
+    assert rewrites(rule, make("div", x, make("mul", y, 0.5))) == "div(div(x, y), 0.5)"
+    assert rewrites(rule, make("div", v, make("mul", 2, y))) == "div(div(v, y), 2)"
+    assert leaves_alone(rule, make("div", x, make("mul", 2, v)))  # (v smaller than the divisor)
+    assert leaves_alone(rule, make("div", x, make("mul", c, y)))
+    assert leaves_alone(rule, make("div", x, make("mul", 0, y)))
+    assert leaves_alone(rule, make("div", x, make("mul", True, y)))
+    # compiled: a Gaussian likelihood with `2 * exp(logvar)` in the divisor keeps two arrays
+    # and no product of it, and its gradients are the finite differences'
+    text = "graph f(x: [n], mu: [n], logvar: [n]) -> loss wrt mu, logvar {\n"
+    text += "    loss = mean(logvar / 2 + (x - mu)**2 / (2 * exp(logvar)))\n}\n"
+    module = load(text)
+    code = "\n".join(_code(module))
+    assert "2 * " not in code.split("def f_forward")[1].split("def f_backward")[0]
+    rng = np.random.default_rng(9)
+    xs, mu, logvar = rng.standard_normal(6), rng.standard_normal(6), rng.standard_normal(6)
+    _, (dmu, dlogvar) = module.f_grad(xs, mu, logvar)
+    for got, i in ((dmu, 1), (dlogvar, 2)):
+        want = numeric_grad(module.f, [xs, mu, logvar], i)
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-9)
 
 
 def test_contraction_of_scaled():
@@ -1313,6 +1340,34 @@ def test_log_of_softmax():
     np.testing.assert_allclose(ds, want, rtol=1e-7, atol=1e-9)
 
 
+def test_log_of_picked_softmax():
+    rule = opt.log_of_picked_softmax
+    labels = param("labels", "n", dtype="int")
+    p = make("softmax", x, axis=(1,))
+    picked = make("log", make("take_along", p, labels))
+    assert rewrites(rule, picked) == "take_along(log_softmax(x, axis=(1,)), labels)"
+    assert leaves_alone(rule, make("log", make("take_along", make("exp", x), labels)))
+    assert leaves_alone(rule, make("log", p))
+    # compiled: a cross-entropy written with the probabilities is finite where the picked one
+    # rounds to 0, its gradient the finite differences'; a softmax read elsewhere too stays
+    loss = "-sum(log(take_along(softmax(s, axis=1), y)))"
+    module = load(f"graph f(s: [n, m], y: int[n]) -> loss {{\n    loss = {loss}\n}}\n")
+    s, labels = np.array([[0.0, 800.0, 1.0], [2.0, 1.0, 0.5]]), np.array([0, 2])
+    loss, (ds,) = module.f_grad(s, labels)
+    want = np.logaddexp.reduce(s, axis=1) - s[[0, 1], labels]
+    np.testing.assert_allclose(loss, want.sum(), rtol=1e-12)
+    assert np.all(np.isfinite(ds))
+    s = np.random.default_rng(8).standard_normal((2, 3))
+    _, (ds,) = module.f_grad(s, labels)
+    want = numeric_grad(lambda a: module.f(a, labels), [s], 0)
+    np.testing.assert_allclose(ds, want, rtol=1e-7, atol=1e-9)
+    shared = "graph f(s: [n, m], y: int[n]) -> (loss, p) {\n    p = softmax(s, axis=1)\n"
+    shared += "    loss = -sum(log(take_along(p, y)))\n}\n"
+    forward = load(shared).__source__.split("def f_forward(")[1].split("def f_backward(")[0]
+    # (the softmax alone, its exp in the shifted scores' array: no log-probabilities beside it)
+    assert "np.exp(shifted, out=shifted)" in forward and "-= np.log(" not in forward
+
+
 def test_exp_minus_logsumexp_compiles_to_softmax():
     """`exp(s - logsumexp(s))` (log_softmax_written_out, then exp_of_log_softmax) compiles to
     the code of `softmax(s)`, and its gradient is the finite differences'."""
@@ -1967,6 +2022,18 @@ def test_finish_gradients():
     )
     done = verify(opt.finish_gradients(g, cache_reused=True), "finish_gradients")
     assert [show(d) for d in done.grads] == ["div(exp(p), neg(n))", "neg(div(exp(p), q))"]
+    assert_same_values(g.grads, done.grads)
+    # -(s * X) and -(X * s) likewise (`dmu = t_1; dmu *= -t_2`); -(X * Y) stays
+    s0 = make("sum", q, axis=(0, 1), keepdims=False)
+    g = graph(
+        [p, q],
+        [out],
+        [make("neg", make("mul", s0, e)), make("neg", make("mul", e, q))],
+        [dout],
+    )
+    done = verify(opt.finish_gradients(g, cache_reused=True), "finish_gradients")
+    assert [show(d) for d in done.grads][1] == "neg(mul(exp(p), q))"
+    assert show(done.grads[0]) == "mul(exp(p), neg(sum(q, axis=(0, 1), keepdims=False)))"
     assert_same_values(g.grads, done.grads)
 
 

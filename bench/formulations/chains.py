@@ -183,6 +183,10 @@ GAUSSIAN_NLL = _loss(
     loss = mean(0.5 * log(var) + 0.5 * (x - mu) ** 2 / var)
 """,
         ),
+        (
+            "logvar / 2 + (x - mu)**2 / (2 * exp(logvar))",
+            "    loss = mean(logvar / 2 + (x - mu)**2 / (2 * exp(logvar)))",
+        ),
     ],
 )
 

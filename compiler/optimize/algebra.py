@@ -347,6 +347,25 @@ def constant_out_of_a_quotient(n: Node) -> Node | None:
     return None
 
 
+@rule("div")
+def constant_out_of_a_divisor(n: Node) -> Node | None:
+    """a / (c * b) -> (a / b) / c for a number c and b of the quotient's shape (the same work,
+    and the same two roundings): `(x - mu)**2 / (2 * exp(logvar))` makes no array for `2 *
+    exp(logvar)`, and its gradient with respect to logvar is the quotient's own, `-(a / b) /
+    c`, where the chain rule through the product gave `a / (c b)^2 * c * b`."""
+    if n.op != "div" or n.args[1].op != "mul" or n.dtype != "float":
+        return None
+    c, b = n.args[1].args
+    if not _is_const(c):
+        c, b = b, c
+    if not _is_const(c) or isinstance(c.attr("value"), bool) or not c.attr("value"):
+        return None
+    if b.shape != n.shape or b.dtype != "float":  # (`x / (2 * v)` for a small v: 2 * v first)
+        return None
+    m = make("div", make("div", n.args[0], b), c)
+    return m if m.type == n.type else None
+
+
 @rule("mul")
 def times_a_reciprocal(n: Node) -> Node | None:
     """(1 / t) * g -> g / t and g * (1 / t) -> g / t, when the reciprocal is as large as the
@@ -573,8 +592,8 @@ def sum_of_quotient(n: Node) -> Node | None:
     if x.op != "div" or x.dtype != "float" or x.args[0].shape != x.shape:
         return None
     num, v = x.args
-    if v.dtype != "float" or not _constant_along(v, x, axes):
-        return None
+    if (v.dtype != "float" and not _is_const(v)) or not _constant_along(v, x, axes):
+        return None  # (a number of any kind: `sum(logvar / 2)` is `sum(logvar) / 2`)
     keep = n.attr("keepdims")
     m = make("div", make("sum", num, axis=axes, keepdims=keep), _without_summed(v, x, axes, keep))
     return m if m.type == n.type else None

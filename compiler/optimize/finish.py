@@ -30,8 +30,8 @@ def fast_math(graph: Graph) -> Graph:
 def finish_gradients(graph: Graph, *, cache_reused: bool) -> Graph:
     """Each gradient becomes a fresh, writable array of its parameter's shape and dtype: a
     broadcast or a plain number is filled into `full_like(param)`, and a value that the caller
-    or the cache also holds is copied. A gradient -(X / s), s a 0-d value, becomes X / (-s)
-    (`_sign_on_the_divisor`)."""
+    or the cache also holds is copied. A gradient -(X / s), s a 0-d value, becomes X / (-s), and
+    -(s * X) becomes X * (-s) (`_sign_on_the_scalar`)."""
     params = {n.attr("name"): n for n in graph.inputs}
     forward = graph.forward
     # The graph's float dtype: a float array parameter's, or the first float scalar's. A `[]`
@@ -41,7 +41,7 @@ def finish_gradients(graph: Graph, *, cache_reused: bool) -> Graph:
     grads, used = [], set()
     for name, g in zip(graph.wrt, graph.grads):
         p = params[name]
-        g = _sign_on_the_divisor(g)
+        g = _sign_on_the_scalar(g)
         views = [g]
         while is_view(views[-1]):  # a view shares its base's memory
             views.append(views[-1].args[0])
@@ -83,16 +83,20 @@ def finish_gradients(graph: Graph, *, cache_reused: bool) -> Graph:
     )
 
 
-def _sign_on_the_divisor(g: Node) -> Node:
-    """-(X / s) -> X / (-s) for a 0-d s: the sign costs no pass of its own over X, and X's array
-    can take the quotient (the mean's `dmu = t; dmu /= -n`, where `-(t / n)` made a temporary
-    and then the gradient). Only on a gradient: inside an expression, `a - X / s` (the
-    subtraction that `subtract_negation` makes of `a + -(X / s)`) is the better form."""
-    if g.op == "neg" and g.args[0].op == "div" and g.dtype == "float":
-        x, s = g.args[0].args
-        if s.ndim == 0 and x.type == g.type:
-            with at(g.loc):
-                return replace(make("div", x, make("neg", s)), hint=g.hint)
+def _sign_on_the_scalar(g: Node) -> Node:
+    """-(X / s) -> X / (-s) and -(s * X) -> (-s) * X for a 0-d s: the sign costs no pass of its
+    own over X, and X's array can take the result (the mean's `dmu = t; dmu /= -n`, and a
+    Gaussian likelihood's `dmu = r; dmu *= -t` for `t = dout / n`, where `-(t * r)` made a
+    temporary and then the gradient). Only on a gradient: inside an expression, `a - X / s`
+    (the subtraction that `subtract_negation` makes of `a + -(X / s)`) is the better form."""
+    if g.op != "neg" or g.args[0].op not in ("div", "mul") or g.dtype != "float":
+        return g
+    x, s = g.args[0].args
+    if g.args[0].op == "mul" and x.ndim == 0:
+        x, s = s, x
+    if s.ndim == 0 and x.type == g.type:
+        with at(g.loc):
+            return replace(make(g.args[0].op, x, make("neg", s)), hint=g.hint)
     return g
 
 

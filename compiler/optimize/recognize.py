@@ -23,6 +23,7 @@ from ..ir import Node, make
 from ..ops.elementwise import constant_value
 from ..ops.nn import KAPPA, SQRT_2_OVER_PI
 from .algebra import _mean_over, mean_of
+from .fixpoint import _read_once
 from .rules import canonical
 
 
@@ -273,6 +274,22 @@ def log_of_softmax(n: Node) -> Node | None:
         return None
     s = n.args[0].args[0]
     return make("log_softmax", s, axis=n.args[0].attr("axis"))
+
+
+@canonical
+def log_of_picked_softmax(n: Node) -> Node | None:
+    """log(take_along(softmax(s), y)) -> take_along(log_softmax(s), y), where the softmax is read
+    there alone: a cross-entropy written with the probabilities, `-log(take_along(p, y))`. The
+    log of each picked probability is the pick of the log-probabilities; finite where the
+    probability rounds to 0 (the written form's loss is inf there, its gradient nan), and
+    the backward is log_softmax's, with no division by the picked probabilities."""
+    if n.op != "log" or n.args[0].op != "take_along":
+        return None
+    p, labels = n.args[0].args
+    if p.op != "softmax" or not _read_once(p):
+        return None
+    m = make("take_along", make("log_softmax", p.args[0], axis=p.attr("axis")), labels)
+    return m if m.type == n.type else None
 
 
 @canonical
