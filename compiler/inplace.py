@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .dims import Dim
-from .expr import Assign, AugAssign, Call, Eval, Name, Stmt, array
+from .expr import Assign, AugAssign, Call, Eval, Lit, Name, Stmt, array
 from .ir import OPS, Node, is_view
 
 if TYPE_CHECKING:
@@ -284,9 +284,11 @@ REVERSED = {"-": "subtract", "/": "divide"}
 
 def _writable_form(fn: Lowering, n: Node, a: Node) -> bool:
     """Whether n can be written into a: `a op= b`, `np.subtract(b, a, out=a)` for b - a where
-    b makes no array of its own (a name, a number), or a ufunc of a with `out=a` (the last two
-    not in a functional target's code)."""
+    b makes no array of its own (a name, a number), a ufunc of a with `out=a` (the last two
+    not in a functional target's code), or `a *= -1` for -a."""
     op = OPS[n.op]
+    if n.op == "neg":  # (`a *= -1`)
+        return n.dtype == "float"
     if op.augmented:
         if op.commutes or n.args[0] is a:
             return True
@@ -342,7 +344,7 @@ def _steps(fn: Lowering, n: Node) -> list[Stmt] | None:
         name, lines = fn.name_of(a), []
     if a in fn.own_line and fn.name_of(n) != name:  # the array takes n's name first
         bottom = spine[-1]
-        if not OPS[bottom.op].augmented:  # `probs = np.exp(t, out=t)`, then the steps above
+        if not OPS[bottom.op].augmented and bottom.op != "neg":  # `probs = np.exp(t, out=t)`
             step = _step(fn, bottom, a, name)
             if step is None or len(spine) == 1:
                 return [Assign(fn.name_of(n), step.value)] if step else None
@@ -417,6 +419,8 @@ def _step(fn: Lowering, n: Node, a: Node, name: str, done: dict | None = None) -
     the steps before): `name op= other`, or a ufunc of a with `out=name`; None where n's code
     has no such form."""
     augmented = OPS[n.op].augmented
+    if n.op == "neg" and n.dtype == "float":  # (a negation in place: the sign of each element)
+        return AugAssign(name, "*", Lit(-1))
     if augmented and (OPS[n.op].commutes or n.args[0] is a):
         other = n.args[1] if n.args[0] is a else n.args[0]
         return AugAssign(name, augmented, fn.operand(n, other, fn.code(other, bound=done)))

@@ -1045,6 +1045,17 @@ def test_gelu_tanh_written_out():
     )
 
 
+def test_canonicalize_offers_a_rewrite_to_the_rules_again():
+    """`x * (1 + tanh(u)) / 2` is `(2 / 2) * (x * sigmoid(2u))` by `quotient_of_a_scaled_product`
+    once `one_plus_tanh` has written the sum, and GELU's composite by `gelu_tanh_written_out`
+    only when the rules see that result again: the same code as `0.5 * x * (1 + tanh(u))`."""
+    graph = "graph f(x: [n]) -> y {{\n    y = sum({})\n}}\n"
+    u = "0.7978845608 * (x + 0.044715 * x * x * x)"
+    plain = load(graph.format(f"0.5 * x * (1 + tanh({u}))"))
+    for written in (f"x * (1 + tanh({u})) / 2", f"(1 + tanh({u})) * x / 2"):
+        assert _code(load(graph.format(written))) == _code(plain), written
+
+
 def test_gelu_with_rounded_constants():
     """GELU's tanh form written with sqrt(2 / pi) rounded computes the function as written (its
     own numbers, not GELU's), with the composite's code and a gradient that is the finite

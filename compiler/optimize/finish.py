@@ -94,6 +94,8 @@ def _sign_on_the_scalar(g: Node) -> Node:
     x, s = g.args[0].args
     if g.args[0].op == "mul" and x.ndim == 0:
         x, s = s, x
+    if g.args[0].op == "mul" and (x.type.static or OPS[x.op].read_only):
+        return g  # (`-(s * ones(m))`: filled into a new array as it is)
     if s.ndim == 0 and x.type == g.type:
         with at(g.loc):
             return replace(make(g.args[0].op, x, make("neg", s)), hint=g.hint)

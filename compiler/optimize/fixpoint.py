@@ -49,11 +49,14 @@ def canonicalize(graph: Graph) -> Graph:
         source, n = n, with_args(n, args)
         if n.op == "loop":
             return in_body(n, canonicalize)
-        for r in CANONICAL:
-            with at(n.loc):
-                m = r(n)
-            if m is not None:  # (a value that has a name keeps it: a parameter stays itself)
-                n = m if m.hint or not n.hint else replace(m, hint=n.hint)
+        for _ in range(AGAIN):  # (a rewrite's result is offered to the rules again)
+            for r in CANONICAL:
+                with at(n.loc):
+                    m = r(n)
+                if m is not None:  # (a value that has a name keeps it: a parameter stays)
+                    n = m if m.hint or not n.hint else replace(m, hint=n.hint)
+                    break
+            else:
                 break
         n = intern(n)
         readers[n] = readers.get(n, 0) + read.get(source, 0)
@@ -65,6 +68,10 @@ def canonicalize(graph: Graph) -> Graph:
     finally:
         _READERS.reset(token)
 
+
+# How many times `canonicalize` offers a value the rules, each rewrite's result again: `x * (1 +
+# tanh(u)) / 2` is `1.0 * (x * sigmoid(2u))` by one rule, then GELU's composite by another.
+AGAIN = 4
 
 # How many values of the graph being canonicalized read each value: what `_read_once` asks.
 _READERS: contextvars.ContextVar[dict | None] = contextvars.ContextVar("readers", default=None)

@@ -478,7 +478,8 @@ def logistic(X, y, w, reg):
     N, D = _logistic_sizes(X, y, w, reg)
     z = X @ w
     t = y @ z
-    e = -np.abs(z)
+    e = np.abs(z)
+    e *= -1
     np.exp(e, out=e)
     loss = (np.maximum(z, 0).sum() + _log1p_unit(e).sum() - t) / N + 0.5 * reg * (w @ w)
     return loss
@@ -488,7 +489,8 @@ def logistic_forward(X, y, w, reg):
     """loss [] = logistic(X [N, D], y [N], w [D], reg []), and the cache that logistic_backward needs."""
     N, D = _logistic_sizes(X, y, w, reg)
     z = X @ w
-    e = -np.abs(z)
+    e = np.abs(z)
+    e *= -1
     np.exp(e, out=e)
     t = (np.maximum(z, 0).sum() + _log1p_unit(e).sum() - y @ z) / N
     loss = t + 0.5 * reg * (w @ w)
@@ -517,7 +519,8 @@ def logistic_grad(X, y, w, reg):
     N, D = _logistic_sizes(X, y, w, reg)
     z = X @ w
     t = y @ z
-    e = -np.abs(z)
+    e = np.abs(z)
+    e *= -1
     np.exp(e, out=e)
     loss = (np.maximum(z, 0).sum() + _log1p_unit(e).sum() - t) / N + 0.5 * reg * (w @ w)
     # loss = mean(softplus(z) - y * z) + 0.5 * reg * sum(w * w)
@@ -584,7 +587,8 @@ def logistic_jvp(X, y, w, reg, w_dot):
     z = X @ w
     z_dot = X @ w_dot
     t = y @ z
-    e = -np.abs(z)
+    e = np.abs(z)
+    e *= -1
     np.exp(e, out=e)
     t_1 = z_dot @ (np.maximum((z >= 0).astype(e.dtype), e) / (1 + e) - y) / N
     t_2 = 0.5 * reg
@@ -642,7 +646,8 @@ def logistic_hvp(X, y, w, reg, v_w):
     """loss = logistic(...): its Hessian in w times v_w."""
     N, D = _logistic_hvp_sizes(X, y, w, reg, v_w)
     z = X @ w
-    e = -np.abs(z)
+    e = np.abs(z)
+    e *= -1
     np.exp(e, out=e)
     t = (z >= 0).astype(e.dtype)
     np.maximum(t, e, out=t)
