@@ -84,7 +84,7 @@ def finish_gradients(graph: Graph, *, cache_reused: bool) -> Graph:
 
 
 def _sign_on_the_scalar(g: Node) -> Node:
-    """-(X / s) -> X / (-s) and -(s * X) -> (-s) * X for a 0-d s: the sign costs no pass of its
+    """-(X / s) -> X / (-s) and -(s * X) -> X * (-s) for a 0-d s: the sign costs no pass of its
     own over X, and X's array can take the result (the mean's `dmu = t; dmu /= -n`, and a
     Gaussian likelihood's `dmu = r; dmu *= -t` for `t = dout / n`, where `-(t * r)` made a
     temporary and then the gradient). Only on a gradient: inside an expression, `a - X / s`
