@@ -7,7 +7,7 @@ the array of a value it reads for the last time, down its expression if need be 
 dp *= p`, `np.exp(p, out=p)`: `plan`, then `steps`). Never into a parameter, the upstream
 gradient, a cache entry, an output or a gradient, nor into an array that a view still read later
 shares. What an operation can do in place is on its definition (`OpDef.augmented`, `commutes`,
-`ufunc`, `fresh`, `view`); whether its emitted call takes `out=` is on its expression
+`ufunc`, `scales`, `fresh`, `view`); whether its emitted call takes `out=` is on its expression
 (`Call.ufunc`). A functional target (the array-api one) gets the `+=` forms alone, which NumPy,
 CuPy and PyTorch do in place and JAX and Dask, whose arrays are immutable, rebind; and there an
 operation of the printer's `aliases` (a copy, which that target omits) makes no new array.
@@ -287,7 +287,7 @@ def _writable_form(fn: Lowering, n: Node, a: Node) -> bool:
     b makes no array of its own (a name, a number), a ufunc of a with `out=a` (the last two
     not in a functional target's code), or `a *= -1` for -a."""
     op = OPS[n.op]
-    if n.op == "neg":  # (`a *= -1`)
+    if op.scales is not None:  # (`a *= -1`)
         return n.dtype == "float"
     if op.augmented:
         if op.commutes or n.args[0] is a:
@@ -344,7 +344,7 @@ def _steps(fn: Lowering, n: Node) -> list[Stmt] | None:
         name, lines = fn.name_of(a), []
     if a in fn.own_line and fn.name_of(n) != name:  # the array takes n's name first
         bottom = spine[-1]
-        if not OPS[bottom.op].augmented and bottom.op != "neg":  # `probs = np.exp(t, out=t)`
+        if not OPS[bottom.op].augmented and OPS[bottom.op].scales is None:  # `np.exp(t, out=t)`
             step = _step(fn, bottom, a, name)
             if step is None or len(spine) == 1:
                 return [Assign(fn.name_of(n), step.value)] if step else None
@@ -419,8 +419,8 @@ def _step(fn: Lowering, n: Node, a: Node, name: str, done: dict | None = None) -
     the steps before): `name op= other`, or a ufunc of a with `out=name`; None where n's code
     has no such form."""
     augmented = OPS[n.op].augmented
-    if n.op == "neg" and n.dtype == "float":  # (a negation in place: the sign of each element)
-        return AugAssign(name, "*", Lit(-1))
+    if OPS[n.op].scales is not None and n.dtype == "float":  # (-a: `a *= -1`)
+        return AugAssign(name, "*", Lit(OPS[n.op].scales))
     if augmented and (OPS[n.op].commutes or n.args[0] is a):
         other = n.args[1] if n.args[0] is a else n.args[0]
         return AugAssign(name, augmented, fn.operand(n, other, fn.code(other, bound=done)))

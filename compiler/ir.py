@@ -195,6 +195,8 @@ class OpDef:
       array of `a`); with `commutes`, in the array of either argument.
     - `ufunc`: its NumPy form is a ufunc of its first argument that takes `out=`, so it may work
       in that argument's array (`np.exp(a, out=a)`).
+    - `scales`: the number it multiplies its one argument by, so that it may work in that
+      argument's array as `a *= scales` (neg: `a *= -1`).
     - `fold(*values)`: its value on Python numbers, for constant folding (None: never folded).
     - `expand(*args, **attrs)`: a composite's expansion into the operations it is made of, which
       the optimizer writes in its place after differentiation.
@@ -223,6 +225,7 @@ class OpDef:
     augmented: str | None = None
     commutes: bool = False
     ufunc: bool = False
+    scales: float | None = None
     fold: Callable[..., Any] | None = None
     expand: Callable[..., Node] | None = None
     promotes: bool = False

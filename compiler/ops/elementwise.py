@@ -389,6 +389,7 @@ register(
     _neg_adjoint,
     jvp=diagonal(_neg_adjoint),
     elementwise=True,
+    scales=-1,
     doc="-x",
     fold=operator.neg,
 )

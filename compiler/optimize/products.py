@@ -932,7 +932,12 @@ def _chained(u: Node, n: Node, users) -> bool:
 def _chain_factors(n: Node, users) -> list[Node]:
     """The factors of the product chain n, left to right (`_chained`'s inner products read
     through)."""
-    return _factors(n, lambda a: len(users[a]) == 1 and not a.hint)
+    return _factors(n, lambda a: _inner(a, users))
+
+
+def _inner(a: Node, users) -> bool:
+    """Whether a chain reads through its operand a: one reader, no name of its own."""
+    return len(users[a]) == 1 and not a.hint
 
 
 def _shifted_factor(f: Node, factors: list[Node]) -> bool:
@@ -950,8 +955,7 @@ def _chain_nodes(n: Node, users) -> set[Node]:
     """The products of the product chain n: n and the inner products `_chain_factors` reads
     through."""
     inner = [a for a in n.args if a.op == "mul" and a.dtype == "float" and a.shape == n.shape]
-    inner = [a for a in inner if len(users[a]) == 1 and not a.hint]
-    return {n}.union(*(_chain_nodes(a, users) for a in inner))
+    return {n}.union(*(_chain_nodes(a, users) for a in inner if _inner(a, users)))
 
 
 def _compound(f: Node, users, chain: set[Node]) -> bool:
