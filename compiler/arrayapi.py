@@ -112,6 +112,12 @@ class ArrayApiPrinter(NumPyPrinter):
         lines += [Assign(s, array("asarray", Name(s), **dtype)) for s in scalars]
         return lines
 
+    @classmethod
+    def hand_over(cls, name: str) -> tuple[list[Stmt], Expr]:
+        """An output that the cache holds too, as `_frozen` hands it over: read-only, a copy or
+        itself, by library (frozen_xp.py.j2)."""
+        return [], helper("_frozen", Name(name))
+
     def tidy(self, body: list[Stmt]) -> list[Stmt]:
         """`body` without its line `xp = _xp(...)` where no other line names `xp`."""
         rest = [s for s in body if not (s.__class__ is Assign and s.target == "xp")]

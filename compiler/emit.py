@@ -350,11 +350,13 @@ def _pair_functions(
     fn = Lowering(g, namer, dims, set(cached) | set(g.outputs) | set(g.grads), values, printer)
     fn.plan(forward_order)
     forward_lines = fn.lines(forward_order, comments=False)
-    held = cached_outputs(g)  # (read-only to the caller: `_frozen`)
-    out_names = [
-        helper("_frozen", Name(fn.name_of(n))) if n in held else Name(fn.name_of(n))
+    held = cached_outputs(g)  # (read-only to the caller)
+    handed = [
+        printer.hand_over(fn.name_of(n)) if n in held else ([], Name(fn.name_of(n)))
         for n in g.outputs
     ]
+    out_names = [out for _, out in handed]
+    freeze = [line for lines, _ in handed for line in lines]
     result = out_names[0] if len(out_names) == 1 else Tuple(tuple(out_names))
     born_weak = any(n in fn.born_weak for n in backward_nodes)
     if born_weak or checks:
@@ -387,7 +389,7 @@ def _pair_functions(
             _python_name(f"{g.name}_forward"),
             sig,
             f"{forward_doc}, and the cache that {g.name}_backward needs.",
-            names.prologue + forward_lines + [pack, Return((result, Name("cache")))],
+            names.prologue + forward_lines + [pack, *freeze, Return((result, Name("cache")))],
             fn.printer,
         ),
         _FunctionView(

@@ -182,15 +182,6 @@ def _check_dout(graph, dout, shape, dtype):
         )
 
 
-def _frozen(out):
-    """An output that the cache holds too, handed to the caller read-only: writing into it
-    would change the gradients that the backward pass computes from it (copy it to change
-    it)."""
-    if isinstance(out, np.ndarray):
-        out.setflags(write=False)
-    return out
-
-
 class AttentionGrads(NamedTuple):
     """Gradients of attention with respect to q, k, v, each shaped like its parameter."""
 
@@ -264,7 +255,8 @@ def attention_forward(q, k, v):
     weights /= exps.sum(axis=1, keepdims=True)
     out = weights @ v
     cache = AttentionCache((q, k, v, t, weights, out, S, m))
-    return _frozen(out), cache
+    out.setflags(write=False)
+    return out, cache
 
 
 def attention_backward(dout, cache):

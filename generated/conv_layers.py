@@ -181,15 +181,6 @@ def _check_dout(graph, dout, shape, dtype):
         )
 
 
-def _frozen(out):
-    """An output that the cache holds too, handed to the caller read-only: writing into it
-    would change the gradients that the backward pass computes from it (copy it to change
-    it)."""
-    if isinstance(out, np.ndarray):
-        out.setflags(write=False)
-    return out
-
-
 def _window_add(g, size, stride):
     """Overlap-add, the adjoint of a strided window view: zeros of g's leading axes and
     `size` (H, W), with each window g[..., i, j, :, :] added back where it was read;
@@ -573,7 +564,8 @@ def conv_relu_pool_forward(x, w, b):
     t_4 = np.maximum(conv_out, 0, out=conv_out)
     out = _max_pool(t_4, (2, 2), (2, 2))
     cache = ConvReluPoolCache((w_rows, cols, t_4, out, N, C, H, W, F, R))
-    return _frozen(out), cache
+    out.setflags(write=False)
+    return out, cache
 
 
 def conv_relu_pool_backward(dout, cache):

@@ -181,15 +181,6 @@ def _check_dout(graph, dout, shape, dtype):
         )
 
 
-def _frozen(out):
-    """An output that the cache holds too, handed to the caller read-only: writing into it
-    would change the gradients that the backward pass computes from it (copy it to change
-    it)."""
-    if isinstance(out, np.ndarray):
-        out.setflags(write=False)
-    return out
-
-
 class AffineGrads(NamedTuple):
     """Gradients of affine with respect to x, w, b, each shaped like its parameter."""
 
@@ -305,7 +296,8 @@ def relu_forward(x):
     N, D = _relu_sizes(x)
     out = np.maximum(x, 0)
     cache = ReluCache((out, N, D))
-    return _frozen(out), cache
+    out.setflags(write=False)
+    return out, cache
 
 
 def relu_backward(dout, cache):
@@ -378,7 +370,8 @@ def affine_relu_forward(x, w, b):
     out += b
     np.maximum(out, 0, out=out)
     cache = AffineReluCache((x, w, out, N, M))
-    return _frozen(out), cache
+    out.setflags(write=False)
+    return out, cache
 
 
 def affine_relu_backward(dout, cache):

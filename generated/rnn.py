@@ -181,15 +181,6 @@ def _check_dout(graph, dout, shape, dtype):
         )
 
 
-def _frozen(out):
-    """An output that the cache holds too, handed to the caller read-only: writing into it
-    would change the gradients that the backward pass computes from it (copy it to change
-    it)."""
-    if isinstance(out, np.ndarray):
-        out.setflags(write=False)
-    return out
-
-
 def _scatter_add(shape, dtype, idx, values):
     """Zeros of `shape` with values[i] added at row idx[i]; repeated indices add up."""
     out = np.zeros(shape, dtype)
@@ -214,7 +205,9 @@ def _sigmoid(x, out=None, minus=False):
     overflows (beyond 709.8 in float64, 88.7 in float32), it gives inf and the value 0,
     which is within the smallest normal number of it; that overflow is not warned of.
     Within 2 ulp of the value wherever that is a normal number."""
-    if out is None:
+    if out is None and x.__class__ is np.ndarray and x.dtype.kind == "f":
+        out = np.empty_like(x)  # (np.result_type, below, takes 0.4 us a call more)
+    elif out is None:
         out = np.empty(np.shape(x), np.result_type(x, 1.0))
     if not out.ndim:  # (a number: no array to work in)
         return 1 / (1 + np.exp(x if minus else -x))
@@ -318,7 +311,8 @@ def rnn_step_forward(x, prev_h, Wx, Wh, b):
     next_h += b
     np.tanh(next_h, out=next_h)
     cache = RnnStepCache((x, prev_h, Wx, Wh, next_h, N, H))
-    return _frozen(next_h), cache
+    next_h.setflags(write=False)
+    return next_h, cache
 
 
 def rnn_step_backward(dout, cache):
@@ -458,7 +452,8 @@ def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
     t = np.tanh(next_c)
     next_h = o * t
     cache = LstmStepCache((x, prev_h, prev_c, Wx, Wh, i, f, o, g, t, next_h, N, H))
-    return (_frozen(next_h), next_c), cache
+    next_h.setflags(write=False)
+    return (next_h, next_c), cache
 
 
 def lstm_step_backward(dout, cache):
@@ -831,7 +826,8 @@ def rnn_forward(x, h0, Wx, Wh, b):
         np.tanh(h, out=h)
         hs[:, t] = h
     cache = RnnCache((h0, Wx, Wh, x_rows, hs, N, T, D, H))
-    return _frozen(hs), cache
+    hs.setflags(write=False)
+    return hs, cache
 
 
 def rnn_backward(dout, cache):
@@ -987,7 +983,8 @@ def lstm_forward(x, h0, Wx, Wh, b):
             H,
         )
     )
-    return _frozen(hs), cache
+    hs.setflags(write=False)
+    return hs, cache
 
 
 def lstm_backward(dout, cache):

@@ -198,7 +198,9 @@ def _sigmoid(x, out=None, minus=False):
     overflows (beyond 709.8 in float64, 88.7 in float32), it gives inf and the value 0,
     which is within the smallest normal number of it; that overflow is not warned of.
     Within 2 ulp of the value wherever that is a normal number."""
-    if out is None:
+    if out is None and x.__class__ is np.ndarray and x.dtype.kind == "f":
+        out = np.empty_like(x)  # (np.result_type, below, takes 0.4 us a call more)
+    elif out is None:
         out = np.empty(np.shape(x), np.result_type(x, 1.0))
     if not out.ndim:  # (a number: no array to work in)
         return 1 / (1 + np.exp(x if minus else -x))
