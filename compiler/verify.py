@@ -66,6 +66,7 @@ STAGES = (
     "share_products",
     "compound_first",
     "reductions_first",
+    "scalings_last",
     "fast_math",
     "finish_outputs",
     "finish_gradients",

@@ -469,15 +469,13 @@ def lstm_step_backward(dout, cache):
     dnext_c *= o
     dnext_c += dout_next_c
     # next_c = f * prev_c + i * g
-    di = dnext_c * g
     dg = dnext_c * i
-    df = dnext_c * prev_c
     dprev_c = dnext_c
     dprev_c *= f
     # i = sigmoid(a[:, 0:H])
     t_1 = (1 - o) * next_h * dout_next_h
-    t_2 = di * i * (1 - i)
-    da = np.concatenate([t_2, df * f * (1 - f), t_1, dg * (1 - g * g)], axis=1)
+    t_2 = (1 - f) * dprev_c * prev_c
+    da = np.concatenate([(1 - i) * dg * g, t_2, t_1, dg * (1 - g * g)], axis=1)
     # a = x @ Wx + prev_h @ Wh + b
     db = da.sum(axis=0)
     dprev_h = da @ Wh.T

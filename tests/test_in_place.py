@@ -209,6 +209,48 @@ def test_a_mish_backward_makes_one_new_array():
     np.testing.assert_allclose(dx, numeric, rtol=1e-7, atol=1e-8)
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        "loss = mean(0.5 * logvar + 0.5 * (x - mu)**2 * exp(-logvar))",
+        "inv = exp(-logvar)\n    loss = mean(logvar + (x - mu) * (x - mu) * inv) / 2",
+    ],
+)
+def test_a_gaussian_likelihood_works_in_two_arrays(body: str):
+    """Two spellings of a Gaussian negative log-likelihood that kept a third array of the
+    length of x: `share_products` went over the graph once, which left the log-variance's
+    gradient reading `exp(-logvar)` beside `(x - mu) * exp(-logvar)`; and a gradient of a named
+    value (`dinv`) was not read through. `g_grad` now works in two arrays, as the expert does
+    (bench/formulations/losses.py), and its gradients are the finite differences'."""
+    import tracemalloc
+
+    from bpc import compile_source
+
+    source = f"graph f(x: [n], mu: [n], logvar: [n]) -> loss wrt mu, logvar {{\n    {body}\n}}\n"
+    module = module_from_text(compile_source(source, "f.bp"), "bpc_in_place_gaussian")
+    rng = np.random.default_rng(0)
+    x, mu, logvar = rng.standard_normal((3, 100_000))
+    module.f_grad(x, mu, logvar)  # (a first call checks its arguments)
+    tracemalloc.start()
+    try:
+        module.f_grad(x, mu, logvar)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2.1 * x.nbytes, peak / x.nbytes  # (dmu and dlogvar alone)
+    h, small = 1e-6, [a[:20] for a in (x, mu, logvar)]
+    _, grads = module.f_grad(*small)
+    for arg, value in zip((1, 2), grads):
+        numeric = np.empty_like(value)
+        for i in range(20):
+            args = [a.copy() for a in small]
+            args[arg][i] += h
+            up = module.f(*args)
+            args[arg][i] -= 2 * h
+            numeric[i] = (up - module.f(*args)) / (2 * h)
+        np.testing.assert_allclose(value, numeric, rtol=1e-6, atol=1e-10)
+
+
 def test_a_negation_is_worked_out_in_place():
     """A negation on the way down is a step in place like the others, `a *= -1`: a Gaussian
     likelihood's `dmu = -(t_3 / t)` is worked out in the array of `t`, which its used-up cache

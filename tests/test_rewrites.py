@@ -43,6 +43,7 @@ PASSES = (
     "share_products",
     "compound_first",
     "reductions_first",
+    "scalings_last",
     "fast_math",
     "finish_gradients",
     "select_cache",
@@ -1872,6 +1873,29 @@ def test_share_products():
     assert_same_values([*g.outputs, *g.grads], [*out.outputs, *out.grads])
     backward = {n for grad in out.grads for n in reachable([grad])} - out.forward
     assert w not in {a for n in backward for a in n.args}
+    # A gradient's name is bpc's (`dinv`, of the user's `inv = exp(-logvar)`): the product
+    # of the log-variance's gradient reads through it, and takes r too
+    named = replace(make("mul", make("mul", c, d), d), hint="dinv")
+    grads = (dmu, make("mul", named, w), make("mul", 0.0, c))
+    g = verify(graph([d, e, c], [loss], grads=grads), "canonicalize")
+    out = verify(opt.share_products(g), "share_products")
+    assert show(out.grads[1]) == "mul(mul(d, exp(neg(e))), mul(c, d))"
+    assert_same_values([*g.outputs, *g.grads], [*out.outputs, *out.grads])
+    # but a forward value the user named stays one: d * d named is not read through
+    g = graph([d, e], [make("div", replace(make("mul", d, d), hint="dd"), e), ratio])
+    assert opt.share_products(g) is g
+    # Again where a regrouping leaves an inner product to one chain (`mean(0.5 * logvar + 0.5 *
+    # (x - mu)**2 * exp(-logvar))`): the log-variance's -0.5 * (d * d / c) * w takes the
+    # mean's w / c * d, which takes r; then w / c * d is the log-variance's alone, which reads
+    # through it and takes r too. Its backward read w and r, two arrays; it reads r alone
+    square = make("mul", make("mul", -0.5, make("div", make("mul", d, d), c)), w)
+    inner = make("mul", make("div", w, c), d)
+    grads = (make("add", square, make("div", 0.5, c)), make("neg", inner), make("mul", 0.0, c))
+    g = verify(graph([d, e, c], [loss], grads=grads), "canonicalize")
+    out = verify(opt.share_products(g), "share_products")
+    assert_same_values([*g.outputs, *g.grads], [*out.outputs, *out.grads])
+    backward = {n for grad in out.grads for n in reachable([grad])} - out.forward
+    assert w not in {a for n in backward for a in n.args}, [show(n) for n in out.grads]
 
 
 def test_compound_first():
@@ -1939,6 +1963,42 @@ def test_hvp_of_a_fourth_power_beside_a_where():
     hv_s, hv_x = module.f_hvp(s, xs, 1.0, np.zeros(3))
     assert hv_s == pytest.approx(36 * s**2 + 3, rel=1e-12)  # (y = 3 s**4 + 1.5 s**2)
     np.testing.assert_array_equal(hv_x, 0)
+
+
+def test_scalings_last():
+    p, q, c = param("p", "n", "m", index=0), param("q", "n", "m", index=1), param("c", index=2)
+    # a Gaussian likelihood with `inv = exp(-logvar)`: the mean's gradient r * c, built before
+    # the log-variance's c - q * c * r, which reads r in a product written inline; placed after
+    # that line, r * c is r's last reader and works in its array (`dmu = t_1; dmu *= c`)
+    r = make("mul", make("exp", p), q)
+    dmu = make("mul", r, c)
+    dlogvar = make("sub", c, make("mul", make("mul", q, c), r))
+    g = graph([p, q, c], [make("vdot", q, r)], grads=(dmu, dlogvar, make("mul", 0.0, c)))
+    lines = [n for n in g.nodes if n.op not in ("param", "const", "dim")]
+    assert lines.index(dmu) < lines.index(dlogvar)
+    moved = verify(opt.scalings_last(g), "scalings_last")
+    lines = [n for n in moved.nodes if n.op not in ("param", "const", "dim")]
+    assert lines.index(dlogvar) + 1 == lines.index(dmu)
+    assert set(moved.nodes) == set(g.nodes) and moved.grads == g.grads
+    assert_same_values([*g.outputs, *g.grads], [*moved.outputs, *moved.grads])
+    # nothing moves: a gradient another one reads; one with two arrays of its shape; one that
+    # is already last
+    for grads in (
+        (dmu, make("sub", c, make("mul", dmu, r)), make("mul", 0.0, c)),
+        (make("mul", r, q), dlogvar, make("mul", 0.0, c)),
+        (dlogvar, make("mul", make("mul", r, c), 2.0), make("mul", 0.0, c)),
+    ):
+        g = graph([p, q, c], [make("vdot", q, r)], grads=grads)
+        assert opt.scalings_last(g) is g
+    # compiled: the mean's gradient in the array of `(x - mu) * inv`, after the log-variance's
+    text = compile_source("""graph nll(x: [n], mu: [n], logvar: [n]) -> loss wrt mu, logvar {
+    inv = exp(-logvar)
+    loss = mean(logvar + (x - mu) * (x - mu) * inv) / 2
+}
+""")
+    grad = text[text.index("def nll_grad") :]
+    assert "    dmu = t_1\n    dmu *= " in grad, grad
+    assert grad.index("dlogvar *= t_1") < grad.index("dmu = t_1"), grad
 
 
 def test_reductions_first():

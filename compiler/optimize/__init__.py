@@ -88,7 +88,7 @@ from .algebra import (
 from .finish import fast_math, finish_gradients, finish_outputs, select_cache
 from .fixpoint import _SEEN, _existing, _key, canonicalize, in_bodies, simplify
 from .hoist import hoist_products, one_product, products_after_loops
-from .order import reductions_first
+from .order import reductions_first, scalings_last
 from .products import (
     compound_first,
     contract_sums,
@@ -141,6 +141,7 @@ __all__ = [
     "share_products",
     "compound_first",
     "reductions_first",
+    "scalings_last",
     "fast_math",
     "finish_outputs",
     "finish_gradients",
@@ -262,6 +263,7 @@ def optimize(
     graph = check(_everywhere(graph, share_products), prefix + "share_products")
     graph = check(_everywhere(graph, compound_first), prefix + "compound_first")
     graph = check(reductions_first(graph), prefix + "reductions_first")
+    graph = check(scalings_last(graph), prefix + "scalings_last")
     if fast:
         graph = check(_everywhere(graph, fast_math), prefix + "fast_math")
     graph = check(finish_outputs(graph), prefix + "finish_outputs")

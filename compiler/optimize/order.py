@@ -1,5 +1,6 @@
 """The order of the lines: a reduction of an array before the elementwise line that could work
-in that array (`reductions_first`).
+in that array (`reductions_first`), and a gradient that scales an array after the array's last
+other reader (`scalings_last`).
 
 Layernorm's backward, written with `rstd`, reads `dxhat` twice: `dxhat * rstd`, a new array of
 the full shape, and the row dot `vecdot(dxhat, xhat)`, a column. In the order the gradient was
@@ -62,6 +63,50 @@ def reductions_first(graph: Graph) -> Graph:
             order.append(n)
             placed.add(n)
     return replace(graph, nodes=tuple(order))
+
+
+def scalings_last(graph: Graph) -> Graph:
+    """The graph with each gradient that scales an array of its shape (`dmu = t_1 * c`, c a
+    number or a smaller array) placed after the last line that reads that array: the gradient
+    is then the array's last reader and may be worked out in it (`dmu = t_1; dmu *= c`) where
+    it made an array of its own. A Gaussian likelihood written with `inv = exp(-logvar)` builds
+    the mean's gradient before the log-variance's, which reads `t_1` too. Only a gradient that
+    nothing else reads moves, and nothing with it."""
+    nodes = graph.nodes
+    at = {n: i for i, n in enumerate(nodes)}
+    forward = graph.forward
+    users: dict[Node, list[Node]] = {n: [] for n in nodes}
+    for n in nodes:
+        for a in dict.fromkeys(n.args):
+            users[a].append(n)
+    after: dict[Node, list[Node]] = {}  # a line -> the gradients placed right after it
+    for g in dict.fromkeys(graph.grads):
+        if users[g] or g in forward or not OPS[g.op].elementwise:
+            continue
+        scaled = [a for a in g.args if a.op not in LEAVES and _works_in(g, a)]
+        if len(scaled) != 1 or not all(a in scaled or smaller(a, g) for a in g.args):
+            continue
+        readers = [_line_of(e, users) for e in users[scaled[0]] if e is not g]
+        last = max(readers, key=at.__getitem__, default=g)
+        if at[last] > at[g] and g not in readers:
+            after.setdefault(last, []).append(g)
+    if not after:
+        return graph
+    moved = {g for gs in after.values() for g in gs}
+    order: list[Node] = []
+    for n in nodes:
+        if n not in moved:
+            order.append(n)
+            order += after.get(n, [])
+    return replace(graph, nodes=tuple(order))
+
+
+def _line_of(e: Node, users: dict[Node, list[Node]]) -> Node:
+    """The line that reads what e reads: e's, or where e is read once (a factor of a product,
+    written inline), its reader's line."""
+    while len(users[e]) == 1:
+        e = users[e][0]
+    return e
 
 
 def _reduction(n: Node) -> bool:

@@ -757,11 +757,26 @@ def share_products(graph: Graph) -> Graph:
     apart, so the forward works them out in two arrays, as an expert does). The other one must
     not be computed from it, and has no numbers among its factors; a backward product takes a
     forward one where the cache keeps that one already, or may keep it in place of one of its
-    factors (`_kept_instead`)."""
+    factors (`_kept_instead`). Again where that changed something, up to 4 times: a part that
+    another takes may be regrouped itself later in the same pass, which leaves its old form to
+    the other alone, read through the next time (a Gaussian's `e / n * d`, which the
+    log-variance's gradient takes before the mean's gradient, which read it too, takes `d * e`
+    in it)."""
+    for _ in range(4):
+        shared = _share_products_once(graph)
+        if shared is graph:
+            break
+        graph = shared
+    return graph
+
+
+def _share_products_once(graph: Graph) -> Graph:
     users = _users(graph)
 
     def through(m: Node) -> bool:  # (an inner product that only its chain reads)
-        return m.op in ("mul", "div") and len(users[m]) == 1 and not m.hint
+        # (a forward value the user named stays one; a gradient's name, `dinv`, is bpc's)
+        named = m.hint and m in graph.forward
+        return m.op in ("mul", "div") and len(users[m]) == 1 and not named
 
     parts = [n for n in graph.nodes if n.op in ("mul", "div") and n.dtype == "float" and n.ndim]
     powers = {n: _powers(n, n.shape, through) for n in parts}
