@@ -1327,6 +1327,33 @@ def test_relu_written_as_where():
     np.testing.assert_array_equal(dx, (xs > 0) * v)
 
 
+def test_softplus_cut_off():
+    rule = opt.softplus_cut_off
+    sp, cut = make("softplus", x), const(20)
+    assert rewrites(rule, make("where", make("gt", x, cut), x, sp)) == "softplus(x)"
+    assert rewrites(rule, make("where", make("lt", const(30.0), x), x, sp)) == "softplus(x)"
+    assert rewrites(rule, make("where", make("le", x, cut), sp, x)) == "softplus(x)"
+    assert rewrites(rule, make("where", make("ge", cut, x), sp, x)) == "softplus(x)"
+    # a cut below 20 changes the value by more than 2.1e-9; the branches the other way round;
+    # another variable
+    assert leaves_alone(rule, make("where", make("gt", x, const(10)), x, sp))
+    assert leaves_alone(rule, make("where", make("gt", x, cut), sp, x))
+    assert leaves_alone(rule, make("where", make("gt", x, cut), y, make("softplus", y)))
+    # compiled: PyTorch's nn.Softplus as written is the softplus's code; the values are the
+    # written form's within 2.1e-9, finite where exp(x) overflows, and so is the gradient
+    graph = "graph f(x: [n]) -> y {{\n    y = {}\n}}\n"
+    written = load(graph.format("where(x > 20, x, log1p(exp(x)))"))
+    assert _code(written) == _code(load(graph.format("softplus(x)")))
+    xs = np.array([-800.0, -30.0, -1.0, 0.0, 3.0, 19.5, 20.0, 20.5, 40.0, 800.0])
+    with np.errstate(over="ignore"):
+        expected = np.where(xs > 20, xs, np.log1p(np.exp(xs)))
+    np.testing.assert_allclose(written.f(xs), expected, rtol=0, atol=2.1e-9)
+    out, cache = written.f_forward(xs)
+    (dx,) = written.f_backward(np.ones_like(xs), cache)
+    sigmoid = np.exp(-np.logaddexp(0, -xs))
+    np.testing.assert_allclose(dx, np.where(xs > 20, 1.0, sigmoid), rtol=0, atol=2.1e-9)
+
+
 def test_exp_of_log_softmax():
     rule = opt.exp_of_log_softmax
     assert rewrites(rule, make("exp", make("log_softmax", x, axis=(1,)))) == "softmax(x, axis=(1,))"
@@ -1684,6 +1711,13 @@ def test_factor_scales():
     out = verify(opt.factor_scales(graph([p, q], [per_row])), "factor_scales")
     assert show(out.outputs[0]) == "div(sub(exp(q), p), maximum(n, 1))"
     assert_same_values([per_row], out.outputs)
+    # A factor -1 of a term is its sign: `mean(softplus(z)) - mean(y * z)`'s gradient, `-1.0 /
+    # n * y + s / n` (s = m / (1 + e)), is (s - y) / n, one new array where it made two
+    s_ = make("div", make("exp", q), make("add", 2.0, q))
+    signed = make("add", make("mul", make("div", -1.0, count), p), make("div", s_, count))
+    out = verify(opt.factor_scales(graph([p, q], [signed])), "factor_scales")
+    assert show(out.outputs[0]) == "div(sub(div(exp(q), add(2.0, q)), p), maximum(n, 1))"
+    assert_same_values([signed], out.outputs)
 
 
 def test_split_sums():

@@ -190,5 +190,9 @@ SOFTPLUS = _model(
             "where(x > 0, x + log1p(exp(-x)), log1p(exp(x)))",
             "    out = where(x > 0, x + log1p(exp(-x)), log1p(exp(x)))",
         ),
+        (
+            "PyTorch's cut at 20, where(x > 20, x, log1p(exp(x)))",
+            "    out = where(x > 20, x, log1p(exp(x)))",
+        ),
     ],
 )

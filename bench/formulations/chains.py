@@ -187,6 +187,15 @@ GAUSSIAN_NLL = _loss(
             "logvar / 2 + (x - mu)**2 / (2 * exp(logvar))",
             "    loss = mean(logvar / 2 + (x - mu)**2 / (2 * exp(logvar)))",
         ),
+        (
+            "0.5 in each term, (x - mu)**2 * exp(-logvar)",
+            "    loss = mean(0.5 * logvar + 0.5 * (x - mu)**2 * exp(-logvar))",
+        ),
+        (
+            "inv = exp(-logvar) named, mean(...) / 2",
+            """    inv = exp(-logvar)
+    loss = mean(logvar + (x - mu) * (x - mu) * inv) / 2""",
+        ),
     ],
 )
 
@@ -223,5 +232,6 @@ BCE = _loss(
     loss = -mean(y * log(p) + (1 - y) * log1p(-p))
 """,
         ),
+        ("mean(softplus(z)) - mean(y * z)", "    loss = mean(softplus(z)) - mean(y * z)"),
     ],
 )

@@ -113,6 +113,7 @@ from .recognize import (
     mish_written_out,
     relu_written_as_where,
     softmax_written_out,
+    softplus_cut_off,
     variance_from_moments,
 )
 from .rules import CANONICAL, RULES, Rule, canonical, rule
@@ -208,6 +209,7 @@ __all__ = [
     "exp_of_log_softmax",
     "mish_written_out",
     "relu_written_as_where",
+    "softplus_cut_off",
     "gelu_tanh_written_out",
     "logsumexp_written_out",
     "small_factors_first",

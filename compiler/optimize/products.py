@@ -547,7 +547,12 @@ def _factored(n: Node, kept: set, through) -> Node | None:
     does not save an array. The terms in `kept` (sign and term) stay as they are; `through`
     says which large parts of a term may be read through."""
     terms = _terms(n)
-    powers = [_powers(t, n.shape, through) for _, t in terms]
+    raw = [_powers(t, n.shape, through) for _, t in terms]
+    powers, signs = list(raw), [sign for sign, _ in terms]
+    for i, q in enumerate(raw):  # (a factor -1, `-1.0 / n * y`'s, is the term's sign)
+        minus = [f for f, p in q.items() if p == 1 and f.op == "const" and f.attr("value") == -1]
+        if minus:
+            powers[i], signs[i] = {f: p for f, p in q.items() if f is not minus[0]}, -signs[i]
     large = [q for st, q in zip(terms, powers) if st[1].shape == n.shape and st not in kept]
     # the factor that most large terms have, and what those terms share with it
     counts: dict[tuple[Node, int], int] = {}
@@ -565,18 +570,20 @@ def _factored(n: Node, kept: set, through) -> Node | None:
         if all(p > 0 for p in ps) or all(p < 0 for p in ps):
             common[g] = min(ps, key=abs)
     inside, outside, after = [], [], []  # (`after`: the powers of the terms once f is out)
-    for (sign, t), q in zip(terms, powers):
+    for (sign, t), q, signed, as_is in zip(terms, powers, signs, raw):
         if (sign, t) in kept and t.shape == n.shape:
             outside.append((sign, t))
+            after.append(as_is)
         elif all(q.get(f, 0) * p > 0 and abs(q[f]) >= abs(p) for f, p in common.items()):
             q = {f: p - common.get(f, 0) for f, p in q.items()}
-            inside.append((sign, _from_powers(q, n.shape)))
+            inside.append((signed, _from_powers(q, n.shape)))
+            after.append(q)
         else:
             outside.append((sign, t))
-        after.append(q)
+            after.append(as_is)
     if any(r.dtype != "float" for _, r in inside):  # (a mask alone in the sum: int64)
         return None
-    if _scaled(after, n) >= _scaled(powers, n):
+    if _scaled(after, n) >= _scaled(raw, n):
         return None  # (each scaled large term but one makes an array; taking f out adds a pass)
     factored = make("mul", _from_powers(common, n.shape), _from_signed_terms(inside))
     m = _from_signed_terms([(1, factored)] + outside)

@@ -1,5 +1,5 @@
 """Composites written out, recognized before differentiation: softmax, log-softmax, logsumexp,
-relu as a `where`, Mish, GELU's tanh form, and a variance from its moments.
+relu as a `where`, a softplus cut off to x (PyTorch's threshold), Mish, GELU's tanh form, and a variance from its moments.
 
 A user who writes `e = exp(s - max(s)); p = e / sum(e)` means `softmax(s)`. Differentiated as
 written, the max-shift gets a backward of its own (`s == max(s)`, a division by the tie count)
@@ -114,6 +114,27 @@ def relu_written_as_where(n: Node) -> Node | None:
         if mask.op == op and constant_value(mask.args[j]) == 0 and n.args[kept] is x:
             if constant_value(n.args[3 - kept]) == 0 and x.type == n.type:
                 return make("relu", x)
+    return None
+
+
+@canonical
+def softplus_cut_off(n: Node) -> Node | None:
+    """where(x > c, x, softplus(x)) -> softplus(x) for a cut c of 20 or more (PyTorch's
+    nn.Softplus cuts off at 20), with the mask read the ways `relu_written_as_where` reads it:
+    the cut keeps an overflowing exp(x) out of log1p(exp(x)), and bpc's softplus never
+    overflows. Above c it is x + log1p(exp(-x)), within log1p(exp(-20)) = 2.1e-9 of x (one part
+    in 10^10 in float64, less than an ulp in float32). As written, the forward kept the mask
+    and the softplus apart, and the gradient exp(x - softplus(x)) made three more arrays."""
+    if n.op != "where" or n.dtype != "float" or n.args[0].op not in ("gt", "lt", "le", "ge"):
+        return None
+    mask = n.args[0]
+    for (op, i, j), kept in _RELU_MASKS.items():
+        x, cut = mask.args[i], _number(mask.args[j]) if mask.op == op else None
+        if cut is None or cut < 20 or n.args[kept] is not x:
+            continue
+        s = n.args[3 - kept]
+        if s.op == "softplus" and s.args[0] is x and s.type == n.type:
+            return s
     return None
 
 
