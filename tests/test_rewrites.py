@@ -554,6 +554,29 @@ def test_constant_out_of_a_divisor():
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-9)
 
 
+def test_quotient_by_numbers():
+    rule = opt.quotient_by_numbers
+    count = make("maximum", make("dim", dim=Dim.of("n")), 1)
+    assert rewrites(rule, make("div", make("div", x, 2), count)) == "div(x, mul(2, maximum(n, 1)))"
+    assert rewrites(rule, make("div", make("div", x, s), 0.5)) == "div(x, mul(s, 0.5))"
+    assert leaves_alone(rule, make("div", make("div", x, v), 2))  # (v is no number)
+    assert leaves_alone(rule, make("div", make("div", x, 2), v))
+    assert leaves_alone(rule, make("div", make("div", s, 2), 3))  # (no array to walk)
+    # compiled: the log-variance's gradient divides t once, `dlogvar /= 2 * t_2`, and the
+    # gradients are the finite differences'
+    text = "graph f(x: [n], mu: [n], logvar: [n]) -> loss wrt mu, logvar {\n"
+    text += "    loss = mean(0.5 * logvar + (x - mu)**2 / (2 * exp(logvar)))\n}\n"
+    module = load(text)
+    grad = "\n".join(_code(module)).split("def f_grad")[1]
+    assert grad.count("dlogvar /=") == 1, grad
+    rng = np.random.default_rng(10)
+    xs, mu, logvar = rng.standard_normal(6), rng.standard_normal(6), rng.standard_normal(6)
+    _, (dmu, dlogvar) = module.f_grad(xs, mu, logvar)
+    for got, i in ((dmu, 1), (dlogvar, 2)):
+        want = numeric_grad(module.f, [xs, mu, logvar], i)
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-9)
+
+
 def test_contraction_of_scaled():
     rule = opt.contraction_of_scaled
     n = make("sumprod", make("div", x, v), y, axis=(0,))

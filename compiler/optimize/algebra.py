@@ -366,6 +366,21 @@ def constant_out_of_a_divisor(n: Node) -> Node | None:
     return m if m.type == n.type else None
 
 
+@rule("div")
+def quotient_by_numbers(n: Node) -> Node | None:
+    """(X / a) / b -> X / (a * b) for an array X and numbers a and b (constants, sizes, 0-d
+    values): one pass over X where there were two, the numbers multiplied first (the gradient
+    of `(x - mu)**2 / (2 * exp(logvar))`, `t / 2 / max(n, 1)` once `constant_out_of_a_divisor`
+    has taken the 2 out)."""
+    if n.op != "div" or n.dtype != "float" or n.args[0].op != "div" or n.args[1].ndim:
+        return None
+    (x, a), b = n.args[0].args, n.args[1]
+    if a.ndim or x.shape != n.shape or x.ndim == 0:
+        return None
+    m = make("div", x, make("mul", a, b))
+    return m if m.type == n.type else None
+
+
 @rule("mul")
 def times_a_reciprocal(n: Node) -> Node | None:
     """(1 / t) * g -> g / t and g * (1 / t) -> g / t, when the reciprocal is as large as the
