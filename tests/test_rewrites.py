@@ -541,17 +541,22 @@ def test_constant_out_of_a_divisor():
     assert leaves_alone(rule, make("div", x, make("mul", True, y)))
     # compiled: a Gaussian likelihood with `2 * exp(logvar)` in the divisor keeps two arrays
     # and no product of it, and its gradients are the finite differences'
-    text = "graph f(x: [n], mu: [n], logvar: [n]) -> loss wrt mu, logvar {\n"
-    text += "    loss = mean(logvar / 2 + (x - mu)**2 / (2 * exp(logvar)))\n}\n"
-    module = load(text)
-    code = "\n".join(_code(module))
+    code = _gaussian("loss = mean(logvar / 2 + (x - mu)**2 / (2 * exp(logvar)))", seed=9)
     assert "2 * " not in code.split("def f_forward")[1].split("def f_backward")[0]
-    rng = np.random.default_rng(9)
-    xs, mu, logvar = rng.standard_normal(6), rng.standard_normal(6), rng.standard_normal(6)
+
+
+def _gaussian(body: str, seed: int) -> str:
+    """The code of a Gaussian likelihood `f(x, mu, logvar)` written as `body`, once its
+    gradients are checked against finite differences."""
+    module = load(
+        f"graph f(x: [n], mu: [n], logvar: [n]) -> loss wrt mu, logvar {{\n    {body}\n}}\n"
+    )
+    xs, mu, logvar = np.random.default_rng(seed).standard_normal((3, 6))
     _, (dmu, dlogvar) = module.f_grad(xs, mu, logvar)
     for got, i in ((dmu, 1), (dlogvar, 2)):
         want = numeric_grad(module.f, [xs, mu, logvar], i)
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-9)
+    return "\n".join(_code(module))
 
 
 def test_quotient_by_numbers():
@@ -564,17 +569,9 @@ def test_quotient_by_numbers():
     assert leaves_alone(rule, make("div", make("div", s, 2), 3))  # (no array to walk)
     # compiled: the log-variance's gradient divides t once, `dlogvar /= 2 * t_2`, and the
     # gradients are the finite differences'
-    text = "graph f(x: [n], mu: [n], logvar: [n]) -> loss wrt mu, logvar {\n"
-    text += "    loss = mean(0.5 * logvar + (x - mu)**2 / (2 * exp(logvar)))\n}\n"
-    module = load(text)
-    grad = "\n".join(_code(module)).split("def f_grad")[1]
+    code = _gaussian("loss = mean(0.5 * logvar + (x - mu)**2 / (2 * exp(logvar)))", seed=10)
+    grad = code.split("def f_grad")[1]
     assert grad.count("dlogvar /=") == 1, grad
-    rng = np.random.default_rng(10)
-    xs, mu, logvar = rng.standard_normal(6), rng.standard_normal(6), rng.standard_normal(6)
-    _, (dmu, dlogvar) = module.f_grad(xs, mu, logvar)
-    for got, i in ((dmu, 1), (dlogvar, 2)):
-        want = numeric_grad(module.f, [xs, mu, logvar], i)
-        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-9)
 
 
 def test_contraction_of_scaled():

@@ -32,10 +32,7 @@ def reductions_first(graph: Graph) -> Graph:
     nodes = graph.nodes
     at = {n: i for i, n in enumerate(nodes)}
     forward = graph.forward
-    users: dict[Node, list[Node]] = {n: [] for n in nodes}
-    for n in nodes:
-        for a in dict.fromkeys(n.args):
-            users[a].append(n)
+    users = _readers(nodes)
     ahead: dict[int, list[set[Node]]] = {}  # a position -> what is placed before its node
     for r in nodes:
         if not _reduction(r):
@@ -74,11 +71,7 @@ def scalings_last(graph: Graph) -> Graph:
     nothing else reads moves, and nothing with it."""
     nodes = graph.nodes
     at = {n: i for i, n in enumerate(nodes)}
-    forward = graph.forward
-    users: dict[Node, list[Node]] = {n: [] for n in nodes}
-    for n in nodes:
-        for a in dict.fromkeys(n.args):
-            users[a].append(n)
+    forward, users = graph.forward, _readers(nodes)
     after: dict[Node, list[Node]] = {}  # a line -> the gradients placed right after it
     for g in dict.fromkeys(graph.grads):
         if users[g] or g in forward or not OPS[g.op].elementwise:
@@ -99,6 +92,15 @@ def scalings_last(graph: Graph) -> Graph:
             order.append(n)
             order += after.get(n, [])
     return replace(graph, nodes=tuple(order))
+
+
+def _readers(nodes: tuple[Node, ...]) -> dict[Node, list[Node]]:
+    """Each node's readers, in the graph's order (one entry for a reader that reads it twice)."""
+    users: dict[Node, list[Node]] = {n: [] for n in nodes}
+    for n in nodes:
+        for a in dict.fromkeys(n.args):
+            users[a].append(n)
+    return users
 
 
 def _line_of(e: Node, users: dict[Node, list[Node]]) -> Node:

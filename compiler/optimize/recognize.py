@@ -1,5 +1,6 @@
 """Composites written out, recognized before differentiation: softmax, log-softmax, logsumexp,
-relu as a `where`, a softplus cut off to x (PyTorch's threshold), Mish, GELU's tanh form, and a variance from its moments.
+relu as a `where`, a softplus cut off to x (PyTorch's threshold), Mish, GELU's tanh form, and a
+variance from its moments.
 
 A user who writes `e = exp(s - max(s)); p = e / sum(e)` means `softmax(s)`. Differentiated as
 written, the max-shift gets a backward of its own (`s == max(s)`, a division by the tie count)
