@@ -559,6 +559,40 @@ def _gaussian(body: str, seed: int) -> str:
     return "\n".join(_code(module))
 
 
+def test_outer_factors_apart():
+    rule = opt.outer_factors_apart
+    col = param("col", "n", 1, index=3)
+    # x [n, m] * (v [m] / col [n, 1]): the quotient is [n, m] as well, neither operand is
+    assert rewrites(rule, make("mul", x, make("div", v, col))) == "mul(v, div(x, col))"
+    assert rewrites(rule, make("mul", make("mul", v, col), x)) == "mul(v, mul(x, col))"
+    # left alone: a factor as large as the product; a number; a quotient no larger than v
+    assert leaves_alone(rule, make("mul", x, make("div", y, col)))
+    assert leaves_alone(rule, make("mul", x, make("div", v, 2.0)))
+    assert leaves_alone(rule, make("mul", v, make("div", v, col)))
+    # compiled: `(x - mu) * (gamma / sd)` keeps no [N, D] array for `gamma / sd` (2.0x the
+    # expert's peak memory); its code is the canonical spelling's, `gamma * (x - mu) / sd`
+    body = """graph f(x: [N, D], gamma: [D], beta: [D]) -> out {{
+    mu = mean(x, axis=1, keepdims=true)
+    sd = sqrt(mean((x - mu) * (x - mu), axis=1, keepdims=true) + 1e-5)
+    out = {} + beta
+}}
+"""
+    written = load(body.format("(x - mu) * (gamma / sd)"))
+    canonical = load(body.format("gamma * (x - mu) / sd"))
+    forward = [
+        w.split("def f_backward(")[0] for w in ("\n".join(_code(m)) for m in (written, canonical))
+    ]
+    assert forward[0] == forward[1]  # (g and g_forward)
+    rng = np.random.default_rng(11)
+    xs, gamma, beta = rng.standard_normal((4, 5)), rng.standard_normal(5), rng.standard_normal(5)
+    dout = rng.standard_normal((4, 5))
+    _, cache = written.f_forward(xs, gamma, beta)
+    got = written.f_backward(dout, cache)
+    for i in (0, 1, 2):
+        want = numeric_grad(lambda *a: np.sum(written.f(*a) * dout), [xs, gamma, beta], i)
+        np.testing.assert_allclose(got[i], want, rtol=1e-6, atol=1e-9)
+
+
 def test_quotient_by_numbers():
     rule = opt.quotient_by_numbers
     count = make("maximum", make("dim", dim=Dim.of("n")), 1)

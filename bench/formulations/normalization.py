@@ -245,5 +245,15 @@ graph layernorm{SIG} {{
 }}
 """,
         ),
+        Formulation(
+            "gamma / sd first, (x - mu) * (gamma / sd)",
+            f"""
+graph layernorm{SIG} {{
+    mu = mean(x, axis=1, keepdims=true)
+    sd = sqrt(mean((x - mu) * (x - mu), axis=1, keepdims=true) + 1e-5)
+    out = (x - mu) * (gamma / sd) + beta
+}}
+""",
+        ),
     ],
 )

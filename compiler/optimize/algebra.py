@@ -460,6 +460,27 @@ def small_numerator_out(n: Node) -> Node | None:
     return None
 
 
+@canonical
+def outer_factors_apart(n: Node) -> Node | None:
+    """X * (g / s) -> g * (X / s) and X * (g * s) -> g * (X * s), for an array X of the
+    product's shape and arrays g and s that broadcast to it from fewer elements, and whose
+    quotient or product does not (a layernorm's `(x - mu) * (gamma / sd)`, [D] over [N, 1]):
+    the outer array g / s is never made, and each of the two passes walks X, as in the
+    canonical spelling `gamma * (x - mu) / sd`. As written, the forward made and cached an
+    [N, D] array for `gamma / sd`, which the backward read: 2.0x the expert's peak memory and
+    1.5x the time at 1024 x 1024. Where something else reads g / s, it stays."""
+    if n.op != "mul" or n.dtype != "float" or n.ndim == 0:
+        return None
+    for x, q in (n.args, n.args[::-1]):
+        if q.op not in ("mul", "div") or x.shape != q.shape or q.shape != n.shape:
+            continue
+        g, s = q.args
+        if _smaller(g, n) and _smaller(s, n) and q.dtype == "float" and _read_once(q):
+            m = make("mul", g, make(q.op, x, s))
+            return m if m.type == n.type else None
+    return None
+
+
 def _smaller(s: Node, n: Node) -> bool:
     """s is an array (no plain number) that broadcasts to n's shape from fewer elements: an axis
     that n has is missing from s, or has size 1 in s where n's has another size."""
