@@ -295,6 +295,24 @@ def test_abs_of_negation():
     assert leaves_alone(rule, make("abs", x))
 
 
+def test_abs_written_as_maximum():
+    rule = opt.abs_written_as_maximum
+    assert rewrites(rule, make("maximum", x, make("neg", x))) == "abs(x)"
+    assert rewrites(rule, make("maximum", make("neg", x), x)) == "abs(x)"
+    assert rewrites(rule, make("minimum", x, make("neg", x))) == "neg(abs(x))"
+    assert leaves_alone(rule, make("maximum", x, make("neg", y)))
+    assert leaves_alone(rule, make("maximum", x, y))
+    # compiled: a softplus with |x| written as a maximum is the softplus's code; its gradient
+    # at 0 (a tie of the maximum) is the finite differences'
+    graph = "graph f(x: [n]) -> y {{\n    y = {}\n}}\n"
+    written = load(graph.format("maximum(x, 0) + log1p(exp(-maximum(x, -x)))"))
+    assert _code(written) == _code(load(graph.format("maximum(x, 0) + log1p(exp(-abs(x)))")))
+    xs = np.array([-3.0, -0.5, 0.0, 0.5, 3.0])
+    module = load(graph.format("sum(maximum(x, -x) * x)"))
+    _, (dx,) = module.f_grad(xs)
+    np.testing.assert_allclose(dx, numeric_grad(module.f, [xs], 0), atol=1e-5)
+
+
 def test_comparison_of_negation():
     rule = opt.comparison_of_negation
     assert rewrites(rule, make("ge", make("neg", x), const(0.0))) == "le(x, 0.0)"

@@ -29,6 +29,7 @@ from dataclasses import replace
 from ..ir import Graph, Node, at, const, make, rewrite
 from .algebra import (
     abs_of_negation,
+    abs_written_as_maximum,
     add_to_itself,
     add_twice,
     add_zero,
@@ -164,6 +165,7 @@ __all__ = [
     "_existing",
     # the rewrites (algebra.py)
     "abs_of_negation",
+    "abs_written_as_maximum",
     "add_to_itself",
     "add_twice",
     "add_zero",

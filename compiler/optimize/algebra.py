@@ -254,6 +254,21 @@ def abs_of_negation(n: Node) -> Node | None:
     return make("abs", n.args[0].args[0]) if n.args[0].op == "neg" else None
 
 
+@canonical
+def abs_written_as_maximum(n: Node) -> Node | None:
+    """maximum(x, -x) -> |x| and minimum(x, -x) -> -|x|, either order: the same values, and the
+    same gradient (at x = 0 the maximum's tie sends half to each side, 0 in all, abs's sign);
+    one pass where the maximum's gradient made a mask for each side (a softplus written with
+    `exp(-maximum(x, -x))` kept 2.4-4.1x the expert's peak memory)."""
+    if n.op not in ("maximum", "minimum") or n.dtype != "float":
+        return None
+    a, b = n.args
+    for x, m in ((a, b), (b, a)):
+        if m.op == "neg" and m.args[0] is x and x.type == n.type:
+            return make("abs", x) if n.op == "maximum" else make("neg", make("abs", x))
+    return None
+
+
 _FLIPPED = {"lt": "gt", "le": "ge", "gt": "lt", "ge": "le", "eq": "eq", "ne": "ne"}
 
 
