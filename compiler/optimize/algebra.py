@@ -386,7 +386,9 @@ def quotient_by_numbers(n: Node) -> Node | None:
     """(X / a) / b -> X / (a * b) for an array X and numbers a and b (constants, sizes, 0-d
     values): one pass over X where there were two, the numbers multiplied first (the gradient
     of `(x - mu)**2 / (2 * exp(logvar))`, `t / 2 / max(n, 1)` once `constant_out_of_a_divisor`
-    has taken the 2 out)."""
+    has taken the 2 out). `small_operands_first` does this for small arrays and leaves numbers
+    to the rules on constants, none of which combined two divisors; this is that case for
+    numbers alone, the one form of the four where no constant rule fights it."""
     if n.op != "div" or n.dtype != "float" or n.args[0].op != "div" or n.args[1].ndim:
         return None
     (x, a), b = n.args[0].args, n.args[1]
@@ -531,7 +533,8 @@ def small_operands_first(n: Node) -> Node | None:
     shape and arrays s and u that broadcast to it from fewer elements (a batchnorm's gamma and
     standard deviation, [D] or [1, D] against [N, D]) and do so together: the small arrays are
     combined first, and X is walked once instead of twice (`gamma * xc / t` is `gamma / t`
-    times xc). Plain numbers are left to the rules on constants."""
+    times xc). Plain numbers are left to the rules on constants (`quotient_by_numbers` takes
+    `(X / a) / b` for numbers a and b)."""
     if n.dtype != "float":
         return None
     outer = [(n.args[0], n.args[1])] if n.op == "div" else [n.args, n.args[::-1]]
