@@ -316,7 +316,7 @@ def _alone(
         names=dict(names.namer.names),
         counters=dict(names.namer.counters),
     )
-    graph, order = g, forward_order
+    graph, order = g, [n for n in forward_order if n not in g.hoisted]
     tidied = outputs_alone(g)
     if any(n not in g.forward for n in tidied.nodes):  # (a loop without the backward's stacks)
         graph, order, values = tidied, list(tidied.nodes), _values(tidied, printer)

@@ -404,17 +404,30 @@ class Graph:
 
     @functools.cached_property
     def forward(self) -> frozenset[Node]:
-        """The forward pass: the parameters, and every node the outputs depend on. Every other
-        node is the backward's. A value both passes read (a constant, the `x` that `dW` reads)
-        is the forward's, which is what makes it something the backward may take from the
-        cache. The split is defined by reachability rather than stored per node, so no rewrite
-        can leave it stale: optimize, emit, stats, draw and explain all read it here. (Computed
-        once per graph; `dataclasses.replace` makes a new graph, which computes its own.)"""
-        forward = reachable(self.outputs).union(self.inputs)
+        """The forward pass: the parameters, every node the outputs depend on, and what the
+        cache is made of (`hoisted`). Every other node is the backward's. A value both passes
+        read (a constant, the `x` that `dW` reads) is the forward's, which is what makes it
+        something the backward may take from the cache. The split is defined by reachability
+        rather than stored per node, so no rewrite can leave it stale: optimize, emit, stats,
+        draw and explain all read it here. (Computed once per graph; `dataclasses.replace` makes
+        a new graph, which computes its own.)"""
+        return self._needed | self.hoisted
+
+    @functools.cached_property
+    def hoisted(self) -> frozenset[Node]:
+        """Backward values that read no upstream gradient and that the forward computes for the
+        cache, where that keeps fewer bytes (`select_cache`): needed by no output, so the
+        forward alone (`g`) leaves them out."""
+        return frozenset(reachable(self.cache)) - self._needed
+
+    @functools.cached_property
+    def _needed(self) -> frozenset[Node]:
+        """The parameters and every node the outputs depend on."""
+        needed = reachable(self.outputs).union(self.inputs)
         # a forward loop's results are the forward's, those that only the backward reads too
         # (the stacks of the values its backward reads, `loops.py`)
-        forward.update(n for n in self.nodes if n.op == "result" and n.args[0] in forward)
-        return frozenset(forward)
+        needed.update(n for n in self.nodes if n.op == "result" and n.args[0] in needed)
+        return frozenset(needed)
 
 
 def reachable(roots: Iterable[Node]) -> set[Node]:

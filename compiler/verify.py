@@ -71,6 +71,7 @@ STAGES = (
     "finish_outputs",
     "finish_gradients",
     "select_cache",
+    "outputs_after_hoisted",
 )
 
 # How many graphs `verify` has passed, by stage (the test suite prints the total).
@@ -124,7 +125,7 @@ def verify(graph: Graph, stage: str) -> Graph:
             _check_body(n, fail)
     _check_forward(graph, fail)
     _check_gradients(graph, fail, finished=at >= STAGES.index("finish_gradients"))
-    _check_cache(graph, fail, chosen=at == STAGES.index("select_cache"))
+    _check_cache(graph, fail, chosen=at >= STAGES.index("select_cache"))
     if at >= STAGES.index("differentiate"):
         _check_live(graph, fail)
     if STAGES.index("simplify") <= at <= STAGES.index("place_scales"):
@@ -232,14 +233,18 @@ def show_type(t: Type) -> str:
 
 
 def _check_forward(graph: Graph, fail) -> None:
-    """Nothing the outputs depend on reads an upstream gradient: the forward runs without one."""
+    """Nothing the outputs or the cache depend on reads an upstream gradient: the forward runs
+    without one."""
     backward: set[Node] = set()  # the dout leaves and what depends on them
     for n in graph.nodes:
         if n.op == "dout" or any(a in backward for a in n.args):
             backward.add(n)
     if not backward:
         return
-    forward = reachable(graph.outputs)
+    for n in graph.cache:
+        if n in backward:
+            fail(n, "is in the cache but is not a forward value: it reads an upstream gradient")
+    forward = graph.forward
     for n in graph.nodes:
         if n in forward:
             for a in n.args:

@@ -435,6 +435,8 @@ def convnet_forward(X, y, W1, b1, W2, b2, W3, b3, reg):
     log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     t_6 = 0.5 * reg * (np.vdot(W1, W1) + np.vdot(W2, W2) + np.vdot(W3, W3))
     loss = t_6 - (one_hot * log_probs).sum(axis=1).sum() / N
+    probs = np.exp(log_probs)
+    dclass_scores_out_factor = probs - one_hot
     cache = ConvnetCache(
         (
             W1,
@@ -446,8 +448,7 @@ def convnet_forward(X, y, W1, b1, W2, b2, W3, b3, reg):
             class_scores_h1,
             t_5,
             class_scores_h2,
-            one_hot,
-            log_probs,
+            dclass_scores_out_factor,
             N,
             C,
             H,
@@ -471,8 +472,7 @@ def convnet_backward(dout, cache):
         class_scores_h1,
         t_5,
         class_scores_h2,
-        one_hot,
-        log_probs,
+        dclass_scores_out_factor,
         N,
         C,
         H,
@@ -484,8 +484,7 @@ def convnet_backward(dout, cache):
     # loss = data_loss + 0.5 * reg * (sum(W1 * W1) + sum(W2 * W2) + sum(W3 * W3))
     t_7 = dout * reg
     # data_loss = mean(cross_entropy(class_scores(X, W1, b1, W2, b2, W3, b3), y))
-    probs = np.exp(log_probs)
-    dclass_scores_out = dout / max(N, 1) * (probs - one_hot)
+    dclass_scores_out = dout / max(N, 1) * dclass_scores_out_factor
     # out = x @ w + b  (in fn affine)
     db3 = dclass_scores_out.sum(axis=0)
     dclass_scores_h2 = dclass_scores_out @ W3.T

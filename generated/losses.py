@@ -257,19 +257,19 @@ def softmax_loss_forward(x, y):
     log_probs = shifted
     log_probs -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     loss = -((one_hot * log_probs).sum(axis=1).sum() / N)
-    cache = SoftmaxLossCache((one_hot, log_probs, N))
+    probs = np.exp(log_probs, out=log_probs)
+    dx_factor = probs
+    dx_factor -= one_hot
+    cache = SoftmaxLossCache((dx_factor, N))
     return loss, cache
 
 
 def softmax_loss_backward(dout, cache):
     """Gradients of softmax_loss with respect to x; dout is shaped like loss []."""
-    one_hot, log_probs, N = _cached(cache, SoftmaxLossCache)
-    dout = _dout("softmax_loss", dout, (), log_probs.dtype)
+    dx_factor, N = _cached(cache, SoftmaxLossCache)
+    dout = _dout("softmax_loss", dout, (), dx_factor.dtype)
     # loss = mean(cross_entropy(x, y))
-    probs = np.exp(log_probs)
-    dx = probs
-    dx -= one_hot
-    dx *= dout / max(N, 1)
+    dx = dout / max(N, 1) * dx_factor
     return SoftmaxLossGrads(dx)
 
 

@@ -699,19 +699,19 @@ def temporal_softmax_loss_forward(x, y, mask):
     log_probs = shifted
     log_probs -= np.log(np.exp(shifted).sum(axis=2, keepdims=True))
     loss = -(np.vdot((one_hot * log_probs).sum(axis=2), t) / N)
-    cache = TemporalSoftmaxLossCache((t, one_hot, log_probs, N, T))
+    probs = np.exp(log_probs, out=log_probs)
+    dx_factor = probs
+    dx_factor -= one_hot
+    cache = TemporalSoftmaxLossCache((t, dx_factor, N, T))
     return loss, cache
 
 
 def temporal_softmax_loss_backward(dout, cache):
     """Gradients of temporal_softmax_loss with respect to x; dout is shaped like loss []."""
-    t, one_hot, log_probs, N, T = _cached(cache, TemporalSoftmaxLossCache)
+    t, dx_factor, N, T = _cached(cache, TemporalSoftmaxLossCache)
     dout = _dout("temporal_softmax_loss", dout, (), t.dtype)
     # loss = sum(cross_entropy(x, y) * mask) / N
-    probs = np.exp(log_probs)
-    dx = probs
-    dx -= one_hot
-    dx *= (float(np.divide(dout, N)) * t).reshape((N, T, 1))
+    dx = (float(np.divide(dout, N)) * t).reshape((N, T, 1)) * dx_factor
     return TemporalSoftmaxLossGrads(dx)
 
 

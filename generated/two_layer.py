@@ -298,20 +298,20 @@ def two_layer_forward(X, y, W1, b1, W2, b2, reg):
     log_probs -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     t = 0.5 * reg * (np.vdot(W1, W1) + np.vdot(W2, W2))
     loss = t - (one_hot * log_probs).sum(axis=1).sum() / N
-    cache = TwoLayerCache((X, W1, W2, reg, h, one_hot, log_probs, N))
+    probs = np.exp(log_probs, out=log_probs)
+    dscores_factor = probs
+    dscores_factor -= one_hot
+    cache = TwoLayerCache((X, W1, W2, reg, h, dscores_factor, N))
     return loss, cache
 
 
 def two_layer_backward(dout, cache):
     """Gradients of two_layer with respect to W1, b1, W2, b2; dout is shaped like loss []."""
-    X, W1, W2, reg, h, one_hot, log_probs, N = _cached(cache, TwoLayerCache)
+    X, W1, W2, reg, h, dscores_factor, N = _cached(cache, TwoLayerCache)
     dout = _dout("two_layer", dout, (), X.dtype)
     # loss = mean(cross_entropy(scores, y)) + 0.5 * reg * (sum(W1 * W1) + sum(W2 * W2))
     t_1 = dout * reg
-    probs = np.exp(log_probs)
-    dscores = probs
-    dscores -= one_hot
-    dscores *= dout / max(N, 1)
+    dscores = dout / max(N, 1) * dscores_factor
     # out = x @ w + b  (in fn affine)
     db2 = dscores.sum(axis=0)
     dh = dscores @ W2.T

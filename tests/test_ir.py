@@ -42,7 +42,12 @@ def test_the_forward_is_the_parameters_and_what_the_outputs_read(path: Path):
             # (and the results of the forward's loops that only the backward reads: the stacks
             # a loop fills for its backward)
             results = {n for n in g.nodes if n.op == "result" and n.args[0] in reachable(g.outputs)}
-            assert g.forward == reachable(g.outputs) | set(g.inputs) | results
+            needed = reachable(g.outputs) | set(g.inputs) | results
+            # and the gradient values it computes for the cache (`select_cache`), which read
+            # no upstream gradient
+            assert g.hoisted == reachable(g.cache) - needed
+            assert g.forward == needed | g.hoisted
+            assert not set(g.douts) & g.forward
             assert g.forward is g.forward  # computed once
             # the forward never reads the backward
             assert all(a in g.forward for n in g.forward for a in n.args)

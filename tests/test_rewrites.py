@@ -47,6 +47,7 @@ PASSES = (
     "fast_math",
     "finish_gradients",
     "select_cache",
+    "outputs_after_hoisted",
     "tidy_loops",
     "hoist_products",
     "products_after_loops",
@@ -2300,6 +2301,62 @@ def test_select_cache():
     ones = make("broadcast_to", dout, shape=dim("n", "m"))
     alone = graph([p, q], [out], [ones, make("sum", ones, axis=(0,), keepdims=False)], [dout])
     assert verify(opt.select_cache(alone), "select_cache").cache == ()
+
+
+def test_select_cache_hoists():
+    # Mish's shape: out = p * t, t = tanh(e), e = exp(p), and the gradient dout * (t + p * (1 -
+    # t * t) * e), whose factor reads no upstream gradient. Kept as it is, the backward reads e
+    # and t (two arrays beside the parameter); the factor computed by the forward is one.
+    p = param("p", "n", "m", index=0)
+    e = make("exp", p)
+    t = make("tanh", e)
+    out = make("mul", p, t)
+    dout = _dout(out)
+    factor = make("add", t, make("mul", make("mul", p, make("sub", 1.0, make("mul", t, t))), e))
+    g = graph([p], [out], [make("mul", dout, factor)], [dout])
+    chosen = verify(opt.select_cache(g), "select_cache")
+    assert chosen.cache == (factor,)
+    assert factor in chosen.hoisted and factor in chosen.forward and out not in chosen.hoisted
+    assert not chosen.hoisted & reachable([out]) and dout not in chosen.forward
+    assert_same_values([*g.outputs, *g.grads], [*chosen.outputs, *chosen.grads])
+    # kept where it is: a factor that is one array like the value it reads (SiLU's sigmoid);
+    # a gradient that reads no upstream gradient
+    s = make("sigmoid", p)
+    silu = make("mul", p, s)
+    dout = _dout(silu)
+    factor = make("add", s, make("mul", make("mul", p, s), make("sub", 1.0, s)))
+    g = graph([p], [silu], [make("mul", dout, factor)], [dout])
+    chosen = verify(opt.select_cache(g), "select_cache")
+    assert chosen.cache == (p, s) and not chosen.hoisted
+    dout = _dout(out)
+    g = graph([p], [out], [make("mul", t, e)], [dout])
+    assert not verify(opt.select_cache(g), "select_cache").hoisted
+
+
+def test_outputs_after_hoisted():
+    p = param("p", "n", "m", index=0)
+    e = make("exp", p)
+    t = make("tanh", e)
+    out = make("mul", p, t)
+    dout = _dout(out)
+    factor = make("add", t, make("mul", make("mul", p, make("sub", 1.0, make("mul", t, t))), e))
+    chosen = opt.select_cache(graph([p], [out], [make("mul", dout, factor)], [dout]))
+    lines = [n for n in chosen.nodes if n.op not in ("param", "const", "dim", "dout")]
+    assert lines.index(out) < lines.index(factor)
+    moved = verify(opt.outputs_after_hoisted(chosen), "outputs_after_hoisted")
+    lines = [n for n in moved.nodes if n.op not in ("param", "const", "dim", "dout")]
+    # the output after the factor, which reads t last: `out = x * t` then works in t's array
+    assert lines.index(factor) + 1 == lines.index(out)
+    assert set(moved.nodes) == set(chosen.nodes) and moved.cache == chosen.cache
+    assert_same_values([*chosen.outputs, *chosen.grads], [*moved.outputs, *moved.grads])
+    # nothing moves without hoisted values, nor an output the forward reads again
+    plain = opt.select_cache(graph([p], [out], [make("mul", dout, t)], [dout]))
+    assert opt.outputs_after_hoisted(plain) is plain
+    twice = make("mul", out, out)
+    d0, d1 = _dout(out, 0), _dout(twice, 1)
+    grad = make("add", make("mul", d0, factor), make("mul", d1, factor))
+    g = opt.select_cache(graph([p], [out, twice], [grad], [d0, d1]))
+    assert g.hoisted and opt.outputs_after_hoisted(g) is g
 
 
 def test_one_product():

@@ -77,12 +77,15 @@ SHIFTED = {
 
 @pytest.mark.parametrize("op", sorted(SHIFTED))
 def test_the_generated_code_shifts_by_the_maximum(op):
-    """exp is applied to the logits minus their maximum only, never to the logits."""
+    """exp is applied to the logits minus their maximum only, never to the logits (and, for
+    cross-entropy's gradient, which the forward computes for its cache, to the log-probabilities
+    made from them, which are at most 0)."""
     text = forward_text(SHIFTED[op])
     shifted = re.search(r"(\w+) = x - (x\.max\(axis=1, keepdims=True\)|x_max)\n", text)
     assert shifted, text
     exps = [args.split(",")[0] for args in re.findall(r"np\.exp\(([^)]*)\)", text)]
-    assert exps and set(exps) == {shifted[1]}, text
+    logs = re.findall(rf"(\w+) = {shifted[1]}\n +\1 -= np\.log\(", text)
+    assert exps and set(exps) - set(logs) == {shifted[1]}, text
 
 
 @pytest.mark.parametrize("scale", BIG)
@@ -151,12 +154,20 @@ def test_cross_entropy_gradient_against_finite_differences_at_scale_1000():
 
 def test_cross_entropy_backward_is_softmax_minus_one_hot():
     """The classic rule, read off the generated code: the probabilities recomputed from the
-    log-probabilities that the forward keeps, minus the labels' one-hot mask."""
+    log-probabilities in their own array, minus the labels' one-hot mask, by the forward for
+    its cache (it reads no upstream gradient, and is one array where the log-probabilities and
+    the mask were two); the backward scales it."""
+    forward = forward_text(SHIFTED["cross_entropy"])
+    assert re.search(
+        r"probs = np\.exp\(log_probs, out=log_probs\)\n"
+        r" +dx_factor = probs\n +dx_factor -= one_hot\n",
+        forward,
+    ), forward
+    assert forward.count("np.exp(") == 2  # (the one of the log-sum-exp, then this one)
     text = backward_text(SHIFTED["cross_entropy"])
-    assert "probs = np.exp(log_probs)" in text
     # (max(N, 1): the gradient of a mean over an empty batch is empty, where dout / 0 would raise)
-    assert re.search(r"dx = probs\n +dx -= one_hot\n +dx \*= dout / max\(N, 1\)\n", text), text
-    assert text.count("np.") == 1  # nothing else to compute: no max, no sum, no second exp
+    assert re.search(r"dx = dout / max\(N, 1\) \* dx_factor\n", text), text
+    assert text.count("np.") == 0  # nothing else to compute: no max, no sum, no second exp
 
 
 # ---------------------------------------------------------------------------------------------

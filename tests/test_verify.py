@@ -235,7 +235,7 @@ def test_a_backward_value_in_the_cache_is_caught():
         verify(replace(graph, cache=graph.cache + (dx,)), "select_cache")
     assert str(e.value) == (
         "after select_cache, graph 'f': mul node 'dx' float[n, m] at line 2:9: "
-        "is in the cache but is not a forward value"
+        "is in the cache but is not a forward value: it reads an upstream gradient"
     )
 
 

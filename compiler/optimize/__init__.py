@@ -91,7 +91,7 @@ from .algebra import (
 from .finish import fast_math, finish_gradients, finish_outputs, select_cache
 from .fixpoint import _SEEN, _existing, _key, canonicalize, in_bodies, simplify
 from .hoist import hoist_products, one_product, products_after_loops
-from .order import reductions_first, scalings_last
+from .order import outputs_after_hoisted, reductions_first, scalings_last
 from .products import (
     compound_first,
     contract_sums,
@@ -145,6 +145,7 @@ __all__ = [
     "share_products",
     "compound_first",
     "reductions_first",
+    "outputs_after_hoisted",
     "scalings_last",
     "fast_math",
     "finish_outputs",
@@ -276,7 +277,8 @@ def optimize(
         graph = check(_everywhere(graph, fast_math), prefix + "fast_math")
     graph = check(finish_outputs(graph), prefix + "finish_outputs")
     graph = check(finish_gradients(graph, cache_reused=cache_reused), prefix + "finish_gradients")
-    return check(select_cache(graph), prefix + "select_cache")
+    graph = check(select_cache(graph), prefix + "select_cache")
+    return check(outputs_after_hoisted(graph), prefix + "outputs_after_hoisted")
 
 
 def _everywhere(graph: Graph, run, *args) -> Graph:

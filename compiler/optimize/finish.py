@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..dims import Dim
+from ..dims import Dim, nonnegative, product
 from ..ir import OPS, Graph, Node, at, is_view, make, reachable, rewrite, schedule, with_args
 
 
@@ -204,8 +204,91 @@ def select_cache(graph: Graph) -> Graph:
             dims |= _dim_symbols(b)
             for a in b.args:
                 dims |= _dim_symbols(a) if a.op == "dim" else set()
+    early = _hoisted(graph, forward)
+    names = _factor_names(graph, forward, early)
+    if names:
+        graph = rewrite(
+            graph,
+            lambda n, args: (
+                replace(n, args=args, hint=names[n]) if n in names else with_args(n, args)
+            ),
+        )
+        forward = graph.forward
+        early = _hoisted(graph, forward)
+    if early:
+        read = {a for b in graph.nodes if b not in forward and b not in early for a in b.args}
+        forward = forward | early
     cache = [n for n in graph.nodes if n in forward and n in read and n.op not in ("const", "dim")]
     return replace(graph, cache=tuple(cache), cache_dims=frozenset(dims))
+
+
+def _factor_names(graph: Graph, forward: frozenset[Node], early: set[Node]) -> dict[Node, str]:
+    """A name for each value the forward computes for the cache that has none, from the
+    gradient that reads it: `dscores = dout / max(N, 1) * dscores_factor`, `dx = dx_factor *
+    dout`."""
+    names = {}
+    for a in early:
+        readers = {
+            b.hint for b in graph.nodes if b not in forward and b not in early and a in b.args
+        }
+        if a.hint is None and len(readers) == 1 and None not in readers:
+            names[a] = f"{readers.pop()}_factor"
+    return names
+
+
+def _hoisted(graph: Graph, forward: frozenset[Node]) -> set[Node]:
+    """Backward values that read no upstream gradient and that the forward computes instead,
+    where the cache then holds fewer bytes: Mish's `tanh(softplus(x)) + x * (1 - t**2) *
+    sigmoid(x)`, made of `exp(x)` and `t = tanh(softplus(x))`, is one array to keep where they
+    are two, and the backward is `dx = dout * it`. The forward does the work the backward would
+    have done (no more in all), and the forward alone (`g`) does none of it. Each value the
+    backward reads of this part (with what it is made of) is tried in turn, then all of them
+    together; a choice is kept where the kept bytes are smaller for every size. Not in graphs
+    with loops, nor where a gradient reads no upstream gradient (it could be a view of a kept
+    array)."""
+    if not graph.douts or any(n.op == "loop" for n in graph.nodes):
+        return set()
+    late = set(graph.douts)
+    for n in graph.nodes:
+        if n not in forward and any(a in late for a in n.args):
+            late.add(n)
+    early = [n for n in graph.nodes if n not in forward and n not in late]
+    if not early or any(g in early for g in graph.grads if g not in forward):
+        return set()
+    movable = set(early)
+    read_late = {a for n in graph.nodes if n in late for a in n.args}
+    frontier = [n for n in early if n in read_late]
+    free = set(graph.outputs)
+
+    def kept(hoisted: set[Node]) -> Dim:
+        held = {
+            a
+            for b in graph.nodes
+            if b not in forward and b not in hoisted
+            for a in b.args
+            if (a in forward or a in hoisted) and a.op not in ("const", "dim")
+        }
+        total = Dim.of(0)
+        for a in held:
+            base = a
+            while is_view(base):
+                base = base.args[0]
+            if base.op != "param" and a not in free:
+                total = total + product(a.shape) * (1 if a.dtype == "bool" else 8)
+        return total
+
+    def made_of(roots: list[Node]) -> set[Node]:
+        return {n for n in reachable(roots) if n in movable}
+
+    chosen: set[Node] = set()
+    best = kept(chosen)
+    for part in [made_of([f]) for f in frontier] + [made_of(frontier)]:
+        trial = chosen | part
+        size = kept(trial)
+        gain = best - size
+        if nonnegative(gain) and not (gain.is_const and gain.value == 0):
+            chosen, best = trial, size
+    return chosen
 
 
 def cached_outputs(graph: Graph) -> set[Node]:

@@ -1,6 +1,7 @@
 """The order of the lines: a reduction of an array before the elementwise line that could work
 in that array (`reductions_first`), and a gradient that scales an array after the array's last
-other reader (`scalings_last`).
+other reader (`scalings_last`); and, once the cache is chosen, an output after the gradient
+values the forward computes for it (`outputs_after_hoisted`).
 
 Layernorm's backward, written with `rstd`, reads `dxhat` twice: `dxhat * rstd`, a new array of
 the full shape, and the row dot `vecdot(dxhat, xhat)`, a column. In the order the gradient was
@@ -92,6 +93,35 @@ def scalings_last(graph: Graph) -> Graph:
             order.append(n)
             order += after.get(n, [])
     return replace(graph, nodes=tuple(order))
+
+
+def outputs_after_hoisted(graph: Graph) -> Graph:
+    """The graph with each output that the forward's other lines do not read, and that could be
+    worked out in an array its hoisted values (`Graph.hoisted`) read, placed after the last of
+    them: Mish's `out = x * t` after `t_1 += t` then works in the array of `t`, where before it
+    it made one of its own."""
+    hoisted = graph.hoisted
+    if not hoisted:
+        return graph
+    nodes = graph.nodes
+    at = {n: i for i, n in enumerate(nodes)}
+    users = _readers(nodes)
+    last = max(at[n] for n in hoisted)
+    moved = [
+        o
+        for o in dict.fromkeys(graph.outputs)
+        if at[o] < last
+        and not any(u in graph.forward for u in users[o])
+        and any(
+            _works_in(o, a) and a.op not in LEAVES and any(u in hoisted for u in users[a])
+            for a in o.args
+        )
+    ]
+    if not moved:
+        return graph
+    order = [n for n in nodes if n not in moved]
+    at_last = order.index(nodes[last]) + 1
+    return replace(graph, nodes=tuple(order[:at_last] + moved + order[at_last:]))
 
 
 def _readers(nodes: tuple[Node, ...]) -> dict[Node, list[Node]]:

@@ -456,28 +456,29 @@ def power_forward(x, p):
     t_3 = 1 + t_2
     t_4 = t_1 / t_3
     out = (t**p).sum() + (1 / x).sum() - x @ x + t_4.sum()
-    cache = PowerCache((x, p, t, t_1, t_2, t_3, t_4))
+    t_5 = t_2 > 0
+    cache = PowerCache((x, p, t, t_1, t_3, t_4, t_5))
     return out, cache
 
 
 def power_backward(dout, cache):
     """Gradients of power with respect to x; dout is shaped like out []."""
-    x, p, t, t_1, t_2, t_3, t_4 = _cached(cache, PowerCache)
+    x, p, t, t_1, t_3, t_4, t_5 = _cached(cache, PowerCache)
     dout = _dout("power", dout, (), x.dtype)
     # out = sum(exp(x) ** p + x ** -1 + -x**2 + sigmoid(x) / (1 + relu(x)))
-    t_5 = dout * t_4
+    t_6 = dout * t_4
     dx = 1 - t_1
-    dx *= t_5
-    t_5 /= t_3
-    t_5 *= t_2 > 0
-    dx -= t_5
+    dx *= t_6
+    t_6 /= t_3
+    t_6 *= t_5
+    dx -= t_6
     dx += -2 * dout * x
     dx -= dout / (x * x)
-    t_6 = t ** np.where(p == 0, 1, p - 1)
-    t_6 *= dout
-    t_6 *= p
-    t_6 *= t
-    dx += t_6
+    t_7 = t ** np.where(p == 0, 1, p - 1)
+    t_7 *= dout
+    t_7 *= p
+    t_7 *= t
+    dx += t_7
     return PowerGrads(dx)
 
 

@@ -489,25 +489,26 @@ def logistic_forward(X, y, w, reg):
     """loss [] = logistic(X [N, D], y [N], w [D], reg []), and the cache that logistic_backward needs."""
     N, D = _logistic_sizes(X, y, w, reg)
     z = X @ w
+    t = y @ z
     e = np.abs(z)
     e *= -1
     np.exp(e, out=e)
-    t = (np.maximum(z, 0).sum() + _log1p_unit(e).sum() - y @ z) / N
-    loss = t + 0.5 * reg * (w @ w)
-    cache = LogisticCache((X, y, w, reg, z, e, N))
+    loss = (np.maximum(z, 0).sum() + _log1p_unit(e).sum() - t) / N + 0.5 * reg * (w @ w)
+    dz_factor = (z >= 0).astype(e.dtype)
+    np.maximum(dz_factor, e, out=dz_factor)
+    e += 1
+    dz_factor /= e
+    dz_factor -= y
+    cache = LogisticCache((X, w, reg, dz_factor, N))
     return loss, cache
 
 
 def logistic_backward(dout, cache):
     """Gradients of logistic with respect to w; dout is shaped like loss []."""
-    X, y, w, reg, z, e, N = _cached(cache, LogisticCache)
+    X, w, reg, dz_factor, N = _cached(cache, LogisticCache)
     dout = _dout("logistic", dout, (), X.dtype)
     # loss = mean(softplus(z) - y * z) + 0.5 * reg * sum(w * w)
-    dz = (z >= 0).astype(e.dtype)
-    np.maximum(dz, e, out=dz)
-    dz /= 1 + e
-    dz -= y
-    dz *= dout / max(N, 1)
+    dz = dout / max(N, 1) * dz_factor
     # z = X @ w
     dw = X.T @ dz
     dw += dout * reg * w
@@ -779,20 +780,20 @@ def two_layer_forward(X, y, W1, b1, W2, b2, reg):
     log_probs -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     t = 0.5 * reg * (np.vdot(W1, W1) + np.vdot(W2, W2))
     loss = t - (one_hot * log_probs).sum(axis=1).sum() / N
-    cache = TwoLayerCache((X, W1, W2, reg, h, one_hot, log_probs, N))
+    probs = np.exp(log_probs, out=log_probs)
+    dscores_factor = probs
+    dscores_factor -= one_hot
+    cache = TwoLayerCache((X, W1, W2, reg, h, dscores_factor, N))
     return loss, cache
 
 
 def two_layer_backward(dout, cache):
     """Gradients of two_layer with respect to W1, b1, W2, b2; dout is shaped like loss []."""
-    X, W1, W2, reg, h, one_hot, log_probs, N = _cached(cache, TwoLayerCache)
+    X, W1, W2, reg, h, dscores_factor, N = _cached(cache, TwoLayerCache)
     dout = _dout("two_layer", dout, (), X.dtype)
     # loss = mean(cross_entropy(scores, y)) + 0.5 * reg * (sum(W1 * W1) + sum(W2 * W2))
     t_1 = dout * reg
-    probs = np.exp(log_probs)
-    dscores = probs
-    dscores -= one_hot
-    dscores *= dout / max(N, 1)
+    dscores = dout / max(N, 1) * dscores_factor
     # scores = h @ W2 + b2
     db2 = dscores.sum(axis=0)
     dh = dscores @ W2.T

@@ -295,28 +295,6 @@ def _einsum(spec, *operands):
     return xp.einsum(spec, *operands)
 
 
-def _times_above(g, a, c, own):
-    """g * (a > c), c a number (the gradient of a ReLU), in g's array where `own` (g is the
-    function's own, which NumPy, CuPy and PyTorch update in place and JAX rebinds). PyTorch
-    multiplies by a boolean mask only after copying it into g's dtype; its threshold_backward,
-    the gradient of its own ReLU, does the same in one pass (where a is NaN it passes g on,
-    where the product gives 0)."""
-    if (
-        array_api_compat.is_torch_array(g)
-        and a.dtype == g.dtype
-        and a.shape == g.shape
-        and not g.requires_grad
-    ):
-        threshold = __import__("torch").ops.aten.threshold_backward
-        if own:
-            return threshold.grad_input(g, a, c, grad_input=g)
-        return threshold(g, a, c)
-    if own:
-        g *= a > c
-        return g
-    return g * (a > c)
-
-
 def _maximum(x, c):
     """The larger of x and the number c, elementwise (a ReLU): PyTorch's clamp_min, one pass,
     where the standard's maximum makes c a 0-d tensor and broadcasts it (0.6x of the time on a
@@ -590,29 +568,30 @@ def power_forward(x, p):
     t_3 = 1 + t_2
     t_4 = t_1 / t_3
     out = xp.sum(t**p) + xp.sum(1 / x) - x @ x + xp.sum(t_4)
-    cache = PowerCache((x, p, t, t_1, t_2, t_3, t_4))
+    t_5 = t_2 > 0
+    cache = PowerCache((x, p, t, t_1, t_3, t_4, t_5))
     return out, cache
 
 
 def power_backward(dout, cache):
     """Gradients of power with respect to x; dout is shaped like out []."""
-    x, p, t, t_1, t_2, t_3, t_4 = _cached(cache, PowerCache)
-    xp = _xp(dout, x, p, t, t_1, t_2, t_3, t_4)
+    x, p, t, t_1, t_3, t_4, t_5 = _cached(cache, PowerCache)
+    xp = _xp(dout, x, p, t, t_1, t_3, t_4, t_5)
     dout = _dout("power", dout, (), x.dtype, xp)
     # out = sum(exp(x) ** p + x ** -1 + -x**2 + sigmoid(x) / (1 + relu(x)))
-    t_5 = dout * t_4
+    t_6 = dout * t_4
     dx = 1 - t_1
-    dx *= t_5
-    t_5 /= t_3
-    t_5 = _times_above(t_5, t_2, 0, True)
-    dx -= t_5
+    dx *= t_6
+    t_6 /= t_3
+    t_6 *= t_5
+    dx -= t_6
     dx += -2 * dout * x
     dx -= dout / (x * x)
-    t_6 = t ** xp.where(p == 0, 1, p - 1)
-    t_6 *= dout
-    t_6 *= p
-    t_6 *= t
-    dx += t_6
+    t_7 = t ** xp.where(p == 0, 1, p - 1)
+    t_7 *= dout
+    t_7 *= p
+    t_7 *= t
+    dx += t_7
     return PowerGrads(dx)
 
 

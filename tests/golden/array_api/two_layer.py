@@ -418,21 +418,21 @@ def two_layer_forward(X, y, W1, b1, W2, b2, reg):
     log_probs -= xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
     t = 0.5 * reg * (xp.sum(W1 * W1) + xp.sum(W2 * W2))
     loss = t - xp.sum(xp.sum(one_hot * log_probs, axis=1)) / N
-    cache = TwoLayerCache((X, W1, W2, reg, h, one_hot, log_probs, N))
+    probs = xp.exp(log_probs)
+    dscores_factor = probs
+    dscores_factor -= xp.astype(one_hot, X.dtype)
+    cache = TwoLayerCache((X, W1, W2, reg, h, dscores_factor, N))
     return loss, cache
 
 
 def two_layer_backward(dout, cache):
     """Gradients of two_layer with respect to W1, b1, W2, b2; dout is shaped like loss []."""
-    X, W1, W2, reg, h, one_hot, log_probs, N = _cached(cache, TwoLayerCache)
-    xp = _xp(dout, X, W1, W2, reg, h, one_hot, log_probs, N)
+    X, W1, W2, reg, h, dscores_factor, N = _cached(cache, TwoLayerCache)
+    xp = _xp(dout, X, W1, W2, reg, h, dscores_factor, N)
     dout = _dout("two_layer", dout, (), X.dtype, xp)
     # loss = mean(cross_entropy(scores, y)) + 0.5 * reg * (sum(W1 * W1) + sum(W2 * W2))
     t_1 = dout * reg
-    probs = xp.exp(log_probs)
-    dscores = probs
-    dscores -= xp.astype(one_hot, X.dtype)
-    dscores *= dout / max(N, 1)
+    dscores = dout / max(N, 1) * dscores_factor
     # out = x @ w + b  (in fn affine)
     db2 = xp.sum(dscores, axis=0)
     dh = dscores @ W2.T
