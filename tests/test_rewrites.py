@@ -2303,16 +2303,21 @@ def test_select_cache():
     assert verify(opt.select_cache(alone), "select_cache").cache == ()
 
 
-def test_select_cache_hoists():
-    # Mish's shape: out = p * t, t = tanh(e), e = exp(p), and the gradient dout * (t + p * (1 -
-    # t * t) * e), whose factor reads no upstream gradient. Kept as it is, the backward reads e
-    # and t (two arrays beside the parameter); the factor computed by the forward is one.
+def _mish_shaped():
+    """Mish's shape: out = p * t, t = tanh(e), e = exp(p), and the gradient dout * (t + p * (1 -
+    t * t) * e), whose factor reads no upstream gradient. Kept as it is, the backward reads e
+    and t (two arrays beside the parameter); the factor computed by the forward is one."""
     p = param("p", "n", "m", index=0)
     e = make("exp", p)
     t = make("tanh", e)
     out = make("mul", p, t)
     dout = _dout(out)
     factor = make("add", t, make("mul", make("mul", p, make("sub", 1.0, make("mul", t, t))), e))
+    return p, e, t, out, dout, factor
+
+
+def test_select_cache_hoists():
+    p, e, t, out, dout, factor = _mish_shaped()
     g = graph([p], [out], [make("mul", dout, factor)], [dout])
     chosen = verify(opt.select_cache(g), "select_cache")
     assert chosen.cache == (factor,)
@@ -2334,12 +2339,7 @@ def test_select_cache_hoists():
 
 
 def test_outputs_after_hoisted():
-    p = param("p", "n", "m", index=0)
-    e = make("exp", p)
-    t = make("tanh", e)
-    out = make("mul", p, t)
-    dout = _dout(out)
-    factor = make("add", t, make("mul", make("mul", p, make("sub", 1.0, make("mul", t, t))), e))
+    p, e, t, out, dout, factor = _mish_shaped()
     chosen = opt.select_cache(graph([p], [out], [make("mul", dout, factor)], [dout]))
     lines = [n for n in chosen.nodes if n.op not in ("param", "const", "dim", "dout")]
     assert lines.index(out) < lines.index(factor)

@@ -193,9 +193,21 @@ def _made_again(graph: Graph) -> Graph:
 def select_cache(graph: Graph) -> Graph:
     """The cache is exactly what the backward reads from the forward: parameters and forward
     values that some backward node takes as an argument, and the dimension sizes it uses. An
-    array made from sizes alone is made again rather than kept (`_made_again`)."""
+    array made from sizes alone is made again rather than kept (`_made_again`); a part of the
+    backward that reads no upstream gradient is computed by the forward where the cache is then
+    smaller (`_hoisted`, named by `_factor_names`)."""
     graph = _made_again(graph)
-    forward = graph.forward
+    early = _hoisted(graph, graph.forward)
+    names = _factor_names(graph, graph.forward, early)
+    if names:
+        graph = rewrite(
+            graph,
+            lambda n, args: (
+                replace(n, args=args, hint=names[n]) if n in names else with_args(n, args)
+            ),
+        )
+        early = _hoisted(graph, graph.forward)
+    forward = graph.forward | early
     read: set[Node] = set()
     dims: set[str] = set()
     for b in graph.nodes:
@@ -204,20 +216,6 @@ def select_cache(graph: Graph) -> Graph:
             dims |= _dim_symbols(b)
             for a in b.args:
                 dims |= _dim_symbols(a) if a.op == "dim" else set()
-    early = _hoisted(graph, forward)
-    names = _factor_names(graph, forward, early)
-    if names:
-        graph = rewrite(
-            graph,
-            lambda n, args: (
-                replace(n, args=args, hint=names[n]) if n in names else with_args(n, args)
-            ),
-        )
-        forward = graph.forward
-        early = _hoisted(graph, forward)
-    if early:
-        read = {a for b in graph.nodes if b not in forward and b not in early for a in b.args}
-        forward = forward | early
     cache = [n for n in graph.nodes if n in forward and n in read and n.op not in ("const", "dim")]
     return replace(graph, cache=tuple(cache), cache_dims=frozenset(dims))
 
