@@ -763,7 +763,7 @@ def backward_steps(graph: Graph) -> list[Step | LoopStep]:
     for n in graph.douts:
         namer.names[n] = "dout" if len(graph.douts) == 1 else namer.get(n, n.hint)
     fn = Lowering(graph, namer, dims, set(graph.outputs) | set(graph.grads))
-    forward = graph.forward
+    forward = graph.forward - graph.hoisted  # (told as the backward's: a gradient's factor)
     return _steps(fn, [n for n in graph.nodes if n not in forward], dims, body=False)[1]
 
 

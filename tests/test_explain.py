@@ -67,6 +67,20 @@ def test_the_second_order_derivation_of_a_long_product_names_it(tmp_path):
     assert not any("scores" in line for line in lines)  # (no scalar output, no H v)
 
 
+def test_a_gradient_factor_the_forward_computes_is_told_as_the_backward(tmp_path):
+    """Mish's gradient factor reads no upstream gradient, so the forward computes it for the
+    cache (`select_cache`); the derivation still tells it, under the statement it comes from."""
+    path = tmp_path / "mish.bp"
+    path.write_text("graph mish(x: [N, D]) -> out {\n    out = x * tanh(softplus(x))\n}\n")
+    run = explain(path)
+    assert run.returncode == 0, run.stderr
+    lines = [" ".join(line.split()) for line in run.stdout.splitlines()]
+    at = lines.index("out = x * tanh(softplus(x)) (line 2)")
+    assert lines[at + 1] == "upstream dout/dout = dout [N, D]"
+    assert lines[at + 3].startswith("dx_factor = ") and "x" in lines[at + 3], lines
+    assert lines[at + 4] == "dout/dx = dout * dx_factor [N, D]", lines
+
+
 def test_fn_statements_and_graph_selection():
     run = explain(ROOT / "examples" / "mlp.bp", "--graph", "mlp")
     assert run.returncode == 0, run.stderr
