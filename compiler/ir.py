@@ -246,6 +246,13 @@ def is_view(n: Node) -> bool:
     return view(n) if callable(view) else view
 
 
+def view_base(n: Node) -> Node:
+    """The value whose array n is, through views (n itself where it is no view)."""
+    while is_view(n):
+        n = n.args[0]
+    return n
+
+
 def smaller(n: Node, a: Node) -> bool:
     """Whether value n is smaller than its argument a: fewer axes, or as many with one of them
     1 where a's shape differs (a sum, a row dot, a statistic kept as `[N, 1]`)."""

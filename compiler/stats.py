@@ -36,7 +36,7 @@ from dataclasses import dataclass, replace
 from . import signature
 from .dims import Dim, product
 from .emit import Compiled, cache_entries, cached_sizes
-from .ir import OPS, Graph, Node, is_view
+from .ir import OPS, Graph, Node, is_view, view_base
 from .loops import distinct
 from .ops import flops_of
 from .ops.loop import counts, width
@@ -151,15 +151,7 @@ def _loop_part(n: Node) -> LoopPart:
 
 def _refers_to_param(n: Node) -> bool:
     """A parameter, or a view of one: the cache holds a reference, not a copy."""
-    while is_view(n):
-        n = n.args[0]
-    return n.op == "param"
-
-
-def _base(n: Node) -> Node:
-    while is_view(n):
-        n = n.args[0]
-    return n
+    return view_base(n).op == "param"
 
 
 def _viewed(n: Node, names: dict[Node, str]) -> str | None:
@@ -189,7 +181,7 @@ def graph_stats(
     for name, n in entries:
         views = _viewed(n, names)
         param = _refers_to_param(n)
-        base = _base(n) if param else n  # (a view of a parameter keeps all of it alive)
+        base = view_base(n) if param else n  # (a view of a parameter keeps all of it alive)
         elements = Dim.of(0) if n.type.static else product(base.shape)
         kept.append(Kept(name, str(n.type), elements, itemsize[n.dtype], param, views))
     return GraphStats(

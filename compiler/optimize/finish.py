@@ -9,7 +9,19 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..dims import Dim, nonnegative, product
-from ..ir import OPS, Graph, Node, at, is_view, make, reachable, rewrite, schedule, with_args
+from ..ir import (
+    OPS,
+    Graph,
+    Node,
+    at,
+    is_view,
+    make,
+    reachable,
+    rewrite,
+    schedule,
+    view_base,
+    with_args,
+)
 
 
 def fast_math(graph: Graph) -> Graph:
@@ -224,14 +236,16 @@ def _factor_names(graph: Graph, forward: frozenset[Node], early: set[Node]) -> d
     """A name for each value the forward computes for the cache that has none, from the
     gradient that reads it: `dscores = dout / max(N, 1) * dscores_factor`, `dx = dx_factor *
     dout`."""
-    names = {}
-    for a in early:
-        readers = {
-            b.hint for b in graph.nodes if b not in forward and b not in early and a in b.args
-        }
-        if a.hint is None and len(readers) == 1 and None not in readers:
-            names[a] = f"{readers.pop()}_factor"
-    return names
+    readers: dict[Node, set[str | None]] = {}
+    for b in graph.nodes:
+        if b not in forward and b not in early:
+            for a in b.args:
+                readers.setdefault(a, set()).add(b.hint)
+    return {
+        a: f"{next(iter(readers[a]))}_factor"
+        for a in early
+        if a.hint is None and a in readers and len(readers[a]) == 1 and None not in readers[a]
+    }
 
 
 def _hoisted(graph: Graph, forward: frozenset[Node]) -> set[Node]:
@@ -268,10 +282,7 @@ def _hoisted(graph: Graph, forward: frozenset[Node]) -> set[Node]:
         }
         total = Dim.of(0)
         for a in held:
-            base = a
-            while is_view(base):
-                base = base.args[0]
-            if base.op != "param" and a not in free:
+            if view_base(a).op != "param" and a not in free:
                 total = total + product(a.shape) * (1 if a.dtype == "bool" else 8)
         return total
 
