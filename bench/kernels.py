@@ -23,6 +23,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from formulations.activations import LOG1P_F32_VECTORIZED
+
 Kernel = Callable[..., np.ndarray]
 
 
@@ -109,9 +111,10 @@ def _softplus_log_corrected(x):
 
 
 def _softplus_by_dtype(x):
-    """bpc's: np.log1p in float64, where it is the faster; the corrected np.log in float32,
-    where NumPy's log1p is not vectorized (`_log1p_unit`, templates/log1p_unit.py.j2)."""
-    if x.dtype == np.float32:
+    """bpc's: np.log1p in float64, where it is the faster, and in float32 where NumPy
+    vectorizes it (AVX-512); elsewhere in float32 the corrected np.log (`_log1p_unit`,
+    templates/log1p_unit.py.j2, which asks `numpy.lib.introspect` as this does)."""
+    if x.dtype == np.float32 and not LOG1P_F32_VECTORIZED:
         return _softplus_log_corrected(x)
     return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
 
@@ -218,7 +221,9 @@ FAMILIES: dict[str, dict[str, Kernel]] = {
         + np.log1p(np.exp(-np.abs(x))),
         "the same in place (out=)": _softplus_inplace,
         "log1p(e) as log(u) - (u - 1 - e) / u, u = 1 + e, in place": _softplus_log_corrected,
-        "np.log1p in float64, log(u) - (u - 1 - e) / u in float32 (bpc)": _softplus_by_dtype,
+        "np.log1p, or log(u) - (u - 1 - e) / u in float32 where log1p is not vectorized (bpc)": (
+            _softplus_by_dtype
+        ),
     },
     "g * sigmoid(x), softplus's gradient": {
         "tanh form of x, in place": _dsoftplus_tanh,

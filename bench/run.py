@@ -106,7 +106,11 @@ def _check(case, label, fns, args, rtol=1e-6, atol=1e-9, dtype=np.float64):
 
 
 def _results(value) -> tuple:
-    return tuple(value) if isinstance(value, (tuple, list)) else (value,)
+    """A function's results, flat: a tuple among them (a generated module's gradients) is read
+    as its items."""
+    if not isinstance(value, (tuple, list)):
+        return (value,)
+    return tuple(r for v in value for r in (v if isinstance(v, tuple) else (v,)))
 
 
 def run_case(case, size, repeats: int, budget: float, pause: float = 0.0) -> Result:

@@ -75,7 +75,9 @@ RESERVED = (
         "_check_dout",
         "_Cache",
         "_OnceCache",  # (used_up.py.j2's)
-        "_log1p_corrected",  # (log1p_unit.py.j2's)
+        "_log1p_corrected",  # (log1p_unit.py.j2's, as the next two)
+        "_vectorized",
+        "_LOG1P_F32_VECTORIZED",
     }
     | set(HELPERS)
 )

@@ -352,12 +352,17 @@ def test_the_sigmoid_helper_in_place_on_numbers_and_on_integers(dtype):
     np.testing.assert_allclose(ints, _exact_sigmoid(np.array([-2.0, 0.0, 5.0])), rtol=1e-15)
 
 
-def test_the_log1p_helper_of_softplus():
+@pytest.mark.parametrize("vectorized", [False, True], ids=["corrected log", "np.log1p"])
+def test_the_log1p_helper_of_softplus(vectorized):
     """The module's `_log1p_unit`, log(1 + e) for softplus's e = exp(-|x|) in [0, 1]: np.log1p
-    itself in float64 and on a number; in float32 the corrected np.log, within 4 ulp of the
-    float64 value from 0 and subnormal numbers up to 1, the same into `out`, `out` being the
-    argument's own array or another, and the same in blocks (beyond 65536 elements) as whole."""
-    helper = load(graph("x: [n]", "out = sum(softplus(x))"))._log1p_unit
+    itself in float64 and on a number, and in float32 where NumPy vectorizes its log1p (the
+    module asks at import, `_LOG1P_F32_VECTORIZED`; both answers are tried here); otherwise in
+    float32 the corrected np.log, within 4 ulp of the float64 value from 0 and subnormal numbers
+    up to 1, the same into `out`, `out` being the argument's own array or another, and the same
+    in blocks (beyond 65536 elements) as whole."""
+    module = load(graph("x: [n]", "out = sum(softplus(x))"))
+    module._LOG1P_F32_VECTORIZED = vectorized
+    helper = module._log1p_unit
     rng = np.random.default_rng(0)
     e = np.concatenate([rng.uniform(0, 1, 100_000), np.exp(-rng.uniform(0, 104, 100_000))])
     e = np.concatenate([e, 10.0 ** -np.arange(0, 46, 0.01), [0.0, 1e-45, 1.0]])
@@ -371,6 +376,8 @@ def test_the_log1p_helper_of_softplus():
         same = x.copy()
         assert helper(x, out=into) is into and helper(same, out=same) is same
     assert got.dtype == np.float32
+    if vectorized:
+        np.testing.assert_array_equal(got, np.log1p(x))
     ulp = np.spacing(want.astype(np.float32)).astype(np.float64)
     assert np.max(np.abs(got - want) / ulp) <= 4
     np.testing.assert_array_equal(into, got)
@@ -383,6 +390,20 @@ def test_the_log1p_helper_of_softplus():
         np.testing.assert_array_equal(
             helper(x[: 65536 * 2].reshape(2, -1)).ravel(), got[: 65536 * 2]
         )
+
+
+def test_a_module_asks_numpy_whether_its_float32_log1p_is_vectorized():
+    """`_vectorized(ufunc, types)`, which `_LOG1P_F32_VECTORIZED` is at import: NumPy's own
+    answer (`numpy.lib.introspect.opt_func_info`, a dispatched kernel rather than the baseline
+    one), and False for a loop NumPy does not list rather than an error."""
+    from numpy.lib.introspect import opt_func_info
+
+    module = load(graph("x: [n]", "out = sum(softplus(x))"))
+    current = opt_func_info("^log1p$")["log1p"]["ff"]["current"]
+    assert module._LOG1P_F32_VECTORIZED is (not current.startswith("baseline"))
+    assert module._vectorized("log1p", "ff") is module._LOG1P_F32_VECTORIZED
+    assert module._vectorized("no_such_ufunc", "ff") is False
+    assert module._vectorized("log1p", "qq") is False
 
 
 def test_a_number_times_a_mask_keeps_float32():

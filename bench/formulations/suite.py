@@ -76,25 +76,22 @@ def module(model: Model, formulation: Formulation, size):
 
 
 def generated(model: Model, formulation: Formulation, size) -> Callable:
-    """The generated code as a function of the model's inputs giving `(value, *gradients)`: the
-    forward then the backward from the upstream gradient for a `vjp` model, `g_grad` for a
-    scalar one."""
+    """The generated code as a function of the model's inputs giving the value and the gradients
+    (a value and a tuple of gradients; bench/run.py's check reads them flat): the forward then
+    the backward from the upstream gradient for a `vjp` model, `g_grad` itself for a scalar one.
+    Nothing is done around the generated functions but the two calls: the forward's arguments
+    and the upstream gradient are split once, outside the timed calls (`prepare`)."""
     m = module(model, formulation, size)
-    if model.vjp:
-        forward = getattr(m, f"{model.graph}_forward")
-        backward = getattr(m, f"{model.graph}_backward")
+    if not model.vjp:
+        return getattr(m, f"{model.graph}_grad")
+    forward = getattr(m, f"{model.graph}_forward")
+    backward = getattr(m, f"{model.graph}_backward")
 
-        def run(*args):
-            out, cache = forward(*args[:-1])
-            return (out, *backward(args[-1], cache))
+    def run(args, dout):
+        out, cache = forward(*args)
+        return out, backward(dout, cache)
 
-    else:
-        grad = getattr(m, f"{model.graph}_grad")
-
-        def run(*args):
-            value, grads = grad(*args)
-            return (value, *grads)
-
+    run.prepare = lambda inputs: (tuple(inputs[:-1]), inputs[-1])
     return run
 
 

@@ -191,6 +191,24 @@ def _labels(labels, classes, where):
     return labels
 
 
+def _vectorized(ufunc, types):
+    """Whether NumPy runs `ufunc`'s loop for `types` ("ff": float32) in a kernel built for this
+    CPU's vector instructions rather than its baseline one, as `numpy.lib.introspect` tells
+    (NumPy 2.0 on); False where it cannot tell."""
+    try:
+        from numpy.lib.introspect import opt_func_info
+
+        target = opt_func_info(f"^{ufunc}$")[ufunc][types]["current"]
+    except (ImportError, KeyError, TypeError):
+        return False
+    return not target.startswith("baseline")
+
+
+# NumPy's float32 log1p: vectorized on a CPU with AVX-512 (Intel's SVML), as fast as np.log
+# there; elsewhere a scalar loop, 2-4 times the time of the corrected np.log below
+_LOG1P_F32_VECTORIZED = _vectorized("log1p", "ff")
+
+
 def _log1p_corrected(x, u, c, out):
     """log(1 + x) into `out` as log(u) - ((u - 1) - x) / u, u = 1 + x rounded (in `u`), the
     correction in `c` (which may be `out`, where that is not x)."""
@@ -204,12 +222,13 @@ def _log1p_corrected(x, u, c, out):
 
 def _log1p_unit(x, out=None):
     """log(1 + x) for x in [0, 1] (softplus's exp(-|a|)), into `out` where given: np.log1p
-    in float64; in float32 log(u) - ((u - 1) - x) / u for u = 1 + x rounded, the logarithm
-    corrected by the rounding error of u, within 4 ulp (np.log's own error; np.log1p's is
-    1): NumPy vectorizes its float32 log, not its float32 log1p, which takes twice the time
-    of these five passes. Beyond 65536 elements, in blocks of 32768: the scratch arrays are
-    a block's size rather than x's, for about 2% more time."""
-    if x.dtype != np.float32 or not x.ndim:
+    in float64, and in float32 where NumPy vectorizes it; elsewhere in float32 log(u) -
+    ((u - 1) - x) / u for u = 1 + x rounded, the logarithm corrected by the rounding error of
+    u, within 4 ulp (np.log's own error; np.log1p's is 1): NumPy vectorizes its float32 log
+    on every CPU, and its scalar float32 log1p takes twice the time of these five passes.
+    Beyond 65536 elements, in blocks of 32768: the scratch arrays are a block's size rather
+    than x's, for about 2% more time."""
+    if x.dtype != np.float32 or not x.ndim or _LOG1P_F32_VECTORIZED:
         return np.log1p(x, out=out)
     alias = out is x
     if out is None:
