@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-
 from formulations.activations import LOG1P_F32_VECTORIZED
 
 Kernel = Callable[..., np.ndarray]

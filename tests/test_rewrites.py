@@ -986,6 +986,28 @@ def test_softmax_written_out():
     assert leaves_alone(rule, make("mul", e, _sum_exp(shifted)))
 
 
+def test_softmax_normalized_after_product():
+    rule = opt.softmax_normalized_after_product
+    w = param("w", "m", "k")
+    shifted = make("sub", x, _max(x))
+    product = make("matmul", make("exp", shifted), w)
+    assert rewrites(rule, make("div", product, _sum_exp(shifted))) == (
+        "matmul(softmax(x, axis=(1,)), w)"
+    )
+    plain = make("matmul", make("exp", x), w)
+    assert rewrites(rule, make("div", plain, _sum_exp(x))) == "matmul(softmax(x, axis=(1,)), w)"
+    reciprocal = make("div", const(1.0), _sum_exp(x))
+    assert rewrites(rule, make("mul", plain, reciprocal)) == "matmul(softmax(x, axis=(1,)), w)"
+    # a sum over the rows (not the axis the product contracts), or of another exp: no softmax
+    column = make("sum", make("exp", x), axis=(0,), keepdims=True)
+    square = param("z", "m", "m")
+    assert leaves_alone(rule, make("div", make("matmul", make("exp", x), square), column))
+    assert leaves_alone(rule, make("div", plain, _sum_exp(y)))
+    # the weights on the right of the product: a column scaling, not a softmax of rows
+    right = make("matmul", param("u", "k", "n"), make("exp", x))
+    assert leaves_alone(rule, make("div", right, column))
+
+
 def test_log_softmax_written_out():
     rule = opt.log_softmax_written_out
     shifted = make("sub", x, _max(x))
@@ -1542,6 +1564,34 @@ graph f(s: [n, m], v: [m]) -> y {
     s, v = np.random.default_rng(3).standard_normal((3, 4)), np.arange(4.0)
     _, (ds, dv) = module.f_grad(s, v)
     np.testing.assert_allclose(ds, numeric_grad(lambda *a: module.f(*a), [s, v], 0), rtol=1e-7)
+
+
+def test_attention_written_out_two_more_ways_has_softmaxs_gradient():
+    """Attention's weights normalized after the product (`(e @ v) / sum(e)`, flash attention's
+    order), and `exp(s - logsumexp(s))` with the scores written out twice (`q @ k.T / sqrt(d)`:
+    canonicalize interns the size `d` written twice, so the two quotients are one): both are
+    compiled as `softmax(s) @ v`, with no tie mask of the max and no division by its count,
+    and their gradients are the finite differences'."""
+    bodies = (
+        """s = q @ k.T / sqrt(d)
+    e = exp(s - max(s, axis=-1, keepdims=true))
+    out = (e @ v) / sum(e, axis=-1, keepdims=true)""",
+        """w = exp(q @ k.T / sqrt(d) - logsumexp(q @ k.T / sqrt(d), axis=-1, keepdims=true))
+    out = w @ v""",
+    )
+    rng = np.random.default_rng(5)
+    q, k, v, g = (rng.standard_normal(shape) for shape in ((3, 2), (4, 2), (4, 2), (3, 2)))
+    for body in bodies:
+        module = load(f"graph f(q: [S, d], k: [T, d], v: [T, m]) -> out {{\n    {body}\n}}")
+        backward = module.__source__.split("def f_backward")[1]
+        assert "==" not in backward and "is_max" not in module.__source__, body
+        assert "np.log(" not in module.__source__, body
+        out, cache = module.f_forward(q, k, v)
+        grads = module.f_backward(g, cache)
+        value = lambda *a, f=module.f: float(np.vdot(f(*a), g))  # noqa: E731
+        for i, grad in enumerate(grads):
+            numeric = numeric_grad(value, [q, k, v], i)
+            np.testing.assert_allclose(grad, numeric, rtol=1e-7, atol=1e-10)
 
 
 def test_sigmoid_written_out_gradient():

@@ -111,5 +111,20 @@ ATTENTION = Model(
     out = (e * (1 / sum(e, axis=-1, keepdims=true))) @ v
 """),
         ),
+        Formulation(
+            "(e @ v) / sum(e), normalized after the product",
+            _graph("""
+    s = q @ k.T / sqrt(d)
+    e = exp(s - max(s, axis=-1, keepdims=true))
+    out = (e @ v) / sum(e, axis=-1, keepdims=true)
+"""),
+        ),
+        Formulation(
+            "exp(s - logsumexp(s)), the scores written twice",
+            _graph("""
+    w = exp(q @ k.T / sqrt(d) - logsumexp(q @ k.T / sqrt(d), axis=-1, keepdims=true))
+    out = w @ v
+"""),
+        ),
     ],
 )

@@ -28,8 +28,12 @@ def canonicalize(graph: Graph) -> Graph:
     def intern(n: Node) -> Node:
         """n's representative, the parts a rewrite made new interned too (`x - mu` in the
         variance `variance_from_moments` writes is the `x - mu` the graph has)."""
-        if n.op in ("param", "dout") or (not n.args and n.op != "const"):
-            return n  # (a number written twice is one node: `exp(1.702 * x)` twice is one exp)
+        if n.op in ("param", "dout") or (not n.args and n.op not in ("const", "dim")):
+            return n  # (a number or a size written twice is one node: `exp(1.702 * x)` twice
+            # is one exp, `q @ k.T / sqrt(d)` twice one quotient)
+        if n.dtype == "int" and not n.shape and any(a.op == "dim" for a in n.args):
+            return n  # (an index from a size, `T - 1 - t`: each statement keeps its own, and
+            # explains its backward under itself, as before sizes were interned)
         key = _key(n)
         found = interned.get(key)
         if found is not None:

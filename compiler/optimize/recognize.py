@@ -1,6 +1,6 @@
-"""Composites written out, recognized before differentiation: softmax, log-softmax, logsumexp,
-relu as a `where`, a softplus cut off to x (PyTorch's threshold), Mish, GELU's tanh form, and a
-variance from its moments.
+"""Composites written out, recognized before differentiation: softmax (normalized before or after
+a product by the weights), log-softmax, logsumexp, relu as a `where`, a softplus cut off to x
+(PyTorch's threshold), Mish, GELU's tanh form, and a variance from its moments.
 
 A user who writes `e = exp(s - max(s)); p = e / sum(e)` means `softmax(s)`. Differentiated as
 written, the max-shift gets a backward of its own (`s == max(s)`, a division by the tie count)
@@ -76,6 +76,29 @@ def softmax_written_out(n: Node) -> Node | None:
     u, axis = found
     s = _unshifted(u, axis)
     return make("softmax", s, axis=axis) if s.type == n.type else None
+
+
+@canonical
+def softmax_normalized_after_product(n: Node) -> Node | None:
+    """(exp(s - max(s)) @ v) / sum(exp(s - max(s)), axis=-1) -> softmax(s) @ v, the sum over the
+    axis the product contracts, keeping it, the shift optional: attention's weights normalized
+    after the product, as flash attention does. Row i of the product is divided by row i's
+    sum, as each weight of row i would be, so the value is the same; compiled as the softmax,
+    the shift's dead backward path (the maxima's mask, a division by the tie count) is not
+    built, and the weights' backward is softmax's textbook one."""
+    quotient = _quotient(n)
+    if quotient is None or n.dtype != "float":
+        return None
+    product, total = quotient
+    if product.op != "matmul" or product.args[0].op != "exp":
+        return None
+    e, w = product.args
+    found = _summed_exp(total)
+    if found is None or found[0] is not e.args[0] or found[1] != (e.ndim - 1,):
+        return None
+    u, axis = found
+    m = make("matmul", make("softmax", _unshifted(u, axis), axis=axis), w)
+    return m if m.type == n.type else None
 
 
 @canonical
