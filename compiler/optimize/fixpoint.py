@@ -32,8 +32,8 @@ def canonicalize(graph: Graph) -> Graph:
             return n  # (a number or a size written twice is one node: `exp(1.702 * x)` twice
             # is one exp, `q @ k.T / sqrt(d)` twice one quotient)
         if n.dtype == "int" and not n.shape and any(a.op == "dim" for a in n.args):
-            return n  # (an index from a size, `T - 1 - t`: each statement keeps its own, and
-            # explains its backward under itself, as before sizes were interned)
+            return n  # (an index from a size, `T - 1 - t`: each statement keeps its own, so
+            # that the comments and `bpc explain` show each statement's backward under it)
         key = _key(n)
         found = interned.get(key)
         if found is not None:
