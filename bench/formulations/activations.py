@@ -68,7 +68,7 @@ def _log1p_f32_vectorized() -> bool:
         from numpy.lib.introspect import opt_func_info
 
         target = opt_func_info("^log1p$")["log1p"]["ff"]["current"]
-    except (ImportError, KeyError, TypeError):
+    except (ImportError, AttributeError, KeyError, TypeError):
         return False
     return not target.startswith("baseline")
 

@@ -199,7 +199,7 @@ def _vectorized(ufunc, types):
         from numpy.lib.introspect import opt_func_info
 
         target = opt_func_info(f"^{ufunc}$")[ufunc][types]["current"]
-    except (ImportError, KeyError, TypeError):
+    except (ImportError, AttributeError, KeyError, TypeError):
         return False
     return not target.startswith("baseline")
 
