@@ -67,6 +67,7 @@ STAGES = (
     "compound_first",
     "reductions_first",
     "scalings_last",
+    "quotients_by_numbers_as_products",
     "fast_math",
     "finish_outputs",
     "finish_gradients",

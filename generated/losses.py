@@ -286,7 +286,7 @@ def softmax_loss_grad(x, y):
     probs = np.exp(log_probs, out=log_probs)
     dx = probs
     dx -= one_hot
-    dx /= max(N, 1)
+    dx *= 1.0 / max(N, 1)
     return loss, SoftmaxLossGrads(dx)
 
 

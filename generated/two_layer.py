@@ -347,7 +347,7 @@ def two_layer_grad(X, y, W1, b1, W2, b2, reg):
     probs = np.exp(log_probs, out=log_probs)
     dscores = probs
     dscores -= one_hot
-    dscores /= max(N, 1)
+    dscores *= 1.0 / max(N, 1)
     # out = x @ w + b  (in fn affine)
     db2 = dscores.sum(axis=0)
     dh = dscores @ W2.T

@@ -44,6 +44,7 @@ PASSES = (
     "compound_first",
     "reductions_first",
     "scalings_last",
+    "quotients_by_numbers_as_products",
     "fast_math",
     "finish_gradients",
     "select_cache",
@@ -620,11 +621,11 @@ def test_quotient_by_numbers():
     assert leaves_alone(rule, make("div", make("div", x, v), 2))  # (v is no number)
     assert leaves_alone(rule, make("div", make("div", x, 2), v))
     assert leaves_alone(rule, make("div", make("div", s, 2), 3))  # (no array to walk)
-    # compiled: the log-variance's gradient divides t once, `dlogvar /= 2 * t_2`, and the
-    # gradients are the finite differences'
+    # compiled: the log-variance's gradient scales t once, by the reciprocal of both numbers
+    # (`quotients_by_numbers_as_products`), and the gradients are the finite differences'
     code = _gaussian("loss = mean(0.5 * logvar + (x - mu)**2 / (2 * exp(logvar)))", seed=10)
     grad = code.split("def f_grad")[1]
-    assert grad.count("dlogvar /=") == 1, grad
+    assert grad.count("dlogvar *= 1.0 / (2 * t_2)") == 1 and "dlogvar /=" not in grad, grad
 
 
 def test_contraction_of_scaled():
@@ -1965,6 +1966,42 @@ def test_sigmoid_of_minus():
     assert np.isclose(value, np.sum(v[1:-1] * s) + 800.0)
     want = s + 1.702 * v[1:-1] * s * (1 - s)
     assert np.allclose(dx, np.concatenate([[0.0], want, [1.0]]), rtol=1e-14, atol=0)
+
+
+def test_quotients_by_numbers_as_products():
+    x, dout = param("x", "n", "m", index=0), param("dout", "n", "m", index=1)
+    n = make("dim", dim=Dim.of("n"))
+    count = make("maximum", n, 1)
+    row = make("sum", x, axis=(0,))  # [m], smaller than x
+    outs = [
+        make("div", x, count),  # a mean's count
+        make("div", dout, make("neg", make("mul", 2, count))),  # -(2 max(n, 1))
+        make("div", x, 4.0),  # a constant
+        make("div", x, n),  # left: n may be 0 (x / 0 of an empty x)
+        make("div", x, 1e-40),  # left: a reciprocal beyond float32
+        make("div", row, count),  # left: smaller than a parameter
+        make("div", x, make("sum", dout)),  # left: a value known at run time alone
+    ]
+    g = verify(graph([x, dout], outs), "simplify")
+    new = verify(opt.quotients_by_numbers_as_products(g), "quotients_by_numbers_as_products")
+    shown = [show(o) for o in new.outputs]
+    assert shown[:3] == [
+        "mul(x, div(1.0, maximum(n, 1)))",
+        "mul(dout, div(1.0, neg(mul(2, maximum(n, 1)))))",
+        "mul(x, 0.25)",
+    ]
+    assert new.outputs[3:] == g.outputs[3:]
+    assert_same_values(g.outputs, new.outputs)
+    kept = graph([x, dout], [make("mul", x, 2.0)])
+    assert opt.quotients_by_numbers_as_products(kept) is kept
+    # compiled: one division of numbers in Python (its divisor is never 0, so the reciprocal
+    # is taken for an empty z as well) and a product; the gradient is 2 z / n
+    module = load("graph f(z: [n]) -> loss {\n    loss = mean(z * z)\n}\n")
+    assert "dz = z * (1.0 / max(n, 1))" in "\n".join(_code(module))
+    z = np.random.default_rng(3).standard_normal(7)
+    np.testing.assert_allclose(module.f_grad(z)[1].z, 2 * z / 7, rtol=1e-15)
+    with np.errstate(invalid="ignore"):  # (the mean of nothing, 0.0 / 0, is nan)
+        assert module.f_grad(np.zeros(0))[1].z.shape == (0,)
 
 
 def test_fast_math():

@@ -431,9 +431,12 @@ binary(
 
 
 def _never_zero(n: Node) -> bool:
-    """A nonzero constant, or the larger of a value and a positive constant (`max(N, 1)`)."""
+    """A nonzero constant, the larger of a value and a positive constant (`max(N, 1)`), or a
+    negation or a product of those (`-max(N, 1)`, `2 * max(N, 1)`)."""
     if n.op == "const":
         return n.attr("value") != 0
+    if n.op in ("neg", "mul"):
+        return all(_never_zero(a) for a in n.args)
     return n.op == "maximum" and any(a.op == "const" and a.attr("value") > 0 for a in n.args)
 
 

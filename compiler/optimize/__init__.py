@@ -14,7 +14,7 @@ A module per part, each saying in its docstring what it owns:
 - `hoist.py`: products out of loops and after them (`hoist_products`, `products_after_loops`);
 - `stacks.py`: a loop's stack written over the array whose slots it reads;
 - `tidy.py`: loops tidied as a whole (`tidy_loops`);
-- `finish.py`: `fast_math`, `finish_outputs`, `finish_gradients` and `select_cache`;
+- `finish.py`: `quotients_by_numbers_as_products`, `fast_math`, `finish_outputs`, `finish_gradients` and `select_cache`;
 - here: `optimize` and the order of its stages, `Check`, `seed_ones`.
 
 Every rule, canonical rewrite and pass is an attribute of this package by its name
@@ -88,7 +88,13 @@ from .algebra import (
     where_of_a_constant_mask,
     where_of_equal_branches,
 )
-from .finish import fast_math, finish_gradients, finish_outputs, select_cache
+from .finish import (
+    fast_math,
+    finish_gradients,
+    finish_outputs,
+    quotients_by_numbers_as_products,
+    select_cache,
+)
 from .fixpoint import _SEEN, _existing, _key, canonicalize, in_bodies, simplify
 from .hoist import hoist_products, one_product, products_after_loops
 from .order import outputs_after_hoisted, reductions_first, scalings_last
@@ -149,6 +155,7 @@ __all__ = [
     "outputs_after_hoisted",
     "scalings_last",
     "fast_math",
+    "quotients_by_numbers_as_products",
     "finish_outputs",
     "finish_gradients",
     "select_cache",
@@ -275,6 +282,8 @@ def optimize(
     graph = check(_everywhere(graph, compound_first), prefix + "compound_first")
     graph = check(reductions_first(graph), prefix + "reductions_first")
     graph = check(scalings_last(graph), prefix + "scalings_last")
+    graph = _everywhere(graph, quotients_by_numbers_as_products)
+    graph = check(graph, prefix + "quotients_by_numbers_as_products")
     if fast:
         graph = check(_everywhere(graph, fast_math), prefix + "fast_math")
     graph = check(finish_outputs(graph), prefix + "finish_outputs")

@@ -1,4 +1,5 @@
-"""The last passes: the kernels `bpc compile --fast-math` allows (`fast_math`), each output and
+"""The last passes: a division of an array by a number as a product by its reciprocal
+(`quotients_by_numbers_as_products`), the kernels `bpc compile --fast-math` allows (`fast_math`), each output and
 each gradient made the caller's to keep (`finish_outputs`, `finish_gradients`), and the cache
 chosen, what the backward reads of the forward (`select_cache`); and which outputs share a cache
 entry's memory, so that `g_forward` hands them over read-only (`cached_outputs`).
@@ -14,11 +15,13 @@ from ..ir import (
     Graph,
     Node,
     at,
+    const,
     is_view,
     make,
     reachable,
     rewrite,
     schedule,
+    smaller,
     view_base,
     with_args,
 )
@@ -37,6 +40,64 @@ def fast_math(graph: Graph) -> Graph:
             return make("fast_tanh", *args, hint=n.hint)
 
     return rewrite(graph, step) if any(n.op == "tanh" for n in graph.nodes) else graph
+
+
+# A constant divisor whose reciprocal is a normal number in float32 as in float64 (so that the
+# product by it is the quotient within an ulp, in the dtype the array has)
+_RECIPROCAL_RANGE = (1e-30, 1e30)
+
+
+def _reciprocal_is_finite(d: Node) -> bool:
+    """Whether number d is nonzero and its reciprocal finite for every size: a constant within
+    `_RECIPROCAL_RANGE`, a size kept at least 1 (`max(n, 1)`, a mean's count), and negations
+    and products of those (`-max(n, 1)`, `2 * max(n, 1)`). A plain size may be 0, where Python
+    raises ZeroDivisionError on `1 / n` (and `x / n` of an empty x is empty, no error)."""
+    if d.op == "const":
+        value = d.attr("value")
+        low, high = _RECIPROCAL_RANGE
+        return not isinstance(value, bool) and low <= abs(value) <= high
+    if d.op == "maximum":
+        return any(a.op == "const" and a.attr("value") >= 1 for a in d.args) and all(
+            a.type.static and a.dtype == "int" for a in d.args
+        )
+    if d.op in ("neg", "mul"):
+        return all(_reciprocal_is_finite(a) for a in d.args)
+    return False
+
+
+def quotients_by_numbers_as_products(graph: Graph) -> Graph:
+    """X / d -> X * (1 / d) for a float array X no smaller than any parameter and with no axis
+    of 1 (a smaller one, batchnorm's `dbeta / N` or a statistic kept as `[N, 1]`, reads as
+    written at no cost) and a number d whose reciprocal is
+    finite for every size (`_reciprocal_is_finite`): NumPy divides an array by a number in about 1.7 times
+    the time it multiplies it in float64 (3.2 against 1.9 us at 8192 elements, 280 against 190
+    us at 10**6), and in about 1.3 times at 8192 in float32; the reciprocal is one Python
+    division. The product is within an ulp of the quotient (two roundings where there was one),
+    as an expert's `dz *= 1 / n` is. After the simplifier, whose `times_a_reciprocal` writes
+    the other way round (a quotient is the form its rules on numbers read)."""
+
+    params = [p for p in graph.inputs if p.dtype == "float" and not p.type.static]
+
+    def step(n: Node, args: tuple[Node, ...]) -> Node:
+        n = with_args(n, args)
+        if n.op != "div" or n.dtype != "float" or n.type.static or not n.ndim:
+            return n
+        x, d = n.args
+        if x.dtype != "float" or x.shape != n.shape or not d.type.static or d.ndim:
+            return n
+        if Dim.of(1) in n.shape or any(smaller(n, p) for p in params):
+            return n
+        if not _reciprocal_is_finite(d):
+            return n
+        with at(n.loc):
+            if d.op == "const":
+                reciprocal = const(1 / d.attr("value"))
+            else:
+                reciprocal = make("div", const(1.0), d)
+            m = make("mul", x, reciprocal, hint=n.hint)
+        return m if m.type == n.type else n
+
+    return rewrite(graph, step) if any(n.op == "div" for n in graph.nodes) else graph
 
 
 def finish_gradients(graph: Graph, *, cache_reused: bool) -> Graph:

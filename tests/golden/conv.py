@@ -538,7 +538,7 @@ def same_backward(dout, cache):
     w_rows, cols, t_6, t_7, N, C, H, W, F, K = _cached(cache, SameCache)
     dout = _dout("same", dout, (), w_rows.dtype)
     # out = sum(avg_pool2d(tanh(conv2d(x, w, b, pad=(K - 1) // 2))) ** 2)
-    t_12 = 2 * dout * t_7 / 4
+    t_12 = 2 * dout * t_7 * 0.25
     t_11 = t_12.reshape(
         (
             N,

@@ -847,7 +847,7 @@ def two_layer_grad(X, y, W1, b1, W2, b2, reg):
     probs = np.exp(log_probs, out=log_probs)
     dscores = probs
     dscores -= one_hot
-    dscores /= max(N, 1)
+    dscores *= 1.0 / max(N, 1)
     # scores = h @ W2 + b2
     db2 = dscores.sum(axis=0)
     dh = dscores @ W2.T
@@ -1119,7 +1119,7 @@ def two_layer_hvp(X, y, W1, b1, W2, b2, reg, v_W1, v_b1, v_W2, v_b2):
     labels = _labels(y, C, "two_layer_hvp: cross_entropy")
     one_hot = labels[:, None] == np.arange(C)
     dscores = probs - one_hot
-    dscores /= t
+    dscores *= 1.0 / t
     t_1 = h > 0
     ddh = X @ v_W1
     ddh += v_b1
@@ -1128,7 +1128,7 @@ def two_layer_hvp(X, y, W1, b1, W2, b2, reg, v_W1, v_b1, v_W2, v_b2):
     ddscores += ddh @ W2
     ddscores += v_b2
     dprobs = ddscores
-    dprobs /= t
+    dprobs *= 1.0 / t
     t_2 = np.vecdot(dprobs, probs)
     dscores_1 = dprobs
     dscores_1 -= t_2.reshape((N, 1))

@@ -680,7 +680,7 @@ def same_backward(dout, cache):
     xp = _xp(dout, w_rows, cols, t_6, t_7, N, C, H, W, F, K)
     dout = _dout("same", dout, (), w_rows.dtype, xp)
     # out = sum(avg_pool2d(tanh(conv2d(x, w, b, pad=(K - 1) // 2))) ** 2)
-    t_12 = 2 * dout * t_7 / 4
+    t_12 = 2 * dout * t_7 * 0.25
     t_11 = xp.reshape(
         t_12,
         (

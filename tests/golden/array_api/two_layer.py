@@ -470,7 +470,7 @@ def two_layer_grad(X, y, W1, b1, W2, b2, reg):
     probs = xp.exp(log_probs)
     dscores = probs
     dscores -= xp.astype(one_hot, X.dtype)
-    dscores /= max(N, 1)
+    dscores *= 1.0 / max(N, 1)
     # out = x @ w + b  (in fn affine)
     db2 = xp.sum(dscores, axis=0)
     dh = dscores @ W2.T
