@@ -1977,7 +1977,8 @@ def test_quotients_by_numbers_as_products():
         make("div", x, count),  # a mean's count
         make("div", dout, make("neg", make("mul", 2, count))),  # -(2 max(n, 1))
         make("div", x, 4.0),  # a constant
-        make("div", x, n),  # left: n may be 0 (x / 0 of an empty x)
+        make("div", x, n),  # n is an axis of x: where it is 0, x is empty
+        make("div", dout, make("dim", dim=Dim.of("k"))),  # left: k may be 0, dout not empty
         make("div", x, 1e-40),  # left: a reciprocal beyond float32
         make("div", row, count),  # left: smaller than a parameter
         make("div", x, make("sum", dout)),  # left: a value known at run time alone
@@ -1985,12 +1986,13 @@ def test_quotients_by_numbers_as_products():
     g = verify(graph([x, dout], outs), "simplify")
     new = verify(opt.quotients_by_numbers_as_products(g), "quotients_by_numbers_as_products")
     shown = [show(o) for o in new.outputs]
-    assert shown[:3] == [
+    assert shown[:4] == [
         "mul(x, div(1.0, maximum(n, 1)))",
         "mul(dout, div(1.0, neg(mul(2, maximum(n, 1)))))",
         "mul(x, 0.25)",
+        "mul(x, div(1.0, maximum(n, 1)))",
     ]
-    assert new.outputs[3:] == g.outputs[3:]
+    assert new.outputs[4:] == g.outputs[4:]
     assert_same_values(g.outputs, new.outputs)
     kept = graph([x, dout], [make("mul", x, 2.0)])
     assert opt.quotients_by_numbers_as_products(kept) is kept

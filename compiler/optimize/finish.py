@@ -66,15 +66,17 @@ def _reciprocal_is_finite(d: Node) -> bool:
 
 
 def quotients_by_numbers_as_products(graph: Graph) -> Graph:
-    """X / d -> X * (1 / d) for a float array X no smaller than any parameter and with no axis
-    of 1 (a smaller one, batchnorm's `dbeta / N` or a statistic kept as `[N, 1]`, reads as
-    written at no cost) and a number d whose reciprocal is
-    finite for every size (`_reciprocal_is_finite`): NumPy divides an array by a number in about 1.7 times
-    the time it multiplies it in float64 (3.2 against 1.9 us at 8192 elements, 280 against 190
-    us at 10**6), and in about 1.3 times at 8192 in float32; the reciprocal is one Python
-    division. The product is within an ulp of the quotient (two roundings where there was one),
-    as an expert's `dz *= 1 / n` is. After the simplifier, whose `times_a_reciprocal` writes
-    the other way round (a quotient is the form its rules on numbers read)."""
+    """X / d -> X * (1 / d) for a float array X and a number d whose reciprocal is finite for
+    every size (`_reciprocal_is_finite`), or a size that is an axis of X (`dscores / N`, which
+    becomes `dscores * (1 / max(N, 1))`: where N is 0, X is empty and any factor will do).
+    NumPy divides an array by a number in about 1.7 times the time it multiplies it in float64
+    (3.2 against 1.9 us at 8192 elements, 280 against 190 us at 10**6), and in about 1.3 times
+    at 8192 in float32; the reciprocal is one Python division. The product is within an ulp of
+    the quotient (two roundings where there was one), as an expert's `dz *= 1 / n` is. Arrays
+    smaller than a parameter, or with an axis of 1 (batchnorm's `dbeta / N`, a statistic kept
+    as `[N, 1]`), keep their quotient: nothing to gain, and it reads as written. After the
+    simplifier, whose `times_a_reciprocal` writes the other way round (its rules on numbers
+    read quotients)."""
 
     params = [p for p in graph.inputs if p.dtype == "float" and not p.type.static]
 
@@ -87,9 +89,11 @@ def quotients_by_numbers_as_products(graph: Graph) -> Graph:
             return n
         if Dim.of(1) in n.shape or any(smaller(n, p) for p in params):
             return n
-        if not _reciprocal_is_finite(d):
-            return n
         with at(n.loc):
+            if d.op == "dim" and d.attr("dim") in x.shape:
+                d = make("maximum", d, 1)
+            elif not _reciprocal_is_finite(d):
+                return n
             if d.op == "const":
                 reciprocal = const(1 / d.attr("value"))
             else:
