@@ -430,20 +430,20 @@ binary(
 )
 
 
-def _never_zero(n: Node) -> bool:
+def never_zero(n: Node) -> bool:
     """A nonzero constant, the larger of a value and a positive constant (`max(N, 1)`), or a
     negation or a product of those (`-max(N, 1)`, `2 * max(N, 1)`)."""
     if n.op == "const":
         return n.attr("value") != 0
     if n.op in ("neg", "mul"):
-        return all(_never_zero(a) for a in n.args)
+        return all(never_zero(a) for a in n.args)
     return n.op == "maximum" and any(a.op == "const" and a.attr("value") > 0 for a in n.args)
 
 
 def _div_numbers(at, a, b):
     """Python raises ZeroDivisionError on `s / N` for N = 0 (a sum over an empty batch divided
     by its size): NumPy's division, unless the divisor cannot be 0."""
-    return None if _never_zero(at.node.args[1]) else number_call(at, "divide", a, b)
+    return None if never_zero(at.node.args[1]) else number_call(at, "divide", a, b)
 
 
 def _pow_numbers(at, a, b):

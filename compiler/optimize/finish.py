@@ -1,8 +1,9 @@
-"""The last passes: a division of an array by a number as a product by its reciprocal
-(`quotients_by_numbers_as_products`), the kernels `bpc compile --fast-math` allows (`fast_math`), each output and
-each gradient made the caller's to keep (`finish_outputs`, `finish_gradients`), and the cache
-chosen, what the backward reads of the forward (`select_cache`); and which outputs share a cache
-entry's memory, so that `g_forward` hands them over read-only (`cached_outputs`).
+"""The last passes: an array divided by a number multiplied by its reciprocal instead
+(`quotients_by_numbers_as_products`), the kernels `bpc compile --fast-math` allows
+(`fast_math`), each output and each gradient made the caller's to keep (`finish_outputs`,
+`finish_gradients`), and the cache chosen, what the backward reads of the forward
+(`select_cache`); and which outputs share a cache entry's memory, so that `g_forward` hands them
+over read-only (`cached_outputs`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ..ir import (
     view_base,
     with_args,
 )
+from ..ops.elementwise import never_zero
 
 
 def fast_math(graph: Graph) -> Graph:
@@ -42,27 +44,21 @@ def fast_math(graph: Graph) -> Graph:
     return rewrite(graph, step) if any(n.op == "tanh" for n in graph.nodes) else graph
 
 
-# A constant divisor whose reciprocal is a normal number in float32 as in float64 (so that the
-# product by it is the quotient within an ulp, in the dtype the array has)
+# The constants of a divisor whose reciprocal is taken: within these, the reciprocal is a normal
+# number in float32 as in float64, so that the product by it is the quotient within an ulp
 _RECIPROCAL_RANGE = (1e-30, 1e30)
 
 
 def _reciprocal_is_finite(d: Node) -> bool:
-    """Whether number d is nonzero and its reciprocal finite for every size: a constant within
-    `_RECIPROCAL_RANGE`, a size kept at least 1 (`max(n, 1)`, a mean's count), and negations
-    and products of those (`-max(n, 1)`, `2 * max(n, 1)`). A plain size may be 0, where Python
-    raises ZeroDivisionError on `1 / n` (and `x / n` of an empty x is empty, no error)."""
-    if d.op == "const":
-        value = d.attr("value")
-        low, high = _RECIPROCAL_RANGE
-        return not isinstance(value, bool) and low <= abs(value) <= high
-    if d.op == "maximum":
-        return any(a.op == "const" and a.attr("value") >= 1 for a in d.args) and all(
-            a.type.static and a.dtype == "int" for a in d.args
-        )
-    if d.op in ("neg", "mul"):
-        return all(_reciprocal_is_finite(a) for a in d.args)
-    return False
+    """Whether number d is nonzero for every size (`never_zero`, the division's own test: a
+    constant, `max(n, 1)`, negations and products of those) with each of its constants within
+    `_RECIPROCAL_RANGE`. A plain size may be 0, where Python raises ZeroDivisionError on
+    `1 / n` (and `x / n` of an empty x is empty, no error)."""
+    low, high = _RECIPROCAL_RANGE
+    constants = [a.attr("value") for a in reachable([d]) if a.op == "const"]
+    return never_zero(d) and all(
+        not isinstance(c, bool) and low <= abs(c) <= high for c in constants
+    )
 
 
 def quotients_by_numbers_as_products(graph: Graph) -> Graph:
