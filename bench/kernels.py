@@ -1,6 +1,6 @@
 """The NumPy kernels bpc may emit for cheap math, timed against one another in float64 and float32:
-powers, softplus and its gradient, the sigmoid, two-operand einsum against `@`, and the sums of
-products that bpc contracts (`sum(a * b, axis=0)` as `np.einsum("ij,ij->j")`).
+powers, softplus and its gradient, the sigmoid, a quotient by a number, two-operand einsum against
+`@`, and the sums of products that bpc contracts (`sum(a * b, axis=0)` as `np.einsum("ij,ij->j")`).
 
     python bench/kernels.py [--n 1000000] [--repeats 15] [--smoke]
 
@@ -242,6 +242,10 @@ FAMILIES: dict[str, dict[str, Kernel]] = {
         "1 / (1 + exp(-x)), x clipped at log(tiny), in place": _sigmoid_clipped,
         "1 / (1 + exp(-x)) in place, overflow not warned of (bpc)": _sigmoid_quiet,
         "the same, its last pass np.reciprocal": lambda x: _sigmoid_quiet(x, reciprocal=True),
+    },
+    "x / n, a number (a mean's count)": {
+        "x / 1000 (np.divide)": lambda x: x / 1000,
+        "x * (1 / 1000) (bpc)": lambda x: x * (1 / 1000),
     },
     "x**-1": {
         "x**-1 (NumPy's np.reciprocal)": lambda x: x**-1,
