@@ -1971,13 +1971,15 @@ def test_sigmoid_of_minus():
 def test_quotients_by_numbers_as_products():
     x, dout = param("x", "n", "m", index=0), param("dout", "n", "m", index=1)
     n = make("dim", dim=Dim.of("n"))
-    count = make("maximum", n, 1)
+    count, two = make("maximum", n, 1), const(2)
     row = make("sum", x, axis=(0,))  # [m], smaller than x
     outs = [
         make("div", x, count),  # a mean's count
-        make("div", dout, make("neg", make("mul", 2, count))),  # -(2 max(n, 1))
+        make("div", dout, make("neg", make("mul", two, count))),  # -(2 max(n, 1))
         make("div", x, 4.0),  # a constant
         make("div", x, n),  # n is an axis of x: where it is 0, x is empty
+        make("div", dout, make("mul", two, n)),  # likewise in a product
+        make("mul", 3.0, make("div", dout, count)),  # the number joins the reciprocal
         make("div", dout, make("dim", dim=Dim.of("k"))),  # left: k may be 0, dout not empty
         make("div", x, 1e-40),  # left: a reciprocal beyond float32
         make("div", row, count),  # left: smaller than a parameter
@@ -1986,20 +1988,32 @@ def test_quotients_by_numbers_as_products():
     g = verify(graph([x, dout], outs), "simplify")
     new = verify(opt.quotients_by_numbers_as_products(g), "quotients_by_numbers_as_products")
     shown = [show(o) for o in new.outputs]
-    assert shown[:4] == [
+    assert shown[:6] == [
         "mul(x, div(1.0, maximum(n, 1)))",
         "mul(dout, div(1.0, neg(mul(2, maximum(n, 1)))))",
         "mul(x, 0.25)",
         "mul(x, div(1.0, maximum(n, 1)))",
+        "mul(dout, div(1.0, mul(2, maximum(n, 1))))",
+        "mul(dout, div(3.0, maximum(n, 1)))",
     ]
-    assert new.outputs[4:] == g.outputs[4:]
+    assert new.outputs[6:] == g.outputs[6:]
     assert_same_values(g.outputs, new.outputs)
     kept = graph([x, dout], [make("mul", x, 2.0)])
     assert opt.quotients_by_numbers_as_products(kept) is kept
-    # compiled: one division of numbers in Python (its divisor is never 0, so the reciprocal
-    # is taken for an empty z as well) and a product; the gradient is 2 z / n
+    # a quotient that something else reads too keeps its own reciprocal
+    q = make("div", x, count)
+    twice = verify(graph([x], [q, make("mul", 3.0, q)]), "simplify")
+    new = opt.quotients_by_numbers_as_products(twice)
+    assert [show(o) for o in new.outputs] == [
+        "mul(x, div(1.0, maximum(n, 1)))",
+        "mul(3.0, mul(x, div(1.0, maximum(n, 1))))",
+    ]
+    assert_same_values(twice.outputs, new.outputs)
+    # compiled: one division of numbers in Python (its divisor is never 0, so it is taken
+    # for an empty z as well), the 2 of the square's gradient in it, and one product, where
+    # there were two passes (`dz = z / max(n, 1); dz *= 2`); the gradient is 2 z / n
     module = load("graph f(z: [n]) -> loss {\n    loss = mean(z * z)\n}\n")
-    assert "dz = z * (1.0 / max(n, 1))" in "\n".join(_code(module))
+    assert "dz = z * (2 / max(n, 1))" in "\n".join(_code(module))
     z = np.random.default_rng(3).standard_normal(7)
     np.testing.assert_allclose(module.f_grad(z)[1].z, 2 * z / 7, rtol=1e-15)
     with np.errstate(invalid="ignore"):  # (the mean of nothing, 0.0 / 0, is nan)
