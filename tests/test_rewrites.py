@@ -179,6 +179,23 @@ def test_complementary_wheres():
     assert rewrites(rule, make("add", make("where", mask, y, zero), scaled)) == (
         "where(gt(x, 0), y, mul(c, 0.01))"
     )
+    # times a whole number: the 2 of a square's gradient (a Huber loss's 0.5 * d * d branch)
+    doubled = make("mul", 2, make("where", mask, y, zero))
+    assert rewrites(rule, make("add", doubled, make("where", mask, zero, c))) == (
+        "where(gt(x, 0), mul(y, 2), c)"
+    )
+    # a Huber loss: one `where` of the branches' gradients, where there were two, a doubling
+    # and a sum; checked against finite differences
+    module = load(
+        "graph f(p: [n], y: [n]) -> loss {\n    d = p - y\n"
+        "    loss = mean(where(abs(d) < 1, 0.5 * d * d, abs(d) - 0.5))\n}\n"
+    )
+    text = module.__source__.split("def f_grad(")[1]
+    assert text.count("np.where(") == 2 and "dd *= 2" not in text, text
+    p, yv = np.random.default_rng(5).standard_normal((2, 9)) * 2
+    _, (dp, dy) = module.f_grad(p, yv)
+    np.testing.assert_allclose(dp, numeric_grad(module.f, [p, yv], 0), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(dy, -dp)
 
 
 def test_wheres_of_an_elu():

@@ -78,11 +78,12 @@ def product_into_where(n: Node) -> Node | None:
 
 def _wheres_times(t: Node):
     """(w, i, f) for each way t is w * f of floats, w a `where` whose operand i is not the
-    number 0 and the other is (`_masked`)."""
+    number 0 and the other is (`_masked`); f may also be a whole number (the 2 of a square's
+    gradient, `2 * where(m, d, 0)`)."""
     if t.op == "mul" and t.dtype == "float":
         for w, f in (t.args, t.args[::-1]):
             i = _masked(w)
-            if i is not None and f.dtype == "float":
+            if i is not None and (f.dtype == "float" or (f.dtype == "int" and f.type.static)):
                 yield w, i, f
 
 
