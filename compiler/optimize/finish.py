@@ -8,7 +8,6 @@ over read-only (`cached_outputs`).
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import replace
 
 from ..dims import Dim, nonnegative, product
@@ -28,6 +27,7 @@ from ..ir import (
     with_args,
 )
 from ..ops.elementwise import never_zero
+from .products import _users
 
 
 def fast_math(graph: Graph) -> Graph:
@@ -88,32 +88,30 @@ def quotients_by_numbers_as_products(graph: Graph) -> Graph:
     other way round (its rules on numbers read quotients)."""
 
     params = [p for p in graph.inputs if p.dtype == "float" and not p.type.static]
-    readers = Counter(a for n in graph.nodes for a in n.args)
-    readers.update(graph.outputs + graph.grads)
-    made: dict[Node, tuple[Node, Node]] = {}  # a product made here -> (X, its reciprocal)
+    users = _users(graph)
+    made: dict[Node, tuple[Node, Node]] = {}  # a product made here -> (X, its divisor d)
+
+    def over(x: Node, c: Node, d: Node, like: Node) -> Node:
+        """x * (c / d), c / d one number: a constant divisor's reciprocal folded (with c, where
+        c is a constant too), another's `c / d` left to Python."""
+        with at(like.loc):
+            if d.op != "const":
+                factor = make("div", c, d)
+            elif c.op == "const":
+                factor = const(c.attr("value") * (1 / d.attr("value")))
+            else:
+                factor = make("mul", c, const(1 / d.attr("value")))
+            return make("mul", x, factor, hint=like.hint)
 
     def step(n: Node, args: tuple[Node, ...]) -> Node:
-        scaled = (
-            [
-                (c, made[q])
-                for (c, q), old in ((args, n.args[1]), (args[::-1], n.args[0]))
-                if q in made and readers[old] == 1 and c.type.static and not c.ndim
-            ]
-            if n.op == "mul"
-            else []
-        )
+        if n.op == "mul" and n.dtype == "float":  # c * (X * (1 / d)) -> X * (c / d)
+            for (c, q), old in ((args, n.args[1]), (args[::-1], n.args[0])):
+                number = c.type.static and not c.ndim and c.dtype != "bool"
+                if q in made and number and len(users[old]) == 1:
+                    m = over(made[q][0], c, made[q][1], n)
+                    if m.type == n.type:
+                        return m
         n = with_args(n, args)
-        if n.op == "mul" and scaled and n.dtype == "float" and scaled[0][0].dtype != "bool":
-            c, (x, reciprocal) = scaled[0]
-            with at(n.loc):
-                if reciprocal.op == "div":  # 1 / d -> c / d
-                    factor = make("div", c, reciprocal.args[1])
-                elif c.op == "const":
-                    factor = const(c.attr("value") * reciprocal.attr("value"))
-                else:
-                    factor = make("mul", c, reciprocal)
-                m = make("mul", x, factor, hint=n.hint)
-            return m if m.type == n.type else n
         if n.op != "div" or n.dtype != "float" or n.type.static or not n.ndim:
             return n
         x, d = n.args
@@ -123,16 +121,12 @@ def quotients_by_numbers_as_products(graph: Graph) -> Graph:
             return n
         with at(n.loc):
             d = _guarded(d, x.shape)
-            if not _reciprocal_is_finite(d):
-                return n
-            if d.op == "const":
-                reciprocal = const(1 / d.attr("value"))
-            else:
-                reciprocal = make("div", const(1.0), d)
-            m = make("mul", x, reciprocal, hint=n.hint)
+        if not _reciprocal_is_finite(d):
+            return n
+        m = over(x, const(1.0), d, n)
         if m.type != n.type:
             return n
-        made[m] = (x, reciprocal)
+        made[m] = (x, d)
         return m
 
     return rewrite(graph, step) if any(n.op == "div" for n in graph.nodes) else graph
