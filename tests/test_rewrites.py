@@ -2026,6 +2026,15 @@ def test_quotients_by_numbers_as_products():
         "mul(3.0, mul(x, div(1.0, maximum(n, 1))))",
     ]
     assert_same_values(twice.outputs, new.outputs)
+    # a quotient that only products by numbers read is folded into each of them, and is gone
+    both = verify(graph([x], [make("mul", 2, q), make("mul", -2, q)]), "simplify")
+    new = opt.quotients_by_numbers_as_products(both)
+    assert [show(o) for o in new.outputs] == [
+        "mul(x, div(2, maximum(n, 1)))",
+        "mul(x, div(-2, maximum(n, 1)))",
+    ]
+    assert q not in new.nodes
+    assert_same_values(both.outputs, new.outputs)
     # compiled: one division of numbers in Python (its divisor is never 0, so it is taken
     # for an empty z as well), the 2 of the square's gradient in it, and one product, where
     # there were two passes (`dz = z / max(n, 1); dz *= 2`); the gradient is 2 z / n
@@ -2035,6 +2044,17 @@ def test_quotients_by_numbers_as_products():
     np.testing.assert_allclose(module.f_grad(z)[1].z, 2 * z / 7, rtol=1e-15)
     with np.errstate(invalid="ignore"):  # (the mean of nothing, 0.0 / 0, is nan)
         assert module.f_grad(np.zeros(0))[1].z.shape == (0,)
+    # a mean square error's gradients: p - y, then one product for each (where the quotient
+    # by 2 N was a pass of its own, and each gradient another)
+    source = "graph f(p: [N, D], y: [N, D]) -> loss {\n"
+    source += "    loss = sum((p - y) * (p - y)) / (2 * N)\n}\n"
+    module = load(source)
+    grad = "\n".join(_code(module)).split("def f_grad(")[1]
+    assert "dy = t * (-2 / t_1)\n    dp = t\n    dp *= 2 / t_1\n" in grad
+    p, y = np.random.default_rng(4).standard_normal((2, 5, 3))
+    loss, grads = module.f_grad(p, y)
+    np.testing.assert_allclose(grads.p, (p - y) / 5, rtol=1e-15)
+    np.testing.assert_allclose(grads.y, (y - p) / 5, rtol=1e-15)
 
 
 def test_fast_math():
