@@ -12,7 +12,7 @@ import math
 
 from ..dims import Dim, product
 from ..ir import OPS, Node, ShapeError, const, make
-from ..ops.elementwise import constant_value
+from ..ops.elementwise import _halved_ties, constant_value
 from ..ops.linalg import split_spec
 from .fixpoint import _existing, _read_once
 from .rules import _is_const, _product, _same_type, canonical, rule
@@ -45,6 +45,19 @@ def where_of_a_constant_mask(n: Node) -> Node | None:
         if _same_type(chosen, n) and chosen.type.static == n.type.static:
             return chosen
     return None
+
+
+@rule("ties_halved")
+def ties_halved_of_a_number(n: Node) -> Node | None:
+    """ties_halved(g, a, b) -> g * (a > b) + 0.5 * g * (a == b) where g is no longer an array
+    of the result's shape (a loss's `1 / n`, which the simplifier made of g_grad's upstream
+    gradient 1): `_ties_halved` gives its result g's dtype, and a Python number times a mask
+    is float64 in NumPy, whatever a's dtype. A number times a mask is a value the lowering
+    gives the graph's float dtype."""
+    g, a, b = n.args
+    if g.shape == n.shape and g.ndim and not g.type.static:
+        return None
+    return _halved_ties(g, n, a, b)
 
 
 def _masked(w: Node) -> int | None:
@@ -1222,11 +1235,16 @@ def complement_of_sigmoid(n: Node) -> Node | None:
 def _times(k: float, u: Node) -> Node:
     """k * u, with u = x / c as (k / c) * x for c a power of two (`tanh(x / 2)` of a SiLU
     written with tanh: `sigmoid(x)`, not `sigmoid(2 * (x / 2))`): x / c is then exact (but for
-    subnormal numbers), and both round k * x / c once."""
+    subnormal numbers), and both round k * x / c once; u = c * x as x where c * k is 1 (tanh's
+    `2 * sigmoid(2 * x) - 1` is tanh(x), not tanh(0.5 * (2 * x))), and u = -x as (-k) * x."""
     if u.op == "div" and _is_const(u.args[1]) and u.args[0].dtype == "float":
         c = u.args[1].attr("value")
         if not isinstance(c, bool) and c and math.frexp(abs(c))[0] == 0.5:
             return u.args[0] if k / c == 1 else make("mul", k / c, u.args[0])
+    if u.op == "mul" and _is_const(u.args[0]) and u.args[0].attr("value") * k == 1:
+        return u.args[1]
+    if u.op == "neg":
+        return u.args[0] if k == -1 else make("mul", -k, u.args[0])
     return make("mul", k, u)
 
 
@@ -1306,6 +1324,56 @@ def _negated(w: Node) -> Node:
         if c is not None and not isinstance(c, bool):
             return make("mul", -c, w.args[1])
     return make("neg", w)
+
+
+def _opposite(a: Node, b: Node) -> bool:
+    """Whether b is -a as written: -a, or a = -b, or c * z and (-c) * z for a number c."""
+    if (b.op == "neg" and b.args[0] is a) or (a.op == "neg" and a.args[0] is b):
+        return True
+    if a.op == b.op == "mul" and a.args[1] is b.args[1]:
+        c, d = constant_value(a.args[0]), constant_value(b.args[0])
+        return isinstance(c, int | float) and isinstance(d, int | float) and c == -d != 0
+    return False
+
+
+def _one_and_exp(n: Node, op: str) -> tuple[Node, bool] | None:
+    """For n = 1 op exp(w) or exp(w) op 1 (op `add` or `sub`): (w, whether the 1 comes first)."""
+    if n.op != op:
+        return None
+    for i, (one, e) in enumerate((n.args, n.args[::-1])):
+        if _is_const(one, 1) and e.op == "exp" and e.shape == n.shape:
+            return e.args[0], i == 0
+    return None
+
+
+@canonical
+def tanh_written_out(n: Node) -> Node | None:
+    """tanh written with exponentials or a sigmoid -> tanh: (exp(u) - exp(-u)) / (exp(u) +
+    exp(-u)) -> tanh(u); (exp(w) - 1) / (exp(w) + 1) -> tanh(w / 2) and (1 - exp(w)) / (1 +
+    exp(w)) -> tanh(-w / 2); 2 * sigmoid(v) - 1 -> tanh(v / 2) (which `2 / (1 + exp(-2 * u)) -
+    1` is, by `sigmoid_written_out`), a halved `2 * u` being u. The same function: the
+    exponentials overflow beyond |u| = 355 (44 in float32), where the quotient is nan and tanh
+    is 1 or -1, and `2 * sigmoid(v) - 1` loses the digits of a small v to the subtraction.
+    NumPy's tanh takes about an exp's time, where the quotient takes two exps and a division,
+    and its backward is 1 - y * y. Before `sigmoid_written_out`, which would take the
+    quotient's denominator for a sigmoid's."""
+    if n.dtype != "float":
+        return None
+    m = None
+    if n.op == "sub" and _is_const(n.args[1], 1) and n.args[0].op == "mul":
+        for c, sig in (n.args[0].args, n.args[0].args[::-1]):
+            if _is_const(c, 2) and sig.op == "sigmoid":
+                m = make("tanh", _times(0.5, sig.args[0]))
+    elif n.op == "div":
+        num, den = n.args
+        top, bottom = _one_and_exp(num, "sub"), _one_and_exp(den, "add")
+        if top is not None and bottom is not None and top[0] is bottom[0]:
+            m = make("tanh", _times(-0.5 if top[1] else 0.5, top[0]))
+        elif num.op == "sub" and den.op == "add" and all(a.op == "exp" for a in num.args):
+            e, f = num.args
+            if set(den.args) == {e, f} and _opposite(e.args[0], f.args[0]):
+                m = make("tanh", e.args[0])
+    return m if m is not None and m.type == n.type else None
 
 
 @canonical

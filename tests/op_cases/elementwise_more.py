@@ -46,6 +46,10 @@ CASES: dict[str, list[Case]] = {
         C("s: [], x: [n, m]", "out = maximum(0.5, x * s)"),
         C("a: [n, 1], b: [1, m]", "out = sum(maximum(a, b) ** 2)"),
         C("s: [], t: []", "out = maximum(s, t) * s"),
+        # Was a bug: f_grad gave float32 inputs float64 gradients (a Python float, the upstream
+        # gradient 1 / n, times the mask of `_ties_halved`).
+        C("x: [n, m]", "out = sum(maximum(x, 0)) / n", away="x"),
+        C("a: [n, m], b: [n, m]", "out = mean(maximum(a - b, b - a))"),
     ],
     "minimum": [
         C("a: [n, m], b: [n, m]", "out = minimum(a, b)"),
@@ -54,6 +58,7 @@ CASES: dict[str, list[Case]] = {
         C("a: [B, n, 1], b: [m]", "out = minimum(a, b)"),
         C("s: [], x: [n, m]", "out = minimum(x * s, -0.5)"),
         C("a: [n, 1], b: [1, m]", "out = sum(minimum(exp(a), b) ** 2)"),
+        C("x: [n, m]", "out = mean(minimum(x, 0))", away="x"),
     ],
     "where": [
         C("x: [n, m]", "out = where(x > 0, x, 0.1 * x)", away="x"),
