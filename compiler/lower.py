@@ -248,7 +248,8 @@ class Lowering:
 
     @dtype_of.setter
     def dtype_of(self, dtype: Expr | None) -> None:
-        self.facts = Facts(self.graph.name, dtype, self.strong, self.born_weak)
+        functional = self.printer.functional
+        self.facts = Facts(self.graph.name, dtype, self.strong, self.born_weak, functional)
 
     def name_of(self, n: Node) -> str:
         """n's Python name, given the first time it is asked for."""
@@ -281,8 +282,14 @@ class Lowering:
         e = emit(At(n, self.facts), *args, **n.kw)
         dtype = self.facts.dtype
         if dtype is not None and n in self.born_weak and not op.own_dtype:
-            # Plain numbers and masks alone make float64: give the result the graph's float dtype.
-            return method(e, "astype", dtype) if n.ndim else method(dtype, "type", e)
+            # Plain numbers and masks alone make float64: give the result the graph's float dtype
+            # (an operator's result's own array where that is float64 already: it is a new one;
+            # anything else, which may be a view or the caller's array, is copied).
+            if not n.ndim:
+                return method(dtype, "type", e)
+            return method(
+                e, "astype", dtype, **({"copy": Lit(False)} if e.__class__ is BinOp else {})
+            )
         return e
 
     def operand(self, n: Node, a: Node, e: Expr) -> Expr:

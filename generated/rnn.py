@@ -1309,13 +1309,14 @@ def captioning_loss_backward(dout, cache):
     dout = _dout("captioning_loss", dout, (), features.dtype)
     # loss = sum(cross_entropy(scores, words) * (words != 0)) / N
     probs = np.exp(log_probs)
-    t_3 = (float(np.divide(dout, N)) * t_2).astype(features.dtype).reshape((N, T, 1))
+    t_4 = (float(np.divide(dout, N)) * t_2).astype(features.dtype, copy=False)
+    t_3 = t_4.reshape((N, T, 1))
     dscores = t_3 * (probs - one_hot)
     # scores = hs @ W_vocab + b_vocab
     db_vocab = dscores.sum(axis=(0, 1))
-    t_4 = dscores.reshape((N * T, V))
-    dhs_rows = t_4 @ W_vocab.T
-    dW_vocab = hs_rows.T @ t_4
+    t_5 = dscores.reshape((N * T, V))
+    dhs_rows = t_5 @ W_vocab.T
+    dW_vocab = hs_rows.T @ t_5
     dhs = dhs_rows.reshape((N, T, H))
     dh = np.zeros((N, H), dtype=features.dtype)
     dxwx = hs * hs
@@ -1323,16 +1324,16 @@ def captioning_loss_backward(dout, cache):
     for t in reversed(range(T)):
         dh_1 = dh + dhs[:, t]
         # h = tanh(x[:, t] @ Wx + h @ Wh + b)
-        t_5 = dh_1
-        t_5 *= dxwx[:, t]
-        dh = t_5 @ Wh.T
-        dxwx[:, t] = t_5
+        t_6 = dh_1
+        t_6 *= dxwx[:, t]
+        dh = t_6 @ Wh.T
+        dxwx[:, t] = t_6
     prev_hs = _shifted(h_1, hs, 1)
-    t_6 = dxwx.reshape((N * T, H))
-    dWh = prev_hs.reshape((N * T, H)).T @ t_6
+    t_7 = dxwx.reshape((N * T, H))
+    dWh = prev_hs.reshape((N * T, H)).T @ t_7
     db = dxwx.sum(axis=(0, 1))
-    dx_rows = t_6 @ Wx.T
-    dWx = x_rows.T @ t_6
+    dx_rows = t_7 @ Wx.T
+    dWx = x_rows.T @ t_7
     dx = dx_rows.reshape((N, T, D))
     # x = take(W_embed, captions[:, 0:T])
     dW_embed = _scatter_add((V, D), W_embed.dtype, t_1, dx)
@@ -1381,7 +1382,7 @@ def captioning_loss_grad(
     probs = np.exp(log_probs, out=log_probs)
     dscores = probs
     dscores -= one_hot
-    dscores *= (t_2 / N).astype(features.dtype).reshape((N, T, 1))
+    dscores *= (t_2 / N).astype(features.dtype, copy=False).reshape((N, T, 1))
     # scores = hs @ W_vocab + b_vocab
     db_vocab = dscores.sum(axis=(0, 1))
     t_3 = dscores.reshape((N * T, V))

