@@ -773,7 +773,27 @@ def backward_steps(graph: Graph) -> list[Step | LoopStep]:
         namer.names[n] = "dout" if len(graph.douts) == 1 else namer.get(n, n.hint)
     fn = Lowering(graph, namer, dims, set(graph.outputs) | set(graph.grads))
     forward = graph.forward - graph.hoisted  # (told as the backward's: a gradient's factor)
-    return _steps(fn, [n for n in graph.nodes if n not in forward], dims, body=False)[1]
+    steps = _steps(fn, [n for n in graph.nodes if n not in forward], dims, body=False)[1]
+    return _forward_gradients(fn, graph, forward, steps, dims)
+
+
+def _forward_gradients(fn: Lowering, graph: Graph, forward, steps: list, dims) -> list:
+    """`steps` with each gradient that is a value the forward computes (`exp(x)` of `sum(exp(x))`,
+    an ELU's `exp(min(x, 0))`), which no backward line makes, told by the statement that
+    computes it, as its expression: `dy/dx = exp(x)`."""
+    for name, g in zip(graph.wrt, graph.grads):
+        if g not in forward or g.op in ("param", "dout") or g.loc is None:
+            continue
+        line = Line(f"d{name}", fn.expression(g, notation=True), g)
+        key = (g.loc.line, g.loc.fn)
+        at = next((i for i, s in enumerate(steps) if (s.line, s.fn) == key), None)
+        if at is None or not isinstance(steps[at], Step):
+            text = source_line(graph.source, key[0], None)
+            later = [i for i, s in enumerate(steps) if s.line is not None and s.line < key[0]]
+            steps.insert(later[0] if later else len(steps), Step(*key, text, (line,), dims))
+        else:
+            steps[at] = replace(steps[at], lines=steps[at].lines + (line,))
+    return steps
 
 
 def _steps(fn: Lowering, nodes, dims: dict[str, str], body: bool):

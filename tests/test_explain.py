@@ -81,6 +81,23 @@ def test_a_gradient_factor_the_forward_computes_is_told_as_the_backward(tmp_path
     assert lines[at + 4] == "dout/dx = dout * dx_factor [N, D]", lines
 
 
+def test_a_gradient_the_forward_computes_is_told_by_its_statement(tmp_path):
+    """A gradient that is a value of the forward (`exp(x)` of `sum(exp(x))`; an ELU's `exp(min(x,
+    0))`) has no backward line of its own; the derivation tells it, as its expression, under
+    the statement that computes it, as it told the where's gradient of the ELU written out."""
+    for body, want in (
+        ("y = sum(exp(x))", "dy/dx = exp(x) [n]"),
+        ("h = where(x > 0, x, exp(x) - 1)\n    y = sum(h)", "dy/dx = exp(minimum(x, 0.0)) [n]"),
+    ):
+        path = tmp_path / "f.bp"
+        path.write_text(f"graph f(x: [n]) -> y {{\n    {body}\n}}\n")
+        run = explain(path)
+        assert run.returncode == 0, run.stderr
+        lines = [" ".join(line.split()) for line in run.stdout.splitlines()]
+        at = lines.index(f"{body.splitlines()[0]} (line 2)")
+        assert lines[at + 2] == f"gives {want}", lines
+
+
 def test_fn_statements_and_graph_selection():
     run = explain(ROOT / "examples" / "mlp.bp", "--graph", "mlp")
     assert run.returncode == 0, run.stderr

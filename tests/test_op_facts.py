@@ -63,6 +63,7 @@ def test_composites_expand():
         "cross_entropy",
         "gelu",
         "mish",
+        "elu",
         "conv2d",
         "softplus",
     }

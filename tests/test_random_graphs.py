@@ -539,6 +539,13 @@ def _mish_value(x: float) -> float:
     return x * math.tanh(_softplus(x))
 
 
+@rule("elu")
+def _elu(g: Gen) -> Val:
+    x = g.pick()  # (increasing: its bounds are those of its argument's)
+    ends = [v if v > 0 else math.expm1(v) for v in (x.lo, x.hi)]
+    return result(f"elu({x.text})", x.shape, *hull(*ends))
+
+
 @rule("mish")
 def _mish(g: Gen) -> Val:
     x = g.pick()

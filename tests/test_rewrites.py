@@ -15,6 +15,7 @@ import math
 import warnings
 import zlib
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,6 +29,8 @@ from bpc.optimize import CANONICAL, RULES
 from bpc.verify import show, show_type, verify
 from tests import oracle
 from tests.support import load, numeric_grad, rel_error
+
+ROOT_DIR = Path(__file__).resolve().parent.parent
 
 PASSES = (
     "transpose_products",
@@ -199,21 +202,29 @@ def test_complementary_wheres():
 
 
 def test_wheres_of_an_elu():
-    """An ELU and a leaky ReLU written with `where`: the ELU's gradient is one `where` of the
-    two branches' gradients, and where exp(x) overflows in the branch not taken it is 1, not
-    nan; the leaky ReLU's is the factor x is multiplied by (`number_factor_out_of_where`)."""
+    """An ELU and a leaky ReLU written with `where`, and a where of an ELU's shape with another
+    constant: its gradient is one `where` of the two branches' gradients, and where exp(x)
+    overflows in the branch not taken it is 1, not nan; the ELU's is its composite's
+    (`elu_written_out`), and the leaky ReLU's is the factor x is multiplied by
+    (`number_factor_out_of_where`): neither has an `np.where`."""
     graph = "graph f(x: [n]) -> y {{\n    y = sum({})\n}}\n"
-    for body, wheres in (("where(x > 0, x, exp(x) - 1)", 2), ("where(x > 0, x, 0.01 * x)", 0)):
+    spellings = [
+        ("where(x > 0, x, exp(x) - 1)", 0),
+        ("where(x > 0, x, 0.01 * x)", 0),
+        ("where(x > 0, x, exp(x) - 2)", 2),  # (the value's and the gradient's)
+    ]
+    for body, wheres in spellings:
         module = load(graph.format(body))
         text = module.__source__.split("def f_grad(")[1]
-        assert text.count("np.where(") == wheres, body  # (the value's and the gradient's)
+        assert text.count("np.where(") == wheres, body
         xs = np.random.default_rng(10).standard_normal(7)
         _, (dx,) = module.f_grad(xs)
         np.testing.assert_allclose(dx, numeric_grad(module.f, [xs], 0), rtol=1e-7, atol=1e-9)
-    module = load(graph.format("where(x > 0, x, exp(x) - 1)"))
-    with np.errstate(over="ignore"):
-        _, (dx,) = module.f_grad(np.array([800.0, -1.0]))
-    np.testing.assert_allclose(dx, [1.0, np.exp(-1.0)])
+    for body in ("where(x > 0, x, exp(x) - 1)", "where(x > 0, x, exp(x) - 2)"):
+        module = load(graph.format(body))
+        with np.errstate(over="ignore"):
+            _, (dx,) = module.f_grad(np.array([800.0, -1.0]))
+        np.testing.assert_allclose(dx, [1.0, np.exp(-1.0)])
 
 
 def test_number_factor_out_of_where():
@@ -1117,6 +1128,14 @@ def test_tanh_written_out():
     assert rewrites(rule, make("div", make("sub", 1, f), make("add", f, 1))) == (
         "tanh(mul(0.5, x))"
     )
+    # the difference a factor of the numerator: the rest of the product times the tanh (Mish
+    # written out); a constant written as a negation (-2, `neg(2)`) halves as a number
+    assert rewrites(rule, make("div", make("mul", y, make("sub", e, f)), make("add", e, f))) == (
+        "mul(y, tanh(x))"
+    )
+    written = make("exp", make("mul", make("neg", 2), x))
+    quotient = make("div", make("sub", 1, written), make("add", 1, written))
+    assert rewrites(rule, quotient) == "tanh(x)"
     # not tanh: another constant, another exponent, exp(u) twice
     assert leaves_alone(rule, make("sub", make("mul", 3, sig), 1))
     assert leaves_alone(rule, make("sub", make("mul", 2, sig), 2))
@@ -1270,6 +1289,32 @@ def test_mish_written_out():
     assert leaves_alone(rule, make("mul", x, make("tanh", x)))
 
 
+def test_elu_written_out():
+    rule = opt.elu_written_out
+    below = make("sub", make("exp", x), 1)
+    assert rewrites(rule, make("where", make("gt", x, 0), x, below)) == "elu(x)"
+    assert rewrites(rule, make("where", make("ge", x, 0.0), x, below)) == "elu(x)"
+    assert rewrites(rule, make("where", make("le", x, 0), below, x)) == "elu(x)"
+    assert rewrites(rule, make("where", make("lt", 0, x), x, below)) == "elu(x)"
+    clipped = make("sub", make("exp", make("minimum", x, 0)), 1)
+    assert rewrites(rule, make("where", make("gt", x, 0), x, clipped)) == "elu(x)"
+    assert leaves_alone(rule, make("where", make("gt", x, 0), below, x))  # (the other way)
+    assert leaves_alone(rule, make("where", make("gt", x, 1), x, below))
+    assert leaves_alone(rule, make("where", make("gt", x, 0), x, make("sub", make("exp", y), 1)))
+    assert leaves_alone(rule, make("where", make("gt", x, 0), x, make("sub", make("exp", x), 2)))
+    # compiled: no np.where, the where's values (exp(x) - 1 far below 0, x far above, where
+    # the written exp(x) overflows) and its gradient, 1 at 0 as the else branch's exp(0)
+    module = load("graph f(x: [n]) -> out {\n    out = where(x > 0, x, exp(x) - 1)\n}\n")
+    assert "np.where" not in module.__source__
+    z = np.array([-800.0, -2.0, -1e-20, -0.0, 0.0, 1e-20, 3.0, 800.0])
+    with np.errstate(over="ignore"):
+        want = np.where(z > 0, z, np.exp(z) - 1)
+    out, cache = module.f_forward(z)
+    np.testing.assert_array_equal(out, want)
+    g = np.linspace(-1.0, 1.0, 8)
+    np.testing.assert_array_equal(module.f_backward(g, cache).x, g * np.exp(np.minimum(z, 0)))
+
+
 def test_gelu_tanh_written_out():
     """PyTorch's tanh form in the spellings users write, with sqrt(2 / pi) as an expression or a
     number and the cube as a power or a product, is the composite; other coefficients, another
@@ -1358,6 +1403,26 @@ def test_mish_is_accurate_far_out():
     want = xs * np.tanh(np.logaddexp(0.0, xs))
     assert np.all(np.isfinite(got))
     np.testing.assert_allclose(got, want, rtol=4e-16 * 8, atol=0)
+
+
+def test_term_and_its_multiple():
+    rule = opt.term_and_its_multiple
+    half = make("mul", 0.5, x)
+    assert rewrites(rule, make("add", x, make("mul", x, y))) == "mul(x, add(1, y))"
+    assert rewrites(rule, make("add", make("mul", y, x), x)) == "mul(x, add(1, y))"
+    # GELU's tanh form written out: 1 + tanh(u) is offered to one_plus_tanh at once
+    t = make("tanh", x)
+    assert rewrites(rule, make("add", half, make("mul", half, t))) == (
+        "mul(mul(0.5, x), mul(2.0, sigmoid(mul(2.0, x))))"
+    )
+    assert leaves_alone(rule, make("add", x, make("mul", y, y)))
+    assert leaves_alone(rule, make("add", v, make("mul", v, x)))  # (v smaller than the sum)
+    assert leaves_alone(rule, make("sub", x, make("mul", x, y)))
+    # compiled: GELU's code
+    graph = "graph f(x: [n]) -> out {{\n    out = {}\n}}\n"
+    inner = "sqrt(2 / pi) * (x + 0.044715 * x**3)"
+    written = load(graph.format(f"0.5 * x + 0.5 * x * tanh({inner})"))
+    assert _code(written) == _code(load(graph.format(f"0.5 * x * (1 + tanh({inner}))")))
 
 
 def test_one_plus_tanh():
@@ -2232,6 +2297,22 @@ def test_fast_math():
     assert_same_values(g.outputs + g.grads, new.outputs + new.grads)
     kept = graph([x, dout], [make("sigmoid", x)])
     assert opt.fast_math(kept) is kept
+
+
+def test_share_products_keeps_float32_where_the_rest_is_a_mask():
+    """The random-graph test's counter-example (tests/regressions/shared_product_times_mask_float32
+    .bp): the product left beside the shared `x1 * v0` was `2 * v0`, an int64 array, and the
+    float32 gradient came out float64; the shared float is multiplied first now."""
+    source = (ROOT_DIR / "tests/regressions/shared_product_times_mask_float32.bp").read_text()
+    module = load(source)
+    assert "(2 * v1 * v0).sum(axis=0)" in module.__source__
+    rng = np.random.default_rng(6)
+    x0, x1 = rng.standard_normal((3, 4)).astype(np.float32), rng.standard_normal(4)
+    x1 = x1.astype(np.float32)
+    _, grads = module.f_grad(x0, x1)
+    assert grads.x1.dtype == np.float32
+    want = (2 * x1 * (x0 >= x1)).sum(axis=0)
+    np.testing.assert_allclose(grads.x1, want, rtol=1e-5)
 
 
 def test_share_products():

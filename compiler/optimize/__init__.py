@@ -88,6 +88,7 @@ from .algebra import (
     sum_of_relu_of_negation,
     sum_of_scaled,
     tanh_written_out,
+    term_and_its_multiple,
     ties_halved_of_a_number,
     times_a_reciprocal,
     useless_broadcast,
@@ -119,6 +120,7 @@ from .products import (
     transpose_products,
 )
 from .recognize import (
+    elu_written_out,
     exp_of_log_softmax,
     gelu_tanh_written_out,
     log_of_picked_softmax,
@@ -222,6 +224,7 @@ __all__ = [
     "reshape_of_broadcast_scalar",
     "row_sum_through_a_product",
     "sigmoid_written_out",
+    "term_and_its_multiple",
     "dot_computed_the_other_way",
     "extremum_of_a_multiple",
     "number_factor_out_of_where",
@@ -235,6 +238,7 @@ __all__ = [
     "log_of_softmax",
     "exp_of_log_softmax",
     "mish_written_out",
+    "elu_written_out",
     "relu_written_as_where",
     "softplus_cut_off",
     "gelu_tanh_written_out",

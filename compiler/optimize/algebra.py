@@ -1255,6 +1255,26 @@ def log_of_sigmoid(n: Node) -> Node | None:
 
 
 @canonical
+def term_and_its_multiple(n: Node) -> Node | None:
+    """a + a * t -> a * (1 + t), either order, a the same value in both terms and of the sum's
+    shape: GELU's tanh form written out, `0.5 * x + 0.5 * x * tanh(u)`, is then `0.5 * x * (1 +
+    tanh(u))`, which `one_plus_tanh` makes a sigmoid, and GELU's code follows. Two passes where
+    there were two (a product and a sum), and one gradient path through a where there were
+    two."""
+    if n.op != "add" or n.dtype != "float":
+        return None
+    for a, q in (n.args, n.args[::-1]):
+        if q.op == "mul" and a.shape == n.shape and a.op != "const":
+            for f, t in (q.args, q.args[::-1]):
+                if f is a and t.dtype == "float":
+                    one_plus = make("add", 1, t)  # (offered to one_plus_tanh here: the
+                    # simplifier offers the rules the product, not its new factor)
+                    m = make("mul", a, one_plus_tanh(one_plus) or one_plus)
+                    return m if m.type == n.type else None
+    return None
+
+
+@canonical
 def one_plus_tanh(n: Node) -> Node | None:
     """1 + tanh(u) -> 2 * sigmoid(2 * u), and 1 - tanh(u) -> 2 * sigmoid(-2 * u): GELU's tanh
     form written out. The same function, computed with one exp where NumPy's tanh costs
@@ -1309,7 +1329,8 @@ def _times(k: float, u: Node) -> Node:
         c = u.args[1].attr("value")
         if not isinstance(c, bool) and c and math.frexp(abs(c))[0] == 0.5:
             return u.args[0] if k / c == 1 else make("mul", k / c, u.args[0])
-    if u.op == "mul" and _is_const(u.args[0]) and u.args[0].attr("value") * k == 1:
+    c = constant_value(u.args[0]) if u.op == "mul" else None
+    if isinstance(c, int | float) and not isinstance(c, bool) and c * k == 1:
         return u.args[1]
     if u.op == "neg":
         return u.args[0] if k == -1 else make("mul", -k, u.args[0])
@@ -1424,7 +1445,9 @@ def tanh_written_out(n: Node) -> Node | None:
     is 1 or -1, and `2 * sigmoid(v) - 1` loses the digits of a small v to the subtraction.
     NumPy's tanh takes about an exp's time, where the quotient takes two exps and a division,
     and its backward is 1 - y * y. Before `sigmoid_written_out`, which would take the
-    quotient's denominator for a sigmoid's."""
+    quotient's denominator for a sigmoid's. A quotient whose numerator is a product with such a
+    difference among its factors is the rest of the product times the tanh (Mish written `x *
+    (exp(sp) - exp(-sp)) / (exp(sp) + exp(-sp))`)."""
     if n.dtype != "float":
         return None
     m = None
@@ -1433,15 +1456,26 @@ def tanh_written_out(n: Node) -> Node | None:
             if _is_const(c, 2) and sig.op == "sigmoid":
                 m = make("tanh", _times(0.5, sig.args[0]))
     elif n.op == "div":
-        num, den = n.args
-        top, bottom = _one_and_exp(num, "sub"), _one_and_exp(den, "add")
-        if top is not None and bottom is not None and top[0] is bottom[0]:
-            m = make("tanh", _times(-0.5 if top[1] else 0.5, top[0]))
-        elif num.op == "sub" and den.op == "add" and all(a.op == "exp" for a in num.args):
-            e, f = num.args
-            if set(den.args) == {e, f} and _opposite(e.args[0], f.args[0]):
-                m = make("tanh", e.args[0])
+        factors = _factors(n.args[0])
+        for i, top in enumerate(factors):
+            t = _tanh_quotient(top, n.args[1])
+            if t is not None:
+                rest = factors[:i] + factors[i + 1 :]
+                m = make("mul", _product(rest), t) if rest else t
+                break
     return m if m is not None and m.type == n.type else None
+
+
+def _tanh_quotient(num: Node, den: Node) -> Node | None:
+    """tanh(u) for num / den one of `tanh_written_out`'s quotients, else None."""
+    top, bottom = _one_and_exp(num, "sub"), _one_and_exp(den, "add")
+    if top is not None and bottom is not None and top[0] is bottom[0]:
+        return make("tanh", _times(-0.5 if top[1] else 0.5, top[0]))
+    if num.op == "sub" and den.op == "add" and all(a.op == "exp" for a in num.args):
+        e, f = num.args
+        if set(den.args) == {e, f} and _opposite(e.args[0], f.args[0]):
+            return make("tanh", e.args[0])
+    return None
 
 
 @canonical

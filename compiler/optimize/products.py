@@ -822,7 +822,12 @@ def _share_products_once(graph: Graph) -> Graph:
             return m
         q, rest = regrouped[n]
         with at(n.loc):
-            product = make("mul", q, _from_powers(rest, n.shape))
+            if any(map(_mask, rest)) and not any(f.dtype == "float" and f.ndim for f in rest):
+                # (masks and numbers alone would be an int64 array, which makes float32
+                # float64: q is the float they multiply first, `(2 * q) * m`)
+                product = _from_powers({**rest, q: rest.get(q, 0) + 1}, n.shape)
+            else:
+                product = make("mul", q, _from_powers(rest, n.shape))
         return replace(product, hint=n.hint) if product.type == m.type else m
 
     if not regrouped:

@@ -176,6 +176,40 @@ def mish_written_out(n: Node) -> Node | None:
     return None
 
 
+def _is_zero(n: Node) -> bool:
+    value = constant_value(n)
+    return value == 0 and not isinstance(value, bool)
+
+
+@canonical
+def elu_written_out(n: Node) -> Node | None:
+    """where(x > 0, x, exp(x) - 1) -> elu(x), the mask also `x >= 0` (at 0 both branches are 0,
+    and their derivatives 1), either side written first (`x <= 0` with the branches the other
+    way round), and exp(min(x, 0)) for exp(x): the same values, and the composite's backward,
+    one product, where as written the value and the gradient are each an `np.where`, which a
+    mask of random signs slows down tenfold, and exp(x) overflows for a large x."""
+    if n.op != "where" or n.dtype != "float":
+        return None
+    mask, a, b = n.args
+    if mask.op not in ("gt", "ge", "lt", "le"):
+        return None
+    x, zero = mask.args
+    above = mask.op in ("gt", "ge")  # (x > 0 or x >= 0, where x is written first)
+    if _is_zero(x):
+        x, zero, above = zero, x, not above
+    if not above:
+        a, b = b, a
+    if not _is_zero(zero) or a is not x:
+        return None
+    if b.op != "sub" or constant_value(b.args[1]) != 1 or b.args[0].op != "exp":
+        return None
+    e = b.args[0].args[0]
+    if e is not x and not (e.op == "minimum" and e.args[0] is x and _is_zero(e.args[1])):
+        return None
+    out = make("elu", x)
+    return out if out.type == n.type else None
+
+
 @canonical
 def gelu_tanh_written_out(n: Node) -> Node | None:
     """x * sigmoid(2 sqrt(2/pi) (x + 0.044715 x**3)) -> gelu(x, approximate="tanh"), with the

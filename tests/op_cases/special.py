@@ -1,4 +1,4 @@
-"""Cases for erf, gelu (exact and in the tanh form) and mish, on arrays, numbers and `[]`
+"""Cases for erf, gelu (exact and in the tanh form), mish and elu, on arrays, numbers and `[]`
 parameters; erf far out in its tails too, where it is +-1 in float64, and mish beyond its clip."""
 
 from __future__ import annotations
@@ -19,6 +19,13 @@ CASES: dict[str, list[Case]] = {
         C("x: [n, m]", 'out = gelu(x, approximate="tanh")'),
         C("x: [B, n, m], w: [m, k]", 'out = gelu(x @ w, approximate="none") * 2'),
         C("s: [], x: [n]", 'out = gelu(s) * x + gelu(x * 4, approximate="tanh")'),
+    ],
+    "elu": [
+        C("x: [n, m]", "out = elu(x)"),
+        C("x: [n, m], b: [m]", "out = sum(elu(x * b) * x)"),
+        C("s: [], x: [n]", "out = elu(s) * x + elu(x * 300)"),  # (far out: exp(300 x) overflows)
+        C("x: [B, n, m], w: [m, k]", "out = elu(x @ w) * 2"),
+        C("x: [n]", "out = where(x > 0, x, exp(x) - 1)"),  # (written out: elu_written_out)
     ],
     "mish": [
         C("x: [n, m]", "out = mish(x)"),

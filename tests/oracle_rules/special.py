@@ -1,7 +1,8 @@
-"""Oracle rules for erf, gelu and mish, from their definitions: erf is scipy's (through autograd,
-which knows its derivative), gelu is x Phi(x) with Phi(x) = (1 + erf(x / sqrt(2))) / 2, or
-PyTorch's tanh form (with the coefficients of its argument as written, where a rewrite kept
-them), and mish x tanh(softplus(x))."""
+"""Oracle rules for erf, gelu, mish and elu, from their definitions: erf is scipy's (through
+autograd, which knows its derivative), gelu is x Phi(x) with Phi(x) = (1 + erf(x / sqrt(2))) /
+2, or PyTorch's tanh form (with the coefficients of its argument as written, where a rewrite
+kept them), mish x tanh(softplus(x)), and elu x where x > 0 and exp(x) - 1 elsewhere (written
+with exp(min(x, 0)), whose unused branch autograd differentiates without overflowing)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,13 @@ def _mish(node, args, sizes):
     return x * anp.tanh(anp.logaddexp(0.0, x))
 
 
+def _elu(node, args, sizes):
+    (x,) = args
+    return anp.where(x > 0, x, anp.exp(anp.minimum(x, 0.0)) - 1.0)
+
+
 RULES = {
+    "elu": _elu,
     "erf": lambda node, args, sizes: erf(args[0]),
     "gelu": _gelu,
     "mish": _mish,
