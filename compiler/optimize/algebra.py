@@ -339,7 +339,7 @@ def extremum_of_a_multiple(n: Node) -> Node | None:
         return None
     for z, m in (n.args, n.args[::-1]):
         c, w = _number_times(m)
-        if w is not z or z.type != n.type or isinstance(c, bool) or not 0 < c < 1:
+        if w is not z or z.type != n.type or not 0 < c < 1:
             continue
         b = (1 - c) / 2
         if 2 * b + c != 1:
@@ -1417,12 +1417,8 @@ def _negated(w: Node) -> Node:
 
 def _opposite(a: Node, b: Node) -> bool:
     """Whether b is -a as written: -a, or a = -b, or c * z and (-c) * z for a number c."""
-    if (b.op == "neg" and b.args[0] is a) or (a.op == "neg" and a.args[0] is b):
-        return True
-    if a.op == b.op == "mul" and a.args[1] is b.args[1]:
-        c, d = constant_value(a.args[0]), constant_value(b.args[0])
-        return isinstance(c, int | float) and isinstance(d, int | float) and c == -d != 0
-    return False
+    (c, z), (d, w) = _number_times(a), _number_times(b)
+    return z is w and c == -d != 0
 
 
 def _one_and_exp(n: Node, op: str) -> tuple[Node, bool] | None:

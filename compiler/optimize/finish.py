@@ -73,11 +73,14 @@ def _guarded(d: Node, shape) -> Node:
     return d
 
 
+def _number(n: Node) -> bool:
+    """Whether `n` is a number known before the call (a constant, a size), not a boolean."""
+    return n.type.static and not n.ndim and n.dtype != "bool"
+
+
 def _scaling(n: Node | None) -> bool:
     """Whether `n` is a float product of a value and a number (not the caller's use, None)."""
-    if n is None or n.op != "mul" or n.dtype != "float":
-        return False
-    return any(a.type.static and not a.ndim and a.dtype != "bool" for a in n.args)
+    return n is not None and n.op == "mul" and n.dtype == "float" and any(map(_number, n.args))
 
 
 def quotients_by_numbers_as_products(graph: Graph) -> Graph:
@@ -114,8 +117,7 @@ def quotients_by_numbers_as_products(graph: Graph) -> Graph:
     def step(n: Node, args: tuple[Node, ...]) -> Node:
         if n.op == "mul" and n.dtype == "float":  # c * (X * (1 / d)) -> X * (c / d)
             for (c, q), old in ((args, n.args[1]), (args[::-1], n.args[0])):
-                number = c.type.static and not c.ndim and c.dtype != "bool"
-                if q in made and number and all(map(_scaling, users[old])):
+                if q in made and _number(c) and all(map(_scaling, users[old])):
                     m = over(made[q][0], c, made[q][1], n)
                     if m.type == n.type:
                         return m
