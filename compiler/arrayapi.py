@@ -68,6 +68,7 @@ HELPERS = {
     "_shifted": "shifted_xp.py.j2",
     "_log1p_unit": "log1p_unit_xp.py.j2",
     "_ties_halved": "ties_halved_xp.py.j2",
+    "_add_along": "add_along_xp.py.j2",
     "_windows": "windows_xp.py.j2",
     "_window_add": "window_add_xp.py.j2",
     "_max_pool": "max_pool_xp.py.j2",

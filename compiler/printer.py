@@ -65,6 +65,7 @@ HELPERS = {
     "_shifted": "shifted.py.j2",
     "_log1p_unit": "log1p_unit.py.j2",
     "_ties_halved": "ties_halved.py.j2",
+    "_add_along": "add_along.py.j2",
     "_used_up": "used_up.py.j2",  # (and `_OnceCache`, the class of a cache it takes)
 }
 INDENT = 4  # a statement's indent in a function body

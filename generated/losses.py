@@ -200,6 +200,16 @@ def _ties_halved(g, a, b, out=None):
     return np.multiply(out, 0.5, out=out, where=a == b)
 
 
+def _add_along(a, idx, g):
+    """a plus g[...] at idx[...] along the last axis (take_along's adjoint added to a
+    gradient), in a copy of a: one element written per index, where `a + (idx[:, None] %
+    C == np.arange(C)) * g[:, None]` makes a mask and a product of a's size and adds them.
+    A negative index counts from the end, as in np.take_along_axis."""
+    out = a.copy()
+    out[(*np.indices(idx.shape, sparse=True), idx)] += g
+    return out
+
+
 class SoftmaxLossGrads(NamedTuple):
     """Gradients of softmax_loss with respect to x, each shaped like its parameter."""
 
@@ -347,21 +357,20 @@ def svm_loss_forward(x, y):
     margins = np.maximum(0, t)
     t_1 = (y[:, None] == np.arange(C)).astype(x.dtype, copy=False) > 0
     loss = np.where(t_1, 0, margins).sum() / N
-    cache = SvmLossCache((y, t, t_1, N, C))
+    cache = SvmLossCache((y, t, t_1, N))
     return loss, cache
 
 
 def svm_loss_backward(dout, cache):
     """Gradients of svm_loss with respect to x; dout is shaped like loss []."""
-    y, t, t_1, N, C = _cached(cache, SvmLossCache)
+    y, t, t_1, N = _cached(cache, SvmLossCache)
     dout = _dout("svm_loss", dout, (), t.dtype)
     # loss = sum(where(one_hot(y, C) > 0, 0, margins)) / N
     dmargins = np.where(t_1, 0, float(np.divide(dout, N))).astype(t.dtype)
     # margins = maximum(0, x - reshape(correct, (N, 1)) + 1)
     t_2 = _ties_halved(dmargins, t, 0)
     # correct = take_along(x, y)
-    dx = t_2
-    dx += (y[:, None] % C == np.arange(C)) * (-t_2.sum(axis=1))[:, None]
+    dx = _add_along(t_2, y, -t_2.sum(axis=1))
     return SvmLossGrads(dx)
 
 
@@ -379,6 +388,5 @@ def svm_loss_grad(x, y):
     # margins = maximum(0, x - reshape(correct, (N, 1)) + 1)
     t_2 = _ties_halved(dmargins, t, 0)
     # correct = take_along(x, y)
-    dx = t_2
-    dx += (y[:, None] % C == np.arange(C)) * (-t_2.sum(axis=1))[:, None]
+    dx = _add_along(t_2, y, -t_2.sum(axis=1))
     return loss, SvmLossGrads(dx)

@@ -112,7 +112,8 @@ def _image(x):
 # IR-only operations with a JVP rule that no forward graph of the op cases holds: the window
 # view and its overlap-add (conv2d and the pools are written with them after differentiation),
 # max pooling's routing and picking (its gradient, and the gradient's gradient), put (a loop's
-# gradient of a position read) and if_else (a loop's backward). Tangents of x move no maximum:
+# gradient of a position read), add_along (take_along's gradient added to another) and if_else
+# (a loop's backward). Tangents of x move no maximum:
 # the inputs are drawn far from ties.
 MORE: dict[str, list[Case]] = {
     "windows": [
@@ -182,6 +183,13 @@ MORE: dict[str, list[Case]] = {
             "ties_halved(x * y, x, y) * x",
             [("x", ("n", "m")), ("y", ("m",))],
             lambda x, y: make("ties_halved", x * y, x, y) * x,
+        ),
+    ],
+    "add_along": [
+        IR(
+            "add_along(x * x, 1, sum(y)) * x",
+            [("x", ("m",)), ("y", ("n",))],
+            lambda x, y: make("add_along", x * x, 1, _sum(y)) * x,
         ),
     ],
     "sigmoid_of_minus": [

@@ -849,6 +849,31 @@ def test_dot_computed_the_other_way():
     np.testing.assert_allclose(grads.b, numeric_grad(module.f, [a, b], 1), rtol=1e-6)
 
 
+def test_scatter_added():
+    rule = opt.scatter_added
+    idx, g = param("i", "n", dtype="int", index=1), param("g", "n", index=2)
+    scattered = make("scatter_along", idx, g, size=Dim.of("m"))
+    assert rewrites(rule, make("add", x, scattered)) == "add_along(x, i, g)"
+    assert rewrites(rule, make("add", scattered, x)) == "add_along(x, i, g)"
+    assert rewrites(rule, make("sub", x, scattered)) == "add_along(x, i, neg(g))"
+    assert leaves_alone(rule, make("sub", scattered, x))
+    assert leaves_alone(rule, make("add", v, scattered))  # (v [m] is smaller than the sum)
+    # compiled: CS231n's SVM loss; its gradient writes one element per row into dscores, where
+    # the scatter made a mask and a product of its size; float32 stays float32
+    source = "graph f(s: [N, C], y: int[N]) -> loss wrt s {\n"
+    source += "    m = maximum(0, s - reshape(take_along(s, y), (N, 1)) + 1)\n"
+    source += "    loss = (sum(m) - N) / N\n}\n"
+    module = load(source)
+    code = "\n".join(_code(module))
+    assert "_add_along(" in code and "np.arange(C)) *" not in code
+    rng = np.random.default_rng(8)
+    s = rng.standard_normal((6, 4))
+    labels = rng.integers(-4, 4, 6)  # (negative labels count from the end)
+    _, grads = module.f_grad(s, labels)
+    np.testing.assert_allclose(grads.s, numeric_grad(module.f, [s, labels], 0), atol=1e-7)
+    assert module.f_grad(s.astype(np.float32), labels)[1].s.dtype == np.float32
+
+
 def test_ties_halved_of_a_number():
     rule = opt.ties_halved_of_a_number
     # g_grad's gradient of `sum(maximum(x, y)) / n`: a number, where the helper wants an array

@@ -490,6 +490,39 @@ register(
 )
 
 
+# take_along's adjoint added to a value: a write of one element per index, where the sum of the
+# scatter makes a mask and a product of the value's size (CS231n's `dscores[rows, y] -= ...`)
+
+
+def _add_along_type(a: Type, idx: Type, g: Type):
+    _int_indices(idx, "add_along")
+    if g.shape != idx.shape or a.shape[:-1] != idx.shape or a.dtype != "float":
+        raise ShapeError(
+            f"add_along: {show_shape(a.shape)} floats plus {show_shape(g.shape)} values at "
+            f"indices {show_shape(idx.shape)}"
+        )
+    return Type(promote(a, g, floating=True), a.shape)
+
+
+def _add_along_jvp(t, y, a, idx, g):
+    scattered = None if t[2] is None else make("scatter_along", idx, t[2], size=a.shape[-1])
+    if t[0] is None:
+        return scattered
+    return t[0] if scattered is None else make("add", t[0], scattered)
+
+
+register(
+    "add_along",
+    _add_along_type,
+    lambda at, a, idx, g: helper("_add_along", a, idx, g),
+    lambda gy, y, a, idx, g: (gy, None, make("take_along", gy, idx)),
+    jvp=_add_along_jvp,
+    doc="a plus g[...] at idx[...] along the last axis: take_along's adjoint added to a "
+    "gradient (`a + scatter_along(idx, g)`)",
+    flops=lambda y, a, idx, g: product(idx.shape),
+)
+
+
 # ---------------------------------------------------------------------------------------------
 # concat
 

@@ -57,6 +57,23 @@ def dot_computed_the_other_way(n: Node) -> Node | None:
     return m if m is not None and m.type == n.type else None
 
 
+@rule("add", "sub")
+def scatter_added(n: Node) -> Node | None:
+    """a + scatter_along(idx, g) -> add_along(a, idx, g), and a - scatter_along(idx, g) ->
+    add_along(a, idx, -g), for a float array a of the sum's shape: take_along's gradient added
+    to another (an SVM loss's `dscores`, CS231n's `dscores[rows, y] -= count`) writes one
+    element per index into a's array, where the scatter made a mask and a product of a's size
+    and the sum added them (three passes over [N, C])."""
+    pairs = [n.args, n.args[::-1]] if n.op == "add" else [n.args]
+    for a, s in pairs:
+        if s.op == "scatter_along" and a.shape == n.shape and a.dtype == "float":
+            if not a.type.static:
+                idx, g = s.args
+                out = make("add_along", a, idx, g if n.op == "add" else make("neg", g))
+                return out if out.type == n.type else None
+    return None
+
+
 @rule("ties_halved")
 def ties_halved_of_a_number(n: Node) -> Node | None:
     """ties_halved(g, a, b) -> g * (a > b) + 0.5 * g * (a == b) where g is no longer an array

@@ -275,6 +275,9 @@ EXEMPT = {
     "ties_halved": "made only by maximum's and minimum's adjoints, where the upstream gradient is "
     "an array of the result's shape; their cases run through it, tests/test_stability.py's ties "
     "check it on exact ties, and tests/test_jvp.py its JVP",
+    "add_along": "made only by the optimizer (`scatter_added`) from take_along's adjoint added "
+    "to another gradient; the take_along cases whose value another term reads too, "
+    "tests/test_rewrites.py's compiled SVM loss and the examples' svm_loss run through it",
     "sigmoid_of_minus": "made only by the optimizer (`sigmoid_of_minus`) from a sigmoid whose "
     "argument takes a sign without a pass; the sigmoid cases with -x, 1.702 * x, a polynomial "
     "and a number run through it",

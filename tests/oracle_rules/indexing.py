@@ -69,7 +69,13 @@ def _scatter_along(node, args, sizes):
     return _one_hot(idx, _int(node.attr("size"), sizes)) * anp.expand_dims(g, -1)
 
 
+def _add_along(node, args, sizes):
+    a, idx, g = args
+    return a + _one_hot(idx, np.shape(a)[-1]) * anp.expand_dims(g, -1)
+
+
 RULES = {
+    "add_along": _add_along,
     "index": _index,
     "pad": _pad,
     "take": _take,
