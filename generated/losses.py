@@ -343,7 +343,7 @@ def svm_loss(x, y):
     t = x - correct.reshape((N, 1))
     t += 1
     margins = np.maximum(0, t)
-    t_1 = (y[:, None] == np.arange(C)).astype(x.dtype, copy=False) > 0
+    t_1 = (y[:, None] == np.arange(C)).astype(x.dtype) > 0
     loss = np.where(t_1, 0, margins).sum() / N
     return loss
 
@@ -355,7 +355,7 @@ def svm_loss_forward(x, y):
     t = x - correct.reshape((N, 1))
     t += 1
     margins = np.maximum(0, t)
-    t_1 = (y[:, None] == np.arange(C)).astype(x.dtype, copy=False) > 0
+    t_1 = (y[:, None] == np.arange(C)).astype(x.dtype) > 0
     loss = np.where(t_1, 0, margins).sum() / N
     cache = SvmLossCache((y, t, t_1, N))
     return loss, cache
@@ -381,7 +381,7 @@ def svm_loss_grad(x, y):
     t = x - correct.reshape((N, 1))
     t += 1
     margins = np.maximum(0, t)
-    t_1 = (y[:, None] == np.arange(C)).astype(x.dtype, copy=False) > 0
+    t_1 = (y[:, None] == np.arange(C)).astype(x.dtype) > 0
     loss = np.where(t_1, 0, margins).sum() / N
     # loss = sum(where(one_hot(y, C) > 0, 0, margins)) / N
     dmargins = np.where(t_1, 0, float(np.divide(1.0, N))).astype(x.dtype)

@@ -1309,7 +1309,7 @@ def captioning_loss_backward(dout, cache):
     dout = _dout("captioning_loss", dout, (), features.dtype)
     # loss = sum(cross_entropy(scores, words) * (words != 0)) / N
     probs = np.exp(log_probs)
-    t_4 = (float(np.divide(dout, N)) * t_2).astype(features.dtype, copy=False)
+    t_4 = np.multiply(float(np.divide(dout, N)), t_2, dtype=features.dtype)
     t_3 = t_4.reshape((N, T, 1))
     dscores = t_3 * (probs - one_hot)
     # scores = hs @ W_vocab + b_vocab
@@ -1382,7 +1382,7 @@ def captioning_loss_grad(
     probs = np.exp(log_probs, out=log_probs)
     dscores = probs
     dscores -= one_hot
-    dscores *= (t_2 / N).astype(features.dtype, copy=False).reshape((N, T, 1))
+    dscores *= np.divide(t_2, N, dtype=features.dtype).reshape((N, T, 1))
     # scores = hs @ W_vocab + b_vocab
     db_vocab = dscores.sum(axis=(0, 1))
     t_3 = dscores.reshape((N * T, V))

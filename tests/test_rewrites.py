@@ -256,21 +256,28 @@ def test_number_factor_out_of_where():
 
 
 def test_where_of_two_numbers_as_arithmetic():
-    """where(m, a, b) of two numbers is `(a - b) * m + b`, where b + (a - b) is a exactly."""
+    """where(m, a, b) of two numbers is `(a - b) * m + b`, where b + (a - b) is a exactly; its
+    last operation makes the graph's float dtype itself (`dtype=`), where `.astype` made a
+    float64 array first and then cast it."""
     graph = "graph f(x: [n]) -> out {{\n    out = where(x > 0, {}, {}) + x\n}}\n"
     z = np.array([-1.5, 0.0, 2.0, -0.0, 3.0])
     for a, b, code in (
-        (1, 0.01, "0.99 * (x > 0) + 0.01"),
-        (2.0, 0, "2.0 * (x > 0)"),
-        (-2.0, 0, "-2.0 * (x > 0) + 0"),
-        (1, 2, "-1 * (x > 0) + 2"),
-        (0.1, 0.7, "np.where(x > 0, 0.1, 0.7)"),  # (0.7 + (0.1 - 0.7) is not 0.1)
+        (1, 0.01, "np.add(0.99 * (x > 0), 0.01, dtype=x.dtype)"),
+        (2.0, 0, "np.multiply(2.0, x > 0, dtype=x.dtype)"),
+        (-2.0, 0, "np.add(-2.0 * (x > 0), 0, dtype=x.dtype)"),
+        (1, 2, "np.add(-1 * (x > 0), 2, dtype=x.dtype)"),
+        (0.1, 0.7, "np.where(x > 0, 0.1, 0.7).astype(x.dtype)"),  # (0.7 + (0.1 - 0.7) is not 0.1)
     ):
         module = load(graph.format(a, b))
         assert code in module.__source__, (a, b)
         want = np.where(z > 0, a, b) + z
         np.testing.assert_array_equal(module.f(z), want)
         np.testing.assert_array_equal(np.signbit(module.f(z)), np.signbit(want))
+        z32 = z.astype(np.float32)
+        assert module.f(z32).dtype == np.float32
+        np.testing.assert_array_equal(
+            module.f(z32), np.where(z32 > 0, a, b).astype(np.float32) + z32
+        )
 
 
 def test_quotient_of_a_scaled_product():
