@@ -1439,12 +1439,13 @@ def _opposite(a: Node, b: Node) -> bool:
 
 
 def _one_and_exp(n: Node, op: str) -> tuple[Node, bool] | None:
-    """For n = 1 op exp(w) or exp(w) op 1 (op `add` or `sub`): (w, whether the 1 comes first)."""
+    """For n = 1 op exp(w) or exp(w) op 1 (op `add` or `sub`), the exp of n's shape: (exp(w),
+    whether the 1 comes first); the first way round that is one, as written."""
     if n.op != op:
         return None
     for i, (one, e) in enumerate((n.args, n.args[::-1])):
         if _is_const(one, 1) and e.op == "exp" and e.shape == n.shape:
-            return e.args[0], i == 0
+            return e, i == 0
     return None
 
 
@@ -1483,7 +1484,7 @@ def _tanh_quotient(num: Node, den: Node) -> Node | None:
     """tanh(u) for num / den one of `tanh_written_out`'s quotients, else None."""
     top, bottom = _one_and_exp(num, "sub"), _one_and_exp(den, "add")
     if top is not None and bottom is not None and top[0] is bottom[0]:
-        return make("tanh", _times(-0.5 if top[1] else 0.5, top[0]))
+        return make("tanh", _times(-0.5 if top[1] else 0.5, top[0].args[0]))
     if num.op == "sub" and den.op == "add" and all(a.op == "exp" for a in num.args):
         e, f = num.args
         if set(den.args) == {e, f} and _opposite(e.args[0], f.args[0]):
@@ -1498,23 +1499,21 @@ def sigmoid_written_out(n: Node) -> Node | None:
     warning, and the gradient of the quotient is then nan; sigmoid never overflows, and its
     backward is y * (1 - y). An exp(w) that the numerator multiplies by is the sigmoid's own:
     a * exp(w) / (1 + exp(w)) -> a * sigmoid(w), and exp(w) / (1 + exp(w)) -> sigmoid(w)."""
-    if n.op != "div" or n.args[1].op != "add" or n.dtype != "float":
+    found = _one_and_exp(n.args[1], "add") if n.op == "div" and n.dtype == "float" else None
+    if found is None:
         return None
-    a, (p, q) = n.args[0], n.args[1].args
-    for one, e in ((p, q), (q, p)):
-        if _is_const(one, 1) and e.op == "exp" and e.shape == n.args[1].shape:
-            factors = _factors(a)
-            if any(f is e for f in factors):
-                i = next(i for i, f in enumerate(factors) if f is e)
-                rest, s = factors[:i] + factors[i + 1 :], make("sigmoid", e.args[0])
-                m = make("mul", _product(rest), s) if rest else s
-                return m if m.type == n.type else None
-            s = make("sigmoid", _negated(e.args[0]))
-            if _is_const(a, 1) and s.type == n.type:
-                return s
-            m = make("mul", a, s)
-            return m if m.type == n.type else None
-    return None
+    a, e = n.args[0], found[0]
+    factors = _factors(a)
+    if any(f is e for f in factors):
+        i = next(i for i, f in enumerate(factors) if f is e)
+        rest, s = factors[:i] + factors[i + 1 :], make("sigmoid", e.args[0])
+        m = make("mul", _product(rest), s) if rest else s
+        return m if m.type == n.type else None
+    s = make("sigmoid", _negated(e.args[0]))
+    if _is_const(a, 1) and s.type == n.type:
+        return s
+    m = make("mul", a, s)
+    return m if m.type == n.type else None
 
 
 def _permuted(x: Node, term: str, order: str) -> Node:
