@@ -371,6 +371,7 @@ def test_add_zero():
 def test_double_negation():
     assert rewrites(opt.double_negation, make("neg", make("neg", x))) == "x"
     assert leaves_alone(opt.double_negation, make("neg", x))
+    assert opt.double_negation in opt.CANONICAL  # (before differentiation too)
 
 
 def test_abs_of_negation():
@@ -1580,6 +1581,15 @@ def test_softplus_of_negation_plus():
     assert leaves_alone(rule, make("add", sp, make("mul", make("sub", 2, y), x)))
     assert leaves_alone(rule, make("add", make("softplus", x), x))
     assert leaves_alone(rule, make("sub", sp, x))
+    # x - (-softplus(-x)): `x - log(sigmoid(x))`, as log_of_sigmoid writes the log
+    assert rewrites(rule, make("sub", x, make("neg", sp))) == "softplus(x)"
+    assert leaves_alone(rule, make("sub", y, make("neg", sp)))
+    assert leaves_alone(rule, make("sub", x, make("neg", make("softplus", x))))
+    # compiled: both spellings are softplus(x)'s code (with -(-u) canonical too)
+    graph = "graph f(x: [n]) -> y {{\n    y = {}\n}}\n"
+    softplus = _code(load(graph.format("softplus(x)")))
+    for written in ("x - log(sigmoid(x))", "-log(sigmoid(x)) + x"):
+        assert _code(load(graph.format(written))) == softplus, written
 
 
 def test_binary_cross_entropy_written_out():

@@ -301,8 +301,10 @@ def add_zero(n: Node) -> Node | None:
 
 
 @rule("neg")
+@canonical
 def double_negation(n: Node) -> Node | None:
-    """-(-x) -> x."""
+    """-(-x) -> x. Before differentiation too, where a rule wrote one of the negations:
+    `-log(sigmoid(x)) + x` is `softplus(-x) + x` (`log_of_sigmoid`), then softplus(x)."""
     if n.op == "neg" and n.args[0].op == "neg":
         return n.args[0].args[0]
     return None
@@ -1387,7 +1389,10 @@ def softplus_of_negation_plus(n: Node) -> Node | None:
     (PyTorch's form of a binary cross-entropy of logits, `(1 - y) z + log(1 + exp(-z))`), the
     terms and factors in either order: softplus(-z) = softplus(z) - z. Its gradient is then
     sigmoid(z) - y, from the forward's exp, where as written it is 1 - y - sigmoid(-z), a
-    pass and an array more."""
+    pass and an array more. z - (-softplus(-z)) too: `x - log(sigmoid(x))`, once
+    `log_of_sigmoid` has written the log."""
+    if n.op == "sub" and n.args[1].op == "neg" and n.args[1].args[0].op == "softplus":
+        n = make("add", n.args[0], n.args[1].args[0])
     if n.op != "add" or n.dtype != "float":
         return None
     for s, t in (n.args, n.args[::-1]):
