@@ -1,6 +1,7 @@
 """The NumPy kernels bpc may emit for cheap math, timed against one another in float64 and float32:
 powers, softplus and its gradient, the sigmoid, a quotient by a number, two-operand einsum against
-`@`, and the sums of products that bpc contracts (`sum(a * b, axis=0)` as `np.einsum("ij,ij->j")`).
+`@`, the sums of products that bpc contracts (`sum(a * b, axis=0)` as `np.einsum("ij,ij->j")`),
+and the sums over one axis of a matrix that it writes as products with ones (`x @ np.ones(D)`).
 
     python bench/kernels.py [--n 1000000] [--repeats 15] [--smoke]
 
@@ -25,6 +26,11 @@ import numpy as np
 from formulations.activations import LOG1P_F32_VECTORIZED
 
 Kernel = Callable[..., np.ndarray]
+
+
+# The matrices whose sums over one axis are timed (`sums_as_products`): 32 x 32 is where a product
+# with ones and the sum take about as long; short rows are where NumPy's sum is slowest.
+SUMMED = ((32, 32), (64, 128), (1000, 1000), (10000, 10))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -289,6 +295,25 @@ FAMILIES: dict[str, dict[str, Kernel]] = {
         "(a * b).sum(axis=0)": lambda a, b: (a * b).sum(axis=0),
         'np.einsum("ij,ij->j", a, b) (bpc)': lambda a, b: np.einsum("ij,ij->j", a, b),
     },
+    **{
+        f"sum(x, axis={axis}), {rows} x {cols}": {
+            f"x.sum(axis={axis})": lambda x, axis=axis: x.sum(axis=axis),
+            (
+                "x @ np.ones(cols) (bpc above 32 x 32)"
+                if axis
+                else "np.ones(rows) @ x (bpc above 32 x 32)"
+            ): (
+                (lambda x: x @ np.ones(x.shape[1], x.dtype))
+                if axis
+                else (lambda x: np.ones(x.shape[0], x.dtype) @ x)
+            ),
+            (
+                'np.einsum("ij->i", x)' if axis else 'np.einsum("ij->j", x)'
+            ): lambda x, axis=axis: np.einsum("ij->i" if axis else "ij->j", x),
+        }
+        for axis in (1, 0)
+        for rows, cols in SUMMED
+    },
     "einsum i,j->ij, 32 and 16": {
         "np.einsum(optimize=True)": _two("i,j->ij"),
         "np.einsum": lambda a, b: np.einsum("i,j->ij", a, b),
@@ -314,6 +339,9 @@ def _sigmoid64(x: np.ndarray) -> np.ndarray:
 
 def inputs(family: str, n: int, dtype, rng, extreme: bool = False) -> tuple[np.ndarray, ...]:
     """The arguments of a family's candidates: random values, or extreme ones with `extreme`."""
+    if family.startswith("sum(x"):
+        rows, cols = (int(d) for d in family.split(", ")[-1].split(" x "))
+        return (rng.standard_normal((rows, cols)).astype(dtype),)
     if family.startswith(("einsum", "sum(a * b")):
         shapes = {
             "ij,jk": ((32, 16), (16, 32)),
@@ -377,9 +405,7 @@ def accuracy(family: str, fn: Kernel, dtype) -> tuple[float, float] | None:
         normal = np.abs(want) >= info.tiny
         rel = max(rel, float(np.max(err[normal] / np.abs(want[normal]), initial=0.0)))
         norm = max(norm, float(np.max(err)) / max(float(np.max(np.abs(want))), info.tiny))
-    if family.startswith(
-        ("einsum", "sum(a * b")
-    ):  # (sums of products: an error relative to the largest)
+    if family.startswith(("einsum", "sum(")):  # (sums: an error relative to the largest)
         rel = norm
     return rel / float(info.eps), norm / float(info.eps)
 

@@ -68,6 +68,7 @@ STAGES = (
     "reductions_first",
     "scalings_last",
     "quotients_by_numbers_as_products",
+    "sums_as_products",
     "fast_math",
     "finish_outputs",
     "finish_gradients",

@@ -2069,6 +2069,66 @@ def test_contract_sums():
     )
 
 
+def test_sums_as_products():
+    p, v = param("p", "n", "m", index=0), param("v", "k", index=1)
+    u = param("u", "k", "n", "m", index=2)
+
+    def total(op, e, axis, keepdims=False):
+        return make(op, e, axis=axis, keepdims=keepdims)
+
+    outputs = [
+        total("sum", p, (1,)),
+        total("sum", make("exp", p), (0,), True),
+        total("mean", p, (1,), True),
+        total("sum", p, (0, 1)),  # (over every axis: a sum)
+        total("sum", u, (2,)),  # (not a matrix)
+        total("sum", v, (0,)),
+    ]
+    g = verify(graph([p, v, u], outputs), "canonicalize")
+    sizes = {"n": 64, "m": 128, "k": 3}
+    out = verify(opt.sums_as_products(g, sizes), "sums_as_products")
+    assert [show(o) for o in out.outputs] == [
+        "matmul(p, ones(shape=(m,)))",
+        "reshape(matmul(ones(shape=(n,)), exp(p)), shape=(1, m))",
+        "div(reshape(matmul(p, ones(shape=(m,))), shape=(n, 1)), m)",
+        "sum(p, axis=(0, 1), keepdims=False)",
+        "sum(u, axis=(2,), keepdims=False)",
+        "sum(v, axis=(0,), keepdims=False)",
+    ]
+    assert_same_values(g.outputs, out.outputs)
+    # one vector of ones for the sums of one length
+    first, third = out.outputs[0], out.outputs[2].args[0].args[0]
+    assert first.args[1] is third.args[1]
+    # at sizes where a matrix has 32 x 32 elements or fewer, its sums stay sums; without
+    # sizes (or with sizes that do not tell its size) every one does
+    assert opt.sums_as_products(g, {"n": 32, "m": 32, "k": 2}).outputs[0].op == "sum"
+    assert opt.sums_as_products(g, {"n": 32, "m": 33, "k": 2}).outputs[0].op == "matmul"
+    assert opt.sums_as_products(g, {"n": 64}).outputs[0].op == "sum"
+    assert opt.sums_as_products(g, None) is g
+    # integers (a count of a mask) stay sums
+    mask = make("gt", p, 0.0)
+    counted = graph([p], [total("sum", mask, (1,))])
+    assert opt.sums_as_products(counted, sizes).outputs[0].op == "sum"
+    # compiled for sizes: a layer norm's sums are products with ones, its gradients the finite
+    # differences', in float64, and float32 in float32
+    source = """graph f(x: [N, D], gamma: [D]) -> y {
+    xc = x - mean(x, axis=1, keepdims=true)
+    y = sum(gamma * xc / sqrt(mean(xc * xc, axis=1, keepdims=true) + 1e-5) * x)
+}
+"""
+    module = load(source, sizes={"N": 40, "D": 30})
+    text = compile_source(source, "f.bp", sizes={"N": 40, "D": 30})
+    assert "x @ np.ones((D,), dtype=x.dtype)" in text
+    rng = np.random.default_rng(3)
+    args = [rng.standard_normal((40, 30)), rng.standard_normal(30)]
+    _, grads = module.f_grad(*args)
+    for i, grad in enumerate(grads):
+        want = numeric_grad(lambda *a: module.f(*a), args, i)
+        assert rel_error(grad, want) < 1e-6
+    _, grads = module.f_grad(*(a.astype(np.float32) for a in args))
+    assert all(g.dtype == np.float32 for g in grads)
+
+
 def test_factor_scales():
     p, q = param("p", "n", "m", index=0), param("q", "n", "m", index=1)
     g_, t_, w = param("g", "m", index=2), param("t", "m", index=3), param("w", "m", index=4)

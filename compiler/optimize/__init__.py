@@ -10,7 +10,7 @@ A module per part, each saying in its docstring what it owns:
 - `algebra.py`: the local rewrites, registered in the order the simplifier tries them;
 - `fixpoint.py`: the simplifier (to a fixpoint, with hash-consing), `_existing`, `canonicalize`;
 - `products.py`: the whole-graph passes around products and sums, `sigmoid_of_minus`,
-  `transpose_products`, `softplus_gradient_from_e`, `split_sums`, `contract_sums`, `factor_scales`, `place_scales` and `read_normalized`;
+  `transpose_products`, `softplus_gradient_from_e`, `split_sums`, `contract_sums`, `factor_scales`, `place_scales`, `read_normalized` and `sums_as_products`;
 - `hoist.py`: products out of loops and after them (`hoist_products`, `products_after_loops`);
 - `stacks.py`: a loop's stack written over the array whose slots it reads;
 - `tidy.py`: loops tidied as a whole (`tidy_loops`);
@@ -118,6 +118,7 @@ from .products import (
     sigmoid_of_minus,
     softplus_gradient_from_e,
     split_sums,
+    sums_as_products,
     transpose_products,
 )
 from .recognize import (
@@ -153,6 +154,7 @@ __all__ = [
     "horner",
     "softplus_gradient_from_e",
     "split_sums",
+    "sums_as_products",
     "contract_sums",
     "factor_scales",
     "place_scales",
@@ -301,6 +303,7 @@ def optimize(
     graph = check(scalings_last(graph), prefix + "scalings_last")
     graph = _everywhere(graph, quotients_by_numbers_as_products)
     graph = check(graph, prefix + "quotients_by_numbers_as_products")
+    graph = check(_everywhere(graph, sums_as_products, sizes), prefix + "sums_as_products")
     if fast:
         graph = check(_everywhere(graph, fast_math), prefix + "fast_math")
     graph = check(finish_outputs(graph), prefix + "finish_outputs")
