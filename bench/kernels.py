@@ -1,7 +1,8 @@
 """The NumPy kernels bpc may emit for cheap math, timed against one another in float64 and float32:
 powers, softplus and its gradient, the sigmoid, a quotient by a number, two-operand einsum against
 `@`, the sums of products that bpc contracts (`sum(a * b, axis=0)` as `np.einsum("ij,ij->j")`),
-and the sums over one axis of a matrix that it writes as products with ones (`x @ np.ones(D)`).
+the sums over one axis of a matrix that it writes as products with ones (`x @ np.ones(D)`), and
+the sums of every element that it writes as `np.einsum("i->", x)`.
 
     python bench/kernels.py [--n 1000000] [--repeats 15] [--smoke]
 
@@ -31,6 +32,9 @@ Kernel = Callable[..., np.ndarray]
 # The matrices whose sums over one axis are timed (`sums_as_products`): 32 x 32 is where a product
 # with ones and the sum take about as long; short rows are where NumPy's sum is slowest.
 SUMMED = ((32, 32), (64, 128), (1000, 1000), (10000, 10))
+# The vectors whose sums of every element are timed: 4096 is where np.einsum and the sum take
+# about as long.
+WHOLE = (1024, 4096, 8192, 1_000_000)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -314,6 +318,13 @@ FAMILIES: dict[str, dict[str, Kernel]] = {
         for axis in (1, 0)
         for rows, cols in SUMMED
     },
+    **{
+        f"sum(x), {n}": {
+            "x.sum()": lambda x: x.sum(),
+            'np.einsum("i->", x) (bpc from 8192)': lambda x: np.einsum("i->", x),
+        }
+        for n in WHOLE
+    },
     "einsum i,j->ij, 32 and 16": {
         "np.einsum(optimize=True)": _two("i,j->ij"),
         "np.einsum": lambda a, b: np.einsum("i,j->ij", a, b),
@@ -340,8 +351,8 @@ def _sigmoid64(x: np.ndarray) -> np.ndarray:
 def inputs(family: str, n: int, dtype, rng, extreme: bool = False) -> tuple[np.ndarray, ...]:
     """The arguments of a family's candidates: random values, or extreme ones with `extreme`."""
     if family.startswith("sum(x"):
-        rows, cols = (int(d) for d in family.split(", ")[-1].split(" x "))
-        return (rng.standard_normal((rows, cols)).astype(dtype),)
+        shape = tuple(int(d) for d in family.split(", ")[-1].split(" x "))
+        return (rng.standard_normal(shape).astype(dtype),)
     if family.startswith(("einsum", "sum(a * b")):
         shapes = {
             "ij,jk": ((32, 16), (16, 32)),

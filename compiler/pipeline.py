@@ -28,6 +28,7 @@ def compile_graphs(
     jvp: bool = False,
     hvp: bool = False,
     fast_math: bool = False,
+    numpy_kernels: bool = True,
 ) -> list[Compiled]:
     """Every graph in `text` through all stages but emission. The errors of independent
     statements and graphs are reported together; warnings are appended to `warnings`. `sizes`
@@ -35,9 +36,9 @@ def compile_graphs(
     them, the optimizer chooses it for those sizes. `check(graph, stage)` sees each graph after
     each stage (`bpc.verify`, in the tests). With `jvp` and `hvp`, each graph also gets its
     Jacobian-vector and Hessian-vector products (see `compile_typed`); with `fast_math`, the
-    kernels `bpc compile --fast-math` allows."""
+    kernels `bpc compile --fast-math` allows; with `numpy_kernels`, the NumPy target's."""
     try:
-        orders = {"jvp": jvp, "hvp": hvp, "fast_math": fast_math}
+        orders = {"jvp": jvp, "hvp": hvp, "fast_math": fast_math, "numpy_kernels": numpy_kernels}
         return _compile_graphs(text, warnings, sizes, check or unchecked, **orders)
     except RecursionError:
         raise nested_too_deeply(text) from None
@@ -91,30 +92,29 @@ def compile_typed(
     jvp: bool = False,
     hvp: bool = False,
     fast_math: bool = False,
+    numpy_kernels: bool = True,
 ) -> Compiled:
     """The stages after the shape pass, on one typed graph: the forward and backward pair and,
     for one scalar output, the fused value and gradient; with `jvp`, the Jacobian-vector
     products; with `hvp`, for one scalar output, the Hessian-vector products. With `fast_math`,
-    the kernels `bpc compile --fast-math` allows (`optimize.fast_math`)."""
+    the kernels `bpc compile --fast-math` allows (`optimize.fast_math`); with `numpy_kernels`,
+    those chosen for NumPy at the expected sizes (`optimize.sums_as_products`)."""
     check = check or unchecked
+    kernels = {"fast": fast_math, "numpy_kernels": numpy_kernels}
     canonical = check(canonicalize(graph), "canonicalize")
     full = check(differentiate(canonical), "differentiate")
-    pair = optimize(full, cache_reused=True, sizes=sizes, check=check, fast=fast_math)
+    pair = optimize(full, cache_reused=True, sizes=sizes, check=check, **kernels)
 
     def plain(g: Graph, kind: str) -> Graph:
         g = check(replace(g, name=f"{graph.name}_{kind}"), f"g_{kind}/seed_ones")
         prefix = f"g_{kind}/"
-        return optimize(
-            g, cache_reused=False, sizes=sizes, check=check, prefix=prefix, fast=fast_math
-        )
+        return optimize(g, cache_reused=False, sizes=sizes, check=check, prefix=prefix, **kernels)
 
     tangents = plain(forward_mode(canonical), "jvp") if jvp else None
     if len(graph.outputs) != 1 or graph.outputs[0].ndim:  # (no gradient, no Hessian)
         return Compiled(pair, None, tangents)
     ones = check(seed_ones(full), "g_grad/seed_ones")
-    grad = optimize(
-        ones, cache_reused=False, sizes=sizes, check=check, prefix="g_grad/", fast=fast_math
-    )
+    grad = optimize(ones, cache_reused=False, sizes=sizes, check=check, prefix="g_grad/", **kernels)
     if not hvp:
         return Compiled(pair, grad, tangents)
     made = [(how, plain(g, "hvp")) for how, g in second_order.candidates(full)]
@@ -151,6 +151,7 @@ def compile_source(
     try:
         with _collector_paused():
             orders = {"jvp": jvp, "hvp": hvp, "fast_math": fast_math}
+            orders["numpy_kernels"] = target == "numpy"
             compiled = compile_graphs(text, warnings, sizes, **orders)
             return emit(
                 compiled,

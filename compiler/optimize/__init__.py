@@ -274,10 +274,12 @@ def optimize(
     check: Check | None = None,
     prefix: str = "",
     fast: bool = False,
+    numpy_kernels: bool = True,
 ) -> Graph:
     """Simplify, share and prune; make the gradients safe to hand to the caller; choose the cache.
     `sizes` are the dimension sizes the user expects, for rewrites whose gain depends on them.
-    With `fast`, the kernels `bpc compile --fast-math` allows (`fast_math`). `check(graph,
+    With `fast`, the kernels `bpc compile --fast-math` allows (`fast_math`); with
+    `numpy_kernels`, those NumPy runs fastest at the sizes (`sums_as_products`). `check(graph,
     stage)` sees the graph after each pass (`bpc.verify`, in the tests)."""
     check = check or unchecked
     graph = check(simplify(graph), prefix + "simplify")
@@ -303,7 +305,9 @@ def optimize(
     graph = check(scalings_last(graph), prefix + "scalings_last")
     graph = _everywhere(graph, quotients_by_numbers_as_products)
     graph = check(graph, prefix + "quotients_by_numbers_as_products")
-    graph = check(_everywhere(graph, sums_as_products, sizes), prefix + "sums_as_products")
+    if numpy_kernels:
+        graph = _everywhere(graph, sums_as_products, sizes)
+        graph = check(graph, prefix + "sums_as_products")
     if fast:
         graph = check(_everywhere(graph, fast_math), prefix + "fast_math")
     graph = check(finish_outputs(graph), prefix + "finish_outputs")

@@ -1153,8 +1153,12 @@ def _interned(n: Node, known: dict) -> Node:
 
 
 # The most elements of a matrix whose sums over one axis stay sums: at 32 x 32 a sum and a
-# product with ones take about as long (`python bench/kernels.py --only sum`).
+# product with ones take about as long (`python bench/kernels.py --only "sum(x"`).
 SUMS_UP_TO = 1024
+
+# The fewest elements of an array whose sum over every axis is np.einsum's: at 4096 the two
+# take about as long, and at 10**6 np.einsum("i->", x) takes 0.3-0.5x the time of x.sum().
+WHOLE_SUMS_FROM = 8192
 
 
 def sums_as_products(graph: Graph, sizes: dict[str, int] | None) -> Graph:
@@ -1162,22 +1166,27 @@ def sums_as_products(graph: Graph, sizes: dict[str, int] | None) -> Graph:
     (a mean: over the count; kept axes: reshaped back): BLAS's matrix-vector product takes
     0.1-0.6x the time of NumPy's sum along the rows of a matrix of 10**3 elements or more, in
     float64 and float32, and 0.1-0.8x down its columns; its rounding is the sum's within a
-    factor of two (along rows; down columns, where NumPy adds row by row, smaller). Only at
-    the sizes the user expects (`bpc compile --dim`), as `place_scales`: without them the
-    code says `x.sum(axis=0)`, which reads best; a matrix of 32 x 32 elements or fewer keeps
-    its sum there too, and so does one whose size those do not tell. One vector of ones
-    serves every sum of its length."""
+    factor of two (along rows; down columns, where NumPy adds row by row, smaller). And the sum
+    of every element of a float array of 8192 or more, `np.einsum("i->", x)`: NumPy's
+    pairwise sum takes 2-3x its time at 10**6 elements (a loss's sums), and its rounding is
+    within a few ulp of the sum's in float32. Only at the sizes the user expects (`bpc compile
+    --dim`), as `place_scales`: without them the code says `x.sum(axis=0)`, which reads best;
+    an array too small to gain keeps its sum there too, and so does one whose size those do
+    not tell. One vector of ones serves every sum of its length."""
     if not sizes:
         return graph
 
-    def small(x: Node) -> bool:
+    def elements(x: Node) -> int:
         count = _elements(x, sizes)
-        return count is None or count <= SUMS_UP_TO
+        return 0 if count is None else count
 
     def summed(n: Node) -> bool:
-        if n.op not in ("sum", "mean") or n.dtype != "float" or n.args[0].ndim != 2:
+        if n.op not in ("sum", "mean") or n.dtype != "float" or not n.args[0].ndim:
             return False
-        return len(n.attr("axis")) == 1 and not small(n.args[0])
+        x, axes = n.args[0], n.attr("axis")
+        if len(axes) == x.ndim:
+            return elements(x) >= WHOLE_SUMS_FROM
+        return x.ndim == 2 and len(axes) == 1 and elements(x) > SUMS_UP_TO
 
     chosen = {n for n in graph.nodes if summed(n)}
 
@@ -1185,14 +1194,19 @@ def sums_as_products(graph: Graph, sizes: dict[str, int] | None) -> Graph:
         m = with_args(n, args)
         if n not in chosen:
             return m
-        x, (axis,) = m.args[0], n.attr("axis")
+        x, axes = m.args[0], n.attr("axis")
         with at(n.loc):
-            ones = make("ones", shape=(x.shape[axis],))
-            total = make("matmul", x, ones) if axis == 1 else make("matmul", ones, x)
+            if len(axes) == x.ndim:
+                total = make("einsum", x, spec="ijklmnop"[: x.ndim] + "->")
+                count = product(x.shape)
+            else:
+                ones = make("ones", shape=(x.shape[axes[0]],))
+                total = make("matmul", x, ones) if axes == (1,) else make("matmul", ones, x)
+                count = x.shape[axes[0]]
             if n.attr("keepdims"):
                 total = make("reshape", total, shape=n.shape)
             if n.op == "mean":
-                total = make("div", total, make("dim", dim=x.shape[axis]))
+                total = make("div", total, make("dim", dim=count))
         return replace(total, hint=n.hint)
 
     return _shared_values(rewrite(graph, step)) if chosen else graph
