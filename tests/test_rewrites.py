@@ -380,6 +380,41 @@ def test_abs_of_negation():
     assert leaves_alone(rule, make("abs", x))
 
 
+def test_times_its_sign():
+    rule = opt.times_its_sign
+    assert rewrites(rule, make("mul", x, make("sign", x))) == "abs(x)"
+    assert rewrites(rule, make("mul", make("sign", x), make("abs", x))) == "x"
+    quotient = make("div", x, make("add", 1, make("abs", x)))
+    assert rewrites(rule, make("mul", quotient, make("sign", x))) == "div(abs(x), add(1, abs(x)))"
+    assert leaves_alone(rule, make("mul", y, make("sign", x)))
+    assert leaves_alone(rule, make("mul", make("div", y, x), make("sign", x)))
+    xs = np.array([-2.0, -0.0, 0.0, 3.0, np.inf, -np.inf, np.nan])
+    assert np.array_equal(np.abs(xs), xs * np.sign(xs), equal_nan=True)  # (the values it claims)
+
+
+def test_complement_of_a_ratio():
+    rule = opt.complement_of_a_ratio
+    a = make("abs", x)
+    want = "div(1, add(1, abs(x)))"
+    assert rewrites(rule, make("sub", 1, make("div", a, make("add", 1, a)))) == want
+    assert (
+        rewrites(rule, make("sub", 1, make("div", a, make("add", a, 1))))
+        == "div(1, add(abs(x), 1))"
+    )
+    assert leaves_alone(rule, make("sub", 2, make("div", a, make("add", 1, a))))
+    assert leaves_alone(rule, make("sub", 1, make("div", y, make("add", 1, a))))
+    # compiled: the softsign's gradient is dout / (1 + |x|)**2, two passes over the cached t
+    graph = "graph f(x: [n]) -> y {{\n    y = {}\n}}\n"
+    for written in ("x / (1 + abs(x))", "x * (1 + abs(x)) ** -1"):
+        text = compile_source(graph.format(written), "f.bp")
+        backward = text[text.index("def f_backward") :]
+        assert "dx = dout / t\n    dx /= t\n" in backward, written
+        module = load(graph.format(f"sum({written})"))
+        xs = np.array([-3.0, -0.5, 0.25, 2.0])
+        _, (dx,) = module.f_grad(xs)
+        assert rel_error(dx, numeric_grad(module.f, [xs], 0)) < 1e-7
+
+
 def test_abs_written_as_maximum():
     rule = opt.abs_written_as_maximum
     assert rewrites(rule, make("maximum", x, make("neg", x))) == "abs(x)"

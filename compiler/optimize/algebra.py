@@ -327,6 +327,48 @@ def abs_of_negation(n: Node) -> Node | None:
     return make("abs", n.args[0].args[0]) if n.args[0].op == "neg" else None
 
 
+@rule("mul")
+def times_its_sign(n: Node) -> Node | None:
+    """u * sign(u) -> |u|, (u / t) * sign(u) -> |u| / t and |u| * sign(u) -> u, either order:
+    the same values (sign is -1, 0 or 1, and nan for nan). The softsign's gradient, where
+    `x / (1 + |x|)`'s quotient rule multiplies `x / t` by abs's gradient sign(x), is then
+    `1 - |x| / t` over t, which `complement_of_a_ratio` makes 1 / t."""
+    if n.op != "mul" or n.dtype != "float":
+        return None
+    for s, f in (n.args, n.args[::-1]):
+        if s.op != "sign":
+            continue
+        u = s.args[0]
+        if f is u:
+            out = make("abs", u)
+        elif f.op == "abs" and f.args[0] is u:
+            out = u
+        elif f.op == "div" and f.args[0] is u:
+            out = make("div", make("abs", u), f.args[1])
+        else:
+            continue
+        return out if _same_type(out, n) else None
+    return None
+
+
+@rule("sub")
+def complement_of_a_ratio(n: Node) -> Node | None:
+    """c - a / (c + a) -> c / (c + a), for a number c, the sum either way round: the same
+    value, without the cancellation where a / (c + a) is near c (1 - |x| / (1 + |x|), the
+    softsign's gradient, kept none of its digits there)."""
+    if n.op != "sub" or n.dtype != "float" or not _is_const(n.args[0]):
+        return None
+    c, q = n.args
+    if q.op != "div" or q.args[1].op != "add":
+        return None
+    a, total = q.args
+    for number, other in (total.args, total.args[::-1]):
+        if other is a and _is_const(number, c.attr("value")):
+            out = make("div", c, total)
+            return out if _same_type(out, n) else None
+    return None
+
+
 @canonical
 def abs_written_as_maximum(n: Node) -> Node | None:
     """maximum(x, -x) -> |x| and minimum(x, -x) -> -|x|, either order: the same values, and the
