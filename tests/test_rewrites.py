@@ -1383,6 +1383,53 @@ def test_elu_written_out():
     np.testing.assert_array_equal(module.f_backward(g, cache).x, g * np.exp(np.minimum(z, 0)))
 
 
+def test_leaky_relu_written_as_parts():
+    rule = opt.leaky_relu_written_as_parts
+    relu, want = make("relu", x), "maximum(x, mul(0.01, x))"
+    assert rewrites(rule, make("add", relu, make("mul", 0.01, make("minimum", x, 0)))) == want
+    assert (
+        rewrites(rule, make("sub", relu, make("mul", 0.01, make("relu", make("neg", x))))) == want
+    )
+    low = make("mul", make("minimum", 0, x), 0.01)
+    assert rewrites(rule, make("add", low, make("maximum", x, 0))) == want
+    assert rewrites(rule, make("add", make("add", relu, low), y)) == f"add({want}, y)"
+    assert leaves_alone(rule, make("add", relu, make("mul", 2.0, make("minimum", x, 0))))
+    assert leaves_alone(rule, make("sub", relu, make("mul", 0.01, make("minimum", x, 0))))
+    assert leaves_alone(rule, make("add", relu, make("mul", 0.01, make("minimum", y, 0))))
+    # compiled: the leaky ReLU's code, its values exactly, its gradient the finite differences'
+    graph = "graph f(x: [n]) -> y {{\n    y = {}\n}}\n"
+    leaky = _code(load(graph.format("maximum(x, 0.01 * x)")))
+    for written in ("relu(x) - 0.01 * relu(-x)", "maximum(x, 0) + 0.01 * minimum(x, 0)"):
+        assert _code(load(graph.format(written))) == leaky, written
+    module = load(graph.format("sum(maximum(x, 0) + 0.01 * minimum(x, 0))"))
+    xs = np.array([-3.0, -0.5, 0.25, 2.0])
+    _, (dx,) = module.f_grad(xs)
+    np.testing.assert_allclose(dx, numeric_grad(module.f, [xs], 0), rtol=1e-7)
+
+
+def test_elu_written_as_parts():
+    rule = opt.elu_written_as_parts
+    relu, exp_min = make("relu", x), make("exp", make("minimum", x, 0))
+    below = make("minimum", make("sub", make("exp", x), 1), 0)
+    assert rewrites(rule, make("add", make("maximum", x, 0), below)) == "elu(x)"
+    assert rewrites(rule, make("add", below, relu)) == "elu(x)"
+    assert rewrites(rule, make("sub", make("add", relu, exp_min), 1)) == "elu(x)"
+    assert rewrites(rule, make("add", make("sub", exp_min, 1), relu)) == "elu(x)"
+    assert rewrites(rule, make("add", make("add", relu, below), y)) == "add(elu(x), y)"
+    assert leaves_alone(rule, make("sub", make("add", relu, exp_min), 2))
+    assert leaves_alone(rule, make("add", relu, make("minimum", make("sub", make("exp", y), 1), 0)))
+    assert leaves_alone(rule, make("sub", make("add", relu, make("exp", x)), 1))
+    # compiled: the ELU's code, and its values (for a small positive x, x, where the
+    # written x + 1 - 1 rounds)
+    graph = "graph f(x: [n]) -> y {{\n    y = {}\n}}\n"
+    elu = _code(load(graph.format("elu(x)")))
+    for written in ("maximum(x, 0) + minimum(exp(x) - 1, 0)", "relu(x) + exp(minimum(x, 0)) - 1"):
+        module = load(graph.format(written))
+        assert _code(module) == elu, written
+        z = np.array([-800.0, -2.0, 0.0, 1e-20, 3.0])
+        np.testing.assert_allclose(module.f(z), np.where(z > 0, z, np.exp(np.minimum(z, 0)) - 1))
+
+
 def test_gelu_tanh_written_out():
     """PyTorch's tanh form in the spellings users write, with sqrt(2 / pi) as an expression or a
     number and the cube as a power or a product, is the composite; other coefficients, another

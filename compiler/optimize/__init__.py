@@ -124,9 +124,11 @@ from .products import (
     transpose_products,
 )
 from .recognize import (
+    elu_written_as_parts,
     elu_written_out,
     exp_of_log_softmax,
     gelu_tanh_written_out,
+    leaky_relu_written_as_parts,
     log_of_picked_softmax,
     log_of_softmax,
     log_softmax_written_out,
@@ -246,7 +248,9 @@ __all__ = [
     "log_of_softmax",
     "exp_of_log_softmax",
     "mish_written_out",
+    "elu_written_as_parts",
     "elu_written_out",
+    "leaky_relu_written_as_parts",
     "relu_written_as_where",
     "softplus_cut_off",
     "gelu_tanh_written_out",

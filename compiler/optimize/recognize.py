@@ -23,7 +23,7 @@ from ..dims import Dim
 from ..ir import Node, make
 from ..ops.elementwise import constant_value
 from ..ops.nn import KAPPA, SQRT_2_OVER_PI
-from .algebra import _mean_over, mean_of
+from .algebra import _from_signed_terms, _mean_over, _positive_part_of, _signed_terms, mean_of
 from .fixpoint import _read_once
 from .rules import canonical
 
@@ -208,6 +208,105 @@ def elu_written_out(n: Node) -> Node | None:
         return None
     out = make("elu", x)
     return out if out.type == n.type else None
+
+
+def _negative_part(t: Node) -> tuple[Node, float] | None:
+    """(x, k) for a term k * minimum(x, 0): minimum(x, 0) or minimum(0, x) (k = 1), relu(-x)
+    and maximum(-x, 0) (k = -1), either times a number (`0.01 * relu(-x)`); else None."""
+    k = 1.0
+    if t.op == "mul":
+        for c, f in (t.args, t.args[::-1]):
+            value = _number(c)
+            if value is not None and f.dtype == "float":
+                k, t = float(value), f
+                break
+        else:
+            return None
+    x = _minimum_with_zero(t)
+    if x is not None:
+        return x, k
+    minus = _positive_part_of(t)
+    if minus is not None and minus.op == "neg":
+        return minus.args[0], -k
+    return None
+
+
+@canonical
+def leaky_relu_written_as_parts(n: Node) -> Node | None:
+    """relu(x) + c * minimum(x, 0) -> maximum(x, c * x) for a number 0 < c < 1, and relu(x) -
+    c * relu(-x), with maximum(x, 0) for relu(x), the terms in either order and anywhere in a
+    sum: a leaky ReLU written as its two parts is one, which `extremum_of_a_multiple` makes
+    one product, where as written each part and each part's gradient was an array. The same
+    values; at x = 0, where the parts' gradients are 0 and c / 2, the gradient is the
+    maximum's, (1 + c) / 2, what central differences there give."""
+    if n.op not in ("add", "sub") or n.dtype != "float":
+        return None
+    terms = _signed_terms(n)
+    for i, (sign, part) in enumerate(terms):
+        x = _positive_part_of(part)
+        if x is None or sign < 0 or x.shape != n.shape:
+            continue
+        for j, (other, rest) in enumerate(terms):
+            negative = _negative_part(rest) if j != i else None
+            if negative is None or negative[0] is not x:
+                continue
+            c = other * negative[1]
+            if not 0 < c < 1:
+                continue
+            first, second = sorted((i, j))
+            leaky = make("maximum", x, make("mul", c, x))
+            kept = terms[:first] + [(1, leaky)] + terms[first + 1 :]
+            out = _from_signed_terms(kept[:second] + kept[second + 1 :])
+            return out if out.type == n.type else None
+    return None
+
+
+@canonical
+def elu_written_as_parts(n: Node) -> Node | None:
+    """relu(x) + minimum(exp(x) - 1, 0) -> elu(x), and relu(x) + exp(minimum(x, 0)) - 1, with
+    maximum(x, 0) for relu(x) and the terms in any order: an ELU written as its parts, which
+    as written took an array and a gradient for each part (and the second rounds x + 1 - 1
+    for a small positive x, where elu(x) is x)."""
+    if n.op not in ("add", "sub") or n.dtype != "float":
+        return None
+    less_one = n.op == "sub" and _number(n.args[1]) == 1  # (`relu(x) + exp(min(x, 0)) - 1`)
+    terms = _signed_terms(n.args[0] if less_one else n)
+    for i, (sign, part) in enumerate(terms):
+        x = _positive_part_of(part)
+        if x is None or sign < 0 or x.shape != n.shape:
+            continue
+        rest = terms[:i] + terms[i + 1 :]
+        for j, (other, t) in enumerate(rest):
+            if other < 0:
+                continue
+            if less_one:
+                found = t.op == "exp" and _minimum_with_zero(t.args[0]) is x
+            else:
+                found = _minimum_with_zero(t) is not None and any(
+                    _exp_minus_one_of(e) is x for e in t.args
+                )
+                found = found or _minimum_with_zero(_exp_minus_one_of(t)) is x
+            if found:
+                out = _from_signed_terms([(1, make("elu", x))] + rest[:j] + rest[j + 1 :])
+                return out if out.type == n.type else None
+    return None
+
+
+def _minimum_with_zero(e: Node | None) -> Node | None:
+    """x for minimum(x, 0) or minimum(0, x), else None."""
+    if e is None or e.op != "minimum":
+        return None
+    for x, zero in (e.args, e.args[::-1]):
+        if _is_zero(zero):
+            return x
+    return None
+
+
+def _exp_minus_one_of(e: Node) -> Node | None:
+    """x for exp(x) - 1, else None."""
+    if e is not None and e.op == "sub" and _number(e.args[1]) == 1 and e.args[0].op == "exp":
+        return e.args[0].args[0]
+    return None
 
 
 @canonical
