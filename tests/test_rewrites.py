@@ -927,11 +927,23 @@ def test_ties_halved_of_a_number():
     assert rewrites(rule, make("ties_halved", s, x, x)).startswith("add(mul(s, gt(x, x))")
     assert rewrites(rule, make("ties_halved", v, x, 0.5)).startswith("add(mul(v, gt(x, 0.5))")
     assert leaves_alone(rule, make("ties_halved", y, x, 0))  # an array of the result's shape
+    # against the number 0: one sign, (sign(x) + 1) / 2 for maximum(x, 0), (1 - sign(x)) / 2
+    # for maximum(0, x)'s 0 against x
+    assert rewrites(rule, make("ties_halved", g, x, 0)) == (
+        "mul(mul(0.5, div(1.0, n)), add(sign(x), 1))"
+    )
+    assert rewrites(rule, make("ties_halved", g, 0.0, x)) == (
+        "mul(mul(0.5, div(1.0, n)), sub(1, sign(x)))"
+    )
     # compiled: float32 in, float32 gradients (they were float64: 1 / n times a mask)
     module = load("graph f(x: [n, m]) -> loss {\n    loss = sum(maximum(x, 0)) / n\n}\n")
     x32 = np.array([[1.0, -2.0, 0.0]], np.float32)
     assert module.f_grad(x32)[1].x.dtype == np.float32
     np.testing.assert_array_equal(module.f_grad(x32)[1].x, [[1.0, 0.0, 0.5]])
+    grad = module.__source__[module.__source__.index("def f_grad") :]
+    assert "np.sign(x)" in grad and "==" not in grad
+    module = load("graph f(x: [n, m]) -> loss {\n    loss = sum(minimum(0, x)) / n\n}\n")
+    np.testing.assert_array_equal(module.f_grad(x32)[1].x, [[0.0, 1.0, 0.5]])
 
 
 def test_reshape_of_broadcast_scalar():

@@ -80,10 +80,19 @@ def ties_halved_of_a_number(n: Node) -> Node | None:
     of the result's shape (a loss's `1 / n`, which the simplifier made of g_grad's upstream
     gradient 1): `_ties_halved` gives its result g's dtype, and a Python number times a mask
     is float64 in NumPy, whatever a's dtype. A number times a mask is a value the lowering
-    gives the graph's float dtype."""
+    gives the graph's float dtype. Against the number 0 (`maximum(t, 0)`, an SVM's margins),
+    the two masks are one sign: g / 2 * (sign(t) + 1), and g / 2 * (1 - sign(t)) for 0's
+    gradient against t: one float array where there were two masks and three floats (an
+    input nan gives a nan, where the masks gave 0)."""
     g, a, b = n.args
     if g.shape == n.shape and g.ndim and not g.type.static:
         return None
+    for zero, t in ((b, a), (a, b)):
+        if _is_const(zero, 0) and t.shape == n.shape and t.dtype == "float":
+            sign = make("sign", t)
+            side = make("add", sign, 1) if zero is b else make("sub", 1, sign)
+            out = make("mul", make("mul", 0.5, g), side)
+            return out if _same_type(out, n) else None
     return _halved_ties(g, n, a, b)
 
 
