@@ -1277,19 +1277,31 @@ def softplus_written_out(n: Node) -> Node | None:
     if n.op not in ("add", "sub"):
         return None
     terms = _signed_terms(n)
-    for i, (sign, relu) in enumerate(terms):
-        x = _positive_part_of(relu)
-        if x is None or sign < 0 or x.shape != n.shape:
-            continue
+    for i, x in _positive_parts(terms, n):
         for j, (other, rest) in enumerate(terms):
             if other < 0 or rest.op != "log1p" or rest.args[0].op != "exp":
                 continue
             inner = rest.args[0].args[0]
             if _minus_abs(inner) and inner.args[0].args[0] is x:
-                first, second = sorted((i, j))
-                kept = terms[:first] + [(1, make("softplus", x))] + terms[first + 1 :]
-                return _from_signed_terms(kept[:second] + kept[second + 1 :])
+                return _merged(terms, i, j, make("softplus", x))
     return None
+
+
+def _positive_parts(terms: list[tuple[int, Node]], n: Node):
+    """(i, x) for each term i of a sum n's signed terms that is +relu(x), maximum(x, 0) or
+    maximum(0, x), x of the sum's shape: where a function written as its parts starts."""
+    for i, (sign, part) in enumerate(terms):
+        x = _positive_part_of(part)
+        if x is not None and sign > 0 and x.shape == n.shape:
+            yield i, x
+
+
+def _merged(terms: list[tuple[int, Node]], i: int, j: int, whole: Node) -> Node:
+    """The sum of the signed terms with terms i and j, the parts of `whole`, written as it,
+    where the first of the two stood."""
+    first, second = sorted((i, j))
+    kept = terms[:first] + [(1, whole)] + terms[first + 1 :]
+    return _from_signed_terms(kept[:second] + kept[second + 1 :])
 
 
 @canonical

@@ -23,7 +23,15 @@ from ..dims import Dim
 from ..ir import Node, make
 from ..ops.elementwise import constant_value
 from ..ops.nn import KAPPA, SQRT_2_OVER_PI
-from .algebra import _from_signed_terms, _mean_over, _positive_part_of, _signed_terms, mean_of
+from .algebra import (
+    _from_signed_terms,
+    _mean_over,
+    _merged,
+    _positive_part_of,
+    _positive_parts,
+    _signed_terms,
+    mean_of,
+)
 from .fixpoint import _read_once
 from .rules import canonical
 
@@ -242,21 +250,12 @@ def leaky_relu_written_as_parts(n: Node) -> Node | None:
     if n.op not in ("add", "sub") or n.dtype != "float":
         return None
     terms = _signed_terms(n)
-    for i, (sign, part) in enumerate(terms):
-        x = _positive_part_of(part)
-        if x is None or sign < 0 or x.shape != n.shape:
-            continue
+    for i, x in _positive_parts(terms, n):
         for j, (other, rest) in enumerate(terms):
             negative = _negative_part(rest) if j != i else None
-            if negative is None or negative[0] is not x:
+            if negative is None or negative[0] is not x or not 0 < other * negative[1] < 1:
                 continue
-            c = other * negative[1]
-            if not 0 < c < 1:
-                continue
-            first, second = sorted((i, j))
-            leaky = make("maximum", x, make("mul", c, x))
-            kept = terms[:first] + [(1, leaky)] + terms[first + 1 :]
-            out = _from_signed_terms(kept[:second] + kept[second + 1 :])
+            out = _merged(terms, i, j, make("maximum", x, make("mul", other * negative[1], x)))
             return out if out.type == n.type else None
     return None
 
@@ -271,10 +270,7 @@ def elu_written_as_parts(n: Node) -> Node | None:
         return None
     less_one = n.op == "sub" and _number(n.args[1]) == 1  # (`relu(x) + exp(min(x, 0)) - 1`)
     terms = _signed_terms(n.args[0] if less_one else n)
-    for i, (sign, part) in enumerate(terms):
-        x = _positive_part_of(part)
-        if x is None or sign < 0 or x.shape != n.shape:
-            continue
+    for i, x in _positive_parts(terms, n):
         rest = terms[:i] + terms[i + 1 :]
         for j, (other, t) in enumerate(rest):
             if other < 0:
