@@ -402,6 +402,7 @@ def test_complement_of_a_ratio():
         == "div(1, add(abs(x), 1))"
     )
     assert leaves_alone(rule, make("sub", 2, make("div", a, make("add", 1, a))))
+    assert leaves_alone(rule, make("sub", 2, make("div", a, make("add", 2, a))))  # ((4 + a) / ...)
     assert leaves_alone(rule, make("sub", 1, make("div", y, make("add", 1, a))))
     # compiled: the softsign's gradient is dout / (1 + |x|)**2, two passes over the cached t
     graph = "graph f(x: [n]) -> y {{\n    y = {}\n}}\n"

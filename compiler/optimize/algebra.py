@@ -362,18 +362,18 @@ def times_its_sign(n: Node) -> Node | None:
 
 @rule("sub")
 def complement_of_a_ratio(n: Node) -> Node | None:
-    """c - a / (c + a) -> c / (c + a), for a number c, the sum either way round: the same
-    value, without the cancellation where a / (c + a) is near c (1 - |x| / (1 + |x|), the
-    softsign's gradient, kept none of its digits there)."""
-    if n.op != "sub" or n.dtype != "float" or not _is_const(n.args[0]):
+    """1 - a / (1 + a) -> 1 / (1 + a), the sum either way round: the same value, without the
+    cancellation where a / (1 + a) is near 1 (1 - |x| / (1 + |x|), the softsign's gradient,
+    kept none of its digits there). (For another number c, c - a / (c + a) is not c / (c + a).)"""
+    if n.op != "sub" or n.dtype != "float" or not _is_const(n.args[0], 1):
         return None
-    c, q = n.args
+    one, q = n.args
     if q.op != "div" or q.args[1].op != "add":
         return None
     a, total = q.args
     for number, other in (total.args, total.args[::-1]):
-        if other is a and _is_const(number, c.attr("value")):
-            out = make("div", c, total)
+        if other is a and _is_const(number, 1):
+            out = make("div", one, total)
             return out if _same_type(out, n) else None
     return None
 
