@@ -350,27 +350,32 @@ def _elu_adjoint(g, y, x):
     return (g * _elu_exp(x),)
 
 
-composite(
+def _activation(name: str, expand, adjoint, doc: str) -> None:
+    """A one-argument elementwise composite of floats (an activation written with others):
+    the input's shape, forward mode the adjoint's diagonal."""
+    composite(
+        name,
+        lambda x: (Type("float", x.shape, x.static), {}),
+        expand,
+        adjoint,
+        jvp=diagonal(adjoint),
+        elementwise=True,
+        doc=doc,
+        call=("x",),
+    )
+
+
+_activation(
     "elu",
-    lambda x: (Type("float", x.shape, x.static), {}),
     _elu_expand,
     _elu_adjoint,
-    jvp=diagonal(_elu_adjoint),
-    elementwise=True,
-    doc="x where x > 0, exp(x) - 1 elsewhere (ELU, its alpha 1); `where(x > 0, x, exp(x) - 1)` "
+    "x where x > 0, exp(x) - 1 elsewhere (ELU, its alpha 1); `where(x > 0, x, exp(x) - 1)` "
     "written out is compiled as it",
-    call=("x",),
 )
-
-
-composite(
+_activation(
     "mish",
-    lambda x: (Type("float", x.shape, x.static), {}),
     _mish_expand,
     _mish_adjoint,
-    jvp=diagonal(_mish_adjoint),
-    elementwise=True,
-    doc="x * tanh(softplus(x)) (Mish); `x * tanh(softplus(x))` and `x * tanh(log(1 + exp(x)))` "
+    "x * tanh(softplus(x)) (Mish); `x * tanh(softplus(x))` and `x * tanh(log(1 + exp(x)))` "
     "written out are compiled as it",
-    call=("x",),
 )
