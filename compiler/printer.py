@@ -144,8 +144,9 @@ class NumPyPrinter:
         returns: the array, read-only (writing into it would change the gradients that the
         backward computes from the cache). Such an output is an array that the forward made
         (`finish.cached_outputs`): a method call rather than a helper's, which costs about
-        0.5 us a call more."""
-        return [Eval(method(Name(name), "setflags", write=Lit(False)))], Name(name)
+        0.5 us a call more, and `write` given by position, `setflags(False)`: NumPy parses a
+        keyword in 0.2 us more a call (0.08 against 0.29 us here)."""
+        return [Eval(method(Name(name), "setflags", Lit(False)))], Name(name)
 
     def __init__(self, sizes: Mapping[str, str] | None = None):
         self.sizes = sizes or {}

@@ -255,7 +255,7 @@ def attention_forward(q, k, v):
     weights /= exps.sum(axis=1, keepdims=True)
     out = weights @ v
     cache = AttentionCache((q, k, v, t, weights, out, S, m))
-    out.setflags(write=False)
+    out.setflags(False)
     return out, cache
 
 

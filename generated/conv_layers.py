@@ -564,7 +564,7 @@ def conv_relu_pool_forward(x, w, b):
     t_4 = np.maximum(conv_out, 0, out=conv_out)
     out = _max_pool(t_4, (2, 2), (2, 2))
     cache = ConvReluPoolCache((w_rows, cols, t_4, out, N, C, H, W, F, R))
-    out.setflags(write=False)
+    out.setflags(False)
     return out, cache
 
 

@@ -296,7 +296,7 @@ def relu_forward(x):
     N, D = _relu_sizes(x)
     out = np.maximum(x, 0)
     cache = ReluCache((out, N, D))
-    out.setflags(write=False)
+    out.setflags(False)
     return out, cache
 
 
@@ -370,7 +370,7 @@ def affine_relu_forward(x, w, b):
     out += b
     np.maximum(out, 0, out=out)
     cache = AffineReluCache((x, w, out, N, M))
-    out.setflags(write=False)
+    out.setflags(False)
     return out, cache
 
 

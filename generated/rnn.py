@@ -316,7 +316,7 @@ def rnn_step_forward(x, prev_h, Wx, Wh, b):
     next_h += b
     np.tanh(next_h, out=next_h)
     cache = RnnStepCache((x, prev_h, Wx, Wh, next_h, N, H))
-    next_h.setflags(write=False)
+    next_h.setflags(False)
     return next_h, cache
 
 
@@ -457,7 +457,7 @@ def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
     t = np.tanh(next_c)
     next_h = o * t
     cache = LstmStepCache((x, prev_h, prev_c, Wx, Wh, i, f, o, g, t, next_h, N, H))
-    next_h.setflags(write=False)
+    next_h.setflags(False)
     return (next_h, next_c), cache
 
 
@@ -829,7 +829,7 @@ def rnn_forward(x, h0, Wx, Wh, b):
         np.tanh(h, out=h)
         hs[:, t] = h
     cache = RnnCache((h0, Wx, Wh, x_rows, hs, N, T, D, H))
-    hs.setflags(write=False)
+    hs.setflags(False)
     return hs, cache
 
 
@@ -986,7 +986,7 @@ def lstm_forward(x, h0, Wx, Wh, b):
             H,
         )
     )
-    hs.setflags(write=False)
+    hs.setflags(False)
     return hs, cache
 
 

@@ -268,7 +268,7 @@ def batched_forward(A, Bm, v):
     y = t @ v
     s = np.einsum("ijk,ijk->j", y, y).reshape((1, C, 1))
     cache = BatchedCache((A, Bm, v, t, y, B, n, k, C, m))
-    y.setflags(write=False)
+    y.setflags(False)
     return (y, s), cache
 
 

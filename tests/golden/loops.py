@@ -399,7 +399,7 @@ def gru_forward(x, h0, Wz, Uz, Wr, Ur, Wn, Un):
             H,
         )
     )
-    hs.setflags(write=False)
+    hs.setflags(False)
     return hs, cache
 
 
@@ -708,7 +708,7 @@ def grid_forward(x, w):
         result_steps[i] = out_1
         out = out_1
     cache = GridCache((x, w, result_steps, A, B))
-    out.setflags(write=False)
+    out.setflags(False)
     return out, cache
 
 

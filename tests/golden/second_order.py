@@ -246,6 +246,11 @@ def _log1p_unit(x, out=None):
     return out
 
 
+# where np.log1p serves every dtype, it is the helper itself: no Python call in between (0.2 us)
+if _LOG1P_F32_VECTORIZED:
+    _log1p_unit = np.log1p
+
+
 class SeedGrads(NamedTuple):
     """Gradients of seed with respect to W, x, each shaped like its parameter."""
 

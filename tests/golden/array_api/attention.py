@@ -262,7 +262,7 @@ def _frozen(out):
     can be written and cannot be made read-only (PyTorch, CuPy), itself where no one writes
     into its arrays (JAX, Dask)."""
     if array_api_compat.is_numpy_array(out):
-        out.setflags(write=False)
+        out.setflags(False)
         return out
     if array_api_compat.is_torch_array(out):
         return out.clone()
