@@ -504,7 +504,9 @@ def _takes_over(fn: Lowering, a: Node, n: Node) -> bool:
 def _new_array(fn: Lowering, a: Node, writable=lambda b: False) -> bool:
     """A new array, or a writable view of one (`np.transpose(w @ cols)`, not a window view)
     that only the view reads: a base written inline, or one with a line of its own that
-    `writable` allows."""
+    `writable` allows. A float made from masks and numbers alone (`born_weak`) is one where
+    the code makes it in the graph's float dtype (`Lowering.expression`), not where it could
+    be NumPy's float64 in a float32 function."""
     while is_view(a) and not OPS[a.op].read_only:
         b = a.args[0]
         if a in fn.born_weak or (b in fn.own_line and not writable(b)):
@@ -514,5 +516,5 @@ def _new_array(fn: Lowering, a: Node, writable=lambda b: False) -> bool:
         OPS[a.op].fresh
         and a.op not in fn.printer.aliases
         and not is_view(a)
-        and a not in fn.born_weak
+        and (a not in fn.born_weak or fn.facts.dtype is not None)
     )

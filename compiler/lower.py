@@ -288,9 +288,7 @@ class Lowering:
             if not n.ndim:
                 return method(dtype, "type", e)
             if e.__class__ is BinOp and e.op in UFUNCS and not self.printer.functional:
-                # (the last operation's own: `np.divide(t > 0, N, dtype=x.dtype)` makes no
-                # float64 array and no copy; in float32 a cast takes 1.9 ms at 10**6)
-                return array(UFUNCS[e.op], e.left, e.right, dtype=dtype)
+                return _made_in(e, dtype)
             return method(e, "astype", dtype)
         return e
 
@@ -563,6 +561,18 @@ def _slot_targets(fn: Lowering, sub: Lowering, n: Node, names: list[str]) -> dic
 
 # The ufunc of an arithmetic operator, for a value made in its slot: `np.multiply(f, c, out=...)`.
 UFUNCS = {"+": "add", "-": "subtract", "*": "multiply", "/": "divide"}
+
+
+def _made_in(e: BinOp, dtype: Expr) -> Expr:
+    """Operations `e` on masks and numbers alone, made in the graph's float `dtype`: the first
+    of them as a ufunc call in it, `np.divide(t > 0, N, dtype=x.dtype)`, which makes no float64
+    array and no copy (in float32 a cast takes 1.9 ms at 10**6), and those that follow it with a
+    number, `np.multiply(0.99, x > 0, dtype=x.dtype) + 0.01`, in that array's dtype: NumPy adds
+    the number in the temporary's own memory (where `np.add(0.99 * (x > 0), 0.01, dtype=...)`
+    made a float64 array, then another)."""
+    if e.left.__class__ is BinOp and e.left.op in UFUNCS and e.right.__class__ is Lit:
+        return BinOp(e.op, _made_in(e.left, dtype), e.right)
+    return array(UFUNCS[e.op], e.left, e.right, dtype=dtype)
 
 
 def _stored(sub: Lowering, name: str, positions: dict, value: Expr, add: bool, *_) -> Stmt:

@@ -368,7 +368,7 @@ def svm_loss_backward(dout, cache):
     # loss = sum(where(one_hot(y, C) > 0, 0, margins)) / N
     dmargins = np.where(t_1, 0, float(np.divide(dout, N))).astype(t.dtype)
     # margins = maximum(0, x - reshape(correct, (N, 1)) + 1)
-    t_2 = _ties_halved(dmargins, t, 0)
+    t_2 = _ties_halved(dmargins, t, 0, out=dmargins)
     # correct = take_along(x, y)
     dx = _add_along(t_2, y, -t_2.sum(axis=1))
     return SvmLossGrads(dx)
@@ -386,7 +386,7 @@ def svm_loss_grad(x, y):
     # loss = sum(where(one_hot(y, C) > 0, 0, margins)) / N
     dmargins = np.where(t_1, 0, float(np.divide(1.0, N))).astype(x.dtype)
     # margins = maximum(0, x - reshape(correct, (N, 1)) + 1)
-    t_2 = _ties_halved(dmargins, t, 0)
+    t_2 = _ties_halved(dmargins, t, 0, out=dmargins)
     # correct = take_along(x, y)
     dx = _add_along(t_2, y, -t_2.sum(axis=1))
     return loss, SvmLossGrads(dx)

@@ -373,6 +373,37 @@ def test_a_binary_cross_entropy_backward_makes_one_array():
     np.testing.assert_allclose(dz, (np.where(z >= 0, 1, e) / (1 + e) - y) / 8192, rtol=1e-14)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_leaky_relu_works_in_its_factor(dtype):
+    """A leaky ReLU written with where: the factor where(x > 0, 1, 0.01), made from the mask in
+    the arguments' dtype (`np.multiply(0.99, x > 0, dtype=x.dtype) + 0.01`, no float64 array
+    on the way), is the one array the pair makes besides the output: the backward, its cache
+    used up, works the gradient out in it."""
+    import tracemalloc
+
+    from bpc import compile_source
+
+    source = "graph f(x: [n]) -> out {\n    out = where(x > 0, x, 0.01 * x)\n}\n"
+    text = compile_source(source, "f.bp", consume_cache=True)
+    assert "np.multiply(0.99, x > 0, dtype=x.dtype) + 0.01" in text
+    module = module_from_text(text, "bpc_in_place_leaky_once")
+    rng = np.random.default_rng(0)
+    x, dout = (rng.standard_normal(2**17).astype(dtype) for _ in range(2))
+    module.f_backward(dout, module.f_forward(x)[1])  # (a first call checks its arguments)
+    tracemalloc.start()
+    try:
+        out, cache = module.f_forward(x)
+        (dx,) = module.f_backward(dout, cache)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2.2 * x.nbytes  # (out and the factor, then dx in the factor; the mask)
+    assert out.dtype == dx.dtype == dtype
+    factor = np.where(x > 0, 1, dtype(0.01)).astype(dtype)
+    np.testing.assert_array_equal(out, x * factor)
+    np.testing.assert_array_equal(dx, dout * factor)
+
+
 def test_a_loop_fills_its_stacks_in_place():
     """A value a loop body writes to a slot is made in that slot (`out=`), the slot write left
     out: a carried cell state whose first statement reads the old one (`c =

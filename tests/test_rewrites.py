@@ -257,15 +257,16 @@ def test_number_factor_out_of_where():
 
 def test_where_of_two_numbers_as_arithmetic():
     """where(m, a, b) of two numbers is `(a - b) * m + b`, where b + (a - b) is a exactly; its
-    last operation makes the graph's float dtype itself (`dtype=`), where `.astype` made a
-    float64 array first and then cast it."""
+    first operation makes the graph's float dtype itself (`dtype=`), and the number is added
+    in that array's dtype, where `np.add(0.99 * m, 0.01, dtype=...)` made a float64 array
+    first, and `.astype` then cast it."""
     graph = "graph f(x: [n]) -> out {{\n    out = where(x > 0, {}, {}) + x\n}}\n"
     z = np.array([-1.5, 0.0, 2.0, -0.0, 3.0])
     for a, b, code in (
-        (1, 0.01, "np.add(0.99 * (x > 0), 0.01, dtype=x.dtype)"),
+        (1, 0.01, "np.multiply(0.99, x > 0, dtype=x.dtype) + 0.01"),
         (2.0, 0, "np.multiply(2.0, x > 0, dtype=x.dtype)"),
-        (-2.0, 0, "np.add(-2.0 * (x > 0), 0, dtype=x.dtype)"),
-        (1, 2, "np.add(-1 * (x > 0), 2, dtype=x.dtype)"),
+        (-2.0, 0, "np.multiply(-2.0, x > 0, dtype=x.dtype) + 0"),
+        (1, 2, "np.multiply(-1, x > 0, dtype=x.dtype) + 2"),
         (0.1, 0.7, "np.where(x > 0, 0.1, 0.7).astype(x.dtype)"),  # (0.7 + (0.1 - 0.7) is not 0.1)
     ):
         module = load(graph.format(a, b))
