@@ -259,15 +259,20 @@ def test_where_of_two_numbers_as_arithmetic():
     """where(m, a, b) of two numbers is `(a - b) * m + b`, where b + (a - b) is a exactly; its
     first operation makes the graph's float dtype itself (`dtype=`), and the number is added
     in that array's dtype, where `np.add(0.99 * m, 0.01, dtype=...)` made a float64 array
-    first, and `.astype` then cast it."""
+    first, and `.astype` then cast it. Where a + (b - a) is b instead, the mask is inverted
+    (`~m`, which keeps where's value for nan as a flipped comparison would not)."""
     graph = "graph f(x: [n]) -> out {{\n    out = where(x > 0, {}, {}) + x\n}}\n"
-    z = np.array([-1.5, 0.0, 2.0, -0.0, 3.0])
+    z = np.array([-1.5, 0.0, 2.0, -0.0, 3.0, np.nan])
     for a, b, code in (
         (1, 0.01, "np.multiply(0.99, x > 0, dtype=x.dtype) + 0.01"),
         (2.0, 0, "np.multiply(2.0, x > 0, dtype=x.dtype)"),
         (-2.0, 0, "np.multiply(-2.0, x > 0, dtype=x.dtype) + 0"),
         (1, 2, "np.multiply(-1, x > 0, dtype=x.dtype) + 2"),
-        (0.1, 0.7, "np.where(x > 0, 0.1, 0.7).astype(x.dtype)"),  # (0.7 + (0.1 - 0.7) is not 0.1)
+        # (1 + (0.01 - 1) is not 0.01, but 0.01 + (1 - 0.01) is 1: the mask inverted)
+        (0.01, 1, "np.multiply(0.99, ~(x > 0), dtype=x.dtype) + 0.01"),
+        (0.2, 0.9, "np.where(x > 0, 0.2, 0.9).astype(x.dtype)"),  # (neither way exact)
+        # (0.1 + (0.7 - 0.1) is 0.7 in float64, not in float32)
+        (0.1, 0.7, "np.where(x > 0, 0.1, 0.7).astype(x.dtype)"),
     ):
         module = load(graph.format(a, b))
         assert code in module.__source__, (a, b)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import operator
+import struct
 
 from ..expr import (
     HELPER,
@@ -628,27 +629,41 @@ def _where_emit(at, mask, a, b):
     return array("where", mask, a, b)
 
 
-def _two_numbers(n: Node) -> tuple[int | float, int | float] | None:
+def _two_numbers(n: Node) -> tuple[int | float, int | float, bool] | None:
     """where(m, a, b)'s two branches, where both are finite numbers (not booleans) and the mask
-    an array, and b + (a - b) is a exactly (in float64, the dtype NumPy computes a Python
-    number's product with a mask in): (a, b); else None."""
+    an array, and b + (a - b) is a exactly (`_exact`): (a, b, False); where instead a + (b - a) is b, (b, a,
+    True), the mask to be inverted (`where(x < 0, 0.01, 1)`: 1 + (0.01 - 1) is not 0.01, 0.01
+    + (1 - 0.01) is 1); else None."""
     if n.args[0].type.static or not n.args[0].ndim:
         return None
     values = [constant_value(x) for x in n.args[1:]]
     if any(v is None or isinstance(v, bool) or not math.isfinite(v) for v in values):
         return None
     a, b = values
-    return (a, b) if b + (a - b) == a else None
+    if _exact(a, b):
+        return a, b, False
+    return (b, a, True) if _exact(b, a) else None
 
 
-def _where_as_arithmetic(mask, a, b):
+def _exact(a: float, b: float) -> bool:
+    """Whether b + (a - b) is a, in float64 and in float32 (`np.multiply(a - b, m,
+    dtype=x.dtype) + b` rounds a - b and b to x's dtype, then adds in it)."""
+    f32 = lambda v: struct.unpack("f", struct.pack("f", v))[0]  # noqa: E731
+    return b + (a - b) == a and f32(f32(a - b) + f32(b)) == f32(a)
+
+
+def _where_as_arithmetic(mask, a, b, inverted):
     """where(m, a, b) of two numbers as `(a - b) * m + b` (`a * m` for b = 0 and a > 0, whose
-    zeros are +0.0 as where's are). NumPy's where picks element by element with a branch, which
-    a mask of random signs mispredicts: 4.9 ms over 10**6 float64s, where the product and the
-    sum take 0.5 ms together. The same values: m is 0 or 1, and b + (a - b) is a
-    (`_two_numbers`). NumPy's target alone: the array-API libraries make a Python float times a
-    mask of their default float dtype (PyTorch's float32), and keep their `where`, one of whose
+    zeros are +0.0 as where's are), and `inverted`, where(~m, a, b). NumPy's where picks
+    element by element with a branch, which a mask of random signs mispredicts: 4.9 ms over
+    10**6 float64s, where the product and the sum take 0.5 ms together (and `~m`, a pass over
+    bytes, 0.05 ms). The same values: m is 0 or 1, and b + (a - b) is a (`_two_numbers`); an
+    inverted mask is exact for nan too, where a flipped comparison (`x >= 0` for `~(x < 0)`)
+    is not. NumPy's target alone: the array-API libraries make a Python float times a mask of
+    their default float dtype (PyTorch's float32), and keep their `where`, one of whose
     numbers is given the graph's dtype."""
+    if inverted:
+        mask = Unary("~", mask)
     if b == 0 and a > 0:
         return BinOp("*", Lit(a), mask)
     return BinOp("+", BinOp("*", Lit(a - b), mask), Lit(b))
