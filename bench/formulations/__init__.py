@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from .activations import GELU_SIGMOID, GELU_TANH, SOFTPLUS
 from .attention import ATTENTION
-from .chains import BCE, GAUSSIAN_NLL, MISH, SILU
+from .chains import BCE, GAUSSIAN_NLL, LEAKY_RELU, LEAKY_RELU_MAX, MISH, SILU
 from .losses import TWO_LAYER
 from .normalization import BATCHNORM, LAYERNORM
 from .suite import (
@@ -43,6 +43,8 @@ MODELS = [
     SOFTPLUS,
     SILU,
     MISH,
+    LEAKY_RELU,
+    LEAKY_RELU_MAX,
     GAUSSIAN_NLL,
     BCE,
 ]

@@ -41,6 +41,33 @@ def mish(x, dout):
     return out, r
 
 
+def leaky_relu(x, dout, slope=0.01):
+    """out = x s and dx = dout s for the factor s = where(x > 0, 1, slope), made once from the
+    mask in the arguments' dtype, then worked in for dx. np.where(x > 0, x, slope * x) and
+    np.maximum(x, slope * x) take 3 to 6 times as long (a where picks element by element, and
+    the gradient of either needs a mask or a where of its own)."""
+    s = np.multiply(x > 0, 1 - slope, dtype=x.dtype)
+    s += slope
+    out = x * s
+    s *= dout
+    return out, s
+
+
+def leaky_relu_ties_split(x, dout, slope=0.01):
+    """max(x, slope x): the factor s is 1 where x > 0 and slope where x < 0 as above, and at x =
+    0, where the maximum's two sides tie, each takes half of the gradient (torch.maximum's
+    rule): s = (1 + slope) / 2 there. (sign(x) + 1) b + slope for b = (1 - slope) / 2, exact at
+    1 and at slope; two masks, (x > 0) + (x >= 0) in bytes, take as long, and a where of three
+    numbers three times as long."""
+    s = np.sign(x)
+    s += 1
+    s *= (1 - slope) / 2
+    s += slope
+    out = x * s
+    s *= dout
+    return out, s
+
+
 def gaussian_nll(x, mu, logvar):
     """loss = mean(0.5 (logvar + (x - mu)^2 exp(-logvar))); dmu, dlogvar."""
     n = x.shape[0]
@@ -123,6 +150,33 @@ MISH = _activation(
     [
         ("x * tanh(softplus(x))", "out = x * tanh(softplus(x))"),
         ("x * tanh(log(1 + exp(x)))", "out = x * tanh(log(1 + exp(x)))"),
+    ],
+)
+
+
+LEAKY_RELU = _activation(
+    "leaky ReLU, where",
+    "leaky",
+    leaky_relu,
+    [
+        ("where(x > 0, x, 0.01 * x)", "out = where(x > 0, x, 0.01 * x)"),
+        ("where(x < 0, x * 0.01, x)", "out = where(x < 0, x * 0.01, x)"),
+        ("x * where(x > 0, 1, 0.01)", "out = x * where(x > 0, 1, 0.01)"),
+    ],
+)
+
+# Written with a maximum, a leaky ReLU's gradient at 0 is the maximum's, which splits a tie:
+# another function than the where's at that one point, and one that costs an expert two float
+# passes more (its reference, `leaky_relu_ties_split`)
+LEAKY_RELU_MAX = _activation(
+    "leaky ReLU, maximum",
+    "leaky",
+    leaky_relu_ties_split,
+    [
+        ("maximum(x, 0.01 * x)", "out = maximum(x, 0.01 * x)"),
+        ("maximum(0.01 * x, x)", "out = maximum(0.01 * x, x)"),
+        ("relu(x) - 0.01 * relu(-x)", "out = relu(x) - 0.01 * relu(-x)"),
+        ("maximum(x, 0) + 0.01 * minimum(x, 0)", "out = maximum(x, 0) + 0.01 * minimum(x, 0)"),
     ],
 )
 
