@@ -286,6 +286,19 @@ def test_integer_arrays_in_products_and_joins_keep_float32():
     assert value == 2 * 3 * 4 + 6 + 12
 
 
+def test_a_number_clipped_to_float32_arrays_keeps_float32():
+    """clip(relu(s), lo, 2) of a negative s clips a Python 0 (`max(s, 0)`) to the bounds:
+    np.clip would make it an int64 array first, and the result float64 (found by
+    test_random_graphs); np.maximum and np.minimum take the number's weak type."""
+    m = load("graph f(s: [], lo: [n]) -> out {\n    out = sum(clip(relu(s), lo, 2) ** 2)\n}\n")
+    lo = np.array([-1.0, 0.5, 3.0], np.float32)
+    for s in (np.float32(-0.5), np.float32(1.5), -0.5):
+        value, grads = m.f_grad(s, lo)
+        assert value.dtype == grads.lo.dtype == m.f(s, lo).dtype == np.float32, s
+        clipped = np.minimum(np.maximum(max(float(s), 0.0), lo.astype(np.float64)), 2)
+        np.testing.assert_allclose(value, np.sum(clipped**2), rtol=1e-6)
+
+
 def test_gradients_of_broadcast_views_are_writable():
     m = load("graph f(x: [n, m]) -> w {\n    w = sum(x.T) + sum(reshape(x, (m, n)).T)\n}\n")
     _, cache = m.f_forward(np.ones((2, 3)))

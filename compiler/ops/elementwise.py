@@ -688,6 +688,10 @@ def _clip_emit(at, x, lo, hi):
         return builtin("min", builtin("max", x, lo), hi)
     if python_numbers(at) and at.node.dtype == "float":  # (np.clip of one is a float64)
         return number_call(at, "clip", x, lo, hi)
+    if not at.node.args[0].ndim and at.node.ndim:
+        # a number clipped to arrays: np.clip makes it an array first, and a Python 0 (`max(s,
+        # 0)` of a negative s) an int64 one, whose result is float64 with float32 bounds
+        return array("minimum", array("maximum", x, lo), hi)
     return array("clip", x, lo, hi)
 
 
