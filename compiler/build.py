@@ -42,6 +42,8 @@ BUILTINS = SPELLED | PLANNED
 # Static parameters that take a string literal, and what they expect: nothing else takes one.
 STRING_PARAMS = {"spec": 'a string, such as "ij,jk->ik"', "approximate": '"none" or "tanh"'}
 STRINGS_ELSEWHERE = "a string can only be an einsum spec or gelu's approximate="
+# the parameters that take a number written in the source, float or integer (huber's delta)
+NUMBER_PARAMS = {"delta": "a number, such as 1.0"}
 
 _fresh = itertools.count(1)
 
@@ -391,12 +393,20 @@ class _Builder:
 
     def static(self, e: s.Expr, scope: _Scope, what: str):
         """A compile-time argument: an integer, a dimension expression, a boolean or a tuple;
-        a string only for the parameters of `STRING_PARAMS` (an einsum spec, gelu's form)."""
+        a string only for the parameters of `STRING_PARAMS` (an einsum spec, gelu's form), a
+        number written in the source for those of `NUMBER_PARAMS` (huber's delta)."""
         here = self.loc(e.loc, scope)
         if what in STRING_PARAMS:
             if not isinstance(e, s.String):
                 raise error(here, f"{what} must be {STRING_PARAMS[what]}")
             return e.value
+        if what in NUMBER_PARAMS:
+            match e:
+                case s.Number(value=v) if not isinstance(v, bool):
+                    return v
+                case s.Unary(op="neg", operand=s.Number(value=v)) if not isinstance(v, bool):
+                    return -v
+            raise error(here, f"{what} must be {NUMBER_PARAMS[what]}")
         match e:
             case s.String():
                 raise error(here, STRINGS_ELSEWHERE)

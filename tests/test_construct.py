@@ -187,6 +187,9 @@ ERRORS = {
     "pad negative": ("x: [n]", "y = pad(x, ((0, -1),))", "pad", "widths must not be negative"),
     "gelu form": ("x: [n]", 'y = gelu(x, approximate="erf")', "gelu", 'not "erf"'),
     "gelu form type": ("x: [n]", "y = gelu(x, approximate=1)", "1", 'be "none" or "tanh"'),
+    "huber delta": ("x: [n]", "y = huber(x, delta=-1.5)", "huber", "positive number, not -1.5"),
+    "huber zero": ("x: [n]", "y = huber(x, 0)", "huber", "a positive number, not 0"),
+    "huber value": ("x: [n], d: []", "y = huber(x, delta=d)", "d", "delta must be a number"),
     "string elsewhere": ("x: [n]", 'y = sum(x, axis="i")', '"i"', "gelu's approximate="),
     "unknown constant": ("x: [n]", "y = x * pii", "pii", "did you mean 'pi'?"),
 }

@@ -64,6 +64,7 @@ def test_composites_expand():
         "gelu",
         "mish",
         "elu",
+        "huber",
         "conv2d",
         "softplus",
     }

@@ -556,6 +556,21 @@ def _mish(g: Gen) -> Val:
     return result(f"mish({x.text})", x.shape, *hull(*ends))
 
 
+def _huber_value(x: float, delta: float) -> float:
+    return 0.5 * x * x if abs(x) <= delta else delta * (abs(x) - 0.5 * delta)
+
+
+@rule("huber")
+def _huber(g: Gen) -> Val:
+    x = g.pick()
+    delta = g.choice([1.0, 0.5, 2.0])
+    form = "" if delta == 1.0 else g.choice([f", {delta}", f", delta={delta}"])
+    ends = [_huber_value(v, delta) for v in (x.lo, x.hi)]
+    if x.lo < 0 < x.hi:  # its minimum, 0 at 0, lies inside
+        ends.append(0.0)
+    return result(f"huber({x.text}{form})", x.shape, *hull(*ends))
+
+
 @rule("abs", kink=abs_distance)
 def _abs(g: Gen) -> Val:
     x = g.pick()

@@ -187,11 +187,12 @@ def test_complementary_wheres():
     assert rewrites(rule, make("add", doubled, make("where", mask, zero, c))) == (
         "where(gt(x, 0), mul(y, 2), c)"
     )
-    # a Huber loss: one `where` of the branches' gradients, where there were two, a doubling
-    # and a sum; checked against finite differences
+    # a reverse Huber loss (berHu; the Huber loss is compiled as `huber`): one `where` of the
+    # branches' gradients, where there were two, a doubling and a sum; checked against finite
+    # differences
     module = load(
         "graph f(p: [n], y: [n]) -> loss {\n    d = p - y\n"
-        "    loss = mean(where(abs(d) < 1, 0.5 * d * d, abs(d) - 0.5))\n}\n"
+        "    loss = mean(where(abs(d) < 1, abs(d), 0.5 * d * d + 0.5))\n}\n"
     )
     text = module.__source__.split("def f_grad(")[1]
     assert text.count("np.where(") == 2 and "dd *= 2" not in text, text
@@ -511,6 +512,31 @@ def test_dot_of_a_difference():
     assert leaves_alone(rule, make("vdot", make("sub", c, y), x))  # (two arrays: one pass each)
     assert leaves_alone(rule, make("vdot", make("sub", y, const(1.0)), x))
     assert leaves_alone(rule, make("vdot", x, y))
+
+
+def test_number_out_of_a_dot():
+    rule = opt.number_out_of_a_dot
+    half = make("mul", const(0.5), x)
+    assert rewrites(rule, make("vdot", half, x)) == "mul(0.5, vdot(x, x))"
+    assert rewrites(rule, make("vdot", y, make("mul", x, const(-2.0)))) == "mul(-2.0, vdot(y, x))"
+    assert rewrites(rule, make("vecdot", half, y)) == "mul(0.5, vecdot(x, y))"
+    assert leaves_alone(rule, make("vdot", make("mul", s, x), y))  # (a value: not a number)
+    assert leaves_alone(rule, make("vdot", make("mul", v, x), y))  # (a row of numbers)
+    assert leaves_alone(rule, make("vdot", x, y))
+
+
+def test_dot_with_a_difference_of_itself():
+    rule = opt.dot_with_a_difference_of_itself
+    half = make("mul", 0.5, x)
+    assert rewrites(rule, make("vdot", x, make("sub", y, half))) == (
+        "sub(vdot(x, y), mul(0.5, vdot(x, x)))"
+    )
+    assert rewrites(rule, make("vdot", make("add", y, make("mul", x, 2.0)), x)) == (
+        "add(vdot(x, y), mul(2.0, vdot(x, x)))"
+    )
+    assert leaves_alone(rule, make("vdot", x, make("sub", y, make("mul", 0.5, c))))  # (not x)
+    assert leaves_alone(rule, make("vdot", x, make("sub", y, make("mul", s, x))))  # (a value)
+    assert leaves_alone(rule, make("vdot", x, make("sub", y, x)))
 
 
 def test_subtract_negation():
@@ -1374,6 +1400,39 @@ def test_mish_written_out():
     assert rewrites(rule, make("mul", t, x)) == "mish(x)"
     assert leaves_alone(rule, make("mul", y, t))
     assert leaves_alone(rule, make("mul", x, make("tanh", x)))
+
+
+def test_huber_written_out():
+    rule = opt.huber_written_out
+    a = make("abs", x)
+    square, line = make("mul", 0.5, make("mul", x, x)), make("sub", a, 0.5)
+    assert rewrites(rule, make("where", make("le", a, 1), square, line)) == "huber(x, delta=1.0)"
+    assert rewrites(rule, make("where", make("gt", a, 1.0), line, square)) == "huber(x, delta=1.0)"
+    assert rewrites(rule, make("where", make("ge", 1, a), square, line)) == "huber(x, delta=1.0)"
+    # delta 1.5: 1.5 * (|x| - 0.75); PyTorch's smooth L1, beta 0.5: 0.5 x**2 / 0.5, |x| - 0.25
+    outer = make("mul", 1.5, make("sub", a, 0.75))
+    assert rewrites(rule, make("where", make("lt", a, 1.5), square, outer)) == (
+        "huber(x, delta=1.5)"
+    )
+    smooth = make("div", make("mul", 0.5, make("pow", x, 2)), 0.5), make("sub", a, 0.25)
+    assert rewrites(rule, make("where", make("lt", a, 0.5), *smooth)) == (
+        "mul(2.0, huber(x, delta=0.5))"
+    )
+    assert leaves_alone(rule, make("where", make("le", a, 1), square, make("sub", a, 0.4)))
+    assert leaves_alone(rule, make("where", make("le", a, 1), line, square))  # (the other way)
+    assert leaves_alone(rule, make("where", make("le", a, 0), square, line))
+    assert leaves_alone(rule, make("where", make("le", x, 1), square, line))  # (no abs)
+    assert leaves_alone(rule, make("where", make("le", a, 1), make("mul", y, y), line))
+    # compiled: no np.where, the where's values and gradient on both sides and at the bound
+    src = "graph f(x: [n]) -> out {\n    out = where(abs(x) <= 2, 0.5 * x * x, 2 * abs(x) - 2)\n}\n"
+    module = load(src)
+    assert "np.where" not in module.__source__
+    z = np.array([-1e300, -5.0, -2.0, -0.5, -0.0, 0.0, 1.0, 2.0, 3.0, np.inf, np.nan])
+    out, cache = module.f_forward(z)
+    with np.errstate(over="ignore", invalid="ignore"):
+        np.testing.assert_array_equal(out, np.where(abs(z) <= 2, 0.5 * z * z, 2 * abs(z) - 2))
+    g = np.linspace(-1.0, 1.0, z.size)
+    np.testing.assert_array_equal(module.f_backward(g, cache).x, g * np.clip(z, -2, 2))
 
 
 def test_elu_written_out():

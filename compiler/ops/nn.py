@@ -379,3 +379,46 @@ _activation(
     "x * tanh(softplus(x)) (Mish); `x * tanh(softplus(x))` and `x * tanh(log(1 + exp(x)))` "
     "written out are compiled as it",
 )
+
+
+# The Huber loss, elementwise (Huber, 1964): 0.5 x**2 where |x| <= delta, delta (|x| - delta / 2)
+# elsewhere; PyTorch's HuberLoss with reduction="none" (its SmoothL1Loss is it over its beta)
+
+
+def _huber_type(x: Type, *, delta=1.0):
+    if isinstance(delta, bool) or not isinstance(delta, int | float) or not 0 < delta < math.inf:
+        raise ShapeError(f"huber: delta must be a positive number, not {delta!r}")
+    return Type("float", x.shape, x.static), {"delta": float(delta)}
+
+
+def _huber_clipped(x: Node, delta: float) -> Node:
+    """clip(x, -delta, delta): the loss's derivative everywhere (at |x| = delta both sides'
+    is +-delta)."""
+    return make("clip", x, -delta, delta)
+
+
+def _huber_expand(x, *, delta):
+    """c * (x - 0.5 * c) for c = clip(x, -delta, delta): where |x| <= delta, x * (0.5 * x),
+    rounded as `0.5 * x * x` is (x - 0.5 x is exact); elsewhere delta * (|x| - 0.5 delta).
+    No np.where, which a mask of random signs slows down tenfold, and c is the gradient."""
+    c = _huber_clipped(x, delta)
+    return c * (x - 0.5 * c)
+
+
+def _huber_adjoint(g, y, x, *, delta):
+    """g * clip(x, -delta, delta): one product, with the clip the forward made."""
+    return (g * _huber_clipped(x, delta),)
+
+
+composite(
+    "huber",
+    _huber_type,
+    _huber_expand,
+    _huber_adjoint,
+    jvp=diagonal(_huber_adjoint),
+    elementwise=True,
+    doc="0.5 * x**2 where |x| <= delta, delta * (|x| - 0.5 * delta) elsewhere (the Huber loss "
+    "of a residual x, elementwise; delta 1 by default); its gradient is clip(x, -delta, delta)",
+    call=("x", "delta"),
+    delta=1.0,
+)

@@ -386,7 +386,7 @@ def seed_jvp(W, x, W_dot, x_dot):
     q_dot = W_dot @ x
     q_dot += W @ x_dot
     f = q @ q
-    f_dot = 2 * q_dot @ q
+    f_dot = 2 * (q_dot @ q)
     return f, f_dot
 
 
@@ -616,9 +616,8 @@ def logistic_jvp(X, y, w, reg, w_dot):
     e *= -1
     np.exp(e, out=e)
     t_1 = z_dot @ (np.maximum((z >= 0).astype(e.dtype), e) / (1 + e) - y) / N
-    t_2 = 0.5 * reg
-    loss = (np.maximum(z, 0).sum() + _log1p_unit(e).sum() - t) / N + t_2 * (w @ w)
-    loss_dot = t_1 + 2 * w_dot @ w * t_2
+    loss = (np.maximum(z, 0).sum() + _log1p_unit(e).sum() - t) / N + 0.5 * reg * (w @ w)
+    loss_dot = t_1 + w_dot @ w * reg
     return loss, loss_dot
 
 
@@ -1004,7 +1003,7 @@ def two_layer_jvp(X, y, W1, b1, W2, b2, reg, W1_dot, b1_dot, W2_dot, b2_dot):
     t = 0.5 * reg
     t_1 = (one_hot * log_probs).sum(axis=1).sum() / N
     loss = t * (np.vdot(W1, W1) + np.vdot(W2, W2)) - t_1
-    t_2 = (np.vdot(2 * W1_dot, W1) + np.vdot(2 * W2_dot, W2)) * t
+    t_2 = (2 * np.vdot(W1_dot, W1) + 2 * np.vdot(W2_dot, W2)) * t
     loss_dot = np.vecdot(probs - one_hot, scores_dot).sum() / N + t_2
     return loss, loss_dot
 

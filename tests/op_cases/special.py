@@ -1,5 +1,6 @@
-"""Cases for erf, gelu (exact and in the tanh form), mish and elu, on arrays, numbers and `[]`
-parameters; erf far out in its tails too, where it is +-1 in float64, and mish beyond its clip."""
+"""Cases for erf, gelu (exact and in the tanh form), mish, elu and huber, on arrays, numbers and
+`[]` parameters; erf far out in its tails too, where it is +-1 in float64, mish beyond its clip,
+and huber on both sides of its delta."""
 
 from __future__ import annotations
 
@@ -34,5 +35,17 @@ CASES: dict[str, list[Case]] = {
         C("x: [B, n, m], w: [m, k]", "out = mish(x @ w) * 2"),
         C("x: [n]", "out = x * tanh(softplus(x))"),  # (written out: mish_written_out)
         C("x: [n]", "out = tanh(log(1 + exp(x))) * x"),
+    ],
+    "huber": [
+        C("x: [n, m]", "out = huber(x * 3)"),
+        C("x: [n, m], b: [m]", "out = sum(huber(x - b, delta=0.5) * x)"),
+        C("s: [], x: [n]", "out = huber(s) * x + huber(x * 4, 2.0)"),
+        C("x: [B, n, m], w: [m, k]", "out = huber(x @ w, delta=1.5) * 2"),
+        # (written out: huber_written_out; PyTorch's smooth L1, beta 0.5)
+        C(
+            "x: [n], y: [n]",
+            "out = mean(where(abs(x - y) <= 1, 0.5 * (x - y)**2, abs(x - y) - 0.5))",
+        ),
+        C("x: [n]", "out = where(abs(3 * x) < 0.5, (3 * x)**2, abs(3 * x) - 0.25)"),
     ],
 }

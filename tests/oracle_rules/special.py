@@ -1,8 +1,9 @@
 """Oracle rules for erf, gelu, mish and elu, from their definitions: erf is scipy's (through
 autograd, which knows its derivative), gelu is x Phi(x) with Phi(x) = (1 + erf(x / sqrt(2))) /
 2, or PyTorch's tanh form (with the coefficients of its argument as written, where a rewrite
-kept them), mish x tanh(softplus(x)), and elu x where x > 0 and exp(x) - 1 elsewhere (written
-with exp(min(x, 0)), whose unused branch autograd differentiates without overflowing)."""
+kept them), mish x tanh(softplus(x)), elu x where x > 0 and exp(x) - 1 elsewhere (written
+with exp(min(x, 0)), whose unused branch autograd differentiates without overflowing), and
+huber 0.5 x**2 where |x| <= delta and delta (|x| - delta / 2) elsewhere, as a where."""
 
 from __future__ import annotations
 
@@ -32,9 +33,16 @@ def _elu(node, args, sizes):
     return anp.where(x > 0, x, anp.exp(anp.minimum(x, 0.0)) - 1.0)
 
 
+def _huber(node, args, sizes):
+    (x,) = args
+    delta = node.attr("delta")
+    return anp.where(anp.abs(x) <= delta, 0.5 * x * x, delta * (anp.abs(x) - 0.5 * delta))
+
+
 RULES = {
     "elu": _elu,
     "erf": lambda node, args, sizes: erf(args[0]),
     "gelu": _gelu,
+    "huber": _huber,
     "mish": _mish,
 }
