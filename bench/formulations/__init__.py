@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from .activations import GELU_SIGMOID, GELU_TANH, SOFTPLUS
 from .attention import ATTENTION
-from .chains import BCE, GAUSSIAN_NLL, LEAKY_RELU, LEAKY_RELU_MAX, MISH, SILU
+from .chains import BCE, GAUSSIAN_NLL, HUBER, LEAKY_RELU, LEAKY_RELU_MAX, MISH, SILU
 from .losses import TWO_LAYER
 from .normalization import BATCHNORM, LAYERNORM
 from .suite import (
@@ -47,6 +47,7 @@ MODELS = [
     LEAKY_RELU_MAX,
     GAUSSIAN_NLL,
     BCE,
+    HUBER,
 ]
 
 __all__ = [
