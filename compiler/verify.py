@@ -57,6 +57,7 @@ STAGES = (
     "horner",
     "softplus_gradient_from_e",
     "split_sums",
+    "abs_sums_as_dots",
     "contract_sums",
     "factor_scales",
     "place_scales",

@@ -2393,6 +2393,38 @@ def test_split_sums():
         assert opt.split_sums(g) is g
 
 
+def test_abs_sums_as_dots():
+    p, q = param("p", "n", "m", index=0), param("q", "n", "m", index=1)
+    d = make("sub", p, q)
+    # an L1 loss's mean(abs(d)), its gradient sign(d): the sign's dot with d
+    l1 = make("mean", make("abs", d), axis=(0, 1), keepdims=False)
+    g = verify(graph([p, q], [l1, make("sign", d)]), "canonicalize")
+    out = verify(opt.abs_sums_as_dots(g), "abs_sums_as_dots")
+    assert show(out.outputs[0]) == "div(vdot(sign(sub(p, q)), sub(p, q)), m*n)"
+    assert_same_values(g.outputs, out.outputs)
+    a = make("abs", d)
+    total = make("sum", a, axis=(0, 1), keepdims=False)
+    out = opt.abs_sums_as_dots(graph([p, q], [total, make("sign", d)]))
+    assert show(out.outputs[0]) == "vdot(sign(sub(p, q)), sub(p, q))"
+    # Left alone: no sign of d in the graph; abs(d) read elsewhere too; a sum over one axis
+    for kept in (
+        [total],
+        [total, make("sign", d), a],
+        [make("sum", make("abs", d), axis=(0,), keepdims=False), make("sign", d)],
+    ):
+        g = graph([p, q], kept)
+        assert opt.abs_sums_as_dots(g) is g
+    # compiled: the sign is the backward's gradient; f, f_forward and f_grad make it, no abs
+    module = load("graph f(x: [n], y: [n]) -> loss wrt x {\n    loss = mean(abs(x - y))\n}\n")
+    assert "np.abs" not in module.__source__ and module.__source__.count("np.sign(") == 3
+    x = np.array([-1.5, 0.0, 2.0, 3.0, np.inf])
+    yv = np.array([0.5, 0.0, -1.0, 3.5, 1.0])
+    value, grads = module.f_grad(x[:4], yv[:4])
+    assert value == np.mean(np.abs(x[:4] - yv[:4]))
+    np.testing.assert_array_equal(grads.x, np.sign(x[:4] - yv[:4]) / 4)
+    assert module.f(x, yv) == np.inf
+
+
 def test_softplus_gradient_from_e():
     z, y = param("z", "n", index=0), param("y", "n", index=1)
     e = make("exp", make("neg", make("abs", z)))

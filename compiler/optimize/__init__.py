@@ -10,7 +10,7 @@ A module per part, each saying in its docstring what it owns:
 - `algebra.py`: the local rewrites, registered in the order the simplifier tries them;
 - `fixpoint.py`: the simplifier (to a fixpoint, with hash-consing), `_existing`, `canonicalize`;
 - `products.py`: the whole-graph passes around products and sums, `sigmoid_of_minus`,
-  `transpose_products`, `softplus_gradient_from_e`, `split_sums`, `contract_sums`, `factor_scales`, `place_scales`, `read_normalized` and `sums_as_products`;
+  `transpose_products`, `softplus_gradient_from_e`, `split_sums`, `abs_sums_as_dots`, `contract_sums`, `factor_scales`, `place_scales`, `read_normalized` and `sums_as_products`;
 - `hoist.py`: products out of loops and after them (`hoist_products`, `products_after_loops`);
 - `stacks.py`: a loop's stack written over the array whose slots it reads;
 - `tidy.py`: loops tidied as a whole (`tidy_loops`);
@@ -111,6 +111,7 @@ from .fixpoint import _SEEN, _existing, _key, canonicalize, in_bodies, simplify
 from .hoist import hoist_products, one_product, products_after_loops
 from .order import outputs_after_hoisted, reductions_first, scalings_last
 from .products import (
+    abs_sums_as_dots,
     compound_first,
     contract_sums,
     factor_scales,
@@ -160,6 +161,7 @@ __all__ = [
     "transpose_products",
     "horner",
     "softplus_gradient_from_e",
+    "abs_sums_as_dots",
     "split_sums",
     "sums_as_products",
     "contract_sums",
@@ -307,6 +309,7 @@ def optimize(
     graph = check(_everywhere(graph, horner), prefix + "horner")
     graph = check(_everywhere(graph, softplus_gradient_from_e), prefix + "softplus_gradient_from_e")
     graph = check(_everywhere(graph, split_sums), prefix + "split_sums")
+    graph = check(_everywhere(graph, abs_sums_as_dots), prefix + "abs_sums_as_dots")
     graph = check(_everywhere(graph, contract_sums), prefix + "contract_sums")
     graph = check(_everywhere(graph, factor_scales), prefix + "factor_scales")
     graph = check(_everywhere(graph, place_scales, sizes), prefix + "place_scales")
