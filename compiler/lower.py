@@ -588,7 +588,8 @@ def _numbers_added_in_place(line: Assign) -> list[Stmt]:
         e = e.left
     made = (
         e.__class__ is Call
-        and e.fn == Ref(ARRAY, e.fn.name)
+        and e.fn.__class__ is Ref
+        and e.fn.module == ARRAY
         and e.fn.name in UFUNCS.values()
         and any(key == "dtype" for key, _ in e.kwargs)
     )

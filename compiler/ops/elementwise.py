@@ -631,9 +631,9 @@ def _where_emit(at, mask, a, b):
 
 def _two_numbers(n: Node) -> tuple[int | float, int | float, bool] | None:
     """where(m, a, b)'s two branches, where both are finite numbers (not booleans) and the mask
-    an array, and b + (a - b) is a exactly (`_exact`): (a, b, False); where instead a + (b - a) is b, (b, a,
-    True), the mask to be inverted (`where(x < 0, 0.01, 1)`: 1 + (0.01 - 1) is not 0.01, 0.01
-    + (1 - 0.01) is 1); else None."""
+    an array, and b + (a - b) is a exactly (`_exact`): (a, b, False); where instead a + (b - a)
+    is b, (b, a, True), the mask to be inverted (`where(x < 0, 0.01, 1)`: 1 + (0.01 - 1) is not
+    0.01, 0.01 + (1 - 0.01) is 1); else None."""
     if n.args[0].type.static or not n.args[0].ndim:
         return None
     values = [constant_value(x) for x in n.args[1:]]
