@@ -977,7 +977,7 @@ def sum_of_product(n: Node) -> Node | None:
             a, b = a.args[0], make("mul", a.args[0], b)
         if a.shape == b.shape == n.args[0].shape and a.dtype == b.dtype == "float":
             dot = make("vdot", a, b)
-            return dot if n.op == "sum" else make("div", dot, make("dim", dim=product(a.shape)))
+            return dot if n.op == "sum" else over_count(dot, a.shape)
     return None
 
 
@@ -1034,6 +1034,11 @@ def _constant_along(f: Node, x: Node, axes: tuple[int, ...]) -> bool:
     """Whether `f`, broadcast against `x` (aligned on the right), is the same all along `axes`."""
     lead = x.ndim - f.ndim
     return all(i < lead or f.shape[i - lead] == Dim.of(1) for i in axes)
+
+
+def over_count(total: Node, dims) -> Node:
+    """A sum made a mean: `total / count` for the count of `dims` (what `mean_of` reads back)."""
+    return make("div", total, make("dim", dim=product(dims)))
 
 
 def mean_of(n: Node) -> tuple[Node, tuple, bool] | None:

@@ -22,7 +22,14 @@ from dataclasses import replace
 
 from ..dims import Dim, product
 from ..ir import OPS, Graph, Node, at, const, is_view, make, reachable, rewrite, with_args
-from .algebra import _constant_along, _factors, _from_signed_terms, _smaller, horner_form
+from .algebra import (
+    _constant_along,
+    _factors,
+    _from_signed_terms,
+    _smaller,
+    horner_form,
+    over_count,
+)
 from .fixpoint import _key, simplify
 from .rules import _is_const, _product
 
@@ -140,7 +147,7 @@ def _contraction(n: Node) -> Node:
     if n.attr("keepdims"):
         dot = make("reshape", dot, shape=n.shape)
     if n.op == "mean":
-        dot = make("div", dot, make("dim", dim=product(x.shape[i] for i in axes)))
+        dot = over_count(dot, [x.shape[i] for i in axes])
     return dot
 
 
@@ -286,7 +293,7 @@ def abs_sums_as_dots(graph: Graph) -> Graph:
         with at(n.loc):
             out = make("vdot", make("sign", t), t)
             if n.op == "mean":
-                out = make("div", out, make("dim", dim=product(t.shape)))
+                out = over_count(out, t.shape)
         return out if out.type == m.type else m
 
     return _shared_values(rewrite(graph, step)) if chosen else graph
