@@ -91,6 +91,7 @@ class ArrayApiPrinter(NumPyPrinter):
     functional = True
     aliases = frozenset({"copy", "pad"})  # (a copy is moot; `_pad` of no width returns x)
     helpers = HELPERS
+    helper_needs: dict = {}  # (its `_sigmoid` cannot overflow)
     runtime = "runtime_xp.py.j2"
     cache_base = "_Pytree"  # (a cache that `jax.jit` takes and returns: runtime_xp.py.j2)
 

@@ -15,6 +15,7 @@ import functools
 import hashlib
 import keyword
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from importlib import resources
 from typing import TYPE_CHECKING
@@ -725,6 +726,7 @@ def emit(
         _graph_view(c, module_names, checks, source_name, printer, consume_cache) for c in compiled
     ]
     printed, refs = _printed(graphs, printer)
+    refs = _with_needs(refs, printer.helper_needs)
     imports = printer.imports({r.module for r in refs})
     environment = _environment()
     helpers = [environment.get_template(printer.runtime).render()] if checks else []
@@ -746,6 +748,18 @@ def emit(
         )
     )
     return text
+
+
+def _with_needs(refs: set[Ref], needs: Mapping[str, tuple[Ref, ...]]) -> set[Ref]:
+    """`refs` and what the helpers among them need, and what those need in turn."""
+    todo, refs = list(refs), set(refs)
+    while todo:
+        r = todo.pop()
+        for need in needs.get(r.name, ()) if r.module == HELPER else ():
+            if need not in refs:
+                refs.add(need)
+                todo.append(need)
+    return refs
 
 
 def _printed(graphs: list[dict], printer: type[NumPyPrinter]) -> tuple[list[dict], set[Ref]]:

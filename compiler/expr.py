@@ -18,6 +18,7 @@ from .dims import Dim
 # The namespaces a `Ref` names a function of; the printer says how each is written.
 ARRAY = "array"  # the array library: `np` for NumPy
 MATH = "math"  # Python's math module
+CONTEXTVARS = "contextvars"  # Python's contextvars module (a helper's template imports it)
 HELPER = "helper"  # a function the module defines from a template (`_scatter_add`)
 LOCAL = ""  # a Python built-in, or a name the module defines (`_shapes`, `FGrads`)
 

@@ -82,6 +82,8 @@ RESERVED = (
         "_log1p_corrected",  # (log1p_unit.py.j2's, as the next two)
         "_vectorized",
         "_LOG1P_F32_VECTORIZED",
+        "_sigmoid_kernel",  # (sigmoid.py.j2's, and fast_tanh.py.j2's next)
+        "_fast_tanh_kernel",
     }
     | set(HELPERS)
 )

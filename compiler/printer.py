@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from .escape import comment, literal
 from .expr import (
     ARRAY,
+    CONTEXTVARS,
     HELPER,
     LOCAL,
     MATH,
@@ -54,6 +55,7 @@ HELPERS = {
     "_scatter_add": "scatter_add.py.j2",
     "_labels": "labels.py.j2",
     "_erf": "erf.py.j2",
+    "_overflow_ignored": "overflow_ignored.py.j2",
     "_sigmoid": "sigmoid.py.j2",
     "_fast_tanh": "fast_tanh.py.j2",
     "_window_add": "window_add.py.j2",
@@ -67,6 +69,13 @@ HELPERS = {
     "_ties_halved": "ties_halved.py.j2",
     "_add_along": "add_along.py.j2",
     "_used_up": "used_up.py.j2",  # (and `_OnceCache`, the class of a cache it takes)
+}
+# What a helper's template names beyond NumPy and itself: the helpers it calls, and the modules
+# of Python it imports. A module that calls the helper defines and imports these too.
+HELPER_NEEDS = {
+    "_sigmoid": (Ref(HELPER, "_overflow_ignored"),),
+    "_fast_tanh": (Ref(HELPER, "_overflow_ignored"),),
+    "_overflow_ignored": (Ref(CONTEXTVARS, "copy_context"),),
 }
 INDENT = 4  # a statement's indent in a function body
 
@@ -116,13 +125,15 @@ class NumPyPrinter:
     functional = False
     aliases: frozenset[str] = frozenset()
     helpers = HELPERS
+    helper_needs = HELPER_NEEDS
     runtime = "runtime.py.j2"
     cache_base = "_Cache"  # (the class of the runtime's that each graph's cache class extends)
 
     @classmethod
     def imports(cls, namespaces: set[str]) -> list[str]:
         """The module's imports, given the namespaces its code names."""
-        return (["import math"] if MATH in namespaces else []) + [
+        python = [f"import {m}" for m in (CONTEXTVARS, MATH) if m in namespaces]
+        return python + [
             "from typing import NamedTuple",
             "",
             cls.array_import,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import numpy as np
@@ -22,6 +23,7 @@ import pytest
 
 from bpc import compile_source
 from bpc.diagnostics import CompileError
+from bpc.loader import module_from_text
 from tests.support import load
 
 # ---------------------------------------------------------------------------------------------
@@ -350,6 +352,35 @@ def test_the_sigmoid_helper_in_place_on_numbers_and_on_integers(dtype):
     assert np.all((got[~normal] >= 0) & (got[~normal] <= info.tiny))
     np.testing.assert_allclose(number, _exact_sigmoid(np.array([-3.0]))[0], rtol=2 * info.eps)
     np.testing.assert_allclose(ints, _exact_sigmoid(np.array([-2.0, 0.0, 5.0])), rtol=1e-15)
+
+
+@pytest.mark.parametrize("fast_math", [False, True], ids=["sigmoid", "fast tanh"])
+def test_overflow_is_ignored_in_the_helpers_alone_and_in_every_thread(fast_math):
+    """`_sigmoid` and `_fast_tanh` run in a copy of a context where NumPy ignores overflow
+    (templates/overflow_ignored.py.j2): under a caller's `over="raise"` they still give 0 and -1
+    where exp overflows, the caller's state holds again after the call (an overflow of its own
+    raises), and eight threads calling the module at once all get the value (a context that one
+    thread has entered cannot be entered by another: each call runs in its own copy)."""
+    op, want = ("tanh", np.tanh) if fast_math else ("sigmoid", _exact_sigmoid)
+    eps = np.finfo(np.float64).eps  # (fast tanh: within 2 ulp of 1; sigmoid: of the value)
+    tol = {"rtol": 0, "atol": 2 * eps} if fast_math else {"rtol": 2 * eps, "atol": 1e-300}
+    source = graph("x: [n]", f"out = {op}(x)")
+    module = module_from_text(compile_source(source, "f.bp", fast_math=fast_math), "f")
+    assert ("_fast_tanh(" if fast_math else "_sigmoid(") in module.__source__
+    x = np.array([-1e4, -800.0, -1.0, 0.0, 2.0, 800.0])
+    with np.errstate(over="raise", under="ignore"):
+        np.testing.assert_allclose(module.f(x), want(x), **tol)
+        with pytest.raises(FloatingPointError):
+            np.exp(x)
+    many = np.random.default_rng(0).standard_normal((8, 20000)) * 300
+
+    def each(row):
+        return [module.f(row) for _ in range(20)][-1]
+
+    with np.errstate(under="ignore"), ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(each, many))
+        for row, got in zip(many, results):
+            np.testing.assert_allclose(got, want(row), **tol)
 
 
 @pytest.mark.parametrize("vectorized", [False, True], ids=["corrected log", "np.log1p"])
