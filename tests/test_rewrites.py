@@ -932,8 +932,9 @@ def test_scatter_added():
     assert rewrites(rule, make("add", x, scattered)) == "add_along(x, i, g)"
     assert rewrites(rule, make("add", scattered, x)) == "add_along(x, i, g)"
     assert rewrites(rule, make("sub", x, scattered)) == "add_along(x, i, neg(g))"
-    assert leaves_alone(rule, make("sub", scattered, x))
+    assert rewrites(rule, make("sub", scattered, x)) == "add_along(neg(x), i, g)"
     assert leaves_alone(rule, make("add", v, scattered))  # (v [m] is smaller than the sum)
+    assert leaves_alone(rule, make("sub", scattered, v))
     # compiled: CS231n's SVM loss; its gradient writes one element per row into dscores, where
     # the scatter made a mask and a product of its size; float32 stays float32
     source = "graph f(s: [N, C], y: int[N]) -> loss wrt s {\n"
@@ -943,6 +944,31 @@ def test_scatter_added():
     code = "\n".join(_code(module))
     assert "_add_along(" in code and "np.arange(C)) *" not in code
     rng = np.random.default_rng(8)
+    s = rng.standard_normal((6, 4))
+    labels = rng.integers(-4, 4, 6)  # (negative labels count from the end)
+    _, grads = module.f_grad(s, labels)
+    np.testing.assert_allclose(grads.s, numeric_grad(module.f, [s, labels], 0), atol=1e-7)
+    assert module.f_grad(s.astype(np.float32), labels)[1].s.dtype == np.float32
+
+
+def test_sum_of_a_scatter():
+    rule = opt.sum_of_a_scatter
+    idx, g = param("i", "n", dtype="int", index=1), param("g", "n", index=2)
+    scattered = make("scatter_along", idx, g, size=Dim.of("m"))
+    assert rewrites(rule, make("sum", scattered, axis=(1,))) == "g"
+    kept = make("sum", scattered, axis=(1,), keepdims=True)
+    assert rewrites(rule, kept) == "reshape(g, shape=(n, 1))"
+    assert leaves_alone(rule, make("sum", scattered, axis=(0,)))  # (a column holds many)
+    assert leaves_alone(rule, make("sum", scattered, axis=(0, 1)))
+    assert leaves_alone(rule, make("sum", x, axis=(1,)))
+    # compiled: a negative log-likelihood written with take_along, whose log-softmax gradient
+    # `g - softmax * sum(g)` summed the scatter of g: no one-hot mask, and no sum of it
+    source = "graph f(s: [N, C], y: int[N]) -> loss wrt s {\n"
+    source += "    loss = -mean(take_along(log_softmax(s, axis=1), y))\n}\n"
+    module = load(source)
+    code = "\n".join(_code(module))
+    assert "_add_along(" in code and "np.arange(C)" not in code and "% C" not in code
+    rng = np.random.default_rng(9)
     s = rng.standard_normal((6, 4))
     labels = rng.integers(-4, 4, 6)  # (negative labels count from the end)
     _, grads = module.f_grad(s, labels)
@@ -2193,6 +2219,10 @@ def test_negation_into_a_constant():
     assert leaves_alone(rule, make("neg", make("mul", 1, x)))  # (negation_outward's -x)
     assert leaves_alone(rule, make("neg", make("div", x, 2.0)))
     assert leaves_alone(rule, make("neg", x))
+    # a number the code computes, on the right: its numerator negated (`-1.0 / N` -> `1.0 / N`)
+    per = make("div", -1.0, make("dim", dim=Dim.of("n")))
+    assert rewrites(rule, make("neg", make("mul", x, per))) == "mul(x, div(1.0, n))"
+    assert leaves_alone(rule, make("neg", make("mul", x, make("mul", s, 2.0))))
 
 
 def test_contract_sums():

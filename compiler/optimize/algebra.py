@@ -59,19 +59,38 @@ def dot_computed_the_other_way(n: Node) -> Node | None:
 
 @rule("add", "sub")
 def scatter_added(n: Node) -> Node | None:
-    """a + scatter_along(idx, g) -> add_along(a, idx, g), and a - scatter_along(idx, g) ->
-    add_along(a, idx, -g), for a float array a of the sum's shape: take_along's gradient added
-    to another (an SVM loss's `dscores`, CS231n's `dscores[rows, y] -= count`) writes one
-    element per index into a's array, where the scatter made a mask and a product of a's size
-    and the sum added them (three passes over [N, C])."""
-    pairs = [n.args, n.args[::-1]] if n.op == "add" else [n.args]
-    for a, s in pairs:
+    """a + scatter_along(idx, g) -> add_along(a, idx, g), a - scatter_along(idx, g) ->
+    add_along(a, idx, -g) and scatter_along(idx, g) - a -> add_along(-a, idx, g), for a float
+    array a of the sum's shape: take_along's gradient added to another (an SVM loss's
+    `dscores`, CS231n's `dscores[rows, y] -= count`, a log-softmax's `g - softmax * sum(g)`)
+    writes one element per index into a's array, where the scatter made a mask and a product
+    of a's size and the sum added them (three passes over [N, C])."""
+    for a, s in [n.args, n.args[::-1]]:
         if s.op == "scatter_along" and a.shape == n.shape and a.dtype == "float":
             if not a.type.static:
                 idx, g = s.args
-                out = make("add_along", a, idx, g if n.op == "add" else make("neg", g))
+                if n.op == "add":
+                    out = make("add_along", a, idx, g)
+                elif s is n.args[1]:
+                    out = make("add_along", a, idx, make("neg", g))
+                else:
+                    out = make("add_along", make("neg", a), idx, g)
                 return out if out.type == n.type else None
     return None
+
+
+@rule("sum")
+def sum_of_a_scatter(n: Node) -> Node | None:
+    """sum(scatter_along(idx, g), axis=-1) -> g, kept as [..., 1] with keepdims: each row of a
+    scatter holds its one value of g and zeros (a log-softmax's gradient `g - softmax * sum(g)`
+    where g is take_along's: a negative log-likelihood written as `-take_along(log_softmax(s),
+    y)`)."""
+    s = n.args[0]
+    if s.op != "scatter_along" or n.attr("axis") != (s.ndim - 1,):
+        return None
+    g = s.args[1]
+    out = make("reshape", g, shape=n.shape) if n.attr("keepdims") else g
+    return out if _same_type(out, n) else None
 
 
 @rule("ties_halved")
@@ -1143,8 +1162,9 @@ def negation_outward(n: Node) -> Node | None:
 @rule("neg")
 def negation_into_a_constant(n: Node) -> Node | None:
     """-(c * a * b) -> (-c) * a * b (and with quotients on the way), for a number c that
-    multiplies the product's leftmost factor: the sign costs no pass of its own over the
-    product's array (`dmu = -(2 * r * d)` of a Gaussian likelihood is `-2 * r * d`)."""
+    multiplies the product's leftmost factor, and -(a * s) -> a * (-s) for a number s the code
+    computes (`1 / N`): the sign costs no pass of its own over the product's array (`dmu =
+    -(2 * r * d)` of a Gaussian likelihood is `-2 * r * d`)."""
     negated = _with_negated_constant(n.args[0])
     return negated if negated is not None and _same_type(negated, n) else None
 
@@ -1157,8 +1177,23 @@ def _with_negated_constant(x: Node) -> Node | None:
         if first.attr("value") == 1:  # (-1 * y: negation_outward's -y again)
             return None
         return make("mul", const(-first.attr("value")), x.args[1])
+    last = x.args[1]
+    if x.op == "mul" and last.type.static and not last.ndim and last.dtype == "float":
+        negated = _negated_number(last)
+        if negated is not None:
+            return make("mul", first, negated)
     inner = _with_negated_constant(first)
     return None if inner is None else make(x.op, inner, x.args[1])
+
+
+def _negated_number(s: Node) -> Node | None:
+    """-s for a number s the code computes, as a number: -c for a constant c, (-c) / m for c /
+    m (the gradient's `-1.0 / N`); None for any other."""
+    top = s.args[0] if s.op == "div" else s
+    if top.op != "const" or isinstance(top.attr("value"), bool):
+        return None
+    negated = const(-top.attr("value"))
+    return negated if s.op == "const" else make("div", negated, s.args[1])
 
 
 @rule("add", "sub")

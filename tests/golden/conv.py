@@ -361,9 +361,11 @@ def strided_backward(dout, cache):
     w_rows, cols, h, t_4, N, C, H, W, F, KH, KW = _cached(cache, StridedCache)
     dout = _dout("strided", dout, (), w_rows.dtype)
     # out = sum(max_pool2d(h, size=3, stride=2))
-    t_5 = np.broadcast_to(
-        dout, (N, F, ((H - KH) // 2 + 1) // 2, ((W - KW) // 2) // 2 + 1)
-    ).astype(w_rows.dtype)
+    t_5 = np.full(
+        (N, F, ((H - KH) // 2 + 1) // 2, ((W - KW) // 2) // 2 + 1),
+        dout,
+        dtype=w_rows.dtype,
+    )
     dpool = _max_pool_route(h, t_4, t_5, (3, 3), (2, 2))
     # h = relu(conv2d(x, w, stride=2, pad=(1, 2)))
     t_6 = np.transpose(dpool * (h > 0), (1, 0, 2, 3))
@@ -393,9 +395,9 @@ def strided_grad(x, w):
     t_4 = _max_pool(h, (3, 3), (2, 2))
     out = t_4.sum()
     # out = sum(max_pool2d(h, size=3, stride=2))
-    t_5 = np.broadcast_to(
-        1.0, (N, F, ((H - KH) // 2 + 1) // 2, ((W - KW) // 2) // 2 + 1)
-    ).astype(x.dtype)
+    t_5 = np.full(
+        (N, F, ((H - KH) // 2 + 1) // 2, ((W - KW) // 2) // 2 + 1), 1.0, dtype=x.dtype
+    )
     dpool = _max_pool_route(h, t_4, t_5, (3, 3), (2, 2))
     # h = relu(conv2d(x, w, stride=2, pad=(1, 2)))
     t_6 = np.transpose(dpool * (h > 0), (1, 0, 2, 3))
