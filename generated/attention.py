@@ -268,7 +268,7 @@ def attention_backward(dout, cache):
     dv = weights.T @ dout
     # weights = softmax(q @ k.T / sqrt(d), axis=-1)
     t_2 = dweights
-    t_2 -= np.vecdot(dout, out).reshape((S, 1))
+    t_2 -= np.vecdot(dout, out)[:, None]
     t_2 *= weights
     t_2 /= t
     dq = t_2 @ k
@@ -596,32 +596,31 @@ def multihead_attention_backward(dout, cache):
     dv = np.transpose(np.swapaxes(weights, -1, -2) @ t_5, (0, 2, 1, 3))
     # weights = softmax(where(mask != 0, scores, -1e9), axis=-1)
     t_6 = np.vecdot(dweights, exps)
-    t_7 = weights * (dweights - (t_6 / t_3.reshape((N, H, S))).reshape((N, H, S, 1)))
-    dscores = np.where(t_1, t_7, 0)
+    dscores = np.where(t_1, weights * (dweights - (t_6 / t_3[..., 0])[..., None]), 0)
     # scores = einsum("nshd,nthd->nhst", q, k) / sqrt(d)
-    t_8 = dscores
-    t_8 /= t
-    dk = np.transpose(np.transpose(q, (0, 2, 3, 1)) @ t_8, (0, 3, 1, 2))
-    dq = np.transpose(t_8 @ np.transpose(k, (0, 2, 1, 3)), (0, 2, 1, 3))
+    t_7 = dscores
+    t_7 /= t
+    dk = np.transpose(np.transpose(q, (0, 2, 3, 1)) @ t_7, (0, 3, 1, 2))
+    dq = np.transpose(t_7 @ np.transpose(k, (0, 2, 1, 3)), (0, 2, 1, 3))
     # v = einsum("nte,ehd->nthd", value, Wv) + bv
     dbv = dv.sum(axis=(0, 1))
-    t_9 = dv.reshape((N * T, H * d))
-    dvalue_mat = t_9 @ Wv_mat.T
-    dWv_mat = value_mat.T @ t_9
+    t_8 = dv.reshape((N * T, H * d))
+    dvalue_mat = t_8 @ Wv_mat.T
+    dWv_mat = value_mat.T @ t_8
     dWv = dWv_mat.reshape((E, H, d))
     dvalue = dvalue_mat.reshape((N, T, E))
     # k = einsum("nte,ehd->nthd", key, Wk) + bk
     dbk = dk.sum(axis=(0, 1))
-    t_10 = dk.reshape((N * T, H * d))
-    dkey_mat = t_10 @ Wk_mat.T
-    dWk_mat = key_mat.T @ t_10
+    t_9 = dk.reshape((N * T, H * d))
+    dkey_mat = t_9 @ Wk_mat.T
+    dWk_mat = key_mat.T @ t_9
     dWk = dWk_mat.reshape((E, H, d))
     dkey = dkey_mat.reshape((N, T, E))
     # q = einsum("nse,ehd->nshd", query, Wq) + bq
     dbq = dq.sum(axis=(0, 1))
-    t_11 = dq.reshape((N * S, H * d))
-    dquery_mat = t_11 @ Wq_mat.T
-    dWq_mat = query_mat.T @ t_11
+    t_10 = dq.reshape((N * S, H * d))
+    dquery_mat = t_10 @ Wq_mat.T
+    dWq_mat = query_mat.T @ t_10
     dWq = dWq_mat.reshape((E, H, d))
     dquery = dquery_mat.reshape((N, S, E))
     return MultiheadAttentionGrads(

@@ -343,7 +343,7 @@ def svm_loss(x, y):
     """loss [] = svm_loss(x [N, C], y int[N]): the forward pass alone."""
     N, C = _svm_loss_sizes(x, y)
     correct = x[np.arange(N), y]
-    t = x - correct.reshape((N, 1))
+    t = x - correct[:, None]
     t += 1
     margins = np.maximum(0, t)
     t_1 = (y[:, None] == np.arange(C)).astype(x.dtype) > 0
@@ -355,7 +355,7 @@ def svm_loss_forward(x, y):
     """loss [] = svm_loss(x [N, C], y int[N]), and the cache that svm_loss_backward needs."""
     N, C = _svm_loss_sizes(x, y)
     correct = x[np.arange(N), y]
-    t = x - correct.reshape((N, 1))
+    t = x - correct[:, None]
     t += 1
     margins = np.maximum(0, t)
     t_1 = (y[:, None] == np.arange(C)).astype(x.dtype) > 0
@@ -381,7 +381,7 @@ def svm_loss_grad(x, y):
     """loss = svm_loss(x [N, C], y int[N]) and its gradients with respect to x."""
     N, C = _svm_loss_sizes(x, y)
     correct = x[np.arange(N), y]
-    t = x - correct.reshape((N, 1))
+    t = x - correct[:, None]
     t += 1
     margins = np.maximum(0, t)
     t_1 = (y[:, None] == np.arange(C)).astype(x.dtype) > 0

@@ -321,7 +321,7 @@ def layernorm(x, gamma, beta):
     N, D = _layernorm_sizes(x, gamma, beta)
     mu = x.sum(axis=1, keepdims=True) / D
     xc = x - mu
-    var = np.vecdot(xc, xc).reshape((N, 1)) / D
+    var = np.vecdot(xc, xc)[:, None] / D
     t = np.sqrt(var + 1e-05)
     xhat = xc
     xhat /= t
@@ -336,7 +336,7 @@ def layernorm_forward(x, gamma, beta):
     N, D = _layernorm_sizes(x, gamma, beta)
     mu = x.sum(axis=1, keepdims=True) / D
     xc = x - mu
-    var = np.vecdot(xc, xc).reshape((N, 1)) / D
+    var = np.vecdot(xc, xc)[:, None] / D
     t = np.sqrt(var + 1e-05)
     xhat = xc
     xhat /= t
@@ -357,14 +357,14 @@ def layernorm_backward(dout, cache):
     # var = mean(xc * xc, axis=1, keepdims=true)
     t_1 = max(D, 1)
     # xhat = xc / sqrt(var + 1e-5)
-    t_2 = t.reshape((N,))
+    t_2 = t[:, 0]
     t_3 = np.vecdot(dxhat, xhat)
     # xc = x - mu
     t_4 = dxhat.sum(axis=1)
     # mu = mean(x, axis=1, keepdims=true)
     t_5 = dxhat
-    t_5 -= (t_3 / t_2).reshape((N, 1)) / t_1 * t * xhat
+    t_5 -= (t_3 / t_2)[:, None] / t_1 * t * xhat
     dx = t_5
     dx *= 1.0 / t
-    dx -= (t_4 / t_2).reshape((N, 1)) / t_1
+    dx -= (t_4 / t_2)[:, None] / t_1
     return LayernormGrads(dx, dgamma, dbeta)

@@ -728,7 +728,7 @@ def temporal_softmax_loss_backward(dout, cache):
     t, dx_factor, N, T = _cached(cache, TemporalSoftmaxLossCache)
     dout = _dout("temporal_softmax_loss", dout, (), t.dtype)
     # loss = sum(cross_entropy(x, y) * mask) / N
-    dx = (float(np.divide(dout, N)) * t).reshape((N, T, 1)) * dx_factor
+    dx = (float(np.divide(dout, N)) * t)[..., None] * dx_factor
     return TemporalSoftmaxLossGrads(dx)
 
 
@@ -746,7 +746,7 @@ def temporal_softmax_loss_grad(x, y, mask):
     probs = np.exp(log_probs, out=log_probs)
     dx = probs
     dx -= one_hot
-    dx *= (t / N).reshape((N, T, 1))
+    dx *= (t / N)[..., None]
     return loss, TemporalSoftmaxLossGrads(dx)
 
 
@@ -1326,14 +1326,13 @@ def captioning_loss_backward(dout, cache):
     dout = _dout("captioning_loss", dout, (), features.dtype)
     # loss = sum(cross_entropy(scores, words) * (words != 0)) / N
     probs = np.exp(log_probs)
-    t_4 = np.multiply(float(np.divide(dout, N)), t_2, dtype=features.dtype)
-    t_3 = t_4.reshape((N, T, 1))
+    t_3 = np.multiply(float(np.divide(dout, N)), t_2, dtype=features.dtype)[..., None]
     dscores = t_3 * (probs - one_hot)
     # scores = hs @ W_vocab + b_vocab
     db_vocab = dscores.sum(axis=(0, 1))
-    t_5 = dscores.reshape((N * T, V))
-    dhs_rows = t_5 @ W_vocab.T
-    dW_vocab = hs_rows.T @ t_5
+    t_4 = dscores.reshape((N * T, V))
+    dhs_rows = t_4 @ W_vocab.T
+    dW_vocab = hs_rows.T @ t_4
     dhs = dhs_rows.reshape((N, T, H))
     dh = np.zeros((N, H), dtype=features.dtype)
     dxwx = hs * hs
@@ -1341,16 +1340,16 @@ def captioning_loss_backward(dout, cache):
     for t in reversed(range(T)):
         dh_1 = dh + dhs[:, t]
         # h = tanh(x[:, t] @ Wx + h @ Wh + b)
-        t_6 = dh_1
-        t_6 *= dxwx[:, t]
-        dh = t_6 @ Wh.T
-        dxwx[:, t] = t_6
+        t_5 = dh_1
+        t_5 *= dxwx[:, t]
+        dh = t_5 @ Wh.T
+        dxwx[:, t] = t_5
     prev_hs = _shifted(h_1, hs, 1)
-    t_7 = dxwx.reshape((N * T, H))
-    dWh = prev_hs.reshape((N * T, H)).T @ t_7
+    t_6 = dxwx.reshape((N * T, H))
+    dWh = prev_hs.reshape((N * T, H)).T @ t_6
     db = dxwx.sum(axis=(0, 1))
-    dx_rows = t_7 @ Wx.T
-    dWx = x_rows.T @ t_7
+    dx_rows = t_6 @ Wx.T
+    dWx = x_rows.T @ t_6
     dx = dx_rows.reshape((N, T, D))
     # x = take(W_embed, captions[:, 0:T])
     dW_embed = _scatter_add((V, D), W_embed.dtype, t_1, dx)
@@ -1399,7 +1398,7 @@ def captioning_loss_grad(
     probs = np.exp(log_probs, out=log_probs)
     dscores = probs
     dscores -= one_hot
-    dscores *= np.divide(t_2, N, dtype=features.dtype).reshape((N, T, 1))
+    dscores *= np.divide(t_2, N, dtype=features.dtype)[..., None]
     # scores = hs @ W_vocab + b_vocab
     db_vocab = dscores.sum(axis=(0, 1))
     t_3 = dscores.reshape((N * T, V))

@@ -292,9 +292,9 @@ def batched_backward(dout, cache):
     dy = 2 * dout_s * y
     dy += dout_y
     # y = A @ Bm @ v
-    t_1 = dy.reshape((B, C, n, 1))
+    t_1 = dy[..., None]
     t_2 = t_1 * v
-    dv = (np.swapaxes(t, -1, -2) @ t_1).reshape((B, C, m)).sum(axis=(0, 1))
+    dv = (np.swapaxes(t, -1, -2) @ t_1)[..., 0].sum(axis=(0, 1))
     dA = (t_2 @ np.swapaxes(Bm, -1, -2)).sum(axis=1).reshape((B, 1, n, k))
     dBm = (np.swapaxes(A, -1, -2) @ t_2).sum(axis=0)
     return BatchedGrads(dA, dBm, dv)

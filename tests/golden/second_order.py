@@ -1135,7 +1135,7 @@ def two_layer_hvp(X, y, W1, b1, W2, b2, reg, v_W1, v_b1, v_W2, v_b2):
     dprobs *= 1.0 / t
     t_2 = np.vecdot(dprobs, probs)
     dscores_1 = dprobs
-    dscores_1 -= t_2.reshape((N, 1))
+    dscores_1 -= t_2[:, None]
     dscores_1 *= probs
     db2 = dscores_1.sum(axis=0)
     dh = dscores @ v_W2.T

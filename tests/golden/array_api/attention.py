@@ -359,7 +359,7 @@ def attention_backward(dout, cache):
     dv = weights.T @ dout
     # weights = softmax(q @ k.T / sqrt(d), axis=-1)
     t_2 = dweights
-    t_2 -= xp.reshape(xp.vecdot(dout, out), (S, 1))
+    t_2 -= xp.vecdot(dout, out)[:, None]
     t_2 *= weights
     t_2 /= t
     dq = t_2 @ k
@@ -754,33 +754,31 @@ def multihead_attention_backward(dout, cache):
     dv = xp.permute_dims(xp.matrix_transpose(weights) @ t_5, (0, 2, 1, 3))
     # weights = softmax(where(mask != 0, scores, -1e9), axis=-1)
     t_6 = xp.vecdot(dweights, exps)
-    t_8 = dweights - xp.reshape(t_6 / xp.reshape(t_3, (N, H, S)), (N, H, S, 1))
-    t_7 = weights * t_8
-    dscores = xp.where(t_1, t_7, 0)
+    dscores = xp.where(t_1, weights * (dweights - (t_6 / t_3[..., 0])[..., None]), 0)
     # scores = einsum("nshd,nthd->nhst", q, k) / sqrt(d)
-    t_9 = dscores
-    t_9 /= t
-    dk = xp.permute_dims(xp.permute_dims(q, (0, 2, 3, 1)) @ t_9, (0, 3, 1, 2))
-    dq = xp.permute_dims(t_9 @ xp.permute_dims(k, (0, 2, 1, 3)), (0, 2, 1, 3))
+    t_7 = dscores
+    t_7 /= t
+    dk = xp.permute_dims(xp.permute_dims(q, (0, 2, 3, 1)) @ t_7, (0, 3, 1, 2))
+    dq = xp.permute_dims(t_7 @ xp.permute_dims(k, (0, 2, 1, 3)), (0, 2, 1, 3))
     # v = einsum("nte,ehd->nthd", value, Wv) + bv
     dbv = xp.sum(dv, axis=(0, 1))
-    t_10 = xp.reshape(dv, (N * T, H * d))
-    dvalue_mat = t_10 @ Wv_mat.T
-    dWv_mat = value_mat.T @ t_10
+    t_8 = xp.reshape(dv, (N * T, H * d))
+    dvalue_mat = t_8 @ Wv_mat.T
+    dWv_mat = value_mat.T @ t_8
     dWv = xp.reshape(dWv_mat, (E, H, d))
     dvalue = xp.reshape(dvalue_mat, (N, T, E))
     # k = einsum("nte,ehd->nthd", key, Wk) + bk
     dbk = xp.sum(dk, axis=(0, 1))
-    t_11 = xp.reshape(dk, (N * T, H * d))
-    dkey_mat = t_11 @ Wk_mat.T
-    dWk_mat = key_mat.T @ t_11
+    t_9 = xp.reshape(dk, (N * T, H * d))
+    dkey_mat = t_9 @ Wk_mat.T
+    dWk_mat = key_mat.T @ t_9
     dWk = xp.reshape(dWk_mat, (E, H, d))
     dkey = xp.reshape(dkey_mat, (N, T, E))
     # q = einsum("nse,ehd->nshd", query, Wq) + bq
     dbq = xp.sum(dq, axis=(0, 1))
-    t_12 = xp.reshape(dq, (N * S, H * d))
-    dquery_mat = t_12 @ Wq_mat.T
-    dWq_mat = query_mat.T @ t_12
+    t_10 = xp.reshape(dq, (N * S, H * d))
+    dquery_mat = t_10 @ Wq_mat.T
+    dWq_mat = query_mat.T @ t_10
     dWq = xp.reshape(dWq_mat, (E, H, d))
     dquery = xp.reshape(dquery_mat, (N, S, E))
     return MultiheadAttentionGrads(

@@ -381,9 +381,9 @@ def batched_backward(dout, cache):
     dy = 2 * dout_s * y
     dy += dout_y
     # y = A @ Bm @ v
-    t_1 = xp.reshape(dy, (B, C, n, 1))
+    t_1 = dy[..., None]
     t_2 = t_1 * v
-    dv = xp.sum(xp.reshape(xp.matrix_transpose(t) @ t_1, (B, C, m)), axis=(0, 1))
+    dv = xp.sum((xp.matrix_transpose(t) @ t_1)[..., 0], axis=(0, 1))
     dA = xp.reshape(xp.sum(t_2 @ xp.matrix_transpose(Bm), axis=1), (B, 1, n, k))
     dBm = xp.sum(xp.matrix_transpose(A) @ t_2, axis=0)
     return BatchedGrads(dA, dBm, dv)

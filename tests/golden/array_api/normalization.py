@@ -413,7 +413,7 @@ def layernorm(x, gamma, beta):
     xp = _xp(x, gamma, beta)
     mu = xp.sum(x, axis=1, keepdims=True) / D
     xc = x - mu
-    var = xp.reshape(xp.vecdot(xc, xc), (N, 1)) / D
+    var = xp.vecdot(xc, xc)[:, None] / D
     t = xp.sqrt(var + 1e-05)
     xhat = xc
     xhat /= t
@@ -429,7 +429,7 @@ def layernorm_forward(x, gamma, beta):
     xp = _xp(x, gamma, beta)
     mu = xp.sum(x, axis=1, keepdims=True) / D
     xc = x - mu
-    var = xp.reshape(xp.vecdot(xc, xc), (N, 1)) / D
+    var = xp.vecdot(xc, xc)[:, None] / D
     t = xp.sqrt(var + 1e-05)
     xhat = xc
     xhat /= t
@@ -451,14 +451,14 @@ def layernorm_backward(dout, cache):
     # var = mean(xc * xc, axis=1, keepdims=true)
     t_1 = max(D, 1)
     # xhat = xc / sqrt(var + 1e-5)
-    t_2 = xp.reshape(t, (N,))
+    t_2 = t[:, 0]
     t_3 = xp.vecdot(dxhat, xhat)
     # xc = x - mu
     t_4 = xp.sum(dxhat, axis=1)
     # mu = mean(x, axis=1, keepdims=true)
     t_5 = dxhat
-    t_5 -= xp.reshape(t_3 / t_2, (N, 1)) / t_1 * t * xhat
+    t_5 -= (t_3 / t_2)[:, None] / t_1 * t * xhat
     dx = t_5
     dx *= 1.0 / t
-    dx -= xp.reshape(t_4 / t_2, (N, 1)) / t_1
+    dx -= (t_4 / t_2)[:, None] / t_1
     return LayernormGrads(dx, dgamma, dbeta)
