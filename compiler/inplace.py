@@ -420,6 +420,9 @@ def _step(fn: Lowering, n: Node, a: Node, name: str, done: dict | None = None) -
     has no such form."""
     augmented = OPS[n.op].augmented
     if OPS[n.op].scales is not None and n.dtype == "float":  # (-a: `a *= -1`)
+        if OPS[n.op].scales == -1 and not fn.printer.functional:
+            # (np.negative takes 0.2-0.3 us a call less than a product by the Python -1)
+            return Eval(array("negative", Name(name), out=Name(name)))
         return AugAssign(name, "*", Lit(OPS[n.op].scales))
     if augmented and (OPS[n.op].commutes or n.args[0] is a):
         other = n.args[1] if n.args[0] is a else n.args[0]

@@ -503,7 +503,7 @@ def logistic(X, y, w, reg):
     z = X @ w
     t = y @ z
     e = np.abs(z)
-    e *= -1
+    np.negative(e, out=e)
     np.exp(e, out=e)
     loss = (np.maximum(z, 0).sum() + _log1p_unit(e).sum() - t) / N + 0.5 * reg * (w @ w)
     return loss
@@ -515,7 +515,7 @@ def logistic_forward(X, y, w, reg):
     z = X @ w
     t = y @ z
     e = np.abs(z)
-    e *= -1
+    np.negative(e, out=e)
     np.exp(e, out=e)
     loss = (np.maximum(z, 0).sum() + _log1p_unit(e).sum() - t) / N + 0.5 * reg * (w @ w)
     dz_factor = (z >= 0).astype(e.dtype)
@@ -545,7 +545,7 @@ def logistic_grad(X, y, w, reg):
     z = X @ w
     t = y @ z
     e = np.abs(z)
-    e *= -1
+    np.negative(e, out=e)
     np.exp(e, out=e)
     loss = (np.maximum(z, 0).sum() + _log1p_unit(e).sum() - t) / N + 0.5 * reg * (w @ w)
     # loss = mean(softplus(z) - y * z) + 0.5 * reg * sum(w * w)
@@ -613,7 +613,7 @@ def logistic_jvp(X, y, w, reg, w_dot):
     z_dot = X @ w_dot
     t = y @ z
     e = np.abs(z)
-    e *= -1
+    np.negative(e, out=e)
     np.exp(e, out=e)
     t_1 = z_dot @ (np.maximum((z >= 0).astype(e.dtype), e) / (1 + e) - y) / N
     loss = (np.maximum(z, 0).sum() + _log1p_unit(e).sum() - t) / N + 0.5 * reg * (w @ w)
@@ -671,7 +671,7 @@ def logistic_hvp(X, y, w, reg, v_w):
     N, D = _logistic_hvp_sizes(X, y, w, reg, v_w)
     z = X @ w
     e = np.abs(z)
-    e *= -1
+    np.negative(e, out=e)
     np.exp(e, out=e)
     t = (z >= 0).astype(e.dtype)
     np.maximum(t, e, out=t)
