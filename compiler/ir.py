@@ -196,7 +196,7 @@ class OpDef:
     - `ufunc`: its NumPy form is a ufunc of its first argument that takes `out=`, so it may work
       in that argument's array (`np.exp(a, out=a)`).
     - `scales`: the number it multiplies its one argument by, so that it may work in that
-      argument's array as `a *= scales` (neg: `a *= -1`).
+      argument's array as `a *= scales` (neg: `a *= -1`, in NumPy `np.negative(a, out=a)`).
     - `fold(*values)`: its value on Python numbers, for constant folding (None: never folded).
     - `expand(*args, **attrs)`: a composite's expansion into the operations it is made of, which
       the optimizer writes in its place after differentiation.

@@ -263,17 +263,19 @@ def test_a_gaussian_likelihood_works_in_two_arrays(body: str):
 
 
 def test_a_negation_is_worked_out_in_place():
-    """A negation on the way down is a step in place like the others, `a *= -1`: a Gaussian
-    likelihood's `dmu = -(t_3 / t)` is worked out in the array of `t`, which its used-up cache
-    frees (`np.divide(t_3, dmu, out=dmu)`, `dmu *= -1`), and `-abs(z)` in one new array. The
-    values are those of the expression as written."""
+    """A negation on the way down is a step in place like the others, `np.negative(a, out=a)`
+    (0.2-0.3 us a call less than `a *= -1` at 8192 elements): a Gaussian likelihood's `dmu =
+    -(t_3 / t)` is worked out in the array of `t`, which its used-up cache frees
+    (`np.divide(t_3, dmu, out=dmu)`, `np.negative(dmu, out=dmu)`), and `-abs(z)` in one new
+    array. The values are those of the expression as written."""
     from bpc import compile_source
 
     source = "graph f(x: [n], mu: [n], logvar: [n]) -> loss wrt mu, logvar {\n"
     source += "    loss = mean(0.5 * logvar + 0.5 * ((x - mu) / exp(0.5 * logvar))**2)\n}\n"
     text = compile_source(source, "f.bp", consume_cache=True)
     backward = text.split("def f_backward")[1].split("def f_grad")[0]
-    assert "    dmu = t\n    np.divide(t_3, dmu, out=dmu)\n    dmu *= -1\n" in backward
+    negated = "    np.divide(t_3, dmu, out=dmu)\n    np.negative(dmu, out=dmu)\n"
+    assert "    dmu = t\n" + negated in backward
     module = module_from_text(text, "bpc_in_place_negation")
     rng = np.random.default_rng(2)
     x, mu, logvar = rng.standard_normal(50), rng.standard_normal(50), rng.standard_normal(50)
@@ -283,14 +285,14 @@ def test_a_negation_is_worked_out_in_place():
     np.testing.assert_allclose(dmu, -r * np.exp(-0.5 * logvar) / 50, rtol=1e-13)
     np.testing.assert_allclose(dlogvar, (0.5 - 0.5 * r * r) / 50, rtol=1e-12, atol=1e-16)
     softplus = "graph g(z: [n]) -> y {\n    y = sum(softplus(z))\n}\n"
-    assert "    e = np.abs(z)\n    e *= -1\n" in compile_source(softplus, "g.bp")
-    # a gradient that is a named value negated takes its array (`dx0 = dv0; dx0 *= -1`; the
-    # random graphs once found it written `dx0 = -1`)
+    assert "    e = np.abs(z)\n    np.negative(e, out=e)\n" in compile_source(softplus, "g.bp")
+    # a gradient that is a named value negated takes its array (`dx0 = dv0`, then negated in it;
+    # the random graphs once found it written `dx0 = -1`)
     loop = "graph h(x0: [m], x1: []) -> out {\n    v0 = 2 - x0\n    v1 = v0 * ones((m,))\n"
     loop += "    for t in range(1) {\n        v1 = tanh(v1 * 0.5 + x1)\n    }\n"
     loop += "    out = sum(v1 * v1)\n}\n"
     text = compile_source(loop, "h.bp")
-    assert "    dx0 = dv0\n    dx0 *= -1\n" in text
+    assert "    dx0 = dv0\n    np.negative(dx0, out=dx0)\n" in text
     module = module_from_text(text, "bpc_in_place_negated_gradient")
     x0, x1 = rng.standard_normal(4), 0.3
     _, cache = module.h_forward(x0, x1)
