@@ -1461,6 +1461,51 @@ def test_huber_written_out():
     np.testing.assert_array_equal(module.f_backward(g, cache).x, g * np.clip(z, -2, 2))
 
 
+def test_huber_by_clipping():
+    rule = opt.huber_by_clipping
+    c, a = make("clip", x, -1.0, 1.0), make("abs", x)
+    assert rewrites(rule, make("mul", c, make("sub", x, make("mul", 0.5, c)))) == (
+        "huber(x, delta=1.0)"
+    )
+    written = make("sub", make("mul", c, x), make("div", make("pow", c, 2), 2))
+    assert rewrites(rule, written) == "huber(x, delta=1.0)"
+    # TensorFlow's: 0.5 m**2 + delta (a - m), m = minimum(a, delta); and m (a - m / 2)
+    m = make("minimum", a, 2.0)
+    tf = make("add", make("mul", 0.5, make("mul", m, m)), make("mul", 2.0, make("sub", a, m)))
+    assert rewrites(rule, tf) == "huber(x, delta=2.0)"
+    half = make("minimum", 0.5, a)
+    other = make("mul", half, make("sub", a, make("div", half, 2)))
+    assert rewrites(rule, other) == "huber(x, delta=0.5)"
+    assert rewrites(rule, make("mul", 3, make("mul", c, make("sub", x, make("mul", 0.5, c))))) == (
+        "mul(3.0, huber(x, delta=1.0))"
+    )
+    assert leaves_alone(rule, make("mul", c, x))  # (|x| where it binds, not |x| - 1/2)
+    assert leaves_alone(rule, make("mul", c, make("sub", x, make("mul", 0.4, c))))
+    lopsided = make("clip", x, -1.0, 2.0)
+    assert leaves_alone(rule, make("mul", lopsided, make("sub", x, make("mul", 0.5, lopsided))))
+    no_abs = make("minimum", x, 1.0)
+    assert leaves_alone(
+        rule, make("add", make("mul", 0.5, make("mul", no_abs, no_abs)), make("sub", x, no_abs))
+    )
+    assert leaves_alone(rule, make("mul", c, make("sub", y, make("mul", 0.5, c))))  # (y, not x)
+    # compiled: one clip for the value and the gradient, where each was an array of its own;
+    # the values and gradient of the written form, on both sides and at the bound
+    for body in (
+        "c = clip(x, -2, 2)\n    out = c * (x - 0.5 * c)",
+        "a = abs(x)\n    m = minimum(a, 2)\n    out = 0.5 * m * m + 2 * (a - m)",
+    ):
+        module = load(f"graph f(x: [n]) -> out {{\n    {body}\n}}\n")
+        assert module.__source__.count("np.clip(") == 2, body  # (f_forward's and f's)
+        assert "np.minimum" not in module.__source__ and "np.where" not in module.__source__
+        z = np.array([-1e300, -5.0, -2.0, -0.5, -0.0, 0.0, 1.0, 2.0, 3.0, np.inf, np.nan])
+        out, cache = module.f_forward(z)
+        with np.errstate(over="ignore", invalid="ignore"):
+            want = np.where(abs(z) <= 2, 0.5 * z * z, 2 * abs(z) - 2)
+        np.testing.assert_allclose(out, want, rtol=1e-15)
+        g = np.linspace(-1.0, 1.0, z.size)
+        np.testing.assert_array_equal(module.f_backward(g, cache).x, g * np.clip(z, -2, 2))
+
+
 def test_elu_written_out():
     rule = opt.elu_written_out
     below = make("sub", make("exp", x), 1)

@@ -331,5 +331,21 @@ HUBER = _loss(
 """,
         ),
         ("huber(x - y)", "    loss = mean(huber(x - y))"),
+        (
+            "c = clip(d, -1, 1), c * (d - 0.5 * c)",
+            """
+    d = x - y
+    c = clip(d, -1, 1)
+    loss = mean(c * (d - 0.5 * c))
+""",
+        ),
+        (
+            "TensorFlow's, 0.5 * m**2 + (a - m), m = minimum(abs(d), 1)",
+            """
+    a = abs(x - y)
+    m = minimum(a, 1)
+    loss = mean(0.5 * m**2 + (a - m))
+""",
+        ),
     ],
 )

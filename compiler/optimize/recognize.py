@@ -421,34 +421,40 @@ def _number(n: Node) -> float | None:
     return None if isinstance(value, bool | complex) else value
 
 
-def _polynomial(n: Node, x: Node, depth: int = 0) -> dict[int, float] | None:
+def _polynomial(n: Node, x: Node) -> dict[int, float] | None:
     """n as a polynomial in x, {power: coefficient} with the zero ones left out, where it is
     one: sums, differences, products and whole powers of x and numbers, a few levels deep."""
+    found = _monomials(n, (x,))
+    return None if found is None else {k[0]: c for k, c in found.items()}
+
+
+def _monomials(n: Node, xs: tuple[Node, ...], depth: int = 0) -> dict[tuple, float] | None:
+    """n as a polynomial in the values xs, {powers of each: coefficient} with the zero ones left
+    out, where it is one (as `_polynomial`)."""
     if depth > DEPTH:
         return None
     value = _number(n)
     if value is not None:
-        return {0: float(value)} if value else {}
-    if n is x:
-        return {1: 1.0}
+        return {(0,) * len(xs): float(value)} if value else {}
+    if any(n is x for x in xs):
+        return {tuple(int(n is x) for x in xs): 1.0}
     if n.op == "neg":
-        inner = _polynomial(n.args[0], x, depth + 1)
+        inner = _monomials(n.args[0], xs, depth + 1)
         return None if inner is None else {k: -c for k, c in inner.items()}
     if n.op in ("add", "sub", "mul"):
-        a, b = (_polynomial(m, x, depth + 1) for m in n.args)
+        a, b = (_monomials(m, xs, depth + 1) for m in n.args)
         if a is None or b is None:
             return None
         if n.op == "mul":
-            terms = [(i + j, c * d) for i, c in a.items() for j, d in b.items()]
+            terms = [
+                (tuple(map(sum, zip(i, j))), c * d) for i, c in a.items() for j, d in b.items()
+            ]
         else:
             sign = 1.0 if n.op == "add" else -1.0
             terms = [*a.items(), *((j, sign * d) for j, d in b.items())]
-        out: dict[int, float] = {}
-        for k, c in terms:
-            out[k] = out.get(k, 0.0) + c
-        return {k: c for k, c in out.items() if c}
+        return _collected(terms)
     if n.op == "div":
-        a, b = _polynomial(n.args[0], x, depth + 1), _number(n.args[1])
+        a, b = _monomials(n.args[0], xs, depth + 1), _number(n.args[1])
         if a is None or not b:
             return None
         return {k: c / b for k, c in a.items()}
@@ -456,8 +462,89 @@ def _polynomial(n: Node, x: Node, depth: int = 0) -> dict[int, float] | None:
         k = _number(n.args[1])
         if k not in (2, 3, 4):
             return None
-        base = _polynomial(n.args[0], x, depth + 1)
-        return None if base is None or base.keys() != {1} else {int(k): base[1] ** k}
+        base = _monomials(n.args[0], xs, depth + 1)
+        if base is None or len(base) != 1:
+            return None
+        ((powers, c),) = base.items()
+        return {tuple(int(k) * p for p in powers): c**k}
+    return None
+
+
+def _collected(terms) -> dict:
+    """Terms (key, coefficient) with like keys added, the zero ones left out."""
+    out: dict = {}
+    for k, c in terms:
+        out[k] = out.get(k, 0.0) + c
+    return {k: c for k, c in out.items() if c}
+
+
+def _substituted(p: dict[tuple, float], value) -> dict[int, float]:
+    """A polynomial in (b, f) with b replaced: by f itself (`value` None), or by a number; a
+    polynomial in f."""
+    if value is None:
+        return _collected((i + j, c) for (i, j), c in p.items())
+    return _collected((j, c * value**i) for (i, j), c in p.items())
+
+
+def _bounds_in(n: Node, out: list[Node], depth: int = 0) -> list[Node]:
+    """The clips and minimums that n computes with through sums, products, negations, quotients
+    and powers, a few levels deep."""
+    if n.op in ("clip", "minimum"):
+        if not any(n is m for m in out):
+            out.append(n)
+    elif n.op in ("add", "sub", "mul", "neg", "div", "pow") and depth <= DEPTH:
+        for a in n.args:
+            _bounds_in(a, out, depth + 1)
+    return out
+
+
+def _bounded(b: Node) -> tuple[Node, Node, float, list[float]] | None:
+    """For b = clip(d, -delta, delta): (d, d, delta, the values b takes where it is not d,
+    [delta, -delta]); for b = minimum(abs(d), delta): (abs(d), d, delta, [delta]); else None."""
+    if b.op == "clip":
+        lo, hi = _number(b.args[1]), _number(b.args[2])
+        if hi is not None and lo == -hi and 0 < hi < math.inf:
+            return b.args[0], b.args[0], hi, [hi, -hi]
+    if b.op == "minimum":
+        for f, bound in (b.args, b.args[::-1]):
+            delta = _number(bound)
+            if f.op == "abs" and delta is not None and 0 < delta < math.inf:
+                return f, f.args[0], delta, [delta]
+    return None
+
+
+@canonical
+def huber_by_clipping(n: Node) -> Node | None:
+    """k * huber(d, delta) written with the clipped residual: `c * (d - 0.5 * c)` or `c * d -
+    c**2 / 2` for c = clip(d, -delta, delta), or TensorFlow's `0.5 * m**2 + delta * (a - m)`
+    for a = abs(d) and m = minimum(a, delta); any polynomial in the two that is k times Huber's
+    loss both where the bound does not bind (c is d, m is a: k d**2 / 2) and where it does (c
+    is +-delta, m is delta: k (delta |d| - delta**2 / 2)). As written, each value and its
+    gradient were arrays of their own (2 to 2.7 times the expert's time, 1.4 times the
+    memory); the composite's one clip serves both."""
+    if n.op not in ("add", "sub", "mul") or n.dtype != "float" or n.ndim == 0:
+        return None
+    for b in _bounds_in(n, []):
+        bounded = _bounded(b)
+        p = None if bounded is None else _monomials(n, (b, bounded[0]))
+        if not p:
+            continue
+        _, d, delta, sides = bounded
+        inside = _substituted(p, None)
+        if inside.keys() != {2}:
+            continue
+        k = 2 * inside[2]
+        close = lambda u, v: math.isclose(u, v, rel_tol=1e-12, abs_tol=1e-300)  # noqa: E731
+        for side in sides:
+            line = _substituted(p, side)
+            if line.keys() - {0, 1} or not close(line.get(1, 0.0), k * side):
+                break
+            if not close(line.get(0, 0.0), -k * delta * delta / 2):
+                break
+        else:
+            out = make("huber", d, delta=delta)
+            out = out if k == 1 else make("mul", k, out)
+            return out if out.type == n.type else None
     return None
 
 
