@@ -68,6 +68,7 @@ STAGES = (
     "compound_first",
     "reductions_first",
     "scalings_last",
+    "quotients_by_squares",
     "quotients_by_numbers_as_products",
     "sums_as_products",
     "fast_math",

@@ -25,6 +25,7 @@ from bpc import optimize as opt
 from bpc.diagnostics import Loc
 from bpc.dims import Dim
 from bpc.ir import Graph, Node, Param, Type, const, make, reachable, schedule, untyped
+from bpc.loader import module_from_text
 from bpc.optimize import CANONICAL, RULES
 from bpc.verify import show, show_type, verify
 from tests import oracle
@@ -47,6 +48,7 @@ PASSES = (
     "compound_first",
     "reductions_first",
     "scalings_last",
+    "quotients_by_squares",
     "quotients_by_numbers_as_products",
     "fast_math",
     "finish_gradients",
@@ -412,11 +414,12 @@ def test_complement_of_a_ratio():
     assert leaves_alone(rule, make("sub", 2, make("div", a, make("add", 2, a))))  # ((4 + a) / ...)
     assert leaves_alone(rule, make("sub", 1, make("div", y, make("add", 1, a))))
     # compiled: the softsign's gradient is dout / (1 + |x|)**2, two passes over the cached t
+    # (its square, then one division: quotient_by_a_square)
     graph = "graph f(x: [n]) -> y {{\n    y = {}\n}}\n"
     for written in ("x / (1 + abs(x))", "x * (1 + abs(x)) ** -1"):
         text = compile_source(graph.format(written), "f.bp")
         backward = text[text.index("def f_backward") :]
-        assert "dx = dout / t\n    dx /= t\n" in backward, written
+        assert "dx = t * t\n    np.divide(dout, dx, out=dx)\n" in backward, written
         module = load(graph.format(f"sum({written})"))
         xs = np.array([-3.0, -0.5, 0.25, 2.0])
         _, (dx,) = module.f_grad(xs)
@@ -2583,6 +2586,47 @@ def test_sigmoid_of_minus():
     assert np.isclose(value, np.sum(v[1:-1] * s) + 800.0)
     want = s + 1.702 * v[1:-1] * s * (1 - s)
     assert np.allclose(dx, np.concatenate([[0.0], want, [1.0]]), rtol=1e-14, atol=0)
+
+
+def test_quotients_by_squares():
+    x, dout = param("x", "n", "m", index=0), param("dout", "n", "m", index=1)
+    ax = make("abs", x)
+    t, e, small = make("add", 1, ax), make("add", make("exp", x), 2.0), make("add", 0.5, ax)
+    shared = make("div", x, t)  # (read by another output too: it stays, and so does its / t)
+    outs = [
+        make("div", make("div", dout, t), t),
+        make("div", make("div", dout, e), e),
+        make("div", make("div", dout, x), x),  # left: x * x may underflow to 0
+        make("div", make("div", dout, small), small),  # left: 0.5 + |x| may be below 1
+        make("div", shared, t),
+        shared,
+    ]
+    g = verify(graph([x, dout], outs), "simplify")
+    new = verify(opt.quotients_by_squares(g), "quotients_by_squares")
+    assert [show(o) for o in new.outputs[:2]] == [
+        "div(dout, mul(add(1, abs(x)), add(1, abs(x))))",
+        "div(dout, mul(add(exp(x), 2.0), add(exp(x), 2.0)))",
+    ]
+    assert new.outputs[2:] == g.outputs[2:]
+    assert_same_values(g.outputs, new.outputs)
+    # compiled: the softsign's gradient squares t in its array and divides once, as an expert
+    # writes it, against central differences; where t * t overflows NumPy warns of it
+    source = "graph f(x: [n]) -> out {\n    out = x / (1 + abs(x))\n}\n"
+    text = compile_source(source, "f.bp", consume_cache=True)
+    assert "    dx = t\n    dx *= t\n    np.divide(dout, dx, out=dx)\n" in text
+    module = module_from_text(text, "bpc_quotients_by_squares")
+    z = np.random.default_rng(3).standard_normal(7) * 3
+    g = np.linspace(-1.0, 1.0, z.size)
+    _, cache = module.f_forward(z)
+    dx = module.f_backward(g, cache).x
+    np.testing.assert_allclose(dx, g / (1 + np.abs(z)) ** 2, rtol=1e-15)
+    numeric = numeric_grad(lambda z: float(np.dot(module.f(z), g)), [z], 0)
+    np.testing.assert_allclose(dx, numeric, rtol=1e-7)
+    far = np.array([3e19, -1.0], np.float32)
+    _, cache = module.f_forward(far)
+    with pytest.warns(RuntimeWarning, match="overflow"):
+        dx = module.f_backward(np.ones(2, np.float32), cache).x
+    assert dx.dtype == np.float32 and dx[0] == 0 and dx[1] == np.float32(0.25)
 
 
 def test_quotients_by_numbers_as_products():

@@ -14,7 +14,7 @@ A module per part, each saying in its docstring what it owns:
 - `hoist.py`: products out of loops and after them (`hoist_products`, `products_after_loops`);
 - `stacks.py`: a loop's stack written over the array whose slots it reads;
 - `tidy.py`: loops tidied as a whole (`tidy_loops`);
-- `finish.py`: `quotients_by_numbers_as_products`, `fast_math`, `finish_outputs`,
+- `finish.py`: `quotients_by_squares`, `quotients_by_numbers_as_products`, `fast_math`, `finish_outputs`,
   `finish_gradients` and `select_cache`;
 - here: `optimize` and the order of its stages, `Check`, `seed_ones`.
 
@@ -106,6 +106,7 @@ from .finish import (
     finish_gradients,
     finish_outputs,
     quotients_by_numbers_as_products,
+    quotients_by_squares,
     select_cache,
 )
 from .fixpoint import _SEEN, _existing, _key, canonicalize, in_bodies, simplify
@@ -178,6 +179,7 @@ __all__ = [
     "scalings_last",
     "fast_math",
     "quotients_by_numbers_as_products",
+    "quotients_by_squares",
     "finish_outputs",
     "finish_gradients",
     "select_cache",
@@ -324,6 +326,7 @@ def optimize(
     graph = check(_everywhere(graph, compound_first), prefix + "compound_first")
     graph = check(reductions_first(graph), prefix + "reductions_first")
     graph = check(scalings_last(graph), prefix + "scalings_last")
+    graph = check(_everywhere(graph, quotients_by_squares), prefix + "quotients_by_squares")
     graph = _everywhere(graph, quotients_by_numbers_as_products)
     graph = check(graph, prefix + "quotients_by_numbers_as_products")
     if numpy_kernels:

@@ -26,7 +26,7 @@ from ..ir import (
     view_base,
     with_args,
 )
-from ..ops.elementwise import never_zero
+from ..ops.elementwise import constant_value, never_zero
 from .products import _users
 
 
@@ -43,6 +43,43 @@ def fast_math(graph: Graph) -> Graph:
             return make("fast_tanh", *args, hint=n.hint)
 
     return rewrite(graph, step) if any(n.op == "tanh" for n in graph.nodes) else graph
+
+
+def quotients_by_squares(graph: Graph) -> Graph:
+    """a / t / t -> a / (t * t) for an array t of at least 1 (`1 + abs(x)`, the softsign's,
+    whose gradient is `dout / t / t`), where nothing else reads a / t: one division where there
+    were two, and the square made in t's array (`t *= t`, `np.divide(dout, t, out=t)`, as an
+    expert writes it), where the two quotients made an array of their own (1.25-1.48x the
+    expert's time, 1.5x the memory). t * t never underflows; it overflows where t passes the
+    square root of the dtype's largest number (1.3e154 in float64, 1.8e19 in float32), where
+    NumPy warns of it and the quotient is 0: the value is below |a| times the smallest normal
+    number there."""
+    users = _users(graph)
+
+    def step(n: Node, args: tuple[Node, ...]) -> Node:
+        old, n = n, with_args(n, args)
+        if n.op != "div" or n.dtype != "float" or n.args[0].op != "div":
+            return n
+        (a, inner), t = n.args[0].args, n.args[1]
+        if inner is not t or users[old.args[0]] != [old] or not _at_least_one(t):
+            return n
+        with at(n.loc):
+            m = make("div", a, make("mul", t, t), hint=n.hint)
+        return m if m.type == n.type else n
+
+    return rewrite(graph, step) if any(n.op == "div" for n in graph.nodes) else graph
+
+
+def _at_least_one(t: Node) -> bool:
+    """Whether every element of array t is at least 1 (or nan): a number of at least 1 plus a
+    value that is never negative."""
+    if t.op != "add" or not t.ndim:
+        return False
+    for c, v in (t.args, t.args[::-1]):
+        value = constant_value(c)
+        if value is not None and not isinstance(value, bool) and value >= 1:
+            return v.op in ("abs", "exp", "sqrt", "relu")
+    return False
 
 
 # The constants of a divisor whose reciprocal is taken: within these, the reciprocal is a normal
