@@ -1,7 +1,8 @@
-"""bench/formulations/: every formulation compiles and computes its model's value and gradients, in
-float64 and in float32; every tuned reference is right (central finite differences), leaves its
-inputs alone and keeps float32 float32; the suite runs through bench/run.py's run_case. Nothing
-here times anything against a target: the benchmarks are run by hand."""
+"""bench/formulations/ and bench/held_out.py: every formulation compiles and computes its model's
+value and gradients, in float64 and in float32; every tuned reference is right (central finite
+differences), leaves its inputs alone and keeps float32 float32; the suite and the held-out
+models run through bench/run.py's run_case. Nothing here times anything against a target: the
+benchmarks are run by hand."""
 
 import sys
 from pathlib import Path
@@ -13,10 +14,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
 import formulations  # noqa: E402  (bench/formulations/)
+import held_out  # noqa: E402  (bench/held_out.py)
 import run  # noqa: E402  (bench/run.py)
 from formulations import MODELS, generated  # noqa: E402
 
 FORMULATIONS = [(m, f) for m in MODELS for f in m.formulations]
+# The suite's models and the held-out ones, whose references and spellings are checked alike
+EVERY = MODELS + held_out.MODELS
+CHECKED = [(m, f) for m in EVERY for f in m.formulations]
 
 
 def _ids(pairs):
@@ -48,7 +53,7 @@ def test_the_suite_covers_the_issue():
         assert len({f.source for f in m.formulations}) == len(names), m.name
 
 
-@pytest.mark.parametrize("model, formulation", FORMULATIONS, ids=_ids(FORMULATIONS))
+@pytest.mark.parametrize("model, formulation", CHECKED, ids=_ids(CHECKED))
 def test_formulation_matches_its_reference(model, formulation):
     """Value and gradients as the reference's: within 1e-8 in float64; in float32, float32
     results within float32's rounding."""
@@ -65,7 +70,7 @@ def test_formulation_matches_its_reference(model, formulation):
             assert _rel_err(g, w) < tol, (dtype, i, _rel_err(g, w))
 
 
-@pytest.mark.parametrize("model", MODELS, ids=[m.name for m in MODELS])
+@pytest.mark.parametrize("model", EVERY, ids=[m.name for m in EVERY])
 def test_reference_matches_finite_differences(model):
     """Each gradient of the reference against central differences of its value (for a `vjp`
     model, of sum(value * upstream gradient)), element by element, in float64."""
@@ -93,7 +98,7 @@ def test_reference_matches_finite_differences(model):
         assert _rel_err(grad, numeric) < 1e-6, (position, _rel_err(grad, numeric))
 
 
-@pytest.mark.parametrize("model", MODELS, ids=[m.name for m in MODELS])
+@pytest.mark.parametrize("model", EVERY, ids=[m.name for m in EVERY])
 def test_reference_leaves_its_inputs_and_keeps_float32(model):
     """The references work in place, but never in their arguments; float32 in, float32 out."""
     for dtype in (np.float64, np.float32):
@@ -124,6 +129,17 @@ def test_suite_runs_through_run_case(capsys):
     assert "- all models, smoke, float32: median" in text
     out = capsys.readouterr().out
     assert "| batchnorm | 5 x 3 | float32 |" in out
+
+
+def test_held_out_models_run(capsys):
+    """bench/held_out.py's smoke run: each held-out model at its tiny size in both dtypes,
+    checked against its reference and timed, and its table printed."""
+    assert held_out.main(["--smoke"]) == 0
+    out = capsys.readouterr().out
+    for m in held_out.MODELS:
+        for f in m.formulations:
+            assert f"| {m.name} | `{f.name}` | " in out
+    assert "- all models, smoke, float32: median" in out
 
 
 def test_kernel_forms_agree(capsys):
