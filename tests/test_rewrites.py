@@ -928,6 +928,17 @@ def test_dot_computed_the_other_way():
     np.testing.assert_allclose(grads.b, numeric_grad(module.f, [a, b], 1), rtol=1e-6)
 
 
+def _check_label_gradient(module, seed: int) -> None:
+    """g_grad of `f(s [6, 4], labels)` against central differences, with negative labels (which
+    count from the end), and float32 scores keeping their gradient float32."""
+    rng = np.random.default_rng(seed)
+    s = rng.standard_normal((6, 4))
+    labels = rng.integers(-4, 4, 6)
+    _, grads = module.f_grad(s, labels)
+    np.testing.assert_allclose(grads.s, numeric_grad(module.f, [s, labels], 0), atol=1e-7)
+    assert module.f_grad(s.astype(np.float32), labels)[1].s.dtype == np.float32
+
+
 def test_scatter_added():
     rule = opt.scatter_added
     idx, g = param("i", "n", dtype="int", index=1), param("g", "n", index=2)
@@ -946,12 +957,7 @@ def test_scatter_added():
     module = load(source)
     code = "\n".join(_code(module))
     assert "_add_along(" in code and "np.arange(C)) *" not in code
-    rng = np.random.default_rng(8)
-    s = rng.standard_normal((6, 4))
-    labels = rng.integers(-4, 4, 6)  # (negative labels count from the end)
-    _, grads = module.f_grad(s, labels)
-    np.testing.assert_allclose(grads.s, numeric_grad(module.f, [s, labels], 0), atol=1e-7)
-    assert module.f_grad(s.astype(np.float32), labels)[1].s.dtype == np.float32
+    _check_label_gradient(module, seed=8)
 
 
 def test_sum_of_a_scatter():
@@ -971,12 +977,7 @@ def test_sum_of_a_scatter():
     module = load(source)
     code = "\n".join(_code(module))
     assert "_add_along(" in code and "np.arange(C)" not in code and "% C" not in code
-    rng = np.random.default_rng(9)
-    s = rng.standard_normal((6, 4))
-    labels = rng.integers(-4, 4, 6)  # (negative labels count from the end)
-    _, grads = module.f_grad(s, labels)
-    np.testing.assert_allclose(grads.s, numeric_grad(module.f, [s, labels], 0), atol=1e-7)
-    assert module.f_grad(s.astype(np.float32), labels)[1].s.dtype == np.float32
+    _check_label_gradient(module, seed=9)
 
 
 def test_ties_halved_of_a_number():

@@ -243,18 +243,25 @@ def summary(records: list[Record]) -> str:
             f"- {model.name} ({len(model.formulations)} formulations; hand {hand}): "
             + _judge(ratios, peaks)
         )
+    missed = []  # the columns whose median misses: the overall verdict is theirs too
     for column in _columns(records):
         mine = [r for r in records if r.column == column]
         ratios = [r.ratio(f) for r in mine for f in r.model.formulations]
         peaks = [r.peak(f) for r in mine for f in r.model.formulations]
-        lines.append(f"- all models, {column}: " + _judge(ratios, peaks))
+        verdict = _judge(ratios, peaks)
+        lines.append(f"- all models, {column}: " + verdict)
+        if verdict.endswith("missed"):
+            missed.append(column)
     ratios = [r.ratio(f) for r in records for f in r.model.formulations]
     peaks = [r.peak(f) for r in records for f in r.model.formulations]
     count = sum(len(m.formulations) for m in models)
     plural = "s" if len(models) != 1 else ""
+    verdict = _judge(ratios, peaks)
+    if missed:
+        verdict = verdict.replace("targets met", "targets missed") + f" in {', '.join(missed)}"
     lines.append(
         f"- **overall**, {count} formulations of {len(models)} model{plural}, {len(ratios)} "
-        f"measurements: " + _judge(ratios, peaks) + f" (targets: median at most "
+        f"measurements: " + verdict + f" (targets: median at most "
         f"{TARGETS['median']:.2f} at every size in both dtypes, none above {TARGETS['max']:.2f}, "
         f"peak memory at most {TARGETS['peak']:.2f}x)"
     )
