@@ -14,8 +14,8 @@ A module per part, each saying in its docstring what it owns:
 - `hoist.py`: products out of loops and after them (`hoist_products`, `products_after_loops`);
 - `stacks.py`: a loop's stack written over the array whose slots it reads;
 - `tidy.py`: loops tidied as a whole (`tidy_loops`);
-- `finish.py`: `quotients_by_squares`, `quotients_by_numbers_as_products`, `fast_math`, `finish_outputs`,
-  `finish_gradients` and `select_cache`;
+- `finish.py`: `quotients_by_squares`, `quotients_by_numbers_as_products`, `fast_math`,
+  `finish_outputs`, `finish_gradients` and `select_cache`;
 - here: `optimize` and the order of its stages, `Check`, `seed_ones`.
 
 Every rule, canonical rewrite and pass is an attribute of this package by its name

@@ -1,4 +1,5 @@
-"""The last passes: an array divided by a number multiplied by its reciprocal instead
+"""The last passes: a quotient by a square made in one division (`quotients_by_squares`), an
+array divided by a number multiplied by its reciprocal instead
 (`quotients_by_numbers_as_products`), the kernels `bpc compile --fast-math` allows
 (`fast_math`), each output and each gradient made the caller's to keep (`finish_outputs`,
 `finish_gradients`), and the cache chosen, what the backward reads of the forward

@@ -395,6 +395,11 @@ def huber_written_out(n: Node) -> Node | None:
     close = lambda u, v: math.isclose(u, v, rel_tol=1e-12)  # noqa: E731
     if not close(square[2], k / 2) or not close(line.get(0, 0.0), -k * delta * delta / 2):
         return None
+    return _huber_times(k, d, delta, n)
+
+
+def _huber_times(k: float, d: Node, delta: float, n: Node) -> Node | None:
+    """k * huber(d, delta) in n's place, where it has n's type."""
     out = make("huber", d, delta=delta)
     out = out if k == 1 else make("mul", k, out)
     return out if out.type == n.type else None
@@ -542,9 +547,7 @@ def huber_by_clipping(n: Node) -> Node | None:
             if not close(line.get(0, 0.0), -k * delta * delta / 2):
                 break
         else:
-            out = make("huber", d, delta=delta)
-            out = out if k == 1 else make("mul", k, out)
-            return out if out.type == n.type else None
+            return _huber_times(k, d, delta, n)
     return None
 
 
