@@ -311,6 +311,11 @@ def new_last_axis(x: Expr, ndim: int) -> Subscript:
     return Subscript(x, (ALL if ndim == 1 else ELLIPSIS, NONE))
 
 
+def last_axis_dropped(x: Expr, ndim: int) -> Subscript:
+    """`x[:, 0]`, or `x[..., 0]`, for a value of `ndim` + 1 axes whose last has size 1."""
+    return Subscript(x, (ALL if ndim == 1 else ELLIPSIS, Lit(0)))
+
+
 # Every built-in function of the language (docs/language.md); a call to one that no registered
 # operation spells yet gets a clean "not supported yet" diagnostic.
 LANGUAGE_BUILTINS = frozenset(

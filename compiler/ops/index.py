@@ -51,6 +51,7 @@ from ..expr import shape as shape_of
 from ..ir import REQUIRED, Node, ShapeError, Type, make
 from . import (
     joined,
+    last_axis_dropped,
     linear,
     new_last_axis,
     no_flops,
@@ -447,7 +448,7 @@ def _take_along_emit(at, x, idx):
         return Subscript(x, (array("arange", Size(at.node.args[1].shape[0])), idx))
     axis = Lit(1 if ndim == 1 else -1)
     call = array("take_along_axis", x, new_last_axis(idx, ndim), axis=axis)
-    return Subscript(call, (ALL if ndim == 1 else ELLIPSIS, Lit(0)))
+    return last_axis_dropped(call, ndim)
 
 
 register(

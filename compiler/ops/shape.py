@@ -5,11 +5,12 @@ from __future__ import annotations
 import functools
 
 from ..dims import Dim, product, show_shape
-from ..expr import ALL, ELLIPSIS, BinOp, Lit, Size, Subscript, Tuple, array, method
+from ..expr import BinOp, Size, Tuple, array, method
 from ..expr import shape as shape_of
 from ..ir import REQUIRED, ShapeError, Type, make
 from . import (
     broadcast,
+    last_axis_dropped,
     linear,
     new_last_axis,
     no_flops,
@@ -64,7 +65,7 @@ def _reshape_emit(at, x, *, shape):
     if shape == (*old, one):
         return new_last_axis(x, len(old))
     if len(old) > 1 and old == (*shape, one):
-        return Subscript(x, (ALL if len(shape) == 1 else ELLIPSIS, Lit(0)))
+        return last_axis_dropped(x, len(shape))
     return method(x, "reshape", Tuple(_sizes(old, shape)))
 
 
