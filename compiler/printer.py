@@ -80,9 +80,10 @@ HELPER_NEEDS = {
 INDENT = 4  # a statement's indent in a function body
 
 # Python's operator precedences, for the fewest parentheses.
-COND, OR, CMP, ADD, MUL, UNARY, POW, ATOM = 1, 3, 5, 10, 11, 12, 13, 14
+COND, OR, CMP, AND, ADD, MUL, UNARY, POW, ATOM = 1, 3, 5, 7, 10, 11, 12, 13, 14
 BINARY = {
     "or": OR,
+    "&": AND,
     "//": MUL,
     "+": ADD,
     "-": ADD,

@@ -407,6 +407,25 @@ def test_a_leaky_relu_works_in_its_factor(dtype):
     np.testing.assert_array_equal(dx, dout * factor)
 
 
+def test_a_clip_multiplies_its_gradient_by_one_mask():
+    """clip's gradient is g where lo <= x <= hi: the two masks are combined first (`&`, passes
+    over bytes), so that g meets one mask, where `g * (x >= lo) * (x <= hi)` made two float
+    passes, each converting a mask (4 us each at 64 x 128 float64, half the backward). The
+    boundaries keep their gradient, as torch.clamp's do; nan has none."""
+    from bpc import compile_source
+
+    source = "graph f(x: [n]) -> out {\n    out = clip(x, -1, 1)\n}\n"
+    text = compile_source(source, "f.bp")
+    assert "dx = dout * ((x >= -1) & (x <= 1))\n" in text
+    module = module_from_text(text, "bpc_in_place_clip_mask")
+    x = np.array([-2.0, -1.0, -0.5, 0.0, 1.0, 1.5, np.nan])
+    dout = np.arange(1.0, 8.0)
+    out, cache = module.f_forward(x)
+    (dx,) = module.f_backward(dout, cache)
+    np.testing.assert_array_equal(out, np.clip(x, -1, 1))
+    np.testing.assert_array_equal(dx, [0, 2, 3, 4, 5, 0, 0])
+
+
 def test_a_loop_fills_its_stacks_in_place():
     """A value a loop body writes to a slot is made in that slot (`out=`), the slot write left
     out: a carried cell state whose first statement reads the old one (`c =

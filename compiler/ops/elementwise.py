@@ -113,24 +113,27 @@ def binary(
     augmented=False,
     commutes=False,
     jvp=None,
+    masks=None,
 ):
     """An elementwise infix operator with NumPy broadcasting. `numbers(at, a, b)`, when given,
     emits it on operands that may all be Python numbers, where Python's operator would raise (it
     returns None where it would not). `fold` is its value on numbers; with `augmented` it works
     in place as `a symbol= b` (in either operand's array when it `commutes`). An operator that
     `counts` (+, -) takes masks as the integers 0 and 1, as Python takes True and False: NumPy
-    would give `or` for `mask + mask` and raise for `mask - mask`. Its JVP is `jvp`, by default
-    read off its adjoint (`diagonal`)."""
+    would give `or` for `mask + mask` and raise for `mask - mask`; `masks` is the operator that
+    writes it on two masks (`&` for `*`). Its JVP is `jvp`, by default read off its adjoint
+    (`diagonal`)."""
 
     def emit(at, a, b):
         if numbers and python_numbers(at):
             code = numbers(at, a, b)
             if code is not None:
                 return code
-        if counts and all(arg.type.dtype == "bool" for arg in at.node.args):
+        both_masks = all(arg.type.dtype == "bool" for arg in at.node.args)
+        if counts and both_masks:
             # (a mask beside a number is fine; two masks are NumPy's `or` and an error)
             a, b = (_counted(x, arg.type) for x, arg in zip((a, b), at.node.args))
-        return BinOp(symbol, a, b)
+        return BinOp(masks if masks and both_masks else symbol, a, b)
 
     def infer(a, b):
         both_masks = counts and a.dtype == b.dtype == "bool"
@@ -428,6 +431,7 @@ binary(
     fold=operator.mul,
     augmented=True,
     commutes=True,
+    masks="&",  # (NumPy's product of two masks is their `and`: `&` says so)
 )
 
 
@@ -697,10 +701,11 @@ def _clip_emit(at, x, lo, hi):
 
 def _clip_adjoint(g, y, x, lo, hi):
     """clip(x, lo, hi) is min(max(x, lo), hi), as in NumPy and PyTorch: hi wins where lo > hi.
-    On the boundaries (x == lo or x == hi) the gradient goes to x, as torch.clamp does."""
+    On the boundaries (x == lo or x == hi) the gradient goes to x, as torch.clamp does. Two
+    masks are combined before they meet g (`g * (a & b)`: one float pass, not two)."""
     return (
-        g * make("ge", x, lo) * make("le", x, hi),
-        g * make("lt", x, lo) * make("le", lo, hi),
+        g * (make("ge", x, lo) * make("le", x, hi)),
+        g * (make("lt", x, lo) * make("le", lo, hi)),
         g * gt(make("maximum", x, lo), hi),
     )
 
