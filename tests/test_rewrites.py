@@ -2266,12 +2266,18 @@ def test_negation_into_a_constant():
     assert rewrites(rule, n) == "mul(div(mul(-2, x), y), x)"
     assert leaves_alone(rule, make("neg", make("mul", x, y)))
     assert leaves_alone(rule, make("neg", make("mul", 1, x)))  # (negation_outward's -x)
-    assert leaves_alone(rule, make("neg", make("div", x, 2.0)))
+    assert leaves_alone(rule, make("neg", make("div", x, 2.0)))  # (`(a - x) / 2` collects)
     assert leaves_alone(rule, make("neg", x))
     # a number the code computes, on the right: its numerator negated (`-1.0 / N` -> `1.0 / N`)
     per = make("div", -1.0, make("dim", dim=Dim.of("n")))
     assert rewrites(rule, make("neg", make("mul", x, per))) == "mul(x, div(1.0, n))"
     assert leaves_alone(rule, make("neg", make("mul", x, make("mul", s, 2.0))))
+    # on the left, under further factors (a hinge loss's gradient), and a divisor (`m / -N`)
+    n_ = make("dim", dim=Dim.of("n"))
+    half = make("div", 0.5, make("maximum", n_, 1))
+    hinge = make("neg", make("mul", make("mul", half, x), y))
+    assert rewrites(rule, hinge) == "mul(mul(div(-0.5, maximum(n, 1)), x), y)"
+    assert leaves_alone(rule, make("neg", make("mul", make("div", x, n_), y)))
 
 
 def test_contract_sums():

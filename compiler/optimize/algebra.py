@@ -1162,9 +1162,11 @@ def negation_outward(n: Node) -> Node | None:
 @rule("neg")
 def negation_into_a_constant(n: Node) -> Node | None:
     """-(c * a * b) -> (-c) * a * b (and with quotients on the way), for a number c that
-    multiplies the product's leftmost factor, and -(a * s) -> a * (-s) for a number s the code
-    computes (`1 / N`): the sign costs no pass of its own over the product's array (`dmu =
-    -(2 * r * d)` of a Gaussian likelihood is `-2 * r * d`)."""
+    multiplies the product's leftmost factor, and -(a * s) -> a * (-s), -(s * a) -> (-s) * a
+    for a number s the code computes (`1 / N`), down the product's left factors (a hinge
+    loss's -((0.5 / N) * m * y) is (-0.5 / N) * m * y): the sign costs no pass of its own over
+    the product's array (`dmu = -(2 * r * d)` of a Gaussian likelihood is `-2 * r * d`). A
+    divisor keeps its sign (`-(y / N)`, for `(a - y) / N` to collect)."""
     negated = _with_negated_constant(n.args[0])
     return negated if negated is not None and _same_type(negated, n) else None
 
@@ -1178,12 +1180,18 @@ def _with_negated_constant(x: Node) -> Node | None:
             return None
         return make("mul", const(-first.attr("value")), x.args[1])
     last = x.args[1]
-    if x.op == "mul" and last.type.static and not last.ndim and last.dtype == "float":
-        negated = _negated_number(last)
-        if negated is not None:
-            return make("mul", first, negated)
+    if x.op == "mul":
+        for i, s in enumerate(x.args):  # (`(0.5 / N) * m`, `m * (1 / N)`)
+            negated = _negated_number(s) if _computed_number(s) and s.op != "const" else None
+            if negated is not None:
+                return make("mul", *(negated, last) if i == 0 else (first, negated))
     inner = _with_negated_constant(first)
     return None if inner is None else make(x.op, inner, x.args[1])
+
+
+def _computed_number(s: Node) -> bool:
+    """A float number that the code computes from constants and sizes (`0.5 / max(N, 1)`)."""
+    return s.type.static and not s.ndim and s.dtype == "float"
 
 
 def _negated_number(s: Node) -> Node | None:
