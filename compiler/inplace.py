@@ -45,7 +45,7 @@ def plan(fn: Lowering, nodes) -> None:
     # only the largest arrays are worth it: a bias-sized vector keeps its one-line form
     widest = max((m.ndim for m in lines if not is_view(m)), default=0)  # (not a window view)
     for n in lines:
-        if not OPS[n.op].elementwise or n.dtype != "float" or n.ndim < max(widest, 1):
+        if not _in_its_operand(n) or n.dtype != "float" or n.ndim < max(widest, 1):
             continue
         if n in fn.born_weak or Dim.of(1) in n.shape:  # (a keepdims statistic: small)
             continue
@@ -68,6 +68,13 @@ def plan(fn: Lowering, nodes) -> None:
             root[n] = root.get(a, a)
             chains.setdefault(root[n], [root[n]]).append(n)
     _name_chains(fn, chains)
+
+
+def _in_its_operand(n: Node) -> bool:
+    """An elementwise line, or one that takes `out=` for a first operand of its shape (a
+    take_along's adjoint added to a gradient, `_add_along(t, y, g, out=t)`)."""
+    op = OPS[n.op]
+    return op.elementwise or (op.ufunc and n.args[0].shape == n.shape)
 
 
 def spendable(fn: Lowering, cached: list[Node], outputs: list[Node]) -> frozenset[Node]:
@@ -345,7 +352,8 @@ def _steps(fn: Lowering, n: Node) -> list[Stmt] | None:
     if a in fn.own_line and fn.name_of(n) != name:  # the array takes n's name first
         bottom = spine[-1]
         if not OPS[bottom.op].augmented and OPS[bottom.op].scales is None:  # `np.exp(t, out=t)`
-            step = _step(fn, bottom, a, name)
+            # (the first statement: its operands are evaluated before it writes into `name`)
+            step = _step(fn, bottom, a, name, first=not lines)
             if step is None or len(spine) == 1:
                 return [Assign(fn.name_of(n), step.value)] if step else None
             lines.append(Assign(fn.name_of(n), step.value))
@@ -414,10 +422,14 @@ def _chain(fn: Lowering, n: Node, a: Node, spine, name: str, bound: dict) -> lis
     return None if more is None else [Assign(name, fn.code(a, bound=bound)), *more]
 
 
-def _step(fn: Lowering, n: Node, a: Node, name: str, done: dict | None = None) -> Stmt | None:
+def _step(
+    fn: Lowering, n: Node, a: Node, name: str, done: dict | None = None, first: bool = False
+) -> Stmt | None:
     """n worked out in the array `name` holds, where a's value is (`done` names the values of
-    the steps before): `name op= other`, or a ufunc of a with `out=name`; None where n's code
-    has no such form."""
+    the steps before): `name op= other`, or a ufunc of a with `out=name`, whose other operands
+    are names and numbers unless it is the `first` statement of the line (`ds = _add_along(t,
+    y, -(t @ ones), out=t)`: they are evaluated before it writes); None where n's code has no
+    such form."""
     augmented = OPS[n.op].augmented
     if OPS[n.op].scales is not None and n.dtype == "float":  # (-a: `a *= -1`)
         if OPS[n.op].scales == -1 and not fn.printer.functional:
@@ -432,12 +444,12 @@ def _step(fn: Lowering, n: Node, a: Node, name: str, done: dict | None = None) -
         call = array(REVERSED[augmented], b, Name(name), ufunc=True)
         return Eval(Call(call.fn, call.args, (("out", Name(name)),), True))
     e = fn.expression(n, bound=done)
-    first = Name(done[a] if done and a in done else fn.name_of(a))
+    operand = Name(done[a] if done and a in done else fn.name_of(a))
     if not (
         isinstance(e, Call)
         and e.ufunc  # (not on plain numbers: `math.exp(t)`)
-        and e.args[0] == first
-        and all(map(fn.printer.plain, e.parts()[2:]))
+        and e.args[0] == operand
+        and (first or all(map(fn.printer.plain, e.parts()[2:])))
     ):
         return None
     return Eval(Call(e.fn, e.args, e.kwargs + (("out", Name(name)),), e.ufunc))

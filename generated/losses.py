@@ -200,12 +200,14 @@ def _ties_halved(g, a, b, out=None):
     return np.multiply(out, 0.5, out=out, where=a == b)
 
 
-def _add_along(a, idx, g):
+def _add_along(a, idx, g, out=None):
     """a plus g[...] at idx[...] along the last axis (take_along's adjoint added to a
-    gradient), in a copy of a: one element written per index, where `a + (idx[:, None] %
-    C == np.arange(C)) * g[:, None]` makes a mask and a product of a's size and adds them.
-    A negative index counts from the end, as in np.take_along_axis."""
-    out = a.copy()
+    gradient), in a copy of a, or in a itself where `out` is a (the caller reads a for the
+    last time): one element written per index, where `a + (idx[:, None] % C ==
+    np.arange(C)) * g[:, None]` makes a mask and a product of a's size and adds them. A
+    negative index counts from the end, as in np.take_along_axis."""
+    if out is None:
+        out = a.copy()
     if idx.ndim == 1:  # (np.indices takes 2 us a call more)
         out[np.arange(len(idx)), idx] += g
     else:
@@ -373,7 +375,7 @@ def svm_loss_backward(dout, cache):
     # margins = maximum(0, x - reshape(correct, (N, 1)) + 1)
     t_2 = _ties_halved(dmargins, t, 0, out=dmargins)
     # correct = take_along(x, y)
-    dx = _add_along(t_2, y, -t_2.sum(axis=1))
+    dx = _add_along(t_2, y, -t_2.sum(axis=1), out=t_2)
     return SvmLossGrads(dx)
 
 
@@ -391,5 +393,5 @@ def svm_loss_grad(x, y):
     # margins = maximum(0, x - reshape(correct, (N, 1)) + 1)
     t_2 = _ties_halved(dmargins, t, 0, out=dmargins)
     # correct = take_along(x, y)
-    dx = _add_along(t_2, y, -t_2.sum(axis=1))
+    dx = _add_along(t_2, y, -t_2.sum(axis=1), out=t_2)
     return loss, SvmLossGrads(dx)

@@ -426,6 +426,41 @@ def test_a_clip_multiplies_its_gradient_by_one_mask():
     np.testing.assert_array_equal(dx, [0, 2, 3, 4, 5, 0, 0])
 
 
+def test_a_multiclass_svm_loss_scatters_into_its_gradient():
+    """CS231n's SVM loss: the gradient's row sums are scattered to the labels in the gradient's
+    own array (`_add_along(t, y, ..., out=t)`), read there for the last time, where a copy made
+    a fourth array of the scores' size at the peak (beside the margins before and after the
+    maximum, which the function holds to its end under their names)."""
+    import tracemalloc
+
+    from bpc import compile_source
+
+    source = """graph f(s: [N, C], y: int[N]) -> loss wrt s {
+    m = maximum(0, s - reshape(take_along(s, y), (N, 1)) + 1)
+    loss = (sum(m) - N) / N
+}
+"""
+    text = compile_source(source, "f.bp")
+    assert ", out=t" in text.split("def f_grad")[1]
+    module = module_from_text(text, "bpc_in_place_svm")
+    rng = np.random.default_rng(0)
+    s, y = rng.standard_normal((500, 100)), rng.integers(-100, 100, 500)
+    module.f_grad(s, y)  # (a first call checks its arguments)
+    tracemalloc.start()
+    try:
+        loss, (ds,) = module.f_grad(s, y)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 3.2 * s.nbytes  # (t, m and the gradient; no copy of the gradient)
+    rows = np.arange(500)
+    margins = np.maximum(0, s - s[rows, y][:, None] + 1)
+    np.testing.assert_allclose(loss, (margins.sum() - 500) / 500, rtol=1e-12)
+    want = (margins > 0) / 500.0
+    want[rows, y] -= want.sum(axis=1)
+    np.testing.assert_allclose(ds, want, rtol=1e-12, atol=1e-15)
+
+
 def test_a_loop_fills_its_stacks_in_place():
     """A value a loop body writes to a slot is made in that slot (`out=`), the slot write left
     out: a carried cell state whose first statement reads the old one (`c =

@@ -2277,6 +2277,8 @@ def test_negation_into_a_constant():
     half = make("div", 0.5, make("maximum", n_, 1))
     hinge = make("neg", make("mul", make("mul", half, x), y))
     assert rewrites(rule, hinge) == "mul(mul(div(-0.5, maximum(n, 1)), x), y)"
+    # alone, on the left, it stays: `-(t @ ones)` would no longer read the scaled t it shares
+    assert leaves_alone(rule, make("neg", make("mul", half, x)))
     assert leaves_alone(rule, make("neg", make("mul", make("div", x, n_), y)))
 
 

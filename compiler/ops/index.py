@@ -35,10 +35,13 @@ from ..dims import Dim, negative, nonnegative, product, show_shape
 from ..expr import (
     ALL,
     ELLIPSIS,
+    HELPER,
     NONE,
     Attr,
     BinOp,
+    Call,
     Lit,
+    Ref,
     Size,
     Slice,
     Subscript,
@@ -520,9 +523,11 @@ def _add_along_jvp(t, y, a, idx, g):
 register(
     "add_along",
     _add_along_type,
-    lambda at, a, idx, g: helper("_add_along", a, idx, g),
+    # (`out=` a: the array of a value read for the last time, as a ufunc's `out=`)
+    lambda at, a, idx, g: Call(Ref(HELPER, "_add_along"), (a, idx, g), (), True),
     lambda gy, y, a, idx, g: (gy, None, make("take_along", gy, idx)),
     jvp=_add_along_jvp,
+    ufunc=True,
     doc="a plus g[...] at idx[...] along the last axis: take_along's adjoint added to a "
     "gradient (`a + scatter_along(idx, g)`)",
     flops=lambda y, a, idx, g: product(idx.shape),

@@ -1171,7 +1171,10 @@ def negation_into_a_constant(n: Node) -> Node | None:
     return negated if negated is not None and _same_type(negated, n) else None
 
 
-def _with_negated_constant(x: Node) -> Node | None:
+def _with_negated_constant(x: Node, nested: bool = False) -> Node | None:
+    """x with the sign in one of its numbers; a computed number on the left (`(0.5 / N) * m`)
+    only `nested`, under a factor more: `-((0.5 / N) * m)` alone is more often shared as it
+    is (`t *= 0.5 / N`, then both `t` and `-(t @ ones)` read it), which the sign would split."""
     if x.op != "mul" and x.op != "div":
         return None
     first = x.args[0]
@@ -1181,11 +1184,11 @@ def _with_negated_constant(x: Node) -> Node | None:
         return make("mul", const(-first.attr("value")), x.args[1])
     last = x.args[1]
     if x.op == "mul":
-        for i, s in enumerate(x.args):  # (`(0.5 / N) * m`, `m * (1 / N)`)
+        for i, s in enumerate(x.args if nested else (last,)):  # (`m * (1 / N)`)
             negated = _negated_number(s) if _computed_number(s) and s.op != "const" else None
             if negated is not None:
-                return make("mul", *(negated, last) if i == 0 else (first, negated))
-    inner = _with_negated_constant(first)
+                return make("mul", *(negated, last) if i == 0 and nested else (first, negated))
+    inner = _with_negated_constant(first, nested=x.op == "mul")
     return None if inner is None else make(x.op, inner, x.args[1])
 
 
