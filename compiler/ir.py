@@ -193,8 +193,9 @@ class OpDef:
       (False for leaves and einsum, which may return a view of an operand; views are `view`).
     - `augmented`: the operator of its augmented assignment (`+` for add: `a += b` works in the
       array of `a`); with `commutes`, in the array of either argument.
-    - `ufunc`: its NumPy form is a ufunc of its first argument that takes `out=`, so it may work
-      in that argument's array (`np.exp(a, out=a)`).
+    - `ufunc`: its NumPy form takes `out=` for its first argument, so it may work in that
+      argument's array: a ufunc (`np.exp(a, out=a)`), or a helper of the argument's shape
+      (`_add_along(a, idx, g, out=a)`).
     - `scales`: the number it multiplies its one argument by, so that it may work in that
       argument's array as `a *= scales` (neg: `a *= -1`, in NumPy `np.negative(a, out=a)`).
     - `fold(*values)`: its value on Python numbers, for constant folding (None: never folded).

@@ -21,7 +21,8 @@ def test_facts_agree(name):
     if op.read_only:
         assert op.view is True, "a read-only result is a view"
     if op.augmented or op.ufunc:
-        assert op.elementwise and op.fresh, "only new elementwise arrays are worked in place"
+        assert op.fresh, "only new arrays are worked in place"
+        assert op.elementwise or not op.augmented, "`a op= b` is elementwise"
         assert not (op.augmented and op.ufunc)
     if op.commutes:
         assert op.augmented
@@ -45,6 +46,8 @@ def test_in_place_forms():
         n for n, op in OPS.items() if op.ufunc
     }
     assert not OPS["softplus"].ufunc, "a composite: its expansion's operations work in place"
+    # (a helper that takes `out=` for its first operand, of the result's shape)
+    assert {n for n, op in OPS.items() if op.ufunc and not op.elementwise} == {"add_along"}
 
 
 def test_folds_compute_what_the_operations_do():
