@@ -194,10 +194,14 @@ def _labels(labels, classes, where):
 def _ties_halved(g, a, b, out=None):
     """g where a > b, half of g where a == b, 0 elsewhere: maximum(a, b)'s gradient for a
     (minimum's for b), into `out` where given (g's own array). g times the mask a >= b, then
-    halved where a == b (`where=`): four passes and no float array but the result, where
-    `g * (a > b) + g / 2 * (a == b)` takes six passes and a float array more."""
+    halved where a == b (`where=`) if any tie at all: three passes where there is none, the
+    case of almost every call, and no float array but the result, where `g * (a > b) + g / 2
+    * (a == b)` takes six passes and a float array more."""
     out = np.multiply(g, a >= b, out=out)
-    return np.multiply(out, 0.5, out=out, where=a == b)
+    ties = a == b
+    if ties.any():
+        np.multiply(out, 0.5, out=out, where=ties)
+    return out
 
 
 def _add_along(a, idx, g, out=None):
