@@ -227,7 +227,7 @@ class Seed(Case):
         def hand(W, x):
             q = W @ x
             dq = 2 * q
-            return q @ q, np.outer(dq, x), W.T @ dq
+            return q.dot(q), np.outer(dq, x), W.T @ dq
 
         def ours(W, x):
             f, grads = m.seed_grad(W, x)
@@ -256,7 +256,7 @@ class Seed(Case):
     def forwards(self, n):
         def hand(W, x):
             q = W @ x
-            return q @ q
+            return q.dot(q)
 
         return self.forwards_beside(n, hand)
 

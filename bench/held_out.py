@@ -23,7 +23,7 @@ def mse(x, y):
     """loss = mean((x - y)**2); dx = 2 (x - y) / n, in the difference's array."""
     n = x.shape[0]
     d = x - y
-    loss = np.dot(d, d) / n
+    loss = d.dot(d) / n
     d *= 2 / n
     return loss, d
 
@@ -33,7 +33,7 @@ def l1(x, y):
     n = x.shape[0]
     d = x - y
     s = np.sign(d)
-    loss = np.dot(s, d) / n
+    loss = s.dot(d) / n
     s *= 1 / n
     return loss, s
 

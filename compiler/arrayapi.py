@@ -198,6 +198,8 @@ def _standard(e: Call) -> Expr:
     if fn.__class__ is Attr and fn.name in METHODS:
         args = [_dtype(a) for a in e.args] if fn.name == "astype" else list(e.args)
         return Call(Ref(ARRAY, fn.name), (fn.obj, *args), e.kwargs)
+    if fn.__class__ is Attr and fn.name == "dot":  # (of two vectors: the standard's matmul)
+        return BinOp("@", fn.obj, *e.args)
     if fn.__class__ is Attr and fn.name == "copy":  # (no array is written: a copy is moot)
         return fn.obj
     if fn.__class__ is Attr and fn.name == "type":  # `x.dtype.type(2.5)`

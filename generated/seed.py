@@ -223,7 +223,7 @@ def seed(W, x):
     """f [] = seed(W [n, m], x [m]): the forward pass alone."""
     n, m = _seed_sizes(W, x)
     q = W @ x
-    f = q @ q
+    f = q.dot(q)
     return f
 
 
@@ -231,7 +231,7 @@ def seed_forward(W, x):
     """f [] = seed(W [n, m], x [m]), and the cache that seed_backward needs."""
     n, m = _seed_sizes(W, x)
     q = W @ x
-    f = q @ q
+    f = q.dot(q)
     cache = SeedCache((W, x, q))
     return f, cache
 
@@ -252,7 +252,7 @@ def seed_grad(W, x):
     """f = seed(W [n, m], x [m]) and its gradients with respect to W, x."""
     n, m = _seed_sizes(W, x)
     q = W @ x
-    f = q @ q
+    f = q.dot(q)
     # f = sum(q * q)
     dq = 2 * q
     # q = W @ x

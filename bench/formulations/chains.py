@@ -4,8 +4,9 @@ log-likelihood of a regression that predicts its own variance, the binary cross-
 and the Huber loss.
 
 As in activations.py, the references use exp-based sigmoids, fold every constant into one step,
-and write in place into at most three large arrays; a loss's sums are dots (BLAS) or reductions
-of arrays the gradient needs anyway.
+and write in place into at most three large arrays; a loss's sums are dots (BLAS, as methods:
+`d.dot(w)` takes 0.2-0.4 us a call less than `np.dot(d, w)` or `d @ w` here) or reductions of
+arrays the gradient needs anyway.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def gaussian_nll(x, mu, logvar):
     w = np.negative(logvar)
     np.exp(w, out=w)
     w *= d  # r = (x - mu) exp(-logvar)
-    loss = (logvar.sum() + np.dot(d, w)) * (0.5 / n)
+    loss = (logvar.sum() + d.dot(w)) * (0.5 / n)
     d *= w
     d *= -0.5 / n
     d += 0.5 / n  # dlogvar
@@ -92,7 +93,7 @@ def huber(x, y):
     n = x.shape[0]
     d = x - y
     c = np.clip(d, -1, 1)
-    loss = (np.dot(c, d) - 0.5 * np.dot(c, c)) / n
+    loss = (c.dot(d) - 0.5 * c.dot(c)) / n
     c *= 1 / n
     return loss, c
 
@@ -104,7 +105,7 @@ def bce_logits(z, y):
     mean needs): NumPy's float32 log1p is 4 times slower than its log."""
     n = z.shape[0]
     a = np.abs(z)
-    total = 0.5 * (z.sum() + a.sum()) - np.dot(z, y)
+    total = 0.5 * (z.sum() + a.sum()) - z.dot(y)
     np.negative(a, out=a)
     np.exp(a, out=a)
     dz = a + 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from ..dims import Dim, product, show_shape
-from ..expr import ALL, NONE, Attr, BinOp, Lit, Subscript, Tuple, array
+from ..expr import ALL, NONE, Attr, BinOp, Lit, Subscript, Tuple, array, method
 from ..ir import REQUIRED, Node, ShapeError, Type, make
 from . import (
     broadcast,
@@ -323,8 +323,8 @@ def _vdot_type(a: Type, b: Type) -> Type:
 
 
 def _vdot_emit(at, a, b):
-    if at.node.args[0].ndim == 1:
-        return BinOp("@", a, b)
+    if at.node.args[0].ndim == 1:  # (the method: 0.2-0.4 us a call less than np.dot or `@`)
+        return method(a, "dot", b)
     return array("vdot", a, b)
 
 

@@ -351,7 +351,7 @@ def scaled(Q, K):
     a *= 0.1
     a_1 -= a
     t_2 = a_1.T.reshape((T * T,))
-    z = t_2 @ t_2 / (T * T)
+    z = t_2.dot(t_2) / (T * T)
     return z
 
 
@@ -366,7 +366,7 @@ def scaled_forward(Q, K):
     a *= 0.1
     a_1 -= a
     t_2 = a_1.T.reshape((T * T,))
-    z = t_2 @ t_2 / (T * T)
+    z = t_2.dot(t_2) / (T * T)
     cache = ScaledCache((Q, K, t, t_1, t_2, T))
     return z, cache
 
@@ -400,7 +400,7 @@ def scaled_grad(Q, K):
     a *= 0.1
     a_1 -= a
     t_2 = a_1.T.reshape((T * T,))
-    z = t_2 @ t_2 / (T * T)
+    z = t_2.dot(t_2) / (T * T)
     # z = mean(reshape(transpose(a, (1, 0)), (T * T,)) ** 2)
     da = (2 / max(T * T, 1) * t_2).reshape((T, T)).T
     # a = a * (a > 0) - 0.1 * a
@@ -460,7 +460,7 @@ def power(x, p):
     t = np.maximum(x, 0)
     t += 1
     t_1 /= t
-    out = (t_2**p).sum() + (1 / x).sum() - x @ x + t_1.sum()
+    out = (t_2**p).sum() + (1 / x).sum() - x.dot(x) + t_1.sum()
     return out
 
 
@@ -472,7 +472,7 @@ def power_forward(x, p):
     t_2 = np.maximum(x, 0)
     t_3 = 1 + t_2
     t_4 = t_1 / t_3
-    out = (t**p).sum() + (1 / x).sum() - x @ x + t_4.sum()
+    out = (t**p).sum() + (1 / x).sum() - x.dot(x) + t_4.sum()
     t_5 = t_2 > 0
     cache = PowerCache((x, p, t, t_1, t_3, t_4, t_5))
     return out, cache
@@ -507,7 +507,7 @@ def power_grad(x, p):
     t_2 = np.maximum(x, 0)
     t_3 = 1 + t_2
     t_4 = t_1 / t_3
-    out = (t**p).sum() + (1 / x).sum() - x @ x + t_4.sum()
+    out = (t**p).sum() + (1 / x).sum() - x.dot(x) + t_4.sum()
     # out = sum(exp(x) ** p + x ** -1 + -x**2 + sigmoid(x) / (1 + relu(x)))
     dx = t_4
     np.subtract(1, t_1, out=t_1)

@@ -891,7 +891,7 @@ def differences(x):
         t_1 = x[:, t]
         t_2 = t - 1
         t_3 = x[:, t_2]
-        total_1 = total_1 + t_1 @ t_3
+        total_1 = total_1 + t_1.dot(t_3)
         t_4 = t_1 - t_3
         d[:, t_2] = t_4
     total = np.copy(total_1)
@@ -907,7 +907,7 @@ def differences_forward(x):
         t_1 = x[:, t]
         t_2 = t - 1
         t_3 = x[:, t_2]
-        total_1 = total_1 + t_1 @ t_3
+        total_1 = total_1 + t_1.dot(t_3)
         t_4 = t_1 - t_3
         d[:, t_2] = t_4
     total = np.copy(total_1)

@@ -300,7 +300,7 @@ def seed(W, x):
     """f [] = seed(W [n, m], x [m]): the forward pass alone."""
     n, m = _seed_sizes(W, x)
     q = W @ x
-    f = q @ q
+    f = q.dot(q)
     return f
 
 
@@ -308,7 +308,7 @@ def seed_forward(W, x):
     """f [] = seed(W [n, m], x [m]), and the cache that seed_backward needs."""
     n, m = _seed_sizes(W, x)
     q = W @ x
-    f = q @ q
+    f = q.dot(q)
     cache = SeedCache((W, x, q))
     return f, cache
 
@@ -329,7 +329,7 @@ def seed_grad(W, x):
     """f = seed(W [n, m], x [m]) and its gradients with respect to W, x."""
     n, m = _seed_sizes(W, x)
     q = W @ x
-    f = q @ q
+    f = q.dot(q)
     # f = sum(q * q)
     dq = 2 * q
     # q = W @ x
@@ -385,8 +385,8 @@ def seed_jvp(W, x, W_dot, x_dot):
     q = W @ x
     q_dot = W_dot @ x
     q_dot += W @ x_dot
-    f = q @ q
-    f_dot = 2 * (q_dot @ q)
+    f = q.dot(q)
+    f_dot = 2 * q_dot.dot(q)
     return f, f_dot
 
 
@@ -501,11 +501,12 @@ def logistic(X, y, w, reg):
     """loss [] = logistic(X [N, D], y [N], w [D], reg []): the forward pass alone."""
     N, D = _logistic_sizes(X, y, w, reg)
     z = X @ w
-    t = y @ z
+    t = y.dot(z)
     e = np.abs(z)
     np.negative(e, out=e)
     np.exp(e, out=e)
-    loss = (np.maximum(z, 0).sum() + _log1p_unit(e).sum() - t) / N + 0.5 * reg * (w @ w)
+    t_1 = (np.maximum(z, 0).sum() + _log1p_unit(e).sum() - t) / N
+    loss = t_1 + 0.5 * reg * w.dot(w)
     return loss
 
 
@@ -513,11 +514,12 @@ def logistic_forward(X, y, w, reg):
     """loss [] = logistic(X [N, D], y [N], w [D], reg []), and the cache that logistic_backward needs."""
     N, D = _logistic_sizes(X, y, w, reg)
     z = X @ w
-    t = y @ z
+    t = y.dot(z)
     e = np.abs(z)
     np.negative(e, out=e)
     np.exp(e, out=e)
-    loss = (np.maximum(z, 0).sum() + _log1p_unit(e).sum() - t) / N + 0.5 * reg * (w @ w)
+    t_1 = (np.maximum(z, 0).sum() + _log1p_unit(e).sum() - t) / N
+    loss = t_1 + 0.5 * reg * w.dot(w)
     dz_factor = (z >= 0).astype(e.dtype)
     np.maximum(dz_factor, e, out=dz_factor)
     e += 1
@@ -543,11 +545,12 @@ def logistic_grad(X, y, w, reg):
     """loss = logistic(X [N, D], y [N], w [D], reg []) and its gradients with respect to w."""
     N, D = _logistic_sizes(X, y, w, reg)
     z = X @ w
-    t = y @ z
+    t = y.dot(z)
     e = np.abs(z)
     np.negative(e, out=e)
     np.exp(e, out=e)
-    loss = (np.maximum(z, 0).sum() + _log1p_unit(e).sum() - t) / N + 0.5 * reg * (w @ w)
+    t_1 = (np.maximum(z, 0).sum() + _log1p_unit(e).sum() - t) / N
+    loss = t_1 + 0.5 * reg * w.dot(w)
     # loss = mean(softplus(z) - y * z) + 0.5 * reg * sum(w * w)
     dz = (z >= 0).astype(e.dtype)
     np.maximum(dz, e, out=dz)
@@ -611,13 +614,14 @@ def logistic_jvp(X, y, w, reg, w_dot):
     N, D = _logistic_jvp_sizes(X, y, w, reg, w_dot)
     z = X @ w
     z_dot = X @ w_dot
-    t = y @ z
+    t = y.dot(z)
     e = np.abs(z)
     np.negative(e, out=e)
     np.exp(e, out=e)
-    t_1 = z_dot @ (np.maximum((z >= 0).astype(e.dtype), e) / (1 + e) - y) / N
-    loss = (np.maximum(z, 0).sum() + _log1p_unit(e).sum() - t) / N + 0.5 * reg * (w @ w)
-    loss_dot = t_1 + w_dot @ w * reg
+    t_1 = z_dot.dot(np.maximum((z >= 0).astype(e.dtype), e) / (1 + e) - y) / N
+    t_2 = (np.maximum(z, 0).sum() + _log1p_unit(e).sum() - t) / N
+    loss = t_2 + 0.5 * reg * w.dot(w)
+    loss_dot = t_1 + w_dot.dot(w) * reg
     return loss, loss_dot
 
 
