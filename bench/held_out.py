@@ -154,14 +154,15 @@ def l2_normalize(x, dout):
 
 
 def hinge(z, y):
-    """loss = mean(max(0, 1 - y z)) for labels y of +-1; dz = -y / n where the margin is
-    positive."""
+    """loss = mean(max(0, 1 - y z)) for labels y of +-1, the dot of the margins with their mask
+    (faster than a maximum then a sum, but at 10**6 in float64); dz = -y / n where the margin
+    is positive."""
     n = z.shape[0]
     m = z * y
     np.subtract(1, m, out=m)
-    np.maximum(m, 0, out=m)
-    loss = m.sum() / n
-    dz = np.multiply(y, m > 0, dtype=z.dtype)
+    mask = m > 0
+    loss = m.dot(mask) / n
+    dz = np.multiply(y, mask, dtype=z.dtype)
     dz *= -1 / n
     return loss, dz
 
