@@ -190,9 +190,10 @@ def builtin(name: str, *args: Expr, **kwargs: Expr) -> Call:
     return Call(Ref(LOCAL, name), args, tuple(kwargs.items()))
 
 
-def helper(name: str, *args: Expr) -> Call:
-    """A function the module defines from a template when its code calls it (`_labels`)."""
-    return Call(Ref(HELPER, name), args)
+def helper(name: str, *args: Expr, ufunc: bool = False, **kwargs: Expr) -> Call:
+    """A function the module defines from a template when its code calls it (`_labels`); with
+    `ufunc`, one that takes `out=` for its first argument, as a ufunc does (`_sigmoid`)."""
+    return Call(Ref(HELPER, name), args, tuple(kwargs.items()), ufunc)
 
 
 def method(obj: Expr, name: str, *args: Expr, **kwargs: Expr) -> Call:

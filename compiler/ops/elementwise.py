@@ -7,10 +7,8 @@ import operator
 import struct
 
 from ..expr import (
-    HELPER,
     LOCAL,
     BinOp,
-    Call,
     Cond,
     Lit,
     Ref,
@@ -186,7 +184,7 @@ unary(
 # error: near 0 not within a few ulp of the value, as np.tanh is). Its gradient is tanh's.
 unary(
     "fast_tanh",
-    lambda x: Call(Ref(HELPER, "_fast_tanh"), (x,), (), True),
+    lambda x: helper("_fast_tanh", x, ufunc=True),
     lambda g, y, x: (g * (1 - y * y),),
     math_fn="tanh",
     doc="tanh(x) as 2 / (1 + exp(-2x)) - 1, within 2 ulp of 1 (`bpc compile --fast-math`)",
@@ -227,7 +225,7 @@ def _sigmoid_adjoint(g, y, x):
 # and the tanh form gives 0 below x = -37).
 unary(
     "sigmoid",
-    lambda x: Call(Ref(HELPER, "_sigmoid"), (x,), (), True),
+    lambda x: helper("_sigmoid", x, ufunc=True),
     _sigmoid_adjoint,
     math_fn=_sigmoid_number,
     doc="logistic, 1 / (1 + exp(-x)), computed without a warning where exp(-x) overflows",
@@ -241,7 +239,7 @@ unary(
 # `_sigmoid(-1.702 * x, minus=True)`, one pass fewer).
 unary(
     "sigmoid_of_minus",
-    lambda x: Call(Ref(HELPER, "_sigmoid"), (x,), (("minus", Lit(True)),), True),
+    lambda x: helper("_sigmoid", x, ufunc=True, minus=Lit(True)),
     lambda g, y, x: (-(g * y * (1 - y)),),
     math_fn=lambda x: _sigmoid_number(Unary("-", x)),
     doc="the logistic function of -x, 1 / (1 + exp(x)), computed without a warning where "
@@ -268,7 +266,7 @@ def _log1p_kernel(x: Node):
     error of 1 + x, which NumPy vectorizes where its float32 log1p is not, at half the time
     (`python bench/kernels.py --only softplus`, docs/performance.md, "Kernels")."""
     if x.op == "exp" and x.args[0].op == "neg" and x.args[0].args[0].op == "abs":
-        return lambda e: Call(Ref(HELPER, "_log1p_unit"), (e,), (), True)
+        return lambda e: helper("_log1p_unit", e, ufunc=True)
     return None
 
 
@@ -560,7 +558,7 @@ for _name, _symbol in [
 register(
     "ties_halved",
     lambda g, a, b: _elementwise_type(g, a, b, dtype="float"),
-    lambda at, g, a, b: Call(Ref(HELPER, "_ties_halved"), (g, a, b), (), True),
+    lambda at, g, a, b: helper("_ties_halved", g, a, b, ufunc=True),
     lambda d, y, g, a, b: (_halved_ties(d, y, a, b), None, None),
     jvp=lambda t, y, g, a, b: None if t[0] is None else _halved_ties(t[0], y, a, b),
     elementwise=True,

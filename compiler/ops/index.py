@@ -35,13 +35,10 @@ from ..dims import Dim, negative, nonnegative, product, show_shape
 from ..expr import (
     ALL,
     ELLIPSIS,
-    HELPER,
     NONE,
     Attr,
     BinOp,
-    Call,
     Lit,
-    Ref,
     Size,
     Slice,
     Subscript,
@@ -524,7 +521,7 @@ register(
     "add_along",
     _add_along_type,
     # (`out=` a: the array of a value read for the last time, as a ufunc's `out=`)
-    lambda at, a, idx, g: Call(Ref(HELPER, "_add_along"), (a, idx, g), (), True),
+    lambda at, a, idx, g: helper("_add_along", a, idx, g, ufunc=True),
     lambda gy, y, a, idx, g: (gy, None, make("take_along", gy, idx)),
     jvp=_add_along_jvp,
     ufunc=True,

@@ -1183,18 +1183,20 @@ def _with_negated_constant(x: Node, nested: bool = False) -> Node | None:
             return None
         return make("mul", const(-first.attr("value")), x.args[1])
     last = x.args[1]
-    if x.op == "mul":
-        for i, s in enumerate(x.args if nested else (last,)):  # (`m * (1 / N)`)
-            negated = _negated_number(s) if _computed_number(s) and s.op != "const" else None
-            if negated is not None:
-                return make("mul", *(negated, last) if i == 0 and nested else (first, negated))
+    if x.op == "mul" and _negated_computed(last) is not None:  # (`m * (1 / N)`)
+        return make("mul", first, _negated_computed(last))
+    if x.op == "mul" and nested and _negated_computed(first) is not None:  # (`(0.5 / N) * m`)
+        return make("mul", _negated_computed(first), last)
     inner = _with_negated_constant(first, nested=x.op == "mul")
     return None if inner is None else make(x.op, inner, x.args[1])
 
 
-def _computed_number(s: Node) -> bool:
-    """A float number that the code computes from constants and sizes (`0.5 / max(N, 1)`)."""
-    return s.type.static and not s.ndim and s.dtype == "float"
+def _negated_computed(s: Node) -> Node | None:
+    """-s for a float number s that the code computes from constants and sizes (`0.5 /
+    max(N, 1)`, not a constant itself); None for any other s."""
+    if s.op == "const" or not (s.type.static and not s.ndim and s.dtype == "float"):
+        return None
+    return _negated_number(s)
 
 
 def _negated_number(s: Node) -> Node | None:
